@@ -1,0 +1,60 @@
+"""The per-request context every pipeline stage reads and fills in."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from .config import Backend, GatewayConfig, Model, VirtualKey
+from .openai_api import Endpoint, Usage
+from .protocol import Reply
+
+
+class Call:
+    """One HTTP request through the gateway, from request headers to the last body chunk."""
+
+    __slots__ = (
+        "config", "started", "request_id", "method", "path", "endpoint", "headers",
+        "key", "raw_body", "body", "body_changed", "model_name", "model", "backend", "stream",
+        "client_wants_usage", "status", "response_streamed", "usage", "generated",
+        "first_byte_at", "ended_at", "outcome", "error_code", "reply", "sse", "stage_state",
+        "finished",
+    )
+
+    def __init__(self, config: GatewayConfig) -> None:
+        self.config = config                 # the snapshot this request runs on, reloads or not
+        self.started = time.perf_counter()
+        self.request_id = ""
+        self.method = ""
+        self.path = ""
+        self.endpoint: Endpoint | None = None
+        self.headers: dict[str, str] = {}
+        self.key: VirtualKey | None = None
+        self.raw_body = b""
+        self.body: dict[str, Any] | None = None
+        self.body_changed = False            # a stage edited `body`; Route re-serializes it
+        self.model_name = ""                 # as the client asked
+        self.model: Model | None = None
+        self.backend: Backend | None = None  # the backend that served (or was chosen)
+        self.stream = False
+        self.client_wants_usage = False
+        self.status = 0                      # HTTP status sent to the client
+        self.response_streamed = False
+        self.usage: Usage | None = None
+        self.generated: list[str] = []       # streamed output text, for estimating usage
+        self.first_byte_at: float | None = None
+        self.ended_at: float | None = None
+        self.outcome = "pending"             # ok | refused | upstream_error | cancelled
+        self.error_code: str | None = None
+        self.reply = Reply()
+        self.sse = None
+        self.stage_state: dict[str, Any] = {}
+        self.finished = False
+
+    @property
+    def team(self) -> str:
+        return self.key.team if self.key else ""
+
+    def new_reply(self) -> Reply:
+        self.reply = Reply()
+        return self.reply

@@ -1,0 +1,161 @@
+"""The `extproc` command: up, serve, mock-provider, check (see shared/spec/contract.md)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+import yaml
+
+from . import envoy_config
+from .config import load_config
+from .yamlread import ConfigError
+
+DEFAULT_STATE_DIR = Path(os.environ.get("XDG_STATE_HOME", Path.home() / ".local" / "state")) / "llm-gateway"
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="extproc", description="LLM gateway ext_proc service.")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    up = commands.add_parser("up", help="run the quickstart: Envoy, workers and mock provider")
+    up.add_argument("--config", help="filter config (default: the shipped quickstart)")
+    up.add_argument("--envoy", help="Envoy config (default: the shipped quickstart)")
+    up.add_argument("--state-dir", default=str(DEFAULT_STATE_DIR),
+                    help=f"where budgets and spend are kept (default: {DEFAULT_STATE_DIR})")
+    up.add_argument("--workers", type=int, help="ext_proc worker processes (default: one per core)")
+    up.add_argument("--fixtures", help="folder of recorded responses the mock may replay")
+
+    serve = commands.add_parser("serve", help="only the ext_proc service (beside Envoy)")
+    serve.add_argument("--config", required=True)
+    serve.add_argument("--workers", type=int)
+
+    mock = commands.add_parser("mock-provider", help="the OpenAI-compatible mock upstream")
+    mock.add_argument("--port", type=int, default=10101)
+    mock.add_argument("--host", default="127.0.0.1")
+    mock.add_argument("--api-key", help="require this key (default: accept any)")
+    mock.add_argument("--config", help="a filter config whose mock_provider section to serve")
+    mock.add_argument("--fixtures", help="folder of recorded responses (x-mock-replay)")
+
+    check = commands.add_parser("check", help="validate a filter config (and its Envoy config)")
+    check.add_argument("--config", required=True)
+    check.add_argument("--envoy", help="the Envoy config it runs with")
+
+    worker = commands.add_parser("worker", help=argparse.SUPPRESS)
+    worker.add_argument("--config", required=True)
+    worker.add_argument("--address", required=True)
+
+    args = parser.parse_args(argv)
+    sys.exit(_COMMANDS[args.command](args))
+
+
+def _load_or_report(path: str):
+    try:
+        return load_config(path)
+    except ConfigError as error:
+        for line in error.problems:
+            print(line, file=sys.stderr)
+        return None
+
+
+def cmd_up(args) -> int:
+    from .supervisor import Supervisor, new_run_dir
+    config_path = args.config or envoy_config.shipped("config/quickstart.yaml")
+    config = _load_or_report(config_path)
+    if config is None:
+        return 2
+    Path(args.state_dir).mkdir(parents=True, exist_ok=True)
+    os.environ["LLMGW_STATE_DIR"] = args.state_dir
+    supervisor = Supervisor(config, envoy_path=args.envoy or envoy_config.shipped("envoy/quickstart.yaml"),
+                            run_dir=new_run_dir(), workers=args.workers, fixtures=args.fixtures)
+    try:
+        supervisor.start()
+    except RuntimeError as error:
+        print(f"extproc up: {error}", file=sys.stderr)
+        supervisor.stop(grace=2)
+        return 1
+    _print_banner(config, supervisor)
+    return supervisor.run_forever()
+
+
+def _print_banner(config, supervisor) -> None:
+    listener = envoy_config.load(supervisor.envoy_path)["static_resources"]["listeners"][0]
+    address = listener["address"]["socket_address"]
+    base = f"http://{address['address']}:{address['port_value']}/v1"
+    print(f"LLM gateway is up ({supervisor.worker_count} ext_proc workers, config {config.version})")
+    print(f"  OpenAI-compatible endpoint: {base}")
+    print(f"  ext_proc admin:             http://{config.server.admin_address}  (/metrics /healthz /readyz)")
+    print(f"  Envoy admin:                {supervisor.envoy_admin}")
+    demo = _demo_keys(config.path)
+    if demo:
+        print("  Demo keys (plain text in the quickstart config, demo only):")
+        for key, team, models in demo:
+            print(f"    {key:<16} team {team:<10} models {models}")
+    print(f"Try: curl {base}/chat/completions -H 'Authorization: Bearer {demo[0][0] if demo else '<key>'}' "
+          "-H 'content-type: application/json' "
+          "-d '{\"model\":\"gpt-4o-mini\",\"messages\":[{\"role\":\"user\",\"content\":\"Hello!\"}]}'")
+    print("Ctrl-C stops everything.", flush=True)
+
+
+def _demo_keys(path: str) -> list[tuple[str, str, str]]:
+    with open(path, encoding="utf-8") as handle:
+        raw = yaml.safe_load(handle)
+    return [(k["key"], k.get("team", ""), k.get("models", "*") if isinstance(k.get("models"), str)
+             else ", ".join(k.get("models", []))) for k in raw.get("keys", []) if "key" in k]
+
+
+def cmd_serve(args) -> int:
+    from .supervisor import Supervisor
+    config = _load_or_report(args.config)
+    if config is None:
+        return 2
+    supervisor = Supervisor(config, envoy_path=None, run_dir=Path(config.server.socket_dir),
+                            workers=args.workers)
+    try:
+        supervisor.start()
+    except RuntimeError as error:
+        print(f"extproc serve: {error}", file=sys.stderr)
+        supervisor.stop(grace=2)
+        return 1
+    print(f"ext_proc serving {supervisor.worker_count} workers in {config.server.socket_dir}; "
+          f"admin http://{config.server.admin_address}", flush=True)
+    return supervisor.run_forever()
+
+
+def cmd_mock(args) -> int:
+    import uvloop
+    from .mock_provider import Listener, listeners_from_config, serve
+    if args.config:
+        with open(args.config, encoding="utf-8") as handle:
+            spec = (yaml.safe_load(handle) or {}).get("mock_provider") or {}
+        listeners = listeners_from_config(spec, args.fixtures)
+    else:
+        listeners = [Listener(name="mock", port=args.port, host=args.host, api_key=args.api_key,
+                              fixtures=args.fixtures)]
+    try:
+        uvloop.run(serve(listeners))
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
+def cmd_check(args) -> int:
+    from .check import check
+    problems, summary = check(args.config, args.envoy)
+    for line in problems:
+        print(line, file=sys.stderr)
+    if not problems:
+        print(summary)
+    return 1 if problems else 0
+
+
+def cmd_worker(args) -> int:
+    from .server import run_worker
+    run_worker(args.config, args.address)
+    return 0
+
+
+_COMMANDS = {"up": cmd_up, "serve": cmd_serve, "mock-provider": cmd_mock, "check": cmd_check,
+             "worker": cmd_worker}

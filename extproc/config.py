@@ -1,0 +1,264 @@
+"""The filter config: parsed once into typed, immutable objects.
+
+A worker holds one `GatewayConfig` at a time; a request keeps the snapshot it
+started with, so a reload never changes a request half-way.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass, field
+from typing import Mapping
+
+from .yamlread import Node, Problems, load_yaml
+
+# Client headers the gateway owns: stripped from every request so no caller can
+# choose a cluster or forge attribution.
+ROUTING_HEADER = "x-gateway-cluster"
+INTERNAL_HEADER_PREFIX = "x-gateway-"
+
+
+class Secret:
+    """A credential that never shows up in repr, logs or errors."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def reveal(self) -> str:
+        return self._value
+
+    def __repr__(self) -> str:
+        return "Secret(***)"
+
+    __str__ = __repr__
+
+
+@dataclass(frozen=True, slots=True)
+class Provider:
+    name: str
+    cluster: str                 # Envoy cluster that reaches it
+    auth_header: str             # "authorization" (Bearer) or "api-key" (Azure style)
+    credential_source: str       # "env:NAME", "file:/path" or "inline" (never the value)
+    credential: Secret | None    # None when the source could not be read
+
+    def auth_value(self) -> str:
+        secret = self.credential.reveal() if self.credential else ""
+        return f"Bearer {secret}" if self.auth_header == "authorization" else secret
+
+
+@dataclass(frozen=True, slots=True)
+class Backend:
+    name: str                    # what x-gateway-backend, logs and metrics call it
+    provider: Provider
+    model: str                   # the model's name at the provider
+    weight: int
+
+
+@dataclass(frozen=True, slots=True)
+class Price:
+    """USD per million tokens."""
+    input: float = 0.0
+    cached_input: float = 0.0
+    output: float = 0.0
+
+    def cost(self, input_tokens: int, cached_tokens: int, output_tokens: int) -> float:
+        uncached = max(input_tokens - cached_tokens, 0)
+        return (uncached * self.input + cached_tokens * self.cached_input
+                + output_tokens * self.output) / 1_000_000
+
+
+@dataclass(frozen=True, slots=True)
+class Model:
+    name: str
+    backends: tuple[Backend, ...]
+    strategy: str                # "fallback" (ordered) or "weighted"
+    price: Price
+    encoding: str                # tokenizer encoding for offline counts
+
+    @property
+    def primary(self) -> Backend:
+        return self.backends[0]
+
+
+@dataclass(frozen=True, slots=True)
+class VirtualKey:
+    id: str
+    sha256: bytes
+    user: str
+    team: str
+    models: frozenset[str] | None    # None: every model
+
+    def may_use(self, model: str) -> bool:
+        return self.models is None or model in self.models
+
+
+@dataclass(frozen=True, slots=True)
+class ServerSettings:
+    workers: int                 # 0: one per core
+    admin_address: str
+    socket_dir: str
+
+
+@dataclass(frozen=True, slots=True)
+class GatewayConfig:
+    path: str
+    version: str
+    server: ServerSettings
+    providers: Mapping[str, Provider]
+    models: Mapping[str, Model]
+    keys_by_hash: Mapping[bytes, VirtualKey]
+    mock_provider: Mapping | None = None
+    extras: Mapping = field(default_factory=dict)
+
+    def clusters(self) -> set[str]:
+        return {provider.cluster for provider in self.providers.values()}
+
+
+def load_config(path: str, *, strict_credentials: bool = True) -> GatewayConfig:
+    """Parse and validate; raises ConfigError listing every problem found.
+
+    strict_credentials=False lets `extproc check` validate a production config
+    on a machine that does not hold its secrets (missing ones become warnings).
+    """
+    problems = Problems(path)
+    root = load_yaml(path, problems)
+    root.only_keys("version", "server", "mock_provider", "providers", "models", "keys",
+                   "budgets", "rate_limits", "guardrails", "logging")
+    with open(path, "rb") as handle:
+        digest = hashlib.sha256(handle.read()).hexdigest()[:12]
+    label = root.get("version").str("")
+    providers = {name: _provider(name, node, strict_credentials)
+                 for name, node in root.get("providers").items()}
+    models = {name: _model(name, node, providers) for name, node in root.get("models").items()}
+    if not models and not root.get("models").missing:
+        root.get("models").fail("must name at least one model")
+    keys = _keys(root.get("keys"), models)
+    config = GatewayConfig(
+        path=path,
+        version=f"{label}@{digest}" if label else digest,
+        server=_server(root.get("server")),
+        providers=providers,
+        models=models,
+        keys_by_hash=keys,
+        mock_provider=root.get("mock_provider").value if not root.get("mock_provider").missing else None,
+    )
+    problems.raise_if_any()
+    return config
+
+
+def _server(node: Node) -> ServerSettings:
+    node.only_keys("workers", "admin", "socket_dir")
+    workers = node.get("workers")
+    count = 0 if workers.value in ("auto", None) or workers.missing else workers.number(integer=True, minimum=1)
+    return ServerSettings(
+        workers=count,
+        admin_address=node.get("admin").str("127.0.0.1:9464"),
+        socket_dir=node.get("socket_dir").str("/tmp/llm-gateway"),
+    )
+
+
+def _provider(name: str, node: Node, strict: bool) -> Provider:
+    node.only_keys("cluster", "auth", "api_key")
+    auth = node.get("auth").choice(("bearer", "api-key"), "bearer")
+    source, secret = _credential(node.get("api_key"), strict)
+    return Provider(name=name, cluster=node.get("cluster").str(),
+                    auth_header="authorization" if auth == "bearer" else "api-key",
+                    credential_source=source, credential=secret)
+
+
+def _credential(node: Node, strict: bool) -> tuple[str, Secret | None]:
+    node.only_keys("env", "file", "value")
+    if node.missing:
+        node.fail("is required: {env: VAR}, {file: /path} or {value: ...} (demo only)")
+        return "", None
+    if not node.get("env").missing:
+        var = node.get("env").str()
+        value = os.environ.get(var)
+        if value is None and strict:
+            node.fail(f"environment variable {var} is not set")
+        return f"env:{var}", Secret(value) if value is not None else None
+    if not node.get("file").missing:
+        file = node.get("file").str()
+        try:
+            with open(file, encoding="utf-8") as handle:
+                return f"file:{file}", Secret(handle.read().strip())
+        except OSError as exc:
+            if strict:
+                node.fail(f"cannot read credential file {file}: {exc.strerror}")
+            return f"file:{file}", None
+    if not node.get("value").missing:
+        return "inline", Secret(node.get("value").str())
+    node.fail("must have one of: env, file, value")
+    return "", None
+
+
+def _model(name: str, node: Node, providers: Mapping[str, Provider]) -> Model:
+    from .tokens import encoding_for_model  # local: tokens pulls in tiktoken lazily
+    node.only_keys("backends", "strategy", "price", "encoding")
+    strategy = node.get("strategy").choice(("fallback", "weighted"), "fallback")
+    backends = []
+    for item in node.get("backends").elements():
+        item.only_keys("provider", "model", "name", "weight")
+        provider_name = item.get("provider").str()
+        provider = providers.get(provider_name)
+        if provider is None:
+            item.get("provider").fail(f"unknown provider {provider_name!r}")
+            continue
+        backends.append(Backend(
+            name=item.get("name").str(provider_name),
+            provider=provider,
+            model=item.get("model").str(name),
+            weight=item.get("weight").number(1, integer=True, minimum=0),
+        ))
+    if not backends:
+        node.get("backends").fail("must list at least one backend")
+    price_node = node.get("price")
+    price_node.only_keys("input", "cached_input", "output")
+    price = Price(
+        input=price_node.get("input").number(0.0, minimum=0),
+        cached_input=price_node.get("cached_input").number(
+            price_node.get("input").number(0.0, minimum=0), minimum=0),
+        output=price_node.get("output").number(0.0, minimum=0),
+    )
+    encoding = node.get("encoding").choice(("o200k_base", "cl100k_base"),
+                                           encoding_for_model(backends[0].model if backends else name))
+    return Model(name=name, backends=tuple(backends), strategy=strategy, price=price, encoding=encoding)
+
+
+def _keys(node: Node, models: Mapping[str, Model]) -> dict[bytes, VirtualKey]:
+    keys: dict[bytes, VirtualKey] = {}
+    for item in node.elements():
+        item.only_keys("id", "key", "key_sha256", "user", "team", "models")
+        key_id = item.get("id").str()
+        if not item.get("key").missing:      # plain text: demo configs only
+            digest = hashlib.sha256(item.get("key").str().encode()).digest()
+        else:
+            hex_digest = item.get("key_sha256").str()
+            try:
+                digest = bytes.fromhex(hex_digest)
+                if len(digest) != 32:
+                    raise ValueError
+            except ValueError:
+                item.get("key_sha256").fail("must be 64 hex characters (sha256 of the key)")
+                continue
+        allowed = _allowed_models(item.get("models"), models)
+        if digest in keys:
+            item.fail(f"key of {key_id!r} is the same as the key of {keys[digest].id!r}")
+        keys[digest] = VirtualKey(id=key_id, sha256=digest, user=item.get("user").str(key_id),
+                                  team=item.get("team").str("default"), models=allowed)
+    return keys
+
+
+def _allowed_models(node: Node, models: Mapping[str, Model]) -> frozenset[str] | None:
+    if node.missing or node.value == "*":
+        return None
+    allowed = set()
+    for entry in node.elements():
+        name = entry.str()
+        if name not in models:
+            entry.fail(f"unknown model {name!r}")
+        allowed.add(name)
+    return frozenset(allowed)

@@ -1,0 +1,67 @@
+"""OpenAI-style errors: every refusal the gateway makes goes through here.
+
+The body shape is the contract's `{"error": {"message", "type", "code"}}`; the
+message never carries caller input that could be secret (keys, matched text).
+"""
+
+from __future__ import annotations
+
+import orjson
+
+
+class GatewayError(Exception):
+    """A refusal with its HTTP status; raised by pipeline stages, answered by Envoy."""
+
+    def __init__(self, status: int, code: str, message: str, *, type: str | None = None,
+                 headers: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+        self.type = type or _TYPE_BY_STATUS.get(status, "api_error")
+        self.headers = headers or {}
+
+    def body(self) -> bytes:
+        return error_body(self.message, self.type, self.code)
+
+
+_TYPE_BY_STATUS = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    403: "permission_error",
+    404: "not_found_error",
+    405: "invalid_request_error",
+    413: "invalid_request_error",
+    429: "rate_limit_error",
+}
+
+
+def error_body(message: str, type: str, code: str | None) -> bytes:
+    return orjson.dumps({"error": {"message": message, "type": type, "code": code}})
+
+
+def invalid_request(message: str) -> GatewayError:
+    return GatewayError(400, "invalid_request", message)
+
+
+def invalid_api_key() -> GatewayError:
+    return GatewayError(401, "invalid_api_key",
+                        "Missing or unknown API key. Send it as 'Authorization: Bearer <key>'.")
+
+
+def model_not_found(model: str) -> GatewayError:
+    return GatewayError(404, "model_not_found", f"The model '{_clip(model)}' does not exist.")
+
+
+def model_not_allowed(model: str) -> GatewayError:
+    return GatewayError(403, "model_not_allowed",
+                        f"This API key may not use the model '{_clip(model)}'.")
+
+
+def gateway_error(message: str = "The gateway failed to process the request.") -> GatewayError:
+    return GatewayError(500, "gateway_error", message, type="api_error")
+
+
+def _clip(text: str, limit: int = 100) -> str:
+    """Model names are echoed back; keep a hostile one from bloating the error."""
+    return text if len(text) <= limit else text[:limit] + "…"

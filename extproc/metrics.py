@@ -1,0 +1,42 @@
+"""Prometheus metrics: the contract's families, with bounded label sets.
+
+Labels are model, backend, team, status, guardrail, verdict: all from the config
+(never raw keys or free-form caller input), so series stay bounded. With several
+worker processes, prometheus-client's multiprocess mode aggregates them; the
+supervisor sets PROMETHEUS_MULTIPROC_DIR before the workers start.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+# From milliseconds to minutes: LLM calls span all of it.
+_LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 40, 80, 160, 320)
+_TOKEN_BUCKETS = (1, 4, 16, 64, 256, 1024, 4096, 16384, 65536, 262144, 1048576)
+_SERVICE_BUCKETS = (0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.1, 0.5)
+
+token_usage = Histogram(
+    "gen_ai_client_token_usage", "Tokens used per request (OpenTelemetry gen_ai).",
+    ["gen_ai_token_type", "gen_ai_request_model", "gen_ai_response_model", "team"],
+    buckets=_TOKEN_BUCKETS)
+request_duration = Histogram(
+    "gen_ai_server_request_duration_seconds", "Time from request headers to the last byte.",
+    ["gen_ai_request_model", "backend", "status"], buckets=_LATENCY_BUCKETS)
+time_to_first_token = Histogram(
+    "gen_ai_server_time_to_first_token_seconds", "Streaming: time to the first generated chunk.",
+    ["gen_ai_request_model", "backend"], buckets=_LATENCY_BUCKETS)
+requests = Counter(
+    "gateway_requests", "Requests by outcome.", ["model", "backend", "team", "status"])
+cost_usd = Counter("gateway_cost_usd", "Spend in USD.", ["model", "team"])
+guardrail_verdicts = Counter(
+    "gateway_guardrail_verdicts", "Guardrail verdicts.", ["guardrail", "verdict"])
+budget_remaining = Gauge(
+    "gateway_budget_remaining", "What is left of a budget in its current window.",
+    ["budget", "scope", "unit"], multiprocess_mode="mostrecent")
+extproc_processing = Histogram(
+    "gateway_extproc_processing_seconds", "Time spent inside the service per ext_proc message.",
+    ["phase"], buckets=_SERVICE_BUCKETS)
+usage_estimated = Counter(
+    "gateway_usage_estimated", "Requests whose usage was counted offline (provider gave none).",
+    ["model"])
+config_reloads = Counter("gateway_config_reloads", "Config reloads.", ["result"])

@@ -1,0 +1,265 @@
+"""An OpenAI-compatible mock upstream for the quickstart, the tests and the benchmarks.
+
+Faithful where the gateway cares: chat (JSON and SSE, `"usage":null` on chunks
+and a final usage chunk when `stream_options.include_usage`), completions,
+embeddings (float or base64), responses (JSON and SSE), models, OpenAI error
+envelopes. The chat reply echoes the last user message exactly as received,
+cut to `max_tokens`, with usage from the gateway's own tokenizer.
+
+Failure modes come from the listener's config or, per request, from headers:
+  x-mock-status: 503          answer with this status (OpenAI error body)
+  x-mock-retry-after: 2       with this retry-after header
+  x-mock-reset: 1             reset the connection before answering
+  x-mock-delay-ms: 500        wait before the first byte
+  x-mock-chunk-delay-ms: 50   wait between SSE chunks
+  x-mock-cut-after: 3         reset the connection after N SSE chunks
+  x-mock-no-usage: 1          omit usage (as some providers do)
+  x-mock-replay: chat-basic   answer with a recorded response from the fixtures
+Every request is recorded per listener: GET /_mock/requests, DELETE to clear.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import re
+import socket
+import struct
+import time
+from dataclasses import dataclass, field
+
+import orjson
+import yaml
+from aiohttp import web
+
+from .mock_shapes import json_reply, sse_events
+from .openai_api import max_output_tokens, prompt_texts
+from .tokens import count_prompt, count_text, encoding_for_model, get_encoding
+
+_WORD = re.compile(r"\S+\s*|\s+")
+
+
+@dataclass
+class Listener:
+    name: str
+    port: int
+    host: str = "127.0.0.1"
+    api_key: str | None = None          # when set, requests must carry it
+    defaults: dict[str, str] = field(default_factory=dict)   # x-mock-* defaults
+    fixtures: str | None = None
+    received: list[dict] = field(default_factory=list)
+
+
+def _error(status: int, message: str, code: str | None, type_: str = "invalid_request_error",
+           headers: dict | None = None) -> web.Response:
+    body = orjson.dumps({"error": {"message": message, "type": type_, "param": None, "code": code}})
+    return web.Response(status=status, body=body, content_type="application/json", headers=headers)
+
+
+def _reset(request: web.Request) -> None:
+    """Close with RST, as a crashing provider or a load balancer would."""
+    transport = request.transport
+    sock = transport.get_extra_info("socket") if transport else None
+    if sock is not None:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    if transport:
+        transport.abort()
+
+
+def _option(listener: Listener, request: web.Request, name: str) -> str | None:
+    return request.headers.get(f"x-mock-{name}") or listener.defaults.get(name)
+
+
+def _words(text: str) -> list[str]:
+    return _WORD.findall(text) or [""]
+
+
+def _truncate(text: str, limit: int | None, encoding: str) -> tuple[str, str]:
+    if limit is None:
+        return text, "stop"
+    enc = get_encoding(encoding)
+    tokens = enc.encode_ordinary(text)
+    if len(tokens) <= limit:
+        return text, "stop"
+    return enc.decode(tokens[:limit]), "length"
+
+
+def _last_user_text(kind: str, body: dict) -> str:
+    if kind == "chat":
+        for message in reversed(body.get("messages") or []):
+            if isinstance(message, dict) and message.get("role") == "user":
+                content = message.get("content")
+                if isinstance(content, list):
+                    return "".join(p.get("text", "") for p in content if isinstance(p, dict))
+                return content if isinstance(content, str) else ""
+        return ""
+    if kind == "responses":
+        items = body.get("input")
+        if isinstance(items, str):
+            return items
+        for item in reversed(items or []):
+            if isinstance(item, dict) and item.get("role", "user") == "user":
+                content = item.get("content")
+                if isinstance(content, list):
+                    return "".join(p.get("text", "") for p in content if isinstance(p, dict))
+                return content if isinstance(content, str) else ""
+        return ""
+    prompt = body.get("prompt")
+    return prompt if isinstance(prompt, str) else " ".join(p for p in prompt or [] if isinstance(p, str))
+
+
+class MockProvider:
+    def __init__(self, listener: Listener) -> None:
+        self.listener = listener
+
+    def app(self) -> web.Application:
+        app = web.Application(client_max_size=64 * 1024 * 1024)
+        app.router.add_get("/_mock/requests", self.recorded)
+        app.router.add_delete("/_mock/requests", self.clear)
+        app.router.add_get("/v1/models", self.models)
+        for kind, path in (("chat", "/v1/chat/completions"), ("completions", "/v1/completions"),
+                           ("embeddings", "/v1/embeddings"), ("responses", "/v1/responses")):
+            app.router.add_post(path, self._handler(kind))
+        return app
+
+    async def recorded(self, request: web.Request) -> web.Response:
+        return web.json_response(self.listener.received, dumps=lambda o: orjson.dumps(o).decode())
+
+    async def clear(self, request: web.Request) -> web.Response:
+        self.listener.received.clear()
+        return web.Response(status=204)
+
+    async def models(self, request: web.Request) -> web.Response:
+        data = [{"id": m, "object": "model", "created": 0, "owned_by": "mock"}
+                for m in ("gpt-4o-mini", "gpt-4o", "text-embedding-3-small")]
+        return web.json_response({"object": "list", "data": data})
+
+    def _handler(self, kind: str):
+        async def handle(request: web.Request) -> web.StreamResponse:
+            return await self.handle(kind, request)
+        return handle
+
+    async def handle(self, kind: str, request: web.Request) -> web.StreamResponse:
+        raw = await request.read()
+        listener = self.listener
+        listener.received.append({"path": request.path, "headers": dict(request.headers),
+                                  "body": raw.decode("utf-8", "replace"), "at": time.time()})
+        del listener.received[:-1000]                 # bounded: a soak must not grow memory
+        if listener.api_key and _presented_key(request) != listener.api_key:
+            return _error(401, "Incorrect API key provided.", "invalid_api_key")
+        if _option(listener, request, "reset"):
+            _reset(request)
+            return web.Response(status=500)
+        delay = _option(listener, request, "delay-ms")
+        if delay:
+            await asyncio.sleep(int(delay) / 1000)
+        status = _option(listener, request, "status")
+        if status and int(status) >= 400:
+            retry_after = _option(listener, request, "retry-after")
+            return _error(int(status), f"Mock failure {status}.", "mock_failure", "server_error",
+                          {"retry-after": retry_after} if retry_after else None)
+        replay = _option(listener, request, "replay")
+        if replay:
+            return await self._replay(request, replay)
+        try:
+            body = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            return _error(400, "We could not parse the JSON body of your request.", None)
+        if not isinstance(body, dict) or not isinstance(body.get("model"), str):
+            return _error(400, "you must provide a model parameter", None)
+        if kind == "embeddings":
+            return self._embeddings(body)
+        return await self._generate(kind, body, request)
+
+    def _embeddings(self, body: dict) -> web.Response:
+        inputs = body.get("input")
+        inputs = [inputs] if isinstance(inputs, str) else list(inputs or [])
+        dims = body.get("dimensions") if isinstance(body.get("dimensions"), int) else 1536
+        encoding = encoding_for_model(body["model"])
+        data = []
+        for index, text in enumerate(inputs):
+            seed = sum(str(text).encode()) or 1
+            vector = [((seed * (i + 7)) % 1000) / 1000.0 - 0.5 for i in range(dims)]
+            if body.get("encoding_format") == "base64":
+                embedding = base64.b64encode(struct.pack(f"<{dims}f", *vector)).decode()
+            else:
+                embedding = vector
+            data.append({"object": "embedding", "index": index, "embedding": embedding})
+        tokens = sum(count_text(t, encoding) if isinstance(t, str) else len(t) for t in inputs)
+        return web.json_response({"object": "list", "data": data, "model": body["model"],
+                                  "usage": {"prompt_tokens": tokens, "total_tokens": tokens}},
+                                 dumps=lambda o: orjson.dumps(o).decode())
+
+    async def _generate(self, kind: str, body: dict, request: web.Request) -> web.StreamResponse:
+        model = body["model"]
+        encoding = encoding_for_model(model)
+        text, finish = _truncate(_last_user_text(kind, body), max_output_tokens(kind, body), encoding)
+        texts, messages = prompt_texts(kind, body)
+        usage = {"prompt_tokens": count_prompt(texts, messages, encoding),
+                 "completion_tokens": count_text(text, encoding)}
+        no_usage = bool(_option(self.listener, request, "no-usage"))
+        if body.get("stream") is True:
+            include_usage = (body.get("stream_options") or {}).get("include_usage") is True
+            events = sse_events(kind, model, _words(text), finish, usage,
+                                include_usage and not no_usage, no_usage)
+            return await self._stream(request, events)
+        return web.Response(body=json_reply(kind, model, text, finish, None if no_usage else usage),
+                            content_type="application/json")
+
+    async def _stream(self, request: web.Request, events: list[bytes]) -> web.StreamResponse:
+        chunk_delay = int(_option(self.listener, request, "chunk-delay-ms") or 0) / 1000
+        cut_after = _option(self.listener, request, "cut-after")
+        response = web.StreamResponse(headers={"content-type": "text/event-stream; charset=utf-8",
+                                               "cache-control": "no-cache"})
+        await response.prepare(request)
+        for index, event in enumerate(events):
+            if cut_after is not None and index >= int(cut_after):
+                _reset(request)
+                return response
+            if index and chunk_delay:
+                await asyncio.sleep(chunk_delay)
+            await response.write(event)
+        await response.write_eof()
+        return response
+
+    async def _replay(self, request: web.Request, name: str) -> web.StreamResponse:
+        if not re.fullmatch(r"[a-z0-9-]+", name) or not self.listener.fixtures:
+            return _error(400, "unknown recording", None)
+        with open(f"{self.listener.fixtures}/{name}.yaml", encoding="utf-8") as handle:
+            recorded = yaml.safe_load(handle)["interactions"][0]["response"]
+        content_type = (recorded.get("headers", {}).get("Content-Type") or ["application/json"])[0]
+        body = recorded["body"].encode()
+        if content_type.startswith("text/event-stream"):
+            events = [e + b"\n\n" for e in body.split(b"\n\n") if e.strip()]
+            return await self._stream(request, events)
+        return web.Response(status=recorded.get("code", 200), body=body,
+                            headers={"content-type": content_type})
+
+
+def _presented_key(request: web.Request) -> str:
+    auth = request.headers.get("authorization", "")
+    if auth.lower().startswith("bearer "):
+        return auth[7:].strip()
+    return request.headers.get("api-key", "")
+
+
+def listeners_from_config(spec: dict, fixtures: str | None) -> list[Listener]:
+    return [Listener(name=item["name"], port=int(item["port"]), host=item.get("host", "127.0.0.1"),
+                     api_key=item.get("api_key"), fixtures=fixtures,
+                     defaults={k: str(v) for k, v in (item.get("failure") or {}).items()})
+            for item in spec.get("listeners", [])]
+
+
+async def serve(listeners: list[Listener]) -> None:
+    runners = []
+    for listener in listeners:
+        runner = web.AppRunner(MockProvider(listener).app(), access_log=None)
+        await runner.setup()
+        await web.TCPSite(runner, listener.host, listener.port, reuse_address=True).start()
+        runners.append(runner)
+    try:
+        await asyncio.Event().wait()
+    finally:
+        for runner in runners:
+            await runner.cleanup()
+

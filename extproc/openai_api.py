@@ -1,0 +1,162 @@
+"""What the gateway knows about the OpenAI API shapes: endpoints, prompt text, usage.
+
+One place for the field names, so the stages stay free of API trivia.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Iterator
+
+
+@dataclass(frozen=True, slots=True)
+class Endpoint:
+    kind: str                    # chat | completions | embeddings | responses | models
+    method: str
+
+
+ENDPOINTS = {
+    "/v1/chat/completions": Endpoint("chat", "POST"),
+    "/v1/completions": Endpoint("completions", "POST"),
+    "/v1/embeddings": Endpoint("embeddings", "POST"),
+    "/v1/responses": Endpoint("responses", "POST"),
+    "/v1/models": Endpoint("models", "GET"),
+}
+
+
+@dataclass(slots=True)
+class Usage:
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cached_tokens: int = 0
+    reasoning_tokens: int = 0
+    estimated: bool = False
+
+    @property
+    def total(self) -> int:
+        return self.input_tokens + self.output_tokens
+
+
+def _int(value: Any) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0
+
+
+def usage_from(obj: Any) -> Usage | None:
+    """Usage from a `usage` object of any endpoint (chat, completions, embeddings, responses)."""
+    if not isinstance(obj, dict):
+        return None
+    if "input_tokens" in obj or "output_tokens" in obj:           # Responses API
+        details_in = obj.get("input_tokens_details") or {}
+        details_out = obj.get("output_tokens_details") or {}
+        return Usage(_int(obj.get("input_tokens")), _int(obj.get("output_tokens")),
+                     _int(details_in.get("cached_tokens")) if isinstance(details_in, dict) else 0,
+                     _int(details_out.get("reasoning_tokens")) if isinstance(details_out, dict) else 0)
+    if "prompt_tokens" in obj:                                     # chat, completions, embeddings
+        details_in = obj.get("prompt_tokens_details") or {}
+        details_out = obj.get("completion_tokens_details") or {}
+        return Usage(_int(obj.get("prompt_tokens")), _int(obj.get("completion_tokens")),
+                     _int(details_in.get("cached_tokens")) if isinstance(details_in, dict) else 0,
+                     _int(details_out.get("reasoning_tokens")) if isinstance(details_out, dict) else 0)
+    return None
+
+
+def usage_from_response(body: Any) -> Usage | None:
+    return usage_from(body.get("usage")) if isinstance(body, dict) else None
+
+
+# --- prompt text, for offline counting and guardrails -------------------------------
+
+def _content_texts(content: Any) -> Iterator[str]:
+    if isinstance(content, str):
+        yield content
+    elif isinstance(content, list):
+        for part in content:
+            if isinstance(part, dict):
+                text = part.get("text")
+                if isinstance(text, str):
+                    yield text
+            elif isinstance(part, str):
+                yield part
+
+
+def prompt_texts(kind: str, body: dict) -> tuple[list[str], int]:
+    """All prompt text of a request (every message and role, tool calls included)
+    and its number of chat messages."""
+    texts: list[str] = []
+    messages = 0
+    if kind == "chat":
+        for message in body.get("messages") or ():
+            if not isinstance(message, dict):
+                continue
+            messages += 1
+            texts.extend(_content_texts(message.get("content")))
+            for call in message.get("tool_calls") or ():
+                function = call.get("function") if isinstance(call, dict) else None
+                if isinstance(function, dict):
+                    texts.extend(v for v in (function.get("name"), function.get("arguments"))
+                                 if isinstance(v, str))
+    elif kind == "completions":
+        texts.extend(_content_texts(body.get("prompt")))
+    elif kind == "embeddings":
+        texts.extend(_content_texts(body.get("input")))
+    elif kind == "responses":
+        instructions = body.get("instructions")
+        if isinstance(instructions, str):
+            texts.append(instructions)
+        items = body.get("input")
+        if isinstance(items, str):
+            texts.append(items)
+            messages = 1
+        elif isinstance(items, list):
+            for item in items:
+                if isinstance(item, dict):
+                    messages += 1
+                    texts.extend(_content_texts(item.get("content")))
+                    for key in ("arguments", "output"):
+                        if isinstance(item.get(key), str):
+                            texts.append(item[key])
+    return texts, messages
+
+
+def max_output_tokens(kind: str, body: dict) -> int | None:
+    for key in ("max_completion_tokens", "max_tokens", "max_output_tokens"):
+        value = body.get(key)
+        if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+            return value
+    return None
+
+
+# --- generated text of a stream, for estimating usage when the provider gives none ----
+
+def generated_texts(kind: str, event: dict) -> Iterator[str]:
+    """The text and tool-call arguments one streamed event adds."""
+    if kind == "responses":
+        delta = event.get("delta")
+        if isinstance(delta, str) and str(event.get("type", "")).endswith(".delta"):
+            yield delta
+        return
+    for choice in event.get("choices") or ():
+        if not isinstance(choice, dict):
+            continue
+        if kind == "completions":
+            if isinstance(choice.get("text"), str):
+                yield choice["text"]
+            continue
+        delta = choice.get("delta") or choice.get("message") or {}
+        if not isinstance(delta, dict):
+            continue
+        yield from _content_texts(delta.get("content"))
+        for call in delta.get("tool_calls") or ():
+            function = call.get("function") if isinstance(call, dict) else None
+            if isinstance(function, dict):
+                yield from (v for v in (function.get("name"), function.get("arguments"))
+                            if isinstance(v, str))
+
+
+def usage_from_event(kind: str, event: dict) -> Usage | None:
+    if kind == "responses":
+        if event.get("type") in ("response.completed", "response.incomplete", "response.failed"):
+            response = event.get("response")
+            return usage_from_response(response) if isinstance(response, dict) else None
+        return None
+    return usage_from(event.get("usage"))

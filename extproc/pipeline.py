@@ -1,0 +1,102 @@
+"""Runs the stages over one call, one ext_proc message at a time."""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import time
+
+from . import metrics
+from .call import Call
+from .errors import GatewayError, gateway_error
+from .protocol import ProcessingRequest, ProcessingResponse, error_reply, header_map, immediate
+from .stages import ImmediateAnswer, Stage
+
+log = logging.getLogger("extproc.pipeline")
+
+_PHASES = ("request_headers", "request_body", "response_headers", "response_body", "done")
+
+
+class Pipeline:
+    def __init__(self, stages: list[Stage]) -> None:
+        self.stages = stages
+        self._hooks = {phase: [getattr(stage, phase) for stage in stages if hasattr(stage, phase)]
+                       for phase in _PHASES}
+        self._timers = {phase: metrics.extproc_processing.labels(phase) for phase in _PHASES[:4]}
+
+    async def handle(self, call: Call, request: ProcessingRequest) -> ProcessingResponse:
+        phase = request.WhichOneof("request")
+        started = time.perf_counter()
+        reply = call.new_reply()
+        try:
+            if phase == "request_headers":
+                message = request.request_headers
+                call.headers = header_map(message)
+                for hook in self._hooks[phase]:
+                    await _maybe(hook(call, message.end_of_stream))
+            elif phase == "request_body":
+                call.raw_body = request.request_body.body
+                for hook in self._hooks[phase]:
+                    await _maybe(hook(call))
+            elif phase == "response_headers":
+                message = request.response_headers
+                headers = header_map(message)
+                for hook in self._hooks[phase]:
+                    await _maybe(hook(call, headers, message.end_of_stream))
+                if message.end_of_stream:
+                    await self.finish(call)
+            elif phase == "response_body":
+                message = request.response_body
+                chunk = out = message.body
+                for hook in self._hooks[phase]:
+                    result = hook(call, out, message.end_of_stream)
+                    if result is not None:
+                        out = result
+                if out is not chunk:
+                    reply.body = out
+                if message.end_of_stream:
+                    await self.finish(call)
+            else:
+                # Trailers are configured off; answer anything else with its empty reply.
+                response = ProcessingResponse()
+                getattr(response, phase).SetInParent()
+                return response
+            return reply.build(phase)
+        except GatewayError as error:
+            call.status, call.error_code, call.outcome = error.status, error.code, "refused"
+            await self.finish(call)
+            return error_reply(error, {"x-request-id": call.request_id} if call.request_id else None)
+        except ImmediateAnswer as answer:
+            call.status, call.outcome = answer.status, "ok"
+            await self.finish(call)
+            return immediate(answer.status, answer.body, answer.headers)
+        except Exception:
+            log.exception("stage failed in %s (request %s)", phase, call.request_id)
+            error = gateway_error()
+            call.status, call.error_code, call.outcome = error.status, error.code, "error"
+            await self.finish(call)
+            return error_reply(error)
+        finally:
+            self._timers.get(phase, self._timers["request_body"]).observe(time.perf_counter() - started)
+
+    async def finish(self, call: Call, outcome: str | None = None) -> None:
+        """Settle and record a call exactly once, however it ended."""
+        if call.finished:
+            return
+        call.finished = True
+        call.ended_at = time.perf_counter()
+        if outcome:
+            call.outcome = outcome
+        elif call.outcome == "pending":
+            call.outcome = "ok" if call.status < 400 else "upstream_error"
+        for hook in self._hooks["done"]:
+            try:
+                await _maybe(hook(call))
+            except Exception:   # one failing stage must not cost the others their record
+                log.exception("done hook %r failed (request %s)", hook, call.request_id)
+
+
+async def _maybe(result):
+    if inspect.isawaitable(result):
+        return await result
+    return result

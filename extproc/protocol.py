@@ -1,0 +1,121 @@
+"""Building ext_proc replies. Everything that touches the Envoy wire types lives here.
+
+Notes from measuring Envoy 1.40 (see shared notes): an empty reply must still set
+its oneof; route-cache clearing only happens with a header mutation present; a
+mode override must restate every body mode.
+"""
+
+from __future__ import annotations
+
+from envoy.config.core.v3 import base_pb2
+from envoy.extensions.filters.http.ext_proc.v3 import processing_mode_pb2
+from envoy.service.ext_proc.v3 import external_processor_pb2 as ep
+from google.protobuf import struct_pb2
+
+from .errors import GatewayError
+
+ProcessingRequest = ep.ProcessingRequest
+ProcessingResponse = ep.ProcessingResponse
+
+_OVERWRITE = base_pb2.HeaderValueOption.OVERWRITE_IF_EXISTS_OR_ADD
+_Mode = processing_mode_pb2.ProcessingMode
+
+# The request side must be restated in every override, exactly as configured in Envoy.
+RESPONSE_STREAMED = _Mode(request_header_mode=_Mode.SEND, response_header_mode=_Mode.SEND,
+                          request_body_mode=_Mode.BUFFERED, response_body_mode=_Mode.STREAMED,
+                          request_trailer_mode=_Mode.SKIP, response_trailer_mode=_Mode.SKIP)
+RESPONSE_BUFFERED = _Mode(request_header_mode=_Mode.SEND, response_header_mode=_Mode.SEND,
+                          request_body_mode=_Mode.BUFFERED, response_body_mode=_Mode.BUFFERED,
+                          request_trailer_mode=_Mode.SKIP, response_trailer_mode=_Mode.SKIP)
+
+# Replies that change nothing are the common case; build them once.
+_EMPTY = {
+    "request_headers": ProcessingResponse(request_headers=ep.HeadersResponse()),
+    "request_body": ProcessingResponse(request_body=ep.BodyResponse()),
+    "response_headers": ProcessingResponse(response_headers=ep.HeadersResponse()),
+    "response_body": ProcessingResponse(response_body=ep.BodyResponse()),
+}
+
+
+def header_map(headers: ep.HttpHeaders) -> dict[str, str]:
+    """Envoy's header list as a dict of lower-case names (repeated names joined with ',')."""
+    result: dict[str, str] = {}
+    for header in headers.headers.headers:
+        value = header.raw_value.decode("utf-8", "replace") if header.raw_value else header.value
+        key = header.key
+        result[key] = f"{result[key]},{value}" if key in result else value
+    return result
+
+
+class Reply:
+    """What one phase wants changed; turned into one ProcessingResponse."""
+
+    __slots__ = ("set_headers", "remove_headers", "body", "clear_route_cache",
+                 "mode_override", "metadata")
+
+    def __init__(self) -> None:
+        self.set_headers: dict[str, str] = {}
+        self.remove_headers: list[str] = []
+        self.body: bytes | None = None
+        self.clear_route_cache = False
+        self.mode_override: _Mode | None = None
+        self.metadata: dict | None = None
+
+    def build(self, phase: str) -> ProcessingResponse:
+        if not (self.set_headers or self.remove_headers or self.body is not None
+                or self.mode_override or self.metadata):
+            return _EMPTY[phase]
+        common = ep.CommonResponse()
+        if self.set_headers or self.remove_headers:
+            mutation = common.header_mutation
+            for key, value in self.set_headers.items():
+                mutation.set_headers.append(base_pb2.HeaderValueOption(
+                    header=base_pb2.HeaderValue(key=key, raw_value=value.encode()),
+                    append_action=_OVERWRITE))
+            mutation.remove_headers.extend(self.remove_headers)
+        if self.body is not None:
+            common.body_mutation.body = self.body
+        if self.clear_route_cache:
+            common.clear_route_cache = True
+        response = ProcessingResponse()
+        getattr(response, phase).response.CopyFrom(common)
+        if self.mode_override is not None:
+            response.mode_override.CopyFrom(self.mode_override)
+        if self.metadata:
+            response.dynamic_metadata.CopyFrom(_struct(self.metadata))
+        return response
+
+
+def _struct(data: dict) -> struct_pb2.Struct:
+    result = struct_pb2.Struct()
+    result.update(data)
+    return result
+
+
+def immediate(status: int, body: bytes, headers: dict[str, str] | None = None,
+              details: str = "llm_gateway") -> ProcessingResponse:
+    """End the request here: Envoy answers the client without calling a provider."""
+    response = ProcessingResponse()
+    answer = response.immediate_response
+    answer.status.code = status  # type: ignore[assignment]
+    answer.body = body
+    answer.details = details
+    all_headers = {"content-type": "application/json"}
+    if headers:
+        all_headers.update(headers)
+    for key, value in all_headers.items():
+        answer.headers.set_headers.append(base_pb2.HeaderValueOption(
+            header=base_pb2.HeaderValue(key=key, raw_value=value.encode()),
+            append_action=_OVERWRITE))
+    return response
+
+
+def error_reply(error: GatewayError, extra_headers: dict[str, str] | None = None) -> ProcessingResponse:
+    headers = dict(error.headers)
+    if extra_headers:
+        headers.update(extra_headers)
+    return immediate(error.status, error.body(), headers, details=f"llm_gateway_{error.code}")
+
+
+__all__ = ["Reply", "immediate", "error_reply", "header_map", "ProcessingRequest",
+           "ProcessingResponse", "RESPONSE_STREAMED", "RESPONSE_BUFFERED"]

@@ -1,0 +1,97 @@
+"""One ext_proc worker: a grpc.aio server (on uvloop) answering Envoy's Process streams."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+
+import grpc
+from envoy.service.ext_proc.v3 import external_processor_pb2_grpc as ep_grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+
+from .build import build_pipeline
+from .call import Call
+from .config import GatewayConfig, load_config
+
+log = logging.getLogger("extproc.server")
+
+# SSE streams stay open for minutes; never let them starve new requests.
+_GRPC_OPTIONS = [
+    ("grpc.max_concurrent_streams", 100_000),
+    ("grpc.max_receive_message_length", 64 * 1024 * 1024),
+    ("grpc.max_send_message_length", 64 * 1024 * 1024),
+    ("grpc.so_reuseport", 0),
+]
+
+
+class Runtime:
+    """The config and pipeline in force; swapped whole on reload."""
+
+    def __init__(self, config: GatewayConfig) -> None:
+        self.config = config
+        self.pipeline = build_pipeline(config)
+
+
+class Processor(ep_grpc.ExternalProcessorServicer):
+    def __init__(self, runtime: Runtime) -> None:
+        self.runtime = runtime
+        self._background: set[asyncio.Task] = set()
+
+    async def Process(self, request_iterator, context):
+        runtime = self.runtime                  # this request's snapshot
+        call = Call(runtime.config)
+        pipeline = runtime.pipeline
+        try:
+            async for request in request_iterator:
+                yield await pipeline.handle(call, request)
+        finally:
+            if not call.finished:
+                # Envoy ended the stream early: client gone, upstream reset, or a
+                # phase we never see. Settle in the background; never lose the record.
+                task = asyncio.get_running_loop().create_task(pipeline.finish(call, "cancelled"))
+                self._background.add(task)
+                task.add_done_callback(self._background.discard)
+
+
+async def serve_worker(config_path: str, address: str, *, grace: float = 30.0) -> None:
+    config = load_config(config_path)
+    runtime = Runtime(config)
+    server = grpc.aio.server(options=_GRPC_OPTIONS)
+    ep_grpc.add_ExternalProcessorServicer_to_server(Processor(runtime), server)
+    health_servicer = health.aio.HealthServicer() if hasattr(health, "aio") else health.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    if address.startswith("unix:"):
+        path = address[len("unix:"):]
+        if os.path.exists(path):
+            os.unlink(path)
+    server.add_insecure_port(address)
+    await server.start()
+    await _set_health(health_servicer, health_pb2.HealthCheckResponse.SERVING)
+    log.info("ext_proc worker serving on %s (config %s)", address, config.version)
+
+    stopping = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stopping.set)
+    await stopping.wait()
+    # Graceful: stop taking new streams, let the ones in flight finish.
+    await _set_health(health_servicer, health_pb2.HealthCheckResponse.NOT_SERVING)
+    await server.stop(grace)
+
+
+async def _set_health(servicer, status) -> None:
+    result = servicer.set("", status)
+    if asyncio.iscoroutine(result):
+        await result
+    result = servicer.set("envoy.service.ext_proc.v3.ExternalProcessor", status)
+    if asyncio.iscoroutine(result):
+        await result
+
+
+def run_worker(config_path: str, address: str) -> None:
+    import uvloop
+    logging.basicConfig(level=os.environ.get("EXTPROC_LOG_LEVEL", "WARNING"),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    uvloop.run(serve_worker(config_path, address))

@@ -1,0 +1,69 @@
+"""Incremental Server-Sent Events parser that keeps each event's exact bytes.
+
+Chunks from Envoy cut events anywhere. `feed` returns the events completed by a
+chunk (each with its raw bytes, so unchanged events pass through byte for byte)
+and keeps the incomplete tail for the next chunk. Handles `\\n`, `\\r\\n` and
+`\\r` line ends, comments, multi-line data and `[DONE]`.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+_LINE_END = re.compile(rb"\r\n|\r|\n")
+
+
+@dataclass(slots=True)
+class Event:
+    raw: bytes                   # exactly as received, terminating blank line included
+    data: bytes                  # data lines joined with "\n"; b"" when none
+    name: bytes = b""            # the `event:` field, if any
+
+    @property
+    def is_done(self) -> bool:
+        return self.data == b"[DONE]"
+
+
+class SSEParser:
+    __slots__ = ("_buffer",)
+
+    def __init__(self) -> None:
+        self._buffer = b""
+
+    @property
+    def pending(self) -> bytes:
+        return self._buffer
+
+    def feed(self, chunk: bytes) -> list[Event]:
+        buffer = self._buffer + chunk if self._buffer else chunk
+        events: list[Event] = []
+        start = 0          # where the current event's raw bytes begin
+        pos = 0
+        data_lines: list[bytes] = []
+        name = b""
+        for match in _LINE_END.finditer(buffer):
+            if match.group() == b"\r" and match.end() == len(buffer):
+                break      # a lone \r at the end may be half of \r\n: wait for more
+            line = buffer[pos:match.start()]
+            pos = match.end()
+            if line:
+                field, _, value = line.partition(b":")
+                if value.startswith(b" "):
+                    value = value[1:]
+                if field == b"data":
+                    data_lines.append(value)
+                elif field == b"event":
+                    name = value
+                continue   # comments (field == b"") and unknown fields are kept raw only
+            events.append(Event(raw=buffer[start:pos], data=b"\n".join(data_lines), name=name))
+            start = pos
+            data_lines = []
+            name = b""
+        self._buffer = buffer[start:]
+        return events
+
+    def flush(self) -> bytes:
+        """The incomplete tail at end of stream (passed through as it is)."""
+        tail, self._buffer = self._buffer, b""
+        return tail

@@ -1,0 +1,25 @@
+"""Pipeline stages: one small class per concern, each with the hooks it needs.
+
+Hooks (all optional), called in pipeline order:
+  request_headers(call, end_of_stream)   caller, endpoint, header hygiene
+  request_body(call)                     parse, resolve, guard, reserve, route
+  response_headers(call, headers, end_of_stream)
+  response_body(call, chunk, end_of_stream) -> bytes | None   (None: unchanged)
+  done(call)                             settle, record; runs exactly once per call
+A stage refuses a request by raising GatewayError; it answers one itself by
+raising ImmediateAnswer.
+"""
+
+
+class ImmediateAnswer(Exception):
+    """A successful answer the gateway gives itself (e.g. GET /v1/models)."""
+
+    def __init__(self, status: int, body: bytes, headers: dict[str, str] | None = None) -> None:
+        super().__init__(status)
+        self.status = status
+        self.body = body
+        self.headers = headers or {}
+
+
+class Stage:
+    name = "stage"

@@ -1,0 +1,75 @@
+"""The end of every call: one JSON log line and the metrics. Runs last."""
+
+from __future__ import annotations
+
+import sys
+import time
+
+import orjson
+
+from .. import metrics
+from ..call import Call
+from . import Stage
+
+
+class Record(Stage):
+    name = "record"
+
+    def __init__(self, out=None) -> None:
+        self._out = out or sys.stdout.buffer
+
+    def done(self, call: Call) -> None:
+        ended = call.ended_at or time.perf_counter()
+        latency = ended - call.started
+        model = call.model.name if call.model else ""
+        backend = call.backend.name if call.backend else ""
+        status = str(call.status) if call.status else call.outcome
+        usage = call.usage
+        cost = 0.0
+        if usage is not None and call.model is not None:
+            cost = call.model.price.cost(usage.input_tokens, usage.cached_tokens, usage.output_tokens)
+        ttft = (call.first_byte_at - call.started) if call.first_byte_at else None
+
+        record = {
+            "ts": time.time(),
+            "request_id": call.request_id,
+            "key_id": call.key.id if call.key else None,
+            "user": call.key.user if call.key else None,
+            "team": call.key.team if call.key else None,
+            "method": call.method,
+            "path": call.path,
+            "model": call.model_name or None,
+            "served_model": call.backend.model if call.backend else None,
+            "backend": backend or None,
+            "status": call.status,
+            "outcome": call.outcome,
+            "error_code": call.error_code,
+            "stream": call.stream,
+            "input_tokens": usage.input_tokens if usage else 0,
+            "output_tokens": usage.output_tokens if usage else 0,
+            "cached_tokens": usage.cached_tokens if usage else 0,
+            "reasoning_tokens": usage.reasoning_tokens if usage else 0,
+            "usage_estimated": usage.estimated if usage else False,
+            "cost_usd": round(cost, 8),
+            "latency_ms": round(latency * 1000, 3),
+            "ttft_ms": round(ttft * 1000, 3) if ttft is not None else None,
+            "config_version": call.config.version,
+        }
+        record.update(call.stage_state.get("log", {}))
+        self._out.write(orjson.dumps(record) + b"\n")
+        self._out.flush()
+
+        team = call.team
+        metrics.requests.labels(model, backend, team, status).inc()
+        if call.endpoint is not None and call.endpoint.kind != "models":
+            metrics.request_duration.labels(model, backend, status).observe(latency)
+        if ttft is not None:
+            metrics.time_to_first_token.labels(model, backend).observe(ttft)
+        if usage is not None and model:
+            served = call.backend.model if call.backend else model
+            metrics.token_usage.labels("input", model, served, team).observe(usage.input_tokens)
+            metrics.token_usage.labels("output", model, served, team).observe(usage.output_tokens)
+            if usage.estimated:
+                metrics.usage_estimated.labels(model).inc()
+            if cost:
+                metrics.cost_usd.labels(model, team).inc(cost)

@@ -1,0 +1,46 @@
+"""Request body: parse it once, resolve the model, check the caller may use it."""
+
+from __future__ import annotations
+
+import orjson
+
+from ..call import Call
+from ..errors import invalid_request, model_not_allowed, model_not_found
+from . import Stage
+
+
+class ParseRequest(Stage):
+    """The body is parsed here and only here; later stages read `call.body`."""
+
+    name = "parse"
+
+    def request_body(self, call: Call) -> None:
+        try:
+            body = orjson.loads(call.raw_body)
+        except orjson.JSONDecodeError:
+            raise invalid_request("The request body is not valid JSON.") from None
+        if not isinstance(body, dict):
+            raise invalid_request("The request body must be a JSON object.")
+        model = body.get("model")
+        if not isinstance(model, str) or not model:
+            raise invalid_request("The request body must name a 'model' (a string).")
+        call.body = body
+        call.model_name = model
+        call.stream = body.get("stream") is True
+        options = body.get("stream_options")
+        call.client_wants_usage = (not call.stream) or (
+            isinstance(options, dict) and options.get("include_usage") is True)
+
+
+class ResolveModel(Stage):
+    """Concrete or virtual model → its definition; 404 unknown, 403 not allowed."""
+
+    name = "resolve"
+
+    def request_body(self, call: Call) -> None:
+        model = call.config.models.get(call.model_name)
+        if model is None:
+            raise model_not_found(call.model_name)
+        if not call.key.may_use(model.name):
+            raise model_not_allowed(model.name)
+        call.model = model

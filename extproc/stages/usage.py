@@ -1,0 +1,129 @@
+"""Response side: pick the body mode, read usage from every shape, keep streams flowing.
+
+JSON responses are buffered (one message); SSE is streamed chunk by chunk and
+passed on as it arrives. When the gateway asked the provider for usage the
+client did not ask for, that usage chunk (and the `"usage":null` it makes the
+provider add to every chunk) is removed, so the client sees what it asked for.
+"""
+
+from __future__ import annotations
+
+from time import perf_counter
+
+import orjson
+
+from ..call import Call
+from ..errors import error_body
+from ..openai_api import (Usage, generated_texts, prompt_texts, usage_from_event,
+                          usage_from_response)
+from ..protocol import RESPONSE_BUFFERED, RESPONSE_STREAMED
+from ..sse import SSEParser
+from ..tokens import count_prompt, count_text
+from . import Stage
+
+_USAGE_NULL = b',"usage":null'
+METADATA_NAMESPACE = "llm_gateway"
+
+
+class ResponseUsage(Stage):
+    name = "usage"
+
+    def response_headers(self, call: Call, headers: dict[str, str], end_of_stream: bool) -> None:
+        call.status = int(headers.get(":status", "0") or 0)
+        if call.backend is not None:
+            call.reply.set_headers["x-gateway-backend"] = call.backend.name
+        if end_of_stream:
+            return
+        if headers.get("content-type", "").startswith("text/event-stream"):
+            call.response_streamed = True
+            call.sse = SSEParser()
+            call.reply.mode_override = RESPONSE_STREAMED
+        else:
+            call.reply.mode_override = RESPONSE_BUFFERED
+
+    def response_body(self, call: Call, chunk: bytes, end_of_stream: bool) -> bytes | None:
+        if call.response_streamed:
+            return self._stream_chunk(call, chunk, end_of_stream)
+        return self._json_body(call, chunk)
+
+    # --- buffered JSON ------------------------------------------------------------
+
+    def _json_body(self, call: Call, body: bytes) -> bytes | None:
+        try:
+            parsed = orjson.loads(body) if body else None
+        except orjson.JSONDecodeError:
+            parsed = None
+        if call.status >= 400:
+            if isinstance(parsed, dict) and isinstance(parsed.get("error"), dict):
+                return None                    # already an OpenAI-style error: pass it on
+            call.error_code = "upstream_error"
+            return error_body(f"The provider answered HTTP {call.status} without an "
+                              "OpenAI-style error body.", "api_error", "upstream_error")
+        if isinstance(parsed, dict):
+            call.usage = usage_from_response(parsed)
+            if call.usage is None:
+                call.generated.extend(generated_texts(call.endpoint.kind, parsed))
+        return None
+
+    # --- SSE ----------------------------------------------------------------------
+
+    def _stream_chunk(self, call: Call, chunk: bytes, end_of_stream: bool) -> bytes | None:
+        kind = call.endpoint.kind
+        strip = not call.client_wants_usage
+        out: list[bytes] = []
+        changed = False
+        for event in call.sse.feed(chunk):
+            raw = event.raw
+            if event.data and not event.is_done:
+                try:
+                    data = orjson.loads(event.data)
+                except orjson.JSONDecodeError:
+                    data = None
+                if isinstance(data, dict):
+                    if call.first_byte_at is None:
+                        call.first_byte_at = perf_counter()
+                    call.generated.extend(generated_texts(kind, data))
+                    usage = usage_from_event(kind, data)
+                    if usage is not None:
+                        call.usage = usage
+                        if strip and data.get("choices") == []:
+                            changed = True
+                            continue   # the usage chunk the client did not ask for
+                    if strip and _USAGE_NULL in raw:
+                        raw = raw.replace(_USAGE_NULL, b"")
+                        changed = True
+            out.append(raw)
+        if end_of_stream:
+            out.append(call.sse.flush())
+        elif call.sse.pending:
+            changed = True             # hold an incomplete event back until it completes
+        if not changed:
+            return None
+        return b"".join(out)
+
+    # --- end ----------------------------------------------------------------------
+
+    def done(self, call: Call) -> None:
+        self._estimate_if_missing(call)
+        if call.usage is not None:
+            # Envoy's access log reads these (%DYNAMIC_METADATA(llm_gateway:...)%).
+            call.reply.metadata = {METADATA_NAMESPACE: {
+                "input_tokens": call.usage.input_tokens,
+                "output_tokens": call.usage.output_tokens,
+                "cached_tokens": call.usage.cached_tokens,
+                "usage_estimated": call.usage.estimated,
+                "backend": call.backend.name if call.backend else "",
+            }}
+
+    @staticmethod
+    def _estimate_if_missing(call: Call) -> None:
+        if call.usage is not None or call.body is None or call.outcome == "refused":
+            return
+        if call.status >= 400 and not call.generated:
+            return                     # the provider refused: nothing was generated or billed
+        # No usage from the provider: count what we know, and say it is an estimate.
+        encoding = call.model.encoding if call.model else "o200k_base"
+        texts, messages = prompt_texts(call.endpoint.kind, call.body)
+        call.usage = Usage(input_tokens=count_prompt(texts, messages, encoding),
+                           output_tokens=count_text("".join(call.generated), encoding),
+                           estimated=True)

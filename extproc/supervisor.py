@@ -1,0 +1,191 @@
+"""`extproc up` and `extproc serve`: start and watch the processes of a gateway.
+
+The supervisor is the living parent the Envoy binary needs (it dies with its
+parent), starts one ext_proc worker process per core (each its own Unix socket
+and endpoint in Envoy's extproc cluster), serves the admin HTTP endpoint, and
+stops everything in order on SIGTERM/SIGINT: Envoy first (no new requests),
+then the workers (in-flight streams finish), then the mock.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+from . import envoy_config
+from .config import GatewayConfig
+
+_PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent() -> None:
+    """Children go when the supervisor goes, even on SIGKILL (Linux)."""
+    try:
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+    except OSError:
+        pass
+
+
+class Supervisor:
+    def __init__(self, config: GatewayConfig, *, envoy_path: str | None, run_dir: Path,
+                 workers: int | None = None, fixtures: str | None = None) -> None:
+        self.config = config
+        self.envoy_path = envoy_path          # None: serve mode, Envoy runs elsewhere
+        self.run_dir = run_dir
+        self.worker_count = workers or config.server.workers or os.cpu_count() or 1
+        self.fixtures = fixtures
+        self.workers: dict[int, subprocess.Popen] = {}
+        self.envoy: subprocess.Popen | None = None
+        self.mock: subprocess.Popen | None = None
+        self.admin = None
+        self._stopping = False
+
+    # --- start --------------------------------------------------------------------
+
+    def start(self) -> None:
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        metrics_dir = self.run_dir / "metrics"
+        shutil.rmtree(metrics_dir, ignore_errors=True)
+        metrics_dir.mkdir()
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir)
+        if self.config.mock_provider and self.envoy_path:
+            self.mock = self._spawn([sys.executable, "-m", "extproc", "mock-provider",
+                                     "--config", self.config.path]
+                                    + (["--fixtures", self.fixtures] if self.fixtures else []))
+        for index in range(self.worker_count):
+            self._start_worker(index)
+        self._wait_for_sockets()
+        if self.envoy_path:
+            self._start_envoy()
+        from .admin import start_admin
+        self.admin = start_admin(self.config.server.admin_address, self.ready)
+
+    def socket_path(self, index: int) -> str:
+        return str(self.run_dir / f"extproc-{index}.sock")
+
+    def _spawn(self, argv: list[str]) -> subprocess.Popen:
+        return subprocess.Popen(argv, preexec_fn=_die_with_parent, env=os.environ.copy())
+
+    def _start_worker(self, index: int) -> None:
+        self.workers[index] = self._spawn([
+            sys.executable, "-m", "extproc", "worker", "--config", self.config.path,
+            "--address", f"unix:{self.socket_path(index)}"])
+
+    def _wait_for_sockets(self, timeout: float = 30.0) -> None:
+        deadline = time.monotonic() + timeout
+        for index in range(self.worker_count):
+            while not _connectable(self.socket_path(index)):
+                if self.workers[index].poll() is not None:
+                    raise RuntimeError(f"ext_proc worker {index} exited during start-up")
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"ext_proc worker {index} did not start within {timeout}s")
+                time.sleep(0.05)
+
+    def _start_envoy(self) -> None:
+        rendered = envoy_config.with_workers(envoy_config.load(self.envoy_path),
+                                             [self.socket_path(i) for i in range(self.worker_count)])
+        path = envoy_config.write(rendered, self.run_dir / "envoy.yaml")
+        self.envoy_admin = _admin_url(rendered)
+        self.envoy = self._spawn([envoy_config.envoy_binary(), "-c", str(path),
+                                  "--disable-hot-restart", "--log-level", "warn",
+                                  "--concurrency", str(max(1, self.worker_count))])
+        deadline = time.monotonic() + 30
+        while not self._envoy_ready():
+            if self.envoy.poll() is not None:
+                raise RuntimeError("Envoy exited during start-up (see its log above)")
+            if time.monotonic() > deadline:
+                raise RuntimeError("Envoy did not become ready within 30s")
+            time.sleep(0.05)
+
+    # --- health -------------------------------------------------------------------
+
+    def _envoy_ready(self) -> bool:
+        try:
+            with urllib.request.urlopen(f"{self.envoy_admin}/ready", timeout=1) as response:
+                return response.status == 200
+        except OSError:
+            return False
+
+    def ready(self) -> tuple[bool, str]:
+        if self._stopping:
+            return False, "stopping"
+        down = [i for i, p in self.workers.items() if p.poll() is not None]
+        if down:
+            return False, f"workers down: {down}"
+        if self.envoy_path and not self._envoy_ready():
+            return False, "envoy not ready"
+        return True, "ready"
+
+    # --- run and stop -------------------------------------------------------------
+
+    def run_forever(self) -> int:
+        received: list[int] = []
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(signum, lambda s, _f: received.append(s))
+        while not received:
+            time.sleep(0.2)
+            if self.envoy is not None and self.envoy.poll() is not None:
+                print("extproc: Envoy exited unexpectedly; stopping", file=sys.stderr)
+                self.stop()
+                return 1
+            for index, process in list(self.workers.items()):
+                if process.poll() is not None and not self._stopping:
+                    # A crashed worker comes back on the same socket; Envoy reconnects.
+                    print(f"extproc: worker {index} exited ({process.returncode}); restarting",
+                          file=sys.stderr)
+                    self._start_worker(index)
+        self.stop()
+        return 0
+
+    def stop(self, grace: float = 30.0) -> None:
+        self._stopping = True
+        if self.envoy is not None:
+            _terminate([self.envoy], 10)
+        _terminate(list(self.workers.values()), grace)
+        if self.mock is not None:
+            _terminate([self.mock], 5)
+        if self.admin is not None:
+            self.admin.shutdown()
+
+
+def _terminate(processes: list[subprocess.Popen], grace: float) -> None:
+    for process in processes:
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    for process in processes:
+        try:
+            process.wait(timeout=max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def _connectable(path: str) -> bool:
+    if not os.path.exists(path):
+        return False
+    with socket.socket(socket.AF_UNIX) as probe:
+        try:
+            probe.connect(path)
+            return True
+        except OSError:
+            return False
+
+
+def _admin_url(envoy: dict) -> str:
+    address = envoy["admin"]["address"]["socket_address"]
+    return f"http://{address.get('address', '127.0.0.1')}:{address['port_value']}"
+
+
+def new_run_dir() -> Path:
+    # Unix socket paths are limited to 108 bytes: keep them short, under /tmp.
+    return Path(tempfile.mkdtemp(prefix="llmgw-"))
