@@ -142,7 +142,8 @@ class MockProvider:
     async def handle(self, kind: str, request: web.Request) -> web.StreamResponse:
         raw = await request.read()
         listener = self.listener
-        listener.received.append({"path": request.path, "headers": dict(request.headers),
+        listener.received.append({"path": request.path,
+                                  "headers": {str(k).lower(): v for k, v in request.headers.items()},
                                   "body": raw.decode("utf-8", "replace"), "at": time.time()})
         del listener.received[:-1000]                 # bounded: a soak must not grow memory
         if listener.api_key and _presented_key(request) != listener.api_key:

@@ -35,7 +35,9 @@ class SSEParser:
     def pending(self) -> bytes:
         return self._buffer
 
-    def feed(self, chunk: bytes) -> list[Event]:
+    def feed(self, chunk: bytes, final: bool = False) -> list[Event]:
+        """Events completed by this chunk; `final` marks the end of the stream, where
+        a trailing lone \r is a line end rather than half of \r\n."""
         buffer = self._buffer + chunk if self._buffer else chunk
         events: list[Event] = []
         start = 0          # where the current event's raw bytes begin
@@ -43,7 +45,7 @@ class SSEParser:
         data_lines: list[bytes] = []
         name = b""
         for match in _LINE_END.finditer(buffer):
-            if match.group() == b"\r" and match.end() == len(buffer):
+            if match.group() == b"\r" and match.end() == len(buffer) and not final:
                 break      # a lone \r at the end may be half of \r\n: wait for more
             line = buffer[pos:match.start()]
             pos = match.end()

@@ -72,7 +72,7 @@ class ResponseUsage(Stage):
         strip = not call.client_wants_usage
         out: list[bytes] = []
         changed = False
-        for event in call.sse.feed(chunk):
+        for event in call.sse.feed(chunk, final=end_of_stream):
             raw = event.raw
             if event.data and not event.is_done:
                 try:

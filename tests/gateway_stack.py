@@ -1,0 +1,155 @@
+"""Starts a real gateway (`extproc up`: real Envoy, ext_proc workers, mock provider)
+on free ports, from the shipped quickstart configs with test-specific changes."""
+
+from __future__ import annotations
+
+import copy
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+FIXTURES = ROOT.parent / "shared" / "fixtures" / "openai-recordings"
+QUICKSTART_CONFIG = ROOT / "config" / "quickstart.yaml"
+QUICKSTART_ENVOY = ROOT / "envoy" / "quickstart.yaml"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def quickstart_config() -> dict:
+    return yaml.safe_load(QUICKSTART_CONFIG.read_text())
+
+
+class GatewayStack:
+    """One running gateway. `config` is the filter config as a dict (edited before start)."""
+
+    def __init__(self, workdir: Path, config: dict | None = None, workers: int = 1) -> None:
+        self.workdir = workdir
+        self.config = copy.deepcopy(config or quickstart_config())
+        self.workers = workers
+        self.port = free_port()
+        self.admin_port = free_port()
+        self.envoy_admin_port = free_port()
+        self.process: subprocess.Popen | None = None
+        self.mock_ports: dict[str, int] = {}
+
+    # --- configs --------------------------------------------------------------------
+
+    def _write_configs(self) -> tuple[Path, Path]:
+        config = self.config
+        config.setdefault("server", {})["admin"] = f"127.0.0.1:{self.admin_port}"
+        config["server"]["workers"] = self.workers
+        for listener in config.get("mock_provider", {}).get("listeners", []):
+            listener["port"] = self.mock_ports.setdefault(listener["name"], free_port())
+        envoy = yaml.safe_load(QUICKSTART_ENVOY.read_text())
+        envoy["admin"]["address"]["socket_address"]["port_value"] = self.envoy_admin_port
+        envoy["static_resources"]["listeners"][0]["address"]["socket_address"]["port_value"] = self.port
+        clusters = {c["name"]: c for c in envoy["static_resources"]["clusters"]}
+        template = clusters["mock"]
+        for name, port in self.mock_ports.items():
+            cluster_name = name.replace("-", "_")
+            cluster = clusters.get(cluster_name) or copy.deepcopy(template)
+            cluster["name"] = cluster_name
+            cluster["load_assignment"]["cluster_name"] = cluster_name
+            endpoint = cluster["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["endpoint"]
+            endpoint["address"]["socket_address"]["port_value"] = port
+            if cluster_name not in clusters:
+                envoy["static_resources"]["clusters"].append(cluster)
+                clusters[cluster_name] = cluster
+        self.edit_envoy(envoy)
+        config_path = self.workdir / "gateway.yaml"
+        envoy_path = self.workdir / "envoy.yaml"
+        config_path.write_text(yaml.safe_dump(config, sort_keys=False))
+        envoy_path.write_text(yaml.safe_dump(envoy, sort_keys=False))
+        return config_path, envoy_path
+
+    def edit_envoy(self, envoy: dict) -> None:
+        """Hook for tests that need a different Envoy config."""
+
+    # --- lifecycle ------------------------------------------------------------------
+
+    def start(self, timeout: float = 60) -> "GatewayStack":
+        config_path, envoy_path = self._write_configs()
+        self.log_path = self.workdir / "gateway.log"
+        self._log = open(self.log_path, "wb")
+        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "extproc", "up", "--config", str(config_path),
+             "--envoy", str(envoy_path), "--state-dir", str(self.workdir / "state"),
+             "--fixtures", str(FIXTURES)],
+            stdout=self._log, stderr=subprocess.STDOUT, env=env, cwd=str(self.workdir))
+        deadline = time.monotonic() + timeout
+        while True:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"extproc up exited:\n{self.log_path.read_text()[-4000:]}")
+            try:
+                if httpx.get(f"{self.admin_url}/readyz", timeout=1).status_code == 200:
+                    return self
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError(f"gateway not ready:\n{self.log_path.read_text()[-4000:]}")
+            time.sleep(0.1)
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=40)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        if getattr(self, "_log", None):
+            self._log.close()
+
+    # --- helpers --------------------------------------------------------------------
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/v1"
+
+    @property
+    def admin_url(self) -> str:
+        return f"http://127.0.0.1:{self.admin_port}"
+
+    def mock_url(self, listener: str = "mock") -> str:
+        return f"http://127.0.0.1:{self.mock_ports[listener]}"
+
+    def received(self, listener: str = "mock") -> list[dict]:
+        return httpx.get(f"{self.mock_url(listener)}/_mock/requests").json()
+
+    def clear_received(self) -> None:
+        for name in self.mock_ports:
+            httpx.delete(f"{self.mock_url(name)}/_mock/requests")
+
+    def log_records(self) -> list[dict]:
+        """The service's one-JSON-line-per-request records (Envoy's own lines excluded)."""
+        import json
+        records = []
+        for line in self.log_path.read_text(errors="replace").splitlines():
+            if line.startswith("{") and '"config_version"' in line:
+                records.append(json.loads(line))
+        return records
+
+    def wait_for_record(self, request_id: str | None = None, *, predicate=None,
+                        timeout: float = 10) -> dict:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for record in reversed(self.log_records()):
+                if (request_id is None or record["request_id"] == request_id) and (
+                        predicate is None or predicate(record)):
+                    return record
+            time.sleep(0.05)
+        raise AssertionError(f"no log record for {request_id or predicate}")

@@ -1,0 +1,112 @@
+"""Config parsing and `extproc check`: one clear line per problem, naming file and path."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+import yaml
+
+from extproc.config import load_config
+from extproc.yamlread import ConfigError
+from gateway_stack import QUICKSTART_CONFIG, QUICKSTART_ENVOY, ROOT, quickstart_config
+
+
+def write(tmp_path, config: dict | str, name: str = "gateway.yaml"):
+    path = tmp_path / name
+    path.write_text(config if isinstance(config, str) else yaml.safe_dump(config))
+    return str(path)
+
+
+def test_quickstart_parses_into_typed_objects():
+    config = load_config(str(QUICKSTART_CONFIG))
+    assert set(config.models) >= {"gpt-4o-mini", "gpt-4o", "text-embedding-3-small"}
+    bob = next(k for k in config.keys_by_hash.values() if k.id == "bob")
+    assert bob.team == "support" and bob.may_use("gpt-4o-mini") and not bob.may_use("gpt-4o")
+    assert "mock-provider-key" not in repr(config.providers["mock"])
+    with pytest.raises(AttributeError):
+        config.models["gpt-4o"].name = "changed"          # frozen
+
+
+def _broken(edit):
+    config = quickstart_config()
+    edit(config)
+    return config
+
+
+BROKEN = [
+    ("unknown model in allowlist", lambda c: c["keys"][1].update(models=["gpt-5"]),
+     "keys[1].models[0]: unknown model 'gpt-5'"),
+    ("unknown provider", lambda c: c["models"]["gpt-4o"]["backends"][0].update(provider="nope"),
+     "models.gpt-4o.backends[0].provider: unknown provider 'nope'"),
+    ("bad hash", lambda c: c["keys"].append({"id": "x", "key_sha256": "abc"}),
+     "keys[2].key_sha256: must be 64 hex characters"),
+    ("typo key", lambda c: c.update(modles={}), "modles: unknown key"),
+    ("missing env credential", lambda c: c["providers"]["mock"].update(api_key={"env": "NOPE_XYZ"}),
+     "providers.mock.api_key: environment variable NOPE_XYZ is not set"),
+    ("bad strategy", lambda c: c["models"]["gpt-4o"].update(strategy="random"),
+     "models.gpt-4o.strategy: must be one of: fallback, weighted"),
+]
+
+
+@pytest.mark.parametrize("name,edit,expected", BROKEN, ids=[b[0] for b in BROKEN])
+def test_problems_name_file_and_path(tmp_path, name, edit, expected):
+    path = write(tmp_path, _broken(edit))
+    with pytest.raises(ConfigError) as error:
+        load_config(path)
+    assert any(line == f"{path}: {expected}" or line.startswith(f"{path}: {expected}")
+               for line in error.value.problems), error.value.problems
+
+
+def test_every_problem_is_reported_at_once(tmp_path):
+    config = _broken(lambda c: (c["keys"][1].update(models=["a"]), c["keys"][0].update(models=["b"])))
+    with pytest.raises(ConfigError) as error:
+        load_config(write(tmp_path, config))
+    assert len(error.value.problems) == 2
+
+
+def _check(*args):
+    return subprocess.run([sys.executable, "-m", "extproc", "check", *args],
+                          capture_output=True, text=True, cwd=ROOT, timeout=120)
+
+
+def test_check_accepts_shipped_configs():
+    for config, envoy in [(QUICKSTART_CONFIG, QUICKSTART_ENVOY),
+                          (ROOT / "config" / "production.yaml", ROOT / "envoy" / "kubernetes.yaml")]:
+        result = _check("--config", str(config), "--envoy", str(envoy))
+        assert result.returncode == 0, result.stderr
+        assert "OK" in result.stdout
+
+
+def test_check_rejects_unknown_cluster(tmp_path):
+    config = _broken(lambda c: c["providers"]["mock"].update(cluster="nowhere"))
+    path = write(tmp_path, config)
+    result = _check("--config", path, "--envoy", str(QUICKSTART_ENVOY))
+    assert result.returncode != 0
+    assert result.stderr.strip() == (f"{path}: providers.mock.cluster: cluster 'nowhere' is not "
+                                     f"defined in {QUICKSTART_ENVOY}")
+
+
+def test_check_rejects_bad_yaml(tmp_path):
+    path = write(tmp_path, "models: [unclosed\n")
+    result = _check("--config", path)
+    assert result.returncode != 0
+    [line] = result.stderr.strip().splitlines()
+    assert line.startswith(f"{path}: line ") and "invalid YAML" in line
+
+
+def test_check_rejects_unknown_model_in_allowlist(tmp_path):
+    path = write(tmp_path, _broken(lambda c: c["keys"][1].update(models=["gpt-4o-mini", "gpt-7"])))
+    result = _check("--config", path, "--envoy", str(QUICKSTART_ENVOY))
+    assert result.returncode != 0
+    assert result.stderr.strip() == f"{path}: keys[1].models[1]: unknown model 'gpt-7'"
+
+
+def test_check_runs_envoy_validate(tmp_path):
+    envoy = yaml.safe_load(QUICKSTART_ENVOY.read_text())
+    envoy["static_resources"]["listeners"][0]["address"]["socket_address"]["port_value"] = "not-a-port"
+    envoy_path = write(tmp_path, envoy, "envoy.yaml")
+    result = _check("--config", str(QUICKSTART_CONFIG), "--envoy", envoy_path)
+    assert result.returncode != 0
+    assert "envoy --mode validate" in result.stderr

