@@ -5,6 +5,7 @@ from __future__ import annotations
 from .config import GatewayConfig
 from .pipeline import Pipeline
 from .stages.admission import Admission
+from .stages.attempt import AttemptRewrite
 from .stages.record import Record
 from .stages.resolve import ParseRequest, ResolveModel
 from .stages.route import Route
@@ -21,3 +22,8 @@ def build_pipeline(config: GatewayConfig) -> Pipeline:
         ResponseUsage(),
         Record(),
     ])
+
+
+def build_upstream_pipeline(config: GatewayConfig) -> Pipeline:
+    """For the ext_proc filter inside provider clusters: one run per attempt."""
+    return Pipeline([AttemptRewrite()])

@@ -14,8 +14,8 @@ class Call:
     """One HTTP request through the gateway, from request headers to the last body chunk."""
 
     __slots__ = (
-        "config", "started", "request_id", "method", "path", "endpoint", "headers",
-        "key", "raw_body", "body", "body_changed", "model_name", "model", "backend", "stream",
+        "config", "started", "request_id", "request_metadata", "method", "path", "endpoint", "headers",
+        "key", "raw_body", "body", "body_changed", "model_name", "model", "backend", "backend_order", "attempts", "stream",
         "client_wants_usage", "status", "response_streamed", "usage", "generated",
         "first_byte_at", "ended_at", "outcome", "error_code", "reply", "sse", "stage_state",
         "finished",
@@ -25,6 +25,7 @@ class Call:
         self.config = config                 # the snapshot this request runs on, reloads or not
         self.started = time.perf_counter()
         self.request_id = ""
+        self.request_metadata = None         # Envoy's metadata_context, when it sends one
         self.method = ""
         self.path = ""
         self.endpoint: Endpoint | None = None
@@ -36,6 +37,8 @@ class Call:
         self.model_name = ""                 # as the client asked
         self.model: Model | None = None
         self.backend: Backend | None = None  # the backend that served (or was chosen)
+        self.backend_order: list[int] = []   # backend indices in attempt order
+        self.attempts = 1                    # Envoy's attempt that answered
         self.stream = False
         self.client_wants_usage = False
         self.status = 0                      # HTTP status sent to the client

@@ -50,14 +50,6 @@ class Provider:
 
 
 @dataclass(frozen=True, slots=True)
-class Backend:
-    name: str                    # what x-gateway-backend, logs and metrics call it
-    provider: Provider
-    model: str                   # the model's name at the provider
-    weight: int
-
-
-@dataclass(frozen=True, slots=True)
 class Price:
     """USD per million tokens."""
     input: float = 0.0
@@ -71,6 +63,15 @@ class Price:
 
 
 @dataclass(frozen=True, slots=True)
+class Backend:
+    name: str                    # what x-gateway-backend, logs and metrics call it
+    provider: Provider
+    model: str                   # the model's name at the provider
+    weight: int
+    price: Price | None = None   # this backend's own price; default: the model's
+
+
+@dataclass(frozen=True, slots=True)
 class Model:
     name: str
     backends: tuple[Backend, ...]
@@ -81,6 +82,14 @@ class Model:
     @property
     def primary(self) -> Backend:
         return self.backends[0]
+
+    @property
+    def is_virtual(self) -> bool:
+        """Several backends: Envoy fails over between them, attempt by attempt."""
+        return len(self.backends) > 1
+
+    def price_of(self, backend: Backend | None) -> Price:
+        return backend.price if backend is not None and backend.price is not None else self.price
 
 
 @dataclass(frozen=True, slots=True)
@@ -201,7 +210,7 @@ def _model(name: str, node: Node, providers: Mapping[str, Provider]) -> Model:
     strategy = node.get("strategy").choice(("fallback", "weighted"), "fallback")
     backends = []
     for item in node.get("backends").elements():
-        item.only_keys("provider", "model", "name", "weight")
+        item.only_keys("provider", "model", "name", "weight", "price")
         provider_name = item.get("provider").str()
         provider = providers.get(provider_name)
         if provider is None:
@@ -212,20 +221,25 @@ def _model(name: str, node: Node, providers: Mapping[str, Provider]) -> Model:
             provider=provider,
             model=item.get("model").str(name),
             weight=item.get("weight").number(1, integer=True, minimum=0),
+            price=None if item.get("price").missing else _price(item.get("price")),
         ))
     if not backends:
         node.get("backends").fail("must list at least one backend")
-    price_node = node.get("price")
-    price_node.only_keys("input", "cached_input", "output")
-    price = Price(
-        input=price_node.get("input").number(0.0, minimum=0),
-        cached_input=price_node.get("cached_input").number(
-            price_node.get("input").number(0.0, minimum=0), minimum=0),
-        output=price_node.get("output").number(0.0, minimum=0),
-    )
+    names = [b.name for b in backends]
+    if len(set(names)) != len(names):
+        node.get("backends").fail("backend names must be unique within a model (set `name:`)")
+    price = _price(node.get("price"))
     encoding = node.get("encoding").choice(("o200k_base", "cl100k_base"),
                                            encoding_for_model(backends[0].model if backends else name))
     return Model(name=name, backends=tuple(backends), strategy=strategy, price=price, encoding=encoding)
+
+
+def _price(node: Node) -> Price:
+    node.only_keys("input", "cached_input", "output")
+    input_price = node.get("input").number(0.0, minimum=0)
+    return Price(input=input_price,
+                 cached_input=node.get("cached_input").number(input_price, minimum=0),
+                 output=node.get("output").number(0.0, minimum=0))
 
 
 def _keys(node: Node, models: Mapping[str, Model]) -> dict[bytes, VirtualKey]:

@@ -39,4 +39,7 @@ extproc_processing = Histogram(
 usage_estimated = Counter(
     "gateway_usage_estimated", "Requests whose usage was counted offline (provider gave none).",
     ["model"])
+failovers = Counter(
+    "gateway_failovers", "Requests answered by a later attempt (Envoy retried or failed over).",
+    ["model", "backend"])
 config_reloads = Counter("gateway_config_reloads", "Config reloads.", ["result"])

@@ -15,6 +15,7 @@ Failure modes come from the listener's config or, per request, from headers:
   x-mock-cut-after: 3         reset the connection after N SSE chunks
   x-mock-no-usage: 1          omit usage (as some providers do)
   x-mock-replay: chat-basic   answer with a recorded response from the fixtures
+  x-mock-only: mock-failing   apply the x-mock-* headers on this listener only
 Every request is recorded per listener: GET /_mock/requests, DELETE to clear.
 """
 
@@ -67,6 +68,9 @@ def _reset(request: web.Request) -> None:
 
 
 def _option(listener: Listener, request: web.Request, name: str) -> str | None:
+    only = request.headers.get("x-mock-only")
+    if only and only != listener.name:      # the headers target another listener
+        return listener.defaults.get(name)
     return request.headers.get(f"x-mock-{name}") or listener.defaults.get(name)
 
 

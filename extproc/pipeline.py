@@ -32,6 +32,10 @@ class Pipeline:
             if phase == "request_headers":
                 message = request.request_headers
                 call.headers = header_map(message)
+                if request.HasField("metadata_context"):
+                    call.request_metadata = request.metadata_context
+                if request.attributes:
+                    call.stage_state.update(_attributes(request))
                 for hook in self._hooks[phase]:
                     await _maybe(hook(call, message.end_of_stream))
             elif phase == "request_body":
@@ -54,6 +58,8 @@ class Pipeline:
                         out = result
                 if out is not chunk:
                     reply.body = out
+                    if not call.response_streamed:      # buffered: headers still held
+                        reply.set_headers["content-length"] = str(len(out))
                 if message.end_of_stream:
                     await self.finish(call)
             else:
@@ -100,3 +106,12 @@ async def _maybe(result):
     if inspect.isawaitable(result):
         return await result
     return result
+
+
+def _attributes(request: ProcessingRequest) -> dict[str, str]:
+    """Envoy attributes the filter asked for (e.g. xds.cluster_name → "cluster")."""
+    found = {}
+    for struct in request.attributes.values():
+        for key, value in struct.fields.items():
+            found[key.rsplit(".", 1)[-1].replace("cluster_name", "cluster")] = value.string_value
+    return found

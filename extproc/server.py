@@ -11,11 +11,13 @@ import grpc
 from envoy.service.ext_proc.v3 import external_processor_pb2_grpc as ep_grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
-from .build import build_pipeline
+from .build import build_pipeline, build_upstream_pipeline
 from .call import Call
 from .config import GatewayConfig, load_config
 
 log = logging.getLogger("extproc.server")
+
+ROLE_METADATA = "x-extproc-role"
 
 # SSE streams stay open for minutes; never let them starve new requests.
 _GRPC_OPTIONS = [
@@ -32,6 +34,7 @@ class Runtime:
     def __init__(self, config: GatewayConfig) -> None:
         self.config = config
         self.pipeline = build_pipeline(config)
+        self.upstream_pipeline = build_upstream_pipeline(config)
 
 
 class Processor(ep_grpc.ExternalProcessorServicer):
@@ -42,7 +45,10 @@ class Processor(ep_grpc.ExternalProcessorServicer):
     async def Process(self, request_iterator, context):
         runtime = self.runtime                  # this request's snapshot
         call = Call(runtime.config)
-        pipeline = runtime.pipeline
+        # The upstream filter (one stream per attempt) says so in its gRPC metadata.
+        upstream = any(k == ROLE_METADATA and v == "upstream"
+                       for k, v in context.invocation_metadata() or ())
+        pipeline = runtime.upstream_pipeline if upstream else runtime.pipeline
         try:
             async for request in request_iterator:
                 yield await pipeline.handle(call, request)

@@ -50,21 +50,29 @@ class GatewayStack:
         config = self.config
         config.setdefault("server", {})["admin"] = f"127.0.0.1:{self.admin_port}"
         config["server"]["workers"] = self.workers
+        moved: dict[int, int] = {}          # quickstart port -> this stack's port
         for listener in config.get("mock_provider", {}).get("listeners", []):
-            listener["port"] = self.mock_ports.setdefault(listener["name"], free_port())
+            new_port = self.mock_ports.setdefault(listener["name"], free_port())
+            moved[listener["port"]] = new_port
+            listener["port"] = new_port
         envoy = yaml.safe_load(QUICKSTART_ENVOY.read_text())
         envoy["admin"]["address"]["socket_address"]["port_value"] = self.envoy_admin_port
         envoy["static_resources"]["listeners"][0]["address"]["socket_address"]["port_value"] = self.port
         clusters = {c["name"]: c for c in envoy["static_resources"]["clusters"]}
-        template = clusters["mock"]
+        for cluster in clusters.values():
+            for group in cluster.get("load_assignment", {}).get("endpoints", []):
+                for lb in group.get("lb_endpoints", []):
+                    address = lb["endpoint"]["address"].get("socket_address")
+                    if address and address["port_value"] in moved:
+                        address["port_value"] = moved[address["port_value"]]
+        # A listener a test adds gets a plain cluster of its own name (dashes → underscores).
         for name, port in self.mock_ports.items():
             cluster_name = name.replace("-", "_")
-            cluster = clusters.get(cluster_name) or copy.deepcopy(template)
-            cluster["name"] = cluster_name
-            cluster["load_assignment"]["cluster_name"] = cluster_name
-            endpoint = cluster["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["endpoint"]
-            endpoint["address"]["socket_address"]["port_value"] = port
             if cluster_name not in clusters:
+                cluster = copy.deepcopy(clusters["mock"])
+                cluster["name"] = cluster["load_assignment"]["cluster_name"] = cluster_name
+                endpoint = cluster["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["endpoint"]
+                endpoint["address"]["socket_address"]["port_value"] = port
                 envoy["static_resources"]["clusters"].append(cluster)
                 clusters[cluster_name] = cluster
         self.edit_envoy(envoy)

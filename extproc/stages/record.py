@@ -27,7 +27,8 @@ class Record(Stage):
         usage = call.usage
         cost = 0.0
         if usage is not None and call.model is not None:
-            cost = call.model.price.cost(usage.input_tokens, usage.cached_tokens, usage.output_tokens)
+            cost = call.model.price_of(call.backend).cost(
+                usage.input_tokens, usage.cached_tokens, usage.output_tokens)
         ttft = (call.first_byte_at - call.started) if call.first_byte_at else None
 
         record = {
@@ -53,6 +54,7 @@ class Record(Stage):
             "cost_usd": round(cost, 8),
             "latency_ms": round(latency * 1000, 3),
             "ttft_ms": round(ttft * 1000, 3) if ttft is not None else None,
+            "attempts": call.attempts,
             "config_version": call.config.version,
         }
         record.update(call.stage_state.get("log", {}))
@@ -63,6 +65,8 @@ class Record(Stage):
         metrics.requests.labels(model, backend, team, status).inc()
         if call.endpoint is not None and call.endpoint.kind != "models":
             metrics.request_duration.labels(model, backend, status).observe(latency)
+        if call.attempts > 1:
+            metrics.failovers.labels(model, backend).inc()
         if ttft is not None:
             metrics.time_to_first_token.labels(model, backend).observe(ttft)
         if usage is not None and model:

@@ -1,4 +1,11 @@
-"""Request body: pick the backend, point Envoy at its cluster, rewrite for it."""
+"""Request body: pick the backend(s), point Envoy at them, rewrite for the first.
+
+A concrete model goes to its cluster through the routing header. A virtual
+model (several backends) goes to the failover route: Envoy's priority_group
+cluster specifier takes this request's backend order from dynamic metadata and
+moves one step along it on every retry; the upstream filter (stages/attempt.py)
+rewrites each attempt for the backend it lands on.
+"""
 
 from __future__ import annotations
 
@@ -10,30 +17,58 @@ from ..call import Call
 from ..config import ROUTING_HEADER, Backend, Model
 from . import Stage
 
+ROUTE_HEADER = "x-gateway-route"       # selects the failover route
+METADATA_NAMESPACE = "llm_gateway"              # the plan, forwarded to the upstream filter
+ROUTE_METADATA_NAMESPACE = "llm_gateway.route"  # read by Envoy's priority_group specifier
 _STREAMING_KINDS = ("chat", "completions")
 
 
-def choose_backend(model: Model, rng: random.Random = random._inst) -> Backend:  # type: ignore[attr-defined]
-    """Weighted split picks by weight; a fallback chain starts at its first backend
-    (Envoy moves along the chain on retries)."""
-    if model.strategy == "weighted" and len(model.backends) > 1:
-        return rng.choices(model.backends, weights=[b.weight for b in model.backends])[0]
-    return model.primary
+def backend_order(model: Model, rng: random.Random = random._inst) -> list[int]:  # type: ignore[attr-defined]
+    """Indices of the model's backends in the order attempts should try them.
+
+    fallback: as configured. weighted: the first attempt goes to a backend drawn
+    by weight, retries to the others in configured order.
+    """
+    indices = list(range(len(model.backends)))
+    if model.strategy == "weighted" and len(indices) > 1:
+        first = rng.choices(indices, weights=[b.weight for b in model.backends])[0]
+        indices.remove(first)
+        indices.insert(0, first)
+    return indices
+
+
+def failover_metadata(model: Model, order: list[int]) -> dict:
+    """What Envoy's priority_group specifier (a PriorityGroupsOverride of the same
+    shape) and the upstream filter read."""
+    return {
+        ROUTE_METADATA_NAMESPACE: {"priority_groups": [
+            {"name": model.backends[i].name,
+             "clusters": [{"cluster_name": model.backends[i].provider.cluster, "weight": 1}]}
+            for i in order]},
+        METADATA_NAMESPACE: {"model": model.name, "order": order},
+    }
 
 
 class Route(Stage):
     name = "route"
 
     def request_body(self, call: Call) -> None:
-        backend = choose_backend(call.model)
+        model = call.model
+        order = backend_order(model)
+        backend: Backend = model.backends[order[0]]
         call.backend = backend
+        call.backend_order = order
         reply = call.reply
-        reply.set_headers[ROUTING_HEADER] = backend.provider.cluster
-        reply.set_headers[backend.provider.auth_header] = backend.provider.auth_value()
         reply.clear_route_cache = True
+        reply.set_headers[backend.provider.auth_header] = backend.provider.auth_value()
+        if model.is_virtual:
+            reply.set_headers[ROUTE_HEADER] = "failover"
+            reply.metadata = failover_metadata(model, order)
+        else:
+            reply.set_headers[ROUTING_HEADER] = backend.provider.cluster
 
         body = call.body
-        changed = call.body_changed
+        changed = call.body_changed or model.is_virtual
         if body["model"] != backend.model:
             body["model"] = backend.model
             changed = True
@@ -44,5 +79,8 @@ class Route(Stage):
                                       "include_usage": True}
             changed = True
         if changed:
+            if model.is_virtual:
+                # "model" first, so the upstream filter can swap it without parsing.
+                body = {"model": body["model"], **body}
             reply.body = orjson.dumps(body)
             reply.set_headers["content-length"] = str(len(reply.body))

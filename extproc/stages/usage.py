@@ -20,6 +20,9 @@ from ..protocol import RESPONSE_BUFFERED, RESPONSE_STREAMED
 from ..sse import SSEParser
 from ..tokens import count_prompt, count_text
 from . import Stage
+from .attempt import backend_for
+
+UPSTREAM_CLUSTER_HEADER = "x-gateway-upstream-cluster"
 
 _USAGE_NULL = b',"usage":null'
 METADATA_NAMESPACE = "llm_gateway"
@@ -30,6 +33,16 @@ class ResponseUsage(Stage):
 
     def response_headers(self, call: Call, headers: dict[str, str], end_of_stream: bool) -> None:
         call.status = int(headers.get(":status", "0") or 0)
+        if call.backend_order:
+            # Envoy names the cluster and attempt that answered; the plan names the backend.
+            attempt = int(headers.get("x-envoy-attempt-count", "1") or 1)
+            cluster = headers.get(UPSTREAM_CLUSTER_HEADER, "")
+            call.reply.remove_headers.append(UPSTREAM_CLUSTER_HEADER)
+            try:
+                call.backend = backend_for(call.model, call.backend_order, cluster, attempt)
+            except KeyError:
+                pass              # Envoy answered itself (no cluster): keep the first choice
+            call.attempts = attempt
         if call.backend is not None:
             call.reply.set_headers["x-gateway-backend"] = call.backend.name
         if end_of_stream:
@@ -57,6 +70,7 @@ class ResponseUsage(Stage):
             if isinstance(parsed, dict) and isinstance(parsed.get("error"), dict):
                 return None                    # already an OpenAI-style error: pass it on
             call.error_code = "upstream_error"
+            call.reply.set_headers["content-type"] = "application/json"
             return error_body(f"The provider answered HTTP {call.status} without an "
                               "OpenAI-style error body.", "api_error", "upstream_error")
         if isinstance(parsed, dict):

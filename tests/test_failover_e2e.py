@@ -1,0 +1,132 @@
+"""Issue 6 through real Envoy: virtual models fail over, each attempt rewritten for its backend."""
+
+from __future__ import annotations
+
+import collections
+import time
+import uuid
+
+import httpx
+import pytest
+
+from gateway_stack import GatewayStack, quickstart_config
+
+ALICE = {"authorization": "Bearer sk-demo-alice"}
+CHAT = {"model": "smart", "messages": [{"role": "user", "content": "fail over please"}]}
+
+
+class FailoverStack(GatewayStack):
+    def edit_envoy(self, envoy: dict) -> None:
+        # Shorter per-try idle timeout than shipped (30 s), so the stall test runs fast.
+        vhost = envoy["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0][
+            "typed_config"]["route_config"]["virtual_hosts"][0]
+        vhost["routes"][0]["route"]["retry_policy"]["per_try_idle_timeout"] = "1s"
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory):
+    config = quickstart_config()
+    # The "failing" listener is healthy here; tests make it fail per request.
+    for listener in config["mock_provider"]["listeners"]:
+        listener.pop("failure", None)
+    config["models"]["split"] = {"strategy": "weighted", "backends": [
+        {"provider": "mock-failing", "model": "gpt-4o-mini", "weight": 80, "name": "eighty"},
+        {"provider": "mock-backup", "model": "gpt-4o", "weight": 20, "name": "twenty"}]}
+    stack = FailoverStack(tmp_path_factory.mktemp("failover"), config, workers=2).start()
+    yield stack
+    stack.stop()
+
+
+def _post(stack, extra_headers: dict, body: dict = CHAT, timeout: float = 30) -> httpx.Response:
+    rid = f"test-{uuid.uuid4()}"
+    response = httpx.post(f"{stack.base_url}/chat/completions", json=body,
+                          headers={**ALICE, "x-request-id": rid, **extra_headers}, timeout=timeout)
+    response.rid = rid
+    return response
+
+
+def _received(stack, listener: str, rid: str) -> list[dict]:
+    return [r for r in stack.received(listener) if r["headers"].get("x-request-id") == rid]
+
+
+@pytest.mark.parametrize("failure", [
+    {"x-mock-status": "503"},
+    {"x-mock-reset": "1"},
+], ids=["503", "reset"])
+def test_primary_fails_fallback_answers_with_its_own_model_and_key(stack, failure):
+    response = _post(stack, {"x-mock-only": "mock-failing", **failure})
+    assert response.status_code == 200, response.text
+    assert response.headers["x-gateway-backend"] == "mock-backup"
+    assert response.json()["model"] == "gpt-4o"
+    [primary] = _received(stack, "mock-failing", response.rid)
+    [fallback] = _received(stack, "mock", response.rid)
+    assert '"model":"gpt-4o-mini"' in primary["body"]
+    assert primary["headers"]["authorization"] == "Bearer mock-failing-key"
+    assert '"model":"gpt-4o"' in fallback["body"] and "gpt-4o-mini" not in fallback["body"]
+    assert fallback["headers"]["authorization"] == "Bearer mock-provider-key"
+    assert "mock-failing-key" not in str(fallback)
+    record = stack.wait_for_record(response.rid)
+    assert record["backend"] == "mock-backup" and record["attempts"] == 2
+    # Charged once, at the answering backend's price (gpt-4o: 2.50 / 10.00 per 1M).
+    expected = (record["input_tokens"] * 2.50 + record["output_tokens"] * 10.00) / 1e6
+    assert record["cost_usd"] == pytest.approx(expected)
+
+
+def test_429_with_retry_after_is_honoured_then_fallback(stack):
+    started = time.perf_counter()
+    response = _post(stack, {"x-mock-only": "mock-failing", "x-mock-status": "429",
+                             "x-mock-retry-after": "1"})
+    elapsed = time.perf_counter() - started
+    assert response.status_code == 200 and response.headers["x-gateway-backend"] == "mock-backup"
+    assert elapsed >= 0.9, elapsed
+
+
+def test_stall_before_first_byte_fails_over_after_idle_timeout(stack):
+    started = time.perf_counter()
+    response = _post(stack, {"x-mock-only": "mock-failing", "x-mock-delay-ms": "8000"})
+    elapsed = time.perf_counter() - started
+    assert response.status_code == 200 and response.headers["x-gateway-backend"] == "mock-backup"
+    assert 0.9 <= elapsed < 5, elapsed
+
+
+def test_streaming_failover(stack):
+    with httpx.stream("POST", f"{stack.base_url}/chat/completions",
+                      json={**CHAT, "stream": True},
+                      headers={**ALICE, "x-mock-only": "mock-failing", "x-mock-status": "503"}) as r:
+        assert r.headers["x-gateway-backend"] == "mock-backup"
+        body = b"".join(r.iter_raw())
+    assert b'"model":"gpt-4o"' in body and b"[DONE]" in body
+
+
+def test_weighted_split_80_20(stack):
+    counts = collections.Counter()
+    body = {**CHAT, "model": "split"}
+    with httpx.Client(headers=ALICE, timeout=30) as client:
+        for _ in range(500):
+            response = client.post(f"{stack.base_url}/chat/completions", json=body)
+            assert response.status_code == 200
+            counts[response.headers["x-gateway-backend"]] += 1
+    # Binomial(500, 0.8): sd ≈ 8.9; allow 4 sd.
+    assert abs(counts["eighty"] - 400) <= 36, counts
+
+
+@pytest.mark.parametrize("failure,code", [
+    ({"x-mock-status": "503"}, "mock_failure"),
+    ({"x-mock-reset": "1"}, "upstream_unavailable"),
+], ids=["all-503", "all-reset"])
+def test_all_backends_down_one_clear_error_nothing_charged(stack, failure, code):
+    response = _post(stack, failure)
+    assert response.status_code == 503
+    error = response.json()["error"]
+    assert error["code"] == code and error["message"]
+    record = stack.wait_for_record(response.rid)
+    assert record["status"] == 503 and record["cost_usd"] == 0
+    assert record["input_tokens"] == 0 and record["output_tokens"] == 0
+
+
+def test_failovers_are_counted_in_metrics(stack):
+    _post(stack, {"x-mock-only": "mock-failing", "x-mock-status": "503"})
+    text = httpx.get(f"{stack.admin_url}/metrics").text
+    lines = [l for l in text.splitlines()
+             if l.startswith("gateway_failovers_total") and 'backend="mock-backup"' in l]
+    assert lines and float(lines[0].rsplit(" ", 1)[1]) >= 1
