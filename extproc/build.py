@@ -5,6 +5,7 @@ from __future__ import annotations
 from .config import GatewayConfig
 from .pipeline import Pipeline
 from .stages.admission import Admission
+from .stages.budget import Budget, BudgetSettle
 from .stages.attempt import AttemptRewrite
 from .stages.record import Record
 from .stages.resolve import ParseRequest, ResolveModel
@@ -12,14 +13,18 @@ from .stages.route import Route
 from .stages.usage import ResponseUsage
 
 
-def build_pipeline(config: GatewayConfig) -> Pipeline:
+def build_pipeline(config: GatewayConfig, store=None) -> Pipeline:
     # Order matters: each stage may rely on what the ones before it filled in.
+    # ResponseUsage runs its done hook before Budget's, so settling sees the usage.
+    budgets = store is not None and bool(config.limits)
     return Pipeline([
         Admission(),
         ParseRequest(),
         ResolveModel(),
+        *([Budget(store, config.store)] if budgets else []),
         Route(),
-        ResponseUsage(),
+        ResponseUsage(),                     # its done hook completes the usage...
+        *([BudgetSettle(store)] if budgets else []),   # ...which settling needs
         Record(),
     ])
 

@@ -10,10 +10,10 @@ from pathlib import Path
 import yaml
 
 from . import envoy_config
-from .config import load_config
+from .config import default_state_dir, load_config
 from .yamlread import ConfigError
 
-DEFAULT_STATE_DIR = Path(os.environ.get("XDG_STATE_HOME", Path.home() / ".local" / "state")) / "llm-gateway"
+DEFAULT_STATE_DIR = Path(default_state_dir())
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -42,6 +42,10 @@ def main(argv: list[str] | None = None) -> None:
     check = commands.add_parser("check", help="validate a filter config (and its Envoy config)")
     check.add_argument("--config", required=True)
     check.add_argument("--envoy", help="the Envoy config it runs with")
+
+    usage = commands.add_parser("usage", help="spend and remaining budget per key and team")
+    usage.add_argument("--config", help="filter config (default: the shipped quickstart)")
+    usage.add_argument("--state-dir", help="the state dir `extproc up` used (SQLite store)")
 
     worker = commands.add_parser("worker", help=argparse.SUPPRESS)
     worker.add_argument("--config", required=True)
@@ -151,6 +155,17 @@ def cmd_check(args) -> int:
     return 1 if problems else 0
 
 
+def cmd_usage(args) -> int:
+    from .usage_report import usage_table
+    if args.state_dir:
+        os.environ["LLMGW_STATE_DIR"] = args.state_dir
+    config = _load_or_report(args.config or envoy_config.shipped("config/quickstart.yaml"))
+    if config is None:
+        return 2
+    print(usage_table(config))
+    return 0
+
+
 def cmd_worker(args) -> int:
     from .server import run_worker
     run_worker(args.config, args.address)
@@ -158,4 +173,4 @@ def cmd_worker(args) -> int:
 
 
 _COMMANDS = {"up": cmd_up, "serve": cmd_serve, "mock-provider": cmd_mock, "check": cmd_check,
-             "worker": cmd_worker}
+             "usage": cmd_usage, "worker": cmd_worker}

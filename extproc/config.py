@@ -11,6 +11,7 @@ import os
 from dataclasses import dataclass, field
 from typing import Mapping
 
+from .limits import Limit, StoreSettings, parse_limits, parse_store
 from .yamlread import Node, Problems, load_yaml
 
 # Client headers the gateway owns: stripped from every request so no caller can
@@ -119,6 +120,8 @@ class GatewayConfig:
     providers: Mapping[str, Provider]
     models: Mapping[str, Model]
     keys_by_hash: Mapping[bytes, VirtualKey]
+    limits: tuple[Limit, ...] = ()
+    store: StoreSettings | None = None
     mock_provider: Mapping | None = None
     extras: Mapping = field(default_factory=dict)
 
@@ -135,7 +138,7 @@ def load_config(path: str, *, strict_credentials: bool = True) -> GatewayConfig:
     problems = Problems(path)
     root = load_yaml(path, problems)
     root.only_keys("version", "server", "mock_provider", "providers", "models", "keys",
-                   "budgets", "rate_limits", "guardrails", "logging")
+                   "budgets", "rate_limits", "store", "guardrails", "logging")
     with open(path, "rb") as handle:
         digest = hashlib.sha256(handle.read()).hexdigest()[:12]
     label = root.get("version").str("")
@@ -152,10 +155,18 @@ def load_config(path: str, *, strict_credentials: bool = True) -> GatewayConfig:
         providers=providers,
         models=models,
         keys_by_hash=keys,
+        limits=parse_limits(root.get("budgets"), root.get("rate_limits")),
+        store=parse_store(root.get("store"), default_state_dir()),
         mock_provider=root.get("mock_provider").value if not root.get("mock_provider").missing else None,
     )
     problems.raise_if_any()
     return config
+
+
+def default_state_dir() -> str:
+    """`extproc up --state-dir` sets LLMGW_STATE_DIR for its workers."""
+    return os.environ.get("LLMGW_STATE_DIR") or os.path.join(
+        os.environ.get("XDG_STATE_HOME") or os.path.expanduser("~/.local/state"), "llm-gateway")
 
 
 def _server(node: Node) -> ServerSettings:

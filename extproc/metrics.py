@@ -42,4 +42,6 @@ usage_estimated = Counter(
 failovers = Counter(
     "gateway_failovers", "Requests answered by a later attempt (Envoy retried or failed over).",
     ["model", "backend"])
+store_errors = Counter(
+    "gateway_store_errors", "Budget store operations that failed (fail mode applied).", ["operation"])
 config_reloads = Counter("gateway_config_reloads", "Config reloads.", ["result"])

@@ -256,6 +256,8 @@ def listeners_from_config(spec: dict, fixtures: str | None) -> list[Listener]:
 
 
 async def serve(listeners: list[Listener]) -> None:
+    for encoding in ("o200k_base", "cl100k_base"):
+        get_encoding(encoding)          # warm: the first request must not pay the load
     runners = []
     for listener in listeners:
         runner = web.AppRunner(MockProvider(listener).app(), access_log=None)

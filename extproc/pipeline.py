@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import inspect
 import logging
 import time
 
@@ -10,7 +9,7 @@ from . import metrics
 from .call import Call
 from .errors import GatewayError, gateway_error
 from .protocol import ProcessingRequest, ProcessingResponse, error_reply, header_map, immediate
-from .stages import ImmediateAnswer, Stage
+from .stages import ImmediateAnswer, Stage, maybe_await
 
 log = logging.getLogger("extproc.pipeline")
 
@@ -37,16 +36,16 @@ class Pipeline:
                 if request.attributes:
                     call.stage_state.update(_attributes(request))
                 for hook in self._hooks[phase]:
-                    await _maybe(hook(call, message.end_of_stream))
+                    await maybe_await(hook(call, message.end_of_stream))
             elif phase == "request_body":
                 call.raw_body = request.request_body.body
                 for hook in self._hooks[phase]:
-                    await _maybe(hook(call))
+                    await maybe_await(hook(call))
             elif phase == "response_headers":
                 message = request.response_headers
                 headers = header_map(message)
                 for hook in self._hooks[phase]:
-                    await _maybe(hook(call, headers, message.end_of_stream))
+                    await maybe_await(hook(call, headers, message.end_of_stream))
                 if message.end_of_stream:
                     await self.finish(call)
             elif phase == "response_body":
@@ -97,15 +96,9 @@ class Pipeline:
             call.outcome = "ok" if call.status < 400 else "upstream_error"
         for hook in self._hooks["done"]:
             try:
-                await _maybe(hook(call))
+                await maybe_await(hook(call))
             except Exception:   # one failing stage must not cost the others their record
                 log.exception("done hook %r failed (request %s)", hook, call.request_id)
-
-
-async def _maybe(result):
-    if inspect.isawaitable(result):
-        return await result
-    return result
 
 
 def _attributes(request: ProcessingRequest) -> dict[str, str]:

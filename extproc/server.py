@@ -14,6 +14,8 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from .build import build_pipeline, build_upstream_pipeline
 from .call import Call
 from .config import GatewayConfig, load_config
+from .store import open_store
+from .tokens import get_encoding
 
 log = logging.getLogger("extproc.server")
 
@@ -31,9 +33,12 @@ _GRPC_OPTIONS = [
 class Runtime:
     """The config and pipeline in force; swapped whole on reload."""
 
-    def __init__(self, config: GatewayConfig) -> None:
+    def __init__(self, config: GatewayConfig, store=None) -> None:
         self.config = config
-        self.pipeline = build_pipeline(config)
+        if store is None and config.limits:
+            store = open_store(config.store)
+        self.store = store
+        self.pipeline = build_pipeline(config, store)
         self.upstream_pipeline = build_upstream_pipeline(config)
 
 
@@ -64,6 +69,8 @@ class Processor(ep_grpc.ExternalProcessorServicer):
 async def serve_worker(config_path: str, address: str, *, grace: float = 30.0) -> None:
     config = load_config(config_path)
     runtime = Runtime(config)
+    for encoding in {model.encoding for model in config.models.values()}:
+        get_encoding(encoding)          # load the BPE ranks now, not on the first request
     server = grpc.aio.server(options=_GRPC_OPTIONS)
     ep_grpc.add_ExternalProcessorServicer_to_server(Processor(runtime), server)
     health_servicer = health.aio.HealthServicer() if hasattr(health, "aio") else health.HealthServicer()

@@ -64,6 +64,8 @@ class Supervisor:
         for index in range(self.worker_count):
             self._start_worker(index)
         self._wait_for_sockets()
+        if self.mock is not None:
+            self._wait_for_mock()
         if self.envoy_path:
             self._start_envoy()
         from .admin import start_admin
@@ -89,6 +91,21 @@ class Supervisor:
                 if time.monotonic() > deadline:
                     raise RuntimeError(f"ext_proc worker {index} did not start within {timeout}s")
                 time.sleep(0.05)
+
+    def _wait_for_mock(self, timeout: float = 30.0) -> None:
+        deadline = time.monotonic() + timeout
+        for listener in self.config.mock_provider.get("listeners", []):
+            address = (listener.get("host", "127.0.0.1"), int(listener["port"]))
+            while True:
+                try:
+                    socket.create_connection(address, timeout=0.2).close()
+                    break
+                except OSError:
+                    if self.mock.poll() is not None:
+                        raise RuntimeError("the mock provider exited during start-up") from None
+                    if time.monotonic() > deadline:
+                        raise RuntimeError(f"the mock provider did not listen on {address}") from None
+                    time.sleep(0.05)
 
     def _start_envoy(self) -> None:
         rendered = envoy_config.with_workers(envoy_config.load(self.envoy_path),

@@ -34,8 +34,10 @@ def quickstart_config() -> dict:
 class GatewayStack:
     """One running gateway. `config` is the filter config as a dict (edited before start)."""
 
-    def __init__(self, workdir: Path, config: dict | None = None, workers: int = 1) -> None:
+    def __init__(self, workdir: Path, config: dict | None = None, workers: int = 1,
+                 state_dir: Path | None = None) -> None:
         self.workdir = workdir
+        self.state_dir = state_dir or workdir / "state"
         self.config = copy.deepcopy(config or quickstart_config())
         self.workers = workers
         self.port = free_port()
@@ -94,7 +96,7 @@ class GatewayStack:
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
         self.process = subprocess.Popen(
             [sys.executable, "-m", "extproc", "up", "--config", str(config_path),
-             "--envoy", str(envoy_path), "--state-dir", str(self.workdir / "state"),
+             "--envoy", str(envoy_path), "--state-dir", str(self.state_dir),
              "--fixtures", str(FIXTURES)],
             stdout=self._log, stderr=subprocess.STDOUT, env=env, cwd=str(self.workdir))
         deadline = time.monotonic() + timeout

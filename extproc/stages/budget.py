@@ -1,0 +1,141 @@
+"""Budgets and rate limits: reserve before forwarding, settle from real usage after.
+
+The reservation is an estimate (prompt tokens counted offline plus the output
+cap, priced at the model's dearest backend); settle swaps it for what the
+provider reported (or what we counted when it reported nothing). A call that
+ends any other way (refused later, upstream error, client gone) settles too, so
+nothing is left reserved; leases cover a worker that dies mid-call.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+
+from .. import metrics
+from ..call import Call
+from ..errors import GatewayError, gateway_error
+from ..limits import Charge, plan_charges, settled_amount
+from ..openai_api import max_output_tokens, prompt_texts
+from ..store import StoreUnavailable
+from ..tokens import count_prompt
+from . import Stage, maybe_await
+
+log = logging.getLogger("extproc.budget")
+
+
+def _reset(seconds: float) -> str:
+    """OpenAI's reset format: "1s", "6m0s"."""
+    seconds = max(0, int(seconds + 0.999))
+    minutes, secs = divmod(seconds, 60)
+    return f"{minutes}m{secs}s" if minutes else f"{secs}s"
+
+
+def ratelimit_headers(charges: list[Charge], remaining: dict[str, float], now: float) -> dict[str, str]:
+    """x-ratelimit-{limit,remaining,reset}-{requests,tokens} from the tightest limits."""
+    headers = {}
+    for unit, kinds in (("requests", ("requests",)), ("tokens", ("tokens",))):
+        candidates = [c for c in charges if c.limit.kind in kinds and c.counter in remaining]
+        if not candidates:
+            continue
+        tight = min(candidates, key=lambda c: remaining[c.counter])
+        headers[f"x-ratelimit-limit-{unit}"] = str(int(tight.limit.limit))
+        headers[f"x-ratelimit-remaining-{unit}"] = str(max(0, int(remaining[tight.counter])))
+        headers[f"x-ratelimit-reset-{unit}"] = _reset(tight.window_end - now)
+    return headers
+
+
+class Budget(Stage):
+    name = "budget"
+
+    def __init__(self, store, settings) -> None:
+        self.store = store
+        self.settings = settings
+
+    async def request_body(self, call: Call) -> None:
+        limits = call.config.limits
+        if not limits or not any(limit.scope_value(call.key) is not None for limit in limits):
+            return
+        tokens, usd = self._estimate(call)
+        now = time.time()
+        charges = plan_charges(limits, call.key, tokens, usd, now, self.settings.lease_seconds)
+        rid = call.request_id or uuid.uuid4().hex
+        rid = f"{rid}:{uuid.uuid4().hex[:8]}"     # a client-chosen request id must not collide
+        try:
+            admission = await maybe_await(self.store.reserve(rid, charges, now, now + self.settings.lease_seconds))
+        except StoreUnavailable as error:
+            metrics.store_errors.labels("reserve").inc()
+            log.error("budget store unavailable on reserve: %s", error)
+            if self.settings.fail_mode == "open":
+                return
+            raise gateway_error("The budget store is unavailable; the request was not forwarded.") from None
+        if not admission.admitted:
+            refused = admission.refused
+            code = "budget_exceeded" if refused.limit.kind in ("tokens", "usd") and \
+                refused.limit.window != "minute" else "rate_limited"
+            retry_after = max(1, int(refused.window_end - now + 0.999))
+            headers = {"retry-after": str(retry_after),
+                       **ratelimit_headers(charges, admission.remaining, now)}
+            raise GatewayError(429, code, _refusal_message(refused, code), headers=headers)
+        call.stage_state["budget"] = (rid, charges)
+        call.stage_state["ratelimit_headers"] = ratelimit_headers(charges, admission.remaining, now)
+
+    def _estimate(self, call: Call) -> tuple[int, float]:
+        model = call.model
+        texts, messages = prompt_texts(call.endpoint.kind, call.body)
+        prompt = count_prompt(texts, messages, model.encoding)
+        output = 0 if call.endpoint.kind == "embeddings" else (
+            max_output_tokens(call.endpoint.kind, call.body) or self.settings.default_output_tokens)
+        call.stage_state["prompt_tokens"] = prompt
+        usd = max(model.price_of(b).cost(prompt, 0, output) for b in model.backends)
+        return prompt + output, usd
+
+    @staticmethod
+    def response_headers(call: Call, headers: dict[str, str], end_of_stream: bool) -> None:
+        extra = call.stage_state.get("ratelimit_headers")
+        if extra:
+            call.reply.set_headers.update(extra)
+
+
+
+class BudgetSettle(Stage):
+    """The settling half of Budget; runs after ResponseUsage has the final usage."""
+
+    name = "budget_settle"
+
+    def __init__(self, store) -> None:
+        self.store = store
+
+    async def done(self, call: Call) -> None:
+        held = call.stage_state.get("budget")
+        if held is None:
+            return
+        rid, charges = held
+        usage = call.usage
+        tokens = usage.total if usage else 0
+        usd = 0.0
+        if usage is not None and call.model is not None:
+            usd = call.model.price_of(call.backend).cost(usage.input_tokens, usage.cached_tokens,
+                                                         usage.output_tokens)
+        amounts = [settled_amount(charge, tokens, usd) for charge in charges]
+        try:
+            spent = await maybe_await(self.store.settle(rid, charges, amounts))
+        except StoreUnavailable as error:
+            # The lease frees the reservation; the spend is logged on the request's line.
+            metrics.store_errors.labels("settle").inc()
+            log.error("budget store unavailable on settle (request %s): %s", call.request_id, error)
+            return
+        for charge in charges:
+            if charge.limit.kind in ("tokens", "usd") and charge.counter in spent:
+                metrics.budget_remaining.labels(charge.limit.name, charge.counter.split("|")[1],
+                                                charge.limit.kind).set(
+                    charge.limit.limit - spent[charge.counter])
+
+def _refusal_message(charge: Charge, code: str) -> str:
+    limit = charge.limit
+    what = {"tokens": "tokens", "usd": "USD", "requests": "requests",
+            "concurrent": "concurrent requests"}[limit.kind]
+    window = f" per {limit.window}" if limit.window else ""
+    return (f"{'Budget' if code == 'budget_exceeded' else 'Rate limit'} '{limit.name}' "
+            f"({limit.limit:g} {what}{window}, {limit.scope} scope) has no room for this request.")

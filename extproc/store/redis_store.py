@@ -1,0 +1,128 @@
+"""The shared store for many replicas: Redis, with each reserve and settle one Lua script.
+
+A counter is one hash: `spent`, plus one `r:<request>` field per live reservation
+holding "amount|lease_expiry". Scripts run atomically, so replicas can never
+jointly overshoot a budget. All keys share one hash tag ({llmgw}), so the
+multi-key scripts also work on Redis Cluster.
+"""
+
+from __future__ import annotations
+
+import time
+
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError
+
+from ..limits import Charge
+from . import Admission, CounterRow, StoreUnavailable
+
+PREFIX = "{llmgw}:c:"
+
+# Sums live reservations, dropping expired ones (a crashed worker's leases).
+_USED = """
+local function used(key, now)
+  local fields = redis.call('HGETALL', key)
+  local spent, held = 0, 0
+  for j = 1, #fields, 2 do
+    local f, v = fields[j], fields[j + 1]
+    if f == 'spent' then
+      spent = tonumber(v)
+    elseif string.sub(f, 1, 2) == 'r:' then
+      local sep = string.find(v, '|', 1, true)
+      if tonumber(string.sub(v, sep + 1)) > now then
+        held = held + tonumber(string.sub(v, 1, sep - 1))
+      else
+        redis.call('HDEL', key, f)
+      end
+    end
+  end
+  return spent, held
+end
+"""
+
+# ARGV: rid, now, lease_until, then per key: limit, reserve, count_now, expire_at
+_RESERVE = _USED + """
+local rid, now, lease = ARGV[1], tonumber(ARGV[2]), ARGV[3]
+local remaining = {}
+for i, key in ipairs(KEYS) do
+  local b = 3 + (i - 1) * 4
+  local limit, reserve, count_now = tonumber(ARGV[b + 1]), tonumber(ARGV[b + 2]), tonumber(ARGV[b + 3])
+  local spent, held = used(key, now)
+  local after = spent + held + reserve + count_now
+  if after > limit + 1e-9 then
+    return {0, i, tostring(limit - spent - held)}
+  end
+  remaining[i] = tostring(limit - after)
+end
+for i, key in ipairs(KEYS) do
+  local b = 3 + (i - 1) * 4
+  local reserve, count_now = tonumber(ARGV[b + 2]), tonumber(ARGV[b + 3])
+  if count_now > 0 then redis.call('HINCRBYFLOAT', key, 'spent', count_now) end
+  if reserve > 0 then redis.call('HSET', key, 'r:' .. rid, ARGV[b + 2] .. '|' .. lease) end
+  redis.call('EXPIREAT', key, math.floor(tonumber(ARGV[b + 4])))
+end
+return {1, 0, unpack(remaining)}
+"""
+
+# ARGV: rid, then per key: amount
+_SETTLE = """
+local spent = {}
+for i, key in ipairs(KEYS) do
+  redis.call('HDEL', key, 'r:' .. ARGV[1])
+  local amount = tonumber(ARGV[i + 1])
+  if amount > 0 then
+    spent[i] = redis.call('HINCRBYFLOAT', key, 'spent', ARGV[i + 1])
+  else
+    spent[i] = redis.call('HGET', key, 'spent') or '0'
+  end
+end
+return spent
+"""
+
+_RETENTION = 40 * 86400
+
+
+class RedisStore:
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self._redis = aioredis.Redis.from_url(url, socket_timeout=1.0, socket_connect_timeout=1.0,
+                                              health_check_interval=30)
+        self._reserve = self._redis.register_script(_RESERVE)
+        self._settle = self._redis.register_script(_SETTLE)
+
+    async def reserve(self, rid: str, charges: list[Charge], now: float, lease_until: float) -> Admission:
+        args: list = [rid, repr(now), repr(lease_until)]
+        for charge in charges:
+            args += [repr(charge.limit.limit), repr(charge.reserve), repr(charge.count_now),
+                     repr(charge.window_end + _RETENTION)]
+        try:
+            result = await self._reserve(keys=[PREFIX + c.counter for c in charges], args=args)
+        except (RedisError, OSError) as error:
+            raise StoreUnavailable(str(error)) from error
+        if int(result[0]) == 0:
+            refused = charges[int(result[1]) - 1]
+            return Admission(False, refused, {refused.counter: float(result[2])})
+        return Admission(True, None, {c.counter: float(v) for c, v in zip(charges, result[2:])})
+
+    async def settle(self, rid: str, charges: list[Charge], amounts: list[float]) -> dict[str, float]:
+        try:
+            result = await self._settle(keys=[PREFIX + c.counter for c in charges],
+                                        args=[rid, *(repr(float(a)) for a in amounts)])
+        except (RedisError, OSError) as error:
+            raise StoreUnavailable(str(error)) from error
+        return {c.counter: float(v) for c, v in zip(charges, result)}
+
+    async def rows(self, now: float | None = None) -> list[CounterRow]:
+        now = now or time.time()
+        rows = []
+        async for key in self._redis.scan_iter(match=PREFIX + "*", count=500):
+            fields = await self._redis.hgetall(key)
+            spent = float(fields.pop(b"spent", 0) or 0)
+            held = sum(float(v.split(b"|")[0]) for f, v in fields.items()
+                       if f.startswith(b"r:") and float(v.split(b"|")[1]) > now)
+            ttl = await self._redis.ttl(key)
+            rows.append(CounterRow(key.decode()[len(PREFIX):], spent, held, now + max(ttl, 0) - _RETENTION))
+        return sorted(rows, key=lambda r: r.counter)
+
+    async def close(self) -> None:
+        await self._redis.aclose()

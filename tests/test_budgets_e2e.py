@@ -1,0 +1,212 @@
+"""Issue 4 through real Envoy: budgets and rate limits hold under concurrency,
+across replicas (shared Redis) and restarts, and leak no reservation."""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import subprocess
+import sys
+import uuid
+
+import httpx
+import pytest
+import yaml
+
+from extproc.store.redis_store import RedisStore
+from extproc.store.sqlite_store import SQLiteStore
+from gateway_stack import ROOT, GatewayStack, quickstart_config
+
+CAROL = {"authorization": "Bearer sk-test-carol"}
+BUDGET = 600
+
+
+def budget_config(store: dict | None = None) -> dict:
+    config = quickstart_config()
+    config["keys"] += [
+        {"id": "carol", "key": "sk-test-carol", "user": "carol", "team": "budget-test", "models": "*"},
+        {"id": "dave", "key": "sk-test-dave", "user": "dave", "team": "rate-test", "models": "*"},
+    ]
+    config["budgets"] = [
+        {"name": "carol-tokens", "scope": "key", "match": "carol", "unit": "tokens",
+         "limit": BUDGET, "window": "hour"},
+        {"name": "team-usd", "scope": "team", "unit": "usd", "limit": 100, "window": "month"},
+    ]
+    config["rate_limits"] = [{"name": "dave-rpm", "scope": "key", "match": "dave",
+                              "requests_per_minute": 3, "concurrent": 5}]
+    if store:
+        config["store"] = store
+    return config
+
+
+def rows(stack_or_store) -> dict:
+    store = stack_or_store
+    result = store.rows()
+    if asyncio.iscoroutine(result):
+        result = asyncio.run(result)
+    return {row.counter.split("|")[0] + "|" + row.counter.split("|")[1]: row for row in result}
+
+
+def open_store(kind: str, stack: GatewayStack, redis_url: str | None):
+    if kind == "redis":
+        return RedisStore(redis_url)
+    return SQLiteStore(str(stack.state_dir / "budgets.sqlite3"))
+
+
+def carol_request(stack: GatewayStack, index: int) -> httpx.Response:
+    return httpx.post(f"{stack.base_url}/chat/completions", headers=CAROL, timeout=60, json={
+        "model": "gpt-4o-mini", "max_tokens": 20,
+        "messages": [{"role": "user", "content": f"concurrent budget request number {index}"}]})
+
+
+def flood(stacks: list[GatewayStack], total: int) -> list[httpx.Response]:
+    with concurrent.futures.ThreadPoolExecutor(max_workers=total) as pool:
+        return list(pool.map(lambda i: carol_request(stacks[i % len(stacks)], i), range(total)))
+
+
+def check_never_overshot(responses, stacks, store):
+    ok = [r for r in responses if r.status_code == 200]
+    refused = [r for r in responses if r.status_code == 429]
+    assert len(ok) + len(refused) == len(responses), [r.status_code for r in responses]
+    assert ok and refused
+    for response in refused:
+        error = response.json()["error"]
+        assert error["code"] == "budget_exceeded" and "carol-tokens" in error["message"]
+        assert int(response.headers["retry-after"]) >= 1
+        assert response.headers["x-ratelimit-limit-tokens"] == str(BUDGET)
+        assert "x-ratelimit-remaining-tokens" in response.headers
+        assert "x-ratelimit-reset-tokens" in response.headers
+    for response in ok:
+        assert int(response.headers["x-ratelimit-remaining-tokens"]) >= 0
+    counter = rows(store)["carol-tokens|carol"]
+    assert counter.held == 0                      # nothing left reserved
+    assert counter.spent <= BUDGET
+    # Settled spend is exactly the usage the provider reported for the admitted requests.
+    reported = sum(r.json()["usage"]["total_tokens"] for r in ok)
+    assert counter.spent == reported
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "redis"])
+def test_80_concurrent_requests_never_overshoot(tmp_path, redis_url, kind):
+    store_config = {"kind": "redis", "url": redis_url} if kind == "redis" else None
+    if kind == "redis":
+        asyncio.run(_flush(redis_url))
+    stack = GatewayStack(tmp_path, budget_config(store_config), workers=2).start()
+    try:
+        responses = flood([stack], 80)
+        check_never_overshot(responses, [stack], open_store(kind, stack, redis_url))
+    finally:
+        stack.stop()
+
+
+def test_two_replicas_share_one_redis(tmp_path, redis_url):
+    asyncio.run(_flush(redis_url))
+    config = budget_config({"kind": "redis", "url": redis_url})
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    first = GatewayStack(tmp_path / "a", config).start()
+    second = GatewayStack(tmp_path / "b", config).start()
+    try:
+        responses = flood([first, second], 80)
+        served = {r.headers.get("x-gateway-backend") for r in responses if r.status_code == 200}
+        assert served == {"mock"}
+        check_never_overshot(responses, [first, second], RedisStore(redis_url))
+    finally:
+        first.stop()
+        second.stop()
+
+
+async def _flush(url: str) -> None:
+    store = RedisStore(url)
+    await store._redis.flushdb()
+    await store.close()
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "redis"])
+def test_restart_keeps_spent(tmp_path, redis_url, kind):
+    if kind == "redis":
+        asyncio.run(_flush(redis_url))
+    store_config = {"kind": "redis", "url": redis_url} if kind == "redis" else None
+    state = tmp_path / "state"
+    first = GatewayStack(tmp_path, budget_config(store_config), state_dir=state).start()
+    for i in range(3):
+        assert carol_request(first, i).status_code == 200
+    first.stop()
+    spent = rows(open_store(kind, first, redis_url))["carol-tokens|carol"].spent
+    assert spent > 0
+    (tmp_path / "again").mkdir()
+    second = GatewayStack(tmp_path / "again", budget_config(store_config), state_dir=state).start()
+    try:
+        response = carol_request(second, 99)
+        used = response.json()["usage"]["total_tokens"]
+        assert rows(open_store(kind, second, redis_url))["carol-tokens|carol"].spent == spent + used
+        report = subprocess.run(
+            [sys.executable, "-m", "extproc", "usage", "--config", str(tmp_path / "again" / "gateway.yaml"),
+             "--state-dir", str(state)], capture_output=True, text=True, cwd=ROOT, timeout=60)
+        line = next(l for l in report.stdout.splitlines() if l.startswith("carol-tokens"))
+        assert f"{spent + used:,.0f}" in line.split() and "600" in line
+    finally:
+        second.stop()
+
+
+def test_failed_upstream_and_cancelled_stream_leave_no_reservation(tmp_path):
+    stack = GatewayStack(tmp_path, budget_config()).start()
+    try:
+        store = SQLiteStore(str(stack.state_dir / "budgets.sqlite3"))
+        failed = httpx.post(f"{stack.base_url}/chat/completions", headers={**CAROL, "x-mock-status": "500"},
+                            json={"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "x"}]})
+        assert failed.status_code == 500
+        assert rows(store)["carol-tokens|carol"].spent == 0
+        assert rows(store)["carol-tokens|carol"].held == 0
+        rid = f"test-{uuid.uuid4()}"
+        words = " ".join(f"w{i}" for i in range(30))
+        with httpx.stream("POST", f"{stack.base_url}/chat/completions",
+                          json={"model": "gpt-4o-mini", "stream": True,
+                                "messages": [{"role": "user", "content": words}]},
+                          headers={**CAROL, "x-request-id": rid, "x-mock-chunk-delay-ms": "100"}) as r:
+            next(r.iter_raw())             # one chunk, then the client goes away
+        record = stack.wait_for_record(rid, timeout=15)
+        assert record["outcome"] == "cancelled" and record["usage_estimated"]
+        charged = record["input_tokens"] + record["output_tokens"]
+        assert charged > 0
+        import time
+        deadline = time.time() + 5
+        while rows(store)["carol-tokens|carol"].spent != charged and time.time() < deadline:
+            time.sleep(0.05)
+        counter = rows(store)["carol-tokens|carol"]
+        assert counter.spent == charged and counter.held == 0
+    finally:
+        stack.stop()
+
+
+def test_rate_limit_and_allowlist(tmp_path):
+    stack = GatewayStack(tmp_path, budget_config()).start()
+    try:
+        dave = {"authorization": "Bearer sk-test-dave"}
+        body = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]}
+        statuses = []
+        for _ in range(4):
+            response = httpx.post(f"{stack.base_url}/chat/completions", headers=dave, json=body)
+            statuses.append(response.status_code)
+        assert statuses == [200, 200, 200, 429]
+        assert response.json()["error"]["code"] == "rate_limited"
+        assert response.headers["x-ratelimit-limit-requests"] == "3"
+        assert response.headers["x-ratelimit-remaining-requests"] == "0"
+        assert int(response.headers["retry-after"]) <= 60
+        bob = httpx.post(f"{stack.base_url}/chat/completions",
+                         headers={"authorization": "Bearer sk-demo-bob"}, json={**body, "model": "gpt-4o"})
+        assert bob.status_code == 403 and bob.json()["error"]["code"] == "model_not_allowed"
+    finally:
+        stack.stop()
+
+
+def test_quickstart_bob_has_2000_token_hourly_budget(gateway):
+    response = httpx.post(f"{gateway.base_url}/chat/completions",
+                          headers={"authorization": "Bearer sk-demo-bob"},
+                          json={"model": "gpt-4o-mini", "max_tokens": 5000,
+                                "messages": [{"role": "user", "content": "too big a reservation"}]})
+    assert response.status_code == 429 and response.json()["error"]["code"] == "budget_exceeded"
+    assert response.headers["x-ratelimit-limit-tokens"] == "2000"
+    ok = httpx.post(f"{gateway.base_url}/chat/completions", headers={"authorization": "Bearer sk-demo-bob"},
+                    json={"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "fits"}]})
+    assert ok.status_code == 200 and ok.headers["x-ratelimit-limit-tokens"] == "2000"
