@@ -6,6 +6,8 @@ from .config import GatewayConfig
 from .pipeline import Pipeline
 from .stages.admission import Admission
 from .stages.budget import Budget, BudgetSettle
+from .stages.guard import GuardRequest
+from .stages.guard_response import GuardResponse
 from .stages.attempt import AttemptRewrite
 from .stages.record import Record
 from .stages.resolve import ParseRequest, ResolveModel
@@ -21,9 +23,11 @@ def build_pipeline(config: GatewayConfig, store=None) -> Pipeline:
         Admission(),
         ParseRequest(),
         ResolveModel(),
+        GuardRequest(),                      # before budgets and routing: see guard.py
         *([Budget(store, config.store)] if budgets else []),
         Route(),
         ResponseUsage(),                     # its done hook completes the usage...
+        GuardResponse(),
         *([BudgetSettle(store)] if budgets else []),   # ...which settling needs
         Record(),
     ])

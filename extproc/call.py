@@ -6,8 +6,9 @@ import time
 from typing import Any
 
 from .config import Backend, GatewayConfig, Model, VirtualKey
-from .openai_api import Endpoint, Usage
+from .openai_api import Endpoint, Usage, prompt_texts
 from .protocol import Reply
+from .tokens import count_prompt
 
 
 class Call:
@@ -18,7 +19,7 @@ class Call:
         "key", "raw_body", "body", "body_changed", "model_name", "model", "backend", "backend_order", "attempts", "stream",
         "client_wants_usage", "status", "response_streamed", "usage", "generated",
         "first_byte_at", "ended_at", "outcome", "error_code", "reply", "sse", "stage_state",
-        "finished",
+        "finished", "event_filters",
     )
 
     def __init__(self, config: GatewayConfig) -> None:
@@ -53,10 +54,20 @@ class Call:
         self.sse = None
         self.stage_state: dict[str, Any] = {}
         self.finished = False
+        self.event_filters: list = []        # transform streamed SSE events (guardrails)
 
     @property
     def team(self) -> str:
         return self.key.team if self.key else ""
+
+    def prompt_tokens(self) -> int:
+        """Prompt tokens counted offline, once per call (guardrail caps and budgets share it)."""
+        cached = self.stage_state.get("prompt_tokens")
+        if cached is None:
+            texts, messages = prompt_texts(self.endpoint.kind, self.body)
+            cached = count_prompt(texts, messages, self.model.encoding if self.model else "o200k_base")
+            self.stage_state["prompt_tokens"] = cached
+        return cached
 
     def new_reply(self) -> Reply:
         self.reply = Reply()

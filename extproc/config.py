@@ -11,6 +11,7 @@ import os
 from dataclasses import dataclass, field
 from typing import Mapping
 
+from .guardrails.config import GuardrailSettings, parse_guardrails
 from .limits import Limit, StoreSettings, parse_limits, parse_store
 from .yamlread import Node, Problems, load_yaml
 
@@ -122,6 +123,7 @@ class GatewayConfig:
     keys_by_hash: Mapping[bytes, VirtualKey]
     limits: tuple[Limit, ...] = ()
     store: StoreSettings | None = None
+    guardrails: GuardrailSettings = GuardrailSettings()
     mock_provider: Mapping | None = None
     extras: Mapping = field(default_factory=dict)
 
@@ -157,6 +159,7 @@ def load_config(path: str, *, strict_credentials: bool = True) -> GatewayConfig:
         keys_by_hash=keys,
         limits=parse_limits(root.get("budgets"), root.get("rate_limits")),
         store=parse_store(root.get("store"), default_state_dir()),
+        guardrails=parse_guardrails(root.get("guardrails")),
         mock_provider=root.get("mock_provider").value if not root.get("mock_provider").missing else None,
     )
     problems.raise_if_any()

@@ -13,6 +13,7 @@ Failure modes come from the listener's config or, per request, from headers:
   x-mock-delay-ms: 500        wait before the first byte
   x-mock-chunk-delay-ms: 50   wait between SSE chunks
   x-mock-cut-after: 3         reset the connection after N SSE chunks
+  x-mock-chunk-chars: 7       stream the reply in pieces of N characters (default: words)
   x-mock-no-usage: 1          omit usage (as some providers do)
   x-mock-replay: chat-basic   answer with a recorded response from the fixtures
   x-mock-only: mock-failing   apply the x-mock-* headers on this listener only
@@ -205,7 +206,9 @@ class MockProvider:
         no_usage = bool(_option(self.listener, request, "no-usage"))
         if body.get("stream") is True:
             include_usage = (body.get("stream_options") or {}).get("include_usage") is True
-            events = sse_events(kind, model, _words(text), finish, usage,
+            size = int(_option(self.listener, request, "chunk-chars") or 0)
+            pieces = [text[i:i + size] for i in range(0, len(text), size)] if size else _words(text)
+            events = sse_events(kind, model, pieces or [""], finish, usage,
                                 include_usage and not no_usage, no_usage)
             return await self._stream(request, events)
         return web.Response(body=json_reply(kind, model, text, finish, None if no_usage else usage),

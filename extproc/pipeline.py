@@ -52,7 +52,7 @@ class Pipeline:
                 message = request.response_body
                 chunk = out = message.body
                 for hook in self._hooks[phase]:
-                    result = hook(call, out, message.end_of_stream)
+                    result = await maybe_await(hook(call, out, message.end_of_stream))
                     if result is not None:
                         out = result
                 if out is not chunk:

@@ -92,10 +92,17 @@ def _struct(data: dict) -> struct_pb2.Struct:
     return result
 
 
+# Marks the service's own answers, so Envoy's local-reply mappers (which turn
+# Envoy's own 5xx into OpenAI-style errors) leave their bodies alone.
+_ANSWERED = struct_pb2.Struct()
+_ANSWERED.update({"llm_gateway": {"answered": True}})
+
+
 def immediate(status: int, body: bytes, headers: dict[str, str] | None = None,
               details: str = "llm_gateway") -> ProcessingResponse:
     """End the request here: Envoy answers the client without calling a provider."""
     response = ProcessingResponse()
+    response.dynamic_metadata.CopyFrom(_ANSWERED)
     answer = response.immediate_response
     answer.status.code = status  # type: ignore[assignment]
     answer.body = body

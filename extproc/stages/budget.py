@@ -17,9 +17,8 @@ from .. import metrics
 from ..call import Call
 from ..errors import GatewayError, gateway_error
 from ..limits import Charge, plan_charges, settled_amount
-from ..openai_api import max_output_tokens, prompt_texts
+from ..openai_api import max_output_tokens
 from ..store import StoreUnavailable
-from ..tokens import count_prompt
 from . import Stage, maybe_await
 
 log = logging.getLogger("extproc.budget")
@@ -83,11 +82,9 @@ class Budget(Stage):
 
     def _estimate(self, call: Call) -> tuple[int, float]:
         model = call.model
-        texts, messages = prompt_texts(call.endpoint.kind, call.body)
-        prompt = count_prompt(texts, messages, model.encoding)
+        prompt = call.prompt_tokens()
         output = 0 if call.endpoint.kind == "embeddings" else (
             max_output_tokens(call.endpoint.kind, call.body) or self.settings.default_output_tokens)
-        call.stage_state["prompt_tokens"] = prompt
         usd = max(model.price_of(b).cost(prompt, 0, output) for b in model.backends)
         return prompt + output, usd
 

@@ -74,6 +74,7 @@ class ResponseUsage(Stage):
             return error_body(f"The provider answered HTTP {call.status} without an "
                               "OpenAI-style error body.", "api_error", "upstream_error")
         if isinstance(parsed, dict):
+            call.stage_state["response_json"] = parsed     # guardrails read it, no second parse
             call.usage = usage_from_response(parsed)
             if call.usage is None:
                 call.generated.extend(generated_texts(call.endpoint.kind, parsed))
@@ -88,6 +89,7 @@ class ResponseUsage(Stage):
         changed = False
         for event in call.sse.feed(chunk, final=end_of_stream):
             raw = event.raw
+            data = None
             if event.data and not event.is_done:
                 try:
                     data = orjson.loads(event.data)
@@ -106,6 +108,10 @@ class ResponseUsage(Stage):
                     if strip and _USAGE_NULL in raw:
                         raw = raw.replace(_USAGE_NULL, b"")
                         changed = True
+            for event_filter in call.event_filters:
+                filtered = event_filter(event, data, raw)
+                if filtered is not raw:
+                    raw, changed = filtered, True
             out.append(raw)
         if end_of_stream:
             out.append(call.sse.flush())

@@ -1,0 +1,149 @@
+"""Guardrail config: the rules, and which policy (list of rules) applies to whom.
+
+    guardrails:
+      stream_window: 128            # characters held back while streaming (see stages/guard_stream.py)
+      rules:
+      - {name: pii, type: pii, action: redact, entities: [email, card, ssn, secret]}
+      - {name: injection, type: prompt_injection, action: block, directions: [request]}
+      - {name: words, type: banned, action: block, words: [...], patterns: [...]}
+      - {name: tools, type: tools, action: remove, allow: [get_weather]}
+      - {name: caps, type: caps, max_prompt_tokens: 8000, max_tokens: 4096, max_messages: 200}
+      - {name: codenames, type: plugin, address: 127.0.0.1:50090, timeout_ms: 200, fail_mode: closed}
+      policies:                     # optional; without it every rule applies to everyone
+        default: [pii, injection]
+        teams: {support: [pii, injection, tools]}
+        keys: {alice: [pii]}        # a key's policy wins over its team's
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+from ..yamlread import Node
+
+TYPES = ("pii", "prompt_injection", "banned", "tools", "caps", "plugin")
+_TEXT_TYPES = ("pii", "prompt_injection", "banned", "plugin")
+
+
+@dataclass(frozen=True, slots=True)
+class Caps:
+    max_prompt_tokens: int | None
+    max_tokens: int | None
+    max_messages: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class Guardrail:
+    name: str
+    type: str
+    action: str                          # block | redact | log (tools: block | remove | log)
+    directions: frozenset[str]           # request, response
+    fail_mode: str                       # closed | open: when the guardrail cannot run
+    detector: Any = None                 # .find(text) → findings; a PluginClient for plugins
+    allow: frozenset[str] | None = None  # tools
+    caps: Caps | None = None
+
+    @property
+    def scans_text(self) -> bool:
+        return self.type in _TEXT_TYPES
+
+
+@dataclass(frozen=True, slots=True)
+class GuardrailSettings:
+    default: tuple[Guardrail, ...] = ()
+    by_team: Mapping[str, tuple[Guardrail, ...]] = None
+    by_key: Mapping[str, tuple[Guardrail, ...]] = None
+    stream_window: int = 128
+
+    def policy_for(self, key) -> tuple[Guardrail, ...]:
+        if self.by_key and key.id in self.by_key:
+            return self.by_key[key.id]
+        if self.by_team and key.team in self.by_team:
+            return self.by_team[key.team]
+        return self.default
+
+
+def parse_guardrails(node: Node) -> GuardrailSettings:
+    if node.missing or node.value is None:
+        return GuardrailSettings()
+    node.only_keys("rules", "policies", "stream_window")
+    rules: dict[str, Guardrail] = {}
+    for item in node.get("rules").elements():
+        rule = _rule(item)
+        if rule is None:
+            continue
+        if rule.name in rules:
+            item.get("name").fail(f"guardrail name {rule.name!r} is used twice")
+        rules[rule.name] = rule
+    policies = node.get("policies")
+    policies.only_keys("default", "teams", "keys")
+
+    def names(list_node: Node) -> tuple[Guardrail, ...]:
+        chosen = []
+        for entry in list_node.elements():
+            name = entry.str()
+            if name not in rules:
+                entry.fail(f"unknown guardrail {name!r}")
+            else:
+                chosen.append(rules[name])
+        return tuple(chosen)
+
+    default = names(policies.get("default")) if not policies.get("default").missing else tuple(rules.values())
+    return GuardrailSettings(
+        default=default,
+        by_team={team: names(n) for team, n in policies.get("teams").items()},
+        by_key={key: names(n) for key, n in policies.get("keys").items()},
+        # Must exceed the shortest match of the longest secret pattern (~45 chars), or a
+        # secret could leave before it is recognisable.
+        stream_window=node.get("stream_window").number(128, integer=True, minimum=64),
+    )
+
+
+def _rule(item: Node) -> Guardrail | None:
+    kind = item.get("type").choice(TYPES, "pii")
+    common = ("name", "type", "action", "directions", "fail_mode")
+    extra = {"pii": ("entities",), "prompt_injection": (), "banned": ("words", "patterns"),
+             "tools": ("allow",), "caps": ("max_prompt_tokens", "max_tokens", "max_messages"),
+             "plugin": ("address", "timeout_ms")}[kind]
+    item.only_keys(*common, *extra)
+    actions = ("block", "remove", "log") if kind == "tools" else \
+        ("block", "log") if kind in ("prompt_injection", "caps") else ("block", "redact", "log")
+    default_directions = ["request"] if kind in ("prompt_injection", "caps") else ["request", "response"]
+    directions = item.get("directions")
+    chosen = [d.choice(("request", "response"), "request") for d in directions.elements()] \
+        if not directions.missing else default_directions
+    guardrail = dict(name=item.get("name").str(kind), type=kind,
+                     action=item.get("action").choice(actions, "block"),
+                     directions=frozenset(chosen),
+                     fail_mode=item.get("fail_mode").choice(("closed", "open"), "closed"))
+    if kind == "pii":
+        from .pii import ENTITIES, PIIDetector
+        entities = tuple(e.choice(ENTITIES, "email") for e in item.get("entities").elements()) \
+            if not item.get("entities").missing else ENTITIES
+        guardrail["detector"] = PIIDetector(entities)
+    elif kind == "prompt_injection":
+        from .injection import InjectionDetector
+        guardrail["detector"] = InjectionDetector()
+    elif kind == "banned":
+        import re
+        from .banned import BannedDetector
+        patterns = []
+        for pattern in item.get("patterns").elements():
+            try:
+                re.compile(pattern.str())
+                patterns.append(pattern.str())
+            except re.error as error:
+                pattern.fail(f"invalid regex: {error}")
+        guardrail["detector"] = BannedDetector(tuple(w.str() for w in item.get("words").elements()),
+                                               tuple(patterns))
+    elif kind == "tools":
+        guardrail["allow"] = frozenset(n.str() for n in item.get("allow").elements())
+    elif kind == "caps":
+        guardrail["caps"] = Caps(*(item.get(f).number(None, integer=True, minimum=1)
+                                   for f in ("max_prompt_tokens", "max_tokens", "max_messages")))
+    elif kind == "plugin":
+        from .plugin import PluginClient
+        guardrail["detector"] = PluginClient(item.get("address").str(),
+                                             item.get("timeout_ms").number(200, minimum=1) / 1000)
+    return Guardrail(**guardrail)

@@ -1,0 +1,121 @@
+"""PII and secrets, with validators to keep false positives down.
+
+Candidates come from regexes; cards must pass Luhn, IBANs their checksum, US SSNs
+the SSA's structural rules, phone numbers libphonenumber's validity check, IPs
+the ipaddress parser. Secret patterns follow the providers' documented formats
+(the same families detect-secrets' regex plugins cover).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+
+import phonenumbers
+from stdnum import iban as stdnum_iban
+from stdnum import luhn
+from stdnum.us import ssn as stdnum_ssn
+
+from . import Finding
+
+_EMAIL = re.compile(r"[A-Za-z0-9._%+-]{1,64}@[A-Za-z0-9.-]{1,253}\.[A-Za-z]{2,24}")
+_CARD = re.compile(r"(?<![\d-])(?:\d[ -]?){12,18}\d(?![\d-])")
+_IBAN = re.compile(r"\b[A-Z]{2}\d{2}(?: ?[A-Z0-9]{4}){2,7}(?: ?[A-Z0-9]{1,3})?\b")
+_SSN = re.compile(r"(?<!\d)\d{3}-\d{2}-\d{4}(?!\d)")
+_PHONE = re.compile(r"(?<![\w+])(?:\+\d{1,3}[ .-]?)?(?:\(\d{2,4}\)[ .-]?)?\d{2,4}(?:[ .-]\d{2,4}){1,4}(?!\w)")
+_IPV4 = re.compile(r"(?<![\d.])(?:\d{1,3}\.){3}\d{1,3}(?![\d.])")
+_IPV6 = re.compile(r"(?<![:\w])(?:[0-9A-Fa-f]{1,4}:){2,7}[0-9A-Fa-f]{1,4}(?![:\w])")
+
+SECRET_PATTERNS = {
+    "openai": r"\bsk-(?:proj-|svcacct-|admin-)?[A-Za-z0-9_-]{20,}",
+    "anthropic": r"\bsk-ant-(?:api|admin)\d{2}-[A-Za-z0-9_-]{20,}",
+    "aws_access_key": r"\b(?:AKIA|ASIA|ABIA|ACCA)[0-9A-Z]{16}\b",
+    "aws_secret_key": r"(?i:aws).{0,20}?(?i:secret|key).{0,20}?['\"=: ]+[A-Za-z0-9/+=]{40}\b",
+    "github": r"\b(?:gh[pousr]_[A-Za-z0-9]{36,}|github_pat_[A-Za-z0-9_]{22,})\b",
+    "slack": r"\bxox[abposr]-[A-Za-z0-9-]{10,}\b",
+    "google_api_key": r"\bAIza[0-9A-Za-z_-]{35}\b",
+    "stripe": r"\b(?:sk|rk)_(?:live|test)_[A-Za-z0-9]{16,}\b",
+    "private_key": r"-----BEGIN (?:[A-Z]+ )?PRIVATE KEY-----(?:[\s\S]*?-----END (?:[A-Z]+ )?PRIVATE KEY-----)?",
+    "jwt": r"\beyJ[A-Za-z0-9_-]{10,}\.eyJ[A-Za-z0-9_-]{10,}\.[A-Za-z0-9_-]{10,}\b",
+}
+_SECRETS = re.compile("|".join(f"(?:{p})" for p in SECRET_PATTERNS.values()))
+
+ENTITIES = ("email", "phone", "card", "iban", "ssn", "ip", "secret")
+
+
+def _cards(text: str):
+    for match in _CARD.finditer(text):
+        digits = re.sub(r"\D", "", match.group())
+        if 13 <= len(digits) <= 19 and luhn.is_valid(digits):
+            yield Finding(match.start(), match.end(), "CARD")
+
+
+def _ibans(text: str):
+    for match in _IBAN.finditer(text):
+        if stdnum_iban.is_valid(match.group()):
+            yield Finding(match.start(), match.end(), "IBAN")
+
+
+def _ssns(text: str):
+    for match in _SSN.finditer(text):
+        if stdnum_ssn.is_valid(match.group()):
+            yield Finding(match.start(), match.end(), "SSN")
+
+
+def _phones(text: str):
+    for match in _PHONE.finditer(text):
+        candidate = match.group()
+        digits = sum(ch.isdigit() for ch in candidate)
+        if digits < 8 or digits > 15:
+            continue
+        try:
+            number = phonenumbers.parse(candidate, "US")
+        except phonenumbers.NumberParseException:
+            continue
+        if phonenumbers.is_valid_number(number):
+            yield Finding(match.start(), match.end(), "PHONE")
+
+
+def _ips(text: str):
+    for pattern in (_IPV4, _IPV6):
+        for match in pattern.finditer(text):
+            try:
+                address = ipaddress.ip_address(match.group())
+            except ValueError:
+                continue
+            if not (address.is_loopback or address.is_unspecified):
+                yield Finding(match.start(), match.end(), "IP")
+
+
+def _emails(text: str):
+    for match in _EMAIL.finditer(text):
+        yield Finding(match.start(), match.end(), "EMAIL")
+
+
+def _secrets(text: str):
+    for match in _SECRETS.finditer(text):
+        yield Finding(match.start(), match.end(), "SECRET")
+
+
+_FINDERS = {"email": _emails, "phone": _phones, "card": _cards, "iban": _ibans,
+            "ssn": _ssns, "ip": _ips, "secret": _secrets}
+# Cheap pre-checks: most text has no '@' or no long digit run; skip the finder then.
+_HINTS = {"email": "@", "ssn": "-"}
+
+
+class PIIDetector:
+    def __init__(self, entities: tuple[str, ...] = ENTITIES) -> None:
+        self.finders = [(_HINTS.get(e), _FINDERS[e]) for e in entities]
+
+    def find(self, text: str) -> list[Finding]:
+        findings: list[Finding] = []
+        for hint, finder in self.finders:
+            if hint is not None and hint not in text:
+                continue
+            findings.extend(finder(text))
+        # Secrets win over the pieces of them that look like phone numbers or cards.
+        secrets = [f for f in findings if f.label == "SECRET"]
+        if secrets:
+            findings = secrets + [f for f in findings if f.label != "SECRET" and not any(
+                s.start <= f.start < s.end for s in secrets)]
+        return findings

@@ -1,0 +1,114 @@
+"""Where the text is: every string a guardrail must see in a request or response.
+
+Yields (container, key) slots, so a redaction writes back in place. Covers every
+message and role, every content part, tool-call names and arguments, tool
+results, the Responses API input and instructions, completions prompts,
+embeddings input; in responses, message content, tool calls and output text.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Iterator
+
+Slot = tuple[Any, Any]
+
+
+def _content(container: Any, key: Any) -> Iterator[Slot]:
+    value = container[key]
+    if isinstance(value, str):
+        yield container, key
+    elif isinstance(value, list):
+        for index, part in enumerate(value):
+            if isinstance(part, str):
+                yield value, index
+            elif isinstance(part, dict):
+                for field in ("text", "output", "arguments"):
+                    if isinstance(part.get(field), str):
+                        yield part, field
+
+
+def _tool_calls(message: dict) -> Iterator[Slot]:
+    for call in message.get("tool_calls") or ():
+        function = call.get("function") if isinstance(call, dict) else None
+        if isinstance(function, dict) and isinstance(function.get("arguments"), str):
+            yield function, "arguments"
+
+
+def request_slots(kind: str, body: dict) -> Iterator[Slot]:
+    if kind == "chat":
+        for message in body.get("messages") or ():
+            if isinstance(message, dict):
+                if "content" in message:
+                    yield from _content(message, "content")
+                yield from _tool_calls(message)
+    elif kind == "responses":
+        if isinstance(body.get("instructions"), str):
+            yield body, "instructions"
+        if "input" in body:
+            if isinstance(body["input"], str):
+                yield body, "input"
+            elif isinstance(body["input"], list):
+                for item in body["input"]:
+                    if isinstance(item, dict):
+                        if "content" in item:
+                            yield from _content(item, "content")
+                        for field in ("arguments", "output"):
+                            if isinstance(item.get(field), str):
+                                yield item, field
+    elif kind in ("completions", "embeddings"):
+        field = "prompt" if kind == "completions" else "input"
+        if field in body:
+            yield from _content(body, field)
+
+
+def response_slots(kind: str, body: dict) -> Iterator[Slot]:
+    if kind == "responses":
+        for item in body.get("output") or ():
+            if isinstance(item, dict):
+                if "content" in item:
+                    yield from _content(item, "content")
+                if isinstance(item.get("arguments"), str):
+                    yield item, "arguments"
+        return
+    for choice in body.get("choices") or ():
+        if not isinstance(choice, dict):
+            continue
+        if isinstance(choice.get("text"), str):
+            yield choice, "text"
+        for field in ("message", "delta"):
+            message = choice.get(field)
+            if isinstance(message, dict):
+                if "content" in message:
+                    yield from _content(message, "content")
+                yield from _tool_calls(message)
+
+
+def tool_names(kind: str, body: dict) -> list[str]:
+    """Tool names a request declares."""
+    names = []
+    for tool in body.get("tools") or ():
+        if isinstance(tool, dict):
+            function = tool.get("function")
+            name = function.get("name") if isinstance(function, dict) else tool.get("name")
+            if isinstance(name, str):
+                names.append(name)
+    return names
+
+
+def called_tools(kind: str, body: dict) -> list[str]:
+    """Tool names a response (or one streamed chunk) calls."""
+    names = []
+    if kind == "responses":
+        for item in body.get("output") or ([body.get("item")] if body.get("item") else []):
+            if isinstance(item, dict) and item.get("type") == "function_call" and isinstance(item.get("name"), str):
+                names.append(item["name"])
+        return names
+    for choice in body.get("choices") or ():
+        if not isinstance(choice, dict):
+            continue
+        message = choice.get("message") or choice.get("delta") or {}
+        for call in (message.get("tool_calls") if isinstance(message, dict) else None) or ():
+            function = call.get("function") if isinstance(call, dict) else None
+            if isinstance(function, dict) and isinstance(function.get("name"), str):
+                names.append(function["name"])
+    return names

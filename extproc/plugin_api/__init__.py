@@ -1,0 +1,1 @@
+"""Generated from protos/guardrail_plugin.proto (grpcio-tools); do not edit."""

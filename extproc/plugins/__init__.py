@@ -1,0 +1,1 @@
+"""Example guardrail plugins (see protos/guardrail_plugin.proto)."""

@@ -1,0 +1,156 @@
+"""Guardrails on requests: every message and role, every part, tool calls, both APIs.
+
+Runs before budgets (a blocked request reserves nothing) and before routing (a
+redacted body is what gets serialized and sent).
+"""
+
+from __future__ import annotations
+
+import logging
+
+from .. import metrics
+from ..call import Call
+from ..errors import GatewayError
+from ..guardrails import redact
+from ..guardrails.config import Guardrail
+from ..guardrails.scan import request_slots, tool_names
+from ..openai_api import max_output_tokens
+from . import Stage
+
+log = logging.getLogger("extproc.guardrails")
+
+
+def content_blocked(guardrail: str, direction: str = "request") -> GatewayError:
+    return GatewayError(400, "content_blocked",
+                        f"The {direction} was blocked by the guardrail '{guardrail}'.")
+
+
+def record_verdict(call: Call, guardrail: Guardrail, direction: str, verdict: str) -> None:
+    """Every verdict goes to the metrics and to the request's log line."""
+    metrics.guardrail_verdicts.labels(guardrail.name, verdict).inc()
+    call.stage_state.setdefault("log", {}).setdefault("guardrails", []).append(
+        {"guardrail": guardrail.name, "direction": direction, "verdict": verdict})
+
+
+def check_texts(call: Call, guardrail: Guardrail, slots: list, direction: str) -> bool:
+    """Run a text guardrail over slots (container, key); redact in place. True if anything changed."""
+    hits = changed = False
+    for container, key in slots:
+        text = container[key]
+        findings = guardrail.detector.find(text)
+        if not findings:
+            continue
+        hits = True
+        if guardrail.action == "block":
+            break
+        if guardrail.action == "redact":
+            container[key] = redact(text, findings)
+            changed = True
+    verdict = "passed" if not hits else {"block": "blocked", "redact": "redacted", "log": "flagged"}[
+        guardrail.action]
+    record_verdict(call, guardrail, direction, verdict)
+    if verdict == "blocked":
+        raise content_blocked(guardrail.name, direction)
+    return changed
+
+
+async def run_plugin(call: Call, guardrail: Guardrail, slots: list, direction: str) -> bool:
+    texts = [container[key] for container, key in slots]
+    verdict, reason, replacements = await guardrail.detector.check(
+        direction, texts, model=call.model_name, key_id=call.key.id, team=call.key.team,
+        request_id=call.request_id)
+    if verdict == "block" and guardrail.action != "log":
+        record_verdict(call, guardrail, direction, "blocked")
+        raise content_blocked(guardrail.name, direction)
+    if verdict == "redact" and guardrail.action == "redact":
+        for (container, key), text in zip(slots, replacements):
+            container[key] = text
+        record_verdict(call, guardrail, direction, "redacted")
+        return True
+    record_verdict(call, guardrail, direction, "passed" if verdict == "allow" else "flagged")
+    return False
+
+
+def could_not_run(call: Call, guardrail: Guardrail, direction: str, why: str) -> None:
+    """A guardrail that cannot run applies its fail mode, and the record says so."""
+    log.warning("guardrail %s could not run (%s); failing %s", guardrail.name, why, guardrail.fail_mode)
+    record_verdict(call, guardrail, direction, f"error_fail_{guardrail.fail_mode}")
+    if guardrail.fail_mode == "closed":
+        raise GatewayError(400, "content_blocked",
+                           f"The guardrail '{guardrail.name}' could not check this {direction}; "
+                           "it fails closed.")
+
+
+class GuardRequest(Stage):
+    name = "guard_request"
+
+    async def request_body(self, call: Call) -> None:
+        policy = [g for g in call.config.guardrails.policy_for(call.key) if "request" in g.directions]
+        if not policy:
+            return
+        slots = list(request_slots(call.endpoint.kind, call.body))
+        for guardrail in policy:
+            try:
+                if guardrail.type == "caps":
+                    self._caps(call, guardrail)
+                elif guardrail.type == "tools":
+                    self._tools(call, guardrail)
+                elif guardrail.type == "plugin":
+                    call.body_changed |= await run_plugin(call, guardrail, slots, "request")
+                else:
+                    call.body_changed |= check_texts(call, guardrail, slots, "request")
+            except GatewayError:
+                raise
+            except Exception as error:   # noqa: BLE001 - the fail mode decides (plugin down, bug)
+                could_not_run(call, guardrail, "request", type(error).__name__)
+
+    @staticmethod
+    def _caps(call: Call, guardrail: Guardrail) -> None:
+        caps, body = guardrail.caps, call.body
+        over = None
+        messages = body.get("messages") if isinstance(body.get("messages"), list) else \
+            body.get("input") if isinstance(body.get("input"), list) else []
+        if caps.max_messages and len(messages) > caps.max_messages:
+            over = f"more than {caps.max_messages} messages"
+        requested = max_output_tokens(call.endpoint.kind, body)
+        if caps.max_tokens and requested and requested > caps.max_tokens:
+            over = f"max_tokens above {caps.max_tokens}"
+        if caps.max_prompt_tokens and call.prompt_tokens() > caps.max_prompt_tokens:
+            over = f"prompt longer than {caps.max_prompt_tokens} tokens"
+        if over is None:
+            record_verdict(call, guardrail, "request", "passed")
+            return
+        record_verdict(call, guardrail, "request", "blocked" if guardrail.action == "block" else "flagged")
+        if guardrail.action == "block":
+            raise GatewayError(400, "content_blocked",
+                               f"The request was blocked by the guardrail '{guardrail.name}': {over}.")
+
+    @staticmethod
+    def _tools(call: Call, guardrail: Guardrail) -> None:
+        names = tool_names(call.endpoint.kind, call.body)
+        forbidden = [name for name in names if name not in guardrail.allow]
+        if not forbidden:
+            record_verdict(call, guardrail, "request", "passed")
+            return
+        if guardrail.action == "block":
+            record_verdict(call, guardrail, "request", "blocked")
+            raise GatewayError(400, "content_blocked", f"The request was blocked by the guardrail "
+                               f"'{guardrail.name}': tool not allowed.")
+        if guardrail.action == "remove":
+            kept = [t for t in call.body["tools"] if _tool_name(t) not in forbidden]
+            if kept:
+                call.body["tools"] = kept
+            else:
+                call.body.pop("tools", None)
+                call.body.pop("tool_choice", None)
+            call.body_changed = True
+            record_verdict(call, guardrail, "request", "removed")
+            return
+        record_verdict(call, guardrail, "request", "flagged")
+
+
+def _tool_name(tool) -> str | None:
+    if not isinstance(tool, dict):
+        return None
+    function = tool.get("function")
+    return function.get("name") if isinstance(function, dict) else tool.get("name")

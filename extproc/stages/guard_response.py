@@ -1,0 +1,223 @@
+"""Guardrails on responses: buffered JSON, and SSE with a bounded hold-back window.
+
+Streaming: generated text is held back by `stream_window` characters before it
+is released, and every text guardrail scans the held text each time it grows,
+so a secret split across chunks is caught before any of it leaves. Blocking a
+stream ends it with a well-formed SSE error event.
+"""
+
+from __future__ import annotations
+
+import orjson
+
+from ..call import Call
+from ..errors import GatewayError, error_body
+from ..guardrails import redact
+from ..guardrails.config import Guardrail
+from ..guardrails.scan import called_tools, response_slots
+from ..sse import Event
+from . import Stage
+from .guard import check_texts, could_not_run, record_verdict, run_plugin
+
+
+class GuardResponse(Stage):
+    name = "guard_response"
+
+    @staticmethod
+    def _policy(call: Call) -> list[Guardrail]:
+        if call.key is None:
+            return []
+        return [g for g in call.config.guardrails.policy_for(call.key)
+                if "response" in g.directions and g.type in ("pii", "banned", "tools", "plugin",
+                                                            "prompt_injection")]
+
+    def response_headers(self, call: Call, headers: dict[str, str], end_of_stream: bool) -> None:
+        if call.response_streamed and call.status < 400:
+            policy = [g for g in self._policy(call) if g.type != "plugin"]
+            if policy:
+                call.event_filters.append(StreamGuard(call, policy, call.config.guardrails.stream_window))
+
+    async def response_body(self, call: Call, chunk: bytes, end_of_stream: bool) -> bytes | None:
+        if call.response_streamed or call.status >= 400:
+            return None
+        body = call.stage_state.get("response_json")
+        policy = self._policy(call)
+        if not policy or not isinstance(body, dict):
+            return None
+        slots = list(response_slots(call.endpoint.kind, body))
+        changed = False
+        for guardrail in policy:
+            try:
+                if guardrail.type == "tools":
+                    forbidden = [n for n in called_tools(call.endpoint.kind, body)
+                                 if n not in guardrail.allow]
+                    verdict = "passed" if not forbidden else "flagged" if guardrail.action == "log" \
+                        else "blocked"
+                    record_verdict(call, guardrail, "response", verdict)
+                    if verdict == "blocked":
+                        raise _blocked(guardrail)
+                elif guardrail.type == "plugin":
+                    changed |= await run_plugin(call, guardrail, slots, "response")
+                else:
+                    changed |= check_texts(call, guardrail, slots, "response")
+            except GatewayError:
+                raise
+            except Exception as error:  # noqa: BLE001 - the fail mode decides
+                could_not_run(call, guardrail, "response", type(error).__name__)
+        return orjson.dumps(body) if changed else None
+
+    def done(self, call: Call) -> None:
+        for stream_guard in call.event_filters:
+            if isinstance(stream_guard, StreamGuard):
+                stream_guard.record()
+
+
+def _blocked(guardrail: Guardrail) -> GatewayError:
+    return GatewayError(400, "content_blocked",
+                        f"The response was blocked by the guardrail '{guardrail.name}'.")
+
+
+class StreamGuard:
+    """An SSE event filter (see ResponseUsage): hold back, scan, redact or block."""
+
+    def __init__(self, call: Call, policy: list[Guardrail], window: int) -> None:
+        self.call = call
+        self.kind = call.endpoint.kind
+        self.text_guards = [g for g in policy if g.detector is not None and g.type != "tools"]
+        self.tool_guards = [g for g in policy if g.type == "tools"]
+        self.window = window
+        self.pending = ""
+        self.template: dict | None = None       # the last content event, to carry held text
+        self.blocked: Guardrail | None = None
+        self.hold_from = 0                      # held text from here on may be a growing secret
+        self.verdicts: dict[str, str] = {}
+
+    def __call__(self, event: Event, data: dict | None, raw: bytes) -> bytes:
+        if self.blocked is not None:
+            return b""
+        if isinstance(data, dict):
+            for guardrail in self.tool_guards:
+                if any(n not in guardrail.allow for n in called_tools(self.kind, data)):
+                    self.verdicts[guardrail.name] = "flagged" if guardrail.action == "log" else "blocked"
+                    if guardrail.action != "log":
+                        return self._block(guardrail)
+            piece = self._content(data)
+            if piece is not None:
+                self.template = data
+                self.pending += piece
+                blocked = self._scan()
+                if blocked is not None:
+                    return self._block(blocked)
+                cut = min(len(self.pending) - self.window, self.hold_from)
+                if cut <= 0:
+                    return b""                  # hold: a secret may be arriving
+                release, self.pending = self.pending[:cut], self.pending[cut:]
+                return self._event(data, release)
+            if self.kind == "responses":
+                raw = self._redact_full_texts(data, raw)
+        return self._flush() + raw
+
+    # --- text of one event ----------------------------------------------------------
+
+    def _content(self, data: dict) -> str | None:
+        if self.kind == "responses":
+            if data.get("type") == "response.output_text.delta" and isinstance(data.get("delta"), str):
+                return data["delta"]
+            return None
+        choices = data.get("choices")
+        if not choices or not isinstance(choices[0], dict):
+            return None
+        if self.kind == "completions":
+            text = choices[0].get("text")
+        else:
+            delta = choices[0].get("delta")
+            text = delta.get("content") if isinstance(delta, dict) else None
+        return text if isinstance(text, str) and text else None
+
+    def _event(self, data: dict, text: str) -> bytes:
+        if self.kind == "responses":
+            data = {**data, "delta": text}
+        else:
+            choice = dict(data["choices"][0])
+            if self.kind == "completions":
+                choice["text"] = text
+            else:
+                choice["delta"] = {**choice["delta"], "content": text}
+            data = {**data, "choices": [choice]}
+        return b"data: " + orjson.dumps(data) + b"\n\n"
+
+    def _flush(self) -> bytes:
+        if not self.pending or self.template is None:
+            return b""
+        blocked = self._scan(final=True)
+        if blocked is not None:
+            return self._block(blocked)
+        text, self.pending = self.pending, ""
+        return self._event(self.template, text)
+
+    # --- guardrails -----------------------------------------------------------------
+
+    def _scan(self, final: bool = False) -> Guardrail | None:
+        """Scan the held text; redact what is complete. A finding that reaches the end of
+        the held text may still be growing (a key arriving piece by piece), so it stays
+        held, unredacted, until more text or the end of the stream decides it."""
+        self.hold_from = len(self.pending)
+        for guardrail in self.text_guards:
+            findings = guardrail.detector.find(self.pending)
+            if not findings:
+                continue
+            if guardrail.action == "block":
+                self.verdicts[guardrail.name] = "blocked"
+                return guardrail
+            if guardrail.action == "log":
+                self.verdicts.setdefault(guardrail.name, "flagged")
+                continue
+            done = [f for f in findings if final or f.end < len(self.pending)]
+            if done:
+                self.pending = redact(self.pending, done)
+                self.verdicts[guardrail.name] = "redacted"
+            growing = [f for f in guardrail.detector.find(self.pending) if f.end >= len(self.pending)]
+            if growing and not final:
+                self.hold_from = min(self.hold_from, min(f.start for f in growing))
+        return None
+
+    def _redact_full_texts(self, data: dict, raw: bytes) -> bytes:
+        """Responses API events that repeat the whole text (…done, response.completed)."""
+        slots = list(_text_fields(data))
+        changed = False
+        for container, key in slots:
+            for guardrail in self.text_guards:
+                findings = guardrail.detector.find(container[key])
+                if findings and guardrail.action == "redact":
+                    container[key] = redact(container[key], findings)
+                    changed = True
+        if not changed:
+            return raw
+        name = f"event: {data.get('type')}\n".encode() if data.get("type") else b""
+        return name + b"data: " + orjson.dumps(data) + b"\n\n"
+
+    def _block(self, guardrail: Guardrail) -> bytes:
+        self.blocked = guardrail
+        self.pending = ""
+        self.call.error_code = "content_blocked"
+        body = error_body(f"The response was blocked by the guardrail '{guardrail.name}'.",
+                          "invalid_request_error", "content_blocked")
+        return b"data: " + body + b"\n\n"
+
+    def record(self) -> None:
+        for guardrail in self.text_guards + self.tool_guards:
+            record_verdict(self.call, guardrail, "response", self.verdicts.get(guardrail.name, "passed"))
+
+
+def _text_fields(node, depth: int = 0):
+    if depth > 8:
+        return
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key == "text" and isinstance(value, str):
+                yield node, key
+            elif isinstance(value, (dict, list)):
+                yield from _text_fields(value, depth + 1)
+    elif isinstance(node, list):
+        for item in node:
+            yield from _text_fields(item, depth + 1)

@@ -1,0 +1,125 @@
+"""Guardrail detectors, table-driven, plus properties (hypothesis) and the corpora."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from extproc.guardrails import Finding, redact
+from extproc.guardrails.injection import InjectionDetector
+from extproc.guardrails.pii import PIIDetector
+
+CORPORA = Path(__file__).parent / "corpora"
+PII = PIIDetector()
+
+PII_CASES = [
+    ("email", "write to jane.doe+x@example.co.uk today", "EMAIL"),
+    ("card with spaces (Luhn ok)", "card 4111 1111 1111 1111 please", "CARD"),
+    ("card with dashes", "4242-4242-4242-4242", "CARD"),
+    ("ssn", "my ssn is 123-45-6789", "SSN"),
+    ("iban", "IBAN DE89 3704 0044 0532 0130 00 thanks", "IBAN"),
+    ("phone", "call me at +1 415 555 2671", "PHONE"),
+    ("ipv4", "server 203.0.113.42 is down", "IP"),
+    ("openai key", "sk-proj-AbCdEfGhIjKlMnOpQrStUvWxYz0123456789", "SECRET"),
+    ("openai legacy key", "key=sk-AbCdEfGhIjKlMnOpQrStUvWxYz01234567", "SECRET"),
+    ("anthropic", "sk-ant-api03-AbCdEfGhIjKlMnOpQrStUvWxYz0123", "SECRET"),
+    ("aws access key", "AKIAIOSFODNN7EXAMPLE", "SECRET"),
+    ("github token", "ghp_" + "a1B2c3D4e5" * 4, "SECRET"),
+    ("slack token", "xoxb-1234567890-abcdefghij", "SECRET"),
+    ("google api key", "AIza" + "S" * 35, "SECRET"),
+    ("private key", "-----BEGIN RSA PRIVATE KEY-----\nMIIE\n-----END RSA PRIVATE KEY-----", "SECRET"),
+]
+
+
+@pytest.mark.parametrize("name,text,label", PII_CASES, ids=[c[0] for c in PII_CASES])
+def test_pii_found(name, text, label):
+    assert label in {f.label for f in PII.find(text)}
+
+
+NOT_PII = [
+    ("card failing Luhn", "4111 1111 1111 1112"),
+    ("invalid ssn area 000", "000-12-3456"),
+    ("invalid iban checksum", "DE00 3704 0044 0532 0130 00"),
+    ("order number", "order 12345 shipped"),
+    ("version string", "version 1.2.3 of the app, build 2024.10.1"),
+    ("plain prose", "The meeting is at 10:30 in room 4."),
+    ("short sk- word", "the sk-ate park"),
+]
+
+
+@pytest.mark.parametrize("name,text", NOT_PII, ids=[c[0] for c in NOT_PII])
+def test_not_pii(name, text):
+    assert PII.find(text) == []
+
+
+def test_redact_replaces_spans_with_placeholders():
+    text = "mail a@b.io or c@d.io"
+    assert redact(text, PII.find(text)) == "mail [EMAIL] or [EMAIL]"
+    # Overlapping spans: every character of both is gone.
+    assert redact("abcdefgh", [Finding(0, 4, "X"), Finding(2, 6, "Y")]) == "[X][Y]gh"
+
+
+def _lines(name: str) -> list[str]:
+    return [l for l in (CORPORA / name).read_text().splitlines() if l.strip()]
+
+
+def test_injection_corpus_rates():
+    detector = InjectionDetector()
+    attacks, benign = _lines("injection.txt"), _lines("benign.txt")
+    caught = [t for t in attacks if detector.find(t)]
+    false_alarms = [t for t in benign if detector.find(t)]
+    print(f"\ninjection: blocked {len(caught)}/{len(attacks)}, "
+          f"benign passed {len(benign) - len(false_alarms)}/{len(benign)}")
+    assert len(caught) == len(attacks), set(attacks) - set(caught)
+    assert false_alarms == []
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(max_size=400))
+def test_detectors_never_raise_and_redaction_removes_every_finding(text):
+    findings = PII.find(text)
+    InjectionDetector().find(text)
+    cleaned = redact(text, findings)
+    remaining = [f for f in PII.find(cleaned) if f.label in ("SECRET", "CARD", "SSN", "EMAIL")]
+    assert not [f for f in remaining if cleaned[f.start:f.end] in
+                {text[g.start:g.end] for g in findings}]
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.sampled_from(["hello ", "sk-proj-", "AbCdEfGhIj", "KlMnOpQrSt", "UvWxYz0123",
+                                 " 4111 ", "1111 ", "a@b.io ", "\n", "ok "]), max_size=30),
+       st.integers(min_value=64, max_value=160))
+def test_stream_guard_releases_everything_and_no_secret_escapes(pieces, window):
+    from types import SimpleNamespace
+    from extproc.guardrails.config import Guardrail
+    from extproc.stages.guard_response import StreamGuard
+    import orjson
+    guard = Guardrail("pii", "pii", "redact", frozenset({"response"}), "closed", PII)
+    call = SimpleNamespace(endpoint=SimpleNamespace(kind="chat"), stage_state={}, error_code=None)
+    stream = StreamGuard(call, [guard], window)
+    released = []
+    for piece in pieces:
+        data = {"choices": [{"index": 0, "delta": {"content": piece}}]}
+        out = stream(None, data, b"data: " + orjson.dumps(data) + b"\n\n")
+        released.append(out)
+    released.append(stream(None, None, b"data: [DONE]\n\n"))
+    text = "".join(orjson.loads(block[6:])["choices"][0]["delta"]["content"]
+                   for chunk in released for block in chunk.split(b"\n\n")
+                   if block.startswith(b"data: {"))
+    whole = "".join(pieces)
+    # Nothing of a secret, card or e-mail found in the whole text may leave, not even a
+    # tail of it (a piece is a leak when it occurs nowhere else in the text).
+    for finding in PII.find(whole):
+        if finding.label not in ("SECRET", "CARD", "EMAIL"):
+            continue
+        value = whole[finding.start:finding.end]
+        elsewhere = whole[:finding.start] + "\0" + whole[finding.end:]
+        pieces_of_it = {value[i:i + 8] for i in range(len(value) - 7)}
+        leaked = [p for p in pieces_of_it if p in text and p not in elsewhere]
+        assert not leaked, (value, text)
+    # And streaming loses nothing: text with nothing to redact comes out whole.
+    if not PII.find(whole):
+        assert text == whole
