@@ -1,0 +1,96 @@
+"""Custom guardrails through real Envoy: the example plugin (protos/guardrail_plugin.proto),
+its fail modes, and the generated code staying in step with the proto."""
+
+from __future__ import annotations
+
+import filecmp
+import subprocess
+import sys
+import time
+
+import httpx
+import pytest
+
+from gateway_stack import ROOT, GatewayStack, free_port, quickstart_config
+
+ALICE = {"authorization": "Bearer sk-demo-alice"}
+
+
+def _start_plugin(port: int, delay: float = 0.0) -> subprocess.Popen:
+    process = subprocess.Popen([sys.executable, "-m", "extproc.plugins.example_plugin",
+                                "--address", f"127.0.0.1:{port}", "--codename", "zeus",
+                                "--delay", str(delay)], cwd=ROOT)
+    import socket
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            return process
+        except OSError:
+            time.sleep(0.05)
+    process.kill()
+    raise RuntimeError("plugin did not start")
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory):
+    plugin_port, slow_port, dead_port = free_port(), free_port(), free_port()
+    plugin = _start_plugin(plugin_port)
+    slow = _start_plugin(slow_port, delay=1.0)
+    config = quickstart_config()
+    config["guardrails"] = {"rules": [
+        {"name": "codenames", "type": "plugin", "action": "redact", "address": f"127.0.0.1:{plugin_port}",
+         "timeout_ms": 500, "fail_mode": "closed"},
+        {"name": "slow-plugin", "type": "plugin", "address": f"127.0.0.1:{slow_port}",
+         "timeout_ms": 100, "fail_mode": "open"},
+        {"name": "dead-plugin", "type": "plugin", "address": f"127.0.0.1:{dead_port}",
+         "timeout_ms": 100, "fail_mode": "closed"}],
+        "policies": {"default": ["codenames"],
+                     "keys": {"bob": ["slow-plugin"], "alice": ["codenames"]}}}
+    config["keys"].append({"id": "gina", "key": "sk-test-gina", "team": "x", "models": "*"})
+    config["guardrails"]["policies"]["keys"]["gina"] = ["dead-plugin"]
+    stack = GatewayStack(tmp_path_factory.mktemp("plugin"), config).start()
+    yield stack
+    stack.stop()
+    plugin.kill()
+    slow.kill()
+
+
+def _chat(stack, text, key="sk-demo-alice"):
+    return httpx.post(f"{stack.base_url}/chat/completions", timeout=30,
+                      headers={"authorization": f"Bearer {key}"},
+                      json={"model": "gpt-4o-mini", "messages": [{"role": "user", "content": text}]})
+
+
+def test_plugin_blocks_and_redacts(stack):
+    blocked = _chat(stack, "status of project Zeus?")
+    assert blocked.status_code == 400 and "codenames" in blocked.json()["error"]["message"]
+    redacted = _chat(stack, "see ticket OPS-1234 for details")
+    assert redacted.status_code == 200
+    assert redacted.json()["choices"][0]["message"]["content"] == "see ticket [TICKET] for details"
+
+
+def test_plugin_timeout_fails_open_and_says_so(stack):
+    started = time.perf_counter()
+    response = _chat(stack, "anything", key="sk-demo-bob")
+    assert response.status_code == 200 and time.perf_counter() - started < 1.0
+    record = stack.wait_for_record(predicate=lambda r: r["key_id"] == "bob" and r["status"] == 200)
+    assert {"guardrail": "slow-plugin", "direction": "request",
+            "verdict": "error_fail_open"} in record["guardrails"]
+
+
+def test_unreachable_plugin_fails_closed(stack):
+    response = _chat(stack, "anything", key="sk-test-gina")
+    assert response.status_code == 400
+    assert "could not check" in response.json()["error"]["message"]
+
+
+def test_generated_code_matches_the_proto(tmp_path):
+    subprocess.run([sys.executable, "-m", "grpc_tools.protoc", f"-I{ROOT / 'protos'}",
+                    f"--python_out={tmp_path}", f"--grpc_python_out={tmp_path}",
+                    str(ROOT / "protos" / "guardrail_plugin.proto")], check=True)
+    generated = (tmp_path / "guardrail_plugin_pb2_grpc.py").read_text().replace(
+        "import guardrail_plugin_pb2", "from . import guardrail_plugin_pb2")
+    (tmp_path / "guardrail_plugin_pb2_grpc.py").write_text(generated)
+    for name in ("guardrail_plugin_pb2.py", "guardrail_plugin_pb2_grpc.py"):
+        assert filecmp.cmp(tmp_path / name, ROOT / "extproc" / "plugin_api" / name, shallow=False), name
