@@ -29,7 +29,7 @@ RULES = {
     ],
     "impersonation": [
         r"<\|im_start\|>\s*system|<\|system\|>|\[/?INST\]|<</?SYS>>",
-        r"(?im)^\s*(?:#{1,4}\s*)?(?:system|developer)\s*(?:prompt|message)?\s*:\s*you\s+(?:are|must|will)",
+        r"(?m:^\s*(?:#{1,4}\s*)?(?:system|developer)\s*(?:prompt|message)?\s*:\s*you\s+(?:are|must|will))",
         r"\byou\s+are\s+(?:now\s+)?(?:DAN|in\s+developer\s+mode|an?\s+unrestricted|jailbroken|free\s+of\s+all)",
         r"\b(?:act|behave|respond)\s+as\s+(?:if\s+you\s+(?:have|had)\s+no|an?\s+(?:AI|assistant|model)\s+(?:without|with\s+no))\s+(?:restrictions|rules|filters|limits)",
         r"\bdeveloper\s+mode\s+(?:enabled|activated|on)\b",
@@ -40,8 +40,9 @@ RULES = {
         r"\b(?:what|everything)\s+(?:was|were)\s+you\s+told\s+(?:before|above|initially)",
     ],
 }
-_COMPILED = [(family, re.compile(pattern, re.IGNORECASE)) for family, patterns in RULES.items()
-             for pattern in patterns]
+# One alternation, one pass over the text; the named group says which family matched.
+_COMBINED = re.compile("|".join(f"(?P<{family}>{'|'.join(f'(?:{p})' for p in patterns)})"
+                                for family, patterns in RULES.items()), re.IGNORECASE)
 _BASE64 = re.compile(r"[A-Za-z0-9+/]{24,}={0,2}")
 _HEX = re.compile(r"\b(?:[0-9a-fA-F]{2}){16,}\b")
 
@@ -63,11 +64,10 @@ def _decoded_payloads(text: str):
 
 class InjectionDetector:
     def find(self, text: str) -> list[Finding]:
-        for family, pattern in _COMPILED:
-            match = pattern.search(text)
-            if match:
-                return [Finding(match.start(), match.end(), f"INJECTION:{family}")]
+        match = _COMBINED.search(text)
+        if match:
+            return [Finding(match.start(), match.end(), f"INJECTION:{match.lastgroup}")]
         for match, decoded in _decoded_payloads(text):
-            if any(pattern.search(decoded) for _, pattern in _COMPILED):
+            if _COMBINED.search(decoded):
                 return [Finding(match.start(), match.end(), "INJECTION:encoded")]
         return []

@@ -1,0 +1,209 @@
+"""Benchmark: Envoy alone vs the full gateway, same mock, same core budget, one run.
+
+    .venv/bin/python bench/run.py [--seconds 10] [--rounds 2] [--connections 32]
+
+Envoy (+ the ext_proc worker, for the gateway) is pinned to core 0; the mock
+provider and the load generator (wrk, installed from Debian when missing) to
+core 1. Rounds alternate between the two sides. The gateway runs the quickstart
+pipeline with every feature on: key check, routing, request guardrails (PII
+redaction + prompt injection), a token budget reserved and settled in SQLite,
+usage extraction, metrics and the log line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tests"))
+from gateway_stack import GatewayStack, free_port, quickstart_config  # noqa: E402
+
+PROMPT = ("Summarize the following note for the weekly report: the gateway team finished the "
+          "streaming work, measured the overhead against Envoy alone, and plans the rollout. " * 2)
+# The gateway's caller key; Envoy alone talks to the mock with the mock's own key.
+KEYS = {"gateway": "sk-demo-alice", "envoy alone": "mock-provider-key"}
+
+
+def ensure_wrk() -> str:
+    if shutil.which("wrk") is None:
+        subprocess.run(["apt-get", "install", "-y", "-qq", "wrk"], check=True,
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return shutil.which("wrk")
+
+
+def pin(pid: int, core: int) -> None:
+    subprocess.run(["taskset", "-a", "-p", "-c", str(core), str(pid)], stdout=subprocess.DEVNULL, check=False)
+
+
+def children(pid: int) -> list[int]:
+    out = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout
+    return [int(p) for p in out.split()]
+
+
+def cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+    except OSError:
+        return ""
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def peak_rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def envoy_alone(workdir: Path, mock_port: int) -> tuple[subprocess.Popen, int]:
+    envoy = yaml.safe_load((ROOT / "envoy" / "quickstart.yaml").read_text())
+    port, admin = free_port(), free_port()
+    envoy["admin"]["address"]["socket_address"]["port_value"] = admin
+    listener = envoy["static_resources"]["listeners"][0]
+    listener["address"]["socket_address"]["port_value"] = port
+    hcm = listener["filter_chains"][0]["filters"][0]["typed_config"]
+    hcm["http_filters"] = [f for f in hcm["http_filters"] if "ext_proc" not in f["name"]]
+    hcm["route_config"]["virtual_hosts"][0]["routes"] = [
+        {"match": {"prefix": "/"}, "route": {"cluster": "mock", "timeout": "0s"}}]
+    clusters = envoy["static_resources"]["clusters"]
+    envoy["static_resources"]["clusters"] = [c for c in clusters if c["name"] == "mock"]
+    envoy["static_resources"]["clusters"][0]["load_assignment"]["endpoints"][0]["lb_endpoints"][0][
+        "endpoint"]["address"]["socket_address"]["port_value"] = mock_port
+    path = workdir / "envoy-alone.yaml"
+    path.write_text(yaml.safe_dump(envoy))
+    from extproc.envoy_config import envoy_binary
+    process = subprocess.Popen([envoy_binary(), "-c", str(path), "--concurrency", "1",
+                                "--disable-hot-restart", "--log-level", "error"],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"http://127.0.0.1:{admin}/ready", timeout=1).status_code == 200:
+                return process, port
+        except httpx.HTTPError:
+            time.sleep(0.05)
+    raise RuntimeError("Envoy alone did not start")
+
+
+def wrk(binary: str, url: str, key: str, body: str, seconds: int, connections: int) -> dict:
+    script = Path(tempfile.mkstemp(suffix=".lua")[1])
+    script.write_text('wrk.method = "POST"\n'
+                      f'wrk.body = [[{body}]]\n'
+                      'wrk.headers["content-type"] = "application/json"\n'
+                      f'wrk.headers["authorization"] = "Bearer {key}"\n')
+    out = subprocess.run(["taskset", "-c", "1", binary, "-t1", f"-c{connections}", f"-d{seconds}s",
+                          "--latency", "-s", str(script), url], capture_output=True, text=True).stdout
+    script.unlink()
+
+    def latency(label: str) -> float:
+        match = re.search(rf"{label}%\s+([\d.]+)(us|ms|s)", out)
+        value, unit = float(match.group(1)), match.group(2)
+        return value / 1000 if unit == "us" else value * 1000 if unit == "s" else value
+
+    requests = int(re.search(r"(\d+) requests in", out).group(1))
+    non_2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    return {"rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),
+            "p50": latency("50"), "p99": latency("99"), "requests": requests,
+            "errors": int(non_2xx.group(1)) if non_2xx else 0}
+
+
+def ttft(url: str, key: str, samples: int = 150) -> float:
+    """Median time to the first content chunk of a stream, one request at a time (ms)."""
+    times = []
+    body = {"model": "gpt-4o-mini", "stream": True, "messages": [{"role": "user", "content": PROMPT}]}
+    with httpx.Client(headers={"authorization": f"Bearer {key}"}, timeout=30) as client:
+        for _ in range(samples):
+            started = time.perf_counter()
+            first = None
+            with client.stream("POST", url, json=body) as response:
+                for chunk in response.iter_raw():     # read to the end, note the first text
+                    if first is None and re.search(rb'"content":"[^"]', chunk):
+                        first = (time.perf_counter() - started) * 1000
+            times.append(first)
+    return statistics.median(times)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--seconds", type=int, default=10)
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--connections", type=int, default=32)
+    args = parser.parse_args()
+    binary = ensure_wrk()
+    workdir = Path(tempfile.mkdtemp(prefix="llmgw-bench-"))
+
+    config = quickstart_config()
+    config["budgets"].append({"name": "bench-team-tokens", "scope": "team", "match": "research",
+                              "unit": "tokens", "limit": 10**12, "window": "month"})
+    stack = GatewayStack(workdir, config, workers=1).start()
+    up_pid = stack.process.pid
+    workers = [p for p in children(up_pid) if " worker " in cmdline(p)]
+    envoys = [p for p in children(up_pid) if "envoy" in cmdline(p).split(" ")[0]]
+    mocks = [p for p in children(up_pid) if "mock-provider" in cmdline(p)]
+    for pid in workers + envoys + [up_pid]:
+        pin(pid, 0)
+    for pid in mocks:
+        pin(pid, 1)
+    alone, alone_port = envoy_alone(workdir, stack.mock_ports["mock"])
+    pin(alone.pid, 0)
+
+    urls = {"envoy alone": f"http://127.0.0.1:{alone_port}/v1/chat/completions",
+            "gateway": f"{stack.base_url}/chat/completions"}
+    results: dict[tuple[str, str], list[dict]] = {}
+    cpu: dict[str, list[float]] = {"json": [], "sse": []}
+    try:
+        for round_ in range(args.rounds):
+            for mode, stream in (("json", False), ("sse", True)):
+                body = '{"model":"gpt-4o-mini","stream":%s,"messages":[{"role":"user","content":"%s"}]}' % (
+                    "true" if stream else "false", PROMPT)
+                for side, url in urls.items():
+                    before = sum(cpu_seconds(p) for p in workers)
+                    result = wrk(binary, url, KEYS[side], body, args.seconds, args.connections)
+                    if side == "gateway":
+                        cpu[mode].append((sum(cpu_seconds(p) for p in workers) - before)
+                                         / max(1, result["requests"]) * 1e6)
+                    results.setdefault((side, mode), []).append(result)
+        ttft_alone = ttft(urls["envoy alone"], KEYS["envoy alone"])
+        ttft_gateway = ttft(urls["gateway"], KEYS["gateway"])
+        memory = {"worker": max(peak_rss_mb(p) for p in workers), "envoy": max(peak_rss_mb(p) for p in envoys)}
+    finally:
+        alone.send_signal(signal.SIGTERM)
+        stack.stop()
+
+    print(f"\n{args.rounds} interleaved rounds x {args.seconds}s, {args.connections} connections; "
+          f"Envoy (+1 ext_proc worker) on core 0, mock + wrk on core 1")
+    print(f"{'traffic':<6} {'side':<12} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'vs Envoy':>9} "
+          f"{'non-2xx':>8} {'service CPU/req':>16}")
+    for mode in ("json", "sse"):
+        base = statistics.median(r["rps"] for r in results[("envoy alone", mode)])
+        for side in urls:
+            runs = results[(side, mode)]
+            rps = statistics.median(r["rps"] for r in runs)
+            cpu_text = f"{statistics.median(cpu[mode]):.0f} us" if side == "gateway" else "-"
+            print(f"{mode:<6} {side:<12} {rps:>9.0f} {statistics.median(r['p50'] for r in runs):>8.2f} "
+                  f"{statistics.median(r['p99'] for r in runs):>8.2f} {rps / base:>8.2f}x "
+                  f"{sum(r['errors'] for r in runs):>8} {cpu_text:>16}")
+    print(f"time to first token (median of 150, one at a time): Envoy alone {ttft_alone:.2f} ms, "
+          f"gateway {ttft_gateway:.2f} ms, added {ttft_gateway - ttft_alone:.2f} ms")
+    print(f"peak memory: ext_proc worker {memory['worker']:.0f} MB, Envoy {memory['envoy']:.0f} MB")
+
+
+if __name__ == "__main__":
+    main()
