@@ -242,7 +242,8 @@ def _model(name: str, node: Node, providers: Mapping[str, Provider]) -> Model:
     names = [b.name for b in backends]
     if len(set(names)) != len(names):
         node.get("backends").fail("backend names must be unique within a model (set `name:`)")
-    price = _price(node.get("price"))
+    price = _price(node.get("price")) if not node.get("price").missing else \
+        _default_price(backends[0].model if backends else name)
     encoding = node.get("encoding").choice(("o200k_base", "cl100k_base"),
                                            encoding_for_model(backends[0].model if backends else name))
     return Model(name=name, backends=tuple(backends), strategy=strategy, price=price, encoding=encoding)
@@ -254,6 +255,12 @@ def _price(node: Node) -> Price:
     return Price(input=input_price,
                  cached_input=node.get("cached_input").number(input_price, minimum=0),
                  output=node.get("output").number(0.0, minimum=0))
+
+
+def _default_price(model: str) -> Price:
+    from .prices import default_price
+    found = default_price(model)
+    return Price(*found) if found else Price()
 
 
 def _keys(node: Node, models: Mapping[str, Model]) -> dict[bytes, VirtualKey]:

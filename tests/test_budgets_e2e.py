@@ -210,3 +210,23 @@ def test_quickstart_bob_has_2000_token_hourly_budget(gateway):
     ok = httpx.post(f"{gateway.base_url}/chat/completions", headers={"authorization": "Bearer sk-demo-bob"},
                     json={"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "fits"}]})
     assert ok.status_code == 200 and ok.headers["x-ratelimit-limit-tokens"] == "2000"
+
+
+@pytest.mark.parametrize("fail_mode", ["closed", "open"])
+def test_unreachable_store_applies_fail_mode_and_counts_it(tmp_path, fail_mode):
+    from gateway_stack import free_port
+    dead = f"redis://127.0.0.1:{free_port()}/0"
+    stack = GatewayStack(tmp_path, budget_config({"kind": "redis", "url": dead,
+                                                  "fail_mode": fail_mode})).start()
+    try:
+        response = carol_request(stack, 1)
+        if fail_mode == "closed":
+            assert response.status_code == 500
+            error = response.json()["error"]
+            assert error["code"] == "gateway_error" and "budget store is unavailable" in error["message"]
+        else:
+            assert response.status_code == 200
+        metrics = httpx.get(f"{stack.admin_url}/metrics").text
+        assert 'gateway_store_errors_total{operation="reserve"} 1.0' in metrics
+    finally:
+        stack.stop()

@@ -110,3 +110,15 @@ def test_check_runs_envoy_validate(tmp_path):
     result = _check("--config", str(QUICKSTART_CONFIG), "--envoy", envoy_path)
     assert result.returncode != 0
     assert "envoy --mode validate" in result.stderr
+
+
+def test_shipped_default_prices_apply_without_config_price(tmp_path):
+    config = quickstart_config()
+    config["models"]["dated"] = {"backends": [{"provider": "mock", "model": "gpt-4o-2024-08-06"}]}
+    config["models"]["custom"] = {"backends": [{"provider": "mock", "model": "my-llama"}]}
+    loaded = load_config(write(tmp_path, config))
+    assert loaded.models["dated"].price.input == 2.50 and loaded.models["dated"].price.output == 10.0
+    assert loaded.models["gpt-4o-mini"].price.cost(1_000_000, 0, 1_000_000) == pytest.approx(0.75)
+    assert loaded.models["custom"].price.input == 0          # unknown model: free unless priced
+    # cached input tokens are billed at the cached price
+    assert loaded.models["gpt-4o"].price.cost(1_000_000, 1_000_000, 0) == pytest.approx(1.25)

@@ -154,3 +154,22 @@ def test_blocked_json_response(redacting):
                      headers={"authorization": "Bearer sk-test-erin"})
     assert response.status_code == 400
     assert "no-launch-codes" in response.json()["error"]["message"]
+
+
+def test_size_caps(tmp_path):
+    config = guard_config([{"name": "caps", "type": "caps", "max_tokens": 100, "max_messages": 3,
+                            "max_prompt_tokens": 50}])
+    stack = GatewayStack(tmp_path, config).start()
+    try:
+        ok = _chat(stack, [{"role": "user", "content": "short"}], max_tokens=50)
+        assert ok.status_code == 200
+        cases = [([{"role": "user", "content": "x"}] * 4, {}, "more than 3 messages"),
+                 ([{"role": "user", "content": "x"}], {"max_tokens": 500}, "max_tokens above 100"),
+                 ([{"role": "user", "content": "word " * 200}], {}, "prompt longer than 50 tokens")]
+        for messages, extra, why in cases:
+            response = _chat(stack, messages, **extra)
+            assert response.status_code == 400, why
+            assert response.json()["error"]["code"] == "content_blocked"
+            assert why in response.json()["error"]["message"]
+    finally:
+        stack.stop()
