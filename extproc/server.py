@@ -14,6 +14,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from .build import build_pipeline, build_upstream_pipeline
 from .call import Call
 from .config import GatewayConfig, load_config
+from .reload import watch_config
 from .store import open_store
 from .tokens import get_encoding
 
@@ -40,6 +41,12 @@ class Runtime:
         self.store = store
         self.pipeline = build_pipeline(config, store)
         self.upstream_pipeline = build_upstream_pipeline(config)
+
+
+def reloaded(runtime: Runtime, config: GatewayConfig) -> Runtime:
+    """A runtime for a new config; the budget store is kept when its settings did not change."""
+    store = runtime.store if runtime.store is not None and config.store == runtime.config.store else None
+    return Runtime(config, store)
 
 
 class Processor(ep_grpc.ExternalProcessorServicer):
@@ -72,7 +79,8 @@ async def serve_worker(config_path: str, address: str, *, grace: float = 30.0) -
     for encoding in {model.encoding for model in config.models.values()}:
         get_encoding(encoding)          # load the BPE ranks now, not on the first request
     server = grpc.aio.server(options=_GRPC_OPTIONS)
-    ep_grpc.add_ExternalProcessorServicer_to_server(Processor(runtime), server)
+    processor = Processor(runtime)
+    ep_grpc.add_ExternalProcessorServicer_to_server(processor, server)
     health_servicer = health.aio.HealthServicer() if hasattr(health, "aio") else health.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     if address.startswith("unix:"):
@@ -84,14 +92,22 @@ async def serve_worker(config_path: str, address: str, *, grace: float = 30.0) -
     await _set_health(health_servicer, health_pb2.HealthCheckResponse.SERVING)
     log.info("ext_proc worker serving on %s (config %s)", address, config.version)
 
+    def apply(new_config: GatewayConfig) -> None:
+        processor.runtime = reloaded(processor.runtime, new_config)   # one assignment: atomic
+
+    watcher = asyncio.get_running_loop().create_task(watch_config(config_path, apply))
     stopping = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stopping.set)
     await stopping.wait()
-    # Graceful: stop taking new streams, let the ones in flight finish.
+    # Graceful: stop taking new streams, let the ones in flight (long SSE too) finish,
+    # then let their settling and records complete.
+    watcher.cancel()
     await _set_health(health_servicer, health_pb2.HealthCheckResponse.NOT_SERVING)
     await server.stop(grace)
+    if processor._background:
+        await asyncio.wait(list(processor._background), timeout=5)
 
 
 async def _set_health(servicer, status) -> None:

@@ -164,14 +164,38 @@ class Supervisor:
         return 0
 
     def stop(self, grace: float = 30.0) -> None:
+        """Envoy stops taking new requests, the ones in flight (long streams too) finish,
+        then Envoy, the workers and the mock stop."""
         self._stopping = True
         if self.envoy is not None:
+            self._drain_envoy(grace)
             _terminate([self.envoy], 10)
         _terminate(list(self.workers.values()), grace)
         if self.mock is not None:
             _terminate([self.mock], 5)
         if self.admin is not None:
             self.admin.shutdown()
+
+
+    def _drain_envoy(self, grace: float) -> None:
+        try:
+            urllib.request.urlopen(urllib.request.Request(
+                f"{self.envoy_admin}/drain_listeners?inboundonly", method="POST"), timeout=2).close()
+        except OSError:
+            return
+        deadline = time.monotonic() + grace
+        while time.monotonic() < deadline and self._active_requests() > 0:
+            time.sleep(0.1)
+
+    def _active_requests(self) -> int:
+        try:
+            with urllib.request.urlopen(f"{self.envoy_admin}/stats?filter=downstream_rq_active$",
+                                        timeout=2) as response:
+                text = response.read().decode()
+        except OSError:
+            return 0
+        return sum(int(line.rsplit(":", 1)[1]) for line in text.splitlines()
+                   if line.startswith("http.") and not line.startswith("http.admin.") and ":" in line)
 
 
 def _terminate(processes: list[subprocess.Popen], grace: float) -> None:

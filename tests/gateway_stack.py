@@ -78,11 +78,15 @@ class GatewayStack:
                 envoy["static_resources"]["clusters"].append(cluster)
                 clusters[cluster_name] = cluster
         self.edit_envoy(envoy)
-        config_path = self.workdir / "gateway.yaml"
+        config_path = self.write_filter_config(config)
         envoy_path = self.workdir / "envoy.yaml"
-        config_path.write_text(yaml.safe_dump(config, sort_keys=False))
         envoy_path.write_text(yaml.safe_dump(envoy, sort_keys=False))
         return config_path, envoy_path
+
+    def write_filter_config(self, config: dict) -> Path:
+        path = self.workdir / "gateway.yaml"
+        path.write_text(yaml.safe_dump(config, sort_keys=False))
+        return path
 
     def edit_envoy(self, envoy: dict) -> None:
         """Hook for tests that need a different Envoy config."""
@@ -91,18 +95,20 @@ class GatewayStack:
 
     def start(self, timeout: float = 60) -> "GatewayStack":
         config_path, envoy_path = self._write_configs()
-        self.log_path = self.workdir / "gateway.log"
+        self.log_path = self.workdir / "gateway.log"        # stdout: the service's JSON lines
+        self.stderr_path = self.workdir / "gateway.stderr"  # Envoy (access log too) and warnings
         self._log = open(self.log_path, "wb")
+        self._stderr = open(self.stderr_path, "wb")
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
         self.process = subprocess.Popen(
             [sys.executable, "-m", "extproc", "up", "--config", str(config_path),
              "--envoy", str(envoy_path), "--state-dir", str(self.state_dir),
              "--fixtures", str(FIXTURES)],
-            stdout=self._log, stderr=subprocess.STDOUT, env=env, cwd=str(self.workdir))
+            stdout=self._log, stderr=self._stderr, env=env, cwd=str(self.workdir))
         deadline = time.monotonic() + timeout
         while True:
             if self.process.poll() is not None:
-                raise RuntimeError(f"extproc up exited:\n{self.log_path.read_text()[-4000:]}")
+                raise RuntimeError(f"extproc up exited:\n{self.stderr_path.read_text()[-4000:]}")
             try:
                 if httpx.get(f"{self.admin_url}/readyz", timeout=1).status_code == 200:
                     return self
@@ -110,7 +116,7 @@ class GatewayStack:
                 pass
             if time.monotonic() > deadline:
                 self.stop()
-                raise RuntimeError(f"gateway not ready:\n{self.log_path.read_text()[-4000:]}")
+                raise RuntimeError(f"gateway not ready:\n{self.stderr_path.read_text()[-4000:]}")
             time.sleep(0.1)
 
     def stop(self) -> None:
@@ -123,6 +129,7 @@ class GatewayStack:
                 self.process.wait()
         if getattr(self, "_log", None):
             self._log.close()
+            self._stderr.close()
 
     # --- helpers --------------------------------------------------------------------
 

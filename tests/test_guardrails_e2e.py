@@ -81,7 +81,7 @@ def test_pii_in_every_role_never_reaches_the_provider(redacting):
     assert response.json()["choices"][0]["message"]["content"] == "Repeat: [EMAIL] [CARD]"
     record = redacting.wait_for_record(response.rid)
     assert {"guardrail": "pii", "direction": "request", "verdict": "redacted"} in record["guardrails"]
-    assert SECRET not in redacting.log_path.read_text()
+    assert SECRET not in redacting.log_path.read_text() + redacting.stderr_path.read_text()
 
 
 def test_pii_block_policy_blocks(redacting):

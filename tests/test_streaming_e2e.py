@@ -95,7 +95,7 @@ def test_usage_reaches_envoy_access_log(gateway, alice):
                                   messages=[{"role": "user", "content": "metadata please"}])
     deadline = time.time() + 10
     while time.time() < deadline:
-        lines = [l for l in gateway.log_path.read_text().splitlines()
+        lines = [l for l in gateway.stderr_path.read_text().splitlines()
                  if '"source":"envoy"' in l.replace(" ", "") and rid in l]
         if lines:
             break

@@ -1,0 +1,60 @@
+"""Hot reload of the filter config, the way Kubernetes updates a mounted ConfigMap.
+
+Kubernetes swaps a `..data` symlink to a new directory; the file path stays the
+same but resolves to a new inode. Each worker polls `os.stat` (which follows
+symlinks) once a second; on a change it parses and validates the new file and
+swaps the whole runtime at once. Requests in flight keep the config they started
+with. An invalid file is refused: the old config stays, the problems are logged
+and counted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+
+from . import metrics
+from .config import load_config
+from .yamlread import ConfigError
+
+log = logging.getLogger("extproc.reload")
+
+
+def _signature(path: str) -> tuple | None:
+    try:
+        stat = os.stat(path)
+    except OSError:
+        return None
+    return stat.st_ino, stat.st_dev, stat.st_mtime_ns, stat.st_size
+
+
+async def watch_config(path: str, apply, interval: float = 1.0) -> None:
+    """Calls apply(new_config) whenever `path` changes to a valid config."""
+    seen = _signature(path)
+    while True:
+        await asyncio.sleep(interval)
+        current = _signature(path)
+        if current is None:
+            if seen is not None:
+                log.error("config file %s disappeared; keeping the config in force", path)
+                metrics.config_reloads.labels("missing").inc()
+            seen = None
+            continue
+        if current == seen:
+            continue
+        seen = current
+        try:
+            config = load_config(path)
+        except ConfigError as error:
+            for line in error.problems:
+                log.error("config reload refused: %s", line)
+            metrics.config_reloads.labels("invalid").inc()
+            continue
+        except Exception:   # noqa: BLE001 - a reload must never take the worker down
+            log.exception("config reload failed")
+            metrics.config_reloads.labels("invalid").inc()
+            continue
+        apply(config)
+        metrics.config_reloads.labels("ok").inc()
+        log.warning("config reloaded: version %s", config.version)
