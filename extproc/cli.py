@@ -50,6 +50,7 @@ def main(argv: list[str] | None = None) -> None:
     worker = commands.add_parser("worker", help=argparse.SUPPRESS)
     worker.add_argument("--config", required=True)
     worker.add_argument("--address", required=True)
+    worker.add_argument("--health-address", help="also serve gRPC health here (TCP)")
 
     args = parser.parse_args(argv)
     sys.exit(_COMMANDS[args.command](args))
@@ -168,7 +169,7 @@ def cmd_usage(args) -> int:
 
 def cmd_worker(args) -> int:
     from .server import run_worker
-    run_worker(args.config, args.address)
+    run_worker(args.config, args.address, args.health_address)
     return 0
 
 

@@ -111,6 +111,7 @@ class ServerSettings:
     workers: int                 # 0: one per core
     admin_address: str
     socket_dir: str
+    health_port: int | None      # gRPC health service on TCP for kubelet (worker 0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -173,13 +174,14 @@ def default_state_dir() -> str:
 
 
 def _server(node: Node) -> ServerSettings:
-    node.only_keys("workers", "admin", "socket_dir")
+    node.only_keys("workers", "admin", "socket_dir", "health_port")
     workers = node.get("workers")
     count = 0 if workers.value in ("auto", None) or workers.missing else workers.number(integer=True, minimum=1)
     return ServerSettings(
         workers=count,
         admin_address=node.get("admin").str("127.0.0.1:9464"),
         socket_dir=node.get("socket_dir").str("/tmp/llm-gateway"),
+        health_port=node.get("health_port").number(None, integer=True, minimum=1),
     )
 
 

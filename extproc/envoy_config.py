@@ -67,5 +67,67 @@ def validate(path: str) -> list[str]:
     return [f"{path}: envoy --mode validate: {detail.strip()}"]
 
 
-if __name__ == "__main__":  # pragma: no cover - debugging aid
-    print(sorted(cluster_names(load(sys.argv[1]))))
+# --- the Kubernetes Envoy config, derived from the quickstart's ------------------------
+
+KUBERNETES_HEADER = """\
+# Envoy config beside the ext_proc service in Kubernetes (k8s/): Envoy and `extproc serve`
+# share a pod and talk over Unix sockets in an emptyDir; real providers are reached over
+# TLS with SNI. GENERATED from envoy/quickstart.yaml (listener, filters, routes, retries
+# are the same) by `python -m extproc.envoy_config kubernetes > envoy/kubernetes.yaml`;
+# a test fails when the two drift apart. Keep the extproc endpoints in step with
+# `server.workers` of config/production.yaml.
+"""
+
+_PROVIDERS = {"openai": "api.openai.com", "azure_openai": "example-resource.openai.azure.com"}
+
+
+def _provider_cluster(name: str, host: str, upstream_filters: list | None) -> dict:
+    options = {"@type": "type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
+               "upstream_http_protocol_options": {"auto_sni": True, "auto_san_validation": True},
+               "auto_config": {"http2_protocol_options": {}}}
+    if upstream_filters:
+        options["http_filters"] = upstream_filters
+    return {
+        "name": name, "type": "LOGICAL_DNS", "dns_lookup_family": "V4_PREFERRED",
+        "connect_timeout": "5s", "per_connection_buffer_limit_bytes": 16777216,
+        "typed_extension_protocol_options": {
+            "envoy.extensions.upstreams.http.v3.HttpProtocolOptions": options},
+        "outlier_detection": {"consecutive_5xx": 5, "interval": "10s", "base_ejection_time": "30s"},
+        "load_assignment": {"cluster_name": name, "endpoints": [{"lb_endpoints": [{"endpoint": {
+            "hostname": host, "address": {"socket_address": {"address": host, "port_value": 443}}}}]}]},
+        "transport_socket": {"name": "envoy.transport_sockets.tls", "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext",
+            "sni": host, "common_tls_context": {
+                "alpn_protocols": ["h2", "http/1.1"],
+                "validation_context": {"trusted_ca": {"filename": "/etc/ssl/certs/ca-certificates.crt"}}}}},
+    }
+
+
+def kubernetes_config(quickstart: dict, workers: int = 2) -> dict:
+    config = yaml.safe_load(yaml.safe_dump(quickstart))            # a deep copy
+    listener = config["static_resources"]["listeners"][0]
+    listener["address"]["socket_address"].update(address="0.0.0.0", port_value=8080)
+    routes = listener["filter_chains"][0]["filters"][0]["typed_config"]["route_config"][
+        "virtual_hosts"][0]["routes"]
+    # Kubelet's readiness probe for Envoy: answered by Envoy itself, ext_proc off for it.
+    routes.insert(0, {"match": {"path": "/healthz/envoy"},
+                      "direct_response": {"status": 200, "body": {"inline_string": "ok\n"}},
+                      "typed_per_filter_config": {"envoy.filters.http.ext_proc": {
+                          "@type": "type.googleapis.com/envoy.extensions.filters.http.ext_proc.v3.ExtProcPerRoute",
+                          "disabled": True}}})
+    clusters = {c["name"]: c for c in config["static_resources"]["clusters"]}
+    upstream_filters = clusters["mock_failing"]["typed_extension_protocol_options"][
+        "envoy.extensions.upstreams.http.v3.HttpProtocolOptions"]["http_filters"]
+    config = with_workers(config, [f"/var/run/extproc/extproc-{i}.sock" for i in range(workers)])
+    # Every provider cluster can serve a virtual model: each carries the per-attempt filter.
+    config["static_resources"]["clusters"] = [clusters["extproc"], clusters["no_backend"]] + [
+        _provider_cluster(name, host, upstream_filters) for name, host in _PROVIDERS.items()]
+    return config
+
+
+if __name__ == "__main__":
+    if sys.argv[1:] == ["kubernetes"]:
+        rendered = kubernetes_config(load(shipped("envoy/quickstart.yaml")))
+        sys.stdout.write(KUBERNETES_HEADER + yaml.safe_dump(rendered, sort_keys=False, width=110))
+    else:
+        print(sorted(cluster_names(load(sys.argv[1]))))

@@ -73,7 +73,8 @@ class Processor(ep_grpc.ExternalProcessorServicer):
                 task.add_done_callback(self._background.discard)
 
 
-async def serve_worker(config_path: str, address: str, *, grace: float = 30.0) -> None:
+async def serve_worker(config_path: str, address: str, health_address: str | None = None, *,
+                       grace: float = 30.0) -> None:
     config = load_config(config_path)
     runtime = Runtime(config)
     for encoding in {model.encoding for model in config.models.values()}:
@@ -88,6 +89,9 @@ async def serve_worker(config_path: str, address: str, *, grace: float = 30.0) -
         if os.path.exists(path):
             os.unlink(path)
     server.add_insecure_port(address)
+    if health_address:
+        # Kubelet's gRPC probe needs TCP; this port answers Health (and nothing else needs it).
+        server.add_insecure_port(health_address)
     await server.start()
     await _set_health(health_servicer, health_pb2.HealthCheckResponse.SERVING)
     log.info("ext_proc worker serving on %s (config %s)", address, config.version)
@@ -119,8 +123,8 @@ async def _set_health(servicer, status) -> None:
         await result
 
 
-def run_worker(config_path: str, address: str) -> None:
+def run_worker(config_path: str, address: str, health_address: str | None = None) -> None:
     import uvloop
     logging.basicConfig(level=os.environ.get("EXTPROC_LOG_LEVEL", "WARNING"),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    uvloop.run(serve_worker(config_path, address))
+    uvloop.run(serve_worker(config_path, address, health_address))

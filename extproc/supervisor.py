@@ -78,9 +78,11 @@ class Supervisor:
         return subprocess.Popen(argv, preexec_fn=_die_with_parent, env=os.environ.copy())
 
     def _start_worker(self, index: int) -> None:
+        health = self.config.server.health_port
+        extra = ["--health-address", f"0.0.0.0:{health}"] if health and index == 0 else []
         self.workers[index] = self._spawn([
             sys.executable, "-m", "extproc", "worker", "--config", self.config.path,
-            "--address", f"unix:{self.socket_path(index)}"])
+            "--address", f"unix:{self.socket_path(index)}", *extra])
 
     def _wait_for_sockets(self, timeout: float = 30.0) -> None:
         deadline = time.monotonic() + timeout
