@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Mapping
 
 from .guardrails.config import GuardrailSettings, parse_guardrails
+from .observability import ObservabilitySettings, parse_observability
 from .limits import Limit, StoreSettings, parse_limits, parse_store
 from .yamlread import Node, Problems, load_yaml
 
@@ -125,6 +126,7 @@ class GatewayConfig:
     limits: tuple[Limit, ...] = ()
     store: StoreSettings | None = None
     guardrails: GuardrailSettings = GuardrailSettings()
+    observability: ObservabilitySettings = ObservabilitySettings()
     mock_provider: Mapping | None = None
     extras: Mapping = field(default_factory=dict)
 
@@ -141,7 +143,7 @@ def load_config(path: str, *, strict_credentials: bool = True) -> GatewayConfig:
     problems = Problems(path)
     root = load_yaml(path, problems)
     root.only_keys("version", "server", "mock_provider", "providers", "models", "keys",
-                   "budgets", "rate_limits", "store", "guardrails", "logging")
+                   "budgets", "rate_limits", "store", "guardrails", "observability")
     with open(path, "rb") as handle:
         digest = hashlib.sha256(handle.read()).hexdigest()[:12]
     label = root.get("version").str("")
@@ -161,6 +163,7 @@ def load_config(path: str, *, strict_credentials: bool = True) -> GatewayConfig:
         limits=parse_limits(root.get("budgets"), root.get("rate_limits")),
         store=parse_store(root.get("store"), default_state_dir()),
         guardrails=parse_guardrails(root.get("guardrails")),
+        observability=parse_observability(root.get("observability")),
         mock_provider=root.get("mock_provider").value if not root.get("mock_provider").missing else None,
     )
     problems.raise_if_any()

@@ -39,6 +39,18 @@ extproc_processing = Histogram(
 usage_estimated = Counter(
     "gateway_usage_estimated", "Requests whose usage was counted offline (provider gave none).",
     ["model"])
+extproc_request = Histogram(
+    "gateway_extproc_request_seconds", "Time spent inside the service per request (all its messages).",
+    ["endpoint"], buckets=_SERVICE_BUCKETS)
+tagged_requests = Counter(
+    "gateway_tagged_requests", "Requests by allow-listed tag (x-gateway-tag-<name>).",
+    ["tag", "value", "model", "status"])
+key_requests = Counter(
+    "gateway_key_requests", "Requests per key and user (only with observability.per_key_metrics).",
+    ["key_id", "user", "model", "status"])
+key_tokens = Counter(
+    "gateway_key_tokens", "Tokens per key (only with observability.per_key_metrics).",
+    ["key_id", "gen_ai_token_type"])
 failovers = Counter(
     "gateway_failovers", "Requests answered by a later attempt (Envoy retried or failed over).",
     ["model", "backend"])

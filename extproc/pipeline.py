@@ -25,7 +25,7 @@ class Pipeline:
 
     async def handle(self, call: Call, request: ProcessingRequest) -> ProcessingResponse:
         phase = request.WhichOneof("request")
-        started = time.perf_counter()
+        started = call.message_started = time.perf_counter()
         reply = call.new_reply()
         try:
             if phase == "request_headers":
@@ -82,7 +82,10 @@ class Pipeline:
             await self.finish(call)
             return error_reply(error)
         finally:
-            self._timers.get(phase, self._timers["request_body"]).observe(time.perf_counter() - started)
+            elapsed = time.perf_counter() - started
+            call.service_seconds += elapsed
+            call.message_started = None
+            self._timers.get(phase, self._timers["request_body"]).observe(elapsed)
 
     async def finish(self, call: Call, outcome: str | None = None) -> None:
         """Settle and record a call exactly once, however it ended."""

@@ -11,6 +11,7 @@ import orjson
 from ..call import Call
 from ..config import INTERNAL_HEADER_PREFIX
 from ..errors import GatewayError, invalid_api_key, invalid_request
+from ..observability import request_tags
 from ..openai_api import ENDPOINTS
 from . import ImmediateAnswer, Stage
 
@@ -29,6 +30,9 @@ class Admission(Stage):
         path = headers.get(":path", "")
         call.path = path.split("?", 1)[0]
         call.request_id = headers.get("x-request-id", "")
+        tags = request_tags(headers)
+        if tags:
+            call.stage_state.setdefault("log", {})["tags"] = tags
         # Strip first: even a refused request must not leave internal headers behind.
         call.reply.remove_headers.extend(
             name for name in headers

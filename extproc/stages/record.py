@@ -9,6 +9,7 @@ import orjson
 
 from .. import metrics
 from ..call import Call
+from ..observability import OVERFLOW, BoundedLabel
 from . import Stage
 
 
@@ -17,6 +18,8 @@ class Record(Stage):
 
     def __init__(self, out=None) -> None:
         self._out = out or sys.stdout.buffer
+        self._tag_values = BoundedLabel()
+        self._keys = BoundedLabel()
 
     def done(self, call: Call) -> None:
         ended = call.ended_at or time.perf_counter()
@@ -30,6 +33,8 @@ class Record(Stage):
             cost = call.model.price_of(call.backend).cost(
                 usage.input_tokens, usage.cached_tokens, usage.output_tokens)
         ttft = (call.first_byte_at - call.started) if call.first_byte_at else None
+        service = call.service_seconds + (
+            time.perf_counter() - call.message_started if call.message_started else 0.0)
 
         record = {
             "ts": time.time(),
@@ -57,12 +62,15 @@ class Record(Stage):
             "attempts": call.attempts,
             "config_version": call.config.version,
         }
+        record["service_ms"] = round(service * 1000, 3)
         record.update(call.stage_state.get("log", {}))
         self._out.write(orjson.dumps(record) + b"\n")
         self._out.flush()
 
         team = call.team
         metrics.requests.labels(model, backend, team, status).inc()
+        metrics.extproc_request.labels(call.endpoint.kind if call.endpoint else "unknown").observe(service)
+        self._labelled_series(call, model, status, usage)
         if call.endpoint is not None and call.endpoint.kind != "models":
             metrics.request_duration.labels(model, backend, status).observe(latency)
         if call.attempts > 1:
@@ -77,3 +85,20 @@ class Record(Stage):
                 metrics.usage_estimated.labels(model).inc()
             if cost:
                 metrics.cost_usd.labels(model, team).inc(cost)
+
+    def _labelled_series(self, call: Call, model: str, status: str, usage) -> None:
+        """Opt-in series with operator-chosen labels, each capped (see observability.py)."""
+        settings = call.config.observability
+        tags = call.stage_state.get("log", {}).get("tags")
+        if tags and settings.tag_labels:
+            for name in settings.tag_labels.intersection(tags):
+                value = self._tag_values(f"{name}={tags[name]}", settings.max_tag_values)
+                value = value.split("=", 1)[1] if value != OVERFLOW else OVERFLOW
+                metrics.tagged_requests.labels(name, value, model, status).inc()
+        if settings.per_key_metrics and call.key is not None:
+            key_id = self._keys(call.key.id, settings.max_key_series)
+            user = call.key.user if key_id != OVERFLOW else OVERFLOW
+            metrics.key_requests.labels(key_id, user, model, status).inc()
+            if usage is not None:
+                metrics.key_tokens.labels(key_id, "input").inc(usage.input_tokens)
+                metrics.key_tokens.labels(key_id, "output").inc(usage.output_tokens)
