@@ -15,6 +15,7 @@ Failure modes come from the listener's config or, per request, from headers:
   x-mock-cut-after: 3         reset the connection after N SSE chunks
   x-mock-chunk-chars: 7       stream the reply in pieces of N characters (default: words)
   x-mock-no-usage: 1          omit usage (as some providers do)
+  x-mock-garbage: 1           stream events that are not JSON (a broken provider)
   x-mock-replay: chat-basic   answer with a recorded response from the fixtures
   x-mock-only: mock-failing   apply the x-mock-* headers on this listener only
 Every request is recorded per listener: GET /_mock/requests, DELETE to clear.
@@ -204,6 +205,9 @@ class MockProvider:
         usage = {"prompt_tokens": count_prompt(texts, messages, encoding),
                  "completion_tokens": count_text(text, encoding)}
         no_usage = bool(_option(self.listener, request, "no-usage"))
+        if body.get("stream") is True and _option(self.listener, request, "garbage"):
+            return await self._stream(request, [b"data: {not json\n\n", b"\xff\xfe garbage\n\n",
+                                                b": comment\n\ndata: [DONE]\n\n"])
         if body.get("stream") is True:
             include_usage = (body.get("stream_options") or {}).get("include_usage") is True
             size = int(_option(self.listener, request, "chunk-chars") or 0)

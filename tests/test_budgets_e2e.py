@@ -230,3 +230,56 @@ def test_unreachable_store_applies_fail_mode_and_counts_it(tmp_path, fail_mode):
         assert 'gateway_store_errors_total{operation="reserve"} 1.0' in metrics
     finally:
         stack.stop()
+
+
+def test_redis_restart_fails_closed_then_recovers_without_double_counting(tmp_path):
+    """Redis stopped and started again: refused while down (fail closed), then the spend
+    is exactly the usage of the requests that were answered, none counted twice."""
+    import shutil
+    import signal as signals
+    import socket
+    import time
+    from gateway_stack import free_port
+    port = free_port()
+    data = tmp_path / "redis"
+    data.mkdir()
+
+    def start_redis():
+        process = subprocess.Popen([shutil.which("redis-server"), "--port", str(port), "--bind", "127.0.0.1",
+                                    "--dir", str(data), "--appendonly", "yes", "--save", ""],
+                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+                return process
+            except OSError:
+                time.sleep(0.05)
+        raise RuntimeError("redis did not start")
+
+    redis_process = start_redis()
+    url = f"redis://127.0.0.1:{port}/0"
+    (tmp_path / "gw").mkdir()
+    stack = GatewayStack(tmp_path / "gw", budget_config({"kind": "redis", "url": url})).start()
+    try:
+        answered = [carol_request(stack, i) for i in range(3)]
+        redis_process.send_signal(signals.SIGTERM)      # appendonly: spend survives the restart
+        redis_process.wait(timeout=10)
+        down = carol_request(stack, 10)
+        assert down.status_code == 500 and "budget store is unavailable" in down.json()["error"]["message"]
+        redis_process = start_redis()
+        deadline = time.monotonic() + 15
+        while True:
+            again = carol_request(stack, 20)
+            if again.status_code == 200 or time.monotonic() > deadline:
+                break
+            time.sleep(0.3)
+        assert again.status_code == 200
+        answered.append(again)
+        spent = rows(RedisStore(url))["carol-tokens|carol"]
+        assert spent.spent == sum(r.json()["usage"]["total_tokens"] for r in answered)
+        assert spent.held == 0
+    finally:
+        stack.stop()
+        redis_process.terminate()
+        redis_process.wait(timeout=10)

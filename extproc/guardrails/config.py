@@ -1,7 +1,8 @@
 """Guardrail config: the rules, and which policy (list of rules) applies to whom.
 
     guardrails:
-      stream_window: 128            # characters held back while streaming (see stages/guard_stream.py)
+      stream_window: 128            # characters held back while streaming (stages/guard_response.py)
+      max_scan_chars: 1000000       # larger requests: text guardrails apply their fail mode
       rules:
       - {name: pii, type: pii, action: redact, entities: [email, card, ssn, secret]}
       - {name: injection, type: prompt_injection, action: block, directions: [request]}
@@ -55,6 +56,7 @@ class GuardrailSettings:
     by_team: Mapping[str, tuple[Guardrail, ...]] = None
     by_key: Mapping[str, tuple[Guardrail, ...]] = None
     stream_window: int = 128
+    max_scan_chars: int = 1_000_000
 
     def policy_for(self, key) -> tuple[Guardrail, ...]:
         if self.by_key and key.id in self.by_key:
@@ -67,7 +69,7 @@ class GuardrailSettings:
 def parse_guardrails(node: Node) -> GuardrailSettings:
     if node.missing or node.value is None:
         return GuardrailSettings()
-    node.only_keys("rules", "policies", "stream_window")
+    node.only_keys("rules", "policies", "stream_window", "max_scan_chars")
     rules: dict[str, Guardrail] = {}
     for item in node.get("rules").elements():
         rule = _rule(item)
@@ -97,6 +99,9 @@ def parse_guardrails(node: Node) -> GuardrailSettings:
         # Must exceed the shortest match of the longest secret pattern (~45 chars), or a
         # secret could leave before it is recognisable.
         stream_window=node.get("stream_window").number(128, integer=True, minimum=64),
+        # Scanning costs ~0.5 s per MB in the worker's event loop: a hostile body must not
+        # stall it. Past this many characters, text guardrails apply their fail mode.
+        max_scan_chars=node.get("max_scan_chars").number(1_000_000, integer=True, minimum=1),
     )
 
 

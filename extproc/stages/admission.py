@@ -80,5 +80,7 @@ def _presented_key(headers: dict[str, str]) -> str:
     auth = headers.get("authorization", "")
     if auth:
         scheme, _, token = auth.partition(" ")
-        return token.strip() if scheme.lower() == "bearer" else ""
-    return headers.get("api-key", "").strip()
+        # Only HTTP's own whitespace (space, tab) surrounds a token; anything else
+        # (a no-break space, say) makes it a different key.
+        return token.strip(" \t") if scheme.lower() == "bearer" else ""
+    return headers.get("api-key", "").strip(" \t")

@@ -76,9 +76,10 @@ def could_not_run(call: Call, guardrail: Guardrail, direction: str, why: str) ->
     log.warning("guardrail %s could not run (%s); failing %s", guardrail.name, why, guardrail.fail_mode)
     record_verdict(call, guardrail, direction, f"error_fail_{guardrail.fail_mode}")
     if guardrail.fail_mode == "closed":
+        reason = " (too large to check)" if "larger" in why else ""
         raise GatewayError(400, "content_blocked",
-                           f"The guardrail '{guardrail.name}' could not check this {direction}; "
-                           "it fails closed.")
+                           f"The guardrail '{guardrail.name}' could not check this {direction}"
+                           f"{reason}; it fails closed.")
 
 
 class GuardRequest(Stage):
@@ -89,7 +90,12 @@ class GuardRequest(Stage):
         if not policy:
             return
         slots = list(request_slots(call.endpoint.kind, call.body))
+        too_large = sum(len(container[key]) for container, key in slots) > \
+            call.config.guardrails.max_scan_chars
         for guardrail in policy:
+            if too_large and guardrail.scans_text:
+                could_not_run(call, guardrail, "request", "input larger than max_scan_chars")
+                continue
             try:
                 if guardrail.type == "caps":
                     self._caps(call, guardrail)

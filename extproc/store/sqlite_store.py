@@ -6,6 +6,7 @@ serialize on the write lock and a budget can never be overshot.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sqlite3
 import time
@@ -35,6 +36,28 @@ class SQLiteStore:
         self._db.executescript(_SCHEMA)
         self._calls = 0
 
+    @contextlib.contextmanager
+    def _transaction(self):
+        """One IMMEDIATE transaction: takes the write lock first, so check-then-write is atomic
+        across worker processes. Any SQLite failure surfaces as StoreUnavailable."""
+        try:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield
+                if self._db.in_transaction:
+                    self._db.execute("COMMIT")
+            except BaseException:
+                if self._db.in_transaction:
+                    self._db.execute("ROLLBACK")
+                raise
+        except sqlite3.Error as error:
+            raise StoreUnavailable(str(error)) from error
+
+    def _add_spent(self, charge: Charge, amount: float) -> None:
+        self._db.execute("INSERT INTO counters (counter, spent, expires) VALUES (?, ?, ?) "
+                         "ON CONFLICT (counter) DO UPDATE SET spent = spent + excluded.spent",
+                         (charge.counter, amount, charge.window_end))
+
     def _held(self, counter: str, now: float) -> float:
         row = self._db.execute("SELECT COALESCE(SUM(amount), 0) FROM reservations "
                                "WHERE counter = ? AND expires > ?", (counter, now)).fetchone()
@@ -45,32 +68,20 @@ class SQLiteStore:
         return row[0] if row else 0.0
 
     def reserve(self, rid: str, charges: list[Charge], now: float, lease_until: float) -> Admission:
-        try:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                remaining = {}
-                for charge in charges:
-                    used = self._spent(charge.counter) + self._held(charge.counter, now)
-                    after = used + charge.reserve + charge.count_now
-                    if after > charge.limit.limit + _EPSILON:
-                        self._db.execute("ROLLBACK")
-                        return Admission(False, charge, {charge.counter: charge.limit.limit - used})
-                    remaining[charge.counter] = charge.limit.limit - after
-                for charge in charges:
-                    self._db.execute(
-                        "INSERT INTO counters (counter, spent, expires) VALUES (?, ?, ?) "
-                        "ON CONFLICT (counter) DO UPDATE SET spent = spent + excluded.spent",
-                        (charge.counter, charge.count_now, charge.window_end))
-                    if charge.reserve:
-                        self._db.execute("INSERT OR REPLACE INTO reservations VALUES (?, ?, ?, ?)",
-                                         (rid, charge.counter, charge.reserve, lease_until))
-                self._db.execute("COMMIT")
-            except BaseException:
-                if self._db.in_transaction:
+        with self._transaction():
+            remaining = {}
+            for charge in charges:
+                used = self._spent(charge.counter) + self._held(charge.counter, now)
+                after = used + charge.reserve + charge.count_now
+                if after > charge.limit.limit + _EPSILON:
                     self._db.execute("ROLLBACK")
-                raise
-        except sqlite3.Error as error:
-            raise StoreUnavailable(str(error)) from error
+                    return Admission(False, charge, {charge.counter: charge.limit.limit - used})
+                remaining[charge.counter] = charge.limit.limit - after
+            for charge in charges:
+                self._add_spent(charge, charge.count_now)
+                if charge.reserve:
+                    self._db.execute("INSERT OR REPLACE INTO reservations VALUES (?, ?, ?, ?)",
+                                     (rid, charge.counter, charge.reserve, lease_until))
         self._calls += 1
         if self._calls % 1000 == 0:
             self._prune(now)
@@ -78,26 +89,14 @@ class SQLiteStore:
 
     def settle(self, rid: str, charges: list[Charge], amounts: list[float]) -> dict[str, float]:
         """Release the reservations and add what was really used; returns spent per counter."""
-        try:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                spent = {}
-                for charge, amount in zip(charges, amounts):
-                    self._db.execute("DELETE FROM reservations WHERE rid = ? AND counter = ?",
-                                     (rid, charge.counter))
-                    if amount:
-                        self._db.execute(
-                            "INSERT INTO counters (counter, spent, expires) VALUES (?, ?, ?) "
-                            "ON CONFLICT (counter) DO UPDATE SET spent = spent + excluded.spent",
-                            (charge.counter, amount, charge.window_end))
-                    spent[charge.counter] = self._spent(charge.counter)
-                self._db.execute("COMMIT")
-            except BaseException:
-                if self._db.in_transaction:
-                    self._db.execute("ROLLBACK")
-                raise
-        except sqlite3.Error as error:
-            raise StoreUnavailable(str(error)) from error
+        spent = {}
+        with self._transaction():
+            for charge, amount in zip(charges, amounts):
+                self._db.execute("DELETE FROM reservations WHERE rid = ? AND counter = ?",
+                                 (rid, charge.counter))
+                if amount:
+                    self._add_spent(charge, amount)
+                spent[charge.counter] = self._spent(charge.counter)
         return spent
 
     def rows(self, now: float | None = None) -> list[CounterRow]:
