@@ -53,32 +53,33 @@ class SQLiteStore:
         except sqlite3.Error as error:
             raise StoreUnavailable(str(error)) from error
 
-    def _add_spent(self, charge: Charge, amount: float) -> None:
-        self._db.execute("INSERT INTO counters (counter, spent, expires) VALUES (?, ?, ?) "
-                         "ON CONFLICT (counter) DO UPDATE SET spent = spent + excluded.spent",
-                         (charge.counter, amount, charge.window_end))
+    def _add_spent(self, charge: Charge, amount: float) -> float:
+        """Adds to a counter (creating it) and returns its new total, in one statement."""
+        return self._db.execute(
+            "INSERT INTO counters (counter, spent, expires) VALUES (?, ?, ?) "
+            "ON CONFLICT (counter) DO UPDATE SET spent = spent + excluded.spent RETURNING spent",
+            (charge.counter, amount, charge.window_end)).fetchone()[0]
 
-    def _held(self, counter: str, now: float) -> float:
-        row = self._db.execute("SELECT COALESCE(SUM(amount), 0) FROM reservations "
-                               "WHERE counter = ? AND expires > ?", (counter, now)).fetchone()
-        return row[0]
-
-    def _spent(self, counter: str) -> float:
-        row = self._db.execute("SELECT spent FROM counters WHERE counter = ?", (counter,)).fetchone()
-        return row[0] if row else 0.0
+    def _used(self, counter: str, now: float) -> float:
+        """Spent plus what live reservations hold (expired leases no longer count)."""
+        return self._db.execute(
+            "SELECT COALESCE((SELECT spent FROM counters WHERE counter = ?1), 0) + "
+            "COALESCE((SELECT SUM(amount) FROM reservations WHERE counter = ?1 AND expires > ?2), 0)",
+            (counter, now)).fetchone()[0]
 
     def reserve(self, rid: str, charges: list[Charge], now: float, lease_until: float) -> Admission:
         with self._transaction():
             remaining = {}
             for charge in charges:
-                used = self._spent(charge.counter) + self._held(charge.counter, now)
+                used = self._used(charge.counter, now)
                 after = used + charge.reserve + charge.count_now
                 if after > charge.limit.limit + _EPSILON:
                     self._db.execute("ROLLBACK")
                     return Admission(False, charge, {charge.counter: charge.limit.limit - used})
                 remaining[charge.counter] = charge.limit.limit - after
             for charge in charges:
-                self._add_spent(charge, charge.count_now)
+                if charge.count_now:
+                    self._add_spent(charge, charge.count_now)
                 if charge.reserve:
                     self._db.execute("INSERT OR REPLACE INTO reservations VALUES (?, ?, ?, ?)",
                                      (rid, charge.counter, charge.reserve, lease_until))
@@ -94,9 +95,7 @@ class SQLiteStore:
             for charge, amount in zip(charges, amounts):
                 self._db.execute("DELETE FROM reservations WHERE rid = ? AND counter = ?",
                                  (rid, charge.counter))
-                if amount:
-                    self._add_spent(charge, amount)
-                spent[charge.counter] = self._spent(charge.counter)
+                spent[charge.counter] = self._add_spent(charge, amount)
         return spent
 
     def rows(self, now: float | None = None) -> list[CounterRow]:

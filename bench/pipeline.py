@@ -1,0 +1,106 @@
+"""The service's own work per request, without gRPC or Envoy: runs the quickstart
+pipeline over the four ext_proc messages of a chat request in a loop.
+
+    .venv/bin/python bench/pipeline.py [--profile]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import orjson
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+os.environ.setdefault("LLMGW_STATE_DIR", tempfile.mkdtemp(prefix="llmgw-pipe-"))
+metrics_dir = tempfile.mkdtemp(prefix="llmgw-metrics-")
+os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", metrics_dir)
+
+from envoy.config.core.v3 import base_pb2  # noqa: E402
+from envoy.service.ext_proc.v3 import external_processor_pb2 as ep  # noqa: E402
+
+from extproc.call import Call  # noqa: E402
+from extproc.config import load_config  # noqa: E402
+from extproc.server import Runtime  # noqa: E402
+
+PROMPT = ("Summarize the following note for the weekly report: the gateway team finished the "
+          "streaming work, measured the overhead against Envoy alone, and plans the rollout. " * 2)
+
+
+def headers(pairs: dict, eos: bool = False) -> ep.HttpHeaders:
+    return ep.HttpHeaders(headers=base_pb2.HeaderMap(headers=[
+        base_pb2.HeaderValue(key=k, raw_value=v.encode()) for k, v in pairs.items()]), end_of_stream=eos)
+
+
+def messages(budget: bool) -> list:
+    body = orjson.dumps({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": PROMPT}]})
+    reply = orjson.dumps({"id": "x", "object": "chat.completion", "model": "gpt-4o-mini", "choices": [
+        {"index": 0, "message": {"role": "assistant", "content": PROMPT}, "finish_reason": "stop"}],
+        "usage": {"prompt_tokens": 60, "completion_tokens": 55, "total_tokens": 115}})
+    key = "sk-demo-alice"
+    return [
+        ep.ProcessingRequest(request_headers=headers({
+            ":method": "POST", ":path": "/v1/chat/completions", ":authority": "gw",
+            "authorization": f"Bearer {key}", "content-type": "application/json",
+            "x-request-id": "bench"})),
+        ep.ProcessingRequest(request_body=ep.HttpBody(body=body, end_of_stream=True)),
+        ep.ProcessingRequest(response_headers=headers({":status": "200", "content-type": "application/json"})),
+        ep.ProcessingRequest(response_body=ep.HttpBody(body=reply, end_of_stream=True)),
+    ]
+
+
+def bench_config() -> str:
+    """The quickstart, plus a budget that always has room for alice's team."""
+    config = yaml.safe_load((ROOT / "config" / "quickstart.yaml").read_text())
+    config["budgets"].append({"name": "bench", "scope": "team", "match": "research", "unit": "tokens",
+                              "limit": 10**12, "window": "month"})
+    path = Path(tempfile.mkdtemp(prefix="llmgw-pipe-")) / "gateway.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return str(path)
+
+
+async def run(rounds: int, budget: bool) -> float:
+    config = load_config(bench_config() if budget else str(ROOT / "config" / "quickstart.yaml"))
+    sys.stdout = open(os.devnull, "w")       # the log line is written, to /dev/null
+    runtime = Runtime(config)
+    sequence = messages(budget)
+    for _ in range(200):
+        call = Call(runtime.config)
+        for message in sequence:
+            await runtime.pipeline.handle(call, message)
+    started = time.perf_counter()
+    for _ in range(rounds):
+        call = Call(runtime.config)
+        for message in sequence:
+            await runtime.pipeline.handle(call, message)
+    elapsed = time.perf_counter() - started
+    sys.stdout = sys.__stdout__
+    return elapsed / rounds * 1e6
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--rounds", type=int, default=3000)
+    parser.add_argument("--profile", action="store_true")
+    args = parser.parse_args()
+    if args.profile:
+        import cProfile
+        import pstats
+        cProfile.runctx("asyncio.run(run(rounds, True))", globals(), {"rounds": args.rounds},
+                        "/tmp/pipeline.prof")
+        pstats.Stats("/tmp/pipeline.prof").sort_stats("cumulative").print_stats(35)
+        return
+    for budget in (False, True):
+        micros = asyncio.run(run(args.rounds, budget))
+        what = "with a token budget (SQLite reserve + settle)" if budget else "no budget applies"
+        print(f"quickstart pipeline, 4 messages, {what}: {micros:.0f} us per request")
+
+
+if __name__ == "__main__":
+    main()
