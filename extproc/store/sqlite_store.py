@@ -60,6 +60,10 @@ class SQLiteStore:
             "ON CONFLICT (counter) DO UPDATE SET spent = spent + excluded.spent RETURNING spent",
             (charge.counter, amount, charge.window_end)).fetchone()[0]
 
+    def _held(self, counter: str, now: float) -> float:
+        return self._db.execute("SELECT COALESCE(SUM(amount), 0) FROM reservations "
+                                "WHERE counter = ? AND expires > ?", (counter, now)).fetchone()[0]
+
     def _used(self, counter: str, now: float) -> float:
         """Spent plus what live reservations hold (expired leases no longer count)."""
         return self._db.execute(
