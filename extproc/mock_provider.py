@@ -148,9 +148,10 @@ class MockProvider:
     async def handle(self, kind: str, request: web.Request) -> web.StreamResponse:
         raw = await request.read()
         listener = self.listener
-        listener.received.append({"path": request.path,
-                                  "headers": {str(k).lower(): v for k, v in request.headers.items()},
-                                  "body": raw.decode("utf-8", "replace"), "at": time.time()})
+        entry = {"path": request.path,
+                 "headers": {str(k).lower(): v for k, v in request.headers.items()},
+                 "body": raw.decode("utf-8", "replace"), "at": time.time()}
+        listener.received.append(entry)
         del listener.received[:-1000]                 # bounded: a soak must not grow memory
         if listener.api_key and _presented_key(request) != listener.api_key:
             return _error(401, "Incorrect API key provided.", "invalid_api_key")
@@ -176,7 +177,7 @@ class MockProvider:
             return _error(400, "you must provide a model parameter", None)
         if kind == "embeddings":
             return self._embeddings(body)
-        return await self._generate(kind, body, request)
+        return await self._generate(kind, body, request, entry)
 
     def _embeddings(self, body: dict) -> web.Response:
         inputs = body.get("input")
@@ -197,7 +198,8 @@ class MockProvider:
                                   "usage": {"prompt_tokens": tokens, "total_tokens": tokens}},
                                  dumps=lambda o: orjson.dumps(o).decode())
 
-    async def _generate(self, kind: str, body: dict, request: web.Request) -> web.StreamResponse:
+    async def _generate(self, kind: str, body: dict, request: web.Request,
+                        entry: dict) -> web.StreamResponse:
         model = body["model"]
         encoding = encoding_for_model(model)
         text, finish = _truncate(_last_user_text(kind, body), max_output_tokens(kind, body), encoding)
@@ -205,6 +207,8 @@ class MockProvider:
         usage = {"prompt_tokens": count_prompt(texts, messages, encoding),
                  "completion_tokens": count_text(text, encoding)}
         no_usage = bool(_option(self.listener, request, "no-usage"))
+        if not no_usage:
+            entry["usage"] = usage          # what this provider reported (soak checks compare)
         if body.get("stream") is True and _option(self.listener, request, "garbage"):
             return await self._stream(request, [b"data: {not json\n\n", b"\xff\xfe garbage\n\n",
                                                 b": comment\n\ndata: [DONE]\n\n"])

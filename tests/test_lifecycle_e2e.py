@@ -116,3 +116,28 @@ def test_sigterm_lets_a_long_stream_finish_and_records_its_usage(tmp_path):
     record = next(r for r in stack.log_records() if r["request_id"] == rid)
     assert record["outcome"] == "ok" and record["usage_estimated"] is False
     assert record["output_tokens"] == 25 + 0 or record["output_tokens"] > 0
+
+
+def test_grpc_health_on_tcp_and_config_file_disappearing(tmp_path):
+    """Kubelet's gRPC probe answers on server.health_port; a config file that disappears
+    leaves the config in force (counted), and traffic goes on."""
+    import grpc
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+    from gateway_stack import free_port
+    config = quickstart_config()
+    port = free_port()
+    config["server"] = {"health_port": port}
+    stack = GatewayStack(tmp_path, config).start()
+    try:
+        with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+            reply = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(service=""),
+                                                              timeout=5)
+        assert reply.status == health_pb2.HealthCheckResponse.SERVING
+        (tmp_path / "gateway.yaml").unlink()
+        time.sleep(2.5)
+        response = httpx.post(f"{stack.base_url}/chat/completions", headers=ALICE, json={
+            "model": "gpt-4o-mini", "messages": [{"role": "user", "content": "still here"}]})
+        assert response.status_code == 200
+        assert 'gateway_config_reloads_total{result="missing"}' in httpx.get(f"{stack.admin_url}/metrics").text
+    finally:
+        stack.stop()
