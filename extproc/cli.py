@@ -77,7 +77,7 @@ def cmd_up(args) -> int:
                             run_dir=new_run_dir(), workers=args.workers, fixtures=args.fixtures)
     try:
         supervisor.start()
-    except RuntimeError as error:
+    except (RuntimeError, OSError) as error:      # OSError: a port already in use
         print(f"extproc up: {error}", file=sys.stderr)
         supervisor.stop(grace=2)
         return 1
@@ -120,7 +120,7 @@ def cmd_serve(args) -> int:
                             workers=args.workers)
     try:
         supervisor.start()
-    except RuntimeError as error:
+    except (RuntimeError, OSError) as error:
         print(f"extproc serve: {error}", file=sys.stderr)
         supervisor.stop(grace=2)
         return 1
@@ -143,6 +143,9 @@ def cmd_mock(args) -> int:
         uvloop.run(serve(listeners))
     except KeyboardInterrupt:
         pass
+    except OSError as error:
+        print(f"extproc mock-provider: {error}", file=sys.stderr)
+        return 1
     return 0
 
 
