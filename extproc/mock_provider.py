@@ -16,6 +16,7 @@ Failure modes come from the listener's config or, per request, from headers:
   x-mock-chunk-chars: 7       stream the reply in pieces of N characters (default: words)
   x-mock-no-usage: 1          omit usage (as some providers do)
   x-mock-garbage: 1           stream events that are not JSON (a broken provider)
+  x-mock-truncate: 20         send only the first N bytes of a JSON body, then reset
   x-mock-replay: chat-basic   answer with a recorded response from the fixtures
   x-mock-only: mock-failing   apply the x-mock-* headers on this listener only
 Every request is recorded per listener: GET /_mock/requests, DELETE to clear.
@@ -219,8 +220,17 @@ class MockProvider:
             events = sse_events(kind, model, pieces or [""], finish, usage,
                                 include_usage and not no_usage, no_usage)
             return await self._stream(request, events)
-        return web.Response(body=json_reply(kind, model, text, finish, None if no_usage else usage),
-                            content_type="application/json")
+        reply = json_reply(kind, model, text, finish, None if no_usage else usage)
+        truncate = _option(self.listener, request, "truncate")
+        if truncate:
+            # Promise the whole body, send a piece of it, then drop the connection.
+            response = web.StreamResponse(headers={"content-type": "application/json",
+                                                   "content-length": str(len(reply))})
+            await response.prepare(request)
+            await response.write(reply[:int(truncate)])
+            _reset(request)
+            return response
+        return web.Response(body=reply, content_type="application/json")
 
     async def _stream(self, request: web.Request, events: list[bytes]) -> web.StreamResponse:
         chunk_delay = int(_option(self.listener, request, "chunk-delay-ms") or 0) / 1000

@@ -78,6 +78,26 @@ def test_provider_non_openai_error_body_is_rewritten(stack):
     assert openai_error(response)["code"] == "mock_failure"
 
 
+def test_truncated_json_body_gives_openai_style_error(stack):
+    rid = f"test-{uuid.uuid4()}"
+    response = chat(stack, headers={"x-mock-truncate": "20", "x-request-id": rid})
+    assert response.status_code >= 500 and openai_error(response)["type"] == "api_error"
+    record = stack.wait_for_record(rid)
+    # The provider took the prompt and started answering: the prompt is charged, once, as
+    # an estimate (nothing was generated that reached the client).
+    assert record["usage_estimated"] and record["input_tokens"] > 0 and record["output_tokens"] == 0
+
+
+def test_admin_binds_localhost_by_default(tmp_path):
+    from extproc.config import load_config
+    import yaml
+    config = quickstart_config()
+    config.pop("server")
+    path = tmp_path / "gateway.yaml"
+    path.write_text(yaml.safe_dump(config))
+    assert load_config(str(path)).server.admin_address.startswith("127.0.0.1:")
+
+
 def test_truncated_stream_is_recorded_with_estimated_usage(stack):
     rid = f"test-{uuid.uuid4()}"
     words = " ".join(f"w{i}" for i in range(12))
