@@ -17,7 +17,10 @@ fi
 if [ ! -x .venv/bin/python ]; then
   python3 -m venv .venv
 fi
-.venv/bin/python -m pip install -q --disable-pip-version-check --upgrade pip 2>&1 | grep -v '^WARNING: Location' || true
-.venv/bin/python -m pip install -q --disable-pip-version-check -e ".[test]" 2>&1 | grep -v '^WARNING: Location' || true
+# Quiet unless it fails: build back-ends are chatty.
+if ! .venv/bin/python -m pip install -q --disable-pip-version-check -e ".[test]" > .venv/pip.log 2>&1; then
+  cat .venv/pip.log
+  exit 1
+fi
 
 exec .venv/bin/python -m pytest "$@"
