@@ -28,10 +28,8 @@ def bob(gateway) -> OpenAI:
 def redis_url(tmp_path_factory):
     """A real redis-server (Debian package, installed by tests/run.sh)."""
     import shutil
-    import socket
     import subprocess
-    import time
-    from gateway_stack import free_port
+    from gateway_stack import free_port, wait_for_port
     binary = shutil.which("redis-server")
     if binary is None:
         pytest.fail("redis-server is not installed (tests/run.sh installs it)")
@@ -40,16 +38,11 @@ def redis_url(tmp_path_factory):
     process = subprocess.Popen([binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
                                 "--appendonly", "no", "--dir", str(workdir)],
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 10
-    while True:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            break
-        except OSError:
-            if time.monotonic() > deadline:
-                process.kill()
-                pytest.fail("redis-server did not start")
-            time.sleep(0.05)
+    try:
+        wait_for_port(port, process=process)
+    except RuntimeError as error:
+        process.kill()
+        pytest.fail(f"redis-server did not start: {error}")
     yield f"redis://127.0.0.1:{port}/0"
     process.terminate()
     process.wait(timeout=10)

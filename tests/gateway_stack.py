@@ -27,6 +27,21 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def wait_for_port(port: int, timeout: float = 15, process: subprocess.Popen | None = None) -> None:
+    """Until something listens on 127.0.0.1:port (a server a test started itself)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            return
+        except OSError:
+            if process is not None and process.poll() is not None:
+                raise RuntimeError(f"the process for port {port} exited") from None
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"nothing listens on port {port} after {timeout}s") from None
+            time.sleep(0.05)
+
+
 def quickstart_config() -> dict:
     return yaml.safe_load(QUICKSTART_CONFIG.read_text())
 

@@ -237,9 +237,8 @@ def test_redis_restart_fails_closed_then_recovers_without_double_counting(tmp_pa
     is exactly the usage of the requests that were answered, none counted twice."""
     import shutil
     import signal as signals
-    import socket
     import time
-    from gateway_stack import free_port
+    from gateway_stack import free_port, wait_for_port
     port = free_port()
     data = tmp_path / "redis"
     data.mkdir()
@@ -248,14 +247,8 @@ def test_redis_restart_fails_closed_then_recovers_without_double_counting(tmp_pa
         process = subprocess.Popen([shutil.which("redis-server"), "--port", str(port), "--bind", "127.0.0.1",
                                     "--dir", str(data), "--appendonly", "yes", "--save", ""],
                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-                return process
-            except OSError:
-                time.sleep(0.05)
-        raise RuntimeError("redis did not start")
+        wait_for_port(port, process=process)
+        return process
 
     redis_process = start_redis()
     url = f"redis://127.0.0.1:{port}/0"

@@ -11,7 +11,7 @@ import time
 import httpx
 import pytest
 
-from gateway_stack import ROOT, GatewayStack, free_port, quickstart_config
+from gateway_stack import ROOT, GatewayStack, free_port, quickstart_config, wait_for_port
 
 ALICE = {"authorization": "Bearer sk-demo-alice"}
 
@@ -20,16 +20,8 @@ def _start_plugin(port: int, delay: float = 0.0) -> subprocess.Popen:
     process = subprocess.Popen([sys.executable, "-m", "extproc.plugins.example_plugin",
                                 "--address", f"127.0.0.1:{port}", "--codename", "zeus",
                                 "--delay", str(delay)], cwd=ROOT)
-    import socket
-    deadline = time.monotonic() + 15
-    while time.monotonic() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            return process
-        except OSError:
-            time.sleep(0.05)
-    process.kill()
-    raise RuntimeError("plugin did not start")
+    wait_for_port(port, process=process)
+    return process
 
 
 @pytest.fixture(scope="module")
