@@ -23,6 +23,11 @@ class Pipeline:
                        for phase in _PHASES}
         self._timers = {phase: metrics.extproc_processing.labels(phase) for phase in _PHASES[:4]}
 
+    @property
+    def settles(self) -> bool:
+        """Whether ending a call runs anything (the upstream filter's pipeline does not)."""
+        return bool(self._hooks["done"])
+
     async def handle(self, call: Call, request: ProcessingRequest) -> ProcessingResponse:
         phase = request.WhichOneof("request")
         started = call.message_started = time.perf_counter()

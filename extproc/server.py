@@ -65,7 +65,7 @@ class Processor(ep_grpc.ExternalProcessorServicer):
             async for request in request_iterator:
                 yield await pipeline.handle(call, request)
         finally:
-            if not call.finished:
+            if not call.finished and pipeline.settles:
                 # Envoy ended the stream early: client gone, upstream reset, or a
                 # phase we never see. Settle in the background; never lose the record.
                 task = asyncio.get_running_loop().create_task(pipeline.finish(call, "cancelled"))
@@ -82,17 +82,22 @@ async def serve_worker(config_path: str, address: str, health_address: str | Non
     server = grpc.aio.server(options=_GRPC_OPTIONS)
     processor = Processor(runtime)
     ep_grpc.add_ExternalProcessorServicer_to_server(processor, server)
-    health_servicer = health.aio.HealthServicer() if hasattr(health, "aio") else health.HealthServicer()
+    health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     if address.startswith("unix:"):
         path = address[len("unix:"):]
         if os.path.exists(path):
             os.unlink(path)
     server.add_insecure_port(address)
-    if health_address:
-        # Kubelet's gRPC probe needs TCP; this port answers Health (and nothing else needs it).
-        server.add_insecure_port(health_address)
     await server.start()
+    probe_server = None
+    if health_address:
+        # Kubelet's gRPC probe needs TCP. That port serves Health only: the ext_proc
+        # service itself stays on the Unix socket, out of the pod network's reach.
+        probe_server = grpc.aio.server()
+        health_pb2_grpc.add_HealthServicer_to_server(health_servicer, probe_server)
+        probe_server.add_insecure_port(health_address)
+        await probe_server.start()
     await _set_health(health_servicer, health_pb2.HealthCheckResponse.SERVING)
     log.info("ext_proc worker serving on %s (config %s)", address, config.version)
 
@@ -110,17 +115,15 @@ async def serve_worker(config_path: str, address: str, health_address: str | Non
     watcher.cancel()
     await _set_health(health_servicer, health_pb2.HealthCheckResponse.NOT_SERVING)
     await server.stop(grace)
+    if probe_server is not None:
+        await probe_server.stop(0)
     if processor._background:
         await asyncio.wait(list(processor._background), timeout=5)
 
 
 async def _set_health(servicer, status) -> None:
-    result = servicer.set("", status)
-    if asyncio.iscoroutine(result):
-        await result
-    result = servicer.set("envoy.service.ext_proc.v3.ExternalProcessor", status)
-    if asyncio.iscoroutine(result):
-        await result
+    for service in ("", "envoy.service.ext_proc.v3.ExternalProcessor"):
+        await servicer.set(service, status)
 
 
 def run_worker(config_path: str, address: str, health_address: str | None = None) -> None:

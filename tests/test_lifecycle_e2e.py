@@ -10,6 +10,7 @@ import uuid
 from pathlib import Path
 
 import httpx
+import pytest
 import yaml
 
 from gateway_stack import GatewayStack, quickstart_config
@@ -133,6 +134,14 @@ def test_grpc_health_on_tcp_and_config_file_disappearing(tmp_path):
             reply = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(service=""),
                                                               timeout=5)
         assert reply.status == health_pb2.HealthCheckResponse.SERVING
+        # The probe port answers Health only, never the ext_proc service itself.
+        from envoy.service.ext_proc.v3 import external_processor_pb2_grpc as ep_grpc
+        from envoy.service.ext_proc.v3 import external_processor_pb2 as ep
+        with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+            stream = ep_grpc.ExternalProcessorStub(channel).Process(iter([ep.ProcessingRequest()]), timeout=5)
+            with pytest.raises(grpc.RpcError) as refused:
+                list(stream)
+        assert refused.value.code() == grpc.StatusCode.UNIMPLEMENTED
         (tmp_path / "gateway.yaml").unlink()
         time.sleep(2.5)
         response = httpx.post(f"{stack.base_url}/chat/completions", headers=ALICE, json={
