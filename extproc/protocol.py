@@ -14,6 +14,10 @@ from google.protobuf import struct_pb2
 
 from .errors import GatewayError
 
+# Dynamic metadata namespaces (must match envoy/*.yaml metadata_options):
+METADATA_NAMESPACE = "llm_gateway"              # usage for the access log; the failover plan
+ROUTE_METADATA_NAMESPACE = "llm_gateway.route"  # read by Envoy's priority_group specifier
+
 ProcessingRequest = ep.ProcessingRequest
 ProcessingResponse = ep.ProcessingResponse
 
@@ -95,7 +99,7 @@ def _struct(data: dict) -> struct_pb2.Struct:
 # Marks the service's own answers, so Envoy's local-reply mappers (which turn
 # Envoy's own 5xx into OpenAI-style errors) leave their bodies alone.
 _ANSWERED = struct_pb2.Struct()
-_ANSWERED.update({"llm_gateway": {"answered": True}})
+_ANSWERED.update({METADATA_NAMESPACE: {"answered": True}})
 
 
 def immediate(status: int, body: bytes, headers: dict[str, str] | None = None,

@@ -16,7 +16,7 @@ from ..call import Call
 from ..config import Backend, Model
 from ..errors import gateway_error
 from . import Stage
-from .route import METADATA_NAMESPACE
+from ..protocol import METADATA_NAMESPACE
 
 # The router-level filter writes virtual-model bodies with "model" first (route.py).
 _MODEL_PREFIX = re.compile(rb'^\{"model":"(?:[^"\\]|\\.)*"')

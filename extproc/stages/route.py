@@ -15,11 +15,10 @@ import orjson
 
 from ..call import Call
 from ..config import ROUTING_HEADER, Backend, Model
+from ..protocol import METADATA_NAMESPACE, ROUTE_METADATA_NAMESPACE
 from . import Stage
 
 ROUTE_HEADER = "x-gateway-route"       # selects the failover route
-METADATA_NAMESPACE = "llm_gateway"              # the plan, forwarded to the upstream filter
-ROUTE_METADATA_NAMESPACE = "llm_gateway.route"  # read by Envoy's priority_group specifier
 _STREAMING_KINDS = ("chat", "completions")
 
 

@@ -16,7 +16,7 @@ from ..call import Call
 from ..errors import error_body
 from ..openai_api import (Usage, generated_texts, prompt_texts, usage_from_event,
                           usage_from_response)
-from ..protocol import RESPONSE_BUFFERED, RESPONSE_STREAMED
+from ..protocol import METADATA_NAMESPACE, RESPONSE_BUFFERED, RESPONSE_STREAMED
 from ..sse import SSEParser
 from ..tokens import count_prompt, count_text
 from . import Stage
@@ -25,7 +25,6 @@ from .attempt import backend_for
 UPSTREAM_CLUSTER_HEADER = "x-gateway-upstream-cluster"
 
 _USAGE_NULL = b',"usage":null'
-METADATA_NAMESPACE = "llm_gateway"
 
 
 class ResponseUsage(Stage):
