@@ -62,8 +62,9 @@ class Processor(ep_grpc.ExternalProcessorServicer):
                        for k, v in context.invocation_metadata() or ())
         pipeline = runtime.upstream_pipeline if upstream else runtime.pipeline
         try:
-            async for request in request_iterator:
-                yield await pipeline.handle(call, request)
+            # read/write rather than an async generator: one less coroutine hop per message.
+            while (request := await context.read()) is not grpc.aio.EOF:
+                await context.write(await pipeline.handle(call, request))
         finally:
             if not call.finished and pipeline.settles:
                 # Envoy ended the stream early: client gone, upstream reset, or a
