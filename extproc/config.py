@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Mapping
 
 from .guardrails.config import GuardrailSettings, parse_guardrails
@@ -128,10 +128,6 @@ class GatewayConfig:
     guardrails: GuardrailSettings = GuardrailSettings()
     observability: ObservabilitySettings = ObservabilitySettings()
     mock_provider: Mapping | None = None
-    extras: Mapping = field(default_factory=dict)
-
-    def clusters(self) -> set[str]:
-        return {provider.cluster for provider in self.providers.values()}
 
 
 def load_config(path: str, *, strict_credentials: bool = True) -> GatewayConfig:

@@ -60,10 +60,6 @@ class Charge:
     count_now: float           # added to spent at once (1 for requests per minute)
     window_end: float          # epoch seconds; when the counter resets
 
-    @property
-    def unit(self) -> str:
-        return self.limit.kind
-
 
 def window_bounds(window: str, now: float) -> tuple[float, float]:
     t = dt.datetime.fromtimestamp(now, dt.timezone.utc)
