@@ -8,7 +8,15 @@ supervisor sets PROMETHEUS_MULTIPROC_DIR before the workers start.
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Gauge, Histogram
+import os
+
+from prometheus_client import Counter, Gauge, Histogram, values
+
+if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+    # prometheus-client calls os.getpid() (a syscall) on every update to notice a
+    # fork. Workers are started fresh by exec and never fork, so their pid is fixed.
+    _PID = os.getpid()
+    values.ValueClass = values.MultiProcessValue(lambda: _PID)
 
 # From milliseconds to minutes: LLM calls span all of it.
 _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 40, 80, 160, 320)

@@ -5,12 +5,13 @@ from __future__ import annotations
 import re
 
 from . import Finding
+from .fastre import Pattern
 
 
 class BannedDetector:
     def __init__(self, words: tuple[str, ...], patterns: tuple[str, ...], label: str = "BANNED") -> None:
         parts = [rf"\b{re.escape(word)}\b" for word in words] + list(patterns)
-        self.regex = re.compile("|".join(f"(?:{p})" for p in parts), re.IGNORECASE) if parts else None
+        self.regex = Pattern("|".join(f"(?:{p})" for p in parts), re.IGNORECASE) if parts else None
         self.label = label
 
     def find(self, text: str) -> list[Finding]:

@@ -15,6 +15,7 @@ import binascii
 import re
 
 from . import Finding
+from .fastre import Pattern
 
 _TARGET = (r"(?:instructions?|prompts?|rules?|guidelines?|directives?|context|messages?|"
            r"constraints?|polic(?:y|ies)|guardrails?|system\s+prompt)")
@@ -41,10 +42,10 @@ RULES = {
     ],
 }
 # One alternation, one pass over the text; the named group says which family matched.
-_COMBINED = re.compile("|".join(f"(?P<{family}>{'|'.join(f'(?:{p})' for p in patterns)})"
-                                for family, patterns in RULES.items()), re.IGNORECASE)
-_BASE64 = re.compile(r"[A-Za-z0-9+/]{24,}={0,2}")
-_HEX = re.compile(r"\b(?:[0-9a-fA-F]{2}){16,}\b")
+_COMBINED = Pattern("|".join(f"(?P<{family}>{'|'.join(f'(?:{p})' for p in patterns)})"
+                             for family, patterns in RULES.items()), re.IGNORECASE)
+_BASE64 = Pattern(r"[A-Za-z0-9+/]{24,}={0,2}")
+_HEX = Pattern(r"\b(?:[0-9a-fA-F]{2}){16,}\b")
 
 
 def _decoded_payloads(text: str):

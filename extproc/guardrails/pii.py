@@ -12,11 +12,13 @@ import ipaddress
 import re
 
 import phonenumbers
+import re2
 from stdnum import iban as stdnum_iban
 from stdnum import luhn
 from stdnum.us import ssn as stdnum_ssn
 
 from . import Finding
+from .fastre import Pattern
 
 _EMAIL = re.compile(r"[A-Za-z0-9._%+-]{1,64}@[A-Za-z0-9.-]{1,253}\.[A-Za-z]{2,24}")
 _CARD = re.compile(r"(?<![\d-])(?:\d[ -]?){12,18}\d(?![\d-])")
@@ -35,10 +37,23 @@ SECRET_PATTERNS = {
     "slack": r"\bxox[abposr]-[A-Za-z0-9-]{10,}\b",
     "google_api_key": r"\bAIza[0-9A-Za-z_-]{35}\b",
     "stripe": r"\b(?:sk|rk)_(?:live|test)_[A-Za-z0-9]{16,}\b",
-    "private_key": r"-----BEGIN (?:[A-Z]+ )?PRIVATE KEY-----(?:[\s\S]*?-----END (?:[A-Z]+ )?PRIVATE KEY-----)?",
+    "private_key": r"-----BEGIN (?:[A-Z]+ )?PRIVATE KEY-----(?:(?s:.)*?-----END (?:[A-Z]+ )?PRIVATE KEY-----)?",
     "jwt": r"\beyJ[A-Za-z0-9_-]{10,}\.eyJ[A-Za-z0-9_-]{10,}\.[A-Za-z0-9_-]{10,}\b",
 }
-_SECRETS = re.compile("|".join(f"(?:{p})" for p in SECRET_PATTERNS.values()))
+_SECRETS = Pattern("|".join(f"(?:{p})" for p in SECRET_PATTERNS.values()))
+
+# Pre-checks for ASCII text, run by RE2: each is its finder's regex without the
+# lookarounds RE2 lacks (or a part every match contains), so a superset: when it
+# finds nothing, the finder would find nothing either and is skipped. Most
+# prompts hold no '@' and no digit runs, and skip nearly all of the work.
+_CANDIDATES = {
+    "email": r"@",
+    "phone": r"\d\d[ .-]\d\d",
+    "card": r"(?:\d[ -]?){12,18}\d",
+    "iban": r"[A-Z]{2}\d{2}(?: ?[A-Z0-9]{4}){2,7}",
+    "ssn": r"\d{3}-\d{2}-\d{4}",
+    "ip": r"(?:\d{1,3}\.){3}\d{1,3}|(?:[0-9A-Fa-f]{1,4}:){2,7}[0-9A-Fa-f]{1,4}",
+}
 
 ENTITIES = ("email", "phone", "card", "iban", "ssn", "ip", "secret")
 
@@ -99,18 +114,18 @@ def _secrets(text: str):
 
 _FINDERS = {"email": _emails, "phone": _phones, "card": _cards, "iban": _ibans,
             "ssn": _ssns, "ip": _ips, "secret": _secrets}
-# Cheap pre-checks: most text has no '@' or no long digit run; skip the finder then.
-_HINTS = {"email": "@", "ssn": "-"}
 
 
 class PIIDetector:
     def __init__(self, entities: tuple[str, ...] = ENTITIES) -> None:
-        self.finders = [(_HINTS.get(e), _FINDERS[e]) for e in entities]
+        self.finders = [(re2.compile(_CANDIDATES[e]) if e in _CANDIDATES else None, _FINDERS[e])
+                        for e in entities]
 
     def find(self, text: str) -> list[Finding]:
         findings: list[Finding] = []
-        for hint, finder in self.finders:
-            if hint is not None and hint not in text:
+        ascii_text = text.isascii()
+        for candidate, finder in self.finders:
+            if ascii_text and candidate is not None and candidate.search(text) is None:
                 continue
             findings.extend(finder(text))
         # Secrets win over the pieces of them that look like phone numbers or cards.
