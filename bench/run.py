@@ -7,7 +7,9 @@ provider and the load generator (wrk, installed from Debian when missing) to
 core 1. Rounds alternate between the two sides. The gateway runs the quickstart
 pipeline with every feature on: key check, routing, request guardrails (PII
 redaction + prompt injection), a token budget reserved and settled in SQLite,
-usage extraction, metrics and the log line.
+usage extraction, metrics and the log line. After the throughput rounds, both
+sides get the same paced JSON load at half the gateway's maximum, for the added
+p50 latency; then time to first token, one stream at a time.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ PROMPT = ("Summarize the following note for the weekly report: the gateway team 
           "streaming work, measured the overhead against Envoy alone, and plans the rollout. " * 2)
 # The gateway's caller key; Envoy alone talks to the mock with the mock's own key.
 KEYS = {"gateway": "sk-demo-alice", "envoy alone": "mock-provider-key"}
+PACED_CONNECTIONS = 8
 
 
 def ensure_wrk() -> str:
@@ -102,12 +105,16 @@ def envoy_alone(workdir: Path, mock_port: int) -> tuple[subprocess.Popen, int]:
     raise RuntimeError("Envoy alone did not start")
 
 
-def wrk(binary: str, url: str, key: str, body: str, seconds: int, connections: int) -> dict:
+def wrk(binary: str, url: str, key: str, body: str, seconds: int, connections: int,
+        pause_ms: float | None = None) -> dict:
+    """Closed-loop load; with pause_ms each connection waits that long between requests
+    (paced load: about connections / pause requests per second)."""
     script = Path(tempfile.mkstemp(suffix=".lua")[1])
     script.write_text('wrk.method = "POST"\n'
                       f'wrk.body = [[{body}]]\n'
                       'wrk.headers["content-type"] = "application/json"\n'
-                      f'wrk.headers["authorization"] = "Bearer {key}"\n')
+                      f'wrk.headers["authorization"] = "Bearer {key}"\n'
+                      + (f"function delay() return {pause_ms:.1f} end\n" if pause_ms else ""))
     out = subprocess.run(["taskset", "-c", "1", binary, "-t1", f"-c{connections}", f"-d{seconds}s",
                           "--latency", "-s", str(script), url], capture_output=True, text=True).stdout
     script.unlink()
@@ -180,6 +187,14 @@ def main() -> None:
                         cpu[mode].append((sum(cpu_seconds(p) for p in workers) - before)
                                          / max(1, result["requests"]) * 1e6)
                     results.setdefault((side, mode), []).append(result)
+        # Latency at half the gateway's maximum JSON rate, same paced load on both sides.
+        half = statistics.median(r["rps"] for r in results[("gateway", "json")]) / 2
+        paced = {}
+        body = '{"model":"gpt-4o-mini","stream":false,"messages":[{"role":"user","content":"%s"}]}' % PROMPT
+        for _ in range(args.rounds):
+            for side, url in urls.items():
+                paced.setdefault(side, []).append(wrk(binary, url, KEYS[side], body, args.seconds,
+                                                      PACED_CONNECTIONS, 1000 * PACED_CONNECTIONS / half))
         ttft_alone = ttft(urls["envoy alone"], KEYS["envoy alone"])
         ttft_gateway = ttft(urls["gateway"], KEYS["gateway"])
         memory = {"worker": max(peak_rss_mb(p) for p in workers), "envoy": max(peak_rss_mb(p) for p in envoys)}
@@ -200,6 +215,11 @@ def main() -> None:
             print(f"{mode:<6} {side:<12} {rps:>9.0f} {statistics.median(r['p50'] for r in runs):>8.2f} "
                   f"{statistics.median(r['p99'] for r in runs):>8.2f} {rps / base:>8.2f}x "
                   f"{sum(r['errors'] for r in runs):>8} {cpu_text:>16}")
+    p50 = {side: statistics.median(r["p50"] for r in runs) for side, runs in paced.items()}
+    rates = " / ".join(f"{statistics.median(r['rps'] for r in runs):.0f}" for runs in paced.values())
+    print(f"JSON at half the gateway's maximum ({half:.0f} req/s target; achieved {rates} req/s): p50 "
+          f"Envoy alone {p50['envoy alone']:.2f} ms, gateway {p50['gateway']:.2f} ms, "
+          f"added {p50['gateway'] - p50['envoy alone']:.2f} ms")
     print(f"time to first token (median of 150, one at a time): Envoy alone {ttft_alone:.2f} ms, "
           f"gateway {ttft_gateway:.2f} ms, added {ttft_gateway - ttft_alone:.2f} ms")
     print(f"peak memory: ext_proc worker {memory['worker']:.0f} MB, Envoy {memory['envoy']:.0f} MB")

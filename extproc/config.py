@@ -113,6 +113,12 @@ class ServerSettings:
     admin_address: str
     socket_dir: str
     health_port: int | None      # gRPC health service on TCP for kubelet (worker 0)
+    # Replace a worker, gracefully, once its resident memory passes this (0: never).
+    # grpc-python keeps ~100 bytes per stream that Envoy resets (measured; bench/soak.py).
+    worker_max_rss_mb: int = 0
+    # Each worker asks Envoy to reconnect this often (a graceful HTTP/2 GOAWAY): how a
+    # replaced worker's traffic moves to its successor without a failed stream.
+    worker_connection_age_s: int = 30
 
 
 @dataclass(frozen=True, slots=True)
@@ -173,7 +179,8 @@ def default_state_dir() -> str:
 
 
 def _server(node: Node) -> ServerSettings:
-    node.only_keys("workers", "admin", "socket_dir", "health_port")
+    node.only_keys("workers", "admin", "socket_dir", "health_port", "worker_max_rss_mb",
+                   "worker_connection_age_s")
     workers = node.get("workers")
     count = 0 if workers.value in ("auto", None) or workers.missing else workers.number(integer=True, minimum=1)
     return ServerSettings(
@@ -181,6 +188,8 @@ def _server(node: Node) -> ServerSettings:
         admin_address=node.get("admin").str("127.0.0.1:9464"),
         socket_dir=node.get("socket_dir").str("/tmp/llm-gateway"),
         health_port=node.get("health_port").number(None, integer=True, minimum=1),
+        worker_max_rss_mb=node.get("worker_max_rss_mb").number(1024, integer=True, minimum=0),
+        worker_connection_age_s=node.get("worker_connection_age_s").number(30, integer=True, minimum=1),
     )
 
 

@@ -29,6 +29,9 @@ _GRPC_OPTIONS = [
     ("grpc.max_send_message_length", 64 * 1024 * 1024),
     ("grpc.so_reuseport", 0),
 ]
+# A retiring worker (replaced by the supervisor) lets its streams, long SSE ones too, finish.
+_RETIRE_GRACE = 600.0
+_DAY_MS = 86_400_000
 
 
 class Runtime:
@@ -80,7 +83,10 @@ async def serve_worker(config_path: str, address: str, health_address: str | Non
     runtime = Runtime(config)
     for encoding in {model.encoding for model in config.models.values()}:
         get_encoding(encoding)          # load the BPE ranks now, not on the first request
-    server = grpc.aio.server(options=_GRPC_OPTIONS)
+    age_ms = config.server.worker_connection_age_s * 1000
+    # Envoy is told to reconnect (graceful GOAWAY; streams in flight go on) every age_ms.
+    server = grpc.aio.server(options=_GRPC_OPTIONS + [("grpc.max_connection_age_ms", age_ms),
+                                                      ("grpc.max_connection_age_grace_ms", _DAY_MS)])
     processor = Processor(runtime)
     ep_grpc.add_ExternalProcessorServicer_to_server(processor, server)
     health_servicer = health.aio.HealthServicer()
@@ -110,6 +116,14 @@ async def serve_worker(config_path: str, address: str, health_address: str | Non
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stopping.set)
+
+    def retire() -> None:
+        # SIGUSR2 from the supervisor: a successor already serves new connections.
+        nonlocal grace
+        grace = max(grace, _RETIRE_GRACE)
+        stopping.set()
+
+    loop.add_signal_handler(signal.SIGUSR2, retire)
     await stopping.wait()
     # Graceful: stop taking new streams, let the ones in flight (long SSE too) finish,
     # then let their settling and records complete.

@@ -10,6 +10,7 @@ then the workers (in-flight streams finish), then the mock.
 from __future__ import annotations
 
 import ctypes
+import math
 import os
 import shutil
 import signal
@@ -44,6 +45,10 @@ class Supervisor:
         self.worker_count = workers or config.server.workers or os.cpu_count() or 1
         self.fixtures = fixtures
         self.workers: dict[int, subprocess.Popen] = {}
+        # Replaced workers: (process, when to tell it to stop). Until then Envoy moves its
+        # connections to the successor as each one reaches its age.
+        self.retiring: list[tuple[subprocess.Popen, float]] = []
+        self.generation: dict[int, int] = {}
         self.envoy: subprocess.Popen | None = None
         self.mock: subprocess.Popen | None = None
         self.admin = None
@@ -72,17 +77,37 @@ class Supervisor:
         self.admin = start_admin(self.config.server.admin_address, self.ready)
 
     def socket_path(self, index: int) -> str:
+        """Where Envoy connects to worker `index`: a symlink to the socket of the worker
+        process serving it now. (grpc unlinks its socket path when it stops, so a retiring
+        worker must not share the path its replacement listens on.)"""
         return str(self.run_dir / f"extproc-{index}.sock")
+
+    def _process_socket(self, index: int) -> Path:
+        return self.run_dir / f"extproc-{index}.{self.generation[index]}.sock"
+
+    def _point_at(self, index: int) -> None:
+        link = Path(self.socket_path(index))
+        temporary = link.with_name(link.name + ".new")
+        temporary.unlink(missing_ok=True)
+        temporary.symlink_to(self._process_socket(index).name)     # relative: same directory
+        os.replace(temporary, link)                                  # atomic swap
 
     def _spawn(self, argv: list[str]) -> subprocess.Popen:
         return subprocess.Popen(argv, preexec_fn=_die_with_parent, env=os.environ.copy())
 
-    def _start_worker(self, index: int) -> None:
+    def _start_worker(self, index: int, *, switch: bool = True) -> None:
+        """A new worker process on a socket of its own; `switch`: Envoy's path points at it now
+        (else the caller switches once it listens)."""
+        if index in self.generation and self.workers[index].poll() is not None:
+            self._process_socket(index).unlink(missing_ok=True)      # left by a crash
+        self.generation[index] = self.generation.get(index, -1) + 1
         health = self.config.server.health_port
         extra = ["--health-address", f"0.0.0.0:{health}"] if health and index == 0 else []
         self.workers[index] = self._spawn([
             sys.executable, "-m", "extproc", "worker", "--config", self.config.path,
-            "--address", f"unix:{self.socket_path(index)}", *extra])
+            "--address", f"unix:{self._process_socket(index)}", *extra])
+        if switch:
+            self._point_at(index)
 
     def _wait_for_sockets(self, timeout: float = 30.0) -> None:
         deadline = time.monotonic() + timeout
@@ -150,8 +175,12 @@ class Supervisor:
         received: list[int] = []
         for signum in (signal.SIGTERM, signal.SIGINT):
             signal.signal(signum, lambda s, _f: received.append(s))
+        ticks = 0
         while not received:
             time.sleep(0.2)
+            ticks += 1
+            if ticks % 25 == 0:
+                self._recycle_bloated_workers()
             if self.envoy is not None and self.envoy.poll() is not None:
                 print("extproc: Envoy exited unexpectedly; stopping", file=sys.stderr)
                 self.stop()
@@ -172,12 +201,52 @@ class Supervisor:
         if self.envoy is not None:
             self._drain_envoy(grace)
             _terminate([self.envoy], 10)
-        _terminate(list(self.workers.values()), grace)
+        _terminate(list(self.workers.values()) + [process for process, _ in self.retiring], grace)
         if self.mock is not None:
             _terminate([self.mock], 5)
         if self.admin is not None:
             self.admin.shutdown()
 
+
+    # --- recycling ----------------------------------------------------------------
+
+    def _recycle_bloated_workers(self) -> None:
+        now = time.monotonic()
+        for process, stop_at in self.retiring:
+            if now >= stop_at and process.poll() is None:
+                process.send_signal(signal.SIGUSR2)      # stop; streams in flight finish
+        self.retiring = [(p, t if now < t else math.inf) for p, t in self.retiring if p.poll() is None]
+        limit = self.config.server.worker_max_rss_mb
+        if not limit or self._stopping:
+            return
+        for index, process in list(self.workers.items()):
+            if process.poll() is None and _rss_mb(process.pid) > limit:
+                self.recycle(index)
+
+    def recycle(self, index: int, timeout: float = 30.0) -> bool:
+        """Replace worker `index` without failing a request: the new worker listens on its own
+        socket and Envoy's path is switched to it. The old one goes on serving until each
+        of its connections reaches its age (worker_connection_age_s: a graceful GOAWAY,
+        and Envoy's next connection goes to the new worker); only then is it told to
+        stop, and its streams in flight finish. (Stopping it at once would race: streams
+        Envoy opened just before seeing the GOAWAY of a shutdown are cancelled.)"""
+        old, old_generation = self.workers[index], self.generation[index]
+        print(f"extproc: worker {index} over {self.config.server.worker_max_rss_mb} MB; replacing it",
+              file=sys.stderr)
+        self._start_worker(index, switch=False)
+        deadline = time.monotonic() + timeout
+        while not _connectable(str(self._process_socket(index))):
+            if self.workers[index].poll() is not None or time.monotonic() > deadline:
+                print(f"extproc: the replacement of worker {index} did not start; keeping the old one",
+                      file=sys.stderr)
+                _terminate([self.workers[index]], 1)
+                self._process_socket(index).unlink(missing_ok=True)
+                self.workers[index], self.generation[index] = old, old_generation
+                return False
+            time.sleep(0.05)
+        self._point_at(index)
+        self.retiring.append((old, time.monotonic() + self.config.server.worker_connection_age_s + 5))
+        return True
 
     def _drain_envoy(self, grace: float) -> None:
         try:
@@ -211,6 +280,16 @@ def _terminate(processes: list[subprocess.Popen], grace: float) -> None:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+
+
+def _rss_mb(pid: int) -> float:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return 0.0
 
 
 def _connectable(path: str) -> bool:

@@ -166,6 +166,12 @@ class GatewayStack:
         for name in self.mock_ports:
             httpx.delete(f"{self.mock_url(name)}/_mock/requests")
 
+    def worker_pids(self) -> list[int]:
+        """The ext_proc worker processes running now (children of `extproc up`)."""
+        out = subprocess.run(["pgrep", "-P", str(self.process.pid)], capture_output=True, text=True).stdout
+        return [int(pid) for pid in out.split()
+                if b" worker " in Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ")]
+
     def log_records(self) -> list[dict]:
         """The service's one-JSON-line-per-request records (Envoy's own lines excluded)."""
         import json

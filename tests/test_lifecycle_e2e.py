@@ -150,3 +150,50 @@ def test_grpc_health_on_tcp_and_config_file_disappearing(tmp_path):
         assert 'gateway_config_reloads_total{result="missing"}' in httpx.get(f"{stack.admin_url}/metrics").text
     finally:
         stack.stop()
+
+
+def test_bloated_workers_are_replaced_without_failing_a_request(tmp_path):
+    """server.worker_max_rss_mb: the supervisor swaps a worker over the limit for a new
+    process (a limit of 1 MB means: every check, about every 5 s) while traffic and a
+    long stream run. Nothing fails (no stream cancelled by a shutdown race), the old
+    workers do exit, and the stream started on an old worker finishes."""
+    config = quickstart_config()
+    config["server"]["worker_max_rss_mb"] = 1
+    config["server"]["worker_connection_age_s"] = 2
+    stack = GatewayStack(tmp_path, config, workers=1).start()
+    first_worker = stack.worker_pids()[0]
+    statuses: list[int] = []
+    stop = threading.Event()
+    streamed: list[bytes] = []
+
+    def traffic():
+        with httpx.Client(headers=ALICE, timeout=10) as client:
+            while not stop.is_set():
+                statuses.append(client.post(f"{stack.base_url}/chat/completions", json={
+                    "model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]}).status_code)
+
+    def long_stream():
+        with httpx.stream("POST", f"{stack.base_url}/chat/completions", timeout=60,
+                          headers={**ALICE, "x-mock-chunk-delay-ms": "300"},
+                          json={"model": "gpt-4o-mini", "stream": True, "messages": [
+                              {"role": "user", "content": " ".join(f"w{i}" for i in range(30))}]}) as r:
+            streamed.extend(r.iter_raw())
+
+    threads = [threading.Thread(target=traffic) for _ in range(3)] + [threading.Thread(target=long_stream)]
+    for thread in threads:
+        thread.start()
+    try:
+        deadline = time.monotonic() + 40
+        while stack.stderr_path.read_text().count("replacing it") < 2 and time.monotonic() < deadline:
+            time.sleep(0.5)
+        time.sleep(8)                   # the first replaced worker is told to stop, and exits
+        running = stack.worker_pids()
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join(timeout=60)
+        stack.stop()
+    assert stack.stderr_path.read_text().count("replacing it") >= 2
+    assert first_worker not in running and running
+    assert len(statuses) > 50 and set(statuses) == {200}, sorted(set(statuses))
+    assert b"".join(streamed).rstrip().endswith(b"data: [DONE]")
