@@ -1,0 +1,143 @@
+"""The floor: what grpc-python costs before any gateway logic. A do-nothing ext_proc
+servicer (grpc.aio + uvloop, Unix socket, the read/write API, replies with the
+fields the gateway sets) behind the quickstart's Envoy config, on the same core
+budget as bench/run.py: Envoy + servicer on core 0, mock + wrk on core 1.
+
+    .venv/bin/python bench/floor.py [--seconds 8]
+
+Message patterns: 4 per JSON request (the gateway's: request headers, request body,
+response headers, response body) and 2 (request side only). The gateway can't
+beat the 4-message row; the gap between the rows is what a message costs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tests"))
+sys.path.insert(0, str(ROOT / "bench"))
+from gateway_stack import free_port, wait_for_port  # noqa: E402
+from run import PROMPT, cpu_seconds, ensure_wrk, wrk  # noqa: E402
+
+
+def serve(path: str, four: bool) -> None:
+    import grpc
+    import uvloop
+    from envoy.extensions.filters.http.ext_proc.v3 import processing_mode_pb2 as pm
+    from envoy.service.ext_proc.v3 import external_processor_pb2 as ep
+    from envoy.service.ext_proc.v3 import external_processor_pb2_grpc as ep_grpc
+
+    def reply(phase: str) -> ep.ProcessingResponse:
+        response = ep.ProcessingResponse()
+        getattr(response, phase).SetInParent()
+        if phase == "request_body":               # route like the gateway does
+            common = response.request_body.response
+            common.clear_route_cache = True
+            for key, value in (("x-gateway-cluster", b"mock"), ("authorization", b"Bearer k")):
+                header = common.header_mutation.set_headers.add()
+                header.header.key, header.header.raw_value = key, value
+        elif phase == "response_headers" and four:
+            mode = response.mode_override
+            mode.request_header_mode = mode.response_header_mode = pm.ProcessingMode.SEND
+            mode.request_body_mode = mode.response_body_mode = pm.ProcessingMode.BUFFERED
+            mode.request_trailer_mode = mode.response_trailer_mode = pm.ProcessingMode.SKIP
+        return response
+
+    class Servicer(ep_grpc.ExternalProcessorServicer):
+        async def Process(self, requests, context):
+            while (request := await context.read()) is not grpc.aio.EOF:
+                await context.write(reply(request.WhichOneof("request")))
+
+    async def main() -> None:
+        server = grpc.aio.server(options=[("grpc.max_concurrent_streams", 100_000),
+                                          ("grpc.so_reuseport", 0)])
+        ep_grpc.add_ExternalProcessorServicer_to_server(Servicer(), server)
+        server.add_insecure_port(f"unix:{path}")
+        await server.start()
+        await server.wait_for_termination()
+
+    uvloop.run(main())
+
+
+def envoy_config(workdir: Path, socket: str, mock_port: int, four: bool) -> tuple[Path, int]:
+    config = yaml.safe_load((ROOT / "envoy" / "quickstart.yaml").read_text())
+    port = free_port()
+    config["admin"]["address"]["socket_address"]["port_value"] = free_port()
+    listener = config["static_resources"]["listeners"][0]
+    listener["address"]["socket_address"]["port_value"] = port
+    hcm = listener["filter_chains"][0]["filters"][0]["typed_config"]
+    hcm.pop("access_log", None)
+    ext_proc = hcm["http_filters"][0]["typed_config"]
+    if not four:
+        ext_proc["processing_mode"]["response_header_mode"] = "SKIP"
+    for cluster in config["static_resources"]["clusters"]:
+        for group in cluster.get("load_assignment", {}).get("endpoints", []):
+            for endpoint in group["lb_endpoints"]:
+                address = endpoint["endpoint"]["address"]
+                if "pipe" in address:
+                    address["pipe"]["path"] = socket
+                else:
+                    address["socket_address"]["port_value"] = mock_port
+    path = workdir / f"envoy-{4 if four else 2}.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path, port
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--seconds", type=int, default=8)
+    parser.add_argument("--serve", nargs=2, help=argparse.SUPPRESS)     # internal: the servicer
+    args = parser.parse_args()
+    if args.serve:
+        serve(args.serve[0], args.serve[1] == "4")
+        return
+    from extproc.envoy_config import envoy_binary
+    binary = ensure_wrk()
+    workdir = Path(tempfile.mkdtemp(prefix="llmgw-floor-"))
+    mock_port = free_port()
+    mock = subprocess.Popen(["taskset", "-c", "1", sys.executable, "-m", "extproc", "mock-provider",
+                             "--port", str(mock_port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    wait_for_port(mock_port, process=mock)
+    body = '{"model":"gpt-4o-mini","stream":false,"messages":[{"role":"user","content":"%s"}]}' % PROMPT
+    print(f"do-nothing grpc.aio servicer + Envoy on core 0; mock + wrk on core 1; {args.seconds}s, 32 connections")
+    try:
+        for four in (True, False):
+            socket = str(workdir / f"floor-{4 if four else 2}.sock")
+            servicer = subprocess.Popen(["taskset", "-c", "0", sys.executable, __file__, "--serve", socket,
+                                         "4" if four else "2"])
+            path, port = envoy_config(workdir, socket, mock_port, four)
+            envoy = subprocess.Popen(["taskset", "-c", "0", envoy_binary(), "-c", str(path), "--concurrency", "1",
+                                      "--disable-hot-restart", "--log-level", "error"],
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            try:
+                wait_for_port(port, process=envoy)
+                while not os.path.exists(socket):
+                    time.sleep(0.05)
+                before = cpu_seconds(servicer.pid)
+                result = wrk(binary, f"http://127.0.0.1:{port}/v1/chat/completions", "k", body,
+                             args.seconds, 32)
+                per_request = (cpu_seconds(servicer.pid) - before) / max(1, result["requests"]) * 1e6
+                print(f"{4 if four else 2} messages per request: {result['rps']:.0f} req/s, "
+                      f"p50 {result['p50']:.1f} ms, servicer CPU {per_request:.0f} us/request, "
+                      f"non-2xx {result['errors']}")
+            finally:
+                for process in (envoy, servicer):
+                    process.terminate()
+                    process.wait()
+    finally:
+        mock.terminate()
+        mock.wait()
+
+
+if __name__ == "__main__":
+    main()
