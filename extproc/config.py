@@ -115,10 +115,10 @@ class ServerSettings:
     health_port: int | None      # gRPC health service on TCP for kubelet (worker 0)
     # Replace a worker, gracefully, once its resident memory passes this (0: never).
     # grpc-python keeps ~100 bytes per stream that Envoy resets (measured; bench/soak.py).
-    worker_max_rss_mb: int = 0
+    worker_max_rss_mb: int
     # Each worker asks Envoy to reconnect this often (a graceful HTTP/2 GOAWAY): how a
     # replaced worker's traffic moves to its successor without a failed stream.
-    worker_connection_age_s: int = 30
+    worker_connection_age_s: int
 
 
 @dataclass(frozen=True, slots=True)

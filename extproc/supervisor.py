@@ -207,7 +207,6 @@ class Supervisor:
         if self.admin is not None:
             self.admin.shutdown()
 
-
     # --- recycling ----------------------------------------------------------------
 
     def _recycle_bloated_workers(self) -> None:
@@ -215,6 +214,7 @@ class Supervisor:
         for process, stop_at in self.retiring:
             if now >= stop_at and process.poll() is None:
                 process.send_signal(signal.SIGUSR2)      # stop; streams in flight finish
+        # Told ones stay listed (stop() still waits for them) with a time that never comes again.
         self.retiring = [(p, t if now < t else math.inf) for p, t in self.retiring if p.poll() is None]
         limit = self.config.server.worker_max_rss_mb
         if not limit or self._stopping:

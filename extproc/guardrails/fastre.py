@@ -62,7 +62,6 @@ class Pattern:
     """A compiled guardrail regex with re's search/finditer interface."""
 
     def __init__(self, pattern: str, flags: int = 0) -> None:
-        self.pattern = pattern
         self.python = re.compile(pattern, flags)
         self.re2 = None
         if flags & ~re.IGNORECASE:
