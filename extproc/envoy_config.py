@@ -93,6 +93,10 @@ def _provider_cluster(name: str, host: str, upstream_filters: list | None) -> di
         "typed_extension_protocol_options": {
             "envoy.extensions.upstreams.http.v3.HttpProtocolOptions": options},
         "outlier_detection": {"consecutive_5xx": 5, "interval": "10s", "base_ejection_time": "30s"},
+        # Room for every in-flight request to fail over (see the quickstart's clusters).
+        "circuit_breakers": {"thresholds": [{"priority": "DEFAULT", "max_connections": 10000,
+                                             "max_pending_requests": 10000, "max_requests": 10000,
+                                             "max_retries": 10000}]},
         "load_assignment": {"cluster_name": name, "endpoints": [{"lb_endpoints": [{"endpoint": {
             "hostname": host, "address": {"socket_address": {"address": host, "port_value": 443}}}}]}]},
         "transport_socket": {"name": "envoy.transport_sockets.tls", "typed_config": {

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import collections
+import concurrent.futures
 import time
 import uuid
 
@@ -96,6 +97,20 @@ def test_streaming_failover(stack):
         assert r.headers["x-gateway-backend"] == "mock-backup"
         body = b"".join(r.iter_raw())
     assert b'"model":"gpt-4o"' in body and b"[DONE]" in body
+
+
+def test_many_failovers_at_once_all_reach_the_fallback(stack):
+    # Every request whose primary is down needs a retry, and retries wait out a backoff:
+    # with Envoy's default retry circuit breaker (3 at once per cluster) the rest got the
+    # primary's 503 (flag UO). Found by bench/soak.py.
+    def one(_):
+        return _post(stack, {"x-mock-only": "mock-failing", "x-mock-status": "503"})
+
+    with concurrent.futures.ThreadPoolExecutor(max_workers=32) as pool:
+        responses = list(pool.map(one, range(96)))
+    statuses = collections.Counter(r.status_code for r in responses)
+    assert statuses == {200: 96}, statuses
+    assert {r.headers["x-gateway-backend"] for r in responses} == {"mock-backup"}
 
 
 def test_weighted_split_80_20(stack):
