@@ -81,16 +81,19 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--seconds", type=int, default=600)
     parser.add_argument("--concurrency", type=int, default=8)
+    parser.add_argument("--worker-max-rss-mb", type=int, default=None,
+                        help="server.worker_max_rss_mb for the soak (default: the config's)")
     args = parser.parse_args()
     config = quickstart_config()
     config["keys"].append({"id": "soak", "key": "sk-soak", "team": "soak", "models": "*"})
     config["budgets"].append({"name": "soak-tokens", "scope": "key", "match": "soak", "unit": "tokens",
                               "limit": 10**12, "window": "month"})
+    if args.worker_max_rss_mb is not None:
+        config.setdefault("server", {})["worker_max_rss_mb"] = args.worker_max_rss_mb
     workdir = Path(tempfile.mkdtemp(prefix="llmgw-soak-"))
     stack = GatewayStack(workdir, config, workers=2).start()
-    pids = {("worker" if " worker " in cmdline(p) else "envoy" if "envoy" in cmdline(p).split(" ")[0]
-             else "mock"): p for p in children(stack.process.pid)}
-    watched = [p for p in children(stack.process.pid) if " worker " in cmdline(p)] + [pids["envoy"]]
+    envoy = next(p for p in children(stack.process.pid) if "envoy" in cmdline(p).split(" ")[0])
+    seen_workers: set[int] = set()
     samples: list[tuple[float, float, int]] = []
     sent: list[tuple[str, str]] = []
     stop = threading.Event()
@@ -108,10 +111,17 @@ def main() -> None:
     try:
         while time.monotonic() - started < args.seconds:
             time.sleep(min(10, args.seconds / 10))
-            samples.append((time.monotonic() - started, sum(rss_mb(p) for p in watched),
-                            sum(fds(p) for p in watched)))
+            # Workers past worker_max_rss_mb are replaced: watch whichever run now
+            # (a retiring one finishing its streams included).
+            watched = stack.worker_pids() + [envoy]
+            seen_workers.update(watched[:-1])
+            try:
+                samples.append((time.monotonic() - started, sum(rss_mb(p) for p in watched),
+                                sum(fds(p) for p in watched)))
+            except OSError:                    # a retiring worker exited while being read
+                continue
             print(f"{samples[-1][0]:6.0f}s  requests {len(sent):7d}  RSS {samples[-1][1]:7.1f} MB  "
-                  f"fds {samples[-1][2]}", flush=True)
+                  f"fds {samples[-1][2]}  worker processes so far {len(seen_workers)}", flush=True)
     finally:
         stop.set()
         for thread in threads:
@@ -139,7 +149,8 @@ def main() -> None:
     first, last = samples[len(samples) // 5], samples[-1]     # after warm-up
     print(f"\n{len(sent)} requests in {args.seconds}s; records {len([r for r in records.values() if r['key_id'] == 'soak'])}")
     print(f"RSS (workers + Envoy) after warm-up {first[1]:.1f} MB -> end {last[1]:.1f} MB "
-          f"({last[1] - first[1]:+.1f} MB); file descriptors {first[2]} -> {last[2]}")
+          f"({last[1] - first[1]:+.1f} MB); peak {max(s[1] for s in samples):.1f} MB; "
+          f"file descriptors {first[2]} -> {last[2]}; worker processes {len(seen_workers)}")
     print(f"store spent {counter.spent:.0f} tokens, held {counter.held:.0f}; logged usage {logged}; "
           f"{'EQUAL' if counter.spent == logged and counter.held == 0 else 'DIFFERENT'}")
     print(f"request by request, provider-reported vs recorded usage: {len(mismatches)} mismatches")
