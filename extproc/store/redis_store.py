@@ -1,7 +1,7 @@
 """The shared store for many replicas: Redis, with each reserve and settle one Lua script.
 
-A counter is one hash: `spent`, plus one `r:<request>` field per live reservation
-holding "amount|lease_expiry". Scripts run atomically, so replicas can never
+A counter is one hash: `spent`, `held` (what live reservations hold), `swept`, plus
+one `r:<request>` field per live reservation holding "amount|lease_expiry". Scripts run atomically, so replicas can never
 jointly overshoot a budget. All keys share one hash tag ({llmgw}), so the
 multi-key scripts also work on Redis Cluster.
 """
@@ -18,23 +18,29 @@ from . import Admission, CounterRow, StoreUnavailable
 
 PREFIX = "{llmgw}:c:"
 
-# Sums live reservations, dropping expired ones (a crashed worker's leases).
+# A counter's hash keeps `held`, the sum of its live reservations, so a check reads
+# three fields however many requests are in flight. At most once a second per counter
+# (`swept`) held is recomputed from the reservations themselves, dropping expired
+# leases (a crashed worker's); that also sets it for counters written before `held`.
 _USED = """
 local function used(key, now)
-  local fields = redis.call('HGETALL', key)
-  local spent, held = 0, 0
-  for j = 1, #fields, 2 do
-    local f, v = fields[j], fields[j + 1]
-    if f == 'spent' then
-      spent = tonumber(v)
-    elseif string.sub(f, 1, 2) == 'r:' then
-      local sep = string.find(v, '|', 1, true)
-      if tonumber(string.sub(v, sep + 1)) > now then
-        held = held + tonumber(string.sub(v, 1, sep - 1))
-      else
-        redis.call('HDEL', key, f)
+  local v = redis.call('HMGET', key, 'spent', 'held', 'swept')
+  local spent, held = tonumber(v[1]) or 0, tonumber(v[2]) or 0
+  if now - (tonumber(v[3]) or 0) >= 1 then
+    held = 0
+    local fields = redis.call('HGETALL', key)
+    for j = 1, #fields, 2 do
+      local f, r = fields[j], fields[j + 1]
+      if string.sub(f, 1, 2) == 'r:' then
+        local sep = string.find(r, '|', 1, true)
+        if tonumber(string.sub(r, sep + 1)) > now then
+          held = held + tonumber(string.sub(r, 1, sep - 1))
+        else
+          redis.call('HDEL', key, f)
+        end
       end
     end
+    redis.call('HSET', key, 'held', tostring(held), 'swept', tostring(now))
   end
   return spent, held
 end
@@ -58,17 +64,27 @@ for i, key in ipairs(KEYS) do
   local b = 3 + (i - 1) * 4
   local reserve, count_now = tonumber(ARGV[b + 2]), tonumber(ARGV[b + 3])
   if count_now > 0 then redis.call('HINCRBYFLOAT', key, 'spent', count_now) end
-  if reserve > 0 then redis.call('HSET', key, 'r:' .. rid, ARGV[b + 2] .. '|' .. lease) end
+  if reserve > 0 then
+    redis.call('HSET', key, 'r:' .. rid, ARGV[b + 2] .. '|' .. lease)
+    redis.call('HINCRBYFLOAT', key, 'held', ARGV[b + 2])
+  end
   redis.call('EXPIREAT', key, math.floor(tonumber(ARGV[b + 4])))
 end
 return {1, 0, unpack(remaining)}
 """
 
-# ARGV: rid, then per key: amount
+# ARGV: rid, then per key: amount. A reservation already swept (its lease ran out)
+# is no longer in `held`; only the spend is added.
 _SETTLE = """
 local spent = {}
 for i, key in ipairs(KEYS) do
-  redis.call('HDEL', key, 'r:' .. ARGV[1])
+  local r = redis.call('HGET', key, 'r:' .. ARGV[1])
+  if r then
+    redis.call('HDEL', key, 'r:' .. ARGV[1])
+    local held = (tonumber(redis.call('HGET', key, 'held')) or 0)
+                 - tonumber(string.sub(r, 1, string.find(r, '|', 1, true) - 1))
+    redis.call('HSET', key, 'held', tostring(held < 1e-9 and 0 or held))
+  end
   local amount = tonumber(ARGV[i + 1])
   if amount > 0 then
     spent[i] = redis.call('HINCRBYFLOAT', key, 'spent', ARGV[i + 1])
@@ -116,10 +132,8 @@ class RedisStore:
         now = now or time.time()
         rows = []
         async for key in self._redis.scan_iter(match=PREFIX + "*", count=500):
-            fields = await self._redis.hgetall(key)
-            spent = float(fields.pop(b"spent", 0) or 0)
-            held = sum(float(v.split(b"|")[0]) for f, v in fields.items()
-                       if f.startswith(b"r:") and float(v.split(b"|")[1]) > now)
+            spent, held = await self._redis.hmget(key, "spent", "held")
+            spent, held = float(spent or 0), float(held or 0)
             ttl = await self._redis.ttl(key)
             rows.append(CounterRow(key.decode()[len(PREFIX):], spent, held, now + max(ttl, 0) - _RETENTION))
         return sorted(rows, key=lambda r: r.counter)

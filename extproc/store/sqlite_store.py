@@ -2,6 +2,11 @@
 
 Each reserve/settle is one IMMEDIATE transaction, so concurrent workers
 serialize on the write lock and a budget can never be overshot.
+
+A counter keeps what is spent and what live reservations hold, so checking a
+budget reads one row however many requests are in flight. A reservation whose
+worker died (its lease ran out) is swept at most a second later, and its amount
+leaves `held`; a settle that comes after the sweep only adds to `spent`.
 """
 
 from __future__ import annotations
@@ -14,16 +19,26 @@ import time
 from ..limits import Charge
 from . import Admission, CounterRow, StoreUnavailable
 
+SCHEMA_VERSION = 2
+# WITHOUT ROWID: each table is one b-tree keyed by its primary key, so a reserve and
+# a settle write two b-trees' pages to the WAL, not five.
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS counters (
-    counter TEXT PRIMARY KEY, spent REAL NOT NULL DEFAULT 0, expires REAL NOT NULL);
+    counter TEXT PRIMARY KEY, spent REAL NOT NULL DEFAULT 0, held REAL NOT NULL DEFAULT 0,
+    expires REAL NOT NULL) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS reservations (
     rid TEXT NOT NULL, counter TEXT NOT NULL, amount REAL NOT NULL, expires REAL NOT NULL,
-    PRIMARY KEY (rid, counter));
-CREATE INDEX IF NOT EXISTS reservations_by_counter ON reservations (counter, expires);
+    PRIMARY KEY (rid, counter)) WITHOUT ROWID;
 """
 _EPSILON = 1e-9
 _RETENTION = 40 * 86400          # closed windows stay readable by `extproc usage` this long
+_SWEEP_EVERY = 1.0               # seconds between sweeps of expired leases (per worker)
+
+# Adds to spent and held (creating the counter); `held` never goes below zero, so float
+# rounding of add-then-subtract cannot leave a phantom reservation behind.
+_ADD = ("INSERT INTO counters (counter, spent, held, expires) VALUES (?1, ?2, max(?3, 0), ?4) "
+        "ON CONFLICT (counter) DO UPDATE SET spent = spent + excluded.spent, "
+        "held = CASE WHEN held + ?3 < ?5 THEN 0 ELSE held + ?3 END RETURNING spent")
 
 
 class SQLiteStore:
@@ -33,8 +48,9 @@ class SQLiteStore:
         self._db = sqlite3.connect(path, isolation_level=None, timeout=10, check_same_thread=False)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.executescript(_SCHEMA)
+        self._migrate()
         self._calls = 0
+        self._swept = 0.0
 
     @contextlib.contextmanager
     def _transaction(self):
@@ -53,39 +69,32 @@ class SQLiteStore:
         except sqlite3.Error as error:
             raise StoreUnavailable(str(error)) from error
 
-    def _add_spent(self, charge: Charge, amount: float) -> float:
-        """Adds to a counter (creating it) and returns its new total, in one statement."""
-        return self._db.execute(
-            "INSERT INTO counters (counter, spent, expires) VALUES (?, ?, ?) "
-            "ON CONFLICT (counter) DO UPDATE SET spent = spent + excluded.spent RETURNING spent",
-            (charge.counter, amount, charge.window_end)).fetchone()[0]
+    def _add(self, charge: Charge, spent: float, held: float) -> float:
+        """Adds to a counter's spent and held (creating it); returns the new spent."""
+        return self._db.execute(_ADD, (charge.counter, spent, held, charge.window_end,
+                                       _EPSILON)).fetchone()[0]
 
-    def _held(self, counter: str, now: float) -> float:
-        return self._db.execute("SELECT COALESCE(SUM(amount), 0) FROM reservations "
-                                "WHERE counter = ? AND expires > ?", (counter, now)).fetchone()[0]
-
-    def _used(self, counter: str, now: float) -> float:
-        """Spent plus what live reservations hold (expired leases no longer count)."""
-        return self._db.execute(
-            "SELECT COALESCE((SELECT spent FROM counters WHERE counter = ?1), 0) + "
-            "COALESCE((SELECT SUM(amount) FROM reservations WHERE counter = ?1 AND expires > ?2), 0)",
-            (counter, now)).fetchone()[0]
+    def _used(self, counter: str) -> float:
+        row = self._db.execute("SELECT spent + held FROM counters WHERE counter = ?",
+                               (counter,)).fetchone()
+        return row[0] if row else 0.0
 
     def reserve(self, rid: str, charges: list[Charge], now: float, lease_until: float) -> Admission:
         with self._transaction():
+            if now - self._swept >= _SWEEP_EVERY:
+                self._sweep(now)
             remaining = {}
             for charge in charges:
-                used = self._used(charge.counter, now)
+                used = self._used(charge.counter)
                 after = used + charge.reserve + charge.count_now
                 if after > charge.limit.limit + _EPSILON:
                     self._db.execute("ROLLBACK")
                     return Admission(False, charge, {charge.counter: charge.limit.limit - used})
                 remaining[charge.counter] = charge.limit.limit - after
             for charge in charges:
-                if charge.count_now:
-                    self._add_spent(charge, charge.count_now)
+                self._add(charge, charge.count_now, charge.reserve)
                 if charge.reserve:
-                    self._db.execute("INSERT OR REPLACE INTO reservations VALUES (?, ?, ?, ?)",
+                    self._db.execute("INSERT INTO reservations VALUES (?, ?, ?, ?)",
                                      (rid, charge.counter, charge.reserve, lease_until))
         self._calls += 1
         if self._calls % 1000 == 0:
@@ -97,19 +106,54 @@ class SQLiteStore:
         spent = {}
         with self._transaction():
             for charge, amount in zip(charges, amounts):
-                self._db.execute("DELETE FROM reservations WHERE rid = ? AND counter = ?",
-                                 (rid, charge.counter))
-                spent[charge.counter] = self._add_spent(charge, amount)
+                row = self._db.execute("DELETE FROM reservations WHERE rid = ? AND counter = ? "
+                                       "RETURNING amount", (rid, charge.counter)).fetchone()
+                spent[charge.counter] = self._add(charge, amount, -row[0] if row else 0.0)
         return spent
 
+    def _sweep(self, now: float) -> None:
+        """Leases that ran out (their worker died mid-call) stop holding budget."""
+        self._swept = now
+        expired = self._db.execute("DELETE FROM reservations WHERE expires <= ? RETURNING counter, amount",
+                                   (now,)).fetchall()
+        for counter, amount in expired:
+            self._db.execute("UPDATE counters SET held = CASE WHEN held - ?2 < ?3 THEN 0 ELSE held - ?2 END "
+                             "WHERE counter = ?1", (counter, amount, _EPSILON))
+
     def rows(self, now: float | None = None) -> list[CounterRow]:
-        now = now or time.time()
-        rows = self._db.execute("SELECT counter, spent, expires FROM counters ORDER BY counter").fetchall()
-        return [CounterRow(c, s, self._held(c, now), e) for c, s, e in rows]
+        """Every counter; `held` as checks see it (a dead worker's lease counts until swept)."""
+        rows = self._db.execute("SELECT counter, spent, held, expires FROM counters ORDER BY counter")
+        return [CounterRow(*row) for row in rows.fetchall()]
 
     def _prune(self, now: float) -> None:
-        self._db.execute("DELETE FROM reservations WHERE expires <= ?", (now,))
         self._db.execute("DELETE FROM counters WHERE expires < ?", (now - _RETENTION,))
+
+    def _migrate(self) -> None:
+        """Creates the tables, or brings a file from an older version up to this schema."""
+        with self._transaction():
+            version = self._db.execute("PRAGMA user_version").fetchone()[0]
+            if version >= SCHEMA_VERSION:
+                return
+            old = {name for (name,) in self._db.execute(
+                "SELECT name FROM sqlite_master WHERE type = 'table'")}
+            if "counters" in old:
+                # Version 1: no `held`; live reservations were summed on every check.
+                self._db.execute("ALTER TABLE counters RENAME TO counters_v1")
+                self._db.execute("ALTER TABLE reservations RENAME TO reservations_v1")
+                self._db.execute("DROP INDEX IF EXISTS reservations_by_counter")
+            for statement in _SCHEMA.split(";"):
+                if statement.strip():
+                    self._db.execute(statement)
+            if "counters" in old:
+                now = time.time()
+                self._db.execute("INSERT INTO reservations SELECT rid, counter, amount, expires "
+                                 "FROM reservations_v1 WHERE expires > ?", (now,))
+                self._db.execute(
+                    "INSERT INTO counters SELECT c.counter, c.spent, COALESCE((SELECT SUM(amount) "
+                    "FROM reservations r WHERE r.counter = c.counter), 0), c.expires FROM counters_v1 c")
+                self._db.execute("DROP TABLE counters_v1")
+                self._db.execute("DROP TABLE reservations_v1")
+            self._db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
     def close(self) -> None:
         self._db.close()

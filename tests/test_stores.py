@@ -1,0 +1,131 @@
+"""The budget stores' bookkeeping, against real SQLite and a real redis-server.
+
+Each counter keeps a running `held` (so a check reads one row, not every live
+reservation); these tests hold it to the truth: the sum of live reservations.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import sqlite3
+import time
+from types import SimpleNamespace
+
+import pytest
+
+from extproc.limits import Charge
+from extproc.store.redis_store import RedisStore
+from extproc.store.sqlite_store import SQLiteStore
+
+
+def charge(counter: str, reserve: float, limit: float = 1e12, count_now: float = 0) -> Charge:
+    budget = SimpleNamespace(limit=limit, kind="tokens", name=counter, window="month", scope="key")
+    return Charge(budget, counter, reserve, count_now, time.time() + 86400)
+
+
+class Sync:
+    """One calling convention for both stores (Redis's methods are coroutines)."""
+
+    def __init__(self, store) -> None:
+        self.store = store
+        self.loop = asyncio.new_event_loop()
+
+    def __getattr__(self, name):
+        method = getattr(self.store, name)
+
+        def call(*args):
+            result = method(*args)
+            return self.loop.run_until_complete(result) if asyncio.iscoroutine(result) else result
+        return call
+
+    def held(self, counter: str) -> float:
+        return {row.counter: row.held for row in self.rows()}.get(counter, 0.0)
+
+    def spent(self, counter: str) -> float:
+        return {row.counter: row.spent for row in self.rows()}.get(counter, 0.0)
+
+
+@pytest.fixture(params=["sqlite", "redis"])
+def store(request, tmp_path, redis_url):
+    if request.param == "sqlite":
+        wrapped = Sync(SQLiteStore(str(tmp_path / "budgets.sqlite3")))
+    else:
+        wrapped = Sync(RedisStore(redis_url))
+        wrapped.loop.run_until_complete(wrapped.store._redis.flushdb())
+    yield wrapped
+    wrapped.close()
+    wrapped.loop.close()
+
+
+def test_held_follows_live_reservations_through_random_traffic(store):
+    rng = random.Random(7)
+    live: dict[str, tuple[str, float]] = {}            # rid -> (counter, amount)
+    spent = {"a": 0.0, "b": 0.0}
+    now = time.time()
+    for step in range(400):
+        if live and rng.random() < 0.45:
+            rid = rng.choice(sorted(live))
+            counter, _ = live.pop(rid)
+            used = float(rng.randint(0, 300))
+            store.settle(rid, [charge(counter, 0)], [used])
+            spent[counter] += used
+        else:
+            counter, amount = rng.choice("ab"), float(rng.randint(1, 500))
+            rid = f"r{step}"
+            assert store.reserve(rid, [charge(counter, amount)], now, now + 900).admitted
+            live[rid] = (counter, amount)
+        for counter in "ab":
+            expected = sum(a for c, a in live.values() if c == counter)
+            assert store.held(counter) == pytest.approx(expected), step
+            assert store.spent(counter) == pytest.approx(spent[counter]), step
+
+
+def test_a_dead_workers_lease_stops_holding_budget_and_a_late_settle_counts_once(store):
+    now = time.time()
+    assert store.reserve("dead", [charge("c", 600, limit=1000)], now, now + 5).admitted
+    # Within the lease the reservation holds its share: 600 + 600 > 1000.
+    assert not store.reserve("x", [charge("c", 600, limit=1000)], now + 1, now + 900).admitted
+    # After the lease (and the once-a-second sweep) it no longer does.
+    later = now + 10
+    assert store.reserve("live", [charge("c", 600, limit=1000)], later, later + 900).admitted
+    assert store.held("c") == pytest.approx(600)
+    # The presumed-dead worker settles after all: the spend counts, the hold is not
+    # released a second time.
+    store.settle("dead", [charge("c", 0)], [100.0])
+    assert store.held("c") == pytest.approx(600) and store.spent("c") == pytest.approx(100)
+    store.settle("live", [charge("c", 0)], [50.0])
+    assert store.held("c") == 0 and store.spent("c") == pytest.approx(150)
+
+
+def test_refusal_leaves_nothing_behind(store):
+    now = time.time()
+    assert store.reserve("one", [charge("c", 700, limit=1000)], now, now + 900).admitted
+    refused = store.reserve("two", [charge("d", 10), charge("c", 700, limit=1000)], now, now + 900)
+    assert not refused.admitted and refused.refused.counter == "c"
+    assert store.held("c") == pytest.approx(700) and store.held("d") == 0
+
+
+def test_sqlite_file_of_the_previous_version_is_migrated(tmp_path):
+    path = tmp_path / "budgets.sqlite3"
+    now = time.time()
+    old = sqlite3.connect(path)
+    old.executescript("""
+        CREATE TABLE counters (counter TEXT PRIMARY KEY, spent REAL NOT NULL DEFAULT 0, expires REAL NOT NULL);
+        CREATE TABLE reservations (rid TEXT NOT NULL, counter TEXT NOT NULL, amount REAL NOT NULL,
+            expires REAL NOT NULL, PRIMARY KEY (rid, counter));
+        CREATE INDEX reservations_by_counter ON reservations (counter, expires);""")
+    old.execute("INSERT INTO counters VALUES ('c', 250, ?)", (now + 86400,))
+    old.execute("INSERT INTO reservations VALUES ('live', 'c', 300, ?), ('dead', 'c', 999, ?)",
+                (now + 900, now - 1))
+    old.commit()
+    old.close()
+
+    store = SQLiteStore(str(path))
+    [row] = store.rows()
+    assert (row.counter, row.spent, row.held) == ("c", 250, 300)     # the expired lease is gone
+    store.settle("live", [charge("c", 0)], [120.0])
+    [row] = store.rows()
+    assert (row.spent, row.held) == (370, 0)
+    store.close()
+    assert SQLiteStore(str(path)).rows()[0].spent == 370               # opening again changes nothing
