@@ -7,7 +7,9 @@ budget as bench/run.py: Envoy + servicer on core 0, mock + wrk on core 1.
 
 Message patterns: 4 per JSON request (the gateway's: request headers, request body,
 response headers, response body) and 2 (request side only). The gateway can't
-beat the 4-message row; the gap between the rows is what a message costs.
+beat the 4-message row; the gap between the rows is what a message costs. Each
+row also gives the p50 of requests sent one at a time, next to Envoy alone's:
+the latency any grpc-python ext_proc adds before doing anything.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -27,7 +30,22 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(ROOT / "bench"))
 from gateway_stack import free_port, wait_for_port  # noqa: E402
-from run import PROMPT, cpu_seconds, ensure_wrk, wrk  # noqa: E402
+from run import PROMPT, cpu_seconds, ensure_wrk, envoy_alone, wrk  # noqa: E402
+
+import httpx  # noqa: E402
+
+
+def sequential_p50(url: str, key: str, body: str, samples: int = 300) -> float:
+    """Median latency of requests sent one at a time (ms), after a warm-up."""
+    times = []
+    headers = {"authorization": f"Bearer {key}", "content-type": "application/json"}
+    with httpx.Client(headers=headers, timeout=30) as client:
+        for index in range(samples + 20):
+            started = time.perf_counter()
+            client.post(url, content=body).raise_for_status()
+            if index >= 20:
+                times.append((time.perf_counter() - started) * 1000)
+    return statistics.median(times)
 
 
 def serve(path: str, four: bool) -> None:
@@ -110,7 +128,13 @@ def main() -> None:
     wait_for_port(mock_port, process=mock)
     body = '{"model":"gpt-4o-mini","stream":false,"messages":[{"role":"user","content":"%s"}]}' % PROMPT
     print(f"do-nothing grpc.aio servicer + Envoy on core 0; mock + wrk on core 1; {args.seconds}s, 32 connections")
+    alone, alone_port = envoy_alone(workdir, mock_port)
+    subprocess.run(["taskset", "-a", "-p", "-c", "0", str(alone.pid)], stdout=subprocess.DEVNULL, check=False)
     try:
+        p50 = sequential_p50(f"http://127.0.0.1:{alone_port}/v1/chat/completions", "mock-provider-key", body)
+        alone.terminate()
+        alone.wait()
+        print(f"Envoy alone: one request at a time, p50 {p50:.2f} ms")
         for four in (True, False):
             socket = str(workdir / f"floor-{4 if four else 2}.sock")
             servicer = subprocess.Popen(["taskset", "-c", "0", sys.executable, __file__, "--serve", socket,
@@ -127,16 +151,18 @@ def main() -> None:
                 result = wrk(binary, f"http://127.0.0.1:{port}/v1/chat/completions", "k", body,
                              args.seconds, 32)
                 per_request = (cpu_seconds(servicer.pid) - before) / max(1, result["requests"]) * 1e6
+                p50 = sequential_p50(f"http://127.0.0.1:{port}/v1/chat/completions", "k", body)
                 print(f"{4 if four else 2} messages per request: {result['rps']:.0f} req/s, "
                       f"p50 {result['p50']:.1f} ms, servicer CPU {per_request:.0f} us/request, "
-                      f"non-2xx {result['errors']}")
+                      f"non-2xx {result['errors']}; one request at a time, p50 {p50:.2f} ms")
             finally:
                 for process in (envoy, servicer):
                     process.terminate()
                     process.wait()
     finally:
-        mock.terminate()
-        mock.wait()
+        for process in (alone, mock):
+            process.terminate()
+            process.wait()
 
 
 if __name__ == "__main__":
