@@ -1,6 +1,6 @@
 """Benchmark: Envoy alone vs the full gateway, same mock, same core budget, one run.
 
-    .venv/bin/python bench/run.py [--seconds 10] [--rounds 2] [--connections 32]
+    .venv/bin/python bench/run.py [--seconds 10] [--rounds 2] [--connections 32] [--peers]
 
 Envoy (+ the ext_proc worker, for the gateway) is pinned to core 0; the mock
 provider and the load generator (wrk, installed from Debian when missing) to
@@ -10,6 +10,9 @@ redaction + prompt injection), a token budget reserved and settled in SQLite,
 usage extraction, metrics and the log line. After the throughput rounds, both
 sides get the same paced JSON load at half the gateway's maximum, for the added
 p50 latency; then time to first token, one stream at a time.
+
+With --peers, LiteLLM's proxy and Portkey's gateway (bench/peers.py) get the same
+rounds on the same core budget, each proxying to the same mock.
 """
 
 from __future__ import annotations
@@ -106,7 +109,7 @@ def envoy_alone(workdir: Path, mock_port: int) -> tuple[subprocess.Popen, int]:
 
 
 def wrk(binary: str, url: str, key: str, body: str, seconds: int, connections: int,
-        pause_ms: float | None = None) -> dict:
+        pause_ms: float | None = None, headers: dict[str, str] | None = None) -> dict:
     """Closed-loop load; with pause_ms each connection waits that long between requests
     (paced load: about connections / pause requests per second)."""
     script = Path(tempfile.mkstemp(suffix=".lua")[1])
@@ -114,6 +117,7 @@ def wrk(binary: str, url: str, key: str, body: str, seconds: int, connections: i
                       f'wrk.body = [[{body}]]\n'
                       'wrk.headers["content-type"] = "application/json"\n'
                       f'wrk.headers["authorization"] = "Bearer {key}"\n'
+                      + "".join(f'wrk.headers["{k}"] = "{v}"\n' for k, v in (headers or {}).items())
                       + (f"function delay() return {pause_ms:.1f} end\n" if pause_ms else ""))
     out = subprocess.run(["taskset", "-c", "1", binary, "-t1", f"-c{connections}", f"-d{seconds}s",
                           "--latency", "-s", str(script), url], capture_output=True, text=True).stdout
@@ -152,6 +156,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument("--peers", action="store_true", help="also LiteLLM and Portkey (installed on first use)")
     args = parser.parse_args()
     binary = ensure_wrk()
     workdir = Path(tempfile.mkdtemp(prefix="llmgw-bench-"))
@@ -173,33 +178,51 @@ def main() -> None:
 
     urls = {"envoy alone": f"http://127.0.0.1:{alone_port}/v1/chat/completions",
             "gateway": f"{stack.base_url}/chat/completions"}
+    keys, extra_headers = dict(KEYS), {}
+    cpu_pids = {"gateway": workers}                    # whose CPU per request is reported
+    peers = []
+    if args.peers:
+        from peers import start_peers
+        peers = start_peers(stack.mock_ports["mock"], (free_port(), free_port()))
+        for peer in peers:
+            for pid in [peer.process.pid] + children(peer.process.pid):
+                pin(pid, 0)
+            urls[peer.name], keys[peer.name], extra_headers[peer.name] = peer.url, peer.key, peer.headers
+            cpu_pids[peer.name] = [peer.process.pid] + children(peer.process.pid)
     results: dict[tuple[str, str], list[dict]] = {}
-    cpu: dict[str, list[float]] = {"json": [], "sse": []}
+    cpu: dict[tuple[str, str], list[float]] = {}
     try:
         for round_ in range(args.rounds):
             for mode, stream in (("json", False), ("sse", True)):
                 body = '{"model":"gpt-4o-mini","stream":%s,"messages":[{"role":"user","content":"%s"}]}' % (
                     "true" if stream else "false", PROMPT)
                 for side, url in urls.items():
-                    before = sum(cpu_seconds(p) for p in workers)
-                    result = wrk(binary, url, KEYS[side], body, args.seconds, args.connections)
-                    if side == "gateway":
-                        cpu[mode].append((sum(cpu_seconds(p) for p in workers) - before)
-                                         / max(1, result["requests"]) * 1e6)
+                    pids = cpu_pids.get(side, [])
+                    before = sum(cpu_seconds(p) for p in pids)
+                    result = wrk(binary, url, keys[side], body, args.seconds, args.connections,
+                                 headers=extra_headers.get(side))
+                    if pids:
+                        cpu.setdefault((side, mode), []).append(
+                            (sum(cpu_seconds(p) for p in pids) - before) / max(1, result["requests"]) * 1e6)
                     results.setdefault((side, mode), []).append(result)
         # Latency at half the gateway's maximum JSON rate, same paced load on both sides.
         half = statistics.median(r["rps"] for r in results[("gateway", "json")]) / 2
         paced = {}
         body = '{"model":"gpt-4o-mini","stream":false,"messages":[{"role":"user","content":"%s"}]}' % PROMPT
         for _ in range(args.rounds):
-            for side, url in urls.items():
-                paced.setdefault(side, []).append(wrk(binary, url, KEYS[side], body, args.seconds,
+            for side in ("envoy alone", "gateway"):
+                paced.setdefault(side, []).append(wrk(binary, urls[side], KEYS[side], body, args.seconds,
                                                       PACED_CONNECTIONS, 1000 * PACED_CONNECTIONS / half))
         ttft_alone = ttft(urls["envoy alone"], KEYS["envoy alone"])
         ttft_gateway = ttft(urls["gateway"], KEYS["gateway"])
-        memory = {"worker": max(peak_rss_mb(p) for p in workers), "envoy": max(peak_rss_mb(p) for p in envoys)}
+        memory = {"ext_proc worker": max(peak_rss_mb(p) for p in workers),
+                  "Envoy": max(peak_rss_mb(p) for p in envoys)}
+        for peer in peers:
+            memory[peer.name] = sum(peak_rss_mb(p) for p in cpu_pids[peer.name])
     finally:
         alone.send_signal(signal.SIGTERM)
+        for peer in peers:
+            peer.process.terminate()
         stack.stop()
 
     print(f"\n{args.rounds} interleaved rounds x {args.seconds}s, {args.connections} connections; "
@@ -211,7 +234,7 @@ def main() -> None:
         for side in urls:
             runs = results[(side, mode)]
             rps = statistics.median(r["rps"] for r in runs)
-            cpu_text = f"{statistics.median(cpu[mode]):.0f} us" if side == "gateway" else "-"
+            cpu_text = f"{statistics.median(cpu[(side, mode)]):.0f} us" if (side, mode) in cpu else "-"
             print(f"{mode:<6} {side:<12} {rps:>9.0f} {statistics.median(r['p50'] for r in runs):>8.2f} "
                   f"{statistics.median(r['p99'] for r in runs):>8.2f} {rps / base:>8.2f}x "
                   f"{sum(r['errors'] for r in runs):>8} {cpu_text:>16}")
@@ -222,7 +245,10 @@ def main() -> None:
           f"added {p50['gateway'] - p50['envoy alone']:.2f} ms")
     print(f"time to first token (median of 150, one at a time): Envoy alone {ttft_alone:.2f} ms, "
           f"gateway {ttft_gateway:.2f} ms, added {ttft_gateway - ttft_alone:.2f} ms")
-    print(f"peak memory: ext_proc worker {memory['worker']:.0f} MB, Envoy {memory['envoy']:.0f} MB")
+    print("peak memory: " + ", ".join(f"{name} {mb:.0f} MB" for name, mb in memory.items()))
+    if peers:
+        print("service CPU/req: the ext_proc worker's for the gateway (Envoy's is not in it); "
+              "each peer's own processes for the peers")
 
 
 if __name__ == "__main__":
