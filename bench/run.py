@@ -180,6 +180,7 @@ def main() -> None:
             "gateway": f"{stack.base_url}/chat/completions"}
     keys, extra_headers = dict(KEYS), {}
     cpu_pids = {"gateway": workers}                    # whose CPU per request is reported
+    envoy_pids = {"envoy alone": [alone.pid], "gateway": envoys}
     peers = []
     if args.peers:
         from peers import start_peers
@@ -197,13 +198,15 @@ def main() -> None:
                 body = '{"model":"gpt-4o-mini","stream":%s,"messages":[{"role":"user","content":"%s"}]}' % (
                     "true" if stream else "false", PROMPT)
                 for side, url in urls.items():
-                    pids = cpu_pids.get(side, [])
-                    before = sum(cpu_seconds(p) for p in pids)
+                    measured = {"service": cpu_pids.get(side, []), "envoy": envoy_pids.get(side, [])}
+                    before = {what: sum(cpu_seconds(p) for p in pids) for what, pids in measured.items()}
                     result = wrk(binary, url, keys[side], body, args.seconds, args.connections,
                                  headers=extra_headers.get(side))
-                    if pids:
-                        cpu.setdefault((side, mode), []).append(
-                            (sum(cpu_seconds(p) for p in pids) - before) / max(1, result["requests"]) * 1e6)
+                    for what, pids in measured.items():
+                        if pids:
+                            cpu.setdefault((side, mode, what), []).append(
+                                (sum(cpu_seconds(p) for p in pids) - before[what])
+                                / max(1, result["requests"]) * 1e6)
                     results.setdefault((side, mode), []).append(result)
         # Latency at half the gateway's maximum JSON rate, same paced load on both sides.
         half = statistics.median(r["rps"] for r in results[("gateway", "json")]) / 2
@@ -228,16 +231,17 @@ def main() -> None:
     print(f"\n{args.rounds} interleaved rounds x {args.seconds}s, {args.connections} connections; "
           f"Envoy (+1 ext_proc worker) on core 0, mock + wrk on core 1")
     print(f"{'traffic':<6} {'side':<12} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'vs Envoy':>9} "
-          f"{'non-2xx':>8} {'service CPU/req':>16}")
+          f"{'non-2xx':>8} {'service CPU/req':>16} {'Envoy CPU/req':>14}")
     for mode in ("json", "sse"):
         base = statistics.median(r["rps"] for r in results[("envoy alone", mode)])
         for side in urls:
             runs = results[(side, mode)]
             rps = statistics.median(r["rps"] for r in runs)
-            cpu_text = f"{statistics.median(cpu[(side, mode)]):.0f} us" if (side, mode) in cpu else "-"
+            cpu_text, envoy_text = (f"{statistics.median(cpu[(side, mode, what)]):.0f} us"
+                                    if (side, mode, what) in cpu else "-" for what in ("service", "envoy"))
             print(f"{mode:<6} {side:<12} {rps:>9.0f} {statistics.median(r['p50'] for r in runs):>8.2f} "
                   f"{statistics.median(r['p99'] for r in runs):>8.2f} {rps / base:>8.2f}x "
-                  f"{sum(r['errors'] for r in runs):>8} {cpu_text:>16}")
+                  f"{sum(r['errors'] for r in runs):>8} {cpu_text:>16} {envoy_text:>14}")
     p50 = {side: statistics.median(r["p50"] for r in runs) for side, runs in paced.items()}
     rates = " / ".join(f"{statistics.median(r['rps'] for r in runs):.0f}" for runs in paced.values())
     print(f"JSON at half the gateway's maximum ({half:.0f} req/s target; achieved {rates} req/s): p50 "
@@ -247,8 +251,7 @@ def main() -> None:
           f"gateway {ttft_gateway:.2f} ms, added {ttft_gateway - ttft_alone:.2f} ms")
     print("peak memory: " + ", ".join(f"{name} {mb:.0f} MB" for name, mb in memory.items()))
     if peers:
-        print("service CPU/req: the ext_proc worker's for the gateway (Envoy's is not in it); "
-              "each peer's own processes for the peers")
+        print("service CPU/req: the ext_proc worker's for the gateway; each peer's own processes for the peers")
 
 
 if __name__ == "__main__":
