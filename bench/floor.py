@@ -10,6 +10,12 @@ response headers, response body) and 2 (request side only). The gateway can't
 beat the 4-message row; the gap between the rows is what a message costs. Each
 row also gives the p50 of requests sent one at a time, next to Envoy alone's:
 the latency any grpc-python ext_proc adds before doing anything.
+
+    .venv/bin/python bench/floor.py --burn-us 500
+
+makes the servicer spend that much CPU per request (in its request-body reply), as
+the gateway's pipeline does: what that work really costs once gRPC and Envoy, on the
+same core, get fewer events per wake-up.
 """
 
 from __future__ import annotations
@@ -48,7 +54,7 @@ def sequential_p50(url: str, key: str, body: str, samples: int = 300) -> float:
     return statistics.median(times)
 
 
-def serve(path: str, four: bool) -> None:
+def serve(path: str, four: bool, burn_us: float) -> None:
     import grpc
     import uvloop
     from envoy.extensions.filters.http.ext_proc.v3 import processing_mode_pb2 as pm
@@ -59,6 +65,9 @@ def serve(path: str, four: bool) -> None:
         response = ep.ProcessingResponse()
         getattr(response, phase).SetInParent()
         if phase == "request_body":               # route like the gateway does
+            until = time.perf_counter() + burn_us / 1e6
+            while time.perf_counter() < until:    # stands for the gateway's own work
+                pass
             common = response.request_body.response
             common.clear_route_cache = True
             for key, value in (("x-gateway-cluster", b"mock"), ("authorization", b"Bearer k")):
@@ -114,10 +123,11 @@ def envoy_config(workdir: Path, socket: str, mock_port: int, four: bool) -> tupl
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--seconds", type=int, default=8)
+    parser.add_argument("--burn-us", type=float, default=0, help="servicer CPU per request, µs")
     parser.add_argument("--serve", nargs=2, help=argparse.SUPPRESS)     # internal: the servicer
     args = parser.parse_args()
     if args.serve:
-        serve(args.serve[0], args.serve[1] == "4")
+        serve(args.serve[0], args.serve[1] == "4", args.burn_us)
         return
     from extproc.envoy_config import envoy_binary
     binary = ensure_wrk()
@@ -127,7 +137,9 @@ def main() -> None:
                              "--port", str(mock_port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     wait_for_port(mock_port, process=mock)
     body = '{"model":"gpt-4o-mini","stream":false,"messages":[{"role":"user","content":"%s"}]}' % PROMPT
-    print(f"do-nothing grpc.aio servicer + Envoy on core 0; mock + wrk on core 1; {args.seconds}s, 32 connections")
+    what = f"a grpc.aio servicer spending {args.burn_us:.0f} us per request" if args.burn_us \
+        else "a do-nothing grpc.aio servicer"
+    print(f"{what} + Envoy on core 0; mock + wrk on core 1; {args.seconds}s, 32 connections")
     alone, alone_port = envoy_alone(workdir, mock_port)
     subprocess.run(["taskset", "-a", "-p", "-c", "0", str(alone.pid)], stdout=subprocess.DEVNULL, check=False)
     try:
@@ -137,7 +149,8 @@ def main() -> None:
         print(f"Envoy alone: one request at a time, p50 {p50:.2f} ms")
         for four in (True, False):
             socket = str(workdir / f"floor-{4 if four else 2}.sock")
-            servicer = subprocess.Popen(["taskset", "-c", "0", sys.executable, __file__, "--serve", socket,
+            servicer = subprocess.Popen(["taskset", "-c", "0", sys.executable, __file__, "--burn-us",
+                                         str(args.burn_us), "--serve", socket,
                                          "4" if four else "2"])
             path, port = envoy_config(workdir, socket, mock_port, four)
             envoy = subprocess.Popen(["taskset", "-c", "0", envoy_binary(), "-c", str(path), "--concurrency", "1",
@@ -147,13 +160,15 @@ def main() -> None:
                 wait_for_port(port, process=envoy)
                 while not os.path.exists(socket):
                     time.sleep(0.05)
-                before = cpu_seconds(servicer.pid)
+                before, envoy_before = cpu_seconds(servicer.pid), cpu_seconds(envoy.pid)
                 result = wrk(binary, f"http://127.0.0.1:{port}/v1/chat/completions", "k", body,
                              args.seconds, 32)
                 per_request = (cpu_seconds(servicer.pid) - before) / max(1, result["requests"]) * 1e6
+                envoy_per_request = (cpu_seconds(envoy.pid) - envoy_before) / max(1, result["requests"]) * 1e6
                 p50 = sequential_p50(f"http://127.0.0.1:{port}/v1/chat/completions", "k", body)
                 print(f"{4 if four else 2} messages per request: {result['rps']:.0f} req/s, "
-                      f"p50 {result['p50']:.1f} ms, servicer CPU {per_request:.0f} us/request, "
+                      f"p50 {result['p50']:.1f} ms, CPU per request: servicer {per_request:.0f} us, "
+                      f"Envoy {envoy_per_request:.0f} us, "
                       f"non-2xx {result['errors']}; one request at a time, p50 {p50:.2f} ms")
             finally:
                 for process in (envoy, servicer):
