@@ -1,8 +1,8 @@
 """The shared store for many replicas: Redis, with each reserve and settle one Lua script.
 
 A counter is one hash: `spent`, `held` (what live reservations hold), `swept`, plus
-one `r:<request>` field per live reservation holding "amount|lease_expiry". Scripts run atomically, so replicas can never
-jointly overshoot a budget. All keys share one hash tag ({llmgw}), so the
+one `r:<request>` field per live reservation holding "amount|lease_expiry". Scripts
+run atomically, so replicas can never jointly overshoot a budget. All keys share one hash tag ({llmgw}), so the
 multi-key scripts also work on Redis Cluster.
 """
 
