@@ -36,7 +36,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(ROOT / "bench"))
 from gateway_stack import free_port, wait_for_port  # noqa: E402
-from run import PROMPT, cpu_seconds, ensure_wrk, envoy_alone, wrk  # noqa: E402
+from run import PROMPT, cpu_seconds, ensure_wrk, envoy_alone, pin, wrk  # noqa: E402
 
 import httpx  # noqa: E402
 
@@ -141,7 +141,7 @@ def main() -> None:
         else "a do-nothing grpc.aio servicer"
     print(f"{what} + Envoy on core 0; mock + wrk on core 1; {args.seconds}s, 32 connections")
     alone, alone_port = envoy_alone(workdir, mock_port)
-    subprocess.run(["taskset", "-a", "-p", "-c", "0", str(alone.pid)], stdout=subprocess.DEVNULL, check=False)
+    pin(alone.pid, 0)
     try:
         p50 = sequential_p50(f"http://127.0.0.1:{alone_port}/v1/chat/completions", "mock-provider-key", body)
         alone.terminate()

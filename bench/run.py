@@ -186,10 +186,10 @@ def main() -> None:
         from peers import start_peers
         peers = start_peers(stack.mock_ports["mock"], (free_port(), free_port()))
         for peer in peers:
-            for pid in [peer.process.pid] + children(peer.process.pid):
+            cpu_pids[peer.name] = [peer.process.pid] + children(peer.process.pid)
+            for pid in cpu_pids[peer.name]:
                 pin(pid, 0)
             urls[peer.name], keys[peer.name], extra_headers[peer.name] = peer.url, peer.key, peer.headers
-            cpu_pids[peer.name] = [peer.process.pid] + children(peer.process.pid)
     results: dict[tuple[str, str], list[dict]] = {}
     cpu: dict[tuple[str, str], list[float]] = {}
     try:
