@@ -12,11 +12,62 @@ import os
 
 from prometheus_client import Counter, Gauge, Histogram, values
 
+_changed: set = set()        # values updated in memory since the last flush()
+_batching = False
+
 if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
     # prometheus-client calls os.getpid() (a syscall) on every update to notice a
     # fork. Workers are started fresh by exec and never fork, so their pid is fixed.
     _PID = os.getpid()
-    values.ValueClass = values.MultiProcessValue(lambda: _PID)
+    _MmapedValue = values.MultiProcessValue(lambda: _PID)
+
+    class _BatchedValue(_MmapedValue):
+        """Once batch_writes() is on, an update changes the value in memory only and
+        flush() copies it to this process's file: the locked mmap write cost ~3 µs,
+        and a request made about twenty of them."""
+
+        def inc(self, amount):
+            if not _batching:
+                return super().inc(amount)
+            self._value += amount
+            _changed.add(self)
+
+        def set(self, value, timestamp=None):
+            if not _batching:
+                return super().set(value, timestamp)
+            self._value, self._timestamp = value, timestamp or 0.0
+            _changed.add(self)
+
+    values.ValueClass = _BatchedValue
+
+
+def batch_writes() -> None:
+    """From now on, updates reach the shared files at flush() (a worker does it every
+    FLUSH_INTERVAL seconds and when it stops). Single-threaded callers only."""
+    global _batching
+    _batching = True
+
+
+def flush() -> None:
+    while _changed:
+        value = _changed.pop()
+        value._file.write_value(value._key, value._value, value._timestamp)
+
+
+FLUSH_INTERVAL = 0.25
+
+
+def child(family, *labels):
+    """family.labels(*labels), remembered: labels() validates and locks (~2.5 µs), and
+    label sets are bounded (config names, capped tags), so the cache is too."""
+    key = (family, labels)
+    found = _children.get(key)
+    if found is None:
+        found = _children[key] = family.labels(*labels)
+    return found
+
+
+_children: dict = {}
 
 # From milliseconds to minutes: LLM calls span all of it.
 _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 40, 80, 160, 320)

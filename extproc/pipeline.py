@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import logging
 import time
 
@@ -9,7 +10,7 @@ from . import metrics
 from .call import Call
 from .errors import GatewayError, gateway_error
 from .protocol import ProcessingRequest, ProcessingResponse, error_reply, header_map, immediate
-from .stages import ImmediateAnswer, Stage, maybe_await
+from .stages import ImmediateAnswer, Stage
 
 log = logging.getLogger("extproc.pipeline")
 
@@ -17,9 +18,14 @@ _PHASES = ("request_headers", "request_body", "response_headers", "response_body
 
 
 class Pipeline:
-    def __init__(self, stages: list[Stage]) -> None:
+    def __init__(self, stages: list[Stage], *, request_only: bool = False) -> None:
         self.stages = stages
-        self._hooks = {phase: [getattr(stage, phase) for stage in stages if hasattr(stage, phase)]
+        # The upstream filter's processing mode sends the request phases only.
+        self.request_only = request_only
+        # (hook, is_async) pairs: most hooks are plain functions, and awaiting only the
+        # coroutine ones saves a coroutine per hook (17 hooks run per request).
+        self._hooks = {phase: [(hook, inspect.iscoroutinefunction(hook)) for hook in
+                               (getattr(stage, phase) for stage in stages if hasattr(stage, phase))]
                        for phase in _PHASES}
         self._timers = {phase: metrics.extproc_processing.labels(phase) for phase in _PHASES[:4]}
 
@@ -40,24 +46,37 @@ class Pipeline:
                     call.request_metadata = request.metadata_context
                 if request.attributes:
                     call.stage_state.update(_attributes(request))
-                for hook in self._hooks[phase]:
-                    await maybe_await(hook(call, message.end_of_stream))
+                for hook, is_async in self._hooks[phase]:
+                    if is_async:
+                        await hook(call, message.end_of_stream)
+                    else:
+                        hook(call, message.end_of_stream)
+                call.stream_over = self.request_only and message.end_of_stream
             elif phase == "request_body":
                 call.raw_body = request.request_body.body
-                for hook in self._hooks[phase]:
-                    await maybe_await(hook(call))
+                for hook, is_async in self._hooks[phase]:
+                    if is_async:
+                        await hook(call)
+                    else:
+                        hook(call)
+                call.stream_over = self.request_only and request.request_body.end_of_stream
             elif phase == "response_headers":
                 message = request.response_headers
                 headers = header_map(message)
-                for hook in self._hooks[phase]:
-                    await maybe_await(hook(call, headers, message.end_of_stream))
+                for hook, is_async in self._hooks[phase]:
+                    if is_async:
+                        await hook(call, headers, message.end_of_stream)
+                    else:
+                        hook(call, headers, message.end_of_stream)
                 if message.end_of_stream:
                     await self.finish(call)
             elif phase == "response_body":
                 message = request.response_body
                 chunk = out = message.body
-                for hook in self._hooks[phase]:
-                    result = await maybe_await(hook(call, out, message.end_of_stream))
+                for hook, is_async in self._hooks[phase]:
+                    result = hook(call, out, message.end_of_stream)
+                    if is_async:
+                        result = await result
                     if result is not None:
                         out = result
                 if out is not chunk:
@@ -96,15 +115,19 @@ class Pipeline:
         """Settle and record a call exactly once, however it ended."""
         if call.finished:
             return
-        call.finished = True
+        # Envoy sends nothing after the last response message or an immediate response.
+        call.finished = call.stream_over = True
         call.ended_at = time.perf_counter()
         if outcome:
             call.outcome = outcome
         elif call.outcome == "pending":
             call.outcome = "ok" if call.status < 400 else "upstream_error"
-        for hook in self._hooks["done"]:
+        for hook, is_async in self._hooks["done"]:
             try:
-                await maybe_await(hook(call))
+                if is_async:
+                    await hook(call)
+                else:
+                    hook(call)
             except Exception:   # one failing stage must not cost the others their record
                 log.exception("done hook %r failed (request %s)", hook, call.request_id)
 

@@ -181,6 +181,16 @@ class GatewayStack:
                 records.append(json.loads(line))
         return records
 
+    def metrics(self, expected: str = "", timeout: float = 5) -> str:
+        """The /metrics page once it shows `expected` (workers write their updates to
+        the shared files every metrics.FLUSH_INTERVAL, so a fresh count can lag)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            text = httpx.get(f"{self.admin_url}/metrics").text
+            if expected in text or time.monotonic() > deadline:
+                return text
+            time.sleep(0.05)
+
     def wait_for_record(self, request_id: str | None = None, *, predicate=None,
                         timeout: float = 10) -> dict:
         deadline = time.monotonic() + timeout

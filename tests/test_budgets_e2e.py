@@ -226,7 +226,7 @@ def test_unreachable_store_applies_fail_mode_and_counts_it(tmp_path, fail_mode):
             assert error["code"] == "gateway_error" and "budget store is unavailable" in error["message"]
         else:
             assert response.status_code == 200
-        metrics = httpx.get(f"{stack.admin_url}/metrics").text
+        metrics = stack.metrics('gateway_store_errors_total{operation="reserve"} 1.0')
         assert 'gateway_store_errors_total{operation="reserve"} 1.0' in metrics
     finally:
         stack.stop()

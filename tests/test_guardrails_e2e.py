@@ -145,7 +145,7 @@ def test_shadow_mode_changes_nothing_but_records(redacting):
     assert response.json()["choices"][0]["message"]["content"] == "please frobnicate the widget"
     record = redacting.wait_for_record(response.rid)
     assert {"guardrail": "shadow-words", "direction": "request", "verdict": "flagged"} in record["guardrails"]
-    metrics = httpx.get(f"{redacting.admin_url}/metrics").text
+    metrics = redacting.metrics('guardrail="shadow-words",verdict="flagged"')
     assert 'gateway_guardrail_verdicts_total{guardrail="shadow-words",verdict="flagged"}' in metrics
 
 

@@ -64,7 +64,7 @@ class Budget(Stage):
         try:
             admission = await maybe_await(self.store.reserve(rid, charges, now, now + self.settings.lease_seconds))
         except StoreUnavailable as error:
-            metrics.store_errors.labels("reserve").inc()
+            metrics.child(metrics.store_errors, "reserve").inc()
             log.error("budget store unavailable on reserve: %s", error)
             if self.settings.fail_mode == "open":
                 return
@@ -120,12 +120,12 @@ class BudgetSettle(Stage):
             spent = await maybe_await(self.store.settle(rid, charges, amounts))
         except StoreUnavailable as error:
             # The lease frees the reservation; the spend is logged on the request's line.
-            metrics.store_errors.labels("settle").inc()
+            metrics.child(metrics.store_errors, "settle").inc()
             log.error("budget store unavailable on settle (request %s): %s", call.request_id, error)
             return
         for charge in charges:
             if charge.limit.kind in ("tokens", "usd") and charge.counter in spent:
-                metrics.budget_remaining.labels(charge.limit.name, charge.counter.split("|")[1],
+                metrics.child(metrics.budget_remaining, charge.limit.name, charge.counter.split("|")[1],
                                                 charge.limit.kind).set(
                     charge.limit.limit - spent[charge.counter])
 

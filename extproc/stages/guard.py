@@ -27,7 +27,7 @@ def content_blocked(guardrail: str, direction: str = "request") -> GatewayError:
 
 def record_verdict(call: Call, guardrail: Guardrail, direction: str, verdict: str) -> None:
     """Every verdict goes to the metrics and to the request's log line."""
-    metrics.guardrail_verdicts.labels(guardrail.name, verdict).inc()
+    metrics.child(metrics.guardrail_verdicts, guardrail.name, verdict).inc()
     call.stage_state.setdefault("log", {}).setdefault("guardrails", []).append(
         {"guardrail": guardrail.name, "direction": direction, "verdict": verdict})
 

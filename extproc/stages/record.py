@@ -68,23 +68,23 @@ class Record(Stage):
         self._out.flush()
 
         team = call.team
-        metrics.requests.labels(model, backend, team, status).inc()
-        metrics.extproc_request.labels(call.endpoint.kind if call.endpoint else "unknown").observe(service)
+        metrics.child(metrics.requests, model, backend, team, status).inc()
+        metrics.child(metrics.extproc_request, call.endpoint.kind if call.endpoint else "unknown").observe(service)
         self._labelled_series(call, model, status, usage)
         if call.endpoint is not None and call.endpoint.kind != "models":
-            metrics.request_duration.labels(model, backend, status).observe(latency)
+            metrics.child(metrics.request_duration, model, backend, status).observe(latency)
         if call.attempts > 1:
-            metrics.failovers.labels(model, backend).inc()
+            metrics.child(metrics.failovers, model, backend).inc()
         if ttft is not None:
-            metrics.time_to_first_token.labels(model, backend).observe(ttft)
+            metrics.child(metrics.time_to_first_token, model, backend).observe(ttft)
         if usage is not None and model:
             served = call.backend.model if call.backend else model
-            metrics.token_usage.labels("input", model, served, team).observe(usage.input_tokens)
-            metrics.token_usage.labels("output", model, served, team).observe(usage.output_tokens)
+            metrics.child(metrics.token_usage, "input", model, served, team).observe(usage.input_tokens)
+            metrics.child(metrics.token_usage, "output", model, served, team).observe(usage.output_tokens)
             if usage.estimated:
-                metrics.usage_estimated.labels(model).inc()
+                metrics.child(metrics.usage_estimated, model).inc()
             if cost:
-                metrics.cost_usd.labels(model, team).inc(cost)
+                metrics.child(metrics.cost_usd, model, team).inc(cost)
 
     def _labelled_series(self, call: Call, model: str, status: str, usage) -> None:
         """Opt-in series with operator-chosen labels, each capped (see observability.py)."""
@@ -94,11 +94,11 @@ class Record(Stage):
             for name in settings.tag_labels.intersection(tags):
                 value = self._tag_values(f"{name}={tags[name]}", settings.max_tag_values)
                 value = value.split("=", 1)[1] if value != OVERFLOW else OVERFLOW
-                metrics.tagged_requests.labels(name, value, model, status).inc()
+                metrics.child(metrics.tagged_requests, name, value, model, status).inc()
         if settings.per_key_metrics and call.key is not None:
             key_id = self._keys(call.key.id, settings.max_key_series)
             user = call.key.user if key_id != OVERFLOW else OVERFLOW
-            metrics.key_requests.labels(key_id, user, model, status).inc()
+            metrics.child(metrics.key_requests, key_id, user, model, status).inc()
             if usage is not None:
-                metrics.key_tokens.labels(key_id, "input").inc(usage.input_tokens)
-                metrics.key_tokens.labels(key_id, "output").inc(usage.output_tokens)
+                metrics.child(metrics.key_tokens, key_id, "input").inc(usage.input_tokens)
+                metrics.child(metrics.key_tokens, key_id, "output").inc(usage.output_tokens)
