@@ -49,12 +49,15 @@ def batch_writes() -> None:
 
 
 def flush() -> None:
+    """Writes the values updated since the last flush to this process's file (the same
+    write prometheus-client's own update does; it keeps `_file`, `_key`, `_value`)."""
     while _changed:
         value = _changed.pop()
         value._file.write_value(value._key, value._value, value._timestamp)
 
 
 FLUSH_INTERVAL = 0.25
+_children: dict = {}
 
 
 def child(family, *labels):
@@ -66,8 +69,6 @@ def child(family, *labels):
         found = _children[key] = family.labels(*labels)
     return found
 
-
-_children: dict = {}
 
 # From milliseconds to minutes: LLM calls span all of it.
 _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 40, 80, 160, 320)

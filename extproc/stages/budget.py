@@ -125,9 +125,9 @@ class BudgetSettle(Stage):
             return
         for charge in charges:
             if charge.limit.kind in ("tokens", "usd") and charge.counter in spent:
-                metrics.child(metrics.budget_remaining, charge.limit.name, charge.counter.split("|")[1],
-                                                charge.limit.kind).set(
-                    charge.limit.limit - spent[charge.counter])
+                remaining = metrics.child(metrics.budget_remaining, charge.limit.name,
+                                          charge.counter.split("|")[1], charge.limit.kind)
+                remaining.set(charge.limit.limit - spent[charge.counter])
 
 def _refusal_message(charge: Charge, code: str) -> str:
     limit = charge.limit

@@ -69,7 +69,8 @@ class Record(Stage):
 
         team = call.team
         metrics.child(metrics.requests, model, backend, team, status).inc()
-        metrics.child(metrics.extproc_request, call.endpoint.kind if call.endpoint else "unknown").observe(service)
+        endpoint = call.endpoint.kind if call.endpoint else "unknown"
+        metrics.child(metrics.extproc_request, endpoint).observe(service)
         self._labelled_series(call, model, status, usage)
         if call.endpoint is not None and call.endpoint.kind != "models":
             metrics.child(metrics.request_duration, model, backend, status).observe(latency)
