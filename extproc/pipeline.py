@@ -18,10 +18,8 @@ _PHASES = ("request_headers", "request_body", "response_headers", "response_body
 
 
 class Pipeline:
-    def __init__(self, stages: list[Stage], *, request_only: bool = False) -> None:
+    def __init__(self, stages: list[Stage]) -> None:
         self.stages = stages
-        # The upstream filter's processing mode sends the request phases only.
-        self.request_only = request_only
         # (hook, is_async) pairs: most hooks are plain functions, and awaiting only the
         # coroutine ones saves a coroutine per hook (17 hooks run per request).
         self._hooks = {phase: [(hook, inspect.iscoroutinefunction(hook)) for hook in
@@ -51,7 +49,6 @@ class Pipeline:
                         await hook(call, message.end_of_stream)
                     else:
                         hook(call, message.end_of_stream)
-                call.stream_over = self.request_only and message.end_of_stream
             elif phase == "request_body":
                 call.raw_body = request.request_body.body
                 for hook, is_async in self._hooks[phase]:
@@ -59,7 +56,6 @@ class Pipeline:
                         await hook(call)
                     else:
                         hook(call)
-                call.stream_over = self.request_only and request.request_body.end_of_stream
             elif phase == "response_headers":
                 message = request.response_headers
                 headers = header_map(message)
@@ -115,8 +111,7 @@ class Pipeline:
         """Settle and record a call exactly once, however it ended."""
         if call.finished:
             return
-        # Envoy sends nothing after the last response message or an immediate response.
-        call.finished = call.stream_over = True
+        call.finished = True
         call.ended_at = time.perf_counter()
         if outcome:
             call.outcome = outcome

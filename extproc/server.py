@@ -69,11 +69,6 @@ class Processor(ep_grpc.ExternalProcessorServicer):
             # read/write rather than an async generator: one less coroutine hop per message.
             while (request := await context.read()) is not grpc.aio.EOF:
                 await context.write(await pipeline.handle(call, request))
-                if call.stream_over:
-                    # Return instead of reading on until Envoy resets the stream: a read
-                    # cancelled in flight leaks its op array in grpc-python (~120 B per
-                    # request, grpc/grpc#43360), and it is one gRPC operation fewer.
-                    return
         finally:
             if not call.finished and pipeline.settles:
                 # Envoy ended the stream early: client gone, upstream reset, or a
