@@ -45,25 +45,22 @@ class Pipeline:
                 if request.attributes:
                     call.stage_state.update(_attributes(request))
                 for hook, is_async in self._hooks[phase]:
+                    pending = hook(call, message.end_of_stream)
                     if is_async:
-                        await hook(call, message.end_of_stream)
-                    else:
-                        hook(call, message.end_of_stream)
+                        await pending
             elif phase == "request_body":
                 call.raw_body = request.request_body.body
                 for hook, is_async in self._hooks[phase]:
+                    pending = hook(call)
                     if is_async:
-                        await hook(call)
-                    else:
-                        hook(call)
+                        await pending
             elif phase == "response_headers":
                 message = request.response_headers
                 headers = header_map(message)
                 for hook, is_async in self._hooks[phase]:
+                    pending = hook(call, headers, message.end_of_stream)
                     if is_async:
-                        await hook(call, headers, message.end_of_stream)
-                    else:
-                        hook(call, headers, message.end_of_stream)
+                        await pending
                 if message.end_of_stream:
                     await self.finish(call)
             elif phase == "response_body":
@@ -119,10 +116,9 @@ class Pipeline:
             call.outcome = "ok" if call.status < 400 else "upstream_error"
         for hook, is_async in self._hooks["done"]:
             try:
+                pending = hook(call)
                 if is_async:
-                    await hook(call)
-                else:
-                    hook(call)
+                    await pending
             except Exception:   # one failing stage must not cost the others their record
                 log.exception("done hook %r failed (request %s)", hook, call.request_id)
 
