@@ -35,4 +35,4 @@ def build_pipeline(config: GatewayConfig, store=None) -> Pipeline:
 
 def build_upstream_pipeline(config: GatewayConfig) -> Pipeline:
     """For the ext_proc filter inside provider clusters: one run per attempt."""
-    return Pipeline([AttemptRewrite()])
+    return Pipeline([AttemptRewrite()], request_only=True)

@@ -19,7 +19,7 @@ class Call:
         "key", "raw_body", "body", "body_changed", "model_name", "model", "backend", "backend_order", "attempts", "stream",
         "client_wants_usage", "status", "response_streamed", "usage", "generated",
         "first_byte_at", "ended_at", "outcome", "error_code", "reply", "sse", "stage_state",
-        "finished", "event_filters", "service_seconds", "message_started",
+        "finished", "stream_over", "event_filters", "service_seconds", "message_started",
     )
 
     def __init__(self, config: GatewayConfig) -> None:
@@ -54,6 +54,7 @@ class Call:
         self.sse = None
         self.stage_state: dict[str, Any] = {}
         self.finished = False
+        self.stream_over = False             # the last reply is out: Envoy sends nothing more
         self.event_filters: list = []        # transform streamed SSE events (guardrails)
         self.service_seconds = 0.0           # time inside the service, messages so far
         self.message_started: float | None = None   # set while a message is being handled

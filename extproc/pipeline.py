@@ -18,8 +18,10 @@ _PHASES = ("request_headers", "request_body", "response_headers", "response_body
 
 
 class Pipeline:
-    def __init__(self, stages: list[Stage]) -> None:
+    def __init__(self, stages: list[Stage], request_only: bool = False) -> None:
         self.stages = stages
+        # The upstream filter is configured to send the request phases only.
+        self.request_only = request_only
         # (hook, is_async) pairs: most hooks are plain functions, and awaiting only the
         # coroutine ones saves a coroutine per hook (17 hooks run per request).
         self._hooks = {phase: [(hook, inspect.iscoroutinefunction(hook)) for hook in
@@ -48,12 +50,14 @@ class Pipeline:
                     pending = hook(call, message.end_of_stream)
                     if is_async:
                         await pending
+                call.stream_over = self.request_only and message.end_of_stream
             elif phase == "request_body":
                 call.raw_body = request.request_body.body
                 for hook, is_async in self._hooks[phase]:
                     pending = hook(call)
                     if is_async:
                         await pending
+                call.stream_over = self.request_only
             elif phase == "response_headers":
                 message = request.response_headers
                 headers = header_map(message)
@@ -108,7 +112,9 @@ class Pipeline:
         """Settle and record a call exactly once, however it ended."""
         if call.finished:
             return
-        call.finished = True
+        # Every path here answers Envoy's last message: an error or immediate reply, or
+        # the end of the response.
+        call.finished = call.stream_over = True
         call.ended_at = time.perf_counter()
         if outcome:
             call.outcome = outcome

@@ -30,6 +30,10 @@ _GRPC_OPTIONS = [
     ("grpc.max_send_message_length", 64 * 1024 * 1024),
     ("grpc.so_reuseport", 0),
 ]
+# Once a stream's last reply is out, how long to wait for Envoy to end it before reading.
+# Envoy resets the stream then; a read pending at that moment leaks its gRPC batch
+# (grpc/grpc#43360: ~120 B per request, forever), a cancelled sleep leaks nothing.
+STREAM_END_WAIT = 1.0
 # A retiring worker (replaced by the supervisor) lets its streams, long SSE ones too, finish.
 _RETIRE_GRACE = 600.0
 _DAY_MS = 86_400_000
@@ -69,6 +73,11 @@ class Processor(ep_grpc.ExternalProcessorServicer):
             # read/write rather than an async generator: one less coroutine hop per message.
             while (request := await context.read()) is not grpc.aio.EOF:
                 await context.write(await pipeline.handle(call, request))
+                if call.stream_over:
+                    # The stream stays open until Envoy ends it (ending it here races
+                    # a draining connection's close against frames Envoy has in flight).
+                    # Envoy's reset cancels this wait; a half-close is read after it.
+                    await asyncio.sleep(STREAM_END_WAIT)
         finally:
             if not call.finished and pipeline.settles:
                 # Envoy ended the stream early: client gone, upstream reset, or a

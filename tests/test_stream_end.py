@@ -1,0 +1,109 @@
+"""How a worker ends an ext_proc stream once it has sent the last reply.
+
+Envoy resets the stream then. The worker waits for that in a plain sleep rather than
+in a read: grpc-python leaks a read's op array when the read is cancelled in flight
+(grpc/grpc#43360, ~120 B per request). These tests speak gRPC to a running worker of
+the quickstart gateway, as Envoy would, and check the two ways the wait could go
+wrong: a stream that ends with a half-close instead of a reset must still end, and
+no wait may come before a phase that Envoy still has to send.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+
+import grpc
+import orjson
+import pytest
+from envoy.config.core.v3 import base_pb2
+from envoy.service.ext_proc.v3 import external_processor_pb2 as ep
+from envoy.service.ext_proc.v3 import external_processor_pb2_grpc as ep_grpc
+
+from extproc.server import STREAM_END_WAIT
+
+CHAT = orjson.dumps({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hello"}]})
+ANSWER = orjson.dumps({"id": "c1", "object": "chat.completion", "model": "gpt-4o-mini", "choices": [
+    {"index": 0, "message": {"role": "assistant", "content": "hi"}, "finish_reason": "stop"}],
+    "usage": {"prompt_tokens": 8, "completion_tokens": 1, "total_tokens": 9}})
+UPSTREAM = (("x-extproc-role", "upstream"),)
+
+
+def _headers(pairs: dict[str, str], end_of_stream: bool = False) -> ep.HttpHeaders:
+    return ep.HttpHeaders(end_of_stream=end_of_stream, headers=base_pb2.HeaderMap(headers=[
+        base_pb2.HeaderValue(key=k, raw_value=v.encode()) for k, v in pairs.items()]))
+
+
+def _request_headers(request_id: str, key: str = "sk-demo-alice") -> ep.ProcessingRequest:
+    return ep.ProcessingRequest(request_headers=_headers({
+        ":method": "POST", ":path": "/v1/chat/completions", ":authority": "gateway",
+        "authorization": f"Bearer {key}", "content-type": "application/json", "x-request-id": request_id}))
+
+
+def _json_exchange(request_id: str) -> list[ep.ProcessingRequest]:
+    return [
+        _request_headers(request_id),
+        ep.ProcessingRequest(request_body=ep.HttpBody(body=CHAT, end_of_stream=True)),
+        ep.ProcessingRequest(response_headers=_headers({":status": "200", "content-type": "application/json"})),
+        ep.ProcessingRequest(response_body=ep.HttpBody(body=ANSWER, end_of_stream=True)),
+    ]
+
+
+def _upstream_exchange(request_id: str) -> list[ep.ProcessingRequest]:
+    return _json_exchange(request_id)[:2]      # the per-attempt filter gets the request side only
+
+
+def _worker_address(gateway) -> str:
+    """The Unix socket of a live worker process (from its command line)."""
+    pid = gateway.worker_pids()[0]
+    argv = Path(f"/proc/{pid}/cmdline").read_bytes().decode().split("\0")
+    return argv[argv.index("--address") + 1]
+
+
+async def _exchange(address: str, messages: list, metadata=()) -> tuple[list, list[float], float, grpc.StatusCode]:
+    """Sends `messages` one by one, each after the previous reply, then half-closes.
+    Returns the replies, each reply's delay, how long the stream took to end after the
+    half-close, and its status."""
+    async with grpc.aio.insecure_channel(address) as channel:
+        call = ep_grpc.ExternalProcessorStub(channel).Process(metadata=metadata)
+        replies, delays = [], []
+        for message in messages:
+            sent = time.perf_counter()
+            await call.write(message)
+            replies.append(await asyncio.wait_for(call.read(), 5))
+            delays.append(time.perf_counter() - sent)
+        closed = time.perf_counter()
+        await call.done_writing()
+        assert await asyncio.wait_for(call.read(), STREAM_END_WAIT + 5) is grpc.aio.EOF
+        return replies, delays, time.perf_counter() - closed, await call.code()
+
+
+CASES = {
+    # name: (messages, gRPC metadata, the reply kinds expected)
+    "json response": (_json_exchange("end-json"), (),
+                      ["request_headers", "request_body", "response_headers", "response_body"]),
+    "refused at the headers": ([_request_headers("end-refused", key="sk-not-a-key")], (),
+                               ["immediate_response"]),
+    "upstream filter": (_upstream_exchange("end-upstream"), UPSTREAM, ["request_headers", "request_body"]),
+}
+
+
+@pytest.mark.parametrize("name", CASES)
+def test_a_stream_half_closed_after_its_last_reply_ends_cleanly(gateway, name):
+    messages, metadata, kinds = CASES[name]
+    replies, delays, ending, status = asyncio.run(_exchange(_worker_address(gateway), messages, metadata))
+    assert [r.WhichOneof("response") for r in replies] == kinds
+    assert status == grpc.StatusCode.OK
+    # The half-close is read once the wait is over (Envoy's reset would have cut it short).
+    assert ending < STREAM_END_WAIT + 3
+    # Every reply came straight away: the wait never comes before a phase still to come.
+    assert max(delays) < STREAM_END_WAIT / 2, delays
+
+
+def test_the_call_is_recorded_once_whatever_ends_the_stream(gateway):
+    asyncio.run(_exchange(_worker_address(gateway), _json_exchange("end-recorded")))
+    record = gateway.wait_for_record("end-recorded")
+    assert record["outcome"] == "ok" and record["output_tokens"] == 1
+    time.sleep(0.2)                            # a second record would be written by now
+    assert [r["request_id"] for r in gateway.log_records()].count("end-recorded") == 1
