@@ -114,10 +114,11 @@ class ServerSettings:
     socket_dir: str
     health_port: int | None      # gRPC health service on TCP for kubelet (worker 0)
     # Replace a worker, gracefully, once its resident memory passes this (0: never).
-    # grpc-python keeps ~100 bytes per stream that Envoy resets (measured; bench/soak.py).
+    # A bound, not the everyday cure: grpc-python leaks ~120 bytes per stream Envoy resets
+    # while a read is pending (server.py waits without one; cancelled streams still do).
     worker_max_rss_mb: int
-    # Each worker asks Envoy to reconnect this often (a graceful HTTP/2 GOAWAY): how a
-    # replaced worker's traffic moves to its successor without a failed stream.
+    # Envoy reconnects to the workers this often (the extproc cluster's
+    # max_connection_duration): how a replaced worker's traffic moves to its successor.
     worker_connection_age_s: int
 
 

@@ -41,12 +41,22 @@ def cluster_names(envoy: dict) -> set[str]:
     return {c.get("name") for c in envoy.get("static_resources", {}).get("clusters", [])}
 
 
-def with_workers(envoy: dict, sockets: list[str]) -> dict:
-    """The same config with the extproc cluster pointing at these worker sockets."""
+_HTTP_OPTIONS = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions"
+
+
+def with_workers(envoy: dict, sockets: list[str], connection_age_s: int | None = None) -> dict:
+    """The same config with the extproc cluster pointing at these worker sockets and,
+    when given, Envoy reconnecting to them every `connection_age_s`."""
     for cluster in envoy["static_resources"]["clusters"]:
         if cluster["name"] == EXTPROC_CLUSTER:
             cluster["load_assignment"]["endpoints"] = [{"lb_endpoints": [
                 {"endpoint": {"address": {"pipe": {"path": path}}}} for path in sockets]}]
+            if connection_age_s is not None:
+                options = cluster.setdefault("typed_extension_protocol_options", {}).setdefault(
+                    _HTTP_OPTIONS, {"@type": f"type.googleapis.com/{_HTTP_OPTIONS}",
+                                    "explicit_http_config": {"http2_protocol_options": {}}})
+                options.setdefault("common_http_protocol_options", {})[
+                    "max_connection_duration"] = f"{connection_age_s}s"
             return envoy
     raise ValueError(f"the Envoy config has no cluster named {EXTPROC_CLUSTER!r}")
 

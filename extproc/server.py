@@ -93,8 +93,11 @@ async def serve_worker(config_path: str, address: str, health_address: str | Non
     runtime = Runtime(config)
     for encoding in {model.encoding for model in config.models.values()}:
         get_encoding(encoding)          # load the BPE ranks now, not on the first request
-    age_ms = config.server.worker_connection_age_s * 1000
-    # Envoy is told to reconnect (graceful GOAWAY; streams in flight go on) every age_ms.
+    # Envoy itself reconnects every worker_connection_age_s (the extproc cluster's
+    # max_connection_duration): a client-side drain never refuses a stream. A server
+    # GOAWAY at that age did, now and then (REFUSED_STREAM to a stream Envoy had just
+    # opened: a 500), so it is only the backstop for an Envoy config without it.
+    age_ms = 2 * config.server.worker_connection_age_s * 1000
     server = grpc.aio.server(options=_GRPC_OPTIONS + [("grpc.max_connection_age_ms", age_ms),
                                                       ("grpc.max_connection_age_grace_ms", _DAY_MS)])
     processor = Processor(runtime)

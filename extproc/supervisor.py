@@ -136,7 +136,8 @@ class Supervisor:
 
     def _start_envoy(self) -> None:
         rendered = envoy_config.with_workers(envoy_config.load(self.envoy_path),
-                                             [self.socket_path(i) for i in range(self.worker_count)])
+                                             [self.socket_path(i) for i in range(self.worker_count)],
+                                             self.config.server.worker_connection_age_s)
         path = envoy_config.write(rendered, self.run_dir / "envoy.yaml")
         self.envoy_admin = _admin_url(rendered)
         self.envoy = self._spawn([envoy_config.envoy_binary(), "-c", str(path),
@@ -226,8 +227,8 @@ class Supervisor:
     def recycle(self, index: int, timeout: float = 30.0) -> bool:
         """Replace worker `index` without failing a request: the new worker listens on its own
         socket and Envoy's path is switched to it. The old one goes on serving until each
-        of its connections reaches its age (worker_connection_age_s: a graceful GOAWAY,
-        and Envoy's next connection goes to the new worker); only then is it told to
+        of its connections reaches its age (worker_connection_age_s: Envoy drains it,
+        and its next connection goes to the new worker); only then is it told to
         stop, and its streams in flight finish. (Stopping it at once would race: streams
         Envoy opened just before seeing the GOAWAY of a shutdown are cancelled.)"""
         old, old_generation = self.workers[index], self.generation[index]
