@@ -9,7 +9,10 @@ pipeline with every feature on: key check, routing, request guardrails (PII
 redaction + prompt injection), a token budget reserved and settled in SQLite,
 usage extraction, metrics and the log line. After the throughput rounds, both
 sides get the same paced JSON load at half the gateway's maximum, for the added
-p50 latency; then time to first token, one stream at a time.
+p50 latency; then time to first token, one stream at a time; then the same for
+streams generated at a model's pace (a word every 20 ms) with guardrails on the
+response too (PII redaction over the stream: only a tail that could still become a
+finding is held back, so the first word waits for the next one at most).
 
 With --peers, LiteLLM's proxy and Portkey's gateway (bench/peers.py) get the same
 rounds on the same core budget, each proxying to the same mock.
@@ -41,6 +44,8 @@ PROMPT = ("Summarize the following note for the weekly report: the gateway team 
 # The gateway's caller key; Envoy alone talks to the mock with the mock's own key.
 KEYS = {"gateway": "sk-demo-alice", "envoy alone": "mock-provider-key"}
 PACED_CONNECTIONS = 8
+GUARDED_KEY = "sk-bench-guarded"          # its policy guards responses (streams included) too
+PACED_STREAM = {"x-mock-chunk-delay-ms": "20"}
 
 
 def ensure_wrk() -> str:
@@ -135,11 +140,13 @@ def wrk(binary: str, url: str, key: str, body: str, seconds: int, connections: i
             "errors": int(non_2xx.group(1)) if non_2xx else 0}
 
 
-def ttft(url: str, key: str, samples: int = 150) -> float:
+def ttft(url: str, key: str, samples: int = 150, headers: dict | None = None, max_tokens: int | None = None) -> float:
     """Median time to the first content chunk of a stream, one request at a time (ms)."""
     times = []
     body = {"model": "gpt-4o-mini", "stream": True, "messages": [{"role": "user", "content": PROMPT}]}
-    with httpx.Client(headers={"authorization": f"Bearer {key}"}, timeout=30) as client:
+    if max_tokens:
+        body["max_tokens"] = max_tokens
+    with httpx.Client(headers={"authorization": f"Bearer {key}", **(headers or {})}, timeout=30) as client:
         for _ in range(samples):
             started = time.perf_counter()
             first = None
@@ -164,6 +171,11 @@ def main() -> None:
     config = quickstart_config()
     config["budgets"].append({"name": "bench-team-tokens", "scope": "team", "match": "research",
                               "unit": "tokens", "limit": 10**12, "window": "month"})
+    rules = config["guardrails"]["rules"]
+    rules.append({"name": "pii-response", "type": "pii", "action": "redact", "directions": ["response"]})
+    config["guardrails"]["policies"] = {"default": [r["name"] for r in rules[:-1]],
+                                        "keys": {"guarded": [r["name"] for r in rules]}}
+    config["keys"].append({"id": "guarded", "key": GUARDED_KEY, "team": "research", "models": "*"})
     stack = GatewayStack(workdir, config, workers=1).start()
     up_pid = stack.process.pid
     workers = [p for p in children(up_pid) if " worker " in cmdline(p)]
@@ -218,6 +230,9 @@ def main() -> None:
                                                       PACED_CONNECTIONS, 1000 * PACED_CONNECTIONS / half))
         ttft_alone = ttft(urls["envoy alone"], KEYS["envoy alone"])
         ttft_gateway = ttft(urls["gateway"], KEYS["gateway"])
+        paced_ttft = {side: ttft(urls[side if side != "guarded" else "gateway"], key, 40, PACED_STREAM, 12)
+                      for side, key in (("envoy alone", KEYS["envoy alone"]), ("gateway", KEYS["gateway"]),
+                                        ("guarded", GUARDED_KEY))}
         memory = {"ext_proc worker": max(peak_rss_mb(p) for p in workers),
                   "Envoy": max(peak_rss_mb(p) for p in envoys)}
         for peer in peers:
@@ -249,6 +264,9 @@ def main() -> None:
           f"added {p50['gateway'] - p50['envoy alone']:.2f} ms")
     print(f"time to first token (median of 150, one at a time): Envoy alone {ttft_alone:.2f} ms, "
           f"gateway {ttft_gateway:.2f} ms, added {ttft_gateway - ttft_alone:.2f} ms")
+    print(f"time to first token, a word every 20 ms (median of 40): Envoy alone "
+          f"{paced_ttft['envoy alone']:.2f} ms, gateway {paced_ttft['gateway']:.2f} ms, with response "
+          f"guardrails on the stream {paced_ttft['guarded']:.2f} ms")
     print("peak memory: " + ", ".join(f"{name} {mb:.0f} MB" for name, mb in memory.items()))
     if peers:
         print("service CPU/req: the ext_proc worker's for the gateway; each peer's own processes for the peers")

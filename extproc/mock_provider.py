@@ -13,7 +13,8 @@ Failure modes come from the listener's config or, per request, from headers:
   x-mock-delay-ms: 500        wait before the first byte
   x-mock-chunk-delay-ms: 50   wait between SSE chunks
   x-mock-cut-after: 3         reset the connection after N SSE chunks
-  x-mock-chunk-chars: 7       stream the reply in pieces of N characters (default: words)
+  x-mock-chunk-chars: 7       stream the reply in pieces of N characters (default: words,
+                              each with the space before it, as OpenAI tokens come: " the")
   x-mock-no-usage: 1          omit usage (as some providers do)
   x-mock-garbage: 1           stream events that are not JSON (a broken provider)
   x-mock-truncate: 20         send only the first N bytes of a JSON body, then reset
@@ -40,7 +41,7 @@ from .mock_shapes import json_reply, sse_events
 from .openai_api import max_output_tokens, prompt_texts
 from .tokens import count_prompt, count_text, encoding_for_model, get_encoding
 
-_WORD = re.compile(r"\S+\s*|\s+")
+_WORD = re.compile(r"\s*\S+|\s+")
 
 
 @dataclass

@@ -47,7 +47,19 @@ BROKEN = [
      "providers.mock.api_key: environment variable NOPE_XYZ is not set"),
     ("bad strategy", lambda c: c["models"]["gpt-4o"].update(strategy="random"),
      "models.gpt-4o.strategy: must be one of: fallback, weighted"),
+    ("banned patterns that do not combine", lambda c: c["guardrails"]["rules"].append(
+        {"name": "words", "type": "banned", "patterns": ["(?P<x>a)", "(?P<x>b)"]}),
+     "guardrails.rules[2].patterns: the patterns do not combine into one regex"),
 ]
+
+
+def test_banned_patterns_with_global_flags_load_and_match(tmp_path):
+    # The README's example: a pattern opening with (?i) is one alternative among others.
+    config = quickstart_config()
+    config["guardrails"]["rules"].append({"name": "words", "type": "banned", "action": "block",
+                                          "words": ["project-zeus"], "patterns": ["(?i)internal only"]})
+    words = next(g for g in load_config(write(tmp_path, config)).guardrails.default if g.name == "words").detector
+    assert [(f.start, f.end) for f in words.find("INTERNAL ONLY: project-zeus")] == [(0, 13), (15, 27)]
 
 
 @pytest.mark.parametrize("name,edit,expected", BROKEN, ids=[b[0] for b in BROKEN])

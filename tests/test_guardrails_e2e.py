@@ -112,6 +112,29 @@ def test_secret_split_across_sse_chunks_is_redacted(redacting):
     assert body.rstrip().endswith("data: [DONE]")
 
 
+def test_guarded_stream_text_leaves_while_the_provider_is_still_generating(redacting):
+    # Frank's policy guards responses. The mock streams a word per event and drops the
+    # connection after 12 events: what reached the client by then left while the
+    # provider was still generating. Only a tail that could still become a finding
+    # (here the last word: it may be an e-mail's local part) is held back.
+    text = "the quick brown fox jumps over the lazy dog and then runs far away from here"
+    received = b""
+    with pytest.raises(httpx.HTTPError):
+        with httpx.stream("POST", f"{redacting.base_url}/chat/completions",
+                          headers={"authorization": "Bearer sk-test-frank", "x-mock-cut-after": "12",
+                                   "x-mock-chunk-delay-ms": "30"},
+                          json={"model": "gpt-4o-mini", "stream": True,
+                                "messages": [{"role": "user", "content": text}]}) as r:
+            assert r.status_code == 200
+            for chunk in r.iter_raw():
+                received += chunk
+    content = "".join(
+        __import__("json").loads(line[6:])["choices"][0]["delta"].get("content", "")
+        for line in received.decode().split("\n\n") if line.startswith("data: {") and '"delta"' in line)
+    assert text.startswith(content)
+    assert len(content.split()) >= 8, received      # a fixed 64-character window would hold all of it
+
+
 def test_forbidden_tool_removed_or_blocked(redacting):
     tools = [{"type": "function", "function": {"name": n, "parameters": {"type": "object"}}}
              for n in ("get_weather", "delete_database")]

@@ -6,15 +6,30 @@ import re
 
 from . import Finding
 from .fastre import Pattern
+from .hold import Tail, of
+
+
+_GLOBAL_FLAGS = re.compile(r"\(\?([aiLmsux]+)\)")
+
+
+def scoped(pattern: str) -> str:
+    """`(?i)internal only` → `(?i:internal only)`: global flags must open the whole
+    expression, and here each pattern is one alternative of a larger one."""
+    match = _GLOBAL_FLAGS.match(pattern)
+    return f"(?{match.group(1)}:{pattern[match.end():]})" if match else pattern
 
 
 class BannedDetector:
     def __init__(self, words: tuple[str, ...], patterns: tuple[str, ...], label: str = "BANNED") -> None:
-        parts = [rf"\b{re.escape(word)}\b" for word in words] + list(patterns)
+        parts = [rf"\b{re.escape(word)}\b" for word in words] + [scoped(p) for p in patterns]
         self.regex = Pattern("|".join(f"(?:{p})" for p in parts), re.IGNORECASE) if parts else None
         self.label = label
+        self.tail = Tail(of(self.regex) if self.regex else [])
 
     def find(self, text: str) -> list[Finding]:
         if self.regex is None:
             return []
         return [Finding(m.start(), m.end(), self.label) for m in self.regex.finditer(text)]
+
+    def hold_from(self, text: str, start: int = 0) -> int | None:
+        return self.tail.hold_from(text, start)

@@ -1,7 +1,8 @@
 """Guardrail config: the rules, and which policy (list of rules) applies to whom.
 
     guardrails:
-      stream_window: 128            # characters held back while streaming (stages/guard_response.py)
+      stream_window: 128            # streams hold back only what may still become a finding;
+                                    # this many characters if a pattern can't tell (guardrails/hold.py)
       max_scan_chars: 1000000       # larger requests: text guardrails apply their fail mode
       rules:
       - {name: pii, type: pii, action: redact, entities: [email, card, ssn, secret]}
@@ -140,8 +141,11 @@ def _rule(item: Node) -> Guardrail | None:
                 patterns.append(pattern.str())
             except re.error as error:
                 pattern.fail(f"invalid regex: {error}")
-        guardrail["detector"] = BannedDetector(tuple(w.str() for w in item.get("words").elements()),
-                                               tuple(patterns))
+        try:                            # together they must compile too (e.g. no duplicate group names)
+            guardrail["detector"] = BannedDetector(tuple(w.str() for w in item.get("words").elements()),
+                                                   tuple(patterns))
+        except re.error as error:
+            item.get("patterns").fail(f"the patterns do not combine into one regex: {error}")
     elif kind == "tools":
         guardrail["allow"] = frozenset(n.str() for n in item.get("allow").elements())
     elif kind == "caps":

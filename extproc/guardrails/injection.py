@@ -16,6 +16,7 @@ import re
 
 from . import Finding
 from .fastre import Pattern
+from .hold import Tail, of
 
 _TARGET = (r"(?:instructions?|prompts?|rules?|guidelines?|directives?|context|messages?|"
            r"constraints?|polic(?:y|ies)|guardrails?|system\s+prompt)")
@@ -63,7 +64,13 @@ def _decoded_payloads(text: str):
             continue
 
 
+_TAIL = Tail(of(_COMBINED, _BASE64, _HEX))
+
+
 class InjectionDetector:
+    def hold_from(self, text: str, start: int = 0) -> int | None:
+        return _TAIL.hold_from(text, start)
+
     def find(self, text: str) -> list[Finding]:
         match = _COMBINED.search(text)
         if match:

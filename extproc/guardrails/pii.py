@@ -19,6 +19,7 @@ from stdnum.us import ssn as stdnum_ssn
 
 from . import Finding
 from .fastre import Pattern
+from .hold import Tail, of
 
 _EMAIL = re.compile(r"[A-Za-z0-9._%+-]{1,64}@[A-Za-z0-9.-]{1,253}\.[A-Za-z]{2,24}")
 _CARD = re.compile(r"(?<![\d-])(?:\d[ -]?){12,18}\d(?![\d-])")
@@ -41,6 +42,17 @@ SECRET_PATTERNS = {
     "jwt": r"\beyJ[A-Za-z0-9_-]{10,}\.eyJ[A-Za-z0-9_-]{10,}\.[A-Za-z0-9_-]{10,}\b",
 }
 _SECRETS = Pattern("|".join(f"(?:{p})" for p in SECRET_PATTERNS.values()))
+
+# What a stream holds back (hold.py): each finder's regex. A private key's header is
+# held with everything after it until its END line (finding makes the block optional,
+# so that a header without its end is still redacted); its body may not run past an
+# END, else any text after the key could still extend it.
+_HOLD_SECRETS = {**SECRET_PATTERNS, "private_key":
+                 r"-----BEGIN (?:[A-Z]+ )?PRIVATE KEY-----(?:(?!-----END)(?s:.))*"
+                 r"-----END (?:[A-Z]+ )?PRIVATE KEY-----"}
+_HOLD = {"email": of(_EMAIL), "phone": of(_PHONE), "card": of(_CARD), "iban": of(_IBAN),
+         "ssn": of(_SSN), "ip": of(_IPV4, _IPV6),
+         "secret": [(p, 0) for p in _HOLD_SECRETS.values()]}
 
 # Pre-checks for ASCII text, run by RE2: each is its finder's regex without the
 # lookarounds RE2 lacks (or a part every match contains), so a superset: when it
@@ -120,12 +132,18 @@ class PIIDetector:
     def __init__(self, entities: tuple[str, ...] = ENTITIES) -> None:
         self.finders = [(re2.compile(_CANDIDATES[e]) if e in _CANDIDATES else None, _FINDERS[e])
                         for e in entities]
+        # All the pre-checks in one pass: most text has none of them, and each RE2 call
+        # from Python costs a few microseconds whatever the text.
+        prechecks = [f"(?:{_CANDIDATES[e]})" for e in entities if e in _CANDIDATES]
+        self.any_candidate = re2.compile("|".join(prechecks)) if prechecks else None
+        self.tail = Tail(pattern for e in entities for pattern in _HOLD[e])
 
     def find(self, text: str) -> list[Finding]:
         findings: list[Finding] = []
         ascii_text = text.isascii()
+        none = ascii_text and self.any_candidate is not None and self.any_candidate.search(text) is None
         for candidate, finder in self.finders:
-            if ascii_text and candidate is not None and candidate.search(text) is None:
+            if candidate is not None and ascii_text and (none or candidate.search(text) is None):
                 continue
             findings.extend(finder(text))
         # Secrets win over the pieces of them that look like phone numbers or cards.
@@ -134,3 +152,6 @@ class PIIDetector:
             findings = secrets + [f for f in findings if f.label != "SECRET" and not any(
                 s.start <= f.start < s.end for s in secrets)]
         return findings
+
+    def hold_from(self, text: str, start: int = 0) -> int | None:
+        return self.tail.hold_from(text, start)

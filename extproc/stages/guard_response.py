@@ -1,9 +1,12 @@
-"""Guardrails on responses: buffered JSON, and SSE with a bounded hold-back window.
+"""Guardrails on responses: buffered JSON, and SSE with an exact hold-back.
 
-Streaming: generated text is held back by `stream_window` characters before it
-is released, and every text guardrail scans the held text each time it grows,
-so a secret split across chunks is caught before any of it leaves. Blocking a
-stream ends it with a well-formed SSE error event.
+Streaming: each text guardrail scans the held text each time it grows, and only a
+tail that could still become a finding is held back (guardrails/hold.py: the word
+that may be an e-mail's local part, digits that may become a card, "ignore all
+prev…"); the rest leaves at once. A secret split across chunks is thus redacted
+before any of it leaves, and the first token waits for at most the next chunk, not
+for a fixed window of text. Blocking a stream ends it with a well-formed SSE error
+event.
 """
 
 from __future__ import annotations
@@ -12,7 +15,7 @@ import orjson
 
 from ..call import Call
 from ..errors import GatewayError, error_body
-from ..guardrails import redact
+from ..guardrails import Finding, redact
 from ..guardrails.config import Guardrail
 from ..guardrails.scan import called_tools, response_slots
 from ..sse import Event
@@ -77,6 +80,14 @@ def _blocked(guardrail: Guardrail) -> GatewayError:
                         f"The response was blocked by the guardrail '{guardrail.name}'.")
 
 
+# Text held longer than this (a private key whose END line never comes) is released
+# after a final scan: each chunk rescans the held text, so the hold bounds that work.
+MAX_HOLD_CHARS = 8192
+# Released text the scan still sees, so lookbehinds and \b at the start of the held
+# text read what came before it, as they would in the whole text.
+CONTEXT_CHARS = 16
+
+
 class StreamGuard:
     """An SSE event filter (see ResponseUsage): hold back, scan, redact or block."""
 
@@ -87,9 +98,10 @@ class StreamGuard:
         self.tool_guards = [g for g in policy if g.type == "tools"]
         self.window = window
         self.pending = ""
+        self.context = ""                       # the end of the released text
         self.template: dict | None = None       # the last content event, to carry held text
         self.blocked: Guardrail | None = None
-        self.hold_from = 0                      # held text from here on may be a growing secret
+        self.hold_from = 0                      # held text from here on may become a finding
         self.verdicts: dict[str, str] = {}
 
     def __call__(self, event: Event, data: dict | None, raw: bytes) -> bytes:
@@ -108,10 +120,13 @@ class StreamGuard:
                 blocked = self._scan()
                 if blocked is not None:
                     return self._block(blocked)
-                cut = min(len(self.pending) - self.window, self.hold_from)
+                if len(self.pending) > MAX_HOLD_CHARS:
+                    return self._flush()        # bounded work per chunk; complete findings are redacted
+                cut = self.hold_from
                 if cut <= 0:
                     return b""                  # hold: a secret may be arriving
                 release, self.pending = self.pending[:cut], self.pending[cut:]
+                self.context = (self.context + release)[-CONTEXT_CHARS:]
                 return self._event(data, release)
             if self.kind == "responses":
                 raw = self._redact_full_texts(data, raw)
@@ -158,12 +173,21 @@ class StreamGuard:
     # --- guardrails -----------------------------------------------------------------
 
     def _scan(self, final: bool = False) -> Guardrail | None:
-        """Scan the held text; redact what is complete. A finding that reaches the end of
-        the held text may still be growing (a key arriving piece by piece), so it stays
-        held, unredacted, until more text or the end of the stream decides it."""
-        self.hold_from = len(self.pending)
+        """Scan the held text, set `hold_from` and redact the findings before it.
+
+        Held from `hold_from` on: any tail where a finding could still start or grow
+        (a key arriving piece by piece, a private key's header before its END line),
+        and any finding that reaches into that tail, so no part of it leaves before
+        it is decided. At the end of the stream (`final`) everything is decided."""
+        offset = len(self.context)
+        text = self.context + self.pending
+        hold = len(text) if final else min((self._hold_from(g, text, offset) for g in self.text_guards),
+                                           default=len(text))
+        to_redact = []
         for guardrail in self.text_guards:
-            findings = guardrail.detector.find(self.pending)
+            # What lies in the context has left already: only the held part can change.
+            findings = [f if f.start >= offset else Finding(offset, f.end, f.label)
+                        for f in guardrail.detector.find(text) if f.end > offset]
             if not findings:
                 continue
             if guardrail.action == "block":
@@ -171,15 +195,26 @@ class StreamGuard:
                 return guardrail
             if guardrail.action == "log":
                 self.verdicts.setdefault(guardrail.name, "flagged")
-                continue
-            done = [f for f in findings if final or f.end < len(self.pending)]
-            if done:
-                self.pending = redact(self.pending, done)
+            else:
+                to_redact.extend((guardrail, finding) for finding in findings)
+        while undecided := [f for _, f in to_redact if f.end > hold and f.start < hold]:
+            hold = min(f.start for f in undecided)
+        done = [(g, f) for g, f in to_redact if f.end <= hold]
+        if done:
+            redacted = redact(text, [f for _, f in done])
+            hold += len(redacted) - len(text)           # every change lies before the hold
+            text = redacted
+            for guardrail, _ in done:
                 self.verdicts[guardrail.name] = "redacted"
-            growing = [f for f in guardrail.detector.find(self.pending) if f.end >= len(self.pending)]
-            if growing and not final:
-                self.hold_from = min(self.hold_from, min(f.start for f in growing))
+        self.pending = text[offset:]
+        hold -= offset
+        self.hold_from = hold
         return None
+
+    def _hold_from(self, guardrail: Guardrail, text: str, offset: int) -> int:
+        start = guardrail.detector.hold_from(text, offset)
+        # A pattern `regex` could not analyse: hold the configured window instead.
+        return max(offset, len(text) - self.window) if start is None else start
 
     def _redact_full_texts(self, data: dict, raw: bytes) -> bytes:
         """Responses API events that repeat the whole text (…done, response.completed)."""

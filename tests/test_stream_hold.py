@@ -1,0 +1,99 @@
+"""Streaming guardrails hold back only what could still become a finding
+(extproc/guardrails/hold.py, stages/guard_response.py): table-driven."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import pytest
+
+from extproc.guardrails.banned import BannedDetector
+from extproc.guardrails.config import Guardrail
+from extproc.guardrails.injection import InjectionDetector
+from extproc.guardrails.pii import PIIDetector
+from extproc.stages.guard_response import MAX_HOLD_CHARS
+from test_guardrails_unit import stream_through_guard
+
+PII = PIIDetector()
+INJECTION = InjectionDetector()
+BANNED = BannedDetector(("launch code alpha", "zeus"), (r"(?i)internal\s+only",))
+
+# (detector, text so far, the tail that must stay held)
+HOLD_CASES = [
+    ("pii", "Hello", "Hello"),                                  # may be an e-mail's local part
+    ("pii", "Hello! How are you?", ""),
+    ("pii", "Sure, write to bob@exa", "bob@exa"),
+    ("pii", "Sure, write to bob@example.com", "bob@example.com"),   # may still grow (.com → .community)
+    ("pii", "Sure, write to bob@example.com, then", "then"),
+    ("pii", "card 4111 1111", "4111 1111"),
+    ("pii", "the key is sk-pro", "sk-pro"),
+    ("pii", "-----BEGIN PRIVATE KEY-----\nMIIEvQIBADANBgkq\nhkiG9w0B",
+     "-----BEGIN PRIVATE KEY-----\nMIIEvQIBADANBgkq\nhkiG9w0B"),   # held until its END line
+    ("pii", "-----BEGIN PRIVATE KEY-----\nMII\n-----END PRIVATE KEY-----\nDone!", ""),
+    ("injection", "please ignore all prev", "ignore all prev"),
+    ("injection", "The weather is nice today. ", ""),
+    ("banned", "the launch code al", "launch code al"),
+    ("banned", "the launch code is secret.", ""),
+    ("banned", "for internal", "internal"),
+    ("banned", "zeu", "zeu"),
+    ("banned", "zebra.", ""),
+]
+
+
+@pytest.mark.parametrize("kind,text,held", HOLD_CASES, ids=[f"{c[0]}: {c[1][:24]!r}" for c in HOLD_CASES])
+def test_hold_from(kind, text, held):
+    detector = {"pii": PII, "injection": INJECTION, "banned": BANNED}[kind]
+    assert text[detector.hold_from(text):] == held
+
+
+def guard(name: str, kind: str, action: str, detector) -> Guardrail:
+    return Guardrail(name, kind, action, frozenset({"response"}), "closed", detector)
+
+
+def test_each_word_leaves_as_soon_as_the_next_chunk_rules_it_out():
+    pieces = ["Hello", "!", " How", " can", " I", " help", " you", " today", "?"]
+    released, text = stream_through_guard(pieces, [guard("pii", "pii", "redact", PII),
+                                                   guard("inj", "prompt_injection", "block", INJECTION)])
+    assert released[:3] == ["", "Hello!", " "]              # "Hello" waited for one chunk only
+    assert "".join(released[:-1]) == "Hello! How can I help you "   # "today" waits for "?"
+    assert text == "".join(pieces)
+
+
+def test_a_banned_phrase_split_across_chunks_blocks_before_any_of_it_leaves():
+    pieces = ["We", " keep", " the", " launch", " code", " alpha", " safe"]
+    released, _ = stream_through_guard(pieces, [guard("words", "banned", "block", BANNED)])
+    assert released[:5] == ["We", " keep", " the", " ", ""]   # "launch code" held while undecided
+    assert released[5:] == ["<error content_blocked>", ""]
+
+
+def test_a_secret_in_pieces_is_redacted_whole():
+    pieces = ["key: ", "sk-proj-", "AbCdEfGhIj", "KlMnOpQrSt", "UvWxYz0123", " done"]
+    released, text = stream_through_guard(pieces)
+    assert released[1:5] == ["", "", "", ""]
+    assert text == "key: [SECRET] done"
+
+
+def test_held_text_is_bounded():
+    body = "A" * 63 + "\n"
+    pieces = ["-----BEGIN PRIVATE KEY-----\n"] + [body] * (MAX_HOLD_CHARS // len(body) + 2)
+    released, _ = stream_through_guard(pieces)
+    first = next(i for i, r in enumerate(released) if r)
+    assert (first + 1) * len(body) > MAX_HOLD_CHARS      # held until the bound, not before
+    assert released[first].startswith("[SECRET]\n")       # then released with its header redacted
+
+
+class Opaque:
+    """A detector whose patterns cannot be analysed for partial matches."""
+
+    def find(self, text):
+        return []
+
+    def hold_from(self, text, start=0):
+        return None
+
+
+def test_a_detector_that_cannot_tell_falls_back_to_the_window():
+    pieces = ["x" * 100, "y" * 100]
+    released, text = stream_through_guard(pieces, [guard("opaque", "banned", "redact", Opaque())])
+    assert released == ["", "x" * 72]                     # 200 - the window of 128
+    assert text == "x" * 100 + "y" * 100
