@@ -35,9 +35,31 @@ def check(config_path: str, envoy_path: str | None) -> tuple[list[str], str]:
         if envoy_config.EXTPROC_CLUSTER not in clusters:
             problems.append(f"{envoy_path}: static_resources.clusters: no cluster named "
                             f"{envoy_config.EXTPROC_CLUSTER!r} for the ext_proc service")
+        else:
+            problems.extend(_connection_age_problems(config, envoy, envoy_path))
         problems.extend(envoy_config.validate(envoy_path))
         summary += f"; {envoy_path}: OK (clusters agree, envoy --mode validate passed)"
     return problems, summary
+
+
+def _connection_age_problems(config, envoy: dict, envoy_path: str) -> list[str]:
+    """A replaced worker stops only once Envoy has drained its connections, which Envoy
+    does at the extproc cluster's max_connection_duration. Left to the worker's own
+    gRPC server (its backstop, at twice the age), the close now and then refuses a new
+    stream, which fails a request. So the two settings must agree."""
+    age = config.server.worker_connection_age_s
+    where = (f"{envoy_path}: clusters.{envoy_config.EXTPROC_CLUSTER}.typed_extension_protocol_options"
+             ".common_http_protocol_options.max_connection_duration")
+    try:
+        duration = envoy_config.extproc_connection_duration(envoy)
+    except ValueError as error:
+        return [f"{where}: not a duration: {error}"]
+    if duration is None:
+        return [f"{where}: not set; set it to {age}s (server.worker_connection_age_s) so that Envoy "
+                f"drains worker connections itself"]
+    if duration != age:
+        return [f"{where}: {duration:g}s, but server.worker_connection_age_s is {age}: make them equal"]
+    return []
 
 
 signal.signal(signal.SIGPIPE, signal.SIG_DFL)  # `extproc check ... | head` must not traceback

@@ -61,6 +61,16 @@ def with_workers(envoy: dict, sockets: list[str], connection_age_s: int | None =
     raise ValueError(f"the Envoy config has no cluster named {EXTPROC_CLUSTER!r}")
 
 
+def extproc_connection_duration(envoy: dict) -> float | None:
+    """The extproc cluster's max_connection_duration in seconds (None: not set)."""
+    for cluster in envoy.get("static_resources", {}).get("clusters", []):
+        if cluster.get("name") == EXTPROC_CLUSTER:
+            options = (cluster.get("typed_extension_protocol_options") or {}).get(_HTTP_OPTIONS) or {}
+            duration = (options.get("common_http_protocol_options") or {}).get("max_connection_duration")
+            return float(str(duration).rstrip("s")) if duration is not None else None
+    return None
+
+
 def write(envoy: dict, path: Path) -> Path:
     path.write_text(yaml.safe_dump(envoy, sort_keys=False), encoding="utf-8")
     return path

@@ -124,6 +124,25 @@ def test_check_runs_envoy_validate(tmp_path):
     assert "envoy --mode validate" in result.stderr
 
 
+@pytest.mark.parametrize("duration,expected", [
+    (None, "not set; set it to 30s (server.worker_connection_age_s)"),
+    ("45s", "45s, but server.worker_connection_age_s is 30: make them equal")])
+def test_check_compares_envoy_connection_duration_with_worker_connection_age(tmp_path, duration, expected):
+    envoy = yaml.safe_load(QUICKSTART_ENVOY.read_text())
+    [cluster] = [c for c in envoy["static_resources"]["clusters"] if c["name"] == "extproc"]
+    options = next(iter(cluster["typed_extension_protocol_options"].values()))["common_http_protocol_options"]
+    if duration is None:
+        del options["max_connection_duration"]
+    else:
+        options["max_connection_duration"] = duration
+    envoy_path = write(tmp_path, envoy, "envoy.yaml")
+    result = _check("--config", str(QUICKSTART_CONFIG), "--envoy", envoy_path)
+    assert result.returncode != 0
+    assert result.stderr.strip() == (f"{envoy_path}: clusters.extproc.typed_extension_protocol_options"
+                                     f".common_http_protocol_options.max_connection_duration: {expected}"
+                                     + (" so that Envoy drains worker connections itself" if duration is None else ""))
+
+
 def test_shipped_default_prices_apply_without_config_price(tmp_path):
     config = quickstart_config()
     config["models"]["dated"] = {"backends": [{"provider": "mock", "model": "gpt-4o-2024-08-06"}]}
