@@ -1,4 +1,6 @@
-"""Time per 4 KB message of each guardrail and of the quickstart's request policy.
+"""Time per 4 KB message of each guardrail and of the quickstart's request policy;
+then time per SSE event of response guardrails on a stream (stages/guard_response.py:
+scan, hold back what may still become a finding, release the rest).
 
     .venv/bin/python bench/guardrails.py
 """
@@ -6,11 +8,17 @@
 from __future__ import annotations
 
 import random
+import re
 import statistics
 import time
+from types import SimpleNamespace
 
+import orjson
+
+from extproc.guardrails.config import Guardrail
 from extproc.guardrails.injection import InjectionDetector
 from extproc.guardrails.pii import PIIDetector
+from extproc.stages.guard_response import StreamGuard
 
 WORDS = ("the quick brown fox jumps over a lazy dog while engineers review the quarterly "
          "report and discuss latency budgets for the new gateway release next week").split()
@@ -52,6 +60,40 @@ def main() -> None:
         planted = per_call(fn, message()) * 1000
         clean = per_call(fn, message(planted=False)) * 1000
         print(f"{name:<48} {planted:>15.3f} ms {clean:>9.3f} ms")
+    stream_rows()
+
+
+def stream_events(text: str) -> list[tuple[dict, bytes]]:
+    """The text as chat SSE content events of a word each, space first (as OpenAI's tokens)."""
+    events = []
+    for word in re.findall(r"\s*\S+", text):
+        data = {"id": "chatcmpl-1", "object": "chat.completion.chunk", "model": "gpt-4o-mini",
+                "choices": [{"index": 0, "delta": {"content": word}, "finish_reason": None}]}
+        events.append((data, b"data: " + orjson.dumps(data) + b"\n\n"))
+    return events
+
+
+def per_event(guards: list[Guardrail], events: list[tuple[dict, bytes]]) -> float:
+    def run(_):
+        call = SimpleNamespace(endpoint=SimpleNamespace(kind="chat"), stage_state={}, error_code=None)
+        stream = StreamGuard(call, guards, 128)
+        for data, raw in events:
+            stream(None, data, raw)
+        stream(None, None, b"data: [DONE]\n\n")
+    return per_call(run, "", rounds=20) / len(events)
+
+
+def stream_rows() -> None:
+    def rule(name, kind, action, detector):
+        return Guardrail(name, kind, action, frozenset({"response"}), "closed", detector)
+    pii = rule("pii", "pii", "redact", PIIDetector())
+    injection = rule("injection", "prompt_injection", "block", InjectionDetector())
+    clean, planted = stream_events(message(planted=False)), stream_events(message())
+    print(f"\n{'response guardrails on a stream':<48} {'4 KB, planted PII':>18} {'4 KB, clean':>12}")
+    for name, guards in (("pii (all entities), per SSE event", [pii]),
+                         ("pii + prompt injection, per SSE event", [pii, injection])):
+        print(f"{name:<48} {per_event(guards, planted) * 1e6:>15.1f} us "
+              f"{per_event(guards, clean) * 1e6:>9.1f} us")
 
 
 if __name__ == "__main__":
