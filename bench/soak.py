@@ -50,10 +50,14 @@ EXPECTED = {"json": 200, "sse": 200, "cancel": 200, "embed": 200, "smart": 200, 
             "blocked": 400}
 
 
-def one_request(client: httpx.Client, base: str, rng: random.Random) -> tuple[str, str, int]:
+MIX = ["json", "json", "sse", "sse", "cancel", "embed", "smart", "error", "blocked"]
+
+
+def one_request(client: httpx.Client, base: str, rng: random.Random,
+                kinds: list[str] = MIX) -> tuple[str, str, int]:
     rid = f"soak-{uuid.uuid4()}"
     headers = {**SOAK_KEY, "x-request-id": rid}
-    kind = rng.choice(["json", "json", "sse", "sse", "cancel", "embed", "smart", "error", "blocked"])
+    kind = rng.choice(kinds)
     chat = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": " ".join(
         f"word{i}" for i in range(rng.randint(3, 40)))}]}
     status = 0                                   # 0: the connection failed
@@ -94,7 +98,12 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--worker-max-rss-mb", type=int, default=None,
                         help="server.worker_max_rss_mb for the soak (default: the config's)")
+    parser.add_argument("--kinds", default=",".join(dict.fromkeys(MIX)),
+                        help="only these kinds of request (to attribute memory growth), comma-separated")
     args = parser.parse_args()
+    kinds = [k for k in MIX if k in args.kinds.split(",")]
+    if not kinds:
+        parser.error(f"--kinds: choose among {', '.join(EXPECTED)}")
     config = quickstart_config()
     config["keys"].append({"id": "soak", "key": "sk-soak", "team": "soak", "models": "*"})
     config["budgets"].append({"name": "soak-tokens", "scope": "key", "match": "soak", "unit": "tokens",
@@ -113,7 +122,7 @@ def main() -> None:
         rng = random.Random(seed)
         with httpx.Client(timeout=30) as client:
             while not stop.is_set():
-                sent.append(one_request(client, stack.base_url, rng))
+                sent.append(one_request(client, stack.base_url, rng, kinds))
 
     threads = [threading.Thread(target=traffic, args=(i,)) for i in range(args.concurrency)]
     started = time.monotonic()
@@ -158,9 +167,11 @@ def main() -> None:
     logged = sum(r["input_tokens"] + r["output_tokens"] for r in records.values()
                  if r["key_id"] == "soak" and r["outcome"] != "refused")
     first, last = samples[len(samples) // 5], samples[-1]     # after warm-up
+    after_warm_up = len(sent) * (last[0] - first[0]) / last[0]
     print(f"\n{len(sent)} requests in {args.seconds}s; records {len([r for r in records.values() if r['key_id'] == 'soak'])}")
     print(f"RSS (workers + Envoy) after warm-up {first[1]:.1f} MB -> end {last[1]:.1f} MB "
-          f"({last[1] - first[1]:+.1f} MB); peak {max(s[1] for s in samples):.1f} MB; "
+          f"({last[1] - first[1]:+.1f} MB, ~{(last[1] - first[1]) * 2**20 / after_warm_up:.0f} bytes per "
+          f"request); peak {max(s[1] for s in samples):.1f} MB; "
           f"file descriptors {first[2]} -> {last[2]}; worker processes {len(seen_workers)}")
     print(f"store spent {counter.spent:.0f} tokens, held {counter.held:.0f}; logged usage {logged}; "
           f"{'EQUAL' if counter.spent == logged and counter.held == 0 else 'DIFFERENT'}")
