@@ -97,3 +97,35 @@ def test_a_detector_that_cannot_tell_falls_back_to_the_window():
     released, text = stream_through_guard(pieces, [guard("opaque", "banned", "redact", Opaque())])
     assert released == ["", "x" * 72]                     # 200 - the window of 128
     assert text == "x" * 100 + "y" * 100
+
+
+# Each streaming API carries generated text in its own place (stages/guard_response.py).
+KINDS = {
+    "chat": (lambda t: {"object": "chat.completion.chunk", "choices": [{"index": 0, "delta": {"content": t}}]},
+             lambda e: e["choices"][0]["delta"]["content"]),
+    "completions": (lambda t: {"object": "text_completion", "choices": [{"index": 0, "text": t}]},
+                    lambda e: e["choices"][0]["text"]),
+    "responses": (lambda t: {"type": "response.output_text.delta", "delta": t},
+                  lambda e: e["delta"]),
+}
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_every_streaming_api_is_held_and_redacted_the_same_way(kind):
+    import orjson
+    from extproc.stages.guard_response import StreamGuard
+    event, text_of = KINDS[kind]
+    call = SimpleNamespace(endpoint=SimpleNamespace(kind=kind), stage_state={}, error_code=None)
+    stream = StreamGuard(call, [guard("pii", "pii", "redact", PII)], 128)
+    pieces = ["Your", " key", " is", " sk-proj-", "AbCdEfGhIj", "KlMnOpQrSt", "UvWxYz0123", ",", " keep", " it"]
+    released = []
+    for piece in pieces:
+        out = stream(None, event(piece), b"data: " + orjson.dumps(event(piece)) + b"\n\n")
+        released.append("".join(text_of(orjson.loads(block[6:])) for block in out.split(b"\n\n") if block))
+    done = stream(None, None, b"data: [DONE]\n\n")
+    tail = "".join(text_of(orjson.loads(block[6:])) for block in done.split(b"\n\n")
+                   if block.startswith(b"data: {"))
+    assert released[:4] == ["", "Your ", "key ", "is "]         # each word once the next one rules it out
+    assert released[4:7] == ["", "", ""]                         # the key, held while it grows
+    assert released[7] == "[SECRET],"
+    assert "".join(released) + tail == "Your key is [SECRET], keep it"
