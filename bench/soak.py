@@ -98,6 +98,8 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--worker-max-rss-mb", type=int, default=None,
                         help="server.worker_max_rss_mb for the soak (default: the config's)")
+    parser.add_argument("--worker-connection-age-s", type=int, default=None,
+                        help="server.worker_connection_age_s for the soak (default: the config's)")
     parser.add_argument("--kinds", default=",".join(dict.fromkeys(MIX)),
                         help="only these kinds of request (to attribute memory growth), comma-separated")
     args = parser.parse_args()
@@ -110,11 +112,13 @@ def main() -> None:
                               "limit": 10**12, "window": "month"})
     if args.worker_max_rss_mb is not None:
         config.setdefault("server", {})["worker_max_rss_mb"] = args.worker_max_rss_mb
+    if args.worker_connection_age_s is not None:
+        config.setdefault("server", {})["worker_connection_age_s"] = args.worker_connection_age_s
     workdir = Path(tempfile.mkdtemp(prefix="llmgw-soak-"))
     stack = GatewayStack(workdir, config, workers=2).start()
     envoy = next(p for p in children(stack.process.pid) if "envoy" in cmdline(p).split(" ")[0])
     seen_workers: set[int] = set()
-    samples: list[tuple[float, float, int]] = []
+    samples: list[tuple[float, float, int, float]] = []     # time, RSS, fds, Envoy's RSS
     sent: list[tuple[str, str, int]] = []
     stop = threading.Event()
 
@@ -137,7 +141,7 @@ def main() -> None:
             seen_workers.update(watched[:-1])
             try:
                 samples.append((time.monotonic() - started, sum(rss_mb(p) for p in watched),
-                                sum(fds(p) for p in watched)))
+                                sum(fds(p) for p in watched), rss_mb(envoy)))
             except OSError:                    # a retiring worker exited while being read
                 continue
             print(f"{samples[-1][0]:6.0f}s  requests {len(sent):7d}  RSS {samples[-1][1]:7.1f} MB  "
@@ -171,7 +175,7 @@ def main() -> None:
     print(f"\n{len(sent)} requests in {args.seconds}s; records {len([r for r in records.values() if r['key_id'] == 'soak'])}")
     print(f"RSS (workers + Envoy) after warm-up {first[1]:.1f} MB -> end {last[1]:.1f} MB "
           f"({last[1] - first[1]:+.1f} MB, ~{(last[1] - first[1]) * 2**20 / after_warm_up:.0f} bytes per "
-          f"request); peak {max(s[1] for s in samples):.1f} MB; "
+          f"request; Envoy {last[3] - first[3]:+.1f} MB of it); peak {max(s[1] for s in samples):.1f} MB; "
           f"file descriptors {first[2]} -> {last[2]}; worker processes {len(seen_workers)}")
     print(f"store spent {counter.spent:.0f} tokens, held {counter.held:.0f}; logged usage {logged}; "
           f"{'EQUAL' if counter.spent == logged and counter.held == 0 else 'DIFFERENT'}")
