@@ -94,6 +94,10 @@ def stream_rows() -> None:
                          ("pii + prompt injection, per SSE event", [pii, injection])):
         print(f"{name:<48} {per_event(guards, planted) * 1e6:>15.1f} us "
               f"{per_event(guards, clean) * 1e6:>9.1f} us")
+    # A long run without spaces (a base64 blob) may still be an encoded injection, so it
+    # is held whole, up to the bound: the work per event must stay linear in it.
+    blob = [({"choices": [{"index": 0, "delta": {"content": "aGVsbG8+"}}]}, b"") for _ in range(500)]
+    print(f"{'pii + injection, 4,000-char run held, per event':<48} {per_event([pii, injection], blob) * 1e6:>15.1f} us")
 
 
 if __name__ == "__main__":

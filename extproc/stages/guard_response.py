@@ -102,6 +102,9 @@ class StreamGuard:
         self.template: dict | None = None       # the last content event, to carry held text
         self.blocked: Guardrail | None = None
         self.hold_from = 0                      # held text from here on may become a finding
+        # Per text guardrail, where in the held text a finding may still start: no match
+        # can start before it, whatever text comes next, so later scans start there.
+        self.tail_starts = [0] * len(self.text_guards)
         self.verdicts: dict[str, str] = {}
 
     def __call__(self, event: Event, data: dict | None, raw: bytes) -> bytes:
@@ -127,6 +130,7 @@ class StreamGuard:
                     return b""                  # hold: a secret may be arriving
                 release, self.pending = self.pending[:cut], self.pending[cut:]
                 self.context = (self.context + release)[-CONTEXT_CHARS:]
+                self.tail_starts = [start - cut for start in self.tail_starts]
                 return self._event(data, release)
             if self.kind == "responses":
                 raw = self._redact_full_texts(data, raw)
@@ -181,8 +185,9 @@ class StreamGuard:
         it is decided. At the end of the stream (`final`) everything is decided."""
         offset = len(self.context)
         text = self.context + self.pending
-        hold = len(text) if final else min((self._hold_from(g, text, offset) for g in self.text_guards),
-                                           default=len(text))
+        starts = [len(text) if final else self._hold_from(g, text, offset + start)
+                  for g, start in zip(self.text_guards, self.tail_starts)]
+        hold = min(starts, default=len(text))
         to_redact = []
         for guardrail in self.text_guards:
             # What lies in the context has left already: only the held part can change.
@@ -206,7 +211,9 @@ class StreamGuard:
             text = redacted
             for guardrail, _ in done:
                 self.verdicts[guardrail.name] = "redacted"
+            starts = [hold] * len(starts)   # what precedes them changed: look again from the hold
         self.pending = text[offset:]
+        self.tail_starts = [0 if final else start - offset for start in starts]
         hold -= offset
         self.hold_from = hold
         return None
