@@ -55,6 +55,12 @@ def test_not_pii(name, text):
     assert PII.find(text) == []
 
 
+def test_a_repeated_phone_number_is_found_each_time():
+    # Verdicts on candidates are remembered within a text (libphonenumber is slow).
+    text = "call +1 415 555 2671, or +1 415 555 2671, not 12 12 12 12 12"
+    assert [text[f.start:f.end] for f in PII.find(text) if f.label == "PHONE"] == ["+1 415 555 2671"] * 2
+
+
 def test_redact_replaces_spans_with_placeholders():
     text = "mail a@b.io or c@d.io"
     assert redact(text, PII.find(text)) == "mail [EMAIL] or [EMAIL]"
