@@ -218,10 +218,10 @@ class StreamGuard:
         self.hold_from = hold
         return None
 
-    def _hold_from(self, guardrail: Guardrail, text: str, offset: int) -> int:
-        start = guardrail.detector.hold_from(text, offset)
+    def _hold_from(self, guardrail: Guardrail, text: str, start: int) -> int:
+        hold = guardrail.detector.hold_from(text, start)
         # A pattern `regex` could not analyse: hold the configured window instead.
-        return max(offset, len(text) - self.window) if start is None else start
+        return max(start, len(text) - self.window) if hold is None else hold
 
     def _redact_full_texts(self, data: dict, raw: bytes) -> bytes:
         """Responses API events that repeat the whole text (…done, response.completed)."""
