@@ -230,9 +230,9 @@ def main() -> None:
                                                       PACED_CONNECTIONS, 1000 * PACED_CONNECTIONS / half))
         ttft_alone = ttft(urls["envoy alone"], KEYS["envoy alone"])
         ttft_gateway = ttft(urls["gateway"], KEYS["gateway"])
-        paced_ttft = {side: ttft(urls[side if side != "guarded" else "gateway"], key, 40, PACED_STREAM, 12)
-                      for side, key in (("envoy alone", KEYS["envoy alone"]), ("gateway", KEYS["gateway"]),
-                                        ("guarded", GUARDED_KEY))}
+        paced_ttft = {label: ttft(urls[side], key, 40, PACED_STREAM, 12) for label, side, key in (
+            ("envoy alone", "envoy alone", KEYS["envoy alone"]), ("gateway", "gateway", KEYS["gateway"]),
+            ("guarded", "gateway", GUARDED_KEY))}
         memory = {"ext_proc worker": max(peak_rss_mb(p) for p in workers),
                   "Envoy": max(peak_rss_mb(p) for p in envoys)}
         for peer in peers:

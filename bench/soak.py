@@ -103,9 +103,10 @@ def main() -> None:
     parser.add_argument("--kinds", default=",".join(dict.fromkeys(MIX)),
                         help="only these kinds of request (to attribute memory growth), comma-separated")
     args = parser.parse_args()
-    kinds = [k for k in MIX if k in args.kinds.split(",")]
-    if not kinds:
-        parser.error(f"--kinds: choose among {', '.join(EXPECTED)}")
+    chosen = set(args.kinds.split(","))
+    if not chosen <= set(MIX):
+        parser.error(f"--kinds: {', '.join(sorted(chosen - set(MIX)))}? choose among {', '.join(EXPECTED)}")
+    kinds = [k for k in MIX if k in chosen]
     config = quickstart_config()
     config["keys"].append({"id": "soak", "key": "sk-soak", "team": "soak", "models": "*"})
     config["budgets"].append({"name": "soak-tokens", "scope": "key", "match": "soak", "unit": "tokens",

@@ -44,31 +44,33 @@ def cluster_names(envoy: dict) -> set[str]:
 _HTTP_OPTIONS = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions"
 
 
+def _extproc_cluster(envoy: dict) -> dict:
+    for cluster in envoy.get("static_resources", {}).get("clusters", []):
+        if cluster.get("name") == EXTPROC_CLUSTER:
+            return cluster
+    raise ValueError(f"the Envoy config has no cluster named {EXTPROC_CLUSTER!r}")
+
+
 def with_workers(envoy: dict, sockets: list[str], connection_age_s: int | None = None) -> dict:
     """The same config with the extproc cluster pointing at these worker sockets and,
     when given, Envoy reconnecting to them every `connection_age_s`."""
-    for cluster in envoy["static_resources"]["clusters"]:
-        if cluster["name"] == EXTPROC_CLUSTER:
-            cluster["load_assignment"]["endpoints"] = [{"lb_endpoints": [
-                {"endpoint": {"address": {"pipe": {"path": path}}}} for path in sockets]}]
-            if connection_age_s is not None:
-                options = cluster.setdefault("typed_extension_protocol_options", {}).setdefault(
-                    _HTTP_OPTIONS, {"@type": f"type.googleapis.com/{_HTTP_OPTIONS}",
-                                    "explicit_http_config": {"http2_protocol_options": {}}})
-                options.setdefault("common_http_protocol_options", {})[
-                    "max_connection_duration"] = f"{connection_age_s}s"
-            return envoy
-    raise ValueError(f"the Envoy config has no cluster named {EXTPROC_CLUSTER!r}")
+    cluster = _extproc_cluster(envoy)
+    cluster["load_assignment"]["endpoints"] = [{"lb_endpoints": [
+        {"endpoint": {"address": {"pipe": {"path": path}}}} for path in sockets]}]
+    if connection_age_s is not None:
+        options = cluster.setdefault("typed_extension_protocol_options", {}).setdefault(
+            _HTTP_OPTIONS, {"@type": f"type.googleapis.com/{_HTTP_OPTIONS}",
+                            "explicit_http_config": {"http2_protocol_options": {}}})
+        options.setdefault("common_http_protocol_options", {})[
+            "max_connection_duration"] = f"{connection_age_s}s"
+    return envoy
 
 
 def extproc_connection_duration(envoy: dict) -> float | None:
     """The extproc cluster's max_connection_duration in seconds (None: not set)."""
-    for cluster in envoy.get("static_resources", {}).get("clusters", []):
-        if cluster.get("name") == EXTPROC_CLUSTER:
-            options = (cluster.get("typed_extension_protocol_options") or {}).get(_HTTP_OPTIONS) or {}
-            duration = (options.get("common_http_protocol_options") or {}).get("max_connection_duration")
-            return float(str(duration).rstrip("s")) if duration is not None else None
-    return None
+    options = (_extproc_cluster(envoy).get("typed_extension_protocol_options") or {}).get(_HTTP_OPTIONS) or {}
+    duration = (options.get("common_http_protocol_options") or {}).get("max_connection_duration")
+    return float(str(duration).rstrip("s")) if duration is not None else None
 
 
 def write(envoy: dict, path: Path) -> Path:

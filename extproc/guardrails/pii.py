@@ -150,9 +150,9 @@ class PIIDetector:
     def find(self, text: str) -> list[Finding]:
         findings: list[Finding] = []
         ascii_text = text.isascii()
-        none = ascii_text and self.any_candidate is not None and self.any_candidate.search(text) is None
+        no_candidate = ascii_text and self.any_candidate is not None and self.any_candidate.search(text) is None
         for candidate, finder in self.finders:
-            if candidate is not None and ascii_text and (none or candidate.search(text) is None):
+            if candidate is not None and ascii_text and (no_candidate or candidate.search(text) is None):
                 continue
             findings.extend(finder(text))
         # Secrets win over the pieces of them that look like phone numbers or cards.
