@@ -76,11 +76,13 @@ async def run(rounds: int, budget: bool) -> float:
         call = Call(runtime.config)
         for message in sequence:
             await runtime.pipeline.handle(call, message)
+        await runtime.pipeline.run_done(call)       # as the worker does after the last reply
     started = time.perf_counter()
     for index in range(rounds):
         call = Call(runtime.config)
         for message in sequence:
             await runtime.pipeline.handle(call, message)
+        await runtime.pipeline.run_done(call)       # as the worker does after the last reply
         if index % 100 == 0:
             metrics.flush()
     elapsed = time.perf_counter() - started

@@ -19,7 +19,7 @@ class Call:
         "key", "raw_body", "body", "body_changed", "model_name", "model", "backend", "backend_order", "attempts", "stream",
         "client_wants_usage", "status", "response_streamed", "usage", "generated",
         "first_byte_at", "ended_at", "outcome", "error_code", "reply", "sse", "stage_state",
-        "finished", "stream_over", "event_filters", "service_seconds", "message_started",
+        "finished", "done_due", "stream_over", "event_filters", "service_seconds", "message_started",
     )
 
     def __init__(self, config: GatewayConfig) -> None:
@@ -53,7 +53,8 @@ class Call:
         self.reply = Reply()
         self.sse = None
         self.stage_state: dict[str, Any] = {}
-        self.finished = False
+        self.finished = False                # ended: outcome and end time are final
+        self.done_due = False                # ended here, its done hooks not run yet
         self.stream_over = False             # the last reply is out: Envoy sends nothing more
         self.event_filters: list = []        # transform streamed SSE events (guardrails)
         self.service_seconds = 0.0           # time inside the service, messages so far

@@ -29,11 +29,6 @@ class Pipeline:
                        for phase in _PHASES}
         self._timers = {phase: metrics.extproc_processing.labels(phase) for phase in _PHASES[:4]}
 
-    @property
-    def settles(self) -> bool:
-        """Whether ending a call runs anything (the upstream filter's pipeline does not)."""
-        return bool(self._hooks["done"])
-
     async def handle(self, call: Call, request: ProcessingRequest) -> ProcessingResponse:
         phase = request.WhichOneof("request")
         started = call.message_started = time.perf_counter()
@@ -66,7 +61,7 @@ class Pipeline:
                     if is_async:
                         await pending
                 if message.end_of_stream:
-                    await self.finish(call)
+                    self.end(call)
             elif phase == "response_body":
                 message = request.response_body
                 chunk = out = message.body
@@ -81,7 +76,7 @@ class Pipeline:
                     if not call.response_streamed:      # buffered: headers still held
                         reply.set_headers["content-length"] = str(len(out))
                 if message.end_of_stream:
-                    await self.finish(call)
+                    self.end(call)
             else:
                 # Trailers are configured off; answer anything else with its empty reply.
                 response = ProcessingResponse()
@@ -90,17 +85,17 @@ class Pipeline:
             return reply.build(phase)
         except GatewayError as error:
             call.status, call.error_code, call.outcome = error.status, error.code, "refused"
-            await self.finish(call)
+            self.end(call)
             return error_reply(error, {"x-request-id": call.request_id} if call.request_id else None)
         except ImmediateAnswer as answer:
             call.status, call.outcome = answer.status, "ok"
-            await self.finish(call)
+            self.end(call)
             return immediate(answer.status, answer.body, answer.headers)
         except Exception:
             log.exception("stage failed in %s (request %s)", phase, call.request_id)
             error = gateway_error()
             call.status, call.error_code, call.outcome = error.status, error.code, "error"
-            await self.finish(call)
+            self.end(call)
             return error_reply(error)
         finally:
             elapsed = time.perf_counter() - started
@@ -108,18 +103,24 @@ class Pipeline:
             call.message_started = None
             self._timers.get(phase, self._timers["request_body"]).observe(elapsed)
 
-    async def finish(self, call: Call, outcome: str | None = None) -> None:
-        """Settle and record a call exactly once, however it ended."""
+    def end(self, call: Call, outcome: str | None = None) -> None:
+        """Ends a call exactly once: its outcome and end time are then final and its done
+        hooks (settle, record) are due. The worker runs them once the last reply is out,
+        so the client does not wait for the bookkeeping."""
         if call.finished:
             return
-        # Every path here answers Envoy's last message: an error or immediate reply, or
-        # the end of the response.
+        # Every path here answers Envoy's last message (an error or immediate reply, or
+        # the end of the response), or Envoy ended the stream first.
         call.finished = call.stream_over = True
+        call.done_due = bool(self._hooks["done"])
         call.ended_at = time.perf_counter()
         if outcome:
             call.outcome = outcome
         elif call.outcome == "pending":
             call.outcome = "ok" if call.status < 400 else "upstream_error"
+
+    async def run_done(self, call: Call) -> None:
+        """Runs an ended call's done hooks; the caller runs them once (`done_due`)."""
         for hook, is_async in self._hooks["done"]:
             try:
                 pending = hook(call)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
 import os
 import signal
@@ -39,22 +40,57 @@ _RETIRE_GRACE = 600.0
 _DAY_MS = 86_400_000
 
 
+class StoreInUse:
+    """A budget store and the calls using it. Runtimes share it across reloads while
+    the store settings stay the same; once no runtime in force has it, it is closed
+    when its last call has ended (a long stream may settle minutes after a reload)."""
+
+    def __init__(self, store) -> None:
+        self.store = store
+        self.calls = 0
+        self.in_force = True
+
+    def call_ended(self) -> None:
+        self.calls -= 1
+        self._close_when_unused()
+
+    def retire(self) -> None:
+        self.in_force = False
+        self._close_when_unused()
+
+    def _close_when_unused(self) -> None:
+        if self.in_force or self.calls or self.store is None:
+            return
+        store, self.store = self.store, None
+        closing = store.close()
+        if inspect.isawaitable(closing):          # Redis: its pool closes on the loop
+            task = asyncio.get_running_loop().create_task(closing)
+            _closing.add(task)
+            task.add_done_callback(_closing.discard)
+
+
+_closing: set[asyncio.Task] = set()
+
+
 class Runtime:
     """The config and pipeline in force; swapped whole on reload."""
 
-    def __init__(self, config: GatewayConfig, store=None) -> None:
+    def __init__(self, config: GatewayConfig, store: StoreInUse | None = None) -> None:
         self.config = config
-        if store is None and config.limits:
-            store = open_store(config.store)
+        if store is None:
+            store = StoreInUse(open_store(config.store) if config.limits else None)
         self.store = store
-        self.pipeline = build_pipeline(config, store)
+        self.pipeline = build_pipeline(config, store.store)
         self.upstream_pipeline = build_upstream_pipeline(config)
 
 
 def reloaded(runtime: Runtime, config: GatewayConfig) -> Runtime:
-    """A runtime for a new config; the budget store is kept when its settings did not change."""
-    store = runtime.store if runtime.store is not None and config.store == runtime.config.store else None
-    return Runtime(config, store)
+    """A runtime for a new config; the budget store is kept when its settings did not
+    change, else the old one is closed once the calls still using it have ended."""
+    if runtime.store.store is not None and config.store == runtime.config.store:
+        return Runtime(config, runtime.store)
+    runtime.store.retire()
+    return Runtime(config)
 
 
 class Processor(ep_grpc.ExternalProcessorServicer):
@@ -69,22 +105,38 @@ class Processor(ep_grpc.ExternalProcessorServicer):
         upstream = any(k == ROLE_METADATA and v == "upstream"
                        for k, v in context.invocation_metadata() or ())
         pipeline = runtime.upstream_pipeline if upstream else runtime.pipeline
+        store = runtime.store                   # kept open until this call has settled
+        store.calls += 1
         try:
             # read/write rather than an async generator: one less coroutine hop per message.
             while (request := await context.read()) is not grpc.aio.EOF:
                 await context.write(await pipeline.handle(call, request))
                 if call.stream_over:
+                    self._run_done(pipeline, call, store)      # the last reply is out
                     # The stream stays open until Envoy ends it (ending it here races
                     # a draining connection's close against frames Envoy has in flight).
                     # Envoy's reset cancels this wait; a half-close is read after it.
                     await asyncio.sleep(STREAM_END_WAIT)
         finally:
-            if not call.finished and pipeline.settles:
+            if not call.finished:
                 # Envoy ended the stream early: client gone, upstream reset, or a
-                # phase we never see. Settle in the background; never lose the record.
-                task = asyncio.get_running_loop().create_task(pipeline.finish(call, "cancelled"))
-                self._background.add(task)
-                task.add_done_callback(self._background.discard)
+                # phase we never see. Settle anyway; never lose the record.
+                pipeline.end(call, "cancelled")
+            self._run_done(pipeline, call, store)
+            store.call_ended()
+
+    def _run_done(self, pipeline, call: Call, store: StoreInUse) -> None:
+        """An ended call's done hooks (settle, record) run in a task of their own: off the
+        client's path, and out of reach of the stream's cancellation (Envoy resets the
+        stream as soon as it has the last reply)."""
+        if not call.done_due:
+            return
+        call.done_due = False
+        store.calls += 1
+        task = asyncio.get_running_loop().create_task(pipeline.run_done(call))
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+        task.add_done_callback(lambda _: store.call_ended())
 
 
 async def serve_worker(config_path: str, address: str, health_address: str | None = None, *,
@@ -149,6 +201,9 @@ async def serve_worker(config_path: str, address: str, health_address: str | Non
         await probe_server.stop(0)
     if processor._background:
         await asyncio.wait(list(processor._background), timeout=5)
+    processor.runtime.store.retire()
+    if _closing:
+        await asyncio.wait(list(_closing), timeout=5)
     flusher.cancel()
     metrics.flush()
 

@@ -21,6 +21,24 @@ QUICKSTART_CONFIG = ROOT / "config" / "quickstart.yaml"
 QUICKSTART_ENVOY = ROOT / "envoy" / "quickstart.yaml"
 
 
+def settled_rows(store, timeout: float = 5) -> dict:
+    """The store's counters (by "limit|scope value") once nothing is held: a worker settles
+    a call just after its last reply, so a client can read the store a moment before."""
+    import asyncio
+    import inspect
+
+    async def poll() -> dict:
+        deadline = time.monotonic() + timeout
+        while True:
+            rows = store.rows()
+            if inspect.isawaitable(rows):          # the Redis store's methods are coroutines
+                rows = await rows
+            if all(row.held == 0 for row in rows) or time.monotonic() > deadline:
+                return {"|".join(row.counter.split("|")[:2]): row for row in rows}
+            await asyncio.sleep(0.02)
+    return asyncio.run(poll())
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

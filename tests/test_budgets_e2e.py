@@ -15,7 +15,7 @@ import yaml
 
 from extproc.store.redis_store import RedisStore
 from extproc.store.sqlite_store import SQLiteStore
-from gateway_stack import ROOT, GatewayStack, quickstart_config
+from gateway_stack import ROOT, GatewayStack, quickstart_config, settled_rows
 
 CAROL = {"authorization": "Bearer sk-test-carol"}
 BUDGET = 600
@@ -39,12 +39,9 @@ def budget_config(store: dict | None = None) -> dict:
     return config
 
 
-def rows(stack_or_store) -> dict:
-    store = stack_or_store
-    result = store.rows()
-    if asyncio.iscoroutine(result):
-        result = asyncio.run(result)
-    return {row.counter.split("|")[0] + "|" + row.counter.split("|")[1]: row for row in result}
+def rows(store) -> dict:
+    """The counters once every call has settled (the worker settles just after replying)."""
+    return settled_rows(store)
 
 
 def open_store(kind: str, stack: GatewayStack, redis_url: str | None):
@@ -210,6 +207,39 @@ def test_quickstart_bob_has_2000_token_hourly_budget(gateway):
     ok = httpx.post(f"{gateway.base_url}/chat/completions", headers={"authorization": "Bearer sk-demo-bob"},
                     json={"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "fits"}]})
     assert ok.status_code == 200 and ok.headers["x-ratelimit-limit-tokens"] == "2000"
+
+
+def test_a_slow_store_does_not_hold_the_answer_back_and_its_settle_still_lands(tmp_path, redis_url):
+    """The worker settles and records a call after its last reply is out, in a task of its
+    own: the client does not wait for the store, and the settle is not cut short when
+    Envoy resets the finished stream."""
+    import threading
+    import time
+
+    import redis
+    asyncio.run(_flush(redis_url))
+    stack = GatewayStack(tmp_path, budget_config({"kind": "redis", "url": redis_url})).start()
+    try:
+        rid = f"test-{uuid.uuid4()}"
+        # Redis pauses writes from 0.1 s to 1.0 s; the provider answers at 0.3 s, after the
+        # reservation and before the pause ends, so the settle waits for Redis ~0.7 s
+        # (under the store's 1 s timeout).
+        pause = threading.Timer(0.1, lambda: redis.Redis.from_url(redis_url).client_pause(900, all=False))
+        started = time.monotonic()
+        pause.start()
+        response = httpx.post(f"{stack.base_url}/chat/completions", timeout=30,
+                              headers={**CAROL, "x-request-id": rid, "x-mock-delay-ms": "300"},
+                              json={"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]})
+        answered = time.monotonic() - started
+        pause.join()
+        assert response.status_code == 200
+        assert answered < 0.9, f"the answer waited {answered:.2f} s for the paused store"
+        record = stack.wait_for_record(rid)
+        assert record["latency_ms"] < 900
+        counter = rows(RedisStore(redis_url))["carol-tokens|carol"]
+        assert counter.held == 0 and counter.spent == response.json()["usage"]["total_tokens"]
+    finally:
+        stack.stop()
 
 
 @pytest.mark.parametrize("fail_mode", ["closed", "open"])

@@ -45,6 +45,7 @@ class ResponseUsage(Stage):
         if call.backend is not None:
             call.reply.set_headers["x-gateway-backend"] = call.backend.name
         if end_of_stream:
+            self._response_complete(call)
             return
         if headers.get("content-type", "").startswith("text/event-stream"):
             call.response_streamed = True
@@ -55,8 +56,12 @@ class ResponseUsage(Stage):
 
     def response_body(self, call: Call, chunk: bytes, end_of_stream: bool) -> bytes | None:
         if call.response_streamed:
-            return self._stream_chunk(call, chunk, end_of_stream)
-        return self._json_body(call, chunk)
+            out = self._stream_chunk(call, chunk, end_of_stream)
+        else:
+            out = self._json_body(call, chunk)
+        if end_of_stream:
+            self._response_complete(call)
+        return out
 
     # --- buffered JSON ------------------------------------------------------------
 
@@ -122,10 +127,11 @@ class ResponseUsage(Stage):
 
     # --- end ----------------------------------------------------------------------
 
-    def done(self, call: Call) -> None:
+    def _response_complete(self, call: Call) -> None:
+        """The usage is final; the last reply carries it to Envoy's access log
+        (%DYNAMIC_METADATA(llm_gateway:...)%)."""
         self._estimate_if_missing(call)
         if call.usage is not None:
-            # Envoy's access log reads these (%DYNAMIC_METADATA(llm_gateway:...)%).
             call.reply.metadata = {METADATA_NAMESPACE: {
                 "input_tokens": call.usage.input_tokens,
                 "output_tokens": call.usage.output_tokens,
@@ -133,6 +139,9 @@ class ResponseUsage(Stage):
                 "usage_estimated": call.usage.estimated,
                 "backend": call.backend.name if call.backend else "",
             }}
+
+    def done(self, call: Call) -> None:
+        self._estimate_if_missing(call)    # a call that ended before its response did
 
     @staticmethod
     def _estimate_if_missing(call: Call) -> None:
