@@ -26,6 +26,13 @@ from . import envoy_config
 from .config import GatewayConfig
 
 _PR_SET_PDEATHSIG = 1
+# grpc-python's EventEngine endpoints hand every read across four threads (epoll poller,
+# EventEngine worker, completion-queue thread, event loop); its older iomgr endpoints
+# read on the completion-queue thread itself (two). Measured on the gateway
+# (interleaved rounds, same core): ~10% more requests/s and ~10% less worker CPU per
+# request. An operator's own GRPC_EXPERIMENTS wins; a grpcio that no longer knows
+# these names logs "Unknown experiment" and runs as before.
+WORKER_GRPC_EXPERIMENTS = "-event_engine_listener,-event_engine_for_all_other_endpoints"
 
 
 def _die_with_parent() -> None:
@@ -92,8 +99,8 @@ class Supervisor:
         temporary.symlink_to(self._process_socket(index).name)     # relative: same directory
         os.replace(temporary, link)                                  # atomic swap
 
-    def _spawn(self, argv: list[str]) -> subprocess.Popen:
-        return subprocess.Popen(argv, preexec_fn=_die_with_parent, env=os.environ.copy())
+    def _spawn(self, argv: list[str], env: dict[str, str] | None = None) -> subprocess.Popen:
+        return subprocess.Popen(argv, preexec_fn=_die_with_parent, env={**os.environ, **(env or {})})
 
     def _start_worker(self, index: int, *, switch: bool = True) -> None:
         """A new worker process on a socket of its own; `switch`: Envoy's path points at it now
@@ -105,7 +112,8 @@ class Supervisor:
         extra = ["--health-address", f"0.0.0.0:{health}"] if health and index == 0 else []
         self.workers[index] = self._spawn([
             sys.executable, "-m", "extproc", "worker", "--config", self.config.path,
-            "--address", f"unix:{self._process_socket(index)}", *extra])
+            "--address", f"unix:{self._process_socket(index)}", *extra],
+            {"GRPC_EXPERIMENTS": os.environ.get("GRPC_EXPERIMENTS", WORKER_GRPC_EXPERIMENTS)})
         if switch:
             self._point_at(index)
 

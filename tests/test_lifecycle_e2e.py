@@ -216,3 +216,28 @@ def _requests_counted(stack, expected: int, timeout: float = 5) -> int:
         if total >= expected or time.monotonic() > deadline:
             return total
         time.sleep(0.1)
+
+
+def _environ(pid: int) -> dict[str, str]:
+    entries = Path(f"/proc/{pid}/environ").read_bytes().decode().split("\0")
+    return dict(entry.split("=", 1) for entry in entries if "=" in entry)
+
+
+@pytest.mark.parametrize("operators_value", [None, "-event_engine_listener"])
+def test_workers_get_grpcs_two_thread_reads_unless_the_operator_says_otherwise(
+        tmp_path, monkeypatch, operators_value):
+    from extproc.supervisor import WORKER_GRPC_EXPERIMENTS
+    if operators_value:
+        monkeypatch.setenv("GRPC_EXPERIMENTS", operators_value)
+    else:
+        monkeypatch.delenv("GRPC_EXPERIMENTS", raising=False)
+    stack = GatewayStack(tmp_path, quickstart_config()).start()
+    try:
+        for pid in stack.worker_pids():
+            assert _environ(pid)["GRPC_EXPERIMENTS"] == (operators_value or WORKER_GRPC_EXPERIMENTS)
+        response = httpx.post(f"{stack.base_url}/chat/completions", headers=ALICE, timeout=30,
+                              json={"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]})
+        assert response.status_code == 200
+        assert "Unknown experiment" not in stack.stderr_path.read_text()
+    finally:
+        stack.stop()
