@@ -221,21 +221,32 @@ def test_a_slow_store_does_not_hold_the_answer_back_and_its_settle_still_lands(t
     stack = GatewayStack(tmp_path, budget_config({"kind": "redis", "url": redis_url})).start()
     try:
         rid = f"test-{uuid.uuid4()}"
-        # Redis pauses writes from 0.1 s to 1.0 s; the provider answers at 0.3 s, after the
-        # reservation and before the pause ends, so the settle waits for Redis ~0.7 s
-        # (under the store's 1 s timeout).
-        pause = threading.Timer(0.1, lambda: redis.Redis.from_url(redis_url).client_pause(900, all=False))
-        started = time.monotonic()
-        pause.start()
-        response = httpx.post(f"{stack.base_url}/chat/completions", timeout=30,
-                              headers={**CAROL, "x-request-id": rid, "x-mock-delay-ms": "300"},
-                              json={"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]})
-        answered = time.monotonic() - started
-        pause.join()
+        answer = {}
+
+        def ask():
+            answer["response"] = httpx.post(
+                f"{stack.base_url}/chat/completions", timeout=30,
+                headers={**CAROL, "x-request-id": rid, "x-mock-delay-ms": "300"},
+                json={"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]})
+            answer["at"] = time.monotonic()
+
+        client = threading.Thread(target=ask)
+        client.start()
+        with redis.Redis.from_url(redis_url) as admin:
+            deadline = time.monotonic() + 10
+            while not any(b"carol-tokens" in key for key in admin.keys()):   # reserved
+                assert time.monotonic() < deadline, "no reservation reached Redis"
+                time.sleep(0.005)
+            # Reserved; the provider answers 0.3 s later. Redis now refuses writes for
+            # 0.9 s, so the settle waits ~0.6 s (under the store's 1 s timeout).
+            admin.client_pause(900, all=False)
+            paused_at = time.monotonic()
+        client.join(timeout=30)
+        response = answer["response"]
         assert response.status_code == 200
-        assert answered < 0.9, f"the answer waited {answered:.2f} s for the paused store"
-        record = stack.wait_for_record(rid)
-        assert record["latency_ms"] < 900
+        waited = answer["at"] - paused_at
+        assert waited < 0.8, f"the answer came {waited:.2f} s into a 0.9 s pause of the store"
+        stack.wait_for_record(rid)
         counter = rows(RedisStore(redis_url))["carol-tokens|carol"]
         assert counter.held == 0 and counter.spent == response.json()["usage"]["total_tokens"]
     finally:
