@@ -50,6 +50,9 @@ class StoreInUse:
         self.calls = 0
         self.in_force = True
 
+    def call_started(self) -> None:
+        self.calls += 1
+
     def call_ended(self) -> None:
         self.calls -= 1
         self._close_when_unused()
@@ -106,7 +109,7 @@ class Processor(ep_grpc.ExternalProcessorServicer):
                        for k, v in context.invocation_metadata() or ())
         pipeline = runtime.upstream_pipeline if upstream else runtime.pipeline
         store = runtime.store                   # kept open until this call has settled
-        store.calls += 1
+        store.call_started()
         try:
             # read/write rather than an async generator: one less coroutine hop per message.
             while (request := await context.read()) is not grpc.aio.EOF:
@@ -132,7 +135,7 @@ class Processor(ep_grpc.ExternalProcessorServicer):
         if not call.done_due:
             return
         call.done_due = False
-        store.calls += 1
+        store.call_started()
         task = asyncio.get_running_loop().create_task(pipeline.run_done(call))
         self._background.add(task)
         task.add_done_callback(self._background.discard)

@@ -3,7 +3,9 @@ on free ports, from the shipped quickstart configs with test-specific changes.""
 
 from __future__ import annotations
 
+import asyncio
 import copy
+import inspect
 import os
 import signal
 import socket
@@ -24,9 +26,6 @@ QUICKSTART_ENVOY = ROOT / "envoy" / "quickstart.yaml"
 def settled_rows(store, timeout: float = 5) -> dict:
     """The store's counters (by "limit|scope value") once nothing is held: a worker settles
     a call just after its last reply, so a client can read the store a moment before."""
-    import asyncio
-    import inspect
-
     async def poll() -> dict:
         deadline = time.monotonic() + timeout
         while True:

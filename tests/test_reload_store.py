@@ -37,7 +37,7 @@ def _is_open(sqlite_store) -> bool:
 def test_the_old_store_closes_when_its_last_call_has_settled(tmp_path):
     first = Runtime(_sqlite(tmp_path, "a"))
     old = first.store
-    old.calls += 1                              # a stream in flight, as Processor counts it
+    old.call_started()                              # a stream in flight, as Processor counts it
     second = reloaded(first, _sqlite(tmp_path, "b"))
     assert second.store is not old and _is_open(second.store.store)
     assert _is_open(old.store), "closed under a call still using it"
@@ -49,7 +49,7 @@ def test_the_old_store_closes_when_its_last_call_has_settled(tmp_path):
 
 def test_a_store_shared_across_reloads_stays_open_for_every_calls_runtime(tmp_path):
     first = Runtime(_sqlite(tmp_path, "a"))
-    first.store.calls += 1                      # started under the first config
+    first.store.call_started()                      # started under the first config
     second = reloaded(first, _sqlite(tmp_path, "a"))       # same settings: same store
     assert second.store is first.store
     shared = first.store.store
@@ -84,7 +84,7 @@ def test_a_replaced_redis_store_closes_its_connection(tmp_path, redis_url):
         first = Runtime(_config(tmp_path, "r", {"kind": "redis", "url": redis_url}))
         await first.store.store._redis.client_setname("reload-test")   # its one pooled connection
         observer = aioredis.Redis.from_url(redis_url, decode_responses=True)
-        first.store.calls += 1
+        first.store.call_started()
         reloaded(first, _sqlite(tmp_path, "s"))
         await asyncio.sleep(0.05)
         assert "reload-test" in await named_clients(observer), "closed under a call"
