@@ -35,6 +35,8 @@ _GRPC_OPTIONS = [
 # Envoy resets the stream then; a read pending at that moment leaks its gRPC batch
 # (grpc/grpc#43360: ~120 B per request, forever), a cancelled sleep leaks nothing.
 STREAM_END_WAIT = 1.0
+# How long an end of stream waits for the reset that may be right behind it (see Process).
+EOF_RESET_WAIT = 0.05
 # A retiring worker (replaced by the supervisor) lets its streams, long SSE ones too, finish.
 _RETIRE_GRACE = 600.0
 _DAY_MS = 86_400_000
@@ -112,14 +114,25 @@ class Processor(ep_grpc.ExternalProcessorServicer):
         store.call_started()
         try:
             # read/write rather than an async generator: one less coroutine hop per message.
-            while (request := await context.read()) is not grpc.aio.EOF:
-                await context.write(await pipeline.handle(call, request))
-                if call.stream_over:
-                    self._run_done(pipeline, call, store)      # the last reply is out
-                    # The stream stays open until Envoy ends it (ending it here races
-                    # a draining connection's close against frames Envoy has in flight).
-                    # Envoy's reset cancels this wait; a half-close is read after it.
-                    await asyncio.sleep(STREAM_END_WAIT)
+            # A client may leave mid-stream: Envoy then resets the stream under a pending read.
+            while (request := await (_to_its_end(context.read()) if call.response_streamed
+                                     else context.read())) is not grpc.aio.EOF:
+                reply = await pipeline.handle(call, request)
+                if not call.stream_over:
+                    await context.write(reply)
+                    continue
+                # Envoy resets the stream as soon as it has the last reply, often before
+                # the write's completion reaches this task.
+                await _to_its_end(context.write(reply))
+                self._run_done(pipeline, call, store)          # the last reply is out
+                # The stream stays open until Envoy ends it (ending it here races
+                # a draining connection's close against frames Envoy has in flight).
+                # Envoy's reset cancels this wait; a half-close is read after it.
+                await asyncio.sleep(STREAM_END_WAIT)
+            # A reset can reach a pending read as an end of stream just before it reaches
+            # this task as a cancellation; returning now would send a status on a reset
+            # stream, a failed batch that leaks. A true half-close waits a moment for nothing.
+            await asyncio.sleep(EOF_RESET_WAIT)
         finally:
             if not call.finished:
                 # Envoy ended the stream early: client gone, upstream reset, or a
@@ -140,6 +153,14 @@ class Processor(ep_grpc.ExternalProcessorServicer):
         self._background.add(task)
         task.add_done_callback(self._background.discard)
         task.add_done_callback(lambda _: store.call_ended())
+
+
+def _to_its_end(operation):
+    """Await a gRPC read or write so that its batch is still awaited to its end when
+    Envoy's reset cancels this task meanwhile: grpc-python frees a batch only in the
+    coroutine that awaits its completion, a cancelled one leaks it (grpc/grpc#43360,
+    80-240 bytes each). Costs a task, so only where a reset is likely."""
+    return asyncio.shield(operation)
 
 
 async def serve_worker(config_path: str, address: str, health_address: str | None = None, *,
