@@ -155,12 +155,39 @@ class Processor(ep_grpc.ExternalProcessorServicer):
         task.add_done_callback(lambda _: store.call_ended())
 
 
-def _to_its_end(operation):
-    """Await a gRPC read or write so that its batch is still awaited to its end when
-    Envoy's reset cancels this task meanwhile: grpc-python frees a batch only in the
-    coroutine that awaits its completion, a cancelled one leaks it (grpc/grpc#43360,
-    80-240 bytes each). Costs a task, so only where a reset is likely."""
-    return asyncio.shield(operation)
+def _to_its_end(operation) -> asyncio.Future:
+    """Start a grpc.aio read or write now and drive it to its end whatever happens to the
+    task awaiting the returned future. grpc-python frees a batch only in the coroutine
+    that awaits its completion; when Envoy's reset cancels the handler meanwhile, the
+    batch leaks (grpc/grpc#43360: 80-240 bytes each, scattered over the heap). Stepping
+    the coroutine here, as a task would, rather than in a new task (`asyncio.shield`)
+    starts the batch at once: a task's first step waits for the loop's next turn, which
+    under load delayed every last reply (a soak's clients, which wait for their
+    answers, got ~15% fewer requests/s through).
+    Only where a reset is likely: the task awaiting the result wakes one turn later."""
+    loop = asyncio.get_running_loop()
+    result = loop.create_future()
+
+    def step(_=None) -> None:
+        try:
+            waiting = operation.send(None)
+        except StopIteration as end:
+            if not result.done():
+                result.set_result(end.value)
+        except asyncio.CancelledError:
+            result.cancel()
+        except Exception as error:
+            if not result.done():           # else the handler is gone (Envoy's reset)
+                result.set_exception(error)
+        else:
+            if waiting is None:             # a bare yield: go on at the loop's next turn
+                loop.call_soon(step)
+            else:                           # grpc's coroutine waits for its batch's future
+                waiting._asyncio_future_blocking = False
+                waiting.add_done_callback(step)
+
+    step()
+    return result
 
 
 async def serve_worker(config_path: str, address: str, health_address: str | None = None, *,
