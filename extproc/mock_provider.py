@@ -239,14 +239,17 @@ class MockProvider:
         response = web.StreamResponse(headers={"content-type": "text/event-stream; charset=utf-8",
                                                "cache-control": "no-cache"})
         await response.prepare(request)
-        for index, event in enumerate(events):
-            if cut_after is not None and index >= int(cut_after):
-                _reset(request)
-                return response
-            if index and chunk_delay:
-                await asyncio.sleep(chunk_delay)
-            await response.write(event)
-        await response.write_eof()
+        try:
+            for index, event in enumerate(events):
+                if cut_after is not None and index >= int(cut_after):
+                    _reset(request)
+                    return response
+                if index and chunk_delay:
+                    await asyncio.sleep(chunk_delay)
+                await response.write(event)
+            await response.write_eof()
+        except ConnectionResetError:
+            pass              # the client left mid-stream (Envoy closes upstream): a provider stops
         return response
 
     async def _replay(self, request: web.Request, name: str) -> web.StreamResponse:

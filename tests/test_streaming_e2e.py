@@ -62,6 +62,7 @@ def test_client_asking_for_usage_gets_it_unchanged(gateway):
 
 def test_client_disconnect_is_recorded_with_estimated_usage(gateway):
     rid = _rid()
+    tracebacks = gateway.stderr_path.read_text().count("Traceback")
     words = " ".join(f"word{i}" for i in range(40))
     with httpx.stream("POST", f"{gateway.base_url}/chat/completions", json=_chat(words, stream=True),
                       headers={**ALICE, "x-request-id": rid, "x-mock-chunk-delay-ms": "100"}) as response:
@@ -74,6 +75,8 @@ def test_client_disconnect_is_recorded_with_estimated_usage(gateway):
     assert record["outcome"] == "cancelled"
     assert record["usage_estimated"] is True
     assert 0 < record["output_tokens"] < 40 and record["input_tokens"] > 0
+    time.sleep(0.3)              # the provider's next write finds the connection closed
+    assert gateway.stderr_path.read_text().count("Traceback") == tracebacks, "a process complained"
 
 
 def test_upstream_cut_is_recorded_with_estimated_usage(gateway):
