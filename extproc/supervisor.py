@@ -56,6 +56,9 @@ class Supervisor:
         # Replaced workers: (process, when to tell it to stop). Until then Envoy moves its
         # connections to the successor as each one reaches its age.
         self.retiring: list[tuple[subprocess.Popen, float]] = []
+        # Replacements under way: index -> (the worker replaced, its generation, deadline).
+        # The loop checks them every tick, so a slow successor never holds the loop up.
+        self.replacing: dict[int, tuple[subprocess.Popen, int, float]] = {}
         self.generation: dict[int, int] = {}
         self.envoy: subprocess.Popen | None = None
         self.mock: subprocess.Popen | None = None
@@ -189,6 +192,7 @@ class Supervisor:
         while not received:
             time.sleep(0.2)
             ticks += 1
+            self._advance_replacements()
             if ticks % 25 == 0:
                 self._recycle_bloated_workers()
             if self.envoy is not None and self.envoy.poll() is not None:
@@ -196,6 +200,8 @@ class Supervisor:
                 self.stop()
                 return 1
             for index, process in list(self.workers.items()):
+                if index in self.replacing:          # a successor that died: the replacement reverts
+                    continue
                 if process.poll() is not None and not self._stopping:
                     # A crashed worker comes back on the same socket; Envoy reconnects.
                     print(f"extproc: worker {index} exited ({process.returncode}); restarting",
@@ -211,7 +217,8 @@ class Supervisor:
         if self.envoy is not None:
             self._drain_envoy(grace)
             _terminate([self.envoy], 10)
-        _terminate(list(self.workers.values()) + [process for process, _ in self.retiring], grace)
+        _terminate(list(self.workers.values()) + [process for process, _ in self.retiring]
+                   + [process for process, _, _ in self.replacing.values()], grace)
         if self.mock is not None:
             _terminate([self.mock], 5)
         if self.admin is not None:
@@ -230,33 +237,36 @@ class Supervisor:
         if not limit or self._stopping:
             return
         for index, process in list(self.workers.items()):
-            if process.poll() is None and _rss_mb(process.pid) > limit:
+            if index not in self.replacing and process.poll() is None and _rss_mb(process.pid) > limit:
                 self.recycle(index)
 
-    def recycle(self, index: int, timeout: float = 30.0) -> bool:
-        """Replace worker `index` without failing a request: the new worker listens on its own
-        socket and Envoy's path is switched to it. The old one goes on serving until each
-        of its connections reaches its age (worker_connection_age_s: Envoy drains it,
-        and its next connection goes to the new worker); only then is it told to
-        stop, and its streams in flight finish. (Stopping it at once would race: streams
-        Envoy opened just before seeing the GOAWAY of a shutdown are cancelled.)"""
-        old, old_generation = self.workers[index], self.generation[index]
+    def recycle(self, index: int, timeout: float = 30.0) -> None:
+        """Start replacing worker `index` without failing a request: the new worker listens
+        on its own socket and, once it does (`_advance_replacements`), Envoy's path is
+        switched to it. The old one goes on serving until each of its connections reaches
+        its age (worker_connection_age_s: Envoy drains it, and its next connection goes
+        to the new worker); only then is it told to stop, and its streams in flight
+        finish. (Stopping it at once would race: streams Envoy opened just before seeing
+        the GOAWAY of a shutdown are cancelled.)"""
         print(f"extproc: worker {index} over {self.config.server.worker_max_rss_mb} MB; replacing it",
               file=sys.stderr)
+        self.replacing[index] = (self.workers[index], self.generation[index], time.monotonic() + timeout)
         self._start_worker(index, switch=False)
-        deadline = time.monotonic() + timeout
-        while not _connectable(str(self._process_socket(index))):
-            if self.workers[index].poll() is not None or time.monotonic() > deadline:
+
+    def _advance_replacements(self) -> None:
+        for index, (old, old_generation, deadline) in list(self.replacing.items()):
+            if _connectable(str(self._process_socket(index))):
+                self._point_at(index)
+                self.retiring.append((old, time.monotonic() + self.config.server.worker_connection_age_s + 5))
+            elif self.workers[index].poll() is not None or time.monotonic() > deadline:
                 print(f"extproc: the replacement of worker {index} did not start; keeping the old one",
                       file=sys.stderr)
                 _terminate([self.workers[index]], 1)
                 self._process_socket(index).unlink(missing_ok=True)
                 self.workers[index], self.generation[index] = old, old_generation
-                return False
-            time.sleep(0.05)
-        self._point_at(index)
-        self.retiring.append((old, time.monotonic() + self.config.server.worker_connection_age_s + 5))
-        return True
+            else:
+                continue
+            del self.replacing[index]
 
     def _drain_envoy(self, grace: float) -> None:
         try:
