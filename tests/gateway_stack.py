@@ -7,6 +7,7 @@ import asyncio
 import copy
 import inspect
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -38,10 +39,31 @@ def settled_rows(store, timeout: float = 5) -> dict:
     return asyncio.run(poll())
 
 
+_handed_out: set[int] = set()
+
+
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    """A port nothing listens on, for a server a test starts. Taken below the kernel's
+    ephemeral range: a port from bind(0) is one that any client connection (Redis,
+    httpx, Envoy upstream) may take as its own before the server binds it (seen once:
+    `Address already in use` at start). Never the same port twice in one test run."""
+    low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    while True:
+        if low > 20000:
+            port = random.randrange(15000, low)
+        else:                                   # no room below the range: the kernel's pick
+            with socket.socket() as sock:
+                sock.bind(("127.0.0.1", 0))
+                port = sock.getsockname()[1]
+        if port in _handed_out:
+            continue
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        _handed_out.add(port)
+        return port
 
 
 def wait_for_port(port: int, timeout: float = 15, process: subprocess.Popen | None = None) -> None:
