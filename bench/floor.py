@@ -21,7 +21,6 @@ same core, get fewer events per wake-up.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import os
 import statistics
 import subprocess

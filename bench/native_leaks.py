@@ -15,22 +15,18 @@ from __future__ import annotations
 
 import argparse
 import collections
-import random
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
-
-import httpx
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(ROOT / "bench"))
-from gateway_stack import GatewayStack, quickstart_config  # noqa: E402
+from gateway_stack import GatewayStack  # noqa: E402
 from run import children, cmdline  # noqa: E402
-from soak import MIX, SOAK_KEY, one_request  # noqa: E402
+from soak import MIX, Clients, chosen_kinds, soak_config  # noqa: E402
 
 
 def memray() -> str:
@@ -61,43 +57,27 @@ def main() -> None:
     parser.add_argument("--seconds", type=int, default=40, help="the tracked window")
     parser.add_argument("--top", type=int, default=6)
     args = parser.parse_args()
-    kinds = [k for k in MIX if k in set(args.kinds.split(","))]
-    if not kinds:
-        parser.error(f"--kinds: choose among {', '.join(dict.fromkeys(MIX))}")
+    kinds = chosen_kinds(parser, args.kinds)
     tracker = memray()
-    config = quickstart_config()
-    config["keys"].append({"id": "soak", "key": SOAK_KEY["authorization"].split()[1],
-                           "team": "soak", "models": "*"})
     workdir = Path(tempfile.mkdtemp(prefix="llmgw-leaks-"))
-    stack = GatewayStack(workdir, config, workers=1).start()
-    stop = threading.Event()
-    sent: list[tuple[str, str, int]] = []
-
-    def traffic(seed: int) -> None:
-        rng = random.Random(seed)
-        with httpx.Client(timeout=30) as client:
-            while not stop.is_set():
-                sent.append(one_request(client, stack.base_url, rng, kinds))
-
-    threads = [threading.Thread(target=traffic, args=(i,)) for i in range(8)]
+    stack = GatewayStack(workdir, soak_config(), workers=1).start()
+    clients = None
     try:
         worker = next(p for p in children(stack.process.pid) if " worker " in cmdline(p))
-        for thread in threads:
-            thread.start()
+        clients = Clients(stack.base_url, kinds, 8)
         time.sleep(10)                                   # warm-up: caches, pools, arenas
         capture = workdir / "worker.memray"
         # attach returns once tracking runs in the worker; the worker ends it after --duration.
         subprocess.run([tracker, "attach", "--native", "-f", "-o", str(capture),
                         "--duration", str(args.seconds), str(worker)],
                        stdout=subprocess.DEVNULL, check=True)
-        first = len(sent)
+        first = len(clients.sent)
         time.sleep(args.seconds)
-        requests = len(sent) - first
+        requests = len(clients.sent) - first
         time.sleep(3)                                    # the worker writes the capture out
     finally:
-        stop.set()
-        for thread in threads:
-            thread.join()
+        if clients is not None:
+            clients.stop()
         stack.stop()
     print(f"{requests} requests ({', '.join(kinds)}) in the {args.seconds} s window; "
           f"native allocations still live at its end:")

@@ -92,6 +92,47 @@ def one_request(client: httpx.Client, base: str, rng: random.Random,
     return rid, kind, status
 
 
+def chosen_kinds(parser: argparse.ArgumentParser, text: str) -> list[str]:
+    """--kinds (comma-separated) as a mix to draw from; an unknown kind is an error."""
+    chosen = set(text.split(","))
+    if not chosen <= set(MIX):
+        parser.error(f"--kinds: {', '.join(sorted(chosen - set(MIX)))}? choose among {', '.join(EXPECTED)}")
+    return [k for k in MIX if k in chosen]
+
+
+def soak_config() -> dict:
+    """The quickstart config with the soak's key and its token budget."""
+    config = quickstart_config()
+    config["keys"].append({"id": "soak", "key": "sk-soak", "team": "soak", "models": "*"})
+    config["budgets"].append({"name": "soak-tokens", "scope": "key", "match": "soak", "unit": "tokens",
+                              "limit": 10**12, "window": "month"})
+    return config
+
+
+class Clients:
+    """`count` clients in threads, each sending the soak's requests one after another
+    until stopped; `sent` lists (request id, kind, status) as they finish."""
+
+    def __init__(self, base_url: str, kinds: list[str], count: int) -> None:
+        self.sent: list[tuple[str, str, int]] = []
+        self._stop = threading.Event()
+        self._threads = [threading.Thread(target=self._run, args=(base_url, kinds, seed))
+                         for seed in range(count)]
+        for thread in self._threads:
+            thread.start()
+
+    def _run(self, base_url: str, kinds: list[str], seed: int) -> None:
+        rng = random.Random(seed)
+        with httpx.Client(timeout=30) as client:
+            while not self._stop.is_set():
+                self.sent.append(one_request(client, base_url, rng, kinds))
+
+    def stop(self) -> None:
+        self._stop.set()
+        for thread in self._threads:
+            thread.join()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--seconds", type=int, default=600)
@@ -103,14 +144,8 @@ def main() -> None:
     parser.add_argument("--kinds", default=",".join(dict.fromkeys(MIX)),
                         help="only these kinds of request (to attribute memory growth), comma-separated")
     args = parser.parse_args()
-    chosen = set(args.kinds.split(","))
-    if not chosen <= set(MIX):
-        parser.error(f"--kinds: {', '.join(sorted(chosen - set(MIX)))}? choose among {', '.join(EXPECTED)}")
-    kinds = [k for k in MIX if k in chosen]
-    config = quickstart_config()
-    config["keys"].append({"id": "soak", "key": "sk-soak", "team": "soak", "models": "*"})
-    config["budgets"].append({"name": "soak-tokens", "scope": "key", "match": "soak", "unit": "tokens",
-                              "limit": 10**12, "window": "month"})
+    kinds = chosen_kinds(parser, args.kinds)
+    config = soak_config()
     if args.worker_max_rss_mb is not None:
         config.setdefault("server", {})["worker_max_rss_mb"] = args.worker_max_rss_mb
     if args.worker_connection_age_s is not None:
@@ -120,19 +155,9 @@ def main() -> None:
     envoy = next(p for p in children(stack.process.pid) if "envoy" in cmdline(p).split(" ")[0])
     seen_workers: set[int] = set()
     samples: list[tuple[float, float, int, float]] = []     # time, RSS, fds, Envoy's RSS
-    sent: list[tuple[str, str, int]] = []
-    stop = threading.Event()
-
-    def traffic(seed: int) -> None:
-        rng = random.Random(seed)
-        with httpx.Client(timeout=30) as client:
-            while not stop.is_set():
-                sent.append(one_request(client, stack.base_url, rng, kinds))
-
-    threads = [threading.Thread(target=traffic, args=(i,)) for i in range(args.concurrency)]
     started = time.monotonic()
-    for thread in threads:
-        thread.start()
+    clients = Clients(stack.base_url, kinds, args.concurrency)
+    sent = clients.sent
     try:
         while time.monotonic() - started < args.seconds:
             time.sleep(min(10, args.seconds / 10))
@@ -148,9 +173,7 @@ def main() -> None:
             print(f"{samples[-1][0]:6.0f}s  requests {len(sent):7d}  RSS {samples[-1][1]:7.1f} MB  "
                   f"fds {samples[-1][2]}  worker processes so far {len(seen_workers)}", flush=True)
     finally:
-        stop.set()
-        for thread in threads:
-            thread.join()
+        clients.stop()
     time.sleep(2)                                      # let the last settles land
     records = {r["request_id"]: r for r in stack.log_records()}
     provider = {}

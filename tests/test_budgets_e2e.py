@@ -11,7 +11,6 @@ import uuid
 
 import httpx
 import pytest
-import yaml
 
 from extproc.store.redis_store import RedisStore
 from extproc.store.sqlite_store import SQLiteStore

@@ -3,7 +3,6 @@ and every failure a client sees is an OpenAI-style error."""
 
 from __future__ import annotations
 
-import asyncio
 import os
 import signal
 import subprocess
@@ -16,7 +15,6 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from extproc.store.redis_store import RedisStore
 from extproc.store.sqlite_store import SQLiteStore
 from gateway_stack import GatewayStack, quickstart_config, settled_rows
 
