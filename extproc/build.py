@@ -8,6 +8,7 @@ from .stages.admission import Admission
 from .stages.budget import Budget, BudgetSettle
 from .stages.guard import GuardRequest
 from .stages.guard_response import GuardResponse
+from .stages.one_message import OneMessageResponse
 from .stages.attempt import AttemptRewrite
 from .stages.record import Record
 from .stages.resolve import ParseRequest, ResolveModel
@@ -26,6 +27,7 @@ def build_pipeline(config: GatewayConfig, store=None) -> Pipeline:
         GuardRequest(),                      # before budgets and routing: see guard.py
         *([Budget(store, config.store)] if budgets else []),
         Route(),
+        OneMessageResponse(),                # after Admission (headers) and Budget, Route (body)
         ResponseUsage(),                     # its done hook completes the usage...
         GuardResponse(),
         *([BudgetSettle(store)] if budgets else []),   # ...which settling needs

@@ -20,6 +20,7 @@ class Call:
         "client_wants_usage", "status", "response_streamed", "usage", "generated",
         "first_byte_at", "ended_at", "outcome", "error_code", "reply", "sse", "stage_state",
         "finished", "done_due", "stream_over", "event_filters", "service_seconds", "message_started",
+        "response_in_body",
     )
 
     def __init__(self, config: GatewayConfig) -> None:
@@ -59,6 +60,7 @@ class Call:
         self.event_filters: list = []        # transform streamed SSE events (guardrails)
         self.service_seconds = 0.0           # time inside the service, messages so far
         self.message_started: float | None = None   # set while a message is being handled
+        self.response_in_body = False        # response headers skipped: one message (one_message.py)
 
     @property
     def team(self) -> str:

@@ -9,7 +9,8 @@ import time
 from . import metrics
 from .call import Call
 from .errors import GatewayError, gateway_error
-from .protocol import ProcessingRequest, ProcessingResponse, error_reply, header_map, immediate
+from .protocol import (ProcessingRequest, ProcessingResponse, Reply, error_reply, header_map,
+                       immediate, response_code)
 from .stages import ImmediateAnswer, Stage
 
 log = logging.getLogger("extproc.pipeline")
@@ -55,6 +56,7 @@ class Pipeline:
                 call.stream_over = self.request_only
             elif phase == "response_headers":
                 message = request.response_headers
+                call.response_in_body = False     # Envoy's config did not allow skipping them
                 headers = header_map(message)
                 for hook, is_async in self._hooks[phase]:
                     pending = hook(call, headers, message.end_of_stream)
@@ -64,6 +66,8 @@ class Pipeline:
                     self.end(call)
             elif phase == "response_body":
                 message = request.response_body
+                if call.response_in_body and not call.status:
+                    reply = await self._headers_skipped(call, request)
                 chunk = out = message.body
                 for hook, is_async in self._hooks[phase]:
                     result = hook(call, out, message.end_of_stream)
@@ -73,8 +77,13 @@ class Pipeline:
                         out = result
                 if out is not chunk:
                     reply.body = out
-                    if not call.response_streamed:      # buffered: headers still held
+                    if not (call.response_streamed or call.response_in_body):  # headers still held
                         reply.set_headers["content-length"] = str(len(out))
+                if call.response_in_body:
+                    # Envoy passed the headers on: it would drop a header mutation unseen
+                    # (what they need, it adds from the metadata set with the request body).
+                    reply.set_headers.clear()
+                    reply.remove_headers.clear()
                 if message.end_of_stream:
                     self.end(call)
             else:
@@ -102,6 +111,17 @@ class Pipeline:
             call.service_seconds += elapsed
             call.message_started = None
             self._timers.get(phase, self._timers["request_body"]).observe(elapsed)
+
+    async def _headers_skipped(self, call: Call, request: ProcessingRequest) -> Reply:
+        """A one-message response: the response-headers hooks run on what Envoy told with
+        the body (status; JSON, as announced). What they would change in the headers,
+        Envoy adds from metadata; the body's reply starts afresh."""
+        headers = {":status": str(response_code(request) or 200), "content-type": "application/json"}
+        for hook, is_async in self._hooks["response_headers"]:
+            pending = hook(call, headers, False)
+            if is_async:
+                await pending
+        return call.new_reply()
 
     def end(self, call: Call, outcome: str | None = None) -> None:
         """Ends a call exactly once: its outcome and end time are then final and its done

@@ -31,6 +31,11 @@ RESPONSE_STREAMED = _Mode(request_header_mode=_Mode.SEND, response_header_mode=_
 RESPONSE_BUFFERED = _Mode(request_header_mode=_Mode.SEND, response_header_mode=_Mode.SEND,
                           request_body_mode=_Mode.BUFFERED, response_body_mode=_Mode.BUFFERED,
                           request_trailer_mode=_Mode.SKIP, response_trailer_mode=_Mode.SKIP)
+# A non-streamed JSON answer: no response headers message, the body alone (stages/one_message.py).
+RESPONSE_IN_BODY = _Mode(request_header_mode=_Mode.SEND, response_header_mode=_Mode.SKIP,
+                         request_body_mode=_Mode.BUFFERED, response_body_mode=_Mode.BUFFERED,
+                         request_trailer_mode=_Mode.SKIP, response_trailer_mode=_Mode.SKIP)
+_EXT_PROC_ATTRIBUTES = "envoy.filters.http.ext_proc"
 
 # Replies that change nothing are the common case; build them once.
 _EMPTY = {
@@ -49,6 +54,15 @@ def header_map(headers: ep.HttpHeaders) -> dict[str, str]:
         key = header.key
         result[key] = f"{result[key]},{value}" if key in result else value
     return result
+
+
+def response_code(request: ep.ProcessingRequest) -> int:
+    """The status Envoy sends as the `response.code` attribute (0 when it sent none)."""
+    attributes = request.attributes.get(_EXT_PROC_ATTRIBUTES)
+    value = attributes.fields.get("response.code") if attributes is not None else None
+    if value is None:
+        return 0
+    return int(value.number_value or value.string_value or 0)
 
 
 class Reply:
@@ -132,4 +146,5 @@ def error_reply(error: GatewayError, extra_headers: dict[str, str] | None = None
 
 
 __all__ = ["Reply", "immediate", "error_reply", "header_map", "ProcessingRequest",
-           "ProcessingResponse", "RESPONSE_STREAMED", "RESPONSE_BUFFERED"]
+           "ProcessingResponse", "RESPONSE_STREAMED", "RESPONSE_BUFFERED", "RESPONSE_IN_BODY",
+           "response_code"]

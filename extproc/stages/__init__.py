@@ -3,7 +3,8 @@
 Hooks (all optional), called in pipeline order:
   request_headers(call, end_of_stream)   caller, endpoint, header hygiene
   request_body(call)                     parse, resolve, guard, reserve, route
-  response_headers(call, headers, end_of_stream)
+  response_headers(call, headers, end_of_stream)   (a one-message response: run just before
+                                          its body, on the status Envoy sent with it)
   response_body(call, chunk, end_of_stream) -> bytes | None   (None: unchanged)
   done(call)                             settle, record; runs exactly once per call
 A stage refuses a request by raising GatewayError; it answers one itself by

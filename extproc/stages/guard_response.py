@@ -23,20 +23,21 @@ from . import Stage
 from .guard import check_texts, could_not_run, record_verdict, run_plugin
 
 
+def response_policy(call: Call) -> list[Guardrail]:
+    """The guardrails that read this caller's responses."""
+    if call.key is None:
+        return []
+    return [g for g in call.config.guardrails.policy_for(call.key)
+            if "response" in g.directions and g.type in ("pii", "banned", "tools", "plugin",
+                                                        "prompt_injection")]
+
+
 class GuardResponse(Stage):
     name = "guard_response"
 
-    @staticmethod
-    def _policy(call: Call) -> list[Guardrail]:
-        if call.key is None:
-            return []
-        return [g for g in call.config.guardrails.policy_for(call.key)
-                if "response" in g.directions and g.type in ("pii", "banned", "tools", "plugin",
-                                                            "prompt_injection")]
-
     def response_headers(self, call: Call, headers: dict[str, str], end_of_stream: bool) -> None:
         if call.response_streamed and call.status < 400:
-            policy = [g for g in self._policy(call) if g.type != "plugin"]
+            policy = [g for g in response_policy(call) if g.type != "plugin"]
             if policy:
                 call.event_filters.append(StreamGuard(call, policy, call.config.guardrails.stream_window))
 
@@ -44,7 +45,7 @@ class GuardResponse(Stage):
         if call.response_streamed or call.status >= 400:
             return None
         body = call.stage_state.get("response_json")
-        policy = self._policy(call)
+        policy = response_policy(call)
         if not policy or not isinstance(body, dict):
             return None
         slots = list(response_slots(call.endpoint.kind, body))
