@@ -9,8 +9,15 @@ import time
 from . import metrics
 from .call import Call
 from .errors import GatewayError, gateway_error
-from .protocol import (ProcessingRequest, ProcessingResponse, Reply, error_reply, header_map,
-                       immediate, response_code)
+from .protocol import (
+    ProcessingRequest,
+    ProcessingResponse,
+    Reply,
+    error_reply,
+    header_map,
+    immediate,
+    response_code,
+)
 from .stages import ImmediateAnswer, Stage
 
 log = logging.getLogger("extproc.pipeline")
