@@ -5,6 +5,7 @@ show (its reading of the body and the service's always agree through the real fi
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 
 import orjson
 import pytest
@@ -17,6 +18,7 @@ from extproc.call import Call
 from extproc.config import load_config
 from extproc.server import Runtime
 
+QUICKSTART = str(Path(__file__).resolve().parent.parent / "config" / "quickstart.yaml")
 CHAT = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hello"}]}
 
 
@@ -41,7 +43,7 @@ def _response_body(status: int, body: bytes) -> ep.ProcessingRequest:
 @pytest.fixture
 def pipeline(tmp_path, monkeypatch):
     monkeypatch.setenv("LLMGW_STATE_DIR", str(tmp_path))
-    return Runtime(load_config("config/quickstart.yaml")).pipeline
+    return Runtime(load_config(QUICKSTART)).pipeline
 
 
 def _run(pipeline, call: Call, request: ep.ProcessingRequest) -> ep.ProcessingResponse:
@@ -49,7 +51,7 @@ def _run(pipeline, call: Call, request: ep.ProcessingRequest) -> ep.ProcessingRe
 
 
 def test_a_provider_error_in_one_message_is_made_openai_style_by_the_body_alone(pipeline):
-    call = Call(load_config("config/quickstart.yaml"))
+    call = Call(load_config(QUICKSTART))
     headers_reply = _run(pipeline, call, _request_headers({"stream": False, "model": "gpt-4o-mini"}))
     assert headers_reply.mode_override.response_header_mode == pm.ProcessingMode.SKIP
     assert headers_reply.mode_override.request_body_mode == pm.ProcessingMode.BUFFERED  # restated
@@ -68,7 +70,7 @@ def test_a_provider_error_in_one_message_is_made_openai_style_by_the_body_alone(
 
 
 def test_the_usage_of_a_one_message_answer_is_read(pipeline):
-    call = Call(load_config("config/quickstart.yaml"))
+    call = Call(load_config(QUICKSTART))
     _run(pipeline, call, _request_headers({"stream": False, "model": "gpt-4o-mini"}))
     _run(pipeline, call, ep.ProcessingRequest(request_body=ep.HttpBody(body=orjson.dumps(CHAT),
                                                                        end_of_stream=True)))
@@ -87,7 +89,7 @@ def test_the_usage_of_a_one_message_answer_is_read(pipeline):
     ({"stream": False, "model": "gpt-4o-mini"}, {**CHAT, "model": "gpt-4o"}),
 ], ids=["announced not streamed, body streams", "announced another model"])
 def test_a_body_that_says_otherwise_than_envoy_read_is_refused(pipeline, announced, body):
-    call = Call(load_config("config/quickstart.yaml"))
+    call = Call(load_config(QUICKSTART))
     _run(pipeline, call, _request_headers(announced))
     reply = _run(pipeline, call, ep.ProcessingRequest(request_body=ep.HttpBody(body=orjson.dumps(body),
                                                                                 end_of_stream=True)))
@@ -104,6 +106,6 @@ def test_a_body_that_says_otherwise_than_envoy_read_is_refused(pipeline, announc
     {"stream": False, "model": "no-such-model"},
 ], ids=["no metadata", "streamed", "no stream key", "stream a string", "virtual model", "unknown model"])
 def test_other_calls_keep_the_response_headers_message(pipeline, announced):
-    call = Call(load_config("config/quickstart.yaml"))
+    call = Call(load_config(QUICKSTART))
     reply = _run(pipeline, call, _request_headers(announced))
     assert not reply.HasField("mode_override") and not call.response_in_body
