@@ -64,8 +64,12 @@ def test_a_repeated_phone_number_is_found_each_time():
 def test_redact_replaces_spans_with_placeholders():
     text = "mail a@b.io or c@d.io"
     assert redact(text, PII.find(text)) == "mail [EMAIL] or [EMAIL]"
-    # Overlapping spans: every character of both is gone.
-    assert redact("abcdefgh", [Finding(0, 4, "X"), Finding(2, 6, "Y")]) == "[X][Y]gh"
+    # Overlapping spans merge, named by the first: every character of each is gone.
+    assert redact("abcdefgh", [Finding(0, 4, "X"), Finding(2, 6, "Y")]) == "[X]gh"
+    # One starting where a longer one starts (an SSN that begins a card number), or inside it.
+    assert redact("123-45-6789 555 2671 ok", [Finding(0, 11, "SSN"), Finding(0, 20, "CARD")]) == "[CARD] ok"
+    assert redact("abcdefghij", [Finding(1, 9, "X"), Finding(3, 5, "Y")]) == "a[X]j"
+    assert redact("abcdef", [Finding(0, 2, "X"), Finding(2, 4, "Y")]) == "[X][Y]ef"   # touching: two
 
 
 def _lines(name: str) -> list[str]:

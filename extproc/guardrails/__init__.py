@@ -19,13 +19,19 @@ class Finding:
 
 
 def redact(text: str, findings: list[Finding]) -> str:
-    """Replace spans right to left so earlier offsets stay valid; overlaps merge."""
-    out = text
-    last_start = len(text) + 1
-    for finding in sorted(findings, key=lambda f: (f.start, -f.end), reverse=True):
-        end = min(finding.end, last_start)
-        if end <= finding.start:
-            continue
-        out = out[:finding.start] + f"[{finding.label}]" + out[end:]
-        last_start = finding.start
-    return out
+    """Replace each span with its placeholder. Overlapping spans merge into one, named by
+    the one that starts first (the longest of those): no part of any span survives (an
+    SSN inside a longer card number must not leave the card's tail behind)."""
+    merged: list[list] = []                      # [start, end, label], in text order
+    for finding in sorted(findings, key=lambda f: (f.start, -f.end)):
+        if merged and finding.start < merged[-1][1]:
+            merged[-1][1] = max(merged[-1][1], finding.end)
+        else:
+            merged.append([finding.start, finding.end, finding.label])
+    out, position = [], 0
+    for start, end, label in merged:
+        out.append(text[position:start])
+        out.append(f"[{label}]")
+        position = end
+    out.append(text[position:])
+    return "".join(out)
