@@ -12,7 +12,10 @@ sides get the same paced JSON load at half the gateway's maximum, for the added
 p50 latency; then time to first token, one stream at a time; then the same for
 streams generated at a model's pace (a word every 20 ms) with guardrails on the
 response too (PII redaction over the stream: only a tail that could still become a
-finding is held back, so the first word waits for the next one at most).
+finding is held back, so the first word waits for the next one at most); then the CPU
+a long stream (a token per chunk) costs, passed through or chunk by chunk. Streams are
+measured both ways: a client that asks for its usage gets its stream passed through
+Envoy unseen by the service (stages/pass_through.py).
 
 With --peers, LiteLLM's proxy and Portkey's gateway (bench/peers.py) get the same
 rounds on the same core budget, each proxying to the same mock.
@@ -46,6 +49,11 @@ KEYS = {"gateway": "sk-demo-alice", "envoy alone": "mock-provider-key"}
 PACED_CONNECTIONS = 8
 GUARDED_KEY = "sk-bench-guarded"          # its policy guards responses (streams included) too
 PACED_STREAM = {"x-mock-chunk-delay-ms": "20"}
+# Streams whose client asks for their usage pass through Envoy unseen by the service
+# (stages/pass_through.py); the others go chunk by chunk through it (their usage chunk
+# must come out).
+MODES = {"json": '"stream":false', "sse": '"stream":true',
+         "sse+usage": '"stream":true,"stream_options":{"include_usage":true}'}
 
 
 def ensure_wrk() -> str:
@@ -90,7 +98,8 @@ def envoy_alone(workdir: Path, mock_port: int) -> tuple[subprocess.Popen, int]:
     listener = envoy["static_resources"]["listeners"][0]
     listener["address"]["socket_address"]["port_value"] = port
     hcm = listener["filter_chains"][0]["filters"][0]["typed_config"]
-    hcm["http_filters"] = [f for f in hcm["http_filters"] if "ext_proc" not in f["name"]]
+    # A plain proxy: the router alone (the gateway's own filters are part of what it costs).
+    hcm["http_filters"] = [f for f in hcm["http_filters"] if f["name"] == "envoy.filters.http.router"]
     hcm["route_config"]["virtual_hosts"][0]["routes"] = [
         {"match": {"prefix": "/"}, "route": {"cluster": "mock", "timeout": "0s"}}]
     clusters = envoy["static_resources"]["clusters"]
@@ -140,10 +149,13 @@ def wrk(binary: str, url: str, key: str, body: str, seconds: int, connections: i
             "errors": int(non_2xx.group(1)) if non_2xx else 0}
 
 
-def ttft(url: str, key: str, samples: int = 150, headers: dict | None = None, max_tokens: int | None = None) -> float:
+def ttft(url: str, key: str, samples: int = 150, headers: dict | None = None, max_tokens: int | None = None,
+         usage: bool = False) -> float:
     """Median time to the first content chunk of a stream, one request at a time (ms)."""
     times = []
     body = {"model": "gpt-4o-mini", "stream": True, "messages": [{"role": "user", "content": PROMPT}]}
+    if usage:
+        body["stream_options"] = {"include_usage": True}
     if max_tokens:
         body["max_tokens"] = max_tokens
     with httpx.Client(headers={"authorization": f"Bearer {key}", **(headers or {})}, timeout=30) as client:
@@ -156,6 +168,28 @@ def ttft(url: str, key: str, samples: int = 150, headers: dict | None = None, ma
                         first = (time.perf_counter() - started) * 1000
             times.append(first)
     return statistics.median(times)
+
+
+LONG_ANSWER = " ".join(f"word{i}" for i in range(200))   # the mock echoes it: ~400 tokens
+
+
+def long_stream_cpu(url: str, key: str, pids: dict[str, list[int]], usage: bool, streams: int = 40) -> dict:
+    """CPU per stream for answers of ~400 tokens sent a token per chunk, as providers do
+    (the mock waits 1 ms between chunks, so Envoy reads each on its own), 4 at a time."""
+    import concurrent.futures
+    body = {"model": "gpt-4o-mini", "stream": True, "messages": [{"role": "user", "content": LONG_ANSWER}]}
+    if usage:
+        body["stream_options"] = {"include_usage": True}
+    headers = {"authorization": f"Bearer {key}", "x-mock-chunk-delay-ms": "1", "x-mock-chunk-chars": "3"}
+
+    def one(_) -> int:
+        with httpx.stream("POST", url, json=body, headers=headers, timeout=60) as response:
+            return sum(1 for line in response.iter_lines() if line.startswith("data: {"))
+    before = {what: sum(cpu_seconds(p) for p in group) for what, group in pids.items()}
+    with concurrent.futures.ThreadPoolExecutor(4) as pool:
+        events = list(pool.map(one, range(streams)))
+    return {"events": statistics.median(events), **{
+        what: (sum(cpu_seconds(p) for p in group) - before[what]) / streams * 1000 for what, group in pids.items()}}
 
 
 def main() -> None:
@@ -206,9 +240,8 @@ def main() -> None:
     cpu: dict[tuple[str, str], list[float]] = {}
     try:
         for round_ in range(args.rounds):
-            for mode, stream in (("json", False), ("sse", True)):
-                body = '{"model":"gpt-4o-mini","stream":%s,"messages":[{"role":"user","content":"%s"}]}' % (
-                    "true" if stream else "false", PROMPT)
+            for mode, stream in MODES.items():
+                body = '{"model":"gpt-4o-mini",%s,"messages":[{"role":"user","content":"%s"}]}' % (stream, PROMPT)
                 for side, url in urls.items():
                     measured = {"service": cpu_pids.get(side, []), "envoy": envoy_pids.get(side, [])}
                     before = {what: sum(cpu_seconds(p) for p in pids) for what, pids in measured.items()}
@@ -230,6 +263,10 @@ def main() -> None:
                                                       PACED_CONNECTIONS, 1000 * PACED_CONNECTIONS / half))
         ttft_alone = ttft(urls["envoy alone"], KEYS["envoy alone"])
         ttft_gateway = ttft(urls["gateway"], KEYS["gateway"])
+        ttft_passed = ttft(urls["gateway"], KEYS["gateway"], usage=True)
+        long_streams = {usage: long_stream_cpu(urls["gateway"], KEYS["gateway"],
+                                               {"service": workers, "envoy": envoys}, usage)
+                        for usage in (False, True)}
         paced_ttft = {label: ttft(urls[side], key, 40, PACED_STREAM, 12) for label, side, key in (
             ("envoy alone", "envoy alone", KEYS["envoy alone"]), ("gateway", "gateway", KEYS["gateway"]),
             ("guarded", "gateway", GUARDED_KEY))}
@@ -245,16 +282,16 @@ def main() -> None:
 
     print(f"\n{args.rounds} interleaved rounds x {args.seconds}s, {args.connections} connections; "
           f"Envoy (+1 ext_proc worker) on core 0, mock + wrk on core 1")
-    print(f"{'traffic':<6} {'side':<12} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'vs Envoy':>9} "
+    print(f"{'traffic':<9} {'side':<12} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'vs Envoy':>9} "
           f"{'non-2xx':>8} {'service CPU/req':>16} {'Envoy CPU/req':>14}")
-    for mode in ("json", "sse"):
+    for mode in MODES:
         base = statistics.median(r["rps"] for r in results[("envoy alone", mode)])
         for side in urls:
             runs = results[(side, mode)]
             rps = statistics.median(r["rps"] for r in runs)
             cpu_text, envoy_text = (f"{statistics.median(cpu[(side, mode, what)]):.0f} us"
                                     if (side, mode, what) in cpu else "-" for what in ("service", "envoy"))
-            print(f"{mode:<6} {side:<12} {rps:>9.0f} {statistics.median(r['p50'] for r in runs):>8.2f} "
+            print(f"{mode:<9} {side:<12} {rps:>9.0f} {statistics.median(r['p50'] for r in runs):>8.2f} "
                   f"{statistics.median(r['p99'] for r in runs):>8.2f} {rps / base:>8.2f}x "
                   f"{sum(r['errors'] for r in runs):>8} {cpu_text:>16} {envoy_text:>14}")
     p50 = {side: statistics.median(r["p50"] for r in runs) for side, runs in paced.items()}
@@ -263,10 +300,16 @@ def main() -> None:
           f"Envoy alone {p50['envoy alone']:.2f} ms, gateway {p50['gateway']:.2f} ms, "
           f"added {p50['gateway'] - p50['envoy alone']:.2f} ms")
     print(f"time to first token (median of 150, one at a time): Envoy alone {ttft_alone:.2f} ms, "
-          f"gateway {ttft_gateway:.2f} ms, added {ttft_gateway - ttft_alone:.2f} ms")
+          f"gateway {ttft_gateway:.2f} ms (added {ttft_gateway - ttft_alone:.2f} ms), a stream passed "
+          f"through (usage asked) {ttft_passed:.2f} ms (added {ttft_passed - ttft_alone:.2f} ms)")
     print(f"time to first token, a word every 20 ms (median of 40): Envoy alone "
           f"{paced_ttft['envoy alone']:.2f} ms, gateway {paced_ttft['gateway']:.2f} ms, with response "
           f"guardrails on the stream {paced_ttft['guarded']:.2f} ms")
+    for usage, label in ((False, "usage not asked (chunk by chunk through the service)"),
+                         (True, "usage asked (passed through)")):
+        measured = long_streams[usage]
+        print(f"long streams ({measured['events']:.0f} events each), {label}: worker "
+              f"{measured['service']:.1f} ms, Envoy {measured['envoy']:.1f} ms of CPU per stream")
     print("peak memory: " + ", ".join(f"{name} {mb:.0f} MB" for name, mb in memory.items()))
     if peers:
         print("service CPU/req: the ext_proc worker's for the gateway; each peer's own processes for the peers")

@@ -5,11 +5,12 @@ from __future__ import annotations
 from .config import GatewayConfig
 from .pipeline import Pipeline
 from .stages.admission import Admission
+from .stages.attempt import AttemptRewrite
 from .stages.budget import Budget, BudgetSettle
 from .stages.guard import GuardRequest
 from .stages.guard_response import GuardResponse
 from .stages.one_message import OneMessageResponse
-from .stages.attempt import AttemptRewrite
+from .stages.pass_through import PassThroughStream
 from .stages.record import Record
 from .stages.resolve import ParseRequest, ResolveModel
 from .stages.route import Route
@@ -28,6 +29,7 @@ def build_pipeline(config: GatewayConfig, store=None) -> Pipeline:
         *([Budget(store, config.store)] if budgets else []),
         Route(),
         OneMessageResponse(),                # after Admission (headers) and Budget, Route (body)
+        PassThroughStream(),                 # after Admission (headers) and ParseRequest (body)
         ResponseUsage(),                     # its done hook completes the usage...
         GuardResponse(),
         *([BudgetSettle(store)] if budgets else []),   # ...which settling needs

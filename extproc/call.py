@@ -20,7 +20,7 @@ class Call:
         "client_wants_usage", "status", "response_streamed", "usage", "generated",
         "first_byte_at", "ended_at", "outcome", "error_code", "reply", "sse", "stage_state",
         "finished", "done_due", "stream_over", "event_filters", "service_seconds", "message_started",
-        "response_in_body",
+        "response_in_body", "stream_passed_through",
     )
 
     def __init__(self, config: GatewayConfig) -> None:
@@ -61,6 +61,7 @@ class Call:
         self.service_seconds = 0.0           # time inside the service, messages so far
         self.message_started: float | None = None   # set while a message is being handled
         self.response_in_body = False        # response headers skipped: one message (one_message.py)
+        self.stream_passed_through = False   # Envoy streams it unseen, usage at its end (usage.py)
 
     @property
     def team(self) -> str:

@@ -89,6 +89,56 @@ def validate(path: str) -> list[str]:
     return [f"{path}: envoy --mode validate: {detail.strip()}"]
 
 
+# --- streams passed through (stages/pass_through.py) ---------------------------------
+
+_TRAILER_MODE = {"response_body_mode": "NONE", "response_trailer_mode": "SEND"}
+
+
+def _http_filter_lists(envoy: dict):
+    for listener in envoy.get("static_resources", {}).get("listeners", []):
+        for chain in listener.get("filter_chains", []):
+            for network_filter in chain.get("filters", []):
+                filters = (network_filter.get("typed_config") or {}).get("http_filters")
+                if filters:
+                    yield filters
+
+
+def _filter_name(entry: dict) -> str:
+    """A filter's name; for a match_delegate, the name of the filter it wraps."""
+    inner = (entry.get("typed_config") or {}).get("extension_config")
+    return inner.get("name", "") if isinstance(inner, dict) else entry.get("name", "")
+
+
+def pass_through_problems(envoy: dict) -> list[str]:
+    """The service passes a stream through when json_to_metadata announces the client's
+    `include_usage`; its usage reaches the service only if ext_proc allows that mode and
+    forwards llm_gateway.stream, and two filters after ext_proc add the trailers whose
+    message brings it (bandwidth_limit) and read it (sse_to_metadata)."""
+    problems = []
+    for filters in _http_filter_lists(envoy):
+        names = [_filter_name(entry) for entry in filters]
+        if "envoy.filters.http.json_to_metadata" not in names or "envoy.filters.http.ext_proc" not in names:
+            continue
+        announcer = filters[names.index("envoy.filters.http.json_to_metadata")].get("typed_config") or {}
+        rules = (announcer.get("request_rules") or {}).get("rules") or []
+        if not any({"key": "include_usage"} in (rule.get("selectors") or []) for rule in rules):
+            continue                      # no stream is announced for passing through
+        at = names.index("envoy.filters.http.ext_proc")
+        ext_proc = filters[at].get("typed_config") or {}
+        where = "http_filters: envoy.filters.http.ext_proc"
+        if not any(_TRAILER_MODE.items() <= mode.items() for mode in ext_proc.get("allowed_override_modes") or []):
+            problems.append(f"{where}: allowed_override_modes has no mode with response_body_mode NONE "
+                            "and response_trailer_mode SEND (streams passed through)")
+        forwarded = ((ext_proc.get("metadata_options") or {}).get("forwarding_namespaces") or {}).get("untyped") or []
+        if "llm_gateway.stream" not in forwarded:
+            problems.append(f"{where}: metadata_options.forwarding_namespaces does not forward llm_gateway.stream")
+        for needed in ("envoy.filters.http.bandwidth_limit", "envoy.filters.http.sse_to_metadata"):
+            if needed not in names[at + 1:]:
+                problems.append(f"http_filters: no {needed} after envoy.filters.http.ext_proc "
+                                "(streams passed through need it)")
+    return problems
+
+
 # --- the Kubernetes Envoy config, derived from the quickstart's ------------------------
 
 KUBERNETES_HEADER = """\

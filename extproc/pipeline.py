@@ -10,19 +10,23 @@ from . import metrics
 from .call import Call
 from .errors import GatewayError, gateway_error
 from .protocol import (
+    STREAM_USAGE_NAMESPACE,
     ProcessingRequest,
     ProcessingResponse,
     Reply,
     error_reply,
+    forwarded_numbers,
     header_map,
     immediate,
     response_code,
+    trailer_names,
 )
 from .stages import ImmediateAnswer, Stage
 
 log = logging.getLogger("extproc.pipeline")
 
-_PHASES = ("request_headers", "request_body", "response_headers", "response_body", "done")
+_PHASES = ("request_headers", "request_body", "response_headers", "response_body",
+           "response_trailers", "done")
 
 
 class Pipeline:
@@ -35,7 +39,7 @@ class Pipeline:
         self._hooks = {phase: [(hook, inspect.iscoroutinefunction(hook)) for hook in
                                (getattr(stage, phase) for stage in stages if hasattr(stage, phase))]
                        for phase in _PHASES}
-        self._timers = {phase: metrics.extproc_processing.labels(phase) for phase in _PHASES[:4]}
+        self._timers = {phase: metrics.extproc_processing.labels(phase) for phase in _PHASES[:5]}
 
     async def handle(self, call: Call, request: ProcessingRequest) -> ProcessingResponse:
         phase = request.WhichOneof("request")
@@ -93,8 +97,19 @@ class Pipeline:
                     reply.remove_headers.clear()
                 if message.end_of_stream:
                     self.end(call)
+            elif phase == "response_trailers":
+                # A stream Envoy passed through (stages/usage.py) has ended; Envoy sends
+                # what its sse_to_metadata filter read from it along.
+                numbers = forwarded_numbers(request, STREAM_USAGE_NAMESPACE)
+                for hook, is_async in self._hooks[phase]:
+                    pending = hook(call, numbers)
+                    if is_async:
+                        await pending
+                # The trailers are Envoy's marker for the stream's end, not the provider's.
+                reply.remove_headers.extend(trailer_names(request.response_trailers, "x-gateway-"))
+                self.end(call)
             else:
-                # Trailers are configured off; answer anything else with its empty reply.
+                # Request trailers are configured off; answer anything else with its empty reply.
                 response = ProcessingResponse()
                 getattr(response, phase).SetInParent()
                 return response

@@ -17,6 +17,7 @@ from .errors import GatewayError
 # Dynamic metadata namespaces (must match envoy/*.yaml metadata_options):
 METADATA_NAMESPACE = "llm_gateway"              # usage for the access log; the failover plan
 ROUTE_METADATA_NAMESPACE = "llm_gateway.route"  # read by Envoy's priority_group specifier
+STREAM_USAGE_NAMESPACE = "llm_gateway.stream"   # usage Envoy's sse_to_metadata read from a stream
 
 ProcessingRequest = ep.ProcessingRequest
 ProcessingResponse = ep.ProcessingResponse
@@ -35,6 +36,11 @@ RESPONSE_BUFFERED = _Mode(request_header_mode=_Mode.SEND, response_header_mode=_
 RESPONSE_IN_BODY = _Mode(request_header_mode=_Mode.SEND, response_header_mode=_Mode.SKIP,
                          request_body_mode=_Mode.BUFFERED, response_body_mode=_Mode.BUFFERED,
                          request_trailer_mode=_Mode.SKIP, response_trailer_mode=_Mode.SKIP)
+# A stream Envoy passes straight to the client: no body messages; an (empty) trailers
+# message at its end brings the usage Envoy's sse_to_metadata read (stages/usage.py).
+STREAM_PASSED_THROUGH = _Mode(request_header_mode=_Mode.SEND, response_header_mode=_Mode.SEND,
+                              request_body_mode=_Mode.BUFFERED, response_body_mode=_Mode.NONE,
+                              request_trailer_mode=_Mode.SKIP, response_trailer_mode=_Mode.SEND)
 _EXT_PROC_ATTRIBUTES = "envoy.filters.http.ext_proc"
 
 # Replies that change nothing are the common case; build them once.
@@ -43,6 +49,7 @@ _EMPTY = {
     "request_body": ProcessingResponse(request_body=ep.BodyResponse()),
     "response_headers": ProcessingResponse(response_headers=ep.HeadersResponse()),
     "response_body": ProcessingResponse(response_body=ep.BodyResponse()),
+    "response_trailers": ProcessingResponse(response_trailers=ep.TrailersResponse()),
 }
 
 
@@ -83,6 +90,13 @@ class Reply:
         if not (self.set_headers or self.remove_headers or self.body is not None
                 or self.mode_override or self.metadata):
             return _EMPTY[phase]
+        if phase == "response_trailers":
+            # The stream's data has passed: trailers to drop and metadata are what is left.
+            response = ProcessingResponse(response_trailers=ep.TrailersResponse())
+            response.response_trailers.header_mutation.remove_headers.extend(self.remove_headers)
+            if self.metadata:
+                response.dynamic_metadata.CopyFrom(_struct(self.metadata))
+            return response
         # Filled in place: building sub-messages and copying them in costs twice as much.
         response = ProcessingResponse()
         common = getattr(response, phase).response
@@ -105,6 +119,21 @@ class Reply:
         if self.metadata:
             response.dynamic_metadata.CopyFrom(_struct(self.metadata))
         return response
+
+
+def trailer_names(trailers: ep.HttpTrailers, prefix: str) -> list[str]:
+    return [header.key for header in trailers.trailers.headers if header.key.startswith(prefix)]
+
+
+def forwarded_numbers(request: ep.ProcessingRequest, namespace: str) -> dict[str, float]:
+    """The numbers of a metadata namespace Envoy forwarded with this message."""
+    if not request.HasField("metadata_context"):
+        return {}
+    struct = request.metadata_context.filter_metadata.get(namespace)
+    if struct is None:
+        return {}
+    return {key: value.number_value for key, value in struct.fields.items()
+            if value.WhichOneof("kind") == "number_value"}
 
 
 def _struct(data: dict) -> struct_pb2.Struct:
@@ -147,4 +176,4 @@ def error_reply(error: GatewayError, extra_headers: dict[str, str] | None = None
 
 __all__ = ["Reply", "immediate", "error_reply", "header_map", "ProcessingRequest",
            "ProcessingResponse", "RESPONSE_STREAMED", "RESPONSE_BUFFERED", "RESPONSE_IN_BODY",
-           "response_code"]
+           "STREAM_PASSED_THROUGH", "forwarded_numbers", "response_code", "trailer_names"]

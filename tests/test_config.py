@@ -153,3 +153,41 @@ def test_shipped_default_prices_apply_without_config_price(tmp_path):
     assert loaded.models["custom"].price.input == 0          # unknown model: free unless priced
     # cached input tokens are billed at the cached price
     assert loaded.models["gpt-4o"].price.cost(1_000_000, 1_000_000, 0) == pytest.approx(1.25)
+
+
+def _without_filter(name: str):
+    def edit(filters, ext_proc):
+        filters[:] = [f for f in filters if f["name"] != name]
+    return edit
+
+
+def _without_forwarded_stream(filters, ext_proc):
+    ext_proc["metadata_options"]["forwarding_namespaces"]["untyped"].remove("llm_gateway.stream")
+
+
+def _without_trailer_mode(filters, ext_proc):
+    ext_proc["allowed_override_modes"] = [m for m in ext_proc["allowed_override_modes"]
+                                          if m["response_trailer_mode"] != "SEND"]
+
+
+@pytest.mark.parametrize("edit,expected", [
+    (_without_filter("envoy.filters.http.sse_to_metadata"),
+     "http_filters: no envoy.filters.http.sse_to_metadata after envoy.filters.http.ext_proc"),
+    (_without_filter("envoy.filters.http.match_delegate"),       # the bandwidth_limit it wraps
+     "http_filters: no envoy.filters.http.bandwidth_limit after envoy.filters.http.ext_proc"),
+    (_without_forwarded_stream, ("http_filters: envoy.filters.http.ext_proc: metadata_options"
+                                 ".forwarding_namespaces does not forward llm_gateway.stream")),
+    (_without_trailer_mode, "http_filters: envoy.filters.http.ext_proc: allowed_override_modes has no mode"),
+], ids=["no sse_to_metadata", "no trailers filter", "stream usage not forwarded", "mode not allowed"])
+def test_check_finds_what_streams_passed_through_need(tmp_path, edit, expected):
+    """json_to_metadata announces include_usage, so the service will pass streams through:
+    without these their usage would never reach it."""
+    envoy = yaml.safe_load(QUICKSTART_ENVOY.read_text())
+    filters = envoy["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0][
+        "typed_config"]["http_filters"]
+    [ext_proc] = [f["typed_config"] for f in filters if f["name"] == "envoy.filters.http.ext_proc"]
+    edit(filters, ext_proc)
+    envoy_path = write(tmp_path, envoy, "envoy.yaml")
+    result = _check("--config", str(QUICKSTART_CONFIG), "--envoy", envoy_path)
+    assert result.returncode != 0
+    assert any(line.startswith(f"{envoy_path}: {expected}") for line in result.stderr.splitlines()), result.stderr

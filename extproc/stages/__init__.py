@@ -6,6 +6,8 @@ Hooks (all optional), called in pipeline order:
   response_headers(call, headers, end_of_stream)   (a one-message response: run just before
                                           its body, on the status Envoy sent with it)
   response_body(call, chunk, end_of_stream) -> bytes | None   (None: unchanged)
+  response_trailers(call, numbers)       the end of a stream Envoy passed through, with the
+                                          usage numbers its sse_to_metadata filter read
   done(call)                             settle, record; runs exactly once per call
 A stage refuses a request by raising GatewayError; it answers one itself by
 raising ImmediateAnswer.

@@ -32,12 +32,17 @@ def response_policy(call: Call) -> list[Guardrail]:
                                                         "prompt_injection")]
 
 
+def stream_policy(call: Call) -> list[Guardrail]:
+    """The guardrails that read this caller's streamed responses (plugins read JSON only)."""
+    return [g for g in response_policy(call) if g.type != "plugin"]
+
+
 class GuardResponse(Stage):
     name = "guard_response"
 
     def response_headers(self, call: Call, headers: dict[str, str], end_of_stream: bool) -> None:
         if call.response_streamed and call.status < 400:
-            policy = [g for g in response_policy(call) if g.type != "plugin"]
+            policy = stream_policy(call)
             if policy:
                 call.event_filters.append(StreamGuard(call, policy, call.config.guardrails.stream_window))
 

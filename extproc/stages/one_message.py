@@ -55,14 +55,26 @@ class OneMessageResponse(Stage):
         call.reply.metadata = metadata
 
 
-def _announced_model(call: Call) -> str | None:
-    """The model of a call Envoy saw announced as not streamed, else None."""
+def announced(call: Call) -> dict | None:
+    """What Envoy's json_to_metadata read from the request body (Struct fields by key),
+    or None when Envoy sent no such metadata (a config without the filter)."""
     if call.request_metadata is None:
         return None
-    announced = call.request_metadata.filter_metadata.get(REQUEST_METADATA_NAMESPACE)
-    if announced is None:
+    fields = call.request_metadata.filter_metadata.get(REQUEST_METADATA_NAMESPACE)
+    return fields.fields if fields is not None else None
+
+
+def announced_true(fields, key: str) -> bool:
+    value = fields.get(key)
+    return value is not None and value.WhichOneof("kind") == "bool_value" and value.bool_value
+
+
+def _announced_model(call: Call) -> str | None:
+    """The model of a call Envoy saw announced as not streamed, else None."""
+    fields = announced(call)
+    if fields is None or "stream" not in fields or announced_true(fields, "stream"):
         return None
-    stream, model = announced.fields.get("stream"), announced.fields.get("model")
-    if stream is None or model is None or stream.WhichOneof("kind") != "bool_value" or stream.bool_value:
+    stream, model = fields["stream"], fields.get("model")
+    if model is None or stream.WhichOneof("kind") != "bool_value":
         return None
     return model.string_value or None

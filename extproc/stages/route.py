@@ -19,7 +19,8 @@ from ..protocol import METADATA_NAMESPACE, ROUTE_METADATA_NAMESPACE
 from . import Stage
 
 ROUTE_HEADER = "x-gateway-route"       # selects the failover route
-_STREAMING_KINDS = ("chat", "completions")
+# Endpoints whose streams carry usage only when `stream_options.include_usage` asks.
+USAGE_OPTION_KINDS = ("chat", "completions")
 
 
 def backend_order(model: Model, rng: random.Random = random._inst) -> list[int]:  # type: ignore[attr-defined]
@@ -71,7 +72,7 @@ class Route(Stage):
         if body["model"] != backend.model:
             body["model"] = backend.model
             changed = True
-        if call.stream and not call.client_wants_usage and call.endpoint.kind in _STREAMING_KINDS:
+        if call.stream and not call.client_wants_usage and call.endpoint.kind in USAGE_OPTION_KINDS:
             # Ask for usage anyway; the usage stage removes it from what the client sees.
             options = body.get("stream_options")
             body["stream_options"] = {**(options if isinstance(options, dict) else {}),

@@ -1,0 +1,116 @@
+"""Streams passed through, in the pipeline itself (no Envoy): what each reply asks of
+Envoy, the usage read from the trailers message, and the refusals Envoy cannot show
+(its reading of the body and the service's always agree through the real filter)."""
+
+from __future__ import annotations
+
+import orjson
+import pytest
+from envoy.config.core.v3 import base_pb2
+from envoy.extensions.filters.http.ext_proc.v3 import processing_mode_pb2 as pm
+from envoy.service.ext_proc.v3 import external_processor_pb2 as ep
+
+from extproc.call import Call
+from extproc.config import load_config
+from extproc.server import Runtime
+from test_one_message import CHAT, QUICKSTART, _request_headers, _run
+
+STREAM = {**CHAT, "stream": True, "stream_options": {"include_usage": True}}
+ANNOUNCED = {"stream": True, "model": "gpt-4o-mini", "include_usage": True}
+
+
+@pytest.fixture
+def pipeline(tmp_path, monkeypatch):
+    monkeypatch.setenv("LLMGW_STATE_DIR", str(tmp_path))
+    return Runtime(load_config(QUICKSTART)).pipeline
+
+
+def _body(body: dict) -> ep.ProcessingRequest:
+    return ep.ProcessingRequest(request_body=ep.HttpBody(body=orjson.dumps(body), end_of_stream=True))
+
+
+def _response_headers(content_type: str, status: int = 200) -> ep.ProcessingRequest:
+    return ep.ProcessingRequest(response_headers=ep.HttpHeaders(headers=base_pb2.HeaderMap(headers=[
+        base_pb2.HeaderValue(key=k, raw_value=v.encode())
+        for k, v in {":status": str(status), "content-type": content_type}.items()])))
+
+
+def _trailers(usage: dict | None) -> ep.ProcessingRequest:
+    request = ep.ProcessingRequest(response_trailers=ep.HttpTrailers(trailers=base_pb2.HeaderMap(headers=[
+        base_pb2.HeaderValue(key="x-gateway-bandwidth-response-delay-ms", raw_value=b"0")])))
+    if usage is not None:
+        request.metadata_context.filter_metadata["llm_gateway.stream"].update(usage)
+    return request
+
+
+def test_a_stream_passes_through_and_its_usage_comes_with_the_trailers(pipeline):
+    call = Call(load_config(QUICKSTART))
+    reply = _run(pipeline, call, _request_headers(ANNOUNCED))
+    # Decided before the response: Envoy adds the trailers when its last byte arrives.
+    assert reply.mode_override.response_trailer_mode == pm.ProcessingMode.SEND
+    assert reply.mode_override.response_body_mode == pm.ProcessingMode.NONE
+    assert reply.mode_override.request_body_mode == pm.ProcessingMode.BUFFERED      # restated
+    marker = reply.dynamic_metadata.fields["llm_gateway"].struct_value.fields["stream_end"]
+    assert marker.string_value == "trailers"
+    assert _run(pipeline, call, _body(STREAM)).HasField("request_body")
+
+    reply = _run(pipeline, call, _response_headers("text/event-stream; charset=utf-8"))
+    assert reply.mode_override.response_body_mode == pm.ProcessingMode.NONE
+    assert call.first_byte_at is not None and not call.finished
+
+    reply = _run(pipeline, call, _trailers({"input_tokens": 9, "output_tokens": 3, "cached_tokens": 2,
+                                            "reasoning_tokens": 1}))
+    usage = call.usage
+    assert (usage.input_tokens, usage.output_tokens, usage.cached_tokens, usage.reasoning_tokens,
+            usage.estimated) == (9, 3, 2, 1, False)
+    assert call.finished and call.outcome == "ok"
+    # Envoy's marker trailers do not reach the client; the usage goes to the access log.
+    assert list(reply.response_trailers.header_mutation.remove_headers) == [
+        "x-gateway-bandwidth-response-delay-ms"]
+    logged = reply.dynamic_metadata.fields["llm_gateway"].struct_value.fields
+    assert logged["output_tokens"].number_value == 3
+
+
+def test_trailers_without_usage_charge_the_output_cap(pipeline):
+    call = Call(load_config(QUICKSTART))
+    _run(pipeline, call, _request_headers(ANNOUNCED))
+    _run(pipeline, call, _body({**STREAM, "max_tokens": 40}))
+    _run(pipeline, call, _response_headers("text/event-stream"))
+    _run(pipeline, call, _trailers(None))
+    assert call.usage.estimated and call.usage.output_tokens == 40 and call.usage.input_tokens > 0
+
+
+def test_an_error_answered_in_json_is_read_as_any_answer(pipeline):
+    call = Call(load_config(QUICKSTART))
+    _run(pipeline, call, _request_headers(ANNOUNCED))
+    _run(pipeline, call, _body(STREAM))
+    reply = _run(pipeline, call, _response_headers("application/json", 429))
+    assert reply.mode_override.response_body_mode == pm.ProcessingMode.BUFFERED
+    assert reply.mode_override.response_trailer_mode == pm.ProcessingMode.SKIP
+    assert not call.stream_passed_through
+
+
+@pytest.mark.parametrize("announced", [
+    {"stream": True, "model": "gpt-4o-mini"},                          # usage not asked
+    {"stream": True, "model": "gpt-4o-mini", "include_usage": "yes"},  # not a JSON boolean
+    {"stream": False, "model": "gpt-4o-mini", "include_usage": True},
+    None,                                                              # no json_to_metadata
+], ids=["usage not asked", "include_usage a string", "not streamed", "no metadata"])
+def test_other_streams_are_not_passed_through(pipeline, announced):
+    call = Call(load_config(QUICKSTART))
+    reply = _run(pipeline, call, _request_headers(announced))
+    assert reply.mode_override.response_trailer_mode != pm.ProcessingMode.SEND
+    assert not call.stream_passed_through
+
+
+@pytest.mark.parametrize("body", [
+    {**CHAT, "stream": True},                                           # no include_usage
+    {**CHAT, "stream": True, "stream_options": {"include_usage": False}},
+    {**CHAT, "stream": False, "stream_options": {"include_usage": True}},
+], ids=["include_usage missing", "include_usage false", "not streamed"])
+def test_a_body_that_says_otherwise_than_envoy_read_is_refused(pipeline, body):
+    call = Call(load_config(QUICKSTART))
+    _run(pipeline, call, _request_headers(ANNOUNCED))
+    reply = _run(pipeline, call, _body(body))
+    assert reply.immediate_response.status.code == 400
+    assert b"repeats 'stream' or 'stream_options'" in reply.immediate_response.body
