@@ -161,11 +161,13 @@ def ttft(url: str, key: str, samples: int = 150, headers: dict | None = None, ma
     with httpx.Client(headers={"authorization": f"Bearer {key}", **(headers or {})}, timeout=30) as client:
         for _ in range(samples):
             started = time.perf_counter()
-            first = None
+            first, seen = None, b""
             with client.stream("POST", url, json=body) as response:
                 for chunk in response.iter_raw():     # read to the end, note the first text
-                    if first is None and re.search(rb'"content":"[^"]', chunk):
-                        first = (time.perf_counter() - started) * 1000
+                    if first is None:
+                        seen += chunk                 # an event may come in two reads
+                        if re.search(rb'"content":"[^"]', seen):
+                            first = (time.perf_counter() - started) * 1000
             times.append(first)
     return statistics.median(times)
 
