@@ -4,7 +4,8 @@ spend settled in the store must equal, request by request, the usage the provide
     .venv/bin/python bench/soak.py [--seconds 600] [--concurrency 8]
 
 Traffic: JSON and SSE chat, embeddings, failover (virtual model `smart`), budget refusals,
-blocked prompts, provider errors, and streams the client cancels half-way.
+blocked prompts, provider errors, and streams the client cancels half-way; streams both
+with the client asking for its usage (passed through Envoy unseen by the service) and not.
 """
 
 from __future__ import annotations
@@ -46,11 +47,11 @@ def fds(pid: int) -> int:
 
 # What each kind of request must get; anything else is a failure of the gateway
 # ("cancel" is ended by the client itself after the first chunk).
-EXPECTED = {"json": 200, "sse": 200, "cancel": 200, "embed": 200, "smart": 200, "error": 500,
-            "blocked": 400}
+EXPECTED = {"json": 200, "sse": 200, "sse-usage": 200, "cancel": 200, "cancel-usage": 200, "embed": 200,
+            "smart": 200, "error": 500, "blocked": 400}
 
 
-MIX = ["json", "json", "sse", "sse", "cancel", "embed", "smart", "error", "blocked"]
+MIX = ["json", "json", "sse", "sse-usage", "cancel", "cancel-usage", "embed", "smart", "error", "blocked"]
 
 
 def one_request(client: httpx.Client, base: str, rng: random.Random,
@@ -64,15 +65,15 @@ def one_request(client: httpx.Client, base: str, rng: random.Random,
     try:
         if kind == "json":
             status = client.post(f"{base}/chat/completions", headers=headers, json=chat).status_code
-        elif kind == "sse":
+        elif kind in ("sse", "sse-usage"):
             with client.stream("POST", f"{base}/chat/completions", headers=headers,
-                               json={**chat, "stream": True}) as r:
+                               json={**chat, **_stream(kind)}) as r:
                 body = b"".join(r.iter_raw())
                 status = r.status_code if body.rstrip().endswith(b"data: [DONE]") else -1
-        elif kind == "cancel":
+        elif kind in ("cancel", "cancel-usage"):
             with client.stream("POST", f"{base}/chat/completions",
                                headers={**headers, "x-mock-chunk-delay-ms": "20"},
-                               json={**chat, "stream": True}) as r:
+                               json={**chat, **_stream(kind)}) as r:
                 status = r.status_code
                 next(r.iter_raw())
         elif kind == "embed":
@@ -90,6 +91,11 @@ def one_request(client: httpx.Client, base: str, rng: random.Random,
     except httpx.HTTPError:
         pass
     return rid, kind, status
+
+
+def _stream(kind: str) -> dict:
+    """A stream; with "-usage" its client asks for the usage (the stream passes through)."""
+    return {"stream": True, **({"stream_options": {"include_usage": True}} if kind.endswith("-usage") else {})}
 
 
 def chosen_kinds(parser: argparse.ArgumentParser, text: str) -> list[str]:

@@ -61,7 +61,7 @@ class Call:
         self.service_seconds = 0.0           # time inside the service, messages so far
         self.message_started: float | None = None   # set while a message is being handled
         self.response_in_body = False        # response headers skipped: one message (one_message.py)
-        self.stream_passed_through = False   # Envoy streams it unseen, usage at its end (usage.py)
+        self.stream_passed_through = False   # Envoy streams it unseen, usage at its end (pass_through.py)
 
     @property
     def team(self) -> str:

@@ -98,9 +98,11 @@ class Pipeline:
                 if message.end_of_stream:
                     self.end(call)
             elif phase == "response_trailers":
-                # A stream Envoy passed through (stages/usage.py) has ended; Envoy sends
-                # what its sse_to_metadata filter read from it along.
+                # A stream Envoy passed through (stages/pass_through.py) has ended; Envoy sends
+                # its status and what its sse_to_metadata filter read from it along.
                 numbers = forwarded_numbers(request, STREAM_USAGE_NAMESPACE)
+                if not call.status:              # its headers went by unseen
+                    call.status = response_code(request)
                 for hook, is_async in self._hooks[phase]:
                     pending = hook(call, numbers)
                     if is_async:

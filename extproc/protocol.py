@@ -36,9 +36,10 @@ RESPONSE_BUFFERED = _Mode(request_header_mode=_Mode.SEND, response_header_mode=_
 RESPONSE_IN_BODY = _Mode(request_header_mode=_Mode.SEND, response_header_mode=_Mode.SKIP,
                          request_body_mode=_Mode.BUFFERED, response_body_mode=_Mode.BUFFERED,
                          request_trailer_mode=_Mode.SKIP, response_trailer_mode=_Mode.SKIP)
-# A stream Envoy passes straight to the client: no body messages; an (empty) trailers
-# message at its end brings the usage Envoy's sse_to_metadata read (stages/usage.py).
-STREAM_PASSED_THROUGH = _Mode(request_header_mode=_Mode.SEND, response_header_mode=_Mode.SEND,
+# A stream Envoy passes straight to the client: no response headers or body messages; a
+# trailers message at its end brings its status and the usage Envoy's sse_to_metadata
+# read (stages/pass_through.py).
+STREAM_PASSED_THROUGH = _Mode(request_header_mode=_Mode.SEND, response_header_mode=_Mode.SKIP,
                               request_body_mode=_Mode.BUFFERED, response_body_mode=_Mode.NONE,
                               request_trailer_mode=_Mode.SKIP, response_trailer_mode=_Mode.SEND)
 _EXT_PROC_ATTRIBUTES = "envoy.filters.http.ext_proc"

@@ -9,6 +9,7 @@ import pytest
 from envoy.config.core.v3 import base_pb2
 from envoy.extensions.filters.http.ext_proc.v3 import processing_mode_pb2 as pm
 from envoy.service.ext_proc.v3 import external_processor_pb2 as ep
+from google.protobuf import struct_pb2
 
 from extproc.call import Call
 from extproc.config import load_config
@@ -35,9 +36,12 @@ def _response_headers(content_type: str, status: int = 200) -> ep.ProcessingRequ
         for k, v in {":status": str(status), "content-type": content_type}.items()])))
 
 
-def _trailers(usage: dict | None) -> ep.ProcessingRequest:
+def _trailers(usage: dict | None, status: int = 200) -> ep.ProcessingRequest:
     request = ep.ProcessingRequest(response_trailers=ep.HttpTrailers(trailers=base_pb2.HeaderMap(headers=[
         base_pb2.HeaderValue(key="x-gateway-bandwidth-response-delay-ms", raw_value=b"0")])))
+    attributes = struct_pb2.Struct()
+    attributes.update({"response.code": status})           # the first response-side message
+    request.attributes["envoy.filters.http.ext_proc"].CopyFrom(attributes)
     if usage is not None:
         request.metadata_context.filter_metadata["llm_gateway.stream"].update(usage)
     return request
@@ -46,24 +50,25 @@ def _trailers(usage: dict | None) -> ep.ProcessingRequest:
 def test_a_stream_passes_through_and_its_usage_comes_with_the_trailers(pipeline):
     call = Call(load_config(QUICKSTART))
     reply = _run(pipeline, call, _request_headers(ANNOUNCED))
-    # Decided before the response: Envoy adds the trailers when its last byte arrives.
-    assert reply.mode_override.response_trailer_mode == pm.ProcessingMode.SEND
+    # Decided before the response: its headers and body go by, trailers end it.
+    assert reply.mode_override.response_header_mode == pm.ProcessingMode.SKIP
     assert reply.mode_override.response_body_mode == pm.ProcessingMode.NONE
+    assert reply.mode_override.response_trailer_mode == pm.ProcessingMode.SEND
     assert reply.mode_override.request_body_mode == pm.ProcessingMode.BUFFERED      # restated
     marker = reply.dynamic_metadata.fields["llm_gateway"].struct_value.fields["stream_end"]
     assert marker.string_value == "trailers"
-    assert _run(pipeline, call, _body(STREAM)).HasField("request_body")
-
-    reply = _run(pipeline, call, _response_headers("text/event-stream; charset=utf-8"))
-    assert reply.mode_override.response_body_mode == pm.ProcessingMode.NONE
-    assert call.first_byte_at is not None and not call.finished
+    reply = _run(pipeline, call, _body(STREAM))
+    # The headers the service would have set, Envoy adds from metadata.
+    added = reply.dynamic_metadata.fields["llm_gateway"].struct_value.fields["headers"].struct_value
+    assert added.fields["x-gateway-backend"].string_value == "mock"
+    assert "content-type" not in added.fields                           # the provider's stays
 
     reply = _run(pipeline, call, _trailers({"input_tokens": 9, "output_tokens": 3, "cached_tokens": 2,
                                             "reasoning_tokens": 1}))
     usage = call.usage
     assert (usage.input_tokens, usage.output_tokens, usage.cached_tokens, usage.reasoning_tokens,
             usage.estimated) == (9, 3, 2, 1, False)
-    assert call.finished and call.outcome == "ok"
+    assert call.finished and call.outcome == "ok" and call.status == 200
     # Envoy's marker trailers do not reach the client; the usage goes to the access log.
     assert list(reply.response_trailers.header_mutation.remove_headers) == [
         "x-gateway-bandwidth-response-delay-ms"]
@@ -75,18 +80,25 @@ def test_trailers_without_usage_charge_the_output_cap(pipeline):
     call = Call(load_config(QUICKSTART))
     _run(pipeline, call, _request_headers(ANNOUNCED))
     _run(pipeline, call, _body({**STREAM, "max_tokens": 40}))
-    _run(pipeline, call, _response_headers("text/event-stream"))
     _run(pipeline, call, _trailers(None))
     assert call.usage.estimated and call.usage.output_tokens == 40 and call.usage.input_tokens > 0
 
 
-def test_an_error_answered_in_json_is_read_as_any_answer(pipeline):
+def test_an_error_status_charges_nothing(pipeline):
     call = Call(load_config(QUICKSTART))
     _run(pipeline, call, _request_headers(ANNOUNCED))
     _run(pipeline, call, _body(STREAM))
-    reply = _run(pipeline, call, _response_headers("application/json", 429))
-    assert reply.mode_override.response_body_mode == pm.ProcessingMode.BUFFERED
-    assert reply.mode_override.response_trailer_mode == pm.ProcessingMode.SKIP
+    _run(pipeline, call, _trailers(None, status=429))
+    assert call.status == 429 and call.outcome == "upstream_error" and call.usage is None
+
+
+def test_response_headers_arriving_after_all_mean_the_usual_path(pipeline):
+    """An Envoy config that did not allow the override sends the headers: read as ever."""
+    call = Call(load_config(QUICKSTART))
+    _run(pipeline, call, _request_headers(ANNOUNCED))
+    _run(pipeline, call, _body(STREAM))
+    reply = _run(pipeline, call, _response_headers("text/event-stream"))
+    assert reply.mode_override.response_body_mode == pm.ProcessingMode.STREAMED
     assert not call.stream_passed_through
 
 
@@ -94,8 +106,11 @@ def test_an_error_answered_in_json_is_read_as_any_answer(pipeline):
     {"stream": True, "model": "gpt-4o-mini"},                          # usage not asked
     {"stream": True, "model": "gpt-4o-mini", "include_usage": "yes"},  # not a JSON boolean
     {"stream": False, "model": "gpt-4o-mini", "include_usage": True},
+    {"stream": True, "model": "smart", "include_usage": True},        # virtual
+    {"stream": True, "include_usage": True},                          # model not read
     None,                                                              # no json_to_metadata
-], ids=["usage not asked", "include_usage a string", "not streamed", "no metadata"])
+], ids=["usage not asked", "include_usage a string", "not streamed", "virtual model", "no model",
+        "no metadata"])
 def test_other_streams_are_not_passed_through(pipeline, announced):
     call = Call(load_config(QUICKSTART))
     reply = _run(pipeline, call, _request_headers(announced))
@@ -107,10 +122,11 @@ def test_other_streams_are_not_passed_through(pipeline, announced):
     {**CHAT, "stream": True},                                           # no include_usage
     {**CHAT, "stream": True, "stream_options": {"include_usage": False}},
     {**CHAT, "stream": False, "stream_options": {"include_usage": True}},
-], ids=["include_usage missing", "include_usage false", "not streamed"])
+    {**STREAM, "model": "gpt-4o"},
+], ids=["include_usage missing", "include_usage false", "not streamed", "another model"])
 def test_a_body_that_says_otherwise_than_envoy_read_is_refused(pipeline, body):
     call = Call(load_config(QUICKSTART))
     _run(pipeline, call, _request_headers(ANNOUNCED))
     reply = _run(pipeline, call, _body(body))
     assert reply.immediate_response.status.code == 400
-    assert b"repeats 'stream' or 'stream_options'" in reply.immediate_response.body
+    assert b"repeats 'stream', 'stream_options' or 'model'" in reply.immediate_response.body

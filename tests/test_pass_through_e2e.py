@@ -21,7 +21,7 @@ from gateway_stack import GatewayStack, quickstart_config, settled_rows
 PENNY = {"authorization": "Bearer sk-test-penny"}   # a token budget: every call settles
 GUS = {"authorization": "Bearer sk-test-gus"}       # a guardrail reads his responses
 USAGE = {"include_usage": True}
-PHASES = ("response_body", "response_trailers")
+PHASES = ("response_headers", "response_body", "response_trailers")
 
 
 @pytest.fixture(scope="module")
@@ -88,8 +88,8 @@ STREAMS = [
      {"model": "gpt-4o-mini", "prompt": "complete me now", "stream_options": USAGE}, True),
     ("Responses API: its streams always carry usage", PENNY, "/responses",
      {"model": "gpt-4o-mini", "input": "respond to me"}, True),
-    ("virtual model, after a failover", PENNY, "/chat/completions",
-     {"model": "smart", "messages": CHAT, "stream_options": USAGE}, True),
+    ("virtual model: its headers name the backend that served", PENNY, "/chat/completions",
+     {"model": "smart", "messages": CHAT, "stream_options": USAGE}, False),
     ("usage not asked: its usage chunk must come out", PENNY, "/chat/completions",
      {"model": "gpt-4o-mini", "messages": CHAT}, False),
     ("a guardrail reads this caller's responses", GUS, "/chat/completions",
@@ -108,7 +108,9 @@ def test_which_streams_pass_through_and_that_each_settles_exactly(stack, what, k
         assert response.headers["content-type"].startswith("text/event-stream")
         assert response.headers["x-gateway-backend"] == ("mock-backup" if body["model"] == "smart" else "mock")
         streamed = b"".join(response.iter_raw())
+    # Passed through: one message for the whole response (headers and chunks go by).
     assert _moved(stack, before, "response_trailers", int(passed)) == int(passed)
+    assert _moved(stack, before, "response_headers", int(not passed)) == int(not passed)
     assert (_moved(stack, before, "response_body", 1) > 0) is not passed
     if path != "/responses":
         assert streamed.rstrip().endswith(b"data: [DONE]")
@@ -120,7 +122,7 @@ def test_which_streams_pass_through_and_that_each_settles_exactly(stack, what, k
     assert record["outcome"] == "ok" and record["status"] == 200 and not record["usage_estimated"]
     assert (record["input_tokens"], record["output_tokens"]) == (provider["prompt_tokens"],
                                                                   provider["completion_tokens"])
-    assert record["ttft_ms"] is not None
+    assert (record["ttft_ms"] is None) is passed         # the service saw no chunk of it
     if key is PENNY:
         counter = _penny_counter(stack)
         assert counter.held == 0
@@ -171,9 +173,11 @@ def test_a_provider_error_on_a_stream_that_would_pass_through(stack):
     assert response.status_code == 400
     assert response.json()["error"]["code"] == "mock_failure"
     record = stack.wait_for_record(rid)
-    assert record["outcome"] == "upstream_error" and record["input_tokens"] == 0
-    assert _moved(stack, before, "response_body", 1) == 1            # read as any JSON answer
-    assert _moved(stack, before, "response_trailers", 0) == 0
+    assert record["outcome"] == "upstream_error" and record["status"] == 400
+    assert record["input_tokens"] == record["output_tokens"] == 0     # nothing billed, nothing charged
+    # Its status came with the trailers message (Envoy's response.code); the body went by.
+    assert _moved(stack, before, "response_trailers", 1) == 1
+    assert _moved(stack, before, "response_body", 0) == 0
     assert _penny_counter(stack).held == 0
 
 

@@ -48,11 +48,18 @@ class OneMessageResponse(Stage):
         # repeats them with other values must not stream past a one-message response.
         if call.stream or call.model_name != _announced_model(call):
             raise invalid_request("The request body repeats 'stream' or 'model' with different values.")
-        headers = {"x-gateway-backend": call.backend.name, "content-type": "application/json",
-                   **call.stage_state.get("ratelimit_headers", {})}
-        metadata = call.reply.metadata or {}
-        metadata.setdefault(METADATA_NAMESPACE, {})["headers"] = headers
-        call.reply.metadata = metadata
+        headers_from_envoy(call, {"content-type": "application/json"})
+
+
+def headers_from_envoy(call: Call, extra: dict[str, str] | None = None) -> None:
+    """The response headers the gateway adds, for Envoy to add from dynamic metadata
+    (envoy/quickstart.yaml: the virtual host's response_headers_to_add): a call whose
+    response headers the service does not see. Set with the request-body reply."""
+    headers = {"x-gateway-backend": call.backend.name, **(extra or {}),
+               **call.stage_state.get("ratelimit_headers", {})}
+    metadata = call.reply.metadata or {}
+    metadata.setdefault(METADATA_NAMESPACE, {})["headers"] = headers
+    call.reply.metadata = metadata
 
 
 def announced(call: Call) -> dict | None:

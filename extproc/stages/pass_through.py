@@ -4,17 +4,23 @@ In STREAMED mode every chunk Envoy reads from the provider is a message to the s
 and back (~0.2-0.3 ms of the shared core, and a hop on the client's path), and real
 providers send a chunk per token. A stream the service has nothing to change in is
 passed through instead: the client asked for its usage (so no usage chunk has to come
-out; the Responses API always sends it) and no guardrail reads this caller's responses.
-Envoy's sse_to_metadata filter reads the usage from the passing stream, and the empty
-trailers Envoy adds at its end bring that usage to the service in one message
-(stages/usage.py settles from it).
+out; the Responses API always sends it), no guardrail reads this caller's responses,
+and the model is concrete (a virtual model's response headers name the backend that
+served after a failover). Its response headers and body go by without a message: Envoy
+adds the gateway's headers from metadata set with the request body, its sse_to_metadata
+filter reads the usage from the passing stream, and the empty trailers that its
+bandwidth_limit filter adds at the end (to streams marked here, envoy/quickstart.yaml)
+make ext_proc send one message, with the status (the response.code attribute) and that
+usage (stages/usage.py reads it, the budget settles from it). An error answered in JSON
+gets the trailers too: its status is read, its body passes as the provider sent it.
 
 The choice is made at request headers, from what Envoy's json_to_metadata read from the
-body (`stream`, `stream_options.include_usage`): Envoy decides whether to add trailers
-when the response's last byte arrives, which can be before the service has answered
-its headers. The request body must then say the same (a body repeating these keys with
-other values is refused), and a response that is not a stream (an error in JSON) is
-read as any other.
+body (`stream`, `stream_options.include_usage`, `model`): the response modes cannot be
+changed later, and the response headers are never seen. (Seeing them was tried: when
+a short stream's last byte arrived while the service answered its headers, Envoy
+1.40 now and then lost its body between the paused ext_proc and the trailer-adding
+filter, ~2% of fast streams.) The request body must say what Envoy read (a body repeating
+these keys with other values is refused).
 """
 
 from __future__ import annotations
@@ -24,7 +30,7 @@ from ..errors import invalid_request
 from ..protocol import METADATA_NAMESPACE, STREAM_PASSED_THROUGH
 from . import Stage
 from .guard_response import stream_policy
-from .one_message import announced, announced_true
+from .one_message import announced, announced_true, headers_from_envoy
 from .route import USAGE_OPTION_KINDS
 
 _STREAM_KINDS = (*USAGE_OPTION_KINDS, "responses")
@@ -39,15 +45,24 @@ class PassThroughStream(Stage):
             return
         if call.endpoint.kind in USAGE_OPTION_KINDS and not announced_true(fields, "include_usage"):
             return
-        if stream_policy(call):
+        model = call.config.models.get(_announced_string(fields, "model"))
+        if model is None or model.is_virtual or stream_policy(call):
             return
         call.stream_passed_through = True
         call.reply.mode_override = STREAM_PASSED_THROUGH
-        # Has Envoy add (empty) trailers at the stream's end: ext_proc sends them, with the usage.
+        # Has Envoy add (empty) trailers at the response's end: ext_proc sends them.
         call.reply.metadata = {METADATA_NAMESPACE: {"stream_end": "trailers"}}
 
     def request_body(self, call: Call) -> None:
         if not call.stream_passed_through:
             return
-        if not call.stream or (call.endpoint.kind in USAGE_OPTION_KINDS and not call.client_wants_usage):
-            raise invalid_request("The request body repeats 'stream' or 'stream_options' with different values.")
+        if (not call.stream or call.model_name != _announced_string(announced(call), "model")
+                or (call.endpoint.kind in USAGE_OPTION_KINDS and not call.client_wants_usage)):
+            raise invalid_request("The request body repeats 'stream', 'stream_options' or 'model' "
+                                  "with different values.")
+        headers_from_envoy(call)
+
+
+def _announced_string(fields, key: str) -> str:
+    value = fields.get(key)
+    return value.string_value if value is not None and value.WhichOneof("kind") == "string_value" else ""

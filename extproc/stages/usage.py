@@ -7,9 +7,9 @@ provider add to every chunk) is removed, so the client sees what it asked for.
 
 A stream passed through (chosen at request headers, see pass_through.py) reaches the
 client unseen; Envoy's sse_to_metadata filter reads its usage, and the trailers message
-at its end brings that here. Its TTFT is then the time to the provider's response
-headers, and a usage the provider left out is estimated at the output cap the
-reservation used (the service never saw the text).
+at its end brings that here. Its TTFT is then unknown to the service, and a usage the
+provider left out is estimated at the output cap the reservation used (the service
+never saw the text).
 """
 
 from __future__ import annotations
@@ -28,12 +28,7 @@ from ..openai_api import (
     usage_from_event,
     usage_from_response,
 )
-from ..protocol import (
-    METADATA_NAMESPACE,
-    RESPONSE_BUFFERED,
-    RESPONSE_STREAMED,
-    STREAM_PASSED_THROUGH,
-)
+from ..protocol import METADATA_NAMESPACE, RESPONSE_BUFFERED, RESPONSE_STREAMED
 from ..sse import SSEParser
 from ..tokens import count_prompt, count_text
 from . import Stage
@@ -61,23 +56,16 @@ class ResponseUsage(Stage):
             call.attempts = attempt
         if call.backend is not None:
             call.reply.set_headers["x-gateway-backend"] = call.backend.name
-        streamed = not end_of_stream and headers.get("content-type", "").startswith("text/event-stream")
-        if not streamed:
-            # Not the stream announced (an error in JSON, say): read here as any answer.
-            call.stream_passed_through = False
+        call.stream_passed_through = False     # Envoy's config did not allow skipping them
         if end_of_stream:
             self._response_complete(call)
             return
-        if not streamed:
-            call.reply.mode_override = RESPONSE_BUFFERED
-        elif call.stream_passed_through:         # chosen at request headers (pass_through.py)
-            call.response_streamed = True
-            call.first_byte_at = perf_counter()  # the provider's first byte: its headers
-            call.reply.mode_override = STREAM_PASSED_THROUGH
-        else:
+        if headers.get("content-type", "").startswith("text/event-stream"):
             call.response_streamed = True
             call.sse = SSEParser()
             call.reply.mode_override = RESPONSE_STREAMED
+        else:
+            call.reply.mode_override = RESPONSE_BUFFERED
 
     def response_body(self, call: Call, chunk: bytes, end_of_stream: bool) -> bytes | None:
         if call.response_streamed:
@@ -153,9 +141,9 @@ class ResponseUsage(Stage):
     # --- a stream passed through ----------------------------------------------------
 
     def response_trailers(self, call: Call, numbers: dict[str, float]) -> None:
-        """Its end: the usage Envoy read from it (metadata keys as the provider's names,
-        Responses API or chat, mapped to one set in envoy/quickstart.yaml)."""
-        if "input_tokens" in numbers or "output_tokens" in numbers:
+        """Its end (its status set from Envoy's attribute): the usage Envoy read from it
+        (chat's and the Responses API's names mapped to one set in envoy/quickstart.yaml)."""
+        if call.status < 400 and ("input_tokens" in numbers or "output_tokens" in numbers):
             call.usage = Usage(int(numbers.get("input_tokens", 0)), int(numbers.get("output_tokens", 0)),
                                int(numbers.get("cached_tokens", 0)), int(numbers.get("reasoning_tokens", 0)))
         self._response_complete(call)
@@ -187,7 +175,7 @@ class ResponseUsage(Stage):
         # No usage from the provider: count what we know, and say it is an estimate.
         encoding = call.model.encoding if call.model else "o200k_base"
         texts, messages = prompt_texts(call.endpoint.kind, call.body)
-        if call.stream_passed_through and call.response_streamed:
+        if call.stream_passed_through:
             # Envoy saw the text, the service did not: the output cap, as reserved.
             output = max_output_tokens(call.endpoint.kind, call.body) or call.config.store.default_output_tokens
         else:
