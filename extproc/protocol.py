@@ -25,23 +25,24 @@ ProcessingResponse = ep.ProcessingResponse
 _OVERWRITE = base_pb2.HeaderValueOption.OVERWRITE_IF_EXISTS_OR_ADD
 _Mode = processing_mode_pb2.ProcessingMode
 
-# The request side must be restated in every override, exactly as configured in Envoy.
-RESPONSE_STREAMED = _Mode(request_header_mode=_Mode.SEND, response_header_mode=_Mode.SEND,
-                          request_body_mode=_Mode.BUFFERED, response_body_mode=_Mode.STREAMED,
-                          request_trailer_mode=_Mode.SKIP, response_trailer_mode=_Mode.SKIP)
-RESPONSE_BUFFERED = _Mode(request_header_mode=_Mode.SEND, response_header_mode=_Mode.SEND,
-                          request_body_mode=_Mode.BUFFERED, response_body_mode=_Mode.BUFFERED,
-                          request_trailer_mode=_Mode.SKIP, response_trailer_mode=_Mode.SKIP)
+
+def _response_mode(headers: int, body: int, trailers: int = _Mode.SKIP) -> _Mode:
+    """A mode override: the request side must be restated in every one, exactly as
+    configured in Envoy (an unset body mode becomes NONE)."""
+    return _Mode(request_header_mode=_Mode.SEND, request_body_mode=_Mode.BUFFERED,
+                 request_trailer_mode=_Mode.SKIP, response_header_mode=headers,
+                 response_body_mode=body, response_trailer_mode=trailers)
+
+
+RESPONSE_STREAMED = _response_mode(_Mode.SEND, _Mode.STREAMED)
+RESPONSE_BUFFERED = _response_mode(_Mode.SEND, _Mode.BUFFERED)
 # A non-streamed JSON answer: no response headers message, the body alone (stages/one_message.py).
-RESPONSE_IN_BODY = _Mode(request_header_mode=_Mode.SEND, response_header_mode=_Mode.SKIP,
-                         request_body_mode=_Mode.BUFFERED, response_body_mode=_Mode.BUFFERED,
-                         request_trailer_mode=_Mode.SKIP, response_trailer_mode=_Mode.SKIP)
+RESPONSE_IN_BODY = _response_mode(_Mode.SKIP, _Mode.BUFFERED)
 # A stream Envoy passes straight to the client: no response headers or body messages; a
 # trailers message at its end brings its status and the usage Envoy's sse_to_metadata
 # read (stages/pass_through.py).
-STREAM_PASSED_THROUGH = _Mode(request_header_mode=_Mode.SEND, response_header_mode=_Mode.SKIP,
-                              request_body_mode=_Mode.BUFFERED, response_body_mode=_Mode.NONE,
-                              request_trailer_mode=_Mode.SKIP, response_trailer_mode=_Mode.SEND)
+STREAM_PASSED_THROUGH = _response_mode(_Mode.SKIP, _Mode.NONE, _Mode.SEND)
+
 _EXT_PROC_ATTRIBUTES = "envoy.filters.http.ext_proc"
 
 # Replies that change nothing are the common case; build them once.

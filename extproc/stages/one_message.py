@@ -22,9 +22,9 @@ from ..call import Call
 from ..errors import invalid_request
 from ..protocol import METADATA_NAMESPACE, RESPONSE_IN_BODY
 from . import Stage
+from .announced import announced, announced_bool, announced_string
 from .guard_response import response_policy
 
-REQUEST_METADATA_NAMESPACE = "llm_gateway.request"      # written by json_to_metadata
 _JSON_KINDS = ("chat", "completions", "embeddings", "responses")
 
 
@@ -62,26 +62,9 @@ def headers_from_envoy(call: Call, extra: dict[str, str] | None = None) -> None:
     call.reply.metadata = metadata
 
 
-def announced(call: Call) -> dict | None:
-    """What Envoy's json_to_metadata read from the request body (Struct fields by key),
-    or None when Envoy sent no such metadata (a config without the filter)."""
-    if call.request_metadata is None:
-        return None
-    fields = call.request_metadata.filter_metadata.get(REQUEST_METADATA_NAMESPACE)
-    return fields.fields if fields is not None else None
-
-
-def announced_true(fields, key: str) -> bool:
-    value = fields.get(key)
-    return value is not None and value.WhichOneof("kind") == "bool_value" and value.bool_value
-
-
 def _announced_model(call: Call) -> str | None:
     """The model of a call Envoy saw announced as not streamed, else None."""
     fields = announced(call)
-    if fields is None or "stream" not in fields or announced_true(fields, "stream"):
+    if fields is None or announced_bool(fields, "stream") is not False:
         return None
-    stream, model = fields["stream"], fields.get("model")
-    if model is None or stream.WhichOneof("kind") != "bool_value":
-        return None
-    return model.string_value or None
+    return announced_string(fields, "model") or None

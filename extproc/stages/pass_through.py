@@ -29,8 +29,9 @@ from ..call import Call
 from ..errors import invalid_request
 from ..protocol import METADATA_NAMESPACE, STREAM_PASSED_THROUGH
 from . import Stage
+from .announced import announced, announced_bool, announced_string
 from .guard_response import stream_policy
-from .one_message import announced, announced_true, headers_from_envoy
+from .one_message import headers_from_envoy
 from .route import USAGE_OPTION_KINDS
 
 _STREAM_KINDS = (*USAGE_OPTION_KINDS, "responses")
@@ -41,11 +42,11 @@ class PassThroughStream(Stage):
 
     def request_headers(self, call: Call, end_of_stream: bool) -> None:
         fields = announced(call)
-        if fields is None or not announced_true(fields, "stream") or call.endpoint.kind not in _STREAM_KINDS:
+        if fields is None or not announced_bool(fields, "stream") or call.endpoint.kind not in _STREAM_KINDS:
             return
-        if call.endpoint.kind in USAGE_OPTION_KINDS and not announced_true(fields, "include_usage"):
+        if call.endpoint.kind in USAGE_OPTION_KINDS and not announced_bool(fields, "include_usage"):
             return
-        model = call.config.models.get(_announced_string(fields, "model"))
+        model = call.config.models.get(announced_string(fields, "model"))
         if model is None or model.is_virtual or stream_policy(call):
             return
         call.stream_passed_through = True
@@ -56,13 +57,9 @@ class PassThroughStream(Stage):
     def request_body(self, call: Call) -> None:
         if not call.stream_passed_through:
             return
-        if (not call.stream or call.model_name != _announced_string(announced(call), "model")
+        if (not call.stream or call.model_name != announced_string(announced(call), "model")
                 or (call.endpoint.kind in USAGE_OPTION_KINDS and not call.client_wants_usage)):
             raise invalid_request("The request body repeats 'stream', 'stream_options' or 'model' "
                                   "with different values.")
         headers_from_envoy(call)
 
-
-def _announced_string(fields, key: str) -> str:
-    value = fields.get(key)
-    return value.string_value if value is not None and value.WhichOneof("kind") == "string_value" else ""
