@@ -125,3 +125,43 @@ def test_hostile_input_is_capped():
     started = time.perf_counter()
     assert count_text(text) > MAX_EXACT_CHARS
     assert time.perf_counter() - started < 5
+
+
+# --- the usage stage on a stream cut anywhere ------------------------------------------
+
+_CHUNKS = [b'data: {"id":"c","choices":[{"index":0,"delta":{"content":"%d"}}],"usage":null}\n\n' % i
+           for i in range(3)]
+_USAGE_CHUNK = b'data: {"id":"c","choices":[],"usage":{"prompt_tokens":4,"completion_tokens":3}}\n\n'
+_PROVIDER_STREAM = b"".join(_CHUNKS) + _USAGE_CHUNK + b"data: [DONE]\n\n"
+
+
+def _through_usage_stage(chunks: list[bytes], client_wants_usage: bool):
+    """What the client gets: each chunk as the stage replaces it (None: unchanged)."""
+    from extproc.call import Call
+    from extproc.config import load_config
+    from extproc.openai_api import ENDPOINTS
+    from extproc.stages.usage import ResponseUsage
+    from test_one_message import QUICKSTART
+
+    call = Call(load_config(QUICKSTART))
+    call.endpoint, call.response_streamed = ENDPOINTS["/v1/chat/completions"], True
+    call.sse, call.client_wants_usage = SSEParser(), client_wants_usage
+    stage, out = ResponseUsage(), b""
+    for index, chunk in enumerate(chunks):
+        replaced = stage._stream_chunk(call, chunk, index == len(chunks) - 1)
+        out += chunk if replaced is None else replaced
+    return out, call.usage
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.integers(min_value=0, max_value=len(_PROVIDER_STREAM)), max_size=12),
+       st.booleans())
+def test_usage_stage_gives_the_same_stream_however_the_provider_cuts_it(cuts, wants_usage):
+    """A chunk that completes a held event with nothing to change must still bring out
+    the held bytes (it once passed unchanged, and `data: [DONE]` lost all but its end)."""
+    points = sorted(set(cuts))
+    chunks = [_PROVIDER_STREAM[a:b] for a, b in zip([0, *points], [*points, len(_PROVIDER_STREAM)])]
+    out, usage = _through_usage_stage(chunks, wants_usage)
+    unasked = b"".join(c.replace(b',"usage":null', b"") for c in _CHUNKS) + b"data: [DONE]\n\n"
+    assert out == (_PROVIDER_STREAM if wants_usage else unasked)
+    assert (usage.input_tokens, usage.output_tokens) == (4, 3)

@@ -103,7 +103,8 @@ class ResponseUsage(Stage):
         kind = call.endpoint.kind
         strip = not call.client_wants_usage
         out: list[bytes] = []
-        changed = False
+        # Bytes held back from earlier chunks (an incomplete event) come out with this one.
+        changed = bool(call.sse.pending)
         for event in call.sse.feed(chunk, final=end_of_stream):
             raw = event.raw
             data = None
