@@ -92,6 +92,21 @@ MAX_HOLD_CHARS = 8192
 # Released text the scan still sees, so lookbehinds and \b at the start of the held
 # text read what came before it, as they would in the whole text.
 CONTEXT_CHARS = 16
+# ... extended back to a whitespace (at most this much further): cut inside a word, the
+# context would let a match start where the whole text has none ("...Ijsk-proj-..."
+# would become a key at the cut), and that match could hide a real finding it overlaps.
+CONTEXT_LOOKBACK = 240
+
+
+def released_context(released: str) -> str:
+    """The end of the released text later scans see before the held text."""
+    start = len(released) - CONTEXT_CHARS
+    if start <= 0:
+        return released
+    floor = max(0, start - CONTEXT_LOOKBACK)
+    while start > floor and not released[start - 1].isspace():
+        start -= 1
+    return released[start:]
 
 
 class StreamGuard:
@@ -135,7 +150,7 @@ class StreamGuard:
                 if cut <= 0:
                     return b""                  # hold: a secret may be arriving
                 release, self.pending = self.pending[:cut], self.pending[cut:]
-                self.context = (self.context + release)[-CONTEXT_CHARS:]
+                self.context = released_context(self.context + release)
                 self.tail_starts = [start - cut for start in self.tail_starts]
                 return self._event(data, release)
             if self.kind == "responses":
