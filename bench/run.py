@@ -13,9 +13,11 @@ p50 latency; then time to first token, one stream at a time; then the same for
 streams generated at a model's pace (a word every 20 ms) with guardrails on the
 response too (PII redaction over the stream: only a tail that could still become a
 finding is held back, so the first word waits for the next one at most); then the CPU
-a long stream (a token per chunk) costs, passed through or chunk by chunk. Streams are
-measured both ways: a client that asks for its usage gets its stream passed through
-Envoy unseen by the service (stages/pass_through.py).
+a long stream (a token per chunk) costs, passed through or chunk by chunk. Streams of a
+concrete model pass through Envoy unseen by the service (stages/pass_through.py): as
+they come when the client asked for its usage, without their usage chunk (Envoy's Lua
+filter takes it out) when it did not; both are measured. A caller whose responses a
+guardrail reads still goes chunk by chunk.
 
 With --peers, LiteLLM's proxy and Portkey's gateway (bench/peers.py) get the same
 rounds on the same core budget, each proxying to the same mock.
@@ -49,9 +51,8 @@ KEYS = {"gateway": "sk-demo-alice", "envoy alone": "mock-provider-key"}
 PACED_CONNECTIONS = 8
 GUARDED_KEY = "sk-bench-guarded"          # its policy guards responses (streams included) too
 PACED_STREAM = {"x-mock-chunk-delay-ms": "20"}
-# Streams whose client asks for their usage pass through Envoy unseen by the service
-# (stages/pass_through.py); the others go chunk by chunk through it (their usage chunk
-# must come out).
+# Streams pass through Envoy unseen by the service (stages/pass_through.py); when the
+# client did not ask for its usage, Envoy's Lua filter takes the usage chunk out.
 MODES = {"json": '"stream":false', "sse": '"stream":true',
          "sse+usage": '"stream":true,"stream_options":{"include_usage":true}'}
 
@@ -173,6 +174,12 @@ def ttft(url: str, key: str, samples: int = 150, headers: dict | None = None, ma
 
 
 LONG_ANSWER = " ".join(f"word{i}" for i in range(200))   # the mock echoes it: ~400 tokens
+# (label, caller key, usage asked)
+LONG_STREAMS = [
+    ("passed through, usage not asked (Envoy's Lua filter takes it out)", KEYS["gateway"], False),
+    ("passed through, usage asked", KEYS["gateway"], True),
+    ("chunk by chunk (response guardrails read it)", GUARDED_KEY, False),
+]
 
 
 def long_stream_cpu(url: str, key: str, pids: dict[str, list[int]], usage: bool, streams: int = 40) -> dict:
@@ -266,9 +273,9 @@ def main() -> None:
         ttft_alone = ttft(urls["envoy alone"], KEYS["envoy alone"])
         ttft_gateway = ttft(urls["gateway"], KEYS["gateway"])
         ttft_passed = ttft(urls["gateway"], KEYS["gateway"], usage=True)
-        long_streams = {usage: long_stream_cpu(urls["gateway"], KEYS["gateway"],
-                                               {"service": workers, "envoy": envoys}, usage)
-                        for usage in (False, True)}
+        ttft_guarded = ttft(urls["gateway"], GUARDED_KEY)
+        long_streams = {label: long_stream_cpu(urls["gateway"], key, {"service": workers, "envoy": envoys},
+                                               usage) for label, key, usage in LONG_STREAMS}
         paced_ttft = {label: ttft(urls[side], key, 40, PACED_STREAM, 12) for label, side, key in (
             ("envoy alone", "envoy alone", KEYS["envoy alone"]), ("gateway", "gateway", KEYS["gateway"]),
             ("guarded", "gateway", GUARDED_KEY))}
@@ -301,15 +308,16 @@ def main() -> None:
     print(f"JSON at half the gateway's maximum ({half:.0f} req/s target; achieved {rates} req/s): p50 "
           f"Envoy alone {p50['envoy alone']:.2f} ms, gateway {p50['gateway']:.2f} ms, "
           f"added {p50['gateway'] - p50['envoy alone']:.2f} ms")
-    print(f"time to first token (median of 150, one at a time): Envoy alone {ttft_alone:.2f} ms, "
-          f"gateway {ttft_gateway:.2f} ms (added {ttft_gateway - ttft_alone:.2f} ms), a stream passed "
-          f"through (usage asked) {ttft_passed:.2f} ms (added {ttft_passed - ttft_alone:.2f} ms)")
+    print(f"time to first token (median of 150, one at a time): Envoy alone {ttft_alone:.2f} ms; "
+          f"gateway, passed through: usage not asked {ttft_gateway:.2f} ms (added "
+          f"{ttft_gateway - ttft_alone:.2f} ms), usage asked {ttft_passed:.2f} ms (added "
+          f"{ttft_passed - ttft_alone:.2f} ms); chunk by chunk (response guardrails) "
+          f"{ttft_guarded:.2f} ms (added {ttft_guarded - ttft_alone:.2f} ms)")
     print(f"time to first token, a word every 20 ms (median of 40): Envoy alone "
           f"{paced_ttft['envoy alone']:.2f} ms, gateway {paced_ttft['gateway']:.2f} ms, with response "
           f"guardrails on the stream {paced_ttft['guarded']:.2f} ms")
-    for usage, label in ((False, "usage not asked (chunk by chunk through the service)"),
-                         (True, "usage asked (passed through)")):
-        measured = long_streams[usage]
+    for label, _, _ in LONG_STREAMS:
+        measured = long_streams[label]
         print(f"long streams ({measured['events']:.0f} events each), {label}: worker "
               f"{measured['service']:.1f} ms, Envoy {measured['envoy']:.1f} ms of CPU per stream")
     print("peak memory: " + ", ".join(f"{name} {mb:.0f} MB" for name, mb in memory.items()))

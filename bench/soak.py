@@ -3,9 +3,10 @@ spend settled in the store must equal, request by request, the usage the provide
 
     .venv/bin/python bench/soak.py [--seconds 600] [--concurrency 8]
 
-Traffic: JSON and SSE chat, embeddings, failover (virtual model `smart`), budget refusals,
-blocked prompts, provider errors, and streams the client cancels half-way; streams both
-with the client asking for its usage (passed through Envoy unseen by the service) and not.
+Traffic: JSON and SSE chat, embeddings, failover (virtual model `smart`, JSON and SSE),
+budget refusals, blocked prompts, provider errors, and streams the client cancels
+half-way; streams both with the client asking for its usage and not (a concrete model's
+pass through Envoy unseen by the service; a virtual model's go chunk by chunk).
 """
 
 from __future__ import annotations
@@ -47,11 +48,12 @@ def fds(pid: int) -> int:
 
 # What each kind of request must get; anything else is a failure of the gateway
 # ("cancel" is ended by the client itself after the first chunk).
-EXPECTED = {"json": 200, "sse": 200, "sse-usage": 200, "cancel": 200, "cancel-usage": 200, "embed": 200,
-            "smart": 200, "error": 500, "blocked": 400}
+EXPECTED = {"json": 200, "sse": 200, "sse-usage": 200, "sse-smart": 200, "cancel": 200, "cancel-usage": 200,
+            "embed": 200, "smart": 200, "error": 500, "blocked": 400}
 
 
-MIX = ["json", "json", "sse", "sse-usage", "cancel", "cancel-usage", "embed", "smart", "error", "blocked"]
+MIX = ["json", "json", "sse", "sse-usage", "sse-smart", "cancel", "cancel-usage", "embed", "smart", "error",
+       "blocked"]
 
 
 def one_request(client: httpx.Client, base: str, rng: random.Random,
@@ -65,11 +67,14 @@ def one_request(client: httpx.Client, base: str, rng: random.Random,
     try:
         if kind == "json":
             status = client.post(f"{base}/chat/completions", headers=headers, json=chat).status_code
-        elif kind in ("sse", "sse-usage"):
+        elif kind in ("sse", "sse-usage", "sse-smart"):
+            model = {"model": "smart"} if kind == "sse-smart" else {}
             with client.stream("POST", f"{base}/chat/completions", headers=headers,
-                               json={**chat, **_stream(kind)}) as r:
+                               json={**chat, **_stream(kind), **model}) as r:
                 body = b"".join(r.iter_raw())
-                status = r.status_code if body.rstrip().endswith(b"data: [DONE]") else -1
+                # Complete, with usage in it exactly when the client asked.
+                complete = body.rstrip().endswith(b"data: [DONE]")
+                status = r.status_code if complete and (b'"usage"' in body) == kind.endswith("-usage") else -1
         elif kind in ("cancel", "cancel-usage"):
             with client.stream("POST", f"{base}/chat/completions",
                                headers={**headers, "x-mock-chunk-delay-ms": "20"},

@@ -20,11 +20,12 @@ class Call:
         "client_wants_usage", "status", "response_streamed", "usage", "generated",
         "first_byte_at", "ended_at", "outcome", "error_code", "reply", "sse", "stage_state",
         "finished", "done_due", "stream_over", "event_filters", "service_seconds", "message_started",
-        "response_in_body", "stream_passed_through",
+        "response_in_body", "stream_passed_through", "envoy_features",
     )
 
-    def __init__(self, config: GatewayConfig) -> None:
+    def __init__(self, config: GatewayConfig, envoy_features: frozenset[str] = frozenset()) -> None:
         self.config = config                 # the snapshot this request runs on, reloads or not
+        self.envoy_features = envoy_features  # what the Envoy in front announced (protocol.py)
         self.started = time.perf_counter()
         self.request_id = ""
         self.request_metadata = None         # Envoy's metadata_context, when it sends one

@@ -9,6 +9,8 @@ from pathlib import Path
 
 import yaml
 
+from .protocol import ENVOY_FEATURES_METADATA, STREAMS_PASSED_THROUGH, USAGE_CHUNK_STRIPPED, envoy_features
+
 EXTPROC_CLUSTER = "extproc"
 
 
@@ -109,33 +111,62 @@ def _filter_name(entry: dict) -> str:
     return inner.get("name", "") if isinstance(inner, dict) else entry.get("name", "")
 
 
+def announced_features(ext_proc: dict) -> frozenset[str]:
+    """What an ext_proc filter's config tells the service the Envoy around it does
+    (protocol.ENVOY_FEATURES_METADATA, in its grpc_service.initial_metadata)."""
+    for entry in (ext_proc.get("grpc_service") or {}).get("initial_metadata") or []:
+        if entry.get("key") == ENVOY_FEATURES_METADATA:
+            return envoy_features(str(entry.get("value", "")))
+    return frozenset()
+
+
+def _reads(json_to_metadata: dict, *keys: str) -> bool:
+    rules = (json_to_metadata.get("request_rules") or {}).get("rules") or []
+    return any([{"key": key} for key in keys] == rule.get("selectors") for rule in rules)
+
+
 def pass_through_problems(envoy: dict) -> list[str]:
-    """The service passes a stream through when json_to_metadata announces the client's
-    `include_usage`; its usage reaches the service only if ext_proc allows that mode and
-    forwards llm_gateway.stream, and two filters after ext_proc add the trailers whose
-    message brings it (bandwidth_limit) and read it (sse_to_metadata)."""
+    """The service relies on what the ext_proc filter announces, feature by feature:
+    a stream passes through when json_to_metadata (before ext_proc) read `stream`,
+    `model` and `include_usage`; its usage reaches the service only if ext_proc allows
+    that mode and forwards llm_gateway.stream, and two filters after ext_proc add the
+    trailers whose message brings it (bandwidth_limit) and read it (sse_to_metadata).
+    The usage chunk a client did not ask for is taken out by a Lua filter between
+    ext_proc and sse_to_metadata (after the usage is read, on the response path)."""
     problems = []
     for filters in _http_filter_lists(envoy):
         names = [_filter_name(entry) for entry in filters]
-        if "envoy.filters.http.json_to_metadata" not in names or "envoy.filters.http.ext_proc" not in names:
+        if "envoy.filters.http.ext_proc" not in names:
             continue
-        announcer = filters[names.index("envoy.filters.http.json_to_metadata")].get("typed_config") or {}
-        rules = (announcer.get("request_rules") or {}).get("rules") or []
-        if not any({"key": "include_usage"} in (rule.get("selectors") or []) for rule in rules):
-            continue                      # no stream is announced for passing through
         at = names.index("envoy.filters.http.ext_proc")
         ext_proc = filters[at].get("typed_config") or {}
+        features = announced_features(ext_proc)
         where = "http_filters: envoy.filters.http.ext_proc"
-        if not any(_TRAILER_MODE.items() <= mode.items() for mode in ext_proc.get("allowed_override_modes") or []):
-            problems.append(f"{where}: allowed_override_modes has no mode with response_body_mode NONE "
-                            "and response_trailer_mode SEND (streams passed through)")
-        forwarded = ((ext_proc.get("metadata_options") or {}).get("forwarding_namespaces") or {}).get("untyped") or []
-        if "llm_gateway.stream" not in forwarded:
-            problems.append(f"{where}: metadata_options.forwarding_namespaces does not forward llm_gateway.stream")
-        for needed in ("envoy.filters.http.bandwidth_limit", "envoy.filters.http.sse_to_metadata"):
-            if needed not in names[at + 1:]:
-                problems.append(f"http_filters: no {needed} after envoy.filters.http.ext_proc "
-                                "(streams passed through need it)")
+        if STREAMS_PASSED_THROUGH in features:
+            announcer = {}
+            if "envoy.filters.http.json_to_metadata" in names[:at]:
+                announcer = filters[names.index("envoy.filters.http.json_to_metadata")].get("typed_config") or {}
+            for keys in (("stream",), ("model",), ("stream_options", "include_usage")):
+                if not _reads(announcer, *keys):
+                    problems.append(f"http_filters: no envoy.filters.http.json_to_metadata rule before "
+                                    f"envoy.filters.http.ext_proc reads {'.'.join(keys)} "
+                                    f"(ext_proc announces {STREAMS_PASSED_THROUGH})")
+            if not any(_TRAILER_MODE.items() <= mode.items() for mode in ext_proc.get("allowed_override_modes") or []):
+                problems.append(f"{where}: allowed_override_modes has no mode with response_body_mode NONE "
+                                "and response_trailer_mode SEND (streams passed through)")
+            forwarded = ((ext_proc.get("metadata_options") or {}).get("forwarding_namespaces") or {}).get("untyped") or []
+            if "llm_gateway.stream" not in forwarded:
+                problems.append(f"{where}: metadata_options.forwarding_namespaces does not forward llm_gateway.stream")
+            for needed in ("envoy.filters.http.bandwidth_limit", "envoy.filters.http.sse_to_metadata"):
+                if needed not in names[at + 1:]:
+                    problems.append(f"http_filters: no {needed} after envoy.filters.http.ext_proc "
+                                    f"(ext_proc announces {STREAMS_PASSED_THROUGH})")
+        if USAGE_CHUNK_STRIPPED in features:
+            reader = names.index("envoy.filters.http.sse_to_metadata") if \
+                "envoy.filters.http.sse_to_metadata" in names else len(names)
+            if "envoy.filters.http.lua" not in names[at + 1:reader]:
+                problems.append("http_filters: no envoy.filters.http.lua between envoy.filters.http.ext_proc "
+                                f"and envoy.filters.http.sse_to_metadata (ext_proc announces {USAGE_CHUNK_STRIPPED})")
     return problems
 
 
@@ -201,9 +232,18 @@ def kubernetes_config(quickstart: dict, workers: int = 2) -> dict:
     return config
 
 
+class _ReadableDumper(yaml.SafeDumper):
+    """Writes multi-line strings (the Lua filter's script) as `|` blocks."""
+
+
+_ReadableDumper.add_representer(str, lambda dumper, data: dumper.represent_scalar(
+    "tag:yaml.org,2002:str", data, style="|" if "\n" in data else None))
+
+
 if __name__ == "__main__":
     if sys.argv[1:] == ["kubernetes"]:
         rendered = kubernetes_config(load(shipped("envoy/quickstart.yaml")))
-        sys.stdout.write(KUBERNETES_HEADER + yaml.safe_dump(rendered, sort_keys=False, width=110))
+        sys.stdout.write(KUBERNETES_HEADER + yaml.dump(rendered, Dumper=_ReadableDumper, sort_keys=False,
+                                                       width=110))
     else:
         print(sorted(cluster_names(load(sys.argv[1]))))

@@ -15,6 +15,7 @@ Failure modes come from the listener's config or, per request, from headers:
   x-mock-cut-after: 3         reset the connection after N SSE chunks
   x-mock-chunk-chars: 7       stream the reply in pieces of N characters (default: words,
                               each with the space before it, as OpenAI tokens come: " the")
+  x-mock-write-bytes: 5       write the stream's bytes N at a time (events cut anywhere)
   x-mock-no-usage: 1          omit usage (as some providers do)
   x-mock-garbage: 1           stream events that are not JSON (a broken provider)
   x-mock-truncate: 20         send only the first N bytes of a JSON body, then reset
@@ -239,6 +240,10 @@ class MockProvider:
         response = web.StreamResponse(headers={"content-type": "text/event-stream; charset=utf-8",
                                                "cache-control": "no-cache"})
         await response.prepare(request)
+        size = int(_option(self.listener, request, "write-bytes") or 0)
+        if size:
+            stream = b"".join(events)
+            events = [stream[i:i + size] for i in range(0, len(stream), size)]
         try:
             for index, event in enumerate(events):
                 if cut_after is not None and index >= int(cut_after):

@@ -7,6 +7,8 @@ mode override must restate every body mode.
 
 from __future__ import annotations
 
+import functools
+
 from envoy.config.core.v3 import base_pb2
 from envoy.extensions.filters.http.ext_proc.v3 import processing_mode_pb2
 from envoy.service.ext_proc.v3 import external_processor_pb2 as ep
@@ -18,6 +20,14 @@ from .errors import GatewayError
 METADATA_NAMESPACE = "llm_gateway"              # usage for the access log; the failover plan
 ROUTE_METADATA_NAMESPACE = "llm_gateway.route"  # read by Envoy's priority_group specifier
 STREAM_USAGE_NAMESPACE = "llm_gateway.stream"   # usage Envoy's sse_to_metadata read from a stream
+
+# What the Envoy in front does for the service, announced in the ext_proc filter's
+# grpc_service.initial_metadata (envoy/quickstart.yaml; `extproc check --envoy` checks
+# each announced feature's filters). An Envoy config that does not announce a feature
+# keeps the service on the path that does not need it: slower, never wrong.
+ENVOY_FEATURES_METADATA = "x-extproc-envoy-features"
+STREAMS_PASSED_THROUGH = "streams-passed-through"   # usage read, trailers added (pass_through.py)
+USAGE_CHUNK_STRIPPED = "usage-chunk-stripped"       # the Lua filter takes out an unasked usage chunk
 
 ProcessingRequest = ep.ProcessingRequest
 ProcessingResponse = ep.ProcessingResponse
@@ -53,6 +63,12 @@ _EMPTY = {
     "response_body": ProcessingResponse(response_body=ep.BodyResponse()),
     "response_trailers": ProcessingResponse(response_trailers=ep.TrailersResponse()),
 }
+
+
+@functools.lru_cache(maxsize=8)
+def envoy_features(announced: str) -> frozenset[str]:
+    """The features in an ext_proc stream's metadata value (the same string every call)."""
+    return frozenset(announced.replace(",", " ").split())
 
 
 def header_map(headers: ep.HttpHeaders) -> dict[str, str]:

@@ -16,6 +16,7 @@ from . import metrics
 from .build import build_pipeline, build_upstream_pipeline
 from .call import Call
 from .config import GatewayConfig, load_config
+from .protocol import ENVOY_FEATURES_METADATA, envoy_features
 from .reload import watch_config
 from .store import open_store
 from .tokens import get_encoding
@@ -105,10 +106,15 @@ class Processor(ep_grpc.ExternalProcessorServicer):
 
     async def Process(self, request_iterator, context):
         runtime = self.runtime                  # this request's snapshot
-        call = Call(runtime.config)
-        # The upstream filter (one stream per attempt) says so in its gRPC metadata.
-        upstream = any(k == ROLE_METADATA and v == "upstream"
-                       for k, v in context.invocation_metadata() or ())
+        # The upstream filter (one stream per attempt) says so in its gRPC metadata; the
+        # main filter says what Envoy's other filters do for the service.
+        upstream, features = False, ""
+        for name, value in context.invocation_metadata() or ():
+            if name == ROLE_METADATA:
+                upstream = value == "upstream"
+            elif name == ENVOY_FEATURES_METADATA:
+                features = value
+        call = Call(runtime.config, envoy_features(features))
         pipeline = runtime.upstream_pipeline if upstream else runtime.pipeline
         store = runtime.store                   # kept open until this call has settled
         store.call_started()

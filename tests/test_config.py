@@ -155,10 +155,27 @@ def test_shipped_default_prices_apply_without_config_price(tmp_path):
     assert loaded.models["gpt-4o"].price.cost(1_000_000, 1_000_000, 0) == pytest.approx(1.25)
 
 
+def _name(entry: dict) -> str:
+    inner = entry["typed_config"].get("extension_config")            # a match_delegate's filter
+    return inner["name"] if inner else entry["name"]
+
+
 def _without_filter(name: str):
     def edit(filters, ext_proc):
-        filters[:] = [f for f in filters if f["name"] != name]
+        filters[:] = [f for f in filters if _name(f) != name]
     return edit
+
+
+def _lua_after_the_usage_reader(filters, ext_proc):
+    [lua] = [f for f in filters if _name(f) == "envoy.filters.http.lua"]
+    filters.remove(lua)
+    filters.insert(len(filters) - 1, lua)                            # just before the router
+
+
+def _include_usage_not_read(filters, ext_proc):
+    [reader] = [f["typed_config"] for f in filters if f["name"] == "envoy.filters.http.json_to_metadata"]
+    reader["request_rules"]["rules"] = [rule for rule in reader["request_rules"]["rules"]
+                                        if {"key": "include_usage"} not in rule["selectors"]]
 
 
 def _without_forwarded_stream(filters, ext_proc):
@@ -173,15 +190,22 @@ def _without_trailer_mode(filters, ext_proc):
 @pytest.mark.parametrize("edit,expected", [
     (_without_filter("envoy.filters.http.sse_to_metadata"),
      "http_filters: no envoy.filters.http.sse_to_metadata after envoy.filters.http.ext_proc"),
-    (_without_filter("envoy.filters.http.match_delegate"),       # the bandwidth_limit it wraps
+    (_without_filter("envoy.filters.http.bandwidth_limit"),
      "http_filters: no envoy.filters.http.bandwidth_limit after envoy.filters.http.ext_proc"),
     (_without_forwarded_stream, ("http_filters: envoy.filters.http.ext_proc: metadata_options"
                                  ".forwarding_namespaces does not forward llm_gateway.stream")),
     (_without_trailer_mode, "http_filters: envoy.filters.http.ext_proc: allowed_override_modes has no mode"),
-], ids=["no sse_to_metadata", "no trailers filter", "stream usage not forwarded", "mode not allowed"])
+    (_include_usage_not_read, ("http_filters: no envoy.filters.http.json_to_metadata rule before "
+                               "envoy.filters.http.ext_proc reads stream_options.include_usage")),
+    (_without_filter("envoy.filters.http.lua"), ("http_filters: no envoy.filters.http.lua between "
+                                                 "envoy.filters.http.ext_proc and envoy.filters.http.sse_to_metadata")),
+    (_lua_after_the_usage_reader, "http_filters: no envoy.filters.http.lua between"),
+], ids=["no sse_to_metadata", "no trailers filter", "stream usage not forwarded", "mode not allowed",
+        "include_usage not read", "no usage-chunk filter", "usage chunk taken out before it is read"])
 def test_check_finds_what_streams_passed_through_need(tmp_path, edit, expected):
-    """json_to_metadata announces include_usage, so the service will pass streams through:
-    without these their usage would never reach it."""
+    """The ext_proc filter announces that streams pass through and lose an unasked usage
+    chunk, so the service relies on it: without these pieces their usage would never
+    reach it, or would reach a client that did not ask for it."""
     envoy = yaml.safe_load(QUICKSTART_ENVOY.read_text())
     filters = envoy["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0][
         "typed_config"]["http_filters"]
@@ -191,3 +215,17 @@ def test_check_finds_what_streams_passed_through_need(tmp_path, edit, expected):
     result = _check("--config", str(QUICKSTART_CONFIG), "--envoy", envoy_path)
     assert result.returncode != 0
     assert any(line.startswith(f"{envoy_path}: {expected}") for line in result.stderr.splitlines()), result.stderr
+
+
+def test_check_accepts_a_config_that_announces_nothing(tmp_path):
+    """Without the features in its gRPC metadata, an Envoy config without these filters
+    is valid: the service keeps its streams chunk by chunk."""
+    envoy = yaml.safe_load(QUICKSTART_ENVOY.read_text())
+    filters = envoy["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0][
+        "typed_config"]["http_filters"]
+    [ext_proc] = [f["typed_config"] for f in filters if f["name"] == "envoy.filters.http.ext_proc"]
+    del ext_proc["grpc_service"]["initial_metadata"]
+    for name in ("envoy.filters.http.lua", "envoy.filters.http.bandwidth_limit", "envoy.filters.http.sse_to_metadata"):
+        _without_filter(name)(filters, ext_proc)
+    result = _check("--config", str(QUICKSTART_CONFIG), "--envoy", write(tmp_path, envoy, "envoy.yaml"))
+    assert result.returncode == 0, result.stderr

@@ -13,11 +13,15 @@ from google.protobuf import struct_pb2
 
 from extproc.call import Call
 from extproc.config import load_config
+from extproc.protocol import envoy_features
 from extproc.server import Runtime
 from test_one_message import CHAT, QUICKSTART, _request_headers, _run
 
 STREAM = {**CHAT, "stream": True, "stream_options": {"include_usage": True}}
 ANNOUNCED = {"stream": True, "model": "gpt-4o-mini", "include_usage": True}
+UNASKED = {"stream": True, "model": "gpt-4o-mini"}
+# What envoy/quickstart.yaml's ext_proc filter announces in its gRPC metadata.
+ENVOY = envoy_features("streams-passed-through usage-chunk-stripped")
 
 
 @pytest.fixture
@@ -48,7 +52,7 @@ def _trailers(usage: dict | None, status: int = 200) -> ep.ProcessingRequest:
 
 
 def test_a_stream_passes_through_and_its_usage_comes_with_the_trailers(pipeline):
-    call = Call(load_config(QUICKSTART))
+    call = Call(load_config(QUICKSTART), ENVOY)
     reply = _run(pipeline, call, _request_headers(ANNOUNCED))
     # Decided before the response: its headers and body go by, trailers end it.
     assert reply.mode_override.response_header_mode == pm.ProcessingMode.SKIP
@@ -77,7 +81,7 @@ def test_a_stream_passes_through_and_its_usage_comes_with_the_trailers(pipeline)
 
 
 def test_trailers_without_usage_charge_the_output_cap(pipeline):
-    call = Call(load_config(QUICKSTART))
+    call = Call(load_config(QUICKSTART), ENVOY)
     _run(pipeline, call, _request_headers(ANNOUNCED))
     _run(pipeline, call, _body({**STREAM, "max_tokens": 40}))
     _run(pipeline, call, _trailers(None))
@@ -85,7 +89,7 @@ def test_trailers_without_usage_charge_the_output_cap(pipeline):
 
 
 def test_an_error_status_charges_nothing(pipeline):
-    call = Call(load_config(QUICKSTART))
+    call = Call(load_config(QUICKSTART), ENVOY)
     _run(pipeline, call, _request_headers(ANNOUNCED))
     _run(pipeline, call, _body(STREAM))
     _run(pipeline, call, _trailers(None, status=429))
@@ -94,7 +98,7 @@ def test_an_error_status_charges_nothing(pipeline):
 
 def test_response_headers_arriving_after_all_mean_the_usual_path(pipeline):
     """An Envoy config that did not allow the override sends the headers: read as ever."""
-    call = Call(load_config(QUICKSTART))
+    call = Call(load_config(QUICKSTART), ENVOY)
     _run(pipeline, call, _request_headers(ANNOUNCED))
     _run(pipeline, call, _body(STREAM))
     reply = _run(pipeline, call, _response_headers("text/event-stream"))
@@ -102,31 +106,49 @@ def test_response_headers_arriving_after_all_mean_the_usual_path(pipeline):
     assert not call.stream_passed_through
 
 
-@pytest.mark.parametrize("announced", [
-    {"stream": True, "model": "gpt-4o-mini"},                          # usage not asked
-    {"stream": True, "model": "gpt-4o-mini", "include_usage": "yes"},  # not a JSON boolean
-    {"stream": False, "model": "gpt-4o-mini", "include_usage": True},
-    {"stream": True, "model": "smart", "include_usage": True},        # virtual
-    {"stream": True, "include_usage": True},                          # model not read
-    None,                                                              # no json_to_metadata
-], ids=["usage not asked", "include_usage a string", "not streamed", "virtual model", "no model",
-        "no metadata"])
-def test_other_streams_are_not_passed_through(pipeline, announced):
-    call = Call(load_config(QUICKSTART))
+@pytest.mark.parametrize("announced,strip", [
+    (ANNOUNCED, False),
+    (UNASKED, True),
+    ({**UNASKED, "include_usage": False}, True),
+    ({**UNASKED, "include_usage": "yes"}, True),              # not a JSON boolean: not asked
+], ids=["usage asked", "usage not asked", "usage asked as false", "include_usage a string"])
+def test_envoy_is_told_which_streams_lose_their_usage_chunk(pipeline, announced, strip):
+    call = Call(load_config(QUICKSTART), ENVOY)
+    reply = _run(pipeline, call, _request_headers(announced))
+    assert call.stream_passed_through
+    marks = reply.dynamic_metadata.fields["llm_gateway"].struct_value.fields
+    assert marks["stream_end"].string_value == "trailers"
+    assert ("usage_chunk" in marks) is strip
+    assert not strip or marks["usage_chunk"].string_value == "strip"
+
+
+@pytest.mark.parametrize("announced,features", [
+    ({"stream": False, "model": "gpt-4o-mini", "include_usage": True}, ENVOY),
+    ({"stream": True, "model": "smart", "include_usage": True}, ENVOY),   # virtual
+    ({"stream": True, "include_usage": True}, ENVOY),                     # model not read
+    (None, ENVOY),                                                         # no json_to_metadata
+    (ANNOUNCED, frozenset()),                          # an Envoy config without the filters
+    (UNASKED, envoy_features("streams-passed-through")),    # ... without the Lua filter
+], ids=["not streamed", "virtual model", "no model", "no metadata", "no features announced",
+        "usage chunk not stripped by Envoy"])
+def test_other_streams_are_not_passed_through(pipeline, announced, features):
+    call = Call(load_config(QUICKSTART), features)
     reply = _run(pipeline, call, _request_headers(announced))
     assert reply.mode_override.response_trailer_mode != pm.ProcessingMode.SEND
     assert not call.stream_passed_through
 
 
-@pytest.mark.parametrize("body", [
-    {**CHAT, "stream": True},                                           # no include_usage
-    {**CHAT, "stream": True, "stream_options": {"include_usage": False}},
-    {**CHAT, "stream": False, "stream_options": {"include_usage": True}},
-    {**STREAM, "model": "gpt-4o"},
-], ids=["include_usage missing", "include_usage false", "not streamed", "another model"])
-def test_a_body_that_says_otherwise_than_envoy_read_is_refused(pipeline, body):
-    call = Call(load_config(QUICKSTART))
-    _run(pipeline, call, _request_headers(ANNOUNCED))
+@pytest.mark.parametrize("announced,body", [
+    (ANNOUNCED, {**CHAT, "stream": True}),                                # no include_usage
+    (ANNOUNCED, {**CHAT, "stream": True, "stream_options": {"include_usage": False}}),
+    (ANNOUNCED, {**CHAT, "stream": False, "stream_options": {"include_usage": True}}),
+    (ANNOUNCED, {**STREAM, "model": "gpt-4o"}),
+    (UNASKED, STREAM),               # its usage chunk would be taken out of what it asked for
+], ids=["include_usage missing", "include_usage false", "not streamed", "another model",
+        "include_usage where Envoy read none"])
+def test_a_body_that_says_otherwise_than_envoy_read_is_refused(pipeline, announced, body):
+    call = Call(load_config(QUICKSTART), ENVOY)
+    _run(pipeline, call, _request_headers(announced))
     reply = _run(pipeline, call, _body(body))
     assert reply.immediate_response.status.code == 400
     assert b"repeats 'stream', 'stream_options' or 'model'" in reply.immediate_response.body

@@ -1,7 +1,9 @@
 """Streams passed through (stages/pass_through.py), through real Envoy: which streams
 are, that their clients get the provider's stream as it is produced, and that their
 usage still settles the budget exactly (it comes with the trailers message, read by
-Envoy's sse_to_metadata), or conservatively when the provider gives none."""
+Envoy's sse_to_metadata), or conservatively when the provider gives none; a client that
+did not ask for the usage gets the stream it would have got without the gateway asking
+(Envoy's Lua filter takes the usage out, wherever the provider's writes cut it)."""
 
 from __future__ import annotations
 
@@ -9,14 +11,17 @@ import re
 import time
 import uuid
 
+import yaml
+
 import httpx
+import orjson
 import pytest
 from openai import OpenAI
 
 from extproc.metrics import FLUSH_INTERVAL
 from extproc.store import CounterRow
 from extproc.store.sqlite_store import SQLiteStore
-from gateway_stack import GatewayStack, quickstart_config, settled_rows
+from gateway_stack import FIXTURES, GatewayStack, quickstart_config, settled_rows
 
 PENNY = {"authorization": "Bearer sk-test-penny"}   # a token budget: every call settles
 GUS = {"authorization": "Bearer sk-test-gus"}       # a guardrail reads his responses
@@ -90,8 +95,12 @@ STREAMS = [
      {"model": "gpt-4o-mini", "input": "respond to me"}, True),
     ("virtual model: its headers name the backend that served", PENNY, "/chat/completions",
      {"model": "smart", "messages": CHAT, "stream_options": USAGE}, False),
-    ("usage not asked: its usage chunk must come out", PENNY, "/chat/completions",
-     {"model": "gpt-4o-mini", "messages": CHAT}, False),
+    ("chat, usage not asked: Envoy takes its usage chunk out", PENNY, "/chat/completions",
+     {"model": "gpt-4o-mini", "messages": CHAT}, True),
+    ("legacy completions, usage not asked", PENNY, "/completions",
+     {"model": "gpt-4o-mini", "prompt": "complete me now"}, True),
+    ("usage asked as false", PENNY, "/chat/completions",
+     {"model": "gpt-4o-mini", "messages": CHAT, "stream_options": {"include_usage": False}}, True),
     ("a guardrail reads this caller's responses", GUS, "/chat/completions",
      {"model": "gpt-4o-mini", "messages": CHAT, "stream_options": USAGE}, False),
 ]
@@ -114,19 +123,72 @@ def test_which_streams_pass_through_and_that_each_settles_exactly(stack, what, k
     assert (_moved(stack, before, "response_body", 1) > 0) is not passed
     if path != "/responses":
         assert streamed.rstrip().endswith(b"data: [DONE]")
-        # The client sees a usage chunk exactly when it asked for one.
-        assert (b'"choices":[],"usage":{' in streamed) is ("stream_options" in body)
+        # The client sees usage (a usage chunk, "usage":null in the others) exactly when
+        # it asked for it.
+        assert (b'"usage"' in streamed) is (body.get("stream_options") == USAGE)
+        assert (b'"choices":[],"usage":{' in streamed) is (body.get("stream_options") == USAGE)
 
     record = stack.wait_for_record(rid)
     provider = _provider_usage(stack, rid)
     assert record["outcome"] == "ok" and record["status"] == 200 and not record["usage_estimated"]
     assert (record["input_tokens"], record["output_tokens"]) == (provider["prompt_tokens"],
                                                                   provider["completion_tokens"])
-    assert (record["ttft_ms"] is None) is passed         # the service saw no chunk of it
+    # Passed through, the service saw no chunk: Envoy's Lua filter stamped the first event.
+    assert 0 < record["ttft_ms"] <= record["latency_ms"]
     if key is PENNY:
         counter = _penny_counter(stack)
         assert counter.held == 0
         assert counter.spent - spent_before == provider["prompt_tokens"] + provider["completion_tokens"]
+
+
+def _stream_bytes(stack, model: str, headers: dict) -> bytes:
+    with httpx.stream("POST", f"{stack.base_url}/chat/completions", timeout=30,
+                      headers={**PENNY, **headers},
+                      json={"model": model, "messages": CHAT, "stream": True}) as response:
+        assert response.status_code == 200
+        return b"".join(response.iter_raw())
+
+
+def _without_ids(stream: bytes) -> bytes:
+    return re.sub(rb'"(id|created|model)":("[^"]*"|\d+)', b"", stream)
+
+
+@pytest.mark.parametrize("write_bytes", [1, 7, 120, 4096])
+def test_the_unasked_usage_comes_out_wherever_the_provider_cuts_the_stream(stack, write_bytes):
+    """The provider writes its stream N bytes at a time, so the usage chunk and the
+    "usage":null of the others arrive cut anywhere. Passed through (Envoy's Lua filter)
+    and chunk by chunk (the service; a virtual model) the client gets the same bytes."""
+    cut = {"x-mock-write-bytes": str(write_bytes), "x-mock-chunk-delay-ms": "1"}
+    before = _counts_now(stack)
+    passed = _stream_bytes(stack, "gpt-4o-mini", cut)
+    assert _moved(stack, before, "response_trailers", 1) == 1
+    seen = _stream_bytes(stack, "smart", cut)
+    assert b'"usage"' not in passed and passed.rstrip().endswith(b"data: [DONE]")
+    assert _without_ids(passed) == _without_ids(seen)
+    words = [orjson.loads(event[6:])["choices"][0]["delta"].get("content") or ""
+             for event in passed.split(b"\n\n") if event.startswith(b"data: {")]
+    assert "".join(words) == CHAT[0]["content"]
+
+
+def test_a_recorded_openai_stream_loses_its_usage_like_on_the_chunk_path(stack):
+    """Real OpenAI bytes (with `"usage":null,"obfuscation":...` in every chunk), replayed
+    to a client that did not ask for usage: what it gets is the recording without the
+    usage chunk and without the "usage":null, passed through and chunk by chunk alike,
+    and the recorded usage is what is charged."""
+    recording = yaml.safe_load((FIXTURES / "chat-streaming-detailed-usage.yaml").read_text())
+    recorded = recording["interactions"][0]["response"]["body"].encode()
+    events = [event + b"\n\n" for event in recorded.split(b"\n\n") if event.strip()]
+    expected = b"".join(event.replace(b',"usage":null', b"") for event in events
+                        if b'"choices":[]' not in event)
+    assert len(expected) < len(recorded) - 200                   # the usage chunk is a big one
+    rid = f"pass-{uuid.uuid4()}"
+    passed = _stream_bytes(stack, "gpt-4o-mini", {"x-mock-replay": "chat-streaming-detailed-usage",
+                                                  "x-request-id": rid})
+    assert passed == expected
+    assert _stream_bytes(stack, "smart", {"x-mock-replay": "chat-streaming-detailed-usage"}) == expected
+    record = stack.wait_for_record(rid)
+    assert (record["input_tokens"], record["output_tokens"], record["reasoning_tokens"]) == (12, 100, 100)
+    assert record["usage_estimated"] is False
 
 
 def test_a_passed_through_stream_reaches_the_client_as_produced(stack):
@@ -146,6 +208,22 @@ def test_a_passed_through_stream_reaches_the_client_as_produced(stack):
     assert usage is not None and usage.completion_tokens == 12
     # 9 events 250 ms apart: ~2 s from the first to the last; held anywhere, they would bunch.
     assert arrivals[-1] - arrivals[0] > 1.5 and arrivals[0] < 1.0, arrivals
+
+
+@pytest.mark.parametrize("body", [{"stream_options": USAGE}, {}], ids=["usage asked", "usage not asked"])
+def test_a_passed_through_stream_has_its_time_to_first_token(stack, body):
+    """The provider waits 400 ms before its first byte, then sends an event every
+    100 ms: the record's ttft_ms is the wait, not the stream's end."""
+    rid = f"pass-{uuid.uuid4()}"
+    before = _counts_now(stack)
+    with httpx.stream("POST", f"{stack.base_url}/chat/completions", timeout=30,
+                      headers={**PENNY, "x-request-id": rid, "x-mock-delay-ms": "400",
+                               "x-mock-chunk-delay-ms": "100"},
+                      json={"model": "gpt-4o-mini", "messages": CHAT, "stream": True, **body}) as response:
+        assert b"data: [DONE]" in b"".join(response.iter_raw())
+    assert _moved(stack, before, "response_trailers", 1) == 1
+    record = stack.wait_for_record(rid)
+    assert 400 <= record["ttft_ms"] < 600 and record["latency_ms"] > record["ttft_ms"] + 300, record
 
 
 def test_a_provider_that_reports_no_usage_is_charged_the_output_cap(stack):

@@ -61,10 +61,14 @@ def test_client_asking_for_usage_gets_it_unchanged(gateway):
 
 
 def test_client_disconnect_is_recorded_with_estimated_usage(gateway):
+    """A stream the service reads chunk by chunk (a virtual model's) is charged the output
+    it saw before the client left; a stream passed through is charged its output cap
+    (test_pass_through_e2e.py)."""
     rid = _rid()
     tracebacks = gateway.stderr_path.read_text().count("Traceback")
     words = " ".join(f"word{i}" for i in range(40))
-    with httpx.stream("POST", f"{gateway.base_url}/chat/completions", json=_chat(words, stream=True),
+    with httpx.stream("POST", f"{gateway.base_url}/chat/completions",
+                      json={**_chat(words, stream=True), "model": "smart"},
                       headers={**ALICE, "x-request-id": rid, "x-mock-chunk-delay-ms": "100"}) as response:
         seen = 0
         for chunk in response.iter_raw():

@@ -3,16 +3,25 @@
 In STREAMED mode every chunk Envoy reads from the provider is a message to the service
 and back (~0.2-0.3 ms of the shared core, and a hop on the client's path), and real
 providers send a chunk per token. A stream the service has nothing to change in is
-passed through instead: the client asked for its usage (so no usage chunk has to come
-out; the Responses API always sends it), no guardrail reads this caller's responses,
-and the model is concrete (a virtual model's response headers name the backend that
-served after a failover). Its response headers and body go by without a message: Envoy
-adds the gateway's headers from metadata set with the request body, its sse_to_metadata
-filter reads the usage from the passing stream, and the empty trailers that its
-bandwidth_limit filter adds at the end (to streams marked here, envoy/quickstart.yaml)
-make ext_proc send one message, with the status (the response.code attribute) and that
-usage (stages/usage.py reads it, the budget settles from it). An error answered in JSON
-gets the trailers too: its status is read, its body passes as the provider sent it.
+passed through instead: no guardrail reads this caller's responses, and the model is
+concrete (a virtual model's response headers name the backend that served after a
+failover). Its response headers and body go by without a message: Envoy adds the
+gateway's headers from metadata set with the request body, its sse_to_metadata filter
+reads the usage from the passing stream, and the empty trailers that its bandwidth_limit
+filter adds at the end (to streams marked here, envoy/quickstart.yaml) make ext_proc send
+one message, with the status (the response.code attribute) and that usage
+(stages/usage.py reads it, the budget settles from it). An error answered in JSON gets
+the trailers too: its status is read, its body passes as the provider sent it.
+
+The usage chunk: the Responses API always sends its usage; chat and completions send it
+when `stream_options.include_usage` asks, and the service asks for it whatever the
+client did (route.py). When the client did not ask, Envoy's Lua filter takes the usage
+chunk and the `"usage":null` of the other chunks out after sse_to_metadata has read
+them, as usage.py does on the chunk-by-chunk path. The same filter stamps the time the
+first event passes, which comes with the usage (the record's time to first token).
+
+Only what the Envoy in front announces it does (protocol.py: ENVOY_FEATURES_METADATA)
+is relied on: an Envoy config without those filters keeps its streams chunk by chunk.
 
 The choice is made at request headers, from what Envoy's json_to_metadata read from the
 body (`stream`, `stream_options.include_usage`, `model`): the response modes cannot be
@@ -27,7 +36,7 @@ from __future__ import annotations
 
 from ..call import Call
 from ..errors import invalid_request
-from ..protocol import METADATA_NAMESPACE, STREAM_PASSED_THROUGH
+from ..protocol import METADATA_NAMESPACE, STREAM_PASSED_THROUGH, STREAMS_PASSED_THROUGH, USAGE_CHUNK_STRIPPED
 from . import Stage
 from .announced import announced, announced_bool, announced_string
 from .guard_response import stream_policy
@@ -41,10 +50,14 @@ class PassThroughStream(Stage):
     name = "pass_through"
 
     def request_headers(self, call: Call, end_of_stream: bool) -> None:
+        features = call.envoy_features
+        if STREAMS_PASSED_THROUGH not in features:
+            return
         fields = announced(call)
         if fields is None or not announced_bool(fields, "stream") or call.endpoint.kind not in _STREAM_KINDS:
             return
-        if call.endpoint.kind in USAGE_OPTION_KINDS and not announced_bool(fields, "include_usage"):
+        strip = call.endpoint.kind in USAGE_OPTION_KINDS and not announced_bool(fields, "include_usage")
+        if strip and USAGE_CHUNK_STRIPPED not in features:
             return
         model = call.config.models.get(announced_string(fields, "model"))
         if model is None or model.is_virtual or stream_policy(call):
@@ -52,14 +65,18 @@ class PassThroughStream(Stage):
         call.stream_passed_through = True
         call.reply.mode_override = STREAM_PASSED_THROUGH
         # Has Envoy add (empty) trailers at the response's end: ext_proc sends them.
-        call.reply.metadata = {METADATA_NAMESPACE: {"stream_end": "trailers"}}
+        marks = {"stream_end": "trailers"}
+        if strip:
+            marks["usage_chunk"] = "strip"          # Envoy's Lua filter takes it out
+        call.reply.metadata = {METADATA_NAMESPACE: marks}
 
     def request_body(self, call: Call) -> None:
         if not call.stream_passed_through:
             return
-        if (not call.stream or call.model_name != announced_string(announced(call), "model")
-                or (call.endpoint.kind in USAGE_OPTION_KINDS and not call.client_wants_usage)):
+        fields = announced(call)
+        if (not call.stream or call.model_name != announced_string(fields, "model")
+                or (call.endpoint.kind in USAGE_OPTION_KINDS
+                    and call.client_wants_usage != bool(announced_bool(fields, "include_usage")))):
             raise invalid_request("The request body repeats 'stream', 'stream_options' or 'model' "
                                   "with different values.")
         headers_from_envoy(call)
-

@@ -14,7 +14,7 @@ never saw the text).
 
 from __future__ import annotations
 
-from time import perf_counter
+from time import perf_counter, time
 
 import orjson
 
@@ -147,6 +147,10 @@ class ResponseUsage(Stage):
         if call.status < 400 and ("input_tokens" in numbers or "output_tokens" in numbers):
             call.usage = Usage(int(numbers.get("input_tokens", 0)), int(numbers.get("output_tokens", 0)),
                                int(numbers.get("cached_tokens", 0)), int(numbers.get("reasoning_tokens", 0)))
+        first_event = numbers.get("first_event_at_us")     # stamped by Envoy's Lua filter
+        if first_event:
+            # Wall clock (Envoy's, same host) to this process's perf_counter.
+            call.first_byte_at = perf_counter() - (time() - first_event / 1e6)
         self._response_complete(call)
 
     # --- end ----------------------------------------------------------------------
