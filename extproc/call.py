@@ -6,7 +6,7 @@ import time
 from typing import Any
 
 from .config import Backend, GatewayConfig, Model, VirtualKey
-from .openai_api import Endpoint, Usage, prompt_texts
+from .openai_api import Endpoint, Usage, max_output_tokens, prompt_texts
 from .protocol import Reply
 from .tokens import count_prompt
 
@@ -76,6 +76,14 @@ class Call:
             cached = count_prompt(texts, messages, self.model.encoding if self.model else "o200k_base")
             self.stage_state["prompt_tokens"] = cached
         return cached
+
+    def output_cap(self) -> int:
+        """The output tokens a reservation counts on: the request's cap, else the store's
+        default (none for embeddings). Also what a stream passed through is charged when
+        its usage never came: the service did not see the text."""
+        if self.endpoint.kind == "embeddings":
+            return 0
+        return max_output_tokens(self.endpoint.kind, self.body) or self.config.store.default_output_tokens
 
     def new_reply(self) -> Reply:
         self.reply = Reply()

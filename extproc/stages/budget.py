@@ -17,7 +17,6 @@ from .. import metrics
 from ..call import Call
 from ..errors import GatewayError, gateway_error
 from ..limits import Charge, plan_charges, settled_amount
-from ..openai_api import max_output_tokens
 from ..store import StoreUnavailable
 from . import Stage, maybe_await
 
@@ -83,8 +82,7 @@ class Budget(Stage):
     def _estimate(self, call: Call) -> tuple[int, float]:
         model = call.model
         prompt = call.prompt_tokens()
-        output = 0 if call.endpoint.kind == "embeddings" else (
-            max_output_tokens(call.endpoint.kind, call.body) or self.settings.default_output_tokens)
+        output = call.output_cap()
         usd = max(model.price_of(b).cost(prompt, 0, output) for b in model.backends)
         return prompt + output, usd
 

@@ -7,9 +7,9 @@ provider add to every chunk) is removed, so the client sees what it asked for.
 
 A stream passed through (chosen at request headers, see pass_through.py) reaches the
 client unseen; Envoy's sse_to_metadata filter reads its usage, and the trailers message
-at its end brings that here. Its TTFT is then unknown to the service, and a usage the
-provider left out is estimated at the output cap the reservation used (the service
-never saw the text).
+at its end brings that here, with the time its first event passed (Envoy's Lua filter
+stamps it). A usage the provider left out is estimated at the output cap the
+reservation used (the service never saw the text).
 """
 
 from __future__ import annotations
@@ -23,7 +23,6 @@ from ..errors import error_body
 from ..openai_api import (
     Usage,
     generated_texts,
-    max_output_tokens,
     prompt_texts,
     usage_from_event,
     usage_from_response,
@@ -182,7 +181,7 @@ class ResponseUsage(Stage):
         texts, messages = prompt_texts(call.endpoint.kind, call.body)
         if call.stream_passed_through:
             # Envoy saw the text, the service did not: the output cap, as reserved.
-            output = max_output_tokens(call.endpoint.kind, call.body) or call.config.store.default_output_tokens
+            output = call.output_cap()
         else:
             output = count_text("".join(call.generated), encoding)
         call.usage = Usage(input_tokens=count_prompt(texts, messages, encoding),
