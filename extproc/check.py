@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import signal
 
-from . import envoy_config
+from . import envoy_config, envoy_features
 from .config import load_config
 from .yamlread import ConfigError
 
@@ -37,7 +37,7 @@ def check(config_path: str, envoy_path: str | None) -> tuple[list[str], str]:
                             f"{envoy_config.EXTPROC_CLUSTER!r} for the ext_proc service")
         else:
             problems.extend(_connection_age_problems(config, envoy, envoy_path))
-        problems.extend(f"{envoy_path}: {problem}" for problem in envoy_config.pass_through_problems(envoy))
+        problems.extend(f"{envoy_path}: {problem}" for problem in envoy_features.feature_problems(envoy))
         problems.extend(envoy_config.validate(envoy_path))
         summary += f"; {envoy_path}: OK (clusters agree, envoy --mode validate passed)"
     return problems, summary

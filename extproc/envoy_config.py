@@ -9,8 +9,6 @@ from pathlib import Path
 
 import yaml
 
-from .protocol import ENVOY_FEATURES_METADATA, STREAMS_PASSED_THROUGH, USAGE_CHUNK_STRIPPED, envoy_features
-
 EXTPROC_CLUSTER = "extproc"
 
 
@@ -89,96 +87,6 @@ def validate(path: str) -> list[str]:
     lines = [line for line in (result.stderr + result.stdout).splitlines() if line.strip()]
     detail = next((line for line in lines if "error" in line.lower()), lines[-1] if lines else "")
     return [f"{path}: envoy --mode validate: {detail.strip()}"]
-
-
-# --- streams passed through (stages/pass_through.py) ---------------------------------
-
-_TRAILER_MODE = {"response_body_mode": "NONE", "response_trailer_mode": "SEND"}
-
-
-def _http_filter_lists(envoy: dict):
-    for listener in envoy.get("static_resources", {}).get("listeners", []):
-        for chain in listener.get("filter_chains", []):
-            for network_filter in chain.get("filters", []):
-                filters = (network_filter.get("typed_config") or {}).get("http_filters")
-                if filters:
-                    yield filters
-
-
-def _filter_name(entry: dict) -> str:
-    """A filter's name; for a match_delegate, the name of the filter it wraps."""
-    inner = (entry.get("typed_config") or {}).get("extension_config")
-    return inner.get("name", "") if isinstance(inner, dict) else entry.get("name", "")
-
-
-def announced_features(ext_proc: dict) -> frozenset[str]:
-    """What an ext_proc filter's config tells the service the Envoy around it does
-    (protocol.ENVOY_FEATURES_METADATA, in its grpc_service.initial_metadata)."""
-    for entry in (ext_proc.get("grpc_service") or {}).get("initial_metadata") or []:
-        if entry.get("key") == ENVOY_FEATURES_METADATA:
-            return envoy_features(str(entry.get("value", "")))
-    return frozenset()
-
-
-def _reads(json_to_metadata: dict, *keys: str) -> bool:
-    rules = (json_to_metadata.get("request_rules") or {}).get("rules") or []
-    return any([{"key": key} for key in keys] == rule.get("selectors") for rule in rules)
-
-
-def pass_through_problems(envoy: dict) -> list[str]:
-    """The service relies on what the ext_proc filter announces: each announced feature
-    must have its filters."""
-    problems = []
-    for filters in _http_filter_lists(envoy):
-        names = [_filter_name(entry) for entry in filters]
-        if "envoy.filters.http.ext_proc" in names:
-            at = names.index("envoy.filters.http.ext_proc")
-            features = announced_features(filters[at].get("typed_config") or {})
-            if STREAMS_PASSED_THROUGH in features:
-                problems += _streams_passed_through_problems(filters, names, at)
-            if USAGE_CHUNK_STRIPPED in features:
-                problems += _usage_chunk_problems(names, at)
-    return problems
-
-
-def _streams_passed_through_problems(filters: list, names: list[str], at: int) -> list[str]:
-    """A stream passes through when json_to_metadata (before ext_proc) read `stream`,
-    `model` and `include_usage`; its usage reaches the service only if ext_proc allows
-    that mode and forwards llm_gateway.stream, and two filters after ext_proc add the
-    trailers whose message brings it (bandwidth_limit) and read it (sse_to_metadata)."""
-    problems = []
-    ext_proc = filters[at].get("typed_config") or {}
-    announcer = {}
-    if "envoy.filters.http.json_to_metadata" in names[:at]:
-        announcer = filters[names.index("envoy.filters.http.json_to_metadata")].get("typed_config") or {}
-    for keys in (("stream",), ("model",), ("stream_options", "include_usage")):
-        if not _reads(announcer, *keys):
-            problems.append(f"http_filters: no envoy.filters.http.json_to_metadata rule before "
-                            f"envoy.filters.http.ext_proc reads {'.'.join(keys)} "
-                            f"(ext_proc announces {STREAMS_PASSED_THROUGH})")
-    where = "http_filters: envoy.filters.http.ext_proc"
-    if not any(_TRAILER_MODE.items() <= mode.items() for mode in ext_proc.get("allowed_override_modes") or []):
-        problems.append(f"{where}: allowed_override_modes has no mode with response_body_mode NONE "
-                        "and response_trailer_mode SEND (streams passed through)")
-    forwarded = ((ext_proc.get("metadata_options") or {}).get("forwarding_namespaces") or {}).get("untyped") or []
-    if "llm_gateway.stream" not in forwarded:
-        problems.append(f"{where}: metadata_options.forwarding_namespaces does not forward llm_gateway.stream")
-    for needed in ("envoy.filters.http.bandwidth_limit", "envoy.filters.http.sse_to_metadata"):
-        if needed not in names[at + 1:]:
-            problems.append(f"http_filters: no {needed} after envoy.filters.http.ext_proc "
-                            f"(ext_proc announces {STREAMS_PASSED_THROUGH})")
-    return problems
-
-
-def _usage_chunk_problems(names: list[str], at: int) -> list[str]:
-    """The usage chunk a client did not ask for is taken out by a Lua filter between
-    ext_proc and sse_to_metadata: after the usage is read, on the response path."""
-    reader = names.index("envoy.filters.http.sse_to_metadata") if \
-        "envoy.filters.http.sse_to_metadata" in names else len(names)
-    if "envoy.filters.http.lua" in names[at + 1:reader]:
-        return []
-    return ["http_filters: no envoy.filters.http.lua between envoy.filters.http.ext_proc and "
-            f"envoy.filters.http.sse_to_metadata (ext_proc announces {USAGE_CHUNK_STRIPPED})"]
 
 
 # --- the Kubernetes Envoy config, derived from the quickstart's ------------------------

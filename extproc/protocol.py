@@ -26,8 +26,17 @@ STREAM_USAGE_NAMESPACE = "llm_gateway.stream"   # usage Envoy's sse_to_metadata 
 # each announced feature's filters). An Envoy config that does not announce a feature
 # keeps the service on the path that does not need it: slower, never wrong.
 ENVOY_FEATURES_METADATA = "x-extproc-envoy-features"
+# The status comes as an attribute and the gateway's response headers are added from
+# metadata: a call whose response headers the service does not see (one_message.py).
+HEADERS_FROM_METADATA = "headers-from-metadata"
 STREAMS_PASSED_THROUGH = "streams-passed-through"   # usage read, trailers added (pass_through.py)
 USAGE_CHUNK_STRIPPED = "usage-chunk-stripped"       # the Lua filter takes out an unasked usage chunk
+# What Envoy adds from `llm_gateway.headers` (HEADERS_FROM_METADATA): every header the
+# service would otherwise set on a response (its backend, the content type of an error
+# it rewrote, the budget's x-ratelimit-*).
+HEADERS_ADDED_FROM_METADATA = (
+    "x-gateway-backend", "content-type",
+    *(f"x-ratelimit-{what}-{unit}" for unit in ("requests", "tokens") for what in ("limit", "remaining", "reset")))
 
 ProcessingRequest = ep.ProcessingRequest
 ProcessingResponse = ep.ProcessingResponse

@@ -161,33 +161,62 @@ def _name(entry: dict) -> str:
 
 
 def _without_filter(name: str):
-    def edit(filters, ext_proc):
+    def edit(filters, ext_proc, manager=None):
         filters[:] = [f for f in filters if _name(f) != name]
     return edit
 
 
-def _lua_after_the_usage_reader(filters, ext_proc):
+def _lua_after_the_usage_reader(filters, ext_proc, manager):
     [lua] = [f for f in filters if _name(f) == "envoy.filters.http.lua"]
     filters.remove(lua)
     filters.insert(len(filters) - 1, lua)                            # just before the router
 
 
-def _include_usage_not_read(filters, ext_proc):
+def _include_usage_not_read(filters, ext_proc, manager):
     [reader] = [f["typed_config"] for f in filters if f["name"] == "envoy.filters.http.json_to_metadata"]
     reader["request_rules"]["rules"] = [rule for rule in reader["request_rules"]["rules"]
                                         if {"key": "include_usage"} not in rule["selectors"]]
 
 
-def _without_forwarded_stream(filters, ext_proc):
+def _without_forwarded_stream(filters, ext_proc, manager):
     ext_proc["metadata_options"]["forwarding_namespaces"]["untyped"].remove("llm_gateway.stream")
 
 
-def _without_trailer_mode(filters, ext_proc):
+def _without_trailer_mode(filters, ext_proc, manager):
     ext_proc["allowed_override_modes"] = [m for m in ext_proc["allowed_override_modes"]
                                           if m["response_trailer_mode"] != "SEND"]
 
 
+def _without_status_attribute(filters, ext_proc, manager):
+    del ext_proc["response_attributes"]
+
+
+def _without_one_message_mode(filters, ext_proc, manager):
+    ext_proc["allowed_override_modes"] = [m for m in ext_proc["allowed_override_modes"]
+                                          if m["response_body_mode"] != "BUFFERED" or m["response_header_mode"] != "SKIP"]
+
+
+def _without_a_ratelimit_header(filters, ext_proc, manager):
+    [host] = manager["route_config"]["virtual_hosts"]
+    host["response_headers_to_add"] = [h for h in host["response_headers_to_add"]
+                                       if h["header"]["key"] != "x-ratelimit-remaining-tokens"]
+
+
+def _model_not_read(filters, ext_proc, manager):
+    [reader] = [f["typed_config"] for f in filters if f["name"] == "envoy.filters.http.json_to_metadata"]
+    reader["request_rules"]["rules"] = [rule for rule in reader["request_rules"]["rules"]
+                                        if rule["selectors"] != [{"key": "model"}]]
+
+
 @pytest.mark.parametrize("edit,expected", [
+    (_without_status_attribute, ("http_filters: envoy.filters.http.ext_proc: response_attributes does not "
+                                 "send response.code (ext_proc announces headers-from-metadata)")),
+    (_without_one_message_mode, ("http_filters: envoy.filters.http.ext_proc: allowed_override_modes has no "
+                                 "mode with response_header_mode SKIP and response_body_mode BUFFERED")),
+    (_without_a_ratelimit_header, ("route_config.virtual_hosts.openai_api.response_headers_to_add: no "
+                                   "x-ratelimit-remaining-tokens from %DYNAMIC_METADATA(llm_gateway:headers:...)%")),
+    (_model_not_read, ("http_filters: no envoy.filters.http.json_to_metadata rule before "
+                       "envoy.filters.http.ext_proc reads model (ext_proc announces headers-from-metadata)")),
     (_without_filter("envoy.filters.http.sse_to_metadata"),
      "http_filters: no envoy.filters.http.sse_to_metadata after envoy.filters.http.ext_proc"),
     (_without_filter("envoy.filters.http.bandwidth_limit"),
@@ -200,17 +229,20 @@ def _without_trailer_mode(filters, ext_proc):
     (_without_filter("envoy.filters.http.lua"), ("http_filters: no envoy.filters.http.lua between "
                                                  "envoy.filters.http.ext_proc and envoy.filters.http.sse_to_metadata")),
     (_lua_after_the_usage_reader, "http_filters: no envoy.filters.http.lua between"),
-], ids=["no sse_to_metadata", "no trailers filter", "stream usage not forwarded", "mode not allowed",
-        "include_usage not read", "no usage-chunk filter", "usage chunk taken out before it is read"])
-def test_check_finds_what_streams_passed_through_need(tmp_path, edit, expected):
-    """The ext_proc filter announces that streams pass through and lose an unasked usage
-    chunk, so the service relies on it: without these pieces their usage would never
-    reach it, or would reach a client that did not ask for it."""
+], ids=["no status attribute", "one-message mode not allowed", "a header not added from metadata",
+        "model not read", "no sse_to_metadata", "no trailers filter", "stream usage not forwarded",
+        "mode not allowed", "include_usage not read", "no usage-chunk filter",
+        "usage chunk taken out before it is read"])
+def test_check_finds_what_the_announced_features_need(tmp_path, edit, expected):
+    """The ext_proc filter announces that Envoy adds the gateway's headers, that streams
+    pass through and lose an unasked usage chunk, so the service relies on it: without
+    these pieces answers would lose their headers or their status, a stream's usage
+    would never reach the service, or would reach a client that did not ask for it."""
     envoy = yaml.safe_load(QUICKSTART_ENVOY.read_text())
-    filters = envoy["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0][
-        "typed_config"]["http_filters"]
+    manager = envoy["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"]
+    filters = manager["http_filters"]
     [ext_proc] = [f["typed_config"] for f in filters if f["name"] == "envoy.filters.http.ext_proc"]
-    edit(filters, ext_proc)
+    edit(filters, ext_proc, manager)
     envoy_path = write(tmp_path, envoy, "envoy.yaml")
     result = _check("--config", str(QUICKSTART_CONFIG), "--envoy", envoy_path)
     assert result.returncode != 0
@@ -219,13 +251,16 @@ def test_check_finds_what_streams_passed_through_need(tmp_path, edit, expected):
 
 def test_check_accepts_a_config_that_announces_nothing(tmp_path):
     """Without the features in its gRPC metadata, an Envoy config without these filters
-    is valid: the service keeps its streams chunk by chunk."""
+    is valid: the service keeps JSON answers in two messages and streams chunk by chunk."""
     envoy = yaml.safe_load(QUICKSTART_ENVOY.read_text())
-    filters = envoy["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0][
-        "typed_config"]["http_filters"]
+    manager = envoy["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"]
+    filters = manager["http_filters"]
     [ext_proc] = [f["typed_config"] for f in filters if f["name"] == "envoy.filters.http.ext_proc"]
     del ext_proc["grpc_service"]["initial_metadata"]
     for name in ("envoy.filters.http.lua", "envoy.filters.http.bandwidth_limit", "envoy.filters.http.sse_to_metadata"):
         _without_filter(name)(filters, ext_proc)
+    _without_status_attribute(filters, ext_proc, manager)
+    _without_one_message_mode(filters, ext_proc, manager)
+    del manager["route_config"]["virtual_hosts"][0]["response_headers_to_add"]
     result = _check("--config", str(QUICKSTART_CONFIG), "--envoy", write(tmp_path, envoy, "envoy.yaml"))
     assert result.returncode == 0, result.stderr

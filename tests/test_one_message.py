@@ -16,16 +16,19 @@ from google.protobuf import struct_pb2
 
 from extproc.call import Call
 from extproc.config import load_config
+from extproc.protocol import HEADERS_ADDED_FROM_METADATA, envoy_features
 from extproc.server import Runtime
 
 QUICKSTART = str(Path(__file__).resolve().parent.parent / "config" / "quickstart.yaml")
 CHAT = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hello"}]}
+# What envoy/quickstart.yaml's ext_proc filter announces in its gRPC metadata.
+ENVOY = envoy_features("headers-from-metadata streams-passed-through usage-chunk-stripped")
 
 
-def _request_headers(announced: dict | None) -> ep.ProcessingRequest:
+def _request_headers(announced: dict | None, key: str = "sk-demo-alice") -> ep.ProcessingRequest:
     request = ep.ProcessingRequest(request_headers=ep.HttpHeaders(headers=base_pb2.HeaderMap(headers=[
         base_pb2.HeaderValue(key=k, raw_value=v.encode()) for k, v in {
-            ":method": "POST", ":path": "/v1/chat/completions", "authorization": "Bearer sk-demo-alice",
+            ":method": "POST", ":path": "/v1/chat/completions", "authorization": f"Bearer {key}",
             "content-type": "application/json", "x-request-id": "r1"}.items()])))
     if announced is not None:
         request.metadata_context.filter_metadata["llm_gateway.request"].update(announced)
@@ -51,7 +54,7 @@ def _run(pipeline, call: Call, request: ep.ProcessingRequest) -> ep.ProcessingRe
 
 
 def test_a_provider_error_in_one_message_is_made_openai_style_by_the_body_alone(pipeline):
-    call = Call(load_config(QUICKSTART))
+    call = Call(load_config(QUICKSTART), ENVOY)
     headers_reply = _run(pipeline, call, _request_headers({"stream": False, "model": "gpt-4o-mini"}))
     assert headers_reply.mode_override.response_header_mode == pm.ProcessingMode.SKIP
     assert headers_reply.mode_override.request_body_mode == pm.ProcessingMode.BUFFERED  # restated
@@ -70,7 +73,7 @@ def test_a_provider_error_in_one_message_is_made_openai_style_by_the_body_alone(
 
 
 def test_the_usage_of_a_one_message_answer_is_read(pipeline):
-    call = Call(load_config(QUICKSTART))
+    call = Call(load_config(QUICKSTART), ENVOY)
     _run(pipeline, call, _request_headers({"stream": False, "model": "gpt-4o-mini"}))
     _run(pipeline, call, ep.ProcessingRequest(request_body=ep.HttpBody(body=orjson.dumps(CHAT),
                                                                        end_of_stream=True)))
@@ -89,7 +92,7 @@ def test_the_usage_of_a_one_message_answer_is_read(pipeline):
     ({"stream": False, "model": "gpt-4o-mini"}, {**CHAT, "model": "gpt-4o"}),
 ], ids=["announced not streamed, body streams", "announced another model"])
 def test_a_body_that_says_otherwise_than_envoy_read_is_refused(pipeline, announced, body):
-    call = Call(load_config(QUICKSTART))
+    call = Call(load_config(QUICKSTART), ENVOY)
     _run(pipeline, call, _request_headers(announced))
     reply = _run(pipeline, call, ep.ProcessingRequest(request_body=ep.HttpBody(body=orjson.dumps(body),
                                                                                 end_of_stream=True)))
@@ -106,6 +109,26 @@ def test_a_body_that_says_otherwise_than_envoy_read_is_refused(pipeline, announc
     {"stream": False, "model": "no-such-model"},
 ], ids=["no metadata", "streamed", "no stream key", "stream a string", "virtual model", "unknown model"])
 def test_other_calls_keep_the_response_headers_message(pipeline, announced):
-    call = Call(load_config(QUICKSTART))
+    call = Call(load_config(QUICKSTART), envoy_features("headers-from-metadata"))  # streams not passed through
     reply = _run(pipeline, call, _request_headers(announced))
     assert not reply.HasField("mode_override") and not call.response_in_body
+
+
+def test_without_the_feature_announced_the_response_headers_message_stays(pipeline):
+    """An Envoy config that does not say it adds the gateway's headers from metadata:
+    a one-message answer would reach the client without x-gateway-backend."""
+    call = Call(load_config(QUICKSTART), envoy_features("streams-passed-through usage-chunk-stripped"))
+    reply = _run(pipeline, call, _request_headers({"stream": False, "model": "gpt-4o-mini"}))
+    assert not reply.HasField("mode_override") and not call.response_in_body
+
+
+def test_every_header_left_to_envoy_is_one_envoy_adds(pipeline):
+    """The headers a one-message answer leaves to Envoy (bob has a token budget: its
+    x-ratelimit-*) are the ones `extproc check` makes sure every virtual host adds."""
+    call = Call(load_config(QUICKSTART), ENVOY)
+    _run(pipeline, call, _request_headers({"stream": False, "model": "gpt-4o-mini"}, key="sk-demo-bob"))
+    reply = _run(pipeline, call, ep.ProcessingRequest(request_body=ep.HttpBody(body=orjson.dumps(CHAT),
+                                                                               end_of_stream=True)))
+    added = reply.dynamic_metadata.fields["llm_gateway"].struct_value.fields["headers"].struct_value.fields
+    assert {"x-gateway-backend", "x-ratelimit-remaining-tokens"} <= set(added)
+    assert set(added) <= set(HEADERS_ADDED_FROM_METADATA)

@@ -12,6 +12,7 @@ import httpx
 import pytest
 
 from extproc.metrics import FLUSH_INTERVAL
+from gateway_stack import GatewayStack
 
 ALICE = {"authorization": "Bearer sk-demo-alice", "content-type": "application/json"}
 CHAT = [{"role": "user", "content": "one two three"}]
@@ -91,3 +92,53 @@ def test_a_repeated_stream_key_is_read_alike_by_envoy_and_the_service(gateway):
         assert response.status_code == 200
         assert response.headers["content-type"].startswith("text/event-stream")
         assert b"data: [DONE]" in response.read()
+
+
+class _NothingAnnounced(GatewayStack):
+    """An operator's own Envoy config: the same filters, but its ext_proc filter announces
+    nothing, so the service relies on none of them."""
+
+    def edit_envoy(self, envoy: dict) -> None:
+        manager = envoy["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"]
+        [ext_proc] = [f["typed_config"] for f in manager["http_filters"]
+                      if f["name"] == "envoy.filters.http.ext_proc"]
+        del ext_proc["grpc_service"]["initial_metadata"]
+
+
+@pytest.fixture(scope="module")
+def unannounced(tmp_path_factory):
+    gateway = _NothingAnnounced(tmp_path_factory.mktemp("nothing-announced")).start()
+    yield gateway
+    gateway.stop()
+
+
+UNANNOUNCED_CALLS = [
+    ("JSON chat", {"model": "gpt-4o-mini", "messages": CHAT}),
+    ("stream, usage not asked", {"model": "gpt-4o-mini", "stream": True, "messages": CHAT}),
+    ("stream, usage asked", {"model": "gpt-4o-mini", "stream": True, "messages": CHAT,
+                             "stream_options": {"include_usage": True}}),
+]
+
+
+@pytest.mark.parametrize("what,body", UNANNOUNCED_CALLS, ids=[c[0] for c in UNANNOUNCED_CALLS])
+def test_an_envoy_that_announces_nothing_gets_every_response_headers_message(unannounced, what, body):
+    """JSON answers keep their two messages and streams go chunk by chunk (one message
+    per chunk): the client gets the same answer, the gateway's headers and, for a stream,
+    the usage exactly when it asked."""
+    rid = f"unannounced-{uuid.uuid4()}"
+    before = {phase: _phase_count(unannounced, phase) for phase in ("response_headers", "response_trailers")}
+    response = httpx.post(f"{unannounced.base_url}/chat/completions", json=body,
+                          headers={**ALICE, "x-request-id": rid}, timeout=30)
+    assert response.status_code == 200, response.text
+    assert response.headers["x-gateway-backend"] == "mock"
+    if body.get("stream"):
+        assert response.text.rstrip().endswith("data: [DONE]")
+        asked = "stream_options" in body             # (then "usage":null is in every chunk, as OpenAI sends)
+        assert ('"usage":{' in response.text) is asked and ('"usage":null' in response.text) is asked
+    else:
+        assert response.json()["usage"]["total_tokens"] > 0
+    after = _settled_count(unannounced, "response_headers", before["response_headers"], 1)
+    assert after - before["response_headers"] == 1
+    assert _phase_count(unannounced, "response_trailers") == before["response_trailers"]
+    record = unannounced.wait_for_record(rid)
+    assert record["outcome"] == "ok" and not record["usage_estimated"] and record["output_tokens"] > 0

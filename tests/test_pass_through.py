@@ -15,13 +15,11 @@ from extproc.call import Call
 from extproc.config import load_config
 from extproc.protocol import envoy_features
 from extproc.server import Runtime
-from test_one_message import CHAT, QUICKSTART, _request_headers, _run
+from test_one_message import CHAT, ENVOY, QUICKSTART, _request_headers, _run
 
 STREAM = {**CHAT, "stream": True, "stream_options": {"include_usage": True}}
 ANNOUNCED = {"stream": True, "model": "gpt-4o-mini", "include_usage": True}
 UNASKED = {"stream": True, "model": "gpt-4o-mini"}
-# What envoy/quickstart.yaml's ext_proc filter announces in its gRPC metadata.
-ENVOY = envoy_features("streams-passed-through usage-chunk-stripped")
 
 
 @pytest.fixture
@@ -128,9 +126,10 @@ def test_envoy_is_told_which_streams_lose_their_usage_chunk(pipeline, announced,
     ({"stream": True, "include_usage": True}, ENVOY),                     # model not read
     (None, ENVOY),                                                         # no json_to_metadata
     (ANNOUNCED, frozenset()),                          # an Envoy config without the filters
-    (UNASKED, envoy_features("streams-passed-through")),    # ... without the Lua filter
+    (UNASKED, envoy_features("headers-from-metadata streams-passed-through")),  # ... without the Lua filter
+    (ANNOUNCED, envoy_features("streams-passed-through usage-chunk-stripped")),  # ... without its headers
 ], ids=["not streamed", "virtual model", "no model", "no metadata", "no features announced",
-        "usage chunk not stripped by Envoy"])
+        "usage chunk not stripped by Envoy", "headers not added by Envoy"])
 def test_other_streams_are_not_passed_through(pipeline, announced, features):
     call = Call(load_config(QUICKSTART), features)
     reply = _run(pipeline, call, _request_headers(announced))

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from ..call import Call
 from ..errors import invalid_request
-from ..protocol import METADATA_NAMESPACE, RESPONSE_IN_BODY
+from ..protocol import HEADERS_FROM_METADATA, METADATA_NAMESPACE, RESPONSE_IN_BODY
 from . import Stage
 from .announced import announced, announced_bool, announced_string
 from .guard_response import response_policy
@@ -32,6 +32,8 @@ class OneMessageResponse(Stage):
     name = "one_message"
 
     def request_headers(self, call: Call, end_of_stream: bool) -> None:
+        if HEADERS_FROM_METADATA not in call.envoy_features:
+            return
         model_name = _announced_model(call)
         if model_name is None or call.endpoint.kind not in _JSON_KINDS:
             return

@@ -21,7 +21,9 @@ them, as usage.py does on the chunk-by-chunk path. The same filter stamps the ti
 first event passes, which comes with the usage (the record's time to first token).
 
 Only what the Envoy in front announces it does (protocol.py: ENVOY_FEATURES_METADATA)
-is relied on: an Envoy config without those filters keeps its streams chunk by chunk.
+is relied on: this, and that Envoy adds the gateway's response headers from metadata
+(HEADERS_FROM_METADATA). An Envoy config without those filters keeps its streams chunk
+by chunk.
 
 The choice is made at request headers, from what Envoy's json_to_metadata read from the
 body (`stream`, `stream_options.include_usage`, `model`): the response modes cannot be
@@ -36,7 +38,13 @@ from __future__ import annotations
 
 from ..call import Call
 from ..errors import invalid_request
-from ..protocol import METADATA_NAMESPACE, STREAM_PASSED_THROUGH, STREAMS_PASSED_THROUGH, USAGE_CHUNK_STRIPPED
+from ..protocol import (
+    HEADERS_FROM_METADATA,
+    METADATA_NAMESPACE,
+    STREAM_PASSED_THROUGH,
+    STREAMS_PASSED_THROUGH,
+    USAGE_CHUNK_STRIPPED,
+)
 from . import Stage
 from .announced import announced, announced_bool, announced_string
 from .guard_response import stream_policy
@@ -51,7 +59,7 @@ class PassThroughStream(Stage):
 
     def request_headers(self, call: Call, end_of_stream: bool) -> None:
         features = call.envoy_features
-        if STREAMS_PASSED_THROUGH not in features:
+        if STREAMS_PASSED_THROUGH not in features or HEADERS_FROM_METADATA not in features:
             return
         fields = announced(call)
         if fields is None or not announced_bool(fields, "stream") or call.endpoint.kind not in _STREAM_KINDS:

@@ -1,0 +1,143 @@
+"""What the Envoy in front announces it does for the service, and whether it does.
+
+The ext_proc filter announces features in its gRPC metadata (protocol.py:
+ENVOY_FEATURES_METADATA); the service takes the faster path each one allows and relies
+on it. An Envoy config that announces a feature without the filters behind it would
+make the service wrong, not slow, so `extproc check --envoy` checks each announced
+feature here. A config that announces nothing is valid: every call takes the path that
+needs nothing of Envoy.
+"""
+
+from __future__ import annotations
+
+from .protocol import (
+    ENVOY_FEATURES_METADATA,
+    HEADERS_ADDED_FROM_METADATA,
+    HEADERS_FROM_METADATA,
+    METADATA_NAMESPACE,
+    STREAMS_PASSED_THROUGH,
+    USAGE_CHUNK_STRIPPED,
+    envoy_features,
+)
+
+EXT_PROC = "envoy.filters.http.ext_proc"
+JSON_TO_METADATA = "envoy.filters.http.json_to_metadata"
+SSE_TO_METADATA = "envoy.filters.http.sse_to_metadata"
+_WHERE = f"http_filters: {EXT_PROC}"
+_ONE_MESSAGE_MODE = {"response_header_mode": "SKIP", "response_body_mode": "BUFFERED"}
+_TRAILER_MODE = {"response_body_mode": "NONE", "response_trailer_mode": "SEND"}
+
+
+def announced_features(ext_proc: dict) -> frozenset[str]:
+    """What an ext_proc filter's config tells the service the Envoy around it does."""
+    for entry in (ext_proc.get("grpc_service") or {}).get("initial_metadata") or []:
+        if entry.get("key") == ENVOY_FEATURES_METADATA:
+            return envoy_features(str(entry.get("value", "")))
+    return frozenset()
+
+
+def feature_problems(envoy: dict) -> list[str]:
+    """Each feature an ext_proc filter announces must have its filters."""
+    problems = []
+    for manager in _connection_managers(envoy):
+        filters = manager.get("http_filters") or []
+        names = [_filter_name(entry) for entry in filters]
+        if EXT_PROC not in names:
+            continue
+        at = names.index(EXT_PROC)
+        ext_proc = filters[at].get("typed_config") or {}
+        features = announced_features(ext_proc)
+        if HEADERS_FROM_METADATA in features:
+            problems += _headers_from_metadata_problems(manager, filters, names, at)
+        if STREAMS_PASSED_THROUGH in features:
+            problems += _streams_passed_through_problems(filters, names, at)
+        if USAGE_CHUNK_STRIPPED in features:
+            problems += _usage_chunk_problems(names, at)
+    return problems
+
+
+def _headers_from_metadata_problems(manager: dict, filters: list, names: list[str], at: int) -> list[str]:
+    """A JSON answer in one message (stages/one_message.py): json_to_metadata read `stream`
+    and `model` before ext_proc, ext_proc allows the mode without response headers and
+    sends the status as an attribute, and every virtual host adds the gateway's headers
+    from `llm_gateway.headers` (else a one-message answer, and every stream passed
+    through, would lose x-gateway-backend and x-ratelimit-*)."""
+    problems = _unread_keys(filters, names, at, HEADERS_FROM_METADATA, ("stream",), ("model",))
+    ext_proc = filters[at].get("typed_config") or {}
+    if not _allows(ext_proc, _ONE_MESSAGE_MODE):
+        problems.append(f"{_WHERE}: allowed_override_modes has no mode with response_header_mode SKIP "
+                        "and response_body_mode BUFFERED (JSON answers in one message)")
+    if "response.code" not in (ext_proc.get("response_attributes") or []):
+        problems.append(f"{_WHERE}: response_attributes does not send response.code "
+                        f"(ext_proc announces {HEADERS_FROM_METADATA})")
+    for host in (manager.get("route_config") or {}).get("virtual_hosts") or []:
+        added = {(entry.get("header") or {}).get("key", "").lower(): (entry.get("header") or {}).get("value")
+                 for entry in host.get("response_headers_to_add") or []}
+        missing = [name for name in HEADERS_ADDED_FROM_METADATA
+                   if added.get(name) != f"%DYNAMIC_METADATA({METADATA_NAMESPACE}:headers:{name})%"]
+        if missing:
+            problems.append(f"route_config.virtual_hosts.{host.get('name', '?')}.response_headers_to_add: "
+                            f"no {', '.join(missing)} from %DYNAMIC_METADATA({METADATA_NAMESPACE}:headers:...)% "
+                            f"(ext_proc announces {HEADERS_FROM_METADATA})")
+    return problems
+
+
+def _streams_passed_through_problems(filters: list, names: list[str], at: int) -> list[str]:
+    """A stream passes through when json_to_metadata (before ext_proc) read `stream`,
+    `model` and `include_usage`; its usage reaches the service only if ext_proc allows
+    that mode and forwards llm_gateway.stream, and two filters after ext_proc add the
+    trailers whose message brings it (bandwidth_limit) and read it (sse_to_metadata)."""
+    problems = _unread_keys(filters, names, at, STREAMS_PASSED_THROUGH,
+                            ("stream",), ("model",), ("stream_options", "include_usage"))
+    ext_proc = filters[at].get("typed_config") or {}
+    if not _allows(ext_proc, _TRAILER_MODE):
+        problems.append(f"{_WHERE}: allowed_override_modes has no mode with response_body_mode NONE "
+                        "and response_trailer_mode SEND (streams passed through)")
+    forwarded = ((ext_proc.get("metadata_options") or {}).get("forwarding_namespaces") or {}).get("untyped") or []
+    if "llm_gateway.stream" not in forwarded:
+        problems.append(f"{_WHERE}: metadata_options.forwarding_namespaces does not forward llm_gateway.stream")
+    for needed in ("envoy.filters.http.bandwidth_limit", SSE_TO_METADATA):
+        if needed not in names[at + 1:]:
+            problems.append(f"http_filters: no {needed} after {EXT_PROC} "
+                            f"(ext_proc announces {STREAMS_PASSED_THROUGH})")
+    return problems
+
+
+def _usage_chunk_problems(names: list[str], at: int) -> list[str]:
+    """The usage chunk a client did not ask for is taken out by a Lua filter between
+    ext_proc and sse_to_metadata: after the usage is read, on the response path."""
+    reader = names.index(SSE_TO_METADATA) if SSE_TO_METADATA in names else len(names)
+    if "envoy.filters.http.lua" in names[at + 1:reader]:
+        return []
+    return [f"http_filters: no envoy.filters.http.lua between {EXT_PROC} and "
+            f"{SSE_TO_METADATA} (ext_proc announces {USAGE_CHUNK_STRIPPED})"]
+
+
+def _unread_keys(filters: list, names: list[str], at: int, feature: str, *keys: tuple[str, ...]) -> list[str]:
+    """The body keys no json_to_metadata rule before ext_proc reads."""
+    reader = {}
+    if JSON_TO_METADATA in names[:at]:
+        reader = filters[names.index(JSON_TO_METADATA)].get("typed_config") or {}
+    rules = (reader.get("request_rules") or {}).get("rules") or []
+    return [f"http_filters: no {JSON_TO_METADATA} rule before {EXT_PROC} reads "
+            f"{'.'.join(path)} (ext_proc announces {feature})"
+            for path in keys if not any([{"key": key} for key in path] == rule.get("selectors") for rule in rules)]
+
+
+def _allows(ext_proc: dict, mode: dict) -> bool:
+    return any(mode.items() <= allowed.items() for allowed in ext_proc.get("allowed_override_modes") or [])
+
+
+def _connection_managers(envoy: dict):
+    for listener in envoy.get("static_resources", {}).get("listeners", []):
+        for chain in listener.get("filter_chains", []):
+            for network_filter in chain.get("filters", []):
+                manager = network_filter.get("typed_config") or {}
+                if manager.get("http_filters"):
+                    yield manager
+
+
+def _filter_name(entry: dict) -> str:
+    """A filter's name; for a match_delegate, the name of the filter it wraps."""
+    inner = (entry.get("typed_config") or {}).get("extension_config")
+    return inner.get("name", "") if isinstance(inner, dict) else entry.get("name", "")
