@@ -109,8 +109,8 @@ def _usage_chunk_problems(names: list[str], at: int) -> list[str]:
     reader = names.index(SSE_TO_METADATA) if SSE_TO_METADATA in names else len(names)
     if "envoy.filters.http.lua" in names[at + 1:reader]:
         return []
-    return [f"http_filters: no envoy.filters.http.lua between {EXT_PROC} and "
-            f"{SSE_TO_METADATA} (ext_proc announces {USAGE_CHUNK_STRIPPED})"]
+    return [(f"http_filters: no envoy.filters.http.lua between {EXT_PROC} and "
+             f"{SSE_TO_METADATA} (ext_proc announces {USAGE_CHUNK_STRIPPED})")]
 
 
 def _unread_keys(filters: list, names: list[str], at: int, feature: str, *keys: tuple[str, ...]) -> list[str]:

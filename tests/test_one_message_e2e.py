@@ -10,9 +10,9 @@ import uuid
 
 import httpx
 import pytest
+from gateway_stack import GatewayStack
 
 from extproc.metrics import FLUSH_INTERVAL
-from gateway_stack import GatewayStack
 
 ALICE = {"authorization": "Bearer sk-demo-alice", "content-type": "application/json"}
 CHAT = [{"role": "user", "content": "one two three"}]
