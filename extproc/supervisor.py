@@ -29,7 +29,7 @@ _PR_SET_PDEATHSIG = 1
 # grpc-python's EventEngine endpoints hand every read across four threads (epoll poller,
 # EventEngine worker, completion-queue thread, event loop); its older iomgr endpoints
 # read on the completion-queue thread itself (two). Measured on the gateway (four
-# interleaved A/B runs, same core; README Performance): ~5% more requests/s and ~8%
+# interleaved A/B runs, same core; bench/README.md, gRPC's threads): ~5% more requests/s and ~8%
 # less worker CPU per request, ahead in 19 of 26 rounds. An operator's own
 # GRPC_EXPERIMENTS wins; a grpcio that no longer knows these names logs "Unknown
 # experiment" and runs as before.
