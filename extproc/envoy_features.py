@@ -61,7 +61,8 @@ def _headers_from_metadata_problems(manager: dict, filters: list, names: list[st
     and `model` before ext_proc, ext_proc allows the mode without response headers and
     sends the status as an attribute, and every virtual host adds the gateway's headers
     from `llm_gateway.headers` (else a one-message answer, and every stream passed
-    through, would lose x-gateway-backend and x-ratelimit-*)."""
+    through, would lose x-gateway-backend and x-ratelimit-*). Only an inline
+    route_config can be checked; one from RDS is the operator's to keep in step."""
     problems = _unread_keys(filters, names, at, HEADERS_FROM_METADATA, ("stream",), ("model",))
     ext_proc = filters[at].get("typed_config") or {}
     if not _allows(ext_proc, _ONE_MESSAGE_MODE):
