@@ -67,7 +67,8 @@ class Pipeline:
                 call.stream_over = self.request_only
             elif phase == "response_headers":
                 message = request.response_headers
-                call.response_in_body = False     # Envoy's config did not allow skipping them
+                # Envoy's config did not allow skipping them (one_message.py, pass_through.py).
+                call.response_in_body = call.stream_passed_through = False
                 headers = header_map(message)
                 for hook, is_async in self._hooks[phase]:
                     pending = hook(call, headers, message.end_of_stream)

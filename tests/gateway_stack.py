@@ -4,10 +4,12 @@ on free ports, from the shipped quickstart configs with test-specific changes.""
 from __future__ import annotations
 
 import asyncio
+import collections
 import copy
 import inspect
 import os
 import random
+import re
 import signal
 import socket
 import subprocess
@@ -17,6 +19,8 @@ from pathlib import Path
 
 import httpx
 import yaml
+
+from extproc.metrics import FLUSH_INTERVAL
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = ROOT.parent / "shared" / "fixtures" / "openai-recordings"
@@ -229,6 +233,27 @@ class GatewayStack:
             if expected in text or time.monotonic() > deadline:
                 return text
             time.sleep(0.05)
+
+    def phase_counts(self, *, flushed: bool = False) -> collections.defaultdict:
+        """ext_proc messages handled so far, per phase (gateway_extproc_processing_seconds'
+        counts; 0 for a phase not seen). `flushed`: once the workers have written what
+        earlier calls did."""
+        if flushed:
+            time.sleep(3 * FLUSH_INTERVAL)
+        text = httpx.get(f"{self.admin_url}/metrics").text
+        return collections.defaultdict(float, {
+            phase: float(count) for phase, count in
+            re.findall(r'gateway_extproc_processing_seconds_count\{phase="(\w+)"\} (\S+)', text)})
+
+    def phase_moved(self, before: dict[str, float], phase: str, at_least: float, timeout: float = 5) -> float:
+        """How much a phase's count moved since `before`, once every worker has flushed."""
+        deadline = time.monotonic() + timeout
+        time.sleep(3 * FLUSH_INTERVAL)
+        moved = self.phase_counts()[phase] - before[phase]
+        while moved < at_least and time.monotonic() < deadline:
+            time.sleep(FLUSH_INTERVAL)
+            moved = self.phase_counts()[phase] - before[phase]
+        return moved
 
     def wait_for_record(self, request_id: str | None = None, *, predicate=None,
                         timeout: float = 10) -> dict:

@@ -4,15 +4,11 @@ that a body telling Envoy one thing and the service another is refused."""
 
 from __future__ import annotations
 
-import re
-import time
 import uuid
 
 import httpx
 import pytest
 from gateway_stack import GatewayStack
-
-from extproc.metrics import FLUSH_INTERVAL
 
 ALICE = {"authorization": "Bearer sk-demo-alice", "content-type": "application/json"}
 CHAT = [{"role": "user", "content": "one two three"}]
@@ -33,33 +29,15 @@ CALLS = [
 ]
 
 
-def _phase_count(gateway, phase: str) -> float:
-    text = httpx.get(f"{gateway.admin_url}/metrics").text
-    found = re.search(rf'gateway_extproc_processing_seconds_count{{phase="{phase}"}} (\S+)', text)
-    return float(found.group(1)) if found else 0.0
-
-
-def _settled_count(gateway, phase: str, before: float, expected: float) -> float:
-    """The phase's count once both workers have flushed their metrics after the call."""
-    deadline = time.monotonic() + 5
-    time.sleep(3 * FLUSH_INTERVAL)
-    count = _phase_count(gateway, phase)
-    while count < before + expected and time.monotonic() < deadline:
-        time.sleep(FLUSH_INTERVAL)
-        count = _phase_count(gateway, phase)
-    return count
-
-
 @pytest.mark.parametrize("what,path,body,headers_message", CALLS, ids=[c[0] for c in CALLS])
 def test_which_calls_take_one_message_and_what_they_still_get(gateway, what, path, body, headers_message):
     rid = f"one-{uuid.uuid4()}"
-    before = {phase: _phase_count(gateway, phase) for phase in ("response_headers", "response_body")}
+    before = gateway.phase_counts()
     response = httpx.post(f"{gateway.base_url}{path}", json=body, headers={**ALICE, "x-request-id": rid},
                           timeout=30)
     assert response.status_code == 200, response.text
-    after = _settled_count(gateway, "response_headers", before["response_headers"], int(headers_message))
-    assert after - before["response_headers"] == int(headers_message)
-    assert _phase_count(gateway, "response_body") > before["response_body"]
+    assert gateway.phase_moved(before, "response_headers", int(headers_message)) == int(headers_message)
+    assert gateway.phase_counts()["response_body"] > before["response_body"]
     # What the service adds to a response reaches the client either way (one message:
     # Envoy adds it from the metadata the service set with the request body).
     assert response.headers["x-gateway-backend"] == ("mock-backup" if body["model"] == "smart" else "mock")
@@ -126,7 +104,7 @@ def test_an_envoy_that_announces_nothing_gets_every_response_headers_message(una
     per chunk): the client gets the same answer, the gateway's headers and, for a stream,
     the usage exactly when it asked."""
     rid = f"unannounced-{uuid.uuid4()}"
-    before = {phase: _phase_count(unannounced, phase) for phase in ("response_headers", "response_trailers")}
+    before = unannounced.phase_counts()
     response = httpx.post(f"{unannounced.base_url}/chat/completions", json=body,
                           headers={**ALICE, "x-request-id": rid}, timeout=30)
     assert response.status_code == 200, response.text
@@ -137,8 +115,7 @@ def test_an_envoy_that_announces_nothing_gets_every_response_headers_message(una
         assert ('"usage":{' in response.text) is asked and ('"usage":null' in response.text) is asked
     else:
         assert response.json()["usage"]["total_tokens"] > 0
-    after = _settled_count(unannounced, "response_headers", before["response_headers"], 1)
-    assert after - before["response_headers"] == 1
-    assert _phase_count(unannounced, "response_trailers") == before["response_trailers"]
+    assert unannounced.phase_moved(before, "response_headers", 1) == 1
+    assert unannounced.phase_counts()["response_trailers"] == before["response_trailers"]
     record = unannounced.wait_for_record(rid)
     assert record["outcome"] == "ok" and not record["usage_estimated"] and record["output_tokens"] > 0

@@ -11,22 +11,19 @@ import re
 import time
 import uuid
 
-import yaml
-
 import httpx
 import orjson
 import pytest
+import yaml
+from gateway_stack import FIXTURES, GatewayStack, quickstart_config, settled_rows
 from openai import OpenAI
 
-from extproc.metrics import FLUSH_INTERVAL
 from extproc.store import CounterRow
 from extproc.store.sqlite_store import SQLiteStore
-from gateway_stack import FIXTURES, GatewayStack, quickstart_config, settled_rows
 
 PENNY = {"authorization": "Bearer sk-test-penny"}   # a token budget: every call settles
 GUS = {"authorization": "Bearer sk-test-gus"}       # a guardrail reads his responses
 USAGE = {"include_usage": True}
-PHASES = ("response_headers", "response_body", "response_trailers")
 
 
 @pytest.fixture(scope="module")
@@ -44,32 +41,6 @@ def stack(tmp_path_factory):
     gateway = GatewayStack(tmp_path_factory.mktemp("pass-through"), config, workers=2).start()
     yield gateway
     gateway.stop()
-
-
-def _counts(stack) -> dict[str, float]:
-    text = httpx.get(f"{stack.admin_url}/metrics").text
-    counts = {}
-    for phase in PHASES:
-        found = re.search(rf'gateway_extproc_processing_seconds_count{{phase="{phase}"}} (\S+)', text)
-        counts[phase] = float(found.group(1)) if found else 0.0
-    return counts
-
-
-def _counts_now(stack) -> dict[str, float]:
-    """The counts once the workers have flushed what earlier calls did."""
-    time.sleep(3 * FLUSH_INTERVAL)
-    return _counts(stack)
-
-
-def _moved(stack, before: dict[str, float], phase: str, at_least: float) -> float:
-    """How much a phase's count moved, once both workers have flushed their metrics."""
-    deadline = time.monotonic() + 5
-    time.sleep(3 * FLUSH_INTERVAL)
-    moved = _counts(stack)[phase] - before[phase]
-    while moved < at_least and time.monotonic() < deadline:
-        time.sleep(FLUSH_INTERVAL)
-        moved = _counts(stack)[phase] - before[phase]
-    return moved
 
 
 def _penny_counter(stack) -> CounterRow:
@@ -110,7 +81,7 @@ STREAMS = [
 def test_which_streams_pass_through_and_that_each_settles_exactly(stack, what, key, path, body, passed):
     rid = f"pass-{uuid.uuid4()}"
     spent_before = _penny_counter(stack).spent if key is PENNY else 0
-    before = _counts_now(stack)
+    before = stack.phase_counts(flushed=True)
     with httpx.stream("POST", f"{stack.base_url}{path}", json={**body, "stream": True},
                       headers={**key, "x-request-id": rid}, timeout=30) as response:
         assert response.status_code == 200
@@ -118,9 +89,9 @@ def test_which_streams_pass_through_and_that_each_settles_exactly(stack, what, k
         assert response.headers["x-gateway-backend"] == ("mock-backup" if body["model"] == "smart" else "mock")
         streamed = b"".join(response.iter_raw())
     # Passed through: one message for the whole response (headers and chunks go by).
-    assert _moved(stack, before, "response_trailers", int(passed)) == int(passed)
-    assert _moved(stack, before, "response_headers", int(not passed)) == int(not passed)
-    assert (_moved(stack, before, "response_body", 1) > 0) is not passed
+    assert stack.phase_moved(before, "response_trailers", int(passed)) == int(passed)
+    assert stack.phase_moved(before, "response_headers", int(not passed)) == int(not passed)
+    assert (stack.phase_moved(before, "response_body", 1) > 0) is not passed
     if path != "/responses":
         assert streamed.rstrip().endswith(b"data: [DONE]")
         # The client sees usage (a usage chunk, "usage":null in the others) exactly when
@@ -159,9 +130,9 @@ def test_the_unasked_usage_comes_out_wherever_the_provider_cuts_the_stream(stack
     "usage":null of the others arrive cut anywhere. Passed through (Envoy's Lua filter)
     and chunk by chunk (the service; a virtual model) the client gets the same bytes."""
     cut = {"x-mock-write-bytes": str(write_bytes), "x-mock-chunk-delay-ms": "1"}
-    before = _counts_now(stack)
+    before = stack.phase_counts(flushed=True)
     passed = _stream_bytes(stack, "gpt-4o-mini", cut)
-    assert _moved(stack, before, "response_trailers", 1) == 1
+    assert stack.phase_moved(before, "response_trailers", 1) == 1
     seen = _stream_bytes(stack, "smart", cut)
     assert b'"usage"' not in passed and passed.rstrip().endswith(b"data: [DONE]")
     assert _without_ids(passed) == _without_ids(seen)
@@ -215,13 +186,13 @@ def test_a_passed_through_stream_has_its_time_to_first_token(stack, body):
     """The provider waits 400 ms before its first byte, then sends an event every
     100 ms: the record's ttft_ms is the wait, not the stream's end."""
     rid = f"pass-{uuid.uuid4()}"
-    before = _counts_now(stack)
+    before = stack.phase_counts(flushed=True)
     with httpx.stream("POST", f"{stack.base_url}/chat/completions", timeout=30,
                       headers={**PENNY, "x-request-id": rid, "x-mock-delay-ms": "400",
                                "x-mock-chunk-delay-ms": "100"},
                       json={"model": "gpt-4o-mini", "messages": CHAT, "stream": True, **body}) as response:
         assert b"data: [DONE]" in b"".join(response.iter_raw())
-    assert _moved(stack, before, "response_trailers", 1) == 1
+    assert stack.phase_moved(before, "response_trailers", 1) == 1
     record = stack.wait_for_record(rid)
     assert 400 <= record["ttft_ms"] < 600 and record["latency_ms"] > record["ttft_ms"] + 300, record
 
@@ -243,7 +214,7 @@ def test_a_provider_that_reports_no_usage_is_charged_the_output_cap(stack):
 
 def test_a_provider_error_on_a_stream_that_would_pass_through(stack):
     rid = f"pass-{uuid.uuid4()}"
-    before = _counts_now(stack)
+    before = stack.phase_counts(flushed=True)
     response = httpx.post(f"{stack.base_url}/chat/completions", timeout=30,
                           headers={**PENNY, "x-request-id": rid, "x-mock-status": "400"},
                           json={"model": "gpt-4o-mini", "messages": CHAT, "stream": True,
@@ -254,8 +225,8 @@ def test_a_provider_error_on_a_stream_that_would_pass_through(stack):
     assert record["outcome"] == "upstream_error" and record["status"] == 400
     assert record["input_tokens"] == record["output_tokens"] == 0     # nothing billed, nothing charged
     # Its status came with the trailers message (Envoy's response.code); the body went by.
-    assert _moved(stack, before, "response_trailers", 1) == 1
-    assert _moved(stack, before, "response_body", 0) == 0
+    assert stack.phase_moved(before, "response_trailers", 1) == 1
+    assert stack.phase_moved(before, "response_body", 0) == 0
     assert _penny_counter(stack).held == 0
 
 

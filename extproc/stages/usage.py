@@ -55,7 +55,6 @@ class ResponseUsage(Stage):
             call.attempts = attempt
         if call.backend is not None:
             call.reply.set_headers["x-gateway-backend"] = call.backend.name
-        call.stream_passed_through = False     # Envoy's config did not allow skipping them
         if end_of_stream:
             self._response_complete(call)
             return
@@ -186,4 +185,3 @@ class ResponseUsage(Stage):
             output = count_text("".join(call.generated), encoding)
         call.usage = Usage(input_tokens=count_prompt(texts, messages, encoding),
                            output_tokens=output, estimated=True)
-
