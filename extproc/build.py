@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from .config import GatewayConfig
+from .cut_streams import WorkerCutStreams
 from .pipeline import Pipeline
 from .stages.admission import Admission
 from .stages.attempt import AttemptRewrite
 from .stages.budget import Budget, BudgetSettle
+from .stages.cut_stream import CutStream
 from .stages.guard import GuardRequest
 from .stages.guard_response import GuardResponse
 from .stages.one_message import OneMessageResponse
@@ -17,10 +19,11 @@ from .stages.route import Route
 from .stages.usage import ResponseUsage
 
 
-def build_pipeline(config: GatewayConfig, store=None) -> Pipeline:
+def build_pipeline(config: GatewayConfig, store=None, cut_streams: WorkerCutStreams | None = None) -> Pipeline:
     # Order matters: each stage may rely on what the ones before it filled in.
     # ResponseUsage runs its done hook before Budget's, so settling sees the usage.
     budgets = store is not None and bool(config.limits)
+    cut_streams = cut_streams or WorkerCutStreams()
     return Pipeline([
         Admission(),
         ParseRequest(),
@@ -30,6 +33,7 @@ def build_pipeline(config: GatewayConfig, store=None) -> Pipeline:
         Route(),
         OneMessageResponse(),                # after Admission (headers) and Budget, Route (body)
         PassThroughStream(),                 # after Admission (headers) and ParseRequest (body)
+        CutStream(cut_streams.sent, cut_streams.ratios, store),   # after PassThroughStream; done before ResponseUsage's
         ResponseUsage(),                     # its done hook completes the usage...
         GuardResponse(),
         *([BudgetSettle(store)] if budgets else []),   # ...which settling needs

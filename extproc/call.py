@@ -20,7 +20,7 @@ class Call:
         "client_wants_usage", "status", "response_streamed", "usage", "generated",
         "first_byte_at", "ended_at", "outcome", "error_code", "reply", "sse", "stage_state",
         "finished", "done_due", "stream_over", "event_filters", "service_seconds", "message_started",
-        "response_in_body", "stream_passed_through", "envoy_features",
+        "response_in_body", "stream_passed_through", "envoy_features", "sent_bytes",
     )
 
     def __init__(self, config: GatewayConfig, envoy_features: frozenset[str] = frozenset()) -> None:
@@ -63,6 +63,7 @@ class Call:
         self.message_started: float | None = None   # set while a message is being handled
         self.response_in_body = False        # response headers skipped: one message (one_message.py)
         self.stream_passed_through = False   # Envoy streams it unseen, usage at its end (pass_through.py)
+        self.sent_bytes = 0                  # body bytes Envoy sent the client (such a stream only)
 
     @property
     def team(self) -> str:

@@ -10,7 +10,9 @@ needs nothing of Envoy.
 
 from __future__ import annotations
 
+from .envoy_config import EXTPROC_CLUSTER
 from .protocol import (
+    CUT_STREAMS_LOGGED,
     ENVOY_FEATURES_METADATA,
     HEADERS_ADDED_FROM_METADATA,
     HEADERS_FROM_METADATA,
@@ -53,6 +55,8 @@ def feature_problems(envoy: dict) -> list[str]:
             problems += _streams_passed_through_problems(filters, names, at)
         if USAGE_CHUNK_STRIPPED in features:
             problems += _usage_chunk_problems(names, at)
+        if CUT_STREAMS_LOGGED in features:
+            problems += _cut_streams_problems(manager, ext_proc, features)
     return problems
 
 
@@ -112,6 +116,31 @@ def _usage_chunk_problems(names: list[str], at: int) -> list[str]:
         return []
     return [(f"http_filters: no envoy.filters.http.lua between {EXT_PROC} and "
              f"{SSE_TO_METADATA} (ext_proc announces {USAGE_CHUNK_STRIPPED})")]
+
+
+def _cut_streams_problems(manager: dict, ext_proc: dict, features: frozenset[str]) -> list[str]:
+    """A stream passed through and cut short is charged the bytes Envoy sent it
+    (cut_streams.py): a gRPC access log sends the service the streams marked with a
+    `cut_id`, and completed streams bring `response.size` (the bytes-per-token ratio)."""
+    problems = []
+    if STREAMS_PASSED_THROUGH not in features:
+        problems.append(f"{_WHERE}: announces {CUT_STREAMS_LOGGED} without {STREAMS_PASSED_THROUGH}")
+    if "response.size" not in (ext_proc.get("response_attributes") or []):
+        problems.append(f"{_WHERE}: response_attributes does not send response.size "
+                        f"(ext_proc announces {CUT_STREAMS_LOGGED})")
+    if not any(_logs_cut_streams(log) for log in manager.get("access_log") or []):
+        problems.append(f"access_log: no envoy.access_loggers.http_grpc to the {EXTPROC_CLUSTER} cluster "
+                        f"whose filter keeps the streams with a {METADATA_NAMESPACE}.cut_id "
+                        f"(ext_proc announces {CUT_STREAMS_LOGGED})")
+    return problems
+
+
+def _logs_cut_streams(log: dict) -> bool:
+    common = (log.get("typed_config") or {}).get("common_config") or {}
+    cluster = ((common.get("grpc_service") or {}).get("envoy_grpc") or {}).get("cluster_name")
+    matcher = ((log.get("filter") or {}).get("metadata_filter") or {}).get("matcher") or {}
+    return (log.get("name") == "envoy.access_loggers.http_grpc" and cluster == EXTPROC_CLUSTER
+            and matcher.get("filter") == METADATA_NAMESPACE and matcher.get("path") == [{"key": "cut_id"}])
 
 
 def _unread_keys(filters: list, names: list[str], at: int, feature: str, *keys: tuple[str, ...]) -> list[str]:

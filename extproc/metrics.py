@@ -116,4 +116,7 @@ failovers = Counter(
     ["model", "backend"])
 store_errors = Counter(
     "gateway_store_errors", "Budget store operations that failed (fail mode applied).", ["operation"])
+cut_streams = Counter(
+    "gateway_cut_streams", "Streams passed through that ended without their usage (client left, "
+    "provider dropped), by what their output was charged on.", ["charged_on"])
 config_reloads = Counter("gateway_config_reloads", "Config reloads.", ["result"])

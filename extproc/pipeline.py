@@ -19,6 +19,7 @@ from .protocol import (
     header_map,
     immediate,
     response_code,
+    response_size,
     trailer_names,
 )
 from .stages import ImmediateAnswer, Stage
@@ -104,6 +105,7 @@ class Pipeline:
                 numbers = forwarded_numbers(request, STREAM_USAGE_NAMESPACE)
                 if not call.status:              # its headers went by unseen
                     call.status = response_code(request)
+                call.sent_bytes = response_size(request)
                 for hook, is_async in self._hooks[phase]:
                     pending = hook(call, numbers)
                     if is_async:

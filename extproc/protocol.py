@@ -31,6 +31,10 @@ ENVOY_FEATURES_METADATA = "x-extproc-envoy-features"
 HEADERS_FROM_METADATA = "headers-from-metadata"
 STREAMS_PASSED_THROUGH = "streams-passed-through"   # usage read, trailers added (pass_through.py)
 USAGE_CHUNK_STRIPPED = "usage-chunk-stripped"       # the Lua filter takes out an unasked usage chunk
+# A stream passed through that ends without its trailers (the client left, the provider
+# dropped) is logged to the service with the bytes it sent (Envoy's gRPC access log), and
+# completed ones come with `response.size` (cut_streams.py).
+CUT_STREAMS_LOGGED = "cut-streams-logged"
 # What Envoy adds from `llm_gateway.headers` (HEADERS_FROM_METADATA): every header the
 # service would otherwise set on a response (its backend, the content type of an error
 # it rewrote, the budget's x-ratelimit-*).
@@ -92,8 +96,17 @@ def header_map(headers: ep.HttpHeaders) -> dict[str, str]:
 
 def response_code(request: ep.ProcessingRequest) -> int:
     """The status Envoy sends as the `response.code` attribute (0 when it sent none)."""
+    return _number_attribute(request, "response.code")
+
+
+def response_size(request: ep.ProcessingRequest) -> int:
+    """The body bytes Envoy has sent the client, the `response.size` attribute (0: none)."""
+    return _number_attribute(request, "response.size")
+
+
+def _number_attribute(request: ep.ProcessingRequest, name: str) -> int:
     attributes = request.attributes.get(_EXT_PROC_ATTRIBUTES)
-    value = attributes.fields.get("response.code") if attributes is not None else None
+    value = attributes.fields.get(name) if attributes is not None else None
     if value is None:
         return 0
     return int(value.number_value or value.string_value or 0)

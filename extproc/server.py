@@ -9,6 +9,7 @@ import os
 import signal
 
 import grpc
+from envoy.service.accesslog.v3 import als_pb2_grpc
 from envoy.service.ext_proc.v3 import external_processor_pb2_grpc as ep_grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
@@ -16,6 +17,7 @@ from . import metrics
 from .build import build_pipeline, build_upstream_pipeline
 from .call import Call
 from .config import GatewayConfig, load_config
+from .cut_streams import CutStreamLog, WorkerCutStreams
 from .protocol import ENVOY_FEATURES_METADATA, envoy_features
 from .reload import watch_config
 from .store import open_store
@@ -81,12 +83,14 @@ _closing: set[asyncio.Task] = set()
 class Runtime:
     """The config and pipeline in force; swapped whole on reload."""
 
-    def __init__(self, config: GatewayConfig, store: StoreInUse | None = None) -> None:
+    def __init__(self, config: GatewayConfig, store: StoreInUse | None = None,
+                 cut_streams: WorkerCutStreams | None = None) -> None:
         self.config = config
         if store is None:
             store = StoreInUse(open_store(config.store) if config.limits else None)
         self.store = store
-        self.pipeline = build_pipeline(config, store.store)
+        self.cut_streams = cut_streams or WorkerCutStreams()
+        self.pipeline = build_pipeline(config, store.store, self.cut_streams)
         self.upstream_pipeline = build_upstream_pipeline(config)
 
 
@@ -94,9 +98,9 @@ def reloaded(runtime: Runtime, config: GatewayConfig) -> Runtime:
     """A runtime for a new config; the budget store is kept when its settings did not
     change, else the old one is closed once the calls still using it have ended."""
     if runtime.store.store is not None and config.store == runtime.config.store:
-        return Runtime(config, runtime.store)
+        return Runtime(config, runtime.store, runtime.cut_streams)
     runtime.store.retire()
-    return Runtime(config)
+    return Runtime(config, cut_streams=runtime.cut_streams)
 
 
 class Processor(ep_grpc.ExternalProcessorServicer):
@@ -211,6 +215,9 @@ async def serve_worker(config_path: str, address: str, health_address: str | Non
                                                       ("grpc.max_connection_age_grace_ms", _DAY_MS)])
     processor = Processor(runtime)
     ep_grpc.add_ExternalProcessorServicer_to_server(processor, server)
+    # Envoy's access log of streams cut short (cut_streams.py), on the same socket.
+    cut_log = CutStreamLog(runtime.cut_streams.sent, lambda: processor.runtime.store.store)
+    als_pb2_grpc.add_AccessLogServiceServicer_to_server(cut_log, server)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     if address.startswith("unix:"):
@@ -252,6 +259,7 @@ async def serve_worker(config_path: str, address: str, health_address: str | Non
     # Graceful: stop taking new streams, let the ones in flight (long SSE too) finish,
     # then let their settling and records complete.
     watcher.cancel()
+    cut_log.close()
     await _set_health(health_servicer, health_pb2.HealthCheckResponse.NOT_SERVING)
     await server.stop(grace)
     if probe_server is not None:

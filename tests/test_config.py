@@ -208,7 +208,26 @@ def _model_not_read(filters, ext_proc, manager):
                                         if rule["selectors"] != [{"key": "model"}]]
 
 
+def _without_size_attribute(filters, ext_proc, manager):
+    ext_proc["response_attributes"] = ["response.code"]
+
+
+def _without_cut_stream_log(filters, ext_proc, manager):
+    manager["access_log"] = [log for log in manager["access_log"] if log["name"] != "envoy.access_loggers.http_grpc"]
+
+
+def _cut_streams_logged_alone(filters, ext_proc, manager):
+    [announced] = ext_proc["grpc_service"]["initial_metadata"]
+    announced["value"] = "headers-from-metadata cut-streams-logged"
+
+
 @pytest.mark.parametrize("edit,expected", [
+    (_without_size_attribute, ("http_filters: envoy.filters.http.ext_proc: response_attributes does not "
+                               "send response.size (ext_proc announces cut-streams-logged)")),
+    (_without_cut_stream_log, ("access_log: no envoy.access_loggers.http_grpc to the extproc cluster "
+                               "whose filter keeps the streams with a llm_gateway.cut_id")),
+    (_cut_streams_logged_alone, ("http_filters: envoy.filters.http.ext_proc: announces cut-streams-logged "
+                                 "without streams-passed-through")),
     (_without_status_attribute, ("http_filters: envoy.filters.http.ext_proc: response_attributes does not "
                                  "send response.code (ext_proc announces headers-from-metadata)")),
     (_without_one_message_mode, ("http_filters: envoy.filters.http.ext_proc: allowed_override_modes has no "
@@ -229,15 +248,17 @@ def _model_not_read(filters, ext_proc, manager):
     (_without_filter("envoy.filters.http.lua"), ("http_filters: no envoy.filters.http.lua between "
                                                  "envoy.filters.http.ext_proc and envoy.filters.http.sse_to_metadata")),
     (_lua_after_the_usage_reader, "http_filters: no envoy.filters.http.lua between"),
-], ids=["no status attribute", "one-message mode not allowed", "a header not added from metadata",
+], ids=["no size attribute", "cut streams not logged", "cut streams without pass-through",
+        "no status attribute", "one-message mode not allowed", "a header not added from metadata",
         "model not read", "no sse_to_metadata", "no trailers filter", "stream usage not forwarded",
         "mode not allowed", "include_usage not read", "no usage-chunk filter",
         "usage chunk taken out before it is read"])
 def test_check_finds_what_the_announced_features_need(tmp_path, edit, expected):
     """The ext_proc filter announces that Envoy adds the gateway's headers, that streams
-    pass through and lose an unasked usage chunk, so the service relies on it: without
-    these pieces answers would lose their headers or their status, a stream's usage
-    would never reach the service, or would reach a client that did not ask for it."""
+    pass through and lose an unasked usage chunk, and that cut ones are logged, so the
+    service relies on it: without these pieces answers would lose their headers or their
+    status, a stream's usage would never reach the service, or would reach a client that
+    did not ask for it, and a cut stream's call would wait for an entry that never comes."""
     envoy = yaml.safe_load(QUICKSTART_ENVOY.read_text())
     manager = envoy["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"]
     filters = manager["http_filters"]

@@ -19,6 +19,7 @@ from gateway_stack import FIXTURES, GatewayStack, quickstart_config, settled_row
 from openai import OpenAI
 
 from extproc.store import CounterRow
+from extproc.tokens import count_text
 from extproc.store.sqlite_store import SQLiteStore
 
 PENNY = {"authorization": "Bearer sk-test-penny"}   # a token budget: every call settles
@@ -230,14 +231,50 @@ def test_a_provider_error_on_a_stream_that_would_pass_through(stack):
     assert _penny_counter(stack).held == 0
 
 
-def test_a_client_leaving_a_passed_through_stream_leaves_nothing_held(stack):
-    rid = f"pass-{uuid.uuid4()}"
-    with httpx.stream("POST", f"{stack.base_url}/chat/completions", timeout=30,
-                      headers={**PENNY, "x-request-id": rid, "x-mock-chunk-delay-ms": "200"},
-                      json={"model": "gpt-4o-mini", "messages": CHAT, "max_tokens": 9, "stream": True,
-                            "stream_options": USAGE}) as response:
-        next(response.iter_raw())                                    # the first event, then leave
-    record = stack.wait_for_record(rid)
-    assert record["outcome"] == "cancelled" and record["usage_estimated"] is True
-    assert record["output_tokens"] == 9                               # the cap: the text went unseen
-    assert _penny_counter(stack).held == 0
+WORDS = " ".join(f"word{i}" for i in range(150))      # the mock echoes it: ~300 tokens
+# (what, usage asked, extra headers, events the client reads before it leaves)
+CUT_STREAMS = [
+    ("the client leaves", True, {"x-mock-chunk-delay-ms": "30"}, 12),
+    ("the client leaves, usage not asked", False, {"x-mock-chunk-delay-ms": "30"}, 12),
+    ("the provider drops", True, {"x-mock-chunk-delay-ms": "5", "x-mock-cut-after": "15"}, None),
+]
+
+
+@pytest.mark.parametrize("what,usage,headers,leave_after", CUT_STREAMS, ids=[c[0] for c in CUT_STREAMS])
+def test_a_stream_cut_short_is_charged_what_envoy_sent(stack, what, usage, headers, leave_after):
+    """Its trailers never come: Envoy's gRPC access log brings the worker the bytes it
+    sent (to whichever worker its log stream goes: the call's, or another one through
+    the budget store), read as tokens at the ratio of the streams that completed, not
+    the output cap (500 here). Neither an over-charge nor a way to stream for free."""
+    # gpt-4o: the recorded stream above taught gpt-4o-mini a reasoning model's figures.
+    body = {"model": "gpt-4o", "messages": [{"role": "user", "content": WORDS}], "max_tokens": 500,
+            "stream": True, **({"stream_options": USAGE} if usage else {})}
+    complete = httpx.post(f"{stack.base_url}/chat/completions", json=body, headers=PENNY, timeout=30)
+    assert complete.text.endswith("data: [DONE]\n\n")                # teaches a worker the ratio
+    rid = f"cut-{uuid.uuid4()}"
+    spent_before = _penny_counter(stack).spent
+    received = b""
+    try:
+        with httpx.stream("POST", f"{stack.base_url}/chat/completions", json=body, timeout=30,
+                          headers={**PENNY, **headers, "x-request-id": rid}) as response:
+            for chunk in response.iter_raw():
+                received += chunk
+                if leave_after and received.count(b"data: {") >= leave_after:
+                    break
+    except httpx.HTTPError:
+        assert not leave_after                                      # the provider's drop reached the client
+    assert b"[DONE]" not in received
+    texts = re.findall(rb'"content":"([^"]*)"', received)
+    seen = count_text(b"".join(texts).decode(), "o200k_base")
+    record = stack.wait_for_record(rid, timeout=10)
+    assert record["outcome"] == "cancelled" and record["usage_estimated"] is True and record["status"] == 200
+    # Envoy may have sent an event or two the client did not read; the ratio a worker has
+    # not learned yet (100 bytes a token) reads the mock's ~125 as more tokens, not fewer.
+    assert seen >= 20 and 0.8 * seen <= record["output_tokens"] <= 1.5 * seen + 6, (seen, record)
+    assert record["ttft_ms"] is not None                              # Envoy's stamp came with it
+    deadline = time.monotonic() + 5
+    while _penny_counter(stack).spent == spent_before and time.monotonic() < deadline:
+        time.sleep(0.05)
+    counter = _penny_counter(stack)
+    assert counter.held == 0
+    assert counter.spent - spent_before == record["input_tokens"] + record["output_tokens"]

@@ -14,6 +14,7 @@ from types import SimpleNamespace
 
 import pytest
 
+from extproc.cut_streams import CutEntry
 from extproc.limits import Charge
 from extproc.store.redis_store import RedisStore
 from extproc.store.sqlite_store import SQLiteStore
@@ -129,3 +130,22 @@ def test_sqlite_file_of_the_previous_version_is_migrated(tmp_path):
     assert (row.spent, row.held) == (370, 0)
     store.close()
     assert SQLiteStore(str(path)).rows()[0].spent == 370               # opening again changes nothing
+
+
+def test_sqlite_file_of_version_2_gains_the_cut_stream_table(tmp_path):
+    """Version 3 added `sent_bytes` (cut streams handed between workers); the counters stay."""
+    path = tmp_path / "budgets.sqlite3"
+    store = SQLiteStore(str(path))
+    store.reserve("r", [charge("c", 40)], time.time(), time.time() + 60)
+    store.close()
+    old = sqlite3.connect(path)
+    old.executescript("DROP TABLE sent_bytes; PRAGMA user_version = 2;")
+    old.close()
+
+    store = SQLiteStore(str(path))
+    [row] = store.rows()
+    assert (row.counter, row.held) == ("c", 40)
+    entry = CutEntry(200, 2_450, 0)
+    store.put_cut_entry("c-1", entry, time.time() + 60)
+    assert store.take_cut_entry("c-1") == entry and store.take_cut_entry("c-1") is None
+    store.close()

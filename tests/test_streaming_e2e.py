@@ -62,7 +62,7 @@ def test_client_asking_for_usage_gets_it_unchanged(gateway):
 
 def test_client_disconnect_is_recorded_with_estimated_usage(gateway):
     """A stream the service reads chunk by chunk (a virtual model's) is charged the output
-    it saw before the client left; a stream passed through is charged its output cap
+    it saw before the client left; a stream passed through is charged what Envoy sent it
     (test_pass_through_e2e.py)."""
     rid = _rid()
     tracebacks = gateway.stderr_path.read_text().count("Traceback")

@@ -20,6 +20,9 @@ chunk and the `"usage":null` of the other chunks out after sse_to_metadata has r
 them, as usage.py does on the chunk-by-chunk path. The same filter stamps the time the
 first event passes, which comes with the usage (the record's time to first token).
 
+A stream that ends without its trailers (the client left, the provider dropped) is
+charged what Envoy sent it, from Envoy's gRPC access log (cut_stream.py).
+
 Only what the Envoy in front announces it does (protocol.py: ENVOY_FEATURES_METADATA)
 is relied on: this, and that Envoy adds the gateway's response headers from metadata
 (HEADERS_FROM_METADATA). An Envoy config without those filters keeps its streams chunk

@@ -9,7 +9,8 @@ A stream passed through (chosen at request headers, see pass_through.py) reaches
 client unseen; Envoy's sse_to_metadata filter reads its usage, and the trailers message
 at its end brings that here, with the time its first event passed (Envoy's Lua filter
 stamps it). A usage the provider left out is estimated at the output cap the
-reservation used (the service never saw the text).
+reservation used (the service never saw the text); one cut short, from the bytes
+Envoy sent (cut_stream.py).
 """
 
 from __future__ import annotations
@@ -36,6 +37,13 @@ from .attempt import backend_for
 UPSTREAM_CLUSTER_HEADER = "x-gateway-upstream-cluster"
 
 _USAGE_NULL = b',"usage":null'
+SENT_OUTPUT_TOKENS = "sent_output_tokens"      # stage_state: what a cut stream was sent (cut_stream.py)
+
+
+def first_event_perf_counter(first_event_at_us: float) -> float:
+    """The time Envoy's Lua filter stamped (wall clock, Envoy's, same host) on this
+    process's perf_counter."""
+    return perf_counter() - (time() - first_event_at_us / 1e6)
 
 
 class ResponseUsage(Stage):
@@ -147,8 +155,7 @@ class ResponseUsage(Stage):
                                int(numbers.get("cached_tokens", 0)), int(numbers.get("reasoning_tokens", 0)))
         first_event = numbers.get("first_event_at_us")     # stamped by Envoy's Lua filter
         if first_event:
-            # Wall clock (Envoy's, same host) to this process's perf_counter.
-            call.first_byte_at = perf_counter() - (time() - first_event / 1e6)
+            call.first_byte_at = first_event_perf_counter(first_event)
         self._response_complete(call)
 
     # --- end ----------------------------------------------------------------------
@@ -158,13 +165,14 @@ class ResponseUsage(Stage):
         (%DYNAMIC_METADATA(llm_gateway:...)%)."""
         self._estimate_if_missing(call)
         if call.usage is not None:
-            call.reply.metadata = {METADATA_NAMESPACE: {
+            metadata = call.reply.metadata = call.reply.metadata or {}
+            metadata.setdefault(METADATA_NAMESPACE, {}).update({
                 "input_tokens": call.usage.input_tokens,
                 "output_tokens": call.usage.output_tokens,
                 "cached_tokens": call.usage.cached_tokens,
                 "usage_estimated": call.usage.estimated,
                 "backend": call.backend.name if call.backend else "",
-            }}
+            })
 
     def done(self, call: Call) -> None:
         self._estimate_if_missing(call)    # a call that ended before its response did
@@ -179,8 +187,9 @@ class ResponseUsage(Stage):
         encoding = call.model.encoding if call.model else "o200k_base"
         texts, messages = prompt_texts(call.endpoint.kind, call.body)
         if call.stream_passed_through:
-            # Envoy saw the text, the service did not: the output cap, as reserved.
-            output = call.output_cap()
+            # Envoy saw the text, the service did not: what Envoy sent of a stream cut
+            # short (cut_stream.py), else the output cap, as reserved.
+            output = call.stage_state.get(SENT_OUTPUT_TOKENS, call.output_cap())
         else:
             output = count_text("".join(call.generated), encoding)
         call.usage = Usage(input_tokens=count_prompt(texts, messages, encoding),

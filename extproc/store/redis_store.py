@@ -13,10 +13,12 @@ import time
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
+from ..cut_streams import CutEntry
 from ..limits import Charge
 from . import Admission, CounterRow, StoreUnavailable
 
 PREFIX = "{llmgw}:c:"
+SENT_PREFIX = "{llmgw}:sent:"          # a cut stream's entry, "status bytes first_event_at_us"
 
 # A counter's hash keeps `held`, the sum of its live reservations, so a check reads
 # three fields however many requests are in flight. At most once a second per counter
@@ -127,6 +129,23 @@ class RedisStore:
         except (RedisError, OSError) as error:
             raise StoreUnavailable(str(error)) from error
         return {c.counter: float(v) for c, v in zip(charges, result)}
+
+    async def put_cut_entry(self, cut_id: str, entry: CutEntry, expires: float) -> None:
+        """A cut stream's entry for the worker that waits for it (cut_streams.py)."""
+        try:
+            await self._redis.set(SENT_PREFIX + cut_id, " ".join(map(str, entry)),
+                                  ex=max(1, int(expires - time.time())))
+        except (RedisError, OSError) as error:
+            raise StoreUnavailable(str(error)) from error
+
+    async def take_cut_entry(self, cut_id: str) -> CutEntry | None:
+        try:
+            found = await self._redis.getdel(SENT_PREFIX + cut_id)
+        except (RedisError, OSError) as error:
+            raise StoreUnavailable(str(error)) from error
+        if found is None:
+            return None
+        return CutEntry(*map(int, found.split()))
 
     async def rows(self, now: float | None = None) -> list[CounterRow]:
         now = now or time.time()

@@ -16,10 +16,11 @@ import os
 import sqlite3
 import time
 
+from ..cut_streams import CutEntry
 from ..limits import Charge
 from . import Admission, CounterRow, StoreUnavailable
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 # WITHOUT ROWID: each table is one b-tree keyed by its primary key, so a reserve and
 # a settle write two b-trees' pages to the WAL, not five.
 _SCHEMA = """
@@ -29,6 +30,9 @@ CREATE TABLE IF NOT EXISTS counters (
 CREATE TABLE IF NOT EXISTS reservations (
     rid TEXT NOT NULL, counter TEXT NOT NULL, amount REAL NOT NULL, expires REAL NOT NULL,
     PRIMARY KEY (rid, counter)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS sent_bytes (
+    cut_id TEXT PRIMARY KEY, status INTEGER NOT NULL, bytes INTEGER NOT NULL,
+    first_event_at_us INTEGER NOT NULL, expires REAL NOT NULL) WITHOUT ROWID;
 """
 _EPSILON = 1e-9
 _RETENTION = 40 * 86400          # closed windows stay readable by `extproc usage` this long
@@ -120,6 +124,24 @@ class SQLiteStore:
             self._db.execute("UPDATE counters SET held = CASE WHEN held - ?2 < ?3 THEN 0 ELSE held - ?2 END "
                              "WHERE counter = ?1", (counter, amount, _EPSILON))
 
+    def put_cut_entry(self, cut_id: str, entry: CutEntry, expires: float) -> None:
+        """A cut stream's entry for the worker that waits for it (cut_streams.py)."""
+        with self._transaction():
+            self._db.execute("DELETE FROM sent_bytes WHERE expires < ?", (time.time(),))
+            self._db.execute("INSERT OR REPLACE INTO sent_bytes VALUES (?, ?, ?, ?, ?)",
+                             (cut_id, *entry, expires))
+
+    def take_cut_entry(self, cut_id: str) -> CutEntry | None:
+        try:         # polled while a call waits: a read first, the write lock only when found
+            if self._db.execute("SELECT 1 FROM sent_bytes WHERE cut_id = ?", (cut_id,)).fetchone() is None:
+                return None
+        except sqlite3.Error as error:
+            raise StoreUnavailable(str(error)) from error
+        with self._transaction():
+            row = self._db.execute("DELETE FROM sent_bytes WHERE cut_id = ? "
+                                   "RETURNING status, bytes, first_event_at_us", (cut_id,)).fetchone()
+        return CutEntry(*row) if row else None
+
     def rows(self, now: float | None = None) -> list[CounterRow]:
         """Every counter; `held` as checks see it (a dead worker's lease counts until swept)."""
         rows = self._db.execute("SELECT counter, spent, held, expires FROM counters ORDER BY counter")
@@ -136,7 +158,8 @@ class SQLiteStore:
                 return
             old = {name for (name,) in self._db.execute(
                 "SELECT name FROM sqlite_master WHERE type = 'table'")}
-            if "counters" in old:
+            v1 = "counters" in old and version < 2
+            if v1:
                 # Version 1: no `held`; live reservations were summed on every check.
                 self._db.execute("ALTER TABLE counters RENAME TO counters_v1")
                 self._db.execute("ALTER TABLE reservations RENAME TO reservations_v1")
@@ -144,7 +167,7 @@ class SQLiteStore:
             for statement in _SCHEMA.split(";"):
                 if statement.strip():
                     self._db.execute(statement)
-            if "counters" in old:
+            if v1:
                 now = time.time()
                 self._db.execute("INSERT INTO reservations SELECT rid, counter, amount, expires "
                                  "FROM reservations_v1 WHERE expires > ?", (now,))

@@ -1,0 +1,206 @@
+"""Streams passed through that end early: what Envoy sent of them, in tokens.
+
+A stream Envoy passes through (stages/pass_through.py) brings its usage with the
+trailers message at its end. One that ends without it (the client left, the provider
+dropped) was charged the output cap: the service never saw its text. Envoy knows what
+it sent. Its gRPC access log (envoy/quickstart.yaml) sends an entry for such a stream
+only, with the body bytes and the status, to *a* worker, over a stream Envoy keeps open
+(`CutStreamLog`); the worker that had the call waits for that entry (`SentBytes`): here,
+or through the budget store when another worker got it. Bytes become tokens by a ratio
+each worker learns from the streams that complete (`BytesPerToken`: `response.size`
+with their usage). No work per chunk: Envoy counts the bytes anyway.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import math
+import secrets
+import time
+from collections.abc import Callable
+from typing import NamedTuple
+
+import grpc
+from envoy.service.accesslog.v3 import als_pb2, als_pb2_grpc
+
+from .protocol import METADATA_NAMESPACE, STREAM_USAGE_NAMESPACE
+from .stages import maybe_await
+from .store import StoreUnavailable
+
+log = logging.getLogger("extproc.cut_streams")
+
+# How long a call that ended early waits for its entry. Envoy flushes the log every
+# 0.2 s (envoy/quickstart.yaml); a worker polls the store at this pace while it waits.
+WAIT_SECONDS = 3.0
+_POLL_SECONDS = 0.1
+# An entry nobody took (its worker gave up or died) stays this long (store or memory).
+KEEP_SECONDS = 60.0
+
+# Unique across workers and restarts: a random prefix per process.
+_PREFIX = secrets.token_hex(4)
+_NUMBERS = itertools.count()
+
+
+def new_cut_id() -> str:
+    return f"{_PREFIX}-{next(_NUMBERS)}"
+
+
+class CutEntry(NamedTuple):
+    """What Envoy's access log says of a cut stream."""
+    status: int                  # the status the client got (0: none)
+    size: int                    # body bytes sent
+    first_event_at_us: int       # when its first event passed (Envoy's Lua filter), 0: never
+
+
+class SentBytes:
+    """Where a cut stream's entry meets the call waiting for it."""
+
+    def __init__(self, wait_seconds: float = WAIT_SECONDS) -> None:
+        self.wait_seconds = wait_seconds
+        self._waiting: dict[str, asyncio.Future] = {}
+        self._arrived: dict[str, tuple[CutEntry, float]] = {}   # no store: kept here a while
+
+    async def arrived(self, cut_id: str, entry: CutEntry, store) -> None:
+        waiter = self._waiting.get(cut_id)
+        if waiter is not None:
+            if not waiter.done():
+                waiter.set_result(entry)
+            return
+        if store is None:
+            self._keep(cut_id, entry)
+            return
+        try:           # its call is in another worker (or has not ended here yet)
+            await maybe_await(store.put_cut_entry(cut_id, entry, time.time() + KEEP_SECONDS))
+        except StoreUnavailable as error:
+            log.error("budget store unavailable for a cut stream's entry: %s", error)
+            self._keep(cut_id, entry)
+
+    def _keep(self, cut_id: str, entry: CutEntry) -> None:
+        now = time.monotonic()
+        if len(self._arrived) > 1000:          # entries whose call is elsewhere: let them go
+            for stale in [k for k, (_, at) in self._arrived.items() if now - at > KEEP_SECONDS]:
+                del self._arrived[stale]
+        self._arrived[cut_id] = (entry, now)
+
+    async def wait(self, cut_id: str, store) -> CutEntry | None:
+        """A cut stream's entry, or None when none came in time."""
+        kept = self._arrived.pop(cut_id, None)
+        if kept is not None:
+            return kept[0]
+        loop = asyncio.get_running_loop()
+        waiter = self._waiting[cut_id] = loop.create_future()
+        deadline = loop.time() + self.wait_seconds
+        try:
+            while True:
+                if store is not None:
+                    try:
+                        found = await maybe_await(store.take_cut_entry(cut_id))
+                    except StoreUnavailable as error:
+                        log.error("budget store unavailable for a cut stream's entry: %s", error)
+                        found = None
+                    if found is not None:
+                        return found
+                left = deadline - loop.time()
+                if left <= 0:
+                    return None
+                try:
+                    return await asyncio.wait_for(asyncio.shield(waiter),
+                                                  min(left, _POLL_SECONDS) if store is not None else left)
+                except TimeoutError:
+                    continue
+        finally:
+            del self._waiting[cut_id]
+
+
+class BytesPerToken:
+    """What the streams that completed teach about reading a cut one's bytes as output
+    tokens, per stream shape (model, backend, endpoint, usage in the stream or not):
+    body bytes per visible output token, and the reasoning tokens a stream spends
+    unseen (billed as output, never streamed: a cut stream has spent them too).
+
+    A completed stream's ratio includes its few fixed events (role, finish, [DONE]), so it
+    reads a little high for a long stream and a cut stream comes out a little under:
+    streams with fewer than MIN_TOKENS visible tokens, where those events weigh most, do
+    not teach the ratio. Until a shape has completed once, DEFAULT: under what providers
+    send (OpenAI's chat chunks carry ~280 bytes a token, the mock's ~125), so a cut
+    stream is charged more, never less, than it was sent.
+    """
+
+    DEFAULT = 100.0
+    MIN_TOKENS = 16
+    WEIGHT = 0.2               # of each new stream in the running figures
+
+    def __init__(self) -> None:
+        self._ratios: dict[tuple, float] = {}
+        self._reasoning: dict[tuple, float] = {}
+
+    def learn(self, shape: tuple, size: int, output_tokens: int, reasoning_tokens: int = 0) -> None:
+        _blend(self._reasoning, shape, reasoning_tokens)
+        visible = output_tokens - reasoning_tokens
+        if visible >= self.MIN_TOKENS and size > 0:
+            _blend(self._ratios, shape, size / visible)
+
+    def tokens(self, shape: tuple, size: int) -> int:
+        return math.ceil(size / self._ratios.get(shape, self.DEFAULT)) + round(self._reasoning.get(shape, 0.0))
+
+
+def _blend(running: dict, shape: tuple, value: float) -> None:
+    old = running.get(shape)
+    running[shape] = value if old is None else old + BytesPerToken.WEIGHT * (value - old)
+
+
+class CutStreamLog(als_pb2_grpc.AccessLogServiceServicer):
+    """Envoy's gRPC access log of cut streams (a filter there keeps the others out)."""
+
+    def __init__(self, sent: SentBytes, store: Callable[[], object]) -> None:
+        self.sent = sent
+        self.store = store                 # the store in force now (reloads swap it)
+        self._closing = asyncio.Event()
+
+    def close(self) -> None:
+        """A retiring worker ends Envoy's log streams (they never end on their own);
+        Envoy opens a new one to another worker for its next entries."""
+        self._closing.set()
+
+    async def StreamAccessLogs(self, request_iterator, context):
+        closing = asyncio.ensure_future(self._closing.wait())
+        try:
+            while True:
+                read = asyncio.ensure_future(context.read())
+                await asyncio.wait((read, closing), return_when=asyncio.FIRST_COMPLETED)
+                if not read.done():
+                    read.cancel()
+                    break
+                message = read.result()
+                if message is grpc.aio.EOF:
+                    break
+                for logged in message.http_logs.log_entry:
+                    cut_id, entry = _cut_entry(logged)
+                    if cut_id:
+                        await self.sent.arrived(cut_id, entry, self.store())
+        finally:
+            closing.cancel()
+        return als_pb2.StreamAccessLogsResponse()
+
+
+def _cut_entry(logged) -> tuple[str, CutEntry | None]:
+    """The cut_id the service set and what Envoy says of the stream (HTTPAccessLogEntry)."""
+    metadata = logged.common_properties.metadata.filter_metadata
+    marks = metadata.get(METADATA_NAMESPACE)
+    cut_id = marks.fields["cut_id"].string_value if marks is not None and "cut_id" in marks.fields else ""
+    if not cut_id:
+        return "", None
+    stream = metadata.get(STREAM_USAGE_NAMESPACE)
+    first = stream.fields["first_event_at_us"].number_value if (
+        stream is not None and "first_event_at_us" in stream.fields) else 0
+    return cut_id, CutEntry(logged.response.response_code.value, logged.response.response_body_bytes, int(first))
+
+
+class WorkerCutStreams:
+    """What a worker keeps about cut streams across config reloads."""
+
+    def __init__(self) -> None:
+        self.sent = SentBytes()
+        self.ratios = BytesPerToken()

@@ -1,0 +1,74 @@
+"""A stream passed through that ends without its trailers is charged what Envoy sent.
+
+Marks each stream passed through with a `cut_id` (dynamic metadata) when the Envoy in
+front logs cut ones to the service (protocol.CUT_STREAMS_LOGGED); the trailers message
+of a stream that completes clears it, so Envoy's access log filter keeps only the
+streams that were cut. Such a call's done hook waits for its entry (cut_streams.py)
+and leaves the output tokens it comes to for usage.py's estimate; with no entry in time
+(a worker down, an Envoy without the log) the estimate stays the output cap.
+"""
+
+from __future__ import annotations
+
+from .. import metrics
+from ..call import Call
+from ..cut_streams import BytesPerToken, SentBytes, new_cut_id
+from ..protocol import CUT_STREAMS_LOGGED, METADATA_NAMESPACE
+from . import Stage
+from .usage import SENT_OUTPUT_TOKENS, first_event_perf_counter
+
+
+def _shape(call: Call) -> tuple:
+    backend = call.backend.name if call.backend else ""
+    return call.model.name if call.model else "", backend, call.endpoint.kind, call.client_wants_usage
+
+
+class CutStream(Stage):
+    name = "cut_stream"
+
+    def __init__(self, sent: SentBytes, ratios: BytesPerToken, store=None) -> None:
+        self.sent = sent
+        self.ratios = ratios
+        self.store = store
+
+    def request_headers(self, call: Call, end_of_stream: bool) -> None:
+        # After PassThroughStream, which chose to pass the stream and set its marks.
+        if not call.stream_passed_through or CUT_STREAMS_LOGGED not in call.envoy_features:
+            return
+        cut_id = call.stage_state["cut_id"] = new_cut_id()
+        call.reply.metadata[METADATA_NAMESPACE]["cut_id"] = cut_id
+
+    def response_headers(self, call: Call, headers: dict[str, str], end_of_stream: bool) -> None:
+        # Envoy sent the headers after all (its config did not allow skipping them): the
+        # stream goes chunk by chunk and its usage is read there.
+        if call.stage_state.pop("cut_id", None):
+            self._unmark(call)
+
+    def response_trailers(self, call: Call, numbers: dict[str, float]) -> None:
+        if not call.stage_state.pop("cut_id", None):
+            return
+        self._unmark(call)
+        output = int(numbers.get("output_tokens", 0))
+        if call.status < 400 and output:
+            self.ratios.learn(_shape(call), call.sent_bytes, output, int(numbers.get("reasoning_tokens", 0)))
+
+    @staticmethod
+    def _unmark(call: Call) -> None:
+        metadata = call.reply.metadata = call.reply.metadata or {}
+        metadata.setdefault(METADATA_NAMESPACE, {})["cut_id"] = ""    # not cut: not logged
+
+    async def done(self, call: Call) -> None:
+        cut_id = call.stage_state.get("cut_id")
+        if not cut_id or call.usage is not None or call.outcome == "refused":
+            return
+        entry = await self.sent.wait(cut_id, self.store)
+        if entry is None:
+            metrics.child(metrics.cut_streams, "output_cap").inc()
+            return
+        call.status = call.status or entry.status
+        call.sent_bytes = entry.size
+        if entry.first_event_at_us:
+            call.first_byte_at = first_event_perf_counter(entry.first_event_at_us)
+        call.stage_state[SENT_OUTPUT_TOKENS] = min(self.ratios.tokens(_shape(call), entry.size),
+                                                   call.output_cap())
+        metrics.child(metrics.cut_streams, "bytes_sent").inc()

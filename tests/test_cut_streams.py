@@ -1,0 +1,207 @@
+"""Streams passed through and cut short (extproc/cut_streams.py, stages/cut_stream.py),
+without Envoy: the hand-off of Envoy's access-log entry to the worker whose call it is
+(itself, or another through a real SQLite file or redis-server), the bytes-per-token
+ratio, and what the pipeline charges. Through real Envoy: test_pass_through_e2e.py."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from envoy.data.accesslog.v3 import accesslog_pb2
+from google.protobuf import struct_pb2
+from test_one_message import QUICKSTART, _request_headers, _run
+from test_pass_through import ANNOUNCED, STREAM, _body, _trailers
+
+from extproc import metrics
+from extproc.call import Call
+from extproc.config import load_config
+from extproc.cut_streams import (
+    BytesPerToken,
+    CutEntry,
+    SentBytes,
+    WorkerCutStreams,
+    _cut_entry,
+)
+from extproc.protocol import envoy_features
+from extproc.server import Runtime
+from extproc.store.redis_store import RedisStore
+from extproc.store.sqlite_store import SQLiteStore
+
+LOGGED = envoy_features("headers-from-metadata streams-passed-through usage-chunk-stripped cut-streams-logged")
+SHAPE = ("gpt-4o-mini", "mock", "chat", True)
+ENTRY = CutEntry(200, 2_450, 1_795_000_000_000_000)
+
+
+# completed streams: (bytes sent, output tokens, of which reasoning)
+@pytest.mark.parametrize("completed,size,expected", [
+    ([], 2_450, 25),                                  # nothing learned: 100 bytes a token
+    ([(12_000, 100, 0)], 2_400, 20),                  # 120 bytes a token
+    ([(12_000, 100, 0), (1_000, 2, 0)], 2_400, 20),   # a short stream (fixed events weigh most): no ratio
+    ([(12_000, 100, 0), (20_000, 100, 0)], 2_400, 18),    # running ratio 120 + 0.2 * (200 - 120) = 136
+    ([(12_000, 100, 0)], 0, 0),                       # cut before any byte
+    # A reasoning model: 120 bytes a visible token, 50 tokens spent unseen before them.
+    ([(12_000, 150, 50)], 2_400, 20 + 50),
+    ([(12_000, 150, 50)], 0, 50),                     # cut while it reasoned
+    ([(12_000, 100, 0), (600, 100, 100)], 2_400, 20 + 20),   # all reasoning: the ratio stays
+], ids=["default", "learned", "short stream ignored", "running ratio", "nothing sent",
+        "reasoning", "cut while reasoning", "a stream all reasoning"])
+def test_bytes_become_tokens_at_the_ratio_of_completed_streams(completed, size, expected):
+    ratios = BytesPerToken()
+    for sent, output, reasoning in completed:
+        ratios.learn(SHAPE, sent, output, reasoning)
+    assert ratios.tokens(SHAPE, size) == expected
+    assert ratios.tokens(("gpt-4o", "mock", "chat", True), 2_450) == 25     # learned per shape
+
+
+async def _with_store(kind: str, tmp_path, redis_url, run):
+    if kind == "sqlite":
+        stores = [SQLiteStore(str(tmp_path / "budgets.sqlite3")) for _ in range(2)]  # one per worker
+    elif kind == "redis":
+        stores = [RedisStore(redis_url) for _ in range(2)]
+    else:
+        stores = [None, None]
+    try:
+        return await run(*stores)
+    finally:
+        for store in stores:
+            if store is not None:
+                closing = store.close()
+                if asyncio.iscoroutine(closing):
+                    await closing
+
+
+# Who gets Envoy's entry: the worker whose call it is, or another one (its store then).
+HAND_OFFS = [
+    ("this worker, waiting", "none", "self", "after"),
+    ("this worker, before its call ended", "none", "self", "before"),
+    ("another worker, SQLite", "sqlite", "other", "after"),
+    ("another worker before the call ended, SQLite", "sqlite", "other", "before"),
+    ("another worker, Redis", "redis", "other", "after"),
+    ("this worker with a store", "sqlite", "self", "after"),
+]
+
+
+@pytest.mark.parametrize("what,kind,receiver,when", HAND_OFFS, ids=[h[0] for h in HAND_OFFS])
+def test_an_entry_reaches_the_call_whichever_worker_gets_it(tmp_path, redis_url, what, kind, receiver, when):
+    async def run(owner_store, other_store):
+        owner, other = SentBytes(wait_seconds=3), SentBytes(wait_seconds=3)
+        receiving, store = (owner, owner_store) if receiver == "self" else (other, other_store)
+        if when == "before":
+            await receiving.arrived("c-1", ENTRY, store)
+            return await owner.wait("c-1", owner_store)
+        waiting = asyncio.ensure_future(owner.wait("c-1", owner_store))
+        await asyncio.sleep(0.15)                       # the call waits; Envoy's flush comes later
+        await receiving.arrived("c-1", ENTRY, store)
+        return await asyncio.wait_for(waiting, 2)
+    assert asyncio.run(_with_store(kind, tmp_path, redis_url, run)) == ENTRY
+
+
+@pytest.mark.parametrize("kind", ["none", "sqlite", "redis"])
+def test_no_entry_in_time_is_none_and_an_entry_is_taken_once(tmp_path, redis_url, kind):
+    async def run(owner_store, other_store):
+        owner = SentBytes(wait_seconds=0.3)
+        assert await owner.wait("c-2", owner_store) is None
+        if owner_store is None:
+            return
+        await SentBytes().arrived("c-3", ENTRY, other_store)
+        assert await owner.wait("c-3", owner_store) == ENTRY
+        assert await owner.wait("c-3", owner_store) is None           # taken: gone from the store
+    asyncio.run(_with_store(kind, tmp_path, redis_url, run))
+
+
+def _logged(marks: dict, stream: dict | None = None, status: int = 200, size: int = 2_450):
+    entry = accesslog_pb2.HTTPAccessLogEntry()
+    entry.common_properties.metadata.filter_metadata["llm_gateway"].CopyFrom(_struct(marks))
+    if stream is not None:
+        entry.common_properties.metadata.filter_metadata["llm_gateway.stream"].CopyFrom(_struct(stream))
+    entry.response.response_code.value = status
+    entry.response.response_body_bytes = size
+    return entry
+
+
+def _struct(data: dict) -> struct_pb2.Struct:
+    result = struct_pb2.Struct()
+    result.update(data)
+    return result
+
+
+@pytest.mark.parametrize("entry,expected", [
+    (_logged({"cut_id": "c-4"}, {"first_event_at_us": 1_795_000_000_000_000}), ("c-4", ENTRY)),
+    (_logged({"cut_id": "c-5"}, status=503, size=80), ("c-5", CutEntry(503, 80, 0))),   # no event passed
+    (_logged({"cut_id": ""}), ("", None)),                       # its trailers came: cleared
+    (_logged({"stream_end": "trailers"}), ("", None)),           # not marked
+], ids=["cut", "Envoy's own error", "completed", "not marked"])
+def test_envoy_access_log_entries_are_read(entry, expected):
+    assert _cut_entry(entry) == expected
+
+
+@pytest.fixture
+def cut_streams():
+    return WorkerCutStreams()
+
+
+@pytest.fixture
+def pipeline(tmp_path, monkeypatch, cut_streams):
+    monkeypatch.setenv("LLMGW_STATE_DIR", str(tmp_path))
+    return Runtime(load_config(QUICKSTART), cut_streams=cut_streams).pipeline
+
+
+def _marks(reply) -> dict:
+    fields = reply.dynamic_metadata.fields["llm_gateway"].struct_value.fields
+    return {key: value.string_value for key, value in fields.items() if value.HasField("string_value")}
+
+
+def _cut_call(pipeline, features=LOGGED, max_tokens: int = 500) -> tuple[Call, str]:
+    call = Call(load_config(QUICKSTART), features)
+    cut_id = _marks(_run(pipeline, call, _request_headers(ANNOUNCED))).get("cut_id", "")
+    _run(pipeline, call, _body({**STREAM, "max_tokens": max_tokens}))
+    pipeline.end(call, "cancelled")                 # Envoy reset the stream: no trailers
+    return call, cut_id
+
+
+def _charged_on(what: str) -> float:
+    metrics.flush()
+    return metrics.cut_streams.labels(what)._value.get()
+
+
+def test_a_completed_stream_is_unmarked_and_teaches_the_ratio(pipeline, cut_streams):
+    call = Call(load_config(QUICKSTART), LOGGED)
+    cut_id = _marks(_run(pipeline, call, _request_headers(ANNOUNCED)))["cut_id"]
+    _run(pipeline, call, _body(STREAM))
+    trailers = _trailers({"input_tokens": 9, "output_tokens": 100})
+    trailers.attributes["envoy.filters.http.ext_proc"].fields["response.size"].number_value = 12_000
+    reply = _run(pipeline, call, trailers)
+    assert cut_id and _marks(reply)["cut_id"] == ""                # Envoy's log filter skips it
+    assert reply.dynamic_metadata.fields["llm_gateway"].struct_value.fields["output_tokens"].number_value == 100
+    assert call.sent_bytes == 12_000 and cut_streams.ratios.tokens(SHAPE, 2_400) == 20
+
+
+def test_a_cut_stream_is_charged_what_envoy_sent_it(pipeline, cut_streams):
+    call, cut_id = _cut_call(pipeline)
+    before = _charged_on("bytes_sent")
+
+    async def end_and_log():
+        done = asyncio.ensure_future(pipeline.run_done(call))
+        await asyncio.sleep(0.05)
+        await cut_streams.sent.arrived(cut_id, ENTRY, None)
+        await done
+    asyncio.run(end_and_log())
+    assert call.usage.estimated and call.usage.output_tokens == 25 and call.usage.input_tokens > 0
+    assert call.status == 200 and call.first_byte_at is not None and call.sent_bytes == 2_450
+    assert _charged_on("bytes_sent") == before + 1
+
+
+@pytest.mark.parametrize("features,logged,expected", [
+    (LOGGED, None, 500),                                     # no entry in time: the output cap
+    (LOGGED, CutEntry(502, 0, 0), None),                     # Envoy answered itself: nothing billed
+    (envoy_features("headers-from-metadata streams-passed-through usage-chunk-stripped"), None, 500),
+], ids=["no entry", "an error the provider did not bill", "an Envoy that does not log cut streams"])
+def test_other_ends_of_a_cut_stream(pipeline, cut_streams, features, logged, expected):
+    cut_streams.sent.wait_seconds = 0.2
+    call, cut_id = _cut_call(pipeline, features)
+    assert bool(cut_id) is (features == LOGGED)
+    if logged is not None:
+        asyncio.run(cut_streams.sent.arrived(cut_id, logged, None))
+    asyncio.run(pipeline.run_done(call))
+    assert (call.usage.output_tokens if call.usage else None) == expected
