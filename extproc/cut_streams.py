@@ -171,6 +171,8 @@ class CutStreamLog(als_pb2_grpc.AccessLogServiceServicer):
                 read = asyncio.ensure_future(context.read())
                 await asyncio.wait((read, closing), return_when=asyncio.FIRST_COMPLETED)
                 if not read.done():
+                    # Leaks the read's gRPC batch (grpc/grpc#43360): once per log
+                    # stream, when the worker retires.
                     read.cancel()
                     break
                 message = read.result()
