@@ -1,7 +1,8 @@
 """A stream passed through that ends without its trailers is charged what Envoy sent.
 
-Marks each stream passed through with a `cut_id` (dynamic metadata) when the Envoy in
-front logs cut ones to the service (protocol.CUT_STREAMS_LOGGED); the trailers message
+Marks each stream passed through with a `cut_id` (dynamic metadata, with the request
+body's reply) when the Envoy in front logs cut ones to the service
+(protocol.CUT_STREAMS_LOGGED); the trailers message
 of a stream that completes clears it, so Envoy's access log filter keeps only the
 streams that were cut. Such a call's done hook waits for its entry (cut_streams.py)
 and leaves the output tokens it comes to for usage.py's estimate; with no entry in time
@@ -31,12 +32,14 @@ class CutStream(Stage):
         self.ratios = ratios
         self.store = store
 
-    def request_headers(self, call: Call, end_of_stream: bool) -> None:
-        # After PassThroughStream, which chose to pass the stream and set its marks.
+    def request_body(self, call: Call) -> None:
+        # With the body, once every stage before has let the call go to the provider: a
+        # call refused here is not logged (nor stored for nobody to take).
         if not call.stream_passed_through or CUT_STREAMS_LOGGED not in call.envoy_features:
             return
         cut_id = call.stage_state["cut_id"] = new_cut_id()
-        call.reply.metadata[METADATA_NAMESPACE]["cut_id"] = cut_id
+        metadata = call.reply.metadata = call.reply.metadata or {}
+        metadata.setdefault(METADATA_NAMESPACE, {})["cut_id"] = cut_id
 
     def response_headers(self, call: Call, headers: dict[str, str], end_of_stream: bool) -> None:
         # Envoy sent the headers after all (its config did not allow skipping them): the
