@@ -6,7 +6,8 @@ dropped) was charged the output cap: the service never saw its text. Envoy knows
 it sent. Its gRPC access log (envoy/quickstart.yaml) sends an entry for such a stream
 only, with the body bytes and the status, to *a* worker, over a stream Envoy keeps open
 (`CutStreamLog`); the worker that had the call waits for that entry (`SentBytes`): here,
-or through the budget store when another worker got it. Bytes become tokens by a ratio
+or through the budget store when another worker got it (with no budget configured, a
+store of the same settings opened for this alone). Bytes become tokens by a ratio
 each worker learns from the streams that complete (`BytesPerToken`: `response.size`
 with their usage). No work per chunk: Envoy counts the bytes anyway.
 """
@@ -18,6 +19,7 @@ import itertools
 import logging
 import math
 import secrets
+import sqlite3
 import time
 from collections.abc import Callable
 from typing import NamedTuple
@@ -27,7 +29,8 @@ from envoy.service.accesslog.v3 import als_pb2, als_pb2_grpc
 
 from .protocol import METADATA_NAMESPACE, STREAM_USAGE_NAMESPACE
 from .stages import maybe_await
-from .store import StoreUnavailable
+from .limits import StoreSettings
+from .store import StoreUnavailable, open_store
 
 log = logging.getLogger("extproc.cut_streams")
 
@@ -57,12 +60,30 @@ class CutEntry(NamedTuple):
 class SentBytes:
     """Where a cut stream's entry meets the call waiting for it."""
 
-    def __init__(self, wait_seconds: float = WAIT_SECONDS) -> None:
+    def __init__(self, wait_seconds: float = WAIT_SECONDS, settings: StoreSettings | None = None) -> None:
         self.wait_seconds = wait_seconds
+        self.settings = settings           # for a hand-off store when no budget store is open
+        self._own_store = None
+        self._own_store_failed = False
         self._waiting: dict[str, asyncio.Future] = {}
         self._arrived: dict[str, tuple[CutEntry, float]] = {}   # no store: kept here a while
 
+    def _store(self, store):
+        """The budget store in force, else one opened for the hand-off alone, on first
+        use: a config without budgets still runs several workers, and its records and
+        cost metrics still count what a cut stream was sent."""
+        if store is not None or self.settings is None or self._own_store_failed:
+            return store
+        if self._own_store is None:
+            try:
+                self._own_store = open_store(self.settings)
+            except (OSError, sqlite3.Error) as error:
+                log.error("no store to hand cut streams' entries between workers: %s", error)
+                self._own_store_failed = True
+        return self._own_store
+
     async def arrived(self, cut_id: str, entry: CutEntry, store) -> None:
+        store = self._store(store)
         waiter = self._waiting.get(cut_id)
         if waiter is not None:
             if not waiter.done():
@@ -86,6 +107,7 @@ class SentBytes:
 
     async def wait(self, cut_id: str, store) -> CutEntry | None:
         """A cut stream's entry, or None when none came in time."""
+        store = self._store(store)
         kept = self._arrived.pop(cut_id, None)
         if kept is not None:
             return kept[0]
@@ -201,8 +223,9 @@ def _cut_entry(logged) -> tuple[str, CutEntry | None]:
 
 
 class WorkerCutStreams:
-    """What a worker keeps about cut streams across config reloads."""
+    """What a worker keeps about cut streams across config reloads (the hand-off store,
+    when it opens one, keeps the settings of the config the worker started with)."""
 
-    def __init__(self) -> None:
-        self.sent = SentBytes()
+    def __init__(self, settings: StoreSettings | None = None) -> None:
+        self.sent = SentBytes(settings=settings)
         self.ratios = BytesPerToken()

@@ -89,7 +89,7 @@ class Runtime:
         if store is None:
             store = StoreInUse(open_store(config.store) if config.limits else None)
         self.store = store
-        self.cut_streams = cut_streams or WorkerCutStreams()
+        self.cut_streams = cut_streams or WorkerCutStreams(config.store)
         self.pipeline = build_pipeline(config, store.store, self.cut_streams)
         self.upstream_pipeline = build_upstream_pipeline(config)
 

@@ -23,6 +23,7 @@ from extproc.cut_streams import (
     WorkerCutStreams,
     _cut_entry,
 )
+from extproc.limits import StoreSettings
 from extproc.protocol import envoy_features
 from extproc.server import Runtime
 from extproc.store.redis_store import RedisStore
@@ -217,3 +218,32 @@ def test_other_ends_of_a_cut_stream(pipeline, cut_streams, features, logged, exp
         asyncio.run(cut_streams.sent.arrived(cut_id, logged, None))
     asyncio.run(pipeline.run_done(call))
     assert (call.usage.output_tokens if call.usage else None) == expected
+
+
+def test_without_a_budget_store_workers_hand_off_through_one_of_the_same_settings(tmp_path):
+    """A config without budgets opens no store, yet its workers still hand entries over:
+    through a store of the configured settings, opened on first use."""
+    settings = StoreSettings("sqlite", str(tmp_path / "state" / "budgets.sqlite3"), None, "closed", 60, 4096)
+
+    async def run():
+        owner, other = SentBytes(3, settings), SentBytes(3, settings)
+        waiting = asyncio.ensure_future(owner.wait("c-9", None))
+        await asyncio.sleep(0.15)
+        await other.arrived("c-9", ENTRY, None)
+        return await asyncio.wait_for(waiting, 2)
+    assert asyncio.run(run()) == ENTRY
+    assert (tmp_path / "state" / "budgets.sqlite3").is_file()
+
+
+def test_a_store_that_cannot_open_leaves_the_hand_off_to_this_worker(tmp_path, caplog):
+    (tmp_path / "file").write_text("")
+    settings = StoreSettings("sqlite", str(tmp_path / "file" / "budgets.sqlite3"), None, "closed", 60, 4096)
+
+    async def run():
+        owner = SentBytes(0.3, settings)
+        await SentBytes(0.3, settings).arrived("c-10", ENTRY, None)   # kept by that worker
+        assert await owner.wait("c-10", None) is None
+        await owner.arrived("c-11", ENTRY, None)
+        return await owner.wait("c-11", None)
+    assert asyncio.run(run()) == ENTRY
+    assert "no store to hand cut streams' entries between workers" in caplog.text

@@ -24,6 +24,7 @@ from extproc.store.sqlite_store import SQLiteStore
 
 PENNY = {"authorization": "Bearer sk-test-penny"}   # a token budget: every call settles
 GUS = {"authorization": "Bearer sk-test-gus"}       # a guardrail reads his responses
+ALICE = {"authorization": "Bearer sk-demo-alice"}
 USAGE = {"include_usage": True}
 
 
@@ -278,3 +279,30 @@ def test_a_stream_cut_short_is_charged_what_envoy_sent(stack, what, usage, heade
     counter = _penny_counter(stack)
     assert counter.held == 0
     assert counter.spent - spent_before == record["input_tokens"] + record["output_tokens"]
+
+
+def test_without_budgets_every_worker_still_gets_its_cut_streams_entry(tmp_path):
+    """No budget, so no budget store: Envoy's log stream still reaches one worker of two,
+    and the other's calls get their entries through a store opened for the hand-off."""
+    config = quickstart_config()
+    config["budgets"] = []
+    stack = GatewayStack(tmp_path, config, workers=2).start()
+    try:
+        body = {"model": "gpt-4o", "messages": [{"role": "user", "content": WORDS}], "max_tokens": 500,
+                "stream": True}
+        rids = [f"cut-{uuid.uuid4()}" for _ in range(8)]
+        for rid in rids:
+            with httpx.stream("POST", f"{stack.base_url}/chat/completions", json=body, timeout=30,
+                              headers={**ALICE, "x-request-id": rid, "x-mock-chunk-delay-ms": "20"}) as response:
+                received = b""
+                for chunk in response.iter_raw():
+                    received += chunk
+                    if received.count(b"data: {") >= 6:
+                        break
+        records = [stack.wait_for_record(rid, timeout=10) for rid in rids]
+        assert all(r["outcome"] == "cancelled" and 8 <= r["output_tokens"] <= 40 for r in records), records
+        charged = 'gateway_cut_streams_total{charged_on="bytes_sent"} 8.0'
+        metrics = stack.metrics(charged)
+        assert charged in metrics and 'charged_on="output_cap"' not in metrics
+    finally:
+        stack.stop()
