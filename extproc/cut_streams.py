@@ -27,9 +27,9 @@ from typing import NamedTuple
 import grpc
 from envoy.service.accesslog.v3 import als_pb2, als_pb2_grpc
 
+from .limits import StoreSettings
 from .protocol import METADATA_NAMESPACE, STREAM_USAGE_NAMESPACE
 from .stages import maybe_await
-from .limits import StoreSettings
 from .store import StoreUnavailable, open_store
 
 log = logging.getLogger("extproc.cut_streams")
