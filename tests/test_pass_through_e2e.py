@@ -281,11 +281,15 @@ def test_a_stream_cut_short_is_charged_what_envoy_sent(stack, what, usage, heade
     assert counter.spent - spent_before == record["input_tokens"] + record["output_tokens"]
 
 
-def test_without_budgets_every_worker_still_gets_its_cut_streams_entry(tmp_path):
+@pytest.mark.parametrize("kind", ["sqlite", "redis"])
+def test_without_budgets_every_worker_still_gets_its_cut_streams_entry(tmp_path, redis_url, kind):
     """No budget, so no budget store: Envoy's log stream still reaches one worker of two,
-    and the other's calls get their entries through a store opened for the hand-off."""
+    and the other's calls get their entries through a store opened for the hand-off
+    (SQLite, the default; Redis, as in k8s/)."""
     config = quickstart_config()
     config["budgets"] = []
+    if kind == "redis":
+        config["store"] = {"kind": "redis", "url": redis_url}
     stack = GatewayStack(tmp_path, config, workers=2).start()
     try:
         body = {"model": "gpt-4o", "messages": [{"role": "user", "content": WORDS}], "max_tokens": 500,
