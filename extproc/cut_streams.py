@@ -120,8 +120,9 @@ class SentBytes:
                     try:
                         found = await maybe_await(store.take_cut_entry(cut_id))
                     except StoreUnavailable as error:
+                        # Once per call: from here on, only an entry that comes to this worker.
                         log.error("budget store unavailable for a cut stream's entry: %s", error)
-                        found = None
+                        found = store = None
                     if found is not None:
                         return found
                 left = deadline - loop.time()

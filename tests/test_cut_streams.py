@@ -247,3 +247,18 @@ def test_a_store_that_cannot_open_leaves_the_hand_off_to_this_worker(tmp_path, c
         return await owner.wait("c-11", None)
     assert asyncio.run(run()) == ENTRY
     assert "no store to hand cut streams' entries between workers" in caplog.text
+
+
+def test_a_store_down_is_tried_once_per_call_then_only_this_worker_counts(caplog):
+    async def run():
+        down = RedisStore("redis://127.0.0.1:1/0")             # nothing listens there
+        owner = SentBytes(0.5)
+        assert await owner.wait("c-12", down) is None
+        waiting = asyncio.ensure_future(owner.wait("c-13", down))
+        await asyncio.sleep(0.1)
+        await owner.arrived("c-13", ENTRY, down)                # reaches its waiting call
+        found = await waiting
+        await down.close()
+        return found
+    assert asyncio.run(run()) == ENTRY
+    assert caplog.text.count("budget store unavailable for a cut stream's entry") == 2   # one per call
