@@ -126,6 +126,13 @@ class Reply:
         self.mode_override: _Mode | None = None
         self.metadata: dict | None = None
 
+    def add_metadata(self, fields: dict, namespace: str = METADATA_NAMESPACE) -> None:
+        """Adds fields to a dynamic-metadata namespace of this reply; Envoy merges a
+        namespace's fields into what earlier replies set."""
+        if self.metadata is None:
+            self.metadata = {}
+        self.metadata.setdefault(namespace, {}).update(fields)
+
     def build(self, phase: str) -> ProcessingResponse:
         if not (self.set_headers or self.remove_headers or self.body is not None
                 or self.mode_override or self.metadata):

@@ -14,7 +14,7 @@ from __future__ import annotations
 from .. import metrics
 from ..call import Call
 from ..cut_streams import BytesPerToken, SentBytes, new_cut_id
-from ..protocol import CUT_STREAMS_LOGGED, METADATA_NAMESPACE
+from ..protocol import CUT_STREAMS_LOGGED
 from . import Stage
 from .usage import SENT_OUTPUT_TOKENS, first_event_perf_counter
 
@@ -38,8 +38,7 @@ class CutStream(Stage):
         if not call.stream_passed_through or CUT_STREAMS_LOGGED not in call.envoy_features:
             return
         cut_id = call.stage_state["cut_id"] = new_cut_id()
-        metadata = call.reply.metadata = call.reply.metadata or {}
-        metadata.setdefault(METADATA_NAMESPACE, {})["cut_id"] = cut_id
+        call.reply.add_metadata({"cut_id": cut_id})
 
     def response_headers(self, call: Call, headers: dict[str, str], end_of_stream: bool) -> None:
         # Envoy sent the headers after all (its config did not allow skipping them): the
@@ -57,8 +56,7 @@ class CutStream(Stage):
 
     @staticmethod
     def _unmark(call: Call) -> None:
-        metadata = call.reply.metadata = call.reply.metadata or {}
-        metadata.setdefault(METADATA_NAMESPACE, {})["cut_id"] = ""    # not cut: not logged
+        call.reply.add_metadata({"cut_id": ""})    # not cut: not logged
 
     async def done(self, call: Call) -> None:
         cut_id = call.stage_state.get("cut_id")

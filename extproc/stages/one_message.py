@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from ..call import Call
 from ..errors import invalid_request
-from ..protocol import HEADERS_FROM_METADATA, METADATA_NAMESPACE, RESPONSE_IN_BODY
+from ..protocol import HEADERS_FROM_METADATA, RESPONSE_IN_BODY
 from . import Stage
 from .announced import announced, announced_bool, announced_string
 from .guard_response import response_policy
@@ -59,9 +59,7 @@ def headers_from_envoy(call: Call, extra: dict[str, str] | None = None) -> None:
     response headers the service does not see. Set with the request-body reply."""
     headers = {"x-gateway-backend": call.backend.name, **(extra or {}),
                **call.stage_state.get("ratelimit_headers", {})}
-    metadata = call.reply.metadata or {}
-    metadata.setdefault(METADATA_NAMESPACE, {})["headers"] = headers
-    call.reply.metadata = metadata
+    call.reply.add_metadata({"headers": headers})
 
 
 def _announced_model(call: Call) -> str | None:

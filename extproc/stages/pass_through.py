@@ -43,7 +43,6 @@ from ..call import Call
 from ..errors import invalid_request
 from ..protocol import (
     HEADERS_FROM_METADATA,
-    METADATA_NAMESPACE,
     STREAM_PASSED_THROUGH,
     STREAMS_PASSED_THROUGH,
     USAGE_CHUNK_STRIPPED,
@@ -79,7 +78,7 @@ class PassThroughStream(Stage):
         marks = {"stream_end": "trailers"}
         if strip:
             marks["usage_chunk"] = "strip"          # Envoy's Lua filter takes it out
-        call.reply.metadata = {METADATA_NAMESPACE: marks}
+        call.reply.add_metadata(marks)
 
     def request_body(self, call: Call) -> None:
         if not call.stream_passed_through:

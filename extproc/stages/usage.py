@@ -28,7 +28,7 @@ from ..openai_api import (
     usage_from_event,
     usage_from_response,
 )
-from ..protocol import METADATA_NAMESPACE, RESPONSE_BUFFERED, RESPONSE_STREAMED
+from ..protocol import RESPONSE_BUFFERED, RESPONSE_STREAMED
 from ..sse import SSEParser
 from ..tokens import count_prompt, count_text
 from . import Stage
@@ -165,8 +165,7 @@ class ResponseUsage(Stage):
         (%DYNAMIC_METADATA(llm_gateway:...)%)."""
         self._estimate_if_missing(call)
         if call.usage is not None:
-            metadata = call.reply.metadata = call.reply.metadata or {}
-            metadata.setdefault(METADATA_NAMESPACE, {}).update({
+            call.reply.add_metadata({
                 "input_tokens": call.usage.input_tokens,
                 "output_tokens": call.usage.output_tokens,
                 "cached_tokens": call.usage.cached_tokens,
