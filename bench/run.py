@@ -1,12 +1,14 @@
 """Benchmark: Envoy alone vs the full gateway, same mock, same core budget, one run.
 
     .venv/bin/python bench/run.py [--seconds 10] [--rounds 2] [--connections 32] [--peers]
+                                  [--store redis]
 
 Envoy (+ the ext_proc worker, for the gateway) is pinned to core 0; the mock
 provider and the load generator (wrk, installed from Debian when missing) to
 core 1. Rounds alternate between the two sides. The gateway runs the quickstart
 pipeline with every feature on: key check, routing, request guardrails (PII
-redaction + prompt injection), a token budget reserved and settled in SQLite,
+redaction + prompt injection), a token budget reserved and settled in SQLite (with
+--store redis: in a redis-server on core 1, over TCP, as several replicas share one),
 usage extraction, metrics and the log line. After the throughput rounds, both
 sides get the same paced JSON load at half the gateway's maximum, for the added
 p50 latency; then time to first token, one stream at a time; then the same for
@@ -42,7 +44,7 @@ import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
-from gateway_stack import GatewayStack, free_port, quickstart_config  # noqa: E402
+from gateway_stack import GatewayStack, free_port, quickstart_config, wait_for_port  # noqa: E402
 
 PROMPT = ("Summarize the following note for the weekly report: the gateway team finished the "
           "streaming work, measured the overhead against Envoy alone, and plans the rollout. " * 2)
@@ -91,6 +93,20 @@ def peak_rss_mb(pid: int) -> float:
         if line.startswith("VmHWM:"):
             return int(line.split()[1]) / 1024
     return 0.0
+
+
+def start_redis(workdir: Path) -> tuple[subprocess.Popen, str]:
+    """A redis-server (Debian's, installed when missing) on core 1, beside the mock: the
+    budget store of replicas is another machine's, so its own CPU is not the gateway's."""
+    if shutil.which("redis-server") is None:
+        subprocess.run(["apt-get", "install", "-y", "-qq", "redis-server"], check=True,
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    port = free_port()
+    process = subprocess.Popen(["taskset", "-c", "1", "redis-server", "--port", str(port), "--bind", "127.0.0.1",
+                                "--save", "", "--appendonly", "no", "--dir", str(workdir)],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    wait_for_port(port, process=process)
+    return process, f"redis://127.0.0.1:{port}/0"
 
 
 def envoy_alone(workdir: Path, mock_port: int) -> tuple[subprocess.Popen, int]:
@@ -223,6 +239,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--peers", action="store_true", help="also LiteLLM and Portkey (installed on first use)")
+    parser.add_argument("--store", choices=("sqlite", "redis"), default="sqlite", help="where the budget is kept")
     args = parser.parse_args()
     binary = ensure_wrk()
     workdir = Path(tempfile.mkdtemp(prefix="llmgw-bench-"))
@@ -230,6 +247,10 @@ def main() -> None:
     config = quickstart_config()
     config["budgets"].append({"name": "bench-team-tokens", "scope": "team", "match": "research",
                               "unit": "tokens", "limit": 10**12, "window": "month"})
+    redis = None
+    if args.store == "redis":
+        redis, url = start_redis(workdir)
+        config["store"] = {"kind": "redis", "url": url}
     rules = config["guardrails"]["rules"]
     rules.append({"name": "pii-response", "type": "pii", "action": "redact", "directions": ["response"]})
     config["guardrails"]["policies"] = {"default": [r["name"] for r in rules[:-1]],
@@ -306,9 +327,12 @@ def main() -> None:
         for peer in peers:
             peer.process.terminate()
         stack.stop()
+        if redis is not None:
+            redis.terminate()
 
     print(f"\n{args.rounds} interleaved rounds x {args.seconds}s, {args.connections} connections; "
-          f"Envoy (+1 ext_proc worker) on core 0, mock + wrk on core 1")
+          f"Envoy (+1 ext_proc worker) on core 0, mock + wrk on core 1; the budget in "
+          f"{'Redis (on core 1)' if redis else 'SQLite'}")
     print(f"{'traffic':<9} {'side':<12} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'vs Envoy':>9} "
           f"{'non-2xx':>8} {'service CPU/req':>16} {'Envoy CPU/req':>14}")
     for mode in MODES:
