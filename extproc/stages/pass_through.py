@@ -16,8 +16,9 @@ the trailers too: its status is read, its body passes as the provider sent it.
 The usage chunk: the Responses API always sends its usage; chat and completions send it
 when `stream_options.include_usage` asks, and the service asks for it whatever the
 client did (route.py). When the client did not ask, Envoy's Lua filter takes the usage
-chunk and the `"usage":null` of the other chunks out after sse_to_metadata has read
-them, as usage.py does on the chunk-by-chunk path. The same filter stamps the time the
+chunk and the `"usage":null` of the other chunks out, as usage.py does on the
+chunk-by-chunk path, and reads the usage itself into the keys sse_to_metadata fills for
+other streams (sse_to_metadata skips these: the Lua filter has each chunk in hand). The same filter stamps the time the
 first event passes, which comes with the usage (the record's time to first token).
 
 A stream that ends without its trailers (the client left, the provider dropped) is
