@@ -18,8 +18,9 @@ when `stream_options.include_usage` asks, and the service asks for it whatever t
 client did (route.py). When the client did not ask, Envoy's Lua filter takes the usage
 chunk and the `"usage":null` of the other chunks out, as usage.py does on the
 chunk-by-chunk path, and reads the usage itself into the keys sse_to_metadata fills for
-other streams (sse_to_metadata skips these: the Lua filter has each chunk in hand). The same filter stamps the time the
-first event passes, which comes with the usage (the record's time to first token).
+other streams (sse_to_metadata skips these: the Lua filter has each chunk in hand). The
+same filter stamps the time the first event passes, which comes with the usage (the
+record's time to first token).
 
 A stream that ends without its trailers (the client left, the provider dropped) is
 charged what Envoy sent it, from Envoy's gRPC access log (cut_stream.py).
