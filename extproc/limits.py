@@ -49,6 +49,7 @@ class StoreSettings:
     fail_mode: str             # closed | open
     lease_seconds: float
     default_output_tokens: int
+    allotments: bool = True    # workers admit calls against shares taken in advance
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,7 +62,19 @@ class Charge:
     window_end: float          # epoch seconds; when the counter resets
 
 
+_current: dict[str, tuple[float, float]] = {}     # window -> the bounds last computed
+
+
 def window_bounds(window: str, now: float) -> tuple[float, float]:
+    """The window holding `now`: the last one computed while it still does (every call
+    with a budget asks, and datetime arithmetic is ~10 µs)."""
+    bounds = _current.get(window)
+    if bounds is None or not bounds[0] <= now < bounds[1]:
+        bounds = _current[window] = _window_bounds(window, now)
+    return bounds
+
+
+def _window_bounds(window: str, now: float) -> tuple[float, float]:
     t = dt.datetime.fromtimestamp(now, dt.timezone.utc)
     if window == "minute":
         start = t.replace(second=0, microsecond=0)
@@ -141,7 +154,8 @@ def parse_limits(budgets: Node, rate_limits: Node) -> tuple[Limit, ...]:
 
 
 def parse_store(node: Node, state_dir: str) -> StoreSettings:
-    node.only_keys("kind", "path", "url", "fail_mode", "lease_seconds", "default_output_tokens")
+    node.only_keys("kind", "path", "url", "fail_mode", "lease_seconds", "default_output_tokens",
+                   "allotments")
     kind = node.get("kind").choice(("sqlite", "redis"), "sqlite")
     url = node.get("url").str(None)
     if kind == "redis" and not url:
@@ -153,4 +167,5 @@ def parse_store(node: Node, state_dir: str) -> StoreSettings:
         fail_mode=node.get("fail_mode").choice(("closed", "open"), "closed"),
         lease_seconds=node.get("lease_seconds").number(900, minimum=1),
         default_output_tokens=node.get("default_output_tokens").number(512, integer=True, minimum=1),
+        allotments=node.get("allotments").bool(True),
     )

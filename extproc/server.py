@@ -20,7 +20,7 @@ from .config import GatewayConfig, load_config
 from .cut_streams import CutStreamLog, WorkerCutStreams
 from .protocol import ENVOY_FEATURES_METADATA, envoy_features
 from .reload import watch_config
-from .store import open_store
+from .store import open_worker_store
 from .tokens import get_encoding
 
 log = logging.getLogger("extproc.server")
@@ -87,7 +87,7 @@ class Runtime:
                  cut_streams: WorkerCutStreams | None = None) -> None:
         self.config = config
         if store is None:
-            store = StoreInUse(open_store(config.store) if config.limits else None)
+            store = StoreInUse(open_worker_store(config.store) if config.limits else None)
         self.store = store
         self.cut_streams = cut_streams or WorkerCutStreams(config.store)
         self.pipeline = build_pipeline(config, store.store, self.cut_streams)

@@ -26,7 +26,8 @@ def _sqlite(tmp_path, name: str):
     return _config(tmp_path, name, {"kind": "sqlite", "path": str(tmp_path / f"{name}.sqlite3")})
 
 
-def _is_open(sqlite_store) -> bool:
+def _is_open(store) -> bool:
+    sqlite_store = getattr(store, "store", store)     # the SQLite store behind the allotments
     try:
         sqlite_store._db.execute("SELECT 1")
     except sqlite3.ProgrammingError:      # "Cannot operate on a closed database"
@@ -82,7 +83,7 @@ def test_a_replaced_redis_store_closes_its_connection(tmp_path, redis_url):
 
     async def scenario():
         first = Runtime(_config(tmp_path, "r", {"kind": "redis", "url": redis_url}))
-        await first.store.store._redis.client_setname("reload-test")   # its one pooled connection
+        await first.store.store.store._redis.client_setname("reload-test")   # its one pooled connection
         observer = aioredis.Redis.from_url(redis_url, decode_responses=True)
         first.store.call_started()
         reloaded(first, _sqlite(tmp_path, "s"))

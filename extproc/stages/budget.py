@@ -9,6 +9,7 @@ nothing is left reserved; leases cover a worker that dies mid-call.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import time
 import uuid
@@ -21,6 +22,9 @@ from ..store import StoreUnavailable
 from . import Stage, maybe_await
 
 log = logging.getLogger("extproc.budget")
+
+_RESERVATION_PREFIX = uuid.uuid4().hex[:12]      # per process: each worker is started afresh
+_reservations = itertools.count()
 
 
 def _reset(seconds: float) -> str:
@@ -58,8 +62,8 @@ class Budget(Stage):
         tokens, usd = self._estimate(call)
         now = time.time()
         charges = plan_charges(limits, call.key, tokens, usd, now, self.settings.lease_seconds)
-        rid = call.request_id or uuid.uuid4().hex
-        rid = f"{rid}:{uuid.uuid4().hex[:8]}"     # a client-chosen request id must not collide
+        # A client-chosen request id must not collide: this worker's token and a count.
+        rid = f"{call.request_id or ''}:{_RESERVATION_PREFIX}{next(_reservations)}"
         try:
             admission = await maybe_await(self.store.reserve(rid, charges, now, now + self.settings.lease_seconds))
         except StoreUnavailable as error:

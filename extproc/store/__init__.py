@@ -25,6 +25,33 @@ class Admission:
 
 
 @dataclass(frozen=True, slots=True)
+class Exchange:
+    """One counter of a worker's allotment exchange (allotments.py): report what its
+    calls spent, keep what its calls in flight hold, and ask for `want` more."""
+    counter: str
+    limit: float
+    window_end: float
+    spent: float               # spent since the last exchange that succeeded
+    total: float               # spent since the allotment began (Redis: a retry after a
+                               # lost reply must not add the same spend twice)
+    keep: float                # held by the worker's calls in flight
+    want: float                # headroom asked for; 0 hands the allotment back
+
+
+@dataclass(frozen=True, slots=True)
+class Granted:
+    granted: float             # what the worker now holds in the store (keep [+ want])
+    room: float                # the counter's room for this worker, its allotment included
+    spent: float               # the counter's spent, all holders
+
+
+# An allotment is granted only while the counter's room is at least this many times
+# what it asks: near its end a budget goes back to one store reserve per call, and the
+# allotments held elsewhere cannot take more than a small share of what is left.
+ROOM_FACTOR = 50
+
+
+@dataclass(frozen=True, slots=True)
 class CounterRow:
     counter: str
     spent: float
@@ -38,3 +65,12 @@ def open_store(settings: StoreSettings):
         return RedisStore(settings.url)
     from .sqlite_store import SQLiteStore
     return SQLiteStore(settings.path)
+
+
+def open_worker_store(settings: StoreSettings):
+    """The store as a worker's budget stages use it: behind its allotments, unless off."""
+    store = open_store(settings)
+    if not settings.allotments:
+        return store
+    from .allotments import Allotments
+    return Allotments(store, settings.lease_seconds)

@@ -15,7 +15,7 @@ from redis.exceptions import RedisError
 
 from ..cut_streams import CutEntry
 from ..limits import Charge
-from . import Admission, CounterRow, StoreUnavailable
+from . import ROOM_FACTOR, Admission, CounterRow, Exchange, Granted, StoreUnavailable
 
 PREFIX = "{llmgw}:c:"
 SENT_PREFIX = "{llmgw}:sent:"          # a cut stream's entry, "status bytes first_event_at_us"
@@ -97,6 +97,43 @@ end
 return spent
 """
 
+# A worker's allotments (allotments.py). ARGV: holder, now, lease_until, room factor,
+# then per key: limit, total, keep, want, expire_at. The spend comes as the holder's
+# running total, `t:<holder>` keeping what was already added: a script that ran but
+# whose reply was lost (a timeout) is retried without counting its spend twice.
+_EXCHANGE = _USED + """
+local holder, now, lease, factor = ARGV[1], tonumber(ARGV[2]), ARGV[3], tonumber(ARGV[4])
+local out = {}
+for i, key in ipairs(KEYS) do
+  local b = 4 + (i - 1) * 5
+  local limit, total = tonumber(ARGV[b + 1]), tonumber(ARGV[b + 2])
+  local keep, want = tonumber(ARGV[b + 3]), tonumber(ARGV[b + 4])
+  local added = tonumber(redis.call('HGET', key, 't:' .. holder)) or 0
+  if total > added then
+    redis.call('HINCRBYFLOAT', key, 'spent', tostring(total - added))
+    redis.call('HSET', key, 't:' .. holder, ARGV[b + 2])
+  end
+  local old = redis.call('HGET', key, 'r:' .. holder)
+  if old then
+    redis.call('HDEL', key, 'r:' .. holder)
+    local held = (tonumber(redis.call('HGET', key, 'held')) or 0)
+                 - tonumber(string.sub(old, 1, string.find(old, '|', 1, true) - 1))
+    redis.call('HSET', key, 'held', tostring(held < 1e-9 and 0 or held))
+  end
+  local spent, held = used(key, now)
+  local room = limit - spent - held
+  local grant = keep
+  if want > 0 and room - keep >= want * factor then grant = keep + want end
+  if grant > 0 then
+    redis.call('HSET', key, 'r:' .. holder, tostring(grant) .. '|' .. lease)
+    redis.call('HINCRBYFLOAT', key, 'held', tostring(grant))
+  end
+  redis.call('EXPIREAT', key, math.floor(tonumber(ARGV[b + 5])))
+  out[i] = {tostring(grant), tostring(room), tostring(spent)}
+end
+return out
+"""
+
 _RETENTION = 40 * 86400
 
 
@@ -107,6 +144,7 @@ class RedisStore:
                                               health_check_interval=30)
         self._reserve = self._redis.register_script(_RESERVE)
         self._settle = self._redis.register_script(_SETTLE)
+        self._exchange = self._redis.register_script(_EXCHANGE)
 
     async def reserve(self, rid: str, charges: list[Charge], now: float, lease_until: float) -> Admission:
         args: list = [rid, repr(now), repr(lease_until)]
@@ -129,6 +167,19 @@ class RedisStore:
         except (RedisError, OSError) as error:
             raise StoreUnavailable(str(error)) from error
         return {c.counter: float(v) for c, v in zip(charges, result)}
+
+    async def exchange(self, holder: str, items: list[Exchange], now: float,
+                       lease_until: float) -> list[Granted]:
+        """A worker's allotments, all in one script (see _EXCHANGE)."""
+        args: list = [holder, repr(now), repr(lease_until), repr(ROOM_FACTOR)]
+        for item in items:
+            args += [repr(item.limit), repr(item.total), repr(item.keep), repr(item.want),
+                     repr(item.window_end + _RETENTION)]
+        try:
+            result = await self._exchange(keys=[PREFIX + item.counter for item in items], args=args)
+        except (RedisError, OSError) as error:
+            raise StoreUnavailable(str(error)) from error
+        return [Granted(*map(float, row)) for row in result]
 
     async def put_cut_entry(self, cut_id: str, entry: CutEntry, expires: float) -> None:
         """A cut stream's entry for the worker that waits for it (cut_streams.py)."""

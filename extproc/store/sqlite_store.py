@@ -18,7 +18,7 @@ import time
 
 from ..cut_streams import CutEntry
 from ..limits import Charge
-from . import Admission, CounterRow, StoreUnavailable
+from . import ROOM_FACTOR, Admission, CounterRow, Exchange, Granted, StoreUnavailable
 
 SCHEMA_VERSION = 3
 # WITHOUT ROWID: each table is one b-tree keyed by its primary key, so a reserve and
@@ -73,10 +73,9 @@ class SQLiteStore:
         except sqlite3.Error as error:
             raise StoreUnavailable(str(error)) from error
 
-    def _add(self, charge: Charge, spent: float, held: float) -> float:
+    def _add(self, counter: str, window_end: float, spent: float, held: float) -> float:
         """Adds to a counter's spent and held (creating it); returns the new spent."""
-        return self._db.execute(_ADD, (charge.counter, spent, held, charge.window_end,
-                                       _EPSILON)).fetchone()[0]
+        return self._db.execute(_ADD, (counter, spent, held, window_end, _EPSILON)).fetchone()[0]
 
     def _used(self, counter: str) -> float:
         row = self._db.execute("SELECT spent + held FROM counters WHERE counter = ?",
@@ -96,7 +95,7 @@ class SQLiteStore:
                     return Admission(False, charge, {charge.counter: charge.limit.limit - used})
                 remaining[charge.counter] = charge.limit.limit - after
             for charge in charges:
-                self._add(charge, charge.count_now, charge.reserve)
+                self._add(charge.counter, charge.window_end, charge.count_now, charge.reserve)
                 if charge.reserve:
                     self._db.execute("INSERT INTO reservations VALUES (?, ?, ?, ?)",
                                      (rid, charge.counter, charge.reserve, lease_until))
@@ -112,8 +111,33 @@ class SQLiteStore:
             for charge, amount in zip(charges, amounts):
                 row = self._db.execute("DELETE FROM reservations WHERE rid = ? AND counter = ? "
                                        "RETURNING amount", (rid, charge.counter)).fetchone()
-                spent[charge.counter] = self._add(charge, amount, -row[0] if row else 0.0)
+                spent[charge.counter] = self._add(charge.counter, charge.window_end, amount,
+                                              -row[0] if row else 0.0)
         return spent
+
+    def exchange(self, holder: str, items: list[Exchange], now: float,
+                 lease_until: float) -> list[Granted]:
+        """A worker's allotments, all in one transaction: each adds what its calls spent,
+        lets go of what it held and takes back what it keeps [+ what it wants]. A
+        transaction is all or nothing, so a failed one is retried as it was (`spent`)."""
+        granted = []
+        with self._transaction():
+            if now - self._swept >= _SWEEP_EVERY:
+                self._sweep(now)
+            for item in items:
+                old = self._db.execute("DELETE FROM reservations WHERE rid = ? AND counter = ? "
+                                       "RETURNING amount", (holder, item.counter)).fetchone()
+                self._add(item.counter, item.window_end, item.spent, -old[0] if old else 0.0)
+                room = item.limit - self._used(item.counter)
+                grant = item.keep
+                if item.want and room - item.keep >= item.want * ROOM_FACTOR:
+                    grant += item.want
+                spent = self._add(item.counter, item.window_end, 0.0, grant)
+                if grant > 0:
+                    self._db.execute("INSERT INTO reservations VALUES (?, ?, ?, ?)",
+                                     (holder, item.counter, grant, lease_until))
+                granted.append(Granted(grant, room, spent))
+        return granted
 
     def _sweep(self, now: float) -> None:
         """Leases that ran out (their worker died mid-call) stop holding budget."""
