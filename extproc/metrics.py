@@ -114,6 +114,9 @@ key_tokens = Counter(
 failovers = Counter(
     "gateway_failovers", "Requests answered by a later attempt (Envoy retried or failed over).",
     ["model", "backend"])
+budget_admissions = Counter(
+    "gateway_budget_admissions", "Calls admitted by budgets and rate limits, by where: in a "
+    "worker's allotment (memory) or by a store round trip.", ["path"])
 store_errors = Counter(
     "gateway_store_errors", "Budget store operations that failed (fail mode applied).", ["operation"])
 cut_streams = Counter(

@@ -145,6 +145,40 @@ def test_restart_keeps_spent(tmp_path, redis_url, kind):
         second.stop()
 
 
+def test_far_from_its_end_a_budget_is_admitted_in_worker_memory_and_every_token_lands(tmp_path):
+    """Two workers, a budget far from its end: after each worker's first call they admit
+    from their allotments (no store round trip), and once they hand them back the store
+    holds exactly the usage every response reported."""
+    config = budget_config()
+    config["keys"].append({"id": "erin", "key": "sk-test-erin", "user": "erin", "team": "big",
+                           "models": "*"})
+    config["budgets"].append({"name": "erin-tokens", "scope": "key", "match": "erin",
+                              "unit": "tokens", "limit": 10**9, "window": "month"})
+    stack = GatewayStack(tmp_path, config, workers=2).start()
+    try:
+        def call(index: int) -> httpx.Response:
+            return httpx.post(f"{stack.base_url}/chat/completions", timeout=60,
+                              headers={"authorization": "Bearer sk-test-erin"},
+                              json={"model": "gpt-4o-mini", "max_tokens": 30, "messages": [
+                                  {"role": "user", "content": f"call {index} " + "word " * index}]})
+        with concurrent.futures.ThreadPoolExecutor(max_workers=6) as pool:
+            responses = list(pool.map(call, range(120)))
+        assert [r.status_code for r in responses] == [200] * 120
+        assert all(r.headers["x-ratelimit-limit-tokens"] == str(10**9) for r in responses)
+        reported = sum(r.json()["usage"]["total_tokens"] for r in responses)
+        counters = settled_rows(SQLiteStore(str(stack.state_dir / "budgets.sqlite3")), timeout=10)
+        assert counters["erin-tokens|erin"].held == 0, "an allotment was not handed back"
+        assert counters["erin-tokens|erin"].spent == reported
+        text = stack.metrics('gateway_budget_admissions_total{path="allotment"}')
+        admitted = {path: float(line.rsplit(" ", 1)[1]) for path in ("allotment", "store")
+                    for line in text.splitlines()
+                    if line.startswith(f'gateway_budget_admissions_total{{path="{path}"}}')}
+        assert admitted["allotment"] + admitted["store"] == 120
+        assert admitted["allotment"] >= 60, admitted
+    finally:
+        stack.stop()
+
+
 def test_failed_upstream_and_cancelled_stream_leave_no_reservation(tmp_path):
     stack = GatewayStack(tmp_path, budget_config()).start()
     try:

@@ -80,6 +80,8 @@ class Budget(Stage):
             headers = {"retry-after": str(retry_after),
                        **ratelimit_headers(charges, admission.remaining, now)}
             raise GatewayError(429, code, _refusal_message(refused, code), headers=headers)
+        metrics.child(metrics.budget_admissions,
+                      "allotment" if admission.in_memory else "store").inc()
         call.stage_state["budget"] = (rid, charges)
         call.stage_state["ratelimit_headers"] = ratelimit_headers(charges, admission.remaining, now)
 

@@ -22,6 +22,7 @@ class Admission:
     refused: Charge | None = None
     # counter → remaining after this request's charges (for x-ratelimit-* headers)
     remaining: dict[str, float] = field(default_factory=dict)
+    in_memory: bool = False    # admitted from the worker's allotments, not by the store
 
 
 @dataclass(frozen=True, slots=True)

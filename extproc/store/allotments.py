@@ -106,7 +106,7 @@ class Allotments:
             allotment.need = max(allotment.need, charge.reserve + charge.count_now)
             remaining[charge.counter] = allotment.remaining()
         self._local[rid] = [(allotment, charge.reserve) for allotment, charge in zip(allotted, charges)]
-        return Admission(True, None, remaining)
+        return Admission(True, None, remaining, in_memory=True)
 
     def settle(self, rid: str, charges: list[Charge], amounts: list[float]):
         local = self._local.pop(rid, None)
