@@ -27,7 +27,7 @@ import httpx
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(ROOT / "bench"))
-from gateway_stack import GatewayStack, quickstart_config  # noqa: E402
+from gateway_stack import GatewayStack, quickstart_config, settled_rows  # noqa: E402
 from run import children, cmdline  # noqa: E402
 
 from extproc.store.sqlite_store import SQLiteStore  # noqa: E402
@@ -185,15 +185,16 @@ def main() -> None:
                   f"fds {samples[-1][2]}  worker processes so far {len(seen_workers)}", flush=True)
     finally:
         clients.stop()
-    time.sleep(2)                                      # let the last settles land
+    # Once the last settles landed (their records are written with them) and the workers
+    # handed their allotments back.
+    counter = settled_rows(SQLiteStore(str(stack.state_dir / "budgets.sqlite3")), timeout=10)[
+        "soak-tokens|soak"]
     records = {r["request_id"]: r for r in stack.log_records()}
     provider = {}
     for listener in stack.mock_ports:
         for entry in stack.received(listener):
             if "usage" in entry:
                 provider[entry["headers"].get("x-request-id")] = entry["usage"]
-    store = SQLiteStore(str(stack.state_dir / "budgets.sqlite3"))
-    counter = next(r for r in store.rows() if r.counter.startswith("soak-tokens|soak|"))
     stack.stop()
 
     mismatches = []
