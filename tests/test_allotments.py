@@ -217,3 +217,26 @@ def test_a_failed_exchange_keeps_the_spend_for_the_next_one(tmp_path):
         counter = await row(SQLiteStore(str(tmp_path / "b.sqlite3")), "c")
         assert counter.spent == pytest.approx(500) and counter.held == 0
     asyncio.run(scenario())
+
+
+def test_a_limit_lowered_by_a_reload_goes_back_to_the_store_at_once(open_store):
+    async def scenario():
+        store = await open_store()
+        allotments = Allotments(await open_store(), 900)
+        await reserve(allotments, "r0", [charge("c", 1000, 10**9)])
+        await resolved(allotments.settle("r0", [charge("c", 1000, 10**9)], [1000.0]))
+        await allotments.flush()
+        assert (await reserve(allotments, "r1", [charge("c", 1000, 10**9)])).in_memory
+        await resolved(allotments.settle("r1", [charge("c", 1000, 10**9)], [1000.0]))
+        # The new config's limit: the allotment taken under the old one admits nothing more.
+        admission = await reserve(allotments, "r2", [charge("c", 1000, 25_000)])
+        assert admission.admitted and not admission.in_memory
+        await allotments.flush()
+        assert not (await reserve(allotments, "r3", [charge("c", 1000, 25_000)])).in_memory
+        await resolved(allotments.settle("r2", [charge("c", 1000, 25_000)], [1000.0]))
+        await resolved(allotments.settle("r3", [charge("c", 1000, 25_000)], [1000.0]))
+        await resolved(allotments.close())
+        counter = await row(store, "c")
+        assert counter.held == 0 and counter.spent == pytest.approx(4000)
+        await resolved(store.close())
+    asyncio.run(scenario())

@@ -155,8 +155,9 @@ class Allotments:
         allotted = []
         for charge in charges:
             allotment = self._counters.get(charge.counter)
-            if allotment is None or not allotment.covers(charge.reserve + charge.count_now):
-                return None
+            if allotment is None or allotment.limit != charge.limit.limit \
+                    or not allotment.covers(charge.reserve + charge.count_now):
+                return None      # (a reload changed the limit: the store decides, resized next)
             allotted.append(allotment)
         return allotted
 
@@ -164,6 +165,10 @@ class Allotments:
         """A call the allotments did not cover: size an allotment on it, and exchange at
         once if one ran out or was never asked for (one refused waits for the tick)."""
         if any(charge.limit.kind == "concurrent" for charge in charges):
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:         # called outside a loop (a tool, not a worker): no allotments
             return
         now_needed = False
         for charge in charges:
@@ -175,13 +180,14 @@ class Allotments:
                 now_needed = True
             elif allotment.granted > 0:
                 now_needed = True
+            allotment.limit = charge.limit.limit
             allotment.calls += 1
             allotment.last_call = time.monotonic()
             allotment.need = max(allotment.need, charge.reserve + charge.count_now)
         if self._ticker is None:
-            self._ticker = asyncio.get_running_loop().create_task(self._tick())
+            self._ticker = loop.create_task(self._tick())
         if now_needed and self._exchange_task is None:
-            self._exchange_task = asyncio.get_running_loop().create_task(self._exchange())
+            self._exchange_task = loop.create_task(self._exchange())
             self._exchange_task.add_done_callback(self._exchanged)
 
     def _exchanged(self, _task) -> None:
