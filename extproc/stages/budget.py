@@ -4,7 +4,9 @@ The reservation is an estimate (prompt tokens counted offline plus the output
 cap, priced at the model's dearest backend); settle swaps it for what the
 provider reported (or what we counted when it reported nothing). A call that
 ends any other way (refused later, upstream error, client gone) settles too, so
-nothing is left reserved; leases cover a worker that dies mid-call.
+nothing is left reserved; leases cover a worker that dies mid-call. The store
+is, by default, the worker's allotments (store/allotments.py): far from a
+budget's end both happen in memory, and the store hears of them every 0.5 s.
 """
 
 from __future__ import annotations
