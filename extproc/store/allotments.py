@@ -143,7 +143,7 @@ class Allotments:
         """Exchanges now, after any exchange under way (the tick does this by itself)."""
         if self._exchange_task is not None:
             await asyncio.wait([self._exchange_task])
-        await self._exchange(final=hand_back)
+        await asyncio.wait([self._start_exchange(asyncio.get_running_loop(), final=hand_back)])
 
     async def _hand_back_and_close(self) -> None:
         await self.flush(hand_back=True)
@@ -187,19 +187,23 @@ class Allotments:
         if self._ticker is None:
             self._ticker = loop.create_task(self._tick())
         if now_needed and self._exchange_task is None:
-            self._exchange_task = loop.create_task(self._exchange())
-            self._exchange_task.add_done_callback(self._exchanged)
+            self._start_exchange(loop)
+
+    def _start_exchange(self, loop, final: bool = False) -> asyncio.Task:
+        """One exchange at a time: two under way would both report the same spend."""
+        self._exchange_task = task = loop.create_task(self._exchange(final))
+        task.add_done_callback(self._exchanged)
+        return task
 
     def _exchanged(self, _task) -> None:
         self._exchange_task = None
 
     async def _tick(self) -> None:
+        loop = asyncio.get_running_loop()
         while True:
             await asyncio.sleep(FLUSH_SECONDS)
             if self._counters and self._exchange_task is None:
-                self._exchange_task = asyncio.get_running_loop().create_task(self._exchange())
-                self._exchange_task.add_done_callback(self._exchanged)
-                await asyncio.wait([self._exchange_task])
+                await asyncio.wait([self._start_exchange(loop)])
 
     async def _exchange(self, final: bool = False) -> None:
         """One round trip for every counter: report the spend, keep what calls in flight

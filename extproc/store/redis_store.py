@@ -75,18 +75,25 @@ end
 return {1, 0, unpack(remaining)}
 """
 
-# ARGV: rid, then per key: amount. A reservation already swept (its lease ran out)
-# is no longer in `held`; only the spend is added.
-_SETTLE = """
-local spent = {}
-for i, key in ipairs(KEYS) do
-  local r = redis.call('HGET', key, 'r:' .. ARGV[1])
+# Ends a live reservation ("amount|lease_expiry"): its amount leaves `held`. One already
+# swept (its lease ran out) is no longer in `held`, and is left alone.
+_RELEASE = """
+local function release(key, field)
+  local r = redis.call('HGET', key, field)
   if r then
-    redis.call('HDEL', key, 'r:' .. ARGV[1])
+    redis.call('HDEL', key, field)
     local held = (tonumber(redis.call('HGET', key, 'held')) or 0)
                  - tonumber(string.sub(r, 1, string.find(r, '|', 1, true) - 1))
     redis.call('HSET', key, 'held', tostring(held < 1e-9 and 0 or held))
   end
+end
+"""
+
+# ARGV: rid, then per key: amount. A reservation already swept only adds the spend.
+_SETTLE = _RELEASE + """
+local spent = {}
+for i, key in ipairs(KEYS) do
+  release(key, 'r:' .. ARGV[1])
   local amount = tonumber(ARGV[i + 1])
   if amount > 0 then
     spent[i] = redis.call('HINCRBYFLOAT', key, 'spent', ARGV[i + 1])
@@ -101,7 +108,7 @@ return spent
 # then per key: limit, total, keep, want, expire_at. The spend comes as the holder's
 # running total, `t:<holder>` keeping what was already added: a script that ran but
 # whose reply was lost (a timeout) is retried without counting its spend twice.
-_EXCHANGE = _USED + """
+_EXCHANGE = _USED + _RELEASE + """
 local holder, now, lease, factor = ARGV[1], tonumber(ARGV[2]), ARGV[3], tonumber(ARGV[4])
 local out = {}
 for i, key in ipairs(KEYS) do
@@ -113,13 +120,7 @@ for i, key in ipairs(KEYS) do
     redis.call('HINCRBYFLOAT', key, 'spent', tostring(total - added))
     redis.call('HSET', key, 't:' .. holder, ARGV[b + 2])
   end
-  local old = redis.call('HGET', key, 'r:' .. holder)
-  if old then
-    redis.call('HDEL', key, 'r:' .. holder)
-    local held = (tonumber(redis.call('HGET', key, 'held')) or 0)
-                 - tonumber(string.sub(old, 1, string.find(old, '|', 1, true) - 1))
-    redis.call('HSET', key, 'held', tostring(held < 1e-9 and 0 or held))
-  end
+  release(key, 'r:' .. holder)
   local spent, held = used(key, now)
   local room = limit - spent - held
   local grant = keep

@@ -109,10 +109,8 @@ class SQLiteStore:
         spent = {}
         with self._transaction():
             for charge, amount in zip(charges, amounts):
-                row = self._db.execute("DELETE FROM reservations WHERE rid = ? AND counter = ? "
-                                       "RETURNING amount", (rid, charge.counter)).fetchone()
                 spent[charge.counter] = self._add(charge.counter, charge.window_end, amount,
-                                              -row[0] if row else 0.0)
+                                                  -self._take_reservation(rid, charge.counter))
         return spent
 
     def exchange(self, holder: str, items: list[Exchange], now: float,
@@ -125,9 +123,8 @@ class SQLiteStore:
             if now - self._swept >= _SWEEP_EVERY:
                 self._sweep(now)
             for item in items:
-                old = self._db.execute("DELETE FROM reservations WHERE rid = ? AND counter = ? "
-                                       "RETURNING amount", (holder, item.counter)).fetchone()
-                self._add(item.counter, item.window_end, item.spent, -old[0] if old else 0.0)
+                self._add(item.counter, item.window_end, item.spent,
+                          -self._take_reservation(holder, item.counter))
                 room = item.limit - self._used(item.counter)
                 grant = item.keep
                 if item.want and room - item.keep >= item.want * ROOM_FACTOR:
@@ -138,6 +135,12 @@ class SQLiteStore:
                                      (holder, item.counter, grant, lease_until))
                 granted.append(Granted(grant, room, spent))
         return granted
+
+    def _take_reservation(self, rid: str, counter: str) -> float:
+        """Ends a live reservation; its amount (0 if already swept) is to leave `held`."""
+        row = self._db.execute("DELETE FROM reservations WHERE rid = ? AND counter = ? "
+                               "RETURNING amount", (rid, counter)).fetchone()
+        return row[0] if row else 0.0
 
     def _sweep(self, now: float) -> None:
         """Leases that ran out (their worker died mid-call) stop holding budget."""
