@@ -43,6 +43,7 @@ def _wait(url: str, process: subprocess.Popen, seconds: float = 120) -> None:
             return
         except httpx.HTTPError:
             time.sleep(0.5)
+    process.terminate()
     raise RuntimeError(f"{url} did not answer in {seconds:.0f} s")
 
 
@@ -79,4 +80,9 @@ def start_portkey(mock_port: int, port: int) -> Peer:
 
 def start_peers(mock_port: int, ports: tuple[int, int]) -> list[Peer]:
     PEERS_DIR.mkdir(parents=True, exist_ok=True)
-    return [start_litellm(mock_port, ports[0]), start_portkey(mock_port, ports[1])]
+    litellm = start_litellm(mock_port, ports[0])
+    try:
+        return [litellm, start_portkey(mock_port, ports[1])]
+    except BaseException:
+        litellm.process.terminate()
+        raise

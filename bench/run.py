@@ -28,6 +28,7 @@ rounds on the same core budget, each proxying to the same mock.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import re
 import shutil
@@ -247,44 +248,51 @@ def main() -> None:
     config = quickstart_config()
     config["budgets"].append({"name": "bench-team-tokens", "scope": "team", "match": "research",
                               "unit": "tokens", "limit": 10**12, "window": "month"})
+    # Whatever has started is stopped on the way out, whichever start fails.
+    cleanup = contextlib.ExitStack()
     redis = None
     if args.store == "redis":
         redis, url = start_redis(workdir)
+        cleanup.callback(redis.terminate)
         config["store"] = {"kind": "redis", "url": url}
     rules = config["guardrails"]["rules"]
     rules.append({"name": "pii-response", "type": "pii", "action": "redact", "directions": ["response"]})
     config["guardrails"]["policies"] = {"default": [r["name"] for r in rules[:-1]],
                                         "keys": {"guarded": [r["name"] for r in rules]}}
     config["keys"].append({"id": "guarded", "key": GUARDED_KEY, "team": "research", "models": "*"})
-    stack = GatewayStack(workdir, config, workers=1).start()
-    up_pid = stack.process.pid
-    workers = [p for p in children(up_pid) if " worker " in cmdline(p)]
-    envoys = [p for p in children(up_pid) if "envoy" in cmdline(p).split(" ")[0]]
-    mocks = [p for p in children(up_pid) if "mock-provider" in cmdline(p)]
-    for pid in workers + envoys + [up_pid]:
-        pin(pid, 0)
-    for pid in mocks:
-        pin(pid, 1)
-    alone, alone_port = envoy_alone(workdir, stack.mock_ports["mock"])
-    pin(alone.pid, 0)
+    with cleanup:
+        stack = GatewayStack(workdir, config, workers=1)
+        cleanup.callback(stack.stop)
+        stack.start()
+        up_pid = stack.process.pid
+        workers = [p for p in children(up_pid) if " worker " in cmdline(p)]
+        envoys = [p for p in children(up_pid) if "envoy" in cmdline(p).split(" ")[0]]
+        mocks = [p for p in children(up_pid) if "mock-provider" in cmdline(p)]
+        for pid in workers + envoys + [up_pid]:
+            pin(pid, 0)
+        for pid in mocks:
+            pin(pid, 1)
+        alone, alone_port = envoy_alone(workdir, stack.mock_ports["mock"])
+        cleanup.callback(alone.send_signal, signal.SIGTERM)
+        pin(alone.pid, 0)
 
-    urls = {"envoy alone": f"http://127.0.0.1:{alone_port}/v1/chat/completions",
-            "gateway": f"{stack.base_url}/chat/completions"}
-    keys, extra_headers = dict(KEYS), {}
-    cpu_pids = {"gateway": workers}                    # whose CPU per request is reported
-    envoy_pids = {"envoy alone": [alone.pid], "gateway": envoys}
-    peers = []
-    if args.peers:
-        from peers import start_peers
-        peers = start_peers(stack.mock_ports["mock"], (free_port(), free_port()))
-        for peer in peers:
-            cpu_pids[peer.name] = [peer.process.pid] + children(peer.process.pid)
-            for pid in cpu_pids[peer.name]:
-                pin(pid, 0)
-            urls[peer.name], keys[peer.name], extra_headers[peer.name] = peer.url, peer.key, peer.headers
-    results: dict[tuple[str, str], list[dict]] = {}
-    cpu: dict[tuple[str, str], list[float]] = {}
-    try:
+        urls = {"envoy alone": f"http://127.0.0.1:{alone_port}/v1/chat/completions",
+                "gateway": f"{stack.base_url}/chat/completions"}
+        keys, extra_headers = dict(KEYS), {}
+        cpu_pids = {"gateway": workers}                    # whose CPU per request is reported
+        envoy_pids = {"envoy alone": [alone.pid], "gateway": envoys}
+        peers = []
+        if args.peers:
+            from peers import start_peers
+            peers = start_peers(stack.mock_ports["mock"], (free_port(), free_port()))
+            for peer in peers:
+                cleanup.callback(peer.process.terminate)
+                cpu_pids[peer.name] = [peer.process.pid] + children(peer.process.pid)
+                for pid in cpu_pids[peer.name]:
+                    pin(pid, 0)
+                urls[peer.name], keys[peer.name], extra_headers[peer.name] = peer.url, peer.key, peer.headers
+        results: dict[tuple[str, str], list[dict]] = {}
+        cpu: dict[tuple[str, str], list[float]] = {}
         for round_ in range(args.rounds):
             for mode, stream in MODES.items():
                 body = '{"model":"gpt-4o-mini",%s,"messages":[{"role":"user","content":"%s"}]}' % (stream, PROMPT)
@@ -322,13 +330,6 @@ def main() -> None:
                   "Envoy": max(peak_rss_mb(p) for p in envoys)}
         for peer in peers:
             memory[peer.name] = sum(peak_rss_mb(p) for p in cpu_pids[peer.name])
-    finally:
-        alone.send_signal(signal.SIGTERM)
-        for peer in peers:
-            peer.process.terminate()
-        stack.stop()
-        if redis is not None:
-            redis.terminate()
 
     print(f"\n{args.rounds} interleaved rounds x {args.seconds}s, {args.connections} connections; "
           f"Envoy (+1 ext_proc worker) on core 0, mock + wrk on core 1; the budget in "

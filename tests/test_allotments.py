@@ -240,3 +240,48 @@ def test_a_limit_lowered_by_a_reload_goes_back_to_the_store_at_once(open_store):
         assert counter.held == 0 and counter.spent == pytest.approx(4000)
         await resolved(store.close())
     asyncio.run(scenario())
+
+
+class Gated:
+    """A store whose exchanges wait for a gate, as a slow one does."""
+
+    def __init__(self, store) -> None:
+        self.store, self.gate = store, asyncio.Event()
+        self.gate.set()
+
+    def __getattr__(self, name):
+        return getattr(self.store, name)
+
+    async def exchange(self, *args):
+        await self.gate.wait()
+        return await resolved(self.store.exchange(*args))
+
+
+def test_calls_that_come_during_an_exchange_size_the_next_allotment(open_store):
+    async def scenario():
+        store = await open_store()
+        gated = Gated(await open_store())
+        allotments = Allotments(gated, 900)
+        await reserve(allotments, "r0", [charge("c", 1000, 10**9)])
+        await resolved(allotments.settle("r0", [charge("c", 1000, 10**9)], [1000.0]))
+        await allotments.flush()
+        assert (await row(store, "c")).held == pytest.approx(1000 * CALLS_PER_ALLOTMENT)
+        # 40 calls while an exchange waits on the store: they go to the store...
+        gated.gate.clear()
+        exchange = asyncio.create_task(allotments.flush())
+        await asyncio.sleep(0.01)
+        calls = 2 * CALLS_PER_ALLOTMENT + 8
+        for index in range(calls):
+            admission = await reserve(allotments, f"d{index}", [charge("c", 1000, 10**9)])
+            assert admission.admitted and not admission.in_memory
+            await resolved(allotments.settle(f"d{index}", [charge("c", 1000, 10**9)], [1000.0]))
+        gated.gate.set()
+        await exchange
+        # ...and the next exchange sizes the allotment for twice as many.
+        await allotments.flush()
+        assert (await row(store, "c")).held == pytest.approx(1000 * 2 * calls)
+        await resolved(allotments.close())
+        counter = await row(store, "c")
+        assert counter.held == 0 and counter.spent == pytest.approx(1000 * (calls + 1))
+        await resolved(store.close())
+    asyncio.run(scenario())

@@ -214,7 +214,7 @@ class Allotments:
         due = list(self._counters.values())
         if not due:
             return
-        items = []
+        items, calls_sized = [], []
         for allotment in due:
             if final or now >= allotment.window_end or clock - allotment.last_call >= IDLE_SECONDS:
                 want = 0.0
@@ -224,6 +224,7 @@ class Allotments:
                 want = max(0.0, allotment.granted - allotment.held - allotment.spent)
             items.append(Exchange(allotment.counter, allotment.limit, allotment.window_end,
                                   allotment.spent, allotment.total, allotment.held, want))
+            calls_sized.append(allotment.calls)
             allotment.exchanging = True
         try:
             granted = await _resolved(self.store.exchange(self.holder, items, now, now + self._lease))
@@ -236,11 +237,14 @@ class Allotments:
         finally:
             for allotment in due:
                 allotment.exchanging = False
-        for allotment, item, answer in zip(due, items, granted):
+        for allotment, item, answer, sized in zip(due, items, granted, calls_sized):
             allotment.spent -= item.spent          # settled meanwhile: for the next exchange
             allotment.granted, allotment.room = answer.granted, answer.room
             allotment.store_spent = answer.spent
-            allotment.calls, allotment.need = 0, 0.0
+            # Calls that came during the exchange (to the store) size the next one.
+            allotment.calls -= sized
+            if not allotment.calls:
+                allotment.need = 0.0
             self._totals[allotment.counter] = (item.total, allotment.window_end)
             if not answer.granted and not allotment.flying and not allotment.spent:
                 del self._counters[allotment.counter]
