@@ -17,6 +17,8 @@ Failure modes come from the listener's config or, per request, from headers:
                               each with the space before it, as OpenAI tokens come: " the")
   x-mock-write-bytes: 5       write the stream's bytes N at a time (events cut anywhere)
   x-mock-no-usage: 1          omit usage (as some providers do)
+  x-mock-cached-tokens: 5     report this many of the prompt's tokens as read from the
+                              provider's prompt cache (at most all of them)
   x-mock-garbage: 1           stream events that are not JSON (a broken provider)
   x-mock-truncate: 20         send only the first N bytes of a JSON body, then reset
   x-mock-replay: chat-basic   answer with a recorded response from the fixtures
@@ -209,6 +211,9 @@ class MockProvider:
         texts, messages = prompt_texts(kind, body)
         usage = {"prompt_tokens": count_prompt(texts, messages, encoding),
                  "completion_tokens": count_text(text, encoding)}
+        cached = _option(self.listener, request, "cached-tokens")
+        if cached and cached.isdigit():
+            usage["cached_tokens"] = min(int(cached), usage["prompt_tokens"])
         no_usage = bool(_option(self.listener, request, "no-usage"))
         if not no_usage:
             entry["usage"] = usage          # what this provider reported (soak checks compare)

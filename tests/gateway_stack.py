@@ -215,6 +215,17 @@ class GatewayStack:
         return [int(pid) for pid in out.split()
                 if b" worker " in Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ")]
 
+    def expected_cost(self, record: dict) -> float:
+        """What a log record's call costs at its config's prices (worked out here, not by
+        the gateway's code): cached input tokens at the cached price, the rest at input."""
+        model = self.config["models"][record["model"]]
+        [backend] = [b for b in model["backends"] if b["provider"] == record["backend"]]
+        price = backend.get("price") or model["price"]
+        cached = record["cached_tokens"]
+        return ((record["input_tokens"] - cached) * price["input"]
+                + cached * price.get("cached_input", price["input"])
+                + record["output_tokens"] * price["output"]) / 1e6
+
     def log_records(self) -> list[dict]:
         """The service's one-JSON-line-per-request records (Envoy's own lines excluded)."""
         import json

@@ -33,8 +33,8 @@ CALLS = [
 def test_which_calls_take_one_message_and_what_they_still_get(gateway, what, path, body, headers_message):
     rid = f"one-{uuid.uuid4()}"
     before = gateway.phase_counts()
-    response = httpx.post(f"{gateway.base_url}{path}", json=body, headers={**ALICE, "x-request-id": rid},
-                          timeout=30)
+    response = httpx.post(f"{gateway.base_url}{path}", json=body, timeout=30,
+                          headers={**ALICE, "x-request-id": rid, "x-mock-cached-tokens": "2"})
     assert response.status_code == 200, response.text
     assert gateway.phase_moved(before, "response_headers", int(headers_message)) == int(headers_message)
     assert gateway.phase_counts()["response_body"] > before["response_body"]
@@ -48,6 +48,9 @@ def test_which_calls_take_one_message_and_what_they_still_get(gateway, what, pat
     record = gateway.wait_for_record(rid)
     assert record["outcome"] == "ok" and record["status"] == 200
     assert record["input_tokens"] > 0 and not record["usage_estimated"]
+    # Prompt-cache reads (embeddings have none) are billed at the cached price.
+    assert record["cached_tokens"] == (0 if path == "/embeddings" else 2)
+    assert record["cost_usd"] == pytest.approx(gateway.expected_cost(record))
 
 
 def test_other_calls_get_none_of_the_one_message_headers(gateway):

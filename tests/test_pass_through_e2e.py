@@ -85,7 +85,8 @@ def test_which_streams_pass_through_and_that_each_settles_exactly(stack, what, k
     spent_before = _penny_counter(stack).spent if key is PENNY else 0
     before = stack.phase_counts(flushed=True)
     with httpx.stream("POST", f"{stack.base_url}{path}", json={**body, "stream": True},
-                      headers={**key, "x-request-id": rid}, timeout=30) as response:
+                      headers={**key, "x-request-id": rid, "x-mock-cached-tokens": "2"},
+                      timeout=30) as response:
         assert response.status_code == 200
         assert response.headers["content-type"].startswith("text/event-stream")
         assert response.headers["x-gateway-backend"] == ("mock-backup" if body["model"] == "smart" else "mock")
@@ -106,6 +107,9 @@ def test_which_streams_pass_through_and_that_each_settles_exactly(stack, what, k
     assert record["outcome"] == "ok" and record["status"] == 200 and not record["usage_estimated"]
     assert (record["input_tokens"], record["output_tokens"]) == (provider["prompt_tokens"],
                                                                   provider["completion_tokens"])
+    # Prompt-cache reads are billed at the cached price, whichever way the usage came.
+    assert record["cached_tokens"] == provider["cached_tokens"] == 2
+    assert record["cost_usd"] == pytest.approx(stack.expected_cost(record))
     # Passed through, the service saw no chunk: Envoy's Lua filter stamped the first event.
     assert 0 < record["ttft_ms"] <= record["latency_ms"]
     if key is PENNY:
