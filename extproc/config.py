@@ -120,6 +120,10 @@ class ServerSettings:
     # Envoy reconnects to the workers this often (the extproc cluster's
     # max_connection_duration): how a replaced worker's traffic moves to its successor.
     worker_connection_age_s: int
+    # The workers' CPU scheduling policy: "normal" (SCHED_OTHER) or "batch" (SCHED_BATCH:
+    # a worker thread that wakes does not preempt the thread running; less worker CPU per
+    # request, no lower latency: bench/README.md "The workers' scheduling policy").
+    worker_scheduling: str = "normal"
 
 
 @dataclass(frozen=True, slots=True)
@@ -181,7 +185,7 @@ def default_state_dir() -> str:
 
 def _server(node: Node) -> ServerSettings:
     node.only_keys("workers", "admin", "socket_dir", "health_port", "worker_max_rss_mb",
-                   "worker_connection_age_s")
+                   "worker_connection_age_s", "worker_scheduling")
     workers = node.get("workers")
     count = 0 if workers.value in ("auto", None) or workers.missing else workers.number(integer=True, minimum=1)
     return ServerSettings(
@@ -191,6 +195,7 @@ def _server(node: Node) -> ServerSettings:
         health_port=node.get("health_port").number(None, integer=True, minimum=1),
         worker_max_rss_mb=node.get("worker_max_rss_mb").number(1024, integer=True, minimum=0),
         worker_connection_age_s=node.get("worker_connection_age_s").number(30, integer=True, minimum=1),
+        worker_scheduling=node.get("worker_scheduling").choice(("normal", "batch"), "normal"),
     )
 
 

@@ -203,6 +203,7 @@ def _to_its_end(operation) -> asyncio.Future:
 async def serve_worker(config_path: str, address: str, health_address: str | None = None, *,
                        grace: float = 30.0) -> None:
     config = load_config(config_path)
+    schedule_worker_threads(config.server.worker_scheduling)     # before gRPC starts its threads
     runtime = Runtime(config)
     for encoding in {model.encoding for model in config.models.values()}:
         get_encoding(encoding)          # load the BPE ranks now, not on the first request
@@ -282,6 +283,22 @@ async def _flush_metrics() -> None:
 async def _set_health(servicer, status) -> None:
     for service in ("", "envoy.service.ext_proc.v3.ExternalProcessor"):
         await servicer.set(service, status)
+
+
+def schedule_worker_threads(policy: str) -> None:
+    """`server.worker_scheduling: batch`: SCHED_BATCH for this thread and the threads it
+    starts (they inherit it). Each ext_proc message crosses gRPC's poller thread and the
+    event loop's; under load the poller's every wake-up preempts the loop (~8 times per
+    request) and the worker's threads switch ~19 times per request, ~7.5 as batch threads
+    (which wait for the running thread to block or its slice to end). Interleaved A/B
+    runs: worker CPU per request -6 to -19%, requests/s +2 to +17%, latency at half load
+    the same or up to 0.5 ms worse; hence not the default (bench/README.md)."""
+    if policy != "batch" or not hasattr(os, "SCHED_BATCH"):
+        return
+    try:
+        os.sched_setscheduler(0, os.SCHED_BATCH, os.sched_param(0))
+    except OSError as error:            # a sandbox that forbids it: run as before
+        log.warning("could not set the SCHED_BATCH policy (%s); running with the default", error)
 
 
 def run_worker(config_path: str, address: str, health_address: str | None = None) -> None:

@@ -50,6 +50,8 @@ BROKEN = [
     ("banned patterns that do not combine", lambda c: c["guardrails"]["rules"].append(
         {"name": "words", "type": "banned", "patterns": ["(?P<x>a)", "(?P<x>b)"]}),
      "guardrails.rules[2].patterns: the patterns do not combine into one regex"),
+    ("unknown scheduling policy", lambda c: c["server"].update(worker_scheduling="realtime"),
+     "server.worker_scheduling: must be one of: normal, batch"),
 ]
 
 

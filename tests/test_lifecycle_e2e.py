@@ -241,3 +241,23 @@ def test_workers_get_grpcs_two_thread_reads_unless_the_operator_says_otherwise(
         assert "Unknown experiment" not in stack.stderr_path.read_text()
     finally:
         stack.stop()
+
+
+@pytest.mark.parametrize("scheduling,policy", [(None, os.SCHED_OTHER), ("batch", os.SCHED_BATCH)],
+                         ids=["default: normal", "batch"])
+def test_every_worker_thread_gets_the_configured_scheduling_policy(tmp_path, scheduling, policy):
+    config = quickstart_config()
+    if scheduling:
+        config["server"]["worker_scheduling"] = scheduling
+    stack = GatewayStack(tmp_path, config, workers=2).start()
+    try:
+        response = httpx.post(f"{stack.base_url}/chat/completions", headers=ALICE, timeout=30,
+                              json={"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]})
+        assert response.status_code == 200                 # gRPC's threads are all up by now
+        for pid in stack.worker_pids():
+            threads = [int(tid) for tid in os.listdir(f"/proc/{pid}/task")]
+            assert len(threads) > 2
+            assert {tid: os.sched_getscheduler(tid) for tid in threads} == dict.fromkeys(threads, policy)
+        assert "SCHED_BATCH" not in stack.stderr_path.read_text()     # no warning: it was allowed
+    finally:
+        stack.stop()
