@@ -182,14 +182,19 @@ def test_a_redis_exchange_whose_reply_was_lost_is_not_counted_twice(redis_url):
     asyncio.run(scenario())
 
 
-class Down:
-    """A store whose exchanges fail, as an unreachable one does."""
+class InFront:
+    """A store in front of a real one: what a subclass does not override goes through."""
 
     def __init__(self, store) -> None:
-        self.store, self.down = store, True
+        self.store = store
 
     def __getattr__(self, name):
         return getattr(self.store, name)
+
+
+class Down(InFront):
+    """A store whose exchanges fail, as an unreachable one does."""
+    down = True
 
     def exchange(self, *args):
         if self.down:
@@ -242,15 +247,13 @@ def test_a_limit_lowered_by_a_reload_goes_back_to_the_store_at_once(open_store):
     asyncio.run(scenario())
 
 
-class Gated:
+class Gated(InFront):
     """A store whose exchanges wait for a gate, as a slow one does."""
 
     def __init__(self, store) -> None:
-        self.store, self.gate = store, asyncio.Event()
+        super().__init__(store)
+        self.gate = asyncio.Event()
         self.gate.set()
-
-    def __getattr__(self, name):
-        return getattr(self.store, name)
 
     async def exchange(self, *args):
         await self.gate.wait()
