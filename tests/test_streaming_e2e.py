@@ -100,7 +100,9 @@ def test_usage_reaches_envoy_access_log(gateway, alice):
     rid = _rid()
     alice.chat.completions.create(model="gpt-4o-mini", extra_headers={"x-request-id": rid},
                                   messages=[{"role": "user", "content": "metadata please"}])
-    deadline = time.time() + 10
+    # Envoy writes its access log every --file-flush-interval-msec (default 10 s) or
+    # once 64 KB wait: the line can take the whole interval to appear.
+    deadline = time.time() + 15
     while time.time() < deadline:
         lines = [l for l in gateway.stderr_path.read_text().splitlines()
                  if '"source":"envoy"' in l.replace(" ", "") and rid in l]
