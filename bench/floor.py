@@ -5,9 +5,10 @@ budget as bench/run.py: Envoy + servicer on core 0, mock + wrk on core 1.
 
     .venv/bin/python bench/floor.py [--seconds 8]
 
-Message patterns: 4 per JSON request (the gateway's: request headers, request body,
-response headers, response body) and 2 (request side only). The gateway can't
-beat the 4-message row; the gap between the rows is what a message costs. Each
+Message patterns: 3 per JSON request (the gateway's: request headers, request body,
+then the response body with its headers skipped, see README "What a request goes
+through") and 2 (request side only). The gateway can't beat the 3-message row; the
+gap between the rows is what the response message costs. Each
 row also gives the p50 of requests sent one at a time, next to Envoy alone's:
 the latency any grpc-python ext_proc adds before doing anything.
 
@@ -53,10 +54,9 @@ def sequential_p50(url: str, key: str, body: str, samples: int = 300) -> float:
     return statistics.median(times)
 
 
-def serve(path: str, four: bool, burn_us: float) -> None:
+def serve(path: str, burn_us: float) -> None:
     import grpc
     import uvloop
-    from envoy.extensions.filters.http.ext_proc.v3 import processing_mode_pb2 as pm
     from envoy.service.ext_proc.v3 import external_processor_pb2 as ep
     from envoy.service.ext_proc.v3 import external_processor_pb2_grpc as ep_grpc
 
@@ -72,11 +72,6 @@ def serve(path: str, four: bool, burn_us: float) -> None:
             for key, value in (("x-gateway-cluster", b"mock"), ("authorization", b"Bearer k")):
                 header = common.header_mutation.set_headers.add()
                 header.header.key, header.header.raw_value = key, value
-        elif phase == "response_headers" and four:
-            mode = response.mode_override
-            mode.request_header_mode = mode.response_header_mode = pm.ProcessingMode.SEND
-            mode.request_body_mode = mode.response_body_mode = pm.ProcessingMode.BUFFERED
-            mode.request_trailer_mode = mode.response_trailer_mode = pm.ProcessingMode.SKIP
         return response
 
     class Servicer(ep_grpc.ExternalProcessorServicer):
@@ -95,7 +90,7 @@ def serve(path: str, four: bool, burn_us: float) -> None:
     uvloop.run(main())
 
 
-def envoy_config(workdir: Path, socket: str, mock_port: int, four: bool) -> tuple[Path, int]:
+def envoy_config(workdir: Path, socket: str, mock_port: int, messages: int) -> tuple[Path, int]:
     config = yaml.safe_load((ROOT / "envoy" / "quickstart.yaml").read_text())
     port = free_port()
     config["admin"]["address"]["socket_address"]["port_value"] = free_port()
@@ -103,9 +98,10 @@ def envoy_config(workdir: Path, socket: str, mock_port: int, four: bool) -> tupl
     listener["address"]["socket_address"]["port_value"] = port
     hcm = listener["filter_chains"][0]["filters"][0]["typed_config"]
     hcm.pop("access_log", None)
-    ext_proc = hcm["http_filters"][0]["typed_config"]
-    if not four:
-        ext_proc["processing_mode"]["response_header_mode"] = "SKIP"
+    ext_proc = next(f["typed_config"] for f in hcm["http_filters"] if f["name"] == "envoy.filters.http.ext_proc")
+    # Fixed modes rather than the gateway's per-request override: the same messages.
+    ext_proc["processing_mode"]["response_header_mode"] = "SKIP"
+    ext_proc["processing_mode"]["response_body_mode"] = "BUFFERED" if messages == 3 else "NONE"
     for cluster in config["static_resources"]["clusters"]:
         for group in cluster.get("load_assignment", {}).get("endpoints", []):
             for endpoint in group["lb_endpoints"]:
@@ -114,7 +110,7 @@ def envoy_config(workdir: Path, socket: str, mock_port: int, four: bool) -> tupl
                     address["pipe"]["path"] = socket
                 else:
                     address["socket_address"]["port_value"] = mock_port
-    path = workdir / f"envoy-{4 if four else 2}.yaml"
+    path = workdir / f"envoy-{messages}.yaml"
     path.write_text(yaml.safe_dump(config))
     return path, port
 
@@ -123,12 +119,13 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--seconds", type=int, default=8)
     parser.add_argument("--burn-us", type=float, default=0, help="servicer CPU per request, µs")
-    parser.add_argument("--serve", nargs=2, help=argparse.SUPPRESS)     # internal: the servicer
+    parser.add_argument("--serve", help=argparse.SUPPRESS)     # internal: the servicer, on this socket
     args = parser.parse_args()
     if args.serve:
-        serve(args.serve[0], args.serve[1] == "4", args.burn_us)
+        serve(args.serve, args.burn_us)
         return
     from extproc.envoy_config import envoy_binary
+    from extproc.supervisor import WORKER_GRPC_EXPERIMENTS
     binary = ensure_wrk()
     workdir = Path(tempfile.mkdtemp(prefix="llmgw-floor-"))
     mock_port = free_port()
@@ -146,12 +143,13 @@ def main() -> None:
         alone.terminate()
         alone.wait()
         print(f"Envoy alone: one request at a time, p50 {p50:.2f} ms")
-        for four in (True, False):
-            socket = str(workdir / f"floor-{4 if four else 2}.sock")
+        for messages in (3, 2):
+            socket = str(workdir / f"floor-{messages}.sock")
+            path, port = envoy_config(workdir, socket, mock_port, messages)
+            # gRPC's endpoints as the gateway's workers run them (extproc/supervisor.py).
             servicer = subprocess.Popen(["taskset", "-c", "0", sys.executable, __file__, "--burn-us",
-                                         str(args.burn_us), "--serve", socket,
-                                         "4" if four else "2"])
-            path, port = envoy_config(workdir, socket, mock_port, four)
+                                         str(args.burn_us), "--serve", socket],
+                                        env={"GRPC_EXPERIMENTS": WORKER_GRPC_EXPERIMENTS, **os.environ})
             envoy = subprocess.Popen(["taskset", "-c", "0", envoy_binary(), "-c", str(path), "--concurrency", "1",
                                       "--disable-hot-restart", "--log-level", "error"],
                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -165,7 +163,7 @@ def main() -> None:
                 per_request = (cpu_seconds(servicer.pid) - before) / max(1, result["requests"]) * 1e6
                 envoy_per_request = (cpu_seconds(envoy.pid) - envoy_before) / max(1, result["requests"]) * 1e6
                 p50 = sequential_p50(f"http://127.0.0.1:{port}/v1/chat/completions", "k", body)
-                print(f"{4 if four else 2} messages per request: {result['rps']:.0f} req/s, "
+                print(f"{messages} messages per request: {result['rps']:.0f} req/s, "
                       f"p50 {result['p50']:.1f} ms, CPU per request: servicer {per_request:.0f} us, "
                       f"Envoy {envoy_per_request:.0f} us, "
                       f"non-2xx {result['errors']}; one request at a time, p50 {p50:.2f} ms")

@@ -1,5 +1,8 @@
 """The service's own work per request, without gRPC or Envoy: runs the quickstart
-pipeline over the four ext_proc messages of a chat request in a loop.
+pipeline over the ext_proc messages of a chat request in a loop, as Envoy sends them
+with envoy/quickstart.yaml: request headers (with what json_to_metadata read from the
+body), request body, and the response body alone (its headers skipped, its status as
+an attribute; README "What a request goes through").
 
     .venv/bin/python bench/pipeline.py [--profile]
 """
@@ -24,10 +27,12 @@ os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", metrics_dir)
 
 from envoy.config.core.v3 import base_pb2  # noqa: E402
 from envoy.service.ext_proc.v3 import external_processor_pb2 as ep  # noqa: E402
+from google.protobuf import struct_pb2  # noqa: E402
 
 from extproc import metrics  # noqa: E402
 from extproc.call import Call  # noqa: E402
 from extproc.config import load_config  # noqa: E402
+from extproc.envoy_features import EXT_PROC, announced_features  # noqa: E402
 from extproc.server import Runtime  # noqa: E402
 
 PROMPT = ("Summarize the following note for the weekly report: the gateway team finished the "
@@ -39,21 +44,27 @@ def headers(pairs: dict, eos: bool = False) -> ep.HttpHeaders:
         base_pb2.HeaderValue(key=k, raw_value=v.encode()) for k, v in pairs.items()]), end_of_stream=eos)
 
 
-def messages(budget: bool) -> list:
+def _struct(fields: dict) -> struct_pb2.Struct:
+    struct = struct_pb2.Struct()
+    struct.update(fields)
+    return struct
+
+
+def messages() -> list:
     body = orjson.dumps({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": PROMPT}]})
     reply = orjson.dumps({"id": "x", "object": "chat.completion", "model": "gpt-4o-mini", "choices": [
         {"index": 0, "message": {"role": "assistant", "content": PROMPT}, "finish_reason": "stop"}],
         "usage": {"prompt_tokens": 60, "completion_tokens": 55, "total_tokens": 115}})
     key = "sk-demo-alice"
-    return [
-        ep.ProcessingRequest(request_headers=headers({
-            ":method": "POST", ":path": "/v1/chat/completions", ":authority": "gw",
-            "authorization": f"Bearer {key}", "content-type": "application/json",
-            "x-request-id": "bench"})),
-        ep.ProcessingRequest(request_body=ep.HttpBody(body=body, end_of_stream=True)),
-        ep.ProcessingRequest(response_headers=headers({":status": "200", "content-type": "application/json"})),
-        ep.ProcessingRequest(response_body=ep.HttpBody(body=reply, end_of_stream=True)),
-    ]
+    first = ep.ProcessingRequest(request_headers=headers({
+        ":method": "POST", ":path": "/v1/chat/completions", ":authority": "gw",
+        "authorization": f"Bearer {key}", "content-type": "application/json",
+        "x-request-id": "bench"}))
+    first.metadata_context.filter_metadata["llm_gateway.request"].CopyFrom(
+        _struct({"stream": False, "model": "gpt-4o-mini"}))
+    last = ep.ProcessingRequest(response_body=ep.HttpBody(body=reply, end_of_stream=True))
+    last.attributes["envoy.filters.http.ext_proc"].CopyFrom(_struct({"response.code": 200}))
+    return [first, ep.ProcessingRequest(request_body=ep.HttpBody(body=body, end_of_stream=True)), last]
 
 
 def bench_config() -> str:
@@ -66,21 +77,27 @@ def bench_config() -> str:
     return str(path)
 
 
-async def run(rounds: int, budget: bool) -> float:
+async def run(rounds: int, budget: bool, profile=None) -> float:
     config = load_config(bench_config() if budget else str(ROOT / "config" / "quickstart.yaml"))
     sys.stdout = open(os.devnull, "w")       # the log line is written, to /dev/null
     runtime = Runtime(config)
     metrics.batch_writes()                   # as a worker does, flushing now and then
-    sequence = messages(budget)
+    sequence = messages()
+    envoy = yaml.safe_load((ROOT / "envoy" / "quickstart.yaml").read_text())
+    manager = envoy["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"]
+    features = announced_features(next(f["typed_config"] for f in manager["http_filters"] if f["name"] == EXT_PROC))
     for _ in range(200):
-        call = Call(runtime.config)
+        call = Call(runtime.config, features)
         for message in sequence:
             await runtime.pipeline.handle(call, message)
         await runtime.pipeline.run_done(call)       # as the worker does after the last reply
         await asyncio.sleep(0)
+    assert call.response_in_body and call.status == 200 and call.usage, "not the one-message JSON path"
+    if profile:
+        profile.enable()
     started = time.perf_counter()
     for index in range(rounds):
-        call = Call(runtime.config)
+        call = Call(runtime.config, features)
         for message in sequence:
             await runtime.pipeline.handle(call, message)
         await runtime.pipeline.run_done(call)       # as the worker does after the last reply
@@ -88,6 +105,8 @@ async def run(rounds: int, budget: bool) -> float:
         if index % 100 == 0:
             metrics.flush()
     elapsed = time.perf_counter() - started
+    if profile:
+        profile.disable()
     sys.stdout = sys.__stdout__
     return elapsed / rounds * 1e6
 
@@ -100,14 +119,14 @@ def main() -> None:
     if args.profile:
         import cProfile
         import pstats
-        cProfile.runctx("asyncio.run(run(rounds, True))", globals(), {"rounds": args.rounds},
-                        "/tmp/pipeline.prof")
-        pstats.Stats("/tmp/pipeline.prof").sort_stats("cumulative").print_stats(35)
+        profile = cProfile.Profile()
+        asyncio.run(run(args.rounds, True, profile))
+        pstats.Stats(profile).sort_stats("tottime").print_stats(35)
         return
     for budget in (False, True):
         micros = asyncio.run(run(args.rounds, budget))
         what = "with a token budget (SQLite, allotments)" if budget else "no budget applies"
-        print(f"quickstart pipeline, 4 messages, {what}: {micros:.0f} us per request")
+        print(f"quickstart pipeline, a JSON chat call (3 messages), {what}: {micros:.0f} us per request")
 
 
 if __name__ == "__main__":
