@@ -34,6 +34,8 @@ _PR_SET_PDEATHSIG = 1
 # GRPC_EXPERIMENTS wins; a grpcio that no longer knows these names logs "Unknown
 # experiment" and runs as before.
 WORKER_GRPC_EXPERIMENTS = "-event_engine_listener,-event_engine_for_all_other_endpoints"
+# How often Envoy writes its access log (stderr) when less than 64 KB is waiting.
+ENVOY_LOG_FLUSH_MS = 1000
 
 
 def _die_with_parent() -> None:
@@ -152,8 +154,11 @@ class Supervisor:
                                              self.config.server.worker_connection_age_s)
         path = envoy_config.write(rendered, self.run_dir / "envoy.yaml")
         self.envoy_admin = _admin_url(rendered)
+        # Envoy writes its access log lines every flush interval (default 10 s) or per
+        # 64 KB: a quiet gateway's lines would show up 10 s late.
         self.envoy = self._spawn([envoy_config.envoy_binary(), "-c", str(path),
                                   "--disable-hot-restart", "--log-level", "warn",
+                                  "--file-flush-interval-msec", str(ENVOY_LOG_FLUSH_MS),
                                   "--concurrency", str(max(1, self.worker_count))])
         deadline = time.monotonic() + 30
         while not self._envoy_ready():
