@@ -261,3 +261,23 @@ def test_every_worker_thread_gets_the_configured_scheduling_policy(tmp_path, sch
         assert "SCHED_BATCH" not in stack.stderr_path.read_text()     # no warning: it was allowed
     finally:
         stack.stop()
+
+
+def test_a_sandbox_that_refuses_batch_scheduling_gets_a_warning_and_the_default(monkeypatch, caplog):
+    """Where seccomp or a policy forbids sched_setscheduler, the worker still starts:
+    it says so once and keeps the default policy (the e2e above covers the allowed case)."""
+    from extproc import server
+
+    def refuse(pid, policy, param):
+        raise PermissionError(1, "Operation not permitted")
+
+    monkeypatch.setattr(os, "sched_setscheduler", refuse)
+    before = os.sched_getscheduler(0)
+    with caplog.at_level("WARNING", logger="extproc.server"):
+        server.schedule_worker_threads("batch")
+    assert os.sched_getscheduler(0) == before
+    assert [r.getMessage() for r in caplog.records] == [
+        "could not set the SCHED_BATCH policy ([Errno 1] Operation not permitted); running with the default"]
+    caplog.clear()
+    server.schedule_worker_threads("normal")          # the default asks for nothing (refuse unused)
+    assert caplog.records == []
