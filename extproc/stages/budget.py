@@ -101,7 +101,6 @@ class Budget(Stage):
             call.reply.set_headers.update(extra)
 
 
-
 class BudgetSettle(Stage):
     """The settling half of Budget; runs after ResponseUsage has the final usage."""
 
@@ -134,6 +133,7 @@ class BudgetSettle(Stage):
                 remaining = metrics.child(metrics.budget_remaining, charge.limit.name,
                                           charge.counter.split("|")[1], charge.limit.kind)
                 remaining.set(charge.limit.limit - spent[charge.counter])
+
 
 def _refusal_message(charge: Charge, code: str) -> str:
     limit = charge.limit
