@@ -116,6 +116,20 @@ def test_usage_reaches_envoy_access_log_within_a_second(gateway, alice):
         assert entry["output_tokens"] == 2 and entry["input_tokens"] > 0 and entry["backend"] == "mock"
 
 
+def test_envoy_starts_without_a_wall_of_work_in_progress_notes(gateway, alice):
+    """`extproc up` keeps Envoy's stderr for what matters: its access log and real
+    warnings, not a note per work-in-progress proto at every start."""
+    rid = _rid()
+    alice.chat.completions.create(model="gpt-4o-mini", extra_headers={"x-request-id": rid},
+                                  messages=[{"role": "user", "content": "hello"}])
+    deadline = time.time() + 2.5
+    while rid not in gateway.stderr_path.read_text() and time.time() < deadline:
+        time.sleep(0.05)
+    stderr = gateway.stderr_path.read_text()
+    assert rid in stderr                       # Envoy's stderr does land in this file
+    assert "work-in-progress" not in stderr
+
+
 # --- golden: recorded OpenAI traffic replayed by the mock --------------------------
 
 def _recording(name: str) -> dict:
