@@ -12,6 +12,12 @@ gap between the rows is what the response message costs. Each
 row also gives the p50 of requests sent one at a time, next to Envoy alone's:
 the latency any grpc-python ext_proc adds before doing anything.
 
+    .venv/bin/python bench/floor.py --paced-rps 300
+
+adds, for Envoy alone and each row, the p50 under that request rate paced over
+bench/run.py's paced connections: with the gateway's half maximum as the rate, what
+any grpc-python ext_proc adds at half load before doing anything.
+
     .venv/bin/python bench/floor.py --burn-us 500
 
 makes the servicer spend that much CPU per request (in its request-body reply), as
@@ -36,7 +42,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(ROOT / "bench"))
 from gateway_stack import free_port, wait_for_port  # noqa: E402
-from run import PROMPT, cpu_seconds, ensure_wrk, envoy_alone, pin, wrk  # noqa: E402
+from run import PACED_CONNECTIONS, PROMPT, cpu_seconds, ensure_wrk, envoy_alone, pin, wrk  # noqa: E402
 
 import httpx  # noqa: E402
 
@@ -52,6 +58,14 @@ def sequential_p50(url: str, key: str, body: str, samples: int = 300) -> float:
             if index >= 20:
                 times.append((time.perf_counter() - started) * 1000)
     return statistics.median(times)
+
+
+def paced_p50(binary: str, url: str, key: str, body: str, args) -> str:
+    """", p50 X ms paced at N req/s" when --paced-rps asks for it, else ""."""
+    if not args.paced_rps:
+        return ""
+    result = wrk(binary, url, key, body, args.seconds, PACED_CONNECTIONS, 1000 * PACED_CONNECTIONS / args.paced_rps)
+    return f"; paced at {args.paced_rps:.0f} req/s, p50 {result['p50']:.2f} ms"
 
 
 def serve(path: str, burn_us: float) -> None:
@@ -119,6 +133,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--seconds", type=int, default=8)
     parser.add_argument("--burn-us", type=float, default=0, help="servicer CPU per request, µs")
+    parser.add_argument("--paced-rps", type=float, help="also the p50 at this paced rate")
     parser.add_argument("--serve", help=argparse.SUPPRESS)     # internal: the servicer, on this socket
     args = parser.parse_args()
     if args.serve:
@@ -139,10 +154,12 @@ def main() -> None:
     alone, alone_port = envoy_alone(workdir, mock_port)
     pin(alone.pid, 0)
     try:
-        p50 = sequential_p50(f"http://127.0.0.1:{alone_port}/v1/chat/completions", "mock-provider-key", body)
+        alone_url = f"http://127.0.0.1:{alone_port}/v1/chat/completions"
+        p50 = sequential_p50(alone_url, "mock-provider-key", body)
+        paced = paced_p50(binary, alone_url, "mock-provider-key", body, args)
         alone.terminate()
         alone.wait()
-        print(f"Envoy alone: one request at a time, p50 {p50:.2f} ms")
+        print(f"Envoy alone: one request at a time, p50 {p50:.2f} ms{paced}")
         for messages in (3, 2):
             socket = str(workdir / f"floor-{messages}.sock")
             path, port = envoy_config(workdir, socket, mock_port, messages)
@@ -162,11 +179,13 @@ def main() -> None:
                              args.seconds, 32)
                 per_request = (cpu_seconds(servicer.pid) - before) / max(1, result["requests"]) * 1e6
                 envoy_per_request = (cpu_seconds(envoy.pid) - envoy_before) / max(1, result["requests"]) * 1e6
-                p50 = sequential_p50(f"http://127.0.0.1:{port}/v1/chat/completions", "k", body)
+                url = f"http://127.0.0.1:{port}/v1/chat/completions"
+                p50 = sequential_p50(url, "k", body)
                 print(f"{messages} messages per request: {result['rps']:.0f} req/s, "
                       f"p50 {result['p50']:.1f} ms, CPU per request: servicer {per_request:.0f} us, "
                       f"Envoy {envoy_per_request:.0f} us, "
-                      f"non-2xx {result['errors']}; one request at a time, p50 {p50:.2f} ms")
+                      f"non-2xx {result['errors']}; one request at a time, p50 {p50:.2f} ms"
+                      f"{paced_p50(binary, url, 'k', body, args)}")
             finally:
                 for process in (envoy, servicer):
                     process.terminate()
