@@ -139,44 +139,123 @@ def test_restart_keeps_spent(tmp_path, redis_url, kind):
         report = subprocess.run(
             [sys.executable, "-m", "extproc", "usage", "--config", str(tmp_path / "again" / "gateway.yaml"),
              "--state-dir", str(state)], capture_output=True, text=True, cwd=ROOT, timeout=60)
-        line = next(l for l in report.stdout.splitlines() if l.startswith("carol-tokens"))
+        line = next(row for row in report.stdout.splitlines() if row.startswith("carol-tokens"))
         assert f"{spent + used:,.0f}" in line.split() and "600" in line
     finally:
         second.stop()
 
 
-def test_far_from_its_end_a_budget_is_admitted_in_worker_memory_and_every_token_lands(tmp_path):
-    """Two workers, a budget far from its end: after each worker's first call they admit
-    from their allotments (no store round trip), and once they hand them back the store
-    holds exactly the usage every response reported."""
-    config = budget_config()
+def erin_config(store: dict | None = None) -> dict:
+    """budget_config plus erin, whose budget is far from its end: worker allotments."""
+    config = budget_config(store)
     config["keys"].append({"id": "erin", "key": "sk-test-erin", "user": "erin", "team": "big",
                            "models": "*"})
     config["budgets"].append({"name": "erin-tokens", "scope": "key", "match": "erin",
                               "unit": "tokens", "limit": 10**9, "window": "month"})
-    stack = GatewayStack(tmp_path, config, workers=2).start()
+    return config
+
+
+def erin_call(stack: GatewayStack, index: int) -> httpx.Response:
+    return httpx.post(f"{stack.base_url}/chat/completions", timeout=60,
+                      headers={"authorization": "Bearer sk-test-erin"},
+                      json={"model": "gpt-4o-mini", "max_tokens": 30, "messages": [
+                          {"role": "user", "content": f"call {index} " + "word " * index}]})
+
+
+def admissions(stack: GatewayStack) -> dict[str, float]:
+    """gateway_budget_admissions_total by path (allotment: in worker memory; store)."""
+    text = stack.metrics('gateway_budget_admissions_total{path="allotment"}')
+    return {path: float(line.rsplit(" ", 1)[1]) for path in ("allotment", "store")
+            for line in text.splitlines()
+            if line.startswith(f'gateway_budget_admissions_total{{path="{path}"}}')}
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "redis"])
+def test_far_from_its_end_a_budget_is_admitted_in_worker_memory_and_every_token_lands(
+        tmp_path, redis_url, kind):
+    """Two workers, a budget far from its end: after each worker's first call they admit
+    from their allotments (no store round trip), and once they hand them back the store
+    holds exactly the usage every response reported."""
+    if kind == "redis":
+        asyncio.run(_flush(redis_url))
+    stack = GatewayStack(tmp_path, erin_config({"kind": "redis", "url": redis_url} if kind == "redis"
+                                               else None), workers=2).start()
     try:
-        def call(index: int) -> httpx.Response:
-            return httpx.post(f"{stack.base_url}/chat/completions", timeout=60,
-                              headers={"authorization": "Bearer sk-test-erin"},
-                              json={"model": "gpt-4o-mini", "max_tokens": 30, "messages": [
-                                  {"role": "user", "content": f"call {index} " + "word " * index}]})
         with concurrent.futures.ThreadPoolExecutor(max_workers=6) as pool:
-            responses = list(pool.map(call, range(120)))
+            responses = list(pool.map(lambda index: erin_call(stack, index), range(120)))
         assert [r.status_code for r in responses] == [200] * 120
         assert all(r.headers["x-ratelimit-limit-tokens"] == str(10**9) for r in responses)
         reported = sum(r.json()["usage"]["total_tokens"] for r in responses)
-        counters = settled_rows(SQLiteStore(str(stack.state_dir / "budgets.sqlite3")), timeout=10)
+        counters = settled_rows(open_store(kind, stack, redis_url), timeout=10)
         assert counters["erin-tokens|erin"].held == 0, "an allotment was not handed back"
         assert counters["erin-tokens|erin"].spent == reported
-        text = stack.metrics('gateway_budget_admissions_total{path="allotment"}')
-        admitted = {path: float(line.rsplit(" ", 1)[1]) for path in ("allotment", "store")
-                    for line in text.splitlines()
-                    if line.startswith(f'gateway_budget_admissions_total{{path="{path}"}}')}
+        admitted = admissions(stack)
         assert admitted["allotment"] + admitted["store"] == 120
         assert admitted["allotment"] >= 60, admitted
     finally:
         stack.stop()
+
+
+def test_a_redis_outage_under_allotments_loses_and_doubles_no_spend(tmp_path):
+    """Redis stops while a worker admits from its allotment: calls the allotment covers
+    are still answered (their spend waits in the worker), the rest fail closed; once
+    Redis is back, the store's spend is exactly the usage of every answered call, the
+    outage's included, none counted twice (an exchange whose reply was lost is not
+    applied again: the Redis exchange carries the worker's running total)."""
+    import shutil
+    import signal as signals
+    import time
+    from gateway_stack import free_port, wait_for_port
+    port = free_port()
+    data = tmp_path / "redis"
+    data.mkdir()
+
+    def start_redis():
+        process = subprocess.Popen([shutil.which("redis-server"), "--port", str(port), "--bind", "127.0.0.1",
+                                    "--dir", str(data), "--appendonly", "yes", "--save", ""],
+                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_for_port(port, process=process)
+        return process
+
+    redis_process = start_redis()
+    url = f"redis://127.0.0.1:{port}/0"
+    (tmp_path / "gw").mkdir()
+    stack = GatewayStack(tmp_path / "gw", erin_config({"kind": "redis", "url": url}), workers=1).start()
+    try:
+        before = [erin_call(stack, i) for i in range(20)]
+        assert [r.status_code for r in before] == [200] * 20
+        assert admissions(stack)["allotment"] > 0          # an allotment is held
+        redis_process.send_signal(signals.SIGTERM)         # appendonly: the spend survives
+        redis_process.wait(timeout=10)
+        # Until the allotment (sized for a few dozen calls) runs out, then a few more.
+        served, refused = [], []
+        while len(refused) < 3 and len(served) < 300:
+            response = erin_call(stack, 20 + len(served) + len(refused))
+            (served if response.status_code == 200 and not refused else refused).append(response)
+        assert served, "the allotment should have covered calls during the outage"
+        assert len(refused) == 3, "calls beyond the allotment should have failed closed"
+        for response in refused:
+            error = response.json()["error"]
+            assert response.status_code == 500 and error["code"] == "gateway_error"
+            assert "budget store is unavailable" in error["message"]
+        redis_process = start_redis()
+        deadline = time.monotonic() + 15
+        after = []
+        while len(after) < 10 and time.monotonic() < deadline:
+            response = erin_call(stack, 100 + len(after))
+            if response.status_code == 200:
+                after.append(response)
+            else:
+                time.sleep(0.2)
+        assert len(after) == 10, "the gateway did not recover once Redis was back"
+        answered = before + served + after
+        counters = settled_rows(RedisStore(url), timeout=10)
+        assert counters["erin-tokens|erin"].held == 0
+        assert counters["erin-tokens|erin"].spent == sum(r.json()["usage"]["total_tokens"] for r in answered)
+    finally:
+        stack.stop()
+        redis_process.terminate()
+        redis_process.wait(timeout=10)
 
 
 def test_failed_upstream_and_cancelled_stream_leave_no_reservation(tmp_path):
