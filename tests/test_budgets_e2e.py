@@ -5,16 +5,20 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import shutil
+import signal
 import subprocess
 import sys
+import time
 import uuid
+from pathlib import Path
 
 import httpx
 import pytest
 
 from extproc.store.redis_store import RedisStore
 from extproc.store.sqlite_store import SQLiteStore
-from gateway_stack import ROOT, GatewayStack, quickstart_config, settled_rows
+from gateway_stack import ROOT, GatewayStack, free_port, quickstart_config, settled_rows, wait_for_port
 
 CAROL = {"authorization": "Bearer sk-test-carol"}
 BUDGET = 600
@@ -145,6 +149,31 @@ def test_restart_keeps_spent(tmp_path, redis_url, kind):
         second.stop()
 
 
+class RestartableRedis:
+    """A redis-server of the test's own, append-only: stopped (SIGTERM) and started again
+    on the same port, it keeps what it held, as a restarted production Redis would."""
+
+    def __init__(self, workdir: Path) -> None:
+        self.port = free_port()
+        self.data = workdir / "redis"
+        self.data.mkdir()
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.process: subprocess.Popen | None = None
+        self.start()
+
+    def start(self) -> None:
+        self.process = subprocess.Popen(
+            [shutil.which("redis-server"), "--port", str(self.port), "--bind", "127.0.0.1",
+             "--dir", str(self.data), "--appendonly", "yes", "--save", ""],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_for_port(self.port, process=self.process)
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            self.process.wait(timeout=10)
+
+
 def erin_config(store: dict | None = None) -> dict:
     """budget_config plus erin, whose budget is far from its end: worker allotments."""
     config = budget_config(store)
@@ -202,31 +231,15 @@ def test_a_redis_outage_under_allotments_loses_and_doubles_no_spend(tmp_path):
     Redis is back, the store's spend is exactly the usage of every answered call, the
     outage's included, none counted twice (an exchange whose reply was lost is not
     applied again: the Redis exchange carries the worker's running total)."""
-    import shutil
-    import signal as signals
-    import time
-    from gateway_stack import free_port, wait_for_port
-    port = free_port()
-    data = tmp_path / "redis"
-    data.mkdir()
-
-    def start_redis():
-        process = subprocess.Popen([shutil.which("redis-server"), "--port", str(port), "--bind", "127.0.0.1",
-                                    "--dir", str(data), "--appendonly", "yes", "--save", ""],
-                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        wait_for_port(port, process=process)
-        return process
-
-    redis_process = start_redis()
-    url = f"redis://127.0.0.1:{port}/0"
+    redis = RestartableRedis(tmp_path)
+    url = redis.url
     (tmp_path / "gw").mkdir()
     stack = GatewayStack(tmp_path / "gw", erin_config({"kind": "redis", "url": url}), workers=1).start()
     try:
         before = [erin_call(stack, i) for i in range(20)]
         assert [r.status_code for r in before] == [200] * 20
         assert admissions(stack)["allotment"] > 0          # an allotment is held
-        redis_process.send_signal(signals.SIGTERM)         # appendonly: the spend survives
-        redis_process.wait(timeout=10)
+        redis.stop()                                       # appendonly: the spend survives
         # Until the allotment (sized for a few dozen calls) runs out, then a few more.
         served, refused = [], []
         while len(refused) < 3 and len(served) < 300:
@@ -238,7 +251,7 @@ def test_a_redis_outage_under_allotments_loses_and_doubles_no_spend(tmp_path):
             error = response.json()["error"]
             assert response.status_code == 500 and error["code"] == "gateway_error"
             assert "budget store is unavailable" in error["message"]
-        redis_process = start_redis()
+        redis.start()
         deadline = time.monotonic() + 15
         after = []
         while len(after) < 10 and time.monotonic() < deadline:
@@ -254,8 +267,7 @@ def test_a_redis_outage_under_allotments_loses_and_doubles_no_spend(tmp_path):
         assert counters["erin-tokens|erin"].spent == sum(r.json()["usage"]["total_tokens"] for r in answered)
     finally:
         stack.stop()
-        redis_process.terminate()
-        redis_process.wait(timeout=10)
+        redis.stop()
 
 
 def test_failed_upstream_and_cancelled_stream_leave_no_reservation(tmp_path):
@@ -278,7 +290,6 @@ def test_failed_upstream_and_cancelled_stream_leave_no_reservation(tmp_path):
         assert record["outcome"] == "cancelled" and record["usage_estimated"]
         charged = record["input_tokens"] + record["output_tokens"]
         assert charged > 0
-        import time
         deadline = time.time() + 5
         while rows(store)["carol-tokens|carol"].spent != charged and time.time() < deadline:
             time.sleep(0.05)
@@ -326,7 +337,6 @@ def test_a_slow_store_does_not_hold_the_answer_back_and_its_settle_still_lands(t
     own: the client does not wait for the store, and the settle is not cut short when
     Envoy resets the finished stream."""
     import threading
-    import time
 
     import redis
     asyncio.run(_flush(redis_url))
@@ -367,7 +377,6 @@ def test_a_slow_store_does_not_hold_the_answer_back_and_its_settle_still_lands(t
 
 @pytest.mark.parametrize("fail_mode", ["closed", "open"])
 def test_unreachable_store_applies_fail_mode_and_counts_it(tmp_path, fail_mode):
-    from gateway_stack import free_port
     dead = f"redis://127.0.0.1:{free_port()}/0"
     stack = GatewayStack(tmp_path, budget_config({"kind": "redis", "url": dead,
                                                   "fail_mode": fail_mode})).start()
@@ -388,32 +397,16 @@ def test_unreachable_store_applies_fail_mode_and_counts_it(tmp_path, fail_mode):
 def test_redis_restart_fails_closed_then_recovers_without_double_counting(tmp_path):
     """Redis stopped and started again: refused while down (fail closed), then the spend
     is exactly the usage of the requests that were answered, none counted twice."""
-    import shutil
-    import signal as signals
-    import time
-    from gateway_stack import free_port, wait_for_port
-    port = free_port()
-    data = tmp_path / "redis"
-    data.mkdir()
-
-    def start_redis():
-        process = subprocess.Popen([shutil.which("redis-server"), "--port", str(port), "--bind", "127.0.0.1",
-                                    "--dir", str(data), "--appendonly", "yes", "--save", ""],
-                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        wait_for_port(port, process=process)
-        return process
-
-    redis_process = start_redis()
-    url = f"redis://127.0.0.1:{port}/0"
+    redis = RestartableRedis(tmp_path)
+    url = redis.url
     (tmp_path / "gw").mkdir()
     stack = GatewayStack(tmp_path / "gw", budget_config({"kind": "redis", "url": url})).start()
     try:
         answered = [carol_request(stack, i) for i in range(3)]
-        redis_process.send_signal(signals.SIGTERM)      # appendonly: spend survives the restart
-        redis_process.wait(timeout=10)
+        redis.stop()                                    # appendonly: spend survives the restart
         down = carol_request(stack, 10)
         assert down.status_code == 500 and "budget store is unavailable" in down.json()["error"]["message"]
-        redis_process = start_redis()
+        redis.start()
         deadline = time.monotonic() + 15
         while True:
             again = carol_request(stack, 20)
@@ -427,5 +420,4 @@ def test_redis_restart_fails_closed_then_recovers_without_double_counting(tmp_pa
         assert spent.held == 0
     finally:
         stack.stop()
-        redis_process.terminate()
-        redis_process.wait(timeout=10)
+        redis.stop()
