@@ -29,8 +29,7 @@ from envoy.service.accesslog.v3 import als_pb2, als_pb2_grpc
 
 from .limits import StoreSettings
 from .protocol import METADATA_NAMESPACE, STREAM_USAGE_NAMESPACE
-from .stages import maybe_await
-from .store import StoreUnavailable, open_store
+from .store import StoreUnavailable, maybe_await, open_store
 
 log = logging.getLogger("extproc.cut_streams")
 

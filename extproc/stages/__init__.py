@@ -13,8 +13,6 @@ A stage refuses a request by raising GatewayError; it answers one itself by
 raising ImmediateAnswer.
 """
 
-import inspect
-
 
 class ImmediateAnswer(Exception):
     """A successful answer the gateway gives itself (e.g. GET /v1/models)."""
@@ -29,9 +27,3 @@ class ImmediateAnswer(Exception):
 class Stage:
     name = "stage"
 
-
-async def maybe_await(result):
-    """Hooks and stores may be sync (SQLite) or async (Redis)."""
-    if inspect.isawaitable(result):
-        return await result
-    return result

@@ -20,8 +20,8 @@ from .. import metrics
 from ..call import Call
 from ..errors import GatewayError, gateway_error
 from ..limits import Charge, plan_charges, settled_amount
-from ..store import StoreUnavailable
-from . import Stage, maybe_await
+from ..store import StoreUnavailable, maybe_await
+from . import Stage
 
 log = logging.getLogger("extproc.budget")
 

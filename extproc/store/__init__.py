@@ -7,9 +7,17 @@ the same all-or-nothing `reserve` and exactly-once-per-call `settle`.
 
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass, field
 
 from ..limits import Charge, StoreSettings
+
+
+async def maybe_await(result):
+    """A store's result: SQLite's methods return it, Redis's are coroutines."""
+    if inspect.isawaitable(result):
+        return await result
+    return result
 
 
 class StoreUnavailable(Exception):

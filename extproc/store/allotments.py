@@ -33,7 +33,7 @@ from dataclasses import dataclass
 
 from .. import metrics
 from ..limits import Charge
-from . import Admission, Exchange, StoreUnavailable
+from . import Admission, Exchange, StoreUnavailable, maybe_await
 
 log = logging.getLogger("extproc.allotments")
 
@@ -42,10 +42,6 @@ IDLE_SECONDS = 1.0              # an allotment unused this long is handed back
 LEASE_SECONDS = 60.0            # renewed at every exchange; frees a dead worker's share
 CALLS_PER_ALLOTMENT = 16        # the least an allotment covers, in calls like the last
 _EPSILON = 1e-9
-
-
-async def _resolved(result):
-    return await result if asyncio.iscoroutine(result) else result
 
 
 @dataclass(slots=True, eq=False)
@@ -147,7 +143,7 @@ class Allotments:
 
     async def _hand_back_and_close(self) -> None:
         await self.flush(hand_back=True)
-        await _resolved(self.store.close())
+        await maybe_await(self.store.close())
 
     # --- allotments -------------------------------------------------------------
 
@@ -227,7 +223,7 @@ class Allotments:
             calls_sized.append(allotment.calls)
             allotment.exchanging = True
         try:
-            granted = await _resolved(self.store.exchange(self.holder, items, now, now + self._lease))
+            granted = await maybe_await(self.store.exchange(self.holder, items, now, now + self._lease))
         except StoreUnavailable as error:
             # Nothing changed in the store (or, Redis, it did and `total` says so): the
             # calls go on against what is held, and the next tick retries.
