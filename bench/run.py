@@ -250,7 +250,6 @@ def main() -> None:
                               "unit": "tokens", "limit": 10**12, "window": "month"})
     # Whatever has started is stopped on the way out, whichever start fails.
     cleanup = contextlib.ExitStack()
-    redis = None
     if args.store == "redis":
         redis, url = start_redis(workdir)
         cleanup.callback(redis.terminate)
