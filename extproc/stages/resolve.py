@@ -6,6 +6,7 @@ import orjson
 
 from ..call import Call
 from ..errors import invalid_request, model_not_allowed, model_not_found
+from ..repeated_keys import repeated_key
 from . import Stage
 
 
@@ -21,6 +22,12 @@ class ParseRequest(Stage):
             raise invalid_request("The request body is not valid JSON.") from None
         if not isinstance(body, dict):
             raise invalid_request("The request body must be a JSON object.")
+        repeated = repeated_key(call.raw_body, body)
+        if repeated is not None:
+            # The provider's parser might keep the other value (repeated_keys.py).
+            named = f"the key '{repeated[:100]}'" if repeated else "a key"
+            raise invalid_request(f"The request body repeats {named} in one of its objects; "
+                                  "send each key once.")
         model = body.get("model")
         if not isinstance(model, str) or not model:
             raise invalid_request("The request body must name a 'model' (a string).")
