@@ -6,7 +6,7 @@ import time
 from typing import Any
 
 from .config import Backend, GatewayConfig, Model, VirtualKey
-from .openai_api import Endpoint, Usage, max_output_tokens, prompt_texts
+from .openai_api import Endpoint, Usage, answers_per_request, max_output_tokens, prompt_texts
 from .protocol import Reply
 from .tokens import count_prompt
 
@@ -79,12 +79,15 @@ class Call:
         return cached
 
     def output_cap(self) -> int:
-        """The output tokens a reservation counts on: the request's cap, else the store's
-        default (none for embeddings). Also what a stream passed through is charged when
-        its usage never came: the service did not see the text."""
-        if self.endpoint.kind == "embeddings":
+        """The output tokens a reservation counts on: the request's cap (else the store's
+        default; none for embeddings) for each answer it asks for (`n`, `best_of`). Also
+        what a stream passed through is charged when its usage never came: the service
+        did not see the text."""
+        kind = self.endpoint.kind
+        if kind == "embeddings":
             return 0
-        return max_output_tokens(self.endpoint.kind, self.body) or self.config.store.default_output_tokens
+        each = max_output_tokens(kind, self.body) or self.config.store.default_output_tokens
+        return each * answers_per_request(kind, self.body)
 
     def new_reply(self) -> Reply:
         self.reply = Reply()

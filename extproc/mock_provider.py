@@ -4,7 +4,7 @@ Faithful where the gateway cares: chat (JSON and SSE, `"usage":null` on chunks
 and a final usage chunk when `stream_options.include_usage`), completions,
 embeddings (float or base64), responses (JSON and SSE), models, OpenAI error
 envelopes. The chat reply echoes the last user message exactly as received,
-cut to `max_tokens`, with usage from the gateway's own tokenizer.
+cut to `max_tokens` (`n` answers of it, each billed), with usage from the gateway's own tokenizer.
 
 Failure modes come from the listener's config or, per request, from headers:
   x-mock-status: 503          answer with this status (OpenAI error body)
@@ -93,6 +93,22 @@ def _truncate(text: str, limit: int | None, encoding: str) -> tuple[str, str]:
     if len(tokens) <= limit:
         return text, "stop"
     return enc.decode(tokens[:limit]), "length"
+
+
+def _answers(kind: str, body: dict) -> tuple[int, int]:
+    """(answers returned, answers generated and billed) as OpenAI counts them: chat's
+    `n`; completions' `n` returned and `max(n, best_of)` generated for each prompt of a
+    batch. Each answer here is the same echo."""
+    def count(name: str) -> int:
+        value = body.get(name)
+        return value if type(value) is int and value > 0 else 1
+    if kind == "chat":
+        return count("n"), count("n")
+    if kind != "completions":
+        return 1, 1
+    prompt = body.get("prompt")
+    prompts = len(prompt) if isinstance(prompt, list) and prompt and not isinstance(prompt[0], int) else 1
+    return count("n") * prompts, max(count("n"), count("best_of")) * prompts
 
 
 def _last_user_text(kind: str, body: dict) -> str:
@@ -209,8 +225,9 @@ class MockProvider:
         encoding = encoding_for_model(model)
         text, finish = _truncate(_last_user_text(kind, body), max_output_tokens(kind, body), encoding)
         texts, messages = prompt_texts(kind, body)
+        returned, generated = _answers(kind, body)
         usage = {"prompt_tokens": count_prompt(texts, messages, encoding),
-                 "completion_tokens": count_text(text, encoding)}
+                 "completion_tokens": count_text(text, encoding) * generated}
         cached = _option(self.listener, request, "cached-tokens")
         if cached and cached.isdigit():
             usage["cached_tokens"] = min(int(cached), usage["prompt_tokens"])
@@ -225,9 +242,9 @@ class MockProvider:
             size = int(_option(self.listener, request, "chunk-chars") or 0)
             pieces = [text[i:i + size] for i in range(0, len(text), size)] if size else _words(text)
             events = sse_events(kind, model, pieces or [""], finish, usage,
-                                include_usage and not no_usage, no_usage)
+                                include_usage and not no_usage, no_usage, returned)
             return await self._stream(request, events)
-        reply = json_reply(kind, model, text, finish, None if no_usage else usage)
+        reply = json_reply(kind, model, text, finish, None if no_usage else usage, returned)
         truncate = _option(self.listener, request, "truncate")
         if truncate:
             # Promise the whole body, send a piece of it, then drop the connection.

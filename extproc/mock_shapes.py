@@ -32,7 +32,9 @@ def _response_object(rid: str, model: str, text: str, usage: dict | None, status
             "usage": _usage_responses(usage) if usage else None}
 
 
-def json_reply(kind: str, model: str, text: str, finish: str, usage: dict | None) -> bytes:
+def json_reply(kind: str, model: str, text: str, finish: str, usage: dict | None,
+               choices: int = 1) -> bytes:
+    """The answer; chat and completions give `choices` of them (`n`), each the same text."""
     created = int(time.time())
     if kind == "responses":
         return orjson.dumps(_response_object(f"resp_{uuid.uuid4().hex}", model, text, usage,
@@ -40,13 +42,15 @@ def json_reply(kind: str, model: str, text: str, finish: str, usage: dict | None
     if kind == "completions":
         body = {"id": f"cmpl-{uuid.uuid4().hex[:24]}", "object": "text_completion",
                 "created": created, "model": model,
-                "choices": [{"index": 0, "text": text, "logprobs": None, "finish_reason": finish}]}
+                "choices": [{"index": index, "text": text, "logprobs": None, "finish_reason": finish}
+                            for index in range(choices)]}
     else:
         body = {"id": f"chatcmpl-{uuid.uuid4().hex[:24]}", "object": "chat.completion",
                 "created": created, "model": model, "system_fingerprint": None,
-                "choices": [{"index": 0, "message": {"role": "assistant", "content": text,
-                                                     "refusal": None, "annotations": []},
-                             "logprobs": None, "finish_reason": finish}]}
+                "choices": [{"index": index, "message": {"role": "assistant", "content": text,
+                                                         "refusal": None, "annotations": []},
+                             "logprobs": None, "finish_reason": finish}
+                            for index in range(choices)]}
     if usage is not None:
         body["usage"] = _usage_chat(usage)
     return orjson.dumps(body)
@@ -58,9 +62,10 @@ def _sse(obj: dict, event: str | None = None) -> bytes:
 
 
 def sse_events(kind: str, model: str, pieces: list[str], finish: str, usage: dict,
-               include_usage: bool, no_usage: bool) -> list[bytes]:
+               include_usage: bool, no_usage: bool, choices: int = 1) -> list[bytes]:
     """The events of a stream. With include_usage, OpenAI adds `"usage":null` to every
-    chunk and ends with a `choices: []` chunk that carries usage."""
+    chunk and ends with a `choices: []` chunk that carries usage. With `choices` answers
+    (`n`), each piece comes once per answer, one chunk each, as OpenAI interleaves them."""
     if kind == "responses":
         return _responses_events(model, pieces, None if no_usage else usage)
     cid = f"chatcmpl-{uuid.uuid4().hex[:24]}" if kind == "chat" else f"cmpl-{uuid.uuid4().hex[:24]}"
@@ -77,18 +82,21 @@ def sse_events(kind: str, model: str, pieces: list[str], finish: str, usage: dic
             body["usage"] = None
         return _sse(body)
 
+    answers = range(choices)
     if kind == "chat":
-        events.append(chunk({"index": 0, "delta": {"role": "assistant", "content": "",
-                                                   "refusal": None},
-                             "logprobs": None, "finish_reason": None}))
+        events.extend(chunk({"index": i, "delta": {"role": "assistant", "content": "", "refusal": None},
+                             "logprobs": None, "finish_reason": None}) for i in answers)
         for piece in pieces:
-            events.append(chunk({"index": 0, "delta": {"content": piece}, "logprobs": None,
-                                 "finish_reason": None}))
-        events.append(chunk({"index": 0, "delta": {}, "logprobs": None, "finish_reason": finish}))
+            events.extend(chunk({"index": i, "delta": {"content": piece}, "logprobs": None,
+                                 "finish_reason": None}) for i in answers)
+        events.extend(chunk({"index": i, "delta": {}, "logprobs": None, "finish_reason": finish})
+                      for i in answers)
     else:
         for piece in pieces:
-            events.append(chunk({"index": 0, "text": piece, "logprobs": None, "finish_reason": None}))
-        events.append(chunk({"index": 0, "text": "", "logprobs": None, "finish_reason": finish}))
+            events.extend(chunk({"index": i, "text": piece, "logprobs": None, "finish_reason": None})
+                          for i in answers)
+        events.extend(chunk({"index": i, "text": "", "logprobs": None, "finish_reason": finish})
+                      for i in answers)
     if include_usage:
         events.append(_sse({**base, "choices": [], "usage": _usage_chat(usage)}))
     events.append(b"data: [DONE]\n\n")

@@ -126,6 +126,22 @@ def max_output_tokens(kind: str, body: dict) -> int | None:
     return None
 
 
+def answers_per_request(kind: str, body: dict) -> int:
+    """How many answers one request has generated, each up to its output cap; the
+    provider bills the output of all of them. Chat: `n`. Completions: `max(n, best_of)`
+    per prompt (`best_of` are generated, `n` of them returned), for each prompt of a
+    batch (a list of strings, or of token lists)."""
+    if kind not in ("chat", "completions"):
+        return 1
+    answers = _int(body.get("n")) or 1
+    if kind == "completions":
+        answers = max(answers, _int(body.get("best_of")))
+        prompt = body.get("prompt")
+        if isinstance(prompt, list) and prompt and isinstance(prompt[0], (str, list)):
+            answers *= len(prompt)
+    return answers
+
+
 # --- generated text of a stream, for estimating usage when the provider gives none ----
 
 def generated_texts(kind: str, event: dict) -> Iterator[str]:

@@ -1,9 +1,9 @@
 """Finds a key that a JSON object repeats, so that such a request body can be refused.
 
-JSON parsers disagree on `{"model": "a", "model": "b"}`: orjson (like Python, Go and
-JavaScript) keeps the last value, Envoy's json_to_metadata and some providers the
+JSON parsers disagree on `{"model": "a", "model": "b"}`: orjson (like Envoy's
+json_to_metadata, Python, Go and JavaScript) keeps the last value, other parsers the
 first, serde refuses the body. Forwarding it would let the gateway check one thing and
-the provider act on another: a key allowed `b` only is served `a`; a message whose
+a provider act on another: a key allowed `b` only is served `a`; a message whose
 "content" comes twice has one text scanned by the guardrails and the other sent. So a
 repeated key anywhere in a request body is a 400 (stages/resolve.py).
 

@@ -14,6 +14,7 @@ import uuid
 from pathlib import Path
 
 import httpx
+import openai
 import pytest
 
 from extproc.store.redis_store import RedisStore
@@ -53,15 +54,15 @@ def open_store(kind: str, stack: GatewayStack, redis_url: str | None):
     return SQLiteStore(str(stack.state_dir / "budgets.sqlite3"))
 
 
-def carol_request(stack: GatewayStack, index: int) -> httpx.Response:
+def carol_request(stack: GatewayStack, index: int, **fields) -> httpx.Response:
     return httpx.post(f"{stack.base_url}/chat/completions", headers=CAROL, timeout=60, json={
         "model": "gpt-4o-mini", "max_tokens": 20,
-        "messages": [{"role": "user", "content": f"concurrent budget request number {index}"}]})
+        "messages": [{"role": "user", "content": f"concurrent budget request number {index}"}], **fields})
 
 
-def flood(stacks: list[GatewayStack], total: int) -> list[httpx.Response]:
+def flood(stacks: list[GatewayStack], total: int, **fields) -> list[httpx.Response]:
     with concurrent.futures.ThreadPoolExecutor(max_workers=total) as pool:
-        return list(pool.map(lambda i: carol_request(stacks[i % len(stacks)], i), range(total)))
+        return list(pool.map(lambda i: carol_request(stacks[i % len(stacks)], i, **fields), range(total)))
 
 
 def check_never_overshot(responses, stacks, store):
@@ -95,6 +96,23 @@ def test_80_concurrent_requests_never_overshoot(tmp_path, redis_url, kind):
     try:
         responses = flood([stack], 80)
         check_never_overshot(responses, [stack], open_store(kind, stack, redis_url))
+    finally:
+        stack.stop()
+
+
+def test_every_answer_that_n_asks_for_is_reserved_and_never_overshoots(tmp_path):
+    """Three answers of up to 20 tokens each: a reservation for one would let the
+    flood's admitted calls spend about three times what was held."""
+    stack = GatewayStack(tmp_path, budget_config(), workers=2).start()
+    try:
+        long_prompt = "every answer of this request repeats these words back to the caller " * 3
+        responses = flood([stack], 40, n=3, messages=[{"role": "user", "content": long_prompt}])
+        for response in responses:
+            if response.status_code == 200:
+                answers = response.json()
+                assert len(answers["choices"]) == 3
+                assert answers["usage"]["completion_tokens"] == 3 * 20   # each answer cut at max_tokens
+        check_never_overshot(responses, [stack], open_store("sqlite", stack, None))
     finally:
         stack.stop()
 
@@ -330,6 +348,17 @@ def test_quickstart_bob_has_2000_token_hourly_budget(gateway):
     ok = httpx.post(f"{gateway.base_url}/chat/completions", headers={"authorization": "Bearer sk-demo-bob"},
                     json={"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "fits"}]})
     assert ok.status_code == 200 and ok.headers["x-ratelimit-limit-tokens"] == "2000"
+
+
+def test_quickstart_bob_cannot_ask_for_more_answers_than_his_budget_holds(bob):
+    with pytest.raises(openai.RateLimitError) as refused:
+        bob.chat.completions.create(model="gpt-4o-mini", n=5, max_tokens=500,
+                                    messages=[{"role": "user", "content": "five answers"}])
+    assert refused.value.code == "budget_exceeded"
+    answers = bob.chat.completions.create(model="gpt-4o-mini", n=3, max_tokens=500,
+                                          messages=[{"role": "user", "content": "three answers"}])
+    assert [choice.message.content for choice in answers.choices] == ["three answers"] * 3
+    assert answers.usage.completion_tokens == 3 * 2
 
 
 def test_a_slow_store_does_not_hold_the_answer_back_and_its_settle_still_lands(tmp_path, redis_url):

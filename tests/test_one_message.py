@@ -97,7 +97,7 @@ def test_a_body_that_says_otherwise_than_envoy_read_is_refused(pipeline, announc
     reply = _run(pipeline, call, ep.ProcessingRequest(request_body=ep.HttpBody(body=orjson.dumps(body),
                                                                                 end_of_stream=True)))
     assert reply.immediate_response.status.code == 400
-    assert b"repeats 'stream' or 'model'" in reply.immediate_response.body
+    assert b"'stream' or 'model' is not what the gateway read" in reply.immediate_response.body
 
 
 @pytest.mark.parametrize("announced", [

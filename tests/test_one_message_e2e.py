@@ -63,16 +63,17 @@ def test_other_calls_get_none_of_the_one_message_headers(gateway):
         assert b"data: [DONE]" in response.read()
 
 
-def test_a_repeated_stream_key_is_read_alike_by_envoy_and_the_service(gateway):
-    """Envoy's json_to_metadata and the service both take a repeated key's last value, so
-    a stream announced as not streamed still streams (were they to differ, the service
-    refuses the call: tests/test_one_message.py)."""
+def test_a_repeated_stream_key_is_refused_before_any_response_path_is_taken(gateway):
+    """Envoy's json_to_metadata and the service both take a repeated key's last value, a
+    provider might take the first: the call is refused at its body (400), whatever
+    response path Envoy's metadata had set up (extproc/repeated_keys.py)."""
+    gateway.clear_received()
     body = b'{"model":"gpt-4o-mini","stream":false,"messages":[{"role":"user","content":"hi"}],"stream":true}'
-    with httpx.stream("POST", f"{gateway.base_url}/chat/completions", content=body, headers=ALICE,
-                      timeout=30) as response:
-        assert response.status_code == 200
-        assert response.headers["content-type"].startswith("text/event-stream")
-        assert b"data: [DONE]" in response.read()
+    response = httpx.post(f"{gateway.base_url}/chat/completions", content=body, headers=ALICE, timeout=30)
+    assert response.status_code == 400, response.text
+    assert response.json()["error"]["code"] == "invalid_request"
+    assert "repeats the key 'stream'" in response.json()["error"]["message"]
+    assert gateway.received() == []
 
 
 class _NothingAnnounced(GatewayStack):

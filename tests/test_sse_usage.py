@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from extproc.openai_api import prompt_texts, usage_from_event, usage_from_response
+from extproc.openai_api import answers_per_request, prompt_texts, usage_from_event, usage_from_response
 from extproc.sse import SSEParser
 from extproc.tokens import MAX_EXACT_CHARS, count_text, encoding_for_model
 
@@ -99,6 +99,29 @@ def test_prompt_texts_cover_every_role_and_part():
         {"role": "tool", "content": "T"}]}
     texts, messages = prompt_texts("chat", body)
     assert texts == ["S", "U", "f", "{\"a\":1}", "T"] and messages == 4
+
+
+ANSWERS = [
+    # kind, body, answers the provider generates (and bills) for one request
+    ("chat", {}, 1),
+    ("chat", {"n": 4}, 4),
+    ("chat", {"n": 0}, 1),                     # not a count the provider accepts: its error
+    ("chat", {"n": "4"}, 1),
+    ("chat", {"n": True}, 1),
+    ("completions", {"prompt": "p", "n": 2}, 2),
+    ("completions", {"prompt": "p", "n": 2, "best_of": 5}, 5),
+    ("completions", {"prompt": ["a", "b", "c"], "n": 2}, 6),
+    ("completions", {"prompt": [[1, 2], [3]], "best_of": 3}, 6),
+    ("completions", {"prompt": [1, 2, 3]}, 1),  # one prompt, as token ids
+    ("completions", {"prompt": []}, 1),
+    ("responses", {"n": 3}, 1),
+    ("embeddings", {"n": 3}, 1),
+]
+
+
+@pytest.mark.parametrize("kind,body,expected", ANSWERS)
+def test_answers_per_request(kind, body, expected):
+    assert answers_per_request(kind, body) == expected
 
 
 SAMPLES = ["", "hello world", "naïve café — 東京 🚀", "def f(x):\n    return x**2\n\n\n",

@@ -46,10 +46,11 @@ class OneMessageResponse(Stage):
     def request_body(self, call: Call) -> None:
         if not call.response_in_body:
             return
-        # Envoy read the body's first "stream"/"model", the service its last: a body that
-        # repeats them with other values must not stream past a one-message response.
+        # What Envoy read must be what the service parsed (a repeated key never gets here:
+        # ParseRequest refuses it); should an Envoy config read otherwise, the call must not
+        # stream past a one-message response.
         if call.stream or call.model_name != _announced_model(call):
-            raise invalid_request("The request body repeats 'stream' or 'model' with different values.")
+            raise invalid_request("The request body's 'stream' or 'model' is not what the gateway read from it.")
         headers_from_envoy(call, {"content-type": "application/json"})
 
 
