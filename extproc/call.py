@@ -6,7 +6,8 @@ import time
 from typing import Any
 
 from .config import Backend, GatewayConfig, Model, VirtualKey
-from .openai_api import Endpoint, Usage, answers_per_request, max_output_tokens, prompt_texts
+from .openai_api import (Endpoint, Usage, answers_per_request, max_output_tokens, prompt_texts,
+                         prompt_token_ids)
 from .protocol import Reply
 from .tokens import count_prompt
 
@@ -73,8 +74,10 @@ class Call:
         """Prompt tokens counted offline, once per call (guardrail caps and budgets share it)."""
         cached = self.stage_state.get("prompt_tokens")
         if cached is None:
-            texts, messages = prompt_texts(self.endpoint.kind, self.body)
-            cached = count_prompt(texts, messages, self.model.encoding if self.model else "o200k_base")
+            kind = self.endpoint.kind
+            texts, messages = prompt_texts(kind, self.body)
+            cached = count_prompt(texts, messages, self.model.encoding if self.model else "o200k_base") + \
+                prompt_token_ids(kind, self.body)
             self.stage_state["prompt_tokens"] = cached
         return cached
 

@@ -41,7 +41,7 @@ import yaml
 from aiohttp import web
 
 from .mock_shapes import json_reply, sse_events
-from .openai_api import max_output_tokens, prompt_texts
+from .openai_api import max_output_tokens, prompt_texts, prompt_token_ids
 from .tokens import count_prompt, count_text, encoding_for_model, get_encoding
 
 _WORD = re.compile(r"\s*\S+|\s+")
@@ -196,6 +196,10 @@ class MockProvider:
             return _error(400, "We could not parse the JSON body of your request.", None)
         if not isinstance(body, dict) or not isinstance(body.get("model"), str):
             return _error(400, "you must provide a model parameter", None)
+        for name, most in (("n", 128), ("best_of", 20)):    # OpenAI's own bounds
+            if isinstance(body.get(name), int) and not 1 <= body[name] <= most:
+                return _error(400, f"{body[name]} is not a valid value for '{name}': it must be "
+                              f"between 1 and {most}.", "invalid_value")
         if kind == "embeddings":
             return self._embeddings(body)
         return await self._generate(kind, body, request, entry)
@@ -226,7 +230,7 @@ class MockProvider:
         text, finish = _truncate(_last_user_text(kind, body), max_output_tokens(kind, body), encoding)
         texts, messages = prompt_texts(kind, body)
         returned, generated = _answers(kind, body)
-        usage = {"prompt_tokens": count_prompt(texts, messages, encoding),
+        usage = {"prompt_tokens": count_prompt(texts, messages, encoding) + prompt_token_ids(kind, body),
                  "completion_tokens": count_text(text, encoding) * generated}
         cached = _option(self.listener, request, "cached-tokens")
         if cached and cached.isdigit():

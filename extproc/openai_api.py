@@ -118,6 +118,19 @@ def prompt_texts(kind: str, body: dict) -> tuple[list[str], int]:
     return texts, messages
 
 
+def prompt_token_ids(kind: str, body: dict) -> int:
+    """Tokens a completions prompt or embeddings input gives as token ids (a list of
+    ints, or a batch of them) rather than text: counted as they are."""
+    if kind not in ("completions", "embeddings"):
+        return 0
+    given = body.get("prompt" if kind == "completions" else "input")
+    if not isinstance(given, list):
+        return 0
+    batch = given if given and isinstance(given[0], list) else [given]
+    return sum(len(ids) for ids in batch
+               if isinstance(ids, list) and all(type(i) is int for i in ids))
+
+
 def max_output_tokens(kind: str, body: dict) -> int | None:
     for key in ("max_completion_tokens", "max_tokens", "max_output_tokens"):
         value = body.get(key)

@@ -7,7 +7,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from extproc.openai_api import answers_per_request, prompt_texts, usage_from_event, usage_from_response
+from extproc.openai_api import (answers_per_request, prompt_texts, prompt_token_ids, usage_from_event,
+                                usage_from_response)
 from extproc.sse import SSEParser
 from extproc.tokens import MAX_EXACT_CHARS, count_text, encoding_for_model
 
@@ -122,6 +123,22 @@ ANSWERS = [
 @pytest.mark.parametrize("kind,body,expected", ANSWERS)
 def test_answers_per_request(kind, body, expected):
     assert answers_per_request(kind, body) == expected
+
+
+TOKEN_IDS = [
+    ("completions", {"prompt": [1, 2, 3]}, 3),
+    ("completions", {"prompt": [[1, 2], [3]]}, 3),
+    ("completions", {"prompt": "text"}, 0),
+    ("completions", {"prompt": ["a", "b"]}, 0),
+    ("embeddings", {"input": [[5, 6, 7], [8]]}, 4),
+    ("embeddings", {"input": [1, "x"]}, 0),     # not a list of ids: the provider's error
+    ("chat", {"prompt": [1, 2]}, 0),
+]
+
+
+@pytest.mark.parametrize("kind,body,expected", TOKEN_IDS)
+def test_prompts_given_as_token_ids_are_counted(kind, body, expected):
+    assert prompt_token_ids(kind, body) == expected
 
 
 SAMPLES = ["", "hello world", "naïve café — 東京 🚀", "def f(x):\n    return x**2\n\n\n",
