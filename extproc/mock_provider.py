@@ -206,7 +206,8 @@ class MockProvider:
 
     def _embeddings(self, body: dict) -> web.Response:
         inputs = body.get("input")
-        inputs = [inputs] if isinstance(inputs, str) else list(inputs or [])
+        flat_ids = isinstance(inputs, list) and bool(inputs) and isinstance(inputs[0], int)
+        inputs = [inputs] if isinstance(inputs, str) or flat_ids else list(inputs or [])
         dims = body.get("dimensions") if isinstance(body.get("dimensions"), int) else 1536
         encoding = encoding_for_model(body["model"])
         data = []
@@ -218,7 +219,8 @@ class MockProvider:
             else:
                 embedding = vector
             data.append({"object": "embedding", "index": index, "embedding": embedding})
-        tokens = sum(count_text(t, encoding) if isinstance(t, str) else len(t) for t in inputs)
+        tokens = sum(count_text(t, encoding) for t in inputs if isinstance(t, str)) + \
+            prompt_token_ids("embeddings", body)
         return web.json_response({"object": "list", "data": data, "model": body["model"],
                                   "usage": {"prompt_tokens": tokens, "total_tokens": tokens}},
                                  dumps=lambda o: orjson.dumps(o).decode())

@@ -119,7 +119,7 @@ def test_every_answer_that_n_asks_for_is_reserved_and_never_overshoots(tmp_path)
 
 def test_a_prompt_given_as_token_ids_is_reserved_for(tmp_path):
     """Embeddings of token ids: the ids are the tokens (no text to count), so 700 of
-    them cannot fit carol's 600; 300 can, and spend what the provider reports."""
+    them cannot fit carol's 600; 300, then 50, can, and spend what the provider reports."""
     stack = GatewayStack(tmp_path, budget_config()).start()
     try:
         carol = openai.OpenAI(base_url=stack.base_url, api_key="sk-test-carol", max_retries=0)
@@ -129,8 +129,10 @@ def test_a_prompt_given_as_token_ids_is_reserved_for(tmp_path):
         assert stack.received() == []
         answer = carol.embeddings.create(model="text-embedding-3-small", input=[[17] * 300])
         assert answer.usage.prompt_tokens == 300
+        one = carol.embeddings.create(model="text-embedding-3-small", input=[17] * 50)   # one input, flat
+        assert (len(one.data), one.usage.prompt_tokens) == (1, 50)
         counter = rows(open_store("sqlite", stack, None))["carol-tokens|carol"]
-        assert (counter.spent, counter.held) == (300, 0)
+        assert (counter.spent, counter.held) == (350, 0)
     finally:
         stack.stop()
 
