@@ -155,4 +155,7 @@ def _rule(item: Node) -> Guardrail | None:
         from .plugin import PluginClient
         guardrail["detector"] = PluginClient(item.get("address").str(),
                                              item.get("timeout_ms").number(200, minimum=1) / 1000)
+    if kind in ("pii", "prompt_injection", "banned") and "detector" in guardrail:   # not when invalid
+        from .fold import FoldingDetector       # fullwidth forms, odd spaces, invisible characters
+        guardrail["detector"] = FoldingDetector(guardrail["detector"])
     return Guardrail(**guardrail)
