@@ -6,6 +6,7 @@ import uuid
 
 import httpx
 import openai
+import orjson
 import pytest
 
 from gateway_stack import GatewayStack, quickstart_config
@@ -161,6 +162,28 @@ def test_forbidden_tool_removed_or_blocked(redacting):
     assert "get_weather" in received["body"] and "delete_database" not in received["body"]
     blocked = _chat(redacting, messages, headers={"authorization": "Bearer sk-test-erin"}, tools=tools)
     assert blocked.status_code == 400 and "tools-block" in blocked.json()["error"]["message"]
+
+
+def test_built_in_tools_and_deprecated_functions_face_the_allowlist_too(redacting):
+    """A web search, an MCP server or a `functions` entry has no function name to check:
+    the allowlist names built-in tools by type, and reads chat's deprecated `functions`."""
+    client = openai.OpenAI(base_url=redacting.base_url, api_key="sk-demo-alice", max_retries=0)
+    redacting.clear_received()
+    client.responses.create(model="gpt-4o-mini", input="weather?", tools=[
+        {"type": "web_search_preview"},
+        {"type": "mcp", "server_label": "x", "server_url": "https://mcp.example", "require_approval": "never"},
+        {"type": "function", "name": "get_weather", "parameters": {"type": "object", "properties": {}}}])
+    client.chat.completions.create(
+        model="gpt-4o-mini", messages=[{"role": "user", "content": "weather?"}],
+        functions=[{"name": "delete_database", "parameters": {"type": "object", "properties": {}}}],
+        function_call={"name": "delete_database"})
+    responses_body, chat_body = (orjson.loads(r["body"]) for r in redacting.received())
+    assert [tool.get("name", tool["type"]) for tool in responses_body["tools"]] == ["get_weather"]
+    assert "functions" not in chat_body and "function_call" not in chat_body
+    erin = openai.OpenAI(base_url=redacting.base_url, api_key="sk-test-erin", max_retries=0)
+    with pytest.raises(openai.BadRequestError) as blocked:
+        erin.responses.create(model="gpt-4o-mini", input="search", tools=[{"type": "web_search_preview"}])
+    assert blocked.value.code == "content_blocked" and "tools-block" in str(blocked.value)
 
 
 def test_injection_corpus_blocked_and_benign_corpus_passes(redacting):

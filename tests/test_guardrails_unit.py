@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 from extproc.guardrails import Finding, redact
 from extproc.guardrails.injection import InjectionDetector
 from extproc.guardrails.pii import PIIDetector
+from extproc.guardrails.scan import called_tools, tool_name, tool_names
 
 CORPORA = Path(__file__).parent / "corpora"
 PII = PIIDetector()
@@ -144,3 +145,33 @@ def test_stream_guard_releases_everything_and_no_secret_escapes(pieces):
     # And streaming loses nothing: text with nothing to redact comes out whole.
     if not PII.find(whole):
         assert text == whole
+
+
+TOOL_NAMES = [
+    # endpoint, declared tool, the name an allowlist sees
+    ("chat", {"type": "function", "function": {"name": "get_weather"}}, "get_weather"),
+    ("chat", {"type": "function", "function": {"name": "evil"}, "name": "get_weather"}, "evil"),
+    ("chat", {"type": "custom", "custom": {"name": "grep"}}, "grep"),
+    ("responses", {"type": "function", "name": "get_weather"}, "get_weather"),
+    ("responses", {"type": "function", "name": "evil", "function": {"name": "get_weather"}}, "evil"),
+    ("responses", {"type": "custom", "name": "grep"}, "grep"),
+    ("responses", {"type": "web_search_preview"}, "web_search_preview"),
+    ("responses", {"type": "mcp", "server_label": "x", "server_url": "https://mcp.example",
+                   "name": "get_weather"}, "mcp"),
+    ("responses", {"type": "code_interpreter", "container": {"type": "auto"}}, "code_interpreter"),
+    ("chat", {"function": {"name": "get_weather"}}, ""),      # no type: named by nothing
+    ("chat", "get_weather", ""),
+]
+
+
+@pytest.mark.parametrize("kind,tool,name", TOOL_NAMES)
+def test_tool_names_as_the_provider_reads_them(kind, tool, name):
+    assert tool_name(kind, tool) == name
+
+
+def test_deprecated_functions_are_tools_too():
+    body = {"functions": [{"name": "delete_database"}], "tools": [
+        {"type": "function", "function": {"name": "get_weather"}}]}
+    assert tool_names("chat", body) == ["get_weather", "delete_database"]
+    answer = {"choices": [{"message": {"function_call": {"name": "delete_database", "arguments": "{}"}}}]}
+    assert called_tools("chat", answer) == ["delete_database"]

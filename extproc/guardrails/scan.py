@@ -83,16 +83,32 @@ def response_slots(kind: str, body: dict) -> Iterator[Slot]:
                 yield from _tool_calls(message)
 
 
+def tool_name(kind: str, tool: Any) -> str:
+    """What a tools allowlist calls a declared tool: a function's (or custom tool's) name,
+    where the endpoint reads it (chat: `function.name`; Responses: `name`); a built-in
+    tool's type (`web_search_preview`, `code_interpreter`, `mcp`, ...), whatever else it
+    carries; "" for a shape it cannot name, which no list allows."""
+    if not isinstance(tool, dict):
+        return ""
+    tool_type = tool.get("type")
+    if tool_type not in ("function", "custom"):
+        return tool_type if isinstance(tool_type, str) else ""
+    holder = tool.get(tool_type) if kind == "chat" else tool
+    name = holder.get("name") if isinstance(holder, dict) else None
+    return name if isinstance(name, str) else ""
+
+
 def tool_names(kind: str, body: dict) -> list[str]:
-    """Tool names a request declares."""
-    names = []
-    for tool in body.get("tools") or ():
-        if isinstance(tool, dict):
-            function = tool.get("function")
-            name = function.get("name") if isinstance(function, dict) else tool.get("name")
-            if isinstance(name, str):
-                names.append(name)
+    """The tools a request declares: `tools`, and chat's deprecated `functions`."""
+    names = [tool_name(kind, tool) for tool in body.get("tools") or ()]
+    if kind == "chat":
+        names.extend(legacy_function_name(f) for f in body.get("functions") or ())
     return names
+
+
+def legacy_function_name(function: Any) -> str:
+    name = function.get("name") if isinstance(function, dict) else None
+    return name if isinstance(name, str) else ""
 
 
 def called_tools(kind: str, body: dict) -> list[str]:
@@ -107,8 +123,13 @@ def called_tools(kind: str, body: dict) -> list[str]:
         if not isinstance(choice, dict):
             continue
         message = choice.get("message") or choice.get("delta") or {}
-        for call in (message.get("tool_calls") if isinstance(message, dict) else None) or ():
+        if not isinstance(message, dict):
+            continue
+        for call in message.get("tool_calls") or ():
             function = call.get("function") if isinstance(call, dict) else None
             if isinstance(function, dict) and isinstance(function.get("name"), str):
                 names.append(function["name"])
+        legacy = message.get("function_call")          # the deprecated `functions` API
+        if isinstance(legacy, dict) and isinstance(legacy.get("name"), str):
+            names.append(legacy["name"])
     return names

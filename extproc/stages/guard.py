@@ -13,7 +13,7 @@ from ..call import Call
 from ..errors import GatewayError
 from ..guardrails import redact
 from ..guardrails.config import Guardrail
-from ..guardrails.scan import request_slots, tool_names
+from ..guardrails.scan import legacy_function_name, request_slots, tool_name, tool_names
 from ..openai_api import max_output_tokens
 from . import Stage
 
@@ -143,20 +143,24 @@ class GuardRequest(Stage):
             raise GatewayError(400, "content_blocked", f"The request was blocked by the guardrail "
                                f"'{guardrail.name}': tool not allowed.")
         if guardrail.action == "remove":
-            kept = [t for t in call.body["tools"] if _tool_name(t) not in forbidden]
-            if kept:
-                call.body["tools"] = kept
-            else:
-                call.body.pop("tools", None)
-                call.body.pop("tool_choice", None)
+            kind = call.endpoint.kind
+            _keep(call.body, "tools", "tool_choice", lambda tool: tool_name(kind, tool) not in forbidden)
+            _keep(call.body, "functions", "function_call", lambda f: legacy_function_name(f) not in forbidden)
             call.body_changed = True
             record_verdict(call, guardrail, "request", "removed")
             return
         record_verdict(call, guardrail, "request", "flagged")
 
 
-def _tool_name(tool) -> str | None:
-    if not isinstance(tool, dict):
-        return None
-    function = tool.get("function")
-    return function.get("name") if isinstance(function, dict) else tool.get("name")
+def _keep(body: dict, field: str, choice: str, allowed) -> None:
+    """Keeps the allowed entries of a tools list; none left, the list and its choice go.
+    A choice that forces a tool taken out goes too (the model then chooses)."""
+    if isinstance(body.get(field), list):
+        kept = [entry for entry in body[field] if allowed(entry)]
+        if not kept:
+            body.pop(field)
+            body.pop(choice, None)
+            return
+        body[field] = kept
+    if isinstance(body.get(choice), dict) and not allowed(body[choice]):
+        body.pop(choice)
