@@ -101,6 +101,20 @@ def test_unicode_disguises_do_not_get_past_the_quickstart_guardrails(gateway, al
     assert blocked.value.code == "content_blocked"
 
 
+def test_pii_in_a_prediction_a_suffix_or_a_legacy_function_call_never_reaches_the_provider(gateway, alice):
+    gateway.clear_received()
+    alice.chat.completions.create(
+        model="gpt-4o-mini", prediction={"type": "content", "content": f"Reply to {PLANTED['email']}"},
+        messages=[{"role": "user", "content": "draft it"},
+                  {"role": "assistant", "content": None,
+                   "function_call": {"name": "lookup", "arguments": f'{{"card": "{PLANTED["card"]}"}}'}},
+                  {"role": "function", "name": "lookup", "content": "found"}])
+    alice.completions.create(model="gpt-4o-mini", prompt="def mail():", suffix=f"# ssn {PLANTED['ssn']}")
+    bodies = " ".join(r["body"] for r in gateway.received())
+    assert not any(value in bodies for value in PLANTED.values())
+    assert "[EMAIL]" in bodies and "[CARD]" in bodies and "[SSN]" in bodies
+
+
 def test_pii_block_policy_blocks(redacting):
     response = _chat(redacting, planted_conversation(), headers={"authorization": "Bearer sk-test-erin"})
     assert response.status_code == 400

@@ -1,9 +1,10 @@
 """Where the text is: every string a guardrail must see in a request or response.
 
 Yields (container, key) slots, so a redaction writes back in place. Covers every
-message and role, every content part, tool-call names and arguments, tool
-results, the Responses API input and instructions, completions prompts,
-embeddings input; in responses, message content, tool calls and output text.
+message and role, every content part, tool-call arguments (the deprecated
+function_call's too), tool results, a chat prediction, the Responses API input and
+instructions, completions prompts and suffixes, embeddings input; in responses,
+message content, tool calls and output text.
 """
 
 from __future__ import annotations
@@ -32,6 +33,9 @@ def _tool_calls(message: dict) -> Iterator[Slot]:
         function = call.get("function") if isinstance(call, dict) else None
         if isinstance(function, dict) and isinstance(function.get("arguments"), str):
             yield function, "arguments"
+    legacy = message.get("function_call")       # the deprecated `functions` API
+    if isinstance(legacy, dict) and isinstance(legacy.get("arguments"), str):
+        yield legacy, "arguments"
 
 
 def request_slots(kind: str, body: dict) -> Iterator[Slot]:
@@ -41,6 +45,9 @@ def request_slots(kind: str, body: dict) -> Iterator[Slot]:
                 if "content" in message:
                     yield from _content(message, "content")
                 yield from _tool_calls(message)
+        prediction = body.get("prediction")     # Predicted Outputs: text the model is shown
+        if isinstance(prediction, dict) and "content" in prediction:
+            yield from _content(prediction, "content")
     elif kind == "responses":
         if isinstance(body.get("instructions"), str):
             yield body, "instructions"
@@ -59,6 +66,8 @@ def request_slots(kind: str, body: dict) -> Iterator[Slot]:
         field = "prompt" if kind == "completions" else "input"
         if field in body:
             yield from _content(body, field)
+        if kind == "completions" and isinstance(body.get("suffix"), str):
+            yield body, "suffix"
 
 
 def response_slots(kind: str, body: dict) -> Iterator[Slot]:
