@@ -143,6 +143,20 @@ def test_secret_split_across_sse_chunks_is_redacted(redacting):
     assert body.rstrip().endswith("data: [DONE]")
 
 
+def test_each_answer_of_a_stream_with_n_is_redacted_on_its_own(redacting):
+    """n=3 answers interleave their 3-character chunks: each is held and redacted as a
+    text of its own (one held text for all garbled them and let a secret's pieces out)."""
+    frank = openai.OpenAI(base_url=redacting.base_url, api_key="sk-test-frank", max_retries=0)
+    stream = frank.chat.completions.create(
+        model="gpt-4o-mini", n=3, stream=True, extra_headers={"x-mock-chunk-chars": "3"},
+        messages=[{"role": "user", "content": f"key {SECRET} card {PLANTED['card']} end"}])
+    answers: dict[int, str] = {}
+    for chunk in stream:
+        for choice in chunk.choices:
+            answers[choice.index] = answers.get(choice.index, "") + (choice.delta.content or "")
+    assert answers == {index: "key [SECRET] card [CARD] end" for index in range(3)}
+
+
 def test_guarded_stream_text_leaves_while_the_provider_is_still_generating(redacting):
     # Frank's policy guards responses. The mock streams a word per event and drops the
     # connection after 12 events: what reached the client by then left while the

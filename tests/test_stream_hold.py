@@ -6,6 +6,8 @@ from __future__ import annotations
 from types import SimpleNamespace
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from extproc.guardrails.banned import BannedDetector
 from extproc.guardrails.config import Guardrail
@@ -129,3 +131,42 @@ def test_every_streaming_api_is_held_and_redacted_the_same_way(kind):
     assert released[4:7] == ["", "", ""]                         # the key, held while it grows
     assert released[7] == "[SECRET],"
     assert "".join(released) + tail == "Your key is [SECRET], keep it"
+
+
+def _run_stream(events: list[tuple[int, str]]) -> dict[int, str]:
+    """Chat content events (answer index, text) through a PII StreamGuard, then [DONE]:
+    the text each answer released."""
+    import orjson
+    from extproc.stages.guard_response import StreamGuard
+    call = SimpleNamespace(endpoint=SimpleNamespace(kind="chat"), stage_state={}, error_code=None)
+    stream = StreamGuard(call, [guard("pii", "pii", "redact", PII)], 128)
+    out = b""
+    for index, text in events:
+        data = {"choices": [{"index": index, "delta": {"content": text}}]}
+        out += stream(None, data, b"data: " + orjson.dumps(data) + b"\n\n")
+    out += stream(None, None, b"data: [DONE]\n\n")
+    answers: dict[int, str] = {}
+    for block in out.split(b"\n\n"):
+        if block.startswith(b"data: {"):
+            [choice] = orjson.loads(block[6:])["choices"]
+            answers[choice["index"]] = answers.get(choice["index"], "") + choice["delta"]["content"]
+    return answers
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.sampled_from(["Your", " key", " sk-proj-", "AbCdEfGhIj", "KlMnOpQrSt", "UvWx",
+                                 " a.b", "@example", ".org", " 4111 ", "1111 1111 ", "1111", " ok"]),
+                min_size=1, max_size=12),
+       st.lists(st.booleans(), max_size=40))
+def test_the_answers_of_one_stream_are_held_each_as_if_alone(pieces, turns):
+    """Answers of a stream with `n` interleave their chunks: each comes out as it would
+    alone. Answer 1 here is answer 0's text in another rhythm (two pieces a chunk),
+    the two interleaved as `turns` says."""
+    queues = {0: list(pieces), 1: ["".join(pieces[i:i + 2]) for i in range(0, len(pieces), 2)]}
+    turns = iter(turns)
+    events = []
+    while queues[0] or queues[1]:
+        index = int(next(turns, False)) if queues[0] and queues[1] else (0 if queues[0] else 1)
+        events.append((index, queues[index].pop(0)))
+    alone = _run_stream([(0, piece) for piece in pieces])[0]
+    assert _run_stream(events) == {0: alone, 1: alone}

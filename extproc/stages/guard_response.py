@@ -109,6 +109,23 @@ def released_context(released: str) -> str:
     return released[start:]
 
 
+class _Lane:
+    """The held text of one answer: a choice of a stream that asked for `n` of them
+    interleaves its chunks with the others', so each is held and scanned on its own."""
+
+    __slots__ = ("pending", "context", "template", "choice", "hold_from", "tail_starts")
+
+    def __init__(self, guards: int) -> None:
+        self.pending = ""
+        self.context = ""                       # the end of the released text
+        self.template: dict | None = None       # the answer's last content event, to carry held text
+        self.choice: dict | None = None         # ... and its choice in that event (chat, completions)
+        self.hold_from = 0                      # held text from here on may become a finding
+        # Per text guardrail, where in the held text a finding may still start: no match
+        # can start before it, whatever text comes next, so later scans start there.
+        self.tail_starts = [0] * guards
+
+
 class StreamGuard:
     """An SSE event filter (see ResponseUsage): hold back, scan, redact or block."""
 
@@ -118,67 +135,82 @@ class StreamGuard:
         self.text_guards = [g for g in policy if g.detector is not None and g.type != "tools"]
         self.tool_guards = [g for g in policy if g.type == "tools"]
         self.window = window
-        self.pending = ""
-        self.context = ""                       # the end of the released text
-        self.template: dict | None = None       # the last content event, to carry held text
+        self.lanes: dict = {}                   # per answer: a choice's index, a Responses part
         self.blocked: Guardrail | None = None
-        self.hold_from = 0                      # held text from here on may become a finding
-        # Per text guardrail, where in the held text a finding may still start: no match
-        # can start before it, whatever text comes next, so later scans start there.
-        self.tail_starts = [0] * len(self.text_guards)
         self.verdicts: dict[str, str] = {}
 
     def __call__(self, event: Event, data: dict | None, raw: bytes) -> bytes:
         if self.blocked is not None:
             return b""
-        if isinstance(data, dict):
-            for guardrail in self.tool_guards:
-                if any(n not in guardrail.allow for n in called_tools(self.kind, data)):
-                    self.verdicts[guardrail.name] = "flagged" if guardrail.action == "log" else "blocked"
-                    if guardrail.action != "log":
-                        return self._block(guardrail)
-            piece = self._content(data)
-            if piece is not None:
-                self.template = data
-                self.pending += piece
-                blocked = self._scan()
-                if blocked is not None:
-                    return self._block(blocked)
-                if len(self.pending) > MAX_HOLD_CHARS:
-                    return self._flush()        # bounded work per chunk; complete findings are redacted
-                cut = self.hold_from
-                if cut <= 0:
-                    return b""                  # hold: a secret may be arriving
-                release, self.pending = self.pending[:cut], self.pending[cut:]
-                self.context = released_context(self.context + release)
-                self.tail_starts = [start - cut for start in self.tail_starts]
-                return self._event(data, release)
-            if self.kind == "responses":
-                raw = self._redact_full_texts(data, raw)
-        return self._flush() + raw
+        if not isinstance(data, dict):
+            return self._flush(self.lanes) + raw
+        for guardrail in self.tool_guards:
+            if any(n not in guardrail.allow for n in called_tools(self.kind, data)):
+                self.verdicts[guardrail.name] = "flagged" if guardrail.action == "log" else "blocked"
+                if guardrail.action != "log":
+                    return self._block(guardrail)
+        pieces = self._pieces(data)
+        if pieces:
+            out = b""
+            for key, choice, piece in pieces:
+                lane = self.lanes.get(key) or self.lanes.setdefault(key, _Lane(len(self.text_guards)))
+                lane.template, lane.choice = data, choice
+                out += self._hold(lane, piece)
+                if self.blocked is not None:
+                    return out
+            return out
+        if self.kind == "responses":
+            raw = self._redact_full_texts(data, raw)
+            ended = self.lanes                  # its parts come one after the other
+        else:                                   # an answer's last chunk; none named: all
+            named = [c.get("index", 0) for c in data.get("choices") or () if isinstance(c, dict)]
+            ended = {k: self.lanes[k] for k in named if k in self.lanes} if named else self.lanes
+        return self._flush(ended) + raw
+
+    def _hold(self, lane: _Lane, piece: str) -> bytes:
+        """Adds an answer's new text; what can no longer become a finding leaves."""
+        lane.pending += piece
+        blocked = self._scan(lane)
+        if blocked is not None:
+            return self._block(blocked)
+        if len(lane.pending) > MAX_HOLD_CHARS:
+            return self._flush({None: lane})    # bounded work per chunk; complete findings are redacted
+        cut = lane.hold_from
+        if cut <= 0:
+            return b""                          # hold: a secret may be arriving
+        release, lane.pending = lane.pending[:cut], lane.pending[cut:]
+        lane.context = released_context(lane.context + release)
+        lane.tail_starts = [start - cut for start in lane.tail_starts]
+        return self._event(lane, release)
 
     # --- text of one event ----------------------------------------------------------
 
-    def _content(self, data: dict) -> str | None:
+    def _pieces(self, data: dict) -> list[tuple[object, dict | None, str]]:
+        """The generated text an event carries: (its answer, its choice, the text) each."""
         if self.kind == "responses":
-            if data.get("type") == "response.output_text.delta" and isinstance(data.get("delta"), str):
-                return data["delta"]
-            return None
-        choices = data.get("choices")
-        if not choices or not isinstance(choices[0], dict):
-            return None
-        if self.kind == "completions":
-            text = choices[0].get("text")
-        else:
-            delta = choices[0].get("delta")
-            text = delta.get("content") if isinstance(delta, dict) else None
-        return text if isinstance(text, str) and text else None
+            delta = data.get("delta")
+            if data.get("type") == "response.output_text.delta" and isinstance(delta, str) and delta:
+                return [((data.get("output_index"), data.get("content_index")), None, delta)]
+            return []
+        pieces = []
+        for choice in data.get("choices") or ():
+            if not isinstance(choice, dict):
+                continue
+            if self.kind == "completions":
+                text = choice.get("text")
+            else:
+                delta = choice.get("delta")
+                text = delta.get("content") if isinstance(delta, dict) else None
+            if isinstance(text, str) and text:
+                pieces.append((choice.get("index", 0), choice, text))
+        return pieces
 
-    def _event(self, data: dict, text: str) -> bytes:
+    def _event(self, lane: _Lane, text: str) -> bytes:
+        data = lane.template
         if self.kind == "responses":
             data = {**data, "delta": text}
         else:
-            choice = dict(data["choices"][0])
+            choice = dict(lane.choice)
             if self.kind == "completions":
                 choice["text"] = text
             else:
@@ -186,28 +218,32 @@ class StreamGuard:
             data = {**data, "choices": [choice]}
         return b"data: " + orjson.dumps(data) + b"\n\n"
 
-    def _flush(self) -> bytes:
-        if not self.pending or self.template is None:
-            return b""
-        blocked = self._scan(final=True)
-        if blocked is not None:
-            return self._block(blocked)
-        text, self.pending = self.pending, ""
-        return self._event(self.template, text)
+    def _flush(self, lanes: dict) -> bytes:
+        """Releases what the given answers hold: their text is complete."""
+        out = b""
+        for lane in list(lanes.values()):
+            if not lane.pending or lane.template is None:
+                continue
+            blocked = self._scan(lane, final=True)
+            if blocked is not None:
+                return out + self._block(blocked)
+            text, lane.pending = lane.pending, ""
+            out += self._event(lane, text)
+        return out
 
     # --- guardrails -----------------------------------------------------------------
 
-    def _scan(self, final: bool = False) -> Guardrail | None:
+    def _scan(self, lane: _Lane, final: bool = False) -> Guardrail | None:
         """Scan the held text, set `hold_from` and redact the findings before it.
 
         Held from `hold_from` on: any tail where a finding could still start or grow
         (a key arriving piece by piece, a private key's header before its END line),
         and any finding that reaches into that tail, so no part of it leaves before
         it is decided. At the end of the stream (`final`) everything is decided."""
-        offset = len(self.context)
-        text = self.context + self.pending
+        offset = len(lane.context)
+        text = lane.context + lane.pending
         starts = [len(text) if final else self._hold_from(g, text, offset + start)
-                  for g, start in zip(self.text_guards, self.tail_starts)]
+                  for g, start in zip(self.text_guards, lane.tail_starts)]
         hold = min(starts, default=len(text))
         to_redact = []
         for guardrail in self.text_guards:
@@ -233,10 +269,9 @@ class StreamGuard:
             for guardrail, _ in done:
                 self.verdicts[guardrail.name] = "redacted"
             starts = [hold] * len(starts)   # what precedes them changed: look again from the hold
-        self.pending = text[offset:]
-        self.tail_starts = [0 if final else start - offset for start in starts]
-        hold -= offset
-        self.hold_from = hold
+        lane.pending = text[offset:]
+        lane.tail_starts = [0 if final else start - offset for start in starts]
+        lane.hold_from = hold - offset
         return None
 
     def _hold_from(self, guardrail: Guardrail, text: str, start: int) -> int:
@@ -261,7 +296,7 @@ class StreamGuard:
 
     def _block(self, guardrail: Guardrail) -> bytes:
         self.blocked = guardrail
-        self.pending = ""
+        self.lanes.clear()
         self.call.error_code = "content_blocked"
         body = error_body(f"The response was blocked by the guardrail '{guardrail.name}'.",
                           "invalid_request_error", "content_blocked")
