@@ -170,3 +170,22 @@ def test_the_answers_of_one_stream_are_held_each_as_if_alone(pieces, turns):
         events.append((index, queues[index].pop(0)))
     alone = _run_stream([(0, piece) for piece in pieces])[0]
     assert _run_stream(events) == {0: alone, 1: alone}
+
+
+def test_an_answer_that_ends_in_another_answers_event_releases_its_held_text_first():
+    import orjson
+    from extproc.stages.guard_response import StreamGuard
+    call = SimpleNamespace(endpoint=SimpleNamespace(kind="chat"), stage_state={}, error_code=None)
+    stream = StreamGuard(call, [guard("pii", "pii", "redact", PII)], 128)
+
+    def feed(data):
+        out = stream(None, data, b"data: " + orjson.dumps(data) + b"\n\n")
+        return [orjson.loads(block[6:])["choices"] for block in out.split(b"\n\n") if block]
+    assert feed({"choices": [{"index": 0, "delta": {"content": "mail a.b"}},
+                             {"index": 1, "delta": {"content": "hi a.b"}}]}) == [
+        [{"index": 0, "delta": {"content": "mail "}}], [{"index": 1, "delta": {"content": "hi "}}]]
+    assert feed({"choices": [{"index": 0, "delta": {"content": "@example.org ok"}},
+                             {"index": 1, "delta": {}, "finish_reason": "stop"}]}) == [
+        [{"index": 0, "delta": {"content": "[EMAIL] "}}],
+        [{"index": 1, "delta": {"content": "a.b"}}],                     # its held word, then its end
+        [{"index": 1, "delta": {}, "finish_reason": "stop"}]]

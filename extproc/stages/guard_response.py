@@ -158,6 +158,12 @@ class StreamGuard:
                 out += self._hold(lane, piece)
                 if self.blocked is not None:
                     return out
+            # Other answers' choices in the same event without text (one ending, say) go on.
+            rest = [c for c in data.get("choices") or () if isinstance(c, dict)
+                    and not any(c is choice for _, choice, _ in pieces)]
+            if rest:
+                ended = {k: self.lanes[k] for k in (c.get("index", 0) for c in rest) if k in self.lanes}
+                out += self._flush(ended) + b"data: " + orjson.dumps({**data, "choices": rest}) + b"\n\n"
             return out
         if self.kind == "responses":
             raw = self._redact_full_texts(data, raw)
