@@ -97,6 +97,8 @@ def prompt_texts(kind: str, body: dict) -> tuple[list[str], int]:
                                  if isinstance(v, str))
     elif kind == "completions":
         texts.extend(_content_texts(body.get("prompt")))
+        if isinstance(body.get("suffix"), str):     # the text after the insertion: prompt too
+            texts.append(body["suffix"])
     elif kind == "embeddings":
         texts.extend(_content_texts(body.get("input")))
     elif kind == "responses":

@@ -125,6 +125,11 @@ def test_answers_per_request(kind, body, expected):
     assert answers_per_request(kind, body) == expected
 
 
+def test_a_completions_suffix_is_prompt_text():
+    texts, messages = prompt_texts("completions", {"prompt": "def f():", "suffix": "    return x"})
+    assert texts == ["def f():", "    return x"] and messages == 0
+
+
 TOKEN_IDS = [
     ("completions", {"prompt": [1, 2, 3]}, 3),
     ("completions", {"prompt": [[1, 2], [3]]}, 3),
