@@ -143,7 +143,7 @@ class StreamGuard:
         if self.blocked is not None:
             return b""
         if not isinstance(data, dict):
-            return self._flush(self.lanes) + raw
+            return self._flush(list(self.lanes.values())) + raw
         for guardrail in self.tool_guards:
             if any(n not in guardrail.allow for n in called_tools(self.kind, data)):
                 self.verdicts[guardrail.name] = "flagged" if guardrail.action == "log" else "blocked"
@@ -162,16 +162,19 @@ class StreamGuard:
             rest = [c for c in data.get("choices") or () if isinstance(c, dict)
                     and not any(c is choice for _, choice, _ in pieces)]
             if rest:
-                ended = {k: self.lanes[k] for k in (c.get("index", 0) for c in rest) if k in self.lanes}
-                out += self._flush(ended) + b"data: " + orjson.dumps({**data, "choices": rest}) + b"\n\n"
+                out += self._flush(self._lanes_of(rest)) + b"data: " + orjson.dumps({**data, "choices": rest}) + b"\n\n"
             return out
         if self.kind == "responses":
             raw = self._redact_full_texts(data, raw)
-            ended = self.lanes                  # its parts come one after the other
+            ended = list(self.lanes.values())  # its parts come one after the other
         else:                                   # an answer's last chunk; none named: all
-            named = [c.get("index", 0) for c in data.get("choices") or () if isinstance(c, dict)]
-            ended = {k: self.lanes[k] for k in named if k in self.lanes} if named else self.lanes
+            choices = [c for c in data.get("choices") or () if isinstance(c, dict)]
+            ended = self._lanes_of(choices) if choices else list(self.lanes.values())
         return self._flush(ended) + raw
+
+    def _lanes_of(self, choices: list[dict]) -> list[_Lane]:
+        """The held texts of the answers these choices belong to."""
+        return [self.lanes[k] for k in (c.get("index", 0) for c in choices) if k in self.lanes]
 
     def _hold(self, lane: _Lane, piece: str) -> bytes:
         """Adds an answer's new text; what can no longer become a finding leaves."""
@@ -180,7 +183,7 @@ class StreamGuard:
         if blocked is not None:
             return self._block(blocked)
         if len(lane.pending) > MAX_HOLD_CHARS:
-            return self._flush({None: lane})    # bounded work per chunk; complete findings are redacted
+            return self._flush([lane])          # bounded work per chunk; complete findings are redacted
         cut = lane.hold_from
         if cut <= 0:
             return b""                          # hold: a secret may be arriving
@@ -224,10 +227,10 @@ class StreamGuard:
             data = {**data, "choices": [choice]}
         return b"data: " + orjson.dumps(data) + b"\n\n"
 
-    def _flush(self, lanes: dict) -> bytes:
+    def _flush(self, lanes: list[_Lane]) -> bytes:
         """Releases what the given answers hold: their text is complete."""
         out = b""
-        for lane in list(lanes.values()):
+        for lane in lanes:
             if not lane.pending or lane.template is None:
                 continue
             blocked = self._scan(lane, final=True)
