@@ -138,7 +138,7 @@ def called_tools(kind: str, body: dict) -> list[str]:
             function = call.get("function") if isinstance(call, dict) else None
             if isinstance(function, dict) and isinstance(function.get("name"), str):
                 names.append(function["name"])
-        legacy = message.get("function_call")          # the deprecated `functions` API
-        if isinstance(legacy, dict) and isinstance(legacy.get("name"), str):
-            names.append(legacy["name"])
+        legacy = legacy_function_name(message.get("function_call"))   # the deprecated `functions` API
+        if legacy:                                      # later stream deltas carry arguments only
+            names.append(legacy)
     return names
