@@ -156,6 +156,7 @@ def _rule(item: Node) -> Guardrail | None:
         guardrail["detector"] = PluginClient(item.get("address").str(),
                                              item.get("timeout_ms").number(200, minimum=1) / 1000)
     if kind in ("pii", "prompt_injection", "banned") and "detector" in guardrail:   # not when invalid
-        from .fold import FoldingDetector       # fullwidth forms, odd spaces, invisible characters
-        guardrail["detector"] = FoldingDetector(guardrail["detector"])
+        from .fold import FoldingDetector       # look-alikes, odd spaces, invisible characters
+        # An operator's banned words may be in a script the fold changes: those look at both.
+        guardrail["detector"] = FoldingDetector(guardrail["detector"], also_original=kind == "banned")
     return Guardrail(**guardrail)

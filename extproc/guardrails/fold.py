@@ -1,22 +1,22 @@
 """Unicode disguises taken off before the text detectors look (PII, injection, banned).
 
-A model reads `ｉｇｎｏｒｅ all previous instructions` (fullwidth letters),
-`Ig<soft hyphen>nore …`, `bob<zero-width space>@example.com` or a card number
-written with no-break spaces (as French text writes them) as the plain text, but
-regexes do not. So the detectors see the text folded:
-- fullwidth ASCII forms (U+FF01-FF5E) become their ASCII letters, digits and signs;
+A model reads `ｉｇｎｏｒｅ all previous instructions` (fullwidth letters), `ignоre`
+(a Cyrillic 'о'), `Ig<soft hyphen>nore …`, `bob<zero-width space>@example.com` or a
+card number written with no-break spaces (as French text writes them) as the plain
+text, but regexes do not. So the detectors see the text folded:
+- each look-alike of an ASCII character becomes that character (lookalikes.py:
+  Unicode's compatibility forms and confusables: fullwidth, mathematical and circled
+  letters, Cyrillic and Greek letters drawn like Latin ones, dashes, quotes);
 - Unicode spaces (no-break, en/em, ideographic, ...) become ' ';
 - invisible format characters (soft hyphen, zero-width space/joiners, direction
   marks and overrides, word joiner, BOM) are taken out.
 A finding in the folded text is mapped back onto the original characters, so a
-redaction also covers the invisible ones inside it. ASCII text is never changed:
-it costs one `isascii()`. Look-alike letters of other scripts (a Cyrillic 'о' in
-"ignоre") are not folded: telling them from real Cyrillic text needs Unicode's
-confusables data, not a table here.
+redaction also covers the invisible ones inside it; what a stream holds back for a
+match still to come is judged on the folded text too. ASCII text is never changed: it
+costs one `isascii()`.
 
-Streams: what a chunk holds back for a match still to come (`hold_from`) is judged on
-the original text, so a disguised address split across two chunks can leave before
-its end arrives.
+An operator's banned words may be written in a script the fold changes ("секрет"
+folds to "cekpeт"): banned rules look at the original text as well (`also_original`).
 """
 
 from __future__ import annotations
@@ -24,32 +24,54 @@ from __future__ import annotations
 import bisect
 import re
 
-from . import Finding
+import re2
 
-_SPACES = "\u00a0\u1680\u2000-\u200a\u202f\u205f\u3000"
+from . import Finding
+from .lookalikes import ascii_lookalikes
+
 _INVISIBLE_CHARS = "\u00ad\u180e\u200b-\u200f\u202a-\u202e\u2060-\u2064\u2066-\u206f\ufeff"
 _INVISIBLE = re.compile(f"[{_INVISIBLE_CHARS}]")
-# Most non-ASCII text (accents, other scripts) has none of these: one search says so.
-_FOLDABLE = re.compile(f"[\uff01-\uff5e{_SPACES}{_INVISIBLE_CHARS}]")
-# One character for one (positions stay where they were), each found by a regex
-# rather than `str.translate`, which costs ~50 ns for every character of the text.
-_ONE_FOR_ONE = re.compile(f"[\uff01-\uff5e{_SPACES}]")
+
+_ONE_FOR_ONE: dict[int, str] = {
+    **ascii_lookalikes(),
+    **{code: " " for code in (0x00A0, 0x1680, *range(0x2000, 0x200B), 0x202F, 0x205F, 0x3000)},
+    # Typographic double quotes: the confusables' prototype is two apostrophes, which
+    # would shift positions. With them, English typography folds to ASCII text, which
+    # the detectors match with RE2 (fastre.py), faster than the original with re.
+    **{ord(quote): '"' for quote in "\u201c\u201d\u201e\u201f\u2033\u301d\u301e"},
+}
 
 
-def _ascii_for(match: re.Match) -> str:
-    code = ord(match.group())
-    return chr(code - 0xFEE0) if code >= 0xFF01 else " "
+def _char_class(codes) -> str:
+    """A regex character class of these code points, as ranges."""
+    codes = sorted(codes)
+    parts, first = [], 0
+    for i, code in enumerate(codes):
+        if i + 1 == len(codes) or codes[i + 1] != code + 1:
+            start = codes[first]
+            parts.append(re.escape(chr(start)) + (f"-{re.escape(chr(code))}" if code > start else ""))
+            first = i + 1
+    return "".join(parts)
+
+
+# Most non-ASCII text (accents, most scripts) has none of these: one search says so.
+# RE2 (a DFA over UTF-8) tests any class in the same time, ~10 µs per 4 KB; Python's re
+# tests a class holding code points beyond the BMP range by range (~1.3 ms). A plain
+# character class means the same to both engines.
+_FOLDABLE = re2.compile(f"[{_char_class(_ONE_FOR_ONE)}{_INVISIBLE_CHARS}]")
 
 
 class Folded:
     """A text with its disguises off, and the way back to the original's positions."""
 
-    __slots__ = ("text", "_removed_at")
+    __slots__ = ("text", "_removed_at", "_removed_from")
 
-    def __init__(self, text: str, removed_at: list[int]) -> None:
+    def __init__(self, text: str, removed_from: list[int]) -> None:
         self.text = text
-        # Where, in the folded text, each removed character was (one entry per removal).
-        self._removed_at = removed_at
+        # Where each removed character was: in the original text, and in the folded one
+        # (a removal at original position p lands at p - (removals before it)).
+        self._removed_from = removed_from
+        self._removed_at = [p - k for k, p in enumerate(removed_from)]
 
     def original(self, finding: Finding) -> Finding:
         """The finding's span in the original text (invisible characters inside it included)."""
@@ -58,30 +80,66 @@ class Folded:
         end = last + bisect.bisect_right(self._removed_at, last) + 1 if finding.end > finding.start else start
         return Finding(start, end, finding.label)
 
+    def folded_position(self, original: int) -> int:
+        return original - bisect.bisect_left(self._removed_from, original)
+
+    def original_position(self, folded: int) -> int:
+        """Where folded position `folded` starts in the original, invisible characters
+        just before it included (held text keeps them with what follows)."""
+        return folded + bisect.bisect_left(self._removed_at, folded)
+
+
+# The last text folded: each text guardrail folds the same text (a stream's held text,
+# a one-message request), and non-ASCII text costs ~60 ns per character to fold.
+_last: tuple[str, Folded | None] = ("", None)
+
 
 def fold(text: str) -> Folded | None:
     """The text folded, or None when folding changes nothing (always so for ASCII)."""
-    if text.isascii() or _FOLDABLE.search(text) is None:
+    global _last
+    if text.isascii():
         return None
-    one_for_one = _ONE_FOR_ONE.sub(_ascii_for, text)
+    if _last[0] is text:
+        return _last[1]
+    folded = _fold(text)
+    _last = (text, folded)
+    return folded
+
+
+def _fold(text: str) -> Folded | None:
+    if _FOLDABLE.search(text) is None:
+        return None
+    one_for_one = text.translate(_ONE_FOR_ONE)
     removed = [match.start() for match in _INVISIBLE.finditer(one_for_one)]
     if not removed:
         return Folded(one_for_one, []) if one_for_one != text else None
-    # A removal at original position p lands at p - (removals before it) in the folded text.
-    return Folded(_INVISIBLE.sub("", one_for_one), [p - k for k, p in enumerate(removed)])
+    return Folded(_INVISIBLE.sub("", one_for_one), removed)
 
 
 class FoldingDetector:
     """A text detector that looks at the folded text and reports original positions."""
 
-    def __init__(self, detector) -> None:
+    def __init__(self, detector, also_original: bool = False) -> None:
         self.detector = detector
+        self.also_original = also_original
 
     def find(self, text: str) -> list[Finding]:
         folded = fold(text)
         if folded is None:
             return self.detector.find(text)
-        return [folded.original(finding) for finding in self.detector.find(folded.text)]
+        found = [folded.original(finding) for finding in self.detector.find(folded.text)]
+        if self.also_original:      # the same span found both ways is one finding
+            found = sorted(set(found + self.detector.find(text)), key=lambda f: (f.start, f.end))
+        return found
 
     def hold_from(self, text: str, start: int = 0) -> int | None:
-        return self.detector.hold_from(text, start)
+        folded = fold(text)
+        if folded is None:
+            return self.detector.hold_from(text, start)
+        hold = self.detector.hold_from(folded.text, folded.folded_position(start))
+        if hold is not None:        # (never before `start`, even with invisible characters there)
+            hold = max(start, folded.original_position(hold))
+        if not self.also_original or hold is None:
+            return hold
+        original = self.detector.hold_from(text, start)
+        return None if original is None else min(hold, original)
