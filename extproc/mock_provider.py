@@ -13,6 +13,8 @@ Failure modes come from the listener's config or, per request, from headers:
   x-mock-delay-ms: 500        wait before the first byte
   x-mock-chunk-delay-ms: 50   wait between SSE chunks
   x-mock-cut-after: 3         reset the connection after N SSE chunks
+  x-mock-tool-call: lookup    answer (chat, Responses) with a call of this tool whose
+                              arguments are {"text": <the echo>}, streamed piece by piece
   x-mock-chunk-chars: 7       stream the reply in pieces of N characters (default: words,
                               each with the space before it, as OpenAI tokens come: " the")
   x-mock-write-bytes: 5       write the stream's bytes N at a time (events cut anywhere)
@@ -230,6 +232,9 @@ class MockProvider:
         model = body["model"]
         encoding = encoding_for_model(model)
         text, finish = _truncate(_last_user_text(kind, body), max_output_tokens(kind, body), encoding)
+        tool = _option(self.listener, request, "tool-call") if kind in ("chat", "responses") else None
+        if tool:                            # the echo becomes the arguments of a call of that tool
+            text = orjson.dumps({"text": text}).decode()
         texts, messages = prompt_texts(kind, body)
         returned, generated = _answers(kind, body)
         usage = {"prompt_tokens": count_prompt(texts, messages, encoding) + prompt_token_ids(kind, body),
@@ -248,9 +253,9 @@ class MockProvider:
             size = int(_option(self.listener, request, "chunk-chars") or 0)
             pieces = [text[i:i + size] for i in range(0, len(text), size)] if size else _words(text)
             events = sse_events(kind, model, pieces or [""], finish, usage,
-                                include_usage and not no_usage, no_usage, returned)
+                                include_usage and not no_usage, no_usage, returned, tool)
             return await self._stream(request, events)
-        reply = json_reply(kind, model, text, finish, None if no_usage else usage, returned)
+        reply = json_reply(kind, model, text, finish, None if no_usage else usage, returned, tool)
         truncate = _option(self.listener, request, "truncate")
         if truncate:
             # Promise the whole body, send a piece of it, then drop the connection.

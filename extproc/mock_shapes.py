@@ -24,32 +24,52 @@ def _usage_responses(usage: dict) -> dict:
             "output_tokens_details": {"reasoning_tokens": 0}}
 
 
-def _response_object(rid: str, model: str, text: str, usage: dict | None, status: str) -> dict:
+def _output_item(rid: str, text: str, tool: str | None) -> dict:
+    """A Responses output item: the message, or a call of `tool` with `text` as its arguments."""
+    if tool:
+        return {"type": "function_call", "id": "fc_" + rid[5:], "call_id": "call_" + rid[5:29],
+                "name": tool, "arguments": text, "status": "completed"}
+    return {"type": "message", "id": "msg_" + rid[5:], "status": "completed", "role": "assistant",
+            "content": [{"type": "output_text", "text": text, "annotations": []}]}
+
+
+def _response_object(rid: str, model: str, text: str, usage: dict | None, status: str,
+                     tool: str | None = None) -> dict:
     return {"id": rid, "object": "response", "created_at": int(time.time()), "status": status,
-            "model": model, "output": [{
-                "type": "message", "id": "msg_" + rid[5:], "status": "completed", "role": "assistant",
-                "content": [{"type": "output_text", "text": text, "annotations": []}]}],
+            "model": model, "output": [_output_item(rid, text, tool)] if status == "completed" or not tool else [],
             "usage": _usage_responses(usage) if usage else None}
 
 
+def _tool_call(index: int, name: str, arguments: str) -> dict:
+    return {"index": index, "id": f"call_{uuid.uuid4().hex[:24]}", "type": "function",
+            "function": {"name": name, "arguments": arguments}}
+
+
 def json_reply(kind: str, model: str, text: str, finish: str, usage: dict | None,
-               choices: int = 1) -> bytes:
-    """The answer; chat and completions give `choices` of them (`n`), each the same text."""
+               choices: int = 1, tool: str | None = None) -> bytes:
+    """The answer; chat and completions give `choices` of them (`n`), each the same text.
+    With `tool` (chat, Responses), the answer calls that tool with `text` as its arguments."""
     created = int(time.time())
     if kind == "responses":
         return orjson.dumps(_response_object(f"resp_{uuid.uuid4().hex}", model, text, usage,
-                                             "completed"))
+                                             "completed", tool))
     if kind == "completions":
         body = {"id": f"cmpl-{uuid.uuid4().hex[:24]}", "object": "text_completion",
                 "created": created, "model": model,
                 "choices": [{"index": index, "text": text, "logprobs": None, "finish_reason": finish}
                             for index in range(choices)]}
     else:
+        def message() -> dict:
+            if tool:
+                call = _tool_call(0, tool, text)
+                del call["index"]
+                return {"role": "assistant", "content": None, "refusal": None, "annotations": [],
+                        "tool_calls": [call]}
+            return {"role": "assistant", "content": text, "refusal": None, "annotations": []}
         body = {"id": f"chatcmpl-{uuid.uuid4().hex[:24]}", "object": "chat.completion",
                 "created": created, "model": model, "system_fingerprint": None,
-                "choices": [{"index": index, "message": {"role": "assistant", "content": text,
-                                                         "refusal": None, "annotations": []},
-                             "logprobs": None, "finish_reason": finish}
+                "choices": [{"index": index, "message": message(), "logprobs": None,
+                             "finish_reason": "tool_calls" if tool else finish}
                             for index in range(choices)]}
     if usage is not None:
         body["usage"] = _usage_chat(usage)
@@ -62,12 +82,15 @@ def _sse(obj: dict, event: str | None = None) -> bytes:
 
 
 def sse_events(kind: str, model: str, pieces: list[str], finish: str, usage: dict,
-               include_usage: bool, no_usage: bool, choices: int = 1) -> list[bytes]:
+               include_usage: bool, no_usage: bool, choices: int = 1,
+               tool: str | None = None) -> list[bytes]:
     """The events of a stream. With include_usage, OpenAI adds `"usage":null` to every
     chunk and ends with a `choices: []` chunk that carries usage. With `choices` answers
-    (`n`), each piece comes once per answer, one chunk each, as OpenAI interleaves them."""
+    (`n`), each piece comes once per answer, one chunk each, as OpenAI interleaves them.
+    With `tool` (chat, Responses), the pieces are the arguments of a call of that tool: the
+    call's id and name come first, with empty arguments, then the arguments piece by piece."""
     if kind == "responses":
-        return _responses_events(model, pieces, None if no_usage else usage)
+        return _responses_events(model, pieces, None if no_usage else usage, tool)
     cid = f"chatcmpl-{uuid.uuid4().hex[:24]}" if kind == "chat" else f"cmpl-{uuid.uuid4().hex[:24]}"
     created = int(time.time())
     base = {"id": cid, "object": "chat.completion.chunk" if kind == "chat" else "text_completion",
@@ -83,7 +106,16 @@ def sse_events(kind: str, model: str, pieces: list[str], finish: str, usage: dic
         return _sse(body)
 
     answers = range(choices)
-    if kind == "chat":
+    if kind == "chat" and tool:
+        events.extend(chunk({"index": i, "delta": {"role": "assistant", "content": None,
+                                                   "tool_calls": [_tool_call(0, tool, "")], "refusal": None},
+                             "logprobs": None, "finish_reason": None}) for i in answers)
+        for piece in pieces:
+            events.extend(chunk({"index": i, "delta": {"tool_calls": [{"index": 0, "function": {
+                "arguments": piece}}]}, "logprobs": None, "finish_reason": None}) for i in answers)
+        events.extend(chunk({"index": i, "delta": {}, "logprobs": None, "finish_reason": "tool_calls"})
+                      for i in answers)
+    elif kind == "chat":
         events.extend(chunk({"index": i, "delta": {"role": "assistant", "content": "", "refusal": None},
                              "logprobs": None, "finish_reason": None}) for i in answers)
         for piece in pieces:
@@ -103,17 +135,24 @@ def sse_events(kind: str, model: str, pieces: list[str], finish: str, usage: dic
     return events
 
 
-def _responses_events(model: str, pieces: list[str], usage: dict | None) -> list[bytes]:
+def _responses_events(model: str, pieces: list[str], usage: dict | None, tool: str | None) -> list[bytes]:
     rid = f"resp_{uuid.uuid4().hex}"
     text = "".join(pieces)
-    events = [_sse({"type": "response.created", "sequence_number": 0,
-                    "response": _response_object(rid, model, "", None, "in_progress")},
-                   "response.created")]
-    for number, piece in enumerate(pieces, start=1):
-        events.append(_sse({"type": "response.output_text.delta", "sequence_number": number,
-                            "item_id": "msg_" + rid[5:], "output_index": 0, "content_index": 0,
-                            "delta": piece}, "response.output_text.delta"))
-    events.append(_sse({"type": "response.completed", "sequence_number": len(pieces) + 1,
-                        "response": _response_object(rid, model, text, usage, "completed")},
-                       "response.completed"))
-    return events
+    events = [({"type": "response.created",
+                "response": _response_object(rid, model, "", None, "in_progress", tool)})]
+    if tool:
+        item = _output_item(rid, "", tool)
+        events.append({"type": "response.output_item.added", "output_index": 0,
+                       "item": {**item, "status": "in_progress"}})
+        events.extend({"type": "response.function_call_arguments.delta", "item_id": item["id"],
+                       "output_index": 0, "delta": piece} for piece in pieces)
+        events.append({"type": "response.function_call_arguments.done", "item_id": item["id"],
+                       "output_index": 0, "arguments": text})
+        events.append({"type": "response.output_item.done", "output_index": 0, "item": {**item, "arguments": text}})
+    else:
+        events.extend({"type": "response.output_text.delta", "item_id": "msg_" + rid[5:], "output_index": 0,
+                       "content_index": 0, "delta": piece} for piece in pieces)
+    events.append({"type": "response.completed",
+                   "response": _response_object(rid, model, text, usage, "completed", tool)})
+    return [_sse({"type": event["type"], "sequence_number": number, **event}, event["type"])
+            for number, event in enumerate(events)]

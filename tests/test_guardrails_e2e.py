@@ -176,6 +176,37 @@ def test_disguised_pii_streamed_in_small_pieces_leaves_only_redacted(redacting):
     assert not any(digits in piece for piece in pieces for digits in ("4111", "1111"))
 
 
+@pytest.mark.parametrize("streamed", [False, True], ids=["json", "stream"])
+def test_pii_in_a_tool_calls_arguments_is_redacted_streamed_or_not(redacting, streamed):
+    """The model calls a tool with PII in its arguments (the mock's x-mock-tool-call), in
+    3-character pieces when streamed: the client gets the call, redacted, id and name once."""
+    frank = openai.OpenAI(base_url=redacting.base_url, api_key="sk-test-frank", max_retries=0)
+    request = dict(model="gpt-4o-mini", extra_headers={"x-mock-tool-call": "send_mail", "x-mock-chunk-chars": "3"},
+                   messages=[{"role": "user", "content": f"to {PLANTED['email']}, card {PLANTED['card']}"}],
+                   tools=[{"type": "function", "function": {"name": "send_mail", "parameters": {"type": "object"}}}])
+    if streamed:
+        with frank.chat.completions.stream(**request) as stream:
+            message = stream.get_final_completion().choices[0].message
+    else:
+        message = frank.chat.completions.create(**request).choices[0].message
+    [call] = message.tool_calls
+    assert call.function.name == "send_mail" and call.id.startswith("call_")
+    assert call.function.arguments == '{"text":"to [EMAIL], card [CARD]"}'
+
+
+def test_pii_in_a_responses_function_call_is_redacted_in_every_event_that_carries_it(redacting):
+    frank = openai.OpenAI(base_url=redacting.base_url, api_key="sk-test-frank", max_retries=0)
+    events = list(frank.responses.create(
+        model="gpt-4o-mini", stream=True, input=f"key {SECRET} now",
+        extra_headers={"x-mock-tool-call": "lookup", "x-mock-chunk-chars": "3"}))
+    redacted = '{"text":"key [SECRET] now"}'
+    assert "".join(e.delta for e in events if e.type == "response.function_call_arguments.delta") == redacted
+    [done] = [e for e in events if e.type == "response.function_call_arguments.done"]
+    [completed] = [e for e in events if e.type == "response.completed"]
+    assert done.arguments == redacted and completed.response.output[0].arguments == redacted
+    assert SECRET[8:20] not in str([e.model_dump() for e in events])
+
+
 def test_banned_words_block_a_stream_in_their_own_script_and_through_look_alikes(redacting):
     """Erin's response rule bans 'launchcode' and 'секрет'. A Cyrillic 'а' in the first
     does not hide it; the second, Cyrillic itself, is still found in Cyrillic text."""

@@ -189,3 +189,110 @@ def test_an_answer_that_ends_in_another_answers_event_releases_its_held_text_fir
         [{"index": 0, "delta": {"content": "[EMAIL] "}}],
         [{"index": 1, "delta": {"content": "a.b"}}],                     # its held word, then its end
         [{"index": 1, "delta": {}, "finish_reason": "stop"}]]
+
+
+def _guarded_tool_call_stream(kind: str, pieces: list[str], answers: int = 1) -> list[dict]:
+    """The mock's tool-call stream (`x-mock-tool-call`) of these argument pieces through a
+    PII StreamGuard: the events that leave."""
+    import orjson
+    from extproc.mock_shapes import sse_events
+    from extproc.stages.guard_response import StreamGuard
+    call = SimpleNamespace(endpoint=SimpleNamespace(kind=kind), stage_state={}, error_code=None)
+    stream = StreamGuard(call, [guard("pii", "pii", "redact", PII)], 128)
+    usage = {"prompt_tokens": 1, "completion_tokens": 1}
+    out = b""
+    for raw in sse_events(kind, "gpt-4o-mini", pieces, "stop", usage, False, False, answers, "lookup"):
+        data = raw.split(b"data: ", 1)[1].strip()
+        out += stream(None, orjson.loads(data) if data.startswith(b"{") else None, raw)
+    return [orjson.loads(block.split(b"data: ", 1)[1]) for block in out.split(b"\n\n")
+            if b"data: {" in block]
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.integers(1, 9), min_size=1, max_size=30), st.integers(1, 3))
+def test_streamed_tool_call_arguments_are_redacted_and_the_calls_stay_whole(sizes, answers):
+    """The arguments of a streamed tool call are generated text too: held and redacted
+    like content, whatever the pieces. The SDK's own accumulator rebuilds each call with
+    its id and name once (a repeated name would be concatenated)."""
+    from openai.lib.streaming.chat import ChatCompletionStreamState
+    arguments = '{"text": "write to jane.doe@example.com, card 4111 1111 1111 1111, key sk-proj-AbCdEfGhIjKlMnOp"}'
+    pieces, position = [], 0
+    for size in sizes * (len(arguments) // len(sizes) + 1):
+        if position < len(arguments):
+            pieces.append(arguments[position:position + size])
+            position += size
+    state = ChatCompletionStreamState()
+    for event in _guarded_tool_call_stream("chat", pieces, answers):
+        state.handle_chunk(__import__("openai").types.chat.ChatCompletionChunk.model_validate(event))
+    completion = state.get_final_completion()
+    assert len(completion.choices) == answers
+    for choice in completion.choices:
+        [tool_call] = choice.message.tool_calls
+        assert tool_call.function.name == "lookup" and tool_call.id.startswith("call_")
+        assert tool_call.function.arguments == '{"text": "write to [EMAIL], card [CARD], key [SECRET]"}'
+        assert choice.finish_reason == "tool_calls"
+
+
+def test_responses_function_call_arguments_are_redacted_in_deltas_and_in_the_events_that_repeat_them():
+    arguments = '{"text": "mail jane.doe@example.com now"}'
+    events = _guarded_tool_call_stream("responses", [arguments[i:i + 4] for i in range(0, len(arguments), 4)])
+    redacted = '{"text": "mail [EMAIL] now"}'
+    deltas = "".join(e["delta"] for e in events if e["type"] == "response.function_call_arguments.delta")
+    assert deltas == redacted
+    by_type = {e["type"]: e for e in events}
+    assert by_type["response.function_call_arguments.done"]["arguments"] == redacted
+    assert by_type["response.output_item.done"]["item"]["arguments"] == redacted
+    assert by_type["response.completed"]["response"]["output"][0]["arguments"] == redacted
+    assert "jane" not in str(events)
+
+
+def _chat_events_through_guard(deltas: list[dict]):
+    """Chat chunks with these deltas (then a tool_calls finish) through a PII StreamGuard:
+    the bytes that leave, and the message the SDK's own accumulator makes of them."""
+    import openai
+    import orjson
+    from openai.lib.streaming.chat import ChatCompletionStreamState
+    from extproc.stages.guard_response import StreamGuard
+    base = {"id": "c", "object": "chat.completion.chunk", "created": 1, "model": "m"}
+    events = [{**base, "choices": [{"index": 0, "delta": d, "finish_reason": None}]} for d in deltas]
+    events.append({**base, "choices": [{"index": 0, "delta": {}, "finish_reason": "tool_calls"}]})
+    call = SimpleNamespace(endpoint=SimpleNamespace(kind="chat"), stage_state={}, error_code=None)
+    stream = StreamGuard(call, [guard("pii", "pii", "redact", PII)], 128)
+    out = b"".join(stream(None, e, b"data: " + orjson.dumps(e) + b"\n\n") for e in events)
+    out += stream(None, None, b"data: [DONE]\n\n")
+    state = ChatCompletionStreamState()
+    for block in out.split(b"\n\n"):
+        if block.startswith(b"data: {"):
+            state.handle_chunk(openai.types.chat.ChatCompletionChunk.model_validate(orjson.loads(block[6:])))
+    return out, state.get_final_completion().choices[0].message
+
+
+@pytest.mark.parametrize("field", ["tool_calls", "function_call"])
+def test_a_call_whose_first_delta_already_carries_arguments_keeps_its_id_and_name(field):
+    """Some providers send a call's id and name with its first arguments: the id and name
+    leave at once, the arguments are held like the rest (and never sent twice)."""
+    def delta(piece: str, first: bool) -> dict:
+        if field == "function_call":
+            return {"function_call": {"name": "send", "arguments": piece} if first else {"arguments": piece}}
+        call = {"index": 0, "function": {"arguments": piece}}
+        if first:
+            call = {"index": 0, "id": "call_1", "type": "function", "function": {"name": "send", "arguments": piece}}
+        return {"tool_calls": [call]}
+    arguments = ['{"to": "jane.d', 'oe@example', '.com"}']
+    out, message = _chat_events_through_guard([{"role": "assistant", **delta(piece, i == 0)}
+                                               for i, piece in enumerate(arguments)])
+    called = message.tool_calls[0].function if field == "tool_calls" else message.function_call
+    assert (called.name, called.arguments) == ("send", '{"to": "[EMAIL]"}')
+    if field == "tool_calls":
+        assert message.tool_calls[0].id == "call_1"
+    assert b"jane" not in out
+
+
+def test_content_and_a_tool_call_in_one_delta_are_held_each_on_its_own():
+    """The content's release must not carry the event's tool call along, arguments and all."""
+    call = {"index": 0, "id": "call_1", "type": "function",
+            "function": {"name": "send", "arguments": '{"to": "jane.doe@example.com"}'}}
+    out, message = _chat_events_through_guard([{"role": "assistant", "content": "Sending it. ", "tool_calls": [call]}])
+    assert message.content == "Sending it. "
+    assert message.tool_calls[0].function.arguments == '{"to": "[EMAIL]"}'
+    assert b"jane" not in out

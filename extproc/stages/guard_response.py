@@ -6,10 +6,13 @@ that may be an e-mail's local part, digits that may become a card, "ignore all
 prev…"); the rest leaves at once. A secret split across chunks is thus redacted
 before any of it leaves, and the first token waits for at most the next chunk, not
 for a fixed window of text. Blocking a stream ends it with a well-formed SSE error
-event.
+event. The generated text is an answer's content and the arguments of each tool call
+it streams: each is held as a text of its own (a lane).
 """
 
 from __future__ import annotations
+
+from typing import NamedTuple
 
 import orjson
 
@@ -110,20 +113,33 @@ def released_context(released: str) -> str:
 
 
 class _Lane:
-    """The held text of one answer: a choice of a stream that asked for `n` of them
-    interleaves its chunks with the others', so each is held and scanned on its own."""
+    """The held text of one answer's content, or of one of its tool calls' arguments: a
+    stream that asked for `n` answers interleaves their chunks, and an answer may stream
+    several tool calls, so each text is held and scanned on its own."""
 
-    __slots__ = ("pending", "context", "template", "choice", "hold_from", "tail_starts")
+    __slots__ = ("slot", "pending", "context", "template", "choice", "hold_from", "tail_starts")
 
-    def __init__(self, guards: int) -> None:
+    def __init__(self, guards: int, slot) -> None:
+        self.slot = slot                        # where its text goes in an event (see _event)
         self.pending = ""
         self.context = ""                       # the end of the released text
-        self.template: dict | None = None       # the answer's last content event, to carry held text
+        self.template: dict | None = None       # the text's last event, to carry held text
         self.choice: dict | None = None         # ... and its choice in that event (chat, completions)
         self.hold_from = 0                      # held text from here on may become a finding
         # Per text guardrail, where in the held text a finding may still start: no match
         # can start before it, whatever text comes next, so later scans start there.
         self.tail_starts = [0] * guards
+
+
+class _Piece(NamedTuple):
+    """New generated text in an event: whose it is (the lane's key), the choice that
+    carries it, where it goes, and what of the event must leave at once (a tool call's
+    id and name, with empty arguments: later events carry arguments only)."""
+    key: tuple
+    choice: dict | None
+    text: str
+    slot: object
+    header: bytes = b""
 
 
 class StreamGuard:
@@ -152,15 +168,16 @@ class StreamGuard:
         pieces = self._pieces(data)
         if pieces:
             out = b""
-            for key, choice, piece in pieces:
-                lane = self.lanes.get(key) or self.lanes.setdefault(key, _Lane(len(self.text_guards)))
-                lane.template, lane.choice = data, choice
-                out += self._hold(lane, piece)
+            for piece in pieces:
+                lane = self.lanes.get(piece.key) or \
+                    self.lanes.setdefault(piece.key, _Lane(len(self.text_guards), piece.slot))
+                lane.template, lane.choice = data, piece.choice
+                out += piece.header + self._hold(lane, piece.text)
                 if self.blocked is not None:
                     return out
             # Other answers' choices in the same event without text (one ending, say) go on.
             rest = [c for c in data.get("choices") or () if isinstance(c, dict)
-                    and not any(c is choice for _, choice, _ in pieces)]
+                    and not any(c is piece.choice for piece in pieces)]
             if rest:
                 out += self._flush(self._lanes_of(rest)) + b"data: " + orjson.dumps({**data, "choices": rest}) + b"\n\n"
             return out
@@ -174,7 +191,8 @@ class StreamGuard:
 
     def _lanes_of(self, choices: list[dict]) -> list[_Lane]:
         """The held texts of the answers these choices belong to."""
-        return [self.lanes[k] for k in (c.get("index", 0) for c in choices) if k in self.lanes]
+        answers = {c.get("index", 0) for c in choices}
+        return [lane for key, lane in self.lanes.items() if key[0] in answers]
 
     def _hold(self, lane: _Lane, piece: str) -> bytes:
         """Adds an answer's new text; what can no longer become a finding leaves."""
@@ -194,38 +212,74 @@ class StreamGuard:
 
     # --- text of one event ----------------------------------------------------------
 
-    def _pieces(self, data: dict) -> list[tuple[object, dict | None, str]]:
-        """The generated text an event carries: (its answer, its choice, the text) each."""
+    def _pieces(self, data: dict) -> list[_Piece]:
+        """The generated text an event carries."""
         if self.kind == "responses":
-            delta = data.get("delta")
-            if data.get("type") == "response.output_text.delta" and isinstance(delta, str) and delta:
-                return [((data.get("output_index"), data.get("content_index")), None, delta)]
+            delta, kind = data.get("delta"), data.get("type")
+            if not isinstance(delta, str) or not delta:
+                return []
+            if kind == "response.output_text.delta":
+                return [_Piece((data.get("output_index"), data.get("content_index")), None, delta, "delta")]
+            if kind == "response.function_call_arguments.delta":
+                return [_Piece((data.get("output_index"), "arguments"), None, delta, "delta")]
             return []
         pieces = []
         for choice in data.get("choices") or ():
             if not isinstance(choice, dict):
                 continue
+            answer = choice.get("index", 0)
             if self.kind == "completions":
                 text = choice.get("text")
-            else:
-                delta = choice.get("delta")
-                text = delta.get("content") if isinstance(delta, dict) else None
+                if isinstance(text, str) and text:
+                    pieces.append(_Piece((answer, "text"), choice, text, "text"))
+                continue
+            delta = choice.get("delta")
+            if not isinstance(delta, dict):
+                continue
+            text = delta.get("content")
             if isinstance(text, str) and text:
-                pieces.append((choice.get("index", 0), choice, text))
+                pieces.append(_Piece((answer, "content"), choice, text, "content"))
+            for call in delta.get("tool_calls") or ():
+                arguments = _arguments(call)
+                if arguments:
+                    slot = ("tool", call.get("index", 0))
+                    pieces.append(_Piece((answer, slot), choice, arguments, slot,
+                                         self._header(data, choice, "tool_calls", call)))
+            if _arguments(delta.get("function_call")):      # the deprecated `functions` API
+                call = delta["function_call"]
+                pieces.append(_Piece((answer, "function_call"), choice, call["arguments"], "function_call",
+                                     self._header(data, choice, "function_call", call)))
         return pieces
 
+    @staticmethod
+    def _header(data: dict, choice: dict, field: str, call: dict) -> bytes:
+        """The event with this call alone and its arguments empty, when it carries more
+        than arguments (its first: id, type, name); b"" otherwise."""
+        function = call.get("function") if field == "tool_calls" else call
+        if set(call) <= {"index", "function", "arguments"} and set(function) <= {"arguments"}:
+            return b""
+        emptied = {**function, "arguments": ""}
+        if field == "tool_calls":
+            emptied = [{**call, "function": emptied}]
+        delta = {k: v for k, v in choice["delta"].items() if k not in ("content", "tool_calls", "function_call")}
+        return b"data: " + orjson.dumps({**data, "choices": [{**choice, "delta": {**delta, field: emptied}}]}) \
+            + b"\n\n"
+
     def _event(self, lane: _Lane, text: str) -> bytes:
-        data = lane.template
+        """An event carrying released text of a lane, shaped as its last event."""
         if self.kind == "responses":
-            data = {**data, "delta": text}
+            return b"data: " + orjson.dumps({**lane.template, "delta": text}) + b"\n\n"
+        choice, slot = dict(lane.choice), lane.slot
+        if slot == "text":
+            choice["text"] = text
+        elif slot == "content":                 # (the event's tool calls are lanes of their own)
+            choice["delta"] = {**{k: v for k, v in choice["delta"].items() if k not in ("tool_calls", "function_call")},
+                               "content": text}
+        elif slot == "function_call":
+            choice["delta"] = {"function_call": {"arguments": text}}
         else:
-            choice = dict(lane.choice)
-            if self.kind == "completions":
-                choice["text"] = text
-            else:
-                choice["delta"] = {**choice["delta"], "content": text}
-            data = {**data, "choices": [choice]}
-        return b"data: " + orjson.dumps(data) + b"\n\n"
+            choice["delta"] = {"tool_calls": [{"index": slot[1], "function": {"arguments": text}}]}
+        return b"data: " + orjson.dumps({**lane.template, "choices": [choice]}) + b"\n\n"
 
     def _flush(self, lanes: list[_Lane]) -> bytes:
         """Releases what the given answers hold: their text is complete."""
@@ -316,12 +370,22 @@ class StreamGuard:
             record_verdict(self.call, guardrail, "response", self.verdicts.get(guardrail.name, "passed"))
 
 
+def _arguments(call) -> str | None:
+    """A streamed tool call's (or function call's) new arguments."""
+    if not isinstance(call, dict):
+        return None
+    function = call.get("function", call)
+    arguments = function.get("arguments") if isinstance(function, dict) else None
+    return arguments if isinstance(arguments, str) and arguments else None
+
+
 def _text_fields(node, depth: int = 0):
+    """Text (and tool call arguments) in a Responses event that repeats it whole."""
     if depth > 8:
         return
     if isinstance(node, dict):
         for key, value in node.items():
-            if key == "text" and isinstance(value, str):
+            if key in ("text", "arguments") and isinstance(value, str):
                 yield node, key
             elif isinstance(value, (dict, list)):
                 yield from _text_fields(value, depth + 1)
