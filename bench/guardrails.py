@@ -1,5 +1,5 @@
 """Time per 4 KB message of each guardrail and of the quickstart's request policy;
-then time per SSE event of response guardrails on a stream (stages/guard_response.py:
+then time per SSE event of response guardrails on a stream (stages/stream_guard.py:
 scan, hold back what may still become a finding, release the rest).
 
     .venv/bin/python bench/guardrails.py
@@ -18,7 +18,7 @@ import orjson
 from extproc.guardrails.config import Guardrail
 from extproc.guardrails.injection import InjectionDetector
 from extproc.guardrails.pii import PIIDetector
-from extproc.stages.guard_response import StreamGuard
+from extproc.stages.stream_guard import StreamGuard
 
 WORDS = ("the quick brown fox jumps over a lazy dog while engineers review the quarterly "
          "report and discuss latency budgets for the new gateway release next week").split()

@@ -109,7 +109,7 @@ def stream_through_guard(pieces: list[str], guards: list | None = None) -> tuple
     the whole released text (the stream's end included)."""
     from types import SimpleNamespace
     from extproc.guardrails.config import Guardrail
-    from extproc.stages.guard_response import StreamGuard
+    from extproc.stages.stream_guard import StreamGuard
     import orjson
     guards = guards or [Guardrail("pii", "pii", "redact", frozenset({"response"}), "closed", PII)]
     call = SimpleNamespace(endpoint=SimpleNamespace(kind="chat"), stage_state={}, error_code=None)
@@ -131,6 +131,9 @@ def stream_through_guard(pieces: list[str], guards: list | None = None) -> tuple
 # The released text the scan sees was once cut mid-word: "sk-proj-sk-proj-" became a
 # key at the cut, which swallowed the start of the private key's header.
 @example(["AbCdEfGhIj", "sk-proj-", "sk-proj-", "-----BEGIN PRIVATE KEY-----\n"])
+# A card inside a longer run of digit groups: the context once started inside the run,
+# so the card finder split it elsewhere than in the whole text and found no card.
+@example(["555 2671", "555 2671", "555 2671", " 4111 ", "555 2671"])
 def test_stream_guard_releases_everything_and_no_secret_escapes(pieces):
     _, text = stream_through_guard(pieces)
     whole = "".join(pieces)
@@ -175,3 +178,21 @@ def test_deprecated_functions_are_tools_too():
     assert tool_names("chat", body) == ["get_weather", "delete_database"]
     answer = {"choices": [{"message": {"function_call": {"name": "delete_database", "arguments": "{}"}}}]}
     assert called_tools("chat", answer) == ["delete_database"]
+
+
+# Generated text of a JSON response beyond the answer's content (guardrails/scan.py).
+GENERATED_ELSEWHERE = [
+    ("chat refusal", "chat", {"choices": [{"message": {"content": None, "refusal": "Not mailing jane.doe@example.com"}}]}),
+    ("chat reasoning_content", "chat",
+     {"choices": [{"message": {"content": "ok", "reasoning_content": "the user is jane.doe@example.com"}}]}),
+    ("responses reasoning summary", "responses",
+     {"output": [{"type": "reasoning", "summary": [{"type": "summary_text", "text": "mail jane.doe@example.com"}]}]}),
+    ("responses refusal", "responses",
+     {"output": [{"type": "message", "content": [{"type": "refusal", "refusal": "not jane.doe@example.com"}]}]}),
+]
+
+
+@pytest.mark.parametrize("name,kind,body", GENERATED_ELSEWHERE, ids=[c[0] for c in GENERATED_ELSEWHERE])
+def test_every_generated_text_of_a_json_response_is_scanned(name, kind, body):
+    from extproc.guardrails.scan import response_slots
+    assert any("jane.doe@example.com" in container[key] for container, key in response_slots(kind, body))

@@ -1,5 +1,5 @@
 """Streaming guardrails hold back only what could still become a finding
-(extproc/guardrails/hold.py, stages/guard_response.py): table-driven."""
+(extproc/guardrails/hold.py, stages/stream_guard.py): table-driven."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from extproc.guardrails.banned import BannedDetector
 from extproc.guardrails.config import Guardrail
 from extproc.guardrails.injection import InjectionDetector
 from extproc.guardrails.pii import PIIDetector
-from extproc.stages.guard_response import MAX_HOLD_CHARS
+from extproc.stages.stream_guard import MAX_HOLD_CHARS
 from test_guardrails_unit import stream_through_guard
 
 PII = PIIDetector()
@@ -101,22 +101,35 @@ def test_a_detector_that_cannot_tell_falls_back_to_the_window():
     assert text == "x" * 100 + "y" * 100
 
 
-# Each streaming API carries generated text in its own place (stages/guard_response.py).
+# Each streaming API carries generated text in its own places (stages/stream_guard.py):
+# name → (endpoint kind, an event carrying text t, the text an event carries).
+def _chat(field):
+    return ("chat", lambda t: {"object": "chat.completion.chunk", "choices": [{"index": 0, "delta": {field: t}}]},
+            lambda e: e["choices"][0]["delta"][field])
+
+
+def _responses(kind, **extra):
+    return ("responses", lambda t: {"type": kind, "output_index": 0, **extra, "delta": t}, lambda e: e["delta"])
+
+
 KINDS = {
-    "chat": (lambda t: {"object": "chat.completion.chunk", "choices": [{"index": 0, "delta": {"content": t}}]},
-             lambda e: e["choices"][0]["delta"]["content"]),
-    "completions": (lambda t: {"object": "text_completion", "choices": [{"index": 0, "text": t}]},
+    "chat": _chat("content"),
+    "chat refusal": _chat("refusal"),
+    "chat reasoning_content": _chat("reasoning_content"),
+    "completions": ("completions", lambda t: {"object": "text_completion", "choices": [{"index": 0, "text": t}]},
                     lambda e: e["choices"][0]["text"]),
-    "responses": (lambda t: {"type": "response.output_text.delta", "delta": t},
-                  lambda e: e["delta"]),
+    "responses": _responses("response.output_text.delta", content_index=0),
+    "responses refusal": _responses("response.refusal.delta", content_index=0),
+    "responses reasoning summary": _responses("response.reasoning_summary_text.delta", summary_index=0),
+    "responses audio transcript": _responses("response.audio.transcript.delta"),
 }
 
 
-@pytest.mark.parametrize("kind", KINDS)
-def test_every_streaming_api_is_held_and_redacted_the_same_way(kind):
+@pytest.mark.parametrize("name", KINDS)
+def test_every_streaming_api_is_held_and_redacted_the_same_way(name):
     import orjson
-    from extproc.stages.guard_response import StreamGuard
-    event, text_of = KINDS[kind]
+    from extproc.stages.stream_guard import StreamGuard
+    kind, event, text_of = KINDS[name]
     call = SimpleNamespace(endpoint=SimpleNamespace(kind=kind), stage_state={}, error_code=None)
     stream = StreamGuard(call, [guard("pii", "pii", "redact", PII)], 128)
     pieces = ["Your", " key", " is", " sk-proj-", "AbCdEfGhIj", "KlMnOpQrSt", "UvWxYz0123", ",", " keep", " it"]
@@ -137,7 +150,7 @@ def _run_stream(events: list[tuple[int, str]]) -> dict[int, str]:
     """Chat content events (answer index, text) through a PII StreamGuard, then [DONE]:
     the text each answer released."""
     import orjson
-    from extproc.stages.guard_response import StreamGuard
+    from extproc.stages.stream_guard import StreamGuard
     call = SimpleNamespace(endpoint=SimpleNamespace(kind="chat"), stage_state={}, error_code=None)
     stream = StreamGuard(call, [guard("pii", "pii", "redact", PII)], 128)
     out = b""
@@ -174,7 +187,7 @@ def test_the_answers_of_one_stream_are_held_each_as_if_alone(pieces, turns):
 
 def test_an_answer_that_ends_in_another_answers_event_releases_its_held_text_first():
     import orjson
-    from extproc.stages.guard_response import StreamGuard
+    from extproc.stages.stream_guard import StreamGuard
     call = SimpleNamespace(endpoint=SimpleNamespace(kind="chat"), stage_state={}, error_code=None)
     stream = StreamGuard(call, [guard("pii", "pii", "redact", PII)], 128)
 
@@ -196,7 +209,7 @@ def _guarded_tool_call_stream(kind: str, pieces: list[str], answers: int = 1) ->
     PII StreamGuard: the events that leave."""
     import orjson
     from extproc.mock_shapes import sse_events
-    from extproc.stages.guard_response import StreamGuard
+    from extproc.stages.stream_guard import StreamGuard
     call = SimpleNamespace(endpoint=SimpleNamespace(kind=kind), stage_state={}, error_code=None)
     stream = StreamGuard(call, [guard("pii", "pii", "redact", PII)], 128)
     usage = {"prompt_tokens": 1, "completion_tokens": 1}
@@ -252,7 +265,7 @@ def _chat_events_through_guard(deltas: list[dict]):
     import openai
     import orjson
     from openai.lib.streaming.chat import ChatCompletionStreamState
-    from extproc.stages.guard_response import StreamGuard
+    from extproc.stages.stream_guard import StreamGuard
     base = {"id": "c", "object": "chat.completion.chunk", "created": 1, "model": "m"}
     events = [{**base, "choices": [{"index": 0, "delta": d, "finish_reason": None}]} for d in deltas]
     events.append({**base, "choices": [{"index": 0, "delta": {}, "finish_reason": "tool_calls"}]})

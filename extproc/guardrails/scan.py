@@ -4,7 +4,7 @@ Yields (container, key) slots, so a redaction writes back in place. Covers every
 message and role, every content part, tool-call arguments (the deprecated
 function_call's too), tool results, a chat prediction, the Responses API input and
 instructions, completions prompts and suffixes, embeddings input; in responses,
-message content, tool calls and output text.
+message content, refusals, reasoning text, tool calls and output text.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ def _content(container: Any, key: Any) -> Iterator[Slot]:
             if isinstance(part, str):
                 yield value, index
             elif isinstance(part, dict):
-                for field in ("text", "output", "arguments"):
+                for field in ("text", "output", "arguments", "refusal"):
                     if isinstance(part.get(field), str):
                         yield part, field
 
@@ -44,6 +44,9 @@ def request_slots(kind: str, body: dict) -> Iterator[Slot]:
             if isinstance(message, dict):
                 if "content" in message:
                     yield from _content(message, "content")
+                for field in ("refusal", "reasoning_content", "reasoning"):   # see stages/stream_guard.py
+                    if isinstance(message.get(field), str):
+                        yield message, field
                 yield from _tool_calls(message)
         prediction = body.get("prediction")     # Predicted Outputs: text the model is shown
         if isinstance(prediction, dict) and "content" in prediction:
@@ -74,8 +77,9 @@ def response_slots(kind: str, body: dict) -> Iterator[Slot]:
     if kind == "responses":
         for item in body.get("output") or ():
             if isinstance(item, dict):
-                if "content" in item:
-                    yield from _content(item, "content")
+                for field in ("content", "summary"):        # a reasoning item's summary
+                    if field in item:
+                        yield from _content(item, field)
                 if isinstance(item.get("arguments"), str):
                     yield item, "arguments"
         return
@@ -89,6 +93,9 @@ def response_slots(kind: str, body: dict) -> Iterator[Slot]:
             if isinstance(message, dict):
                 if "content" in message:
                     yield from _content(message, "content")
+                for field in ("refusal", "reasoning_content", "reasoning"):   # see stages/stream_guard.py
+                    if isinstance(message.get(field), str):
+                        yield message, field
                 yield from _tool_calls(message)
 
 
