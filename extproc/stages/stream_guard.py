@@ -100,7 +100,8 @@ class StreamGuard:
         self.text_guards = [g for g in policy if g.detector is not None and g.type != "tools"]
         self.tool_guards = [g for g in policy if g.type == "tools"]
         self.window = window
-        self.lanes: dict = {}                   # per answer: a choice's index, a Responses part
+        # Per text: (answer, field or ("tool", index)); Responses: (output, event type, part).
+        self.lanes: dict = {}
         self.blocked: Guardrail | None = None
         self.verdicts: dict[str, str] = {}
 
