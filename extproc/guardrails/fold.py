@@ -34,7 +34,7 @@ _INVISIBLE = re.compile(f"[{_INVISIBLE_CHARS}]")
 
 _ONE_FOR_ONE: dict[int, str] = {
     **ascii_lookalikes(),
-    **{code: " " for code in (0x00A0, 0x1680, *range(0x2000, 0x200B), 0x202F, 0x205F, 0x3000)},
+    0x1680: " ",        # Ogham's space mark: NFKC (lookalikes.py) gives the other spaces already
     # Typographic double quotes: the confusables' prototype is two apostrophes, which
     # would shift positions. With them, English typography folds to ASCII text, which
     # the detectors match with RE2 (fastre.py), faster than the original with re.

@@ -28,6 +28,21 @@ def _content(container: Any, key: Any) -> Iterator[Slot]:
                         yield part, field
 
 
+# Generated text a message carries besides its content: a refusal, and reasoning as some
+# OpenAI-compatible providers send it (DeepSeek's `reasoning_content`, `reasoning`).
+OTHER_TEXT_FIELDS = ("refusal", "reasoning_content", "reasoning")
+
+
+def _message(message: dict) -> Iterator[Slot]:
+    """A chat message's (or delta's) text: content, refusal, reasoning, tool-call arguments."""
+    if "content" in message:
+        yield from _content(message, "content")
+    for field in OTHER_TEXT_FIELDS:
+        if isinstance(message.get(field), str):
+            yield message, field
+    yield from _tool_calls(message)
+
+
 def _tool_calls(message: dict) -> Iterator[Slot]:
     for call in message.get("tool_calls") or ():
         function = call.get("function") if isinstance(call, dict) else None
@@ -42,12 +57,7 @@ def request_slots(kind: str, body: dict) -> Iterator[Slot]:
     if kind == "chat":
         for message in body.get("messages") or ():
             if isinstance(message, dict):
-                if "content" in message:
-                    yield from _content(message, "content")
-                for field in ("refusal", "reasoning_content", "reasoning"):   # see stages/stream_guard.py
-                    if isinstance(message.get(field), str):
-                        yield message, field
-                yield from _tool_calls(message)
+                yield from _message(message)
         prediction = body.get("prediction")     # Predicted Outputs: text the model is shown
         if isinstance(prediction, dict) and "content" in prediction:
             yield from _content(prediction, "content")
@@ -91,12 +101,7 @@ def response_slots(kind: str, body: dict) -> Iterator[Slot]:
         for field in ("message", "delta"):
             message = choice.get(field)
             if isinstance(message, dict):
-                if "content" in message:
-                    yield from _content(message, "content")
-                for field in ("refusal", "reasoning_content", "reasoning"):   # see stages/stream_guard.py
-                    if isinstance(message.get(field), str):
-                        yield message, field
-                yield from _tool_calls(message)
+                yield from _message(message)
 
 
 def tool_name(kind: str, tool: Any) -> str:

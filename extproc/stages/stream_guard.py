@@ -20,7 +20,7 @@ from ..call import Call
 from ..errors import error_body
 from ..guardrails import Finding, redact
 from ..guardrails.config import Guardrail
-from ..guardrails.scan import called_tools
+from ..guardrails.scan import OTHER_TEXT_FIELDS, called_tools
 from ..sse import Event
 from .guard import record_verdict
 
@@ -74,9 +74,8 @@ class _Lane:
         self.tail_starts = [0] * guards
 
 
-# Generated text in a chat delta: the answer, a refusal, and reasoning as some
-# OpenAI-compatible providers stream it (DeepSeek's `reasoning_content`, `reasoning`).
-_TEXT_FIELDS = ("content", "refusal", "reasoning_content", "reasoning")
+# Generated text in a chat delta: the answer, a refusal, reasoning (guardrails/scan.py).
+_TEXT_FIELDS = ("content", *OTHER_TEXT_FIELDS)
 _GENERATED = (*_TEXT_FIELDS, "tool_calls", "function_call")
 
 
