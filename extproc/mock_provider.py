@@ -22,6 +22,8 @@ Failure modes come from the listener's config or, per request, from headers:
   x-mock-cached-tokens: 5     report this many of the prompt's tokens as read from the
                               provider's prompt cache (at most all of them)
   x-mock-garbage: 1           stream events that are not JSON (a broken provider)
+  x-mock-shadow: content=hi   write each "content" key of the reply twice, "hi" first (a
+                              provider whose JSON repeats a key: parsers keep one or the other)
   x-mock-truncate: 20         send only the first N bytes of a JSON body, then reset
   x-mock-replay: chat-basic   answer with a recorded response from the fixtures
   x-mock-only: mock-failing   apply the x-mock-* headers on this listener only
@@ -81,6 +83,16 @@ def _option(listener: Listener, request: web.Request, name: str) -> str | None:
     if only and only != listener.name:      # the headers target another listener
         return listener.defaults.get(name)
     return request.headers.get(f"x-mock-{name}") or listener.defaults.get(name)
+
+
+def _shadowed(payload: bytes, shadow: str | None) -> bytes:
+    """`"key":` becomes `"key":"text","key":` (x-mock-shadow: key=text). A `"key":` can only
+    be a key: inside a JSON string its quotes are escaped."""
+    key, _, text = (shadow or "").partition("=")
+    if not key:
+        return payload
+    name = orjson.dumps(key) + b":"
+    return payload.replace(name, name + orjson.dumps(text) + b"," + name)
 
 
 def _words(text: str) -> list[str]:
@@ -243,6 +255,7 @@ class MockProvider:
         if cached and cached.isdigit():
             usage["cached_tokens"] = min(int(cached), usage["prompt_tokens"])
         no_usage = bool(_option(self.listener, request, "no-usage"))
+        shadow = _option(self.listener, request, "shadow")
         if not no_usage:
             entry["usage"] = usage          # what this provider reported (soak checks compare)
         if body.get("stream") is True and _option(self.listener, request, "garbage"):
@@ -254,8 +267,9 @@ class MockProvider:
             pieces = [text[i:i + size] for i in range(0, len(text), size)] if size else _words(text)
             events = sse_events(kind, model, pieces or [""], finish, usage,
                                 include_usage and not no_usage, no_usage, returned, tool)
-            return await self._stream(request, events)
-        reply = json_reply(kind, model, text, finish, None if no_usage else usage, returned, tool)
+            return await self._stream(request, [_shadowed(e, shadow) for e in events])
+        reply = _shadowed(json_reply(kind, model, text, finish, None if no_usage else usage, returned, tool),
+                          shadow)
         truncate = _option(self.listener, request, "truncate")
         if truncate:
             # Promise the whole body, send a piece of it, then drop the connection.

@@ -5,7 +5,9 @@ json_to_metadata, Python, Go and JavaScript) keeps the last value, other parsers
 first, serde refuses the body. Forwarding it would let the gateway check one thing and
 a provider act on another: a key allowed `b` only is served `a`; a message whose
 "content" comes twice has one text scanned by the guardrails and the other sent. So a
-repeated key anywhere in a request body is a 400 (stages/resolve.py).
+repeated key anywhere in a request body is a 400 (stages/resolve.py). A provider's
+answer that response guardrails read is written again from what they read instead
+(stages/guard_response.py, stages/stream_guard.py).
 
 Found without a second parse, by counting ':' bytes. In valid JSON each ':' outside a
 string separates a key from its value, and orjson writes every ':' of a string as

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 
 import httpx
@@ -11,6 +12,7 @@ import pytest
 
 from gateway_stack import GatewayStack, quickstart_config
 from test_guardrails_unit import _lines
+from test_stream_hold import _no_repeats
 
 ALICE = {"authorization": "Bearer sk-demo-alice"}
 SECRET = "sk-proj-AbCdEfGhIjKlMnOpQrStUvWxYz0123456789"
@@ -303,6 +305,24 @@ def test_shadow_mode_changes_nothing_but_records(redacting):
     assert {"guardrail": "shadow-words", "direction": "request", "verdict": "flagged"} in record["guardrails"]
     metrics = redacting.metrics('guardrail="shadow-words",verdict="flagged"')
     assert 'gateway_guardrail_verdicts_total{guardrail="shadow-words",verdict="flagged"}' in metrics
+
+
+@pytest.mark.parametrize("streamed", [False, True], ids=["json", "stream"])
+def test_an_answer_that_repeats_a_key_reaches_the_client_as_the_guardrails_read_it(redacting, streamed):
+    """The mock writes each "content" key twice, an address in the first (x-mock-shadow).
+    The guardrails read the last value, as the openai SDK would; a parser that keeps the
+    first would have shown the client the address. The client gets each key once."""
+    frank = {"authorization": "Bearer sk-test-frank", "x-mock-shadow": f"content=mail {PLANTED['email']}"}
+    response = _chat(redacting, [{"role": "user", "content": "hello there"}], headers=frank, stream=streamed)
+    assert response.status_code == 200
+    assert PLANTED["email"] not in response.text
+    if not streamed:
+        body = json.loads(response.content, object_pairs_hook=_no_repeats)
+        assert body["choices"][0]["message"]["content"] == "hello there"
+        return
+    chunks = [json.loads(block[6:], object_pairs_hook=_no_repeats) for block in response.text.split("\n\n")
+              if block.startswith("data: {")]
+    assert "".join(c["choices"][0]["delta"].get("content") or "" for c in chunks if c["choices"]) == "hello there"
 
 
 def test_blocked_json_response(redacting):

@@ -104,6 +104,14 @@ STREAM_PIECES = ["hello ", "sk-proj-", "AbCdEfGhIj", "KlMnOpQrSt", "UvWxYz0123",
                  "-----BEGIN PRIVATE KEY-----\n", "MIIabc\n", "-----END PRIVATE KEY-----"]
 
 
+def through(stream, raw: bytes) -> bytes:
+    """One SSE event's bytes through a stream filter, parsed as ResponseUsage hands it over."""
+    import orjson
+    from extproc.sse import SSEParser
+    [event] = SSEParser().feed(raw)
+    return stream(event, orjson.loads(event.data) if event.data.startswith(b"{") else None, event.raw)
+
+
 def stream_through_guard(pieces: list[str], guards: list | None = None) -> tuple[list[str], str]:
     """Feed pieces as chat SSE content events; the text released after each piece, and
     the whole released text (the stream's end included)."""
@@ -122,8 +130,8 @@ def stream_through_guard(pieces: list[str], guards: list | None = None) -> tuple
     released = []
     for piece in pieces:
         data = {"choices": [{"index": 0, "delta": {"content": piece}}]}
-        released.append(text_of(stream(None, data, b"data: " + orjson.dumps(data) + b"\n\n")))
-    return released, "".join(released) + text_of(stream(None, None, b"data: [DONE]\n\n"))
+        released.append(text_of(through(stream, b"data: " + orjson.dumps(data) + b"\n\n")))
+    return released, "".join(released) + text_of(through(stream, b"data: [DONE]\n\n"))
 
 
 @settings(max_examples=300, deadline=None)

@@ -14,7 +14,7 @@ from extproc.guardrails.config import Guardrail
 from extproc.guardrails.injection import InjectionDetector
 from extproc.guardrails.pii import PIIDetector
 from extproc.stages.stream_guard import MAX_HOLD_CHARS
-from test_guardrails_unit import stream_through_guard
+from test_guardrails_unit import stream_through_guard, through
 
 PII = PIIDetector()
 INJECTION = InjectionDetector()
@@ -135,9 +135,9 @@ def test_every_streaming_api_is_held_and_redacted_the_same_way(name):
     pieces = ["Your", " key", " is", " sk-proj-", "AbCdEfGhIj", "KlMnOpQrSt", "UvWxYz0123", ",", " keep", " it"]
     released = []
     for piece in pieces:
-        out = stream(None, event(piece), b"data: " + orjson.dumps(event(piece)) + b"\n\n")
+        out = through(stream, b"data: " + orjson.dumps(event(piece)) + b"\n\n")
         released.append("".join(text_of(orjson.loads(block[6:])) for block in out.split(b"\n\n") if block))
-    done = stream(None, None, b"data: [DONE]\n\n")
+    done = through(stream, b"data: [DONE]\n\n")
     tail = "".join(text_of(orjson.loads(block[6:])) for block in done.split(b"\n\n")
                    if block.startswith(b"data: {"))
     assert released[:4] == ["", "Your ", "key ", "is "]         # each word once the next one rules it out
@@ -156,8 +156,8 @@ def _run_stream(events: list[tuple[int, str]]) -> dict[int, str]:
     out = b""
     for index, text in events:
         data = {"choices": [{"index": index, "delta": {"content": text}}]}
-        out += stream(None, data, b"data: " + orjson.dumps(data) + b"\n\n")
-    out += stream(None, None, b"data: [DONE]\n\n")
+        out += through(stream, b"data: " + orjson.dumps(data) + b"\n\n")
+    out += through(stream, b"data: [DONE]\n\n")
     answers: dict[int, str] = {}
     for block in out.split(b"\n\n"):
         if block.startswith(b"data: {"):
@@ -192,7 +192,7 @@ def test_an_answer_that_ends_in_another_answers_event_releases_its_held_text_fir
     stream = StreamGuard(call, [guard("pii", "pii", "redact", PII)], 128)
 
     def feed(data):
-        out = stream(None, data, b"data: " + orjson.dumps(data) + b"\n\n")
+        out = through(stream, b"data: " + orjson.dumps(data) + b"\n\n")
         return [orjson.loads(block[6:])["choices"] for block in out.split(b"\n\n") if block]
     assert feed({"choices": [{"index": 0, "delta": {"content": "mail a.b"}},
                              {"index": 1, "delta": {"content": "hi a.b"}}]}) == [
@@ -215,8 +215,7 @@ def _guarded_tool_call_stream(kind: str, pieces: list[str], answers: int = 1) ->
     usage = {"prompt_tokens": 1, "completion_tokens": 1}
     out = b""
     for raw in sse_events(kind, "gpt-4o-mini", pieces, "stop", usage, False, False, answers, "lookup"):
-        data = raw.split(b"data: ", 1)[1].strip()
-        out += stream(None, orjson.loads(data) if data.startswith(b"{") else None, raw)
+        out += through(stream, raw)
     return [orjson.loads(block.split(b"data: ", 1)[1]) for block in out.split(b"\n\n")
             if b"data: {" in block]
 
@@ -271,8 +270,8 @@ def _chat_events_through_guard(deltas: list[dict]):
     events.append({**base, "choices": [{"index": 0, "delta": {}, "finish_reason": "tool_calls"}]})
     call = SimpleNamespace(endpoint=SimpleNamespace(kind="chat"), stage_state={}, error_code=None)
     stream = StreamGuard(call, [guard("pii", "pii", "redact", PII)], 128)
-    out = b"".join(stream(None, e, b"data: " + orjson.dumps(e) + b"\n\n") for e in events)
-    out += stream(None, None, b"data: [DONE]\n\n")
+    out = b"".join(through(stream, b"data: " + orjson.dumps(e) + b"\n\n") for e in events)
+    out += through(stream, b"data: [DONE]\n\n")
     state = ChatCompletionStreamState()
     for block in out.split(b"\n\n"):
         if block.startswith(b"data: {"):
@@ -309,3 +308,50 @@ def test_content_and_a_tool_call_in_one_delta_are_held_each_on_its_own():
     assert message.content == "Sending it. "
     assert message.tool_calls[0].function.arguments == '{"to": "[EMAIL]"}'
     assert b"jane" not in out
+
+
+# A provider's event that writes a key twice: the guardrails read the last value (orjson,
+# like Python and JavaScript), a client's parser may keep the first. Each event below
+# hides PII in the first value, with nothing to scan in the last.
+HIDDEN = "mail jane.doe@example.com"
+SHADOWED = [
+    ("chat role chunk", "chat",
+     f'data: {{"choices":[{{"index":0,"delta":{{"role":"assistant","content":"{HIDDEN}","content":""}}}}]}}'),
+    ("chat finish chunk", "chat",
+     f'data: {{"choices":[{{"index":0,"delta":{{"content":"{HIDDEN}","content":null}},"finish_reason":"stop"}}]}}'),
+    ("completions", "completions", f'data: {{"choices":[{{"index":0,"text":"{HIDDEN}","text":""}}]}}'),
+    ("responses delta", "responses",
+     f'event: response.output_text.delta\ndata: {{"type":"response.output_text.delta","output_index":0,'
+     f'"delta":"{HIDDEN}","delta":""}}'),
+    ("responses done", "responses",
+     f'event: response.output_text.done\ndata: {{"type":"response.output_text.done","output_index":0,'
+     f'"text":"{HIDDEN}","text":"hello"}}'),
+]
+
+
+@pytest.mark.parametrize("name,kind,event", SHADOWED, ids=[c[0] for c in SHADOWED])
+def test_an_event_that_repeats_a_key_leaves_as_the_guardrails_read_it(name, kind, event):
+    import json
+    from extproc.stages.stream_guard import StreamGuard
+    call = SimpleNamespace(endpoint=SimpleNamespace(kind=kind), stage_state={}, error_code=None)
+    stream = StreamGuard(call, [guard("pii", "pii", "redact", PII)], 128)
+    out = through(stream, event.encode() + b"\n\n")
+    assert b"jane" not in out
+    lines = out.decode().strip().split("\n")
+    data = lines[-1].removeprefix("data: ")
+    assert json.loads(data, object_pairs_hook=_no_repeats) == json.loads(event.split("data: ")[1])
+    assert lines[:-1] == event.split("\n")[:-1]             # the `event:` line kept
+
+
+def _no_repeats(pairs):
+    keys = [key for key, _ in pairs]
+    assert len(keys) == len(set(keys)), keys
+    return dict(pairs)
+
+
+def test_an_event_that_repeats_no_key_leaves_byte_for_byte():
+    from extproc.stages.stream_guard import StreamGuard
+    call = SimpleNamespace(endpoint=SimpleNamespace(kind="chat"), stage_state={}, error_code=None)
+    stream = StreamGuard(call, [guard("pii", "pii", "redact", PII)], 128)
+    event = b'data: {"choices": [{"index": 0, "delta": {"role": "assistant", "content": ""}}], "note": "a:b"}\n\n'
+    assert through(stream, event) == event

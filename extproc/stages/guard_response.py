@@ -8,6 +8,7 @@ from ..call import Call
 from ..errors import GatewayError
 from ..guardrails.config import Guardrail
 from ..guardrails.scan import called_tools, response_slots
+from ..repeated_keys import repeated_key
 from . import Stage
 from .guard import check_texts, could_not_run, record_verdict, run_plugin
 from .stream_guard import StreamGuard
@@ -63,7 +64,11 @@ class GuardResponse(Stage):
                 raise
             except Exception as error:  # noqa: BLE001 - the fail mode decides
                 could_not_run(call, guardrail, "response", type(error).__name__)
-        return orjson.dumps(body) if changed else None
+        if changed or repeated_key(chunk, body) is not None:
+            # The client gets what was checked: a key the provider wrote twice (the
+            # guardrails read the last value, a client's parser may keep the first) once.
+            return orjson.dumps(body)
+        return None
 
     def done(self, call: Call) -> None:
         for stream_guard in call.event_filters:

@@ -21,6 +21,7 @@ from ..errors import error_body
 from ..guardrails import Finding, redact
 from ..guardrails.config import Guardrail
 from ..guardrails.scan import OTHER_TEXT_FIELDS, called_tools
+from ..repeated_keys import repeated_key
 from ..sse import Event
 from .guard import record_verdict
 
@@ -131,11 +132,13 @@ class StreamGuard:
                 out += self._flush(self._lanes_of(rest)) + b"data: " + orjson.dumps({**data, "choices": rest}) + b"\n\n"
             return out
         if self.kind == "responses":
-            raw = self._redact_full_texts(data, raw)
+            raw = self._redact_full_texts(event, data, raw)
             ended = list(self.lanes.values())  # its parts come one after the other
         else:                                   # an answer's last chunk; none named: all
             choices = [c for c in data.get("choices") or () if isinstance(c, dict)]
             ended = self._lanes_of(choices) if choices else list(self.lanes.values())
+            if repeated_key(event.data, data) is not None:
+                raw = _written(event, data)
         return self._flush(ended) + raw
 
     def _lanes_of(self, choices: list[dict]) -> list[_Lane]:
@@ -291,7 +294,7 @@ class StreamGuard:
         # A pattern `regex` could not analyse: hold the configured window instead.
         return max(start, len(text) - self.window) if hold is None else hold
 
-    def _redact_full_texts(self, data: dict, raw: bytes) -> bytes:
+    def _redact_full_texts(self, event: Event, data: dict, raw: bytes) -> bytes:
         """Responses API events that repeat the whole text (…done, response.completed)."""
         slots = list(_text_fields(data))
         changed = False
@@ -301,10 +304,9 @@ class StreamGuard:
                 if findings and guardrail.action == "redact":
                     container[key] = redact(container[key], findings)
                     changed = True
-        if not changed:
+        if not changed and repeated_key(event.data, data) is None:
             return raw
-        name = f"event: {data.get('type')}\n".encode() if data.get("type") else b""
-        return name + b"data: " + orjson.dumps(data) + b"\n\n"
+        return _written(event, data)
 
     def _block(self, guardrail: Guardrail) -> bytes:
         self.blocked = guardrail
@@ -317,6 +319,13 @@ class StreamGuard:
     def record(self) -> None:
         for guardrail in self.text_guards + self.tool_guards:
             record_verdict(self.call, guardrail, "response", self.verdicts.get(guardrail.name, "passed"))
+
+
+def _written(event: Event, data: dict) -> bytes:
+    """The event as the guardrails read it: redacted, or a key the provider wrote twice
+    (the guardrails read the last value, a client's parser may keep the first) once."""
+    name = b"event: " + event.name + b"\n" if event.name else b""
+    return name + b"data: " + orjson.dumps(data) + b"\n\n"
 
 
 def _arguments(call) -> str | None:
