@@ -17,6 +17,9 @@ Failure modes come from the listener's config or, per request, from headers:
                               arguments are {"text": <the echo>}, streamed piece by piece
   x-mock-chunk-chars: 7       stream the reply in pieces of N characters (default: words,
                               each with the space before it, as OpenAI tokens come: " the")
+  x-mock-chunk-units: 7       ... of N UTF-16 code units, as a JavaScript server slicing its
+                              strings does: an emoji's two halves may go in two events, each
+                              a lone surrogate escape ("\ud83d")
   x-mock-write-bytes: 5       write the stream's bytes N at a time (events cut anywhere)
   x-mock-no-usage: 1          omit usage (as some providers do)
   x-mock-cached-tokens: 5     report this many of the prompt's tokens as read from the
@@ -93,6 +96,11 @@ def _shadowed(payload: bytes, shadow: str | None) -> bytes:
         return payload
     name = orjson.dumps(key) + b":"
     return payload.replace(name, name + orjson.dumps(text) + b"," + name)
+
+
+def _utf16_pieces(text: str, units: int) -> list[str]:
+    utf16 = text.encode("utf-16-le", "surrogatepass")
+    return [utf16[i:i + 2 * units].decode("utf-16-le", "surrogatepass") for i in range(0, len(utf16), 2 * units)]
 
 
 def _words(text: str) -> list[str]:
@@ -264,7 +272,11 @@ class MockProvider:
         if body.get("stream") is True:
             include_usage = (body.get("stream_options") or {}).get("include_usage") is True
             size = int(_option(self.listener, request, "chunk-chars") or 0)
-            pieces = [text[i:i + size] for i in range(0, len(text), size)] if size else _words(text)
+            units = int(_option(self.listener, request, "chunk-units") or 0)
+            if size:
+                pieces = [text[i:i + size] for i in range(0, len(text), size)]
+            else:
+                pieces = _utf16_pieces(text, units) if units else _words(text)
             events = sse_events(kind, model, pieces or [""], finish, usage,
                                 include_usage and not no_usage, no_usage, returned, tool)
             return await self._stream(request, [_shadowed(e, shadow) for e in events])

@@ -7,6 +7,8 @@ import uuid
 
 import orjson
 
+from .provider_json import dumps
+
 
 def _usage_chat(usage: dict) -> dict:
     return {"prompt_tokens": usage["prompt_tokens"], "completion_tokens": usage["completion_tokens"],
@@ -78,7 +80,7 @@ def json_reply(kind: str, model: str, text: str, finish: str, usage: dict | None
 
 def _sse(obj: dict, event: str | None = None) -> bytes:
     prefix = f"event: {event}\n".encode() if event else b""
-    return prefix + b"data: " + orjson.dumps(obj) + b"\n\n"
+    return prefix + b"data: " + dumps(obj) + b"\n\n"      # (a piece may be half an emoji)
 
 
 def sse_events(kind: str, model: str, pieces: list[str], finish: str, usage: dict,

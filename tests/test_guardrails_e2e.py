@@ -325,6 +325,22 @@ def test_an_answer_that_repeats_a_key_reaches_the_client_as_the_guardrails_read_
     assert "".join(c["choices"][0]["delta"].get("content") or "" for c in chunks if c["choices"]) == "hello there"
 
 
+def test_an_emoji_split_between_two_events_is_read_and_guarded_like_any_text(redacting):
+    """A provider slicing its text by UTF-16 units (x-mock-chunk-units, as JavaScript
+    does) sends an emoji's halves in two events, each a lone surrogate escape. orjson
+    refuses such an event and the openai SDK's parser reads it, so it used to pass unread:
+    here the first event carried the address whole."""
+    frank = openai.OpenAI(base_url=redacting.base_url, api_key="sk-test-frank", max_retries=0)
+    before = f"mail {PLANTED['email']} "
+    stream = frank.chat.completions.create(
+        model="gpt-4o-mini", stream=True, extra_headers={"x-mock-chunk-units": str(len(before) + 1)},
+        messages=[{"role": "user", "content": before + "\U0001f600 end"}])
+    chunks = [chunk for chunk in stream if chunk.choices]
+    text = "".join(chunk.choices[0].delta.content or "" for chunk in chunks)
+    assert text.encode("utf-16-le", "surrogatepass").decode("utf-16-le") == "mail [EMAIL] \U0001f600 end"
+    assert PLANTED["email"] not in str([chunk.model_dump() for chunk in chunks])
+
+
 def test_blocked_json_response(redacting):
     response = _chat(redacting, [{"role": "user", "content": "say launchcode"}],
                      headers={"authorization": "Bearer sk-test-erin"})

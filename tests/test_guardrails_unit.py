@@ -106,10 +106,10 @@ STREAM_PIECES = ["hello ", "sk-proj-", "AbCdEfGhIj", "KlMnOpQrSt", "UvWxYz0123",
 
 def through(stream, raw: bytes) -> bytes:
     """One SSE event's bytes through a stream filter, parsed as ResponseUsage hands it over."""
-    import orjson
+    from extproc.provider_json import loads
     from extproc.sse import SSEParser
     [event] = SSEParser().feed(raw)
-    return stream(event, orjson.loads(event.data) if event.data.startswith(b"{") else None, event.raw)
+    return stream(event, loads(event.data) if event.data.startswith(b"{") else None, event.raw)
 
 
 def stream_through_guard(pieces: list[str], guards: list | None = None) -> tuple[list[str], str]:
@@ -204,3 +204,35 @@ GENERATED_ELSEWHERE = [
 def test_every_generated_text_of_a_json_response_is_scanned(name, kind, body):
     from extproc.guardrails.scan import response_slots
     assert any("jane.doe@example.com" in container[key] for container, key in response_slots(kind, body))
+
+
+# JSON answers the response guardrails must read as a client would (provider_json.py,
+# repeated_keys.py), each with an address in its content; what the client gets.
+HARD_TO_READ = [
+    ("half an emoji", rb'"content":"mail jane.doe@example.com \ud83d"', "mail [EMAIL] \ud83d"),
+    ("NaN", b'"content":"mail jane.doe@example.com","score":NaN', "mail [EMAIL]"),
+    ("half a UTF-8 character", b'"content":"mail jane.doe@example.com \xe2\x82"', "mail [EMAIL] \ufffd"),
+    ("a key written twice", b'"content":"mail jane.doe@example.com","content":"hi"', "hi"),
+]
+
+
+@pytest.mark.parametrize("name,message,content", HARD_TO_READ, ids=[c[0] for c in HARD_TO_READ])
+def test_a_json_answer_leaves_as_the_guardrails_read_it(name, message, content):
+    import asyncio
+    import json
+    from types import SimpleNamespace
+    from extproc.guardrails.config import Guardrail
+    from extproc.guardrails.fold import FoldingDetector
+    from extproc.provider_json import loads
+    from extproc.stages.guard_response import GuardResponse
+    pii = Guardrail("pii", "pii", "redact", frozenset({"response"}), "closed", FoldingDetector(PII))
+    raw = b'{"choices":[{"index":0,"message":{"role":"assistant",' + message + b'}}]}'
+    call = SimpleNamespace(endpoint=SimpleNamespace(kind="chat"), response_streamed=False, status=200, key="k",
+                           config=SimpleNamespace(guardrails=SimpleNamespace(policy_for=lambda key: [pii])),
+                           stage_state={"response_json": loads(raw)})     # as ResponseUsage reads it
+    out = asyncio.run(GuardResponse().response_body(call, raw, True))
+    assert b"jane" not in out
+    keys = []
+    body = json.loads(out.decode(), object_pairs_hook=lambda pairs: keys.append([k for k, _ in pairs]) or dict(pairs))
+    assert body["choices"][0]["message"]["content"] == content
+    assert all(len(set(names)) == len(names) for names in keys)

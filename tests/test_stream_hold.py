@@ -355,3 +355,35 @@ def test_an_event_that_repeats_no_key_leaves_byte_for_byte():
     stream = StreamGuard(call, [guard("pii", "pii", "redact", PII)], 128)
     event = b'data: {"choices": [{"index": 0, "delta": {"role": "assistant", "content": ""}}], "note": "a:b"}\n\n'
     assert through(stream, event) == event
+
+
+# Events orjson refuses and clients read (extproc/provider_json.py), each carrying PII.
+def _chunk(content: bytes, extra: bytes = b"") -> bytes:
+    return b'data: {"choices":[{"index":0,"delta":{"content":"mail jane.doe@example.com ' + content + b'"}' \
+        + extra + b'}]}\n\n'
+
+
+LENIENT = [
+    ("half an emoji", _chunk(rb"ok \ud83d"), "mail [EMAIL] ok \ud83d"),
+    ("NaN", _chunk(b"ok", b',"logprobs":NaN'), "mail [EMAIL] ok"),
+    ("1e400", _chunk(b"ok", b',"logprobs":1e400'), "mail [EMAIL] ok"),
+    ("half a UTF-8 character", _chunk(b"ok \xe2\x82"), "mail [EMAIL] ok \ufffd"),
+]
+
+
+@pytest.mark.parametrize("name,event,text", LENIENT, ids=[c[0] for c in LENIENT])
+def test_an_event_orjson_refuses_is_read_as_clients_read_it_and_guarded(name, event, text):
+    import json
+    from extproc.stages.stream_guard import StreamGuard
+    call = SimpleNamespace(endpoint=SimpleNamespace(kind="chat"), stage_state={}, error_code=None)
+    stream = StreamGuard(call, [guard("pii", "pii", "redact", PII)], 128)
+    out = through(stream, event) + through(stream, b"data: [DONE]\n\n")
+    assert b"jane" not in out
+    chunks = [json.loads(block[6:]) for block in out.decode().split("\n\n") if block.startswith("data: {")]
+    assert "".join(c["choices"][0]["delta"]["content"] for c in chunks) == text
+
+
+def test_json_no_client_could_read_is_not_read():
+    from extproc.provider_json import loads
+    assert loads(b'{"choices": [{"delta": {"content": "x"') is None
+    assert loads(b"[" * 100_000) is None

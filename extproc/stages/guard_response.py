@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import orjson
-
 from ..call import Call
 from ..errors import GatewayError
 from ..guardrails.config import Guardrail
 from ..guardrails.scan import called_tools, response_slots
+from ..provider_json import dumps
 from ..repeated_keys import repeated_key
 from . import Stage
 from .guard import check_texts, could_not_run, record_verdict, run_plugin
@@ -67,7 +66,7 @@ class GuardResponse(Stage):
         if changed or repeated_key(chunk, body) is not None:
             # The client gets what was checked: a key the provider wrote twice (the
             # guardrails read the last value, a client's parser may keep the first) once.
-            return orjson.dumps(body)
+            return dumps(body)
         return None
 
     def done(self, call: Call) -> None:

@@ -14,13 +14,12 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-import orjson
-
 from ..call import Call
 from ..errors import error_body
 from ..guardrails import Finding, redact
 from ..guardrails.config import Guardrail
 from ..guardrails.scan import OTHER_TEXT_FIELDS, called_tools
+from ..provider_json import dumps
 from ..repeated_keys import repeated_key
 from ..sse import Event
 from .guard import record_verdict
@@ -129,7 +128,7 @@ class StreamGuard:
             rest = [c for c in data.get("choices") or () if isinstance(c, dict)
                     and not any(c is piece.choice for piece in pieces)]
             if rest:
-                out += self._flush(self._lanes_of(rest)) + b"data: " + orjson.dumps({**data, "choices": rest}) + b"\n\n"
+                out += self._flush(self._lanes_of(rest)) + b"data: " + dumps({**data, "choices": rest}) + b"\n\n"
             return out
         if self.kind == "responses":
             raw = self._redact_full_texts(event, data, raw)
@@ -215,13 +214,13 @@ class StreamGuard:
         if field == "tool_calls":
             emptied = [{**call, "function": emptied}]
         delta = {k: v for k, v in choice["delta"].items() if k not in _GENERATED}
-        return b"data: " + orjson.dumps({**data, "choices": [{**choice, "delta": {**delta, field: emptied}}]}) \
+        return b"data: " + dumps({**data, "choices": [{**choice, "delta": {**delta, field: emptied}}]}) \
             + b"\n\n"
 
     def _event(self, lane: _Lane, text: str) -> bytes:
         """An event carrying released text of a lane, shaped as its last event."""
         if self.kind == "responses":
-            return b"data: " + orjson.dumps({**lane.template, "delta": text}) + b"\n\n"
+            return b"data: " + dumps({**lane.template, "delta": text}) + b"\n\n"
         choice, slot = dict(lane.choice), lane.slot
         if slot == "text":
             choice["text"] = text
@@ -231,7 +230,7 @@ class StreamGuard:
             choice["delta"] = {"function_call": {"arguments": text}}
         else:
             choice["delta"] = {"tool_calls": [{"index": slot[1], "function": {"arguments": text}}]}
-        return b"data: " + orjson.dumps({**lane.template, "choices": [choice]}) + b"\n\n"
+        return b"data: " + dumps({**lane.template, "choices": [choice]}) + b"\n\n"
 
     def _flush(self, lanes: list[_Lane]) -> bytes:
         """Releases what the given answers hold: their text is complete."""
@@ -325,7 +324,7 @@ def _written(event: Event, data: dict) -> bytes:
     """The event as the guardrails read it: redacted, or a key the provider wrote twice
     (the guardrails read the last value, a client's parser may keep the first) once."""
     name = b"event: " + event.name + b"\n" if event.name else b""
-    return name + b"data: " + orjson.dumps(data) + b"\n\n"
+    return name + b"data: " + dumps(data) + b"\n\n"
 
 
 def _arguments(call) -> str | None:

@@ -17,10 +17,9 @@ from __future__ import annotations
 
 from time import perf_counter, time
 
-import orjson
-
 from ..call import Call
 from ..errors import error_body
+from ..provider_json import loads
 from ..openai_api import (
     Usage,
     generated_texts,
@@ -85,10 +84,7 @@ class ResponseUsage(Stage):
     # --- buffered JSON ------------------------------------------------------------
 
     def _json_body(self, call: Call, body: bytes) -> bytes | None:
-        try:
-            parsed = orjson.loads(body) if body else None
-        except orjson.JSONDecodeError:
-            parsed = None
+        parsed = loads(body) if body else None
         if call.status >= 400:
             if isinstance(parsed, dict) and isinstance(parsed.get("error"), dict):
                 return None                    # already an OpenAI-style error: pass it on
@@ -115,10 +111,7 @@ class ResponseUsage(Stage):
             raw = event.raw
             data = None
             if event.data and not event.is_done:
-                try:
-                    data = orjson.loads(event.data)
-                except orjson.JSONDecodeError:
-                    data = None
+                data = loads(event.data)
                 if isinstance(data, dict):
                     if call.first_byte_at is None:
                         call.first_byte_at = perf_counter()
