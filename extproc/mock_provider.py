@@ -21,6 +21,7 @@ Failure modes come from the listener's config or, per request, from headers:
                               strings does: an emoji's two halves may go in two events, each
                               a lone surrogate escape ("\ud83d")
   x-mock-write-bytes: 5       write the stream's bytes N at a time (events cut anywhere)
+  x-mock-unended: 1           end the stream without the blank line that ends its last event
   x-mock-no-usage: 1          omit usage (as some providers do)
   x-mock-cached-tokens: 5     report this many of the prompt's tokens as read from the
                               provider's prompt cache (at most all of them)
@@ -279,7 +280,10 @@ class MockProvider:
                 pieces = _utf16_pieces(text, units) if units else _words(text)
             events = sse_events(kind, model, pieces or [""], finish, usage,
                                 include_usage and not no_usage, no_usage, returned, tool)
-            return await self._stream(request, [_shadowed(e, shadow) for e in events])
+            events = [_shadowed(e, shadow) for e in events]
+            if _option(self.listener, request, "unended"):
+                events[-1] = events[-1].rstrip(b"\n")
+            return await self._stream(request, events)
         reply = _shadowed(json_reply(kind, model, text, finish, None if no_usage else usage, returned, tool),
                           shadow)
         truncate = _option(self.listener, request, "truncate")

@@ -37,7 +37,8 @@ class SSEParser:
 
     def feed(self, chunk: bytes, final: bool = False) -> list[Event]:
         """Events completed by this chunk; `final` marks the end of the stream, where
-        a trailing lone \r is a line end rather than half of \r\n."""
+        a trailing lone \r is a line end rather than half of \r\n, and an event the
+        provider did not end with a blank line ends too (see `_ended`)."""
         buffer = self._buffer + chunk if self._buffer else chunk
         events: list[Event] = []
         start = 0          # where the current event's raw bytes begin
@@ -62,10 +63,15 @@ class SSEParser:
             start = pos
             data_lines = []
             name = b""
-        self._buffer = buffer[start:]
+        self._buffer = b"" if final else buffer[start:]
+        if final and start < len(buffer):
+            events.append(_ended(buffer[start:]))
         return events
 
-    def flush(self) -> bytes:
-        """The incomplete tail at end of stream (passed through as it is)."""
-        tail, self._buffer = self._buffer, b""
-        return tail
+
+def _ended(tail: bytes) -> Event:
+    """The stream's last event when no blank line ends it. The WHATWG parser drops it,
+    other parsers dispatch it: read as ended, its usage counts and the guardrails read
+    its text, and its bytes still pass as they came when nothing changes."""
+    event = SSEParser().feed(tail.rstrip(b"\r\n") + b"\n\n")[0]
+    return Event(raw=tail, data=event.data, name=event.name)

@@ -341,6 +341,26 @@ def test_an_emoji_split_between_two_events_is_read_and_guarded_like_any_text(red
     assert PLANTED["email"] not in str([chunk.model_dump() for chunk in chunks])
 
 
+def test_a_stream_whose_last_event_is_unended_is_read_and_guarded_to_its_end(redacting):
+    """The provider ends a Responses stream right after `response.completed`'s data line,
+    no blank line after it (x-mock-unended). Parsers that dispatch such an event would
+    show its whole text, which used to pass on unread, and its usage went uncounted."""
+    rid = f"test-{uuid.uuid4()}"
+    response = httpx.post(f"{redacting.base_url}/responses", timeout=30,
+                          headers={"authorization": "Bearer sk-test-frank", "x-mock-unended": "1",
+                                   "x-request-id": rid},
+                          json={"model": "gpt-4o-mini", "stream": True, "input": f"mail {PLANTED['email']} now"})
+    assert response.status_code == 200
+    assert PLANTED["email"] not in response.text
+    last = response.text.rstrip("\n").rsplit("\n\n", 1)[-1]
+    completed = json.loads(last.split("data: ", 1)[1])
+    assert completed["type"] == "response.completed"
+    assert completed["response"]["output"][0]["content"][0]["text"] == "mail [EMAIL] now"
+    record = redacting.wait_for_record(rid)
+    assert record["usage_estimated"] is False and record["output_tokens"] == completed["response"]["usage"][
+        "output_tokens"]
+
+
 def test_blocked_json_response(redacting):
     response = _chat(redacting, [{"role": "user", "content": "say launchcode"}],
                      headers={"authorization": "Bearer sk-test-erin"})

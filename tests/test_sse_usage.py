@@ -17,7 +17,7 @@ def parse_all(chunks: list[bytes]) -> tuple[list, bytes]:
     parser = SSEParser()
     events = [e for chunk in chunks for e in parser.feed(chunk)]
     events += parser.feed(b"", final=True)
-    return events, parser.flush()
+    return events, parser.pending
 
 
 SSE_CASES = [
@@ -32,6 +32,9 @@ SSE_CASES = [
     ("named event", [b"event: response.completed\ndata: {}\n\n"], [b"{}"]),
     ("done", [b"data: [DONE]\n\n"], [b"[DONE]"]),
     ("no space after colon", [b"data:x\n\n"], [b"x"]),
+    # The stream ends where no blank line ended its last event: read as ended there.
+    ("last event unended", [b"data: a\n\ndata: b"], [b"a", b"b"]),
+    ("last event ended by one line end", [b"data: a\n\nevent: e\r\ndata: b\r\n"], [b"a", b"b"]),
 ]
 
 

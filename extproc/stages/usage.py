@@ -130,9 +130,7 @@ class ResponseUsage(Stage):
                 if filtered is not raw:
                     raw, changed = filtered, True
             out.append(raw)
-        if end_of_stream:
-            out.append(call.sse.flush())
-        elif call.sse.pending:
+        if not end_of_stream and call.sse.pending:
             changed = True             # hold an incomplete event back until it completes
         if not changed:
             return None
