@@ -25,11 +25,15 @@ class Event:
         return self.data == b"[DONE]"
 
 
+_BOM = b"\xef\xbb\xbf"
+
+
 class SSEParser:
-    __slots__ = ("_buffer",)
+    __slots__ = ("_buffer", "_at_start")
 
     def __init__(self) -> None:
         self._buffer = b""
+        self._at_start = True
 
     @property
     def pending(self) -> bytes:
@@ -43,6 +47,14 @@ class SSEParser:
         events: list[Event] = []
         start = 0          # where the current event's raw bytes begin
         pos = 0
+        if self._at_start:
+            # A byte order mark before the first field is not part of it (WHATWG, and so
+            # browsers and eventsource-parser): read past it, keep it in the raw bytes.
+            if _BOM.startswith(buffer) and not final:
+                self._buffer = buffer
+                return events
+            self._at_start = False
+            pos = len(_BOM) if buffer.startswith(_BOM) else 0
         data_lines: list[bytes] = []
         name = b""
         for match in _LINE_END.finditer(buffer):

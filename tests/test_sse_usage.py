@@ -34,6 +34,7 @@ SSE_CASES = [
     ("no space after colon", [b"data:x\n\n"], [b"x"]),
     # The stream ends where no blank line ended its last event: read as ended there.
     ("last event unended", [b"data: a\n\ndata: b"], [b"a", b"b"]),
+    ("byte order mark first", [b"\xef\xbb", b"\xbfdata: a\n\n"], [b"a"]),
     ("last event ended by one line end", [b"data: a\n\nevent: e\r\ndata: b\r\n"], [b"a", b"b"]),
 ]
 
