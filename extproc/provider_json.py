@@ -11,8 +11,11 @@ refuses is read again that lenient way, and written back as standard JSON when c
 from __future__ import annotations
 
 import json
+import re
 
 import orjson
+
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 def loads(raw: bytes) -> object | None:
@@ -33,3 +36,9 @@ def dumps(value: object) -> bytes:
         return orjson.dumps(value)
     except orjson.JSONEncodeError:
         return json.dumps(value, separators=(",", ":")).encode()
+
+
+def as_utf8(text: str) -> str:
+    """`text` as UTF-8 can hold it: U+FFFD for each lone surrogate (what RE2 and protobuf
+    need; Python's str, and so the rest of the gateway, holds them as they came)."""
+    return text if text.isascii() else _LONE_SURROGATE.sub("\ufffd", text)

@@ -77,6 +77,27 @@ def test_unreachable_plugin_fails_closed(stack):
     assert "could not check" in response.json()["error"]["message"]
 
 
+def test_a_plugin_gets_a_text_with_half_an_emoji_as_utf8_can_hold_it():
+    """A provider's answer may hold a lone surrogate (extproc/provider_json.py), which a
+    protobuf string cannot: the plugin reads U+FFFD there instead of the call failing.
+    (The client alone: the mock's JSON answers hold no lone surrogate.)"""
+    import asyncio
+    from extproc.guardrails.plugin import PluginClient
+    port = free_port()
+    plugin = _start_plugin(port)
+    async def check_both():
+        client = PluginClient(f"127.0.0.1:{port}", 5.0)
+        ids = dict(model="m", key_id="k", team="t", request_id="r")
+        return (await client.check("response", ["see OPS-1234 \ud83d", "ok \ude00"], **ids),
+                await client.check("response", ["project Zeus \ud83d"], **ids))
+    try:
+        redacted, blocked = asyncio.run(check_both())
+    finally:
+        plugin.kill()
+    assert redacted == ("redact", "ticket id", ["see [TICKET] \ufffd", "ok \ufffd"])
+    assert blocked[0] == "block"
+
+
 def test_generated_code_matches_the_proto(tmp_path):
     subprocess.run([sys.executable, "-m", "grpc_tools.protoc", f"-I{ROOT / 'protos'}",
                     f"--python_out={tmp_path}", f"--grpc_python_out={tmp_path}",

@@ -26,6 +26,7 @@ import re
 
 import re2
 
+from ..provider_json import as_utf8
 from . import Finding
 from .lookalikes import ascii_lookalikes
 
@@ -59,9 +60,6 @@ def _char_class(codes) -> str:
 # tests a class holding code points beyond the BMP range by range (~1.3 ms). A plain
 # character class means the same to both engines.
 _FOLDABLE = re2.compile(f"[{_char_class(_ONE_FOR_ONE)}{_INVISIBLE_CHARS}]")
-# RE2 reads UTF-8, which cannot hold a lone surrogate (a provider's emoji split between
-# two tokens, provider_json.py): the gate reads U+FFFD in its place.
-_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 class Folded:
@@ -112,8 +110,8 @@ def fold(text: str) -> Folded | None:
 def _fold(text: str) -> Folded | None:
     try:
         foldable = _FOLDABLE.search(text)
-    except UnicodeEncodeError:      # a lone surrogate
-        foldable = _FOLDABLE.search(_LONE_SURROGATE.sub("\ufffd", text))
+    except UnicodeEncodeError:      # RE2 reads UTF-8: a lone surrogate (a provider's split emoji)
+        foldable = _FOLDABLE.search(as_utf8(text))
     if foldable is None:
         return None
     one_for_one = text.translate(_ONE_FOR_ONE)

@@ -10,6 +10,7 @@ import grpc
 
 from ..plugin_api import guardrail_plugin_pb2 as pb
 from ..plugin_api import guardrail_plugin_pb2_grpc as pb_grpc
+from ..provider_json import as_utf8
 
 
 class PluginUnavailable(Exception):
@@ -32,7 +33,8 @@ class PluginClient:
                     team: str, request_id: str) -> tuple[str, str, list[str]]:
         request = pb.CheckRequest(
             direction=pb.CheckRequest.REQUEST if direction == "request" else pb.CheckRequest.RESPONSE,
-            texts=texts, model=model, key_id=key_id, team=team, request_id=request_id)
+            texts=[as_utf8(text) for text in texts],      # (protobuf strings are UTF-8)
+            model=model, key_id=key_id, team=team, request_id=request_id)
         try:
             reply = await self._get_stub().Check(request, timeout=self.timeout)
         except grpc.aio.AioRpcError as error:
