@@ -22,6 +22,9 @@ Failure modes come from the listener's config or, per request, from headers:
                               a lone surrogate escape ("\ud83d")
   x-mock-write-bytes: 5       write the stream's bytes N at a time (events cut anywhere)
   x-mock-unended: 1           end the stream without the blank line that ends its last event
+  x-mock-content-parts: text  chat content as a list of parts, as Mistral's reasoning models
+                              answer: [{"type": "text", ...}] (or `thinking`: a thinking chunk
+                              nesting a text part)
   x-mock-no-usage: 1          omit usage (as some providers do)
   x-mock-cached-tokens: 5     report this many of the prompt's tokens as read from the
                               provider's prompt cache (at most all of them)
@@ -97,6 +100,16 @@ def _shadowed(payload: bytes, shadow: str | None) -> bytes:
         return payload
     name = orjson.dumps(key) + b":"
     return payload.replace(name, name + orjson.dumps(text) + b"," + name)
+
+
+_CONTENT_STRING = re.compile(rb'"content":("(?:[^"\\]|\\.)*")')
+_PARTS = {"text": rb'"content":[{"type":"text","text":\1}]',
+          "thinking": rb'"content":[{"type":"thinking","thinking":[{"type":"text","text":\1}]}]'}
+
+
+def _as_parts(payload: bytes, parts: str | None) -> bytes:
+    """Each string "content" as a list of parts (x-mock-content-parts: text or thinking)."""
+    return _CONTENT_STRING.sub(_PARTS[parts], payload) if parts in _PARTS else payload
 
 
 def _utf16_pieces(text: str, units: int) -> list[str]:
@@ -265,6 +278,7 @@ class MockProvider:
             usage["cached_tokens"] = min(int(cached), usage["prompt_tokens"])
         no_usage = bool(_option(self.listener, request, "no-usage"))
         shadow = _option(self.listener, request, "shadow")
+        parts = _option(self.listener, request, "content-parts") if kind == "chat" else None
         if not no_usage:
             entry["usage"] = usage          # what this provider reported (soak checks compare)
         if body.get("stream") is True and _option(self.listener, request, "garbage"):
@@ -280,12 +294,12 @@ class MockProvider:
                 pieces = _utf16_pieces(text, units) if units else _words(text)
             events = sse_events(kind, model, pieces or [""], finish, usage,
                                 include_usage and not no_usage, no_usage, returned, tool)
-            events = [_shadowed(e, shadow) for e in events]
+            events = [_as_parts(_shadowed(e, shadow), parts) for e in events]
             if _option(self.listener, request, "unended"):
                 events[-1] = events[-1].rstrip(b"\n")
             return await self._stream(request, events)
-        reply = _shadowed(json_reply(kind, model, text, finish, None if no_usage else usage, returned, tool),
-                          shadow)
+        reply = _as_parts(_shadowed(json_reply(kind, model, text, finish, None if no_usage else usage,
+                                               returned, tool), shadow), parts)
         truncate = _option(self.listener, request, "truncate")
         if truncate:
             # Promise the whole body, send a piece of it, then drop the connection.

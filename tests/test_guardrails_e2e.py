@@ -361,6 +361,29 @@ def test_a_stream_whose_last_event_is_unended_is_read_and_guarded_to_its_end(red
         "output_tokens"]
 
 
+@pytest.mark.parametrize("streamed", [False, True], ids=["json", "stream"])
+def test_content_given_as_a_list_of_parts_is_guarded(redacting, streamed):
+    """Mistral's reasoning models answer with content as a list of chunks, a thinking
+    chunk nesting its text (x-mock-content-parts). Such text passed unread; now each
+    event's parts are checked (whole in each event: not held across events)."""
+    def texts(content):
+        return [part["thinking"][0]["text"] for part in content]
+    frank = {"authorization": "Bearer sk-test-frank", "x-mock-content-parts": "thinking"}
+    response = _chat(redacting, [{"role": "user", "content": f"mail {PLANTED['email']} now"}],
+                     headers=frank, stream=streamed)
+    assert response.status_code == 200 and PLANTED["email"] not in response.text
+    if streamed:
+        chunks = [json.loads(block[6:]) for block in response.text.split("\n\n") if block.startswith("data: {")]
+        text = "".join(t for c in chunks if c["choices"] and c["choices"][0]["delta"].get("content")
+                       for t in texts(c["choices"][0]["delta"]["content"]))
+    else:
+        text = "".join(texts(response.json()["choices"][0]["message"]["content"]))
+    assert text == "mail [EMAIL] now"
+    erin = {"authorization": "Bearer sk-test-erin", "x-mock-content-parts": "thinking"}
+    blocked = _chat(redacting, [{"role": "user", "content": "the launchcode is"}], headers=erin, stream=streamed)
+    assert "launchcode" not in blocked.text and "content_blocked" in blocked.text
+
+
 def test_blocked_json_response(redacting):
     response = _chat(redacting, [{"role": "user", "content": "say launchcode"}],
                      headers={"authorization": "Bearer sk-test-erin"})

@@ -195,6 +195,10 @@ GENERATED_ELSEWHERE = [
      {"choices": [{"message": {"content": "ok", "reasoning_content": "the user is jane.doe@example.com"}}]}),
     ("responses reasoning summary", "responses",
      {"output": [{"type": "reasoning", "summary": [{"type": "summary_text", "text": "mail jane.doe@example.com"}]}]}),
+    ("chat content as Mistral's list of chunks, thinking nested", "chat",
+     {"choices": [{"message": {"content": [
+         {"type": "thinking", "thinking": [{"type": "text", "text": "mail jane.doe@example.com"}]},
+         {"type": "text", "text": "ok"}]}}]}),
     ("responses refusal", "responses",
      {"output": [{"type": "message", "content": [{"type": "refusal", "refusal": "not jane.doe@example.com"}]}]}),
 ]

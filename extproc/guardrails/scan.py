@@ -14,18 +14,25 @@ from typing import Any, Iterator
 Slot = tuple[Any, Any]
 
 
-def _content(container: Any, key: Any) -> Iterator[Slot]:
+# Fields of a content part that hold text, or parts of their own: Mistral's reasoning
+# models answer with a list of chunks, a thinking chunk nesting its own
+# ({"type": "thinking", "thinking": [{"type": "text", "text": "..."}]}).
+_PART_TEXTS = ("text", "output", "arguments", "refusal", "thinking", "content")
+
+
+def content_slots(container: Any, key: Any, depth: int = 0) -> Iterator[Slot]:
+    """The text of a content value: a string, or a list of parts (strings or dicts)."""
     value = container[key]
     if isinstance(value, str):
         yield container, key
-    elif isinstance(value, list):
+    elif isinstance(value, list) and depth < 4:
         for index, part in enumerate(value):
             if isinstance(part, str):
                 yield value, index
             elif isinstance(part, dict):
-                for field in ("text", "output", "arguments", "refusal"):
-                    if isinstance(part.get(field), str):
-                        yield part, field
+                for field in _PART_TEXTS:
+                    if field in part:
+                        yield from content_slots(part, field, depth + 1)
 
 
 # Generated text a message carries besides its content: a refusal, and reasoning as some
@@ -36,10 +43,10 @@ OTHER_TEXT_FIELDS = ("refusal", "reasoning_content", "reasoning")
 def _message(message: dict) -> Iterator[Slot]:
     """A chat message's (or delta's) text: content, refusal, reasoning, tool-call arguments."""
     if "content" in message:
-        yield from _content(message, "content")
+        yield from content_slots(message, "content")
     for field in OTHER_TEXT_FIELDS:
-        if isinstance(message.get(field), str):
-            yield message, field
+        if field in message:
+            yield from content_slots(message, field)
     yield from _tool_calls(message)
 
 
@@ -60,7 +67,7 @@ def request_slots(kind: str, body: dict) -> Iterator[Slot]:
                 yield from _message(message)
         prediction = body.get("prediction")     # Predicted Outputs: text the model is shown
         if isinstance(prediction, dict) and "content" in prediction:
-            yield from _content(prediction, "content")
+            yield from content_slots(prediction, "content")
     elif kind == "responses":
         if isinstance(body.get("instructions"), str):
             yield body, "instructions"
@@ -71,14 +78,14 @@ def request_slots(kind: str, body: dict) -> Iterator[Slot]:
                 for item in body["input"]:
                     if isinstance(item, dict):
                         if "content" in item:
-                            yield from _content(item, "content")
+                            yield from content_slots(item, "content")
                         for field in ("arguments", "output"):
                             if isinstance(item.get(field), str):
                                 yield item, field
     elif kind in ("completions", "embeddings"):
         field = "prompt" if kind == "completions" else "input"
         if field in body:
-            yield from _content(body, field)
+            yield from content_slots(body, field)
         if kind == "completions" and isinstance(body.get("suffix"), str):
             yield body, "suffix"
 
@@ -89,7 +96,7 @@ def response_slots(kind: str, body: dict) -> Iterator[Slot]:
             if isinstance(item, dict):
                 for field in ("content", "summary"):        # a reasoning item's summary
                     if field in item:
-                        yield from _content(item, field)
+                        yield from content_slots(item, field)
                 if isinstance(item.get("arguments"), str):
                     yield item, "arguments"
         return

@@ -18,7 +18,7 @@ from ..call import Call
 from ..errors import error_body
 from ..guardrails import Finding, redact
 from ..guardrails.config import Guardrail
-from ..guardrails.scan import OTHER_TEXT_FIELDS, called_tools
+from ..guardrails.scan import OTHER_TEXT_FIELDS, called_tools, content_slots
 from ..provider_json import dumps
 from ..repeated_keys import repeated_key
 from ..sse import Event
@@ -114,6 +114,11 @@ class StreamGuard:
                 self.verdicts[guardrail.name] = "flagged" if guardrail.action == "log" else "blocked"
                 if guardrail.action != "log":
                     return self._block(guardrail)
+        # A chat answer's text given whole, as a list of parts (Mistral's reasoning models):
+        # checked within the event, not held across events as pieces of text are.
+        listed, blocking = self._check_whole(list(_listed_texts(data)) if self.kind != "responses" else [])
+        if blocking is not None:
+            return self._block(blocking)
         pieces = self._pieces(data)
         if pieces:
             out = b""
@@ -131,13 +136,17 @@ class StreamGuard:
                 out += self._flush(self._lanes_of(rest)) + b"data: " + dumps({**data, "choices": rest}) + b"\n\n"
             return out
         if self.kind == "responses":
-            raw = self._redact_full_texts(event, data, raw)
+            # Events that repeat the whole text (…done, response.completed).
+            changed, blocking = self._check_whole(list(_text_fields(data)))
+            if blocking is not None:
+                return self._block(blocking)
             ended = list(self.lanes.values())  # its parts come one after the other
         else:                                   # an answer's last chunk; none named: all
+            changed = listed
             choices = [c for c in data.get("choices") or () if isinstance(c, dict)]
             ended = self._lanes_of(choices) if choices else list(self.lanes.values())
-            if repeated_key(event.data, data) is not None:
-                raw = _written(event, data)
+        if changed or repeated_key(event.data, data) is not None:
+            raw = _written(event, data)
         return self._flush(ended) + raw
 
     def _lanes_of(self, choices: list[dict]) -> list[_Lane]:
@@ -293,19 +302,25 @@ class StreamGuard:
         # A pattern `regex` could not analyse: hold the configured window instead.
         return max(start, len(text) - self.window) if hold is None else hold
 
-    def _redact_full_texts(self, event: Event, data: dict, raw: bytes) -> bytes:
-        """Responses API events that repeat the whole text (…done, response.completed)."""
-        slots = list(_text_fields(data))
+    def _check_whole(self, slots: list) -> tuple[bool, Guardrail | None]:
+        """Texts an event carries whole, redacted in place: whether any was, and the
+        guardrail that blocks them, if one does."""
         changed = False
         for container, key in slots:
             for guardrail in self.text_guards:
                 findings = guardrail.detector.find(container[key])
-                if findings and guardrail.action == "redact":
+                if not findings:
+                    continue
+                if guardrail.action == "block":
+                    self.verdicts[guardrail.name] = "blocked"
+                    return changed, guardrail
+                if guardrail.action == "log":
+                    self.verdicts.setdefault(guardrail.name, "flagged")
+                else:
                     container[key] = redact(container[key], findings)
+                    self.verdicts[guardrail.name] = "redacted"
                     changed = True
-        if not changed and repeated_key(event.data, data) is None:
-            return raw
-        return _written(event, data)
+        return changed, None
 
     def _block(self, guardrail: Guardrail) -> bytes:
         self.blocked = guardrail
@@ -325,6 +340,16 @@ def _written(event: Event, data: dict) -> bytes:
     (the guardrails read the last value, a client's parser may keep the first) once."""
     name = b"event: " + event.name + b"\n" if event.name else b""
     return name + b"data: " + dumps(data) + b"\n\n"
+
+
+def _listed_texts(data: dict):
+    """Text of chat deltas given as lists of parts rather than strings."""
+    for choice in data.get("choices") or ():
+        delta = choice.get("delta") if isinstance(choice, dict) else None
+        if isinstance(delta, dict):
+            for field in _TEXT_FIELDS:
+                if isinstance(delta.get(field), list):
+                    yield from content_slots(delta, field)
 
 
 def _arguments(call) -> str | None:
