@@ -190,7 +190,8 @@ def test_deprecated_functions_are_tools_too():
 
 # Generated text of a JSON response beyond the answer's content (guardrails/scan.py).
 GENERATED_ELSEWHERE = [
-    ("chat refusal", "chat", {"choices": [{"message": {"content": None, "refusal": "Not mailing jane.doe@example.com"}}]}),
+    ("chat refusal", "chat",
+     {"choices": [{"message": {"content": None, "refusal": "Not mailing jane.doe@example.com"}}]}),
     ("chat reasoning_content", "chat",
      {"choices": [{"message": {"content": "ok", "reasoning_content": "the user is jane.doe@example.com"}}]}),
     ("responses reasoning summary", "responses",
