@@ -19,7 +19,6 @@ from time import perf_counter, time
 
 from ..call import Call
 from ..errors import error_body
-from ..provider_json import loads
 from ..openai_api import (
     Usage,
     generated_texts,
@@ -28,6 +27,7 @@ from ..openai_api import (
     usage_from_response,
 )
 from ..protocol import RESPONSE_BUFFERED, RESPONSE_STREAMED
+from ..provider_json import loads
 from ..sse import SSEParser
 from ..tokens import count_prompt, count_text
 from . import Stage
