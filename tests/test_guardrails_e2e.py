@@ -365,10 +365,10 @@ def test_a_stream_whose_last_event_is_unended_is_read_and_guarded_to_its_end(red
 def test_content_given_as_a_list_of_parts_is_guarded(redacting, streamed):
     """Mistral's reasoning models answer with content as a list of chunks, a thinking
     chunk nesting its text (x-mock-content-parts). Such text passed unread; now each
-    event's parts are checked (whole in each event: not held across events)."""
+    part's text is held and redacted as plain content is, streamed in 3-character pieces."""
     def texts(content):
         return [part["thinking"][0]["text"] for part in content]
-    frank = {"authorization": "Bearer sk-test-frank", "x-mock-content-parts": "thinking"}
+    frank = {"authorization": "Bearer sk-test-frank", "x-mock-content-parts": "thinking", "x-mock-chunk-chars": "3"}
     response = _chat(redacting, [{"role": "user", "content": f"mail {PLANTED['email']} now"}],
                      headers=frank, stream=streamed)
     assert response.status_code == 200 and PLANTED["email"] not in response.text
@@ -379,6 +379,7 @@ def test_content_given_as_a_list_of_parts_is_guarded(redacting, streamed):
     else:
         text = "".join(texts(response.json()["choices"][0]["message"]["content"]))
     assert text == "mail [EMAIL] now"
+    assert not any(f'"{piece}"' in response.text for piece in ("ane", ".do", "e@e", "xam", "ple", ".co"))
     erin = {"authorization": "Bearer sk-test-erin", "x-mock-content-parts": "thinking"}
     blocked = _chat(redacting, [{"role": "user", "content": "the launchcode is"}], headers=erin, stream=streamed)
     assert "launchcode" not in blocked.text and "content_blocked" in blocked.text

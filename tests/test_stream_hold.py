@@ -116,6 +116,9 @@ KINDS = {
     "chat": _chat("content"),
     "chat refusal": _chat("refusal"),
     "chat reasoning_content": _chat("reasoning_content"),
+    "chat content parts (Mistral)": ("chat", lambda t: {"choices": [{"index": 0, "delta": {"content": [
+        {"type": "thinking", "thinking": [{"type": "text", "text": t}]}]}}]},
+        lambda e: e["choices"][0]["delta"]["content"][0]["thinking"][0]["text"]),
     "completions": ("completions", lambda t: {"object": "text_completion", "choices": [{"index": 0, "text": t}]},
                     lambda e: e["choices"][0]["text"]),
     "responses": _responses("response.output_text.delta", content_index=0),
@@ -387,3 +390,29 @@ def test_json_no_client_could_read_is_not_read():
     from extproc.provider_json import loads
     assert loads(b'{"choices": [{"delta": {"content": "x"') is None
     assert loads(b"[" * 100_000) is None
+
+
+def test_each_part_of_a_list_of_parts_is_held_on_its_own():
+    """Mistral's thinking chunk and text chunk in one delta: each part's text is a lane of
+    its own, released in the part's own shape."""
+    import orjson
+    from extproc.stages.stream_guard import StreamGuard
+    call = SimpleNamespace(endpoint=SimpleNamespace(kind="chat"), stage_state={}, error_code=None)
+    stream = StreamGuard(call, [guard("pii", "pii", "redact", PII)], 128)
+
+    def event(thinking: str, text: str) -> bytes:
+        content = [{"type": "thinking", "thinking": [{"type": "text", "text": thinking}]},
+                   {"type": "text", "text": text}]
+        return b"data: " + orjson.dumps({"choices": [{"index": 0, "delta": {"content": content}}]}) + b"\n\n"
+    out = through(stream, event("mail jane.d", "Hi ")) + through(stream, event("oe@example.com ok", "there."))
+    out += through(stream, b"data: [DONE]\n\n")
+    thinking, text = "", ""
+    for block in out.split(b"\n\n"):
+        if block.startswith(b"data: {"):
+            [part] = orjson.loads(block[6:])["choices"][0]["delta"]["content"]
+            if part["type"] == "thinking":
+                thinking += part["thinking"][0]["text"]
+            else:
+                text += part["text"]
+    assert (thinking, text) == ("mail [EMAIL] ok", "Hi there.")
+    assert b"jane" not in out

@@ -17,22 +17,28 @@ Slot = tuple[Any, Any]
 # Fields of a content part that hold text, or parts of their own: Mistral's reasoning
 # models answer with a list of chunks, a thinking chunk nesting its own
 # ({"type": "thinking", "thinking": [{"type": "text", "text": "..."}]}).
-_PART_TEXTS = ("text", "output", "arguments", "refusal", "thinking", "content")
+PART_TEXTS = ("text", "output", "arguments", "refusal", "thinking", "content")
 
 
-def content_slots(container: Any, key: Any, depth: int = 0) -> Iterator[Slot]:
-    """The text of a content value: a string, or a list of parts (strings or dicts)."""
+def content_walk(container: Any, key: Any, path: tuple = ()) -> Iterator[tuple[Any, Any, tuple]]:
+    """The text of a content value (a string, or a list of parts, strings or dicts): each
+    string's slot, with its path from the value (list indexes and part fields)."""
     value = container[key]
     if isinstance(value, str):
-        yield container, key
-    elif isinstance(value, list) and depth < 4:
+        yield container, key, path
+    elif isinstance(value, list) and len(path) < 8:
         for index, part in enumerate(value):
             if isinstance(part, str):
-                yield value, index
+                yield value, index, (*path, index)
             elif isinstance(part, dict):
-                for field in _PART_TEXTS:
+                for field in PART_TEXTS:
                     if field in part:
-                        yield from content_slots(part, field, depth + 1)
+                        yield from content_walk(part, field, (*path, index, field))
+
+
+def content_slots(container: Any, key: Any) -> Iterator[Slot]:
+    for slot_container, slot_key, _ in content_walk(container, key):
+        yield slot_container, slot_key
 
 
 # Generated text a message carries besides its content: a refusal, and reasoning as some

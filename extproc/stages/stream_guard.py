@@ -18,7 +18,7 @@ from ..call import Call
 from ..errors import error_body
 from ..guardrails import Finding, redact
 from ..guardrails.config import Guardrail
-from ..guardrails.scan import OTHER_TEXT_FIELDS, called_tools, content_slots
+from ..guardrails.scan import OTHER_TEXT_FIELDS, PART_TEXTS, called_tools, content_walk
 from ..provider_json import dumps
 from ..repeated_keys import repeated_key
 from ..sse import Event
@@ -114,11 +114,6 @@ class StreamGuard:
                 self.verdicts[guardrail.name] = "flagged" if guardrail.action == "log" else "blocked"
                 if guardrail.action != "log":
                     return self._block(guardrail)
-        # A chat answer's text given whole, as a list of parts (Mistral's reasoning models):
-        # checked within the event, not held across events as pieces of text are.
-        listed, blocking = self._check_whole(list(_listed_texts(data)) if self.kind != "responses" else [])
-        if blocking is not None:
-            return self._block(blocking)
         pieces = self._pieces(data)
         if pieces:
             out = b""
@@ -142,7 +137,7 @@ class StreamGuard:
                 return self._block(blocking)
             ended = list(self.lanes.values())  # its parts come one after the other
         else:                                   # an answer's last chunk; none named: all
-            changed = listed
+            changed = False
             choices = [c for c in data.get("choices") or () if isinstance(c, dict)]
             ended = self._lanes_of(choices) if choices else list(self.lanes.values())
         if changed or repeated_key(event.data, data) is not None:
@@ -197,9 +192,14 @@ class StreamGuard:
             if not isinstance(delta, dict):
                 continue
             for field in _TEXT_FIELDS:
-                text = delta.get(field)
-                if isinstance(text, str) and text:
-                    pieces.append(_Piece((answer, field), choice, text, field))
+                value = delta.get(field)
+                if isinstance(value, str):
+                    if value:
+                        pieces.append(_Piece((answer, field), choice, value, field))
+                elif isinstance(value, list):   # a list of parts (Mistral): each part's text held
+                    for container, key, path in content_walk(delta, field):
+                        if container[key]:
+                            pieces.append(_Piece((answer, field, path), choice, container[key], (field, path)))
             for call in delta.get("tool_calls") or ():
                 arguments = _arguments(call)
                 if arguments:
@@ -237,8 +237,12 @@ class StreamGuard:
             choice["delta"] = {**{k: v for k, v in choice["delta"].items() if k not in _GENERATED}, slot: text}
         elif slot == "function_call":
             choice["delta"] = {"function_call": {"arguments": text}}
-        else:
+        elif slot[0] == "tool":
             choice["delta"] = {"tool_calls": [{"index": slot[1], "function": {"arguments": text}}]}
+        else:                                   # a part of a list of parts: (field, path)
+            field, path = slot
+            choice["delta"] = {**{k: v for k, v in choice["delta"].items() if k not in _GENERATED},
+                               field: _only_part(choice["delta"][field], path, text)}
         return b"data: " + dumps({**lane.template, "choices": [choice]}) + b"\n\n"
 
     def _flush(self, lanes: list[_Lane]) -> bytes:
@@ -342,14 +346,15 @@ def _written(event: Event, data: dict) -> bytes:
     return name + b"data: " + dumps(data) + b"\n\n"
 
 
-def _listed_texts(data: dict):
-    """Text of chat deltas given as lists of parts rather than strings."""
-    for choice in data.get("choices") or ():
-        delta = choice.get("delta") if isinstance(choice, dict) else None
-        if isinstance(delta, dict):
-            for field in _TEXT_FIELDS:
-                if isinstance(delta.get(field), list):
-                    yield from content_slots(delta, field)
+def _only_part(node, path: tuple, text: str):
+    """A delta's list of parts with only the part on `path`, its text replaced (the
+    list's other parts are lanes of their own)."""
+    if not path:
+        return text
+    head, rest = path[0], path[1:]
+    if isinstance(node, list):
+        return [_only_part(node[head], rest, text)]
+    return {**{k: v for k, v in node.items() if k not in PART_TEXTS}, head: _only_part(node[head], rest, text)}
 
 
 def _arguments(call) -> str | None:
