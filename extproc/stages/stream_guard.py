@@ -222,7 +222,7 @@ class StreamGuard:
         emptied = {**function, "arguments": ""}
         if field == "tool_calls":
             emptied = [{**call, "function": emptied}]
-        delta = {k: v for k, v in choice["delta"].items() if k not in _GENERATED}
+        delta = _without_generated(choice["delta"])
         return b"data: " + dumps({**data, "choices": [{**choice, "delta": {**delta, field: emptied}}]}) \
             + b"\n\n"
 
@@ -234,15 +234,15 @@ class StreamGuard:
         if slot == "text":
             choice["text"] = text
         elif slot in _TEXT_FIELDS:              # (the event's other texts are lanes of their own)
-            choice["delta"] = {**{k: v for k, v in choice["delta"].items() if k not in _GENERATED}, slot: text}
+            choice["delta"] = {**_without_generated(choice["delta"]), slot: text}
         elif slot == "function_call":
             choice["delta"] = {"function_call": {"arguments": text}}
         elif slot[0] == "tool":
             choice["delta"] = {"tool_calls": [{"index": slot[1], "function": {"arguments": text}}]}
         else:                                   # a part of a list of parts: (field, path)
             field, path = slot
-            choice["delta"] = {**{k: v for k, v in choice["delta"].items() if k not in _GENERATED},
-                               field: _only_part(choice["delta"][field], path, text)}
+            parts = _only_part(choice["delta"][field], path, text)
+            choice["delta"] = {**_without_generated(choice["delta"]), field: parts}
         return b"data: " + dumps({**lane.template, "choices": [choice]}) + b"\n\n"
 
     def _flush(self, lanes: list[_Lane]) -> bytes:
@@ -344,6 +344,11 @@ def _written(event: Event, data: dict) -> bytes:
     (the guardrails read the last value, a client's parser may keep the first) once."""
     name = b"event: " + event.name + b"\n" if event.name else b""
     return name + b"data: " + dumps(data) + b"\n\n"
+
+
+def _without_generated(delta: dict) -> dict:
+    """A delta's other fields (role, ...): each generated text leaves in events of its own."""
+    return {k: v for k, v in delta.items() if k not in _GENERATED}
 
 
 def _only_part(node, path: tuple, text: str):
