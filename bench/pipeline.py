@@ -4,7 +4,10 @@ with envoy/quickstart.yaml: request headers (with what json_to_metadata read fro
 body), request body, and the response body alone (its headers skipped, its status as
 an attribute; README "What a request goes through").
 
-    .venv/bin/python bench/pipeline.py [--profile]
+    .venv/bin/python bench/pipeline.py [--profile] [--prompt-kb N]
+
+By default it runs the bench's short chat message (~370 bytes) and a 4 KB prompt (a
+part of this repository's README: prose, as agents send; clean of PII).
 """
 
 from __future__ import annotations
@@ -39,6 +42,13 @@ PROMPT = ("Summarize the following note for the weekly report: the gateway team 
           "streaming work, measured the overhead against Envoy alone, and plans the rollout. " * 2)
 
 
+def long_prompt(kb: int) -> str:
+    text = (ROOT / "README.md").read_text()
+    while len(text) < kb * 1024:
+        text += text
+    return text[:kb * 1024]
+
+
 def headers(pairs: dict, eos: bool = False) -> ep.HttpHeaders:
     return ep.HttpHeaders(headers=base_pb2.HeaderMap(headers=[
         base_pb2.HeaderValue(key=k, raw_value=v.encode()) for k, v in pairs.items()]), end_of_stream=eos)
@@ -50,8 +60,8 @@ def _struct(fields: dict) -> struct_pb2.Struct:
     return struct
 
 
-def messages() -> list:
-    body = orjson.dumps({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": PROMPT}]})
+def messages(prompt: str) -> list:
+    body = orjson.dumps({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": prompt}]})
     reply = orjson.dumps({"id": "x", "object": "chat.completion", "model": "gpt-4o-mini", "choices": [
         {"index": 0, "message": {"role": "assistant", "content": PROMPT}, "finish_reason": "stop"}],
         "usage": {"prompt_tokens": 60, "completion_tokens": 55, "total_tokens": 115}})
@@ -77,12 +87,12 @@ def bench_config() -> str:
     return str(path)
 
 
-async def run(rounds: int, budget: bool, profile=None) -> float:
+async def run(rounds: int, budget: bool, prompt: str, profile=None) -> float:
     config = load_config(bench_config() if budget else str(ROOT / "config" / "quickstart.yaml"))
     sys.stdout = open(os.devnull, "w")       # the log line is written, to /dev/null
     runtime = Runtime(config)
     metrics.batch_writes()                   # as a worker does, flushing now and then
-    sequence = messages()
+    sequence = messages(prompt)
     envoy = yaml.safe_load((ROOT / "envoy" / "quickstart.yaml").read_text())
     manager = envoy["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"]
     features = announced_features(next(f["typed_config"] for f in manager["http_filters"] if f["name"] == EXT_PROC))
@@ -115,18 +125,23 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--rounds", type=int, default=3000)
     parser.add_argument("--profile", action="store_true")
+    parser.add_argument("--prompt-kb", type=int, help="only this prompt size (KB of README prose)")
     args = parser.parse_args()
+    prompts = {"short chat message": PROMPT, "4 KB prompt": long_prompt(4)}
+    if args.prompt_kb:
+        prompts = {f"{args.prompt_kb} KB prompt": long_prompt(args.prompt_kb)}
     if args.profile:
         import cProfile
         import pstats
         profile = cProfile.Profile()
-        asyncio.run(run(args.rounds, True, profile))
+        asyncio.run(run(args.rounds, True, next(iter(prompts.values())), profile))
         pstats.Stats(profile).sort_stats("tottime").print_stats(35)
         return
-    for budget in (False, True):
-        micros = asyncio.run(run(args.rounds, budget))
-        what = "with a token budget (SQLite, allotments)" if budget else "no budget applies"
-        print(f"quickstart pipeline, a JSON chat call (3 messages), {what}: {micros:.0f} us per request")
+    for size, prompt in prompts.items():
+        for budget in (False, True):
+            micros = asyncio.run(run(args.rounds, budget, prompt))
+            what = "with a token budget (SQLite, allotments)" if budget else "no budget applies"
+            print(f"quickstart pipeline, a JSON chat call (3 messages), {size}, {what}: {micros:.0f} us per request")
 
 
 if __name__ == "__main__":

@@ -235,7 +235,7 @@ def _credential(node: Node, strict: bool) -> tuple[str, Secret | None]:
 
 
 def _model(name: str, node: Node, providers: Mapping[str, Provider]) -> Model:
-    from .tokens import encoding_for_model  # local: tokens pulls in tiktoken lazily
+    from .tokens import encoding_for_model  # local: tokens imports the tokenizer
     node.only_keys("backends", "strategy", "price", "encoding")
     strategy = node.get("strategy").choice(("fallback", "weighted"), "fallback")
     backends = []

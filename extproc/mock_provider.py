@@ -53,7 +53,7 @@ from aiohttp import web
 
 from .mock_shapes import json_reply, sse_events
 from .openai_api import max_output_tokens, prompt_texts, prompt_token_ids
-from .tokens import count_prompt, count_text, encoding_for_model, get_encoding
+from .tokens import count_prompt, count_text, encoding_for_model, get_encoding, token_ids
 
 _WORD = re.compile(r"\s*\S+|\s+")
 
@@ -124,11 +124,10 @@ def _words(text: str) -> list[str]:
 def _truncate(text: str, limit: int | None, encoding: str) -> tuple[str, str]:
     if limit is None:
         return text, "stop"
-    enc = get_encoding(encoding)
-    tokens = enc.encode_ordinary(text)
+    tokens = token_ids(text, encoding)
     if len(tokens) <= limit:
         return text, "stop"
-    return enc.decode(tokens[:limit]), "length"
+    return get_encoding(encoding).decode(tokens[:limit]), "length"
 
 
 def _answers(kind: str, body: dict) -> tuple[int, int]:
