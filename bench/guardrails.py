@@ -1,6 +1,8 @@
-"""Time per 4 KB message of each guardrail and of the quickstart's request policy;
-then time per SSE event of response guardrails on a stream (stages/stream_guard.py:
-scan, hold back what may still become a finding, release the rest).
+"""Time per 4 KB message of each guardrail and of the quickstart's request policy, on
+ASCII text and on text with a few non-ASCII words (accents, an ellipsis, a city in
+kanji: RE2 decides alone on ASCII text, through screens on other text); then time per
+SSE event of response guardrails on a stream (stages/stream_guard.py: scan, hold back
+what may still become a finding, release the rest).
 
     .venv/bin/python bench/guardrails.py
 """
@@ -22,13 +24,14 @@ from extproc.stages.stream_guard import StreamGuard
 
 WORDS = ("the quick brown fox jumps over a lazy dog while engineers review the quarterly "
          "report and discuss latency budgets for the new gateway release next week").split()
+ABROAD = ("café", "naïve", "Zürich", "résumé", "東京", "…", "señor", "São Paulo")
 
 
-def message(size: int = 4096, seed: int = 7, planted: bool = True) -> str:
+def message(size: int = 4096, seed: int = 7, planted: bool = True, non_ascii: bool = False) -> str:
     rng = random.Random(seed)
     words = []
     while sum(len(w) + 1 for w in words) < size:
-        words.append(rng.choice(WORDS))
+        words.append(rng.choice(ABROAD) if non_ascii and rng.random() < 0.05 else rng.choice(WORDS))
     if planted:
         for i, item in enumerate(["jane@example.com", "4111 1111 1111 1111", "123-45-6789",
                                   "sk-proj-AbCdEfGhIjKlMnOpQrStUvWxYz0123456789", "+1 415 555 2671"]):
@@ -54,12 +57,13 @@ def main() -> None:
         "prompt injection": InjectionDetector().find,
     }
     quickstart = [detectors["pii (quickstart: email,card,ssn,iban,secret)"], detectors["prompt injection"]]
-    print(f"{'guardrail':<48} {'4 KB, planted PII':>18} {'4 KB, clean':>12}")
+    print(f"{'guardrail':<48} {'4 KB, planted PII':>18} {'4 KB, clean':>12} {'non-ASCII, PII':>15} "
+          f"{'non-ASCII, clean':>17}")
     for name, fn in [*detectors.items(), ("quickstart request policy (both)",
                                           lambda t: [f(t) for f in quickstart])]:
-        planted = per_call(fn, message()) * 1000
-        clean = per_call(fn, message(planted=False)) * 1000
-        print(f"{name:<48} {planted:>15.3f} ms {clean:>9.3f} ms")
+        times = [per_call(fn, message(planted=planted, non_ascii=non_ascii)) * 1000
+                 for non_ascii in (False, True) for planted in (True, False)]
+        print(f"{name:<48} {times[0]:>15.3f} ms {times[1]:>9.3f} ms {times[2]:>12.3f} ms {times[3]:>14.3f} ms")
     stream_rows()
 
 

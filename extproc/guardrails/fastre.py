@@ -9,8 +9,10 @@ On ASCII text the two engines agree match for match once `\\s` is spelled the
 way Python reads it (RE2's `\\s` leaves out \\v and \\x1c-\\x1f). On other text
 they differ (Python's `\\b`, `\\d`, `\\w` and case folding are Unicode-aware,
 RE2's are not), so non-ASCII text keeps Python's re and the rules keep the
-meaning they were written with. Patterns RE2 cannot compile (lookarounds,
-backreferences: operators may write those in banned patterns) use re only.
+meaning they were written with; a screen (screen.py) run by RE2 first says when re
+cannot match, which is most of the time, and re is not run. Patterns RE2 cannot
+compile (lookarounds, backreferences: operators may write those in banned patterns)
+use re, behind their screen, on ASCII text too.
 """
 
 from __future__ import annotations
@@ -18,6 +20,8 @@ from __future__ import annotations
 import re
 
 import re2
+
+from .screen import first_possible, screen
 
 # Python's \s restricted to ASCII, which is all RE2 ever sees here.
 _ASCII_SPACE = r"\t-\r\x1c-\x1f "
@@ -75,11 +79,22 @@ class Pattern:
         except (ValueError, re2.error):
             self.re2 = None
 
+        self.screen = screen(self.python)
+
     def _engine(self, text: str):
-        return self.re2 if self.re2 is not None and text.isascii() else self.python
+        """(the regex to run, where to start) or (None, 0) where the screen says re cannot
+        match. re starting at a position still sees the text before it (lookbehinds, \\b)."""
+        if self.re2 is not None and text.isascii():
+            return self.re2, 0
+        if self.screen is None:
+            return self.python, 0
+        start = first_possible(self.screen, text)
+        return (self.python, start) if start is not None else (None, 0)
 
     def search(self, text: str):
-        return self._engine(text).search(text)
+        engine, start = self._engine(text)
+        return engine.search(text, start) if engine is not None else None
 
     def finditer(self, text: str):
-        return self._engine(text).finditer(text)
+        engine, start = self._engine(text)
+        return engine.finditer(text, start) if engine is not None else iter(())

@@ -12,7 +12,6 @@ import ipaddress
 import re
 
 import phonenumbers
-import re2
 from stdnum import iban as stdnum_iban
 from stdnum import luhn
 from stdnum.us import ssn as stdnum_ssn
@@ -20,6 +19,7 @@ from stdnum.us import ssn as stdnum_ssn
 from . import Finding
 from .fastre import Pattern
 from .hold import Tail, of
+from .screen import might_match, screen
 
 _EMAIL = re.compile(r"[A-Za-z0-9._%+-]{1,64}@[A-Za-z0-9.-]{1,253}\.[A-Za-z]{2,24}")
 _CARD = re.compile(r"(?<![\d-])(?:\d[ -]?){12,18}\d(?![\d-])")
@@ -54,18 +54,11 @@ _HOLD = {"email": of(_EMAIL), "phone": of(_PHONE), "card": of(_CARD), "iban": of
          "ssn": of(_SSN), "ip": of(_IPV4, _IPV6),
          "secret": [(p, 0) for p in _HOLD_SECRETS.values()]}
 
-# Pre-checks for ASCII text, run by RE2: each is its finder's regex without the
-# lookarounds RE2 lacks (or a part every match contains), so a superset: when it
-# finds nothing, the finder would find nothing either and is skipped. Most
+# Pre-checks, run by RE2 on any text: each finder's regexes as a screen (screen.py),
+# which matches wherever they might. When it finds nothing the finder is skipped: most
 # prompts hold no '@' and no digit runs, and skip nearly all of the work.
-_CANDIDATES = {
-    "email": r"@",
-    "phone": r"\d\d[ .-]\d\d",
-    "card": r"(?:\d[ -]?){12,18}\d",
-    "iban": r"[A-Z]{2}\d{2}(?: ?[A-Z0-9]{4}){2,7}",
-    "ssn": r"\d{3}-\d{2}-\d{4}",
-    "ip": r"(?:\d{1,3}\.){3}\d{1,3}|(?:[0-9A-Fa-f]{1,4}:){2,7}[0-9A-Fa-f]{1,4}",
-}
+_SCREENED = {"email": (_EMAIL,), "phone": (_PHONE,), "card": (_CARD,), "iban": (_IBAN,), "ssn": (_SSN,),
+             "ip": (_IPV4, _IPV6)}
 
 ENTITIES = ("email", "phone", "card", "iban", "ssn", "ip", "secret")
 
@@ -139,20 +132,18 @@ _FINDERS = {"email": _emails, "phone": _phones, "card": _cards, "iban": _ibans,
 
 class PIIDetector:
     def __init__(self, entities: tuple[str, ...] = ENTITIES) -> None:
-        self.finders = [(re2.compile(_CANDIDATES[e]) if e in _CANDIDATES else None, _FINDERS[e])
-                        for e in entities]
+        self.finders = [(screen(*_SCREENED[e]) if e in _SCREENED else None, _FINDERS[e]) for e in entities]
         # All the pre-checks in one pass: most text has none of them, and each RE2 call
         # from Python costs a few microseconds whatever the text.
-        prechecks = [f"(?:{_CANDIDATES[e]})" for e in entities if e in _CANDIDATES]
-        self.any_candidate = re2.compile("|".join(prechecks)) if prechecks else None
+        screened = [regex for e in entities for regex in _SCREENED.get(e, ())]
+        self.any_candidate = screen(*screened) if screened else None
         self.tail = Tail(pattern for e in entities for pattern in _HOLD[e])
 
     def find(self, text: str) -> list[Finding]:
         findings: list[Finding] = []
-        ascii_text = text.isascii()
-        no_candidate = ascii_text and self.any_candidate is not None and self.any_candidate.search(text) is None
+        no_candidate = self.any_candidate is not None and not might_match(self.any_candidate, text)
         for candidate, finder in self.finders:
-            if candidate is not None and ascii_text and (no_candidate or candidate.search(text) is None):
+            if candidate is not None and (no_candidate or not might_match(candidate, text)):
                 continue
             findings.extend(finder(text))
         # Secrets win over the pieces of them that look like phone numbers or cards.

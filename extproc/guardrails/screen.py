@@ -1,0 +1,243 @@
+"""Screens: a regex widened so that RE2 can tell, on any text, when Python's re cannot match.
+
+fastre.py runs a guardrail regex on RE2 exactly where RE2 and re agree: ASCII text.
+Other text needed Python's re (its `\\b`, `\\d`, `\\w`, `\\s` and case folding are
+Unicode-aware; RE2's are not), at up to ~270 ns a character for the injection rules:
+one 'é', '…' or emoji in a 4 KB prompt took its guardrails from ~0.05 to ~3 ms.
+
+A screen is the pattern rewritten for RE2 to match at least everything re matches:
+- each one-character atom (a literal, a class, `\\d` `\\w` `\\s`, '.') becomes the set
+  of code points re matches with it, under the pattern's flags (case folding
+  included), spelled out as ranges; the sets come from re itself, run once over every
+  code point, so they follow the running Python's Unicode tables;
+- zero-width assertions (`\\b`, `^`, `$`, lookarounds) are dropped: a pattern without
+  them matches more, never less; a backreference becomes "any text";
+- repeats keep their bounds (RE2 takes at most 1,000: a larger one is widened).
+Where the screen finds nothing, re would find nothing, which is what most text gets;
+where it finds something, re runs as before. A pattern the rewrite does not cover
+(a case-insensitive class with a long non-ASCII range, say) gets no screen: re alone.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+import string
+from array import array
+
+import re2
+
+try:                                    # the parser re itself uses (Python 3.11+)
+    from re import _constants as sre
+    from re import _parser as sre_parse
+except ImportError:                     # pragma: no cover - older Pythons
+    import sre_constants as sre
+    import sre_parse
+
+Ranges = tuple[tuple[int, int], ...]    # sorted, disjoint, inclusive
+
+_LAST = 0x10FFFF
+_RE2_MAX_REPEAT = 1000
+
+
+class Unscreenable(ValueError):
+    """The pattern has a construct the rewrite does not cover."""
+
+
+@functools.cache
+def _every_code_point() -> str:
+    return array("I", range(_LAST + 1)).tobytes().decode("utf-32-le", "surrogatepass")
+
+
+@functools.cache
+def _matched_by(atom: str, flags: int) -> Ranges:
+    """The code points re matches with this one-character pattern."""
+    return tuple((m.start(), m.end() - 1) for m in re.finditer(f"(?:{atom})+", _every_code_point(), flags))
+
+
+def _union(*sets: Ranges) -> Ranges:
+    merged: list[list[int]] = []
+    for low, high in sorted(r for ranges in sets for r in ranges):
+        if merged and low <= merged[-1][1] + 1:
+            merged[-1][1] = max(merged[-1][1], high)
+        else:
+            merged.append([low, high])
+    return tuple((low, high) for low, high in merged)
+
+
+def _complement(ranges: Ranges) -> Ranges:
+    out, start = [], 0
+    for low, high in ranges:
+        if low > start:
+            out.append((start, low - 1))
+        start = high + 1
+    if start <= _LAST:
+        out.append((start, _LAST))
+    return tuple(out)
+
+
+# Each category as (the class re matches, whether it is that class's complement).
+_CATEGORIES = {sre.CATEGORY_DIGIT: (r"\d", False), sre.CATEGORY_NOT_DIGIT: (r"\d", True),
+               sre.CATEGORY_SPACE: (r"\s", False), sre.CATEGORY_NOT_SPACE: (r"\s", True),
+               sre.CATEGORY_WORD: (r"\w", False), sre.CATEGORY_NOT_WORD: (r"\w", True)}
+
+
+# Letters with case all lie below U+20000 (Latin to Adlam), their partners too.
+_CASED_END = 0x20000
+# A case-insensitive class with a longer non-ASCII range (each of its letters costs a
+# scan of the cased planes, ~2 ms) gets no screen.
+_MAX_CASED_RANGE = 256
+
+
+@functools.cache
+def _case_partners(char: str, case_flags: int) -> Ranges:
+    """What re matches with this non-ASCII letter, case-insensitively (Greek 'σ': Σ, ς)."""
+    return tuple((m.start(), m.end() - 1) for m in re.finditer(
+        f"(?:{re.escape(char)})+", _every_code_point()[:_CASED_END], case_flags))
+
+
+@functools.cache
+def _letter_partners(case_flags: int) -> dict[str, Ranges]:
+    """Each ASCII letter's case-insensitive matches under re: both cases, and the few
+    other letters re's case folding adds ('K' Kelvin sign for k, dotless 'ı' for i...)."""
+    others = [code for low, high in _matched_by("[a-z]", case_flags) for code in range(low, high + 1)
+              if code >= 128]
+    return {letter: _union(((ord(letter), ord(letter)), (ord(letter.upper()), ord(letter.upper()))),
+                           *(((code, code),) for code in others if re.fullmatch(letter, chr(code), case_flags)))
+            for letter in string.ascii_lowercase}
+
+
+class _Rewrite:
+    def __init__(self, flags: int) -> None:
+        self.global_flags = flags
+
+    def _case_flags(self, flags: int) -> int:
+        return flags & (re.IGNORECASE | re.ASCII)
+
+    def _literal(self, code: int, flags: int) -> Ranges:
+        if not flags & re.IGNORECASE:
+            return ((code, code),)
+        char = chr(code)
+        if code < 128 and char in string.ascii_letters:
+            return _letter_partners(self._case_flags(flags))[char.lower()]
+        if char.lower() == char == char.upper():     # uncased: no other character matches it
+            return ((code, code),)
+        return _case_partners(char, self._case_flags(flags))
+
+    def _range(self, low: int, high: int, flags: int) -> Ranges:
+        if not flags & re.IGNORECASE:
+            return ((low, high),)
+        if high >= 128 and high - max(low, 128) >= _MAX_CASED_RANGE:
+            raise Unscreenable("long case-insensitive range beyond ASCII")
+        return _union(((low, high),), *(self._literal(code, flags) for code in range(low, high + 1)
+                                        if chr(code) in string.ascii_letters or code >= 128))
+
+    def _category(self, category, flags: int) -> Ranges:
+        atom, negated = _CATEGORIES[category]
+        ranges = _matched_by(atom, flags & re.ASCII)
+        return _complement(ranges) if negated else ranges
+
+    def _class(self, items, flags: int) -> Ranges:
+        negate = bool(items) and items[0][0] is sre.NEGATE
+        parts = []
+        for op, value in items[1:] if negate else items:
+            if op is sre.LITERAL:
+                parts.append(self._literal(value, flags))
+            elif op is sre.RANGE:
+                parts.append(self._range(*value, flags))
+            elif op is sre.CATEGORY:
+                parts.append(self._category(value, flags))
+            else:
+                raise Unscreenable(f"class item {op}")
+        ranges = _union(*parts)
+        return _complement(ranges) if negate else ranges
+
+    def one_character(self, op, value, flags: int) -> Ranges | None:
+        if op is sre.LITERAL:
+            return self._literal(value, flags)
+        if op is sre.NOT_LITERAL:
+            return _complement(self._literal(value, flags))
+        if op is sre.IN:
+            return self._class(value, flags)
+        if op is sre.ANY:
+            return ((0, _LAST),) if flags & re.DOTALL else _complement(((10, 10),))
+        if op is sre.CATEGORY:
+            return self._category(value, flags)
+        return None
+
+    def sequence(self, nodes, flags: int) -> str:
+        return "".join(self.node(op, value, flags) for op, value in nodes)
+
+    def node(self, op, value, flags: int) -> str:
+        ranges = self.one_character(op, value, flags)
+        if ranges is not None:
+            return _re2_class(ranges)
+        if op in (sre.MAX_REPEAT, sre.MIN_REPEAT, sre.POSSESSIVE_REPEAT):
+            low, high, item = value     # lazy or possessive: matches a subset of greedy's
+            low = min(low, _RE2_MAX_REPEAT)
+            bound = "" if high is sre.MAXREPEAT or high > _RE2_MAX_REPEAT else str(high)
+            return f"(?:{self.sequence(item, flags)}){{{low},{bound}}}"
+        if op is sre.SUBPATTERN:
+            _group, add, remove, item = value
+            return f"(?:{self.sequence(item, (flags | add) & ~remove)})"
+        if op is sre.ATOMIC_GROUP:
+            return f"(?:{self.sequence(value, flags)})"
+        if op is sre.BRANCH:
+            return "(?:" + "|".join(self.sequence(item, flags) for item in value[1]) + ")"
+        if op in (sre.AT, sre.ASSERT, sre.ASSERT_NOT):
+            return ""                   # zero-width: dropped, the screen matches more
+        if op is sre.GROUPREF:
+            return "(?s:.*)"            # whatever the group held
+        if op is sre.GROUPREF_EXISTS:
+            _group, yes, no = value
+            return f"(?:{self.sequence(yes, flags)}|{self.sequence(no, flags) if no else ''})"
+        raise Unscreenable(f"regex operator {op}")
+
+
+def _re2_class(ranges: Ranges) -> str:
+    parts = []
+    for low, high in ranges:
+        # RE2 reads UTF-8, which cannot hold surrogates: leave them out of the class.
+        for start, end in ((low, min(high, 0xD7FF)), (max(low, 0xE000), high)):
+            if start <= end:
+                parts.append(f"\\x{{{start:x}}}" if start == end else f"\\x{{{start:x}}}-\\x{{{end:x}}}")
+    return f"[{''.join(parts)}]" if parts else r"[^\x00-\x{10ffff}]"
+
+
+def rewrite(pattern: str, flags: int = 0) -> str:
+    """The screen's RE2 source; Unscreenable when the rewrite does not cover the pattern."""
+    parsed = sre_parse.parse(pattern, flags)
+    flags = parsed.state.flags
+    if flags & re.LOCALE:
+        raise Unscreenable("locale-dependent pattern")
+    return _Rewrite(flags).sequence(parsed, flags)
+
+
+def screen(*patterns: re.Pattern | tuple[str, int]):
+    """One RE2 regex that matches wherever any of the patterns might, or None."""
+    try:
+        sources = [rewrite(*(p if isinstance(p, tuple) else (p.pattern, p.flags))) for p in patterns]
+    except Unscreenable:
+        return None
+    options = re2.Options()
+    options.max_mem = 64 << 20          # room for the DFA of the larger rule sets
+    options.log_errors = False
+    try:
+        return re2.compile("|".join(f"(?:{s})" for s in sources), options)
+    except re2.error:
+        return None
+
+
+def first_possible(screen_regex, text: str) -> int | None:
+    """Where in `text` the first match of a pattern behind the screen may start (none
+    starts earlier: each of its matches is one of the screen's), or None: no match."""
+    try:
+        found = screen_regex.search(text)
+    except UnicodeEncodeError:          # a lone surrogate: UTF-8 cannot carry the text
+        return 0
+    return found.start() if found is not None else None
+
+
+def might_match(screen_regex, text: str) -> bool:
+    """False only when no pattern behind the screen can match in `text`."""
+    return first_possible(screen_regex, text) is not None
