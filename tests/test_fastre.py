@@ -3,7 +3,6 @@ text, Python's re otherwise; the screens in front of re: test_screen.py)."""
 
 from __future__ import annotations
 
-
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
