@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import os
 import re
 import shutil
@@ -42,6 +43,8 @@ from pathlib import Path
 
 import httpx
 import yaml
+
+import guardrails as guardrails_bench       # bench/guardrails.py: its prose generator
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
@@ -57,8 +60,13 @@ PACED_STREAM = {"x-mock-chunk-delay-ms": "20"}
 TTFT_BLOCK = 5             # streams counted per kind per turn (time to first token)
 # Streams pass through Envoy unseen by the service (stages/pass_through.py); when the
 # client did not ask for its usage, Envoy's Lua filter takes the usage chunk out.
-MODES = {"json": '"stream":false', "sse": '"stream":true',
-         "sse+usage": '"stream":true,"stream_options":{"include_usage":true}'}
+# A longer prompt as people and agents write: 4 KB of prose with a few non-ASCII words
+# (accents, an ellipsis, kanji), which the guardrails and the token count read whole.
+PROSE_4KB = json.dumps(guardrails_bench.message(planted=False, non_ascii=True), ensure_ascii=False)[1:-1]
+# traffic kind: (the request's stream fields, its prompt)
+MODES = {"json": ('"stream":false', PROMPT), "sse": ('"stream":true', PROMPT),
+         "sse+usage": ('"stream":true,"stream_options":{"include_usage":true}', PROMPT),
+         "json 4KB": ('"stream":false', PROSE_4KB)}
 
 
 def ensure_wrk() -> str:
@@ -151,7 +159,7 @@ def wrk(binary: str, url: str, key: str, body: str, seconds: int, connections: i
                       'wrk.headers["content-type"] = "application/json"\n'
                       f'wrk.headers["authorization"] = "Bearer {key}"\n'
                       + "".join(f'wrk.headers["{k}"] = "{v}"\n' for k, v in (headers or {}).items())
-                      + (f"function delay() return {pause_ms:.1f} end\n" if pause_ms else ""))
+                      + (f"function delay() return {pause_ms:.1f} end\n" if pause_ms else ""), encoding="utf-8")
     out = subprocess.run(["taskset", "-c", "1", binary, "-t1", f"-c{connections}", f"-d{seconds}s",
                           "--latency", "-s", str(script), url], capture_output=True, text=True).stdout
     script.unlink()
@@ -293,8 +301,8 @@ def main() -> None:
         results: dict[tuple[str, str], list[dict]] = {}
         cpu: dict[tuple[str, str], list[float]] = {}
         for round_ in range(args.rounds):
-            for mode, stream in MODES.items():
-                body = '{"model":"gpt-4o-mini",%s,"messages":[{"role":"user","content":"%s"}]}' % (stream, PROMPT)
+            for mode, (stream, prompt) in MODES.items():
+                body = '{"model":"gpt-4o-mini",%s,"messages":[{"role":"user","content":"%s"}]}' % (stream, prompt)
                 for side, url in urls.items():
                     measured = {"service": cpu_pids.get(side, []), "envoy": envoy_pids.get(side, [])}
                     before = {what: sum(cpu_seconds(p) for p in pids) for what, pids in measured.items()}

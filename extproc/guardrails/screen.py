@@ -24,15 +24,12 @@ import functools
 import re
 import string
 from array import array
+# The parser re itself compiles with (Python 3.11 to 3.14 have it at this place; its
+# node types are checked by tests/test_screen.py against re over every code point).
+from re import _constants as sre
+from re import _parser as sre_parse
 
 import re2
-
-try:                                    # the parser re itself uses (Python 3.11+)
-    from re import _constants as sre
-    from re import _parser as sre_parse
-except ImportError:                     # pragma: no cover - older Pythons
-    import sre_constants as sre
-    import sre_parse
 
 Ranges = tuple[tuple[int, int], ...]    # sorted, disjoint, inclusive
 
