@@ -35,6 +35,10 @@ DISGUISED_PII = [
     ("card in mathematical digits", "card " + "\U0001d7d2\U0001d7cf\U0001d7cf\U0001d7cf" + "1111" * 3 + " ok",
      "card [CARD] ok"),
     ("ssn in superscript digits", "ssn \u00b9\u00b2\u00b3-45-6789.", "ssn [SSN]."),
+    ("card in Arabic-Indic digits", "بطاقتي ٤١١١ ١١١١ ١١١١ ١١١١ شكرا", "بطاقتي [CARD] شكرا"),
+    ("card in Persian digits", "کارت ۴۱۱۱-۱۱۱۱-۱۱۱۱-۱۱۱۱ است", "کارت [CARD] است"),
+    ("ssn in Devanagari digits", "ssn १२३-४५-६७८९.", "ssn [SSN]."),
+    ("phone in Bengali digits", "call +১ ৪১৫ ৫৫৫ ২৬৭১ now", "call [PHONE] now"),
 ]
 
 
@@ -75,7 +79,8 @@ def test_each_look_alike_stands_for_one_ascii_character():
                for code, ascii in table.items())
     expected = {"\u043e": "o", "\u0430": "a", "\u0399": "I", "\u04c0": "I", "\u0456": "i",  # Cyrillic, Greek
                 "\U0001d7cf": "1", "\uff41": "a", "\u24d8": "i", "\u00b2": "2",            # compatibility forms
-                "\u2019": "'", "\u2013": "-", "\u2024": ".", "\u00a0": " "}
+                "\u2019": "'", "\u2013": "-", "\u2024": ".", "\u00a0": " ",
+                "\u0664": "4", "\u06f1": "1", "\u0966": "0", "\u09ea": "4", "\U000104a7": "7"}  # digits: values
     assert {char: table.get(ord(char)) for char in expected} == expected
     # Letters that only resemble nothing ASCII stay themselves.
     assert not any(ord(char) in table for char in "\u0436\u044f\u03bb\u00e9\u6771")

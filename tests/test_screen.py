@@ -16,10 +16,10 @@ from hypothesis import strategies as st
 from extproc.guardrails import injection, pii
 from extproc.guardrails.banned import BannedDetector
 from extproc.guardrails.fastre import Pattern
-from extproc.guardrails.screen import _every_code_point, first_possible, rewrite, screen
+from extproc.guardrails.screen import every_code_point, first_possible, rewrite, screen
 
 # Every code point UTF-8 can carry (RE2 reads UTF-8), as one string.
-EVERY = _every_code_point()[:0xD800] + _every_code_point()[0xE000:]
+EVERY = every_code_point()[:0xD800] + every_code_point()[0xE000:]
 
 ONE_CHARACTER = [
     (r"\d", 0), (r"\D", 0), (r"\w", 0), (r"\W", 0), (r"\s", 0), (r"\S", 0), (".", 0), (".", re.DOTALL),

@@ -9,6 +9,12 @@ both maintained elsewhere:
   letters of other scripts drawn like Latin ones (Cyrillic 'о', Greek 'Α', Cherokee
   'Ꭺ'), dashes, quotes, dot leaders, when the prototype is one ASCII character.
 
+- decimal digits of every script (Arabic-Indic '٤', Persian '۴', Devanagari '४'...):
+  the ASCII digit of their value, as a model reads them in a card or phone number.
+  The confusables would make some of them letters (Devanagari zero an 'o', Persian
+  one an 'l') or other digits (Bengali four an '8'); an ASCII '0' in "ign0re" is not
+  read as an 'o' either.
+
 Only characters whose stand-in is a single ASCII character are kept, so a folded text
 keeps every position. The confusables' prototype of 'I' is 'l' (they look alike in
 many fonts); an upper-case look-alike of it stands for 'I' here, since injection
@@ -19,9 +25,12 @@ Built once per process (~30 ms; 1,700+ characters).
 
 from __future__ import annotations
 
+import re
 import unicodedata
 
 from confusable_homoglyphs import utils as confusables
+
+from .screen import every_code_point
 
 # Where the compatibility forms that fold to ASCII live: the BMP, mathematical
 # alphanumerics, enclosed alphanumerics (looking through all 1.1M code points costs ~0.3 s).
@@ -48,4 +57,7 @@ def ascii_lookalikes() -> dict[int, str]:
         prototype = prototypes.pop()
         if _ascii(prototype) and prototype != " ":
             table[ord(char)] = "I" if prototype == "l" and char.isupper() else prototype
+    for digits in re.finditer(r"\d+", every_code_point()[0x80:]):
+        for char in digits.group():
+            table[ord(char)] = str(unicodedata.decimal(char))
     return table
