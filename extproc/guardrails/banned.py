@@ -7,6 +7,7 @@ import re
 from . import Finding
 from .fastre import Pattern
 from .hold import Tail, of
+from .screen import might_match
 
 
 _GLOBAL_FLAGS = re.compile(r"\(\?([aiLmsux]+)\)")
@@ -25,6 +26,12 @@ class BannedDetector:
         self.regex = Pattern("|".join(f"(?:{p})" for p in parts), re.IGNORECASE) if parts else None
         self.label = label
         self.tail = Tail(of(self.regex) if self.regex else [])
+
+    def might_find(self, text: str) -> bool:
+        """False when find() finds nothing in `text` nor in any part of it."""
+        if self.regex is None:
+            return False
+        return self.regex.screen is None or might_match(self.regex.screen, text)
 
     def find(self, text: str) -> list[Finding]:
         if self.regex is None:

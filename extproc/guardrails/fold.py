@@ -137,6 +137,14 @@ class FoldingDetector:
             found = sorted(set(found + self.detector.find(text)), key=lambda f: (f.start, f.end))
         return found
 
+    def might_find(self, text: str) -> bool:
+        """False when find() finds nothing in `text` nor in any part of it (folding is
+        character by character: a part's folded text is part of the whole's)."""
+        folded = fold(text)
+        if folded is None:
+            return self.detector.might_find(text)
+        return self.detector.might_find(folded.text) or (self.also_original and self.detector.might_find(text))
+
     def hold_from(self, text: str, start: int = 0) -> int | None:
         folded = fold(text)
         if folded is None:

@@ -17,6 +17,7 @@ import re
 from . import Finding
 from .fastre import Pattern
 from .hold import Tail, of
+from .screen import might_match, screen
 
 _TARGET = (r"(?:instructions?|prompts?|rules?|guidelines?|directives?|context|messages?|"
            r"constraints?|polic(?:y|ies)|guardrails?|system\s+prompt)")
@@ -65,9 +66,15 @@ def _decoded_payloads(text: str):
 
 
 _TAIL = Tail(of(_COMBINED, _BASE64, _HEX))
+# Where none of the three might match, find() finds nothing (screen.py).
+_SCREEN = screen(_COMBINED.python, _BASE64.python, _HEX.python)
 
 
 class InjectionDetector:
+    def might_find(self, text: str) -> bool:
+        """False when find() finds nothing in `text` nor in any part of it."""
+        return _SCREEN is None or might_match(_SCREEN, text)
+
     def hold_from(self, text: str, start: int = 0) -> int | None:
         return _TAIL.hold_from(text, start)
 

@@ -58,7 +58,7 @@ _HOLD = {"email": of(_EMAIL), "phone": of(_PHONE), "card": of(_CARD), "iban": of
 # which matches wherever they might. When it finds nothing the finder is skipped: most
 # prompts hold no '@' and no digit runs, and skip nearly all of the work.
 _SCREENED = {"email": (_EMAIL,), "phone": (_PHONE,), "card": (_CARD,), "iban": (_IBAN,), "ssn": (_SSN,),
-             "ip": (_IPV4, _IPV6)}
+             "ip": (_IPV4, _IPV6), "secret": (_SECRETS.python,)}
 
 ENTITIES = ("email", "phone", "card", "iban", "ssn", "ip", "secret")
 
@@ -132,18 +132,23 @@ _FINDERS = {"email": _emails, "phone": _phones, "card": _cards, "iban": _ibans,
 
 class PIIDetector:
     def __init__(self, entities: tuple[str, ...] = ENTITIES) -> None:
-        self.finders = [(screen(*_SCREENED[e]) if e in _SCREENED else None, _FINDERS[e]) for e in entities]
+        self.finders = [(screen(*_SCREENED[e]), _FINDERS[e]) for e in entities]
         # All the pre-checks in one pass: most text has none of them, and each RE2 call
         # from Python costs a few microseconds whatever the text.
-        screened = [regex for e in entities for regex in _SCREENED.get(e, ())]
-        self.any_candidate = screen(*screened) if screened else None
+        self.any_candidate = screen(*(regex for e in entities for regex in _SCREENED[e]))
         self.tail = Tail(pattern for e in entities for pattern in _HOLD[e])
+
+    def might_find(self, text: str) -> bool:
+        """False when find() finds nothing in `text` nor in any part of it (screens
+        read no context: what matches inside a part matches inside the whole)."""
+        return self.any_candidate is None or might_match(self.any_candidate, text)
 
     def find(self, text: str) -> list[Finding]:
         findings: list[Finding] = []
-        no_candidate = self.any_candidate is not None and not might_match(self.any_candidate, text)
+        if not self.might_find(text):
+            return findings
         for candidate, finder in self.finders:
-            if candidate is not None and (no_candidate or not might_match(candidate, text)):
+            if candidate is not None and not might_match(candidate, text):
                 continue
             findings.extend(finder(text))
         # Secrets win over the pieces of them that look like phone numbers or cards.
