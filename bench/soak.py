@@ -61,8 +61,10 @@ def one_request(client: httpx.Client, base: str, rng: random.Random,
     rid = f"soak-{uuid.uuid4()}"
     headers = {**SOAK_KEY, "x-request-id": rid}
     kind = rng.choice(kinds)
+    # Words in several scripts: non-ASCII text takes the guardrails' screens and folding.
+    stem = rng.choice(("word", "wörd", "слово", "語", "café…"))
     chat = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": " ".join(
-        f"word{i}" for i in range(rng.randint(3, 40)))}]}
+        f"{stem}{i}" for i in range(rng.randint(3, 40)))}]}
     status = 0                                   # 0: the connection failed
     try:
         if kind == "json":
