@@ -106,9 +106,6 @@ def _letter_partners(case_flags: int) -> dict[str, Ranges]:
 
 
 class _Rewrite:
-    def __init__(self, flags: int) -> None:
-        self.global_flags = flags
-
     def _case_flags(self, flags: int) -> int:
         return flags & (re.IGNORECASE | re.ASCII)
 
@@ -208,7 +205,7 @@ def rewrite(pattern: str, flags: int = 0) -> str:
     flags = parsed.state.flags
     if flags & re.LOCALE:
         raise Unscreenable("locale-dependent pattern")
-    return _Rewrite(flags).sequence(parsed, flags)
+    return _Rewrite().sequence(parsed, flags)
 
 
 def screen(*patterns: re.Pattern | tuple[str, int]):
