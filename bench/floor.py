@@ -68,35 +68,45 @@ def paced_p50(binary: str, url: str, key: str, body: str, args) -> str:
     return f"; paced at {args.paced_rps:.0f} req/s, p50 {result['p50']:.2f} ms"
 
 
-def serve(path: str, burn_us: float) -> None:
+def reply_to(message: bytes, burn_us: float) -> bytes:
+    """The do-nothing servicer's answer to one serialized ProcessingRequest: the phase's
+    empty response, and the request body's routed like the gateway routes it."""
+    from envoy.service.ext_proc.v3 import external_processor_pb2 as ep
+
+    phase = ep.ProcessingRequest.FromString(message).WhichOneof("request")
+    response = ep.ProcessingResponse()
+    getattr(response, phase).SetInParent()
+    if phase == "request_body":
+        until = time.perf_counter() + burn_us / 1e6
+        while time.perf_counter() < until:    # stands for the gateway's own work
+            pass
+        common = response.request_body.response
+        common.clear_route_cache = True
+        for key, value in (("x-gateway-cluster", b"mock"), ("authorization", b"Bearer k")):
+            header = common.header_mutation.set_headers.add()
+            header.header.key, header.header.raw_value = key, value
+    return response.SerializeToString()
+
+
+def serve(path: str, burn_us: float, transport: str) -> None:
+    if transport == "h2":
+        import h2_floor
+        h2_floor.serve(path, lambda message: reply_to(message, burn_us))
+        return
     import grpc
     import uvloop
-    from envoy.service.ext_proc.v3 import external_processor_pb2 as ep
-    from envoy.service.ext_proc.v3 import external_processor_pb2_grpc as ep_grpc
 
-    def reply(phase: str) -> ep.ProcessingResponse:
-        response = ep.ProcessingResponse()
-        getattr(response, phase).SetInParent()
-        if phase == "request_body":               # route like the gateway does
-            until = time.perf_counter() + burn_us / 1e6
-            while time.perf_counter() < until:    # stands for the gateway's own work
-                pass
-            common = response.request_body.response
-            common.clear_route_cache = True
-            for key, value in (("x-gateway-cluster", b"mock"), ("authorization", b"Bearer k")):
-                header = common.header_mutation.set_headers.add()
-                header.header.key, header.header.raw_value = key, value
-        return response
-
-    class Servicer(ep_grpc.ExternalProcessorServicer):
-        async def Process(self, requests, context):
-            while (request := await context.read()) is not grpc.aio.EOF:
-                await context.write(reply(request.WhichOneof("request")))
+    async def process(requests, context):
+        while (request := await context.read()) is not grpc.aio.EOF:
+            await context.write(reply_to(request, burn_us))
 
     async def main() -> None:
+        # Messages stay bytes on both transports, so the rows differ by transport only.
+        handlers = grpc.method_handlers_generic_handler("envoy.service.ext_proc.v3.ExternalProcessor", {
+            "Process": grpc.stream_stream_rpc_method_handler(process)})
         server = grpc.aio.server(options=[("grpc.max_concurrent_streams", 100_000),
                                           ("grpc.so_reuseport", 0)])
-        ep_grpc.add_ExternalProcessorServicer_to_server(Servicer(), server)
+        server.add_generic_rpc_handlers((handlers,))
         server.add_insecure_port(f"unix:{path}")
         await server.start()
         await server.wait_for_termination()
@@ -134,10 +144,13 @@ def main() -> None:
     parser.add_argument("--seconds", type=int, default=8)
     parser.add_argument("--burn-us", type=float, default=0, help="servicer CPU per request, µs")
     parser.add_argument("--paced-rps", type=float, help="also the p50 at this paced rate")
+    parser.add_argument("--transport", choices=("grpc", "h2", "both"), default="grpc",
+                        help="grpc: grpc.aio (the gateway's); h2: bench/h2_floor.py, HTTP/2 on the event loop")
+    parser.add_argument("--rounds", type=int, default=1, help="repeat the rows, interleaved")
     parser.add_argument("--serve", help=argparse.SUPPRESS)     # internal: the servicer, on this socket
     args = parser.parse_args()
     if args.serve:
-        serve(args.serve, args.burn_us)
+        serve(args.serve, args.burn_us, args.transport)
         return
     from extproc.envoy_config import envoy_binary
     from extproc.supervisor import WORKER_GRPC_EXPERIMENTS
@@ -160,12 +173,14 @@ def main() -> None:
         alone.terminate()
         alone.wait()
         print(f"Envoy alone: one request at a time, p50 {p50:.2f} ms{paced}")
-        for messages in (3, 2):
-            socket = str(workdir / f"floor-{messages}.sock")
+        transports = ("grpc", "h2") if args.transport == "both" else (args.transport,)
+        rows = [(messages, transport) for _ in range(args.rounds) for messages in (3, 2) for transport in transports]
+        for messages, transport in rows:
+            socket = str(workdir / f"floor-{messages}-{transport}.sock")
             path, port = envoy_config(workdir, socket, mock_port, messages)
             # gRPC's endpoints as the gateway's workers run them (extproc/supervisor.py).
             servicer = subprocess.Popen(["taskset", "-c", "0", sys.executable, __file__, "--burn-us",
-                                         str(args.burn_us), "--serve", socket],
+                                         str(args.burn_us), "--transport", transport, "--serve", socket],
                                         env={"GRPC_EXPERIMENTS": WORKER_GRPC_EXPERIMENTS, **os.environ})
             envoy = subprocess.Popen(["taskset", "-c", "0", envoy_binary(), "-c", str(path), "--concurrency", "1",
                                       "--disable-hot-restart", "--log-level", "error"],
@@ -181,7 +196,7 @@ def main() -> None:
                 envoy_per_request = (cpu_seconds(envoy.pid) - envoy_before) / max(1, result["requests"]) * 1e6
                 url = f"http://127.0.0.1:{port}/v1/chat/completions"
                 p50 = sequential_p50(url, "k", body)
-                print(f"{messages} messages per request: {result['rps']:.0f} req/s, "
+                print(f"{transport:>4}, {messages} messages per request: {result['rps']:.0f} req/s, "
                       f"p50 {result['p50']:.1f} ms, CPU per request: servicer {per_request:.0f} us, "
                       f"Envoy {envoy_per_request:.0f} us, "
                       f"non-2xx {result['errors']}; one request at a time, p50 {p50:.2f} ms"

@@ -249,11 +249,14 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--peers", action="store_true", help="also LiteLLM and Portkey (installed on first use)")
     parser.add_argument("--store", choices=("sqlite", "redis"), default="sqlite", help="where the budget is kept")
+    parser.add_argument("--transport", choices=("h2", "grpc"), default="h2",
+                        help="the workers' gRPC transport (server.transport)")
     args = parser.parse_args()
     binary = ensure_wrk()
     workdir = Path(tempfile.mkdtemp(prefix="llmgw-bench-"))
 
     config = quickstart_config()
+    config.setdefault("server", {})["transport"] = args.transport
     config["budgets"].append({"name": "bench-team-tokens", "scope": "team", "match": "research",
                               "unit": "tokens", "limit": 10**12, "window": "month"})
     # Whatever has started is stopped on the way out, whichever start fails.
@@ -340,7 +343,7 @@ def main() -> None:
 
     print(f"\n{args.rounds} interleaved rounds x {args.seconds}s, {args.connections} connections; "
           f"Envoy (+1 ext_proc worker) on core 0, mock + wrk on core 1; the budget in "
-          f"{'Redis (on core 1)' if args.store == 'redis' else 'SQLite'}")
+          f"{'Redis (on core 1)' if args.store == 'redis' else 'SQLite'}; the workers' transport: {args.transport}")
     print(f"{'traffic':<9} {'side':<12} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'vs Envoy':>9} "
           f"{'non-2xx':>8} {'service CPU/req':>16} {'Envoy CPU/req':>14}")
     for mode in MODES:

@@ -124,6 +124,9 @@ class ServerSettings:
     # a worker thread that wakes does not preempt the thread running; less worker CPU per
     # request, no lower latency: bench/README.md "The workers' scheduling policy").
     worker_scheduling: str = "normal"
+    # How the workers speak gRPC to Envoy: "h2" (extproc/http2.py, on the event loop) or
+    # "grpc" (grpc.aio, whose threads cost ~6x the CPU per call: bench/README.md).
+    transport: str = "h2"
 
 
 @dataclass(frozen=True, slots=True)
@@ -185,7 +188,7 @@ def default_state_dir() -> str:
 
 def _server(node: Node) -> ServerSettings:
     node.only_keys("workers", "admin", "socket_dir", "health_port", "worker_max_rss_mb",
-                   "worker_connection_age_s", "worker_scheduling")
+                   "worker_connection_age_s", "worker_scheduling", "transport")
     workers = node.get("workers")
     count = 0 if workers.value in ("auto", None) or workers.missing else workers.number(integer=True, minimum=1)
     return ServerSettings(
@@ -196,6 +199,7 @@ def _server(node: Node) -> ServerSettings:
         worker_max_rss_mb=node.get("worker_max_rss_mb").number(1024, integer=True, minimum=0),
         worker_connection_age_s=node.get("worker_connection_age_s").number(30, integer=True, minimum=1),
         worker_scheduling=node.get("worker_scheduling").choice(("normal", "batch"), "normal"),
+        transport=node.get("transport").choice(("h2", "grpc"), "h2"),
     )
 
 

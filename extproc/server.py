@@ -9,7 +9,8 @@ import os
 import signal
 
 import grpc
-from envoy.service.accesslog.v3 import als_pb2_grpc
+from envoy.service.accesslog.v3 import als_pb2, als_pb2_grpc
+from envoy.service.ext_proc.v3 import external_processor_pb2 as ep
 from envoy.service.ext_proc.v3 import external_processor_pb2_grpc as ep_grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
@@ -18,6 +19,7 @@ from .build import build_pipeline, build_upstream_pipeline
 from .call import Call
 from .config import GatewayConfig, load_config
 from .cut_streams import CutStreamLog, WorkerCutStreams
+from .grpc_h2 import BIDI, CLIENT_STREAM, UNARY, GrpcServer, Method
 from .protocol import ENVOY_FEATURES_METADATA, envoy_features
 from .reload import watch_config
 from .store import open_worker_store
@@ -26,6 +28,9 @@ from .tokens import get_encoding
 log = logging.getLogger("extproc.server")
 
 ROLE_METADATA = "x-extproc-role"
+PROCESS_PATH = "/envoy.service.ext_proc.v3.ExternalProcessor/Process"
+ACCESS_LOG_PATH = "/envoy.service.accesslog.v3.AccessLogService/StreamAccessLogs"
+HEALTH_CHECK_PATH = "/grpc.health.v1.Health/Check"
 
 # SSE streams stay open for minutes; never let them starve new requests.
 _GRPC_OPTIONS = [
@@ -207,26 +212,21 @@ async def serve_worker(config_path: str, address: str, health_address: str | Non
     runtime = Runtime(config)
     for encoding in {model.encoding for model in config.models.values()}:
         get_encoding(encoding)          # load the BPE ranks now, not on the first request
-    # Envoy itself reconnects every worker_connection_age_s (the extproc cluster's
-    # max_connection_duration): a client-side drain never refuses a stream. A server
-    # GOAWAY at that age did, now and then (REFUSED_STREAM to a stream Envoy had just
-    # opened: a 500), so it is only the backstop for an Envoy config without it.
-    age_ms = 2 * config.server.worker_connection_age_s * 1000
-    server = grpc.aio.server(options=_GRPC_OPTIONS + [("grpc.max_connection_age_ms", age_ms),
-                                                      ("grpc.max_connection_age_grace_ms", _DAY_MS)])
     processor = Processor(runtime)
-    ep_grpc.add_ExternalProcessorServicer_to_server(processor, server)
     # Envoy's access log of streams cut short (cut_streams.py), on the same socket.
     cut_log = CutStreamLog(runtime.cut_streams.sent, lambda: processor.runtime.store.store)
-    als_pb2_grpc.add_AccessLogServiceServicer_to_server(cut_log, server)
     health_servicer = health.aio.HealthServicer()
-    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-    if address.startswith("unix:"):
-        path = address[len("unix:"):]
-        if os.path.exists(path):
-            os.unlink(path)
-    server.add_insecure_port(address)
-    await server.start()
+    if config.server.transport == "h2" and address.startswith("unix:"):    # (a TCP address: grpc.aio)
+        server = GrpcServer({
+            PROCESS_PATH: Method(processor.Process, ep.ProcessingRequest.FromString, BIDI),
+            ACCESS_LOG_PATH: Method(cut_log.StreamAccessLogs, als_pb2.StreamAccessLogsMessage.FromString,
+                                    CLIENT_STREAM),
+            HEALTH_CHECK_PATH: Method(health_servicer.Check, health_pb2.HealthCheckRequest.FromString, UNARY),
+        })
+        await server.start(address.removeprefix("unix:"))
+    else:
+        server = _grpc_aio_server(config, address, processor, cut_log, health_servicer)
+        await server.start()
     probe_server = None
     if health_address:
         # Kubelet's gRPC probe needs TCP. That port serves Health only: the ext_proc
@@ -272,6 +272,27 @@ async def serve_worker(config_path: str, address: str, health_address: str | Non
         await asyncio.wait(list(_closing), timeout=5)
     flusher.cancel()
     metrics.flush()
+
+
+def _grpc_aio_server(config: GatewayConfig, address: str, processor: Processor, cut_log: CutStreamLog,
+                     health_servicer) -> grpc.aio.Server:
+    """`server.transport: grpc`: the same methods on grpc.aio."""
+    # Envoy itself reconnects every worker_connection_age_s (the extproc cluster's
+    # max_connection_duration): a client-side drain never refuses a stream. A server
+    # GOAWAY at that age did, now and then (REFUSED_STREAM to a stream Envoy had just
+    # opened: a 500), so it is only the backstop for an Envoy config without it.
+    age_ms = 2 * config.server.worker_connection_age_s * 1000
+    server = grpc.aio.server(options=_GRPC_OPTIONS + [("grpc.max_connection_age_ms", age_ms),
+                                                      ("grpc.max_connection_age_grace_ms", _DAY_MS)])
+    ep_grpc.add_ExternalProcessorServicer_to_server(processor, server)
+    als_pb2_grpc.add_AccessLogServiceServicer_to_server(cut_log, server)
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    if address.startswith("unix:"):
+        path = address[len("unix:"):]
+        if os.path.exists(path):
+            os.unlink(path)
+    server.add_insecure_port(address)
+    return server
 
 
 async def _flush_metrics() -> None:

@@ -249,6 +249,7 @@ def test_every_worker_thread_gets_the_configured_scheduling_policy(tmp_path, sch
     config = quickstart_config()
     if scheduling:
         config["server"]["worker_scheduling"] = scheduling
+    config["server"]["transport"] = "grpc"       # the transport that starts threads (h2 runs on one)
     stack = GatewayStack(tmp_path, config, workers=2).start()
     try:
         response = httpx.post(f"{stack.base_url}/chat/completions", headers=ALICE, timeout=30,

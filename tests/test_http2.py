@@ -1,0 +1,275 @@
+"""The workers' own HTTP/2 + gRPC transport (extproc/http2.py, extproc/grpc_h2.py)
+against an independent implementation: grpc's C-core client over the Unix socket.
+Envoy itself is the client in every e2e test (`server.transport: h2` is the default)."""
+
+from __future__ import annotations
+
+import asyncio
+import struct
+
+import grpc
+import pytest
+from google.protobuf.wrappers_pb2 import BytesValue, Int64Value
+from grpc_health.v1 import health, health_pb2
+
+from extproc import http2
+from extproc.grpc_h2 import BIDI, CLIENT_STREAM, UNARY, GrpcServer, Method
+
+ECHO, SUM, FAIL, HOLD = "/test.T/Echo", "/test.T/Sum", "/test.T/Fail", "/test.T/Hold"
+CHECK = "/grpc.health.v1.Health/Check"
+
+
+class Handlers:
+    def __init__(self) -> None:
+        self.metadata: tuple = ()
+        self.held_ended = asyncio.Event()
+        self.hold_started = asyncio.Event()
+
+    async def echo(self, _, call) -> None:
+        self.metadata = call.invocation_metadata()
+        while (message := await call.read()) is not grpc.aio.EOF:
+            await call.write(message)
+
+    async def sum(self, _, call):
+        total = 0
+        while (message := await call.read()) is not grpc.aio.EOF:
+            total += message.value
+        return Int64Value(value=total)
+
+    async def fail(self, _, call):
+        raise RuntimeError("a bug")
+
+    async def hold(self, _, call) -> None:
+        self.hold_started.set()
+        try:
+            await asyncio.sleep(30)
+        finally:
+            self.held_ended.set()
+
+
+def methods(handlers: Handlers, health_servicer) -> dict:
+    return {
+        ECHO: Method(handlers.echo, BytesValue.FromString, BIDI),
+        SUM: Method(handlers.sum, Int64Value.FromString, CLIENT_STREAM),
+        FAIL: Method(handlers.fail, BytesValue.FromString, BIDI),
+        HOLD: Method(handlers.hold, BytesValue.FromString, BIDI),
+        CHECK: Method(health_servicer.Check, health_pb2.HealthCheckRequest.FromString, UNARY),
+    }
+
+
+def run(tmp_path, scenario) -> None:
+    """`scenario(channel, handlers, server)` against a fresh server on a Unix socket."""
+    async def main() -> None:
+        handlers, health_servicer = Handlers(), health.aio.HealthServicer()
+        await health_servicer.set("", health_pb2.HealthCheckResponse.SERVING)
+        server = GrpcServer(methods(handlers, health_servicer))
+        path = str(tmp_path / "t.sock")
+        await server.start(path)
+        try:
+            limits = [("grpc.max_receive_message_length", 64 << 20), ("grpc.max_send_message_length", 64 << 20)]
+            async with grpc.aio.insecure_channel(f"unix:{path}", options=limits) as channel:
+                await scenario(channel, handlers, server)
+        finally:
+            await server.stop(1)
+    asyncio.run(asyncio.wait_for(main(), 60))
+
+
+def echo(channel):
+    return channel.stream_stream(ECHO, request_serializer=BytesValue.SerializeToString,
+                                 response_deserializer=BytesValue.FromString)
+
+
+def test_messages_of_every_size_both_ways_through_flow_control(tmp_path):
+    """Messages larger than a frame, than the default 64 KB window and than grpc's
+    window after it, come back whole and in order on one stream and on several at once."""
+    sizes = [0, 1, 16_383, 16_385, 65_535, 70_000, 1_000_000, 5_000_000]
+
+    async def scenario(channel, handlers, _):
+        call = echo(channel)(metadata=(("x-extproc-role", "upstream"),))
+        for size in sizes:
+            payload = bytes(range(256)) * (size // 256) + b"x" * (size % 256)
+            await call.write(BytesValue(value=payload))
+            assert (await call.read()).value == payload
+        await call.done_writing()
+        assert await call.read() is grpc.aio.EOF
+        assert await call.code() == grpc.StatusCode.OK
+        assert ("x-extproc-role", "upstream") in handlers.metadata
+        assert not any(name.startswith(":") or name == "content-type" for name, _ in handlers.metadata)
+
+        async def one(index: int) -> bytes:
+            call = echo(channel)()
+            await call.write(BytesValue(value=bytes([index]) * 3_000_000))
+            reply = await call.read()
+            await call.done_writing()
+            return reply.value
+        replies = await asyncio.gather(*(one(i) for i in range(6)))
+        assert replies == [bytes([i]) * 3_000_000 for i in range(6)]
+    run(tmp_path, scenario)
+
+
+def test_unary_client_streaming_status_and_errors(tmp_path):
+    async def scenario(channel, _, __):
+        check = channel.unary_unary(CHECK, request_serializer=health_pb2.HealthCheckRequest.SerializeToString,
+                                    response_deserializer=health_pb2.HealthCheckResponse.FromString)
+        assert (await check(health_pb2.HealthCheckRequest())).status == health_pb2.HealthCheckResponse.SERVING
+        with pytest.raises(grpc.aio.AioRpcError) as unknown_service:
+            await check(health_pb2.HealthCheckRequest(service="nope"))
+        assert unknown_service.value.code() == grpc.StatusCode.NOT_FOUND     # the servicer's abort()
+
+        add = channel.stream_unary(SUM, request_serializer=Int64Value.SerializeToString,
+                                   response_deserializer=Int64Value.FromString)
+        assert (await add(iter([Int64Value(value=v) for v in (1, 2, 39)]))).value == 42
+
+        fail = channel.stream_stream(FAIL, request_serializer=BytesValue.SerializeToString,
+                                     response_deserializer=BytesValue.FromString)
+        with pytest.raises(grpc.aio.AioRpcError) as failed:
+            await fail().read()
+        assert failed.value.code() == grpc.StatusCode.UNKNOWN
+        assert "a bug" not in failed.value.details()            # no internals to the client
+
+        with pytest.raises(grpc.aio.AioRpcError) as unknown_method:
+            await channel.unary_unary("/test.T/Nope")(b"")
+        assert unknown_method.value.code() == grpc.StatusCode.UNIMPLEMENTED
+
+        call = echo(channel)()                                  # the connection still serves
+        await call.write(BytesValue(value=b"still here"))
+        assert (await call.read()).value == b"still here"
+        await call.done_writing()
+    run(tmp_path, scenario)
+
+
+def test_a_cancelled_call_cancels_its_handler_and_stop_ends_the_rest(tmp_path):
+    async def scenario(channel, handlers, server):
+        hold = channel.stream_stream(HOLD, request_serializer=BytesValue.SerializeToString,
+                                     response_deserializer=BytesValue.FromString)
+        call = hold()
+        await call.write(BytesValue(value=b"x"))
+        await asyncio.wait_for(handlers.hold_started.wait(), 5)
+        call.cancel()                                           # RST_STREAM
+        await asyncio.wait_for(handlers.held_ended.wait(), 5)
+        assert not server.tasks
+
+        handlers.held_ended.clear()
+        call = hold()
+        await call.write(BytesValue(value=b"x"))
+        for _ in range(100):
+            if server.tasks:
+                break
+            await asyncio.sleep(0.01)
+        await server.stop(0.2)                                  # grace over: the handler is cancelled
+        assert handlers.held_ended.is_set()
+        with pytest.raises(grpc.aio.AioRpcError):
+            await call.read()
+    run(tmp_path, scenario)
+
+
+class RawConnection:
+    """http2.Connection fed bytes directly, its writes collected."""
+
+    class Transport:
+        def __init__(self) -> None:
+            self.written = bytearray()
+            self.closed = False
+
+        def write(self, data: bytes) -> None:
+            self.written += data
+
+        def is_closing(self) -> bool:
+            return self.closed
+
+        def close(self) -> None:
+            self.closed = True
+
+    class App:
+        def __init__(self) -> None:
+            self.events: list = []
+
+        def opened(self, stream_id, headers):
+            self.events.append(("opened", stream_id, dict(headers)))
+
+        def data(self, stream_id, data, end):
+            self.events.append(("data", stream_id, data, end))
+
+        def reset(self, stream_id):
+            self.events.append(("reset", stream_id))
+
+        def lost(self):
+            self.events.append(("lost",))
+
+    def __init__(self) -> None:
+        self.app = self.App()
+        self.connection = http2.Connection(lambda _: self.app)
+        self.transport = self.Transport()
+        self.connection.connection_made(self.transport)
+        self.connection.data_received(http2.PREFACE + http2.frame(http2.SETTINGS, 0, 0))
+
+    def frames(self) -> list[tuple[int, int, int, bytes]]:
+        out, data = [], bytes(self.transport.written)
+        while data:
+            length = int.from_bytes(data[:3], "big")
+            out.append((data[3], data[4], int.from_bytes(data[5:9], "big"), data[9:9 + length]))
+            data = data[9 + length:]
+        self.transport.written.clear()
+        return out
+
+
+def headers_block(path: str) -> bytes:
+    from hpack import Encoder
+    return Encoder().encode([(":method", "POST"), (":scheme", "http"), (":path", path),
+                             (":authority", "x"), ("content-type", "application/grpc"), ("x-a", "b" * 300)])
+
+
+def test_frames_as_a_client_may_cut_them():
+    """Split header blocks (CONTINUATION), padding, priority, frames cut at any byte, a
+    second HEADERS as trailers, PING, a stream id going backwards, a broken block."""
+    raw = RawConnection()
+    block = headers_block("/p")
+    first, rest = block[:10], block[10:]
+    wire = (http2.frame(http2.HEADERS, http2.PADDED | http2.PRIORITY_FLAG, 1, bytes([3]) + b"\0" * 5 + first + b"\0" * 3)
+            + http2.frame(http2.CONTINUATION, http2.END_HEADERS, 1, rest)
+            + http2.frame(http2.DATA, http2.PADDED, 1, bytes([2]) + b"abc" + b"\0\0")
+            + http2.frame(http2.HEADERS, http2.END_HEADERS | http2.END_STREAM, 1, b"")
+            + http2.frame(http2.PING, 0, 0, b"12345678"))
+    for index in range(0, len(wire), 7):                        # 7 bytes at a time
+        raw.connection.data_received(wire[index:index + 7])
+    opened, data, end = raw.app.events[0], raw.app.events[1], raw.app.events[2]
+    assert opened[:2] == ("opened", 1) and opened[2][":path"] == "/p" and opened[2]["x-a"] == "b" * 300
+    assert data == ("data", 1, b"abc", False) and end == ("data", 1, b"", True)
+    assert (http2.PING, http2.ACK, 0, b"12345678") in raw.frames()
+
+    raw.frames()
+    raw.connection.send_trailers(1, b"\x88")                     # the server ends stream 1
+    raw.connection.data_received(http2.frame(http2.HEADERS, http2.END_HEADERS, 1, b"\x82"))
+    assert [f[:3] for f in raw.frames()] == [(http2.HEADERS, http2.END_HEADERS | http2.END_STREAM, 1),
+                                             (http2.RST_STREAM, 0, 1)]                     # no reopening
+    raw.connection.data_received(http2.frame(http2.HEADERS, http2.END_HEADERS, 3, b"\xff\xff\xff\xff"))
+    assert raw.transport.closed and raw.frames()[-1][0] == http2.GOAWAY                      # a broken block
+
+
+def test_sending_waits_for_the_peers_window_and_frame_size():
+    raw = RawConnection()
+    raw.connection.data_received(http2.frame(http2.SETTINGS, 0, 0, struct.pack(">HIHI", http2.INITIAL_WINDOW_SIZE,
+                                                                               10, http2.MAX_FRAME_SIZE, 16_384)))
+    raw.connection.data_received(http2.frame(http2.HEADERS, http2.END_HEADERS, 1, headers_block("/p")))
+    raw.frames()
+
+    async def scenario():
+        drained = raw.connection.send_data(1, b"x" * 25)
+        raw.connection.send_trailers(1, b"\x88")
+        assert drained is not None and not drained.done()
+        sent = [f for f in raw.frames() if f[0] == http2.DATA]
+        assert [len(f[3]) for f in sent] == [10]                # the stream's window
+        raw.connection.data_received(http2.frame(http2.WINDOW_UPDATE, 0, 1, struct.pack(">I", 100)))
+        frames = raw.frames()
+        assert [len(f[3]) for f in frames if f[0] == http2.DATA] == [15]
+        assert frames[-1][:2] == (http2.HEADERS, http2.END_HEADERS | http2.END_STREAM)   # trailers after the data
+        assert drained.done()
+        # The connection's window (65,535 by default) bounds every stream together.
+        raw.connection.data_received(http2.frame(http2.HEADERS, http2.END_HEADERS, 3, headers_block("/p")))
+        raw.connection.data_received(http2.frame(http2.WINDOW_UPDATE, 0, 3, struct.pack(">I", 10**6)))
+        raw.frames()
+        raw.connection.send_data(3, b"y" * 70_000)
+        frames = raw.frames()
+        assert sum(len(f[3]) for f in frames if f[0] == http2.DATA) == 65_535 - 25
+        assert max(len(f[3]) for f in frames) == 16_384
+    asyncio.run(scenario())
