@@ -11,7 +11,8 @@ redaction + prompt injection), a token budget reserved and settled in SQLite (wi
 --store redis: in a redis-server on core 1, over TCP, as several replicas share one),
 usage extraction, metrics and the log line. After the throughput rounds, both
 sides get the same paced JSON load at half the gateway's maximum, for the added
-p50 latency; then time to first token, one stream at a time; then the same for
+p50 latency (twice: with the connections in step, so requests arrive in bursts, and
+with their pauses drawn at random, so arrivals spread out); then time to first token, one stream at a time; then the same for
 streams generated at a model's pace (a word every 20 ms) with guardrails on the
 response too (PII redaction over the stream: only a tail that could still become a
 finding is held back, so the first word waits for the next one at most); then the CPU
@@ -150,16 +151,20 @@ def envoy_alone(workdir: Path, mock_port: int) -> tuple[subprocess.Popen, int]:
 
 
 def wrk(binary: str, url: str, key: str, body: str, seconds: int, connections: int,
-        pause_ms: float | None = None, headers: dict[str, str] | None = None) -> dict:
+        pause_ms: float | None = None, headers: dict[str, str] | None = None, spread: bool = False) -> dict:
     """Closed-loop load; with pause_ms each connection waits that long between requests
-    (paced load: about connections / pause requests per second)."""
+    (paced load: about connections / pause requests per second). The same pause on every
+    connection keeps them in step: their requests arrive together, in bursts; `spread`
+    draws each pause at random (uniform, same mean), so that arrivals spread out."""
     script = Path(tempfile.mkstemp(suffix=".lua")[1])
     script.write_text('wrk.method = "POST"\n'
                       f'wrk.body = [[{body}]]\n'
                       'wrk.headers["content-type"] = "application/json"\n'
                       f'wrk.headers["authorization"] = "Bearer {key}"\n'
                       + "".join(f'wrk.headers["{k}"] = "{v}"\n' for k, v in (headers or {}).items())
-                      + (f"function delay() return {pause_ms:.1f} end\n" if pause_ms else ""), encoding="utf-8")
+                      + (f"function delay() return {pause_ms:.1f} end\n" if pause_ms and not spread else "")
+                      + (f"function delay() return math.random() * {2 * pause_ms:.1f} end\n" if pause_ms and spread
+                         else ""), encoding="utf-8")
     out = subprocess.run(["taskset", "-c", "1", binary, "-t1", f"-c{connections}", f"-d{seconds}s",
                           "--latency", "-s", str(script), url], capture_output=True, text=True).stdout
     script.unlink()
@@ -319,12 +324,16 @@ def main() -> None:
                     results.setdefault((side, mode), []).append(result)
         # Latency at half the gateway's maximum JSON rate, same paced load on both sides.
         half = statistics.median(r["rps"] for r in results[("gateway", "json")]) / 2
-        paced = {}
+        # Two arrival patterns: in step (every connection pauses alike, so requests come
+        # in bursts of PACED_CONNECTIONS) and spread (pauses drawn at random).
+        paced: dict[tuple[str, str], list[dict]] = {}
         body = '{"model":"gpt-4o-mini","stream":false,"messages":[{"role":"user","content":"%s"}]}' % PROMPT
         for _ in range(args.rounds):
-            for side in ("envoy alone", "gateway"):
-                paced.setdefault(side, []).append(wrk(binary, urls[side], KEYS[side], body, args.seconds,
-                                                      PACED_CONNECTIONS, 1000 * PACED_CONNECTIONS / half))
+            for arrivals in ("in step", "spread"):
+                for side in ("envoy alone", "gateway"):
+                    paced.setdefault((arrivals, side), []).append(wrk(
+                        binary, urls[side], KEYS[side], body, args.seconds, PACED_CONNECTIONS,
+                        1000 * PACED_CONNECTIONS / half, spread=arrivals == "spread"))
         first_tokens = ttft({"alone": (urls["envoy alone"], KEYS["envoy alone"], False),
                              "not asked": (urls["gateway"], KEYS["gateway"], False),
                              "asked": (urls["gateway"], KEYS["gateway"], True),
@@ -356,11 +365,13 @@ def main() -> None:
             print(f"{mode:<9} {side:<12} {rps:>9.0f} {statistics.median(r['p50'] for r in runs):>8.2f} "
                   f"{statistics.median(r['p99'] for r in runs):>8.2f} {rps / base:>8.2f}x "
                   f"{sum(r['errors'] for r in runs):>8} {cpu_text:>16} {envoy_text:>14}")
-    p50 = {side: statistics.median(r["p50"] for r in runs) for side, runs in paced.items()}
-    rates = " / ".join(f"{statistics.median(r['rps'] for r in runs):.0f}" for runs in paced.values())
-    print(f"JSON at half the gateway's maximum ({half:.0f} req/s target; achieved {rates} req/s): p50 "
-          f"Envoy alone {p50['envoy alone']:.2f} ms, gateway {p50['gateway']:.2f} ms, "
-          f"added {p50['gateway'] - p50['envoy alone']:.2f} ms")
+    for arrivals in ("in step", "spread"):
+        p50 = {side: statistics.median(r["p50"] for r in paced[(arrivals, side)]) for side in ("envoy alone", "gateway")}
+        rates = " / ".join(f"{statistics.median(r['rps'] for r in paced[(arrivals, side)]):.0f}"
+                           for side in ("envoy alone", "gateway"))
+        print(f"JSON at half the gateway's maximum, arrivals {arrivals} ({half:.0f} req/s target; achieved {rates} "
+              f"req/s): p50 Envoy alone {p50['envoy alone']:.2f} ms, gateway {p50['gateway']:.2f} ms, "
+              f"added {p50['gateway'] - p50['envoy alone']:.2f} ms")
     print(f"time to first token (median of 150, one at a time, the kinds in turn): Envoy alone {ttft_alone:.2f} ms; "
           f"gateway, passed through: usage not asked {ttft_gateway:.2f} ms (added "
           f"{ttft_gateway - ttft_alone:.2f} ms), usage asked {ttft_passed:.2f} ms (added "

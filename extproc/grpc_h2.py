@@ -90,7 +90,7 @@ class Call:
         data = message.SerializeToString()
         if not self.headers_sent:
             self.headers_sent = True
-            self.connection.send_headers(self.stream_id, RESPONSE_HEADERS)
+            self.connection.send_headers(self.stream_id, RESPONSE_HEADERS, flush=False)   # one write with the data
         drained = self.connection.send_data(self.stream_id, b"\x00" + len(data).to_bytes(4, "big") + data)
         if drained is not None:             # the client's window is full: wait for it
             await drained

@@ -59,11 +59,12 @@ def _length(data: bytes) -> bytes:
 class Stream:
     """One stream's sending side: what waits for the peer's window."""
 
-    __slots__ = ("id", "window", "queued", "drained", "closing")
+    __slots__ = ("id", "window", "queued", "drained", "closing", "unacknowledged")
 
     def __init__(self, stream_id: int, window: int) -> None:
         self.id = stream_id
         self.window = window
+        self.unacknowledged = 0                              # DATA bytes read since its last WINDOW_UPDATE
         self.queued: deque[bytes] = deque()                  # data not yet sent
         self.drained: asyncio.Future | None = None
         self.closing = b""                                   # a trailers block sent once queued data is out
@@ -138,10 +139,15 @@ class Connection(asyncio.Protocol):
         if self.header_block is not None and kind != CONTINUATION:
             raise ValueError("a header block interrupted")
         if kind == DATA:
-            self.unacknowledged += len(payload)
+            length = len(payload)                       # padding included: it counts against windows
+            self.unacknowledged += length
             if flags & PADDED:
                 payload = payload[1:len(payload) - payload[0]]
-            if stream in self.streams:
+            if (open_stream := self.streams.get(stream)) is not None:
+                open_stream.unacknowledged += length
+                if open_stream.unacknowledged > RECEIVE_WINDOW // 2:      # a stream of over 1 GB
+                    self.out.append(frame(WINDOW_UPDATE, 0, stream, struct.pack(">I", open_stream.unacknowledged)))
+                    open_stream.unacknowledged = 0
                 self.app.data(stream, payload, bool(flags & END_STREAM))
         elif kind == HEADERS:
             if flags & PADDED:
@@ -219,12 +225,14 @@ class Connection(asyncio.Protocol):
 
     # --- writing -------------------------------------------------------------------
 
-    def send_headers(self, stream_id: int, block: bytes, end: bool = False) -> None:
+    def send_headers(self, stream_id: int, block: bytes, end: bool = False, flush: bool = True) -> None:
+        """`flush=False`: the headers leave with the next write (a message right behind them)."""
         if stream_id in self.streams:
             self.out.append(frame(HEADERS, END_HEADERS | (END_STREAM if end else 0), stream_id, block))
             if end:
                 del self.streams[stream_id]
-            self._wrote()
+            if flush:
+                self._wrote()
 
     def send_data(self, stream_id: int, data: bytes) -> asyncio.Future | None:
         """Queue `data` on the stream; a future that completes once it has all left when

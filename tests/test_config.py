@@ -52,6 +52,8 @@ BROKEN = [
      "guardrails.rules[2].patterns: the patterns do not combine into one regex"),
     ("unknown scheduling policy", lambda c: c["server"].update(worker_scheduling="realtime"),
      "server.worker_scheduling: must be one of: normal, batch"),
+    ("unknown transport", lambda c: c["server"].update(transport="quic"),
+     "server.transport: must be one of: h2, grpc"),
 ]
 
 

@@ -273,3 +273,18 @@ def test_sending_waits_for_the_peers_window_and_frame_size():
         assert sum(len(f[3]) for f in frames if f[0] == http2.DATA) == 65_535 - 25
         assert max(len(f[3]) for f in frames) == 16_384
     asyncio.run(scenario())
+
+
+def test_windows_given_back_as_data_is_read(monkeypatch):
+    """The connection's and each stream's receive windows are replenished once half used."""
+    raw = RawConnection()
+    monkeypatch.setattr(http2, "RECEIVE_WINDOW", 100)            # as if 100 bytes had been advertised
+    raw.connection.data_received(http2.frame(http2.HEADERS, http2.END_HEADERS, 1, headers_block("/p")))
+    raw.frames()
+    raw.connection.data_received(http2.frame(http2.DATA, 0, 1, b"x" * 40))
+    assert not [f for f in raw.frames() if f[0] == http2.WINDOW_UPDATE]
+    raw.connection.data_received(http2.frame(http2.DATA, 0, 1, b"x" * 20))
+    updates = {(f[2], int.from_bytes(f[3], "big")) for f in raw.frames() if f[0] == http2.WINDOW_UPDATE}
+    assert updates == {(0, 60), (1, 60)}
+    raw.connection.data_received(http2.frame(http2.DATA, 0, 1, b"x" * 20))     # counted afresh: 20 of 50
+    assert not [f for f in raw.frames() if f[0] == http2.WINDOW_UPDATE]
