@@ -1,9 +1,10 @@
-"""The floor: what grpc-python costs before any gateway logic. A do-nothing ext_proc
-servicer (grpc.aio + uvloop, Unix socket, the read/write API, replies with the
-fields the gateway sets) behind the quickstart's Envoy config, on the same core
-budget as bench/run.py: Envoy + servicer on core 0, mock + wrk on core 1.
+"""The floor: what the ext_proc transport costs before any gateway logic. A do-nothing
+servicer (uvloop, Unix socket, the read/write API, replies with the fields the gateway
+sets) behind the quickstart's Envoy config, on the same core budget as bench/run.py:
+Envoy + servicer on core 0, mock + wrk on core 1. On the workers' own HTTP/2
+(extproc/grpc_h2.py, the default), on grpc.aio, or both in turn:
 
-    .venv/bin/python bench/floor.py [--seconds 8]
+    .venv/bin/python bench/floor.py [--seconds 8] [--transport h2|grpc|both] [--rounds N]
 
 Message patterns: 3 per JSON request (the gateway's: request headers, request body,
 then the response body with its headers skipped, see README "What a request goes
@@ -28,6 +29,7 @@ same core, get fewer events per wake-up.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import os
 import statistics
 import subprocess
@@ -68,12 +70,12 @@ def paced_p50(binary: str, url: str, key: str, body: str, args) -> str:
     return f"; paced at {args.paced_rps:.0f} req/s, p50 {result['p50']:.2f} ms"
 
 
-def reply_to(message: bytes, burn_us: float) -> bytes:
-    """The do-nothing servicer's answer to one serialized ProcessingRequest: the phase's
-    empty response, and the request body's routed like the gateway routes it."""
+def reply_to(request, burn_us: float):
+    """The do-nothing servicer's answer to a ProcessingRequest: the phase's empty
+    response, and the request body's routed like the gateway routes it."""
     from envoy.service.ext_proc.v3 import external_processor_pb2 as ep
 
-    phase = ep.ProcessingRequest.FromString(message).WhichOneof("request")
+    phase = request.WhichOneof("request")
     response = ep.ProcessingResponse()
     getattr(response, phase).SetInParent()
     if phase == "request_body":
@@ -85,25 +87,31 @@ def reply_to(message: bytes, burn_us: float) -> bytes:
         for key, value in (("x-gateway-cluster", b"mock"), ("authorization", b"Bearer k")):
             header = common.header_mutation.set_headers.add()
             header.header.key, header.header.raw_value = key, value
-    return response.SerializeToString()
+    return response
 
 
 def serve(path: str, burn_us: float, transport: str) -> None:
-    if transport == "h2":
-        import h2_floor
-        h2_floor.serve(path, lambda message: reply_to(message, burn_us))
-        return
+    """The servicer on `transport`: grpc.aio, or the workers' own HTTP/2 (extproc/grpc_h2.py)."""
     import grpc
     import uvloop
+    from envoy.service.ext_proc.v3 import external_processor_pb2 as ep
 
-    async def process(requests, context):
+    from extproc.grpc_h2 import BIDI, GrpcServer, Method
+    from extproc.server import PROCESS_PATH
+
+    async def process(_, context):
         while (request := await context.read()) is not grpc.aio.EOF:
             await context.write(reply_to(request, burn_us))
 
     async def main() -> None:
-        # Messages stay bytes on both transports, so the rows differ by transport only.
+        if transport == "h2":
+            server = GrpcServer({PROCESS_PATH: Method(process, ep.ProcessingRequest.FromString, BIDI)})
+            await server.start(path)
+            await asyncio.Event().wait()
         handlers = grpc.method_handlers_generic_handler("envoy.service.ext_proc.v3.ExternalProcessor", {
-            "Process": grpc.stream_stream_rpc_method_handler(process)})
+            "Process": grpc.stream_stream_rpc_method_handler(
+                process, request_deserializer=ep.ProcessingRequest.FromString,
+                response_serializer=ep.ProcessingResponse.SerializeToString)})
         server = grpc.aio.server(options=[("grpc.max_concurrent_streams", 100_000),
                                           ("grpc.so_reuseport", 0)])
         server.add_generic_rpc_handlers((handlers,))
@@ -144,8 +152,8 @@ def main() -> None:
     parser.add_argument("--seconds", type=int, default=8)
     parser.add_argument("--burn-us", type=float, default=0, help="servicer CPU per request, µs")
     parser.add_argument("--paced-rps", type=float, help="also the p50 at this paced rate")
-    parser.add_argument("--transport", choices=("grpc", "h2", "both"), default="grpc",
-                        help="grpc: grpc.aio (the gateway's); h2: bench/h2_floor.py, HTTP/2 on the event loop")
+    parser.add_argument("--transport", choices=("grpc", "h2", "both"), default="h2",
+                        help="h2: the workers' own HTTP/2 (extproc/grpc_h2.py); grpc: grpc.aio")
     parser.add_argument("--rounds", type=int, default=1, help="repeat the rows, interleaved")
     parser.add_argument("--serve", help=argparse.SUPPRESS)     # internal: the servicer, on this socket
     args = parser.parse_args()
@@ -161,8 +169,7 @@ def main() -> None:
                              "--port", str(mock_port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     wait_for_port(mock_port, process=mock)
     body = '{"model":"gpt-4o-mini","stream":false,"messages":[{"role":"user","content":"%s"}]}' % PROMPT
-    what = f"a grpc.aio servicer spending {args.burn_us:.0f} us per request" if args.burn_us \
-        else "a do-nothing grpc.aio servicer"
+    what = f"a servicer spending {args.burn_us:.0f} us per request" if args.burn_us else "a do-nothing servicer"
     print(f"{what} + Envoy on core 0; mock + wrk on core 1; {args.seconds}s, 32 connections")
     alone, alone_port = envoy_alone(workdir, mock_port)
     pin(alone.pid, 0)

@@ -12,7 +12,8 @@ redaction + prompt injection), a token budget reserved and settled in SQLite (wi
 usage extraction, metrics and the log line. After the throughput rounds, both
 sides get the same paced JSON load at half the gateway's maximum, for the added
 p50 latency (twice: with the connections in step, so requests arrive in bursts, and
-with their pauses drawn at random, so arrivals spread out); then time to first token, one stream at a time; then the same for
+with their pauses drawn at random, so arrivals spread out); then time to first
+token, one stream at a time; then the same for
 streams generated at a model's pace (a word every 20 ms) with guardrails on the
 response too (PII redaction over the stream: only a tail that could still become a
 finding is held back, so the first word waits for the next one at most); then the CPU
@@ -366,7 +367,8 @@ def main() -> None:
                   f"{statistics.median(r['p99'] for r in runs):>8.2f} {rps / base:>8.2f}x "
                   f"{sum(r['errors'] for r in runs):>8} {cpu_text:>16} {envoy_text:>14}")
     for arrivals in ("in step", "spread"):
-        p50 = {side: statistics.median(r["p50"] for r in paced[(arrivals, side)]) for side in ("envoy alone", "gateway")}
+        p50 = {side: statistics.median(r["p50"] for r in paced[(arrivals, side)])
+               for side in ("envoy alone", "gateway")}
         rates = " / ".join(f"{statistics.median(r['rps'] for r in paced[(arrivals, side)]):.0f}"
                            for side in ("envoy alone", "gateway"))
         print(f"JSON at half the gateway's maximum, arrivals {arrivals} ({half:.0f} req/s target; achieved {rates} "

@@ -225,7 +225,8 @@ def test_frames_as_a_client_may_cut_them():
     raw = RawConnection()
     block = headers_block("/p")
     first, rest = block[:10], block[10:]
-    wire = (http2.frame(http2.HEADERS, http2.PADDED | http2.PRIORITY_FLAG, 1, bytes([3]) + b"\0" * 5 + first + b"\0" * 3)
+    padded = bytes([3]) + b"\0" * 5 + first + b"\0" * 3          # pad length, priority, fragment, padding
+    wire = (http2.frame(http2.HEADERS, http2.PADDED | http2.PRIORITY_FLAG, 1, padded)
             + http2.frame(http2.CONTINUATION, http2.END_HEADERS, 1, rest)
             + http2.frame(http2.DATA, http2.PADDED, 1, bytes([2]) + b"abc" + b"\0\0")
             + http2.frame(http2.HEADERS, http2.END_HEADERS | http2.END_STREAM, 1, b"")
@@ -288,3 +289,18 @@ def test_windows_given_back_as_data_is_read(monkeypatch):
     assert updates == {(0, 60), (1, 60)}
     raw.connection.data_received(http2.frame(http2.DATA, 0, 1, b"x" * 20))     # counted afresh: 20 of 50
     assert not [f for f in raw.frames() if f[0] == http2.WINDOW_UPDATE]
+
+
+def test_header_blocks_remembered_only_while_the_table_is_unchanged():
+    """The same bytes name other headers once the client's table has changed."""
+    from hpack import Encoder
+    encoder, blocks = Encoder(), http2.HeaderBlocks()
+    inserting = encoder.encode([("x-a", "1")])                 # a literal added to the table
+    referencing = encoder.encode([("x-a", "1")])               # the newest entry, by index
+    assert blocks.decode(inserting) == (("x-a", "1"),)
+    assert blocks.decode(referencing) == (("x-a", "1"),)
+    assert referencing in blocks.known and inserting not in blocks.known
+    assert blocks.decode(referencing) == (("x-a", "1"),)      # from memory
+    assert blocks.decode(encoder.encode([("x-b", "2")])) == (("x-b", "2"),)   # x-b is now the newest
+    assert not blocks.known
+    assert blocks.decode(referencing) == (("x-b", "2"),)      # the same bytes, another header
