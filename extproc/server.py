@@ -1,4 +1,6 @@
-"""One ext_proc worker: a grpc.aio server (on uvloop) answering Envoy's Process streams."""
+"""One ext_proc worker on uvloop answering Envoy's Process streams (and its access log of
+cut streams, and Health) over gRPC: on the worker's own HTTP/2 (grpc_h2.py, the default)
+or on grpc.aio (`server.transport: grpc`)."""
 
 from __future__ import annotations
 
