@@ -304,3 +304,31 @@ def test_header_blocks_remembered_only_while_the_table_is_unchanged():
     assert blocks.decode(encoder.encode([("x-b", "2")])) == (("x-b", "2"),)   # x-b is now the newest
     assert not blocks.known
     assert blocks.decode(referencing) == (("x-b", "2"),)      # the same bytes, another header
+
+
+def test_megabytes_each_way_through_envoy(tmp_path):
+    """Through real Envoy on the workers' HTTP/2: a 3 MB prompt whose redaction rewrites
+    the whole body, to a virtual model (its upstream filter rewrites it again per
+    attempt), answered by an echo of 3 MB that the worker reads back."""
+    import httpx
+    from gateway_stack import GatewayStack, quickstart_config
+
+    config = quickstart_config()
+    config["guardrails"]["max_scan_chars"] = 10_000_000
+    stack = GatewayStack(tmp_path, config).start()
+    try:
+        text = "lorem ipsum dolor sit amet " * 111_112 + "write to jane.doe@example.com"
+        response = httpx.post(f"{stack.base_url}/chat/completions", timeout=60,
+                              headers={"authorization": "Bearer sk-demo-alice", "x-request-id": "big-one"},
+                              json={"model": "smart", "messages": [{"role": "user", "content": text}]})
+        assert response.status_code == 200, response.text[:300]
+        answer = response.json()["choices"][0]["message"]["content"]
+        assert len(answer) > 3_000_000 and answer.endswith("write to [EMAIL]")
+        received = [r for name in stack.mock_ports for r in stack.received(name)
+                    if r["headers"].get("x-request-id") == "big-one"]
+        assert received and all("jane.doe" not in r["body"] for r in received)
+        assert received[-1]["body"].count("lorem") == 111_112
+        record = stack.wait_for_record("big-one")
+        assert record["status"] == 200 and record["input_tokens"] > 600_000
+    finally:
+        stack.stop()
