@@ -278,11 +278,14 @@ def test_a_redis_outage_under_allotments_loses_and_doubles_no_spend(tmp_path):
         assert [r.status_code for r in before] == [200] * 20
         assert admissions(stack)["allotment"] > 0          # an allotment is held
         redis.stop()                                       # appendonly: the spend survives
-        # Until the allotment (sized for a few dozen calls) runs out, then a few more.
+        # Until the allotment (sized for a few dozen calls) runs out, then a few more. A call
+        # may still be answered after one was refused: the settle of the call before it
+        # (after its answer, in a task of its own) gives back what its estimate held over
+        # its usage, and that may cover the next one.
         served, refused = [], []
         while len(refused) < 3 and len(served) < 300:
             response = erin_call(stack, 20 + len(served) + len(refused))
-            (served if response.status_code == 200 and not refused else refused).append(response)
+            (served if response.status_code == 200 else refused).append(response)
         assert served, "the allotment should have covered calls during the outage"
         assert len(refused) == 3, "calls beyond the allotment should have failed closed"
         for response in refused:
