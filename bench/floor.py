@@ -107,7 +107,8 @@ def serve(path: str, burn_us: float, transport: str) -> None:
         if transport == "h2":
             server = GrpcServer({PROCESS_PATH: Method(process, ep.ProcessingRequest.FromString, BIDI)})
             await server.start(path)
-            await asyncio.Event().wait()
+            await asyncio.Event().wait()            # until the bench kills it
+            return
         handlers = grpc.method_handlers_generic_handler("envoy.service.ext_proc.v3.ExternalProcessor", {
             "Process": grpc.stream_stream_rpc_method_handler(
                 process, request_deserializer=ep.ProcessingRequest.FromString,

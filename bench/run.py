@@ -157,15 +157,14 @@ def wrk(binary: str, url: str, key: str, body: str, seconds: int, connections: i
     (paced load: about connections / pause requests per second). The same pause on every
     connection keeps them in step: their requests arrive together, in bursts; `spread`
     draws each pause at random (uniform, same mean), so that arrivals spread out."""
+    pause = f"math.random() * {2 * pause_ms:.1f}" if spread else f"{pause_ms:.1f}" if pause_ms else ""
     script = Path(tempfile.mkstemp(suffix=".lua")[1])
     script.write_text('wrk.method = "POST"\n'
                       f'wrk.body = [[{body}]]\n'
                       'wrk.headers["content-type"] = "application/json"\n'
                       f'wrk.headers["authorization"] = "Bearer {key}"\n'
                       + "".join(f'wrk.headers["{k}"] = "{v}"\n' for k, v in (headers or {}).items())
-                      + (f"function delay() return {pause_ms:.1f} end\n" if pause_ms and not spread else "")
-                      + (f"function delay() return math.random() * {2 * pause_ms:.1f} end\n" if pause_ms and spread
-                         else ""), encoding="utf-8")
+                      + (f"function delay() return {pause} end\n" if pause_ms else ""), encoding="utf-8")
     out = subprocess.run(["taskset", "-c", "1", binary, "-t1", f"-c{connections}", f"-d{seconds}s",
                           "--latency", "-s", str(script), url], capture_output=True, text=True).stdout
     script.unlink()

@@ -25,7 +25,7 @@ from . import http2
 log = logging.getLogger("extproc.grpc_h2")
 
 RESPONSE_HEADERS = b"\x88" + http2.literal(b"content-type", b"application/grpc")   # :status 200 (static 8)
-OK, UNKNOWN, INTERNAL, UNIMPLEMENTED, UNAVAILABLE = 0, 2, 13, 12, 14
+OK, UNKNOWN, UNIMPLEMENTED, INTERNAL = 0, 2, 12, 13
 # The request headers that are HTTP/2's or gRPC's own, not the caller's metadata.
 _NOT_METADATA = frozenset(("content-type", "te", "grpc-timeout", "grpc-encoding", "grpc-accept-encoding",
                            "user-agent"))

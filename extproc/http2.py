@@ -27,8 +27,8 @@ PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 DATA, HEADERS, PRIORITY, RST_STREAM, SETTINGS, PUSH_PROMISE, PING, GOAWAY, WINDOW_UPDATE, CONTINUATION = range(10)
 END_STREAM = ACK = 0x1
 END_HEADERS, PADDED, PRIORITY_FLAG = 0x4, 0x8, 0x20
-HEADER_TABLE_SIZE, MAX_CONCURRENT_STREAMS, INITIAL_WINDOW_SIZE, MAX_FRAME_SIZE = 1, 3, 4, 5
-NO_ERROR, PROTOCOL_ERROR, FLOW_CONTROL_ERROR, REFUSED_STREAM, CANCEL = 0, 1, 3, 7, 8
+MAX_CONCURRENT_STREAMS, INITIAL_WINDOW_SIZE, MAX_FRAME_SIZE = 3, 4, 5
+NO_ERROR, PROTOCOL_ERROR, REFUSED_STREAM, CANCEL = 0, 1, 7, 8
 MAX_WINDOW = 2**31 - 1
 RECEIVE_WINDOW = MAX_WINDOW          # advertised for the connection and each stream
 DEFAULT_WINDOW, DEFAULT_FRAME = 65_535, 16_384
@@ -238,8 +238,7 @@ class Connection(asyncio.Protocol):
                 self.peer_initial = value
             elif key == MAX_FRAME_SIZE:
                 self.peer_frame = value
-            elif key == HEADER_TABLE_SIZE:
-                pass                        # this server's blocks never use the table
+            # HEADER_TABLE_SIZE needs nothing: this server's blocks never use the table
         self.out.append(frame(SETTINGS, ACK, 0))
         self._send_queued()
 
