@@ -1,10 +1,15 @@
 """gRPC calls over extproc/http2.py, for the workers' Unix socket (`server.transport: h2`).
 
-The handlers are the ones grpc.aio serves (`Processor.Process`, the cut-stream access
-log, Health's Check) and see the part of grpc.aio's servicer context they use:
-`invocation_metadata()`, `read()` (a message, or `grpc.aio.EOF` once the client
-half-closed), `write()`, `abort()`. A stream the client resets cancels its handler's
-task, as grpc.aio does.
+Two shapes of handler:
+- UNARY, CLIENT_STREAM, BIDI: the ones grpc.aio serves (the cut-stream access log,
+  Health's Check), run in a task per call, seeing the part of grpc.aio's servicer
+  context they use: `invocation_metadata()`, `read()` (a message, or `grpc.aio.EOF`
+  once the client half-closed), `write()`, `abort()`. A stream the client resets
+  cancels its handler's task, as grpc.aio does.
+- MESSAGES (Envoy's Process streams): an object per call whose `message(request)`
+  answers each message in the read that brought it, and whose `closed()` hears that
+  the stream is over (MessageCall). No task, future or turn of the loop per message
+  (bench/README.md "Messages answered as they are read").
 """
 
 from __future__ import annotations
@@ -29,11 +34,14 @@ OK, UNKNOWN, UNIMPLEMENTED, INTERNAL = 0, 2, 12, 13
 # The request headers that are HTTP/2's or gRPC's own, not the caller's metadata.
 _NOT_METADATA = frozenset(("content-type", "te", "grpc-timeout", "grpc-encoding", "grpc-accept-encoding",
                            "user-agent"))
-UNARY, CLIENT_STREAM, BIDI = "unary", "client_stream", "bidi"
+STOP_POLL = 0.05                 # how often a stop looks whether the calls in flight have ended
+UNARY, CLIENT_STREAM, BIDI, MESSAGES = "unary", "client_stream", "bidi", "messages"
 
 
 class Method(NamedTuple):
-    handler: Callable            # async (request or None, call) -> response or None
+    # UNARY, CLIENT_STREAM, BIDI: async (request or None, call) -> response or None;
+    # MESSAGES: (call) -> an object with `message(request)` and `closed()` (MessageCall)
+    handler: Callable
     deserialize: Callable[[bytes], object]
     kind: str                    # UNARY: one message in; CLIENT_STREAM: one out; BIDI: read/write
 
@@ -54,11 +62,12 @@ class Aborted(Exception):
 class Call:
     """One gRPC call: the servicer context its handler gets."""
 
-    __slots__ = ("connection", "stream_id", "metadata", "deserialize", "messages", "pending", "ended",
+    __slots__ = ("calls", "connection", "stream_id", "metadata", "deserialize", "messages", "pending", "ended",
                  "waiter", "headers_sent", "task")
 
-    def __init__(self, connection: http2.Connection, stream_id: int, metadata: tuple, deserialize) -> None:
-        self.connection = connection
+    def __init__(self, calls: CallsOnConnection, stream_id: int, metadata: tuple, deserialize) -> None:
+        self.calls = calls
+        self.connection = calls.connection
         self.stream_id = stream_id
         self.metadata = metadata
         self.deserialize = deserialize
@@ -87,13 +96,18 @@ class Call:
         return grpc.aio.EOF
 
     async def write(self, message) -> None:
+        drained = self.send(message)
+        if drained is not None:             # the client's window is full: wait for it
+            await drained
+
+    def send(self, message) -> asyncio.Future | None:
+        """Queues `message` on the stream (sent at once, or once the client's window
+        has room); a future that completes once it has left, when it waits."""
         data = message.SerializeToString()
         if not self.headers_sent:
             self.headers_sent = True
             self.connection.send_headers(self.stream_id, RESPONSE_HEADERS, flush=False)   # one write with the data
-        drained = self.connection.send_data(self.stream_id, b"\x00" + len(data).to_bytes(4, "big") + data)
-        if drained is not None:             # the client's window is full: wait for it
-            await drained
+        return self.connection.send_data(self.stream_id, b"\x00" + len(data).to_bytes(4, "big") + data)
 
     async def abort(self, code: grpc.StatusCode, details: str = "") -> None:
         raise Aborted(code.value[0], details)
@@ -122,9 +136,100 @@ class Call:
         block = status_block(code, details)
         self.connection.send_trailers(self.stream_id, block if self.headers_sent else RESPONSE_HEADERS + block)
 
+    def cancel(self) -> None:
+        """The client reset the stream, the connection was lost, or a stop's grace ran out."""
+        if self.task is not None:
+            self.task.cancel()
+
+
+class MessageCall(Call):
+    """A MESSAGES call. Each message goes to the handler's `message()` in the read that
+    brought it, which returns the reply (or None: no reply), or a coroutine when the
+    answer has to wait (a Redis round trip, a plugin's call): that one runs in a task,
+    and the messages after it queue behind it. The handler's `closed()` runs once, when
+    the call is over: ended with a status, or cancelled (after a waiting message's
+    coroutine has unwound)."""
+
+    __slots__ = ("handler", "over")
+
+    def __init__(self, calls: CallsOnConnection, stream_id: int, metadata: tuple, deserialize) -> None:
+        super().__init__(calls, stream_id, metadata, deserialize)
+        self.handler = None
+        self.over = False
+
+    def received(self, data: bytes, end: bool) -> None:
+        super().received(data, end)
+        self.pump()
+
+    def pump(self) -> None:
+        while self.messages and self.task is None and not self.over:
+            message = self.messages.popleft()
+            if isinstance(message, Aborted):
+                self.end(message.code, message.details)
+                return
+            try:
+                result = self.handler.message(message)
+            except Aborted as aborted:
+                self.end(aborted.code, aborted.details)
+                return
+            except Exception:
+                self._failed()
+                return
+            if asyncio.iscoroutine(result):
+                self.task = self.calls.server.track(self._rest(result))
+            elif result is not None:
+                self.send(result)
+        if self.ended and not self.messages and self.task is None and not self.over:
+            self.end(OK)                    # the client half-closed and has every answer
+
+    async def _rest(self, answer) -> None:
+        try:
+            result = await answer
+        except asyncio.CancelledError:
+            self._over()
+            raise
+        except Aborted as aborted:
+            self.task = None
+            self.end(aborted.code, aborted.details)
+            return
+        except Exception:
+            self.task = None
+            self._failed()
+            return
+        self.task = None
+        if result is not None:
+            self.send(result)
+        self.pump()
+
+    def end(self, code: int, details: str = "") -> None:
+        self.finish(code, details)
+        self._over()
+
+    def cancel(self) -> None:
+        if self.task is not None:
+            self.task.cancel()              # _rest tells the handler once the coroutine unwound
+        else:
+            self._over()
+
+    def _failed(self) -> None:
+        log.exception("unexpected error answering stream %d", self.stream_id)
+        self.end(UNKNOWN, "unexpected error in the service")
+
+    def _over(self) -> None:
+        if self.over:
+            return
+        self.over = True
+        self.calls.forget(self)
+        if self.handler is not None:
+            try:
+                self.handler.closed()
+            except Exception:
+                log.exception("unexpected error closing stream %d", self.stream_id)
+
 
 class CallsOnConnection:
-    """The http2.Connection's application: each stream a Call run in a task of its own."""
+    """The http2.Connection's application: each stream a Call (run in a task of its own,
+    but for MESSAGES ones)."""
 
     def __init__(self, server: GrpcServer, connection: http2.Connection) -> None:
         self.server = server
@@ -142,11 +247,17 @@ class CallsOnConnection:
         if method is None:
             self.connection.send_headers(stream_id, RESPONSE_HEADERS + status_block(UNIMPLEMENTED, path), end=True)
             return
-        call = Call(self.connection, stream_id, tuple(metadata), method.deserialize)
+        if method.kind == MESSAGES:
+            call = MessageCall(self, stream_id, tuple(metadata), method.deserialize)
+            self.calls[stream_id] = call
+            try:
+                call.handler = method.handler(call)
+            except Exception:
+                call._failed()
+            return
+        call = Call(self, stream_id, tuple(metadata), method.deserialize)
         self.calls[stream_id] = call
-        call.task = asyncio.get_running_loop().create_task(self._run(call, method))
-        self.server.tasks.add(call.task)
-        call.task.add_done_callback(self.server.tasks.discard)
+        call.task = self.server.track(self._run(call, method))
 
     def data(self, stream_id: int, data: bytes, end: bool) -> None:
         call = self.calls.get(stream_id)
@@ -155,15 +266,25 @@ class CallsOnConnection:
 
     def reset(self, stream_id: int) -> None:
         call = self.calls.pop(stream_id, None)
-        if call is not None and call.task is not None:
-            call.task.cancel()
+        if call is not None:
+            call.cancel()
 
     def lost(self) -> None:
         self.server.connections.discard(self.connection)
         calls, self.calls = self.calls, {}
         for call in calls.values():
-            if call.task is not None:
-                call.task.cancel()
+            call.cancel()
+
+    def cancel_all(self) -> None:
+        """A stop's grace is over: every call still open is reset and cancelled."""
+        for call in list(self.calls.values()):
+            self.connection.reset_stream(call.stream_id)
+            self.forget(call)
+            call.cancel()
+
+    def forget(self, call: Call) -> None:
+        if self.calls.get(call.stream_id) is call:
+            del self.calls[call.stream_id]
 
     async def _run(self, call: Call, method: Method) -> None:
         try:
@@ -178,15 +299,11 @@ class CallsOnConnection:
             call.finish(OK)
         except Aborted as aborted:
             call.finish(aborted.code, aborted.details)
-        except asyncio.CancelledError:
-            if self.calls.get(call.stream_id) is call:      # cancelled by a stop, not by the client
-                self.connection.reset_stream(call.stream_id)
-            raise
         except Exception:
             log.exception("unexpected error in %s", method.handler.__qualname__)
             call.finish(UNKNOWN, "unexpected error in the service")
         finally:
-            self.calls.pop(call.stream_id, None)
+            self.forget(call)
 
 
 class GrpcServer:
@@ -203,6 +320,16 @@ class GrpcServer:
         self.connections.add(connection)
         return CallsOnConnection(self, connection)
 
+    def track(self, coroutine) -> asyncio.Task:
+        """A call's task, kept until done (a stop waits for them)."""
+        task = asyncio.get_running_loop().create_task(coroutine)
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+        return task
+
+    def open_calls(self) -> int:
+        return sum(len(connection.app.calls) for connection in self.connections)
+
     async def start(self, path: str) -> None:
         if os.path.exists(path):
             os.unlink(path)
@@ -212,15 +339,16 @@ class GrpcServer:
 
     async def stop(self, grace: float) -> None:
         """Take no new connection or stream; give the calls in flight `grace` seconds,
-        then cancel them; close the connections and remove the socket."""
+        then reset and cancel them; close the connections and remove the socket."""
         if self._listener is not None:
             self._listener.close()
         for connection in list(self.connections):
             connection.goaway()
-        if self.tasks:
-            await asyncio.wait(list(self.tasks), timeout=grace)
-        for task in list(self.tasks):
-            task.cancel()
+        deadline = asyncio.get_running_loop().time() + grace
+        while self.open_calls() and asyncio.get_running_loop().time() < deadline:
+            await asyncio.sleep(STOP_POLL)
+        for connection in list(self.connections):
+            connection.app.cancel_all()
         if self.tasks:
             await asyncio.wait(list(self.tasks), timeout=1)
         for connection in list(self.connections):

@@ -18,18 +18,16 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from . import metrics
 from .build import build_pipeline, build_upstream_pipeline
-from .call import Call
 from .config import GatewayConfig, load_config
 from .cut_streams import CutStreamLog, WorkerCutStreams
-from .grpc_h2 import BIDI, CLIENT_STREAM, UNARY, GrpcServer, Method
-from .protocol import ENVOY_FEATURES_METADATA, envoy_features
+from .grpc_h2 import CLIENT_STREAM, MESSAGES, UNARY, GrpcServer, Method
+from .process import Processor
 from .reload import watch_config
 from .store import open_worker_store
 from .tokens import get_encoding
 
 log = logging.getLogger("extproc.server")
 
-ROLE_METADATA = "x-extproc-role"
 PROCESS_PATH = "/envoy.service.ext_proc.v3.ExternalProcessor/Process"
 ACCESS_LOG_PATH = "/envoy.service.accesslog.v3.AccessLogService/StreamAccessLogs"
 HEALTH_CHECK_PATH = "/grpc.health.v1.Health/Check"
@@ -41,18 +39,6 @@ _GRPC_OPTIONS = [
     ("grpc.max_send_message_length", 64 * 1024 * 1024),
     ("grpc.so_reuseport", 0),
 ]
-# Once a stream's last reply is out, how long to wait for Envoy to end it before reading.
-# Envoy resets the stream then; a read pending at that moment leaks its gRPC batch
-# (grpc/grpc#43360: ~120 B per request, forever), a cancelled sleep leaks nothing.
-STREAM_END_WAIT = 1.0
-# How long an end of stream waits for the reset that may be right behind it (see Process).
-EOF_RESET_WAIT = 0.05
-# With at most this many calls in flight, a worker that has sent a call's last reply gives
-# up the CPU before its bookkeeping (settle, log line): Envoy, woken by that reply and
-# sharing the core, then forwards the answer first. A burst of 8 calls in step: p50
-# 5.4-6.7 -> 2.8-5.0 ms; busier, the yield cost a quarter of the throughput, hence the
-# bound (bench/README.md "The workers' own HTTP/2").
-YIELD_BELOW_CALLS = 8
 # A retiring worker (replaced by the supervisor) lets its streams, long SSE ones too, finish.
 _RETIRE_GRACE = 600.0
 _DAY_MS = 86_400_000
@@ -116,113 +102,6 @@ def reloaded(runtime: Runtime, config: GatewayConfig) -> Runtime:
     return Runtime(config, cut_streams=runtime.cut_streams)
 
 
-class Processor(ep_grpc.ExternalProcessorServicer):
-    def __init__(self, runtime: Runtime) -> None:
-        self.runtime = runtime
-        self._background: set[asyncio.Task] = set()
-        self.in_flight = 0
-
-    async def Process(self, request_iterator, context):
-        self.in_flight += 1
-        try:
-            await self._process(context)
-        finally:
-            self.in_flight -= 1
-
-    async def _process(self, context):
-        runtime = self.runtime                  # this request's snapshot
-        # The upstream filter (one stream per attempt) says so in its gRPC metadata; the
-        # main filter says what Envoy's other filters do for the service.
-        upstream, features = False, ""
-        for name, value in context.invocation_metadata() or ():
-            if name == ROLE_METADATA:
-                upstream = value == "upstream"
-            elif name == ENVOY_FEATURES_METADATA:
-                features = value
-        call = Call(runtime.config, envoy_features(features))
-        pipeline = runtime.upstream_pipeline if upstream else runtime.pipeline
-        store = runtime.store                   # kept open until this call has settled
-        store.call_started()
-        try:
-            # read/write rather than an async generator: one less coroutine hop per message.
-            # A client may leave mid-stream: Envoy then resets the stream under a pending read.
-            while (request := await (_to_its_end(context.read()) if call.response_streamed
-                                     else context.read())) is not grpc.aio.EOF:
-                reply = await pipeline.handle(call, request)
-                if not call.stream_over:
-                    await context.write(reply)
-                    continue
-                # Envoy resets the stream as soon as it has the last reply, often before
-                # the write's completion reaches this task.
-                await _to_its_end(context.write(reply))
-                if self.in_flight <= YIELD_BELOW_CALLS:
-                    os.sched_yield()
-                self._run_done(pipeline, call, store)          # the last reply is out
-                # The stream stays open until Envoy ends it (ending it here races
-                # a draining connection's close against frames Envoy has in flight).
-                # Envoy's reset cancels this wait; a half-close is read after it.
-                await asyncio.sleep(STREAM_END_WAIT)
-            # A reset can reach a pending read as an end of stream just before it reaches
-            # this task as a cancellation; returning now would send a status on a reset
-            # stream, a failed batch that leaks. A true half-close waits a moment for nothing.
-            await asyncio.sleep(EOF_RESET_WAIT)
-        finally:
-            if not call.finished:
-                # Envoy ended the stream early: client gone, upstream reset, or a
-                # phase we never see. Settle anyway; never lose the record.
-                pipeline.end(call, "cancelled")
-            self._run_done(pipeline, call, store)
-            store.call_ended()
-
-    def _run_done(self, pipeline, call: Call, store: StoreInUse) -> None:
-        """An ended call's done hooks (settle, record) run in a task of their own: off the
-        client's path, and out of reach of the stream's cancellation (Envoy resets the
-        stream as soon as it has the last reply)."""
-        if not call.done_due:
-            return
-        call.done_due = False
-        store.call_started()
-        task = asyncio.get_running_loop().create_task(pipeline.run_done(call))
-        self._background.add(task)
-        task.add_done_callback(self._background.discard)
-        task.add_done_callback(lambda _: store.call_ended())
-
-
-def _to_its_end(operation) -> asyncio.Future:
-    """Start a grpc.aio read or write now and drive it to its end whatever happens to the
-    task awaiting the returned future. grpc-python frees a batch only in the coroutine
-    that awaits its completion; when Envoy's reset cancels the handler meanwhile, the
-    batch leaks (grpc/grpc#43360: 80-240 bytes each, scattered over the heap). Stepping
-    the coroutine here, as a task would, rather than in a new task (`asyncio.shield`)
-    starts the batch at once: a task's first step waits for the loop's next turn, which
-    under load delayed every last reply (a soak's clients, which wait for their
-    answers, got ~15% fewer requests/s through).
-    Only where a reset is likely: the task awaiting the result wakes one turn later."""
-    loop = asyncio.get_running_loop()
-    result = loop.create_future()
-
-    def step(_=None) -> None:
-        try:
-            waiting = operation.send(None)
-        except StopIteration as end:
-            if not result.done():
-                result.set_result(end.value)
-        except asyncio.CancelledError:
-            result.cancel()
-        except Exception as error:
-            if not result.done():           # else the handler is gone (Envoy's reset)
-                result.set_exception(error)
-        else:
-            if waiting is None:             # a bare yield: go on at the loop's next turn
-                loop.call_soon(step)
-            else:                           # grpc's coroutine waits for its batch's future
-                waiting._asyncio_future_blocking = False
-                waiting.add_done_callback(step)
-
-    step()
-    return result
-
-
 async def serve_worker(config_path: str, address: str, health_address: str | None = None, *,
                        grace: float = 30.0) -> None:
     config = load_config(config_path)
@@ -236,7 +115,7 @@ async def serve_worker(config_path: str, address: str, health_address: str | Non
     health_servicer = health.aio.HealthServicer()
     if config.server.transport == "h2" and address.startswith("unix:"):    # (a TCP address: grpc.aio)
         server = GrpcServer({
-            PROCESS_PATH: Method(processor.Process, ep.ProcessingRequest.FromString, BIDI),
+            PROCESS_PATH: Method(processor.open_stream, ep.ProcessingRequest.FromString, MESSAGES),
             ACCESS_LOG_PATH: Method(cut_log.StreamAccessLogs, als_pb2.StreamAccessLogsMessage.FromString,
                                     CLIENT_STREAM),
             HEALTH_CHECK_PATH: Method(health_servicer.Check, health_pb2.HealthCheckRequest.FromString, UNARY),

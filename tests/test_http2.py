@@ -13,10 +13,45 @@ from google.protobuf.wrappers_pb2 import BytesValue, Int64Value
 from grpc_health.v1 import health, health_pb2
 
 from extproc import http2
-from extproc.grpc_h2 import BIDI, CLIENT_STREAM, UNARY, GrpcServer, Method
+from extproc.grpc_h2 import BIDI, CLIENT_STREAM, MESSAGES, UNARY, GrpcServer, Method
 
-ECHO, SUM, FAIL, HOLD = "/test.T/Echo", "/test.T/Sum", "/test.T/Fail", "/test.T/Hold"
+ECHO, SUM, FAIL, HOLD, SHOUT = "/test.T/Echo", "/test.T/Sum", "/test.T/Fail", "/test.T/Hold", "/test.T/Shout"
 CHECK = "/grpc.health.v1.Health/Check"
+
+
+class Shout:
+    """A MESSAGES handler: each message upper-cased, at once; those starting with b"wait"
+    wait first (a coroutine, run in a task), and may then abort or fail; b"fail" fails
+    at once. What happened goes to `events`."""
+
+    def __init__(self, call, events: list) -> None:
+        self.call, self.events = call, events
+        events.append(("opened", dict(call.invocation_metadata()).get("x-test")))
+
+    def message(self, request):
+        value = request.value
+        self.events.append(("message", value, asyncio.current_task() is not None))
+        if value.startswith(b"wait"):
+            return self.later(value)
+        if value == b"fail":
+            raise RuntimeError("a bug")
+        return BytesValue(value=value.upper())
+
+    async def later(self, value: bytes):
+        try:
+            await asyncio.sleep(30 if value == b"wait long" else 0.05)
+        except asyncio.CancelledError:
+            self.events.append(("cancelled", value))
+            raise
+        self.events.append(("resumed", value, asyncio.current_task() is not None))
+        if value == b"wait abort":
+            await self.call.abort(grpc.StatusCode.PERMISSION_DENIED, "no")
+        if value == b"wait fail":
+            raise RuntimeError("a bug")
+        return BytesValue(value=value.upper())
+
+    def closed(self) -> None:
+        self.events.append(("closed",))
 
 
 class Handlers:
@@ -24,6 +59,10 @@ class Handlers:
         self.metadata: tuple = ()
         self.held_ended = asyncio.Event()
         self.hold_started = asyncio.Event()
+        self.events: list = []
+
+    def shout(self, call) -> Shout:
+        return Shout(call, self.events)
 
     async def echo(self, _, call) -> None:
         self.metadata = call.invocation_metadata()
@@ -53,6 +92,7 @@ def methods(handlers: Handlers, health_servicer) -> dict:
         SUM: Method(handlers.sum, Int64Value.FromString, CLIENT_STREAM),
         FAIL: Method(handlers.fail, BytesValue.FromString, BIDI),
         HOLD: Method(handlers.hold, BytesValue.FromString, BIDI),
+        SHOUT: Method(handlers.shout, BytesValue.FromString, MESSAGES),
         CHECK: Method(health_servicer.Check, health_pb2.HealthCheckRequest.FromString, UNARY),
     }
 
@@ -158,6 +198,65 @@ def test_a_cancelled_call_cancels_its_handler_and_stop_ends_the_rest(tmp_path):
             await asyncio.sleep(0.01)
         await server.stop(0.2)                                  # grace over: the handler is cancelled
         assert handlers.held_ended.is_set()
+        with pytest.raises(grpc.aio.AioRpcError):
+            await call.read()
+    run(tmp_path, scenario)
+
+
+def shout(channel):
+    return channel.stream_stream(SHOUT, request_serializer=BytesValue.SerializeToString,
+                                 response_deserializer=BytesValue.FromString)
+
+
+def test_messages_answered_in_the_read_that_brought_them_and_in_order(tmp_path):
+    """A MESSAGES handler answers outside any task; a message whose answer waits goes on
+    in a task and the ones behind it queue; the half-close ends the call with OK and
+    `closed()` comes once, after the last answer."""
+    async def scenario(channel, handlers, server):
+        call = shout(channel)(metadata=(("x-test", "t1"),))
+        for value in (b"a", b"wait", b"b"):                     # all three written at once
+            await call.write(BytesValue(value=value))
+        assert [(await call.read()).value for _ in range(3)] == [b"A", b"WAIT", b"B"]
+        await call.done_writing()
+        assert await call.read() is grpc.aio.EOF
+        assert await call.code() == grpc.StatusCode.OK
+        assert handlers.events == [("opened", "t1"), ("message", b"a", False), ("message", b"wait", False),
+                                   ("resumed", b"wait", True), ("message", b"b", True), ("closed",)]
+        assert not server.tasks and server.open_calls() == 0
+    run(tmp_path, scenario)
+
+
+def test_message_handlers_failing_aborting_reset_and_stopped(tmp_path):
+    async def scenario(channel, handlers, server):
+        for value, code in ((b"fail", grpc.StatusCode.UNKNOWN), (b"wait fail", grpc.StatusCode.UNKNOWN),
+                            (b"wait abort", grpc.StatusCode.PERMISSION_DENIED)):
+            handlers.events.clear()
+            call = shout(channel)()
+            await call.write(BytesValue(value=value))
+            with pytest.raises(grpc.aio.AioRpcError) as failed:
+                await call.read()
+            assert failed.value.code() == code and "a bug" not in failed.value.details()
+            assert handlers.events[-1] == ("closed",)
+
+        handlers.events.clear()                                  # the client resets a waiting call
+        call = shout(channel)()
+        await call.write(BytesValue(value=b"wait long"))
+        while len(handlers.events) < 2:
+            await asyncio.sleep(0.01)
+        call.cancel()
+        for _ in range(100):
+            if handlers.events[-1] == ("closed",):
+                break
+            await asyncio.sleep(0.01)
+        assert handlers.events[-2:] == [("cancelled", b"wait long"), ("closed",)]   # closed once unwound
+
+        handlers.events.clear()                                  # a stop ends a call that waits for nothing
+        call = shout(channel)()
+        await call.write(BytesValue(value=b"a"))
+        assert (await call.read()).value == b"A"
+        assert server.open_calls() == 1 and not server.tasks
+        await server.stop(0.2)
+        assert handlers.events[-1] == ("closed",) and server.open_calls() == 0
         with pytest.raises(grpc.aio.AioRpcError):
             await call.read()
     run(tmp_path, scenario)

@@ -1,0 +1,196 @@
+"""Envoy's ext_proc streams: one call through the pipeline per stream.
+
+`ProcessStream` is one stream whatever the transport: its Call, the pipeline and
+budget store in force when it opened, the bookkeeping once its last reply is out,
+and its settling however it ends. The workers' own HTTP/2 (grpc_h2.py, MESSAGES)
+hands it each message in the read that brought it; on grpc.aio (`server.transport:
+grpc`), `Processor.Process` reads and writes around it, working around grpc-python's
+leaks on reset streams.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+
+import grpc
+from envoy.service.ext_proc.v3 import external_processor_pb2_grpc as ep_grpc
+
+from .call import Call
+from .protocol import ENVOY_FEATURES_METADATA, ProcessingRequest, ProcessingResponse, envoy_features
+
+ROLE_METADATA = "x-extproc-role"
+# grpc.aio: once a stream's last reply is out, how long to wait for Envoy to end it
+# before reading. Envoy resets the stream then; a read pending at that moment leaks
+# its gRPC batch (grpc/grpc#43360: ~120 B per request, forever), a cancelled sleep
+# leaks nothing.
+STREAM_END_WAIT = 1.0
+# grpc.aio: how long an end of stream waits for the reset that may be right behind it.
+EOF_RESET_WAIT = 0.05
+# With at most this many calls in flight, a worker that has sent a call's last reply gives
+# up the CPU before its bookkeeping (settle, log line): Envoy, woken by that reply and
+# sharing the core, then forwards the answer first. A burst of 8 calls in step: p50
+# 5.4-6.7 -> 2.8-5.0 ms; busier, the yield cost a quarter of the throughput, hence the
+# bound (bench/README.md "The workers' own HTTP/2").
+YIELD_BELOW_CALLS = 8
+
+
+class ProcessStream:
+    """One ext_proc stream: an HTTP request (or, for the upstream filter, one attempt)."""
+
+    __slots__ = ("processor", "call", "pipeline", "store")
+
+    def __init__(self, processor: Processor, metadata) -> None:
+        runtime = processor.runtime             # this request's snapshot, reloads or not
+        # The upstream filter (one stream per attempt) says so in its gRPC metadata; the
+        # main filter says what Envoy's other filters do for the service.
+        upstream, features = False, ""
+        for name, value in metadata or ():
+            if name == ROLE_METADATA:
+                upstream = value == "upstream"
+            elif name == ENVOY_FEATURES_METADATA:
+                features = value
+        self.processor = processor
+        self.call = Call(runtime.config, envoy_features(features))
+        self.pipeline = runtime.upstream_pipeline if upstream else runtime.pipeline
+        self.store = runtime.store              # kept open until this call has settled
+        self.store.call_started()
+        processor.in_flight += 1
+
+    def handle(self, request: ProcessingRequest):
+        """The reply to one message (a coroutine)."""
+        return self.pipeline.handle(self.call, request)
+
+    def message(self, request: ProcessingRequest):
+        """grpc_h2's MESSAGES hook: the reply, which leaves when this read of the socket
+        ends, or a coroutine of it when a hook of the message's phase waits (Redis, a
+        plugin: asyncio.timeout and the like need a task, which grpc_h2 gives it)."""
+        if self.pipeline.waits(request.WhichOneof("request")):
+            return self._message_later(request)
+        return self._replied(_run_now(self.pipeline.handle(self.call, request)))
+
+    async def _message_later(self, request: ProcessingRequest) -> ProcessingResponse:
+        return self._replied(await self.pipeline.handle(self.call, request))
+
+    def _replied(self, reply: ProcessingResponse) -> ProcessingResponse:
+        if self.call.stream_over:           # the last reply: the bookkeeping at the loop's next turn
+            asyncio.get_running_loop().call_soon(self.last_reply_out)
+        return reply
+
+    def last_reply_out(self) -> None:
+        if self.processor.in_flight <= YIELD_BELOW_CALLS:
+            os.sched_yield()
+        self._run_done()
+
+    def closed(self) -> None:
+        """The stream is over. A call Envoy ended early (client gone, upstream reset, or
+        a phase never sent) is settled anyway: never lose the record."""
+        if not self.call.finished:
+            self.pipeline.end(self.call, "cancelled")
+        self._run_done()
+        self.store.call_ended()
+        self.processor.in_flight -= 1
+
+    def _run_done(self) -> None:
+        """An ended call's done hooks (settle, record), once; when one of them waits (a
+        Redis settle), in a task of their own, out of reach of the stream's end."""
+        call = self.call
+        if not call.done_due:
+            return
+        call.done_due = False
+        if not self.pipeline.waits("done"):
+            _run_now(self.pipeline.run_done(call))
+            return
+        self.store.call_started()
+        self.processor.in_background(self.pipeline.run_done(call), self.store.call_ended)
+
+
+class Processor(ep_grpc.ExternalProcessorServicer):
+    def __init__(self, runtime) -> None:
+        self.runtime = runtime
+        self._background: set[asyncio.Future] = set()
+        self.in_flight = 0                      # streams open
+
+    def open_stream(self, context) -> ProcessStream:
+        """grpc_h2's MESSAGES handler for Process."""
+        return ProcessStream(self, context.invocation_metadata())
+
+    def in_background(self, coroutine, then) -> None:
+        task = asyncio.get_running_loop().create_task(coroutine)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+        task.add_done_callback(lambda _: then())
+
+    async def Process(self, request_iterator, context):
+        """grpc.aio's Process."""
+        stream = ProcessStream(self, context.invocation_metadata())
+        call = stream.call
+        try:
+            # read/write rather than an async generator: one less coroutine hop per message.
+            # A client may leave mid-stream: Envoy then resets the stream under a pending read.
+            while (request := await (_to_its_end(context.read()) if call.response_streamed
+                                     else context.read())) is not grpc.aio.EOF:
+                reply = await stream.handle(request)
+                if not call.stream_over:
+                    await context.write(reply)
+                    continue
+                # Envoy resets the stream as soon as it has the last reply, often before
+                # the write's completion reaches this task.
+                await _to_its_end(context.write(reply))
+                stream.last_reply_out()
+                # The stream stays open until Envoy ends it (ending it here races
+                # a draining connection's close against frames Envoy has in flight).
+                # Envoy's reset cancels this wait; a half-close is read after it.
+                await asyncio.sleep(STREAM_END_WAIT)
+            # A reset can reach a pending read as an end of stream just before it reaches
+            # this task as a cancellation; returning now would send a status on a reset
+            # stream, a failed batch that leaks. A true half-close waits a moment for nothing.
+            await asyncio.sleep(EOF_RESET_WAIT)
+        finally:
+            stream.closed()
+
+
+def _run_now(coroutine):
+    """The result of a coroutine that never waits (every hook it awaits is a plain
+    function), without a task: no turn of the loop, no task's bookkeeping."""
+    try:
+        coroutine.send(None)
+    except StopIteration as end:
+        return end.value
+    coroutine.close()
+    raise RuntimeError("a pipeline phase declared as never waiting waited")
+
+
+def _to_its_end(operation) -> asyncio.Future:
+    """Start a grpc.aio read or write now and drive it to its end whatever happens to the
+    task awaiting the returned future. grpc-python frees a batch only in the coroutine
+    that awaits its completion; when Envoy's reset cancels the handler meanwhile, the
+    batch leaks (grpc/grpc#43360: 80-240 bytes each, scattered over the heap). Stepping
+    the coroutine here, as a task would, rather than in a new task (`asyncio.shield`)
+    starts the batch at once: a task's first step waits for the loop's next turn, which
+    under load delayed every last reply (a soak's clients, which wait for their
+    answers, got ~15% fewer requests/s through).
+    Only where a reset is likely: the task awaiting the result wakes one turn later."""
+    loop = asyncio.get_running_loop()
+    result = loop.create_future()
+
+    def step(_=None) -> None:
+        try:
+            waiting = operation.send(None)
+        except StopIteration as end:
+            if not result.done():
+                result.set_result(end.value)
+        except asyncio.CancelledError:
+            result.cancel()
+        except Exception as error:
+            if not result.done():           # else the handler is gone (Envoy's reset)
+                result.set_exception(error)
+        else:
+            if waiting is None:             # a bare yield: go on at the loop's next turn
+                loop.call_soon(step)
+            else:                           # grpc's coroutine waits for its batch's future
+                waiting._asyncio_future_blocking = False
+                waiting.add_done_callback(step)
+
+    step()
+    return result
