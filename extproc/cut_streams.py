@@ -27,6 +27,7 @@ from typing import NamedTuple
 import grpc
 from envoy.service.accesslog.v3 import als_pb2, als_pb2_grpc
 
+from .eager import task_needed
 from .limits import StoreSettings
 from .protocol import METADATA_NAMESPACE, STREAM_USAGE_NAMESPACE
 from .store import StoreUnavailable, maybe_await, open_store
@@ -110,6 +111,7 @@ class SentBytes:
         kept = self._arrived.pop(cut_id, None)
         if kept is not None:
             return kept[0]
+        await task_needed()                  # timeouts and store round trips (eager.py)
         loop = asyncio.get_running_loop()
         waiter = self._waiting[cut_id] = loop.create_future()
         deadline = loop.time() + self.wait_seconds

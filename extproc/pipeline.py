@@ -41,15 +41,6 @@ class Pipeline:
                                (getattr(stage, phase) for stage in stages if hasattr(stage, phase))]
                        for phase in _PHASES}
         self._timers = {phase: metrics.extproc_processing.labels(phase) for phase in _PHASES[:5]}
-        # The phases where a hook waits (a Redis round trip, a guardrail plugin's call);
-        # the others run to their end without yielding, so the worker needs no task for
-        # them (process.py). A response body may run the response-headers hooks too.
-        self._waits = {phase: any(is_async for _, is_async in self._hooks[phase]) for phase in _PHASES}
-        self._waits["response_body"] = self._waits["response_body"] or self._waits["response_headers"]
-
-    def waits(self, phase: str) -> bool:
-        """Whether handling a message of `phase` ("done": the done hooks) may wait."""
-        return self._waits.get(phase, False)
 
     async def handle(self, call: Call, request: ProcessingRequest) -> ProcessingResponse:
         phase = request.WhichOneof("request")

@@ -16,6 +16,7 @@ import os
 import grpc
 from envoy.service.ext_proc.v3 import external_processor_pb2_grpc as ep_grpc
 
+from . import eager
 from .call import Call
 from .protocol import ENVOY_FEATURES_METADATA, ProcessingRequest, ProcessingResponse, envoy_features
 
@@ -62,15 +63,16 @@ class ProcessStream:
         return self.pipeline.handle(self.call, request)
 
     def message(self, request: ProcessingRequest):
-        """grpc_h2's MESSAGES hook: the reply, which leaves when this read of the socket
-        ends, or a coroutine of it when a hook of the message's phase waits (Redis, a
-        plugin: asyncio.timeout and the like need a task, which grpc_h2 gives it)."""
-        if self.pipeline.waits(request.WhichOneof("request")):
-            return self._message_later(request)
-        return self._replied(_run_now(self.pipeline.handle(self.call, request)))
+        """grpc_h2's MESSAGES hook, run outside any task (eager.py): the reply, which
+        leaves when this read of the socket ends; or, when a hook waits (Redis, a
+        plugin), a coroutine of it, which grpc_h2 runs in a task."""
+        ended, result = eager.start(self.pipeline.handle(self.call, request))
+        if ended:
+            return self._replied(result)
+        return self._reply_later(result)
 
-    async def _message_later(self, request: ProcessingRequest) -> ProcessingResponse:
-        return self._replied(await self.pipeline.handle(self.call, request))
+    async def _reply_later(self, rest: eager.Rest) -> ProcessingResponse:
+        return self._replied(await rest)
 
     def _replied(self, reply: ProcessingResponse) -> ProcessingResponse:
         if self.call.stream_over:           # the last reply: the bookkeeping at the loop's next turn
@@ -92,17 +94,16 @@ class ProcessStream:
         self.processor.in_flight -= 1
 
     def _run_done(self) -> None:
-        """An ended call's done hooks (settle, record), once; when one of them waits (a
-        Redis settle), in a task of their own, out of reach of the stream's end."""
+        """An ended call's done hooks (settle, record), once, at once; what waits in them
+        (a Redis settle) goes on in a task of its own, out of reach of the stream's end."""
         call = self.call
         if not call.done_due:
             return
         call.done_due = False
-        if not self.pipeline.waits("done"):
-            _run_now(self.pipeline.run_done(call))
-            return
-        self.store.call_started()
-        self.processor.in_background(self.pipeline.run_done(call), self.store.call_ended)
+        ended, rest = eager.start(self.pipeline.run_done(call))
+        if not ended:
+            self.store.call_started()
+            self.processor.in_background(rest, self.store.call_ended)
 
 
 class Processor(ep_grpc.ExternalProcessorServicer):
@@ -115,8 +116,8 @@ class Processor(ep_grpc.ExternalProcessorServicer):
         """grpc_h2's MESSAGES handler for Process."""
         return ProcessStream(self, context.invocation_metadata())
 
-    def in_background(self, coroutine, then) -> None:
-        task = asyncio.get_running_loop().create_task(coroutine)
+    def in_background(self, awaitable, then) -> None:
+        task = asyncio.ensure_future(awaitable)
         self._background.add(task)
         task.add_done_callback(self._background.discard)
         task.add_done_callback(lambda _: then())
@@ -148,17 +149,6 @@ class Processor(ep_grpc.ExternalProcessorServicer):
             await asyncio.sleep(EOF_RESET_WAIT)
         finally:
             stream.closed()
-
-
-def _run_now(coroutine):
-    """The result of a coroutine that never waits (every hook it awaits is a plain
-    function), without a task: no turn of the loop, no task's bookkeeping."""
-    try:
-        coroutine.send(None)
-    except StopIteration as end:
-        return end.value
-    coroutine.close()
-    raise RuntimeError("a pipeline phase declared as never waiting waited")
 
 
 def _to_its_end(operation) -> asyncio.Future:

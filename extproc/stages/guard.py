@@ -10,6 +10,7 @@ import logging
 
 from .. import metrics
 from ..call import Call
+from ..eager import task_needed
 from ..errors import GatewayError
 from ..guardrails import redact
 from ..guardrails.config import Guardrail
@@ -60,6 +61,7 @@ def check_texts(call: Call, guardrail: Guardrail, slots: list, direction: str) -
 
 async def run_plugin(call: Call, guardrail: Guardrail, slots: list, direction: str) -> bool:
     texts = [container[key] for container, key in slots]
+    await task_needed()                      # a gRPC call with a deadline (eager.py)
     verdict, reason, replacements = await guardrail.detector.check(
         direction, texts, model=call.model_name, key_id=call.key.id, team=call.key.team,
         request_id=call.request_id)

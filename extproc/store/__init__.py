@@ -10,12 +10,15 @@ from __future__ import annotations
 import inspect
 from dataclasses import dataclass, field
 
+from ..eager import task_needed
 from ..limits import Charge, StoreSettings
 
 
 async def maybe_await(result):
-    """A store's result: SQLite's methods return it, Redis's are coroutines."""
+    """A store's result: SQLite's methods return it, Redis's are coroutines (run in a
+    task: redis-py's timeouts need one, see eager.py)."""
     if inspect.isawaitable(result):
+        await task_needed()
         return await result
     return result
 
