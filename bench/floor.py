@@ -96,16 +96,28 @@ def serve(path: str, burn_us: float, transport: str) -> None:
     import uvloop
     from envoy.service.ext_proc.v3 import external_processor_pb2 as ep
 
-    from extproc.grpc_h2 import BIDI, GrpcServer, Method
+    from extproc.grpc_h2 import MESSAGES, GrpcServer, Method
     from extproc.server import PROCESS_PATH
 
     async def process(_, context):
         while (request := await context.read()) is not grpc.aio.EOF:
             await context.write(reply_to(request, burn_us))
 
+    class Replies:
+        """A MESSAGES handler, as the workers serve Process: each reply in the read."""
+
+        def __init__(self, call) -> None:
+            pass
+
+        def message(self, request):
+            return reply_to(request, burn_us)
+
+        def closed(self) -> None:
+            pass
+
     async def main() -> None:
         if transport == "h2":
-            server = GrpcServer({PROCESS_PATH: Method(process, ep.ProcessingRequest.FromString, BIDI)})
+            server = GrpcServer({PROCESS_PATH: Method(Replies, ep.ProcessingRequest.FromString, MESSAGES)})
             await server.start(path)
             await asyncio.Event().wait()            # until the bench kills it
             return

@@ -16,6 +16,7 @@ Flow control is kept both ways; priorities are ignored (RFC 9113 deprecates them
 from __future__ import annotations
 
 import asyncio
+import os
 import struct
 from collections import deque
 from collections.abc import Callable
@@ -108,7 +109,8 @@ class Connection(asyncio.Protocol):
     """One client connection. The application gets `opened(stream_id, headers)`,
     `data(stream_id, bytes, end)`, `reset(stream_id)` and `lost()` on the object
     `handler_for(connection)` returns, and answers with `send_headers`, `send_data`
-    and `send_trailers`."""
+    and `send_trailers`; its `hand_over()` says whether to give the client the core
+    between the messages of one read."""
 
     def __init__(self, handler_for: Callable[[Connection], object]) -> None:
         self.app = handler_for(self)
@@ -154,6 +156,12 @@ class Connection(asyncio.Protocol):
                 if size - offset - 9 < length:
                     break
                 kind, flags = buffer[offset + 3], buffer[offset + 4]
+                if self.out and kind <= HEADERS and self.app.hand_over():
+                    # Before the next message (DATA, HEADERS) is handled, the replies so far
+                    # leave and the core goes to the client (Envoy shares it): a burst is
+                    # then answered call by call, not all at the read's end.
+                    self.flush()
+                    os.sched_yield()
                 stream = int.from_bytes(buffer[offset + 5:offset + 9], "big") & MAX_WINDOW
                 payload = bytes(buffer[offset + 9:offset + 9 + length])
                 offset += 9 + length

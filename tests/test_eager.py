@@ -82,6 +82,34 @@ def test_a_waiting_rest_gets_its_future_and_its_cancellation():
     asyncio.run(scenario())
 
 
+def test_a_rest_cancelled_between_its_steps_hears_it():
+    """Cancelled while it is not waiting on a future (a bare yield), the coroutine gets
+    the CancelledError thrown in, as a task's own coroutine would."""
+    async def spinning(events: list):
+        try:
+            while True:
+                await asyncio.sleep(0)
+        except asyncio.CancelledError:
+            events.append("cancelled")
+            raise
+
+    async def scenario():
+        events: list = []
+        started = []
+        asyncio.get_running_loop().call_soon(lambda: started.append(eager.start(spinning(events))))
+        await asyncio.sleep(0)
+        (ended, rest), = started
+        task = asyncio.ensure_future(rest)
+        await asyncio.sleep(0)
+        task.cancel()
+        await asyncio.wait([task], timeout=1)
+        if not task.done():                      # the cancellation was lost: stop it spinning
+            rest.coroutine.close()
+            await asyncio.wait([task], timeout=1)
+        assert task.cancelled() and events == ["cancelled"]
+    asyncio.run(scenario())
+
+
 def test_forgetting_task_needed_fails_loudly():
     async def no_hand_off():
         async with asyncio.timeout(1):

@@ -268,10 +268,12 @@ class RawConnection:
     class Transport:
         def __init__(self) -> None:
             self.written = bytearray()
+            self.writes: list[bytes] = []
             self.closed = False
 
         def write(self, data: bytes) -> None:
             self.written += data
+            self.writes.append(data)
 
         def is_closing(self) -> bool:
             return self.closed
@@ -282,6 +284,10 @@ class RawConnection:
     class App:
         def __init__(self) -> None:
             self.events: list = []
+            self.handing_over = False
+
+        def hand_over(self) -> bool:
+            return self.handing_over
 
         def opened(self, stream_id, headers):
             self.events.append(("opened", stream_id, dict(headers)))
@@ -344,6 +350,32 @@ def test_frames_as_a_client_may_cut_them():
                                              (http2.RST_STREAM, 0, 1)]                     # no reopening
     raw.connection.data_received(http2.frame(http2.HEADERS, http2.END_HEADERS, 3, b"\xff\xff\xff\xff"))
     assert raw.transport.closed and raw.frames()[-1][0] == http2.GOAWAY                      # a broken block
+
+
+def test_replies_leave_before_the_next_message_of_a_read_when_handing_over(monkeypatch):
+    """Two calls' messages in one read: with few calls open, the first call's reply is
+    written (and the core yielded) before the second call is even opened."""
+    for handing_over in (False, True):
+        raw = RawConnection()
+        raw.app.handing_over = handing_over
+        replying = raw.app.data
+
+        def data(stream_id, payload, end, replying=replying, raw=raw):
+            replying(stream_id, payload, end)
+            raw.connection.send_data(stream_id, b"reply to " + payload)
+        raw.app.data = data
+        yields = []
+        monkeypatch.setattr(http2.os, "sched_yield", lambda: yields.append(1))
+        raw.transport.writes.clear()
+        raw.connection.data_received(b"".join(
+            http2.frame(http2.HEADERS, http2.END_HEADERS, stream, headers_block("/p"))
+            + http2.frame(http2.DATA, 0, stream, b"m%d" % stream) for stream in (1, 3)))
+        if handing_over:
+            assert len(raw.transport.writes) == 2 and yields == [1]
+            assert b"reply to m1" in raw.transport.writes[0] and b"m3" not in raw.transport.writes[0]
+        else:
+            assert len(raw.transport.writes) == 1 and not yields
+        assert [e[:2] for e in raw.app.events] == [("opened", 1), ("data", 1), ("opened", 3), ("data", 3)]
 
 
 def test_sending_waits_for_the_peers_window_and_frame_size():
