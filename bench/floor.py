@@ -198,6 +198,8 @@ def main() -> None:
         for messages, transport in rows:
             socket = str(workdir / f"floor-{messages}-{transport}.sock")
             path, port = envoy_config(workdir, socket, mock_port, messages)
+            if os.path.exists(socket):          # a round before's: wait for this servicer's own
+                os.unlink(socket)
             # gRPC's endpoints as the gateway's workers run them (extproc/supervisor.py).
             servicer = subprocess.Popen(["taskset", "-c", "0", sys.executable, __file__, "--burn-us",
                                          str(args.burn_us), "--transport", transport, "--serve", socket],
