@@ -115,7 +115,7 @@ class ServerSettings:
     health_port: int | None      # gRPC health service on TCP for kubelet (worker 0)
     # Replace a worker, gracefully, once its resident memory passes this (0: never).
     # A bound, not the everyday cure: on grpc.aio, grpc-python leaks ~120 bytes per stream
-    # Envoy resets while a read is pending (server.py waits without one).
+    # Envoy resets while a read is pending (process.py waits without one).
     worker_max_rss_mb: int
     # Envoy reconnects to the workers this often (the extproc cluster's
     # max_connection_duration): how a replaced worker's traffic moves to its successor.

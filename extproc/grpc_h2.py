@@ -354,8 +354,9 @@ class GrpcServer:
             self._listener.close()
         for connection in list(self.connections):
             connection.goaway()
-        deadline = asyncio.get_running_loop().time() + grace
-        while self.open_calls() and asyncio.get_running_loop().time() < deadline:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + grace
+        while self.open_calls() and loop.time() < deadline:
             await asyncio.sleep(STOP_POLL)
         for connection in list(self.connections):
             connection.app.cancel_all()

@@ -66,7 +66,7 @@ class ProcessStream:
         """grpc_h2's MESSAGES hook, run outside any task (eager.py): the reply, which
         leaves when this read of the socket ends; or, when a hook waits (Redis, a
         plugin), a coroutine of it, which grpc_h2 runs in a task."""
-        ended, result = eager.start(self.pipeline.handle(self.call, request))
+        ended, result = eager.start(self.handle(request))
         if ended:
             return self._replied(result)
         return self._reply_later(result)

@@ -114,8 +114,9 @@ def run(tmp_path, scenario) -> None:
     asyncio.run(asyncio.wait_for(main(), 60))
 
 
-def echo(channel):
-    return channel.stream_stream(ECHO, request_serializer=BytesValue.SerializeToString,
+def bytes_stream(channel, path: str):
+    """A bidirectional call of BytesValue messages to `path`."""
+    return channel.stream_stream(path, request_serializer=BytesValue.SerializeToString,
                                  response_deserializer=BytesValue.FromString)
 
 
@@ -125,7 +126,7 @@ def test_messages_of_every_size_both_ways_through_flow_control(tmp_path):
     sizes = [0, 1, 16_383, 16_385, 65_535, 70_000, 1_000_000, 5_000_000]
 
     async def scenario(channel, handlers, _):
-        call = echo(channel)(metadata=(("x-extproc-role", "upstream"),))
+        call = bytes_stream(channel, ECHO)(metadata=(("x-extproc-role", "upstream"),))
         for size in sizes:
             payload = bytes(range(256)) * (size // 256) + b"x" * (size % 256)
             await call.write(BytesValue(value=payload))
@@ -137,7 +138,7 @@ def test_messages_of_every_size_both_ways_through_flow_control(tmp_path):
         assert not any(name.startswith(":") or name == "content-type" for name, _ in handlers.metadata)
 
         async def one(index: int) -> bytes:
-            call = echo(channel)()
+            call = bytes_stream(channel, ECHO)()
             await call.write(BytesValue(value=bytes([index]) * 3_000_000))
             reply = await call.read()
             await call.done_writing()
@@ -160,8 +161,7 @@ def test_unary_client_streaming_status_and_errors(tmp_path):
                                    response_deserializer=Int64Value.FromString)
         assert (await add(iter([Int64Value(value=v) for v in (1, 2, 39)]))).value == 42
 
-        fail = channel.stream_stream(FAIL, request_serializer=BytesValue.SerializeToString,
-                                     response_deserializer=BytesValue.FromString)
+        fail = bytes_stream(channel, FAIL)
         with pytest.raises(grpc.aio.AioRpcError) as failed:
             await fail().read()
         assert failed.value.code() == grpc.StatusCode.UNKNOWN
@@ -171,7 +171,7 @@ def test_unary_client_streaming_status_and_errors(tmp_path):
             await channel.unary_unary("/test.T/Nope")(b"")
         assert unknown_method.value.code() == grpc.StatusCode.UNIMPLEMENTED
 
-        call = echo(channel)()                                  # the connection still serves
+        call = bytes_stream(channel, ECHO)()          # the connection still serves
         await call.write(BytesValue(value=b"still here"))
         assert (await call.read()).value == b"still here"
         await call.done_writing()
@@ -180,8 +180,7 @@ def test_unary_client_streaming_status_and_errors(tmp_path):
 
 def test_a_cancelled_call_cancels_its_handler_and_stop_ends_the_rest(tmp_path):
     async def scenario(channel, handlers, server):
-        hold = channel.stream_stream(HOLD, request_serializer=BytesValue.SerializeToString,
-                                     response_deserializer=BytesValue.FromString)
+        hold = bytes_stream(channel, HOLD)
         call = hold()
         await call.write(BytesValue(value=b"x"))
         await asyncio.wait_for(handlers.hold_started.wait(), 5)
@@ -203,17 +202,12 @@ def test_a_cancelled_call_cancels_its_handler_and_stop_ends_the_rest(tmp_path):
     run(tmp_path, scenario)
 
 
-def shout(channel):
-    return channel.stream_stream(SHOUT, request_serializer=BytesValue.SerializeToString,
-                                 response_deserializer=BytesValue.FromString)
-
-
 def test_messages_answered_in_the_read_that_brought_them_and_in_order(tmp_path):
     """A MESSAGES handler answers outside any task; a message whose answer waits goes on
     in a task and the ones behind it queue; the half-close ends the call with OK and
     `closed()` comes once, after the last answer."""
     async def scenario(channel, handlers, server):
-        call = shout(channel)(metadata=(("x-test", "t1"),))
+        call = bytes_stream(channel, SHOUT)(metadata=(("x-test", "t1"),))
         for value in (b"a", b"wait", b"b"):                     # all three written at once
             await call.write(BytesValue(value=value))
         assert [(await call.read()).value for _ in range(3)] == [b"A", b"WAIT", b"B"]
@@ -231,7 +225,7 @@ def test_message_handlers_failing_aborting_reset_and_stopped(tmp_path):
         for value, code in ((b"fail", grpc.StatusCode.UNKNOWN), (b"wait fail", grpc.StatusCode.UNKNOWN),
                             (b"wait abort", grpc.StatusCode.PERMISSION_DENIED)):
             handlers.events.clear()
-            call = shout(channel)()
+            call = bytes_stream(channel, SHOUT)()
             await call.write(BytesValue(value=value))
             with pytest.raises(grpc.aio.AioRpcError) as failed:
                 await call.read()
@@ -239,7 +233,7 @@ def test_message_handlers_failing_aborting_reset_and_stopped(tmp_path):
             assert handlers.events[-1] == ("closed",)
 
         handlers.events.clear()                                  # the client resets a waiting call
-        call = shout(channel)()
+        call = bytes_stream(channel, SHOUT)()
         await call.write(BytesValue(value=b"wait long"))
         while len(handlers.events) < 2:
             await asyncio.sleep(0.01)
@@ -251,7 +245,7 @@ def test_message_handlers_failing_aborting_reset_and_stopped(tmp_path):
         assert handlers.events[-2:] == [("cancelled", b"wait long"), ("closed",)]   # closed once unwound
 
         handlers.events.clear()                                  # a stop ends a call that waits for nothing
-        call = shout(channel)()
+        call = bytes_stream(channel, SHOUT)()
         await call.write(BytesValue(value=b"a"))
         assert (await call.read()).value == b"A"
         assert server.open_calls() == 1 and not server.tasks
