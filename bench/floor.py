@@ -24,6 +24,12 @@ any grpc-python ext_proc adds at half load before doing anything.
 makes the servicer spend that much CPU per request (in its request-body reply), as
 the gateway's pipeline does: what that work really costs once gRPC and Envoy, on the
 same core, get fewer events per wake-up.
+
+    .venv/bin/python bench/floor.py --connections 1
+
+drives every row with one connection (a request at a time, closed loop): what each
+side's CPU per request becomes when nothing is batched (bench/README.md, "CPU per
+request by concurrency").
 """
 
 from __future__ import annotations
@@ -168,6 +174,8 @@ def main() -> None:
     parser.add_argument("--transport", choices=("grpc", "h2", "both"), default="h2",
                         help="h2: the workers' own HTTP/2 (extproc/grpc_h2.py); grpc: grpc.aio")
     parser.add_argument("--rounds", type=int, default=1, help="repeat the rows, interleaved")
+    parser.add_argument("--connections", type=int, default=32,
+                        help="wrk's connections for the req/s and CPU rows (1: one request at a time)")
     parser.add_argument("--serve", help=argparse.SUPPRESS)     # internal: the servicer, on this socket
     args = parser.parse_args()
     if args.serve:
@@ -183,16 +191,20 @@ def main() -> None:
     wait_for_port(mock_port, process=mock)
     body = '{"model":"gpt-4o-mini","stream":false,"messages":[{"role":"user","content":"%s"}]}' % PROMPT
     what = f"a servicer spending {args.burn_us:.0f} us per request" if args.burn_us else "a do-nothing servicer"
-    print(f"{what} + Envoy on core 0; mock + wrk on core 1; {args.seconds}s, 32 connections")
+    print(f"{what} + Envoy on core 0; mock + wrk on core 1; {args.seconds}s, {args.connections} connections")
     alone, alone_port = envoy_alone(workdir, mock_port)
     pin(alone.pid, 0)
     try:
         alone_url = f"http://127.0.0.1:{alone_port}/v1/chat/completions"
+        before = cpu_seconds(alone.pid)
+        result = wrk(binary, alone_url, "mock-provider-key", body, args.seconds, args.connections)
+        per_request = (cpu_seconds(alone.pid) - before) / max(1, result["requests"]) * 1e6
         p50 = sequential_p50(alone_url, "mock-provider-key", body)
         paced = paced_p50(binary, alone_url, "mock-provider-key", body, args)
         alone.terminate()
         alone.wait()
-        print(f"Envoy alone: one request at a time, p50 {p50:.2f} ms{paced}")
+        print(f"Envoy alone: {result['rps']:.0f} req/s, p50 {result['p50']:.2f} ms, CPU per request "
+              f"{per_request:.0f} us; one request at a time, p50 {p50:.2f} ms{paced}")
         transports = ("grpc", "h2") if args.transport == "both" else (args.transport,)
         rows = [(messages, transport) for _ in range(args.rounds) for messages in (3, 2) for transport in transports]
         for messages, transport in rows:
@@ -213,7 +225,7 @@ def main() -> None:
                     time.sleep(0.05)
                 before, envoy_before = cpu_seconds(servicer.pid), cpu_seconds(envoy.pid)
                 result = wrk(binary, f"http://127.0.0.1:{port}/v1/chat/completions", "k", body,
-                             args.seconds, 32)
+                             args.seconds, args.connections)
                 per_request = (cpu_seconds(servicer.pid) - before) / max(1, result["requests"]) * 1e6
                 envoy_per_request = (cpu_seconds(envoy.pid) - envoy_before) / max(1, result["requests"]) * 1e6
                 url = f"http://127.0.0.1:{port}/v1/chat/completions"
