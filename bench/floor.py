@@ -141,6 +141,14 @@ def serve(path: str, burn_us: float, transport: str) -> None:
     uvloop.run(main())
 
 
+def under_load(binary: str, url: str, key: str, body: str, args, pids: list[int]) -> tuple[dict, list[float]]:
+    """wrk's result at --connections, and each process's CPU per request (µs) meanwhile."""
+    before = [cpu_seconds(pid) for pid in pids]
+    result = wrk(binary, url, key, body, args.seconds, args.connections)
+    requests = max(1, result["requests"])
+    return result, [(cpu_seconds(pid) - spent) / requests * 1e6 for pid, spent in zip(pids, before)]
+
+
 def envoy_config(workdir: Path, socket: str, mock_port: int, messages: int) -> tuple[Path, int]:
     config = yaml.safe_load((ROOT / "envoy" / "quickstart.yaml").read_text())
     port = free_port()
@@ -196,9 +204,7 @@ def main() -> None:
     pin(alone.pid, 0)
     try:
         alone_url = f"http://127.0.0.1:{alone_port}/v1/chat/completions"
-        before = cpu_seconds(alone.pid)
-        result = wrk(binary, alone_url, "mock-provider-key", body, args.seconds, args.connections)
-        per_request = (cpu_seconds(alone.pid) - before) / max(1, result["requests"]) * 1e6
+        result, (per_request,) = under_load(binary, alone_url, "mock-provider-key", body, args, [alone.pid])
         p50 = sequential_p50(alone_url, "mock-provider-key", body)
         paced = paced_p50(binary, alone_url, "mock-provider-key", body, args)
         alone.terminate()
@@ -223,12 +229,9 @@ def main() -> None:
                 wait_for_port(port, process=envoy)
                 while not os.path.exists(socket):
                     time.sleep(0.05)
-                before, envoy_before = cpu_seconds(servicer.pid), cpu_seconds(envoy.pid)
-                result = wrk(binary, f"http://127.0.0.1:{port}/v1/chat/completions", "k", body,
-                             args.seconds, args.connections)
-                per_request = (cpu_seconds(servicer.pid) - before) / max(1, result["requests"]) * 1e6
-                envoy_per_request = (cpu_seconds(envoy.pid) - envoy_before) / max(1, result["requests"]) * 1e6
                 url = f"http://127.0.0.1:{port}/v1/chat/completions"
+                result, (per_request, envoy_per_request) = under_load(binary, url, "k", body, args,
+                                                                      [servicer.pid, envoy.pid])
                 p50 = sequential_p50(url, "k", body)
                 print(f"{transport:>4}, {messages} messages per request: {result['rps']:.0f} req/s, "
                       f"p50 {result['p50']:.1f} ms, CPU per request: servicer {per_request:.0f} us, "
