@@ -51,6 +51,7 @@ import guardrails as guardrails_bench       # bench/guardrails.py: its prose gen
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 from gateway_stack import GatewayStack, free_port, quickstart_config, wait_for_port  # noqa: E402
+from extproc import compiled  # noqa: E402
 
 PROMPT = ("Summarize the following note for the weekly report: the gateway team finished the "
           "streaming work, measured the overhead against Envoy alone, and plans the rollout. " * 2)
@@ -352,7 +353,8 @@ def main() -> None:
 
     print(f"\n{args.rounds} interleaved rounds x {args.seconds}s, {args.connections} connections; "
           f"Envoy (+1 ext_proc worker) on core 0, mock + wrk on core 1; the budget in "
-          f"{'Redis (on core 1)' if args.store == 'redis' else 'SQLite'}; the workers' transport: {args.transport}")
+          f"{'Redis (on core 1)' if args.store == 'redis' else 'SQLite'}; the workers' transport: {args.transport}"
+          f" ({'compiled' if all(compiled.compiled().values()) else 'plain Python'}, extproc/compiled.py)")
     print(f"{'traffic':<9} {'side':<12} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'vs Envoy':>9} "
           f"{'non-2xx':>8} {'service CPU/req':>16} {'Envoy CPU/req':>14}")
     for mode in MODES:

@@ -20,7 +20,7 @@ import os
 import urllib.parse
 from collections import deque
 from collections.abc import Callable
-from typing import NamedTuple
+from typing import Any, NamedTuple, Protocol
 
 import grpc
 from google.protobuf.message import DecodeError
@@ -47,9 +47,9 @@ UNARY, CLIENT_STREAM, BIDI, MESSAGES = "unary", "client_stream", "bidi", "messag
 
 class Method(NamedTuple):
     # UNARY, CLIENT_STREAM, BIDI: async (request or None, call) -> response or None;
-    # MESSAGES: (call) -> an object with `message(request)` and `closed()` (MessageCall)
+    # MESSAGES: (call) -> a MessageHandler (MessageCall)
     handler: Callable
-    deserialize: Callable[[bytes], object]
+    deserialize: Callable[[bytes], Any]
     kind: str                    # UNARY: one message in; CLIENT_STREAM: one out; BIDI: read/write
 
 
@@ -149,6 +149,14 @@ class Call:
             self.task.cancel()
 
 
+class MessageHandler(Protocol):
+    def message(self, request: Any) -> Any:
+        """The reply, None (no reply), or a coroutine of the reply when it has to wait."""
+        ...
+
+    def closed(self) -> None: ...
+
+
 class MessageCall(Call):
     """A MESSAGES call. Each message goes to the handler's `message()` in the read that
     brought it, which returns the reply (or None: no reply), or a coroutine when the
@@ -161,7 +169,7 @@ class MessageCall(Call):
 
     def __init__(self, calls: CallsOnConnection, stream_id: int, metadata: tuple, deserialize) -> None:
         super().__init__(calls, stream_id, metadata, deserialize)
-        self.handler = None
+        self.handler: MessageHandler | None = None     # set once the method's handler is made
         self.over = False
 
     def received(self, data: bytes, end: bool) -> None:
@@ -169,13 +177,16 @@ class MessageCall(Call):
         self.pump()
 
     def pump(self) -> None:
+        handler = self.handler
+        if handler is None:             # making it failed, which ended the call
+            return
         while self.messages and self.task is None and not self.over:
             message = self.messages.popleft()
             if isinstance(message, Aborted):
                 self.end(message.code, message.details)
                 return
             try:
-                result = self.handler.message(message)
+                result = handler.message(message)
             except Aborted as aborted:
                 self.end(aborted.code, aborted.details)
                 return
@@ -255,12 +266,12 @@ class CallsOnConnection:
             self.connection.send_headers(stream_id, RESPONSE_HEADERS + status_block(UNIMPLEMENTED, path), end=True)
             return
         if method.kind == MESSAGES:
-            call = MessageCall(self, stream_id, tuple(metadata), method.deserialize)
-            self.calls[stream_id] = call
+            message_call = MessageCall(self, stream_id, tuple(metadata), method.deserialize)
+            self.calls[stream_id] = message_call
             try:
-                call.handler = method.handler(call)
+                message_call.handler = method.handler(message_call)
             except Exception:
-                call._failed()
+                message_call._failed()
             return
         call = Call(self, stream_id, tuple(metadata), method.deserialize)
         self.calls[stream_id] = call
@@ -280,7 +291,7 @@ class CallsOnConnection:
             call.cancel()
 
     def lost(self) -> None:
-        self.server.connections.discard(self.connection)
+        self.server.connections.discard(self)
         calls, self.calls = self.calls, {}
         for call in calls.values():
             call.cancel()
@@ -321,14 +332,15 @@ class GrpcServer:
 
     def __init__(self, methods: dict[str, Method]) -> None:
         self.methods = methods
-        self.connections: set[http2.Connection] = set()
+        self.connections: set[CallsOnConnection] = set()     # one per client connection
         self.tasks: set[asyncio.Task] = set()
         self._listener: asyncio.AbstractServer | None = None
         self._path = ""
 
     def _connection(self, connection: http2.Connection) -> CallsOnConnection:
-        self.connections.add(connection)
-        return CallsOnConnection(self, connection)
+        calls = CallsOnConnection(self, connection)
+        self.connections.add(calls)
+        return calls
 
     def track(self, coroutine) -> asyncio.Task:
         """A call's task, kept until done (a stop waits for them)."""
@@ -338,7 +350,7 @@ class GrpcServer:
         return task
 
     def open_calls(self) -> int:
-        return sum(len(connection.app.calls) for connection in self.connections)
+        return sum(len(calls.calls) for calls in self.connections)
 
     async def start(self, path: str) -> None:
         if os.path.exists(path):
@@ -352,17 +364,17 @@ class GrpcServer:
         then reset and cancel them; close the connections and remove the socket."""
         if self._listener is not None:
             self._listener.close()
-        for connection in list(self.connections):
-            connection.goaway()
+        for calls in list(self.connections):
+            calls.connection.goaway()
         loop = asyncio.get_running_loop()
         deadline = loop.time() + grace
         while self.open_calls() and loop.time() < deadline:
             await asyncio.sleep(STOP_POLL)
-        for connection in list(self.connections):
-            connection.app.cancel_all()
+        for calls in list(self.connections):
+            calls.cancel_all()
         if self.tasks:
             await asyncio.wait(list(self.tasks), timeout=1)
-        for connection in list(self.connections):
-            connection.close()
+        for calls in list(self.connections):
+            calls.connection.close()
         if self._path and os.path.exists(self._path):
             os.unlink(self._path)

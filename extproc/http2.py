@@ -20,6 +20,7 @@ import os
 import struct
 from collections import deque
 from collections.abc import Callable
+from typing import Protocol
 
 from hpack import Decoder
 from hpack.exceptions import HPACKError
@@ -105,15 +106,26 @@ class Stream:
         self.closing = b""                                   # a trailers block sent once queued data is out
 
 
-class Connection(asyncio.Protocol):
-    """One client connection. The application gets `opened(stream_id, headers)`,
-    `data(stream_id, bytes, end)`, `reset(stream_id)` and `lost()` on the object
-    `handler_for(connection)` returns, and answers with `send_headers`, `send_data`
-    and `send_trailers`; its `hand_over()` says whether to give the client the core
-    between the messages of one read."""
+class Application(Protocol):
+    """What a Connection tells of its streams; it answers with the Connection's
+    `send_headers`, `send_data` and `send_trailers`."""
 
-    def __init__(self, handler_for: Callable[[Connection], object]) -> None:
-        self.app = handler_for(self)
+    def opened(self, stream_id: int, headers: tuple) -> None: ...  # (name, value) pairs
+    def data(self, stream_id: int, data: bytes, end: bool) -> None: ...
+    def reset(self, stream_id: int) -> None: ...
+    def lost(self) -> None: ...
+
+    def hand_over(self) -> bool:
+        """Whether to give the client the core between the messages of one read."""
+        ...
+
+
+class Connection(asyncio.Protocol):
+    """One client connection, its streams told to the Application that
+    `application_for(connection)` returns."""
+
+    def __init__(self, application_for: Callable[[Connection], Application]) -> None:
+        self.app = application_for(self)
         self.buffer = bytearray()
         self.preface_seen = False
         self.header_blocks = HeaderBlocks()
@@ -143,8 +155,8 @@ class Connection(asyncio.Protocol):
         if not self.preface_seen:
             if len(buffer) < len(PREFACE):
                 return
-            if buffer[:len(PREFACE)] != PREFACE:
-                self.transport.close()
+            if buffer[:len(PREFACE)] != PREFACE:      # a connection error (RFC 9113 3.4)
+                self.close(PROTOCOL_ERROR)
                 return
             del buffer[:len(PREFACE)]
             self.preface_seen = True

@@ -16,7 +16,7 @@ from envoy.service.ext_proc.v3 import external_processor_pb2 as ep
 from envoy.service.ext_proc.v3 import external_processor_pb2_grpc as ep_grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
-from . import metrics
+from . import compiled, metrics
 from .build import build_pipeline, build_upstream_pipeline
 from .config import GatewayConfig, load_config
 from .cut_streams import CutStreamLog, WorkerCutStreams
@@ -223,4 +223,6 @@ def run_worker(config_path: str, address: str, health_address: str | None = None
     import uvloop
     logging.basicConfig(level=os.environ.get("EXTPROC_LOG_LEVEL", "WARNING"),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if stale := compiled.stale():
+        log.warning("%s run compiled from an older source: `pip install -e .` again", ", ".join(stale))
     uvloop.run(serve_worker(config_path, address, health_address))

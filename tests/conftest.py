@@ -4,6 +4,14 @@ import pytest
 from openai import OpenAI
 
 from gateway_stack import GatewayStack
+from extproc import compiled
+
+
+def pytest_sessionstart(session) -> None:
+    # An editable install runs the compiled transport even after its .py changed.
+    if stale := compiled.stale():
+        pytest.exit(f"{', '.join(stale)}: compiled from an older source; `pip install -e .` again "
+                    "(bash tests/run.sh does)", returncode=2)
 
 
 @pytest.fixture(scope="session")

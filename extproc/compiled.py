@@ -1,0 +1,39 @@
+"""The modules setup.py compiles with mypyc, and whether they run compiled here.
+
+They are a worker's per-message path below the pipeline: the HTTP/2 frames, the
+gRPC calls over them, and the eager start of a message's coroutine. Python's
+interpreter was most of a worker's CPU there; compiled, the gateway does ~13%
+more requests per second (bench/README.md "The transport compiled"). The
+pipeline's stages gained nothing measurable compiled: their time is in C already
+(protobuf, orjson, RE2, SQLite), so they stay plain Python.
+
+Without a C compiler, or with EXTPROC_PURE_PYTHON=1 at install time, the same
+modules install as plain Python and behave the same.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+
+MODULES = ("extproc.http2", "extproc.grpc_h2", "extproc.eager")
+
+
+def compiled() -> dict[str, bool]:
+    """Each module: whether its import gave the compiled one."""
+    return {name: not (importlib.import_module(name).__file__ or "").endswith(".py") for name in MODULES}
+
+
+def stale() -> list[str]:
+    """Compiled modules whose source changed after they were built: an editable install
+    edited since its last `pip install -e .` still runs the old code (an extension
+    module wins over the .py beside it)."""
+    found = []
+    for name in MODULES:
+        path = importlib.import_module(name).__file__ or ""
+        if path.endswith(".py"):
+            continue
+        source = os.path.join(os.path.dirname(path), name.rsplit(".", 1)[1] + ".py")
+        if os.path.exists(source) and os.path.getmtime(source) > os.path.getmtime(path):
+            found.append(name)
+    return found
