@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import importlib
 import os
+import sysconfig
 
 MODULES = ("extproc.http2", "extproc.grpc_h2", "extproc.eager")
 
@@ -27,11 +28,13 @@ def compiled() -> dict[str, bool]:
 def stale() -> list[str]:
     """Compiled modules whose source changed after they were built: an editable install
     edited since its last `pip install -e .` still runs the old code (an extension
-    module wins over the .py beside it)."""
+    module wins over the .py beside it). An installed wheel's files come together (in
+    any order, so their times say nothing): only a source tree is looked at."""
+    installed = {os.path.realpath(sysconfig.get_path(kind)) for kind in ("purelib", "platlib")}
     found = []
     for name in MODULES:
         path = importlib.import_module(name).__file__ or ""
-        if path.endswith(".py"):
+        if path.endswith(".py") or any(os.path.realpath(path).startswith(root + os.sep) for root in installed):
             continue
         source = os.path.join(os.path.dirname(path), name.rsplit(".", 1)[1] + ".py")
         if os.path.exists(source) and os.path.getmtime(source) > os.path.getmtime(path):
