@@ -29,7 +29,11 @@ class OptionalBuildExt(build_ext):
 def compiled_modules() -> list:
     if os.environ.get("EXTPROC_PURE_PYTHON"):
         return []
-    from mypyc.build import mypycify
+    try:
+        from mypyc.build import mypycify
+    except ImportError:                     # a build without its build requirements (--no-build-isolation)
+        print("extproc: mypyc is not installed; installing the transport as plain Python", file=sys.stderr)
+        return []
     paths = [name.replace(".", "/") + ".py" for name in MODULES]
     return mypycify(paths, opt_level="3", group_name="extproc_compiled")
 
