@@ -16,8 +16,9 @@ the latency any grpc-python ext_proc adds before doing anything.
     .venv/bin/python bench/floor.py --paced-rps 300
 
 adds, for Envoy alone and each row, the p50 under that request rate paced over
-bench/run.py's paced connections: with the gateway's half maximum as the rate, what
-any grpc-python ext_proc adds at half load before doing anything.
+bench/run.py's paced connections (in step; with --spread, each pause drawn at random):
+with the gateway's half maximum as the rate, what any Python ext_proc adds at half load
+before doing anything.
 
     .venv/bin/python bench/floor.py --burn-us 500
 
@@ -50,7 +51,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(ROOT / "bench"))
 from gateway_stack import free_port, wait_for_port  # noqa: E402
-from run import PACED_CONNECTIONS, PROMPT, cpu_seconds, ensure_wrk, envoy_alone, pin, wrk  # noqa: E402
+from run import PACED_CONNECTIONS, PROMPT, ensure_wrk, wrk  # noqa: E402
+from sides import cpu_seconds, envoy_alone, pin  # noqa: E402
 
 import httpx  # noqa: E402
 
@@ -72,8 +74,9 @@ def paced_p50(binary: str, url: str, key: str, body: str, args) -> str:
     """", p50 X ms paced at N req/s" when --paced-rps asks for it, else ""."""
     if not args.paced_rps:
         return ""
-    result = wrk(binary, url, key, body, args.seconds, PACED_CONNECTIONS, 1000 * PACED_CONNECTIONS / args.paced_rps)
-    return f"; paced at {args.paced_rps:.0f} req/s, p50 {result['p50']:.2f} ms"
+    result = wrk(binary, url, key, body, args.seconds, PACED_CONNECTIONS, 1000 * PACED_CONNECTIONS / args.paced_rps,
+                 spread=args.spread)
+    return f"; paced at {args.paced_rps:.0f} req/s{' spread' if args.spread else ''}, p50 {result['p50']:.2f} ms"
 
 
 def reply_to(request, burn_us: float):
@@ -179,6 +182,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=int, default=8)
     parser.add_argument("--burn-us", type=float, default=0, help="servicer CPU per request, µs")
     parser.add_argument("--paced-rps", type=float, help="also the p50 at this paced rate")
+    parser.add_argument("--spread", action="store_true", help="paced arrivals spread at random, not in step")
     parser.add_argument("--transport", choices=("grpc", "h2", "both"), default="h2",
                         help="h2: the workers' own HTTP/2 (extproc/grpc_h2.py); grpc: grpc.aio")
     parser.add_argument("--rounds", type=int, default=1, help="repeat the rows, interleaved")

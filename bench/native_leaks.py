@@ -25,7 +25,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(ROOT / "bench"))
 from gateway_stack import GatewayStack  # noqa: E402
-from run import children, cmdline  # noqa: E402
+from sides import children, cmdline  # noqa: E402
 from soak import MIX, Clients, chosen_kinds, soak_config  # noqa: E402
 
 

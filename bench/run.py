@@ -32,10 +32,8 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import os
 import re
 import shutil
-import signal
 import statistics
 import subprocess
 import sys
@@ -44,21 +42,18 @@ import time
 from pathlib import Path
 
 import httpx
-import yaml
 
 import guardrails as guardrails_bench       # bench/guardrails.py: its prose generator
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
-from gateway_stack import GatewayStack, free_port, quickstart_config, wait_for_port  # noqa: E402
+from gateway_stack import free_port  # noqa: E402
 from extproc import compiled  # noqa: E402
+from sides import GUARDED_KEY, KEYS, children, cpu_seconds, peak_rss_mb, pin, start_sides  # noqa: E402
 
 PROMPT = ("Summarize the following note for the weekly report: the gateway team finished the "
           "streaming work, measured the overhead against Envoy alone, and plans the rollout. " * 2)
-# The gateway's caller key; Envoy alone talks to the mock with the mock's own key.
-KEYS = {"gateway": "sk-demo-alice", "envoy alone": "mock-provider-key"}
 PACED_CONNECTIONS = 8
-GUARDED_KEY = "sk-bench-guarded"          # its policy guards responses (streams included) too
 PACED_STREAM = {"x-mock-chunk-delay-ms": "20"}
 TTFT_BLOCK = 5             # streams counted per kind per turn (time to first token)
 # Streams pass through Envoy unseen by the service (stages/pass_through.py); when the
@@ -79,77 +74,6 @@ def ensure_wrk() -> str:
     return shutil.which("wrk")
 
 
-def pin(pid: int, core: int) -> None:
-    subprocess.run(["taskset", "-a", "-p", "-c", str(core), str(pid)], stdout=subprocess.DEVNULL, check=False)
-
-
-def children(pid: int) -> list[int]:
-    out = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout
-    return [int(p) for p in out.split()]
-
-
-def cmdline(pid: int) -> str:
-    try:
-        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
-    except OSError:
-        return ""
-
-
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def peak_rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
-
-
-def start_redis(workdir: Path) -> tuple[subprocess.Popen, str]:
-    """A redis-server (Debian's, installed when missing) on core 1, beside the mock: the
-    budget store of replicas is another machine's, so its own CPU is not the gateway's."""
-    if shutil.which("redis-server") is None:
-        subprocess.run(["apt-get", "install", "-y", "-qq", "redis-server"], check=True,
-                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    port = free_port()
-    process = subprocess.Popen(["taskset", "-c", "1", "redis-server", "--port", str(port), "--bind", "127.0.0.1",
-                                "--save", "", "--appendonly", "no", "--dir", str(workdir)],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    wait_for_port(port, process=process)
-    return process, f"redis://127.0.0.1:{port}/0"
-
-
-def envoy_alone(workdir: Path, mock_port: int) -> tuple[subprocess.Popen, int]:
-    envoy = yaml.safe_load((ROOT / "envoy" / "quickstart.yaml").read_text())
-    port, admin = free_port(), free_port()
-    envoy["admin"]["address"]["socket_address"]["port_value"] = admin
-    listener = envoy["static_resources"]["listeners"][0]
-    listener["address"]["socket_address"]["port_value"] = port
-    hcm = listener["filter_chains"][0]["filters"][0]["typed_config"]
-    # A plain proxy: the router alone (the gateway's own filters are part of what it costs).
-    hcm["http_filters"] = [f for f in hcm["http_filters"] if f["name"] == "envoy.filters.http.router"]
-    hcm["route_config"]["virtual_hosts"][0]["routes"] = [
-        {"match": {"prefix": "/"}, "route": {"cluster": "mock", "timeout": "0s"}}]
-    clusters = envoy["static_resources"]["clusters"]
-    envoy["static_resources"]["clusters"] = [c for c in clusters if c["name"] == "mock"]
-    envoy["static_resources"]["clusters"][0]["load_assignment"]["endpoints"][0]["lb_endpoints"][0][
-        "endpoint"]["address"]["socket_address"]["port_value"] = mock_port
-    path = workdir / "envoy-alone.yaml"
-    path.write_text(yaml.safe_dump(envoy))
-    from extproc.envoy_config import envoy_binary
-    process = subprocess.Popen([envoy_binary(), "-c", str(path), "--concurrency", "1",
-                                "--disable-hot-restart", "--log-level", "error"],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"http://127.0.0.1:{admin}/ready", timeout=1).status_code == 200:
-                return process, port
-        except httpx.HTTPError:
-            time.sleep(0.05)
-    raise RuntimeError("Envoy alone did not start")
 
 
 def wrk(binary: str, url: str, key: str, body: str, seconds: int, connections: int,
@@ -259,48 +183,18 @@ def main() -> None:
                         help="the workers' gRPC transport (server.transport)")
     args = parser.parse_args()
     binary = ensure_wrk()
-    workdir = Path(tempfile.mkdtemp(prefix="llmgw-bench-"))
-
-    config = quickstart_config()
-    config.setdefault("server", {})["transport"] = args.transport
-    config["budgets"].append({"name": "bench-team-tokens", "scope": "team", "match": "research",
-                              "unit": "tokens", "limit": 10**12, "window": "month"})
     # Whatever has started is stopped on the way out, whichever start fails.
-    cleanup = contextlib.ExitStack()
-    if args.store == "redis":
-        redis, url = start_redis(workdir)
-        cleanup.callback(redis.terminate)
-        config["store"] = {"kind": "redis", "url": url}
-    rules = config["guardrails"]["rules"]
-    rules.append({"name": "pii-response", "type": "pii", "action": "redact", "directions": ["response"]})
-    config["guardrails"]["policies"] = {"default": [r["name"] for r in rules[:-1]],
-                                        "keys": {"guarded": [r["name"] for r in rules]}}
-    config["keys"].append({"id": "guarded", "key": GUARDED_KEY, "team": "research", "models": "*"})
-    with cleanup:
-        stack = GatewayStack(workdir, config, workers=1)
-        cleanup.callback(stack.stop)
-        stack.start()
-        up_pid = stack.process.pid
-        workers = [p for p in children(up_pid) if " worker " in cmdline(p)]
-        envoys = [p for p in children(up_pid) if "envoy" in cmdline(p).split(" ")[0]]
-        mocks = [p for p in children(up_pid) if "mock-provider" in cmdline(p)]
-        for pid in workers + envoys + [up_pid]:
-            pin(pid, 0)
-        for pid in mocks:
-            pin(pid, 1)
-        alone, alone_port = envoy_alone(workdir, stack.mock_ports["mock"])
-        cleanup.callback(alone.send_signal, signal.SIGTERM)
-        pin(alone.pid, 0)
-
-        urls = {"envoy alone": f"http://127.0.0.1:{alone_port}/v1/chat/completions",
-                "gateway": f"{stack.base_url}/chat/completions"}
+    with contextlib.ExitStack() as cleanup:
+        sides = start_sides(cleanup, args.store, args.transport)
+        urls, workers, envoys = sides.urls, sides.workers, sides.envoys
+        alone = sides.alone
         keys, extra_headers = dict(KEYS), {}
         cpu_pids = {"gateway": workers}                    # whose CPU per request is reported
         envoy_pids = {"envoy alone": [alone.pid], "gateway": envoys}
         peers = []
         if args.peers:
             from peers import start_peers
-            peers = start_peers(stack.mock_ports["mock"], (free_port(), free_port()))
+            peers = start_peers(sides.mock_port, (free_port(), free_port()))
             for peer in peers:
                 cleanup.callback(peer.process.terminate)
                 cpu_pids[peer.name] = [peer.process.pid] + children(peer.process.pid)

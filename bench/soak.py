@@ -28,7 +28,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(ROOT / "bench"))
 from gateway_stack import GatewayStack, quickstart_config, settled_rows  # noqa: E402
-from run import children, cmdline  # noqa: E402
+from sides import children, cmdline  # noqa: E402
 
 from extproc.store.sqlite_store import SQLiteStore  # noqa: E402
 
