@@ -79,6 +79,10 @@ class InjectionDetector:
         return _TAIL.hold_from(text, start)
 
     def find(self, text: str) -> list[Finding]:
+        # The screen is one RE2 pass where the rules and both payload scans are three: a
+        # clean chat message costs ~2.5 µs instead of ~8.5.
+        if not self.might_find(text):
+            return []
         match = _COMBINED.search(text)
         if match:
             return [Finding(match.start(), match.end(), f"INJECTION:{match.lastgroup}")]

@@ -42,6 +42,7 @@ class OneMessageResponse(Stage):
             return
         call.response_in_body = True
         call.reply.mode_override = RESPONSE_IN_BODY
+        call.stage_state["announced_model"] = model_name
 
     def request_body(self, call: Call) -> None:
         if not call.response_in_body:
@@ -49,7 +50,7 @@ class OneMessageResponse(Stage):
         # What Envoy read must be what the service parsed (a repeated key never gets here:
         # ParseRequest refuses it); should an Envoy config read otherwise, the call must not
         # stream past a one-message response.
-        if call.stream or call.model_name != _announced_model(call):
+        if call.stream or call.model_name != call.stage_state["announced_model"]:
             raise invalid_request("The request body's 'stream' or 'model' is not what the gateway read from it.")
         headers_from_envoy(call, {"content-type": "application/json"})
 

@@ -64,7 +64,7 @@ class Record(Stage):
         }
         record["service_ms"] = round(service * 1000, 3)
         record.update(call.stage_state.get("log", {}))
-        self._out.write(orjson.dumps(record) + b"\n")
+        self._out.write(orjson.dumps(record, option=orjson.OPT_APPEND_NEWLINE))
         self._out.flush()
 
         team = call.team
