@@ -73,7 +73,11 @@ def cmd_up(args) -> int:
         return 2
     Path(args.state_dir).mkdir(parents=True, exist_ok=True)
     os.environ["LLMGW_STATE_DIR"] = args.state_dir
-    supervisor = Supervisor(config, envoy_path=args.envoy or envoy_config.shipped("envoy/quickstart.yaml"),
+    envoy_path = args.envoy or envoy_config.shipped("envoy/quickstart.yaml")
+    # What the banner shows is read now: once the gateway answers /readyz its files may be
+    # swapped or gone (a ConfigMap update), and the running gateway must not need them again.
+    endpoint, demo = _endpoint(envoy_path), _demo_keys(config.path)
+    supervisor = Supervisor(config, envoy_path=envoy_path,
                             run_dir=new_run_dir(), workers=args.workers, fixtures=args.fixtures)
     try:
         supervisor.start()
@@ -81,19 +85,21 @@ def cmd_up(args) -> int:
         print(f"extproc up: {error}", file=sys.stderr)
         supervisor.stop(grace=2)
         return 1
-    _print_banner(config, supervisor)
+    _print_banner(config, supervisor, endpoint, demo)
     return supervisor.run_forever()
 
 
-def _print_banner(config, supervisor) -> None:
-    listener = envoy_config.load(supervisor.envoy_path)["static_resources"]["listeners"][0]
+def _endpoint(envoy_path: str) -> str:
+    listener = envoy_config.load(envoy_path)["static_resources"]["listeners"][0]
     address = listener["address"]["socket_address"]
-    base = f"http://{address['address']}:{address['port_value']}/v1"
+    return f"http://{address['address']}:{address['port_value']}/v1"
+
+
+def _print_banner(config, supervisor, base: str, demo: list[tuple[str, str, str]]) -> None:
     print(f"LLM gateway is up ({supervisor.worker_count} ext_proc workers, config {config.version})")
     print(f"  OpenAI-compatible endpoint: {base}")
     print(f"  ext_proc admin:             http://{config.server.admin_address}  (/metrics /healthz /readyz)")
     print(f"  Envoy admin:                {supervisor.envoy_admin}")
-    demo = _demo_keys(config.path)
     if demo:
         print("  Demo keys (plain text in the quickstart config, demo only):")
         for key, team, models in demo:

@@ -144,6 +144,8 @@ def test_grpc_health_on_tcp_and_config_file_disappearing(tmp_path):
         assert refused.value.code() == grpc.StatusCode.UNIMPLEMENTED
         (tmp_path / "gateway.yaml").unlink()
         time.sleep(2.5)
+        # `extproc up` itself read nothing from the file after start (its banner once did).
+        assert stack.process.poll() is None, stack.stderr_path.read_text()[-2000:]
         response = httpx.post(f"{stack.base_url}/chat/completions", headers=ALICE, json={
             "model": "gpt-4o-mini", "messages": [{"role": "user", "content": "still here"}]})
         assert response.status_code == 200
