@@ -36,6 +36,17 @@ _PR_SET_PDEATHSIG = 1
 WORKER_GRPC_EXPERIMENTS = "-event_engine_listener,-event_engine_for_all_other_endpoints"
 # How often Envoy writes its access log (stderr) when less than 64 KB is waiting.
 ENVOY_LOG_FLUSH_MS = 1000
+# Crash-loop back-off, as kubelet does for pods: a worker that dies within STABLE_AFTER_S of
+# its start waits 0.5 s, 1 s, 2 s ... up to MAX_RESTART_DELAY_S before its next start. A
+# worker that cannot start (its config file gone or broken, a bad environment) would else
+# be restarted every tick, each start a core busy importing Python beside Envoy.
+STABLE_AFTER_S = 60.0
+MAX_RESTART_DELAY_S = 30.0
+
+
+def restart_delay(quick_crashes: int) -> float:
+    """Seconds to wait before restarting a worker after its n-th crash in a row soon after start."""
+    return 0.0 if quick_crashes <= 1 else min(MAX_RESTART_DELAY_S, 0.5 * 2 ** (quick_crashes - 2))
 
 
 def _die_with_parent() -> None:
@@ -62,6 +73,9 @@ class Supervisor:
         # The loop checks them every tick, so a slow successor never holds the loop up.
         self.replacing: dict[int, tuple[subprocess.Popen, int, float]] = {}
         self.generation: dict[int, int] = {}
+        self.started_at: dict[int, float] = {}
+        self.quick_crashes: dict[int, int] = {}   # crashes in a row, each soon after its start
+        self.restart_at: dict[int, float] = {}    # a crashed worker waiting out its back-off
         self.envoy: subprocess.Popen | None = None
         self.mock: subprocess.Popen | None = None
         self.admin = None
@@ -120,6 +134,7 @@ class Supervisor:
             sys.executable, "-m", "extproc", "worker", "--config", self.config.path,
             "--address", f"unix:{self._process_socket(index)}", *extra],
             {"GRPC_EXPERIMENTS": os.environ.get("GRPC_EXPERIMENTS", WORKER_GRPC_EXPERIMENTS)})
+        self.started_at[index] = time.monotonic()
         if switch:
             self._point_at(index)
 
@@ -207,16 +222,30 @@ class Supervisor:
                 print("extproc: Envoy exited unexpectedly; stopping", file=sys.stderr)
                 self.stop()
                 return 1
-            for index, process in list(self.workers.items()):
-                if index in self.replacing:          # a successor that died: the replacement reverts
-                    continue
-                if process.poll() is not None and not self._stopping:
-                    # A crashed worker comes back on the same socket; Envoy reconnects.
-                    print(f"extproc: worker {index} exited ({process.returncode}); restarting",
-                          file=sys.stderr)
-                    self._start_worker(index)
+            self.restart_crashed_workers()
         self.stop()
         return 0
+
+    def restart_crashed_workers(self) -> None:
+        """A crashed worker comes back on the same socket (Envoy reconnects), at once the
+        first time, then after a growing delay while it keeps dying soon after start."""
+        now = time.monotonic()
+        for index, process in list(self.workers.items()):
+            if index in self.replacing or self._stopping:   # a dead successor: the replacement reverts
+                continue
+            if process.poll() is None:
+                continue
+            if index not in self.restart_at:
+                lived = now - self.started_at.get(index, now)
+                crashes = self.quick_crashes.get(index, 0) + 1 if lived < STABLE_AFTER_S else 1
+                self.quick_crashes[index] = crashes
+                delay = restart_delay(crashes)
+                self.restart_at[index] = now + delay
+                print(f"extproc: worker {index} exited ({process.returncode}) after {lived:.1f} s; "
+                      + (f"restarting in {delay:g} s" if delay else "restarting"), file=sys.stderr)
+            if now >= self.restart_at[index]:
+                del self.restart_at[index]
+                self._start_worker(index)
 
     def stop(self, grace: float = 30.0) -> None:
         """Envoy stops taking new requests, the ones in flight (long streams too) finish,

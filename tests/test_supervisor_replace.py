@@ -1,7 +1,8 @@
 """Replacing a worker (over `worker_max_rss_mb`) is a step of the supervisor's loop, not a
 wait inside it: while a successor starts, the loop goes on restarting crashed workers
 and answering signals. Real worker processes, no Envoy (the supervisor's serve mode);
-the end-to-end replacement under traffic is in test_lifecycle_e2e."""
+the end-to-end replacement under traffic is in test_lifecycle_e2e. A worker that crashes
+again and again soon after its start is restarted with a growing delay."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ import yaml
 from gateway_stack import free_port, quickstart_config
 
 from extproc.config import load_config
-from extproc.supervisor import Supervisor
+from extproc.supervisor import STABLE_AFTER_S, Supervisor, _connectable, restart_delay
 
 
 @pytest.fixture
@@ -58,3 +59,45 @@ def test_a_successor_that_cannot_start_leaves_the_old_worker_serving(supervisor,
     assert supervisor.generation[0] == 0
     assert os.readlink(supervisor.socket_path(0)) == "extproc-0.0.sock"
     assert supervisor.retiring == []
+
+
+@pytest.mark.parametrize("crashes, delay", [(1, 0), (2, 0.5), (3, 1), (4, 2), (8, 30), (50, 30)])
+def test_restart_delay_doubles_from_the_second_quick_crash_up_to_its_cap(crashes, delay):
+    assert restart_delay(crashes) == delay
+
+
+def _tick_until(supervisor: Supervisor, done, timeout: float) -> list[float]:
+    """Runs the supervisor's restart step as its loop would; returns when each start happened."""
+    starts: list[float] = []
+    deadline = time.monotonic() + timeout
+    while not done() and time.monotonic() < deadline:
+        before = supervisor.generation[0]
+        supervisor.restart_crashed_workers()
+        if supervisor.generation[0] != before:
+            starts.append(time.monotonic())
+        time.sleep(0.05)
+    return starts
+
+
+def test_a_worker_that_cannot_start_backs_off_then_comes_back_once_it_can(supervisor, tmp_path):
+    path = tmp_path / "gateway.yaml"
+    text = path.read_text()
+    path.unlink()                          # gone: every new worker dies loading it
+    supervisor.workers[0].kill()
+    starts = _tick_until(supervisor, lambda: False, timeout=6)
+    gaps = [later - earlier for earlier, later in zip(starts, starts[1:])]
+    # Without the back-off a worker dying in ~1 s would be started 6 times or more here.
+    assert 3 <= len(starts) <= 5, gaps
+    assert all(gap >= restart_delay(n + 2) for n, gap in enumerate(gaps)), gaps
+    path.write_text(text)
+    _tick_until(supervisor, lambda: _connectable(supervisor.socket_path(0)), timeout=30)
+    assert _connectable(supervisor.socket_path(0)) and supervisor.workers[0].poll() is None
+
+
+def test_a_worker_that_ran_a_while_is_restarted_at_once(supervisor):
+    supervisor.quick_crashes[0] = 6        # an old streak ...
+    supervisor.started_at[0] -= STABLE_AFTER_S + 1    # ... then a worker that ran past it
+    supervisor.workers[0].kill()
+    supervisor.workers[0].wait()
+    supervisor.restart_crashed_workers()
+    assert supervisor.generation[0] == 1 and supervisor.quick_crashes[0] == 1
