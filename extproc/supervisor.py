@@ -73,7 +73,7 @@ class Supervisor:
         # The loop checks them every tick, so a slow successor never holds the loop up.
         self.replacing: dict[int, tuple[subprocess.Popen, int, float]] = {}
         self.generation: dict[int, int] = {}
-        self.started_at: dict[int, float] = {}
+        self.started_at: dict[int, float] = {}    # when the worker serving each index took over
         self.quick_crashes: dict[int, int] = {}   # crashes in a row, each soon after its start
         self.restart_at: dict[int, float] = {}    # a crashed worker waiting out its back-off
         self.envoy: subprocess.Popen | None = None
@@ -134,9 +134,9 @@ class Supervisor:
             sys.executable, "-m", "extproc", "worker", "--config", self.config.path,
             "--address", f"unix:{self._process_socket(index)}", *extra],
             {"GRPC_EXPERIMENTS": os.environ.get("GRPC_EXPERIMENTS", WORKER_GRPC_EXPERIMENTS)})
-        self.started_at[index] = time.monotonic()
         if switch:
             self._point_at(index)
+            self.started_at[index] = time.monotonic()
 
     def _wait_for_sockets(self, timeout: float = 30.0) -> None:
         deadline = time.monotonic() + timeout
@@ -229,14 +229,14 @@ class Supervisor:
     def restart_crashed_workers(self) -> None:
         """A crashed worker comes back on the same socket (Envoy reconnects), at once the
         first time, then after a growing delay while it keeps dying soon after start."""
+        if self._stopping:
+            return
         now = time.monotonic()
         for index, process in list(self.workers.items()):
-            if index in self.replacing or self._stopping:   # a dead successor: the replacement reverts
-                continue
-            if process.poll() is None:
+            if index in self.replacing or process.poll() is None:   # a dead successor: the replacement reverts
                 continue
             if index not in self.restart_at:
-                lived = now - self.started_at.get(index, now)
+                lived = now - self.started_at[index]
                 crashes = self.quick_crashes.get(index, 0) + 1 if lived < STABLE_AFTER_S else 1
                 self.quick_crashes[index] = crashes
                 delay = restart_delay(crashes)
@@ -294,6 +294,7 @@ class Supervisor:
         for index, (old, old_generation, deadline) in list(self.replacing.items()):
             if _connectable(str(self._process_socket(index))):
                 self._point_at(index)
+                self.started_at[index] = time.monotonic()
                 self.retiring.append((old, time.monotonic() + self.config.server.worker_connection_age_s + 5))
             elif self.workers[index].poll() is not None or time.monotonic() > deadline:
                 print(f"extproc: the replacement of worker {index} did not start; keeping the old one",
