@@ -10,7 +10,7 @@ import sys
 from setuptools import setup
 from setuptools.command.build_ext import build_ext
 
-MODULES = runpy.run_path(os.path.join("extproc", "compiled.py"))["MODULES"]
+MODULES = runpy.run_path(os.path.join("extproc", "transport", "compiled.py"))["MODULES"]
 
 
 class OptionalBuildExt(build_ext):

@@ -50,11 +50,10 @@ import yaml
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(ROOT / "bench"))
+import httpx  # noqa: E402
 from gateway_stack import free_port, wait_for_port  # noqa: E402
 from run import PACED_CONNECTIONS, PROMPT, ensure_wrk, wrk  # noqa: E402
 from sides import cpu_seconds, envoy_alone, pin  # noqa: E402
-
-import httpx  # noqa: E402
 
 
 def sequential_p50(url: str, key: str, body: str, samples: int = 300) -> float:
@@ -105,8 +104,8 @@ def serve(path: str, burn_us: float, transport: str) -> None:
     import uvloop
     from envoy.service.ext_proc.v3 import external_processor_pb2 as ep
 
-    from extproc.grpc_h2 import MESSAGES, GrpcServer, Method
-    from extproc.server import PROCESS_PATH
+    from extproc.runtime.worker import PROCESS_PATH
+    from extproc.transport.grpc_h2 import MESSAGES, GrpcServer, Method
 
     async def process(_, context):
         while (request := await context.read()) is not grpc.aio.EOF:
@@ -193,8 +192,8 @@ def main() -> None:
     if args.serve:
         serve(args.serve, args.burn_us, args.transport)
         return
-    from extproc.envoy_config import envoy_binary
-    from extproc.supervisor import WORKER_GRPC_EXPERIMENTS
+    from extproc.config.envoy_config import envoy_binary
+    from extproc.runtime.supervisor import WORKER_GRPC_EXPERIMENTS
     binary = ensure_wrk()
     workdir = Path(tempfile.mkdtemp(prefix="llmgw-floor-"))
     mock_port = free_port()

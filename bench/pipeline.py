@@ -32,11 +32,11 @@ from envoy.config.core.v3 import base_pb2  # noqa: E402
 from envoy.service.ext_proc.v3 import external_processor_pb2 as ep  # noqa: E402
 from google.protobuf import struct_pb2  # noqa: E402
 
-from extproc import metrics  # noqa: E402
-from extproc.call import Call  # noqa: E402
-from extproc.config import load_config  # noqa: E402
-from extproc.envoy_features import EXT_PROC, announced_features  # noqa: E402
-from extproc.server import Runtime  # noqa: E402
+from extproc.config.envoy_features import EXT_PROC, announced_features  # noqa: E402
+from extproc.config.filter_config import load_config  # noqa: E402
+from extproc.observability import metrics  # noqa: E402
+from extproc.pipeline.call import Call  # noqa: E402
+from extproc.runtime.worker import Runtime  # noqa: E402
 
 PROMPT = ("Summarize the following note for the weekly report: the gateway team finished the "
           "streaming work, measured the overhead against Envoy alone, and plans the rollout. " * 2)

@@ -41,15 +41,15 @@ import tempfile
 import time
 from pathlib import Path
 
+import guardrails as guardrails_bench  # bench/guardrails.py: its prose generator
 import httpx
-
-import guardrails as guardrails_bench       # bench/guardrails.py: its prose generator
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 from gateway_stack import free_port  # noqa: E402
-from extproc import compiled  # noqa: E402
 from sides import GUARDED_KEY, KEYS, children, cpu_seconds, peak_rss_mb, pin, start_sides  # noqa: E402
+
+from extproc.transport import compiled  # noqa: E402
 
 PROMPT = ("Summarize the following note for the weekly report: the gateway team finished the "
           "streaming work, measured the overhead against Envoy alone, and plans the rollout. " * 2)

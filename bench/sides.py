@@ -87,7 +87,7 @@ def envoy_alone(workdir: Path, mock_port: int) -> tuple[subprocess.Popen, int]:
         "endpoint"]["address"]["socket_address"]["port_value"] = mock_port
     path = workdir / "envoy-alone.yaml"
     path.write_text(yaml.safe_dump(envoy))
-    from extproc.envoy_config import envoy_binary
+    from extproc.config.envoy_config import envoy_binary
     process = subprocess.Popen([envoy_binary(), "-c", str(path), "--concurrency", "1",
                                 "--disable-hot-restart", "--log-level", "error"],
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

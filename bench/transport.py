@@ -26,8 +26,8 @@ from envoy.service.ext_proc.v3 import external_processor_pb2 as ep
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from pipeline import messages  # noqa: E402  (the bench's chat call, as ext_proc messages)
 
-from extproc import compiled, http2  # noqa: E402
-from extproc.grpc_h2 import MESSAGES, GrpcServer, Method  # noqa: E402
+from extproc.transport import compiled, http2  # noqa: E402
+from extproc.transport.grpc_h2 import MESSAGES, GrpcServer, Method  # noqa: E402
 
 PROCESS_PATH = "/envoy.service.ext_proc.v3.ExternalProcessor/Process"
 

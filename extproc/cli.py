@@ -9,9 +9,9 @@ from pathlib import Path
 
 import yaml
 
-from . import envoy_config
-from .config import default_state_dir, load_config
-from .yamlread import ConfigError
+from .config import envoy_config
+from .config.filter_config import default_state_dir, load_config
+from .config.yamlread import ConfigError
 
 DEFAULT_STATE_DIR = Path(default_state_dir())
 
@@ -66,7 +66,7 @@ def _load_or_report(path: str):
 
 
 def cmd_up(args) -> int:
-    from .supervisor import Supervisor, new_run_dir
+    from .runtime.supervisor import Supervisor, new_run_dir
     config_path = args.config or envoy_config.shipped("config/quickstart.yaml")
     config = _load_or_report(config_path)
     if config is None:
@@ -118,7 +118,7 @@ def _demo_keys(path: str) -> list[tuple[str, str, str]]:
 
 
 def cmd_serve(args) -> int:
-    from .supervisor import Supervisor
+    from .runtime.supervisor import Supervisor
     config = _load_or_report(args.config)
     if config is None:
         return 2
@@ -137,7 +137,8 @@ def cmd_serve(args) -> int:
 
 def cmd_mock(args) -> int:
     import uvloop
-    from .mock_provider import Listener, listeners_from_config, serve
+
+    from .mock.provider import Listener, listeners_from_config, serve
     if args.config:
         with open(args.config, encoding="utf-8") as handle:
             spec = (yaml.safe_load(handle) or {}).get("mock_provider") or {}
@@ -156,7 +157,7 @@ def cmd_mock(args) -> int:
 
 
 def cmd_check(args) -> int:
-    from .check import check
+    from .config.check import check
     problems, summary = check(args.config, args.envoy)
     for line in problems:
         print(line, file=sys.stderr)
@@ -166,7 +167,7 @@ def cmd_check(args) -> int:
 
 
 def cmd_usage(args) -> int:
-    from .usage_report import usage_table
+    from .observability.usage_report import usage_table
     if args.state_dir:
         os.environ["LLMGW_STATE_DIR"] = args.state_dir
     config = _load_or_report(args.config or envoy_config.shipped("config/quickstart.yaml"))
@@ -177,7 +178,7 @@ def cmd_usage(args) -> int:
 
 
 def cmd_worker(args) -> int:
-    from .server import run_worker
+    from .runtime.worker import run_worker
     run_worker(args.config, args.address, args.health_address)
     return 0
 

@@ -1,10 +1,10 @@
 from __future__ import annotations
 
 import pytest
+from gateway_stack import GatewayStack
 from openai import OpenAI
 
-from gateway_stack import GatewayStack
-from extproc import compiled
+from extproc.transport import compiled
 
 
 def pytest_sessionstart(session) -> None:
@@ -37,6 +37,7 @@ def redis_url(tmp_path_factory):
     """A real redis-server (Debian package, installed by tests/run.sh)."""
     import shutil
     import subprocess
+
     from gateway_stack import free_port, wait_for_port
     binary = shutil.which("redis-server")
     if binary is None:

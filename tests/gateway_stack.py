@@ -20,7 +20,7 @@ from pathlib import Path
 import httpx
 import yaml
 
-from extproc.metrics import FLUSH_INTERVAL
+from extproc.observability.metrics import FLUSH_INTERVAL
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = ROOT.parent / "shared" / "fixtures" / "openai-recordings"

@@ -11,9 +11,9 @@ from types import SimpleNamespace
 
 import pytest
 
-from extproc.limits import Charge
 from extproc.store import Exchange, StoreUnavailable
 from extproc.store.allotments import CALLS_PER_ALLOTMENT, Allotments
+from extproc.store.limits import Charge
 from extproc.store.redis_store import RedisStore
 from extproc.store.sqlite_store import SQLiteStore
 

@@ -16,10 +16,10 @@ from pathlib import Path
 import httpx
 import openai
 import pytest
+from gateway_stack import ROOT, GatewayStack, free_port, quickstart_config, settled_rows, wait_for_port
 
 from extproc.store.redis_store import RedisStore
 from extproc.store.sqlite_store import SQLiteStore
-from gateway_stack import ROOT, GatewayStack, free_port, quickstart_config, settled_rows, wait_for_port
 
 CAROL = {"authorization": "Bearer sk-test-carol"}
 BUDGET = 600

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from extproc import compiled
+from extproc.transport import compiled
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -28,12 +28,12 @@ def test_a_source_newer_than_its_compiled_module_is_stale(tmp_path):
     shutil.copytree(ROOT / "extproc", package, ignore=shutil.ignore_patterns("__pycache__"))
     for shared in ROOT.glob("extproc_compiled__mypyc*.so"):
         shutil.copy(shared, tmp_path)
-    if not any(package.glob("http2.*.so")):
+    if not any((package / "transport").glob("http2.*.so")):
         pytest.skip("this install runs plain Python: nothing compiled to go stale")
-    os.utime(package / "http2.py")
+    os.utime(package / "transport" / "http2.py")
     check = textwrap.dedent("""
         import sys, sysconfig
-        from extproc import compiled
+        from extproc.transport import compiled
         print(compiled.stale())
         # The same files as an installed wheel's (extracted in any order): not looked at.
         sysconfig.get_path = lambda kind: sys.argv[1]
@@ -41,4 +41,4 @@ def test_a_source_newer_than_its_compiled_module_is_stale(tmp_path):
     """)
     result = subprocess.run([sys.executable, "-c", check, str(tmp_path)], cwd=tmp_path, capture_output=True,
                             text=True, env={**os.environ, "PYTHONPATH": str(tmp_path)}, check=True)
-    assert result.stdout.split("\n")[:2] == ["['extproc.http2']", "[]"]
+    assert result.stdout.split("\n")[:2] == ["['extproc.transport.http2']", "[]"]

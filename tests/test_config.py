@@ -7,10 +7,10 @@ import sys
 
 import pytest
 import yaml
-
-from extproc.config import load_config
-from extproc.yamlread import ConfigError
 from gateway_stack import QUICKSTART_CONFIG, QUICKSTART_ENVOY, ROOT, quickstart_config
+
+from extproc.config.filter_config import load_config
+from extproc.config.yamlread import ConfigError
 
 
 def write(tmp_path, config: dict | str, name: str = "gateway.yaml"):

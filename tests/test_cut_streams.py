@@ -13,19 +13,15 @@ from google.protobuf import struct_pb2
 from test_one_message import QUICKSTART, _request_headers, _run
 from test_pass_through import ANNOUNCED, STREAM, _body, _trailers
 
-from extproc import metrics
-from extproc.call import Call
-from extproc.config import load_config
-from extproc.cut_streams import (
-    BytesPerToken,
-    CutEntry,
-    SentBytes,
-    WorkerCutStreams,
-    _cut_entry,
-)
-from extproc.limits import StoreSettings
-from extproc.protocol import envoy_features
-from extproc.server import Runtime
+from extproc.config.envoy_contract import envoy_features
+from extproc.config.filter_config import load_config
+from extproc.observability import metrics
+from extproc.pipeline.call import Call
+from extproc.runtime.cut_stream_log import _cut_entry
+from extproc.runtime.worker import Runtime
+from extproc.store import CutEntry
+from extproc.store.cut_streams import BytesPerToken, SentBytes, WorkerCutStreams
+from extproc.store.limits import StoreSettings
 from extproc.store.redis_store import RedisStore
 from extproc.store.sqlite_store import SQLiteStore
 

@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from extproc import eager
+from extproc.transport import eager
 
 
 async def answer(events: list, value):

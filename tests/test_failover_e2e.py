@@ -9,7 +9,6 @@ import uuid
 
 import httpx
 import pytest
-
 from gateway_stack import GatewayStack, quickstart_config
 
 ALICE = {"authorization": "Bearer sk-demo-alice"}

@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from test_guardrails_unit import stream_through_guard
 
 from extproc.guardrails import Finding, redact
 from extproc.guardrails.banned import BannedDetector
@@ -14,7 +15,6 @@ from extproc.guardrails.fold import FoldingDetector, fold
 from extproc.guardrails.injection import InjectionDetector
 from extproc.guardrails.lookalikes import ascii_lookalikes
 from extproc.guardrails.pii import PIIDetector
-from test_guardrails_unit import stream_through_guard
 
 PII = FoldingDetector(PIIDetector())
 INJECTION = FoldingDetector(InjectionDetector())

@@ -10,7 +10,6 @@ import time
 
 import httpx
 import pytest
-
 from gateway_stack import ROOT, GatewayStack, free_port, quickstart_config, wait_for_port
 
 ALICE = {"authorization": "Bearer sk-demo-alice"}
@@ -82,6 +81,7 @@ def test_a_plugin_gets_a_text_with_half_an_emoji_as_utf8_can_hold_it():
     protobuf string cannot: the plugin reads U+FFFD there instead of the call failing.
     (The client alone: the mock's JSON answers hold no lone surrogate.)"""
     import asyncio
+
     from extproc.guardrails.plugin import PluginClient
     port = free_port()
     plugin = _start_plugin(port)

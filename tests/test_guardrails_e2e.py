@@ -9,7 +9,6 @@ import httpx
 import openai
 import orjson
 import pytest
-
 from gateway_stack import GatewayStack, quickstart_config
 from test_guardrails_unit import _lines
 from test_stream_hold import _no_repeats

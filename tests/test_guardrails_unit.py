@@ -106,8 +106,8 @@ STREAM_PIECES = ["hello ", "sk-proj-", "AbCdEfGhIj", "KlMnOpQrSt", "UvWxYz0123",
 
 def through(stream, raw: bytes) -> bytes:
     """One SSE event's bytes through a stream filter, parsed as ResponseUsage hands it over."""
-    from extproc.provider_json import loads
-    from extproc.sse import SSEParser
+    from extproc.api.provider_json import loads
+    from extproc.api.sse import SSEParser
     [event] = SSEParser().feed(raw)
     return stream(event, loads(event.data) if event.data.startswith(b"{") else None, event.raw)
 
@@ -116,9 +116,11 @@ def stream_through_guard(pieces: list[str], guards: list | None = None) -> tuple
     """Feed pieces as chat SSE content events; the text released after each piece, and
     the whole released text (the stream's end included)."""
     from types import SimpleNamespace
+
+    import orjson
+
     from extproc.guardrails.config import Guardrail
     from extproc.stages.stream_guard import StreamGuard
-    import orjson
     guards = guards or [Guardrail("pii", "pii", "redact", frozenset({"response"}), "closed", PII)]
     call = SimpleNamespace(endpoint=SimpleNamespace(kind="chat"), stage_state={}, error_code=None)
     stream = StreamGuard(call, guards, 128)
@@ -226,9 +228,10 @@ def test_a_json_answer_leaves_as_the_guardrails_read_it(name, message, content):
     import asyncio
     import json
     from types import SimpleNamespace
+
+    from extproc.api.provider_json import loads
     from extproc.guardrails.config import Guardrail
     from extproc.guardrails.fold import FoldingDetector
-    from extproc.provider_json import loads
     from extproc.stages.guard_response import GuardResponse
     pii = Guardrail("pii", "pii", "redact", frozenset({"response"}), "closed", FoldingDetector(PII))
     raw = b'{"choices":[{"index":0,"message":{"role":"assistant",' + message + b'}}]}'

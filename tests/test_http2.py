@@ -12,8 +12,8 @@ import pytest
 from google.protobuf.wrappers_pb2 import BytesValue, Int64Value
 from grpc_health.v1 import health, health_pb2
 
-from extproc import http2
-from extproc.grpc_h2 import BIDI, CLIENT_STREAM, MESSAGES, UNARY, GrpcServer, Method
+from extproc.transport import http2
+from extproc.transport.grpc_h2 import BIDI, CLIENT_STREAM, MESSAGES, UNARY, GrpcServer, Method
 
 ECHO, SUM, FAIL, HOLD, SHOUT = "/test.T/Echo", "/test.T/Sum", "/test.T/Fail", "/test.T/Hold", "/test.T/Shout"
 CHECK = "/grpc.health.v1.Health/Check"

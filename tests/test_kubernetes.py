@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 import yaml
-
-from extproc import envoy_config, kube
 from gateway_stack import ROOT
+
+from extproc.config import envoy_config, kube
 
 K8S = ROOT / "k8s"
 RESOURCE_FILES = sorted(p for p in K8S.rglob("*.yaml") if p.name != "kustomization.yaml"

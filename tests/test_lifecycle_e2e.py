@@ -12,7 +12,6 @@ from pathlib import Path
 import httpx
 import pytest
 import yaml
-
 from gateway_stack import GatewayStack, quickstart_config
 
 ALICE = {"authorization": "Bearer sk-demo-alice"}
@@ -123,8 +122,8 @@ def test_grpc_health_on_tcp_and_config_file_disappearing(tmp_path):
     """Kubelet's gRPC probe answers on server.health_port; a config file that disappears
     leaves the config in force (counted), and traffic goes on."""
     import grpc
-    from grpc_health.v1 import health_pb2, health_pb2_grpc
     from gateway_stack import free_port
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
     config = quickstart_config()
     port = free_port()
     config["server"] = {"health_port": port}
@@ -135,8 +134,8 @@ def test_grpc_health_on_tcp_and_config_file_disappearing(tmp_path):
                                                               timeout=5)
         assert reply.status == health_pb2.HealthCheckResponse.SERVING
         # The probe port answers Health only, never the ext_proc service itself.
-        from envoy.service.ext_proc.v3 import external_processor_pb2_grpc as ep_grpc
         from envoy.service.ext_proc.v3 import external_processor_pb2 as ep
+        from envoy.service.ext_proc.v3 import external_processor_pb2_grpc as ep_grpc
         with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
             stream = ep_grpc.ExternalProcessorStub(channel).Process(iter([ep.ProcessingRequest()]), timeout=5)
             with pytest.raises(grpc.RpcError) as refused:
@@ -228,7 +227,7 @@ def _environ(pid: int) -> dict[str, str]:
 @pytest.mark.parametrize("operators_value", [None, "-event_engine_listener"])
 def test_workers_get_grpcs_two_thread_reads_unless_the_operator_says_otherwise(
         tmp_path, monkeypatch, operators_value):
-    from extproc.supervisor import WORKER_GRPC_EXPERIMENTS
+    from extproc.runtime.supervisor import WORKER_GRPC_EXPERIMENTS
     if operators_value:
         monkeypatch.setenv("GRPC_EXPERIMENTS", operators_value)
     else:
@@ -269,7 +268,7 @@ def test_every_worker_thread_gets_the_configured_scheduling_policy(tmp_path, sch
 def test_a_sandbox_that_refuses_batch_scheduling_gets_a_warning_and_the_default(monkeypatch, caplog):
     """Where seccomp or a policy forbids sched_setscheduler, the worker still starts:
     it says so once and keeps the default policy (the e2e above covers the allowed case)."""
-    from extproc import server
+    from extproc.runtime import worker
 
     def refuse(pid, policy, param):
         raise PermissionError(1, "Operation not permitted")
@@ -277,10 +276,10 @@ def test_a_sandbox_that_refuses_batch_scheduling_gets_a_warning_and_the_default(
     monkeypatch.setattr(os, "sched_setscheduler", refuse)
     before = os.sched_getscheduler(0)
     with caplog.at_level("WARNING", logger="extproc.server"):
-        server.schedule_worker_threads("batch")
+        worker.schedule_worker_threads("batch")
     assert os.sched_getscheduler(0) == before
     assert [r.getMessage() for r in caplog.records] == [
         "could not set the SCHED_BATCH policy ([Errno 1] Operation not permitted); running with the default"]
     caplog.clear()
-    server.schedule_worker_threads("normal")          # the default asks for nothing (refuse unused)
+    worker.schedule_worker_threads("normal")          # the default asks for nothing (refuse unused)
     assert caplog.records == []

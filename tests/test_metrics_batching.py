@@ -11,7 +11,7 @@ import textwrap
 SCRIPT = textwrap.dedent("""
     from prometheus_client import CollectorRegistry, generate_latest
     from prometheus_client.multiprocess import MultiProcessCollector
-    from extproc import metrics
+    from extproc.observability import metrics
 
     def scraped():
         registry = CollectorRegistry()

@@ -12,7 +12,6 @@ import uuid
 
 import httpx
 import pytest
-
 from gateway_stack import ROOT, GatewayStack, free_port, quickstart_config
 
 SECRET = "sk-proj-ZyXwVuTsRqPoNmLkJiHgFeDcBa9876543210"

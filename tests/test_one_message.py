@@ -14,10 +14,10 @@ from envoy.extensions.filters.http.ext_proc.v3 import processing_mode_pb2 as pm
 from envoy.service.ext_proc.v3 import external_processor_pb2 as ep
 from google.protobuf import struct_pb2
 
-from extproc.call import Call
-from extproc.config import load_config
-from extproc.protocol import HEADERS_ADDED_FROM_METADATA, envoy_features
-from extproc.server import Runtime
+from extproc.config.envoy_contract import HEADERS_ADDED_FROM_METADATA, envoy_features
+from extproc.config.filter_config import load_config
+from extproc.pipeline.call import Call
+from extproc.runtime.worker import Runtime
 
 QUICKSTART = str(Path(__file__).resolve().parent.parent / "config" / "quickstart.yaml")
 CHAT = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hello"}]}

@@ -10,12 +10,12 @@ from envoy.config.core.v3 import base_pb2
 from envoy.extensions.filters.http.ext_proc.v3 import processing_mode_pb2 as pm
 from envoy.service.ext_proc.v3 import external_processor_pb2 as ep
 from google.protobuf import struct_pb2
-
-from extproc.call import Call
-from extproc.config import load_config
-from extproc.protocol import envoy_features
-from extproc.server import Runtime
 from test_one_message import CHAT, ENVOY, QUICKSTART, _request_headers, _run
+
+from extproc.config.envoy_contract import envoy_features
+from extproc.config.filter_config import load_config
+from extproc.pipeline.call import Call
+from extproc.runtime.worker import Runtime
 
 STREAM = {**CHAT, "stream": True, "stream_options": {"include_usage": True}}
 ANNOUNCED = {"stream": True, "model": "gpt-4o-mini", "include_usage": True}

@@ -18,8 +18,8 @@ import yaml
 from gateway_stack import FIXTURES, GatewayStack, quickstart_config, settled_rows
 from openai import OpenAI
 
+from extproc.api.tokens import count_text
 from extproc.store import CounterRow
-from extproc.tokens import count_text
 from extproc.store.sqlite_store import SQLiteStore
 
 PENNY = {"authorization": "Bearer sk-test-penny"}   # a token budget: every call settles

@@ -8,7 +8,7 @@ from google.protobuf import struct_pb2
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from extproc.protocol import Reply
+from extproc.pipeline.protocol import Reply
 
 _SCALARS = st.none() | st.booleans() | st.integers(-2**60, 2**60) | \
     st.floats(allow_nan=False) | st.text(max_size=20)

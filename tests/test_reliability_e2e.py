@@ -12,11 +12,11 @@ import uuid
 
 import httpx
 import pytest
+from gateway_stack import GatewayStack, quickstart_config, settled_rows
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from extproc.store.sqlite_store import SQLiteStore
-from gateway_stack import GatewayStack, quickstart_config, settled_rows
 
 ALICE = {"authorization": "Bearer sk-demo-alice"}
 
@@ -87,8 +87,9 @@ def test_truncated_json_body_gives_openai_style_error(stack):
 
 
 def test_admin_binds_localhost_by_default(tmp_path):
-    from extproc.config import load_config
     import yaml
+
+    from extproc.config.filter_config import load_config
     config = quickstart_config()
     config.pop("server")
     path = tmp_path / "gateway.yaml"
@@ -215,7 +216,8 @@ def test_near_miss_keys_are_refused_alike(stack):
     max_leaves=20).map(lambda o: __import__("orjson").dumps(o))))
 def test_request_parser_only_ever_refuses_cleanly(body):
     from types import SimpleNamespace
-    from extproc.errors import GatewayError
+
+    from extproc.pipeline.errors import GatewayError
     from extproc.stages.resolve import ParseRequest
     call = SimpleNamespace(raw_body=body, body=None, model_name="", stream=False, client_wants_usage=True)
     try:

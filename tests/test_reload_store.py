@@ -10,8 +10,8 @@ import sqlite3
 import yaml
 from gateway_stack import quickstart_config
 
-from extproc.config import load_config
-from extproc.server import Runtime, reloaded
+from extproc.config.filter_config import load_config
+from extproc.runtime.worker import Runtime, reloaded
 
 
 def _config(tmp_path, name: str, store: dict):

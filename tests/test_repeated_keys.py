@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from extproc.repeated_keys import repeated_key
+from extproc.api.repeated_keys import repeated_key
 
 CASES = [
     # name, raw body, the key found (None: no repeat)

@@ -6,9 +6,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from extproc.openai_api import (answers_per_request, prompt_texts, prompt_token_ids, usage_from_event,
-                                usage_from_response)
-from extproc.sse import SSEParser
+from extproc.api.openai import (
+    answers_per_request,
+    prompt_texts,
+    prompt_token_ids,
+    usage_from_event,
+    usage_from_response,
+)
+from extproc.api.sse import SSEParser
 
 
 def parse_all(chunks: list[bytes]) -> tuple[list, bytes]:
@@ -158,11 +163,12 @@ _PROVIDER_STREAM = b"".join(_CHUNKS) + _USAGE_CHUNK + b"data: [DONE]\n\n"
 
 def _through_usage_stage(chunks: list[bytes], client_wants_usage: bool):
     """What the client gets: each chunk as the stage replaces it (None: unchanged)."""
-    from extproc.call import Call
-    from extproc.config import load_config
-    from extproc.openai_api import ENDPOINTS
-    from extproc.stages.usage import ResponseUsage
     from test_one_message import QUICKSTART
+
+    from extproc.api.openai import ENDPOINTS
+    from extproc.config.filter_config import load_config
+    from extproc.pipeline.call import Call
+    from extproc.stages.usage import ResponseUsage
 
     call = Call(load_config(QUICKSTART))
     call.endpoint, call.response_streamed = ENDPOINTS["/v1/chat/completions"], True

@@ -14,8 +14,8 @@ from types import SimpleNamespace
 
 import pytest
 
-from extproc.cut_streams import CutEntry
-from extproc.limits import Charge
+from extproc.store import CutEntry
+from extproc.store.limits import Charge
 from extproc.store.redis_store import RedisStore
 from extproc.store.sqlite_store import SQLiteStore
 

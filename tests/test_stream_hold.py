@@ -8,13 +8,13 @@ from types import SimpleNamespace
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from test_guardrails_unit import stream_through_guard, through
 
 from extproc.guardrails.banned import BannedDetector
 from extproc.guardrails.config import Guardrail
 from extproc.guardrails.injection import InjectionDetector
 from extproc.guardrails.pii import PIIDetector
 from extproc.stages.stream_guard import MAX_HOLD_CHARS
-from test_guardrails_unit import stream_through_guard, through
 
 PII = PIIDetector()
 INJECTION = InjectionDetector()
@@ -131,6 +131,7 @@ KINDS = {
 @pytest.mark.parametrize("name", KINDS)
 def test_every_streaming_api_is_held_and_redacted_the_same_way(name):
     import orjson
+
     from extproc.stages.stream_guard import StreamGuard
     kind, event, text_of = KINDS[name]
     call = SimpleNamespace(endpoint=SimpleNamespace(kind=kind), stage_state={}, error_code=None)
@@ -153,6 +154,7 @@ def _run_stream(events: list[tuple[int, str]]) -> dict[int, str]:
     """Chat content events (answer index, text) through a PII StreamGuard, then [DONE]:
     the text each answer released."""
     import orjson
+
     from extproc.stages.stream_guard import StreamGuard
     call = SimpleNamespace(endpoint=SimpleNamespace(kind="chat"), stage_state={}, error_code=None)
     stream = StreamGuard(call, [guard("pii", "pii", "redact", PII)], 128)
@@ -190,6 +192,7 @@ def test_the_answers_of_one_stream_are_held_each_as_if_alone(pieces, turns):
 
 def test_an_answer_that_ends_in_another_answers_event_releases_its_held_text_first():
     import orjson
+
     from extproc.stages.stream_guard import StreamGuard
     call = SimpleNamespace(endpoint=SimpleNamespace(kind="chat"), stage_state={}, error_code=None)
     stream = StreamGuard(call, [guard("pii", "pii", "redact", PII)], 128)
@@ -211,7 +214,8 @@ def _guarded_tool_call_stream(kind: str, pieces: list[str], answers: int = 1) ->
     """The mock's tool-call stream (`x-mock-tool-call`) of these argument pieces through a
     PII StreamGuard: the events that leave."""
     import orjson
-    from extproc.mock_shapes import sse_events
+
+    from extproc.mock.shapes import sse_events
     from extproc.stages.stream_guard import StreamGuard
     call = SimpleNamespace(endpoint=SimpleNamespace(kind=kind), stage_state={}, error_code=None)
     stream = StreamGuard(call, [guard("pii", "pii", "redact", PII)], 128)
@@ -267,6 +271,7 @@ def _chat_events_through_guard(deltas: list[dict]):
     import openai
     import orjson
     from openai.lib.streaming.chat import ChatCompletionStreamState
+
     from extproc.stages.stream_guard import StreamGuard
     base = {"id": "c", "object": "chat.completion.chunk", "created": 1, "model": "m"}
     events = [{**base, "choices": [{"index": 0, "delta": d, "finish_reason": None}]} for d in deltas]
@@ -335,6 +340,7 @@ SHADOWED = [
 @pytest.mark.parametrize("name,kind,event", SHADOWED, ids=[c[0] for c in SHADOWED])
 def test_an_event_that_repeats_a_key_leaves_as_the_guardrails_read_it(name, kind, event):
     import json
+
     from extproc.stages.stream_guard import StreamGuard
     call = SimpleNamespace(endpoint=SimpleNamespace(kind=kind), stage_state={}, error_code=None)
     stream = StreamGuard(call, [guard("pii", "pii", "redact", PII)], 128)
@@ -377,6 +383,7 @@ LENIENT = [
 @pytest.mark.parametrize("name,event,text", LENIENT, ids=[c[0] for c in LENIENT])
 def test_an_event_orjson_refuses_is_read_as_clients_read_it_and_guarded(name, event, text):
     import json
+
     from extproc.stages.stream_guard import StreamGuard
     call = SimpleNamespace(endpoint=SimpleNamespace(kind="chat"), stage_state={}, error_code=None)
     stream = StreamGuard(call, [guard("pii", "pii", "redact", PII)], 128)
@@ -387,7 +394,7 @@ def test_an_event_orjson_refuses_is_read_as_clients_read_it_and_guarded(name, ev
 
 
 def test_json_no_client_could_read_is_not_read():
-    from extproc.provider_json import loads
+    from extproc.api.provider_json import loads
     assert loads(b'{"choices": [{"delta": {"content": "x"') is None
     assert loads(b"[" * 100_000) is None
 
@@ -396,6 +403,7 @@ def test_each_part_of_a_list_of_parts_is_held_on_its_own():
     """Mistral's thinking chunk and text chunk in one delta: each part's text is a lane of
     its own, released in the part's own shape."""
     import orjson
+
     from extproc.stages.stream_guard import StreamGuard
     call = SimpleNamespace(endpoint=SimpleNamespace(kind="chat"), stage_state={}, error_code=None)
     stream = StreamGuard(call, [guard("pii", "pii", "redact", PII)], 128)

@@ -8,7 +8,6 @@ import uuid
 import httpx
 import pytest
 import yaml
-
 from gateway_stack import FIXTURES
 
 ALICE = {"authorization": "Bearer sk-demo-alice"}

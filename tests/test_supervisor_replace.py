@@ -13,8 +13,8 @@ import pytest
 import yaml
 from gateway_stack import free_port, quickstart_config
 
-from extproc.config import load_config
-from extproc.supervisor import STABLE_AFTER_S, Supervisor, _connectable, restart_delay
+from extproc.config.filter_config import load_config
+from extproc.runtime.supervisor import STABLE_AFTER_S, Supervisor, _connectable, restart_delay
 
 
 @pytest.fixture

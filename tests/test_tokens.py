@@ -21,7 +21,7 @@ import tiktoken_ext.openai_public as openai_public
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from extproc.tokens import MAX_EXACT_CHARS, count_prompt, count_text, encoding_for_model, token_ids
+from extproc.api.tokens import MAX_EXACT_CHARS, count_prompt, count_text, encoding_for_model, token_ids
 
 ROOT = Path(__file__).resolve().parent.parent
 ENCODINGS = ["o200k_base", "cl100k_base"]

@@ -1,4 +1,5 @@
 """Guardrails: offline detectors that run on every message, both directions.
+Imports api, config and the plugin API only: nothing of the pipeline or its stages.
 
 A text guardrail finds spans (`Finding`) in a string; the action decides:
   block   refuse (400 content_blocked; the message names the guardrail, never the text)

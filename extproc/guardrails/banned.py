@@ -9,7 +9,6 @@ from .fastre import Pattern
 from .hold import Tail, of
 from .screen import might_match
 
-
 _GLOBAL_FLAGS = re.compile(r"\(\?([aiLmsux]+)\)")
 
 

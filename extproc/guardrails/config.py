@@ -22,7 +22,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Mapping
 
-from ..yamlread import Node
+from ..config.yamlread import Node
 
 TYPES = ("pii", "prompt_injection", "banned", "tools", "caps", "plugin")
 _TEXT_TYPES = ("pii", "prompt_injection", "banned", "plugin")
@@ -133,6 +133,7 @@ def _rule(item: Node) -> Guardrail | None:
         guardrail["detector"] = InjectionDetector()
     elif kind == "banned":
         import re
+
         from .banned import BannedDetector
         patterns = []
         for pattern in item.get("patterns").elements():
@@ -156,7 +157,7 @@ def _rule(item: Node) -> Guardrail | None:
         guardrail["detector"] = PluginClient(item.get("address").str(),
                                              item.get("timeout_ms").number(200, minimum=1) / 1000)
     if kind in ("pii", "prompt_injection", "banned") and "detector" in guardrail:   # not when invalid
-        from .fold import FoldingDetector       # look-alikes, odd spaces, invisible characters
+        from .fold import FoldingDetector  # look-alikes, odd spaces, invisible characters
         # An operator's banned words may be in a script the fold changes: those look at both.
         guardrail["detector"] = FoldingDetector(guardrail["detector"], also_original=kind == "banned")
     return Guardrail(**guardrail)

@@ -26,7 +26,7 @@ import re
 
 import re2
 
-from ..provider_json import as_utf8
+from ..api.provider_json import as_utf8
 from . import Finding
 from .lookalikes import ascii_lookalikes
 

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import grpc
 
+from ..api.provider_json import as_utf8
 from ..plugin_api import guardrail_plugin_pb2 as pb
 from ..plugin_api import guardrail_plugin_pb2_grpc as pb_grpc
-from ..provider_json import as_utf8
 
 
 class PluginUnavailable(Exception):

@@ -24,6 +24,7 @@ import functools
 import re
 import string
 from array import array
+
 # The parser re itself compiles with (Python 3.11 to 3.14 have it at this place; its
 # node types are checked by tests/test_screen.py against re over every code point).
 from re import _constants as sre

@@ -1,4 +1,6 @@
 """Pipeline stages: one small class per concern, each with the hooks it needs.
+They know nothing of HTTP/2 or processes: never import runtime, nor transport beyond
+`transport.eager.task_needed`.
 
 Hooks (all optional), called in pipeline order:
   request_headers(call, end_of_stream)   caller, endpoint, header hygiene

@@ -8,11 +8,11 @@ import time
 
 import orjson
 
-from ..call import Call
-from ..config import INTERNAL_HEADER_PREFIX
-from ..errors import GatewayError, invalid_api_key, invalid_request
-from ..observability import request_tags
-from ..openai_api import ENDPOINTS
+from ..api.openai import ENDPOINTS
+from ..config.envoy_contract import INTERNAL_HEADER_PREFIX
+from ..observability.settings import request_tags
+from ..pipeline.call import Call
+from ..pipeline.errors import GatewayError, invalid_api_key, invalid_request
 from . import ImmediateAnswer, Stage
 
 # Credentials the caller sends; never forwarded to a provider.

@@ -5,9 +5,8 @@ request headers read it here (one_message.py, pass_through.py)."""
 
 from __future__ import annotations
 
-from ..call import Call
-
-REQUEST_METADATA_NAMESPACE = "llm_gateway.request"
+from ..config.envoy_contract import REQUEST_METADATA_NAMESPACE
+from ..pipeline.call import Call
 
 
 def announced(call: Call):

@@ -12,11 +12,11 @@ import re
 import orjson
 from google.protobuf.json_format import MessageToDict
 
-from ..call import Call
-from ..config import Backend, Model
-from ..errors import gateway_error
+from ..config.envoy_contract import METADATA_NAMESPACE
+from ..config.filter_config import Backend, Model
+from ..pipeline.call import Call
+from ..pipeline.errors import gateway_error
 from . import Stage
-from ..protocol import METADATA_NAMESPACE
 
 # The router-level filter writes virtual-model bodies with "model" first (route.py).
 _MODEL_PREFIX = re.compile(rb'^\{"model":"(?:[^"\\]|\\.)*"')

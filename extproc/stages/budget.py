@@ -16,11 +16,11 @@ import logging
 import time
 import uuid
 
-from .. import metrics
-from ..call import Call
-from ..errors import GatewayError, gateway_error
-from ..limits import Charge, plan_charges, settled_amount
+from ..observability import metrics
+from ..pipeline.call import Call
+from ..pipeline.errors import GatewayError, gateway_error
 from ..store import StoreUnavailable, maybe_await
+from ..store.limits import Charge, plan_charges, settled_amount
 from . import Stage
 
 log = logging.getLogger("extproc.budget")

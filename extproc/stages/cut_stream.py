@@ -11,10 +11,10 @@ and leaves the output tokens it comes to for usage.py's estimate; with no entry 
 
 from __future__ import annotations
 
-from .. import metrics
-from ..call import Call
-from ..cut_streams import BytesPerToken, SentBytes, new_cut_id
-from ..protocol import CUT_STREAMS_LOGGED
+from ..config.envoy_contract import CUT_STREAMS_LOGGED
+from ..observability import metrics
+from ..pipeline.call import Call
+from ..store.cut_streams import BytesPerToken, SentBytes, new_cut_id
 from . import Stage
 from .usage import SENT_OUTPUT_TOKENS, first_event_perf_counter
 

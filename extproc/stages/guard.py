@@ -8,14 +8,14 @@ from __future__ import annotations
 
 import logging
 
-from .. import metrics
-from ..call import Call
-from ..eager import task_needed
-from ..errors import GatewayError
+from ..api.openai import max_output_tokens
 from ..guardrails import redact
 from ..guardrails.config import Guardrail
 from ..guardrails.scan import legacy_function_name, request_slots, tool_name, tool_names
-from ..openai_api import max_output_tokens
+from ..observability import metrics
+from ..pipeline.call import Call
+from ..pipeline.errors import GatewayError
+from ..transport.eager import task_needed
 from . import Stage
 
 log = logging.getLogger("extproc.guardrails")

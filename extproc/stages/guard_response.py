@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from ..call import Call
-from ..errors import GatewayError
+from ..api.provider_json import dumps
+from ..api.repeated_keys import repeated_key
 from ..guardrails.config import Guardrail
 from ..guardrails.scan import called_tools, response_slots
-from ..provider_json import dumps
-from ..repeated_keys import repeated_key
+from ..pipeline.call import Call
+from ..pipeline.errors import GatewayError
 from . import Stage
 from .guard import check_texts, could_not_run, record_verdict, run_plugin
 from .stream_guard import StreamGuard

@@ -18,9 +18,10 @@ every call then does.
 
 from __future__ import annotations
 
-from ..call import Call
-from ..errors import invalid_request
-from ..protocol import HEADERS_FROM_METADATA, RESPONSE_IN_BODY
+from ..config.envoy_contract import HEADERS_FROM_METADATA
+from ..pipeline.call import Call
+from ..pipeline.errors import invalid_request
+from ..pipeline.protocol import RESPONSE_IN_BODY
 from . import Stage
 from .announced import announced, announced_bool, announced_string
 from .guard_response import response_policy

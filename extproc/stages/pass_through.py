@@ -41,14 +41,10 @@ these keys with other values is refused).
 
 from __future__ import annotations
 
-from ..call import Call
-from ..errors import invalid_request
-from ..protocol import (
-    HEADERS_FROM_METADATA,
-    STREAM_PASSED_THROUGH,
-    STREAMS_PASSED_THROUGH,
-    USAGE_CHUNK_STRIPPED,
-)
+from ..config.envoy_contract import HEADERS_FROM_METADATA, STREAMS_PASSED_THROUGH, USAGE_CHUNK_STRIPPED
+from ..pipeline.call import Call
+from ..pipeline.errors import invalid_request
+from ..pipeline.protocol import STREAM_PASSED_THROUGH
 from . import Stage
 from .announced import announced, announced_bool, announced_string
 from .guard_response import stream_policy

@@ -7,9 +7,9 @@ import time
 
 import orjson
 
-from .. import metrics
-from ..call import Call
-from ..observability import OVERFLOW, BoundedLabel
+from ..observability import metrics
+from ..observability.settings import OVERFLOW, BoundedLabel
+from ..pipeline.call import Call
 from . import Stage
 
 

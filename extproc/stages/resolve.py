@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import orjson
 
-from ..call import Call
-from ..errors import invalid_request, model_not_allowed, model_not_found
-from ..repeated_keys import repeated_key
+from ..api.repeated_keys import repeated_key
+from ..pipeline.call import Call
+from ..pipeline.errors import invalid_request, model_not_allowed, model_not_found
 from . import Stage
 
 

@@ -13,12 +13,11 @@ import random
 
 import orjson
 
-from ..call import Call
-from ..config import ROUTING_HEADER, Backend, Model
-from ..protocol import METADATA_NAMESPACE, ROUTE_METADATA_NAMESPACE
+from ..config.envoy_contract import METADATA_NAMESPACE, ROUTE_HEADER, ROUTE_METADATA_NAMESPACE, ROUTING_HEADER
+from ..config.filter_config import Backend, Model
+from ..pipeline.call import Call
 from . import Stage
 
-ROUTE_HEADER = "x-gateway-route"       # selects the failover route
 # Endpoints whose streams carry usage only when `stream_options.include_usage` asks.
 USAGE_OPTION_KINDS = ("chat", "completions")
 

@@ -14,16 +14,15 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-from ..call import Call
-from ..errors import error_body
+from ..api.provider_json import dumps
+from ..api.repeated_keys import repeated_key
+from ..api.sse import Event
 from ..guardrails import Finding, redact
 from ..guardrails.config import Guardrail
 from ..guardrails.scan import OTHER_TEXT_FIELDS, PART_TEXTS, called_tools, content_walk
-from ..provider_json import dumps
-from ..repeated_keys import repeated_key
-from ..sse import Event
+from ..pipeline.call import Call
+from ..pipeline.errors import error_body
 from .guard import record_verdict
-
 
 # Text held longer than this (a private key whose END line never comes) is released
 # after a final scan: each chunk rescans the held text, so the hold bounds that work.

@@ -17,23 +17,22 @@ from __future__ import annotations
 
 from time import perf_counter, time
 
-from ..call import Call
-from ..errors import error_body
-from ..openai_api import (
+from ..api.openai import (
     Usage,
     generated_texts,
     prompt_texts,
     usage_from_event,
     usage_from_response,
 )
-from ..protocol import RESPONSE_BUFFERED, RESPONSE_STREAMED
-from ..provider_json import loads
-from ..sse import SSEParser
-from ..tokens import count_prompt, count_text
+from ..api.provider_json import loads
+from ..api.sse import SSEParser
+from ..api.tokens import count_prompt, count_text
+from ..config.envoy_contract import UPSTREAM_CLUSTER_HEADER
+from ..pipeline.call import Call
+from ..pipeline.errors import error_body
+from ..pipeline.protocol import RESPONSE_BUFFERED, RESPONSE_STREAMED
 from . import Stage
 from .attempt import backend_for
-
-UPSTREAM_CLUSTER_HEADER = "x-gateway-upstream-cluster"
 
 _USAGE_NULL = b',"usage":null'
 SENT_OUTPUT_TOKENS = "sent_output_tokens"      # stage_state: what a cut stream was sent (cut_stream.py)

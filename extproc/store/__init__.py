@@ -1,4 +1,6 @@
-"""Where budgets and rate limits keep their counters.
+"""Budgets and rate limits and where they keep their counters: the limits and what a call
+charges them (limits.py), the stores (SQLite, Redis, each worker's allotments), and the
+hand-off of cut streams' sent bytes between workers. Never imports the pipeline, stages or runtime.
 
 SQLite (WAL) is the single-node default: durable across restarts, safe across
 worker processes. Redis (atomic Lua scripts) is for many replicas. Both give
@@ -9,9 +11,10 @@ from __future__ import annotations
 
 import inspect
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
-from ..eager import task_needed
-from ..limits import Charge, StoreSettings
+from ..transport.eager import task_needed
+from .limits import Charge, StoreSettings
 
 
 async def maybe_await(result):
@@ -69,6 +72,13 @@ class CounterRow:
     spent: float
     held: float
     expires: float
+
+
+class CutEntry(NamedTuple):
+    """What Envoy's access log says of a stream passed through and cut short (cut_streams.py)."""
+    status: int                  # the status the client got (0: none)
+    size: int                    # body bytes sent
+    first_event_at_us: int       # when its first event passed (Envoy's Lua filter), 0: never
 
 
 def open_store(settings: StoreSettings):

@@ -31,9 +31,9 @@ import time
 import uuid
 from dataclasses import dataclass
 
-from .. import metrics
-from ..limits import Charge
+from ..observability import metrics
 from . import Admission, Exchange, StoreUnavailable, maybe_await
+from .limits import Charge
 
 log = logging.getLogger("extproc.allotments")
 

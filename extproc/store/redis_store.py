@@ -13,9 +13,8 @@ import time
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
-from ..cut_streams import CutEntry
-from ..limits import Charge
-from . import ROOM_FACTOR, Admission, CounterRow, Exchange, Granted, StoreUnavailable
+from . import ROOM_FACTOR, Admission, CounterRow, CutEntry, Exchange, Granted, StoreUnavailable
+from .limits import Charge
 
 PREFIX = "{llmgw}:c:"
 SENT_PREFIX = "{llmgw}:sent:"          # a cut stream's entry, "status bytes first_event_at_us"

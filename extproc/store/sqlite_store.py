@@ -16,9 +16,8 @@ import os
 import sqlite3
 import time
 
-from ..cut_streams import CutEntry
-from ..limits import Charge
-from . import ROOM_FACTOR, Admission, CounterRow, Exchange, Granted, StoreUnavailable
+from . import ROOM_FACTOR, Admission, CounterRow, CutEntry, Exchange, Granted, StoreUnavailable
+from .limits import Charge
 
 SCHEMA_VERSION = 3
 # WITHOUT ROWID: each table is one b-tree keyed by its primary key, so a reserve and

@@ -16,15 +16,17 @@ from envoy.service.ext_proc.v3 import external_processor_pb2 as ep
 from envoy.service.ext_proc.v3 import external_processor_pb2_grpc as ep_grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
-from . import compiled, metrics
-from .build import build_pipeline, build_upstream_pipeline
-from .config import GatewayConfig, load_config
-from .cut_streams import CutStreamLog, WorkerCutStreams
-from .grpc_h2 import CLIENT_STREAM, MESSAGES, UNARY, GrpcServer, Method
-from .process import Processor
+from ..api.tokens import get_encoding
+from ..config.filter_config import GatewayConfig, load_config
+from ..observability import metrics
+from ..pipeline.build import build_pipeline, build_upstream_pipeline
+from ..store import open_worker_store
+from ..store.cut_streams import WorkerCutStreams
+from ..transport import compiled
+from ..transport.grpc_h2 import CLIENT_STREAM, MESSAGES, UNARY, GrpcServer, Method
+from .cut_stream_log import CutStreamLog
+from .processor import Processor
 from .reload import watch_config
-from .store import open_worker_store
-from .tokens import get_encoding
 
 log = logging.getLogger("extproc.server")
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import signal
 
 from . import envoy_config, envoy_features
-from .config import load_config
+from .filter_config import load_config
 from .yamlread import ConfigError
 
 

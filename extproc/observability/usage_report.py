@@ -5,9 +5,9 @@ from __future__ import annotations
 import asyncio
 import time
 
-from .config import GatewayConfig
-from .limits import window_bounds
-from .store import open_store
+from ..config.filter_config import GatewayConfig
+from ..store import open_store
+from ..store.limits import window_bounds
 
 
 async def _rows(store):

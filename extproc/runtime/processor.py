@@ -16,11 +16,11 @@ import os
 import grpc
 from envoy.service.ext_proc.v3 import external_processor_pb2_grpc as ep_grpc
 
-from . import eager
-from .call import Call
-from .protocol import ENVOY_FEATURES_METADATA, ProcessingRequest, ProcessingResponse, envoy_features
+from ..config.envoy_contract import ENVOY_FEATURES_METADATA, ROLE_METADATA, envoy_features
+from ..pipeline.call import Call
+from ..pipeline.protocol import ProcessingRequest, ProcessingResponse
+from ..transport import eager
 
-ROLE_METADATA = "x-extproc-role"
 # grpc.aio: once a stream's last reply is out, how long to wait for Envoy to end it
 # before reading. Envoy resets the stream then; a read pending at that moment leaks
 # its gRPC batch (grpc/grpc#43360: ~120 B per request, forever), a cancelled sleep

@@ -6,11 +6,12 @@ import inspect
 import logging
 import time
 
-from . import metrics
+from ..config.envoy_contract import STREAM_USAGE_NAMESPACE
+from ..observability import metrics
+from ..stages import ImmediateAnswer, Stage
 from .call import Call
 from .errors import GatewayError, gateway_error
 from .protocol import (
-    STREAM_USAGE_NAMESPACE,
     ProcessingRequest,
     ProcessingResponse,
     Reply,
@@ -22,7 +23,6 @@ from .protocol import (
     response_size,
     trailer_names,
 )
-from .stages import ImmediateAnswer, Stage
 
 log = logging.getLogger("extproc.pipeline")
 

@@ -7,7 +7,7 @@ import uuid
 
 import orjson
 
-from .provider_json import dumps
+from ..api.provider_json import dumps
 
 
 def _usage_chat(usage: dict) -> dict:

@@ -22,8 +22,8 @@ import time
 import urllib.request
 from pathlib import Path
 
-from . import envoy_config
-from .config import GatewayConfig
+from ..config import envoy_config
+from ..config.filter_config import GatewayConfig
 
 _PR_SET_PDEATHSIG = 1
 # grpc-python's EventEngine endpoints hand every read across four threads (epoll poller,

@@ -17,7 +17,7 @@ import importlib
 import os
 import sysconfig
 
-MODULES = ("extproc.http2", "extproc.grpc_h2", "extproc.eager")
+MODULES = ("extproc.transport.http2", "extproc.transport.grpc_h2", "extproc.transport.eager")
 
 
 def compiled() -> dict[str, bool]:

@@ -14,9 +14,9 @@ import asyncio
 import logging
 import os
 
-from . import metrics
-from .config import load_config
-from .yamlread import ConfigError
+from ..config.filter_config import load_config
+from ..config.yamlread import ConfigError
+from ..observability import metrics
 
 log = logging.getLogger("extproc.reload")
 

@@ -5,11 +5,17 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from .config import Backend, GatewayConfig, Model, VirtualKey
-from .openai_api import (Endpoint, Usage, answers_per_request, max_output_tokens, prompt_texts,
-                         prompt_token_ids)
+from ..api.openai import (
+    Endpoint,
+    Usage,
+    answers_per_request,
+    max_output_tokens,
+    prompt_texts,
+    prompt_token_ids,
+)
+from ..api.tokens import count_prompt
+from ..config.filter_config import Backend, GatewayConfig, Model, VirtualKey
 from .protocol import Reply
-from .tokens import count_prompt
 
 
 class Call:

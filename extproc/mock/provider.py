@@ -51,9 +51,9 @@ import orjson
 import yaml
 from aiohttp import web
 
-from .mock_shapes import json_reply, sse_events
-from .openai_api import max_output_tokens, prompt_texts, prompt_token_ids
-from .tokens import count_prompt, count_text, encoding_for_model, get_encoding, token_ids
+from ..api.openai import max_output_tokens, prompt_texts, prompt_token_ids
+from ..api.tokens import count_prompt, count_text, encoding_for_model, get_encoding, token_ids
+from .shapes import json_reply, sse_events
 
 _WORD = re.compile(r"\s*\S+|\s+")
 

@@ -11,7 +11,7 @@ needs nothing of Envoy.
 from __future__ import annotations
 
 from .envoy_config import EXTPROC_CLUSTER
-from .protocol import (
+from .envoy_contract import (
     CUT_STREAMS_LOGGED,
     ENVOY_FEATURES_METADATA,
     HEADERS_ADDED_FROM_METADATA,

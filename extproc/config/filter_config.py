@@ -11,15 +11,10 @@ import os
 from dataclasses import dataclass
 from typing import Mapping
 
-from .guardrails.config import GuardrailSettings, parse_guardrails
-from .observability import ObservabilitySettings, parse_observability
-from .limits import Limit, StoreSettings, parse_limits, parse_store
+from ..guardrails.config import GuardrailSettings, parse_guardrails
+from ..observability.settings import ObservabilitySettings, parse_observability
+from ..store.limits import Limit, StoreSettings, parse_limits, parse_store
 from .yamlread import Node, Problems, load_yaml
-
-# Client headers the gateway owns: stripped from every request so no caller can
-# choose a cluster or forge attribution.
-ROUTING_HEADER = "x-gateway-cluster"
-INTERNAL_HEADER_PREFIX = "x-gateway-"
 
 
 class Secret:
@@ -239,7 +234,7 @@ def _credential(node: Node, strict: bool) -> tuple[str, Secret | None]:
 
 
 def _model(name: str, node: Node, providers: Mapping[str, Provider]) -> Model:
-    from .tokens import encoding_for_model  # local: tokens imports the tokenizer
+    from ..api.tokens import encoding_for_model  # local: tokens imports the tokenizer
     node.only_keys("backends", "strategy", "price", "encoding")
     strategy = node.get("strategy").choice(("fallback", "weighted"), "fallback")
     backends = []
@@ -278,7 +273,7 @@ def _price(node: Node) -> Price:
 
 
 def _default_price(model: str) -> Price:
-    from .prices import default_price
+    from ..api.prices import default_price
     found = default_price(model)
     return Price(*found) if found else Price()
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .yamlread import Node
+from ..config.yamlread import Node
 
 TAG_HEADER_PREFIX = "x-gateway-tag-"
 OVERFLOW = "__overflow__"

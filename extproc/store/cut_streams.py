@@ -2,14 +2,14 @@
 
 A stream Envoy passes through (stages/pass_through.py) brings its usage with the
 trailers message at its end. One that ends without it (the client left, the provider
-dropped) was charged the output cap: the service never saw its text. Envoy knows what
-it sent. Its gRPC access log (envoy/quickstart.yaml) sends an entry for such a stream
-only, with the body bytes and the status, to *a* worker, over a stream Envoy keeps open
-(`CutStreamLog`); the worker that had the call waits for that entry (`SentBytes`): here,
-or through the budget store when another worker got it (with no budget configured, a
-store of the same settings opened for this alone). Bytes become tokens by a ratio
-each worker learns from the streams that complete (`BytesPerToken`: `response.size`
-with their usage). No work per chunk: Envoy counts the bytes anyway.
+dropped) would be charged the output cap: the service never saw its text. Envoy knows
+what it sent. Its gRPC access log (envoy/quickstart.yaml) sends an entry for such a
+stream only, with the body bytes and the status, to *a* worker
+(runtime/cut_stream_log.py); the worker that had the call waits for that entry
+(`SentBytes`): here, or through the budget store when another worker got it (with no
+budget configured, a store of the same settings opened for this alone). Bytes become
+tokens by a ratio each worker learns from the streams that complete (`BytesPerToken`:
+`response.size` with their usage). No work per chunk: Envoy counts the bytes anyway.
 """
 
 from __future__ import annotations
@@ -21,16 +21,10 @@ import math
 import secrets
 import sqlite3
 import time
-from collections.abc import Callable
-from typing import NamedTuple
 
-import grpc
-from envoy.service.accesslog.v3 import als_pb2, als_pb2_grpc
-
-from .eager import task_needed
+from ..transport.eager import task_needed
+from . import CutEntry, StoreUnavailable, maybe_await, open_store
 from .limits import StoreSettings
-from .protocol import METADATA_NAMESPACE, STREAM_USAGE_NAMESPACE
-from .store import StoreUnavailable, maybe_await, open_store
 
 log = logging.getLogger("extproc.cut_streams")
 
@@ -48,13 +42,6 @@ _NUMBERS = itertools.count()
 
 def new_cut_id() -> str:
     return f"{_PREFIX}-{next(_NUMBERS)}"
-
-
-class CutEntry(NamedTuple):
-    """What Envoy's access log says of a cut stream."""
-    status: int                  # the status the client got (0: none)
-    size: int                    # body bytes sent
-    first_event_at_us: int       # when its first event passed (Envoy's Lua filter), 0: never
 
 
 class SentBytes:
@@ -173,55 +160,6 @@ class BytesPerToken:
 def _blend(running: dict, shape: tuple, value: float) -> None:
     old = running.get(shape)
     running[shape] = value if old is None else old + BytesPerToken.WEIGHT * (value - old)
-
-
-class CutStreamLog(als_pb2_grpc.AccessLogServiceServicer):
-    """Envoy's gRPC access log of cut streams (a filter there keeps the others out)."""
-
-    def __init__(self, sent: SentBytes, store: Callable[[], object]) -> None:
-        self.sent = sent
-        self.store = store                 # the store in force now (reloads swap it)
-        self._closing = asyncio.Event()
-
-    def close(self) -> None:
-        """A retiring worker ends Envoy's log streams (they never end on their own);
-        Envoy opens a new one to another worker for its next entries."""
-        self._closing.set()
-
-    async def StreamAccessLogs(self, request_iterator, context):
-        closing = asyncio.ensure_future(self._closing.wait())
-        try:
-            while True:
-                read = asyncio.ensure_future(context.read())
-                await asyncio.wait((read, closing), return_when=asyncio.FIRST_COMPLETED)
-                if not read.done():
-                    # Leaks the read's gRPC batch (grpc/grpc#43360): once per log
-                    # stream, when the worker retires.
-                    read.cancel()
-                    break
-                message = read.result()
-                if message is grpc.aio.EOF:
-                    break
-                for logged in message.http_logs.log_entry:
-                    cut_id, entry = _cut_entry(logged)
-                    if cut_id:
-                        await self.sent.arrived(cut_id, entry, self.store())
-        finally:
-            closing.cancel()
-        return als_pb2.StreamAccessLogsResponse()
-
-
-def _cut_entry(logged) -> tuple[str, CutEntry | None]:
-    """The cut_id the service set and what Envoy says of the stream (HTTPAccessLogEntry)."""
-    metadata = logged.common_properties.metadata.filter_metadata
-    marks = metadata.get(METADATA_NAMESPACE)
-    cut_id = marks.fields["cut_id"].string_value if marks is not None and "cut_id" in marks.fields else ""
-    if not cut_id:
-        return "", None
-    stream = metadata.get(STREAM_USAGE_NAMESPACE)
-    first = stream.fields["first_event_at_us"].number_value if (
-        stream is not None and "first_event_at_us" in stream.fields) else 0
-    return cut_id, CutEntry(logged.response.response_code.value, logged.response.response_body_bytes, int(first))
 
 
 class WorkerCutStreams:

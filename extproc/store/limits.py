@@ -18,7 +18,7 @@ import calendar
 import datetime as dt
 from dataclasses import dataclass
 
-from .yamlread import Node
+from ..config.yamlread import Node
 
 SCOPES = ("key", "user", "team", "global")
 WINDOWS = ("minute", "hour", "day", "month")

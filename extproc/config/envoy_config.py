@@ -25,7 +25,7 @@ def shipped(name: str) -> str:
     used; an installed wheel carries them as extproc.shipped_envoy/_config.
     """
     folder, file = name.split("/", 1)
-    source_tree = Path(__file__).resolve().parent.parent / folder / file
+    source_tree = Path(__file__).resolve().parents[2] / folder / file
     if source_tree.is_file():
         return str(source_tree)
     package = "extproc.shipped_envoy" if folder == "envoy" else "extproc.shipped_config"
@@ -95,7 +95,7 @@ KUBERNETES_HEADER = """\
 # Envoy config beside the ext_proc service in Kubernetes (k8s/): Envoy and `extproc serve`
 # share a pod and talk over Unix sockets in an emptyDir; real providers are reached over
 # TLS with SNI. GENERATED from envoy/quickstart.yaml (listener, filters, routes, retries
-# are the same) by `python -m extproc.envoy_config kubernetes > envoy/kubernetes.yaml`;
+# are the same) by `python -m extproc.config.envoy_config kubernetes > envoy/kubernetes.yaml`;
 # a test fails when the two drift apart. Keep the extproc endpoints in step with
 # `server.workers` of config/production.yaml.
 """

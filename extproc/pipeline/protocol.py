@@ -7,40 +7,13 @@ mode override must restate every body mode.
 
 from __future__ import annotations
 
-import functools
-
 from envoy.config.core.v3 import base_pb2
 from envoy.extensions.filters.http.ext_proc.v3 import processing_mode_pb2
 from envoy.service.ext_proc.v3 import external_processor_pb2 as ep
 from google.protobuf import struct_pb2
 
+from ..config.envoy_contract import METADATA_NAMESPACE
 from .errors import GatewayError
-
-# Dynamic metadata namespaces (must match envoy/*.yaml metadata_options):
-METADATA_NAMESPACE = "llm_gateway"              # usage for the access log; the failover plan
-ROUTE_METADATA_NAMESPACE = "llm_gateway.route"  # read by Envoy's priority_group specifier
-STREAM_USAGE_NAMESPACE = "llm_gateway.stream"   # usage Envoy's sse_to_metadata read from a stream
-
-# What the Envoy in front does for the service, announced in the ext_proc filter's
-# grpc_service.initial_metadata (envoy/quickstart.yaml; `extproc check --envoy` checks
-# each announced feature's filters). An Envoy config that does not announce a feature
-# keeps the service on the path that does not need it: slower, never wrong.
-ENVOY_FEATURES_METADATA = "x-extproc-envoy-features"
-# The status comes as an attribute and the gateway's response headers are added from
-# metadata: a call whose response headers the service does not see (one_message.py).
-HEADERS_FROM_METADATA = "headers-from-metadata"
-STREAMS_PASSED_THROUGH = "streams-passed-through"   # usage read, trailers added (pass_through.py)
-USAGE_CHUNK_STRIPPED = "usage-chunk-stripped"       # the Lua filter takes out an unasked usage chunk
-# A stream passed through that ends without its trailers (the client left, the provider
-# dropped) is logged to the service with the bytes it sent (Envoy's gRPC access log), and
-# completed ones come with `response.size` (cut_streams.py).
-CUT_STREAMS_LOGGED = "cut-streams-logged"
-# What Envoy adds from `llm_gateway.headers` (HEADERS_FROM_METADATA): every header the
-# service would otherwise set on a response (its backend, the content type of an error
-# it rewrote, the budget's x-ratelimit-*).
-HEADERS_ADDED_FROM_METADATA = (
-    "x-gateway-backend", "content-type",
-    *(f"x-ratelimit-{what}-{unit}" for unit in ("requests", "tokens") for what in ("limit", "remaining", "reset")))
 
 ProcessingRequest = ep.ProcessingRequest
 ProcessingResponse = ep.ProcessingResponse
@@ -76,12 +49,6 @@ _EMPTY = {
     "response_body": ProcessingResponse(response_body=ep.BodyResponse()),
     "response_trailers": ProcessingResponse(response_trailers=ep.TrailersResponse()),
 }
-
-
-@functools.lru_cache(maxsize=8)
-def envoy_features(announced: str) -> frozenset[str]:
-    """The features in an ext_proc stream's metadata value (the same string every call)."""
-    return frozenset(announced.replace(",", " ").split())
 
 
 def header_map(headers: ep.HttpHeaders) -> dict[str, str]:

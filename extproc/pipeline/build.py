@@ -2,21 +2,21 @@
 
 from __future__ import annotations
 
-from .config import GatewayConfig
-from .cut_streams import WorkerCutStreams
-from .pipeline import Pipeline
-from .stages.admission import Admission
-from .stages.attempt import AttemptRewrite
-from .stages.budget import Budget, BudgetSettle
-from .stages.cut_stream import CutStream
-from .stages.guard import GuardRequest
-from .stages.guard_response import GuardResponse
-from .stages.one_message import OneMessageResponse
-from .stages.pass_through import PassThroughStream
-from .stages.record import Record
-from .stages.resolve import ParseRequest, ResolveModel
-from .stages.route import Route
-from .stages.usage import ResponseUsage
+from ..config.filter_config import GatewayConfig
+from ..stages.admission import Admission
+from ..stages.attempt import AttemptRewrite
+from ..stages.budget import Budget, BudgetSettle
+from ..stages.cut_stream import CutStream
+from ..stages.guard import GuardRequest
+from ..stages.guard_response import GuardResponse
+from ..stages.one_message import OneMessageResponse
+from ..stages.pass_through import PassThroughStream
+from ..stages.record import Record
+from ..stages.resolve import ParseRequest, ResolveModel
+from ..stages.route import Route
+from ..stages.usage import ResponseUsage
+from ..store.cut_streams import WorkerCutStreams
+from .runner import Pipeline
 
 
 def build_pipeline(config: GatewayConfig, store=None, cut_streams: WorkerCutStreams | None = None) -> Pipeline:

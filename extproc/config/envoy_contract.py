@@ -1,0 +1,53 @@
+"""The names the Envoy config and the service share: dynamic metadata namespaces, the
+headers the gateway owns, and the features the Envoy in front announces it does for the
+service. The shipped Envoy configs (envoy/*.yaml) spell the same strings; `extproc check
+--envoy` reads them from here."""
+
+from __future__ import annotations
+
+import functools
+
+# Client headers the gateway owns: stripped from every request so no caller can
+# choose a cluster or forge attribution.
+ROUTING_HEADER = "x-gateway-cluster"             # a concrete model's cluster (route: cluster_header)
+ROUTE_HEADER = "x-gateway-route"                 # "failover": the virtual models' route
+UPSTREAM_CLUSTER_HEADER = "x-gateway-upstream-cluster"   # which cluster answered (failover route)
+INTERNAL_HEADER_PREFIX = "x-gateway-"
+
+# gRPC metadata of the ext_proc filter inside provider clusters: one stream per attempt.
+ROLE_METADATA = "x-extproc-role"
+
+# Dynamic metadata namespaces (must match envoy/*.yaml metadata_options):
+METADATA_NAMESPACE = "llm_gateway"              # usage for the access log; the failover plan
+ROUTE_METADATA_NAMESPACE = "llm_gateway.route"  # read by Envoy's priority_group specifier
+STREAM_USAGE_NAMESPACE = "llm_gateway.stream"   # usage Envoy's sse_to_metadata read from a stream
+
+# What the Envoy in front does for the service, announced in the ext_proc filter's
+# grpc_service.initial_metadata (envoy/quickstart.yaml; `extproc check --envoy` checks
+# each announced feature's filters). An Envoy config that does not announce a feature
+# keeps the service on the path that does not need it: slower, never wrong.
+ENVOY_FEATURES_METADATA = "x-extproc-envoy-features"
+# The status comes as an attribute and the gateway's response headers are added from
+# metadata: a call whose response headers the service does not see (one_message.py).
+HEADERS_FROM_METADATA = "headers-from-metadata"
+STREAMS_PASSED_THROUGH = "streams-passed-through"   # usage read, trailers added (pass_through.py)
+USAGE_CHUNK_STRIPPED = "usage-chunk-stripped"       # the Lua filter takes out an unasked usage chunk
+# A stream passed through that ends without its trailers (the client left, the provider
+# dropped) is logged to the service with the bytes it sent (Envoy's gRPC access log), and
+# completed ones come with `response.size` (cut_streams.py).
+CUT_STREAMS_LOGGED = "cut-streams-logged"
+# What Envoy adds from `llm_gateway.headers` (HEADERS_FROM_METADATA): every header the
+# service would otherwise set on a response (its backend, the content type of an error
+# it rewrote, the budget's x-ratelimit-*).
+HEADERS_ADDED_FROM_METADATA = (
+    "x-gateway-backend", "content-type",
+    *(f"x-ratelimit-{what}-{unit}" for unit in ("requests", "tokens") for what in ("limit", "remaining", "reset")))
+# What Envoy's json_to_metadata filter read from a JSON request body before the service
+# sees its headers (`stream`, `model`, `include_usage`).
+REQUEST_METADATA_NAMESPACE = "llm_gateway.request"
+
+
+@functools.lru_cache(maxsize=8)
+def envoy_features(announced: str) -> frozenset[str]:
+    """The features in an ext_proc stream's metadata value (the same string every call)."""
+    return frozenset(announced.replace(",", " ").split())

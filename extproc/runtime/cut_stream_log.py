@@ -1,0 +1,67 @@
+"""Envoy's gRPC access log of streams cut short, served by every worker.
+
+Envoy keeps one log stream open to one worker and sends it an entry for each stream
+passed through that ended without its trailers (a filter in envoy/quickstart.yaml keeps
+the others out); the entry goes to the call's worker through store/cut_streams.py.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+
+import grpc
+from envoy.service.accesslog.v3 import als_pb2, als_pb2_grpc
+
+from ..config.envoy_contract import METADATA_NAMESPACE, STREAM_USAGE_NAMESPACE
+from ..store import CutEntry
+from ..store.cut_streams import SentBytes
+
+
+class CutStreamLog(als_pb2_grpc.AccessLogServiceServicer):
+    """Envoy's gRPC access log of cut streams (a filter there keeps the others out)."""
+
+    def __init__(self, sent: SentBytes, store: Callable[[], object]) -> None:
+        self.sent = sent
+        self.store = store                 # the store in force now (reloads swap it)
+        self._closing = asyncio.Event()
+
+    def close(self) -> None:
+        """A retiring worker ends Envoy's log streams (they never end on their own);
+        Envoy opens a new one to another worker for its next entries."""
+        self._closing.set()
+
+    async def StreamAccessLogs(self, request_iterator, context):
+        closing = asyncio.ensure_future(self._closing.wait())
+        try:
+            while True:
+                read = asyncio.ensure_future(context.read())
+                await asyncio.wait((read, closing), return_when=asyncio.FIRST_COMPLETED)
+                if not read.done():
+                    # Leaks the read's gRPC batch (grpc/grpc#43360): once per log
+                    # stream, when the worker retires.
+                    read.cancel()
+                    break
+                message = read.result()
+                if message is grpc.aio.EOF:
+                    break
+                for logged in message.http_logs.log_entry:
+                    cut_id, entry = _cut_entry(logged)
+                    if cut_id:
+                        await self.sent.arrived(cut_id, entry, self.store())
+        finally:
+            closing.cancel()
+        return als_pb2.StreamAccessLogsResponse()
+
+
+def _cut_entry(logged) -> tuple[str, CutEntry | None]:
+    """The cut_id the service set and what Envoy says of the stream (HTTPAccessLogEntry)."""
+    metadata = logged.common_properties.metadata.filter_metadata
+    marks = metadata.get(METADATA_NAMESPACE)
+    cut_id = marks.fields["cut_id"].string_value if marks is not None and "cut_id" in marks.fields else ""
+    if not cut_id:
+        return "", None
+    stream = metadata.get(STREAM_USAGE_NAMESPACE)
+    first = stream.fields["first_event_at_us"].number_value if (
+        stream is not None and "first_event_at_us" in stream.fields) else 0
+    return cut_id, CutEntry(logged.response.response_code.value, logged.response.response_body_bytes, int(first))
