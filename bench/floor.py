@@ -2,7 +2,7 @@
 servicer (uvloop, Unix socket, the read/write API, replies with the fields the gateway
 sets) behind the quickstart's Envoy config, on the same core budget as bench/run.py:
 Envoy + servicer on core 0, mock + wrk on core 1. On the workers' own HTTP/2
-(extproc/grpc_h2.py, the default), on grpc.aio, or both in turn:
+(extproc/transport/grpc_h2.py, the default), on grpc.aio, or both in turn:
 
     .venv/bin/python bench/floor.py [--seconds 8] [--transport h2|grpc|both] [--rounds N]
 
@@ -99,7 +99,7 @@ def reply_to(request, burn_us: float):
 
 
 def serve(path: str, burn_us: float, transport: str) -> None:
-    """The servicer on `transport`: grpc.aio, or the workers' own HTTP/2 (extproc/grpc_h2.py)."""
+    """The servicer on `transport`: grpc.aio, or the workers' own HTTP/2 (extproc/transport/grpc_h2.py)."""
     import grpc
     import uvloop
     from envoy.service.ext_proc.v3 import external_processor_pb2 as ep
@@ -183,7 +183,7 @@ def main() -> None:
     parser.add_argument("--paced-rps", type=float, help="also the p50 at this paced rate")
     parser.add_argument("--spread", action="store_true", help="paced arrivals spread at random, not in step")
     parser.add_argument("--transport", choices=("grpc", "h2", "both"), default="h2",
-                        help="h2: the workers' own HTTP/2 (extproc/grpc_h2.py); grpc: grpc.aio")
+                        help="h2: the workers' own HTTP/2 (extproc/transport/grpc_h2.py); grpc: grpc.aio")
     parser.add_argument("--rounds", type=int, default=1, help="repeat the rows, interleaved")
     parser.add_argument("--connections", type=int, default=32,
                         help="wrk's connections for the req/s and CPU rows (1: one request at a time)")
@@ -221,7 +221,7 @@ def main() -> None:
             path, port = envoy_config(workdir, socket, mock_port, messages)
             if os.path.exists(socket):          # a round before's: wait for this servicer's own
                 os.unlink(socket)
-            # gRPC's endpoints as the gateway's workers run them (extproc/supervisor.py).
+            # gRPC's endpoints as the gateway's workers run them (extproc/runtime/supervisor.py).
             servicer = subprocess.Popen(["taskset", "-c", "0", sys.executable, __file__, "--burn-us",
                                          str(args.burn_us), "--transport", transport, "--serve", socket],
                                         env={"GRPC_EXPERIMENTS": WORKER_GRPC_EXPERIMENTS, **os.environ})

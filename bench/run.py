@@ -248,7 +248,7 @@ def main() -> None:
     print(f"\n{args.rounds} interleaved rounds x {args.seconds}s, {args.connections} connections; "
           f"Envoy (+1 ext_proc worker) on core 0, mock + wrk on core 1; the budget in "
           f"{'Redis (on core 1)' if args.store == 'redis' else 'SQLite'}; the workers' transport: {args.transport}"
-          f" ({'compiled' if all(compiled.compiled().values()) else 'plain Python'}, extproc/compiled.py)")
+          f" ({'compiled' if all(compiled.compiled().values()) else 'plain Python'}, extproc/transport/compiled.py)")
     print(f"{'traffic':<9} {'side':<12} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'vs Envoy':>9} "
           f"{'non-2xx':>8} {'service CPU/req':>16} {'Envoy CPU/req':>14}")
     for mode in MODES:

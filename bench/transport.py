@@ -1,4 +1,4 @@
-"""The workers' own HTTP/2 + gRPC transport alone (extproc/http2.py, grpc_h2.py): the
+"""The workers' own HTTP/2 + gRPC transport alone (extproc/transport/http2.py, grpc_h2.py): the
 CPU it costs per JSON request, without Envoy, the pipeline or a socket. Frames as
 Envoy sends them for a call (its headers block, the three messages of a JSON call,
 then its reset) are fed to one connection, several calls per read as under load; a
@@ -6,7 +6,7 @@ do-nothing MESSAGES handler answers each message with a fixed reply.
 
     .venv/bin/python bench/transport.py [--calls-per-read 8] [--rounds 5]
 
-It says whether the transport runs compiled (setup.py, extproc/compiled.py). To
+It says whether the transport runs compiled (setup.py, extproc/transport/compiled.py). To
 compare with plain Python, point PYTHONPATH at a tree without the compiled modules
 (e.g. a copy installed with EXTPROC_PURE_PYTHON=1, or a git worktree).
 """

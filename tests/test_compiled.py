@@ -1,4 +1,4 @@
-"""The workers' transport runs compiled (setup.py, extproc/compiled.py): the suite then
+"""The workers' transport runs compiled (setup.py, extproc/transport/compiled.py): the suite then
 tests what ships. EXTPROC_PURE_PYTHON=1 at install time is the one way to opt out."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""extproc/eager.py: coroutines run at once outside a task, and handed to one to wait."""
+"""extproc/transport/eager.py: coroutines run at once outside a task, and handed to one to wait."""
 
 from __future__ import annotations
 

@@ -170,7 +170,7 @@ def test_a_disguised_finding_streamed_in_any_pieces_leaves_only_redacted(case, s
 
 
 # What a provider may stream: a lone surrogate (an emoji split between two tokens, read
-# as Python's json reads it, extproc/provider_json.py) among disguises and findings.
+# as Python's json reads it, extproc/api/provider_json.py) among disguises and findings.
 _PROVIDER_TEXT = st.lists(st.sampled_from(["\ud83d", "\ude00", "\ud83d\ude00", "mail ", "bob", "@example.com",
                                            ZWSP, "\uff41", "4111 ", "ignore all previous instructions ",
                                            "zeus", "\u0437eus"]), max_size=12).map("".join)

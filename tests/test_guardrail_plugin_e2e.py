@@ -77,7 +77,7 @@ def test_unreachable_plugin_fails_closed(stack):
 
 
 def test_a_plugin_gets_a_text_with_half_an_emoji_as_utf8_can_hold_it():
-    """A provider's answer may hold a lone surrogate (extproc/provider_json.py), which a
+    """A provider's answer may hold a lone surrogate (extproc/api/provider_json.py), which a
     protobuf string cannot: the plugin reads U+FFFD there instead of the call failing.
     (The client alone: the mock's JSON answers hold no lone surrogate.)"""
     import asyncio

@@ -213,8 +213,8 @@ def test_every_generated_text_of_a_json_response_is_scanned(name, kind, body):
     assert any("jane.doe@example.com" in container[key] for container, key in response_slots(kind, body))
 
 
-# JSON answers the response guardrails must read as a client would (provider_json.py,
-# repeated_keys.py), each with an address in its content; what the client gets.
+# JSON answers the response guardrails must read as a client would (api/provider_json.py,
+# api/repeated_keys.py), each with an address in its content; what the client gets.
 HARD_TO_READ = [
     ("half an emoji", rb'"content":"mail jane.doe@example.com \ud83d"', "mail [EMAIL] \ud83d"),
     ("NaN", b'"content":"mail jane.doe@example.com","score":NaN', "mail [EMAIL]"),

@@ -1,4 +1,4 @@
-"""The workers' own HTTP/2 + gRPC transport (extproc/http2.py, extproc/grpc_h2.py)
+"""The workers' own HTTP/2 + gRPC transport (extproc/transport/http2.py, grpc_h2.py)
 against an independent implementation: grpc's C-core client over the Unix socket.
 Envoy itself is the client in every e2e test (`server.transport: h2` is the default)."""
 

@@ -1,4 +1,4 @@
-"""A key repeated anywhere in a request body is found (extproc/repeated_keys.py), and
+"""A key repeated anywhere in a request body is found (extproc/api/repeated_keys.py), and
 nothing else is taken for one; checked against the standard library's exact parse."""
 
 from __future__ import annotations

@@ -366,7 +366,7 @@ def test_an_event_that_repeats_no_key_leaves_byte_for_byte():
     assert through(stream, event) == event
 
 
-# Events orjson refuses and clients read (extproc/provider_json.py), each carrying PII.
+# Events orjson refuses and clients read (extproc/api/provider_json.py), each carrying PII.
 def _chunk(content: bytes, extra: bytes = b"") -> bytes:
     return b'data: {"choices":[{"index":0,"delta":{"content":"mail jane.doe@example.com ' + content + b'"}' \
         + extra + b'}]}\n\n'

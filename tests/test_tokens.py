@@ -1,4 +1,4 @@
-"""Token counting (extproc/tokens.py) against tiktoken itself, the reference.
+"""Token counting (extproc/api/tokens.py) against tiktoken itself, the reference.
 
 The gateway counts with toktok; its counts must be tiktoken's, for every text a
 caller or a provider may send. tiktoken is loaded here offline, over the official

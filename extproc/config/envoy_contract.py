@@ -34,7 +34,7 @@ STREAMS_PASSED_THROUGH = "streams-passed-through"   # usage read, trailers added
 USAGE_CHUNK_STRIPPED = "usage-chunk-stripped"       # the Lua filter takes out an unasked usage chunk
 # A stream passed through that ends without its trailers (the client left, the provider
 # dropped) is logged to the service with the bytes it sent (Envoy's gRPC access log), and
-# completed ones come with `response.size` (cut_streams.py).
+# completed ones come with `response.size` (store/cut_streams.py).
 CUT_STREAMS_LOGGED = "cut-streams-logged"
 # What Envoy adds from `llm_gateway.headers` (HEADERS_FROM_METADATA): every header the
 # service would otherwise set on a response (its backend, the content type of an error

@@ -1,6 +1,6 @@
 """What the Envoy in front announces it does for the service, and whether it does.
 
-The ext_proc filter announces features in its gRPC metadata (protocol.py:
+The ext_proc filter announces features in its gRPC metadata (envoy_contract.py:
 ENVOY_FEATURES_METADATA); the service takes the faster path each one allows and relies
 on it. An Envoy config that announces a feature without the filters behind it would
 make the service wrong, not slow, so `extproc check --envoy` checks each announced
@@ -120,7 +120,7 @@ def _usage_chunk_problems(names: list[str], at: int) -> list[str]:
 
 def _cut_streams_problems(manager: dict, ext_proc: dict, features: frozenset[str]) -> list[str]:
     """A stream passed through and cut short is charged the bytes Envoy sent it
-    (cut_streams.py): a gRPC access log sends the service the streams marked with a
+    (store/cut_streams.py): a gRPC access log sends the service the streams marked with a
     `cut_id`, and completed streams bring `response.size` (the bytes-per-token ratio)."""
     problems = []
     if STREAMS_PASSED_THROUGH not in features:

@@ -110,7 +110,7 @@ class ServerSettings:
     health_port: int | None      # gRPC health service on TCP for kubelet (worker 0)
     # Replace a worker, gracefully, once its resident memory passes this (0: never).
     # A bound, not the everyday cure: on grpc.aio, grpc-python leaks ~120 bytes per stream
-    # Envoy resets while a read is pending (process.py waits without one).
+    # Envoy resets while a read is pending (runtime/processor.py waits without one).
     worker_max_rss_mb: int
     # Envoy reconnects to the workers this often (the extproc cluster's
     # max_connection_duration): how a replaced worker's traffic moves to its successor.
@@ -119,7 +119,7 @@ class ServerSettings:
     # a worker thread that wakes does not preempt the thread running; less worker CPU per
     # request, no lower latency: bench/README.md "The workers' scheduling policy").
     worker_scheduling: str = "normal"
-    # How the workers speak gRPC to Envoy: "h2" (extproc/http2.py, on the event loop) or
+    # How the workers speak gRPC to Envoy: "h2" (transport/http2.py, on the event loop) or
     # "grpc" (grpc.aio, whose threads cost ~6x the CPU per call: bench/README.md).
     transport: str = "h2"
 

@@ -32,7 +32,7 @@ class Call:
 
     def __init__(self, config: GatewayConfig, envoy_features: frozenset[str] = frozenset()) -> None:
         self.config = config                 # the snapshot this request runs on, reloads or not
-        self.envoy_features = envoy_features  # what the Envoy in front announced (protocol.py)
+        self.envoy_features = envoy_features  # what the Envoy in front announced (config/envoy_contract.py)
         self.started = time.perf_counter()
         self.request_id = ""
         self.request_metadata = None         # Envoy's metadata_context, when it sends one

@@ -2,7 +2,7 @@
 
 `ProcessStream` is one stream whatever the transport: its Call, the pipeline and
 budget store in force when it opened, the bookkeeping once its last reply is out,
-and its settling however it ends. The workers' own HTTP/2 (grpc_h2.py, MESSAGES)
+and its settling however it ends. The workers' own HTTP/2 (transport/grpc_h2.py, MESSAGES)
 hands it each message in the read that brought it; on grpc.aio (`server.transport:
 grpc`), `Processor.Process` reads and writes around it, working around grpc-python's
 leaks on reset streams.
@@ -63,7 +63,7 @@ class ProcessStream:
         return self.pipeline.handle(self.call, request)
 
     def message(self, request: ProcessingRequest):
-        """grpc_h2's MESSAGES hook, run outside any task (eager.py): the reply, which
+        """grpc_h2's MESSAGES hook, run outside any task (transport/eager.py): the reply, which
         leaves when this read of the socket ends; or, when a hook waits (Redis, a
         plugin), a coroutine of it, which grpc_h2 runs in a task."""
         ended, result = eager.start(self.handle(request))

@@ -1,5 +1,5 @@
 """One ext_proc worker on uvloop answering Envoy's Process streams (and its access log of
-cut streams, and Health) over gRPC: on the worker's own HTTP/2 (grpc_h2.py, the default)
+cut streams, and Health) over gRPC: on the worker's own HTTP/2 (transport/grpc_h2.py, the default)
 or on grpc.aio (`server.transport: grpc`)."""
 
 from __future__ import annotations
@@ -112,7 +112,7 @@ async def serve_worker(config_path: str, address: str, health_address: str | Non
     for encoding in {model.encoding for model in config.models.values()}:
         get_encoding(encoding)          # load the BPE ranks now, not on the first request
     processor = Processor(runtime)
-    # Envoy's access log of streams cut short (cut_streams.py), on the same socket.
+    # Envoy's access log of streams cut short (cut_stream_log.py), on the same socket.
     cut_log = CutStreamLog(runtime.cut_streams.sent, lambda: processor.runtime.store.store)
     health_servicer = health.aio.HealthServicer()
     if config.server.transport == "h2" and address.startswith("unix:"):    # (a TCP address: grpc.aio)

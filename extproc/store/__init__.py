@@ -19,7 +19,7 @@ from .limits import Charge, StoreSettings
 
 async def maybe_await(result):
     """A store's result: SQLite's methods return it, Redis's are coroutines (run in a
-    task: redis-py's timeouts need one, see eager.py)."""
+    task: redis-py's timeouts need one, see transport/eager.py)."""
     if inspect.isawaitable(result):
         await task_needed()
         return await result

@@ -98,7 +98,7 @@ class SentBytes:
         kept = self._arrived.pop(cut_id, None)
         if kept is not None:
             return kept[0]
-        await task_needed()                  # timeouts and store round trips (eager.py)
+        await task_needed()                  # timeouts and store round trips (transport/eager.py)
         loop = asyncio.get_running_loop()
         waiter = self._waiting[cut_id] = loop.create_future()
         deadline = loop.time() + self.wait_seconds

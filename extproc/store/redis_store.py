@@ -182,7 +182,7 @@ class RedisStore:
         return [Granted(*map(float, row)) for row in result]
 
     async def put_cut_entry(self, cut_id: str, entry: CutEntry, expires: float) -> None:
-        """A cut stream's entry for the worker that waits for it (cut_streams.py)."""
+        """A cut stream's entry for the worker that waits for it (store/cut_streams.py)."""
         try:
             await self._redis.set(SENT_PREFIX + cut_id, " ".join(map(str, entry)),
                                   ex=max(1, int(expires - time.time())))

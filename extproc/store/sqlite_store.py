@@ -151,7 +151,7 @@ class SQLiteStore:
                              "WHERE counter = ?1", (counter, amount, _EPSILON))
 
     def put_cut_entry(self, cut_id: str, entry: CutEntry, expires: float) -> None:
-        """A cut stream's entry for the worker that waits for it (cut_streams.py)."""
+        """A cut stream's entry for the worker that waits for it (store/cut_streams.py)."""
         with self._transaction():
             self._db.execute("DELETE FROM sent_bytes WHERE expires < ?", (time.time(),))
             self._db.execute("INSERT OR REPLACE INTO sent_bytes VALUES (?, ?, ?, ?, ?)",

@@ -1,4 +1,4 @@
-"""gRPC calls over extproc/http2.py, for the workers' Unix socket (`server.transport: h2`).
+"""gRPC calls over transport/http2.py, for the workers' Unix socket (`server.transport: h2`).
 
 Two shapes of handler:
 - UNARY, CLIENT_STREAM, BIDI: the ones grpc.aio serves (the cut-stream access log,
