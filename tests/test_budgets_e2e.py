@@ -1,4 +1,4 @@
-"""Issue 4 through real Envoy: budgets and rate limits hold under concurrency,
+"""Budgets and rate limits through real Envoy: they hold under concurrency,
 across replicas (shared Redis) and restarts, and leak no reservation."""
 
 from __future__ import annotations

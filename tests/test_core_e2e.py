@@ -1,4 +1,4 @@
-"""Issue 2 through real Envoy with the official openai SDK: the quickstart answers,
+"""The quickstart through real Envoy with the official openai SDK: it answers,
 keys and headers are handled, every row of the contract's error table appears."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Issue 6 through real Envoy: virtual models fail over, each attempt rewritten for its backend."""
+"""Failover through real Envoy: virtual models fail over, each attempt rewritten for its backend."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""Issue 5 through real Envoy, using the mock's echo to see what the provider received."""
+"""Guardrails through real Envoy: what reaches the provider (seen through the mock's echo)
+and what reaches the client, for requests, JSON answers and streams."""
 
 from __future__ import annotations
 
@@ -346,8 +347,8 @@ def test_an_answer_that_repeats_a_key_reaches_the_client_as_the_guardrails_read_
 def test_an_emoji_split_between_two_events_is_read_and_guarded_like_any_text(redacting):
     """A provider slicing its text by UTF-16 units (x-mock-chunk-units, as JavaScript
     does) sends an emoji's halves in two events, each a lone surrogate escape. orjson
-    refuses such an event and the openai SDK's parser reads it, so it used to pass unread:
-    here the first event carried the address whole."""
+    refuses such an event and the openai SDK's parser reads it, so the gateway reads it the
+    lenient way too: here the first event carries the address whole."""
     frank = openai.OpenAI(base_url=redacting.base_url, api_key="sk-test-frank", max_retries=0)
     before = f"mail {PLANTED['email']} "
     stream = frank.chat.completions.create(
@@ -361,8 +362,8 @@ def test_an_emoji_split_between_two_events_is_read_and_guarded_like_any_text(red
 
 def test_a_stream_whose_last_event_is_unended_is_read_and_guarded_to_its_end(redacting):
     """The provider ends a Responses stream right after `response.completed`'s data line,
-    no blank line after it (x-mock-unended). Parsers that dispatch such an event would
-    show its whole text, which used to pass on unread, and its usage went uncounted."""
+    no blank line after it (x-mock-unended). Parsers that dispatch such an event show
+    its whole text, so the gateway reads it as ended: guarded, and its usage counted."""
     rid = f"test-{uuid.uuid4()}"
     response = httpx.post(f"{redacting.base_url}/responses", timeout=30,
                           headers={"authorization": "Bearer sk-test-frank", "x-mock-unended": "1",

@@ -1,4 +1,4 @@
-"""Issue 8 without a cluster: every manifest validates strictly against the Kubernetes
+"""The Kubernetes manifests without a cluster: every manifest validates strictly against the Kubernetes
 schemas offline, the generated pieces match their sources, and the pod's parts agree."""
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""Issue 8 through real Envoy: hot reload the Kubernetes way, and graceful shutdown."""
+"""The gateway's life through real Envoy: hot reload the Kubernetes way, worker
+replacement, health, and graceful shutdown."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Issue 7 through real Envoy and a real Prometheus (Debian package) scraping the gateway:
+"""Observability through real Envoy and a real Prometheus (Debian package) scraping the gateway:
 a known mix of requests shows up as expected counts and token sums, every dashboard
 query returns data, log lines match the requests, and no secret leaks anywhere."""
 

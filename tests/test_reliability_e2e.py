@@ -1,4 +1,4 @@
-"""Issue 10 through real Envoy: faults and hostile input fail predictably, lose nothing,
+"""Faults and hostile input through real Envoy: each fails predictably, loses nothing,
 and every failure a client sees is an OpenAI-style error."""
 
 from __future__ import annotations

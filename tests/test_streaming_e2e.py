@@ -1,4 +1,5 @@
-"""Issue 3 through real Envoy: streams flow as produced, usage is always true."""
+"""Streaming through real Envoy: streams flow as the provider produces them, and their
+usage is always counted, whether the provider sends it or not."""
 
 from __future__ import annotations
 
