@@ -191,7 +191,7 @@ def main() -> None:
     # handed their allotments back.
     counter = settled_rows(SQLiteStore(str(stack.state_dir / "budgets.sqlite3")), timeout=10)[
         "soak-tokens|soak"]
-    records = {r["request_id"]: r for r in stack.log_records()}
+    records = {r.get("client_request_id"): r for r in stack.log_records()}
     provider = {}
     for listener in stack.mock_ports:
         for entry in stack.received(listener):
@@ -201,7 +201,8 @@ def main() -> None:
 
     mismatches = []
     for rid, kind, _ in sent[-800:]:                      # the mock keeps its last 1000 per listener
-        record, reported = records.get(rid), provider.get(rid)
+        record = records.get(rid)
+        reported = provider.get(record["request_id"]) if record else None       # the id the gateway sent on
         if record and reported and record["status"] == 200 and not record["usage_estimated"]:
             if (record["input_tokens"], record["output_tokens"]) != (
                     reported["prompt_tokens"], reported["completion_tokens"]):

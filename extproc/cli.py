@@ -58,27 +58,30 @@ def main(argv: list[str] | None = None) -> None:
 
 def _load_or_report(path: str):
     try:
-        return load_config(path)
+        config = load_config(path)
     except ConfigError as error:
         for line in error.problems:
             print(line, file=sys.stderr)
         return None
+    for line in config.warnings:
+        print(line, file=sys.stderr)
+    return config
 
 
 def cmd_up(args) -> int:
     from .runtime.supervisor import Supervisor, new_run_dir
     config_path = args.config or envoy_config.shipped("config/quickstart.yaml")
+    Path(args.state_dir).mkdir(parents=True, exist_ok=True)
+    os.environ["LLMGW_STATE_DIR"] = args.state_dir       # before the config: its store's default path
     config = _load_or_report(config_path)
     if config is None:
         return 2
-    Path(args.state_dir).mkdir(parents=True, exist_ok=True)
-    os.environ["LLMGW_STATE_DIR"] = args.state_dir
     envoy_path = args.envoy or envoy_config.shipped("envoy/quickstart.yaml")
     # What the banner shows is read now: once the gateway answers /readyz its files may be
     # swapped or gone (a ConfigMap update), and the running gateway must not need them again.
     endpoint, demo = _endpoint(envoy_path), _demo_keys(config.path)
-    supervisor = Supervisor(config, envoy_path=envoy_path,
-                            run_dir=new_run_dir(), workers=args.workers, fixtures=args.fixtures)
+    supervisor = Supervisor(config, envoy_path=envoy_path, run_dir=new_run_dir(), owns_run_dir=True,
+                            workers=args.workers, fixtures=args.fixtures)
     try:
         supervisor.start()
     except (RuntimeError, OSError) as error:      # OSError: a port already in use

@@ -93,8 +93,9 @@ class GatewayStack:
     """One running gateway. `config` is the filter config as a dict (edited before start)."""
 
     def __init__(self, workdir: Path, config: dict | None = None, workers: int = 1,
-                 state_dir: Path | None = None) -> None:
+                 state_dir: Path | None = None, env: dict[str, str] | None = None) -> None:
         self.workdir = workdir
+        self.env = env or {}                  # for `extproc up`, besides this process's
         self.state_dir = state_dir or workdir / "state"
         self.config = copy.deepcopy(config or quickstart_config())
         self.workers = workers
@@ -157,7 +158,7 @@ class GatewayStack:
         self.stderr_path = self.workdir / "gateway.stderr"  # Envoy (access log too) and warnings
         self._log = open(self.log_path, "wb")
         self._stderr = open(self.stderr_path, "wb")
-        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        env = {**os.environ, "PYTHONUNBUFFERED": "1", **self.env}
         self.process = subprocess.Popen(
             [sys.executable, "-m", "extproc", "up", "--config", str(config_path),
              "--envoy", str(envoy_path), "--state-dir", str(self.state_dir),
@@ -271,7 +272,7 @@ class GatewayStack:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             for record in reversed(self.log_records()):
-                if (request_id is None or record["request_id"] == request_id) and (
+                if (request_id is None or request_id in (record["request_id"], record.get("client_request_id"))) and (
                         predicate is None or predicate(record)):
                     return record
             time.sleep(0.05)

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import httpx
 import openai
+import orjson
 import pytest
 from gateway_stack import ROOT, GatewayStack, free_port, quickstart_config, settled_rows, wait_for_port
 
@@ -36,8 +37,11 @@ def budget_config(store: dict | None = None) -> dict:
          "limit": BUDGET, "window": "hour"},
         {"name": "team-usd", "scope": "team", "unit": "usd", "limit": 100, "window": "month"},
     ]
+    config["keys"].append({"id": "fran", "key": "sk-test-fran", "user": "fran", "team": "rate-test",
+                           "models": "*"})
     config["rate_limits"] = [{"name": "dave-rpm", "scope": "key", "match": "dave",
-                              "requests_per_minute": 3, "concurrent": 5}]
+                              "requests_per_minute": 3, "concurrent": 5},
+                             {"name": "fran-concurrency", "scope": "key", "match": "fran", "concurrent": 2}]
     if store:
         config["store"] = store
     return config
@@ -340,6 +344,39 @@ def test_failed_upstream_and_cancelled_stream_leave_no_reservation(tmp_path):
         stack.stop()
 
 
+def test_budgets_show_full_from_the_start_and_an_uncapped_call_cannot_pass_its_reservation(tmp_path):
+    """Every budget is on /metrics before it is first used, with its scope and scope value;
+    and a call that sets no max_tokens is forwarded with the cap its reservation assumed,
+    so one long answer cannot take the budget past its limit."""
+    config = budget_config({"default_output_tokens": 200})
+    stack = GatewayStack(tmp_path, config).start()
+    try:
+        scraped = stack.metrics()
+        assert 'gateway_budget_remaining{budget="carol-tokens",scope="key",scope_value="carol",unit="tokens"} 600.0' \
+            in scraped, [line for line in scraped.splitlines() if "remaining" in line]
+        for team in ("research", "support", "budget-test", "rate-test"):
+            assert (f'gateway_budget_remaining{{budget="team-usd",scope="team",scope_value="{team}",unit="usd"}} 100.0'
+                    in scraped)
+        stack.clear_received()
+        prompt = " ".join(f"word{i}" for i in range(120))          # ~240 tokens, echoed back
+        response = httpx.post(f"{stack.base_url}/chat/completions", headers=CAROL, timeout=30,
+                              json={"model": "gpt-4o-mini", "messages": [{"role": "user", "content": prompt}]})
+        assert response.status_code == 200, response.text
+        usage = response.json()["usage"]
+        assert usage["completion_tokens"] == 200 < usage["prompt_tokens"]     # cut at the cap
+        [received] = stack.received()
+        assert orjson.loads(received["body"])["max_completion_tokens"] == 200
+        store = SQLiteStore(str(stack.state_dir / "budgets.sqlite3"))
+        spent = rows(store)["carol-tokens|carol"].spent
+        assert spent == usage["total_tokens"] <= BUDGET
+        record = stack.wait_for_record(response.headers["x-request-id"])
+        assert record["output_cap_added"] == 200
+        expected = f'gateway_budget_remaining{{budget="carol-tokens",scope="key",scope_value="carol",unit="tokens"}} {BUDGET - spent:.1f}'
+        assert expected in stack.metrics(expected)
+    finally:
+        stack.stop()
+
+
 def test_rate_limit_and_allowlist(tmp_path):
     stack = GatewayStack(tmp_path, budget_config()).start()
     try:
@@ -357,6 +394,18 @@ def test_rate_limit_and_allowlist(tmp_path):
         bob = httpx.post(f"{stack.base_url}/chat/completions",
                          headers={"authorization": "Bearer sk-demo-bob"}, json={**body, "model": "gpt-4o"})
         assert bob.status_code == 403 and bob.json()["error"]["code"] == "model_not_allowed"
+        # A concurrency limit frees a slot as soon as a call ends: the hint says so, not the
+        # slot's lease (lease_seconds, 900 by default).
+        fran = {"authorization": "Bearer sk-test-fran", "x-mock-delay-ms": "1500"}
+        with concurrent.futures.ThreadPoolExecutor(max_workers=3) as pool:
+            slow = [pool.submit(httpx.post, f"{stack.base_url}/chat/completions", headers=fran, json=body,
+                                timeout=30) for _ in range(2)]
+            time.sleep(0.5)
+            third = httpx.post(f"{stack.base_url}/chat/completions", headers=fran, json=body, timeout=30)
+            assert [f.result().status_code for f in slow] == [200, 200]
+        assert third.status_code == 429 and third.json()["error"]["code"] == "rate_limited"
+        assert third.headers["retry-after"] == "1"
+        assert "fran-concurrency" in third.json()["error"]["message"]
     finally:
         stack.stop()
 

@@ -9,6 +9,7 @@ import pytest
 import yaml
 from gateway_stack import QUICKSTART_CONFIG, QUICKSTART_ENVOY, ROOT, quickstart_config
 
+from extproc.api.usage import Usage
 from extproc.config.filter_config import load_config
 from extproc.config.yamlread import ConfigError
 
@@ -54,6 +55,9 @@ BROKEN = [
      "server.worker_scheduling: must be one of: normal, batch"),
     ("unknown transport", lambda c: c["server"].update(transport="quic"),
      "server.transport: must be one of: h2, grpc"),
+    ("weighted model whose weights are all zero", lambda c: c["models"]["smart"].update(
+        strategy="weighted", backends=[{**b, "weight": 0} for b in c["models"]["smart"]["backends"]]),
+     "models.smart.backends: weights must not all be 0"),
 ]
 
 
@@ -93,6 +97,7 @@ def test_check_accepts_shipped_configs():
         result = _check("--config", str(config), "--envoy", str(envoy))
         assert result.returncode == 0, result.stderr
         assert "OK" in result.stdout
+        assert "warning" not in result.stderr
 
 
 def test_check_rejects_unknown_cluster(tmp_path):
@@ -147,16 +152,40 @@ def test_check_compares_envoy_connection_duration_with_worker_connection_age(tmp
                                      + (" so that Envoy drains worker connections itself" if duration is None else ""))
 
 
-def test_shipped_default_prices_apply_without_config_price(tmp_path):
+def test_shipped_prices_apply_by_exact_name_or_alias_without_config_price(tmp_path):
     config = quickstart_config()
-    config["models"]["dated"] = {"backends": [{"provider": "mock", "model": "gpt-4o-2024-08-06"}]}
-    config["models"]["custom"] = {"backends": [{"provider": "mock", "model": "my-llama"}]}
+    for name, served in [("dated", "gpt-4o-2024-08-06"), ("pro", "gpt-5-pro"), ("o3pro", "o3-pro"),
+                         ("o1mini", "o1-mini"), ("sonnet", "claude-sonnet-4-5-20250929")]:
+        config["models"][name] = {"backends": [{"provider": "mock", "model": served}]}
     loaded = load_config(write(tmp_path, config))
-    assert loaded.models["dated"].price.input == 2.50 and loaded.models["dated"].price.output == 10.0
-    assert loaded.models["gpt-4o-mini"].price.cost(1_000_000, 0, 1_000_000) == pytest.approx(0.75)
-    assert loaded.models["custom"].price.input == 0          # unknown model: free unless priced
+    price = {name: loaded.models[name].price for name in ("dated", "pro", "o3pro", "o1mini", "sonnet")}
+    assert (price["dated"].input, price["dated"].output) == (2.50, 10.0)
+    # A longer name is another model, not its prefix's: -pro costs about ten times more.
+    assert (price["pro"].input, price["pro"].output) == (15.0, 120.0)
+    assert (price["o3pro"].input, price["o3pro"].output) == (20.0, 80.0)
+    assert (price["o1mini"].input, price["o1mini"].output) == (1.10, 4.40)
+    # Anthropic's cache: reads at 0.1x the input price, 5-minute writes at 1.25x.
+    assert (price["sonnet"].cached_input, price["sonnet"].cache_write) == (0.3, 3.75)
+    assert loaded.models["gpt-4o-mini"].price.cost(Usage(1_000_000, 1_000_000)) == pytest.approx(0.75)
     # cached input tokens are billed at the cached price
-    assert loaded.models["gpt-4o"].price.cost(1_000_000, 1_000_000, 0) == pytest.approx(1.25)
+    assert loaded.models["gpt-4o"].price.cost(Usage(1_000_000, 0, cached_tokens=1_000_000)) == pytest.approx(1.25)
+    assert price["sonnet"].cost(Usage(1_000_000, 0, cached_tokens=200_000, cache_write_tokens=100_000)) == \
+        pytest.approx((700_000 * 3 + 200_000 * 0.3 + 100_000 * 3.75) / 1e6)
+
+
+def test_an_unpriced_model_loads_with_a_warning_check_prints(tmp_path):
+    config = quickstart_config()
+    config["models"]["custom"] = {"backends": [{"provider": "mock", "model": "my-llama"}]}
+    config["models"]["prefixed"] = {"backends": [{"provider": "mock", "model": "gpt-4o-mini-custom-ft"}]}
+    path = write(tmp_path, config)
+    loaded = load_config(path)
+    assert loaded.models["custom"].price is None and not loaded.models["custom"].fully_priced
+    assert loaded.models["prefixed"].price is None           # no prefix matching
+    assert loaded.models["custom"].cost(None, Usage(1000, 1000)) == 0.0
+    result = _check("--config", path)
+    assert result.returncode == 0, result.stderr
+    assert f"{path}: models.custom.backends[0]: warning: no price" in result.stderr
+    assert "'gpt-4o-mini-custom-ft'" in result.stderr
 
 
 def _name(entry: dict) -> str:

@@ -75,6 +75,19 @@ def test_client_cannot_pick_cluster_or_forge_attribution(gateway):
     assert record["team"] == "support"
 
 
+def test_an_api_key_header_is_read_whatever_other_scheme_authorization_carries(gateway):
+    """A proxy on the way may add its own `Authorization: Basic`; an Azure-style client
+    sends its key as `api-key`: the key is still found, and neither header is forwarded."""
+    gateway.clear_received()
+    response = httpx.post(f"{gateway.base_url}/chat/completions",
+                          headers={"authorization": "Basic cHJveHk6c2VjcmV0", "api-key": "sk-demo-alice"},
+                          json={"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]})
+    assert response.status_code == 200, response.text
+    [received] = gateway.received()
+    assert received["headers"]["authorization"] == "Bearer mock-provider-key"
+    assert "api-key" not in received["headers"]
+
+
 def test_model_name_rewritten_for_backend(tmp_path):
     from gateway_stack import GatewayStack, quickstart_config
     config = quickstart_config()

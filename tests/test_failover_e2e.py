@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import collections
 import concurrent.futures
+import copy
 import time
 import uuid
 
@@ -17,10 +18,17 @@ CHAT = {"model": "smart", "messages": [{"role": "user", "content": "fail over pl
 
 class FailoverStack(GatewayStack):
     def edit_envoy(self, envoy: dict) -> None:
-        # Shorter per-try idle timeout than shipped (30 s), so the stall test runs fast.
         vhost = envoy["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0][
             "typed_config"]["route_config"]["virtual_hosts"][0]
-        vhost["routes"][0]["route"]["retry_policy"]["per_try_idle_timeout"] = "1s"
+        [two] = [r for r in vhost["routes"] if {"name": "x-gateway-route", "string_match": {"exact": "failover-2"}}
+                 in r["match"].get("headers", [])]
+        # Shorter per-try idle timeout than shipped (30 s), so the stall test runs fast.
+        two["route"]["retry_policy"]["per_try_idle_timeout"] = "1s"
+        # The route a chain of four needs: three retries.
+        four = copy.deepcopy(two)
+        four["match"]["headers"][0]["string_match"]["exact"] = "failover-4"
+        four["route"]["retry_policy"]["num_retries"] = 3
+        vhost["routes"].insert(vhost["routes"].index(two), four)
 
 
 @pytest.fixture(scope="module")
@@ -29,6 +37,13 @@ def stack(tmp_path_factory):
     # The "failing" listener is healthy here; tests make it fail per request.
     for listener in config["mock_provider"]["listeners"]:
         listener.pop("failure", None)
+    # Three backends on the (failing) provider, then one on an Azure-style provider.
+    config["providers"]["azure-mock"] = {"type": "azure", "cluster": "mock_backup", "api_version": "2024-10-21",
+                                         "api_key": {"value": "mock-provider-key"}}
+    config["models"]["chain4"] = {"backends": [
+        *({"provider": "mock-failing", "model": "gpt-4o-mini", "name": f"failing-{i}"} for i in (1, 2, 3)),
+        {"provider": "azure-mock", "model": "gpt-4o-deploy", "name": "azure",
+         "price": {"input": 2.5, "output": 10}}]}
     config["models"]["split"] = {"strategy": "weighted", "backends": [
         {"provider": "mock-failing", "model": "gpt-4o-mini", "weight": 80, "name": "eighty"},
         {"provider": "mock-backup", "model": "gpt-4o", "weight": 20, "name": "twenty"}]}
@@ -41,7 +56,7 @@ def _post(stack, extra_headers: dict, body: dict = CHAT, timeout: float = 30) ->
     rid = f"test-{uuid.uuid4()}"
     response = httpx.post(f"{stack.base_url}/chat/completions", json=body,
                           headers={**ALICE, "x-request-id": rid, **extra_headers}, timeout=timeout)
-    response.rid = rid
+    response.rid = response.headers.get("x-request-id", rid)    # the gateway's id: the provider's too
     return response
 
 
@@ -72,6 +87,23 @@ def test_primary_fails_fallback_answers_with_its_own_model_and_key(stack, failur
     assert record["cost_usd"] == pytest.approx(expected)
 
 
+def test_every_backend_of_a_long_chain_is_tried_each_attempt_made_for_its_provider(stack):
+    """Four backends, the first three down: Envoy's retries reach the fourth (the route of a
+    four-backend chain allows three), and that attempt goes to an Azure-style provider with
+    the deployment's path, its api-version and its credential, as the upstream filter made it."""
+    response = _post(stack, {"x-mock-only": "mock-failing", "x-mock-status": "503"}, {**CHAT, "model": "chain4"})
+    assert response.status_code == 200, response.text
+    assert response.headers["x-gateway-backend"] == "azure"
+    assert len(_received(stack, "mock-failing", response.rid)) == 3
+    [last] = _received(stack, "mock", response.rid)
+    assert last["path"] == "/openai/deployments/gpt-4o-deploy/chat/completions"
+    assert last["query"] == {"api-version": "2024-10-21"}
+    assert last["headers"]["api-key"] == "mock-provider-key" and "authorization" not in last["headers"]
+    assert '"model":"gpt-4o-deploy"' in last["body"]
+    record = stack.wait_for_record(response.rid)
+    assert record["attempts"] == 4 and record["backend"] == "azure"
+
+
 def test_429_with_retry_after_is_honoured_then_fallback(stack):
     started = time.perf_counter()
     response = _post(stack, {"x-mock-only": "mock-failing", "x-mock-status": "429",
@@ -100,8 +132,8 @@ def test_streaming_failover(stack):
 
 def test_many_failovers_at_once_all_reach_the_fallback(stack):
     # Every request whose primary is down needs a retry, and retries wait out a backoff:
-    # with Envoy's default retry circuit breaker (3 at once per cluster) the rest got the
-    # primary's 503 (flag UO). Found by bench/soak.py.
+    # with Envoy's default retry circuit breaker (3 at once per cluster) the rest would get
+    # the primary's 503 (flag UO).
     def one(_):
         return _post(stack, {"x-mock-only": "mock-failing", "x-mock-status": "503"})
 

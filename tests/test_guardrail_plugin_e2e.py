@@ -35,11 +35,15 @@ def stack(tmp_path_factory):
         {"name": "slow-plugin", "type": "plugin", "address": f"127.0.0.1:{slow_port}",
          "timeout_ms": 100, "fail_mode": "open"},
         {"name": "dead-plugin", "type": "plugin", "address": f"127.0.0.1:{dead_port}",
-         "timeout_ms": 100, "fail_mode": "closed"}],
+         "timeout_ms": 100, "fail_mode": "closed"},
+        {"name": "codenames-out", "type": "plugin", "action": "redact", "directions": ["response"],
+         "address": f"127.0.0.1:{plugin_port}", "timeout_ms": 500, "fail_mode": "closed"}],
         "policies": {"default": ["codenames"],
                      "keys": {"bob": ["slow-plugin"], "alice": ["codenames"]}}}
     config["keys"].append({"id": "gina", "key": "sk-test-gina", "team": "x", "models": "*"})
     config["guardrails"]["policies"]["keys"]["gina"] = ["dead-plugin"]
+    config["keys"].append({"id": "hal", "key": "sk-test-hal", "team": "x", "models": "*"})
+    config["guardrails"]["policies"]["keys"]["hal"] = ["codenames-out"]
     stack = GatewayStack(tmp_path_factory.mktemp("plugin"), config).start()
     yield stack
     stack.stop()
@@ -59,6 +63,55 @@ def test_plugin_blocks_and_redacts(stack):
     redacted = _chat(stack, "see ticket OPS-1234 for details")
     assert redacted.status_code == 200
     assert redacted.json()["choices"][0]["message"]["content"] == "see ticket [TICKET] for details"
+
+
+def _stream(stack, text: str, **fields) -> str:
+    with httpx.stream("POST", f"{stack.base_url}/chat/completions", timeout=30,
+                      headers={"authorization": "Bearer sk-test-hal"},
+                      json={"model": "gpt-4o-mini", "stream": True, **fields,
+                            "messages": [{"role": "user", "content": text}]}) as response:
+        assert response.status_code == 200
+        return b"".join(response.iter_raw()).decode()
+
+
+def _streamed_text(body: str) -> str:
+    import json
+    events = [json.loads(line[6:]) for line in body.splitlines() if line.startswith("data: {")]
+    return "".join(c["delta"].get("content") or "" for e in events for c in e.get("choices", []))
+
+
+def test_a_response_plugin_reads_streams_too(stack):
+    """A plugin rule on responses reads a streamed answer whole (held to its end): it
+    redacts it, blocks it, or lets it pass, and its verdict is on the log line."""
+    redacted = _stream(stack, "see ticket OPS-1234 for details", stream_options={"include_usage": True})
+    assert _streamed_text(redacted) == "see ticket [TICKET] for details"
+    assert '"usage":{' in redacted and redacted.rstrip().endswith("data: [DONE]")
+    blocked = _stream(stack, "the project zeus launch date")
+    assert "zeus" not in blocked.lower() and '"code":"content_blocked"' in blocked
+    assert "codenames-out" in blocked
+    clean = _stream(stack, "nothing to see here")
+    assert _streamed_text(clean) == "nothing to see here"
+    verdicts = [v for r in stack.log_records() if r["key_id"] == "hal" for v in r.get("guardrails", [])]
+    assert [v["verdict"] for v in verdicts if v["guardrail"] == "codenames-out"] == \
+        ["redacted", "blocked", "passed"]
+
+
+def test_a_reload_closes_the_channels_of_plugins_no_longer_named():
+    import asyncio
+
+    import grpc
+
+    from extproc.guardrails import plugin
+
+    async def scenario():
+        client = plugin.PluginClient(f"127.0.0.1:{free_port()}", 0.1)
+        client._get_stub()
+        channel, _ = plugin._channels[client.address]
+        assert plugin.close_unused_channels({client.address}) == []     # still named: kept
+        await asyncio.gather(*plugin.close_unused_channels(set()))
+        return channel.get_state()
+
+    assert asyncio.run(scenario()) == grpc.ChannelConnectivity.SHUTDOWN
 
 
 def test_plugin_timeout_fails_open_and_says_so(stack):

@@ -70,7 +70,7 @@ def _chat(stack, messages, headers=ALICE, **extra) -> httpx.Response:
     response = httpx.post(f"{stack.base_url}/chat/completions", timeout=30,
                           headers={**headers, "x-request-id": rid},
                           json={"model": "gpt-4o-mini", "messages": messages, **extra})
-    response.rid = rid
+    response.rid = response.headers.get("x-request-id", rid)    # the gateway's id: the provider's too
     return response
 
 

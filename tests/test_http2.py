@@ -450,7 +450,7 @@ def test_megabytes_each_way_through_envoy(tmp_path):
         answer = response.json()["choices"][0]["message"]["content"]
         assert len(answer) > 3_000_000 and answer.endswith("write to [EMAIL]")
         received = [r for name in stack.mock_ports for r in stack.received(name)
-                    if r["headers"].get("x-request-id") == "big-one"]
+                    if r["headers"].get("x-request-id") == response.headers["x-request-id"]]
         assert received and all("jane.doe" not in r["body"] for r in received)
         assert received[-1]["body"].count("lorem") == 111_112
         record = stack.wait_for_record("big-one")

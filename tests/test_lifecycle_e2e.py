@@ -92,8 +92,11 @@ def test_configmap_swap_reloads_without_failing_requests(tmp_path):
     assert len(versions) == 2                          # the log line says which config served
 
 
-def test_sigterm_lets_a_long_stream_finish_and_records_its_usage(tmp_path):
-    stack = GatewayStack(tmp_path, quickstart_config()).start()
+def test_sigterm_lets_a_long_stream_finish_records_its_usage_and_leaves_no_files(tmp_path):
+    temp = tmp_path / "tmp"
+    temp.mkdir()
+    stack = GatewayStack(tmp_path, quickstart_config(), env={"TMPDIR": str(temp)}).start()
+    assert [p.name for p in temp.iterdir()][0].startswith("llmgw-")     # its run directory
     rid = f"test-{uuid.uuid4()}"
     words = " ".join(f"w{i}" for i in range(25))
     received = []
@@ -114,9 +117,11 @@ def test_sigterm_lets_a_long_stream_finish_and_records_its_usage(tmp_path):
     stack.process.wait(timeout=40)
     body = b"".join(received)
     assert body.rstrip().endswith(b"data: [DONE]"), body[-200:]
-    record = next(r for r in stack.log_records() if r["request_id"] == rid)
+    record = next(r for r in stack.log_records() if r.get("client_request_id") == rid)
     assert record["outcome"] == "ok" and record["usage_estimated"] is False
     assert record["output_tokens"] == 25 + 0 or record["output_tokens"] > 0
+    # A clean stop leaves no run directory behind (Envoy's config, sockets, metrics files).
+    assert list(temp.iterdir()) == []
 
 
 def test_grpc_health_on_tcp_and_config_file_disappearing(tmp_path):

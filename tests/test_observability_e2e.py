@@ -144,10 +144,11 @@ def test_every_dashboard_query_returns_data(observed):
 
 def test_log_lines_match_requests_and_no_secret_anywhere(observed):
     stack, url, sent = observed
-    records = {r["request_id"]: r for r in stack.log_records()}
+    records = {r.get("client_request_id"): r for r in stack.log_records()}
     for rid, status, _ in sent["results"]:
         assert records[rid]["status"] == status                     # one line per request
-    assert len([r for r in stack.log_records() if r["request_id"].startswith("test-")]) == len(sent["results"])
+    assert len([r for r in stack.log_records()
+                if (r.get("client_request_id") or "").startswith("test-")]) == len(sent["results"])
     tagged = [r for r in records.values() if r.get("tags") == {"agent": "code-review"}]
     assert len(tagged) == 3
     for record in records.values():

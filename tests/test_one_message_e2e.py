@@ -41,11 +41,13 @@ def test_which_calls_take_one_message_and_what_they_still_get(gateway, what, pat
     # What the service adds to a response reaches the client either way (one message:
     # Envoy adds it from the metadata the service set with the request body).
     assert response.headers["x-gateway-backend"] == ("mock-backup" if body["model"] == "smart" else "mock")
-    assert response.headers["x-request-id"] == rid
+    gateway_id = response.headers["x-request-id"]              # the gateway's own, not the caller's
+    assert gateway_id != rid and str(uuid.UUID(gateway_id)) == gateway_id
     if not body.get("stream"):
         assert response.headers["content-type"] == "application/json"
         assert response.json()["usage"]
     record = gateway.wait_for_record(rid)
+    assert (record["request_id"], record["client_request_id"]) == (gateway_id, rid)
     assert record["outcome"] == "ok" and record["status"] == 200
     assert record["input_tokens"] > 0 and not record["usage_estimated"]
     # Prompt-cache reads (embeddings have none) are billed at the cached price.

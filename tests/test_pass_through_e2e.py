@@ -52,8 +52,9 @@ def _penny_counter(stack) -> CounterRow:
 
 def _provider_usage(stack, rid: str) -> dict:
     """The usage the mock provider reported for this request (a failed attempt reports none)."""
+    gateway_id = stack.wait_for_record(rid)["request_id"]           # what the provider was sent
     [usage] = [entry["usage"] for name in stack.mock_ports for entry in stack.received(name)
-               if entry["headers"].get("x-request-id") == rid and "usage" in entry]
+               if entry["headers"].get("x-request-id") == gateway_id and "usage" in entry]
     return usage
 
 

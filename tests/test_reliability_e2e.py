@@ -217,9 +217,11 @@ def test_near_miss_keys_are_refused_alike(stack):
 def test_request_parser_only_ever_refuses_cleanly(body):
     from types import SimpleNamespace
 
+    from extproc.api.openai import ENDPOINTS
     from extproc.pipeline.errors import GatewayError
     from extproc.stages.resolve import ParseRequest
-    call = SimpleNamespace(raw_body=body, body=None, model_name="", stream=False, client_wants_usage=True)
+    call = SimpleNamespace(raw_body=body, body=None, model_name="", stream=False, client_wants_usage=True,
+                           endpoint=ENDPOINTS["/v1/chat/completions"])
     try:
         ParseRequest().request_body(call)
     except GatewayError as error:

@@ -61,16 +61,19 @@ def test_a_store_shared_across_reloads_stays_open_for_every_calls_runtime(tmp_pa
     assert _is_open(third.store.store)
 
 
-def test_an_idle_store_closes_at_once_and_a_store_less_config_has_nothing_to_close(tmp_path):
+def test_an_idle_store_closes_at_once_and_a_config_without_budgets_still_has_one(tmp_path):
+    """A config without budgets still opens its store: stored responses and cut streams'
+    hand-offs live there."""
     first = Runtime(_sqlite(tmp_path, "a"))
     sqlite_store = first.store.store
     no_budgets = quickstart_config()
     no_budgets["budgets"] = []
+    no_budgets["store"] = {"path": str(tmp_path / "none.sqlite3")}
     path = tmp_path / "none.yaml"
     path.write_text(yaml.safe_dump(no_budgets))
     second = reloaded(first, load_config(str(path)))
     assert not _is_open(sqlite_store)
-    assert second.store.store is None
+    assert _is_open(second.store.store)
     third = reloaded(second, _sqlite(tmp_path, "d"))
     assert _is_open(third.store.store)
 

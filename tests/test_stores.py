@@ -149,3 +149,53 @@ def test_sqlite_file_of_version_2_gains_the_cut_stream_table(tmp_path):
     store.put_cut_entry("c-1", entry, time.time() + 60)
     assert store.take_cut_entry("c-1") == entry and store.take_cut_entry("c-1") is None
     store.close()
+
+
+def test_records_are_kept_found_listed_expired_and_deleted(store):
+    store.put_record("response", "resp_1", '{"backend": "a"}', time.time() + 60)
+    store.put_record("response", "resp_2", '{"backend": "b"}', None)
+    store.put_record("response", "resp_gone", "x", time.time() - 1)
+    store.put_record("key", "k1", "y", None)
+    assert store.get_record("response", "resp_1") == '{"backend": "a"}'
+    assert store.get_record("response", "resp_gone") is None
+    assert store.get_record("response", "missing") is None
+    assert store.records("response") == [("resp_1", '{"backend": "a"}'), ("resp_2", '{"backend": "b"}')]
+    store.delete_record("response", "resp_1")
+    assert store.get_record("response", "resp_1") is None
+    assert store.records("key") == [("k1", "y")]
+
+
+def test_a_busy_sqlite_write_lock_never_stalls_the_event_loop(tmp_path):
+    """Another process holding the write lock (a long transaction, a backup) makes a
+    worker's reserve wait on a thread of its own, not on the event loop: the loop keeps
+    answering, and the reserve lands once the lock is free."""
+    path = str(tmp_path / "budgets.sqlite3")
+    store = SQLiteStore(path)
+    holder = sqlite3.connect(path, isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")
+
+    async def scenario():
+        loop = asyncio.get_running_loop()
+        lags = []
+
+        async def ticker():
+            while True:
+                before = loop.time()
+                await asyncio.sleep(0.01)
+                lags.append(loop.time() - before - 0.01)
+
+        ticking = asyncio.ensure_future(ticker())
+        loop.call_later(0.6, holder.execute, "COMMIT")         # the lock goes after 0.6 s
+        started = loop.time()
+        result = store.reserve("r1", [charge("c|x", 5)], time.time(), time.time() + 60)
+        assert asyncio.isfuture(result)                        # handed to the store's thread
+        admission = await result
+        waited = loop.time() - started
+        ticking.cancel()
+        return admission, waited, max(lags)
+
+    admission, waited, worst_lag = asyncio.run(scenario())
+    assert admission.admitted and waited >= 0.5
+    assert worst_lag < 0.15, worst_lag                         # the loop went on meanwhile
+    assert {row.counter: row.held for row in store.rows()}["c|x"] == 5
+    store.close()

@@ -107,7 +107,7 @@ def test_the_call_is_recorded_once_whatever_ends_the_stream(gateway):
     record = gateway.wait_for_record("end-recorded")
     assert record["outcome"] == "ok" and record["output_tokens"] == 1
     time.sleep(0.2)                            # a second record would be written by now
-    assert [r["request_id"] for r in gateway.log_records()].count("end-recorded") == 1
+    assert [r.get("client_request_id") for r in gateway.log_records()].count("end-recorded") == 1
 
 
 # --- A reset in the middle of a gRPC operation -------------------------------------------

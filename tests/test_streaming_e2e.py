@@ -48,7 +48,7 @@ def test_client_without_include_usage_sees_none_but_gateway_records_it(gateway):
     record = gateway.wait_for_record(rid)
     assert record["usage_estimated"] is False
     assert record["output_tokens"] == 3 and record["input_tokens"] > 0
-    [received] = [r for r in gateway.received() if r["headers"].get("x-request-id") == rid]
+    [received] = [r for r in gateway.received() if r["headers"].get("x-request-id") == record["request_id"]]
     assert '"include_usage":true' in received["body"]
 
 
@@ -99,12 +99,11 @@ def test_upstream_cut_is_recorded_with_estimated_usage(gateway):
 def test_usage_reaches_envoy_access_log_within_a_second(gateway, alice):
     """Each call's usage is in Envoy's own access log line, and the line is out within
     about a second: `extproc up` has Envoy flush it every second (its default, 10 s,
-    held a quiet gateway's lines back for up to 10 s)."""
+    could hold a quiet gateway's lines back for up to 10 s)."""
     import json
     for _ in range(3):
-        rid = _rid()
-        alice.chat.completions.create(model="gpt-4o-mini", extra_headers={"x-request-id": rid},
-                                      messages=[{"role": "user", "content": "metadata please"}])
+        rid = alice.chat.completions.with_raw_response.create(
+            model="gpt-4o-mini", messages=[{"role": "user", "content": "metadata please"}]).headers["x-request-id"]
         deadline = time.time() + 2.5        # the flush interval, and room for a slow machine
         lines: list[str] = []
         while not lines and time.time() < deadline:
@@ -119,9 +118,8 @@ def test_usage_reaches_envoy_access_log_within_a_second(gateway, alice):
 def test_envoy_starts_without_a_wall_of_work_in_progress_notes(gateway, alice):
     """`extproc up` keeps Envoy's stderr for what matters: its access log and real
     warnings, not a note per work-in-progress proto at every start."""
-    rid = _rid()
-    alice.chat.completions.create(model="gpt-4o-mini", extra_headers={"x-request-id": rid},
-                                  messages=[{"role": "user", "content": "hello"}])
+    rid = alice.chat.completions.with_raw_response.create(
+        model="gpt-4o-mini", messages=[{"role": "user", "content": "hello"}]).headers["x-request-id"]
     deadline = time.time() + 2.5
     while rid not in gateway.stderr_path.read_text() and time.time() < deadline:
         time.sleep(0.05)

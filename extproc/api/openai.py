@@ -8,33 +8,60 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Iterator
 
+from .usage import Usage
+
 
 @dataclass(frozen=True, slots=True)
 class Endpoint:
-    kind: str                    # chat | completions | embeddings | responses | models
-    method: str
-
-
-ENDPOINTS = {
-    "/v1/chat/completions": Endpoint("chat", "POST"),
-    "/v1/completions": Endpoint("completions", "POST"),
-    "/v1/embeddings": Endpoint("embeddings", "POST"),
-    "/v1/responses": Endpoint("responses", "POST"),
-    "/v1/models": Endpoint("models", "GET"),
-}
-
-
-@dataclass(slots=True)
-class Usage:
-    input_tokens: int = 0
-    output_tokens: int = 0
-    cached_tokens: int = 0
-    reasoning_tokens: int = 0
-    estimated: bool = False
+    kind: str                    # chat | completions | embeddings | responses | models | model | response...
+    methods: tuple[str, ...]
 
     @property
-    def total(self) -> int:
-        return self.input_tokens + self.output_tokens
+    def method(self) -> str:
+        return self.methods[0]
+
+    @property
+    def generates(self) -> bool:
+        """A call that a model answers, and the provider bills."""
+        return self.kind in GENERATING_KINDS
+
+
+GENERATING_KINDS = ("chat", "completions", "embeddings", "responses")
+ENDPOINTS = {
+    "/v1/chat/completions": Endpoint("chat", ("POST",)),
+    "/v1/completions": Endpoint("completions", ("POST",)),
+    "/v1/embeddings": Endpoint("embeddings", ("POST",)),
+    "/v1/responses": Endpoint("responses", ("POST",)),
+    "/v1/models": Endpoint("models", ("GET",)),
+}
+# Paths naming one resource, by their prefix and what may follow its id.
+MODEL = Endpoint("model", ("GET",))                                  # answered by the gateway
+STORED_RESPONSE = Endpoint("response", ("GET", "DELETE"))           # at the provider holding it
+STORED_RESPONSE_ACTIONS = {"cancel": Endpoint("response_cancel", ("POST",)),
+                           "input_items": Endpoint("response_input_items", ("GET",))}
+STORED_RESPONSE_KINDS = ("response", "response_cancel", "response_input_items")
+_MAX_ID = 256
+
+
+def find_endpoint(path: str) -> tuple[Endpoint, str] | None:
+    """The endpoint a path (without its query) names, and the id of the resource it names
+    ("" for none); None for a path the gateway does not serve."""
+    path = path.rstrip("/")
+    endpoint = ENDPOINTS.get(path)
+    if endpoint is not None:
+        return endpoint, ""
+    if path.startswith("/v1/models/"):
+        name = path[len("/v1/models/"):]
+        return (MODEL, name) if 0 < len(name) <= _MAX_ID else None
+    if path.startswith("/v1/responses/"):
+        rest = path[len("/v1/responses/"):].split("/")
+        if not rest[0] or len(rest[0]) > _MAX_ID or len(rest) > 2:
+            return None
+        if len(rest) == 1:
+            return STORED_RESPONSE, rest[0]
+        action = STORED_RESPONSE_ACTIONS.get(rest[1])
+        return (action, rest[0]) if action else None
+    return None
 
 
 def _int(value: Any) -> int:
@@ -131,6 +158,11 @@ def prompt_token_ids(kind: str, body: dict) -> int:
     batch = given if given and isinstance(given[0], list) else [given]
     return sum(len(ids) for ids in batch
                if isinstance(ids, list) and all(type(i) is int for i in ids))
+
+
+# Where each endpoint takes the cap on what one answer may generate (chat's max_tokens is
+# deprecated, and reasoning models refuse it).
+OUTPUT_CAP_FIELDS = {"chat": "max_completion_tokens", "completions": "max_tokens", "responses": "max_output_tokens"}
 
 
 def max_output_tokens(kind: str, body: dict) -> int | None:

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import signal
+import sys
 
 from . import envoy_config, envoy_features
+from .envoy_contract import failover_route
 from .filter_config import load_config
 from .yamlread import ConfigError
 
@@ -20,6 +22,8 @@ def check(config_path: str, envoy_path: str | None) -> tuple[list[str], str]:
         return error.problems, ""
     summary = (f"{config_path}: OK ({len(config.models)} models, {len(config.providers)} providers, "
                f"{len(config.keys_by_hash)} keys)")
+    for warning in config.warnings:
+        print(warning, file=sys.stderr)
     if envoy_path:
         try:
             envoy = envoy_config.load(envoy_path)
@@ -37,10 +41,28 @@ def check(config_path: str, envoy_path: str | None) -> tuple[list[str], str]:
                             f"{envoy_config.EXTPROC_CLUSTER!r} for the ext_proc service")
         else:
             problems.extend(_connection_age_problems(config, envoy, envoy_path))
+        problems.extend(_failover_route_problems(config, envoy, config_path, envoy_path))
         problems.extend(f"{envoy_path}: {problem}" for problem in envoy_features.feature_problems(envoy))
         problems.extend(envoy_config.validate(envoy_path))
         summary += f"; {envoy_path}: OK (clusters agree, envoy --mode validate passed)"
     return problems, summary
+
+
+def _failover_route_problems(config, envoy: dict, config_path: str, envoy_path: str) -> list[str]:
+    """A virtual model of N backends is routed on `x-gateway-route: failover-N`; that
+    route's retries must let each backend be tried once (num_retries >= N-1), else the
+    later backends are never tried."""
+    retries = envoy_config.failover_routes(envoy)
+    problems = []
+    for model in config.models.values():
+        if not model.is_virtual:
+            continue
+        needed, name = len(model.backends) - 1, failover_route(len(model.backends))
+        if retries.get(name, -1) < needed:
+            problems.append(f"{config_path}: models.{model.name}: its {len(model.backends)} backends need a "
+                            f"route matching x-gateway-route: {name} with retry_policy.num_retries of at "
+                            f"least {needed} in {envoy_path}" + (f" (it has {retries[name]})" if name in retries else ""))
+    return problems
 
 
 def _connection_age_problems(config, envoy: dict, envoy_path: str) -> list[str]:

@@ -9,6 +9,8 @@ from pathlib import Path
 
 import yaml
 
+from .envoy_contract import ROUTE_HEADER
+
 EXTPROC_CLUSTER = "extproc"
 
 
@@ -39,6 +41,23 @@ def load(path: str) -> dict:
 
 def cluster_names(envoy: dict) -> set[str]:
     return {c.get("name") for c in envoy.get("static_resources", {}).get("clusters", [])}
+
+
+def failover_routes(envoy: dict) -> dict[str, int]:
+    """The routes matched on the failover header's value, each with its num_retries."""
+    found = {}
+    for listener in envoy.get("static_resources", {}).get("listeners", []):
+        for chain in listener.get("filter_chains", []):
+            for network_filter in chain.get("filters", []):
+                route_config = (network_filter.get("typed_config") or {}).get("route_config") or {}
+                for host in route_config.get("virtual_hosts") or []:
+                    for route in host.get("routes") or []:
+                        for header in (route.get("match") or {}).get("headers") or []:
+                            value = (header.get("string_match") or {}).get("exact")
+                            if header.get("name") == ROUTE_HEADER and value:
+                                found[value] = int(((route.get("route") or {}).get("retry_policy") or {})
+                                                   .get("num_retries", 1))
+    return found
 
 
 _HTTP_OPTIONS = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions"
@@ -146,7 +165,7 @@ def kubernetes_config(quickstart: dict, workers: int = 2) -> dict:
         "envoy.extensions.upstreams.http.v3.HttpProtocolOptions"]["http_filters"]
     config = with_workers(config, [f"/var/run/extproc/extproc-{i}.sock" for i in range(workers)])
     # Every provider cluster can serve a virtual model: each carries the per-attempt filter.
-    config["static_resources"]["clusters"] = [clusters["extproc"], clusters["no_backend"]] + [
+    config["static_resources"]["clusters"] = [clusters["extproc"], clusters["no_backend"], clusters["grpc_refused"]] + [
         _provider_cluster(name, host, upstream_filters) for name, host in _PROVIDERS.items()]
     return config
 

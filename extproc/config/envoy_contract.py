@@ -10,7 +10,7 @@ import functools
 # Client headers the gateway owns: stripped from every request so no caller can
 # choose a cluster or forge attribution.
 ROUTING_HEADER = "x-gateway-cluster"             # a concrete model's cluster (route: cluster_header)
-ROUTE_HEADER = "x-gateway-route"                 # "failover": the virtual models' route
+ROUTE_HEADER = "x-gateway-route"                 # failover-<N>: the route of virtual models of N backends
 UPSTREAM_CLUSTER_HEADER = "x-gateway-upstream-cluster"   # which cluster answered (failover route)
 INTERNAL_HEADER_PREFIX = "x-gateway-"
 
@@ -51,3 +51,9 @@ REQUEST_METADATA_NAMESPACE = "llm_gateway.request"
 def envoy_features(announced: str) -> frozenset[str]:
     """The features in an ext_proc stream's metadata value (the same string every call)."""
     return frozenset(announced.replace(",", " ").split())
+
+
+def failover_route(backends: int) -> str:
+    """The route (ROUTE_HEADER's value) of a chain of this many backends: its retries let
+    every one of them be tried once."""
+    return f"failover-{backends}"

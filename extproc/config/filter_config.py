@@ -6,6 +6,7 @@ started with, so a reload never changes a request half-way.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import os
 from dataclasses import dataclass
@@ -14,80 +15,9 @@ from typing import Mapping
 from ..guardrails.config import GuardrailSettings, parse_guardrails
 from ..observability.settings import ObservabilitySettings, parse_observability
 from ..store.limits import Limit, StoreSettings, parse_limits, parse_store
+from .models import Model, parse_model
+from .providers import Provider, parse_provider
 from .yamlread import Node, Problems, load_yaml
-
-
-class Secret:
-    """A credential that never shows up in repr, logs or errors."""
-
-    __slots__ = ("_value",)
-
-    def __init__(self, value: str) -> None:
-        self._value = value
-
-    def reveal(self) -> str:
-        return self._value
-
-    def __repr__(self) -> str:
-        return "Secret(***)"
-
-    __str__ = __repr__
-
-
-@dataclass(frozen=True, slots=True)
-class Provider:
-    name: str
-    cluster: str                 # Envoy cluster that reaches it
-    auth_header: str             # "authorization" (Bearer) or "api-key" (Azure style)
-    credential_source: str       # "env:NAME", "file:/path" or "inline" (never the value)
-    credential: Secret | None    # None when the source could not be read
-
-    def auth_value(self) -> str:
-        secret = self.credential.reveal() if self.credential else ""
-        return f"Bearer {secret}" if self.auth_header == "authorization" else secret
-
-
-@dataclass(frozen=True, slots=True)
-class Price:
-    """USD per million tokens."""
-    input: float = 0.0
-    cached_input: float = 0.0
-    output: float = 0.0
-
-    def cost(self, input_tokens: int, cached_tokens: int, output_tokens: int) -> float:
-        uncached = max(input_tokens - cached_tokens, 0)
-        return (uncached * self.input + cached_tokens * self.cached_input
-                + output_tokens * self.output) / 1_000_000
-
-
-@dataclass(frozen=True, slots=True)
-class Backend:
-    name: str                    # what x-gateway-backend, logs and metrics call it
-    provider: Provider
-    model: str                   # the model's name at the provider
-    weight: int
-    price: Price | None = None   # this backend's own price; default: the model's
-
-
-@dataclass(frozen=True, slots=True)
-class Model:
-    name: str
-    backends: tuple[Backend, ...]
-    strategy: str                # "fallback" (ordered) or "weighted"
-    price: Price
-    encoding: str                # tokenizer encoding for offline counts
-
-    @property
-    def primary(self) -> Backend:
-        return self.backends[0]
-
-    @property
-    def is_virtual(self) -> bool:
-        """Several backends: Envoy fails over between them, attempt by attempt."""
-        return len(self.backends) > 1
-
-    def price_of(self, backend: Backend | None) -> Price:
-        return backend.price if backend is not None and backend.price is not None else self.price
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,6 +67,7 @@ class GatewayConfig:
     guardrails: GuardrailSettings = GuardrailSettings()
     observability: ObservabilitySettings = ObservabilitySettings()
     mock_provider: Mapping | None = None
+    warnings: tuple[str, ...] = ()   # valid but probably not meant (`extproc check` prints them)
 
 
 def load_config(path: str, *, strict_credentials: bool = True) -> GatewayConfig:
@@ -152,9 +83,9 @@ def load_config(path: str, *, strict_credentials: bool = True) -> GatewayConfig:
     with open(path, "rb") as handle:
         digest = hashlib.sha256(handle.read()).hexdigest()[:12]
     label = root.get("version").str("")
-    providers = {name: _provider(name, node, strict_credentials)
+    providers = {name: parse_provider(name, node, strict_credentials)
                  for name, node in root.get("providers").items()}
-    models = {name: _model(name, node, providers) for name, node in root.get("models").items()}
+    models = {name: parse_model(name, node, providers) for name, node in root.get("models").items()}
     if not models and not root.get("models").missing:
         root.get("models").fail("must name at least one model")
     keys = _keys(root.get("keys"), models)
@@ -172,6 +103,7 @@ def load_config(path: str, *, strict_credentials: bool = True) -> GatewayConfig:
         mock_provider=root.get("mock_provider").value if not root.get("mock_provider").missing else None,
     )
     problems.raise_if_any()
+    config = dataclasses.replace(config, warnings=tuple(problems.warnings))
     return config
 
 
@@ -196,86 +128,6 @@ def _server(node: Node) -> ServerSettings:
         worker_scheduling=node.get("worker_scheduling").choice(("normal", "batch"), "normal"),
         transport=node.get("transport").choice(("h2", "grpc"), "h2"),
     )
-
-
-def _provider(name: str, node: Node, strict: bool) -> Provider:
-    node.only_keys("cluster", "auth", "api_key")
-    auth = node.get("auth").choice(("bearer", "api-key"), "bearer")
-    source, secret = _credential(node.get("api_key"), strict)
-    return Provider(name=name, cluster=node.get("cluster").str(),
-                    auth_header="authorization" if auth == "bearer" else "api-key",
-                    credential_source=source, credential=secret)
-
-
-def _credential(node: Node, strict: bool) -> tuple[str, Secret | None]:
-    node.only_keys("env", "file", "value")
-    if node.missing:
-        node.fail("is required: {env: VAR}, {file: /path} or {value: ...} (demo only)")
-        return "", None
-    if not node.get("env").missing:
-        var = node.get("env").str()
-        value = os.environ.get(var)
-        if value is None and strict:
-            node.fail(f"environment variable {var} is not set")
-        return f"env:{var}", Secret(value) if value is not None else None
-    if not node.get("file").missing:
-        file = node.get("file").str()
-        try:
-            with open(file, encoding="utf-8") as handle:
-                return f"file:{file}", Secret(handle.read().strip())
-        except OSError as exc:
-            if strict:
-                node.fail(f"cannot read credential file {file}: {exc.strerror}")
-            return f"file:{file}", None
-    if not node.get("value").missing:
-        return "inline", Secret(node.get("value").str())
-    node.fail("must have one of: env, file, value")
-    return "", None
-
-
-def _model(name: str, node: Node, providers: Mapping[str, Provider]) -> Model:
-    from ..api.tokens import encoding_for_model  # local: tokens imports the tokenizer
-    node.only_keys("backends", "strategy", "price", "encoding")
-    strategy = node.get("strategy").choice(("fallback", "weighted"), "fallback")
-    backends = []
-    for item in node.get("backends").elements():
-        item.only_keys("provider", "model", "name", "weight", "price")
-        provider_name = item.get("provider").str()
-        provider = providers.get(provider_name)
-        if provider is None:
-            item.get("provider").fail(f"unknown provider {provider_name!r}")
-            continue
-        backends.append(Backend(
-            name=item.get("name").str(provider_name),
-            provider=provider,
-            model=item.get("model").str(name),
-            weight=item.get("weight").number(1, integer=True, minimum=0),
-            price=None if item.get("price").missing else _price(item.get("price")),
-        ))
-    if not backends:
-        node.get("backends").fail("must list at least one backend")
-    names = [b.name for b in backends]
-    if len(set(names)) != len(names):
-        node.get("backends").fail("backend names must be unique within a model (set `name:`)")
-    price = _price(node.get("price")) if not node.get("price").missing else \
-        _default_price(backends[0].model if backends else name)
-    encoding = node.get("encoding").choice(("o200k_base", "cl100k_base"),
-                                           encoding_for_model(backends[0].model if backends else name))
-    return Model(name=name, backends=tuple(backends), strategy=strategy, price=price, encoding=encoding)
-
-
-def _price(node: Node) -> Price:
-    node.only_keys("input", "cached_input", "output")
-    input_price = node.get("input").number(0.0, minimum=0)
-    return Price(input=input_price,
-                 cached_input=node.get("cached_input").number(input_price, minimum=0),
-                 output=node.get("output").number(0.0, minimum=0))
-
-
-def _default_price(model: str) -> Price:
-    from ..api.prices import default_price
-    found = default_price(model)
-    return Price(*found) if found else Price()
 
 
 def _keys(node: Node, models: Mapping[str, Model]) -> dict[bytes, VirtualKey]:

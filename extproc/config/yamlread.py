@@ -6,6 +6,7 @@ what `extproc check` prints and what a failed reload logs.
 
 from __future__ import annotations
 
+import datetime
 from dataclasses import dataclass, field
 from typing import Any, Iterator
 
@@ -22,9 +23,13 @@ class ConfigError(Exception):
 class Problems:
     file: str
     lines: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)   # valid, but probably not what was meant
 
     def add(self, path: str, message: str) -> None:
         self.lines.append(f"{self.file}: {path or '<root>'}: {message}")
+
+    def warn(self, path: str, message: str) -> None:
+        self.warnings.append(f"{self.file}: {path or '<root>'}: warning: {message}")
 
     def raise_if_any(self) -> None:
         if self.lines:
@@ -51,6 +56,9 @@ class Node:
 
     def fail(self, message: str) -> None:
         self.problems.add(self.path, message)
+
+    def warn(self, message: str) -> None:
+        self.problems.warn(self.path, message)
 
     @property
     def missing(self) -> bool:
@@ -92,6 +100,8 @@ class Node:
                 self.fail("is required")
                 return ""
             return default
+        if isinstance(self.value, datetime.date):      # an unquoted 2024-10-21: YAML reads a date
+            return self.value.isoformat()
         if isinstance(self.value, bool) or not isinstance(self.value, (str, int, float)):
             self.fail("must be a string")
             return "" if default is _MISSING else default

@@ -59,6 +59,11 @@ class GuardrailSettings:
     stream_window: int = 128
     max_scan_chars: int = 1_000_000
 
+    def plugin_addresses(self) -> set[str]:
+        """The plugins any policy calls."""
+        policies = [self.default, *(self.by_team or {}).values(), *(self.by_key or {}).values()]
+        return {g.detector.address for policy in policies for g in policy if g.type == "plugin" and g.detector}
+
     def policy_for(self, key) -> tuple[Guardrail, ...]:
         if self.by_key and key.id in self.by_key:
             return self.by_key[key.id]

@@ -17,17 +17,36 @@ class PluginUnavailable(Exception):
     pass
 
 
+# One channel per plugin address in this worker, shared by the configs a reload swaps in
+# and out; a reload closes those no config in force names (close_unused_channels).
+_channels: dict[str, tuple[grpc.aio.Channel, pb_grpc.GuardrailPluginStub]] = {}
+
+
+def close_unused_channels(addresses_in_use: set[str]) -> list:
+    """Closes the channels of plugins the config in force no longer names; returns the
+    closings to await (each lets its calls in flight finish first: grace)."""
+    closings = []
+    for address in [a for a in _channels if a not in addresses_in_use]:
+        closings.append(_channels.pop(address)[0].close(grace=CLOSE_GRACE_S))
+    return closings
+
+
+CLOSE_GRACE_S = 5.0              # longer than any plugin call's deadline needs
+
+
 class PluginClient:
     def __init__(self, address: str, timeout: float) -> None:
         self.address = address
         self.timeout = timeout
-        self._stub = None          # channels are made lazily: after the worker forked
 
     def _get_stub(self):
-        if self._stub is None:
+        # Made lazily, after the worker forked; a channel closed by a reload is made anew
+        # for a call of the config that still names it.
+        found = _channels.get(self.address)
+        if found is None:
             channel = grpc.aio.insecure_channel(self.address)
-            self._stub = pb_grpc.GuardrailPluginStub(channel)
-        return self._stub
+            found = _channels[self.address] = (channel, pb_grpc.GuardrailPluginStub(channel))
+        return found[1]
 
     async def check(self, direction: str, texts: list[str], *, model: str, key_id: str,
                     team: str, request_id: str) -> tuple[str, str, list[str]]:

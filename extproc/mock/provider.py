@@ -45,6 +45,7 @@ import re
 import socket
 import struct
 import time
+import uuid
 from dataclasses import dataclass, field
 
 import orjson
@@ -67,6 +68,7 @@ class Listener:
     defaults: dict[str, str] = field(default_factory=dict)   # x-mock-* defaults
     fixtures: str | None = None
     received: list[dict] = field(default_factory=list)
+    responses: dict = field(default_factory=dict)     # id -> (response, input items): the last 1000
 
 
 def _error(status: int, message: str, code: str | None, type_: str = "invalid_request_error",
@@ -179,9 +181,17 @@ class MockProvider:
         app.router.add_get("/_mock/requests", self.recorded)
         app.router.add_delete("/_mock/requests", self.clear)
         app.router.add_get("/v1/models", self.models)
-        for kind, path in (("chat", "/v1/chat/completions"), ("completions", "/v1/completions"),
-                           ("embeddings", "/v1/embeddings"), ("responses", "/v1/responses")):
-            app.router.add_post(path, self._handler(kind))
+        for kind, suffix in (("chat", "/chat/completions"), ("completions", "/completions"),
+                             ("embeddings", "/embeddings")):
+            app.router.add_post("/v1" + suffix, self._handler(kind))
+            # Azure OpenAI: the deployment's path, with its api-version.
+            app.router.add_post("/openai/deployments/{deployment}" + suffix, self._handler(kind, azure=True))
+        for prefix in ("/v1", "/openai/v1"):            # (Azure serves the Responses API on /openai/v1)
+            app.router.add_post(prefix + "/responses", self._handler("responses"))
+            app.router.add_get(prefix + "/responses/{id}", self.stored_response)
+            app.router.add_delete(prefix + "/responses/{id}", self.stored_response)
+            app.router.add_post(prefix + "/responses/{id}/cancel", self.stored_response)
+            app.router.add_get(prefix + "/responses/{id}/input_items", self.stored_response)
         return app
 
     async def recorded(self, request: web.Request) -> web.Response:
@@ -196,15 +206,40 @@ class MockProvider:
                 for m in ("gpt-4o-mini", "gpt-4o", "text-embedding-3-small")]
         return web.json_response({"object": "list", "data": data})
 
-    def _handler(self, kind: str):
+    def _handler(self, kind: str, azure: bool = False):
         async def handle(request: web.Request) -> web.StreamResponse:
+            if azure and not request.query.get("api-version"):
+                return _error(404, "Resource not found", "404")       # what Azure answers without one
             return await self.handle(kind, request)
         return handle
+
+    async def stored_response(self, request: web.Request) -> web.Response:
+        """A response this listener made: retrieved, deleted, cancelled, or its input items."""
+        listener = self.listener
+        listener.received.append({"path": request.path, "method": request.method, "at": time.time(),
+                                   "headers": {str(k).lower(): v for k, v in request.headers.items()},
+                                   "body": (await request.read()).decode("utf-8", "replace")})
+        if listener.api_key and _presented_key(request) != listener.api_key:
+            return _error(401, "Incorrect API key provided.", "invalid_api_key")
+        stored = listener.responses.get(request.match_info["id"])
+        if stored is None:
+            return _error(404, f"No response found with id '{request.match_info['id']}'.", None)
+        answer, inputs = stored
+        if request.method == "DELETE":
+            del listener.responses[answer["id"]]
+            return web.json_response({"id": answer["id"], "object": "response", "deleted": True})
+        if request.path.endswith("/input_items"):
+            return web.json_response({"object": "list", "data": inputs, "has_more": False,
+                                      "first_id": inputs[0]["id"] if inputs else None,
+                                      "last_id": inputs[-1]["id"] if inputs else None})
+        if request.path.endswith("/cancel"):
+            answer = {**answer, "status": "cancelled"}
+        return web.json_response(answer, dumps=lambda o: orjson.dumps(o).decode())
 
     async def handle(self, kind: str, request: web.Request) -> web.StreamResponse:
         raw = await request.read()
         listener = self.listener
-        entry = {"path": request.path,
+        entry = {"path": request.path, "query": dict(request.query),
                  "headers": {str(k).lower(): v for k, v in request.headers.items()},
                  "body": raw.decode("utf-8", "replace"), "at": time.time()}
         listener.received.append(entry)
@@ -296,9 +331,13 @@ class MockProvider:
             events = [_as_parts(_shadowed(e, shadow), parts) for e in events]
             if _option(self.listener, request, "unended"):
                 events[-1] = events[-1].rstrip(b"\n")
+            if kind == "responses":
+                self._remember(body, orjson.loads(events[-1].split(b"data: ", 1)[1])["response"])
             return await self._stream(request, events)
         reply = _as_parts(_shadowed(json_reply(kind, model, text, finish, None if no_usage else usage,
                                                returned, tool), shadow), parts)
+        if kind == "responses":
+            self._remember(body, orjson.loads(reply))
         truncate = _option(self.listener, request, "truncate")
         if truncate:
             # Promise the whole body, send a piece of it, then drop the connection.
@@ -309,6 +348,19 @@ class MockProvider:
             _reset(request)
             return response
         return web.Response(body=reply, content_type="application/json")
+
+    def _remember(self, body: dict, answer: dict) -> None:
+        """A response the Responses API stores (unless `store: false`), with its input items."""
+        if body.get("store") is False:
+            return
+        given = body.get("input")
+        items = [{"type": "message", "role": "user", "content": [{"type": "input_text", "text": given}]}] \
+            if isinstance(given, str) else [i for i in given or [] if isinstance(i, dict)]
+        inputs = [{"id": f"msg_{uuid.uuid4().hex}", **item} for item in items]
+        responses = self.listener.responses
+        responses[answer["id"]] = (answer, inputs)
+        while len(responses) > 1000:                  # bounded: a soak must not grow memory
+            del responses[next(iter(responses))]
 
     async def _stream(self, request: web.Request, events: list[bytes]) -> web.StreamResponse:
         chunk_delay = int(_option(self.listener, request, "chunk-delay-ms") or 0) / 1000

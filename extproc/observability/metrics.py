@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 
-from prometheus_client import Counter, Gauge, Histogram, values
+from prometheus_client import Counter, Histogram, values
 
 _changed: set = set()        # values updated in memory since the last flush()
 _batching = False
@@ -90,9 +90,7 @@ requests = Counter(
 cost_usd = Counter("gateway_cost_usd", "Spend in USD.", ["model", "team"])
 guardrail_verdicts = Counter(
     "gateway_guardrail_verdicts", "Guardrail verdicts.", ["guardrail", "verdict"])
-budget_remaining = Gauge(
-    "gateway_budget_remaining", "What is left of a budget in its current window.",
-    ["budget", "scope", "unit"], multiprocess_mode="mostrecent")
+# gateway_budget_remaining is read from the store at each scrape (budget_gauge.py).
 extproc_processing = Histogram(
     "gateway_extproc_processing_seconds", "Time spent inside the service per ext_proc message.",
     ["phase"], buckets=_SERVICE_BUCKETS)

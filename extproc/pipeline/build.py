@@ -14,6 +14,7 @@ from ..stages.pass_through import PassThroughStream
 from ..stages.record import Record
 from ..stages.resolve import ParseRequest, ResolveModel
 from ..stages.route import Route
+from ..stages.stored_responses import StoredResponses
 from ..stages.usage import ResponseUsage
 from ..store.cut_streams import WorkerCutStreams
 from .runner import Pipeline
@@ -26,6 +27,7 @@ def build_pipeline(config: GatewayConfig, store=None, cut_streams: WorkerCutStre
     cut_streams = cut_streams or WorkerCutStreams()
     return Pipeline([
         Admission(),
+        StoredResponses(store),              # routes a stored response's calls at their headers
         ParseRequest(),
         ResolveModel(),
         GuardRequest(),                      # before budgets and routing: see guard.py

@@ -5,16 +5,11 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from ..api.openai import (
-    Endpoint,
-    Usage,
-    answers_per_request,
-    max_output_tokens,
-    prompt_texts,
-    prompt_token_ids,
-)
+from ..api.openai import Endpoint, answers_per_request, max_output_tokens, prompt_texts, prompt_token_ids
 from ..api.tokens import count_prompt
-from ..config.filter_config import Backend, GatewayConfig, Model, VirtualKey
+from ..api.usage import Usage
+from ..config.filter_config import GatewayConfig, VirtualKey
+from ..config.models import Backend, Model
 from .protocol import Reply
 
 
@@ -22,7 +17,8 @@ class Call:
     """One HTTP request through the gateway, from request headers to the last body chunk."""
 
     __slots__ = (
-        "config", "started", "request_id", "request_metadata", "method", "path", "endpoint", "headers",
+        "config", "started", "request_id", "request_metadata", "method", "path", "query", "endpoint", "resource_id",
+        "headers",
         "key", "raw_body", "body", "body_changed", "model_name", "model", "backend", "backend_order", "attempts", "stream",
         "client_wants_usage", "status", "response_streamed", "usage", "generated",
         "first_byte_at", "ended_at", "outcome", "error_code", "reply", "sse", "stage_state",
@@ -37,8 +33,10 @@ class Call:
         self.request_id = ""
         self.request_metadata = None         # Envoy's metadata_context, when it sends one
         self.method = ""
-        self.path = ""
+        self.path = ""                       # as the client sent it, without its query
+        self.query = ""
         self.endpoint: Endpoint | None = None
+        self.resource_id = ""                # the id a path names (/v1/responses/{id}), else ""
         self.headers: dict[str, str] = {}
         self.key: VirtualKey | None = None
         self.raw_body = b""

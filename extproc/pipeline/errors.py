@@ -58,6 +58,12 @@ def model_not_allowed(model: str) -> GatewayError:
                         f"This API key may not use the model '{_clip(model)}'.")
 
 
+def model_not_priced(model: str, budget: str) -> GatewayError:
+    return GatewayError(403, "model_not_priced",
+                        f"The model '{_clip(model)}' has no price, so the USD budget '{budget}' cannot charge "
+                        "it; the gateway refuses it until its operators price it (`price:` in the filter config).")
+
+
 def gateway_error(message: str = "The gateway failed to process the request.") -> GatewayError:
     return GatewayError(500, "gateway_error", message, type="api_error")
 

@@ -139,15 +139,21 @@ def trailer_names(trailers: ep.HttpTrailers, prefix: str) -> list[str]:
     return [header.key for header in trailers.trailers.headers if header.key.startswith(prefix)]
 
 
-def forwarded_numbers(request: ep.ProcessingRequest, namespace: str) -> dict[str, float]:
-    """The numbers of a metadata namespace Envoy forwarded with this message."""
+def forwarded_values(request: ep.ProcessingRequest, namespace: str) -> dict[str, float | str]:
+    """The numbers and strings of a metadata namespace Envoy forwarded with this message."""
     if not request.HasField("metadata_context"):
         return {}
     struct = request.metadata_context.filter_metadata.get(namespace)
     if struct is None:
         return {}
-    return {key: value.number_value for key, value in struct.fields.items()
-            if value.WhichOneof("kind") == "number_value"}
+    values: dict[str, float | str] = {}
+    for key, value in struct.fields.items():
+        kind = value.WhichOneof("kind")
+        if kind == "number_value":
+            values[key] = value.number_value
+        elif kind == "string_value":
+            values[key] = value.string_value
+    return values
 
 
 def _fill(struct: struct_pb2.Struct, data: dict) -> None:
@@ -203,4 +209,4 @@ def error_reply(error: GatewayError, extra_headers: dict[str, str] | None = None
 
 __all__ = ["Reply", "immediate", "error_reply", "header_map", "ProcessingRequest",
            "ProcessingResponse", "RESPONSE_STREAMED", "RESPONSE_BUFFERED", "RESPONSE_IN_BODY",
-           "STREAM_PASSED_THROUGH", "forwarded_numbers", "response_code", "trailer_names"]
+           "STREAM_PASSED_THROUGH", "forwarded_values", "response_code", "trailer_names"]

@@ -16,7 +16,7 @@ from .protocol import (
     ProcessingResponse,
     Reply,
     error_reply,
-    forwarded_numbers,
+    forwarded_values,
     header_map,
     immediate,
     response_code,
@@ -102,7 +102,7 @@ class Pipeline:
             elif phase == "response_trailers":
                 # A stream Envoy passed through (stages/pass_through.py) has ended; Envoy sends
                 # its status and what its sse_to_metadata filter read from it along.
-                numbers = forwarded_numbers(request, STREAM_USAGE_NAMESPACE)
+                numbers = forwarded_values(request, STREAM_USAGE_NAMESPACE)
                 if not call.status:              # its headers went by unseen
                     call.status = response_code(request)
                 call.sent_bytes = response_size(request)

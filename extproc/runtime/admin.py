@@ -13,10 +13,14 @@ from typing import Callable
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest, multiprocess
 
 
-def start_admin(address: str, ready: Callable[[], tuple[bool, str]]) -> ThreadingHTTPServer:
+def start_admin(address: str, ready: Callable[[], tuple[bool, str]], collectors=()) -> ThreadingHTTPServer:
+    """`collectors`: metrics the supervisor computes itself at each scrape, beside the
+    workers' (the budgets' remaining, read from the store)."""
     host, _, port = address.rpartition(":")
     registry = CollectorRegistry()
     multiprocess.MultiProcessCollector(registry)
+    for collector in collectors:
+        registry.register(collector)
 
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:  # noqa: N802 (stdlib name)

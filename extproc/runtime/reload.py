@@ -2,10 +2,11 @@
 
 Kubernetes swaps a `..data` symlink to a new directory; the file path stays the
 same but resolves to a new inode. Each worker polls `os.stat` (which follows
-symlinks) once a second; on a change it parses and validates the new file and
-swaps the whole runtime at once. Requests in flight keep the config they started
-with. An invalid file is refused: the old config stays, the problems are logged
-and counted.
+symlinks) once a second, of the config file and of every credential file it names
+(a mounted Secret rotated in place, an Entra ID token rewritten by its sidecar); on a
+change it parses and validates the config again and swaps the whole runtime at once.
+Requests in flight keep the config they started with. An invalid file is refused: the
+old config stays, the problems are logged and counted.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import asyncio
 import logging
 import os
 
-from ..config.filter_config import load_config
+from ..config.filter_config import GatewayConfig, load_config
 from ..config.yamlread import ConfigError
 from ..observability import metrics
 
@@ -29,9 +30,16 @@ def _signature(path: str) -> tuple | None:
     return stat.st_ino, stat.st_dev, stat.st_mtime_ns, stat.st_size
 
 
-async def watch_config(path: str, apply, interval: float = 1.0) -> None:
-    """Calls apply(new_config) whenever `path` changes to a valid config."""
+def watched_files(config: GatewayConfig) -> tuple[str, ...]:
+    """The credential files a config reads (the config file itself is watched apart)."""
+    return tuple(sorted({p.credential_file for p in config.providers.values() if p.credential_file}))
+
+
+async def watch_config(path: str, apply, config: GatewayConfig, interval: float = 1.0) -> None:
+    """Calls apply(new_config) whenever `path`, or a credential file it names, changes
+    and the config is valid."""
     seen = _signature(path)
+    credentials = {file: _signature(file) for file in watched_files(config)}
     while True:
         await asyncio.sleep(interval)
         current = _signature(path)
@@ -41,9 +49,10 @@ async def watch_config(path: str, apply, interval: float = 1.0) -> None:
                 metrics.config_reloads.labels("missing").inc()
             seen = None
             continue
-        if current == seen:
+        rotated = {file: _signature(file) for file in credentials}
+        if current == seen and rotated == credentials:
             continue
-        seen = current
+        seen, credentials = current, rotated
         try:
             config = load_config(path)
         except ConfigError as error:
@@ -55,6 +64,7 @@ async def watch_config(path: str, apply, interval: float = 1.0) -> None:
             log.exception("config reload failed")
             metrics.config_reloads.labels("invalid").inc()
             continue
+        credentials = {file: _signature(file) for file in watched_files(config)}
         apply(config)
         metrics.config_reloads.labels("ok").inc()
         log.warning("config reloaded: version %s", config.version)

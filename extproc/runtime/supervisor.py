@@ -59,10 +59,11 @@ def _die_with_parent() -> None:
 
 class Supervisor:
     def __init__(self, config: GatewayConfig, *, envoy_path: str | None, run_dir: Path,
-                 workers: int | None = None, fixtures: str | None = None) -> None:
+                 workers: int | None = None, fixtures: str | None = None, owns_run_dir: bool = False) -> None:
         self.config = config
         self.envoy_path = envoy_path          # None: serve mode, Envoy runs elsewhere
         self.run_dir = run_dir
+        self.owns_run_dir = owns_run_dir      # made for this run (`up`): removed when it stops
         self.worker_count = workers or config.server.workers or os.cpu_count() or 1
         self.fixtures = fixtures
         self.workers: dict[int, subprocess.Popen] = {}
@@ -100,8 +101,9 @@ class Supervisor:
             self._wait_for_mock()
         if self.envoy_path:
             self._start_envoy()
+        from ..observability.budget_gauge import BudgetRemaining
         from .admin import start_admin
-        self.admin = start_admin(self.config.server.admin_address, self.ready)
+        self.admin = start_admin(self.config.server.admin_address, self.ready, [BudgetRemaining(self.config)])
 
     def socket_path(self, index: int) -> str:
         """Where Envoy connects to worker `index`: a symlink to the socket of the worker
@@ -260,6 +262,8 @@ class Supervisor:
             _terminate([self.mock], 5)
         if self.admin is not None:
             self.admin.shutdown()
+        if self.owns_run_dir:                 # Envoy's config, the socket links, metrics files
+            shutil.rmtree(self.run_dir, ignore_errors=True)
 
     # --- recycling ----------------------------------------------------------------
 

@@ -18,6 +18,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from ..api.tokens import get_encoding
 from ..config.filter_config import GatewayConfig, load_config
+from ..guardrails.plugin import close_unused_channels
 from ..observability import metrics
 from ..pipeline.build import build_pipeline, build_upstream_pipeline
 from ..store import open_worker_store
@@ -87,8 +88,8 @@ class Runtime:
     def __init__(self, config: GatewayConfig, store: StoreInUse | None = None,
                  cut_streams: WorkerCutStreams | None = None) -> None:
         self.config = config
-        if store is None:
-            store = StoreInUse(open_worker_store(config.store) if config.limits else None)
+        if store is None:     # always open: budgets, stored responses and cut streams use it
+            store = StoreInUse(open_worker_store(config.store))
         self.store = store
         self.cut_streams = cut_streams or WorkerCutStreams(config.store)
         self.pipeline = build_pipeline(config, store.store, self.cut_streams)
@@ -139,8 +140,11 @@ async def serve_worker(config_path: str, address: str, health_address: str | Non
 
     def apply(new_config: GatewayConfig) -> None:
         processor.runtime = reloaded(processor.runtime, new_config)   # one assignment: atomic
+        for closing in close_unused_channels(new_config.guardrails.plugin_addresses()):
+            _closing.add(task := asyncio.get_running_loop().create_task(closing))
+            task.add_done_callback(_closing.discard)
 
-    watcher = asyncio.get_running_loop().create_task(watch_config(config_path, apply))
+    watcher = asyncio.get_running_loop().create_task(watch_config(config_path, apply, config))
     metrics.batch_writes()
     flusher = asyncio.get_running_loop().create_task(_flush_metrics())
     stopping = asyncio.Event()

@@ -5,10 +5,11 @@ from __future__ import annotations
 import hashlib
 import hmac
 import time
+import uuid
 
 import orjson
 
-from ..api.openai import ENDPOINTS
+from ..api.openai import find_endpoint
 from ..config.envoy_contract import INTERNAL_HEADER_PREFIX
 from ..observability.settings import request_tags
 from ..pipeline.call import Call
@@ -17,6 +18,8 @@ from . import ImmediateAnswer, Stage
 
 # Credentials the caller sends; never forwarded to a provider.
 _CALLER_CREDENTIAL_HEADERS = ("authorization", "api-key")
+# What the log line keeps of a caller's own request id.
+MAX_CLIENT_ID_CHARS = 128
 
 
 class Admission(Stage):
@@ -27,9 +30,15 @@ class Admission(Stage):
     def request_headers(self, call: Call, end_of_stream: bool) -> None:
         headers = call.headers
         call.method = headers.get(":method", "")
-        path = headers.get(":path", "")
-        call.path = path.split("?", 1)[0]
-        call.request_id = headers.get("x-request-id", "")
+        call.path, _, call.query = headers.get(":path", "").partition("?")
+        # The gateway owns the request id (Envoy generates none: envoy/quickstart.yaml): the
+        # provider, the client and the log line see this one; the caller's, if it sent one,
+        # is kept on the log line beside it.
+        call.request_id = str(uuid.uuid4())
+        call.reply.set_headers["x-request-id"] = call.request_id
+        client_request_id = headers.get("x-request-id")
+        if client_request_id:
+            call.stage_state.setdefault("log", {})["client_request_id"] = client_request_id[:MAX_CLIENT_ID_CHARS]
         tags = request_tags(headers)
         if tags:
             call.stage_state.setdefault("log", {})["tags"] = tags
@@ -38,21 +47,25 @@ class Admission(Stage):
             name for name in headers
             if name in _CALLER_CREDENTIAL_HEADERS or name.startswith(INTERNAL_HEADER_PREFIX))
 
-        endpoint = ENDPOINTS.get(call.path.rstrip("/"))
-        if endpoint is None:
+        found = find_endpoint(call.path)
+        if found is None:
             raise GatewayError(404, "not_found",
                                f"Unknown path '{call.path[:200]}'. This gateway serves the OpenAI "
                                "API under /v1 (chat/completions, completions, embeddings, "
                                "responses, models).", type="invalid_request_error")
-        if call.method != endpoint.method:
-            raise GatewayError(405, "method_not_allowed",
-                               f"{call.path} accepts {endpoint.method} only.",
-                               headers={"allow": endpoint.method})
+        endpoint, call.resource_id = found
+        if call.method not in endpoint.methods:
+            allowed = ", ".join(endpoint.methods)
+            raise GatewayError(405, "method_not_allowed", f"{call.path[:200]} accepts {allowed} only.",
+                               headers={"allow": allowed})
         call.endpoint = endpoint
+        _refuse_unreadable_bodies(headers)
         call.key = self._authenticate(call)
         if endpoint.kind == "models":
             raise ImmediateAnswer(200, self._models_list(call))
-        if end_of_stream:
+        if endpoint.kind == "model":
+            raise ImmediateAnswer(200, self._model(call, call.resource_id))
+        if end_of_stream and endpoint.generates:
             raise invalid_request("The request has no body; send a JSON object with a 'model'.")
 
     @staticmethod
@@ -71,16 +84,41 @@ class Admission(Stage):
     @staticmethod
     def _models_list(call: Call) -> bytes:
         created = int(time.time())
-        data = [{"id": name, "object": "model", "created": created, "owned_by": "llm-gateway"}
-                for name in call.config.models if call.key.may_use(name)]
+        data = [_model_object(name, created) for name in call.config.models if call.key.may_use(name)]
         return orjson.dumps({"object": "list", "data": data})
+
+    @staticmethod
+    def _model(call: Call, name: str) -> bytes:
+        """One model, as OpenAI's GET /v1/models/{model} answers; one this key may not use
+        is as unknown to it as one that does not exist."""
+        if name not in call.config.models or not call.key.may_use(name):
+            raise GatewayError(404, "model_not_found",
+                               f"The model '{name[:100]}' does not exist or you do not have access to it.")
+        return orjson.dumps(_model_object(name, int(time.time())))
+
+
+def _model_object(name: str, created: int) -> dict:
+    return {"id": name, "object": "model", "created": created, "owned_by": "llm-gateway"}
+
+
+def _refuse_unreadable_bodies(headers: dict[str, str]) -> None:
+    """A body the gateway cannot read must not pass unread: an encoding Envoy did not
+    decompress (gzip, br and zstd arrive decompressed). (gRPC content types never get here:
+    envoy/quickstart.yaml answers them 415 itself.)"""
+    encoding = headers.get("content-encoding", "").strip().lower()
+    if encoding and encoding != "identity":
+        raise GatewayError(415, "unsupported_content_encoding",
+                           f"The request body's content-encoding '{encoding[:40]}' is not supported; send it "
+                           "uncompressed, or compressed with gzip, br or zstd.", type="invalid_request_error")
 
 
 def _presented_key(headers: dict[str, str]) -> str:
-    auth = headers.get("authorization", "")
-    if auth:
-        scheme, _, token = auth.partition(" ")
+    """The key a caller presents: a Bearer token, else the `api-key` header (Azure's
+    clients). Another scheme in Authorization (Basic, say, added by a proxy on the way)
+    does not hide an `api-key`."""
+    scheme, _, token = headers.get("authorization", "").partition(" ")
+    if scheme.lower() == "bearer":
         # Only HTTP's own whitespace (space, tab) surrounds a token; anything else
         # (a no-break space, say) makes it a different key.
-        return token.strip(" \t") if scheme.lower() == "bearer" else ""
+        return token.strip(" \t")
     return headers.get("api-key", "").strip(" \t")

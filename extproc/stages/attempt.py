@@ -13,7 +13,7 @@ import orjson
 from google.protobuf.json_format import MessageToDict
 
 from ..config.envoy_contract import METADATA_NAMESPACE
-from ..config.filter_config import Backend, Model
+from ..config.models import Backend, Model
 from ..pipeline.call import Call
 from ..pipeline.errors import gateway_error
 from . import Stage
@@ -52,9 +52,15 @@ class AttemptRewrite(Stage):
         except (KeyError, IndexError, ValueError, TypeError, ZeroDivisionError):
             raise gateway_error("The gateway lost track of this request's backends.") from None
         call.backend = backend
-        call.reply.set_headers[backend.provider.auth_header] = backend.provider.auth_value()
-        other = "api-key" if backend.provider.auth_header == "authorization" else "authorization"
+        provider = backend.provider
+        call.reply.set_headers[provider.auth_header] = provider.auth_value()
+        other = "api-key" if provider.auth_header == "authorization" else "authorization"
         call.reply.remove_headers.append(other)    # never another backend's credential
+        # Envoy replays the first attempt's headers: every attempt states its own path.
+        path = plan.get("path")
+        if isinstance(path, str):
+            call.reply.set_headers[":path"] = provider.upstream_path(
+                str(plan.get("kind", "")), path, str(plan.get("query", "")), backend.model)
 
     def request_body(self, call: Call) -> None:
         if call.backend is None:

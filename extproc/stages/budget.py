@@ -16,9 +16,11 @@ import logging
 import time
 import uuid
 
+from ..api.openai import OUTPUT_CAP_FIELDS, max_output_tokens
+from ..api.usage import Usage
 from ..observability import metrics
 from ..pipeline.call import Call
-from ..pipeline.errors import GatewayError, gateway_error
+from ..pipeline.errors import GatewayError, gateway_error, model_not_priced
 from ..store import StoreUnavailable, maybe_await
 from ..store.limits import Charge, plan_charges, settled_amount
 from . import Stage
@@ -59,8 +61,12 @@ class Budget(Stage):
 
     async def request_body(self, call: Call) -> None:
         limits = call.config.limits
-        if not limits or not any(limit.scope_value(call.key) is not None for limit in limits):
+        if call.body is None or not limits or not any(limit.scope_value(call.key) is not None for limit in limits):
             return
+        if not call.model.fully_priced:
+            charging_usd = [limit for limit in limits if limit.kind == "usd" and limit.scope_value(call.key) is not None]
+            if charging_usd:     # at $0 it would never be charged: refuse rather than let it run free
+                raise model_not_priced(call.model.name, charging_usd[0].name)
         tokens, usd = self._estimate(call)
         now = time.time()
         charges = plan_charges(limits, call.key, tokens, usd, now, self.settings.lease_seconds)
@@ -78,12 +84,13 @@ class Budget(Stage):
             refused = admission.refused
             code = "budget_exceeded" if refused.limit.kind in ("tokens", "usd") and \
                 refused.limit.window != "minute" else "rate_limited"
-            retry_after = max(1, int(refused.window_end - now + 0.999))
+            retry_after = _retry_after(refused, now)
             headers = {"retry-after": str(retry_after),
                        **ratelimit_headers(charges, admission.remaining, now)}
             raise GatewayError(429, code, _refusal_message(refused, code), headers=headers)
         metrics.child(metrics.budget_admissions,
                       "allotment" if admission.in_memory else "store").inc()
+        _cap_what_was_reserved(call, charges)
         call.stage_state["budget"] = (rid, charges)
         call.stage_state["ratelimit_headers"] = ratelimit_headers(charges, admission.remaining, now)
 
@@ -91,7 +98,7 @@ class Budget(Stage):
         model = call.model
         prompt = call.prompt_tokens()
         output = call.output_cap()
-        usd = max(model.price_of(b).cost(prompt, 0, output) for b in model.backends)
+        usd = max(model.cost(b, Usage(prompt, output)) for b in model.backends)
         return prompt + output, usd
 
     @staticmethod
@@ -116,23 +123,41 @@ class BudgetSettle(Stage):
         rid, charges = held
         usage = call.usage
         tokens = usage.total if usage else 0
-        usd = 0.0
-        if usage is not None and call.model is not None:
-            usd = call.model.price_of(call.backend).cost(usage.input_tokens, usage.cached_tokens,
-                                                         usage.output_tokens)
+        usd = call.model.cost(call.backend, usage) if usage is not None and call.model is not None else 0.0
         amounts = [settled_amount(charge, tokens, usd) for charge in charges]
         try:
-            spent = await maybe_await(self.store.settle(rid, charges, amounts))
+            await maybe_await(self.store.settle(rid, charges, amounts))
         except StoreUnavailable as error:
             # The lease frees the reservation; the spend is logged on the request's line.
             metrics.child(metrics.store_errors, "settle").inc()
             log.error("budget store unavailable on settle (request %s): %s", call.request_id, error)
-            return
-        for charge in charges:
-            if charge.limit.kind in ("tokens", "usd") and charge.counter in spent:
-                remaining = metrics.child(metrics.budget_remaining, charge.limit.name,
-                                          charge.counter.split("|")[1], charge.limit.kind)
-                remaining.set(charge.limit.limit - spent[charge.counter])
+
+
+# A concurrency slot frees when one of the caller's calls ends, which nobody can tell in
+# advance: the hint is to try again soon, not when the slot's lease would run out.
+CONCURRENCY_RETRY_AFTER_S = 1
+
+
+def _retry_after(charge: Charge, now: float) -> int:
+    """Seconds until the refused limit has room: its window's end, or soon for concurrency."""
+    if charge.limit.kind == "concurrent":
+        return CONCURRENCY_RETRY_AFTER_S
+    return max(1, int(charge.window_end - now + 0.999))
+
+
+def _cap_what_was_reserved(call: Call, charges: list[Charge]) -> None:
+    """A call that set no output cap was reserved the store's default for each answer:
+    that cap goes to the provider, so what the call spends cannot pass what it reserved
+    (uncapped, one long answer could take a budget far past its limit)."""
+    field = OUTPUT_CAP_FIELDS.get(call.endpoint.kind)
+    if field is None or max_output_tokens(call.endpoint.kind, call.body) is not None:
+        return
+    if not any(charge.limit.kind in ("tokens", "usd") for charge in charges):
+        return
+    cap = call.config.store.default_output_tokens
+    call.body[field] = cap
+    call.body_changed = True
+    call.stage_state.setdefault("log", {})["output_cap_added"] = cap
 
 
 def _refusal_message(charge: Charge, code: str) -> str:

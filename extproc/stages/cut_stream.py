@@ -1,10 +1,11 @@
-"""A stream passed through that ends without its trailers is charged what Envoy sent.
+"""A stream passed through that ends without its trailers, or without the provider's
+usage, is charged what Envoy sent.
 
 Marks each stream passed through with a `cut_id` (dynamic metadata, with the request
 body's reply) when the Envoy in front logs cut ones to the service
-(protocol.CUT_STREAMS_LOGGED); the trailers message
+(config/envoy_contract.py: CUT_STREAMS_LOGGED); the trailers message
 of a stream that completes clears it, so Envoy's access log filter keeps only the
-streams that were cut. Such a call's done hook waits for its entry (cut_streams.py)
+streams that were cut. Such a call's done hook waits for its entry (store/cut_streams.py)
 and leaves the output tokens it comes to for usage.py's estimate; with no entry in time
 (a worker down, an Envoy without the log) the estimate stays the output cap.
 """
@@ -47,12 +48,18 @@ class CutStream(Stage):
             self._unmark(call)
 
     def response_trailers(self, call: Call, numbers: dict[str, float]) -> None:
-        if not call.stage_state.pop("cut_id", None):
+        if call.stage_state.pop("cut_id", None):
+            self._unmark(call)
+        if call.status >= 400:
             return
-        self._unmark(call)
         output = int(numbers.get("output_tokens", 0))
-        if call.status < 400 and output:
+        if output:
             self.ratios.learn(_shape(call), call.sent_bytes, output, int(numbers.get("reasoning_tokens", 0)))
+        elif "output_tokens" not in numbers and call.sent_bytes:
+            # The provider sent no usage (some OpenAI-compatible servers ignore
+            # include_usage): what Envoy sent is charged, as for a stream cut short.
+            call.stage_state[SENT_OUTPUT_TOKENS] = min(self.ratios.tokens(_shape(call), call.sent_bytes),
+                                                       call.output_cap())
 
     @staticmethod
     def _unmark(call: Call) -> None:

@@ -93,7 +93,7 @@ class GuardRequest(Stage):
 
     async def request_body(self, call: Call) -> None:
         policy = [g for g in call.config.guardrails.policy_for(call.key) if "request" in g.directions]
-        if not policy:
+        if not policy or call.body is None:
             return
         slots = list(request_slots(call.endpoint.kind, call.body))
         too_large = sum(len(container[key]) for container, key in slots) > \

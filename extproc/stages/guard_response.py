@@ -8,9 +8,11 @@ from ..guardrails.config import Guardrail
 from ..guardrails.scan import called_tools, response_slots
 from ..pipeline.call import Call
 from ..pipeline.errors import GatewayError
+from ..transport.eager import task_needed
 from . import Stage
 from .guard import check_texts, could_not_run, record_verdict, run_plugin
 from .stream_guard import StreamGuard
+from .stream_plugins import StreamPluginHold
 
 
 def response_policy(call: Call) -> list[Guardrail]:
@@ -23,8 +25,9 @@ def response_policy(call: Call) -> list[Guardrail]:
 
 
 def stream_policy(call: Call) -> list[Guardrail]:
-    """The guardrails that read this caller's streamed responses (plugins read JSON only)."""
-    return [g for g in response_policy(call) if g.type != "plugin"]
+    """The guardrails that read this caller's streamed responses (plugins: the whole
+    stream, held to its end, stream_plugins.py)."""
+    return response_policy(call)
 
 
 class GuardResponse(Stage):
@@ -33,11 +36,24 @@ class GuardResponse(Stage):
     def response_headers(self, call: Call, headers: dict[str, str], end_of_stream: bool) -> None:
         if call.response_streamed and call.status < 400:
             policy = stream_policy(call)
-            if policy:
-                call.event_filters.append(StreamGuard(call, policy, call.config.guardrails.stream_window))
+            detectors = [g for g in policy if g.type != "plugin"]
+            plugins = [g for g in policy if g.type == "plugin"]
+            if detectors:
+                call.event_filters.append(StreamGuard(call, detectors, call.config.guardrails.stream_window))
+            if plugins:
+                call.stage_state["plugin_hold"] = StreamPluginHold(call, plugins)
 
     async def response_body(self, call: Call, chunk: bytes, end_of_stream: bool) -> bytes | None:
-        if call.response_streamed or call.status >= 400:
+        if call.response_streamed:
+            hold = call.stage_state.get("plugin_hold")
+            if hold is None:
+                return None
+            hold.add(chunk)
+            if not end_of_stream:
+                return b""                  # nothing leaves before the plugins have read it all
+            await task_needed()             # plugin calls (transport/eager.py)
+            return await hold.release()
+        if call.status >= 400:
             return None
         body = call.stage_state.get("response_json")
         policy = response_policy(call)

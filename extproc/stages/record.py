@@ -12,6 +12,10 @@ from ..observability.settings import OVERFLOW, BoundedLabel
 from ..pipeline.call import Call
 from . import Stage
 
+# What the log line keeps of a text the caller chose (a path, a model name): a 1 MB model
+# name must not make a 1 MB log line.
+MAX_LOGGED_CHARS = 256
+
 
 class Record(Stage):
     name = "record"
@@ -28,10 +32,7 @@ class Record(Stage):
         backend = call.backend.name if call.backend else ""
         status = str(call.status) if call.status else call.outcome
         usage = call.usage
-        cost = 0.0
-        if usage is not None and call.model is not None:
-            cost = call.model.price_of(call.backend).cost(
-                usage.input_tokens, usage.cached_tokens, usage.output_tokens)
+        cost = call.model.cost(call.backend, usage) if usage is not None and call.model is not None else 0.0
         ttft = (call.first_byte_at - call.started) if call.first_byte_at else None
         service = call.service_seconds + (
             time.perf_counter() - call.message_started if call.message_started else 0.0)
@@ -43,8 +44,8 @@ class Record(Stage):
             "user": call.key.user if call.key else None,
             "team": call.key.team if call.key else None,
             "method": call.method,
-            "path": call.path,
-            "model": call.model_name or None,
+            "path": call.path[:MAX_LOGGED_CHARS],
+            "model": call.model_name[:MAX_LOGGED_CHARS] or None,     # as the caller wrote it: bounded
             "served_model": call.backend.model if call.backend else None,
             "backend": backend or None,
             "status": call.status,

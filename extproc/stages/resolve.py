@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import orjson
 
+from ..api.openai_schema import shape_problem
 from ..api.repeated_keys import repeated_key
 from ..pipeline.call import Call
 from ..pipeline.errors import invalid_request, model_not_allowed, model_not_found
@@ -16,6 +17,8 @@ class ParseRequest(Stage):
     name = "parse"
 
     def request_body(self, call: Call) -> None:
+        if not call.endpoint.generates:         # a stored response's cancel: the body is the provider's
+            return
         try:
             body = orjson.loads(call.raw_body)
         except orjson.JSONDecodeError:
@@ -31,6 +34,9 @@ class ParseRequest(Stage):
         model = body.get("model")
         if not isinstance(model, str) or not model:
             raise invalid_request("The request body must name a 'model' (a string).")
+        problem = shape_problem(call.endpoint.kind, body)
+        if problem is not None:          # checked once here: later stages read a body of the right shape
+            raise invalid_request(problem)
         call.body = body
         call.model_name = model
         call.stream = body.get("stream") is True
@@ -45,6 +51,8 @@ class ResolveModel(Stage):
     name = "resolve"
 
     def request_body(self, call: Call) -> None:
+        if call.body is None:
+            return
         model = call.config.models.get(call.model_name)
         if model is None:
             raise model_not_found(call.model_name)

@@ -13,8 +13,14 @@ import random
 
 import orjson
 
-from ..config.envoy_contract import METADATA_NAMESPACE, ROUTE_HEADER, ROUTE_METADATA_NAMESPACE, ROUTING_HEADER
-from ..config.filter_config import Backend, Model
+from ..config.envoy_contract import (
+    METADATA_NAMESPACE,
+    ROUTE_HEADER,
+    ROUTE_METADATA_NAMESPACE,
+    ROUTING_HEADER,
+    failover_route,
+)
+from ..config.models import Backend, Model
 from ..pipeline.call import Call
 from . import Stage
 
@@ -36,15 +42,17 @@ def backend_order(model: Model, rng: random.Random = random._inst) -> list[int]:
     return indices
 
 
-def failover_metadata(model: Model, order: list[int]) -> dict:
+def failover_metadata(call: Call, model: Model, order: list[int]) -> dict:
     """What Envoy's priority_group specifier (a PriorityGroupsOverride of the same
-    shape) and the upstream filter read."""
+    shape) and the upstream filter read (the client's path: each attempt's is made for
+    its backend's provider)."""
     return {
         ROUTE_METADATA_NAMESPACE: {"priority_groups": [
             {"name": model.backends[i].name,
              "clusters": [{"cluster_name": model.backends[i].provider.cluster, "weight": 1}]}
             for i in order]},
-        METADATA_NAMESPACE: {"model": model.name, "order": order},
+        METADATA_NAMESPACE: {"model": model.name, "order": order, "path": call.path, "query": call.query,
+                             "kind": call.endpoint.kind},
     }
 
 
@@ -52,6 +60,8 @@ class Route(Stage):
     name = "route"
 
     def request_body(self, call: Call) -> None:
+        if call.body is None:                   # routed at its headers (stored_responses.py)
+            return
         model = call.model
         order = backend_order(model)
         backend: Backend = model.backends[order[0]]
@@ -61,10 +71,13 @@ class Route(Stage):
         reply.clear_route_cache = True
         reply.set_headers[backend.provider.auth_header] = backend.provider.auth_value()
         if model.is_virtual:
-            reply.set_headers[ROUTE_HEADER] = "failover"
-            reply.metadata = failover_metadata(model, order)
+            reply.set_headers[ROUTE_HEADER] = failover_route(len(model.backends))
+            reply.metadata = failover_metadata(call, model, order)
         else:
             reply.set_headers[ROUTING_HEADER] = backend.provider.cluster
+            path = backend.provider.upstream_path(call.endpoint.kind, call.path, call.query, backend.model)
+            if path != call.headers.get(":path"):
+                reply.set_headers[":path"] = path
 
         body = call.body
         changed = call.body_changed or model.is_virtual

@@ -131,7 +131,7 @@ class StreamGuard:
             return out
         if self.kind == "responses":
             # Events that repeat the whole text (…done, response.completed).
-            changed, blocking = self._check_whole(list(_text_fields(data)))
+            changed, blocking = self._check_whole(list(whole_text_fields(data)))
             if blocking is not None:
                 return self._block(blocking)
             ended = list(self.lanes.values())  # its parts come one after the other
@@ -370,7 +370,7 @@ def _arguments(call) -> str | None:
     return arguments if isinstance(arguments, str) and arguments else None
 
 
-def _text_fields(node, depth: int = 0):
+def whole_text_fields(node, depth: int = 0):
     """Text (and tool call arguments) in a Responses event that repeats it whole."""
     if depth > 8:
         return
@@ -379,7 +379,7 @@ def _text_fields(node, depth: int = 0):
             if key in ("text", "arguments", "refusal") and isinstance(value, str):
                 yield node, key
             elif isinstance(value, (dict, list)):
-                yield from _text_fields(value, depth + 1)
+                yield from whole_text_fields(value, depth + 1)
     elif isinstance(node, list):
         for item in node:
-            yield from _text_fields(item, depth + 1)
+            yield from whole_text_fields(item, depth + 1)

@@ -17,16 +17,11 @@ from __future__ import annotations
 
 from time import perf_counter, time
 
-from ..api.openai import (
-    Usage,
-    generated_texts,
-    prompt_texts,
-    usage_from_event,
-    usage_from_response,
-)
+from ..api.openai import generated_texts, prompt_texts, usage_from_event, usage_from_response
 from ..api.provider_json import loads
 from ..api.sse import SSEParser
 from ..api.tokens import count_prompt, count_text
+from ..api.usage import Usage
 from ..config.envoy_contract import UPSTREAM_CLUSTER_HEADER
 from ..pipeline.call import Call
 from ..pipeline.errors import error_body
@@ -91,8 +86,10 @@ class ResponseUsage(Stage):
             call.reply.set_headers["content-type"] = "application/json"
             return error_body(f"The provider answered HTTP {call.status} without an "
                               "OpenAI-style error body.", "api_error", "upstream_error")
-        if isinstance(parsed, dict):
+        if isinstance(parsed, dict) and call.endpoint.generates:
             call.stage_state["response_json"] = parsed     # guardrails read it, no second parse
+            if call.endpoint.kind == "responses":
+                call.stage_state["response_id"] = parsed.get("id")
             call.usage = usage_from_response(parsed)
             if call.usage is None:
                 call.generated.extend(generated_texts(call.endpoint.kind, parsed))
@@ -115,6 +112,8 @@ class ResponseUsage(Stage):
                     if call.first_byte_at is None:
                         call.first_byte_at = perf_counter()
                     call.generated.extend(generated_texts(kind, data))
+                    if kind == "responses" and data.get("type") == "response.created":
+                        call.stage_state["response_id"] = (data.get("response") or {}).get("id")
                     usage = usage_from_event(kind, data)
                     if usage is not None:
                         call.usage = usage
@@ -137,9 +136,12 @@ class ResponseUsage(Stage):
 
     # --- a stream passed through ----------------------------------------------------
 
-    def response_trailers(self, call: Call, numbers: dict[str, float]) -> None:
+    def response_trailers(self, call: Call, numbers: dict) -> None:
         """Its end (its status set from Envoy's attribute): the usage Envoy read from it
-        (chat's and the Responses API's names mapped to one set in envoy/quickstart.yaml)."""
+        (chat's and the Responses API's names mapped to one set in envoy/quickstart.yaml),
+        and a Responses stream's id."""
+        if isinstance(numbers.get("response_id"), str):
+            call.stage_state["response_id"] = numbers["response_id"]
         if call.status < 400 and ("input_tokens" in numbers or "output_tokens" in numbers):
             call.usage = Usage(int(numbers.get("input_tokens", 0)), int(numbers.get("output_tokens", 0)),
                                int(numbers.get("cached_tokens", 0)), int(numbers.get("reasoning_tokens", 0)))

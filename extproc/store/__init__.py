@@ -81,12 +81,14 @@ class CutEntry(NamedTuple):
     first_event_at_us: int       # when its first event passed (Envoy's Lua filter), 0: never
 
 
-def open_store(settings: StoreSettings):
+def open_store(settings: StoreSettings, *, patient: bool = False):
+    """The store the settings name. `patient`: for commands and the admin endpoint, which
+    may wait for SQLite's write lock (a worker's event loop must not: sqlite_store.py)."""
     if settings.kind == "redis":
         from .redis_store import RedisStore
         return RedisStore(settings.url)
     from .sqlite_store import SQLiteStore
-    return SQLiteStore(settings.path)
+    return SQLiteStore(settings.path, patient=patient)
 
 
 def open_worker_store(settings: StoreSettings):

@@ -126,6 +126,18 @@ class Allotments:
     def rows(self, *args):
         return self.store.rows(*args)
 
+    def put_record(self, *args):
+        return self.store.put_record(*args)
+
+    def get_record(self, *args):
+        return self.store.get_record(*args)
+
+    def delete_record(self, *args):
+        return self.store.delete_record(*args)
+
+    def records(self, *args):
+        return self.store.records(*args)
+
     def close(self):
         """Hands every allotment back, with its spend, then closes the store (at once,
         as the store closes, when there is nothing to hand back)."""

@@ -18,6 +18,7 @@ from .limits import Charge
 
 PREFIX = "{llmgw}:c:"
 SENT_PREFIX = "{llmgw}:sent:"          # a cut stream's entry, "status bytes first_event_at_us"
+RECORD_PREFIX = "{llmgw}:r:"           # small records: "<kind>:<name>" -> value
 
 # A counter's hash keeps `held`, the sum of its live reservations, so a check reads
 # three fields however many requests are in flight. At most once a second per counter
@@ -197,6 +198,40 @@ class RedisStore:
         if found is None:
             return None
         return CutEntry(*map(int, found.split()))
+
+    async def put_record(self, kind: str, name: str, value: str, expires: float | None) -> None:
+        """A small record (a stored response's owner, a key): `value` under (kind, name)."""
+        ttl = None if expires is None else int(expires - time.time())
+        try:
+            if ttl is not None and ttl <= 0:               # already over: nothing to keep
+                await self._redis.delete(f"{RECORD_PREFIX}{kind}:{name}")
+                return
+            await self._redis.set(f"{RECORD_PREFIX}{kind}:{name}", value, ex=ttl)
+        except (RedisError, OSError) as error:
+            raise StoreUnavailable(str(error)) from error
+
+    async def get_record(self, kind: str, name: str) -> str | None:
+        try:
+            found = await self._redis.get(f"{RECORD_PREFIX}{kind}:{name}")
+        except (RedisError, OSError) as error:
+            raise StoreUnavailable(str(error)) from error
+        return found.decode() if found is not None else None
+
+    async def delete_record(self, kind: str, name: str) -> None:
+        try:
+            await self._redis.delete(f"{RECORD_PREFIX}{kind}:{name}")
+        except (RedisError, OSError) as error:
+            raise StoreUnavailable(str(error)) from error
+
+    async def records(self, kind: str) -> list[tuple[str, str]]:
+        prefix = f"{RECORD_PREFIX}{kind}:"
+        try:
+            names = [key async for key in self._redis.scan_iter(match=prefix + "*", count=500)]
+            values = await self._redis.mget(names) if names else []
+        except (RedisError, OSError) as error:
+            raise StoreUnavailable(str(error)) from error
+        return sorted((key.decode()[len(prefix):], value.decode()) for key, value in zip(names, values)
+                      if value is not None)
 
     async def rows(self, now: float | None = None) -> list[CounterRow]:
         now = now or time.time()

@@ -3,6 +3,11 @@
 Each reserve/settle is one IMMEDIATE transaction, so concurrent workers
 serialize on the write lock and a budget can never be overshot.
 
+A worker calls it on its event loop, where a transaction waits for another process's
+write lock at most LOOP_BUSY_TIMEOUT; past that, the operation runs again on a thread
+of its own that waits up to PATIENT_BUSY_TIMEOUT, and the caller awaits it: a slow
+writer elsewhere never stalls every call of the worker.
+
 A counter keeps what is spent and what live reservations hold, so checking a
 budget reads one row however many requests are in flight. A reservation whose
 worker died (its lease ran out) is swept at most a second later, and its amount
@@ -11,6 +16,8 @@ leaves `held`; a settle that comes after the sweep only adds to `spent`.
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
 import contextlib
 import os
 import sqlite3
@@ -19,7 +26,7 @@ import time
 from . import ROOM_FACTOR, Admission, CounterRow, CutEntry, Exchange, Granted, StoreUnavailable
 from .limits import Charge
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 # WITHOUT ROWID: each table is one b-tree keyed by its primary key, so a reserve and
 # a settle write two b-trees' pages to the WAL, not five.
 _SCHEMA = """
@@ -32,10 +39,19 @@ CREATE TABLE IF NOT EXISTS reservations (
 CREATE TABLE IF NOT EXISTS sent_bytes (
     cut_id TEXT PRIMARY KEY, status INTEGER NOT NULL, bytes INTEGER NOT NULL,
     first_event_at_us INTEGER NOT NULL, expires REAL NOT NULL) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS records (
+    kind TEXT NOT NULL, name TEXT NOT NULL, value TEXT NOT NULL, expires REAL,
+    PRIMARY KEY (kind, name)) WITHOUT ROWID;
 """
 _EPSILON = 1e-9
 _RETENTION = 40 * 86400          # closed windows stay readable by `extproc usage` this long
 _SWEEP_EVERY = 1.0               # seconds between sweeps of expired leases (per worker)
+LOOP_BUSY_TIMEOUT = 0.02         # on the event loop: how long to wait for another writer
+PATIENT_BUSY_TIMEOUT = 10.0      # on the store's own thread, and for commands
+
+
+class _Busy(Exception):
+    """Another process held the write lock longer than this connection waits."""
 
 # Adds to spent and held (creating the counter); `held` never goes below zero, so float
 # rounding of add-then-subtract cannot leave a phantom reservation behind.
@@ -45,15 +61,56 @@ _ADD = ("INSERT INTO counters (counter, spent, held, expires) VALUES (?1, ?2, ma
 
 
 class SQLiteStore:
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, *, patient: bool = False, migrate: bool = True) -> None:
+        """`patient`: wait for a busy write lock as long as it takes (commands, the thread
+        behind a worker's store); else raise _Busy past LOOP_BUSY_TIMEOUT."""
         self.path = path
+        self.patient = patient
         os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-        self._db = sqlite3.connect(path, isolation_level=None, timeout=10, check_same_thread=False)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        self._migrate()
+        self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False,
+                                   timeout=PATIENT_BUSY_TIMEOUT if patient else LOOP_BUSY_TIMEOUT)
         self._calls = 0
         self._swept = 0.0
+        self._patient_twin: SQLiteStore | None = None
+        self._thread: concurrent.futures.ThreadPoolExecutor | None = None
+        with self._patiently():                  # once, at start: WAL, and the tables there
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            if migrate:
+                self._migrate()
+
+    @contextlib.contextmanager
+    def _patiently(self):
+        if self.patient:
+            yield
+            return
+        self._db.execute(f"PRAGMA busy_timeout = {int(PATIENT_BUSY_TIMEOUT * 1000)}")
+        self.patient = True
+        try:
+            yield
+        finally:
+            self.patient = False
+            self._db.execute(f"PRAGMA busy_timeout = {int(LOOP_BUSY_TIMEOUT * 1000)}")
+
+    def _run(self, operation: str, *args):
+        """An operation at once; when the write lock stays busy, the same operation on the
+        patient twin's thread, as an awaitable (callers: `maybe_await`)."""
+        try:
+            return getattr(self, operation)(*args)
+        except _Busy:
+            if self._thread is None:
+                self._thread = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="sqlite-store")
+            try:
+                loop = asyncio.get_running_loop()
+            except RuntimeError:                 # no loop (a command): wait here
+                return self._patiently_run(operation, *args)
+            return loop.run_in_executor(self._thread, self._patiently_run, operation, *args)
+
+    def _patiently_run(self, operation: str, *args):
+        """On the store's thread: the operation on a connection of its own that waits."""
+        if self._patient_twin is None:
+            self._patient_twin = SQLiteStore(self.path, patient=True, migrate=False)
+        return getattr(self._patient_twin, operation)(*args)
 
     @contextlib.contextmanager
     def _transaction(self):
@@ -70,6 +127,8 @@ class SQLiteStore:
                     self._db.execute("ROLLBACK")
                 raise
         except sqlite3.Error as error:
+            if not self.patient and getattr(error, "sqlite_errorcode", None) == sqlite3.SQLITE_BUSY:
+                raise _Busy() from error
             raise StoreUnavailable(str(error)) from error
 
     def _add(self, counter: str, window_end: float, spent: float, held: float) -> float:
@@ -81,7 +140,45 @@ class SQLiteStore:
                                (counter,)).fetchone()
         return row[0] if row else 0.0
 
-    def reserve(self, rid: str, charges: list[Charge], now: float, lease_until: float) -> Admission:
+    # --- the store's interface: each at once, or awaitable when the write lock is busy ---
+
+    def reserve(self, rid: str, charges: list[Charge], now: float, lease_until: float):
+        return self._run("_reserve", rid, charges, now, lease_until)
+
+    def settle(self, rid: str, charges: list[Charge], amounts: list[float]):
+        """Release the reservations and add what was really used; returns spent per counter."""
+        return self._run("_settle", rid, charges, amounts)
+
+    def exchange(self, holder: str, items: list[Exchange], now: float, lease_until: float):
+        return self._run("_exchange", holder, items, now, lease_until)
+
+    def put_cut_entry(self, cut_id: str, entry: CutEntry, expires: float):
+        """A cut stream's entry for the worker that waits for it (store/cut_streams.py)."""
+        return self._run("_put_cut_entry", cut_id, entry, expires)
+
+    def take_cut_entry(self, cut_id: str):
+        return self._run("_take_cut_entry", cut_id)
+
+    def put_record(self, kind: str, name: str, value: str, expires: float | None):
+        """A small record (a stored response's owner, a key): `value` under (kind, name)."""
+        return self._run("_put_record", kind, name, value, expires)
+
+    def get_record(self, kind: str, name: str) -> str | None:
+        row = self._db.execute("SELECT value FROM records WHERE kind = ? AND name = ? "
+                               "AND (expires IS NULL OR expires > ?)", (kind, name, time.time())).fetchone()
+        return row[0] if row else None
+
+    def delete_record(self, kind: str, name: str):
+        return self._run("_delete_record", kind, name)
+
+    def records(self, kind: str) -> list[tuple[str, str]]:
+        rows = self._db.execute("SELECT name, value FROM records WHERE kind = ? AND "
+                                "(expires IS NULL OR expires > ?) ORDER BY name", (kind, time.time()))
+        return rows.fetchall()
+
+    # --- the operations ------------------------------------------------------------
+
+    def _reserve(self, rid: str, charges: list[Charge], now: float, lease_until: float) -> Admission:
         with self._transaction():
             if now - self._swept >= _SWEEP_EVERY:
                 self._sweep(now)
@@ -103,8 +200,7 @@ class SQLiteStore:
             self._prune(now)
         return Admission(True, None, remaining)
 
-    def settle(self, rid: str, charges: list[Charge], amounts: list[float]) -> dict[str, float]:
-        """Release the reservations and add what was really used; returns spent per counter."""
+    def _settle(self, rid: str, charges: list[Charge], amounts: list[float]) -> dict[str, float]:
         spent = {}
         with self._transaction():
             for charge, amount in zip(charges, amounts):
@@ -112,8 +208,8 @@ class SQLiteStore:
                                                   -self._take_reservation(rid, charge.counter))
         return spent
 
-    def exchange(self, holder: str, items: list[Exchange], now: float,
-                 lease_until: float) -> list[Granted]:
+    def _exchange(self, holder: str, items: list[Exchange], now: float,
+                  lease_until: float) -> list[Granted]:
         """A worker's allotments, all in one transaction: each adds what its calls spent,
         lets go of what it held and takes back what it keeps [+ what it wants]. A
         transaction is all or nothing, so a failed one is retried as it was (`spent`)."""
@@ -150,14 +246,13 @@ class SQLiteStore:
             self._db.execute("UPDATE counters SET held = CASE WHEN held - ?2 < ?3 THEN 0 ELSE held - ?2 END "
                              "WHERE counter = ?1", (counter, amount, _EPSILON))
 
-    def put_cut_entry(self, cut_id: str, entry: CutEntry, expires: float) -> None:
-        """A cut stream's entry for the worker that waits for it (store/cut_streams.py)."""
+    def _put_cut_entry(self, cut_id: str, entry: CutEntry, expires: float) -> None:
         with self._transaction():
             self._db.execute("DELETE FROM sent_bytes WHERE expires < ?", (time.time(),))
             self._db.execute("INSERT OR REPLACE INTO sent_bytes VALUES (?, ?, ?, ?, ?)",
                              (cut_id, *entry, expires))
 
-    def take_cut_entry(self, cut_id: str) -> CutEntry | None:
+    def _take_cut_entry(self, cut_id: str) -> CutEntry | None:
         try:         # polled while a call waits: a read first, the write lock only when found
             if self._db.execute("SELECT 1 FROM sent_bytes WHERE cut_id = ?", (cut_id,)).fetchone() is None:
                 return None
@@ -167,6 +262,17 @@ class SQLiteStore:
             row = self._db.execute("DELETE FROM sent_bytes WHERE cut_id = ? "
                                    "RETURNING status, bytes, first_event_at_us", (cut_id,)).fetchone()
         return CutEntry(*row) if row else None
+
+    def _put_record(self, kind: str, name: str, value: str, expires: float | None) -> None:
+        with self._transaction():
+            self._db.execute("INSERT OR REPLACE INTO records VALUES (?, ?, ?, ?)", (kind, name, value, expires))
+            self._calls += 1
+            if self._calls % 1000 == 0:
+                self._db.execute("DELETE FROM records WHERE expires < ?", (time.time(),))
+
+    def _delete_record(self, kind: str, name: str) -> None:
+        with self._transaction():
+            self._db.execute("DELETE FROM records WHERE kind = ? AND name = ?", (kind, name))
 
     def rows(self, now: float | None = None) -> list[CounterRow]:
         """Every counter; `held` as checks see it (a dead worker's lease counts until swept)."""
@@ -206,3 +312,7 @@ class SQLiteStore:
 
     def close(self) -> None:
         self._db.close()
+        if self._thread is not None:
+            self._thread.shutdown(wait=True)
+        if self._patient_twin is not None:
+            self._patient_twin.close()

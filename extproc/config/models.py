@@ -1,0 +1,98 @@
+"""Models in the filter config: each a name clients ask for, served by one backend
+(concrete) or several (virtual: Envoy fails over between them), each backend priced."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Mapping
+
+from ..api.prices import Price, shipped_price
+from ..api.usage import Usage
+from .providers import Provider
+from .yamlread import Node
+
+
+@dataclass(frozen=True, slots=True)
+class Backend:
+    name: str                    # what x-gateway-backend, logs and metrics call it
+    provider: Provider
+    model: str                   # the model's name at the provider
+    weight: int
+    price: Price | None = None   # its own, the model's, or the shipped table's; None: unpriced
+
+
+@dataclass(frozen=True, slots=True)
+class Model:
+    name: str
+    backends: tuple[Backend, ...]
+    strategy: str                # "fallback" (ordered) or "weighted"
+    price: Price | None          # the first backend's (reports); each backend has its own
+    encoding: str                # tokenizer encoding for offline counts
+
+    @property
+    def primary(self) -> Backend:
+        return self.backends[0]
+
+    @property
+    def is_virtual(self) -> bool:
+        """Several backends: Envoy fails over between them, attempt by attempt."""
+        return len(self.backends) > 1
+
+    def price_of(self, backend: Backend | None) -> Price | None:
+        return backend.price if backend is not None else self.price
+
+    def cost(self, backend: Backend | None, usage: Usage) -> float:
+        """What `usage` costs at `backend`'s price; 0 for a model nobody priced."""
+        price = self.price_of(backend)
+        return price.cost(usage) if price is not None else 0.0
+
+    @property
+    def fully_priced(self) -> bool:
+        """Every backend has a price (its own or the model's): USD budgets can charge it."""
+        return all(backend.price is not None for backend in self.backends)
+
+
+def parse_model(name: str, node: Node, providers: Mapping[str, Provider]) -> Model:
+    from ..api.tokens import encoding_for_model  # local: tokens imports the tokenizer
+    node.only_keys("backends", "strategy", "price", "encoding")
+    strategy = node.get("strategy").choice(("fallback", "weighted"), "fallback")
+    model_price = _price(node.get("price")) if not node.get("price").missing else None
+    backends = []
+    for item in node.get("backends").elements():
+        item.only_keys("provider", "model", "name", "weight", "price")
+        provider_name = item.get("provider").str()
+        provider = providers.get(provider_name)
+        if provider is None:
+            item.get("provider").fail(f"unknown provider {provider_name!r}")
+            continue
+        served = item.get("model").str(name)
+        # A backend's price: its own, else the model's, else the shipped one of the model it serves.
+        price = _price(item.get("price")) if not item.get("price").missing else \
+            model_price or shipped_price(served)
+        if price is None:
+            item.warn(f"no price: neither `price:` nor the shipped table (exact names and aliases) prices "
+                      f"{served!r}; its calls are recorded at $0, and a USD budget refuses them")
+        backends.append(Backend(name=item.get("name").str(provider_name), provider=provider, model=served,
+                                weight=item.get("weight").number(1, integer=True, minimum=0), price=price))
+    if not backends:
+        node.get("backends").fail("must list at least one backend")
+    names = [b.name for b in backends]
+    if len(set(names)) != len(names):
+        node.get("backends").fail("backend names must be unique within a model (set `name:`)")
+    if strategy == "weighted" and backends and not any(b.weight for b in backends):
+        node.get("backends").fail("weights must not all be 0 (weighted: the first attempt is drawn by weight)")
+    first = backends[0].model if backends else name
+    encoding = node.get("encoding").choice(("o200k_base", "cl100k_base"), encoding_for_model(first))
+    return Model(name=name, backends=tuple(backends), strategy=strategy,
+                 price=backends[0].price if backends else model_price, encoding=encoding)
+
+
+def _price(node: Node) -> Price:
+    node.only_keys("input", "cached_input", "output", "cache_write")
+    input_price = node.get("input").number(0.0, minimum=0)
+    return Price(input=input_price,
+                 cached_input=node.get("cached_input").number(input_price, minimum=0),
+                 output=node.get("output").number(0.0, minimum=0),
+                 cache_write=node.get("cache_write").number(None, minimum=0))
+
+

@@ -1,0 +1,99 @@
+"""Providers in the filter config: where each is reached (its Envoy cluster), what API it
+speaks (api/providers.py), and its credential, read from the environment or a file (a
+mounted Kubernetes Secret, re-read when it changes: runtime/reload.py)."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+from ..api import providers as provider_types
+from .yamlread import Node
+
+
+class Secret:
+    """A credential that never shows up in repr, logs or errors."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def reveal(self) -> str:
+        return self._value
+
+    def __repr__(self) -> str:
+        return "Secret(***)"
+
+    __str__ = __repr__
+
+
+@dataclass(frozen=True, slots=True)
+class Provider:
+    name: str
+    cluster: str                 # Envoy cluster that reaches it
+    auth_header: str             # "authorization" (Bearer) or "api-key" (Azure style)
+    credential_source: str       # "env:NAME", "file:/path" or "inline" (never the value)
+    credential: Secret | None    # None when the source could not be read
+    type: str = provider_types.OPENAI
+    base_path: str = "/v1"       # openai: where the server has the API
+    api_version: str = ""        # azure: its api-version query parameter
+
+    def auth_value(self) -> str:
+        secret = self.credential.reveal() if self.credential else ""
+        return f"Bearer {secret}" if self.auth_header == "authorization" else secret
+
+    @property
+    def credential_file(self) -> str | None:
+        """The file the credential is read from (watched for rotation), if any."""
+        return self.credential_source[len("file:"):] if self.credential_source.startswith("file:") else None
+
+    def upstream_path(self, kind: str, path: str, query: str, model: str) -> str:
+        """The path (and query) the client's `path` takes at this provider."""
+        return provider_types.upstream_path(self.type, base_path=self.base_path, api_version=self.api_version,
+                                            kind=kind, path=path, query=query, model=model)
+
+
+def parse_provider(name: str, node: Node, strict: bool) -> Provider:
+    node.only_keys("type", "cluster", "auth", "api_key", "base_path", "api_version")
+    kind = node.get("type").choice(provider_types.TYPES, provider_types.OPENAI)
+    auth = node.get("auth").choice(("bearer", "api-key"), provider_types.DEFAULT_AUTH[kind])
+    source, secret = _credential(node.get("api_key"), strict)
+    base_path = node.get("base_path").str("/v1").rstrip("/")
+    if base_path and not base_path.startswith("/"):
+        node.get("base_path").fail("must start with '/' (e.g. /v1, /openai/v1)")
+    api_version = node.get("api_version").str("")
+    if kind == provider_types.AZURE and not api_version:
+        node.get("api_version").fail("is required for an azure provider (e.g. 2024-10-21)")
+    return Provider(name=name, cluster=node.get("cluster").str(),
+                    auth_header="authorization" if auth == "bearer" else "api-key",
+                    credential_source=source, credential=secret, type=kind, base_path=base_path,
+                    api_version=api_version)
+
+
+def _credential(node: Node, strict: bool) -> tuple[str, Secret | None]:
+    node.only_keys("env", "file", "value")
+    if node.missing:
+        node.fail("is required: {env: VAR}, {file: /path} or {value: ...} (demo only)")
+        return "", None
+    if not node.get("env").missing:
+        var = node.get("env").str()
+        value = os.environ.get(var)
+        if value is None and strict:
+            node.fail(f"environment variable {var} is not set")
+        return f"env:{var}", Secret(value) if value is not None else None
+    if not node.get("file").missing:
+        file = node.get("file").str()
+        try:
+            with open(file, encoding="utf-8") as handle:
+                return f"file:{file}", Secret(handle.read().strip())
+        except OSError as exc:
+            if strict:
+                node.fail(f"cannot read credential file {file}: {exc.strerror}")
+            return f"file:{file}", None
+    if not node.get("value").missing:
+        return "inline", Secret(node.get("value").str())
+    node.fail("must have one of: env, file, value")
+    return "", None
+
+

@@ -1,0 +1,182 @@
+"""Request bodies of the wrong shape are refused with a 400 that names the field, before
+any stage reads them (extproc/api/openai_schema.py): never a 500, whatever JSON a
+client sends. Table-driven rows, and a property over mutated bodies run through the
+whole pipeline (no Envoy; through Envoy: test_request_handling_e2e.py)."""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+from pathlib import Path
+
+import orjson
+import pytest
+import yaml
+from envoy.config.core.v3 import base_pb2
+from envoy.service.ext_proc.v3 import external_processor_pb2 as ep
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from extproc.api.openai_schema import shape_problem
+from extproc.config.filter_config import load_config
+from extproc.pipeline.call import Call
+from extproc.runtime.worker import Runtime
+
+QUICKSTART = str(Path(__file__).resolve().parent.parent / "config" / "quickstart.yaml")
+
+MALFORMED = [
+    ("messages not a list", "chat", {"model": "m", "messages": 1}, "'messages' must be an array."),
+    ("messages true", "chat", {"model": "m", "messages": True}, "'messages' must be an array."),
+    ("a message not an object", "chat", {"model": "m", "messages": [3]}, "'messages[0]' must be an object."),
+    ("a message without role", "chat", {"model": "m", "messages": [{"content": "hi"}]},
+     "'messages[0]' must have 'role'."),
+    ("content a number", "chat", {"model": "m", "messages": [{"role": "user", "content": 7}]},
+     "'messages[0].content' must be a string, null, or an array of content parts."),
+    ("a part's text an object", "chat", {"model": "m", "messages": [
+        {"role": "user", "content": [{"type": "text", "text": {"value": "hidden"}}]}]},
+     "'messages[0].content' must be a string, null, or an array of content parts."),
+    ("a number in tool_calls", "chat", {"model": "m", "messages": [{"role": "assistant", "tool_calls": [1]}]},
+     "'messages[0].tool_calls[0]' must be an object."),
+    ("tool arguments not a string", "chat", {"model": "m", "messages": [
+        {"role": "assistant", "tool_calls": [{"id": "c", "type": "function",
+                                              "function": {"name": "f", "arguments": {"a": 1}}}]}]},
+     "'messages[0].tool_calls[0].function.arguments' must be a string."),
+    ("n a word", "chat", {"model": "m", "messages": [], "n": "two"}, "'n' must be an integer or null."),
+    ("stream a string", "chat", {"model": "m", "messages": [], "stream": "yes"},
+     "'stream' must be true or false or null."),
+    ("tools an object", "chat", {"model": "m", "messages": [], "tools": {"type": "function"}},
+     "'tools' must be an array or null."),
+    ("prompt mixed", "completions", {"model": "m", "prompt": [1, "a"]},
+     "'prompt' must be a string, an array of strings, an array of token ids, or an array of them."),
+    ("embeddings without input", "embeddings", {"model": "m"}, "The request body must have 'input'."),
+    ("responses input a number", "responses", {"model": "m", "input": 5},
+     "'input' must be a string or an array of input items."),
+]
+
+
+@pytest.mark.parametrize("name,kind,body,expected", MALFORMED, ids=[row[0] for row in MALFORMED])
+def test_a_malformed_body_is_named_field_by_field(name, kind, body, expected):
+    assert shape_problem(kind, body) == expected
+
+
+@pytest.mark.parametrize("kind,body", [
+    ("chat", {"model": "m", "messages": [{"role": "user", "content": [{"type": "image_url",
+                                                                      "image_url": {"url": "https://x"}}]}],
+              "tools": [{"type": "function", "function": {"name": "f", "parameters": {}}}],
+              "tool_choice": "auto", "stream": True, "stream_options": {"include_usage": True},
+              "a_field_the_provider_judges": {"x": [1, 2]}}),
+    ("completions", {"model": "m", "prompt": [[1, 2], [3]]}),
+    ("embeddings", {"model": "m", "input": ["a", "b"], "dimensions": 8}),
+    ("responses", {"model": "m", "input": [{"role": "user", "content": "hi"},
+                                           {"type": "function_call_output", "call_id": "c", "output": "{}"}]}),
+])
+def test_well_formed_bodies_pass(kind, body):
+    assert shape_problem(kind, body) is None
+
+
+# --- any JSON, through the whole pipeline ---------------------------------------------
+
+TEMPLATES = {
+    "/v1/chat/completions": {"model": "gpt-4o-mini", "max_tokens": 5, "n": 1, "stream": False,
+                             "messages": [{"role": "system", "content": "be brief"},
+                                          {"role": "user", "content": [{"type": "text", "text": "hi"}]},
+                                          {"role": "assistant", "content": None, "tool_calls": [
+                                              {"id": "c1", "type": "function",
+                                               "function": {"name": "f", "arguments": "{}"}}]},
+                                          {"role": "tool", "tool_call_id": "c1", "content": "ok"}],
+                             "tools": [{"type": "function", "function": {"name": "f", "parameters": {}}}],
+                             "tool_choice": {"type": "function", "function": {"name": "f"}},
+                             "stream_options": {"include_usage": True}},
+    "/v1/completions": {"model": "gpt-4o-mini", "prompt": ["a", "b"], "suffix": "c", "best_of": 2, "n": 1},
+    "/v1/embeddings": {"model": "text-embedding-3-small", "input": [[1, 2], [3]]},
+    "/v1/responses": {"model": "gpt-4o-mini", "instructions": "x", "max_output_tokens": 5,
+                      "input": [{"role": "user", "content": [{"type": "input_text", "text": "hi"}]},
+                                {"type": "function_call", "call_id": "c", "name": "f", "arguments": "{}"}]},
+}
+
+JSON = st.recursive(
+    st.none() | st.booleans() | st.integers(-2**63, 2**63) | st.floats(allow_nan=False) | st.text(max_size=20),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
+    max_leaves=12)
+
+
+def _paths(node, path=()):
+    yield path
+    if isinstance(node, dict):
+        for key, value in node.items():
+            yield from _paths(value, (*path, key))
+    elif isinstance(node, list):
+        for index, value in enumerate(node):
+            yield from _paths(value, (*path, index))
+
+
+def _replaced(template, path, value):
+    body = copy.deepcopy(template)
+    if not path:
+        return value
+    node = body
+    for step in path[:-1]:
+        node = node[step]
+    node[path[-1]] = value
+    return body
+
+
+# Mostly values of another type than the field's (a number where a list goes), else any JSON.
+WRONG_TYPE = st.one_of(st.integers(1, 9), st.booleans(), st.text(min_size=1, max_size=4), st.none(), JSON)
+
+
+@st.composite
+def mutated_requests(draw):
+    """A well-formed body with one to three of its values replaced by others."""
+    endpoint = draw(st.sampled_from(sorted(TEMPLATES)))
+    body = TEMPLATES[endpoint]
+    for _ in range(draw(st.integers(1, 3))):
+        path = draw(st.sampled_from(list(_paths(body))))
+        body = _replaced(body, path, draw(WRONG_TYPE))
+    return endpoint, body
+
+
+@pytest.fixture(scope="module")
+def runtime(tmp_path_factory):
+    """The quickstart, plus carol: no guardrail, a token budget (bob: guardrails and a budget)."""
+    folder = tmp_path_factory.mktemp("state")
+    config = yaml.safe_load(Path(QUICKSTART).read_text())
+    config["keys"].append({"id": "carol", "key": "sk-test-carol", "team": "t", "models": "*"})
+    config["guardrails"]["policies"] = {"default": ["pii", "prompt-injection"], "keys": {"carol": []}}
+    config["budgets"].append({"name": "carol", "scope": "key", "match": "carol", "unit": "tokens",
+                              "limit": 10**9, "window": "day"})
+    config["store"] = {"path": str(folder / "budgets.sqlite3")}
+    path = folder / "gateway.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return Runtime(load_config(str(path)))
+
+
+def _through_pipeline(runtime, endpoint: str, body, key: str) -> ep.ProcessingResponse:
+    call = Call(runtime.config)
+    headers = ep.ProcessingRequest(request_headers=ep.HttpHeaders(headers=base_pb2.HeaderMap(headers=[
+        base_pb2.HeaderValue(key=k, raw_value=v.encode()) for k, v in {
+            ":method": "POST", ":path": endpoint, "authorization": f"Bearer {key}",
+            "content-type": "application/json"}.items()])))
+    first = asyncio.run(runtime.pipeline.handle(call, headers))
+    if first.HasField("immediate_response"):
+        return first
+    return asyncio.run(runtime.pipeline.handle(call, ep.ProcessingRequest(
+        request_body=ep.HttpBody(body=orjson.dumps(body), end_of_stream=True))))
+
+
+@settings(max_examples=400, deadline=None, derandomize=True,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(mutated_requests(), st.sampled_from(["sk-test-carol", "sk-demo-bob"]))
+def test_no_json_body_makes_the_gateway_fail(runtime, request_and_body, key):
+    """Whatever JSON sits wherever in a body, for a caller with guardrails, budget and
+    allowlist (bob) or with a budget alone (carol), the answer is forwarding it or a 4xx
+    OpenAI-style error, never a 500."""
+    endpoint, body = request_and_body
+    reply = _through_pipeline(runtime, endpoint, body, key)
+    if reply.HasField("immediate_response"):
+        status = reply.immediate_response.status.code
+        error = orjson.loads(reply.immediate_response.body)["error"]
+        assert 400 <= status < 500, (status, error)
+        assert error["message"] and error["code"]
+    else:
+        assert reply.HasField("request_body")
