@@ -7,8 +7,7 @@ Envoy + servicer on core 0, mock + wrk on core 1. On the workers' own HTTP/2
     .venv/bin/python bench/floor.py [--seconds 8] [--transport h2|grpc|both] [--rounds N]
 
 Message patterns: 3 per JSON request (the gateway's: request headers, request body,
-then the response body with its headers skipped, see README "What a request goes
-through") and 2 (request side only). The gateway can't beat the 3-message row; the
+then the response body with its headers skipped, see docs/architecture.md) and 2 (request side only). The gateway can't beat the 3-message row; the
 gap between the rows is what the response message costs. Each
 row also gives the p50 of requests sent one at a time, next to Envoy alone's:
 the latency any grpc-python ext_proc adds before doing anything.
@@ -29,8 +28,8 @@ same core, get fewer events per wake-up.
     .venv/bin/python bench/floor.py --connections 1
 
 drives every row with one connection (a request at a time, closed loop): what each
-side's CPU per request becomes when nothing is batched (bench/README.md, "CPU per
-request by concurrency").
+side's CPU per request becomes when nothing is batched (bench/README.md, "What bounds
+the design").
 """
 
 from __future__ import annotations

@@ -8,7 +8,7 @@ The sides are bench/run.py's (bench/sides.py: Envoy and the worker on core 0, th
 wrk on core 1). Per rate and side it prints the rate reached, p50 and p99, and the CPU each
 request cost: the gateway's worker and Envoy, and Envoy alone's. Under full load a
 request costs far less than when requests come apart (the core's caches are cold and
-nothing is batched; bench/README.md "Latency against load"): this shows how much, and
+nothing is batched; bench/README.md "What bounds the design"): this shows how much, and
 where the added p50 comes from at each rate.
 """
 

@@ -4,7 +4,7 @@ allocated and never freed, grouped by size and the Python line that made it.
 
     .venv/bin/python bench/native_leaks.py [--kinds cancel] [--seconds 40]
 
-How the soak's growth was found (bench/README.md, Memory): tracemalloc sees only
+Why memray (bench/README.md, Memory): tracemalloc sees only
 Python's allocations; grpc-python's C core allocates below it. A kind that leaks shows
 thousands of same-size allocations at one line (80 bytes: one gRPC op; 160-240 with a
 message buffer). A handful is what was in flight when the window closed. The worker runs

@@ -2,12 +2,12 @@
 pipeline over the ext_proc messages of a chat request in a loop, as Envoy sends them
 with envoy/quickstart.yaml: request headers (with what json_to_metadata read from the
 body), request body, and the response body alone (its headers skipped, its status as
-an attribute; README "What a request goes through").
+an attribute; docs/architecture.md).
 
     .venv/bin/python bench/pipeline.py [--profile] [--prompt-kb N]
 
-By default it runs the bench's short chat message (~370 bytes) and a 4 KB prompt (a
-part of this repository's README: prose, as agents send; clean of PII).
+By default it runs the bench's short chat message (~370 bytes) and a 4 KB prompt (prose
+with a few non-ASCII words, clean of PII: bench/guardrails.py's, as bench/run.py sends).
 """
 
 from __future__ import annotations
@@ -38,15 +38,15 @@ from extproc.observability import metrics  # noqa: E402
 from extproc.pipeline.call import Call  # noqa: E402
 from extproc.runtime.worker import Runtime  # noqa: E402
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import guardrails as guardrails_bench  # noqa: E402  (bench/guardrails.py: its prose generator)
+
 PROMPT = ("Summarize the following note for the weekly report: the gateway team finished the "
           "streaming work, measured the overhead against Envoy alone, and plans the rollout. " * 2)
 
 
 def long_prompt(kb: int) -> str:
-    text = (ROOT / "README.md").read_text()
-    while len(text) < kb * 1024:
-        text += text
-    return text[:kb * 1024]
+    return guardrails_bench.message(size=kb * 1024, planted=False, non_ascii=True)
 
 
 def headers(pairs: dict, eos: bool = False) -> ep.HttpHeaders:

@@ -43,6 +43,13 @@ def main(argv: list[str] | None = None) -> None:
     check.add_argument("--config", required=True)
     check.add_argument("--envoy", help="the Envoy config it runs with")
 
+    drain = commands.add_parser("drain", help="Kubernetes preStop: Envoy stops listening and its requests "
+                                "in flight (long streams too) end, before the pod's processes are stopped")
+    drain.add_argument("--envoy-admin", default="http://127.0.0.1:9901")
+    drain.add_argument("--timeout", type=float, default=300.0, help="seconds to wait at most (default 300)")
+    drain.add_argument("--wait-only", action="store_true",
+                       help="only wait for Envoy's requests to end (the ext_proc container: keep serving them)")
+
     usage = commands.add_parser("usage", help="spend and remaining budget per key and team")
     usage.add_argument("--config", help="filter config (default: the shipped quickstart)")
     usage.add_argument("--state-dir", help="the state dir `extproc up` used (SQLite store)")
@@ -180,6 +187,14 @@ def cmd_usage(args) -> int:
     return 0
 
 
+def cmd_drain(args) -> int:
+    from .runtime.supervisor import drain_envoy
+    drained = drain_envoy(args.envoy_admin.rstrip("/"), args.timeout, stop_listening=not args.wait_only)
+    if not drained:
+        print(f"extproc drain: requests still in flight after {args.timeout:g} s", file=sys.stderr)
+    return 0
+
+
 def cmd_worker(args) -> int:
     from .runtime.worker import run_worker
     run_worker(args.config, args.address, args.health_address)
@@ -187,4 +202,4 @@ def cmd_worker(args) -> int:
 
 
 _COMMANDS = {"up": cmd_up, "serve": cmd_serve, "mock-provider": cmd_mock, "check": cmd_check,
-             "usage": cmd_usage, "worker": cmd_worker}
+             "usage": cmd_usage, "worker": cmd_worker, "drain": cmd_drain}

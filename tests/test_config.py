@@ -62,7 +62,7 @@ BROKEN = [
 
 
 def test_banned_patterns_with_global_flags_load_and_match(tmp_path):
-    # The README's example: a pattern opening with (?i) is one alternative among others.
+    # docs/guardrails.md's example: a pattern opening with (?i) is one alternative among others.
     config = quickstart_config()
     config["guardrails"]["rules"].append({"name": "words", "type": "banned", "action": "block",
                                           "words": ["project-zeus"], "patterns": ["(?i)internal only"]})

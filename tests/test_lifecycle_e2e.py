@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
+import sys
 import threading
 import time
 import uuid
@@ -122,6 +124,35 @@ def test_sigterm_lets_a_long_stream_finish_records_its_usage_and_leaves_no_files
     assert record["output_tokens"] == 25 + 0 or record["output_tokens"] > 0
     # A clean stop leaves no run directory behind (Envoy's config, sockets, metrics files).
     assert list(temp.iterdir()) == []
+
+
+def test_extproc_drain_returns_once_envoys_streams_have_ended(tmp_path):
+    """Kubernetes' preStop: `extproc drain` stops Envoy's listeners and returns only once
+    the stream in flight has finished, so the SIGTERM that follows cuts nothing."""
+    stack = GatewayStack(tmp_path, quickstart_config()).start()
+    received = []
+    try:
+        def stream():
+            with httpx.stream("POST", f"{stack.base_url}/chat/completions", timeout=30,
+                              headers={**ALICE, "x-mock-chunk-delay-ms": "120"},
+                              json={"model": "gpt-4o-mini", "stream": True,
+                                    "messages": [{"role": "user", "content": " ".join(["w"] * 25)}]}) as response:
+                received.extend(response.iter_raw())
+
+        thread = threading.Thread(target=stream)
+        thread.start()
+        time.sleep(0.8)                                   # mid-stream (about 3 s in all)
+        started = time.monotonic()
+        drain = subprocess.run([sys.executable, "-m", "extproc", "drain", "--timeout", "30",
+                                "--envoy-admin", f"http://127.0.0.1:{stack.envoy_admin_port}"],
+                               capture_output=True, text=True, timeout=60)
+        waited = time.monotonic() - started
+        thread.join(timeout=30)
+        assert drain.returncode == 0, drain.stderr
+        assert b"".join(received).rstrip().endswith(b"data: [DONE]")
+        assert waited >= 1.5, waited                     # it waited for the stream
+    finally:
+        stack.stop()
 
 
 def test_grpc_health_on_tcp_and_config_file_disappearing(tmp_path):

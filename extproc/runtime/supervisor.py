@@ -29,7 +29,7 @@ _PR_SET_PDEATHSIG = 1
 # grpc-python's EventEngine endpoints hand every read across four threads (epoll poller,
 # EventEngine worker, completion-queue thread, event loop); its older iomgr endpoints
 # read on the completion-queue thread itself (two). Measured on the gateway (four
-# interleaved A/B runs, same core; bench/README.md, gRPC's threads): ~5% more requests/s and ~8%
+# interleaved A/B runs, same core; bench/README.md, "Tried, measured, and not kept"): ~5% more requests/s and ~8%
 # less worker CPU per request, ahead in 19 of 26 rounds. An operator's own
 # GRPC_EXPERIMENTS wins; a grpcio that no longer knows these names logs "Unknown
 # experiment" and runs as before.
@@ -311,24 +311,33 @@ class Supervisor:
             del self.replacing[index]
 
     def _drain_envoy(self, grace: float) -> None:
+        drain_envoy(self.envoy_admin, grace)
+
+
+def drain_envoy(admin_url: str, grace: float, *, stop_listening: bool = True) -> bool:
+    """Envoy stops taking new connections (`stop_listening`), and this waits until its
+    requests in flight (long streams too) have ended, up to `grace` seconds. True when they
+    did, or Envoy's admin is gone (nothing left to wait for)."""
+    if stop_listening:
         try:
             urllib.request.urlopen(urllib.request.Request(
-                f"{self.envoy_admin}/drain_listeners?inboundonly", method="POST"), timeout=2).close()
+                f"{admin_url}/drain_listeners?graceful&inboundonly", method="POST"), timeout=2).close()
         except OSError:
-            return
-        deadline = time.monotonic() + grace
-        while time.monotonic() < deadline and self._active_requests() > 0:
-            time.sleep(0.1)
+            return True
+    deadline = time.monotonic() + grace
+    while (active := _active_requests(admin_url)) > 0 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return active == 0
 
-    def _active_requests(self) -> int:
-        try:
-            with urllib.request.urlopen(f"{self.envoy_admin}/stats?filter=downstream_rq_active$",
-                                        timeout=2) as response:
-                text = response.read().decode()
-        except OSError:
-            return 0
-        return sum(int(line.rsplit(":", 1)[1]) for line in text.splitlines()
-                   if line.startswith("http.") and not line.startswith("http.admin.") and ":" in line)
+
+def _active_requests(admin_url: str) -> int:
+    try:
+        with urllib.request.urlopen(f"{admin_url}/stats?filter=downstream_rq_active$", timeout=2) as response:
+            text = response.read().decode()
+    except OSError:
+        return 0
+    return sum(int(line.rsplit(":", 1)[1]) for line in text.splitlines()
+               if line.startswith("http.") and not line.startswith("http.admin.") and ":" in line)
 
 
 def _terminate(processes: list[subprocess.Popen], grace: float) -> None:

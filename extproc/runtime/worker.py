@@ -216,7 +216,7 @@ def schedule_worker_threads(policy: str) -> None:
     request) and the worker's threads switch ~19 times per request, ~7.5 as batch threads
     (which wait for the running thread to block or its slice to end). Interleaved A/B
     runs: worker CPU per request -6 to -19%, requests/s +2 to +17%, latency at half load
-    the same or up to 0.5 ms worse; hence not the default (bench/README.md)."""
+    the same or up to 0.5 ms worse; hence not the default (bench/README.md, "Tried, measured, and not kept")."""
     if policy != "batch" or not hasattr(os, "SCHED_BATCH"):
         return
     try:

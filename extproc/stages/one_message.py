@@ -8,7 +8,7 @@ Envoy then sends the response body alone (buffered, its status as an attribute),
 adds the gateway's response headers itself from the dynamic metadata this stage sets in
 the request-body reply (envoy/quickstart.yaml: the virtual host's response_headers_to_add).
 A message costs grpc-python and Envoy ~0.2-0.3 ms of the shared core and a round
-trip on the client's path (bench/README.md, Fewer ext_proc messages: ~0.6-0.9 ms less at half load).
+trip on the client's path (docs/decisions/one-message-json.md: ~0.6-0.9 ms less at half load).
 
 Streams (their mode is chosen on the response headers), virtual models (the response
 headers name the backend that served) and responses a guardrail reads keep the

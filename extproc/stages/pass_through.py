@@ -32,10 +32,10 @@ by chunk.
 
 The choice is made at request headers, from what Envoy's json_to_metadata read from the
 body (`stream`, `stream_options.include_usage`, `model`): the response modes cannot be
-changed later, and the response headers are never seen. (Seeing them was tried: when
-a short stream's last byte arrived while the service answered its headers, Envoy
-1.40 now and then lost its body between the paused ext_proc and the trailer-adding
-filter, ~2% of fast streams.) The request body must say what Envoy read (a body repeating
+changed later, and the response headers are never seen: a stream whose headers the
+service held while its last byte arrived could lose its body between the paused ext_proc
+and the trailer-adding filter (Envoy 1.40, ~2% of fast streams; bench/README.md, "Tried,
+measured, and not kept"). The request body must say what Envoy read (a body repeating
 these keys with other values is refused).
 """
 
