@@ -4,7 +4,12 @@ Envoy sends them for a call (its headers block, the three messages of a JSON cal
 then its reset) are fed to one connection, several calls per read as under load; a
 do-nothing MESSAGES handler answers each message with a fixed reply.
 
-    .venv/bin/python bench/transport.py [--calls-per-read 8] [--rounds 5]
+    .venv/bin/python bench/transport.py [--server own|h2lib|both] [--calls-per-read 8] [--rounds 5]
+
+`--server h2lib`: the same frames to a server built on python-hyper's `h2` the same
+way (an asyncio Protocol driving h2.connection.H2Connection, every message answered
+in the data_received that brought it); `both` measures the two in turn and prints
+their ratio (docs/decisions/workers-http2.md).
 
 It says whether the transport runs compiled (setup.py, extproc/transport/compiled.py). To
 compare with plain Python, point PYTHONPATH at a tree without the compiled modules
@@ -18,8 +23,13 @@ import asyncio
 import statistics
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
+import h2.config
+import h2.connection
+import h2.events
+import h2.settings
 import hpack
 from envoy.service.ext_proc.v3 import external_processor_pb2 as ep
 
@@ -45,6 +55,9 @@ class NullTransport:
         return False
 
     def close(self) -> None:
+        pass
+
+    def set_write_buffer_limits(self, high: int, low: int) -> None:
         pass
 
 
@@ -86,38 +99,130 @@ def envoy_reads(calls: int, per_read: int) -> list[bytes]:
     return reads
 
 
-def run_once(calls: int, per_read: int) -> float:
-    """CPU seconds per call over `calls` calls on a fresh connection."""
+class H2LibServer(asyncio.Protocol):
+    """The same method on python-hyper's `h2`, built as the own server is: each message
+    answered (headers, then the reply) in the data_received that brought it, one
+    write per read; windows as wide as the own server's, given back as data is read."""
+
+    RESPONSE_HEADERS = [(":status", "200"), ("content-type", "application/grpc")]
+
+    def __init__(self) -> None:
+        self.h2 = h2.connection.H2Connection(h2.config.H2Configuration(client_side=False, header_encoding="utf-8"))
+        self.calls: dict[int, tuple[bytearray, Answer]] = {}
+        self.answered: set[int] = set()         # streams whose response headers are out
+        self.buffer = bytearray()               # a frame not all read yet
+        self.preface_seen = False
+        self.transport: NullTransport | None = None
+
+    def connection_made(self, transport) -> None:
+        self.transport = transport
+        self.h2.update_settings({h2.settings.SettingCodes.MAX_CONCURRENT_STREAMS: 1000,
+                                 h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: http2.MAX_WINDOW})
+        self.h2.initiate_connection()
+        self.h2.increment_flow_control_window(http2.MAX_WINDOW - http2.DEFAULT_WINDOW)
+        transport.write(self.h2.data_to_send())
+
+    def data_received(self, data: bytes) -> None:
+        # h2 returns a read's events once it has handled every frame in it (a call's
+        # RST_STREAM behind its message would close the stream before it is answered):
+        # it is given one frame at a time, as the own server reads them.
+        buffer = self.buffer
+        buffer += data
+        offset = 0
+        if not self.preface_seen:                   # the preface first, alone
+            if len(buffer) < len(http2.PREFACE):
+                return
+            self._events(self.h2.receive_data(bytes(buffer[:len(http2.PREFACE)])))
+            self.preface_seen = True
+            offset = len(http2.PREFACE)
+        while len(buffer) - offset >= 9 and len(buffer) - offset >= 9 + (
+                length := int.from_bytes(buffer[offset:offset + 3], "big")):
+            self._events(self.h2.receive_data(bytes(buffer[offset:offset + 9 + length])))
+            offset += 9 + length
+        del buffer[:offset]
+        out = self.h2.data_to_send()
+        if out:
+            self.transport.write(out)
+
+    def _events(self, events: list) -> None:
+        for event in events:
+            if isinstance(event, h2.events.RequestReceived):
+                self.calls[event.stream_id] = (bytearray(), Answer(None))
+            elif isinstance(event, h2.events.DataReceived):
+                self.h2.acknowledge_received_data(event.flow_controlled_length, event.stream_id)
+                if event.stream_id in self.calls:
+                    self._messages(event.stream_id, event.data)
+            elif isinstance(event, (h2.events.StreamReset, h2.events.StreamEnded)):
+                self.calls.pop(event.stream_id, None)
+                self.answered.discard(event.stream_id)
+
+    def _messages(self, stream_id: int, data: bytes) -> None:
+        pending, handler = self.calls[stream_id]
+        pending += data
+        while len(pending) >= 5 and len(pending) >= 5 + (length := int.from_bytes(pending[1:5], "big")):
+            request = ep.ProcessingRequest.FromString(bytes(pending[5:5 + length]))
+            del pending[:5 + length]
+            reply = handler.message(request).SerializeToString()
+            if stream_id not in self.answered:
+                self.answered.add(stream_id)
+                self.h2.send_headers(stream_id, self.RESPONSE_HEADERS)
+            self.h2.send_data(stream_id, b"\x00" + len(reply).to_bytes(4, "big") + reply)
+
+
+def own_server() -> tuple[asyncio.Protocol, Callable[[], bool]]:
+    """The workers' connection, and whether it has calls left open."""
     server = GrpcServer({PROCESS_PATH: Method(Answer, ep.ProcessingRequest.FromString, MESSAGES)})
-    connection = http2.Connection(server._connection)
+    return http2.Connection(server._connection), lambda: bool(server.open_calls())
+
+
+def h2lib_server() -> tuple[asyncio.Protocol, Callable[[], bool]]:
+    protocol = H2LibServer()
+    return protocol, lambda: bool(protocol.calls)
+
+
+SERVERS = {"own": own_server, "h2lib": h2lib_server}
+
+
+def run_once(server: str, calls: int, per_read: int) -> float:
+    """CPU seconds per call over `calls` calls on a fresh connection."""
+    protocol, left_open = SERVERS[server]()
     transport = NullTransport()
-    connection.connection_made(transport)
+    protocol.connection_made(transport)
     reads = envoy_reads(calls, per_read)
-    # Envoy opens its connection window wide, as the workers do theirs.
-    connection.data_received(http2.PREFACE + http2.frame(http2.SETTINGS, 0, 0) + http2.frame(
-        http2.WINDOW_UPDATE, 0, 0, (http2.MAX_WINDOW - http2.DEFAULT_WINDOW).to_bytes(4, "big")))
+    # Envoy acknowledges the server's settings and opens its connection window wide.
+    protocol.data_received(http2.PREFACE + http2.frame(http2.SETTINGS, 0, 0) + http2.frame(http2.SETTINGS, http2.ACK, 0)
+                           + http2.frame(http2.WINDOW_UPDATE, 0, 0,
+                                         (http2.MAX_WINDOW - http2.DEFAULT_WINDOW).to_bytes(4, "big")))
     started = time.process_time()
     for data in reads:
-        connection.data_received(data)
+        protocol.data_received(data)
     elapsed = time.process_time() - started
-    assert transport.written > calls * 3 * 20, "the replies were not written"
-    assert not server.open_calls(), "calls left open"
+    assert transport.written >= calls * 3 * (9 + 5 + 2), "the replies were not written"   # a DATA frame each
+    assert not left_open(), "calls left open"
     return elapsed / calls
 
 
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--server", choices=["own", "h2lib", "both"], default="own")
     parser.add_argument("--calls", type=int, default=20_000)
     parser.add_argument("--calls-per-read", type=int, default=8)
     parser.add_argument("--rounds", type=int, default=5)
     args = parser.parse_args()
     state = compiled.compiled()
     kind = "compiled" if all(state.values()) else "plain Python" if not any(state.values()) else f"mixed {state}"
-    run_once(2_000, args.calls_per_read)        # warm up
-    results = [run_once(args.calls, args.calls_per_read) * 1e6 for _ in range(args.rounds)]
-    print(f"transport ({kind}), {args.calls_per_read} calls per read: "
-          f"{statistics.median(results):.1f} µs per JSON call (median of {args.rounds}; "
-          f"min {min(results):.1f}, max {max(results):.1f})")
+    servers = ["own", "h2lib"] if args.server == "both" else [args.server]
+    medians = {}
+    for server in servers:
+        run_once(server, 2_000, args.calls_per_read)        # warm up
+        results = [run_once(server, args.calls, args.calls_per_read) * 1e6 for _ in range(args.rounds)]
+        medians[server] = statistics.median(results)
+        label = f"transport ({kind})" if server == "own" else "h2 library server (plain Python)"
+        print(f"{label}, {args.calls_per_read} calls per read: "
+              f"{medians[server]:.1f} µs per JSON call, {1e6 / medians[server]:,.0f} calls/s "
+              f"(median of {args.rounds}; min {min(results):.1f}, max {max(results):.1f})")
+    if len(medians) == 2:
+        print(f"h2 library / own: {medians['h2lib'] / medians['own']:.2f}x the CPU per call")
 
 
 if __name__ == "__main__":

@@ -256,6 +256,38 @@ def test_message_handlers_failing_aborting_reset_and_stopped(tmp_path):
     run(tmp_path, scenario)
 
 
+def test_a_waiting_answer_reset_in_the_same_read_still_closes_its_handler(tmp_path):
+    """A message whose answer waits, and the client's RST_STREAM in the same read: the
+    answer's task is cancelled before it ever ran, and the handler still hears
+    `closed()` (its per-request state, budget reservations included, is released)."""
+    from hpack import Encoder
+
+    async def main() -> None:
+        handlers, health_servicer = Handlers(), health.aio.HealthServicer()
+        server = GrpcServer(methods(handlers, health_servicer))
+        path = str(tmp_path / "t.sock")
+        await server.start(path)
+        try:
+            reader, writer = await asyncio.open_unix_connection(path)
+            block = Encoder().encode([(":method", "POST"), (":scheme", "http"), (":path", SHOUT),
+                                      (":authority", "x"), ("content-type", "application/grpc")])
+            body = BytesValue(value=b"wait long").SerializeToString()
+            writer.write(http2.PREFACE + http2.frame(http2.SETTINGS, 0, 0) + http2.frame(http2.SETTINGS, http2.ACK, 0)
+                         + http2.frame(http2.HEADERS, http2.END_HEADERS, 1, block)
+                         + http2.frame(http2.DATA, 0, 1, b"\x00" + len(body).to_bytes(4, "big") + body)
+                         + http2.frame(http2.RST_STREAM, 0, 1, struct.pack(">I", http2.CANCEL)))
+            for _ in range(200):
+                if handlers.events[-1:] == [("closed",)]:
+                    break
+                await asyncio.sleep(0.01)
+            assert handlers.events == [("opened", None), ("message", b"wait long", False), ("closed",)]
+            assert not server.tasks and server.open_calls() == 0
+            writer.close()
+        finally:
+            await server.stop(0.1)
+    asyncio.run(asyncio.wait_for(main(), 30))
+
+
 class RawConnection:
     """http2.Connection fed bytes directly, its writes collected."""
 
@@ -274,6 +306,18 @@ class RawConnection:
 
         def close(self) -> None:
             self.closed = True
+
+        def abort(self) -> None:
+            self.closed = True
+
+        def set_write_buffer_limits(self, high: int, low: int) -> None:
+            pass
+
+        def pause_reading(self) -> None:
+            pass
+
+        def resume_reading(self) -> None:
+            pass
 
     class App:
         def __init__(self) -> None:
@@ -295,12 +339,13 @@ class RawConnection:
         def lost(self):
             self.events.append(("lost",))
 
-    def __init__(self) -> None:
+    def __init__(self, limits: http2.Limits | None = None) -> None:
         self.app = self.App()
-        self.connection = http2.Connection(lambda _: self.app)
+        self.connection = http2.Connection(lambda _: self.app, limits)
         self.transport = self.Transport()
         self.connection.connection_made(self.transport)
-        self.connection.data_received(http2.PREFACE + http2.frame(http2.SETTINGS, 0, 0))
+        self.connection.data_received(http2.PREFACE + http2.frame(http2.SETTINGS, 0, 0)
+                                      + http2.frame(http2.SETTINGS, http2.ACK, 0))
 
     def frames(self) -> list[tuple[int, int, int, bytes]]:
         out, data = [], bytes(self.transport.written)
@@ -401,19 +446,24 @@ def test_sending_waits_for_the_peers_window_and_frame_size():
     asyncio.run(scenario())
 
 
-def test_windows_given_back_as_data_is_read(monkeypatch):
-    """The connection's and each stream's receive windows are replenished once half used."""
-    raw = RawConnection()
-    monkeypatch.setattr(http2, "RECEIVE_WINDOW", 100)            # as if 100 bytes had been advertised
+def test_windows_given_back_as_data_is_read():
+    """Each stream's receive window is replenished once half used (here 100 bytes), and
+    the connection's too (never below the 65,535 it starts with)."""
+    raw = RawConnection(http2.Limits(receive_window=100))
     raw.connection.data_received(http2.frame(http2.HEADERS, http2.END_HEADERS, 1, headers_block("/p")))
     raw.frames()
     raw.connection.data_received(http2.frame(http2.DATA, 0, 1, b"x" * 40))
     assert not [f for f in raw.frames() if f[0] == http2.WINDOW_UPDATE]
     raw.connection.data_received(http2.frame(http2.DATA, 0, 1, b"x" * 20))
     updates = {(f[2], int.from_bytes(f[3], "big")) for f in raw.frames() if f[0] == http2.WINDOW_UPDATE}
-    assert updates == {(0, 60), (1, 60)}
+    assert updates == {(1, 60)}
     raw.connection.data_received(http2.frame(http2.DATA, 0, 1, b"x" * 20))     # counted afresh: 20 of 50
     assert not [f for f in raw.frames() if f[0] == http2.WINDOW_UPDATE]
+    for stream in range(3, 3 + 2 * 400, 2):                      # 400 streams, 100 bytes each
+        raw.connection.data_received(http2.frame(http2.HEADERS, http2.END_HEADERS, stream, headers_block("/p"))
+                                     + http2.frame(http2.DATA, http2.END_STREAM, stream, b"x" * 100))
+    connection_updates = [int.from_bytes(f[3], "big") for f in raw.frames() if f[0] == http2.WINDOW_UPDATE and not f[2]]
+    assert connection_updates == [80 + 327 * 100]                # once over half of 65,535
 
 
 def test_header_blocks_remembered_only_while_the_table_is_unchanged():

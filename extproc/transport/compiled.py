@@ -17,7 +17,9 @@ import importlib
 import os
 import sysconfig
 
-MODULES = ("extproc.transport.http2", "extproc.transport.grpc_h2", "extproc.transport.eager")
+MODULES = ("extproc.transport.frames", "extproc.transport.headers", "extproc.transport.sending",
+           "extproc.transport.http2", "extproc.transport.grpc_calls", "extproc.transport.grpc_h2",
+           "extproc.transport.eager")
 
 
 def compiled() -> dict[str, bool]:

@@ -17,20 +17,21 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import urllib.parse
-from collections import deque
+import time
 from collections.abc import Callable
-from typing import Any, NamedTuple, Protocol
+from typing import Any, NamedTuple
 
 import grpc
-from google.protobuf.message import DecodeError
 
 from . import http2
+from .grpc_calls import (INTERNAL, OK, RESPONSE_HEADERS, UNIMPLEMENTED, UNKNOWN, Aborted, Call, MessageCall,
+                         status_block)
+
+__all__ = ["BIDI", "CLIENT_STREAM", "MESSAGES", "OK", "UNARY", "Aborted", "Call", "CallsOnConnection", "GrpcServer",
+           "MessageCall", "Method", "status_block"]
 
 log = logging.getLogger("extproc.grpc_h2")
 
-RESPONSE_HEADERS = b"\x88" + http2.literal(b"content-type", b"application/grpc")   # :status 200 (static 8)
-OK, UNKNOWN, UNIMPLEMENTED, INTERNAL = 0, 2, 12, 13
 # The request headers that are HTTP/2's or gRPC's own, not the caller's metadata.
 _NOT_METADATA = frozenset(("content-type", "te", "grpc-timeout", "grpc-encoding", "grpc-accept-encoding",
                            "user-agent"))
@@ -42,6 +43,7 @@ _NOT_METADATA = frozenset(("content-type", "te", "grpc-timeout", "grpc-encoding"
 # answered as they are read").
 HAND_OVER_BELOW_CALLS = 8
 STOP_POLL = 0.05                 # how often a stop looks whether the calls in flight have ended
+TICK = 1.0                       # how often the connections look at their deadlines (http2.Connection.tick)
 UNARY, CLIENT_STREAM, BIDI, MESSAGES = "unary", "client_stream", "bidi", "messages"
 
 
@@ -53,198 +55,6 @@ class Method(NamedTuple):
     kind: str                    # UNARY: one message in; CLIENT_STREAM: one out; BIDI: read/write
 
 
-def status_block(code: int, message: str = "") -> bytes:
-    block = http2.literal(b"grpc-status", str(code).encode())
-    if message:                  # percent-encoded, as gRPC over HTTP/2 specifies
-        block += http2.literal(b"grpc-message", urllib.parse.quote(message[:1024], safe=" ").encode())
-    return block
-
-
-class Aborted(Exception):
-    def __init__(self, code: int, details: str) -> None:
-        super().__init__(details)
-        self.code, self.details = code, details
-
-
-class Call:
-    """One gRPC call: the servicer context its handler gets."""
-
-    __slots__ = ("calls", "connection", "stream_id", "metadata", "deserialize", "messages", "pending", "ended",
-                 "waiter", "headers_sent", "task")
-
-    def __init__(self, calls: CallsOnConnection, stream_id: int, metadata: tuple, deserialize) -> None:
-        self.calls = calls
-        self.connection = calls.connection
-        self.stream_id = stream_id
-        self.metadata = metadata
-        self.deserialize = deserialize
-        self.messages: deque = deque()
-        self.pending = bytearray()          # a message's bytes not all arrived yet
-        self.ended = False                  # the client half-closed
-        self.waiter: asyncio.Future | None = None
-        self.headers_sent = False
-        self.task: asyncio.Task | None = None
-
-    def invocation_metadata(self) -> tuple:
-        return self.metadata
-
-    async def read(self):
-        if not self.messages and not self.ended:
-            self.waiter = asyncio.get_running_loop().create_future()
-            try:
-                await self.waiter
-            finally:
-                self.waiter = None
-        if self.messages:
-            message = self.messages.popleft()
-            if isinstance(message, Aborted):
-                raise message
-            return message
-        return grpc.aio.EOF
-
-    async def write(self, message) -> None:
-        drained = self.send(message)
-        if drained is not None:             # the client's window is full: wait for it
-            await drained
-
-    def send(self, message) -> asyncio.Future | None:
-        """Queues `message` on the stream (sent at once, or once the client's window
-        has room); a future that completes once it has left, when it waits."""
-        data = message.SerializeToString()
-        if not self.headers_sent:
-            self.headers_sent = True
-            self.connection.send_headers(self.stream_id, RESPONSE_HEADERS, flush=False)   # one write with the data
-        return self.connection.send_data(self.stream_id, b"\x00" + len(data).to_bytes(4, "big") + data)
-
-    async def abort(self, code: grpc.StatusCode, details: str = "") -> None:
-        raise Aborted(code.value[0], details)
-
-    def received(self, data: bytes, end: bool) -> None:
-        pending = self.pending
-        pending += data
-        while len(pending) >= 5:
-            length = int.from_bytes(pending[1:5], "big")
-            if len(pending) < 5 + length:
-                break
-            if pending[0]:                  # compressed: Envoy never sends it; nothing here decodes it
-                self.messages.append(Aborted(UNIMPLEMENTED, "compressed messages are not supported"))
-            else:
-                try:
-                    self.messages.append(self.deserialize(bytes(pending[5:5 + length])))
-                except DecodeError:
-                    self.messages.append(Aborted(INTERNAL, "could not parse the message"))
-            del pending[:5 + length]
-        if end:
-            self.ended = True
-        if self.waiter is not None and not self.waiter.done() and (self.messages or self.ended):
-            self.waiter.set_result(None)
-
-    def finish(self, code: int, details: str = "") -> None:
-        block = status_block(code, details)
-        self.connection.send_trailers(self.stream_id, block if self.headers_sent else RESPONSE_HEADERS + block)
-
-    def cancel(self) -> None:
-        """The client reset the stream, the connection was lost, or a stop's grace ran out."""
-        if self.task is not None:
-            self.task.cancel()
-
-
-class MessageHandler(Protocol):
-    def message(self, request: Any) -> Any:
-        """The reply, None (no reply), or a coroutine of the reply when it has to wait."""
-        ...
-
-    def closed(self) -> None: ...
-
-
-class MessageCall(Call):
-    """A MESSAGES call. Each message goes to the handler's `message()` in the read that
-    brought it, which returns the reply (or None: no reply), or a coroutine when the
-    answer has to wait (a Redis round trip, a plugin's call): that one runs in a task,
-    and the messages after it queue behind it. The handler's `closed()` runs once, when
-    the call is over: ended with a status, or cancelled (after a waiting message's
-    coroutine has unwound)."""
-
-    __slots__ = ("handler", "over")
-
-    def __init__(self, calls: CallsOnConnection, stream_id: int, metadata: tuple, deserialize) -> None:
-        super().__init__(calls, stream_id, metadata, deserialize)
-        self.handler: MessageHandler | None = None     # set once the method's handler is made
-        self.over = False
-
-    def received(self, data: bytes, end: bool) -> None:
-        super().received(data, end)
-        self.pump()
-
-    def pump(self) -> None:
-        handler = self.handler
-        if handler is None:             # making it failed, which ended the call
-            return
-        while self.messages and self.task is None and not self.over:
-            message = self.messages.popleft()
-            if isinstance(message, Aborted):
-                self.end(message.code, message.details)
-                return
-            try:
-                result = handler.message(message)
-            except Aborted as aborted:
-                self.end(aborted.code, aborted.details)
-                return
-            except Exception:
-                self._failed()
-                return
-            if asyncio.iscoroutine(result):
-                self.task = self.calls.server.track(self._rest(result))
-            elif result is not None:
-                self.send(result)
-        if self.ended and not self.messages and self.task is None and not self.over:
-            self.end(OK)                    # the client half-closed and has every answer
-
-    async def _rest(self, answer) -> None:
-        try:
-            result = await answer
-        except asyncio.CancelledError:
-            self._over()
-            raise
-        except Aborted as aborted:
-            self.task = None
-            self.end(aborted.code, aborted.details)
-            return
-        except Exception:
-            self.task = None
-            self._failed()
-            return
-        self.task = None
-        if result is not None:
-            self.send(result)
-        self.pump()
-
-    def end(self, code: int, details: str = "") -> None:
-        self.finish(code, details)
-        self._over()
-
-    def cancel(self) -> None:
-        if self.task is not None:
-            self.task.cancel()              # _rest tells the handler once the coroutine unwound
-        else:
-            self._over()
-
-    def _failed(self) -> None:
-        log.exception("unexpected error answering stream %d", self.stream_id)
-        self.end(UNKNOWN, "unexpected error in the service")
-
-    def _over(self) -> None:
-        if self.over:
-            return
-        self.over = True
-        self.calls.forget(self)
-        if self.handler is not None:
-            try:
-                self.handler.closed()
-            except Exception:
-                log.exception("unexpected error closing stream %d", self.stream_id)
-
-
 class CallsOnConnection:
     """The http2.Connection's application: each stream a Call (run in a task of its own,
     but for MESSAGES ones)."""
@@ -252,18 +62,23 @@ class CallsOnConnection:
     def __init__(self, server: GrpcServer, connection: http2.Connection) -> None:
         self.server = server
         self.connection = connection
+        self.limits = server.limits
+        self.max_message = server.limits.max_message
         self.calls: dict[int, Call] = {}
+        self.backlog = 0                    # bytes its calls hold, arrived and not yet handled
 
     def opened(self, stream_id: int, headers) -> None:
         path, metadata = "", []
         for name, value in headers:
             if name == ":path":
                 path = value
-            elif name[0] != ":" and name not in _NOT_METADATA:
+            elif name[:1] != ":" and name not in _NOT_METADATA:     # (a name may be empty)
                 metadata.append((name, value))
         method = self.server.methods.get(path)
         if method is None:
-            self.connection.send_headers(stream_id, RESPONSE_HEADERS + status_block(UNIMPLEMENTED, path), end=True)
+            # (the path echoed only in part: a short block must not make a long answer)
+            self.connection.send_headers(stream_id, RESPONSE_HEADERS + status_block(UNIMPLEMENTED, path[:100]),
+                                         end=True)
             return
         if method.kind == MESSAGES:
             message_call = MessageCall(self, stream_id, tuple(metadata), method.deserialize)
@@ -288,6 +103,7 @@ class CallsOnConnection:
     def reset(self, stream_id: int) -> None:
         call = self.calls.pop(stream_id, None)
         if call is not None:
+            self.forget(call)               # (what it held)
             call.cancel()
 
     def lost(self) -> None:
@@ -304,8 +120,13 @@ class CallsOnConnection:
             call.cancel()
 
     def forget(self, call: Call) -> None:
+        """The call is over: it leaves the connection, and so does what it held."""
         if self.calls.get(call.stream_id) is call:
             del self.calls[call.stream_id]
+        if call.held:
+            self.backlog -= call.held
+            call.held = 0
+            call.pending.clear()
 
     async def _run(self, call: Call, method: Method) -> None:
         try:
@@ -328,13 +149,17 @@ class CallsOnConnection:
 
 
 class GrpcServer:
-    """The gRPC methods `methods` (by path) on a Unix socket, on this event loop."""
+    """The gRPC methods `methods` (by path) on a Unix socket, on this event loop; what
+    each connection lets its client use: `limits`."""
 
-    def __init__(self, methods: dict[str, Method]) -> None:
+    def __init__(self, methods: dict[str, Method], limits: http2.Limits | None = None) -> None:
         self.methods = methods
+        self.limits = limits if limits is not None else http2.Limits()
         self.connections: set[CallsOnConnection] = set()     # one per client connection
         self.tasks: set[asyncio.Task] = set()
+        self.tick = TICK
         self._listener: asyncio.AbstractServer | None = None
+        self._ticker: asyncio.Task | None = None
         self._path = ""
 
     def _connection(self, connection: http2.Connection) -> CallsOnConnection:
@@ -357,7 +182,15 @@ class GrpcServer:
             os.unlink(path)
         self._path = path
         self._listener = await asyncio.get_running_loop().create_unix_server(
-            lambda: http2.Connection(self._connection), path)
+            lambda: http2.Connection(self._connection, self.limits), path)
+        self._ticker = asyncio.get_running_loop().create_task(self._tick())
+
+    async def _tick(self) -> None:
+        while True:
+            await asyncio.sleep(self.tick)
+            now = time.monotonic()
+            for calls in list(self.connections):
+                calls.connection.tick(now)
 
     async def stop(self, grace: float) -> None:
         """Take no new connection or stream; give the calls in flight `grace` seconds,
@@ -376,5 +209,7 @@ class GrpcServer:
             await asyncio.wait(list(self.tasks), timeout=1)
         for calls in list(self.connections):
             calls.connection.close()
+        if self._ticker is not None:
+            self._ticker.cancel()
         if self._path and os.path.exists(self._path):
             os.unlink(self._path)

@@ -6,361 +6,382 @@ its completion queue, the event loop), ~80 µs of CPU a message and a wake-up ea
 Here the loop reads the socket itself, and every frame read in one `data_received`
 is answered with one write. The do-nothing floor (bench/floor.py --transport both):
 servicer CPU per JSON request 274 → 40 µs, 1950 → 4456 req/s on one core.
+docs/decisions/workers-http2.md weighs it against grpc.aio and the `h2` library.
 
-Scope: the server side of one trusted client over a Unix socket. Header blocks are
-decoded with `hpack` (python-hyper's; the client's dynamic table matters); the
-server's own are literals that never touch its table, so no encoder state is kept.
-Flow control is kept both ways; priorities are ignored (RFC 9113 deprecates them).
+Scope: the server side of a client over a Unix socket. Envoy is the client, but the
+server holds against any peer: every frame is checked as RFC 9113 requires
+(frames.py), what a peer can make it hold is bounded (Limits), and a peer that stalls
+is let go (`tick`). tests/test_h2_conformance.py and tests/test_h2_fuzz.py hold it to
+that. Header blocks: headers.py. Flow control is kept both ways; priorities are
+ignored (RFC 9113 deprecates them); the server never pushes.
 """
 
 from __future__ import annotations
 
-import asyncio
+import logging
 import os
 import struct
-from collections import deque
+import time
 from collections.abc import Callable
-from typing import Protocol
 
-from hpack import Decoder
-from hpack.exceptions import HPACKError
+from .frames import (ACK, CANCEL, CONTINUATION, DATA, DEFAULT_FRAME, DEFAULT_WINDOW, END_HEADERS, END_STREAM,
+                     ENHANCE_YOUR_CALM, FLOW_CONTROL_ERROR, FRAME_SIZE_ERROR, GOAWAY, HEADER_SIZE, HEADERS,
+                     INITIAL_WINDOW_SIZE, INTERNAL_ERROR, MAX_CONCURRENT_STREAMS, MAX_FRAME_SIZE,
+                     MAX_HEADER_LIST_SIZE, MAX_WINDOW, NO_ERROR, PADDED, PING, PREFACE, PRIORITY, PRIORITY_FLAG,
+                     PROTOCOL_ERROR, PUSH_PROMISE, REFUSED_STREAM, RST_STREAM, SETTINGS, SETTINGS_TIMEOUT,
+                     STREAM_CLOSED, WINDOW_UPDATE, ConnectionFault, StreamFault, check_connection_frame,
+                     check_priority, frame, goaway_frame, rst_stream_frame, settings_values, unpadded, window_increment,
+                     window_update_frame, without_priority)
+from .headers import HeaderBlocks, literal
+from .sending import Application, Limits, Sender, Stream
 
-PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
-DATA, HEADERS, PRIORITY, RST_STREAM, SETTINGS, PUSH_PROMISE, PING, GOAWAY, WINDOW_UPDATE, CONTINUATION = range(10)
-END_STREAM = ACK = 0x1
-END_HEADERS, PADDED, PRIORITY_FLAG = 0x4, 0x8, 0x20
-MAX_CONCURRENT_STREAMS, INITIAL_WINDOW_SIZE, MAX_FRAME_SIZE = 3, 4, 5
-NO_ERROR, PROTOCOL_ERROR, REFUSED_STREAM, CANCEL = 0, 1, 7, 8
-MAX_WINDOW = 2**31 - 1
-RECEIVE_WINDOW = MAX_WINDOW          # advertised for the connection and each stream
-DEFAULT_WINDOW, DEFAULT_FRAME = 65_535, 16_384
+__all__ = ["ACK", "CANCEL", "CONTINUATION", "DATA", "DEFAULT_FRAME", "DEFAULT_WINDOW", "END_HEADERS", "END_STREAM",
+           "GOAWAY", "HEADERS", "INITIAL_WINDOW_SIZE", "MAX_FRAME_SIZE", "MAX_WINDOW", "PADDED", "PING", "PREFACE",
+           "PRIORITY_FLAG", "RST_STREAM", "SETTINGS", "WINDOW_UPDATE", "Application", "Connection", "HeaderBlocks",
+           "Limits", "Stream", "frame", "literal"]
 
+log = logging.getLogger("extproc.http2")
 
-def frame(kind: int, flags: int, stream: int, payload: bytes = b"") -> bytes:
-    return struct.pack(">I", len(payload))[1:] + bytes((kind, flags)) + struct.pack(">I", stream) + payload
-
-
-def literal(name: bytes, value: bytes) -> bytes:
-    """An HPACK literal header field without indexing, new name (RFC 7541 6.2.2)."""
-    return b"\x00" + _length(name) + name + _length(value) + value
+IDLE_PING = b"idle-end"         # the PING whose answer lets an idle connection close (`tick`)
 
 
-def _length(data: bytes) -> bytes:
-    """An HPACK string length: 7-bit prefix integer, no Huffman (RFC 7541 5.1)."""
-    size = len(data)
-    if size < 127:
-        return bytes((size,))
-    out, size = bytearray((127,)), size - 127
-    while size >= 128:
-        out.append(size % 128 + 128)
-        size //= 128
-    out.append(size)
-    return bytes(out)
-
-
-class HeaderBlocks:
-    """hpack's decoder, remembering what a block decoded to while the client's dynamic
-    table stays the same. Envoy opens every ext_proc stream with the same block (its
-    `:path` a literal that is never indexed, the rest table references): ~30 µs a
-    decode with hpack, a dict lookup here. A block that changed the table is never
-    remembered, and every change forgets the blocks before it (their indices may now
-    name other entries)."""
-
-    LIMIT = 64
-
-    def __init__(self) -> None:
-        self.decoder = Decoder()
-        self.known: dict[bytes, tuple] = {}
-
-    def decode(self, block: bytes) -> tuple:
-        headers = self.known.get(block)
-        if headers is not None:
-            return headers
-        before = self._table_state()
-        headers = tuple(self.decoder.decode(block))
-        if self._table_state() != before:
-            self.known.clear()
-        elif len(self.known) < self.LIMIT:
-            self.known[block] = headers
-        return headers
-
-    def _table_state(self) -> tuple:
-        """Changes with every insertion (at the front: a new object while the old lives)
-        and every size update."""
-        table = self.decoder.header_table
-        entries = table.dynamic_entries
-        return id(entries[0]) if entries else None, len(entries), table.maxsize
-
-
-class Stream:
-    """One stream's sending side: what waits for the peer's window."""
-
-    __slots__ = ("id", "window", "queued", "drained", "closing", "unacknowledged")
-
-    def __init__(self, stream_id: int, window: int) -> None:
-        self.id = stream_id
-        self.window = window
-        self.unacknowledged = 0                              # DATA bytes read since its last WINDOW_UPDATE
-        self.queued: deque[bytes] = deque()                  # data not yet sent
-        self.drained: asyncio.Future | None = None
-        self.closing = b""                                   # a trailers block sent once queued data is out
-
-
-class Application(Protocol):
-    """What a Connection tells of its streams; it answers with the Connection's
-    `send_headers`, `send_data` and `send_trailers`."""
-
-    def opened(self, stream_id: int, headers: tuple) -> None: ...  # (name, value) pairs
-    def data(self, stream_id: int, data: bytes, end: bool) -> None: ...
-    def reset(self, stream_id: int) -> None: ...
-    def lost(self) -> None: ...
-
-    def hand_over(self) -> bool:
-        """Whether to give the client the core between the messages of one read."""
-        ...
-
-
-class Connection(asyncio.Protocol):
+class Connection(Sender):
     """One client connection, its streams told to the Application that
     `application_for(connection)` returns."""
 
-    def __init__(self, application_for: Callable[[Connection], Application]) -> None:
-        self.app = application_for(self)
+    def __init__(self, application_for: Callable[[Connection], Application], limits: Limits | None = None) -> None:
+        limits = limits if limits is not None else Limits()
+        super().__init__(application_for(self), limits)
         self.buffer = bytearray()
-        self.preface_seen = False
-        self.header_blocks = HeaderBlocks()
+        self.preface_seen = False               # the preface and the frame header of the client's SETTINGS
+        self.settings_acked = False             # the client acknowledged ours
+        self.header_blocks = HeaderBlocks(limits.max_header_list_size)
         self.header_block: tuple[int, int, bytearray] | None = None  # (stream, flags, block) awaiting CONTINUATION
-        self.streams: dict[int, Stream] = {}
-        self.peer_window = DEFAULT_WINDOW       # the connection's send window
-        self.peer_initial = DEFAULT_WINDOW      # each new stream's
-        self.peer_frame = DEFAULT_FRAME
-        self.last_stream = 0
+        self.stream_limit = limits.streams_before_ack       # until the client knows ours (RFC 9113 5.1.2)
+        # Receiving: the windows enforced. A stream's is ours once the client has our SETTINGS;
+        # before, the default it assumes, if larger. The connection's cannot shrink below the default.
+        self.stream_window = max(limits.receive_window, DEFAULT_WINDOW)
+        self.connection_window = max(limits.receive_window, DEFAULT_WINDOW)
+        self.last_stream = 0                    # the highest stream id the client used: above it, idle streams
         self.unacknowledged = 0                 # DATA bytes read since our last WINDOW_UPDATE
-        self.going_away = False
-        self.out: list[bytes] = []              # frames to write when this turn of reading ends
-        self.reading = False                    # inside data_received: one write at its end
-        self.transport: asyncio.Transport | None = None
+        self.idle_mark = -1                     # last_stream when `tick` last saw no stream open
+        self.idle_step = 0                      # 1: a GOAWAY refusing nothing and a PING sent; 2: the last GOAWAY
 
     # --- reading -------------------------------------------------------------------
 
     def connection_made(self, transport) -> None:
         self.transport = transport
-        settings = struct.pack(">HIHI", MAX_CONCURRENT_STREAMS, 1_000_000, INITIAL_WINDOW_SIZE, RECEIVE_WINDOW)
-        transport.write(frame(SETTINGS, 0, 0, settings)
-                        + frame(WINDOW_UPDATE, 0, 0, struct.pack(">I", RECEIVE_WINDOW - DEFAULT_WINDOW)))
+        self.since = time.monotonic()
+        limits = self.limits
+        transport.set_write_buffer_limits(high=limits.write_high_water, low=limits.write_low_water)
+        settings = struct.pack(">HIHIHI", MAX_CONCURRENT_STREAMS, limits.max_concurrent_streams,
+                               INITIAL_WINDOW_SIZE, limits.receive_window,
+                               MAX_HEADER_LIST_SIZE, limits.max_header_list_size)
+        out = frame(SETTINGS, 0, 0, settings)
+        if self.connection_window > DEFAULT_WINDOW:
+            out += window_update_frame(0, self.connection_window - DEFAULT_WINDOW)
+        transport.write(out)
 
     def data_received(self, data: bytes) -> None:
-        buffer = self.buffer
-        buffer += data
-        if not self.preface_seen:
-            if len(buffer) < len(PREFACE):
-                return
-            if buffer[:len(PREFACE)] != PREFACE:      # a connection error (RFC 9113 3.4)
-                self.close(PROTOCOL_ERROR)
-                return
-            del buffer[:len(PREFACE)]
-            self.preface_seen = True
-        offset, size = 0, len(buffer)
+        if self.closed:
+            return
+        self.buffer += data
+        if not self.preface_seen and not self._preface():
+            return
         self.reading = True
         try:
-            while size - offset >= 9:
-                length = int.from_bytes(buffer[offset:offset + 3], "big")
-                if size - offset - 9 < length:
-                    break
-                kind, flags = buffer[offset + 3], buffer[offset + 4]
-                if self.out and kind <= HEADERS and self.app.hand_over():
-                    # Before the next message (DATA, HEADERS) is handled, the replies so far
-                    # leave and the core goes to the client (Envoy shares it): a burst is
-                    # then answered call by call, not all at the read's end.
-                    self.flush()
-                    os.sched_yield()
-                stream = int.from_bytes(buffer[offset + 5:offset + 9], "big") & MAX_WINDOW
-                payload = bytes(buffer[offset + 9:offset + 9 + length])
-                offset += 9 + length
-                self._frame(kind, flags, stream, payload)
-        except (HPACKError, ValueError, IndexError):
+            self._read_frames()
+        except ConnectionFault as fault:
             self.reading = False
-            self.close(PROTOCOL_ERROR)
+            self.close(fault.code, fault.reason)
+            return
+        except Exception:                  # a bug here or in the application: this connection's state is lost
+            log.exception("closing an HTTP/2 connection on an unexpected error")
+            self.reading = False
+            self.close(INTERNAL_ERROR, "internal error")
             return
         self.reading = False
-        del buffer[:offset]
-        if self.unacknowledged > RECEIVE_WINDOW // 2:
-            self.out.append(frame(WINDOW_UPDATE, 0, 0, struct.pack(">I", self.unacknowledged)))
+        if self.unacknowledged > self.connection_window // 2:
+            self.out.append(window_update_frame(0, self.unacknowledged))
             self.unacknowledged = 0
         self.flush()
 
+    def _preface(self) -> bool:
+        """Whether the client's connection preface is all here: the fixed bytes and the
+        header of a SETTINGS frame (RFC 9113 3.4). Anything else closes the connection."""
+        buffer = self.buffer
+        seen = min(len(buffer), len(PREFACE))
+        if buffer[:seen] != PREFACE[:seen]:
+            self.close(PROTOCOL_ERROR, "no HTTP/2 connection preface")
+            return False
+        if len(buffer) < len(PREFACE) + HEADER_SIZE:
+            return False
+        if buffer[len(PREFACE) + 3] != SETTINGS or buffer[len(PREFACE) + 4] & ACK:
+            self.close(PROTOCOL_ERROR, "the connection preface does not go on with SETTINGS")
+            return False
+        del buffer[:len(PREFACE)]
+        self.preface_seen = True
+        return True
+
+    def _read_frames(self) -> None:
+        buffer = self.buffer
+        offset, size = 0, len(buffer)
+        while size - offset >= HEADER_SIZE:
+            length = int.from_bytes(buffer[offset:offset + 3], "big")
+            if length > DEFAULT_FRAME:         # the most the client may send: this server advertises no more
+                raise ConnectionFault(FRAME_SIZE_ERROR, "frame larger than 16384")
+            if size - offset - HEADER_SIZE < length:
+                break
+            kind, flags = buffer[offset + 3], buffer[offset + 4]
+            if self.out and kind <= HEADERS and self.app.hand_over():
+                # Before the next message (DATA, HEADERS) is handled, the replies so far
+                # leave and the core goes to the client (Envoy shares it): a burst is
+                # then answered call by call, not all at the read's end.
+                self.flush()
+                os.sched_yield()
+            stream = int.from_bytes(buffer[offset + 5:offset + 9], "big") & MAX_WINDOW
+            payload = bytes(buffer[offset + 9:offset + 9 + length])
+            offset += HEADER_SIZE + length
+            try:
+                self._frame(kind, flags, stream, payload)
+            except StreamFault as fault:
+                self._reset(fault.stream, fault.code)
+            if self.closed:
+                break
+        del buffer[:offset]
+
     def _frame(self, kind: int, flags: int, stream: int, payload: bytes) -> None:
         if self.header_block is not None and kind != CONTINUATION:
-            raise ValueError("a header block interrupted")
+            raise ConnectionFault(PROTOCOL_ERROR, "a header block interrupted")
         if kind == DATA:
-            length = len(payload)                       # padding included: it counts against windows
-            self.unacknowledged += length
-            if flags & PADDED:
-                payload = payload[1:len(payload) - payload[0]]
-            if (open_stream := self.streams.get(stream)) is not None:
-                open_stream.unacknowledged += length
-                if open_stream.unacknowledged > RECEIVE_WINDOW // 2:      # a stream of over 1 GB
-                    self.out.append(frame(WINDOW_UPDATE, 0, stream, struct.pack(">I", open_stream.unacknowledged)))
-                    open_stream.unacknowledged = 0
-                self.app.data(stream, payload, bool(flags & END_STREAM))
+            self._data(flags, stream, payload)
         elif kind == HEADERS:
-            if flags & PADDED:
-                payload = payload[1:len(payload) - payload[0]]
-            if flags & PRIORITY_FLAG:
-                payload = payload[5:]
-            self._header_block(stream, flags, bytearray(payload))
+            self._headers(flags, stream, payload)
         elif kind == CONTINUATION:
-            if self.header_block is None or self.header_block[0] != stream:
-                raise ValueError("CONTINUATION out of place")
-            first_flags, block = self.header_block[1], self.header_block[2]
-            block.extend(payload)
-            self._header_block(stream, first_flags | (flags & END_HEADERS), block)
+            self._continuation(flags, stream, payload)
         elif kind == RST_STREAM:
-            if self.streams.pop(stream, None) is not None:
-                self.app.reset(stream)
+            self._rst_stream(stream, payload)
         elif kind == SETTINGS:
-            if not flags & ACK:
-                self._settings(payload)
+            self._settings(flags, stream, payload)
         elif kind == PING:
-            if not flags & ACK:
-                self.out.append(frame(PING, ACK, 0, payload))
+            self._ping(flags, stream, payload)
         elif kind == GOAWAY:
+            check_connection_frame("GOAWAY", stream, len(payload), -8)
             self.going_away = True          # the streams open go on; Envoy closes when done
         elif kind == WINDOW_UPDATE:
-            self._window_update(stream, int.from_bytes(payload[:4], "big") & MAX_WINDOW)
-        # PRIORITY, PUSH_PROMISE (never sent to a server) and unknown types: ignored
+            self._window_update(stream, window_increment(payload))
+        elif kind == PRIORITY:
+            check_priority(stream, payload)
+        elif kind == PUSH_PROMISE:
+            raise ConnectionFault(PROTOCOL_ERROR, "PUSH_PROMISE from a client")
+        # unknown types: ignored (RFC 9113 4.1)
 
-    def _header_block(self, stream: int, flags: int, block: bytearray) -> None:
+    def _data(self, flags: int, stream_id: int, payload: bytes) -> None:
+        length = len(payload)                           # padding included: it counts against windows
+        self.unacknowledged += length
+        if self.unacknowledged > self.connection_window:
+            raise ConnectionFault(FLOW_CONTROL_ERROR, "DATA beyond the connection's window")
+        if flags & PADDED:
+            payload = unpadded(payload, flags)
+        stream = self.streams.get(stream_id)
+        if stream is None:
+            self._not_open(stream_id, "DATA")           # a closed stream's: ignored
+            return
+        if stream.remote_ended:
+            raise StreamFault(stream_id, STREAM_CLOSED, "DATA after END_STREAM")
+        stream.unacknowledged += length
+        end = bool(flags & END_STREAM)
+        if stream.unacknowledged > self.stream_window // 2:
+            if stream.unacknowledged > self.stream_window:
+                raise StreamFault(stream_id, FLOW_CONTROL_ERROR, "DATA beyond the stream's window")
+            if not end:                                 # (a stream its client ended needs no more)
+                self.out.append(window_update_frame(stream_id, stream.unacknowledged))
+                stream.unacknowledged = 0
+        if end:
+            stream.remote_ended = True
+        self.app.data(stream_id, payload, end)
+
+    def _not_open(self, stream_id: int, kind: str) -> None:
+        """A frame for no open stream: a connection error on stream 0, on a stream the
+        client has not opened yet or on one only the server could open (RFC 9113 5.1,
+        5.1.1). A closed stream's late frames are ignored (5.1: after a RST_STREAM or
+        the server's END_STREAM they may be in flight; DATA still counted above)."""
+        if stream_id == 0 or stream_id > self.last_stream or not stream_id & 1:
+            raise ConnectionFault(PROTOCOL_ERROR, f"{kind} on stream {stream_id}, which is not open")
+
+    def _headers(self, flags: int, stream_id: int, payload: bytes) -> None:
+        if stream_id == 0 or not stream_id & 1:
+            raise ConnectionFault(PROTOCOL_ERROR, f"HEADERS on stream {stream_id}")
+        if flags & PADDED:
+            payload = unpadded(payload, flags)
+        if flags & PRIORITY_FLAG:
+            payload = without_priority(payload, stream_id)
+        self._header_block(stream_id, flags, bytearray(payload))
+
+    def _continuation(self, flags: int, stream_id: int, payload: bytes) -> None:
+        if self.header_block is None or self.header_block[0] != stream_id:
+            raise ConnectionFault(PROTOCOL_ERROR, "CONTINUATION out of place")
+        first_flags, block = self.header_block[1], self.header_block[2]
+        self._check_block_size(len(block) + len(payload))      # a CONTINUATION flood ends here
+        block.extend(payload)
+        self._header_block(stream_id, first_flags | (flags & END_HEADERS), block)
+
+    def _check_block_size(self, size: int) -> None:
+        if size > self.limits.max_header_list_size:
+            raise ConnectionFault(ENHANCE_YOUR_CALM, "header block larger than SETTINGS_MAX_HEADER_LIST_SIZE")
+
+    def _header_block(self, stream_id: int, flags: int, block: bytearray) -> None:
+        self._check_block_size(len(block))
         if not flags & END_HEADERS:
-            self.header_block = (stream, flags, block)
+            self.header_block = (stream_id, flags, block)
             return
         self.header_block = None
         headers = self.header_blocks.decode(bytes(block))     # always: it keeps the client's table
-        if stream in self.streams:                       # trailers: an end of stream
-            if flags & END_STREAM:
-                self.app.data(stream, b"", True)
-            return
-        if stream <= self.last_stream or self.going_away:
-            self.out.append(frame(RST_STREAM, 0, stream, struct.pack(">I", REFUSED_STREAM)))
-            return
-        self.last_stream = stream
-        self.streams[stream] = Stream(stream, self.peer_initial)
-        self.app.opened(stream, headers)
-        if flags & END_STREAM and stream in self.streams:
-            self.app.data(stream, b"", True)
+        stream = self.streams.get(stream_id)
+        if stream is not None:
+            self._trailers(stream, flags)
+        elif stream_id <= self.last_stream:             # a closed stream's: only trailers may come late
+            if not flags & END_STREAM:
+                raise StreamFault(stream_id, STREAM_CLOSED, "HEADERS on a closed stream")
+        else:
+            self._open(stream_id, flags, headers)
 
-    def _settings(self, payload: bytes) -> None:
-        for offset in range(0, len(payload) - 5, 6):
-            key, value = struct.unpack_from(">HI", payload, offset)
+    def _trailers(self, stream: Stream, flags: int) -> None:
+        if stream.remote_ended:
+            raise StreamFault(stream.id, STREAM_CLOSED, "HEADERS after END_STREAM")
+        if not flags & END_STREAM:                      # RFC 9113 8.1: trailers end the stream
+            raise StreamFault(stream.id, PROTOCOL_ERROR, "trailers without END_STREAM")
+        stream.remote_ended = True
+        self.app.data(stream.id, b"", True)
+
+    def _open(self, stream_id: int, flags: int, headers: tuple) -> None:
+        self.last_stream = stream_id
+        if self.going_away or len(self.streams) >= self.stream_limit:
+            self.out.append(rst_stream_frame(stream_id, REFUSED_STREAM))   # the client may retry it
+            return
+        self.last_opened = stream_id
+        stream = Stream(stream_id, self.peer_initial)
+        self.streams[stream_id] = stream
+        end = bool(flags & END_STREAM)
+        stream.remote_ended = end
+        self.app.opened(stream_id, headers)
+        if end and stream_id in self.streams:
+            self.app.data(stream_id, b"", True)
+
+    def _rst_stream(self, stream_id: int, payload: bytes) -> None:
+        if len(payload) != 4:
+            raise ConnectionFault(FRAME_SIZE_ERROR, "RST_STREAM of a length other than 4")
+        stream = self.streams.pop(stream_id, None)
+        if stream is None:
+            self._not_open(stream_id, "RST_STREAM")
+            return
+        self._forget(stream)
+        self.app.reset(stream_id)
+
+    def _settings(self, flags: int, stream_id: int, payload: bytes) -> None:
+        check_connection_frame("SETTINGS", stream_id, len(payload), 0 if flags & ACK else -1)
+        if flags & ACK:                 # the client has ours: they hold from now on
+            self.settings_acked = True
+            self.stream_limit = self.limits.max_concurrent_streams
+            self.stream_window = self.limits.receive_window
+            return
+        for key, value in settings_values(payload):
             if key == INITIAL_WINDOW_SIZE:
                 for stream in self.streams.values():
                     stream.window += value - self.peer_initial
+                    if stream.window > MAX_WINDOW:
+                        raise ConnectionFault(FLOW_CONTROL_ERROR, "SETTINGS_INITIAL_WINDOW_SIZE overflows a window")
                 self.peer_initial = value
             elif key == MAX_FRAME_SIZE:
                 self.peer_frame = value
             # HEADER_TABLE_SIZE needs nothing: this server's blocks never use the table
         self.out.append(frame(SETTINGS, ACK, 0))
-        self._send_queued()
+        self._send_blocked()
+
+    def _ping(self, flags: int, stream_id: int, payload: bytes) -> None:
+        check_connection_frame("PING", stream_id, len(payload), 8)
+        if not flags & ACK:
+            self.out.append(frame(PING, ACK, 0, payload))
+        elif payload == IDLE_PING and self.idle_step == 1:
+            self._idle_goaway()
 
     def _window_update(self, stream_id: int, increment: int) -> None:
         if stream_id == 0:
+            if increment == 0:
+                raise ConnectionFault(PROTOCOL_ERROR, "WINDOW_UPDATE of 0")
             self.peer_window += increment
-        elif (stream := self.streams.get(stream_id)) is not None:
-            stream.window += increment
-        self._send_queued()
+            if self.peer_window > MAX_WINDOW:
+                raise ConnectionFault(FLOW_CONTROL_ERROR, "the connection's window above 2^31-1")
+            self._send_blocked()
+            return
+        stream = self.streams.get(stream_id)
+        if stream is None:
+            self._not_open(stream_id, "WINDOW_UPDATE")
+            return
+        if increment == 0:
+            raise StreamFault(stream_id, PROTOCOL_ERROR, "WINDOW_UPDATE of 0")
+        stream.window += increment
+        if stream.window > MAX_WINDOW:
+            raise StreamFault(stream_id, FLOW_CONTROL_ERROR, "a stream's window above 2^31-1")
+        if stream.queued:
+            self._send_stream(stream)
 
     def connection_lost(self, exc) -> None:
+        self.closed = True
         streams, self.streams = self.streams, {}
         for stream in streams.values():
-            if stream.drained is not None and not stream.drained.done():
-                stream.drained.cancel()
+            self._forget(stream)
         self.app.lost()
 
-    # --- writing -------------------------------------------------------------------
 
-    def send_headers(self, stream_id: int, block: bytes, end: bool = False, flush: bool = True) -> None:
-        """`flush=False`: the headers leave with the next write (a message right behind them)."""
-        if stream_id in self.streams:
-            self.out.append(frame(HEADERS, END_HEADERS | (END_STREAM if end else 0), stream_id, block))
-            if end:
-                del self.streams[stream_id]
-            if flush:
-                self._wrote()
+    # --- deadlines -----------------------------------------------------------------
 
-    def send_data(self, stream_id: int, data: bytes) -> asyncio.Future | None:
-        """Queue `data` on the stream; a future that completes once it has all left when
-        the peer's window holds it back, else None."""
-        stream = self.streams.get(stream_id)
-        if stream is None:
-            return None
-        stream.queued.append(data)
-        self._send_stream(stream)
-        self._wrote()
-        if stream.queued:
-            if stream.drained is None or stream.drained.done():
-                stream.drained = asyncio.get_running_loop().create_future()
-            return stream.drained
-        return None
-
-    def send_trailers(self, stream_id: int, block: bytes) -> None:
-        """End the stream with `block`, after whatever data still waits for the window."""
-        stream = self.streams.get(stream_id)
-        if stream is None:
-            return
-        if stream.queued:
-            stream.closing = block
+    def tick(self, now: float) -> None:
+        """About once a second (grpc_h2.GrpcServer): a connection that does not finish its
+        handshake, does not drain its output or stays idle is let go."""
+        limits = self.limits
+        if self.closed:
+            if now - self.since > limits.close_timeout and self.transport is not None:
+                self.transport.abort()          # its peer does not read what is left
+        elif not (self.preface_seen and self.settings_acked):
+            if now - self.since > limits.handshake_timeout:
+                self.close(SETTINGS_TIMEOUT if self.preface_seen else PROTOCOL_ERROR, "no handshake in time")
+        elif self.writing_paused:
+            if now - self.since > limits.write_stall_timeout:
+                self.close(ENHANCE_YOUR_CALM, "output not read")
+                if self.transport is not None:
+                    self.transport.abort()
         else:
-            self.send_headers(stream_id, block, end=True)
+            self._idle(now, limits.idle_timeout, limits.close_timeout)
 
-    def reset_stream(self, stream_id: int, code: int = CANCEL) -> None:
-        if self.streams.pop(stream_id, None) is not None:
-            self.out.append(frame(RST_STREAM, 0, stream_id, struct.pack(">I", code)))
-            self._wrote()
+    def _idle(self, now: float, idle_timeout: float, answer_timeout: float) -> None:
+        """An idle connection (no stream open, none opened since the last tick) closes
+        without refusing a stream in flight (RFC 9113 6.8): a GOAWAY that refuses nothing
+        and a PING; the client answers the PING after every stream it opened before it.
+        Then the last GOAWAY, and the connection closes once its streams are done (as
+        one does after a stop's GOAWAY, or the client's)."""
+        if self.going_away and self.idle_step != 1:
+            if not self.streams:
+                self.close(NO_ERROR, "going away")
+            return
+        if self.streams or self.header_block is not None or self.last_stream != self.idle_mark:
+            self.idle_mark = self.last_stream
+            if self.idle_step == 0:
+                self.since = now
+            return
+        if self.idle_step == 0:
+            if now - self.since > idle_timeout:
+                self.idle_step = 1
+                self.since = now
+                self.out += [goaway_frame(MAX_WINDOW, NO_ERROR, "idle"), frame(PING, 0, 0, IDLE_PING)]
+                self.flush()
+        elif now - self.since > answer_timeout:
+            self._idle_goaway()             # no answer to the PING
 
-    def _send_stream(self, stream: Stream) -> None:
-        while stream.queued:
-            data = stream.queued[0]
-            allowed = min(len(data), stream.window, self.peer_window)
-            if allowed <= 0 and data:
-                return
-            chunk_end = 0
-            while chunk_end < allowed:                  # frames of at most the peer's size
-                piece = data[chunk_end:chunk_end + min(allowed - chunk_end, self.peer_frame)]
-                self.out.append(frame(DATA, 0, stream.id, piece))
-                chunk_end += len(piece)
-            stream.window -= allowed
-            self.peer_window -= allowed
-            if allowed < len(data):
-                stream.queued[0] = data[allowed:]
-                return
-            stream.queued.popleft()
-        if stream.drained is not None and not stream.drained.done():
-            stream.drained.set_result(None)
-        if stream.closing:
-            self.send_headers(stream.id, stream.closing, end=True)
-
-    def _send_queued(self) -> None:
-        for stream in list(self.streams.values()):
-            if stream.queued:
-                self._send_stream(stream)
-
-    def _wrote(self) -> None:
-        if not self.reading:
-            self.flush()
-
-    def flush(self) -> None:
-        if self.out and self.transport is not None and not self.transport.is_closing():
-            self.transport.write(b"".join(self.out))
-        self.out.clear()
-
-    def goaway(self) -> None:
-        """No new streams; the open ones finish (graceful shutdown)."""
-        self.going_away = True
-        self.out.append(frame(GOAWAY, 0, 0, struct.pack(">II", self.last_stream, NO_ERROR)))
-        self.flush()
-
-    def close(self, code: int = NO_ERROR) -> None:
-        self.out.append(frame(GOAWAY, 0, 0, struct.pack(">II", self.last_stream, code)))
-        self.flush()
-        if self.transport is not None:
-            self.transport.close()
+    def _idle_goaway(self) -> None:
+        """The last GOAWAY of an idle connection: it closes now, or once its streams end."""
+        self.idle_step = 2
+        if self.streams:
+            self.goaway()
+        else:
+            self.close(NO_ERROR, "idle")
