@@ -10,6 +10,7 @@ from pathlib import Path
 import yaml
 
 from .config import envoy_config
+from .config.envoy_gen import GenerationError, generate
 from .config.filter_config import default_state_dir, load_config
 from .config.yamlread import ConfigError
 
@@ -22,7 +23,7 @@ def main(argv: list[str] | None = None) -> None:
 
     up = commands.add_parser("up", help="run the quickstart: Envoy, workers and mock provider")
     up.add_argument("--config", help="filter config (default: the shipped quickstart)")
-    up.add_argument("--envoy", help="Envoy config (default: the shipped quickstart)")
+    up.add_argument("--envoy", help="an Envoy config to run as written (default: made from the filter config)")
     up.add_argument("--state-dir", default=str(DEFAULT_STATE_DIR),
                     help=f"where budgets and spend are kept (default: {DEFAULT_STATE_DIR})")
     up.add_argument("--workers", type=int, help="ext_proc worker processes (default: one per core)")
@@ -38,6 +39,15 @@ def main(argv: list[str] | None = None) -> None:
     mock.add_argument("--api-key", help="require this key (default: accept any)")
     mock.add_argument("--config", help="a filter config whose mock_provider section to serve")
     mock.add_argument("--fixtures", help="folder of recorded responses (x-mock-replay)")
+
+    generate = commands.add_parser("envoy-config", help="write the Envoy config a filter config runs with")
+    generate.add_argument("--config", help="filter config (default: the shipped quickstart)")
+    generate.add_argument("--target", choices=("local", "kubernetes"), default="local",
+                          help="local: 127.0.0.1 as `extproc up` runs it; kubernetes: beside `extproc serve` "
+                               "in a pod (0.0.0.0:8080, Envoy's health route)")
+    generate.add_argument("--listen", help="HOST:PORT of the API listener (default: the target's)")
+    generate.add_argument("--admin", help="HOST:PORT of Envoy's admin (default: the target's)")
+    generate.add_argument("--workers", type=int, help="ext_proc endpoints (default: server.workers, else 2)")
 
     check = commands.add_parser("check", help="validate a filter config (and its Envoy config)")
     check.add_argument("--config", required=True)
@@ -63,9 +73,9 @@ def main(argv: list[str] | None = None) -> None:
     sys.exit(_COMMANDS[args.command](args))
 
 
-def _load_or_report(path: str):
+def _load_or_report(path: str, *, strict_credentials: bool = True):
     try:
-        config = load_config(path)
+        config = load_config(path, strict_credentials=strict_credentials)
     except ConfigError as error:
         for line in error.problems:
             print(line, file=sys.stderr)
@@ -83,11 +93,15 @@ def cmd_up(args) -> int:
     config = _load_or_report(config_path)
     if config is None:
         return 2
-    envoy_path = args.envoy or envoy_config.shipped("envoy/quickstart.yaml")
+    try:
+        envoy = envoy_config.load(args.envoy) if args.envoy else generate(config)
+    except GenerationError as error:
+        print(f"extproc up: {error}", file=sys.stderr)
+        return 2
     # What the banner shows is read now: once the gateway answers /readyz its files may be
     # swapped or gone (a ConfigMap update), and the running gateway must not need them again.
-    endpoint, demo = _endpoint(envoy_path), _demo_keys(config.path)
-    supervisor = Supervisor(config, envoy_path=envoy_path, run_dir=new_run_dir(), owns_run_dir=True,
+    endpoint, demo = _endpoint(envoy), _demo_keys(config.path)
+    supervisor = Supervisor(config, envoy=envoy, run_dir=new_run_dir(), owns_run_dir=True,
                             workers=args.workers, fixtures=args.fixtures)
     try:
         supervisor.start()
@@ -99,9 +113,8 @@ def cmd_up(args) -> int:
     return supervisor.run_forever()
 
 
-def _endpoint(envoy_path: str) -> str:
-    listener = envoy_config.load(envoy_path)["static_resources"]["listeners"][0]
-    address = listener["address"]["socket_address"]
+def _endpoint(envoy: dict) -> str:
+    address = envoy["static_resources"]["listeners"][0]["address"]["socket_address"]
     return f"http://{address['address']}:{address['port_value']}/v1"
 
 
@@ -132,7 +145,7 @@ def cmd_serve(args) -> int:
     config = _load_or_report(args.config)
     if config is None:
         return 2
-    supervisor = Supervisor(config, envoy_path=None, run_dir=Path(config.server.socket_dir),
+    supervisor = Supervisor(config, envoy=None, run_dir=Path(config.server.socket_dir),
                             workers=args.workers)
     try:
         supervisor.start()
@@ -148,7 +161,7 @@ def cmd_serve(args) -> int:
 def cmd_mock(args) -> int:
     import uvloop
 
-    from .mock.provider import Listener, listeners_from_config, serve
+    from .mock.server import Listener, listeners_from_config, serve
     if args.config:
         with open(args.config, encoding="utf-8") as handle:
             spec = (yaml.safe_load(handle) or {}).get("mock_provider") or {}
@@ -163,6 +176,30 @@ def cmd_mock(args) -> int:
     except OSError as error:
         print(f"extproc mock-provider: {error}", file=sys.stderr)
         return 1
+    return 0
+
+
+GENERATED_HEADER = """\
+# The Envoy config of the gateway whose filter config is {config} ({target}): made by
+# `extproc envoy-config --config {config}{target_flag}` from envoy/template.yaml, where every filter,
+# route and cluster is commented. A test fails when this file and its sources drift apart.
+"""
+
+
+def cmd_envoy_config(args) -> int:
+    path = args.config or envoy_config.shipped("config/quickstart.yaml")
+    config = _load_or_report(path, strict_credentials=False)     # (Envoy needs no provider's key)
+    if config is None:
+        return 2
+    try:
+        envoy = generate(config, args.target, listen=args.listen, admin=args.admin, workers=args.workers)
+    except GenerationError as error:
+        print(f"extproc envoy-config: {error}", file=sys.stderr)
+        return 2
+    shown = args.config or "config/quickstart.yaml"
+    flag = " --target kubernetes" if args.target == "kubernetes" else ""
+    sys.stdout.write(envoy_config.dump(envoy, GENERATED_HEADER.format(config=shown, target=args.target,
+                                                                       target_flag=flag)))
     return 0
 
 
@@ -202,4 +239,4 @@ def cmd_worker(args) -> int:
 
 
 _COMMANDS = {"up": cmd_up, "serve": cmd_serve, "mock-provider": cmd_mock, "check": cmd_check,
-             "usage": cmd_usage, "worker": cmd_worker, "drain": cmd_drain}
+             "usage": cmd_usage, "worker": cmd_worker, "drain": cmd_drain, "envoy-config": cmd_envoy_config}

@@ -23,7 +23,7 @@ import yaml
 from extproc.observability.metrics import FLUSH_INTERVAL
 
 ROOT = Path(__file__).resolve().parent.parent
-FIXTURES = ROOT.parent / "shared" / "fixtures" / "openai-recordings"
+FIXTURES = ROOT.parent / "shared" / "fixtures"      # the recordings sit in folders below it
 QUICKSTART_CONFIG = ROOT / "config" / "quickstart.yaml"
 QUICKSTART_ENVOY = ROOT / "envoy" / "quickstart.yaml"
 
@@ -108,6 +108,11 @@ class GatewayStack:
     # --- configs --------------------------------------------------------------------
 
     def _write_configs(self) -> tuple[Path, Path]:
+        """The filter config on this stack's ports, and the Envoy config made from it (as
+        `extproc up` makes it), edited by `edit_envoy`."""
+        from extproc.config.envoy_gen import generate
+        from extproc.config.filter_config import load_config
+
         config = self.config
         config.setdefault("server", {})["admin"] = f"127.0.0.1:{self.admin_port}"
         config["server"]["workers"] = self.workers
@@ -116,28 +121,15 @@ class GatewayStack:
             new_port = self.mock_ports.setdefault(listener["name"], free_port())
             moved[listener["port"]] = new_port
             listener["port"] = new_port
-        envoy = yaml.safe_load(QUICKSTART_ENVOY.read_text())
-        envoy["admin"]["address"]["socket_address"]["port_value"] = self.envoy_admin_port
-        envoy["static_resources"]["listeners"][0]["address"]["socket_address"]["port_value"] = self.port
-        clusters = {c["name"]: c for c in envoy["static_resources"]["clusters"]}
-        for cluster in clusters.values():
-            for group in cluster.get("load_assignment", {}).get("endpoints", []):
-                for lb in group.get("lb_endpoints", []):
-                    address = lb["endpoint"]["address"].get("socket_address")
-                    if address and address["port_value"] in moved:
-                        address["port_value"] = moved[address["port_value"]]
-        # A listener a test adds gets a plain cluster of its own name (dashes → underscores).
-        for name, port in self.mock_ports.items():
-            cluster_name = name.replace("-", "_")
-            if cluster_name not in clusters:
-                cluster = copy.deepcopy(clusters["mock"])
-                cluster["name"] = cluster["load_assignment"]["cluster_name"] = cluster_name
-                endpoint = cluster["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["endpoint"]
-                endpoint["address"]["socket_address"]["port_value"] = port
-                envoy["static_resources"]["clusters"].append(cluster)
-                clusters[cluster_name] = cluster
-        self.edit_envoy(envoy)
+        for provider in config.get("providers", {}).values():
+            url = provider.get("url", "")
+            match = re.fullmatch(r"(http://127\.0\.0\.1:)(\d+)(.*)", url)
+            if match and int(match[2]) in moved:
+                provider["url"] = f"{match[1]}{moved[int(match[2])]}{match[3]}"
         config_path = self.write_filter_config(config)
+        envoy = generate(load_config(str(config_path), strict_credentials=False),
+                         listen=f"127.0.0.1:{self.port}", admin=f"127.0.0.1:{self.envoy_admin_port}")
+        self.edit_envoy(envoy)
         envoy_path = self.workdir / "envoy.yaml"
         envoy_path.write_text(yaml.safe_dump(envoy, sort_keys=False))
         return config_path, envoy_path

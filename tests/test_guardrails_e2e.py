@@ -428,3 +428,47 @@ def test_size_caps(tmp_path):
             assert why in response.json()["error"]["message"]
     finally:
         stack.stop()
+
+
+# --- Anthropic's Messages API: the same guardrails on its bodies and streams -----------
+
+def _claude(stack, key: str):
+    import anthropic
+    return anthropic.Anthropic(base_url=f"http://127.0.0.1:{stack.port}", api_key=key, max_retries=0)
+
+
+def test_response_guardrails_read_anthropic_answers_json_and_streamed(redacting):
+    """Frank's policy reads responses only: the provider echoes the address, and the
+    guardrail redacts it in Anthropic's JSON and in its stream (cut at every word), on
+    an Anthropic provider and translated from one to an OpenAI caller."""
+    frank = _claude(redacting, "sk-test-frank")
+    text = "please write to jane.doe@example.com today"
+    message = frank.messages.create(model="claude-sonnet-4-6", max_tokens=100,
+                                    messages=[{"role": "user", "content": text}])
+    assert message.content[0].text == "please write to [EMAIL] today"
+    with httpx.stream("POST", f"http://127.0.0.1:{redacting.port}/v1/messages", timeout=30,
+                      headers={"x-api-key": "sk-test-frank", "anthropic-version": "2023-06-01",
+                               "x-mock-chunk-chars": "3"},
+                      json={"model": "claude-sonnet-4-6", "max_tokens": 100, "stream": True,
+                            "messages": [{"role": "user", "content": text}]}) as response:
+        raw = b"".join(response.iter_raw()).decode()
+    assert "jane.doe" not in raw and "example.com" not in raw
+    events = [json.loads(line[6:]) for line in raw.splitlines() if line.startswith("data: ")]
+    streamed = "".join(e["delta"]["text"] for e in events if e["type"] == "content_block_delta")
+    assert streamed == "please write to [EMAIL] today" and events[-1]["type"] == "message_stop"
+    openai_frank = openai.OpenAI(base_url=redacting.base_url, api_key="sk-test-frank", max_retries=0)
+    chunks = list(openai_frank.chat.completions.create(model="claude-sonnet-4-6", stream=True,
+                                                       messages=[{"role": "user", "content": text}],
+                                                       extra_headers={"x-mock-chunk-chars": "4"}))
+    assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == "please write to [EMAIL] today"
+
+
+def test_a_banned_word_ends_an_anthropic_stream_with_an_error_event(redacting):
+    import anthropic
+    erin = _claude(redacting, "sk-test-erin")
+    with pytest.raises(anthropic.APIStatusError) as ended:
+        with erin.messages.stream(model="claude-sonnet-4-6", max_tokens=100,
+                                  messages=[{"role": "user", "content": "the launchcode is 1234"}]) as stream:
+            for _ in stream.text_stream:
+                pass
+    assert "no-launch-codes" in str(ended.value)

@@ -153,7 +153,7 @@ def test_a_recorded_openai_stream_loses_its_usage_like_on_the_chunk_path(stack):
     to a client that did not ask for usage: what it gets is the recording without the
     usage chunk and without the "usage":null, passed through and chunk by chunk alike,
     and the recorded usage is what is charged."""
-    recording = yaml.safe_load((FIXTURES / "chat-streaming-detailed-usage.yaml").read_text())
+    recording = yaml.safe_load((FIXTURES / "openai-recordings" / "chat-streaming-detailed-usage.yaml").read_text())
     recorded = recording["interactions"][0]["response"]["body"].encode()
     events = [event + b"\n\n" for event in recorded.split(b"\n\n") if event.strip()]
     expected = b"".join(event.replace(b',"usage":null', b"") for event in events

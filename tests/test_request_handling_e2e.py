@@ -129,3 +129,18 @@ def test_a_stored_response_is_found_at_the_backend_that_made_it_by_its_key_only(
     alice.responses.delete(created.id)
     with pytest.raises(openai.NotFoundError):
         alice.responses.retrieve(created.id)
+
+
+def test_an_embeddings_answer_too_large_to_buffer_still_arrives_counted(gateway):
+    """1,000 inputs of 1,536 floats make a ~30 MB answer, past what Envoy buffers: it
+    streams by unchanged, and its usage is read from its tail."""
+    inputs = [f"input number {i}" for i in range(1000)]
+    response = httpx.post(f"{gateway.base_url}/embeddings", headers=ALICE, timeout=120,
+                          json={"model": "text-embedding-3-small", "input": inputs})
+    assert response.status_code == 200, response.text[:300]
+    assert len(response.content) > 16 * 1024 * 1024
+    answer = response.json()
+    assert len(answer["data"]) == 1000 and len(answer["data"][-1]["embedding"]) == 1536
+    record = gateway.wait_for_record(response.headers["x-request-id"])
+    assert record["status"] == 200 and record["outcome"] == "ok"
+    assert record["input_tokens"] == answer["usage"]["prompt_tokens"] and not record["usage_estimated"]

@@ -168,14 +168,15 @@ def _through_usage_stage(chunks: list[bytes], client_wants_usage: bool):
     from extproc.api.openai import ENDPOINTS
     from extproc.config.filter_config import load_config
     from extproc.pipeline.call import Call
-    from extproc.stages.usage import ResponseUsage
+    from extproc.stages.response_stream import stream_chunk
 
     call = Call(load_config(QUICKSTART))
     call.endpoint, call.response_streamed = ENDPOINTS["/v1/chat/completions"], True
+    call.provider_kind = "chat"
     call.sse, call.client_wants_usage = SSEParser(), client_wants_usage
-    stage, out = ResponseUsage(), b""
+    out = b""
     for index, chunk in enumerate(chunks):
-        replaced = stage._stream_chunk(call, chunk, index == len(chunks) - 1)
+        replaced = stream_chunk(call, chunk, index == len(chunks) - 1)
         out += chunk if replaced is None else replaced
     return out, call.usage
 

@@ -131,7 +131,7 @@ def test_envoy_starts_without_a_wall_of_work_in_progress_notes(gateway, alice):
 # --- golden: recorded OpenAI traffic replayed by the mock --------------------------
 
 def _recording(name: str) -> dict:
-    return yaml.safe_load((FIXTURES / f"{name}.yaml").read_text())["interactions"][0]
+    return yaml.safe_load((FIXTURES / "openai-recordings" / f"{name}.yaml").read_text())["interactions"][0]
 
 
 def _recorded_usage(response: dict) -> dict | None:

@@ -24,7 +24,7 @@ def supervisor(tmp_path):
     config.pop("mock_provider", None)
     path = tmp_path / "gateway.yaml"
     path.write_text(yaml.safe_dump(config))
-    supervisor = Supervisor(load_config(str(path)), envoy_path=None, run_dir=tmp_path / "run")
+    supervisor = Supervisor(load_config(str(path)), envoy=None, run_dir=tmp_path / "run")
     supervisor.start()
     yield supervisor
     supervisor.stop(grace=5)

@@ -13,8 +13,9 @@ from .usage import Usage
 
 @dataclass(frozen=True, slots=True)
 class Endpoint:
-    kind: str                    # chat | completions | embeddings | responses | models | model | response...
+    kind: str                    # chat | completions | embeddings | responses | messages | models | ...
     methods: tuple[str, ...]
+    dialect: str = "openai"      # the API the caller speaks on it: its errors' shape
 
     @property
     def method(self) -> str:
@@ -26,14 +27,18 @@ class Endpoint:
         return self.kind in GENERATING_KINDS
 
 
-GENERATING_KINDS = ("chat", "completions", "embeddings", "responses")
+GENERATING_KINDS = ("chat", "completions", "embeddings", "responses", "messages")
 ENDPOINTS = {
     "/v1/chat/completions": Endpoint("chat", ("POST",)),
     "/v1/completions": Endpoint("completions", ("POST",)),
     "/v1/embeddings": Endpoint("embeddings", ("POST",)),
     "/v1/responses": Endpoint("responses", ("POST",)),
     "/v1/models": Endpoint("models", ("GET",)),
+    # Anthropic's Messages API, on the same listener.
+    "/v1/messages": Endpoint("messages", ("POST",), "anthropic"),
+    "/v1/messages/count_tokens": Endpoint("count_tokens", ("POST",), "anthropic"),
 }
+ANTHROPIC_MODELS = Endpoint("models", ("GET",), "anthropic")      # GET /v1/models with anthropic-version
 # Paths naming one resource, by their prefix and what may follow its id.
 MODEL = Endpoint("model", ("GET",))                                  # answered by the gateway
 STORED_RESPONSE = Endpoint("response", ("GET", "DELETE"))           # at the provider holding it

@@ -12,21 +12,8 @@ conversation ~70 µs (a hand-written walk: ~0.4 and ~13 µs; docs/decisions/requ
 
 from __future__ import annotations
 
-from typing import Any, Callable
-
-import fastjsonschema
-
-STRING = {"type": "string"}
-NULLABLE_STRING = {"type": ["string", "null"]}
-OBJECT = {"type": "object"}
-COUNT = {"type": ["integer", "null"]}         # its range is the provider's to judge
-FLAG = {"type": ["boolean", "null"]}
-
-
-def _one_of(expected: str, *options: dict) -> dict:
-    """Alternatives, with what the error says when none fits (`x-expected`)."""
-    return {"anyOf": list(options), "x-expected": expected}
-
+from .schemas import COUNT, FLAG, NULLABLE_STRING, OBJECT, STRING, schema_checker
+from .schemas import one_of as _one_of
 
 _PART = {"type": "object", "properties": {"type": STRING, "text": STRING, "refusal": STRING}}
 CONTENT = _one_of("a string, null, or an array of content parts",
@@ -81,43 +68,4 @@ SCHEMAS: dict[str, dict] = {
     }},
 }
 
-_VALIDATORS: dict[str, Callable[[Any], Any]] = {kind: fastjsonschema.compile(schema)
-                                                 for kind, schema in SCHEMAS.items()}
-
-
-def shape_problem(kind: str, body: dict) -> str | None:
-    """What is wrong with the shape of an endpoint's body, naming the field; None when
-    nothing is (or the endpoint takes no body)."""
-    validate = _VALIDATORS.get(kind)
-    if validate is None:
-        return None
-    try:
-        validate(body)
-    except fastjsonschema.JsonSchemaValueException as error:
-        return _explained(error)
-    return None
-
-
-def _explained(error: fastjsonschema.JsonSchemaValueException) -> str:
-    """The validator's finding, as a client would read it. It names the field and the
-    rule it breaks, never the value (which may be secret)."""
-    field = (error.name or "data").removeprefix("data").lstrip(".")
-    where = f"'{field}'" if field else "The request body"
-    definition = error.definition if isinstance(error.definition, dict) else {}
-    if definition.get("x-expected"):
-        return f"{where} must be {definition['x-expected']}."
-    if error.rule == "type":
-        kinds = definition.get("type")
-        kinds = [kinds] if isinstance(kinds, str) else list(kinds or [])
-        return f"{where} must be {' or '.join(_ARTICLES.get(k, k) for k in kinds)}."
-    if error.rule == "required":
-        present = error.value if isinstance(error.value, dict) else {}
-        missing = [name for name in definition.get("required", ()) if name not in present]
-        return f"{where} must have {', '.join(repr(name) for name in missing)}."
-    if error.rule == "minimum":
-        return f"{where} must be at least {definition.get('minimum')}."
-    return f"{where} {(error.message or '').removeprefix(error.name or '').strip()}."
-
-
-_ARTICLES = {"array": "an array", "object": "an object", "string": "a string", "integer": "an integer",
-             "number": "a number", "boolean": "true or false", "null": "null"}
+shape_problem = schema_checker(SCHEMAS)

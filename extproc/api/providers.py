@@ -1,30 +1,39 @@
-"""What each provider type expects on the wire: where each endpoint lives, and how the
-credential goes.
+"""What each provider type expects on the wire: which API dialect it speaks, where each
+endpoint lives, and how the credential goes.
 
-  openai   any server of OpenAI's API (OpenAI, vLLM, Ollama, Groq, Mistral, OpenRouter...):
-           `base_path` + the endpoint (`/v1` by default; Groq `/openai/v1`, OpenRouter `/api/v1`)
-  azure    Azure OpenAI: a deployment's path with `?api-version=`, the deployment being the
-           backend's model; the Responses API on its `/openai/v1` paths; `api-key`, or an
-           Entra ID token as Bearer
+  openai     any server of OpenAI's API (OpenAI, vLLM, Ollama, Groq, Mistral, OpenRouter...):
+             `base_path` + the endpoint (`/v1` by default; Groq `/openai/v1`, OpenRouter `/api/v1`)
+  azure      Azure OpenAI: a deployment's path with `?api-version=`, the deployment being the
+             backend's model; the Responses API on its `/openai/v1` paths; `api-key`, or an
+             Entra ID token as Bearer
+  anthropic  Anthropic's Messages API: `/v1/messages`, the key in `x-api-key`, with
+             `anthropic-version`
 """
 
 from __future__ import annotations
 
 from urllib.parse import quote
 
-OPENAI, AZURE = "openai", "azure"
-TYPES = (OPENAI, AZURE)
-# Where each type takes its credential by default: the header and whether it is a Bearer token.
-DEFAULT_AUTH = {OPENAI: "bearer", AZURE: "api-key"}
+OPENAI, AZURE, ANTHROPIC = "openai", "azure", "anthropic"
+TYPES = (OPENAI, AZURE, ANTHROPIC)
+# The API dialect each type speaks (translate/: a caller of another dialect is translated).
+DIALECTS = {OPENAI: "openai", AZURE: "openai", ANTHROPIC: "anthropic"}
+# Where each type takes its credential by default.
+AUTH_HEADERS = {"bearer": "authorization", "api-key": "api-key", "x-api-key": "x-api-key"}
+DEFAULT_AUTH = {OPENAI: "bearer", AZURE: "api-key", ANTHROPIC: "x-api-key"}
 # Endpoints Azure serves per deployment (the rest on its v1 paths).
 _AZURE_DEPLOYMENT_KINDS = ("chat", "completions", "embeddings")
+_ANTHROPIC_PATHS = {"messages": "/v1/messages", "count_tokens": "/v1/messages/count_tokens"}
 CLIENT_PREFIX = "/v1"
 
 
 def upstream_path(provider_type: str, *, base_path: str, api_version: str, kind: str, path: str,
                   query: str, model: str) -> str:
-    """The path (and query) a request for `path` (the client's, under /v1) takes to a
-    provider of this type, `model` being the backend's model (Azure: its deployment)."""
+    """The path (and query) a request takes to a provider of this type: `kind` is the
+    endpoint at the provider, `path` the client's (under /v1: the same endpoint when no
+    translation happens), `model` the backend's model (Azure: its deployment)."""
+    if provider_type == ANTHROPIC:
+        return _ANTHROPIC_PATHS.get(kind, path) + (f"?{query}" if query else "")
     suffix = path[len(CLIENT_PREFIX):] if path.startswith(CLIENT_PREFIX) else path
     if provider_type == AZURE:
         if kind in _AZURE_DEPLOYMENT_KINDS:
@@ -32,3 +41,6 @@ def upstream_path(provider_type: str, *, base_path: str, api_version: str, kind:
             return f"/openai/deployments/{quote(model, safe='')}{suffix}?{version}{'&' + query if query else ''}"
         return f"/openai/v1{suffix}{'?' + query if query else ''}"
     return f"{base_path}{suffix}{'?' + query if query else ''}"
+
+
+CHAT_PATH = "/v1/chat/completions"      # where a translated call goes at an OpenAI-dialect provider

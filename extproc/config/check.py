@@ -41,6 +41,7 @@ def check(config_path: str, envoy_path: str | None) -> tuple[list[str], str]:
                             f"{envoy_config.EXTPROC_CLUSTER!r} for the ext_proc service")
         else:
             problems.extend(_connection_age_problems(config, envoy, envoy_path))
+            problems.extend(_worker_endpoint_problems(config, envoy, config_path, envoy_path))
         problems.extend(_failover_route_problems(config, envoy, config_path, envoy_path))
         problems.extend(f"{envoy_path}: {problem}" for problem in envoy_features.feature_problems(envoy))
         problems.extend(envoy_config.validate(envoy_path))
@@ -63,6 +64,17 @@ def _failover_route_problems(config, envoy: dict, config_path: str, envoy_path: 
                             f"route matching x-gateway-route: {name} with retry_policy.num_retries of at "
                             f"least {needed} in {envoy_path}" + (f" (it has {retries[name]})" if name in retries else ""))
     return problems
+
+
+def _worker_endpoint_problems(config, envoy: dict, config_path: str, envoy_path: str) -> list[str]:
+    """`extproc serve` starts server.workers workers, one socket each: Envoy's extproc cluster
+    must list as many (fewer leave workers idle; more send calls to sockets nobody serves).
+    `extproc up` writes the endpoints itself, so a config with `workers: auto` is not held to it."""
+    endpoints = envoy_config.extproc_endpoints(envoy)
+    if not config.server.workers or len(endpoints) == config.server.workers:
+        return []
+    return [f"{envoy_path}: clusters.{envoy_config.EXTPROC_CLUSTER}.load_assignment: {len(endpoints)} endpoints, "
+            f"but {config_path} has server.workers {config.server.workers}: make them equal"]
 
 
 def _connection_age_problems(config, envoy: dict, envoy_path: str) -> list[str]:

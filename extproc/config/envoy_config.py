@@ -1,9 +1,9 @@
-"""Reading and adapting Envoy configs: which clusters exist, where the workers listen."""
+"""Reading, adapting and writing Envoy configs: which clusters exist, where the workers
+listen, Envoy's own validation. (Making one from a filter config: envoy_gen.py.)"""
 
 from __future__ import annotations
 
 import subprocess
-import sys
 from importlib import resources
 from pathlib import Path
 
@@ -85,6 +85,13 @@ def with_workers(envoy: dict, sockets: list[str], connection_age_s: int | None =
     return envoy
 
 
+def extproc_endpoints(envoy: dict) -> list[str]:
+    """The socket paths of the extproc cluster's endpoints."""
+    return [lb["endpoint"]["address"]["pipe"]["path"]
+            for group in (_extproc_cluster(envoy).get("load_assignment") or {}).get("endpoints") or []
+            for lb in group.get("lb_endpoints") or [] if "pipe" in lb.get("endpoint", {}).get("address", {})]
+
+
 def extproc_connection_duration(envoy: dict) -> float | None:
     """The extproc cluster's max_connection_duration in seconds (None: not set)."""
     options = (_extproc_cluster(envoy).get("typed_extension_protocol_options") or {}).get(_HTTP_OPTIONS) or {}
@@ -93,7 +100,7 @@ def extproc_connection_duration(envoy: dict) -> float | None:
 
 
 def write(envoy: dict, path: Path) -> Path:
-    path.write_text(yaml.safe_dump(envoy, sort_keys=False), encoding="utf-8")
+    path.write_text(dump(envoy), encoding="utf-8")
     return path
 
 
@@ -108,68 +115,6 @@ def validate(path: str) -> list[str]:
     return [f"{path}: envoy --mode validate: {detail.strip()}"]
 
 
-# --- the Kubernetes Envoy config, derived from the quickstart's ------------------------
-
-KUBERNETES_HEADER = """\
-# Envoy config beside the ext_proc service in Kubernetes (k8s/): Envoy and `extproc serve`
-# share a pod and talk over Unix sockets in an emptyDir; real providers are reached over
-# TLS with SNI. GENERATED from envoy/quickstart.yaml (listener, filters, routes, retries
-# are the same) by `python -m extproc.config.envoy_config kubernetes > envoy/kubernetes.yaml`;
-# a test fails when the two drift apart. Keep the extproc endpoints in step with
-# `server.workers` of config/production.yaml.
-"""
-
-_PROVIDERS = {"openai": "api.openai.com", "azure_openai": "example-resource.openai.azure.com"}
-
-
-def _provider_cluster(name: str, host: str, upstream_filters: list | None) -> dict:
-    options = {"@type": "type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
-               "upstream_http_protocol_options": {"auto_sni": True, "auto_san_validation": True},
-               "auto_config": {"http2_protocol_options": {}}}
-    if upstream_filters:
-        options["http_filters"] = upstream_filters
-    return {
-        "name": name, "type": "LOGICAL_DNS", "dns_lookup_family": "V4_PREFERRED",
-        "connect_timeout": "5s", "per_connection_buffer_limit_bytes": 16777216,
-        "typed_extension_protocol_options": {
-            "envoy.extensions.upstreams.http.v3.HttpProtocolOptions": options},
-        "outlier_detection": {"consecutive_5xx": 5, "interval": "10s", "base_ejection_time": "30s"},
-        # Room for every in-flight request to fail over (see the quickstart's clusters).
-        "circuit_breakers": {"thresholds": [{"priority": "DEFAULT", "max_connections": 10000,
-                                             "max_pending_requests": 10000, "max_requests": 10000,
-                                             "max_retries": 10000}]},
-        "load_assignment": {"cluster_name": name, "endpoints": [{"lb_endpoints": [{"endpoint": {
-            "hostname": host, "address": {"socket_address": {"address": host, "port_value": 443}}}}]}]},
-        "transport_socket": {"name": "envoy.transport_sockets.tls", "typed_config": {
-            "@type": "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext",
-            "sni": host, "common_tls_context": {
-                "alpn_protocols": ["h2", "http/1.1"],
-                "validation_context": {"trusted_ca": {"filename": "/etc/ssl/certs/ca-certificates.crt"}}}}},
-    }
-
-
-def kubernetes_config(quickstart: dict, workers: int = 2) -> dict:
-    config = yaml.safe_load(yaml.safe_dump(quickstart))            # a deep copy
-    listener = config["static_resources"]["listeners"][0]
-    listener["address"]["socket_address"].update(address="0.0.0.0", port_value=8080)
-    routes = listener["filter_chains"][0]["filters"][0]["typed_config"]["route_config"][
-        "virtual_hosts"][0]["routes"]
-    # Kubelet's readiness probe for Envoy: answered by Envoy itself, ext_proc off for it.
-    routes.insert(0, {"match": {"path": "/healthz/envoy"},
-                      "direct_response": {"status": 200, "body": {"inline_string": "ok\n"}},
-                      "typed_per_filter_config": {"envoy.filters.http.ext_proc": {
-                          "@type": "type.googleapis.com/envoy.extensions.filters.http.ext_proc.v3.ExtProcPerRoute",
-                          "disabled": True}}})
-    clusters = {c["name"]: c for c in config["static_resources"]["clusters"]}
-    upstream_filters = clusters["mock_failing"]["typed_extension_protocol_options"][
-        "envoy.extensions.upstreams.http.v3.HttpProtocolOptions"]["http_filters"]
-    config = with_workers(config, [f"/var/run/extproc/extproc-{i}.sock" for i in range(workers)])
-    # Every provider cluster can serve a virtual model: each carries the per-attempt filter.
-    config["static_resources"]["clusters"] = [clusters["extproc"], clusters["no_backend"], clusters["grpc_refused"]] + [
-        _provider_cluster(name, host, upstream_filters) for name, host in _PROVIDERS.items()]
-    return config
-
-
 class _ReadableDumper(yaml.SafeDumper):
     """Writes multi-line strings (the Lua filter's script) as `|` blocks."""
 
@@ -178,10 +123,6 @@ _ReadableDumper.add_representer(str, lambda dumper, data: dumper.represent_scala
     "tag:yaml.org,2002:str", data, style="|" if "\n" in data else None))
 
 
-if __name__ == "__main__":
-    if sys.argv[1:] == ["kubernetes"]:
-        rendered = kubernetes_config(load(shipped("envoy/quickstart.yaml")))
-        sys.stdout.write(KUBERNETES_HEADER + yaml.dump(rendered, Dumper=_ReadableDumper, sort_keys=False,
-                                                       width=110))
-    else:
-        print(sorted(cluster_names(load(sys.argv[1]))))
+def dump(envoy: dict, header: str = "") -> str:
+    """An Envoy config as readable YAML (block scalars for scripts), after a comment header."""
+    return header + yaml.dump(envoy, Dumper=_ReadableDumper, sort_keys=False, width=110)

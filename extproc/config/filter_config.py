@@ -7,6 +7,7 @@ started with, so a reload never changes a request half-way.
 from __future__ import annotations
 
 import dataclasses
+import fnmatch
 import hashlib
 import os
 from dataclasses import dataclass
@@ -15,7 +16,7 @@ from typing import Mapping
 from ..guardrails.config import GuardrailSettings, parse_guardrails
 from ..observability.settings import ObservabilitySettings, parse_observability
 from ..store.limits import Limit, StoreSettings, parse_limits, parse_store
-from .models import Model, parse_model
+from .models import Model, parse_model, qualified_model
 from .providers import Provider, parse_provider
 from .yamlread import Node, Problems, load_yaml
 
@@ -26,10 +27,16 @@ class VirtualKey:
     sha256: bytes
     user: str
     team: str
-    models: frozenset[str] | None    # None: every model
+    models: frozenset[str] | None    # None: every model; entries may be patterns ("anthropic/*")
 
     def may_use(self, model: str) -> bool:
-        return self.models is None or model in self.models
+        if self.models is None or model in self.models:
+            return True
+        return any(fnmatch.fnmatchcase(model, pattern) for pattern in self.models if _is_pattern(pattern))
+
+
+def _is_pattern(name: str) -> bool:
+    return any(ch in name for ch in "*?[")
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,6 +61,9 @@ class ServerSettings:
     transport: str = "h2"
 
 
+MAX_QUALIFIED_MODELS = 10_000
+
+
 @dataclass(frozen=True, slots=True)
 class GatewayConfig:
     path: str
@@ -68,6 +78,19 @@ class GatewayConfig:
     observability: ObservabilitySettings = ObservabilitySettings()
     mock_provider: Mapping | None = None
     warnings: tuple[str, ...] = ()   # valid but probably not meant (`extproc check` prints them)
+    _qualified: dict = dataclasses.field(default_factory=dict, compare=False, repr=False)
+
+    def model(self, name: str) -> Model | None:
+        """The model a caller names: one of `models:`, else "<provider>/<model>" of a
+        provider that lets callers name its models (made once per config, then kept)."""
+        found = self.models.get(name)
+        if found is not None or "/" not in name:
+            return found
+        if name not in self._qualified:
+            if len(self._qualified) >= MAX_QUALIFIED_MODELS:       # caller-chosen names: bounded
+                return qualified_model(name, self.providers)
+            self._qualified[name] = qualified_model(name, self.providers)
+        return self._qualified[name]
 
 
 def load_config(path: str, *, strict_credentials: bool = True) -> GatewayConfig:
@@ -86,9 +109,10 @@ def load_config(path: str, *, strict_credentials: bool = True) -> GatewayConfig:
     providers = {name: parse_provider(name, node, strict_credentials)
                  for name, node in root.get("providers").items()}
     models = {name: parse_model(name, node, providers) for name, node in root.get("models").items()}
-    if not models and not root.get("models").missing:
-        root.get("models").fail("must name at least one model")
-    keys = _keys(root.get("keys"), models)
+    if not models and not any(p.model_patterns for p in providers.values()):
+        root.get("models").fail("must name at least one model (or a provider must let callers name its "
+                                 "models: `models: \"*\"`)")
+    keys = _keys(root.get("keys"), models, providers)
     config = GatewayConfig(
         path=path,
         version=f"{label}@{digest}" if label else digest,
@@ -130,7 +154,7 @@ def _server(node: Node) -> ServerSettings:
     )
 
 
-def _keys(node: Node, models: Mapping[str, Model]) -> dict[bytes, VirtualKey]:
+def _keys(node: Node, models: Mapping[str, Model], providers: Mapping[str, Provider]) -> dict[bytes, VirtualKey]:
     keys: dict[bytes, VirtualKey] = {}
     for item in node.elements():
         item.only_keys("id", "key", "key_sha256", "user", "team", "models")
@@ -146,7 +170,7 @@ def _keys(node: Node, models: Mapping[str, Model]) -> dict[bytes, VirtualKey]:
             except ValueError:
                 item.get("key_sha256").fail("must be 64 hex characters (sha256 of the key)")
                 continue
-        allowed = _allowed_models(item.get("models"), models)
+        allowed = _allowed_models(item.get("models"), models, providers)
         if digest in keys:
             item.fail(f"key of {key_id!r} is the same as the key of {keys[digest].id!r}")
         keys[digest] = VirtualKey(id=key_id, sha256=digest, user=item.get("user").str(key_id),
@@ -154,13 +178,15 @@ def _keys(node: Node, models: Mapping[str, Model]) -> dict[bytes, VirtualKey]:
     return keys
 
 
-def _allowed_models(node: Node, models: Mapping[str, Model]) -> frozenset[str] | None:
+def _allowed_models(node: Node, models: Mapping[str, Model], providers: Mapping[str, Provider]) -> frozenset[str] | None:
+    """A key's allowlist: model names, or patterns ("anthropic/claude-*", "gpt-4o*"); a name
+    must be a model of the config or one a provider lets callers name."""
     if node.missing or node.value == "*":
         return None
     allowed = set()
     for entry in node.elements():
         name = entry.str()
-        if name not in models:
+        if not _is_pattern(name) and name not in models and qualified_model(name, providers) is None:
             entry.fail(f"unknown model {name!r}")
         allowed.add(name)
     return frozenset(allowed)

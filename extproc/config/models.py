@@ -52,6 +52,20 @@ class Model:
         return all(backend.price is not None for backend in self.backends)
 
 
+def qualified_model(name: str, providers: Mapping[str, Provider]) -> Model | None:
+    """A model asked for as "<provider>/<model>" of a provider that lets callers name its
+    models (`models:` patterns), priced from the shipped table (None when unknown: a USD
+    budget refuses it); None when no provider serves that name."""
+    from ..api.tokens import encoding_for_model  # local: tokens imports the tokenizer
+    provider_name, _, served = name.partition("/")
+    provider = providers.get(provider_name)
+    if provider is None or not served or not provider.serves(served):
+        return None
+    backend = Backend(name=provider_name, provider=provider, model=served, weight=1, price=shipped_price(served))
+    return Model(name=name, backends=(backend,), strategy="fallback", price=backend.price,
+                 encoding=encoding_for_model(served))
+
+
 def parse_model(name: str, node: Node, providers: Mapping[str, Provider]) -> Model:
     from ..api.tokens import encoding_for_model  # local: tokens imports the tokenizer
     node.only_keys("backends", "strategy", "price", "encoding")

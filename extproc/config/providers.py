@@ -4,7 +4,9 @@ mounted Kubernetes Secret, re-read when it changes: runtime/reload.py)."""
 
 from __future__ import annotations
 
+import fnmatch
 import os
+import re
 from dataclasses import dataclass
 
 from ..api import providers as provider_types
@@ -32,12 +34,25 @@ class Secret:
 class Provider:
     name: str
     cluster: str                 # Envoy cluster that reaches it
-    auth_header: str             # "authorization" (Bearer) or "api-key" (Azure style)
+    auth_header: str             # "authorization" (Bearer), "api-key" (Azure) or "x-api-key" (Anthropic)
     credential_source: str       # "env:NAME", "file:/path" or "inline" (never the value)
     credential: Secret | None    # None when the source could not be read
     type: str = provider_types.OPENAI
     base_path: str = "/v1"       # openai: where the server has the API
     api_version: str = ""        # azure: its api-version query parameter
+    # Model names callers may ask for as "<provider>/<model>" without a `models:` entry
+    # (shell-style patterns; empty: none).
+    model_patterns: tuple[str, ...] = ()
+    default_max_tokens: int = 4096   # a translated call's output cap when the caller set none
+    url: str = ""                # where the provider is (`extproc envoy-config` makes its cluster)
+
+    @property
+    def dialect(self) -> str:
+        return provider_types.DIALECTS[self.type]
+
+    def serves(self, model: str) -> bool:
+        """Whether "<provider>/<model>" names a model of this provider."""
+        return any(fnmatch.fnmatchcase(model, pattern) for pattern in self.model_patterns)
 
     def auth_value(self) -> str:
         secret = self.credential.reveal() if self.credential else ""
@@ -55,9 +70,10 @@ class Provider:
 
 
 def parse_provider(name: str, node: Node, strict: bool) -> Provider:
-    node.only_keys("type", "cluster", "auth", "api_key", "base_path", "api_version")
+    node.only_keys("type", "cluster", "url", "auth", "api_key", "base_path", "api_version", "models",
+                   "default_max_tokens")
     kind = node.get("type").choice(provider_types.TYPES, provider_types.OPENAI)
-    auth = node.get("auth").choice(("bearer", "api-key"), provider_types.DEFAULT_AUTH[kind])
+    auth = node.get("auth").choice(tuple(provider_types.AUTH_HEADERS), provider_types.DEFAULT_AUTH[kind])
     source, secret = _credential(node.get("api_key"), strict)
     base_path = node.get("base_path").str("/v1").rstrip("/")
     if base_path and not base_path.startswith("/"):
@@ -65,10 +81,22 @@ def parse_provider(name: str, node: Node, strict: bool) -> Provider:
     api_version = node.get("api_version").str("")
     if kind == provider_types.AZURE and not api_version:
         node.get("api_version").fail("is required for an azure provider (e.g. 2024-10-21)")
-    return Provider(name=name, cluster=node.get("cluster").str(),
-                    auth_header="authorization" if auth == "bearer" else "api-key",
+    models = node.get("models")
+    patterns = ("*",) if models.value == "*" else tuple(entry.str() for entry in models.elements())
+    url = node.get("url").str("")
+    if url and not re.fullmatch(r"https?://[^/\s]+(/.*)?", url):
+        node.get("url").fail("must be an http:// or https:// URL (e.g. https://api.anthropic.com)")
+    return Provider(name=name, cluster=node.get("cluster").str(cluster_name(name)),
+                    auth_header=provider_types.AUTH_HEADERS[auth],
                     credential_source=source, credential=secret, type=kind, base_path=base_path,
-                    api_version=api_version)
+                    api_version=api_version, model_patterns=patterns,
+                    default_max_tokens=node.get("default_max_tokens").number(4096, integer=True, minimum=1),
+                    url=url)
+
+
+def cluster_name(provider: str) -> str:
+    """The Envoy cluster of a provider whose config names none: its name, as Envoy spells clusters."""
+    return re.sub(r"[^A-Za-z0-9_]", "_", provider)
 
 
 def _credential(node: Node, strict: bool) -> tuple[str, Secret | None]:

@@ -66,7 +66,49 @@ def _tool_calls(message: dict) -> Iterator[Slot]:
         yield legacy, "arguments"
 
 
+def _blocks(container: Any, key: Any) -> Iterator[Slot]:
+    """The text of an Anthropic content value (a string, or blocks): text, tool results,
+    tool inputs' strings, text documents. Thinking blocks are the model's own, signed: a
+    change would make the provider refuse them, so they are not rewritten."""
+    value = container[key]
+    if isinstance(value, str):
+        yield container, key
+        return
+    for block in value if isinstance(value, list) else ():
+        if not isinstance(block, dict):
+            continue
+        kind = block.get("type")
+        if isinstance(block.get("text"), str):
+            yield block, "text"
+        elif kind == "tool_result" and "content" in block:
+            yield from _blocks(block, "content")
+        elif kind == "tool_use" and isinstance(block.get("input"), dict):
+            yield from _strings(block["input"])
+        elif kind == "document" and isinstance(block.get("source"), dict) and \
+                block["source"].get("type") == "text" and isinstance(block["source"].get("data"), str):
+            yield block["source"], "data"
+
+
+def _strings(node: Any, depth: int = 0) -> Iterator[Slot]:
+    """Every string inside a JSON value (a tool's input), with its slot."""
+    if depth > 16:
+        return
+    items = node.items() if isinstance(node, dict) else enumerate(node) if isinstance(node, list) else ()
+    for key, value in items:
+        if isinstance(value, str):
+            yield node, key
+        elif isinstance(value, (dict, list)):
+            yield from _strings(value, depth + 1)
+
+
 def request_slots(kind: str, body: dict) -> Iterator[Slot]:
+    if kind in ("messages", "count_tokens"):
+        if "system" in body:
+            yield from _blocks(body, "system")
+        for message in body.get("messages") or ():
+            if isinstance(message, dict) and "content" in message:
+                yield from _blocks(message, "content")
+        return
     if kind == "chat":
         for message in body.get("messages") or ():
             if isinstance(message, dict):
@@ -97,6 +139,10 @@ def request_slots(kind: str, body: dict) -> Iterator[Slot]:
 
 
 def response_slots(kind: str, body: dict) -> Iterator[Slot]:
+    if kind == "messages":
+        if "content" in body:
+            yield from _blocks(body, "content")
+        return
     if kind == "responses":
         for item in body.get("output") or ():
             if isinstance(item, dict):
@@ -148,6 +194,10 @@ def legacy_function_name(function: Any) -> str:
 def called_tools(kind: str, body: dict) -> list[str]:
     """Tool names a response (or one streamed chunk) calls."""
     names = []
+    if kind == "messages":
+        blocks = body.get("content") if body.get("type") == "message" else [body.get("content_block")]
+        return [block["name"] for block in blocks or () if isinstance(block, dict)
+                and block.get("type") == "tool_use" and isinstance(block.get("name"), str)]
     if kind == "responses":
         for item in body.get("output") or ([body.get("item")] if body.get("item") else []):
             if isinstance(item, dict) and item.get("type") == "function_call" and isinstance(item.get("name"), str):

@@ -5,7 +5,8 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from ..api.openai import Endpoint, answers_per_request, max_output_tokens, prompt_texts, prompt_token_ids
+from ..api.dialects import answers_per_request, max_output_tokens, prompt_texts, prompt_token_ids
+from ..api.openai import Endpoint
 from ..api.tokens import count_prompt
 from ..api.usage import Usage
 from ..config.filter_config import GatewayConfig, VirtualKey
@@ -23,7 +24,8 @@ class Call:
         "client_wants_usage", "status", "response_streamed", "usage", "generated",
         "first_byte_at", "ended_at", "outcome", "error_code", "reply", "sse", "stage_state",
         "finished", "done_due", "stream_over", "event_filters", "service_seconds", "message_started",
-        "response_in_body", "stream_passed_through", "envoy_features", "sent_bytes",
+        "response_in_body", "stream_passed_through", "envoy_features", "sent_bytes", "provider_kind",
+        "translation", "stream_translation",
     )
 
     def __init__(self, config: GatewayConfig, envoy_features: frozenset[str] = frozenset()) -> None:
@@ -69,6 +71,16 @@ class Call:
         self.response_in_body = False        # response headers skipped: one message (one_message.py)
         self.stream_passed_through = False   # Envoy streams it unseen, usage at its end (pass_through.py)
         self.sent_bytes = 0                  # body bytes Envoy sent the client (such a stream only)
+        self.provider_kind = ""              # the endpoint at the provider: the caller's, or translated
+        self.translation = None              # translate.Translation: the provider speaks another dialect
+        self.stream_translation = None       # ... and its state for a streamed answer
+
+    @property
+    def dialect(self) -> str:
+        """The API the caller speaks: its errors are answered in it."""
+        if self.endpoint is not None:
+            return self.endpoint.dialect
+        return "anthropic" if self.path.startswith("/v1/messages") else "openai"
 
     @property
     def team(self) -> str:

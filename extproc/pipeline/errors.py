@@ -1,12 +1,15 @@
-"""OpenAI-style errors: every refusal the gateway makes goes through here.
+"""Every refusal the gateway makes goes through here, in the caller's dialect.
 
-The body shape is the contract's `{"error": {"message", "type", "code"}}`; the
-message never carries caller input that could be secret (keys, matched text).
+OpenAI's callers get the contract's `{"error": {"message", "type", "code"}}`, Anthropic's
+`{"type": "error", "error": {"type", "message"}}` with Anthropic's type for the status.
+The message never carries caller input that could be secret (keys, matched text).
 """
 
 from __future__ import annotations
 
 import orjson
+
+from ..api import anthropic
 
 
 class GatewayError(Exception):
@@ -21,7 +24,9 @@ class GatewayError(Exception):
         self.type = type or _TYPE_BY_STATUS.get(status, "api_error")
         self.headers = headers or {}
 
-    def body(self) -> bytes:
+    def body(self, dialect: str = "openai", request_id: str | None = None) -> bytes:
+        if dialect == "anthropic":
+            return anthropic.error_body(self.status, self.message, request_id)
         return error_body(self.message, self.type, self.code)
 
 

@@ -200,11 +200,12 @@ def immediate(status: int, body: bytes, headers: dict[str, str] | None = None,
     return response
 
 
-def error_reply(error: GatewayError, extra_headers: dict[str, str] | None = None) -> ProcessingResponse:
+def error_reply(error: GatewayError, extra_headers: dict[str, str] | None = None, dialect: str = "openai",
+                request_id: str | None = None) -> ProcessingResponse:
     headers = dict(error.headers)
     if extra_headers:
         headers.update(extra_headers)
-    return immediate(error.status, error.body(), headers, details=f"llm_gateway_{error.code}")
+    return immediate(error.status, error.body(dialect, request_id), headers, details=f"llm_gateway_{error.code}")
 
 
 __all__ = ["Reply", "immediate", "error_reply", "header_map", "ProcessingRequest",

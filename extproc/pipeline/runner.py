@@ -122,7 +122,8 @@ class Pipeline:
         except GatewayError as error:
             call.status, call.error_code, call.outcome = error.status, error.code, "refused"
             self.end(call)
-            return error_reply(error, {"x-request-id": call.request_id} if call.request_id else None)
+            return error_reply(error, {"x-request-id": call.request_id} if call.request_id else None,
+                               call.dialect, call.request_id)
         except ImmediateAnswer as answer:
             call.status, call.outcome = answer.status, "ok"
             self.end(call)
@@ -132,7 +133,7 @@ class Pipeline:
             error = gateway_error()
             call.status, call.error_code, call.outcome = error.status, error.code, "error"
             self.end(call)
-            return error_reply(error)
+            return error_reply(error, None, call.dialect, call.request_id)
         finally:
             elapsed = time.perf_counter() - started
             call.service_seconds += elapsed

@@ -58,10 +58,10 @@ def _die_with_parent() -> None:
 
 
 class Supervisor:
-    def __init__(self, config: GatewayConfig, *, envoy_path: str | None, run_dir: Path,
+    def __init__(self, config: GatewayConfig, *, envoy: dict | None, run_dir: Path,
                  workers: int | None = None, fixtures: str | None = None, owns_run_dir: bool = False) -> None:
         self.config = config
-        self.envoy_path = envoy_path          # None: serve mode, Envoy runs elsewhere
+        self.envoy_config = envoy             # None: serve mode, Envoy runs elsewhere
         self.run_dir = run_dir
         self.owns_run_dir = owns_run_dir      # made for this run (`up`): removed when it stops
         self.worker_count = workers or config.server.workers or os.cpu_count() or 1
@@ -90,7 +90,7 @@ class Supervisor:
         shutil.rmtree(metrics_dir, ignore_errors=True)
         metrics_dir.mkdir()
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir)
-        if self.config.mock_provider and self.envoy_path:
+        if self.config.mock_provider and self.envoy_config is not None:
             self.mock = self._spawn([sys.executable, "-m", "extproc", "mock-provider",
                                      "--config", self.config.path]
                                     + (["--fixtures", self.fixtures] if self.fixtures else []))
@@ -99,7 +99,7 @@ class Supervisor:
         self._wait_for_sockets()
         if self.mock is not None:
             self._wait_for_mock()
-        if self.envoy_path:
+        if self.envoy_config is not None:
             self._start_envoy()
         from ..observability.budget_gauge import BudgetRemaining
         from .admin import start_admin
@@ -166,7 +166,7 @@ class Supervisor:
                     time.sleep(0.05)
 
     def _start_envoy(self) -> None:
-        rendered = envoy_config.with_workers(envoy_config.load(self.envoy_path),
+        rendered = envoy_config.with_workers(self.envoy_config,
                                              [self.socket_path(i) for i in range(self.worker_count)],
                                              self.config.server.worker_connection_age_s)
         path = envoy_config.write(rendered, self.run_dir / "envoy.yaml")
@@ -203,7 +203,7 @@ class Supervisor:
         down = [i for i, p in self.workers.items() if p.poll() is not None]
         if down:
             return False, f"workers down: {down}"
-        if self.envoy_path and not self._envoy_ready():
+        if self.envoy_config is not None and not self._envoy_ready():
             return False, "envoy not ready"
         return True, "ready"
 

@@ -4,20 +4,18 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import time
 import uuid
 
-import orjson
-
-from ..api.openai import find_endpoint
+from ..api.openai import ANTHROPIC_MODELS, find_endpoint
 from ..config.envoy_contract import INTERNAL_HEADER_PREFIX
 from ..observability.settings import request_tags
 from ..pipeline.call import Call
 from ..pipeline.errors import GatewayError, invalid_api_key, invalid_request
 from . import ImmediateAnswer, Stage
+from .models_list import ANTHROPIC_MODEL, models_list, one_model
 
 # Credentials the caller sends; never forwarded to a provider.
-_CALLER_CREDENTIAL_HEADERS = ("authorization", "api-key")
+_CALLER_CREDENTIAL_HEADERS = ("authorization", "api-key", "x-api-key")
 # What the log line keeps of a caller's own request id.
 MAX_CLIENT_ID_CHARS = 128
 
@@ -54,17 +52,20 @@ class Admission(Stage):
                                "API under /v1 (chat/completions, completions, embeddings, "
                                "responses, models).", type="invalid_request_error")
         endpoint, call.resource_id = found
+        if endpoint.kind in ("models", "model") and "anthropic-version" in headers:
+            endpoint = ANTHROPIC_MODELS if endpoint.kind == "models" else ANTHROPIC_MODEL   # Anthropic's shapes
         if call.method not in endpoint.methods:
             allowed = ", ".join(endpoint.methods)
             raise GatewayError(405, "method_not_allowed", f"{call.path[:200]} accepts {allowed} only.",
                                headers={"allow": allowed})
         call.endpoint = endpoint
+        call.provider_kind = endpoint.kind
         _refuse_unreadable_bodies(headers)
         call.key = self._authenticate(call)
         if endpoint.kind == "models":
-            raise ImmediateAnswer(200, self._models_list(call))
+            raise ImmediateAnswer(200, models_list(call.config, call.key, endpoint.dialect))
         if endpoint.kind == "model":
-            raise ImmediateAnswer(200, self._model(call, call.resource_id))
+            raise ImmediateAnswer(200, one_model(call.config, call.key, call.resource_id, endpoint.dialect))
         if end_of_stream and endpoint.generates:
             raise invalid_request("The request has no body; send a JSON object with a 'model'.")
 
@@ -81,25 +82,6 @@ class Admission(Stage):
             raise invalid_api_key()
         return key
 
-    @staticmethod
-    def _models_list(call: Call) -> bytes:
-        created = int(time.time())
-        data = [_model_object(name, created) for name in call.config.models if call.key.may_use(name)]
-        return orjson.dumps({"object": "list", "data": data})
-
-    @staticmethod
-    def _model(call: Call, name: str) -> bytes:
-        """One model, as OpenAI's GET /v1/models/{model} answers; one this key may not use
-        is as unknown to it as one that does not exist."""
-        if name not in call.config.models or not call.key.may_use(name):
-            raise GatewayError(404, "model_not_found",
-                               f"The model '{name[:100]}' does not exist or you do not have access to it.")
-        return orjson.dumps(_model_object(name, int(time.time())))
-
-
-def _model_object(name: str, created: int) -> dict:
-    return {"id": name, "object": "model", "created": created, "owned_by": "llm-gateway"}
-
 
 def _refuse_unreadable_bodies(headers: dict[str, str]) -> None:
     """A body the gateway cannot read must not pass unread: an encoding Envoy did not
@@ -113,12 +95,12 @@ def _refuse_unreadable_bodies(headers: dict[str, str]) -> None:
 
 
 def _presented_key(headers: dict[str, str]) -> str:
-    """The key a caller presents: a Bearer token, else the `api-key` header (Azure's
-    clients). Another scheme in Authorization (Basic, say, added by a proxy on the way)
-    does not hide an `api-key`."""
+    """The key a caller presents: a Bearer token, else `x-api-key` (Anthropic's clients), else
+    `api-key` (Azure's). Another scheme in Authorization (Basic, say, added by a proxy on
+    the way) does not hide the others."""
     scheme, _, token = headers.get("authorization", "").partition(" ")
     if scheme.lower() == "bearer":
         # Only HTTP's own whitespace (space, tab) surrounds a token; anything else
         # (a no-break space, say) makes it a different key.
         return token.strip(" \t")
-    return headers.get("api-key", "").strip(" \t")
+    return (headers.get("x-api-key") or headers.get("api-key", "")).strip(" \t")

@@ -1,8 +1,10 @@
-"""The upstream filter: rewrites every attempt for the backend it actually goes to.
+"""The upstream filter: makes every attempt for the backend it actually goes to.
 
-Runs as an ext_proc filter inside the cluster (once per attempt, on a new
-stream). Envoy replays the router-level body on retries, so without this a
-fallback would receive the primary's model name and key.
+Runs as an ext_proc filter inside the cluster (once per attempt, on a new stream).
+Envoy replays the router-level request on retries, so without this a fallback would
+receive the primary's model name, path and key, in the primary's dialect. Each attempt
+gets its backend's: the model name swapped in place when its provider speaks the
+caller's dialect, the body translated when it speaks another (translate/).
 """
 
 from __future__ import annotations
@@ -12,11 +14,14 @@ import re
 import orjson
 from google.protobuf.json_format import MessageToDict
 
+from ..api.openai import ENDPOINTS
 from ..config.envoy_contract import METADATA_NAMESPACE
 from ..config.models import Backend, Model
 from ..pipeline.call import Call
-from ..pipeline.errors import gateway_error
+from ..pipeline.errors import gateway_error, invalid_request
+from ..translate import Refused
 from . import Stage
+from .route import attempt_for
 
 # The router-level filter writes virtual-model bodies with "model" first (route.py).
 _MODEL_PREFIX = re.compile(rb'^\{"model":"(?:[^"\\]|\\.)*"')
@@ -45,33 +50,45 @@ class AttemptRewrite(Stage):
         if plan is None:
             return                                  # not a virtual model: nothing to change
         try:
-            model = call.config.models[plan["model"]]
+            model = call.config.model(plan["model"])
             order = [int(i) for i in plan["order"]]
             attempt = int(call.headers.get("x-envoy-attempt-count", "1") or 1)
             backend = backend_for(model, order, call.stage_state["cluster"], attempt)
-        except (KeyError, IndexError, ValueError, TypeError, ZeroDivisionError):
+            call.endpoint = ENDPOINTS[KIND_PATHS[plan["kind"]]]
+        except (KeyError, IndexError, ValueError, TypeError, ZeroDivisionError, AttributeError):
             raise gateway_error("The gateway lost track of this request's backends.") from None
         call.backend = backend
-        provider = backend.provider
-        call.reply.set_headers[provider.auth_header] = provider.auth_value()
-        other = "api-key" if provider.auth_header == "authorization" else "authorization"
-        call.reply.remove_headers.append(other)    # never another backend's credential
-        # Envoy replays the first attempt's headers: every attempt states its own path.
-        path = plan.get("path")
-        if isinstance(path, str):
-            call.reply.set_headers[":path"] = provider.upstream_path(
-                str(plan.get("kind", "")), path, str(plan.get("query", "")), backend.model)
+        call.path, call.query = str(plan.get("path", "")), str(plan.get("query", ""))
+        # Envoy replays the first attempt's headers: every attempt states its own.
+        try:
+            made = attempt_for(call, backend)
+        except Refused as refused:
+            raise invalid_request(refused.message) from None
+        call.stage_state["attempt"] = made
+        call.reply.set_headers.update(made.set_headers)
+        call.reply.remove_headers.extend(made.remove)    # never another backend's credential
 
     def request_body(self, call: Call) -> None:
-        if call.backend is None:
+        made = call.stage_state.get("attempt")
+        if made is None:
             return
         body = call.raw_body
-        prefix = _MODEL_PREFIX.match(body)
-        if prefix is None:
-            raise gateway_error("The request body was not in the shape the gateway wrote it.")
+        if made.translation is None:
+            prefix = _MODEL_PREFIX.match(body)
+            if prefix is None:
+                raise gateway_error("The request body was not in the shape the gateway wrote it.")
+            call.reply.body = b'{"model":' + orjson.dumps(call.backend.model) + body[prefix.end():]
+        else:
+            try:
+                call.reply.body = orjson.dumps(made.body(call, call.backend, orjson.loads(body)))
+            except Refused as refused:
+                raise invalid_request(refused.message) from None
         # Always restate body and length: Envoy may replay an earlier attempt's rewrite.
-        call.reply.body = b'{"model":' + orjson.dumps(call.backend.model) + body[prefix.end():]
         call.reply.set_headers["content-length"] = str(len(call.reply.body))
+
+
+# The client path of each endpoint kind a plan names.
+KIND_PATHS = {endpoint.kind: path for path, endpoint in ENDPOINTS.items()}
 
 
 def read_plan(metadata_context) -> dict | None:

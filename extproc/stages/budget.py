@@ -16,7 +16,7 @@ import logging
 import time
 import uuid
 
-from ..api.openai import OUTPUT_CAP_FIELDS, max_output_tokens
+from ..api.dialects import OUTPUT_CAP_FIELDS, max_output_tokens
 from ..api.usage import Usage
 from ..observability import metrics
 from ..pipeline.call import Call
@@ -61,7 +61,8 @@ class Budget(Stage):
 
     async def request_body(self, call: Call) -> None:
         limits = call.config.limits
-        if call.body is None or not limits or not any(limit.scope_value(call.key) is not None for limit in limits):
+        if call.body is None or not call.endpoint.generates or not limits or \
+                not any(limit.scope_value(call.key) is not None for limit in limits):
             return
         if not call.model.fully_priced:
             charging_usd = [limit for limit in limits if limit.kind == "usd" and limit.scope_value(call.key) is not None]

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 
-from ..api.openai import max_output_tokens
+from ..api.dialects import max_output_tokens
 from ..guardrails import redact
 from ..guardrails.config import Guardrail
 from ..guardrails.scan import legacy_function_name, request_slots, tool_name, tool_names

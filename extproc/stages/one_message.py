@@ -26,7 +26,8 @@ from . import Stage
 from .announced import announced, announced_bool, announced_string
 from .guard_response import response_policy
 
-_JSON_KINDS = ("chat", "completions", "embeddings", "responses")
+# Embeddings are not: a large batch's answer (40 MB) streams by, chosen on its headers (usage.py).
+_JSON_KINDS = ("chat", "completions", "responses", "messages")
 
 
 class OneMessageResponse(Stage):
@@ -38,8 +39,9 @@ class OneMessageResponse(Stage):
         model_name = _announced_model(call)
         if model_name is None or call.endpoint.kind not in _JSON_KINDS:
             return
-        model = call.config.models.get(model_name)
-        if model is None or model.is_virtual or response_policy(call):
+        model = call.config.model(model_name)
+        if model is None or model.is_virtual or response_policy(call) \
+                or model.primary.provider.dialect != call.dialect:     # a translation may change the status
             return
         call.response_in_body = True
         call.reply.mode_override = RESPONSE_IN_BODY

@@ -51,7 +51,7 @@ from .guard_response import stream_policy
 from .one_message import headers_from_envoy
 from .route import USAGE_OPTION_KINDS
 
-_STREAM_KINDS = (*USAGE_OPTION_KINDS, "responses")
+_STREAM_KINDS = (*USAGE_OPTION_KINDS, "responses", "messages")
 
 
 class PassThroughStream(Stage):
@@ -67,8 +67,9 @@ class PassThroughStream(Stage):
         strip = call.endpoint.kind in USAGE_OPTION_KINDS and not announced_bool(fields, "include_usage")
         if strip and USAGE_CHUNK_STRIPPED not in features:
             return
-        model = call.config.models.get(announced_string(fields, "model"))
-        if model is None or model.is_virtual or stream_policy(call):
+        model = call.config.model(announced_string(fields, "model"))
+        if model is None or model.is_virtual or stream_policy(call) \
+                or model.primary.provider.dialect != call.dialect:      # a translated stream is read
             return
         call.stream_passed_through = True
         call.reply.mode_override = STREAM_PASSED_THROUGH

@@ -64,6 +64,16 @@ class Record(Stage):
             "config_version": call.config.version,
         }
         record["service_ms"] = round(service * 1000, 3)
+        if call.endpoint is not None:
+            record["api"] = call.dialect
+            if call.translation is not None:
+                record["translated_to"] = call.translation.provider
+        notes = call.stage_state.get("notes")
+        if notes is not None:            # what a translation left out or filled in (translate/)
+            if notes.dropped:
+                record["dropped"] = notes.dropped
+            if notes.defaulted:
+                record["defaulted"] = notes.defaulted
         record.update(call.stage_state.get("log", {}))
         self._out.write(orjson.dumps(record, option=orjson.OPT_APPEND_NEWLINE))
         self._out.flush()

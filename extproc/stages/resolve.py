@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import orjson
 
-from ..api.openai_schema import shape_problem
+from ..api.dialects import shape_problem
 from ..api.repeated_keys import repeated_key
 from ..pipeline.call import Call
 from ..pipeline.errors import invalid_request, model_not_allowed, model_not_found
@@ -17,8 +17,8 @@ class ParseRequest(Stage):
     name = "parse"
 
     def request_body(self, call: Call) -> None:
-        if not call.endpoint.generates:         # a stored response's cancel: the body is the provider's
-            return
+        if not (call.endpoint.generates or call.endpoint.kind == "count_tokens"):
+            return                              # a stored response's cancel: the body is the provider's
         try:
             body = orjson.loads(call.raw_body)
         except orjson.JSONDecodeError:
@@ -41,7 +41,7 @@ class ParseRequest(Stage):
         call.model_name = model
         call.stream = body.get("stream") is True
         options = body.get("stream_options")
-        call.client_wants_usage = (not call.stream) or (
+        call.client_wants_usage = call.endpoint.dialect == "anthropic" or (not call.stream) or (
             isinstance(options, dict) and options.get("include_usage") is True)
 
 
@@ -53,7 +53,7 @@ class ResolveModel(Stage):
     def request_body(self, call: Call) -> None:
         if call.body is None:
             return
-        model = call.config.models.get(call.model_name)
+        model = call.config.model(call.model_name)
         if model is None:
             raise model_not_found(call.model_name)
         if not call.key.may_use(model.name):

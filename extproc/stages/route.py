@@ -1,18 +1,22 @@
 """Request body: pick the backend(s), point Envoy at them, rewrite for the first.
 
-A concrete model goes to its cluster through the routing header. A virtual
-model (several backends) goes to the failover route: Envoy's priority_group
-cluster specifier takes this request's backend order from dynamic metadata and
-moves one step along it on every retry; the upstream filter (stages/attempt.py)
-rewrites each attempt for the backend it lands on.
+A concrete model goes to its cluster through the routing header, its body, path and
+headers made for its provider here (translated when the provider speaks another API
+dialect than the caller, translate/). A virtual model (several backends) goes to the
+failover route: Envoy's priority_group cluster specifier takes this request's backend
+order from dynamic metadata and moves one step along it on every retry; the upstream
+filter (stages/attempt.py) makes each attempt for the backend it lands on.
 """
 
 from __future__ import annotations
 
 import random
+from dataclasses import dataclass
 
 import orjson
 
+from ..api.anthropic import VERSION as ANTHROPIC_VERSION
+from ..api.providers import CHAT_PATH
 from ..config.envoy_contract import (
     METADATA_NAMESPACE,
     ROUTE_HEADER,
@@ -22,10 +26,16 @@ from ..config.envoy_contract import (
 )
 from ..config.models import Backend, Model
 from ..pipeline.call import Call
-from . import Stage
+from ..pipeline.errors import invalid_request
+from ..translate import Notes, Refused, Target, Translation, translation_for
+from . import ImmediateAnswer, Stage
 
 # Endpoints whose streams carry usage only when `stream_options.include_usage` asks.
 USAGE_OPTION_KINDS = ("chat", "completions")
+# Where a translated call goes at the provider, by the endpoint it becomes there.
+PROVIDER_PATHS = {"chat": CHAT_PATH, "messages": "/v1/messages"}
+# Headers of Anthropic's API: a provider of the other dialect has no use for them.
+ANTHROPIC_HEADERS = ("anthropic-version", "anthropic-beta")
 
 
 def backend_order(model: Model, rng: random.Random = random._inst) -> list[int]:  # type: ignore[attr-defined]
@@ -56,6 +66,46 @@ def failover_metadata(call: Call, model: Model, order: list[int]) -> dict:
     }
 
 
+@dataclass(slots=True)
+class Attempt:
+    """What an attempt to one backend needs: the translation (None: the caller's dialect),
+    the headers to set (path, credential, API version) and those to remove."""
+    translation: Translation | None
+    set_headers: dict[str, str]
+    remove: list[str]
+
+    def body(self, call: Call, backend: Backend, body: dict) -> dict:
+        """The body for this attempt's provider; raises Refused."""
+        if self.translation is None:
+            return {**body, "model": backend.model} if body.get("model") != backend.model else body
+        notes = call.stage_state.setdefault("notes", Notes())
+        return self.translation.request(body, Target(backend.model, backend.provider.default_max_tokens), notes)
+
+
+def attempt_for(call: Call, backend: Backend) -> Attempt:
+    """An attempt made for `backend` (its provider's dialect, paths and headers); raises
+    Refused for an endpoint that provider has no match for."""
+    provider = backend.provider
+    translation = translation_for(call.dialect, provider.dialect, call.endpoint.kind)
+    set_headers = {provider.auth_header: provider.auth_value()}
+    remove = [name for name in ("authorization", "api-key", "x-api-key") if name != provider.auth_header]
+    if translation is None:
+        path = provider.upstream_path(call.endpoint.kind, call.path, call.query, backend.model)
+    else:
+        kind = translation.provider_kind
+        path = provider.upstream_path(kind, PROVIDER_PATHS[kind], "", backend.model)
+    if path != call.headers.get(":path"):
+        set_headers[":path"] = path
+    if provider.dialect == "anthropic":
+        set_headers["anthropic-version"] = call.headers.get("anthropic-version") or ANTHROPIC_VERSION
+    else:
+        sent_anthropic = [name for name in ANTHROPIC_HEADERS if name in call.headers]
+        remove.extend(sent_anthropic)
+        if "anthropic-beta" in sent_anthropic:       # betas tune Anthropic's API alone
+            call.stage_state.setdefault("notes", Notes()).dropped.append("anthropic-beta")
+    return Attempt(translation, set_headers, remove)
+
+
 class Route(Stage):
     name = "route"
 
@@ -67,32 +117,38 @@ class Route(Stage):
         backend: Backend = model.backends[order[0]]
         call.backend = backend
         call.backend_order = order
+        if call.endpoint.kind == "count_tokens" and backend.provider.dialect != "anthropic":
+            raise ImmediateAnswer(200, _counted_here(call))
         reply = call.reply
         reply.clear_route_cache = True
-        reply.set_headers[backend.provider.auth_header] = backend.provider.auth_value()
-        if model.is_virtual:
-            reply.set_headers[ROUTE_HEADER] = failover_route(len(model.backends))
-            reply.metadata = failover_metadata(call, model, order)
-        else:
-            reply.set_headers[ROUTING_HEADER] = backend.provider.cluster
-            path = backend.provider.upstream_path(call.endpoint.kind, call.path, call.query, backend.model)
-            if path != call.headers.get(":path"):
-                reply.set_headers[":path"] = path
-
         body = call.body
-        changed = call.body_changed or model.is_virtual
-        if body["model"] != backend.model:
-            body["model"] = backend.model
-            changed = True
         if call.stream and not call.client_wants_usage and call.endpoint.kind in USAGE_OPTION_KINDS:
             # Ask for usage anyway; the usage stage removes it from what the client sees.
             options = body.get("stream_options")
-            body["stream_options"] = {**(options if isinstance(options, dict) else {}),
-                                      "include_usage": True}
-            changed = True
-        if changed:
-            if model.is_virtual:
-                # "model" first, so the upstream filter can swap it without parsing.
-                body = {"model": body["model"], **body}
-            reply.body = orjson.dumps(body)
+            body["stream_options"] = {**(options if isinstance(options, dict) else {}), "include_usage": True}
+            call.body_changed = True
+        if model.is_virtual:
+            # Each attempt is made for its backend by the upstream filter; "model" first, so
+            # that one whose provider speaks the caller's dialect is swapped without parsing.
+            reply.set_headers[ROUTE_HEADER] = failover_route(len(model.backends))
+            reply.metadata = failover_metadata(call, model, order)
+            reply.body = orjson.dumps({"model": body["model"], **body})
             reply.set_headers["content-length"] = str(len(reply.body))
+            return
+        try:
+            attempt = attempt_for(call, backend)
+            sent = attempt.body(call, backend, body)
+        except Refused as refused:
+            raise invalid_request(refused.message) from None
+        reply.set_headers[ROUTING_HEADER] = backend.provider.cluster
+        reply.set_headers.update(attempt.set_headers)
+        reply.remove_headers.extend(attempt.remove)
+        if sent is not body or call.body_changed:
+            reply.body = orjson.dumps(sent)
+            reply.set_headers["content-length"] = str(len(reply.body))
+
+
+def _counted_here(call: Call) -> bytes:
+    """count_tokens for a model whose provider has no such endpoint: the gateway's own
+    count of the prompt (exact for OpenAI's models, an estimate for others)."""
+    return orjson.dumps({"input_tokens": call.prompt_tokens()})

@@ -49,7 +49,7 @@ class StoredResponses(Stage):
             log.error("budget store unavailable for a stored response's lookup: %s", error)
             raise gateway_error("The gateway's store is unavailable; try again.") from None
         owner = orjson.loads(found) if found else {}
-        model = call.config.models.get(owner.get("model", ""))
+        model = call.config.model(owner.get("model", ""))
         backend = next((b for b in model.backends if b.name == owner.get("backend")), None) if model else None
         if owner.get("key") != call.key.id or backend is None:
             raise response_not_found(call.resource_id)

@@ -19,10 +19,12 @@ from ..api.repeated_keys import repeated_key
 from ..api.sse import Event
 from ..guardrails import Finding, redact
 from ..guardrails.config import Guardrail
-from ..guardrails.scan import OTHER_TEXT_FIELDS, PART_TEXTS, called_tools, content_walk
+from ..guardrails.scan import called_tools, content_walk
 from ..pipeline.call import Call
 from ..pipeline.errors import error_body
 from .guard import record_verdict
+from .stream_events import (TEXT_FIELDS, anthropic_event, arguments, only_part, whole_text_fields,
+                            without_generated, written)
 
 # Text held longer than this (a private key whose END line never comes) is released
 # after a final scan: each chunk rescans the held text, so the hold bounds that work.
@@ -71,11 +73,6 @@ class _Lane:
         # Per text guardrail, where in the held text a finding may still start: no match
         # can start before it, whatever text comes next, so later scans start there.
         self.tail_starts = [0] * guards
-
-
-# Generated text in a chat delta: the answer, a refusal, reasoning (guardrails/scan.py).
-_TEXT_FIELDS = ("content", *OTHER_TEXT_FIELDS)
-_GENERATED = (*_TEXT_FIELDS, "tool_calls", "function_call")
 
 
 class _Piece(NamedTuple):
@@ -129,7 +126,9 @@ class StreamGuard:
             if rest:
                 out += self._flush(self._lanes_of(rest)) + b"data: " + dumps({**data, "choices": rest}) + b"\n\n"
             return out
-        if self.kind == "responses":
+        if self.kind == "messages":
+            changed, ended = False, self._ended_blocks(data)
+        elif self.kind == "responses":
             # Events that repeat the whole text (…done, response.completed).
             changed, blocking = self._check_whole(list(whole_text_fields(data)))
             if blocking is not None:
@@ -140,8 +139,18 @@ class StreamGuard:
             choices = [c for c in data.get("choices") or () if isinstance(c, dict)]
             ended = self._lanes_of(choices) if choices else list(self.lanes.values())
         if changed or repeated_key(event.data, data) is not None:
-            raw = _written(event, data)
+            raw = written(event, data)
         return self._flush(ended) + raw
+
+    def _ended_blocks(self, data: dict) -> list[_Lane]:
+        """Anthropic's Messages: a block's text is complete at its content_block_stop, every
+        block's at the message's end (message_delta, message_stop, an error)."""
+        kind = data.get("type")
+        if kind == "content_block_stop":
+            return [lane for key, lane in self.lanes.items() if key[0] == data.get("index")]
+        if kind in ("message_delta", "message_stop", "error"):
+            return list(self.lanes.values())
+        return []
 
     def _lanes_of(self, choices: list[dict]) -> list[_Lane]:
         """The held texts of the answers these choices belong to."""
@@ -168,6 +177,15 @@ class StreamGuard:
 
     def _pieces(self, data: dict) -> list[_Piece]:
         """The generated text an event carries."""
+        if self.kind == "messages":
+            # A block's text or tool input. (Thinking is signed by the provider: a change
+            # would make it refuse the block when the caller sends it back.)
+            delta = data.get("delta") if data.get("type") == "content_block_delta" else None
+            if isinstance(delta, dict):
+                for field in ("text", "partial_json"):
+                    if isinstance(delta.get(field), str) and delta[field]:
+                        return [_Piece((data.get("index"), field), None, delta[field], field)]
+            return []
         if self.kind == "responses":
             # Every `….delta` carries generated text (output text, refusal, function call
             # arguments, reasoning summary, audio transcript, ...), but audio's base64.
@@ -190,7 +208,7 @@ class StreamGuard:
             delta = choice.get("delta")
             if not isinstance(delta, dict):
                 continue
-            for field in _TEXT_FIELDS:
+            for field in TEXT_FIELDS:
                 value = delta.get(field)
                 if isinstance(value, str):
                     if value:
@@ -200,12 +218,12 @@ class StreamGuard:
                         if container[key]:
                             pieces.append(_Piece((answer, field, path), choice, container[key], (field, path)))
             for call in delta.get("tool_calls") or ():
-                arguments = _arguments(call)
-                if arguments:
+                new_arguments = arguments(call)
+                if new_arguments:
                     slot = ("tool", call.get("index", 0))
-                    pieces.append(_Piece((answer, slot), choice, arguments, slot,
+                    pieces.append(_Piece((answer, slot), choice, new_arguments, slot,
                                          self._header(data, choice, "tool_calls", call)))
-            if _arguments(delta.get("function_call")):      # the deprecated `functions` API
+            if arguments(delta.get("function_call")):      # the deprecated `functions` API
                 call = delta["function_call"]
                 pieces.append(_Piece((answer, "function_call"), choice, call["arguments"], "function_call",
                                      self._header(data, choice, "function_call", call)))
@@ -221,27 +239,29 @@ class StreamGuard:
         emptied = {**function, "arguments": ""}
         if field == "tool_calls":
             emptied = [{**call, "function": emptied}]
-        delta = _without_generated(choice["delta"])
+        delta = without_generated(choice["delta"])
         return b"data: " + dumps({**data, "choices": [{**choice, "delta": {**delta, field: emptied}}]}) \
             + b"\n\n"
 
     def _event(self, lane: _Lane, text: str) -> bytes:
         """An event carrying released text of a lane, shaped as its last event."""
+        if self.kind == "messages":
+            return anthropic_event({**lane.template, "delta": {**lane.template["delta"], lane.slot: text}})
         if self.kind == "responses":
             return b"data: " + dumps({**lane.template, "delta": text}) + b"\n\n"
         choice, slot = dict(lane.choice), lane.slot
         if slot == "text":
             choice["text"] = text
-        elif slot in _TEXT_FIELDS:              # (the event's other texts are lanes of their own)
-            choice["delta"] = {**_without_generated(choice["delta"]), slot: text}
+        elif slot in TEXT_FIELDS:              # (the event's other texts are lanes of their own)
+            choice["delta"] = {**without_generated(choice["delta"]), slot: text}
         elif slot == "function_call":
             choice["delta"] = {"function_call": {"arguments": text}}
         elif slot[0] == "tool":
             choice["delta"] = {"tool_calls": [{"index": slot[1], "function": {"arguments": text}}]}
         else:                                   # a part of a list of parts: (field, path)
             field, path = slot
-            parts = _only_part(choice["delta"][field], path, text)
-            choice["delta"] = {**_without_generated(choice["delta"]), field: parts}
+            parts = only_part(choice["delta"][field], path, text)
+            choice["delta"] = {**without_generated(choice["delta"]), field: parts}
         return b"data: " + dumps({**lane.template, "choices": [choice]}) + b"\n\n"
 
     def _flush(self, lanes: list[_Lane]) -> bytes:
@@ -329,57 +349,12 @@ class StreamGuard:
         self.blocked = guardrail
         self.lanes.clear()
         self.call.error_code = "content_blocked"
-        body = error_body(f"The response was blocked by the guardrail '{guardrail.name}'.",
-                          "invalid_request_error", "content_blocked")
+        message = f"The response was blocked by the guardrail '{guardrail.name}'."
+        if self.kind == "messages":
+            return anthropic_event({"type": "error", "error": {"type": "invalid_request_error", "message": message}})
+        body = error_body(message, "invalid_request_error", "content_blocked")
         return b"data: " + body + b"\n\n"
 
     def record(self) -> None:
         for guardrail in self.text_guards + self.tool_guards:
             record_verdict(self.call, guardrail, "response", self.verdicts.get(guardrail.name, "passed"))
-
-
-def _written(event: Event, data: dict) -> bytes:
-    """The event as the guardrails read it: redacted, or a key the provider wrote twice
-    (the guardrails read the last value, a client's parser may keep the first) once."""
-    name = b"event: " + event.name + b"\n" if event.name else b""
-    return name + b"data: " + dumps(data) + b"\n\n"
-
-
-def _without_generated(delta: dict) -> dict:
-    """A delta's other fields (role, ...): each generated text leaves in events of its own."""
-    return {k: v for k, v in delta.items() if k not in _GENERATED}
-
-
-def _only_part(node, path: tuple, text: str):
-    """A delta's list of parts with only the part on `path`, its text replaced (the
-    list's other parts are lanes of their own)."""
-    if not path:
-        return text
-    head, rest = path[0], path[1:]
-    if isinstance(node, list):
-        return [_only_part(node[head], rest, text)]
-    return {**{k: v for k, v in node.items() if k not in PART_TEXTS}, head: _only_part(node[head], rest, text)}
-
-
-def _arguments(call) -> str | None:
-    """A streamed tool call's (or function call's) new arguments."""
-    if not isinstance(call, dict):
-        return None
-    function = call.get("function", call)
-    arguments = function.get("arguments") if isinstance(function, dict) else None
-    return arguments if isinstance(arguments, str) and arguments else None
-
-
-def whole_text_fields(node, depth: int = 0):
-    """Text (and tool call arguments) in a Responses event that repeats it whole."""
-    if depth > 8:
-        return
-    if isinstance(node, dict):
-        for key, value in node.items():
-            if key in ("text", "arguments", "refusal") and isinstance(value, str):
-                yield node, key
-            elif isinstance(value, (dict, list)):
-                yield from whole_text_fields(value, depth + 1)
-    elif isinstance(node, list):
-        for item in node:
-            yield from whole_text_fields(item, depth + 1)

@@ -20,7 +20,7 @@ from ..guardrails.config import Guardrail
 from ..pipeline.call import Call
 from ..pipeline.errors import GatewayError, error_body
 from .guard import could_not_run, run_plugin
-from .stream_guard import whole_text_fields
+from .stream_events import whole_text_fields
 
 # Chat delta fields whose strings are generated text.
 _DELTA_TEXTS = ("content", "refusal", "reasoning_content", "reasoning")

@@ -1,24 +1,27 @@
-"""Response side: pick the body mode, read usage from every shape, keep streams flowing.
+"""Response side: pick the body mode, read the usage from every shape, answer in the
+caller's dialect.
 
-JSON responses are buffered (one message); SSE is streamed chunk by chunk and
-passed on as it arrives. When the gateway asked the provider for usage the
-client did not ask for, that usage chunk (and the `"usage":null` it makes the
-provider add to every chunk) is removed, so the client sees what it asked for.
+The usage is read in the provider's dialect (a translated call's provider answers in its
+own, api/dialects.py); the answer then reaches the caller translated when it speaks
+another (translate/). JSON answers are buffered (one message). SSE goes chunk by chunk
+(response_stream.py). An embeddings answer, which a 2,048-input batch makes 40 MB, goes
+chunk by chunk too, unchanged: only its tail, where the usage is, is read.
 
 A stream passed through (chosen at request headers, see pass_through.py) reaches the
 client unseen; Envoy's sse_to_metadata filter reads its usage, and the trailers message
 at its end brings that here, with the time its first event passed (Envoy's Lua filter
-stamps it). A usage the provider left out is estimated at the output cap the
-reservation used (the service never saw the text); one cut short, from the bytes
-Envoy sent (cut_stream.py).
+stamps it). A usage the provider left out is estimated from the bytes Envoy sent
+(cut_stream.py), else at the output cap the reservation used (the service never saw the text).
 """
 
 from __future__ import annotations
 
+import re
 from time import perf_counter, time
 
-from ..api.openai import generated_texts, prompt_texts, usage_from_event, usage_from_response
-from ..api.provider_json import loads
+from ..api.dialects import generated_texts, prompt_texts, usage_from_response
+from ..api.openai import usage_from
+from ..api.provider_json import dumps, loads
 from ..api.sse import SSEParser
 from ..api.tokens import count_prompt, count_text
 from ..api.usage import Usage
@@ -26,11 +29,23 @@ from ..config.envoy_contract import UPSTREAM_CLUSTER_HEADER
 from ..pipeline.call import Call
 from ..pipeline.errors import error_body
 from ..pipeline.protocol import RESPONSE_BUFFERED, RESPONSE_STREAMED
+from ..translate import Notes, translation_for
 from . import Stage
 from .attempt import backend_for
+from .response_stream import stream_chunk
 
-_USAGE_NULL = b',"usage":null'
 SENT_OUTPUT_TOKENS = "sent_output_tokens"      # stage_state: what a cut stream was sent (cut_stream.py)
+# An embeddings answer's usage is its last key: the tail kept while the rest passes by.
+_TAIL_BYTES = 65_536
+_USAGE_OBJECT = re.compile(rb'"usage"\s*:\s*(\{[^{}]*(?:\{[^{}]*\}[^{}]*)*\})')
+
+
+def _notes(call: Call) -> Notes:
+    """What translations of this call noted (the log line shows it)."""
+    notes = call.stage_state.get("notes")
+    if notes is None:
+        notes = call.stage_state["notes"] = Notes()
+    return notes
 
 
 def first_event_perf_counter(first_event_at_us: float) -> float:
@@ -56,6 +71,7 @@ class ResponseUsage(Stage):
             call.attempts = attempt
         if call.backend is not None:
             call.reply.set_headers["x-gateway-backend"] = call.backend.name
+            self._translation(call)
         if end_of_stream:
             self._response_complete(call)
             return
@@ -63,12 +79,36 @@ class ResponseUsage(Stage):
             call.response_streamed = True
             call.sse = SSEParser()
             call.reply.mode_override = RESPONSE_STREAMED
+            if call.translation is not None and call.status < 400:
+                call.stream_translation = call.translation.stream(call.body, _notes(call))
+        elif call.endpoint is not None and call.endpoint.kind == "embeddings" and call.status < 400:
+            call.stage_state["json_tail"] = b""
+            call.reply.mode_override = RESPONSE_STREAMED
         else:
             call.reply.mode_override = RESPONSE_BUFFERED
 
+    @staticmethod
+    def _translation(call: Call) -> None:
+        """The translation of what the backend that answered says, if it speaks another
+        dialect than the caller; an error's status made the caller's (Anthropic's 529)."""
+        if call.body is None or not call.endpoint.generates:
+            return
+        call.translation = translation_for(call.dialect, call.backend.provider.dialect, call.endpoint.kind)
+        if call.translation is None:
+            return
+        call.provider_kind = call.translation.provider_kind
+        if call.status >= 400:
+            status, _ = call.translation.error(call.status, None)
+            if status != call.status:
+                call.stage_state["provider_status"] = call.status
+                call.reply.set_headers[":status"] = str(status)
+                call.status = status
+
     def response_body(self, call: Call, chunk: bytes, end_of_stream: bool) -> bytes | None:
         if call.response_streamed:
-            out = self._stream_chunk(call, chunk, end_of_stream)
+            out = stream_chunk(call, chunk, end_of_stream)
+        elif "json_tail" in call.stage_state:
+            out = self._json_passing_by(call, chunk, end_of_stream)
         else:
             out = self._json_body(call, chunk)
         if end_of_stream:
@@ -80,59 +120,45 @@ class ResponseUsage(Stage):
     def _json_body(self, call: Call, body: bytes) -> bytes | None:
         parsed = loads(body) if body else None
         if call.status >= 400:
-            if isinstance(parsed, dict) and isinstance(parsed.get("error"), dict):
-                return None                    # already an OpenAI-style error: pass it on
-            call.error_code = "upstream_error"
-            call.reply.set_headers["content-type"] = "application/json"
-            return error_body(f"The provider answered HTTP {call.status} without an "
-                              "OpenAI-style error body.", "api_error", "upstream_error")
-        if isinstance(parsed, dict) and call.endpoint.generates:
-            call.stage_state["response_json"] = parsed     # guardrails read it, no second parse
-            if call.endpoint.kind == "responses":
-                call.stage_state["response_id"] = parsed.get("id")
-            call.usage = usage_from_response(parsed)
-            if call.usage is None:
-                call.generated.extend(generated_texts(call.endpoint.kind, parsed))
-        return None
-
-    # --- SSE ----------------------------------------------------------------------
-
-    def _stream_chunk(self, call: Call, chunk: bytes, end_of_stream: bool) -> bytes | None:
-        kind = call.endpoint.kind
-        strip = not call.client_wants_usage
-        out: list[bytes] = []
-        # Bytes held back from earlier chunks (an incomplete event) come out with this one.
-        changed = bool(call.sse.pending)
-        for event in call.sse.feed(chunk, final=end_of_stream):
-            raw = event.raw
-            data = None
-            if event.data and not event.is_done:
-                data = loads(event.data)
-                if isinstance(data, dict):
-                    if call.first_byte_at is None:
-                        call.first_byte_at = perf_counter()
-                    call.generated.extend(generated_texts(kind, data))
-                    if kind == "responses" and data.get("type") == "response.created":
-                        call.stage_state["response_id"] = (data.get("response") or {}).get("id")
-                    usage = usage_from_event(kind, data)
-                    if usage is not None:
-                        call.usage = usage
-                        if strip and data.get("choices") == []:
-                            changed = True
-                            continue   # the usage chunk the client did not ask for
-                    if strip and _USAGE_NULL in raw:
-                        raw = raw.replace(_USAGE_NULL, b"")
-                        changed = True
-            for event_filter in call.event_filters:
-                filtered = event_filter(event, data, raw)
-                if filtered is not raw:
-                    raw, changed = filtered, True
-            out.append(raw)
-        if not end_of_stream and call.sse.pending:
-            changed = True             # hold an incomplete event back until it completes
-        if not changed:
+            return self._error_body(call, parsed)
+        if not isinstance(parsed, dict) or not call.endpoint.generates:
             return None
-        return b"".join(out)
+        call.usage = usage_from_response(call.provider_kind, parsed)
+        out = None
+        if call.translation is not None:
+            parsed = call.translation.response(parsed, call.body, _notes(call))
+            out = dumps(parsed)
+        call.stage_state["response_json"] = parsed     # guardrails read it, no second parse
+        if call.endpoint.kind == "responses":
+            call.stage_state["response_id"] = parsed.get("id")
+        if call.usage is None:
+            call.generated.extend(generated_texts(call.endpoint.kind, parsed))
+        return out
+
+    @staticmethod
+    def _error_body(call: Call, parsed) -> bytes | None:
+        if call.translation is not None:
+            _, out = call.translation.error(call.stage_state.get("provider_status", call.status), parsed)
+            call.reply.set_headers["content-type"] = "application/json"
+            return out
+        if isinstance(parsed, dict) and isinstance(parsed.get("error"), dict):
+            return None                    # already an error in the caller's dialect: pass it on
+        call.error_code = "upstream_error"
+        call.reply.set_headers["content-type"] = "application/json"
+        message = f"The provider answered HTTP {call.status} without an error body the gateway knows."
+        return call_error_body(call, message)
+
+    # --- a JSON answer too large to buffer --------------------------------------------
+
+    @staticmethod
+    def _json_passing_by(call: Call, chunk: bytes, end_of_stream: bool) -> None:
+        """An embeddings answer goes by unchanged; its tail is kept for the usage at its end."""
+        tail = (call.stage_state["json_tail"] + chunk)[-_TAIL_BYTES:]
+        call.stage_state["json_tail"] = tail
+        if end_of_stream:
+            found = _USAGE_OBJECT.findall(tail)
+            call.usage = usage_from(loads(found[-1])) if found else None
+        return None
 
     # --- a stream passed through ----------------------------------------------------
 
@@ -142,9 +168,8 @@ class ResponseUsage(Stage):
         and a Responses stream's id."""
         if isinstance(numbers.get("response_id"), str):
             call.stage_state["response_id"] = numbers["response_id"]
-        if call.status < 400 and ("input_tokens" in numbers or "output_tokens" in numbers):
-            call.usage = Usage(int(numbers.get("input_tokens", 0)), int(numbers.get("output_tokens", 0)),
-                               int(numbers.get("cached_tokens", 0)), int(numbers.get("reasoning_tokens", 0)))
+        if call.status < 400:
+            call.usage = usage_from_stream_metadata(numbers)
         first_event = numbers.get("first_event_at_us")     # stamped by Envoy's Lua filter
         if first_event:
             call.first_byte_at = first_event_perf_counter(first_event)
@@ -170,13 +195,14 @@ class ResponseUsage(Stage):
 
     @staticmethod
     def _estimate_if_missing(call: Call) -> None:
-        if call.usage is not None or call.body is None or call.outcome == "refused":
+        if call.usage is not None or call.body is None or call.outcome == "refused" \
+                or not call.endpoint.generates:
             return
         if call.status >= 400 and not call.generated:
             return                     # the provider refused: nothing was generated or billed
         # No usage from the provider: count what we know, and say it is an estimate.
         encoding = call.model.encoding if call.model else "o200k_base"
-        texts, messages = prompt_texts(call.endpoint.kind, call.body)
+        texts, messages = prompt_texts(call.endpoint.kind, call.body)     # the caller's body
         if call.stream_passed_through:
             # Envoy saw the text, the service did not: what Envoy sent of a stream cut
             # short (cut_stream.py), else the output cap, as reserved.
@@ -185,3 +211,25 @@ class ResponseUsage(Stage):
             output = count_text("".join(call.generated), encoding)
         call.usage = Usage(input_tokens=count_prompt(texts, messages, encoding),
                            output_tokens=output, estimated=True)
+
+
+def call_error_body(call: Call, message: str) -> bytes:
+    """An error the gateway writes for a provider's answer, in the caller's dialect."""
+    if call.dialect == "anthropic":
+        from ..api.anthropic import error_body as anthropic_error
+        return anthropic_error(call.status, message, call.request_id)
+    return error_body(message, "api_error", "upstream_error")
+
+
+def usage_from_stream_metadata(numbers: dict) -> Usage | None:
+    """The usage Envoy read from a stream passed through (envoy/quickstart.yaml's
+    sse_to_metadata rules): OpenAI's names mapped to one set of keys, Anthropic's apart
+    (its input_tokens leaves cache reads and writes out; the last message_delta's totals win)."""
+    if "anthropic_input_tokens" in numbers:
+        read, write = int(numbers.get("anthropic_cache_read", 0)), int(numbers.get("anthropic_cache_write", 0))
+        return Usage(int(numbers["anthropic_input_tokens"]) + read + write, int(numbers.get("output_tokens", 0)),
+                     cached_tokens=read, cache_write_tokens=write)
+    if "input_tokens" in numbers or "output_tokens" in numbers:
+        return Usage(int(numbers.get("input_tokens", 0)), int(numbers.get("output_tokens", 0)),
+                     int(numbers.get("cached_tokens", 0)), int(numbers.get("reasoning_tokens", 0)))
+    return None

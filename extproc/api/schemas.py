@@ -1,0 +1,65 @@
+"""Checking a request body's shape against a JSON Schema once, with errors that name the
+field and the rule, never the value (api/openai_schema.py, api/anthropic_schema.py).
+
+Compiled by fastjsonschema: docs/decisions/request-shapes.md has the measurements.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import fastjsonschema
+
+STRING = {"type": "string"}
+NULLABLE_STRING = {"type": ["string", "null"]}
+OBJECT = {"type": "object"}
+COUNT = {"type": ["integer", "null"]}         # its range is the provider's to judge
+FLAG = {"type": ["boolean", "null"]}
+
+
+def one_of(expected: str, *options: dict) -> dict:
+    """Alternatives, with what the error says when none fits (`x-expected`)."""
+    return {"anyOf": list(options), "x-expected": expected}
+
+
+def schema_checker(schemas: dict[str, dict]) -> Callable[[str, dict], str | None]:
+    """A function (endpoint kind, body) -> what is wrong with the body's shape, naming the
+    field, or None when nothing is (or the kind has no schema)."""
+    validators: dict[str, Callable[[Any], Any]] = {kind: fastjsonschema.compile(schema)
+                                                    for kind, schema in schemas.items()}
+
+    def shape_problem(kind: str, body: dict) -> str | None:
+        validate = validators.get(kind)
+        if validate is None:
+            return None
+        try:
+            validate(body)
+        except fastjsonschema.JsonSchemaValueException as error:
+            return _explained(error)
+        return None
+    return shape_problem
+
+
+def _explained(error: fastjsonschema.JsonSchemaValueException) -> str:
+    """The validator's finding, as a client would read it. It names the field and the
+    rule it breaks, never the value (which may be secret)."""
+    field = (error.name or "data").removeprefix("data").lstrip(".")
+    where = f"'{field}'" if field else "The request body"
+    definition = error.definition if isinstance(error.definition, dict) else {}
+    if definition.get("x-expected"):
+        return f"{where} must be {definition['x-expected']}."
+    if error.rule == "type":
+        kinds = definition.get("type")
+        kinds = [kinds] if isinstance(kinds, str) else list(kinds or [])
+        return f"{where} must be {' or '.join(_ARTICLES.get(k, k) for k in kinds)}."
+    if error.rule == "required":
+        present = error.value if isinstance(error.value, dict) else {}
+        missing = [name for name in definition.get("required", ()) if name not in present]
+        return f"{where} must have {', '.join(repr(name) for name in missing)}."
+    if error.rule == "minimum":
+        return f"{where} must be at least {definition.get('minimum')}."
+    return f"{where} {(error.message or '').removeprefix(error.name or '').strip()}."
+
+
+_ARTICLES = {"array": "an array", "object": "an object", "string": "a string", "integer": "an integer",
+             "number": "a number", "boolean": "true or false", "null": "null"}

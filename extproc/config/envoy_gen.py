@@ -1,0 +1,176 @@
+"""The Envoy config a filter config needs: `extproc envoy-config --config F`.
+
+envoy/template.yaml holds what every gateway's Envoy runs (listener, filters, local
+replies, access logs, the concrete-model route, the extproc cluster), commented. This
+adds what the filter config decides:
+  - one cluster per provider `url` (TLS with SNI for https, DNS for names, HTTP/2 when
+    the provider offers it), with room for every request in flight to retry;
+  - the per-attempt ext_proc filter (stages/attempt.py) on the clusters that serve a
+    backend of a virtual model, and only there: a concrete model's call costs no extra
+    ext_proc messages;
+  - one failover route per chain length of the virtual models, whose retries let every
+    backend be tried once (x-gateway-route: failover-<N>);
+  - the workers' sockets, and the listener and admin addresses of the target
+    (`local`: the quickstart's, on 127.0.0.1; `kubernetes`: 0.0.0.0:8080 in the pod, with
+    Envoy's own health route).
+A provider without a `url` names the cluster of one that has one, or of a hand-written
+Envoy config (`extproc up --envoy F`, kept consistent by `extproc check --envoy F`).
+"""
+
+from __future__ import annotations
+
+import copy
+import ipaddress
+from urllib.parse import urlparse
+
+from . import envoy_config
+from .envoy_contract import ROUTE_HEADER, failover_route
+from .filter_config import GatewayConfig
+from .providers import Provider
+
+CA_BUNDLE = "/etc/ssl/certs/ca-certificates.crt"     # Debian's, and the image's (Containerfile)
+_HTTP_OPTIONS = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions"
+TARGETS = {"local": {"listen": "127.0.0.1:10000", "admin": "127.0.0.1:9901", "socket_dir": "/tmp/llm-gateway"},
+           "kubernetes": {"listen": "0.0.0.0:8080", "admin": "127.0.0.1:9901", "socket_dir": "/var/run/extproc"}}
+
+# The ext_proc filter inside a cluster: once per attempt, it makes the attempt for the backend
+# it lands on (model name, path, credential; translated for another dialect).
+PER_ATTEMPT_FILTERS = [
+    {"name": "envoy.filters.http.ext_proc", "typed_config": {
+        "@type": "type.googleapis.com/envoy.extensions.filters.http.ext_proc.v3.ExternalProcessor",
+        "grpc_service": {"envoy_grpc": {"cluster_name": "extproc"},
+                         "initial_metadata": [{"key": "x-extproc-role", "value": "upstream"}]},
+        "request_attributes": ["xds.cluster_name"],          # the cluster this attempt goes to
+        "failure_mode_allow": False, "message_timeout": "2s",
+        "processing_mode": {"request_header_mode": "SEND", "request_body_mode": "BUFFERED",
+                            "response_header_mode": "SKIP", "response_body_mode": "NONE",
+                            "request_trailer_mode": "SKIP", "response_trailer_mode": "SKIP"},
+        "metadata_options": {"forwarding_namespaces": {"untyped": ["llm_gateway"]}}}},
+    {"name": "envoy.filters.http.upstream_codec", "typed_config": {
+        "@type": "type.googleapis.com/envoy.extensions.filters.http.upstream_codec.v3.UpstreamCodec"}},
+]
+
+
+class GenerationError(ValueError):
+    """The filter config does not say enough to make an Envoy config from it."""
+
+
+def generate(config: GatewayConfig, target: str = "local", *, listen: str | None = None,
+             admin: str | None = None, workers: int | None = None) -> dict:
+    """The Envoy config (as a dict) that `config` runs with on `target`."""
+    defaults = TARGETS[target]
+    envoy = envoy_config.load(envoy_config.shipped("envoy/template.yaml"))
+    _address(envoy["admin"]["address"], admin or defaults["admin"])
+    listener = envoy["static_resources"]["listeners"][0]
+    _address(listener["address"], listen or defaults["listen"])
+    chained = {b.provider.cluster for m in config.models.values() if m.is_virtual for b in m.backends}
+    envoy["static_resources"]["clusters"] += provider_clusters(config, chained)
+    _failover_routes(envoy, sorted({len(m.backends) for m in config.models.values() if m.is_virtual}))
+    if target == "kubernetes":
+        _kubernetes(envoy)
+    count = workers or config.server.workers or 2
+    sockets = [f"{defaults['socket_dir']}/extproc-{i}.sock" for i in range(count)]
+    return envoy_config.with_workers(envoy, sockets, config.server.worker_connection_age_s)
+
+
+def provider_clusters(config: GatewayConfig, chained: set[str]) -> list[dict]:
+    """A cluster per provider url; providers without one must name a cluster made here."""
+    clusters: dict[str, dict] = {}
+    for provider in config.providers.values():
+        if provider.url and provider.cluster not in clusters:
+            clusters[provider.cluster] = _cluster(provider, provider.cluster in chained)
+    missing = [p.name for p in config.providers.values() if not p.url and p.cluster not in clusters]
+    if missing:
+        raise GenerationError(f"providers without a url and whose cluster no other provider's url makes: "
+                              f"{', '.join(missing)} (set `url:`, or run with a hand-written Envoy config)")
+    return list(clusters.values())
+
+
+def _cluster(provider: Provider, per_attempt: bool) -> dict:
+    url = urlparse(provider.url)
+    tls = url.scheme == "https"
+    host, port = url.hostname or "", url.port or (443 if tls else 80)
+    options: dict = {"@type": f"type.googleapis.com/{_HTTP_OPTIONS}"}
+    if tls:
+        options["upstream_http_protocol_options"] = {"auto_sni": True, "auto_san_validation": True}
+        options["auto_config"] = {"http2_protocol_options": {}}     # HTTP/2 where the provider offers it
+    else:
+        options["explicit_http_config"] = {"http_protocol_options": {}}
+    if per_attempt:
+        options["http_filters"] = copy.deepcopy(PER_ATTEMPT_FILTERS)
+    endpoint: dict = {"address": {"socket_address": {"address": host, "port_value": port}}}
+    cluster: dict = {
+        "name": provider.cluster, "connect_timeout": "5s",
+        "per_connection_buffer_limit_bytes": 16777216,
+        "typed_extension_protocol_options": {_HTTP_OPTIONS: options},
+        # Every request whose backend fails needs a retry (the failover), and a retry holds
+        # the cluster's retry breaker through its backoff: Envoy's default (3 at once) would
+        # send the failing backend's answer to every caller past the third.
+        "circuit_breakers": {"thresholds": [{"priority": "DEFAULT", "max_connections": 10000,
+                                             "max_pending_requests": 10000, "max_requests": 10000,
+                                             "max_retries": 10000}]},
+        "outlier_detection": {"consecutive_5xx": 5, "interval": "10s", "base_ejection_time": "30s"},
+        "load_assignment": {"cluster_name": provider.cluster, "endpoints": [{"lb_endpoints": [{"endpoint": endpoint}]}]},
+    }
+    if _is_ip(host):
+        cluster["type"] = "STATIC"
+    else:
+        cluster.update(type="LOGICAL_DNS", dns_lookup_family="V4_PREFERRED")
+        endpoint["hostname"] = host                 # auto_host_rewrite: the provider's Host
+    if tls:
+        cluster["transport_socket"] = {"name": "envoy.transport_sockets.tls", "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext",
+            "sni": host, "common_tls_context": {
+                "alpn_protocols": ["h2", "http/1.1"],
+                "validation_context": {"trusted_ca": {"filename": CA_BUNDLE}}}}}
+    return cluster
+
+
+def _failover_routes(envoy: dict, lengths: list[int]) -> None:
+    """The template's failover route, once per chain length (none without virtual models)."""
+    routes = _virtual_host(envoy)["routes"]
+    [template] = [r for r in routes if _failover_length(r) is not None]
+    at = routes.index(template)
+    routes[at:at + 1] = [_with_length(template, n) for n in lengths]
+
+
+def _with_length(template: dict, backends: int) -> dict:
+    route = copy.deepcopy(template)
+    route["match"]["headers"] = [{"name": ROUTE_HEADER, "string_match": {"exact": failover_route(backends)}}]
+    route["route"]["retry_policy"]["num_retries"] = backends - 1
+    return route
+
+
+def _failover_length(route: dict) -> str | None:
+    for header in (route.get("match") or {}).get("headers") or []:
+        if header.get("name") == ROUTE_HEADER:
+            return header["string_match"]["exact"]
+    return None
+
+
+def _kubernetes(envoy: dict) -> None:
+    """Kubelet's readiness probe for Envoy: answered by Envoy itself, ext_proc off for it."""
+    _virtual_host(envoy)["routes"].insert(0, {
+        "match": {"path": "/healthz/envoy"},
+        "direct_response": {"status": 200, "body": {"inline_string": "ok\n"}},
+        "typed_per_filter_config": {"envoy.filters.http.ext_proc": {
+            "@type": "type.googleapis.com/envoy.extensions.filters.http.ext_proc.v3.ExtProcPerRoute",
+            "disabled": True}}})
+
+
+def _virtual_host(envoy: dict) -> dict:
+    manager = envoy["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"]
+    return manager["route_config"]["virtual_hosts"][0]
+
+
+def _address(address: dict, host_port: str) -> None:
+    host, _, port = host_port.rpartition(":")
+    address["socket_address"] = {"address": host or "127.0.0.1", "port_value": int(port)}
+
+
+def _is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+        return True
+    except ValueError:
+        return False

@@ -1,0 +1,61 @@
+"""One mock provider listener: its settings, the requests it received, and how a request's
+`x-mock-*` controls are read (per request, else the listener's `failure:` defaults)."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+from aiohttp import web
+
+# A listener keeps this many requests (and stored responses): a soak must not grow memory.
+KEPT = 1000
+
+
+@dataclass
+class Listener:
+    name: str
+    port: int
+    host: str = "127.0.0.1"
+    api_key: str | None = None          # when set, requests must carry it
+    defaults: dict[str, str] = field(default_factory=dict)   # x-mock-* defaults
+    fixtures: str | None = None         # the root folder of recordings (x-mock-replay)
+    received: list[dict] = field(default_factory=list)
+    responses: dict = field(default_factory=dict)     # id -> (response, input items): the last 1000
+
+
+def listeners_from_config(spec: dict, fixtures: str | None) -> list[Listener]:
+    """The listeners of a filter config's `mock_provider:` section."""
+    return [Listener(name=item["name"], port=int(item["port"]), host=item.get("host", "127.0.0.1"),
+                     api_key=item.get("api_key"), fixtures=fixtures,
+                     defaults={k: str(v) for k, v in (item.get("failure") or {}).items()})
+            for item in spec.get("listeners", [])]
+
+
+def option(listener: Listener, request: web.Request, name: str) -> str | None:
+    """The value of control `x-mock-<name>` for this request: the request's header, else the
+    listener's default. `x-mock-only: <listener>` aims the headers at one listener: on the
+    others only their defaults apply (a failover test fails the first backend, not all)."""
+    only = request.headers.get("x-mock-only")
+    if only and only != listener.name:      # the headers target another listener
+        return listener.defaults.get(name)
+    return request.headers.get(f"x-mock-{name}") or listener.defaults.get(name)
+
+
+def int_option(listener: Listener, request: web.Request, name: str) -> int:
+    """A numeric control, 0 when absent."""
+    return int(option(listener, request, name) or 0)
+
+
+def headers_of(request: web.Request) -> dict[str, str]:
+    return {str(k).lower(): v for k, v in request.headers.items()}
+
+
+def record(listener: Listener, request: web.Request, raw: bytes) -> dict:
+    """Keep what was received (GET /_mock/requests shows it); the entry is returned so the
+    handler can add what it reported (`usage`)."""
+    entry = {"path": request.path, "query": dict(request.query), "headers": headers_of(request),
+             "body": raw.decode("utf-8", "replace"), "at": time.time()}
+    listener.received.append(entry)
+    del listener.received[:-KEPT]
+    return entry

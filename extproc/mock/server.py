@@ -1,0 +1,102 @@
+"""The mock provider's listeners: one aiohttp app per listener, speaking OpenAI's API
+(openai.py: chat, completions, embeddings, responses, Azure's paths) and Anthropic's
+Messages API (anthropic.py: messages, count_tokens) side by side; GET /v1/models answers
+in Anthropic's list shape when the request carries `anthropic-version`, else OpenAI's.
+
+Failure modes come from the listener's config (`failure:`) or, per request, from headers.
+Every dialect:
+  x-mock-status: 503          answer with this status (the dialect's error body and type)
+  x-mock-retry-after: 2       with this retry-after header
+  x-mock-reset: 1             reset the connection before answering
+  x-mock-delay-ms: 500        wait before the first byte
+  x-mock-chunk-delay-ms: 50   wait between SSE events
+  x-mock-cut-after: 3         reset the connection after N SSE events
+  x-mock-tool-call: lookup    answer (chat, Responses, Messages) with a call of this tool whose
+                              arguments (input) are {"text": <the echo>}, streamed piece by piece
+  x-mock-chunk-chars: 7       stream the reply in pieces of N characters (default: words,
+                              each with the space before it, as OpenAI tokens come: " the")
+  x-mock-chunk-units: 7       ... of N UTF-16 code units, as a JavaScript server slicing its
+                              strings does: an emoji's two halves may go in two events, each
+                              a lone surrogate escape ("\\ud83d")
+  x-mock-write-bytes: 5       write the stream's bytes N at a time (events cut anywhere)
+  x-mock-unended: 1           end the stream without the blank line that ends its last event
+  x-mock-cached-tokens: 5     report this many of the prompt's tokens as read from the
+                              provider's prompt cache (at most all of them)
+  x-mock-truncate: 20         send only the first N bytes of a JSON body, then reset
+  x-mock-replay: chat-basic   answer with a recorded response from the fixtures (any folder
+                              directly below the --fixtures root)
+  x-mock-only: mock-failing   apply the x-mock-* headers on this listener only
+OpenAI only:
+  x-mock-content-parts: text  chat content as a list of parts, as Mistral's reasoning models
+                              answer: [{"type": "text", ...}] (or `thinking`: a thinking chunk
+                              nesting a text part)
+  x-mock-no-usage: 1          omit usage (as some providers do; Anthropic always sends it)
+  x-mock-garbage: 1           stream events that are not JSON (a broken provider)
+  x-mock-shadow: content=hi   write each "content" key of the reply twice, "hi" first (a
+                              provider whose JSON repeats a key: parsers keep one or the other)
+Anthropic only:
+  x-mock-cache-write-tokens: 9  report this many prompt tokens as written to the cache
+                              (cache_creation_input_tokens, all at the 5-minute TTL)
+  x-mock-stream-error: overloaded_error  send an `error` event of this type after the first
+                              content block's first delta, inside the 200 stream, and end it
+Every request is recorded per listener: GET /_mock/requests, DELETE to clear.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import orjson
+from aiohttp import web
+
+from ..api.tokens import get_encoding
+from .anthropic import AnthropicRoutes
+from .listener import Listener, listeners_from_config
+from .openai import OpenAIRoutes
+
+__all__ = ["Listener", "build_app", "listeners_from_config", "serve"]
+
+MAX_BODY = 64 * 1024 * 1024
+
+
+def build_app(listener: Listener) -> web.Application:
+    """The app one listener serves: both dialects, and its record of received requests."""
+    openai_routes, anthropic_routes = OpenAIRoutes(listener), AnthropicRoutes(listener)
+
+    async def recorded(request: web.Request) -> web.Response:
+        return web.json_response(listener.received, dumps=lambda o: orjson.dumps(o).decode())
+
+    async def clear(request: web.Request) -> web.Response:
+        listener.received.clear()
+        return web.Response(status=204)
+
+    async def models(request: web.Request) -> web.StreamResponse:
+        # Both dialects list models on the same path; Anthropic's clients always send a version.
+        if "anthropic-version" in request.headers:
+            return await anthropic_routes.models(request)
+        return await openai_routes.models(request)
+
+    app = web.Application(client_max_size=MAX_BODY)
+    app.router.add_get("/_mock/requests", recorded)
+    app.router.add_delete("/_mock/requests", clear)
+    app.router.add_get("/v1/models", models)
+    openai_routes.add_to(app)
+    anthropic_routes.add_to(app)
+    return app
+
+
+async def serve(listeners: list[Listener]) -> None:
+    """Serve every listener until cancelled."""
+    for encoding in ("o200k_base", "cl100k_base"):
+        get_encoding(encoding)          # warm: the first request must not pay the load
+    runners = []
+    for listener in listeners:
+        runner = web.AppRunner(build_app(listener), access_log=None)
+        await runner.setup()
+        await web.TCPSite(runner, listener.host, listener.port, reuse_address=True).start()
+        runners.append(runner)
+    try:
+        await asyncio.Event().wait()
+    finally:
+        for runner in runners:
+            await runner.cleanup()

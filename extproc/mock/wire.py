@@ -1,0 +1,134 @@
+"""How the mock's answers go on the wire, with the `x-mock-*` faults that act on bytes and
+connections rather than on content: resets, delays, streams written slowly, cut, in odd
+pieces or unended, truncated bodies, and replayed recordings."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import re
+import socket
+import struct
+from pathlib import Path
+
+import yaml
+from aiohttp import web
+
+from .listener import Listener, int_option, option
+
+SSE_HEADERS = {"content-type": "text/event-stream; charset=utf-8", "cache-control": "no-cache"}
+_RECORDING_NAME = re.compile(r"[a-z0-9-]+")
+
+
+def reset_connection(request: web.Request) -> None:
+    """Close with RST, as a crashing provider or a load balancer would."""
+    transport = request.transport
+    sock = transport.get_extra_info("socket") if transport else None
+    if sock is not None:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    if transport:
+        transport.abort()
+
+
+async def delay_first_byte(listener: Listener, request: web.Request) -> None:
+    """x-mock-delay-ms: a provider slow to answer."""
+    delay = option(listener, request, "delay-ms")
+    if delay:
+        await asyncio.sleep(int(delay) / 1000)
+
+
+def unended(listener: Listener, request: web.Request, events: list[bytes]) -> list[bytes]:
+    """x-mock-unended: the last event loses the blank line that ends it."""
+    if option(listener, request, "unended") and events:
+        events = [*events[:-1], events[-1].rstrip(b"\n")]
+    return events
+
+
+async def write_stream(listener: Listener, request: web.Request, events: list[bytes],
+                       headers: dict[str, str] | None = None) -> web.StreamResponse:
+    """An SSE answer, event by event: x-mock-chunk-delay-ms between events, x-mock-cut-after
+    resets the connection after N of them, x-mock-write-bytes writes N bytes at a time
+    (events cut anywhere; the cut and delay then count those writes)."""
+    chunk_delay = int_option(listener, request, "chunk-delay-ms") / 1000
+    cut_after = option(listener, request, "cut-after")
+    response = web.StreamResponse(headers={**SSE_HEADERS, **(headers or {})})
+    await response.prepare(request)
+    size = int_option(listener, request, "write-bytes")
+    if size:
+        stream = b"".join(events)
+        events = [stream[i:i + size] for i in range(0, len(stream), size)]
+    try:
+        for index, event in enumerate(events):
+            if cut_after is not None and index >= int(cut_after):
+                reset_connection(request)
+                return response
+            if index and chunk_delay:
+                await asyncio.sleep(chunk_delay)
+            await response.write(event)
+        await response.write_eof()
+    except ConnectionResetError:
+        pass              # the client left mid-stream (Envoy closes upstream): a provider stops
+    return response
+
+
+async def write_truncated(request: web.Request, body: bytes, size: int) -> web.StreamResponse:
+    """x-mock-truncate: promise the whole JSON body, send its first `size` bytes, then drop
+    the connection."""
+    response = web.StreamResponse(headers={"content-type": "application/json",
+                                           "content-length": str(len(body))})
+    await response.prepare(request)
+    await response.write(body[:size])
+    reset_connection(request)
+    return response
+
+
+# --- replay -----------------------------------------------------------------------------
+
+def find_recording(fixtures: str | None, name: str) -> Path | None:
+    """The recording `<name>.yaml` in the fixtures folder or any folder directly below it
+    (openai-recordings/, anthropic-recordings/); None for a name that is not a plain one."""
+    if not fixtures or not _RECORDING_NAME.fullmatch(name):
+        return None
+    root = Path(fixtures)
+    for candidate in [root / f"{name}.yaml", *sorted(root.glob(f"*/{name}.yaml"))]:
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+@functools.cache
+def _recorded_response(path: Path) -> dict:
+    """A cassette's first response, read once (recordings do not change while served)."""
+    with open(path, encoding="utf-8") as handle:
+        return yaml.safe_load(handle)["interactions"][0]["response"]
+
+
+def _header(headers: dict, name: str) -> str | None:
+    """A recorded header's first value (recorders spell names in either case)."""
+    for key, values in headers.items():
+        if key.lower() == name:
+            return values[0] if isinstance(values, list) else str(values)
+    return None
+
+
+def _carried_headers(headers: dict, carried: tuple[str, ...]) -> dict[str, str]:
+    """The recorded headers whose (lowercased) names start with one of `carried`."""
+    return {key.lower(): values[0] if isinstance(values, list) else str(values)
+            for key, values in headers.items() if key.lower().startswith(carried)}
+
+
+async def replay(listener: Listener, request: web.Request, path: Path,
+                 carried: tuple[str, ...] = ()) -> web.StreamResponse:
+    """The first recorded response of a cassette, its body byte for byte (an SSE body through
+    write_stream, so the stream faults apply), with the recorded headers whose names start
+    with one of `carried` (e.g. "request-id", "anthropic-ratelimit-")."""
+    recorded = _recorded_response(path)
+    headers = recorded.get("headers") or {}
+    content_type = _header(headers, "content-type") or "application/json"
+    extra = _carried_headers(headers, carried)
+    body = recorded["body"].encode()
+    if content_type.startswith("text/event-stream"):
+        events = [e + b"\n\n" for e in body.split(b"\n\n") if e.strip()]
+        return await write_stream(listener, request, events, extra)
+    return web.Response(status=recorded.get("code", 200), body=body,
+                        headers={**extra, "content-type": content_type})

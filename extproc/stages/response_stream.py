@@ -1,0 +1,87 @@
+"""A streamed answer the service reads, chunk by chunk: its usage, the text it generates
+(for an estimate when the provider gives no usage), and what the caller gets.
+
+Each event Envoy brings is parsed once. It tells the usage in the provider's dialect;
+then, when the caller speaks another dialect, the call's StreamTranslation writes the
+caller's events for it (translate/); then the event filters (the response guardrails,
+stream_guard.py) read what the caller would get. When the gateway asked an OpenAI
+provider for the usage the caller did not ask for, that usage chunk (and the
+`"usage":null` it makes the provider add to every chunk) is taken out, so the caller
+sees what it asked for.
+"""
+
+from __future__ import annotations
+
+from time import perf_counter
+
+from ..api.dialects import generated_texts, usage_from_event
+from ..api.provider_json import loads
+from ..api.sse import SSEParser
+from ..pipeline.call import Call
+
+_USAGE_NULL = b',"usage":null'
+
+
+def stream_chunk(call: Call, chunk: bytes, end_of_stream: bool) -> bytes | None:
+    """The bytes the caller gets for this chunk; None when they are the chunk as it came."""
+    kind = call.provider_kind
+    translation = call.stream_translation
+    strip = translation is None and not call.client_wants_usage
+    out: list[bytes] = []
+    # Bytes held back from earlier chunks (an incomplete event) come out with this one.
+    changed = bool(call.sse.pending) or translation is not None
+    for event in call.sse.feed(chunk, final=end_of_stream):
+        raw = event.raw
+        data = None
+        if event.data and not event.is_done:
+            data = loads(event.data)
+            if isinstance(data, dict):
+                if call.first_byte_at is None:
+                    call.first_byte_at = perf_counter()
+                call.generated.extend(generated_texts(kind, data))
+                if kind == "responses" and data.get("type") == "response.created":
+                    call.stage_state["response_id"] = (data.get("response") or {}).get("id")
+                usage = usage_from_event(kind, data, call.usage)
+                if usage is not call.usage:
+                    call.usage = usage
+                    if strip and data.get("choices") == []:
+                        changed = True
+                        continue   # the usage chunk the client did not ask for
+                if strip and _USAGE_NULL in raw:
+                    raw = raw.replace(_USAGE_NULL, b"")
+                    changed = True
+        if translation is not None:
+            raw = translation.event(data if isinstance(data, dict) else None, event.name, raw)
+            if call.event_filters and raw:
+                out.extend(_filtered_events(call, raw))
+            else:
+                out.append(raw)
+            continue
+        for event_filter in call.event_filters:
+            filtered = event_filter(event, data, raw)
+            if filtered is not raw:
+                raw, changed = filtered, True
+        out.append(raw)
+    if end_of_stream and translation is not None:
+        out.append(translation.end())
+    if not end_of_stream and call.sse.pending:
+        changed = True             # hold an incomplete event back until it completes
+    if not changed:
+        return None
+    return b"".join(out)
+
+
+def _filtered_events(call: Call, written: bytes) -> list[bytes]:
+    """Translated events through the response guardrails, which read the caller's dialect
+    (a parser of their own: the translation writes whole events)."""
+    parser = call.stage_state.get("caller_sse")
+    if parser is None:
+        parser = call.stage_state["caller_sse"] = SSEParser()
+    out = []
+    for event in parser.feed(written):
+        data = loads(event.data) if event.data and not event.is_done else None
+        raw = event.raw
+        for event_filter in call.event_filters:
+            raw = event_filter(event, data if isinstance(data, dict) else None, raw)
+        out.append(raw)
+    return out

@@ -1,0 +1,141 @@
+"""What the two dialects name differently: why an answer stopped, how hard a model
+thinks, what an answer used, who the caller is, and the tool names each accepts.
+
+Shared by both pairs, so a rule reads the same whichever way a call crosses.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from typing import Any
+
+from ..api import openai as openai_api
+from ..api.usage import Usage
+
+# Anthropic stop_reason -> OpenAI finish_reason. pause_turn only follows server tools,
+# which are never sent; an unknown reason reads as a plain stop.
+FINISH_REASONS = {"end_turn": "stop", "stop_sequence": "stop", "max_tokens": "length", "tool_use": "tool_calls",
+                  "pause_turn": "stop", "refusal": "content_filter", "model_context_window_exceeded": "length"}
+
+# OpenAI finish_reason -> Anthropic stop_reason. OpenAI does not say which stop sequence
+# ended an answer, so `stop` reads as end_turn (stop_sequence stays null).
+STOP_REASONS = {"stop": "end_turn", "length": "max_tokens", "tool_calls": "tool_use", "function_call": "tool_use",
+                "content_filter": "refusal"}
+
+
+def finish_reason(stop_reason: Any) -> str:
+    return FINISH_REASONS.get(stop_reason, "stop") if isinstance(stop_reason, str) else "stop"
+
+
+def stop_reason(finish: Any) -> str:
+    return STOP_REASONS.get(finish, "end_turn") if isinstance(finish, str) else "end_turn"
+
+
+# reasoning_effort -> thinking.budget_tokens. Anthropic's least budget is 1024, so
+# `minimal` gets that too; `none` turns thinking off.
+MIN_THINKING_BUDGET = 1024
+THINKING_BUDGETS = {"minimal": 1024, "low": 1024, "medium": 2048, "high": 4096, "xhigh": 8192, "max": 16384}
+
+# Anthropic output_config.effort -> reasoning_effort. `xhigh` and `max` exist on few
+# OpenAI models and others refuse them, so they read as `high` (noted).
+REASONING_EFFORTS = {"low": "low", "medium": "medium", "high": "high", "xhigh": "high", "max": "high"}
+
+
+def effort_for_budget(budget: Any) -> str:
+    """The reasoning_effort nearest a thinking budget (the inverse of THINKING_BUDGETS)."""
+    if not isinstance(budget, int) or isinstance(budget, bool):
+        return "medium"
+    return "high" if budget >= 4096 else "medium" if budget >= 2048 else "low"
+
+
+# --- usage ----------------------------------------------------------------------------
+
+def openai_usage(usage: Usage) -> dict[str, Any]:
+    """Usage as Chat Completions writes it: prompt_tokens counts cache reads and writes;
+    cache writes also under prompt_tokens_details.cache_creation_tokens (LiteLLM's and
+    Envoy AI Gateway's name) so a reader can price them."""
+    prompt_details: dict[str, int] = {"cached_tokens": usage.cached_tokens}
+    if usage.cache_write_tokens:
+        prompt_details["cache_creation_tokens"] = usage.cache_write_tokens
+    return {"prompt_tokens": usage.input_tokens, "completion_tokens": usage.output_tokens,
+            "total_tokens": usage.input_tokens + usage.output_tokens, "prompt_tokens_details": prompt_details,
+            "completion_tokens_details": {"reasoning_tokens": usage.reasoning_tokens}}
+
+
+def anthropic_usage(usage: Usage) -> dict[str, Any]:
+    """Usage as Messages writes it: input_tokens leaves out cache reads and writes."""
+    fresh = usage.input_tokens - usage.cached_tokens - usage.cache_write_tokens
+    written: dict[str, Any] = {"input_tokens": max(0, fresh),
+                               "cache_creation_input_tokens": usage.cache_write_tokens,
+                               "cache_read_input_tokens": usage.cached_tokens, "output_tokens": usage.output_tokens}
+    if usage.reasoning_tokens:
+        written["output_tokens_details"] = {"thinking_tokens": usage.reasoning_tokens}
+    return written
+
+
+def _count(value: Any) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0
+
+
+def usage_from_openai(obj: Any) -> Usage | None:
+    """A Chat Completions `usage`, with the cache writes OpenAI-compatible servers report
+    (prompt_tokens_details.cache_creation_tokens or cache_write_tokens, or LiteLLM's
+    top-level cache_creation_input_tokens); OpenAI itself reports none."""
+    usage = openai_api.usage_from(obj)
+    if usage is None:
+        return None
+    details = obj.get("prompt_tokens_details")
+    if isinstance(details, dict):
+        usage.cache_write_tokens = _count(details.get("cache_creation_tokens")) or \
+            _count(details.get("cache_write_tokens"))
+    if not usage.cache_write_tokens:
+        usage.cache_write_tokens = _count(obj.get("cache_creation_input_tokens"))
+    return usage
+
+
+# --- who the caller is ----------------------------------------------------------------
+
+_PLAIN_ID = re.compile(r"[A-Za-z0-9_.:-]{1,64}")
+_PHONE_LIKE = re.compile(r"\+?[0-9]{7,15}")
+
+
+def opaque_user_id(value: str) -> str:
+    """A caller's user id as both providers ask for it: an opaque identifier. A plain
+    short id passes as it is; anything else (an email, a phone number, Claude Code's
+    JSON of device and session ids, a long value) is replaced by its SHA-256 in hex,
+    which still tells the provider's abuse checks one user from another."""
+    if _PLAIN_ID.fullmatch(value) and not _PHONE_LIKE.fullmatch(value):
+        return value
+    return hashlib.sha256(value.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+# --- tool names -----------------------------------------------------------------------
+
+MAX_OPENAI_TOOL_NAME = 64
+
+
+def openai_tool_name(name: str) -> str:
+    """A tool's name within OpenAI's 64 characters: a longer one is cut to 55 and ends
+    with `_` and 8 hex digits of its SHA-256, so names sharing a prefix stay apart
+    (`restored_tool_names` maps them back)."""
+    if len(name) <= MAX_OPENAI_TOOL_NAME:
+        return name
+    return name[:55] + "_" + hashlib.sha256(name.encode("utf-8", "surrogatepass")).hexdigest()[:8]
+
+
+def restored_tool_names(request: dict) -> dict[str, str]:
+    """{name sent to OpenAI: the caller's name} for the tools of a Messages request whose
+    names were shortened; empty for most requests."""
+    restored: dict[str, str] = {}
+    for tool in request.get("tools") or ():
+        name = tool.get("name") if isinstance(tool, dict) else None
+        if isinstance(name, str) and len(name) > MAX_OPENAI_TOOL_NAME:
+            restored[openai_tool_name(name)] = name
+    return restored
+
+
+def note(names: list[str], name: str) -> None:
+    """Names `name` once in a Notes list (a long chat repeats the same field)."""
+    if name not in names:
+        names.append(name)
