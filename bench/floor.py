@@ -116,6 +116,9 @@ def serve(path: str, burn_us: float, transport: str) -> None:
         def __init__(self, call) -> None:
             pass
 
+        def hand_over(self) -> bool:
+            return True
+
         def message(self, request):
             return reply_to(request, burn_us)
 

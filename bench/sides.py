@@ -109,6 +109,7 @@ class Sides:
     envoys: list[int]             # the gateway's Envoy
     alone: subprocess.Popen       # Envoy alone
     mock_port: int
+    mock_ports: dict[str, int]    # every mock listener (mock-anthropic, ...)
 
 
 def start_sides(cleanup: contextlib.ExitStack, store: str = "sqlite", transport: str = "h2") -> Sides:
@@ -145,4 +146,4 @@ def start_sides(cleanup: contextlib.ExitStack, store: str = "sqlite", transport:
     pin(alone.pid, 0)
     return Sides({"envoy alone": f"http://127.0.0.1:{alone_port}/v1/chat/completions",
                   "gateway": f"{stack.base_url}/chat/completions"},
-                 workers, envoys, alone, stack.mock_ports["mock"])
+                 workers, envoys, alone, stack.mock_ports["mock"], dict(stack.mock_ports))

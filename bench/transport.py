@@ -69,6 +69,9 @@ class Answer:
     def __init__(self, call) -> None:
         pass
 
+    def hand_over(self) -> bool:
+        return True
+
     def message(self, request):
         return self.REPLY
 

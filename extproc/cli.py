@@ -121,6 +121,8 @@ def _endpoint(envoy: dict) -> str:
 def _print_banner(config, supervisor, base: str, demo: list[tuple[str, str, str]]) -> None:
     print(f"LLM gateway is up ({supervisor.worker_count} ext_proc workers, config {config.version})")
     print(f"  OpenAI-compatible endpoint: {base}")
+    print(f"  Anthropic Messages API:     {base.removesuffix('/v1')}  (POST /v1/messages; Claude Code: "
+          "ANTHROPIC_BASE_URL)")
     print(f"  ext_proc admin:             http://{config.server.admin_address}  (/metrics /healthz /readyz)")
     print(f"  Envoy admin:                {supervisor.envoy_admin}")
     if demo:
@@ -155,6 +157,10 @@ def cmd_serve(args) -> int:
         return 1
     print(f"ext_proc serving {supervisor.worker_count} workers in {config.server.socket_dir}; "
           f"admin http://{config.server.admin_address}", flush=True)
+    if not (config.server.workers or args.workers):
+        # Beside a fixed Envoy config, its extproc cluster must list as many sockets.
+        print(f"warning: server.workers is auto: {supervisor.worker_count} workers, one per core; Envoy's "
+              f"extproc cluster must list as many endpoints (set server.workers to pin it)", file=sys.stderr)
     return supervisor.run_forever()
 
 

@@ -142,10 +142,15 @@ def test_a_provider_qualified_name_needs_no_models_entry(gateway, alice):
 # --- across dialects, failing over --------------------------------------------------
 
 def test_smart_claude_fails_over_across_dialects_and_answers_each_caller_in_its_own(gateway, claude, alice):
-    raw = claude.messages.with_raw_response.create(model="smart-claude", max_tokens=100,
-                                                   messages=[{"role": "user", "content": TEXT}])
+    raw = claude.messages.with_raw_response.create(
+        model="smart-claude", max_tokens=100, extra_headers={"anthropic-beta": "context-management-2025-06-27"},
+        messages=[{"role": "user", "content": [{"type": "text", "text": TEXT, "cache_control": {"type": "ephemeral"}}]}])
     assert raw.headers["x-gateway-backend"] == "mock-backup"
     assert raw.parse().content[0].text == TEXT and raw.parse().type == "message"
+    # The attempt that answered was translated on a stream of its own: its notes are on the line.
+    record = gateway.wait_for_record(raw.headers["x-request-id"])
+    assert record["translated_to"] == "openai" and record["attempts"] == 2
+    assert sorted(record["dropped"]) == ["anthropic-beta", "cache_control"]
     with claude.messages.stream(model="smart-claude", max_tokens=100,
                                 messages=[{"role": "user", "content": TEXT}]) as stream:
         assert stream.get_final_message().content[0].text == TEXT

@@ -472,3 +472,20 @@ def test_a_banned_word_ends_an_anthropic_stream_with_an_error_event(redacting):
             for _ in stream.text_stream:
                 pass
     assert "no-launch-codes" in str(ended.value)
+
+
+def test_the_tools_allowlist_reads_anthropic_tools_which_carry_no_type(redacting):
+    """Claude Code declares its tools with a name and a schema, no `type`: the allowlist
+    names them so, removing a forbidden one (or refusing the call, in Anthropic's shape)."""
+    import anthropic
+    tools = [{"name": name, "description": "d", "input_schema": {"type": "object"}}
+             for name in ("get_weather", "delete_database")]
+    redacting.clear_received()
+    _claude(redacting, "sk-demo-alice").messages.create(model="claude-sonnet-4-6", max_tokens=50, tools=tools,
+                                                       messages=[{"role": "user", "content": "weather?"}])
+    sent = json.loads(redacting.received("mock-anthropic")[-1]["body"])
+    assert [tool["name"] for tool in sent["tools"]] == ["get_weather"]
+    with pytest.raises(anthropic.BadRequestError) as blocked:
+        _claude(redacting, "sk-test-erin").messages.create(model="claude-sonnet-4-6", max_tokens=50, tools=tools,
+                                                          messages=[{"role": "user", "content": "weather?"}])
+    assert blocked.value.body["error"]["type"] == "invalid_request_error" and "tools-block" in str(blocked.value)

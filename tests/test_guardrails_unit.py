@@ -172,6 +172,10 @@ TOOL_NAMES = [
     ("responses", {"type": "mcp", "server_label": "x", "server_url": "https://mcp.example",
                    "name": "get_weather"}, "mcp"),
     ("responses", {"type": "code_interpreter", "container": {"type": "auto"}}, "code_interpreter"),
+    ("messages", {"name": "Bash", "input_schema": {"type": "object"}}, "Bash"),   # Anthropic: no type
+    ("messages", {"type": "custom", "name": "Read", "input_schema": {}}, "Read"),
+    ("count_tokens", {"name": "Bash", "input_schema": {}}, "Bash"),
+    ("messages", {"type": "web_search_20250305", "name": "web_search"}, "web_search_20250305"),
     ("chat", {"function": {"name": "get_weather"}}, ""),      # no type: named by nothing
     ("chat", "get_weather", ""),
 ]

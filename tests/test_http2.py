@@ -28,6 +28,9 @@ class Shout:
         self.call, self.events = call, events
         events.append(("opened", dict(call.invocation_metadata()).get("x-test")))
 
+    def hand_over(self) -> bool:
+        return True
+
     def message(self, request):
         value = request.value
         self.events.append(("message", value, asyncio.current_task() is not None))
@@ -415,6 +418,42 @@ def test_replies_leave_before_the_next_message_of_a_read_when_handing_over(monke
         else:
             assert len(raw.transport.writes) == 1 and not yields
         assert [e[:2] for e in raw.app.events] == [("opened", 1), ("data", 1), ("opened", 3), ("data", 3)]
+
+
+def test_only_replies_whose_handler_asks_are_handed_over(monkeypatch):
+    """Two calls' messages in one read, on the gRPC server: the first call's reply leaves
+    (and the core is yielded) before the second message only when its handler asks; a
+    streamed answer's chunks do not (runtime/processor.py)."""
+    for asks in (False, True):
+        class Replies:
+            def __init__(self, call) -> None:
+                pass
+
+            def hand_over(self) -> bool:
+                return asks
+
+            def message(self, request):
+                return BytesValue(value=request.value.upper())
+
+            def closed(self) -> None:
+                pass
+
+        server = GrpcServer({SHOUT: Method(Replies, BytesValue.FromString, MESSAGES)})
+        connection = http2.Connection(server._connection, None)
+        transport = RawConnection.Transport()
+        connection.connection_made(transport)
+        connection.data_received(http2.PREFACE + http2.frame(http2.SETTINGS, 0, 0)
+                                 + http2.frame(http2.SETTINGS, http2.ACK, 0))
+        yields = []
+        monkeypatch.setattr(http2.os, "sched_yield", lambda: yields.append(1))
+        transport.writes.clear()
+        message = BytesValue(value=b"m").SerializeToString()
+        connection.data_received(b"".join(
+            http2.frame(http2.HEADERS, http2.END_HEADERS, stream, headers_block(SHOUT))
+            + http2.frame(http2.DATA, 0, stream, b"\x00" + len(message).to_bytes(4, "big") + message)
+            for stream in (1, 3)))
+        assert (len(transport.writes), yields) == ((2, [1]) if asks else (1, []))
+        assert transport.written.count(b"M") == 2            # both answered either way
 
 
 def test_sending_waits_for_the_peers_window_and_frame_size():

@@ -165,12 +165,15 @@ def response_slots(kind: str, body: dict) -> Iterator[Slot]:
 
 def tool_name(kind: str, tool: Any) -> str:
     """What a tools allowlist calls a declared tool: a function's (or custom tool's) name,
-    where the endpoint reads it (chat: `function.name`; Responses: `name`); a built-in
+    where the endpoint reads it (chat: `function.name`; Responses and Messages: `name`); a built-in
     tool's type (`web_search_preview`, `code_interpreter`, `mcp`, ...), whatever else it
     carries; "" for a shape it cannot name, which no list allows."""
     if not isinstance(tool, dict):
         return ""
     tool_type = tool.get("type")
+    if kind in ("messages", "count_tokens") and tool_type in (None, "custom"):
+        name = tool.get("name")             # Anthropic's own tools: no type, or "custom"
+        return name if isinstance(name, str) else ""
     if tool_type not in ("function", "custom"):
         return tool_type if isinstance(tool_type, str) else ""
     holder = tool.get(tool_type) if kind == "chat" else tool

@@ -49,9 +49,10 @@ def invalid_request(message: str) -> GatewayError:
     return GatewayError(400, "invalid_request", message)
 
 
-def invalid_api_key() -> GatewayError:
-    return GatewayError(401, "invalid_api_key",
-                        "Missing or unknown API key. Send it as 'Authorization: Bearer <key>'.")
+def invalid_api_key(dialect: str = "openai") -> GatewayError:
+    where = "'x-api-key: <key>' or 'Authorization: Bearer <key>'" if dialect == "anthropic" \
+        else "'Authorization: Bearer <key>'"
+    return GatewayError(401, "invalid_api_key", f"Missing or unknown API key. Send it as {where}.")
 
 
 def model_not_found(model: str) -> GatewayError:

@@ -71,6 +71,11 @@ class ProcessStream:
             return self._replied(result)
         return self._reply_later(result)
 
+    def hand_over(self) -> bool:
+        """A streamed answer's chunks (one reply each) need not reach Envoy before the
+        read's other messages are handled: every other reply is handed over."""
+        return not self.call.response_streamed
+
     async def _reply_later(self, rest: eager.Rest) -> ProcessingResponse:
         return self._replied(await rest)
 

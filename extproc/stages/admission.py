@@ -50,7 +50,8 @@ class Admission(Stage):
             raise GatewayError(404, "not_found",
                                f"Unknown path '{call.path[:200]}'. This gateway serves the OpenAI "
                                "API under /v1 (chat/completions, completions, embeddings, "
-                               "responses, models).", type="invalid_request_error")
+                               "responses, models) and Anthropic's (messages, messages/count_tokens, "
+                               "models).", type="invalid_request_error")
         endpoint, call.resource_id = found
         if endpoint.kind in ("models", "model") and "anthropic-version" in headers:
             endpoint = ANTHROPIC_MODELS if endpoint.kind == "models" else ANTHROPIC_MODEL   # Anthropic's shapes
@@ -73,13 +74,13 @@ class Admission(Stage):
     def _authenticate(call: Call):
         presented = _presented_key(call.headers)
         if not presented:
-            raise invalid_api_key()
+            raise invalid_api_key(call.dialect)
         digest = hashlib.sha256(presented.encode("utf-8", "surrogatepass")).digest()
         # Lookup by digest, then a constant-time confirmation: timing reveals nothing
         # about how close a near-miss key is to a real one.
         key = call.config.keys_by_hash.get(digest)
         if key is None or not hmac.compare_digest(key.sha256, digest):
-            raise invalid_api_key()
+            raise invalid_api_key(call.dialect)
         return key
 
 

@@ -10,7 +10,9 @@ import orjson
 from ..observability import metrics
 from ..observability.settings import OVERFLOW, BoundedLabel
 from ..pipeline.call import Call
+from ..translate import Notes
 from . import Stage
+from .route import attempt_notes
 
 # What the log line keeps of a text the caller chose (a path, a model name): a 1 MB model
 # name must not make a 1 MB log line.
@@ -69,6 +71,8 @@ class Record(Stage):
             if call.translation is not None:
                 record["translated_to"] = call.translation.provider
         notes = call.stage_state.get("notes")
+        if call.translation is not None and call.model.is_virtual and call.body is not None:
+            notes = _with_attempt_notes(call, notes)
         if notes is not None:            # what a translation left out or filled in (translate/)
             if notes.dropped:
                 record["dropped"] = notes.dropped
@@ -114,3 +118,12 @@ class Record(Stage):
             if usage is not None:
                 metrics.child(metrics.key_tokens, key_id, "input").inc(usage.input_tokens)
                 metrics.child(metrics.key_tokens, key_id, "output").inc(usage.output_tokens)
+
+
+def _with_attempt_notes(call: Call, notes: Notes | None) -> Notes:
+    """The notes of the translated attempt that answered, then those of its answer."""
+    made = attempt_notes(call, call.backend)
+    if notes is not None:
+        made.dropped.extend(n for n in notes.dropped if n not in made.dropped)
+        made.defaulted.extend(n for n in notes.defaulted if n not in made.defaulted)
+    return made

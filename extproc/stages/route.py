@@ -106,6 +106,23 @@ def attempt_for(call: Call, backend: Backend) -> Attempt:
     return Attempt(translation, set_headers, remove)
 
 
+def attempt_notes(call: Call, backend: Backend) -> Notes:
+    """What the attempt to `backend` dropped or filled in. The upstream filter made that
+    attempt on a stream of its own, whose notes this call never sees: the log line's are
+    made again here (a translation reads its input without changing it, ~25 µs for a
+    78 KB agent request)."""
+    notes = Notes()
+    state = call.stage_state
+    saved, state["notes"] = state.get("notes"), notes
+    try:
+        attempt_for(call, backend).body(call, backend, call.body)
+    except Refused:
+        pass                                    # that attempt was refused: its error says why
+    finally:
+        state["notes"] = saved
+    return notes
+
+
 class Route(Stage):
     name = "route"
 

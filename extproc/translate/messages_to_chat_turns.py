@@ -1,6 +1,8 @@
 """A Messages conversation (`system` and turns of blocks) as Chat Completions messages.
 
   system                   -> one leading system message (one text: a string; several: text parts)
+  a system turn            -> a system message where it stands (Messages' mid-conversation system
+                              instructions; text only)
   text                     -> text part (assistant: content, its text blocks joined)
   image base64 / url       -> image_url (a data: URL / the URL); a file source R
   document                 -> base64 PDF: a `file` part with file_data; text source: a text part (title and
@@ -47,8 +49,10 @@ def chat_messages(system: Any, messages: Any, notes: Notes) -> list[dict[str, An
             assistant = _assistant_message(content, f"messages[{i}].content", notes)
             if assistant is not None:
                 out.append(assistant)
+        elif role == "system":
+            out.append(_system_message(content, notes, f"messages[{i}].content"))
         else:
-            raise Refused(f"messages[{i}].role", f"messages[{i}].role must be user or assistant.")
+            raise Refused(f"messages[{i}].role", f"messages[{i}].role must be user, assistant or system.")
     return out
 
 
@@ -67,11 +71,11 @@ def _text_of(parts: list[dict[str, Any]]) -> str | list[dict[str, Any]]:
     return parts
 
 
-def _system_message(system: Any, notes: Notes) -> dict[str, Any]:
+def _system_message(system: Any, notes: Notes, where: str = "system") -> dict[str, Any]:
     parts = []
-    for j, block in enumerate(_blocks(system, "system")):
+    for j, block in enumerate(_blocks(system, where)):
         if not isinstance(block, dict) or block.get("type") != "text" or not isinstance(block.get("text"), str):
-            raise Refused(f"system[{j}]", f"system[{j}]: only text blocks can be carried.")
+            raise Refused(f"{where}[{j}]", f"{where}[{j}]: only text blocks can be carried.")
         if "cache_control" in block:
             note(notes.dropped, "cache_control")
         parts.append({"type": "text", "text": block["text"]})

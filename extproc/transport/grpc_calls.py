@@ -170,6 +170,11 @@ class MessageHandler(Protocol):
         """The reply, None (no reply), or a coroutine of the reply when it has to wait."""
         ...
 
+    def hand_over(self) -> bool:
+        """Whether its last reply should reach the client before the rest of the read is
+        handled (grpc_h2.HAND_OVER_BELOW_CALLS), or may wait for the read's end."""
+        ...
+
     def closed(self) -> None: ...
 
 
@@ -221,6 +226,8 @@ class MessageCall(Call):
                 self.task.add_done_callback(self._task_done)
             elif result is not None:
                 self.send(result)
+                if handler.hand_over():
+                    self.calls.replies_to_hand_over = True
         if self.over or self._over_backlog():
             return
         front = self._front()

@@ -40,7 +40,10 @@ _NOT_METADATA = frozenset(("content-type", "te", "grpc-timeout", "grpc-encoding"
 # Envoy, on the same core, forwards them meanwhile. Bursts of 8 calls in step (bench
 # "in step" row): p50 6.5-6.7 -> 4.3-4.4 ms; arrivals spread, one connection, and full
 # load (where more calls are open) unchanged within noise (bench/README.md, "Messages
-# answered as they are read").
+# answered as they are read"). Only replies whose handler asks for it are handed over
+# (MessageHandler.hand_over): each hand-over is a switch to Envoy and back, ~30 µs of
+# the worker's CPU with the caches it loses; a streamed chunk's reply, a token on its
+# way, gains nothing worth that (bench/dialects.py, long streams: 79 -> 51-56 µs per event).
 HAND_OVER_BELOW_CALLS = 8
 STOP_POLL = 0.05                 # how often a stop looks whether the calls in flight have ended
 TICK = 1.0                       # how often the connections look at their deadlines (http2.Connection.tick)
@@ -66,6 +69,7 @@ class CallsOnConnection:
         self.max_message = server.limits.max_message
         self.calls: dict[int, Call] = {}
         self.backlog = 0                    # bytes its calls hold, arrived and not yet handled
+        self.replies_to_hand_over = False   # a reply waiting to leave asks to be handed over
 
     def opened(self, stream_id: int, headers) -> None:
         path, metadata = "", []
@@ -93,6 +97,11 @@ class CallsOnConnection:
         call.task = self.server.track(self._run(call, method))
 
     def hand_over(self) -> bool:
+        """Asked with replies waiting to leave: they leave at once when one of them asks
+        and few calls are open; otherwise they wait for the read's end (or the next ask)."""
+        if not self.replies_to_hand_over:
+            return False
+        self.replies_to_hand_over = False
         return self.server.open_calls() <= HAND_OVER_BELOW_CALLS
 
     def data(self, stream_id: int, data: bytes, end: bool) -> None:
