@@ -8,12 +8,10 @@ from __future__ import annotations
 
 import hashlib
 import time
-from pathlib import Path
 from typing import Any
 
 import orjson
 import pytest
-import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from openai.lib.streaming.chat import ChatCompletionStreamState
@@ -22,46 +20,10 @@ from openai.types.chat import ChatCompletion, ChatCompletionChunk
 from extproc.api.sse import SSEParser
 from extproc.translate import ANTHROPIC, OPENAI, Notes, Refused, Target, translation_for
 from extproc.translate.chat_to_messages import ChatToMessages
+from translation_cases import ABSENT, cassette, contains, sse_events
 
-FIXTURES = Path("/work/shared/fixtures")
 T = ChatToMessages()
 TARGET = Target("claude-sonnet-4-5", default_max_tokens=4096)
-ABSENT = object()                 # in an expected fragment: the key must not be there
-
-
-def cassette(name: str) -> list[dict[str, Any]]:
-    docs = [doc for doc in yaml.safe_load_all((FIXTURES / name).read_text()) if doc]
-    return docs[0]["interactions"]
-
-
-def sse_events(body: bytes) -> list[tuple[dict | None, bytes, bytes]]:
-    """The (data, name, raw) triples the gateway hands a stream translation."""
-    out = []
-    for event in SSEParser().feed(body, final=True):
-        try:
-            data = orjson.loads(event.data) if event.data and not event.is_done else None
-        except orjson.JSONDecodeError:
-            data = None
-        out.append((data if isinstance(data, dict) else None, event.name, event.raw))
-    return out
-
-
-def contains(actual: Any, expected: Any, path: str = "") -> None:
-    """`expected` is a fragment of `actual`: dicts by their keys, lists item by item."""
-    if isinstance(expected, dict):
-        assert isinstance(actual, dict), f"{path}: {actual!r} is not an object"
-        for key, value in expected.items():
-            if value is ABSENT:
-                assert key not in actual, f"{path}.{key} should be absent: {actual[key]!r}"
-            else:
-                assert key in actual, f"{path}.{key} missing in {actual!r}"
-                contains(actual[key], value, f"{path}.{key}")
-    elif isinstance(expected, list):
-        assert isinstance(actual, list) and len(actual) == len(expected), f"{path}: {actual!r} != {expected!r}"
-        for i, (a, e) in enumerate(zip(actual, expected)):
-            contains(a, e, f"{path}[{i}]")
-    else:
-        assert actual == expected, f"{path}: {actual!r} != {expected!r}"
 
 
 def chat(*messages: dict, **fields: Any) -> dict:

@@ -7,12 +7,10 @@ survive the round trip."""
 from __future__ import annotations
 
 import hashlib
-from pathlib import Path
 from typing import Any
 
 import orjson
 import pytest
-import yaml
 from anthropic.lib.streaming._messages import accumulate_event
 from anthropic.types import Message, RawMessageStreamEvent
 from hypothesis import HealthCheck, given, settings
@@ -24,46 +22,11 @@ from extproc.translate import ANTHROPIC, OPENAI, Notes, Refused, Target, transla
 from extproc.translate.chat_to_messages import ChatToMessages
 from extproc.translate.messages_to_chat import MessagesToChat, meets_strict_rules
 from extproc.translate.vocabulary import openai_tool_name
+from translation_cases import ABSENT, cassette, contains, sse_events
 
-FIXTURES = Path("/work/shared/fixtures")
 T = MessagesToChat()
 TARGET = Target("gpt-5-nano")
-ABSENT = object()
 EVENT = TypeAdapter(RawMessageStreamEvent)
-
-
-def cassette(name: str) -> list[dict[str, Any]]:
-    docs = [doc for doc in yaml.safe_load_all((FIXTURES / name).read_text()) if doc]
-    return docs[0]["interactions"]
-
-
-def sse_events(body: bytes) -> list[tuple[dict | None, bytes, bytes]]:
-    out = []
-    for event in SSEParser().feed(body, final=True):
-        try:
-            data = orjson.loads(event.data) if event.data and not event.is_done else None
-        except orjson.JSONDecodeError:
-            data = None
-        out.append((data if isinstance(data, dict) else None, event.name, event.raw))
-    return out
-
-
-def contains(actual: Any, expected: Any, path: str = "") -> None:
-    """`expected` is a fragment of `actual`: dicts by their keys, lists item by item."""
-    if isinstance(expected, dict):
-        assert isinstance(actual, dict), f"{path}: {actual!r} is not an object"
-        for key, value in expected.items():
-            if value is ABSENT:
-                assert key not in actual, f"{path}.{key} should be absent: {actual[key]!r}"
-            else:
-                assert key in actual, f"{path}.{key} missing in {actual!r}"
-                contains(actual[key], value, f"{path}.{key}")
-    elif isinstance(expected, list):
-        assert isinstance(actual, list) and len(actual) == len(expected), f"{path}: {actual!r} != {expected!r}"
-        for i, (a, e) in enumerate(zip(actual, expected)):
-            contains(a, e, f"{path}[{i}]")
-    else:
-        assert actual == expected, f"{path}: {actual!r} != {expected!r}"
 
 
 def messages(*turns: dict, **fields: Any) -> dict:
