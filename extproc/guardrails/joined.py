@@ -50,12 +50,38 @@ def find_in_texts(detector, texts: list[str]) -> list[list[Finding]]:
         ends.append(position + len(text))
         position += len(text) + 1
     whole: list[tuple[int, int]] = []
-    if detector.might_find(joined):
-        for finding in detector.find(joined):
-            whole.append((finding.start, finding.end))
-            _spread(finding.start, finding.end, finding.label, starts, ends, out)
+    for finding in find_chunked(detector, joined):
+        whole.append((finding.start, finding.end))
+        _spread(finding.start, finding.end, finding.label, starts, ends, out)
     _seams(detector, texts, out, whole)
     return out
+
+
+# A long conversation is read in chunks of this many characters, overlapping by SEAM:
+# the detectors' screens say which chunks may hold a finding, and only those are read
+# (one value planted in a 101-message conversation costs a read of one chunk, not of all).
+CHUNK = 2048
+
+
+def find_chunked(detector, text: str) -> list[Finding]:
+    """The detector's findings in `text`, read chunk by chunk where the text is long."""
+    if len(text) <= CHUNK + SEAM:
+        return detector.find(text) if detector.might_find(text) else []
+    if not detector.might_find(text):
+        return []
+    found: dict[tuple[int, int], Finding] = {}
+    for low in range(0, len(text), CHUNK):
+        start, end = max(0, low - SEAM), min(len(text), low + CHUNK + SEAM)
+        chunk = text[start:end]
+        if not detector.might_find(chunk):
+            continue
+        for finding in detector.find(chunk):
+            span = (finding.start + start, finding.end + start)
+            # A finding cut by the chunk's edge is found whole in the chunk before or after.
+            if (finding.start == 0 and start > 0) or (finding.end == len(chunk) and end < len(text)):
+                continue
+            found.setdefault(span, Finding(span[0], span[1], finding.label))
+    return sorted(found.values(), key=lambda f: (f.start, f.end))
 
 
 def _seams(detector, texts: list[str], out: list[list[Finding]], whole: list[tuple[int, int]]) -> None:
@@ -73,15 +99,16 @@ def _seams(detector, texts: list[str], out: list[list[Finding]], whole: list[tup
     if not seams:
         return
     windows: list[list[int]] = []         # [from, to) of the glued text, merged
-    for seam in seams:
-        low, high = max(0, seam - SEAM), min(len(glued), seam + SEAM)
-        if windows and low <= windows[-1][1]:
-            windows[-1][1] = high
-        else:
-            windows.append([low, high])
+    if len(glued) <= 2 * SEAM * len(seams):
+        windows.append([0, len(glued)])     # short texts: the windows would cover it all
+    else:
+        for seam in seams:
+            low, high = max(0, seam - SEAM), min(len(glued), seam + SEAM)
+            if windows and low <= windows[-1][1]:
+                windows[-1][1] = high
+            else:
+                windows.append([low, high])
     view = "\n".join(glued[low:high] for low, high in windows)
-    if not detector.might_find(view):
-        return
     view_starts, position = [], 0
     for low, high in windows:
         view_starts.append(position)
@@ -92,7 +119,7 @@ def _seams(detector, texts: list[str], out: list[list[Finding]], whole: list[tup
         first = max(0, bisect.bisect_right(joined_starts, low) - 1)
         last = max(0, bisect.bisect_right(joined_starts, max(low, high - 1)) - 1)
         overlaps.append((low - first, high - last))
-    for finding in detector.find(view):
+    for finding in find_chunked(detector, view):
         k = bisect.bisect_right(view_starts, finding.start) - 1
         offset = windows[k][0] - view_starts[k]
         start, end = finding.start + offset, finding.end + offset

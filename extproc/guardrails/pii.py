@@ -29,22 +29,23 @@ _LOCAL = r'(?:[\w.%+-]{1,64}|"[^"\n]{1,64}")'
 _DOMAIN = r"[\w.-]{1,253}\.(?:[^\W\d_]{2,24}|xn--[a-z0-9-]{1,59})"
 _BRACKETED = r"\s?[\[({<]\s?{word}\s?[\])}>]\s?"
 _SPELT_AT, _SPELT_DOT = _BRACKETED.replace("{word}", "at"), _BRACKETED.replace("{word}", "dot")
-_EMAIL = Pattern(
-    rf"{_LOCAL}(?:@|%40){_DOMAIN}"
-    rf"|[\w.+-]{{1,64}}(?i:{_SPELT_AT})[\w-]{{1,63}}(?:(?i:{_SPELT_DOT})[\w-]{{1,63}}|\.[\w-]{{1,63}})+"
+_EMAIL = Pattern(rf"{_LOCAL}(?:@|%40){_DOMAIN}")
+_EMAIL_SPELT = Pattern(
+    rf"[\w.+-]{{1,64}}(?i:{_SPELT_AT})[\w-]{{1,63}}(?:(?i:{_SPELT_DOT})[\w-]{{1,63}}|\.[\w-]{{1,63}})+"
     rf"|\b[\w.+-]{{1,64}}\s+(?i:at)\s+[\w-]{{1,63}}(?:\s+(?i:dot)\s+[\w-]{{2,24}})+\b")
 # Card numbers: digits alone or one space or dash apart, or in groups (4-4-4-4, 4-6-5,
 # 4-4-4-4-3) with any short run of punctuation or spaces between them (`.`, `/`, `_`,
 # `+`, `|`, tabs, commas, double spaces); Luhn decides.
 _GAP = r"(?:[^\w\n]|_){1,4}"
-_CARD = re.compile(rf"(?<![\d-])(?:(?:\d[ -]?){{12,18}}\d|\d{{4}}(?:{_GAP}\d{{4}}){{2}}{_GAP}\d{{1,7}}"
-                   rf"|\d{{4}}{_GAP}\d{{6}}{_GAP}\d{{4,5}}|\d{{4}}(?:{_GAP}\d{{4}}){{3}}{_GAP}\d{{1,3}})(?![\d-])")
+# (Each pattern opens with a digit, its lookbehind after it: re then skips to digits fast.)
+_CARD = re.compile(rf"\d(?<![\d-]\d)(?:(?:[ -]?\d){{12,18}}|\d{{3}}(?:{_GAP}\d{{4}}){{2}}{_GAP}\d{{1,7}}"
+                   rf"|\d{{3}}{_GAP}\d{{6}}{_GAP}\d{{4,5}}|\d{{3}}(?:{_GAP}\d{{4}}){{3}}{_GAP}\d{{1,3}})(?![\d-])")
 _IBAN = re.compile(r"\b[A-Z]{2}\d{2}(?: ?[A-Z0-9]{4}){2,7}(?: ?[A-Z0-9]{1,3})?\b")
 # US SSNs: 3-2-4 digits with any short run of punctuation or spaces between the groups,
 # or nine digits in a row where "SSN" or "social security" comes just before them (nine
 # digits alone are too often something else); the SSA's rules decide.
-_SSN = re.compile(rf"(?<![\d-])\d{{3}}{_GAP}\d{{2}}{_GAP}\d{{4}}(?![\d-])"
-                  r"|(?i:\bss#|\bssn|social\s+security(?:\s+(?:number|no))?)\W{0,12}(?P<bare>\d{9})(?!\d)")
+_SSN = re.compile(rf"\d(?<![\d-]\d)\d{{2}}{_GAP}\d{{2}}{_GAP}\d{{4}}(?![\d-])")
+_SSN_NAMED = re.compile(r"(?i:\bss#|\bssn|social\s+security(?:\s+(?:number|no))?)\W{0,12}(?P<bare>\d{9})(?!\d)")
 _PHONE = re.compile(r"(?<![\w+])(?:\+\d{1,3}[ .-]?)?(?:\(\d{2,4}\)[ .-]?)?\d{2,4}(?:[ .-]\d{2,4}){1,4}(?!\w)")
 _IPV4 = re.compile(r"(?<![\d.])(?:\d{1,3}\.){3}\d{1,3}(?![\d.])")
 _IPV6 = re.compile(r"(?<![:\w])(?:[0-9A-Fa-f]{1,4}:){2,7}[0-9A-Fa-f]{1,4}(?![:\w])")
@@ -73,14 +74,14 @@ _SECRETS = Pattern("|".join(f"(?:{p})" for p in SECRET_PATTERNS.values()))
 _HOLD_SECRETS = {**SECRET_PATTERNS, "private_key":
                  r"-----BEGIN (?:[A-Z]+ )?PRIVATE KEY-----(?:(?!-----END)(?s:.))*"
                  r"-----END (?:[A-Z]+ )?PRIVATE KEY-----"}
-_HOLD = {"email": of(_EMAIL), "phone": of(_PHONE), "card": of(_CARD), "iban": of(_IBAN),
-         "ssn": of(_SSN), "ip": of(_IPV4, _IPV6),
+_HOLD = {"email": of(_EMAIL, _EMAIL_SPELT), "phone": of(_PHONE), "card": of(_CARD), "iban": of(_IBAN),
+         "ssn": of(_SSN, _SSN_NAMED), "ip": of(_IPV4, _IPV6),
          "secret": [(p, 0) for p in _HOLD_SECRETS.values()]}
 
 # Pre-checks, run by RE2 on any text: each finder's regexes as a screen (screen.py),
 # which matches wherever they might. When it finds nothing the finder is skipped: most
 # prompts hold no '@' and no digit runs, and skip nearly all of the work.
-_SCREENED = {"email": (_EMAIL.python,), "phone": (_PHONE,), "card": (_CARD,), "iban": (_IBAN,), "ssn": (_SSN,),
+_SCREENED = {"email": (_EMAIL.python, _EMAIL_SPELT.python), "phone": (_PHONE,), "card": (_CARD,), "iban": (_IBAN,), "ssn": (_SSN, _SSN_NAMED),
              "ip": (_IPV4, _IPV6), "secret": (_SECRETS.python,)}
 
 ENTITIES = ("email", "phone", "card", "iban", "ssn", "ip", "secret")
@@ -99,11 +100,17 @@ def _ibans(text: str):
             yield Finding(match.start(), match.end(), "IBAN")
 
 
+_SSN_NAMED_SCREEN = screen(_SSN_NAMED)
+
+
 def _ssns(text: str):
     for match in _SSN.finditer(text):
-        group = "bare" if match.group("bare") else 0
-        if stdnum_ssn.is_valid(re.sub(r"\D", "", match.group(group))):
-            yield Finding(match.start(group), match.end(group), "SSN")
+        if stdnum_ssn.is_valid(re.sub(r"\D", "", match.group())):
+            yield Finding(match.start(), match.end(), "SSN")
+    if _SSN_NAMED_SCREEN is None or might_match(_SSN_NAMED_SCREEN, text):
+        for match in _SSN_NAMED.finditer(text):
+            if stdnum_ssn.is_valid(match.group("bare")):
+                yield Finding(match.start("bare"), match.end("bare"), "SSN")
 
 
 def _is_phone(candidate: str) -> bool:
@@ -141,8 +148,9 @@ def _ips(text: str):
 
 
 def _emails(text: str):
-    for match in _EMAIL.finditer(text):
-        yield Finding(match.start(), match.end(), "EMAIL")
+    for pattern in (_EMAIL, _EMAIL_SPELT):
+        for match in pattern.finditer(text):
+            yield Finding(match.start(), match.end(), "EMAIL")
 
 
 def _secrets(text: str):
