@@ -87,6 +87,7 @@ def _any_screen():
 
 
 _ANY = _any_screen()
+_SPACED_GAPS = re.compile(r"(?<=\w)[ .*_/-]{2,}(?=\w)")
 _SPACED = re.compile(r"(?<=\b\w)[ .*_/-](?=\w\b)")
 
 
@@ -101,7 +102,7 @@ def _views(text: str):
         for table in _LEET:
             yield text.translate(table)
     if spaced:
-        joined = _SPACED.sub("", text)
+        joined = _SPACED_GAPS.sub(" ", _SPACED.sub("", text))
         yield joined
         if leet:
             for table in _LEET:

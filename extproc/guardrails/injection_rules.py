@@ -13,9 +13,10 @@ from __future__ import annotations
 
 _W = r"[\s_-]+"                     # between words
 _TARGET = (r"(?:instructions?|prompts?|rules?|guidelines?|directives?|context|messages?|"
-           rf"constraints?|polic(?:y|ies)|guardrails?|system{_W}prompt)")
-_PRIOR = r"(?:previous|prior|above|earlier|preceding|original|initial|existing|system|safety|developer|old|former)"
-_SCOPE = rf"(?:(?:all|any|the|your|my|these|those|every|of|each){_W})*(?:{_PRIOR}{_W})?"
+           rf"constraints?|polic(?:y|ies)|guardrails?|directions?|system{_W}prompt)")
+_PRIOR = (r"(?:previous|prior|above|earlier|preceding|original|initial|existing|system|safety|developer)"
+          r"(?:[\s_-]+(?:and|or)[\s_-]+(?:following|subsequent|later))?")
+_SCOPE = rf"(?:(?:all|any|the|your|these|those|every|of|each|about){_W})*(?:{_PRIOR}{_W})?"
 _OVERRIDE_VERB = r"(?:ignore|disregard|forget)"
 # Verbs with many benign uses ("bypass the policy cache", "drop the rules table"): only
 # with a scope that points at what came before, or at the model's own.
@@ -54,7 +55,9 @@ ENGLISH = {
         r"\b(?:reveal|show|print|display|output|repeat|leak|tell\s+me|what\s+(?:is|are))\s+(?:me\s+)?"
         r"(?:your\s+(?:full\s+|entire\s+|hidden\s+|initial\s+|original\s+)?(?:system\s+prompt|system\s+message|"
         r"instructions|hidden\s+prompt|prompt)|the\s+(?:full\s+|entire\s+)?(?:system\s+prompt|system\s+message|"
-        r"hidden\s+prompt|(?:hidden|initial|original)\s+(?:instructions|prompt)))\b",
+        r"hidden\s+prompt|(?:hidden|initial|original)\s+(?:instructions|prompt))"
+        # "the system message log" is not the model's: the phrase must end there
+        r"(?:\s*(?:[.!?:,;'\"]|$)|\s+(?:verbatim|word|exactly|in\s+full|to\s+me|now|please|and|that|you)\b))",
         r"\b(?:copy|paste|include|put|insert|write|repeat|print|output|echo|dump|quote|reproduce|leak|send)\s+"
         r"(?:out\s+|back\s+|down\s+)?(?:the|your|this)\s+(?:full\s+|entire\s+|whole\s+|exact\s+|original\s+|initial\s+|hidden\s+)?"
         r"(?:system\s+(?:message|prompt|instructions?)|developer\s+(?:message|prompt)|initial\s+instructions|"

@@ -29,10 +29,14 @@ _LOCAL = r'(?:[\w.%+-]{1,64}|"[^"\n]{1,64}")'
 _DOMAIN = r"[\w.-]{1,253}\.(?:[^\W\d_]{2,24}|xn--[a-z0-9-]{1,59})"
 _BRACKETED = r"\s?[\[({<]\s?{word}\s?[\])}>]\s?"
 _SPELT_AT, _SPELT_DOT = _BRACKETED.replace("{word}", "at"), _BRACKETED.replace("{word}", "dot")
+# Spelt with words alone, the address must end in a common top-level domain ("look at the
+# dot on the map" is not one).
+_TLDS = ("com|net|org|edu|gov|mil|int|io|co|ai|dev|app|info|biz|me|us|uk|de|fr|es|it|nl|be|ch|at|se|no|"
+         "dk|fi|pl|cz|pt|ie|ca|au|nz|jp|cn|kr|in|ru|br|mx|ar|za|eu")
 _EMAIL = Pattern(rf"{_LOCAL}(?:@|%40){_DOMAIN}")
 _EMAIL_SPELT = Pattern(
     rf"[\w.+-]{{1,64}}(?i:{_SPELT_AT})[\w-]{{1,63}}(?:(?i:{_SPELT_DOT})[\w-]{{1,63}}|\.[\w-]{{1,63}})+"
-    rf"|\b[\w.+-]{{1,64}}\s+(?i:at)\s+[\w-]{{1,63}}(?:\s+(?i:dot)\s+[\w-]{{2,24}})+\b")
+    rf"|\b[\w.+-]{{1,64}}\s+(?i:at)\s+[\w-]{{1,63}}(?:\s+(?i:dot)\s+[\w-]{{1,63}})*\s+(?i:dot)\s+(?i:{_TLDS})\b")
 # Card numbers: digits alone or one space or dash apart, or in groups (4-4-4-4, 4-6-5,
 # 4-4-4-4-3) with any short run of punctuation or spaces between them (`.`, `/`, `_`,
 # `+`, `|`, tabs, commas, double spaces); Luhn decides.
