@@ -64,7 +64,53 @@ def main() -> None:
         times = [per_call(fn, message(planted=planted, non_ascii=non_ascii)) * 1000
                  for non_ascii in (False, True) for planted in (True, False)]
         print(f"{name:<48} {times[0]:>15.3f} ms {times[1]:>9.3f} ms {times[2]:>12.3f} ms {times[3]:>14.3f} ms")
+    conversation_rows(quickstart_guards())
     stream_rows()
+
+
+def quickstart_guards() -> list[Guardrail]:
+    """The quickstart's request guardrails, as its config builds them (folding included)."""
+    from extproc.config.filter_config import load_config
+    return [g for g in load_config("config/quickstart.yaml", strict_credentials=False).guardrails.default
+            if "request" in g.directions and g.scans_text]
+
+
+def conversation(messages: int = 101, planted: bool = False, non_ascii: bool = False) -> dict:
+    """A chat body of `messages` messages of ~100 characters each (~10 KB)."""
+    return {"model": "gpt-4o-mini", "messages": [
+        {"role": "user" if i % 2 == 0 else "assistant",
+         "content": message(100, seed=i, planted=planted and i == messages // 2, non_ascii=non_ascii)}
+        for i in range(messages)]}
+
+
+def conversation_rows(guards: list[Guardrail]) -> None:
+    """Time per request of the request guardrails over a whole conversation: the walk over
+    the body, then each guardrail over its texts (stages/guard.py)."""
+    from extproc.guardrails.scan import request_slots
+    from extproc.stages.guard import check_texts
+
+    def run(body_json: bytes):
+        body = orjson.loads(body_json)
+        call = SimpleNamespace(stage_state={})
+        slots = list(request_slots("chat", body))
+        for guard in guards:
+            try:
+                check_texts(call, guard, slots, "request")
+            except Exception:       # noqa: BLE001 - a block ends the request: that is its cost
+                pass
+
+    def parse_only(body_json: bytes):
+        orjson.loads(body_json)
+    print(f"\n{'quickstart request policy, whole request':<48} {'planted PII':>18} {'clean':>12} "
+          f"{'non-ASCII, clean':>17}")
+    for name, size in (("101-message conversation (~10 KB)", 101), ("one 4 KB message", 1)):
+        times = []
+        for planted, non_ascii in ((True, False), (False, False), (False, True)):
+            body = conversation(size, planted, non_ascii) if size > 1 else {"model": "m", "messages": [
+                {"role": "user", "content": message(planted=planted, non_ascii=non_ascii)}]}
+            raw = orjson.dumps(body)
+            times.append((per_call(run, raw, rounds=100) - per_call(parse_only, raw, rounds=100)) * 1000)
+        print(f"{name:<48} {times[0]:>15.3f} ms {times[1]:>9.3f} ms {times[2]:>14.3f} ms")
 
 
 def stream_events(text: str) -> list[tuple[dict, bytes]]:

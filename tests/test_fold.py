@@ -67,7 +67,7 @@ def test_disguised_injection_is_found(name, text):
 
 
 @pytest.mark.parametrize("text", [
-    "plain ASCII: bob@example.com", "", "naïve café 東京 🚀", "ｶﾀｶﾅ and 한국어", "\u00e9\u0301",
+    "plain ASCII: bob@example.com", "", "naïve café 東京 🚀", "ｶﾀｶﾅ and 한국어", "\u00e9",
 ])
 def test_text_without_disguises_is_left_as_it_is(text):
     assert fold(text) is None
@@ -136,8 +136,9 @@ FOLDED_HOLDS = [
     (f"mail bob{ZWSP}", f"bob{ZWSP}"),
     (f"mail to {ZWSP}bob", f"{ZWSP}bob"),                      # invisible characters before it too
     ("mail \uff42\uff4f\uff42\uff20\uff45\uff58", "\uff42\uff4f\uff42\uff20\uff45\uff58"),
-    (f"all fine.{NBSP}", ""),
-    (f"all fine.{NBSP}{ZWSP}", ZWSP),                           # it may go on with a hidden word
+    # "fine. at example dot com" may still come: an address spelt out (pii.py)
+    (f"all fine.{NBSP}", f"fine.{NBSP}"),
+    (f"all fine.{NBSP}{ZWSP}", f"fine.{NBSP}{ZWSP}"),
 ]
 
 

@@ -78,7 +78,8 @@ def _lines(name: str) -> list[str]:
 
 
 def test_injection_corpus_rates():
-    detector = InjectionDetector()
+    from extproc.guardrails.fold import FoldingDetector
+    detector = FoldingDetector(InjectionDetector(), also_original=True)    # as the config builds it
     attacks, benign = _lines("injection.txt"), _lines("benign.txt")
     caught = [t for t in attacks if detector.find(t)]
     false_alarms = [t for t in benign if detector.find(t)]

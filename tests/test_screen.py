@@ -13,7 +13,7 @@ import re2
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from extproc.guardrails import injection, pii
+from extproc.guardrails import encoded, injection, pii
 from extproc.guardrails.banned import BannedDetector
 from extproc.guardrails.fastre import Pattern
 from extproc.guardrails.fold import FoldingDetector
@@ -51,7 +51,7 @@ PIECES = ["ignore ", "all ", "previous ", "instructions", "system prompt", "reve
 texts = st.lists(st.sampled_from(PIECES), max_size=40).map("".join) | st.text(max_size=200)
 
 SHIPPED = [injection._COMBINED.python, injection._BASE64.python, injection._HEX.python, pii._SECRETS.python,
-           pii._EMAIL, pii._CARD, pii._IBAN, pii._SSN, pii._PHONE, pii._IPV4, pii._IPV6]
+           pii._EMAIL.python, encoded._RUNS.python, pii._CARD, pii._IBAN, pii._SSN, pii._PHONE, pii._IPV4, pii._IPV6]
 BANNED = BannedDetector(("секрет", "launch codes", "ſecret"), (r"(?i)project\s+\w+", r"(\w)\1{3}",
                                                                  r"(?<!\d)\d{4}(?!\d)")).regex.python
 CONSTRUCTS = [(r"\bx\b", 0), ("^a$", re.MULTILINE), ("(?<=a)b(?!c)", 0), ("a{2000}", 0), ("a{2,1500}?", 0),
@@ -197,5 +197,7 @@ def test_a_clean_conversation_is_looked_at_once():
     assert counting.finds == 0
     messages[17]["content"] = "mail jane.doe@example.com"
     assert check_texts(call, rule, [(m, "content") for m in messages], "request")
-    assert counting.finds == 50 and messages[17]["content"] == "mail [EMAIL]"
+    # Read as one conversation: one pass over the joined texts, one around the seams
+    # (guardrails/joined.py), whatever the number of messages.
+    assert counting.finds <= 2 and messages[17]["content"] == "mail [EMAIL]"
     assert [v["verdict"] for v in call.stage_state["log"]["guardrails"]] == ["passed", "redacted"]

@@ -164,5 +164,7 @@ def _rule(item: Node) -> Guardrail | None:
     if kind in ("pii", "prompt_injection", "banned") and "detector" in guardrail:   # not when invalid
         from .fold import FoldingDetector  # look-alikes, odd spaces, invisible characters
         # An operator's banned words may be in a script the fold changes: those look at both.
-        guardrail["detector"] = FoldingDetector(guardrail["detector"], also_original=kind == "banned")
+        # Injection rules in Russian are written in Cyrillic, which folds to Latin look-alikes.
+        guardrail["detector"] = FoldingDetector(guardrail["detector"],
+                                                also_original=kind in ("banned", "prompt_injection"))
     return Guardrail(**guardrail)

@@ -8,8 +8,17 @@ text, but regexes do not. So the detectors see the text folded:
   Unicode's compatibility forms and confusables: fullwidth, mathematical and circled
   letters, Cyrillic and Greek letters drawn like Latin ones, dashes, quotes);
 - Unicode spaces (no-break, en/em, ideographic, ...) become ' ';
-- invisible format characters (soft hyphen, zero-width space/joiners, direction
-  marks and overrides, word joiner, BOM) are taken out.
+- every default-ignorable code point (Unicode's Default_Ignorable_Code_Point: soft
+  hyphen, zero-width space/joiners, direction marks and overrides, word joiner, BOM,
+  variation selectors such as U+FE0F and U+E0100-E01EF, the combining grapheme joiner
+  U+034F, the Arabic letter mark U+061C, Hangul fillers such as U+3164, unassigned
+  format characters), the interlinear annotation marks U+FFF9-FFFB and the blank
+  braille pattern U+2800 are taken out: a model reads through them;
+- combining diacritical marks (U+0300-036F and their supplements: `i̇gnore` with a dot
+  above, `ìgnore` spelt with a combining grave) are taken out, so the letter they sit
+  on is what the detectors read;
+- tag characters (U+E0020-E007E, which render as nothing) become the ASCII character
+  they encode: a text written wholly in them is read by a model as that ASCII text.
 A finding in the folded text is mapped back onto the original characters, so a
 redaction also covers the invisible ones inside it; what a stream holds back for a
 match still to come is judged on the folded text too. ASCII text is never changed: it
@@ -28,10 +37,19 @@ import re2
 
 from ..api.provider_json import as_utf8
 from . import Finding
+from .encoded import decoded_runs, might_hold_runs
 from .lookalikes import ascii_lookalikes
 
-_INVISIBLE_CHARS = "\u00ad\u180e\u200b-\u200f\u202a-\u202e\u2060-\u2064\u2066-\u206f\ufeff"
-_INVISIBLE = re.compile(f"[{_INVISIBLE_CHARS}]")
+# Default_Ignorable_Code_Point (Unicode's DerivedCoreProperties.txt), the interlinear
+# annotation marks, the blank braille pattern, and combining diacritical marks.
+_INVISIBLE_CHARS = ("\u00ad\u034f\u061c\u115f\u1160\u17b4\u17b5\u180b-\u180f\u200b-\u200f"
+                    "\u202a-\u202e\u2060-\u206f\u2800\u3164\ufe00-\ufe0f\ufeff\uffa0\ufff0-\ufffb"
+                    "\U0001bca0-\U0001bca3\U0001d173-\U0001d17a\U000e0000-\U000e001f\U000e007f-\U000e0fff"
+                    "\u0300-\u036f\u1ab0-\u1aff\u1dc0-\u1dff\u20d0-\u20ff\ufe20-\ufe2f")
+# RE2 finds them in a pass over UTF-8 (its positions are the text's); Python's re tests
+# a class holding code points beyond the BMP range by range: ~20x slower.
+_INVISIBLE = re2.compile(f"[{_INVISIBLE_CHARS}]")
+_INVISIBLE_PY = re.compile(f"[{_INVISIBLE_CHARS}]")
 
 _ONE_FOR_ONE: dict[int, str] = {
     **ascii_lookalikes(),
@@ -40,6 +58,8 @@ _ONE_FOR_ONE: dict[int, str] = {
     # would shift positions. With them, English typography folds to ASCII text, which
     # the detectors match with RE2 (fastre.py), faster than the original with re.
     **{ord(quote): '"' for quote in "\u201c\u201d\u201e\u201f\u2033\u301d\u301e"},
+    # Tag characters: U+E0020-E007E encode ASCII 0x20-0x7E and render as nothing.
+    **{0xE0000 + code: chr(code) for code in range(0x20, 0x7F)},
 }
 
 
@@ -115,10 +135,20 @@ def _fold(text: str) -> Folded | None:
     if foldable is None:
         return None
     one_for_one = text.translate(_ONE_FOR_ONE)
-    removed = [match.start() for match in _INVISIBLE.finditer(one_for_one)]
+    invisible = _INVISIBLE if _utf8_safe(one_for_one) else _INVISIBLE_PY
+    removed = [match.start() for match in invisible.finditer(one_for_one)]
     if not removed:
         return Folded(one_for_one, []) if one_for_one != text else None
-    return Folded(_INVISIBLE.sub("", one_for_one), removed)
+    return Folded(invisible.sub("", one_for_one), removed)
+
+
+def _utf8_safe(text: str) -> bool:
+    """False for a text UTF-8 cannot carry (a lone surrogate): RE2 cannot read it."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 class FoldingDetector:
@@ -129,6 +159,18 @@ class FoldingDetector:
         self.also_original = also_original
 
     def find(self, text: str) -> list[Finding]:
+        found = self._find(text)
+        folded = fold(text)
+        # Encoded runs (base64, hex, percent, HTML entities: encoded.py), decoded once.
+        view = text if folded is None else folded.text
+        for start, end, decoded in decoded_runs(view):
+            inner = self._find(decoded)
+            if inner:
+                run = Finding(start, end, inner[0].label)
+                found.append(run if folded is None else folded.original(run))
+        return found
+
+    def _find(self, text: str) -> list[Finding]:
         folded = fold(text)
         if folded is None:
             return self.detector.find(text)
@@ -141,9 +183,9 @@ class FoldingDetector:
         """False when find() finds nothing in `text` nor in any part of it (folding is
         character by character: a part's folded text is part of the whole's)."""
         folded = fold(text)
-        if folded is None:
-            return self.detector.might_find(text)
-        return self.detector.might_find(folded.text) or (self.also_original and self.detector.might_find(text))
+        view = text if folded is None else folded.text
+        return self.detector.might_find(view) or might_hold_runs(view) or \
+            (folded is not None and self.also_original and self.detector.might_find(text))
 
     def hold_from(self, text: str, start: int = 0) -> int | None:
         folded = fold(text)

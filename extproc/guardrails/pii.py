@@ -21,17 +21,45 @@ from .fastre import Pattern
 from .hold import Tail, of
 from .screen import might_match, screen
 
-_EMAIL = re.compile(r"[A-Za-z0-9._%+-]{1,64}@[A-Za-z0-9.-]{1,253}\.[A-Za-z]{2,24}")
-_CARD = re.compile(r"(?<![\d-])(?:\d[ -]?){12,18}\d(?![\d-])")
+# E-mail addresses as a model reads them: plain, with a quoted or non-ASCII local part, an
+# IDN domain (Unicode letters, or its xn-- form), `%40` for '@' (percent-encoded), and
+# spelt out: `name [at] domain [dot] com`, `name (at) domain.com`, `name at domain dot com`
+# (spelt with words alone only with both "at" and "dot", which prose seldom strings so).
+_LOCAL = r'(?:[\w.%+-]{1,64}|"[^"\n]{1,64}")'
+_DOMAIN = r"[\w.-]{1,253}\.(?:[^\W\d_]{2,24}|xn--[a-z0-9-]{1,59})"
+_BRACKETED = r"\s?[\[({<]\s?{word}\s?[\])}>]\s?"
+_SPELT_AT, _SPELT_DOT = _BRACKETED.replace("{word}", "at"), _BRACKETED.replace("{word}", "dot")
+# Spelt with words alone, the address must end in a common top-level domain ("look at the
+# dot on the map" is not one).
+_TLDS = ("com|net|org|edu|gov|mil|int|io|co|ai|dev|app|info|biz|me|us|uk|de|fr|es|it|nl|be|ch|at|se|no|"
+         "dk|fi|pl|cz|pt|ie|ca|au|nz|jp|cn|kr|in|ru|br|mx|ar|za|eu")
+_EMAIL = Pattern(rf"{_LOCAL}(?:@|%40){_DOMAIN}")
+_EMAIL_SPELT = Pattern(
+    rf"[\w.+-]{{1,64}}(?i:{_SPELT_AT})[\w-]{{1,63}}(?:(?i:{_SPELT_DOT})[\w-]{{1,63}}|\.[\w-]{{1,63}})+"
+    rf"|\b[\w.+-]{{1,64}}\s+(?i:at)\s+[\w-]{{1,63}}(?:\s+(?i:dot)\s+[\w-]{{1,63}})*\s+(?i:dot)\s+(?i:{_TLDS})\b")
+# Card numbers: digits alone or one space or dash apart, or in groups (4-4-4-4, 4-6-5,
+# 4-4-4-4-3) with any short run of punctuation or spaces between them (`.`, `/`, `_`,
+# `+`, `|`, tabs, commas, double spaces); Luhn decides.
+_GAP = r"(?:[^\w\n]|_){1,4}"
+# (Each pattern opens with a digit, its lookbehind after it: re then skips to digits fast.)
+_CARD = re.compile(rf"\d(?<![\d-]\d)(?:(?:[ -]?\d){{12,18}}|\d{{3}}(?:{_GAP}\d{{4}}){{2}}{_GAP}\d{{1,7}}"
+                   rf"|\d{{3}}{_GAP}\d{{6}}{_GAP}\d{{4,5}}|\d{{3}}(?:{_GAP}\d{{4}}){{3}}{_GAP}\d{{1,3}})(?![\d-])")
 _IBAN = re.compile(r"\b[A-Z]{2}\d{2}(?: ?[A-Z0-9]{4}){2,7}(?: ?[A-Z0-9]{1,3})?\b")
-_SSN = re.compile(r"(?<!\d)\d{3}-\d{2}-\d{4}(?!\d)")
+# US SSNs: 3-2-4 digits with any short run of punctuation or spaces between the groups,
+# or nine digits in a row where "SSN" or "social security" comes just before them (nine
+# digits alone are too often something else); the SSA's rules decide.
+_SSN = re.compile(rf"\d(?<![\d-]\d)\d{{2}}{_GAP}\d{{2}}{_GAP}\d{{4}}(?![\d-])")
+_SSN_NAMED = re.compile(r"(?i:\bss#|\bssn|social\s+security(?:\s+(?:number|no))?)\W{0,12}(?P<bare>\d{9})(?!\d)")
 _PHONE = re.compile(r"(?<![\w+])(?:\+\d{1,3}[ .-]?)?(?:\(\d{2,4}\)[ .-]?)?\d{2,4}(?:[ .-]\d{2,4}){1,4}(?!\w)")
 _IPV4 = re.compile(r"(?<![\d.])(?:\d{1,3}\.){3}\d{1,3}(?![\d.])")
 _IPV6 = re.compile(r"(?<![:\w])(?:[0-9A-Fa-f]{1,4}:){2,7}[0-9A-Fa-f]{1,4}(?![:\w])")
 
 SECRET_PATTERNS = {
-    "openai": r"\bsk-(?:proj-|svcacct-|admin-)?[A-Za-z0-9_-]{20,}",
-    "anthropic": r"\bsk-ant-(?:api|admin)\d{2}-[A-Za-z0-9_-]{20,}",
+    # OpenAI keys, their prefix in any case and with '_' for '-'; a key without its prefix
+    # still carries "T3BlbkFJ" (base64 of "OpenAI") between its two halves.
+    "openai": r"\b(?i:sk[-_](?:proj|svcacct|admin)[-_])[A-Za-z0-9_-]{20,}|\b(?i:sk)-[A-Za-z0-9_-]{20,}"
+              r"|[A-Za-z0-9_-]{16,}T3BlbkFJ[A-Za-z0-9_-]{16,}",
+    "anthropic": r"\b(?i:sk[-_]ant[-_](?:api|admin)\d{2}[-_])[A-Za-z0-9_-]{20,}",
     "aws_access_key": r"\b(?:AKIA|ASIA|ABIA|ACCA)[0-9A-Z]{16}\b",
     "aws_secret_key": r"(?i:aws).{0,20}?(?i:secret|key).{0,20}?['\"=: ]+[A-Za-z0-9/+=]{40}\b",
     "github": r"\b(?:gh[pousr]_[A-Za-z0-9]{36,}|github_pat_[A-Za-z0-9_]{22,})\b",
@@ -50,14 +78,14 @@ _SECRETS = Pattern("|".join(f"(?:{p})" for p in SECRET_PATTERNS.values()))
 _HOLD_SECRETS = {**SECRET_PATTERNS, "private_key":
                  r"-----BEGIN (?:[A-Z]+ )?PRIVATE KEY-----(?:(?!-----END)(?s:.))*"
                  r"-----END (?:[A-Z]+ )?PRIVATE KEY-----"}
-_HOLD = {"email": of(_EMAIL), "phone": of(_PHONE), "card": of(_CARD), "iban": of(_IBAN),
-         "ssn": of(_SSN), "ip": of(_IPV4, _IPV6),
+_HOLD = {"email": of(_EMAIL, _EMAIL_SPELT), "phone": of(_PHONE), "card": of(_CARD), "iban": of(_IBAN),
+         "ssn": of(_SSN, _SSN_NAMED), "ip": of(_IPV4, _IPV6),
          "secret": [(p, 0) for p in _HOLD_SECRETS.values()]}
 
 # Pre-checks, run by RE2 on any text: each finder's regexes as a screen (screen.py),
 # which matches wherever they might. When it finds nothing the finder is skipped: most
 # prompts hold no '@' and no digit runs, and skip nearly all of the work.
-_SCREENED = {"email": (_EMAIL,), "phone": (_PHONE,), "card": (_CARD,), "iban": (_IBAN,), "ssn": (_SSN,),
+_SCREENED = {"email": (_EMAIL.python, _EMAIL_SPELT.python), "phone": (_PHONE,), "card": (_CARD,), "iban": (_IBAN,), "ssn": (_SSN, _SSN_NAMED),
              "ip": (_IPV4, _IPV6), "secret": (_SECRETS.python,)}
 
 ENTITIES = ("email", "phone", "card", "iban", "ssn", "ip", "secret")
@@ -76,10 +104,17 @@ def _ibans(text: str):
             yield Finding(match.start(), match.end(), "IBAN")
 
 
+_SSN_NAMED_SCREEN = screen(_SSN_NAMED)
+
+
 def _ssns(text: str):
     for match in _SSN.finditer(text):
-        if stdnum_ssn.is_valid(match.group()):
+        if stdnum_ssn.is_valid(re.sub(r"\D", "", match.group())):
             yield Finding(match.start(), match.end(), "SSN")
+    if _SSN_NAMED_SCREEN is None or might_match(_SSN_NAMED_SCREEN, text):
+        for match in _SSN_NAMED.finditer(text):
+            if stdnum_ssn.is_valid(match.group("bare")):
+                yield Finding(match.start("bare"), match.end("bare"), "SSN")
 
 
 def _is_phone(candidate: str) -> bool:
@@ -117,8 +152,9 @@ def _ips(text: str):
 
 
 def _emails(text: str):
-    for match in _EMAIL.finditer(text):
-        yield Finding(match.start(), match.end(), "EMAIL")
+    for pattern in (_EMAIL, _EMAIL_SPELT):
+        for match in pattern.finditer(text):
+            yield Finding(match.start(), match.end(), "EMAIL")
 
 
 def _secrets(text: str):

@@ -1,15 +1,15 @@
-"""Where the text is: every string a guardrail must see in a request or response.
+"""Where the text is in a response: every string a guardrail must see, and tool names.
 
-Yields (container, key) slots, so a redaction writes back in place. Covers every
-message and role, every content part, tool-call arguments (the deprecated
-function_call's too), tool results, a chat prediction, the Responses API input and
-instructions, completions prompts and suffixes, embeddings input; in responses,
-message content, refusals, reasoning text, tool calls and output text.
+Yields (container, key) slots, so a redaction writes back in place: in responses,
+message content, refusals, reasoning text, tool calls and output text. Requests are
+walked whole (walk.py: every string the model may read, with its path).
 """
 
 from __future__ import annotations
 
 from typing import Any, Iterator
+
+from .walk import request_slots, request_texts  # noqa: F401 - requests: one walk
 
 Slot = tuple[Any, Any]
 
@@ -99,43 +99,6 @@ def _strings(node: Any, depth: int = 0) -> Iterator[Slot]:
             yield node, key
         elif isinstance(value, (dict, list)):
             yield from _strings(value, depth + 1)
-
-
-def request_slots(kind: str, body: dict) -> Iterator[Slot]:
-    if kind in ("messages", "count_tokens"):
-        if "system" in body:
-            yield from _blocks(body, "system")
-        for message in body.get("messages") or ():
-            if isinstance(message, dict) and "content" in message:
-                yield from _blocks(message, "content")
-        return
-    if kind == "chat":
-        for message in body.get("messages") or ():
-            if isinstance(message, dict):
-                yield from _message(message)
-        prediction = body.get("prediction")     # Predicted Outputs: text the model is shown
-        if isinstance(prediction, dict) and "content" in prediction:
-            yield from content_slots(prediction, "content")
-    elif kind == "responses":
-        if isinstance(body.get("instructions"), str):
-            yield body, "instructions"
-        if "input" in body:
-            if isinstance(body["input"], str):
-                yield body, "input"
-            elif isinstance(body["input"], list):
-                for item in body["input"]:
-                    if isinstance(item, dict):
-                        if "content" in item:
-                            yield from content_slots(item, "content")
-                        for field in ("arguments", "output"):
-                            if isinstance(item.get(field), str):
-                                yield item, field
-    elif kind in ("completions", "embeddings"):
-        field = "prompt" if kind == "completions" else "input"
-        if field in body:
-            yield from content_slots(body, field)
-        if kind == "completions" and isinstance(body.get("suffix"), str):
-            yield body, "suffix"
 
 
 def response_slots(kind: str, body: dict) -> Iterator[Slot]:

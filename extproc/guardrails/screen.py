@@ -36,6 +36,16 @@ Ranges = tuple[tuple[int, int], ...]    # sorted, disjoint, inclusive
 
 _LAST = 0x10FFFF
 _RE2_MAX_REPEAT = 1000
+_WIDEN_REPEAT_OVER = 8
+_LARGE_CLASS = 64          # ranges: beyond this, a bounded repeat of it is widened
+
+
+def _large(item, flags: int, rewrite) -> bool:
+    """Whether a repeated item is one character of a class with many ranges."""
+    if len(item) != 1:
+        return False
+    ranges = rewrite.one_character(*item[0], flags)
+    return ranges is not None and len(ranges) > _LARGE_CLASS
 
 
 class Unscreenable(ValueError):
@@ -171,7 +181,11 @@ class _Rewrite:
         if op in (sre.MAX_REPEAT, sre.MIN_REPEAT, sre.POSSESSIVE_REPEAT):
             low, high, item = value     # lazy or possessive: matches a subset of greedy's
             low = min(low, _RE2_MAX_REPEAT)
-            bound = "" if high is sre.MAXREPEAT or high > _RE2_MAX_REPEAT else str(high)
+            # A long bounded repeat of a large class (`[\w.]{1,64}`: Unicode's letters) is
+            # as many copies of the class in RE2's automaton, whose DFA then outgrows its
+            # memory and RE2 falls back to a slow engine: such a bound is widened.
+            wide = high is not sre.MAXREPEAT and high > _WIDEN_REPEAT_OVER and _large(item, flags, self)
+            bound = "" if high is sre.MAXREPEAT or high > _RE2_MAX_REPEAT or wide else str(high)
             return f"(?:{self.sequence(item, flags)}){{{low},{bound}}}"
         if op is sre.SUBPATTERN:
             _group, add, remove, item = value

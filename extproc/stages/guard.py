@@ -11,7 +11,9 @@ import logging
 from ..api.dialects import max_output_tokens
 from ..guardrails import redact
 from ..guardrails.config import Guardrail
-from ..guardrails.scan import legacy_function_name, request_slots, tool_name, tool_names
+from ..guardrails.joined import find_in_texts
+from ..guardrails.scan import legacy_function_name, tool_name, tool_names
+from ..guardrails.walk import request_slots
 from ..observability import metrics
 from ..pipeline.call import Call
 from ..pipeline.errors import GatewayError
@@ -34,23 +36,18 @@ def record_verdict(call: Call, guardrail: Guardrail, direction: str, verdict: st
 
 
 def check_texts(call: Call, guardrail: Guardrail, slots: list, direction: str) -> bool:
-    """Run a text guardrail over slots (container, key); redact in place. True if anything changed."""
-    hits = changed = False
-    # A conversation has many slots, and each find() costs a few RE2 calls (~3 µs each
-    # from Python): one look over all of them first says when none can hold a finding.
-    if len(slots) > 1 and not guardrail.detector.might_find("\n".join(container[key] for container, key in slots)):
-        slots = []
-    for container, key in slots:
-        text = container[key]
-        findings = guardrail.detector.find(text)
-        if not findings:
-            continue
-        hits = True
-        if guardrail.action == "block":
-            break
-        if guardrail.action == "redact":
-            container[key] = redact(text, findings)
-            changed = True
+    """Run a text guardrail over slots (container, key), read as one conversation (a value
+    split across two of them is found: guardrails/joined.py); redact each piece in place.
+    True if anything changed."""
+    texts = [container[key] for container, key in slots]
+    found = find_in_texts(guardrail.detector, texts)
+    hits = any(found)
+    changed = False
+    if hits and guardrail.action == "redact":
+        for (container, key), text, findings in zip(slots, texts, found):
+            if findings:
+                container[key] = redact(text, findings)
+                changed = True
     verdict = "passed" if not hits else {"block": "blocked", "redact": "redacted", "log": "flagged"}[
         guardrail.action]
     record_verdict(call, guardrail, direction, verdict)

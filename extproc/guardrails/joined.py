@@ -1,0 +1,128 @@
+"""A detector over a conversation's texts as one text, findings handed back to each piece.
+
+A model reads a conversation as one text: an e-mail address, a card number or a key
+split across two messages, two content parts or two tool arguments reaches it whole.
+So a detector looks at the texts twice, in their order:
+- joined by a newline: what lies within one text, or runs across a line break (an
+  instruction whose second half is the next message), is found in one pass over the
+  whole conversation (one pass also costs less than a pass per text);
+- glued with nothing between them, only around each seam (`SEAM` characters on either
+  side): a value cut in two ("sk-proj-AbC" | "dEf...") is found there, and kept when it
+  crosses the seam (what does not was found by the first pass).
+A finding is handed to every piece it covers, clipped to it, so a redaction rewrites
+each piece where it lies.
+"""
+
+from __future__ import annotations
+
+import bisect
+
+from . import Finding
+
+# How far around a seam a split value is looked for: longer than the longest value the
+# detectors find whole that is worth cutting (an OpenAI project key: ~170 characters).
+SEAM = 200
+
+
+def _spread(start: int, end: int, label: str, starts: list[int], ends: list[int],
+            out: list[list[Finding]]) -> None:
+    """The finding [start, end) of the joined text, clipped to each piece it covers."""
+    i = max(0, bisect.bisect_right(starts, start) - 1)
+    while i < len(starts) and starts[i] < end:
+        low, high = max(start, starts[i]), min(end, ends[i])
+        if low < high:
+            out[i].append(Finding(low - starts[i], high - starts[i], label))
+        i += 1
+
+
+def find_in_texts(detector, texts: list[str]) -> list[list[Finding]]:
+    """Each text's findings, the texts read as one conversation."""
+    out: list[list[Finding]] = [[] for _ in texts]
+    if len(texts) == 1:
+        out[0] = detector.find(texts[0])
+        return out
+    if not texts:
+        return out
+    joined = "\n".join(texts)
+    starts, ends, position = [], [], 0
+    for text in texts:
+        starts.append(position)
+        ends.append(position + len(text))
+        position += len(text) + 1
+    whole: list[tuple[int, int]] = []
+    for finding in find_chunked(detector, joined):
+        whole.append((finding.start, finding.end))
+        _spread(finding.start, finding.end, finding.label, starts, ends, out)
+    _seams(detector, texts, out, whole)
+    return out
+
+
+# A long conversation is read in chunks of this many characters, overlapping by SEAM:
+# the detectors' screens say which chunks may hold a finding, and only those are read
+# (one value planted in a 101-message conversation costs a read of one chunk, not of all).
+CHUNK = 2048
+
+
+def find_chunked(detector, text: str) -> list[Finding]:
+    """The detector's findings in `text`, read chunk by chunk where the text is long."""
+    if len(text) <= CHUNK + SEAM:
+        return detector.find(text) if detector.might_find(text) else []
+    if not detector.might_find(text):
+        return []
+    found: dict[tuple[int, int], Finding] = {}
+    for low in range(0, len(text), CHUNK):
+        start, end = max(0, low - SEAM), min(len(text), low + CHUNK + SEAM)
+        chunk = text[start:end]
+        if not detector.might_find(chunk):
+            continue
+        for finding in detector.find(chunk):
+            span = (finding.start + start, finding.end + start)
+            # A finding cut by the chunk's edge is found whole in the chunk before or after.
+            if (finding.start == 0 and start > 0) or (finding.end == len(chunk) and end < len(text)):
+                continue
+            found.setdefault(span, Finding(span[0], span[1], finding.label))
+    return sorted(found.values(), key=lambda f: (f.start, f.end))
+
+
+def _seams(detector, texts: list[str], out: list[list[Finding]], whole: list[tuple[int, int]]) -> None:
+    """Findings that cross a seam of the texts glued together, unless a finding of the
+    first pass overlaps them (then the value lies whole in one text: "owner" glued to
+    "jane@example.com" is not a longer address). `whole` holds the first pass's spans
+    in the newline-joined text, whose position p is p - (text index) glued."""
+    glued = "".join(texts)
+    starts, ends, position = [], [], 0
+    for text in texts:
+        starts.append(position)
+        ends.append(position + len(text))
+        position += len(text)
+    seams = sorted(set(s for s in starts[1:] if 0 < s < len(glued)))
+    if not seams:
+        return
+    windows: list[list[int]] = []         # [from, to) of the glued text, merged
+    if len(glued) <= 2 * SEAM * len(seams):
+        windows.append([0, len(glued)])     # short texts: the windows would cover it all
+    else:
+        for seam in seams:
+            low, high = max(0, seam - SEAM), min(len(glued), seam + SEAM)
+            if windows and low <= windows[-1][1]:
+                windows[-1][1] = high
+            else:
+                windows.append([low, high])
+    view = "\n".join(glued[low:high] for low, high in windows)
+    view_starts, position = [], 0
+    for low, high in windows:
+        view_starts.append(position)
+        position += high - low + 1
+    overlaps = []                       # the first pass's spans, in glued positions
+    joined_starts = [start + i for i, start in enumerate(starts)]
+    for low, high in whole:
+        first = max(0, bisect.bisect_right(joined_starts, low) - 1)
+        last = max(0, bisect.bisect_right(joined_starts, max(low, high - 1)) - 1)
+        overlaps.append((low - first, high - last))
+    for finding in find_chunked(detector, view):
+        k = bisect.bisect_right(view_starts, finding.start) - 1
+        offset = windows[k][0] - view_starts[k]
+        start, end = finding.start + offset, finding.end + offset
+        crossing = bisect.bisect_right(seams, start) < len(seams) and seams[bisect.bisect_right(seams, start)] < end
+        if crossing and not any(low < end and start < high for low, high in overlaps):
+            _spread(start, end, finding.label, starts, ends, out)
