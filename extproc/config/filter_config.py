@@ -28,6 +28,8 @@ class VirtualKey:
     user: str
     team: str
     models: frozenset[str] | None    # None: every model; entries may be patterns ("anthropic/*")
+    # Budgets of this key alone (a key made at run time: store/keys.py), besides `budgets:`.
+    limits: tuple = ()
 
     def may_use(self, model: str) -> bool:
         if self.models is None or model in self.models:
