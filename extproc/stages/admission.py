@@ -14,6 +14,7 @@ from ..pipeline.errors import GatewayError, invalid_api_key, invalid_request
 from . import ImmediateAnswer, Stage
 from .key_ring import KEY_RING, KeyRing
 from .models_list import ANTHROPIC_MODEL, models_list, one_model
+from .token_identity import token_caller, token_refusal
 
 # Credentials the caller sends; never forwarded to a provider.
 _CALLER_CREDENTIAL_HEADERS = ("authorization", "api-key", "x-api-key")
@@ -75,6 +76,11 @@ class Admission(Stage):
             raise invalid_request("The request has no body; send a JSON object with a 'model'.")
 
     def _authenticate(self, call: Call):
+        identity = call.config.identity
+        if identity.jwt is not None:          # a token Envoy verified (stages/token_identity.py)
+            caller = token_caller(call.request_metadata, identity)
+            if caller is not None:
+                return caller
         presented = _presented_key(call.headers)
         if not presented:
             raise invalid_api_key(call.dialect)
@@ -85,7 +91,9 @@ class Admission(Stage):
         if key is None:
             key = self.key_ring.find(digest)
             if key is None:
-                raise invalid_api_key(call.dialect)
+                refusal = token_refusal(call.request_metadata, presented, identity) \
+                    if identity.jwt is not None else None
+                raise refusal or invalid_api_key(call.dialect)
             return key
         if not hmac.compare_digest(key.sha256, digest):
             raise invalid_api_key(call.dialect)
