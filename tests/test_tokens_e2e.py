@@ -181,12 +181,22 @@ BAD_TOKENS = {
 }
 
 
+UNTRUSTED = "no trusted identity provider issued it"
+REFUSED_BECAUSE = {
+    "expired": "Jwt is expired", "not yet valid": "Jwt not yet valid",
+    "wrong audience": "Audiences in Jwt are not allowed", "wrong issuer": UNTRUSTED, "alg none": UNTRUSTED,
+    "tampered payload": "Jwt verification fails", "signed by another key, known kid": "Jwt verification fails",
+    "unknown kid": "Jwks doesn't have key to match kid or alg from Jwt", "not a token": UNTRUSTED,
+}
+
+
 @pytest.mark.parametrize("case", sorted(BAD_TOKENS))
 def test_a_bad_token_is_refused_with_the_dialects_401(stack, case):
     bad = BAD_TOKENS[case]()
     refused = chat(stack, bad)
     assert refused.status_code == 401, refused.text
     error = refused.json()["error"]
+    assert error["message"] == f"The bearer token was refused: {REFUSED_BECAUSE[case]}."
     assert error["code"] == "invalid_api_key" and error["type"]
     assert bad not in refused.text
     anthropic_refused = messages(stack, bad)
