@@ -172,6 +172,21 @@ def long_stream_cpu(url: str, key: str, pids: dict[str, list[int]], usage: bool,
         what: (sum(cpu_seconds(p) for p in group) - before[what]) / streams * 1000 for what, group in pids.items()}}
 
 
+def stored_key(stack) -> str:
+    """A key made with `extproc keys create` in the gateway's store (team research, as alice)."""
+    made = subprocess.run([sys.executable, "-m", "extproc", "keys", "create", "--user", "bench", "--team",
+                           "research", "--config", str(stack.workdir / "gateway.yaml"),
+                           "--state-dir", str(stack.state_dir)], capture_output=True, text=True, check=True)
+    key = made.stdout.strip().splitlines()[-1]
+    deadline = time.monotonic() + 5
+    while httpx.post(f"{stack.base_url}/chat/completions", headers={"authorization": f"Bearer {key}"},
+                     json={"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]}).status_code != 200:
+        if time.monotonic() > deadline:
+            raise RuntimeError("the stored key was not taken up")
+        time.sleep(0.05)
+    return key
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--seconds", type=int, default=10)
@@ -181,6 +196,8 @@ def main() -> None:
     parser.add_argument("--store", choices=("sqlite", "redis"), default="sqlite", help="where the budget is kept")
     parser.add_argument("--transport", choices=("h2", "grpc"), default="h2",
                         help="the workers' gRPC transport (server.transport)")
+    parser.add_argument("--key", choices=("config", "stored"), default="config",
+                        help="the gateway side's key: from the config file, or made at run time in the store")
     args = parser.parse_args()
     binary = ensure_wrk()
     # Whatever has started is stopped on the way out, whichever start fails.
@@ -189,6 +206,8 @@ def main() -> None:
         urls, workers, envoys = sides.urls, sides.workers, sides.envoys
         alone = sides.alone
         keys, extra_headers = dict(KEYS), {}
+        if args.key == "stored":
+            keys["gateway"] = stored_key(sides.stack)
         cpu_pids = {"gateway": workers}                    # whose CPU per request is reported
         envoy_pids = {"envoy alone": [alone.pid], "gateway": envoys}
         peers = []

@@ -110,6 +110,7 @@ class Sides:
     alone: subprocess.Popen       # Envoy alone
     mock_port: int
     mock_ports: dict[str, int]    # every mock listener (mock-anthropic, ...)
+    stack: GatewayStack | None = None     # the gateway (its config and state dir)
 
 
 def start_sides(cleanup: contextlib.ExitStack, store: str = "sqlite", transport: str = "h2") -> Sides:
@@ -146,4 +147,4 @@ def start_sides(cleanup: contextlib.ExitStack, store: str = "sqlite", transport:
     pin(alone.pid, 0)
     return Sides({"envoy alone": f"http://127.0.0.1:{alone_port}/v1/chat/completions",
                   "gateway": f"{stack.base_url}/chat/completions"},
-                 workers, envoys, alone, stack.mock_ports["mock"], dict(stack.mock_ports))
+                 workers, envoys, alone, stack.mock_ports["mock"], dict(stack.mock_ports), stack)

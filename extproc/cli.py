@@ -64,6 +64,11 @@ def main(argv: list[str] | None = None) -> None:
     usage.add_argument("--config", help="filter config (default: the shipped quickstart)")
     usage.add_argument("--state-dir", help="the state dir `extproc up` used (SQLite store)")
 
+    from .runtime.keys_cli import add_keys_parser
+    from .runtime.token_cli import add_token_parser
+    add_keys_parser(commands)
+    add_token_parser(commands)
+
     worker = commands.add_parser("worker", help=argparse.SUPPRESS)
     worker.add_argument("--config", required=True)
     worker.add_argument("--address", required=True)
@@ -238,6 +243,16 @@ def cmd_drain(args) -> int:
     return 0
 
 
+def cmd_keys(args) -> int:
+    from .runtime.keys_cli import cmd_keys as keys
+    return keys(args)
+
+
+def cmd_token(args) -> int:
+    from .runtime.token_cli import cmd_token as token
+    return token(args)
+
+
 def cmd_worker(args) -> int:
     from .runtime.worker import run_worker
     run_worker(args.config, args.address, args.health_address)
@@ -245,4 +260,4 @@ def cmd_worker(args) -> int:
 
 
 _COMMANDS = {"up": cmd_up, "serve": cmd_serve, "mock-provider": cmd_mock, "check": cmd_check,
-             "usage": cmd_usage, "worker": cmd_worker, "drain": cmd_drain, "envoy-config": cmd_envoy_config}
+             "usage": cmd_usage, "keys": cmd_keys, "token": cmd_token, "worker": cmd_worker, "drain": cmd_drain, "envoy-config": cmd_envoy_config}

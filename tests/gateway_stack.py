@@ -86,7 +86,12 @@ def wait_for_port(port: int, timeout: float = 15, process: subprocess.Popen | No
 
 
 def quickstart_config() -> dict:
-    return yaml.safe_load(QUICKSTART_CONFIG.read_text())
+    config = yaml.safe_load(QUICKSTART_CONFIG.read_text())
+    # Files the quickstart names beside itself (the demo issuer's JWKS), wherever the copy is written.
+    for provider in config.get("identity", {}).get("jwt", {}).get("providers", {}).values():
+        if "jwks_file" in provider:
+            provider["jwks_file"] = str(QUICKSTART_CONFIG.parent / provider["jwks_file"])
+    return config
 
 
 class GatewayStack:

@@ -16,6 +16,7 @@ from typing import Mapping
 from ..guardrails.config import GuardrailSettings, parse_guardrails
 from ..observability.settings import ObservabilitySettings, parse_observability
 from ..store.limits import Limit, StoreSettings, parse_limits, parse_store
+from .identity import IdentitySettings, parse_identity
 from .models import Model, parse_model, qualified_model
 from .providers import Provider, parse_provider
 from .yamlread import Node, Problems, load_yaml
@@ -28,6 +29,10 @@ class VirtualKey:
     user: str
     team: str
     models: frozenset[str] | None    # None: every model; entries may be patterns ("anthropic/*")
+    # Budgets of this key alone (a key made at run time: store/keys.py), besides `budgets:`.
+    limits: tuple = ()
+    # Claims of a caller identified by a token, that limits may be scoped by (`claim:<name>`).
+    claims: Mapping[str, str] | None = None
 
     def may_use(self, model: str) -> bool:
         if self.models is None or model in self.models:
@@ -76,6 +81,7 @@ class GatewayConfig:
     store: StoreSettings | None = None
     guardrails: GuardrailSettings = GuardrailSettings()
     observability: ObservabilitySettings = ObservabilitySettings()
+    identity: IdentitySettings = IdentitySettings()
     mock_provider: Mapping | None = None
     warnings: tuple[str, ...] = ()   # valid but probably not meant (`extproc check` prints them)
     _qualified: dict = dataclasses.field(default_factory=dict, compare=False, repr=False)
@@ -102,7 +108,7 @@ def load_config(path: str, *, strict_credentials: bool = True) -> GatewayConfig:
     problems = Problems(path)
     root = load_yaml(path, problems)
     root.only_keys("version", "server", "mock_provider", "providers", "models", "keys",
-                   "budgets", "rate_limits", "store", "guardrails", "observability")
+                   "budgets", "rate_limits", "store", "guardrails", "observability", "identity")
     with open(path, "rb") as handle:
         digest = hashlib.sha256(handle.read()).hexdigest()[:12]
     label = root.get("version").str("")
@@ -124,6 +130,9 @@ def load_config(path: str, *, strict_credentials: bool = True) -> GatewayConfig:
         store=parse_store(root.get("store"), default_state_dir()),
         guardrails=parse_guardrails(root.get("guardrails")),
         observability=parse_observability(root.get("observability")),
+        identity=parse_identity(root.get("identity"), strict_credentials,
+                                lambda node: _allowed_models(node, models, providers),
+                                os.path.dirname(os.path.abspath(path))),
         mock_provider=root.get("mock_provider").value if not root.get("mock_provider").missing else None,
     )
     problems.raise_if_any()

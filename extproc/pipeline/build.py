@@ -23,7 +23,9 @@ from .runner import Pipeline
 def build_pipeline(config: GatewayConfig, store=None, cut_streams: WorkerCutStreams | None = None) -> Pipeline:
     # Order matters: each stage may rely on what the ones before it filled in.
     # ResponseUsage runs its done hook before Budget's, so settling sees the usage.
-    budgets = store is not None and bool(config.limits)
+    # Keys made at run time may carry budgets of their own (stages/key_ring.py): with a
+    # store, the budget stages are always there (a call no limit applies to returns at once).
+    budgets = store is not None
     cut_streams = cut_streams or WorkerCutStreams()
     return Pipeline([
         Admission(),

@@ -104,6 +104,9 @@ class Supervisor:
         from ..observability.budget_gauge import BudgetRemaining
         from .admin import start_admin
         self.admin = start_admin(self.config.server.admin_address, self.ready, [BudgetRemaining(self.config)])
+        if self.config.identity.admin_api is not None:       # keys managed at run time, over HTTP
+            from .keys_admin import start_keys_admin
+            self.keys_admin = start_keys_admin(self.config)
 
     def socket_path(self, index: int) -> str:
         """Where Envoy connects to worker `index`: a symlink to the socket of the worker
@@ -262,6 +265,8 @@ class Supervisor:
             _terminate([self.mock], 5)
         if self.admin is not None:
             self.admin.shutdown()
+        if getattr(self, "keys_admin", None) is not None:
+            self.keys_admin.shutdown()
         if self.owns_run_dir:                 # Envoy's config, the socket links, metrics files
             shutil.rmtree(self.run_dir, ignore_errors=True)
 

@@ -21,6 +21,7 @@ from ..config.filter_config import GatewayConfig, load_config
 from ..guardrails.plugin import close_unused_channels
 from ..observability import metrics
 from ..pipeline.build import build_pipeline, build_upstream_pipeline
+from ..stages.key_ring import KEY_RING
 from ..store import open_worker_store
 from ..store.cut_streams import WorkerCutStreams
 from ..transport import compiled
@@ -113,6 +114,9 @@ async def serve_worker(config_path: str, address: str, health_address: str | Non
     for encoding in {model.encoding for model in config.models.values()}:
         get_encoding(encoding)          # load the BPE ranks now, not on the first request
     processor = Processor(runtime)
+    # The keys made at run time: read before serving, then kept fresh (stages/key_ring.py).
+    keys = asyncio.get_running_loop().create_task(
+        KEY_RING.keep_fresh(lambda: processor.runtime.store.store, lambda: processor.runtime.config))
     # Envoy's access log of streams cut short (cut_stream_log.py), on the same socket.
     cut_log = CutStreamLog(runtime.cut_streams.sent, lambda: processor.runtime.store.store)
     health_servicer = health.aio.HealthServicer()
@@ -163,6 +167,7 @@ async def serve_worker(config_path: str, address: str, health_address: str | Non
     # Graceful: stop taking new streams, let the ones in flight (long SSE too) finish,
     # then let their settling and records complete.
     watcher.cancel()
+    keys.cancel()
     cut_log.close()
     await _set_health(health_servicer, health_pb2.HealthCheckResponse.NOT_SERVING)
     await server.stop(grace)

@@ -12,7 +12,9 @@ from ..observability.settings import request_tags
 from ..pipeline.call import Call
 from ..pipeline.errors import GatewayError, invalid_api_key, invalid_request
 from . import ImmediateAnswer, Stage
+from .key_ring import KEY_RING, KeyRing
 from .models_list import ANTHROPIC_MODEL, models_list, one_model
+from .token_identity import token_caller, token_refusal
 
 # Credentials the caller sends; never forwarded to a provider.
 _CALLER_CREDENTIAL_HEADERS = ("authorization", "api-key", "x-api-key")
@@ -24,6 +26,9 @@ class Admission(Stage):
     """Knows the endpoint, identifies the caller, strips what the caller may not set."""
 
     name = "admission"
+
+    def __init__(self, key_ring: KeyRing = KEY_RING) -> None:
+        self.key_ring = key_ring      # the keys managed at run time, besides the config file's
 
     def request_headers(self, call: Call, end_of_stream: bool) -> None:
         headers = call.headers
@@ -70,8 +75,12 @@ class Admission(Stage):
         if end_of_stream and endpoint.generates:
             raise invalid_request("The request has no body; send a JSON object with a 'model'.")
 
-    @staticmethod
-    def _authenticate(call: Call):
+    def _authenticate(self, call: Call):
+        identity = call.config.identity
+        if identity.jwt is not None:          # a token Envoy verified (stages/token_identity.py)
+            caller = token_caller(call.request_metadata, identity)
+            if caller is not None:
+                return caller
         presented = _presented_key(call.headers)
         if not presented:
             raise invalid_api_key(call.dialect)
@@ -79,7 +88,14 @@ class Admission(Stage):
         # Lookup by digest, then a constant-time confirmation: timing reveals nothing
         # about how close a near-miss key is to a real one.
         key = call.config.keys_by_hash.get(digest)
-        if key is None or not hmac.compare_digest(key.sha256, digest):
+        if key is None:
+            key = self.key_ring.find(digest)
+            if key is None:
+                refusal = token_refusal(call.request_metadata, presented, identity) \
+                    if identity.jwt is not None else None
+                raise refusal or invalid_api_key(call.dialect)
+            return key
+        if not hmac.compare_digest(key.sha256, digest):
             raise invalid_api_key(call.dialect)
         return key
 

@@ -61,6 +61,8 @@ class Budget(Stage):
 
     async def request_body(self, call: Call) -> None:
         limits = call.config.limits
+        if call.key is not None and call.key.limits:      # a run-time key's own budgets
+            limits = limits + call.key.limits
         if call.body is None or not call.endpoint.generates or not limits or \
                 not any(limit.scope_value(call.key) is not None for limit in limits):
             return

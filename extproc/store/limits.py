@@ -32,10 +32,16 @@ class Limit:
     kind: str                  # tokens | usd | requests | concurrent
     limit: float
     window: str | None         # None for concurrent
+    claim: str | None = None   # scope "claim:<name>": one counter per value of a token's claim
 
     def scope_value(self, key) -> str | None:
         """The counter this request's caller falls in, or None if the limit does not apply."""
-        value = {"key": key.id, "user": key.user, "team": key.team, "global": "*"}[self.scope]
+        if self.claim is None:
+            value = {"key": key.id, "user": key.user, "team": key.team, "global": "*"}[self.scope]
+        else:
+            value = (key.claims or {}).get(self.claim)
+            if value is None:             # a key, or a token without the claim
+                return None
         if self.match is not None and value != self.match:
             return None
         return value
@@ -126,14 +132,15 @@ def parse_limits(budgets: Node, rate_limits: Node) -> tuple[Limit, ...]:
     names: set[str] = set()
     for item in budgets.elements():
         item.only_keys("name", "scope", "match", "unit", "limit", "window")
+        scope, claim = _scope(item.get("scope"), SCOPES)
         limits.append(Limit(
-            name=item.get("name").str(), scope=item.get("scope").choice(SCOPES, "key"),
+            name=item.get("name").str(), scope=scope, claim=claim,
             match=item.get("match").str(None), kind=item.get("unit").choice(("tokens", "usd"), "tokens"),
             limit=item.get("limit").number(minimum=0), window=item.get("window").choice(WINDOWS, "month")))
     for item in rate_limits.elements():
         item.only_keys("name", "scope", "match", "requests_per_minute", "tokens_per_minute", "concurrent")
         name = item.get("name").str()
-        scope = item.get("scope").choice(("key", "team"), "key")
+        scope, claim = _scope(item.get("scope"), ("key", "team"))
         match = item.get("match").str(None)
         found = False
         for field, kind, window in (("requests_per_minute", "requests", "minute"),
@@ -141,7 +148,7 @@ def parse_limits(budgets: Node, rate_limits: Node) -> tuple[Limit, ...]:
                                     ("concurrent", "concurrent", None)):
             if not item.get(field).missing:
                 found = True
-                limits.append(Limit(name=f"{name}.{kind}", scope=scope, match=match, kind=kind,
+                limits.append(Limit(name=f"{name}.{kind}", scope=scope, claim=claim, match=match, kind=kind,
                                     limit=item.get(field).number(integer=True, minimum=1),
                                     window=window))
         if not found:
@@ -151,6 +158,17 @@ def parse_limits(budgets: Node, rate_limits: Node) -> tuple[Limit, ...]:
             budgets.fail(f"limit name {limit.name!r} is used twice")
         names.add(limit.name)
     return tuple(limits)
+
+
+def _scope(node: Node, scopes: tuple[str, ...]) -> tuple[str, str | None]:
+    """A limit's scope, and the claim it counts by when it is `claim:<name>` (callers
+    identified by a token: a counter per value, e.g. claim:plan with match: free)."""
+    if isinstance(node.value, str) and node.value.startswith("claim:"):
+        claim = node.value[len("claim:"):]
+        if not claim:
+            node.fail("claim:<name> needs a claim name")
+        return node.value, claim or None
+    return node.choice(scopes, "key"), None
 
 
 def parse_store(node: Node, state_dir: str) -> StoreSettings:

@@ -1,0 +1,97 @@
+"""Callers identified by a token from the company's identity provider.
+
+Envoy's jwt_authn filter has verified the token (config/envoy_identity.py) and forwards its
+payload as metadata; here the claims become a caller as a key is one: user, team (a team
+claim, else the first of the groups claim that has a policy, else the default team), the
+team's model allowlist (`identity.teams`), and the claims that limits may be scoped by.
+A token Envoy refused leaves its failure instead, which becomes the caller's 401.
+"""
+
+from __future__ import annotations
+
+from ..config.filter_config import VirtualKey
+from ..config.identity import JWT_FAILURE_KEY, JWT_NAMESPACE, JWT_PAYLOAD_KEY, IdentitySettings
+from ..pipeline.errors import GatewayError
+
+MAX_CLAIM_CHARS = 256
+_NO_DIGEST = b""
+
+
+def _verified(metadata):
+    """jwt_authn's Struct (payload and/or failure), or None."""
+    if metadata is None:
+        return None
+    found = metadata.filter_metadata.get(JWT_NAMESPACE)
+    return found.fields if found is not None else None
+
+
+def _claim(payload, path: str):
+    """A claim by path ("email", "realm_access.team"): str, list of str, or None."""
+    value = None
+    fields = payload
+    for part in path.split("."):
+        if fields is None:
+            return None
+        value = fields.get(part)
+        if value is None:
+            return None
+        fields = value.struct_value.fields if value.WhichOneof("kind") == "struct_value" else None
+    kind = value.WhichOneof("kind")
+    if kind == "string_value":
+        return value.string_value[:MAX_CLAIM_CHARS]
+    if kind == "number_value":
+        number = value.number_value
+        return str(int(number)) if number.is_integer() else str(number)
+    if kind == "bool_value":
+        return "true" if value.bool_value else "false"
+    if kind == "list_value":
+        return [item.string_value[:MAX_CLAIM_CHARS] for item in value.list_value.values
+                if item.WhichOneof("kind") == "string_value"]
+    return None
+
+
+def token_caller(metadata, identity: IdentitySettings) -> VirtualKey | None:
+    """The caller a verified token names, or None when no token was verified."""
+    fields = _verified(metadata)
+    if fields is None:
+        return None
+    verified = fields.get(JWT_PAYLOAD_KEY)
+    if verified is None or verified.WhichOneof("kind") != "struct_value":
+        return None
+    payload = verified.struct_value.fields
+    jwt = identity.jwt
+    assert jwt is not None
+    user = next((found for path in jwt.claims.user
+                 if isinstance(found := _claim(payload, path), str) and found), None)
+    if user is None:
+        raise GatewayError(401, "invalid_api_key", "The token names no user (claim "
+                           f"{' or '.join(jwt.claims.user)} is missing).")
+    team = _claim(payload, jwt.claims.team) if jwt.claims.team else None
+    if not isinstance(team, str) or not team:
+        groups = _claim(payload, jwt.claims.groups) if jwt.claims.groups else None
+        groups = [groups] if isinstance(groups, str) else groups or []
+        team = next((group for group in groups if group in identity.teams), jwt.default_team)
+    policy = identity.teams.get(team)
+    claims = {}
+    for name in jwt.limit_claims:
+        value = _claim(payload, name)
+        if isinstance(value, str):
+            claims[name] = value
+    return VirtualKey(id=f"token:{user}", sha256=_NO_DIGEST, user=user, team=team,
+                      models=policy.models if policy is not None else None, claims=claims)
+
+
+def token_refusal(metadata, presented: str, identity: IdentitySettings) -> GatewayError | None:
+    """The 401 for a bearer value that is neither a key nor a token Envoy verified."""
+    fields = _verified(metadata)
+    failure = fields.get(JWT_FAILURE_KEY) if fields is not None else None
+    if failure is not None and failure.WhichOneof("kind") == "struct_value":
+        message = failure.struct_value.fields.get("message")
+        why = message.string_value[:200] if message is not None else "invalid token"
+        return GatewayError(401, "invalid_api_key", f"The bearer token was refused: {why}.")
+    jwt = identity.jwt
+    if jwt is not None and presented and not presented.startswith(jwt.key_prefix) and presented.count(".") == 2:
+        # Envoy selects the provider by the token's issuer: one it does not trust leaves no failure.
+        return GatewayError(401, "invalid_api_key",
+                            "The bearer token was refused: no trusted identity provider issued it.")
+    return None
