@@ -16,6 +16,8 @@ from typing import Mapping
 from ..guardrails.config import GuardrailSettings, parse_guardrails
 from ..observability.settings import ObservabilitySettings, parse_observability
 from ..store.limits import Limit, StoreSettings, parse_limits, parse_store
+from ..store.caps import CapSettings, parse_caps
+from ..store.meters import MeteringSettings, parse_metering
 from .models import Model, parse_model, qualified_model
 from .providers import Provider, parse_provider
 from .yamlread import Node, Problems, load_yaml
@@ -76,6 +78,8 @@ class GatewayConfig:
     store: StoreSettings | None = None
     guardrails: GuardrailSettings = GuardrailSettings()
     observability: ObservabilitySettings = ObservabilitySettings()
+    metering: MeteringSettings = MeteringSettings()
+    caps: CapSettings = CapSettings()
     mock_provider: Mapping | None = None
     warnings: tuple[str, ...] = ()   # valid but probably not meant (`extproc check` prints them)
     _qualified: dict = dataclasses.field(default_factory=dict, compare=False, repr=False)
@@ -102,7 +106,8 @@ def load_config(path: str, *, strict_credentials: bool = True) -> GatewayConfig:
     problems = Problems(path)
     root = load_yaml(path, problems)
     root.only_keys("version", "server", "mock_provider", "providers", "models", "keys",
-                   "budgets", "rate_limits", "store", "guardrails", "observability")
+                   "budgets", "rate_limits", "store", "guardrails", "observability",
+                   "metering", "caps")
     with open(path, "rb") as handle:
         digest = hashlib.sha256(handle.read()).hexdigest()[:12]
     label = root.get("version").str("")
@@ -124,6 +129,8 @@ def load_config(path: str, *, strict_credentials: bool = True) -> GatewayConfig:
         store=parse_store(root.get("store"), default_state_dir()),
         guardrails=parse_guardrails(root.get("guardrails")),
         observability=parse_observability(root.get("observability")),
+        metering=parse_metering(root.get("metering")),
+        caps=parse_caps(root.get("caps")),
         mock_provider=root.get("mock_provider").value if not root.get("mock_provider").missing else None,
     )
     problems.raise_if_any()
