@@ -58,4 +58,8 @@ def add_tracing(envoy: dict, settings: TracingSettings | None) -> None:
     listener = envoy["static_resources"]["listeners"][0]
     hcm = listener["filter_chains"][0]["filters"][0]["typed_config"]
     hcm["tracing"] = tracing_block(settings)
+    # Envoy decides whether to trace a call at its request headers and keeps the decision
+    # in the x-request-id it makes: without one (the service sets each request's id, after
+    # that decision) a call answered before routing, a refusal, is "not traceable".
+    hcm["generate_request_id"] = True
     envoy["static_resources"]["clusters"].append(collector_cluster(settings))
