@@ -52,13 +52,15 @@ server.wait_for_termination()
 """
 
 
-def gateway(cleanup: contextlib.ExitStack, workdir: Path, tracing_port: int | None) -> tuple[GatewayStack, list[int], list[int]]:
+def gateway(cleanup: contextlib.ExitStack, workdir: Path, tracing_port: int | None,
+            percent: float = 100) -> tuple[GatewayStack, list[int], list[int]]:
     config = quickstart_config()
     config["budgets"].append({"name": "bench-team-tokens", "scope": "team", "match": "research",
                               "unit": "tokens", "limit": 10**12, "window": "month"})
     if tracing_port is not None:
         config.setdefault("observability", {})["tracing"] = {"otlp_endpoint": f"127.0.0.1:{tracing_port}",
-                                                             "sampling_percent": 100}
+                                                             "sampling_percent": percent}
+    workdir.mkdir(parents=True, exist_ok=True)
     stack = GatewayStack(workdir, config, workers=1)
     cleanup.callback(stack.stop)
     stack.start()
@@ -89,12 +91,15 @@ def main() -> None:
         wait_for_port(receiver_port)
         off, off_workers, off_envoys = gateway(cleanup, workdir / "off", None)
         on, on_workers, on_envoys = gateway(cleanup, workdir / "on", receiver_port)
+        unsampled, unsampled_workers, unsampled_envoys = gateway(cleanup, workdir / "on-0", receiver_port, 0)
         alone, alone_port = envoy_alone(workdir, off.mock_ports["mock"])
         cleanup.callback(alone.send_signal, signal.SIGTERM)
         pin(alone.pid, 0)
         sides = {"envoy alone": (f"http://127.0.0.1:{alone_port}/v1/chat/completions", [], [alone.pid]),
                  "tracing off": (f"{off.base_url}/chat/completions", off_workers, off_envoys),
-                 "tracing on": (f"{on.base_url}/chat/completions", on_workers, on_envoys)}
+                 "tracing on": (f"{on.base_url}/chat/completions", on_workers, on_envoys),
+                 # Tracing configured, no call sampled: what the config costs without spans.
+                 "sampled 0%": (f"{unsampled.base_url}/chat/completions", unsampled_workers, unsampled_envoys)}
         body = '{"model":"gpt-4o-mini","stream":false,"messages":[{"role":"user","content":"%s"}]}' % PROMPT
         results: dict[str, list[dict]] = {side: [] for side in sides}
         for _ in range(args.rounds):
