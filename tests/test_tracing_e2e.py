@@ -94,7 +94,6 @@ def _common(span: dict) -> dict:
     assert span["kind"] == 2                                    # SERVER: the gateway's hop
     assert span["resource"]["service.name"] == "gw-under-test"
     assert attributes["gateway.key_id"] in ("alice", "bob")
-    assert float(attributes["gateway.service_ms"]) > 0 if "gateway.service_ms" in attributes else True
     return attributes
 
 
