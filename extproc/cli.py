@@ -63,6 +63,11 @@ def main(argv: list[str] | None = None) -> None:
     usage = commands.add_parser("usage", help="spend and remaining budget per key and team")
     usage.add_argument("--config", help="filter config (default: the shipped quickstart)")
     usage.add_argument("--state-dir", help="the state dir `extproc up` used (SQLite store)")
+    usage.add_argument("--by", help="spend grouped by DIM[,DIM...]: key, user, team, model, backend, "
+                       "tag:<name> (a set of dimensions the config's `metering` keeps)")
+    usage.add_argument("--window", choices=("hour", "day", "month"), default="day",
+                       help="with --by: the current hour, day or month, UTC (default day)")
+    usage.add_argument("--json", action="store_true", help="with --by: JSON, for scripts")
 
     from .runtime.keys_cli import add_keys_parser
     from .runtime.token_cli import add_token_parser
@@ -231,7 +236,23 @@ def cmd_usage(args) -> int:
     config = _load_or_report(args.config or envoy_config.shipped("config/quickstart.yaml"))
     if config is None:
         return 2
+    if args.by:
+        return _usage_by(config, args)
     print(usage_table(config))
+    return 0
+
+
+def _usage_by(config, args) -> int:
+    import json
+
+    from .observability.usage_report import parse_by, usage_by, usage_by_table
+    from .store.meters import NoMeter
+    try:
+        result = usage_by(config, parse_by(args.by), args.window)
+    except (ValueError, NoMeter) as error:
+        print(error, file=sys.stderr)
+        return 2
+    print(json.dumps(result, indent=2) if args.json else usage_by_table(result))
     return 0
 
 

@@ -26,6 +26,7 @@ from urllib.parse import urlparse
 from . import envoy_config
 from .envoy_contract import ROUTE_HEADER, failover_route
 from .envoy_identity import add_identity
+from .envoy_tracing import add_tracing
 from .filter_config import GatewayConfig
 from .providers import Provider
 
@@ -68,6 +69,7 @@ def generate(config: GatewayConfig, target: str = "local", *, listen: str | None
     envoy["static_resources"]["clusters"] += provider_clusters(config, chained)
     _failover_routes(envoy, sorted({len(m.backends) for m in config.models.values() if m.is_virtual}))
     add_identity(envoy, config.identity)            # jwt_authn, when `identity.jwt` is set
+    add_tracing(envoy, config.observability.tracing)
     if target == "kubernetes":
         _kubernetes(envoy)
     count = workers or config.server.workers or 2

@@ -17,6 +17,8 @@ from ..guardrails.config import GuardrailSettings, parse_guardrails
 from ..observability.settings import ObservabilitySettings, parse_observability
 from ..store.limits import Limit, StoreSettings, parse_limits, parse_store
 from .identity import IdentitySettings, parse_identity
+from ..store.caps import CapSettings, parse_caps
+from ..store.meters import MeteringSettings, parse_metering
 from .models import Model, parse_model, qualified_model
 from .providers import Provider, parse_provider
 from .yamlread import Node, Problems, load_yaml
@@ -82,6 +84,8 @@ class GatewayConfig:
     guardrails: GuardrailSettings = GuardrailSettings()
     observability: ObservabilitySettings = ObservabilitySettings()
     identity: IdentitySettings = IdentitySettings()
+    metering: MeteringSettings = MeteringSettings()
+    caps: CapSettings = CapSettings()
     mock_provider: Mapping | None = None
     warnings: tuple[str, ...] = ()   # valid but probably not meant (`extproc check` prints them)
     _qualified: dict = dataclasses.field(default_factory=dict, compare=False, repr=False)
@@ -108,7 +112,8 @@ def load_config(path: str, *, strict_credentials: bool = True) -> GatewayConfig:
     problems = Problems(path)
     root = load_yaml(path, problems)
     root.only_keys("version", "server", "mock_provider", "providers", "models", "keys",
-                   "budgets", "rate_limits", "store", "guardrails", "observability", "identity")
+                   "budgets", "rate_limits", "store", "guardrails", "observability", "identity",
+                   "metering", "caps")
     with open(path, "rb") as handle:
         digest = hashlib.sha256(handle.read()).hexdigest()[:12]
     label = root.get("version").str("")
@@ -133,6 +138,8 @@ def load_config(path: str, *, strict_credentials: bool = True) -> GatewayConfig:
         identity=parse_identity(root.get("identity"), strict_credentials,
                                 lambda node: _allowed_models(node, models, providers),
                                 os.path.dirname(os.path.abspath(path))),
+        metering=parse_metering(root.get("metering")),
+        caps=parse_caps(root.get("caps")),
         mock_provider=root.get("mock_provider").value if not root.get("mock_provider").missing else None,
     )
     problems.raise_if_any()

@@ -103,6 +103,9 @@ extproc_request = Histogram(
 tagged_requests = Counter(
     "gateway_tagged_requests", "Requests by allow-listed tag (x-gateway-tag-<name>).",
     ["tag", "value", "model", "status"])
+tagged_cost_usd = Counter(
+    "gateway_tagged_cost_usd", "Spend in USD by allow-listed tag (x-gateway-tag-<name>).",
+    ["tag", "value", "model"])
 key_requests = Counter(
     "gateway_key_requests", "Requests per key and user (only with observability.per_key_metrics).",
     ["key_id", "user", "model", "status"])

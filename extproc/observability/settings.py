@@ -15,6 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..config.yamlread import Node
+from .tracing import TracingSettings, parse_tracing
 
 TAG_HEADER_PREFIX = "x-gateway-tag-"
 OVERFLOW = "__overflow__"
@@ -28,15 +29,17 @@ class ObservabilitySettings:
     max_tag_values: int = 50
     per_key_metrics: bool = False
     max_key_series: int = 200
+    tracing: TracingSettings | None = None       # one span per call, over OTLP (tracing.py)
 
 
 def parse_observability(node: Node) -> ObservabilitySettings:
-    node.only_keys("tag_labels", "max_tag_values", "per_key_metrics", "max_key_series")
+    node.only_keys("tag_labels", "max_tag_values", "per_key_metrics", "max_key_series", "tracing")
     return ObservabilitySettings(
         tag_labels=frozenset(n.str().lower() for n in node.get("tag_labels").elements()),
         max_tag_values=node.get("max_tag_values").number(50, integer=True, minimum=1),
         per_key_metrics=node.get("per_key_metrics").bool(False),
         max_key_series=node.get("max_key_series").number(200, integer=True, minimum=1),
+        tracing=parse_tracing(node.get("tracing")),
     )
 
 

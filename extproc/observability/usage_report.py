@@ -10,6 +10,22 @@ from ..store import open_store
 from ..store.limits import window_bounds
 
 
+async def _rows_then_close(config: GatewayConfig):
+    """The counter rows of the store the config names, the store closed after (a Redis
+    client belongs to the loop it ran on)."""
+    store = open_store(config.store, patient=True)
+    try:
+        return await _rows(store)
+    finally:
+        closed = store.close()
+        if asyncio.iscoroutine(closed):
+            await closed
+
+
+async def _rows_of(store):
+    return await _rows(store)
+
+
 async def _rows(store):
     rows = store.rows()
     return await rows if asyncio.iscoroutine(rows) else rows
@@ -42,3 +58,65 @@ def usage_table(config: GatewayConfig, now: float | None = None) -> str:
     widths = [max(len(str(row[i])) for row in lines) for i in range(len(lines[0]))]
     return "\n".join("  ".join(str(cell).ljust(width) for cell, width in zip(row, widths)).rstrip()
                      for row in lines)
+
+
+# --- spend by dimension (store/meters.py) ---------------------------------------------
+
+WINDOWS = ("hour", "day", "month")
+
+
+def parse_by(text: str) -> tuple[str, ...]:
+    """`team,tag:agent` → ("team", "tag:agent"); ValueError naming what is wrong."""
+    from ..store.meters import valid_dimension
+    dims = tuple(part.strip().lower() for part in text.split(",") if part.strip())
+    if not dims:
+        raise ValueError("--by needs at least one dimension (key, user, team, model, backend, tag:<name>).")
+    for dim in dims:
+        if not valid_dimension(dim):
+            raise ValueError(f"Unknown dimension {dim!r}: one of key, user, team, model, backend, tag:<name>.")
+    if len(set(dims)) != len(dims):
+        raise ValueError("--by names a dimension twice.")
+    return dims
+
+
+def usage_by(config: GatewayConfig, by: tuple[str, ...], window: str = "day", store=None,
+             now: float | None = None) -> dict:
+    """Spend grouped by `by` in the current `window`: {"by", "window", "start", "end", "rows"}.
+    Raises store.meters.NoMeter when no configured set of dimensions covers `by`."""
+    from ..store.meters import find_set, report
+    now = now or time.time()
+    find_set(config.metering.sets, by)                  # fail before reading the store
+    rows = asyncio.run(_rows_of(store)) if store is not None else asyncio.run(_rows_then_close(config))
+    start, end = window_bounds(window, now)
+    return {"by": list(by), "window": window, "start": int(start), "end": int(end),
+            "rows": report(config.metering.sets, by, rows, window, now)}
+
+
+def usage_by_table(result: dict) -> str:
+    by = result["by"]
+    lines = [tuple(d.upper() for d in by) + ("REQUESTS", "INPUT TOKENS", "OUTPUT TOKENS", "USD")]
+    for row in result["rows"]:
+        lines.append(tuple(row[d] or "-" for d in by) + (
+            f"{row['requests']:,}", f"{row['input_tokens']:,}", f"{row['output_tokens']:,}", f"{row['usd']:.6f}"))
+    if len(lines) == 1:
+        return f"No spend in this {result['window']} yet."
+    widths = [max(len(str(row[i])) for row in lines) for i in range(len(lines[0]))]
+    return "\n".join("  ".join(str(cell).ljust(width) for cell, width in zip(row, widths)).rstrip()
+                     for row in lines)
+
+
+def admin_usage(config: GatewayConfig, query: str) -> tuple[int, bytes]:
+    """The admin endpoint's `/usage?by=DIM[,DIM...]&window=day`: the report as JSON."""
+    import json
+    from urllib.parse import parse_qs
+
+    from ..store.meters import NoMeter
+    params = parse_qs(query)
+    window = (params.get("window") or ["day"])[0]
+    try:
+        if window not in WINDOWS:
+            raise ValueError(f"window must be one of {', '.join(WINDOWS)}.")
+        result = usage_by(config, parse_by((params.get("by") or [""])[0]), window)
+    except (ValueError, NoMeter) as error:
+        return 400, json.dumps({"error": {"message": str(error), "type": "invalid_request_error"}}).encode()
+    return 200, json.dumps(result).encode()

@@ -6,15 +6,19 @@ from ..config.filter_config import GatewayConfig
 from ..stages.admission import Admission
 from ..stages.attempt import AttemptRewrite
 from ..stages.budget import Budget, BudgetSettle
+from ..stages.caps import SessionSettle, SpendCaps
+from ..stages.cost import CallCost
 from ..stages.cut_stream import CutStream
 from ..stages.guard import GuardRequest
 from ..stages.guard_response import GuardResponse
+from ..stages.meter import Meter
 from ..stages.one_message import OneMessageResponse
 from ..stages.pass_through import PassThroughStream
 from ..stages.record import Record
 from ..stages.resolve import ParseRequest, ResolveModel
 from ..stages.route import Route
 from ..stages.stored_responses import StoredResponses
+from ..stages.trace import TraceAttributes
 from ..stages.usage import ResponseUsage
 from ..store.cut_streams import WorkerCutStreams
 from .runner import Pipeline
@@ -26,6 +30,7 @@ def build_pipeline(config: GatewayConfig, store=None, cut_streams: WorkerCutStre
     # Keys made at run time may carry budgets of their own (stages/key_ring.py): with a
     # store, the budget stages are always there (a call no limit applies to returns at once).
     budgets = store is not None
+    caps = bool(config.caps.per_call or config.caps.session)
     cut_streams = cut_streams or WorkerCutStreams()
     return Pipeline([
         Admission(),
@@ -34,13 +39,18 @@ def build_pipeline(config: GatewayConfig, store=None, cut_streams: WorkerCutStre
         ResolveModel(),
         GuardRequest(),                      # before budgets and routing: see guard.py
         *([Budget(store, config.store)] if budgets else []),
+        *([SpendCaps(store, config.caps, config.store)] if caps else []),
         Route(),
         OneMessageResponse(),                # after Admission (headers) and Budget, Route (body)
         PassThroughStream(),                 # after Admission (headers) and ParseRequest (body)
         CutStream(cut_streams.sent, cut_streams.ratios, store),   # after PassThroughStream; done before ResponseUsage's
         ResponseUsage(),                     # its done hook completes the usage...
+        CallCost(),                          # after ResponseUsage: the usage is final at the end
         GuardResponse(),
+        *([TraceAttributes()] if config.observability.tracing is not None else []),   # after CallCost, guardrails
         *([BudgetSettle(store)] if budgets else []),   # ...which settling needs
+        *([SessionSettle(store)] if caps and config.caps.session and store is not None else []),
+        *([Meter(store, config.metering)] if store is not None and config.metering.sets else []),
         Record(),
     ])
 

@@ -1,4 +1,4 @@
-"""The admin HTTP endpoint: /metrics, /healthz, /readyz.
+"""The admin HTTP endpoint: /metrics, /healthz, /readyz, /usage (spend by dimension).
 
 Runs in the supervisor process, which aggregates the workers' metrics through
 prometheus-client's multiprocess mode. Binds to localhost unless told otherwise.
@@ -13,7 +13,8 @@ from typing import Callable
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest, multiprocess
 
 
-def start_admin(address: str, ready: Callable[[], tuple[bool, str]], collectors=()) -> ThreadingHTTPServer:
+def start_admin(address: str, ready: Callable[[], tuple[bool, str]], collectors=(),
+                usage: Callable[[str], tuple[int, bytes]] | None = None) -> ThreadingHTTPServer:
     """`collectors`: metrics the supervisor computes itself at each scrape, beside the
     workers' (the budgets' remaining, read from the store)."""
     host, _, port = address.rpartition(":")
@@ -24,7 +25,7 @@ def start_admin(address: str, ready: Callable[[], tuple[bool, str]], collectors=
 
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:  # noqa: N802 (stdlib name)
-            path = self.path.split("?", 1)[0]
+            path, _, query = self.path.partition("?")
             if path == "/metrics":
                 self._send(200, generate_latest(registry), CONTENT_TYPE_LATEST)
             elif path == "/healthz":
@@ -32,6 +33,9 @@ def start_admin(address: str, ready: Callable[[], tuple[bool, str]], collectors=
             elif path == "/readyz":
                 ok, why = ready()
                 self._send(200 if ok else 503, (why + "\n").encode(), "text/plain")
+            elif path == "/usage" and usage is not None:
+                status, body = usage(query)          # the store's report (usage_report.py)
+                self._send(status, body, "application/json")
             else:
                 self._send(404, b"not found\n", "text/plain")
 

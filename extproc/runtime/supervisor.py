@@ -103,7 +103,9 @@ class Supervisor:
             self._start_envoy()
         from ..observability.budget_gauge import BudgetRemaining
         from .admin import start_admin
-        self.admin = start_admin(self.config.server.admin_address, self.ready, [BudgetRemaining(self.config)])
+        from ..observability.usage_report import admin_usage
+        self.admin = start_admin(self.config.server.admin_address, self.ready, [BudgetRemaining(self.config)],
+                                 usage=lambda query: admin_usage(self.config, query))
         if self.config.identity.admin_api is not None:       # keys managed at run time, over HTTP
             from .keys_admin import start_keys_admin
             self.keys_admin = start_keys_admin(self.config)

@@ -23,6 +23,7 @@ from ..pipeline.call import Call
 from ..pipeline.errors import invalid_request
 from ..pipeline.protocol import RESPONSE_IN_BODY
 from . import Stage
+from .cost import envoy_added_cost
 from .announced import announced, announced_bool, announced_string
 from .guard_response import response_policy
 
@@ -63,7 +64,7 @@ def headers_from_envoy(call: Call, extra: dict[str, str] | None = None) -> None:
     (envoy/quickstart.yaml: the virtual host's response_headers_to_add): a call whose
     response headers the service does not see. Set with the request-body reply."""
     headers = {"x-gateway-backend": call.backend.name, **(extra or {}),
-               **call.stage_state.get("ratelimit_headers", {})}
+               **call.stage_state.get("ratelimit_headers", {}), **envoy_added_cost(call)}
     call.reply.add_metadata({"headers": headers})
 
 

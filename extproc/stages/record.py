@@ -86,7 +86,7 @@ class Record(Stage):
         metrics.child(metrics.requests, model, backend, team, status).inc()
         endpoint = call.endpoint.kind if call.endpoint else "unknown"
         metrics.child(metrics.extproc_request, endpoint).observe(service)
-        self._labelled_series(call, model, status, usage)
+        self._labelled_series(call, model, status, usage, cost)
         if call.endpoint is not None and call.endpoint.kind != "models":
             metrics.child(metrics.request_duration, model, backend, status).observe(latency)
         if call.attempts > 1:
@@ -102,7 +102,7 @@ class Record(Stage):
             if cost:
                 metrics.child(metrics.cost_usd, model, team).inc(cost)
 
-    def _labelled_series(self, call: Call, model: str, status: str, usage) -> None:
+    def _labelled_series(self, call: Call, model: str, status: str, usage, cost: float = 0.0) -> None:
         """Opt-in series with operator-chosen labels, each capped (see observability.py)."""
         settings = call.config.observability
         tags = call.stage_state.get("log", {}).get("tags")
@@ -111,6 +111,8 @@ class Record(Stage):
                 value = self._tag_values(f"{name}={tags[name]}", settings.max_tag_values)
                 value = value.split("=", 1)[1] if value != OVERFLOW else OVERFLOW
                 metrics.child(metrics.tagged_requests, name, value, model, status).inc()
+                if cost:
+                    metrics.child(metrics.tagged_cost_usd, name, value, model).inc(cost)
         if settings.per_key_metrics and call.key is not None:
             key_id = self._keys(call.key.id, settings.max_key_series)
             user = call.key.user if key_id != OVERFLOW else OVERFLOW

@@ -18,6 +18,7 @@ from ..api.dialects import generated_texts, usage_from_event
 from ..api.provider_json import loads
 from ..api.sse import SSEParser
 from ..pipeline.call import Call
+from .cost import stream_usage_with_cost
 
 _USAGE_NULL = b',"usage":null'
 
@@ -47,6 +48,12 @@ def stream_chunk(call: Call, chunk: bytes, end_of_stream: bool) -> bytes | None:
                     if strip and data.get("choices") == []:
                         changed = True
                         continue   # the usage chunk the client did not ask for
+                    if translation is None and call.backend is not None:
+                        rewritten = stream_usage_with_cost(call, data)     # the caller learns the cost
+                        if rewritten is not None:
+                            raw = (b"event: " + event.name + b"\n" if event.name else b"") + \
+                                b"data: " + rewritten + b"\n\n"
+                            changed = True
                 if strip and _USAGE_NULL in raw:
                     raw = raw.replace(_USAGE_NULL, b"")
                     changed = True

@@ -1,0 +1,58 @@
+"""Tracing settings: `observability.tracing` in the filter config.
+
+    observability:
+      tracing:
+        otlp_endpoint: 127.0.0.1:4317     # OTLP/gRPC collector (host:port, or http://host:port)
+        sampling_percent: 100             # head sampling of every call (a caller's sampled
+                                          # traceparent is continued when its call is kept)
+        service_name: llm-gateway
+        traces_url: ""                    # a link to a trace (Grafana's traces link), {trace_id}
+
+Envoy carries the span (its OpenTelemetry tracer, made by `extproc envoy-config`); the
+service adds the OpenTelemetry gen_ai attributes and its own through dynamic metadata
+(stages/trace.py, docs/decisions/tracing-in-envoy.md).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from urllib.parse import urlparse
+
+from ..config.yamlread import Node
+
+TRACE_NAMESPACE = "llm_gateway.trace"       # dynamic metadata Envoy's span tags read
+
+
+@dataclass(frozen=True, slots=True)
+class TracingSettings:
+    host: str
+    port: int
+    sampling_percent: float = 100.0
+    service_name: str = "llm-gateway"
+    traces_url: str = ""
+
+    @property
+    def endpoint(self) -> str:
+        return f"{self.host}:{self.port}"
+
+
+def parse_tracing(node: Node) -> TracingSettings | None:
+    if node.missing:
+        return None
+    node.only_keys("otlp_endpoint", "sampling_percent", "service_name", "traces_url")
+    endpoint = node.get("otlp_endpoint").str("")
+    parsed = urlparse(endpoint if "//" in endpoint else f"//{endpoint}")
+    try:
+        port = parsed.port
+    except ValueError:
+        port = None
+    if not parsed.hostname or not port:
+        node.get("otlp_endpoint").fail("must be host:port (or http://host:port) of an OTLP/gRPC collector")
+        return None
+    percent = node.get("sampling_percent").number(100.0, minimum=0)
+    if percent > 100:
+        node.get("sampling_percent").fail("must be at most 100")
+    return TracingSettings(host=parsed.hostname, port=port,
+                           sampling_percent=percent,
+                           service_name=node.get("service_name").str("llm-gateway"),
+                           traces_url=node.get("traces_url").str(""))

@@ -1,0 +1,111 @@
+"""The cost of a call, told to its caller: `x-gateway-cost-usd`.
+
+What the header says depends on when the gateway knows it:
+- a JSON answer: the call's cost as charged (its usage at the price of the backend that
+  answered), known when the body is read. When the service holds the headers (two
+  response messages) it sets the header itself; when they are skipped (one message,
+  one_message.py) the cost goes into metadata `llm_gateway.cost_usd` with the body's
+  reply and Envoy's header_mutation filter, which sees the headers only once
+  json_to_metadata has released them at the body's end, writes it (envoy/template.yaml);
+- a stream: its headers leave before its usage exists, so the header carries the
+  reservation's price basis (prompt tokens counted offline plus the output cap, at the
+  model's dearest backend: what a budget reserved). A stream the service reads gets the
+  final cost added to the usage it reports (`usage.cost_usd` in OpenAI's usage chunk or
+  Responses' `response.completed`, in Anthropic's `message_delta`); a stream passed
+  through unseen (pass_through.py) cannot be changed: its final cost is on the log line.
+"""
+
+from __future__ import annotations
+
+from ..api.provider_json import dumps
+from ..api.usage import Usage
+from ..pipeline.call import Call
+from . import Stage
+
+COST_HEADER = "x-gateway-cost-usd"
+COST_METADATA_KEY = "cost_usd"        # llm_gateway.cost_usd: the final cost, for Envoy's header_mutation
+_BASIS = "cost_basis_usd"
+
+
+def usd(value: float) -> str:
+    """A header's USD amount: fixed point, never an exponent (1e-05 parses badly)."""
+    return f"{value:.8f}"
+
+
+def charged_cost(call: Call) -> float:
+    """What the call is charged: its usage at the price of the backend that answered."""
+    if call.usage is None or call.model is None:
+        return 0.0
+    return call.model.cost(call.backend, call.usage)
+
+
+def reservation_basis(call: Call) -> float:
+    """The reservation's price: the prompt counted offline and the output cap, at the
+    dearest backend (what a budget reserves; stages/budget.py)."""
+    cached = call.stage_state.get(_BASIS)
+    if cached is not None:
+        return cached
+    basis = 0.0
+    if call.model is not None and call.body is not None and call.endpoint is not None \
+            and call.endpoint.generates:
+        estimate = Usage(call.prompt_tokens(), call.output_cap())
+        basis = max(call.model.cost(backend, estimate) for backend in call.model.backends)
+    call.stage_state[_BASIS] = basis
+    return basis
+
+
+def stream_usage_with_cost(call: Call, data: dict) -> bytes | None:
+    """An event carrying the stream's final usage, rewritten with the call's cost in it;
+    None for any other event. Called once `call.usage` is updated from `data`."""
+    kind = call.provider_kind
+    usage = None
+    if kind == "messages":
+        if data.get("type") == "message_delta":
+            usage = data.get("usage")
+    elif kind == "responses":
+        if data.get("type") == "response.completed":
+            usage = (data.get("response") or {}).get("usage")
+    else:
+        usage = data.get("usage")
+    if not isinstance(usage, dict):
+        return None
+    usage[COST_METADATA_KEY] = round(charged_cost(call), 8)
+    return dumps(data)
+
+
+class CallCost(Stage):
+    """Sets `x-gateway-cost-usd` (see the module's docstring). After ResponseUsage, whose
+    hooks make the usage final before this stage's run."""
+
+    name = "cost"
+
+    @staticmethod
+    def response_headers(call: Call, headers: dict[str, str], end_of_stream: bool) -> None:
+        if call.backend is None or call.body is None:
+            return
+        if end_of_stream:
+            call.reply.set_headers[COST_HEADER] = usd(charged_cost(call))
+        elif call.response_streamed or "json_tail" in call.stage_state:
+            # Its headers leave now, before its usage exists.
+            call.reply.set_headers[COST_HEADER] = usd(reservation_basis(call))
+
+    @staticmethod
+    def response_body(call: Call, chunk: bytes, end_of_stream: bool) -> None:
+        if not end_of_stream or call.backend is None or call.body is None:
+            return None
+        cost = usd(charged_cost(call))
+        call.reply.add_metadata({COST_METADATA_KEY: cost})     # Envoy's access log, header_mutation
+        if not (call.response_streamed or call.response_in_body or "json_tail" in call.stage_state):
+            call.reply.set_headers[COST_HEADER] = cost         # the service holds the headers
+        return None
+
+    @staticmethod
+    def response_trailers(call: Call, numbers: dict) -> None:
+        if call.backend is not None and call.body is not None:
+            call.reply.add_metadata({COST_METADATA_KEY: usd(charged_cost(call))})
+
+
+def envoy_added_cost(call: Call) -> dict[str, str]:
+    """The cost header Envoy adds from metadata for a stream whose headers the service
+    does not see (pass_through.py): the reservation's price basis."""
+    return {COST_HEADER: usd(reservation_basis(call))} if call.stream else {}

@@ -1,0 +1,70 @@
+"""Meters (store/meters.py): after a call that reached a provider, its requests, tokens
+and cost added to every configured set of dimensions, through the budget store's
+reserve and settle (the allotments keep them in memory between exchanges). A meter
+never refuses a call, and a store that cannot be reached loses the meter's spend, not
+the call (the log line still has it)."""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from ..observability import metrics
+from ..observability.settings import BoundedLabel
+from ..pipeline.call import Call
+from ..store import StoreUnavailable, maybe_await
+from ..store.meters import OTHER, TAG_PREFIX, clean, meter_charges, settled_amounts
+from . import Stage
+from .cost import charged_cost
+
+log = logging.getLogger("extproc.meter")
+
+
+class Meter(Stage):
+    name = "meter"
+
+    def __init__(self, store, metering) -> None:
+        self.store = store
+        self.metering = metering
+        self._seen: dict[str, BoundedLabel] = {}
+        dims = {d for s in metering.sets for d in s.dimensions}
+        self._dimensions = tuple(sorted(dims))
+
+    def _capped(self, dimension: str, value: str) -> str:
+        seen = self._seen.get(dimension)
+        if seen is None:
+            seen = self._seen[dimension] = BoundedLabel()
+        capped = seen(value, self.metering.max_values_per_dimension)
+        return value if capped == value else OTHER
+
+    def values(self, call: Call) -> dict[str, str]:
+        """The call's value of each metered dimension, capped."""
+        key = call.key
+        tags = call.stage_state.get("log", {}).get("tags") or {}
+        known = {"key": key.id if key else "", "user": key.user if key else "",
+                 "team": key.team if key else "", "model": call.model.name if call.model else "",
+                 "backend": call.backend.name if call.backend else ""}
+        values = {}
+        for dimension in self._dimensions:
+            if dimension.startswith(TAG_PREFIX):
+                raw = tags.get(dimension[len(TAG_PREFIX):], "")
+            else:
+                raw = known[dimension] or ""
+            values[dimension] = self._capped(dimension, clean(raw))
+        return values
+
+    async def done(self, call: Call) -> None:
+        if call.backend is None or call.body is None or call.outcome == "refused":
+            return                                # never reached a provider
+        usage = call.usage
+        amounts = (1.0, float(usage.input_tokens if usage else 0), float(usage.output_tokens if usage else 0),
+                   charged_cost(call))
+        now = time.time()
+        charges = meter_charges(self.metering.sets, self.values(call), amounts, now)
+        rid = f"meter:{call.request_id}:{id(call)}"
+        try:
+            await maybe_await(self.store.reserve(rid, charges, now, now + 60))
+            await maybe_await(self.store.settle(rid, charges, settled_amounts(charges)))
+        except StoreUnavailable as error:
+            metrics.child(metrics.store_errors, "meter").inc()
+            log.error("budget store unavailable for the meters (request %s): %s", call.request_id, error)
