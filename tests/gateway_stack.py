@@ -121,7 +121,12 @@ class GatewayStack:
             new_port = self.mock_ports.setdefault(listener["name"], free_port())
             moved[listener["port"]] = new_port
             listener["port"] = new_port
-        for provider in config.get("providers", {}).values():
+        for listener in config.get("mock_provider", {}).get("mcp_listeners", []):
+            new_port = self.mock_ports.setdefault(listener["name"], free_port())
+            moved[listener["port"]] = new_port
+            listener["port"] = new_port
+        for provider in [*config.get("providers", {}).values(),
+                         *((config.get("mcp") or {}).get("servers") or {}).values()]:
             url = provider.get("url", "")
             match = re.fullmatch(r"(http://127\.0\.0\.1:)(\d+)(.*)", url)
             if match and int(match[2]) in moved:

@@ -25,6 +25,7 @@ from urllib.parse import urlparse
 
 from . import envoy_config
 from .envoy_contract import ROUTE_HEADER, failover_route
+from .envoy_mcp import mcp_routes
 from .filter_config import GatewayConfig
 from .providers import Provider
 
@@ -66,6 +67,7 @@ def generate(config: GatewayConfig, target: str = "local", *, listen: str | None
     chained = {b.provider.cluster for m in config.models.values() if m.is_virtual for b in m.backends}
     envoy["static_resources"]["clusters"] += provider_clusters(config, chained)
     _failover_routes(envoy, sorted({len(m.backends) for m in config.models.values() if m.is_virtual}))
+    envoy["static_resources"]["clusters"] += mcp_routes(_virtual_host(envoy)["routes"], config, _cluster)
     if target == "kubernetes":
         _kubernetes(envoy)
     count = workers or config.server.workers or 2
