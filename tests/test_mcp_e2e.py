@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 
 import anyio
 import httpx
@@ -33,6 +34,8 @@ def _config() -> dict:
         "server": "demo", "tools": ["echo", "fetch_note", "lookup_contact"],
         "access": {"default": "*"},
         "results": {"guardrails": ["pii", "prompt-injection"], "on_block": "error"}}
+    config["mcp"]["profiles"]["limited"] = {"server": "demo", "access": {"default": "*"},
+                                            "rate_limit": {"calls_per_minute": 3, "scope": "key"}}
     return config
 
 
@@ -260,3 +263,26 @@ def test_every_call_is_audited_and_counted(stack):
     audit = json.dumps(records)
     for secret in ("sk-demo-alice", "sk-demo-bob", "mcp-demo-token"):
         assert secret not in audit and secret not in text
+
+
+def test_tool_calls_are_rate_limited_per_key(stack):
+    def burst(key: str) -> list[httpx.Response]:
+        started = post(stack, key, INIT, "limited")
+        session = {"mcp-session-id": started.headers["mcp-session-id"]}
+        post(stack, key, {"jsonrpc": "2.0", "method": "notifications/initialized"}, "limited", session)
+        return [post(stack, key, {"jsonrpc": "2.0", "id": n, "method": "tools/call",
+                                  "params": {"name": "echo", "arguments": {"text": f"call {n}"}}},
+                     "limited", session) for n in range(4)]
+
+    for _ in range(2):                       # once more if a minute's window turned mid-burst
+        minute = int(time.time() // 60)
+        answers = burst(ALICE)
+        if int(time.time() // 60) == minute:
+            break
+    assert [a.status_code for a in answers] == [200, 200, 200, 429]
+    assert "call 2" in answers[2].text
+    refused = answers[3]
+    assert refused.json()["error"]["code"] == -32029 and "mcp.limited.tool_calls" in refused.json()["error"]["message"]
+    assert 1 <= int(refused.headers["retry-after"]) <= 60
+    # Per key: another caller has its own count.
+    assert burst(BOB)[0].status_code == 200 or int(time.time() // 60) != minute

@@ -16,6 +16,7 @@
             users: {}
             keys: {}
             default: []              # everyone else: no tool ("*" for all, a list for some)
+          rate_limit: {calls_per_minute: 60, scope: key}   # tool calls, per key (user, team)
           results:
             guardrails: [prompt-injection]   # run on tool results (default: the caller's
                                              # policy's rules with direction response)
@@ -30,6 +31,7 @@ from typing import Mapping
 from urllib.parse import urlparse
 
 from ..guardrails.config import Guardrail, GuardrailSettings
+from ..store.limits import Limit
 from .providers import Secret, _credential
 from .yamlread import Node
 
@@ -71,6 +73,7 @@ class McpProfile:
     default: frozenset[str] | None
     result_guardrails: tuple[Guardrail, ...] | None  # None: the caller's policy, direction response
     on_block: str                              # quarantine | error
+    rate_limit: Limit | None = None            # tool calls per minute, per key/user/team
 
     def allowed_tools(self, key) -> tuple[frozenset[str] | None, str]:
         """The tools `key` may call here (None: every tool the profile exposes) and the
@@ -126,7 +129,7 @@ def _server(name: str, node: Node, strict: bool) -> McpServer:
 
 def _profile(name: str, node: Node, servers: Mapping[str, McpServer],
              rules: Mapping[str, Guardrail]) -> McpProfile | None:
-    node.only_keys("server", "tools", "access", "results")
+    node.only_keys("server", "tools", "access", "results", "rate_limit")
     server_name = node.get("server").str()
     server = servers.get(server_name)
     if server is None:
@@ -153,7 +156,19 @@ def _profile(name: str, node: Node, servers: Mapping[str, McpServer],
         by_team={k: _tools(v, frozenset()) for k, v in access.get("teams").items()},
         default=_tools(access.get("default"), frozenset()),
         result_guardrails=chosen,
-        on_block=results.get("on_block").choice(("quarantine", "error"), "quarantine"))
+        on_block=results.get("on_block").choice(("quarantine", "error"), "quarantine"),
+        rate_limit=_rate_limit(name, node.get("rate_limit")))
+
+
+def _rate_limit(profile: str, node: Node) -> Limit | None:
+    """Tool calls per minute of each key (user, team), counted in the budget store (the
+    same counters as `rate_limits`, shared by workers and replicas)."""
+    if node.missing or node.value is None:
+        return None
+    node.only_keys("calls_per_minute", "scope")
+    return Limit(name=f"mcp.{profile}.tool_calls", scope=node.get("scope").choice(("key", "user", "team"), "key"),
+                 match=None, kind="requests", limit=node.get("calls_per_minute").number(integer=True, minimum=1),
+                 window="minute")
 
 
 def _tools(node: Node, default: frozenset[str] | None) -> frozenset[str] | None:

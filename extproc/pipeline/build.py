@@ -51,7 +51,7 @@ def build_upstream_pipeline(config: GatewayConfig) -> Pipeline:
     return Pipeline([AttemptRewrite()], request_only=True)
 
 
-def build_mcp_pipeline(config: GatewayConfig) -> Pipeline:
-    """For MCP profiles' routes (/mcp/<profile>): identity, tool policy, guardrails on
-    arguments and results, the audit line."""
-    return Pipeline([McpGate(), McpAnswer(), McpRecord()])
+def build_mcp_pipeline(config: GatewayConfig, store=None) -> Pipeline:
+    """For MCP profiles' routes (/mcp/<profile>): identity, tool policy and rate limits,
+    guardrails on arguments and results, the audit line."""
+    return Pipeline([McpGate(store), McpAnswer(), McpRecord()])

@@ -17,6 +17,9 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import itertools
+import logging
+import time
 import uuid
 from dataclasses import dataclass, field
 from typing import Any
@@ -27,7 +30,10 @@ from ..api import jsonrpc
 from ..config.envoy_contract import INTERNAL_HEADER_PREFIX
 from ..config.mcp import McpProfile
 from ..pipeline.call import Call
+from ..observability import metrics
 from ..pipeline.errors import GatewayError
+from ..store import StoreUnavailable, maybe_await
+from ..store.limits import plan_charges
 from . import ImmediateAnswer, Stage
 from .admission import Admission
 from .mcp_guard import guard_strings, string_slots
@@ -41,6 +47,9 @@ _PASSED = frozenset(("initialize", "ping"))
 _GOVERNED = frozenset(("tools/list", "tools/call"))
 MAX_SESSION_ID = 512
 MAX_LOGGED = 128
+log = logging.getLogger("extproc.mcp")
+_RESERVATION_PREFIX = "mcp" + uuid.uuid4().hex[:12]      # per process
+_reservations = itertools.count()
 
 
 @dataclass(slots=True)
@@ -84,6 +93,9 @@ def state_of(call: Call) -> McpState:
 
 class McpGate(Stage):
     name = "mcp_gate"
+
+    def __init__(self, store=None) -> None:
+        self.store = store              # the budget store: tool-call rate limits
 
     def request_headers(self, call: Call, end_of_stream: bool) -> None:
         headers = call.headers
@@ -183,8 +195,7 @@ class McpGate(Stage):
                          "initialize, ping, tools/list and tools/call.")
         await self._tool_call(call, state, message)
 
-    @staticmethod
-    async def _tool_call(call: Call, state: McpState, message: dict) -> None:
+    async def _tool_call(self, call: Call, state: McpState, message: dict) -> None:
         params = message.get("params")
         name = params.get("name") if isinstance(params, dict) else None
         if not isinstance(name, str) or not name:
@@ -197,6 +208,8 @@ class McpGate(Stage):
             raise refuse(state, "refused", 200, jsonrpc.FORBIDDEN,
                          f"The tool '{name[:MAX_LOGGED]}' is not allowed for this caller "
                          f"(policy: mcp profile '{profile.name}', {state.policy}).")
+        if profile.rate_limit is not None and self.store is not None:
+            await self._rate_limit(call, state)
         arguments = params.get("arguments")
         if arguments is not None and not isinstance(arguments, dict):
             raise refuse(state, "invalid", 200, jsonrpc.INVALID_PARAMS,
@@ -213,6 +226,39 @@ class McpGate(Stage):
         if changed:
             call.reply.body = orjson.dumps(message)
             call.reply.set_headers["content-length"] = str(len(call.reply.body))
+
+
+    async def _rate_limit(self, call: Call, state: McpState) -> None:
+        """One tool call counted against the profile's per-identity limit (the budget
+        store's requests-per-minute counter: exact across workers and replicas)."""
+        limit, now = state.profile.rate_limit, time.time()
+        lease = call.config.store.lease_seconds
+        charges = plan_charges((limit,), call.key, 0, 0.0, now, lease)
+        rid = f"{call.request_id}:{_RESERVATION_PREFIX}{next(_reservations)}"
+        try:
+            admission = await maybe_await(self.store.reserve(rid, charges, now, now + lease))
+        except StoreUnavailable as error:
+            metrics.child(metrics.store_errors, "reserve").inc()
+            log.error("budget store unavailable on an MCP rate limit: %s", error)
+            if call.config.store.fail_mode == "open":
+                return
+            raise refuse(state, "gateway_error", 500, jsonrpc.INTERNAL_ERROR,
+                         "The rate-limit store is unavailable; the tool call was not forwarded.") from None
+        if not admission.admitted:
+            retry_after = max(1, int(charges[0].window_end - now + 0.999))
+            raise refuse(state, "rate_limited", 429, jsonrpc.RATE_LIMITED,
+                         f"Rate limit '{limit.name}' ({limit.limit:g} tool calls per minute, "
+                         f"{limit.scope} scope) has no room for this call.", {"retry-after": str(retry_after)})
+        call.stage_state["mcp_reservation"] = (rid, charges)
+
+    async def done(self, call: Call) -> None:
+        held = call.stage_state.get("mcp_reservation")
+        if held is None or self.store is None:
+            return
+        try:
+            await maybe_await(self.store.settle(held[0], held[1], [0.0]))
+        except StoreUnavailable as error:       # the lease frees it
+            log.error("budget store unavailable on settle (request %s): %s", call.request_id, error)
 
 
 def _mac(secret: bytes, profile: str, session: str) -> str:
