@@ -44,7 +44,8 @@ class DirectRoute(GatewayStack):
         direct["typed_per_filter_config"] = {"envoy.filters.http.ext_proc": {
             "@type": "type.googleapis.com/envoy.extensions.filters.http.ext_proc.v3.ExtProcPerRoute",
             "disabled": True}}
-        direct["request_headers_to_add"] = [{"header": {"key": "authorization", "value": "Bearer mcp-demo-token"}}]
+        direct["request_headers_to_add"] = [{"header": {"key": "authorization", "value": "Bearer mcp-demo-token"},
+                                          "append_action": "OVERWRITE_IF_EXISTS_OR_ADD"}]
         routes.insert(routes.index(profile), direct)
 
 
