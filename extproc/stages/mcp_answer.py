@@ -18,7 +18,7 @@ import orjson
 from ..api import jsonrpc
 from ..pipeline.call import Call
 from . import Stage
-from .mcp_gate import SESSION_HEADER, McpState, state_of, wrap_session
+from .mcp_gate import SESSION_HEADER, McpState, wrap_session
 from .mcp_guard import guard_strings, result_slots
 
 _READ = frozenset(("initialize", "tools/list", "tools/call"))
@@ -34,7 +34,11 @@ class McpAnswer(Stage):
     name = "mcp_answer"
 
     def response_headers(self, call: Call, headers: dict[str, str], end_of_stream: bool) -> None:
-        state = state_of(call)
+        # Envoy's own reply to a request the service never saw (a body over Envoy's
+        # buffer limit is refused by a filter before ext_proc): nothing to govern.
+        state = call.stage_state.get("mcp")
+        if state is None:
+            return
         call.status = int(headers.get(":status", "0") or 0)
         content_type = headers.get("content-type", "")
         state.answer = "sse" if content_type.startswith("text/event-stream") else \
@@ -44,8 +48,8 @@ class McpAnswer(Stage):
             call.reply.set_headers[SESSION_HEADER] = wrap_session(session, call.key.sha256, state.profile.name)
 
     async def response_body(self, call: Call, chunk: bytes, end_of_stream: bool) -> bytes | None:
-        state = state_of(call)
-        if not chunk or state.rpc_method not in _READ:
+        state = call.stage_state.get("mcp")
+        if state is None or not chunk or state.rpc_method not in _READ:
             return None
         if state.answer == "json":
             try:

@@ -104,6 +104,8 @@ class McpGate(Stage):
         call.request_id = str(uuid.uuid4())
         call.reply.set_headers["x-request-id"] = call.request_id
         state = call.stage_state["mcp"] = McpState()
+        # Envoy's own errors on this call are then written as JSON-RPC (local_reply_config).
+        call.reply.add_metadata({"mcp": True})
         name = call.path.removeprefix("/mcp/").strip("/")
         profile = call.config.mcp.profiles.get(name)
         injected = profile.server.credential_header if profile and profile.server.credential_value() else ""
