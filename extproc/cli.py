@@ -128,6 +128,8 @@ def _print_banner(config, supervisor, base: str, demo: list[tuple[str, str, str]
     print(f"  OpenAI-compatible endpoint: {base}")
     print(f"  Anthropic Messages API:     {base.removesuffix('/v1')}  (POST /v1/messages; Claude Code: "
           "ANTHROPIC_BASE_URL)")
+    for profile in config.mcp.profiles:
+        print(f"  MCP tools (streamable HTTP): {base.removesuffix('/v1')}/mcp/{profile}")
     print(f"  ext_proc admin:             http://{config.server.admin_address}  (/metrics /healthz /readyz)")
     print(f"  Envoy admin:                {supervisor.envoy_admin}")
     if demo:

@@ -295,3 +295,8 @@ def test_envoys_own_errors_on_profiles_are_json_rpc(stack):
     assert unreachable.json()["jsonrpc"] == "2.0" and unreachable.json()["error"]["code"] == -32603
     too_large = post(stack, ALICE, b'{"jsonrpc":"2.0","id":1,"method":"ping","params":{"x":"' + b"y" * 9_000_000 + b'"}}')
     assert too_large.status_code == 413 and too_large.json()["error"]["code"] == -32005
+
+
+def test_extproc_up_prints_the_profiles(stack):
+    banner = stack.log_path.read_text()
+    assert f"MCP tools (streamable HTTP): http://127.0.0.1:{stack.port}/mcp/demo" in banner

@@ -18,8 +18,8 @@
             default: []              # everyone else: no tool ("*" for all, a list for some)
           rate_limit: {calls_per_minute: 60, scope: key}   # tool calls, per key (user, team)
           results:
-            guardrails: [prompt-injection]   # run on tool results (default: the caller's
-                                             # policy's rules with direction response)
+            guardrails: [prompt-injection]   # run on tool results (default: every rule of the
+                                             # caller's policy that reads text)
             on_block: quarantine     # quarantine: the result replaced by a notice; error: a
                                      # JSON-RPC error instead of the result
 """
@@ -71,7 +71,7 @@ class McpProfile:
     by_user: Mapping[str, frozenset[str] | None]
     by_team: Mapping[str, frozenset[str] | None]
     default: frozenset[str] | None
-    result_guardrails: tuple[Guardrail, ...] | None  # None: the caller's policy, direction response
+    result_guardrails: tuple[Guardrail, ...] | None  # None: the caller's policy's text rules
     on_block: str                              # quarantine | error
     rate_limit: Limit | None = None            # tool calls per minute, per key/user/team
 

@@ -107,8 +107,10 @@ def _filter_tools(state: McpState, result: dict) -> bool:
 
 async def _guard_result(call: Call, state: McpState, message: dict, result: dict) -> bool:
     profile = state.profile
+    # A tool result is untrusted text the agent reads next, as it reads a prompt: by
+    # default every text rule of the caller's policy reads it, whatever its directions.
     rules = profile.result_guardrails if profile.result_guardrails is not None else [
-        g for g in call.config.guardrails.policy_for(call.key) if "response" in g.directions and g.scans_text]
+        g for g in call.config.guardrails.policy_for(call.key) if g.scans_text]
     blocked, changed = await guard_strings(call, rules, result_slots(result), "response")
     if result.get("isError") is True:
         state.outcome = state.outcome or "tool_error"
