@@ -131,6 +131,10 @@ class GatewayStack:
             match = re.fullmatch(r"(http://127\.0\.0\.1:)(\d+)(.*)", url)
             if match and int(match[2]) in moved:
                 provider["url"] = f"{match[1]}{moved[int(match[2])]}{match[3]}"
+            for index, other in enumerate(provider.get("failover_urls") or []):     # MCP servers' replicas
+                match = re.fullmatch(r"(http://127\.0\.0\.1:)(\d+)(.*)", other)
+                if match and int(match[2]) in moved:
+                    provider["failover_urls"][index] = f"{match[1]}{moved[int(match[2])]}{match[3]}"
         config_path = self.write_filter_config(config)
         envoy = generate(load_config(str(config_path), strict_credentials=False),
                          listen=f"127.0.0.1:{self.port}", admin=f"127.0.0.1:{self.envoy_admin_port}")

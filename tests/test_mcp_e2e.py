@@ -37,6 +37,11 @@ def _config() -> dict:
     # A server nobody serves: Envoy's own error, in JSON-RPC's shape.
     config["mcp"]["servers"]["gone"] = {"url": f"http://127.0.0.1:{free_port()}/mcp"}
     config["mcp"]["profiles"]["gone"] = {"server": "gone", "access": {"default": "*"}}
+    # A server whose first replica is down: Envoy fails over to the next.
+    config["mcp"]["servers"]["replicated"] = {"url": f"http://127.0.0.1:{free_port()}/mcp",
+                                              "failover_urls": ["http://127.0.0.1:10110/mcp"],
+                                              "credential": {"value": "mcp-demo-token"}}
+    config["mcp"]["profiles"]["replicated"] = {"server": "replicated", "access": {"default": "*"}}
     config["mcp"]["profiles"]["limited"] = {"server": "demo", "access": {"default": "*"},
                                             "rate_limit": {"calls_per_minute": 3, "scope": "key"}}
     return config
@@ -300,3 +305,13 @@ def test_envoys_own_errors_on_profiles_are_json_rpc(stack):
 def test_extproc_up_prints_the_profiles(stack):
     banner = stack.log_path.read_text()
     assert f"MCP tools (streamable HTTP): http://127.0.0.1:{stack.port}/mcp/demo" in banner
+
+
+def test_a_server_whose_first_replica_is_down_fails_over(stack):
+    before = int(httpx.get(f"http://127.0.0.1:{stack.envoy_admin_port}/stats", params={
+        "filter": "^cluster\\.mcp_replicated\\.upstream_rq_retry$"}).text.split(":")[1])
+    assert tool_names(stack, BOB, "replicated") == DEMO_TOOLS
+    assert call(stack, BOB, "echo", {"text": "from a replica"}, "replicated").content[0].text == "from a replica"
+    retries = int(httpx.get(f"http://127.0.0.1:{stack.envoy_admin_port}/stats", params={
+        "filter": "^cluster\\.mcp_replicated\\.upstream_rq_retry$"}).text.split(":")[1])
+    assert retries > before

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 from types import SimpleNamespace
+from urllib.parse import urlparse
 from typing import Callable
 
 from .filter_config import GatewayConfig
@@ -30,5 +31,24 @@ def mcp_routes(routes: list[dict], config: GatewayConfig, make_cluster: Callable
     routes[at:at + 1] = made
     clusters = {}
     for server in config.mcp.servers.values():
-        clusters[server.cluster] = make_cluster(SimpleNamespace(url=server.url, cluster=server.cluster), False)
+        cluster = make_cluster(SimpleNamespace(url=server.url, cluster=server.cluster), False)
+        if server.failover_urls:
+            _failover(cluster, server)
+        clusters[server.cluster] = cluster
     return list(clusters.values())
+
+
+def _failover(cluster: dict, server) -> None:
+    """The replicas as lower priorities of the cluster: Envoy's retries move down them
+    (the route's previous_priorities) and outlier detection keeps a failing one out."""
+    groups = cluster["load_assignment"]["endpoints"]
+    dns = cluster.get("type") != "STATIC"
+    for priority, url in enumerate(server.failover_urls, 1):
+        parsed = urlparse(url)
+        endpoint: dict = {"address": {"socket_address": {
+            "address": parsed.hostname, "port_value": parsed.port or (443 if parsed.scheme == "https" else 80)}}}
+        if dns:
+            endpoint["hostname"] = parsed.hostname
+        groups.append({"priority": priority, "lb_endpoints": [{"endpoint": endpoint}]})
+    if dns:
+        cluster["type"] = "STRICT_DNS"           # LOGICAL_DNS takes one endpoint only

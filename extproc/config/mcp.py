@@ -5,6 +5,7 @@
       servers:
         demo:
           url: http://127.0.0.1:10110/mcp       # streamable HTTP; Envoy's cluster is made from it
+          failover_urls: [http://127.0.0.1:10120/mcp]   # replicas Envoy fails over to, in order
           credential: {env: DEMO_MCP_TOKEN}     # injected by the gateway; callers never see it
           credential_header: authorization      # sent as "Bearer <credential>" (else the raw value)
       profiles:
@@ -45,6 +46,7 @@ class McpServer:
     cluster: str
     credential: Secret | None
     credential_header: str
+    failover_urls: tuple[str, ...] = ()     # tried in order when the ones before fail (Envoy)
 
     @property
     def path(self) -> str:
@@ -117,14 +119,20 @@ def parse_mcp(node: Node, guardrails: GuardrailSettings, strict_credentials: boo
 
 
 def _server(name: str, node: Node, strict: bool) -> McpServer:
-    node.only_keys("url", "credential", "credential_header")
+    node.only_keys("url", "failover_urls", "credential", "credential_header")
     url = node.get("url").str()
     parsed = urlparse(url)
     if parsed.scheme not in ("http", "https") or not parsed.hostname:
         node.get("url").fail("must be an http:// or https:// URL of the server's MCP endpoint")
+    failover = tuple(entry.str() for entry in node.get("failover_urls").elements())
+    for entry, other in zip(node.get("failover_urls").elements(), failover):
+        theirs = urlparse(other)
+        if (theirs.scheme, theirs.path) != (parsed.scheme, parsed.path) or not theirs.hostname:
+            entry.fail("must have the url's scheme and path (a replica of the same server)")
     source, secret = ("", None) if node.get("credential").missing else _credential(node.get("credential"), strict)
     return McpServer(name=name, url=url, cluster=f"mcp_{name}".replace("-", "_"), credential=secret,
-                     credential_header=node.get("credential_header").str("authorization").lower())
+                     credential_header=node.get("credential_header").str("authorization").lower(),
+                     failover_urls=failover)
 
 
 def _profile(name: str, node: Node, servers: Mapping[str, McpServer],
