@@ -51,6 +51,7 @@ def test_a_keys_entry_wins_and_profile_tools_bound_every_allowlist(tmp_path):
     ({"servers": {"s": {"url": "http://h/mcp"}}, "profiles": {"p": {"server": "s", "results": {"on_block": "drop"}}}},
      "must be one of: quarantine, error"),
     ({"servers": {"s": {"url": "http://h/mcp", "token": "x"}}}, "unknown key"),
+    ({"servers": {"s": {"url": "http://h/mcp", "failover_urls": ["http://g/other"]}}}, "scheme and path"),
     ({"servers": {"s": {"url": "http://h/mcp"}}, "profiles": {"p": {"server": "s", "rate_limit": {"scope": "key"}}}},
      "calls_per_minute: is required"),
 ])
