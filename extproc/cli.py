@@ -40,6 +40,11 @@ def main(argv: list[str] | None = None) -> None:
     mock.add_argument("--config", help="a filter config whose mock_provider section to serve")
     mock.add_argument("--fixtures", help="folder of recorded responses (x-mock-replay)")
 
+    mock_mcp = commands.add_parser("mock-mcp", help="the demo MCP server (streamable HTTP, official mcp SDK)")
+    mock_mcp.add_argument("--port", type=int, default=10110)
+    mock_mcp.add_argument("--host", default="127.0.0.1")
+    mock_mcp.add_argument("--token", default="", help="require this bearer token (default: none)")
+
     generate = commands.add_parser("envoy-config", help="write the Envoy config a filter config runs with")
     generate.add_argument("--config", help="filter config (default: the shipped quickstart)")
     generate.add_argument("--target", choices=("local", "kubernetes"), default="local",
@@ -133,6 +138,8 @@ def _print_banner(config, supervisor, base: str, demo: list[tuple[str, str, str]
     print(f"  OpenAI-compatible endpoint: {base}")
     print(f"  Anthropic Messages API:     {base.removesuffix('/v1')}  (POST /v1/messages; Claude Code: "
           "ANTHROPIC_BASE_URL)")
+    for profile in config.mcp.profiles:
+        print(f"  MCP tools (streamable HTTP): {base.removesuffix('/v1')}/mcp/{profile}")
     print(f"  ext_proc admin:             http://{config.server.admin_address}  (/metrics /healthz /readyz)")
     print(f"  Envoy admin:                {supervisor.envoy_admin}")
     if demo:
@@ -175,22 +182,47 @@ def cmd_serve(args) -> int:
 
 
 def cmd_mock(args) -> int:
+    import asyncio
+
     import uvloop
 
+    from .mock.mcp_demo import mcp_listeners_from_config
     from .mock.server import Listener, listeners_from_config, serve
+    mcp_listeners = []
     if args.config:
         with open(args.config, encoding="utf-8") as handle:
             spec = (yaml.safe_load(handle) or {}).get("mock_provider") or {}
         listeners = listeners_from_config(spec, args.fixtures)
+        mcp_listeners = mcp_listeners_from_config(spec)     # the demo MCP server, same process
     else:
         listeners = [Listener(name="mock", port=args.port, host=args.host, api_key=args.api_key,
                               fixtures=args.fixtures)]
+
+    async def serve_all() -> None:
+        if not mcp_listeners:
+            return await serve(listeners)
+        from .mock.mcp_demo import serve_mcp
+        await asyncio.gather(serve(listeners), serve_mcp(mcp_listeners))
     try:
-        uvloop.run(serve(listeners))
+        uvloop.run(serve_all())
     except KeyboardInterrupt:
         pass
     except OSError as error:
         print(f"extproc mock-provider: {error}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def cmd_mock_mcp(args) -> int:
+    import uvloop
+
+    from .mock.mcp_demo import McpListener, serve_mcp
+    try:
+        uvloop.run(serve_mcp([McpListener(name="mcp-demo", port=args.port, host=args.host, token=args.token)]))
+    except KeyboardInterrupt:
+        pass
+    except OSError as error:
+        print(f"extproc mock-mcp: {error}", file=sys.stderr)
         return 1
     return 0
 
@@ -280,5 +312,6 @@ def cmd_worker(args) -> int:
     return 0
 
 
-_COMMANDS = {"up": cmd_up, "serve": cmd_serve, "mock-provider": cmd_mock, "check": cmd_check,
-             "usage": cmd_usage, "keys": cmd_keys, "token": cmd_token, "worker": cmd_worker, "drain": cmd_drain, "envoy-config": cmd_envoy_config}
+_COMMANDS = {"up": cmd_up, "serve": cmd_serve, "mock-provider": cmd_mock, "mock-mcp": cmd_mock_mcp, "check": cmd_check,
+             "usage": cmd_usage, "keys": cmd_keys, "token": cmd_token, "worker": cmd_worker, "drain": cmd_drain,
+             "envoy-config": cmd_envoy_config}

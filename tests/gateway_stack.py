@@ -126,11 +126,20 @@ class GatewayStack:
             new_port = self.mock_ports.setdefault(listener["name"], free_port())
             moved[listener["port"]] = new_port
             listener["port"] = new_port
-        for provider in config.get("providers", {}).values():
+        for listener in config.get("mock_provider", {}).get("mcp_listeners", []):
+            new_port = self.mock_ports.setdefault(listener["name"], free_port())
+            moved[listener["port"]] = new_port
+            listener["port"] = new_port
+        for provider in [*config.get("providers", {}).values(),
+                         *((config.get("mcp") or {}).get("servers") or {}).values()]:
             url = provider.get("url", "")
             match = re.fullmatch(r"(http://127\.0\.0\.1:)(\d+)(.*)", url)
             if match and int(match[2]) in moved:
                 provider["url"] = f"{match[1]}{moved[int(match[2])]}{match[3]}"
+            for index, other in enumerate(provider.get("failover_urls") or []):     # MCP servers' replicas
+                match = re.fullmatch(r"(http://127\.0\.0\.1:)(\d+)(.*)", other)
+                if match and int(match[2]) in moved:
+                    provider["failover_urls"][index] = f"{match[1]}{moved[int(match[2])]}{match[3]}"
         config_path = self.write_filter_config(config)
         envoy = generate(load_config(str(config_path), strict_credentials=False),
                          listen=f"127.0.0.1:{self.port}", admin=f"127.0.0.1:{self.envoy_admin_port}")

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
-TESTED = {"chat.py", "stream.py", "tools.py", "embeddings.py", "agent.py", "curl.sh"}
+TESTED = {"chat.py", "stream.py", "tools.py", "embeddings.py", "agent.py", "curl.sh", "mcp_tools.py"}
 
 
 def run(gateway, name: str, *args: str, key: str = "sk-demo-alice", stdin: str | None = None,
@@ -95,6 +95,15 @@ def test_curl(gateway):
     assert "Hello from curl!" in out and "data: [DONE]" in out
     assert "[CARD]" in out and "4111" not in out                # redacted before the provider
     assert '"code":"model_not_found"' in out and "HTTP 404: as expected" in out
+
+
+def test_mcp_tools(gateway):
+    out = ok(run(gateway, "mcp_tools.py"))
+    assert "tools: echo, get_time, fetch_note, lookup_contact" in out
+    assert "echo: Mail me at [EMAIL]" in out                    # redacted before the server
+    assert "quarantined" in out and "'prompt-injection'" in out and "attacker" not in out
+    out = ok(run(gateway, "mcp_tools.py", key="sk-demo-bob"))
+    assert "tools: echo, get_time\n" in out and "fetch_note refused:" in out and "not allowed" in out
 
 
 @pytest.mark.parametrize("name", sorted(TESTED))

@@ -81,7 +81,22 @@ def run_mix(stack) -> dict:
     post(bob, chat("fits"))                                                                 # 200
     post(alice, {**chat("fail over"), "model": "smart"})                                   # 200 via backup
     post({**alice, "x-mock-no-usage": "1"}, chat("provider omits usage"))                   # estimated
-    return {"results": results}
+    return {"results": results, "mcp": run_mcp_calls(stack)}
+
+
+def run_mcp_calls(stack) -> list[int]:
+    """Tool calls on the quickstart's MCP profile: one answered, one refused (bob may
+    not call fetch_note). Their statuses."""
+    url = f"http://127.0.0.1:{stack.port}/mcp/demo"
+    headers = {"authorization": "Bearer sk-demo-bob", "accept": "application/json, text/event-stream"}
+    started = httpx.post(url, headers=headers, timeout=30, json={
+        "jsonrpc": "2.0", "id": 1, "method": "initialize",
+        "params": {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "t", "version": "0"}}})
+    headers["mcp-session-id"] = started.headers["mcp-session-id"]
+    httpx.post(url, headers=headers, json={"jsonrpc": "2.0", "method": "notifications/initialized"}, timeout=30)
+    return [httpx.post(url, headers=headers, timeout=30, json={
+        "jsonrpc": "2.0", "id": n, "method": "tools/call", "params": {"name": tool, "arguments": arguments}}
+    ).status_code for n, (tool, arguments) in enumerate((("echo", {"text": "hi"}), ("fetch_note", {})), 2)]
 
 
 def query(url: str, expr: str) -> list:
@@ -123,12 +138,15 @@ def test_counts_and_token_sums_in_prometheus(observed):
     assert value(url, 'sum(gateway_tagged_requests_total{tag="agent",value="code-review"})') == 3
     assert value(url, 'sum(gateway_key_requests_total{key_id="bob"})') == 3
     # Output tokens: what the provider reported for every answered request, summed.
-    records = [r for r in stack.log_records() if r["status"] == 200]
+    records = [r for r in stack.log_records() if r["status"] == 200 and r.get("kind") != "mcp"]
     expected_output = sum(r["output_tokens"] for r in records)
     assert expected_output > 0
     assert value(url, 'sum(gen_ai_client_token_usage_sum{gen_ai_token_type="output"})') == expected_output
     assert value(url, 'sum(gen_ai_client_token_usage_count{gen_ai_token_type="output"})') == len(records)
     assert value(url, 'sum(gateway_budget_remaining{budget="bob-hourly-tokens"})') > 0
+    assert sent["mcp"] == [200, 200]
+    assert value(url, 'sum(gateway_mcp_calls_total{profile="demo",tool="echo",outcome="ok"})') == 1
+    assert value(url, 'sum(gateway_mcp_calls_total{profile="demo",outcome="refused"})') == 1
 
 
 def test_every_dashboard_query_returns_data(observed):
@@ -144,7 +162,7 @@ def test_every_dashboard_query_returns_data(observed):
 
 def test_log_lines_match_requests_and_no_secret_anywhere(observed):
     stack, url, sent = observed
-    records = {r.get("client_request_id"): r for r in stack.log_records()}
+    records = {r.get("client_request_id"): r for r in stack.log_records() if r.get("kind") != "mcp"}
     for rid, status, _ in sent["results"]:
         assert records[rid]["status"] == status                     # one line per request
     assert len([r for r in stack.log_records()
@@ -159,7 +177,7 @@ def test_log_lines_match_requests_and_no_secret_anywhere(observed):
     log_lines = [l for l in stack.log_path.read_text().splitlines() if l.startswith("{")]
     outputs = "\n".join(log_lines) + stack.stderr_path.read_text() + httpx.get(
         f"{stack.admin_url}/metrics").text
-    for secret in (SECRET, "sk-demo-alice", "sk-demo-bob", "mock-provider-key", "mock-failing-key"):
+    for secret in (SECRET, "sk-demo-alice", "sk-demo-bob", "mock-provider-key", "mock-failing-key", "mcp-demo-token"):
         assert secret not in outputs, secret
     streamed = [r for r in records.values() if r["stream"]]
     assert streamed and all(r["ttft_ms"] is not None for r in streamed)

@@ -19,6 +19,7 @@ from ..store.limits import Limit, StoreSettings, parse_limits, parse_store
 from .identity import IdentitySettings, parse_identity
 from ..store.caps import CapSettings, parse_caps
 from ..store.meters import MeteringSettings, parse_metering
+from .mcp import McpSettings, parse_mcp
 from .models import Model, parse_model, qualified_model
 from .providers import Provider, parse_provider
 from .yamlread import Node, Problems, load_yaml
@@ -87,6 +88,7 @@ class GatewayConfig:
     metering: MeteringSettings = MeteringSettings()
     caps: CapSettings = CapSettings()
     mock_provider: Mapping | None = None
+    mcp: McpSettings = McpSettings()
     warnings: tuple[str, ...] = ()   # valid but probably not meant (`extproc check` prints them)
     _qualified: dict = dataclasses.field(default_factory=dict, compare=False, repr=False)
 
@@ -113,7 +115,7 @@ def load_config(path: str, *, strict_credentials: bool = True) -> GatewayConfig:
     root = load_yaml(path, problems)
     root.only_keys("version", "server", "mock_provider", "providers", "models", "keys",
                    "budgets", "rate_limits", "store", "guardrails", "observability", "identity",
-                   "metering", "caps")
+                   "metering", "caps", "mcp")
     with open(path, "rb") as handle:
         digest = hashlib.sha256(handle.read()).hexdigest()[:12]
     label = root.get("version").str("")
@@ -124,6 +126,7 @@ def load_config(path: str, *, strict_credentials: bool = True) -> GatewayConfig:
         root.get("models").fail("must name at least one model (or a provider must let callers name its "
                                  "models: `models: \"*\"`)")
     keys = _keys(root.get("keys"), models, providers)
+    guardrails = parse_guardrails(root.get("guardrails"))
     config = GatewayConfig(
         path=path,
         version=f"{label}@{digest}" if label else digest,
@@ -133,7 +136,7 @@ def load_config(path: str, *, strict_credentials: bool = True) -> GatewayConfig:
         keys_by_hash=keys,
         limits=parse_limits(root.get("budgets"), root.get("rate_limits")),
         store=parse_store(root.get("store"), default_state_dir()),
-        guardrails=parse_guardrails(root.get("guardrails")),
+        guardrails=guardrails,
         observability=parse_observability(root.get("observability")),
         identity=parse_identity(root.get("identity"), strict_credentials,
                                 lambda node: _allowed_models(node, models, providers),
@@ -141,6 +144,7 @@ def load_config(path: str, *, strict_credentials: bool = True) -> GatewayConfig:
         metering=parse_metering(root.get("metering")),
         caps=parse_caps(root.get("caps")),
         mock_provider=root.get("mock_provider").value if not root.get("mock_provider").missing else None,
+        mcp=parse_mcp(root.get("mcp"), guardrails, strict_credentials),
     )
     problems.raise_if_any()
     config = dataclasses.replace(config, warnings=tuple(problems.warnings))

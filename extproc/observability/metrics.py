@@ -124,3 +124,7 @@ cut_streams = Counter(
     "gateway_cut_streams", "Streams passed through that ended without their usage (client left, "
     "provider dropped), by what their output was charged on.", ["charged_on"])
 config_reloads = Counter("gateway_config_reloads", "Config reloads.", ["result"])
+mcp_calls = Counter(
+    "gateway_mcp_calls", "MCP tool calls (tools/call) by profile, server, tool and outcome; the tool "
+    "label is a tool the profile's config names (else a bounded set of those called, then `other`).",
+    ["profile", "server", "tool", "outcome"])

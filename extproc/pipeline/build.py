@@ -12,6 +12,9 @@ from ..stages.cut_stream import CutStream
 from ..stages.guard import GuardRequest
 from ..stages.guard_response import GuardResponse
 from ..stages.meter import Meter
+from ..stages.mcp_answer import McpAnswer
+from ..stages.mcp_gate import McpGate
+from ..stages.mcp_record import McpRecord
 from ..stages.one_message import OneMessageResponse
 from ..stages.pass_through import PassThroughStream
 from ..stages.record import Record
@@ -58,3 +61,9 @@ def build_pipeline(config: GatewayConfig, store=None, cut_streams: WorkerCutStre
 def build_upstream_pipeline(config: GatewayConfig) -> Pipeline:
     """For the ext_proc filter inside provider clusters: one run per attempt."""
     return Pipeline([AttemptRewrite()], request_only=True)
+
+
+def build_mcp_pipeline(config: GatewayConfig, store=None) -> Pipeline:
+    """For MCP profiles' routes (/mcp/<profile>): identity, tool policy and rate limits,
+    guardrails on arguments and results, the audit line."""
+    return Pipeline([McpGate(store), McpAnswer(), McpRecord()])

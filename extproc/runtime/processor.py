@@ -45,15 +45,17 @@ class ProcessStream:
         runtime = processor.runtime             # this request's snapshot, reloads or not
         # The upstream filter (one stream per attempt) says so in its gRPC metadata; the
         # main filter says what Envoy's other filters do for the service.
-        upstream, features = False, ""
+        role, features = "", ""
         for name, value in metadata or ():
             if name == ROLE_METADATA:
-                upstream = value == "upstream"
+                role = value
             elif name == ENVOY_FEATURES_METADATA:
                 features = value
         self.processor = processor
         self.call = Call(runtime.config, envoy_features(features))
-        self.pipeline = runtime.upstream_pipeline if upstream else runtime.pipeline
+        # MCP profiles' routes say so in their per-route ext_proc overrides.
+        self.pipeline = runtime.upstream_pipeline if role == "upstream" else \
+            runtime.mcp_pipeline if role == "mcp" else runtime.pipeline
         self.store = runtime.store              # kept open until this call has settled
         self.store.call_started()
         processor.in_flight += 1

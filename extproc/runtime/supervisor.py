@@ -157,7 +157,8 @@ class Supervisor:
 
     def _wait_for_mock(self, timeout: float = 30.0) -> None:
         deadline = time.monotonic() + timeout
-        for listener in self.config.mock_provider.get("listeners", []):
+        for listener in [*self.config.mock_provider.get("listeners", []),
+                         *(self.config.mock_provider.get("mcp_listeners") or [])]:
             address = (listener.get("host", "127.0.0.1"), int(listener["port"]))
             while True:
                 try:

@@ -20,7 +20,7 @@ from ..api.tokens import get_encoding
 from ..config.filter_config import GatewayConfig, load_config
 from ..guardrails.plugin import close_unused_channels
 from ..observability import metrics
-from ..pipeline.build import build_pipeline, build_upstream_pipeline
+from ..pipeline.build import build_mcp_pipeline, build_pipeline, build_upstream_pipeline
 from ..stages.key_ring import KEY_RING
 from ..store import open_worker_store
 from ..store.cut_streams import WorkerCutStreams
@@ -95,6 +95,7 @@ class Runtime:
         self.cut_streams = cut_streams or WorkerCutStreams(config.store)
         self.pipeline = build_pipeline(config, store.store, self.cut_streams)
         self.upstream_pipeline = build_upstream_pipeline(config)
+        self.mcp_pipeline = build_mcp_pipeline(config, store.store)
 
 
 def reloaded(runtime: Runtime, config: GatewayConfig) -> Runtime:

@@ -67,7 +67,7 @@ class Admission(Stage):
         call.endpoint = endpoint
         call.provider_kind = endpoint.kind
         _refuse_unreadable_bodies(headers)
-        call.key = self._authenticate(call)
+        call.key = self.authenticate(call)
         if endpoint.kind == "models":
             raise ImmediateAnswer(200, models_list(call.config, call.key, endpoint.dialect))
         if endpoint.kind == "model":
@@ -75,7 +75,8 @@ class Admission(Stage):
         if end_of_stream and endpoint.generates:
             raise invalid_request("The request has no body; send a JSON object with a 'model'.")
 
-    def _authenticate(self, call: Call):
+    def authenticate(self, call: Call):
+        """The caller's key: a token Envoy verified, a config file key or one made at run time."""
         identity = call.config.identity
         if identity.jwt is not None:          # a token Envoy verified (stages/token_identity.py)
             caller = token_caller(call.request_metadata, identity)

@@ -1,0 +1,192 @@
+"""The `mcp` section: MCP servers behind the gateway and the profiles that expose their tools.
+
+    mcp:
+      max_message_bytes: 1048576     # a JSON-RPC message larger than this: 413
+      servers:
+        demo:
+          url: http://127.0.0.1:10110/mcp       # streamable HTTP; Envoy's cluster is made from it
+          failover_urls: [http://127.0.0.1:10120/mcp]   # replicas Envoy fails over to, in order
+          credential: {env: DEMO_MCP_TOKEN}     # injected by the gateway; callers never see it
+          credential_header: authorization      # sent as "Bearer <credential>" (else the raw value)
+      profiles:
+        demo:                        # served at /mcp/demo
+          server: demo
+          tools: "*"                 # or a list: the server's tools this profile exposes
+          access:                    # who may call which of them (a key's entry wins over its
+            teams: {research: "*", support: [echo, get_time]}   # user's, which wins over its team's)
+            users: {}
+            keys: {}
+            default: []              # everyone else: no tool ("*" for all, a list for some)
+          rate_limit: {calls_per_minute: 60, scope: key}   # tool calls, per key (user, team)
+          results:
+            guardrails: [prompt-injection]   # run on tool results (default: every rule of the
+                                             # caller's policy that reads text)
+            on_block: quarantine     # quarantine: the result replaced by a notice; error: a
+                                     # JSON-RPC error instead of the result
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Mapping
+from urllib.parse import urlparse
+
+from ..guardrails.config import Guardrail, GuardrailSettings
+from ..store.limits import Limit
+from .providers import Secret, _credential
+from .yamlread import Node
+
+ALL = None      # an allowlist of every tool
+
+
+@dataclass(frozen=True, slots=True)
+class McpServer:
+    name: str
+    url: str
+    cluster: str
+    credential: Secret | None
+    credential_header: str
+    failover_urls: tuple[str, ...] = ()     # tried in order when the ones before fail (Envoy)
+
+    @property
+    def path(self) -> str:
+        return urlparse(self.url).path or "/"
+
+    @property
+    def authority(self) -> str:
+        return urlparse(self.url).netloc
+
+    def credential_value(self) -> str:
+        """The header value the gateway sends the server (empty: none)."""
+        if self.credential is None:
+            return ""
+        secret = self.credential.reveal()
+        return f"Bearer {secret}" if self.credential_header == "authorization" else secret
+
+
+@dataclass(frozen=True, slots=True)
+class McpProfile:
+    name: str
+    server: McpServer
+    tools: frozenset[str] | None               # None: every tool of the server
+    by_key: Mapping[str, frozenset[str] | None]
+    by_user: Mapping[str, frozenset[str] | None]
+    by_team: Mapping[str, frozenset[str] | None]
+    default: frozenset[str] | None
+    result_guardrails: tuple[Guardrail, ...] | None  # None: the caller's policy's text rules
+    on_block: str                              # quarantine | error
+    rate_limit: Limit | None = None            # tool calls per minute, per key/user/team
+
+    def allowed_tools(self, key) -> tuple[frozenset[str] | None, str]:
+        """The tools `key` may call here (None: every tool the profile exposes) and the
+        rule that decided, for refusals and the audit line."""
+        for rules, name, what in ((self.by_key, key.id, "key"), (self.by_user, key.user, "user"),
+                                  (self.by_team, key.team, "team")):
+            if name in rules:
+                return self._within(rules[name]), f"{what} {name}"
+        return self._within(self.default), "default"
+
+    def _within(self, allowed: frozenset[str] | None) -> frozenset[str] | None:
+        if allowed is ALL:
+            return self.tools
+        return allowed if self.tools is ALL else allowed & self.tools
+
+
+@dataclass(frozen=True, slots=True)
+class McpSettings:
+    servers: Mapping[str, McpServer] = field(default_factory=dict)
+    profiles: Mapping[str, McpProfile] = field(default_factory=dict)
+    max_message_bytes: int = 1_048_576
+
+
+def parse_mcp(node: Node, guardrails: GuardrailSettings, strict_credentials: bool) -> McpSettings:
+    if node.missing or node.value is None:
+        return McpSettings()
+    policies = [guardrails.default, *(guardrails.by_team or {}).values(), *(guardrails.by_key or {}).values()]
+    rules = {rule.name: rule for policy in policies for rule in policy}
+    node.only_keys("servers", "profiles", "max_message_bytes")
+    servers = {name: _server(name, item, strict_credentials) for name, item in node.get("servers").items()}
+    profiles = {}
+    for name, item in node.get("profiles").items():
+        if not _is_segment(name):
+            item.fail("a profile's name is a path segment: letters, digits, '-', '_' and '.'")
+        profile = _profile(name, item, servers, rules)
+        if profile is not None:
+            profiles[name] = profile
+    return McpSettings(servers=servers, profiles=profiles,
+                       max_message_bytes=node.get("max_message_bytes").number(1_048_576, integer=True,
+                                                                              minimum=1024))
+
+
+def _server(name: str, node: Node, strict: bool) -> McpServer:
+    node.only_keys("url", "failover_urls", "credential", "credential_header")
+    url = node.get("url").str()
+    parsed = urlparse(url)
+    if parsed.scheme not in ("http", "https") or not parsed.hostname:
+        node.get("url").fail("must be an http:// or https:// URL of the server's MCP endpoint")
+    failover = tuple(entry.str() for entry in node.get("failover_urls").elements())
+    for entry, other in zip(node.get("failover_urls").elements(), failover):
+        theirs = urlparse(other)
+        if (theirs.scheme, theirs.path) != (parsed.scheme, parsed.path) or not theirs.hostname:
+            entry.fail("must have the url's scheme and path (a replica of the same server)")
+    source, secret = ("", None) if node.get("credential").missing else _credential(node.get("credential"), strict)
+    return McpServer(name=name, url=url, cluster=f"mcp_{name}".replace("-", "_"), credential=secret,
+                     credential_header=node.get("credential_header").str("authorization").lower(),
+                     failover_urls=failover)
+
+
+def _profile(name: str, node: Node, servers: Mapping[str, McpServer],
+             rules: Mapping[str, Guardrail]) -> McpProfile | None:
+    node.only_keys("server", "tools", "access", "results", "rate_limit")
+    server_name = node.get("server").str()
+    server = servers.get(server_name)
+    if server is None:
+        node.get("server").fail(f"unknown MCP server {server_name!r}")
+        return None
+    access = node.get("access")
+    access.only_keys("keys", "users", "teams", "default")
+    results = node.get("results")
+    results.only_keys("guardrails", "on_block")
+    chosen = None
+    if not results.get("guardrails").missing:
+        chosen = []
+        for entry in results.get("guardrails").elements():
+            rule = rules.get(entry.str())
+            if rule is None or not rule.scans_text:
+                entry.fail(f"unknown guardrail {entry.str()!r} (or one that reads no text: caps, tools)")
+            else:
+                chosen.append(rule)
+        chosen = tuple(chosen)
+    return McpProfile(
+        name=name, server=server, tools=_tools(node.get("tools"), ALL),
+        by_key={k: _tools(v, frozenset()) for k, v in access.get("keys").items()},
+        by_user={k: _tools(v, frozenset()) for k, v in access.get("users").items()},
+        by_team={k: _tools(v, frozenset()) for k, v in access.get("teams").items()},
+        default=_tools(access.get("default"), frozenset()),
+        result_guardrails=chosen,
+        on_block=results.get("on_block").choice(("quarantine", "error"), "quarantine"),
+        rate_limit=_rate_limit(name, node.get("rate_limit")))
+
+
+def _rate_limit(profile: str, node: Node) -> Limit | None:
+    """Tool calls per minute of each key (user, team), counted in the budget store (the
+    same counters as `rate_limits`, shared by workers and replicas)."""
+    if node.missing or node.value is None:
+        return None
+    node.only_keys("calls_per_minute", "scope")
+    return Limit(name=f"mcp.{profile}.tool_calls", scope=node.get("scope").choice(("key", "user", "team"), "key"),
+                 match=None, kind="requests", limit=node.get("calls_per_minute").number(integer=True, minimum=1),
+                 window="minute")
+
+
+def _tools(node: Node, default: frozenset[str] | None) -> frozenset[str] | None:
+    """"*" for every tool, else a list of tool names."""
+    if node.missing or node.value is None:
+        return default
+    if node.value == "*":
+        return ALL
+    return frozenset(entry.str() for entry in node.elements())
+
+
+def _is_segment(name: str) -> bool:
+    return bool(name) and all(ch.isalnum() or ch in "-_." for ch in name)

@@ -1,0 +1,285 @@
+"""MCP profiles, the request side: who calls, which profile, which method and tool.
+
+A profile's route (`/mcp/<profile>`, envoy/template.yaml) brings every JSON-RPC message
+here before Envoy forwards it to the profile's server:
+  request headers  the profile; the caller's key (401 with WWW-Authenticate); the
+                   caller's Mcp-Session-Id checked against the key it was issued to and
+                   replaced by the server's own; the server's credential injected
+  request body     one JSON-RPC message (batches, bad JSON, oversize: JSON-RPC errors);
+                   methods outside the tool surface refused; `tools/call` of a tool the
+                   caller may not use refused (answered here, never reaching the server);
+                   the caller's request guardrails over the call's arguments
+Refusals are JSON-RPC error objects, the HTTP status the MCP transport expects.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import itertools
+import logging
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from ..api import jsonrpc
+from ..config.envoy_contract import INTERNAL_HEADER_PREFIX
+from ..config.mcp import McpProfile
+from ..pipeline.call import Call
+from ..observability import metrics
+from ..pipeline.errors import GatewayError
+from ..store import StoreUnavailable, maybe_await
+from ..store.limits import plan_charges
+from . import ImmediateAnswer, Stage
+from .admission import Admission
+from .mcp_guard import guard_strings, string_slots
+
+SESSION_HEADER = "mcp-session-id"
+_CALLER_CREDENTIAL_HEADERS = ("authorization", "api-key", "x-api-key")
+# Methods a profile passes to its server as they are: the handshake, liveness, the
+# client's notifications. tools/list and tools/call are governed; the rest of MCP
+# (resources, prompts, completion, logging) is not part of a tool profile.
+_PASSED = frozenset(("initialize", "ping"))
+_GOVERNED = frozenset(("tools/list", "tools/call"))
+MAX_SESSION_ID = 512
+MAX_LOGGED = 128
+log = logging.getLogger("extproc.mcp")
+_RESERVATION_PREFIX = "mcp" + uuid.uuid4().hex[:12]      # per process
+_reservations = itertools.count()
+
+
+@dataclass(slots=True)
+class McpState:
+    """What the MCP stages learn about one JSON-RPC call, for each other and the audit line."""
+    profile: McpProfile | None = None
+    allowed: frozenset[str] | None = frozenset()
+    policy: str = ""                    # the access rule that applied ("team support")
+    rpc_method: str = ""
+    rpc_id: Any = None
+    tool: str = ""
+    argument_bytes: int = 0
+    session: bool = False               # the caller named a session (checked and bound)
+    outcome: str = ""                   # set when decided; else from the HTTP status
+    answer: str = ""                    # json | sse | empty
+    verdicts: list = field(default_factory=list)
+
+
+class McpError(GatewayError):
+    """A refusal in JSON-RPC's shape, whatever the caller's API would be elsewhere."""
+
+    def __init__(self, status: int, rpc_code: int, message: str, message_id: Any = None,
+                 headers: dict[str, str] | None = None) -> None:
+        super().__init__(status, f"mcp_{-rpc_code}", message, headers=headers)
+        self.rpc_code = rpc_code
+        self.message_id = message_id
+
+    def body(self, dialect: str = "openai", request_id: str | None = None) -> bytes:
+        return jsonrpc.error_body(self.message_id, self.rpc_code, self.message)
+
+
+def refuse(state: McpState, outcome: str, status: int, rpc_code: int, message: str,
+           headers: dict[str, str] | None = None) -> McpError:
+    state.outcome = outcome
+    return McpError(status, rpc_code, message, state.rpc_id, headers)
+
+
+def state_of(call: Call) -> McpState:
+    return call.stage_state["mcp"]
+
+
+class McpGate(Stage):
+    name = "mcp_gate"
+
+    def __init__(self, store=None) -> None:
+        self.store = store              # the budget store: tool-call rate limits
+        self.admission = Admission()    # the model API's callers are the tools' callers
+
+    def request_headers(self, call: Call, end_of_stream: bool) -> None:
+        headers = call.headers
+        call.method = headers.get(":method", "")
+        call.path, _, call.query = headers.get(":path", "").partition("?")
+        call.request_id = str(uuid.uuid4())
+        call.reply.set_headers["x-request-id"] = call.request_id
+        state = call.stage_state["mcp"] = McpState()
+        # Envoy's own errors on this call are then written as JSON-RPC (local_reply_config).
+        call.reply.add_metadata({"mcp": True})
+        name = call.path.removeprefix("/mcp/").strip("/")
+        profile = call.config.mcp.profiles.get(name)
+        injected = profile.server.credential_header if profile and profile.server.credential_value() else ""
+        call.reply.remove_headers.extend(
+            h for h in headers
+            if (h in _CALLER_CREDENTIAL_HEADERS or h.startswith(INTERNAL_HEADER_PREFIX)) and h != injected)
+        if profile is None:
+            raise refuse(state, "not_found", 404, jsonrpc.METHOD_NOT_FOUND,
+                         f"Unknown MCP profile '{name[:MAX_LOGGED]}'. Profiles are served at /mcp/<profile>.")
+        state.profile = profile
+        try:
+            call.key = self.admission.authenticate(call)
+        except GatewayError:
+            raise refuse(state, "unauthorized", 401, jsonrpc.UNAUTHORIZED,
+                         "Missing or unknown API key. Send it as 'Authorization: Bearer <key>'.",
+                         {"www-authenticate": 'Bearer realm="llm-gateway", error="invalid_token"'}) from None
+        state.allowed, state.policy = profile.allowed_tools(call.key)
+        if state.allowed is not None and not state.allowed:
+            raise refuse(state, "forbidden", 403, jsonrpc.FORBIDDEN,
+                         f"The MCP profile '{profile.name}' gives this caller no tool "
+                         f"(policy: mcp profile '{profile.name}', {state.policy}).")
+        if call.method == "GET":
+            # No stream of server-initiated messages: every message the gateway passes is
+            # the answer to a request it saw, so none escapes its guardrails (the
+            # transport lets a server answer 405 here).
+            raise refuse(state, "invalid", 405, jsonrpc.INVALID_REQUEST,
+                         "This gateway answers MCP requests on POST only (no GET stream).",
+                         {"allow": "POST, DELETE"})
+        if call.method not in ("POST", "DELETE"):
+            raise refuse(state, "invalid", 405, jsonrpc.INVALID_REQUEST,
+                         f"MCP's streamable HTTP takes POST (and DELETE), not {call.method[:16]}.",
+                         {"allow": "POST, DELETE"})
+        presented = headers.get(SESSION_HEADER)
+        if presented is not None:
+            server_session = unwrap_session(presented, call.key.sha256, profile.name)
+            if server_session is None:
+                # Another caller's id, or a forged one: to this caller it does not exist.
+                raise refuse(state, "session_refused", 404, jsonrpc.SESSION_NOT_FOUND,
+                             "Session not found for this caller; initialize a new session.")
+            state.session = True
+            call.reply.set_headers[SESSION_HEADER] = server_session
+        if injected:
+            call.reply.set_headers[injected] = profile.server.credential_value()
+        if call.method == "POST" and end_of_stream:
+            raise refuse(state, "invalid", 400, jsonrpc.INVALID_REQUEST,
+                         "The request has no body; send one JSON-RPC message.")
+
+    async def request_body(self, call: Call) -> None:
+        state = state_of(call)
+        raw = call.raw_body
+        if len(raw) > call.config.mcp.max_message_bytes:
+            raise refuse(state, "invalid", 413, jsonrpc.TOO_LARGE,
+                         f"The message is larger than this gateway accepts "
+                         f"({call.config.mcp.max_message_bytes} bytes).")
+        try:
+            message = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            raise refuse(state, "invalid", 400, jsonrpc.PARSE_ERROR, "Parse error: the body is not JSON.") from None
+        if isinstance(message, list):
+            raise refuse(state, "invalid", 400, jsonrpc.INVALID_REQUEST,
+                         "JSON-RPC batches are not accepted (MCP removed them in 2025-06-18); "
+                         "send one message per request.")
+        if not isinstance(message, dict) or message.get("jsonrpc") != "2.0":
+            raise refuse(state, "invalid", 400, jsonrpc.INVALID_REQUEST,
+                         "Invalid request: a JSON-RPC 2.0 message is an object with \"jsonrpc\": \"2.0\".")
+        state.rpc_id = jsonrpc.request_id(message)
+        method = message.get("method")
+        if method is None:
+            if "result" in message or "error" in message:       # the client answering the server
+                state.rpc_method = "response"
+                return
+            raise refuse(state, "invalid", 400, jsonrpc.INVALID_REQUEST,
+                         "Invalid request: no method, and not a response.")
+        if not isinstance(method, str):
+            raise refuse(state, "invalid", 400, jsonrpc.INVALID_REQUEST, "Invalid request: the method is not a string.")
+        state.rpc_method = method[:MAX_LOGGED]
+        if "id" not in message:                                  # a notification
+            if method.startswith("notifications/"):
+                return
+            raise ImmediateAnswer(202, b"")
+        if state.rpc_id is None:
+            raise refuse(state, "invalid", 400, jsonrpc.INVALID_REQUEST,
+                         "Invalid request: the id must be a string or a number.")
+        if method in _PASSED or method == "tools/list":
+            return
+        if method not in _GOVERNED:
+            raise refuse(state, "invalid", 200, jsonrpc.METHOD_NOT_FOUND,
+                         f"Method not found: '{method[:MAX_LOGGED]}'. MCP profiles of this gateway serve "
+                         "initialize, ping, tools/list and tools/call.")
+        await self._tool_call(call, state, message)
+
+    async def _tool_call(self, call: Call, state: McpState, message: dict) -> None:
+        params = message.get("params")
+        name = params.get("name") if isinstance(params, dict) else None
+        if not isinstance(name, str) or not name:
+            raise refuse(state, "invalid", 200, jsonrpc.INVALID_PARAMS,
+                         "Invalid params: tools/call needs params.name, the tool's name.")
+        state.tool = name[:MAX_LOGGED]
+        profile = state.profile
+        allowed = state.allowed
+        if (allowed is not None and name not in allowed) or (profile.tools is not None and name not in profile.tools):
+            raise refuse(state, "refused", 200, jsonrpc.FORBIDDEN,
+                         f"The tool '{name[:MAX_LOGGED]}' is not allowed for this caller "
+                         f"(policy: mcp profile '{profile.name}', {state.policy}).")
+        if profile.rate_limit is not None and self.store is not None:
+            await self._rate_limit(call, state)
+        arguments = params.get("arguments")
+        if arguments is not None and not isinstance(arguments, dict):
+            raise refuse(state, "invalid", 200, jsonrpc.INVALID_PARAMS,
+                         "Invalid params: params.arguments must be an object.")
+        state.argument_bytes = len(orjson.dumps(arguments)) if arguments else 0
+        if not arguments:
+            return
+        rules = [g for g in call.config.guardrails.policy_for(call.key)
+                 if "request" in g.directions and g.scans_text]
+        blocked, changed = await guard_strings(call, rules, list(string_slots(params, "arguments")), "request")
+        if blocked:
+            raise refuse(state, "blocked", 200, jsonrpc.BLOCKED,
+                         f"The tool call was blocked by the guardrail '{blocked}'.")
+        if changed:
+            call.reply.body = orjson.dumps(message)
+            call.reply.set_headers["content-length"] = str(len(call.reply.body))
+
+
+    async def _rate_limit(self, call: Call, state: McpState) -> None:
+        """One tool call counted against the profile's per-identity limit (the budget
+        store's requests-per-minute counter: exact across workers and replicas)."""
+        limit, now = state.profile.rate_limit, time.time()
+        lease = call.config.store.lease_seconds
+        charges = plan_charges((limit,), call.key, 0, 0.0, now, lease)
+        rid = f"{call.request_id}:{_RESERVATION_PREFIX}{next(_reservations)}"
+        try:
+            admission = await maybe_await(self.store.reserve(rid, charges, now, now + lease))
+        except StoreUnavailable as error:
+            metrics.child(metrics.store_errors, "reserve").inc()
+            log.error("budget store unavailable on an MCP rate limit: %s", error)
+            if call.config.store.fail_mode == "open":
+                return
+            raise refuse(state, "gateway_error", 500, jsonrpc.INTERNAL_ERROR,
+                         "The rate-limit store is unavailable; the tool call was not forwarded.") from None
+        if not admission.admitted:
+            retry_after = max(1, int(charges[0].window_end - now + 0.999))
+            raise refuse(state, "rate_limited", 429, jsonrpc.RATE_LIMITED,
+                         f"Rate limit '{limit.name}' ({limit.limit:g} tool calls per minute, "
+                         f"{limit.scope} scope) has no room for this call.", {"retry-after": str(retry_after)})
+        call.stage_state["mcp_reservation"] = (rid, charges)
+
+    async def done(self, call: Call) -> None:
+        held = call.stage_state.get("mcp_reservation")
+        if held is None or self.store is None:
+            return
+        try:
+            await maybe_await(self.store.settle(held[0], held[1], [0.0]))
+        except StoreUnavailable as error:       # the lease frees it
+            log.error("budget store unavailable on settle (request %s): %s", call.request_id, error)
+
+
+def _mac(secret: bytes, profile: str, session: str) -> str:
+    digest = hmac.new(secret, f"{profile}\0{session}".encode(), hashlib.sha256).digest()
+    return base64.urlsafe_b64encode(digest[:16]).decode().rstrip("=")
+
+
+def wrap_session(session: str, secret: bytes, profile: str) -> str:
+    """The id the caller sees: the server's, bound to the caller's key and the profile.
+    Any worker or replica checks it without a session table."""
+    return f"{session}.{_mac(secret, profile, session)}"
+
+
+def unwrap_session(presented: str, secret: bytes, profile: str) -> str | None:
+    """The server's session id, if `presented` was issued to this key on this profile."""
+    if len(presented) > MAX_SESSION_ID:
+        return None
+    session, dot, mac = presented.rpartition(".")
+    if not dot or not session or not hmac.compare_digest(mac, _mac(secret, profile, session)):
+        return None
+    return session
