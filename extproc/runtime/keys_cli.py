@@ -8,7 +8,6 @@ of the config's `store:`), or through a running gateway's admin API with `--admi
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import json
 import os
