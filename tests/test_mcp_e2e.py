@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
+import sys
 import time
 
 import anyio
@@ -155,6 +157,24 @@ def test_missing_or_unknown_key_gets_401_with_www_authenticate(stack):
     with pytest.raises(Exception) as failed:           # the SDK's client gives up on a 401
         tool_names(stack, "sk-nobody")
     assert "401" in repr(failed.value) or "Unauthorized" in repr(failed.value)
+
+
+def test_a_token_from_the_identity_provider_reaches_the_tools_its_team_may_use(stack):
+    """Tokens Envoy verified (the quickstart's demo issuer) name the caller on MCP routes as
+    on the model API: team support gets support's tools; a token not signed by a trusted
+    issuer gets the MCP 401."""
+    made = subprocess.run([sys.executable, "-m", "extproc", "token", "--user", "tess", "--team", "support"],
+                          capture_output=True, text=True, timeout=60, check=True, cwd=stack.workdir)
+    token = made.stdout.strip().splitlines()[-1]
+    assert tool_names(stack, token) == {"echo", "get_time"}
+    assert call(stack, token, "echo", {"text": "by token"}).content[0].text == "by token"
+    record = stack.wait_for_record(predicate=lambda r: r.get("kind") == "mcp" and r["key_id"] == "token:tess"
+                                   and r["tool"] == "echo")
+    assert record["team"] == "support" and record["outcome"] == "ok"
+    header, payload, _ = token.split(".")
+    forged = post(stack, f"{header}.{payload}.AAAA", INIT)
+    assert forged.status_code == 401 and forged.json()["error"]["code"] == -32001
+    assert token not in forged.text
 
 
 def test_server_never_sees_the_callers_key(stack):
