@@ -108,7 +108,8 @@ class GatewayStack:
         self.admin_port = free_port()
         self.envoy_admin_port = free_port()
         self.process: subprocess.Popen | None = None
-        self.mock_ports: dict[str, int] = {}
+        self.mock_ports: dict[str, int] = {}       # the mock provider's listeners, by name
+        self.mcp_ports: dict[str, int] = {}        # the demo MCP servers', by name
 
     # --- configs --------------------------------------------------------------------
 
@@ -127,7 +128,7 @@ class GatewayStack:
             moved[listener["port"]] = new_port
             listener["port"] = new_port
         for listener in config.get("mock_provider", {}).get("mcp_listeners", []):
-            new_port = self.mock_ports.setdefault(listener["name"], free_port())
+            new_port = self.mcp_ports.setdefault(listener["name"], free_port())
             moved[listener["port"]] = new_port
             listener["port"] = new_port
         for provider in [*config.get("providers", {}).values(),

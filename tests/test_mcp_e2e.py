@@ -180,7 +180,7 @@ def test_a_token_from_the_identity_provider_reaches_the_tools_its_team_may_use(s
 def test_server_never_sees_the_callers_key(stack):
     """The demo server takes only the gateway's token: a call going through proves the
     gateway swapped the caller's key for the server's credential."""
-    answer = httpx.post(f"http://127.0.0.1:{stack.mock_ports['mcp-demo']}/mcp",
+    answer = httpx.post(f"http://127.0.0.1:{stack.mcp_ports['mcp-demo']}/mcp",
                         headers={**ACCEPT, "authorization": f"Bearer {ALICE}"}, content=json.dumps(INIT))
     assert answer.status_code == 401
     assert call(stack, ALICE, "echo", {"text": "via the gateway"}).content[0].text == "via the gateway"

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import copy
-from pathlib import Path
 
 import orjson
 import pytest
@@ -21,8 +20,8 @@ from extproc.api.openai_schema import shape_problem
 from extproc.config.filter_config import load_config
 from extproc.pipeline.call import Call
 from extproc.runtime.worker import Runtime
+from gateway_stack import quickstart_config
 
-QUICKSTART = str(Path(__file__).resolve().parent.parent / "config" / "quickstart.yaml")
 
 MALFORMED = [
     ("messages not a list", "chat", {"model": "m", "messages": 1}, "'messages' must be an array."),
@@ -140,7 +139,7 @@ def mutated_requests(draw):
 def runtime(tmp_path_factory):
     """The quickstart, plus carol: no guardrail, a token budget (bob: guardrails and a budget)."""
     folder = tmp_path_factory.mktemp("state")
-    config = yaml.safe_load(Path(QUICKSTART).read_text())
+    config = quickstart_config()
     config["keys"].append({"id": "carol", "key": "sk-test-carol", "team": "t", "models": "*"})
     config["guardrails"]["policies"] = {"default": ["pii", "prompt-injection"], "keys": {"carol": []}}
     config["budgets"].append({"name": "carol", "scope": "key", "match": "carol", "unit": "tokens",
