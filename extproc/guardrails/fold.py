@@ -37,8 +37,10 @@ import re2
 
 from ..api.provider_json import as_utf8
 from . import Finding
+from .encoded import SCREEN_SOURCE as RUNS_SCREEN_SOURCE
 from .encoded import decoded_runs, might_hold_runs
 from .lookalikes import ascii_lookalikes
+from .screen import compile_screen, might_match
 
 # Default_Ignorable_Code_Point (Unicode's DerivedCoreProperties.txt), the interlinear
 # annotation marks, the blank braille pattern, and combining diacritical marks.
@@ -110,20 +112,23 @@ class Folded:
         return folded + bisect.bisect_left(self._removed_at, folded)
 
 
-# The last text folded: each text guardrail folds the same text (a stream's held text,
-# a one-message request), and non-ASCII text costs ~60 ns per character to fold.
-_last: tuple[str, Folded | None] = ("", None)
+# The last texts folded: each text guardrail folds the same texts (a conversation's
+# joined text and its seam view, a stream's held text, a one-message request), and
+# non-ASCII text costs ~60 ns per character to fold.
+_RECENT = 4
+_recent: list[tuple[str, Folded | None]] = []
 
 
 def fold(text: str) -> Folded | None:
     """The text folded, or None when folding changes nothing (always so for ASCII)."""
-    global _last
     if text.isascii():
         return None
-    if _last[0] is text:
-        return _last[1]
+    for seen, folded in _recent:
+        if seen is text:
+            return folded
     folded = _fold(text)
-    _last = (text, folded)
+    _recent.insert(0, (text, folded))
+    del _recent[_RECENT:]
     return folded
 
 
@@ -157,6 +162,11 @@ class FoldingDetector:
     def __init__(self, detector, also_original: bool = False) -> None:
         self.detector = detector
         self.also_original = also_original
+        # The detector's screen and the encoded runs' screen as one RE2 regex: one pass
+        # over the text says whether either may find something (most text: neither).
+        own = getattr(detector, "screen_source", None)
+        self._screen = compile_screen(f"(?:{own})|(?:{RUNS_SCREEN_SOURCE})") \
+            if own is not None and RUNS_SCREEN_SOURCE is not None else None
 
     def find(self, text: str) -> list[Finding]:
         found = self._find(text)
@@ -184,7 +194,11 @@ class FoldingDetector:
         character by character: a part's folded text is part of the whole's)."""
         folded = fold(text)
         view = text if folded is None else folded.text
-        return self.detector.might_find(view) or might_hold_runs(view) or \
+        if self._screen is not None:
+            found = might_match(self._screen, view)
+        else:
+            found = self.detector.might_find(view) or might_hold_runs(view)
+        return found or \
             (folded is not None and self.also_original and self.detector.might_find(text))
 
     def hold_from(self, text: str, start: int = 0) -> int | None:

@@ -19,7 +19,7 @@ from . import Finding
 from .fastre import Pattern
 from .hold import Tail, of
 from .injection_rules import all_rules
-from .screen import Unscreenable, might_match, rewrite, screen
+from .screen import Unscreenable, compile_screen, might_match, rewrite, screen
 
 RULES = all_rules()
 
@@ -38,6 +38,11 @@ _SCREEN = screen(_COMBINED.python)
 
 
 class InjectionDetector:
+    @property
+    def screen_source(self) -> str | None:
+        """The RE2 source might_find() searches with (fold.py folds it into its screen)."""
+        return SCREEN_SOURCE
+
     def might_find(self, text: str) -> bool:
         """False when find() finds nothing in `text` nor in any part of it."""
         return _ANY is None or might_match(_ANY, text)
@@ -71,22 +76,19 @@ _LEET = [str.maketrans("0134578@$|!", "oieastbasii"), str.maketrans("0134578@$|!
 _SPACED_SIGNS = re2.compile(_SPACED_SIGNS_SOURCE)
 
 
-def _any_screen():
-    """The rules' screen and the views' signs as one RE2 regex, or None."""
+def _any_screen_source() -> str | None:
+    """The rules' screen and the views' signs as one RE2 source, or None."""
     try:
         rules = rewrite(_COMBINED.python.pattern, _COMBINED.python.flags)
     except Unscreenable:
         return None
-    options = re2.Options()
-    options.max_mem = 64 << 20
-    options.log_errors = False
-    try:
-        return re2.compile(f"(?:{rules})|{_LEET_SIGNS_SOURCE}|{_SPACED_SIGNS_SOURCE}", options)
-    except re2.error:
-        return None
+    return f"(?:{rules})|{_LEET_SIGNS_SOURCE}|{_SPACED_SIGNS_SOURCE}"
 
 
-_ANY = _any_screen()
+SCREEN_SOURCE = _any_screen_source()
+_ANY = compile_screen(SCREEN_SOURCE)
+if _ANY is None:
+    SCREEN_SOURCE = None
 _SPACED_GAPS = re.compile(r"(?<=\w)[ .*_/-]{2,}(?=\w)")
 _SPACED = re.compile(r"(?<=\b\w)[ .*_/-](?=\w\b)")
 

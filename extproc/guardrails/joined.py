@@ -16,6 +16,8 @@ each piece where it lies.
 from __future__ import annotations
 
 import bisect
+import operator
+from itertools import accumulate
 
 from . import Finding
 
@@ -35,25 +37,90 @@ def _spread(start: int, end: int, label: str, starts: list[int], ends: list[int]
         i += 1
 
 
-def find_in_texts(detector, texts: list[str]) -> list[list[Finding]]:
+class Conversation:
+    """Texts laid out as one conversation, built once per request and read by every
+    guardrail: the newline-joined text and where each text starts in it, and (when a
+    detector first asks) the glued view around the seams."""
+
+    __slots__ = ("texts", "joined", "starts", "ends", "_seams")
+
+    def __init__(self, texts: list[str]) -> None:
+        self.texts = texts
+        self.joined = "\n".join(texts)
+        self.starts, self.ends = _layout(texts, 1)
+        self._seams: _SeamView | None = None
+
+    def same_texts(self, texts: list[str]) -> bool:
+        """Whether `texts` are this conversation's texts, the very same strings (a
+        redaction writes new ones)."""
+        return len(texts) == len(self.texts) and all(map(operator.is_, texts, self.texts))
+
+    def seams(self) -> _SeamView:
+        if self._seams is None:
+            self._seams = _SeamView(self.texts)
+        return self._seams
+
+
+def _layout(texts: list[str], gap: int) -> tuple[list[int], list[int]]:
+    """Where each text starts and ends when they are written `gap` characters apart."""
+    lengths = [len(text) + gap for text in texts]
+    starts = [0, *accumulate(lengths)]
+    starts.pop()
+    ends = [start + length - gap for start, length in zip(starts, lengths)]
+    return starts, ends
+
+
+class _SeamView:
+    """The texts glued with nothing between them, as windows of SEAM characters around
+    each seam (joined by newlines into one view), and the way back to glued positions."""
+
+    __slots__ = ("starts", "ends", "seams", "windows", "view", "view_starts", "joined_starts")
+
+    def __init__(self, texts: list[str]) -> None:
+        self.starts, self.ends = _layout(texts, 0)
+        total = self.ends[-1] if self.ends else 0
+        self.seams = sorted(set(s for s in self.starts[1:] if 0 < s < total))
+        self.joined_starts = [start + i for i, start in enumerate(self.starts)]
+        windows: list[list[int]] = []         # [from, to) of the glued text, merged
+        if len(self.seams) and total <= 2 * SEAM * len(self.seams):
+            windows.append([0, total])          # short texts: the windows would cover it all
+        else:
+            for seam in self.seams:
+                low, high = max(0, seam - SEAM), min(total, seam + SEAM)
+                if windows and low <= windows[-1][1]:
+                    windows[-1][1] = high
+                else:
+                    windows.append([low, high])
+        self.windows = windows
+        glued = "".join(texts) if windows else ""
+        if len(windows) == 1 and windows[0] == [0, total]:
+            self.view = glued
+        else:
+            self.view = "\n".join(glued[low:high] for low, high in windows)
+        self.view_starts, position = [], 0
+        for low, high in windows:
+            self.view_starts.append(position)
+            position += high - low + 1
+
+
+def find_in_texts(detector, texts: list[str] | Conversation) -> list[list[Finding]]:
     """Each text's findings, the texts read as one conversation."""
+    conversation = texts if isinstance(texts, Conversation) else None
+    texts = conversation.texts if conversation is not None else texts
     out: list[list[Finding]] = [[] for _ in texts]
     if len(texts) == 1:
         out[0] = detector.find(texts[0])
         return out
     if not texts:
         return out
-    joined = "\n".join(texts)
-    starts, ends, position = [], [], 0
-    for text in texts:
-        starts.append(position)
-        ends.append(position + len(text))
-        position += len(text) + 1
+    if conversation is None:
+        conversation = Conversation(texts)
+    starts, ends = conversation.starts, conversation.ends
     whole: list[tuple[int, int]] = []
-    for finding in find_chunked(detector, joined):
+    for finding in find_chunked(detector, conversation.joined):
         whole.append((finding.start, finding.end))
         _spread(finding.start, finding.end, finding.label, starts, ends, out)
-    _seams(detector, texts, out, whole)
+    _seams(detector, conversation.seams(), out, whole)
     return out
 
 
@@ -84,45 +151,27 @@ def find_chunked(detector, text: str) -> list[Finding]:
     return sorted(found.values(), key=lambda f: (f.start, f.end))
 
 
-def _seams(detector, texts: list[str], out: list[list[Finding]], whole: list[tuple[int, int]]) -> None:
+def _seams(detector, seam_view: _SeamView, out: list[list[Finding]], whole: list[tuple[int, int]]) -> None:
     """Findings that cross a seam of the texts glued together, unless a finding of the
     first pass overlaps them (then the value lies whole in one text: "owner" glued to
     "jane@example.com" is not a longer address). `whole` holds the first pass's spans
     in the newline-joined text, whose position p is p - (text index) glued."""
-    glued = "".join(texts)
-    starts, ends, position = [], [], 0
-    for text in texts:
-        starts.append(position)
-        ends.append(position + len(text))
-        position += len(text)
-    seams = sorted(set(s for s in starts[1:] if 0 < s < len(glued)))
+    seams, windows, view_starts = seam_view.seams, seam_view.windows, seam_view.view_starts
     if not seams:
         return
-    windows: list[list[int]] = []         # [from, to) of the glued text, merged
-    if len(glued) <= 2 * SEAM * len(seams):
-        windows.append([0, len(glued)])     # short texts: the windows would cover it all
-    else:
-        for seam in seams:
-            low, high = max(0, seam - SEAM), min(len(glued), seam + SEAM)
-            if windows and low <= windows[-1][1]:
-                windows[-1][1] = high
-            else:
-                windows.append([low, high])
-    view = "\n".join(glued[low:high] for low, high in windows)
-    view_starts, position = [], 0
-    for low, high in windows:
-        view_starts.append(position)
-        position += high - low + 1
+    found = find_chunked(detector, seam_view.view)
+    if not found:
+        return
     overlaps = []                       # the first pass's spans, in glued positions
-    joined_starts = [start + i for i, start in enumerate(starts)]
+    joined_starts = seam_view.joined_starts
     for low, high in whole:
         first = max(0, bisect.bisect_right(joined_starts, low) - 1)
         last = max(0, bisect.bisect_right(joined_starts, max(low, high - 1)) - 1)
         overlaps.append((low - first, high - last))
-    for finding in find_chunked(detector, view):
+    for finding in found:
         k = bisect.bisect_right(view_starts, finding.start) - 1
         offset = windows[k][0] - view_starts[k]
         start, end = finding.start + offset, finding.end + offset
         crossing = bisect.bisect_right(seams, start) < len(seams) and seams[bisect.bisect_right(seams, start)] < end
         if crossing and not any(low < end and start < high for low, high in overlaps):
-            _spread(start, end, finding.label, starts, ends, out)
+            _spread(start, end, finding.label, seam_view.starts, seam_view.ends, out)

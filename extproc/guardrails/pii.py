@@ -19,7 +19,7 @@ from stdnum.us import ssn as stdnum_ssn
 from . import Finding
 from .fastre import Pattern
 from .hold import Tail, of
-from .screen import might_match, screen
+from .screen import compile_screen, might_match, screen, screen_source
 
 # E-mail addresses as a model reads them: plain, with a quoted or non-ASCII local part, an
 # IDN domain (Unicode letters, or its xn-- form), `%40` for '@' (percent-encoded), and
@@ -171,7 +171,10 @@ class PIIDetector:
         self.finders = [(screen(*_SCREENED[e]), _FINDERS[e]) for e in entities]
         # All the pre-checks in one pass: most text has none of them, and each RE2 call
         # from Python costs a few microseconds whatever the text.
-        self.any_candidate = screen(*(regex for e in entities for regex in _SCREENED[e]))
+        self.screen_source = screen_source(*(regex for e in entities for regex in _SCREENED[e]))
+        self.any_candidate = compile_screen(self.screen_source)
+        if self.any_candidate is None:
+            self.screen_source = None
         self.tail = Tail(pattern for e in entities for pattern in _HOLD[e])
 
     def might_find(self, text: str) -> bool:

@@ -223,19 +223,31 @@ def rewrite(pattern: str, flags: int = 0) -> str:
     return _Rewrite().sequence(parsed, flags)
 
 
-def screen(*patterns: re.Pattern | tuple[str, int]):
-    """One RE2 regex that matches wherever any of the patterns might, or None."""
+def screen_source(*patterns: re.Pattern | tuple[str, int]) -> str | None:
+    """The RE2 source of one screen for all the patterns, or None."""
     try:
         sources = [rewrite(*(p if isinstance(p, tuple) else (p.pattern, p.flags))) for p in patterns]
     except Unscreenable:
+        return None
+    return "|".join(f"(?:{s})" for s in sources)
+
+
+def compile_screen(source: str | None):
+    """A screen's source (or several joined by '|') compiled by RE2, or None."""
+    if source is None:
         return None
     options = re2.Options()
     options.max_mem = 64 << 20          # room for the DFA of the larger rule sets
     options.log_errors = False
     try:
-        return re2.compile("|".join(f"(?:{s})" for s in sources), options)
+        return re2.compile(source, options)
     except re2.error:
         return None
+
+
+def screen(*patterns: re.Pattern | tuple[str, int]):
+    """One RE2 regex that matches wherever any of the patterns might, or None."""
+    return compile_screen(screen_source(*patterns))
 
 
 def first_possible(screen_regex, text: str) -> int | None:

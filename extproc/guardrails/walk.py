@@ -177,6 +177,8 @@ def _node(out: list, container: Any, key: Any, path: Path, encoding: str) -> Non
         for index, item in enumerate(value):
             if type(item) is str:
                 out.append((value, index, (*path, index)))
+            elif type(item) is dict:        # a message, a part: straight to its fields
+                _object(out, item, (*path, index), encoding)
             else:
                 _node(out, value, index, (*path, index), encoding)
 

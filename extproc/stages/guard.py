@@ -11,7 +11,7 @@ import logging
 from ..api.dialects import max_output_tokens
 from ..guardrails import redact
 from ..guardrails.config import Guardrail
-from ..guardrails.joined import find_in_texts
+from ..guardrails.joined import Conversation, find_in_texts
 from ..guardrails.scan import legacy_function_name, tool_name, tool_names
 from ..guardrails.walk import request_slots
 from ..observability import metrics
@@ -40,7 +40,7 @@ def check_texts(call: Call, guardrail: Guardrail, slots: list, direction: str) -
     split across two of them is found: guardrails/joined.py); redact each piece in place.
     True if anything changed."""
     texts = [container[key] for container, key in slots]
-    found = find_in_texts(guardrail.detector, texts)
+    found = find_in_texts(guardrail.detector, conversation_of(call, texts))
     hits = any(found)
     changed = False
     if hits and guardrail.action == "redact":
@@ -54,6 +54,16 @@ def check_texts(call: Call, guardrail: Guardrail, slots: list, direction: str) -
     if verdict == "blocked":
         raise content_blocked(guardrail.name, direction)
     return changed
+
+
+def conversation_of(call: Call, texts: list[str]) -> Conversation:
+    """The texts as one conversation, laid out once for all the request's guardrails
+    (again after a redaction, which writes new texts)."""
+    cached = call.stage_state.get("guard_conversation")
+    if cached is not None and cached.same_texts(texts):
+        return cached
+    conversation = call.stage_state["guard_conversation"] = Conversation(texts)
+    return conversation
 
 
 async def run_plugin(call: Call, guardrail: Guardrail, slots: list, direction: str) -> bool:
