@@ -39,7 +39,9 @@ from extproc.pipeline.call import Call  # noqa: E402
 from extproc.runtime.worker import Runtime  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.append(str(ROOT / "tests"))
 import guardrails as guardrails_bench  # noqa: E402  (bench/guardrails.py: its prose generator)
+from gateway_stack import quickstart_config  # noqa: E402
 
 PROMPT = ("Summarize the following note for the weekly report: the gateway team finished the "
           "streaming work, measured the overhead against Envoy alone, and plans the rollout. " * 2)
@@ -79,7 +81,7 @@ def messages(prompt: str) -> list:
 
 def bench_config() -> str:
     """The quickstart, plus a budget that always has room for alice's team."""
-    config = yaml.safe_load((ROOT / "config" / "quickstart.yaml").read_text())
+    config = quickstart_config()
     config["budgets"].append({"name": "bench", "scope": "team", "match": "research", "unit": "tokens",
                               "limit": 10**12, "window": "month"})
     path = Path(tempfile.mkdtemp(prefix="llmgw-pipe-")) / "gateway.yaml"
