@@ -13,6 +13,7 @@ from .config import envoy_config
 from .config.envoy_gen import GenerationError, generate
 from .config.filter_config import default_state_dir, load_config
 from .config.yamlread import ConfigError
+from .guardrails.config import detectors_not_made
 
 DEFAULT_STATE_DIR = Path(default_state_dir())
 
@@ -105,7 +106,8 @@ def cmd_up(args) -> int:
     config_path = args.config or envoy_config.shipped("config/quickstart.yaml")
     Path(args.state_dir).mkdir(parents=True, exist_ok=True)
     os.environ["LLMGW_STATE_DIR"] = args.state_dir       # before the config: its store's default path
-    config = _load_or_report(config_path)
+    with detectors_not_made():                            # the workers make them
+        config = _load_or_report(config_path)
     if config is None:
         return 2
     try:
@@ -161,7 +163,8 @@ def _demo_keys(path: str) -> list[tuple[str, str, str]]:
 
 def cmd_serve(args) -> int:
     from .runtime.supervisor import Supervisor
-    config = _load_or_report(args.config)
+    with detectors_not_made():
+        config = _load_or_report(args.config)
     if config is None:
         return 2
     supervisor = Supervisor(config, envoy=None, run_dir=Path(config.server.socket_dir),
@@ -236,7 +239,8 @@ GENERATED_HEADER = """\
 
 def cmd_envoy_config(args) -> int:
     path = args.config or envoy_config.shipped("config/quickstart.yaml")
-    config = _load_or_report(path, strict_credentials=False)     # (Envoy needs no provider's key)
+    with detectors_not_made():
+        config = _load_or_report(path, strict_credentials=False)     # (Envoy needs no provider's key)
     if config is None:
         return 2
     try:
@@ -265,7 +269,8 @@ def cmd_usage(args) -> int:
     from .observability.usage_report import usage_table
     if args.state_dir:
         os.environ["LLMGW_STATE_DIR"] = args.state_dir
-    config = _load_or_report(args.config or envoy_config.shipped("config/quickstart.yaml"))
+    with detectors_not_made():
+        config = _load_or_report(args.config or envoy_config.shipped("config/quickstart.yaml"))
     if config is None:
         return 2
     if args.by:

@@ -19,6 +19,9 @@
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
+import functools
 from dataclasses import dataclass
 from typing import Any, Mapping
 
@@ -70,6 +73,38 @@ class GuardrailSettings:
         if self.by_team and key.team in self.by_team:
             return self.by_team[key.team]
         return self.default
+
+
+# The PII and injection detectors compile their screens when made: ~1 s of CPU. A process
+# that only reads the config (the supervisor of `extproc up`) does not make them, and a
+# worker makes each once: a reloaded config with the same rules shares them (they hold no
+# per-request state).
+_make_detectors = contextvars.ContextVar("make_detectors", default=True)
+
+
+@contextlib.contextmanager
+def detectors_not_made():
+    """Parses configs without making their PII and injection detectors (left None)."""
+    token = _make_detectors.set(False)
+    try:
+        yield
+    finally:
+        _make_detectors.reset(token)
+
+
+@functools.cache
+def _pii_detector(entities: tuple[str, ...]):
+    from .fold import FoldingDetector     # look-alikes, odd spaces, invisible characters
+    from .pii import PIIDetector
+    return FoldingDetector(PIIDetector(entities))
+
+
+@functools.cache
+def _injection_detector():
+    from .fold import FoldingDetector
+    from .injection import InjectionDetector
+    # Injection rules in Russian are written in Cyrillic, which folds to Latin look-alikes.
+    return FoldingDetector(InjectionDetector(), also_original=True)
 
 
 def parse_guardrails(node: Node) -> GuardrailSettings:
@@ -129,13 +164,14 @@ def _rule(item: Node) -> Guardrail | None:
                      directions=frozenset(chosen),
                      fail_mode=item.get("fail_mode").choice(("closed", "open"), "closed"))
     if kind == "pii":
-        from .pii import ENTITIES, PIIDetector
+        from .pii import ENTITIES
         entities = tuple(e.choice(ENTITIES, "email") for e in item.get("entities").elements()) \
             if not item.get("entities").missing else ENTITIES
-        guardrail["detector"] = PIIDetector(entities)
+        if _make_detectors.get():
+            guardrail["detector"] = _pii_detector(entities)
     elif kind == "prompt_injection":
-        from .injection import InjectionDetector
-        guardrail["detector"] = InjectionDetector()
+        if _make_detectors.get():
+            guardrail["detector"] = _injection_detector()
     elif kind == "banned":
         import re
 
@@ -161,10 +197,8 @@ def _rule(item: Node) -> Guardrail | None:
         from .plugin import PluginClient
         guardrail["detector"] = PluginClient(item.get("address").str(),
                                              item.get("timeout_ms").number(200, minimum=1) / 1000)
-    if kind in ("pii", "prompt_injection", "banned") and "detector" in guardrail:   # not when invalid
-        from .fold import FoldingDetector  # look-alikes, odd spaces, invisible characters
+    if kind == "banned" and "detector" in guardrail:          # not when invalid
+        from .fold import FoldingDetector
         # An operator's banned words may be in a script the fold changes: those look at both.
-        # Injection rules in Russian are written in Cyrillic, which folds to Latin look-alikes.
-        guardrail["detector"] = FoldingDetector(guardrail["detector"],
-                                                also_original=kind in ("banned", "prompt_injection"))
+        guardrail["detector"] = FoldingDetector(guardrail["detector"], also_original=True)
     return Guardrail(**guardrail)

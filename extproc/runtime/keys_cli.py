@@ -18,6 +18,7 @@ import urllib.request
 
 from ..config import envoy_config
 from ..config.filter_config import load_config
+from ..guardrails.config import detectors_not_made
 from ..config.yamlread import ConfigError
 from ..store import StoreUnavailable, open_store
 from ..store.keys import KeyBook, KeyProblem, parse_budget, parse_duration, parse_expiry, parse_models
@@ -128,7 +129,8 @@ def _on_store(args, request: dict, key_id: str | None) -> dict | None:
         os.environ["LLMGW_STATE_DIR"] = args.state_dir
     path = args.config or envoy_config.shipped("config/quickstart.yaml")
     try:
-        config = load_config(path, strict_credentials=False)
+        with detectors_not_made():          # keys need no guardrail
+            config = load_config(path, strict_credentials=False)
     except ConfigError as error:
         for line in error.problems:
             print(line, file=sys.stderr)
