@@ -61,6 +61,7 @@ class McpState:
     rpc_method: str = ""
     rpc_id: Any = None
     tool: str = ""
+    server: str = ""                    # the tool's server (a combined profile's: by prefix)
     argument_bytes: int = 0
     session: bool = False               # the caller named a session (checked and bound)
     outcome: str = ""                   # set when decided; else from the HTTP status
@@ -109,7 +110,9 @@ class McpGate(Stage):
         call.reply.add_metadata({"mcp": True})
         name = call.path.removeprefix("/mcp/").strip("/")
         profile = call.config.mcp.profiles.get(name)
-        injected = profile.server.credential_header if profile and profile.server.credential_value() else ""
+        # A combined profile's servers get their credentials from the aggregator's hop.
+        injected = (profile.server.credential_header
+                    if profile and not profile.combined and profile.server.credential_value() else "")
         call.reply.remove_headers.extend(
             h for h in headers
             if (h in _CALLER_CREDENTIAL_HEADERS or h.startswith(INTERNAL_HEADER_PREFIX)) and h != injected)
@@ -206,6 +209,11 @@ class McpGate(Stage):
                          "Invalid params: tools/call needs params.name, the tool's name.")
         state.tool = name[:MAX_LOGGED]
         profile = state.profile
+        state.server = profile.server_of(name) or ""
+        if not state.server:
+            raise refuse(state, "invalid", 200, jsonrpc.INVALID_PARAMS,
+                         f"Unknown tool '{name[:MAX_LOGGED]}': the tools of the MCP profile '{profile.name}' "
+                         f"are named <server>_<tool> ({', '.join(s.name for s in profile.servers)}).")
         allowed = state.allowed
         if (allowed is not None and name not in allowed) or (profile.tools is not None and name not in profile.tools):
             raise refuse(state, "refused", 200, jsonrpc.FORBIDDEN,
