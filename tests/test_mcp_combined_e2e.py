@@ -20,6 +20,7 @@ OPS = {"ops_add", "ops_shout"}
 
 def _config() -> dict:
     config = quickstart_config()
+    config["identity"].pop("jwt")           # keys only: no OAuth discovery
     # Results blocked by a guardrail answered as JSON-RPC errors, and a profile exposing
     # some of the servers' tools only.
     config["mcp"]["profiles"]["narrow"] = {
@@ -105,3 +106,12 @@ def test_the_aggregator_and_servers_are_reached_only_with_the_gateways_credentia
     assert call(stack, ALICE, "ops_add", {"a": 1, "b": 1}, "workspace").content[0].text == "2"
     log = stack.log_path.read_text() + stack.stderr_path.read_text()
     assert "mcp-demo-token" not in log and "mcp-ops-token" not in log
+
+
+def test_with_keys_only_the_401_has_no_oauth_discovery(stack):
+    answer = post(stack, None, INIT, "workspace")
+    assert answer.status_code == 401 and answer.headers["www-authenticate"] == 'Bearer realm="llm-gateway"'
+    assert post(stack, "sk-nobody", INIT, "workspace").headers["www-authenticate"] == \
+        'Bearer realm="llm-gateway", error="invalid_token"'
+    metadata = httpx.get(f"http://127.0.0.1:{stack.port}/.well-known/oauth-protected-resource/mcp/workspace")
+    assert metadata.status_code == 404

@@ -2,6 +2,8 @@
 
     mcp:
       max_message_bytes: 1048576     # a JSON-RPC message larger than this: 413
+      oauth_scopes: [mcp:tools]      # in the 401's challenge and the protected-resource
+                                     # metadata (served where identity.jwt is set)
       aggregator:                    # serves the profiles that combine several servers
         address: 127.0.0.1:10130     # where the service's aggregator listens (Envoy routes there)
         upstream_address: 127.0.0.1:10131   # Envoy's loopback listener the aggregator reaches
@@ -135,6 +137,7 @@ class McpSettings:
     profiles: Mapping[str, McpProfile] = field(default_factory=dict)
     max_message_bytes: int = 1_048_576
     aggregator: McpAggregator = McpAggregator()
+    oauth_scopes: tuple[str, ...] = ()         # advertised to MCP clients (OAuth discovery)
 
     @property
     def combined_profiles(self) -> tuple[McpProfile, ...]:
@@ -146,7 +149,11 @@ def parse_mcp(node: Node, guardrails: GuardrailSettings, strict_credentials: boo
         return McpSettings()
     policies = [guardrails.default, *(guardrails.by_team or {}).values(), *(guardrails.by_key or {}).values()]
     rules = {rule.name: rule for policy in policies for rule in policy}
-    node.only_keys("servers", "profiles", "max_message_bytes", "aggregator")
+    node.only_keys("servers", "profiles", "max_message_bytes", "aggregator", "oauth_scopes")
+    scopes = tuple(entry.str() for entry in node.get("oauth_scopes").elements())
+    for entry, scope in zip(node.get("oauth_scopes").elements(), scopes):
+        if not scope or any(ch in scope for ch in ' "\\') or not scope.isprintable():
+            entry.fail("a scope is one token: printable, no spaces or quotes")
     servers = {name: _server(name, item, strict_credentials) for name, item in node.get("servers").items()}
     profiles = {}
     for name, item in node.get("profiles").items():
@@ -158,7 +165,7 @@ def parse_mcp(node: Node, guardrails: GuardrailSettings, strict_credentials: boo
     return McpSettings(servers=servers, profiles=profiles,
                        max_message_bytes=node.get("max_message_bytes").number(1_048_576, integer=True,
                                                                               minimum=1024),
-                       aggregator=_aggregator(node.get("aggregator")))
+                       aggregator=_aggregator(node.get("aggregator")), oauth_scopes=scopes)
 
 
 def _aggregator(node: Node) -> McpAggregator:

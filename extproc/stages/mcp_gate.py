@@ -36,6 +36,7 @@ from ..store import StoreUnavailable, maybe_await
 from ..store.limits import plan_charges
 from . import ImmediateAnswer, Stage
 from .admission import Admission
+from .mcp_discovery import WELL_KNOWN, challenge, metadata_answer
 from .mcp_guard import guard_strings, string_slots
 
 SESSION_HEADER = "mcp-session-id"
@@ -108,6 +109,14 @@ class McpGate(Stage):
         state = call.stage_state["mcp"] = McpState()
         # Envoy's own errors on this call are then written as JSON-RPC (local_reply_config).
         call.reply.add_metadata({"mcp": True})
+        if call.path.startswith(WELL_KNOWN):
+            state.rpc_method = "discovery"
+            answer = metadata_answer(call)
+            if answer is None:
+                raise refuse(state, "not_found", 404, jsonrpc.METHOD_NOT_FOUND,
+                             "No protected-resource metadata here: it is served for MCP profiles "
+                             "where the gateway accepts tokens of an identity provider.")
+            raise answer
         name = call.path.removeprefix("/mcp/").strip("/")
         profile = call.config.mcp.profiles.get(name)
         # A combined profile's servers get their credentials from the aggregator's hop.
@@ -123,9 +132,10 @@ class McpGate(Stage):
         try:
             call.key = self.admission.authenticate(call)
         except GatewayError:
+            presented = any(h in headers for h in _CALLER_CREDENTIAL_HEADERS)
             raise refuse(state, "unauthorized", 401, jsonrpc.UNAUTHORIZED,
                          "Missing or unknown API key. Send it as 'Authorization: Bearer <key>'.",
-                         {"www-authenticate": 'Bearer realm="llm-gateway", error="invalid_token"'}) from None
+                         {"www-authenticate": challenge(call, profile.name, presented)}) from None
         state.allowed, state.policy = profile.allowed_tools(call.key)
         if state.allowed is not None and not state.allowed:
             raise refuse(state, "forbidden", 403, jsonrpc.FORBIDDEN,
