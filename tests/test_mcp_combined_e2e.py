@@ -103,6 +103,10 @@ def test_the_aggregator_and_servers_are_reached_only_with_the_gateways_credentia
                             headers={**ACCEPT, "authorization": f"Bearer {ALICE}"}, content=json.dumps(INIT))
         assert answer.status_code == 401
     assert post(stack, None, INIT, "workspace").status_code == 401
+    # No server-initiated stream (every message passed is an answer the gateway read).
+    stream = httpx.get(f"http://127.0.0.1:{stack.port}/mcp/workspace",
+                       headers={"authorization": f"Bearer {ALICE}", "accept": "text/event-stream"})
+    assert stream.status_code == 405 and stream.headers["allow"] == "POST, DELETE"
     assert call(stack, ALICE, "ops_add", {"a": 1, "b": 1}, "workspace").content[0].text == "2"
     log = stack.log_path.read_text() + stack.stderr_path.read_text()
     assert "mcp-demo-token" not in log and "mcp-ops-token" not in log

@@ -35,7 +35,7 @@ from ..pipeline.errors import GatewayError
 from ..store import StoreUnavailable, maybe_await
 from ..store.limits import plan_charges
 from . import ImmediateAnswer, Stage
-from .admission import Admission
+from .admission import Admission, open_call
 from .mcp_discovery import WELL_KNOWN, challenge, metadata_answer
 from .mcp_guard import guard_strings, string_slots
 
@@ -101,11 +101,7 @@ class McpGate(Stage):
         self.admission = Admission()    # the model API's callers are the tools' callers
 
     def request_headers(self, call: Call, end_of_stream: bool) -> None:
-        headers = call.headers
-        call.method = headers.get(":method", "")
-        call.path, _, call.query = headers.get(":path", "").partition("?")
-        call.request_id = str(uuid.uuid4())
-        call.reply.set_headers["x-request-id"] = call.request_id
+        headers = open_call(call)
         state = call.stage_state["mcp"] = McpState()
         # Envoy's own errors on this call are then written as JSON-RPC (local_reply_config).
         call.reply.add_metadata({"mcp": True})
