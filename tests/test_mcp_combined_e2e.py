@@ -6,6 +6,11 @@ quickstart's `workspace` profile combines `demo` and `ops`."""
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
 
 import httpx
 import pytest
@@ -119,3 +124,30 @@ def test_with_keys_only_the_401_has_no_oauth_discovery(stack):
         'Bearer realm="llm-gateway", error="invalid_token"'
     metadata = httpx.get(f"http://127.0.0.1:{stack.port}/.well-known/oauth-protected-resource/mcp/workspace")
     assert metadata.status_code == 404
+
+
+def test_the_aggregator_ends_promptly_with_sessions_open_and_is_restarted(stack):
+    """Stopping ends each open session with its servers' sessions, quickly; the service
+    starts the aggregator again and combined profiles serve on."""
+    answer = post(stack, ALICE, INIT, "workspace")            # a session left open
+    assert answer.status_code == 200 and answer.headers["mcp-session-id"]
+    [pid] = [p for p in _children(stack) if b"mcp-aggregator" in Path(f"/proc/{p}/cmdline").read_bytes()]
+    os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + 5
+    while Path(f"/proc/{pid}").exists() and b"mcp-aggregator" in Path(f"/proc/{pid}/cmdline").read_bytes():
+        assert time.monotonic() < deadline, "the aggregator did not stop within 5 s"
+        time.sleep(0.05)
+    deadline = time.monotonic() + 15
+    while True:
+        try:
+            assert call(stack, BOB, "ops_add", {"a": 3, "b": 4}, "workspace").content[0].text == "7"
+            break
+        except Exception:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
+
+
+def _children(stack) -> list[int]:
+    out = subprocess.run(["pgrep", "-P", str(stack.process.pid)], capture_output=True, text=True).stdout
+    return [int(pid) for pid in out.split()]

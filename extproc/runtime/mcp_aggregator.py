@@ -47,25 +47,38 @@ async def _open(stack: AsyncExitStack, server: McpServer, upstream_url: str) -> 
     return session
 
 
+async def _close(stack: AsyncExitStack) -> None:
+    """Ends a session with a server when its front session ends (closed, idle or cancelled
+    at shutdown). What the closing raises is dropped: the front session is over either
+    way, and an exception chained to the cancellation that ended it would send
+    contextlib's exit stacks above into an endless loop over a cyclic __context__."""
+    try:
+        await stack.aclose()
+    except BaseException as error:  # noqa: BLE001 (the cancellation itself propagates from the caller)
+        log.debug("closing an MCP server session: %s", type(error).__name__)
+
+
 def profile_server(profile: McpProfile, upstream_url: str) -> Server:
     """The MCP server a combined profile's callers talk to (through the gateway)."""
 
     @asynccontextmanager
     async def connect(_: Server) -> AsyncIterator[dict[str, ClientSession]]:
         # Entered and left in the front session's own task, as the SDK's task groups need.
-        async with AsyncExitStack() as stack:
-            sessions: dict[str, ClientSession] = {}
+        opened: list[AsyncExitStack] = []
+        sessions: dict[str, ClientSession] = {}
+        try:
             for server in profile.servers:
                 own = AsyncExitStack()
+                opened.append(own)
                 try:
                     sessions[server.name] = await _open(own, server, upstream_url)
                 except Exception as error:       # that server's tools are missing from this session
                     log.warning("MCP server %r unreachable for profile %r: %s", server.name, profile.name,
                                 type(error).__name__)
-                    await own.aclose()
-                    continue
-                stack.push_async_exit(own)
             yield sessions
+        finally:
+            for own in reversed(opened):
+                await _close(own)
 
     front: Server = Server(f"llm-gateway/{profile.name}", lifespan=connect)
 
