@@ -1,4 +1,5 @@
-"""Benchmark: an MCP tool call through a profile against Envoy alone, same server, one run.
+"""Benchmark: an MCP tool call through a profile against Envoy alone, same server, one run;
+and through a profile combining two servers (the quickstart's `workspace`).
 
     flock /tmp/cpu.lock .venv/bin/python bench/mcp.py [--calls 300] [--rounds 3]
 
@@ -9,7 +10,9 @@ initialized session calls `echo` sequentially, rounds interleaved; printed per p
 and mean latency, and the worker's CPU per call (from /proc). The gateway's path runs
 its four ext_proc messages (request headers and body, response headers and body), the
 key, the tool policy, guardrails on the arguments and the result, the session binding
-and the audit line.
+and the audit line. The combined path adds the aggregator (the official SDK's low-level
+server and a client session per server) and a second pass through Envoy (its loopback
+listener); its row adds the aggregator's CPU per call.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import argparse
 import json
 import os
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -58,11 +62,11 @@ def session(client: httpx.Client, url: str, key: str) -> dict:
     return headers
 
 
-def calls(client: httpx.Client, url: str, headers: dict, count: int) -> list[float]:
+def calls(client: httpx.Client, url: str, headers: dict, count: int, tool: str = "echo") -> list[float]:
     times = []
     for index in range(count):
         body = {"jsonrpc": "2.0", "id": index + 10, "method": "tools/call",
-                "params": {"name": "echo", "arguments": {"text": f"benchmark call {index}"}}}
+                "params": {"name": tool, "arguments": {"text": f"benchmark call {index}"}}}
         started = time.perf_counter()
         answer = client.post(url, json=body, headers=headers)
         times.append(time.perf_counter() - started)
@@ -70,12 +74,18 @@ def calls(client: httpx.Client, url: str, headers: dict, count: int) -> list[flo
     return times
 
 
-def worker_cpu(stack: GatewayStack) -> float:
+def cpu_seconds(pids: list[int]) -> float:
     total = 0.0
-    for pid in stack.worker_pids():
+    for pid in pids:
         fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
         total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
     return total
+
+
+def aggregator_pids(stack: GatewayStack) -> list[int]:
+    out = subprocess.run(["pgrep", "-P", str(stack.process.pid)], capture_output=True, text=True).stdout
+    return [int(pid) for pid in out.split()
+            if b"mcp-aggregator" in Path(f"/proc/{pid}/cmdline").read_bytes()]
 
 
 def main() -> None:
@@ -87,25 +97,33 @@ def main() -> None:
         stack = DirectRoute(Path(workdir), workers=1).start()
         try:
             base = f"http://127.0.0.1:{stack.port}"
-            results: dict[str, list[float]] = {"envoy alone": [], "gateway": []}
-            cpu = 0.0
+            paths = {"envoy alone": ("/direct/mcp", "x", "echo"),
+                     "gateway": ("/mcp/demo", "sk-demo-alice", "echo"),
+                     "combined": ("/mcp/workspace", "sk-demo-alice", "demo_echo")}
+            results: dict[str, list[float]] = {name: [] for name in paths}
+            cpu = {name: 0.0 for name in paths}
+            helper_cpu = 0.0
+            aggregator = aggregator_pids(stack)
             with httpx.Client(timeout=30) as client:
-                paths = {"envoy alone": (f"{base}/direct/mcp", session(client, f"{base}/direct/mcp", "x")),
-                         "gateway": (f"{base}/mcp/demo", session(client, f"{base}/mcp/demo", "sk-demo-alice"))}
-                for name, (url, headers) in paths.items():
-                    calls(client, url, headers, 20)                     # warm
+                opened = {name: (f"{base}{path}", session(client, f"{base}{path}", key), tool)
+                          for name, (path, key, tool) in paths.items()}
+                for url, headers, tool in opened.values():
+                    calls(client, url, headers, 20, tool)                     # warm
                 for _ in range(args.rounds):
-                    for name, (url, headers) in paths.items():
-                        before = worker_cpu(stack)
-                        results[name] += calls(client, url, headers, args.calls)
-                        if name == "gateway":
-                            cpu += worker_cpu(stack) - before
+                    for name, (url, headers, tool) in opened.items():
+                        before, helper_before = cpu_seconds(stack.worker_pids()), cpu_seconds(aggregator)
+                        results[name] += calls(client, url, headers, args.calls, tool)
+                        cpu[name] += cpu_seconds(stack.worker_pids()) - before
+                        if name == "combined":
+                            helper_cpu += cpu_seconds(aggregator) - helper_before
+            alone = statistics.median(results["envoy alone"])
             for name, times in results.items():
-                print(f"{name:12} p50 {statistics.median(times) * 1000:6.2f} ms   "
-                      f"mean {statistics.fmean(times) * 1000:6.2f} ms   ({len(times)} calls)")
-            ratio = statistics.median(results["gateway"]) / statistics.median(results["envoy alone"])
-            print(f"gateway / envoy alone (p50): {ratio:.2f}; worker CPU per gateway call: "
-                  f"{cpu / len(results['gateway']) * 1e6:.0f} µs")
+                line = (f"{name:12} p50 {statistics.median(times) * 1000:6.2f} ms   "
+                        f"mean {statistics.fmean(times) * 1000:6.2f} ms   x{statistics.median(times) / alone:4.2f}   "
+                        f"worker CPU/call {cpu[name] / len(times) * 1e6:5.0f} µs")
+                if name == "combined":
+                    line += f"   aggregator CPU/call {helper_cpu / len(times) * 1e6:5.0f} µs"
+                print(line + f"   ({len(times)} calls)")
         finally:
             stack.stop()
 

@@ -84,6 +84,8 @@ def main(argv: list[str] | None = None) -> None:
     worker.add_argument("--config", required=True)
     worker.add_argument("--address", required=True)
     worker.add_argument("--health-address", help="also serve gRPC health here (TCP)")
+    aggregator = commands.add_parser("mcp-aggregator", help=argparse.SUPPRESS)
+    aggregator.add_argument("--config", required=True)
 
     args = parser.parse_args(argv)
     sys.exit(_COMMANDS[args.command](args))
@@ -311,6 +313,15 @@ def cmd_token(args) -> int:
     return token(args)
 
 
+def cmd_mcp_aggregator(args) -> int:
+    from .runtime.mcp_aggregator import serve
+    config = _load_or_report(args.config)
+    if config is None:
+        return 2
+    serve(config.mcp)
+    return 0
+
+
 def cmd_worker(args) -> int:
     from .runtime.worker import run_worker
     run_worker(args.config, args.address, args.health_address)
@@ -319,4 +330,4 @@ def cmd_worker(args) -> int:
 
 _COMMANDS = {"up": cmd_up, "serve": cmd_serve, "mock-provider": cmd_mock, "mock-mcp": cmd_mock_mcp, "check": cmd_check,
              "usage": cmd_usage, "keys": cmd_keys, "token": cmd_token, "worker": cmd_worker, "drain": cmd_drain,
-             "envoy-config": cmd_envoy_config}
+             "envoy-config": cmd_envoy_config, "mcp-aggregator": cmd_mcp_aggregator}

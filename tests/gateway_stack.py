@@ -141,6 +141,9 @@ class GatewayStack:
                 match = re.fullmatch(r"(http://127\.0\.0\.1:)(\d+)(.*)", other)
                 if match and int(match[2]) in moved:
                     provider["failover_urls"][index] = f"{match[1]}{moved[int(match[2])]}{match[3]}"
+        if config.get("mcp"):                # the MCP aggregator and Envoy's loopback listener for it
+            config["mcp"]["aggregator"] = {"address": f"127.0.0.1:{free_port()}",
+                                           "upstream_address": f"127.0.0.1:{free_port()}"}
         config_path = self.write_filter_config(config)
         envoy = generate(load_config(str(config_path), strict_credentials=False),
                          listen=f"127.0.0.1:{self.port}", admin=f"127.0.0.1:{self.envoy_admin_port}")

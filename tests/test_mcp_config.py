@@ -80,3 +80,55 @@ def test_event_streams_round_trip_and_data_is_replaced():
     again = jsonrpc.parse_sse(jsonrpc.render_sse(events))
     assert [e.data for e in again] == ['{"a":2}', "", '{"b":\n2}']
     assert again[0].fields[:2] == [("event", "message"), ("id", "7")]
+
+
+def _two_servers(profile: dict) -> dict:
+    return {"servers": {"a": {"url": "http://127.0.0.1:1/mcp"}, "b": {"url": "http://127.0.0.1:2/mcp"},
+                        "a_b": {"url": "http://127.0.0.1:3/mcp"}},
+            "profiles": {"p": profile}}
+
+
+def test_a_combined_profile_names_each_tool_by_its_server(tmp_path):
+    config = load(tmp_path, _two_servers({"servers": ["a", "b"], "access": {"teams": {"support": ["a_x", "b_y"]}}}))
+    profile = config.mcp.profiles["p"]
+    assert profile.combined and [s.name for s in profile.servers] == ["a", "b"]
+    assert (profile.server_of("a_x"), profile.server_of("b_y_z"), profile.server_of("c_x")) == ("a", "b", None)
+    assert config.mcp.combined_profiles == (profile,)
+    single = load(tmp_path, quickstart_config()["mcp"]).mcp.profiles["demo"]
+    assert not single.combined and single.server_of("anything") == "demo"
+
+
+@pytest.mark.parametrize("profile, problem", [
+    ({"servers": ["a", "zz"]}, "unknown MCP server 'zz'"),
+    ({"servers": ["a", "a"]}, "server 'a' is named twice"),
+    ({"servers": ["a", "a_b"]}, "servers 'a' and 'a_b' cannot be combined"),
+    ({"servers": []}, "must name at least one server"),
+    ({"server": "a", "servers": ["b"]}, "one of them"),
+    ({}, "one of them"),
+    ({"servers": ["a", "b"], "tools": ["a_x", "echo"]}, "tool 'echo' names no server of the profile"),
+    ({"servers": ["a", "b"], "access": {"teams": {"support": ["c_x"]}}}, "tool 'c_x' names no server"),
+])
+def test_combined_profile_problems_are_named(tmp_path, profile, problem):
+    with pytest.raises(ConfigError) as error:
+        load(tmp_path, _two_servers(profile))
+    assert any(problem in line for line in error.value.problems), error.value.problems
+
+
+def test_the_envoy_config_routes_combined_profiles_to_the_aggregator(tmp_path):
+    from extproc.config.envoy_gen import generate
+    config = load(tmp_path, {**_two_servers({"servers": ["a", "b"]}),
+                             "aggregator": {"address": "127.0.0.1:7001", "upstream_address": "127.0.0.1:7002"}})
+    envoy = generate(config)
+    [listener] = [x for x in envoy["static_resources"]["listeners"] if x["name"] == "mcp_upstream"]
+    assert listener["address"]["socket_address"] == {"address": "127.0.0.1", "port_value": 7002}
+    routes = listener["filter_chains"][0]["filters"][0]["typed_config"]["route_config"]["virtual_hosts"][0]["routes"]
+    assert routes[0]["direct_response"]["status"] == 405
+    assert {r["match"]["path_separated_prefix"]: r["route"]["cluster"] for r in routes[1:]} == {"/a": "mcp_a", "/b": "mcp_b"}
+    assert all(r["route"]["retry_policy"]["num_retries"] == 2 for r in routes[1:])
+    clusters = {c["name"]: c for c in envoy["static_resources"]["clusters"]}
+    assert "mcp_aggregator" in clusters and "mcp_a_b" in clusters
+    text = yaml.safe_dump(envoy)
+    assert "/mcp/p" in text
+    with pytest.raises(ConfigError) as bad:
+        load(tmp_path, {**_two_servers({"servers": ["a", "b"]}), "aggregator": {"address": "nowhere"}})
+    assert any("host:port" in line for line in bad.value.problems)

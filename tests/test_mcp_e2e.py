@@ -335,3 +335,71 @@ def test_a_server_whose_first_replica_is_down_fails_over(stack):
     retries = int(httpx.get(f"http://127.0.0.1:{stack.envoy_admin_port}/stats", params={
         "filter": "^cluster\\.mcp_replicated\\.upstream_rq_retry$"}).text.split(":")[1])
     assert retries > before
+
+
+ISSUER = "https://demo-issuer.llm-gateway.invalid"
+
+
+def test_a_caller_without_credentials_is_pointed_to_the_profiles_protected_resource_metadata(stack):
+    """Where the gateway trusts an identity provider, the MCP 401 says where to learn how
+    to get a token (RFC 9728), and that document names the provider."""
+    answer = post(stack, None, INIT)
+    metadata_url = f"http://127.0.0.1:{stack.port}/.well-known/oauth-protected-resource/mcp/demo"
+    assert answer.status_code == 401
+    assert answer.headers["www-authenticate"] == f'Bearer realm="llm-gateway", resource_metadata="{metadata_url}"'
+    wrong = post(stack, "sk-nobody", INIT)
+    assert wrong.headers["www-authenticate"].endswith(', error="invalid_token"')
+    document = httpx.get(metadata_url, timeout=10)
+    assert document.status_code == 200 and document.headers["content-type"] == "application/json"
+    assert document.json() == {"resource": mcp_url(stack), "authorization_servers": [ISSUER],
+                               "bearer_methods_supported": ["header"],
+                               "resource_name": "llm-gateway MCP profile demo"}
+    behind_tls = httpx.get(metadata_url, headers={"x-forwarded-proto": "https", "host": "tools.example.com"})
+    assert behind_tls.json()["resource"] == "https://tools.example.com/mcp/demo"
+    for missing in ("nope", ""):
+        gone = httpx.get(f"http://127.0.0.1:{stack.port}/.well-known/oauth-protected-resource/mcp/{missing}")
+        assert gone.status_code == 404 and gone.json()["error"]["code"] == -32601
+
+
+def test_the_sdks_oauth_client_discovers_the_identity_provider_through_the_gateway(stack):
+    """The official SDK's OAuth client, offline: from the 401 it fetches the gateway's
+    metadata, accepts it for this URL, and turns to the identity provider it names (which
+    this test's network cannot reach)."""
+    from mcp.client.auth import OAuthClientProvider, TokenStorage
+    from mcp.shared.auth import OAuthClientMetadata
+
+    class Memory(TokenStorage):
+        async def get_tokens(self):
+            return None
+
+        async def set_tokens(self, tokens):
+            pass
+
+        async def get_client_info(self):
+            return None
+
+        async def set_client_info(self, info):
+            pass
+
+    asked: list[str] = []
+
+    class Offline(httpx.AsyncHTTPTransport):
+        async def handle_async_request(self, request):
+            asked.append(str(request.url))
+            if request.url.host != "127.0.0.1":
+                raise httpx.ConnectError("offline", request=request)
+            return await super().handle_async_request(request)
+
+    provider = OAuthClientProvider(
+        mcp_url(stack), OAuthClientMetadata(redirect_uris=["http://127.0.0.1:1/callback"]), Memory())
+
+    async def main():
+        async with httpx.AsyncClient(transport=Offline(), auth=provider, timeout=10) as client:
+            with pytest.raises(httpx.ConnectError):
+                await client.post(mcp_url(stack), json=INIT, headers=ACCEPT)
+
+    anyio.run(main)
+    assert asked[:2] == [mcp_url(stack), f"http://127.0.0.1:{stack.port}/.well-known/oauth-protected-resource/mcp/demo"]
+    assert asked[2].startswith(ISSUER + "/.well-known/")
+    metadata = provider.context.protected_resource_metadata
+    assert [str(url).rstrip("/") for url in metadata.authorization_servers] == [ISSUER]

@@ -1,5 +1,9 @@
 """The Envoy side of MCP profiles: a route per profile (`/mcp/<profile>`, made from the
-template's `mcp-profile` route) to a cluster per MCP server url."""
+template's `mcp-profile` route) to a cluster per MCP server url. A profile combining
+several servers routes to the service's aggregator instead, which reaches each server
+through a loopback listener made here (a route per server: the same cluster, rewrites,
+retries and timeout as a single-server profile's route, no ext_proc: the call was
+governed on its way in)."""
 
 from __future__ import annotations
 
@@ -11,6 +15,10 @@ from typing import Callable
 from .filter_config import GatewayConfig
 
 TEMPLATE_ROUTE = "mcp-profile"
+AGGREGATOR_CLUSTER = "mcp_aggregator"
+UPSTREAM_LISTENER = "mcp_upstream"
+_HCM = "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager"
+_ROUTER = "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"
 
 
 def mcp_routes(routes: list[dict], config: GatewayConfig, make_cluster: Callable) -> list[dict]:
@@ -18,24 +26,67 @@ def mcp_routes(routes: list[dict], config: GatewayConfig, make_cluster: Callable
     [template] = [r for r in routes if r.get("name") == TEMPLATE_ROUTE]
     at = routes.index(template)
     made = []
+    aggregator = config.mcp.aggregator
     for profile in config.mcp.profiles.values():
-        server = profile.server
         route = copy.deepcopy(template)
         route["name"] = f"mcp-{profile.name}"
         route["match"] = {"path_separated_prefix": f"/mcp/{profile.name}"}
-        route["route"]["cluster"] = server.cluster
-        route["route"]["prefix_rewrite"] = server.path
-        # The server sees its own authority (SDK servers refuse other Host headers).
-        route["route"]["host_rewrite_literal"] = server.authority
+        if profile.combined:            # the aggregator serves it at the same path
+            route["route"]["cluster"] = AGGREGATOR_CLUSTER
+            del route["route"]["prefix_rewrite"]
+            route["route"]["host_rewrite_literal"] = aggregator.address
+        else:
+            _to_server(route, profile.server)
         made.append(route)
     routes[at:at + 1] = made
     clusters = {}
+    if config.mcp.combined_profiles:
+        clusters[AGGREGATOR_CLUSTER] = make_cluster(
+            SimpleNamespace(url=f"http://{aggregator.address}", cluster=AGGREGATOR_CLUSTER), False)
     for server in config.mcp.servers.values():
         cluster = make_cluster(SimpleNamespace(url=server.url, cluster=server.cluster), False)
         if server.failover_urls:
             _failover(cluster, server)
         clusters[server.cluster] = cluster
     return list(clusters.values())
+
+
+def _to_server(route: dict, server) -> None:
+    route["route"]["cluster"] = server.cluster
+    route["route"]["prefix_rewrite"] = server.path
+    # The server sees its own authority (SDK servers refuse other Host headers).
+    route["route"]["host_rewrite_literal"] = server.authority
+
+
+def upstream_listener(routes: list[dict], config: GatewayConfig) -> dict | None:
+    """The loopback listener the aggregator reaches each combined server through, at
+    `/<server>`: Envoy keeps the connections, retries, failover, TLS and timeouts."""
+    combined = config.mcp.combined_profiles
+    if not combined:
+        return None
+    [template] = [r for r in routes if r.get("name") == TEMPLATE_ROUTE]
+    servers = {s.name: s for profile in combined for s in profile.servers}
+    server_routes = []
+    for server in servers.values():
+        route = {"name": f"mcp-upstream-{server.name}", "match": {"path_separated_prefix": f"/{server.name}"},
+                 "route": copy.deepcopy(template["route"])}
+        _to_server(route, server)
+        server_routes.append(route)
+    # The aggregator passes no server-initiated message (the gateway could not guard it):
+    # its sessions' GET streams are answered here instead of held open at each server.
+    server_routes.insert(0, {"name": "mcp-upstream-no-get", "match": {
+        "prefix": "/", "headers": [{"name": ":method", "string_match": {"exact": "GET"}}]},
+        "direct_response": {"status": 405}})
+    host, _, port = config.mcp.aggregator.upstream_address.rpartition(":")
+    return {
+        "name": UPSTREAM_LISTENER,
+        "address": {"socket_address": {"address": host, "port_value": int(port)}},
+        "per_connection_buffer_limit_bytes": 8388608,
+        "filter_chains": [{"filters": [{"name": "envoy.filters.network.http_connection_manager", "typed_config": {
+            "@type": _HCM, "stat_prefix": UPSTREAM_LISTENER, "stream_idle_timeout": "300s",
+            "route_config": {"name": UPSTREAM_LISTENER, "virtual_hosts": [
+                {"name": "mcp_servers", "domains": ["*"], "routes": server_routes}]},
+            "http_filters": [{"name": "envoy.filters.http.router", "typed_config": {"@type": _ROUTER}}]}}]}]}
 
 
 def _failover(cluster: dict, server) -> None:

@@ -2,6 +2,12 @@
 
     mcp:
       max_message_bytes: 1048576     # a JSON-RPC message larger than this: 413
+      oauth_scopes: [mcp:tools]      # in the 401's challenge and the protected-resource
+                                     # metadata (served where identity.jwt is set)
+      aggregator:                    # serves the profiles that combine several servers
+        address: 127.0.0.1:10130     # where the service's aggregator listens (Envoy routes there)
+        upstream_address: 127.0.0.1:10131   # Envoy's loopback listener the aggregator reaches
+                                            # each server through (retries, failover, TLS)
       servers:
         demo:
           url: http://127.0.0.1:10110/mcp       # streamable HTTP; Envoy's cluster is made from it
@@ -10,7 +16,8 @@
           credential_header: authorization      # sent as "Bearer <credential>" (else the raw value)
       profiles:
         demo:                        # served at /mcp/demo
-          server: demo
+          server: demo               # or `servers: [demo, ops]`: their tools, each named
+                                     # <server>_<tool> (allowlists name them so)
           tools: "*"                 # or a list: the server's tools this profile exposes
           access:                    # who may call which of them (a key's entry wins over its
             teams: {research: "*", support: [echo, get_time]}   # user's, which wins over its team's)
@@ -37,6 +44,7 @@ from .providers import Secret, _credential
 from .yamlread import Node
 
 ALL = None      # an allowlist of every tool
+SEPARATOR = "_"  # a combined profile's tool is "<server>_<tool>"
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,7 +75,7 @@ class McpServer:
 @dataclass(frozen=True, slots=True)
 class McpProfile:
     name: str
-    server: McpServer
+    servers: tuple[McpServer, ...]             # one: served as it is; several: through the aggregator
     tools: frozenset[str] | None               # None: every tool of the server
     by_key: Mapping[str, frozenset[str] | None]
     by_user: Mapping[str, frozenset[str] | None]
@@ -76,6 +84,25 @@ class McpProfile:
     result_guardrails: tuple[Guardrail, ...] | None  # None: the caller's policy's text rules
     on_block: str                              # quarantine | error
     rate_limit: Limit | None = None            # tool calls per minute, per key/user/team
+
+    @property
+    def combined(self) -> bool:
+        """Several servers: the aggregator serves their tools, prefixed by server."""
+        return len(self.servers) > 1
+
+    @property
+    def server(self) -> McpServer:
+        """The server of a single-server profile (a combined profile's first)."""
+        return self.servers[0]
+
+    def server_of(self, tool: str) -> str | None:
+        """The server a tool of this profile belongs to (None: no server's prefix)."""
+        if not self.combined:
+            return self.servers[0].name
+        for server in self.servers:
+            if tool.startswith(server.name + SEPARATOR):
+                return server.name
+        return None
 
     def allowed_tools(self, key) -> tuple[frozenset[str] | None, str]:
         """The tools `key` may call here (None: every tool the profile exposes) and the
@@ -93,10 +120,28 @@ class McpProfile:
 
 
 @dataclass(frozen=True, slots=True)
+class McpAggregator:
+    """The service's process serving combined profiles, and Envoy's loopback listener it
+    reaches each server through."""
+    address: str = "127.0.0.1:10130"
+    upstream_address: str = "127.0.0.1:10131"
+
+    @property
+    def upstream_url(self) -> str:
+        return f"http://{self.upstream_address}"
+
+
+@dataclass(frozen=True, slots=True)
 class McpSettings:
     servers: Mapping[str, McpServer] = field(default_factory=dict)
     profiles: Mapping[str, McpProfile] = field(default_factory=dict)
     max_message_bytes: int = 1_048_576
+    aggregator: McpAggregator = McpAggregator()
+    oauth_scopes: tuple[str, ...] = ()         # advertised to MCP clients (OAuth discovery)
+
+    @property
+    def combined_profiles(self) -> tuple[McpProfile, ...]:
+        return tuple(p for p in self.profiles.values() if p.combined)
 
 
 def parse_mcp(node: Node, guardrails: GuardrailSettings, strict_credentials: bool) -> McpSettings:
@@ -104,7 +149,11 @@ def parse_mcp(node: Node, guardrails: GuardrailSettings, strict_credentials: boo
         return McpSettings()
     policies = [guardrails.default, *(guardrails.by_team or {}).values(), *(guardrails.by_key or {}).values()]
     rules = {rule.name: rule for policy in policies for rule in policy}
-    node.only_keys("servers", "profiles", "max_message_bytes")
+    node.only_keys("servers", "profiles", "max_message_bytes", "aggregator", "oauth_scopes")
+    scopes = tuple(entry.str() for entry in node.get("oauth_scopes").elements())
+    for entry, scope in zip(node.get("oauth_scopes").elements(), scopes):
+        if not scope or any(ch in scope for ch in ' "\\') or not scope.isprintable():
+            entry.fail("a scope is one token: printable, no spaces or quotes")
     servers = {name: _server(name, item, strict_credentials) for name, item in node.get("servers").items()}
     profiles = {}
     for name, item in node.get("profiles").items():
@@ -115,7 +164,23 @@ def parse_mcp(node: Node, guardrails: GuardrailSettings, strict_credentials: boo
             profiles[name] = profile
     return McpSettings(servers=servers, profiles=profiles,
                        max_message_bytes=node.get("max_message_bytes").number(1_048_576, integer=True,
-                                                                              minimum=1024))
+                                                                              minimum=1024),
+                       aggregator=_aggregator(node.get("aggregator")), oauth_scopes=scopes)
+
+
+def _aggregator(node: Node) -> McpAggregator:
+    if node.missing or node.value is None:
+        return McpAggregator()
+    node.only_keys("address", "upstream_address")
+    addresses = []
+    defaults = McpAggregator()
+    for name, default in (("address", defaults.address), ("upstream_address", defaults.upstream_address)):
+        value = node.get(name).str(default)
+        host, colon, port = value.rpartition(":")
+        if not colon or not host or not port.isdigit() or not 0 < int(port) < 65536:
+            node.get(name).fail("must be host:port")
+        addresses.append(value)
+    return McpAggregator(address=addresses[0], upstream_address=addresses[1])
 
 
 def _server(name: str, node: Node, strict: bool) -> McpServer:
@@ -137,11 +202,9 @@ def _server(name: str, node: Node, strict: bool) -> McpServer:
 
 def _profile(name: str, node: Node, servers: Mapping[str, McpServer],
              rules: Mapping[str, Guardrail]) -> McpProfile | None:
-    node.only_keys("server", "tools", "access", "results", "rate_limit")
-    server_name = node.get("server").str()
-    server = servers.get(server_name)
-    if server is None:
-        node.get("server").fail(f"unknown MCP server {server_name!r}")
+    node.only_keys("server", "servers", "tools", "access", "results", "rate_limit")
+    chosen_servers = _profile_servers(node, servers)
+    if chosen_servers is None:
         return None
     access = node.get("access")
     access.only_keys("keys", "users", "teams", "default")
@@ -157,8 +220,8 @@ def _profile(name: str, node: Node, servers: Mapping[str, McpServer],
             else:
                 chosen.append(rule)
         chosen = tuple(chosen)
-    return McpProfile(
-        name=name, server=server, tools=_tools(node.get("tools"), ALL),
+    profile = McpProfile(
+        name=name, servers=chosen_servers, tools=_tools(node.get("tools"), ALL),
         by_key={k: _tools(v, frozenset()) for k, v in access.get("keys").items()},
         by_user={k: _tools(v, frozenset()) for k, v in access.get("users").items()},
         by_team={k: _tools(v, frozenset()) for k, v in access.get("teams").items()},
@@ -166,6 +229,57 @@ def _profile(name: str, node: Node, servers: Mapping[str, McpServer],
         result_guardrails=chosen,
         on_block=results.get("on_block").choice(("quarantine", "error"), "quarantine"),
         rate_limit=_rate_limit(name, node.get("rate_limit")))
+    if profile.combined:
+        _check_prefixed(profile, node)
+    return profile
+
+
+def _profile_servers(node: Node, servers: Mapping[str, McpServer]) -> tuple[McpServer, ...] | None:
+    """`server: a` or `servers: [a, b]`: known, distinct, and, when several, prefixes that
+    name each tool's server unambiguously."""
+    one, several = node.get("server"), node.get("servers")
+    if one.missing == several.missing:
+        node.fail("needs `server: <name>` or `servers: [<name>, ...]` (one of them)")
+        return None
+    entries = [one] if several.missing else list(several.elements())
+    if not entries:
+        several.fail("must name at least one server")
+        return None
+    chosen: list[McpServer] = []
+    for entry in entries:
+        server = servers.get(entry.str())
+        if server is None:
+            entry.fail(f"unknown MCP server {entry.str()!r}")
+        elif server in chosen:
+            entry.fail(f"server {entry.str()!r} is named twice")
+        else:
+            chosen.append(server)
+    if len(chosen) != len(entries):
+        return None
+    prefixes = [s.name + SEPARATOR for s in chosen]
+    for a in prefixes:
+        for b in prefixes:
+            if a != b and b.startswith(a):
+                several.fail(f"servers {a[:-1]!r} and {b[:-1]!r} cannot be combined: a tool named "
+                             f"'{b}…' could be either's (tools are named <server>{SEPARATOR}<tool>)")
+                return None
+    return tuple(chosen)
+
+
+def _check_prefixed(profile: McpProfile, node: Node) -> None:
+    """In a combined profile, every tool the config names carries its server's prefix."""
+    access = node.get("access")
+    lists = [(node.get("tools"), profile.tools)]
+    for section, rules in (("keys", profile.by_key), ("users", profile.by_user), ("teams", profile.by_team)):
+        lists += [(access.get(section).get(k), v) for k, v in rules.items()]
+    lists.append((access.get("default"), profile.default))
+    for where, tools in lists:
+        for tool in sorted(tools or ()):
+            if profile.server_of(tool) is None:
+                where.fail(f"tool {tool!r} names no server of the profile: a combined profile's tools "
+                           f"are <server>{SEPARATOR}<tool>, with <server> one of "
+                           f"{', '.join(s.name for s in profile.servers)}")
+                return
 
 
 def _rate_limit(profile: str, node: Node) -> Limit | None:

@@ -8,6 +8,12 @@ refusals and quarantine at once.
                       a prompt-injection payload aimed at the agent reading it
   lookup_contact(name) a directory entry with an e-mail address (PII in a tool result)
 
+A listener with `tools: ops` serves a second, smaller set instead (the quickstart combines
+both servers in one profile):
+
+  add(a, b)           a + b
+  shout(text)         the text in capitals, as the server received it
+
 The server takes one bearer token (`token`), which the gateway injects: callers never
 hold it. Served by `extproc mock-provider` when its config lists `mcp_listeners`, or
 alone by `extproc mock-mcp`.
@@ -37,12 +43,14 @@ class McpListener:
     token: str = ""            # the bearer token the server requires ("": none)
     path: str = "/mcp"
     json_response: bool = False   # answer requests with one JSON object (default: an event stream)
+    tools: str = "demo"           # which tool set: demo | ops
 
 
 def mcp_listeners_from_config(spec: dict) -> list[McpListener]:
     return [McpListener(name=item.get("name", "mcp-demo"), port=int(item["port"]),
                         host=item.get("host", "127.0.0.1"), token=item.get("token", ""),
-                        path=item.get("path", "/mcp"), json_response=bool(item.get("json_response", False)))
+                        path=item.get("path", "/mcp"), json_response=bool(item.get("json_response", False)),
+                        tools=item.get("tools", "demo"))
             for item in spec.get("mcp_listeners") or ()]
 
 
@@ -58,6 +66,9 @@ def build_server(listener: McpListener):
                          allowed_hosts=[f"{listener.host}:*", "localhost:*", "127.0.0.1:*"],
                          allowed_origins=[f"http://{listener.host}:*", "http://localhost:*",
                                           "http://127.0.0.1:*"]))
+    if listener.tools == "ops":
+        _ops_tools(server)
+        return server
 
     @server.tool()
     def echo(text: str) -> str:
@@ -81,6 +92,18 @@ def build_server(listener: McpListener):
         return f"{name}: {address}" if address else f"No contact named {name!r}."
 
     return server
+
+
+def _ops_tools(server) -> None:
+    @server.tool()
+    def add(a: int, b: int) -> int:
+        """a + b."""
+        return a + b
+
+    @server.tool()
+    def shout(text: str) -> str:
+        """`text` in capitals, as the server received it."""
+        return text.upper()
 
 
 def _require_token(app, token: str):

@@ -79,6 +79,7 @@ class Supervisor:
         self.restart_at: dict[int, float] = {}    # a crashed worker waiting out its back-off
         self.envoy: subprocess.Popen | None = None
         self.mock: subprocess.Popen | None = None
+        self.aggregator: subprocess.Popen | None = None    # serves combined MCP profiles
         self.admin = None
         self._stopping = False
 
@@ -96,9 +97,12 @@ class Supervisor:
                                     + (["--fixtures", self.fixtures] if self.fixtures else []))
         for index in range(self.worker_count):
             self._start_worker(index)
+        self._start_aggregator()
         self._wait_for_sockets()
         if self.mock is not None:
             self._wait_for_mock()
+        if self.aggregator is not None:
+            self._wait_for_listening(self.aggregator, self.config.mcp.aggregator.address, "the MCP aggregator")
         if self.envoy_config is not None:
             self._start_envoy()
         from ..observability.budget_gauge import BudgetRemaining
@@ -153,6 +157,26 @@ class Supervisor:
                     raise RuntimeError(f"ext_proc worker {index} exited during start-up")
                 if time.monotonic() > deadline:
                     raise RuntimeError(f"ext_proc worker {index} did not start within {timeout}s")
+                time.sleep(0.05)
+
+    def _start_aggregator(self) -> None:
+        if self.config.mcp.combined_profiles and self.config.path:
+            self.aggregator = self._spawn([sys.executable, "-m", "extproc", "mcp-aggregator",
+                                           "--config", self.config.path])
+
+    def _wait_for_listening(self, process: subprocess.Popen, address: str, what: str,
+                            timeout: float = 30.0) -> None:
+        host, _, port = address.rpartition(":")
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                socket.create_connection((host, int(port)), timeout=0.2).close()
+                return
+            except OSError:
+                if process.poll() is not None:
+                    raise RuntimeError(f"{what} exited during start-up") from None
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"{what} did not listen on {address}") from None
                 time.sleep(0.05)
 
     def _wait_for_mock(self, timeout: float = 30.0) -> None:
@@ -231,6 +255,10 @@ class Supervisor:
                 self.stop()
                 return 1
             self.restart_crashed_workers()
+            if self.aggregator is not None and self.aggregator.poll() is not None and not self._stopping:
+                print(f"extproc: the MCP aggregator exited ({self.aggregator.returncode}); restarting",
+                      file=sys.stderr)
+                self._start_aggregator()
         self.stop()
         return 0
 
@@ -264,8 +292,9 @@ class Supervisor:
             _terminate([self.envoy], 10)
         _terminate(list(self.workers.values()) + [process for process, _ in self.retiring]
                    + [process for process, _, _ in self.replacing.values()], grace)
-        if self.mock is not None:
-            _terminate([self.mock], 5)
+        for helper in (self.mock, self.aggregator):
+            if helper is not None:
+                _terminate([helper], 5)
         if self.admin is not None:
             self.admin.shutdown()
         if getattr(self, "keys_admin", None) is not None:

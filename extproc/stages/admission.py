@@ -31,14 +31,8 @@ class Admission(Stage):
         self.key_ring = key_ring      # the keys managed at run time, besides the config file's
 
     def request_headers(self, call: Call, end_of_stream: bool) -> None:
-        headers = call.headers
-        call.method = headers.get(":method", "")
-        call.path, _, call.query = headers.get(":path", "").partition("?")
-        # The gateway owns the request id (Envoy generates none: envoy/quickstart.yaml): the
-        # provider, the client and the log line see this one; the caller's, if it sent one,
-        # is kept on the log line beside it.
-        call.request_id = str(uuid.uuid4())
-        call.reply.set_headers["x-request-id"] = call.request_id
+        headers = open_call(call)
+        # The caller's own request id, if it sent one, is kept on the log line beside the gateway's.
         client_request_id = headers.get("x-request-id")
         if client_request_id:
             call.stage_state.setdefault("log", {})["client_request_id"] = client_request_id[:MAX_CLIENT_ID_CHARS]
@@ -99,6 +93,18 @@ class Admission(Stage):
         if not hmac.compare_digest(key.sha256, digest):
             raise invalid_api_key(call.dialect)
         return key
+
+
+def open_call(call: Call) -> dict[str, str]:
+    """What every pipeline (the model API's, MCP's) reads first: the method, path and
+    query; and the request id, which the gateway owns (Envoy generates none:
+    envoy/template.yaml): the upstream, the client and the log line see this one."""
+    headers = call.headers
+    call.method = headers.get(":method", "")
+    call.path, _, call.query = headers.get(":path", "").partition("?")
+    call.request_id = str(uuid.uuid4())
+    call.reply.set_headers["x-request-id"] = call.request_id
+    return headers
 
 
 def _refuse_unreadable_bodies(headers: dict[str, str]) -> None:

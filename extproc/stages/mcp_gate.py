@@ -35,7 +35,8 @@ from ..pipeline.errors import GatewayError
 from ..store import StoreUnavailable, maybe_await
 from ..store.limits import plan_charges
 from . import ImmediateAnswer, Stage
-from .admission import Admission
+from .admission import Admission, open_call
+from .mcp_discovery import WELL_KNOWN, challenge, metadata_answer
 from .mcp_guard import guard_strings, string_slots
 
 SESSION_HEADER = "mcp-session-id"
@@ -61,6 +62,7 @@ class McpState:
     rpc_method: str = ""
     rpc_id: Any = None
     tool: str = ""
+    server: str = ""                    # the tool's server (a combined profile's: by prefix)
     argument_bytes: int = 0
     session: bool = False               # the caller named a session (checked and bound)
     outcome: str = ""                   # set when decided; else from the HTTP status
@@ -99,17 +101,23 @@ class McpGate(Stage):
         self.admission = Admission()    # the model API's callers are the tools' callers
 
     def request_headers(self, call: Call, end_of_stream: bool) -> None:
-        headers = call.headers
-        call.method = headers.get(":method", "")
-        call.path, _, call.query = headers.get(":path", "").partition("?")
-        call.request_id = str(uuid.uuid4())
-        call.reply.set_headers["x-request-id"] = call.request_id
+        headers = open_call(call)
         state = call.stage_state["mcp"] = McpState()
         # Envoy's own errors on this call are then written as JSON-RPC (local_reply_config).
         call.reply.add_metadata({"mcp": True})
+        if call.path.startswith(WELL_KNOWN):
+            state.rpc_method = "discovery"
+            answer = metadata_answer(call)
+            if answer is None:
+                raise refuse(state, "not_found", 404, jsonrpc.METHOD_NOT_FOUND,
+                             "No protected-resource metadata here: it is served for MCP profiles "
+                             "where the gateway accepts tokens of an identity provider.")
+            raise answer
         name = call.path.removeprefix("/mcp/").strip("/")
         profile = call.config.mcp.profiles.get(name)
-        injected = profile.server.credential_header if profile and profile.server.credential_value() else ""
+        # A combined profile's servers get their credentials from the aggregator's hop.
+        injected = (profile.server.credential_header
+                    if profile and not profile.combined and profile.server.credential_value() else "")
         call.reply.remove_headers.extend(
             h for h in headers
             if (h in _CALLER_CREDENTIAL_HEADERS or h.startswith(INTERNAL_HEADER_PREFIX)) and h != injected)
@@ -120,9 +128,10 @@ class McpGate(Stage):
         try:
             call.key = self.admission.authenticate(call)
         except GatewayError:
+            presented = any(h in headers for h in _CALLER_CREDENTIAL_HEADERS)
             raise refuse(state, "unauthorized", 401, jsonrpc.UNAUTHORIZED,
                          "Missing or unknown API key. Send it as 'Authorization: Bearer <key>'.",
-                         {"www-authenticate": 'Bearer realm="llm-gateway", error="invalid_token"'}) from None
+                         {"www-authenticate": challenge(call, profile.name, presented)}) from None
         state.allowed, state.policy = profile.allowed_tools(call.key)
         if state.allowed is not None and not state.allowed:
             raise refuse(state, "forbidden", 403, jsonrpc.FORBIDDEN,
@@ -206,6 +215,11 @@ class McpGate(Stage):
                          "Invalid params: tools/call needs params.name, the tool's name.")
         state.tool = name[:MAX_LOGGED]
         profile = state.profile
+        state.server = profile.server_of(name) or ""
+        if not state.server:
+            raise refuse(state, "invalid", 200, jsonrpc.INVALID_PARAMS,
+                         f"Unknown tool '{name[:MAX_LOGGED]}': the tools of the MCP profile '{profile.name}' "
+                         f"are named <server>_<tool> ({', '.join(s.name for s in profile.servers)}).")
         allowed = state.allowed
         if (allowed is not None and name not in allowed) or (profile.tools is not None and name not in profile.tools):
             raise refuse(state, "refused", 200, jsonrpc.FORBIDDEN,

@@ -42,7 +42,7 @@ class McpRecord(Stage):
             "user": call.key.user if call.key else None,
             "team": call.key.team if call.key else None,
             "profile": profile.name if profile else None,
-            "server": profile.server.name if profile else None,
+            "server": server_label(state) if profile else None,
             "http_method": call.method,
             "method": state.rpc_method or None,
             "tool": state.tool or None,
@@ -59,7 +59,7 @@ class McpRecord(Stage):
         self._out.write(orjson.dumps(record, option=orjson.OPT_APPEND_NEWLINE))
         self._out.flush()
         if state.rpc_method == "tools/call" and profile is not None:
-            metrics.child(metrics.mcp_calls, profile.name, profile.server.name,
+            metrics.child(metrics.mcp_calls, profile.name, server_label(state),
                           self._tool_label(state, outcome), outcome).inc()
 
     def _tool_label(self, state: McpState, outcome: str) -> str:
@@ -75,6 +75,11 @@ class McpRecord(Stage):
             label = self._tools(state.tool, MAX_TOOL_LABELS)
             return "other" if label == OVERFLOW else label
         return "other"
+
+
+def server_label(state: McpState) -> str:
+    """The tool's server; for other messages of a combined profile, its servers ("a+b")."""
+    return state.server or "+".join(server.name for server in state.profile.servers)
 
 
 def outcome_of(call: Call, state: McpState) -> str:

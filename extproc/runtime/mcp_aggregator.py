@@ -1,0 +1,162 @@
+"""The MCP aggregator: serves each profile that combines several MCP servers, its tools
+named `<server>_<tool>`, built on the official `mcp` SDK (its low-level `Server` facing
+the caller, a `ClientSession` per server behind it).
+
+    caller -> Envoy /mcp/<profile> (ext_proc: key, allowlist, guardrails, audit)
+           -> aggregator /mcp/<profile>            one front session per caller session
+           -> Envoy loopback listener /<server>   (retries, failover, TLS, timeouts)
+           -> the server
+
+The gateway governs every message before it gets here and every answer after: the
+aggregator only merges `tools/list` and routes `tools/call` by prefix. Each front
+session opens its own session with each server (on `initialize`, within the SDK's
+per-session lifespan), so no caller shares a server session with another; the SDK ends
+idle front sessions after 30 minutes, and their server sessions with them. The server's
+credential is sent on the loopback hop, from the same config as the workers'.
+`extproc up` and `serve` start it when a profile combines servers
+(`python -m extproc mcp-aggregator --config F`).
+"""
+
+from __future__ import annotations
+
+import logging
+from contextlib import AsyncExitStack, asynccontextmanager
+from typing import Any, AsyncIterator
+
+import anyio
+import httpx
+from mcp import ClientSession, types
+from mcp.client.streamable_http import streamable_http_client
+from mcp.server.lowlevel import Server
+from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
+
+from ..config.mcp import SEPARATOR, McpProfile, McpServer, McpSettings
+
+log = logging.getLogger("extproc.mcp_aggregator")
+UPSTREAM_TIMEOUT = 300.0        # Envoy's route times out first (300 s); this only bounds a hang
+
+
+async def _open(stack: AsyncExitStack, server: McpServer, upstream_url: str) -> ClientSession:
+    """An initialized session with `server`, through Envoy's loopback route for it."""
+    headers = {server.credential_header: server.credential_value()} if server.credential_value() else {}
+    http = await stack.enter_async_context(httpx.AsyncClient(headers=headers, timeout=UPSTREAM_TIMEOUT))
+    read, write, _ = await stack.enter_async_context(
+        streamable_http_client(f"{upstream_url}/{server.name}", http_client=http))
+    session = await stack.enter_async_context(ClientSession(read, write))
+    await session.initialize()
+    return session
+
+
+async def _close(stack: AsyncExitStack) -> None:
+    """Ends a session with a server when its front session ends (closed, idle or cancelled
+    at shutdown). What the closing raises is dropped: the front session is over either
+    way, and an exception chained to the cancellation that ended it would send
+    contextlib's exit stacks above into an endless loop over a cyclic __context__."""
+    try:
+        await stack.aclose()
+    except BaseException as error:  # noqa: BLE001 (the cancellation itself propagates from the caller)
+        log.debug("closing an MCP server session: %s", type(error).__name__)
+
+
+def profile_server(profile: McpProfile, upstream_url: str) -> Server:
+    """The MCP server a combined profile's callers talk to (through the gateway)."""
+
+    @asynccontextmanager
+    async def connect(_: Server) -> AsyncIterator[dict[str, ClientSession]]:
+        # Entered and left in the front session's own task, as the SDK's task groups need.
+        opened: list[AsyncExitStack] = []
+        sessions: dict[str, ClientSession] = {}
+        try:
+            for server in profile.servers:
+                own = AsyncExitStack()
+                opened.append(own)
+                try:
+                    sessions[server.name] = await _open(own, server, upstream_url)
+                except Exception as error:       # that server's tools are missing from this session
+                    log.warning("MCP server %r unreachable for profile %r: %s", server.name, profile.name,
+                                type(error).__name__)
+            yield sessions
+        finally:
+            for own in reversed(opened):
+                await _close(own)
+
+    front: Server = Server(f"llm-gateway/{profile.name}", lifespan=connect)
+
+    def sessions() -> dict[str, ClientSession]:
+        return front.request_context.lifespan_context
+
+    @front.list_tools()
+    async def list_tools() -> list[types.Tool]:
+        found: dict[str, list[types.Tool]] = {}
+
+        async def one(name: str, session: ClientSession) -> None:
+            tools, cursor = [], None
+            while True:
+                page = await session.list_tools(cursor=cursor) if cursor else await session.list_tools()
+                tools += page.tools
+                cursor = page.nextCursor
+                if not cursor:
+                    break
+            found[name] = tools
+
+        async with anyio.create_task_group() as group:
+            for name, session in sessions().items():
+                group.start_soon(one, name, session)
+        return [tool.model_copy(update={"name": f"{name}{SEPARATOR}{tool.name}"})
+                for server in profile.servers for name in [server.name] for tool in found.get(name, ())]
+
+    @front.call_tool(validate_input=False)          # the server validates its own arguments
+    async def call_tool(name: str, arguments: dict[str, Any]) -> types.CallToolResult:
+        server = profile.server_of(name)
+        session = sessions().get(server) if server else None
+        if session is None:
+            return types.CallToolResult(isError=True, content=[types.TextContent(
+                type="text", text=f"Unknown tool '{name[:128]}' (or its server is unreachable).")])
+        return await session.call_tool(name[len(server) + len(SEPARATOR):], arguments)
+
+    return front
+
+
+def aggregator_app(settings: McpSettings):
+    """An ASGI app serving every combined profile at /mcp/<profile>."""
+    managers = {
+        f"/mcp/{profile.name}": StreamableHTTPSessionManager(
+            app=profile_server(profile, settings.aggregator.upstream_url),
+            json_response=True)     # one JSON answer per request: the gateway reads it whole anyway
+        for profile in settings.combined_profiles}
+
+    async def app(scope, receive, send) -> None:
+        if scope["type"] == "lifespan":
+            await _lifespan(managers.values(), receive, send)
+            return
+        manager = managers.get(scope.get("path", "").rstrip("/"))
+        if scope["type"] != "http" or manager is None:
+            await send({"type": "http.response.start", "status": 404,
+                        "headers": [(b"content-type", b"application/json")]})
+            await send({"type": "http.response.body",
+                        "body": b'{"jsonrpc":"2.0","id":null,"error":{"code":-32601,"message":"No such profile"}}'})
+            return
+        await manager.handle_request(scope, receive, send)
+
+    return app
+
+
+async def _lifespan(managers, receive, send) -> None:
+    """The session managers run (their task groups) for as long as the server does."""
+    async with AsyncExitStack() as stack:
+        await receive()                                     # lifespan.startup
+        for manager in managers:
+            await stack.enter_async_context(manager.run())
+        await send({"type": "lifespan.startup.complete"})
+        await receive()                                     # lifespan.shutdown
+    await send({"type": "lifespan.shutdown.complete"})
+
+
+def serve(settings: McpSettings) -> None:
+    import uvicorn
+    import uvloop
+
+    host, _, port = settings.aggregator.address.rpartition(":")
+    config = uvicorn.Config(aggregator_app(settings), host=host, port=int(port), log_level="warning",
+                            access_log=False, lifespan="on")
+    uvloop.run(uvicorn.Server(config).serve())
