@@ -1,7 +1,7 @@
 """Benchmark, in isolation: what one call's span costs the worker. The request-headers hook
 (the trace context, the provider's `traceparent`), the done hook (the attributes, the
-queued record) and the batch's share of the export (the OTLP request built and
-serialized, 512 spans a batch), for a JSON chat call as the quickstart serves it.
+queued record) and the batch's share of the export (the OTLP request written, 512
+spans a batch), for a JSON chat call as the quickstart serves it.
 
     .venv/bin/python bench/call_span.py [--spans 20000]
 """
@@ -65,7 +65,7 @@ async def measure(spans: int) -> dict[str, float]:
     size = 0
     for first in range(0, len(records), span_export.BATCH_SPANS):
         request = span_export.export_request("llm-gateway", records[first:first + span_export.BATCH_SPANS])
-        size += len(request.SerializeToString())
+        size += len(request)
     batched = time.perf_counter()
     return {"request_headers_us": (headers - started) / spans * 1e6, "done_us": (done - headers) / spans * 1e6,
             "batch_us": (batched - done) / spans * 1e6, "total_us": (batched - started) / spans * 1e6,

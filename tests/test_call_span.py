@@ -5,15 +5,19 @@ e2e test in test_tracing_e2e.py cannot make happen on demand)."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+from pathlib import Path
 
-from extproc.config.filter_config import parse_config
+from extproc.config.filter_config import load_config
 from extproc.observability import span_export
 from extproc.observability.span_export import SpanExporter, SpanRecord, export_request
 from extproc.observability.tracing import TracingSettings
 from extproc.pipeline.call import Call
 from extproc.stages.trace import parse_traceparent, trace_context
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.proto.trace.v1.trace_pb2 import Span, Status
 
+QUICKSTART = load_config(str(Path(__file__).resolve().parent.parent / "config" / "quickstart.yaml"))
 TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
 PARENT = "00f067aa0ba902b7"
 
@@ -33,9 +37,9 @@ def test_an_invalid_traceparent_is_ignored():
 
 
 def _call(percent: float, headers: dict[str, str]) -> Call:
-    config = parse_config({"observability": {"tracing": {"otlp_endpoint": "127.0.0.1:4317",
-                                                         "sampling_percent": percent}}})
-    call = Call(config)
+    tracing = TracingSettings(host="127.0.0.1", port=4317, sampling_percent=percent)
+    call = Call(dataclasses.replace(QUICKSTART, observability=dataclasses.replace(QUICKSTART.observability,
+                                                                                  tracing=tracing)))
     call.headers = headers
     return call
 
@@ -57,9 +61,11 @@ def _record(**attributes) -> SpanRecord:
     return SpanRecord(bytes.fromhex(TRACE), bytes.fromhex(PARENT), b"", "chat m", 1, 2, attributes, False)
 
 
+
 def test_a_batch_becomes_one_otlp_request_with_typed_values():
-    request = export_request("gw", [_record(tokens=3, cost=0.5, name="x", flag=True, reasons=["stop"]),
-                                    _record()._replace(error=True)])
+    request = ExportTraceServiceRequest.FromString(export_request(
+        "gw", [_record(tokens=3, cost=0.5, name="x", flag=True, reasons=["stop"], big=2**40, text="é" * 200),
+               _record()._replace(error=True, parent_span_id=bytes.fromhex(PARENT))]))
     [resource_spans] = request.resource_spans
     assert resource_spans.resource.attributes[0].value.string_value == "gw"
     first, second = resource_spans.scope_spans[0].spans
@@ -67,8 +73,12 @@ def test_a_batch_becomes_one_otlp_request_with_typed_values():
     assert values["tokens"].int_value == 3 and values["cost"].double_value == 0.5
     assert values["name"].string_value == "x" and values["flag"].bool_value is True
     assert [v.string_value for v in values["reasons"].array_value.values] == ["stop"]
+    assert values["big"].int_value == 2**40 and values["text"].string_value == "é" * 200
     assert first.kind == Span.SPAN_KIND_SERVER and not first.HasField("status")
-    assert second.status.code == Status.STATUS_CODE_ERROR
+    assert (first.trace_id.hex(), first.span_id.hex(), first.parent_span_id) == (TRACE, PARENT, b"")
+    assert (first.name, first.start_time_unix_nano, first.end_time_unix_nano) == ("chat m", 1, 2)
+    assert second.status.code == Status.STATUS_CODE_ERROR and second.parent_span_id.hex() == PARENT
+    assert resource_spans.scope_spans[0].scope.name == "llm-gateway"
 
 
 def test_a_full_queue_drops_spans_and_counts_them(monkeypatch):
