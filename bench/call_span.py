@@ -1,7 +1,7 @@
 """Benchmark, in isolation: what one call's span costs the worker. The request-headers hook
 (the trace context, the provider's `traceparent`), the done hook (the attributes, the
-queued record) and the batch's share of the export (the OTLP request written, 512
-spans a batch), for a JSON chat call as the quickstart serves it.
+span written in OTLP's wire format and queued) and the batch's share of the export (the
+OTLP request joined, 512 spans a batch), for a JSON chat call as the quickstart serves it.
 
     .venv/bin/python bench/call_span.py [--spans 20000]
 """

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from extproc.config.filter_config import load_config
 from extproc.observability import span_export
-from extproc.observability.span_export import SpanExporter, SpanRecord, export_request
+from extproc.observability.span_export import SpanExporter, SpanRecord, encode_span, export_request
 from extproc.observability.tracing import TracingSettings
 from extproc.pipeline.call import Call
 from extproc.stages.trace import parse_traceparent, trace_context
@@ -64,8 +64,9 @@ def _record(**attributes) -> SpanRecord:
 
 def test_a_batch_becomes_one_otlp_request_with_typed_values():
     request = ExportTraceServiceRequest.FromString(export_request(
-        "gw", [_record(tokens=3, cost=0.5, name="x", flag=True, reasons=["stop"], big=2**40, text="é" * 200),
-               _record()._replace(error=True, parent_span_id=bytes.fromhex(PARENT))]))
+        "gw", [encode_span(_record(tokens=3, cost=0.5, name="x", flag=True, reasons=["stop"], big=2**40,
+                                   text="é" * 200)),
+               encode_span(_record()._replace(error=True, parent_span_id=bytes.fromhex(PARENT)))]))
     [resource_spans] = request.resource_spans
     assert resource_spans.resource.attributes[0].value.string_value == "gw"
     first, second = resource_spans.scope_spans[0].spans
@@ -88,7 +89,7 @@ def test_a_full_queue_drops_spans_and_counts_them(monkeypatch):
         exporter = SpanExporter(TracingSettings(host="127.0.0.1", port=1))
         before = exporter._queue_full._value.get()
         for _ in range(5):
-            exporter.add(_record())
+            exporter.add(encode_span(_record()))
         queued, dropped = len(exporter.queue), exporter._queue_full._value.get() - before
         exporter._task.cancel()
         return queued, dropped

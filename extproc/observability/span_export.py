@@ -1,9 +1,11 @@
 """Sends the worker's call spans to an OTLP/gRPC collector, in batches, off the request path.
 
-A call's span is queued as plain values when the call ends (stages/trace.py); a task on
-the worker's loop turns the queue into one ExportTraceServiceRequest (the OpenTelemetry
-protocol's own messages, `opentelemetry-proto`) every FLUSH_SECONDS, or as soon as
-BATCH_SPANS are waiting, and sends it on a grpc.aio channel. One export is in flight at a
+A call's span is written in OTLP's wire format when the call ends (stages/trace.py,
+after its last reply) and queued as bytes, which the garbage collector does not walk; a
+task on the worker's loop joins the queue into one ExportTraceServiceRequest (its
+resource and scope made by the OpenTelemetry protocol's own messages,
+`opentelemetry-proto`) every FLUSH_SECONDS, or as soon as BATCH_SPANS are waiting, and
+sends it on a grpc.aio channel. One export is in flight at a
 time. The queue is bounded: with the collector down or slow, spans past MAX_QUEUED are
 dropped and counted (`gateway_trace_spans_total{result}`), never held in memory without
 end, and a call never waits for, nor fails because of, its span.
@@ -42,7 +44,7 @@ _SCOPE_INFO_FIELD = ScopeSpans.DESCRIPTOR.fields_by_number[1].name
 
 
 class SpanRecord(NamedTuple):
-    """One ended call's span, as plain values: made into protobuf when its batch is sent."""
+    """One ended call's span, as plain values (encode_span writes it)."""
 
     trace_id: bytes
     span_id: bytes
@@ -57,7 +59,7 @@ class SpanRecord(NamedTuple):
 class SpanExporter:
     def __init__(self, settings: TracingSettings) -> None:
         self.settings = settings
-        self.queue: deque[SpanRecord] = deque()
+        self.queue: deque[bytes] = deque()      # encoded Span messages
         self._wake = asyncio.Event()
         self._channel: grpc.aio.Channel | None = None
         self._export = None
@@ -67,13 +69,19 @@ class SpanExporter:
         self._queue_full = metrics.trace_spans.labels("dropped_queue_full")
         self._failed = metrics.trace_spans.labels("dropped_export_failed")
 
-    def add(self, record: SpanRecord) -> None:
-        """Queues a span; drops it (counted) when the queue is full."""
-        queue = self.queue
-        if len(queue) >= MAX_QUEUED:
+    def full(self) -> bool:
+        """No room for one more span: it is dropped, and counted."""
+        if len(self.queue) >= MAX_QUEUED:
             self._queue_full.inc()
+            return True
+        return False
+
+    def add(self, span: bytes) -> None:
+        """Queues an encoded span (encode_span); drops it (counted) when the queue is full."""
+        if self.full():
             return
-        queue.append(record)
+        queue = self.queue
+        queue.append(span)
         if len(queue) == BATCH_SPANS:
             self._wake.set()
 
@@ -129,19 +137,20 @@ class SpanExporter:
                 await self._channel.close()
 
 
-def export_request(service_name: str, batch: list[SpanRecord]) -> bytes:
+def export_request(service_name: str, batch: list[bytes]) -> bytes:
     """One ExportTraceServiceRequest, serialized: its resource and scope as the protocol's
-    messages make them, its spans written straight to the wire format (one
-    Span message with 20-odd KeyValue/AnyValue messages cost ~44 µs to build through the
-    message types, and ~12 µs written directly; docs/decisions/call-spans-from-the-service.md)."""
-    spans = b"".join([_SPAN_TAG + _length(encoded) + encoded for encoded in map(encode_span, batch)])
+    messages make them, then the encoded spans."""
+    spans = b"".join([_SPAN_TAG + _length(encoded) + encoded for encoded in batch])
     scope_spans = _scope(service_name) + spans
     resource_spans = _resource(service_name) + _SCOPE_SPANS_TAG + _length(scope_spans) + scope_spans
     return _RESOURCE_SPANS_TAG + _length(resource_spans) + resource_spans
 
 
 def encode_span(record: SpanRecord) -> bytes:
-    """A Span message (opentelemetry/proto/trace/v1/trace.proto), SERVER kind."""
+    """A Span message (opentelemetry/proto/trace/v1/trace.proto), SERVER kind, written
+    straight to the wire format: a Span with 20-odd KeyValue and AnyValue messages cost
+    44 µs to build through the message types, 18 µs written here
+    (docs/decisions/call-spans-from-the-service.md)."""
     name = record.name.encode("utf-8", "replace")
     parts = [b"\x0a\x10", record.trace_id, b"\x12\x08", record.span_id]             # fields 1, 2
     if record.parent_span_id:

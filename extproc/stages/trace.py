@@ -5,8 +5,8 @@ gateway's span a child of the caller's, the caller's sampled flag obeyed) or is 
 (head-sampled at `sampling_percent`). The request to the provider gets a `traceparent`
 naming the gateway's span, in the request headers' reply the call sends anyway, so a
 traced provider's span sits beneath it. When the call has ended (its done hook, after
-the last reply is out), a sampled call's span is queued, as plain values, for the
-worker's exporter (observability/span_export.py): nothing is sent on the request path.
+the last reply is out), a sampled call's span is written in OTLP's wire format and
+queued for the worker's exporter (observability/span_export.py): nothing is sent on the request path.
 Refusals the service answers (401, 403, 429, a blocked prompt) have their span too.
 
 Attributes follow the OpenTelemetry gen_ai semantic conventions (gen_ai.operation.name,
@@ -21,7 +21,7 @@ from __future__ import annotations
 import random
 import time
 
-from ..observability.span_export import SpanRecord, exporter_for
+from ..observability.span_export import SpanRecord, encode_span, exporter_for
 from ..pipeline.call import Call
 from . import Stage
 from .cost import charged_cost
@@ -184,10 +184,12 @@ class CallSpan(Stage):
         context = trace_context(call)
         if not context.sampled:
             return
-        settings = call.config.observability.tracing
+        exporter = exporter_for(call.config.observability.tracing)
+        if exporter.full():
+            return
         now_ns, elapsed = time.time_ns(), time.perf_counter()
         ended = call.ended_at or elapsed
-        exporter_for(settings).add(SpanRecord(
+        exporter.add(encode_span(SpanRecord(
             context.trace_id, context.span_id, context.parent_span_id, span_name(call),
             now_ns - int((elapsed - call.started) * 1e9), now_ns - int((elapsed - ended) * 1e9),
-            span_attributes(call), call.status >= 500))
+            span_attributes(call), call.status >= 500)))
