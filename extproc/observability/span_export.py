@@ -157,12 +157,32 @@ def encode_span(record: SpanRecord) -> bytes:
         parts += (b"\x22\x08", record.parent_span_id)                              # 4
     parts += (b"\x2a", _length(name), name, b"\x30\x02",                            # 5 name, 6 kind
               b"\x39", _FIXED64.pack(record.start_ns), b"\x41", _FIXED64.pack(record.end_ns))   # 7, 8
+    pairs = _pairs
     for key, value in record.attributes.items():                                    # 9 attributes
-        pair = _key(key) + _any_value(value)
-        parts += (b"\x4a", _length(pair), pair)
+        if value.__class__ is str or value.__class__ is list:
+            # Names, ids, models, verdicts repeat from call to call: each written once.
+            cached = (key, value) if value.__class__ is str else (key, *value)
+            field = pairs.get(cached)
+            if field is None:
+                if len(pairs) >= _MAX_PAIRS:
+                    pairs.clear()
+                field = pairs[cached] = _attribute(key, value)
+            parts.append(field)
+        else:
+            parts.append(_attribute(key, value))
     if record.error:
         parts.append(b"\x7a\x02\x18\x02")                                           # 15 status: ERROR
     return b"".join(parts)
+
+
+_pairs: dict[tuple, bytes] = {}
+_MAX_PAIRS = 4096
+
+
+def _attribute(key: str, value) -> bytes:
+    """Span field 9: one KeyValue."""
+    pair = _key(key) + _any_value(value)
+    return b"\x4a" + _length(pair) + pair
 
 
 def _any_value(value) -> bytes:
