@@ -6,8 +6,8 @@ gateway's span a child of the caller's, the caller's sampled flag obeyed) or is 
 naming the gateway's span, in the request headers' reply the call sends anyway, so a
 traced provider's span sits beneath it. When the call has ended (its done hook, after
 the last reply is out), a sampled call's span is written in OTLP's wire format and
-queued for the worker's exporter (observability/span_export.py): nothing is sent on the request path.
-Refusals the service answers (401, 403, 429, a blocked prompt) have their span too.
+queued for the worker's exporter (observability/span_export.py): nothing is sent on the
+request path. Refusals the service answers (401, 403, 429, a blocked prompt) have their span too.
 
 Attributes follow the OpenTelemetry gen_ai semantic conventions (gen_ai.operation.name,
 gen_ai.provider.name, gen_ai.request.model, gen_ai.response.model, gen_ai.usage.* as
