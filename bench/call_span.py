@@ -27,8 +27,8 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def make_call(config) -> Call:
     call = Call(config)
-    call.headers = {":path": "/v1/chat/completions", "traceparent": "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
-                    "x-gateway-tag-agent": "planner"}
+    call.headers = {":path": "/v1/chat/completions", "x-gateway-tag-agent": "planner",
+                    "traceparent": "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"}
     call.endpoint, _ = find_endpoint("/v1/chat/completions")
     call.key = next(iter(config.keys_by_hash.values()))
     call.model_name = "gpt-4o-mini"

@@ -146,7 +146,8 @@ def test_a_json_call_continues_the_callers_trace_with_typed_gen_ai_attributes(tr
     assert attributes["gateway.tags"] == ["case=json"]
     assert attributes["http.response.status_code"] == 200
     assert "error.type" not in attributes
-    assert attributes["gateway.guardrails"] and not [v for v in attributes["gateway.guardrails"] if v.endswith(":blocked")]
+    verdicts = attributes["gateway.guardrails"]
+    assert verdicts and not [verdict for verdict in verdicts if verdict.endswith(":blocked")]
     # The provider's leg sits beneath the gateway's span.
     assert _provider_traceparent(stack, trace_id) == [f"00-{trace_id}-{span['span_id']}-01"]
 
