@@ -1,6 +1,7 @@
 """Benchmark: what tracing costs on the JSON path. Envoy alone, the gateway without
-tracing, and the gateway with `observability.tracing` (every call sampled, spans sent
-over OTLP/gRPC to a receiver on core 1), in interleaved rounds on the same core budget.
+tracing, the gateway with `observability.tracing` (every call sampled: the worker makes
+each call's span and sends them in batches over OTLP/gRPC to a receiver on core 1), and
+with tracing configured but no call sampled, in interleaved rounds on the same core budget.
 
     .venv/bin/python bench/tracing.py [--seconds 10] [--rounds 3] [--connections 32]
 
@@ -28,24 +29,21 @@ from gateway_stack import GatewayStack, free_port, quickstart_config, wait_for_p
 from run import PROMPT, ensure_wrk, wrk  # noqa: E402
 from sides import KEYS, children, cmdline, cpu_seconds, envoy_alone, pin  # noqa: E402
 
-# An OTLP/gRPC receiver that counts spans (its own process, on core 1).
+# An OTLP/gRPC receiver that counts spans (its own process, on core 1), on the
+# protocol's own TraceService definition.
 RECEIVER = """
-import sys, time
+import sys
 from concurrent import futures
 import grpc
-from opentelemetry.proto.collector.trace.v1 import trace_service_pb2 as t
-count = 0
-def export(request, context):
-    global count
-    count += sum(len(s.spans) for r in request.resource_spans
-                 for s in (getattr(r, "scope_spans", None) or r.instrumentation_library_spans))
-    print(count, flush=True)
-    return t.ExportTraceServiceResponse()
+from opentelemetry.proto.collector.trace.v1 import trace_service_pb2 as t, trace_service_pb2_grpc as g
+class Receiver(g.TraceServiceServicer):
+    count = 0
+    def Export(self, request, context):
+        Receiver.count += sum(len(s.spans) for r in request.resource_spans for s in r.scope_spans)
+        print(Receiver.count, flush=True)
+        return t.ExportTraceServiceResponse()
 server = grpc.server(futures.ThreadPoolExecutor(2))
-server.add_generic_rpc_handlers([grpc.method_handlers_generic_handler(
-    "opentelemetry.proto.collector.trace.v1.TraceService",
-    {"Export": grpc.unary_unary_rpc_method_handler(export, request_deserializer=t.ExportTraceServiceRequest.FromString,
-                                                   response_serializer=t.ExportTraceServiceResponse.SerializeToString)})])
+g.add_TraceServiceServicer_to_server(Receiver(), server)
 server.add_insecure_port("127.0.0.1:" + sys.argv[1])
 server.start()
 server.wait_for_termination()
@@ -131,8 +129,11 @@ def main() -> None:
               f"{row['service_us']:>13.0f} us {row['envoy_us']:>11.0f} us {total:>11.0f} us {row['non_2xx']:>8}")
     on_total = summary["tracing on"]["service_us"] + summary["tracing on"]["envoy_us"]
     off_total = summary["tracing off"]["service_us"] + summary["tracing off"]["envoy_us"]
+    zero_total = summary["sampled 0%"]["service_us"] + summary["sampled 0%"]["envoy_us"]
     print(f"tracing on / off: CPU per request {on_total / off_total:.3f}x, "
           f"req/s {summary['tracing on']['rps'] / summary['tracing off']['rps']:.3f}x")
+    print(f"sampled 0% / off: CPU per request {zero_total / off_total:.3f}x, "
+          f"req/s {summary['sampled 0%']['rps'] / summary['tracing off']['rps']:.3f}x")
     print(json.dumps(summary))
 
 

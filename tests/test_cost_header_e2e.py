@@ -126,3 +126,36 @@ def test_an_anthropic_stream_carries_the_reservation_basis(gateway):
             pass
     record = gateway.wait_for_record(rid)
     assert basis > record["cost_usd"] > 0
+
+
+def test_a_stream_translated_to_the_callers_dialect_carries_its_cost_in_the_usage(gateway):
+    """An OpenAI caller's stream from the Anthropic provider: the usage chunk the gateway
+    writes in Chat Completions carries the call's cost, as a stream it reads untranslated."""
+    rid = f"cost-{uuid.uuid4()}"
+    body = {"model": "claude-sonnet-4-6", "messages": CHAT, "stream": True, "max_tokens": 40,
+            "stream_options": {"include_usage": True}}
+    with httpx.stream("POST", f"{gateway.base_url}/chat/completions", json=body, timeout=30,
+                      headers={**ALICE, "x-request-id": rid}) as response:
+        assert response.status_code == 200
+        events = [json.loads(line[6:]) for line in response.iter_lines() if line.startswith("data: {")]
+    [usage_chunk] = [e for e in events if e.get("usage")]
+    record = gateway.wait_for_record(rid)
+    assert record["cost_usd"] > 0
+    assert usage_chunk["usage"]["cost_usd"] == pytest.approx(record["cost_usd"], abs=1e-8)
+
+
+def test_an_anthropic_callers_stream_translated_from_openai_carries_its_cost(gateway):
+    """An Anthropic caller's stream from an OpenAI model: its message_delta's usage
+    carries the call's cost."""
+    rid = f"cost-{uuid.uuid4()}"
+    body = {"model": "gpt-4o-mini", "max_tokens": 40, "stream": True,
+            "messages": [{"role": "user", "content": "hello there"}]}
+    headers = {"x-api-key": "sk-demo-alice", "anthropic-version": "2023-06-01",
+               "content-type": "application/json", "x-request-id": rid}
+    with httpx.stream("POST", f"{gateway.base_url}/messages", json=body, timeout=30, headers=headers) as response:
+        assert response.status_code == 200
+        events = [json.loads(line[6:]) for line in response.iter_lines() if line.startswith("data: {")]
+    [delta] = [e for e in events if e.get("type") == "message_delta"]
+    record = gateway.wait_for_record(rid)
+    assert record["cost_usd"] > 0
+    assert delta["usage"]["cost_usd"] == pytest.approx(record["cost_usd"], abs=1e-8)

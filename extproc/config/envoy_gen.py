@@ -26,7 +26,6 @@ from urllib.parse import urlparse
 from . import envoy_config
 from .envoy_contract import ROUTE_HEADER, failover_route
 from .envoy_identity import add_identity
-from .envoy_tracing import add_tracing
 from .envoy_mcp import mcp_routes, upstream_listener
 from .filter_config import GatewayConfig
 from .providers import Provider
@@ -70,7 +69,6 @@ def generate(config: GatewayConfig, target: str = "local", *, listen: str | None
     envoy["static_resources"]["clusters"] += provider_clusters(config, chained)
     _failover_routes(envoy, sorted({len(m.backends) for m in config.models.values() if m.is_virtual}))
     add_identity(envoy, config.identity)            # jwt_authn, when `identity.jwt` is set
-    add_tracing(envoy, config.observability.tracing)
     if (mcp_upstream := upstream_listener(_virtual_host(envoy)["routes"], config)) is not None:
         envoy["static_resources"]["listeners"].append(mcp_upstream)
     envoy["static_resources"]["clusters"] += mcp_routes(_virtual_host(envoy)["routes"], config, _cluster)

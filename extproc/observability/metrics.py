@@ -128,3 +128,6 @@ mcp_calls = Counter(
     "gateway_mcp_calls", "MCP tool calls (tools/call) by profile, server, tool and outcome; the tool "
     "label is a tool the profile's config names (else a bounded set of those called, then `other`).",
     ["profile", "server", "tool", "outcome"])
+trace_spans = Counter(
+    "gateway_trace_spans", "Call spans by what became of them (observability.tracing): exported, "
+    "dropped_queue_full (the collector slower than the calls), dropped_export_failed.", ["result"])

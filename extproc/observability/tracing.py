@@ -3,14 +3,13 @@
     observability:
       tracing:
         otlp_endpoint: 127.0.0.1:4317     # OTLP/gRPC collector (host:port, or http://host:port)
-        sampling_percent: 100             # head sampling of every call (a caller's sampled
-                                          # traceparent is continued when its call is kept)
+        sampling_percent: 100             # head sampling of calls that start a trace; a caller's
+                                          # traceparent decides for its own (parent-based)
         service_name: llm-gateway
         traces_url: ""                    # a link to a trace (Grafana's traces link), {trace_id}
 
-Envoy carries the span (its OpenTelemetry tracer, made by `extproc envoy-config`); the
-service adds the OpenTelemetry gen_ai attributes and its own through dynamic metadata
-(stages/trace.py, docs/decisions/tracing-in-envoy.md).
+The service makes each call's span (stages/trace.py) and each worker sends them in
+batches (span_export.py); docs/decisions/call-spans-from-the-service.md says why.
 """
 
 from __future__ import annotations
@@ -19,9 +18,6 @@ from dataclasses import dataclass
 from urllib.parse import urlparse
 
 from ..config.yamlread import Node
-
-TRACE_NAMESPACE = "llm_gateway.trace"       # dynamic metadata Envoy's span tags read
-
 
 @dataclass(frozen=True, slots=True)
 class TracingSettings:

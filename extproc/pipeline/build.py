@@ -21,7 +21,7 @@ from ..stages.record import Record
 from ..stages.resolve import ParseRequest, ResolveModel
 from ..stages.route import Route
 from ..stages.stored_responses import StoredResponses
-from ..stages.trace import TraceAttributes
+from ..stages.trace import CallSpan
 from ..stages.usage import ResponseUsage
 from ..store.cut_streams import WorkerCutStreams
 from .runner import Pipeline
@@ -50,7 +50,7 @@ def build_pipeline(config: GatewayConfig, store=None, cut_streams: WorkerCutStre
         ResponseUsage(),                     # its done hook completes the usage...
         CallCost(),                          # after ResponseUsage: the usage is final at the end
         GuardResponse(),
-        *([TraceAttributes()] if config.observability.tracing is not None else []),   # after CallCost, guardrails
+        *([CallSpan()] if config.observability.tracing is not None else []),   # done after CallCost's
         *([BudgetSettle(store)] if budgets else []),   # ...which settling needs
         *([SessionSettle(store)] if caps and config.caps.session and store is not None else []),
         *([Meter(store, config.metering)] if store is not None and config.metering.sets else []),

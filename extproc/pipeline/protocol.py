@@ -135,12 +135,6 @@ class Reply:
         return response
 
 
-def with_metadata(response: ProcessingResponse, namespace: str, fields: dict) -> ProcessingResponse:
-    """A reply built already (an error's), with fields added to a metadata namespace."""
-    _fill(response.dynamic_metadata.fields[namespace].struct_value, fields)
-    return response
-
-
 def trailer_names(trailers: ep.HttpTrailers, prefix: str) -> list[str]:
     return [header.key for header in trailers.trailers.headers if header.key.startswith(prefix)]
 

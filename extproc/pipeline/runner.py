@@ -8,9 +8,7 @@ import time
 
 from ..config.envoy_contract import STREAM_USAGE_NAMESPACE
 from ..observability import metrics
-from ..observability.tracing import TRACE_NAMESPACE
 from ..stages import ImmediateAnswer, Stage
-from ..stages.trace import refusal_attributes
 from .call import Call
 from .errors import GatewayError, gateway_error
 from .protocol import (
@@ -24,7 +22,6 @@ from .protocol import (
     response_code,
     response_size,
     trailer_names,
-    with_metadata,
 )
 
 log = logging.getLogger("extproc.pipeline")
@@ -125,11 +122,8 @@ class Pipeline:
         except GatewayError as error:
             call.status, call.error_code, call.outcome = error.status, error.code, "refused"
             self.end(call)
-            refusal = error_reply(error, {"x-request-id": call.request_id} if call.request_id else None,
-                                  call.dialect, call.request_id)
-            if call.config.observability.tracing is not None:       # Envoy's span says why
-                refusal = with_metadata(refusal, TRACE_NAMESPACE, refusal_attributes(call, error.code))
-            return refusal
+            return error_reply(error, {"x-request-id": call.request_id} if call.request_id else None,
+                               call.dialect, call.request_id)
         except ImmediateAnswer as answer:
             call.status, call.outcome = answer.status, "ok"
             self.end(call)

@@ -20,6 +20,7 @@ from ..api.tokens import get_encoding
 from ..config.filter_config import GatewayConfig, load_config
 from ..guardrails.plugin import close_unused_channels
 from ..observability import metrics
+from ..observability.span_export import close_exporters
 from ..pipeline.build import build_mcp_pipeline, build_pipeline, build_upstream_pipeline
 from ..stages.key_ring import KEY_RING
 from ..store import open_worker_store
@@ -179,6 +180,7 @@ async def serve_worker(config_path: str, address: str, health_address: str | Non
     processor.runtime.store.retire()
     if _closing:
         await asyncio.wait(list(_closing), timeout=5)
+    await close_exporters()             # the spans of the calls just ended
     flusher.cancel()
     metrics.flush()
 

@@ -10,12 +10,13 @@ from ..observability import metrics
 from ..pipeline.call import Call
 from ..pipeline.errors import GatewayError, gateway_error
 from ..store import StoreUnavailable, maybe_await
-from ..store.caps import session_charge
+from ..store.caps import SESSION_START_KIND, session_charge, session_name
 from . import Stage
 from .cost import charged_cost, reservation_basis
 
 log = logging.getLogger("extproc.caps")
 _HELD = "session_charge"
+_KNOWN_STARTS = 10_000      # sessions whose window start a worker remembers
 
 
 class SpendCaps(Stage):
@@ -25,6 +26,7 @@ class SpendCaps(Stage):
         self.store = store
         self.caps = caps
         self.settings = store_settings
+        self.starts: dict[str, float] = {}      # session -> its window's start (store record)
 
     async def request_body(self, call: Call) -> None:
         if call.body is None or call.model is None or not call.endpoint.generates:
@@ -44,9 +46,9 @@ class SpendCaps(Stage):
 
     async def _reserve_session(self, call: Call, session: str, basis: float) -> None:
         now = time.time()
-        charge = session_charge(self.caps.session, session, basis, now)
         rid = f"session:{call.request_id}:{id(call)}"
         try:
+            charge = session_charge(self.caps.session, session, basis, await self._window_start(session, now))
             admission = await maybe_await(self.store.reserve(rid, [charge], now, now + self.settings.lease_seconds))
         except StoreUnavailable as error:
             metrics.child(metrics.store_errors, "reserve").inc()
@@ -61,6 +63,19 @@ class SpendCaps(Stage):
                 f"${self.caps.session.limit.limit:g} for this call's reservation (${basis:.6f}); "
                 f"its window ends in {retry_after} s."), headers={"retry-after": str(retry_after)})
         call.stage_state[_HELD] = (rid, charge)
+
+    async def _window_start(self, session: str, now: float) -> float:
+        """When the session's window began: its first call, as the store recorded it (this
+        worker remembers it until the window is over)."""
+        name = session_name(session)
+        start = self.starts.get(name)
+        ttl = self.caps.session.ttl_s
+        if start is None or now >= start + ttl:
+            start = float(await maybe_await(self.store.first_record(SESSION_START_KIND, name, repr(now), now + ttl)))
+            if len(self.starts) >= _KNOWN_STARTS:
+                self.starts.clear()
+            self.starts[name] = start
+        return start
 
 
 class SessionSettle(Stage):

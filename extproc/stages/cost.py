@@ -11,7 +11,8 @@ What the header says depends on when the gateway knows it:
   reservation's price basis (prompt tokens counted offline plus the output cap, at the
   model's dearest backend: what a budget reserved). A stream the service reads gets the
   final cost added to the usage it reports (`usage.cost_usd` in OpenAI's usage chunk or
-  Responses' `response.completed`, in Anthropic's `message_delta`); a stream passed
+  Responses' `response.completed`, in Anthropic's `message_delta`; a stream translated
+  from the other dialect gets it in the usage the translation writes); a stream passed
   through unseen (pass_through.py) cannot be changed: its final cost is on the log line.
 """
 

@@ -18,7 +18,7 @@ from ..api.dialects import generated_texts, usage_from_event
 from ..api.provider_json import loads
 from ..api.sse import SSEParser
 from ..pipeline.call import Call
-from .cost import stream_usage_with_cost
+from .cost import charged_cost, stream_usage_with_cost
 
 _USAGE_NULL = b',"usage":null'
 
@@ -54,6 +54,8 @@ def stream_chunk(call: Call, chunk: bytes, end_of_stream: bool) -> bytes | None:
                             raw = (b"event: " + event.name + b"\n" if event.name else b"") + \
                                 b"data: " + rewritten + b"\n\n"
                             changed = True
+                    elif translation is not None and call.backend is not None:
+                        translation.cost_usd = round(charged_cost(call), 8)    # in the caller's usage
                 if strip and _USAGE_NULL in raw:
                     raw = raw.replace(_USAGE_NULL, b"")
                     changed = True

@@ -1,24 +1,27 @@
-"""The call's span attributes, for Envoy's span (observability/tracing.py).
+"""The call's span: made by the service, one SERVER span per call (observability.tracing).
 
-Envoy's OpenTelemetry tracer makes one SERVER span per call (a caller's `traceparent`
-continued) and sends it over OTLP; its `custom_tags` read the attributes from dynamic
-metadata `llm_gateway.trace`, which this stage fills in the replies the call makes
-anyway (no message of its own): what the request says with the request body's reply,
-what the answer says with the last reply. Tags are evaluated when the span ends, after
-the last reply. A refusal's reply carries what was known and its `error.type`
-(pipeline/runner.py). Only when tracing is configured: otherwise nothing is added.
+Its trace context comes from the caller's W3C `traceparent` (the trace continued, the
+gateway's span a child of the caller's, the caller's sampled flag obeyed) or is fresh
+(head-sampled at `sampling_percent`). The request to the provider gets a `traceparent`
+naming the gateway's span, in the request headers' reply the call sends anyway, so a
+traced provider's span sits beneath it. When the call has ended (its done hook, after
+the last reply is out), a sampled call's span is written in OTLP's wire format and
+queued for the worker's exporter (observability/span_export.py): nothing is sent on the
+request path. Refusals the service answers (401, 403, 429, a blocked prompt) have their span too.
 
 Attributes follow the OpenTelemetry gen_ai semantic conventions (gen_ai.operation.name,
-gen_ai.provider.name, gen_ai.request.model, gen_ai.response.model, gen_ai.usage.*,
-gen_ai.response.finish_reasons, error.type), plus the gateway's own (gateway.*). Envoy's
-custom tags are strings: token counts arrive as "42".
+gen_ai.provider.name, gen_ai.request.model, gen_ai.response.model, gen_ai.usage.* as
+integers, gen_ai.response.finish_reasons as a string array, error.type), plus
+http.response.status_code and the gateway's own (gateway.*). Why the service and not
+Envoy's tracer: docs/decisions/call-spans-from-the-service.md.
 """
 
 from __future__ import annotations
 
+import random
 import time
 
-from ..observability.tracing import TRACE_NAMESPACE
+from ..observability.span_export import SpanRecord, encode_span, exporter_for
 from ..pipeline.call import Call
 from . import Stage
 from .cost import charged_cost
@@ -27,69 +30,121 @@ from .cost import charged_cost
 OPERATIONS = {"chat": "chat", "messages": "chat", "responses": "chat", "completions": "text_completion",
               "embeddings": "embeddings"}
 _MAX_CHARS = 256
-_ENDED = "trace_ended"
+_MAX_LIST = 32
+_CONTEXT = "trace_context"
+_HEX = frozenset("0123456789abcdef")      # lowercase only, as W3C writes it
+_random = random.Random()                  # seeded from the OS once per worker
 
 
-def request_attributes(call: Call) -> dict[str, str]:
-    """What the request says: known at its body."""
-    operation = OPERATIONS.get(call.endpoint.kind, call.endpoint.kind) if call.endpoint else ""
-    model = call.model_name[:_MAX_CHARS]
-    attributes = {"gen_ai.operation.name": operation, "gen_ai.request.model": model,
-                  "span_name": f"{operation} {model}".strip(), "gateway.api": call.dialect}
+class TraceContext:
+    __slots__ = ("trace_id", "span_id", "parent_span_id", "sampled")
+
+    def __init__(self, trace_id: bytes, span_id: bytes, parent_span_id: bytes, sampled: bool) -> None:
+        self.trace_id = trace_id
+        self.span_id = span_id
+        self.parent_span_id = parent_span_id
+        self.sampled = sampled
+
+    def traceparent(self) -> str:
+        """W3C `traceparent` naming this span, for the request to the provider."""
+        return f"00-{self.trace_id.hex()}-{self.span_id.hex()}-{'01' if self.sampled else '00'}"
+
+
+def parse_traceparent(value: str) -> tuple[bytes, bytes, bool] | None:
+    """(trace id, parent span id, sampled) of a valid W3C `traceparent`, else None (then
+    the call starts a trace of its own, as the W3C recommendation asks)."""
+    parts = value.strip().split("-")
+    if len(parts) < 4:
+        return None
+    version, trace_hex, parent_hex, flags = parts[:4]
+    if len(version) != 2 or version == "ff" or (version == "00" and len(parts) != 4) \
+            or len(trace_hex) != 32 or len(parent_hex) != 16 or len(flags) != 2 \
+            or not _HEX.issuperset(version + trace_hex + parent_hex + flags):
+        return None
+    trace_id, parent_id = bytes.fromhex(trace_hex), bytes.fromhex(parent_hex)
+    if not any(trace_id) or not any(parent_id):
+        return None
+    return trace_id, parent_id, bool(int(flags, 16) & 1)
+
+
+def _span_id() -> bytes:
+    return (_random.getrandbits(64) or 1).to_bytes(8, "big")
+
+
+def trace_context(call: Call) -> TraceContext:
+    """The call's trace context, made once: from the caller's `traceparent` when it is
+    valid (parent-based sampling), else a fresh trace sampled at `sampling_percent`."""
+    context = call.stage_state.get(_CONTEXT)
+    if context is None:
+        caller = call.headers.get("traceparent")
+        parent = parse_traceparent(caller) if caller else None
+        if parent is not None:
+            context = TraceContext(parent[0], _span_id(), parent[1], parent[2])
+        else:
+            percent = call.config.observability.tracing.sampling_percent
+            context = TraceContext((_random.getrandbits(128) or 1).to_bytes(16, "big"), _span_id(), b"",
+                                   percent >= 100 or _random.random() * 100 < percent)
+        call.stage_state[_CONTEXT] = context
+    return context
+
+
+def span_attributes(call: Call) -> dict:
+    """Everything the span says of the call, typed."""
+    attributes: dict = {}
+    if call.endpoint is not None:
+        attributes["gen_ai.operation.name"] = OPERATIONS.get(call.endpoint.kind, call.endpoint.kind)
+        attributes["gen_ai.request.model"] = call.model_name[:_MAX_CHARS]
+        attributes["gateway.api"] = call.dialect
     if call.key is not None:
-        attributes.update({"gateway.key_id": call.key.id, "gateway.user": call.key.user or "",
-                           "gateway.team": call.key.team or ""})
-    if call.backend is not None:
-        attributes["gen_ai.provider.name"] = call.backend.provider.type
-    tags = call.stage_state.get("log", {}).get("tags")
-    if tags:
-        attributes["gateway.tags"] = ",".join(f"{k}={v}" for k, v in sorted(tags.items()))[:1024]
-    return attributes
-
-
-def response_attributes(call: Call) -> dict[str, str]:
-    """What the answer says: known with the last reply."""
-    attributes: dict[str, str] = {}
-    if call.backend is not None:
-        attributes.update({"gateway.backend": call.backend.name, "gen_ai.provider.name": call.backend.provider.type,
-                           "gen_ai.response.model": _response_model(call), "gateway.attempts": str(call.attempts),
-                           "gateway.cost_usd": f"{charged_cost(call):.8f}"})
+        attributes["gateway.key_id"] = call.key.id
+        attributes["gateway.user"] = call.key.user or ""
+        attributes["gateway.team"] = call.key.team or ""
+    log = call.stage_state.get("log")
+    if log:
+        tags = log.get("tags")
+        if tags:
+            attributes["gateway.tags"] = [f"{k}={v}" for k, v in sorted(tags.items())][:_MAX_LIST]
+        verdicts = log.get("guardrails")
+        if verdicts:
+            attributes["gateway.guardrails"] = [f"{v['guardrail']}:{v['direction']}:{v['verdict']}"
+                                                for v in verdicts][:_MAX_LIST]
+    backend = call.backend
+    if backend is not None:
+        attributes["gen_ai.provider.name"] = backend.provider.type
+        if call.outcome != "refused":           # it went to a provider
+            attributes["gateway.backend"] = backend.name
+            attributes["gen_ai.response.model"] = _response_model(call)
+            attributes["gateway.attempts"] = call.attempts
+            attributes["gateway.cost_usd"] = charged_cost(call)
     usage = call.usage
     if usage is not None:
-        attributes.update({"gen_ai.usage.input_tokens": str(usage.input_tokens),
-                           "gen_ai.usage.output_tokens": str(usage.output_tokens),
-                           "gen_ai.usage.cache_read.input_tokens": str(usage.cached_tokens),
-                           "gen_ai.usage.reasoning.output_tokens": str(usage.reasoning_tokens),
-                           "gateway.usage_estimated": "true" if usage.estimated else "false"})
+        attributes["gen_ai.usage.input_tokens"] = usage.input_tokens
+        attributes["gen_ai.usage.output_tokens"] = usage.output_tokens
+        attributes["gen_ai.usage.cache_read.input_tokens"] = usage.cached_tokens
+        attributes["gen_ai.usage.reasoning.output_tokens"] = usage.reasoning_tokens
         if usage.cache_write_tokens:
-            attributes["gen_ai.usage.cache_creation.input_tokens"] = str(usage.cache_write_tokens)
+            attributes["gen_ai.usage.cache_creation.input_tokens"] = usage.cache_write_tokens
+        attributes["gateway.usage_estimated"] = bool(usage.estimated)
     reasons = _finish_reasons(call)
     if reasons:
-        attributes["gen_ai.response.finish_reasons"] = ",".join(reasons)
+        attributes["gen_ai.response.finish_reasons"] = reasons
+    if call.status:
+        attributes["http.response.status_code"] = call.status
     if call.status >= 400:
         attributes["error.type"] = call.error_code or str(call.status)
-    verdicts = call.stage_state.get("log", {}).get("guardrails")
-    if verdicts:
-        attributes["gateway.guardrails"] = _verdicts(verdicts)
+    elif call.outcome == "cancelled":
+        attributes["error.type"] = "cancelled"
     if call.first_byte_at:
-        attributes["gateway.ttft_ms"] = f"{(call.first_byte_at - call.started) * 1000:.3f}"
-    service = call.service_seconds + (time.perf_counter() - call.message_started if call.message_started else 0.0)
-    attributes["gateway.service_ms"] = f"{service * 1000:.3f}"
+        attributes["gateway.ttft_ms"] = (call.first_byte_at - call.started) * 1000
+    attributes["gateway.service_ms"] = call.service_seconds * 1000
     return attributes
 
 
-def refusal_attributes(call: Call, code: str) -> dict[str, str]:
-    """A call the gateway refused: what was known, and why."""
-    attributes = request_attributes(call) if call.endpoint is not None else {"span_name": "gateway"}
-    attributes["error.type"] = code
-    verdicts = call.stage_state.get("log", {}).get("guardrails")
-    if verdicts:
-        attributes["gateway.guardrails"] = _verdicts(verdicts)
-    return attributes
-
-
-def _verdicts(verdicts: list[dict]) -> str:
-    return ",".join(f"{v['guardrail']}:{v['direction']}:{v['verdict']}" for v in verdicts)[:1024]
+def span_name(call: Call) -> str:
+    if call.endpoint is None:
+        return "gateway"
+    operation = OPERATIONS.get(call.endpoint.kind, call.endpoint.kind)
+    return f"{operation} {call.model_name[:_MAX_CHARS]}".strip()
 
 
 def _response_model(call: Call) -> str:
@@ -106,41 +161,35 @@ def _finish_reasons(call: Call) -> list[str]:
         return [parsed["stop_reason"]]
     choices = parsed.get("choices")
     if isinstance(choices, list):
-        return [str(c.get("finish_reason")) for c in choices if isinstance(c, dict) and c.get("finish_reason")]
+        return [str(c.get("finish_reason")) for c in choices[:_MAX_LIST]
+                if isinstance(c, dict) and c.get("finish_reason")]
     if isinstance(parsed.get("status"), str):                           # the Responses API
         return [parsed["status"]]
     return []
 
 
-class TraceAttributes(Stage):
-    """Fills `llm_gateway.trace` (see the module's docstring). Its request-body hook runs
-    after routing; its response hooks after CallCost (the usage and cost are final)."""
+class CallSpan(Stage):
+    """Names the gateway's span to the provider (request headers) and queues the span when
+    the call has ended (done). Its done hook runs after ResponseUsage's and CallCost's:
+    the usage and cost are final."""
 
     name = "trace"
 
     @staticmethod
-    def request_body(call: Call) -> None:
-        if call.body is not None:
-            call.reply.add_metadata(request_attributes(call), TRACE_NAMESPACE)
+    def request_headers(call: Call, end_of_stream: bool) -> None:
+        call.reply.set_headers["traceparent"] = trace_context(call).traceparent()
 
     @staticmethod
-    def response_headers(call: Call, headers: dict[str, str], end_of_stream: bool) -> None:
-        if end_of_stream:
-            _last_reply(call)
-
-    @staticmethod
-    def response_body(call: Call, chunk: bytes, end_of_stream: bool) -> None:
-        if end_of_stream:
-            _last_reply(call)
-        return None
-
-    @staticmethod
-    def response_trailers(call: Call, numbers: dict) -> None:
-        _last_reply(call)
-
-
-def _last_reply(call: Call) -> None:
-    if call.stage_state.get(_ENDED):
-        return
-    call.stage_state[_ENDED] = True
-    call.reply.add_metadata(response_attributes(call), TRACE_NAMESPACE)
+    def done(call: Call) -> None:
+        context = trace_context(call)
+        if not context.sampled:
+            return
+        exporter = exporter_for(call.config.observability.tracing)
+        if exporter.full():
+            return
+        now_ns, elapsed = time.time_ns(), time.perf_counter()
+        ended = call.ended_at or elapsed
+        exporter.add(encode_span(SpanRecord(
+            context.trace_id, context.span_id, context.parent_span_id, span_name(call),
+            now_ns - int((elapsed - call.started) * 1e9), now_ns - int((elapsed - ended) * 1e9),
+            span_attributes(call), call.status >= 500)))

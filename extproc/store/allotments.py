@@ -132,6 +132,9 @@ class Allotments:
     def get_record(self, *args):
         return self.store.get_record(*args)
 
+    def first_record(self, *args):
+        return self.store.first_record(*args)
+
     def delete_record(self, *args):
         return self.store.delete_record(*args)
 

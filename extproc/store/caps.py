@@ -12,9 +12,11 @@
 A call is refused (400) when its reservation (prompt counted offline plus the output cap,
 at the model's dearest backend: what a budget reserves) passes its per-call cap. A
 session is a budget whose scope value is the session header's value: its counter is the
-budgets' (same store, reserve and settle), in windows of `ttl_s` seconds aligned to the
-epoch, so a runaway agent loop is stopped (429) until its window ends. A call without
-the header has no session cap.
+budgets' (same store, reserve and settle). Its window starts at the session's first
+call and lasts `ttl_s` seconds: the start is a store record every worker agrees on
+(`first_record`, atomic), and the counter's key names it, so a runaway agent loop is
+stopped (429) until `ttl_s` after it began; a call after that starts a fresh window. A
+call without the header has no session cap.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from .limits import Charge, Limit
 CAP_SCOPES = ("key", "user", "team", "global")
 DEFAULT_SESSION_HEADER = "x-gateway-session"
 SESSION_LIMIT_NAME = "session"
+SESSION_START_KIND = "session_start"      # store record: a session's window start, epoch seconds
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,8 +81,11 @@ def parse_caps(node: Node) -> CapSettings:
     return CapSettings(per_call=tuple(per_call), session=session)
 
 
-def session_charge(cap: SessionCap, session: str, usd: float, now: float) -> Charge:
-    """The session's charge: its counter in the ttl window holding `now`."""
-    start = int(now // cap.ttl_s) * cap.ttl_s
-    value = session[:128].replace("|", "_")
-    return Charge(cap.limit, f"{SESSION_LIMIT_NAME}|{value}|{start}", usd, 0, start + cap.ttl_s)
+def session_name(session: str) -> str:
+    """The session header's value as store keys hold it: bounded, no separator."""
+    return session[:128].replace("|", "_")
+
+
+def session_charge(cap: SessionCap, session: str, usd: float, start: float) -> Charge:
+    """The session's charge: its counter in the window that began at `start`."""
+    return Charge(cap.limit, f"{SESSION_LIMIT_NAME}|{session_name(session)}|{start!r}", usd, 0, start + cap.ttl_s)

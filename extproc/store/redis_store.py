@@ -138,6 +138,15 @@ return out
 _RETENTION = 40 * 86400
 
 
+# KEYS: the record; ARGV: value, ttl (s). The live value, else the one given, kept.
+_FIRST_RECORD = """
+local found = redis.call('GET', KEYS[1])
+if found then return found end
+redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
+return ARGV[1]
+"""
+
+
 class RedisStore:
     def __init__(self, url: str) -> None:
         self.url = url
@@ -146,6 +155,7 @@ class RedisStore:
         self._reserve = self._redis.register_script(_RESERVE)
         self._settle = self._redis.register_script(_SETTLE)
         self._exchange = self._redis.register_script(_EXCHANGE)
+        self._first_record = self._redis.register_script(_FIRST_RECORD)
 
     async def reserve(self, rid: str, charges: list[Charge], now: float, lease_until: float) -> Admission:
         args: list = [rid, repr(now), repr(lease_until)]
@@ -209,6 +219,16 @@ class RedisStore:
             await self._redis.set(f"{RECORD_PREFIX}{kind}:{name}", value, ex=ttl)
         except (RedisError, OSError) as error:
             raise StoreUnavailable(str(error)) from error
+
+    async def first_record(self, kind: str, name: str, value: str, expires: float) -> str:
+        """The live record under (kind, name); when there is none, `value` is kept (until
+        `expires`) and returned. One script: callers racing for a fresh record agree on one."""
+        try:
+            found = await self._first_record(keys=[f"{RECORD_PREFIX}{kind}:{name}"],
+                                             args=[value, max(1, int(expires - time.time() + 0.999))])
+        except (RedisError, OSError) as error:
+            raise StoreUnavailable(str(error)) from error
+        return found.decode() if isinstance(found, bytes) else str(found)
 
     async def get_record(self, kind: str, name: str) -> str | None:
         try:

@@ -163,6 +163,11 @@ class SQLiteStore:
         """A small record (a stored response's owner, a key): `value` under (kind, name)."""
         return self._run("_put_record", kind, name, value, expires)
 
+    def first_record(self, kind: str, name: str, value: str, expires: float):
+        """The live record under (kind, name); when there is none, `value` is kept (until
+        `expires`) and returned. Atomic: callers racing for a fresh record agree on one."""
+        return self._run("_first_record", kind, name, value, expires)
+
     def get_record(self, kind: str, name: str) -> str | None:
         row = self._db.execute("SELECT value FROM records WHERE kind = ? AND name = ? "
                                "AND (expires IS NULL OR expires > ?)", (kind, name, time.time())).fetchone()
@@ -269,6 +274,15 @@ class SQLiteStore:
             self._calls += 1
             if self._calls % 1000 == 0:
                 self._db.execute("DELETE FROM records WHERE expires < ?", (time.time(),))
+
+    def _first_record(self, kind: str, name: str, value: str, expires: float) -> str:
+        with self._transaction():
+            row = self._db.execute("SELECT value FROM records WHERE kind = ? AND name = ? AND "
+                                   "(expires IS NULL OR expires > ?)", (kind, name, time.time())).fetchone()
+            if row:
+                return row[0]
+            self._db.execute("INSERT OR REPLACE INTO records VALUES (?, ?, ?, ?)", (kind, name, value, expires))
+        return value
 
     def _delete_record(self, kind: str, name: str) -> None:
         with self._transaction():

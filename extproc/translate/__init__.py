@@ -49,6 +49,10 @@ class Target:
 class StreamTranslation(Protocol):
     """One streamed answer, event by event (an instance per call: it keeps the stream's state)."""
 
+    # The call's cost so far, USD: the reader (stages/response_stream.py) sets it each time
+    # the provider's usage moves; the usage the caller gets at the end carries it.
+    cost_usd: float | None
+
     def event(self, data: dict | None, name: bytes, raw: bytes) -> bytes:
         """The caller's SSE bytes for one provider event (`data`: its JSON, None when it is
         not JSON or `[DONE]`; `name`: its `event:` field; `raw`: its bytes): b"" for none,

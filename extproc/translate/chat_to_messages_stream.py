@@ -33,7 +33,7 @@ from .chat_to_messages_answer import (
     openai_error_object,
     wants_json,
 )
-from .vocabulary import finish_reason, openai_usage
+from .vocabulary import finish_reason, openai_usage, with_cost
 
 _DONE = b"data: [DONE]\n\n"
 _AS_CONTENT = -1                  # the tool block whose input is the answer's content (response_format)
@@ -44,6 +44,7 @@ class AnthropicStreamAsChat:
     __slots__ = (
         "_calls",
         "_done",
+        "cost_usd",
         "_envelope",
         "_head",
         "_include_usage",
@@ -72,6 +73,7 @@ class AnthropicStreamAsChat:
         self._usage: Usage | None = None
         self._stop_reason: str | None = None
         self._done = False
+        self.cost_usd: float | None = None        # set by the reader as the usage comes (StreamTranslation)
 
     def event(self, data: dict | None, name: bytes, raw: bytes) -> bytes:
         if self._done or data is None:
@@ -170,7 +172,7 @@ class AnthropicStreamAsChat:
         out = self._head + b'{},"finish_reason":"' + finish.encode() + b'"}]' + \
             (b',"usage":null}\n\n' if self._include_usage else b"}\n\n")
         if self._include_usage:
-            usage = provider_json.dumps(openai_usage(self._usage or Usage()))
+            usage = provider_json.dumps(with_cost(openai_usage(self._usage or Usage()), self.cost_usd))
             out += b"data: " + self._envelope + b'"choices":[],"usage":' + usage + b"}\n\n"
         return out + _DONE
 

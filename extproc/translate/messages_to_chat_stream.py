@@ -37,6 +37,7 @@ from .vocabulary import (
     restored_tool_names,
     stop_reason,
     usage_from_openai,
+    with_cost,
 )
 
 Key = str | int                  # "text", "thinking", or a tool call's OpenAI index
@@ -65,6 +66,7 @@ class ChatStreamAsMessages:
     """One Chat Completions stream read as Messages events (see the module's table)."""
     __slots__ = (
         "_calls",
+        "cost_usd",
         "_closed",
         "_hide_thinking",
         "_model",
@@ -95,6 +97,7 @@ class ChatStreamAsMessages:
         self._stop_reason: str | None = None
         self._usage: Usage | None = None
         self._refused = False
+        self.cost_usd: float | None = None    # set by the reader as the usage comes (StreamTranslation)
 
     def event(self, data: dict | None, name: bytes, raw: bytes) -> bytes:
         if self._closed:
@@ -260,7 +263,7 @@ class ChatStreamAsMessages:
             note(self._notes.dropped, "usage:missing")
         delta = {"type": "message_delta", "delta": {"stop_reason": self._stop_reason or "end_turn",
                                                     "stop_sequence": None},
-                 "usage": anthropic_usage(self._usage or Usage())}
+                 "usage": with_cost(anthropic_usage(self._usage or Usage()), self.cost_usd)}
         return out + b"event: message_delta\ndata: " + provider_json.dumps(delta) + b"\n\n" + _MESSAGE_STOP
 
     def _error(self, kind: str, message: str) -> bytes:

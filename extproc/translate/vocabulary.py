@@ -74,6 +74,14 @@ def anthropic_usage(usage: Usage) -> dict[str, Any]:
     return written
 
 
+def with_cost(usage: dict[str, Any], cost_usd: float | None) -> dict[str, Any]:
+    """A translated stream's usage with the call's cost (`cost_usd`, USD), as the gateway
+    adds it to the usage of the streams it reads in the caller's own dialect."""
+    if cost_usd is not None:
+        usage["cost_usd"] = cost_usd
+    return usage
+
+
 def _count(value: Any) -> int:
     return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0
 
