@@ -4,14 +4,25 @@ kanji: RE2 decides alone on ASCII text, through screens on other text); then tim
 SSE event of response guardrails on a stream (stages/stream_guard.py: scan, hold back
 what may still become a finding, release the rest).
 
-    .venv/bin/python bench/guardrails.py
+    .venv/bin/python bench/guardrails.py [--baseline REV]
+
+Each row is printed with the same row measured on the baseline revision (by default the
+guardrails before they walked every field of a request, `cac4687`), in the same run:
+that revision's `extproc/` is unpacked with `git archive` into a temporary directory and
+this script runs there (`--json`), then here.
 """
 
 from __future__ import annotations
 
+import argparse
+import json
+import os
 import random
 import re
 import statistics
+import subprocess
+import sys
+import tempfile
 import time
 from types import SimpleNamespace
 
@@ -21,6 +32,13 @@ from extproc.guardrails.config import Guardrail
 from extproc.guardrails.injection import InjectionDetector
 from extproc.guardrails.pii import PIIDetector
 from extproc.stages.stream_guard import StreamGuard
+
+BASELINE = "cac4687"        # the request guardrails before the walk over every field
+ROWS: dict[str, float] = {}
+
+
+def record(name: str, value: float) -> None:
+    ROWS[name] = value
 
 WORDS = ("the quick brown fox jumps over a lazy dog while engineers review the quarterly "
          "report and discuss latency budgets for the new gateway release next week").split()
@@ -50,20 +68,20 @@ def per_call(fn, text: str, rounds: int = 300) -> float:
     return statistics.median(samples)
 
 
-def main() -> None:
+def measure() -> None:
     detectors = {
         "pii (all entities)": PIIDetector().find,
         "pii (quickstart: email,card,ssn,iban,secret)": PIIDetector(("email", "card", "ssn", "iban", "secret")).find,
         "prompt injection": InjectionDetector().find,
     }
     quickstart = [detectors["pii (quickstart: email,card,ssn,iban,secret)"], detectors["prompt injection"]]
-    print(f"{'guardrail':<48} {'4 KB, planted PII':>18} {'4 KB, clean':>12} {'non-ASCII, PII':>15} "
-          f"{'non-ASCII, clean':>17}")
     for name, fn in [*detectors.items(), ("quickstart request policy (both)",
                                           lambda t: [f(t) for f in quickstart])]:
-        times = [per_call(fn, message(planted=planted, non_ascii=non_ascii)) * 1000
-                 for non_ascii in (False, True) for planted in (True, False)]
-        print(f"{name:<48} {times[0]:>15.3f} ms {times[1]:>9.3f} ms {times[2]:>12.3f} ms {times[3]:>14.3f} ms")
+        for non_ascii in (False, True):
+            for planted in (True, False):
+                text = message(planted=planted, non_ascii=non_ascii)
+                record(f"{name}, 4 KB{' non-ASCII' if non_ascii else ''}, {'planted PII' if planted else 'clean'} (ms)",
+                       per_call(fn, text) * 1000)
     conversation_rows(quickstart_guards())
     stream_rows()
 
@@ -101,16 +119,14 @@ def conversation_rows(guards: list[Guardrail]) -> None:
 
     def parse_only(body_json: bytes):
         orjson.loads(body_json)
-    print(f"\n{'quickstart request policy, whole request':<48} {'planted PII':>18} {'clean':>12} "
-          f"{'non-ASCII, clean':>17}")
     for name, size in (("101-message conversation (~10 KB)", 101), ("one 4 KB message", 1)):
-        times = []
         for planted, non_ascii in ((True, False), (False, False), (False, True)):
             body = conversation(size, planted, non_ascii) if size > 1 else {"model": "m", "messages": [
                 {"role": "user", "content": message(planted=planted, non_ascii=non_ascii)}]}
             raw = orjson.dumps(body)
-            times.append((per_call(run, raw, rounds=100) - per_call(parse_only, raw, rounds=100)) * 1000)
-        print(f"{name:<48} {times[0]:>15.3f} ms {times[1]:>9.3f} ms {times[2]:>14.3f} ms")
+            label = "non-ASCII, clean" if non_ascii else "planted PII" if planted else "clean"
+            record(f"whole request, quickstart policy: {name}, {label} (ms)",
+                   (per_call(run, raw, rounds=100) - per_call(parse_only, raw, rounds=100)) * 1000)
 
 
 def stream_events(text: str) -> list[tuple[dict, bytes]]:
@@ -139,15 +155,42 @@ def stream_rows() -> None:
     pii = rule("pii", "pii", "redact", PIIDetector())
     injection = rule("injection", "prompt_injection", "block", InjectionDetector())
     clean, planted = stream_events(message(planted=False)), stream_events(message())
-    print(f"\n{'response guardrails on a stream':<48} {'4 KB, planted PII':>18} {'4 KB, clean':>12}")
-    for name, guards in (("pii (all entities), per SSE event", [pii]),
-                         ("pii + prompt injection, per SSE event", [pii, injection])):
-        print(f"{name:<48} {per_event(guards, planted) * 1e6:>15.1f} us "
-              f"{per_event(guards, clean) * 1e6:>9.1f} us")
+    for name, guards in (("pii (all entities)", [pii]), ("pii + prompt injection", [pii, injection])):
+        record(f"stream, {name}, per SSE event, planted PII (us)", per_event(guards, planted) * 1e6)
+        record(f"stream, {name}, per SSE event, clean (us)", per_event(guards, clean) * 1e6)
     # A long run without spaces (a base64 blob) may still be an encoded injection, so it
     # is held whole, up to the bound: the work per event must stay linear in it.
     blob = [({"choices": [{"index": 0, "delta": {"content": "aGVsbG8+"}}]}, b"") for _ in range(500)]
-    print(f"{'pii + injection, 4,000-char run held, per event':<48} {per_event([pii, injection], blob) * 1e6:>15.1f} us")
+    record("stream, pii + injection, 4,000-char run held, per event (us)", per_event([pii, injection], blob) * 1e6)
+
+
+def baseline_rows(revision: str) -> dict[str, float]:
+    """This script's rows measured on `revision`'s extproc (unpacked with git archive)."""
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    with tempfile.TemporaryDirectory() as tree:
+        archive = subprocess.run(["git", "-C", repo, "archive", revision], check=True, capture_output=True).stdout
+        subprocess.run(["tar", "-x", "-C", tree], input=archive, check=True)
+        out = subprocess.run([sys.executable, os.path.abspath(__file__), "--json"], cwd=tree, check=True,
+                             capture_output=True, env={**os.environ, "PYTHONPATH": tree}).stdout
+    return json.loads(out)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--json", action="store_true", help="print this tree's rows as JSON, nothing else")
+    parser.add_argument("--baseline", default=BASELINE, help="the revision to compare with ('' for none)")
+    args = parser.parse_args()
+    if args.json:
+        measure()
+        print(json.dumps(ROWS))
+        return
+    before = baseline_rows(args.baseline) if args.baseline else {}
+    measure()
+    print(f"{'row':<92} {'baseline':>9} {'this tree':>10} {'ratio':>6}")
+    for name, value in ROWS.items():
+        base = before.get(name)
+        ratio = f"{value / base:>5.2f}x" if base else "   n/a"
+        print(f"{name:<92} {base if base is not None else float('nan'):>9.3f} {value:>10.3f} {ratio}")
 
 
 if __name__ == "__main__":

@@ -489,3 +489,25 @@ def test_the_tools_allowlist_reads_anthropic_tools_which_carry_no_type(redacting
         _claude(redacting, "sk-test-erin").messages.create(model="claude-sonnet-4-6", max_tokens=50, tools=tools,
                                                           messages=[{"role": "user", "content": "weather?"}])
     assert blocked.value.body["error"]["type"] == "invalid_request_error" and "tools-block" in str(blocked.value)
+
+
+@pytest.mark.parametrize("api", ["chat", "responses"])
+def test_every_string_of_a_json_answer_is_guarded_the_tool_a_call_names_too(redacting, api):
+    """Frank's policy guards responses: the mock answers with a call of a tool whose name
+    is a key; the whole answer is walked (guardrails/response_walk.py), so the name the
+    client reads is redacted like any text, and the provider's ids are left as they were."""
+    frank = openai.OpenAI(base_url=redacting.base_url, api_key="sk-test-frank", max_retries=0,
+                          default_headers={"x-mock-tool-call": SECRET})
+    if api == "chat":
+        answer = frank.chat.completions.create(model="gpt-4o-mini", messages=[
+            {"role": "user", "content": f"mail {PLANTED['email']}"}])
+        call = answer.choices[0].message.tool_calls[0]
+        name, arguments, ident = call.function.name, call.function.arguments, answer.id
+        assert ident.startswith("chatcmpl-") and call.id.startswith("call_")
+    else:
+        answer = frank.responses.create(model="gpt-4o-mini", input=f"mail {PLANTED['email']}")
+        name, arguments, ident = answer.output[0].name, answer.output[0].arguments, answer.id
+        assert ident.startswith("resp_")
+    assert name == "[SECRET]"
+    assert PLANTED["email"] not in arguments and "[EMAIL]" in arguments
+    assert SECRET not in answer.model_dump_json()

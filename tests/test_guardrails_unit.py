@@ -195,7 +195,7 @@ def test_deprecated_functions_are_tools_too():
     assert called_tools("chat", answer) == ["delete_database"]
 
 
-# Generated text of a JSON response beyond the answer's content (guardrails/scan.py).
+# Generated text of a JSON response beyond the answer's content (guardrails/response_walk.py).
 GENERATED_ELSEWHERE = [
     ("chat refusal", "chat",
      {"choices": [{"message": {"content": None, "refusal": "Not mailing jane.doe@example.com"}}]}),
@@ -214,7 +214,7 @@ GENERATED_ELSEWHERE = [
 
 @pytest.mark.parametrize("name,kind,body", GENERATED_ELSEWHERE, ids=[c[0] for c in GENERATED_ELSEWHERE])
 def test_every_generated_text_of_a_json_response_is_scanned(name, kind, body):
-    from extproc.guardrails.scan import response_slots
+    from extproc.guardrails.response_walk import response_slots
     assert any("jane.doe@example.com" in container[key] for container, key in response_slots(kind, body))
 
 

@@ -13,11 +13,11 @@ import re2
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from extproc.guardrails import encoded, injection, pii
+from extproc.guardrails import Finding, encoded, injection, pii
 from extproc.guardrails.banned import BannedDetector
 from extproc.guardrails.fastre import Pattern
 from extproc.guardrails.fold import FoldingDetector
-from extproc.guardrails.screen import every_code_point, first_possible, rewrite, screen
+from extproc.guardrails.screen import compile_screen, every_code_point, first_possible, rewrite, screen, screen_source
 
 # Every code point UTF-8 can carry (RE2 reads UTF-8), as one string.
 EVERY = every_code_point()[:0xD800] + every_code_point()[0xE000:]
@@ -73,6 +73,22 @@ def test_every_match_of_re_is_a_match_of_the_screen(text):
             assert first is not None and first <= match.start(), (pattern.pattern, text)
 
 
+BACKWARDS = [(pattern, compile_screen(screen_source(pattern, reverse=True)))
+             for pattern in [*SHIPPED, BANNED, *(re.compile(p, f) for p, f in CONSTRUCTS)]]
+
+
+@settings(max_examples=300, deadline=None)
+@given(text=texts)
+def test_every_match_in_the_reversed_text_is_a_match_of_the_backwards_screen(text):
+    backwards = text[::-1]
+    for pattern, widened in BACKWARDS:
+        assert widened is not None, pattern.pattern
+        for match in pattern.finditer(backwards):
+            # the match, read back the right way round, is one of the screen's matches
+            start, end = len(text) - match.end(), len(text) - match.start()
+            assert widened.fullmatch(text, start, end) is not None, (pattern.pattern, match)
+
+
 @settings(max_examples=300, deadline=None)
 @given(text=texts)
 def test_guardrail_patterns_find_what_re_finds_on_any_text(text):
@@ -91,10 +107,13 @@ PII = pii.PIIDetector()
 def test_pii_screens_never_hide_a_finding(text):
     detector = PII
     every_finder = [f for finder in pii._FINDERS.values() for f in finder(text)]
+    # and every value written backwards, read without any screen
+    every_finder += [Finding(len(text) - f.end, len(text) - f.start, f.label)
+                     for entity in pii.BACKWARDS for f in pii._FINDERS[entity](text[::-1])]
     secrets = [f for f in every_finder if f.label == "SECRET"]
     expected = secrets + [f for f in every_finder if f.label != "SECRET" and not any(
         s.start <= f.start < s.end for s in secrets)]
-    assert sorted(detector.find(text), key=repr) == sorted(expected, key=repr)
+    assert sorted(detector.find(text), key=repr) == sorted(set(expected), key=repr)
 
 
 def test_what_the_rewrite_does_not_cover_gets_no_screen_and_still_matches():

@@ -7,7 +7,7 @@ the detector reads it; a finding there covers the whole run in the original text
 (the run is what a redaction replaces: part of an encoding cannot be cut out).
 
 Not covered: arbitrary ciphers (ROT13, XOR, a made-up alphabet), compressed data,
-encodings other than these four. Reversed text is not tried either.
+encodings other than these four. (Text written backwards: backwards.py.)
 """
 
 from __future__ import annotations

@@ -16,6 +16,7 @@ import re
 import re2
 
 from . import Finding
+from .backwards import flipped
 from .fastre import Pattern
 from .hold import Tail, of
 from .injection_rules import all_rules
@@ -59,6 +60,13 @@ class InjectionDetector:
             match = _COMBINED.search(text)
             if match:
                 return [Finding(match.start(), match.end(), f"INJECTION:{match.lastgroup}")]
+        # An instruction written backwards ("snoitcurtsni suoiverp lla erongi"), read the
+        # right way round where the rules read backwards might match (backwards.py).
+        if _BACKWARDS is None or might_match(_BACKWARDS, text):
+            reversed_text = text[::-1]
+            match = _COMBINED.search(reversed_text)
+            if match:
+                return flipped([Finding(match.start(), match.end(), f"INJECTION:{match.lastgroup}")], len(text))
         # Leetspeak ("1gn0r3 4ll pr3v10u5 1n5truct10n5") and spaced letters ("i g n o r e"),
         # read back as words: only text with digits among letters, or runs of lone letters.
         for view in _views(text):
@@ -76,13 +84,27 @@ _LEET = [str.maketrans("0134578@$|!", "oieastbasii"), str.maketrans("0134578@$|!
 _SPACED_SIGNS = re2.compile(_SPACED_SIGNS_SOURCE)
 
 
+def _rules_backwards() -> str | None:
+    """The rules' screen read backwards: where the reversed text might hold a match."""
+    try:
+        return rewrite(_COMBINED.python.pattern, _COMBINED.python.flags, reverse=True)
+    except Unscreenable:
+        return None
+
+
+_BACKWARDS_SOURCE = _rules_backwards()
+_BACKWARDS = compile_screen(_BACKWARDS_SOURCE)
+
+
 def _any_screen_source() -> str | None:
-    """The rules' screen and the views' signs as one RE2 source, or None."""
+    """The rules' screen (both ways) and the views' signs as one RE2 source, or None."""
     try:
         rules = rewrite(_COMBINED.python.pattern, _COMBINED.python.flags)
     except Unscreenable:
         return None
-    return f"(?:{rules})|{_LEET_SIGNS_SOURCE}|{_SPACED_SIGNS_SOURCE}"
+    if _BACKWARDS is None:
+        return None
+    return f"(?:{rules})|(?:{_BACKWARDS_SOURCE})|{_LEET_SIGNS_SOURCE}|{_SPACED_SIGNS_SOURCE}"
 
 
 SCREEN_SOURCE = _any_screen_source()
@@ -93,19 +115,52 @@ _SPACED_GAPS = re.compile(r"(?<=\w)[ .*_/-]{2,}(?=\w)")
 _SPACED = re.compile(r"(?<=\b\w)[ .*_/-](?=\w\b)")
 
 
+# How far around a sign of leetspeak or spaced letters its views reach: longer than any
+# rule's match. Views of 4 KB of text a single '@' or 'x1y' marks would cost a pass of
+# Python's re over all of it when the text is not ASCII (~1 ms).
+_VIEW_REACH = 200
+
+
+def _windows(text: str, signs) -> list[tuple[int, int]]:
+    """The parts of `text` within _VIEW_REACH of a sign, merged, cut at spaces."""
+    windows: list[list[int]] = []
+    for sign in signs.finditer(text):
+        low, high = max(0, sign.start() - _VIEW_REACH), min(len(text), sign.end() + _VIEW_REACH)
+        if windows and low <= windows[-1][1]:
+            windows[-1][1] = high
+        else:
+            windows.append([low, high])
+    out = []
+    for low, high in windows:
+        if low > 0:                     # start and end at a space: no word cut in two
+            space = text.find(" ", low)
+            low = space + 1 if 0 <= space < high else low
+        if high < len(text):
+            space = text.rfind(" ", low, high)
+            high = space if space > low else high
+        out.append((low, high))
+    return out
+
+
+def _leet(text: str):
+    """The text with leetspeak read back: '11' as 'll' (a11, wi11), then each digit or
+    sign as the letter it stands for, in the two readings of '1' and '|'."""
+    doubled = text.replace("11", "ll")
+    for table in _LEET:
+        yield doubled.translate(table)
+
+
 def _views(text: str):
-    """The text as a reader undoes leetspeak or letters spaced out."""
+    """The text as a reader undoes leetspeak or letters spaced out, around their signs."""
     try:
-        leet = _LEET_SIGNS.search(text) is not None
-        spaced = _SPACED_SIGNS.search(text) is not None
+        leet = _windows(text, _LEET_SIGNS)
+        spaced = _windows(text, _SPACED_SIGNS)
     except UnicodeEncodeError:          # a lone surrogate: RE2 reads UTF-8
         return
-    if leet:
-        for table in _LEET:
-            yield text.translate(table)
-    if spaced:
-        joined = _SPACED_GAPS.sub(" ", _SPACED.sub("", text))
+    for low, high in leet:
+        yield from _leet(text[low:high])
+    for low, high in spaced:
+        joined = _SPACED_GAPS.sub(" ", _SPACED.sub("", text[low:high]))
         yield joined
-        if leet:
-            for table in _LEET:
-                yield joined.translate(table)
+        if _LEET_SIGNS.search(joined):
+            yield from _leet(joined)

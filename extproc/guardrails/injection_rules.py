@@ -45,6 +45,10 @@ ENGLISH = {
         # A fake system turn: `### SYSTEM` (in capitals), or a heading line that is only that.
         r"(?m:(?-i:#{1,6}[ \t]*(?:SYSTEM|DEVELOPER)(?:[ \t]+(?:PROMPT|MESSAGE|OVERRIDE|INSTRUCTIONS?))?)[ \t]*:?[ \t]*$)",
         r"(?m:^[ \t]*#{1,6}[ \t]*(?:system|developer)[ \t]+(?:prompt|message|override|instructions?)[ \t]*:?[ \t]*$)",
+        # ... or such a heading in capitals with an order after its colon: "### SYSTEM: new policy, ..."
+        r"(?m:^[ \t]*(?-i:#{1,6}[ \t]*(?:SYSTEM|DEVELOPER)(?:[ \t]+(?:PROMPT|MESSAGE|OVERRIDE|INSTRUCTIONS?))?)"
+        r"[ \t]*:[ \t]*(?:new|updated?|you|ignore|disregard|forget|answer|respond|reply|comply|override|"
+        r"always|never|from[ \t]+now|the[ \t]+(?:assistant|model|ai))\b)",
         r"</\s*(?:user|human|assistant)\s*>\s*<\s*(?:system|developer)\s*>",
         r"<\s*(?:system|developer)\s*>\s*(?:you\s+(?:are|must|will)|ignore|new\s+instructions|from\s+now\s+on)",
         r"\byou\s+are\s+(?:now\s+)?(?:DAN|in\s+developer\s+mode|an?\s+unrestricted|jailbroken|free\s+of\s+all)",

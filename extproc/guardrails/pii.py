@@ -17,9 +17,10 @@ from stdnum import luhn
 from stdnum.us import ssn as stdnum_ssn
 
 from . import Finding
+from .backwards import flipped, joined_sources
 from .fastre import Pattern
 from .hold import Tail, of
-from .screen import compile_screen, might_match, screen, screen_source
+from .screen import EVERY, ScreenSet, might_match, screen, screen_source
 
 # E-mail addresses as a model reads them: plain, with a quoted or non-ASCII local part, an
 # IDN domain (Unicode letters, or its xn-- form), `%40` for '@' (percent-encoded), and
@@ -89,6 +90,9 @@ _SCREENED = {"email": (_EMAIL.python, _EMAIL_SPELT.python), "phone": (_PHONE,), 
              "ip": (_IPV4, _IPV6), "secret": (_SECRETS.python,)}
 
 ENTITIES = ("email", "phone", "card", "iban", "ssn", "ip", "secret")
+# Values also read backwards (backwards.py). Phone numbers and IP addresses are not: any
+# list of numbers reads as one of them backwards about as often as forwards.
+BACKWARDS = ("email", "card", "iban", "ssn", "secret")
 
 
 def _cards(text: str):
@@ -168,34 +172,47 @@ _FINDERS = {"email": _emails, "phone": _phones, "card": _cards, "iban": _ibans,
 
 class PIIDetector:
     def __init__(self, entities: tuple[str, ...] = ENTITIES) -> None:
-        self.finders = [(screen(*_SCREENED[e]), _FINDERS[e]) for e in entities]
-        # All the pre-checks in one pass: most text has none of them, and each RE2 call
-        # from Python costs a few microseconds whatever the text.
-        self.screen_source = screen_source(*(regex for e in entities for regex in _SCREENED[e]))
-        self.any_candidate = compile_screen(self.screen_source)
-        if self.any_candidate is None:
-            self.screen_source = None
+        self.finders = [_FINDERS[e] for e in entities]
+        # Values written backwards: the same finders on the reversed text, where the
+        # screen of their patterns read backwards matches the text as written.
+        self.backwards = [_FINDERS[e] for e in entities if e in BACKWARDS]
+        forward = [screen_source(*_SCREENED[e]) for e in entities]
+        backwards = [screen_source(*_SCREENED[e], reverse=True) for e in entities if e in BACKWARDS]
+        # Every finder's pre-check, both ways, in one RE2 Set: one pass over a text says
+        # which finders may find something (most text: none). Each RE2 call from Python
+        # costs a few microseconds whatever the text.
+        sources = forward + backwards
+        self.screens = ScreenSet(sources) if all(source is not None for source in sources) else None
+        self.screen_source = joined_sources(*sources)
         self.tail = Tail(pattern for e in entities for pattern in _HOLD[e])
+
+    def _matching(self, text: str):
+        return self.screens.matching(text) if self.screens is not None else EVERY
 
     def might_find(self, text: str) -> bool:
         """False when find() finds nothing in `text` nor in any part of it (screens
         read no context: what matches inside a part matches inside the whole)."""
-        return self.any_candidate is None or might_match(self.any_candidate, text)
+        return bool(self._matching(text))
 
     def find(self, text: str) -> list[Finding]:
+        matching = self._matching(text)
+        if not matching:
+            return []
         findings: list[Finding] = []
-        if not self.might_find(text):
-            return findings
-        for candidate, finder in self.finders:
-            if candidate is not None and not might_match(candidate, text):
-                continue
-            findings.extend(finder(text))
+        for index, finder in enumerate(self.finders):
+            if index in matching:
+                findings.extend(finder(text))
+        first = len(self.finders)
+        backwards = [finder for index, finder in enumerate(self.backwards, first) if index in matching]
+        if backwards:
+            reversed_text = text[::-1]
+            findings.extend(flipped([f for finder in backwards for f in finder(reversed_text)], len(text)))
         # Secrets win over the pieces of them that look like phone numbers or cards.
         secrets = [f for f in findings if f.label == "SECRET"]
         if secrets:
             findings = secrets + [f for f in findings if f.label != "SECRET" and not any(
                 s.start <= f.start < s.end for s in secrets)]
-        return findings
+        return list(dict.fromkeys(findings))     # a value that reads the same both ways: once
 
     def hold_from(self, text: str, start: int = 0) -> int | None:
         return self.tail.hold_from(text, start)

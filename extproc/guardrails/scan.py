@@ -1,8 +1,6 @@
-"""Where the text is in a response: every string a guardrail must see, and tool names.
-
-Yields (container, key) slots, so a redaction writes back in place: in responses,
-message content, refusals, reasoning text, tool calls and output text. Requests are
-walked whole (walk.py: every string the model may read, with its path).
+"""Tool names a request declares or a response calls, and the text of a streamed
+content value. Requests are walked whole (walk.py: every string the model may read),
+JSON responses too (response_walk.py: every string the client reads).
 """
 
 from __future__ import annotations
@@ -36,94 +34,9 @@ def content_walk(container: Any, key: Any, path: tuple = ()) -> Iterator[tuple[A
                         yield from content_walk(part, field, (*path, index, field))
 
 
-def content_slots(container: Any, key: Any) -> Iterator[Slot]:
-    for slot_container, slot_key, _ in content_walk(container, key):
-        yield slot_container, slot_key
-
-
 # Generated text a message carries besides its content: a refusal, and reasoning as some
 # OpenAI-compatible providers send it (DeepSeek's `reasoning_content`, `reasoning`).
 OTHER_TEXT_FIELDS = ("refusal", "reasoning_content", "reasoning")
-
-
-def _message(message: dict) -> Iterator[Slot]:
-    """A chat message's (or delta's) text: content, refusal, reasoning, tool-call arguments."""
-    if "content" in message:
-        yield from content_slots(message, "content")
-    for field in OTHER_TEXT_FIELDS:
-        if field in message:
-            yield from content_slots(message, field)
-    yield from _tool_calls(message)
-
-
-def _tool_calls(message: dict) -> Iterator[Slot]:
-    for call in message.get("tool_calls") or ():
-        function = call.get("function") if isinstance(call, dict) else None
-        if isinstance(function, dict) and isinstance(function.get("arguments"), str):
-            yield function, "arguments"
-    legacy = message.get("function_call")       # the deprecated `functions` API
-    if isinstance(legacy, dict) and isinstance(legacy.get("arguments"), str):
-        yield legacy, "arguments"
-
-
-def _blocks(container: Any, key: Any) -> Iterator[Slot]:
-    """The text of an Anthropic content value (a string, or blocks): text, tool results,
-    tool inputs' strings, text documents. Thinking blocks are the model's own, signed: a
-    change would make the provider refuse them, so they are not rewritten."""
-    value = container[key]
-    if isinstance(value, str):
-        yield container, key
-        return
-    for block in value if isinstance(value, list) else ():
-        if not isinstance(block, dict):
-            continue
-        kind = block.get("type")
-        if isinstance(block.get("text"), str):
-            yield block, "text"
-        elif kind == "tool_result" and "content" in block:
-            yield from _blocks(block, "content")
-        elif kind == "tool_use" and isinstance(block.get("input"), dict):
-            yield from _strings(block["input"])
-        elif kind == "document" and isinstance(block.get("source"), dict) and \
-                block["source"].get("type") == "text" and isinstance(block["source"].get("data"), str):
-            yield block["source"], "data"
-
-
-def _strings(node: Any, depth: int = 0) -> Iterator[Slot]:
-    """Every string inside a JSON value (a tool's input), with its slot."""
-    if depth > 16:
-        return
-    items = node.items() if isinstance(node, dict) else enumerate(node) if isinstance(node, list) else ()
-    for key, value in items:
-        if isinstance(value, str):
-            yield node, key
-        elif isinstance(value, (dict, list)):
-            yield from _strings(value, depth + 1)
-
-
-def response_slots(kind: str, body: dict) -> Iterator[Slot]:
-    if kind == "messages":
-        if "content" in body:
-            yield from _blocks(body, "content")
-        return
-    if kind == "responses":
-        for item in body.get("output") or ():
-            if isinstance(item, dict):
-                for field in ("content", "summary"):        # a reasoning item's summary
-                    if field in item:
-                        yield from content_slots(item, field)
-                if isinstance(item.get("arguments"), str):
-                    yield item, "arguments"
-        return
-    for choice in body.get("choices") or ():
-        if not isinstance(choice, dict):
-            continue
-        if isinstance(choice.get("text"), str):
-            yield choice, "text"
-        for field in ("message", "delta"):
-            message = choice.get(field)
-            if isinstance(message, dict):
-                yield from _message(message)
 
 
 def tool_name(kind: str, tool: Any) -> str:

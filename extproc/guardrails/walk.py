@@ -16,7 +16,9 @@ back in that form, so a redaction rewrites the value where it lies:
   source of `text/*`): decoded, and encoded again after a redaction; images, audio and
   other binary types are not decoded (what the guardrails do not cover: docs/guardrails.md);
 - token ids (a completions `prompt`, an embeddings `input`): decoded with the
-  request's encoding, encoded again after a redaction (the redacted text's ids).
+  request's encoding, encoded again after a redaction (the redacted text's ids);
+  `logit_bias` keys, token ids too: read as their tokens' text in order, an entry
+  whose token a finding covers removed.
 
 Each slot is (container, key): `container[key]` reads the text, `container[key] = text`
 writes it back.
@@ -114,6 +116,53 @@ class TokenText:
         self.container[self.key] = get_encoding(self.encoding).encode_ordinary(text)
 
 
+class LogitBiasText:
+    """`logit_bias` as a slot: its keys are token ids, read as the text of their tokens
+    in order (each key's token decoded with the request's encoding: digits are not what
+    they mean). A redaction removes the entries whose token a finding covers: a bias
+    entry cannot be cut in part, and without it nothing of that token is sent."""
+
+    __slots__ = ("mapping", "text", "spans")
+
+    def __init__(self, mapping: dict, encoding: str) -> None:
+        tokenizer = get_encoding(encoding)
+        pieces, self.spans, position = [], [], 0
+        for key in mapping:
+            token = int(key)
+            piece = tokenizer.decode([token]) if 0 <= token <= tokenizer.max_token_value else key
+            pieces.append(piece)
+            self.spans.append((key, position, position + len(piece)))
+            position += len(piece)
+        self.mapping, self.text = mapping, "".join(pieces)
+
+    def __getitem__(self, _key: Any) -> str:
+        return self.text
+
+    def redact_findings(self, findings) -> None:
+        """Remove the entries whose token lies (even in part) inside a finding."""
+        for key, start, end in self.spans:
+            if any(f.start < end and start < f.end for f in findings):
+                self.mapping.pop(key, None)
+
+    def __setitem__(self, _key: Any, text: str) -> None:
+        """A replacement text (a plugin's): the entries whose token is no longer where
+        it was, read in order, are removed."""
+        position = 0
+        for key, start, end in self.spans:
+            piece = self.text[start:end]
+            found = text.find(piece, position)
+            if found < 0:
+                self.mapping.pop(key, None)
+            else:
+                position = found + len(piece)
+        self.text = text
+
+
+def _is_token_bias(value: Any) -> bool:
+    return isinstance(value, dict) and bool(value) and all(
+        isinstance(k, str) and k.isascii() and k.isdigit() and len(k) <= 9 for k in value)
+
+
 def _decoded_base64(value: str) -> tuple[str, str] | None:
     """(prefix, text) of a base64 payload of text: a data URL of a text type, or bare
     base64 that decodes to UTF-8 text; None for anything else (images, PDFs, audio)."""
@@ -168,6 +217,9 @@ def _node(out: list, container: Any, key: Any, path: Path, encoding: str) -> Non
     if isinstance(value, str):
         _string(out, container, key, value, path)
     elif isinstance(value, dict):
+        if key == "logit_bias" and _is_token_bias(value):
+            out.append((LogitBiasText(value, encoding), key, path))
+            return
         _object(out, value, path, encoding, key in _KEYED)
     elif isinstance(value, list) and len(path) < _MAX_DEPTH:
         if (path[-1:] in (("prompt",), ("input",)) or path[-2:-1] in (("prompt",), ("input",))) and \

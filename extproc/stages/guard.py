@@ -46,7 +46,12 @@ def check_texts(call: Call, guardrail: Guardrail, slots: list, direction: str) -
     if hits and guardrail.action == "redact":
         for (container, key), text, findings in zip(slots, texts, found):
             if findings:
-                container[key] = redact(text, findings)
+                # A slot that cannot take text back (logit_bias: token ids) takes the findings.
+                writer = getattr(container, "redact_findings", None)
+                if writer is not None:
+                    writer(findings)
+                else:
+                    container[key] = redact(text, findings)
                 changed = True
     verdict = "passed" if not hits else {"block": "blocked", "redact": "redacted", "log": "flagged"}[
         guardrail.action]

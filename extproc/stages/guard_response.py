@@ -1,11 +1,13 @@
-"""Guardrails on responses: buffered JSON here, SSE through a StreamGuard (stream_guard.py)."""
+"""Guardrails on responses: buffered JSON here (every string the client reads,
+guardrails/response_walk.py), SSE through a StreamGuard (stream_guard.py)."""
 
 from __future__ import annotations
 
 from ..api.provider_json import dumps
 from ..api.repeated_keys import repeated_key
 from ..guardrails.config import Guardrail
-from ..guardrails.scan import called_tools, response_slots
+from ..guardrails.response_walk import response_slots
+from ..guardrails.scan import called_tools
 from ..pipeline.call import Call
 from ..pipeline.errors import GatewayError
 from ..transport.eager import task_needed
