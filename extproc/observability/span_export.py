@@ -109,9 +109,9 @@ class SpanExporter:
             self._failed.inc(len(batch))
             if not self._failing:
                 self._failing = True
+                reason = error.code() if isinstance(error, grpc.aio.AioRpcError) else type(error).__name__
                 log.warning("trace export to %s failed, spans are dropped until it succeeds "
-                            "(gateway_trace_spans_total): %s", self.settings.endpoint,
-                            getattr(error, "code", lambda: type(error).__name__)())
+                            "(gateway_trace_spans_total): %s", self.settings.endpoint, reason)
             return
         if self._failing:
             self._failing = False
