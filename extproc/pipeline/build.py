@@ -15,6 +15,7 @@ from ..stages.meter import Meter
 from ..stages.mcp_answer import McpAnswer
 from ..stages.mcp_gate import McpGate
 from ..stages.mcp_record import McpRecord
+from ..stages.mcp_trace import McpSpan
 from ..stages.one_message import OneMessageResponse
 from ..stages.pass_through import PassThroughStream
 from ..stages.record import Record
@@ -65,5 +66,7 @@ def build_upstream_pipeline(config: GatewayConfig) -> Pipeline:
 
 def build_mcp_pipeline(config: GatewayConfig, store=None) -> Pipeline:
     """For MCP profiles' routes (/mcp/<profile>): identity, tool policy and rate limits,
-    guardrails on arguments and results, the audit line."""
-    return Pipeline([McpGate(store), McpAnswer(), McpRecord()])
+    guardrails on arguments and results, the call's span, the audit line."""
+    return Pipeline([McpGate(store), McpAnswer(),
+                     *([McpSpan()] if config.observability.tracing is not None else []),
+                     McpRecord()])

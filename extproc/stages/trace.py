@@ -21,7 +21,7 @@ from __future__ import annotations
 import random
 import time
 
-from ..observability.span_export import SpanRecord, encode_span, exporter_for
+from ..observability.span_export import SpanExporter, SpanRecord, encode_span, exporter_for
 from ..pipeline.call import Call
 from . import Stage
 from .cost import charged_cost
@@ -95,19 +95,13 @@ def span_attributes(call: Call) -> dict:
         attributes["gen_ai.operation.name"] = OPERATIONS.get(call.endpoint.kind, call.endpoint.kind)
         attributes["gen_ai.request.model"] = call.model_name[:_MAX_CHARS]
         attributes["gateway.api"] = call.dialect
-    if call.key is not None:
-        attributes["gateway.key_id"] = call.key.id
-        attributes["gateway.user"] = call.key.user or ""
-        attributes["gateway.team"] = call.key.team or ""
-    log = call.stage_state.get("log")
-    if log:
-        tags = log.get("tags")
-        if tags:
-            attributes["gateway.tags"] = [f"{k}={v}" for k, v in sorted(tags.items())][:_MAX_LIST]
-        verdicts = log.get("guardrails")
-        if verdicts:
-            attributes["gateway.guardrails"] = [f"{v['guardrail']}:{v['direction']}:{v['verdict']}"
-                                                for v in verdicts][:_MAX_LIST]
+    identity_attributes(call, attributes)
+    tags = call.stage_state.get("log", {}).get("tags")
+    if tags:
+        attributes["gateway.tags"] = [f"{k}={v}" for k, v in sorted(tags.items())][:_MAX_LIST]
+    verdicts = guardrail_verdicts(call)
+    if verdicts:
+        attributes["gateway.guardrails"] = verdicts
     backend = call.backend
     if backend is not None:
         attributes["gen_ai.provider.name"] = backend.provider.type
@@ -138,6 +132,20 @@ def span_attributes(call: Call) -> dict:
         attributes["gateway.ttft_ms"] = (call.first_byte_at - call.started) * 1000
     attributes["gateway.service_ms"] = call.service_seconds * 1000
     return attributes
+
+
+def identity_attributes(call: Call, attributes: dict) -> None:
+    """Who called: the key's id, user and team."""
+    if call.key is not None:
+        attributes["gateway.key_id"] = call.key.id
+        attributes["gateway.user"] = call.key.user or ""
+        attributes["gateway.team"] = call.key.team or ""
+
+
+def guardrail_verdicts(call: Call) -> list[str]:
+    """Each guardrail's verdict on the call, as `guardrail:direction:verdict`."""
+    verdicts = call.stage_state.get("log", {}).get("guardrails")
+    return [f"{v['guardrail']}:{v['direction']}:{v['verdict']}" for v in verdicts][:_MAX_LIST] if verdicts else []
 
 
 def span_name(call: Call) -> str:
@@ -181,15 +189,28 @@ class CallSpan(Stage):
 
     @staticmethod
     def done(call: Call) -> None:
-        context = trace_context(call)
-        if not context.sampled:
-            return
-        exporter = exporter_for(call.config.observability.tracing)
-        if exporter.full():
-            return
-        now_ns, elapsed = time.time_ns(), time.perf_counter()
-        ended = call.ended_at or elapsed
-        exporter.add(encode_span(SpanRecord(
-            context.trace_id, context.span_id, context.parent_span_id, span_name(call),
-            now_ns - int((elapsed - call.started) * 1e9), now_ns - int((elapsed - ended) * 1e9),
-            span_attributes(call), call.status >= 500)))
+        target = span_target(call)
+        if target is not None:
+            queue_span(call, target, span_name(call), span_attributes(call), call.status >= 500)
+
+
+def span_target(call: Call) -> tuple[TraceContext, SpanExporter] | None:
+    """Where an ended call's span goes: None when the call is not sampled or the worker's
+    queue is full (then its attributes are never built)."""
+    context = trace_context(call)
+    if not context.sampled:
+        return None
+    exporter = exporter_for(call.config.observability.tracing)
+    return None if exporter.full() else (context, exporter)
+
+
+def queue_span(call: Call, target: tuple[TraceContext, SpanExporter], name: str, attributes: dict,
+               error: bool) -> None:
+    """Writes an ended call's span (from its start to its end) and queues it for export."""
+    context, exporter = target
+    now_ns, elapsed = time.time_ns(), time.perf_counter()
+    ended = call.ended_at or elapsed
+    exporter.add(encode_span(SpanRecord(
+        context.trace_id, context.span_id, context.parent_span_id, name,
+        now_ns - int((elapsed - call.started) * 1e9), now_ns - int((elapsed - ended) * 1e9),
+        attributes, error)))
