@@ -4,6 +4,8 @@ import pytest
 from gateway_stack import GatewayStack
 from openai import OpenAI
 
+from extproc.store.redis_store import RedisStore
+from extproc.store.sqlite_store import SQLiteStore
 from extproc.transport import compiled
 
 
@@ -55,3 +57,15 @@ def redis_url(tmp_path_factory):
     yield f"redis://127.0.0.1:{port}/0"
     process.terminate()
     process.wait(timeout=10)
+
+
+@pytest.fixture(params=["sqlite", "redis"])
+def open_store(request, tmp_path, redis_url):
+    """Opens the store under test inside a scenario's event loop."""
+    async def opened():
+        if request.param == "sqlite":
+            return SQLiteStore(str(tmp_path / "budgets.sqlite3"))
+        store = RedisStore(redis_url)
+        await store._redis.flushdb()
+        return store
+    return opened

@@ -4,12 +4,15 @@ keeps every span the gateway's workers export, decoded to plain values."""
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent import futures
+from pathlib import Path
 
 import grpc
+from gateway_stack import GatewayStack, free_port, quickstart_config
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_service_pb2_grpc
 
 
@@ -71,3 +74,20 @@ def receiver_server(receiver: Receiver, port: int) -> grpc.Server:
     server.add_insecure_port(f"127.0.0.1:{port}")
     server.start()
     return server
+
+
+@contextlib.contextmanager
+def traced_stack(workdir: Path) -> Iterator[tuple[GatewayStack, Receiver, grpc.Server]]:
+    """The quickstart with every call traced to a receiver of its own."""
+    receiver = Receiver()
+    port = free_port()
+    server = receiver_server(receiver, port)
+    config = quickstart_config()
+    config.setdefault("observability", {})["tracing"] = {"otlp_endpoint": f"127.0.0.1:{port}",
+                                                         "sampling_percent": 100, "service_name": "gw-under-test"}
+    stack = GatewayStack(workdir, config).start()
+    try:
+        yield stack, receiver, server
+    finally:
+        stack.stop()
+        server.stop(0)

@@ -33,18 +33,6 @@ async def row(store, counter: str):
     return rows.get(counter, SimpleNamespace(spent=0.0, held=0.0))
 
 
-@pytest.fixture(params=["sqlite", "redis"])
-def open_store(request, tmp_path, redis_url):
-    """Opens the store under test inside a scenario's event loop."""
-    async def opened():
-        if request.param == "sqlite":
-            return SQLiteStore(str(tmp_path / "budgets.sqlite3"))
-        store = RedisStore(redis_url)
-        await store._redis.flushdb()
-        return store
-    return opened
-
-
 async def reserve(allotments, rid, charges):
     now = time.time()
     return await resolved(allotments.reserve(rid, charges, now, now + 900))

@@ -12,11 +12,11 @@ import secrets
 import anyio
 import httpx
 import pytest
-from gateway_stack import GatewayStack, free_port, quickstart_config
+from gateway_stack import GatewayStack
 from mcp import ClientSession
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.exceptions import McpError
-from otlp_receiver import Receiver, receiver_server
+from otlp_receiver import Receiver, traced_stack
 
 ALICE, BOB = "sk-demo-alice", "sk-demo-bob"
 ACCEPT = {"accept": "application/json, text/event-stream", "content-type": "application/json"}
@@ -24,16 +24,8 @@ ACCEPT = {"accept": "application/json, text/event-stream", "content-type": "appl
 
 @pytest.fixture(scope="module")
 def traced(tmp_path_factory):
-    receiver = Receiver()
-    port = free_port()
-    server = receiver_server(receiver, port)
-    config = quickstart_config()
-    config.setdefault("observability", {})["tracing"] = {"otlp_endpoint": f"127.0.0.1:{port}",
-                                                         "sampling_percent": 100, "service_name": "gw-under-test"}
-    stack = GatewayStack(tmp_path_factory.mktemp("mcp-traced"), config).start()
-    yield stack, receiver
-    stack.stop()
-    server.stop(0)
+    with traced_stack(tmp_path_factory.mktemp("mcp-traced")) as (stack, receiver, _server):
+        yield stack, receiver
 
 
 def _traceparent(sampled: bool = True) -> tuple[str, str, str]:

@@ -7,12 +7,9 @@ from __future__ import annotations
 import asyncio
 import time
 
-import pytest
 
 from extproc.store.caps import CapSettings, SessionCap, session_charge
 from extproc.store.limits import Limit, StoreSettings
-from extproc.store.redis_store import RedisStore
-from extproc.store.sqlite_store import SQLiteStore
 from extproc.stages.caps import SpendCaps
 
 CAP = SessionCap(header="x-gateway-session", ttl_s=1,
@@ -21,17 +18,6 @@ CAP = SessionCap(header="x-gateway-session", ttl_s=1,
 
 async def resolved(result):
     return await result if asyncio.iscoroutine(result) else result
-
-
-@pytest.fixture(params=["sqlite", "redis"])
-def open_store(request, tmp_path, redis_url):
-    async def opened():
-        if request.param == "sqlite":
-            return SQLiteStore(str(tmp_path / "budgets.sqlite3"))
-        store = RedisStore(redis_url)
-        await store._redis.flushdb()
-        return store
-    return opened
 
 
 def _caps(store) -> SpendCaps:

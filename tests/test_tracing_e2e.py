@@ -14,24 +14,16 @@ import time
 import anthropic
 import openai
 import pytest
-from gateway_stack import GatewayStack, free_port, quickstart_config
-from otlp_receiver import Receiver, receiver_server
+from gateway_stack import GatewayStack
+from otlp_receiver import traced_stack
 
 CHAT = [{"role": "user", "content": "trace this call"}]
 
 
 @pytest.fixture(scope="module")
 def traced(tmp_path_factory):
-    receiver = Receiver()
-    port = free_port()
-    server = receiver_server(receiver, port)
-    config = quickstart_config()
-    config.setdefault("observability", {})["tracing"] = {"otlp_endpoint": f"127.0.0.1:{port}",
-                                                         "sampling_percent": 100, "service_name": "gw-under-test"}
-    stack = GatewayStack(tmp_path_factory.mktemp("traced"), config).start()
-    yield stack, receiver, server
-    stack.stop()
-    server.stop(0)
+    with traced_stack(tmp_path_factory.mktemp("traced")) as (stack, receiver, server):
+        yield stack, receiver, server
 
 
 def _case(name: str) -> dict:
