@@ -36,10 +36,11 @@ import sys
 from concurrent import futures
 import grpc
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2 as t, trace_service_pb2_grpc as g
+from extproc.observability.span_export import scope_spans_of
 class Receiver(g.TraceServiceServicer):
     count = 0
     def Export(self, request, context):
-        Receiver.count += sum(len(s.spans) for r in request.resource_spans for s in r.scope_spans)
+        Receiver.count += sum(len(s.spans) for r in request.resource_spans for s in scope_spans_of(r))
         print(Receiver.count, flush=True)
         return t.ExportTraceServiceResponse()
 server = grpc.server(futures.ThreadPoolExecutor(2))

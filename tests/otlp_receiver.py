@@ -15,6 +15,8 @@ import grpc
 from gateway_stack import GatewayStack, free_port, quickstart_config
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_service_pb2_grpc
 
+from extproc.observability.span_export import scope_name_of, scope_spans_of
+
 
 def _value(any_value):
     kind = any_value.WhichOneof("value")
@@ -33,14 +35,14 @@ class Receiver(trace_service_pb2_grpc.TraceServiceServicer):
     def Export(self, request, context):  # noqa: N802 (the protocol's name)
         for resource_spans in request.resource_spans:
             resource = {a.key: _value(a.value) for a in resource_spans.resource.attributes}
-            for scope in resource_spans.scope_spans:
+            for scope in scope_spans_of(resource_spans):
                 for span in scope.spans:
                     with self.lock:
                         self.spans.append({
                             "name": span.name, "kind": span.kind, "trace_id": span.trace_id.hex(),
                             "span_id": span.span_id.hex(), "parent_span_id": span.parent_span_id.hex(),
                             "start": span.start_time_unix_nano, "end": span.end_time_unix_nano,
-                            "status": span.status.code, "scope": scope.scope.name,
+                            "status": span.status.code, "scope": scope_name_of(scope),
                             "attributes": {a.key: _value(a.value) for a in span.attributes},
                             "resource": resource})
         return trace_service_pb2.ExportTraceServiceResponse()

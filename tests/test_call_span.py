@@ -10,7 +10,8 @@ from pathlib import Path
 
 from extproc.config.filter_config import load_config
 from extproc.observability import span_export
-from extproc.observability.span_export import SpanExporter, SpanRecord, encode_span, export_request
+from extproc.observability.span_export import (SpanExporter, SpanRecord, encode_span, export_request,
+                                               scope_name_of, scope_spans_of)
 from extproc.observability.tracing import TracingSettings
 from extproc.pipeline.call import Call
 from extproc.stages.trace import parse_traceparent, trace_context
@@ -69,7 +70,8 @@ def test_a_batch_becomes_one_otlp_request_with_typed_values():
                encode_span(_record()._replace(error=True, parent_span_id=bytes.fromhex(PARENT)))]))
     [resource_spans] = request.resource_spans
     assert resource_spans.resource.attributes[0].value.string_value == "gw"
-    first, second = resource_spans.scope_spans[0].spans
+    [scope] = scope_spans_of(resource_spans)
+    first, second = scope.spans
     values = {kv.key: kv.value for kv in first.attributes}
     assert values["tokens"].int_value == 3 and values["cost"].double_value == 0.5
     assert values["name"].string_value == "x" and values["flag"].bool_value is True
@@ -79,7 +81,7 @@ def test_a_batch_becomes_one_otlp_request_with_typed_values():
     assert (first.trace_id.hex(), first.span_id.hex(), first.parent_span_id) == (TRACE, PARENT, b"")
     assert (first.name, first.start_time_unix_nano, first.end_time_unix_nano) == ("chat m", 1, 2)
     assert second.status.code == Status.STATUS_CODE_ERROR and second.parent_span_id.hex() == PARENT
-    assert resource_spans.scope_spans[0].scope.name == "llm-gateway"
+    assert scope_name_of(scope) == "llm-gateway"
 
 
 def test_a_full_queue_drops_spans_and_counts_them(monkeypatch):

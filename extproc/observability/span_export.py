@@ -39,8 +39,21 @@ SCOPE_NAME = "llm-gateway"
 # ResourceSpans' field 2 is ScopeSpans in the protocol since 0.19; a distribution that
 # ships an older snapshot of the same files (xds-protos) names it
 # InstrumentationLibrarySpans, its field 1 `instrumentation_library`. The wire is the same.
+# Which of the two is installed depends on the order pip wrote them, so readers of an
+# export request (the tests' receiver, the bench) go through the two functions below.
 ScopeSpans = getattr(trace_pb2, "ScopeSpans", None) or trace_pb2.InstrumentationLibrarySpans
 _SCOPE_INFO_FIELD = ScopeSpans.DESCRIPTOR.fields_by_number[1].name
+_SCOPE_SPANS_FIELD = trace_pb2.ResourceSpans.DESCRIPTOR.fields_by_number[2].name
+
+
+def scope_spans_of(resource_spans) -> list:
+    """A decoded ResourceSpans' ScopeSpans (field 2), whichever snapshot named it."""
+    return list(getattr(resource_spans, _SCOPE_SPANS_FIELD))
+
+
+def scope_name_of(scope_spans) -> str:
+    """A decoded ScopeSpans' instrumentation scope name (field 1's name)."""
+    return getattr(scope_spans, _SCOPE_INFO_FIELD).name
 
 
 class SpanRecord(NamedTuple):
