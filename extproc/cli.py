@@ -14,11 +14,13 @@ from .config.envoy_gen import GenerationError, generate
 from .config.filter_config import default_state_dir, load_config
 from .config.yamlread import ConfigError
 from .guardrails.config import detectors_not_made
+from .runtime.with_parent import die_with_parent
 
 DEFAULT_STATE_DIR = Path(default_state_dir())
 
 
 def main(argv: list[str] | None = None) -> None:
+    die_with_parent()          # a child of the supervisor goes with it (runtime/with_parent.py)
     parser = argparse.ArgumentParser(prog="extproc", description="LLM gateway ext_proc service.")
     commands = parser.add_subparsers(dest="command", required=True)
 

@@ -18,6 +18,10 @@ from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_serv
 from extproc.observability.span_export import scope_name_of, scope_spans_of
 
 
+# A sampled call's log line links to its trace (observability.tracing.traces_url).
+TRACES_URL = "https://traces.example.test/trace/{trace_id}?from=gateway"
+
+
 def _value(any_value):
     kind = any_value.WhichOneof("value")
     if kind == "array_value":
@@ -86,7 +90,8 @@ def traced_stack(workdir: Path) -> Iterator[tuple[GatewayStack, Receiver, grpc.S
     server = receiver_server(receiver, port)
     config = quickstart_config()
     config.setdefault("observability", {})["tracing"] = {"otlp_endpoint": f"127.0.0.1:{port}",
-                                                         "sampling_percent": 100, "service_name": "gw-under-test"}
+                                                         "sampling_percent": 100, "service_name": "gw-under-test",
+                                                         "traces_url": TRACES_URL}
     stack = GatewayStack(workdir, config).start()
     try:
         yield stack, receiver, server

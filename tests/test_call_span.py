@@ -97,3 +97,23 @@ def test_a_full_queue_drops_spans_and_counts_them(monkeypatch):
         return queued, dropped
 
     assert asyncio.run(fill()) == (3, 2)
+
+
+def test_a_reload_closes_the_exporter_of_settings_no_longer_named():
+    old, new = TracingSettings(host="127.0.0.1", port=1), TracingSettings(host="127.0.0.1", port=2)
+
+    async def scenario() -> None:
+        exporter = span_export.exporter_for(old)
+        exporter.add(encode_span(_record()))
+        assert span_export.close_unused_exporters(old) == []           # still named: kept
+        before = exporter._failed._value.get()
+        await asyncio.gather(*span_export.close_unused_exporters(new))
+        # What it held was sent before it stopped (to a collector that is down: dropped, counted).
+        assert not exporter.queue and exporter._failed._value.get() - before == 1
+        assert exporter._task.done() and old not in span_export._exporters
+        # A call still on the old config gets an exporter of its own.
+        assert span_export.exporter_for(old) is not exporter
+        await asyncio.gather(*span_export.close_unused_exporters(None))
+        assert span_export._exporters == {}
+
+    asyncio.run(scenario())

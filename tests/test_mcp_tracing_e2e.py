@@ -3,7 +3,7 @@ quickstart's demo MCP server on a profile, and each JSON-RPC call's span (one pe
 made by the service) reaches an OTLP/gRPC receiver with the gen_ai tool attributes and
 the gateway's own, typed; the caller's `traceparent` is continued (its sampled flag
 obeyed); a refused tool call and a call without a key have their span; the session id
-never appears in a span."""
+never appears in a span; the audit line names the trace."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from gateway_stack import GatewayStack
 from mcp import ClientSession
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.exceptions import McpError
-from otlp_receiver import Receiver, traced_stack
+from otlp_receiver import TRACES_URL, Receiver, traced_stack
 
 ALICE, BOB = "sk-demo-alice", "sk-demo-bob"
 ACCEPT = {"accept": "application/json, text/event-stream", "content-type": "application/json"}
@@ -92,6 +92,10 @@ def test_a_tool_call_continues_the_callers_trace_with_typed_tool_attributes(trac
     assert initialize["attributes"]["mcp.method.name"] == "initialize"
     assert initialize["attributes"]["gateway.mcp_session"] is False
     assert "gen_ai.operation.name" not in initialize["attributes"]
+    # The audit line of the tool call names its trace and links to it.
+    audit = stack.wait_for_record(predicate=lambda r: r.get("kind") == "mcp" and r.get("tool") == "echo"
+                                  and r.get("trace_id") == trace_id)
+    assert audit["trace_url"] == TRACES_URL.replace("{trace_id}", trace_id) and audit["outcome"] == "ok"
 
 
 def test_refused_calls_have_their_span(traced):

@@ -3,19 +3,21 @@ OTLP/gRPC to a receiver built on the OpenTelemetry protocol's own service defini
 (opentelemetry-proto's TraceService servicer and messages), with typed gen_ai and gateway
 attributes for a JSON call, a stream, a translated call, a refused call, a failed-over
 call and a blocked one; a caller's `traceparent` is continued (its sampled flag obeyed);
-the provider receives a `traceparent` naming the gateway's span; a collector that is down
-fails no call."""
+the provider receives a `traceparent` naming the gateway's span; the log line names the
+trace and, for a sampled call, links to it; a collector that is down fails no call; a
+reload that names another collector sends the spans there."""
 
 from __future__ import annotations
 
+import copy
 import secrets
 import time
 
 import anthropic
 import openai
 import pytest
-from gateway_stack import GatewayStack
-from otlp_receiver import traced_stack
+from gateway_stack import GatewayStack, free_port
+from otlp_receiver import TRACES_URL, Receiver, receiver_server, traced_stack
 
 CHAT = [{"role": "user", "content": "trace this call"}]
 
@@ -85,6 +87,10 @@ def test_a_json_call_continues_the_callers_trace_with_typed_gen_ai_attributes(tr
     assert verdicts and not [verdict for verdict in verdicts if verdict.endswith(":blocked")]
     # The provider's leg sits beneath the gateway's span.
     assert _provider_traceparent(stack, trace_id) == [f"00-{trace_id}-{span['span_id']}-01"]
+    # The call's log line names its trace and links to it.
+    record = stack.wait_for_record(predicate=lambda r: r.get("tags") == {"case": "json"})
+    assert record["trace_id"] == trace_id
+    assert record["trace_url"] == TRACES_URL.replace("{trace_id}", trace_id)
 
 
 def test_a_call_without_traceparent_starts_a_trace_the_provider_continues(traced):
@@ -113,6 +119,9 @@ def test_an_unsampled_caller_is_obeyed_and_its_flag_passed_on(traced):
     receiver.wait_for("after")
     assert receiver.tagged("unsampled") == []
     assert not [s for s in receiver.spans if s["trace_id"] == trace_id]
+    # Its log line names the trace the provider was told of; no link to a trace not kept.
+    record = stack.wait_for_record(predicate=lambda r: r.get("tags") == {"case": "unsampled"})
+    assert record["trace_id"] == trace_id and "trace_url" not in record
 
 
 def test_a_stream_passed_through_has_its_usage_and_time_to_first_token(traced):
@@ -217,3 +226,25 @@ def test_a_collector_that_is_down_fails_no_call_and_its_spans_are_counted(traced
     expected = 'gateway_trace_spans_total{result="dropped_export_failed"} 3.0'
     assert expected in stack.metrics(expected, timeout=15)
     assert receiver.tagged("collector-down") == []
+
+
+def test_a_reload_sends_the_spans_to_the_collector_it_names(traced):
+    """Runs after the collector went down: the config is changed to name another one."""
+    stack, _, _ = traced
+    receiver, port = Receiver(), free_port()
+    server = receiver_server(receiver, port)
+    try:
+        config = copy.deepcopy(stack.config)
+        config["observability"]["tracing"]["otlp_endpoint"] = f"127.0.0.1:{port}"
+        stack.write_filter_config(config)
+        alice = openai.OpenAI(base_url=stack.base_url, api_key="sk-demo-alice", max_retries=0)
+        deadline = time.monotonic() + 20
+        while not receiver.tagged("after-reload") and time.monotonic() < deadline:
+            alice.chat.completions.create(model="gpt-4o-mini", messages=CHAT, max_tokens=5,
+                                          extra_headers=_case("after-reload"))
+            time.sleep(0.5)
+        spans = receiver.tagged("after-reload")
+        assert spans and {s["resource"]["service.name"] for s in spans} == {"gw-under-test"}
+        assert _common(spans[0])["gateway.backend"] == "mock"
+    finally:
+        server.stop(0)

@@ -282,6 +282,13 @@ def exporter_for(settings: TracingSettings) -> SpanExporter:
     return exporter
 
 
+def close_unused_exporters(in_use: TracingSettings | None) -> list:
+    """At a reload: closes the exporters of tracing settings the config in force no longer
+    names; returns the closings to await (each sends what it holds first). A call still on
+    the old config makes its exporter anew, as a plugin's channel is (guardrails/plugin.py)."""
+    return [_exporters.pop(settings).close() for settings in [s for s in _exporters if s != in_use]]
+
+
 async def close_exporters() -> None:
     """At a worker's stop: every exporter sends what it holds."""
     while _exporters:

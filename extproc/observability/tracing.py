@@ -6,7 +6,8 @@
         sampling_percent: 100             # head sampling of calls that start a trace; a caller's
                                           # traceparent decides for its own (parent-based)
         service_name: llm-gateway
-        traces_url: ""                    # a link to a trace (Grafana's traces link), {trace_id}
+        traces_url: ""                    # a link to one trace, {trace_id} filled in: a sampled
+                                          # call's log line carries it as trace_url
 
 The service makes each call's span (stages/trace.py) and each worker sends them in
 batches (span_export.py); docs/decisions/call-spans-from-the-service.md says why.

@@ -9,7 +9,6 @@ then the workers (in-flight streams finish), then the mock.
 
 from __future__ import annotations
 
-import ctypes
 import math
 import os
 import shutil
@@ -24,8 +23,8 @@ from pathlib import Path
 
 from ..config import envoy_config
 from ..config.filter_config import GatewayConfig
+from .with_parent import child_command
 
-_PR_SET_PDEATHSIG = 1
 # grpc-python's EventEngine endpoints hand every read across four threads (epoll poller,
 # EventEngine worker, completion-queue thread, event loop); its older iomgr endpoints
 # read on the completion-queue thread itself (two). Measured on the gateway (four
@@ -47,14 +46,6 @@ MAX_RESTART_DELAY_S = 30.0
 def restart_delay(quick_crashes: int) -> float:
     """Seconds to wait before restarting a worker after its n-th crash in a row soon after start."""
     return 0.0 if quick_crashes <= 1 else min(MAX_RESTART_DELAY_S, 0.5 * 2 ** (quick_crashes - 2))
-
-
-def _die_with_parent() -> None:
-    """Children go when the supervisor goes, even on SIGKILL (Linux)."""
-    try:
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
-    except OSError:
-        pass
 
 
 class Supervisor:
@@ -131,7 +122,8 @@ class Supervisor:
         os.replace(temporary, link)                                  # atomic swap
 
     def _spawn(self, argv: list[str], env: dict[str, str] | None = None) -> subprocess.Popen:
-        return subprocess.Popen(argv, preexec_fn=_die_with_parent, env={**os.environ, **(env or {})})
+        command, parent = child_command(argv)         # it goes when the supervisor goes
+        return subprocess.Popen(command, env={**os.environ, **(env or {}), **parent})
 
     def _start_worker(self, index: int, *, switch: bool = True) -> None:
         """A new worker process on a socket of its own; `switch`: Envoy's path points at it now

@@ -20,7 +20,7 @@ from ..api.tokens import get_encoding
 from ..config.filter_config import GatewayConfig, load_config
 from ..guardrails.plugin import close_unused_channels
 from ..observability import metrics
-from ..observability.span_export import close_exporters
+from ..observability.span_export import close_exporters, close_unused_exporters
 from ..pipeline.build import build_mcp_pipeline, build_pipeline, build_upstream_pipeline
 from ..stages.key_ring import KEY_RING
 from ..store import open_worker_store
@@ -146,7 +146,8 @@ async def serve_worker(config_path: str, address: str, health_address: str | Non
 
     def apply(new_config: GatewayConfig) -> None:
         processor.runtime = reloaded(processor.runtime, new_config)   # one assignment: atomic
-        for closing in close_unused_channels(new_config.guardrails.plugin_addresses()):
+        for closing in [*close_unused_channels(new_config.guardrails.plugin_addresses()),
+                        *close_unused_exporters(new_config.observability.tracing)]:
             _closing.add(task := asyncio.get_running_loop().create_task(closing))
             task.add_done_callback(_closing.discard)
 

@@ -56,6 +56,11 @@ class McpRecord(Stage):
             "guardrails": call.stage_state.get("log", {}).get("guardrails", []),
             "config_version": call.config.version,
         }
+        logged = call.stage_state.get("log", {})
+        if "trace_id" in logged:               # tracing configured (stages/trace.py log_trace)
+            record["trace_id"] = logged["trace_id"]
+            if "trace_url" in logged:
+                record["trace_url"] = logged["trace_url"]
         self._out.write(orjson.dumps(record, option=orjson.OPT_APPEND_NEWLINE))
         self._out.flush()
         if state.rpc_method == "tools/call" and profile is not None:

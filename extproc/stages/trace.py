@@ -196,8 +196,10 @@ class CallSpan(Stage):
 
 def span_target(call: Call) -> tuple[TraceContext, SpanExporter] | None:
     """Where an ended call's span goes: None when the call is not sampled or the worker's
-    queue is full (then its attributes are never built)."""
+    queue is full (then its attributes are never built). Names the trace on the call's
+    log line either way (log_trace)."""
     context = trace_context(call)
+    log_trace(call, context)
     if not context.sampled:
         return None
     exporter = exporter_for(call.config.observability.tracing)
@@ -214,3 +216,13 @@ def queue_span(call: Call, target: tuple[TraceContext, SpanExporter], name: str,
         context.trace_id, context.span_id, context.parent_span_id, name,
         now_ns - int((elapsed - call.started) * 1e9), now_ns - int((elapsed - ended) * 1e9),
         attributes, error)))
+
+
+def log_trace(call: Call, context: TraceContext) -> None:
+    """The log line's `trace_id` (the provider got it in its `traceparent`, sampled or
+    not), and for a sampled call `trace_url`: `traces_url` with `{trace_id}` filled in."""
+    log = call.stage_state.setdefault("log", {})
+    log["trace_id"] = trace_id = context.trace_id.hex()
+    traces_url = call.config.observability.tracing.traces_url
+    if traces_url and context.sampled:
+        log["trace_url"] = traces_url.replace("{trace_id}", trace_id)
