@@ -74,7 +74,10 @@ def envoy_alone(workdir: Path, mock_port: int) -> tuple[subprocess.Popen, int]:
     envoy = yaml.safe_load((ROOT / "envoy" / "quickstart.yaml").read_text())
     port, admin = free_port(), free_port()
     envoy["admin"]["address"]["socket_address"]["port_value"] = admin
+    # The API listener alone: the others (the refusing gRPC one, MCP's loopback) name clusters
+    # a plain proxy does not have.
     listener = envoy["static_resources"]["listeners"][0]
+    envoy["static_resources"]["listeners"] = [listener]
     listener["address"]["socket_address"]["port_value"] = port
     hcm = listener["filter_chains"][0]["filters"][0]["typed_config"]
     # A plain proxy: the router alone (the gateway's own filters are part of what it costs).

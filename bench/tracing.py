@@ -7,7 +7,8 @@ with tracing configured but no call sampled, in interleaved rounds on the same c
 
 As bench/run.py: each side's Envoy and worker pinned to core 0, the mock, the receiver
 and wrk to core 1; the quickstart pipeline with a token budget. Reports req/s, the
-service's and Envoy's CPU per request, and the ratio of each to Envoy alone.
+service's and Envoy's CPU per request, the ratio of each to Envoy alone, and the worker's
+CPU by thread (its event loop against gRPC's threads for the export).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import os
 import signal
 import statistics
 import subprocess
@@ -49,6 +51,21 @@ server.add_insecure_port("127.0.0.1:" + sys.argv[1])
 server.start()
 server.wait_for_termination()
 """
+
+
+def thread_seconds(pid: int) -> dict[str, float]:
+    """CPU seconds of each of a process's threads, summed by thread name (the event loop's
+    is `python`; gRPC's channel runs its own, for the export)."""
+    seconds: dict[str, float] = {}
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            stat = (task / "stat").read_text()
+        except OSError:
+            continue
+        name = stat[stat.index("(") + 1:stat.rindex(")")]
+        fields = stat.rsplit(")", 1)[1].split()
+        seconds[name] = seconds.get(name, 0.0) + (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return seconds
 
 
 def gateway(cleanup: contextlib.ExitStack, workdir: Path, tracing_port: int | None,
@@ -104,11 +121,17 @@ def main() -> None:
         for _ in range(args.rounds):
             for side, (url, workers, envoys) in sides.items():
                 before = (sum(map(cpu_seconds, workers)), sum(map(cpu_seconds, envoys)))
+                threads_before = [thread_seconds(pid) for pid in workers]
                 key = KEYS["envoy alone"] if side == "envoy alone" else KEYS["gateway"]
                 result = wrk(binary, url, key, body, args.seconds, args.connections)
                 requests = max(1, result["requests"])
                 result["service_us"] = (sum(map(cpu_seconds, workers)) - before[0]) / requests * 1e6
                 result["envoy_us"] = (sum(map(cpu_seconds, envoys)) - before[1]) / requests * 1e6
+                result["threads_us"] = {}
+                for pid, earlier in zip(workers, threads_before):
+                    for name, seconds in thread_seconds(pid).items():
+                        used = (seconds - earlier.get(name, 0.0)) / requests * 1e6
+                        result["threads_us"][name] = result["threads_us"].get(name, 0.0) + used
                 results[side].append(result)
         receiver.terminate()
         spans = [line for line in receiver.communicate(timeout=5)[0].split()]
@@ -135,6 +158,12 @@ def main() -> None:
           f"req/s {summary['tracing on']['rps'] / summary['tracing off']['rps']:.3f}x")
     print(f"sampled 0% / off: CPU per request {zero_total / off_total:.3f}x, "
           f"req/s {summary['sampled 0%']['rps'] / summary['tracing off']['rps']:.3f}x")
+    for side in ("tracing off", "tracing on"):
+        names = sorted({name for run in results[side] for name in run["threads_us"]})
+        shares = {name: statistics.median(run["threads_us"].get(name, 0.0) for run in results[side])
+                  for name in names}
+        print(f"worker CPU per request by thread, {side}: "
+              + ", ".join(f"{name} {us:.1f} us" for name, us in shares.items() if us >= 0.05))
     print(json.dumps(summary))
 
 
