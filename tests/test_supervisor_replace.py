@@ -7,6 +7,7 @@ again and again soon after its start is restarted with a growing delay."""
 from __future__ import annotations
 
 import os
+import socket
 import time
 
 import pytest
@@ -101,3 +102,34 @@ def test_a_worker_that_ran_a_while_is_restarted_at_once(supervisor):
     supervisor.workers[0].wait()
     supervisor.restart_crashed_workers()
     assert supervisor.generation[0] == 1 and supervisor.quick_crashes[0] == 1
+
+
+def test_an_aggregator_that_cannot_start_backs_off_then_comes_back_once_it_can(supervisor, tmp_path):
+    path = tmp_path / "gateway.yaml"
+    text = path.read_text()
+    path.unlink()                          # gone: every new aggregator dies loading it
+    supervisor.aggregator.kill()
+    starts: list[float] = []
+    deadline = time.monotonic() + 6
+    while time.monotonic() < deadline:
+        before = supervisor.aggregator
+        supervisor.restart_crashed_aggregator()
+        if supervisor.aggregator is not before:
+            starts.append(time.monotonic())
+        time.sleep(0.05)
+    gaps = [later - earlier for earlier, later in zip(starts, starts[1:])]
+    # Without the back-off an aggregator dying in ~1 s would be started 6 times or more here.
+    assert 3 <= len(starts) <= 5, gaps
+    assert all(gap >= restart_delay(n + 2) for n, gap in enumerate(gaps)), gaps
+    path.write_text(text)
+    address = supervisor.config.mcp.aggregator.address
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        supervisor.restart_crashed_aggregator()
+        try:
+            socket.create_connection(tuple(address.rsplit(":", 1)), timeout=0.2).close()
+            break
+        except OSError:
+            time.sleep(0.1)
+    assert supervisor.aggregator.poll() is None
+    socket.create_connection(tuple(address.rsplit(":", 1)), timeout=1).close()

@@ -1,11 +1,11 @@
 """Tracing through real Envoy: the service's one SERVER span per call, exported over
 OTLP/gRPC to a receiver built on the OpenTelemetry protocol's own service definition
 (opentelemetry-proto's TraceService servicer and messages), with typed gen_ai and gateway
-attributes for a JSON call, a stream, a translated call, a refused call, a failed-over
-call and a blocked one; a caller's `traceparent` is continued (its sampled flag obeyed);
-the provider receives a `traceparent` naming the gateway's span; the log line names the
-trace and, for a sampled call, links to it; a collector that is down fails no call; a
-reload that names another collector sends the spans there."""
+attributes for a JSON call, a stream, a translated call, a refused call, a call over its
+budget (429), a failed-over call and a blocked one; a caller's `traceparent` is continued
+(its sampled flag obeyed); the provider receives a `traceparent` naming the gateway's
+span; the log line names the trace and, for a sampled call, links to it; a collector that
+is down fails no call; a reload that names another collector sends the spans there."""
 
 from __future__ import annotations
 
@@ -168,6 +168,19 @@ def test_a_refused_call_says_why(traced):
     for absent in ("gen_ai.usage.input_tokens", "gateway.backend", "gateway.cost_usd", "gateway.attempts"):
         assert absent not in attributes
     assert _provider_traceparent(stack, trace_id) == []
+
+
+def test_a_call_its_budget_has_no_room_for_is_a_429_span(traced):
+    stack, receiver, _ = traced
+    bob = openai.OpenAI(base_url=stack.base_url, api_key="sk-demo-bob", max_retries=0)
+    with pytest.raises(openai.RateLimitError) as refused:      # bob's hourly budget: 2,000 tokens
+        bob.chat.completions.create(model="gpt-4o-mini", messages=CHAT, max_tokens=100_000,
+                                    extra_headers=_case("over-budget"))
+    attributes = _common(receiver.wait_for("over-budget"))
+    assert attributes["error.type"] == refused.value.code == "budget_exceeded"
+    assert attributes["http.response.status_code"] == 429 and attributes["gateway.user"] == "bob"
+    for absent in ("gateway.backend", "gateway.cost_usd", "gen_ai.usage.input_tokens"):
+        assert absent not in attributes
 
 
 def test_an_unknown_key_is_traced_without_a_caller(traced):

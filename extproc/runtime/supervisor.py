@@ -71,6 +71,9 @@ class Supervisor:
         self.envoy: subprocess.Popen | None = None
         self.mock: subprocess.Popen | None = None
         self.aggregator: subprocess.Popen | None = None    # serves combined MCP profiles
+        self.aggregator_started_at = 0.0
+        self.aggregator_quick_crashes = 0                  # as a worker's: the same back-off
+        self.aggregator_restart_at: float | None = None
         self.admin = None
         self._stopping = False
 
@@ -155,6 +158,7 @@ class Supervisor:
         if self.config.mcp.combined_profiles and self.config.path:
             self.aggregator = self._spawn([sys.executable, "-m", "extproc", "mcp-aggregator",
                                            "--config", self.config.path])
+            self.aggregator_started_at = time.monotonic()
 
     def _wait_for_listening(self, process: subprocess.Popen, address: str, what: str,
                             timeout: float = 30.0) -> None:
@@ -247,10 +251,7 @@ class Supervisor:
                 self.stop()
                 return 1
             self.restart_crashed_workers()
-            if self.aggregator is not None and self.aggregator.poll() is not None and not self._stopping:
-                print(f"extproc: the MCP aggregator exited ({self.aggregator.returncode}); restarting",
-                      file=sys.stderr)
-                self._start_aggregator()
+            self.restart_crashed_aggregator()
         self.stop()
         return 0
 
@@ -274,6 +275,23 @@ class Supervisor:
             if now >= self.restart_at[index]:
                 del self.restart_at[index]
                 self._start_worker(index)
+
+    def restart_crashed_aggregator(self) -> None:
+        """The MCP aggregator comes back as a worker does: at once the first time, then
+        after a growing delay while it keeps dying soon after start."""
+        if self._stopping or self.aggregator is None or self.aggregator.poll() is None:
+            return
+        now = time.monotonic()
+        if self.aggregator_restart_at is None:
+            lived = now - self.aggregator_started_at
+            self.aggregator_quick_crashes = self.aggregator_quick_crashes + 1 if lived < STABLE_AFTER_S else 1
+            delay = restart_delay(self.aggregator_quick_crashes)
+            self.aggregator_restart_at = now + delay
+            print(f"extproc: the MCP aggregator exited ({self.aggregator.returncode}) after {lived:.1f} s; "
+                  + (f"restarting in {delay:g} s" if delay else "restarting"), file=sys.stderr)
+        if now >= self.aggregator_restart_at:
+            self.aggregator_restart_at = None
+            self._start_aggregator()
 
     def stop(self, grace: float = 30.0) -> None:
         """Envoy stops taking new requests, the ones in flight (long streams too) finish,
