@@ -5,7 +5,8 @@ Python (and dlopen libc) between fork and exec, which is unsafe once the parent 
 threads (gRPC's pollers, the admin server's), and it forces fork where Python would
 otherwise use vfork. Python children (`python -m extproc ...`) ask for it at start
 (`die_with_parent`, from the CLI) when EXTPROC_PARENT_PID is set; other programs
-(Envoy) are started through a few lines of Python that ask for it and exec them.
+(Envoy) are started through a few lines of Python that ask for it the same way and exec
+them (the request survives exec).
 Either way the child checks that its parent is still the one that started it: a parent
 gone before the request was made is seen, not missed.
 
@@ -22,25 +23,20 @@ import sys
 PARENT_ENV = "EXTPROC_PARENT_PID"
 _PR_SET_PDEATHSIG = 1
 
-# Asks for the death signal, then becomes `argv[2:]` (argv[1]: the parent's pid).
-_EXEC_WITH_PARENT = (
-    "import ctypes, os, sys\n"
-    "try:\n"
-    "    ctypes.CDLL(None, use_errno=True).prctl(1, 15)\n"     # PR_SET_PDEATHSIG, SIGTERM
-    "except (OSError, AttributeError):\n"
-    "    pass\n"
-    "if os.getppid() != int(sys.argv[1]):\n"
-    "    sys.exit(1)\n"
-    "os.execv(sys.argv[2], sys.argv[2:])\n")
+# Asks for the death signal as a Python child does, then becomes `argv[1:]`.
+_EXEC_WITH_PARENT = ("import os, sys\n"
+                     "from extproc.runtime.with_parent import die_with_parent\n"
+                     "die_with_parent()\n"
+                     "os.execv(sys.argv[1], sys.argv[1:])\n")
 
 
 def child_command(argv: list[str]) -> tuple[list[str], dict[str, str]]:
     """The command line and the environment entries that start `argv` as a child that
     goes when this process goes."""
-    parent = str(os.getpid())
+    env = {PARENT_ENV: str(os.getpid())}
     if argv[:3] == [sys.executable, "-m", "extproc"]:
-        return argv, {PARENT_ENV: parent}
-    return [sys.executable, "-c", _EXEC_WITH_PARENT, parent, *argv], {}
+        return argv, env
+    return [sys.executable, "-c", _EXEC_WITH_PARENT, *argv], env
 
 
 def die_with_parent() -> None:

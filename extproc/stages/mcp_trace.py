@@ -15,10 +15,10 @@ their span too.
 from __future__ import annotations
 
 from ..pipeline.call import Call
-from . import Stage
 from .mcp_gate import McpState
 from .mcp_record import outcome_of, server_label
-from .trace import guardrail_verdicts, identity_attributes, queue_span, span_target, trace_context
+from .trace import (CallSpan, guardrail_verdicts, identity_attributes, log_trace, queue_span, span_target,
+                    trace_context)
 
 _MAX_ID_CHARS = 128
 # Outcomes where the tool (or the hop to its server) failed, rather than the caller
@@ -66,21 +66,18 @@ def mcp_span_attributes(call: Call, state: McpState, outcome: str) -> dict:
     return attributes
 
 
-class McpSpan(Stage):
-    """Names the gateway's span to the MCP server (request headers) and queues the span
-    when the call has ended (done: the outcome and the verdicts are final)."""
+class McpSpan(CallSpan):
+    """Names the gateway's span to the MCP server (request headers, as CallSpan) and
+    queues the span when the call has ended (done: the outcome and the verdicts are final)."""
 
     name = "mcp_trace"
-
-    @staticmethod
-    def request_headers(call: Call, end_of_stream: bool) -> None:
-        call.reply.set_headers["traceparent"] = trace_context(call).traceparent()
 
     @staticmethod
     def done(call: Call) -> None:
         state: McpState | None = call.stage_state.get("mcp")
         if state is None:
             return
+        log_trace(call, trace_context(call))
         target = span_target(call)
         if target is None:
             return

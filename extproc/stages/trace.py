@@ -189,6 +189,7 @@ class CallSpan(Stage):
 
     @staticmethod
     def done(call: Call) -> None:
+        log_trace(call, trace_context(call))
         target = span_target(call)
         if target is not None:
             queue_span(call, target, span_name(call), span_attributes(call), call.status >= 500)
@@ -196,10 +197,8 @@ class CallSpan(Stage):
 
 def span_target(call: Call) -> tuple[TraceContext, SpanExporter] | None:
     """Where an ended call's span goes: None when the call is not sampled or the worker's
-    queue is full (then its attributes are never built). Names the trace on the call's
-    log line either way (log_trace)."""
+    queue is full (then its attributes are never built)."""
     context = trace_context(call)
-    log_trace(call, context)
     if not context.sampled:
         return None
     exporter = exporter_for(call.config.observability.tracing)
