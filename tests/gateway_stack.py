@@ -241,7 +241,8 @@ class GatewayStack:
         """The service's one-JSON-line-per-request records (Envoy's own lines excluded)."""
         import json
         records = []
-        for line in self.log_path.read_text(errors="replace").splitlines():
+        # Whole lines only: a worker may be midway through writing the last one.
+        for line in self.log_path.read_text(errors="replace").split("\n")[:-1]:
             if line.startswith("{") and '"config_version"' in line:
                 records.append(json.loads(line))
         return records
