@@ -1,4 +1,4 @@
-"""The `extproc` command: up, serve, mock-provider, check (see shared/spec/contract.md)."""
+"""The `extproc` command: up, serve, mock-provider, check (docs/configuration.md and the README say what each does)."""
 
 from __future__ import annotations
 
@@ -30,7 +30,7 @@ def main(argv: list[str] | None = None) -> None:
     up.add_argument("--state-dir", default=str(DEFAULT_STATE_DIR),
                     help=f"where budgets and spend are kept (default: {DEFAULT_STATE_DIR})")
     up.add_argument("--workers", type=int, help="ext_proc worker processes (default: one per core)")
-    up.add_argument("--fixtures", help="folder of recorded responses the mock may replay")
+    up.add_argument("--fixtures", help="folder of recorded responses the mock may replay (default: the shipped recordings)")
 
     serve = commands.add_parser("serve", help="only the ext_proc service (beside Envoy)")
     serve.add_argument("--config", required=True)
@@ -41,7 +41,7 @@ def main(argv: list[str] | None = None) -> None:
     mock.add_argument("--host", default="127.0.0.1")
     mock.add_argument("--api-key", help="require this key (default: accept any)")
     mock.add_argument("--config", help="a filter config whose mock_provider section to serve")
-    mock.add_argument("--fixtures", help="folder of recorded responses (x-mock-replay)")
+    mock.add_argument("--fixtures", help="folder of recorded responses (x-mock-replay; default: the shipped recordings)")
 
     mock_mcp = commands.add_parser("mock-mcp", help="the demo MCP server (streamable HTTP, official mcp SDK)")
     mock_mcp.add_argument("--port", type=int, default=10110)

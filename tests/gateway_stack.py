@@ -20,10 +20,11 @@ from pathlib import Path
 import httpx
 import yaml
 
+from extproc.mock.wire import RECORDINGS
 from extproc.observability.metrics import FLUSH_INTERVAL
 
 ROOT = Path(__file__).resolve().parent.parent
-FIXTURES = ROOT.parent / "shared" / "fixtures"      # the recordings sit in folders below it
+FIXTURES = RECORDINGS        # the recordings the mock ships, in folders below it
 QUICKSTART_CONFIG = ROOT / "config" / "quickstart.yaml"
 QUICKSTART_ENVOY = ROOT / "envoy" / "quickstart.yaml"
 

@@ -92,7 +92,7 @@ def test_any_text_counts_as_tiktoken_counts(text, encoding):
 
 def _corpus() -> list[Path]:
     files = sorted(ROOT.glob("extproc/**/*.py")) + sorted(ROOT.glob("*.md")) + sorted(ROOT.glob("tests/corpora/*"))
-    return files + sorted((ROOT.parent / "shared" / "fixtures").rglob("*.yaml"))
+    return files + sorted((ROOT / "extproc" / "mock" / "recordings").rglob("*.yaml"))
 
 
 @pytest.mark.parametrize("encoding", ENCODINGS)

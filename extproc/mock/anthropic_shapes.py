@@ -1,5 +1,5 @@
 """Response bodies and SSE events of the mock, shaped like Anthropic's Messages API
-(see the shared fixtures' anthropic-recordings): field order, ids, usage objects, the
+(see the recordings in mock/recordings/anthropic-recordings): field order, ids, usage objects, the
 whitespace Anthropic pads some events' JSON with, and the `{"type": "ping"}` it sends
 after the first content block starts."""
 

@@ -1,4 +1,4 @@
-"""Response bodies of the mock provider, shaped like OpenAI's (see shared fixtures)."""
+"""Response bodies of the mock provider, shaped like OpenAI's (see the recordings in mock/recordings/openai-recordings)."""
 
 from __future__ import annotations
 

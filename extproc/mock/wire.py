@@ -84,12 +84,17 @@ async def write_truncated(request: web.Request, body: bytes, size: int) -> web.S
 
 # --- replay -----------------------------------------------------------------------------
 
+# Recorded provider traffic shipped with the mock (sources and licenses: its README.md).
+RECORDINGS = Path(__file__).resolve().parent / "recordings"
+
+
 def find_recording(fixtures: str | None, name: str) -> Path | None:
-    """The recording `<name>.yaml` in the fixtures folder or any folder directly below it
-    (openai-recordings/, anthropic-recordings/); None for a name that is not a plain one."""
-    if not fixtures or not _RECORDING_NAME.fullmatch(name):
+    """The recording `<name>.yaml` in the fixtures folder (the shipped recordings when none is
+    given) or any folder directly below it (openai-recordings/, anthropic-recordings/,
+    provider-recordings/); None for a name that is not a plain one."""
+    if not _RECORDING_NAME.fullmatch(name):
         return None
-    root = Path(fixtures)
+    root = Path(fixtures) if fixtures else RECORDINGS
     for candidate in [root / f"{name}.yaml", *sorted(root.glob(f"*/{name}.yaml"))]:
         if candidate.is_file():
             return candidate

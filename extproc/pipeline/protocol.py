@@ -1,6 +1,6 @@
 """Building ext_proc replies. Everything that touches the Envoy wire types lives here.
 
-Notes from measuring Envoy 1.40 (see shared notes): an empty reply must still set
+Notes from measuring Envoy 1.40 (docs/architecture.md): an empty reply must still set
 its oneof; route-cache clearing only happens with a header mutation present; a
 mode override must restate every body mode.
 """
