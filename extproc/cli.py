@@ -12,7 +12,7 @@ import yaml
 from .config import envoy_config
 from .config.envoy_gen import GenerationError, generate
 from .config.filter_config import default_state_dir, load_config
-from .config.yamlread import ConfigError
+from .yamltree import ConfigError
 from .guardrails.config import detectors_not_made
 from .runtime.with_parent import die_with_parent
 
@@ -270,7 +270,7 @@ def cmd_check(args) -> int:
 
 
 def cmd_usage(args) -> int:
-    from .observability.usage_report import usage_table
+    from .runtime.usage_report import usage_table
     if args.state_dir:
         os.environ["LLMGW_STATE_DIR"] = args.state_dir
     with detectors_not_made():
@@ -286,7 +286,7 @@ def cmd_usage(args) -> int:
 def _usage_by(config, args) -> int:
     import json
 
-    from .observability.usage_report import parse_by, usage_by, usage_by_table
+    from .runtime.usage_report import parse_by, usage_by, usage_by_table
     from .store.meters import NoMeter
     try:
         result = usage_by(config, parse_by(args.by), args.window)

@@ -11,7 +11,7 @@ from gateway_stack import QUICKSTART_CONFIG, QUICKSTART_ENVOY, ROOT, quickstart_
 
 from extproc.api.usage import Usage
 from extproc.config.filter_config import load_config
-from extproc.config.yamlread import ConfigError
+from extproc.yamltree import ConfigError
 
 
 def write(tmp_path, config: dict | str, name: str = "gateway.yaml"):

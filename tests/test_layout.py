@@ -13,21 +13,24 @@ PACKAGE = Path(__file__).resolve().parent.parent / "extproc"
 TOP_LEVEL_MODULES = {"__init__.py", "__main__.py", "cli.py"}
 
 # What each package may import from the rest of extproc (package, or package.module).
+# The table has no loop: a package lower down never imports one above it
+# (yamltree, api, transport at the bottom; runtime and the CLI at the top).
 ALLOWED = {
+    "yamltree": set(),
     "transport": set(),
     "api": set(),
-    "config": {"api", "guardrails", "observability", "store"},     # each section's own parser
-    "guardrails": {"api", "config", "plugin_api"},
-    "store": {"config", "observability", "transport.eager"},
-    "observability": {"config", "store"},
-    "mock": {"api"},
-    "translate": {"api"},
-    "pipeline": {"api", "config", "guardrails", "observability", "stages", "store", "translate"},
-    "stages": {"api", "config", "guardrails", "observability", "pipeline", "store", "translate", "transport.eager"},
-    "runtime": {"api", "config", "guardrails", "observability", "pipeline", "stages", "store", "translate",
-                "transport"},
     "plugin_api": set(),
     "plugins": {"plugin_api"},
+    "observability": {"yamltree"},
+    "store": {"yamltree", "transport.eager"},
+    "guardrails": {"api", "plugin_api", "yamltree"},
+    "config": {"api", "guardrails", "observability", "store", "yamltree"},   # each section's own parser
+    "mock": {"api"},
+    "translate": {"api"},
+    "pipeline": {"api", "config", "observability"},
+    "stages": {"api", "config", "guardrails", "observability", "pipeline", "store", "translate", "transport.eager"},
+    "runtime": {"api", "config", "guardrails", "observability", "pipeline", "stages", "store", "translate",
+                "transport", "yamltree"},
 }
 
 
@@ -76,3 +79,88 @@ def test_every_package_says_what_it_holds():
 
 def test_every_package_has_its_rules():
     assert {p.parent.name for p in PACKAGE.glob("*/__init__.py")} == set(ALLOWED)
+
+
+# --- import cycles -----------------------------------------------------------------------
+
+def _module_name(path: Path) -> str:
+    parts = list(path.relative_to(PACKAGE.parent).with_suffix("").parts)
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def _runtime_imports(path: Path, modules: set[str]) -> set[str]:
+    """The extproc modules a file imports when it runs (anywhere in it, functions included;
+    not what it imports under `if TYPE_CHECKING:`, which never runs)."""
+    tree = ast.parse(path.read_text())
+    package = _module_name(path).split(".") if path.name == "__init__.py" else _module_name(path).split(".")[:-1]
+    typing_only = {id(inner) for node in ast.walk(tree) if isinstance(node, ast.If)
+                   and "TYPE_CHECKING" in ast.unparse(node.test) for inner in ast.walk(node)}
+    found = set()
+    for node in ast.walk(tree):
+        if id(node) in typing_only:
+            continue
+        if isinstance(node, ast.ImportFrom):
+            if node.level:
+                module = ".".join(package[:len(package) - node.level + 1] + ([node.module] if node.module else []))
+            else:
+                module = node.module or ""
+            for alias in node.names:
+                name = f"{module}.{alias.name}"
+                found.add(name if name in modules else module)
+        elif isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+    return {name for name in found if name in modules and name != _module_name(path)}
+
+
+def _import_graph() -> dict[str, set[str]]:
+    paths = {_module_name(path): path for path in PACKAGE.rglob("*.py")}
+    return {name: _runtime_imports(path, set(paths)) for name, path in paths.items()}
+
+
+def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """The graph's strongly connected components of more than one node (Tarjan's)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    found: list[list[str]] = []
+
+    def visit(node: str) -> None:
+        index[node] = low[node] = len(index)
+        stack.append(node)
+        for other in graph.get(node, ()):
+            if other not in index:
+                visit(other)
+                low[node] = min(low[node], low[other])
+            elif other in stack:
+                low[node] = min(low[node], index[other])
+        if low[node] == index[node]:
+            component = []
+            while True:
+                member = stack.pop()
+                component.append(member)
+                if member == node:
+                    break
+            if len(component) > 1:
+                found.append(sorted(component))
+
+    for node in sorted(graph):
+        if node not in index:
+            visit(node)
+    return found
+
+
+def test_no_import_cycle_between_files():
+    assert _cycles(_import_graph()) == []
+
+
+def test_no_import_cycle_between_packages():
+    packages: dict[str, set[str]] = {}
+    for module, imported in _import_graph().items():
+        own = module.split(".")[1] if "." in module else module
+        packages.setdefault(own, set()).update(
+            name.split(".")[1] for name in imported if "." in name and name.split(".")[1] != own)
+    assert _cycles(packages) == []
+
+
+def test_the_cycle_check_finds_a_loop():
+    assert _cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]

@@ -8,7 +8,7 @@ import sys
 from . import envoy_config, envoy_features
 from .envoy_contract import failover_route
 from .filter_config import load_config
-from .yamlread import ConfigError
+from ..yamltree import ConfigError
 
 
 def check(config_path: str, envoy_path: str | None) -> tuple[list[str], str]:

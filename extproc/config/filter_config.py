@@ -22,7 +22,7 @@ from ..store.meters import MeteringSettings, parse_metering
 from .mcp import McpSettings, parse_mcp
 from .models import Model, parse_model, qualified_model
 from .providers import Provider, parse_provider
-from .yamlread import Node, Problems, load_yaml
+from ..yamltree import Node, Problems, load_yaml
 
 
 @dataclass(frozen=True, slots=True)

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Mapping
 
 from .providers import Secret, _credential
-from .yamlread import Node
+from ..yamltree import Node
 
 # jwt_authn's dynamic metadata namespace, and the key its verified payload is put under.
 JWT_NAMESPACE = "envoy.filters.http.jwt_authn"

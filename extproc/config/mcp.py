@@ -41,7 +41,7 @@ from urllib.parse import urlparse
 from ..guardrails.config import Guardrail, GuardrailSettings
 from ..store.limits import Limit
 from .providers import Secret, _credential
-from .yamlread import Node
+from ..yamltree import Node
 
 ALL = None      # an allowlist of every tool
 SEPARATOR = "_"  # a combined profile's tool is "<server>_<tool>"

@@ -9,7 +9,7 @@ from typing import Mapping
 from ..api.prices import Price, shipped_price
 from ..api.usage import Usage
 from .providers import Provider
-from .yamlread import Node
+from ..yamltree import Node
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,7 +10,7 @@ import re
 from dataclasses import dataclass
 
 from ..api import providers as provider_types
-from .yamlread import Node
+from ..yamltree import Node
 
 
 class Secret:

@@ -25,7 +25,7 @@ import functools
 from dataclasses import dataclass
 from typing import Any, Mapping
 
-from ..config.yamlread import Node
+from ..yamltree import Node
 
 TYPES = ("pii", "prompt_injection", "banned", "tools", "caps", "plugin")
 _TEXT_TYPES = ("pii", "prompt_injection", "banned", "plugin")

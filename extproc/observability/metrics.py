@@ -90,7 +90,7 @@ requests = Counter(
 cost_usd = Counter("gateway_cost_usd", "Spend in USD.", ["model", "team"])
 guardrail_verdicts = Counter(
     "gateway_guardrail_verdicts", "Guardrail verdicts.", ["guardrail", "verdict"])
-# gateway_budget_remaining is read from the store at each scrape (budget_gauge.py).
+# gateway_budget_remaining is read from the store at each scrape (runtime/budget_gauge.py).
 extproc_processing = Histogram(
     "gateway_extproc_processing_seconds", "Time spent inside the service per ext_proc message.",
     ["phase"], buckets=_SERVICE_BUCKETS)

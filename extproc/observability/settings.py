@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..config.yamlread import Node
+from ..yamltree import Node
 from .tracing import TracingSettings, parse_tracing
 
 TAG_HEADER_PREFIX = "x-gateway-tag-"

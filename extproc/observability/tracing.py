@@ -18,7 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from urllib.parse import urlparse
 
-from ..config.yamlread import Node
+from ..yamltree import Node
 
 @dataclass(frozen=True, slots=True)
 class TracingSettings:

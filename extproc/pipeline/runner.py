@@ -8,7 +8,7 @@ import time
 
 from ..config.envoy_contract import STREAM_USAGE_NAMESPACE
 from ..observability import metrics
-from ..stages import ImmediateAnswer, Stage
+from .stage import ImmediateAnswer, Stage
 from .call import Call
 from .errors import GatewayError, gateway_error
 from .protocol import (

@@ -19,7 +19,7 @@ import urllib.request
 from ..config import envoy_config
 from ..config.filter_config import load_config
 from ..guardrails.config import detectors_not_made
-from ..config.yamlread import ConfigError
+from ..yamltree import ConfigError
 from ..store import StoreUnavailable, open_store
 from ..store.keys import KeyBook, KeyProblem, parse_budget, parse_duration, parse_expiry, parse_models
 

@@ -16,7 +16,7 @@ import logging
 import os
 
 from ..config.filter_config import GatewayConfig, load_config
-from ..config.yamlread import ConfigError
+from ..yamltree import ConfigError
 from ..observability import metrics
 
 log = logging.getLogger("extproc.reload")

@@ -99,9 +99,9 @@ class Supervisor:
             self._wait_for_listening(self.aggregator, self.config.mcp.aggregator.address, "the MCP aggregator")
         if self.envoy_config is not None:
             self._start_envoy()
-        from ..observability.budget_gauge import BudgetRemaining
+        from .budget_gauge import BudgetRemaining
         from .admin import start_admin
-        from ..observability.usage_report import admin_usage
+        from .usage_report import admin_usage
         self.admin = start_admin(self.config.server.admin_address, self.ready, [BudgetRemaining(self.config)],
                                  usage=lambda query: admin_usage(self.config, query))
         if self.config.identity.admin_api is not None:       # keys managed at run time, over HTTP

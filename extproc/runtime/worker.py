@@ -21,7 +21,7 @@ from ..config.filter_config import GatewayConfig, load_config
 from ..guardrails.plugin import close_unused_channels
 from ..observability import metrics
 from ..observability.span_export import close_exporters, close_unused_exporters
-from ..pipeline.build import build_mcp_pipeline, build_pipeline, build_upstream_pipeline
+from ..stages.pipelines import build_mcp_pipeline, build_pipeline, build_upstream_pipeline
 from ..stages.key_ring import KEY_RING
 from ..store import open_worker_store
 from ..store.cut_streams import WorkerCutStreams
@@ -84,6 +84,10 @@ class StoreInUse:
 _closing: set[asyncio.Task] = set()
 
 
+def _count_exchange_failure() -> None:
+    metrics.child(metrics.store_errors, "exchange").inc()
+
+
 class Runtime:
     """The config and pipeline in force; swapped whole on reload."""
 
@@ -91,7 +95,7 @@ class Runtime:
                  cut_streams: WorkerCutStreams | None = None) -> None:
         self.config = config
         if store is None:     # always open: budgets, stored responses and cut streams use it
-            store = StoreInUse(open_worker_store(config.store))
+            store = StoreInUse(open_worker_store(config.store, _count_exchange_failure))
         self.store = store
         self.cut_streams = cut_streams or WorkerCutStreams(config.store)
         self.pipeline = build_pipeline(config, store.store, self.cut_streams)

@@ -14,18 +14,3 @@ Hooks (all optional), called in pipeline order:
 A stage refuses a request by raising GatewayError; it answers one itself by
 raising ImmediateAnswer.
 """
-
-
-class ImmediateAnswer(Exception):
-    """A successful answer the gateway gives itself (e.g. GET /v1/models)."""
-
-    def __init__(self, status: int, body: bytes, headers: dict[str, str] | None = None) -> None:
-        super().__init__(status)
-        self.status = status
-        self.body = body
-        self.headers = headers or {}
-
-
-class Stage:
-    name = "stage"
-

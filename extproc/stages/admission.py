@@ -11,7 +11,7 @@ from ..config.envoy_contract import INTERNAL_HEADER_PREFIX
 from ..observability.settings import request_tags
 from ..pipeline.call import Call
 from ..pipeline.errors import GatewayError, invalid_api_key, invalid_request
-from . import ImmediateAnswer, Stage
+from ..pipeline.stage import ImmediateAnswer, Stage
 from .key_ring import KEY_RING, KeyRing
 from .models_list import ANTHROPIC_MODEL, models_list, one_model
 from .token_identity import token_caller, token_refusal

@@ -20,7 +20,7 @@ from ..config.models import Backend, Model
 from ..pipeline.call import Call
 from ..pipeline.errors import gateway_error, invalid_request
 from ..translate import Refused
-from . import Stage
+from ..pipeline.stage import Stage
 from .route import attempt_for
 
 # The router-level filter writes virtual-model bodies with "model" first (route.py).

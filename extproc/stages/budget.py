@@ -23,7 +23,7 @@ from ..pipeline.call import Call
 from ..pipeline.errors import GatewayError, gateway_error, model_not_priced
 from ..store import StoreUnavailable, maybe_await
 from ..store.limits import Charge, plan_charges, settled_amount
-from . import Stage
+from ..pipeline.stage import Stage
 
 log = logging.getLogger("extproc.budget")
 

@@ -11,7 +11,7 @@ from ..pipeline.call import Call
 from ..pipeline.errors import GatewayError, gateway_error
 from ..store import StoreUnavailable, maybe_await
 from ..store.caps import SESSION_START_KIND, session_charge, session_name
-from . import Stage
+from ..pipeline.stage import Stage
 from .cost import charged_cost, reservation_basis
 
 log = logging.getLogger("extproc.caps")

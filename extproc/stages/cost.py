@@ -21,7 +21,7 @@ from __future__ import annotations
 from ..api.provider_json import dumps
 from ..api.usage import Usage
 from ..pipeline.call import Call
-from . import Stage
+from ..pipeline.stage import Stage
 
 COST_HEADER = "x-gateway-cost-usd"
 COST_METADATA_KEY = "cost_usd"        # llm_gateway.cost_usd: the final cost, for Envoy's header_mutation

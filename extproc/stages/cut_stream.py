@@ -16,7 +16,7 @@ from ..config.envoy_contract import CUT_STREAMS_LOGGED
 from ..observability import metrics
 from ..pipeline.call import Call
 from ..store.cut_streams import BytesPerToken, SentBytes, new_cut_id
-from . import Stage
+from ..pipeline.stage import Stage
 from .usage import SENT_OUTPUT_TOKENS, first_event_perf_counter
 
 

@@ -18,7 +18,7 @@ from ..observability import metrics
 from ..pipeline.call import Call
 from ..pipeline.errors import GatewayError
 from ..transport.eager import task_needed
-from . import Stage
+from ..pipeline.stage import Stage
 
 log = logging.getLogger("extproc.guardrails")
 

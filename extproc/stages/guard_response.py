@@ -11,7 +11,7 @@ from ..guardrails.scan import called_tools
 from ..pipeline.call import Call
 from ..pipeline.errors import GatewayError
 from ..transport.eager import task_needed
-from . import Stage
+from ..pipeline.stage import Stage
 from .guard import check_texts, could_not_run, record_verdict, run_plugin
 from .stream_guard import StreamGuard
 from .stream_plugins import StreamPluginHold

@@ -17,7 +17,7 @@ import orjson
 
 from ..api import jsonrpc
 from ..pipeline.call import Call
-from . import Stage
+from ..pipeline.stage import Stage
 from .mcp_gate import SESSION_HEADER, McpState, wrap_session
 from .mcp_guard import guard_strings, result_slots
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 import orjson
 
 from ..pipeline.call import Call
-from . import ImmediateAnswer
+from ..pipeline.stage import ImmediateAnswer
 
 WELL_KNOWN = "/.well-known/oauth-protected-resource"
 PREFIX = WELL_KNOWN + "/mcp/"

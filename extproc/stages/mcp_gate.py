@@ -34,7 +34,7 @@ from ..observability import metrics
 from ..pipeline.errors import GatewayError
 from ..store import StoreUnavailable, maybe_await
 from ..store.limits import plan_charges
-from . import ImmediateAnswer, Stage
+from ..pipeline.stage import ImmediateAnswer, Stage
 from .admission import Admission, open_call
 from .mcp_discovery import WELL_KNOWN, challenge, metadata_answer
 from .mcp_guard import guard_strings, string_slots

@@ -13,7 +13,7 @@ import orjson
 from ..observability import metrics
 from ..observability.settings import OVERFLOW, BoundedLabel
 from ..pipeline.call import Call
-from . import Stage
+from ..pipeline.stage import Stage
 from .mcp_gate import McpState
 
 # Tool names the metric takes from calls (beyond those the config names), per worker.

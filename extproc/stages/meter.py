@@ -14,7 +14,7 @@ from ..observability.settings import BoundedLabel
 from ..pipeline.call import Call
 from ..store import StoreUnavailable, maybe_await
 from ..store.meters import OTHER, TAG_PREFIX, clean, meter_charges, settled_amounts
-from . import Stage
+from ..pipeline.stage import Stage
 from .cost import charged_cost
 
 log = logging.getLogger("extproc.meter")

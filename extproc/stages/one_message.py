@@ -22,7 +22,7 @@ from ..config.envoy_contract import HEADERS_FROM_METADATA
 from ..pipeline.call import Call
 from ..pipeline.errors import invalid_request
 from ..pipeline.protocol import RESPONSE_IN_BODY
-from . import Stage
+from ..pipeline.stage import Stage
 from .cost import envoy_added_cost
 from .announced import announced, announced_bool, announced_string
 from .guard_response import response_policy

@@ -45,7 +45,7 @@ from ..config.envoy_contract import HEADERS_FROM_METADATA, STREAMS_PASSED_THROUG
 from ..pipeline.call import Call
 from ..pipeline.errors import invalid_request
 from ..pipeline.protocol import STREAM_PASSED_THROUGH
-from . import Stage
+from ..pipeline.stage import Stage
 from .announced import announced, announced_bool, announced_string
 from .guard_response import stream_policy
 from .one_message import headers_from_envoy

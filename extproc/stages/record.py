@@ -11,7 +11,7 @@ from ..observability import metrics
 from ..observability.settings import OVERFLOW, BoundedLabel
 from ..pipeline.call import Call
 from ..translate import Notes
-from . import Stage
+from ..pipeline.stage import Stage
 from .route import attempt_notes
 
 # What the log line keeps of a text the caller chose (a path, a model name): a 1 MB model

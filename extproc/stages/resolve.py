@@ -8,7 +8,7 @@ from ..api.dialects import shape_problem
 from ..api.repeated_keys import repeated_key
 from ..pipeline.call import Call
 from ..pipeline.errors import invalid_request, model_not_allowed, model_not_found
-from . import Stage
+from ..pipeline.stage import Stage
 
 
 class ParseRequest(Stage):

@@ -28,7 +28,7 @@ from ..config.models import Backend, Model
 from ..pipeline.call import Call
 from ..pipeline.errors import invalid_request
 from ..translate import Notes, Refused, Target, Translation, translation_for
-from . import ImmediateAnswer, Stage
+from ..pipeline.stage import ImmediateAnswer, Stage
 
 # Endpoints whose streams carry usage only when `stream_options.include_usage` asks.
 USAGE_OPTION_KINDS = ("chat", "completions")

@@ -21,7 +21,7 @@ from ..config.envoy_contract import ROUTING_HEADER
 from ..pipeline.call import Call
 from ..pipeline.errors import GatewayError, gateway_error
 from ..store import StoreUnavailable, maybe_await
-from . import Stage
+from ..pipeline.stage import Stage
 
 log = logging.getLogger("extproc.stored_responses")
 

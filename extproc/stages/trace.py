@@ -23,7 +23,7 @@ import time
 
 from ..observability.span_export import SpanExporter, SpanRecord, encode_span, exporter_for
 from ..pipeline.call import Call
-from . import Stage
+from ..pipeline.stage import Stage
 from .cost import charged_cost
 
 # The gen_ai operation of each endpoint kind.

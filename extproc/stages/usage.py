@@ -30,7 +30,7 @@ from ..pipeline.call import Call
 from ..pipeline.errors import error_body
 from ..pipeline.protocol import RESPONSE_BUFFERED, RESPONSE_STREAMED
 from ..translate import Notes, translation_for
-from . import Stage
+from ..pipeline.stage import Stage
 from .attempt import backend_for
 from .response_stream import stream_chunk
 

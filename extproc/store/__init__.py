@@ -9,76 +9,9 @@ the same all-or-nothing `reserve` and exactly-once-per-call `settle`.
 
 from __future__ import annotations
 
-import inspect
-from dataclasses import dataclass, field
-from typing import NamedTuple
-
-from ..transport.eager import task_needed
-from .limits import Charge, StoreSettings
-
-
-async def maybe_await(result):
-    """A store's result: SQLite's methods return it, Redis's are coroutines (run in a
-    task: redis-py's timeouts need one, see transport/eager.py)."""
-    if inspect.isawaitable(result):
-        await task_needed()
-        return await result
-    return result
-
-
-class StoreUnavailable(Exception):
-    """The store could not be reached; the configured fail mode decides."""
-
-
-@dataclass(slots=True)
-class Admission:
-    admitted: bool
-    refused: Charge | None = None
-    # counter → remaining after this request's charges (for x-ratelimit-* headers)
-    remaining: dict[str, float] = field(default_factory=dict)
-    in_memory: bool = False    # admitted from the worker's allotments, not by the store
-
-
-@dataclass(frozen=True, slots=True)
-class Exchange:
-    """One counter of a worker's allotment exchange (allotments.py): report what its
-    calls spent, keep what its calls in flight hold, and ask for `want` more."""
-    counter: str
-    limit: float
-    window_end: float
-    spent: float               # spent since the last exchange that succeeded
-    total: float               # spent since the allotment began (Redis: a retry after a
-                               # lost reply must not add the same spend twice)
-    keep: float                # held by the worker's calls in flight
-    want: float                # headroom asked for; 0 hands the allotment back
-
-
-@dataclass(frozen=True, slots=True)
-class Granted:
-    granted: float             # what the worker now holds in the store (keep [+ want])
-    room: float                # the counter's room for this worker, its allotment included
-    spent: float               # the counter's spent, all holders
-
-
-# An allotment is granted only while the counter's room is at least this many times
-# what it asks: near its end a budget goes back to one store reserve per call, and the
-# allotments held elsewhere cannot take more than a small share of what is left.
-ROOM_FACTOR = 50
-
-
-@dataclass(frozen=True, slots=True)
-class CounterRow:
-    counter: str
-    spent: float
-    held: float
-    expires: float
-
-
-class CutEntry(NamedTuple):
-    """What Envoy's access log says of a stream passed through and cut short (cut_streams.py)."""
-    status: int                  # the status the client got (0: none)
-    size: int                    # body bytes sent
-    first_event_at_us: int       # when its first event passed (Envoy's Lua filter), 0: never
+from .base import (  # noqa: F401 (the store's names, as callers import them)
+    ROOM_FACTOR, Admission, CounterRow, CutEntry, Exchange, Granted, StoreUnavailable, maybe_await)
+from .limits import StoreSettings
 
 
 def open_store(settings: StoreSettings, *, patient: bool = False):
@@ -91,10 +24,12 @@ def open_store(settings: StoreSettings, *, patient: bool = False):
     return SQLiteStore(settings.path, patient=patient)
 
 
-def open_worker_store(settings: StoreSettings):
-    """The store as a worker's budget stages use it: behind its allotments, unless off."""
+def open_worker_store(settings: StoreSettings, on_unavailable=lambda: None):
+    """The store as a worker's budget stages use it: behind its allotments, unless off.
+    `on_unavailable` is called when an allotment exchange finds the store down (the store
+    knows nothing of metrics: the worker passes what counts it)."""
     store = open_store(settings)
     if not settings.allotments:
         return store
     from .allotments import Allotments
-    return Allotments(store, settings.lease_seconds)
+    return Allotments(store, settings.lease_seconds, on_unavailable)

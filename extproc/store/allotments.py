@@ -29,10 +29,10 @@ import asyncio
 import logging
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 
-from ..observability import metrics
-from . import Admission, Exchange, StoreUnavailable, maybe_await
+from .base import Admission, Exchange, StoreUnavailable, maybe_await
 from .limits import Charge
 
 log = logging.getLogger("extproc.allotments")
@@ -72,8 +72,10 @@ class Allotment:
 class Allotments:
     """The budget store's interface, in front of a store (SQLite or Redis)."""
 
-    def __init__(self, store, lease_seconds: float) -> None:
+    def __init__(self, store, lease_seconds: float,
+                 on_unavailable: Callable[[], None] = lambda: None) -> None:
         self.store = store
+        self._on_unavailable = on_unavailable     # counts the failed exchange (the worker's metric)
         self.holder = f"allot:{uuid.uuid4().hex[:16]}"
         self._lease = min(lease_seconds, LEASE_SECONDS)
         self._counters: dict[str, Allotment] = {}
@@ -242,7 +244,7 @@ class Allotments:
         except StoreUnavailable as error:
             # Nothing changed in the store (or, Redis, it did and `total` says so): the
             # calls go on against what is held, and the next tick retries.
-            metrics.child(metrics.store_errors, "exchange").inc()
+            self._on_unavailable()
             log.error("budget store unavailable on allotment exchange: %s", error)
             return
         finally:

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..config.yamlread import Node
+from ..yamltree import Node
 from .limits import Charge, Limit
 
 CAP_SCOPES = ("key", "user", "team", "global")

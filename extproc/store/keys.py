@@ -20,7 +20,7 @@ import time
 import uuid
 from dataclasses import dataclass, field
 
-from . import maybe_await
+from .base import maybe_await
 from .limits import WINDOWS
 
 RECORD_KIND = "key"

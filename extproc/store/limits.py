@@ -18,7 +18,7 @@ import calendar
 import datetime as dt
 from dataclasses import dataclass
 
-from ..config.yamlread import Node
+from ..yamltree import Node
 
 SCOPES = ("key", "user", "team", "global")
 WINDOWS = ("minute", "hour", "day", "month")

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..config.yamlread import Node
+from ..yamltree import Node
 from .limits import Charge, Limit, window_bounds
 
 DIMENSIONS = ("key", "user", "team", "model", "backend")

@@ -13,7 +13,7 @@ import time
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
-from . import ROOM_FACTOR, Admission, CounterRow, CutEntry, Exchange, Granted, StoreUnavailable
+from .base import ROOM_FACTOR, Admission, CounterRow, CutEntry, Exchange, Granted, StoreUnavailable
 from .limits import Charge
 
 PREFIX = "{llmgw}:c:"

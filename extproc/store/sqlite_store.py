@@ -23,7 +23,7 @@ import os
 import sqlite3
 import time
 
-from . import ROOM_FACTOR, Admission, CounterRow, CutEntry, Exchange, Granted, StoreUnavailable
+from .base import ROOM_FACTOR, Admission, CounterRow, CutEntry, Exchange, Granted, StoreUnavailable
 from .limits import Charge
 
 SCHEMA_VERSION = 4

@@ -30,7 +30,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from . import ANTHROPIC, OPENAI, Notes, Refused, StreamTranslation, Target
+from .base import ANTHROPIC, OPENAI, Notes, Refused, StreamTranslation, Target
 from .chat_to_messages_answer import (
     JSON_TOOL,
     chat_completion,

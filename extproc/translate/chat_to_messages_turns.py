@@ -15,7 +15,7 @@ import binascii
 from typing import Any
 
 from ..api import provider_json
-from . import Notes, Refused
+from .base import Notes, Refused
 from .vocabulary import note
 
 IMAGE_TYPES = frozenset({"image/jpeg", "image/png", "image/gif", "image/webp"})

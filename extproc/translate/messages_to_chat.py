@@ -26,7 +26,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from . import ANTHROPIC, OPENAI, Notes, Refused, StreamTranslation, Target
+from .base import ANTHROPIC, OPENAI, Notes, Refused, StreamTranslation, Target
 from .messages_to_chat_answer import anthropic_error, message_from
 from .messages_to_chat_stream import ChatStreamAsMessages
 from .messages_to_chat_turns import chat_messages

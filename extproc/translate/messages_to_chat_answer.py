@@ -20,7 +20,7 @@ from typing import Any
 from ..api import anthropic as anthropic_api
 from ..api import provider_json
 from ..api.usage import Usage
-from . import Notes
+from .base import Notes
 from .vocabulary import (
     anthropic_usage,
     note,

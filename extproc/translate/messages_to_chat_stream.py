@@ -24,7 +24,7 @@ from typing import Any
 
 from ..api import provider_json
 from ..api.usage import Usage
-from . import Notes
+from .base import Notes
 from .messages_to_chat_answer import (
     hides_thinking,
     new_tool_id,

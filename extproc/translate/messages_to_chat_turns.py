@@ -23,7 +23,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..api import provider_json
-from . import Notes, Refused
+from .base import Notes, Refused
 from .vocabulary import note, openai_tool_name
 
 _TOOL_ERROR = "[tool error] "

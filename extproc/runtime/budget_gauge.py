@@ -20,7 +20,7 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from ..config.filter_config import GatewayConfig, load_config
-from ..config.yamlread import ConfigError
+from ..yamltree import ConfigError
 from ..store import open_store
 from ..store.limits import Limit, window_bounds
 

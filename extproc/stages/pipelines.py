@@ -3,29 +3,29 @@
 from __future__ import annotations
 
 from ..config.filter_config import GatewayConfig
-from ..stages.admission import Admission
-from ..stages.attempt import AttemptRewrite
-from ..stages.budget import Budget, BudgetSettle
-from ..stages.caps import SessionSettle, SpendCaps
-from ..stages.cost import CallCost
-from ..stages.cut_stream import CutStream
-from ..stages.guard import GuardRequest
-from ..stages.guard_response import GuardResponse
-from ..stages.meter import Meter
-from ..stages.mcp_answer import McpAnswer
-from ..stages.mcp_gate import McpGate
-from ..stages.mcp_record import McpRecord
-from ..stages.mcp_trace import McpSpan
-from ..stages.one_message import OneMessageResponse
-from ..stages.pass_through import PassThroughStream
-from ..stages.record import Record
-from ..stages.resolve import ParseRequest, ResolveModel
-from ..stages.route import Route
-from ..stages.stored_responses import StoredResponses
-from ..stages.trace import CallSpan
-from ..stages.usage import ResponseUsage
+from .admission import Admission
+from .attempt import AttemptRewrite
+from .budget import Budget, BudgetSettle
+from .caps import SessionSettle, SpendCaps
+from .cost import CallCost
+from .cut_stream import CutStream
+from .guard import GuardRequest
+from .guard_response import GuardResponse
+from .meter import Meter
+from .mcp_answer import McpAnswer
+from .mcp_gate import McpGate
+from .mcp_record import McpRecord
+from .mcp_trace import McpSpan
+from .one_message import OneMessageResponse
+from .pass_through import PassThroughStream
+from .record import Record
+from .resolve import ParseRequest, ResolveModel
+from .route import Route
+from .stored_responses import StoredResponses
+from .trace import CallSpan
+from .usage import ResponseUsage
 from ..store.cut_streams import WorkerCutStreams
-from .runner import Pipeline
+from ..pipeline.runner import Pipeline
 
 
 def build_pipeline(config: GatewayConfig, store=None, cut_streams: WorkerCutStreams | None = None) -> Pipeline:
