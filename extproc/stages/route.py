@@ -38,7 +38,7 @@ PROVIDER_PATHS = {"chat": CHAT_PATH, "messages": "/v1/messages"}
 ANTHROPIC_HEADERS = ("anthropic-version", "anthropic-beta")
 
 
-def backend_order(model: Model, rng: random.Random = random._inst) -> list[int]:  # type: ignore[attr-defined]
+def backend_order(model: Model, rng: random.Random | None = None) -> list[int]:
     """Indices of the model's backends in the order attempts should try them.
 
     fallback: as configured. weighted: the first attempt goes to a backend drawn
@@ -46,7 +46,8 @@ def backend_order(model: Model, rng: random.Random = random._inst) -> list[int]:
     """
     indices = list(range(len(model.backends)))
     if model.strategy == "weighted" and len(indices) > 1:
-        first = rng.choices(indices, weights=[b.weight for b in model.backends])[0]
+        choices = rng.choices if rng is not None else random.choices    # the module's own generator
+        first = choices(indices, weights=[b.weight for b in model.backends])[0]
         indices.remove(first)
         indices.insert(0, first)
     return indices
