@@ -15,7 +15,8 @@ import yaml
 from gateway_stack import free_port, quickstart_config
 
 from extproc.config.filter_config import load_config
-from extproc.runtime.supervisor import STABLE_AFTER_S, Supervisor, _connectable, restart_delay
+from extproc.runtime.crash_loop import STABLE_AFTER_S, restart_delay
+from extproc.runtime.supervisor import Supervisor, _connectable
 
 
 @pytest.fixture
@@ -96,12 +97,12 @@ def test_a_worker_that_cannot_start_backs_off_then_comes_back_once_it_can(superv
 
 
 def test_a_worker_that_ran_a_while_is_restarted_at_once(supervisor):
-    supervisor.quick_crashes[0] = 6        # an old streak ...
-    supervisor.started_at[0] -= STABLE_AFTER_S + 1    # ... then a worker that ran past it
+    supervisor.crash_loops[0].quick_crashes = 6        # an old streak ...
+    supervisor.crash_loops[0].started_at -= STABLE_AFTER_S + 1    # ... then a worker that ran past it
     supervisor.workers[0].kill()
     supervisor.workers[0].wait()
     supervisor.restart_crashed_workers()
-    assert supervisor.generation[0] == 1 and supervisor.quick_crashes[0] == 1
+    assert supervisor.generation[0] == 1 and supervisor.crash_loops[0].quick_crashes == 1
 
 
 def test_an_aggregator_that_cannot_start_backs_off_then_comes_back_once_it_can(supervisor, tmp_path):

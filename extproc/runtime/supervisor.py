@@ -23,6 +23,7 @@ from pathlib import Path
 
 from ..config import envoy_config
 from ..config.filter_config import GatewayConfig
+from .crash_loop import CrashLoop
 from .with_parent import child_command
 
 # grpc-python's EventEngine endpoints hand every read across four threads (epoll poller,
@@ -35,19 +36,6 @@ from .with_parent import child_command
 WORKER_GRPC_EXPERIMENTS = "-event_engine_listener,-event_engine_for_all_other_endpoints"
 # How often Envoy writes its access log (stderr) when less than 64 KB is waiting.
 ENVOY_LOG_FLUSH_MS = 1000
-# Crash-loop back-off, as kubelet does for pods: a worker that dies within STABLE_AFTER_S of
-# its start waits 0.5 s, 1 s, 2 s ... up to MAX_RESTART_DELAY_S before its next start. A
-# worker that cannot start (its config file gone or broken, a bad environment) would else
-# be restarted every tick, each start a core busy importing Python beside Envoy.
-STABLE_AFTER_S = 60.0
-MAX_RESTART_DELAY_S = 30.0
-
-
-def restart_delay(quick_crashes: int) -> float:
-    """Seconds to wait before restarting a worker after its n-th crash in a row soon after start."""
-    return 0.0 if quick_crashes <= 1 else min(MAX_RESTART_DELAY_S, 0.5 * 2 ** (quick_crashes - 2))
-
-
 class Supervisor:
     def __init__(self, config: GatewayConfig, *, envoy: dict | None, run_dir: Path,
                  workers: int | None = None, fixtures: str | None = None, owns_run_dir: bool = False) -> None:
@@ -65,15 +53,11 @@ class Supervisor:
         # The loop checks them every tick, so a slow successor never holds the loop up.
         self.replacing: dict[int, tuple[subprocess.Popen, int, float]] = {}
         self.generation: dict[int, int] = {}
-        self.started_at: dict[int, float] = {}    # when the worker serving each index took over
-        self.quick_crashes: dict[int, int] = {}   # crashes in a row, each soon after its start
-        self.restart_at: dict[int, float] = {}    # a crashed worker waiting out its back-off
+        self.crash_loops: dict[int, CrashLoop] = {}   # each index's back-off (crash_loop.py)
         self.envoy: subprocess.Popen | None = None
         self.mock: subprocess.Popen | None = None
         self.aggregator: subprocess.Popen | None = None    # serves combined MCP profiles
-        self.aggregator_started_at = 0.0
-        self.aggregator_quick_crashes = 0                  # as a worker's: the same back-off
-        self.aggregator_restart_at: float | None = None
+        self.aggregator_crash_loop = CrashLoop()            # as a worker's: the same back-off
         self.admin = None
         self._stopping = False
 
@@ -142,7 +126,7 @@ class Supervisor:
             {"GRPC_EXPERIMENTS": os.environ.get("GRPC_EXPERIMENTS", WORKER_GRPC_EXPERIMENTS)})
         if switch:
             self._point_at(index)
-            self.started_at[index] = time.monotonic()
+            self.crash_loops.setdefault(index, CrashLoop()).started()
 
     def _wait_for_sockets(self, timeout: float = 30.0) -> None:
         deadline = time.monotonic() + timeout
@@ -158,7 +142,7 @@ class Supervisor:
         if self.config.mcp.combined_profiles and self.config.path:
             self.aggregator = self._spawn([sys.executable, "-m", "extproc", "mcp-aggregator",
                                            "--config", self.config.path])
-            self.aggregator_started_at = time.monotonic()
+            self.aggregator_crash_loop.started()
 
     def _wait_for_listening(self, process: subprocess.Popen, address: str, what: str,
                             timeout: float = 30.0) -> None:
@@ -260,20 +244,12 @@ class Supervisor:
         first time, then after a growing delay while it keeps dying soon after start."""
         if self._stopping:
             return
-        now = time.monotonic()
         for index, process in list(self.workers.items()):
             if index in self.replacing or process.poll() is None:   # a dead successor: the replacement reverts
                 continue
-            if index not in self.restart_at:
-                lived = now - self.started_at[index]
-                crashes = self.quick_crashes.get(index, 0) + 1 if lived < STABLE_AFTER_S else 1
-                self.quick_crashes[index] = crashes
-                delay = restart_delay(crashes)
-                self.restart_at[index] = now + delay
-                print(f"extproc: worker {index} exited ({process.returncode}) after {lived:.1f} s; "
-                      + (f"restarting in {delay:g} s" if delay else "restarting"), file=sys.stderr)
-            if now >= self.restart_at[index]:
-                del self.restart_at[index]
+            loop = self.crash_loops.setdefault(index, CrashLoop())
+            _say_crashed(f"worker {index}", process, loop.crashed())
+            if loop.restart_due():
                 self._start_worker(index)
 
     def restart_crashed_aggregator(self) -> None:
@@ -281,16 +257,8 @@ class Supervisor:
         after a growing delay while it keeps dying soon after start."""
         if self._stopping or self.aggregator is None or self.aggregator.poll() is None:
             return
-        now = time.monotonic()
-        if self.aggregator_restart_at is None:
-            lived = now - self.aggregator_started_at
-            self.aggregator_quick_crashes = self.aggregator_quick_crashes + 1 if lived < STABLE_AFTER_S else 1
-            delay = restart_delay(self.aggregator_quick_crashes)
-            self.aggregator_restart_at = now + delay
-            print(f"extproc: the MCP aggregator exited ({self.aggregator.returncode}) after {lived:.1f} s; "
-                  + (f"restarting in {delay:g} s" if delay else "restarting"), file=sys.stderr)
-        if now >= self.aggregator_restart_at:
-            self.aggregator_restart_at = None
+        _say_crashed("the MCP aggregator", self.aggregator, self.aggregator_crash_loop.crashed())
+        if self.aggregator_crash_loop.restart_due():
             self._start_aggregator()
 
     def stop(self, grace: float = 30.0) -> None:
@@ -345,7 +313,7 @@ class Supervisor:
         for index, (old, old_generation, deadline) in list(self.replacing.items()):
             if _connectable(str(self._process_socket(index))):
                 self._point_at(index)
-                self.started_at[index] = time.monotonic()
+                self.crash_loops.setdefault(index, CrashLoop()).started()
                 self.retiring.append((old, time.monotonic() + self.config.server.worker_connection_age_s + 5))
             elif self.workers[index].poll() is not None or time.monotonic() > deadline:
                 print(f"extproc: the replacement of worker {index} did not start; keeping the old one",
@@ -429,3 +397,10 @@ def _admin_url(envoy: dict) -> str:
 def new_run_dir() -> Path:
     # Unix socket paths are limited to 108 bytes: keep them short, under /tmp.
     return Path(tempfile.mkdtemp(prefix="llmgw-"))
+
+
+def _say_crashed(what: str, process: subprocess.Popen, crash: tuple[float, float] | None) -> None:
+    if crash is not None:
+        lived, delay = crash
+        print(f"extproc: {what} exited ({process.returncode}) after {lived:.1f} s; "
+              + (f"restarting in {delay:g} s" if delay else "restarting"), file=sys.stderr)
