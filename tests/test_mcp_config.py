@@ -9,7 +9,7 @@ from gateway_stack import quickstart_config
 from extproc.api import jsonrpc
 from extproc.config.filter_config import load_config
 from extproc.yamltree import ConfigError
-from extproc.stages.mcp_gate import unwrap_session, wrap_session
+from extproc.stages.mcp.gate import unwrap_session, wrap_session
 
 
 def load(tmp_path, mcp: dict):

@@ -12,10 +12,10 @@ from .cut_stream import CutStream
 from .guard import GuardRequest
 from .guard_response import GuardResponse
 from .meter import Meter
-from .mcp_answer import McpAnswer
-from .mcp_gate import McpGate
-from .mcp_record import McpRecord
-from .mcp_trace import McpSpan
+from .mcp.answer import McpAnswer
+from .mcp.gate import McpGate
+from .mcp.record import McpRecord
+from .mcp.trace import McpSpan
 from .one_message import OneMessageResponse
 from .pass_through import PassThroughStream
 from .record import Record

@@ -1,7 +1,7 @@
 """MCP profiles, the response side: what the server answered, governed before the caller
 reads it, as one JSON object or as server-sent events (Envoy buffers the answer of a
 profile's route: a POST's event stream ends with its response).
-  initialize   the server's session id bound to the caller's key (mcp_gate.wrap_session);
+  initialize   the server's session id bound to the caller's key (gate.wrap_session);
                capabilities narrowed to tools, the only surface a profile serves
   tools/list   only the tools this caller may call
   tools/call   the result's text through the profile's result guardrails: redacted in
@@ -15,11 +15,11 @@ from typing import Any
 
 import orjson
 
-from ..api import jsonrpc
-from ..pipeline.call import Call
-from ..pipeline.stage import Stage
-from .mcp_gate import SESSION_HEADER, McpState, wrap_session
-from .mcp_guard import guard_strings, result_slots
+from ...api import jsonrpc
+from ...pipeline.call import Call
+from ...pipeline.stage import Stage
+from .gate import SESSION_HEADER, McpState, wrap_session
+from .guard import guard_strings, result_slots
 
 _READ = frozenset(("initialize", "tools/list", "tools/call"))
 

@@ -18,8 +18,8 @@ from __future__ import annotations
 
 import orjson
 
-from ..pipeline.call import Call
-from ..pipeline.stage import ImmediateAnswer
+from ...pipeline.call import Call
+from ...pipeline.stage import ImmediateAnswer
 
 WELL_KNOWN = "/.well-known/oauth-protected-resource"
 PREFIX = WELL_KNOWN + "/mcp/"

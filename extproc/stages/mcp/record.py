@@ -10,11 +10,11 @@ import time
 
 import orjson
 
-from ..observability import metrics
-from ..observability.settings import OVERFLOW, BoundedLabel
-from ..pipeline.call import Call
-from ..pipeline.stage import Stage
-from .mcp_gate import McpState
+from ...observability import metrics
+from ...observability.settings import OVERFLOW, BoundedLabel
+from ...pipeline.call import Call
+from ...pipeline.stage import Stage
+from .gate import McpState
 
 # Tool names the metric takes from calls (beyond those the config names), per worker.
 MAX_TOOL_LABELS = 100

@@ -26,18 +26,18 @@ from typing import Any
 
 import orjson
 
-from ..api import jsonrpc
-from ..config.envoy_contract import INTERNAL_HEADER_PREFIX
-from ..config.mcp import McpProfile
-from ..pipeline.call import Call
-from ..observability import metrics
-from ..pipeline.errors import GatewayError
-from ..store import StoreUnavailable, maybe_await
-from ..store.limits import plan_charges
-from ..pipeline.stage import ImmediateAnswer, Stage
-from .admission import Admission, open_call
-from .mcp_discovery import WELL_KNOWN, challenge, metadata_answer
-from .mcp_guard import guard_strings, string_slots
+from ...api import jsonrpc
+from ...config.envoy_contract import INTERNAL_HEADER_PREFIX
+from ...config.mcp import McpProfile
+from ...pipeline.call import Call
+from ...observability import metrics
+from ...pipeline.errors import GatewayError
+from ...store import StoreUnavailable, maybe_await
+from ...store.limits import plan_charges
+from ...pipeline.stage import ImmediateAnswer, Stage
+from ..admission import Admission, open_call
+from .discovery import WELL_KNOWN, challenge, metadata_answer
+from .guard import guard_strings, string_slots
 
 SESSION_HEADER = "mcp-session-id"
 _CALLER_CREDENTIAL_HEADERS = ("authorization", "api-key", "x-api-key")

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from typing import Any, Iterator
 
-from ..pipeline.call import Call
-from ..pipeline.errors import GatewayError
-from .guard import check_texts, could_not_run, run_plugin
+from ...pipeline.call import Call
+from ...pipeline.errors import GatewayError
+from ..guard import check_texts, could_not_run, run_plugin
 
 MAX_DEPTH = 32
 

@@ -6,7 +6,7 @@ for the worker's exporter). The MCP server's request carries a `traceparent` nam
 Names and attributes follow the OpenTelemetry gen_ai conventions for tools where they
 apply: `execute_tool {tool}` for tools/call (else the JSON-RPC method, `tools/list`),
 gen_ai.operation.name `execute_tool`, gen_ai.tool.name, mcp.method.name,
-jsonrpc.request.id; plus what the audit line says (stages/mcp_record.py) as gateway.*
+jsonrpc.request.id; plus what the audit line says (stages/mcp/record.py) as gateway.*
 attributes. The session id is a bearer-like token: the span says whether the caller
 named one (gateway.mcp_session), never which. Refusals, answered by the service, have
 their span too.
@@ -14,10 +14,10 @@ their span too.
 
 from __future__ import annotations
 
-from ..pipeline.call import Call
-from .mcp_gate import McpState
-from .mcp_record import outcome_of, server_label
-from .trace import (CallSpan, guardrail_verdicts, identity_attributes, log_trace, queue_span, span_target,
+from ...pipeline.call import Call
+from .gate import McpState
+from .record import outcome_of, server_label
+from ..trace import (CallSpan, guardrail_verdicts, identity_attributes, log_trace, queue_span, span_target,
                     trace_context)
 
 _MAX_ID_CHARS = 128
