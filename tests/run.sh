@@ -28,18 +28,23 @@ if ! .venv/bin/python -m pip install -q --disable-pip-version-check -e ".[test]"
   exit 1
 fi
 
-# Claude Code, a real client of the Anthropic dialect (tests/test_claude_code_e2e.py): pinned,
-# beside the venv. Node.js and npm come from Debian when the machine has none.
-CLAUDE_CODE_VERSION=2.1.197
-if [ ! -x .venv/claude-code/node_modules/.bin/claude ] \
-    || ! grep -q "\"version\": \"$CLAUDE_CODE_VERSION\"" .venv/claude-code/node_modules/@anthropic-ai/claude-code/package.json; then
+# The agents' own binaries, real clients in the tests (tests/test_*_cli_e2e.py, test_claude_code_e2e.py):
+# pinned, each beside the venv in .venv/<dir>. Node.js and npm come from Debian when the machine has none.
+npm_client() {   # dir package version
+  local dir=$1 package=$2 version=$3
+  if [ -f ".venv/$dir/node_modules/$package/package.json" ] \
+      && grep -q "\"version\": \"$version\"" ".venv/$dir/node_modules/$package/package.json"; then
+    return
+  fi
   if ! command -v npm >/dev/null 2>&1; then
     if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi
     $SUDO apt-get update -qq
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq nodejs npm >/dev/null
   fi
-  npm install --prefix .venv/claude-code --no-audit --no-fund --loglevel=error \
-    "@anthropic-ai/claude-code@$CLAUDE_CODE_VERSION" > .venv/npm.log 2>&1 || { cat .venv/npm.log; exit 1; }
-fi
+  npm install --prefix ".venv/$dir" --no-audit --no-fund --loglevel=error "$package@$version" \
+    > .venv/npm.log 2>&1 || { cat .venv/npm.log; exit 1; }
+}
+npm_client claude-code @anthropic-ai/claude-code 2.1.197
+npm_client codex @openai/codex 0.169.0
 
 exec .venv/bin/python -m pytest "$@"

@@ -38,7 +38,7 @@ def _output_item(rid: str, text: str, tool: str | None) -> dict:
 def _response_object(rid: str, model: str, text: str, usage: dict | None, status: str,
                      tool: str | None = None) -> dict:
     return {"id": rid, "object": "response", "created_at": int(time.time()), "status": status,
-            "model": model, "output": [_output_item(rid, text, tool)] if status == "completed" or not tool else [],
+            "model": model, "output": [_output_item(rid, text, tool)] if status == "completed" else [],
             "usage": _usage_responses(usage) if usage else None}
 
 
@@ -138,22 +138,34 @@ def sse_events(kind: str, model: str, pieces: list[str], finish: str, usage: dic
 
 
 def _responses_events(model: str, pieces: list[str], usage: dict | None, tool: str | None) -> list[bytes]:
+    """OpenAI's event sequence: created, in_progress, the item added, its content part added
+    (a message) or its arguments (a function call) in deltas, each part and item done with
+    its whole text, then completed; every event numbered, each delta naming its item."""
     rid = f"resp_{uuid.uuid4().hex}"
     text = "".join(pieces)
-    events = [({"type": "response.created",
-                "response": _response_object(rid, model, "", None, "in_progress", tool)})]
+    started = _response_object(rid, model, "", None, "in_progress", tool)
+    events: list[dict] = [{"type": "response.created", "response": started},
+                          {"type": "response.in_progress", "response": started}]
+    item = _output_item(rid, text, tool)
+    where = {"item_id": item["id"], "output_index": 0}
     if tool:
-        item = _output_item(rid, "", tool)
         events.append({"type": "response.output_item.added", "output_index": 0,
-                       "item": {**item, "status": "in_progress"}})
-        events.extend({"type": "response.function_call_arguments.delta", "item_id": item["id"],
-                       "output_index": 0, "delta": piece} for piece in pieces)
-        events.append({"type": "response.function_call_arguments.done", "item_id": item["id"],
-                       "output_index": 0, "arguments": text})
-        events.append({"type": "response.output_item.done", "output_index": 0, "item": {**item, "arguments": text}})
+                       "item": {**item, "arguments": "", "status": "in_progress"}})
+        events.extend({"type": "response.function_call_arguments.delta", **where, "delta": piece}
+                      for piece in pieces)
+        events.append({"type": "response.function_call_arguments.done", **where, "arguments": text})
     else:
-        events.extend({"type": "response.output_text.delta", "item_id": "msg_" + rid[5:], "output_index": 0,
-                       "content_index": 0, "delta": piece} for piece in pieces)
+        part = {"type": "output_text", "annotations": [], "logprobs": [], "text": ""}
+        events.append({"type": "response.output_item.added", "output_index": 0,
+                       "item": {**item, "status": "in_progress", "content": []}})
+        events.append({"type": "response.content_part.added", **where, "content_index": 0, "part": part})
+        events.extend({"type": "response.output_text.delta", **where, "content_index": 0, "delta": piece,
+                       "logprobs": []} for piece in pieces)
+        events.append({"type": "response.output_text.done", **where, "content_index": 0, "text": text,
+                       "logprobs": []})
+        events.append({"type": "response.content_part.done", **where, "content_index": 0,
+                       "part": {**part, "text": text}})
+    events.append({"type": "response.output_item.done", "output_index": 0, "item": item})
     events.append({"type": "response.completed",
                    "response": _response_object(rid, model, text, usage, "completed", tool)})
     return [_sse({"type": event["type"], "sequence_number": number, **event}, event["type"])

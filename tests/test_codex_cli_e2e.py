@@ -1,0 +1,65 @@
+"""Codex CLI itself (npm `@openai/codex`, `codex exec`) through real Envoy, its provider
+pointed at the gateway with `wire_api = "responses"`: a turn on an OpenAI-dialect backend
+streams the Responses API as OpenAI sends it (created, in_progress, the item and its
+content part added, deltas, each done, completed), which Codex needs to print anything.
+And the openai SDK's own stream reader on the same path. tests/run.sh installs the pinned
+version beside the venv."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+CODEX = Path(__file__).resolve().parent.parent / ".venv" / "codex" / "node_modules" / ".bin" / "codex"
+PROMPT = "Reply with the word heron"
+
+
+@pytest.fixture(scope="module")
+def codex(gateway, tmp_path_factory):
+    if not CODEX.exists():
+        pytest.fail(f"Codex CLI is not installed at {CODEX}: tests/run.sh installs it (npm)")
+    home = tmp_path_factory.mktemp("codex-home")
+    work = tmp_path_factory.mktemp("codex-work")
+
+    def run(model: str) -> str:
+        (home / "config.toml").write_text(
+            f'model = "{model}"\nmodel_provider = "gateway"\ncheck_for_update_on_startup = false\n\n'
+            '[model_providers.gateway]\nname = "gateway"\n'
+            f'base_url = "http://127.0.0.1:{gateway.port}/v1"\nenv_key = "GATEWAY_KEY"\nwire_api = "responses"\n')
+        out = work / f"{model}.txt"
+        env = {"PATH": os.environ["PATH"], "HOME": str(home), "CODEX_HOME": str(home),
+               "GATEWAY_KEY": "sk-demo-alice"}
+        done = subprocess.run([str(CODEX), "exec", "--skip-git-repo-check", "-o", str(out), PROMPT],
+                              env=env, cwd=work, capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+        return out.read_text()
+
+    return run
+
+
+def test_a_turn_on_an_openai_backend_prints_the_answer(gateway, codex):
+    gateway.clear_received()
+    answer = codex("gpt-4o-mini")
+    assert PROMPT in answer                  # the mock echoes the last user turn
+    sent = [r for r in gateway.received("mock") if r["path"] == "/v1/responses"]
+    assert len(sent) == 1
+    body = json.loads(sent[0]["body"])
+    assert body["stream"] is True and body["model"] == "gpt-4o-mini" and body["tools"]
+    record = gateway.wait_for_record(predicate=lambda r: r["path"] == "/v1/responses" and r["stream"]
+                                     and r["user"] == "alice" and r["output_tokens"] > 0)
+    assert record["model"] == "gpt-4o-mini" and record["status"] == 200
+
+
+def test_the_openai_sdk_reads_the_responses_stream_item_by_item(alice):
+    with alice.responses.stream(model="gpt-4o-mini", input=PROMPT) as stream:
+        kinds = [event.type for event in stream]
+        final = stream.get_final_response()
+    assert kinds[:4] == ["response.created", "response.in_progress", "response.output_item.added",
+                         "response.content_part.added"]
+    assert kinds[-4:] == ["response.output_text.done", "response.content_part.done",
+                          "response.output_item.done", "response.completed"]
+    assert final.output_text == PROMPT and final.usage.output_tokens > 0
