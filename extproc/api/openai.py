@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any, Iterator
+from urllib.parse import unquote
 
 from .usage import Usage
 
@@ -16,6 +17,7 @@ class Endpoint:
     kind: str                    # chat | completions | embeddings | responses | messages | models | ...
     methods: tuple[str, ...]
     dialect: str = "openai"      # the API the caller speaks on it: its errors' shape
+    model_in_path: bool = False  # Azure's form: the path names the deployment, which is the model
 
     @property
     def method(self) -> str:
@@ -46,11 +48,16 @@ STORED_RESPONSE_ACTIONS = {"cancel": Endpoint("response_cancel", ("POST",)),
                            "input_items": Endpoint("response_input_items", ("GET",))}
 STORED_RESPONSE_KINDS = ("response", "response_cancel", "response_input_items")
 _MAX_ID = 256
+# Azure OpenAI's path form, as the AzureOpenAI SDKs call it: /openai/deployments/{deployment}/
+# chat/completions?api-version=... The deployment is the model; the rest is the OpenAI endpoint.
+AZURE_DEPLOYMENTS = "/openai/deployments/"
+_AZURE_ENDPOINTS = {rest: (f"/v1/{rest}", Endpoint(ENDPOINTS[f"/v1/{rest}"].kind, ("POST",), model_in_path=True))
+                    for rest in ("chat/completions", "completions", "embeddings", "responses")}
 
 
 def find_endpoint(path: str) -> tuple[Endpoint, str] | None:
     """The endpoint a path (without its query) names, and the id of the resource it names
-    ("" for none); None for a path the gateway does not serve."""
+    ("" for none; Azure's form: the deployment); None for a path the gateway does not serve."""
     path = path.rstrip("/")
     endpoint = ENDPOINTS.get(path)
     if endpoint is not None:
@@ -58,6 +65,10 @@ def find_endpoint(path: str) -> tuple[Endpoint, str] | None:
     if path.startswith("/v1/models/"):
         name = path[len("/v1/models/"):]
         return (MODEL, name) if 0 < len(name) <= _MAX_ID else None
+    if path.startswith(AZURE_DEPLOYMENTS):
+        deployment, _, rest = path[len(AZURE_DEPLOYMENTS):].partition("/")
+        found = _AZURE_ENDPOINTS.get(rest)
+        return (found[1], unquote(deployment)) if found and 0 < len(deployment) <= _MAX_ID else None
     if path.startswith("/v1/responses/"):
         rest = path[len("/v1/responses/"):].split("/")
         if not rest[0] or len(rest[0]) > _MAX_ID or len(rest) > 2:
@@ -67,6 +78,17 @@ def find_endpoint(path: str) -> tuple[Endpoint, str] | None:
         action = STORED_RESPONSE_ACTIONS.get(rest[1])
         return (action, rest[0]) if action else None
     return None
+
+
+def client_path(path: str, query: str) -> tuple[str, str]:
+    """The OpenAI path and query a request in Azure's form stands for (its `api-version`
+    is the caller's SDK's, not the provider's: each provider's attempt sets its own);
+    any other path as it is."""
+    if not path.startswith(AZURE_DEPLOYMENTS):
+        return path, query
+    rest = path[len(AZURE_DEPLOYMENTS):].partition("/")[2].rstrip("/")
+    kept = "&".join(part for part in query.split("&") if part and not part.startswith("api-version="))
+    return _AZURE_ENDPOINTS[rest][0], kept
 
 
 def _int(value: Any) -> int:

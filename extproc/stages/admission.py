@@ -6,7 +6,7 @@ import hashlib
 import hmac
 import uuid
 
-from ..api.openai import ANTHROPIC_MODELS, find_endpoint
+from ..api.openai import ANTHROPIC_MODELS, client_path, find_endpoint
 from ..config.envoy_contract import INTERNAL_HEADER_PREFIX
 from ..observability.settings import request_tags
 from ..pipeline.call import Call
@@ -49,9 +49,11 @@ class Admission(Stage):
             raise GatewayError(404, "not_found",
                                f"Unknown path '{call.path[:200]}'. This gateway serves the OpenAI "
                                "API under /v1 (chat/completions, completions, embeddings, "
-                               "responses, models) and Anthropic's (messages, messages/count_tokens, "
-                               "models).", type="invalid_request_error")
+                               "responses, models), the same under Azure's /openai/deployments/{model}/, "
+                               "and Anthropic's (messages, messages/count_tokens, models).", type="invalid_request_error")
         endpoint, call.resource_id = found
+        if endpoint.model_in_path:       # Azure's form: routed and logged as the OpenAI endpoint
+            call.path, call.query = client_path(call.path, call.query)
         if endpoint.kind in ("models", "model") and "anthropic-version" in headers:
             endpoint = ANTHROPIC_MODELS if endpoint.kind == "models" else ANTHROPIC_MODEL   # Anthropic's shapes
         if call.method not in endpoint.methods:

@@ -32,6 +32,10 @@ class ParseRequest(Stage):
             raise invalid_request(f"The request body repeats {named} in one of its objects; "
                                   "send each key once.")
         model = body.get("model")
+        if call.endpoint.model_in_path and model != call.resource_id:
+            # Azure's form: the deployment in the path is the model, whatever the body says.
+            model = body["model"] = call.resource_id
+            call.body_changed = True
         if not isinstance(model, str) or not model:
             raise invalid_request("The request body must name a 'model' (a string).")
         problem = shape_problem(call.endpoint.kind, body)

@@ -1,0 +1,60 @@
+"""Applications built on the AzureOpenAI SDK call the gateway in Azure's path form
+(/openai/deployments/{deployment}/chat/completions?api-version=..., the key in `api-key`):
+served as the OpenAI endpoints, the deployment as the model, on every backend."""
+
+from __future__ import annotations
+
+import json
+
+import httpx
+import openai
+import pytest
+from openai import AzureOpenAI
+
+
+@pytest.fixture(scope="module")
+def azure(gateway) -> AzureOpenAI:
+    return AzureOpenAI(azure_endpoint=f"http://127.0.0.1:{gateway.port}", api_key="sk-demo-alice",
+                       api_version="2024-10-21", max_retries=0)
+
+
+@pytest.mark.parametrize("model, listener, path", [
+    ("gpt-4o-mini", "mock", "/v1/chat/completions"),
+    ("claude-sonnet-4-6", "mock-anthropic", "/v1/messages"),       # translated
+])
+def test_chat_in_azures_form_reaches_each_backend(gateway, azure, model, listener, path):
+    gateway.clear_received()
+    answer = azure.chat.completions.create(model=model, messages=[{"role": "user", "content": "Say kestrel"}])
+    assert answer.choices[0].message.content == "Say kestrel" and answer.usage.completion_tokens > 0
+    sent = [r for r in gateway.received(listener) if r["path"] == path]
+    assert len(sent) == 1 and "api-version" not in sent[0]["query"]
+    assert json.loads(sent[0]["body"])["model"] and "sk-demo-alice" not in json.dumps(sent[0]["headers"])
+    record = gateway.wait_for_record(predicate=lambda r: r["model"] == model and r["user"] == "alice"
+                                     and r["path"] == "/v1/chat/completions" and not r["stream"])
+    assert record["status"] == 200
+
+
+def test_a_stream_in_azures_form(azure):
+    chunks = list(azure.chat.completions.create(model="gpt-4o-mini", stream=True,
+                                                messages=[{"role": "user", "content": "Say plover"}]))
+    assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == "Say plover"
+
+
+def test_embeddings_in_azures_form(azure):
+    answer = azure.embeddings.create(model="text-embedding-3-small", input="osprey")
+    assert len(answer.data[0].embedding) > 0 and answer.usage.prompt_tokens > 0
+
+
+def test_the_deployment_in_the_path_is_the_model_whatever_the_body_says(gateway):
+    done = httpx.post(f"{gateway.base_url.removesuffix('/v1')}/openai/deployments/gpt-4o/chat/completions",
+                      params={"api-version": "2024-10-21"}, headers={"api-key": "sk-demo-bob"},
+                      json={"messages": [{"role": "user", "content": "hi"}], "model": "gpt-4o-mini"})
+    # bob may use gpt-4o-mini only: the path's deployment, gpt-4o, is what is checked
+    assert done.status_code == 403 and done.json()["error"]["code"] == "model_not_allowed"
+
+
+def test_an_unknown_key_in_azures_form_gets_openais_401(azure, gateway):
+    bad = AzureOpenAI(azure_endpoint=f"http://127.0.0.1:{gateway.port}", api_key="sk-nobody",
+                      api_version="2024-10-21", max_retries=0)
+    with pytest.raises(openai.AuthenticationError):
+        bad.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "hi"}])
