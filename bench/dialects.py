@@ -11,6 +11,7 @@ guardrails, a token budget, usage, metrics, the log line):
   messages -> anthropic   an Anthropic caller on an Anthropic provider: nothing translated
   chat -> anthropic       an OpenAI caller on an Anthropic provider: translated both ways
   messages -> openai      an Anthropic caller on an OpenAI-dialect provider: translated
+  responses -> anthropic  an OpenAI Responses caller on an Anthropic provider: translated
 
 Each is compared with Envoy alone proxying the same body shape to the mock that serves
 it. A translated stream is read chunk by chunk (each event is rewritten in the caller's
@@ -40,6 +41,8 @@ LONG_ANSWER = " ".join(f"word{i}" for i in range(200))   # the mock echoes it: ~
 def body(dialect: str, model: str, stream: bool, text: str = PROMPT) -> str:
     if dialect == "chat":
         return json.dumps({"model": model, "stream": stream, "messages": [{"role": "user", "content": text}]})
+    if dialect == "responses":
+        return json.dumps({"model": model, "stream": stream, "input": text})
     return json.dumps({"model": model, "max_tokens": 1024, "stream": stream,
                        "messages": [{"role": "user", "content": text}]})
 
@@ -50,6 +53,7 @@ CALLS = {
     "messages -> anthropic": ("/v1/messages", "messages", "claude-sonnet-4-6", "anthropic"),
     "chat -> anthropic": ("/v1/chat/completions", "chat", "claude-sonnet-4-6", "anthropic"),
     "messages -> openai": ("/v1/messages", "messages", "gpt-4o-mini", "openai"),
+    "responses -> anthropic": ("/v1/responses", "responses", "claude-sonnet-4-6", "anthropic"),
 }
 # baseline: (path at the mock, body dialect, model, key, extra headers)
 ALONE = {
@@ -61,6 +65,7 @@ ALONE = {
 LONG_STREAMS = {
     "messages -> openai, translated": ("/v1/messages", "messages", "gpt-4o-mini", KEYS["gateway"]),
     "chat -> anthropic, translated": ("/v1/chat/completions", "chat", "claude-sonnet-4-6", KEYS["gateway"]),
+    "responses -> anthropic, translated": ("/v1/responses", "responses", "claude-sonnet-4-6", KEYS["gateway"]),
     "chat -> openai, chunk by chunk, untranslated (a virtual model)":
         ("/v1/chat/completions", "chat", "smart", KEYS["gateway"]),
     "chat -> openai, chunk by chunk, untranslated (response guardrails)":

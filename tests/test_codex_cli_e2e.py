@@ -1,9 +1,9 @@
 """Codex CLI itself (npm `@openai/codex`, `codex exec`) through real Envoy, its provider
 pointed at the gateway with `wire_api = "responses"`: a turn on an OpenAI-dialect backend
 streams the Responses API as OpenAI sends it (created, in_progress, the item and its
-content part added, deltas, each done, completed), which Codex needs to print anything.
-And the openai SDK's own stream reader on the same path. tests/run.sh installs the pinned
-version beside the venv."""
+content part added, deltas, each done, completed), which Codex needs to print anything;
+a turn on an Anthropic backend is translated both ways. And the openai SDK's own
+Responses calls on both. tests/run.sh installs the pinned version beside the venv."""
 
 from __future__ import annotations
 
@@ -63,3 +63,58 @@ def test_the_openai_sdk_reads_the_responses_stream_item_by_item(alice):
     assert kinds[-4:] == ["response.output_text.done", "response.content_part.done",
                           "response.output_item.done", "response.completed"]
     assert final.output_text == PROMPT and final.usage.output_tokens > 0
+
+
+def test_a_turn_on_an_anthropic_backend_is_translated_both_ways(gateway, codex):
+    gateway.clear_received()
+    answer = codex("claude-sonnet-4-6")
+    assert PROMPT in answer
+    sent = [r for r in gateway.received("mock-anthropic") if r["path"] == "/v1/messages"]
+    assert len(sent) == 1
+    body = json.loads(sent[0]["body"])
+    assert body["stream"] is True and body["model"] == "claude-sonnet-4-6"
+    assert {tool["name"] for tool in body["tools"]} >= {"exec_command"}        # its function tools
+    record = gateway.wait_for_record(predicate=lambda r: r["path"] == "/v1/responses"
+                                     and r["model"] == "claude-sonnet-4-6" and r["output_tokens"] > 0)
+    assert record["translated_to"] == "anthropic" and record["status"] == 200
+    assert "tools[].web_search" in record["dropped"]           # what Anthropic cannot run is named
+
+
+def test_the_sdk_on_an_anthropic_backend_json_and_stream(alice):
+    answer = alice.responses.create(model="claude-sonnet-4-6", input=PROMPT, instructions="Be brief")
+    assert answer.output_text == PROMPT and answer.status == "completed" and answer.usage.output_tokens > 0
+    with alice.responses.stream(model="claude-sonnet-4-6", input=PROMPT) as stream:
+        kinds = [event.type for event in stream]
+        final = stream.get_final_response()
+    assert kinds[:4] == ["response.created", "response.in_progress", "response.output_item.added",
+                         "response.content_part.added"] and kinds[-1] == "response.completed"
+    assert final.output_text == PROMPT and final.usage.input_tokens > 0
+
+
+def test_a_function_call_round_trip_on_an_anthropic_backend(gateway, alice):
+    tools = [{"type": "function", "name": "lookup", "description": "Looks a word up",
+              "parameters": {"type": "object", "properties": {"text": {"type": "string"}}}}]
+    first = alice.responses.create(model="claude-sonnet-4-6", input="find stork", tools=tools,
+                                   extra_headers={"x-mock-tool-call": "lookup"})
+    call = next(item for item in first.output if item.type == "function_call")
+    assert call.name == "lookup" and json.loads(call.arguments) == {"text": "find stork"}
+    gateway.clear_received()
+    second = alice.responses.create(model="claude-sonnet-4-6", tools=tools, input=[
+        {"role": "user", "content": "find stork"},
+        {"type": "function_call", "call_id": call.call_id, "name": "lookup", "arguments": call.arguments},
+        {"type": "function_call_output", "call_id": call.call_id, "output": "a wading bird"}])
+    assert second.status == "completed"
+    sent = json.loads([r for r in gateway.received("mock-anthropic") if r["path"] == "/v1/messages"][-1]["body"])
+    turns = sent["messages"]
+    assert [turn["role"] for turn in turns] == ["user", "assistant", "user"]
+    use = next(block for block in turns[1]["content"] if block["type"] == "tool_use")
+    result = next(block for block in turns[2]["content"] if block["type"] == "tool_result")
+    assert use["id"] == call.call_id == result["tool_use_id"] and use["input"] == {"text": "find stork"}
+    assert "a wading bird" in json.dumps(result["content"])
+
+
+def test_previous_response_id_on_an_anthropic_backend_is_refused_naming_it(alice):
+    import openai
+    with pytest.raises(openai.BadRequestError) as refused:
+        alice.responses.create(model="claude-sonnet-4-6", input="more", previous_response_id="resp_abc")
+    assert "previous_response_id" in refused.value.message

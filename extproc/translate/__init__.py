@@ -24,9 +24,12 @@ def translation_for(caller: str, provider: str, kind: str) -> Translation | None
     if caller == provider:
         return None
     if caller == OPENAI and provider == ANTHROPIC:
+        if kind == "responses":
+            from .responses_to_messages import ResponsesToMessages
+            return ResponsesToMessages()
         if kind != "chat":
             raise Refused("model", f"This model's provider speaks Anthropic's Messages API, which has "
-                                   f"no {kind} endpoint; use /v1/chat/completions or /v1/messages.")
+                                   f"no {kind} endpoint; use /v1/chat/completions, /v1/responses or /v1/messages.")
         from .chat_to_messages import ChatToMessages
         return ChatToMessages()
     if caller == ANTHROPIC and provider == OPENAI:
