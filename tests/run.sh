@@ -46,5 +46,7 @@ npm_client() {   # dir package version
 }
 npm_client claude-code @anthropic-ai/claude-code 2.1.197
 npm_client codex @openai/codex 0.169.0
+npm_client qwen-code @qwen-code/qwen-code 0.24.4
+npm_client opencode opencode-ai 1.18.33
 
 exec .venv/bin/python -m pytest "$@"

@@ -5,20 +5,15 @@ whole pipeline (no Envoy; through Envoy: test_request_handling_e2e.py)."""
 
 from __future__ import annotations
 
-import asyncio
-import copy
-
 import orjson
 import pytest
 import yaml
-from envoy.config.core.v3 import base_pb2
-from envoy.service.ext_proc.v3 import external_processor_pb2 as ep
+from any_json import WRONG_TYPE, paths, replaced, through_pipeline
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from extproc.api.openai_schema import shape_problem
 from extproc.config.filter_config import load_config
-from extproc.pipeline.call import Call
 from extproc.runtime.worker import Runtime
 from gateway_stack import quickstart_config
 
@@ -93,45 +88,14 @@ TEMPLATES = {
                                 {"type": "function_call", "call_id": "c", "name": "f", "arguments": "{}"}]},
 }
 
-JSON = st.recursive(
-    st.none() | st.booleans() | st.integers(-2**63, 2**63) | st.floats(allow_nan=False) | st.text(max_size=20),
-    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
-    max_leaves=12)
-
-
-def _paths(node, path=()):
-    yield path
-    if isinstance(node, dict):
-        for key, value in node.items():
-            yield from _paths(value, (*path, key))
-    elif isinstance(node, list):
-        for index, value in enumerate(node):
-            yield from _paths(value, (*path, index))
-
-
-def _replaced(template, path, value):
-    body = copy.deepcopy(template)
-    if not path:
-        return value
-    node = body
-    for step in path[:-1]:
-        node = node[step]
-    node[path[-1]] = value
-    return body
-
-
-# Mostly values of another type than the field's (a number where a list goes), else any JSON.
-WRONG_TYPE = st.one_of(st.integers(1, 9), st.booleans(), st.text(min_size=1, max_size=4), st.none(), JSON)
-
-
 @st.composite
 def mutated_requests(draw):
     """A well-formed body with one to three of its values replaced by others."""
     endpoint = draw(st.sampled_from(sorted(TEMPLATES)))
     body = TEMPLATES[endpoint]
     for _ in range(draw(st.integers(1, 3))):
-        path = draw(st.sampled_from(list(_paths(body))))
-        body = _replaced(body, path, draw(WRONG_TYPE))
+        path = draw(st.sampled_from(list(paths(body))))
+        body = replaced(body, path, draw(WRONG_TYPE))
     return endpoint, body
 
 
@@ -150,19 +114,6 @@ def runtime(tmp_path_factory):
     return Runtime(load_config(str(path)))
 
 
-def _through_pipeline(runtime, endpoint: str, body, key: str) -> ep.ProcessingResponse:
-    call = Call(runtime.config)
-    headers = ep.ProcessingRequest(request_headers=ep.HttpHeaders(headers=base_pb2.HeaderMap(headers=[
-        base_pb2.HeaderValue(key=k, raw_value=v.encode()) for k, v in {
-            ":method": "POST", ":path": endpoint, "authorization": f"Bearer {key}",
-            "content-type": "application/json"}.items()])))
-    first = asyncio.run(runtime.pipeline.handle(call, headers))
-    if first.HasField("immediate_response"):
-        return first
-    return asyncio.run(runtime.pipeline.handle(call, ep.ProcessingRequest(
-        request_body=ep.HttpBody(body=orjson.dumps(body), end_of_stream=True))))
-
-
 @settings(max_examples=400, deadline=None, derandomize=True,
           suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(mutated_requests(), st.sampled_from(["sk-test-carol", "sk-demo-bob"]))
@@ -171,7 +122,7 @@ def test_no_json_body_makes_the_gateway_fail(runtime, request_and_body, key):
     allowlist (bob) or with a budget alone (carol), the answer is forwarding it or a 4xx
     OpenAI-style error, never a 500."""
     endpoint, body = request_and_body
-    reply = _through_pipeline(runtime, endpoint, body, key)
+    reply = through_pipeline(runtime, endpoint, body, key)
     if reply.HasField("immediate_response"):
         status = reply.immediate_response.status.code
         error = orjson.loads(reply.immediate_response.body)["error"]

@@ -236,7 +236,12 @@ def _node(out: list, container: Any, key: Any, path: Path, encoding: str) -> Non
 
 
 def _object(out: list, node: dict, path: Path, encoding: str, keyed: bool = False) -> None:
-    if len(path) >= _MAX_DEPTH or not keyed and node.get("type") in _OPAQUE_BLOCKS:
+    if len(path) >= _MAX_DEPTH:
+        return
+    # A block's `type` is a string; elsewhere (a JSON schema's `"type": ["string", "null"]`,
+    # any caller's data) it is whatever JSON the caller sent, and only read as data.
+    kind = node.get("type")
+    if not keyed and type(kind) is str and kind in _OPAQUE_BLOCKS:
         return
     for key in list(node):
         value = node[key]

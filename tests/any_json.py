@@ -1,0 +1,86 @@
+"""Any JSON at any path of a request: hypothesis strategies and the in-process pipeline run
+the property tests share (test_request_shapes.py, test_any_json.py)."""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+
+import orjson
+from envoy.config.core.v3 import base_pb2
+from envoy.service.ext_proc.v3 import external_processor_pb2 as ep
+from hypothesis import strategies as st
+
+from extproc.pipeline.call import Call
+
+JSON = st.recursive(
+    st.none() | st.booleans() | st.integers(-2**63, 2**63) | st.floats(allow_nan=False) | st.text(max_size=20),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
+    max_leaves=12)
+# Mostly values of another type than the field's (a number where a list goes), else any JSON.
+WRONG_TYPE = st.one_of(st.integers(1, 9), st.booleans(), st.text(min_size=1, max_size=4), st.none(), JSON)
+# Keys a caller may put anywhere: the names the gateway's own walks look at first.
+KEYS = st.one_of(st.sampled_from(["type", "role", "content", "text", "model", "properties", "anyOf", "items",
+                                  "$ref", "enum", "default", "file_data", "data", "url", "media_type",
+                                  "source", "arguments", "input", "tool_calls", "cache_control",
+                                  "signature", "thinking", "metadata", "logit_bias"]),
+                 st.text(max_size=8))
+
+
+def paths(node, path=()):
+    """Every path of a JSON value: each key and index on the way to each value."""
+    yield path
+    if isinstance(node, dict):
+        for key, value in node.items():
+            yield from paths(value, (*path, key))
+    elif isinstance(node, list):
+        for index, value in enumerate(node):
+            yield from paths(value, (*path, index))
+
+
+def replaced(template, path, value):
+    """`template` with the value at `path` replaced (the whole body when `path` is empty)."""
+    if not path:
+        return value
+    body = copy.deepcopy(template)
+    node = body
+    for step in path[:-1]:
+        node = node[step]
+    node[path[-1]] = value
+    return body
+
+
+def inserted(template, path, key, value):
+    """`template` with `key: value` added to the object at `path` (the body when empty)."""
+    body = copy.deepcopy(template)
+    node = body
+    for step in path:
+        node = node[step]
+    node[key] = value
+    return body
+
+
+def through_pipeline(runtime, path: str, body, key: str, extra: dict[str, str] | None = None) -> ep.ProcessingResponse:
+    """The request's headers and body through the runtime's pipeline, as Envoy sends them:
+    the reply to its body (or the headers' reply, when that answered already)."""
+    call = Call(runtime.config)
+    headers = {":method": "POST", ":path": path, "authorization": f"Bearer {key}",
+               "content-type": "application/json", **(extra or {})}
+    first = asyncio.run(runtime.pipeline.handle(call, ep.ProcessingRequest(request_headers=ep.HttpHeaders(
+        headers=base_pb2.HeaderMap(headers=[base_pb2.HeaderValue(key=k, raw_value=v.encode())
+                                            for k, v in headers.items()])))))
+    if first.HasField("immediate_response"):
+        return first
+    return asyncio.run(runtime.pipeline.handle(call, ep.ProcessingRequest(
+        request_body=ep.HttpBody(body=orjson.dumps(body), end_of_stream=True))))
+
+
+def error_of(dialect: str, status: int, body: bytes) -> dict:
+    """The error in the dialect's shape (OpenAI's or Anthropic's), checked: its message and code."""
+    error = orjson.loads(body)
+    if dialect == "anthropic":
+        assert error["type"] == "error", error
+        assert error["error"]["type"] and error["error"]["message"], error
+        return error["error"]
+    assert error["error"]["message"] and error["error"]["code"], error
+    return error["error"]
