@@ -9,9 +9,10 @@ caller's: it is removed unless the provider's config passes it (`pass_headers`).
 `anthropic-version` and `anthropic-beta` tune the API itself and pass (route.py drops
 them for an OpenAI-dialect provider).
 
-The caller's address and the gateway's own routing (`x-forwarded-for`, `forwarded`,
-`x-real-ip`, `x-forwarded-host`, `x-envoy-original-path`) are the operators' data: the
-provider sees the gateway as its client. A provider config may pass them too.
+The caller's address (`x-forwarded-for`, `forwarded`, `x-real-ip`, `x-forwarded-host`)
+is the operators' data: the provider sees the gateway as its client. A provider config
+may pass them too. (`x-envoy-original-path`, which would name a path the provider never
+saw, Envoy's provider routes remove themselves: ext_proc may not touch `x-envoy-*`.)
 """
 
 from __future__ import annotations
@@ -24,8 +25,8 @@ from ..config.providers import Provider
 _ACCOUNT = frozenset({"openai-organization", "openai-project"})
 # Anthropic's API headers that pass: the rest of `anthropic-*` is the account's.
 _ANTHROPIC_API = frozenset({"anthropic-version", "anthropic-beta"})
-# What says where the caller is, or how the gateway routed the request.
-_NETWORK = frozenset({"x-forwarded-for", "forwarded", "x-real-ip", "x-forwarded-host", "x-envoy-original-path"})
+# What says where the caller is.
+_NETWORK = frozenset({"x-forwarded-for", "forwarded", "x-real-ip", "x-forwarded-host"})
 
 
 def is_withheld(name: str) -> bool:
