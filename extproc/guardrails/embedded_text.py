@@ -6,9 +6,10 @@ payload is read as text when anything says it is text: its data URL's media type
 `application/octet-stream` is still text). What is decoded:
 - base64 in the standard or the URL-safe alphabet, with or without padding, wrapped
   over lines (MIME) or with spaces anywhere;
-- bytes in UTF-8 (a BOM or none), UTF-16 or UTF-32 by their BOM, or UTF-16 without a
-  BOM when its zero bytes show it; bytes invalid in the encoding are read as U+FFFD
-  (one stray byte does not hide the rest of the text);
+- bytes in UTF-8 (a BOM or none), UTF-16 or UTF-32 by their BOM (unless the bytes
+  behind it are UTF-8 text: a forged BOM does not turn them into other characters), or
+  UTF-16 without a BOM when its zero bytes show it; bytes invalid in the encoding are
+  read as U+FFFD (one stray byte does not hide the rest of the text);
 - a data URL without `;base64` (percent-encoded text).
 A payload of no declared type is read when it decodes to text (a BOM, valid UTF-8, or
 mostly printable characters), and left alone otherwise (image, audio, PDF bytes).
@@ -203,31 +204,43 @@ def _text_of(raw: bytes, declared_text: bool) -> tuple[str, bytes, str]:
     that do not look like text."""
     for bom, encoding in _BOMS:
         if raw.startswith(bom):
-            return encoding, bom, raw[len(bom):].decode(encoding, "replace")
+            rest = raw[len(bom):]
+            if encoding != "utf-8" and _reads_as_utf8(rest):
+                break               # UTF-8 text behind bytes that look like a BOM: read as UTF-8
+            return encoding, bom, rest.decode(encoding, "replace")
     try:
         return "utf-8", b"", raw.decode("utf-8")
     except UnicodeDecodeError:
         pass
-    encoding = _bomless_utf16(raw)
-    if encoding:
-        return encoding, b"", raw.decode(encoding, "replace")
-    text = raw.decode("utf-8", "replace")
+    encoding = _bomless_utf16(raw) or "utf-8"
+    text = raw.decode(encoding, "replace")
     if declared_text:
-        return "utf-8", b"", text
+        return encoding, b"", text
     printable = sum(1 for ch in text if ch.isprintable() or ch in "\n\r\t")
     if text and printable >= _PRINTABLE_SHARE * len(text):
-        return "utf-8", b"", text
+        return encoding, b"", text
     raise Undecodable("bytes, not text")
 
 
+def _reads_as_utf8(data: bytes) -> bool:
+    """Whether bytes are UTF-8 text (few zero bytes, which UTF-16 text of ASCII-range
+    characters is half made of, and few invalid sequences, which UTF-16 text of other
+    scripts is full of): a UTF-16 or UTF-32 BOM in front of UTF-8 text must not make the
+    gateway read what the model reads as UTF-8 as another text."""
+    if data.count(0) > 0.05 * len(data):
+        return False
+    text = data.decode("utf-8", "replace")
+    return text.count("\ufffd") <= 0.1 * max(len(text), 1)
+
+
 def _bomless_utf16(raw: bytes) -> str:
-    """UTF-16 without a BOM, when zero bytes fill one side of most pairs (ASCII-range text)."""
-    if len(raw) < 4 or len(raw) % 2:
+    """UTF-16 without a BOM, when zero bytes stand on one side of the pairs only (the
+    ASCII-range characters of UTF-16 text), however many other characters surround them."""
+    if len(raw) < 4:
         return ""
     even, odd = raw[0::2].count(0), raw[1::2].count(0)
-    half = len(raw) // 2
-    if odd >= 0.6 * half and even <= 0.1 * half:
+    if odd >= 2 and odd >= 10 * even:
         return "utf-16-le"
-    if even >= 0.6 * half and odd <= 0.1 * half:
+    if even >= 2 and even >= 10 * odd:
         return "utf-16-be"
     return ""
