@@ -44,7 +44,6 @@ TEXT_EXTENSIONS = frozenset({
     "cpp", "go", "rs", "rb", "php", "css", "tex", "srt", "vtt", "eml", "env", "properties"})
 # Media types that say "bytes of some kind" rather than naming one: a text file name wins.
 _UNNAMED_TYPES = ("application/octet-stream", "binary/octet-stream", "application/unknown", "")
-_WHITESPACE = re.compile(r"[\s]+")
 _STANDARD = re.compile(r"[A-Za-z0-9+/]*={0,2}")
 _URL_SAFE = re.compile(r"[A-Za-z0-9\-_]*={0,2}")
 # BOMs, longest first (UTF-32 LE begins as UTF-16 LE's does).
@@ -180,10 +179,15 @@ def decode(value: str, declared_text: bool) -> tuple[Form, str]:
 
 
 def _unbase64(payload: str) -> tuple[bytes, tuple[bool, bool, int, str]]:
-    lines = payload.strip().splitlines()
-    line_break = "\r\n" if "\r\n" in payload else "\n"
-    line_length = len(lines[0]) if len(lines) > 1 else 0
-    compact = _WHITESPACE.sub("", payload)
+    try:                            # the common case, one line of standard base64: ~0.2 ms per 100 KB
+        return base64.b64decode(payload, validate=True), (False, True, 0, "\n")
+    except (binascii.Error, ValueError):
+        pass
+    stripped = payload.strip()
+    first_break = stripped.find("\n")
+    line_break = "\r\n" if first_break > 0 and stripped[first_break - 1] == "\r" else "\n"
+    line_length = len(stripped[:first_break].rstrip("\r")) if first_break > 0 else 0
+    compact = "".join(payload.split())
     url_safe = "-" in compact or "_" in compact
     if not (_URL_SAFE if url_safe else _STANDARD).fullmatch(compact):
         raise Undecodable("characters outside the base64 alphabets")
