@@ -108,7 +108,7 @@ def _load_or_report(path: str, *, strict_credentials: bool = True):
 def cmd_up(args) -> int:
     from .runtime.supervisor import Supervisor, new_run_dir
     config_path = args.config or envoy_config.shipped("config/quickstart.yaml")
-    Path(args.state_dir).mkdir(parents=True, exist_ok=True)
+    Path(args.state_dir).mkdir(mode=0o700, parents=True, exist_ok=True)    # owner only: the store is there
     os.environ["LLMGW_STATE_DIR"] = args.state_dir       # before the config: its store's default path
     with detectors_not_made():                            # the workers make them
         config = _load_or_report(config_path)

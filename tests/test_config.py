@@ -55,6 +55,11 @@ BROKEN = [
      "server.worker_scheduling: must be one of: normal, batch"),
     ("unknown transport", lambda c: c["server"].update(transport="quic"),
      "server.transport: must be one of: h2, grpc"),
+    ("a credential header passed to a provider", lambda c: c["providers"]["mock"].update(
+        pass_headers=["openai-project", "Authorization"]),
+     "providers.mock.pass_headers[1]: a credential or the gateway's own header never passes"),
+    ("a public URL with a path", lambda c: c["mcp"].update(public_urls=["https://gw.example.com/mcp"]),
+     "mcp.public_urls[0]: an http:// or https:// URL of a host (and port), no path"),
     ("weighted model whose weights are all zero", lambda c: c["models"]["smart"].update(
         strategy="weighted", backends=[{**b, "weight": 0} for b in c["models"]["smart"]["backends"]]),
      "models.smart.backends: weights must not all be 0"),

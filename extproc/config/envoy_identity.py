@@ -46,6 +46,8 @@ def add_identity(envoy: dict, identity: IdentitySettings) -> None:
             "payload_in_metadata": JWT_PAYLOAD_KEY,
             "failed_status_in_metadata": JWT_FAILURE_KEY,
             "clock_skew_seconds": provider.clock_skew_seconds,
+            # A token that never expires is a credential that cannot be taken back.
+            "require_expiration": provider.require_expiration,
             # A token seen again is not verified again (per worker thread): its signature
             # check is most of jwt_authn's CPU.
             "jwt_cache_config": {"jwt_cache_size": 1000},

@@ -40,6 +40,7 @@ class JwtProvider:
     jwks_url: str | None           # the provider's JWKS, fetched by Envoy through a cluster
     cache_seconds: int             # how long Envoy keeps (and when it refetches) the remote JWKS
     clock_skew_seconds: int
+    require_expiration: bool = True   # a token without `exp` is refused (Envoy's jwt_authn)
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,7 +112,8 @@ def _jwt(node: Node, base_dir: str) -> JwtSettings | None:
     node.only_keys("providers", "claims", "key_prefix", "default_team", "limit_claims")
     providers = []
     for name, item in node.get("providers").items():
-        item.only_keys("issuer", "audiences", "jwks_file", "jwks_url", "cache_seconds", "clock_skew_seconds")
+        item.only_keys("issuer", "audiences", "jwks_file", "jwks_url", "cache_seconds", "clock_skew_seconds",
+                     "require_expiration")
         if not re.fullmatch(r"[A-Za-z0-9_-]{1,40}", name):
             item.fail("a provider's name is 1 to 40 letters, digits, '_' or '-'")
         jwks_file, jwks_url = item.get("jwks_file").str(None), item.get("jwks_url").str(None)
@@ -127,7 +129,8 @@ def _jwt(node: Node, base_dir: str) -> JwtSettings | None:
         providers.append(JwtProvider(
             name=name, issuer=item.get("issuer").str(), audiences=audiences, jwks_file=jwks_file,
             jwks_url=jwks_url, cache_seconds=item.get("cache_seconds").number(300, integer=True, minimum=1),
-            clock_skew_seconds=item.get("clock_skew_seconds").number(60, integer=True, minimum=0)))
+            clock_skew_seconds=item.get("clock_skew_seconds").number(60, integer=True, minimum=0),
+            require_expiration=item.get("require_expiration").bool(True)))
     if not providers:
         node.get("providers").fail("must name at least one identity provider")
     issuers = [p.issuer for p in providers]

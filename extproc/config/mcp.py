@@ -4,6 +4,8 @@
       max_message_bytes: 1048576     # a JSON-RPC message larger than this: 413
       oauth_scopes: [mcp:tools]      # in the 401's challenge and the protected-resource
                                      # metadata (served where identity.jwt is set)
+      public_urls: [https://gateway.example.com]   # the gateway's URLs as clients reach it:
+                                     # OAuth discovery names the one the Host matches
       aggregator:                    # serves the profiles that combine several servers
         address: 127.0.0.1:10130     # where the service's aggregator listens (Envoy routes there)
         upstream_address: 127.0.0.1:10131   # Envoy's loopback listener the aggregator reaches
@@ -34,6 +36,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Mapping
 from urllib.parse import urlparse
@@ -138,6 +141,9 @@ class McpSettings:
     max_message_bytes: int = 1_048_576
     aggregator: McpAggregator = McpAggregator()
     oauth_scopes: tuple[str, ...] = ()         # advertised to MCP clients (OAuth discovery)
+    # The gateway's URLs as MCP clients reach it ("https://host[:port]"), which OAuth
+    # discovery names (stages/mcp_discovery.py); none: loopback hosts only.
+    public_urls: tuple[str, ...] = ()
 
     @property
     def combined_profiles(self) -> tuple[McpProfile, ...]:
@@ -149,11 +155,18 @@ def parse_mcp(node: Node, guardrails: GuardrailSettings, strict_credentials: boo
         return McpSettings()
     policies = [guardrails.default, *(guardrails.by_team or {}).values(), *(guardrails.by_key or {}).values()]
     rules = {rule.name: rule for policy in policies for rule in policy}
-    node.only_keys("servers", "profiles", "max_message_bytes", "aggregator", "oauth_scopes")
+    node.only_keys("servers", "profiles", "max_message_bytes", "aggregator", "oauth_scopes",
+                   "public_urls")
     scopes = tuple(entry.str() for entry in node.get("oauth_scopes").elements())
     for entry, scope in zip(node.get("oauth_scopes").elements(), scopes):
         if not scope or any(ch in scope for ch in ' "\\') or not scope.isprintable():
             entry.fail("a scope is one token: printable, no spaces or quotes")
+    public_urls = []
+    for entry in node.get("public_urls").elements():
+        url = entry.str().rstrip("/")
+        if not re.fullmatch(r"https?://[A-Za-z0-9.\-]+(:\d{1,5})?|https?://\[[0-9A-Fa-f:.]+\](:\d{1,5})?", url):
+            entry.fail("an http:// or https:// URL of a host (and port), no path: https://gateway.example.com")
+        public_urls.append(url)
     servers = {name: _server(name, item, strict_credentials) for name, item in node.get("servers").items()}
     profiles = {}
     for name, item in node.get("profiles").items():
@@ -165,7 +178,8 @@ def parse_mcp(node: Node, guardrails: GuardrailSettings, strict_credentials: boo
     return McpSettings(servers=servers, profiles=profiles,
                        max_message_bytes=node.get("max_message_bytes").number(1_048_576, integer=True,
                                                                               minimum=1024),
-                       aggregator=_aggregator(node.get("aggregator")), oauth_scopes=scopes)
+                       aggregator=_aggregator(node.get("aggregator")), oauth_scopes=scopes,
+                       public_urls=tuple(public_urls))
 
 
 def _aggregator(node: Node) -> McpAggregator:

@@ -45,6 +45,9 @@ class Provider:
     model_patterns: tuple[str, ...] = ()
     default_max_tokens: int = 4096   # a translated call's output cap when the caller set none
     url: str = ""                # where the provider is (`extproc envoy-config` makes its cluster)
+    # Caller headers normally withheld from providers (stages/provider_headers.py) that
+    # this provider receives as the caller sent them (lower case).
+    pass_headers: frozenset[str] = frozenset()
 
     @property
     def dialect(self) -> str:
@@ -71,7 +74,7 @@ class Provider:
 
 def parse_provider(name: str, node: Node, strict: bool) -> Provider:
     node.only_keys("type", "cluster", "url", "auth", "api_key", "base_path", "api_version", "models",
-                   "default_max_tokens")
+                   "default_max_tokens", "pass_headers")
     kind = node.get("type").choice(provider_types.TYPES, provider_types.OPENAI)
     auth = node.get("auth").choice(tuple(provider_types.AUTH_HEADERS), provider_types.DEFAULT_AUTH[kind])
     source, secret = _credential(node.get("api_key"), strict)
@@ -91,7 +94,19 @@ def parse_provider(name: str, node: Node, strict: bool) -> Provider:
                     credential_source=source, credential=secret, type=kind, base_path=base_path,
                     api_version=api_version, model_patterns=patterns,
                     default_max_tokens=node.get("default_max_tokens").number(4096, integer=True, minimum=1),
-                    url=url)
+                    url=url, pass_headers=_pass_headers(node.get("pass_headers")))
+
+
+def _pass_headers(node: Node) -> frozenset[str]:
+    names = []
+    for entry in node.elements():
+        name = entry.str().strip().lower()
+        if not re.fullmatch(r"[a-z0-9!#$%&'*+.^_`|~-]+", name):
+            entry.fail("a header name (letters, digits, '-')")
+        elif name in ("authorization", "api-key", "x-api-key") or name.startswith(("x-gateway-", ":")):
+            entry.fail("a credential or the gateway's own header never passes")
+        names.append(name)
+    return frozenset(names)
 
 
 def cluster_name(provider: str) -> str:

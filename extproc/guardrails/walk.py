@@ -12,9 +12,11 @@ OpenAI and Anthropic request fields as data and checks each one is walked.
 
 Three kinds of value are text in another form, each decoded into a slot that writes
 back in that form, so a redaction rewrites the value where it lies:
-- a base64 data URL or file of a text type (`file.file_data`, a document's base64
-  source of `text/*`): decoded, and encoded again after a redaction; images, audio and
-  other binary types are not decoded (what the guardrails do not cover: docs/guardrails.md);
+- a base64 payload or data URL of text (`file.file_data`, a document's base64 source,
+  `input_file`): decoded however it is wrapped and encoded again in that form after a
+  redaction (guardrails/embedded_text.py); one declared as text that cannot be decoded
+  makes the text guardrails apply their fail mode; images, audio and other binary types
+  are not decoded (what the guardrails do not cover: docs/guardrails.md);
 - token ids (a completions `prompt`, an embeddings `input`): decoded with the
   request's encoding, encoded again after a redaction (the redacted text's ids);
   `logit_bias` keys, token ids too: read as their tokens' text in order, an entry
@@ -26,11 +28,10 @@ writes it back.
 
 from __future__ import annotations
 
-import base64
-import binascii
 from typing import Any
 
 from ..api.tokens import encoding_for_model, get_encoding
+from . import embedded_text
 
 Slot = tuple[Any, Any]
 Path = tuple
@@ -49,9 +50,6 @@ _OPAQUE_BLOCKS = frozenset({"thinking", "redacted_thinking", "reasoning", "input
 # Maps whose keys are free text the model (or the provider's log of the request) reads.
 _KEYED = frozenset({"metadata", "logit_bias", "properties", "variables", "$defs", "definitions"})
 _MAX_DEPTH = 64
-# Text media types a base64 payload is decoded for.
-_TEXT_TYPES = ("text/", "application/json", "application/xml", "application/x-yaml",
-               "application/yaml", "application/javascript", "application/csv")
 _KNOWN_TOP = {
     "chat": {"messages", "tools", "functions", "tool_choice", "function_call", "response_format",
              "prediction", "user", "metadata", "stop", "logit_bias", "web_search_options",
@@ -81,23 +79,6 @@ class KeyText:
         items = [(new if k == key else k, v) for k, v in self.mapping.items()]
         self.mapping.clear()
         self.mapping.update(items)
-
-
-class Base64Text:
-    """A base64 payload of text (optionally a data URL) as a slot: decoded to read,
-    encoded again to write, its `data:...;base64,` prefix kept."""
-
-    __slots__ = ("container", "key", "prefix", "text")
-
-    def __init__(self, container: Any, key: Any, prefix: str, text: str) -> None:
-        self.container, self.key, self.prefix, self.text = container, key, prefix, text
-
-    def __getitem__(self, _key: Any) -> str:
-        return self.text
-
-    def __setitem__(self, _key: Any, text: str) -> None:
-        self.text = text
-        self.container[self.key] = self.prefix + base64.b64encode(text.encode("utf-8")).decode("ascii")
 
 
 class TokenText:
@@ -163,24 +144,6 @@ def _is_token_bias(value: Any) -> bool:
         isinstance(k, str) and k.isascii() and k.isdigit() and len(k) <= 9 for k in value)
 
 
-def _decoded_base64(value: str) -> tuple[str, str] | None:
-    """(prefix, text) of a base64 payload of text: a data URL of a text type, or bare
-    base64 that decodes to UTF-8 text; None for anything else (images, PDFs, audio)."""
-    prefix, payload = "", value
-    if value.startswith("data:"):
-        head, comma, payload = value.partition(",")
-        if not comma or not head.endswith(";base64"):
-            return None
-        if not head[5:].lower().startswith(_TEXT_TYPES):
-            return None
-        prefix = head + ","
-    try:
-        text = base64.b64decode(payload, validate=True).decode("utf-8")
-    except (binascii.Error, UnicodeDecodeError, ValueError):
-        return None
-    return prefix, text
-
-
 def _is_token_ids(value: Any) -> bool:
     return isinstance(value, list) and bool(value) and all(type(v) is int for v in value)
 
@@ -200,13 +163,10 @@ _ENCODED_KEYS = frozenset({"file_data", "data", "url"})
 def _string(out: list, container: Any, key: Any, value: str, path: Path) -> None:
     if key == "file_data" or key == "data" and container.get("type") == "base64" or \
             key == "url" and value.startswith("data:"):
-        media = container.get("media_type")
-        if isinstance(media, str) and not media.lower().startswith(_TEXT_TYPES):
-            return                      # an image's, a PDF's bytes: not read as text here
-        decoded = _decoded_base64(value)
-        if decoded is not None:
-            out.append((Base64Text(container, key, decoded[0], decoded[1]), key, path))
-        return                          # image, audio, PDF bytes: not decoded
+        slot = embedded_text.read(container, key, value, path)
+        if slot is not None:            # None: image, audio, PDF bytes, not read as text
+            out.append((slot, key, path))
+        return
     out.append((container, key, path))
 
 

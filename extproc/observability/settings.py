@@ -5,6 +5,8 @@
       max_tag_values: 50           # distinct values per tag before "__overflow__"
       per_key_metrics: false       # per-key/user request and token series
       max_key_series: 200          # distinct keys/users before "__overflow__"
+      max_model_values: 50         # distinct "<provider>/<model>" names callers chose
+                                   # (models not under `models:`) before "__overflow__"
 
 Tags are always recorded on the log line; only allow-listed ones reach metrics,
 and every label is capped, so Prometheus never drowns in series.
@@ -29,16 +31,19 @@ class ObservabilitySettings:
     max_tag_values: int = 50
     per_key_metrics: bool = False
     max_key_series: int = 200
+    max_model_values: int = 50
     tracing: TracingSettings | None = None       # one span per call, over OTLP (tracing.py)
 
 
 def parse_observability(node: Node) -> ObservabilitySettings:
-    node.only_keys("tag_labels", "max_tag_values", "per_key_metrics", "max_key_series", "tracing")
+    node.only_keys("tag_labels", "max_tag_values", "per_key_metrics", "max_key_series", "max_model_values",
+                   "tracing")
     return ObservabilitySettings(
         tag_labels=frozenset(n.str().lower() for n in node.get("tag_labels").elements()),
         max_tag_values=node.get("max_tag_values").number(50, integer=True, minimum=1),
         per_key_metrics=node.get("per_key_metrics").bool(False),
         max_key_series=node.get("max_key_series").number(200, integer=True, minimum=1),
+        max_model_values=node.get("max_model_values").number(50, integer=True, minimum=1),
         tracing=parse_tracing(node.get("tracing")),
     )
 

@@ -11,6 +11,7 @@ import logging
 from ..api.dialects import max_output_tokens
 from ..guardrails import redact
 from ..guardrails.config import Guardrail
+from ..guardrails.embedded_text import UnreadableText
 from ..guardrails.joined import Conversation, find_in_texts
 from ..guardrails.scan import legacy_function_name, tool_name, tool_names
 from ..guardrails.walk import request_slots
@@ -89,12 +90,12 @@ async def run_plugin(call: Call, guardrail: Guardrail, slots: list, direction: s
     return False
 
 
-def could_not_run(call: Call, guardrail: Guardrail, direction: str, why: str) -> None:
+def could_not_run(call: Call, guardrail: Guardrail, direction: str, why: str, detail: str = "") -> None:
     """A guardrail that cannot run applies its fail mode, and the record says so."""
     log.warning("guardrail %s could not run (%s); failing %s", guardrail.name, why, guardrail.fail_mode)
     record_verdict(call, guardrail, direction, f"error_fail_{guardrail.fail_mode}")
     if guardrail.fail_mode == "closed":
-        reason = " (too large to check)" if "larger" in why else ""
+        reason = f" ({detail})" if detail else " (too large to check)" if "larger" in why else ""
         raise GatewayError(400, "content_blocked",
                            f"The guardrail '{guardrail.name}' could not check this {direction}"
                            f"{reason}; it fails closed.")
@@ -110,10 +111,16 @@ class GuardRequest(Stage):
         slots = list(request_slots(call.endpoint.kind, call.body))
         too_large = sum(len(container[key]) for container, key in slots) > \
             call.config.guardrails.max_scan_chars
+        # A payload declared as text that cannot be decoded (guardrails/embedded_text.py)
+        # is not passed unread: each text guardrail applies its fail mode to it.
+        unreadable = next((c.field for c, _key in slots if isinstance(c, UnreadableText)), None)
         for guardrail in policy:
             if too_large and guardrail.scans_text:
                 could_not_run(call, guardrail, "request", "input larger than max_scan_chars")
                 continue
+            if unreadable is not None and guardrail.scans_text:
+                could_not_run(call, guardrail, "request", "a text payload that cannot be decoded",
+                              f"the text document at '{unreadable}' cannot be decoded")
             try:
                 if guardrail.type == "caps":
                     self._caps(call, guardrail)

@@ -38,8 +38,9 @@ def build_pipeline(config: GatewayConfig, store=None, cut_streams: WorkerCutStre
     cut_streams = cut_streams or WorkerCutStreams()
     return Pipeline([
         Admission(),
-        StoredResponses(store),              # routes a stored response's calls at their headers
         ParseRequest(),
+        StoredResponses(store),              # routes a stored response's calls at their headers;
+                                             # a `previous_response_id` must be the caller's (body)
         ResolveModel(),
         GuardRequest(),                      # before budgets and routing: see guard.py
         *([Budget(store, config.store)] if budgets else []),

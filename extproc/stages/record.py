@@ -26,6 +26,7 @@ class Record(Stage):
         self._out = out or sys.stdout.buffer
         self._tag_values = BoundedLabel()
         self._keys = BoundedLabel()
+        self._caller_models = BoundedLabel()
 
     def done(self, call: Call) -> None:
         ended = call.ended_at or time.perf_counter()
@@ -83,6 +84,7 @@ class Record(Stage):
         self._out.flush()
 
         team = call.team
+        model = self._model_label(call, model)
         metrics.child(metrics.requests, model, backend, team, status).inc()
         endpoint = call.endpoint.kind if call.endpoint else "unknown"
         metrics.child(metrics.extproc_request, endpoint).observe(service)
@@ -94,13 +96,21 @@ class Record(Stage):
         if ttft is not None:
             metrics.child(metrics.time_to_first_token, model, backend).observe(ttft)
         if usage is not None and model:
-            served = call.backend.model if call.backend else model
+            served = call.backend.model if call.backend and model != OVERFLOW else model
             metrics.child(metrics.token_usage, "input", model, served, team).observe(usage.input_tokens)
             metrics.child(metrics.token_usage, "output", model, served, team).observe(usage.output_tokens)
             if usage.estimated:
                 metrics.child(metrics.usage_estimated, model).inc()
             if cost:
                 metrics.child(metrics.cost_usd, model, team).inc(cost)
+
+    def _model_label(self, call: Call, model: str) -> str:
+        """The model as a metric label: a model of the config's `models:` by its name; a
+        "<provider>/<model>" name the caller chose (a provider's `models: "*"`) counted
+        among at most `max_model_values` distinct ones, then OVERFLOW, as tags and keys are."""
+        if not model or model in call.config.models:
+            return model
+        return self._caller_models(model, call.config.observability.max_model_values)
 
     def _labelled_series(self, call: Call, model: str, status: str, usage, cost: float = 0.0) -> None:
         """Opt-in series with operator-chosen labels, each capped (see observability.py)."""

@@ -29,6 +29,7 @@ from ..pipeline.call import Call
 from ..pipeline.errors import invalid_request
 from ..translate import Notes, Refused, Target, Translation, translation_for
 from ..pipeline.stage import ImmediateAnswer, Stage
+from .provider_headers import withheld_headers
 
 # Endpoints whose streams carry usage only when `stream_options.include_usage` asks.
 USAGE_OPTION_KINDS = ("chat", "completions")
@@ -90,6 +91,7 @@ def attempt_for(call: Call, backend: Backend) -> Attempt:
     translation = translation_for(call.dialect, provider.dialect, call.endpoint.kind)
     set_headers = {provider.auth_header: provider.auth_value()}
     remove = [name for name in ("authorization", "api-key", "x-api-key") if name != provider.auth_header]
+    remove.extend(withheld_headers(call.headers, provider))     # the account's and the network's
     if translation is None:
         path = provider.upstream_path(call.endpoint.kind, call.path, call.query, backend.model)
     else:

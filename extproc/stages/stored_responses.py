@@ -7,6 +7,12 @@ made each response and for which key; `GET` and `DELETE /v1/responses/{id}`,
 `POST .../cancel` and `GET .../input_items` then go to that backend, with its
 credential, for that key only: to any other key, or for an id the gateway never saw,
 the response does not exist (404).
+
+A new response that continues a stored one (`previous_response_id` in the body of
+`POST /v1/responses`) is checked the same way: the provider would read the stored
+conversation as context, so another key's response, or one the gateway never saw,
+answers 404 as `GET` does. Conversations (`conversation` in the body) are not served
+by the gateway, so it cannot know who owns one: a body naming one is refused (400).
 """
 
 from __future__ import annotations
@@ -19,9 +25,10 @@ import orjson
 from ..api.openai import STORED_RESPONSE_KINDS
 from ..config.envoy_contract import ROUTING_HEADER
 from ..pipeline.call import Call
-from ..pipeline.errors import GatewayError, gateway_error
+from ..pipeline.errors import GatewayError, gateway_error, invalid_request
 from ..store import StoreUnavailable, maybe_await
 from ..pipeline.stage import Stage
+from .provider_headers import withheld_headers
 
 log = logging.getLogger("extproc.stored_responses")
 
@@ -43,12 +50,7 @@ class StoredResponses(Stage):
     async def request_headers(self, call: Call, end_of_stream: bool) -> None:
         if call.endpoint.kind not in STORED_RESPONSE_KINDS:
             return
-        try:
-            found = await maybe_await(self.store.get_record(RECORD_KIND, call.resource_id))
-        except StoreUnavailable as error:
-            log.error("budget store unavailable for a stored response's lookup: %s", error)
-            raise gateway_error("The gateway's store is unavailable; try again.") from None
-        owner = orjson.loads(found) if found else {}
+        owner = await _owner_record(self.store, call.resource_id)
         model = call.config.model(owner.get("model", ""))
         backend = next((b for b in model.backends if b.name == owner.get("backend")), None) if model else None
         if owner.get("key") != call.key.id or backend is None:
@@ -59,9 +61,25 @@ class StoredResponses(Stage):
         reply.clear_route_cache = True
         reply.set_headers[ROUTING_HEADER] = provider.cluster
         reply.set_headers[provider.auth_header] = provider.auth_value()
+        reply.remove_headers.extend(withheld_headers(call.headers, provider))
         path = provider.upstream_path(call.endpoint.kind, call.path, call.query, backend.model)
         if path != call.headers.get(":path"):
             reply.set_headers[":path"] = path
+
+    async def request_body(self, call: Call) -> None:
+        """A new response that continues a stored one: that one must be the caller's."""
+        body = call.body
+        if body is None or call.endpoint.kind != "responses":
+            return
+        if body.get("conversation") is not None:
+            raise invalid_request("This gateway does not serve conversations ('conversation'); continue "
+                                  "a response of yours with 'previous_response_id' instead.")
+        previous = body.get("previous_response_id")
+        if previous is None:
+            return
+        owner = await _owner_record(self.store, previous)
+        if owner.get("key") != call.key.id:
+            raise response_not_found(previous)
 
     async def done(self, call: Call) -> None:
         """Remembers who made a response the provider stored."""
@@ -75,3 +93,15 @@ class StoredResponses(Stage):
                                                     time.time() + KEEP_SECONDS))
         except StoreUnavailable as error:
             log.error("budget store unavailable; response %s will not be found again: %s", response_id, error)
+
+
+async def _owner_record(store, response_id: str) -> dict:
+    """Who made a stored response, and where it lives: {} for an id the gateway never saw."""
+    if store is None:
+        return {}
+    try:
+        found = await maybe_await(store.get_record(RECORD_KIND, str(response_id)[:256]))
+    except StoreUnavailable as error:
+        log.error("budget store unavailable for a stored response's lookup: %s", error)
+        raise gateway_error("The gateway's store is unavailable; try again.") from None
+    return orjson.loads(found) if found else {}

@@ -60,13 +60,29 @@ _ADD = ("INSERT INTO counters (counter, spent, held, expires) VALUES (?1, ?2, ma
         "held = CASE WHEN held + ?3 < ?5 THEN 0 ELSE held + ?3 END RETURNING spent")
 
 
+def _owner_only(path: str) -> None:
+    """The database (keys' digests, budgets, who owns which stored response) is readable
+    by its owner only: a directory the store makes is 0700, the file 0600 (SQLite gives
+    its -wal and -shm files the database's mode)."""
+    os.makedirs(os.path.dirname(os.path.abspath(path)), mode=0o700, exist_ok=True)
+    if path == ":memory:" or path.startswith("file:"):
+        return
+    os.close(os.open(path, os.O_CREAT | os.O_RDWR, 0o600))
+    for name in (path, f"{path}-wal", f"{path}-shm"):
+        try:
+            if os.stat(name).st_mode & 0o077 and os.stat(name).st_uid == os.getuid():
+                os.chmod(name, 0o600)
+        except FileNotFoundError:
+            pass
+
+
 class SQLiteStore:
     def __init__(self, path: str, *, patient: bool = False, migrate: bool = True) -> None:
         """`patient`: wait for a busy write lock as long as it takes (commands, the thread
         behind a worker's store); else raise _Busy past LOOP_BUSY_TIMEOUT."""
         self.path = path
         self.patient = patient
-        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+        _owner_only(path)
         self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False,
                                    timeout=PATIENT_BUSY_TIMEOUT if patient else LOOP_BUSY_TIMEOUT)
         self._calls = 0

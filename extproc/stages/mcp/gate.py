@@ -111,7 +111,8 @@ class McpGate(Stage):
             if answer is None:
                 raise refuse(state, "not_found", 404, jsonrpc.METHOD_NOT_FOUND,
                              "No protected-resource metadata here: it is served for MCP profiles "
-                             "where the gateway accepts tokens of an identity provider.")
+                             "where the gateway accepts tokens of an identity provider, at its public "
+                             "URLs (mcp.public_urls; without them, a loopback host).")
             raise answer
         name = call.path.removeprefix("/mcp/").strip("/")
         profile = call.config.mcp.profiles.get(name)
