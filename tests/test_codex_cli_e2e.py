@@ -115,6 +115,10 @@ def test_a_function_call_round_trip_on_an_anthropic_backend(gateway, alice):
 
 def test_previous_response_id_on_an_anthropic_backend_is_refused_naming_it(alice):
     import openai
-    with pytest.raises(openai.BadRequestError) as refused:
+    with pytest.raises(openai.NotFoundError) as unknown:         # not the caller's: as for GET
         alice.responses.create(model="claude-sonnet-4-6", input="more", previous_response_id="resp_abc")
+    assert "previous_response_id" in unknown.value.message
+    stored = alice.responses.create(model="gpt-4o-mini", input="remember me")   # the caller's own
+    with pytest.raises(openai.BadRequestError) as refused:      # kept by a provider Anthropic is not
+        alice.responses.create(model="claude-sonnet-4-6", input="more", previous_response_id=stored.id)
     assert "previous_response_id" in refused.value.message

@@ -43,7 +43,8 @@ def test_a_stored_response_is_continued_by_its_owner_only(gateway):
     with pytest.raises(openai.NotFoundError) as refused:
         bob.responses.create(model="gpt-4o-mini", input="what did I say?", previous_response_id=first.id)
     assert refused.value.code == "response_not_found"
-    assert refused.value.response.json()["error"]["message"] == f"No response found with id '{first.id}'."
+    assert refused.value.response.json()["error"]["message"] == \
+        f"No response found with id '{first.id}' (previous_response_id)."
     with pytest.raises(openai.NotFoundError):
         alice.responses.create(model="gpt-4o-mini", input="and?", previous_response_id="resp_never_made_here")
     followed = alice.responses.create(model="gpt-4o-mini", input="and then?", previous_response_id=first.id)

@@ -36,8 +36,9 @@ RECORD_KIND = "response"
 KEEP_SECONDS = 30 * 86400          # as long as OpenAI keeps a stored response
 
 
-def response_not_found(response_id: str) -> GatewayError:
-    return GatewayError(404, "response_not_found", f"No response found with id '{response_id[:100]}'.",
+def response_not_found(response_id: str, field: str | None = None) -> GatewayError:
+    named = f" ({field})" if field else ""
+    return GatewayError(404, "response_not_found", f"No response found with id '{response_id[:100]}'{named}.",
                         type="invalid_request_error")
 
 
@@ -79,7 +80,7 @@ class StoredResponses(Stage):
             return
         owner = await _owner_record(self.store, previous)
         if owner.get("key") != call.key.id:
-            raise response_not_found(previous)
+            raise response_not_found(previous, "previous_response_id")
 
     async def done(self, call: Call) -> None:
         """Remembers who made a response the provider stored."""
