@@ -193,6 +193,23 @@ def test_an_unpriced_model_loads_with_a_warning_check_prints(tmp_path):
     assert "'gpt-4o-mini-custom-ft'" in result.stderr
 
 
+@pytest.mark.parametrize("entry, budget, warned", [
+    ({"models": "*"}, None, True),                                          # every model, no team budget
+    ({"models": ["gpt-4o-mini"]}, None, False),                             # an allowlist
+    ({"models": "*"}, {"name": "t", "scope": "team", "unit": "usd", "limit": 5, "window": "day"}, False),
+    ({"models": "*"}, {"name": "t", "scope": "team", "match": "research", "unit": "usd", "limit": 5,
+                       "window": "day"}, True),                             # one team's budget only
+])
+def test_check_warns_of_a_catch_all_team_with_every_model_and_no_team_budget(tmp_path, entry, budget, warned):
+    config = quickstart_config()
+    config["identity"]["teams"]["*"] = entry
+    if budget:
+        config["budgets"].append(budget)
+    result = _check("--config", write(tmp_path, config))
+    assert result.returncode == 0, result.stderr
+    assert ("identity.teams.*: warning: lets every team without an entry use every model" in result.stderr) == warned
+
+
 def _name(entry: dict) -> str:
     inner = entry["typed_config"].get("extension_config")            # a match_delegate's filter
     return inner["name"] if inner else entry["name"]

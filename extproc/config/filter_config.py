@@ -16,6 +16,7 @@ from typing import Mapping
 from ..guardrails.config import GuardrailSettings, parse_guardrails
 from ..observability.settings import ObservabilitySettings, parse_observability
 from ..store.limits import Limit, StoreSettings, parse_limits, parse_store
+from .identity import CATCH_ALL_TEAM
 from .identity import IdentitySettings, parse_identity
 from ..store.caps import CapSettings, parse_caps
 from ..store.meters import MeteringSettings, parse_metering
@@ -146,9 +147,24 @@ def load_config(path: str, *, strict_credentials: bool = True) -> GatewayConfig:
         mock_provider=root.get("mock_provider").value if not root.get("mock_provider").missing else None,
         mcp=parse_mcp(root.get("mcp"), guardrails, strict_credentials),
     )
+    _warn_of_an_open_catch_all(config, root.get("identity"))
     problems.raise_if_any()
     config = dataclasses.replace(config, warnings=tuple(problems.warnings))
     return config
+
+
+def _warn_of_an_open_catch_all(config: GatewayConfig, identity: Node) -> None:
+    """`identity.teams."*"` lets every team without an entry in: with every model and no
+    budget that counts each team, the first token of a team nobody planned for may spend
+    without limit."""
+    catch_all = config.identity.teams.get(CATCH_ALL_TEAM)
+    if catch_all is None or catch_all.models is not None:
+        return
+    if any(limit.scope == "team" and limit.match is None for limit in config.limits):
+        return
+    identity.get("teams").get(CATCH_ALL_TEAM).warn(
+        "lets every team without an entry use every model with no team budget; list its models, "
+        "or add a budget with `scope: team` and no `match` (one per team)")
 
 
 def default_state_dir() -> str:

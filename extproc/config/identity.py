@@ -59,6 +59,11 @@ class JwtSettings:
     limit_claims: tuple[str, ...] = ()       # claims budgets may be scoped by (scope: claim:<name>)
 
 
+# The `identity.teams` entry for every team that has none of its own: without it, such a
+# team's token callers are refused (403 team_not_allowed).
+CATCH_ALL_TEAM = "*"
+
+
 @dataclass(frozen=True, slots=True)
 class TeamPolicy:
     models: frozenset[str] | None            # None: every model

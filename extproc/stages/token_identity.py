@@ -3,14 +3,17 @@
 Envoy's jwt_authn filter has verified the token (config/envoy_identity.py) and forwards its
 payload as metadata; here the claims become a caller as a key is one: user, team (a team
 claim, else the first of the groups claim that has a policy, else the default team), the
-team's model allowlist (`identity.teams`), and the claims that limits may be scoped by.
+team's model allowlist (`identity.teams`, else its "*" entry; a team with neither is
+refused, 403 team_not_allowed), and the claims that limits may be scoped by. A user or
+team claim that is there but not a string (a list, an object, true) is refused with a 401
+naming it: a token's team is one name (several go in the groups claim).
 A token Envoy refused leaves its failure instead, which becomes the caller's 401.
 """
 
 from __future__ import annotations
 
 from ..config.filter_config import VirtualKey
-from ..config.identity import JWT_FAILURE_KEY, JWT_NAMESPACE, JWT_PAYLOAD_KEY, IdentitySettings
+from ..config.identity import CATCH_ALL_TEAM, JWT_FAILURE_KEY, JWT_NAMESPACE, JWT_PAYLOAD_KEY, IdentitySettings
 from ..pipeline.errors import GatewayError
 
 MAX_CLAIM_CHARS = 256
@@ -25,8 +28,8 @@ def _verified(metadata):
     return found.fields if found is not None else None
 
 
-def _claim(payload, path: str):
-    """A claim by path ("email", "realm_access.team"): str, list of str, or None."""
+def _value(payload, path: str):
+    """A claim's value by path ("email", "realm_access.team"), as sent: None when absent."""
     value = None
     fields = payload
     for part in path.split("."):
@@ -36,6 +39,14 @@ def _claim(payload, path: str):
         if value is None:
             return None
         fields = value.struct_value.fields if value.WhichOneof("kind") == "struct_value" else None
+    return None if value is None or value.WhichOneof("kind") == "null_value" else value
+
+
+def _claim(payload, path: str):
+    """A claim by path: str, list of str, or None (absent, or an object)."""
+    value = _value(payload, path)
+    if value is None:
+        return None
     kind = value.WhichOneof("kind")
     if kind == "string_value":
         return value.string_value[:MAX_CLAIM_CHARS]
@@ -61,24 +72,40 @@ def token_caller(metadata, identity: IdentitySettings) -> VirtualKey | None:
     payload = verified.struct_value.fields
     jwt = identity.jwt
     assert jwt is not None
-    user = next((found for path in jwt.claims.user
-                 if isinstance(found := _claim(payload, path), str) and found), None)
+    user = next((found for path in jwt.claims.user if (found := _name(payload, path))), None)
     if user is None:
         raise GatewayError(401, "invalid_api_key", "The token names no user (claim "
                            f"{' or '.join(jwt.claims.user)} is missing).")
-    team = _claim(payload, jwt.claims.team) if jwt.claims.team else None
-    if not isinstance(team, str) or not team:
+    team = _name(payload, jwt.claims.team) if jwt.claims.team else None
+    if not team:
         groups = _claim(payload, jwt.claims.groups) if jwt.claims.groups else None
         groups = [groups] if isinstance(groups, str) else groups or []
         team = next((group for group in groups if group in identity.teams), jwt.default_team)
-    policy = identity.teams.get(team)
+    policy = identity.teams.get(team) or identity.teams.get(CATCH_ALL_TEAM)
+    if policy is None:
+        raise GatewayError(403, "team_not_allowed",
+                           f"The team '{team[:100]}' may not use this gateway: identity.teams has no entry "
+                           "for it. Ask the gateway's operators to add one.")
     claims = {}
     for name in jwt.limit_claims:
         value = _claim(payload, name)
         if isinstance(value, str):
             claims[name] = value
     return VirtualKey(id=f"token:{user}", sha256=_NO_DIGEST, user=user, team=team,
-                      models=policy.models if policy is not None else None, claims=claims)
+                      models=policy.models, claims=claims)
+
+
+def _name(payload, path: str) -> str | None:
+    """A user or team claim: a string (or a number, as written), None when absent or empty;
+    a 401 naming the claim when it holds anything else."""
+    value = _value(payload, path)
+    if value is None:
+        return None
+    if value.WhichOneof("kind") not in ("string_value", "number_value"):
+        kind = value.WhichOneof("kind").removesuffix("_value").replace("struct", "object").replace("bool", "boolean")
+        raise GatewayError(401, "invalid_api_key", f"The token's claim '{path}' must be a string, not a {kind}.")
+    found = _claim(payload, path)
+    return found or None
 
 
 def token_refusal(metadata, presented: str, identity: IdentitySettings) -> GatewayError | None:
