@@ -74,13 +74,8 @@ HISTORY_MODES = [f"{name} {how}" for name in HISTORY_KB for how in ("resent", "f
 
 
 def history_body(kb: int, fresh: bool) -> str:
-    """A chat request of `kb` KB: alternating user and assistant turns of 4 KB of prose
-    (a few non-ASCII words), the last one the user's."""
-    turns = max(1, kb // 4) | 1
-    messages = [{"role": "user" if i % 2 == 0 else "assistant",
-                 "content": (FRESH_MARK + " " if fresh else "")
-                 + guardrails_bench.message(4000, seed=i, planted=False, non_ascii=True)}
-                for i in range(turns)]
+    """A chat request of `kb` KB of history (bench/guardrails.py's history)."""
+    messages = guardrails_bench.history(kb, FRESH_MARK if fresh else "")
     return json.dumps({"model": "gpt-4o-mini", "stream": False, "messages": messages}, ensure_ascii=False)
 
 

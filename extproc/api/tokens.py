@@ -62,12 +62,43 @@ def _count(text: str, encoding: str) -> int:
         return tokenizer.count(_as_tiktoken_reads(text))
 
 
+# Agents resend their whole history on every turn: the counts of long texts are kept, by
+# the text itself (its hash costs ~1 µs per KB against ~15 µs per KB to count it; a hit
+# compares the texts whole, so a count is never another text's). Bounded by the
+# characters kept; the oldest go first.
+CACHED_MIN_CHARS = 512
+CACHE_MAX_CHARS = 16_000_000
+_counted: dict[tuple[str, str], int] = {}
+_counted_chars = 0
+
+
 def count_text(text: str, encoding: str = "o200k_base") -> int:
     if not text:
         return 0
-    if len(text) > MAX_EXACT_CHARS:
-        return _count(text[:MAX_EXACT_CHARS], encoding) + (len(text) - MAX_EXACT_CHARS + 3) // 4
-    return _count(text, encoding)
+    if len(text) < CACHED_MIN_CHARS:
+        return _count(text, encoding)
+    key = (text, encoding)
+    count = _counted.get(key)
+    if count is None:
+        if len(text) > MAX_EXACT_CHARS:
+            count = _count(text[:MAX_EXACT_CHARS], encoding) + (len(text) - MAX_EXACT_CHARS + 3) // 4
+        else:
+            count = _count(text, encoding)
+        _keep(key, count)
+    return count
+
+
+def _keep(key: tuple[str, str], count: int) -> None:
+    global _counted_chars
+    size = len(key[0])
+    if size > CACHE_MAX_CHARS // 4:
+        return
+    while _counted_chars + size > CACHE_MAX_CHARS:
+        oldest = next(iter(_counted))
+        del _counted[oldest]
+        _counted_chars -= len(oldest[0])
+    _counted[key] = count
+    _counted_chars += size
 
 
 # Chat framing, as in OpenAI's cookbook: 3 tokens per message, 3 to prime the reply.
