@@ -116,3 +116,43 @@ def test_a_caller_that_sets_its_own_cap_keeps_it(stack):
     assert response.status_code == 200, response.text
     assert "x-gateway-output-capped" not in response.headers
     assert received_once(stack) == sent
+
+
+def test_uncapped_calls_in_a_flood_never_take_a_budget_over(tmp_path):
+    """40 calls at once without an output cap, JSON and streams, on a 600-token budget:
+    each is reserved what was left when it came, capped at it, and the spent total is
+    exactly the usage reported, never over the limit."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from gateway_stack import settled_rows
+    from test_budgets_e2e import BUDGET, CAROL, budget_config
+
+    from extproc.store.sqlite_store import SQLiteStore
+    stack = GatewayStack(tmp_path, budget_config({"default_output_tokens": 20}), workers=2).start()
+    try:
+        def one(i: int) -> tuple[httpx.Response, int]:
+            body = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": f"flood {i} " * 8}]}
+            if i % 2:
+                body |= {"stream": True, "stream_options": {"include_usage": True}}
+            response = httpx.post(f"{stack.base_url}/chat/completions", headers=CAROL, json=body, timeout=60)
+            used = 0
+            if response.status_code == 200:
+                if i % 2:
+                    events = [orjson.loads(line[6:]) for line in response.text.splitlines()
+                              if line.startswith("data: {")]
+                    used = next(e["usage"]["total_tokens"] for e in events if e.get("usage"))
+                else:
+                    used = response.json()["usage"]["total_tokens"]
+            return response, used
+        with ThreadPoolExecutor(max_workers=40) as pool:
+            results = list(pool.map(one, range(40)))
+        ok = [(r, used) for r, used in results if r.status_code == 200]
+        refused = [r for r, _ in results if r.status_code == 429]
+        assert ok and len(ok) + len(refused) == 40, [r.status_code for r, _ in results]
+        for response, _ in ok:
+            assert 20 <= int(response.headers["x-gateway-output-capped"]) < BUDGET
+        counter = settled_rows(SQLiteStore(str(stack.state_dir / "budgets.sqlite3")))["carol-tokens|carol"]
+        assert counter.held == 0
+        assert counter.spent == sum(used for _, used in ok) <= BUDGET
+    finally:
+        stack.stop()
