@@ -37,7 +37,18 @@ def test_the_remembered_counts_stay_within_their_bound(monkeypatch):
         text = prose(seed)
         assert tokens.count_text(text) == tokens._count(text, "o200k_base")
         assert tokens._counted_chars <= 10_000
-    assert tokens._counted_chars == sum(len(text) for text, _ in tokens._counted)
+    assert tokens._counted_chars == sum(len(text) for text, _ in tokens._counted.values())
+
+
+def test_texts_alike_at_their_ends_keep_their_own_counts(monkeypatch):
+    monkeypatch.setattr(tokens, "_counted", {})
+    monkeypatch.setattr(tokens, "_counted_chars", 0)
+    head, tail = "a" * 300, "z" * 300
+    one, other = head + " one two three " + tail, head + " four five six " + tail
+    assert len(one) == len(other)
+    for _ in range(2):
+        assert tokens.count_text(one) == tokens._count(one, "o200k_base")
+        assert tokens.count_text(other) == tokens._count(other, "o200k_base")
 
 
 def parse(raw: bytes) -> SimpleNamespace:
