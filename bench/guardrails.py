@@ -57,6 +57,16 @@ def message(size: int = 4096, seed: int = 7, planted: bool = True, non_ascii: bo
     return " ".join(words)[:size]
 
 
+def history(kb: int, mark: str = "") -> list[dict]:
+    """An agent's history of about `kb` KB: alternating user and assistant turns of 4 KB
+    of prose (a few non-ASCII words, no PII), the last one the user's; `mark` starts
+    every turn (bench/run.py makes each request's turns new with it)."""
+    turns = max(1, kb // 4) | 1
+    return [{"role": "user" if i % 2 == 0 else "assistant",
+             "content": (mark + " " if mark else "") + message(4000, seed=i, planted=False, non_ascii=True)}
+            for i in range(turns)]
+
+
 def per_call(fn, text: str, rounds: int = 300) -> float:
     fn(text)
     samples = []

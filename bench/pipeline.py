@@ -4,7 +4,7 @@ with envoy/quickstart.yaml: request headers (with what json_to_metadata read fro
 body), request body, and the response body alone (its headers skipped, its status as
 an attribute; docs/architecture.md).
 
-    .venv/bin/python bench/pipeline.py [--profile] [--prompt-kb N]
+    .venv/bin/python bench/pipeline.py [--profile] [--prompt-kb N] [--history-kb N]
 
 By default it runs the bench's short chat message (~370 bytes) and a 4 KB prompt (prose
 with a few non-ASCII words, clean of PII: bench/guardrails.py's, as bench/run.py sends).
@@ -62,8 +62,10 @@ def _struct(fields: dict) -> struct_pb2.Struct:
     return struct
 
 
-def messages(prompt: str) -> list:
-    body = orjson.dumps({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": prompt}]})
+def messages(prompt: str | list) -> list:
+    """The ext_proc messages of a call whose prompt is one user message, or a history."""
+    turns = prompt if isinstance(prompt, list) else [{"role": "user", "content": prompt}]
+    body = orjson.dumps({"model": "gpt-4o-mini", "messages": turns})
     reply = orjson.dumps({"id": "x", "object": "chat.completion", "model": "gpt-4o-mini", "choices": [
         {"index": 0, "message": {"role": "assistant", "content": PROMPT}, "finish_reason": "stop"}],
         "usage": {"prompt_tokens": 60, "completion_tokens": 55, "total_tokens": 115}})
@@ -89,7 +91,7 @@ def bench_config() -> str:
     return str(path)
 
 
-async def run(rounds: int, budget: bool, prompt: str, profile=None) -> float:
+async def run(rounds: int, budget: bool, prompt: str | list, profile=None) -> float:
     config = load_config(bench_config() if budget else str(ROOT / "config" / "quickstart.yaml"))
     sys.stdout = open(os.devnull, "w")       # the log line is written, to /dev/null
     runtime = Runtime(config)
@@ -104,7 +106,8 @@ async def run(rounds: int, budget: bool, prompt: str, profile=None) -> float:
             await runtime.pipeline.handle(call, message)
         await runtime.pipeline.run_done(call)       # as the worker does after the last reply
         await asyncio.sleep(0)
-    assert call.response_in_body and call.status == 200 and call.usage, "not the one-message JSON path"
+    assert call.response_in_body and call.status == 200 and call.usage, \
+        f"not the one-message JSON path: {call.status} {call.error_code} {call.reply.body[:300]!r}"
     if profile:
         profile.enable()
     started = time.perf_counter()
@@ -128,10 +131,14 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3000)
     parser.add_argument("--profile", action="store_true")
     parser.add_argument("--prompt-kb", type=int, help="only this prompt size (KB of README prose)")
+    parser.add_argument("--history-kb", type=int,
+                        help="only an agent's history of this size, resent every call (4 KB turns)")
     args = parser.parse_args()
     prompts = {"short chat message": PROMPT, "4 KB prompt": long_prompt(4)}
     if args.prompt_kb:
         prompts = {f"{args.prompt_kb} KB prompt": long_prompt(args.prompt_kb)}
+    if args.history_kb:
+        prompts = {f"{args.history_kb} KB history": guardrails_bench.history(args.history_kb)}
     if args.profile:
         import cProfile
         import pstats

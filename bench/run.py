@@ -65,6 +65,26 @@ PROSE_4KB = json.dumps(guardrails_bench.message(planted=False, non_ascii=True), 
 MODES = {"json": ('"stream":false', PROMPT), "sse": ('"stream":true', PROMPT),
          "sse+usage": ('"stream":true,"stream_options":{"include_usage":true}', PROMPT),
          "json 4KB": ('"stream":false', PROSE_4KB)}
+# Agent-sized requests: a conversation of 4 KB turns, resent whole on every call as an
+# agent resends its history ("resent": the same body each time), or new each time
+# ("fresh": every turn of every request differs, FRESH_MARK replaced by a count).
+FRESH_MARK = "@@N@@"
+HISTORY_KB = {"json 100KB": 100, "json 400KB": 400}
+HISTORY_MODES = [f"{name} {how}" for name in HISTORY_KB for how in ("resent", "fresh")]
+
+
+def history_body(kb: int, fresh: bool) -> str:
+    """A chat request of `kb` KB of history (bench/guardrails.py's history)."""
+    messages = guardrails_bench.history(kb, FRESH_MARK if fresh else "")
+    return json.dumps({"model": "gpt-4o-mini", "stream": False, "messages": messages}, ensure_ascii=False)
+
+
+def request_body(mode: str) -> str:
+    if mode in MODES:
+        stream, prompt = MODES[mode]
+        return '{"model":"gpt-4o-mini",%s,"messages":[{"role":"user","content":"%s"}]}' % (stream, prompt)
+    name, how = mode.rsplit(" ", 1)
+    return history_body(HISTORY_KB[name], how == "fresh")
 
 
 def ensure_wrk() -> str:
@@ -77,11 +97,13 @@ def ensure_wrk() -> str:
 
 
 def wrk(binary: str, url: str, key: str, body: str, seconds: int, connections: int,
-        pause_ms: float | None = None, headers: dict[str, str] | None = None, spread: bool = False) -> dict:
+        pause_ms: float | None = None, headers: dict[str, str] | None = None, spread: bool = False,
+        fresh: bool = False) -> dict:
     """Closed-loop load; with pause_ms each connection waits that long between requests
     (paced load: about connections / pause requests per second). The same pause on every
     connection keeps them in step: their requests arrive together, in bursts; `spread`
-    draws each pause at random (uniform, same mean), so that arrivals spread out."""
+    draws each pause at random (uniform, same mean), so that arrivals spread out. `fresh`:
+    FRESH_MARK in the body is replaced by a count unique to this run, request by request."""
     pause = f"math.random() * {2 * pause_ms:.1f}" if spread else f"{pause_ms:.1f}" if pause_ms else ""
     script = Path(tempfile.mkstemp(suffix=".lua")[1])
     script.write_text('wrk.method = "POST"\n'
@@ -89,7 +111,10 @@ def wrk(binary: str, url: str, key: str, body: str, seconds: int, connections: i
                       'wrk.headers["content-type"] = "application/json"\n'
                       f'wrk.headers["authorization"] = "Bearer {key}"\n'
                       + "".join(f'wrk.headers["{k}"] = "{v}"\n' for k, v in (headers or {}).items())
-                      + (f"function delay() return {pause} end\n" if pause_ms else ""), encoding="utf-8")
+                      + (f"function delay() return {pause} end\n" if pause_ms else "")
+                      + ("local n = 0\nrequest = function()\n  n = n + 1\n"
+                         f'  local body = (wrk.body:gsub("{FRESH_MARK}", "{time.time_ns()}-" .. n))\n'
+                         "  return wrk.format(nil, nil, nil, body)\nend\n" if fresh else ""), encoding="utf-8")
     out = subprocess.run(["taskset", "-c", "1", binary, "-t1", f"-c{connections}", f"-d{seconds}s",
                           "--latency", "-s", str(script), url], capture_output=True, text=True).stdout
     script.unlink()
@@ -187,6 +212,25 @@ def stored_key(stack) -> str:
     return key
 
 
+def print_throughput(args, modes: list[str], urls: dict, results: dict, cpu: dict) -> None:
+    print(f"\n{args.rounds} interleaved rounds x {args.seconds}s, {args.connections} connections; "
+          f"Envoy (+1 ext_proc worker) on core 0, mock + wrk on core 1; the budget in "
+          f"{'Redis (on core 1)' if args.store == 'redis' else 'SQLite'}; the workers' transport: {args.transport}"
+          f" ({'compiled' if all(compiled.compiled().values()) else 'plain Python'}, extproc/transport/compiled.py)")
+    print(f"{'traffic':<17} {'side':<12} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'vs Envoy':>9} "
+          f"{'non-2xx':>8} {'service CPU/req':>16} {'Envoy CPU/req':>14}")
+    for mode in modes:
+        base = statistics.median(r["rps"] for r in results[("envoy alone", mode)])
+        for side in urls:
+            runs = results[(side, mode)]
+            rps = statistics.median(r["rps"] for r in runs)
+            cpu_text, envoy_text = (f"{statistics.median(cpu[(side, mode, what)]):.0f} us"
+                                    if (side, mode, what) in cpu else "-" for what in ("service", "envoy"))
+            print(f"{mode:<17} {side:<12} {rps:>9.0f} {statistics.median(r['p50'] for r in runs):>8.2f} "
+                  f"{statistics.median(r['p99'] for r in runs):>8.2f} {rps / base:>8.2f}x "
+                  f"{sum(r['errors'] for r in runs):>8} {cpu_text:>16} {envoy_text:>14}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--seconds", type=int, default=10)
@@ -198,7 +242,12 @@ def main() -> None:
                         help="the workers' gRPC transport (server.transport)")
     parser.add_argument("--key", choices=("config", "stored"), default="config",
                         help="the gateway side's key: from the config file, or made at run time in the store")
+    parser.add_argument("--modes", default=",".join([*MODES, *HISTORY_MODES]),
+                        help="the traffic rows, comma-separated (default: all)")
+    parser.add_argument("--throughput-only", action="store_true",
+                        help="only the throughput rounds (no paced load, time to first token, long streams)")
     args = parser.parse_args()
+    modes = [mode.strip() for mode in args.modes.split(",")]
     binary = ensure_wrk()
     # Whatever has started is stopped on the way out, whichever start fails.
     with contextlib.ExitStack() as cleanup:
@@ -223,19 +272,22 @@ def main() -> None:
         results: dict[tuple[str, str], list[dict]] = {}
         cpu: dict[tuple[str, str], list[float]] = {}
         for round_ in range(args.rounds):
-            for mode, (stream, prompt) in MODES.items():
-                body = '{"model":"gpt-4o-mini",%s,"messages":[{"role":"user","content":"%s"}]}' % (stream, prompt)
+            for mode in modes:
+                body = request_body(mode)
                 for side, url in urls.items():
                     measured = {"service": cpu_pids.get(side, []), "envoy": envoy_pids.get(side, [])}
                     before = {what: sum(cpu_seconds(p) for p in pids) for what, pids in measured.items()}
                     result = wrk(binary, url, keys[side], body, args.seconds, args.connections,
-                                 headers=extra_headers.get(side))
+                                 headers=extra_headers.get(side), fresh=mode.endswith("fresh"))
                     for what, pids in measured.items():
                         if pids:
                             cpu.setdefault((side, mode, what), []).append(
                                 (sum(cpu_seconds(p) for p in pids) - before[what])
                                 / max(1, result["requests"]) * 1e6)
                     results.setdefault((side, mode), []).append(result)
+        if args.throughput_only:
+            print_throughput(args, modes, urls, results, cpu)
+            return
         # Latency at half the gateway's maximum JSON rate, same paced load on both sides.
         half = statistics.median(r["rps"] for r in results[("gateway", "json")]) / 2
         # Two arrival patterns: in step (every connection pauses alike, so requests come
@@ -264,22 +316,7 @@ def main() -> None:
         for peer in peers:
             memory[peer.name] = sum(peak_rss_mb(p) for p in cpu_pids[peer.name])
 
-    print(f"\n{args.rounds} interleaved rounds x {args.seconds}s, {args.connections} connections; "
-          f"Envoy (+1 ext_proc worker) on core 0, mock + wrk on core 1; the budget in "
-          f"{'Redis (on core 1)' if args.store == 'redis' else 'SQLite'}; the workers' transport: {args.transport}"
-          f" ({'compiled' if all(compiled.compiled().values()) else 'plain Python'}, extproc/transport/compiled.py)")
-    print(f"{'traffic':<9} {'side':<12} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'vs Envoy':>9} "
-          f"{'non-2xx':>8} {'service CPU/req':>16} {'Envoy CPU/req':>14}")
-    for mode in MODES:
-        base = statistics.median(r["rps"] for r in results[("envoy alone", mode)])
-        for side in urls:
-            runs = results[(side, mode)]
-            rps = statistics.median(r["rps"] for r in runs)
-            cpu_text, envoy_text = (f"{statistics.median(cpu[(side, mode, what)]):.0f} us"
-                                    if (side, mode, what) in cpu else "-" for what in ("service", "envoy"))
-            print(f"{mode:<9} {side:<12} {rps:>9.0f} {statistics.median(r['p50'] for r in runs):>8.2f} "
-                  f"{statistics.median(r['p99'] for r in runs):>8.2f} {rps / base:>8.2f}x "
-                  f"{sum(r['errors'] for r in runs):>8} {cpu_text:>16} {envoy_text:>14}")
+    print_throughput(args, modes, urls, results, cpu)
     for arrivals in ("in step", "spread"):
         p50 = {side: statistics.median(r["p50"] for r in paced[(arrivals, side)])
                for side in ("envoy alone", "gateway")}

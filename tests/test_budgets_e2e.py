@@ -346,8 +346,9 @@ def test_failed_upstream_and_cancelled_stream_leave_no_reservation(tmp_path):
 
 def test_budgets_show_full_from_the_start_and_an_uncapped_call_cannot_pass_its_reservation(tmp_path):
     """Every budget is on /metrics before it is first used, with its scope and scope value;
-    and a call that sets no max_tokens is forwarded with the cap its reservation assumed,
-    so one long answer cannot take the budget past its limit."""
+    and a call that sets no max_tokens, whose budget has less room than the model's whole
+    answer, is forwarded with the cap its reservation assumed (what the budget had left),
+    so one long answer cannot take the budget past its limit; the caller is told."""
     config = budget_config({"default_output_tokens": 200})
     stack = GatewayStack(tmp_path, config).start()
     try:
@@ -358,21 +359,27 @@ def test_budgets_show_full_from_the_start_and_an_uncapped_call_cannot_pass_its_r
             assert (f'gateway_budget_remaining{{budget="team-usd",scope="team",scope_value="{team}",unit="usd"}} 100.0'
                     in scraped)
         stack.clear_received()
-        prompt = " ".join(f"word{i}" for i in range(120))          # ~240 tokens, echoed back
+        prompt = " ".join(f"word{i}" for i in range(160))          # ~320 tokens, echoed back
         response = httpx.post(f"{stack.base_url}/chat/completions", headers=CAROL, timeout=30,
                               json={"model": "gpt-4o-mini", "messages": [{"role": "user", "content": prompt}]})
         assert response.status_code == 200, response.text
         usage = response.json()["usage"]
-        assert usage["completion_tokens"] == 200 < usage["prompt_tokens"]     # cut at the cap
+        cap = int(response.headers["x-gateway-output-capped"])
+        assert 200 <= cap == BUDGET - usage["prompt_tokens"]                  # all the budget had left
+        assert usage["completion_tokens"] == cap < usage["prompt_tokens"]     # cut at the cap
         [received] = stack.received()
-        assert orjson.loads(received["body"])["max_completion_tokens"] == 200
+        assert orjson.loads(received["body"])["max_completion_tokens"] == cap
         store = SQLiteStore(str(stack.state_dir / "budgets.sqlite3"))
         spent = rows(store)["carol-tokens|carol"].spent
         assert spent == usage["total_tokens"] <= BUDGET
         record = stack.wait_for_record(response.headers["x-request-id"])
-        assert record["output_cap_added"] == 200
+        assert record["output_cap_added"] == cap and record["output_cap_reason"] == "budget"
         expected = f'gateway_budget_remaining{{budget="carol-tokens",scope="key",scope_value="carol",unit="tokens"}} {BUDGET - spent:.1f}'
         assert expected in stack.metrics(expected)
+        # Less room than the least an uncapped call is reserved (200): refused, as ever.
+        refused = httpx.post(f"{stack.base_url}/chat/completions", headers=CAROL, timeout=30,
+                             json={"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]})
+        assert refused.status_code == 429 and refused.json()["error"]["code"] == "budget_exceeded"
     finally:
         stack.stop()
 

@@ -114,3 +114,30 @@ ALIASES: dict[str, str] = {
 def shipped_price(model: str) -> Price | None:
     """The shipped price of a model by its exact name or a listed alias; None when unknown."""
     return PRICES.get(ALIASES.get(model, model))
+
+
+# The most one answer of a model may generate (its provider's documented maximum output):
+# a budgeted call that sets no output cap is reserved up to this, and capped only where
+# its budget has less room. Keep in step with the providers' model pages.
+MAX_OUTPUT_TOKENS: dict[str, int] = {
+    "gpt-5": 128_000, "gpt-5-mini": 128_000, "gpt-5-nano": 128_000, "gpt-5-pro": 272_000,
+    "gpt-4.1": 32_768, "gpt-4.1-mini": 32_768, "gpt-4.1-nano": 32_768,
+    "gpt-4o": 16_384, "gpt-4o-2024-05-13": 4_096, "gpt-4o-mini": 16_384,
+    "o1": 100_000, "o1-mini": 65_536, "o1-pro": 100_000,
+    "o3": 100_000, "o3-mini": 100_000, "o3-pro": 100_000, "o4-mini": 100_000,
+    "gpt-4-turbo": 4_096, "gpt-3.5-turbo": 4_096,
+    "claude-opus-4-6": 128_000, "claude-opus-4-5": 64_000, "claude-opus-4-1": 32_000,
+    "claude-opus-4-0": 32_000, "claude-sonnet-4-6": 64_000, "claude-sonnet-4-5": 64_000,
+    "claude-sonnet-4-0": 64_000, "claude-3-7-sonnet-latest": 64_000, "claude-haiku-4-5": 64_000,
+    "claude-3-5-haiku-latest": 8_192,
+}
+
+# A model whose maximum output neither the table nor the config (`max_output_tokens:`)
+# gives: the gateway cannot tell how long its answer may be, so a budgeted call that sets
+# no cap is capped at this (or less, as its budget's room requires).
+UNKNOWN_MAX_OUTPUT_TOKENS = 4_096
+
+
+def shipped_max_output(model: str) -> int | None:
+    """The shipped maximum output of a model by its exact name or a listed alias."""
+    return MAX_OUTPUT_TOKENS.get(ALIASES.get(model, model))

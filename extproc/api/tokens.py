@@ -62,12 +62,47 @@ def _count(text: str, encoding: str) -> int:
         return tokenizer.count(_as_tiktoken_reads(text))
 
 
+# Agents resend their whole history on every turn: the counts of long texts are kept.
+# Looked up by the text's length and ends (hashing a whole 4 KB text costs more than
+# its look-up should), and a hit is the text itself, compared whole (memcmp, ~1 µs), so
+# a count is never another text's. Bounded by the characters kept; the oldest go first.
+CACHED_MIN_CHARS = 512
+CACHE_MAX_CHARS = 16_000_000
+_ENDS = 48
+_counted: dict[tuple[str, int, str, str], tuple[str, int]] = {}
+_counted_chars = 0
+
+
 def count_text(text: str, encoding: str = "o200k_base") -> int:
     if not text:
         return 0
+    if len(text) < CACHED_MIN_CHARS:
+        return _count(text, encoding)
+    key = (encoding, len(text), text[:_ENDS], text[-_ENDS:])
+    kept = _counted.get(key)
+    if kept is not None and kept[0] == text:
+        return kept[1]
     if len(text) > MAX_EXACT_CHARS:
-        return _count(text[:MAX_EXACT_CHARS], encoding) + (len(text) - MAX_EXACT_CHARS + 3) // 4
-    return _count(text, encoding)
+        count = _count(text[:MAX_EXACT_CHARS], encoding) + (len(text) - MAX_EXACT_CHARS + 3) // 4
+    else:
+        count = _count(text, encoding)
+    _keep(key, text, count)
+    return count
+
+
+def _keep(key: tuple[str, int, str, str], text: str, count: int) -> None:
+    global _counted_chars
+    size = len(text)
+    if size > CACHE_MAX_CHARS // 4:
+        return
+    replaced = _counted.pop(key, None)          # same length and ends, another text
+    if replaced is not None:
+        _counted_chars -= len(replaced[0])
+    while _counted and _counted_chars + size > CACHE_MAX_CHARS:
+        oldest = next(iter(_counted))
+        _counted_chars -= len(_counted.pop(oldest)[0])
+    _counted[key] = (text, count)
+    _counted_chars += size
 
 
 # Chat framing, as in OpenAI's cookbook: 3 tokens per message, 3 to prime the reply.

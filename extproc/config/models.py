@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Mapping
 
-from ..api.prices import Price, shipped_price
+from ..api.prices import UNKNOWN_MAX_OUTPUT_TOKENS, Price, shipped_max_output, shipped_price
 from ..api.usage import Usage
 from .providers import Provider
 from ..yamltree import Node
@@ -19,6 +19,7 @@ class Backend:
     model: str                   # the model's name at the provider
     weight: int
     price: Price | None = None   # its own, the model's, or the shipped table's; None: unpriced
+    max_output_tokens: int | None = None   # the most one answer may generate; None: unknown
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,6 +47,21 @@ class Model:
         price = self.price_of(backend)
         return price.cost(usage) if price is not None else 0.0
 
+    def output_ceiling(self, caller_dialect: str) -> tuple[int, bool]:
+        """The most one answer of a call that sets no output cap may generate, whichever
+        backend answers, and whether that is known. A backend of the other dialect that
+        needs a cap (Anthropic's) gets its provider's `default_max_tokens` from the
+        translation; a backend whose maximum nobody gave counts as UNKNOWN_MAX_OUTPUT_TOKENS."""
+        ceiling, known = 0, True
+        for backend in self.backends:
+            most = backend.max_output_tokens
+            if backend.provider.dialect == "anthropic" and caller_dialect != "anthropic":
+                most = min(most or backend.provider.default_max_tokens, backend.provider.default_max_tokens)
+            if most is None:
+                most, known = UNKNOWN_MAX_OUTPUT_TOKENS, False
+            ceiling = max(ceiling, most)
+        return ceiling, known
+
     @property
     def fully_priced(self) -> bool:
         """Every backend has a price (its own or the model's): USD budgets can charge it."""
@@ -61,19 +77,21 @@ def qualified_model(name: str, providers: Mapping[str, Provider]) -> Model | Non
     provider = providers.get(provider_name)
     if provider is None or not served or not provider.serves(served):
         return None
-    backend = Backend(name=provider_name, provider=provider, model=served, weight=1, price=shipped_price(served))
+    backend = Backend(name=provider_name, provider=provider, model=served, weight=1, price=shipped_price(served),
+                      max_output_tokens=shipped_max_output(served))
     return Model(name=name, backends=(backend,), strategy="fallback", price=backend.price,
                  encoding=encoding_for_model(served))
 
 
 def parse_model(name: str, node: Node, providers: Mapping[str, Provider]) -> Model:
     from ..api.tokens import encoding_for_model  # local: tokens imports the tokenizer
-    node.only_keys("backends", "strategy", "price", "encoding")
+    node.only_keys("backends", "strategy", "price", "encoding", "max_output_tokens")
     strategy = node.get("strategy").choice(("fallback", "weighted"), "fallback")
+    model_max_output = _max_output(node)
     model_price = _price(node.get("price")) if not node.get("price").missing else None
     backends = []
     for item in node.get("backends").elements():
-        item.only_keys("provider", "model", "name", "weight", "price")
+        item.only_keys("provider", "model", "name", "weight", "price", "max_output_tokens")
         provider_name = item.get("provider").str()
         provider = providers.get(provider_name)
         if provider is None:
@@ -86,8 +104,11 @@ def parse_model(name: str, node: Node, providers: Mapping[str, Provider]) -> Mod
         if price is None:
             item.warn(f"no price: neither `price:` nor the shipped table (exact names and aliases) prices "
                       f"{served!r}; its calls are recorded at $0, and a USD budget refuses them")
+        # Its maximum output: its own, else the model's, else the shipped one of the model it serves.
+        max_output = _max_output(item) or model_max_output or shipped_max_output(served)
         backends.append(Backend(name=item.get("name").str(provider_name), provider=provider, model=served,
-                                weight=item.get("weight").number(1, integer=True, minimum=0), price=price))
+                                weight=item.get("weight").number(1, integer=True, minimum=0), price=price,
+                                max_output_tokens=max_output))
     if not backends:
         node.get("backends").fail("must list at least one backend")
     names = [b.name for b in backends]
@@ -99,6 +120,11 @@ def parse_model(name: str, node: Node, providers: Mapping[str, Provider]) -> Mod
     encoding = node.get("encoding").choice(("o200k_base", "cl100k_base"), encoding_for_model(first))
     return Model(name=name, backends=tuple(backends), strategy=strategy,
                  price=backends[0].price if backends else model_price, encoding=encoding)
+
+
+def _max_output(node: Node) -> int | None:
+    item = node.get("max_output_tokens")
+    return None if item.missing else item.number(0, integer=True, minimum=1)
 
 
 def _price(node: Node) -> Price:

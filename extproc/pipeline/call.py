@@ -14,6 +14,10 @@ from ..config.models import Backend, Model
 from .protocol import Reply
 
 
+# stage_state: the output per answer a budget reserved for a call that set no cap.
+OUTPUT_RESERVED = "output_reserved"
+
+
 class Call:
     """One HTTP request through the gateway, from request headers to the last body chunk."""
 
@@ -98,14 +102,16 @@ class Call:
         return cached
 
     def output_cap(self) -> int:
-        """The output tokens a reservation counts on: the request's cap (else the store's
-        default; none for embeddings) for each answer it asks for (`n`, `best_of`). Also
-        what a stream passed through is charged when its usage never came: the service
-        did not see the text."""
+        """The most output tokens the call can generate: the request's cap (else what its
+        budget reserved, else its model's maximum output; none for embeddings) for each
+        answer it asks for (`n`, `best_of`). Also what a stream passed through is charged
+        when its usage never came: the service did not see the text."""
         kind = self.endpoint.kind
         if kind == "embeddings":
             return 0
-        each = max_output_tokens(kind, self.body) or self.config.store.default_output_tokens
+        each = max_output_tokens(kind, self.body) or self.stage_state.get(OUTPUT_RESERVED) or (
+            self.model.output_ceiling(self.dialect)[0] if self.model is not None
+            else self.config.store.default_output_tokens)
         return each * answers_per_request(kind, self.body)
 
     def new_reply(self) -> Reply:

@@ -16,10 +16,10 @@ import logging
 import time
 import uuid
 
-from ..api.dialects import OUTPUT_CAP_FIELDS, max_output_tokens
+from ..api.dialects import OUTPUT_CAP_FIELDS, answers_per_request, max_output_tokens
 from ..api.usage import Usage
 from ..observability import metrics
-from ..pipeline.call import Call
+from ..pipeline.call import OUTPUT_RESERVED, Call
 from ..pipeline.errors import GatewayError, gateway_error, model_not_priced
 from ..store import StoreUnavailable, maybe_await
 from ..store.limits import Charge, plan_charges, settled_amount
@@ -27,6 +27,11 @@ from ..pipeline.stage import Stage
 
 log = logging.getLogger("extproc.budget")
 
+# The response header that tells a caller the gateway capped its answer, and at what.
+OUTPUT_CAPPED_HEADER = "x-gateway-output-capped"
+# Reserve attempts for a call that set no cap: the model's maximum, then what the refusing
+# budget has left (again if a concurrent call took that room first).
+_FITTING_TRIES = 4
 _RESERVATION_PREFIX = uuid.uuid4().hex[:12]      # per process: each worker is started afresh
 _reservations = itertools.count()
 
@@ -70,19 +75,36 @@ class Budget(Stage):
             charging_usd = [limit for limit in limits if limit.kind == "usd" and limit.scope_value(call.key) is not None]
             if charging_usd:     # at $0 it would never be charged: refuse rather than let it run free
                 raise model_not_priced(call.model.name, charging_usd[0].name)
-        tokens, usd = self._estimate(call)
-        now = time.time()
-        charges = plan_charges(limits, call.key, tokens, usd, now, self.settings.lease_seconds)
+        # A call that sets no output cap is reserved up to its model's maximum output, or
+        # what its tightest budget has left, whichever is smaller; capped only in the latter
+        # case (or when nobody knows the model's maximum), and then told so.
+        field = OUTPUT_CAP_FIELDS.get(call.endpoint.kind)
+        uncapped = field is not None and max_output_tokens(call.endpoint.kind, call.body) is None and \
+            any(limit.kind in ("tokens", "usd") and limit.scope_value(call.key) is not None for limit in limits)
+        ceiling, known = call.model.output_ceiling(call.dialect) if uncapped else (0, True)
+        each = ceiling if uncapped else None
         # A client-chosen request id must not collide: this worker's token and a count.
         rid = f"{call.request_id or ''}:{_RESERVATION_PREFIX}{next(_reservations)}"
-        try:
-            admission = await maybe_await(self.store.reserve(rid, charges, now, now + self.settings.lease_seconds))
-        except StoreUnavailable as error:
-            metrics.child(metrics.store_errors, "reserve").inc()
-            log.error("budget store unavailable on reserve: %s", error)
-            if self.settings.fail_mode == "open":
-                return
-            raise gateway_error("The budget store is unavailable; the request was not forwarded.") from None
+        for _ in range(_FITTING_TRIES):
+            tokens, usd = self._estimate(call, each)
+            now = time.time()
+            charges = plan_charges(limits, call.key, tokens, usd, now, self.settings.lease_seconds)
+            try:
+                admission = await maybe_await(self.store.reserve(rid, charges, now, now + self.settings.lease_seconds))
+            except StoreUnavailable as error:
+                metrics.child(metrics.store_errors, "reserve").inc()
+                log.error("budget store unavailable on reserve: %s", error)
+                if self.settings.fail_mode == "open":
+                    return
+                raise gateway_error("The budget store is unavailable; the request was not forwarded.") from None
+            if admission.admitted or each is None:
+                break
+            # No room for the model's whole answer: as much as the refusing budget has left,
+            # down to the least an uncapped call is reserved (below it: refused).
+            fits = _output_that_fits(call, admission.refused, admission.remaining.get(admission.refused.counter))
+            if fits >= each or fits < min(call.config.store.default_output_tokens, ceiling):
+                break
+            each = fits
         if not admission.admitted:
             refused = admission.refused
             code = "budget_exceeded" if refused.limit.kind in ("tokens", "usd") and \
@@ -93,14 +115,22 @@ class Budget(Stage):
             raise GatewayError(429, code, _refusal_message(refused, code), headers=headers)
         metrics.child(metrics.budget_admissions,
                       "allotment" if admission.in_memory else "store").inc()
-        _cap_what_was_reserved(call, charges)
         call.stage_state["budget"] = (rid, charges)
-        call.stage_state["ratelimit_headers"] = ratelimit_headers(charges, admission.remaining, now)
+        # The headers the budget adds to the answer (Envoy adds them itself to answers the
+        # service does not see the headers of: one_message.py).
+        headers = call.stage_state["ratelimit_headers"] = ratelimit_headers(charges, admission.remaining, now)
+        if each is not None:
+            call.stage_state[OUTPUT_RESERVED] = each
+            if each < ceiling or not known:
+                _cap_what_was_reserved(call, field, each, "budget" if each < ceiling else "unknown_model_maximum")
+                headers[OUTPUT_CAPPED_HEADER] = str(each)
 
-    def _estimate(self, call: Call) -> tuple[int, float]:
+    def _estimate(self, call: Call, each: int | None) -> tuple[int, float]:
+        """Tokens and USD (at the dearest backend) to reserve; `each`: the output per
+        answer of a call that sets no cap (None: the call's own cap)."""
         model = call.model
         prompt = call.prompt_tokens()
-        output = call.output_cap()
+        output = call.output_cap() if each is None else each * answers_per_request(call.endpoint.kind, call.body)
         usd = max(model.cost(b, Usage(prompt, output)) for b in model.backends)
         return prompt + output, usd
 
@@ -148,19 +178,38 @@ def _retry_after(charge: Charge, now: float) -> int:
     return max(1, int(charge.window_end - now + 0.999))
 
 
-def _cap_what_was_reserved(call: Call, charges: list[Charge]) -> None:
-    """A call that set no output cap was reserved the store's default for each answer:
-    that cap goes to the provider, so what the call spends cannot pass what it reserved
-    (uncapped, one long answer could take a budget far past its limit)."""
-    field = OUTPUT_CAP_FIELDS.get(call.endpoint.kind)
-    if field is None or max_output_tokens(call.endpoint.kind, call.body) is not None:
-        return
-    if not any(charge.limit.kind in ("tokens", "usd") for charge in charges):
-        return
-    cap = call.config.store.default_output_tokens
+def _output_that_fits(call: Call, charge: Charge, room: float | None) -> int:
+    """The output per answer the refusing counter still has room for, after the prompt
+    (tokens: one a token; USD: at the dearest backend's prices); -1 when none or unknown."""
+    if room is None or charge.limit.kind not in ("tokens", "usd"):
+        return -1
+    kind = call.endpoint.kind
+    answers = answers_per_request(kind, call.body)
+    prompt = call.prompt_tokens()
+    if charge.limit.kind == "tokens":
+        return int((room - prompt) // answers)
+    fits = None
+    for backend in call.model.backends:
+        price = call.model.price_of(backend)
+        if price is None or not price.output:
+            continue                  # its output costs nothing: it bounds nothing
+        left = room - price.cost(Usage(prompt, 0))
+        each = int(left * 1_000_000 / price.output // answers)
+        fits = each if fits is None else min(fits, each)
+    return -1 if fits is None else fits
+
+
+def _cap_what_was_reserved(call: Call, field: str, cap: int, reason: str) -> None:
+    """A call that set no output cap and whose reservation could not cover its model's
+    whole answer goes to the provider with the cap it was reserved, so what it spends
+    cannot pass what it reserved; the caller is told (OUTPUT_CAPPED_HEADER) and the log
+    line says why (`budget`: the budget's room; `unknown_model_maximum`: nobody gave the
+    model's maximum output)."""
     call.body[field] = cap
     call.body_changed = True
-    call.stage_state.setdefault("log", {})["output_cap_added"] = cap
+    log_fields = call.stage_state.setdefault("log", {})
+    log_fields["output_cap_added"] = cap
+    log_fields["output_cap_reason"] = reason
 
 
 def _refusal_message(charge: Charge, code: str) -> str:

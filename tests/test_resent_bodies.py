@@ -1,0 +1,93 @@
+"""What a resent history costs once: token counts of long texts and the checks of a long
+body are remembered by the text and the bytes themselves, exactly, within a bound."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import orjson
+import pytest
+
+from extproc.api import tokens
+from extproc.api.openai import ENDPOINTS
+from extproc.pipeline.errors import GatewayError
+from extproc.stages import resolve
+from extproc.stages.resolve import ParseRequest
+
+
+def prose(seed: int, size: int = 2000) -> str:
+    words = [f"w{(seed * 7919 + i * 31) % 5000}é" if i % 17 == 0 else f"word{(seed + i) % 97}" for i in range(size)]
+    return " ".join(words)[:size]
+
+
+def test_a_remembered_count_is_the_texts_own():
+    text = prose(1)
+    uncached = tokens._count(text, "o200k_base")
+    assert tokens.count_text(text) == uncached
+    assert tokens.count_text(text[:-1] + "!") == tokens._count(text[:-1] + "!", "o200k_base")
+    assert tokens.count_text(text) == uncached                       # a hit
+    assert tokens.count_text(text, "cl100k_base") == tokens._count(text, "cl100k_base")   # per encoding
+
+
+def test_the_remembered_counts_stay_within_their_bound(monkeypatch):
+    monkeypatch.setattr(tokens, "_counted", {})
+    monkeypatch.setattr(tokens, "_counted_chars", 0)
+    monkeypatch.setattr(tokens, "CACHE_MAX_CHARS", 10_000)
+    for seed in range(20):
+        text = prose(seed)
+        assert tokens.count_text(text) == tokens._count(text, "o200k_base")
+        assert tokens._counted_chars <= 10_000
+    assert tokens._counted_chars == sum(len(text) for text, _ in tokens._counted.values())
+
+
+def test_texts_alike_at_their_ends_keep_their_own_counts(monkeypatch):
+    monkeypatch.setattr(tokens, "_counted", {})
+    monkeypatch.setattr(tokens, "_counted_chars", 0)
+    head, tail = "a" * 300, "z" * 300
+    one, other = head + " one two three " + tail, head + " four five six " + tail
+    assert len(one) == len(other)
+    for _ in range(2):
+        assert tokens.count_text(one) == tokens._count(one, "o200k_base")
+        assert tokens.count_text(other) == tokens._count(other, "o200k_base")
+
+
+def parse(raw: bytes) -> SimpleNamespace:
+    call = SimpleNamespace(raw_body=raw, body=None, model_name="", stream=False, client_wants_usage=True,
+                           endpoint=ENDPOINTS["/v1/chat/completions"])
+    ParseRequest().request_body(call)
+    return call
+
+
+def long_body(repeat: str = "") -> bytes:
+    turns = ",".join(orjson.dumps({"role": "user", "content": prose(i)}).decode() for i in range(30))
+    return f'{{"model":"gpt-4o-mini",{repeat}"messages":[{turns}]}}'.encode()
+
+
+def test_a_long_body_resent_is_parsed_afresh_and_a_changed_one_checked_again():
+    sound = long_body()
+    assert len(sound) >= resolve.CHECKED_MIN_BYTES
+    first, again = parse(sound), parse(sound)
+    assert first.body == again.body and first.body is not again.body   # each call its own body
+    assert (first.endpoint.kind, sound) in resolve._checked
+    # The same length, one key repeated: other bytes, checked, refused every time.
+    repeated = long_body('"model":"gpt-4o",')
+    for _ in range(2):
+        with pytest.raises(GatewayError) as refused:
+            parse(repeated)
+        assert refused.value.status == 400 and "repeats the key 'model'" in refused.value.message
+    # The wrong shape: never remembered as sound.
+    bad = sound.replace(b'"role":"user"', b'"role":7', 1)
+    for _ in range(2):
+        with pytest.raises(GatewayError):
+            parse(bad)
+
+
+def test_remembered_bodies_stay_within_their_bound(monkeypatch):
+    monkeypatch.setattr(resolve, "_checked", {})
+    monkeypatch.setattr(resolve, "_checked_bytes", 0)
+    monkeypatch.setattr(resolve, "CHECKED_MAX_BYTES", 200_000)
+    for seed in range(10):
+        raw = long_body(f'"user":"u{seed}",')
+        parse(raw)
+        assert resolve._checked_bytes <= 200_000
+    assert resolve._checked_bytes == sum(len(raw) for _, raw in resolve._checked)
