@@ -7,11 +7,14 @@ import asyncio
 import copy
 
 import orjson
+import yaml
 from envoy.config.core.v3 import base_pb2
 from envoy.service.ext_proc.v3 import external_processor_pb2 as ep
 from hypothesis import strategies as st
 
+from extproc.config.filter_config import load_config
 from extproc.pipeline.call import Call
+from extproc.runtime.worker import Runtime
 
 JSON = st.recursive(
     st.none() | st.booleans() | st.integers(-2**63, 2**63) | st.floats(allow_nan=False) | st.text(max_size=20),
@@ -25,6 +28,20 @@ KEYS = st.one_of(st.sampled_from(["type", "role", "content", "text", "model", "p
                                   "source", "arguments", "input", "tool_calls", "cache_control",
                                   "signature", "thinking", "metadata", "logit_bias"]),
                  st.text(max_size=8))
+
+
+def quickstart_runtime(folder, config: dict) -> Runtime:
+    """The quickstart's pipeline in process, plus carol: every model, a token budget and no
+    guardrail (alice: guardrails, every model; bob: guardrails, a budget and one model).
+    `config`: the quickstart's filter config, as a dict."""
+    config["keys"].append({"id": "carol", "key": "sk-test-carol", "team": "t", "models": "*"})
+    config["guardrails"]["policies"] = {"default": ["pii", "prompt-injection"], "keys": {"carol": []}}
+    config["budgets"].append({"name": "carol", "scope": "key", "match": "carol", "unit": "tokens",
+                              "limit": 10**12, "window": "day"})
+    config["store"] = {"path": str(folder / "budgets.sqlite3")}
+    path = folder / "gateway.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return Runtime(load_config(str(path)))
 
 
 def paths(node, path=()):

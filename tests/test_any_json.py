@@ -17,13 +17,12 @@ from pathlib import Path
 import httpx
 import pytest
 import yaml
-from any_json import JSON, KEYS, WRONG_TYPE, error_of, inserted, paths, replaced, through_pipeline
+from any_json import (JSON, KEYS, WRONG_TYPE, error_of, inserted, paths, quickstart_runtime, replaced,
+                      through_pipeline)
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from extproc.config.filter_config import load_config
 from extproc.mock.wire import RECORDINGS
-from extproc.runtime.worker import Runtime
 from gateway_stack import quickstart_config
 
 AGENT_REQUESTS = Path(__file__).resolve().parent / "agent_requests"
@@ -99,19 +98,7 @@ def mutated(draw):
 
 @pytest.fixture(scope="module")
 def runtime(tmp_path_factory):
-    """The quickstart, plus carol: every model, a token budget and no guardrail (alice:
-    guardrails, every model; bob: guardrails, a budget and one model)."""
-    folder = tmp_path_factory.mktemp("state")
-    config = quickstart_config()
-    config["keys"].append({"id": "carol", "key": "sk-test-carol", "team": "t", "models": "*"})
-    policies = config["guardrails"].setdefault("policies", {})
-    policies.setdefault("keys", {})["carol"] = []
-    config["budgets"].append({"name": "carol", "scope": "key", "match": "carol", "unit": "tokens",
-                              "limit": 10**12, "window": "day"})
-    config["store"] = {"path": str(folder / "budgets.sqlite3")}
-    path = folder / "gateway.yaml"
-    path.write_text(yaml.safe_dump(config))
-    return Runtime(load_config(str(path)))
+    return quickstart_runtime(tmp_path_factory.mktemp("state"), quickstart_config())
 
 
 def _dialect(route: str) -> str:

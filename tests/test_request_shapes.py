@@ -7,14 +7,11 @@ from __future__ import annotations
 
 import orjson
 import pytest
-import yaml
-from any_json import WRONG_TYPE, paths, replaced, through_pipeline
+from any_json import WRONG_TYPE, paths, quickstart_runtime, replaced, through_pipeline
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from extproc.api.openai_schema import shape_problem
-from extproc.config.filter_config import load_config
-from extproc.runtime.worker import Runtime
 from gateway_stack import quickstart_config
 
 
@@ -101,17 +98,7 @@ def mutated_requests(draw):
 
 @pytest.fixture(scope="module")
 def runtime(tmp_path_factory):
-    """The quickstart, plus carol: no guardrail, a token budget (bob: guardrails and a budget)."""
-    folder = tmp_path_factory.mktemp("state")
-    config = quickstart_config()
-    config["keys"].append({"id": "carol", "key": "sk-test-carol", "team": "t", "models": "*"})
-    config["guardrails"]["policies"] = {"default": ["pii", "prompt-injection"], "keys": {"carol": []}}
-    config["budgets"].append({"name": "carol", "scope": "key", "match": "carol", "unit": "tokens",
-                              "limit": 10**9, "window": "day"})
-    config["store"] = {"path": str(folder / "budgets.sqlite3")}
-    path = folder / "gateway.yaml"
-    path.write_text(yaml.safe_dump(config))
-    return Runtime(load_config(str(path)))
+    return quickstart_runtime(tmp_path_factory.mktemp("state"), quickstart_config())
 
 
 @settings(max_examples=400, deadline=None, derandomize=True,
