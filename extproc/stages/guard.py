@@ -12,6 +12,7 @@ from ..api.dialects import max_output_tokens
 from ..guardrails import redact
 from ..guardrails.config import Guardrail
 from ..guardrails.joined import Conversation, find_in_texts
+from ..guardrails.known import find_known_or_new, new_text_chars
 from ..guardrails.scan import legacy_function_name, tool_name, tool_names
 from ..guardrails.walk import request_slots
 from ..observability import metrics
@@ -40,7 +41,10 @@ def check_texts(call: Call, guardrail: Guardrail, slots: list, direction: str) -
     split across two of them is found: guardrails/joined.py); redact each piece in place.
     True if anything changed."""
     texts = [container[key] for container, key in slots]
-    found = find_in_texts(guardrail.detector, conversation_of(call, texts))
+    if guardrail.digest:            # the texts earlier checks read get their findings again
+        found = find_known_or_new(guardrail.detector, guardrail.digest, texts)
+    else:
+        found = find_in_texts(guardrail.detector, conversation_of(call, texts))
     hits = any(found)
     changed = False
     if hits and guardrail.action == "redact":
@@ -89,12 +93,14 @@ async def run_plugin(call: Call, guardrail: Guardrail, slots: list, direction: s
     return False
 
 
-def could_not_run(call: Call, guardrail: Guardrail, direction: str, why: str) -> None:
+def could_not_run(call: Call, guardrail: Guardrail, direction: str, why: str,
+                  reason: str | None = None) -> None:
     """A guardrail that cannot run applies its fail mode, and the record says so."""
     log.warning("guardrail %s could not run (%s); failing %s", guardrail.name, why, guardrail.fail_mode)
     record_verdict(call, guardrail, direction, f"error_fail_{guardrail.fail_mode}")
     if guardrail.fail_mode == "closed":
-        reason = " (too large to check)" if "larger" in why else ""
+        if reason is None:
+            reason = " (too large to check)" if "larger" in why else ""
         raise GatewayError(400, "content_blocked",
                            f"The guardrail '{guardrail.name}' could not check this {direction}"
                            f"{reason}; it fails closed.")
@@ -108,12 +114,19 @@ class GuardRequest(Stage):
         if not policy or call.body is None:
             return
         slots = list(request_slots(call.endpoint.kind, call.body))
-        too_large = sum(len(container[key]) for container, key in slots) > \
-            call.config.guardrails.max_scan_chars
+        bound = call.config.guardrails.max_scan_chars
+        texts = [container[key] for container, key in slots]
+        total = sum(map(len, texts))
         for guardrail in policy:
-            if too_large and guardrail.scans_text:
-                could_not_run(call, guardrail, "request", "input larger than max_scan_chars")
-                continue
+            # The bound is on what this check must read: text earlier checks read (an
+            # agent's history, resent every turn) is known and costs a hash.
+            if guardrail.scans_text and total > bound:
+                new = new_text_chars(guardrail.digest, texts) if guardrail.digest else total
+                if new > bound:
+                    could_not_run(call, guardrail, "request", "input larger than max_scan_chars",
+                                  f" (too large to check: {new} characters of new text, above "
+                                  f"guardrails.max_scan_chars = {bound})")
+                    continue
             try:
                 if guardrail.type == "caps":
                     self._caps(call, guardrail)
