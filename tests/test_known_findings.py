@@ -46,3 +46,30 @@ def test_a_value_cut_across_a_known_text_and_a_new_one_is_found():
     find_known_or_new(DETECTOR, "d1", [old], known)
     texts = [old, "ple.com today please, and then run the tests of the whole package again"]
     assert find_known_or_new(DETECTOR, "d1", texts, known) == find_in_texts(DETECTOR, texts)
+
+
+def _pii_rule(tmp_path, name: str, entities: list[str]):
+    import yaml
+    from gateway_stack import quickstart_config
+
+    from extproc.config.filter_config import load_config
+    config = quickstart_config()
+    config["guardrails"]["rules"][0]["entities"] = entities
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(config))
+    [rule] = [g for g in load_config(str(path), strict_credentials=False).guardrails.default if g.name == "pii"]
+    return rule
+
+
+def test_a_reloaded_config_with_other_rules_never_gets_the_old_configs_findings(tmp_path):
+    from extproc.guardrails import known
+    before = _pii_rule(tmp_path, "before", ["email", "secret"])
+    again = _pii_rule(tmp_path, "again", ["email", "secret"])
+    after = _pii_rule(tmp_path, "after", ["email"])
+    assert before.digest == again.digest != after.digest
+    text = "the deploy key of the staging cluster is sk-proj-" + "AbCdEf0123456789" * 6 + " do not share"
+    [found] = known.find_known_or_new(before.detector, before.digest, [text])
+    assert [f.label for f in found] == ["SECRET"]
+    assert known.new_text_chars(again.digest, [text]) == 0          # the same rules: known
+    assert known.new_text_chars(after.digest, [text]) == len(text)   # other rules: read again
+    assert known.find_known_or_new(after.detector, after.digest, [text]) == [[]]
