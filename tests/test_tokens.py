@@ -124,3 +124,12 @@ def test_hostile_input_is_capped(unit):
     assert time.perf_counter() - started < 5
     head = text[:MAX_EXACT_CHARS]
     assert counted == len(reference("o200k_base").encode_ordinary(head)) + (len(text) - MAX_EXACT_CHARS + 3) // 4
+
+
+def test_a_resent_long_text_is_counted_once_and_gets_the_same_count(monkeypatch):
+    from extproc.api import tokens
+    text = "a tool result line that an agent resends with its history every turn\n" * 200
+    first = tokens.count_text(text)
+    assert first == tokens._count(text, "o200k_base")
+    monkeypatch.setattr(tokens, "_count", lambda *_: (_ for _ in ()).throw(AssertionError("counted again")))
+    assert tokens.count_text(text) == first

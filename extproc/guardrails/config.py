@@ -48,6 +48,9 @@ class Guardrail:
     detector: Any = None                 # .find(text) → findings; a PluginClient for plugins
     allow: frozenset[str] | None = None  # tools
     caps: Caps | None = None
+    # What the findings depend on (type and rules, and the detectors' version): known
+    # findings (known.py) are keyed by it, so other rules never meet them.
+    digest: str = ""
 
     @property
     def scans_text(self) -> bool:
@@ -201,4 +204,18 @@ def _rule(item: Node) -> Guardrail | None:
         from .fold import FoldingDetector
         # An operator's banned words may be in a script the fold changes: those look at both.
         guardrail["detector"] = FoldingDetector(guardrail["detector"], also_original=True)
+    if kind in ("pii", "prompt_injection", "banned"):     # findings of the text alone
+        guardrail["digest"] = _digest(kind, item)
     return Guardrail(**guardrail)
+
+
+# Changes whenever what the detectors find changes without the config changing.
+DETECTORS_VERSION = "1"
+
+
+def _digest(kind: str, item) -> str:
+    """A digest of what decides a text guardrail's findings: its type and its rules."""
+    import hashlib
+    rules = {field: [e.str() for e in item.get(field).elements()] if not item.get(field).missing else None
+             for field in ("entities", "words", "patterns")}
+    return hashlib.sha256(repr((DETECTORS_VERSION, kind, sorted(rules.items()))).encode()).hexdigest()[:32]

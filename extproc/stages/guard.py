@@ -13,6 +13,7 @@ from ..guardrails import redact
 from ..guardrails.config import Guardrail
 from ..guardrails.embedded_text import UnreadableText
 from ..guardrails.joined import Conversation, find_in_texts
+from ..guardrails.known import find_known_or_new, new_text_chars
 from ..guardrails.scan import legacy_function_name, tool_name, tool_names
 from ..guardrails.walk import request_slots
 from ..observability import metrics
@@ -41,7 +42,10 @@ def check_texts(call: Call, guardrail: Guardrail, slots: list, direction: str) -
     split across two of them is found: guardrails/joined.py); redact each piece in place.
     True if anything changed."""
     texts = [container[key] for container, key in slots]
-    found = find_in_texts(guardrail.detector, conversation_of(call, texts))
+    if guardrail.digest:            # the texts earlier checks read get their findings again
+        found = find_known_or_new(guardrail.detector, guardrail.digest, texts)
+    else:
+        found = find_in_texts(guardrail.detector, conversation_of(call, texts))
     hits = any(found)
     changed = False
     if hits and guardrail.action == "redact":
@@ -109,15 +113,22 @@ class GuardRequest(Stage):
         if not policy or call.body is None:
             return
         slots = list(request_slots(call.endpoint.kind, call.body))
-        too_large = sum(len(container[key]) for container, key in slots) > \
-            call.config.guardrails.max_scan_chars
+        bound = call.config.guardrails.max_scan_chars
+        texts = [container[key] for container, key in slots]
+        total = sum(map(len, texts))
         # A payload declared as text that cannot be decoded (guardrails/embedded_text.py)
         # is not passed unread: each text guardrail applies its fail mode to it.
         unreadable = next((c.field for c, _key in slots if isinstance(c, UnreadableText)), None)
         for guardrail in policy:
-            if too_large and guardrail.scans_text:
-                could_not_run(call, guardrail, "request", "input larger than max_scan_chars")
-                continue
+            # The bound is on what this check must read: text earlier checks read (an
+            # agent's history, resent every turn) is known and costs a hash.
+            if guardrail.scans_text and total > bound:
+                new = new_text_chars(guardrail.digest, texts) if guardrail.digest else total
+                if new > bound:
+                    could_not_run(call, guardrail, "request", "input larger than max_scan_chars",
+                                  f"too large to check: {new} characters of new text, above "
+                                  f"guardrails.max_scan_chars = {bound}")
+                    continue
             if unreadable is not None and guardrail.scans_text:
                 could_not_run(call, guardrail, "request", "a text payload that cannot be decoded",
                               f"the text document at '{unreadable}' cannot be decoded")

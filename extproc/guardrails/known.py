@@ -1,0 +1,143 @@
+"""What earlier checks already found: each text's findings, by a digest of the text.
+
+An agent resends its whole conversation every turn; the text of earlier turns was read
+when it was new. A guardrail reads only the texts whose findings it does not know yet
+(and the edges of their neighbours, where a value cut across two texts lies), and hands
+every known text the findings it had then: its verdict and its redaction again, byte for
+byte, at the cost of a hash. Entries hold a digest of the text and the findings' spans,
+never the text itself; they are keyed by the guardrail's digest (its type and rules), so
+a config reloaded with other rules never meets a finding made under the old ones.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import OrderedDict
+
+from . import Finding
+from .joined import SEAM, find_in_texts
+
+# Entries per worker: ~200 bytes each (a digest and a few spans); 200k entries ≈ 40 MB
+# hold thousands of concurrent conversations of a hundred messages.
+CAPACITY = 200_000
+
+# Texts shorter than this are read again rather than looked up: the hash and the entry
+# would cost more than the read.
+SMALL = 64
+
+
+class KnownFindings:
+    """A bounded LRU map (guardrail digest, text digest) → the text's findings."""
+
+    def __init__(self, capacity: int = CAPACITY) -> None:
+        self.capacity = capacity
+        self._entries: OrderedDict[bytes, tuple[Finding, ...]] = OrderedDict()
+        self.enabled = True
+
+    def get(self, key: bytes):
+        found = self._entries.get(key)
+        if found is not None:
+            self._entries.move_to_end(key)
+        return found
+
+    def put(self, key: bytes, findings) -> None:
+        self._entries[key] = tuple(findings)
+        self._entries.move_to_end(key)
+        while len(self._entries) > self.capacity:
+            self._entries.popitem(last=False)
+
+    def clear(self) -> None:
+        self._entries.clear()
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+
+KNOWN = KnownFindings()
+
+
+def _key(guardrail_digest: str, text: str) -> bytes:
+    text_digest = hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=16).digest()
+    return guardrail_digest.encode() + b"\0" + text_digest
+
+
+def new_text_chars(guardrail_digest: str, texts: list[str], known: KnownFindings = KNOWN) -> int:
+    """How many characters of `texts` no earlier check read (what max_scan_chars bounds)."""
+    if not known.enabled:
+        return sum(map(len, texts))
+    return sum(len(text) for text in texts
+               if len(text) < SMALL or known.get(_key(guardrail_digest, text)) is None)
+
+
+def find_known_or_new(detector, guardrail_digest: str, texts: list[str],
+                      known: KnownFindings = KNOWN) -> list[list[Finding]]:
+    """Each text's findings, the texts read as one conversation (joined.py), reading only
+    the texts not known yet: each run of new texts is read with SEAM characters of the
+    texts on either side, so a value cut across a known text and a new one is found."""
+    if not known.enabled:
+        return find_in_texts(detector, texts)
+    keys: list[bytes | None] = []
+    out: list[list[Finding]] = []
+    for text in texts:
+        if len(text) < SMALL:
+            keys.append(None)
+            out.append(None)
+            continue
+        key = _key(guardrail_digest, text)
+        cached = known.get(key)
+        keys.append(key)
+        out.append(list(cached) if cached is not None else None)
+    new = [i for i, found in enumerate(out) if found is None]
+    if len(new) == len(texts):                      # nothing known: one read of it all
+        found = find_in_texts(detector, texts)
+        for key, findings in zip(keys, found):
+            if key is not None:
+                known.put(key, findings)
+        return found
+    for run in _runs(new):
+        _read_run(detector, texts, run, out)
+    for i in new:
+        if keys[i] is not None:
+            known.put(keys[i], out[i])
+    return out
+
+
+def _runs(indexes: list[int]) -> list[list[int]]:
+    runs: list[list[int]] = []
+    for i in indexes:
+        if runs and runs[-1][-1] == i - 1:
+            runs[-1].append(i)
+        else:
+            runs.append([i])
+    return runs
+
+
+def _read_run(detector, texts: list[str], run: list[int], out: list) -> None:
+    """Reads a run of new texts between the edges of its known neighbours; findings in
+    the run are the run's; a finding reaching into a neighbour's edge is added to it."""
+    first, last = run[0], run[-1]
+    pieces = [texts[i] for i in run]
+    before = texts[first - 1][-SEAM:] if first > 0 else None
+    after = texts[last + 1][:SEAM] if last + 1 < len(texts) else None
+    if before is not None:
+        pieces.insert(0, before)
+    if after is not None:
+        pieces.append(after)
+    found = find_in_texts(detector, pieces)
+    if before is not None:
+        edge = found.pop(0)
+        offset = len(texts[first - 1]) - len(before)
+        _add(out, first - 1, [Finding(f.start + offset, f.end + offset, f.label) for f in edge
+                              if f.end == len(before)])      # only what runs into the new text
+    if after is not None:
+        edge = found.pop()
+        _add(out, last + 1, [f for f in edge if f.start == 0])
+    for i, findings in zip(run, found):
+        out[i] = findings
+
+
+def _add(out: list, index: int, findings: list[Finding]) -> None:
+    if not findings:
+        return
+    current = out[index] if out[index] is not None else []
+    out[index] = current + [f for f in findings if f not in current]

@@ -1,0 +1,75 @@
+"""Known findings: an agent's resent history gets its findings again without a read, and
+only the new text of a turn is read (and bounded)."""
+
+from extproc.guardrails import redact
+from extproc.guardrails.config import _pii_detector
+from extproc.guardrails.joined import find_in_texts
+from extproc.guardrails.known import KnownFindings, find_known_or_new, new_text_chars
+from extproc.guardrails.pii import ENTITIES
+
+DETECTOR = _pii_detector(ENTITIES)
+TOOL_RESULT = "line of a file that holds nothing of note, build passed\n" * 40
+
+
+def turn(n: int) -> list[str]:
+    question = f"Turn {n}: please look at the repository and tell me what the build does now."
+    secret = " my key is sk-proj-" + "AbCdEf0123456789" * 6 + " keep it" if n == 2 else ""
+    return [question + secret, f'{{"command": "cat file{n}.txt"}}', f"result {n}\n" + TOOL_RESULT]
+
+
+def test_a_growing_session_reads_only_new_text_and_redacts_old_text_the_same_way():
+    known = KnownFindings()
+    history = ["You are a coding agent. Answer briefly and use the tools you have."]
+    for n in range(1, 8):
+        new = turn(n)
+        short = sum(len(t) for t in history if len(t) < 64)       # read again: cheaper than a hash
+        assert new_text_chars("d1", history + new, known) == sum(map(len, new)) + short + \
+            (len(history[0]) if n == 1 else 0)
+        history = history + new
+        found = find_known_or_new(DETECTOR, "d1", history, known)
+        assert found == find_in_texts(DETECTOR, history)        # byte for byte as a full read
+        redacted = [redact(t, f) for t, f in zip(history, found)]
+        assert n < 2 or "[SECRET]" in redacted[4] and "sk-proj-" not in "".join(redacted)
+
+
+def test_another_config_digest_never_meets_findings_made_under_the_first():
+    known = KnownFindings()
+    texts = turn(2)
+    find_known_or_new(DETECTOR, "rules-a", texts, known)
+    assert new_text_chars("rules-a", texts, known) < 64
+    assert new_text_chars("rules-b", texts, known) >= sum(map(len, texts)) - 64
+
+
+def test_a_value_cut_across_a_known_text_and_a_new_one_is_found():
+    known = KnownFindings()
+    old = "filler text of the earlier turn that says nothing " * 3 + "write to jane.doe@exam"
+    find_known_or_new(DETECTOR, "d1", [old], known)
+    texts = [old, "ple.com today please, and then run the tests of the whole package again"]
+    assert find_known_or_new(DETECTOR, "d1", texts, known) == find_in_texts(DETECTOR, texts)
+
+
+def _pii_rule(tmp_path, name: str, entities: list[str]):
+    import yaml
+    from gateway_stack import quickstart_config
+
+    from extproc.config.filter_config import load_config
+    config = quickstart_config()
+    config["guardrails"]["rules"][0]["entities"] = entities
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(config))
+    [rule] = [g for g in load_config(str(path), strict_credentials=False).guardrails.default if g.name == "pii"]
+    return rule
+
+
+def test_a_reloaded_config_with_other_rules_never_gets_the_old_configs_findings(tmp_path):
+    from extproc.guardrails import known
+    before = _pii_rule(tmp_path, "before", ["email", "secret"])
+    again = _pii_rule(tmp_path, "again", ["email", "secret"])
+    after = _pii_rule(tmp_path, "after", ["email"])
+    assert before.digest == again.digest != after.digest
+    text = "the deploy key of the staging cluster is sk-proj-" + "AbCdEf0123456789" * 6 + " do not share"
+    [found] = known.find_known_or_new(before.detector, before.digest, [text])
+    assert [f.label for f in found] == ["SECRET"]
+    assert known.new_text_chars(again.digest, [text]) == 0          # the same rules: known
+    assert known.new_text_chars(after.digest, [text]) == len(text)   # other rules: read again
+    assert known.find_known_or_new(after.detector, after.digest, [text]) == [[]]
