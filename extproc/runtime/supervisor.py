@@ -10,6 +10,7 @@ then the workers (in-flight streams finish), then the mock.
 from __future__ import annotations
 
 import math
+import secrets
 import os
 import shutil
 import signal
@@ -85,6 +86,8 @@ class Supervisor:
         shutil.rmtree(metrics_dir, ignore_errors=True)
         metrics_dir.mkdir()
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir)
+        # Every worker binds MCP sessions with the same secret (stages/mcp_gate.py).
+        os.environ.setdefault("LLMGW_SESSION_SECRET", secrets.token_hex(32))   # mcp_gate.SESSION_SECRET_ENV
         if self.config.mock_provider and self.envoy_config is not None:
             self.mock = self._spawn([sys.executable, "-m", "extproc", "mock-provider",
                                      "--config", self.config.path]
@@ -195,6 +198,7 @@ class Supervisor:
         rendered = envoy_config.with_workers(self.envoy_config,
                                              [self.socket_path(i) for i in range(self.worker_count)],
                                              self.config.server.worker_connection_age_s)
+        rendered = envoy_config.fit_connection_cap(rendered, raise_descriptor_limit())
         path = envoy_config.write(rendered, self.run_dir / "envoy.yaml")
         self.envoy_admin = _admin_url(rendered)
         # Envoy writes its access log lines every flush interval (default 10 s) or per
@@ -385,6 +389,21 @@ def _active_requests(admin_url: str) -> int:
         return 0
     return sum(int(line.rsplit(":", 1)[1]) for line in text.splitlines()
                if line.startswith("http.") and not line.startswith("http.admin.") and ":" in line)
+
+
+def raise_descriptor_limit() -> int:
+    """Raise this process's open-file limit to its hard limit (Envoy, started next,
+    inherits it) and return it: the soft limit (often 1,024 or 20,000) would else cap
+    client connections far below what the machine allows."""
+    import resource
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and soft != hard:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+            soft = hard
+        except (ValueError, OSError):
+            pass
+    return soft if soft != resource.RLIM_INFINITY else 1 << 20
 
 
 def _terminate(processes: list[subprocess.Popen], grace: float) -> None:

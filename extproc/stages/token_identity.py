@@ -9,12 +9,13 @@ A token Envoy refused leaves its failure instead, which becomes the caller's 401
 
 from __future__ import annotations
 
+import hashlib
+
 from ..config.filter_config import VirtualKey
 from ..config.identity import JWT_FAILURE_KEY, JWT_NAMESPACE, JWT_PAYLOAD_KEY, IdentitySettings
 from ..pipeline.errors import GatewayError
 
 MAX_CLAIM_CHARS = 256
-_NO_DIGEST = b""
 
 
 def _verified(metadata):
@@ -77,8 +78,16 @@ def token_caller(metadata, identity: IdentitySettings) -> VirtualKey | None:
         value = _claim(payload, name)
         if isinstance(value, str):
             claims[name] = value
-    return VirtualKey(id=f"token:{user}", sha256=_NO_DIGEST, user=user, team=team,
+    return VirtualKey(id=f"token:{user}", sha256=_token_digest(payload), user=user, team=team,
                       models=policy.models if policy is not None else None, claims=claims)
+
+
+def _token_digest(payload) -> bytes:
+    """What a token caller's MCP sessions are bound to (as a key's digest is for keys): its
+    issuer and subject, which the identity provider never gives two people."""
+    parts = [_claim(payload, "iss"), _claim(payload, "sub")]
+    text = "\0".join(part if isinstance(part, str) else "" for part in parts)
+    return hashlib.sha256(b"token\0" + text.encode()).digest()
 
 
 def token_refusal(metadata, presented: str, identity: IdentitySettings) -> GatewayError | None:
