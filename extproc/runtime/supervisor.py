@@ -22,7 +22,7 @@ import time
 import urllib.request
 from pathlib import Path
 
-from ..config import envoy_config
+from ..config import envoy_config, envoy_mcp
 from ..config.filter_config import GatewayConfig
 from .with_parent import child_command
 
@@ -88,6 +88,8 @@ class Supervisor:
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir)
         # Every worker binds MCP sessions with the same secret (stages/mcp_gate.py).
         os.environ.setdefault("LLMGW_SESSION_SECRET", secrets.token_hex(32))   # mcp_gate.SESSION_SECRET_ENV
+        if self.envoy_config is not None:       # only the Envoy started here may call the aggregator
+            os.environ[envoy_mcp.AGGREGATOR_SECRET_ENV] = secrets.token_urlsafe(32)
         if self.config.mock_provider and self.envoy_config is not None:
             self.mock = self._spawn([sys.executable, "-m", "extproc", "mock-provider",
                                      "--config", self.config.path]
@@ -199,6 +201,8 @@ class Supervisor:
                                              [self.socket_path(i) for i in range(self.worker_count)],
                                              self.config.server.worker_connection_age_s)
         rendered = envoy_config.fit_connection_cap(rendered, raise_descriptor_limit())
+        if envoy_mcp.AGGREGATOR_SECRET_ENV in os.environ:
+            rendered = envoy_mcp.with_aggregator_secret(rendered, os.environ[envoy_mcp.AGGREGATOR_SECRET_ENV])
         path = envoy_config.write(rendered, self.run_dir / "envoy.yaml")
         self.envoy_admin = _admin_url(rendered)
         # Envoy writes its access log lines every flush interval (default 10 s) or per
