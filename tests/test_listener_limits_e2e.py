@@ -37,7 +37,7 @@ def _descends_from(pid: int, ancestor: int) -> bool:
 
 
 def _bootstrap(gateway) -> dict:
-    dump = httpx.get(f"http://127.0.0.1:{gateway.envoy_admin_port}/config_dump", timeout=5).json()
+    dump = gateway.envoy_admin("/config_dump").json()
     return next(c for c in dump["configs"] if c["@type"].endswith("BootstrapConfigDump"))["bootstrap"]
 
 
@@ -62,3 +62,13 @@ def test_a_client_that_sends_no_headers_is_disconnected(gateway):
     # Envoy answers 408 (or just closes) once request_headers_timeout (10 s) passes.
     assert closed == b"" or closed.startswith(b"HTTP/1.1 408"), closed[:100]
     assert 5 < waited < 25, waited
+
+
+def test_envoys_admin_is_an_owner_only_socket(gateway):
+    """No TCP admin: only the gateway's user may open the socket (log level, drain, quit)."""
+    import stat
+    address = _bootstrap(gateway)["admin"]["address"]
+    assert "socket_address" not in address and address["pipe"]["path"] == str(gateway.envoy_admin_socket)
+    mode = stat.S_IMODE(gateway.envoy_admin_socket.stat().st_mode)
+    assert stat.S_ISSOCK(gateway.envoy_admin_socket.stat().st_mode) and mode & 0o077 == 0, oct(mode)
+    assert gateway.envoy_admin("/ready").status_code == 200

@@ -142,8 +142,7 @@ def test_bob_sees_only_his_tools_and_other_calls_are_refused_by_the_gateway(stac
 
 
 def upstream_requests(stack: GatewayStack, cluster: str) -> int:
-    stats = httpx.get(f"http://127.0.0.1:{stack.envoy_admin_port}/stats",
-                      params={"filter": f"^cluster\\.{cluster}\\.upstream_rq_total$"}).text
+    stats = stack.envoy_admin("/stats", params={"filter": f"^cluster\\.{cluster}\\.upstream_rq_total$"}).text
     return int(stats.split(":")[1]) if ":" in stats else 0
 
 
@@ -343,11 +342,11 @@ def test_extproc_up_prints_the_profiles(stack):
 
 
 def test_a_server_whose_first_replica_is_down_fails_over(stack):
-    before = int(httpx.get(f"http://127.0.0.1:{stack.envoy_admin_port}/stats", params={
+    before = int(stack.envoy_admin("/stats", params={
         "filter": "^cluster\\.mcp_replicated\\.upstream_rq_retry$"}).text.split(":")[1])
     assert tool_names(stack, BOB, "replicated") == DEMO_TOOLS
     assert call(stack, BOB, "echo", {"text": "from a replica"}, "replicated").content[0].text == "from a replica"
-    retries = int(httpx.get(f"http://127.0.0.1:{stack.envoy_admin_port}/stats", params={
+    retries = int(stack.envoy_admin("/stats", params={
         "filter": "^cluster\\.mcp_replicated\\.upstream_rq_retry$"}).text.split(":")[1])
     assert retries > before
 

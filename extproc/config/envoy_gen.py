@@ -32,8 +32,13 @@ from .providers import Provider
 
 CA_BUNDLE = "/etc/ssl/certs/ca-certificates.crt"     # Debian's, and the image's (Containerfile)
 _HTTP_OPTIONS = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions"
-TARGETS = {"local": {"listen": "127.0.0.1:10000", "admin": "127.0.0.1:9901", "socket_dir": "/tmp/llm-gateway"},
-           "kubernetes": {"listen": "0.0.0.0:8080", "admin": "127.0.0.1:9901", "socket_dir": "/var/run/extproc"}}
+# Envoy's admin is a Unix socket only the gateway's user may open (mode 0600): on TCP any
+# local process could raise its log level (then it logs keys), drain or quit it.
+TARGETS = {"local": {"listen": "127.0.0.1:10000", "admin": "/tmp/llm-gateway/envoy-admin.sock",
+                     "socket_dir": "/tmp/llm-gateway"},
+           "kubernetes": {"listen": "0.0.0.0:8080", "admin": "/var/run/extproc/envoy-admin.sock",
+                          "socket_dir": "/var/run/extproc"}}
+ADMIN_SOCKET_MODE = 0o600
 
 # The ext_proc filter inside a cluster: once per attempt, it makes the attempt for the backend
 # it lands on (model name, path, credential; translated for another dialect).
@@ -62,7 +67,7 @@ def generate(config: GatewayConfig, target: str = "local", *, listen: str | None
     """The Envoy config (as a dict) that `config` runs with on `target`."""
     defaults = TARGETS[target]
     envoy = envoy_config.load(envoy_config.shipped("envoy/template.yaml"))
-    _address(envoy["admin"]["address"], admin or defaults["admin"])
+    _admin_address(envoy["admin"]["address"], admin or defaults["admin"])
     listener = envoy["static_resources"]["listeners"][0]
     _address(listener["address"], listen or defaults["listen"])
     chained = {b.provider.cluster for m in config.models.values() if m.is_virtual for b in m.backends}
@@ -167,6 +172,15 @@ def _kubernetes(envoy: dict) -> None:
 def _virtual_host(envoy: dict) -> dict:
     manager = envoy["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"]
     return manager["route_config"]["virtual_hosts"][0]
+
+
+def _admin_address(address: dict, where: str) -> None:
+    """A socket path (owner-only) or, for a hand-picked HOST:PORT, a TCP address."""
+    if where.startswith("/"):
+        address.clear()
+        address["pipe"] = {"path": where, "mode": ADMIN_SOCKET_MODE}
+    else:
+        _address(address, where)
 
 
 def _address(address: dict, host_port: str) -> None:
