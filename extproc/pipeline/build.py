@@ -5,7 +5,7 @@ from __future__ import annotations
 from ..config.filter_config import GatewayConfig
 from ..stages.admission import Admission
 from ..stages.attempt import AttemptRewrite
-from ..stages.budget import Budget, BudgetSettle
+from ..stages.budget import Budget, BudgetPrecheck, BudgetSettle
 from ..stages.caps import SessionSettle, SpendCaps
 from ..stages.cost import CallCost
 from ..stages.cut_stream import CutStream
@@ -41,6 +41,7 @@ def build_pipeline(config: GatewayConfig, store=None, cut_streams: WorkerCutStre
         StoredResponses(store),              # routes a stored response's calls at their headers
         ParseRequest(),
         ResolveModel(),
+        *([BudgetPrecheck()] if budgets else []),   # a caller already out of budget: no scan
         GuardRequest(),                      # before budgets and routing: see guard.py
         *([Budget(store, config.store)] if budgets else []),
         *([SpendCaps(store, config.caps, config.store)] if caps else []),
