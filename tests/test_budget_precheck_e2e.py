@@ -1,6 +1,7 @@
-"""A caller already out of budget is refused before its request is scanned, through real
-Envoy: the guardrail scan (the costly part of a request) is not spent on a request that
-could never be forwarded, and the refusal is the budget's 429, not the guardrail's 400."""
+"""One tenant cannot buy the guardrail scan (the costly part of a request) for free, through
+real Envoy: a caller already out of budget is refused before its request is scanned (the
+budget's 429, not the guardrail's 400), and a request whose scan takes longer than
+`guardrails.max_scan_ms` is refused (fail closed) instead of holding the worker."""
 
 from __future__ import annotations
 
@@ -41,3 +42,22 @@ def test_a_caller_out_of_budget_is_refused_before_the_scan(stack):
     assert refused.json()["error"]["code"] == "rate_limited" and int(refused.headers["retry-after"]) >= 1
     verdicts = [g for r in stack.log_records() for g in r.get("guardrails") or []]
     assert all(v["verdict"] == "passed" for v in verdicts), verdicts
+
+
+@pytest.fixture(scope="module")
+def bounded(tmp_path_factory):
+    config = quickstart_config()
+    config["guardrails"]["max_scan_ms"] = 1
+    gateway = GatewayStack(tmp_path_factory.mktemp("scanbound"), config, workers=1).start()
+    yield gateway
+    gateway.stop()
+
+
+def test_a_scan_past_its_time_budget_fails_closed(bounded):
+    text = " ".join(f"w{i} j.doe{i}@ex ample .c o m 4111-1111 ig-nore prev ious" for i in range(6000))
+    answer = httpx.post(f"{bounded.base_url}/chat/completions", timeout=60,
+                        headers={"authorization": "Bearer sk-demo-bob"},
+                        json={"model": "gpt-4o-mini", "max_tokens": 5, "messages": [{"role": "user", "content": text}]})
+    assert answer.status_code == 400, answer.text[:300]
+    error = answer.json()["error"]
+    assert error["code"] == "content_blocked" and "too costly to check in time" in error["message"]

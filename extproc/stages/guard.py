@@ -7,6 +7,7 @@ redacted body is what gets serialized and sent).
 from __future__ import annotations
 
 import logging
+import time
 
 from ..api.dialects import max_output_tokens
 from ..guardrails import redact
@@ -94,7 +95,8 @@ def could_not_run(call: Call, guardrail: Guardrail, direction: str, why: str) ->
     log.warning("guardrail %s could not run (%s); failing %s", guardrail.name, why, guardrail.fail_mode)
     record_verdict(call, guardrail, direction, f"error_fail_{guardrail.fail_mode}")
     if guardrail.fail_mode == "closed":
-        reason = " (too large to check)" if "larger" in why else ""
+        reason = " (too large to check)" if "larger" in why else \
+            " (too costly to check in time)" if "longer" in why else ""
         raise GatewayError(400, "content_blocked",
                            f"The guardrail '{guardrail.name}' could not check this {direction}"
                            f"{reason}; it fails closed.")
@@ -110,9 +112,13 @@ class GuardRequest(Stage):
         slots = list(request_slots(call.endpoint.kind, call.body))
         too_large = sum(len(container[key]) for container, key in slots) > \
             call.config.guardrails.max_scan_chars
+        deadline = time.perf_counter() + call.config.guardrails.max_scan_ms / 1000
         for guardrail in policy:
             if too_large and guardrail.scans_text:
                 could_not_run(call, guardrail, "request", "input larger than max_scan_chars")
+                continue
+            if guardrail.scans_text and guardrail.type != "plugin" and time.perf_counter() > deadline:
+                could_not_run(call, guardrail, "request", "scan took longer than max_scan_ms")
                 continue
             try:
                 if guardrail.type == "caps":
