@@ -156,7 +156,7 @@ def under_load(binary: str, url: str, key: str, body: str, args, pids: list[int]
 def envoy_config(workdir: Path, socket: str, mock_port: int, messages: int) -> tuple[Path, int]:
     config = yaml.safe_load((ROOT / "envoy" / "quickstart.yaml").read_text())
     port = free_port()
-    config["admin"]["address"]["socket_address"]["port_value"] = free_port()
+    config["admin"]["address"]["pipe"]["path"] = str(workdir / "envoy-admin.sock")
     listener = config["static_resources"]["listeners"][0]
     listener["address"]["socket_address"]["port_value"] = port
     hcm = listener["filter_chains"][0]["filters"][0]["typed_config"]

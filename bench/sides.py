@@ -72,8 +72,8 @@ def start_redis(workdir: Path) -> tuple[subprocess.Popen, str]:
 
 def envoy_alone(workdir: Path, mock_port: int) -> tuple[subprocess.Popen, int]:
     envoy = yaml.safe_load((ROOT / "envoy" / "quickstart.yaml").read_text())
-    port, admin = free_port(), free_port()
-    envoy["admin"]["address"]["socket_address"]["port_value"] = admin
+    port, admin = free_port(), str(workdir / "envoy-admin.sock")
+    envoy["admin"]["address"]["pipe"]["path"] = admin
     # The API listener alone: the others (the refusing gRPC one, MCP's loopback) name clusters
     # a plain proxy does not have.
     listener = envoy["static_resources"]["listeners"][0]
@@ -97,7 +97,7 @@ def envoy_alone(workdir: Path, mock_port: int) -> tuple[subprocess.Popen, int]:
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:
         try:
-            if httpx.get(f"http://127.0.0.1:{admin}/ready", timeout=1).status_code == 200:
+            if httpx.Client(transport=httpx.HTTPTransport(uds=admin)).get("http://envoy/ready", timeout=1).status_code == 200:
                 return process, port
         except httpx.HTTPError:
             time.sleep(0.05)

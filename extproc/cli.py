@@ -54,7 +54,10 @@ def main(argv: list[str] | None = None) -> None:
                           help="local: 127.0.0.1 as `extproc up` runs it; kubernetes: beside `extproc serve` "
                                "in a pod (0.0.0.0:8080, Envoy's health route)")
     generate.add_argument("--listen", help="HOST:PORT of the API listener (default: the target's)")
-    generate.add_argument("--admin", help="HOST:PORT of Envoy's admin (default: the target's)")
+    generate.add_argument("--admin", help="Envoy's admin: a socket path (mode 0600) or HOST:PORT "
+                                          "(default: the target's socket)")
+    generate.add_argument("--admin-read", help="HOST:PORT of the read-only view of Envoy's admin (GET of stats, "
+                                               "readiness, clusters; default: the target's, 127.0.0.1:9901 locally)")
     generate.add_argument("--workers", type=int, help="ext_proc endpoints (default: server.workers, else 2)")
 
     check = commands.add_parser("check", help="validate a filter config (and its Envoy config)")
@@ -63,7 +66,8 @@ def main(argv: list[str] | None = None) -> None:
 
     drain = commands.add_parser("drain", help="Kubernetes preStop: Envoy stops listening and its requests "
                                 "in flight (long streams too) end, before the pod's processes are stopped")
-    drain.add_argument("--envoy-admin", default="http://127.0.0.1:9901")
+    drain.add_argument("--envoy-admin", default="/tmp/llm-gateway/envoy-admin.sock",
+                       help="Envoy's admin: its socket path, or http://HOST:PORT")
     drain.add_argument("--timeout", type=float, default=300.0, help="seconds to wait at most (default 300)")
     drain.add_argument("--wait-only", action="store_true",
                        help="only wait for Envoy's requests to end (the ext_proc container: keep serving them)")
@@ -248,7 +252,8 @@ def cmd_envoy_config(args) -> int:
     if config is None:
         return 2
     try:
-        envoy = generate(config, args.target, listen=args.listen, admin=args.admin, workers=args.workers)
+        envoy = generate(config, args.target, listen=args.listen, admin=args.admin, admin_read=args.admin_read,
+                         workers=args.workers)
     except GenerationError as error:
         print(f"extproc envoy-config: {error}", file=sys.stderr)
         return 2
@@ -299,7 +304,7 @@ def _usage_by(config, args) -> int:
 
 def cmd_drain(args) -> int:
     from .runtime.supervisor import drain_envoy
-    drained = drain_envoy(args.envoy_admin.rstrip("/"), args.timeout, stop_listening=not args.wait_only)
+    drained = drain_envoy(args.envoy_admin.rstrip("/") if args.envoy_admin.startswith("http") else args.envoy_admin, args.timeout, stop_listening=not args.wait_only)
     if not drained:
         print(f"extproc drain: requests still in flight after {args.timeout:g} s", file=sys.stderr)
     return 0

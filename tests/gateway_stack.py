@@ -107,7 +107,8 @@ class GatewayStack:
         self.workers = workers
         self.port = free_port()
         self.admin_port = free_port()
-        self.envoy_admin_port = free_port()
+        self.envoy_admin_socket = workdir / "envoy-admin.sock"     # Envoy's admin (mode 0600)
+        self.envoy_admin_port = free_port()                       # its read-only view (GET of stats...)
         self.process: subprocess.Popen | None = None
         self.mock_ports: dict[str, int] = {}       # the mock provider's listeners, by name
         self.mcp_ports: dict[str, int] = {}        # the demo MCP servers', by name
@@ -147,7 +148,8 @@ class GatewayStack:
                                            "upstream_address": f"127.0.0.1:{free_port()}"}
         config_path = self.write_filter_config(config)
         envoy = generate(load_config(str(config_path), strict_credentials=False),
-                         listen=f"127.0.0.1:{self.port}", admin=f"127.0.0.1:{self.envoy_admin_port}")
+                         listen=f"127.0.0.1:{self.port}", admin=str(self.envoy_admin_socket),
+                         admin_read=f"127.0.0.1:{self.envoy_admin_port}")
         self.edit_envoy(envoy)
         envoy_path = self.workdir / "envoy.yaml"
         envoy_path.write_text(yaml.safe_dump(envoy, sort_keys=False))
@@ -206,6 +208,11 @@ class GatewayStack:
     @property
     def base_url(self) -> str:
         return f"http://127.0.0.1:{self.port}/v1"
+
+    def envoy_admin(self, path: str, params: dict | None = None, method: str = "GET") -> httpx.Response:
+        """A request to Envoy's admin, on its Unix socket."""
+        with httpx.Client(transport=httpx.HTTPTransport(uds=str(self.envoy_admin_socket)), timeout=5) as client:
+            return client.request(method, f"http://envoy{path}", params=params)
 
     @property
     def admin_url(self) -> str:

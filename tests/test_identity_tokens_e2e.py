@@ -248,3 +248,28 @@ def test_keys_work_beside_tokens_and_are_never_handed_to_jwt_authn(stack):
     # The first rule takes every key-shaped bearer value and requires nothing: jwt_authn never reads it.
     assert "requires" not in rules[0]
     assert rules[0]["match"]["headers"][0]["string_match"]["safe_regex"]["regex"] == r"^Bearer sk\-.*"
+
+
+MCP_ACCEPT = {"accept": "application/json, text/event-stream", "content-type": "application/json"}
+MCP_INIT = {"jsonrpc": "2.0", "id": 1, "method": "initialize",
+            "params": {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "t", "version": "0"}}}
+
+
+def test_a_token_callers_mcp_session_is_theirs_alone(stack):
+    """Sessions of token callers are bound to the token's issuer and subject: another
+    person's token (same issuer, same team) cannot use them."""
+    def post(bearer: str, body: dict, session: str | None = None) -> httpx.Response:
+        headers = {**MCP_ACCEPT, "authorization": f"Bearer {bearer}"}
+        if session:
+            headers["mcp-session-id"] = session
+        return httpx.post(f"http://127.0.0.1:{stack.port}/mcp/demo", json=body, headers=headers, timeout=30)
+
+    ann = token(sub="u-ann", profile={"email": "ann@corp.example"})
+    ben = token(sub="u-ben", profile={"email": "ben@corp.example"})
+    started = post(ann, MCP_INIT)
+    assert started.status_code == 200, started.text
+    session = started.headers["mcp-session-id"]
+    listing = {"jsonrpc": "2.0", "id": 2, "method": "tools/list"}
+    assert post(ann, listing, session).status_code == 200
+    stolen = post(ben, listing, session)
+    assert stolen.status_code == 404 and stolen.json()["error"]["code"] == -32004

@@ -144,7 +144,7 @@ def test_extproc_drain_returns_once_envoys_streams_have_ended(tmp_path):
         time.sleep(0.8)                                   # mid-stream (about 3 s in all)
         started = time.monotonic()
         drain = subprocess.run([sys.executable, "-m", "extproc", "drain", "--timeout", "30",
-                                "--envoy-admin", f"http://127.0.0.1:{stack.envoy_admin_port}"],
+                                "--envoy-admin", str(stack.envoy_admin_socket)],
                                capture_output=True, text=True, timeout=60)
         waited = time.monotonic() - started
         thread.join(timeout=30)
@@ -234,8 +234,7 @@ def test_bloated_workers_are_replaced_without_failing_a_request(tmp_path):
         counted = _requests_counted(stack, expected=len(statuses) + 1)
         # Envoy moved to new connections by itself (the age): a server GOAWAY instead
         # now and then refused a stream Envoy had just opened.
-        drained = httpx.get(f"http://127.0.0.1:{stack.envoy_admin_port}/stats",
-                            params={"filter": r"^cluster\.extproc\.upstream_cx_max_duration_reached$"}).text
+        drained = stack.envoy_admin("/stats", params={"filter": r"^cluster\.extproc\.upstream_cx_max_duration_reached$"}).text
         stack.stop()
     assert counted == len(statuses) + 1
     assert int(drained.split(":")[1]) >= 5, drained       # 2 s age over ~20 s of traffic

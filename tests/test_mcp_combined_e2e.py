@@ -117,6 +117,18 @@ def test_the_aggregator_and_servers_are_reached_only_with_the_gateways_credentia
     assert "mcp-demo-token" not in log and "mcp-ops-token" not in log
 
 
+def test_only_envoy_may_call_the_aggregator(stack):
+    """The aggregator adds the servers' credentials itself: a local process calling it
+    directly (no secret, a wrong one) is refused; through Envoy the same call works."""
+    direct = f"http://{stack.config['mcp']['aggregator']['address']}/mcp/workspace"
+    for headers in ({}, {"x-gateway-aggregator-secret": "guess"}):
+        answer = httpx.post(direct, headers={**ACCEPT, **headers}, content=json.dumps(INIT), timeout=10)
+        assert answer.status_code == 403, answer.text
+    # A caller cannot bring its own value through Envoy either: Envoy replaces it.
+    through = post(stack, ALICE, INIT, "workspace", headers={"x-gateway-aggregator-secret": "guess"})
+    assert through.status_code == 200
+
+
 def test_with_keys_only_the_401_has_no_oauth_discovery(stack):
     answer = post(stack, None, INIT, "workspace")
     assert answer.status_code == 401 and answer.headers["www-authenticate"] == 'Bearer realm="llm-gateway"'

@@ -142,8 +142,7 @@ def test_bob_sees_only_his_tools_and_other_calls_are_refused_by_the_gateway(stac
 
 
 def upstream_requests(stack: GatewayStack, cluster: str) -> int:
-    stats = httpx.get(f"http://127.0.0.1:{stack.envoy_admin_port}/stats",
-                      params={"filter": f"^cluster\\.{cluster}\\.upstream_rq_total$"}).text
+    stats = stack.envoy_admin("/stats", params={"filter": f"^cluster\\.{cluster}\\.upstream_rq_total$"}).text
     return int(stats.split(":")[1]) if ":" in stats else 0
 
 
@@ -239,6 +238,21 @@ def test_a_session_id_is_usable_only_by_the_key_it_was_issued_to(stack):
     assert post(stack, ALICE, listing, headers={"mcp-session-id": session.rpartition(".")[0]}).status_code == 404
 
 
+def test_a_session_id_cannot_be_made_without_the_gateways_secret(stack):
+    """Knowing the key (or its digest) is not enough: the binding is keyed by the gateway's
+    secret, so an id made offline with the key's digest as the MAC key is refused."""
+    import base64
+    import hashlib
+    import hmac
+    session = post(stack, ALICE, INIT).headers["mcp-session-id"].rpartition(".")[0]
+    digest = hashlib.sha256(ALICE.encode()).digest()
+    mac = hmac.new(digest, f"demo\0{session}".encode(), hashlib.sha256).digest()
+    forged = f"{session}.{base64.urlsafe_b64encode(mac[:16]).decode().rstrip('=')}"
+    listing = {"jsonrpc": "2.0", "id": 2, "method": "tools/list"}
+    answer = post(stack, ALICE, listing, headers={"mcp-session-id": forged})
+    assert answer.status_code == 404 and answer.json()["error"]["code"] == -32004
+
+
 def test_initialize_advertises_tools_only(stack):
     answer = rpc_answer(post(stack, ALICE, INIT))
     assert set(answer["result"]["capabilities"]) == {"tools"}
@@ -328,11 +342,11 @@ def test_extproc_up_prints_the_profiles(stack):
 
 
 def test_a_server_whose_first_replica_is_down_fails_over(stack):
-    before = int(httpx.get(f"http://127.0.0.1:{stack.envoy_admin_port}/stats", params={
+    before = int(stack.envoy_admin("/stats", params={
         "filter": "^cluster\\.mcp_replicated\\.upstream_rq_retry$"}).text.split(":")[1])
     assert tool_names(stack, BOB, "replicated") == DEMO_TOOLS
     assert call(stack, BOB, "echo", {"text": "from a replica"}, "replicated").content[0].text == "from a replica"
-    retries = int(httpx.get(f"http://127.0.0.1:{stack.envoy_admin_port}/stats", params={
+    retries = int(stack.envoy_admin("/stats", params={
         "filter": "^cluster\\.mcp_replicated\\.upstream_rq_retry$"}).text.split(":")[1])
     assert retries > before
 

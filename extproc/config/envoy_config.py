@@ -85,6 +85,35 @@ def with_workers(envoy: dict, sockets: list[str], connection_age_s: int | None =
     return envoy
 
 
+_CONNECTION_MONITOR = "envoy.resource_monitors.global_downstream_max_connections"
+# Descriptors Envoy needs besides client connections: listeners, admin, logs, DNS, and
+# the connections to the workers and providers that requests in flight hold.
+_RESERVED_DESCRIPTORS = 256
+
+
+def connection_cap(envoy: dict) -> int | None:
+    """The overload manager's cap on client connections (None: no cap)."""
+    for monitor in (envoy.get("overload_manager") or {}).get("resource_monitors") or []:
+        if monitor.get("name") == _CONNECTION_MONITOR:
+            return int(monitor["typed_config"]["max_active_downstream_connections"])
+    return None
+
+
+def fit_connection_cap(envoy: dict, descriptor_limit: int) -> dict:
+    """The same config with the client connection cap lowered to fit `descriptor_limit`.
+
+    Every client connection is a descriptor and, while a request is in flight, so is its
+    upstream connection: half of what is left after Envoy's own descriptors. Above that,
+    accept() fails for everyone before the overload manager refuses anyone."""
+    fitting = max(64, (descriptor_limit - _RESERVED_DESCRIPTORS) // 2)
+    for monitor in (envoy.get("overload_manager") or {}).get("resource_monitors") or []:
+        if monitor.get("name") == _CONNECTION_MONITOR:
+            config = monitor["typed_config"]
+            config["max_active_downstream_connections"] = min(
+                int(config["max_active_downstream_connections"]), fitting)
+    return envoy
+
+
 def extproc_endpoints(envoy: dict) -> list[str]:
     """The socket paths of the extproc cluster's endpoints."""
     return [lb["endpoint"]["address"]["pipe"]["path"]

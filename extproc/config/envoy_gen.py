@@ -32,8 +32,17 @@ from .providers import Provider
 
 CA_BUNDLE = "/etc/ssl/certs/ca-certificates.crt"     # Debian's, and the image's (Containerfile)
 _HTTP_OPTIONS = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions"
-TARGETS = {"local": {"listen": "127.0.0.1:10000", "admin": "127.0.0.1:9901", "socket_dir": "/tmp/llm-gateway"},
-           "kubernetes": {"listen": "0.0.0.0:8080", "admin": "127.0.0.1:9901", "socket_dir": "/var/run/extproc"}}
+# Envoy's admin is a Unix socket only the gateway's user may open (mode 0600): on TCP any
+# local process could raise its log level (then it logs keys), drain or quit it.
+# On the local target, what operators and dashboards read of it (stats, readiness, clusters)
+# stays at its usual address, 127.0.0.1:9901, as a listener of Envoy's own that passes GETs
+# of those paths to the socket and refuses every other path (log levels, drain, quit).
+TARGETS = {"local": {"listen": "127.0.0.1:10000", "admin": "/tmp/llm-gateway/envoy-admin.sock",
+                     "admin_read": "127.0.0.1:9901", "socket_dir": "/tmp/llm-gateway"},
+           "kubernetes": {"listen": "0.0.0.0:8080", "admin": "/var/run/extproc/envoy-admin.sock",
+                          "admin_read": None, "socket_dir": "/var/run/extproc"}}
+ADMIN_READ_PATHS = ("/ready", "/stats", "/stats/prometheus", "/server_info", "/clusters", "/listeners")
+ADMIN_SOCKET_MODE = 0o600
 
 # The ext_proc filter inside a cluster: once per attempt, it makes the attempt for the backend
 # it lands on (model name, path, credential; translated for another dialect).
@@ -58,11 +67,14 @@ class GenerationError(ValueError):
 
 
 def generate(config: GatewayConfig, target: str = "local", *, listen: str | None = None,
-             admin: str | None = None, workers: int | None = None) -> dict:
+             admin: str | None = None, admin_read: str | None = None, workers: int | None = None) -> dict:
     """The Envoy config (as a dict) that `config` runs with on `target`."""
     defaults = TARGETS[target]
     envoy = envoy_config.load(envoy_config.shipped("envoy/template.yaml"))
-    _address(envoy["admin"]["address"], admin or defaults["admin"])
+    _admin_address(envoy["admin"]["address"], admin or defaults["admin"])
+    admin_read = admin_read or defaults["admin_read"]
+    if admin_read and "pipe" in envoy["admin"]["address"]:
+        _admin_read_listener(envoy, admin_read)
     listener = envoy["static_resources"]["listeners"][0]
     _address(listener["address"], listen or defaults["listen"])
     chained = {b.provider.cluster for m in config.models.values() if m.is_virtual for b in m.backends}
@@ -167,6 +179,41 @@ def _kubernetes(envoy: dict) -> None:
 def _virtual_host(envoy: dict) -> dict:
     manager = envoy["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"]
     return manager["route_config"]["virtual_hosts"][0]
+
+
+def _admin_address(address: dict, where: str) -> None:
+    """A socket path (owner-only) or, for a hand-picked HOST:PORT, a TCP address."""
+    if where.startswith("/"):
+        address.clear()
+        address["pipe"] = {"path": where, "mode": ADMIN_SOCKET_MODE}
+    else:
+        _address(address, where)
+
+
+def _admin_read_listener(envoy: dict, host_port: str) -> None:
+    """A listener at `host_port` passing GETs of the read-only admin paths to the admin
+    socket (a cluster of its own); any other path or method: 403."""
+    socket_path = envoy["admin"]["address"]["pipe"]["path"]
+    routes = [{"match": {"path": path, "headers": [{"name": ":method", "string_match": {"exact": "GET"}}]},
+               "route": {"cluster": "envoy_admin", "timeout": "5s"}} for path in ADMIN_READ_PATHS]
+    routes.append({"match": {"prefix": "/"}, "direct_response": {"status": 403, "body": {"inline_string":
+                   "Read-only: GET " + ", ".join(ADMIN_READ_PATHS) + ". Envoy's admin is its owner-only "
+                   "Unix socket.\n"}}})
+    listener: dict = {"name": "envoy_admin_read", "address": {}, "filter_chains": [{"filters": [{
+        "name": "envoy.filters.network.http_connection_manager",
+        "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3."
+                     "HttpConnectionManager",
+            "stat_prefix": "envoy_admin_read",
+            "route_config": {"virtual_hosts": [{"name": "read", "domains": ["*"], "routes": routes}]},
+            "http_filters": [{"name": "envoy.filters.http.router", "typed_config": {
+                "@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"}}]}}]}]}
+    _address(listener["address"], host_port)
+    envoy["static_resources"]["listeners"].append(listener)
+    envoy["static_resources"]["clusters"].append({
+        "name": "envoy_admin", "type": "STATIC", "connect_timeout": "1s",
+        "load_assignment": {"cluster_name": "envoy_admin", "endpoints": [{"lb_endpoints": [
+            {"endpoint": {"address": {"pipe": {"path": socket_path}}}}]}]}})
 
 
 def _address(address: dict, host_port: str) -> None:

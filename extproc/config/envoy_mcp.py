@@ -17,6 +17,10 @@ from .filter_config import GatewayConfig
 TEMPLATE_ROUTE = "mcp-profile"
 AGGREGATOR_CLUSTER = "mcp_aggregator"
 UPSTREAM_LISTENER = "mcp_upstream"
+# The header Envoy adds on its way to the aggregator; the aggregator serves only requests
+# carrying the secret `extproc up` generated at start (runtime/mcp_aggregator.py).
+AGGREGATOR_SECRET_HEADER = "x-gateway-aggregator-secret"
+AGGREGATOR_SECRET_ENV = "LLMGW_AGGREGATOR_SECRET"
 _HCM = "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager"
 _ROUTER = "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"
 
@@ -49,6 +53,24 @@ def mcp_routes(routes: list[dict], config: GatewayConfig, make_cluster: Callable
             _failover(cluster, server)
         clusters[server.cluster] = cluster
     return list(clusters.values())
+
+
+def with_aggregator_secret(envoy: dict, secret: str) -> dict:
+    """The same config with every route to the aggregator adding `secret` (replacing any
+    value a caller sent), so only Envoy's requests reach the aggregator."""
+    for listener in (envoy.get("static_resources") or {}).get("listeners") or []:
+        for chain in listener.get("filter_chains") or []:
+            for network_filter in chain.get("filters") or []:
+                route_config = (network_filter.get("typed_config") or {}).get("route_config") or {}
+                for host in route_config.get("virtual_hosts") or []:
+                    for route in host.get("routes") or []:
+                        if (route.get("route") or {}).get("cluster") == AGGREGATOR_CLUSTER:
+                            route["request_headers_to_add"] = [
+                                *[h for h in route.get("request_headers_to_add") or []
+                                  if h.get("header", {}).get("key") != AGGREGATOR_SECRET_HEADER],
+                                {"header": {"key": AGGREGATOR_SECRET_HEADER, "value": secret},
+                                 "append_action": "OVERWRITE_IF_EXISTS_OR_ADD"}]
+    return envoy
 
 
 def _to_server(route: dict, server) -> None:

@@ -4,6 +4,7 @@
       stream_window: 128            # streams hold back only what may still become a finding;
                                     # this many characters if a pattern can't tell (guardrails/hold.py)
       max_scan_chars: 1000000       # larger requests: text guardrails apply their fail mode
+      max_scan_ms: 1000             # a request's scan past this: the rest apply their fail mode
       rules:
       - {name: pii, type: pii, action: redact, entities: [email, card, ssn, secret]}
       - {name: injection, type: prompt_injection, action: block, directions: [request]}
@@ -64,6 +65,7 @@ class GuardrailSettings:
     by_key: Mapping[str, tuple[Guardrail, ...]] = None
     stream_window: int = 128
     max_scan_chars: int = 1_000_000
+    max_scan_ms: int = 1000
 
     def plugin_addresses(self) -> set[str]:
         """The plugins any policy calls."""
@@ -113,7 +115,7 @@ def _injection_detector():
 def parse_guardrails(node: Node) -> GuardrailSettings:
     if node.missing or node.value is None:
         return GuardrailSettings()
-    node.only_keys("rules", "policies", "stream_window", "max_scan_chars")
+    node.only_keys("rules", "policies", "stream_window", "max_scan_chars", "max_scan_ms")
     rules: dict[str, Guardrail] = {}
     for item in node.get("rules").elements():
         rule = _rule(item)
@@ -146,6 +148,10 @@ def parse_guardrails(node: Node) -> GuardrailSettings:
         # Scanning costs ~0.5 s per MB in the worker's event loop: a hostile body must not
         # stall it. Past this many characters, text guardrails apply their fail mode.
         max_scan_chars=node.get("max_scan_chars").number(1_000_000, integer=True, minimum=1),
+        # The scan runs in the worker's event loop: one tenant's hard-to-scan text must not
+        # starve the others' requests. Past this, the request's remaining text guardrails
+        # apply their fail mode (closed: 400).
+        max_scan_ms=node.get("max_scan_ms").number(1000, integer=True, minimum=1),
     )
 
 

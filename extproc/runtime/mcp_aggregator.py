@@ -15,11 +15,18 @@ idle front sessions after 30 minutes, and their server sessions with them. The s
 credential is sent on the loopback hop, from the same config as the workers'.
 `extproc up` and `serve` start it when a profile combines servers
 (`python -m extproc mcp-aggregator --config F`).
+
+It adds the servers' credentials itself, so only Envoy may reach it: `extproc up`
+generates a secret at start, gives it to the aggregator (LLMGW_AGGREGATOR_SECRET) and to
+Envoy's routes to it (a header Envoy adds), and every request without it is refused
+with 403 before the MCP SDK sees it (compared in constant time).
 """
 
 from __future__ import annotations
 
+import hmac
 import logging
+import os
 from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Any, AsyncIterator
 
@@ -30,6 +37,7 @@ from mcp.client.streamable_http import streamable_http_client
 from mcp.server.lowlevel import Server
 from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
 
+from ..config.envoy_mcp import AGGREGATOR_SECRET_ENV, AGGREGATOR_SECRET_HEADER
 from ..config.mcp import SEPARATOR, McpProfile, McpServer, McpSettings
 
 log = logging.getLogger("extproc.mcp_aggregator")
@@ -117,8 +125,26 @@ def profile_server(profile: McpProfile, upstream_url: str) -> Server:
     return front
 
 
-def aggregator_app(settings: McpSettings):
-    """An ASGI app serving every combined profile at /mcp/<profile>."""
+def _refuse(status: int, message: bytes):
+    async def answer(send) -> None:
+        await send({"type": "http.response.start", "status": status,
+                    "headers": [(b"content-type", b"application/json")]})
+        await send({"type": "http.response.body",
+                    "body": b'{"jsonrpc":"2.0","id":null,"error":{"code":-32600,"message":"' + message + b'"}}'})
+    return answer
+
+
+def _from_envoy(scope, secret: bytes) -> bool:
+    presented = next((value for name, value in scope.get("headers") or ()
+                      if name == AGGREGATOR_SECRET_HEADER.encode()), b"")
+    return hmac.compare_digest(presented, secret)
+
+
+def aggregator_app(settings: McpSettings, secret: str | None = None):
+    """An ASGI app serving every combined profile at /mcp/<profile>; with `secret`, only to
+    requests carrying it (Envoy's)."""
+    required = secret.encode() if secret else None
+    forbidden = _refuse(403, b"Only the gateway may call the MCP aggregator")
     managers = {
         f"/mcp/{profile.name}": StreamableHTTPSessionManager(
             app=profile_server(profile, settings.aggregator.upstream_url),
@@ -128,6 +154,9 @@ def aggregator_app(settings: McpSettings):
     async def app(scope, receive, send) -> None:
         if scope["type"] == "lifespan":
             await _lifespan(managers.values(), receive, send)
+            return
+        if scope["type"] == "http" and required is not None and not _from_envoy(scope, required):
+            await forbidden(send)
             return
         manager = managers.get(scope.get("path", "").rstrip("/"))
         if scope["type"] != "http" or manager is None:
@@ -157,6 +186,6 @@ def serve(settings: McpSettings) -> None:
     import uvloop
 
     host, _, port = settings.aggregator.address.rpartition(":")
-    config = uvicorn.Config(aggregator_app(settings), host=host, port=int(port), log_level="warning",
+    config = uvicorn.Config(aggregator_app(settings, os.environ.get(AGGREGATOR_SECRET_ENV)), host=host, port=int(port), log_level="warning",
                             access_log=False, lifespan="on")
     uvloop.run(uvicorn.Server(config).serve())

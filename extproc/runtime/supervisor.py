@@ -10,6 +10,7 @@ then the workers (in-flight streams finish), then the mock.
 from __future__ import annotations
 
 import math
+import secrets
 import os
 import shutil
 import signal
@@ -18,12 +19,12 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 
-from ..config import envoy_config
+from ..config import envoy_config, envoy_mcp
 from ..config.filter_config import GatewayConfig
 from .crash_loop import CrashLoop
+from .envoy_admin import admin_address, admin_request
 from .with_parent import child_command
 
 # grpc-python's EventEngine endpoints hand every read across four threads (epoll poller,
@@ -69,6 +70,10 @@ class Supervisor:
         shutil.rmtree(metrics_dir, ignore_errors=True)
         metrics_dir.mkdir()
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir)
+        # Every worker binds MCP sessions with the same secret (stages/mcp/gate.py).
+        os.environ.setdefault("LLMGW_SESSION_SECRET", secrets.token_hex(32))   # mcp/gate.py SESSION_SECRET_ENV
+        if self.envoy_config is not None:       # only the Envoy started here may call the aggregator
+            os.environ[envoy_mcp.AGGREGATOR_SECRET_ENV] = secrets.token_urlsafe(32)
         if self.config.mock_provider and self.envoy_config is not None:
             self.mock = self._spawn([sys.executable, "-m", "extproc", "mock-provider",
                                      "--config", self.config.path]
@@ -179,8 +184,13 @@ class Supervisor:
         rendered = envoy_config.with_workers(self.envoy_config,
                                              [self.socket_path(i) for i in range(self.worker_count)],
                                              self.config.server.worker_connection_age_s)
+        rendered = envoy_config.fit_connection_cap(rendered, raise_descriptor_limit())
+        if envoy_mcp.AGGREGATOR_SECRET_ENV in os.environ:
+            rendered = envoy_mcp.with_aggregator_secret(rendered, os.environ[envoy_mcp.AGGREGATOR_SECRET_ENV])
         path = envoy_config.write(rendered, self.run_dir / "envoy.yaml")
-        self.envoy_admin = _admin_url(rendered)
+        self.envoy_admin = admin_address(rendered)
+        if not self.envoy_admin.startswith("http://"):      # Envoy binds the socket; the folder must exist
+            Path(self.envoy_admin).parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         # Envoy writes its access log lines every flush interval (default 10 s) or per
         # 64 KB: a quiet gateway's lines would show up 10 s late. Its "misc" component
         # warns, at every start, once per work-in-progress proto the config uses (eleven
@@ -202,8 +212,7 @@ class Supervisor:
 
     def _envoy_ready(self) -> bool:
         try:
-            with urllib.request.urlopen(f"{self.envoy_admin}/ready", timeout=1) as response:
-                return response.status == 200
+            return admin_request(self.envoy_admin, "/ready", timeout=1)[0] == 200
         except OSError:
             return False
 
@@ -329,30 +338,43 @@ class Supervisor:
         drain_envoy(self.envoy_admin, grace)
 
 
-def drain_envoy(admin_url: str, grace: float, *, stop_listening: bool = True) -> bool:
+def drain_envoy(admin: str, grace: float, *, stop_listening: bool = True) -> bool:
     """Envoy stops taking new connections (`stop_listening`), and this waits until its
     requests in flight (long streams too) have ended, up to `grace` seconds. True when they
     did, or Envoy's admin is gone (nothing left to wait for)."""
     if stop_listening:
         try:
-            urllib.request.urlopen(urllib.request.Request(
-                f"{admin_url}/drain_listeners?graceful&inboundonly", method="POST"), timeout=2).close()
+            admin_request(admin, "/drain_listeners?graceful&inboundonly", method="POST")
         except OSError:
             return True
     deadline = time.monotonic() + grace
-    while (active := _active_requests(admin_url)) > 0 and time.monotonic() < deadline:
+    while (active := _active_requests(admin)) > 0 and time.monotonic() < deadline:
         time.sleep(0.1)
     return active == 0
 
 
-def _active_requests(admin_url: str) -> int:
+def _active_requests(admin: str) -> int:
     try:
-        with urllib.request.urlopen(f"{admin_url}/stats?filter=downstream_rq_active$", timeout=2) as response:
-            text = response.read().decode()
+        text = admin_request(admin, "/stats?filter=downstream_rq_active$")[1]
     except OSError:
         return 0
     return sum(int(line.rsplit(":", 1)[1]) for line in text.splitlines()
                if line.startswith("http.") and not line.startswith("http.admin.") and ":" in line)
+
+
+def raise_descriptor_limit() -> int:
+    """Raise this process's open-file limit to its hard limit (Envoy, started next,
+    inherits it) and return it: the soft limit (often 1,024 or 20,000) would else cap
+    client connections far below what the machine allows."""
+    import resource
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and soft != hard:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+            soft = hard
+        except (ValueError, OSError):
+            pass
+    return soft if soft != resource.RLIM_INFINITY else 1 << 20
 
 
 def _terminate(processes: list[subprocess.Popen], grace: float) -> None:
@@ -387,11 +409,6 @@ def _connectable(path: str) -> bool:
             return True
         except OSError:
             return False
-
-
-def _admin_url(envoy: dict) -> str:
-    address = envoy["admin"]["address"]["socket_address"]
-    return f"http://{address.get('address', '127.0.0.1')}:{address['port_value']}"
 
 
 def new_run_dir() -> Path:

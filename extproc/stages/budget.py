@@ -57,6 +57,52 @@ def ratelimit_headers(charges: list[Charge], remaining: dict[str, float], now: f
     return headers
 
 
+# Counters a refusal found empty, per worker: counter -> (until, the refusal). A caller out
+# of budget is refused again at once by BudgetPrecheck, before the guardrail scan (the
+# costly part of a request) runs for a request that could never be forwarded. Remembered
+# for a few seconds at most, so a limit raised or a window reset is seen promptly.
+EXHAUSTED_MEMORY_S = 5.0
+_exhausted: dict[str, tuple[float, GatewayError]] = {}
+
+
+def _limits(call: Call):
+    limits = call.config.limits
+    if call.key is not None and call.key.limits:      # a run-time key's own budgets
+        limits = limits + call.key.limits
+    return limits
+
+
+class BudgetPrecheck(Stage):
+    """Before the guardrails: a caller whose budget or rate limit this worker just found
+    exhausted is refused (the same 429) without scanning its request. Nothing is charged
+    or reserved here; Budget, after the guardrails, charges as before."""
+
+    name = "budget_precheck"
+
+    async def request_body(self, call: Call) -> None:
+        if not _exhausted or call.body is None or not call.endpoint.generates:
+            return
+        now = time.time()
+        for charge in plan_charges(_limits(call), call.key, 0, 0.0, now, 0.0):
+            held = _exhausted.get(charge.counter)
+            if held is None:
+                continue
+            until, refusal = held
+            if now >= until:
+                del _exhausted[charge.counter]
+                continue
+            raise GatewayError(refusal.status, refusal.code, refusal.message,
+                               headers={**refusal.headers, "retry-after": str(_retry_after(charge, now))})
+
+
+def _remember_exhausted(charge: Charge, remaining: dict[str, float], refusal: GatewayError, now: float) -> None:
+    if charge.limit.kind != "concurrent" and remaining.get(charge.counter, 1) <= 0:
+        if len(_exhausted) > 10_000:            # bounded: drop the lapsed ones, else all
+            for counter in [c for c, (until, _) in _exhausted.items() if until <= now] or list(_exhausted):
+                del _exhausted[counter]
+        _exhausted[charge.counter] = (min(charge.window_end, now + EXHAUSTED_MEMORY_S), refusal)
+
+
 class Budget(Stage):
     name = "budget"
 
@@ -65,9 +111,7 @@ class Budget(Stage):
         self.settings = settings
 
     async def request_body(self, call: Call) -> None:
-        limits = call.config.limits
-        if call.key is not None and call.key.limits:      # a run-time key's own budgets
-            limits = limits + call.key.limits
+        limits = _limits(call)
         if call.body is None or not call.endpoint.generates or not limits or \
                 not any(limit.scope_value(call.key) is not None for limit in limits):
             return
@@ -112,7 +156,9 @@ class Budget(Stage):
             retry_after = _retry_after(refused, now)
             headers = {"retry-after": str(retry_after),
                        **ratelimit_headers(charges, admission.remaining, now)}
-            raise GatewayError(429, code, _refusal_message(refused, code), headers=headers)
+            refusal = GatewayError(429, code, _refusal_message(refused, code), headers=headers)
+            _remember_exhausted(refused, admission.remaining, refusal, now)
+            raise refusal
         metrics.child(metrics.budget_admissions,
                       "allotment" if admission.in_memory else "store").inc()
         call.stage_state["budget"] = (rid, charges)

@@ -7,6 +7,7 @@ redacted body is what gets serialized and sent).
 from __future__ import annotations
 
 import logging
+import time
 
 from ..api.dialects import max_output_tokens
 from ..guardrails import redact
@@ -99,7 +100,8 @@ def could_not_run(call: Call, guardrail: Guardrail, direction: str, why: str, de
     log.warning("guardrail %s could not run (%s); failing %s", guardrail.name, why, guardrail.fail_mode)
     record_verdict(call, guardrail, direction, f"error_fail_{guardrail.fail_mode}")
     if guardrail.fail_mode == "closed":
-        reason = f" ({detail})" if detail else " (too large to check)" if "larger" in why else ""
+        reason = f" ({detail})" if detail else " (too large to check)" if "larger" in why else \
+            " (too costly to check in time)" if "longer" in why else ""
         raise GatewayError(400, "content_blocked",
                            f"The guardrail '{guardrail.name}' could not check this {direction}"
                            f"{reason}; it fails closed.")
@@ -119,6 +121,7 @@ class GuardRequest(Stage):
         # A payload declared as text that cannot be decoded (guardrails/embedded_text.py)
         # is not passed unread: each text guardrail applies its fail mode to it.
         unreadable = next((c.field for c, _key in slots if isinstance(c, UnreadableText)), None)
+        deadline = time.perf_counter() + call.config.guardrails.max_scan_ms / 1000
         for guardrail in policy:
             # The bound is on what this check must read: text earlier checks read (an
             # agent's history, resent every turn) is known and costs a hash.
@@ -129,6 +132,9 @@ class GuardRequest(Stage):
                                   f"too large to check: {new} characters of new text, above "
                                   f"guardrails.max_scan_chars = {bound}")
                     continue
+            if guardrail.scans_text and guardrail.type != "plugin" and time.perf_counter() > deadline:
+                could_not_run(call, guardrail, "request", "scan took longer than max_scan_ms")
+                continue
             if unreadable is not None and guardrail.scans_text:
                 could_not_run(call, guardrail, "request", "a text payload that cannot be decoded",
                               f"the text document at '{unreadable}' cannot be decoded")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from ..config.filter_config import GatewayConfig
 from .admission import Admission
 from .attempt import AttemptRewrite
-from .budget import Budget, BudgetSettle
+from .budget import Budget, BudgetPrecheck, BudgetSettle
 from .caps import SessionSettle, SpendCaps
 from .cost import CallCost
 from .cut_stream import CutStream
@@ -42,6 +42,7 @@ def build_pipeline(config: GatewayConfig, store=None, cut_streams: WorkerCutStre
         StoredResponses(store),              # routes a stored response's calls at their headers;
                                              # a `previous_response_id` must be the caller's (body)
         ResolveModel(),
+        *([BudgetPrecheck()] if budgets else []),   # a caller already out of budget: no scan
         GuardRequest(),                      # before budgets and routing: see guard.py
         *([Budget(store, config.store)] if budgets else []),
         *([SpendCaps(store, config.caps, config.store)] if caps else []),

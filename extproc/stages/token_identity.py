@@ -12,12 +12,13 @@ A token Envoy refused leaves its failure instead, which becomes the caller's 401
 
 from __future__ import annotations
 
+import hashlib
+
 from ..config.filter_config import VirtualKey
 from ..config.identity import CATCH_ALL_TEAM, JWT_FAILURE_KEY, JWT_NAMESPACE, JWT_PAYLOAD_KEY, IdentitySettings
 from ..pipeline.errors import GatewayError
 
 MAX_CLAIM_CHARS = 256
-_NO_DIGEST = b""
 
 
 def _verified(metadata):
@@ -91,7 +92,7 @@ def token_caller(metadata, identity: IdentitySettings) -> VirtualKey | None:
         value = _claim(payload, name)
         if isinstance(value, str):
             claims[name] = value
-    return VirtualKey(id=f"token:{user}", sha256=_NO_DIGEST, user=user, team=team,
+    return VirtualKey(id=f"token:{user}", sha256=_token_digest(payload), user=user, team=team,
                       models=policy.models, claims=claims)
 
 
@@ -106,6 +107,14 @@ def _name(payload, path: str) -> str | None:
         raise GatewayError(401, "invalid_api_key", f"The token's claim '{path}' must be a string, not a {kind}.")
     found = _claim(payload, path)
     return found or None
+
+
+def _token_digest(payload) -> bytes:
+    """What a token caller's MCP sessions are bound to (as a key's digest is for keys): its
+    issuer and subject, which the identity provider never gives two people."""
+    parts = [_claim(payload, "iss"), _claim(payload, "sub")]
+    text = "\0".join(part if isinstance(part, str) else "" for part in parts)
+    return hashlib.sha256(b"token\0" + text.encode()).digest()
 
 
 def token_refusal(metadata, presented: str, identity: IdentitySettings) -> GatewayError | None:

@@ -3,7 +3,7 @@
 A profile's route (`/mcp/<profile>`, envoy/template.yaml) brings every JSON-RPC message
 here before Envoy forwards it to the profile's server:
   request headers  the profile; the caller's key (401 with WWW-Authenticate); the
-                   caller's Mcp-Session-Id checked against the key it was issued to and
+                   caller's Mcp-Session-Id checked against the caller it was issued to and
                    replaced by the server's own; the server's credential injected
   request body     one JSON-RPC message (batches, bad JSON, oversize: JSON-RPC errors);
                    methods outside the tool surface refused; `tools/call` of a tool the
@@ -15,10 +15,13 @@ Refusals are JSON-RPC error objects, the HTTP status the MCP transport expects.
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import hmac
 import itertools
 import logging
+import os
+import secrets
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -279,22 +282,37 @@ class McpGate(Stage):
             log.error("budget store unavailable on settle (request %s): %s", call.request_id, error)
 
 
-def _mac(secret: bytes, profile: str, session: str) -> str:
-    digest = hmac.new(secret, f"{profile}\0{session}".encode(), hashlib.sha256).digest()
+SESSION_SECRET_ENV = "LLMGW_SESSION_SECRET"
+
+
+@functools.cache
+def gateway_secret() -> bytes:
+    """The gateway's secret for session ids: LLMGW_SESSION_SECRET (set it, the same on
+    every replica, for sessions that move between replicas), else the one `extproc up`
+    generates at start and hands to its workers, else one for this process alone."""
+    configured = os.environ.get(SESSION_SECRET_ENV, "")
+    return configured.encode() if configured else secrets.token_bytes(32)
+
+
+def _mac(caller: bytes, profile: str, session: str) -> str:
+    message = b"\0".join([hashlib.sha256(caller).digest(), profile.encode(), session.encode()])
+    digest = hmac.new(gateway_secret(), message, hashlib.sha256).digest()
     return base64.urlsafe_b64encode(digest[:16]).decode().rstrip("=")
 
 
-def wrap_session(session: str, secret: bytes, profile: str) -> str:
-    """The id the caller sees: the server's, bound to the caller's key and the profile.
-    Any worker or replica checks it without a session table."""
-    return f"{session}.{_mac(secret, profile, session)}"
+def wrap_session(session: str, caller: bytes, profile: str) -> str:
+    """The id the caller sees: the server's, bound by the gateway's secret to the caller
+    (`VirtualKey.sha256`: a key's digest, a token's issuer and subject) and the profile.
+    Any worker or replica checks it without a session table; nobody without the secret
+    can make one, and no other caller's is accepted."""
+    return f"{session}.{_mac(caller, profile, session)}"
 
 
-def unwrap_session(presented: str, secret: bytes, profile: str) -> str | None:
-    """The server's session id, if `presented` was issued to this key on this profile."""
-    if len(presented) > MAX_SESSION_ID:
+def unwrap_session(presented: str, caller: bytes, profile: str) -> str | None:
+    """The server's session id, if `presented` was issued to this caller on this profile."""
+    if len(presented) > MAX_SESSION_ID or not caller:
         return None
     session, dot, mac = presented.rpartition(".")
-    if not dot or not session or not hmac.compare_digest(mac, _mac(secret, profile, session)):
+    if not dot or not session or not hmac.compare_digest(mac, _mac(caller, profile, session)):
         return None
     return session
