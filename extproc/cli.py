@@ -126,6 +126,7 @@ def cmd_up(args) -> int:
     # What the banner shows is read now: once the gateway answers /readyz its files may be
     # swapped or gone (a ConfigMap update), and the running gateway must not need them again.
     endpoint, demo = _endpoint(envoy), _demo_keys(config.path)
+    admin_read = _admin_read(envoy)
     supervisor = Supervisor(config, envoy=envoy, run_dir=new_run_dir(), owns_run_dir=True,
                             workers=args.workers, fixtures=args.fixtures)
     try:
@@ -134,7 +135,7 @@ def cmd_up(args) -> int:
         print(f"extproc up: {error}", file=sys.stderr)
         supervisor.stop(grace=2)
         return 1
-    _print_banner(config, supervisor, endpoint, demo)
+    _print_banner(config, supervisor, endpoint, demo, admin_read)
     return supervisor.run_forever()
 
 
@@ -143,7 +144,17 @@ def _endpoint(envoy: dict) -> str:
     return f"http://{address['address']}:{address['port_value']}/v1"
 
 
-def _print_banner(config, supervisor, base: str, demo: list[tuple[str, str, str]]) -> None:
+def _admin_read(envoy: dict) -> str | None:
+    """The read-only view of Envoy's admin (config/envoy_gen.py), when the config has one."""
+    for listener in envoy["static_resources"]["listeners"]:
+        if listener.get("name") == "envoy_admin_read":
+            address = listener["address"]["socket_address"]
+            return f"http://{address['address']}:{address['port_value']}"
+    return None
+
+
+def _print_banner(config, supervisor, base: str, demo: list[tuple[str, str, str]],
+                  admin_read: str | None = None) -> None:
     print(f"LLM gateway is up ({supervisor.worker_count} ext_proc workers, config {config.version})")
     print(f"  OpenAI-compatible endpoint: {base}")
     print(f"  Anthropic Messages API:     {base.removesuffix('/v1')}  (POST /v1/messages; Claude Code: "
@@ -151,7 +162,9 @@ def _print_banner(config, supervisor, base: str, demo: list[tuple[str, str, str]
     for profile in config.mcp.profiles:
         print(f"  MCP tools (streamable HTTP): {base.removesuffix('/v1')}/mcp/{profile}")
     print(f"  ext_proc admin:             http://{config.server.admin_address}  (/metrics /healthz /readyz)")
-    print(f"  Envoy admin:                {supervisor.envoy_admin}")
+    print(f"  Envoy admin:                {supervisor.envoy_admin}  (owner-only socket)")
+    if admin_read:
+        print(f"  Envoy admin, read-only:     {admin_read}  (GET /stats /ready /clusters ...)")
     if demo:
         print("  Demo keys (plain text in the quickstart config, demo only):")
         for key, team, models in demo:
