@@ -249,3 +249,16 @@ def test_a_json_answer_leaves_as_the_guardrails_read_it(name, message, content):
     body = json.loads(out.decode(), object_pairs_hook=lambda pairs: keys.append([k for k, _ in pairs]) or dict(pairs))
     assert body["choices"][0]["message"]["content"] == content
     assert all(len(set(names)) == len(names) for names in keys)
+
+
+def test_digit_groups_inside_a_uuid_are_neither_cards_nor_phones():
+    """Agents send UUIDs (Codex's prompt_cache_key, session ids): their all-digit groups can
+    pass Luhn or read as a phone number, and a redaction would corrupt the id."""
+    import random
+    import uuid
+    detector = PIIDetector()
+    rng = random.Random(7)
+    ids = [str(uuid.UUID(int=rng.getrandbits(128), version=4)) for _ in range(20000)]
+    ids += ["d095cd03-1310-4071-8f12-4af9106ace32", "01a21087-1e3a-7a53-b464-483817304066"]
+    assert [u for u in ids if detector.find(f'{{"id":"{u}"}}')] == []
+    assert sorted(f.label for f in detector.find("card 4111-1111-1111-1111, call +1 415-555-2671")) == ["CARD", "PHONE"]

@@ -45,6 +45,10 @@ _GAP = r"(?:[^\w\n]|_){1,4}"
 # (Each pattern opens with a digit, its lookbehind after it: re then skips to digits fast.)
 _CARD = re.compile(rf"\d(?<![\d-]\d)(?:(?:[ -]?\d){{12,18}}|\d{{3}}(?:{_GAP}\d{{4}}){{2}}{_GAP}\d{{1,7}}"
                    rf"|\d{{3}}{_GAP}\d{{6}}{_GAP}\d{{4,5}}|\d{{3}}(?:{_GAP}\d{{4}}){{3}}{_GAP}\d{{1,3}})(?![\d-])")
+# A UUID (8-4-4-4-12 hex digits: ids, cache keys, sessions): its all-digit groups can read
+# as a card that passes Luhn or a phone number; what lies wholly inside one is neither.
+_UUID = re.compile(r"(?<![0-9A-Fa-f-])[0-9A-Fa-f]{8}-(?:[0-9A-Fa-f]{4}-){3}[0-9A-Fa-f]{12}(?![0-9A-Fa-f-])")
+_DIGIT_GROUPS = frozenset({"CARD", "PHONE"})
 _IBAN = re.compile(r"\b[A-Z]{2}\d{2}(?: ?[A-Z0-9]{4}){2,7}(?: ?[A-Z0-9]{1,3})?\b")
 # US SSNs: 3-2-4 digits with any short run of punctuation or spaces between the groups,
 # or nine digits in a row where "SSN" or "social security" comes just before them (nine
@@ -207,6 +211,11 @@ class PIIDetector:
         if backwards:
             reversed_text = text[::-1]
             findings.extend(flipped([f for finder in backwards for f in finder(reversed_text)], len(text)))
+        if "-" in text and any(f.label in _DIGIT_GROUPS for f in findings):
+            uuids = [m.span() for m in _UUID.finditer(text)]
+            if uuids:
+                findings = [f for f in findings if f.label not in _DIGIT_GROUPS or not any(
+                    low <= f.start and f.end <= high for low, high in uuids)]
         # Secrets win over the pieces of them that look like phone numbers or cards.
         secrets = [f for f in findings if f.label == "SECRET"]
         if secrets:
