@@ -70,10 +70,13 @@ def new_text_chars(guardrail_digest: str, texts: list[str], known: KnownFindings
 
 
 def find_known_or_new(detector, guardrail_digest: str, texts: list[str],
-                      known: KnownFindings = KNOWN) -> list[list[Finding]]:
+                      known: KnownFindings = KNOWN, complete: bool = True) -> list[list[Finding]]:
     """Each text's findings, the texts read as one conversation (joined.py), reading only
     the texts not known yet: each run of new texts is read with SEAM characters of the
-    texts on either side, so a value cut across a known text and a new one is found."""
+    texts on either side, so a value cut across a known text and a new one is found.
+    `complete`: the detector finds every value (a redacting rule must); False for one that
+    may stop at its first finding (a blocking rule), whose clean texts are known only from
+    a read that found nothing."""
     if not known.enabled:
         return find_in_texts(detector, texts)
     keys: list[bytes | None] = []
@@ -90,16 +93,23 @@ def find_known_or_new(detector, guardrail_digest: str, texts: list[str],
     new = [i for i, found in enumerate(out) if found is None]
     if len(new) == len(texts):                      # nothing known: one read of it all
         found = find_in_texts(detector, texts)
-        for key, findings in zip(keys, found):
-            if key is not None:
-                known.put(key, findings)
+        _remember(known, keys, found, range(len(texts)), complete)
         return found
     for run in _runs(new):
         _read_run(detector, texts, run, out)
-    for i in new:
-        if keys[i] is not None:
-            known.put(keys[i], out[i])
+    _remember(known, keys, out, new, complete)
     return out
+
+
+def _remember(known: KnownFindings, keys: list, found: list, read, complete: bool) -> None:
+    """Keeps the findings of the texts just read. With a detector that may stop at its
+    first finding (prompt injection does), a text is known clean only when the read found
+    nothing at all: in a read that found something, a text without findings may never have
+    been looked at, and is read again next time."""
+    anything = not complete and any(found[i] for i in read)
+    for i in read:
+        if keys[i] is not None and (found[i] or not anything):
+            known.put(keys[i], found[i])
 
 
 def _runs(indexes: list[int]) -> list[list[int]]:

@@ -44,7 +44,9 @@ def check_texts(call: Call, guardrail: Guardrail, slots: list, direction: str) -
     True if anything changed."""
     texts = [container[key] for container, key in slots]
     if guardrail.digest:            # the texts earlier checks read get their findings again
-        found = find_known_or_new(guardrail.detector, guardrail.digest, texts)
+        # A redacting rule's detector finds every value; a blocking one may stop at its first.
+        found = find_known_or_new(guardrail.detector, guardrail.digest, texts,
+                                  complete=guardrail.action == "redact")
     else:
         found = find_in_texts(guardrail.detector, conversation_of(call, texts))
     hits = any(found)
