@@ -78,7 +78,7 @@ def test_a_reloaded_config_with_other_rules_never_gets_the_old_configs_findings(
 def test_a_text_a_blocking_read_did_not_look_at_is_not_remembered_clean():
     """Prompt injection stops at its first finding: of two copies of an instruction (a tool
     result's text and its structured content), the second is never looked at. It must not
-    be kept as clean, or the same result read again passes (it did, once)."""
+    be kept as clean, or the same result read again would pass."""
     from extproc.config.filter_config import load_config
     from extproc.guardrails.known import KnownFindings, find_known_or_new
     from gateway_stack import QUICKSTART_CONFIG
