@@ -198,6 +198,7 @@ def test_a_run_time_keys_budget_holds_under_80_concurrent_calls(tmp_path):
         made = create_key(stack, "--user", "ivy", "--team", "budget-test", "--budget-tokens", f"{BUDGET}/hour",
                           "--id", "ivy-key")
         status_within(stack, made["key"], 200)
+        time.sleep(WITHIN)   # one worker knows the key; within a second every worker does
         first = chat(stack, made["key"]).json()["usage"]["total_tokens"]   # (status_within spent one too)
 
         def one(i: int) -> httpx.Response:
