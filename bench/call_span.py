@@ -36,10 +36,9 @@ def make_call(config) -> Call:
     call.backend = call.model.backends[0]
     call.usage = Usage(42, 17)
     call.status, call.outcome = 200, "ok"
-    call.stage_state["log"] = {"tags": {"agent": "planner"},
-                               "guardrails": [{"guardrail": "pii", "direction": "request", "verdict": "passed"}]}
-    call.stage_state["response_json"] = {"model": "gpt-4o-mini-2024-07-18",
-                                         "choices": [{"finish_reason": "stop"}]}
+    call.tags = {"agent": "planner"}
+    call.verdicts = [{"guardrail": "pii", "direction": "request", "verdict": "passed"}]
+    call.response_json = {"model": "gpt-4o-mini-2024-07-18", "choices": [{"finish_reason": "stop"}]}
     call.service_seconds, call.ended_at = 0.0004, time.perf_counter()
     return call
 

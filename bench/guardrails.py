@@ -32,6 +32,7 @@ from extproc.guardrails.config import Guardrail
 from extproc.guardrails.injection import InjectionDetector
 from extproc.guardrails.pii import PIIDetector
 from extproc.stages.stream_guard import StreamGuard
+from extproc.pipeline.call import Call
 
 BASELINE = "cac4687"        # the request guardrails before the walk over every field
 ROWS: dict[str, float] = {}
@@ -119,7 +120,7 @@ def conversation_rows(guards: list[Guardrail]) -> None:
 
     def run(body_json: bytes):
         body = orjson.loads(body_json)
-        call = SimpleNamespace(stage_state={})
+        call = Call(None)
         slots = list(request_slots("chat", body))
         for guard in guards:
             try:
@@ -151,7 +152,8 @@ def stream_events(text: str) -> list[tuple[dict, bytes]]:
 
 def per_event(guards: list[Guardrail], events: list[tuple[dict, bytes]]) -> float:
     def run(_):
-        call = SimpleNamespace(endpoint=SimpleNamespace(kind="chat"), stage_state={}, error_code=None)
+        call = Call(None)
+        call.endpoint = SimpleNamespace(kind="chat")
         stream = StreamGuard(call, guards, 128)
         for data, raw in events:
             stream(None, data, raw)

@@ -15,6 +15,7 @@ from extproc.guardrails.fold import FoldingDetector, fold
 from extproc.guardrails.joined import find_in_texts
 from extproc.guardrails.pii import PIIDetector
 from extproc.stages.guard import check_texts
+from bare_call import bare_call
 
 PII = FoldingDetector(PIIDetector())
 EMAIL, CARD, SSN = "jane@example.com", "4111111111111111", "123-45-6789"
@@ -121,7 +122,7 @@ def test_split_values_in_a_conversation_are_redacted_in_every_message():
                 {"role": "user", "content": "KlMnOpQrStUvWxYz0123456789 thanks"},
                 {"role": "user", "content": "and mail jane@example.com"}]
     rule = Guardrail("pii", "pii", "redact", frozenset({"request"}), "closed", PII)
-    assert check_texts(SimpleNamespace(stage_state={}), rule, [(m, "content") for m in messages], "request")
+    assert check_texts(bare_call(), rule, [(m, "content") for m in messages], "request")
     assert [m["content"] for m in messages] == ["my key is [SECRET]", "[SECRET] thanks", "and mail [EMAIL]"]
 
 

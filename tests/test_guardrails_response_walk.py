@@ -20,6 +20,7 @@ from extproc.guardrails.fold import FoldingDetector
 from extproc.guardrails.pii import PIIDetector
 from extproc.guardrails.response_walk import response_slots, response_texts
 from extproc.stages.guard import check_texts
+from bare_call import bare_call
 
 V = "jane.doe@example.com"
 
@@ -112,7 +113,7 @@ def _planted(body: dict) -> dict:
 
 def _redacted(kind: str, body: dict) -> dict:
     body = copy.deepcopy(body)
-    check_texts(SimpleNamespace(stage_state={}), PII, response_slots(kind, body), "response")
+    check_texts(bare_call(), PII, response_slots(kind, body), "response")
     return body
 
 

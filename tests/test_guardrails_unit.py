@@ -12,6 +12,7 @@ from extproc.guardrails import Finding, redact
 from extproc.guardrails.injection import InjectionDetector
 from extproc.guardrails.pii import PIIDetector
 from extproc.guardrails.scan import called_tools, tool_name, tool_names
+from bare_call import bare_call
 
 CORPORA = Path(__file__).parent / "corpora"
 PII = PIIDetector()
@@ -123,7 +124,7 @@ def stream_through_guard(pieces: list[str], guards: list | None = None) -> tuple
     from extproc.guardrails.config import Guardrail
     from extproc.stages.stream_guard import StreamGuard
     guards = guards or [Guardrail("pii", "pii", "redact", frozenset({"response"}), "closed", PII)]
-    call = SimpleNamespace(endpoint=SimpleNamespace(kind="chat"), stage_state={}, error_code=None)
+    call = bare_call("chat")
     stream = StreamGuard(call, guards, 128)
 
     def text_of(chunk: bytes) -> str:
@@ -145,6 +146,8 @@ def stream_through_guard(pieces: list[str], guards: list | None = None) -> tuple
 # A card inside a longer run of digit groups: the context once started inside the run,
 # so the card finder split it elsewhere than in the whole text and found no card.
 @example(["555 2671", "555 2671", "555 2671", " 4111 ", "555 2671"])
+# ... nor a run whose groups are two spaces or " +" apart.
+@example(["UvWxYz0123", " 4111 ", " 4111 ", "+1 415 ", "555 2671", " 4111 ", " 4111 "])
 def test_stream_guard_releases_everything_and_no_secret_escapes(pieces):
     _, text = stream_through_guard(pieces)
     whole = "".join(pieces)
@@ -240,9 +243,9 @@ def test_a_json_answer_leaves_as_the_guardrails_read_it(name, message, content):
     from extproc.stages.guard_response import GuardResponse
     pii = Guardrail("pii", "pii", "redact", frozenset({"response"}), "closed", FoldingDetector(PII))
     raw = b'{"choices":[{"index":0,"message":{"role":"assistant",' + message + b'}}]}'
-    call = SimpleNamespace(endpoint=SimpleNamespace(kind="chat"), response_streamed=False, status=200, key="k",
-                           config=SimpleNamespace(guardrails=SimpleNamespace(policy_for=lambda key: [pii])),
-                           stage_state={"response_json": loads(raw)})     # as ResponseUsage reads it
+    call = bare_call("chat", response_streamed=False, status=200, key="k",
+                     config=SimpleNamespace(guardrails=SimpleNamespace(policy_for=lambda key: [pii])),
+                     response_json=loads(raw))     # as ResponseUsage reads it
     out = asyncio.run(GuardResponse().response_body(call, raw, True))
     assert b"jane" not in out
     keys = []

@@ -22,6 +22,7 @@ from extproc.guardrails.fold import FoldingDetector
 from extproc.guardrails.pii import PIIDetector
 from extproc.guardrails.walk import request_texts
 from extproc.stages.guard import check_texts
+from bare_call import bare_call
 
 V = "jane.doe@example.com"
 
@@ -175,7 +176,7 @@ def _planted(body: dict, value: str = V) -> dict:
 def _redacted(kind: str, body: dict) -> dict:
     body = copy.deepcopy(body)
     slots = [(container, key) for container, key, _ in request_texts(kind, body)]
-    check_texts(SimpleNamespace(stage_state={}), PII, slots, "request")
+    check_texts(bare_call(), PII, slots, "request")
     return body
 
 
@@ -290,7 +291,7 @@ def test_logit_bias_keys_are_read_as_the_tokens_they_name(kind, text, verdict):
     walked = [container[key] for container, key, _ in request_texts(kind, body)]
     assert text in walked and not any(t.isdigit() for t in walked)
     slots = [(container, key) for container, key, _ in request_texts(kind, body)]
-    call = SimpleNamespace(stage_state={})
+    call = bare_call()
     kept = dict(body["logit_bias"])
     if verdict == "blocked":
         with pytest.raises(Exception, match="blocked by the guardrail 'injection'"):

@@ -12,6 +12,7 @@ import pytest
 
 from extproc.guardrails.fold import FoldingDetector
 from extproc.guardrails.injection import InjectionDetector
+from bare_call import bare_call
 
 CORPORA = Path(__file__).parent / "corpora"
 CLAUDE_CODE = Path(__file__).resolve().parent.parent / ".venv" / "claude-code" / "node_modules" / "@anthropic-ai" / \
@@ -95,4 +96,4 @@ def test_claude_code_texts_read_as_one_request_pass_untouched():
     rule = Guardrail("injection", "prompt_injection", "block", frozenset({"request"}), "closed", DETECTOR)
     for start in range(0, len(texts), 200):
         blocks = [{"type": "text", "text": t} for t in texts[start:start + 200]]
-        check_texts(SimpleNamespace(stage_state={}), rule, [(b, "text") for b in blocks], "request")
+        check_texts(bare_call(), rule, [(b, "text") for b in blocks], "request")

@@ -18,6 +18,7 @@ from extproc.guardrails.banned import BannedDetector
 from extproc.guardrails.fastre import Pattern
 from extproc.guardrails.fold import FoldingDetector
 from extproc.guardrails.screen import compile_screen, every_code_point, first_possible, rewrite, screen, screen_source
+from bare_call import bare_call
 
 # Every code point UTF-8 can carry (RE2 reads UTF-8), as one string.
 EVERY = every_code_point()[:0xD800] + every_code_point()[0xE000:]
@@ -215,7 +216,7 @@ def test_a_clean_conversation_is_looked_at_once():
 
     counting = Counting(DETECTORS["pii"])
     rule = Guardrail("pii", "pii", "redact", frozenset({"request"}), "closed", counting)
-    call = SimpleNamespace(stage_state={})
+    call = bare_call()
     messages = [{"role": "user", "content": f"turn {i}: Grüße, the report is done"} for i in range(50)]
     assert not check_texts(call, rule, [(m, "content") for m in messages], "request")
     assert counting.finds == 0
@@ -224,4 +225,4 @@ def test_a_clean_conversation_is_looked_at_once():
     # Read as one conversation: one pass over the joined texts, one around the seams
     # (guardrails/joined.py), whatever the number of messages.
     assert counting.finds <= 2 and messages[17]["content"] == "mail [EMAIL]"
-    assert [v["verdict"] for v in call.stage_state["log"]["guardrails"]] == ["passed", "redacted"]
+    assert [v["verdict"] for v in call.verdicts] == ["passed", "redacted"]

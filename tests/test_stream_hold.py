@@ -15,6 +15,7 @@ from extproc.guardrails.config import Guardrail
 from extproc.guardrails.injection import InjectionDetector
 from extproc.guardrails.pii import PIIDetector
 from extproc.stages.stream_guard import MAX_HOLD_CHARS
+from bare_call import bare_call
 
 PII = PIIDetector()
 INJECTION = InjectionDetector()
@@ -134,7 +135,7 @@ def test_every_streaming_api_is_held_and_redacted_the_same_way(name):
 
     from extproc.stages.stream_guard import StreamGuard
     kind, event, text_of = KINDS[name]
-    call = SimpleNamespace(endpoint=SimpleNamespace(kind=kind), stage_state={}, error_code=None)
+    call = bare_call(kind)
     stream = StreamGuard(call, [guard("pii", "pii", "redact", PII)], 128)
     pieces = ["Your", " key", " is", " sk-proj-", "AbCdEfGhIj", "KlMnOpQrSt", "UvWxYz0123", ",", " keep", " it"]
     released = []
@@ -157,7 +158,7 @@ def _run_stream(events: list[tuple[int, str]]) -> dict[int, str]:
     import orjson
 
     from extproc.stages.stream_guard import StreamGuard
-    call = SimpleNamespace(endpoint=SimpleNamespace(kind="chat"), stage_state={}, error_code=None)
+    call = bare_call("chat")
     stream = StreamGuard(call, [guard("pii", "pii", "redact", PII)], 128)
     out = b""
     for index, text in events:
@@ -195,7 +196,7 @@ def test_an_answer_that_ends_in_another_answers_event_releases_its_held_text_fir
     import orjson
 
     from extproc.stages.stream_guard import StreamGuard
-    call = SimpleNamespace(endpoint=SimpleNamespace(kind="chat"), stage_state={}, error_code=None)
+    call = bare_call("chat")
     stream = StreamGuard(call, [guard("pii", "pii", "redact", PII)], 128)
 
     def feed(data):
@@ -218,7 +219,7 @@ def _guarded_tool_call_stream(kind: str, pieces: list[str], answers: int = 1) ->
 
     from extproc.mock.shapes import sse_events
     from extproc.stages.stream_guard import StreamGuard
-    call = SimpleNamespace(endpoint=SimpleNamespace(kind=kind), stage_state={}, error_code=None)
+    call = bare_call(kind)
     stream = StreamGuard(call, [guard("pii", "pii", "redact", PII)], 128)
     usage = {"prompt_tokens": 1, "completion_tokens": 1}
     out = b""
@@ -277,7 +278,7 @@ def _chat_events_through_guard(deltas: list[dict]):
     base = {"id": "c", "object": "chat.completion.chunk", "created": 1, "model": "m"}
     events = [{**base, "choices": [{"index": 0, "delta": d, "finish_reason": None}]} for d in deltas]
     events.append({**base, "choices": [{"index": 0, "delta": {}, "finish_reason": "tool_calls"}]})
-    call = SimpleNamespace(endpoint=SimpleNamespace(kind="chat"), stage_state={}, error_code=None)
+    call = bare_call("chat")
     stream = StreamGuard(call, [guard("pii", "pii", "redact", PII)], 128)
     out = b"".join(through(stream, b"data: " + orjson.dumps(e) + b"\n\n") for e in events)
     out += through(stream, b"data: [DONE]\n\n")
@@ -343,7 +344,7 @@ def test_an_event_that_repeats_a_key_leaves_as_the_guardrails_read_it(name, kind
     import json
 
     from extproc.stages.stream_guard import StreamGuard
-    call = SimpleNamespace(endpoint=SimpleNamespace(kind=kind), stage_state={}, error_code=None)
+    call = bare_call(kind)
     stream = StreamGuard(call, [guard("pii", "pii", "redact", PII)], 128)
     out = through(stream, event.encode() + b"\n\n")
     assert b"jane" not in out
@@ -361,7 +362,7 @@ def _no_repeats(pairs):
 
 def test_an_event_that_repeats_no_key_leaves_byte_for_byte():
     from extproc.stages.stream_guard import StreamGuard
-    call = SimpleNamespace(endpoint=SimpleNamespace(kind="chat"), stage_state={}, error_code=None)
+    call = bare_call("chat")
     stream = StreamGuard(call, [guard("pii", "pii", "redact", PII)], 128)
     event = b'data: {"choices": [{"index": 0, "delta": {"role": "assistant", "content": ""}}], "note": "a:b"}\n\n'
     assert through(stream, event) == event
@@ -386,7 +387,7 @@ def test_an_event_orjson_refuses_is_read_as_clients_read_it_and_guarded(name, ev
     import json
 
     from extproc.stages.stream_guard import StreamGuard
-    call = SimpleNamespace(endpoint=SimpleNamespace(kind="chat"), stage_state={}, error_code=None)
+    call = bare_call("chat")
     stream = StreamGuard(call, [guard("pii", "pii", "redact", PII)], 128)
     out = through(stream, event) + through(stream, b"data: [DONE]\n\n")
     assert b"jane" not in out
@@ -406,7 +407,7 @@ def test_each_part_of_a_list_of_parts_is_held_on_its_own():
     import orjson
 
     from extproc.stages.stream_guard import StreamGuard
-    call = SimpleNamespace(endpoint=SimpleNamespace(kind="chat"), stage_state={}, error_code=None)
+    call = bare_call("chat")
     stream = StreamGuard(call, [guard("pii", "pii", "redact", PII)], 128)
 
     def event(thinking: str, text: str) -> bytes:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import Any, TypeVar
 
 from ..api.dialects import answers_per_request, max_output_tokens, prompt_texts, prompt_token_ids
 from ..api.openai import Endpoint
@@ -14,22 +14,29 @@ from ..config.models import Backend, Model
 from .protocol import Reply
 
 
-# stage_state: the output per answer a budget reserved for a call that set no cap.
-OUTPUT_RESERVED = "output_reserved"
+T = TypeVar("T")
 
 
 class Call:
-    """One HTTP request through the gateway, from request headers to the last body chunk."""
+    """One HTTP request through the gateway, from request headers to the last body chunk.
+
+    Its fields are what stages share: each stage declares which of them it reads and
+    writes (`Stage.reads`, `Stage.writes`; stages/pipelines.py checks the order, and
+    tests/test_stage_state.py that the code keeps to what it declares). What only one
+    stage (or one stage's module) needs lives in that stage's own state object, made on
+    first use by `call.own(StateClass)` and declared next to the stage."""
 
     __slots__ = (
         "config", "started", "request_id", "request_metadata", "method", "path", "query", "endpoint", "resource_id",
-        "headers",
+        "headers", "envoy_attributes",
         "key", "raw_body", "body", "body_changed", "model_name", "model", "backend", "backend_order", "attempts", "stream",
         "client_wants_usage", "status", "response_streamed", "usage", "generated",
-        "first_byte_at", "ended_at", "outcome", "error_code", "reply", "sse", "stage_state",
+        "first_byte_at", "ended_at", "outcome", "error_code", "reply", "sse",
         "finished", "done_due", "stream_over", "event_filters", "service_seconds", "message_started",
         "response_in_body", "stream_passed_through", "envoy_features", "sent_bytes", "provider_kind",
         "translation", "stream_translation",
+        "tags", "verdicts", "log_fields", "notes", "response_json", "response_id", "ratelimit_headers",
+        "output_reserved", "sent_output_tokens", "json_passing_by", "mcp", "_prompt_tokens", "_owned",
     )
 
     def __init__(self, config: GatewayConfig, envoy_features: frozenset[str] = frozenset()) -> None:
@@ -38,6 +45,7 @@ class Call:
         self.started = time.perf_counter()
         self.request_id = ""
         self.request_metadata = None         # Envoy's metadata_context, when it sends one
+        self.envoy_attributes: dict[str, str] = {}   # what the filter asked Envoy for ("cluster")
         self.method = ""
         self.path = ""                       # as the client sent it, without its query
         self.query = ""
@@ -65,7 +73,6 @@ class Call:
         self.error_code: str | None = None
         self.reply = Reply()
         self.sse = None
-        self.stage_state: dict[str, Any] = {}
         self.finished = False                # ended: outcome and end time are final
         self.done_due = False                # ended here, its done hooks not run yet
         self.stream_over = False             # the last reply is out: Envoy sends nothing more
@@ -78,6 +85,30 @@ class Call:
         self.provider_kind = ""              # the endpoint at the provider: the caller's, or translated
         self.translation = None              # translate.Translation: the provider speaks another dialect
         self.stream_translation = None       # ... and its state for a streamed answer
+        self.tags: dict[str, str] = {}       # the caller's x-gateway-tag-* tags (spend by tag)
+        self.verdicts: list[dict] = []       # every guardrail verdict, both directions
+        self.log_fields: dict[str, Any] = {}  # more fields for the call's log line
+        self.notes = None                    # translate.Notes: what a translation left out or filled in
+        self.response_json: dict | None = None   # a JSON answer, parsed once, as the caller gets it
+        self.response_id: str | None = None  # a Responses answer's id (stored responses)
+        self.ratelimit_headers: dict[str, str] = {}   # what budgets add to the answer
+        self.output_reserved = 0             # output per answer a budget reserved for a call with no cap
+        self.sent_output_tokens: int | None = None   # a cut stream's output, from what Envoy sent
+        self.json_passing_by = False         # a JSON answer too large to buffer goes by in chunks
+        self.mcp = None                      # an MCP call's state (stages/mcp/gate.py)
+        self._prompt_tokens: int | None = None
+        self._owned: dict[type, Any] = {}
+
+    def own(self, kind: type[T]) -> T:
+        """The state of type `kind` a stage keeps for this call, made on first use."""
+        state = self._owned.get(kind)
+        if state is None:
+            state = self._owned[kind] = kind()
+        return state
+
+    def owned(self, kind: type[T]) -> T | None:
+        """That state if the stage made it, else None."""
+        return self._owned.get(kind)
 
     @property
     def dialect(self) -> str:
@@ -92,13 +123,13 @@ class Call:
 
     def prompt_tokens(self) -> int:
         """Prompt tokens counted offline, once per call (guardrail caps and budgets share it)."""
-        cached = self.stage_state.get("prompt_tokens")
+        cached = self._prompt_tokens
         if cached is None:
             kind = self.endpoint.kind
             texts, messages = prompt_texts(kind, self.body)
             cached = count_prompt(texts, messages, self.model.encoding if self.model else "o200k_base") + \
                 prompt_token_ids(kind, self.body)
-            self.stage_state["prompt_tokens"] = cached
+            self._prompt_tokens = cached
         return cached
 
     def output_cap(self) -> int:
@@ -109,7 +140,7 @@ class Call:
         kind = self.endpoint.kind
         if kind == "embeddings":
             return 0
-        each = max_output_tokens(kind, self.body) or self.stage_state.get(OUTPUT_RESERVED) or (
+        each = max_output_tokens(kind, self.body) or self.output_reserved or (
             self.model.output_ceiling(self.dialect)[0] if self.model is not None
             else self.config.store.default_output_tokens)
         return each * answers_per_request(kind, self.body)

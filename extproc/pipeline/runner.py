@@ -8,7 +8,7 @@ import time
 
 from ..config.envoy_contract import STREAM_USAGE_NAMESPACE
 from ..observability import metrics
-from .stage import ImmediateAnswer, Stage
+from .stage import HOOKS as _PHASES, ImmediateAnswer, Stage
 from .call import Call
 from .errors import GatewayError, gateway_error
 from .protocol import (
@@ -26,11 +26,12 @@ from .protocol import (
 
 log = logging.getLogger("extproc.pipeline")
 
-_PHASES = ("request_headers", "request_body", "response_headers", "response_body",
-           "response_trailers", "done")
 
 
 class Pipeline:
+    """The stages of one kind of call, in order. Each message runs its phase's hooks in
+    that order (`table()` lists them, with the fields each stage reads and writes)."""
+
     def __init__(self, stages: list[Stage], request_only: bool = False) -> None:
         self.stages = stages
         # The upstream filter is configured to send the request phases only.
@@ -41,6 +42,10 @@ class Pipeline:
                                (getattr(stage, phase) for stage in stages if hasattr(stage, phase))]
                        for phase in _PHASES}
         self._timers = {phase: metrics.extproc_processing.labels(phase) for phase in _PHASES[:5]}
+
+    def table(self) -> list[tuple[str, tuple[str, ...], frozenset[str], frozenset[str]]]:
+        """(stage, its hooks, the Call fields it reads, those it writes), in order."""
+        return [(stage.name, stage.hooks(), stage.reads, stage.writes) for stage in self.stages]
 
     async def handle(self, call: Call, request: ProcessingRequest) -> ProcessingResponse:
         phase = request.WhichOneof("request")
@@ -53,7 +58,7 @@ class Pipeline:
                 if request.HasField("metadata_context"):
                     call.request_metadata = request.metadata_context
                 if request.attributes:
-                    call.stage_state.update(_attributes(request))
+                    call.envoy_attributes.update(_attributes(request))
                 for hook, is_async in self._hooks[phase]:
                     pending = hook(call, message.end_of_stream)
                     if is_async:

@@ -3,6 +3,10 @@ itself. The stages themselves live in extproc.stages; the pipeline knows none of
 
 from __future__ import annotations
 
+# The hooks a stage may have, in the order the runner calls them over a call's life:
+# each runs once per ext_proc message of its phase (the body hooks once per chunk), done
+# once the last reply is out.
+HOOKS = ("request_headers", "request_body", "response_headers", "response_body", "response_trailers", "done")
 
 
 class ImmediateAnswer(Exception):
@@ -16,5 +20,15 @@ class ImmediateAnswer(Exception):
 
 
 class Stage:
-    name = "stage"
+    """One concern of a call's handling. `reads` and `writes` name the Call fields the
+    stage shares with others (every stage may read `config` and add to `reply`); what it
+    keeps for itself is its own state object (`call.own(...)`). tests/test_stage_state.py
+    holds both to the code, and the pipelines' order to them."""
 
+    name = "stage"
+    reads: frozenset[str] = frozenset()
+    writes: frozenset[str] = frozenset()
+
+    @classmethod
+    def hooks(cls) -> tuple[str, ...]:
+        return tuple(hook for hook in HOOKS if hasattr(cls, hook))

@@ -26,6 +26,9 @@ class Admission(Stage):
     """Knows the endpoint, identifies the caller, strips what the caller may not set."""
 
     name = "admission"
+    reads = frozenset({"headers", "request_metadata"})
+    writes = frozenset({"endpoint", "key", "log_fields", "method", "path", "provider_kind", "query", "request_id",
+                        "resource_id", "tags"})
 
     def __init__(self, key_ring: KeyRing = KEY_RING) -> None:
         self.key_ring = key_ring      # the keys managed at run time, besides the config file's
@@ -35,10 +38,8 @@ class Admission(Stage):
         # The caller's own request id, if it sent one, is kept on the log line beside the gateway's.
         client_request_id = headers.get("x-request-id")
         if client_request_id:
-            call.stage_state.setdefault("log", {})["client_request_id"] = client_request_id[:MAX_CLIENT_ID_CHARS]
-        tags = request_tags(headers)
-        if tags:
-            call.stage_state.setdefault("log", {})["tags"] = tags
+            call.log_fields["client_request_id"] = client_request_id[:MAX_CLIENT_ID_CHARS]
+        call.tags = request_tags(headers)
         # Strip first: even a refused request must not leave internal headers behind.
         call.reply.remove_headers.extend(
             name for name in headers

@@ -42,8 +42,18 @@ def backend_for(model: Model, order: list[int], cluster: str, attempt: int) -> B
     raise KeyError(cluster)
 
 
+class AttemptMade:
+    """The attempt the request headers made, for its body."""
+    __slots__ = ("made",)
+
+    def __init__(self) -> None:
+        self.made = None
+
+
 class AttemptRewrite(Stage):
     name = "attempt"
+    reads = frozenset({"envoy_attributes", "headers", "raw_body", "request_metadata"})
+    writes = frozenset({"backend", "endpoint", "notes", "path", "query"})
 
     def request_headers(self, call: Call, end_of_stream: bool) -> None:
         plan = read_plan(call.request_metadata)
@@ -53,7 +63,7 @@ class AttemptRewrite(Stage):
             model = call.config.model(plan["model"])
             order = [int(i) for i in plan["order"]]
             attempt = int(call.headers.get("x-envoy-attempt-count", "1") or 1)
-            backend = backend_for(model, order, call.stage_state["cluster"], attempt)
+            backend = backend_for(model, order, call.envoy_attributes["cluster"], attempt)
             call.endpoint = ENDPOINTS[KIND_PATHS[plan["kind"]]]
         except (KeyError, IndexError, ValueError, TypeError, ZeroDivisionError, AttributeError):
             raise gateway_error("The gateway lost track of this request's backends.") from None
@@ -64,12 +74,13 @@ class AttemptRewrite(Stage):
             made = attempt_for(call, backend)
         except Refused as refused:
             raise invalid_request(refused.message) from None
-        call.stage_state["attempt"] = made
+        call.own(AttemptMade).made = made
         call.reply.set_headers.update(made.set_headers)
         call.reply.remove_headers.extend(made.remove)    # never another backend's credential
 
     def request_body(self, call: Call) -> None:
-        made = call.stage_state.get("attempt")
+        held = call.owned(AttemptMade)
+        made = held.made if held is not None else None
         if made is None:
             return
         body = call.raw_body

@@ -19,7 +19,7 @@ import uuid
 from ..api.dialects import OUTPUT_CAP_FIELDS, answers_per_request, max_output_tokens
 from ..api.usage import Usage
 from ..observability import metrics
-from ..pipeline.call import OUTPUT_RESERVED, Call
+from ..pipeline.call import Call
 from ..pipeline.errors import GatewayError, gateway_error, model_not_priced
 from ..store import StoreUnavailable, maybe_await
 from ..store.limits import Charge, plan_charges, settled_amount
@@ -34,6 +34,14 @@ OUTPUT_CAPPED_HEADER = "x-gateway-output-capped"
 _FITTING_TRIES = 4
 _RESERVATION_PREFIX = uuid.uuid4().hex[:12]      # per process: each worker is started afresh
 _reservations = itertools.count()
+
+
+class BudgetHold:
+    """What Budget reserved for the call, for BudgetSettle to settle."""
+    __slots__ = ("held",)
+
+    def __init__(self) -> None:
+        self.held = None
 
 
 def _reset(seconds: float) -> str:
@@ -78,6 +86,8 @@ class BudgetPrecheck(Stage):
     or reserved here; Budget, after the guardrails, charges as before."""
 
     name = "budget_precheck"
+    reads = frozenset({"body", "endpoint", "key"})
+    writes = frozenset()
 
     async def request_body(self, call: Call) -> None:
         if not _exhausted or call.body is None or not call.endpoint.generates:
@@ -105,6 +115,8 @@ def _remember_exhausted(charge: Charge, remaining: dict[str, float], refusal: Ga
 
 class Budget(Stage):
     name = "budget"
+    reads = frozenset({"endpoint", "key", "model", "path", "request_id"})
+    writes = frozenset({"body", "body_changed", "log_fields", "output_reserved", "ratelimit_headers"})
 
     def __init__(self, store, settings) -> None:
         self.store = store
@@ -161,12 +173,12 @@ class Budget(Stage):
             raise refusal
         metrics.child(metrics.budget_admissions,
                       "allotment" if admission.in_memory else "store").inc()
-        call.stage_state["budget"] = (rid, charges)
+        call.own(BudgetHold).held = (rid, charges)
         # The headers the budget adds to the answer (Envoy adds them itself to answers the
         # service does not see the headers of: one_message.py).
-        headers = call.stage_state["ratelimit_headers"] = ratelimit_headers(charges, admission.remaining, now)
+        headers = call.ratelimit_headers = ratelimit_headers(charges, admission.remaining, now)
         if each is not None:
-            call.stage_state[OUTPUT_RESERVED] = each
+            call.output_reserved = each
             if each < ceiling or not known:
                 _cap_what_was_reserved(call, field, each, "budget" if each < ceiling else "unknown_model_maximum")
                 headers[OUTPUT_CAPPED_HEADER] = str(each)
@@ -182,7 +194,7 @@ class Budget(Stage):
 
     @staticmethod
     def response_headers(call: Call, headers: dict[str, str], end_of_stream: bool) -> None:
-        extra = call.stage_state.get("ratelimit_headers")
+        extra = call.ratelimit_headers
         if extra:
             call.reply.set_headers.update(extra)
 
@@ -191,12 +203,15 @@ class BudgetSettle(Stage):
     """The settling half of Budget; runs after ResponseUsage has the final usage."""
 
     name = "budget_settle"
+    reads = frozenset({"backend", "model", "request_id", "usage"})
+    writes = frozenset()
 
     def __init__(self, store) -> None:
         self.store = store
 
     async def done(self, call: Call) -> None:
-        held = call.stage_state.get("budget")
+        hold = call.owned(BudgetHold)
+        held = hold.held if hold is not None else None
         if held is None:
             return
         rid, charges = held
@@ -253,9 +268,8 @@ def _cap_what_was_reserved(call: Call, field: str, cap: int, reason: str) -> Non
     model's maximum output)."""
     call.body[field] = cap
     call.body_changed = True
-    log_fields = call.stage_state.setdefault("log", {})
-    log_fields["output_cap_added"] = cap
-    log_fields["output_cap_reason"] = reason
+    call.log_fields["output_cap_added"] = cap
+    call.log_fields["output_cap_reason"] = reason
 
 
 def _refusal_message(charge: Charge, code: str) -> str:

@@ -15,12 +15,21 @@ from ..pipeline.stage import Stage
 from .cost import charged_cost, reservation_basis
 
 log = logging.getLogger("extproc.caps")
-_HELD = "session_charge"
 _KNOWN_STARTS = 10_000      # sessions whose window start a worker remembers
+
+
+class SessionHold:
+    """What SpendCaps reserved for the call's session, for SessionSettle to settle."""
+    __slots__ = ("held",)
+
+    def __init__(self) -> None:
+        self.held = None
 
 
 class SpendCaps(Stage):
     name = "caps"
+    reads = frozenset({"body", "endpoint", "headers", "key", "model", "output_reserved", "request_id"})
+    writes = frozenset()
 
     def __init__(self, store, caps, store_settings) -> None:
         self.store = store
@@ -62,7 +71,7 @@ class SpendCaps(Stage):
                 f"This session (header {self.caps.session.header}) has no room left of its "
                 f"${self.caps.session.limit.limit:g} for this call's reservation (${basis:.6f}); "
                 f"its window ends in {retry_after} s."), headers={"retry-after": str(retry_after)})
-        call.stage_state[_HELD] = (rid, charge)
+        call.own(SessionHold).held = (rid, charge)
 
     async def _window_start(self, session: str, now: float) -> float:
         """When the session's window began: its first call, as the store recorded it (this
@@ -82,12 +91,15 @@ class SessionSettle(Stage):
     """The settling half of SpendCaps: after ResponseUsage has the final usage."""
 
     name = "session_settle"
+    reads = frozenset({"backend", "model", "request_id", "usage"})
+    writes = frozenset()
 
     def __init__(self, store) -> None:
         self.store = store
 
     async def done(self, call: Call) -> None:
-        held = call.stage_state.get(_HELD)
+        hold = call.owned(SessionHold)
+        held = hold.held if hold is not None else None
         if held is None:
             return
         rid, charge = held

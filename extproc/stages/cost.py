@@ -25,7 +25,6 @@ from ..pipeline.stage import Stage
 
 COST_HEADER = "x-gateway-cost-usd"
 COST_METADATA_KEY = "cost_usd"        # llm_gateway.cost_usd: the final cost, for Envoy's header_mutation
-_BASIS = "cost_basis_usd"
 
 
 def usd(value: float) -> str:
@@ -40,18 +39,26 @@ def charged_cost(call: Call) -> float:
     return call.model.cost(call.backend, call.usage)
 
 
+class ReservationBasis:
+    """The reservation's price, worked out once per call."""
+    __slots__ = ("usd",)
+
+    def __init__(self) -> None:
+        self.usd: float | None = None
+
+
 def reservation_basis(call: Call) -> float:
     """The reservation's price: the prompt counted offline and the output cap, at the
     dearest backend (what a budget reserves; stages/budget.py)."""
-    cached = call.stage_state.get(_BASIS)
-    if cached is not None:
-        return cached
+    held = call.own(ReservationBasis)
+    if held.usd is not None:
+        return held.usd
     basis = 0.0
     if call.model is not None and call.body is not None and call.endpoint is not None \
             and call.endpoint.generates:
         estimate = Usage(call.prompt_tokens(), call.output_cap())
         basis = max(call.model.cost(backend, estimate) for backend in call.model.backends)
-    call.stage_state[_BASIS] = basis
+    held.usd = basis
     return basis
 
 
@@ -79,6 +86,9 @@ class CallCost(Stage):
     hooks make the usage final before this stage's run."""
 
     name = "cost"
+    reads = frozenset({"backend", "body", "endpoint", "json_passing_by", "model", "output_reserved",
+                       "response_in_body", "response_streamed", "usage"})
+    writes = frozenset()
 
     @staticmethod
     def response_headers(call: Call, headers: dict[str, str], end_of_stream: bool) -> None:
@@ -86,7 +96,7 @@ class CallCost(Stage):
             return
         if end_of_stream:
             call.reply.set_headers[COST_HEADER] = usd(charged_cost(call))
-        elif call.response_streamed or "json_tail" in call.stage_state:
+        elif call.response_streamed or call.json_passing_by:
             # Its headers leave now, before its usage exists.
             call.reply.set_headers[COST_HEADER] = usd(reservation_basis(call))
 
@@ -96,7 +106,7 @@ class CallCost(Stage):
             return None
         cost = usd(charged_cost(call))
         call.reply.add_metadata({COST_METADATA_KEY: cost})     # Envoy's access log, header_mutation
-        if not (call.response_streamed or call.response_in_body or "json_tail" in call.stage_state):
+        if not (call.response_streamed or call.response_in_body or call.json_passing_by):
             call.reply.set_headers[COST_HEADER] = cost         # the service holds the headers
         return None
 

@@ -17,7 +17,24 @@ from ..observability import metrics
 from ..pipeline.call import Call
 from ..store.cut_streams import BytesPerToken, SentBytes, new_cut_id
 from ..pipeline.stage import Stage
-from .usage import SENT_OUTPUT_TOKENS, first_event_perf_counter
+from .usage import first_event_perf_counter
+
+
+class CutMark:
+    """The id Envoy logs a passed-through stream's bytes under, while it may be cut."""
+    __slots__ = ("cut_id",)
+
+    def __init__(self) -> None:
+        self.cut_id = ""
+
+
+def _take_mark(call: Call) -> bool:
+    """Whether the call was marked; unmarks it."""
+    mark = call.owned(CutMark)
+    if mark is None or not mark.cut_id:
+        return False
+    mark.cut_id = ""
+    return True
 
 
 def _shape(call: Call) -> tuple:
@@ -27,6 +44,9 @@ def _shape(call: Call) -> tuple:
 
 class CutStream(Stage):
     name = "cut_stream"
+    reads = frozenset({"backend", "body", "client_wants_usage", "endpoint", "envoy_features", "model", "outcome",
+                       "output_reserved", "stream_passed_through", "usage"})
+    writes = frozenset({"first_byte_at", "sent_bytes", "sent_output_tokens", "status"})
 
     def __init__(self, sent: SentBytes, ratios: BytesPerToken, store=None) -> None:
         self.sent = sent
@@ -38,17 +58,17 @@ class CutStream(Stage):
         # call refused here is not logged (nor stored for nobody to take).
         if not call.stream_passed_through or CUT_STREAMS_LOGGED not in call.envoy_features:
             return
-        cut_id = call.stage_state["cut_id"] = new_cut_id()
+        cut_id = call.own(CutMark).cut_id = new_cut_id()
         call.reply.add_metadata({"cut_id": cut_id})
 
     def response_headers(self, call: Call, headers: dict[str, str], end_of_stream: bool) -> None:
         # Envoy sent the headers after all (its config did not allow skipping them): the
         # stream goes chunk by chunk and its usage is read there.
-        if call.stage_state.pop("cut_id", None):
+        if _take_mark(call):
             self._unmark(call)
 
     def response_trailers(self, call: Call, numbers: dict[str, float]) -> None:
-        if call.stage_state.pop("cut_id", None):
+        if _take_mark(call):
             self._unmark(call)
         if call.status >= 400:
             return
@@ -58,15 +78,15 @@ class CutStream(Stage):
         elif "output_tokens" not in numbers and call.sent_bytes:
             # The provider sent no usage (some OpenAI-compatible servers ignore
             # include_usage): what Envoy sent is charged, as for a stream cut short.
-            call.stage_state[SENT_OUTPUT_TOKENS] = min(self.ratios.tokens(_shape(call), call.sent_bytes),
-                                                       call.output_cap())
+            call.sent_output_tokens = min(self.ratios.tokens(_shape(call), call.sent_bytes), call.output_cap())
 
     @staticmethod
     def _unmark(call: Call) -> None:
         call.reply.add_metadata({"cut_id": ""})    # not cut: not logged
 
     async def done(self, call: Call) -> None:
-        cut_id = call.stage_state.get("cut_id")
+        mark = call.owned(CutMark)
+        cut_id = mark.cut_id if mark is not None else ""
         if not cut_id or call.usage is not None or call.outcome == "refused":
             return
         entry = await self.sent.wait(cut_id, self.store)
@@ -77,6 +97,5 @@ class CutStream(Stage):
         call.sent_bytes = entry.size
         if entry.first_event_at_us:
             call.first_byte_at = first_event_perf_counter(entry.first_event_at_us)
-        call.stage_state[SENT_OUTPUT_TOKENS] = min(self.ratios.tokens(_shape(call), entry.size),
-                                                   call.output_cap())
+        call.sent_output_tokens = min(self.ratios.tokens(_shape(call), entry.size), call.output_cap())
         metrics.child(metrics.cut_streams, "bytes_sent").inc()

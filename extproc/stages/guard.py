@@ -34,7 +34,7 @@ def content_blocked(guardrail: str, direction: str = "request") -> GatewayError:
 def record_verdict(call: Call, guardrail: Guardrail, direction: str, verdict: str) -> None:
     """Every verdict goes to the metrics and to the request's log line."""
     metrics.child(metrics.guardrail_verdicts, guardrail.name, verdict).inc()
-    call.stage_state.setdefault("log", {}).setdefault("guardrails", []).append(
+    call.verdicts.append(
         {"guardrail": guardrail.name, "direction": direction, "verdict": verdict})
 
 
@@ -69,13 +69,21 @@ def check_texts(call: Call, guardrail: Guardrail, slots: list, direction: str) -
     return changed
 
 
+class GuardedTexts:
+    """The texts the guardrails read, laid out as one conversation."""
+    __slots__ = ("conversation",)
+
+    def __init__(self) -> None:
+        self.conversation: Conversation | None = None
+
+
 def conversation_of(call: Call, texts: list[str]) -> Conversation:
     """The texts as one conversation, laid out once for all the request's guardrails
     (again after a redaction, which writes new texts)."""
-    cached = call.stage_state.get("guard_conversation")
-    if cached is not None and cached.same_texts(texts):
-        return cached
-    conversation = call.stage_state["guard_conversation"] = Conversation(texts)
+    held = call.own(GuardedTexts)
+    if held.conversation is not None and held.conversation.same_texts(texts):
+        return held.conversation
+    conversation = held.conversation = Conversation(texts)
     return conversation
 
 
@@ -111,6 +119,8 @@ def could_not_run(call: Call, guardrail: Guardrail, direction: str, why: str, de
 
 class GuardRequest(Stage):
     name = "guard_request"
+    reads = frozenset({"body", "endpoint", "key", "model", "model_name", "request_id"})
+    writes = frozenset({"body_changed", "verdicts"})
 
     async def request_body(self, call: Call) -> None:
         policy = [g for g in call.config.guardrails.policy_for(call.key) if "request" in g.directions]

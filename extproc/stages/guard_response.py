@@ -32,8 +32,18 @@ def stream_policy(call: Call) -> list[Guardrail]:
     return response_policy(call)
 
 
+class PluginHold:
+    """A stream held until the plugin guardrails have read it all."""
+    __slots__ = ("hold",)
+
+    def __init__(self) -> None:
+        self.hold: StreamPluginHold | None = None
+
+
 class GuardResponse(Stage):
     name = "guard_response"
+    reads = frozenset({"endpoint", "key", "model_name", "request_id", "response_json", "response_streamed", "status"})
+    writes = frozenset({"error_code", "event_filters", "verdicts"})
 
     def response_headers(self, call: Call, headers: dict[str, str], end_of_stream: bool) -> None:
         if call.response_streamed and call.status < 400:
@@ -43,11 +53,12 @@ class GuardResponse(Stage):
             if detectors:
                 call.event_filters.append(StreamGuard(call, detectors, call.config.guardrails.stream_window))
             if plugins:
-                call.stage_state["plugin_hold"] = StreamPluginHold(call, plugins)
+                call.own(PluginHold).hold = StreamPluginHold(call, plugins)
 
     async def response_body(self, call: Call, chunk: bytes, end_of_stream: bool) -> bytes | None:
         if call.response_streamed:
-            hold = call.stage_state.get("plugin_hold")
+            held = call.owned(PluginHold)
+            hold = held.hold if held is not None else None
             if hold is None:
                 return None
             hold.add(chunk)
@@ -57,7 +68,7 @@ class GuardResponse(Stage):
             return await hold.release()
         if call.status >= 400:
             return None
-        body = call.stage_state.get("response_json")
+        body = call.response_json
         policy = response_policy(call)
         if not policy or not isinstance(body, dict):
             return None

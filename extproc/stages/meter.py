@@ -22,6 +22,8 @@ log = logging.getLogger("extproc.meter")
 
 class Meter(Stage):
     name = "meter"
+    reads = frozenset({"backend", "body", "key", "model", "outcome", "request_id", "tags", "usage"})
+    writes = frozenset()
 
     def __init__(self, store, metering) -> None:
         self.store = store
@@ -40,7 +42,7 @@ class Meter(Stage):
     def values(self, call: Call) -> dict[str, str]:
         """The call's value of each metered dimension, capped."""
         key = call.key
-        tags = call.stage_state.get("log", {}).get("tags") or {}
+        tags = call.tags
         known = {"key": key.id if key else "", "user": key.user if key else "",
                  "team": key.team if key else "", "model": call.model.name if call.model else "",
                  "backend": call.backend.name if call.backend else ""}

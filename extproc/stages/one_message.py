@@ -31,8 +31,19 @@ from .guard_response import response_policy
 _JSON_KINDS = ("chat", "completions", "responses", "messages")
 
 
+class AnnouncedModel:
+    """The model Envoy read from the body, to be checked against the parsed one."""
+    __slots__ = ("name",)
+
+    def __init__(self) -> None:
+        self.name = ""
+
+
 class OneMessageResponse(Stage):
     name = "one_message"
+    reads = frozenset({"backend", "body", "endpoint", "envoy_features", "key", "model", "model_name",
+                       "output_reserved", "path", "ratelimit_headers", "request_metadata", "stream"})
+    writes = frozenset({"response_in_body"})
 
     def request_headers(self, call: Call, end_of_stream: bool) -> None:
         if HEADERS_FROM_METADATA not in call.envoy_features:
@@ -46,7 +57,7 @@ class OneMessageResponse(Stage):
             return
         call.response_in_body = True
         call.reply.mode_override = RESPONSE_IN_BODY
-        call.stage_state["announced_model"] = model_name
+        call.own(AnnouncedModel).name = model_name
 
     def request_body(self, call: Call) -> None:
         if not call.response_in_body:
@@ -54,7 +65,7 @@ class OneMessageResponse(Stage):
         # What Envoy read must be what the service parsed (a repeated key never gets here:
         # ParseRequest refuses it); should an Envoy config read otherwise, the call must not
         # stream past a one-message response.
-        if call.stream or call.model_name != call.stage_state["announced_model"]:
+        if call.stream or call.model_name != call.own(AnnouncedModel).name:
             raise invalid_request("The request body's 'stream' or 'model' is not what the gateway read from it.")
         headers_from_envoy(call, {"content-type": "application/json"})
 
@@ -64,7 +75,7 @@ def headers_from_envoy(call: Call, extra: dict[str, str] | None = None) -> None:
     (envoy/quickstart.yaml: the virtual host's response_headers_to_add): a call whose
     response headers the service does not see. Set with the request-body reply."""
     headers = {"x-gateway-backend": call.backend.name, **(extra or {}),
-               **call.stage_state.get("ratelimit_headers", {}), **envoy_added_cost(call)}
+               **call.ratelimit_headers, **envoy_added_cost(call)}
     call.reply.add_metadata({"headers": headers})
 
 

@@ -56,6 +56,9 @@ _STREAM_KINDS = (*USAGE_OPTION_KINDS, "responses", "messages")
 
 class PassThroughStream(Stage):
     name = "pass_through"
+    reads = frozenset({"backend", "body", "client_wants_usage", "endpoint", "envoy_features", "key", "model",
+                       "model_name", "output_reserved", "path", "ratelimit_headers", "request_metadata", "stream"})
+    writes = frozenset({"stream_passed_through"})
 
     def request_headers(self, call: Call, end_of_stream: bool) -> None:
         features = call.envoy_features

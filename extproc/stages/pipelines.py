@@ -72,3 +72,13 @@ def build_mcp_pipeline(config: GatewayConfig, store=None) -> Pipeline:
     return Pipeline([McpGate(store), McpAnswer(),
                      *([McpSpan()] if config.observability.tracing is not None else []),
                      McpRecord()])
+
+
+def pipeline_table(pipeline: Pipeline) -> str:
+    """The pipeline as a Markdown table: each stage in order, its hooks, and the Call
+    fields it reads and writes (docs/pipeline.md holds the quickstart's)."""
+    rows = ["| stage | hooks | reads | writes |", "|---|---|---|---|"]
+    for name, hooks, reads, writes in pipeline.table():
+        rows.append(f"| `{name}` | {', '.join(hooks)} | {', '.join(sorted(reads)) or '-'} | "
+                    f"{', '.join(sorted(writes)) or '-'} |")
+    return "\n".join(rows)

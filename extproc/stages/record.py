@@ -21,6 +21,11 @@ MAX_LOGGED_CHARS = 256
 
 class Record(Stage):
     name = "record"
+    reads = frozenset({"attempts", "backend", "body", "ended_at", "endpoint", "error_code", "first_byte_at",
+                       "headers", "key", "log_fields", "message_started", "method", "model", "model_name",
+                       "outcome", "path", "query", "request_id", "service_seconds", "started", "status", "stream",
+                       "tags", "translation", "usage", "verdicts"})
+    writes = frozenset({"notes"})
 
     def __init__(self, out=None) -> None:
         self._out = out or sys.stdout.buffer
@@ -71,7 +76,7 @@ class Record(Stage):
             record["api"] = call.dialect
             if call.translation is not None:
                 record["translated_to"] = call.translation.provider
-        notes = call.stage_state.get("notes")
+        notes = call.notes
         if call.translation is not None and call.model.is_virtual and call.body is not None:
             notes = _with_attempt_notes(call, notes)
         if notes is not None:            # what a translation left out or filled in (translate/)
@@ -79,7 +84,11 @@ class Record(Stage):
                 record["dropped"] = notes.dropped
             if notes.defaulted:
                 record["defaulted"] = notes.defaulted
-        record.update(call.stage_state.get("log", {}))
+        if call.tags:
+            record["tags"] = call.tags
+        if call.verdicts:
+            record["guardrails"] = call.verdicts
+        record.update(call.log_fields)
         self._out.write(orjson.dumps(record, option=orjson.OPT_APPEND_NEWLINE))
         self._out.flush()
 
@@ -115,7 +124,7 @@ class Record(Stage):
     def _labelled_series(self, call: Call, model: str, status: str, usage, cost: float = 0.0) -> None:
         """Opt-in series with operator-chosen labels, each capped (see observability.py)."""
         settings = call.config.observability
-        tags = call.stage_state.get("log", {}).get("tags")
+        tags = call.tags
         if tags and settings.tag_labels:
             for name in settings.tag_labels.intersection(tags):
                 value = self._tag_values(f"{name}={tags[name]}", settings.max_tag_values)

@@ -38,6 +38,8 @@ class ParseRequest(Stage):
     """The body is parsed here and only here; later stages read `call.body`."""
 
     name = "parse"
+    reads = frozenset({"endpoint", "raw_body", "resource_id"})
+    writes = frozenset({"body", "body_changed", "client_wants_usage", "model_name", "stream"})
 
     def request_body(self, call: Call) -> None:
         if not (call.endpoint.generates or call.endpoint.kind == "count_tokens"):
@@ -85,6 +87,8 @@ class ResolveModel(Stage):
     """Concrete or virtual model → its definition; 404 unknown, 403 not allowed."""
 
     name = "resolve"
+    reads = frozenset({"body", "key", "model_name"})
+    writes = frozenset({"model"})
 
     def request_body(self, call: Call) -> None:
         if call.body is None:

@@ -41,7 +41,7 @@ def stream_chunk(call: Call, chunk: bytes, end_of_stream: bool) -> bytes | None:
                     call.first_byte_at = perf_counter()
                 call.generated.extend(generated_texts(kind, data))
                 if kind == "responses" and data.get("type") == "response.created":
-                    call.stage_state["response_id"] = (data.get("response") or {}).get("id")
+                    call.response_id = (data.get("response") or {}).get("id")
                 usage = usage_from_event(kind, data, call.usage)
                 if usage is not call.usage:
                     call.usage = usage
@@ -80,12 +80,18 @@ def stream_chunk(call: Call, chunk: bytes, end_of_stream: bool) -> bytes | None:
     return b"".join(out)
 
 
+class CallerEvents:
+    """The translated events as the caller gets them, parsed again for the guardrails."""
+    __slots__ = ("parser",)
+
+    def __init__(self) -> None:
+        self.parser = SSEParser()
+
+
 def _filtered_events(call: Call, written: bytes) -> list[bytes]:
     """Translated events through the response guardrails, which read the caller's dialect
     (a parser of their own: the translation writes whole events)."""
-    parser = call.stage_state.get("caller_sse")
-    if parser is None:
-        parser = call.stage_state["caller_sse"] = SSEParser()
+    parser = call.own(CallerEvents).parser
     out = []
     for event in parser.feed(written):
         data = loads(event.data) if event.data and not event.is_done else None

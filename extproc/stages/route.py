@@ -80,7 +80,9 @@ class Attempt:
         """The body for this attempt's provider; raises Refused."""
         if self.translation is None:
             return {**body, "model": backend.model} if body.get("model") != backend.model else body
-        notes = call.stage_state.setdefault("notes", Notes())
+        notes = call.notes
+        if notes is None:
+            notes = call.notes = Notes()
         return self.translation.request(body, Target(backend.model, backend.provider.default_max_tokens), notes)
 
 
@@ -105,7 +107,9 @@ def attempt_for(call: Call, backend: Backend) -> Attempt:
         sent_anthropic = [name for name in ANTHROPIC_HEADERS if name in call.headers]
         remove.extend(sent_anthropic)
         if "anthropic-beta" in sent_anthropic:       # betas tune Anthropic's API alone
-            call.stage_state.setdefault("notes", Notes()).dropped.append("anthropic-beta")
+            if call.notes is None:
+                call.notes = Notes()
+            call.notes.dropped.append("anthropic-beta")
     return Attempt(translation, set_headers, remove)
 
 
@@ -115,19 +119,20 @@ def attempt_notes(call: Call, backend: Backend) -> Notes:
     made again here (a translation reads its input without changing it, ~25 µs for a
     78 KB agent request)."""
     notes = Notes()
-    state = call.stage_state
-    saved, state["notes"] = state.get("notes"), notes
+    saved, call.notes = call.notes, notes
     try:
         attempt_for(call, backend).body(call, backend, call.body)
     except Refused:
         pass                                    # that attempt was refused: its error says why
     finally:
-        state["notes"] = saved
+        call.notes = saved
     return notes
 
 
 class Route(Stage):
     name = "route"
+    reads = frozenset({"body", "client_wants_usage", "endpoint", "headers", "model", "path", "query", "stream"})
+    writes = frozenset({"backend", "backend_order", "body_changed", "notes"})
 
     def request_body(self, call: Call) -> None:
         if call.body is None:                   # routed at its headers (stored_responses.py)

@@ -44,6 +44,8 @@ def response_not_found(response_id: str, field: str | None = None) -> GatewayErr
 
 class StoredResponses(Stage):
     name = "stored_responses"
+    reads = frozenset({"body", "endpoint", "headers", "key", "path", "query", "resource_id", "response_id", "status"})
+    writes = frozenset({"backend", "model", "model_name"})
 
     def __init__(self, store) -> None:
         self.store = store
@@ -84,7 +86,7 @@ class StoredResponses(Stage):
 
     async def done(self, call: Call) -> None:
         """Remembers who made a response the provider stored."""
-        response_id = call.stage_state.get("response_id")
+        response_id = call.response_id
         if call.endpoint is None or call.endpoint.kind != "responses" or not response_id \
                 or call.status >= 400 or call.backend is None or call.key is None:
             return

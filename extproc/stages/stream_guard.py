@@ -53,7 +53,19 @@ def released_context(released: str) -> str:
 
 
 def _between_digits(text: str, at: int) -> bool:
-    return 0 < at < len(text) - 1 and text[at - 1].isdigit() and text[at + 1].isdigit()
+    """Whether `at` lies in a gap between two digit groups that the card finder reads
+    across (guardrails/pii.py `_GAP`: up to four spaces or punctuation, not a newline)."""
+    start = end = at
+    while start > 0 and _gap_char(text[start - 1]):
+        start -= 1
+    while end < len(text) - 1 and _gap_char(text[end + 1]):
+        end += 1
+    return end - start < 4 and start > 0 and end < len(text) - 1 \
+        and text[start - 1].isdigit() and text[end + 1].isdigit()
+
+
+def _gap_char(char: str) -> bool:
+    return char == "_" or not (char.isalnum() or char == "\n")
 
 
 class _Lane:

@@ -31,7 +31,6 @@ OPERATIONS = {"chat": "chat", "messages": "chat", "responses": "chat", "completi
               "embeddings": "embeddings"}
 _MAX_CHARS = 256
 _MAX_LIST = 32
-_CONTEXT = "trace_context"
 _HEX = frozenset("0123456789abcdef")      # lowercase only, as W3C writes it
 _random = random.Random()                  # seeded from the OS once per worker
 
@@ -71,10 +70,19 @@ def _span_id() -> bytes:
     return (_random.getrandbits(64) or 1).to_bytes(8, "big")
 
 
+class TraceState:
+    """The call's trace context, once made."""
+    __slots__ = ("context",)
+
+    def __init__(self) -> None:
+        self.context: TraceContext | None = None
+
+
 def trace_context(call: Call) -> TraceContext:
     """The call's trace context, made once: from the caller's `traceparent` when it is
     valid (parent-based sampling), else a fresh trace sampled at `sampling_percent`."""
-    context = call.stage_state.get(_CONTEXT)
+    held = call.own(TraceState)
+    context = held.context
     if context is None:
         caller = call.headers.get("traceparent")
         parent = parse_traceparent(caller) if caller else None
@@ -84,7 +92,7 @@ def trace_context(call: Call) -> TraceContext:
             percent = call.config.observability.tracing.sampling_percent
             context = TraceContext((_random.getrandbits(128) or 1).to_bytes(16, "big"), _span_id(), b"",
                                    percent >= 100 or _random.random() * 100 < percent)
-        call.stage_state[_CONTEXT] = context
+        held.context = context
     return context
 
 
@@ -96,7 +104,7 @@ def span_attributes(call: Call) -> dict:
         attributes["gen_ai.request.model"] = call.model_name[:_MAX_CHARS]
         attributes["gateway.api"] = call.dialect
     identity_attributes(call, attributes)
-    tags = call.stage_state.get("log", {}).get("tags")
+    tags = call.tags
     if tags:
         attributes["gateway.tags"] = [f"{k}={v}" for k, v in sorted(tags.items())][:_MAX_LIST]
     verdicts = guardrail_verdicts(call)
@@ -144,7 +152,7 @@ def identity_attributes(call: Call, attributes: dict) -> None:
 
 def guardrail_verdicts(call: Call) -> list[str]:
     """Each guardrail's verdict on the call, as `guardrail:direction:verdict`."""
-    verdicts = call.stage_state.get("log", {}).get("guardrails")
+    verdicts = call.verdicts
     return [f"{v['guardrail']}:{v['direction']}:{v['verdict']}" for v in verdicts][:_MAX_LIST] if verdicts else []
 
 
@@ -156,13 +164,13 @@ def span_name(call: Call) -> str:
 
 
 def _response_model(call: Call) -> str:
-    parsed = call.stage_state.get("response_json")
+    parsed = call.response_json
     model = parsed.get("model") if isinstance(parsed, dict) else None
     return str(model)[:_MAX_CHARS] if model else call.backend.model
 
 
 def _finish_reasons(call: Call) -> list[str]:
-    parsed = call.stage_state.get("response_json")
+    parsed = call.response_json
     if not isinstance(parsed, dict):
         return []
     if isinstance(parsed.get("stop_reason"), str):                      # Anthropic's Messages
@@ -182,6 +190,10 @@ class CallSpan(Stage):
     the usage and cost are final."""
 
     name = "trace"
+    reads = frozenset({"attempts", "backend", "ended_at", "endpoint", "error_code", "first_byte_at", "headers",
+                       "key", "model", "model_name", "outcome", "path", "response_json", "service_seconds",
+                       "started", "status", "tags", "usage", "verdicts"})
+    writes = frozenset({"log_fields"})
 
     @staticmethod
     def request_headers(call: Call, end_of_stream: bool) -> None:
@@ -220,8 +232,7 @@ def queue_span(call: Call, target: tuple[TraceContext, SpanExporter], name: str,
 def log_trace(call: Call, context: TraceContext) -> None:
     """The log line's `trace_id` (the provider got it in its `traceparent`, sampled or
     not), and for a sampled call `trace_url`: `traces_url` with `{trace_id}` filled in."""
-    log = call.stage_state.setdefault("log", {})
-    log["trace_id"] = trace_id = context.trace_id.hex()
+    call.log_fields["trace_id"] = trace_id = context.trace_id.hex()
     traces_url = call.config.observability.tracing.traces_url
     if traces_url and context.sampled:
-        log["trace_url"] = traces_url.replace("{trace_id}", trace_id)
+        call.log_fields["trace_url"] = traces_url.replace("{trace_id}", trace_id)

@@ -34,7 +34,6 @@ from ..pipeline.stage import Stage
 from .attempt import backend_for
 from .response_stream import stream_chunk
 
-SENT_OUTPUT_TOKENS = "sent_output_tokens"      # stage_state: what a cut stream was sent (cut_stream.py)
 # An embeddings answer's usage is its last key: the tail kept while the rest passes by.
 _TAIL_BYTES = 65_536
 _USAGE_OBJECT = re.compile(rb'"usage"\s*:\s*(\{[^{}]*(?:\{[^{}]*\}[^{}]*)*\})')
@@ -42,9 +41,9 @@ _USAGE_OBJECT = re.compile(rb'"usage"\s*:\s*(\{[^{}]*(?:\{[^{}]*\}[^{}]*)*\})')
 
 def _notes(call: Call) -> Notes:
     """What translations of this call noted (the log line shows it)."""
-    notes = call.stage_state.get("notes")
+    notes = call.notes
     if notes is None:
-        notes = call.stage_state["notes"] = Notes()
+        notes = call.notes = Notes()
     return notes
 
 
@@ -54,8 +53,30 @@ def first_event_perf_counter(first_event_at_us: float) -> float:
     return perf_counter() - (time() - first_event_at_us / 1e6)
 
 
+class ProviderStatus:
+    """The provider's own status of an error whose status the caller's dialect changed."""
+    __slots__ = ("status",)
+
+    def __init__(self) -> None:
+        self.status = 0
+
+
+class JsonTail:
+    """The last bytes of a JSON answer that goes by unbuffered: where its usage is."""
+    __slots__ = ("tail",)
+
+    def __init__(self) -> None:
+        self.tail = b""
+
+
 class ResponseUsage(Stage):
     name = "usage"
+    reads = frozenset({"backend_order", "body", "client_wants_usage", "endpoint", "event_filters", "model",
+                       "outcome", "output_reserved", "path", "request_id", "sent_output_tokens",
+                       "stream_passed_through"})
+    writes = frozenset({"attempts", "backend", "error_code", "first_byte_at", "generated", "json_passing_by",
+                        "notes", "provider_kind", "response_id", "response_json", "response_streamed", "sse",
+                        "status", "stream_translation", "translation", "usage"})
 
     def response_headers(self, call: Call, headers: dict[str, str], end_of_stream: bool) -> None:
         call.status = int(headers.get(":status", "0") or 0)
@@ -82,7 +103,7 @@ class ResponseUsage(Stage):
             if call.translation is not None and call.status < 400:
                 call.stream_translation = call.translation.stream(call.body, _notes(call))
         elif call.endpoint is not None and call.endpoint.kind == "embeddings" and call.status < 400:
-            call.stage_state["json_tail"] = b""
+            call.json_passing_by = True
             call.reply.mode_override = RESPONSE_STREAMED
         else:
             call.reply.mode_override = RESPONSE_BUFFERED
@@ -100,14 +121,14 @@ class ResponseUsage(Stage):
         if call.status >= 400:
             status, _ = call.translation.error(call.status, None)
             if status != call.status:
-                call.stage_state["provider_status"] = call.status
+                call.own(ProviderStatus).status = call.status
                 call.reply.set_headers[":status"] = str(status)
                 call.status = status
 
     def response_body(self, call: Call, chunk: bytes, end_of_stream: bool) -> bytes | None:
         if call.response_streamed:
             out = stream_chunk(call, chunk, end_of_stream)
-        elif "json_tail" in call.stage_state:
+        elif call.json_passing_by:
             out = self._json_passing_by(call, chunk, end_of_stream)
         else:
             out = self._json_body(call, chunk)
@@ -128,9 +149,9 @@ class ResponseUsage(Stage):
         if call.translation is not None:
             parsed = call.translation.response(parsed, call.body, _notes(call))
             out = dumps(parsed)
-        call.stage_state["response_json"] = parsed     # guardrails read it, no second parse
+        call.response_json = parsed     # guardrails read it, no second parse
         if call.endpoint.kind == "responses":
-            call.stage_state["response_id"] = parsed.get("id")
+            call.response_id = parsed.get("id")
         if call.usage is None:
             call.generated.extend(generated_texts(call.endpoint.kind, parsed))
         return out
@@ -138,7 +159,7 @@ class ResponseUsage(Stage):
     @staticmethod
     def _error_body(call: Call, parsed) -> bytes | None:
         if call.translation is not None:
-            _, out = call.translation.error(call.stage_state.get("provider_status", call.status), parsed)
+            _, out = call.translation.error(call.own(ProviderStatus).status or call.status, parsed)
             call.reply.set_headers["content-type"] = "application/json"
             return out
         if isinstance(parsed, dict) and isinstance(parsed.get("error"), dict):
@@ -153,8 +174,8 @@ class ResponseUsage(Stage):
     @staticmethod
     def _json_passing_by(call: Call, chunk: bytes, end_of_stream: bool) -> None:
         """An embeddings answer goes by unchanged; its tail is kept for the usage at its end."""
-        tail = (call.stage_state["json_tail"] + chunk)[-_TAIL_BYTES:]
-        call.stage_state["json_tail"] = tail
+        held = call.own(JsonTail)
+        tail = held.tail = (held.tail + chunk)[-_TAIL_BYTES:]
         if end_of_stream:
             found = _USAGE_OBJECT.findall(tail)
             call.usage = usage_from(loads(found[-1])) if found else None
@@ -167,7 +188,7 @@ class ResponseUsage(Stage):
         (chat's and the Responses API's names mapped to one set in envoy/quickstart.yaml),
         and a Responses stream's id."""
         if isinstance(numbers.get("response_id"), str):
-            call.stage_state["response_id"] = numbers["response_id"]
+            call.response_id = numbers["response_id"]
         if call.status < 400:
             call.usage = usage_from_stream_metadata(numbers)
         first_event = numbers.get("first_event_at_us")     # stamped by Envoy's Lua filter
@@ -206,7 +227,7 @@ class ResponseUsage(Stage):
         if call.stream_passed_through:
             # Envoy saw the text, the service did not: what Envoy sent of a stream cut
             # short (cut_stream.py), else the output cap, as reserved.
-            output = call.stage_state.get(SENT_OUTPUT_TOKENS, call.output_cap())
+            output = call.sent_output_tokens if call.sent_output_tokens is not None else call.output_cap()
         else:
             output = count_text("".join(call.generated), encoding)
         call.usage = Usage(input_tokens=count_prompt(texts, messages, encoding),

@@ -32,11 +32,13 @@ def quarantine_notice(guardrail: str) -> str:
 
 class McpAnswer(Stage):
     name = "mcp_answer"
+    reads = frozenset({"key", "mcp", "model_name", "request_id"})
+    writes = frozenset({"status", "verdicts"})
 
     def response_headers(self, call: Call, headers: dict[str, str], end_of_stream: bool) -> None:
         # Envoy's own reply to a request the service never saw (a body over Envoy's
         # buffer limit is refused by a filter before ext_proc): nothing to govern.
-        state = call.stage_state.get("mcp")
+        state = call.mcp
         if state is None:
             return
         call.status = int(headers.get(":status", "0") or 0)
@@ -48,7 +50,7 @@ class McpAnswer(Stage):
             call.reply.set_headers[SESSION_HEADER] = wrap_session(session, call.key.sha256, state.profile.name)
 
     async def response_body(self, call: Call, chunk: bytes, end_of_stream: bool) -> bytes | None:
-        state = call.stage_state.get("mcp")
+        state = call.mcp
         if state is None or not chunk or state.rpc_method not in _READ:
             return None
         if state.answer == "json":

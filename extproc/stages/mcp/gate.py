@@ -92,12 +92,22 @@ def refuse(state: McpState, outcome: str, status: int, rpc_code: int, message: s
     return McpError(status, rpc_code, message, state.rpc_id, headers)
 
 
+class McpHold:
+    """What the gate reserved of the tool-call rate limits, to settle at the call's end."""
+    __slots__ = ("held",)
+
+    def __init__(self) -> None:
+        self.held = None
+
+
 def state_of(call: Call) -> McpState:
-    return call.stage_state["mcp"]
+    return call.mcp
 
 
 class McpGate(Stage):
     name = "mcp_gate"
+    reads = frozenset({"headers", "model_name", "raw_body"})
+    writes = frozenset({"key", "mcp", "method", "path", "query", "request_id", "verdicts"})
 
     def __init__(self, store=None) -> None:
         self.store = store              # the budget store: tool-call rate limits
@@ -105,7 +115,7 @@ class McpGate(Stage):
 
     def request_headers(self, call: Call, end_of_stream: bool) -> None:
         headers = open_call(call)
-        state = call.stage_state["mcp"] = McpState()
+        state = call.mcp = McpState()
         # Envoy's own errors on this call are then written as JSON-RPC (local_reply_config).
         call.reply.add_metadata({"mcp": True})
         if call.path.startswith(WELL_KNOWN):
@@ -270,10 +280,11 @@ class McpGate(Stage):
             raise refuse(state, "rate_limited", 429, jsonrpc.RATE_LIMITED,
                          f"Rate limit '{limit.name}' ({limit.limit:g} tool calls per minute, "
                          f"{limit.scope} scope) has no room for this call.", {"retry-after": str(retry_after)})
-        call.stage_state["mcp_reservation"] = (rid, charges)
+        call.own(McpHold).held = (rid, charges)
 
     async def done(self, call: Call) -> None:
-        held = call.stage_state.get("mcp_reservation")
+        hold = call.owned(McpHold)
+        held = hold.held if hold is not None else None
         if held is None or self.store is None:
             return
         try:

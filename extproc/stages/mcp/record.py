@@ -22,13 +22,16 @@ MAX_TOOL_LABELS = 100
 
 class McpRecord(Stage):
     name = "mcp_record"
+    reads = frozenset({"ended_at", "key", "log_fields", "mcp", "method", "outcome", "request_id", "service_seconds",
+                       "started", "status", "verdicts"})
+    writes = frozenset()
 
     def __init__(self, out=None) -> None:
         self._out = out or sys.stdout.buffer
         self._tools = BoundedLabel()
 
     def done(self, call: Call) -> None:
-        state: McpState | None = call.stage_state.get("mcp")
+        state: McpState | None = call.mcp
         if state is None:
             return
         ended = call.ended_at or time.perf_counter()
@@ -53,10 +56,10 @@ class McpRecord(Stage):
             "outcome": outcome,
             "latency_ms": round((ended - call.started) * 1000, 3),
             "service_ms": round(call.service_seconds * 1000, 3),
-            "guardrails": call.stage_state.get("log", {}).get("guardrails", []),
+            "guardrails": call.verdicts,
             "config_version": call.config.version,
         }
-        logged = call.stage_state.get("log", {})
+        logged = call.log_fields
         if "trace_id" in logged:               # tracing configured (stages/trace.py log_trace)
             record["trace_id"] = logged["trace_id"]
             if "trace_url" in logged:

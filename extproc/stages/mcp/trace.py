@@ -71,10 +71,13 @@ class McpSpan(CallSpan):
     queues the span when the call has ended (done: the outcome and the verdicts are final)."""
 
     name = "mcp_trace"
+    reads = frozenset({"ended_at", "headers", "key", "mcp", "method", "outcome", "service_seconds", "started", "status",
+                       "verdicts"})
+    writes = frozenset({"log_fields"})
 
     @staticmethod
     def done(call: Call) -> None:
-        state: McpState | None = call.stage_state.get("mcp")
+        state: McpState | None = call.mcp
         if state is None:
             return
         log_trace(call, trace_context(call))
