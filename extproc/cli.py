@@ -316,7 +316,7 @@ def _usage_by(config, args) -> int:
 
 
 def cmd_drain(args) -> int:
-    from .runtime.supervisor import drain_envoy
+    from .runtime.envoy_admin import drain_envoy
     drained = drain_envoy(args.envoy_admin.rstrip("/") if args.envoy_admin.startswith("http") else args.envoy_admin, args.timeout, stop_listening=not args.wait_only)
     if not drained:
         print(f"extproc drain: requests still in flight after {args.timeout:g} s", file=sys.stderr)

@@ -16,7 +16,8 @@ from gateway_stack import free_port, quickstart_config
 
 from extproc.config.filter_config import load_config
 from extproc.runtime.crash_loop import STABLE_AFTER_S, restart_delay
-from extproc.runtime.supervisor import Supervisor, _connectable
+from extproc.runtime.processes import connectable as _connectable
+from extproc.runtime.supervisor import Supervisor
 
 
 @pytest.fixture

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import http.client
 import socket
+import time
 
 
 class _UnixConnection(http.client.HTTPConnection):
@@ -45,3 +46,27 @@ def admin_request(admin: str, path: str, method: str = "GET", timeout: float = 2
         raise OSError(str(error)) from error
     finally:
         connection.close()
+
+
+def drain_envoy(admin: str, grace: float, *, stop_listening: bool = True) -> bool:
+    """Envoy stops taking new connections (`stop_listening`), and this waits until its
+    requests in flight (long streams too) have ended, up to `grace` seconds. True when they
+    did, or Envoy's admin is gone (nothing left to wait for)."""
+    if stop_listening:
+        try:
+            admin_request(admin, "/drain_listeners?graceful&inboundonly", method="POST")
+        except OSError:
+            return True
+    deadline = time.monotonic() + grace
+    while (active := _active_requests(admin)) > 0 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return active == 0
+
+
+def _active_requests(admin: str) -> int:
+    try:
+        text = admin_request(admin, "/stats?filter=downstream_rq_active$")[1]
+    except OSError:
+        return 0
+    return sum(int(line.rsplit(":", 1)[1]) for line in text.splitlines()
+               if line.startswith("http.") and not line.startswith("http.admin.") and ":" in line)

@@ -24,7 +24,8 @@ from pathlib import Path
 from ..config import envoy_config, envoy_mcp
 from ..config.filter_config import GatewayConfig
 from .crash_loop import CrashLoop
-from .envoy_admin import admin_address, admin_request
+from .envoy_admin import admin_address, admin_request, drain_envoy
+from .processes import connectable, raise_descriptor_limit, rss_mb, terminate
 from .with_parent import child_command
 
 # grpc-python's EventEngine endpoints hand every read across four threads (epoll poller,
@@ -136,7 +137,7 @@ class Supervisor:
     def _wait_for_sockets(self, timeout: float = 30.0) -> None:
         deadline = time.monotonic() + timeout
         for index in range(self.worker_count):
-            while not _connectable(self.socket_path(index)):
+            while not connectable(self.socket_path(index)):
                 if self.workers[index].poll() is not None:
                     raise RuntimeError(f"ext_proc worker {index} exited during start-up")
                 if time.monotonic() > deadline:
@@ -276,12 +277,12 @@ class Supervisor:
         self._stopping = True
         if self.envoy is not None:
             self._drain_envoy(grace)
-            _terminate([self.envoy], 10)
-        _terminate(list(self.workers.values()) + [process for process, _ in self.retiring]
+            terminate([self.envoy], 10)
+        terminate(list(self.workers.values()) + [process for process, _ in self.retiring]
                    + [process for process, _, _ in self.replacing.values()], grace)
         for helper in (self.mock, self.aggregator):
             if helper is not None:
-                _terminate([helper], 5)
+                terminate([helper], 5)
         if self.admin is not None:
             self.admin.shutdown()
         if getattr(self, "keys_admin", None) is not None:
@@ -302,7 +303,7 @@ class Supervisor:
         if not limit or self._stopping:
             return
         for index, process in list(self.workers.items()):
-            if index not in self.replacing and process.poll() is None and _rss_mb(process.pid) > limit:
+            if index not in self.replacing and process.poll() is None and rss_mb(process.pid) > limit:
                 self.recycle(index)
 
     def recycle(self, index: int, timeout: float = 30.0) -> None:
@@ -320,14 +321,14 @@ class Supervisor:
 
     def _advance_replacements(self) -> None:
         for index, (old, old_generation, deadline) in list(self.replacing.items()):
-            if _connectable(str(self._process_socket(index))):
+            if connectable(str(self._process_socket(index))):
                 self._point_at(index)
                 self.crash_loops.setdefault(index, CrashLoop()).started()
                 self.retiring.append((old, time.monotonic() + self.config.server.worker_connection_age_s + 5))
             elif self.workers[index].poll() is not None or time.monotonic() > deadline:
                 print(f"extproc: the replacement of worker {index} did not start; keeping the old one",
                       file=sys.stderr)
-                _terminate([self.workers[index]], 1)
+                terminate([self.workers[index]], 1)
                 self._process_socket(index).unlink(missing_ok=True)
                 self.workers[index], self.generation[index] = old, old_generation
             else:
@@ -336,79 +337,6 @@ class Supervisor:
 
     def _drain_envoy(self, grace: float) -> None:
         drain_envoy(self.envoy_admin, grace)
-
-
-def drain_envoy(admin: str, grace: float, *, stop_listening: bool = True) -> bool:
-    """Envoy stops taking new connections (`stop_listening`), and this waits until its
-    requests in flight (long streams too) have ended, up to `grace` seconds. True when they
-    did, or Envoy's admin is gone (nothing left to wait for)."""
-    if stop_listening:
-        try:
-            admin_request(admin, "/drain_listeners?graceful&inboundonly", method="POST")
-        except OSError:
-            return True
-    deadline = time.monotonic() + grace
-    while (active := _active_requests(admin)) > 0 and time.monotonic() < deadline:
-        time.sleep(0.1)
-    return active == 0
-
-
-def _active_requests(admin: str) -> int:
-    try:
-        text = admin_request(admin, "/stats?filter=downstream_rq_active$")[1]
-    except OSError:
-        return 0
-    return sum(int(line.rsplit(":", 1)[1]) for line in text.splitlines()
-               if line.startswith("http.") and not line.startswith("http.admin.") and ":" in line)
-
-
-def raise_descriptor_limit() -> int:
-    """Raise this process's open-file limit to its hard limit (Envoy, started next,
-    inherits it) and return it: the soft limit (often 1,024 or 20,000) would else cap
-    client connections far below what the machine allows."""
-    import resource
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if hard != resource.RLIM_INFINITY and soft != hard:
-        try:
-            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-            soft = hard
-        except (ValueError, OSError):
-            pass
-    return soft if soft != resource.RLIM_INFINITY else 1 << 20
-
-
-def _terminate(processes: list[subprocess.Popen], grace: float) -> None:
-    for process in processes:
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-    deadline = time.monotonic() + grace
-    for process in processes:
-        try:
-            process.wait(timeout=max(0.1, deadline - time.monotonic()))
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-
-
-def _rss_mb(pid: int) -> float:
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return 0.0
-
-
-def _connectable(path: str) -> bool:
-    if not os.path.exists(path):
-        return False
-    with socket.socket(socket.AF_UNIX) as probe:
-        try:
-            probe.connect(path)
-            return True
-        except OSError:
-            return False
 
 
 def new_run_dir() -> Path:
