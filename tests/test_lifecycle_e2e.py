@@ -224,8 +224,10 @@ def test_bloated_workers_are_replaced_without_failing_a_request(tmp_path):
         deadline = time.monotonic() + 40
         while stack.stderr_path.read_text().count("replacing it") < 2 and time.monotonic() < deadline:
             time.sleep(0.5)
-        time.sleep(8)                   # the first replaced worker is told to stop, and exits
-        running = stack.worker_pids()
+        # The first replaced worker is told to stop, and exits once its streams are done.
+        deadline = time.monotonic() + 30
+        while first_worker in (running := stack.worker_pids()) and time.monotonic() < deadline:
+            time.sleep(0.5)
     finally:
         stop.set()
         for thread in threads:
