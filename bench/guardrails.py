@@ -115,7 +115,7 @@ def conversation(messages: int = 101, planted: bool = False, non_ascii: bool = F
 def conversation_rows(guards: list[Guardrail]) -> None:
     """Time per request of the request guardrails over a whole conversation: the walk over
     the body, then each guardrail over its texts (stages/guard.py)."""
-    from extproc.guardrails.scan import request_slots
+    from extproc.guardrails.walk import request_slots
     from extproc.stages.guard import check_texts
 
     def run(body_json: bytes):

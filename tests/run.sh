@@ -49,4 +49,8 @@ npm_client codex @openai/codex 0.169.0
 npm_client qwen-code @qwen-code/qwen-code 0.24.4
 npm_client opencode opencode-ai 1.18.33
 
-exec .venv/bin/python -m pytest "$@"
+# On the machine's cores (pytest-xdist; at most 4: each process starts gateways of its
+# own), each test file in one process, so a file's shared stacks are made once.
+# TEST_PROCESSES=0 runs it all in this process.
+cores=$(nproc)
+exec .venv/bin/python -m pytest -n "${TEST_PROCESSES:-$(( cores < 4 ? cores : 4 ))}" --dist loadfile "$@"

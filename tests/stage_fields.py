@@ -18,6 +18,8 @@ _MUTATORS = {"append", "extend", "update", "setdefault", "add", "pop", "clear", 
 # The Call's derived values and what they read; its helpers count as nothing.
 DERIVED = {
     "dialect": {"endpoint", "path"},
+    "caller": {"endpoint", "path"},
+    "codec": {"endpoint"},
     "team": {"key"},
     "prompt_tokens": {"endpoint", "body", "model"},
     "output_cap": {"endpoint", "body", "model", "output_reserved", "config"},

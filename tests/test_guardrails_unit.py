@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from extproc.guardrails import Finding, redact
 from extproc.guardrails.injection import InjectionDetector
 from extproc.guardrails.pii import PIIDetector
-from extproc.guardrails.scan import called_tools, tool_name, tool_names
+from extproc.dialects import codec_of
 from bare_call import bare_call
 
 CORPORA = Path(__file__).parent / "corpora"
@@ -187,15 +187,15 @@ TOOL_NAMES = [
 
 @pytest.mark.parametrize("kind,tool,name", TOOL_NAMES)
 def test_tool_names_as_the_provider_reads_them(kind, tool, name):
-    assert tool_name(kind, tool) == name
+    assert codec_of(kind).tool_name(tool) == name
 
 
 def test_deprecated_functions_are_tools_too():
     body = {"functions": [{"name": "delete_database"}], "tools": [
         {"type": "function", "function": {"name": "get_weather"}}]}
-    assert tool_names("chat", body) == ["get_weather", "delete_database"]
+    assert codec_of("chat").tool_names(body) == ["get_weather", "delete_database"]
     answer = {"choices": [{"message": {"function_call": {"name": "delete_database", "arguments": "{}"}}}]}
-    assert called_tools("chat", answer) == ["delete_database"]
+    assert codec_of("chat").called_tools(answer) == ["delete_database"]
 
 
 # Generated text of a JSON response beyond the answer's content (guardrails/response_walk.py).

@@ -19,17 +19,18 @@ ALLOWED = {
     "yamltree": set(),
     "transport": set(),
     "api": set(),
+    "dialects": {"api"},
     "plugin_api": set(),
     "plugins": {"plugin_api"},
     "observability": {"yamltree"},
     "store": {"yamltree", "transport.eager"},
-    "guardrails": {"api", "plugin_api", "yamltree"},
-    "config": {"api", "guardrails", "observability", "store", "yamltree"},   # each section's own parser
+    "guardrails": {"api", "dialects", "plugin_api", "yamltree"},
+    "config": {"api", "dialects", "guardrails", "observability", "store", "yamltree"},   # each section's own parser
     "mock": {"api"},
     "translate": {"api"},
-    "pipeline": {"api", "config", "observability"},
-    "stages": {"api", "config", "guardrails", "observability", "pipeline", "store", "translate", "transport.eager"},
-    "runtime": {"api", "config", "guardrails", "observability", "pipeline", "stages", "store", "translate",
+    "pipeline": {"api", "config", "dialects", "observability"},
+    "stages": {"api", "config", "dialects", "guardrails", "observability", "pipeline", "store", "translate", "transport.eager"},
+    "runtime": {"api", "config", "dialects", "guardrails", "observability", "pipeline", "stages", "store", "translate",
                 "transport", "yamltree"},
 }
 
@@ -164,3 +165,58 @@ def test_no_import_cycle_between_packages():
 
 def test_the_cycle_check_finds_a_loop():
     assert _cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
+
+
+# What a dialect's or an endpoint's name may be compared with only inside these packages:
+# dialects/ (the codecs), api/ (the JSON shapes they read), translate/ and mock/.
+DIALECT_PACKAGES = ("dialects", "api", "translate", "mock")
+_DIALECT_NAMES = {"openai", "anthropic", "chat", "completions", "embeddings", "responses", "messages",
+                  "count_tokens", "models", "model", "response", "response_cancel", "response_input_items"}
+_NAMED_BY = {"kind", "dialect", "provider_kind", "caller_dialect"}
+
+
+def _names_a_dialect(node: ast.AST) -> bool:
+    """`x.kind`, `x.dialect`, `kind`, ...: an expression whose value is a dialect's or an endpoint's name."""
+    return isinstance(node, ast.Attribute) and node.attr in _NAMED_BY or \
+        isinstance(node, ast.Name) and node.id in _NAMED_BY
+
+
+def _literal_names(node: ast.AST) -> set[str]:
+    if isinstance(node, ast.Constant) and isinstance(node.value, str):
+        return {node.value}
+    if isinstance(node, (ast.Tuple, ast.List, ast.Set)):
+        return {e.value for e in node.elts if isinstance(e, ast.Constant) and isinstance(e.value, str)}
+    return set()
+
+
+def dialect_comparisons(source: str, where: str) -> list[str]:
+    """Where a module compares a dialect's or endpoint's name with a literal, or keeps a
+    table keyed by endpoint kinds."""
+    found = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Compare):
+            operands = [node.left, *node.comparators]
+            if any(_names_a_dialect(o) for o in operands) and \
+                    any(_literal_names(o) & _DIALECT_NAMES for o in operands):
+                found.append(f"{where}:{node.lineno}: {ast.unparse(node)[:80]}")
+        elif isinstance(node, ast.Dict):
+            keys = {k.value for k in node.keys if isinstance(k, ast.Constant) and isinstance(k.value, str)}
+            if len(keys & (_DIALECT_NAMES - {"openai", "anthropic", "model", "models", "response"})) >= 2:
+                found.append(f"{where}:{node.lineno}: a table keyed by endpoint kinds")
+    return found
+
+
+def test_no_dialect_or_endpoint_name_is_compared_outside_the_dialects():
+    found = [line for path in sorted(PACKAGE.rglob("*.py"))
+             if path.relative_to(PACKAGE).parts[0] not in DIALECT_PACKAGES
+             for line in dialect_comparisons(path.read_text(), str(path.relative_to(PACKAGE)))]
+    assert found == []
+
+
+def test_the_dialect_check_finds_a_comparison():
+    """The check above can fail: it finds the comparisons the codecs replaced."""
+    sample = ('def f(call, kind):\n    if call.endpoint.kind == "chat":\n        return 1\n'
+              '    return kind in ("messages", "count_tokens") or call.dialect != "anthropic"\n'
+              'PATHS = {"chat": "/v1/chat/completions", "messages": "/v1/messages"}\n'
+              'def g(guardrail):\n    return guardrail.kind == "pii"\n')
+    assert len(dialect_comparisons(sample, "sample")) == 4

@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import uuid
@@ -95,8 +96,8 @@ def test_configmap_swap_reloads_without_failing_requests(tmp_path):
 
 
 def test_sigterm_lets_a_long_stream_finish_records_its_usage_and_leaves_no_files(tmp_path):
-    temp = tmp_path / "tmp"
-    temp.mkdir()
+    # Short: the run directory holds Unix sockets, whose paths may not pass 107 bytes.
+    temp = Path(tempfile.mkdtemp(prefix="gw-"))
     stack = GatewayStack(tmp_path, quickstart_config(), env={"TMPDIR": str(temp)}).start()
     assert [p.name for p in temp.iterdir()][0].startswith("llmgw-")     # its run directory
     rid = f"test-{uuid.uuid4()}"
@@ -124,6 +125,7 @@ def test_sigterm_lets_a_long_stream_finish_records_its_usage_and_leaves_no_files
     assert record["output_tokens"] == 25 + 0 or record["output_tokens"] > 0
     # A clean stop leaves no run directory behind (Envoy's config, sockets, metrics files).
     assert list(temp.iterdir()) == []
+    temp.rmdir()
 
 
 def test_extproc_drain_returns_once_envoys_streams_have_ended(tmp_path):

@@ -41,6 +41,7 @@ ENDPOINTS = {
     "/v1/messages/count_tokens": Endpoint("count_tokens", ("POST",), "anthropic"),
 }
 ANTHROPIC_MODELS = Endpoint("models", ("GET",), "anthropic")      # GET /v1/models with anthropic-version
+ANTHROPIC_MODEL = Endpoint("model", ("GET",), "anthropic")        # ... and /v1/models/{id}
 # Paths naming one resource, by their prefix and what may follow its id.
 MODEL = Endpoint("model", ("GET",))                                  # answered by the gateway
 STORED_RESPONSE = Endpoint("response", ("GET", "DELETE"))           # at the provider holding it
@@ -53,6 +54,11 @@ _MAX_ID = 256
 AZURE_DEPLOYMENTS = "/openai/deployments/"
 _AZURE_ENDPOINTS = {rest: (f"/v1/{rest}", Endpoint(ENDPOINTS[f"/v1/{rest}"].kind, ("POST",), model_in_path=True))
                     for rest in ("chat/completions", "completions", "embeddings", "responses")}
+
+
+def anthropic_shaped(endpoint: Endpoint) -> Endpoint:
+    """A model list's endpoint answering in Anthropic's shape (asked with `anthropic-version`)."""
+    return ANTHROPIC_MODELS if endpoint.kind == "models" else ANTHROPIC_MODEL
 
 
 def find_endpoint(path: str) -> tuple[Endpoint, str] | None:

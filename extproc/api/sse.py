@@ -11,6 +11,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from .provider_json import dumps
+
 _LINE_END = re.compile(rb"\r\n|\r|\n")
 
 
@@ -87,3 +89,10 @@ def _ended(tail: bytes) -> Event:
     its text, and its bytes still pass as they came when nothing changes."""
     event = SSEParser().feed(tail.rstrip(b"\r\n") + b"\n\n")[0]
     return Event(raw=tail, data=event.data, name=event.name)
+
+
+def written(event: Event, data: dict) -> bytes:
+    """An event written again with `data` (redacted, say, or a key the provider wrote twice
+    written once: the guardrails read the last value, a client's parser may keep the first)."""
+    name = b"event: " + event.name + b"\n" if event.name else b""
+    return name + b"data: " + dumps(data) + b"\n\n"

@@ -8,6 +8,7 @@ from typing import Mapping
 
 from ..api.prices import UNKNOWN_MAX_OUTPUT_TOKENS, Price, shipped_max_output, shipped_price
 from ..api.usage import Usage
+from ..dialects import dialect_named
 from .providers import Provider
 from ..yamltree import Node
 
@@ -55,7 +56,7 @@ class Model:
         ceiling, known = 0, True
         for backend in self.backends:
             most = backend.max_output_tokens
-            if backend.provider.dialect == "anthropic" and caller_dialect != "anthropic":
+            if backend.provider.dialect != caller_dialect and dialect_named(backend.provider.dialect).needs_output_cap:
                 most = min(most or backend.provider.default_max_tokens, backend.provider.default_max_tokens)
             if most is None:
                 most, known = UNKNOWN_MAX_OUTPUT_TOKENS, False

@@ -31,6 +31,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..api.tokens import encoding_for_model, get_encoding
+from ..dialects import codec_of
 from . import embedded_text
 
 Slot = tuple[Any, Any]
@@ -50,18 +51,6 @@ _OPAQUE_BLOCKS = frozenset({"thinking", "redacted_thinking", "reasoning", "input
 # Maps whose keys are free text the model (or the provider's log of the request) reads.
 _KEYED = frozenset({"metadata", "logit_bias", "properties", "variables", "$defs", "definitions"})
 _MAX_DEPTH = 64
-_KNOWN_TOP = {
-    "chat": {"messages", "tools", "functions", "tool_choice", "function_call", "response_format",
-             "prediction", "user", "metadata", "stop", "logit_bias", "web_search_options",
-             "audio", "stream_options", "prompt_cache_key", "safety_identifier", "store"},
-    "completions": {"prompt", "suffix", "user", "stop", "logit_bias"},
-    "embeddings": {"input", "user", "encoding_format"},
-    "responses": {"input", "instructions", "tools", "tool_choice", "text", "metadata", "user",
-                  "prompt", "reasoning", "previous_response_id", "prompt_cache_key",
-                  "safety_identifier", "store", "conversation"},
-    "messages": {"system", "messages", "tools", "tool_choice", "metadata", "stop_sequences",
-                 "mcp_servers", "container", "thinking"},
-}
 
 
 class KeyText:
@@ -222,14 +211,14 @@ def request_texts(kind: str, body: dict) -> list[tuple[Any, Any, Path]]:
     the body's order (a conversation's texts come in the order it was written)."""
     model = body.get("model")
     encoding = encoding_for_model(model) if isinstance(model, str) else "o200k_base"
-    known = _KNOWN_TOP.get("messages" if kind == "count_tokens" else kind, set())
+    known = codec_of(kind).known_fields
     keys = KeyText(body)
     out: list = []
     for key in list(body):
         if key in _OPAQUE and isinstance(body[key], str):
             continue
         _node(out, body, key, (key,), encoding)
-        if kind in _KNOWN_TOP and key not in known and isinstance(key, str):
+        if known is not None and key not in known and isinstance(key, str):
             out.append((keys, key, ("{key}", key)))     # an unknown field's name reaches the provider too
     return out
 

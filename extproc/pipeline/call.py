@@ -5,12 +5,12 @@ from __future__ import annotations
 import time
 from typing import Any, TypeVar
 
-from ..api.dialects import answers_per_request, max_output_tokens, prompt_texts, prompt_token_ids
 from ..api.openai import Endpoint
 from ..api.tokens import count_prompt
 from ..api.usage import Usage
 from ..config.filter_config import GatewayConfig, VirtualKey
 from ..config.models import Backend, Model
+from ..dialects import Codec, Dialect, codec_of, dialect_for_path, dialect_named
 from .protocol import Reply
 
 
@@ -115,7 +115,17 @@ class Call:
         """The API the caller speaks: its errors are answered in it."""
         if self.endpoint is not None:
             return self.endpoint.dialect
-        return "anthropic" if self.path.startswith("/v1/messages") else "openai"
+        return dialect_for_path(self.path)
+
+    @property
+    def caller(self) -> Dialect:
+        """The caller's dialect (its errors' shape, its model list)."""
+        return dialect_named(self.dialect)
+
+    @property
+    def codec(self) -> Codec:
+        """The endpoint the caller called, in its dialect."""
+        return codec_of(self.endpoint.kind)
 
     @property
     def team(self) -> str:
@@ -125,10 +135,10 @@ class Call:
         """Prompt tokens counted offline, once per call (guardrail caps and budgets share it)."""
         cached = self._prompt_tokens
         if cached is None:
-            kind = self.endpoint.kind
-            texts, messages = prompt_texts(kind, self.body)
+            codec = self.codec
+            texts, messages = codec.prompt_texts(self.body)
             cached = count_prompt(texts, messages, self.model.encoding if self.model else "o200k_base") + \
-                prompt_token_ids(kind, self.body)
+                codec.prompt_token_ids(self.body)
             self._prompt_tokens = cached
         return cached
 
@@ -137,13 +147,13 @@ class Call:
         budget reserved, else its model's maximum output; none for embeddings) for each
         answer it asks for (`n`, `best_of`). Also what a stream passed through is charged
         when its usage never came: the service did not see the text."""
-        kind = self.endpoint.kind
-        if kind == "embeddings":
+        codec = self.codec
+        if not codec.charges_output:
             return 0
-        each = max_output_tokens(kind, self.body) or self.output_reserved or (
+        each = codec.max_output_tokens(self.body) or self.output_reserved or (
             self.model.output_ceiling(self.dialect)[0] if self.model is not None
             else self.config.store.default_output_tokens)
-        return each * answers_per_request(kind, self.body)
+        return each * codec.answers_per_request(self.body)
 
     def new_reply(self) -> Reply:
         self.reply = Reply()

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import orjson
 
-from ..api import anthropic
+from ..dialects import dialect_named
 
 
 class GatewayError(Exception):
@@ -25,9 +25,7 @@ class GatewayError(Exception):
         self.headers = headers or {}
 
     def body(self, dialect: str = "openai", request_id: str | None = None) -> bytes:
-        if dialect == "anthropic":
-            return anthropic.error_body(self.status, self.message, request_id)
-        return error_body(self.message, self.type, self.code)
+        return dialect_named(dialect).error_body(self.status, self.message, self.type, self.code, request_id)
 
 
 _TYPE_BY_STATUS = {
@@ -50,9 +48,8 @@ def invalid_request(message: str) -> GatewayError:
 
 
 def invalid_api_key(dialect: str = "openai") -> GatewayError:
-    where = "'x-api-key: <key>' or 'Authorization: Bearer <key>'" if dialect == "anthropic" \
-        else "'Authorization: Bearer <key>'"
-    return GatewayError(401, "invalid_api_key", f"Missing or unknown API key. Send it as {where}.")
+    return GatewayError(401, "invalid_api_key",
+                        f"Missing or unknown API key. Send it as {dialect_named(dialect).key_hint}.")
 
 
 def model_not_found(model: str) -> GatewayError:

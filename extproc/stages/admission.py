@@ -6,14 +6,15 @@ import hashlib
 import hmac
 import uuid
 
-from ..api.openai import ANTHROPIC_MODELS, client_path, find_endpoint
+from ..api.openai import anthropic_shaped, client_path, find_endpoint
 from ..config.envoy_contract import INTERNAL_HEADER_PREFIX
+from ..dialects import codec_of
 from ..observability.settings import request_tags
 from ..pipeline.call import Call
 from ..pipeline.errors import GatewayError, invalid_api_key, invalid_request
 from ..pipeline.stage import ImmediateAnswer, Stage
 from .key_ring import KEY_RING, KeyRing
-from .models_list import ANTHROPIC_MODEL, models_list, one_model
+from .models_list import listing
 from .token_identity import token_caller, token_refusal
 
 # Credentials the caller sends; never forwarded to a provider.
@@ -55,8 +56,9 @@ class Admission(Stage):
         endpoint, call.resource_id = found
         if endpoint.model_in_path:       # Azure's form: routed and logged as the OpenAI endpoint
             call.path, call.query = client_path(call.path, call.query)
-        if endpoint.kind in ("models", "model") and "anthropic-version" in headers:
-            endpoint = ANTHROPIC_MODELS if endpoint.kind == "models" else ANTHROPIC_MODEL   # Anthropic's shapes
+        codec = codec_of(endpoint.kind)
+        if codec.answered_here and "anthropic-version" in headers:
+            endpoint = anthropic_shaped(endpoint)
         if call.method not in endpoint.methods:
             allowed = ", ".join(endpoint.methods)
             raise GatewayError(405, "method_not_allowed", f"{call.path[:200]} accepts {allowed} only.",
@@ -65,10 +67,8 @@ class Admission(Stage):
         call.provider_kind = endpoint.kind
         _refuse_unreadable_bodies(headers)
         call.key = self.authenticate(call)
-        if endpoint.kind == "models":
-            raise ImmediateAnswer(200, models_list(call.config, call.key, endpoint.dialect))
-        if endpoint.kind == "model":
-            raise ImmediateAnswer(200, one_model(call.config, call.key, call.resource_id, endpoint.dialect))
+        if codec.answered_here:
+            raise ImmediateAnswer(200, listing(call.config, call.key, endpoint, call.resource_id))
         if end_of_stream and endpoint.generates:
             raise invalid_request("The request has no body; send a JSON object with a 'model'.")
 

@@ -16,7 +16,6 @@ import logging
 import time
 import uuid
 
-from ..api.dialects import OUTPUT_CAP_FIELDS, answers_per_request, max_output_tokens
 from ..api.usage import Usage
 from ..observability import metrics
 from ..pipeline.call import Call
@@ -134,8 +133,8 @@ class Budget(Stage):
         # A call that sets no output cap is reserved up to its model's maximum output, or
         # what its tightest budget has left, whichever is smaller; capped only in the latter
         # case (or when nobody knows the model's maximum), and then told so.
-        field = OUTPUT_CAP_FIELDS.get(call.endpoint.kind)
-        uncapped = field is not None and max_output_tokens(call.endpoint.kind, call.body) is None and \
+        field = call.codec.output_cap_field
+        uncapped = field is not None and call.codec.max_output_tokens(call.body) is None and \
             any(limit.kind in ("tokens", "usd") and limit.scope_value(call.key) is not None for limit in limits)
         ceiling, known = call.model.output_ceiling(call.dialect) if uncapped else (0, True)
         each = ceiling if uncapped else None
@@ -188,7 +187,7 @@ class Budget(Stage):
         answer of a call that sets no cap (None: the call's own cap)."""
         model = call.model
         prompt = call.prompt_tokens()
-        output = call.output_cap() if each is None else each * answers_per_request(call.endpoint.kind, call.body)
+        output = call.output_cap() if each is None else each * call.codec.answers_per_request(call.body)
         usd = max(model.cost(b, Usage(prompt, output)) for b in model.backends)
         return prompt + output, usd
 
@@ -244,8 +243,7 @@ def _output_that_fits(call: Call, charge: Charge, room: float | None) -> int:
     (tokens: one a token; USD: at the dearest backend's prices); -1 when none or unknown."""
     if room is None or charge.limit.kind not in ("tokens", "usd"):
         return -1
-    kind = call.endpoint.kind
-    answers = answers_per_request(kind, call.body)
+    answers = call.codec.answers_per_request(call.body)
     prompt = call.prompt_tokens()
     if charge.limit.kind == "tokens":
         return int((room - prompt) // answers)

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from ..api.provider_json import dumps
 from ..api.usage import Usage
+from ..dialects import codec_of
 from ..pipeline.call import Call
 from ..pipeline.stage import Stage
 
@@ -65,17 +66,8 @@ def reservation_basis(call: Call) -> float:
 def stream_usage_with_cost(call: Call, data: dict) -> bytes | None:
     """An event carrying the stream's final usage, rewritten with the call's cost in it;
     None for any other event. Called once `call.usage` is updated from `data`."""
-    kind = call.provider_kind
-    usage = None
-    if kind == "messages":
-        if data.get("type") == "message_delta":
-            usage = data.get("usage")
-    elif kind == "responses":
-        if data.get("type") == "response.completed":
-            usage = (data.get("response") or {}).get("usage")
-    else:
-        usage = data.get("usage")
-    if not isinstance(usage, dict):
+    usage = codec_of(call.provider_kind).final_usage(data)
+    if usage is None:
         return None
     usage[COST_METADATA_KEY] = round(charged_cost(call), 8)
     return dumps(data)

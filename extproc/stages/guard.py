@@ -9,13 +9,11 @@ from __future__ import annotations
 import logging
 import time
 
-from ..api.dialects import max_output_tokens
 from ..guardrails import redact
 from ..guardrails.config import Guardrail
 from ..guardrails.embedded_text import UnreadableText
 from ..guardrails.joined import Conversation, find_in_texts
 from ..guardrails.known import find_known_or_new, new_text_chars
-from ..guardrails.scan import legacy_function_name, tool_name, tool_names
 from ..guardrails.walk import request_slots
 from ..observability import metrics
 from ..pipeline.call import Call
@@ -172,7 +170,7 @@ class GuardRequest(Stage):
             body.get("input") if isinstance(body.get("input"), list) else []
         if caps.max_messages and len(messages) > caps.max_messages:
             over = f"more than {caps.max_messages} messages"
-        requested = max_output_tokens(call.endpoint.kind, body)
+        requested = call.codec.max_output_tokens(body)
         if caps.max_tokens and requested and requested > caps.max_tokens:
             over = f"max_tokens above {caps.max_tokens}"
         if caps.max_prompt_tokens and call.prompt_tokens() > caps.max_prompt_tokens:
@@ -187,7 +185,7 @@ class GuardRequest(Stage):
 
     @staticmethod
     def _tools(call: Call, guardrail: Guardrail) -> None:
-        names = tool_names(call.endpoint.kind, call.body)
+        names = call.codec.tool_names(call.body)
         forbidden = [name for name in names if name not in guardrail.allow]
         if not forbidden:
             record_verdict(call, guardrail, "request", "passed")
@@ -197,24 +195,8 @@ class GuardRequest(Stage):
             raise GatewayError(400, "content_blocked", f"The request was blocked by the guardrail "
                                f"'{guardrail.name}': tool not allowed.")
         if guardrail.action == "remove":
-            kind = call.endpoint.kind
-            _keep(call.body, "tools", "tool_choice", lambda tool: tool_name(kind, tool) not in forbidden)
-            _keep(call.body, "functions", "function_call", lambda f: legacy_function_name(f) not in forbidden)
+            call.codec.remove_tools(call.body, forbidden)
             call.body_changed = True
             record_verdict(call, guardrail, "request", "removed")
             return
         record_verdict(call, guardrail, "request", "flagged")
-
-
-def _keep(body: dict, field: str, choice: str, allowed) -> None:
-    """Keeps the allowed entries of a tools list; none left, the list and its choice go.
-    A choice that forces a tool taken out goes too (the model then chooses)."""
-    if isinstance(body.get(field), list):
-        kept = [entry for entry in body[field] if allowed(entry)]
-        if not kept:
-            body.pop(field)
-            body.pop(choice, None)
-            return
-        body[field] = kept
-    if isinstance(body.get(choice), dict) and not allowed(body[choice]):
-        body.pop(choice)

@@ -7,7 +7,6 @@ from ..api.provider_json import dumps
 from ..api.repeated_keys import repeated_key
 from ..guardrails.config import Guardrail
 from ..guardrails.response_walk import response_slots
-from ..guardrails.scan import called_tools
 from ..pipeline.call import Call
 from ..pipeline.errors import GatewayError
 from ..transport.eager import task_needed
@@ -42,7 +41,7 @@ class PluginHold:
 
 class GuardResponse(Stage):
     name = "guard_response"
-    reads = frozenset({"endpoint", "key", "model_name", "request_id", "response_json", "response_streamed", "status"})
+    reads = frozenset({"endpoint", "path", "key", "model_name", "request_id", "response_json", "response_streamed", "status"})
     writes = frozenset({"error_code", "event_filters", "verdicts"})
 
     def response_headers(self, call: Call, headers: dict[str, str], end_of_stream: bool) -> None:
@@ -77,7 +76,7 @@ class GuardResponse(Stage):
         for guardrail in policy:
             try:
                 if guardrail.type == "tools":
-                    forbidden = [n for n in called_tools(call.endpoint.kind, body)
+                    forbidden = [n for n in call.codec.called_tools(body)
                                  if n not in guardrail.allow]
                     verdict = "passed" if not forbidden else "flagged" if guardrail.action == "log" \
                         else "blocked"

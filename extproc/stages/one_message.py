@@ -27,8 +27,6 @@ from .cost import envoy_added_cost
 from .announced import announced, announced_bool, announced_string
 from .guard_response import response_policy
 
-# Embeddings are not: a large batch's answer (40 MB) streams by, chosen on its headers (usage.py).
-_JSON_KINDS = ("chat", "completions", "responses", "messages")
 
 
 class AnnouncedModel:
@@ -49,7 +47,7 @@ class OneMessageResponse(Stage):
         if HEADERS_FROM_METADATA not in call.envoy_features:
             return
         model_name = _announced_model(call)
-        if model_name is None or call.endpoint.kind not in _JSON_KINDS:
+        if model_name is None or not call.codec.answers_in_json:
             return
         model = call.config.model(model_name)
         if model is None or model.is_virtual or response_policy(call) \

@@ -49,9 +49,6 @@ from ..pipeline.stage import Stage
 from .announced import announced, announced_bool, announced_string
 from .guard_response import stream_policy
 from .one_message import headers_from_envoy
-from .route import USAGE_OPTION_KINDS
-
-_STREAM_KINDS = (*USAGE_OPTION_KINDS, "responses", "messages")
 
 
 class PassThroughStream(Stage):
@@ -65,9 +62,9 @@ class PassThroughStream(Stage):
         if STREAMS_PASSED_THROUGH not in features or HEADERS_FROM_METADATA not in features:
             return
         fields = announced(call)
-        if fields is None or not announced_bool(fields, "stream") or call.endpoint.kind not in _STREAM_KINDS:
+        if fields is None or not announced_bool(fields, "stream") or not call.codec.streams:
             return
-        strip = call.endpoint.kind in USAGE_OPTION_KINDS and not announced_bool(fields, "include_usage")
+        strip = call.codec.takes_usage_option and not announced_bool(fields, "include_usage")
         if strip and USAGE_CHUNK_STRIPPED not in features:
             return
         model = call.config.model(announced_string(fields, "model"))
@@ -87,7 +84,7 @@ class PassThroughStream(Stage):
             return
         fields = announced(call)
         if (not call.stream or call.model_name != announced_string(fields, "model")
-                or (call.endpoint.kind in USAGE_OPTION_KINDS
+                or (call.codec.takes_usage_option
                     and call.client_wants_usage != bool(announced_bool(fields, "include_usage")))):
             raise invalid_request("The request body repeats 'stream', 'stream_options' or 'model' "
                                   "with different values.")

@@ -98,7 +98,7 @@ class Record(Stage):
         endpoint = call.endpoint.kind if call.endpoint else "unknown"
         metrics.child(metrics.extproc_request, endpoint).observe(service)
         self._labelled_series(call, model, status, usage, cost)
-        if call.endpoint is not None and call.endpoint.kind != "models":
+        if call.endpoint is not None and not call.codec.answered_here:
             metrics.child(metrics.request_duration, model, backend, status).observe(latency)
         if call.attempts > 1:
             metrics.child(metrics.failovers, model, backend).inc()

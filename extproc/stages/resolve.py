@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import orjson
 
-from ..api.dialects import shape_problem
 from ..api.repeated_keys import repeated_key
 from ..pipeline.call import Call
 from ..pipeline.errors import invalid_request, model_not_allowed, model_not_found
@@ -38,11 +37,11 @@ class ParseRequest(Stage):
     """The body is parsed here and only here; later stages read `call.body`."""
 
     name = "parse"
-    reads = frozenset({"endpoint", "raw_body", "resource_id"})
+    reads = frozenset({"endpoint", "path", "raw_body", "resource_id"})
     writes = frozenset({"body", "body_changed", "client_wants_usage", "model_name", "stream"})
 
     def request_body(self, call: Call) -> None:
-        if not (call.endpoint.generates or call.endpoint.kind == "count_tokens"):
+        if not (call.endpoint.generates or call.codec.counts_tokens):
             return                              # a stored response's cancel: the body is the provider's
         try:
             body = orjson.loads(call.raw_body)
@@ -64,7 +63,7 @@ class ParseRequest(Stage):
         call.model_name = model
         call.stream = body.get("stream") is True
         options = body.get("stream_options")
-        call.client_wants_usage = call.endpoint.dialect == "anthropic" or (not call.stream) or (
+        call.client_wants_usage = call.caller.reports_stream_usage or (not call.stream) or (
             isinstance(options, dict) and options.get("include_usage") is True)
 
 
@@ -78,7 +77,7 @@ class ParseRequest(Stage):
                                   "send each key once.")
         if not isinstance(model, str) or not model:
             raise invalid_request("The request body must name a 'model' (a string).")
-        problem = shape_problem(call.endpoint.kind, body)
+        problem = call.codec.shape_problem(body)
         if problem is not None:          # checked once here: later stages read a body of the right shape
             raise invalid_request(problem)
 

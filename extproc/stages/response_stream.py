@@ -14,9 +14,9 @@ from __future__ import annotations
 
 from time import perf_counter
 
-from ..api.dialects import generated_texts, usage_from_event
 from ..api.provider_json import loads
 from ..api.sse import SSEParser
+from ..dialects import codec_of
 from ..pipeline.call import Call
 from .cost import charged_cost, stream_usage_with_cost
 
@@ -25,7 +25,7 @@ _USAGE_NULL = b',"usage":null'
 
 def stream_chunk(call: Call, chunk: bytes, end_of_stream: bool) -> bytes | None:
     """The bytes the caller gets for this chunk; None when they are the chunk as it came."""
-    kind = call.provider_kind
+    codec = codec_of(call.provider_kind)
     translation = call.stream_translation
     strip = translation is None and not call.client_wants_usage
     out: list[bytes] = []
@@ -39,10 +39,11 @@ def stream_chunk(call: Call, chunk: bytes, end_of_stream: bool) -> bytes | None:
             if isinstance(data, dict):
                 if call.first_byte_at is None:
                     call.first_byte_at = perf_counter()
-                call.generated.extend(generated_texts(kind, data))
-                if kind == "responses" and data.get("type") == "response.created":
-                    call.response_id = (data.get("response") or {}).get("id")
-                usage = usage_from_event(kind, data, call.usage)
+                call.generated.extend(codec.generated_texts(data))
+                response_id = codec.response_id(data, streamed=True)
+                if response_id is not None:
+                    call.response_id = response_id
+                usage = codec.usage_from_event(data, call.usage)
                 if usage is not call.usage:
                     call.usage = usage
                     if strip and data.get("choices") == []:

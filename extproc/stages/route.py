@@ -15,8 +15,6 @@ from dataclasses import dataclass
 
 import orjson
 
-from ..api.anthropic import VERSION as ANTHROPIC_VERSION
-from ..api.providers import CHAT_PATH
 from ..config.envoy_contract import (
     METADATA_NAMESPACE,
     ROUTE_HEADER,
@@ -25,18 +23,13 @@ from ..config.envoy_contract import (
     failover_route,
 )
 from ..config.models import Backend, Model
+from ..dialects import codec_of, dialect_named
 from ..pipeline.call import Call
 from ..pipeline.errors import invalid_request
 from ..translate import Notes, Refused, Target, Translation, translation_for
 from ..pipeline.stage import ImmediateAnswer, Stage
 from .provider_headers import withheld_headers
 
-# Endpoints whose streams carry usage only when `stream_options.include_usage` asks.
-USAGE_OPTION_KINDS = ("chat", "completions")
-# Where a translated call goes at the provider, by the endpoint it becomes there.
-PROVIDER_PATHS = {"chat": CHAT_PATH, "messages": "/v1/messages"}
-# Headers of Anthropic's API: a provider of the other dialect has no use for them.
-ANTHROPIC_HEADERS = ("anthropic-version", "anthropic-beta")
 
 
 def backend_order(model: Model, rng: random.Random | None = None) -> list[int]:
@@ -98,18 +91,16 @@ def attempt_for(call: Call, backend: Backend) -> Attempt:
         path = provider.upstream_path(call.endpoint.kind, call.path, call.query, backend.model)
     else:
         kind = translation.provider_kind
-        path = provider.upstream_path(kind, PROVIDER_PATHS[kind], "", backend.model)
+        path = provider.upstream_path(kind, codec_of(kind).provider_path, "", backend.model)
     if path != call.headers.get(":path"):
         set_headers[":path"] = path
-    if provider.dialect == "anthropic":
-        set_headers["anthropic-version"] = call.headers.get("anthropic-version") or ANTHROPIC_VERSION
-    else:
-        sent_anthropic = [name for name in ANTHROPIC_HEADERS if name in call.headers]
-        remove.extend(sent_anthropic)
-        if "anthropic-beta" in sent_anthropic:       # betas tune Anthropic's API alone
-            if call.notes is None:
-                call.notes = Notes()
-            call.notes.dropped.append("anthropic-beta")
+    dialect_set, dialect_removed, dropped = dialect_named(provider.dialect).attempt_headers(call.headers)
+    set_headers.update(dialect_set)
+    remove.extend(dialect_removed)
+    if dropped:
+        if call.notes is None:
+            call.notes = Notes()
+        call.notes.dropped.extend(dropped)
     return Attempt(translation, set_headers, remove)
 
 
@@ -142,12 +133,12 @@ class Route(Stage):
         backend: Backend = model.backends[order[0]]
         call.backend = backend
         call.backend_order = order
-        if call.endpoint.kind == "count_tokens" and backend.provider.dialect != "anthropic":
+        if call.codec.counts_tokens and backend.provider.dialect != call.dialect:
             raise ImmediateAnswer(200, _counted_here(call))
         reply = call.reply
         reply.clear_route_cache = True
         body = call.body
-        if call.stream and not call.client_wants_usage and call.endpoint.kind in USAGE_OPTION_KINDS:
+        if call.stream and not call.client_wants_usage and call.codec.takes_usage_option:
             # Ask for usage anyway; the usage stage removes it from what the client sees.
             options = body.get("stream_options")
             body["stream_options"] = {**(options if isinstance(options, dict) else {}), "include_usage": True}

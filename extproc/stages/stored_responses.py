@@ -22,7 +22,6 @@ import time
 
 import orjson
 
-from ..api.openai import STORED_RESPONSE_KINDS
 from ..config.envoy_contract import ROUTING_HEADER
 from ..pipeline.call import Call
 from ..pipeline.errors import GatewayError, gateway_error, invalid_request
@@ -51,7 +50,7 @@ class StoredResponses(Stage):
         self.store = store
 
     async def request_headers(self, call: Call, end_of_stream: bool) -> None:
-        if call.endpoint.kind not in STORED_RESPONSE_KINDS:
+        if not call.codec.names_stored_response:
             return
         owner = await _owner_record(self.store, call.resource_id)
         model = call.config.model(owner.get("model", ""))
@@ -72,7 +71,7 @@ class StoredResponses(Stage):
     async def request_body(self, call: Call) -> None:
         """A new response that continues a stored one: that one must be the caller's."""
         body = call.body
-        if body is None or call.endpoint.kind != "responses":
+        if body is None or not call.codec.stores_responses:
             return
         if body.get("conversation") is not None:
             raise invalid_request("This gateway does not serve conversations ('conversation'); continue "
@@ -87,7 +86,7 @@ class StoredResponses(Stage):
     async def done(self, call: Call) -> None:
         """Remembers who made a response the provider stored."""
         response_id = call.response_id
-        if call.endpoint is None or call.endpoint.kind != "responses" or not response_id \
+        if call.endpoint is None or not call.codec.stores_responses or not response_id \
                 or call.status >= 400 or call.backend is None or call.key is None:
             return
         owner = orjson.dumps({"backend": call.backend.name, "model": call.model.name, "key": call.key.id})

@@ -12,19 +12,13 @@ tool call it streams: each is held as a text of its own (a lane).
 
 from __future__ import annotations
 
-from typing import NamedTuple
-
 from ..api.provider_json import dumps
 from ..api.repeated_keys import repeated_key
-from ..api.sse import Event
+from ..api.sse import Event, written
 from ..guardrails import Finding, redact
 from ..guardrails.config import Guardrail
-from ..guardrails.scan import called_tools, content_walk
 from ..pipeline.call import Call
-from ..pipeline.errors import error_body
 from .guard import record_verdict
-from .stream_events import (TEXT_FIELDS, anthropic_event, arguments, only_part, whole_text_fields,
-                            without_generated, written)
 
 # Text held longer than this (a private key whose END line never comes) is released
 # after a final scan: each chunk rescans the held text, so the hold bounds that work.
@@ -76,26 +70,15 @@ class _Lane:
     __slots__ = ("slot", "pending", "context", "template", "choice", "hold_from", "tail_starts")
 
     def __init__(self, guards: int, slot) -> None:
-        self.slot = slot                        # where its text goes in an event (see _event)
+        self.slot = slot                        # where its text goes in an event (Codec.event_with)
         self.pending = ""
         self.context = ""                       # the end of the released text
         self.template: dict | None = None       # the text's last event, to carry held text
-        self.choice: dict | None = None         # ... and its choice in that event (chat, completions)
+        self.choice: dict | None = None         # ... and the part of it that carried the text
         self.hold_from = 0                      # held text from here on may become a finding
         # Per text guardrail, where in the held text a finding may still start: no match
         # can start before it, whatever text comes next, so later scans start there.
         self.tail_starts = [0] * guards
-
-
-class _Piece(NamedTuple):
-    """New generated text in an event: whose it is (the lane's key), the choice that
-    carries it, where it goes, and what of the event must leave at once (a tool call's
-    id and name, with empty arguments: later events carry arguments only)."""
-    key: tuple
-    choice: dict | None
-    text: str
-    slot: object
-    header: bytes = b""
 
 
 class StreamGuard:
@@ -103,7 +86,7 @@ class StreamGuard:
 
     def __init__(self, call: Call, policy: list[Guardrail], window: int) -> None:
         self.call = call
-        self.kind = call.endpoint.kind
+        self.codec = call.codec                 # where the caller's events carry generated text
         self.text_guards = [g for g in policy if g.detector is not None and g.type != "tools"]
         self.tool_guards = [g for g in policy if g.type == "tools"]
         self.window = window
@@ -118,11 +101,11 @@ class StreamGuard:
         if not isinstance(data, dict):
             return self._flush(list(self.lanes.values())) + raw
         for guardrail in self.tool_guards:
-            if any(n not in guardrail.allow for n in called_tools(self.kind, data)):
+            if any(n not in guardrail.allow for n in self.codec.called_tools(data)):
                 self.verdicts[guardrail.name] = "flagged" if guardrail.action == "log" else "blocked"
                 if guardrail.action != "log":
                     return self._block(guardrail)
-        pieces = self._pieces(data)
+        pieces = self.codec.stream_pieces(data)
         if pieces:
             out = b""
             for piece in pieces:
@@ -132,42 +115,22 @@ class StreamGuard:
                 out += piece.header + self._hold(lane, piece.text)
                 if self.blocked is not None:
                     return out
-            # Other answers' choices in the same event without text (one ending, say) go on.
-            rest = [c for c in data.get("choices") or () if isinstance(c, dict)
-                    and not any(c is piece.choice for piece in pieces)]
-            if rest:
-                out += self._flush(self._lanes_of(rest)) + b"data: " + dumps({**data, "choices": rest}) + b"\n\n"
+            # The rest of the event (another answer's end, say) goes on.
+            rest = self.codec.rest_of_event(data, pieces)
+            if rest is not None:
+                ended = self._lanes(self.codec.ended(rest, self.lanes))
+                out += self._flush(ended) + b"data: " + dumps(rest) + b"\n\n"
             return out
-        if self.kind == "messages":
-            changed, ended = False, self._ended_blocks(data)
-        elif self.kind == "responses":
-            # Events that repeat the whole text (…done, response.completed).
-            changed, blocking = self._check_whole(list(whole_text_fields(data)))
-            if blocking is not None:
-                return self._block(blocking)
-            ended = list(self.lanes.values())  # its parts come one after the other
-        else:                                   # an answer's last chunk; none named: all
-            changed = False
-            choices = [c for c in data.get("choices") or () if isinstance(c, dict)]
-            ended = self._lanes_of(choices) if choices else list(self.lanes.values())
+        # Texts the event repeats whole (Responses' …done, response.completed).
+        changed, blocking = self._check_whole(self.codec.whole_texts(data))
+        if blocking is not None:
+            return self._block(blocking)
         if changed or repeated_key(event.data, data) is not None:
             raw = written(event, data)
-        return self._flush(ended) + raw
+        return self._flush(self._lanes(self.codec.ended(data, self.lanes))) + raw
 
-    def _ended_blocks(self, data: dict) -> list[_Lane]:
-        """Anthropic's Messages: a block's text is complete at its content_block_stop, every
-        block's at the message's end (message_delta, message_stop, an error)."""
-        kind = data.get("type")
-        if kind == "content_block_stop":
-            return [lane for key, lane in self.lanes.items() if key[0] == data.get("index")]
-        if kind in ("message_delta", "message_stop", "error"):
-            return list(self.lanes.values())
-        return []
-
-    def _lanes_of(self, choices: list[dict]) -> list[_Lane]:
-        """The held texts of the answers these choices belong to."""
-        answers = {c.get("index", 0) for c in choices}
-        return [lane for key, lane in self.lanes.items() if key[0] in answers]
+    def _lanes(self, keys: list[tuple]) -> list[_Lane]:
+        return [self.lanes[key] for key in keys]
 
     def _hold(self, lane: _Lane, piece: str) -> bytes:
         """Adds an answer's new text; what can no longer become a finding leaves."""
@@ -183,98 +146,7 @@ class StreamGuard:
         release, lane.pending = lane.pending[:cut], lane.pending[cut:]
         lane.context = released_context(lane.context + release)
         lane.tail_starts = [start - cut for start in lane.tail_starts]
-        return self._event(lane, release)
-
-    # --- text of one event ----------------------------------------------------------
-
-    def _pieces(self, data: dict) -> list[_Piece]:
-        """The generated text an event carries."""
-        if self.kind == "messages":
-            # A block's text or tool input. (Thinking is signed by the provider: a change
-            # would make it refuse the block when the caller sends it back.)
-            delta = data.get("delta") if data.get("type") == "content_block_delta" else None
-            if isinstance(delta, dict):
-                for field in ("text", "partial_json"):
-                    if isinstance(delta.get(field), str) and delta[field]:
-                        return [_Piece((data.get("index"), field), None, delta[field], field)]
-            return []
-        if self.kind == "responses":
-            # Every `….delta` carries generated text (output text, refusal, function call
-            # arguments, reasoning summary, audio transcript, ...), but audio's base64.
-            delta, kind = data.get("delta"), data.get("type")
-            if not isinstance(delta, str) or not delta or not isinstance(kind, str) \
-                    or not kind.endswith(".delta") or kind == "response.audio.delta":
-                return []
-            part = data.get("content_index", data.get("summary_index"))
-            return [_Piece((data.get("output_index"), kind, part), None, delta, "delta")]
-        pieces = []
-        for choice in data.get("choices") or ():
-            if not isinstance(choice, dict):
-                continue
-            answer = choice.get("index", 0)
-            if self.kind == "completions":
-                text = choice.get("text")
-                if isinstance(text, str) and text:
-                    pieces.append(_Piece((answer, "text"), choice, text, "text"))
-                continue
-            delta = choice.get("delta")
-            if not isinstance(delta, dict):
-                continue
-            for field in TEXT_FIELDS:
-                value = delta.get(field)
-                if isinstance(value, str):
-                    if value:
-                        pieces.append(_Piece((answer, field), choice, value, field))
-                elif isinstance(value, list):   # a list of parts (Mistral): each part's text held
-                    for container, key, path in content_walk(delta, field):
-                        if container[key]:
-                            pieces.append(_Piece((answer, field, path), choice, container[key], (field, path)))
-            for call in delta.get("tool_calls") or ():
-                new_arguments = arguments(call)
-                if new_arguments:
-                    slot = ("tool", call.get("index", 0))
-                    pieces.append(_Piece((answer, slot), choice, new_arguments, slot,
-                                         self._header(data, choice, "tool_calls", call)))
-            if arguments(delta.get("function_call")):      # the deprecated `functions` API
-                call = delta["function_call"]
-                pieces.append(_Piece((answer, "function_call"), choice, call["arguments"], "function_call",
-                                     self._header(data, choice, "function_call", call)))
-        return pieces
-
-    @staticmethod
-    def _header(data: dict, choice: dict, field: str, call: dict) -> bytes:
-        """The event with this call alone and its arguments empty, when it carries more
-        than arguments (its first: id, type, name); b"" otherwise."""
-        function = call.get("function") if field == "tool_calls" else call
-        if set(call) <= {"index", "function", "arguments"} and set(function) <= {"arguments"}:
-            return b""
-        emptied = {**function, "arguments": ""}
-        if field == "tool_calls":
-            emptied = [{**call, "function": emptied}]
-        delta = without_generated(choice["delta"])
-        return b"data: " + dumps({**data, "choices": [{**choice, "delta": {**delta, field: emptied}}]}) \
-            + b"\n\n"
-
-    def _event(self, lane: _Lane, text: str) -> bytes:
-        """An event carrying released text of a lane, shaped as its last event."""
-        if self.kind == "messages":
-            return anthropic_event({**lane.template, "delta": {**lane.template["delta"], lane.slot: text}})
-        if self.kind == "responses":
-            return b"data: " + dumps({**lane.template, "delta": text}) + b"\n\n"
-        choice, slot = dict(lane.choice), lane.slot
-        if slot == "text":
-            choice["text"] = text
-        elif slot in TEXT_FIELDS:              # (the event's other texts are lanes of their own)
-            choice["delta"] = {**without_generated(choice["delta"]), slot: text}
-        elif slot == "function_call":
-            choice["delta"] = {"function_call": {"arguments": text}}
-        elif slot[0] == "tool":
-            choice["delta"] = {"tool_calls": [{"index": slot[1], "function": {"arguments": text}}]}
-        else:                                   # a part of a list of parts: (field, path)
-            field, path = slot
-            parts = only_part(choice["delta"][field], path, text)
-            choice["delta"] = {**without_generated(choice["delta"]), field: parts}
-        return b"data: " + dumps({**lane.template, "choices": [choice]}) + b"\n\n"
+        return self.codec.event_with(lane.template, lane.choice, lane.slot, release)
 
     def _flush(self, lanes: list[_Lane]) -> bytes:
         """Releases what the given answers hold: their text is complete."""
@@ -286,7 +158,7 @@ class StreamGuard:
             if blocked is not None:
                 return out + self._block(blocked)
             text, lane.pending = lane.pending, ""
-            out += self._event(lane, text)
+            out += self.codec.event_with(lane.template, lane.choice, lane.slot, text)
         return out
 
     # --- guardrails -----------------------------------------------------------------
@@ -362,10 +234,7 @@ class StreamGuard:
         self.lanes.clear()
         self.call.error_code = "content_blocked"
         message = f"The response was blocked by the guardrail '{guardrail.name}'."
-        if self.kind == "messages":
-            return anthropic_event({"type": "error", "error": {"type": "invalid_request_error", "message": message}})
-        body = error_body(message, "invalid_request_error", "content_blocked")
-        return b"data: " + body + b"\n\n"
+        return self.codec.dialect.error_event(message, "content_blocked")
 
     def record(self) -> None:
         for guardrail in self.text_guards + self.tool_guards:

@@ -14,16 +14,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..api.provider_json import dumps, loads
-from ..api.sse import SSEParser
+from ..api.provider_json import loads
+from ..api.sse import SSEParser, written
 from ..guardrails.config import Guardrail
 from ..pipeline.call import Call
-from ..pipeline.errors import GatewayError, error_body
+from ..pipeline.errors import GatewayError
 from .guard import could_not_run, run_plugin
-from .stream_events import whole_text_fields
-
-# Chat delta fields whose strings are generated text.
-_DELTA_TEXTS = ("content", "refusal", "reasoning_content", "reasoning")
 
 
 class StreamPluginHold:
@@ -42,9 +38,10 @@ class StreamPluginHold:
         events = SSEParser().feed(bytes(self.held), final=True)
         parsed = [loads(event.data) if event.data and not event.is_done else None for event in events]
         lanes: dict[Any, list[tuple[Any, Any]]] = {}      # a text's key -> its pieces' slots
+        codec = self.call.codec
         for data in parsed:
             if isinstance(data, dict):
-                for key, container, field in _pieces(self.call.endpoint.kind, data):
+                for key, container, field in codec.plugin_pieces(data):
                     lanes.setdefault(key, []).append((container, field))
         texts = ["".join(c[f] for c, f in slots) for slots in lanes.values()]
         whole = list(texts)
@@ -77,41 +74,12 @@ class StreamPluginHold:
             if not isinstance(data, dict):
                 out.append(event.raw)
                 continue
-            for container, field in whole_text_fields(data):
+            for container, field in self.call.codec.whole_texts(data):
                 if container[field] in replaced:
                     container[field] = replaced[container[field]]
-            name = b"event: " + event.name + b"\n" if event.name else b""
-            out.append(name + b"data: " + dumps(data) + b"\n\n")
+            out.append(written(event, data))
         return b"".join(out)
 
     def _blocked(self, refusal: GatewayError) -> bytes:
         self.call.error_code = refusal.code
-        return b"data: " + error_body(refusal.message, refusal.type, refusal.code) + b"\n\n"
-
-
-def _pieces(kind: str, data: dict):
-    """(text key, container, field) of each piece of generated text an event carries."""
-    if kind == "responses":
-        delta, name = data.get("delta"), data.get("type")
-        if isinstance(delta, str) and isinstance(name, str) and name.endswith(".delta") \
-                and name != "response.audio.delta":
-            yield (data.get("output_index"), name, data.get("content_index")), data, "delta"
-        return
-    for choice in data.get("choices") or ():
-        if not isinstance(choice, dict):
-            continue
-        answer = choice.get("index", 0)
-        if kind == "completions":
-            if isinstance(choice.get("text"), str):
-                yield (answer, "text"), choice, "text"
-            continue
-        delta = choice.get("delta")
-        if not isinstance(delta, dict):
-            continue
-        for field in _DELTA_TEXTS:
-            if isinstance(delta.get(field), str):
-                yield (answer, field), delta, field
-        for call in delta.get("tool_calls") or ():
-            function = call.get("function") if isinstance(call, dict) else None
-            if isinstance(function, dict) and isinstance(function.get("arguments"), str):
-                yield (answer, "tool", call.get("index", 0)), function, "arguments"
+        return self.call.caller.error_event(refusal.message, refusal.code)

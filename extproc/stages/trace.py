@@ -26,9 +26,6 @@ from ..pipeline.call import Call
 from ..pipeline.stage import Stage
 from .cost import charged_cost
 
-# The gen_ai operation of each endpoint kind.
-OPERATIONS = {"chat": "chat", "messages": "chat", "responses": "chat", "completions": "text_completion",
-              "embeddings": "embeddings"}
 _MAX_CHARS = 256
 _MAX_LIST = 32
 _HEX = frozenset("0123456789abcdef")      # lowercase only, as W3C writes it
@@ -100,7 +97,7 @@ def span_attributes(call: Call) -> dict:
     """Everything the span says of the call, typed."""
     attributes: dict = {}
     if call.endpoint is not None:
-        attributes["gen_ai.operation.name"] = OPERATIONS.get(call.endpoint.kind, call.endpoint.kind)
+        attributes["gen_ai.operation.name"] = call.codec.operation or call.endpoint.kind
         attributes["gen_ai.request.model"] = call.model_name[:_MAX_CHARS]
         attributes["gateway.api"] = call.dialect
     identity_attributes(call, attributes)
@@ -159,7 +156,7 @@ def guardrail_verdicts(call: Call) -> list[str]:
 def span_name(call: Call) -> str:
     if call.endpoint is None:
         return "gateway"
-    operation = OPERATIONS.get(call.endpoint.kind, call.endpoint.kind)
+    operation = call.codec.operation or call.endpoint.kind
     return f"{operation} {call.model_name[:_MAX_CHARS]}".strip()
 
 

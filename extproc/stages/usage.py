@@ -2,7 +2,7 @@
 caller's dialect.
 
 The usage is read in the provider's dialect (a translated call's provider answers in its
-own, api/dialects.py); the answer then reaches the caller translated when it speaks
+own, its codec in dialects/); the answer then reaches the caller translated when it speaks
 another (translate/). JSON answers are buffered (one message). SSE goes chunk by chunk
 (response_stream.py). An embeddings answer, which a 2,048-input batch makes 40 MB, goes
 chunk by chunk too, unchanged: only its tail, where the usage is, is read.
@@ -19,15 +19,14 @@ from __future__ import annotations
 import re
 from time import perf_counter, time
 
-from ..api.dialects import generated_texts, prompt_texts, usage_from_response
 from ..api.openai import usage_from
 from ..api.provider_json import dumps, loads
 from ..api.sse import SSEParser
 from ..api.tokens import count_prompt, count_text
 from ..api.usage import Usage
 from ..config.envoy_contract import UPSTREAM_CLUSTER_HEADER
+from ..dialects import codec_of
 from ..pipeline.call import Call
-from ..pipeline.errors import error_body
 from ..pipeline.protocol import RESPONSE_BUFFERED, RESPONSE_STREAMED
 from ..translate import Notes, translation_for
 from ..pipeline.stage import Stage
@@ -102,7 +101,7 @@ class ResponseUsage(Stage):
             call.reply.mode_override = RESPONSE_STREAMED
             if call.translation is not None and call.status < 400:
                 call.stream_translation = call.translation.stream(call.body, _notes(call))
-        elif call.endpoint is not None and call.endpoint.kind == "embeddings" and call.status < 400:
+        elif call.endpoint is not None and call.codec.answers_in_chunks and call.status < 400:
             call.json_passing_by = True
             call.reply.mode_override = RESPONSE_STREAMED
         else:
@@ -144,16 +143,17 @@ class ResponseUsage(Stage):
             return self._error_body(call, parsed)
         if not isinstance(parsed, dict) or not call.endpoint.generates:
             return None
-        call.usage = usage_from_response(call.provider_kind, parsed)
+        call.usage = codec_of(call.provider_kind).usage_from_response(parsed)
         out = None
         if call.translation is not None:
             parsed = call.translation.response(parsed, call.body, _notes(call))
             out = dumps(parsed)
         call.response_json = parsed     # guardrails read it, no second parse
-        if call.endpoint.kind == "responses":
-            call.response_id = parsed.get("id")
+        response_id = call.codec.response_id(parsed, streamed=False)
+        if response_id is not None:
+            call.response_id = response_id
         if call.usage is None:
-            call.generated.extend(generated_texts(call.endpoint.kind, parsed))
+            call.generated.extend(call.codec.generated_texts(parsed))
         return out
 
     @staticmethod
@@ -223,7 +223,7 @@ class ResponseUsage(Stage):
             return                     # the provider refused: nothing was generated or billed
         # No usage from the provider: count what we know, and say it is an estimate.
         encoding = call.model.encoding if call.model else "o200k_base"
-        texts, messages = prompt_texts(call.endpoint.kind, call.body)     # the caller's body
+        texts, messages = call.codec.prompt_texts(call.body)     # the caller's body
         if call.stream_passed_through:
             # Envoy saw the text, the service did not: what Envoy sent of a stream cut
             # short (cut_stream.py), else the output cap, as reserved.
@@ -236,10 +236,7 @@ class ResponseUsage(Stage):
 
 def call_error_body(call: Call, message: str) -> bytes:
     """An error the gateway writes for a provider's answer, in the caller's dialect."""
-    if call.dialect == "anthropic":
-        from ..api.anthropic import error_body as anthropic_error
-        return anthropic_error(call.status, message, call.request_id)
-    return error_body(message, "api_error", "upstream_error")
+    return call.caller.error_body(call.status, message, "api_error", "upstream_error", call.request_id)
 
 
 def usage_from_stream_metadata(numbers: dict) -> Usage | None:

@@ -1,0 +1,43 @@
+"""Everything that differs between the API dialects callers and providers speak.
+
+A `Dialect` is an API family (OpenAI's, Anthropic's): how its errors and model lists
+look, which headers its providers take. A `Codec` is one endpoint of it (chat,
+completions, embeddings, responses, messages, count_tokens, ...): what its requests,
+answers and stream events hold, and where a stream carries generated text. Each dialect's
+knowledge is in its own module; the stages, guardrails, errors and the log line ask
+`codec_of(kind)` and `dialect_named(name)` and never compare a dialect's or an endpoint's
+name (tests/test_layout.py holds every module outside this package, api/ and translate/
+to that). Translation between dialects is translate/'s.
+
+Imports api only: nothing of the config, pipeline, stages or transport.
+"""
+
+from __future__ import annotations
+
+from .anthropic import ANTHROPIC, CountTokens, Messages
+from .base import Codec, Dialect, TextPiece
+from .openai import OPENAI, Chat, Completions, Embeddings
+from .resources import ModelList, OneModel, StoredResponse
+from .responses import Responses
+
+__all__ = ["ANTHROPIC", "OPENAI", "Codec", "Dialect", "TextPiece", "codec_of", "dialect_named", "CODECS",
+           "DIALECTS"]
+
+# Every endpoint kind the gateway serves, and its codec.
+CODECS: dict[str, Codec] = {codec.kind: codec for codec in (
+    Chat(), Completions(), Embeddings(), Responses(), Messages(), CountTokens(), ModelList(), OneModel(),
+    StoredResponse("response"), StoredResponse("response_cancel"), StoredResponse("response_input_items"))}
+DIALECTS: dict[str, Dialect] = {dialect.name: dialect for dialect in (OPENAI, ANTHROPIC)}
+
+
+def codec_of(kind: str) -> Codec:
+    return CODECS[kind]
+
+
+def dialect_named(name: str) -> Dialect:
+    return DIALECTS[name]
+
+
+def dialect_for_path(path: str) -> str:
+    """The dialect of a path the gateway does not serve, for its 404."""
+    return ANTHROPIC.name if path.startswith("/v1/messages") else OPENAI.name

@@ -1,0 +1,140 @@
+"""Anthropic's dialect: its errors and model list, the headers its providers take, and its
+endpoints: Messages and count_tokens. What their bodies hold is read by api/anthropic.py.
+A stream's generated text is a content block's text or tool input, complete at the
+block's `content_block_stop` (every block's at the message's end); thinking is signed by
+the provider, and is never changed."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any, Iterable, Iterator
+
+import orjson
+
+from ..api import anthropic, anthropic_schema
+from ..api.provider_json import dumps
+from ..api.usage import Usage
+from .base import Codec, Dialect, TextPiece
+
+
+class Anthropic(Dialect):
+    name = "anthropic"
+    key_hint = "'x-api-key: <key>' or 'Authorization: Bearer <key>'"
+    reports_stream_usage = True
+    needs_output_cap = True          # `max_tokens` is required
+
+    def error_body(self, status: int, message: str, type: str, code: str | None,
+                   request_id: str | None = None) -> bytes:
+        return anthropic.error_body(status, message, request_id)
+
+    def error_event(self, message: str, code: str) -> bytes:
+        return event({"type": "error", "error": {"type": "invalid_request_error", "message": message}})
+
+    def model_entry(self, name: str, created: int) -> dict:
+        return {"type": "model", "id": name, "display_name": name,
+                "created_at": dt.datetime.fromtimestamp(created, dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")}
+
+    def model_list(self, entries: list[dict]) -> bytes:
+        return orjson.dumps({"data": entries, "has_more": False, "first_id": entries[0]["id"] if entries else None,
+                             "last_id": entries[-1]["id"] if entries else None})
+
+    def serves(self, model: str) -> bool:
+        return model.startswith("claude-")
+
+    def attempt_headers(self, caller_headers: dict[str, str]) -> tuple[dict[str, str], list[str], list[str]]:
+        return {"anthropic-version": caller_headers.get("anthropic-version") or anthropic.VERSION}, [], []
+
+
+ANTHROPIC = Anthropic()
+
+
+def event(data: dict) -> bytes:
+    """An SSE event as Anthropic writes one: named by its type."""
+    return b"event: " + str(data.get("type", "")).encode() + b"\ndata: " + dumps(data) + b"\n\n"
+
+
+class Messages(Codec):
+    kind = "messages"
+    dialect = ANTHROPIC
+    generates = charges_output = answers_in_json = streams = True
+    operation = "chat"
+    output_cap_field = "max_tokens"
+    provider_path = "/v1/messages"
+    known_fields = frozenset({"system", "messages", "tools", "tool_choice", "metadata", "stop_sequences",
+                              "mcp_servers", "container", "thinking"})
+
+    def prompt_texts(self, body: dict) -> tuple[list[str], int]:
+        return anthropic.prompt_texts(self.kind, body)
+
+    def max_output_tokens(self, body: dict) -> int | None:
+        return anthropic.max_output_tokens(self.kind, body)
+
+    def shape_problem(self, body: dict) -> str | None:
+        return anthropic_schema.shape_problem(self.kind, body)
+
+    def tool_name(self, tool: Any) -> str:
+        """Anthropic's own tools (no type, or "custom") by name; a server tool by its type."""
+        if not isinstance(tool, dict):
+            return ""
+        tool_type = tool.get("type")
+        if tool_type in (None, "custom", "function"):
+            name = tool.get("name")
+            return name if isinstance(name, str) else ""
+        return tool_type if isinstance(tool_type, str) else ""
+
+    def usage_from_response(self, body: Any) -> Usage | None:
+        return anthropic.usage_from_response(self.kind, body)
+
+    def usage_from_event(self, event: dict, so_far: Usage | None) -> Usage | None:
+        return anthropic.usage_from_event(self.kind, event, so_far)
+
+    def generated_texts(self, event: dict) -> Iterator[str]:
+        return anthropic.generated_texts(self.kind, event)
+
+    def called_tools(self, body: dict) -> list[str]:
+        blocks = body.get("content") if body.get("type") == "message" else [body.get("content_block")]
+        return [block["name"] for block in blocks or () if isinstance(block, dict)
+                and block.get("type") == "tool_use" and isinstance(block.get("name"), str)]
+
+    def final_usage(self, event: dict) -> dict | None:
+        usage = event.get("usage") if event.get("type") == "message_delta" else None
+        return usage if isinstance(usage, dict) else None
+
+    def stream_pieces(self, event: dict) -> list[TextPiece]:
+        delta = event.get("delta") if event.get("type") == "content_block_delta" else None
+        if isinstance(delta, dict):
+            for field in ("text", "partial_json"):
+                if isinstance(delta.get(field), str) and delta[field]:
+                    return [TextPiece((event.get("index"), field), None, delta[field], field)]
+        return []
+
+    def ended(self, event: dict, keys: Iterable[tuple]) -> list[tuple]:
+        kind = event.get("type")
+        if kind == "content_block_stop":
+            return [key for key in keys if key[0] == event.get("index")]
+        if kind in ("message_delta", "message_stop", "error"):
+            return list(keys)
+        return []
+
+    def event_with(self, template: dict, choice: dict | None, slot: object, text: str) -> bytes:
+        return event({**template, "delta": {**template["delta"], slot: text}})
+
+    def plugin_pieces(self, event: dict):
+        delta = event.get("delta") if event.get("type") == "content_block_delta" else None
+        if isinstance(delta, dict):
+            for field in ("text", "partial_json"):
+                if isinstance(delta.get(field), str):
+                    yield (event.get("index"), field), delta, field
+
+
+class CountTokens(Messages):
+    kind = "count_tokens"
+    generates = charges_output = answers_in_json = streams = False
+    counts_tokens = True
+    operation = ""
+    output_cap_field = None
+    provider_path = None
+    known_fields = None              # a count's unknown fields reach no model
+
+    def shape_problem(self, body: dict) -> str | None:
+        return anthropic_schema.shape_problem(self.kind, body)

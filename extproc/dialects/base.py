@@ -1,0 +1,168 @@
+"""What every dialect implements: `Dialect`, an API family (how its errors look, its model
+list, the headers a provider of it takes), and `Codec`, one endpoint of it (what its
+requests, answers and stream events hold: texts, usage, caps, tools, and where a stream's
+generated text sits). The defaults are an endpoint that generates nothing."""
+
+from __future__ import annotations
+
+from typing import Any, Iterable, Iterator, NamedTuple
+
+from ..api.provider_json import dumps
+from ..api.usage import Usage
+
+
+class TextPiece(NamedTuple):
+    """New generated text in a stream event: whose it is (its lane's key), the part of the
+    event that carries it (a chat choice), the text, where it goes when the event is
+    written again (`Codec.event_with`), and what of the event must leave at once (a tool
+    call's id and name, with empty arguments: later events carry arguments only)."""
+    key: tuple
+    choice: dict | None
+    text: str
+    slot: object
+    header: bytes = b""
+
+
+def keep_tools(body: dict, field: str, choice: str, allowed) -> None:
+    """Keeps the allowed entries of a tools list; none left, the list and its choice go.
+    A choice that forces a tool taken out goes too (the model then chooses)."""
+    if isinstance(body.get(field), list):
+        kept = [entry for entry in body[field] if allowed(entry)]
+        if not kept:
+            body.pop(field)
+            body.pop(choice, None)
+            return
+        body[field] = kept
+    if isinstance(body.get(choice), dict) and not allowed(body[choice]):
+        body.pop(choice)
+
+
+class Dialect:
+    """An API family a caller or a provider speaks."""
+
+    name = ""
+    key_hint = "'Authorization: Bearer <key>'"      # where a key goes, for a 401's message
+    reports_stream_usage = False    # every stream of it carries its usage, asked or not
+    needs_output_cap = False        # every request must say how much to generate
+
+    def error_body(self, status: int, message: str, type: str, code: str | None,
+                   request_id: str | None = None) -> bytes:
+        raise NotImplementedError
+
+    def error_event(self, message: str, code: str) -> bytes:
+        """An SSE event that ends a stream with an error."""
+        raise NotImplementedError
+
+    def model_entry(self, name: str, created: int) -> dict:
+        raise NotImplementedError
+
+    def model_list(self, entries: list[dict]) -> bytes:
+        raise NotImplementedError
+
+    def serves(self, model: str) -> bool:
+        """Whether a provider of this dialect serves a model of the price table (for a
+        provider that lets callers name its models)."""
+        return True
+
+    def attempt_headers(self, caller_headers: dict[str, str]) -> tuple[dict[str, str], list[str], list[str]]:
+        """For a request to a provider of this dialect: the headers to set, those of the
+        caller's to remove, and the names of what that drops (for the log line)."""
+        return {}, [], []
+
+
+class Codec:
+    """One endpoint of a dialect."""
+
+    kind = ""
+    dialect: Dialect
+    generates = False           # a model answers it and the provider bills it
+    charges_output = False      # its answer's tokens are generated output
+    answered_here = False       # the gateway answers it itself (model lists)
+    counts_tokens = False       # it counts a request's tokens (and generates nothing)
+    stores_responses = False    # its answers are stored at the provider, by id
+    names_stored_response = False   # its path names a response stored at the provider
+    takes_usage_option = False  # a stream's usage comes only when asked (`stream_options`)
+    answers_in_json = False     # its non-streamed answer is one JSON document
+    streams = False             # it may answer with an SSE stream of events
+    answers_in_chunks = False   # its answer may be too large to buffer: it goes by, its usage read at its end
+    operation = ""              # the gen_ai operation name of its spans
+    output_cap_field: str | None = None     # where a request caps one answer's output
+    provider_path: str | None = None        # where a call translated into it goes at a provider
+    known_fields: frozenset[str] | None = None   # a request's top-level fields it knows
+
+    # --- requests ---------------------------------------------------------------------
+
+    def prompt_texts(self, body: dict) -> tuple[list[str], int]:
+        """Every prompt text and the number of turns (offline counting)."""
+        return [], 0
+
+    def prompt_token_ids(self, body: dict) -> int:
+        return 0
+
+    def max_output_tokens(self, body: dict) -> int | None:
+        return None
+
+    def answers_per_request(self, body: dict) -> int:
+        return 1
+
+    def shape_problem(self, body: dict) -> str | None:
+        return None
+
+    def tool_name(self, tool: Any) -> str:
+        return ""
+
+    def tool_names(self, body: dict) -> list[str]:
+        return [self.tool_name(tool) for tool in body.get("tools") or ()]
+
+    def remove_tools(self, body: dict, forbidden: list[str]) -> None:
+        """Takes the tools named in `forbidden` out of a request (a tools guardrail's `remove`)."""
+        keep_tools(body, "tools", "tool_choice", lambda tool: self.tool_name(tool) not in forbidden)
+
+    # --- answers and events -------------------------------------------------------------
+
+    def usage_from_response(self, body: Any) -> Usage | None:
+        return None
+
+    def usage_from_event(self, event: dict, so_far: Usage | None) -> Usage | None:
+        return so_far
+
+    def generated_texts(self, event: dict) -> Iterator[str]:
+        return iter(())
+
+    def called_tools(self, body: dict) -> list[str]:
+        """Tool names an answer (or one streamed event) calls."""
+        return []
+
+    def final_usage(self, event: dict) -> dict | None:
+        """The usage object of the event that carries a stream's final usage, else None."""
+        return None
+
+    def response_id(self, answer_or_event: dict, streamed: bool) -> str | None:
+        """The id an answer (or the stream event that first names it) gives a stored response."""
+        return None
+
+    # --- a stream's generated text, for the response guardrails --------------------------
+
+    def stream_pieces(self, event: dict) -> list[TextPiece]:
+        return []
+
+    def rest_of_event(self, event: dict, pieces: list[TextPiece]) -> dict | None:
+        """The event without the parts its pieces came in, if it carries more (another
+        answer's end, say), else None."""
+        return None
+
+    def ended(self, event: dict, keys: Iterable[tuple]) -> list[tuple]:
+        """The lanes (by key) whose text is complete once this event is read."""
+        return list(keys)
+
+    def whole_texts(self, event: dict) -> list[tuple[Any, Any]]:
+        """(container, key) of texts an event repeats whole (redacted in place)."""
+        return []
+
+    def event_with(self, template: dict, choice: dict | None, slot: object, text: str) -> bytes:
+        """An event carrying `text` in `slot`, shaped as the lane's last event."""
+        return b"data: " + dumps(template) + b"\n\n"
+
+    def plugin_pieces(self, event: dict) -> Iterator[tuple[tuple, Any, Any]]:
+        """(text key, container, field) of each piece of generated text an event carries."""
+        return iter(())

@@ -1,0 +1,169 @@
+"""OpenAI's dialect: its errors and model list, and its endpoints but Responses
+(responses.py): Chat Completions, the legacy Completions, Embeddings. What their bodies
+hold is read by api/openai.py; how a chat stream's text is held and written again is in
+openai_stream.py."""
+
+from __future__ import annotations
+
+from typing import Any, Iterable, Iterator
+
+import orjson
+
+from ..api import openai, openai_schema
+from ..api.providers import CHAT_PATH
+from ..api.usage import Usage
+from .base import Codec, Dialect, TextPiece, keep_tools
+from . import openai_stream
+
+# Headers of Anthropic's API: a provider of this dialect has no use for them.
+_ANTHROPIC_HEADERS = ("anthropic-version", "anthropic-beta")
+
+
+class OpenAI(Dialect):
+    name = "openai"
+
+    def error_body(self, status: int, message: str, type: str, code: str | None,
+                   request_id: str | None = None) -> bytes:
+        return orjson.dumps({"error": {"message": message, "type": type, "code": code}})
+
+    def error_event(self, message: str, code: str) -> bytes:
+        return b"data: " + self.error_body(400, message, "invalid_request_error", code) + b"\n\n"
+
+    def model_entry(self, name: str, created: int) -> dict:
+        return {"id": name, "object": "model", "created": created, "owned_by": "llm-gateway"}
+
+    def model_list(self, entries: list[dict]) -> bytes:
+        return orjson.dumps({"object": "list", "data": entries})
+
+    def serves(self, model: str) -> bool:
+        return not model.startswith("claude-")
+
+    def attempt_headers(self, caller_headers: dict[str, str]) -> tuple[dict[str, str], list[str], list[str]]:
+        sent = [name for name in _ANTHROPIC_HEADERS if name in caller_headers]
+        return {}, sent, ["anthropic-beta"] if "anthropic-beta" in sent else []   # betas tune Anthropic's API alone
+
+
+OPENAI = OpenAI()
+
+
+class _OpenAICodec(Codec):
+    dialect = OPENAI
+
+    def prompt_texts(self, body: dict) -> tuple[list[str], int]:
+        return openai.prompt_texts(self.kind, body)
+
+    def prompt_token_ids(self, body: dict) -> int:
+        return openai.prompt_token_ids(self.kind, body)
+
+    def max_output_tokens(self, body: dict) -> int | None:
+        return openai.max_output_tokens(self.kind, body)
+
+    def answers_per_request(self, body: dict) -> int:
+        return openai.answers_per_request(self.kind, body)
+
+    def shape_problem(self, body: dict) -> str | None:
+        return openai_schema.shape_problem(self.kind, body)
+
+    def usage_from_response(self, body: Any) -> Usage | None:
+        return openai.usage_from_response(body)
+
+    def usage_from_event(self, event: dict, so_far: Usage | None) -> Usage | None:
+        return openai.usage_from_event(self.kind, event) or so_far
+
+    def generated_texts(self, event: dict) -> Iterator[str]:
+        return openai.generated_texts(self.kind, event)
+
+    def final_usage(self, event: dict) -> dict | None:
+        usage = event.get("usage")
+        return usage if isinstance(usage, dict) else None
+
+
+class Chat(_OpenAICodec):
+    kind = "chat"
+    generates = charges_output = takes_usage_option = answers_in_json = streams = True
+    operation = "chat"
+    output_cap_field = openai.OUTPUT_CAP_FIELDS["chat"]
+    provider_path = CHAT_PATH
+    known_fields = frozenset({
+        "messages", "tools", "functions", "tool_choice", "function_call", "response_format", "prediction",
+        "user", "metadata", "stop", "logit_bias", "web_search_options", "audio", "stream_options",
+        "prompt_cache_key", "safety_identifier", "store"})
+
+    def tool_name(self, tool: Any) -> str:
+        return function_tool_name(tool, nested=True)
+
+    def tool_names(self, body: dict) -> list[str]:
+        """`tools`, and the deprecated `functions`."""
+        names = super().tool_names(body)
+        names.extend(legacy_function_name(f) for f in body.get("functions") or ())
+        return names
+
+    def remove_tools(self, body: dict, forbidden: list[str]) -> None:
+        super().remove_tools(body, forbidden)
+        keep_tools(body, "functions", "function_call", lambda f: legacy_function_name(f) not in forbidden)
+
+    def called_tools(self, body: dict) -> list[str]:
+        return openai_stream.called_tools(body)
+
+    def stream_pieces(self, event: dict) -> list[TextPiece]:
+        return openai_stream.chat_pieces(event)
+
+    def rest_of_event(self, event: dict, pieces: list[TextPiece]) -> dict | None:
+        return openai_stream.rest_of_event(event, pieces)
+
+    def ended(self, event: dict, keys: Iterable[tuple]) -> list[tuple]:
+        return openai_stream.ended(event, keys)
+
+    def event_with(self, template: dict, choice: dict | None, slot: object, text: str) -> bytes:
+        return openai_stream.event_with(template, choice, slot, text)
+
+    def plugin_pieces(self, event: dict):
+        return openai_stream.plugin_pieces(event, completions=False)
+
+
+class Completions(Chat):
+    kind = "completions"
+    operation = "text_completion"
+    output_cap_field = openai.OUTPUT_CAP_FIELDS["completions"]
+    provider_path = None
+    known_fields = frozenset({"prompt", "suffix", "user", "stop", "logit_bias"})
+
+    def tool_names(self, body: dict) -> list[str]:
+        return []
+
+    def stream_pieces(self, event: dict) -> list[TextPiece]:
+        return openai_stream.completion_pieces(event)
+
+    def plugin_pieces(self, event: dict):
+        return openai_stream.plugin_pieces(event, completions=True)
+
+
+class Embeddings(_OpenAICodec):
+    kind = "embeddings"
+    generates = True
+    answers_in_chunks = True         # a 2,048-input batch's answer is some 40 MB
+    operation = "embeddings"
+    known_fields = frozenset({"input", "user", "encoding_format"})
+
+    def final_usage(self, event: dict) -> dict | None:
+        return None
+
+
+def function_tool_name(tool: Any, nested: bool) -> str:
+    """What a tools allowlist calls a declared tool: a function's (or custom tool's) name,
+    in `function.name` (`nested`: chat) or `name`; a built-in tool's type
+    (`web_search_preview`, `code_interpreter`, `mcp`, ...), whatever else it carries; ""
+    for a shape it cannot name, which no list allows."""
+    if not isinstance(tool, dict):
+        return ""
+    tool_type = tool.get("type")
+    if tool_type not in ("function", "custom"):
+        return tool_type if isinstance(tool_type, str) else ""
+    holder = tool.get(tool_type) if nested else tool
+    name = holder.get("name") if isinstance(holder, dict) else None
+    return name if isinstance(name, str) else ""
+
+
+def legacy_function_name(function: Any) -> str:
+    name = function.get("name") if isinstance(function, dict) else None
+    return name if isinstance(name, str) else ""

@@ -1,0 +1,28 @@
+"""Endpoints that generate nothing: the model lists the gateway answers itself, and the
+Responses API's stored responses, passed to the provider that holds them."""
+
+from __future__ import annotations
+
+from .base import Codec
+from .openai import OPENAI
+
+
+class ModelList(Codec):
+    kind = "models"
+    dialect = OPENAI
+    answered_here = True
+
+
+class OneModel(Codec):
+    kind = "model"
+    dialect = OPENAI
+    answered_here = True
+
+
+class StoredResponse(Codec):
+    """GET or DELETE /v1/responses/{id}, its cancel and its input items."""
+    dialect = OPENAI
+    names_stored_response = True
+
+    def __init__(self, kind: str) -> None:
+        self.kind = kind
