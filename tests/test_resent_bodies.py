@@ -3,13 +3,12 @@ body are remembered by the text and the bytes themselves, exactly, within a boun
 
 from __future__ import annotations
 
-from types import SimpleNamespace
-
 import orjson
 import pytest
 
 from extproc.api import tokens
 from extproc.api.openai import ENDPOINTS
+from extproc.pipeline.call import Call
 from extproc.pipeline.errors import GatewayError
 from extproc.stages import resolve
 from extproc.stages.resolve import ParseRequest
@@ -51,9 +50,9 @@ def test_texts_alike_at_their_ends_keep_their_own_counts(monkeypatch):
         assert tokens.count_text(other) == tokens._count(other, "o200k_base")
 
 
-def parse(raw: bytes) -> SimpleNamespace:
-    call = SimpleNamespace(raw_body=raw, body=None, model_name="", stream=False, client_wants_usage=True,
-                           endpoint=ENDPOINTS["/v1/chat/completions"])
+def parse(raw: bytes) -> Call:
+    call = Call(None)
+    call.raw_body, call.endpoint = raw, ENDPOINTS["/v1/chat/completions"]
     ParseRequest().request_body(call)
     return call
 
