@@ -4,9 +4,13 @@ answers, the secret of its second turn redacted on every turn as the provider se
 
 from __future__ import annotations
 
+import asyncio
+
 import httpx
 import pytest
-from gateway_stack import GatewayStack
+from gateway_stack import GatewayStack, quickstart_config
+
+from extproc.store.redis_store import RedisStore
 
 ALICE = {"authorization": "Bearer sk-demo-alice"}
 SECRET = "sk-proj-AbCdEfGhIjKlMnOpQrStUvWxYz0123456789"
@@ -24,28 +28,68 @@ def one_worker(tmp_path_factory):
     stack.stop()
 
 
+def add_turn(messages: list[dict], n: int) -> None:
+    """A question (the second carries a secret), a tool call and its 260 KB result."""
+    question = f"Turn {n}: what does module {n} do?"
+    if n == 2:
+        question += f" My deploy key is {SECRET}, keep it safe."
+    messages += [
+        {"role": "user", "content": question},
+        {"role": "assistant", "content": None, "tool_calls": [{
+            "id": f"call{n}", "type": "function",
+            "function": {"name": "read_file", "arguments": f'{{"path": "src/module_{n}.py"}}'}}]},
+        {"role": "tool", "tool_call_id": f"call{n}", "content": tool_result(n, 260_000)}]
+
+
+def ask(gateway: GatewayStack, messages: list[dict]) -> tuple[httpx.Response, str]:
+    """The answer, and the request as the provider saw it."""
+    gateway.clear_received()
+    answer = httpx.post(f"{gateway.base_url}/chat/completions", headers=ALICE, timeout=60,
+                        json={"model": "gpt-4o-mini", "messages": messages, "max_tokens": 8})
+    seen = [r for r in gateway.received() if "messages" in (r.get("body") or {})] or gateway.received()[-1:]
+    return answer, str(seen)
+
+
 def test_a_session_past_max_scan_chars_answers_every_turn_with_its_old_secret_redacted(one_worker):
-    gateway = one_worker
     messages = [{"role": "system", "content": "You are a coding agent. Use the tools you have."}]
-    sizes = []
     for n in range(1, 9):                           # ~2 MB at the end
-        question = f"Turn {n}: what does module {n} do?"
-        if n == 2:
-            question += f" My deploy key is {SECRET}, keep it safe."
-        messages += [
-            {"role": "user", "content": question},
-            {"role": "assistant", "content": None, "tool_calls": [{
-                "id": f"call{n}", "type": "function",
-                "function": {"name": "read_file", "arguments": f'{{"path": "src/module_{n}.py"}}'}}]},
-            {"role": "tool", "tool_call_id": f"call{n}", "content": tool_result(n, 260_000)}]
-        gateway.clear_received()
-        answer = httpx.post(f"{gateway.base_url}/chat/completions", headers=ALICE, timeout=60,
-                            json={"model": "gpt-4o-mini", "messages": messages, "max_tokens": 8})
+        add_turn(messages, n)
+        answer, seen = ask(one_worker, messages)
         assert answer.status_code == 200, (n, answer.text[:300])
-        [seen] = [r for r in gateway.received() if "messages" in (r.get("body") or {})] or \
-            gateway.received()[-1:]
-        text = str(seen)
-        sizes.append(sum(len(str(m.get("content") or "")) for m in messages))
         if n >= 2:
-            assert SECRET not in text and "[SECRET]" in text, n
-    assert sizes[-1] > 1_500_000
+            assert SECRET not in seen and "[SECRET]" in seen, n
+    assert sum(len(str(m.get("content") or "")) for m in messages) > 1_500_000
+
+
+async def _flush(url: str) -> None:
+    store = RedisStore(url)
+    await store._redis.flushdb()
+    await store.close()
+
+
+def test_a_replica_new_to_a_long_session_reads_what_another_replica_found(tmp_path, redis_url):
+    """Two replicas on one Redis: the first serves five turns (1.3 MB of history); the
+    second, which never saw the session, serves the sixth: it takes the findings the first
+    published instead of reading 1.5 MB again (which max_scan_chars would refuse), and the
+    secret of turn two is redacted as before."""
+    asyncio.run(_flush(redis_url))
+    config = quickstart_config()
+    config["store"] = {"kind": "redis", "url": redis_url}
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    first = GatewayStack(tmp_path / "a", config).start()
+    second = GatewayStack(tmp_path / "b", config).start()
+    try:
+        messages = [{"role": "system", "content": "You are a coding agent. Use the tools you have."}]
+        for n in range(1, 6):
+            add_turn(messages, n)
+            answer, _ = ask(first, messages)
+            assert answer.status_code == 200, (n, answer.text[:300])
+        add_turn(messages, 6)
+        assert sum(len(str(m.get("content") or "")) for m in messages) > 1_500_000
+        answer, seen = ask(second, messages)
+        assert answer.status_code == 200, answer.text[:300]
+        assert SECRET not in seen and "[SECRET]" in seen
+    finally:
+        first.stop()
+        second.stop()

@@ -165,6 +165,16 @@ def test_records_are_kept_found_listed_expired_and_deleted(store):
     assert store.records("key") == [("k1", "y")]
 
 
+def test_records_are_written_and_found_many_at_once(store):
+    """Guardrail findings go to the store a batch at a time (stages/shared_findings.py)."""
+    names = [f"n{i}" for i in range(1200)]             # more than one SQLite query's names
+    store.put_records("findings", [(name, f"v{name}") for name in names[::2]], time.time() + 60)
+    store.put_records("findings", [("old", "x")], time.time() - 1)
+    found = store.get_records("findings", [*names, "old", "missing"])
+    assert found == {name: f"v{name}" for name in names[::2]}
+    assert store.get_records("other", names[:4]) == {} and store.get_records("findings", []) == {}
+
+
 def test_a_busy_sqlite_write_lock_never_stalls_the_event_loop(tmp_path):
     """Another process holding the write lock (a long transaction, a backup) makes a
     worker's reserve wait on a thread of its own, not on the event loop: the loop keeps

@@ -216,7 +216,7 @@ def _rule(item: Node) -> Guardrail | None:
 
 
 # Changes whenever what the detectors find changes without the config changing.
-DETECTORS_VERSION = "1"
+DETECTORS_VERSION = "2"
 
 
 def _digest(kind: str, item) -> str:

@@ -14,6 +14,8 @@ from __future__ import annotations
 import hashlib
 from collections import OrderedDict
 
+import orjson
+
 from . import Finding
 from .joined import SEAM, find_in_texts
 
@@ -59,6 +61,42 @@ KNOWN = KnownFindings()
 def _key(guardrail_digest: str, text: str) -> bytes:
     text_digest = hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=16).digest()
     return guardrail_digest.encode() + b"\0" + text_digest
+
+
+def unknown(guardrail_digest: str, texts: list[str], known: KnownFindings = KNOWN) -> list[tuple[bytes, int]]:
+    """(key, length) of each text long enough to look up whose findings are not known here."""
+    if not known.enabled:
+        return []
+    out = []
+    for text in texts:
+        if len(text) >= SMALL:
+            key = _key(guardrail_digest, text)
+            if known.get(key) is None:
+                out.append((key, len(text)))
+    return out
+
+
+def known_findings(key: bytes, known: KnownFindings = KNOWN) -> tuple[Finding, ...] | None:
+    return known.get(key)
+
+
+def learn(key: bytes, findings: tuple[Finding, ...], known: KnownFindings = KNOWN) -> None:
+    """Findings an earlier check made elsewhere (another worker, another replica)."""
+    known.put(key, findings)
+
+
+def encode_findings(findings: tuple[Finding, ...]) -> str:
+    """Findings as a short string: each span and its label, never the text."""
+    return orjson.dumps([[f.start, f.end, f.label] for f in findings]).decode()
+
+
+def decode_findings(value: str) -> tuple[Finding, ...] | None:
+    """The findings `encode_findings` wrote; None for a value that is not such a string."""
+    try:
+        items = orjson.loads(value)
+        return tuple(Finding(int(start), int(end), str(label)) for start, end, label in items)
+    except (orjson.JSONDecodeError, TypeError, ValueError):
+        return None
 
 
 def new_text_chars(guardrail_digest: str, texts: list[str], known: KnownFindings = KNOWN) -> int:

@@ -20,6 +20,7 @@ from ..pipeline.call import Call
 from ..pipeline.errors import GatewayError
 from ..transport.eager import task_needed
 from ..pipeline.stage import Stage
+from .shared_findings import LOOKUP_CHARS, SharedFindings
 
 log = logging.getLogger("extproc.guardrails")
 
@@ -120,6 +121,9 @@ class GuardRequest(Stage):
     reads = frozenset({"body", "endpoint", "key", "model", "model_name", "request_id"})
     writes = frozenset({"body_changed", "verdicts"})
 
+    def __init__(self, store=None) -> None:
+        self.shared = SharedFindings(store)     # findings other workers and replicas made
+
     async def request_body(self, call: Call) -> None:
         policy = [g for g in call.config.guardrails.policy_for(call.key) if "request" in g.directions]
         if not policy or call.body is None:
@@ -133,6 +137,10 @@ class GuardRequest(Stage):
         unreadable = next((c.field for c, _key in slots if isinstance(c, UnreadableText)), None)
         deadline = time.perf_counter() + call.config.guardrails.max_scan_ms / 1000
         for guardrail in policy:
+            missing = None
+            if guardrail.digest and total >= LOOKUP_CHARS:
+                # As this guardrail reads them: an earlier one may have redacted some.
+                missing = await self.shared.fetch(call, guardrail, [c[k] for c, k in slots])
             # The bound is on what this check must read: text earlier checks read (an
             # agent's history, resent every turn) is known and costs a hash.
             if guardrail.scans_text and total > bound:
@@ -157,10 +165,15 @@ class GuardRequest(Stage):
                     call.body_changed |= await run_plugin(call, guardrail, slots, "request")
                 else:
                     call.body_changed |= check_texts(call, guardrail, slots, "request")
+                    if missing:
+                        self.shared.read(call, missing)
             except GatewayError:
                 raise
             except Exception as error:   # noqa: BLE001 - the fail mode decides (plugin down, bug)
                 could_not_run(call, guardrail, "request", type(error).__name__)
+
+    async def done(self, call: Call) -> None:
+        await self.shared.publish(call)        # after the answer: the client does not wait
 
     @staticmethod
     def _caps(call: Call, guardrail: Guardrail) -> None:

@@ -43,7 +43,7 @@ def build_pipeline(config: GatewayConfig, store=None, cut_streams: WorkerCutStre
                                              # a `previous_response_id` must be the caller's (body)
         ResolveModel(),
         *([BudgetPrecheck()] if budgets else []),   # a caller already out of budget: no scan
-        GuardRequest(),                      # before budgets and routing: see guard.py
+        GuardRequest(store),                 # before budgets and routing: see guard.py
         *([Budget(store, config.store)] if budgets else []),
         *([SpendCaps(store, config.caps, config.store)] if caps else []),
         Route(),

@@ -137,6 +137,12 @@ class Allotments:
     def first_record(self, *args):
         return self.store.first_record(*args)
 
+    def get_records(self, *args):
+        return self.store.get_records(*args)
+
+    def put_records(self, *args):
+        return self.store.put_records(*args)
+
     def delete_record(self, *args):
         return self.store.delete_record(*args)
 

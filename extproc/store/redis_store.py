@@ -237,6 +237,29 @@ class RedisStore:
             raise StoreUnavailable(str(error)) from error
         return found.decode() if found is not None else None
 
+    async def get_records(self, kind: str, names: list[str]) -> dict[str, str]:
+        """The live records of `names` under `kind` (those that have one), in one MGET."""
+        if not names:
+            return {}
+        try:
+            values = await self._redis.mget([f"{RECORD_PREFIX}{kind}:{name}" for name in names])
+        except (RedisError, OSError) as error:
+            raise StoreUnavailable(str(error)) from error
+        return {name: value.decode() for name, value in zip(names, values) if value is not None}
+
+    async def put_records(self, kind: str, items: list[tuple[str, str]], expires: float | None) -> None:
+        """Several records under `kind` at once, in one pipeline."""
+        ttl = None if expires is None else int(expires - time.time())
+        if ttl is not None and ttl <= 0:                   # already over: nothing to keep
+            return
+        try:
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for name, value in items:
+                    pipe.set(f"{RECORD_PREFIX}{kind}:{name}", value, ex=ttl)
+                await pipe.execute()
+        except (RedisError, OSError) as error:
+            raise StoreUnavailable(str(error)) from error
+
     async def delete_record(self, kind: str, name: str) -> None:
         try:
             await self._redis.delete(f"{RECORD_PREFIX}{kind}:{name}")

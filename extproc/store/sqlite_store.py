@@ -50,6 +50,9 @@ LOOP_BUSY_TIMEOUT = 0.02         # on the event loop: how long to wait for anoth
 PATIENT_BUSY_TIMEOUT = 10.0      # on the store's own thread, and for commands
 
 
+# Names per `IN (...)` query of get_records (SQLite allows 32,766 parameters; fewer plan faster).
+_NAMES_PER_QUERY = 500
+
 class _Busy(Exception):
     """Another process held the write lock longer than this connection waits."""
 
@@ -192,6 +195,22 @@ class SQLiteStore:
     def delete_record(self, kind: str, name: str):
         return self._run("_delete_record", kind, name)
 
+    def get_records(self, kind: str, names: list[str]) -> dict[str, str]:
+        """The live records of `names` under `kind` (those that have one)."""
+        found: dict[str, str] = {}
+        now = time.time()
+        for start in range(0, len(names), _NAMES_PER_QUERY):
+            chunk = names[start:start + _NAMES_PER_QUERY]
+            rows = self._db.execute(
+                f"SELECT name, value FROM records WHERE kind = ? AND name IN ({','.join('?' * len(chunk))}) "
+                "AND (expires IS NULL OR expires > ?)", (kind, *chunk, now))
+            found.update(rows.fetchall())
+        return found
+
+    def put_records(self, kind: str, items: list[tuple[str, str]], expires: float | None):
+        """Several records under `kind` at once: (name, value) each."""
+        return self._run("_put_records", kind, items, expires)
+
     def records(self, kind: str) -> list[tuple[str, str]]:
         rows = self._db.execute("SELECT name, value FROM records WHERE kind = ? AND "
                                 "(expires IS NULL OR expires > ?) ORDER BY name", (kind, time.time()))
@@ -290,6 +309,11 @@ class SQLiteStore:
             self._calls += 1
             if self._calls % 1000 == 0:
                 self._db.execute("DELETE FROM records WHERE expires < ?", (time.time(),))
+
+    def _put_records(self, kind: str, items: list[tuple[str, str]], expires: float | None) -> None:
+        with self._transaction():
+            self._db.executemany("INSERT OR REPLACE INTO records VALUES (?, ?, ?, ?)",
+                                 [(kind, name, value, expires) for name, value in items])
 
     def _first_record(self, kind: str, name: str, value: str, expires: float) -> str:
         with self._transaction():
