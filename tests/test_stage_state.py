@@ -53,7 +53,7 @@ def test_the_reader_of_this_test_finds_what_a_stage_uses():
     from extproc.stages.budget import Budget
     from extproc.stages.usage import ResponseUsage
     usage = USES[ResponseUsage]
-    assert {"usage", "response_json", "status"} <= usage["response_body"].writes | usage["response_headers"].writes
+    assert {"usage", "provider_answer", "status"} <= usage["response_body"].writes | usage["response_headers"].writes
     assert "generated" in usage["response_body"].writes         # call.generated.extend(...) in response_stream.py
     assert "body" in USES[Budget]["request_body"].writes         # call.body[field] = cap
     assert "output_reserved" in USES[Budget]["request_body"].writes

@@ -23,6 +23,7 @@ from .resolve import ParseRequest, ResolveModel
 from .route import Route
 from .stored_responses import StoredResponses
 from .trace import CallSpan
+from .translate_answer import TranslateAnswer
 from .usage import ResponseUsage
 from ..store.cut_streams import WorkerCutStreams
 from ..pipeline.runner import Pipeline
@@ -51,6 +52,7 @@ def build_pipeline(config: GatewayConfig, store=None, cut_streams: WorkerCutStre
         PassThroughStream(),                 # after Admission (headers) and ParseRequest (body)
         CutStream(cut_streams.sent, cut_streams.ratios, store),   # after PassThroughStream; done before ResponseUsage's
         ResponseUsage(),                     # its done hook completes the usage...
+        TranslateAnswer(),                   # after ResponseUsage: the usage is read in the provider's dialect
         CallCost(),                          # after ResponseUsage: the usage is final at the end
         GuardResponse(),
         *([CallSpan()] if config.observability.tracing is not None else []),   # done after CallCost's

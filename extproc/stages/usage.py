@@ -1,10 +1,10 @@
-"""Response side: pick the body mode, read the usage from every shape, answer in the
-caller's dialect.
+"""Response side: who answered, the body mode, and the usage, read from every shape.
 
 The usage is read in the provider's dialect (a translated call's provider answers in its
-own, its codec in dialects/); the answer then reaches the caller translated when it speaks
-another (translate/). JSON answers are buffered (one message). SSE goes chunk by chunk
-(response_stream.py). An embeddings answer, which a 2,048-input batch makes 40 MB, goes
+own, its codec in dialects/); TranslateAnswer (translate_answer.py) then writes the answer
+in the caller's. JSON answers are buffered (one message). SSE goes chunk by chunk
+(response_stream.py: each event parsed once for its usage and its translation; the
+response guardrails read what the caller gets). An embeddings answer, which a 2,048-input batch makes 40 MB, goes
 chunk by chunk too, unchanged: only its tail, where the usage is, is read.
 
 A stream passed through (chosen at request headers, see pass_through.py) reaches the
@@ -20,7 +20,7 @@ import re
 from time import perf_counter, time
 
 from ..api.openai import usage_from
-from ..api.provider_json import dumps, loads
+from ..api.provider_json import loads
 from ..api.sse import SSEParser
 from ..api.tokens import count_prompt, count_text
 from ..api.usage import Usage
@@ -28,7 +28,6 @@ from ..config.envoy_contract import UPSTREAM_CLUSTER_HEADER
 from ..dialects import codec_of
 from ..pipeline.call import Call
 from ..pipeline.protocol import RESPONSE_BUFFERED, RESPONSE_STREAMED
-from ..translate import Notes, translation_for
 from ..pipeline.stage import Stage
 from .attempt import backend_for
 from .response_stream import stream_chunk
@@ -38,26 +37,10 @@ _TAIL_BYTES = 65_536
 _USAGE_OBJECT = re.compile(rb'"usage"\s*:\s*(\{[^{}]*(?:\{[^{}]*\}[^{}]*)*\})')
 
 
-def _notes(call: Call) -> Notes:
-    """What translations of this call noted (the log line shows it)."""
-    notes = call.notes
-    if notes is None:
-        notes = call.notes = Notes()
-    return notes
-
-
 def first_event_perf_counter(first_event_at_us: float) -> float:
     """The time Envoy's Lua filter stamped (wall clock, Envoy's, same host) on this
     process's perf_counter."""
     return perf_counter() - (time() - first_event_at_us / 1e6)
-
-
-class ProviderStatus:
-    """The provider's own status of an error whose status the caller's dialect changed."""
-    __slots__ = ("status",)
-
-    def __init__(self) -> None:
-        self.status = 0
 
 
 class JsonTail:
@@ -71,11 +54,10 @@ class JsonTail:
 class ResponseUsage(Stage):
     name = "usage"
     reads = frozenset({"backend_order", "body", "client_wants_usage", "endpoint", "event_filters", "model",
-                       "outcome", "output_reserved", "path", "request_id", "sent_output_tokens",
-                       "stream_passed_through"})
-    writes = frozenset({"attempts", "backend", "error_code", "first_byte_at", "generated", "json_passing_by",
-                        "notes", "provider_kind", "response_id", "response_json", "response_streamed", "sse",
-                        "status", "stream_translation", "translation", "usage"})
+                       "outcome", "output_reserved", "provider_kind", "sent_output_tokens", "stream_passed_through",
+                       "stream_translation"})
+    writes = frozenset({"attempts", "backend", "first_byte_at", "generated", "json_passing_by", "provider_answer",
+                        "response_id", "response_streamed", "sse", "status", "usage"})
 
     def response_headers(self, call: Call, headers: dict[str, str], end_of_stream: bool) -> None:
         call.status = int(headers.get(":status", "0") or 0)
@@ -91,7 +73,6 @@ class ResponseUsage(Stage):
             call.attempts = attempt
         if call.backend is not None:
             call.reply.set_headers["x-gateway-backend"] = call.backend.name
-            self._translation(call)
         if end_of_stream:
             self._response_complete(call)
             return
@@ -99,30 +80,11 @@ class ResponseUsage(Stage):
             call.response_streamed = True
             call.sse = SSEParser()
             call.reply.mode_override = RESPONSE_STREAMED
-            if call.translation is not None and call.status < 400:
-                call.stream_translation = call.translation.stream(call.body, _notes(call))
         elif call.endpoint is not None and call.codec.answers_in_chunks and call.status < 400:
             call.json_passing_by = True
             call.reply.mode_override = RESPONSE_STREAMED
         else:
             call.reply.mode_override = RESPONSE_BUFFERED
-
-    @staticmethod
-    def _translation(call: Call) -> None:
-        """The translation of what the backend that answered says, if it speaks another
-        dialect than the caller; an error's status made the caller's (Anthropic's 529)."""
-        if call.body is None or not call.endpoint.generates:
-            return
-        call.translation = translation_for(call.dialect, call.backend.provider.dialect, call.endpoint.kind)
-        if call.translation is None:
-            return
-        call.provider_kind = call.translation.provider_kind
-        if call.status >= 400:
-            status, _ = call.translation.error(call.status, None)
-            if status != call.status:
-                call.own(ProviderStatus).status = call.status
-                call.reply.set_headers[":status"] = str(status)
-                call.status = status
 
     def response_body(self, call: Call, chunk: bytes, end_of_stream: bool) -> bytes | None:
         if call.response_streamed:
@@ -137,37 +99,19 @@ class ResponseUsage(Stage):
 
     # --- buffered JSON ------------------------------------------------------------
 
-    def _json_body(self, call: Call, body: bytes) -> bytes | None:
-        parsed = loads(body) if body else None
-        if call.status >= 400:
-            return self._error_body(call, parsed)
-        if not isinstance(parsed, dict) or not call.endpoint.generates:
-            return None
-        call.usage = codec_of(call.provider_kind).usage_from_response(parsed)
-        out = None
-        if call.translation is not None:
-            parsed = call.translation.response(parsed, call.body, _notes(call))
-            out = dumps(parsed)
-        call.response_json = parsed     # guardrails read it, no second parse
-        response_id = call.codec.response_id(parsed, streamed=False)
-        if response_id is not None:
-            call.response_id = response_id
-        if call.usage is None:
-            call.generated.extend(call.codec.generated_texts(parsed))
-        return out
-
     @staticmethod
-    def _error_body(call: Call, parsed) -> bytes | None:
-        if call.translation is not None:
-            _, out = call.translation.error(call.own(ProviderStatus).status or call.status, parsed)
-            call.reply.set_headers["content-type"] = "application/json"
-            return out
-        if isinstance(parsed, dict) and isinstance(parsed.get("error"), dict):
-            return None                    # already an error in the caller's dialect: pass it on
-        call.error_code = "upstream_error"
-        call.reply.set_headers["content-type"] = "application/json"
-        message = f"The provider answered HTTP {call.status} without an error body the gateway knows."
-        return call_error_body(call, message)
+    def _json_body(call: Call, body: bytes) -> None:
+        """The usage of a JSON answer, in the provider's dialect (TranslateAnswer then
+        writes it in the caller's)."""
+        parsed = loads(body) if body else None
+        call.provider_answer = parsed
+        if call.status >= 400 or not isinstance(parsed, dict) or not call.endpoint.generates:
+            return None
+        codec = codec_of(call.provider_kind)
+        call.usage = codec.usage_from_response(parsed)
+        if call.usage is None:
+            call.generated.extend(codec.generated_texts(parsed))
+        return None
 
     # --- a JSON answer too large to buffer --------------------------------------------
 
@@ -232,11 +176,6 @@ class ResponseUsage(Stage):
             output = count_text("".join(call.generated), encoding)
         call.usage = Usage(input_tokens=count_prompt(texts, messages, encoding),
                            output_tokens=output, estimated=True)
-
-
-def call_error_body(call: Call, message: str) -> bytes:
-    """An error the gateway writes for a provider's answer, in the caller's dialect."""
-    return call.caller.error_body(call.status, message, "api_error", "upstream_error", call.request_id)
 
 
 def usage_from_stream_metadata(numbers: dict) -> Usage | None:
