@@ -53,9 +53,14 @@ def free_port() -> int:
     httpx, Envoy upstream) may take as its own before the server binds it (seen once:
     `Address already in use` at start). Never the same port twice in one test run."""
     low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    # The suite's processes (pytest-xdist: gw0, gw1, ...) each take their own share of the
+    # range: two of them never hand out the same port.
+    index = int(os.environ.get("PYTEST_XDIST_WORKER", "gw0")[2:] or 0)
+    count = max(1, int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")))
+    span = (low - 15000) // count
     while True:
         if low > 20000:
-            port = random.randrange(15000, low)
+            port = random.randrange(15000 + index * span, 15000 + (index + 1) * span)
         else:                                   # no room below the range: the kernel's pick
             with socket.socket() as sock:
                 sock.bind(("127.0.0.1", 0))
