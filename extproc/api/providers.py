@@ -8,19 +8,21 @@ endpoint lives, and how the credential goes.
              Entra ID token as Bearer
   anthropic  Anthropic's Messages API: `/v1/messages`, the key in `x-api-key`, with
              `anthropic-version`
+  openai-responses  a server of OpenAI's Responses API only (`base_path` + `/responses`):
+             chat and Messages callers are translated to it
 """
 
 from __future__ import annotations
 
 from urllib.parse import quote
 
-OPENAI, AZURE, ANTHROPIC = "openai", "azure", "anthropic"
-TYPES = (OPENAI, AZURE, ANTHROPIC)
+OPENAI, AZURE, ANTHROPIC, OPENAI_RESPONSES = "openai", "azure", "anthropic", "openai-responses"
+TYPES = (OPENAI, AZURE, ANTHROPIC, OPENAI_RESPONSES)
 # The API dialect each type speaks (translate/: a caller of another dialect is translated).
-DIALECTS = {OPENAI: "openai", AZURE: "openai", ANTHROPIC: "anthropic"}
+DIALECTS = {OPENAI: "openai", AZURE: "openai", ANTHROPIC: "anthropic", OPENAI_RESPONSES: "openai-responses"}
 # Where each type takes its credential by default.
 AUTH_HEADERS = {"bearer": "authorization", "api-key": "api-key", "x-api-key": "x-api-key"}
-DEFAULT_AUTH = {OPENAI: "bearer", AZURE: "api-key", ANTHROPIC: "x-api-key"}
+DEFAULT_AUTH = {OPENAI: "bearer", AZURE: "api-key", ANTHROPIC: "x-api-key", OPENAI_RESPONSES: "bearer"}
 # Endpoints Azure serves per deployment (the rest on its v1 paths).
 _AZURE_DEPLOYMENT_KINDS = ("chat", "completions", "embeddings")
 _ANTHROPIC_PATHS = {"messages": "/v1/messages", "count_tokens": "/v1/messages/count_tokens"}

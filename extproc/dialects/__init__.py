@@ -18,7 +18,7 @@ from .anthropic import ANTHROPIC, CountTokens, Messages
 from .base import Codec, Dialect, TextPiece
 from .openai import OPENAI, Chat, Completions, Embeddings
 from .resources import ModelList, OneModel, StoredResponse
-from .responses import Responses
+from .responses import RESPONSES_ONLY, Responses
 
 __all__ = ["ANTHROPIC", "OPENAI", "Codec", "Dialect", "TextPiece", "codec_of", "dialect_named", "CODECS",
            "DIALECTS"]
@@ -27,7 +27,7 @@ __all__ = ["ANTHROPIC", "OPENAI", "Codec", "Dialect", "TextPiece", "codec_of", "
 CODECS: dict[str, Codec] = {codec.kind: codec for codec in (
     Chat(), Completions(), Embeddings(), Responses(), Messages(), CountTokens(), ModelList(), OneModel(),
     StoredResponse("response"), StoredResponse("response_cancel"), StoredResponse("response_input_items"))}
-DIALECTS: dict[str, Dialect] = {dialect.name: dialect for dialect in (OPENAI, ANTHROPIC)}
+DIALECTS: dict[str, Dialect] = {dialect.name: dialect for dialect in (OPENAI, ANTHROPIC, RESPONSES_ONLY)}
 
 
 def codec_of(kind: str) -> Codec:

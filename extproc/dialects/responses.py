@@ -10,14 +10,24 @@ from typing import Any, Iterable, Iterator
 
 from ..api.provider_json import dumps
 from .base import TextPiece
-from .openai import _OpenAICodec, function_tool_name
+from .openai import OpenAI, _OpenAICodec, function_tool_name
 from ..api import openai
+
+class ResponsesOnly(OpenAI):
+    """A provider that serves OpenAI's Responses API and nothing else (`type: openai-responses`):
+    OpenAI's errors and headers; its callers' chat and Messages calls are translated."""
+    name = "openai-responses"
+
+
+RESPONSES_ONLY = ResponsesOnly()
+
 
 class Responses(_OpenAICodec):
     kind = "responses"
     generates = charges_output = answers_in_json = streams = stores_responses = True
     operation = "chat"
     output_cap_field = openai.OUTPUT_CAP_FIELDS["responses"]
+    provider_path = "/v1/responses"
     known_fields = frozenset({
         "input", "instructions", "tools", "tool_choice", "text", "metadata", "user", "prompt", "reasoning",
         "previous_response_id", "prompt_cache_key", "safety_identifier", "store", "conversation"})

@@ -10,6 +10,8 @@ from typing import Any, Protocol
 from ..api import provider_json
 
 OPENAI, ANTHROPIC = "openai", "anthropic"
+# A provider that speaks OpenAI's Responses API only (callers never speak it alone).
+OPENAI_RESPONSES = "openai-responses"
 
 
 class Refused(Exception):
