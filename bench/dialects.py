@@ -12,6 +12,8 @@ guardrails, a token budget, usage, metrics, the log line):
   chat -> anthropic       an OpenAI caller on an Anthropic provider: translated both ways
   messages -> openai      an Anthropic caller on an OpenAI-dialect provider: translated
   responses -> anthropic  an OpenAI Responses caller on an Anthropic provider: translated
+  chat -> responses-only  an OpenAI caller on a provider of the Responses API only: translated
+  messages -> responses-only  an Anthropic caller there: translated through chat
 
 Each is compared with Envoy alone proxying the same body shape to the mock that serves
 it. A translated stream is read chunk by chunk (each event is rewritten in the caller's
@@ -54,18 +56,24 @@ CALLS = {
     "chat -> anthropic": ("/v1/chat/completions", "chat", "claude-sonnet-4-6", "anthropic"),
     "messages -> openai": ("/v1/messages", "messages", "gpt-4o-mini", "openai"),
     "responses -> anthropic": ("/v1/responses", "responses", "claude-sonnet-4-6", "anthropic"),
+    "chat -> responses-only": ("/v1/chat/completions", "chat", "responses-mini", "responses"),
+    "messages -> responses-only": ("/v1/messages", "messages", "responses-mini", "responses"),
 }
 # baseline: (path at the mock, body dialect, model, key, extra headers)
 ALONE = {
     "openai": ("/v1/chat/completions", "chat", "gpt-4o-mini", KEYS["envoy alone"], {}),
     "anthropic": ("/v1/messages", "messages", "claude-sonnet-4-6", ANTHROPIC_MOCK_KEY,
                   {**ANTHROPIC_HEADERS, "x-api-key": ANTHROPIC_MOCK_KEY}),
+    "responses": ("/v1/responses", "responses", "gpt-4o-mini", KEYS["envoy alone"], {}),
 }
 # The worker's CPU per event: label -> (caller's path, dialect, model, key)
 LONG_STREAMS = {
     "messages -> openai, translated": ("/v1/messages", "messages", "gpt-4o-mini", KEYS["gateway"]),
     "chat -> anthropic, translated": ("/v1/chat/completions", "chat", "claude-sonnet-4-6", KEYS["gateway"]),
     "responses -> anthropic, translated": ("/v1/responses", "responses", "claude-sonnet-4-6", KEYS["gateway"]),
+    "chat -> responses-only, translated": ("/v1/chat/completions", "chat", "responses-mini", KEYS["gateway"]),
+    "messages -> responses-only, translated through chat": ("/v1/messages", "messages", "responses-mini",
+                                                            KEYS["gateway"]),
     "chat -> openai, chunk by chunk, untranslated (a virtual model)":
         ("/v1/chat/completions", "chat", "smart", KEYS["gateway"]),
     "chat -> openai, chunk by chunk, untranslated (response guardrails)":
@@ -108,7 +116,9 @@ def main() -> None:
         pin(anthropic_alone.pid, 0)
         alone_base = {"openai": sides.urls["envoy alone"].removesuffix("/v1/chat/completions"),
                       "anthropic": f"http://127.0.0.1:{anthropic_port}"}
-        alone_pids = {"openai": [sides.alone.pid], "anthropic": [anthropic_alone.pid]}
+        alone_base["responses"] = alone_base["openai"]
+        alone_pids = {"openai": [sides.alone.pid], "anthropic": [anthropic_alone.pid],
+                      "responses": [sides.alone.pid]}
         results: dict[tuple[str, str], list[dict]] = {}
         cpu: dict[tuple[str, str, str], list[float]] = {}
 

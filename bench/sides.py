@@ -134,6 +134,11 @@ def start_sides(cleanup: contextlib.ExitStack, store: str = "sqlite", transport:
     config["guardrails"]["policies"] = {"default": [r["name"] for r in rules[:-1]],
                                         "keys": {"guarded": [r["name"] for r in rules]}}
     config["keys"].append({"id": "guarded", "key": GUARDED_KEY, "team": "research", "models": "*"})
+    # A provider of the Responses API only, on the same mock (bench/dialects.py).
+    config["providers"]["responses-only"] = {"type": "openai-responses", "url": "http://127.0.0.1:10101",
+                                             "api_key": {"value": "mock-provider-key"}}
+    config["models"]["responses-mini"] = {"backends": [{"provider": "responses-only", "model": "gpt-4o-mini"}],
+                                          "price": {"input": 0.15, "output": 0.60}}
     stack = GatewayStack(workdir, config, workers=1)
     cleanup.callback(stack.stop)
     stack.start()
