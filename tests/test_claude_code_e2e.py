@@ -89,6 +89,22 @@ def test_a_turn_on_an_openai_backend_is_translated_both_ways(gateway, claude_cod
     assert record["output_tokens"] == result["usage"]["output_tokens"]
 
 
+def test_a_turn_on_a_provider_of_the_responses_api_only(gateway, claude_code):
+    """Messages read as chat, then written as a Responses request; the stream back the same way."""
+    gateway.clear_received()
+    result = claude_code("gpt-4o-mini-responses")
+    assert not result["is_error"] and PROMPT in result["result"]
+    [sent] = [r for r in gateway.received("mock") if r["path"] == "/v1/responses"]
+    body = json.loads(sent["body"])
+    assert body["stream"] is True and body["store"] is False and body["model"] == "gpt-4o-mini"
+    assert len(body["tools"]) >= 10 and all(t["type"] == "function" and t["name"] for t in body["tools"])
+    assert body["input"][0]["role"] == "system" and body["reasoning"]["effort"]
+    record = gateway.wait_for_record(predicate=lambda r: r["model"] == "gpt-4o-mini-responses"
+                                     and r["output_tokens"] > 0)
+    assert record["translated_to"] == "openai-responses" and not record["usage_estimated"]
+    assert record["output_tokens"] == result["usage"]["output_tokens"]
+
+
 def test_smart_claude_fails_over_from_anthropic_to_openai_mid_turn(gateway, claude_code):
     gateway.clear_received()
     result = claude_code("smart-claude", bearer=True)

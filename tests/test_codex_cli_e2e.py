@@ -54,6 +54,18 @@ def test_a_turn_on_an_openai_backend_prints_the_answer(gateway, codex):
     assert record["model"] == "gpt-4o-mini" and record["status"] == 200
 
 
+def test_a_turn_on_a_provider_of_the_responses_api_only_passes_as_codex_sent_it(gateway, codex):
+    gateway.clear_received()
+    answer = codex("gpt-4o-mini-responses")
+    assert PROMPT in answer
+    [sent] = [r for r in gateway.received("mock") if r["path"] == "/v1/responses"]
+    body = json.loads(sent["body"])
+    assert body["model"] == "gpt-4o-mini" and body["stream"] is True and body["tools"]
+    record = gateway.wait_for_record(predicate=lambda r: r["model"] == "gpt-4o-mini-responses"
+                                     and r["output_tokens"] > 0)
+    assert "translated_to" not in record and record["status"] == 200
+
+
 def test_the_openai_sdk_reads_the_responses_stream_item_by_item(alice):
     with alice.responses.stream(model="gpt-4o-mini", input=PROMPT) as stream:
         kinds = [event.type for event in stream]
