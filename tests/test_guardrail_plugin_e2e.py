@@ -91,6 +91,9 @@ def test_a_response_plugin_reads_streams_too(stack):
     assert "codenames-out" in blocked
     clean = _stream(stack, "nothing to see here")
     assert _streamed_text(clean) == "nothing to see here"
+    # A call's log line is written once its stream has ended: wait for the third.
+    stack.wait_for_record(predicate=lambda r: r["key_id"] == "hal" and any(
+        v["guardrail"] == "codenames-out" and v["verdict"] == "passed" for v in r.get("guardrails", [])))
     verdicts = [v for r in stack.log_records() if r["key_id"] == "hal" for v in r.get("guardrails", [])]
     assert [v["verdict"] for v in verdicts if v["guardrail"] == "codenames-out"] == \
         ["redacted", "blocked", "passed"]

@@ -142,9 +142,16 @@ def test_worker_killed_mid_request_fails_closed_and_leaks_no_budget(stack):
     threads = [threading.Thread(target=slow_stream) for _ in range(4)]
     for thread in threads:
         thread.start()
-    time.sleep(0.8)
+    # Kill once the calls hold their reservations, i.e. mid-request.
+    store = SQLiteStore(str(stack.state_dir / "budgets.sqlite3"))
+    deadline = time.monotonic() + 10
+    while not any(row.held > 0 for row in store.rows()) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.3)
     for pid in workers_of(stack):
         os.kill(pid, signal.SIGKILL)            # both workers die mid-stream
+    # Their reservations stay held until their lease (3 s here) expires.
+    assert any(row.held > 0 for row in store.rows())
     for thread in threads:
         thread.join(timeout=30)
     assert len(results) == 4
@@ -157,10 +164,8 @@ def test_worker_killed_mid_request_fails_closed_and_leaks_no_budget(stack):
         openai_error(response)                  # while down: fail closed, OpenAI-style
         time.sleep(0.2)
     assert response.status_code == 200
-    # Reservations of the killed calls expire with their lease (3 s here): nothing leaks.
+    # Reservations of the killed calls expire with their lease: nothing leaks.
     # The next check of the budget sweeps them; after it settles, nothing is held.
-    store = SQLiteStore(str(stack.state_dir / "budgets.sqlite3"))
-    assert any(row.held > 0 for row in store.rows())
     time.sleep(3.5)
     assert chat(stack, headers=hana).status_code == 200
     assert all(row.held == 0 for row in settled_rows(store).values())
