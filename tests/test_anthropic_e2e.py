@@ -207,7 +207,7 @@ def test_every_refusal_is_in_anthropics_shape(gateway, headers, body, status, ki
 
 
 def test_envoys_own_replies_on_anthropic_paths_are_in_its_shape(gateway):
-    response = httpx.post(f"http://127.0.0.1:{gateway.port}/v1/messages", content=b"x" * (9 * 1024 * 1024),
+    response = httpx.post(f"http://127.0.0.1:{gateway.port}/v1/messages", content=b"x" * (33 << 20),
                           headers={"x-api-key": "sk-demo-alice", "content-type": "application/json"}, timeout=30)
     assert response.status_code == 413
     assert _anthropic_error(response)["type"] == "request_too_large"

@@ -151,7 +151,7 @@ def test_a_body_that_repeats_a_key_never_reaches_the_provider(gateway, body):
 
 
 def test_oversize_body_is_413_openai_style(gateway):
-    body = b'{"model":"gpt-4o-mini","messages":[{"role":"user","content":"' + b"a" * 9_000_000 + b'"}]}'
+    body = b'{"model":"gpt-4o-mini","messages":[{"role":"user","content":"' + b"a" * (33 << 20) + b'"}]}'
     response = httpx.post(f"{gateway.base_url}/chat/completions", content=body,
                           headers={"authorization": "Bearer sk-demo-alice"}, timeout=30)
     assert response.status_code == 413

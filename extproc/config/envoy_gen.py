@@ -77,6 +77,10 @@ def generate(config: GatewayConfig, target: str = "local", *, listen: str | None
         _admin_read_listener(envoy, admin_read)
     listener = envoy["static_resources"]["listeners"][0]
     _address(listener["address"], listen or defaults["listen"])
+    # Request bodies are buffered whole for the service: the listener takes the largest
+    # any provider accepts (the service refuses what a model's providers would not take).
+    listener["per_connection_buffer_limit_bytes"] = max(
+        [listener["per_connection_buffer_limit_bytes"]] + [p.max_request_bytes for p in config.providers.values()])
     chained = {b.provider.cluster for m in config.models.values() if m.is_virtual for b in m.backends}
     envoy["static_resources"]["clusters"] += provider_clusters(config, chained)
     _failover_routes(envoy, sorted({len(m.backends) for m in config.models.values() if m.is_virtual}))
@@ -119,7 +123,9 @@ def _cluster(provider: Provider, per_attempt: bool) -> dict:
     endpoint: dict = {"address": {"socket_address": {"address": host, "port_value": port}}}
     cluster: dict = {
         "name": provider.cluster, "connect_timeout": "5s",
-        "per_connection_buffer_limit_bytes": 16777216,
+        # A translated body (buffered by the per-attempt filters) may be a little larger
+        # than the caller's; a body over the limit is also not retried.
+        "per_connection_buffer_limit_bytes": max(16 << 20, provider.max_request_bytes + (4 << 20)),
         "typed_extension_protocol_options": {_HTTP_OPTIONS: options},
         # Every request whose backend fails needs a retry (the failover), and a retry holds
         # the cluster's retry breaker through its backoff: Envoy's default (3 at once) would

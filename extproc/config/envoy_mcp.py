@@ -46,9 +46,11 @@ def mcp_routes(routes: list[dict], config: GatewayConfig, make_cluster: Callable
     clusters = {}
     if config.mcp.combined_profiles:
         clusters[AGGREGATOR_CLUSTER] = make_cluster(
-            SimpleNamespace(url=f"http://{aggregator.address}", cluster=AGGREGATOR_CLUSTER), False)
+            SimpleNamespace(url=f"http://{aggregator.address}", cluster=AGGREGATOR_CLUSTER,
+                            max_request_bytes=config.mcp.max_message_bytes), False)
     for server in config.mcp.servers.values():
-        cluster = make_cluster(SimpleNamespace(url=server.url, cluster=server.cluster), False)
+        cluster = make_cluster(SimpleNamespace(url=server.url, cluster=server.cluster,
+                                               max_request_bytes=config.mcp.max_message_bytes), False)
         if server.failover_urls:
             _failover(cluster, server)
         clusters[server.cluster] = cluster

@@ -30,6 +30,13 @@ class Secret:
     __str__ = __repr__
 
 
+# Anthropic's Messages API takes requests up to 32 MB; so does the default for every
+# provider. The ceiling keeps a body inside one ext_proc message (transport/sending.py
+# receives up to 72 MiB).
+DEFAULT_MAX_REQUEST_BYTES = 32 << 20
+MAX_REQUEST_BYTES_CEILING = 64 << 20
+
+
 @dataclass(frozen=True, slots=True)
 class Provider:
     name: str
@@ -48,6 +55,9 @@ class Provider:
     # Caller headers normally withheld from providers (stages/provider_headers.py) that
     # this provider receives as the caller sent them (lower case).
     pass_headers: frozenset[str] = frozenset()
+    # The largest request body this provider accepts; larger: 413 in the caller's dialect
+    # before anything else reads it. Envoy's listener takes the largest of all providers'.
+    max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES
 
     @property
     def dialect(self) -> str:
@@ -74,7 +84,7 @@ class Provider:
 
 def parse_provider(name: str, node: Node, strict: bool) -> Provider:
     node.only_keys("type", "cluster", "url", "auth", "api_key", "base_path", "api_version", "models",
-                   "default_max_tokens", "pass_headers")
+                   "default_max_tokens", "pass_headers", "max_request_bytes")
     kind = node.get("type").choice(provider_types.TYPES, provider_types.OPENAI)
     auth = node.get("auth").choice(tuple(provider_types.AUTH_HEADERS), provider_types.DEFAULT_AUTH[kind])
     source, secret = _credential(node.get("api_key"), strict)
@@ -94,7 +104,16 @@ def parse_provider(name: str, node: Node, strict: bool) -> Provider:
                     credential_source=source, credential=secret, type=kind, base_path=base_path,
                     api_version=api_version, model_patterns=patterns,
                     default_max_tokens=node.get("default_max_tokens").number(4096, integer=True, minimum=1),
-                    url=url, pass_headers=_pass_headers(node.get("pass_headers")))
+                    url=url, pass_headers=_pass_headers(node.get("pass_headers")),
+                    max_request_bytes=_max_request_bytes(node.get("max_request_bytes")))
+
+
+def _max_request_bytes(node: Node) -> int:
+    value = node.number(DEFAULT_MAX_REQUEST_BYTES, integer=True, minimum=65_536)
+    if value > MAX_REQUEST_BYTES_CEILING:
+        node.fail(f"must be at most {MAX_REQUEST_BYTES_CEILING} (64 MiB)")
+        return MAX_REQUEST_BYTES_CEILING
+    return value
 
 
 def _pass_headers(node: Node) -> frozenset[str]:

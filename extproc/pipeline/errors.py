@@ -67,6 +67,12 @@ def model_not_priced(model: str, budget: str) -> GatewayError:
                         "it; the gateway refuses it until its operators price it (`price:` in the filter config).")
 
 
+def request_too_large(size: int, largest: int, model: str) -> GatewayError:
+    return GatewayError(413, "request_too_large",
+                        f"The request body is {size:,} bytes; the providers of the model '{_clip(model)}' "
+                        f"accept at most {largest:,} (`max_request_bytes` of the provider).")
+
+
 def gateway_error(message: str = "The gateway failed to process the request.") -> GatewayError:
     return GatewayError(500, "gateway_error", message, type="api_error")
 

@@ -27,6 +27,7 @@ from ..store import open_worker_store
 from ..store.cut_streams import WorkerCutStreams
 from ..transport import compiled
 from ..transport.grpc_h2 import CLIENT_STREAM, MESSAGES, UNARY, GrpcServer, Method
+from ..transport.sending import MAX_MESSAGE
 from .cut_stream_log import CutStreamLog
 from .processor import Processor
 from .reload import watch_config
@@ -40,8 +41,8 @@ HEALTH_CHECK_PATH = "/grpc.health.v1.Health/Check"
 # SSE streams stay open for minutes; never let them starve new requests.
 _GRPC_OPTIONS = [
     ("grpc.max_concurrent_streams", 100_000),
-    ("grpc.max_receive_message_length", 64 * 1024 * 1024),
-    ("grpc.max_send_message_length", 64 * 1024 * 1024),
+    ("grpc.max_receive_message_length", MAX_MESSAGE),
+    ("grpc.max_send_message_length", MAX_MESSAGE),
     ("grpc.so_reuseport", 0),
 ]
 # A retiring worker (replaced by the supervisor) lets its streams, long SSE ones too, finish.

@@ -6,7 +6,7 @@ import orjson
 
 from ..api.repeated_keys import repeated_key
 from ..pipeline.call import Call
-from ..pipeline.errors import invalid_request, model_not_allowed, model_not_found
+from ..pipeline.errors import invalid_request, model_not_allowed, model_not_found, request_too_large
 from ..pipeline.stage import Stage
 
 
@@ -86,7 +86,7 @@ class ResolveModel(Stage):
     """Concrete or virtual model → its definition; 404 unknown, 403 not allowed."""
 
     name = "resolve"
-    reads = frozenset({"body", "key", "model_name"})
+    reads = frozenset({"body", "key", "model_name", "raw_body"})
     writes = frozenset({"model"})
 
     def request_body(self, call: Call) -> None:
@@ -97,4 +97,10 @@ class ResolveModel(Stage):
             raise model_not_found(call.model_name)
         if not call.key.may_use(model.name):
             raise model_not_allowed(model.name)
+        # Envoy's listener takes the largest body any provider accepts; this model's
+        # providers may take less. Refused here, before anything reads it: an attempt
+        # Envoy would send could only fail, and the guardrails would read it for nothing.
+        largest = max(backend.provider.max_request_bytes for backend in model.backends)
+        if len(call.raw_body) > largest:
+            raise request_too_large(len(call.raw_body), largest, model.name)
         call.model = model

@@ -15,13 +15,17 @@ from typing import Protocol
 from .frames import (CANCEL, DATA, DEFAULT_FRAME, DEFAULT_WINDOW, END_HEADERS, END_STREAM, HEADERS, MAX_WINDOW,
                      NO_ERROR, frame, goaway_frame, rst_stream_frame)
 
+# The largest gRPC message taken: a request body of the largest size a provider may be
+# configured to accept (64 MiB, config/providers.py) with its ext_proc envelope.
+MAX_MESSAGE = 72 << 20
+
 
 class Limits:
     """What one connection lets its peer use, and how long it waits for it: the workers'
     defaults (tests make them small). docs/decisions/workers-http2.md gives the reasons."""
 
     def __init__(self, *, max_concurrent_streams: int = 1000, streams_before_ack: int = 100_000,
-                 max_header_list_size: int = 16_384, receive_window: int = MAX_WINDOW, max_message: int = 64 << 20,
+                 max_header_list_size: int = 16_384, receive_window: int = MAX_WINDOW, max_message: int = MAX_MESSAGE,
                  backlog: int = 256 << 20, handshake_timeout: float = 5.0, idle_timeout: float = 600.0,
                  close_timeout: float = 5.0, write_stall_timeout: float = 60.0, write_high_water: int = 1 << 20,
                  write_low_water: int = 256 << 10) -> None:
