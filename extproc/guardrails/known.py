@@ -11,7 +11,9 @@ a config reloaded with other rules never meets a finding made under the old ones
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import os
 from collections import OrderedDict
 
 import orjson
@@ -56,21 +58,50 @@ class KnownFindings:
 
 
 KNOWN = KnownFindings()
+# EXTPROC_KNOWN_FINDINGS=0 makes every check read every text again (bench/long_session_envoy.py
+# measures what remembering saves); nothing else should need it.
+KNOWN.enabled = os.environ.get("EXTPROC_KNOWN_FINDINGS", "1") != "0"
 
 
-def _key(guardrail_digest: str, text: str) -> bytes:
-    text_digest = hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=16).digest()
-    return guardrail_digest.encode() + b"\0" + text_digest
+class TextDigests:
+    """Each text's digest, made once per request however many guardrails look it up (a
+    long history's hashing is most of what a resent turn costs). Holds each text it
+    hashed, so that an `id` stays the text's for as long as the object lives."""
+
+    __slots__ = ("_by_id",)
+
+    def __init__(self) -> None:
+        self._by_id: dict[int, tuple[str, bytes]] = {}
+
+    def of(self, text: str) -> bytes:
+        entry = self._by_id.get(id(text))
+        if entry is None:
+            entry = self._by_id[id(text)] = (text, _digest(text))
+        return entry[1]
 
 
-def unknown(guardrail_digest: str, texts: list[str], known: KnownFindings = KNOWN) -> list[tuple[bytes, int]]:
+def _digest(text: str) -> bytes:
+    return hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=16).digest()
+
+
+@functools.lru_cache(maxsize=64)
+def _prefix(guardrail_digest: str) -> bytes:
+    return guardrail_digest.encode() + b"\0"
+
+
+def _key(guardrail_digest: str, text: str, digests: TextDigests | None = None) -> bytes:
+    return _prefix(guardrail_digest) + (digests.of(text) if digests is not None else _digest(text))
+
+
+def unknown(guardrail_digest: str, texts: list[str], known: KnownFindings = KNOWN,
+            digests: TextDigests | None = None) -> list[tuple[bytes, int]]:
     """(key, length) of each text long enough to look up whose findings are not known here."""
     if not known.enabled:
         return []
     out = []
     for text in texts:
         if len(text) >= SMALL:
-            key = _key(guardrail_digest, text)
+            key = _key(guardrail_digest, text, digests)
             if known.get(key) is None:
                 out.append((key, len(text)))
     return out
@@ -99,16 +130,18 @@ def decode_findings(value: str) -> tuple[Finding, ...] | None:
         return None
 
 
-def new_text_chars(guardrail_digest: str, texts: list[str], known: KnownFindings = KNOWN) -> int:
+def new_text_chars(guardrail_digest: str, texts: list[str], known: KnownFindings = KNOWN,
+                   digests: TextDigests | None = None) -> int:
     """How many characters of `texts` no earlier check read (what max_scan_chars bounds)."""
     if not known.enabled:
         return sum(map(len, texts))
     return sum(len(text) for text in texts
-               if len(text) < SMALL or known.get(_key(guardrail_digest, text)) is None)
+               if len(text) < SMALL or known.get(_key(guardrail_digest, text, digests)) is None)
 
 
 def find_known_or_new(detector, guardrail_digest: str, texts: list[str],
-                      known: KnownFindings = KNOWN, complete: bool = True) -> list[list[Finding]]:
+                      known: KnownFindings = KNOWN, complete: bool = True,
+                      digests: TextDigests | None = None) -> list[list[Finding]]:
     """Each text's findings, the texts read as one conversation (joined.py), reading only
     the texts not known yet: each run of new texts is read with SEAM characters of the
     texts on either side, so a value cut across a known text and a new one is found.
@@ -124,7 +157,7 @@ def find_known_or_new(detector, guardrail_digest: str, texts: list[str],
             keys.append(None)
             out.append(None)
             continue
-        key = _key(guardrail_digest, text)
+        key = _key(guardrail_digest, text, digests)
         cached = known.get(key)
         keys.append(key)
         out.append(list(cached) if cached is not None else None)

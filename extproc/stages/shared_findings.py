@@ -15,7 +15,7 @@ import logging
 import time
 
 from ..guardrails.config import Guardrail
-from ..guardrails.known import decode_findings, encode_findings, known_findings, learn, unknown
+from ..guardrails.known import TextDigests, decode_findings, encode_findings, known_findings, learn, unknown
 from ..observability import metrics
 from ..pipeline.call import Call
 from ..store import StoreUnavailable, maybe_await
@@ -44,9 +44,10 @@ class SharedFindings:
     def __init__(self, store) -> None:
         self.store = store
 
-    async def fetch(self, call: Call, guardrail: Guardrail, texts: list[str]) -> list[tuple[bytes, int]]:
+    async def fetch(self, call: Call, guardrail: Guardrail, texts: list[str],
+                    digests: TextDigests | None = None) -> list[tuple[bytes, int]]:
         """What of `texts` this worker does not know, after asking the store when that is much."""
-        missing = unknown(guardrail.digest, texts)
+        missing = unknown(guardrail.digest, texts, digests=digests)
         if self.store is None or sum(length for _, length in missing) < LOOKUP_CHARS:
             return missing
         try:
