@@ -4,9 +4,10 @@ An agent resends its whole conversation every turn; the text of earlier turns wa
 when it was new. A guardrail reads only the texts whose findings it does not know yet
 (and the edges of their neighbours, where a value cut across two texts lies), and hands
 every known text the findings it had then: its verdict and its redaction again, byte for
-byte, at the cost of a hash. Entries hold a digest of the text and the findings' spans,
-never the text itself; they are keyed by the guardrail's digest (its type and rules), so
-a config reloaded with other rules never meets a finding made under the old ones.
+byte, at the cost of finding its digest (a resent text's is found by a compare, not
+hashed again). Entries hold a digest of the text and the findings' spans, never the text
+itself; they are keyed by the guardrail's digest (its type and rules), so a config
+reloaded with other rules never meets a finding made under the old ones.
 """
 
 from __future__ import annotations
@@ -80,8 +81,44 @@ class TextDigests:
         return entry[1]
 
 
+# A resent text's digest is found again by its length and ends and a compare of the
+# text whole (memcmp, ~10x faster than encoding and hashing it), as api/tokens.py finds
+# its counts: the texts are held here, in the worker's memory only (the findings map and
+# the store hold digests). Bounded by the characters kept; the oldest go first.
+MEMO_MIN_CHARS = 512
+MEMO_MAX_CHARS = 16_000_000
+_ENDS = 48
+_memo: dict[tuple[int, str, str], tuple[str, bytes]] = {}
+_memo_chars = 0
+
+
 def _digest(text: str) -> bytes:
+    if len(text) < MEMO_MIN_CHARS:
+        return _hash(text)
+    key = (len(text), text[:_ENDS], text[-_ENDS:])
+    kept = _memo.get(key)
+    if kept is not None and kept[0] == text:
+        return kept[1]
+    digest = _hash(text)
+    _keep(key, text, digest)
+    return digest
+
+
+def _hash(text: str) -> bytes:
     return hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=16).digest()
+
+
+def _keep(key: tuple[int, str, str], text: str, digest: bytes) -> None:
+    global _memo_chars
+    if len(text) > MEMO_MAX_CHARS // 4:
+        return
+    replaced = _memo.pop(key, None)             # same length and ends, another text
+    if replaced is not None:
+        _memo_chars -= len(replaced[0])
+    while _memo and _memo_chars + len(text) > MEMO_MAX_CHARS:
+        _memo_chars -= len(_memo.pop(next(iter(_memo)))[0])
+    _memo[key] = (text, digest)
+    _memo_chars += len(text)
 
 
 @functools.lru_cache(maxsize=64)
