@@ -413,11 +413,14 @@ def test_refused_past_the_concurrent_streams_advertised_once_acknowledged(tmp_pa
 
 
 def test_a_message_over_the_size_limit_ends_its_call_resource_exhausted(tmp_path):
-    """A length prefix above 64 MiB (grpc.max_receive_message_length in the workers'
-    grpc.aio options) ends the call at once, before its bytes arrive."""
+    """A length prefix above the largest message taken (72 MiB, as
+    grpc.max_receive_message_length in the workers' grpc.aio options) ends the call at
+    once, before its bytes arrive."""
+    from extproc.transport.sending import MAX_MESSAGE
+
     async def scenario(path, _):
         peer = await Peer.connect(path)
-        peer.send(peer.open(1, SHOUT) + frame(DATA, 0, 1, b"\x00" + (64 * 1024 * 1024 + 1).to_bytes(4, "big")))
+        peer.send(peer.open(1, SHOUT) + frame(DATA, 0, 1, b"\x00" + (MAX_MESSAGE + 1).to_bytes(4, "big")))
         trailers = await peer.expect(lambda f: f.kind == HEADERS and f.flags & END_STREAM)
         assert b"grpc-status\x01" + str(RESOURCE_EXHAUSTED).encode() in trailers.payload
         await peer.still_answers()

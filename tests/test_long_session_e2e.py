@@ -1,6 +1,7 @@
 """An agent session that resends its whole history every turn, through real Envoy with
-the quickstart's defaults: it grows past max_scan_chars (1,000,000) and every turn still
-answers, the secret of its second turn redacted on every turn as the provider sees it."""
+the quickstart's defaults: it grows to 4 MB, past max_scan_chars (1,000,000), and every
+turn still answers, the secret of its second turn redacted on every turn as the provider
+sees it."""
 
 from __future__ import annotations
 
@@ -28,8 +29,8 @@ def one_worker(tmp_path_factory):
     stack.stop()
 
 
-def add_turn(messages: list[dict], n: int) -> None:
-    """A question (the second carries a secret), a tool call and its 260 KB result."""
+def add_turn(messages: list[dict], n: int, size: int = 260_000) -> None:
+    """A question (the second carries a secret), a tool call and its result (260 KB)."""
     question = f"Turn {n}: what does module {n} do?"
     if n == 2:
         question += f" My deploy key is {SECRET}, keep it safe."
@@ -38,7 +39,7 @@ def add_turn(messages: list[dict], n: int) -> None:
         {"role": "assistant", "content": None, "tool_calls": [{
             "id": f"call{n}", "type": "function",
             "function": {"name": "read_file", "arguments": f'{{"path": "src/module_{n}.py"}}'}}]},
-        {"role": "tool", "tool_call_id": f"call{n}", "content": tool_result(n, 260_000)}]
+        {"role": "tool", "tool_call_id": f"call{n}", "content": tool_result(n, size)}]
 
 
 def ask(gateway: GatewayStack, messages: list[dict]) -> tuple[httpx.Response, str]:
@@ -51,14 +52,15 @@ def ask(gateway: GatewayStack, messages: list[dict]) -> tuple[httpx.Response, st
 
 
 def test_a_session_past_max_scan_chars_answers_every_turn_with_its_old_secret_redacted(one_worker):
+    """60 turns of a 66 KB tool result each: 4 MB at the end, four times max_scan_chars."""
     messages = [{"role": "system", "content": "You are a coding agent. Use the tools you have."}]
-    for n in range(1, 9):                           # ~2 MB at the end
-        add_turn(messages, n)
+    for n in range(1, 61):
+        add_turn(messages, n, 66_000)
         answer, seen = ask(one_worker, messages)
         assert answer.status_code == 200, (n, answer.text[:300])
         if n >= 2:
             assert SECRET not in seen and "[SECRET]" in seen, n
-    assert sum(len(str(m.get("content") or "")) for m in messages) > 1_500_000
+    assert sum(len(str(m.get("content") or "")) for m in messages) > 3_900_000
 
 
 async def _flush(url: str) -> None:
