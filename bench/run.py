@@ -115,9 +115,12 @@ def wrk(binary: str, url: str, key: str, body: str, seconds: int, connections: i
                       + ("local n = 0\nrequest = function()\n  n = n + 1\n"
                          f'  local body = (wrk.body:gsub("{FRESH_MARK}", "{time.time_ns()}-" .. n))\n'
                          "  return wrk.format(nil, nil, nil, body)\nend\n" if fresh else ""), encoding="utf-8")
-    out = subprocess.run(["taskset", "-c", "1", binary, "-t1", f"-c{connections}", f"-d{seconds}s",
-                          "--latency", "-s", str(script), url], capture_output=True, text=True).stdout
+    ran = subprocess.run(["taskset", "-c", "1", binary, "-t1", f"-c{connections}", f"-d{seconds}s",
+                          "--latency", "-s", str(script), url], capture_output=True, text=True)
     script.unlink()
+    out = ran.stdout
+    if " requests in" not in out:
+        raise RuntimeError(f"wrk against {url} failed (exit {ran.returncode}): {(ran.stderr or out)[-500:]}")
 
     def latency(label: str) -> float:
         match = re.search(rf"{label}%\s+([\d.]+)(us|ms|s)", out)

@@ -72,7 +72,7 @@ def start_redis(workdir: Path) -> tuple[subprocess.Popen, str]:
 
 def envoy_alone(workdir: Path, mock_port: int) -> tuple[subprocess.Popen, int]:
     envoy = yaml.safe_load((ROOT / "envoy" / "quickstart.yaml").read_text())
-    port, admin = free_port(), str(workdir / "envoy-admin.sock")
+    port, admin = free_port(), str(workdir / "envoy-alone-admin.sock")   # not the gateway Envoy's
     envoy["admin"]["address"]["pipe"]["path"] = admin
     # The API listener alone: the others (the refusing gRPC one, MCP's loopback) name clusters
     # a plain proxy does not have.
