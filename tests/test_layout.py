@@ -220,3 +220,13 @@ def test_the_dialect_check_finds_a_comparison():
               'PATHS = {"chat": "/v1/chat/completions", "messages": "/v1/messages"}\n'
               'def g(guardrail):\n    return guardrail.kind == "pii"\n')
     assert len(dialect_comparisons(sample, "sample")) == 4
+
+
+def test_every_package_is_in_the_wheel():
+    """The quickstart installs with `pip install .` (not editable): a package missing from
+    pyproject.toml's list is missing there, though an editable install still finds it."""
+    import tomllib
+    root = Path(__file__).resolve().parent.parent
+    listed = set(tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
+    found = {".".join(p.parent.relative_to(root).parts) for p in (root / "extproc").rglob("__init__.py")}
+    assert found - listed == set()
