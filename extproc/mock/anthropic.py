@@ -15,6 +15,7 @@ a `request-id`; errors come in Anthropic's envelope with the type for their stat
 from __future__ import annotations
 
 import datetime
+from collections.abc import Callable
 
 import orjson
 from aiohttp import web
@@ -22,7 +23,9 @@ from aiohttp import web
 from ..api.anthropic import error_body, prompt_texts
 from ..api.tokens import count_prompt, count_text
 from .anthropic_shapes import (
+    ANTHROPIC,
     Answer,
+    Platform,
     ReportedUsage,
     count_tokens_json,
     message_json,
@@ -48,6 +51,8 @@ THINKING_WORDS = 8             # how much of the echo the thinking block quotes
 # What a replayed recording keeps of its headers, besides content-type.
 REPLAYED_HEADERS = ("request-id", "anthropic-ratelimit-", "x-should-retry", "retry-after")
 _RETRYABLE = {408, 409, 429}   # and every 5xx: what Anthropic's x-should-retry says yes to
+# A platform's own answer to x-mock-status (status, retry-after), or None for Anthropic's.
+FailureAnswer = Callable[[int, str | None], web.Response | None]
 _STATUS_MESSAGES = {429: "Number of requests has exceeded your rate limit.", 500: "Internal server error",
                     529: "Overloaded"}
 
@@ -149,7 +154,8 @@ def reported_usage(listener: Listener, request: web.Request, prompt: int, output
     return ReportedUsage(fresh=prompt - read - write, cache_read=read, cache_write=write, output=output)
 
 
-def compose_answer(listener: Listener, request: web.Request, body: dict) -> Answer:
+def compose_answer(listener: Listener, request: web.Request, body: dict,
+                   platform: Platform = ANTHROPIC) -> Answer:
     """The echo (or a call of x-mock-tool-call's tool with it as input), after an optional
     thinking block, within `max_tokens`."""
     echo, budget = last_user_text(body), body["max_tokens"]
@@ -164,7 +170,7 @@ def compose_answer(listener: Listener, request: web.Request, body: dict) -> Answ
     stop_reason = "max_tokens" if cut else "stop_sequence" if stop else "tool_use" if tool else "end_turn"
     output = thinking_tokens + count_text(tool_input(text) if tool else text, ENCODING)
     return Answer(model=str(body["model"]), text=text, stop_reason=stop_reason, thinking=thinking, tool=tool,
-                  stop_sequence=stop[1] if stop and not cut else None,
+                  stop_sequence=stop[1] if stop and not cut else None, platform=platform,
                   usage=reported_usage(listener, request, prompt_tokens(body), output))
 
 
@@ -202,10 +208,21 @@ class AnthropicRoutes:
         body, problem = parse_body(raw, ("model", "messages", "max_tokens"))
         if body is None:
             return error(400, problem, rid)
+        return await self.answer(request, body, entry, rid)
+
+    async def answer(self, request: web.Request, body: dict, entry: dict, rid: str,
+                     platform: Platform = ANTHROPIC, streamed: bool | None = None) -> web.StreamResponse:
+        """The answer to a valid Messages body (its `model` the one to name): JSON, or SSE
+        when `streamed` (by default, when the body asks for a stream). Claude on other
+        platforms comes here too, with their ids and usage (`platform`) and without
+        Anthropic's rate-limit headers."""
         listener = self.listener
-        answer = compose_answer(listener, request, body)
-        headers = {"request-id": rid, **ratelimit_headers(answer.usage)}
-        streamed = body.get("stream") is True
+        answer = compose_answer(listener, request, body, platform)
+        headers = {"request-id": rid}
+        if platform is ANTHROPIC:
+            headers.update(ratelimit_headers(answer.usage))
+        if streamed is None:
+            streamed = body.get("stream") is True
         stream_error = option(listener, request, "stream-error") if streamed else None
         if not stream_error:                # what this provider reported (soak checks compare)
             entry["usage"] = recorded_usage(answer.usage)
@@ -247,11 +264,19 @@ class AnthropicRoutes:
         return request_id(), raw, record(self.listener, request, raw)
 
     async def _early_answer(self, request: web.Request, rid: str) -> web.StreamResponse | None:
-        """The answer given before the body is read: a wrong key's 401, or a fault's
-        (x-mock-reset, -status with -retry-after, -replay, after x-mock-delay-ms)."""
+        """The answer given before the body is read: a wrong key's 401, or a fault's."""
         listener = self.listener
         if listener.api_key and presented_key(request) != listener.api_key:
             return error(401, "invalid x-api-key", rid)
+        return await self.faults(request, rid)
+
+    async def faults(self, request: web.Request, rid: str,
+                     failure: FailureAnswer | None = None) -> web.StreamResponse | None:
+        """The answer of a fault, if the request asks for one: x-mock-reset, -status with
+        -retry-after, -replay, after x-mock-delay-ms; None to answer the request. A platform
+        answering some failures in its own shape gives `failure`: None from it leaves the
+        status to Anthropic's error."""
+        listener = self.listener
         if option(listener, request, "reset"):
             reset_connection(request)
             return web.Response(status=500)
@@ -259,6 +284,9 @@ class AnthropicRoutes:
         status = option(listener, request, "status")
         if status and int(status) >= 400:
             retry_after = option(listener, request, "retry-after")
+            own = failure(int(status), retry_after) if failure else None
+            if own is not None:
+                return own
             return error(int(status), _STATUS_MESSAGES.get(int(status), f"Mock failure {status}."), rid,
                          {"retry-after": retry_after} if retry_after else None)
         name = option(listener, request, "replay")

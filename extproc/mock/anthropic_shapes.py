@@ -28,8 +28,25 @@ def new_id(prefix: str, length: int = 22) -> str:
     return prefix + "".join(secrets.choice(_ID_ALPHABET) for _ in range(length))
 
 
-def request_id() -> str:
-    return new_id("req_011C", 20)
+@dataclass(frozen=True)
+class Platform:
+    """Where the Messages API is served, as its answers show it: the prefixes of its ids,
+    and whether usage details the cache writes' TTLs, the service tier and the geography
+    (with `stop_details` in the message) or holds the four counts alone."""
+    message_prefix: str = "msg_01"
+    tool_prefix: str = "toolu_01"
+    request_prefix: str = "req_011C"
+    detailed_usage: bool = True
+
+
+ANTHROPIC = Platform()
+# Claude on Vertex AI (see provider-recordings/vertex-claude-rawpredict.yaml): `vrtx` ids,
+# the four usage counts, no stop_details.
+VERTEX = Platform("msg_vrtx_01", "toolu_vrtx_01", "req_vrtx_011C", detailed_usage=False)
+
+
+def request_id(platform: Platform = ANTHROPIC) -> str:
+    return new_id(platform.request_prefix, 20)
 
 
 def signature_for(thinking: str) -> str:
@@ -46,8 +63,11 @@ class ReportedUsage:
     cache_write: int
     output: int
 
-    def full(self, output: int | None = None) -> dict:
-        """The usage of a message (and of message_start, with a placeholder `output`)."""
+    def full(self, output: int | None = None, detailed: bool = True) -> dict:
+        """The usage of a message (and of message_start, with a placeholder `output`);
+        without `detailed`, the four counts alone."""
+        if not detailed:
+            return {**self.cumulative(), "output_tokens": self.output if output is None else output}
         return {"input_tokens": self.fresh, "cache_creation_input_tokens": self.cache_write,
                 "cache_read_input_tokens": self.cache_read,
                 "cache_creation": {"ephemeral_5m_input_tokens": self.cache_write, "ephemeral_1h_input_tokens": 0},
@@ -71,7 +91,7 @@ class Answer:
     thinking: str | None = None
     tool: str | None = None
     stop_sequence: str | None = None
-
+    platform: Platform = ANTHROPIC
 
 
 def tool_input(text: str) -> str:
@@ -90,18 +110,21 @@ def _blocks(answer: Answer, tool_id: str) -> list[dict]:
     return blocks
 
 
-def _message(answer: Answer, message_id: str, content: list[dict], stop_reason: str | None,
-             stop_sequence: str | None, usage: dict) -> dict:
-    return {"model": answer.model, "id": message_id, "type": "message", "role": "assistant",
-            "content": content, "stop_reason": stop_reason, "stop_sequence": stop_sequence,
-            "stop_details": None, "usage": usage}
+def _message(answer: Answer, content: list[dict], stop_reason: str | None, stop_sequence: str | None,
+             usage: dict) -> dict:
+    message = {"model": answer.model, "id": new_id(answer.platform.message_prefix), "type": "message",
+               "role": "assistant", "content": content, "stop_reason": stop_reason,
+               "stop_sequence": stop_sequence, "stop_details": None, "usage": usage}
+    if not answer.platform.detailed_usage:
+        del message["stop_details"]
+    return message
 
 
 def message_json(answer: Answer) -> bytes:
     """The non-streaming answer."""
-    content = _blocks(answer, new_id("toolu_01"))
-    return dumps(_message(answer, new_id("msg_01"), content, answer.stop_reason, answer.stop_sequence,
-                          answer.usage.full()))
+    content = _blocks(answer, new_id(answer.platform.tool_prefix))
+    return dumps(_message(answer, content, answer.stop_reason, answer.stop_sequence,
+                          answer.usage.full(detailed=answer.platform.detailed_usage)))
 
 
 def _frame(event: dict, pad: int) -> bytes:
@@ -138,15 +161,16 @@ def stream_events(answer: Answer, pieces: Callable[[str], list[str]],
     after the first block starts, message_delta (stop reason, cumulative usage),
     message_stop. With `stream_error` (an error type), an `error` event follows the first
     block's first delta and the stream ends there."""
-    message = _message(answer, new_id("msg_01"), [], None, None,
-                       answer.usage.full(output=min(answer.usage.output, 1)))
+    detailed = answer.platform.detailed_usage
+    message = _message(answer, [], None, None,
+                       answer.usage.full(output=min(answer.usage.output, 1), detailed=detailed))
     events = [{"type": "message_start", "message": message}]
-    for index, block in enumerate(_blocks(answer, new_id("toolu_01"))):
+    for index, block in enumerate(_blocks(answer, new_id(answer.platform.tool_prefix))):
         events.extend(_block_events(index, block, pieces))
-    events.append({"type": "message_delta",
-                   "delta": {"stop_reason": answer.stop_reason, "stop_sequence": answer.stop_sequence,
-                             "stop_details": None},
-                   "usage": answer.usage.cumulative()})
+    delta = {"stop_reason": answer.stop_reason, "stop_sequence": answer.stop_sequence, "stop_details": None}
+    if not detailed:
+        del delta["stop_details"]
+    events.append({"type": "message_delta", "delta": delta, "usage": answer.usage.cumulative()})
     events.append({"type": "message_stop"})
     # Anthropic pads some events' JSON with up to ~16 spaces before the closing brace; the
     # mock pads too (0-16, varied but reproducible), so whatever reads it must parse JSON.

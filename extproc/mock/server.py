@@ -1,7 +1,11 @@
 """The mock provider's listeners: one aiohttp app per listener, speaking OpenAI's API
-(openai.py: chat, completions, embeddings, responses, Azure's paths) and Anthropic's
-Messages API (anthropic.py: messages, count_tokens) side by side; GET /v1/models answers
-in Anthropic's list shape when the request carries `anthropic-version`, else OpenAI's.
+(openai.py: chat, completions, embeddings, responses, Azure's paths), Anthropic's
+Messages API (anthropic.py: messages, count_tokens), Google's Gemini API (gemini.py:
+generateContent, streamGenerateContent, countTokens, models on /v1beta and /v1) and
+Vertex AI (vertex.py: Gemini, and Claude's rawPredict and streamRawPredict, behind the
+OAuth token endpoint of oauth.py) side by side. GET /v1/models answers in Anthropic's
+list shape when the request carries `anthropic-version`, in Google's when it carries a
+Google key (`x-goog-api-key`, `?key=`) or `x-goog-api-client`, else in OpenAI's.
 
 Failure modes come from the listener's config (`failure:`) or, per request, from headers.
 Every dialect:
@@ -11,8 +15,9 @@ Every dialect:
   x-mock-delay-ms: 500        wait before the first byte
   x-mock-chunk-delay-ms: 50   wait between SSE events
   x-mock-cut-after: 3         reset the connection after N SSE events
-  x-mock-tool-call: lookup    answer (chat, Responses, Messages) with a call of this tool whose
-                              arguments (input) are {"text": <the echo>}, streamed piece by piece
+  x-mock-tool-call: lookup    answer (chat, Responses, Messages, Gemini) with a call of this tool
+                              whose arguments (input, args) are {"text": <the echo>}, streamed
+                              piece by piece (Gemini's function call comes whole, in one chunk)
   x-mock-chunk-chars: 7       stream the reply in pieces of N characters (default: words,
                               each with the space before it, as OpenAI tokens come: " the")
   x-mock-chunk-units: 7       ... of N UTF-16 code units, as a JavaScript server slicing its
@@ -39,6 +44,15 @@ Anthropic only:
                               (cache_creation_input_tokens, all at the 5-minute TTL)
   x-mock-stream-error: overloaded_error  send an `error` event of this type after the first
                               content block's first delta, inside the 200 stream, and end it
+Gemini and Vertex:
+  x-mock-status: 429          a google.rpc.Status body with the code's status name (here
+                              RESOURCE_EXHAUSTED, with RetryInfo given x-mock-retry-after);
+                              Claude on Vertex answers in Anthropic's shape, a 429 in Google's
+  x-mock-cached-tokens: 5     reported as cachedContentTokenCount, within promptTokenCount
+  x-mock-replay: gemini-stream-sse  replayed with Google's CRLF framing, byte for byte
+  token-ttl: 60               (listener default, or x-mock-token-ttl) the lifetime in seconds
+                              of the access tokens POST /token issues (default 3600); Vertex's
+                              routes take no other; GET /_mock/tokens counts those issued
 Every request is recorded per listener: GET /_mock/requests, DELETE to clear.
 """
 
@@ -51,17 +65,27 @@ from aiohttp import web
 
 from ..api.tokens import get_encoding
 from .anthropic import AnthropicRoutes
+from .gemini import GeminiRoutes
 from .listener import Listener, listeners_from_config
+from .oauth import TokenEndpoint
 from .openai import OpenAIRoutes
+from .vertex import VertexRoutes
 
 __all__ = ["Listener", "build_app", "listeners_from_config", "serve"]
 
 MAX_BODY = 64 * 1024 * 1024
 
 
+def is_google_client(request: web.Request) -> bool:
+    """A request from Google's SDKs or a client of the Gemini API: it carries its key or
+    Google's client header."""
+    return "x-goog-api-key" in request.headers or "key" in request.query or "x-goog-api-client" in request.headers
+
+
 def build_app(listener: Listener) -> web.Application:
-    """The app one listener serves: both dialects, and its record of received requests."""
+    """The app one listener serves: every dialect, and its record of received requests."""
     openai_routes, anthropic_routes = OpenAIRoutes(listener), AnthropicRoutes(listener)
+    gemini_routes, tokens = GeminiRoutes(listener), TokenEndpoint(listener)
 
     async def recorded(request: web.Request) -> web.Response:
         return web.json_response(listener.received, dumps=lambda o: orjson.dumps(o).decode())
@@ -74,6 +98,8 @@ def build_app(listener: Listener) -> web.Application:
         # Both dialects list models on the same path; Anthropic's clients always send a version.
         if "anthropic-version" in request.headers:
             return await anthropic_routes.models(request)
+        if is_google_client(request):
+            return await gemini_routes.models(request)
         return await openai_routes.models(request)
 
     app = web.Application(client_max_size=MAX_BODY)
@@ -82,6 +108,9 @@ def build_app(listener: Listener) -> web.Application:
     app.router.add_get("/v1/models", models)
     openai_routes.add_to(app)
     anthropic_routes.add_to(app)
+    gemini_routes.add_to(app)
+    tokens.add_to(app)
+    VertexRoutes(listener, tokens, gemini_routes, anthropic_routes).add_to(app)
     return app
 
 

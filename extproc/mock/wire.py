@@ -18,6 +18,9 @@ from .listener import Listener, int_option, option
 
 SSE_HEADERS = {"content-type": "text/event-stream; charset=utf-8", "cache-control": "no-cache"}
 _RECORDING_NAME = re.compile(r"[a-z0-9-]+")
+# What ends an SSE event: a blank line, in whichever line endings the provider writes
+# (Google's streams are CRLF-framed).
+_EVENT_END = re.compile(rb"\r\n\r\n|\n\n|\r\r")
 
 
 def reset_connection(request: web.Request) -> None:
@@ -38,9 +41,9 @@ async def delay_first_byte(listener: Listener, request: web.Request) -> None:
 
 
 def unended(listener: Listener, request: web.Request, events: list[bytes]) -> list[bytes]:
-    """x-mock-unended: the last event loses the blank line that ends it."""
+    """x-mock-unended: the last event loses the blank line that ends it (LF or CRLF)."""
     if option(listener, request, "unended") and events:
-        events = [*events[:-1], events[-1].rstrip(b"\n")]
+        events = [*events[:-1], events[-1].rstrip(b"\r\n")]
     return events
 
 
@@ -122,6 +125,18 @@ def _carried_headers(headers: dict, carried: tuple[str, ...]) -> dict[str, str]:
             for key, values in headers.items() if key.lower().startswith(carried)}
 
 
+def sse_events_of(body: bytes) -> list[bytes]:
+    """A recorded SSE body cut into its events, each with the bytes that end it, so that the
+    events joined are the body byte for byte (a last event without its blank line too)."""
+    events, start = [], 0
+    for end in _EVENT_END.finditer(body):
+        events.append(body[start:end.end()])
+        start = end.end()
+    if body[start:]:
+        events.append(body[start:])
+    return events
+
+
 async def replay(listener: Listener, request: web.Request, path: Path,
                  carried: tuple[str, ...] = ()) -> web.StreamResponse:
     """The first recorded response of a cassette, its body byte for byte (an SSE body through
@@ -133,7 +148,6 @@ async def replay(listener: Listener, request: web.Request, path: Path,
     extra = _carried_headers(headers, carried)
     body = recorded["body"].encode()
     if content_type.startswith("text/event-stream"):
-        events = [e + b"\n\n" for e in body.split(b"\n\n") if e.strip()]
-        return await write_stream(listener, request, events, extra)
+        return await write_stream(listener, request, sse_events_of(body), extra)
     return web.Response(status=recorded.get("code", 200), body=body,
                         headers={**extra, "content-type": content_type})
