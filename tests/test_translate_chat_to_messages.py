@@ -18,11 +18,10 @@ from openai.lib.streaming.chat import ChatCompletionStreamState
 from openai.types.chat import ChatCompletion, ChatCompletionChunk
 
 from extproc.api.sse import SSEParser
-from extproc.translate import ANTHROPIC, OPENAI, Notes, Refused, Target, translation_for
-from extproc.translate.chat_to_messages import ChatToMessages
+from extproc.translate import Bridge, Notes, Refused, Target, translation_for
 from translation_cases import ABSENT, cassette, contains, sse_events
 
-T = ChatToMessages()
+T = translation_for("openai", "anthropic", "chat")
 TARGET = Target("claude-sonnet-4-5", default_max_tokens=4096)
 
 
@@ -182,8 +181,9 @@ NOTE_ROWS = [
     ("hints dropped and named", chat(presence_penalty=1, frequency_penalty=1, seed=1, service_tier="auto", store=True,
                                      metadata={"a": "b"}, prediction={}, prompt_cache_key="k", verbosity="low",
                                      max_tokens=5),
-     ["presence_penalty", "frequency_penalty", "seed", "service_tier", "store", "metadata", "prediction",
-      "prompt_cache_key", "verbosity"], []),
+     # the conversation's own fields the provider has no place for first, then the hints
+     ["metadata", "verbosity", "presence_penalty", "frequency_penalty", "seed", "service_tier", "store", "prediction",
+      "prompt_cache_key"], []),
     ("unknown fields dropped and named", chat(top_k=3), ["top_k"], ["max_tokens"]),
     ("no cap is defaulted", chat(), [], ["max_tokens"]),
     ("a caller's cap is not defaulted", chat(max_tokens=5), [], []),
@@ -280,10 +280,10 @@ def test_request_refused(body, field):
 
 
 def test_translation_for_the_pair():
-    assert isinstance(translation_for(OPENAI, ANTHROPIC, "chat"), ChatToMessages)
-    assert translation_for(OPENAI, OPENAI, "chat") is None
+    assert isinstance(translation_for("openai", "anthropic", "chat"), Bridge)
+    assert translation_for("openai", "openai", "chat") is None
     with pytest.raises(Refused):
-        translation_for(OPENAI, ANTHROPIC, "embeddings")
+        translation_for("openai", "anthropic", "embeddings")
 
 
 def test_the_recorded_tool_conversation_round_trips_as_anthropic_sent_it():

@@ -10,9 +10,9 @@ import pytest
 
 from extproc.api.sse import SSEParser
 from extproc.translate import Notes, Refused, Target, translation_for
-from extproc.translate.chat_to_responses import responses_request
 
 TARGET = Target("gpt-4o-mini")
+responses_request = translation_for("openai", "openai-responses", "chat").request
 CALL = {"id": "call_1", "type": "function", "function": {"name": "lookup", "arguments": '{"q":"x"}'}}
 TOOL = {"type": "function", "function": {"name": "lookup", "description": "d", "parameters": {"type": "object"},
                                          "strict": True}}
@@ -182,7 +182,7 @@ def test_a_stream_cut_short_ends_with_an_error_in_the_caller_s_shape():
 def test_errors_pass_in_openai_s_shape_and_reach_a_messages_caller_in_anthropic_s():
     error = {"error": {"message": "bad", "type": "invalid_request_error", "code": None}}
     status, body = translation_for("openai", "openai-responses", "chat").error(400, error)
-    assert status == 400 and orjson.loads(body) == error
+    assert status == 400 and orjson.loads(body) == {"error": {**error["error"], "param": None}}  # OpenAI's names param
     status, body = translation_for("anthropic", "openai-responses", "messages").error(429, error)
     assert status == 429 and orjson.loads(body)["type"] == "error"
 

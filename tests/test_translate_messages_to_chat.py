@@ -18,13 +18,12 @@ from hypothesis import strategies as st
 from pydantic import TypeAdapter
 
 from extproc.api.sse import SSEParser
-from extproc.translate import ANTHROPIC, OPENAI, Notes, Refused, Target, translation_for
-from extproc.translate.chat_to_messages import ChatToMessages
-from extproc.translate.messages_to_chat import MessagesToChat, meets_strict_rules
-from extproc.translate.vocabulary import openai_tool_name
+from extproc.dialects.chat_request import meets_strict_rules
+from extproc.translate import Bridge, Notes, Refused, Target, translation_for
+from extproc.dialects.vocabulary import openai_tool_name
 from translation_cases import ABSENT, cassette, contains, sse_events
 
-T = MessagesToChat()
+T = translation_for("anthropic", "openai", "messages")
 TARGET = Target("gpt-5-nano")
 EVENT = TypeAdapter(RawMessageStreamEvent)
 
@@ -237,8 +236,8 @@ def test_request_refused(body, field):
 
 
 def test_translation_for_the_pair():
-    assert isinstance(translation_for(ANTHROPIC, OPENAI, "messages"), MessagesToChat)
-    assert translation_for(ANTHROPIC, ANTHROPIC, "messages") is None
+    assert isinstance(translation_for("anthropic", "openai", "messages"), Bridge)
+    assert translation_for("anthropic", "anthropic", "messages") is None
 
 
 def test_the_recorded_tools_request():
@@ -481,7 +480,7 @@ def test_a_reasoning_stream_from_the_recorded_thinking():
     """A compatible server's reasoning_content stream: the recorded Anthropic thinking
     stream said in OpenAI's words, then back again."""
     anthropic_body = cassette("anthropic-recordings/anthropic-messages-stream-thinking.yaml")[0]["response"]["body"]
-    openai_stream = ChatToMessages().stream({"stream_options": {"include_usage": True}})
+    openai_stream = translation_for("openai", "anthropic", "chat").stream({"stream_options": {"include_usage": True}})
     chat_body = b"".join(openai_stream.event(*e) for e in sse_events(anthropic_body.encode()))
     events, message = read_back(translated(chat_body, messages(stream=True)))
     assert blocks_are_contiguous(events)

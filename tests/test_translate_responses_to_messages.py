@@ -1,5 +1,7 @@
-"""The Responses request as the Chat Completions request it stands for (then carried to
-Anthropic's Messages API by chat_to_messages): one row per field of the module's table."""
+"""An OpenAI Responses caller served by an Anthropic Messages provider: the Messages request
+each field of the Responses request makes, one row per rule of the codecs' tables; what
+cannot be carried is refused naming the caller's field; the answer and its stream read back
+as Responses."""
 
 from __future__ import annotations
 
@@ -7,57 +9,59 @@ import orjson
 import pytest
 
 from extproc.translate import Notes, Refused, Target, translation_for
-from extproc.translate.responses_to_messages import chat_request
 
 BASE = {"model": "claude-sonnet-4-6"}
+TARGET = Target("claude-sonnet-4-6")
 CALL = {"type": "function_call", "call_id": "call_1", "name": "lookup", "arguments": '{"q":"x"}'}
 TOOL = {"type": "function", "name": "lookup", "description": "d", "parameters": {"type": "object"}, "strict": True}
+T = translation_for("openai", "anthropic", "responses")
 
-CARRIED = [  # (request fields, what the chat request holds, what is noted as dropped)
+CARRIED = [  # (request fields, what the Messages request holds, what is noted as dropped)
     ({"input": "hi"}, {"messages": [{"role": "user", "content": "hi"}]}, []),
     ({"input": "hi", "instructions": "brief"},
-     {"messages": [{"role": "system", "content": "brief"}, {"role": "user", "content": "hi"}]}, []),
-    ({"input": [{"role": "developer", "content": [{"type": "input_text", "text": "rules"}]}]},
-     {"messages": [{"role": "developer", "content": [{"type": "text", "text": "rules"}]}]}, []),
+     {"system": [{"type": "text", "text": "brief"}], "messages": [{"role": "user", "content": "hi"}]}, []),
+    ({"input": [{"role": "developer", "content": [{"type": "input_text", "text": "rules"}]},
+                {"role": "user", "content": "hi"}]},
+     {"system": [{"type": "text", "text": "rules"}], "messages": [{"role": "user", "content": "hi"}]}, []),
     ({"input": [{"type": "message", "role": "user",
                  "content": [{"type": "input_image", "image_url": "data:image/png;base64,AA", "detail": "low"}]}]},
-     {"messages": [{"role": "user", "content": [{"type": "image_url",
-                                                  "image_url": {"url": "data:image/png;base64,AA", "detail": "low"}}]}]},
-     []),
+     {"messages": [{"role": "user", "content": [{"type": "image", "source": {
+         "type": "base64", "media_type": "image/png", "data": "AA"}}]}]}, []),
     ({"input": [{"role": "user", "content": [{"type": "input_file", "file_data": "data:text/plain;base64,aGk=",
                                                "filename": "a.txt"}]}]},
-     {"messages": [{"role": "user", "content": [{"type": "file", "file": {
-         "file_data": "data:text/plain;base64,aGk=", "filename": "a.txt"}}]}]}, []),
+     {"messages": [{"role": "user", "content": [{"type": "document", "title": "a.txt", "source": {
+         "type": "text", "media_type": "text/plain", "data": "hi"}}]}]}, []),
     ({"input": [{"role": "user", "content": "go"}, {"type": "message", "role": "assistant",
                                                      "content": [{"type": "output_text", "text": "ok"}]},
                 CALL, {"type": "function_call_output", "call_id": "call_1", "output": "found"}]},
      {"messages": [{"role": "user", "content": "go"},
-                   {"role": "assistant", "content": [{"type": "text", "text": "ok"}], "tool_calls": [
-                       {"id": "call_1", "type": "function", "function": {"name": "lookup", "arguments": '{"q":"x"}'}}]},
-                   {"role": "tool", "tool_call_id": "call_1", "content": "found"}]}, []),
-    ({"input": [CALL, {**CALL, "call_id": "call_2"}]},
-     {"messages": [{"role": "assistant", "content": None, "tool_calls": [
-         {"id": "call_1", "type": "function", "function": {"name": "lookup", "arguments": '{"q":"x"}'}},
-         {"id": "call_2", "type": "function", "function": {"name": "lookup", "arguments": '{"q":"x"}'}}]}]}, []),
+                   {"role": "assistant", "content": [{"type": "text", "text": "ok"}, {
+                       "type": "tool_use", "id": "call_1", "name": "lookup", "input": {"q": "x"}}]},
+                   {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "call_1",
+                                                 "content": "found"}]}]}, []),
+    ({"input": [{"role": "user", "content": "q"}, CALL, {**CALL, "call_id": "call_2"}]},
+     {"messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": [
+         {"type": "tool_use", "id": "call_1", "name": "lookup", "input": {"q": "x"}},
+         {"type": "tool_use", "id": "call_2", "name": "lookup", "input": {"q": "x"}}]}]}, []),
     ({"input": [{"type": "reasoning", "id": "rs_1", "summary": []}, {"role": "user", "content": "hi"}]},
      {"messages": [{"role": "user", "content": "hi"}]}, ["input[].reasoning"]),
     ({"input": "hi", "tools": [TOOL, {"type": "web_search"}, {"type": "namespace", "name": "n", "tools": []}]},
-     {"tools": [{"type": "function", "function": {"name": "lookup", "description": "d",
-                                                  "parameters": {"type": "object"}, "strict": True}}]},
-     ["tools[].web_search", "tools[].namespace"]),
-    ({"input": "hi", "tool_choice": {"type": "function", "name": "lookup"}},
-     {"tool_choice": {"type": "function", "function": {"name": "lookup"}}}, []),
-    ({"input": "hi", "tool_choice": "required", "parallel_tool_calls": False},
-     {"tool_choice": "required", "parallel_tool_calls": False}, []),
+     {"tools": [{"name": "lookup", "description": "d", "input_schema": {"type": "object"}}]},
+     ["tools[].web_search", "tools[].namespace", "tools[].strict"]),
+    ({"input": "hi", "tools": [TOOL], "tool_choice": {"type": "function", "name": "lookup"}},
+     {"tool_choice": {"type": "tool", "name": "lookup"}}, ["tools[].strict"]),
+    ({"input": "hi", "tools": [{**TOOL, "strict": False}], "tool_choice": "required", "parallel_tool_calls": False},
+     {"tool_choice": {"type": "any", "disable_parallel_tool_use": True}}, []),
     ({"input": "hi", "max_output_tokens": 99, "temperature": 0.2, "top_p": 0.9, "user": "u"},
-     {"max_completion_tokens": 99, "temperature": 0.2, "top_p": 0.9, "user": "u"}, []),
-    ({"input": "hi", "reasoning": {"effort": "low", "summary": "auto"}}, {"reasoning_effort": "low"},
-     ["reasoning.summary"]),
+     {"max_tokens": 99, "temperature": 0.2, "top_p": 0.9, "metadata": {"user_id": "u"}}, []),
+    ({"input": "hi", "reasoning": {"effort": "low", "summary": "auto"}},
+     {"thinking": {"type": "enabled", "budget_tokens": 1024}, "max_tokens": 4096 + 1024}, ["reasoning.summary"]),
     ({"input": "hi", "text": {"format": {"type": "json_schema", "name": "a", "schema": {"type": "object"}},
                               "verbosity": "low"}},
-     {"response_format": {"type": "json_schema", "json_schema": {"name": "a", "schema": {"type": "object"}}}},
+     {"tools": [{"name": "json_tool_call", "description": "Give the answer as this tool's input.",
+                 "input_schema": {"type": "object"}}], "tool_choice": {"type": "tool", "name": "json_tool_call"}},
      ["text.verbosity"]),
-    ({"input": "hi", "stream": True}, {"stream": True, "stream_options": {"include_usage": True}}, []),
+    ({"input": "hi", "stream": True}, {"stream": True}, []),
     ({"input": "hi", "store": False, "include": ["x"], "prompt_cache_key": "k", "metadata": {"a": "b"}}, {},
      ["store", "include", "prompt_cache_key", "metadata"]),
 ]
@@ -66,7 +70,7 @@ CARRIED = [  # (request fields, what the chat request holds, what is noted as dr
 @pytest.mark.parametrize("fields, expected, dropped", CARRIED)
 def test_each_field_is_carried_or_named_as_dropped(fields, expected, dropped):
     notes = Notes()
-    out = chat_request({**BASE, **fields}, notes)
+    out = T.request({**BASE, **fields}, TARGET, notes)
     assert {name: out[name] for name in expected} == expected
     assert sorted(notes.dropped) == sorted(dropped)
 
@@ -83,14 +87,13 @@ def test_each_field_is_carried_or_named_as_dropped(fields, expected, dropped):
 ])
 def test_what_cannot_be_carried_is_refused_naming_the_field(fields, named):
     with pytest.raises(Refused) as refused:
-        chat_request({**BASE, **fields}, Notes())
+        T.request({**BASE, **fields}, TARGET, Notes())
     assert refused.value.field == named
 
 
-def test_the_messages_request_is_the_chat_translation_of_it():
-    translation = translation_for("openai", "anthropic", "responses")
-    body = translation.request({**BASE, "input": "hi", "instructions": "brief", "max_output_tokens": 50},
-                               Target("claude-sonnet-4-6"), Notes())
+def test_the_messages_request():
+    body = T.request({**BASE, "input": "hi", "instructions": "brief", "max_output_tokens": 50},
+                     Target("claude-sonnet-4-6"), Notes())
     assert body["system"] == [{"type": "text", "text": "brief"}]
     assert body["messages"] == [{"role": "user", "content": "hi"}]
     assert body["max_tokens"] == 50 and body["model"] == "claude-sonnet-4-6"

@@ -14,11 +14,14 @@ import orjson
 from ..api import anthropic, anthropic_schema
 from ..api.provider_json import dumps
 from ..api.usage import Usage
-from .base import Codec, Dialect, TextPiece
+from . import messages_answer, messages_request, messages_stream
+from .base import Codec, Dialect, TextPiece, Translating
 
 
 class Anthropic(Dialect):
     name = "anthropic"
+    generation_kind = "messages"
+    described = "Anthropic's Messages API"
     key_hint = "'x-api-key: <key>' or 'Authorization: Bearer <key>'"
     reports_stream_usage = True
     needs_output_cap = True          # `max_tokens` is required
@@ -53,8 +56,9 @@ def event(data: dict) -> bytes:
     return b"event: " + str(data.get("type", "")).encode() + b"\ndata: " + dumps(data) + b"\n\n"
 
 
-class Messages(Codec):
+class Messages(Translating, Codec):
     kind = "messages"
+    request_module, answer_module, stream_module = messages_request, messages_answer, messages_stream
     dialect = ANTHROPIC
     generates = charges_output = answers_in_json = streams = True
     operation = "chat"

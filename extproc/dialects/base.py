@@ -9,6 +9,7 @@ from typing import Any, Iterable, Iterator, NamedTuple
 
 from ..api.provider_json import dumps
 from ..api.usage import Usage
+from .conversation import Answer, Conversation, Event, Notes, Problem, Refused, Target
 
 
 class TextPiece(NamedTuple):
@@ -44,6 +45,8 @@ class Dialect:
     key_hint = "'Authorization: Bearer <key>'"      # where a key goes, for a 401's message
     reports_stream_usage = False    # every stream of it carries its usage, asked or not
     needs_output_cap = False        # every request must say how much to generate
+    generation_kind = ""            # the endpoint a translated call takes at a provider of it
+    described = ""                  # the API it names, for a refusal ("Anthropic's Messages API")
 
     def error_body(self, status: int, message: str, type: str, code: str | None,
                    request_id: str | None = None) -> bytes:
@@ -89,6 +92,7 @@ class Codec:
     output_cap_field: str | None = None     # where a request caps one answer's output
     provider_path: str | None = None        # where a call translated into it goes at a provider
     known_fields: frozenset[str] | None = None   # a request's top-level fields it knows
+    translates = False          # it decodes and encodes the conversation model (below)
 
     # --- requests ---------------------------------------------------------------------
 
@@ -166,3 +170,98 @@ class Codec:
     def plugin_pieces(self, event: dict) -> Iterator[tuple[tuple, Any, Any]]:
         """(text key, container, field) of each piece of generated text an event carries."""
         return iter(())
+
+    # --- the conversation model: translation (translate/bridge.py) ----------------------
+    # A codec that `translates` implements all of these; the stages reach them through a
+    # translate.Translation only.
+
+    def decode_request(self, body: dict, notes: Notes, whole: bool = True) -> Conversation:
+        """The request as a Conversation; raises Refused for what the model cannot hold.
+        `whole` False: all but the turns, for reading its answer back (never raises)."""
+        raise Refused("model", f"A {self.kind} call cannot be translated to another dialect.")
+
+    def encode_request(self, conversation: Conversation, target: Target, notes: Notes) -> dict:
+        """The body this endpoint takes for `conversation`, for `target.model`; raises Refused."""
+        raise NotImplementedError
+
+    def decode_answer(self, body: dict, conversation: Conversation, notes: Notes | None) -> Answer:
+        raise NotImplementedError
+
+    def encode_answer(self, answer: Answer, conversation: Conversation) -> dict:
+        raise NotImplementedError
+
+    def stream_decoder(self, conversation: Conversation, notes: Notes | None) -> "StreamDecoder":
+        raise NotImplementedError
+
+    def stream_encoder(self, conversation: Conversation, notes: Notes | None) -> "StreamEncoder":
+        raise NotImplementedError
+
+    def decode_error(self, status: int, body: Any) -> Problem:
+        """A provider's error (its status, and its body parsed: None when not JSON)."""
+        raise NotImplementedError
+
+    def encode_error(self, status: int, problem: Problem) -> tuple[int, bytes]:
+        """An error as this endpoint's callers read it: the status they expect, the body."""
+        raise NotImplementedError
+
+
+class StreamDecoder:
+    """A provider's stream, read event by event as the model's Events (an instance per call)."""
+
+    def read(self, data: dict | None, name: bytes, raw: bytes) -> list[Event]:
+        """The Events of one SSE event (`data`: its JSON, None when it is not JSON or
+        `[DONE]`; `name`: its `event:` field; `raw`: its bytes)."""
+        raise NotImplementedError
+
+    def end(self) -> list[Event]:
+        """What the stream's end means once the provider closed it: [] when an `end` or
+        `error` Event was already read; `end` when all but the last events came (the
+        answer is whole); else an `error` (a cut stream)."""
+        raise NotImplementedError
+
+
+class StreamEncoder:
+    """Events written as a caller's stream (an instance per call)."""
+
+    # The call's cost so far, USD: the reader (stages/response_stream.py) sets it as the
+    # provider's usage moves; the usage the caller gets at the end carries it.
+    cost_usd: float | None = None
+
+    def write(self, event: Event) -> bytes:
+        """The caller's bytes for one Event: b"" for none, or several events joined.
+        Nothing is written after `end` or `error`."""
+        raise NotImplementedError
+
+
+class Translating:
+    """A codec's translation, done by its dialect's modules: `request_module` (decode,
+    encode), `answer_module` (decode, encode, decode_error, encode_error) and
+    `stream_module` (Decoder, Encoder)."""
+    translates = True
+    request_module: Any
+    answer_module: Any
+    stream_module: Any
+
+    def decode_request(self, body: dict, notes: Notes, whole: bool = True) -> Conversation:
+        return self.request_module.decode(body, notes, whole)
+
+    def encode_request(self, conversation: Conversation, target: Target, notes: Notes) -> dict:
+        return self.request_module.encode(conversation, target, notes)
+
+    def decode_answer(self, body: dict, conversation: Conversation, notes: Notes | None) -> Answer:
+        return self.answer_module.decode(body, conversation, notes)
+
+    def encode_answer(self, answer: Answer, conversation: Conversation) -> dict:
+        return self.answer_module.encode(answer, conversation)
+
+    def stream_decoder(self, conversation: Conversation, notes: Notes | None) -> StreamDecoder:
+        return self.stream_module.Decoder(conversation, notes)
+
+    def stream_encoder(self, conversation: Conversation, notes: Notes | None) -> StreamEncoder:
+        return self.stream_module.Encoder(conversation, notes)
+
+    def decode_error(self, status: int, body: Any) -> Problem:
+        return self.answer_module.decode_error(status, body)
+
+    def encode_error(self, status: int, problem: Problem) -> tuple[int, bytes]:
+        return self.answer_module.encode_error(status, problem)

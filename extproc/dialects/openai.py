@@ -12,8 +12,8 @@ import orjson
 from ..api import openai, openai_schema
 from ..api.providers import CHAT_PATH
 from ..api.usage import Usage
-from .base import Codec, Dialect, TextPiece, keep_tools
-from . import openai_stream
+from . import chat_answer, chat_request, chat_stream, openai_stream
+from .base import Codec, Dialect, TextPiece, Translating, keep_tools
 
 # Headers of Anthropic's API: a provider of this dialect has no use for them.
 _ANTHROPIC_HEADERS = ("anthropic-version", "anthropic-beta")
@@ -21,6 +21,8 @@ _ANTHROPIC_HEADERS = ("anthropic-version", "anthropic-beta")
 
 class OpenAI(Dialect):
     name = "openai"
+    generation_kind = "chat"
+    described = "OpenAI's API"
 
     def error_body(self, status: int, message: str, type: str, code: str | None,
                    request_id: str | None = None) -> bytes:
@@ -78,8 +80,9 @@ class _OpenAICodec(Codec):
         return usage if isinstance(usage, dict) else None
 
 
-class Chat(_OpenAICodec):
+class Chat(Translating, _OpenAICodec):
     kind = "chat"
+    request_module, answer_module, stream_module = chat_request, chat_answer, chat_stream
     generates = charges_output = takes_usage_option = answers_in_json = streams = True
     operation = "chat"
     output_cap_field = openai.OUTPUT_CAP_FIELDS["chat"]

@@ -9,7 +9,8 @@ from __future__ import annotations
 from typing import Any, Iterable, Iterator
 
 from ..api.provider_json import dumps
-from .base import TextPiece
+from . import responses_answer, responses_request, responses_stream
+from .base import TextPiece, Translating
 from .openai import OpenAI, _OpenAICodec, function_tool_name
 from ..api import openai
 
@@ -17,13 +18,16 @@ class ResponsesOnly(OpenAI):
     """A provider that serves OpenAI's Responses API and nothing else (`type: openai-responses`):
     OpenAI's errors and headers; its callers' chat and Messages calls are translated."""
     name = "openai-responses"
+    generation_kind = "responses"
+    described = "OpenAI's Responses API only"
 
 
 RESPONSES_ONLY = ResponsesOnly()
 
 
-class Responses(_OpenAICodec):
+class Responses(Translating, _OpenAICodec):
     kind = "responses"
+    request_module, answer_module, stream_module = responses_request, responses_answer, responses_stream
     generates = charges_output = answers_in_json = streams = stores_responses = True
     operation = "chat"
     output_cap_field = openai.OUTPUT_CAP_FIELDS["responses"]

@@ -1,48 +1,39 @@
 """Translation between API dialects: a caller speaking one, a provider another.
 
-One module per pair, each a `Translation`: the request the caller sent, as the provider
-takes it; the provider's JSON answer, stream events and errors, as the caller reads them.
-The stages only call `translation_for(caller, provider)` and these methods (None: the
-same dialect on both sides, and nothing is touched: every field, betas included, passes
-as the caller sent it). Imports api only: nothing of the pipeline, stages or transport.
+`translation_for(caller, provider, kind)` gives the `Bridge` that joins the caller's codec
+and the provider's through the conversation model (dialects/conversation.py), or None
+when both speak the same API: then nothing is touched, and every field, betas included,
+passes as the caller sent it. The stages only call it and the Bridge's methods.
 
-What cannot be carried across follows one rule per field (each pair's module lists them):
-a hint that only tunes one provider is dropped and named in `Notes.dropped` (the log line
-shows it); a field whose loss would change the answer refuses the request (`Refused`, a
-400 naming the field, in the caller's dialect). Content is never silently lost.
+What cannot be carried across follows one rule per field, in the codecs' tables: a hint
+that only tunes one provider is dropped and named in `Notes.dropped` (the log line shows
+it); a field whose loss would change the answer refuses the request (`Refused`, a 400
+naming the field, in the caller's dialect). Content is never silently lost.
+
+Imports api and dialects only: nothing of the pipeline, stages or transport.
 """
 
 from __future__ import annotations
 
-from importlib import import_module
+from ..dialects import codec_of, dialect_named
+from ..dialects.conversation import Notes, Refused, Target
+from .bridge import Bridge, BridgedStream
 
-from .base import (  # noqa: F401 (the translations' names, as callers import them)
-    ANTHROPIC, OPENAI, OPENAI_RESPONSES, Notes, Refused, StreamTranslation, Target, Translation, anthropic_event,
-    openai_event)
+__all__ = ["Bridge", "BridgedStream", "Notes", "Refused", "Target", "Translation", "translation_for"]
 
-
-# (caller's dialect, provider's dialect, endpoint kind) -> the translation, made when asked.
-_TRANSLATIONS = {
-    (OPENAI, ANTHROPIC, "chat"): ("chat_to_messages", "ChatToMessages"),
-    (OPENAI, ANTHROPIC, "responses"): ("responses_to_messages", "ResponsesToMessages"),
-    (ANTHROPIC, OPENAI, "messages"): ("messages_to_chat", "MessagesToChat"),
-    (OPENAI, OPENAI_RESPONSES, "chat"): ("chat_to_responses", "ChatToResponses"),
-    (ANTHROPIC, OPENAI_RESPONSES, "messages"): ("chat_to_responses", "MessagesToResponses"),
-}
-# The same API on both sides, though the dialects' names differ: nothing to translate.
-_SAME_API = {(OPENAI, OPENAI_RESPONSES, "responses")}
-# What each provider dialect serves, for the refusal of an endpoint it has no match for.
-_SERVES = {ANTHROPIC: "Anthropic's Messages API", OPENAI_RESPONSES: "OpenAI's Responses API only"}
+Translation = Bridge
 
 
-def translation_for(caller: str, provider: str, kind: str) -> Translation | None:
+def translation_for(caller: str, provider: str, kind: str) -> Bridge | None:
     """The translation from a caller's dialect (and endpoint kind) to a provider's; None
     when they speak the same. Raises Refused for an endpoint the provider has no match for."""
-    if caller == provider or (caller, provider, kind) in _SAME_API:
+    if caller == provider:
         return None
-    found = _TRANSLATIONS.get((caller, provider, kind))
-    if found is None:
-        raise Refused("model", f"This model's provider speaks {_SERVES.get(provider, provider)}, which has "
-                               f"no {kind} endpoint; use /v1/chat/completions, /v1/responses or /v1/messages.")
-    module, name = found
-    return getattr(import_module(f".{module}", __name__), name)()
+    provider_dialect = dialect_named(provider)
+    if kind == provider_dialect.generation_kind:
+        return None                        # the same API, though the dialects' names differ
+    caller_codec = codec_of(kind)
+    if not caller_codec.translates:
+        raise Refused("model", f"This model's provider speaks {provider_dialect.described}, which has no "
+                               f"{kind} endpoint; use /v1/chat/completions, /v1/responses or /v1/messages.")
+    return Bridge(caller, caller_codec, provider, codec_of(provider_dialect.generation_kind))

@@ -13,6 +13,10 @@ from typing import Any
 from ..api import openai as openai_api
 from ..api.usage import Usage
 
+# The dialects' names (Dialect.name): what a block's `origin` and a Conversation's
+# `dialect` hold, for a codec that asks whose a signature, a file id or a field is.
+ANTHROPIC, OPENAI, OPENAI_RESPONSES = "anthropic", "openai", "openai-responses"
+
 # Anthropic stop_reason -> OpenAI finish_reason. pause_turn only follows server tools,
 # which are never sent; an unknown reason reads as a plain stop.
 FINISH_REASONS = {"end_turn": "stop", "stop_sequence": "stop", "max_tokens": "length", "tool_use": "tool_calls",
@@ -141,6 +145,13 @@ def restored_tool_names(request: dict) -> dict[str, str]:
         if isinstance(name, str) and len(name) > MAX_OPENAI_TOOL_NAME:
             restored[openai_tool_name(name)] = name
     return restored
+
+
+def restored_names(conversation: Any) -> dict[str, str]:
+    """{name sent to OpenAI: the caller's name} for a Conversation's tools whose names
+    were shortened (openai_tool_name); empty for most requests."""
+    return {openai_tool_name(tool["name"]): tool["name"] for tool in conversation.tools
+            if isinstance(tool.get("name"), str) and len(tool["name"]) > MAX_OPENAI_TOOL_NAME}
 
 
 def note(names: list[str], name: str) -> None:
