@@ -13,7 +13,7 @@ guardrails, a token budget, usage, metrics, the log line):
   messages -> openai      an Anthropic caller on an OpenAI-dialect provider: translated
   responses -> anthropic  an OpenAI Responses caller on an Anthropic provider: translated
   chat -> responses-only  an OpenAI caller on a provider of the Responses API only: translated
-  messages -> responses-only  an Anthropic caller there: translated through chat
+  messages -> responses-only  an Anthropic caller there: translated
 
 Each is compared with Envoy alone proxying the same body shape to the mock that serves
 it. A translated stream is read chunk by chunk (each event is rewritten in the caller's
@@ -72,7 +72,7 @@ LONG_STREAMS = {
     "chat -> anthropic, translated": ("/v1/chat/completions", "chat", "claude-sonnet-4-6", KEYS["gateway"]),
     "responses -> anthropic, translated": ("/v1/responses", "responses", "claude-sonnet-4-6", KEYS["gateway"]),
     "chat -> responses-only, translated": ("/v1/chat/completions", "chat", "responses-mini", KEYS["gateway"]),
-    "messages -> responses-only, translated through chat": ("/v1/messages", "messages", "responses-mini",
+    "messages -> responses-only, translated": ("/v1/messages", "messages", "responses-mini",
                                                             KEYS["gateway"]),
     "chat -> openai, chunk by chunk, untranslated (a virtual model)":
         ("/v1/chat/completions", "chat", "smart", KEYS["gateway"]),

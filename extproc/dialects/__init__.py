@@ -6,8 +6,13 @@ completions, embeddings, responses, messages, count_tokens, ...): what its reque
 answers and stream events hold, and where a stream carries generated text. Each dialect's
 knowledge is in its own module; the stages, guardrails, errors and the log line ask
 `codec_of(kind)` and `dialect_named(name)` and never compare a dialect's or an endpoint's
-name (tests/test_layout.py holds every module outside this package, api/ and translate/
-to that). Translation between dialects is translate/'s.
+name (tests/test_layout.py holds every module outside this package, api/ and mock/ to
+that).
+
+Translation goes through one conversation model (conversation.py): a codec that
+`translates` decodes its requests, answers, stream events and errors into the model and
+encodes them from it, in its dialect's modules (chat_*, messages_*, responses_*: request,
+answer, stream); translate/ joins a caller's codec to a provider's.
 
 Imports api only: nothing of the config, pipeline, stages or transport.
 """

@@ -1,7 +1,7 @@
-"""What the two dialects name differently: why an answer stopped, how hard a model
-thinks, what an answer used, who the caller is, and the tool names each accepts.
-
-Shared by both pairs, so a rule reads the same whichever way a call crosses.
+"""What several dialects' codecs share: the dialects' names, how an effort and a thinking
+budget convert, how usage is written in OpenAI's and Anthropic's words, who the caller is
+(an opaque user id), and the tool names OpenAI accepts. One copy, so a rule reads the
+same in every codec that applies it.
 """
 
 from __future__ import annotations
@@ -16,25 +16,6 @@ from ..api.usage import Usage
 # The dialects' names (Dialect.name): what a block's `origin` and a Conversation's
 # `dialect` hold, for a codec that asks whose a signature, a file id or a field is.
 ANTHROPIC, OPENAI, OPENAI_RESPONSES = "anthropic", "openai", "openai-responses"
-
-# Anthropic stop_reason -> OpenAI finish_reason. pause_turn only follows server tools,
-# which are never sent; an unknown reason reads as a plain stop.
-FINISH_REASONS = {"end_turn": "stop", "stop_sequence": "stop", "max_tokens": "length", "tool_use": "tool_calls",
-                  "pause_turn": "stop", "refusal": "content_filter", "model_context_window_exceeded": "length"}
-
-# OpenAI finish_reason -> Anthropic stop_reason. OpenAI does not say which stop sequence
-# ended an answer, so `stop` reads as end_turn (stop_sequence stays null).
-STOP_REASONS = {"stop": "end_turn", "length": "max_tokens", "tool_calls": "tool_use", "function_call": "tool_use",
-                "content_filter": "refusal"}
-
-
-def finish_reason(stop_reason: Any) -> str:
-    return FINISH_REASONS.get(stop_reason, "stop") if isinstance(stop_reason, str) else "stop"
-
-
-def stop_reason(finish: Any) -> str:
-    return STOP_REASONS.get(finish, "end_turn") if isinstance(finish, str) else "end_turn"
-
 
 # reasoning_effort -> thinking.budget_tokens. Anthropic's least budget is 1024, so
 # `minimal` gets that too; `none` turns thinking off.
@@ -136,25 +117,8 @@ def openai_tool_name(name: str) -> str:
     return name[:55] + "_" + hashlib.sha256(name.encode("utf-8", "surrogatepass")).hexdigest()[:8]
 
 
-def restored_tool_names(request: dict) -> dict[str, str]:
-    """{name sent to OpenAI: the caller's name} for the tools of a Messages request whose
-    names were shortened; empty for most requests."""
-    restored: dict[str, str] = {}
-    for tool in request.get("tools") or ():
-        name = tool.get("name") if isinstance(tool, dict) else None
-        if isinstance(name, str) and len(name) > MAX_OPENAI_TOOL_NAME:
-            restored[openai_tool_name(name)] = name
-    return restored
-
-
 def restored_names(conversation: Any) -> dict[str, str]:
     """{name sent to OpenAI: the caller's name} for a Conversation's tools whose names
     were shortened (openai_tool_name); empty for most requests."""
     return {openai_tool_name(tool["name"]): tool["name"] for tool in conversation.tools
             if isinstance(tool.get("name"), str) and len(tool["name"]) > MAX_OPENAI_TOOL_NAME}
-
-
-def note(names: list[str], name: str) -> None:
-    """Names `name` once in a Notes list (a long chat repeats the same field)."""
-    if name not in names:
-        names.append(name)

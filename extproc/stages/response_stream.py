@@ -2,7 +2,7 @@
 (for an estimate when the provider gives no usage), and what the caller gets.
 
 Each event Envoy brings is parsed once. It tells the usage in the provider's dialect;
-then, when the caller speaks another dialect, the call's StreamTranslation writes the
+then, when the caller speaks another dialect, the call's stream translation writes the
 caller's events for it (translate/); then the event filters (the response guardrails,
 stream_guard.py) read what the caller would get. When the gateway asked an OpenAI
 provider for the usage the caller did not ask for, that usage chunk (and the

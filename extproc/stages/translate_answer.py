@@ -3,7 +3,7 @@
 When the backend that answered speaks another dialect than the caller (a chat caller on
 an Anthropic backend: translate/), its status, its JSON answer and its errors are
 written in the caller's; a stream's events are, one by one, as they are read
-(response_stream.py, with the StreamTranslation made here). Any provider error whose
+(response_stream.py, with the stream translation made here). Any provider error whose
 body the gateway does not know becomes one in the caller's shape. Runs after
 ResponseUsage, which reads the usage in the provider's dialect first.
 """
