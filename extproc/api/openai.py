@@ -18,6 +18,7 @@ class Endpoint:
     methods: tuple[str, ...]
     dialect: str = "openai"      # the API the caller speaks on it: its errors' shape
     model_in_path: bool = False  # Azure's form: the path names the deployment, which is the model
+    streams_by_path: bool = False    # Google's form: the path's method says the answer streams
 
     @property
     def method(self) -> str:
@@ -29,7 +30,7 @@ class Endpoint:
         return self.kind in GENERATING_KINDS
 
 
-GENERATING_KINDS = ("chat", "completions", "embeddings", "responses", "messages")
+GENERATING_KINDS = ("chat", "completions", "embeddings", "responses", "messages", "generate_content")
 ENDPOINTS = {
     "/v1/chat/completions": Endpoint("chat", ("POST",)),
     "/v1/completions": Endpoint("completions", ("POST",)),
@@ -40,6 +41,14 @@ ENDPOINTS = {
     "/v1/messages": Endpoint("messages", ("POST",), "anthropic"),
     "/v1/messages/count_tokens": Endpoint("count_tokens", ("POST",), "anthropic"),
 }
+# Google's Gemini API: /v1beta/models/{model}:generateContent (and :streamGenerateContent),
+# the model named in the path; its model list.
+GEMINI_PREFIX = "/v1beta/models"
+GEMINI_METHODS = {"generateContent": Endpoint("generate_content", ("POST",), "gemini", model_in_path=True),
+                  "streamGenerateContent": Endpoint("generate_content", ("POST",), "gemini", model_in_path=True,
+                                                    streams_by_path=True)}
+GEMINI_MODELS = Endpoint("models", ("GET",), "gemini")
+GEMINI_MODEL = Endpoint("model", ("GET",), "gemini")
 ANTHROPIC_MODELS = Endpoint("models", ("GET",), "anthropic")      # GET /v1/models with anthropic-version
 ANTHROPIC_MODEL = Endpoint("model", ("GET",), "anthropic")        # ... and /v1/models/{id}
 # Paths naming one resource, by their prefix and what may follow its id.
@@ -68,6 +77,8 @@ def find_endpoint(path: str) -> tuple[Endpoint, str] | None:
     endpoint = ENDPOINTS.get(path)
     if endpoint is not None:
         return endpoint, ""
+    if path.startswith(GEMINI_PREFIX):
+        return _gemini_endpoint(path[len(GEMINI_PREFIX):])
     if path.startswith("/v1/models/"):
         name = path[len("/v1/models/"):]
         return (MODEL, name) if 0 < len(name) <= _MAX_ID else None
@@ -84,6 +95,19 @@ def find_endpoint(path: str) -> tuple[Endpoint, str] | None:
         action = STORED_RESPONSE_ACTIONS.get(rest[1])
         return (action, rest[0]) if action else None
     return None
+
+
+def _gemini_endpoint(rest: str) -> tuple[Endpoint, str] | None:
+    """A path below /v1beta/models: the list, one model, or a model's method."""
+    if not rest:
+        return GEMINI_MODELS, ""
+    if not rest.startswith("/"):
+        return None
+    name, colon, method = unquote(rest[1:]).rpartition(":")
+    if not colon:
+        return (GEMINI_MODEL, method) if 0 < len(method) <= _MAX_ID else None
+    endpoint = GEMINI_METHODS.get(method)
+    return (endpoint, name) if endpoint is not None and 0 < len(name) <= _MAX_ID else None
 
 
 def client_path(path: str, query: str) -> tuple[str, str]:

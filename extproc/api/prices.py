@@ -7,7 +7,7 @@ not `o1`. A model the table does not know has no price: the config's `price:` mu
 one, `extproc check` warns, and a USD budget refuses it rather than charging $0.
 
 Keep in step with the providers' price pages (openai.com/api/pricing,
-anthropic.com/pricing); a config `price:` always wins.
+anthropic.com/pricing, ai.google.dev/gemini-api/docs/pricing); a config `price:` always wins.
 """
 
 from __future__ import annotations
@@ -76,6 +76,11 @@ PRICES: dict[str, Price] = {
     "claude-3-7-sonnet-latest": _anthropic(3.00, 15.00),
     "claude-haiku-4-5": _anthropic(1.00, 5.00),
     "claude-3-5-haiku-latest": _anthropic(0.80, 4.00),
+    # Google (ai.google.dev/gemini-api/docs/pricing; prompts up to 200k tokens; a cache
+    # read at its context-caching price, storage not counted)
+    "gemini-2.5-pro": _openai(1.25, 0.125, 10.00),
+    "gemini-2.5-flash": _openai(0.30, 0.03, 2.50),
+    "gemini-2.5-flash-lite": _openai(0.10, 0.01, 0.40),
 }
 
 # Other names of the same model and price: dated snapshots, and the ids providers
@@ -130,6 +135,7 @@ MAX_OUTPUT_TOKENS: dict[str, int] = {
     "claude-opus-4-0": 32_000, "claude-sonnet-4-6": 64_000, "claude-sonnet-4-5": 64_000,
     "claude-sonnet-4-0": 64_000, "claude-3-7-sonnet-latest": 64_000, "claude-haiku-4-5": 64_000,
     "claude-3-5-haiku-latest": 8_192,
+    "gemini-2.5-pro": 65_536, "gemini-2.5-flash": 65_536, "gemini-2.5-flash-lite": 65_536,
 }
 
 # A model whose maximum output neither the table nor the config (`max_output_tokens:`)

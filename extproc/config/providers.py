@@ -76,10 +76,10 @@ class Provider:
         """The file the credential is read from (watched for rotation), if any."""
         return self.credential_source[len("file:"):] if self.credential_source.startswith("file:") else None
 
-    def upstream_path(self, kind: str, path: str, query: str, model: str) -> str:
+    def upstream_path(self, kind: str, path: str, query: str, model: str, stream: bool = False) -> str:
         """The path (and query) the client's `path` takes at this provider."""
         return provider_types.upstream_path(self.type, base_path=self.base_path, api_version=self.api_version,
-                                            kind=kind, path=path, query=query, model=model)
+                                            kind=kind, path=path, query=query, model=model, stream=stream)
 
 
 def parse_provider(name: str, node: Node, strict: bool) -> Provider:
@@ -88,7 +88,7 @@ def parse_provider(name: str, node: Node, strict: bool) -> Provider:
     kind = node.get("type").choice(provider_types.TYPES, provider_types.OPENAI)
     auth = node.get("auth").choice(tuple(provider_types.AUTH_HEADERS), provider_types.DEFAULT_AUTH[kind])
     source, secret = _credential(node.get("api_key"), strict)
-    base_path = node.get("base_path").str("/v1").rstrip("/")
+    base_path = node.get("base_path").str(provider_types.DEFAULT_BASE_PATHS.get(kind, "/v1")).rstrip("/")
     if base_path and not base_path.startswith("/"):
         node.get("base_path").fail("must start with '/' (e.g. /v1, /openai/v1)")
     api_version = node.get("api_version").str("")

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from .anthropic import ANTHROPIC, CountTokens, Messages
 from .base import Codec, Dialect, TextPiece
+from .gemini import GEMINI, GenerateContent
 from .openai import OPENAI, Chat, Completions, Embeddings
 from .resources import ModelList, OneModel, StoredResponse
 from .responses import RESPONSES_ONLY, Responses
@@ -30,9 +31,10 @@ __all__ = ["ANTHROPIC", "OPENAI", "Codec", "Dialect", "TextPiece", "codec_of", "
 
 # Every endpoint kind the gateway serves, and its codec.
 CODECS: dict[str, Codec] = {codec.kind: codec for codec in (
-    Chat(), Completions(), Embeddings(), Responses(), Messages(), CountTokens(), ModelList(), OneModel(),
+    Chat(), Completions(), Embeddings(), Responses(), Messages(), CountTokens(), GenerateContent(), ModelList(),
+    OneModel(),
     StoredResponse("response"), StoredResponse("response_cancel"), StoredResponse("response_input_items"))}
-DIALECTS: dict[str, Dialect] = {dialect.name: dialect for dialect in (OPENAI, ANTHROPIC, RESPONSES_ONLY)}
+DIALECTS: dict[str, Dialect] = {dialect.name: dialect for dialect in (OPENAI, ANTHROPIC, RESPONSES_ONLY, GEMINI)}
 
 
 def codec_of(kind: str) -> Codec:
@@ -45,4 +47,6 @@ def dialect_named(name: str) -> Dialect:
 
 def dialect_for_path(path: str) -> str:
     """The dialect of a path the gateway does not serve, for its 404."""
+    if path.startswith("/v1beta/"):
+        return GEMINI.name
     return ANTHROPIC.name if path.startswith("/v1/messages") else OPENAI.name

@@ -93,6 +93,7 @@ class Codec:
     provider_path: str | None = None        # where a call translated into it goes at a provider
     known_fields: frozenset[str] | None = None   # a request's top-level fields it knows
     translates = False          # it decodes and encodes the conversation model (below)
+    model_in_body = True        # its requests name their model in the body (Gemini's: in the path)
 
     # --- requests ---------------------------------------------------------------------
 
@@ -105,6 +106,13 @@ class Codec:
 
     def max_output_tokens(self, body: dict) -> int | None:
         return None
+
+    def with_output_cap(self, body: dict, cap: int) -> dict:
+        """The body with one answer's output capped at `cap` tokens (where
+        `output_cap_field` says)."""
+        if self.output_cap_field is not None:
+            body[self.output_cap_field] = cap
+        return body
 
     def answers_per_request(self, body: dict) -> int:
         return 1

@@ -60,6 +60,7 @@ class Target:
     """What an encoder needs to know of the attempt's backend."""
     model: str                         # the model's name at the provider
     default_max_tokens: int = 4096     # when the provider needs an output cap the caller did not set
+    stream: bool = False               # the call streams (a Gemini caller says so in its path, not its body)
 
 
 # --- content blocks ------------------------------------------------------------------

@@ -5,8 +5,10 @@ from __future__ import annotations
 import hashlib
 import hmac
 import uuid
+from urllib.parse import unquote
 
 from ..api.openai import anthropic_shaped, client_path, find_endpoint
+from ..api.providers import CREDENTIAL_HEADERS
 from ..config.envoy_contract import INTERNAL_HEADER_PREFIX
 from ..dialects import codec_of
 from ..observability.settings import request_tags
@@ -18,7 +20,9 @@ from .models_list import listing
 from .token_identity import token_caller, token_refusal
 
 # Credentials the caller sends; never forwarded to a provider.
-_CALLER_CREDENTIAL_HEADERS = ("authorization", "api-key", "x-api-key")
+_CALLER_CREDENTIAL_HEADERS = CREDENTIAL_HEADERS
+# Google's clients may send their key as a query parameter instead.
+_QUERY_KEY = "key="
 # What the log line keeps of a caller's own request id.
 MAX_CLIENT_ID_CHARS = 128
 
@@ -52,7 +56,8 @@ class Admission(Stage):
                                f"Unknown path '{call.path[:200]}'. This gateway serves the OpenAI "
                                "API under /v1 (chat/completions, completions, embeddings, "
                                "responses, models), the same under Azure's /openai/deployments/{model}/, "
-                               "and Anthropic's (messages, messages/count_tokens, models).", type="invalid_request_error")
+                               "Anthropic's (messages, messages/count_tokens, models) and Google's "
+                               "(v1beta/models/{model}:generateContent and :streamGenerateContent).", type="invalid_request_error")
         endpoint, call.resource_id = found
         if endpoint.model_in_path:       # Azure's form: routed and logged as the OpenAI endpoint
             call.path, call.query = client_path(call.path, call.query)
@@ -65,21 +70,24 @@ class Admission(Stage):
                                headers={"allow": allowed})
         call.endpoint = endpoint
         call.provider_kind = endpoint.kind
+        query_key = ""
+        if _QUERY_KEY in call.query:          # a key in the query never goes further than here
+            call.query, query_key = _without_query_key(call.query)
         _refuse_unreadable_bodies(headers)
-        call.key = self.authenticate(call)
+        call.key = self.authenticate(call, query_key)
         if codec.answered_here:
             raise ImmediateAnswer(200, listing(call.config, call.key, endpoint, call.resource_id))
         if end_of_stream and endpoint.generates:
             raise invalid_request("The request has no body; send a JSON object with a 'model'.")
 
-    def authenticate(self, call: Call):
+    def authenticate(self, call: Call, query_key: str = ""):
         """The caller's key: a token Envoy verified, a config file key or one made at run time."""
         identity = call.config.identity
         if identity.jwt is not None:          # a token Envoy verified (stages/token_identity.py)
             caller = token_caller(call.request_metadata, identity)
             if caller is not None:
                 return caller
-        presented = _presented_key(call.headers)
+        presented = _presented_key(call.headers) or query_key
         if not presented:
             raise invalid_api_key(call.dialect)
         digest = hashlib.sha256(presented.encode("utf-8", "surrogatepass")).digest()
@@ -130,4 +138,15 @@ def _presented_key(headers: dict[str, str]) -> str:
         # Only HTTP's own whitespace (space, tab) surrounds a token; anything else
         # (a no-break space, say) makes it a different key.
         return token.strip(" \t")
-    return (headers.get("x-api-key") or headers.get("api-key", "")).strip(" \t")
+    return (headers.get("x-api-key") or headers.get("api-key") or headers.get("x-goog-api-key", "")).strip(" \t")
+
+
+def _without_query_key(query: str) -> tuple[str, str]:
+    """The query without its `key` parameter (Google's form), and that key."""
+    kept, key = [], ""
+    for part in query.split("&"):
+        if part.startswith(_QUERY_KEY):
+            key = unquote(part[len(_QUERY_KEY):])
+        elif part:
+            kept.append(part)
+    return "&".join(kept), key

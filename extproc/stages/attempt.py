@@ -14,7 +14,7 @@ import re
 import orjson
 from google.protobuf.json_format import MessageToDict
 
-from ..api.openai import ENDPOINTS
+from ..api.openai import ENDPOINTS, GEMINI_METHODS
 from ..config.envoy_contract import METADATA_NAMESPACE
 from ..config.models import Backend, Model
 from ..pipeline.call import Call
@@ -53,7 +53,7 @@ class AttemptMade:
 class AttemptRewrite(Stage):
     name = "attempt"
     reads = frozenset({"envoy_attributes", "headers", "raw_body", "request_metadata"})
-    writes = frozenset({"backend", "endpoint", "notes", "path", "query"})
+    writes = frozenset({"backend", "endpoint", "notes", "path", "query", "stream"})
 
     def request_headers(self, call: Call, end_of_stream: bool) -> None:
         plan = read_plan(call.request_metadata)
@@ -64,7 +64,8 @@ class AttemptRewrite(Stage):
             order = [int(i) for i in plan["order"]]
             attempt = int(call.headers.get("x-envoy-attempt-count", "1") or 1)
             backend = backend_for(model, order, call.envoy_attributes["cluster"], attempt)
-            call.endpoint = ENDPOINTS[KIND_PATHS[plan["kind"]]]
+            call.endpoint = ENDPOINTS_BY_KIND[plan["kind"]]
+            call.stream = plan.get("stream") is True
         except (KeyError, IndexError, ValueError, TypeError, ZeroDivisionError, AttributeError):
             raise gateway_error("The gateway lost track of this request's backends.") from None
         call.backend = backend
@@ -84,7 +85,9 @@ class AttemptRewrite(Stage):
         if made is None:
             return
         body = call.raw_body
-        if made.translation is None:
+        if made.translation is None and not call.codec.model_in_body:
+            call.reply.body = body                  # the model is in the attempt's path (Gemini's)
+        elif made.translation is None:
             prefix = _MODEL_PREFIX.match(body)
             if prefix is None:
                 raise gateway_error("The request body was not in the shape the gateway wrote it.")
@@ -98,8 +101,8 @@ class AttemptRewrite(Stage):
         call.reply.set_headers["content-length"] = str(len(call.reply.body))
 
 
-# The client path of each endpoint kind a plan names.
-KIND_PATHS = {endpoint.kind: path for path, endpoint in ENDPOINTS.items()}
+# The endpoint of each kind a plan names.
+ENDPOINTS_BY_KIND = {endpoint.kind: endpoint for endpoint in (*ENDPOINTS.values(), GEMINI_METHODS["generateContent"])}
 
 
 def read_plan(metadata_context) -> dict | None:

@@ -264,7 +264,7 @@ def _cap_what_was_reserved(call: Call, field: str, cap: int, reason: str) -> Non
     cannot pass what it reserved; the caller is told (OUTPUT_CAPPED_HEADER) and the log
     line says why (`budget`: the budget's room; `unknown_model_maximum`: nobody gave the
     model's maximum output)."""
-    call.body[field] = cap
+    call.body = call.codec.with_output_cap(call.body, cap)
     call.body_changed = True
     call.log_fields["output_cap_added"] = cap
     call.log_fields["output_cap_reason"] = reason

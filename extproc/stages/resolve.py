@@ -51,9 +51,13 @@ class ParseRequest(Stage):
             raise invalid_request("The request body must be a JSON object.")
         model = body.get("model")
         if call.endpoint.model_in_path and model != call.resource_id:
-            # Azure's form: the deployment in the path is the model, whatever the body says.
-            model = body["model"] = call.resource_id
-            call.body_changed = True
+            # The path names the model, whatever the body says: Azure's deployment (its body
+            # names the model for the OpenAI-dialect provider), Google's model (its body
+            # names none: the provider's path will).
+            model = call.resource_id
+            if call.codec.model_in_body:
+                body["model"] = model
+                call.body_changed = True
         checked = (call.endpoint.kind, call.raw_body) if len(call.raw_body) >= CHECKED_MIN_BYTES else None
         if checked is None or checked not in _checked:
             self._check(call, body, model)
@@ -61,7 +65,7 @@ class ParseRequest(Stage):
                 _remember_checked(checked)
         call.body = body
         call.model_name = model
-        call.stream = body.get("stream") is True
+        call.stream = call.endpoint.streams_by_path or body.get("stream") is True
         options = body.get("stream_options")
         call.client_wants_usage = call.caller.reports_stream_usage or (not call.stream) or (
             isinstance(options, dict) and options.get("include_usage") is True)

@@ -22,6 +22,7 @@ from ..config.envoy_contract import (
     ROUTING_HEADER,
     failover_route,
 )
+from ..api.providers import CREDENTIAL_HEADERS
 from ..config.models import Backend, Model
 from ..dialects import codec_of, dialect_named
 from ..pipeline.call import Call
@@ -57,7 +58,7 @@ def failover_metadata(call: Call, model: Model, order: list[int]) -> dict:
              "clusters": [{"cluster_name": model.backends[i].provider.cluster, "weight": 1}]}
             for i in order]},
         METADATA_NAMESPACE: {"model": model.name, "order": order, "path": call.path, "query": call.query,
-                             "kind": call.endpoint.kind},
+                             "kind": call.endpoint.kind, "stream": call.stream},
     }
 
 
@@ -76,7 +77,7 @@ class Attempt:
         notes = call.notes
         if notes is None:
             notes = call.notes = Notes()
-        return self.translation.request(body, Target(backend.model, backend.provider.default_max_tokens), notes)
+        return self.translation.request(body, Target(backend.model, backend.provider.default_max_tokens, call.stream), notes)
 
 
 def attempt_for(call: Call, backend: Backend) -> Attempt:
@@ -85,13 +86,13 @@ def attempt_for(call: Call, backend: Backend) -> Attempt:
     provider = backend.provider
     translation = translation_for(call.dialect, provider.dialect, call.endpoint.kind)
     set_headers = {provider.auth_header: provider.auth_value()}
-    remove = [name for name in ("authorization", "api-key", "x-api-key") if name != provider.auth_header]
+    remove = [name for name in CREDENTIAL_HEADERS if name != provider.auth_header]
     remove.extend(withheld_headers(call.headers, provider))     # the account's and the network's
     if translation is None:
-        path = provider.upstream_path(call.endpoint.kind, call.path, call.query, backend.model)
+        path = provider.upstream_path(call.endpoint.kind, call.path, call.query, backend.model, call.stream)
     else:
         kind = translation.provider_kind
-        path = provider.upstream_path(kind, codec_of(kind).provider_path, "", backend.model)
+        path = provider.upstream_path(kind, codec_of(kind).provider_path or "", "", backend.model, call.stream)
     if path != call.headers.get(":path"):
         set_headers[":path"] = path
     dialect_set, dialect_removed, dropped = dialect_named(provider.dialect).attempt_headers(call.headers)
@@ -148,7 +149,7 @@ class Route(Stage):
             # that one whose provider speaks the caller's dialect is swapped without parsing.
             reply.set_headers[ROUTE_HEADER] = failover_route(len(model.backends))
             reply.metadata = failover_metadata(call, model, order)
-            reply.body = orjson.dumps({"model": body["model"], **body})
+            reply.body = orjson.dumps({"model": body["model"], **body} if call.codec.model_in_body else body)
             reply.set_headers["content-length"] = str(len(reply.body))
             return
         try:

@@ -24,7 +24,9 @@ class Bridge:
 
     def request(self, body: dict, target: Target, notes: Notes) -> dict:
         """The caller's body as the provider takes it, `target.model` in it; raises Refused."""
-        return self.provider_codec.encode_request(self.caller_codec.decode_request(body, notes), target, notes)
+        conversation = self.caller_codec.decode_request(body, notes)
+        conversation.stream = conversation.stream or target.stream
+        return self.provider_codec.encode_request(conversation, target, notes)
 
     def response(self, body: dict, request: dict, notes: Notes | None = None) -> dict:
         """The provider's JSON answer as the caller reads it (`request`: the caller's body)."""

@@ -1,0 +1,130 @@
+"""Google's dialect: the Gemini API (generateContent, streamGenerateContent), its errors
+(`{"error": {code, message, status}}`) and model list, and its one generating endpoint.
+
+A request names its model in the path, not the body, and says it streams by the path's
+method; its output cap is `generationConfig.maxOutputTokens`. A stream is SSE with CRLF
+line ends and no terminal event: each `data:` chunk is a whole answer object holding the
+new parts, the last one its finishReason, every one its usage so far. Function calls
+arrive whole in one part. Translation: gemini_request.py, gemini_answer.py,
+gemini_stream.py.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Iterator
+
+import orjson
+
+from ..api.usage import Usage
+from . import gemini_answer, gemini_request, gemini_stream
+from .base import Codec, Dialect, Translating
+from .gemini_answer import error_body, usage_from
+
+
+class Gemini(Dialect):
+    name = "gemini"
+    generation_kind = "generate_content"
+    described = "Google's Gemini API"
+    key_hint = "'x-goog-api-key: <key>', '?key=<key>' or 'Authorization: Bearer <key>'"
+    reports_stream_usage = True
+
+    def error_body(self, status: int, message: str, type: str, code: str | None,
+                   request_id: str | None = None) -> bytes:
+        return error_body(status, message)
+
+    def error_event(self, message: str, code: str) -> bytes:
+        return b"data: " + error_body(400, message) + b"\r\n\r\n"
+
+    def model_entry(self, name: str, created: int) -> dict:
+        return {"name": f"models/{name}", "baseModelId": name, "displayName": name,
+                "supportedGenerationMethods": ["generateContent", "streamGenerateContent"]}
+
+    def model_list(self, entries: list[dict]) -> bytes:
+        return orjson.dumps({"models": entries})
+
+    def serves(self, model: str) -> bool:
+        return model.startswith("gemini-")
+
+
+GEMINI = Gemini()
+
+
+def _parts(answer: Any) -> Iterator[dict]:
+    """The parts of an answer's (or a stream chunk's) candidates."""
+    for candidate in answer.get("candidates") or () if isinstance(answer, dict) else ():
+        content = candidate.get("content") if isinstance(candidate, dict) else None
+        for part in (content.get("parts") or ()) if isinstance(content, dict) else ():
+            if isinstance(part, dict):
+                yield part
+
+
+class GenerateContent(Translating, Codec):
+    kind = "generate_content"
+    dialect = GEMINI
+    generates = charges_output = answers_in_json = streams = True
+    model_in_body = False
+    operation = "chat"
+    output_cap_field = "generationConfig.maxOutputTokens"
+    request_module, answer_module, stream_module = gemini_request, gemini_answer, gemini_stream
+
+    def prompt_texts(self, body: dict) -> tuple[list[str], int]:
+        texts: list[str] = []
+        contents = body.get("contents") if isinstance(body.get("contents"), list) else []
+        system = body.get("systemInstruction")
+        for content in ([system] if isinstance(system, dict) else []) + contents:
+            for part in (content.get("parts") or ()) if isinstance(content, dict) else ():
+                if isinstance(part, dict) and isinstance(part.get("text"), str):
+                    texts.append(part["text"])
+        return texts, len(contents)
+
+    def max_output_tokens(self, body: dict) -> int | None:
+        config = body.get("generationConfig")
+        cap = config.get("maxOutputTokens") if isinstance(config, dict) else None
+        return cap if isinstance(cap, int) and not isinstance(cap, bool) and cap > 0 else None
+
+    def with_output_cap(self, body: dict, cap: int) -> dict:
+        config = body.get("generationConfig")
+        if not isinstance(config, dict):
+            config = body["generationConfig"] = {}
+        config["maxOutputTokens"] = cap
+        return body
+
+    def answers_per_request(self, body: dict) -> int:
+        config = body.get("generationConfig")
+        count = config.get("candidateCount") if isinstance(config, dict) else None
+        return count if isinstance(count, int) and not isinstance(count, bool) and count > 0 else 1
+
+    def tool_name(self, tool: Any) -> str:
+        return tool.get("name", "") if isinstance(tool, dict) and isinstance(tool.get("name"), str) else ""
+
+    def tool_names(self, body: dict) -> list[str]:
+        return [self.tool_name(declaration) for tool in body.get("tools") or () if isinstance(tool, dict)
+                for declaration in tool.get("functionDeclarations") or ()]
+
+    def remove_tools(self, body: dict, forbidden: list[str]) -> None:
+        for tool in body.get("tools") or ():
+            if isinstance(tool, dict) and isinstance(tool.get("functionDeclarations"), list):
+                tool["functionDeclarations"] = [d for d in tool["functionDeclarations"]
+                                                if self.tool_name(d) not in forbidden]
+        if isinstance(body.get("tools"), list):
+            body["tools"] = [tool for tool in body["tools"]
+                             if not (isinstance(tool, dict) and tool.get("functionDeclarations") == [])]
+            if not body["tools"]:
+                body.pop("tools")
+                body.pop("toolConfig", None)
+
+    def usage_from_response(self, body: Any) -> Usage | None:
+        return usage_from(body.get("usageMetadata")) if isinstance(body, dict) else None
+
+    def usage_from_event(self, event: dict, so_far: Usage | None) -> Usage | None:
+        usage = usage_from(event.get("usageMetadata"))
+        return so_far if usage is None else usage
+
+    def generated_texts(self, event: dict) -> Iterator[str]:
+        for part in _parts(event):
+            if isinstance(part.get("text"), str):
+                yield part["text"]
+
+    def called_tools(self, body: dict) -> list[str]:
+        return [part["functionCall"]["name"] for part in _parts(body)
+                if isinstance(part.get("functionCall"), dict) and isinstance(part["functionCall"].get("name"), str)]
