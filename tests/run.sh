@@ -48,6 +48,7 @@ npm_client claude-code @anthropic-ai/claude-code 2.1.197
 npm_client codex @openai/codex 0.169.0
 npm_client qwen-code @qwen-code/qwen-code 0.24.4
 npm_client opencode opencode-ai 1.18.33
+npm_client gemini-cli @google/gemini-cli 0.61.0
 
 # On the machine's cores (pytest-xdist; at most 4: each process starts gateways of its
 # own), each test file in one process, so a file's shared stacks are made once.
