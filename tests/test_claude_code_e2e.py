@@ -132,3 +132,17 @@ def test_a_tool_call_and_its_result_go_round_through_an_openai_backend(gateway, 
                               "content": result_message["content"]}
     assert result_message["content"].startswith("[tool error] ")
     assert [m["role"] for m in second["messages"][:len(first["messages"])]] == [m["role"] for m in first["messages"]]
+
+
+def test_a_turn_on_a_gemini_backend_is_translated_both_ways(gateway, claude_code):
+    gateway.clear_received()
+    result = claude_code("gemini-2.5-flash")
+    assert not result["is_error"] and PROMPT in result["result"]
+    sent = [r for r in gateway.received("mock-gemini") if r["path"].endswith(":streamGenerateContent")]
+    assert sent and sent[-1]["query"] == {"alt": "sse"}
+    body = json.loads(sent[-1]["body"])
+    assert body["systemInstruction"]["parts"] and body["contents"][-1]["role"] == "user"
+    assert len(body["tools"][0]["functionDeclarations"]) >= 10
+    record = gateway.wait_for_record(predicate=lambda r: r["model"] == "gemini-2.5-flash" and r.get("api") == "anthropic"
+                                     and r["output_tokens"] > 0)
+    assert record["translated_to"] == "gemini" and record["output_tokens"] == result["usage"]["output_tokens"]

@@ -134,3 +134,16 @@ def test_previous_response_id_on_an_anthropic_backend_is_refused_naming_it(alice
     with pytest.raises(openai.BadRequestError) as refused:      # kept by a provider Anthropic is not
         alice.responses.create(model="claude-sonnet-4-6", input="more", previous_response_id=stored.id)
     assert "previous_response_id" in refused.value.message
+
+
+def test_a_turn_on_a_gemini_backend_is_translated_both_ways(gateway, codex):
+    gateway.clear_received()
+    answer = codex("gemini-2.5-flash")
+    assert PROMPT in answer
+    sent = [r for r in gateway.received("mock-gemini") if r["path"].endswith(":streamGenerateContent")]
+    assert len(sent) == 1
+    body = json.loads(sent[0]["body"])
+    assert {d["name"] for d in body["tools"][0]["functionDeclarations"]} >= {"exec_command"}
+    record = gateway.wait_for_record(predicate=lambda r: r["path"] == "/v1/responses"
+                                     and r["model"] == "gemini-2.5-flash" and r["output_tokens"] > 0)
+    assert record["translated_to"] == "gemini" and record["status"] == 200
