@@ -41,7 +41,8 @@ from typing import Any, Callable
 from .chat_request_messages import encode_messages
 from .chat_request_turns import decode_turns
 from .messages_request import thinking_reasoning
-from .conversation import AnswerFormat, Conversation, Notes, Reasoning, Refused, Target, Tool, ToolChoice, note
+from .conversation import (AnswerFormat, Conversation, Notes, Reasoning, Refused, Target, Tool, ToolChoice, note,
+                           read_fields)
 from .vocabulary import (
     OPENAI,
     REASONING_EFFORTS,
@@ -75,14 +76,7 @@ def decode(body: dict, notes: Notes, whole: bool = True) -> Conversation:
     conversation.names.update(_NAMES)
     parts: list[Callable[[dict, Conversation], None]] = [_refuse_what_has_no_place, _sampling, _tools,
                                                           _reasoning, _answer_format, _the_rest]
-    for part in parts:
-        if whole:
-            part(body, conversation)
-            continue
-        try:
-            part(body, conversation)
-        except Refused:
-            pass                            # the answer is read back all the same
+    read_fields(parts, whole, body, conversation)
     if whole:
         decode_turns(body.get("messages"), conversation, notes)
     return conversation

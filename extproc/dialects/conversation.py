@@ -25,7 +25,7 @@ Imports api only.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Literal, TypedDict
+from typing import Any, Callable, Iterable, Literal, TypedDict
 
 from ..api.usage import Usage
 
@@ -53,6 +53,18 @@ def note(names: list[str], name: str) -> None:
     """Names `name` once in a Notes list (a long conversation repeats the same field)."""
     if name not in names:
         names.append(name)
+
+
+def read_fields(readers: Iterable[Callable[..., None]], whole: bool, *args: Any) -> None:
+    """Runs a decoder's field readers on `args`. Reading only a request's head (`whole`
+    False: to read its answer back) a refusal is passed over: the request was refused, or
+    not, when it was read whole."""
+    for reader in readers:
+        try:
+            reader(*args)
+        except Refused:
+            if whole:
+                raise
 
 
 @dataclass(frozen=True, slots=True)

@@ -135,6 +135,8 @@ def decode(body: dict, conversation: Conversation, notes: Notes | None) -> Answe
               for block in [decode_part(part, notes)] if block is not None]
     reason = candidate.get("finishReason")
     stop = STOPS.get(reason, END) if isinstance(reason, str) else END
+    if reason == "MALFORMED_FUNCTION_CALL" and notes is not None:
+        note(notes.dropped, "finishReason=MALFORMED_FUNCTION_CALL")      # the call the model botched
     if stop == END and any(block["type"] == "tool_use" for block in blocks):
         stop = TOOL_USE
     feedback = body.get("promptFeedback")

@@ -81,6 +81,8 @@ def _block(part: Any, where: str, pending: dict[str, list[str]], conversation: C
         response = answer.get("response")
         block = {"type": "tool_result", "tool_use_id": call_id, "name": name,
                  "content": orjson.dumps(response).decode() if response is not None else ""}
+        if isinstance(response, dict):
+            block["response"] = response          # for a Gemini provider, as the caller wrote it
         if isinstance(response, dict) and "error" in response and "output" not in response and "result" not in response:
             block["is_error"] = True
     elif isinstance(part.get("text"), str):
@@ -144,6 +146,8 @@ def encode_turns(conversation: Conversation, notes: Notes) -> tuple[list[dict], 
         parts = [part for block in turn["content"] for part in _parts(block, names, conversation, notes)]
         if not parts:
             continue
+        if role == "model" and conversation.dialect != GEMINI:
+            _stand_in_signature(parts)
         if contents and contents[-1]["role"] == role:
             contents[-1]["parts"].extend(parts)
         else:
@@ -151,6 +155,19 @@ def encode_turns(conversation: Conversation, notes: Notes) -> tuple[list[dict], 
     if not contents:
         raise Refused(conversation.field("turns"), "The conversation has no user or assistant content to send.")
     return system, contents
+
+
+# Google's documented stand-in for a thought signature a call made elsewhere never had:
+# Gemini 3 refuses a model turn whose first function call carries none.
+STAND_IN_SIGNATURE = "skip_thought_signature_validator"
+
+
+def _stand_in_signature(parts: list[dict]) -> None:
+    """The first function call of a model turn another dialect's caller made gets the stand-in."""
+    for part in parts:
+        if "functionCall" in part:
+            part.setdefault("thoughtSignature", STAND_IN_SIGNATURE)
+            return
 
 
 def _source_part(block: Block, conversation: Conversation) -> dict:
@@ -173,7 +190,12 @@ def _source_part(block: Block, conversation: Conversation) -> dict:
 def _parts(block: Block, names: dict[str, str], conversation: Conversation, notes: Notes) -> list[dict]:
     kind = block.get("type")
     if kind == "text":
-        return [{"text": block.get("text", "")}] if block.get("text") else []
+        if not block.get("text"):
+            return []
+        part = {"text": block["text"]}
+        if block.get("origin") == GEMINI and block.get("signature"):
+            part["thoughtSignature"] = block["signature"]
+        return [part]
     if kind in ("image", "document"):
         return [_source_part(block, conversation)]
     if kind == "audio":
@@ -208,5 +230,7 @@ def _tool_result(block: Block, names: dict[str, str], conversation: Conversation
             extra.append(_source_part(inner, conversation))        # Gemini reads them beside the response
     text = "\n\n".join(texts)
     name = block.get("name") or names.get(block.get("tool_use_id", ""), "")
-    response = {"error": text} if block.get("is_error") else {"result": text}
+    response = block.get("response")
+    if not isinstance(response, dict):
+        response = {"error": text} if block.get("is_error") else {"result": text}
     return [{"functionResponse": {"name": name, "response": response}}, *extra]

@@ -36,7 +36,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from .conversation import AnswerFormat, Conversation, Notes, Reasoning, Refused, Target, Tool, ToolChoice, note
+from .conversation import (AnswerFormat, Conversation, Notes, Reasoning, Refused, Target, Tool, ToolChoice, note,
+                           read_fields)
 from .gemini_parts import GEMINI, decode_turns, encode_turns
 from .vocabulary import THINKING_BUDGETS
 
@@ -66,12 +67,7 @@ def decode(body: dict, notes: Notes, whole: bool = True) -> Conversation:
     False: then all but the turns, each part the model cannot hold left at its default)."""
     conversation = Conversation(dialect=GEMINI, include_usage=True)   # Gemini's streams always carry usage
     conversation.names.update(_NAMES)
-    for part in (_config, _tools, _the_rest):
-        try:
-            part(body, conversation)
-        except Refused:
-            if whole:
-                raise
+    read_fields((_config, _tools, _the_rest), whole, body, conversation)
     if whole:
         system = body.get("systemInstruction")
         conversation.system, conversation.turns = decode_turns(system, body.get("contents"), conversation)
@@ -152,7 +148,9 @@ def _tools(body: dict, conversation: Conversation) -> None:
             read: Tool = {"name": declaration["name"]}
             if isinstance(declaration.get("description"), str):
                 read["description"] = declaration["description"]
-            schema = declaration.get("parametersJsonSchema", declaration.get("parameters"))
+            schema = declaration.get("parametersJsonSchema")
+            if not isinstance(schema, dict) and isinstance(declaration.get("parameters"), dict):
+                schema = json_schema_of(declaration["parameters"])
             read["input_schema"] = schema if isinstance(schema, dict) else {"type": "object", "properties": {}}
             conversation.tools.append(read)
     config = body.get("toolConfig")
@@ -169,6 +167,29 @@ def _tools(body: dict, conversation: Conversation) -> None:
     elif mode in ("AUTO", "ANY", "NONE", "VALIDATED"):
         conversation.tool_choice = ToolChoice({"AUTO": "auto", "ANY": "any", "NONE": "none",
                                                "VALIDATED": "auto"}[mode])
+
+
+def json_schema_of(schema: Any) -> Any:
+    """Gemini's Schema (`parameters`: OpenAPI's subset, upper-case types, `nullable`) as the
+    JSON Schema the other dialects read: types in lower case, nullable as a "null" type,
+    Gemini's own `propertyOrdering` left out."""
+    if isinstance(schema, list):
+        return [json_schema_of(item) for item in schema]
+    if not isinstance(schema, dict):
+        return schema
+    out: dict[str, Any] = {}
+    for key, value in schema.items():
+        if key == "type" and isinstance(value, str):
+            out["type"] = value.lower()
+        elif key in ("properties", "$defs", "definitions") and isinstance(value, dict):
+            out[key] = {name: json_schema_of(inner) for name, inner in value.items()}
+        elif key in ("items", "anyOf", "oneOf", "allOf", "not", "additionalProperties"):
+            out[key] = json_schema_of(value)
+        elif key not in ("nullable", "propertyOrdering"):
+            out[key] = value
+    if schema.get("nullable") is True and isinstance(out.get("type"), str):
+        out["type"] = [out["type"], "null"]
+    return out
 
 
 def _the_rest(body: dict, conversation: Conversation) -> None:
@@ -208,8 +229,10 @@ def encode(conversation: Conversation, target: Target, notes: Notes) -> dict:
     for name in ("user", "metadata"):
         if getattr(conversation, name):
             note(notes.dropped, conversation.field(name))
+    if conversation.hints.get("safetySettings") is not None:
+        out["safetySettings"] = conversation.hints["safetySettings"]
     for name in conversation.hints:
-        if name not in _PENALTIES.values():
+        if name not in _PENALTIES.values() and name != "safetySettings":
             note(notes.dropped, name)
     return out
 

@@ -37,7 +37,7 @@ from .gemini_answer import (
     FINISH_REASONS,
     STOPS,
     decode_error,
-    error_body,
+    encode_error,
     new_call_id,
     shows_thoughts,
     usage_from,
@@ -184,8 +184,8 @@ class Encoder(StreamEncoder):
             return self._finish()
         elif kind == "error":
             self._closed = True
-            problem = event.problem or Problem("api_error", CUT)
-            return b"data: " + error_body(500, problem.message) + _END
+            _, body = encode_error(0, event.problem or Problem("api_error", CUT))    # the status of its kind
+            return b"data: " + body + _END
         return b""
 
     def _start(self, event: Event) -> None:

@@ -43,7 +43,8 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
-from .conversation import AnswerFormat, Conversation, Notes, Reasoning, Refused, Target, Tool, ToolChoice, note
+from .conversation import (AnswerFormat, Conversation, Notes, Reasoning, Refused, Target, Tool, ToolChoice, note,
+                           read_fields)
 from .messages_request_turns import decode_system, decode_turns, encode_turns, thinking_conflict
 from .vocabulary import ANTHROPIC, MIN_THINKING_BUDGET, REASONING_EFFORTS, THINKING_BUDGETS, opaque_user_id
 
@@ -89,14 +90,7 @@ def decode(body: dict, notes: Notes, whole: bool = True) -> Conversation:
     conversation.names.update(_NAMES)
     parts: list[Callable[[dict, Conversation, Notes], None]] = [_refuse_what_has_no_place, _sampling, _tools,
                                                                  _reasoning, _answer_format, _the_rest]
-    for part in parts:
-        if whole:
-            part(body, conversation, notes)
-            continue
-        try:
-            part(body, conversation, notes)
-        except Refused:
-            pass                            # the answer is read back all the same
+    read_fields(parts, whole, body, conversation, notes)
     if whole:
         decode_system(body.get("system"), conversation)
         decode_turns(body.get("messages"), conversation)

@@ -154,11 +154,14 @@ def _written(block: Block, conversation: Conversation, notes: Notes, outer: str 
     if kind == "tool_use":
         return {key: value for key, value in block.items() if key not in ("signature", "origin")}
     if kind == "tool_result":
-        written = {key: value for key, value in block.items() if key != "name"}    # Gemini pairs by name
+        # Gemini's pairing name and its own response object: Anthropic takes neither.
+        written = {key: value for key, value in block.items() if key not in ("name", "response")}
         if isinstance(block.get("content"), list):
             written["content"] = [_written(inner, conversation, notes, f"{where}.content[{k}]")
                                   for k, inner in enumerate(block["content"]) if isinstance(inner, dict)]
         return written
+    if kind == "text" and "origin" in block:
+        return {key: value for key, value in block.items() if key not in ("signature", "origin")}
     return block                    # text, and blocks only Messages knows, as written
 
 

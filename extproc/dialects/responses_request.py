@@ -44,7 +44,8 @@ from __future__ import annotations
 from typing import Any, Callable
 
 from .chat_request import EFFORTS, openai_effort, openai_strict
-from .conversation import AnswerFormat, Conversation, Notes, Reasoning, Refused, Target, Tool, ToolChoice, note
+from .conversation import (AnswerFormat, Conversation, Notes, Reasoning, Refused, Target, Tool, ToolChoice, note,
+                           read_fields)
 from .responses_request_items import decode_input, encode_input, instructions
 from .vocabulary import OPENAI, opaque_user_id, openai_tool_name
 
@@ -72,14 +73,7 @@ def decode(body: dict, notes: Notes, whole: bool = True) -> Conversation:
     conversation.echo.update((name, body[name]) for name in _ECHOED if name in body)
     parts: list[Callable[[dict, Conversation, Notes], None]] = [_refuse_what_has_no_place, _sampling, _tools,
                                                                  _reasoning, _text, _the_rest]
-    for part in parts:
-        if whole:
-            part(body, conversation, notes)
-            continue
-        try:
-            part(body, conversation, notes)
-        except Refused:
-            pass                            # the answer is read back all the same
+    read_fields(parts, whole, body, conversation, notes)
     if whole:
         instructions = body.get("instructions")
         if isinstance(instructions, str) and instructions:
