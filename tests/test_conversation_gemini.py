@@ -79,8 +79,6 @@ HEARD_IN = {"chat": heard_in_chat, "messages": heard_in_messages, "responses": h
 FLASH = "gemini-2.5-flash"
 SCHEMA = {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}
 SIGNATURE = "CtICAdHtim9BiyFrJTR8wDY7/ya4zvN0E7f/NCDBmJdBIPp4X8GlhEBD1aYLPwTQyE6WXqDOxwHUJaTe4J8t"
-# What the codec should do and does not yet (see the module docstrings' tables).
-PENDING = pytest.mark.xfail(strict=True, reason="not yet in the Gemini codec")
 
 
 def provider_recording(name: str) -> list[dict]:
@@ -284,6 +282,11 @@ DECODE_ROWS = [  # (name, body, fragment of the Conversation)
     ("JSON answers: a responseJsonSchema", gemini(generationConfig={
         "responseMimeType": "application/json", "responseJsonSchema": SCHEMA}),
      {"answer_format": {"kind": "json_schema", "schema": SCHEMA}}),
+    ("JSON answers: a responseSchema, Gemini's Schema, as JSON Schema", gemini(generationConfig={
+        "responseMimeType": "application/json", "responseSchema": {
+            "type": "OBJECT", "properties": {"city": {"type": "STRING", "nullable": True}}, "required": ["city"]}}),
+     {"answer_format": {"kind": "json_schema", "schema": {
+         "type": "object", "properties": {"city": {"type": ["string", "null"]}}, "required": ["city"]}}}),
     ("JSON answers: any object", gemini(generationConfig={"responseMimeType": "application/json"}),
      {"answer_format": {"kind": "json_object", "schema": None}}),
     ("text answers have no answer format", gemini(generationConfig={"responseMimeType": "text/plain"}),
@@ -548,6 +551,8 @@ def test_a_body_written_back_as_gemini_is_the_same():
 def test_a_signed_text_part_keeps_its_signature():
     body = gemini(user("q"), model({"text": "A", "thoughtSignature": SIGNATURE}), user("more"))
     assert written_back(body)[0] == body
+    body = gemini(user("q"), model("A", {"text": "", "thoughtSignature": SIGNATURE}), user("more"))
+    assert written_back(body)[0] == body                    # the empty last part Gemini 3 signs
 
 
 def test_a_function_response_is_written_back_as_it_was():
@@ -642,6 +647,10 @@ def test_answer_finish_reasons(reason, stop):
 def test_a_malformed_function_call_is_noted():
     notes = Notes()
     read(answer_body(candidate(finish="MALFORMED_FUNCTION_CALL")), notes)
+    assert notes.dropped == ["finishReason=MALFORMED_FUNCTION_CALL"]
+    notes = Notes()
+    decoder = gemini_stream.Decoder(head(), notes)
+    decoder.read(chunk(finish="MALFORMED_FUNCTION_CALL"), b"", b"")
     assert notes.dropped == ["finishReason=MALFORMED_FUNCTION_CALL"]
 
 

@@ -37,7 +37,7 @@ class Gemini(Dialect):
 
     def model_entry(self, name: str, created: int) -> dict:
         return {"name": f"models/{name}", "baseModelId": name, "displayName": name,
-                "supportedGenerationMethods": ["generateContent", "streamGenerateContent"]}
+                "supportedGenerationMethods": ["generateContent"]}
 
     def model_list(self, entries: list[dict]) -> bytes:
         return orjson.dumps({"models": entries})

@@ -190,12 +190,10 @@ def _source_part(block: Block, conversation: Conversation) -> dict:
 def _parts(block: Block, names: dict[str, str], conversation: Conversation, notes: Notes) -> list[dict]:
     kind = block.get("type")
     if kind == "text":
-        if not block.get("text"):
-            return []
-        part = {"text": block["text"]}
+        part = {"text": block.get("text", "")}
         if block.get("origin") == GEMINI and block.get("signature"):
-            part["thoughtSignature"] = block["signature"]
-        return [part]
+            part["thoughtSignature"] = block["signature"]       # Gemini 3 signs an empty last part too
+        return [part] if part["text"] or "thoughtSignature" in part else []
     if kind in ("image", "document"):
         return [_source_part(block, conversation)]
     if kind == "audio":

@@ -12,7 +12,8 @@ Read, field by field (C carried into the model, H a hint kept under its name, R 
   toolConfig.functionCallingConfig  C  mode AUTO / ANY / NONE (ANY with one allowed name: that
                                      tool); other allowedFunctionNames R
   generationConfig: temperature, topP, topK, maxOutputTokens, stopSequences, candidateCount  C
-  generationConfig.responseMimeType application/json, responseJsonSchema or responseSchema  C
+  generationConfig.responseMimeType application/json, responseJsonSchema, or responseSchema
+                                  C  (Gemini's Schema, read as JSON Schema as parameters are)
                                      answer_format (json_object without a schema)
   generationConfig.thinkingConfig  C  reasoning: thinkingBudget (0: off, -1: the model decides),
                                      thinkingLevel as an effort, includeThoughts false: hidden
@@ -112,7 +113,9 @@ def _config(body: dict, conversation: Conversation) -> None:
 def _answer_format(config: dict, conversation: Conversation) -> None:
     if config.get("responseMimeType") != "application/json":
         return
-    schema = config.get("responseJsonSchema", config.get("responseSchema"))
+    schema = config.get("responseJsonSchema")
+    if not isinstance(schema, dict) and isinstance(config.get("responseSchema"), dict):
+        schema = json_schema_of(config["responseSchema"])
     conversation.answer_format = AnswerFormat("json_schema", schema=schema) if isinstance(schema, dict) \
         else AnswerFormat("json_object")
 

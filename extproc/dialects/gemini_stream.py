@@ -12,7 +12,8 @@ Read from a provider (Decoder):
   functionCall parts       -> a tool_use block each (a made-up id; thoughtSignature in its header),
                               its args as one json delta, block_stop
   usageMetadata            -> usage
-  finishReason             -> block_stop of the open block, stop, end (STOP with calls: TOOL_USE)
+  finishReason             -> block_stop of the open block, stop, end (STOP with calls: TOOL_USE;
+                              MALFORMED_FUNCTION_CALL noted, as in an answer)
   {"error": ...}           -> error
   end() with no finishReason -> error (a cut stream)
 
@@ -32,7 +33,7 @@ import orjson
 from ..api import provider_json
 from ..api.usage import Usage
 from .base import StreamDecoder, StreamEncoder
-from .conversation import END, TOOL_USE, Conversation, Event, Notes, Problem
+from .conversation import END, TOOL_USE, Conversation, Event, Notes, Problem, note
 from .gemini_answer import (
     FINISH_REASONS,
     STOPS,
@@ -51,9 +52,10 @@ _END = b"\r\n\r\n"
 
 class Decoder(StreamDecoder):
     """One provider's Gemini stream read as Events (see the module's table)."""
-    __slots__ = ("_calls", "_done", "_next", "_open", "_open_kind", "_started", "_stop")
+    __slots__ = ("_calls", "_done", "_next", "_notes", "_open", "_open_kind", "_started", "_stop")
 
     def __init__(self, conversation: Conversation, notes: Notes | None) -> None:
+        self._notes = notes
         self._started = False
         self._done = False
         self._open: int | None = None           # the open text or thinking block's index
@@ -88,6 +90,8 @@ class Decoder(StreamDecoder):
         if isinstance(reason, str) and reason:
             self._close(events)
             stop = STOPS.get(reason, END)
+            if reason == "MALFORMED_FUNCTION_CALL" and self._notes is not None:
+                note(self._notes.dropped, "finishReason=MALFORMED_FUNCTION_CALL")      # the call the model botched
             self._stop = TOOL_USE if stop == END and self._calls else stop
             self._done = True
             events.append(Event("stop", stop=self._stop))
