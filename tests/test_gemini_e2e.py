@@ -113,6 +113,16 @@ def test_every_dialect_reaches_the_gemini_backend(gateway, path, body, headers):
     assert len(sent) == 1 and "contents" in json.loads(sent[0]["body"])
 
 
+def test_the_sdks_default_path_is_served_too(gateway):
+    """Given a base URL and no api_version, google-genai calls /v1/models/{model}:generateContent."""
+    plain = genai.Client(api_key="sk-demo-alice", http_options={"base_url": root(gateway)})
+    assert plain.models.generate_content(model="claude-sonnet-4-6", contents=TEXT).text == TEXT
+    chunks = plain.models.generate_content_stream(model="gemini-2.5-flash", contents=TEXT)
+    assert "".join(chunk.text or "" for chunk in chunks) == TEXT
+    record = gateway.wait_for_record(predicate=lambda r: r["path"] == "/v1/models/claude-sonnet-4-6:generateContent")
+    assert record["status"] == 200 and record["output_tokens"] > 0
+
+
 def test_the_model_list_in_googles_shape(client):
     names = [model.name for model in client.models.list()]
     assert "models/gemini-2.5-flash" in names and "models/gpt-4o-mini" in names

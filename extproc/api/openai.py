@@ -42,7 +42,8 @@ ENDPOINTS = {
     "/v1/messages/count_tokens": Endpoint("count_tokens", ("POST",), "anthropic"),
 }
 # Google's Gemini API: /v1beta/models/{model}:generateContent (and :streamGenerateContent),
-# the model named in the path; its model list.
+# the model named in the path; its model list. The google-genai SDK given a base URL calls
+# /v1/models/{model}:generateContent: a model's method under /v1 is Gemini's too.
 GEMINI_PREFIX = "/v1beta/models"
 GEMINI_METHODS = {"generateContent": Endpoint("generate_content", ("POST",), "gemini", model_in_path=True),
                   "streamGenerateContent": Endpoint("generate_content", ("POST",), "gemini", model_in_path=True,
@@ -81,6 +82,9 @@ def find_endpoint(path: str) -> tuple[Endpoint, str] | None:
         return _gemini_endpoint(path[len(GEMINI_PREFIX):])
     if path.startswith("/v1/models/"):
         name = path[len("/v1/models/"):]
+        method = _gemini_endpoint("/" + name) if ":" in name else None
+        if method is not None:
+            return method
         return (MODEL, name) if 0 < len(name) <= _MAX_ID else None
     if path.startswith(AZURE_DEPLOYMENTS):
         deployment, _, rest = path[len(AZURE_DEPLOYMENTS):].partition("/")
