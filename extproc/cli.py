@@ -12,6 +12,7 @@ import yaml
 from .config import envoy_config
 from .config.envoy_gen import GenerationError, generate
 from .config.filter_config import default_state_dir, load_config
+from .credentials.google import DEMO_SERVICE_ACCOUNT_ENV, demo_service_account
 from .yamltree import ConfigError
 from .guardrails.config import detectors_not_made
 from .runtime.with_parent import die_with_parent
@@ -114,6 +115,8 @@ def cmd_up(args) -> int:
     config_path = args.config or envoy_config.shipped("config/quickstart.yaml")
     Path(args.state_dir).mkdir(mode=0o700, parents=True, exist_ok=True)    # owner only: the store is there
     os.environ["LLMGW_STATE_DIR"] = args.state_dir       # before the config: its store's default path
+    if DEMO_SERVICE_ACCOUNT_ENV not in os.environ:        # the quickstart's Vertex AI provider signs with it
+        os.environ[DEMO_SERVICE_ACCOUNT_ENV] = demo_service_account()
     with detectors_not_made():                            # the workers make them
         config = _load_or_report(config_path)
     if config is None:
@@ -292,7 +295,8 @@ def cmd_usage(args) -> int:
     if args.state_dir:
         os.environ["LLMGW_STATE_DIR"] = args.state_dir
     with detectors_not_made():
-        config = _load_or_report(args.config or envoy_config.shipped("config/quickstart.yaml"))
+        config = _load_or_report(args.config or envoy_config.shipped("config/quickstart.yaml"),
+                                 strict_credentials=False)      # a report calls no provider
     if config is None:
         return 2
     if args.by:

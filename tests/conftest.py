@@ -1,9 +1,12 @@
 from __future__ import annotations
 
+import os
+
 import pytest
 from gateway_stack import GatewayStack
 from openai import OpenAI
 
+from extproc.credentials.google import DEMO_SERVICE_ACCOUNT_ENV, demo_service_account
 from extproc.store.redis_store import RedisStore
 from extproc.store.sqlite_store import SQLiteStore
 from extproc.transport import compiled
@@ -14,6 +17,8 @@ def pytest_sessionstart(session) -> None:
     if stale := compiled.stale():
         pytest.exit(f"{', '.join(stale)}: compiled from an older source; `pip install -e .` again "
                     "(bash tests/run.sh does)", returncode=2)
+    # The quickstart's Vertex AI provider reads its demo key from here, as under `extproc up`.
+    os.environ.setdefault(DEMO_SERVICE_ACCOUNT_ENV, demo_service_account())
 
 
 @pytest.fixture(scope="session")

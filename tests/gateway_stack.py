@@ -140,10 +140,10 @@ class GatewayStack:
             listener["port"] = new_port
         for provider in [*config.get("providers", {}).values(),
                          *((config.get("mcp") or {}).get("servers") or {}).values()]:
-            url = provider.get("url", "")
-            match = re.fullmatch(r"(http://127\.0\.0\.1:)(\d+)(.*)", url)
-            if match and int(match[2]) in moved:
-                provider["url"] = f"{match[1]}{moved[int(match[2])]}{match[3]}"
+            for field in ("url", "token_url"):
+                match = re.fullmatch(r"(http://127\.0\.0\.1:)(\d+)(.*)", provider.get(field, ""))
+                if match and int(match[2]) in moved:
+                    provider[field] = f"{match[1]}{moved[int(match[2])]}{match[3]}"
             for index, other in enumerate(provider.get("failover_urls") or []):     # MCP servers' replicas
                 match = re.fullmatch(r"(http://127\.0\.0\.1:)(\d+)(.*)", other)
                 if match and int(match[2]) in moved:

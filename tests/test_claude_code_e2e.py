@@ -146,3 +146,21 @@ def test_a_turn_on_a_gemini_backend_is_translated_both_ways(gateway, claude_code
     record = gateway.wait_for_record(predicate=lambda r: r["model"] == "gemini-2.5-flash" and r.get("api") == "anthropic"
                                      and r["output_tokens"] > 0)
     assert record["translated_to"] == "gemini" and record["output_tokens"] == result["usage"]["output_tokens"]
+
+
+def test_a_turn_on_claude_at_vertex_keeps_the_messages_api(gateway, claude_code):
+    """Claude Code on Claude served by Vertex AI: its Messages body goes untranslated, as
+    Vertex takes it (the model in the path, `anthropic_version` in the body), with the
+    worker's minted token."""
+    gateway.clear_received()
+    result = claude_code("vertex/claude-sonnet-4-6")
+    assert not result["is_error"] and PROMPT in result["result"]
+    sent = [r for r in gateway.received("mock-vertex") if r["path"].endswith("claude-sonnet-4-6:streamRawPredict")]
+    assert sent
+    body = json.loads(sent[-1]["body"])
+    assert body["anthropic_version"] == "vertex-2023-10-16" and "model" not in body
+    assert body["system"] and len(body["tools"]) >= 10 and body["stream"] is True
+    assert sent[-1]["headers"]["authorization"].startswith("Bearer ya29.mock-")
+    record = gateway.wait_for_record(predicate=lambda r: r["model"] == "vertex/claude-sonnet-4-6"
+                                     and r.get("api") == "anthropic" and r["output_tokens"] > 0)
+    assert record["backend"] == "vertex" and record["output_tokens"] == result["usage"]["output_tokens"]

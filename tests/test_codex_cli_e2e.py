@@ -30,7 +30,7 @@ def codex(gateway, tmp_path_factory):
             f'model = "{model}"\nmodel_provider = "gateway"\ncheck_for_update_on_startup = false\n\n'
             '[model_providers.gateway]\nname = "gateway"\n'
             f'base_url = "http://127.0.0.1:{gateway.port}/v1"\nenv_key = "GATEWAY_KEY"\nwire_api = "responses"\n')
-        out = work / f"{model}.txt"
+        out = work / f"{model.replace('/', '_')}.txt"
         env = {"PATH": os.environ["PATH"], "HOME": str(home), "CODEX_HOME": str(home),
                "GATEWAY_KEY": "sk-demo-alice"}
         done = subprocess.run([str(CODEX), "exec", "--skip-git-repo-check", "-o", str(out), PROMPT],
@@ -147,3 +147,17 @@ def test_a_turn_on_a_gemini_backend_is_translated_both_ways(gateway, codex):
     record = gateway.wait_for_record(predicate=lambda r: r["path"] == "/v1/responses"
                                      and r["model"] == "gemini-2.5-flash" and r["output_tokens"] > 0)
     assert record["translated_to"] == "gemini" and record["status"] == 200
+
+
+def test_a_turn_on_claude_at_vertex_is_translated_both_ways(gateway, codex):
+    gateway.clear_received()
+    answer = codex("vertex/claude-sonnet-4-6")
+    assert PROMPT in answer
+    sent = [r for r in gateway.received("mock-vertex") if r["path"].endswith("claude-sonnet-4-6:streamRawPredict")]
+    assert len(sent) == 1
+    body = json.loads(sent[0]["body"])
+    assert body["anthropic_version"] == "vertex-2023-10-16" and "model" not in body
+    assert {tool["name"] for tool in body["tools"]} >= {"exec_command"}
+    record = gateway.wait_for_record(predicate=lambda r: r["path"] == "/v1/responses"
+                                     and r["model"] == "vertex/claude-sonnet-4-6" and r["output_tokens"] > 0)
+    assert record["translated_to"] == "anthropic" and record["status"] == 200

@@ -135,3 +135,35 @@ def test_a_virtual_model_fails_over_for_a_gemini_caller(client, model):
     assert client.models.generate_content(model=model, contents=TEXT).text == TEXT
     chunks = list(client.models.generate_content_stream(model=model, contents=TEXT))
     assert "".join(chunk.text or "" for chunk in chunks) == TEXT
+
+
+@pytest.mark.parametrize("model, listener, path", [
+    ("gemini-2.5-flash", "mock-gemini", "/v1beta/models/gemini-2.5-flash:countTokens"),        # the backend counts
+    ("vertex/gemini-2.5-flash", "mock-vertex",
+     "/v1/projects/demo-project/locations/us-east5/publishers/google/models/gemini-2.5-flash:countTokens"),
+    ("gpt-4o-mini", None, None),                      # another dialect's backend: the gateway counts
+    ("vertex/claude-sonnet-4-6", None, None),
+])
+def test_count_tokens_on_every_backend(gateway, client, model, listener, path):
+    gateway.clear_received()
+    counted = client.models.count_tokens(model=model, contents="how many tokens are these words")
+    assert counted.total_tokens >= 6                  # a token a word at least
+    if listener is None:
+        assert not [r for r in gateway.received("mock-vertex") + gateway.received("mock")
+                    if "count" in r["path"].lower()]
+    else:
+        [sent] = [r for r in gateway.received(listener) if r["path"] == path]
+        assert json.loads(sent["body"])["contents"][0]["parts"][0]["text"] == "how many tokens are these words"
+    record = gateway.wait_for_record(predicate=lambda r: r["model"] == model and r["path"].endswith(":countTokens"))
+    assert record["status"] == 200 and record["output_tokens"] == 0
+
+
+@pytest.mark.parametrize("prefix", ["/v1beta/models", "/v1/models"])
+def test_envoys_own_errors_come_in_googles_shape_on_both_paths(gateway, prefix):
+    """A provider that resets the connection: Envoy answers 503 itself, in Google's shape on
+    either path google-genai calls."""
+    failing = httpx.post(f"{root(gateway)}{prefix}/gemini-2.5-flash:generateContent",
+                         headers={"x-goog-api-key": "sk-demo-alice", "x-mock-reset": "1"},
+                         json={"contents": [{"role": "user", "parts": [{"text": "hi"}]}]}, timeout=20)
+    assert failing.status_code == 503
+    assert failing.json()["error"]["status"] == "UNAVAILABLE" and failing.json()["error"]["code"] == 503

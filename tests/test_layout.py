@@ -19,18 +19,19 @@ ALLOWED = {
     "yamltree": set(),
     "transport": set(),
     "api": set(),
+    "credentials": set(),
     "dialects": {"api"},
     "plugin_api": set(),
     "plugins": {"plugin_api"},
     "observability": {"yamltree"},
     "store": {"yamltree", "transport.eager"},
     "guardrails": {"api", "dialects", "plugin_api", "yamltree"},
-    "config": {"api", "dialects", "guardrails", "observability", "store", "yamltree"},   # each section's own parser
+    "config": {"api", "credentials", "dialects", "guardrails", "observability", "store", "yamltree"},   # each section's own parser
     "mock": {"api"},
     "translate": {"api", "dialects"},
     "pipeline": {"api", "config", "dialects", "observability"},
     "stages": {"api", "config", "dialects", "guardrails", "observability", "pipeline", "store", "translate", "transport.eager"},
-    "runtime": {"api", "config", "dialects", "guardrails", "observability", "pipeline", "stages", "store", "translate",
+    "runtime": {"api", "config", "credentials", "dialects", "guardrails", "observability", "pipeline", "stages", "store", "translate",
                 "transport", "yamltree"},
 }
 

@@ -31,6 +31,7 @@ class Endpoint:
 
 
 GENERATING_KINDS = ("chat", "completions", "embeddings", "responses", "messages", "generate_content")
+GEMINI_COUNT_KIND = "count_content_tokens"
 ENDPOINTS = {
     "/v1/chat/completions": Endpoint("chat", ("POST",)),
     "/v1/completions": Endpoint("completions", ("POST",)),
@@ -47,7 +48,8 @@ ENDPOINTS = {
 GEMINI_PREFIX = "/v1beta/models"
 GEMINI_METHODS = {"generateContent": Endpoint("generate_content", ("POST",), "gemini", model_in_path=True),
                   "streamGenerateContent": Endpoint("generate_content", ("POST",), "gemini", model_in_path=True,
-                                                    streams_by_path=True)}
+                                                    streams_by_path=True),
+                  "countTokens": Endpoint(GEMINI_COUNT_KIND, ("POST",), "gemini", model_in_path=True)}
 GEMINI_MODELS = Endpoint("models", ("GET",), "gemini")
 GEMINI_MODEL = Endpoint("model", ("GET",), "gemini")
 ANTHROPIC_MODELS = Endpoint("models", ("GET",), "anthropic")      # GET /v1/models with anthropic-version

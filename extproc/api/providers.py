@@ -12,41 +12,91 @@ endpoint lives, and how the credential goes.
              chat and Messages callers are translated to it
   gemini     Google's Gemini API: `base_path` (`/v1beta`) + `/models/{model}:generateContent`
              (`:streamGenerateContent?alt=sse` for a stream), the key in `x-goog-api-key`
+  vertex     Vertex AI: `base_path` (`/v1`) + `/projects/{project}/locations/{location}/publishers/`,
+             then Google's models (`google/models/{model}:generateContent`, Gemini's dialect) or
+             Anthropic's (`anthropic/models/{model}:rawPredict`, `:streamRawPredict` for a stream:
+             the Messages API, the body naming `anthropic_version: vertex-2023-10-16` and no
+             model); an OAuth access token as Bearer (credentials/google.py mints it)
 """
 
 from __future__ import annotations
 
 from urllib.parse import quote
 
+from .openai import GEMINI_COUNT_KIND
+
 OPENAI, AZURE, ANTHROPIC, OPENAI_RESPONSES, GEMINI = "openai", "azure", "anthropic", "openai-responses", "gemini"
-TYPES = (OPENAI, AZURE, ANTHROPIC, OPENAI_RESPONSES, GEMINI)
+VERTEX = "vertex"
+TYPES = (OPENAI, AZURE, ANTHROPIC, OPENAI_RESPONSES, GEMINI, VERTEX)
 # The API dialect each type speaks (translate/: a caller of another dialect is translated).
 DIALECTS = {OPENAI: "openai", AZURE: "openai", ANTHROPIC: "anthropic", OPENAI_RESPONSES: "openai-responses",
-            GEMINI: "gemini"}
+            GEMINI: "gemini", VERTEX: "gemini"}
+# Vertex AI serves partners' models beside Google's, each in its maker's dialect; the
+# model's name says whose it is.
+_VERTEX_PUBLISHERS = (("claude-", "anthropic", "anthropic"),)
+VERTEX_ANTHROPIC_VERSION = "vertex-2023-10-16"
 # Where each type takes its credential by default.
 AUTH_HEADERS = {"bearer": "authorization", "api-key": "api-key", "x-api-key": "x-api-key",
                 "x-goog-api-key": "x-goog-api-key"}
 DEFAULT_AUTH = {OPENAI: "bearer", AZURE: "api-key", ANTHROPIC: "x-api-key", OPENAI_RESPONSES: "bearer",
-                GEMINI: "x-goog-api-key"}
+                GEMINI: "x-goog-api-key", VERTEX: "bearer"}
 # Every header a credential may come in: a caller's never reaches a provider, and an
 # attempt carries only its provider's own.
 CREDENTIAL_HEADERS = tuple(AUTH_HEADERS.values())
 # Where each type has its API when the config names no `base_path`.
-DEFAULT_BASE_PATHS = {GEMINI: "/v1beta"}
+DEFAULT_BASE_PATHS = {GEMINI: "/v1beta", VERTEX: "/v1"}
 # Endpoints Azure serves per deployment (the rest on its v1 paths).
 _AZURE_DEPLOYMENT_KINDS = ("chat", "completions", "embeddings")
 _ANTHROPIC_PATHS = {"messages": "/v1/messages", "count_tokens": "/v1/messages/count_tokens"}
 CLIENT_PREFIX = "/v1"
 
 
+def vertex_publisher(model: str) -> tuple[str, str]:
+    """Whose model Vertex AI serves under this name, and the dialect it speaks there."""
+    for prefix, publisher, dialect in _VERTEX_PUBLISHERS:
+        if model.startswith(prefix):
+            return publisher, dialect
+    return "google", DIALECTS[VERTEX]
+
+
+def dialect_of(provider_type: str, model: str) -> str:
+    """The API dialect a provider of this type speaks for `model`."""
+    return vertex_publisher(model)[1] if provider_type == VERTEX else DIALECTS[provider_type]
+
+
+def body_for_platform(provider_type: str, model: str, kind: str, body: dict) -> dict:
+    """A body in the model's dialect as its platform takes it: Claude on Vertex AI names
+    the API version in the body and the model in the path only (a count names it in both)."""
+    if provider_type != VERTEX or vertex_publisher(model)[0] != "anthropic":
+        return body
+    moved = {key: value for key, value in body.items() if key != "model" or kind == "count_tokens"}
+    moved["anthropic_version"] = VERTEX_ANTHROPIC_VERSION
+    return moved
+
+
+def _vertex_path(base_path: str, project: str, location: str, kind: str, model: str, stream: bool) -> str:
+    publisher = vertex_publisher(model)[0]
+    where = f"{base_path}/projects/{quote(project, safe='')}/locations/{quote(location, safe='')}/publishers/{publisher}"
+    if publisher == "anthropic":
+        if kind == "count_tokens":
+            return f"{where}/models/count-tokens:rawPredict"
+        return f"{where}/models/{quote(model, safe='@')}:{'streamRawPredict' if stream else 'rawPredict'}"
+    method = "countTokens" if kind == GEMINI_COUNT_KIND else "streamGenerateContent?alt=sse" if stream \
+        else "generateContent"
+    return f"{where}/models/{quote(model, safe='')}:{method}"
+
+
 def upstream_path(provider_type: str, *, base_path: str, api_version: str, kind: str, path: str,
-                  query: str, model: str, stream: bool = False) -> str:
+                  query: str, model: str, stream: bool = False, project: str = "", location: str = "") -> str:
     """The path (and query) a request takes to a provider of this type: `kind` is the
     endpoint at the provider, `path` the client's (under /v1: the same endpoint when no
     translation happens), `model` the backend's model (Azure: its deployment; Gemini: in
-    the path, whose method says whether the answer streams)."""
+    the path, whose method says whether the answer streams; Vertex AI: in its project and
+    location)."""
+    if provider_type == VERTEX:
+        return _vertex_path(base_path, project, location, kind, model, stream)
     if provider_type == GEMINI:
-        method = "streamGenerateContent" if stream else "generateContent"
+        method = "countTokens" if kind == GEMINI_COUNT_KIND else "streamGenerateContent" if stream else "generateContent"
         kept = "&".join(part for part in query.split("&") if part and not part.startswith("alt="))
         options = "&".join(part for part in ("alt=sse" if stream else "", kept) if part)
         return f"{base_path}/models/{quote(model, safe='')}:{method}{'?' + options if options else ''}"

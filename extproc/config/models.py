@@ -22,6 +22,11 @@ class Backend:
     price: Price | None = None   # its own, the model's, or the shipped table's; None: unpriced
     max_output_tokens: int | None = None   # the most one answer may generate; None: unknown
 
+    @property
+    def dialect(self) -> str:
+        """The API dialect its provider speaks for its model."""
+        return self.provider.dialect_for(self.model)
+
 
 @dataclass(frozen=True, slots=True)
 class Model:
@@ -56,7 +61,7 @@ class Model:
         ceiling, known = 0, True
         for backend in self.backends:
             most = backend.max_output_tokens
-            if backend.provider.dialect != caller_dialect and dialect_named(backend.provider.dialect).needs_output_cap:
+            if backend.dialect != caller_dialect and dialect_named(backend.dialect).needs_output_cap:
                 most = min(most or backend.provider.default_max_tokens, backend.provider.default_max_tokens)
             if most is None:
                 most, known = UNKNOWN_MAX_OUTPUT_TOKENS, False

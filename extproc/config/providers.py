@@ -1,6 +1,7 @@
 """Providers in the filter config: where each is reached (its Envoy cluster), what API it
 speaks (api/providers.py), and its credential, read from the environment or a file (a
-mounted Kubernetes Secret, re-read when it changes: runtime/reload.py)."""
+mounted Kubernetes Secret, re-read when it changes: runtime/reload.py), or minted from
+one (Vertex AI's access tokens: credentials/)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,8 @@ import re
 from dataclasses import dataclass
 
 from ..api import providers as provider_types
+from ..credentials import MintedToken
+from ..credentials.google import ServiceAccountError, read_key, vertex_token
 from ..yamltree import Node
 
 
@@ -43,7 +46,7 @@ class Provider:
     cluster: str                 # Envoy cluster that reaches it
     auth_header: str             # "authorization" (Bearer), "api-key" (Azure) or "x-api-key" (Anthropic)
     credential_source: str       # "env:NAME", "file:/path" or "inline" (never the value)
-    credential: Secret | None    # None when the source could not be read
+    credential: Secret | MintedToken | None    # None when the source could not be read
     type: str = provider_types.OPENAI
     base_path: str = "/v1"       # openai: where the server has the API
     api_version: str = ""        # azure: its api-version query parameter
@@ -58,10 +61,21 @@ class Provider:
     # The largest request body this provider accepts; larger: 413 in the caller's dialect
     # before anything else reads it. Envoy's listener takes the largest of all providers'.
     max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES
+    project: str = ""            # vertex: the Google Cloud project
+    location: str = ""           # vertex: its region (us-east5, europe-west1, ...) or "global"
+
+    def dialect_for(self, model: str) -> str:
+        """The API dialect this provider speaks for `model` (Vertex AI: its maker's)."""
+        return provider_types.dialect_of(self.type, model)
+
+    def for_platform(self, model: str, kind: str, body: dict) -> dict:
+        """A body in `model`'s dialect, for its endpoint `kind`, as this provider's platform takes it."""
+        return provider_types.body_for_platform(self.type, model, kind, body)
 
     @property
-    def dialect(self) -> str:
-        return provider_types.DIALECTS[self.type]
+    def wraps_bodies(self) -> bool:
+        """Whether bodies change on their way to this platform (for_platform)."""
+        return self.type == provider_types.VERTEX
 
     def serves(self, model: str) -> bool:
         """Whether "<provider>/<model>" names a model of this provider."""
@@ -79,15 +93,25 @@ class Provider:
     def upstream_path(self, kind: str, path: str, query: str, model: str, stream: bool = False) -> str:
         """The path (and query) the client's `path` takes at this provider."""
         return provider_types.upstream_path(self.type, base_path=self.base_path, api_version=self.api_version,
-                                            kind=kind, path=path, query=query, model=model, stream=stream)
+                                            kind=kind, path=path, query=query, model=model, stream=stream,
+                                            project=self.project, location=self.location)
 
 
 def parse_provider(name: str, node: Node, strict: bool) -> Provider:
     node.only_keys("type", "cluster", "url", "auth", "api_key", "base_path", "api_version", "models",
-                   "default_max_tokens", "pass_headers", "max_request_bytes")
+                   "default_max_tokens", "pass_headers", "max_request_bytes", "project", "location",
+                   "service_account", "token_url")
     kind = node.get("type").choice(provider_types.TYPES, provider_types.OPENAI)
     auth = node.get("auth").choice(tuple(provider_types.AUTH_HEADERS), provider_types.DEFAULT_AUTH[kind])
-    source, secret = _credential(node.get("api_key"), strict)
+    project = location = ""
+    if kind == provider_types.VERTEX:
+        project, location = _vertex_place(node)
+        source, secret = _google_credential(name, node, strict)
+    else:
+        for key in ("project", "location", "service_account", "token_url"):
+            if not node.get(key).missing:
+                node.get(key).fail("is for a vertex provider only")
+        source, secret = _credential(node.get("api_key"), strict)
     base_path = node.get("base_path").str(provider_types.DEFAULT_BASE_PATHS.get(kind, "/v1")).rstrip("/")
     if base_path and not base_path.startswith("/"):
         node.get("base_path").fail("must start with '/' (e.g. /v1, /openai/v1)")
@@ -96,7 +120,7 @@ def parse_provider(name: str, node: Node, strict: bool) -> Provider:
         node.get("api_version").fail("is required for an azure provider (e.g. 2024-10-21)")
     models = node.get("models")
     patterns = ("*",) if models.value == "*" else tuple(entry.str() for entry in models.elements())
-    url = node.get("url").str("")
+    url = node.get("url").str(_vertex_url(location) if kind == provider_types.VERTEX else "")
     if url and not re.fullmatch(r"https?://[^/\s]+(/.*)?", url):
         node.get("url").fail("must be an http:// or https:// URL (e.g. https://api.anthropic.com)")
     return Provider(name=name, cluster=node.get("cluster").str(cluster_name(name)),
@@ -105,7 +129,46 @@ def parse_provider(name: str, node: Node, strict: bool) -> Provider:
                     api_version=api_version, model_patterns=patterns,
                     default_max_tokens=node.get("default_max_tokens").number(4096, integer=True, minimum=1),
                     url=url, pass_headers=_pass_headers(node.get("pass_headers")),
-                    max_request_bytes=_max_request_bytes(node.get("max_request_bytes")))
+                    max_request_bytes=_max_request_bytes(node.get("max_request_bytes")),
+                    project=project, location=location)
+
+
+def _vertex_place(node: Node) -> tuple[str, str]:
+    project, location = node.get("project").str(""), node.get("location").str("global")
+    if not re.fullmatch(r"[a-z][a-z0-9-]{4,28}[a-z0-9]|[0-9]{6,20}", project):
+        node.get("project").fail("is required for a vertex provider: the Google Cloud project's id or number")
+    if not re.fullmatch(r"[a-z]+(-[a-z0-9]+)*", location):
+        node.get("location").fail("must be a Vertex AI location (us-east5, europe-west1, global, ...)")
+    return project, location
+
+
+def _vertex_url(location: str) -> str:
+    """Where Vertex AI serves a location when the config names no `url`."""
+    return "https://aiplatform.googleapis.com" if location == "global" else \
+        f"https://{location}-aiplatform.googleapis.com"
+
+
+def _google_credential(name: str, node: Node, strict: bool) -> tuple[str, MintedToken | None]:
+    """Vertex AI's access token: minted from the service account's key (`service_account:`
+    {file} or {env} holding the JSON), or from Application Default Credentials without one."""
+    if not node.get("api_key").missing:
+        node.get("api_key").fail("a vertex provider authenticates with `service_account:` "
+                                 "(or, without it, workload identity), not an API key")
+    token_url = node.get("token_url").str("")
+    if token_url and not re.fullmatch(r"https?://[^/\s]+(/.*)?", token_url):
+        node.get("token_url").fail("must be an http:// or https:// URL")
+    account = node.get("service_account")
+    if account.missing:
+        return "google-default", vertex_token(None, token_url, f"provider {name}: application default credentials")
+    source, secret = _credential(account, strict)
+    if secret is None:
+        return source, None
+    try:
+        read_key(secret.reveal())
+    except ServiceAccountError as error:
+        account.fail(str(error))
+        return source, None
+    return source, vertex_token(secret.reveal(), token_url, f"provider {name}: service account from {source}")
 
 
 def _max_request_bytes(node: Node) -> int:
@@ -122,7 +185,7 @@ def _pass_headers(node: Node) -> frozenset[str]:
         name = entry.str().strip().lower()
         if not re.fullmatch(r"[a-z0-9!#$%&'*+.^_`|~-]+", name):
             entry.fail("a header name (letters, digits, '-')")
-        elif name in ("authorization", "api-key", "x-api-key") or name.startswith(("x-gateway-", ":")):
+        elif name in provider_types.CREDENTIAL_HEADERS or name.startswith(("x-gateway-", ":")):
             entry.fail("a credential or the gateway's own header never passes")
         names.append(name)
     return frozenset(names)

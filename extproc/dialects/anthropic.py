@@ -76,6 +76,9 @@ class Messages(Translating, Codec):
     def shape_problem(self, body: dict) -> str | None:
         return anthropic_schema.shape_problem(self.kind, body)
 
+    def count_answer(self, tokens: int) -> bytes:
+        return orjson.dumps({"input_tokens": tokens})
+
     def tool_name(self, tool: Any) -> str:
         """Anthropic's own tools (no type, or "custom") by name; a server tool by its type."""
         if not isinstance(tool, dict):

@@ -97,6 +97,10 @@ class Codec:
 
     # --- requests ---------------------------------------------------------------------
 
+    def count_answer(self, tokens: int) -> bytes:
+        """A counting endpoint's answer (counts_tokens) made by the gateway: `tokens` in its shape."""
+        raise NotImplementedError
+
     def prompt_texts(self, body: dict) -> tuple[list[str], int]:
         """Every prompt text and the number of turns (offline counting)."""
         return [], 0

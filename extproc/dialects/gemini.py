@@ -15,6 +15,7 @@ from typing import Any, Iterator
 
 import orjson
 
+from ..api.openai import GEMINI_COUNT_KIND
 from ..api.usage import Usage
 from . import gemini_answer, gemini_request, gemini_stream
 from .base import Codec, Dialect, Translating
@@ -128,3 +129,22 @@ class GenerateContent(Translating, Codec):
     def called_tools(self, body: dict) -> list[str]:
         return [part["functionCall"]["name"] for part in _parts(body)
                 if isinstance(part.get("functionCall"), dict) and isinstance(part["functionCall"].get("name"), str)]
+
+
+class CountContentTokens(GenerateContent):
+    """`:countTokens`: the tokens of a request (`contents`, or a whole
+    `generateContentRequest`), counted by a Gemini backend or, for a model served in
+    another dialect, by the gateway."""
+    kind = GEMINI_COUNT_KIND
+    generates = charges_output = answers_in_json = streams = False
+    counts_tokens = True
+    operation = ""
+    output_cap_field = None
+
+    def prompt_texts(self, body: dict) -> tuple[list[str], int]:
+        inner = body.get("generateContentRequest")
+        return super().prompt_texts(inner if isinstance(inner, dict) else body)
+
+    def count_answer(self, tokens: int) -> bytes:
+        return orjson.dumps({"totalTokens": tokens, "promptTokensDetails": [{"modality": "TEXT", "tokenCount": tokens}]})
+

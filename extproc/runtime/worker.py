@@ -18,6 +18,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from ..api.tokens import get_encoding
 from ..config.filter_config import GatewayConfig, load_config
+from ..credentials import start_minting
 from ..guardrails.plugin import close_unused_channels
 from ..observability import metrics
 from ..observability.span_export import close_exporters, close_unused_exporters
@@ -118,6 +119,7 @@ async def serve_worker(config_path: str, address: str, health_address: str | Non
     config = load_config(config_path)
     schedule_worker_threads(config.server.worker_scheduling)     # before gRPC starts its threads
     runtime = Runtime(config)
+    await _mint_first_tokens(config, wait=10.0)
     for encoding in {model.encoding for model in config.models.values()}:
         get_encoding(encoding)          # load the BPE ranks now, not on the first request
     processor = Processor(runtime)
@@ -150,6 +152,7 @@ async def serve_worker(config_path: str, address: str, health_address: str | Non
     log.info("ext_proc worker serving on %s (config %s)", address, config.version)
 
     def apply(new_config: GatewayConfig) -> None:
+        start_minting([p.credential for p in new_config.providers.values()], wait=0)   # a new key's: in the background
         processor.runtime = reloaded(processor.runtime, new_config)   # one assignment: atomic
         for closing in [*close_unused_channels(new_config.guardrails.plugin_addresses()),
                         *close_unused_exporters(new_config.observability.tracing)]:
@@ -189,6 +192,15 @@ async def serve_worker(config_path: str, address: str, health_address: str | Non
     await close_exporters()             # the spans of the calls just ended
     flusher.cancel()
     metrics.flush()
+
+
+async def _mint_first_tokens(config: GatewayConfig, wait: float) -> None:
+    """Start the providers' minted tokens (Vertex AI's) and wait for the first of each, off
+    the event loop: a worker serves with them. One not minted in time is logged and keeps
+    being tried; that provider's calls fail until it comes."""
+    late = await asyncio.to_thread(start_minting, [p.credential for p in config.providers.values()], wait)
+    for describe in late:
+        log.error("no access token yet for %s; its calls fail until one is minted", describe)
 
 
 def _grpc_aio_server(config: GatewayConfig, address: str, processor: Processor, cut_log: CutStreamLog,

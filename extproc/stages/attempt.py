@@ -85,24 +85,25 @@ class AttemptRewrite(Stage):
         if made is None:
             return
         body = call.raw_body
-        if made.translation is None and not call.codec.model_in_body:
-            call.reply.body = body                  # the model is in the attempt's path (Gemini's)
-        elif made.translation is None:
-            prefix = _MODEL_PREFIX.match(body)
-            if prefix is None:
-                raise gateway_error("The request body was not in the shape the gateway wrote it.")
-            call.reply.body = b'{"model":' + orjson.dumps(call.backend.model) + body[prefix.end():]
-        else:
+        if made.translation is not None or call.backend.provider.wraps_bodies:
             try:
                 call.reply.body = orjson.dumps(made.body(call, call.backend, orjson.loads(body)))
             except Refused as refused:
                 raise invalid_request(refused.message) from None
+        elif not call.codec.model_in_body:
+            call.reply.body = body                  # the model is in the attempt's path (Gemini's)
+        else:
+            prefix = _MODEL_PREFIX.match(body)
+            if prefix is None:
+                raise gateway_error("The request body was not in the shape the gateway wrote it.")
+            call.reply.body = b'{"model":' + orjson.dumps(call.backend.model) + body[prefix.end():]
         # Always restate body and length: Envoy may replay an earlier attempt's rewrite.
         call.reply.set_headers["content-length"] = str(len(call.reply.body))
 
 
 # The endpoint of each kind a plan names.
-ENDPOINTS_BY_KIND = {endpoint.kind: endpoint for endpoint in (*ENDPOINTS.values(), GEMINI_METHODS["generateContent"])}
+ENDPOINTS_BY_KIND = {endpoint.kind: endpoint for endpoint in (*ENDPOINTS.values(), GEMINI_METHODS["generateContent"],
+                                                               GEMINI_METHODS["countTokens"])}
 
 
 def read_plan(metadata_context) -> dict | None:

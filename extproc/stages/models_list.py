@@ -24,9 +24,8 @@ def _names(config: GatewayConfig, key: VirtualKey) -> list[str]:
     for provider in config.providers.values():
         if not provider.model_patterns:
             continue
-        speaks = dialect_named(provider.dialect)
         names.extend(f"{provider.name}/{model}" for model in PRICES
-                     if speaks.serves(model) and provider.serves(model)
+                     if provider.serves(model) and dialect_named(provider.dialect_for(model)).serves(model)
                      and key.may_use(f"{provider.name}/{model}"))
     return names
 

@@ -51,7 +51,7 @@ class OneMessageResponse(Stage):
             return
         model = call.config.model(model_name)
         if model is None or model.is_virtual or response_policy(call) \
-                or model.primary.provider.dialect != call.dialect:     # a translation may change the status
+                or model.primary.dialect != call.dialect:     # a translation may change the status
             return
         call.response_in_body = True
         call.reply.mode_override = RESPONSE_IN_BODY

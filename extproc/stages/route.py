@@ -72,19 +72,27 @@ class Attempt:
 
     def body(self, call: Call, backend: Backend, body: dict) -> dict:
         """The body for this attempt's provider; raises Refused."""
+        provider = backend.provider
         if self.translation is None:
-            return {**body, "model": backend.model} if body.get("model") != backend.model else body
-        notes = call.notes
-        if notes is None:
-            notes = call.notes = Notes()
-        return self.translation.request(body, Target(backend.model, backend.provider.default_max_tokens, call.stream), notes)
+            if body.get("model") != backend.model and call.codec.model_in_body:
+                body = {**body, "model": backend.model}
+        else:
+            notes = call.notes
+            if notes is None:
+                notes = call.notes = Notes()
+            body = self.translation.request(body, Target(backend.model, provider.default_max_tokens, call.stream), notes)
+        if not provider.wraps_bodies:
+            return body
+        kind = self.translation.provider_kind if self.translation is not None else call.endpoint.kind
+        return provider.for_platform(backend.model, kind, body)
 
 
 def attempt_for(call: Call, backend: Backend) -> Attempt:
     """An attempt made for `backend` (its provider's dialect, paths and headers); raises
     Refused for an endpoint that provider has no match for."""
     provider = backend.provider
-    translation = translation_for(call.dialect, provider.dialect, call.endpoint.kind)
+    dialect = backend.dialect
+    translation = translation_for(call.dialect, dialect, call.endpoint.kind)
     set_headers = {provider.auth_header: provider.auth_value()}
     remove = [name for name in CREDENTIAL_HEADERS if name != provider.auth_header]
     remove.extend(withheld_headers(call.headers, provider))     # the account's and the network's
@@ -95,7 +103,7 @@ def attempt_for(call: Call, backend: Backend) -> Attempt:
         path = provider.upstream_path(kind, codec_of(kind).provider_path or "", "", backend.model, call.stream)
     if path != call.headers.get(":path"):
         set_headers[":path"] = path
-    dialect_set, dialect_removed, dropped = dialect_named(provider.dialect).attempt_headers(call.headers)
+    dialect_set, dialect_removed, dropped = dialect_named(dialect).attempt_headers(call.headers)
     set_headers.update(dialect_set)
     remove.extend(dialect_removed)
     if dropped:
@@ -134,8 +142,10 @@ class Route(Stage):
         backend: Backend = model.backends[order[0]]
         call.backend = backend
         call.backend_order = order
-        if call.codec.counts_tokens and backend.provider.dialect != call.dialect:
-            raise ImmediateAnswer(200, _counted_here(call))
+        if call.codec.counts_tokens and backend.dialect != call.dialect:
+            # count_tokens for a model whose provider counts in another dialect: the gateway's
+            # own count of the prompt (exact for OpenAI's models, an estimate for others).
+            raise ImmediateAnswer(200, call.codec.count_answer(call.prompt_tokens()))
         reply = call.reply
         reply.clear_route_cache = True
         body = call.body
@@ -164,8 +174,3 @@ class Route(Stage):
             reply.body = orjson.dumps(sent)
             reply.set_headers["content-length"] = str(len(reply.body))
 
-
-def _counted_here(call: Call) -> bytes:
-    """count_tokens for a model whose provider has no such endpoint: the gateway's own
-    count of the prompt (exact for OpenAI's models, an estimate for others)."""
-    return orjson.dumps({"input_tokens": call.prompt_tokens()})

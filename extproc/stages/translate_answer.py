@@ -44,7 +44,7 @@ class TranslateAnswer(Stage):
         dialect than the caller; an error's status made the caller's (Anthropic's 529)."""
         if call.backend is None or call.body is None or not call.endpoint.generates:
             return
-        call.translation = translation_for(call.dialect, call.backend.provider.dialect, call.endpoint.kind)
+        call.translation = translation_for(call.dialect, call.backend.dialect, call.endpoint.kind)
         if call.translation is None:
             return
         call.provider_kind = call.translation.provider_kind
@@ -79,6 +79,12 @@ class TranslateAnswer(Stage):
     def _error_body(call: Call, parsed) -> bytes | None:
         if call.translation is not None:
             _, out = call.translation.error(call.own(ProviderStatus).status or call.status, parsed)
+            call.reply.set_headers["content-type"] = "application/json"
+            return out
+        if call.backend is not None and call.backend.provider.wraps_bodies and call.codec.translates:
+            # A cloud platform serving another maker's model (Claude on Vertex AI) refuses some
+            # calls itself, in its own shape: read either, written in the caller's.
+            _, out = call.codec.encode_error(call.status, call.codec.decode_error(call.status, parsed))
             call.reply.set_headers["content-type"] = "application/json"
             return out
         if isinstance(parsed, dict) and isinstance(parsed.get("error"), dict):
