@@ -14,6 +14,9 @@ guardrails, a token budget, usage, metrics, the log line):
   responses -> anthropic  an OpenAI Responses caller on an Anthropic provider: translated
   chat -> responses-only  an OpenAI caller on a provider of the Responses API only: translated
   messages -> responses-only  an Anthropic caller there: translated
+  generate -> gemini      a Gemini API caller on a Gemini API provider: nothing translated
+  chat, messages, responses -> gemini   the other dialects' callers there: translated
+  generate -> openai, generate -> anthropic   a Gemini API caller elsewhere: translated
 
 Each is compared with Envoy alone proxying the same body shape to the mock that serves
 it. A translated stream is read chunk by chunk (each event is rewritten in the caller's
@@ -36,11 +39,14 @@ from run import PROMPT, ensure_wrk, wrk
 from sides import KEYS, GUARDED_KEY, cpu_seconds, envoy_alone, pin, start_sides
 
 ANTHROPIC_MOCK_KEY = "mock-anthropic-key"
+GEMINI_MOCK_KEY = "mock-gemini-key"
 ANTHROPIC_HEADERS = {"anthropic-version": "2023-06-01"}
 LONG_ANSWER = " ".join(f"word{i}" for i in range(200))   # the mock echoes it: ~400 tokens
 
 
 def body(dialect: str, model: str, stream: bool, text: str = PROMPT) -> str:
+    if dialect == "generate":               # Gemini's: the path says the model and whether it streams
+        return json.dumps({"contents": [{"role": "user", "parts": [{"text": text}]}]})
     if dialect == "chat":
         return json.dumps({"model": model, "stream": stream, "messages": [{"role": "user", "content": text}]})
     if dialect == "responses":
@@ -49,6 +55,13 @@ def body(dialect: str, model: str, stream: bool, text: str = PROMPT) -> str:
                        "messages": [{"role": "user", "content": text}]})
 
 
+def path(template: str, model: str, stream: bool) -> str:
+    """A caller's path: Gemini's names the model and its method."""
+    method = "streamGenerateContent?alt=sse" if stream else "generateContent"
+    return template.format(model=model, method=method)
+
+
+GEMINI_PATH = "/v1beta/models/{model}:{method}"
 # label: (caller's path, caller's dialect, model, baseline: which Envoy alone)
 CALLS = {
     "chat -> openai": ("/v1/chat/completions", "chat", "gpt-4o-mini", "openai"),
@@ -58,6 +71,12 @@ CALLS = {
     "responses -> anthropic": ("/v1/responses", "responses", "claude-sonnet-4-6", "anthropic"),
     "chat -> responses-only": ("/v1/chat/completions", "chat", "responses-mini", "responses"),
     "messages -> responses-only": ("/v1/messages", "messages", "responses-mini", "responses"),
+    "generate -> gemini": (GEMINI_PATH, "generate", "gemini-2.5-flash", "gemini"),
+    "chat -> gemini": ("/v1/chat/completions", "chat", "gemini-2.5-flash", "gemini"),
+    "messages -> gemini": ("/v1/messages", "messages", "gemini-2.5-flash", "gemini"),
+    "responses -> gemini": ("/v1/responses", "responses", "gemini-2.5-flash", "gemini"),
+    "generate -> openai": (GEMINI_PATH, "generate", "gpt-4o-mini", "openai"),
+    "generate -> anthropic": (GEMINI_PATH, "generate", "claude-sonnet-4-6", "anthropic"),
 }
 # baseline: (path at the mock, body dialect, model, key, extra headers)
 ALONE = {
@@ -65,6 +84,7 @@ ALONE = {
     "anthropic": ("/v1/messages", "messages", "claude-sonnet-4-6", ANTHROPIC_MOCK_KEY,
                   {**ANTHROPIC_HEADERS, "x-api-key": ANTHROPIC_MOCK_KEY}),
     "responses": ("/v1/responses", "responses", "gpt-4o-mini", KEYS["envoy alone"], {}),
+    "gemini": (GEMINI_PATH, "generate", "gemini-2.5-flash", GEMINI_MOCK_KEY, {"x-goog-api-key": GEMINI_MOCK_KEY}),
 }
 # The worker's CPU per event: label -> (caller's path, dialect, model, key)
 LONG_STREAMS = {
@@ -74,6 +94,9 @@ LONG_STREAMS = {
     "chat -> responses-only, translated": ("/v1/chat/completions", "chat", "responses-mini", KEYS["gateway"]),
     "messages -> responses-only, translated": ("/v1/messages", "messages", "responses-mini",
                                                             KEYS["gateway"]),
+    "chat -> gemini, translated": ("/v1/chat/completions", "chat", "gemini-2.5-flash", KEYS["gateway"]),
+    "generate -> anthropic, translated": (GEMINI_PATH, "generate", "claude-sonnet-4-6", KEYS["gateway"]),
+    "generate -> openai, translated": (GEMINI_PATH, "generate", "gpt-4o-mini", KEYS["gateway"]),
     "chat -> openai, chunk by chunk, untranslated (a virtual model)":
         ("/v1/chat/completions", "chat", "smart", KEYS["gateway"]),
     "chat -> openai, chunk by chunk, untranslated (response guardrails)":
@@ -82,6 +105,7 @@ LONG_STREAMS = {
 
 
 def long_stream_cpu(url: str, dialect: str, model: str, key: str, workers: list[int], streams: int = 40) -> dict:
+    url = path(url, model, True)
     """Worker CPU per stream and per event the caller receives, 4 streams at a time."""
     payload = json.loads(body(dialect, model, True, LONG_ANSWER))
     headers = {"authorization": f"Bearer {key}", "x-mock-chunk-delay-ms": "1", "x-mock-chunk-chars": "3",
@@ -110,15 +134,14 @@ def main() -> None:
     with contextlib.ExitStack() as cleanup:
         sides = start_sides(cleanup)
         gateway = sides.urls["gateway"].removesuffix("/v1/chat/completions")
-        anthropic_alone, anthropic_port = envoy_alone(Path(tempfile.mkdtemp(prefix="llmgw-bench-")),
-                                                      sides.mock_ports["mock-anthropic"])
-        cleanup.callback(anthropic_alone.terminate)
-        pin(anthropic_alone.pid, 0)
-        alone_base = {"openai": sides.urls["envoy alone"].removesuffix("/v1/chat/completions"),
-                      "anthropic": f"http://127.0.0.1:{anthropic_port}"}
+        alone_base = {"openai": sides.urls["envoy alone"].removesuffix("/v1/chat/completions")}
         alone_base["responses"] = alone_base["openai"]
-        alone_pids = {"openai": [sides.alone.pid], "anthropic": [anthropic_alone.pid],
-                      "responses": [sides.alone.pid]}
+        alone_pids = {"openai": [sides.alone.pid], "responses": [sides.alone.pid]}
+        for name, listener in (("anthropic", "mock-anthropic"), ("gemini", "mock-gemini")):
+            alone, port = envoy_alone(Path(tempfile.mkdtemp(prefix="llmgw-bench-")), sides.mock_ports[listener])
+            cleanup.callback(alone.terminate)
+            pin(alone.pid, 0)
+            alone_base[name], alone_pids[name] = f"http://127.0.0.1:{port}", [alone.pid]
         results: dict[tuple[str, str], list[dict]] = {}
         cpu: dict[tuple[str, str, str], list[float]] = {}
 
@@ -133,15 +156,15 @@ def main() -> None:
 
         for _ in range(0 if args.streams_only else args.rounds):
             for mode, stream in (("json", False), ("sse", True)):
-                for name, (path, dialect, model, key, headers) in ALONE.items():
-                    measure(f"Envoy alone -> {name}", mode, alone_base[name] + path, key,
+                for name, (where, dialect, model, key, headers) in ALONE.items():
+                    measure(f"Envoy alone -> {name}", mode, alone_base[name] + path(where, model, stream), key,
                             body(dialect, model, stream), headers, {"envoy": alone_pids[name]})
-                for label, (path, dialect, model, _) in CALLS.items():
-                    measure(label, mode, gateway + path, KEYS["gateway"], body(dialect, model, stream),
+                for label, (where, dialect, model, _) in CALLS.items():
+                    measure(label, mode, gateway + path(where, model, stream), KEYS["gateway"], body(dialect, model, stream),
                             ANTHROPIC_HEADERS if dialect == "messages" else {},
                             {"service": sides.workers, "envoy": sides.envoys})
-        long_streams = {label: long_stream_cpu(gateway + path, dialect, model, key, sides.workers)
-                        for label, (path, dialect, model, key) in LONG_STREAMS.items()}
+        long_streams = {label: long_stream_cpu(gateway + where, dialect, model, key, sides.workers)
+                        for label, (where, dialect, model, key) in LONG_STREAMS.items()}
 
     if not args.streams_only:
         print_table(args, results, cpu)

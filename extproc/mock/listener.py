@@ -22,13 +22,15 @@ class Listener:
     fixtures: str | None = None         # the root folder of recordings (x-mock-replay)
     received: list[dict] = field(default_factory=list)
     responses: dict = field(default_factory=dict)     # id -> (response, input items): the last 1000
+    aws: dict[str, str] = field(default_factory=dict)  # aws_* settings: what Bedrock's routes verify signatures with
 
 
 def listeners_from_config(spec: dict, fixtures: str | None) -> list[Listener]:
     """The listeners of a filter config's `mock_provider:` section."""
     return [Listener(name=item["name"], port=int(item["port"]), host=item.get("host", "127.0.0.1"),
                      api_key=item.get("api_key"), fixtures=fixtures,
-                     defaults={k: str(v) for k, v in (item.get("failure") or {}).items()})
+                     defaults={k: str(v) for k, v in (item.get("failure") or {}).items()},
+                     aws={k: str(v) for k, v in item.items() if k.startswith("aws_")})
             for item in spec.get("listeners", [])]
 
 

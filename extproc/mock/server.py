@@ -3,7 +3,9 @@
 Messages API (anthropic.py: messages, count_tokens), Google's Gemini API (gemini.py:
 generateContent, streamGenerateContent, countTokens, models on /v1beta and /v1) and
 Vertex AI (vertex.py: Gemini, and Claude's rawPredict and streamRawPredict, behind the
-OAuth token endpoint of oauth.py) side by side. GET /v1/models answers in Anthropic's
+OAuth token endpoint of oauth.py) and AWS Bedrock (bedrock.py: /model/{id}/converse and
+converse-stream, and invoke and invoke-with-response-stream for Anthropic models, every
+call SigV4-signed) side by side. GET /v1/models answers in Anthropic's
 list shape when the request carries `anthropic-version`, in Google's when it carries a
 Google key (`x-goog-api-key`, `?key=`) or `x-goog-api-client`, else in OpenAI's.
 
@@ -15,9 +17,10 @@ Every dialect:
   x-mock-delay-ms: 500        wait before the first byte
   x-mock-chunk-delay-ms: 50   wait between SSE events
   x-mock-cut-after: 3         reset the connection after N SSE events
-  x-mock-tool-call: lookup    answer (chat, Responses, Messages, Gemini) with a call of this tool
-                              whose arguments (input, args) are {"text": <the echo>}, streamed
-                              piece by piece (Gemini's function call comes whole, in one chunk)
+  x-mock-tool-call: lookup    answer (chat, Responses, Messages, Gemini, Converse) with a call
+                              of this tool whose arguments (input, args) are {"text": <the
+                              echo>}, streamed piece by piece (Gemini's function call comes
+                              whole, in one chunk)
   x-mock-chunk-chars: 7       stream the reply in pieces of N characters (default: words,
                               each with the space before it, as OpenAI tokens come: " the")
   x-mock-chunk-units: 7       ... of N UTF-16 code units, as a JavaScript server slicing its
@@ -53,6 +56,20 @@ Gemini and Vertex:
   token-ttl: 60               (listener default, or x-mock-token-ttl) the lifetime in seconds
                               of the access tokens POST /token issues (default 3600); Vertex's
                               routes take no other; GET /_mock/tokens counts those issued
+Bedrock (the stream controls count event-stream frames; x-mock-unended does not apply):
+  x-mock-status: 429          Bedrock's exception for the status, named by x-amzn-ErrorType
+                              (429 ThrottlingException, 400 ValidationException, 403
+                              AccessDeniedException, 404 ResourceNotFoundException, 500
+                              InternalServerException, 503 ServiceUnavailableException)
+  x-mock-stream-exception: throttlingException  send an exception frame of this type after
+                              the first delta, inside the 200 event stream, and end it there
+  x-mock-cached-tokens: 5     reported as cacheReadInputTokens (x-mock-cache-write-tokens as
+                              cacheWriteInputTokens); InvokeModel reports Anthropic's usage
+  x-mock-replay: bedrock-converse-stream  a binary recording (base64 in its YAML) replayed
+                              decoded, byte for byte, frame by frame
+  aws_access_key_id, aws_secret_access_key, aws_region  (listener settings, not headers)
+                              the credentials each call must be signed with; by default
+                              bedrock.py's demo ones, in us-east-1
 Every request is recorded per listener: GET /_mock/requests, DELETE to clear.
 """
 
@@ -65,6 +82,7 @@ from aiohttp import web
 
 from ..api.tokens import get_encoding
 from .anthropic import AnthropicRoutes
+from .bedrock import BedrockRoutes
 from .gemini import GeminiRoutes
 from .listener import Listener, listeners_from_config
 from .oauth import TokenEndpoint
@@ -111,6 +129,7 @@ def build_app(listener: Listener) -> web.Application:
     gemini_routes.add_to(app)
     tokens.add_to(app)
     VertexRoutes(listener, tokens, gemini_routes, anthropic_routes).add_to(app)
+    BedrockRoutes(listener).add_to(app)
     return app
 
 
