@@ -29,6 +29,7 @@ PRELUDE_LENGTH = 12            # total length, headers length, prelude CRC
 MINIMUM_LENGTH = PRELUDE_LENGTH + 4     # no headers, no payload, the message CRC
 MAX_MESSAGE_LENGTH = 16 * 1024 * 1024   # a larger length is a corrupt prelude, not a message
 MAX_HEADERS_LENGTH = 128 * 1024         # AWS's limit on a message's headers
+EVENT_STREAM = "application/vnd.amazon.eventstream"     # its content type
 
 _PRELUDE = struct.Struct(">III")
 _LENGTHS = struct.Struct(">II")
@@ -175,3 +176,38 @@ class EventStreamDecoder:
         """At the stream's end: raises EventStreamError when it ended mid-frame."""
         if self._buffer:
             raise EventStreamError(f"the stream ended {len(self._buffer)} bytes into a message")
+
+
+class EventStreamFraming:
+    """An event stream read as the SSE parser reads SSE (api/sse.py), so a stream's stages
+    take either framing: each message an Event whose `name` is its `:event-type` (or,
+    for an exception, its `:exception-type`) and whose `data` is its payload. A corrupt
+    stream becomes one `internalServerException` event and nothing after it; one cut
+    mid-frame ends without the events that close an answer, which its reader reports."""
+    __slots__ = ("_decoder", "_broken")
+
+    def __init__(self) -> None:
+        self._decoder = EventStreamDecoder()
+        self._broken = False
+
+    @property
+    def pending(self) -> bytes:
+        return b"\0" * min(self._decoder.leftover, 1)     # something is held back (its bytes are not)
+
+    def feed(self, chunk: bytes, final: bool = False) -> list:
+        from .sse import Event     # local: sse is the caller's framing; this module stands alone
+        if self._broken:
+            return []
+        try:
+            messages = self._decoder.feed(chunk)
+        except EventStreamError as error:
+            self._broken = True
+            message = f"The provider's event stream was corrupt ({error})."
+            return [Event(raw=b"", data=b'{"message":"' + message.replace('"', "'").encode() + b'"}',
+                          name=b"internalServerException")]
+        events = []
+        for message in messages:
+            kind = message.headers.get(":exception-type") or message.headers.get(":event-type") or ""
+            events.append(Event(raw=message.payload, data=message.payload,
+                                name=kind.encode() if isinstance(kind, str) else b""))
+        return events

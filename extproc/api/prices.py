@@ -81,6 +81,10 @@ PRICES: dict[str, Price] = {
     "gemini-2.5-pro": _openai(1.25, 0.125, 10.00),
     "gemini-2.5-flash": _openai(0.30, 0.03, 2.50),
     "gemini-2.5-flash-lite": _openai(0.10, 0.01, 0.40),
+    # Amazon on Bedrock (aws.amazon.com/bedrock/pricing, us-east-1, on demand)
+    "amazon.nova-micro-v1:0": _openai(0.035, 0.00875, 0.14),
+    "amazon.nova-lite-v1:0": _openai(0.06, 0.015, 0.24),
+    "amazon.nova-pro-v1:0": _openai(0.80, 0.20, 3.20),
 }
 
 # Other names of the same model and price: dated snapshots, and the ids providers
@@ -113,6 +117,13 @@ ALIASES: dict[str, str] = {
     "claude-3-7-sonnet-20250219": "claude-3-7-sonnet-latest",
     "claude-haiku-4-5-20251001": "claude-haiku-4-5",
     "claude-3-5-haiku-20241022": "claude-3-5-haiku-latest",
+    # Bedrock's ids of the same models (cross-region inference profiles: us., eu., apac., global.)
+    **{f"{region}anthropic.{model}-v1:0": name for region in ("", "us.", "eu.", "apac.", "global.")
+       for model, name in (("claude-sonnet-4-5-20250929", "claude-sonnet-4-5"),
+                           ("claude-haiku-4-5-20251001", "claude-haiku-4-5"),
+                           ("claude-opus-4-1-20250805", "claude-opus-4-1"),
+                           ("claude-sonnet-4-20250514", "claude-sonnet-4-0"))},
+    **{f"us.amazon.{model}": f"amazon.{model}" for model in ("nova-micro-v1:0", "nova-lite-v1:0", "nova-pro-v1:0")},
 }
 
 
@@ -136,6 +147,7 @@ MAX_OUTPUT_TOKENS: dict[str, int] = {
     "claude-sonnet-4-0": 64_000, "claude-3-7-sonnet-latest": 64_000, "claude-haiku-4-5": 64_000,
     "claude-3-5-haiku-latest": 8_192,
     "gemini-2.5-pro": 65_536, "gemini-2.5-flash": 65_536, "gemini-2.5-flash-lite": 65_536,
+    "amazon.nova-micro-v1:0": 10_000, "amazon.nova-lite-v1:0": 10_000, "amazon.nova-pro-v1:0": 10_000,
 }
 
 # A model whose maximum output neither the table nor the config (`max_output_tokens:`)

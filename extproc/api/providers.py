@@ -12,6 +12,9 @@ endpoint lives, and how the credential goes.
              chat and Messages callers are translated to it
   gemini     Google's Gemini API: `base_path` (`/v1beta`) + `/models/{model}:generateContent`
              (`:streamGenerateContent?alt=sse` for a stream), the key in `x-goog-api-key`
+  bedrock    AWS Bedrock's Converse API: `/model/{model id}/converse` (`/converse-stream`, whose
+             answer is AWS's binary event stream); no credential header: Envoy's
+             aws_request_signing filter signs each attempt (SigV4) after its body is final
   vertex     Vertex AI: `base_path` (`/v1`) + `/projects/{project}/locations/{location}/publishers/`,
              then Google's models (`google/models/{model}:generateContent`, Gemini's dialect) or
              Anthropic's (`anthropic/models/{model}:rawPredict`, `:streamRawPredict` for a stream:
@@ -26,23 +29,23 @@ from urllib.parse import quote
 from .openai import GEMINI_COUNT_KIND
 
 OPENAI, AZURE, ANTHROPIC, OPENAI_RESPONSES, GEMINI = "openai", "azure", "anthropic", "openai-responses", "gemini"
-VERTEX = "vertex"
-TYPES = (OPENAI, AZURE, ANTHROPIC, OPENAI_RESPONSES, GEMINI, VERTEX)
+VERTEX, BEDROCK = "vertex", "bedrock"
+TYPES = (OPENAI, AZURE, ANTHROPIC, OPENAI_RESPONSES, GEMINI, VERTEX, BEDROCK)
 # The API dialect each type speaks (translate/: a caller of another dialect is translated).
 DIALECTS = {OPENAI: "openai", AZURE: "openai", ANTHROPIC: "anthropic", OPENAI_RESPONSES: "openai-responses",
-            GEMINI: "gemini", VERTEX: "gemini"}
+            GEMINI: "gemini", VERTEX: "gemini", BEDROCK: "bedrock"}
 # Vertex AI serves partners' models beside Google's, each in its maker's dialect; the
 # model's name says whose it is.
 _VERTEX_PUBLISHERS = (("claude-", "anthropic", "anthropic"),)
 VERTEX_ANTHROPIC_VERSION = "vertex-2023-10-16"
 # Where each type takes its credential by default.
 AUTH_HEADERS = {"bearer": "authorization", "api-key": "api-key", "x-api-key": "x-api-key",
-                "x-goog-api-key": "x-goog-api-key"}
+                "x-goog-api-key": "x-goog-api-key", "sigv4": ""}
 DEFAULT_AUTH = {OPENAI: "bearer", AZURE: "api-key", ANTHROPIC: "x-api-key", OPENAI_RESPONSES: "bearer",
-                GEMINI: "x-goog-api-key", VERTEX: "bearer"}
+                GEMINI: "x-goog-api-key", VERTEX: "bearer", BEDROCK: "sigv4"}
 # Every header a credential may come in: a caller's never reaches a provider, and an
 # attempt carries only its provider's own.
-CREDENTIAL_HEADERS = tuple(AUTH_HEADERS.values())
+CREDENTIAL_HEADERS = tuple(header for header in AUTH_HEADERS.values() if header)
 # Where each type has its API when the config names no `base_path`.
 DEFAULT_BASE_PATHS = {GEMINI: "/v1beta", VERTEX: "/v1"}
 # Endpoints Azure serves per deployment (the rest on its v1 paths).
@@ -95,6 +98,8 @@ def upstream_path(provider_type: str, *, base_path: str, api_version: str, kind:
     location)."""
     if provider_type == VERTEX:
         return _vertex_path(base_path, project, location, kind, model, stream)
+    if provider_type == BEDROCK:
+        return f"/model/{quote(model, safe='')}/{'converse-stream' if stream else 'converse'}"
     if provider_type == GEMINI:
         method = "countTokens" if kind == GEMINI_COUNT_KIND else "streamGenerateContent" if stream else "generateContent"
         kept = "&".join(part for part in query.split("&") if part and not part.startswith("alt="))

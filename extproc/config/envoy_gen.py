@@ -28,7 +28,7 @@ from .envoy_contract import ROUTE_HEADER, failover_route
 from .envoy_identity import add_identity
 from .envoy_mcp import mcp_routes, upstream_listener
 from .filter_config import GatewayConfig
-from .providers import Provider
+from .providers import AwsSigning, Provider
 
 CA_BUNDLE = "/etc/ssl/certs/ca-certificates.crt"     # Debian's, and the image's (Containerfile)
 _HTTP_OPTIONS = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions"
@@ -60,6 +60,23 @@ PER_ATTEMPT_FILTERS = [
     {"name": "envoy.filters.http.upstream_codec", "typed_config": {
         "@type": "type.googleapis.com/envoy.extensions.filters.http.upstream_codec.v3.UpstreamCodec"}},
 ]
+
+
+def aws_signing_filter(aws: AwsSigning) -> dict:
+    """Envoy's SigV4 signer for a Bedrock provider's cluster. The body is signed (Bedrock
+    takes no unsigned payload); headers Envoy may change between attempts are left out."""
+    config: dict = {
+        "@type": "type.googleapis.com/envoy.extensions.filters.http.aws_request_signing.v3.AwsRequestSigning",
+        "service_name": "bedrock", "region": aws.region, "use_unsigned_payload": False,
+        "match_excluded_headers": [{"prefix": "x-envoy"}, {"exact": "x-request-id"}, {"prefix": "x-gateway"}]}
+    if aws.credentials_file:
+        config["credential_provider"] = {"credentials_file_provider": {
+            "credentials_data_source": {"filename": aws.credentials_file}, "profile": aws.profile or "default"},
+            "custom_credential_provider_chain": True}
+    elif aws.secret_access_key is not None:
+        config["credential_provider"] = {"inline_credential": {
+            "access_key_id": aws.access_key_id, "secret_access_key": aws.secret_access_key.reveal()}}
+    return {"name": "envoy.filters.http.aws_request_signing", "typed_config": config}
 
 
 class GenerationError(ValueError):
@@ -120,6 +137,11 @@ def _cluster(provider: Provider, per_attempt: bool) -> dict:
         options["explicit_http_config"] = {"http_protocol_options": {}}
     if per_attempt:
         options["http_filters"] = copy.deepcopy(PER_ATTEMPT_FILTERS)
+    aws = getattr(provider, "aws", None)        # (MCP servers' clusters are made here too)
+    if aws is not None:
+        # Signed last, after the per-attempt filter made the body final, on every attempt.
+        filters = options.setdefault("http_filters", copy.deepcopy(PER_ATTEMPT_FILTERS[-1:]))
+        filters.insert(len(filters) - 1, aws_signing_filter(aws))
     endpoint: dict = {"address": {"socket_address": {"address": host, "port_value": port}}}
     cluster: dict = {
         "name": provider.cluster, "connect_timeout": "5s",

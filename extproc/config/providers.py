@@ -33,6 +33,19 @@ class Secret:
     __str__ = __repr__
 
 
+@dataclass(frozen=True, slots=True)
+class AwsSigning:
+    """How Envoy's aws_request_signing filter signs a Bedrock provider's calls: its region,
+    and the credentials: Envoy's default chain (environment, credentials file, IRSA/web
+    identity, container and instance roles) unless a credentials file or, for demos, keys
+    written into Envoy's config are named."""
+    region: str
+    access_key_id: str = ""
+    secret_access_key: Secret | None = None
+    credentials_file: str = ""
+    profile: str = ""
+
+
 # Anthropic's Messages API takes requests up to 32 MB; so does the default for every
 # provider. The ceiling keeps a body inside one ext_proc message (transport/sending.py
 # receives up to 72 MiB).
@@ -63,6 +76,7 @@ class Provider:
     max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES
     project: str = ""            # vertex: the Google Cloud project
     location: str = ""           # vertex: its region (us-east5, europe-west1, ...) or "global"
+    aws: AwsSigning | None = None    # bedrock: how Envoy signs its calls
 
     def dialect_for(self, model: str) -> str:
         """The API dialect this provider speaks for `model` (Vertex AI: its maker's)."""
@@ -100,18 +114,22 @@ class Provider:
 def parse_provider(name: str, node: Node, strict: bool) -> Provider:
     node.only_keys("type", "cluster", "url", "auth", "api_key", "base_path", "api_version", "models",
                    "default_max_tokens", "pass_headers", "max_request_bytes", "project", "location",
-                   "service_account", "token_url")
+                   "service_account", "token_url", "region", "aws_credentials")
     kind = node.get("type").choice(provider_types.TYPES, provider_types.OPENAI)
     auth = node.get("auth").choice(tuple(provider_types.AUTH_HEADERS), provider_types.DEFAULT_AUTH[kind])
     project = location = ""
+    aws = None
+    source, secret = "", None
     if kind == provider_types.VERTEX:
         project, location = _vertex_place(node)
         source, secret = _google_credential(name, node, strict)
+    elif kind == provider_types.BEDROCK:
+        aws = _aws_signing(node)
     else:
-        for key in ("project", "location", "service_account", "token_url"):
-            if not node.get(key).missing:
-                node.get(key).fail("is for a vertex provider only")
         source, secret = _credential(node.get("api_key"), strict)
+    for key in ("project", "location", "service_account", "token_url", "region", "aws_credentials"):
+        if not node.get(key).missing and key not in _TYPE_KEYS.get(kind, ()):
+            node.get(key).fail(f"is not a setting of a {kind} provider")
     base_path = node.get("base_path").str(provider_types.DEFAULT_BASE_PATHS.get(kind, "/v1")).rstrip("/")
     if base_path and not base_path.startswith("/"):
         node.get("base_path").fail("must start with '/' (e.g. /v1, /openai/v1)")
@@ -120,7 +138,8 @@ def parse_provider(name: str, node: Node, strict: bool) -> Provider:
         node.get("api_version").fail("is required for an azure provider (e.g. 2024-10-21)")
     models = node.get("models")
     patterns = ("*",) if models.value == "*" else tuple(entry.str() for entry in models.elements())
-    url = node.get("url").str(_vertex_url(location) if kind == provider_types.VERTEX else "")
+    url = node.get("url").str(_vertex_url(location) if kind == provider_types.VERTEX else
+                              f"https://bedrock-runtime.{aws.region}.amazonaws.com" if aws else "")
     if url and not re.fullmatch(r"https?://[^/\s]+(/.*)?", url):
         node.get("url").fail("must be an http:// or https:// URL (e.g. https://api.anthropic.com)")
     return Provider(name=name, cluster=node.get("cluster").str(cluster_name(name)),
@@ -130,7 +149,33 @@ def parse_provider(name: str, node: Node, strict: bool) -> Provider:
                     default_max_tokens=node.get("default_max_tokens").number(4096, integer=True, minimum=1),
                     url=url, pass_headers=_pass_headers(node.get("pass_headers")),
                     max_request_bytes=_max_request_bytes(node.get("max_request_bytes")),
-                    project=project, location=location)
+                    project=project, location=location, aws=aws)
+
+
+# Settings only some provider types take.
+_TYPE_KEYS = {provider_types.VERTEX: ("project", "location", "service_account", "token_url"),
+              provider_types.BEDROCK: ("region", "aws_credentials")}
+
+
+def _aws_signing(node: Node) -> AwsSigning:
+    if not node.get("api_key").missing:
+        node.get("api_key").fail("a bedrock provider's calls are signed by Envoy (SigV4) with AWS "
+                                 "credentials (`aws_credentials:`, or Envoy's default chain), not an API key")
+    region = node.get("region").str("")
+    if not re.fullmatch(r"[a-z]{2}(-gov)?-[a-z]+-\d", region):
+        node.get("region").fail("is required for a bedrock provider: the AWS region (us-east-1, eu-west-3, ...)")
+    credentials = node.get("aws_credentials")
+    credentials.only_keys("access_key_id", "secret_access_key", "file", "profile")
+    if credentials.missing:
+        return AwsSigning(region)
+    if not credentials.get("file").missing:
+        return AwsSigning(region, credentials_file=credentials.get("file").str(),
+                          profile=credentials.get("profile").str(""))
+    key_id, secret = credentials.get("access_key_id").str(""), credentials.get("secret_access_key").str("")
+    if not key_id or not secret:
+        credentials.fail("names a credentials `file` (and `profile`), or, for demos, both "
+                         "`access_key_id` and `secret_access_key` (written into Envoy's config)")
+    return AwsSigning(region, access_key_id=key_id, secret_access_key=Secret(secret))
 
 
 def _vertex_place(node: Node) -> tuple[str, str]:

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from .anthropic import ANTHROPIC, CountTokens, Messages
 from .base import Codec, Dialect, TextPiece
+from .bedrock import BEDROCK, Converse
 from .gemini import GEMINI, CountContentTokens, GenerateContent
 from .openai import OPENAI, Chat, Completions, Embeddings
 from .resources import ModelList, OneModel, StoredResponse
@@ -31,10 +32,10 @@ __all__ = ["ANTHROPIC", "OPENAI", "Codec", "Dialect", "TextPiece", "codec_of", "
 
 # Every endpoint kind the gateway serves, and its codec.
 CODECS: dict[str, Codec] = {codec.kind: codec for codec in (
-    Chat(), Completions(), Embeddings(), Responses(), Messages(), CountTokens(), GenerateContent(), CountContentTokens(), ModelList(),
+    Chat(), Completions(), Embeddings(), Responses(), Messages(), CountTokens(), GenerateContent(), CountContentTokens(), Converse(), ModelList(),
     OneModel(),
     StoredResponse("response"), StoredResponse("response_cancel"), StoredResponse("response_input_items"))}
-DIALECTS: dict[str, Dialect] = {dialect.name: dialect for dialect in (OPENAI, ANTHROPIC, RESPONSES_ONLY, GEMINI)}
+DIALECTS: dict[str, Dialect] = {dialect.name: dialect for dialect in (OPENAI, ANTHROPIC, RESPONSES_ONLY, GEMINI, BEDROCK)}
 
 
 def codec_of(kind: str) -> Codec:

@@ -93,7 +93,8 @@ def attempt_for(call: Call, backend: Backend) -> Attempt:
     provider = backend.provider
     dialect = backend.dialect
     translation = translation_for(call.dialect, dialect, call.endpoint.kind)
-    set_headers = {provider.auth_header: provider.auth_value()}
+    # (Bedrock's: none; Envoy signs the attempt after this filter.)
+    set_headers = {provider.auth_header: provider.auth_value()} if provider.auth_header else {}
     remove = [name for name in CREDENTIAL_HEADERS if name != provider.auth_header]
     remove.extend(withheld_headers(call.headers, provider))     # the account's and the network's
     if translation is None:

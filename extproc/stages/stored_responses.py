@@ -62,7 +62,8 @@ class StoredResponses(Stage):
         reply = call.reply
         reply.clear_route_cache = True
         reply.set_headers[ROUTING_HEADER] = provider.cluster
-        reply.set_headers[provider.auth_header] = provider.auth_value()
+        if provider.auth_header:
+            reply.set_headers[provider.auth_header] = provider.auth_value()
         reply.remove_headers.extend(withheld_headers(call.headers, provider))
         path = provider.upstream_path(call.endpoint.kind, call.path, call.query, backend.model)
         if path != call.headers.get(":path"):

@@ -56,6 +56,7 @@ class TranslateAnswer(Stage):
                 call.status = status
         elif call.response_streamed:
             call.stream_translation = call.translation.stream(call.body, notes_of(call))
+            call.reply.set_headers["content-type"] = "text/event-stream"     # (Bedrock's is binary)
 
     def response_body(self, call: Call, chunk: bytes, end_of_stream: bool) -> bytes | None:
         if call.response_streamed or call.json_passing_by or not end_of_stream:

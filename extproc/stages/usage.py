@@ -21,6 +21,7 @@ from time import perf_counter, time
 
 from ..api.openai import usage_from
 from ..api.provider_json import loads
+from ..api.eventstream import EVENT_STREAM, EventStreamFraming
 from ..api.sse import SSEParser
 from ..api.tokens import count_prompt, count_text
 from ..api.usage import Usage
@@ -76,9 +77,14 @@ class ResponseUsage(Stage):
         if end_of_stream:
             self._response_complete(call)
             return
-        if headers.get("content-type", "").startswith("text/event-stream"):
+        content_type = headers.get("content-type", "")
+        if content_type.startswith("text/event-stream"):
             call.response_streamed = True
             call.sse = SSEParser()
+            call.reply.mode_override = RESPONSE_STREAMED
+        elif content_type.startswith(EVENT_STREAM) and call.status < 400:
+            call.response_streamed = True           # AWS's binary framing (Bedrock), read as events
+            call.sse = EventStreamFraming()
             call.reply.mode_override = RESPONSE_STREAMED
         elif call.endpoint is not None and call.codec.answers_in_chunks and call.status < 400:
             call.json_passing_by = True

@@ -1,0 +1,153 @@
+"""AWS Bedrock through real Envoy: callers of every dialect reach a Bedrock model through
+its Converse API, each attempt signed by Envoy's aws_request_signing filter after its
+body is final (the mock checks every signature with botocore and refuses a wrong one);
+ConverseStream's binary event stream reaches each caller as its own SSE; Bedrock's errors
+come in the caller's shape; a virtual model fails over from a throttled Bedrock to
+Anthropic's API."""
+
+from __future__ import annotations
+
+import copy
+import json
+import subprocess
+import sys
+
+import anthropic
+import httpx
+import pytest
+import yaml
+from google import genai
+from openai import OpenAI
+
+from gateway_stack import quickstart_config
+
+TEXT = "Say ptarmigan"
+NOVA = "bedrock/amazon.nova-micro-v1:0"
+CONVERSE = "/model/amazon.nova-micro-v1:0/converse"       # as recorded (decoded; sent as %3A)
+
+
+@pytest.fixture(scope="module")
+def clients(gateway) -> dict:
+    root = f"http://127.0.0.1:{gateway.port}"
+    return {"openai": OpenAI(base_url=f"{root}/v1", api_key="sk-demo-alice", max_retries=0),
+            "anthropic": anthropic.Anthropic(base_url=root, api_key="sk-demo-alice", max_retries=0),
+            "google": genai.Client(api_key="sk-demo-alice", http_options={"base_url": root})}
+
+
+def ask(clients: dict, dialect: str, model: str, stream: bool, text: str = TEXT) -> str:
+    if dialect == "openai":
+        if stream:
+            chunks = clients["openai"].chat.completions.create(
+                model=model, messages=[{"role": "user", "content": text}], stream=True)
+            return "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+        return clients["openai"].chat.completions.create(
+            model=model, messages=[{"role": "user", "content": text}]).choices[0].message.content
+    if dialect == "anthropic":
+        messages = [{"role": "user", "content": text}]
+        if stream:
+            with clients["anthropic"].messages.stream(model=model, max_tokens=200, messages=messages) as events:
+                return events.get_final_text()
+        return clients["anthropic"].messages.create(model=model, max_tokens=200, messages=messages).content[0].text
+    if stream:
+        return "".join(c.text or "" for c in clients["google"].models.generate_content_stream(model=model, contents=text))
+    return clients["google"].models.generate_content(model=model, contents=text).text
+
+
+def sent_to_bedrock(gateway, listener: str = "mock-bedrock") -> list[dict]:
+    return [r for r in gateway.received(listener) if r["path"].startswith("/model/")]
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["json", "stream"])
+@pytest.mark.parametrize("dialect", ["openai", "anthropic", "google"])
+def test_every_dialect_reaches_a_bedrock_model_signed_by_envoy(gateway, clients, dialect, stream):
+    gateway.clear_received()
+    assert ask(clients, dialect, NOVA, stream) == TEXT
+    [sent] = sent_to_bedrock(gateway)
+    assert sent["path"] == CONVERSE + ("-stream" if stream else "")
+    # Signed by Envoy with the provider's credentials, over the body it sent.
+    assert sent["headers"]["authorization"].startswith("AWS4-HMAC-SHA256 Credential=AKIDMOCKBEDROCK0000/")
+    assert "/us-east-1/bedrock/aws4_request" in sent["headers"]["authorization"]
+    body = json.loads(sent["body"])
+    assert body["messages"] == [{"role": "user", "content": [{"text": TEXT}]}] and "model" not in body
+    assert "sk-demo-alice" not in json.dumps(sent)
+    record = gateway.wait_for_record(predicate=lambda r: r["model"] == NOVA and r["stream"] is stream
+                                     and r.get("api") == {"openai": "openai", "anthropic": "anthropic",
+                                                          "google": "gemini"}[dialect])
+    assert record["status"] == 200 and record["backend"] == "bedrock" and record["output_tokens"] > 0
+    assert record["translated_to"] == "bedrock" and record["cost_usd"] > 0
+
+
+def test_a_tool_call_round_trip_on_bedrock(gateway, clients):
+    tools = [{"type": "function", "function": {"name": "lookup", "description": "Look a word up.",
+                                               "parameters": {"type": "object",
+                                                              "properties": {"text": {"type": "string"}}}}}]
+    first = clients["openai"].chat.completions.create(
+        model=NOVA, messages=[{"role": "user", "content": "find grebe"}], tools=tools,
+        extra_headers={"x-mock-tool-call": "lookup"})
+    call = first.choices[0].message.tool_calls[0]
+    assert first.choices[0].finish_reason == "tool_calls" and call.function.name == "lookup"
+    assert json.loads(call.function.arguments) == {"text": "find grebe"}
+    gateway.clear_received()
+    second = clients["openai"].chat.completions.create(model=NOVA, tools=tools, messages=[
+        {"role": "user", "content": "find grebe"}, first.choices[0].message.model_dump(exclude_none=True),
+        {"role": "tool", "tool_call_id": call.id, "content": "a diving bird"}])
+    assert second.choices[0].finish_reason == "stop" and not second.choices[0].message.tool_calls
+    [sent] = sent_to_bedrock(gateway)
+    body = json.loads(sent["body"])
+    assert [m["role"] for m in body["messages"]] == ["user", "assistant", "user"]
+    assert body["messages"][1]["content"][0]["toolUse"]["name"] == "lookup"
+    assert body["messages"][2]["content"][0]["toolResult"]["toolUseId"] == \
+        body["messages"][1]["content"][0]["toolUse"]["toolUseId"]
+    assert body["toolConfig"]["tools"][0]["toolSpec"]["name"] == "lookup"
+
+
+@pytest.mark.parametrize("status", [400, 429])
+def test_bedrocks_errors_come_in_the_callers_shape(gateway, clients, status):
+    with pytest.raises(anthropic.APIStatusError) as raised:
+        clients["anthropic"].messages.create(model=NOVA, max_tokens=10, messages=[{"role": "user", "content": "x"}],
+                                             extra_headers={"x-mock-status": str(status)})
+    assert raised.value.status_code == status
+    assert raised.value.body["type"] == "error"
+    assert raised.value.body["error"]["type"] == {400: "invalid_request_error", 429: "rate_limit_error"}[status]
+
+
+def test_an_exception_inside_the_stream_ends_the_callers_stream_with_an_error(gateway):
+    answer = httpx.post(f"http://127.0.0.1:{gateway.port}/v1/chat/completions",
+                        headers={"authorization": "Bearer sk-demo-alice", "x-mock-stream-exception": "throttlingException"},
+                        json={"model": NOVA, "stream": True, "messages": [{"role": "user", "content": TEXT}]},
+                        timeout=20)
+    assert answer.status_code == 200
+    events = [line[6:] for line in answer.text.splitlines() if line.startswith("data: ")]
+    assert any('"error"' in event for event in events)
+
+
+def test_smart_bedrock_fails_over_from_a_throttled_bedrock_to_anthropic(gateway, clients):
+    gateway.clear_received()
+    assert ask(clients, "openai", "smart-bedrock", False) == TEXT
+    [throttled] = sent_to_bedrock(gateway, "mock-bedrock-throttled")
+    assert throttled["path"] == "/model/us.anthropic.claude-haiku-4-5-20251001-v1:0/converse"
+    assert throttled["headers"]["authorization"].startswith("AWS4-HMAC-SHA256 ")
+    [answered] = [r for r in gateway.received("mock-anthropic") if r["path"] == "/v1/messages"]
+    assert json.loads(answered["body"])["model"] == "claude-haiku-4-5"
+    assert "authorization" not in answered["headers"]       # the signature stayed with its attempt
+    assert ask(clients, "anthropic", "smart-bedrock", True) == TEXT
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"region": None}, "region: is required for a bedrock provider"),
+    ({"api_key": {"value": "k"}}, "signed by Envoy (SigV4)"),
+    ({"aws_credentials": {"access_key_id": "AKID"}}, "names a credentials `file`"),
+])
+def test_check_names_what_is_wrong_with_a_bedrock_provider(tmp_path, change, message):
+    config = copy.deepcopy(quickstart_config())
+    provider = config["providers"]["bedrock"]
+    for key, value in change.items():
+        if value is None:
+            provider.pop(key)
+        else:
+            provider[key] = value
+    path = tmp_path / "gateway.yaml"
+    path.write_text(yaml.safe_dump(config))
+    checked = subprocess.run([sys.executable, "-m", "extproc", "check", "--config", str(path)],
+                             capture_output=True, text=True, timeout=60)
+    assert checked.returncode != 0 and message in checked.stderr + checked.stdout
