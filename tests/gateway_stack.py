@@ -100,6 +100,23 @@ def quickstart_config() -> dict:
     return config
 
 
+def check_provider_change(workdir: Path, provider: str, change: dict) -> str:
+    """`extproc check`'s complaints (stderr and stdout; '' when it passes) about the
+    quickstart with `change` made to one provider's settings (None removes a setting)."""
+    config = quickstart_config()
+    settings = config["providers"][provider]
+    for key, value in change.items():
+        if value is None:
+            settings.pop(key)
+        else:
+            settings[key] = value
+    path = workdir / "gateway.yaml"
+    path.write_text(yaml.safe_dump(config))
+    checked = subprocess.run([sys.executable, "-m", "extproc", "check", "--config", str(path)],
+                             capture_output=True, text=True, timeout=60)
+    return "" if checked.returncode == 0 else checked.stderr + checked.stdout
+
+
 class GatewayStack:
     """One running gateway. `config` is the filter config as a dict (edited before start)."""
 

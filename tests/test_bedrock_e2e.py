@@ -7,19 +7,15 @@ Anthropic's API."""
 
 from __future__ import annotations
 
-import copy
 import json
-import subprocess
-import sys
 
 import anthropic
 import httpx
 import pytest
-import yaml
 from google import genai
 from openai import OpenAI
 
-from gateway_stack import quickstart_config
+from gateway_stack import check_provider_change
 
 TEXT = "Say ptarmigan"
 NOVA = "bedrock/amazon.nova-micro-v1:0"
@@ -139,15 +135,4 @@ def test_smart_bedrock_fails_over_from_a_throttled_bedrock_to_anthropic(gateway,
     ({"aws_credentials": {"access_key_id": "AKID"}}, "names a credentials `file`"),
 ])
 def test_check_names_what_is_wrong_with_a_bedrock_provider(tmp_path, change, message):
-    config = copy.deepcopy(quickstart_config())
-    provider = config["providers"]["bedrock"]
-    for key, value in change.items():
-        if value is None:
-            provider.pop(key)
-        else:
-            provider[key] = value
-    path = tmp_path / "gateway.yaml"
-    path.write_text(yaml.safe_dump(config))
-    checked = subprocess.run([sys.executable, "-m", "extproc", "check", "--config", str(path)],
-                             capture_output=True, text=True, timeout=60)
-    assert checked.returncode != 0 and message in checked.stderr + checked.stdout
+    assert message in check_provider_change(tmp_path, "bedrock", change)
