@@ -148,7 +148,7 @@ def test_secret_split_across_sse_chunks_is_redacted(redacting):
     content = "".join(
         __import__("json").loads(line[6:])["choices"][0]["delta"].get("content", "")
         for line in body.split("\n\n") if line.startswith("data: {") and '"choices":[{' in line)
-    assert SECRET not in body and "4111" not in body
+    assert SECRET not in body and PLANTED["card"] not in body and "4111" not in content
     assert content.startswith("here it is [SECRET] and [CARD] ok padding")
     assert body.rstrip().endswith("data: [DONE]")
 
