@@ -20,6 +20,9 @@ from gateway_stack import check_provider_change
 TEXT = "Say ptarmigan"
 NOVA = "bedrock/amazon.nova-micro-v1:0"
 CONVERSE = "/model/amazon.nova-micro-v1:0/converse"       # as recorded (decoded; sent as %3A)
+HAIKU_ID = "us.anthropic.claude-haiku-4-5-20251001-v1:0"
+HAIKU = f"bedrock/{HAIKU_ID}"
+INVOKE = f"/model/{HAIKU_ID}/invoke"
 
 
 @pytest.fixture(scope="module")
@@ -73,6 +76,68 @@ def test_every_dialect_reaches_a_bedrock_model_signed_by_envoy(gateway, clients,
     assert record["translated_to"] == "bedrock" and record["cost_usd"] > 0
 
 
+@pytest.mark.parametrize("stream", [False, True], ids=["json", "stream"])
+@pytest.mark.parametrize("dialect", ["openai", "anthropic", "google"])
+def test_claude_on_bedrock_is_reached_through_invoke_model_in_anthropics_dialect(gateway, clients, dialect, stream):
+    gateway.clear_received()
+    assert ask(clients, dialect, HAIKU, stream) == TEXT
+    [sent] = sent_to_bedrock(gateway)
+    assert sent["path"] == INVOKE + ("-with-response-stream" if stream else "")
+    assert sent["headers"]["authorization"].startswith("AWS4-HMAC-SHA256 Credential=AKIDMOCKBEDROCK0000/")
+    body = json.loads(sent["body"])
+    assert body["anthropic_version"] == "bedrock-2023-05-31" and "model" not in body and "stream" not in body
+    assert body["messages"] == [{"role": "user", "content": TEXT}] or \
+        body["messages"] == [{"role": "user", "content": [{"type": "text", "text": TEXT}]}]
+    record = gateway.wait_for_record(predicate=lambda r: r["model"] == HAIKU and r["stream"] is stream
+                                     and r.get("api") == {"openai": "openai", "anthropic": "anthropic",
+                                                          "google": "gemini"}[dialect])
+    assert record["status"] == 200 and record["backend"] == "bedrock" and record["output_tokens"] > 0
+    assert record["cost_usd"] > 0
+    assert record.get("translated_to") == (None if dialect == "anthropic" else "anthropic")
+
+
+def test_claude_code_s_thinking_signature_and_cache_tokens_pass_through_bedrock(gateway, clients):
+    """An Anthropic caller on Claude on Bedrock gets Anthropic's own events, re-framed
+    from AWS's event stream into SSE: the thinking block's signature and the cache
+    counts arrive as Anthropic wrote them."""
+    request = {"model": HAIKU, "max_tokens": 400, "stream": True,
+               "thinking": {"type": "enabled", "budget_tokens": 200},
+               "messages": [{"role": "user", "content": TEXT}]}
+    with httpx.stream("POST", f"http://127.0.0.1:{gateway.port}/v1/messages", json=request, timeout=20,
+                      headers={"x-api-key": "sk-demo-alice", "anthropic-version": "2023-06-01",
+                               "x-mock-cached-tokens": "3", "x-mock-cache-write-tokens": "2"}) as answer:
+        assert answer.status_code == 200
+        assert answer.headers["content-type"].startswith("text/event-stream")
+        raw = b"".join(answer.iter_raw()).decode()
+    events = [json.loads(line[6:]) for line in raw.splitlines() if line.startswith("data: ")]
+    names = [line[7:] for line in raw.splitlines() if line.startswith("event: ")]
+    assert names == [event["type"] for event in events]
+    assert names[0] == "message_start" and names[-1] == "message_stop"
+    start = events[0]["message"]["usage"]
+    assert start["cache_read_input_tokens"] == 3 and start["cache_creation_input_tokens"] == 2
+    signatures = [e["delta"]["signature"] for e in events
+                  if e["type"] == "content_block_delta" and e["delta"]["type"] == "signature_delta"]
+    assert signatures and signatures[0]
+    with clients["anthropic"].messages.stream(**{k: v for k, v in request.items() if k != "stream"}) as stream:
+        final = stream.get_final_message()
+    assert [block.type for block in final.content] == ["thinking", "text"]
+    assert final.content[0].signature == signatures[0] and final.content[1].text == TEXT
+
+
+def test_count_tokens_for_claude_on_bedrock_is_the_gateways_own(gateway, clients):
+    gateway.clear_received()
+    counted = clients["anthropic"].messages.count_tokens(model=HAIKU, messages=[{"role": "user", "content": TEXT}])
+    assert counted.input_tokens > 0 and sent_to_bedrock(gateway) == []
+
+
+def test_a_bedrock_refusal_of_a_claude_call_keeps_its_message(gateway, clients):
+    with pytest.raises(anthropic.BadRequestError) as raised:
+        clients["anthropic"].messages.create(model=HAIKU, max_tokens=10, messages=[{"role": "user", "content": "x"}],
+                                             extra_headers={"x-mock-status": "400"})
+    assert raised.value.body["error"]["type"] == "invalid_request_error"
+    assert raised.value.body["error"]["message"] != "The provider answered 400."
+
+
 def test_a_tool_call_round_trip_on_bedrock(gateway, clients):
     tools = [{"type": "function", "function": {"name": "lookup", "description": "Look a word up.",
                                                "parameters": {"type": "object",
@@ -121,7 +186,7 @@ def test_smart_bedrock_fails_over_from_a_throttled_bedrock_to_anthropic(gateway,
     gateway.clear_received()
     assert ask(clients, "openai", "smart-bedrock", False) == TEXT
     [throttled] = sent_to_bedrock(gateway, "mock-bedrock-throttled")
-    assert throttled["path"] == "/model/us.anthropic.claude-haiku-4-5-20251001-v1:0/converse"
+    assert throttled["path"] == INVOKE
     assert throttled["headers"]["authorization"].startswith("AWS4-HMAC-SHA256 ")
     [answered] = [r for r in gateway.received("mock-anthropic") if r["path"] == "/v1/messages"]
     assert json.loads(answered["body"])["model"] == "claude-haiku-4-5"

@@ -164,3 +164,25 @@ def test_a_turn_on_claude_at_vertex_keeps_the_messages_api(gateway, claude_code)
     record = gateway.wait_for_record(predicate=lambda r: r["model"] == "vertex/claude-sonnet-4-6"
                                      and r.get("api") == "anthropic" and r["output_tokens"] > 0)
     assert record["backend"] == "vertex" and record["output_tokens"] == result["usage"]["output_tokens"]
+
+
+@pytest.mark.parametrize("model, path_end", [
+    ("bedrock/us.anthropic.claude-haiku-4-5-20251001-v1:0", "/invoke-with-response-stream"),
+    ("bedrock/amazon.nova-micro-v1:0", "/converse-stream")], ids=["claude", "nova"])
+def test_a_turn_on_bedrock(gateway, claude_code, model, path_end):
+    """Claude Code on AWS Bedrock, every attempt signed by Envoy: Claude through
+    InvokeModel in the Messages API, untranslated; Nova through Converse, translated."""
+    gateway.clear_received()
+    result = claude_code(model)
+    assert not result["is_error"] and PROMPT in result["result"]
+    sent = [r for r in gateway.received("mock-bedrock") if r["path"].endswith(path_end)]
+    assert sent and sent[-1]["headers"]["authorization"].startswith("AWS4-HMAC-SHA256 ")
+    body = json.loads(sent[-1]["body"])
+    if "claude" in model:
+        assert body["anthropic_version"] == "bedrock-2023-05-31" and "model" not in body and "stream" not in body
+        assert body["system"] and len(body["tools"]) >= 10
+    else:
+        assert body["system"] and len(body["toolConfig"]["tools"]) >= 10
+    record = gateway.wait_for_record(predicate=lambda r: r["model"] == model and r.get("api") == "anthropic"
+                                     and r["output_tokens"] > 0)
+    assert record["backend"] == "bedrock" and record["output_tokens"] == result["usage"]["output_tokens"]

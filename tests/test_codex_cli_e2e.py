@@ -161,3 +161,21 @@ def test_a_turn_on_claude_at_vertex_is_translated_both_ways(gateway, codex):
     record = gateway.wait_for_record(predicate=lambda r: r["path"] == "/v1/responses"
                                      and r["model"] == "vertex/claude-sonnet-4-6" and r["output_tokens"] > 0)
     assert record["translated_to"] == "anthropic" and record["status"] == 200
+
+
+@pytest.mark.parametrize("model, path_end", [
+    ("bedrock/us.anthropic.claude-haiku-4-5-20251001-v1:0", "/invoke-with-response-stream"),
+    ("bedrock/amazon.nova-micro-v1:0", "/converse-stream")], ids=["claude", "nova"])
+def test_a_turn_on_bedrock(gateway, codex, model, path_end):
+    gateway.clear_received()
+    answer = codex(model)
+    assert PROMPT in answer
+    sent = [r for r in gateway.received("mock-bedrock") if r["path"].endswith(path_end)]
+    assert len(sent) == 1 and sent[0]["headers"]["authorization"].startswith("AWS4-HMAC-SHA256 ")
+    body = json.loads(sent[0]["body"])
+    names = {tool["name"] for tool in body["tools"]} if "claude" in model \
+        else {tool["toolSpec"]["name"] for tool in body["toolConfig"]["tools"]}
+    assert "exec_command" in names
+    record = gateway.wait_for_record(predicate=lambda r: r["path"] == "/v1/responses"
+                                     and r["model"] == model and r["output_tokens"] > 0)
+    assert record["translated_to"] == ("anthropic" if "claude" in model else "bedrock") and record["status"] == 200

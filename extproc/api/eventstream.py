@@ -1,5 +1,7 @@
 """AWS's event-stream framing (`application/vnd.amazon.eventstream`): the binary frames
 Bedrock streams its answers in (ConverseStream, InvokeModelWithResponseStream).
+`EventStreamFraming` reads such a stream as the SSE parser reads SSE; an
+InvokeModelWithResponseStream `chunk` comes out as the SSE event its base64 payload holds.
 
 A message is a prelude (total length, headers length, both big-endian uint32, then the
 CRC32 of those 8 bytes), typed headers, the payload, and the CRC32 of everything before
@@ -15,7 +17,11 @@ Measured (bench/eventstream.py, µs per message of the recorded 19-message Conve
 
 from __future__ import annotations
 
+import base64
+import binascii
 import datetime
+import json
+import re
 import struct
 import uuid
 import zlib
@@ -35,6 +41,7 @@ _PRELUDE = struct.Struct(">III")
 _LENGTHS = struct.Struct(">II")
 _UINT32 = struct.Struct(">I")          # a CRC, or the headers' length
 _STRING_TYPE = 7
+_TYPE = re.compile(rb'\{"type":"([a-z_]+)"')    # how Anthropic's events begin
 _EPOCH = datetime.datetime(1970, 1, 1, tzinfo=datetime.UTC)
 # Header value types of a fixed size, by their number: byte, short, integer, long, and the
 # timestamp (milliseconds since the epoch). 0/1 are true/false, 6 bytes, 7 a string, 9 a UUID.
@@ -185,6 +192,9 @@ class EventStreamFraming:
     stream becomes one `internalServerException` event and nothing after it; one cut
     mid-frame ends without the events that close an answer, which its reader reports."""
     __slots__ = ("_decoder", "_broken")
+    # Its events' raw bytes are not the stream's: each chunk is written anew (an
+    # InvokeModel chunk as the maker's SSE event; Converse's events only ever translated).
+    rewrites = True
 
     def __init__(self) -> None:
         self._decoder = EventStreamDecoder()
@@ -208,6 +218,32 @@ class EventStreamFraming:
         events = []
         for message in messages:
             kind = message.headers.get(":exception-type") or message.headers.get(":event-type") or ""
+            if kind == "chunk":
+                inner = _chunk_event(message.payload)
+                if inner is not None:
+                    name, data = inner
+                    events.append(Event(raw=b"event: " + name + b"\ndata: " + data + b"\n\n", data=data, name=name))
+                    continue
             events.append(Event(raw=message.payload, data=message.payload,
                                 name=kind.encode() if isinstance(kind, str) else b""))
         return events
+
+
+def _chunk_event(payload: bytes) -> tuple[bytes, bytes] | None:
+    """An InvokeModelWithResponseStream `chunk` (`{"bytes": base64}`): the model maker's own
+    event, named by its `type` as the maker's own SSE names it (Anthropic's), its JSON as
+    the maker wrote it; None for a chunk that is not one."""
+    try:
+        wrapped = json.loads(payload)
+        data = base64.b64decode(wrapped["bytes"], validate=True)
+    except (ValueError, TypeError, KeyError, binascii.Error):
+        return None
+    match = _TYPE.match(data)
+    if match is not None:
+        return match.group(1), data
+    try:
+        event = json.loads(data)
+    except ValueError:
+        return None
+    kind = event.get("type") if isinstance(event, dict) else None
+    return (kind.encode(), data) if isinstance(kind, str) and kind.isidentifier() else None

@@ -13,8 +13,12 @@ endpoint lives, and how the credential goes.
   gemini     Google's Gemini API: `base_path` (`/v1beta`) + `/models/{model}:generateContent`
              (`:streamGenerateContent?alt=sse` for a stream), the key in `x-goog-api-key`
   bedrock    AWS Bedrock's Converse API: `/model/{model id}/converse` (`/converse-stream`, whose
-             answer is AWS's binary event stream); no credential header: Envoy's
-             aws_request_signing filter signs each attempt (SigV4) after its body is final
+             answer is AWS's binary event stream); Anthropic's models through InvokeModel
+             instead (`/model/{model id}/invoke`, `/invoke-with-response-stream`: the Messages
+             API, the body naming `anthropic_version: bedrock-2023-05-31` and neither model nor
+             stream), so thinking signatures and cache tokens pass as Anthropic sends them; no
+             credential header: Envoy's aws_request_signing filter signs each attempt (SigV4)
+             after its body is final
   vertex     Vertex AI: `base_path` (`/v1`) + `/projects/{project}/locations/{location}/publishers/`,
              then Google's models (`google/models/{model}:generateContent`, Gemini's dialect) or
              Anthropic's (`anthropic/models/{model}:rawPredict`, `:streamRawPredict` for a stream:
@@ -38,6 +42,12 @@ DIALECTS = {OPENAI: "openai", AZURE: "openai", ANTHROPIC: "anthropic", OPENAI_RE
 # model's name says whose it is.
 _VERTEX_PUBLISHERS = (("claude-", "anthropic", "anthropic"),)
 VERTEX_ANTHROPIC_VERSION = "vertex-2023-10-16"
+BEDROCK_ANTHROPIC_VERSION = "bedrock-2023-05-31"
+# Bedrock's model ids name their maker: "anthropic.claude-...", with an inference
+# profile's geography before it ("us.anthropic....") or an ARN around it.
+_BEDROCK_MAKERS = {"anthropic": "anthropic"}
+# Platforms whose streams are not SSE (AWS's binary event stream): always read, never passed through.
+_EVENT_STREAM_TYPES = frozenset({BEDROCK})
 # Where each type takes its credential by default.
 AUTH_HEADERS = {"bearer": "authorization", "api-key": "api-key", "x-api-key": "x-api-key",
                 "x-goog-api-key": "x-goog-api-key", "sigv4": ""}
@@ -62,19 +72,54 @@ def vertex_publisher(model: str) -> tuple[str, str]:
     return "google", DIALECTS[VERTEX]
 
 
+def bedrock_maker_dialect(model: str) -> str | None:
+    """The dialect Bedrock's InvokeModel speaks for a model id of a maker whose own API it
+    serves (Anthropic's); None for a model reached through Converse."""
+    segments = model.rsplit("/", 1)[-1].split(".", 2)
+    for segment in segments[:2]:
+        if segment in _BEDROCK_MAKERS:
+            return _BEDROCK_MAKERS[segment]
+    return None
+
+
 def dialect_of(provider_type: str, model: str) -> str:
     """The API dialect a provider of this type speaks for `model`."""
-    return vertex_publisher(model)[1] if provider_type == VERTEX else DIALECTS[provider_type]
+    if provider_type == VERTEX:
+        return vertex_publisher(model)[1]
+    if provider_type == BEDROCK:
+        return bedrock_maker_dialect(model) or DIALECTS[BEDROCK]
+    return DIALECTS[provider_type]
 
 
 def body_for_platform(provider_type: str, model: str, kind: str, body: dict) -> dict:
     """A body in the model's dialect as its platform takes it: Claude on Vertex AI names
-    the API version in the body and the model in the path only (a count names it in both)."""
-    if provider_type != VERTEX or vertex_publisher(model)[0] != "anthropic":
-        return body
-    moved = {key: value for key, value in body.items() if key != "model" or kind == "count_tokens"}
-    moved["anthropic_version"] = VERTEX_ANTHROPIC_VERSION
-    return moved
+    the API version in the body and the model in the path only (a count names it in both);
+    on Bedrock the path says whether the answer streams, too."""
+    if provider_type == VERTEX and vertex_publisher(model)[0] == "anthropic":
+        moved = {key: value for key, value in body.items() if key != "model" or kind == "count_tokens"}
+        moved["anthropic_version"] = VERTEX_ANTHROPIC_VERSION
+        return moved
+    if provider_type == BEDROCK and bedrock_maker_dialect(model) is not None:
+        moved = {key: value for key, value in body.items() if key not in ("model", "stream")}
+        moved["anthropic_version"] = BEDROCK_ANTHROPIC_VERSION
+        return moved
+    return body
+
+
+def wraps_bodies(provider_type: str) -> bool:
+    """Whether bodies may change on their way to a platform of this type (body_for_platform)."""
+    return provider_type in (VERTEX, BEDROCK)
+
+
+def streams_in_sse(provider_type: str) -> bool:
+    """Whether this type's streams are SSE (else the gateway reads and re-frames them)."""
+    return provider_type not in _EVENT_STREAM_TYPES
+
+
+def counts_tokens(provider_type: str, model: str) -> bool:
+    """Whether the provider serves its dialect's token-count endpoint for this model
+    (Claude on Bedrock does not: the gateway counts)."""
+    return not (provider_type == BEDROCK and bedrock_maker_dialect(model) is not None)
 
 
 def _vertex_path(base_path: str, project: str, location: str, kind: str, model: str, stream: bool) -> str:
@@ -99,6 +144,8 @@ def upstream_path(provider_type: str, *, base_path: str, api_version: str, kind:
     if provider_type == VERTEX:
         return _vertex_path(base_path, project, location, kind, model, stream)
     if provider_type == BEDROCK:
+        if bedrock_maker_dialect(model) is not None:
+            return f"/model/{quote(model, safe='')}/{'invoke-with-response-stream' if stream else 'invoke'}"
         return f"/model/{quote(model, safe='')}/{'converse-stream' if stream else 'converse'}"
     if provider_type == GEMINI:
         method = "countTokens" if kind == GEMINI_COUNT_KIND else "streamGenerateContent" if stream else "generateContent"

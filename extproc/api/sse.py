@@ -32,6 +32,7 @@ _BOM = b"\xef\xbb\xbf"
 
 class SSEParser:
     __slots__ = ("_buffer", "_at_start")
+    rewrites = False        # each event's raw bytes are the stream's own
 
     def __init__(self) -> None:
         self._buffer = b""

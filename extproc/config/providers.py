@@ -89,7 +89,16 @@ class Provider:
     @property
     def wraps_bodies(self) -> bool:
         """Whether bodies change on their way to this platform (for_platform)."""
-        return self.type == provider_types.VERTEX
+        return provider_types.wraps_bodies(self.type)
+
+    @property
+    def streams_in_sse(self) -> bool:
+        """Whether its streams are SSE; else (AWS's event stream) always read, never passed through."""
+        return provider_types.streams_in_sse(self.type)
+
+    def counts_tokens(self, model: str) -> bool:
+        """Whether it serves its dialect's token-count endpoint for `model`."""
+        return provider_types.counts_tokens(self.type, model)
 
     def serves(self, model: str) -> bool:
         """Whether "<provider>/<model>" names a model of this provider."""

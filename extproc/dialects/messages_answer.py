@@ -169,12 +169,17 @@ def encode(answer: Answer, conversation: Conversation) -> dict:
 # --- errors --------------------------------------------------------------------------
 
 def decode_error(status: int, body: Any) -> Problem:
-    """An Anthropic error body (also read: an OpenAI-shaped body, a list wrapping one) as a
+    """An Anthropic error body (also read: an OpenAI-shaped body, a list wrapping one, a bare
+    `{"message"}`) as a
     Problem of the type it names; of the status's type when the body names none."""
     if isinstance(body, list) and body:
         body = body[0]
     error = body.get("error") if isinstance(body, dict) else None
     if not isinstance(error, dict):
+        # A cloud platform's own refusal of a call to Claude (Bedrock's `{"message"}`).
+        message = body.get("message") if isinstance(body, dict) else None
+        if isinstance(message, str) and message:
+            return Problem(anthropic_api.error_type(status), message)
         return Problem(anthropic_api.error_type(status), f"The provider answered {status}.")
     kind = error["type"] if isinstance(error.get("type"), str) else anthropic_api.error_type(status)
     message = error.get("message")

@@ -30,7 +30,7 @@ def stream_chunk(call: Call, chunk: bytes, end_of_stream: bool) -> bytes | None:
     strip = translation is None and not call.client_wants_usage
     out: list[bytes] = []
     # Bytes held back from earlier chunks (an incomplete event) come out with this one.
-    changed = bool(call.sse.pending) or translation is not None
+    changed = bool(call.sse.pending) or translation is not None or call.sse.rewrites
     for event in call.sse.feed(chunk, final=end_of_stream):
         raw = event.raw
         data = None

@@ -143,9 +143,10 @@ class Route(Stage):
         backend: Backend = model.backends[order[0]]
         call.backend = backend
         call.backend_order = order
-        if call.codec.counts_tokens and backend.dialect != call.dialect:
-            # count_tokens for a model whose provider counts in another dialect: the gateway's
-            # own count of the prompt (exact for OpenAI's models, an estimate for others).
+        if call.codec.counts_tokens and (backend.dialect != call.dialect
+                                         or not backend.provider.counts_tokens(backend.model)):
+            # count_tokens for a model whose provider counts in another dialect, or not at all:
+            # the gateway's own count of the prompt (exact for OpenAI's models, an estimate for others).
             raise ImmediateAnswer(200, call.codec.count_answer(call.prompt_tokens()))
         reply = call.reply
         reply.clear_route_cache = True

@@ -84,7 +84,8 @@ class ResponseUsage(Stage):
             call.reply.mode_override = RESPONSE_STREAMED
         elif content_type.startswith(EVENT_STREAM) and call.status < 400:
             call.response_streamed = True           # AWS's binary framing (Bedrock), read as events
-            call.sse = EventStreamFraming()
+            call.sse = EventStreamFraming()         # and written as SSE, translated or not
+            call.reply.set_headers["content-type"] = "text/event-stream"
             call.reply.mode_override = RESPONSE_STREAMED
         elif call.endpoint is not None and call.codec.answers_in_chunks and call.status < 400:
             call.json_passing_by = True
