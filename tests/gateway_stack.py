@@ -157,10 +157,11 @@ class GatewayStack:
             listener["port"] = new_port
         for provider in [*config.get("providers", {}).values(),
                          *((config.get("mcp") or {}).get("servers") or {}).values()]:
-            for field in ("url", "token_url"):
-                match = re.fullmatch(r"(http://127\.0\.0\.1:)(\d+)(.*)", provider.get(field, ""))
+            entra = (provider.get("auth") or {}).get("entra") if isinstance(provider.get("auth"), dict) else None
+            for holder, field in ((provider, "url"), (provider, "token_url"), (entra or {}, "token_url")):
+                match = re.fullmatch(r"(http://127\.0\.0\.1:)(\d+)(.*)", holder.get(field, ""))
                 if match and int(match[2]) in moved:
-                    provider[field] = f"{match[1]}{moved[int(match[2])]}{match[3]}"
+                    holder[field] = f"{match[1]}{moved[int(match[2])]}{match[3]}"
             for index, other in enumerate(provider.get("failover_urls") or []):     # MCP servers' replicas
                 match = re.fullmatch(r"(http://127\.0\.0\.1:)(\d+)(.*)", other)
                 if match and int(match[2]) in moved:

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 from ..api import providers as provider_types
 from ..credentials import MintedToken
+from ..credentials.entra import entra_token
 from ..credentials.google import ServiceAccountError, read_key, vertex_token
 from ..yamltree import Node
 
@@ -125,7 +126,9 @@ def parse_provider(name: str, node: Node, strict: bool) -> Provider:
                    "default_max_tokens", "pass_headers", "max_request_bytes", "project", "location",
                    "service_account", "token_url", "region", "aws_credentials")
     kind = node.get("type").choice(provider_types.TYPES, provider_types.OPENAI)
-    auth = node.get("auth").choice(tuple(provider_types.AUTH_HEADERS), provider_types.DEFAULT_AUTH[kind])
+    entra = node.get("auth") if isinstance(node.get("auth").value, dict) else None
+    auth = "bearer" if entra is not None else \
+        node.get("auth").choice(tuple(provider_types.AUTH_HEADERS), provider_types.DEFAULT_AUTH[kind])
     project = location = ""
     aws = None
     source, secret = "", None
@@ -134,6 +137,8 @@ def parse_provider(name: str, node: Node, strict: bool) -> Provider:
         source, secret = _google_credential(name, node, strict)
     elif kind == provider_types.BEDROCK:
         aws = _aws_signing(node)
+    elif entra is not None:
+        source, secret = _entra_credential(name, kind, node, entra, strict)
     else:
         source, secret = _credential(node.get("api_key"), strict)
     for key in ("project", "location", "service_account", "token_url", "region", "aws_credentials"):
@@ -185,6 +190,38 @@ def _aws_signing(node: Node) -> AwsSigning:
         credentials.fail("names a credentials `file` (and `profile`), or, for demos, both "
                          "`access_key_id` and `secret_access_key` (written into Envoy's config)")
     return AwsSigning(region, access_key_id=key_id, secret_access_key=Secret(secret))
+
+
+def _entra_credential(name: str, kind: str, node: Node, auth: Node, strict: bool) -> tuple[str, MintedToken | None]:
+    """Azure OpenAI's Entra ID token, minted from an app registration's client secret or
+    a federated token file (AKS workload identity): `auth: {entra: {...}}`."""
+    auth.only_keys("entra")
+    entra = auth.get("entra")
+    entra.only_keys("tenant_id", "client_id", "client_secret", "federated_token_file", "token_url")
+    if kind != provider_types.AZURE:
+        auth.fail("`entra` authenticates an azure provider only")
+        return "", None
+    if not node.get("api_key").missing:
+        node.get("api_key").fail("an Entra-authenticated provider has no API key (`auth: {entra: ...}`)")
+    tenant, client = entra.get("tenant_id").str(""), entra.get("client_id").str("")
+    for key, value in (("tenant_id", tenant), ("client_id", client)):
+        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9.-]{0,99}", value):
+            entra.get(key).fail("is required: the app registration's directory (tenant) or application (client) ID")
+    token_url = entra.get("token_url").str("")
+    if token_url and not re.fullmatch(r"https?://[^/\s]+(/.*)?", token_url):
+        entra.get("token_url").fail("must be an http:// or https:// URL")
+    federated = entra.get("federated_token_file").str("")
+    if entra.get("client_secret").missing == (not federated):
+        entra.fail("names one of `client_secret` ({env|file|value}) or `federated_token_file` "
+                   "(AKS workload identity: $AZURE_FEDERATED_TOKEN_FILE's path)")
+        return "", None
+    describe = f"provider {name}: Entra ID app {client}"
+    if federated:
+        return f"entra:{client}", entra_token(tenant, client, None, federated, token_url, describe)
+    source, secret = _credential(entra.get("client_secret"), strict)
+    if secret is None:
+        return source, None
+    return f"entra:{client}", entra_token(tenant, client, secret.reveal, "", token_url, describe)
 
 
 def _vertex_place(node: Node) -> tuple[str, str]:

@@ -23,6 +23,7 @@ class Listener:
     received: list[dict] = field(default_factory=list)
     responses: dict = field(default_factory=dict)     # id -> (response, input items): the last 1000
     aws: dict[str, str] = field(default_factory=dict)  # aws_* settings: what Bedrock's routes verify signatures with
+    entra: dict[str, str] = field(default_factory=dict)  # entra_client_secret: what its Entra token endpoint takes
 
 
 def listeners_from_config(spec: dict, fixtures: str | None) -> list[Listener]:
@@ -30,7 +31,8 @@ def listeners_from_config(spec: dict, fixtures: str | None) -> list[Listener]:
     return [Listener(name=item["name"], port=int(item["port"]), host=item.get("host", "127.0.0.1"),
                      api_key=item.get("api_key"), fixtures=fixtures,
                      defaults={k: str(v) for k, v in (item.get("failure") or {}).items()},
-                     aws={k: str(v) for k, v in item.items() if k.startswith("aws_")})
+                     aws={k: str(v) for k, v in item.items() if k.startswith("aws_")},
+                     entra={k[len("entra_"):]: str(v) for k, v in item.items() if k.startswith("entra_")})
             for item in spec.get("listeners", [])]
 
 

@@ -11,6 +11,11 @@ Each listener remembers the last 1000 tokens it issued with their expiry, for Ve
 routes to check (vertex.py), and counts them: GET /_mock/tokens answers {"issued": N}.
 The endpoint answers no other x-mock-* control: a listener failing every model call
 still hands out tokens.
+
+Microsoft Entra ID's token endpoint too, as Azure OpenAI's clients call it: POST
+/{tenant}/oauth2/v2.0/token with the client-credentials grant (a client secret, or a
+federated token as client assertion); its tokens are taken by the listener's Azure routes
+as `Authorization: Bearer`, beside its API key.
 """
 
 from __future__ import annotations
@@ -64,6 +69,14 @@ def oauth_error(error: str, description: str) -> web.Response:
                         content_type="application/json")
 
 
+def entra_error(status: int, error: str, code: int, description: str) -> web.Response:
+    """An error as Entra ID's token endpoint writes it."""
+    return web.Response(status=status, content_type="application/json", body=orjson.dumps(
+        {"error": error, "error_description": f"AADSTS{code}: {description}", "error_codes": [code],
+         "timestamp": time.strftime("%Y-%m-%d %H:%M:%SZ", time.gmtime()),
+         "trace_id": secrets.token_hex(16), "correlation_id": secrets.token_hex(16)}))
+
+
 class TokenEndpoint:
     """One listener's token endpoint and the access tokens it issued."""
 
@@ -74,7 +87,44 @@ class TokenEndpoint:
 
     def add_to(self, app: web.Application) -> None:
         app.router.add_post("/token", self.token)
+        app.router.add_post("/{tenant}/oauth2/v2.0/token", self.entra_token)
         app.router.add_get("/_mock/tokens", self.counts)
+
+    def _issue(self, request: web.Request, prefix: str) -> tuple[str, int]:
+        ttl = option(self.listener, request, "token-ttl") or ""
+        lifetime = int(ttl) if ttl.isdigit() else DEFAULT_TTL
+        token = prefix + secrets.token_urlsafe(32)
+        self.expiry[token] = time.time() + lifetime
+        while len(self.expiry) > KEPT:          # the oldest go first (dicts keep their order)
+            del self.expiry[next(iter(self.expiry))]
+        self.issued += 1
+        return token, lifetime
+
+    async def entra_token(self, request: web.Request) -> web.Response:
+        """Microsoft Entra ID's v2.0 token endpoint, client-credentials grant: the client
+        secret must be the listener's `entra_client_secret` (any, when it has none), or a
+        well-formed federated JWT stands in for it; the scope must be a resource's `/.default`."""
+        raw = await request.read()
+        record(self.listener, request, raw)
+        form = await request.post() if request.content_type == "application/x-www-form-urlencoded" else {}
+        if str(form.get("grant_type", "")) != "client_credentials":
+            return entra_error(400, "unsupported_grant_type", 70003, "The app requested an unsupported grant type.")
+        if not form.get("client_id"):
+            return entra_error(400, "invalid_request", 900144, "The request body must contain: 'client_id'.")
+        scope = str(form.get("scope", ""))
+        if not scope.endswith("/.default"):
+            return entra_error(400, "invalid_scope", 1002012, "The provided value for scope is not valid: "
+                                                              "client credentials flows need a resource's /.default.")
+        expected = self.listener.entra.get("client_secret")
+        if "client_assertion" in form:
+            if assertion_problem(str(form["client_assertion"]), time.time()) is not None:
+                return entra_error(401, "invalid_client", 50027, "Invalid JWT token: the client assertion is malformed.")
+        elif not form.get("client_secret") or (expected and form["client_secret"] != expected):
+            return entra_error(401, "invalid_client", 7000215, "Invalid client secret provided.")
+        token, lifetime = self._issue(request, "eyJ0eXAiOiJKV1QiLCJtb2NrIjoiZW50cmEifQ.mock-")
+        return web.Response(body=orjson.dumps({"token_type": "Bearer", "expires_in": lifetime,
+                                               "ext_expires_in": lifetime, "access_token": token}),
+                            content_type="application/json")
 
     def refusal(self, request: web.Request) -> str | None:
         """Why the request's `Authorization: Bearer` token is refused (MISSING, UNKNOWN,
@@ -94,17 +144,10 @@ class TokenEndpoint:
         grant = str(form.get("grant_type", ""))
         if grant != JWT_BEARER:
             return oauth_error("unsupported_grant_type", f"Invalid grant_type: {grant}")
-        now = time.time()
-        problem = assertion_problem(str(form.get("assertion", "")), now)
+        problem = assertion_problem(str(form.get("assertion", "")), time.time())
         if problem:
             return oauth_error("invalid_grant", problem)
-        ttl = option(self.listener, request, "token-ttl") or ""
-        lifetime = int(ttl) if ttl.isdigit() else DEFAULT_TTL
-        token = "ya29.mock-" + secrets.token_urlsafe(32)
-        self.expiry[token] = now + lifetime
-        while len(self.expiry) > KEPT:          # the oldest go first (dicts keep their order)
-            del self.expiry[next(iter(self.expiry))]
-        self.issued += 1
+        token, lifetime = self._issue(request, "ya29.mock-")
         return web.Response(body=orjson.dumps({"access_token": token, "expires_in": lifetime,
                                                "token_type": "Bearer"}),
                             content_type="application/json")

@@ -137,8 +137,16 @@ def embeddings(body: dict) -> web.Response:
 class OpenAIRoutes:
     """The OpenAI and Azure OpenAI handlers of one listener."""
 
-    def __init__(self, listener: Listener) -> None:
+    def __init__(self, listener: Listener, tokens=None) -> None:
         self.listener = listener
+        self.tokens = tokens            # its Entra ID token endpoint (oauth.py): Azure's Bearer tokens
+
+    def refused(self, request: web.Request) -> bool:
+        """Whether the call lacks the listener's key and a token its Entra endpoint issued."""
+        listener = self.listener
+        if not listener.api_key or presented_key(request) == listener.api_key:
+            return False
+        return self.tokens is None or self.tokens.refusal(request) is not None
 
     def add_to(self, app: web.Application) -> None:
         for kind, suffix in (("chat", "/chat/completions"), ("completions", "/completions"),
@@ -170,7 +178,7 @@ class OpenAIRoutes:
         listener.received.append({"path": request.path, "method": request.method, "at": time.time(),
                                   "headers": headers_of(request),
                                   "body": (await request.read()).decode("utf-8", "replace")})
-        if listener.api_key and presented_key(request) != listener.api_key:
+        if self.refused(request):
             return error(401, "Incorrect API key provided.", "invalid_api_key")
         stored = listener.responses.get(request.match_info["id"])
         if stored is None:
@@ -191,7 +199,7 @@ class OpenAIRoutes:
         raw = await request.read()
         listener = self.listener
         entry = record(listener, request, raw)
-        if listener.api_key and presented_key(request) != listener.api_key:
+        if self.refused(request):
             return error(401, "Incorrect API key provided.", "invalid_api_key")
         if option(listener, request, "reset"):
             reset_connection(request)

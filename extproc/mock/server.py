@@ -68,6 +68,11 @@ Bedrock (the stream controls count event-stream frames; x-mock-unended does not 
   x-mock-replay: bedrock-converse-stream  a binary recording (base64 in its YAML) replayed
                               decoded, byte for byte, frame by frame
   aws_access_key_id, aws_secret_access_key, aws_region  (listener settings, not headers)
+Azure OpenAI with Entra ID:
+  POST /{tenant}/oauth2/v2.0/token  Entra ID's client-credentials grant; its tokens (for
+                              token-ttl seconds) are taken as `Authorization: Bearer` on
+                              the OpenAI and Azure routes beside the listener's api_key
+  entra_client_secret         (listener setting) the only client secret it takes
                               the credentials each call must be signed with; by default
                               bedrock.py's demo ones, in us-east-1
 Every request is recorded per listener: GET /_mock/requests, DELETE to clear.
@@ -102,8 +107,9 @@ def is_google_client(request: web.Request) -> bool:
 
 def build_app(listener: Listener) -> web.Application:
     """The app one listener serves: every dialect, and its record of received requests."""
-    openai_routes, anthropic_routes = OpenAIRoutes(listener), AnthropicRoutes(listener)
-    gemini_routes, tokens = GeminiRoutes(listener), TokenEndpoint(listener)
+    tokens = TokenEndpoint(listener)
+    openai_routes, anthropic_routes = OpenAIRoutes(listener, tokens), AnthropicRoutes(listener)
+    gemini_routes = GeminiRoutes(listener)
 
     async def recorded(request: web.Request) -> web.Response:
         return web.json_response(listener.received, dumps=lambda o: orjson.dumps(o).decode())
