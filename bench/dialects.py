@@ -17,9 +17,15 @@ guardrails, a token budget, usage, metrics, the log line):
   generate -> gemini      a Gemini API caller on a Gemini API provider: nothing translated
   chat, messages, responses -> gemini   the other dialects' callers there: translated
   generate -> openai, generate -> anthropic   a Gemini API caller elsewhere: translated
+  messages -> bedrock claude   an Anthropic caller on Claude on Bedrock (InvokeModel): the
+                          body re-wrapped, the event stream re-framed as SSE, each call signed
+  chat -> bedrock claude  an OpenAI caller there: translated
+  chat, messages -> bedrock nova   callers on a Bedrock Converse model: translated, signed
 
 Each is compared with Envoy alone proxying the same body shape to the mock that serves
-it. A translated stream is read chunk by chunk (each event is rewritten in the caller's
+it; for Bedrock, Envoy alone signs each request with the same aws_request_signing filter,
+so the Envoy CPU of "Envoy alone -> bedrock" against "Envoy alone -> anthropic" is the
+signing's own cost. A translated stream is read chunk by chunk (each event is rewritten in the caller's
 dialect), so the run ends with the worker's CPU per event of long translated streams
 (~400 tokens, a token per chunk), beside an untranslated stream read chunk by chunk.
 """
@@ -47,6 +53,11 @@ LONG_ANSWER = " ".join(f"word{i}" for i in range(200))   # the mock echoes it: ~
 def body(dialect: str, model: str, stream: bool, text: str = PROMPT) -> str:
     if dialect == "generate":               # Gemini's: the path says the model and whether it streams
         return json.dumps({"contents": [{"role": "user", "parts": [{"text": text}]}]})
+    if dialect == "converse":               # Bedrock's, as is InvokeModel's Anthropic body below
+        return json.dumps({"messages": [{"role": "user", "content": [{"text": text}]}]})
+    if dialect == "invoke":
+        return json.dumps({"anthropic_version": "bedrock-2023-05-31", "max_tokens": 1024,
+                           "messages": [{"role": "user", "content": text}]})
     if dialect == "chat":
         return json.dumps({"model": model, "stream": stream, "messages": [{"role": "user", "content": text}]})
     if dialect == "responses":
@@ -56,12 +67,15 @@ def body(dialect: str, model: str, stream: bool, text: str = PROMPT) -> str:
 
 
 def path(template: str, model: str, stream: bool) -> str:
-    """A caller's path: Gemini's names the model and its method."""
+    """A caller's path: Gemini's and Bedrock's name the model and their method."""
     method = "streamGenerateContent?alt=sse" if stream else "generateContent"
-    return template.format(model=model, method=method)
+    return template.format(model=model.replace(":", "%3A"), method=method,
+                           converse="converse-stream" if stream else "converse",
+                           invoke="invoke-with-response-stream" if stream else "invoke")
 
 
 GEMINI_PATH = "/v1beta/models/{model}:{method}"
+NOVA, HAIKU = "amazon.nova-micro-v1:0", "us.anthropic.claude-haiku-4-5-20251001-v1:0"
 # label: (caller's path, caller's dialect, model, baseline: which Envoy alone)
 CALLS = {
     "chat -> openai": ("/v1/chat/completions", "chat", "gpt-4o-mini", "openai"),
@@ -77,6 +91,10 @@ CALLS = {
     "responses -> gemini": ("/v1/responses", "responses", "gemini-2.5-flash", "gemini"),
     "generate -> openai": (GEMINI_PATH, "generate", "gpt-4o-mini", "openai"),
     "generate -> anthropic": (GEMINI_PATH, "generate", "claude-sonnet-4-6", "anthropic"),
+    "messages -> bedrock claude": ("/v1/messages", "messages", f"bedrock/{HAIKU}", "bedrock claude"),
+    "chat -> bedrock claude": ("/v1/chat/completions", "chat", f"bedrock/{HAIKU}", "bedrock claude"),
+    "chat -> bedrock nova": ("/v1/chat/completions", "chat", f"bedrock/{NOVA}", "bedrock nova"),
+    "messages -> bedrock nova": ("/v1/messages", "messages", f"bedrock/{NOVA}", "bedrock nova"),
 }
 # baseline: (path at the mock, body dialect, model, key, extra headers)
 ALONE = {
@@ -85,7 +103,13 @@ ALONE = {
                   {**ANTHROPIC_HEADERS, "x-api-key": ANTHROPIC_MOCK_KEY}),
     "responses": ("/v1/responses", "responses", "gpt-4o-mini", KEYS["envoy alone"], {}),
     "gemini": (GEMINI_PATH, "generate", "gemini-2.5-flash", GEMINI_MOCK_KEY, {"x-goog-api-key": GEMINI_MOCK_KEY}),
+    # Envoy alone signing each request (the quickstart's bedrock cluster: aws_request_signing)
+    "bedrock claude": ("/model/{model}/{invoke}", "invoke", HAIKU, "unused", {}),
+    "bedrock nova": ("/model/{model}/{converse}", "converse", NOVA, "unused", {}),
 }
+# Which of the quickstart's clusters each Envoy alone proxies through, to which mock listener.
+ALONE_CLUSTERS = {"anthropic": ("mock", "mock-anthropic"), "gemini": ("mock", "mock-gemini"),
+                  "bedrock claude": ("bedrock", "mock-bedrock"), "bedrock nova": ("bedrock", "mock-bedrock")}
 # The worker's CPU per event: label -> (caller's path, dialect, model, key)
 LONG_STREAMS = {
     "messages -> openai, translated": ("/v1/messages", "messages", "gpt-4o-mini", KEYS["gateway"]),
@@ -97,6 +121,12 @@ LONG_STREAMS = {
     "chat -> gemini, translated": ("/v1/chat/completions", "chat", "gemini-2.5-flash", KEYS["gateway"]),
     "generate -> anthropic, translated": (GEMINI_PATH, "generate", "claude-sonnet-4-6", KEYS["gateway"]),
     "generate -> openai, translated": (GEMINI_PATH, "generate", "gpt-4o-mini", KEYS["gateway"]),
+    "chat -> bedrock nova, translated (event stream)": ("/v1/chat/completions", "chat", f"bedrock/{NOVA}",
+                                                        KEYS["gateway"]),
+    "chat -> bedrock claude, translated (event stream)": ("/v1/chat/completions", "chat", f"bedrock/{HAIKU}",
+                                                          KEYS["gateway"]),
+    "messages -> bedrock claude, re-framed (event stream)": ("/v1/messages", "messages", f"bedrock/{HAIKU}",
+                                                             KEYS["gateway"]),
     "chat -> openai, chunk by chunk, untranslated (a virtual model)":
         ("/v1/chat/completions", "chat", "smart", KEYS["gateway"]),
     "chat -> openai, chunk by chunk, untranslated (response guardrails)":
@@ -129,7 +159,16 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--streams-only", action="store_true", help="only the CPU per event of long streams")
+    parser.add_argument("--only", default="", help="only the calls whose label holds this text "
+                                                   "(and the Envoy alone they are compared with, and anthropic's)")
     args = parser.parse_args()
+    if args.only:
+        for table in (CALLS, LONG_STREAMS):
+            for label in [label for label in table if args.only not in label]:
+                del table[label]
+        for name in [n for n in ALONE if n != "anthropic" and n not in {call[3] for call in CALLS.values()}]:
+            del ALONE[name]
+            ALONE_CLUSTERS.pop(name, None)
     binary = ensure_wrk()
     with contextlib.ExitStack() as cleanup:
         sides = start_sides(cleanup)
@@ -137,8 +176,9 @@ def main() -> None:
         alone_base = {"openai": sides.urls["envoy alone"].removesuffix("/v1/chat/completions")}
         alone_base["responses"] = alone_base["openai"]
         alone_pids = {"openai": [sides.alone.pid], "responses": [sides.alone.pid]}
-        for name, listener in (("anthropic", "mock-anthropic"), ("gemini", "mock-gemini")):
-            alone, port = envoy_alone(Path(tempfile.mkdtemp(prefix="llmgw-bench-")), sides.mock_ports[listener])
+        for name, (cluster, listener) in ALONE_CLUSTERS.items():
+            alone, port = envoy_alone(Path(tempfile.mkdtemp(prefix="llmgw-bench-")), sides.mock_ports[listener],
+                                      cluster)
             cleanup.callback(alone.terminate)
             pin(alone.pid, 0)
             alone_base[name], alone_pids[name] = f"http://127.0.0.1:{port}", [alone.pid]
@@ -176,7 +216,7 @@ def main() -> None:
 def print_table(args, results: dict, cpu: dict) -> None:
     print(f"\n{args.rounds} interleaved rounds x {args.seconds}s, {args.connections} connections; Envoy "
           "(+1 ext_proc worker) on core 0, the mock + wrk on core 1; vs Envoy alone in front of the same mock")
-    print(f"{'traffic':<5} {'call':<26} {'req/s':>8} {'p50 ms':>7} {'vs Envoy':>9} {'non-2xx':>8} "
+    print(f"{'traffic':<5} {'call':<34} {'req/s':>8} {'p50 ms':>7} {'vs Envoy':>9} {'non-2xx':>8} "
           f"{'service CPU/req':>16} {'Envoy CPU/req':>14}")
     for mode in ("json", "sse"):
         base = {name: statistics.median(r["rps"] for r in results[(f"Envoy alone -> {name}", mode)]) for name in ALONE}
@@ -186,7 +226,7 @@ def print_table(args, results: dict, cpu: dict) -> None:
             rps = statistics.median(r["rps"] for r in runs)
             service, envoy = (f"{statistics.median(cpu[(label, mode, what)]):.0f} us"
                               if (label, mode, what) in cpu else "-" for what in ("service", "envoy"))
-            print(f"{mode:<5} {label:<26} {rps:>8.0f} {statistics.median(r['p50'] for r in runs):>7.2f} "
+            print(f"{mode:<5} {label:<34} {rps:>8.0f} {statistics.median(r['p50'] for r in runs):>7.2f} "
                   f"{rps / base[baseline]:>8.2f}x {sum(r['errors'] for r in runs):>8} {service:>16} {envoy:>14}")
 
 

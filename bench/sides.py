@@ -70,7 +70,9 @@ def start_redis(workdir: Path) -> tuple[subprocess.Popen, str]:
     return process, f"redis://127.0.0.1:{port}/0"
 
 
-def envoy_alone(workdir: Path, mock_port: int) -> tuple[subprocess.Popen, int]:
+def envoy_alone(workdir: Path, mock_port: int, cluster: str = "mock") -> tuple[subprocess.Popen, int]:
+    """Envoy as a plain proxy to the mock on `mock_port`, through the quickstart's `cluster`
+    (its upstream filters kept: the `bedrock` cluster's signs each request)."""
     envoy = yaml.safe_load((ROOT / "envoy" / "quickstart.yaml").read_text())
     port, admin = free_port(), str(workdir / "envoy-alone-admin.sock")   # not the gateway Envoy's
     envoy["admin"]["address"]["pipe"]["path"] = admin
@@ -83,9 +85,9 @@ def envoy_alone(workdir: Path, mock_port: int) -> tuple[subprocess.Popen, int]:
     # A plain proxy: the router alone (the gateway's own filters are part of what it costs).
     hcm["http_filters"] = [f for f in hcm["http_filters"] if f["name"] == "envoy.filters.http.router"]
     hcm["route_config"]["virtual_hosts"][0]["routes"] = [
-        {"match": {"prefix": "/"}, "route": {"cluster": "mock", "timeout": "0s"}}]
+        {"match": {"prefix": "/"}, "route": {"cluster": cluster, "timeout": "0s"}}]
     clusters = envoy["static_resources"]["clusters"]
-    envoy["static_resources"]["clusters"] = [c for c in clusters if c["name"] == "mock"]
+    envoy["static_resources"]["clusters"] = [c for c in clusters if c["name"] == cluster]
     envoy["static_resources"]["clusters"][0]["load_assignment"]["endpoints"][0]["lb_endpoints"][0][
         "endpoint"]["address"]["socket_address"]["port_value"] = mock_port
     path = workdir / "envoy-alone.yaml"

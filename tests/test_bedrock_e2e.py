@@ -7,12 +7,16 @@ Anthropic's API."""
 
 from __future__ import annotations
 
+import contextlib
 import json
+import time
+import uuid
 
 import anthropic
 import httpx
 import pytest
 from google import genai
+import openai as openai_errors
 from openai import OpenAI
 
 from gateway_stack import check_provider_change
@@ -201,3 +205,82 @@ def test_smart_bedrock_fails_over_from_a_throttled_bedrock_to_anthropic(gateway,
 ])
 def test_check_names_what_is_wrong_with_a_bedrock_provider(tmp_path, change, message):
     assert message in check_provider_change(tmp_path, "bedrock", change)
+
+
+# --- recorded traffic, faults, what is counted ---------------------------------------------------
+
+@pytest.mark.parametrize("recording, model, stream, text", [
+    ("bedrock-converse", NOVA, False, "So, the result is \\( 4242 \\)."),
+    ("bedrock-converse-stream", NOVA, True, None),
+    ("bedrock-invoke-anthropic", HAIKU, False, "4200 + 42 = 4242"),
+], ids=["converse", "converse-stream", "invoke"])
+def test_recorded_bedrock_answers_reach_an_openai_caller_whole(gateway, clients, recording, model, stream, text):
+    """Bedrock's own recorded bytes (the stream's binary frames as AWS sent them), replayed
+    by the mock, reach an OpenAI caller as Chat Completions with their text and usage."""
+    headers = {"x-mock-replay": recording}
+    messages = [{"role": "user", "content": "What is 4200 + 42?"}]
+    if stream:
+        chunks = list(clients["openai"].chat.completions.create(
+            model=model, messages=messages, stream=True, stream_options={"include_usage": True}, extra_headers=headers))
+        answer = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+        usage = chunks[-1].usage
+        assert "4242" in answer and [c.choices[0].finish_reason for c in chunks if c.choices][-1] == "stop"
+    else:
+        completion = clients["openai"].chat.completions.create(model=model, messages=messages, extra_headers=headers)
+        answer, usage = completion.choices[0].message.content, completion.usage
+        assert answer.endswith(text) and completion.choices[0].finish_reason == "stop"
+    assert usage.prompt_tokens > 0 and usage.completion_tokens > 0
+
+
+def test_a_recorded_bedrock_refusal_reaches_each_caller_in_its_shape(gateway, clients):
+    headers = {"x-mock-replay": "bedrock-converse-error-validation"}
+    with pytest.raises(anthropic.BadRequestError) as refused:
+        clients["anthropic"].messages.create(model=NOVA, max_tokens=10, messages=[{"role": "user", "content": "x"}],
+                                             extra_headers=headers)
+    assert refused.value.body["error"]["message"] == "The provided model identifier is invalid."
+    with pytest.raises(openai_errors.BadRequestError) as refused_too:
+        clients["openai"].chat.completions.create(model=NOVA, messages=[{"role": "user", "content": "x"}],
+                                                  extra_headers=headers)
+    assert "The provided model identifier is invalid." in str(refused_too.value)
+
+
+@pytest.mark.parametrize("model", [NOVA, HAIKU], ids=["converse-stream", "invoke-stream"])
+def test_a_stream_cut_mid_frame_is_never_garbage_to_the_caller_and_is_still_counted(gateway, model):
+    """The mock writes the event stream 7 bytes at a time and drops the connection after
+    the 150th write, inside a frame: the caller's SSE stops short (or ends with an error
+    event), each event it got whole; the call is logged with its usage estimated."""
+    rid = f"cut-{uuid.uuid4()}"
+    received = b""
+    with contextlib.suppress(httpx.HTTPError):
+        with httpx.stream("POST", f"{gateway.base_url}/chat/completions", timeout=20,
+                          headers={"authorization": "Bearer sk-demo-alice", "x-request-id": rid,
+                                   "x-mock-write-bytes": "7", "x-mock-cut-after": "150", "x-mock-chunk-delay-ms": "1"},
+                          json={"model": model, "stream": True,
+                                "messages": [{"role": "user", "content": " ".join(f"w{i}" for i in range(40))}]}) as r:
+            assert r.status_code == 200
+            for piece in r.iter_raw():
+                received += piece
+    assert b":event-type" not in received and b"\x00" not in received     # no binary framing leaks
+    events = [line[6:] for line in received.decode().splitlines() if line.startswith("data: ")]
+    assert events and all(json.loads(event) for event in events if event != "[DONE]")
+    assert not received.rstrip().endswith(b"data: [DONE]")                # never claimed complete
+    record = gateway.wait_for_record(rid)
+    assert record["model"] == model and record["input_tokens"] > 0
+
+
+def test_bedrock_calls_are_counted_in_the_meters_budgets_share(gateway, clients):
+    """Meters are budgets without a limit, settled through the same counters: a Bedrock
+    call's tokens, as the answer reported them, are there within a flush."""
+    def counted() -> tuple[float, float]:
+        report = httpx.get(f"http://{gateway.config['server']['admin']}/usage?by=model&window=day").json()
+        rows = [row for row in report["rows"] if row["model"] == HAIKU]
+        return (rows[0]["input_tokens"], rows[0]["output_tokens"]) if rows else (0, 0)
+
+    before = counted()
+    answer = clients["anthropic"].messages.create(model=HAIKU, max_tokens=50,
+                                                  messages=[{"role": "user", "content": "count these tokens"}])
+    expected = (before[0] + answer.usage.input_tokens, before[1] + answer.usage.output_tokens)
+    deadline = time.monotonic() + 5
+    while counted() != expected and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert counted() == expected
