@@ -129,6 +129,8 @@ LONG_STREAMS = {
                                                              KEYS["gateway"]),
     "chat -> openai, chunk by chunk, untranslated (a virtual model)":
         ("/v1/chat/completions", "chat", "smart", KEYS["gateway"]),
+    "chat -> anthropic, translated (response guardrails)": ("/v1/chat/completions", "chat", "claude-sonnet-4-6",
+                                                            GUARDED_KEY),
     "chat -> openai, chunk by chunk, untranslated (response guardrails)":
         ("/v1/chat/completions", "chat", "gpt-4o-mini", GUARDED_KEY),
 }

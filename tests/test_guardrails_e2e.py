@@ -511,3 +511,42 @@ def test_every_string_of_a_json_answer_is_guarded_the_tool_a_call_names_too(reda
     assert name == "[SECRET]"
     assert PLANTED["email"] not in arguments and "[EMAIL]" in arguments
     assert SECRET not in answer.model_dump_json()
+
+
+@pytest.mark.parametrize("path, body", [
+    ("/v1/chat/completions", {"stream": True, "messages": [{"role": "user", "content": "TEXT"}]}),
+    ("/v1/responses", {"stream": True, "input": "TEXT"}),
+    ("/v1beta/models/claude-sonnet-4-6:streamGenerateContent?alt=sse",
+     {"contents": [{"role": "user", "parts": [{"text": "TEXT"}]}]}),
+], ids=["chat", "responses", "gemini"])
+def test_a_translated_stream_is_guarded_in_the_models_events(redacting, path, body):
+    """A caller of another dialect than the provider's: the guard reads the decoded
+    events (event_guard.py) with the same hold-back, so a secret and an address split
+    across 3-character chunks never leave whole or in part, in the deltas or in the
+    events that repeat the whole text (Responses' `...done`, `response.completed`)."""
+    text = f"key {SECRET} mail jane.doe@example.com end"
+    payload = json.loads(json.dumps({"model": "claude-sonnet-4-6", **body}).replace("TEXT", text))
+    if path.startswith("/v1beta"):
+        del payload["model"]
+    with httpx.stream("POST", f"http://127.0.0.1:{redacting.port}{path}", json=payload, timeout=30,
+                      headers={"authorization": "Bearer sk-test-frank", "x-goog-api-key": "sk-test-frank",
+                               "x-mock-chunk-chars": "3"}) as response:
+        assert response.status_code == 200
+        raw = b"".join(response.iter_raw()).decode()
+    assert SECRET not in raw and "jane.doe" not in raw and "example.com" not in raw
+    for piece in ("sk-proj", "AbCdEf", "jane"):
+        assert piece not in raw
+    assert "[SECRET]" in raw and "[EMAIL]" in raw
+    record = redacting.wait_for_record(predicate=lambda r: r["path"] == path.split("?")[0] and r["stream"]
+                                       and r["model"] == "claude-sonnet-4-6")
+    assert record["translated_to"] == "anthropic"
+
+
+def test_a_banned_word_ends_a_translated_stream_with_the_callers_error(redacting):
+    erin = openai.OpenAI(base_url=redacting.base_url, api_key="sk-test-erin", max_retries=0)
+    with pytest.raises(openai.APIError) as ended:
+        for _ in erin.chat.completions.create(model="claude-sonnet-4-6", stream=True,
+                                              extra_headers={"x-mock-chunk-chars": "3"},
+                                              messages=[{"role": "user", "content": "the launchcode is 1234"}]):
+            pass
+    assert "no-launch-codes" in str(ended.value)

@@ -12,6 +12,7 @@ from ..pipeline.errors import GatewayError
 from ..transport.eager import task_needed
 from ..pipeline.stage import Stage
 from .guard import check_texts, could_not_run, record_verdict, run_plugin
+from .event_guard import ModelEventGuard
 from .stream_guard import StreamGuard
 from .stream_plugins import StreamPluginHold
 
@@ -41,7 +42,8 @@ class PluginHold:
 
 class GuardResponse(Stage):
     name = "guard_response"
-    reads = frozenset({"endpoint", "path", "key", "model_name", "request_id", "response_json", "response_streamed", "status"})
+    reads = frozenset({"endpoint", "path", "key", "model_name", "request_id", "response_json", "response_streamed", "status",
+                       "stream_translation"})
     writes = frozenset({"error_code", "event_filters", "verdicts"})
 
     def response_headers(self, call: Call, headers: dict[str, str], end_of_stream: bool) -> None:
@@ -50,7 +52,9 @@ class GuardResponse(Stage):
             detectors = [g for g in policy if g.type != "plugin"]
             plugins = [g for g in policy if g.type == "plugin"]
             if detectors:
-                call.event_filters.append(StreamGuard(call, detectors, call.config.guardrails.stream_window))
+                # A translated stream is guarded in the model's events, read once.
+                guard = ModelEventGuard if call.stream_translation is not None else StreamGuard
+                call.event_filters.append(guard(call, detectors, call.config.guardrails.stream_window))
             if plugins:
                 call.own(PluginHold).hold = StreamPluginHold(call, plugins)
 

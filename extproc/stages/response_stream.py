@@ -3,8 +3,9 @@
 
 Each event Envoy brings is parsed once. It tells the usage in the provider's dialect;
 then, when the caller speaks another dialect, the call's stream translation writes the
-caller's events for it (translate/); then the event filters (the response guardrails,
-stream_guard.py) read what the caller would get. When the gateway asked an OpenAI
+caller's events for it (translate/), the response guardrails reading the model's events
+between decoding and encoding (event_guard.py); an untranslated stream's event filters
+(stream_guard.py) read what the caller would get. When the gateway asked an OpenAI
 provider for the usage the caller did not ask for, that usage chunk (and the
 `"usage":null` it makes the provider add to every chunk) is taken out, so the caller
 sees what it asked for.
@@ -15,7 +16,6 @@ from __future__ import annotations
 from time import perf_counter
 
 from ..api.provider_json import loads
-from ..api.sse import SSEParser
 from ..dialects import codec_of
 from ..pipeline.call import Call
 from .cost import charged_cost, stream_usage_with_cost
@@ -60,12 +60,9 @@ def stream_chunk(call: Call, chunk: bytes, end_of_stream: bool) -> bytes | None:
                 if strip and _USAGE_NULL in raw:
                     raw = raw.replace(_USAGE_NULL, b"")
                     changed = True
-        if translation is not None:
-            raw = translation.event(data if isinstance(data, dict) else None, event.name, raw)
-            if call.event_filters and raw:
-                out.extend(_filtered_events(call, raw))
-            else:
-                out.append(raw)
+        if translation is not None:       # the guardrails read the model's events (event_guard.py)
+            out.append(translation.event(data if isinstance(data, dict) else None, event.name, raw,
+                                         call.event_filters))
             continue
         for event_filter in call.event_filters:
             filtered = event_filter(event, data, raw)
@@ -73,31 +70,9 @@ def stream_chunk(call: Call, chunk: bytes, end_of_stream: bool) -> bytes | None:
                 raw, changed = filtered, True
         out.append(raw)
     if end_of_stream and translation is not None:
-        out.append(translation.end())
+        out.append(translation.end(call.event_filters))
     if not end_of_stream and call.sse.pending:
         changed = True             # hold an incomplete event back until it completes
     if not changed:
         return None
     return b"".join(out)
-
-
-class CallerEvents:
-    """The translated events as the caller gets them, parsed again for the guardrails."""
-    __slots__ = ("parser",)
-
-    def __init__(self) -> None:
-        self.parser = SSEParser()
-
-
-def _filtered_events(call: Call, written: bytes) -> list[bytes]:
-    """Translated events through the response guardrails, which read the caller's dialect
-    (a parser of their own: the translation writes whole events)."""
-    parser = call.own(CallerEvents).parser
-    out = []
-    for event in parser.feed(written):
-        data = loads(event.data) if event.data and not event.is_done else None
-        raw = event.raw
-        for event_filter in call.event_filters:
-            raw = event_filter(event, data if isinstance(data, dict) else None, raw)
-        out.append(raw)
-    return out

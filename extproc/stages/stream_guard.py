@@ -1,4 +1,5 @@
-"""Guardrails on streamed responses: an SSE event filter with an exact hold-back.
+"""Guardrails on streamed responses: an SSE event filter with an exact hold-back (a
+translated stream's guard reads the conversation model's events instead: event_guard.py).
 
 Each text guardrail scans the held text each time it grows, and only a tail that
 could still become a finding is held back (guardrails/hold.py: the word that may be
@@ -62,7 +63,7 @@ def _gap_char(char: str) -> bool:
     return char == "_" or not (char.isalnum() or char == "\n")
 
 
-class _Lane:
+class Lane:
     """The held text of one answer's content, or of one of its tool calls' arguments: a
     stream that asked for `n` answers interleaves their chunks, and an answer may stream
     several tool calls, so each text is held and scanned on its own."""
@@ -110,7 +111,7 @@ class StreamGuard:
             out = b""
             for piece in pieces:
                 lane = self.lanes.get(piece.key) or \
-                    self.lanes.setdefault(piece.key, _Lane(len(self.text_guards), piece.slot))
+                    self.lanes.setdefault(piece.key, Lane(len(self.text_guards), piece.slot))
                 lane.template, lane.choice = data, piece.choice
                 out += piece.header + self._hold(lane, piece.text)
                 if self.blocked is not None:
@@ -129,10 +130,10 @@ class StreamGuard:
             raw = written(event, data)
         return self._flush(self._lanes(self.codec.ended(data, self.lanes))) + raw
 
-    def _lanes(self, keys: list[tuple]) -> list[_Lane]:
+    def _lanes(self, keys: list[tuple]) -> list[Lane]:
         return [self.lanes[key] for key in keys]
 
-    def _hold(self, lane: _Lane, piece: str) -> bytes:
+    def _hold(self, lane: Lane, piece: str) -> bytes:
         """Adds an answer's new text; what can no longer become a finding leaves."""
         lane.pending += piece
         blocked = self._scan(lane)
@@ -146,9 +147,9 @@ class StreamGuard:
         release, lane.pending = lane.pending[:cut], lane.pending[cut:]
         lane.context = released_context(lane.context + release)
         lane.tail_starts = [start - cut for start in lane.tail_starts]
-        return self.codec.event_with(lane.template, lane.choice, lane.slot, release)
+        return self._emit(lane, release)
 
-    def _flush(self, lanes: list[_Lane]) -> bytes:
+    def _flush(self, lanes: list[Lane]) -> bytes:
         """Releases what the given answers hold: their text is complete."""
         out = b""
         for lane in lanes:
@@ -158,12 +159,16 @@ class StreamGuard:
             if blocked is not None:
                 return out + self._block(blocked)
             text, lane.pending = lane.pending, ""
-            out += self.codec.event_with(lane.template, lane.choice, lane.slot, text)
+            out += self._emit(lane, text)
         return out
+
+    def _emit(self, lane: Lane, text: str) -> bytes:
+        """The caller's event carrying `text`, released from `lane`."""
+        return self.codec.event_with(lane.template, lane.choice, lane.slot, text)
 
     # --- guardrails -----------------------------------------------------------------
 
-    def _scan(self, lane: _Lane, final: bool = False) -> Guardrail | None:
+    def _scan(self, lane: Lane, final: bool = False) -> Guardrail | None:
         """Scan the held text, set `hold_from` and redact the findings before it.
 
         Held from `hold_from` on: any tail where a finding could still start or grow

@@ -7,10 +7,10 @@ dialect added to dialects/ reaches every other through this one class.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Protocol, Sequence
 
 from ..dialects.base import Codec, StreamDecoder, StreamEncoder
-from ..dialects.conversation import Conversation, Notes, Target
+from ..dialects.conversation import Conversation, Event, Notes, Target
 
 
 class Bridge:
@@ -68,17 +68,33 @@ class BridgedStream:
     def cost_usd(self, value: float | None) -> None:
         self._encoder.cost_usd = value             # the usage the caller gets at the end carries it
 
-    def event(self, data: dict | None, name: bytes, raw: bytes) -> bytes:
-        """The caller's bytes for one provider event: b"" for none, or several joined."""
+    def event(self, data: dict | None, name: bytes, raw: bytes, filters: Sequence[EventFilter] = ()) -> bytes:
+        """The caller's bytes for one provider event: b"" for none, or several joined.
+        `filters` read and change the model's events between the two codecs (a stream's
+        guardrails: stages/event_guard.py)."""
         events = self._decoder.read(data, name, raw)
+        for events_filter in filters:
+            events = events_filter.events(events)
         if not events:
             return b""
         write = self._encoder.write
-        if len(events) == 1:
+        if len(events) == 1 and not filters:
             return write(events[0])
-        return b"".join([write(event) for event in events])
+        return b"".join([event if isinstance(event, bytes) else write(event) for event in events])
 
-    def end(self) -> bytes:
+    def end(self, filters: Sequence[EventFilter] = ()) -> bytes:
         """What closes the caller's stream when the provider's ended without its last
-        events (cut, or an error): b"" when it closed properly."""
-        return b"".join([self._encoder.write(event) for event in self._decoder.end()])
+        events (cut, or an error): b"" when it closed properly; the filters give up what
+        they still hold."""
+        events = self._decoder.end()
+        for events_filter in filters:
+            events = events_filter.events(events, final=True)
+        write = self._encoder.write
+        return b"".join([event if isinstance(event, bytes) else write(event) for event in events])
+
+
+class EventFilter(Protocol):
+    """Reads a stream's events between decoding and encoding: returns what leaves now
+    (Events to encode, or bytes already in the caller's dialect)."""
+
+    def events(self, events: list[Event], final: bool = False) -> list[Event | bytes]: ...
