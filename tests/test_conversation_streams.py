@@ -655,6 +655,11 @@ RESPONSES_ENCODER_ROWS = [
      [{"type": "response.created"}, {"type": "response.in_progress"},
       {"type": "error", "code": "rate_limit_exceeded", "message": "slow"},
       {"type": "response.failed", "response": {"error": {"code": "rate_limit_exceeded"}, "cost_usd": ABSENT}}]),
+    ("a refused request fails with a code of the Responses API's own", responses_caller(),
+     [start(), error("invalid_request_error", "too long")],
+     [{"type": "response.created"}, {"type": "response.in_progress"},
+      {"type": "error", "code": "invalid_request_error", "message": "too long"},
+      {"type": "response.failed", "response": {"error": {"code": "invalid_prompt", "message": "too long"}}}]),
 ]
 
 

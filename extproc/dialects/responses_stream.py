@@ -60,6 +60,10 @@ from .vocabulary import restored_names, with_cost
 CUT = "The provider's stream ended before the answer was complete."
 FAILED = "The provider's answer failed."
 
+# A failed response's `error.code` is one of the Responses API's own (OpenAI's SDK types
+# it as an enum); the `error` event before it carries the finer code.
+_FAILED_CODES = {"rate_limit_error": "rate_limit_exceeded", "invalid_request_error": "invalid_prompt",
+                 "request_too_large": "invalid_prompt"}
 _THINKING_DELTAS = frozenset({"response.reasoning_summary_text.delta", "response.reasoning_text.delta"})
 
 
@@ -406,7 +410,7 @@ class Encoder(StreamEncoder):
         out += self._emit("error", code=code, message=error.get("message"), param=None)
         failed = envelope(self._id, self._conversation, self._model, "failed",
                           [item.whole() for item in self._items], None)
-        failed["error"] = {"code": code or "server_error", "message": error.get("message")}
+        failed["error"] = {"code": _FAILED_CODES.get(problem.kind, "server_error"), "message": error.get("message")}
         return out + self._emit("response.failed", response=failed)
 
     def _emit(self, kind: str, **fields: Any) -> bytes:
