@@ -319,3 +319,34 @@ def test_without_budgets_every_worker_still_gets_its_cut_streams_entry(tmp_path,
         assert charged in metrics and 'charged_on="output_cap"' not in metrics
     finally:
         stack.stop()
+
+
+@pytest.mark.parametrize("thinking", [False, True], ids=["plain", "thinking"])
+def test_a_gemini_stream_passes_through_decided_from_its_path_and_settles_exactly(stack, thinking):
+    """Google's Gemini API names the model and the stream in the path, so a Gemini caller
+    on a Gemini model is passed through without json_to_metadata's reading: Envoy reads
+    the usageMetadata of the passing chunks, and the budget settles on it exactly."""
+    rid = f"pass-{uuid.uuid4()}"
+    spent_before = _penny_counter(stack).spent
+    before = stack.phase_counts(flushed=True)
+    body = {"contents": [{"role": "user", "parts": [{"text": "one two three four"}]}]}
+    if thinking:
+        body["generationConfig"] = {"thinkingConfig": {"thinkingBudget": 64, "includeThoughts": True}}
+    with httpx.stream("POST", f"http://127.0.0.1:{stack.port}/v1beta/models/gemini-2.5-flash:streamGenerateContent",
+                      params={"alt": "sse"}, json=body, timeout=30,
+                      headers={"x-goog-api-key": "sk-test-penny", "x-request-id": rid,
+                               "x-mock-cached-tokens": "2"}) as response:
+        assert response.status_code == 200 and response.headers["x-gateway-backend"] == "gemini"
+        streamed = b"".join(response.iter_raw())
+    assert stack.phase_moved(before, "response_trailers", 1) == 1
+    assert stack.phase_moved(before, "response_body", 0) == 0
+    assert b'"usageMetadata"' in streamed
+    record = stack.wait_for_record(rid)
+    provider = _provider_usage(stack, rid)
+    assert record["outcome"] == "ok" and not record["usage_estimated"]
+    assert (record["input_tokens"], record["output_tokens"], record["cached_tokens"]) == \
+        (provider["prompt_tokens"], provider["completion_tokens"], provider["cached_tokens"])
+    assert 0 < record["ttft_ms"] <= record["latency_ms"]
+    counter = _penny_counter(stack)
+    assert counter.held == 0
+    assert counter.spent - spent_before == provider["prompt_tokens"] + provider["completion_tokens"]

@@ -92,6 +92,15 @@ class Messages(Translating, Codec):
     def usage_from_response(self, body: Any) -> Usage | None:
         return anthropic.usage_from_response(self.kind, body)
 
+    def usage_from_stream_metadata(self, numbers: dict) -> Usage | None:
+        """Anthropic's input_tokens leave cache reads and writes out (the last
+        message_delta's totals win, as Envoy keeps the last value of each key)."""
+        if "anthropic_input_tokens" not in numbers:
+            return None
+        read, write = int(numbers.get("anthropic_cache_read", 0)), int(numbers.get("anthropic_cache_write", 0))
+        return Usage(int(numbers["anthropic_input_tokens"]) + read + write, int(numbers.get("output_tokens", 0)),
+                     cached_tokens=read, cache_write_tokens=write)
+
     def usage_from_event(self, event: dict, so_far: Usage | None) -> Usage | None:
         return anthropic.usage_from_event(self.kind, event, so_far)
 

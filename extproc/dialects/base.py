@@ -142,6 +142,15 @@ class Codec:
     def usage_from_event(self, event: dict, so_far: Usage | None) -> Usage | None:
         return so_far
 
+    def usage_from_stream_metadata(self, numbers: dict) -> Usage | None:
+        """The usage Envoy read from a stream it passed through (envoy/template.yaml's
+        sse_to_metadata rules map OpenAI's names, chat's and the Responses API's, to one
+        set of keys; other dialects' have keys of their own, read by their codecs)."""
+        if "input_tokens" in numbers or "output_tokens" in numbers:
+            return Usage(int(numbers.get("input_tokens", 0)), int(numbers.get("output_tokens", 0)),
+                         int(numbers.get("cached_tokens", 0)), int(numbers.get("reasoning_tokens", 0)))
+        return None
+
     def generated_texts(self, event: dict) -> Iterator[str]:
         return iter(())
 

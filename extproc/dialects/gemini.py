@@ -21,6 +21,12 @@ from . import gemini_answer, gemini_request, gemini_stream
 from .base import Codec, Dialect, Translating
 from .gemini_answer import error_body, usage_from
 
+# The keys envoy/template.yaml's sse_to_metadata rules fill from a passed-through stream's
+# usageMetadata (each chunk's counts are cumulative: the last one wins).
+_STREAM_METADATA_KEYS = {"gemini_prompt": "promptTokenCount", "gemini_candidates": "candidatesTokenCount",
+                         "gemini_thoughts": "thoughtsTokenCount", "gemini_cached": "cachedContentTokenCount",
+                         "gemini_tool_prompt": "toolUsePromptTokenCount"}
+
 
 class Gemini(Dialect):
     name = "gemini"
@@ -116,6 +122,13 @@ class GenerateContent(Translating, Codec):
 
     def usage_from_response(self, body: Any) -> Usage | None:
         return usage_from(body.get("usageMetadata")) if isinstance(body, dict) else None
+
+    def usage_from_stream_metadata(self, numbers: dict) -> Usage | None:
+        """The last chunk's usageMetadata counts, as Envoy kept them (gemini_* keys)."""
+        if not any(key.startswith("gemini_") for key in numbers):
+            return None
+        return usage_from({field: int(numbers[key]) for key, field in _STREAM_METADATA_KEYS.items()
+                                  if isinstance(numbers.get(key), (int, float))})
 
     def usage_from_event(self, event: dict, so_far: Usage | None) -> Usage | None:
         usage = usage_from(event.get("usageMetadata"))

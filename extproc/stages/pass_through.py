@@ -31,7 +31,8 @@ is relied on: this, and that Envoy adds the gateway's response headers from meta
 by chunk.
 
 The choice is made at request headers, from what Envoy's json_to_metadata read from the
-body (`stream`, `stream_options.include_usage`, `model`): the response modes cannot be
+body (`stream`, `stream_options.include_usage`, `model`), or, for Google's Gemini API,
+from the path (`/v1beta/models/{model}:streamGenerateContent`): the response modes cannot be
 changed later, and the response headers are never seen: a stream whose headers the
 service held while its last byte arrived could lose its body between the paused ext_proc
 and the trailer-adding filter (Envoy 1.40, ~2% of fast streams; bench/README.md, "Tried,
@@ -54,20 +55,26 @@ from .one_message import headers_from_envoy
 class PassThroughStream(Stage):
     name = "pass_through"
     reads = frozenset({"backend", "body", "client_wants_usage", "endpoint", "envoy_features", "key", "model",
-                       "model_name", "output_reserved", "path", "ratelimit_headers", "request_metadata", "stream"})
+                       "model_name", "output_reserved", "path", "ratelimit_headers", "request_metadata", "resource_id",
+                       "stream"})
     writes = frozenset({"stream_passed_through"})
 
     def request_headers(self, call: Call, end_of_stream: bool) -> None:
         features = call.envoy_features
         if STREAMS_PASSED_THROUGH not in features or HEADERS_FROM_METADATA not in features:
             return
-        fields = announced(call)
-        if fields is None or not announced_bool(fields, "stream") or not call.codec.streams:
-            return
-        strip = call.codec.takes_usage_option and not announced_bool(fields, "include_usage")
-        if strip and USAGE_CHUNK_STRIPPED not in features:
-            return
-        model = call.config.model(announced_string(fields, "model"))
+        if call.endpoint.streams_by_path:
+            # Google's form: the path names the model and says the answer streams.
+            strip, model_name = False, call.resource_id
+        else:
+            fields = announced(call)
+            if fields is None or not announced_bool(fields, "stream") or not call.codec.streams:
+                return
+            strip = call.codec.takes_usage_option and not announced_bool(fields, "include_usage")
+            if strip and USAGE_CHUNK_STRIPPED not in features:
+                return
+            model_name = announced_string(fields, "model")
+        model = call.config.model(model_name)
         if model is None or model.is_virtual or stream_policy(call) \
                 or model.primary.dialect != call.dialect \
                 or not model.primary.provider.streams_in_sse:  # a translated or re-framed stream is read
@@ -82,6 +89,9 @@ class PassThroughStream(Stage):
 
     def request_body(self, call: Call) -> None:
         if not call.stream_passed_through:
+            return
+        if call.endpoint.streams_by_path:
+            headers_from_envoy(call)        # nothing in the body can say otherwise
             return
         fields = announced(call)
         if (not call.stream or call.model_name != announced_string(fields, "model")

@@ -136,12 +136,12 @@ class ResponseUsage(Stage):
 
     def response_trailers(self, call: Call, numbers: dict) -> None:
         """Its end (its status set from Envoy's attribute): the usage Envoy read from it
-        (chat's and the Responses API's names mapped to one set in envoy/quickstart.yaml),
-        and a Responses stream's id."""
+        (its keys per dialect, envoy/quickstart.yaml, read by the caller's codec), and a
+        Responses stream's id."""
         if isinstance(numbers.get("response_id"), str):
             call.response_id = numbers["response_id"]
         if call.status < 400:
-            call.usage = usage_from_stream_metadata(numbers)
+            call.usage = call.codec.usage_from_stream_metadata(numbers)
         first_event = numbers.get("first_event_at_us")     # stamped by Envoy's Lua filter
         if first_event:
             call.first_byte_at = first_event_perf_counter(first_event)
@@ -183,17 +183,3 @@ class ResponseUsage(Stage):
             output = count_text("".join(call.generated), encoding)
         call.usage = Usage(input_tokens=count_prompt(texts, messages, encoding),
                            output_tokens=output, estimated=True)
-
-
-def usage_from_stream_metadata(numbers: dict) -> Usage | None:
-    """The usage Envoy read from a stream passed through (envoy/quickstart.yaml's
-    sse_to_metadata rules): OpenAI's names mapped to one set of keys, Anthropic's apart
-    (its input_tokens leaves cache reads and writes out; the last message_delta's totals win)."""
-    if "anthropic_input_tokens" in numbers:
-        read, write = int(numbers.get("anthropic_cache_read", 0)), int(numbers.get("anthropic_cache_write", 0))
-        return Usage(int(numbers["anthropic_input_tokens"]) + read + write, int(numbers.get("output_tokens", 0)),
-                     cached_tokens=read, cache_write_tokens=write)
-    if "input_tokens" in numbers or "output_tokens" in numbers:
-        return Usage(int(numbers.get("input_tokens", 0)), int(numbers.get("output_tokens", 0)),
-                     int(numbers.get("cached_tokens", 0)), int(numbers.get("reasoning_tokens", 0)))
-    return None
