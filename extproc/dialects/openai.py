@@ -51,13 +51,13 @@ OPENAI = OpenAI()
 class _OpenAICodec(Codec):
     dialect = OPENAI
 
-    # Each endpoint's own readers in api/openai.py, as functions of the body or event
-    # (staticmethod: called as `codec.prompt_texts(body)`, no dispatch between them).
+    # Each endpoint's own readers in api/openai.py, functions of the body or event, named
+    # as the codec's methods (staticmethod: `codec.prompt_texts(body)` calls the one of its
+    # endpoint, nothing branches on the kind). Here chat's; the other endpoints set theirs.
     max_output_tokens = staticmethod(openai.max_output_tokens)      # any of the endpoints' cap fields
+    usage_from_response = staticmethod(openai.usage_from_response)  # every endpoint's usage object
     generated_texts = staticmethod(openai.chat_generated_texts)
     _usage_from_event = staticmethod(openai.chat_usage_from_event)
-
-    usage_from_response = staticmethod(openai.usage_from_response)
 
     def usage_from_event(self, event: dict, so_far: Usage | None) -> Usage | None:
         return self._usage_from_event(event) or so_far
