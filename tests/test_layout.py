@@ -169,8 +169,10 @@ def test_the_cycle_check_finds_a_loop():
 
 
 # What a dialect's or an endpoint's name may be compared with only inside these packages:
-# dialects/ (the codecs), api/ (the JSON shapes they read) and mock/ (the providers it fakes).
-DIALECT_PACKAGES = ("dialects", "api", "mock")
+# dialects/ (the codecs) and mock/ (the providers it fakes). api/ reads each JSON shape with
+# its own functions (chat_prompt_texts, responses_usage_from_event, ...) that the codecs
+# call: it never dispatches on an endpoint's kind.
+DIALECT_PACKAGES = ("dialects", "mock")
 _DIALECT_NAMES = {"openai", "anthropic", "chat", "completions", "embeddings", "responses", "messages",
                   "count_tokens", "models", "model", "response", "response_cancel", "response_input_items"}
 _NAMED_BY = {"kind", "dialect", "provider_kind", "caller_dialect"}

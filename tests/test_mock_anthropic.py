@@ -55,7 +55,7 @@ def user(content) -> list[dict]:
 
 def prompt_tokens(**body) -> int:
     """The prompt's tokens as the gateway counts them."""
-    texts, messages = prompt_texts("messages", body)
+    texts, messages = prompt_texts(body)
     return count_prompt(texts, messages, "o200k_base")
 
 

@@ -11,7 +11,7 @@ from any_json import WRONG_TYPE, paths, quickstart_runtime, replaced, through_pi
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from extproc.api.openai_schema import shape_problem
+from extproc.dialects import codec_of
 from gateway_stack import quickstart_config
 
 
@@ -47,7 +47,7 @@ MALFORMED = [
 
 @pytest.mark.parametrize("name,kind,body,expected", MALFORMED, ids=[row[0] for row in MALFORMED])
 def test_a_malformed_body_is_named_field_by_field(name, kind, body, expected):
-    assert shape_problem(kind, body) == expected
+    assert codec_of(kind).shape_problem(body) == expected
 
 
 @pytest.mark.parametrize("kind,body", [
@@ -62,7 +62,7 @@ def test_a_malformed_body_is_named_field_by_field(name, kind, body, expected):
                                            {"type": "function_call_output", "call_id": "c", "output": "{}"}]}),
 ])
 def test_well_formed_bodies_pass(kind, body):
-    assert shape_problem(kind, body) is None
+    assert codec_of(kind).shape_problem(body) is None
 
 
 # --- any JSON, through the whole pipeline ---------------------------------------------

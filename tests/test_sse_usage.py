@@ -7,13 +7,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from extproc.api.openai import (
-    answers_per_request,
-    prompt_texts,
-    prompt_token_ids,
-    usage_from_event,
+    chat_prompt_texts,
+    completions_prompt_texts,
+    responses_usage_from_event,
     usage_from_response,
 )
 from extproc.api.sse import SSEParser
+from extproc.dialects import codec_of
 
 
 def parse_all(chunks: list[bytes]) -> tuple[list, bytes]:
@@ -94,8 +94,11 @@ def test_usage_shapes(name, body, expected):
 
 def test_responses_stream_usage_comes_from_completed_event():
     event = {"type": "response.completed", "response": {"usage": {"input_tokens": 3, "output_tokens": 4}}}
-    assert usage_from_event("responses", event).output_tokens == 4
-    assert usage_from_event("responses", {"type": "response.output_text.delta", "delta": "x"}) is None
+    assert responses_usage_from_event(event).output_tokens == 4
+    assert responses_usage_from_event({"type": "response.output_text.delta", "delta": "x"}) is None
+    # the codec keeps what it had until then
+    so_far = responses_usage_from_event(event)
+    assert codec_of("responses").usage_from_event({"type": "response.output_text.delta"}, so_far) is so_far
 
 
 def test_prompt_texts_cover_every_role_and_part():
@@ -105,7 +108,7 @@ def test_prompt_texts_cover_every_role_and_part():
         {"role": "assistant", "content": None,
          "tool_calls": [{"function": {"name": "f", "arguments": "{\"a\":1}"}}]},
         {"role": "tool", "content": "T"}]}
-    texts, messages = prompt_texts("chat", body)
+    texts, messages = chat_prompt_texts(body)
     assert texts == ["S", "U", "f", "{\"a\":1}", "T"] and messages == 4
 
 
@@ -129,11 +132,11 @@ ANSWERS = [
 
 @pytest.mark.parametrize("kind,body,expected", ANSWERS)
 def test_answers_per_request(kind, body, expected):
-    assert answers_per_request(kind, body) == expected
+    assert codec_of(kind).answers_per_request(body) == expected
 
 
 def test_a_completions_suffix_is_prompt_text():
-    texts, messages = prompt_texts("completions", {"prompt": "def f():", "suffix": "    return x"})
+    texts, messages = completions_prompt_texts({"prompt": "def f():", "suffix": "    return x"})
     assert texts == ["def f():", "    return x"] and messages == 0
 
 
@@ -150,7 +153,7 @@ TOKEN_IDS = [
 
 @pytest.mark.parametrize("kind,body,expected", TOKEN_IDS)
 def test_prompts_given_as_token_ids_are_counted(kind, body, expected):
-    assert prompt_token_ids(kind, body) == expected
+    assert codec_of(kind).prompt_token_ids(body) == expected
 
 
 # --- the usage stage on a stream cut anywhere ------------------------------------------

@@ -15,7 +15,6 @@ import orjson
 from .usage import Usage
 
 VERSION = "2023-06-01"                 # the one `anthropic-version` there is
-MESSAGES_KINDS = ("messages", "count_tokens")
 
 # HTTP status -> Anthropic's error type (docs.anthropic.com/en/api/errors).
 ERROR_TYPES = {400: "invalid_request_error", 401: "authentication_error", 402: "billing_error",
@@ -51,18 +50,18 @@ def usage_from(obj: Any) -> Usage | None:
                  cached_tokens=read, reasoning_tokens=thinking, cache_write_tokens=write)
 
 
-def usage_from_response(kind: str, body: Any) -> Usage | None:
+def usage_from_response(body: Any) -> Usage | None:
     return usage_from(body.get("usage")) if isinstance(body, dict) else None
 
 
-def usage_from_event(kind: str, event: dict, so_far: Usage | None) -> Usage | None:
+def usage_from_event(event: dict, so_far: Usage | None) -> Usage | None:
     """The usage after an SSE event: message_start gives the prompt's, message_delta the
     cumulative totals (each field it carries replaces the one before)."""
-    kind_of = event.get("type")
-    if kind_of == "message_start":
+    event_type = event.get("type")
+    if event_type == "message_start":
         message = event.get("message")
         return usage_from(message.get("usage")) if isinstance(message, dict) else so_far
-    if kind_of == "message_delta" and isinstance(event.get("usage"), dict):
+    if event_type == "message_delta" and isinstance(event.get("usage"), dict):
         delta = event["usage"]
         if so_far is None:
             return usage_from(delta)
@@ -77,7 +76,7 @@ def usage_from_event(kind: str, event: dict, so_far: Usage | None) -> Usage | No
     return so_far
 
 
-def generated_texts(kind: str, event: dict) -> Iterator[str]:
+def generated_texts(event: dict) -> Iterator[str]:
     """The text (answer, thinking, tool input) a response or one streamed event adds."""
     if event.get("type") == "content_block_delta":
         delta = event.get("delta")
@@ -106,22 +105,22 @@ def _block_texts(content: Any) -> Iterator[str]:
             if isinstance(block, str):
                 yield block
             elif isinstance(block, dict):
-                kind = block.get("type")
+                block_type = block.get("type")
                 if isinstance(block.get("text"), str):
                     yield block["text"]
-                elif kind == "tool_use":
+                elif block_type == "tool_use":
                     yield str(block.get("name", ""))
                     yield orjson.dumps(block.get("input", {})).decode()
-                elif kind == "tool_result":
+                elif block_type == "tool_result":
                     yield from _block_texts(block.get("content"))
-                elif kind == "thinking" and isinstance(block.get("thinking"), str):
+                elif block_type == "thinking" and isinstance(block.get("thinking"), str):
                     yield block["thinking"]
-                elif kind == "document" and isinstance(block.get("source"), dict) \
+                elif block_type == "document" and isinstance(block.get("source"), dict) \
                         and isinstance(block["source"].get("data"), str) and block["source"].get("type") == "text":
                     yield block["source"]["data"]
 
 
-def prompt_texts(kind: str, body: dict) -> tuple[list[str], int]:
+def prompt_texts(body: dict) -> tuple[list[str], int]:
     """Every text of a Messages request (system, each turn's blocks, tool definitions)
     and its number of turns, for offline counting."""
     texts = list(_block_texts(body.get("system")))
@@ -138,6 +137,6 @@ def prompt_texts(kind: str, body: dict) -> tuple[list[str], int]:
     return texts, messages
 
 
-def max_output_tokens(kind: str, body: dict) -> int | None:
+def max_output_tokens(body: dict) -> int | None:
     value = body.get("max_tokens")
     return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else None

@@ -24,13 +24,12 @@ _COMMON = {"model": STRING, "messages": {"type": "array", "items": _MESSAGE}, "s
            "tool_choice": {"type": ["object", "null"], "properties": {"type": STRING, "name": STRING}},
            "thinking": {"type": ["object", "null"], "properties": {"type": STRING, "budget_tokens": COUNT}}}
 
-SCHEMAS: dict[str, dict] = {
-    "messages": {"type": "object", "required": ["model", "messages"], "properties": {
-        **_COMMON, "max_tokens": COUNT, "stream": FLAG,
-        "stop_sequences": {"type": ["array", "null"], "items": STRING},
-        "metadata": {"type": ["object", "null"], "properties": {"user_id": {"type": ["string", "null"]}}},
-    }},
-    "count_tokens": {"type": "object", "required": ["model", "messages"], "properties": _COMMON},
-}
+MESSAGES = {"type": "object", "required": ["model", "messages"], "properties": {
+    **_COMMON, "max_tokens": COUNT, "stream": FLAG,
+    "stop_sequences": {"type": ["array", "null"], "items": STRING},
+    "metadata": {"type": ["object", "null"], "properties": {"user_id": {"type": ["string", "null"]}}},
+}}
+COUNT_TOKENS = {"type": "object", "required": ["model", "messages"], "properties": _COMMON}
 
-shape_problem = schema_checker(SCHEMAS)
+messages_shape_problem = schema_checker(MESSAGES)
+count_tokens_shape_problem = schema_checker(COUNT_TOKENS)

@@ -19,36 +19,33 @@ class Endpoint:
     dialect: str = "openai"      # the API the caller speaks on it: its errors' shape
     model_in_path: bool = False  # Azure's form: the path names the deployment, which is the model
     streams_by_path: bool = False    # Google's form: the path's method says the answer streams
+    generates: bool = False      # a call that a model answers, and the provider bills
 
     @property
     def method(self) -> str:
         return self.methods[0]
 
-    @property
-    def generates(self) -> bool:
-        """A call that a model answers, and the provider bills."""
-        return self.kind in GENERATING_KINDS
 
-
-GENERATING_KINDS = ("chat", "completions", "embeddings", "responses", "messages", "generate_content")
 GEMINI_COUNT_KIND = "count_content_tokens"
+MODELS = Endpoint("models", ("GET",))                                # answered by the gateway
 ENDPOINTS = {
-    "/v1/chat/completions": Endpoint("chat", ("POST",)),
-    "/v1/completions": Endpoint("completions", ("POST",)),
-    "/v1/embeddings": Endpoint("embeddings", ("POST",)),
-    "/v1/responses": Endpoint("responses", ("POST",)),
-    "/v1/models": Endpoint("models", ("GET",)),
+    "/v1/chat/completions": Endpoint("chat", ("POST",), generates=True),
+    "/v1/completions": Endpoint("completions", ("POST",), generates=True),
+    "/v1/embeddings": Endpoint("embeddings", ("POST",), generates=True),
+    "/v1/responses": Endpoint("responses", ("POST",), generates=True),
+    "/v1/models": MODELS,
     # Anthropic's Messages API, on the same listener.
-    "/v1/messages": Endpoint("messages", ("POST",), "anthropic"),
+    "/v1/messages": Endpoint("messages", ("POST",), "anthropic", generates=True),
     "/v1/messages/count_tokens": Endpoint("count_tokens", ("POST",), "anthropic"),
 }
 # Google's Gemini API: /v1beta/models/{model}:generateContent (and :streamGenerateContent),
 # the model named in the path; its model list. The google-genai SDK given a base URL calls
 # /v1/models/{model}:generateContent: a model's method under /v1 is Gemini's too.
 GEMINI_PREFIX = "/v1beta/models"
-GEMINI_METHODS = {"generateContent": Endpoint("generate_content", ("POST",), "gemini", model_in_path=True),
+GEMINI_METHODS = {"generateContent": Endpoint("generate_content", ("POST",), "gemini", model_in_path=True,
+                                              generates=True),
                   "streamGenerateContent": Endpoint("generate_content", ("POST",), "gemini", model_in_path=True,
-                                                    streams_by_path=True),
+                                                    streams_by_path=True, generates=True),
                   "countTokens": Endpoint(GEMINI_COUNT_KIND, ("POST",), "gemini", model_in_path=True)}
 GEMINI_MODELS = Endpoint("models", ("GET",), "gemini")
 GEMINI_MODEL = Endpoint("model", ("GET",), "gemini")
@@ -59,18 +56,20 @@ MODEL = Endpoint("model", ("GET",))                                  # answered 
 STORED_RESPONSE = Endpoint("response", ("GET", "DELETE"))           # at the provider holding it
 STORED_RESPONSE_ACTIONS = {"cancel": Endpoint("response_cancel", ("POST",)),
                            "input_items": Endpoint("response_input_items", ("GET",))}
-STORED_RESPONSE_KINDS = ("response", "response_cancel", "response_input_items")
 _MAX_ID = 256
 # Azure OpenAI's path form, as the AzureOpenAI SDKs call it: /openai/deployments/{deployment}/
 # chat/completions?api-version=... The deployment is the model; the rest is the OpenAI endpoint.
 AZURE_DEPLOYMENTS = "/openai/deployments/"
-_AZURE_ENDPOINTS = {rest: (f"/v1/{rest}", Endpoint(ENDPOINTS[f"/v1/{rest}"].kind, ("POST",), model_in_path=True))
-                    for rest in ("chat/completions", "completions", "embeddings", "responses")}
+_AZURE_ENDPOINTS = {rest: (path, Endpoint(ENDPOINTS[path].kind, ("POST",), model_in_path=True,
+                                          generates=ENDPOINTS[path].generates))
+                    for rest in ("chat/completions", "completions", "embeddings", "responses")
+                    for path in (f"/v1/{rest}",)}
 
 
 def anthropic_shaped(endpoint: Endpoint) -> Endpoint:
-    """A model list's endpoint answering in Anthropic's shape (asked with `anthropic-version`)."""
-    return ANTHROPIC_MODELS if endpoint.kind == "models" else ANTHROPIC_MODEL
+    """A model list's endpoint (OpenAI's or Gemini's list, or one model) answering in
+    Anthropic's shape (asked with `anthropic-version`)."""
+    return ANTHROPIC_MODELS if endpoint is MODELS or endpoint is GEMINI_MODELS else ANTHROPIC_MODEL
 
 
 def find_endpoint(path: str) -> tuple[Endpoint, str] | None:
@@ -169,53 +168,62 @@ def _content_texts(content: Any) -> Iterator[str]:
                 yield part
 
 
-def prompt_texts(kind: str, body: dict) -> tuple[list[str], int]:
-    """All prompt text of a request (every message and role, tool calls included)
-    and its number of chat messages."""
+def chat_prompt_texts(body: dict) -> tuple[list[str], int]:
+    """All prompt text of a chat request (every message and role, tool calls included)
+    and its number of messages."""
     texts: list[str] = []
     messages = 0
-    if kind == "chat":
-        for message in body.get("messages") or ():
-            if not isinstance(message, dict):
-                continue
-            messages += 1
-            texts.extend(_content_texts(message.get("content")))
-            for call in message.get("tool_calls") or ():
-                function = call.get("function") if isinstance(call, dict) else None
-                if isinstance(function, dict):
-                    texts.extend(v for v in (function.get("name"), function.get("arguments"))
-                                 if isinstance(v, str))
-    elif kind == "completions":
-        texts.extend(_content_texts(body.get("prompt")))
-        if isinstance(body.get("suffix"), str):     # the text after the insertion: prompt too
-            texts.append(body["suffix"])
-    elif kind == "embeddings":
-        texts.extend(_content_texts(body.get("input")))
-    elif kind == "responses":
-        instructions = body.get("instructions")
-        if isinstance(instructions, str):
-            texts.append(instructions)
-        items = body.get("input")
-        if isinstance(items, str):
-            texts.append(items)
-            messages = 1
-        elif isinstance(items, list):
-            for item in items:
-                if isinstance(item, dict):
-                    messages += 1
-                    texts.extend(_content_texts(item.get("content")))
-                    for key in ("arguments", "output"):
-                        if isinstance(item.get(key), str):
-                            texts.append(item[key])
+    for message in body.get("messages") or ():
+        if not isinstance(message, dict):
+            continue
+        messages += 1
+        texts.extend(_content_texts(message.get("content")))
+        for call in message.get("tool_calls") or ():
+            function = call.get("function") if isinstance(call, dict) else None
+            if isinstance(function, dict):
+                texts.extend(v for v in (function.get("name"), function.get("arguments"))
+                             if isinstance(v, str))
     return texts, messages
 
 
-def prompt_token_ids(kind: str, body: dict) -> int:
-    """Tokens a completions prompt or embeddings input gives as token ids (a list of
-    ints, or a batch of them) rather than text: counted as they are."""
-    if kind not in ("completions", "embeddings"):
-        return 0
-    given = body.get("prompt" if kind == "completions" else "input")
+def completions_prompt_texts(body: dict) -> tuple[list[str], int]:
+    """A completions prompt's text (none of it in messages)."""
+    texts = list(_content_texts(body.get("prompt")))
+    if isinstance(body.get("suffix"), str):     # the text after the insertion: prompt too
+        texts.append(body["suffix"])
+    return texts, 0
+
+
+def embeddings_prompt_texts(body: dict) -> tuple[list[str], int]:
+    return list(_content_texts(body.get("input"))), 0
+
+
+def responses_prompt_texts(body: dict) -> tuple[list[str], int]:
+    """A Responses request's instructions and input items' text, and its number of items
+    (a string input: one)."""
+    texts: list[str] = []
+    messages = 0
+    instructions = body.get("instructions")
+    if isinstance(instructions, str):
+        texts.append(instructions)
+    items = body.get("input")
+    if isinstance(items, str):
+        texts.append(items)
+        messages = 1
+    elif isinstance(items, list):
+        for item in items:
+            if isinstance(item, dict):
+                messages += 1
+                texts.extend(_content_texts(item.get("content")))
+                for key in ("arguments", "output"):
+                    if isinstance(item.get(key), str):
+                        texts.append(item[key])
+    return texts, messages
+
+
+def _token_ids(given: Any) -> int:
+    """Tokens a prompt or input gives as token ids (a list of ints, or a batch of them)
+    rather than text: counted as they are."""
     if not isinstance(given, list):
         return 0
     batch = given if given and isinstance(given[0], list) else [given]
@@ -223,50 +231,53 @@ def prompt_token_ids(kind: str, body: dict) -> int:
                if isinstance(ids, list) and all(type(i) is int for i in ids))
 
 
+def completions_token_ids(body: dict) -> int:
+    return _token_ids(body.get("prompt"))
+
+
+def embeddings_token_ids(body: dict) -> int:
+    return _token_ids(body.get("input"))
+
+
 # Where each endpoint takes the cap on what one answer may generate (chat's max_tokens is
 # deprecated, and reasoning models refuse it).
-OUTPUT_CAP_FIELDS = {"chat": "max_completion_tokens", "completions": "max_tokens", "responses": "max_output_tokens"}
+CHAT_OUTPUT_CAP = "max_completion_tokens"
+COMPLETIONS_OUTPUT_CAP = "max_tokens"
+RESPONSES_OUTPUT_CAP = "max_output_tokens"
 
 
-def max_output_tokens(kind: str, body: dict) -> int | None:
-    for key in ("max_completion_tokens", "max_tokens", "max_output_tokens"):
+def max_output_tokens(body: dict) -> int | None:
+    """The cap a request sets on one answer, in whichever of the endpoints' fields it is."""
+    for key in (CHAT_OUTPUT_CAP, COMPLETIONS_OUTPUT_CAP, RESPONSES_OUTPUT_CAP):
         value = body.get(key)
         if isinstance(value, int) and not isinstance(value, bool) and value > 0:
             return value
     return None
 
 
-def answers_per_request(kind: str, body: dict) -> int:
-    """How many answers one request has generated, each up to its output cap; the
-    provider bills the output of all of them. Chat: `n`. Completions: `max(n, best_of)`
-    per prompt (`best_of` are generated, `n` of them returned), for each prompt of a
-    batch (a list of strings, or of token lists)."""
-    if kind not in ("chat", "completions"):
-        return 1
-    answers = _int(body.get("n")) or 1
-    if kind == "completions":
-        answers = max(answers, _int(body.get("best_of")))
-        prompt = body.get("prompt")
-        if isinstance(prompt, list) and prompt and isinstance(prompt[0], (str, list)):
-            answers *= len(prompt)
+def chat_answers(body: dict) -> int:
+    """How many answers one chat request has generated, each up to its output cap (the
+    provider bills the output of all of them): `n`."""
+    return _int(body.get("n")) or 1
+
+
+def completions_answers(body: dict) -> int:
+    """How many answers one completions request has generated: `max(n, best_of)` per
+    prompt (`best_of` are generated, `n` of them returned), for each prompt of a batch (a
+    list of strings, or of token lists)."""
+    answers = max(_int(body.get("n")) or 1, _int(body.get("best_of")))
+    prompt = body.get("prompt")
+    if isinstance(prompt, list) and prompt and isinstance(prompt[0], (str, list)):
+        answers *= len(prompt)
     return answers
 
 
 # --- generated text of a stream, for estimating usage when the provider gives none ----
 
-def generated_texts(kind: str, event: dict) -> Iterator[str]:
-    """The text and tool-call arguments one streamed event adds."""
-    if kind == "responses":
-        delta = event.get("delta")
-        if isinstance(delta, str) and str(event.get("type", "")).endswith(".delta"):
-            yield delta
-        return
+def chat_generated_texts(event: dict) -> Iterator[str]:
+    """The text and tool-call arguments one streamed chat chunk (or a whole answer) adds."""
     for choice in event.get("choices") or ():
         if not isinstance(choice, dict):
-            continue
-        if kind == "completions":
-            if isinstance(choice.get("text"), str):
-                yield choice["text"]
             continue
         delta = choice.get("delta") or choice.get("message") or {}
         if not isinstance(delta, dict):
@@ -279,10 +290,25 @@ def generated_texts(kind: str, event: dict) -> Iterator[str]:
                             if isinstance(v, str))
 
 
-def usage_from_event(kind: str, event: dict) -> Usage | None:
-    if kind == "responses":
-        if event.get("type") in ("response.completed", "response.incomplete", "response.failed"):
-            response = event.get("response")
-            return usage_from_response(response) if isinstance(response, dict) else None
-        return None
+def completions_generated_texts(event: dict) -> Iterator[str]:
+    for choice in event.get("choices") or ():
+        if isinstance(choice, dict) and isinstance(choice.get("text"), str):
+            yield choice["text"]
+
+
+def responses_generated_texts(event: dict) -> Iterator[str]:
+    delta = event.get("delta")
+    if isinstance(delta, str) and str(event.get("type", "")).endswith(".delta"):
+        yield delta
+
+
+def chat_usage_from_event(event: dict) -> Usage | None:
+    """A chat, completions or embeddings chunk's usage (the last one's, when asked for)."""
     return usage_from(event.get("usage"))
+
+
+def responses_usage_from_event(event: dict) -> Usage | None:
+    if event.get("type") in ("response.completed", "response.incomplete", "response.failed"):
+        response = event.get("response")
+        return usage_from_response(response) if isinstance(response, dict) else None
+    return None

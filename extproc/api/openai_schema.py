@@ -42,30 +42,31 @@ _MESSAGE = {
 _COMMON = {"model": STRING, "stream": FLAG, "n": COUNT, "max_tokens": COUNT, "user": STRING,
            "stream_options": {"type": ["object", "null"], "properties": {"include_usage": FLAG}}}
 
-SCHEMAS: dict[str, dict] = {
-    "chat": {"type": "object", "required": ["model", "messages"], "properties": {
-        **_COMMON, "messages": {"type": "array", "items": _MESSAGE}, "max_completion_tokens": COUNT,
-        "tools": {"type": ["array", "null"], "items": _TOOL},
-        "functions": {"type": ["array", "null"], "items": _FUNCTION},
-        "tool_choice": _TOOL_CHOICE, "function_call": _TOOL_CHOICE,
-        "prediction": {"type": ["object", "null"], "properties": {"content": CONTENT}},
-    }},
-    "completions": {"type": "object", "required": ["model", "prompt"], "properties": {
-        **_COMMON, "prompt": _TEXTS_OR_TOKENS, "suffix": NULLABLE_STRING, "best_of": COUNT,
-    }},
-    "embeddings": {"type": "object", "required": ["model", "input"], "properties": {
-        "model": STRING, "input": _TEXTS_OR_TOKENS, "dimensions": COUNT,
-    }},
-    "responses": {"type": "object", "required": ["model"], "properties": {
-        "model": STRING, "stream": FLAG, "max_output_tokens": COUNT, "instructions": NULLABLE_STRING,
-        "previous_response_id": NULLABLE_STRING,
-        "input": _one_of("a string or an array of input items", STRING, {"type": "array", "items": {
-            "type": "object", "properties": {
-                "type": STRING, "role": STRING, "content": CONTENT, "arguments": STRING, "call_id": STRING,
-                "output": {"anyOf": [STRING, {"type": "array"}]}, "name": STRING}}}),
-        "tools": {"type": ["array", "null"], "items": _TOOL},
-        "tool_choice": _TOOL_CHOICE,
-    }},
-}
+CHAT = {"type": "object", "required": ["model", "messages"], "properties": {
+    **_COMMON, "messages": {"type": "array", "items": _MESSAGE}, "max_completion_tokens": COUNT,
+    "tools": {"type": ["array", "null"], "items": _TOOL},
+    "functions": {"type": ["array", "null"], "items": _FUNCTION},
+    "tool_choice": _TOOL_CHOICE, "function_call": _TOOL_CHOICE,
+    "prediction": {"type": ["object", "null"], "properties": {"content": CONTENT}},
+}}
+COMPLETIONS = {"type": "object", "required": ["model", "prompt"], "properties": {
+    **_COMMON, "prompt": _TEXTS_OR_TOKENS, "suffix": NULLABLE_STRING, "best_of": COUNT,
+}}
+EMBEDDINGS = {"type": "object", "required": ["model", "input"], "properties": {
+    "model": STRING, "input": _TEXTS_OR_TOKENS, "dimensions": COUNT,
+}}
+RESPONSES = {"type": "object", "required": ["model"], "properties": {
+    "model": STRING, "stream": FLAG, "max_output_tokens": COUNT, "instructions": NULLABLE_STRING,
+    "previous_response_id": NULLABLE_STRING,
+    "input": _one_of("a string or an array of input items", STRING, {"type": "array", "items": {
+        "type": "object", "properties": {
+            "type": STRING, "role": STRING, "content": CONTENT, "arguments": STRING, "call_id": STRING,
+            "output": {"anyOf": [STRING, {"type": "array"}]}, "name": STRING}}}),
+    "tools": {"type": ["array", "null"], "items": _TOOL},
+    "tool_choice": _TOOL_CHOICE,
+}}
 
-shape_problem = schema_checker(SCHEMAS)
+chat_shape_problem = schema_checker(CHAT)
+completions_shape_problem = schema_checker(COMPLETIONS)
+embeddings_shape_problem = schema_checker(EMBEDDINGS)
+responses_shape_problem = schema_checker(RESPONSES)

@@ -30,8 +30,6 @@ from __future__ import annotations
 
 from urllib.parse import quote
 
-from .openai import GEMINI_COUNT_KIND
-
 OPENAI, AZURE, ANTHROPIC, OPENAI_RESPONSES, GEMINI = "openai", "azure", "anthropic", "openai-responses", "gemini"
 VERTEX, BEDROCK = "vertex", "bedrock"
 TYPES = (OPENAI, AZURE, ANTHROPIC, OPENAI_RESPONSES, GEMINI, VERTEX, BEDROCK)
@@ -58,10 +56,9 @@ DEFAULT_AUTH = {OPENAI: "bearer", AZURE: "api-key", ANTHROPIC: "x-api-key", OPEN
 CREDENTIAL_HEADERS = tuple(header for header in AUTH_HEADERS.values() if header)
 # Where each type has its API when the config names no `base_path`.
 DEFAULT_BASE_PATHS = {GEMINI: "/v1beta", VERTEX: "/v1"}
-# Endpoints Azure serves per deployment (the rest on its v1 paths).
-_AZURE_DEPLOYMENT_KINDS = ("chat", "completions", "embeddings")
-_ANTHROPIC_PATHS = {"messages": "/v1/messages", "count_tokens": "/v1/messages/count_tokens"}
 CLIENT_PREFIX = "/v1"
+# Endpoints Azure serves per deployment, by their path below /v1 (the rest on its v1 paths).
+_AZURE_DEPLOYMENT_PATHS = frozenset({"/chat/completions", "/completions", "/embeddings"})
 
 
 def vertex_publisher(model: str) -> tuple[str, str]:
@@ -91,12 +88,12 @@ def dialect_of(provider_type: str, model: str) -> str:
     return DIALECTS[provider_type]
 
 
-def body_for_platform(provider_type: str, model: str, kind: str, body: dict) -> dict:
+def body_for_platform(provider_type: str, model: str, counts: bool, body: dict) -> dict:
     """A body in the model's dialect as its platform takes it: Claude on Vertex AI names
-    the API version in the body and the model in the path only (a count names it in both);
-    on Bedrock the path says whether the answer streams, too."""
+    the API version in the body and the model in the path only (a count, `counts`, names
+    it in both); on Bedrock the path says whether the answer streams, too."""
     if provider_type == VERTEX and vertex_publisher(model)[0] == "anthropic":
-        moved = {key: value for key, value in body.items() if key != "model" or kind == "count_tokens"}
+        moved = {key: value for key, value in body.items() if key != "model" or counts}
         moved["anthropic_version"] = VERTEX_ANTHROPIC_VERSION
         return moved
     if provider_type == BEDROCK and bedrock_maker_dialect(model) is not None:
@@ -122,41 +119,44 @@ def counts_tokens(provider_type: str, model: str) -> bool:
     return not (provider_type == BEDROCK and bedrock_maker_dialect(model) is not None)
 
 
-def _vertex_path(base_path: str, project: str, location: str, kind: str, model: str, stream: bool) -> str:
+def _vertex_path(base_path: str, project: str, location: str, counts: bool, model: str, stream: bool) -> str:
     publisher = vertex_publisher(model)[0]
     where = f"{base_path}/projects/{quote(project, safe='')}/locations/{quote(location, safe='')}/publishers/{publisher}"
     if publisher == "anthropic":
-        if kind == "count_tokens":
+        if counts:
             return f"{where}/models/count-tokens:rawPredict"
         return f"{where}/models/{quote(model, safe='@')}:{'streamRawPredict' if stream else 'rawPredict'}"
-    method = "countTokens" if kind == GEMINI_COUNT_KIND else "streamGenerateContent?alt=sse" if stream \
+    method = "countTokens" if counts else "streamGenerateContent?alt=sse" if stream \
         else "generateContent"
     return f"{where}/models/{quote(model, safe='')}:{method}"
 
 
-def upstream_path(provider_type: str, *, base_path: str, api_version: str, kind: str, path: str,
-                  query: str, model: str, stream: bool = False, project: str = "", location: str = "") -> str:
-    """The path (and query) a request takes to a provider of this type: `kind` is the
-    endpoint at the provider, `path` the client's (under /v1: the same endpoint when no
-    translation happens), `model` the backend's model (Azure: its deployment; Gemini: in
-    the path, whose method says whether the answer streams; Vertex AI: in its project and
-    location)."""
+def upstream_path(provider_type: str, *, base_path: str, api_version: str, path: str, query: str,
+                  model: str, stream: bool = False, counts: bool = False, project: str = "",
+                  location: str = "") -> str:
+    """The path (and query) a request takes to a provider of this type: `path` is the
+    endpoint's in the provider's dialect (the client's, under /v1, when no translation
+    happens), `counts` whether the endpoint counts a request's tokens (Gemini's
+    countTokens, Anthropic's count_tokens), `model` the backend's model (Azure: its
+    deployment; Gemini: in the path, whose method says whether the answer streams;
+    Vertex AI: in its project and location)."""
     if provider_type == VERTEX:
-        return _vertex_path(base_path, project, location, kind, model, stream)
+        return _vertex_path(base_path, project, location, counts, model, stream)
     if provider_type == BEDROCK:
         if bedrock_maker_dialect(model) is not None:
             return f"/model/{quote(model, safe='')}/{'invoke-with-response-stream' if stream else 'invoke'}"
         return f"/model/{quote(model, safe='')}/{'converse-stream' if stream else 'converse'}"
     if provider_type == GEMINI:
-        method = "countTokens" if kind == GEMINI_COUNT_KIND else "streamGenerateContent" if stream else "generateContent"
+        method = "countTokens" if counts else "streamGenerateContent" if stream else "generateContent"
         kept = "&".join(part for part in query.split("&") if part and not part.startswith("alt="))
         options = "&".join(part for part in ("alt=sse" if stream else "", kept) if part)
         return f"{base_path}/models/{quote(model, safe='')}:{method}{'?' + options if options else ''}"
     if provider_type == ANTHROPIC:
-        return _ANTHROPIC_PATHS.get(kind, path) + (f"?{query}" if query else "")
+        # Anthropic's endpoints at their own paths (a caller's trailing slash dropped).
+        return path.rstrip("/") + (f"?{query}" if query else "")
     suffix = path[len(CLIENT_PREFIX):] if path.startswith(CLIENT_PREFIX) else path
     if provider_type == AZURE:
-        if kind in _AZURE_DEPLOYMENT_KINDS:
+        if suffix.rstrip("/") in _AZURE_DEPLOYMENT_PATHS:
             version = f"api-version={quote(api_version, safe='')}"
             return f"/openai/deployments/{quote(model, safe='')}{suffix}?{version}{'&' + query if query else ''}"
         return f"/openai/v1{suffix}{'?' + query if query else ''}"

@@ -22,16 +22,12 @@ def one_of(expected: str, *options: dict) -> dict:
     return {"anyOf": list(options), "x-expected": expected}
 
 
-def schema_checker(schemas: dict[str, dict]) -> Callable[[str, dict], str | None]:
-    """A function (endpoint kind, body) -> what is wrong with the body's shape, naming the
-    field, or None when nothing is (or the kind has no schema)."""
-    validators: dict[str, Callable[[Any], Any]] = {kind: fastjsonschema.compile(schema)
-                                                    for kind, schema in schemas.items()}
+def schema_checker(schema: dict) -> Callable[[dict], str | None]:
+    """A function body -> what is wrong with the body's shape, naming the field, or None
+    when nothing is: one per endpoint, compiled once."""
+    validate: Callable[[Any], Any] = fastjsonschema.compile(schema)
 
-    def shape_problem(kind: str, body: dict) -> str | None:
-        validate = validators.get(kind)
-        if validate is None:
-            return None
+    def shape_problem(body: dict) -> str | None:
         try:
             validate(body)
         except fastjsonschema.JsonSchemaValueException as error:

@@ -83,9 +83,10 @@ class Provider:
         """The API dialect this provider speaks for `model` (Vertex AI: its maker's)."""
         return provider_types.dialect_of(self.type, model)
 
-    def for_platform(self, model: str, kind: str, body: dict) -> dict:
-        """A body in `model`'s dialect, for its endpoint `kind`, as this provider's platform takes it."""
-        return provider_types.body_for_platform(self.type, model, kind, body)
+    def for_platform(self, model: str, counts: bool, body: dict) -> dict:
+        """A body in `model`'s dialect (of an endpoint that `counts` a request's tokens, or
+        not), as this provider's platform takes it."""
+        return provider_types.body_for_platform(self.type, model, counts, body)
 
     @property
     def wraps_bodies(self) -> bool:
@@ -114,10 +115,11 @@ class Provider:
         """The file the credential is read from (watched for rotation), if any."""
         return self.credential_source[len("file:"):] if self.credential_source.startswith("file:") else None
 
-    def upstream_path(self, kind: str, path: str, query: str, model: str, stream: bool = False) -> str:
-        """The path (and query) the client's `path` takes at this provider."""
+    def upstream_path(self, path: str, query: str, model: str, stream: bool = False, counts: bool = False) -> str:
+        """The path (and query) an endpoint's `path` takes at this provider (`counts`: an
+        endpoint counting a request's tokens)."""
         return provider_types.upstream_path(self.type, base_path=self.base_path, api_version=self.api_version,
-                                            kind=kind, path=path, query=query, model=model, stream=stream,
+                                            path=path, query=query, model=model, stream=stream, counts=counts,
                                             project=self.project, location=self.location)
 
 

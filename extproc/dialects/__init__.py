@@ -6,8 +6,8 @@ completions, embeddings, responses, messages, count_tokens, ...): what its reque
 answers and stream events hold, and where a stream carries generated text. Each dialect's
 knowledge is in its own module; the stages, guardrails, errors and the log line ask
 `codec_of(kind)` and `dialect_named(name)` and never compare a dialect's or an endpoint's
-name (tests/test_layout.py holds every module outside this package, api/ and mock/ to
-that).
+name (tests/test_layout.py holds every module outside this package and mock/ to that:
+api/ has a reader per endpoint shape, which each codec calls as its own).
 
 Translation goes through one conversation model (conversation.py): a codec that
 `translates` decodes its requests, answers, stream events and errors into the model and

@@ -13,7 +13,6 @@ import orjson
 
 from ..api import anthropic, anthropic_schema
 from ..api.provider_json import dumps
-from ..api.usage import Usage
 from . import messages_answer, messages_request, messages_stream
 from .base import Codec, Dialect, TextPiece, Translating
 
@@ -67,14 +66,12 @@ class Messages(Translating, Codec):
     known_fields = frozenset({"system", "messages", "tools", "tool_choice", "metadata", "stop_sequences",
                               "mcp_servers", "container", "thinking"})
 
-    def prompt_texts(self, body: dict) -> tuple[list[str], int]:
-        return anthropic.prompt_texts(self.kind, body)
-
-    def max_output_tokens(self, body: dict) -> int | None:
-        return anthropic.max_output_tokens(self.kind, body)
-
-    def shape_problem(self, body: dict) -> str | None:
-        return anthropic_schema.shape_problem(self.kind, body)
+    # Its readers in api/anthropic.py, as functions of the body or event (count_tokens's too).
+    prompt_texts = staticmethod(anthropic.prompt_texts)
+    max_output_tokens = staticmethod(anthropic.max_output_tokens)
+    shape_problem = staticmethod(anthropic_schema.messages_shape_problem)
+    usage_from_event = staticmethod(anthropic.usage_from_event)
+    generated_texts = staticmethod(anthropic.generated_texts)
 
     def count_answer(self, tokens: int) -> bytes:
         return orjson.dumps({"input_tokens": tokens})
@@ -89,8 +86,7 @@ class Messages(Translating, Codec):
             return name if isinstance(name, str) else ""
         return tool_type if isinstance(tool_type, str) else ""
 
-    def usage_from_response(self, body: Any) -> Usage | None:
-        return anthropic.usage_from_response(self.kind, body)
+    usage_from_response = staticmethod(anthropic.usage_from_response)
 
     def usage_from_stream_metadata(self, numbers: dict) -> Usage | None:
         """Anthropic's input_tokens leave cache reads and writes out (the last
@@ -100,12 +96,6 @@ class Messages(Translating, Codec):
         read, write = int(numbers.get("anthropic_cache_read", 0)), int(numbers.get("anthropic_cache_write", 0))
         return Usage(int(numbers["anthropic_input_tokens"]) + read + write, int(numbers.get("output_tokens", 0)),
                      cached_tokens=read, cache_write_tokens=write)
-
-    def usage_from_event(self, event: dict, so_far: Usage | None) -> Usage | None:
-        return anthropic.usage_from_event(self.kind, event, so_far)
-
-    def generated_texts(self, event: dict) -> Iterator[str]:
-        return anthropic.generated_texts(self.kind, event)
 
     def called_tools(self, body: dict) -> list[str]:
         blocks = body.get("content") if body.get("type") == "message" else [body.get("content_block")]
@@ -151,6 +141,4 @@ class CountTokens(Messages):
     output_cap_field = None
     provider_path = None
     known_fields = None              # a count's unknown fields reach no model
-
-    def shape_problem(self, body: dict) -> str | None:
-        return anthropic_schema.shape_problem(self.kind, body)
+    shape_problem = staticmethod(anthropic_schema.count_tokens_shape_problem)

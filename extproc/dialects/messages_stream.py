@@ -172,7 +172,7 @@ class Decoder(StreamDecoder):
                 self._stop = END                 # the only call was the JSON answer
             sequence = delta.get("stop_sequence")
             events.append(Event("stop", stop=self._stop, stop_sequence=sequence if isinstance(sequence, str) else None))
-        usage = anthropic_api.usage_from_event("messages", data, self._usage)
+        usage = anthropic_api.usage_from_event(data, self._usage)
         if usage is not None and usage is not self._usage:
             self._usage = usage
             events.append(Event("usage", usage=usage))

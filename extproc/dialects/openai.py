@@ -5,7 +5,7 @@ openai_stream.py."""
 
 from __future__ import annotations
 
-from typing import Any, Iterable, Iterator
+from typing import Any, Iterable
 
 import orjson
 
@@ -51,29 +51,16 @@ OPENAI = OpenAI()
 class _OpenAICodec(Codec):
     dialect = OPENAI
 
-    def prompt_texts(self, body: dict) -> tuple[list[str], int]:
-        return openai.prompt_texts(self.kind, body)
-
-    def prompt_token_ids(self, body: dict) -> int:
-        return openai.prompt_token_ids(self.kind, body)
-
-    def max_output_tokens(self, body: dict) -> int | None:
-        return openai.max_output_tokens(self.kind, body)
-
-    def answers_per_request(self, body: dict) -> int:
-        return openai.answers_per_request(self.kind, body)
-
-    def shape_problem(self, body: dict) -> str | None:
-        return openai_schema.shape_problem(self.kind, body)
-
-    def usage_from_response(self, body: Any) -> Usage | None:
-        return openai.usage_from_response(body)
+    # Each endpoint's own readers in api/openai.py, functions of the body or event, named
+    # as the codec's methods (staticmethod: `codec.prompt_texts(body)` calls the one of its
+    # endpoint, nothing branches on the kind). Here chat's; the other endpoints set theirs.
+    max_output_tokens = staticmethod(openai.max_output_tokens)      # any of the endpoints' cap fields
+    usage_from_response = staticmethod(openai.usage_from_response)  # every endpoint's usage object
+    generated_texts = staticmethod(openai.chat_generated_texts)
+    _usage_from_event = staticmethod(openai.chat_usage_from_event)
 
     def usage_from_event(self, event: dict, so_far: Usage | None) -> Usage | None:
-        return openai.usage_from_event(self.kind, event) or so_far
-
-    def generated_texts(self, event: dict) -> Iterator[str]:
-        return openai.generated_texts(self.kind, event)
+        return self._usage_from_event(event) or so_far
 
     def final_usage(self, event: dict) -> dict | None:
         usage = event.get("usage")
@@ -85,8 +72,11 @@ class Chat(Translating, _OpenAICodec):
     request_module, answer_module, stream_module = chat_request, chat_answer, chat_stream
     generates = charges_output = takes_usage_option = answers_in_json = streams = True
     operation = "chat"
-    output_cap_field = openai.OUTPUT_CAP_FIELDS["chat"]
+    output_cap_field = openai.CHAT_OUTPUT_CAP
     provider_path = CHAT_PATH
+    prompt_texts = staticmethod(openai.chat_prompt_texts)
+    answers_per_request = staticmethod(openai.chat_answers)
+    shape_problem = staticmethod(openai_schema.chat_shape_problem)
     known_fields = frozenset({
         "messages", "tools", "functions", "tool_choice", "function_call", "response_format", "prediction",
         "user", "metadata", "stop", "logit_bias", "web_search_options", "audio", "stream_options",
@@ -127,8 +117,13 @@ class Chat(Translating, _OpenAICodec):
 class Completions(Chat):
     kind = "completions"
     operation = "text_completion"
-    output_cap_field = openai.OUTPUT_CAP_FIELDS["completions"]
+    output_cap_field = openai.COMPLETIONS_OUTPUT_CAP
     provider_path = None
+    prompt_texts = staticmethod(openai.completions_prompt_texts)
+    prompt_token_ids = staticmethod(openai.completions_token_ids)
+    answers_per_request = staticmethod(openai.completions_answers)
+    shape_problem = staticmethod(openai_schema.completions_shape_problem)
+    generated_texts = staticmethod(openai.completions_generated_texts)
     known_fields = frozenset({"prompt", "suffix", "user", "stop", "logit_bias"})
 
     def tool_names(self, body: dict) -> list[str]:
@@ -147,6 +142,9 @@ class Embeddings(_OpenAICodec):
     answers_in_chunks = True         # a 2,048-input batch's answer is some 40 MB
     operation = "embeddings"
     known_fields = frozenset({"input", "user", "encoding_format"})
+    prompt_texts = staticmethod(openai.embeddings_prompt_texts)
+    prompt_token_ids = staticmethod(openai.embeddings_token_ids)
+    shape_problem = staticmethod(openai_schema.embeddings_shape_problem)
 
     def final_usage(self, event: dict) -> dict | None:
         return None

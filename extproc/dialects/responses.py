@@ -12,7 +12,8 @@ from ..api.provider_json import dumps
 from . import responses_answer, responses_request, responses_stream
 from .base import TextPiece, Translating
 from .openai import OpenAI, _OpenAICodec, function_tool_name
-from ..api import openai
+from ..api import openai, openai_schema
+
 
 class ResponsesOnly(OpenAI):
     """A provider that serves OpenAI's Responses API and nothing else (`type: openai-responses`):
@@ -30,8 +31,12 @@ class Responses(Translating, _OpenAICodec):
     request_module, answer_module, stream_module = responses_request, responses_answer, responses_stream
     generates = charges_output = answers_in_json = streams = stores_responses = True
     operation = "chat"
-    output_cap_field = openai.OUTPUT_CAP_FIELDS["responses"]
+    output_cap_field = openai.RESPONSES_OUTPUT_CAP
     provider_path = "/v1/responses"
+    prompt_texts = staticmethod(openai.responses_prompt_texts)
+    shape_problem = staticmethod(openai_schema.responses_shape_problem)
+    generated_texts = staticmethod(openai.responses_generated_texts)
+    _usage_from_event = staticmethod(openai.responses_usage_from_event)
     known_fields = frozenset({
         "input", "instructions", "tools", "tool_choice", "text", "metadata", "user", "prompt", "reasoning",
         "previous_response_id", "prompt_cache_key", "safety_identifier", "store", "conversation"})

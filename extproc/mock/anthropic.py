@@ -112,7 +112,7 @@ def invalid_field(body: object, required: tuple[str, ...]) -> str | None:
 
 
 def prompt_tokens(body: dict) -> int:
-    texts, messages = prompt_texts("messages", body)
+    texts, messages = prompt_texts(body)
     return count_prompt(texts, messages, ENCODING)
 
 

@@ -17,7 +17,14 @@ import uuid
 import orjson
 from aiohttp import web
 
-from ..api.openai import max_output_tokens, prompt_texts, prompt_token_ids
+from ..api.openai import (
+    chat_prompt_texts,
+    completions_prompt_texts,
+    completions_token_ids,
+    embeddings_token_ids,
+    max_output_tokens,
+    responses_prompt_texts,
+)
 from ..api.tokens import count_prompt, count_text, encoding_for_model
 from .echo import cut_to_tokens, stream_pieces
 from .listener import KEPT, Listener, headers_of, option, record
@@ -33,6 +40,9 @@ from .wire import (
 )
 
 MODELS = ("gpt-4o-mini", "gpt-4o", "text-embedding-3-small")
+# The gateway's readers of each generating endpoint's prompt, for the usage it reports.
+_PROMPT_TEXTS = {"chat": chat_prompt_texts, "completions": completions_prompt_texts,
+                 "responses": responses_prompt_texts}
 _GARBAGE = [b"data: {not json\n\n", b"\xff\xfe garbage\n\n", b": comment\n\ndata: [DONE]\n\n"]
 
 
@@ -128,7 +138,7 @@ def embeddings(body: dict) -> web.Response:
             embedding = vector
         data.append({"object": "embedding", "index": index, "embedding": embedding})
     tokens = sum(count_text(t, encoding) for t in inputs if isinstance(t, str)) + \
-        prompt_token_ids("embeddings", body)
+        embeddings_token_ids(body)
     return web.json_response({"object": "list", "data": data, "model": body["model"],
                               "usage": {"prompt_tokens": tokens, "total_tokens": tokens}},
                              dumps=lambda o: orjson.dumps(o).decode())
@@ -233,14 +243,15 @@ class OpenAIRoutes:
                         entry: dict) -> web.StreamResponse:
         listener, model = self.listener, body["model"]
         encoding = encoding_for_model(model)
-        text, cut = cut_to_tokens(last_user_text(kind, body), max_output_tokens(kind, body), encoding)
+        text, cut = cut_to_tokens(last_user_text(kind, body), max_output_tokens(body), encoding)
         finish = "length" if cut else "stop"
         tool = option(listener, request, "tool-call") if kind in ("chat", "responses") else None
         if tool:                            # the echo becomes the arguments of a call of that tool
             text = orjson.dumps({"text": text}).decode()
-        texts, messages = prompt_texts(kind, body)
+        texts, messages = _PROMPT_TEXTS[kind](body)
         returned, generated = answers(kind, body)
-        usage = {"prompt_tokens": count_prompt(texts, messages, encoding) + prompt_token_ids(kind, body),
+        usage = {"prompt_tokens": count_prompt(texts, messages, encoding) +
+                 (completions_token_ids(body) if kind == "completions" else 0),
                  "completion_tokens": count_text(text, encoding) * generated}
         cached = option(listener, request, "cached-tokens")
         if cached and cached.isdigit():

@@ -24,7 +24,7 @@ from ..config.envoy_contract import (
 )
 from ..api.providers import CREDENTIAL_HEADERS
 from ..config.models import Backend, Model
-from ..dialects import codec_of, dialect_named
+from ..dialects import dialect_named
 from ..pipeline.call import Call
 from ..pipeline.errors import invalid_request
 from ..translate import Notes, Refused, Target, Translation, translation_for
@@ -83,8 +83,8 @@ class Attempt:
             body = self.translation.request(body, Target(backend.model, provider.default_max_tokens, call.stream), notes)
         if not provider.wraps_bodies:
             return body
-        kind = self.translation.provider_kind if self.translation is not None else call.endpoint.kind
-        return provider.for_platform(backend.model, kind, body)
+        codec = self.translation.provider_codec if self.translation is not None else call.codec
+        return provider.for_platform(backend.model, codec.counts_tokens, body)
 
 
 def attempt_for(call: Call, backend: Backend) -> Attempt:
@@ -98,10 +98,10 @@ def attempt_for(call: Call, backend: Backend) -> Attempt:
     remove = [name for name in CREDENTIAL_HEADERS if name != provider.auth_header]
     remove.extend(withheld_headers(call.headers, provider))     # the account's and the network's
     if translation is None:
-        path = provider.upstream_path(call.endpoint.kind, call.path, call.query, backend.model, call.stream)
+        path = provider.upstream_path(call.path, call.query, backend.model, call.stream, call.codec.counts_tokens)
     else:
-        kind = translation.provider_kind
-        path = provider.upstream_path(kind, codec_of(kind).provider_path or "", "", backend.model, call.stream)
+        codec = translation.provider_codec
+        path = provider.upstream_path(codec.provider_path or "", "", backend.model, call.stream, codec.counts_tokens)
     if path != call.headers.get(":path"):
         set_headers[":path"] = path
     dialect_set, dialect_removed, dropped = dialect_named(dialect).attempt_headers(call.headers)

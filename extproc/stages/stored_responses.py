@@ -65,7 +65,7 @@ class StoredResponses(Stage):
         if provider.auth_header:
             reply.set_headers[provider.auth_header] = provider.auth_value()
         reply.remove_headers.extend(withheld_headers(call.headers, provider))
-        path = provider.upstream_path(call.endpoint.kind, call.path, call.query, backend.model)
+        path = provider.upstream_path(call.path, call.query, backend.model)
         if path != call.headers.get(":path"):
             reply.set_headers[":path"] = path
 
