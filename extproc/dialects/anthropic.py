@@ -7,12 +7,13 @@ the provider, and is never changed."""
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any, Iterable, Iterator
+from typing import Any, Iterable
 
 import orjson
 
 from ..api import anthropic, anthropic_schema
 from ..api.provider_json import dumps
+from ..api.usage import Usage
 from . import messages_answer, messages_request, messages_stream
 from .base import Codec, Dialect, TextPiece, Translating
 
