@@ -50,10 +50,13 @@ def test_texts_alike_at_their_ends_keep_their_own_counts(monkeypatch):
         assert tokens.count_text(other) == tokens._count(other, "o200k_base")
 
 
-def parse(raw: bytes) -> Call:
+STAGE = ParseRequest()          # one pipeline's stage: its remembered bodies are its own
+
+
+def parse(raw: bytes, stage: ParseRequest = STAGE) -> Call:
     call = Call(None)
     call.raw_body, call.endpoint = raw, ENDPOINTS["/v1/chat/completions"]
-    ParseRequest().request_body(call)
+    stage.request_body(call)
     return call
 
 
@@ -67,7 +70,7 @@ def test_a_long_body_resent_is_parsed_afresh_and_a_changed_one_checked_again():
     assert len(sound) >= resolve.CHECKED_MIN_BYTES
     first, again = parse(sound), parse(sound)
     assert first.body == again.body and first.body is not again.body   # each call its own body
-    assert (first.endpoint.kind, sound) in resolve._checked
+    assert (first.endpoint.kind, sound) in STAGE.sound
     # The same length, one key repeated: other bytes, checked, refused every time.
     repeated = long_body('"model":"gpt-4o",')
     for _ in range(2):
@@ -82,11 +85,11 @@ def test_a_long_body_resent_is_parsed_afresh_and_a_changed_one_checked_again():
 
 
 def test_remembered_bodies_stay_within_their_bound(monkeypatch):
-    monkeypatch.setattr(resolve, "_checked", {})
-    monkeypatch.setattr(resolve, "_checked_bytes", 0)
     monkeypatch.setattr(resolve, "CHECKED_MAX_BYTES", 200_000)
+    stage = ParseRequest()
     for seed in range(10):
         raw = long_body(f'"user":"u{seed}",')
-        parse(raw)
-        assert resolve._checked_bytes <= 200_000
-    assert resolve._checked_bytes == sum(len(raw) for _, raw in resolve._checked)
+        parse(raw, stage)
+        assert stage.sound.size <= 200_000
+    assert stage.sound.size == sum(len(raw) for _, raw in stage.sound.bodies)
+    assert ParseRequest().sound.size == 0           # another pipeline (a reload) starts with none

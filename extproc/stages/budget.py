@@ -64,12 +64,27 @@ def ratelimit_headers(charges: list[Charge], remaining: dict[str, float], now: f
     return headers
 
 
-# Counters a refusal found empty, per worker: counter -> (until, the refusal). A caller out
-# of budget is refused again at once by BudgetPrecheck, before the guardrail scan (the
-# costly part of a request) runs for a request that could never be forwarded. Remembered
-# for a few seconds at most, so a limit raised or a window reset is seen promptly.
 EXHAUSTED_MEMORY_S = 5.0
-_exhausted: dict[str, tuple[float, GatewayError]] = {}
+
+
+class ExhaustedCounters:
+    """Counters a refusal found empty, in this pipeline: counter -> (until, the refusal).
+    A caller out of budget is refused again at once by BudgetPrecheck, before the guardrail
+    scan (the costly part of a request) runs for a request that could never be forwarded.
+    Remembered for a few seconds at most, so a limit raised or a window reset is seen
+    promptly; a reloaded config's pipeline starts with none. Budget fills it."""
+    __slots__ = ("counters",)
+
+    def __init__(self) -> None:
+        self.counters: dict[str, tuple[float, GatewayError]] = {}
+
+    def remember(self, charge: Charge, remaining: dict[str, float], refusal: GatewayError, now: float) -> None:
+        counters = self.counters
+        if charge.limit.kind != "concurrent" and remaining.get(charge.counter, 1) <= 0:
+            if len(counters) > 10_000:            # bounded: drop the lapsed ones, else all
+                for counter in [c for c, (until, _) in counters.items() if until <= now] or list(counters):
+                    del counters[counter]
+            counters[charge.counter] = (min(charge.window_end, now + EXHAUSTED_MEMORY_S), refusal)
 
 
 def _limits(call: Call):
@@ -88,28 +103,24 @@ class BudgetPrecheck(Stage):
     reads = frozenset({"body", "endpoint", "key"})
     writes = frozenset()
 
+    def __init__(self, exhausted: ExhaustedCounters) -> None:
+        self.exhausted = exhausted.counters
+
     async def request_body(self, call: Call) -> None:
-        if not _exhausted or call.body is None or not call.endpoint.generates:
+        exhausted = self.exhausted
+        if not exhausted or call.body is None or not call.endpoint.generates:
             return
         now = time.time()
         for charge in plan_charges(_limits(call), call.key, 0, 0.0, now, 0.0):
-            held = _exhausted.get(charge.counter)
+            held = exhausted.get(charge.counter)
             if held is None:
                 continue
             until, refusal = held
             if now >= until:
-                del _exhausted[charge.counter]
+                del exhausted[charge.counter]
                 continue
             raise GatewayError(refusal.status, refusal.code, refusal.message,
                                headers={**refusal.headers, "retry-after": str(_retry_after(charge, now))})
-
-
-def _remember_exhausted(charge: Charge, remaining: dict[str, float], refusal: GatewayError, now: float) -> None:
-    if charge.limit.kind != "concurrent" and remaining.get(charge.counter, 1) <= 0:
-        if len(_exhausted) > 10_000:            # bounded: drop the lapsed ones, else all
-            for counter in [c for c, (until, _) in _exhausted.items() if until <= now] or list(_exhausted):
-                del _exhausted[counter]
-        _exhausted[charge.counter] = (min(charge.window_end, now + EXHAUSTED_MEMORY_S), refusal)
 
 
 class Budget(Stage):
@@ -117,9 +128,10 @@ class Budget(Stage):
     reads = frozenset({"endpoint", "key", "model", "path", "request_id"})
     writes = frozenset({"body", "body_changed", "log_fields", "output_reserved", "ratelimit_headers"})
 
-    def __init__(self, store, settings) -> None:
+    def __init__(self, store, settings, exhausted: ExhaustedCounters | None = None) -> None:
         self.store = store
         self.settings = settings
+        self.exhausted = exhausted or ExhaustedCounters()
 
     async def request_body(self, call: Call) -> None:
         limits = _limits(call)
@@ -168,7 +180,7 @@ class Budget(Stage):
             headers = {"retry-after": str(retry_after),
                        **ratelimit_headers(charges, admission.remaining, now)}
             refusal = GatewayError(429, code, _refusal_message(refused, code), headers=headers)
-            _remember_exhausted(refused, admission.remaining, refusal, now)
+            self.exhausted.remember(refused, admission.remaining, refusal, now)
             raise refusal
         metrics.child(metrics.budget_admissions,
                       "allotment" if admission.in_memory else "store").inc()

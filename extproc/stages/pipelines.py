@@ -5,7 +5,7 @@ from __future__ import annotations
 from ..config.filter_config import GatewayConfig
 from .admission import Admission
 from .attempt import AttemptRewrite
-from .budget import Budget, BudgetPrecheck, BudgetSettle
+from .budget import Budget, BudgetPrecheck, BudgetSettle, ExhaustedCounters
 from .caps import SessionSettle, SpendCaps
 from .cost import CallCost
 from .cut_stream import CutStream
@@ -37,15 +37,16 @@ def build_pipeline(config: GatewayConfig, store=None, cut_streams: WorkerCutStre
     budgets = store is not None
     caps = bool(config.caps.per_call or config.caps.session)
     cut_streams = cut_streams or WorkerCutStreams()
+    exhausted = ExhaustedCounters()          # Budget finds them, BudgetPrecheck refuses at once
     return Pipeline([
         Admission(),
         ParseRequest(),
         StoredResponses(store),              # routes a stored response's calls at their headers;
                                              # a `previous_response_id` must be the caller's (body)
         ResolveModel(),
-        *([BudgetPrecheck()] if budgets else []),   # a caller already out of budget: no scan
+        *([BudgetPrecheck(exhausted)] if budgets else []),   # a caller already out of budget: no scan
         GuardRequest(store),                 # before budgets and routing: see guard.py
-        *([Budget(store, config.store)] if budgets else []),
+        *([Budget(store, config.store, exhausted)] if budgets else []),
         *([SpendCaps(store, config.caps, config.store)] if caps else []),
         Route(),
         OneMessageResponse(),                # after Admission (headers) and Budget, Route (body)

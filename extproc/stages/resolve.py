@@ -16,21 +16,31 @@ from ..pipeline.stage import Stage
 # seventh of the checks). Bounded by the bytes kept; the oldest go first.
 CHECKED_MIN_BYTES = 32_768
 CHECKED_MAX_BYTES = 16_000_000
-_checked: dict[tuple[str, bytes], None] = {}
-_checked_bytes = 0
 
 
-def _remember_checked(key: tuple[str, bytes]) -> None:
-    global _checked_bytes
-    size = len(key[1])
-    if size > CHECKED_MAX_BYTES // 4:
-        return
-    while _checked_bytes + size > CHECKED_MAX_BYTES:
-        oldest = next(iter(_checked))
-        del _checked[oldest]
-        _checked_bytes -= len(oldest[1])
-    _checked[key] = None
-    _checked_bytes += size
+class SoundBodies:
+    """Long bodies this pipeline found sound, by their endpoint and bytes; the oldest go
+    first past CHECKED_MAX_BYTES."""
+    __slots__ = ("bodies", "size")
+
+    def __init__(self) -> None:
+        self.bodies: dict[tuple[str, bytes], None] = {}
+        self.size = 0
+
+    def __contains__(self, key: tuple[str, bytes]) -> bool:
+        return key in self.bodies
+
+    def remember(self, key: tuple[str, bytes]) -> None:
+        size = len(key[1])
+        if size > CHECKED_MAX_BYTES // 4:
+            return
+        bodies = self.bodies
+        while self.size + size > CHECKED_MAX_BYTES:
+            oldest = next(iter(bodies))
+            del bodies[oldest]
+            self.size -= len(oldest[1])
+        bodies[key] = None
+        self.size += size
 
 
 class ParseRequest(Stage):
@@ -39,6 +49,9 @@ class ParseRequest(Stage):
     name = "parse"
     reads = frozenset({"endpoint", "path", "raw_body", "resource_id"})
     writes = frozenset({"body", "body_changed", "client_wants_usage", "model_name", "stream"})
+
+    def __init__(self) -> None:
+        self.sound = SoundBodies()
 
     def request_body(self, call: Call) -> None:
         if not (call.endpoint.generates or call.codec.counts_tokens):
@@ -59,10 +72,10 @@ class ParseRequest(Stage):
                 body["model"] = model
                 call.body_changed = True
         checked = (call.endpoint.kind, call.raw_body) if len(call.raw_body) >= CHECKED_MIN_BYTES else None
-        if checked is None or checked not in _checked:
+        if checked is None or checked not in self.sound:
             self._check(call, body, model)
             if checked is not None:
-                _remember_checked(checked)
+                self.sound.remember(checked)
         call.body = body
         call.model_name = model
         call.stream = call.endpoint.streams_by_path or body.get("stream") is True
