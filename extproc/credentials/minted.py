@@ -36,6 +36,7 @@ class MintedToken:
         self._minted = threading.Event()  # a first token exists
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._patient_until = 0.0         # until then, a failed first mint is not yet an error
         self.mints = 0                    # tokens minted (tests, logs)
 
     def reveal(self) -> str:
@@ -51,6 +52,7 @@ class MintedToken:
         """Start the refresh thread (once) and wait up to `wait` seconds for a first token:
         a worker starts serving with one. False when none came in time (the thread goes on)."""
         if self._thread is None:
+            self._patient_until = time.monotonic() + wait
             self._thread = threading.Thread(target=self._run, name=f"mint {self.describe}", daemon=True)
             self._thread.start()
         return self._minted.wait(wait)
@@ -75,9 +77,13 @@ class MintedToken:
                 retry = _RETRY_FIRST
             except Exception as error:      # noqa: BLE001 - the thread must outlive a bad endpoint
                 left = self._expires_at - time.monotonic()
-                log.error("could not mint an access token for %s (%s: %s); retrying in %.0fs%s",
-                          self.describe, type(error).__name__, _first_line(error), retry,
-                          f", the current one lasts {left:.0f}s more" if left > 0 else "")
+                # A token endpoint starting beside the worker (the quickstart's mock) may not
+                # answer at first: only once the start's patience is over is it an error.
+                starting = not self._minted.is_set() and time.monotonic() < self._patient_until
+                log.log(logging.INFO if starting else logging.ERROR,
+                        "could not mint an access token for %s (%s: %s); retrying in %.0fs%s",
+                        self.describe, type(error).__name__, _first_line(error), retry,
+                        f", the current one lasts {left:.0f}s more" if left > 0 else "")
                 # Sooner while the current token lasts: the next try must come before it ends.
                 wait = min(retry, max(left / 2, _RETRY_FIRST)) if left > 0 else retry
                 retry = min(retry * 2, _RETRY_MOST)
