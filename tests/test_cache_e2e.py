@@ -293,3 +293,24 @@ def test_on_redis_entries_are_shared_and_a_redis_that_is_down_is_a_miss(tmp_path
     finally:
         stack.stop()
         redis.stop()
+
+
+def test_the_quickstart_caches_research_s_gpt_4o_mini_only(tmp_path):
+    stack = GatewayStack(tmp_path, quickstart_config(response_cache=True), workers=1).start()
+    try:
+        prompt = _prompt()
+        alice, bob = _client(stack), _client(stack, "sk-demo-bob")
+        assert [_chat(alice, prompt).headers["x-gateway-cache"] for _ in range(2)] == ["miss", "hit"]
+        assert all("x-gateway-cache" not in _chat(bob, prompt).headers for _ in range(2))      # team support
+        assert "x-gateway-cache" not in _chat(alice, prompt, model="gpt-4o").headers
+        assert _calls_with(stack, prompt) == 4          # alice's first, bob's two, gpt-4o's
+        time.sleep(1.5)                                  # the meters reach the store every 0.5 s
+        usage = subprocess.run([sys.executable, "-m", "extproc", "usage", "--config", str(tmp_path / "gateway.yaml"),
+                                "--state-dir", str(stack.state_dir), "--by", "cache", "--json"],
+                               capture_output=True, text=True, timeout=60)
+        rows = {r["cache"]: r for r in json.loads(usage.stdout)["rows"]}
+        assert rows["hit"]["requests"] == 1 and rows["hit"]["usd"] == 0
+        assert rows["hit"]["saved_usd"] == pytest.approx(rows["miss"]["usd"]) and rows["miss"]["usd"] > 0
+        assert rows[""]["requests"] == 3                 # the calls the cache does not take
+    finally:
+        stack.stop()

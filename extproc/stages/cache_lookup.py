@@ -34,6 +34,7 @@ from ..pipeline.call import Call
 from ..pipeline.stage import ImmediateAnswer, Stage
 from ..store import StoreUnavailable, maybe_await
 from ..store.cache_settings import CacheRule
+from .cost import COST_HEADER, usd
 
 log = logging.getLogger("extproc.cache")
 
@@ -211,7 +212,7 @@ class CacheLookup(Stage):
         try:
             meta, body = read_entry(value)
             age = max(0, int(time.time() - meta.get("created", time.time())))
-            headers = {CACHE_HEADER: HIT, "age": str(age), **call.ratelimit_headers}
+            headers = {CACHE_HEADER: HIT, "age": str(age), COST_HEADER: usd(0.0), **call.ratelimit_headers}
             if call.request_id:
                 headers["x-request-id"] = call.request_id
             if call.stream:
