@@ -45,9 +45,8 @@ class CacheStore(Stage):
             value = self._entry(call, outcome)
             if value is not None and self.handle.usable():
                 try:
-                    await maybe_await(self.handle.store.put(outcome.digest, outcome.scope, call.model.name,
-                                                            value, outcome.rule.ttl_s))
-                    call.log_fields["cache_stored"] = True
+                    call.log_fields["cache_stored"] = bool(await maybe_await(self.handle.store.put(
+                        outcome.digest, outcome.scope, call.model.name, value, outcome.rule.ttl_s)))
                 except StoreUnavailable as error:
                     self.handle.failed("put", error)
         finally:

@@ -57,11 +57,18 @@ class SQLiteCache:
             raise StoreUnavailable(str(error)) from error
         return row[0] if row else None
 
-    def put(self, digest: str, scope: str, model: str, value: bytes, ttl_s: float) -> None:
+    def put(self, digest: str, scope: str, model: str, value: bytes, ttl_s: float) -> bool:
+        """Keeps an entry; False when another process held the write lock past
+        LOOP_BUSY_TIMEOUT (the entry is dropped: a worker's loop never waits longer)."""
         now = time.time()
         size = len(value) + len(digest) + len(scope) + len(model)
         try:
-            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                self._db.execute("BEGIN IMMEDIATE")
+            except sqlite3.OperationalError as error:
+                if getattr(error, "sqlite_errorcode", None) == sqlite3.SQLITE_BUSY:
+                    return False
+                raise
             try:
                 old = self._db.execute("SELECT size FROM entries WHERE digest = ?", (digest,)).fetchone()
                 self._db.execute("INSERT OR REPLACE INTO entries VALUES (?, ?, ?, ?, ?, ?)",
@@ -76,6 +83,7 @@ class SQLiteCache:
                 raise
         except sqlite3.Error as error:
             raise StoreUnavailable(str(error)) from error
+        return True
 
     def _add_total(self, delta: int) -> int:
         return self._db.execute(
@@ -209,7 +217,7 @@ class RedisCache:
         except self._errors as error:
             raise StoreUnavailable(str(error)) from error
 
-    async def put(self, digest: str, scope: str, model: str, value: bytes, ttl_s: float) -> None:
+    async def put(self, digest: str, scope: str, model: str, value: bytes, ttl_s: float) -> bool:
         now = time.time()
         size = len(value) + len(digest) + len(scope) + len(model)
         try:
@@ -218,6 +226,7 @@ class RedisCache:
                                   f"{size}\t{scope}\t{model}", size, self.max_bytes, repr(now), _ENTRY])
         except self._errors as error:
             raise StoreUnavailable(str(error)) from error
+        return True
 
     async def _entries(self, scope: str | None, model: str | None) -> list[tuple[str, int, str, str]]:
         found = []
