@@ -77,3 +77,24 @@ def test_a_redis_that_cannot_be_reached_raises_store_unavailable():
     finally:
         loop.run_until_complete(store.close())
         loop.close()
+
+
+def test_a_worker_s_entries_are_written_behind_and_read_at_once(tmp_path):
+    from extproc.store.response_cache import FLUSH_S
+    path = str(tmp_path / "cache.sqlite3")
+    other = SQLiteCache(path, 10_000, patient=True)          # another process's view: the file
+
+    async def worker() -> None:
+        cache = SQLiteCache(path, 10_000)
+        for index in range(5):
+            assert cache.put(f"d{index}", "team:a", "m", b"{}\n{}", 60) is True
+        assert cache.get("d3") == b"{}\n{}"                    # its own pending entries, at once
+        assert other.get("d3") is None                          # not written yet
+        await asyncio.sleep(FLUSH_S + 0.1)
+        assert other.get("d3") == b"{}\n{}" and other.stats()["entries"] == 5
+        cache.put("d9", "team:a", "m", b"{}\n{}", 60)
+        cache.close()                                           # what is pending is written on close
+        assert other.get("d9") == b"{}\n{}"
+
+    asyncio.run(worker())
+    other.close()

@@ -66,8 +66,8 @@ class CacheStoreHandle:
     def __init__(self, store) -> None:
         self.store = store
         self.down_until = 0.0
-        # digest -> (the leader's entry to come, or None; when it began)
-        self.in_flight: dict[str, tuple[asyncio.Future, float]] = {}
+        # digest -> [the leader's entry to come (a future, made by the first follower), when it began]
+        self.in_flight: dict[str, list] = {}
 
     def usable(self) -> bool:
         return self.store is not None and time.monotonic() >= self.down_until
@@ -200,9 +200,11 @@ class CacheLookup(Stage):
         leader = in_flight.get(outcome.digest)
         if leader is None or leader[1] < now - wait or wait <= 0:     # none, or one long gone
             if wait > 0:
-                in_flight[outcome.digest] = (asyncio.get_running_loop().create_future(), now)
+                in_flight[outcome.digest] = [None, now]
                 outcome.leader = True
             return None
+        if leader[0] is None:
+            leader[0] = asyncio.get_running_loop().create_future()
         try:
             return await asyncio.wait_for(asyncio.shield(leader[0]), wait - (now - leader[1]))
         except asyncio.TimeoutError:

@@ -52,7 +52,7 @@ class CacheStore(Stage):
         finally:
             if outcome.leader:
                 waiting = self.handle.in_flight.pop(outcome.digest, None)
-                if waiting is not None and not waiting[0].done():
+                if waiting is not None and waiting[0] is not None and not waiting[0].done():
                     waiting[0].set_result(value)
 
     @staticmethod
