@@ -59,10 +59,10 @@ def main() -> None:
             for label, url, key, body in (
                     ("Envoy alone, JSON", alone, KEYS["envoy alone"], _body("gpt-4o-mini", False)),
                     ("gateway, cache hit", gateway, KEYS["gateway"], _body("gpt-4o-mini", False))):
-                result = _measured(binary, url, key, body, args, sides.workers, cpu, label, fresh=False)
+                result = _measured(binary, url, key, body, args, sides, cpu, label, fresh=False)
                 rates.setdefault(label, []).append(result["rps"])
             for label, model in (("miss, cache off", "gpt-4o"), ("miss, cache on", "gpt-4o-mini")):
-                result = _measured(binary, gateway, KEYS["gateway"], _body(model, True), args, sides.workers, cpu,
+                result = _measured(binary, gateway, KEYS["gateway"], _body(model, True), args, sides, cpu,
                                    label, fresh=True)
                 rates.setdefault(label, []).append(result["rps"])
         stats = httpx.get(f"{sides.stack.admin_url}/cache/stats").json()
@@ -70,6 +70,7 @@ def main() -> None:
         line = f"{label:<22} {statistics.median(values):>8,.0f} req/s (rounds: {', '.join(f'{v:,.0f}' for v in values)})"
         if label in cpu:
             line += f"   worker CPU {statistics.median(cpu[label]):,.0f} µs/request"
+        line += f", Envoy CPU {statistics.median(cpu[label + ' envoy']):,.0f} µs/request"
         print(line)
     hit = statistics.median(rates["gateway, cache hit"]) / statistics.median(rates["Envoy alone, JSON"])
     on, off = statistics.median(cpu["miss, cache on"]), statistics.median(cpu["miss, cache off"])
@@ -77,15 +78,19 @@ def main() -> None:
           f"of the cache off ({on - off:+,.0f} µs/request); entries stored: {stats['entries']:,}")
 
 
-def _measured(binary: str, url: str, key: str, body: str, args, workers: list[int], cpu: dict, label: str,
+def _measured(binary: str, url: str, key: str, body: str, args, sides, cpu: dict, label: str,
               fresh: bool) -> dict:
-    before = sum(cpu_seconds(p) for p in workers)
+    """One wrk run; the CPU per request of the worker (gateway rows) and of the side's Envoy."""
+    envoys = [sides.alone.pid] if label.startswith("Envoy alone") else sides.envoys
+    workers = [] if label.startswith("Envoy alone") else sides.workers
+    before = sum(cpu_seconds(p) for p in workers), sum(cpu_seconds(p) for p in envoys)
     result = wrk(binary, url, key, body, args.seconds, args.connections, fresh=fresh)
     if result["errors"]:
         raise RuntimeError(f"{label}: {result['errors']} non-2xx answers")
-    if url.endswith("/chat/completions") and label != "Envoy alone, JSON":
-        cpu.setdefault(label, []).append((sum(cpu_seconds(p) for p in workers) - before)
-                                         / max(1, result["requests"]) * 1e6)
+    requests = max(1, result["requests"])
+    if workers:
+        cpu.setdefault(label, []).append((sum(cpu_seconds(p) for p in workers) - before[0]) / requests * 1e6)
+    cpu.setdefault(label + " envoy", []).append((sum(cpu_seconds(p) for p in envoys) - before[1]) / requests * 1e6)
     return result
 
 
