@@ -26,6 +26,7 @@ def _config(store: dict | None = None) -> dict:
     config["cache"] = {"rules": [
         {"models": ["gpt-4o"], "ttl_s": 1},                                   # expires fast
         {"models": ["gpt-4o-mini", "claude-sonnet-4-6"], "scope": "team", "ttl_s": 600},
+        {"models": ["gemini-2.5-flash"], "teams": ["research"], "scope": "key"},
     ], "stampede_wait_s": 10}
     if store is not None:
         config["store"] = store
@@ -131,6 +132,27 @@ def test_a_stream_request_is_replayed_as_the_dialect_s_events(stack):
         message = stream.get_final_message()
     assert message.content[0].text == prompt and message.stop_reason == "end_turn"
     assert _calls_with(stack, prompt, "mock-anthropic") == 1
+
+
+def test_gemini_callers_json_and_a_replayed_stream(stack):
+    prompt = _prompt()
+    url = f"http://127.0.0.1:{stack.port}/v1beta/models/gemini-2.5-flash"
+    body = {"contents": [{"role": "user", "parts": [{"text": prompt}]}],
+            "generationConfig": {"maxOutputTokens": 40, "temperature": 0}}
+    key = {"x-goog-api-key": "sk-demo-alice"}
+    first = httpx.post(f"{url}:generateContent", json=body, headers=key, timeout=30)
+    second = httpx.post(f"{url}:generateContent", json=body, headers=key, timeout=30)
+    assert (first.headers["x-gateway-cache"], second.headers["x-gateway-cache"]) == ("miss", "hit")
+    assert second.json() == first.json()
+    streamed = httpx.post(f"{url}:streamGenerateContent?alt=sse", json=body, headers=key, timeout=30)
+    assert streamed.headers["x-gateway-cache"] == "hit"
+    events = [json.loads(line[5:]) for line in streamed.text.splitlines() if line.startswith("data:")]
+    text = "".join(part.get("text", "") for event in events for candidate in event.get("candidates", [])
+                   for part in candidate.get("content", {}).get("parts", []))
+    assert text == first.json()["candidates"][0]["content"]["parts"][0]["text"] == prompt
+    warm = {**body, "generationConfig": {"maxOutputTokens": 40, "temperature": 0.9}}
+    assert httpx.post(f"{url}:generateContent", json=warm, headers=key, timeout=30).headers["x-gateway-cache"] == "bypass"
+    assert _calls_with(stack, prompt, "mock-gemini") == 2
 
 
 def test_two_teams_with_the_same_prompt_never_share(stack):
