@@ -27,6 +27,7 @@ def _config(store: dict | None = None) -> dict:
         {"models": ["gpt-4o"], "ttl_s": 1},                                   # expires fast
         {"models": ["gpt-4o-mini", "claude-sonnet-4-6"], "scope": "team", "ttl_s": 600},
         {"models": ["gemini-2.5-flash"], "teams": ["research"], "scope": "key"},
+        {"models": ["smart"], "teams": ["research"]},                          # a virtual model
     ], "stampede_wait_s": 10}
     if store is not None:
         config["store"] = store
@@ -196,9 +197,18 @@ def test_what_does_not_qualify_is_a_bypass(stack):
     record = stack.wait_for_record(warm[0].headers["x-request-id"])
     assert record["cache"] == "bypass" and record["cache_bypass_reason"] == "temperature"
     assert _calls_with(stack, prompt) == 5
-    # A model no rule names, and a team no rule names, are not the cache's at all.
-    response = _chat(client, prompt, model="gemini-2.5-flash")
+    # A model no rule names is not the cache's at all.
+    response = _chat(client, prompt, model="smart-claude")
     assert "x-gateway-cache" not in response.headers
+
+
+def test_a_virtual_model_s_answer_after_failover_is_cached(stack):
+    prompt = _prompt()
+    client = _client(stack)
+    first, second = _chat(client, prompt, model="smart"), _chat(client, prompt, model="smart")
+    assert first.headers["x-gateway-backend"] == "mock-backup" and first.headers["x-gateway-cache"] == "miss"
+    assert second.headers["x-gateway-cache"] == "hit" and second.parse().id == first.parse().id
+    assert _calls_with(stack, prompt, "mock") == 1               # mock-backup is the mock listener
 
 
 def test_an_entry_expires_after_its_ttl(stack):
