@@ -156,6 +156,7 @@ def load_config(path: str, *, strict_credentials: bool = True) -> GatewayConfig:
         mcp=parse_mcp(root.get("mcp"), guardrails, strict_credentials),
     )
     _warn_of_an_open_catch_all(config, root.get("identity"))
+    _warn_of_unknown_cached_models(config, root.get("cache"))
     problems.raise_if_any()
     config = dataclasses.replace(config, warnings=tuple(problems.warnings))
     return config
@@ -173,6 +174,15 @@ def _warn_of_an_open_catch_all(config: GatewayConfig, identity: Node) -> None:
     identity.get("teams").get(CATCH_ALL_TEAM).warn(
         "lets every team without an entry use every model with no team budget; list its models, "
         "or add a budget with `scope: team` and no `match` (one per team)")
+
+
+def _warn_of_unknown_cached_models(config: GatewayConfig, cache: Node) -> None:
+    """A cache rule naming a model nobody can call caches nothing: probably a typo."""
+    for rule, node in zip(config.cache.rules, cache.get("rules").elements()):
+        for name in rule.models:
+            if not _is_pattern(name) and config.model(name) is None:
+                node.get("models").warn(f"names {name!r}, which is not a model of this config: "
+                                        f"nothing is cached for it")
 
 
 def default_state_dir() -> str:

@@ -113,6 +113,18 @@ def _cache_handle(config: GatewayConfig) -> CacheStoreHandle:
     return CacheStoreHandle(open_cache(config.cache, config.store) if config.cache.enabled else None)
 
 
+async def _close_cache(cache: CacheStoreHandle) -> None:
+    store, cache.store = cache.store, None
+    if store is None:
+        return
+    try:
+        closing = store.close()
+        if inspect.isawaitable(closing):
+            await closing
+    except Exception:                     # noqa: BLE001 - shutting down: logged, not raised
+        log.exception("closing the response cache's store")
+
+
 def reloaded(runtime: Runtime, config: GatewayConfig) -> Runtime:
     """A runtime for a new config; the budget store is kept when its settings did not
     change, else the old one is closed once the calls still using it have ended. The
@@ -200,6 +212,7 @@ async def serve_worker(config_path: str, address: str, health_address: str | Non
     if processor._background:
         await asyncio.wait(list(processor._background), timeout=5)
     processor.runtime.store.retire()
+    await _close_cache(processor.runtime.cache)     # the entries still written behind
     if _closing:
         await asyncio.wait(list(_closing), timeout=5)
     await close_exporters()             # the spans of the calls just ended
