@@ -118,10 +118,12 @@ class Sides:
     stack: GatewayStack | None = None     # the gateway (its config and state dir)
 
 
-def start_sides(cleanup: contextlib.ExitStack, store: str = "sqlite", transport: str = "h2") -> Sides:
+def start_sides(cleanup: contextlib.ExitStack, store: str = "sqlite", transport: str = "h2",
+                edit=None) -> Sides:
     """The gateway (one worker, the quickstart pipeline, a token budget for alice's team in
     `store`, and a key whose responses a guardrail reads) and Envoy alone in front of its
-    mock: Envoy and the worker on core 0, the mock on core 1. `cleanup` stops them."""
+    mock: Envoy and the worker on core 0, the mock on core 1. `cleanup` stops them.
+    `edit`: called with the gateway's config before it starts (bench/cache.py)."""
     workdir = Path(tempfile.mkdtemp(prefix="llmgw-bench-"))
     config = quickstart_config()
     config.setdefault("server", {})["transport"] = transport
@@ -141,6 +143,8 @@ def start_sides(cleanup: contextlib.ExitStack, store: str = "sqlite", transport:
                                              "api_key": {"value": "mock-provider-key"}}
     config["models"]["responses-mini"] = {"backends": [{"provider": "responses-only", "model": "gpt-4o-mini"}],
                                           "price": {"input": 0.15, "output": 0.60}}
+    if edit is not None:
+        edit(config)
     stack = GatewayStack(workdir, config, workers=1)
     cleanup.callback(stack.stop)
     stack.start()

@@ -76,11 +76,19 @@ def main(argv: list[str] | None = None) -> None:
     usage = commands.add_parser("usage", help="spend and remaining budget per key and team")
     usage.add_argument("--config", help="filter config (default: the shipped quickstart)")
     usage.add_argument("--state-dir", help="the state dir `extproc up` used (SQLite store)")
-    usage.add_argument("--by", help="spend grouped by DIM[,DIM...]: key, user, team, model, backend, "
+    usage.add_argument("--by", help="spend grouped by DIM[,DIM...]: key, user, team, model, backend, cache, "
                        "tag:<name> (a set of dimensions the config's `metering` keeps)")
     usage.add_argument("--window", choices=("hour", "day", "month"), default="day",
                        help="with --by: the current hour, day or month, UTC (default day)")
     usage.add_argument("--json", action="store_true", help="with --by: JSON, for scripts")
+
+    cache = commands.add_parser("cache", help="the response cache: its entries (stats) or their removal (purge)")
+    cache.add_argument("action", choices=("stats", "purge"))
+    cache.add_argument("--config", help="filter config (default: the shipped quickstart)")
+    cache.add_argument("--state-dir", help="the state dir `extproc up` used (embedded store)")
+    cache.add_argument("--scope", help="only this scope's entries: team:<team>, key:<key id>, user:<user> or global")
+    cache.add_argument("--model", help="only this model's entries")
+    cache.add_argument("--json", action="store_true", help="JSON, for scripts")
 
     from .runtime.keys_cli import add_keys_parser
     from .runtime.token_cli import add_token_parser
@@ -319,6 +327,34 @@ def _usage_by(config, args) -> int:
     return 0
 
 
+def cmd_cache(args) -> int:
+    import json
+
+    from .runtime.cache_admin import cache_purge, cache_stats, stats_table
+    from .store import StoreUnavailable
+    if args.state_dir:
+        os.environ["LLMGW_STATE_DIR"] = args.state_dir
+    with detectors_not_made():
+        config = _load_or_report(args.config or envoy_config.shipped("config/quickstart.yaml"),
+                                 strict_credentials=False)      # calls no provider
+    if config is None:
+        return 2
+    try:
+        if args.action == "purge":
+            purged = cache_purge(config, args.scope, args.model)
+            print(json.dumps({"purged": purged}) if args.json else f"Purged {purged:,} entries.")
+        else:
+            stats = cache_stats(config, args.scope, args.model)
+            print(json.dumps(stats, indent=2) if args.json else stats_table(stats))
+    except ValueError as error:
+        print(error, file=sys.stderr)
+        return 2
+    except StoreUnavailable as error:
+        print(f"The response cache's store is unavailable: {error}", file=sys.stderr)
+        return 1
+    return 0
+
+
 def cmd_drain(args) -> int:
     from .runtime.envoy_admin import drain_envoy
     drained = drain_envoy(args.envoy_admin.rstrip("/") if args.envoy_admin.startswith("http") else args.envoy_admin, args.timeout, stop_listening=not args.wait_only)
@@ -353,5 +389,5 @@ def cmd_worker(args) -> int:
 
 
 _COMMANDS = {"up": cmd_up, "serve": cmd_serve, "mock-provider": cmd_mock, "mock-mcp": cmd_mock_mcp, "check": cmd_check,
-             "usage": cmd_usage, "keys": cmd_keys, "token": cmd_token, "worker": cmd_worker, "drain": cmd_drain,
+             "usage": cmd_usage, "cache": cmd_cache, "keys": cmd_keys, "token": cmd_token, "worker": cmd_worker, "drain": cmd_drain,
              "envoy-config": cmd_envoy_config, "mcp-aggregator": cmd_mcp_aggregator}

@@ -38,9 +38,10 @@ USAGE_CHUNK_STRIPPED = "usage-chunk-stripped"       # the Lua filter takes out a
 CUT_STREAMS_LOGGED = "cut-streams-logged"
 # What Envoy adds from `llm_gateway.headers` (HEADERS_FROM_METADATA): every header the
 # service would otherwise set on a response (its backend, the content type of an error
-# it rewrote, the budget's x-ratelimit-* and x-gateway-output-capped).
+# it rewrote, the budget's x-ratelimit-* and x-gateway-output-capped, the response cache's
+# x-gateway-cache).
 HEADERS_ADDED_FROM_METADATA = (
-    "x-gateway-backend", "content-type", "x-gateway-output-capped",
+    "x-gateway-backend", "content-type", "x-gateway-output-capped", "x-gateway-cache",
     *(f"x-ratelimit-{what}-{unit}" for unit in ("requests", "tokens") for what in ("limit", "remaining", "reset")))
 # What Envoy's json_to_metadata filter read from a JSON request body before the service
 # sees its headers (`stream`, `model`, `include_usage`).

@@ -18,8 +18,9 @@ from ..observability.settings import ObservabilitySettings, parse_observability
 from ..store.limits import Limit, StoreSettings, parse_limits, parse_store
 from .identity import CATCH_ALL_TEAM
 from .identity import IdentitySettings, parse_identity
+from ..store.cache_settings import CacheSettings, parse_cache
 from ..store.caps import CapSettings, parse_caps
-from ..store.meters import MeteringSettings, parse_metering
+from ..store.meters import CACHE_SET, MeteringSettings, meter_set, parse_metering
 from .mcp import McpSettings, parse_mcp
 from .models import Model, parse_model, qualified_model
 from .providers import Provider, parse_provider
@@ -88,6 +89,7 @@ class GatewayConfig:
     identity: IdentitySettings = IdentitySettings()
     metering: MeteringSettings = MeteringSettings()
     caps: CapSettings = CapSettings()
+    cache: CacheSettings = CacheSettings()
     mock_provider: Mapping | None = None
     mcp: McpSettings = McpSettings()
     warnings: tuple[str, ...] = ()   # valid but probably not meant (`extproc check` prints them)
@@ -116,7 +118,7 @@ def load_config(path: str, *, strict_credentials: bool = True) -> GatewayConfig:
     root = load_yaml(path, problems)
     root.only_keys("version", "server", "mock_provider", "providers", "models", "keys",
                    "budgets", "rate_limits", "store", "guardrails", "observability", "identity",
-                   "metering", "caps", "mcp")
+                   "metering", "caps", "mcp", "cache")
     with open(path, "rb") as handle:
         digest = hashlib.sha256(handle.read()).hexdigest()[:12]
     label = root.get("version").str("")
@@ -128,6 +130,11 @@ def load_config(path: str, *, strict_credentials: bool = True) -> GatewayConfig:
                                  "models: `models: \"*\"`)")
     keys = _keys(root.get("keys"), models, providers)
     guardrails = parse_guardrails(root.get("guardrails"))
+    cache = parse_cache(root.get("cache"), default_state_dir())
+    metering = parse_metering(root.get("metering"))
+    if cache.enabled and root.get("metering").get("dimensions").missing:
+        # Without a `metering` section, what the cache saved is metered by team and model too.
+        metering = dataclasses.replace(metering, sets=metering.sets + (meter_set(CACHE_SET),))
     config = GatewayConfig(
         path=path,
         version=f"{label}@{digest}" if label else digest,
@@ -142,12 +149,14 @@ def load_config(path: str, *, strict_credentials: bool = True) -> GatewayConfig:
         identity=parse_identity(root.get("identity"), strict_credentials,
                                 lambda node: _allowed_models(node, models, providers),
                                 os.path.dirname(os.path.abspath(path))),
-        metering=parse_metering(root.get("metering")),
+        metering=metering,
         caps=parse_caps(root.get("caps")),
+        cache=cache,
         mock_provider=root.get("mock_provider").value if not root.get("mock_provider").missing else None,
         mcp=parse_mcp(root.get("mcp"), guardrails, strict_credentials),
     )
     _warn_of_an_open_catch_all(config, root.get("identity"))
+    _warn_of_unknown_cached_models(config, root.get("cache"))
     problems.raise_if_any()
     config = dataclasses.replace(config, warnings=tuple(problems.warnings))
     return config
@@ -165,6 +174,15 @@ def _warn_of_an_open_catch_all(config: GatewayConfig, identity: Node) -> None:
     identity.get("teams").get(CATCH_ALL_TEAM).warn(
         "lets every team without an entry use every model with no team budget; list its models, "
         "or add a budget with `scope: team` and no `match` (one per team)")
+
+
+def _warn_of_unknown_cached_models(config: GatewayConfig, cache: Node) -> None:
+    """A cache rule naming a model nobody can call caches nothing: probably a typo."""
+    for rule, node in zip(config.cache.rules, cache.get("rules").elements()):
+        for name in rule.models:
+            if not _is_pattern(name) and config.model(name) is None:
+                node.get("models").warn(f"names {name!r}, which is not a model of this config: "
+                                        f"nothing is cached for it")
 
 
 def default_state_dir() -> str:

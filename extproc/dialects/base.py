@@ -94,6 +94,9 @@ class Codec:
     known_fields: frozenset[str] | None = None   # a request's top-level fields it knows
     translates = False          # it decodes and encodes the conversation model (below)
     model_in_body = True        # its requests name their model in the body (Gemini's: in the path)
+    # Request fields that cannot change the answer (who asks, how it is delivered): the
+    # response cache leaves them out of its key.
+    answer_neutral_fields: frozenset[str] = frozenset({"stream", "stream_options", "user", "metadata"})
 
     # --- requests ---------------------------------------------------------------------
 
@@ -120,6 +123,11 @@ class Codec:
 
     def answers_per_request(self, body: dict) -> int:
         return 1
+
+    def temperature(self, body: dict) -> float | None:
+        """The sampling temperature a request sets (None: the provider's default)."""
+        value = body.get("temperature")
+        return value if isinstance(value, (int, float)) and not isinstance(value, bool) else None
 
     def shape_problem(self, body: dict) -> str | None:
         return None

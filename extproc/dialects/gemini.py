@@ -104,6 +104,11 @@ class GenerateContent(Translating, Codec):
     def tool_name(self, tool: Any) -> str:
         return tool.get("name", "") if isinstance(tool, dict) and isinstance(tool.get("name"), str) else ""
 
+    def temperature(self, body: dict) -> float | None:
+        config = body.get("generationConfig")
+        value = config.get("temperature") if isinstance(config, dict) else None
+        return value if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
     def tool_names(self, body: dict) -> list[str]:
         return [self.tool_name(declaration) for tool in body.get("tools") or () if isinstance(tool, dict)
                 for declaration in tool.get("functionDeclarations") or ()]

@@ -123,6 +123,10 @@ store_errors = Counter(
 cut_streams = Counter(
     "gateway_cut_streams", "Streams passed through that ended without their usage (client left, "
     "provider dropped), by what their output was charged on.", ["charged_on"])
+cache_requests = Counter(
+    "gateway_cache_requests", "Calls the response cache took, by result (hit, miss, bypass, refresh).", ["result"])
+cache_saved_usd = Counter(
+    "gateway_cache_saved_usd", "What the response cache's hits would have cost at the provider, USD.", ["model", "team"])
 config_reloads = Counter("gateway_config_reloads", "Config reloads.", ["result"])
 mcp_calls = Counter(
     "gateway_mcp_calls", "MCP tool calls (tools/call) by profile, server, tool and outcome; the tool "

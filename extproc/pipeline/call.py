@@ -36,7 +36,8 @@ class Call:
         "response_in_body", "stream_passed_through", "envoy_features", "sent_bytes", "provider_kind",
         "translation", "stream_translation",
         "tags", "verdicts", "log_fields", "notes", "response_json", "response_id", "ratelimit_headers",
-        "output_reserved", "sent_output_tokens", "json_passing_by", "provider_answer", "mcp", "_prompt_tokens", "_owned",
+        "output_reserved", "sent_output_tokens", "json_passing_by", "provider_answer", "mcp", "cache", "_prompt_tokens",
+        "_owned",
     )
 
     def __init__(self, config: GatewayConfig, envoy_features: frozenset[str] = frozenset()) -> None:
@@ -97,6 +98,7 @@ class Call:
         self.json_passing_by = False         # a JSON answer too large to buffer goes by in chunks
         self.provider_answer = None          # a JSON answer as the provider wrote it, parsed
         self.mcp = None                      # an MCP call's state (stages/mcp/gate.py)
+        self.cache = None                    # the response cache's part in the call (stages/cache_lookup.py)
         self._prompt_tokens: int | None = None
         self._owned: dict[type, Any] = {}
 

@@ -98,7 +98,13 @@ class Reply:
         namespace's fields into what earlier replies set."""
         if self.metadata is None:
             self.metadata = {}
-        self.metadata.setdefault(namespace, {}).update(fields)
+        held = self.metadata.setdefault(namespace, {})
+        for name, value in fields.items():
+            # Stages add to the same struct (the response headers Envoy adds): merged, not replaced.
+            if isinstance(value, dict) and isinstance(held.get(name), dict):
+                held[name] = {**held[name], **value}
+            else:
+                held[name] = value
 
     def build(self, phase: str) -> ProcessingResponse:
         if not (self.set_headers or self.remove_headers or self.body is not None

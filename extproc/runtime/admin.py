@@ -1,4 +1,5 @@
-"""The admin HTTP endpoint: /metrics, /healthz, /readyz, /usage (spend by dimension).
+"""The admin HTTP endpoint: /metrics, /healthz, /readyz, /usage (spend by dimension),
+/cache/stats and /cache/purge (the response cache: cache_admin.py).
 
 Runs in the supervisor process, which aggregates the workers' metrics through
 prometheus-client's multiprocess mode. Binds to localhost unless told otherwise.
@@ -14,7 +15,8 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 
 
 def start_admin(address: str, ready: Callable[[], tuple[bool, str]], collectors=(),
-                usage: Callable[[str], tuple[int, bytes]] | None = None) -> ThreadingHTTPServer:
+                usage: Callable[[str], tuple[int, bytes]] | None = None,
+                cache: Callable[[str, str, str], tuple[int, bytes]] | None = None) -> ThreadingHTTPServer:
     """`collectors`: metrics the supervisor computes itself at each scrape, beside the
     workers' (the budgets' remaining, read from the store)."""
     host, _, port = address.rpartition(":")
@@ -36,6 +38,15 @@ def start_admin(address: str, ready: Callable[[], tuple[bool, str]], collectors=
             elif path == "/usage" and usage is not None:
                 status, body = usage(query)          # the store's report (usage_report.py)
                 self._send(status, body, "application/json")
+            elif path.startswith("/cache/") and cache is not None:
+                self._send(*cache("GET", path, query), "application/json")
+            else:
+                self._send(404, b"not found\n", "text/plain")
+
+        def do_POST(self) -> None:  # noqa: N802 (stdlib name)
+            path, _, query = self.path.partition("?")
+            if path.startswith("/cache/") and cache is not None:
+                self._send(*cache("POST", path, query), "application/json")
             else:
                 self._send(404, b"not found\n", "text/plain")
 

@@ -92,8 +92,10 @@ class Supervisor:
         from .budget_gauge import BudgetRemaining
         from .admin import start_admin
         from .usage_report import admin_usage
+        from .cache_admin import admin_cache
         self.admin = start_admin(self.config.server.admin_address, self.ready, [BudgetRemaining(self.config)],
-                                 usage=lambda query: admin_usage(self.config, query))
+                                 usage=lambda query: admin_usage(self.config, query),
+                                 cache=lambda method, path, query: admin_cache(self.config, method, path, query))
         if self.config.identity.admin_api is not None:       # keys managed at run time, over HTTP
             from .keys_admin import start_keys_admin
             self.keys_admin = start_keys_admin(self.config)

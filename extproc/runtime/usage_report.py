@@ -70,10 +70,10 @@ def parse_by(text: str) -> tuple[str, ...]:
     from ..store.meters import valid_dimension
     dims = tuple(part.strip().lower() for part in text.split(",") if part.strip())
     if not dims:
-        raise ValueError("--by needs at least one dimension (key, user, team, model, backend, tag:<name>).")
+        raise ValueError("--by needs at least one dimension (key, user, team, model, backend, cache, tag:<name>).")
     for dim in dims:
         if not valid_dimension(dim):
-            raise ValueError(f"Unknown dimension {dim!r}: one of key, user, team, model, backend, tag:<name>.")
+            raise ValueError(f"Unknown dimension {dim!r}: one of key, user, team, model, backend, cache, tag:<name>.")
     if len(set(dims)) != len(dims):
         raise ValueError("--by names a dimension twice.")
     return dims
@@ -94,10 +94,13 @@ def usage_by(config: GatewayConfig, by: tuple[str, ...], window: str = "day", st
 
 def usage_by_table(result: dict) -> str:
     by = result["by"]
-    lines = [tuple(d.upper() for d in by) + ("REQUESTS", "INPUT TOKENS", "OUTPUT TOKENS", "USD")]
+    saved = any("saved_usd" in row for row in result["rows"])
+    lines = [tuple(d.upper() for d in by) + ("REQUESTS", "INPUT TOKENS", "OUTPUT TOKENS", "USD") +
+             (("SAVED USD",) if saved else ())]
     for row in result["rows"]:
         lines.append(tuple(row[d] or "-" for d in by) + (
-            f"{row['requests']:,}", f"{row['input_tokens']:,}", f"{row['output_tokens']:,}", f"{row['usd']:.6f}"))
+            f"{row['requests']:,}", f"{row['input_tokens']:,}", f"{row['output_tokens']:,}", f"{row['usd']:.6f}") +
+            ((f"{row.get('saved_usd', 0.0):.6f}",) if saved else ()))
     if len(lines) == 1:
         return f"No spend in this {result['window']} yet."
     widths = [max(len(str(row[i])) for row in lines) for i in range(len(lines[0]))]

@@ -24,7 +24,9 @@ from ..observability import metrics
 from ..observability.span_export import close_exporters, close_unused_exporters
 from ..stages.pipelines import build_mcp_pipeline, build_pipeline, build_upstream_pipeline
 from ..stages.key_ring import KEY_RING
+from ..stages.cache_lookup import CacheStoreHandle
 from ..store import open_worker_store
+from ..store.response_cache import open_cache
 from ..store.cut_streams import WorkerCutStreams
 from ..transport import compiled
 from ..transport.grpc_h2 import CLIENT_STREAM, MESSAGES, UNARY, GrpcServer, Method
@@ -94,24 +96,47 @@ class Runtime:
     """The config and pipeline in force; swapped whole on reload."""
 
     def __init__(self, config: GatewayConfig, store: StoreInUse | None = None,
-                 cut_streams: WorkerCutStreams | None = None) -> None:
+                 cut_streams: WorkerCutStreams | None = None, cache: CacheStoreHandle | None = None) -> None:
         self.config = config
         if store is None:     # always open: budgets, stored responses and cut streams use it
             store = StoreInUse(open_worker_store(config.store, _count_exchange_failure))
         self.store = store
         self.cut_streams = cut_streams or WorkerCutStreams(config.store)
-        self.pipeline = build_pipeline(config, store.store, self.cut_streams)
+        self.cache = cache if cache is not None else _cache_handle(config)
+        self.pipeline = build_pipeline(config, store.store, self.cut_streams, self.cache)
         self.upstream_pipeline = build_upstream_pipeline(config)
         self.mcp_pipeline = build_mcp_pipeline(config, store.store)
 
 
+def _cache_handle(config: GatewayConfig) -> CacheStoreHandle:
+    """The response cache's store (none when no rule caches anything)."""
+    return CacheStoreHandle(open_cache(config.cache, config.store) if config.cache.enabled else None)
+
+
+async def _close_cache(cache: CacheStoreHandle) -> None:
+    store, cache.store = cache.store, None
+    if store is None:
+        return
+    try:
+        closing = store.close()
+        if inspect.isawaitable(closing):
+            await closing
+    except Exception:                     # noqa: BLE001 - shutting down: logged, not raised
+        log.exception("closing the response cache's store")
+
+
 def reloaded(runtime: Runtime, config: GatewayConfig) -> Runtime:
     """A runtime for a new config; the budget store is kept when its settings did not
-    change, else the old one is closed once the calls still using it have ended."""
+    change, else the old one is closed once the calls still using it have ended. The
+    response cache's store is kept while its settings and the budget store's stay."""
+    cache = runtime.cache if (config.cache.enabled and runtime.cache.store is not None
+                              and (config.cache.path, config.cache.max_bytes, config.store)
+                              == (runtime.config.cache.path, runtime.config.cache.max_bytes,
+                                  runtime.config.store)) else None
     if runtime.store.store is not None and config.store == runtime.config.store:
-        return Runtime(config, runtime.store, runtime.cut_streams)
+        return Runtime(config, runtime.store, runtime.cut_streams, cache)
     runtime.store.retire()
-    return Runtime(config, cut_streams=runtime.cut_streams)
+    return Runtime(config, cut_streams=runtime.cut_streams, cache=cache)
 
 
 async def serve_worker(config_path: str, address: str, health_address: str | None = None, *,
@@ -187,6 +212,7 @@ async def serve_worker(config_path: str, address: str, health_address: str | Non
     if processor._background:
         await asyncio.wait(list(processor._background), timeout=5)
     processor.runtime.store.retire()
+    await _close_cache(processor.runtime.cache)     # the entries still written behind
     if _closing:
         await asyncio.wait(list(_closing), timeout=5)
     await close_exporters()             # the spans of the calls just ended

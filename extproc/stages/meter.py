@@ -1,5 +1,5 @@
-"""Meters (store/meters.py): after a call that reached a provider, its requests, tokens
-and cost added to every configured set of dimensions, through the budget store's
+"""Meters (store/meters.py): after a call that reached a provider (or was answered from
+the response cache: a request, no tokens, its saving), its requests, tokens and cost added to every configured set of dimensions, through the budget store's
 reserve and settle (the allotments keep them in memory between exchanges). A meter
 never refuses a call, and a store that cannot be reached loses the meter's spend, not
 the call (the log line still has it)."""
@@ -15,6 +15,7 @@ from ..pipeline.call import Call
 from ..store import StoreUnavailable, maybe_await
 from ..store.meters import OTHER, TAG_PREFIX, clean, meter_charges, settled_amounts
 from ..pipeline.stage import Stage
+from .cache_lookup import HIT
 from .cost import charged_cost
 
 log = logging.getLogger("extproc.meter")
@@ -22,7 +23,7 @@ log = logging.getLogger("extproc.meter")
 
 class Meter(Stage):
     name = "meter"
-    reads = frozenset({"backend", "body", "key", "model", "outcome", "request_id", "tags", "usage"})
+    reads = frozenset({"backend", "body", "cache", "key", "model", "outcome", "request_id", "tags", "usage"})
     writes = frozenset()
 
     def __init__(self, store, metering) -> None:
@@ -45,7 +46,8 @@ class Meter(Stage):
         tags = call.tags
         known = {"key": key.id if key else "", "user": key.user if key else "",
                  "team": key.team if key else "", "model": call.model.name if call.model else "",
-                 "backend": call.backend.name if call.backend else ""}
+                 "backend": call.backend.name if call.backend else "",
+                 "cache": call.cache.result if call.cache is not None else ""}
         values = {}
         for dimension in self._dimensions:
             if dimension.startswith(TAG_PREFIX):
@@ -56,11 +58,15 @@ class Meter(Stage):
         return values
 
     async def done(self, call: Call) -> None:
-        if call.backend is None or call.body is None or call.outcome == "refused":
+        cached = call.cache
+        if cached is not None and cached.result == HIT:     # answered from the response cache
+            amounts = (1.0 if cached.rule.count_hits_as_requests else 0.0, 0.0, 0.0, 0.0, cached.saved_usd)
+        elif call.backend is None or call.body is None or call.outcome == "refused":
             return                                # never reached a provider
-        usage = call.usage
-        amounts = (1.0, float(usage.input_tokens if usage else 0), float(usage.output_tokens if usage else 0),
-                   charged_cost(call))
+        else:
+            usage = call.usage
+            amounts = (1.0, float(usage.input_tokens if usage else 0), float(usage.output_tokens if usage else 0),
+                       charged_cost(call), 0.0)
         now = time.time()
         charges = meter_charges(self.metering.sets, self.values(call), amounts, now)
         rid = f"meter:{call.request_id}:{id(call)}"

@@ -6,6 +6,8 @@ from ..config.filter_config import GatewayConfig
 from .admission import Admission
 from .attempt import AttemptRewrite
 from .budget import Budget, BudgetPrecheck, BudgetSettle, ExhaustedCounters
+from .cache_lookup import CacheLookup, CacheStoreHandle
+from .cache_store import CacheStore
 from .caps import SessionSettle, SpendCaps
 from .cost import CallCost
 from .cut_stream import CutStream
@@ -29,7 +31,8 @@ from ..store.cut_streams import WorkerCutStreams
 from ..pipeline.runner import Pipeline
 
 
-def build_pipeline(config: GatewayConfig, store=None, cut_streams: WorkerCutStreams | None = None) -> Pipeline:
+def build_pipeline(config: GatewayConfig, store=None, cut_streams: WorkerCutStreams | None = None,
+                   cache: CacheStoreHandle | None = None) -> Pipeline:
     # Order matters: each stage may rely on what the ones before it filled in.
     # ResponseUsage runs its done hook before Budget's, so settling sees the usage.
     # Keys made at run time may carry budgets of their own (stages/key_ring.py): with a
@@ -38,6 +41,8 @@ def build_pipeline(config: GatewayConfig, store=None, cut_streams: WorkerCutStre
     caps = bool(config.caps.per_call or config.caps.session)
     cut_streams = cut_streams or WorkerCutStreams()
     exhausted = ExhaustedCounters()          # Budget finds them, BudgetPrecheck refuses at once
+    caching = config.cache.enabled
+    cache = cache or CacheStoreHandle(None)
     return Pipeline([
         Admission(),
         ParseRequest(),
@@ -48,6 +53,8 @@ def build_pipeline(config: GatewayConfig, store=None, cut_streams: WorkerCutStre
         GuardRequest(store),                 # before budgets and routing: see guard.py
         *([Budget(store, config.store, exhausted)] if budgets else []),
         *([SpendCaps(store, config.caps, config.store)] if caps else []),
+        *([CacheLookup(cache)] if caching else []),   # after every check that may refuse the call
+                                             # (a hit counts as a request), before Route
         Route(),
         OneMessageResponse(),                # after Admission (headers) and Budget, Route (body)
         PassThroughStream(),                 # after Admission (headers) and ParseRequest (body)
@@ -59,6 +66,7 @@ def build_pipeline(config: GatewayConfig, store=None, cut_streams: WorkerCutStre
         *([CallSpan()] if config.observability.tracing is not None else []),   # done after CallCost's
         *([BudgetSettle(store)] if budgets else []),   # ...which settling needs
         *([SessionSettle(store)] if caps and config.caps.session and store is not None else []),
+        *([CacheStore(cache)] if caching else []),   # done after GuardResponse's; before Meter, Record
         *([Meter(store, config.metering)] if store is not None and config.metering.sets else []),
         Record(),
     ])

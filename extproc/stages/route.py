@@ -160,7 +160,8 @@ class Route(Stage):
             # Each attempt is made for its backend by the upstream filter; "model" first, so
             # that one whose provider speaks the caller's dialect is swapped without parsing.
             reply.set_headers[ROUTE_HEADER] = failover_route(len(model.backends))
-            reply.metadata = failover_metadata(call, model, order)
+            for namespace, fields in failover_metadata(call, model, order).items():
+                reply.add_metadata(fields, namespace)
             reply.body = orjson.dumps({"model": body["model"], **body} if call.codec.model_in_body else body)
             reply.set_headers["content-length"] = str(len(reply.body))
             return

@@ -124,6 +124,11 @@ def span_attributes(call: Call) -> dict:
         if usage.cache_write_tokens:
             attributes["gen_ai.usage.cache_creation.input_tokens"] = usage.cache_write_tokens
         attributes["gateway.usage_estimated"] = bool(usage.estimated)
+    cached = call.cache
+    if cached is not None:                      # the response cache took the call
+        attributes["gateway.cache"] = cached.result
+        if cached.saved_usd:
+            attributes["gateway.cache_saved_usd"] = cached.saved_usd
     reasons = _finish_reasons(call)
     if reasons:
         attributes["gen_ai.response.finish_reasons"] = reasons
@@ -187,7 +192,7 @@ class CallSpan(Stage):
     the usage and cost are final."""
 
     name = "trace"
-    reads = frozenset({"attempts", "backend", "ended_at", "endpoint", "error_code", "first_byte_at", "headers",
+    reads = frozenset({"attempts", "backend", "cache", "ended_at", "endpoint", "error_code", "first_byte_at", "headers",
                        "key", "model", "model_name", "outcome", "path", "response_json", "service_seconds",
                        "started", "status", "tags", "usage", "verdicts"})
     writes = frozenset({"log_fields"})

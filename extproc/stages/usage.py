@@ -168,8 +168,8 @@ class ResponseUsage(Stage):
     @staticmethod
     def _estimate_if_missing(call: Call) -> None:
         if call.usage is not None or call.body is None or call.outcome == "refused" \
-                or not call.endpoint.generates:
-            return
+                or not call.endpoint.generates or call.backend is None:
+            return                     # (no backend: never sent; a response cache hit, say)
         if call.status >= 400 and not call.generated:
             return                     # the provider refused: nothing was generated or billed
         # No usage from the provider: count what we know, and say it is an estimate.

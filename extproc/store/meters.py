@@ -16,7 +16,8 @@ workers' allotments keep them in memory and hand them to the store every 0.5 s
 day or a month is the sum of its hours (closed windows stay readable for 40 days).
 
 Dimensions: `key`, `user`, `team`, `model` (as resolved), `backend` (the one that
-answered), `tag:<name>` (the `x-gateway-tag-<name>` request header; "" when absent).
+answered), `cache` (hit, miss, bypass; "" for a call the response cache does not take; a
+set with it meters a fifth measure, `saved_usd`: what hits would have cost), `tag:<name>` (the `x-gateway-tag-<name>` request header; "" when absent).
 A caller chooses a tag's value (and a model's, for a provider that lets callers name
 its models), so each worker process keeps at most `max_values_per_dimension` distinct
 values of a dimension; later ones are counted under "other".
@@ -29,9 +30,12 @@ from dataclasses import dataclass
 from ..yamltree import Node
 from .limits import Charge, Limit, window_bounds
 
-DIMENSIONS = ("key", "user", "team", "model", "backend")
+DIMENSIONS = ("key", "user", "team", "model", "backend", "cache")
+# Metered by default when the response cache is on (and `metering` names no sets).
+CACHE_SET = ("team", "model", "cache")
 TAG_PREFIX = "tag:"
-MEASURES = ("requests", "input_tokens", "output_tokens", "usd")
+MEASURES = ("requests", "input_tokens", "output_tokens", "usd", "saved_usd")
+_BASE_MEASURES = MEASURES[:4]      # a set without the `cache` dimension meters no savings
 OTHER = "other"
 METER_PREFIX = "meter:"
 # "No limit": a finite number, which both stores (and Redis's Lua) read as any other.
@@ -63,13 +67,14 @@ class MeteringSettings:
 def meter_set(dimensions: tuple[str, ...]) -> MeterSet:
     name = METER_PREFIX + ",".join(dimensions)
     limits = tuple(Limit(name=f"{name}.{measure}", scope="global", match=None,
-                         kind=measure, limit=NO_LIMIT, window="hour") for measure in MEASURES)
+                         kind=measure, limit=NO_LIMIT, window="hour")
+                   for measure in (MEASURES if "cache" in dimensions else _BASE_MEASURES))
     return MeterSet(dimensions, limits)
 
 
 # Without a `metering` section: spend by any of the config's own dimensions (their values
 # are the config's keys, models and backends); tags are metered when named.
-DEFAULT_SETS = (DIMENSIONS,)
+DEFAULT_SETS = (DIMENSIONS[:5],)
 
 
 def parse_metering(node: Node) -> MeteringSettings:
@@ -117,7 +122,7 @@ def meter_charges(sets: tuple[MeterSet, ...], values: dict[str, str], amounts: t
         for limit, amount in zip(meter.limits, amounts):
             counter = f"{limit.name}|{combination}|{hour}"
             if limit.kind == "requests":
-                charges.append(Charge(limit, counter, 0, 1, end))
+                charges.append(Charge(limit, counter, 0, amount, end))
             else:
                 charges.append(Charge(limit, counter, amount, 0, end))
     return charges
@@ -167,6 +172,8 @@ def report(sets: tuple[MeterSet, ...], wanted: tuple[str, ...], rows, window: st
         entry: dict = dict(zip(wanted, group))
         entry.update(requests=int(round(totals["requests"])), input_tokens=int(round(totals["input_tokens"])),
                      output_tokens=int(round(totals["output_tokens"])), usd=round(totals["usd"], 8))
+        if "cache" in meter.dimensions:
+            entry["saved_usd"] = round(totals["saved_usd"], 8)
         result.append(entry)
     result.sort(key=lambda e: (-e["usd"], -e["requests"], tuple(str(e[d]) for d in wanted)))
     return result

@@ -1,0 +1,73 @@
+"""The response cache, storing side (cache_lookup.py reads): after the call, a complete
+answer the cache may keep is kept, the metrics count what the cache did, and the calls
+waiting for this one (a stampede's followers) get its answer.
+
+An answer is kept when the call qualified and was not a hit, bypass included: status 200,
+a JSON answer as the caller got it (after the response guardrails, translated to the
+caller's dialect) no larger than the rule's `max_entry_bytes`. A streamed answer is not
+kept (docs/caching.md); a stored JSON answer serves later stream requests too. The write
+happens in the done hook, once the caller has its answer."""
+
+from __future__ import annotations
+
+import time
+
+from ..api.provider_json import dumps
+from ..observability import metrics
+from ..pipeline.call import Call
+from ..pipeline.stage import Stage
+from ..store import StoreUnavailable, maybe_await
+from .cache_lookup import HIT, CacheStoreHandle, entry_value
+from .cost import charged_cost
+
+
+class CacheStore(Stage):
+    name = "cache_store"
+    reads = frozenset({"backend", "cache", "json_passing_by", "key", "model", "outcome", "response_json",
+                       "response_streamed", "status", "usage"})
+    writes = frozenset({"log_fields"})
+
+    def __init__(self, handle: CacheStoreHandle) -> None:
+        self.handle = handle
+
+    async def done(self, call: Call) -> None:
+        outcome = call.cache
+        if outcome is None:
+            return
+        metrics.child(metrics.cache_requests, outcome.result).inc()
+        if outcome.result == HIT:
+            if outcome.saved_usd:
+                metrics.child(metrics.cache_saved_usd, call.model.name if call.model.name in call.config.models
+                              else "other", call.team).inc(outcome.saved_usd)
+            return
+        value = None
+        try:
+            value = self._entry(call, outcome)
+            if value is not None and self.handle.usable():
+                try:
+                    call.log_fields["cache_stored"] = bool(await maybe_await(self.handle.store.put(
+                        outcome.digest, outcome.scope, call.model.name, value, outcome.rule.ttl_s)))
+                except StoreUnavailable as error:
+                    self.handle.failed("put", error)
+        finally:
+            if outcome.leader:
+                waiting = self.handle.in_flight.pop(outcome.digest, None)
+                if waiting is not None and waiting[0] is not None and not waiting[0].done():
+                    waiting[0].set_result(value)
+
+    @staticmethod
+    def _entry(call: Call, outcome) -> bytes | None:
+        """The entry to keep, or None: not every answer may be."""
+        if not outcome.store_it or call.status != 200 or call.outcome != "ok" or call.response_streamed \
+                or call.json_passing_by or not isinstance(call.response_json, dict):
+            return None
+        body = dumps(call.response_json)
+        if len(body) > outcome.rule.max_entry_bytes:
+            call.log_fields["cache_stored"] = False
+            return None
+        usage = call.usage
+        meta = {"created": time.time(), "cost_usd": charged_cost(call),
+                "backend": call.backend.name if call.backend else "",
+                "input_tokens": usage.input_tokens if usage else 0,
+                "output_tokens": usage.output_tokens if usage else 0}
+        return entry_value(meta, body)
