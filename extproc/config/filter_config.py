@@ -16,6 +16,7 @@ from typing import Mapping
 from ..guardrails.config import GuardrailSettings, parse_guardrails
 from ..observability.settings import ObservabilitySettings, parse_observability
 from ..store.limits import Limit, StoreSettings, parse_limits, parse_store
+from .console import ConsoleSettings, parse_console
 from .identity import CATCH_ALL_TEAM
 from .identity import IdentitySettings, parse_identity
 from ..store.caps import CapSettings, parse_caps
@@ -90,6 +91,7 @@ class GatewayConfig:
     caps: CapSettings = CapSettings()
     mock_provider: Mapping | None = None
     mcp: McpSettings = McpSettings()
+    console: ConsoleSettings | None = None
     warnings: tuple[str, ...] = ()   # valid but probably not meant (`extproc check` prints them)
     _qualified: dict = dataclasses.field(default_factory=dict, compare=False, repr=False)
 
@@ -116,7 +118,7 @@ def load_config(path: str, *, strict_credentials: bool = True) -> GatewayConfig:
     root = load_yaml(path, problems)
     root.only_keys("version", "server", "mock_provider", "providers", "models", "keys",
                    "budgets", "rate_limits", "store", "guardrails", "observability", "identity",
-                   "metering", "caps", "mcp")
+                   "metering", "caps", "mcp", "console")
     with open(path, "rb") as handle:
         digest = hashlib.sha256(handle.read()).hexdigest()[:12]
     label = root.get("version").str("")
@@ -146,6 +148,7 @@ def load_config(path: str, *, strict_credentials: bool = True) -> GatewayConfig:
         caps=parse_caps(root.get("caps")),
         mock_provider=root.get("mock_provider").value if not root.get("mock_provider").missing else None,
         mcp=parse_mcp(root.get("mcp"), guardrails, strict_credentials),
+        console=parse_console(root.get("console"), strict_credentials),
     )
     _warn_of_an_open_catch_all(config, root.get("identity"))
     problems.raise_if_any()

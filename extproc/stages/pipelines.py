@@ -25,11 +25,13 @@ from .stored_responses import StoredResponses
 from .trace import CallSpan
 from .translate_answer import TranslateAnswer
 from .usage import ResponseUsage
+from ..store.calls import CallLog
 from ..store.cut_streams import WorkerCutStreams
 from ..pipeline.runner import Pipeline
 
 
-def build_pipeline(config: GatewayConfig, store=None, cut_streams: WorkerCutStreams | None = None) -> Pipeline:
+def build_pipeline(config: GatewayConfig, store=None, cut_streams: WorkerCutStreams | None = None,
+                   calls: CallLog | None = None) -> Pipeline:
     # Order matters: each stage may rely on what the ones before it filled in.
     # ResponseUsage runs its done hook before Budget's, so settling sees the usage.
     # Keys made at run time may carry budgets of their own (stages/key_ring.py): with a
@@ -59,7 +61,7 @@ def build_pipeline(config: GatewayConfig, store=None, cut_streams: WorkerCutStre
         *([BudgetSettle(store)] if budgets else []),   # ...which settling needs
         *([SessionSettle(store)] if caps and config.caps.session and store is not None else []),
         *([Meter(store, config.metering)] if store is not None and config.metering.sets else []),
-        Record(),
+        Record(calls=calls if config.console is not None and config.console.calls_kept else None),
     ])
 
 
