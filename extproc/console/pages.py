@@ -56,7 +56,7 @@ def route(console, session, method: str, path: str, query: dict, form: dict) -> 
         window = _choice(one("window"), data.WINDOWS, "day")
         found = data.overview(config, window)
         return Answer("overview.html", {"o": found, "window": window, "windows": data.WINDOWS,
-                                        "chart": bar_chart([(_hour(t, found["window"]), v) for t, v in found["series"]],
+                                        "cost_chart": bar_chart([(_hour(t, found["window"]), v) for t, v in found["series"]],
                                                            "USD")})
     if path == "/keys":
         page = int(one("page")) if one("page").isdigit() else 0

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sys
 import threading
 import time
@@ -83,6 +84,8 @@ def start_console(config: GatewayConfig, run_operation: Callable) -> ThreadingHT
         def _handle(self, method: str) -> None:
             path, _, query = self.path.partition("?")
             try:
+                if path == "/favicon.ico":
+                    return self._send(404, b"", "text/plain")
                 if path.startswith("/static/"):
                     return self._static(path[len("/static/"):])
                 if path == "/login":
@@ -121,7 +124,11 @@ def start_console(config: GatewayConfig, run_operation: Callable) -> ThreadingHT
 
         def _login(self, method: str) -> None:
             if method == "GET":
-                token = os.urandom(16).hex()
+                # One token per browser while it signs in: a second sign-in tab (or its
+                # favicon's request) must not make the first tab's form stale.
+                token = self._cookie(PRE_COOKIE) or ""
+                if not re.fullmatch(r"[0-9a-f]{32}", token):
+                    token = os.urandom(16).hex()
                 return self._page(200, "login.html", None, {"csrf": token, "problem": None},
                                   [("set-cookie", cookie_header(PRE_COOKIE, token, 600))])
             form = self._form()

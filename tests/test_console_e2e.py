@@ -1,0 +1,235 @@
+"""The console in a real browser (Debian's Chromium, driven by Playwright) through a real
+gateway (Envoy, the workers, the mock provider): sign in with the admin token, create a
+key, call the gateway with it from the openai SDK, see the call and its cost, revoke the
+key and see the next call refused; a viewer cannot create keys; a change without the
+CSRF token is refused. Each page's screenshot is saved to docs/console/ (docs/console.md)."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import time
+from pathlib import Path
+
+import openai
+import pytest
+from gateway_stack import ROOT, GatewayStack, quickstart_config
+
+playwright_api = pytest.importorskip("playwright.sync_api")
+
+ADMIN = "console-demo-admin-token"            # the quickstart's demo tokens
+VIEWER = "console-demo-viewer-token"
+KEY_MANAGER = "key-manager-token-for-tests-0123"
+SHOTS = ROOT / "docs" / "console"
+
+
+def chromium_binary() -> str | None:
+    for name in ("chromium", "chromium-browser"):
+        found = shutil.which(name)
+        if found:
+            return found
+    return None
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory):
+    config = quickstart_config()
+    config["console"]["tokens"]["key_manager"] = {"env": "LLMGW_CONSOLE_KEY_MANAGER_TOKEN"}
+    gateway = GatewayStack(tmp_path_factory.mktemp("console"), config,
+                           env={"LLMGW_CONSOLE_KEY_MANAGER_TOKEN": KEY_MANAGER})
+    gateway.start()
+    gateway.console_url = f"http://127.0.0.1:{gateway.console_port}"
+    yield gateway
+    gateway.stop()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    binary = chromium_binary()
+    if binary is None:
+        pytest.fail("Chromium is not installed (tests/run.sh installs Debian's chromium)")
+    with playwright_api.sync_playwright() as driver:
+        launched = driver.chromium.launch(executable_path=binary, args=["--no-sandbox", "--disable-gpu"])
+        yield launched
+        launched.close()
+
+
+def signed_in(browser, stack, token: str, name: str):
+    context = browser.new_context(viewport={"width": 1280, "height": 800}, base_url=stack.console_url)
+    page = context.new_page()
+    page.goto("/")
+    assert page.url.endswith("/login")
+    page.fill("input[name=name]", name)
+    page.fill("input[name=token]", token)
+    page.click("button[type=submit]")
+    page.wait_for_url(stack.console_url + "/")
+    return context, page
+
+
+def shot(page, name: str, **options) -> None:
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True, **options)
+
+
+def audit_lines(stack) -> list[dict]:
+    return [json.loads(line) for line in stack.log_path.read_text().splitlines() if '"audit": "console"' in line]
+
+
+def test_sign_in_create_a_key_see_its_call_and_cost_then_revoke_it(browser, stack):
+    context = browser.new_context(viewport={"width": 1280, "height": 800}, base_url=stack.console_url)
+    page = context.new_page()
+    page.goto("/keys")
+    assert page.url.endswith("/login")
+    shot(page, "sign-in")
+    page.fill("input[name=token]", "not-a-token-of-this-console")
+    page.click("button[type=submit]")
+    assert "not one of this console" in page.content() and not [c for c in context.cookies()
+                                                                  if c["name"] == "llmgw_console"]
+    context.close()
+
+    context, page = signed_in(browser, stack, ADMIN, "dana")
+    session = next(c for c in context.cookies() if c["name"] == "llmgw_console")
+    assert session["httpOnly"] and session["sameSite"] == "Strict"
+    assert ADMIN not in session["value"]
+
+    page.goto("/keys")
+    page.fill("form[action='/keys'] input[name=user]", "kim")
+    page.fill("form[action='/keys'] input[name=team]", "support")
+    page.fill("form[action='/keys'] input[name=models]", "gpt-4o-mini")
+    page.fill("form[action='/keys'] input[name=budget_usd]", "5")
+    page.select_option("form[action='/keys'] select[name=budget_usd_window]", "day")
+    page.fill("form[action='/keys'] input[name=id]", "kim-console")
+    page.click("form[action='/keys'] button[type=submit]")
+    key = page.inner_text("#new-key").strip()
+    assert key.startswith("sk-") and "shown only this once" in page.content()
+    shot(page, "key-created", mask=[page.locator("#new-key")])
+    page.goto("/keys/kim-console")
+    assert key not in page.content()                  # shown once, never again
+
+    client = openai.OpenAI(base_url=stack.base_url, api_key=key, max_retries=0)
+    deadline = time.monotonic() + 5
+    while True:                       # the workers pick a new key up within a poll interval
+        try:
+            reply = client.chat.completions.create(
+                model="gpt-4o-mini", messages=[{"role": "user", "content": "hello from the console test"}],
+                extra_headers={"x-gateway-tag-agent": "console-test"})
+            break
+        except openai.AuthenticationError:
+            assert time.monotonic() < deadline, "the new key was not accepted"
+            time.sleep(0.2)
+    assert reply.usage.total_tokens > 0
+
+    deadline = time.monotonic() + 10
+    while True:                       # the workers hand their calls to the store every 0.5 s
+        page.goto("/calls?key=kim-console")
+        rows = page.locator("table.calls tbody tr")
+        if rows.count() == 1 and "kim-console" in rows.first.inner_text():
+            break
+        assert time.monotonic() < deadline, "the call did not appear on the Calls page"
+        time.sleep(0.3)
+    row = rows.first.inner_text()
+    assert "gpt-4o-mini" in row and "200" in row and "agent=console-test" in row
+    cost = re.search(r"\$(\d+\.\d+)", row)
+    assert cost and float(cost[1]) > 0
+    assert "hello from the console test" not in page.content()     # never a prompt
+    page.goto("/calls")
+    shot(page, "calls")
+
+    page.goto("/keys/kim-console")
+    assert "1" in page.locator("table").first.inner_text() and f"${cost[1]}" in page.content()
+    shot(page, "key")
+    page.click("form[action$='/revoke'] button")
+    page.wait_for_load_state()
+    assert "revoked" in page.locator("h1").inner_text()
+
+    deadline = time.monotonic() + 5
+    while True:
+        try:
+            client.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "again"}])
+        except openai.AuthenticationError as refused:
+            assert refused.status_code == 401
+            break
+        assert time.monotonic() < deadline, "the revoked key still works"
+        time.sleep(0.2)
+
+    actions = [(line["who"], line["action"], line["key_id"], line["status"]) for line in audit_lines(stack)]
+    assert ("dana", "create", "kim-console", 201) in actions and ("dana", "revoke", "kim-console", 200) in actions
+    log = stack.log_path.read_text()
+    leaked = [line[:80] for line in log.splitlines() if key in line]
+    assert not leaked, "the new key is in the gateway's log"
+    assert not any(ADMIN in json.dumps(line) for line in audit_lines(stack))
+    context.close()
+
+
+def test_every_page_renders_for_the_admin(browser, stack):
+    context, page = signed_in(browser, stack, ADMIN, "dana")
+    client = openai.OpenAI(base_url=stack.base_url, api_key="sk-demo-alice", max_retries=0)
+    for model in ("gpt-4o-mini", "gpt-4o", "smart"):
+        client.chat.completions.create(model=model, messages=[{"role": "user", "content": "spend a little"}])
+    time.sleep(1.0)
+    page.goto("/")
+    assert "Requests" in page.content() and page.locator("table tbody tr").count() >= 1
+    shot(page, "overview")
+    page.goto("/keys")
+    assert page.locator("text=alice").count() >= 1
+    shot(page, "keys")
+    page.goto("/budgets")
+    assert "bob-hourly-tokens" in page.content()
+    shot(page, "budgets")
+    page.goto("/spend?by=team&by=model&window=day")
+    assert "research" in page.locator("table").inner_text() and page.locator("figure.chart rect").count() > 0
+    shot(page, "spend")
+    with page.expect_download() as download:
+        page.click("text=Export CSV")
+    exported = Path(download.value.path()).read_text()
+    assert exported.splitlines()[0] == "team,model,requests,input_tokens,output_tokens,usd"
+    assert any(line.startswith("research,gpt-4o,") for line in exported.splitlines())
+    page.goto("/config")
+    text = page.locator("pre.config").inner_text()
+    assert "console:" in text and "***" in text
+    for secret in ("sk-demo-alice", "sk-demo-bob", ADMIN, VIEWER, "mock-provider-key"):
+        assert secret not in page.content()
+    shot(page, "config")
+    context.close()
+
+
+def test_a_viewer_reads_but_cannot_create_keys(browser, stack):
+    context, page = signed_in(browser, stack, VIEWER, "val")
+    page.goto("/keys")
+    assert page.locator("form[action='/keys'][method=post]").count() == 0
+    csrf = page.locator("header input[name=csrf]").get_attribute("value")
+    made = context.request.post(f"{stack.console_url}/keys", form={"csrf": csrf, "user": "v", "team": "t"},
+                                max_redirects=0)
+    assert made.status == 403 and "sk-" not in made.text()
+    assert context.request.get(f"{stack.console_url}/config", max_redirects=0).status == 403
+    refused = [line for line in audit_lines(stack) if line["who"] == "val" and line["status"] == 403]
+    assert refused and refused[-1]["role"] == "viewer"
+    context.close()
+
+    context, page = signed_in(browser, stack, KEY_MANAGER, "kai")    # a key manager may
+    page.goto("/keys")
+    assert page.locator("form[action='/keys'][method=post]").count() == 1
+    context.close()
+
+
+def test_a_change_without_the_csrf_token_is_refused(browser, stack):
+    context, page = signed_in(browser, stack, ADMIN, "dana")
+    page.goto("/keys")
+    before = page.locator("form.filters span").inner_text()
+    for form in ({"user": "eve", "team": "t", "id": "eve-key"},
+                 {"user": "eve", "team": "t", "id": "eve-key", "csrf": "forged-token"}):
+        refused = context.request.post(f"{stack.console_url}/keys", form=form, max_redirects=0)
+        assert refused.status == 403 and "sk-" not in refused.text()
+    alice = context.request.post(f"{stack.console_url}/keys/alice/revoke", form={}, max_redirects=0)
+    assert alice.status == 403
+    page.goto("/keys")
+    assert page.locator("form.filters span").inner_text() == before
+    assert page.locator("text=eve-key").count() == 0
+    context.close()
+    # Nor without a session at all.
+    anonymous = browser.new_context(base_url=stack.console_url)
+    assert anonymous.request.post(f"{stack.console_url}/keys", form={"user": "x", "team": "y"},
+                                  max_redirects=0).status == 403
+    anonymous.close()
