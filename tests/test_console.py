@@ -1,0 +1,200 @@
+"""The console's parts without a browser: its config section, signed sessions and CSRF
+tokens, the recent calls the workers hand to the store (SQLite and a real Redis) and how
+they are read back, and the config page's masking of secrets."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+import yaml
+
+from extproc.config.console import parse_console
+from extproc.config.filter_config import load_config
+from extproc.config.providers import Secret
+from extproc.console.auth import Sessions
+from extproc.console.data import masked_config
+from extproc.store.calls import CallFilter, CallLog, calls_since, recent_calls
+from extproc.store.limits import StoreSettings
+from extproc.yamltree import ConfigError, Problems, load_yaml
+from gateway_stack import QUICKSTART_CONFIG, quickstart_config
+
+
+def parse(tmp_path, section: dict, env: dict | None = None, monkeypatch=None):
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump({"console": section}))
+    problems = Problems(str(path))
+    settings = parse_console(load_yaml(str(path), problems).get("console"), strict=True)
+    return settings, problems
+
+
+# --- config ---------------------------------------------------------------------------
+
+def test_the_console_section_is_read_with_its_defaults(tmp_path, monkeypatch):
+    monkeypatch.setenv("CONSOLE_ADMIN", "a" * 20)
+    settings, problems = parse(tmp_path, {"tokens": {"admin": {"env": "CONSOLE_ADMIN"}}})
+    assert not problems.lines and not problems.warnings
+    assert settings.listen == "127.0.0.1:9466" and settings.calls_kept == 10000
+    assert settings.session_seconds == 8 * 3600 and settings.session_secret is None
+    assert [(role, source) for role, _, source in settings.tokens] == [("admin", "env:CONSOLE_ADMIN")]
+    assert "a" * 20 not in repr(settings)
+
+
+@pytest.mark.parametrize("section, complaint", [
+    ({}, "is required"),
+    ({"tokens": {"root": {"value": "x" * 20}}}, "unknown role 'root'"),
+    ({"tokens": {"admin": {"value": "short"}}}, "at least 16 characters"),
+    ({"tokens": {"admin": {"value": "x" * 20}}, "session_secret": {"value": "too-short"}}, "at least 32"),
+    ({"tokens": {"admin": {"value": "x" * 20}}, "listen": "nowhere"}, "HOST:PORT"),
+    ({"tokens": {"admin": {"value": "x" * 20}}, "calls": {"keep": -1}}, "must be at least 0"),
+    ({"tokens": {"admin": {"value": "x" * 20}}, "colour": "blue"}, "colour"),
+])
+def test_a_wrong_console_section_is_refused_with_a_clear_problem(tmp_path, section, complaint):
+    _, problems = parse(tmp_path, section)
+    assert any(complaint in line for line in problems.lines), problems.lines
+    assert not any("x" * 20 in line for line in problems.lines)
+
+
+def test_a_console_beyond_loopback_is_warned_about(tmp_path):
+    _, problems = parse(tmp_path, {"tokens": {"admin": {"value": "x" * 20}}, "listen": "0.0.0.0:9466"})
+    assert not problems.lines and any("beyond this machine" in line for line in problems.warnings)
+
+
+def test_the_quickstart_runs_the_console_with_demo_tokens():
+    config = load_config(str(QUICKSTART_CONFIG), strict_credentials=False)
+    assert config.console.listen == "127.0.0.1:9466"
+    assert {role for role, _, source in config.console.tokens if source == "inline"} == {"admin", "viewer"}
+
+
+# --- sessions -------------------------------------------------------------------------
+
+def sessions(secret: str | None = None) -> Sessions:
+    from extproc.config.console import ConsoleSettings
+    return Sessions(ConsoleSettings(
+        listen="127.0.0.1:1", tokens=(("admin", Secret("admin-token-0123456789"), "inline"),
+                                      ("viewer", Secret("viewer-token-0123456789"), "inline")),
+        session_secret=Secret(secret) if secret else None, session_seconds=60, calls_kept=0))
+
+
+def test_a_token_names_its_role_and_nothing_else_does():
+    book = sessions()
+    assert book.role_of("admin-token-0123456789") == "admin"
+    assert book.role_of(" viewer-token-0123456789\n") == "viewer"
+    for wrong in ("", "admin-token-012345678", "admin-token-0123456789x", "ADMIN-TOKEN-0123456789", "\udcff"):
+        assert book.role_of(wrong) is None
+
+
+def test_a_session_cookie_holds_only_what_was_signed():
+    book = sessions()
+    session, cookie = book.open("dana", "viewer")
+    assert book.session(cookie) == session and "viewer-token" not in cookie
+    payload, signature = cookie.split(".")
+    # A viewer who edits the payload to say admin: the signature no longer matches.
+    import base64
+    import json
+    raw = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+    raw["r"] = "admin"
+    forged = base64.urlsafe_b64encode(json.dumps(raw).encode()).rstrip(b"=").decode()
+    for bad in (f"{forged}.{signature}", f"{payload}.{signature[:-2]}AA", payload, "", "a.b.c", "x" * 5000):
+        assert book.session(bad) is None
+    assert sessions().session(cookie) is None                # another start, another secret
+    assert book.session(cookie, now=time.time() + 61) is None   # expired
+
+
+def test_a_configured_secret_keeps_sessions_across_restarts_and_csrf_is_per_session():
+    first, second = sessions("s" * 40), sessions("s" * 40)
+    session, cookie = first.open("dana\x00\n" + "x" * 100, "admin")
+    assert second.session(cookie) == session
+    assert session.who == "dana" + "x" * 60 and session.may("config")
+    token = first.csrf_token(session)
+    assert second.csrf_ok(session, token)
+    other, _ = first.open("eve", "admin")
+    assert not first.csrf_ok(other, token) and not first.csrf_ok(session, "") and not first.csrf_ok(session, None)
+    viewer, _ = first.open("val", "viewer")
+    assert viewer.may("read") and not viewer.may("keys") and not viewer.may("config")
+
+
+# --- recent calls ---------------------------------------------------------------------
+
+def a_call(n: int, **fields) -> dict:
+    return {"ts": time.time(), "request_id": f"r{n}", "key_id": "k1" if n % 2 else "k2", "user": "u",
+            "team": "research" if n % 3 else "support", "model": "gpt-4o-mini", "backend": "mock", "status": 200,
+            "outcome": "ok", "input_tokens": 5, "output_tokens": 2, "cost_usd": 0.00001, "latency_ms": float(n),
+            "path": "/v1/chat/completions", "method": "POST", "dropped": ["x"], **fields}
+
+
+@pytest.fixture(params=["sqlite", "redis"])
+def store(request, tmp_path, redis_url):
+    if request.param == "sqlite":
+        from extproc.store.sqlite_store import SQLiteStore
+        path = str(tmp_path / "budgets.sqlite3")
+        SQLiteStore(path).close()                      # the gateway's store makes the file
+        return StoreSettings("sqlite", path, None, "closed", 900, 512)
+    import redis
+    redis.Redis.from_url(redis_url).delete("llmgw:calls")
+    return StoreSettings("redis", None, redis_url, "closed", 900, 512)
+
+
+def test_calls_reach_the_store_in_batches_newest_kept_and_filtered(store):
+    log = CallLog()
+
+    async def run() -> None:
+        for n in range(30):
+            log.add(a_call(n))
+        await log.flush(store, 25)
+        log.add(a_call(30, status=429, error_code="rate_limited"))
+        log.add(a_call(31, status=400, guardrails=[{"guardrail": "pii", "direction": "request", "verdict": "blocked"}],
+                       tags={"agent": "triage"}))
+        log.add(a_call(32, guardrails=[{"guardrail": "pii", "direction": "request", "verdict": "redacted"}]))
+        await log.flush(store, 25)
+        await log.flush(store, 25)               # nothing new: nothing written
+        if log._redis is not None:
+            await log._redis[1].aclose()
+    asyncio.run(run())
+
+    newest = recent_calls(store, limit=100)
+    assert [row["request_id"] for row in newest] == [f"r{n}" for n in range(32, 7, -1)]   # the newest 25
+    assert "dropped" not in newest[0] and "path" not in newest[0]          # only the listed fields
+    assert [r["request_id"] for r in recent_calls(store, CallFilter(status="error"))] == ["r31", "r30"]
+    assert [r["request_id"] for r in recent_calls(store, CallFilter(status="429"))] == ["r30"]
+    assert [r["request_id"] for r in recent_calls(store, CallFilter(verdict="blocked"))] == ["r31"]
+    assert [r["request_id"] for r in recent_calls(store, CallFilter(verdict="redacted"))] == ["r32"]
+    assert [r["request_id"] for r in recent_calls(store, CallFilter(tag="agent=triage"))] == ["r31"]
+    assert all(r["key_id"] == "k1" for r in recent_calls(store, CallFilter(key_id="k1")))
+    assert all(r["team"] == "support" for r in recent_calls(store, CallFilter(team="support")))
+    assert len(recent_calls(store, limit=5)) == 5
+    assert len(calls_since(store, time.time() - 60)) == 25 and calls_since(store, time.time() + 60) == []
+
+
+def test_keep_zero_writes_nothing_and_an_unwritable_store_loses_only_the_batch(tmp_path):
+    log = CallLog()
+    settings = StoreSettings("sqlite", str(tmp_path / "s.sqlite3"), None, "closed", 900, 512)
+
+    async def run() -> None:
+        log.add(a_call(1))
+        await log.flush(settings, 0)
+        log.add(a_call(2))
+        await log.flush(StoreSettings("sqlite", str(tmp_path / "no" / "such" / "dir.sqlite3"), None, "closed",
+                                      900, 512), 10)
+    asyncio.run(run())
+    assert recent_calls(settings) == [] and not (tmp_path / "s.sqlite3").exists()
+
+
+# --- the config page ------------------------------------------------------------------
+
+def test_the_config_page_masks_every_secret(tmp_path, monkeypatch):
+    config = quickstart_config()
+    config["providers"]["openai-like"] = {"url": "https://example.invalid", "api_key": {"value": "sk-live-provider"}}
+    config["console"]["session_secret"] = {"value": "s" * 40}
+    path = tmp_path / "gateway.yaml"
+    path.write_text(yaml.safe_dump(config))
+    try:
+        loaded = load_config(str(path), strict_credentials=False)
+    except ConfigError as error:
+        pytest.fail("\n".join(error.problems))
+    shown = masked_config(loaded)
+    for secret in ("sk-demo-alice", "sk-demo-bob", "console-demo-admin-token", "console-demo-viewer-token",
+                   "sk-live-provider", "s" * 40, "mock-provider-key"):
+        assert secret not in shown
+    assert "***" in shown and "console:" in shown and "gpt-4o-mini" in shown
