@@ -5,20 +5,24 @@ running config with its secrets masked."""
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 import time
 
 import yaml
 
 from ..config.filter_config import GatewayConfig
 from ..store import open_store
-from ..store.calls import CallFilter, calls_since, recent_calls
-from ..store.keys import KeyBook, StoredKey
+from ..store.calls import CallFilter, latencies_since, recent_calls
+from ..store.keys import RECORD_KIND, KeyBook, StoredKey
 from ..store.limits import window_bounds
-from ..store.meters import MEASURES, METER_PREFIX, NoMeter, find_set, report
+from ..store.meters import MEASURES, METER_PREFIX, NoMeter, clean, find_set
 
 WINDOWS = ("hour", "day", "month")
 KEYS_PER_PAGE = 100
 NEAR_LIMIT = 0.8                  # a budget this used shows on the overview
+MAX_NEAR = 20                     # ... the most used of them (the budgets page has them all)
+NO_BUDGETS = '"budgets":[]'       # in a stored key's record (StoredKey.to_json: compact, sorted keys)
+MAX_ROWS = 500                    # rows of a table on a page (the CSV export has every one)
 MASK = "***"
 # Names whose values the config page never shows: credentials' `value`, keys, tokens, secrets.
 SECRET_NAMES = frozenset({"value", "key", "token", "secret", "password", "api_key", "private_key",
@@ -40,9 +44,46 @@ def store_rows(config: GatewayConfig) -> list:
     return asyncio.run(_with_store(config, lambda store: store.rows()))
 
 
+def counters(config: GatewayConfig, ranges: list[tuple[str, str]]) -> list[tuple[str, float, float]]:
+    """(counter, spent, held) of the counters whose names fall in any [low, high) range:
+    SQLite reads those ranges of its primary key alone (a page needs only its own
+    counters, a store may hold hundreds of thousands); Redis's counters are all read."""
+    if config.store.kind != "sqlite":
+        return [(row.counter, row.spent, row.held) for row in store_rows(config)
+                if any(low <= row.counter < high for low, high in ranges)]
+    try:
+        connection = sqlite3.connect(f"file:{config.store.path}?mode=ro", uri=True, timeout=5.0)
+    except sqlite3.Error:
+        return []
+    try:
+        found = []
+        for low, high in ranges:
+            found += connection.execute("SELECT counter, spent, held FROM counters WHERE counter >= ? AND counter < ?",
+                                        (low, high)).fetchall()
+        return found
+    except sqlite3.OperationalError:
+        return []
+    finally:
+        connection.close()
+
+
+def _prefix(text: str) -> tuple[str, str]:
+    """The range of names starting with `text`."""
+    return text, text[:-1] + chr(ord(text[-1]) + 1)
+
+
+_NOT_METERS = [("", METER_PREFIX), (METER_PREFIX[:-1] + chr(ord(METER_PREFIX[-1]) + 1), "\U0010ffff")]
+
+
 def stored_keys(config: GatewayConfig) -> list[StoredKey]:
     reserved = frozenset(key.id for key in config.keys_by_hash.values())
     return asyncio.run(_with_store(config, lambda store: KeyBook(store, reserved).all()))
+
+
+def keys_with_budgets(config: GatewayConfig) -> list[StoredKey]:
+    """The stored keys that carry budgets (most keys carry none: their records are not parsed)."""
+    records = asyncio.run(_with_store(config, lambda store: store.records(RECORD_KIND)))
+    return [StoredKey.from_json(value) for _, value in records if NO_BUDGETS not in value]
 
 
 # --- keys ---------------------------------------------------------------------------
@@ -89,57 +130,77 @@ def dimensions(config: GatewayConfig) -> list[str]:
 
 
 def spend(config: GatewayConfig, by: tuple[str, ...], window: str, now: float | None = None,
-          rows=None, only: dict[str, str] | None = None) -> dict:
+          only: dict[str, str] | None = None) -> dict:
     """Spend grouped by `by` in the current window, and its total over time (per hour in
     an hour or a day, per day in a month). `only`: dimension values it must have.
     Raises NoMeter when no metered set covers `by` (and `only`'s dimensions)."""
     now = now or time.time()
-    wanted = tuple(by) + tuple(d for d in (only or {}) if d not in by)
-    meter = find_set(config.metering.sets, wanted)
-    rows = store_rows(config) if rows is None else rows
+    only = only or {}
+    meter = find_set(config.metering.sets, tuple(by) + tuple(d for d in only if d not in by))
     start, end = window_bounds(window, now)
-    grouped = report(config.metering.sets, wanted, rows, window, now)
-    if only:
-        grouped = [row for row in grouped if all(row.get(d) == v for d, v in only.items())]
+    first = meter.dimensions[0]
+    if first in only:        # the combination starts with its value: read that key range alone
+        ranges = [_prefix(f"{meter.name}.{m}|{first}={clean(only[first])};") for m in MEASURES]
+    else:
+        ranges = [_prefix(meter.name + ".")]
+    positions = [meter.dimensions.index(d) for d in by]
+    wanted = [(meter.dimensions.index(d), clean(v)) for d, v in only.items()]
     step = 86400 if window == "month" else 3600
     buckets = {int(start + i * step): 0.0 for i in range(int((end - start) // step))}
-    prefix = meter.name + "."
-    for row in rows:
-        if not row.counter.startswith(prefix + "usd|"):
+    measure_of = {f"{meter.name}.{m}": i for i, m in enumerate(MEASURES)}
+    usd = len(MEASURES) - 1
+    low, high = str(int(start)), str(int(end))
+    groups: dict[str, tuple | None] = {}          # a combination -> its group (None: not wanted)
+    totals: dict[tuple, list[float]] = {}
+    for counter, spent, _ in counters(config, ranges):
+        name, combination, hour = counter.split("|")
+        # Window starts are whole seconds of the same number of digits: compared as text.
+        if not (low <= hour < high and len(hour) == len(low)):
             continue
-        _, combination, hour = row.counter.split("|")
-        if not start <= float(hour) < end:
+        group = groups.get(combination, ())
+        if group == ():
+            values = [part.partition("=")[2] for part in combination.split(";")]
+            group = groups[combination] = (tuple(values[i] for i in positions)
+                                           if all(values[i] == v for i, v in wanted) else None)
+        if group is None:
             continue
-        if only:
-            values = dict(part.split("=", 1) for part in combination.split(";"))
-            if any(values.get(d) != v for d, v in only.items()):
-                continue
-        bucket = int(start + (float(hour) - start) // step * step)
-        buckets[bucket] = buckets.get(bucket, 0.0) + row.spent
-    totals = {m: sum(row[m] for row in grouped) for m in MEASURES}
-    return {"by": list(by), "window": window, "start": start, "end": end, "rows": grouped, "totals": totals,
+        measure = measure_of[name]
+        sums = totals.get(group)
+        if sums is None:
+            sums = totals[group] = [0.0] * len(MEASURES)
+        sums[measure] += spent
+        if measure == usd:
+            bucket = int(start + (int(hour) - start) // step * step)
+            buckets[bucket] = buckets.get(bucket, 0.0) + spent
+    rows = []
+    for group, (requests, input_tokens, output_tokens, usd) in totals.items():
+        rows.append({**dict(zip(by, group)), "requests": int(round(requests)), "input_tokens": int(round(input_tokens)),
+                     "output_tokens": int(round(output_tokens)), "usd": round(usd, 8)})
+    rows.sort(key=lambda e: (-e["usd"], -e["requests"], tuple(str(e[d]) for d in by)))
+    return {"by": list(by), "window": window, "start": start, "end": end, "rows": rows,
+            "totals": {m: sum(row[m] for row in rows) for m in MEASURES},
             "series": sorted(buckets.items()), "step": step}
 
 
 # --- budgets ------------------------------------------------------------------------
 
-def budgets(config: GatewayConfig, now: float | None = None, rows=None, keys=None) -> list[dict]:
+def budgets(config: GatewayConfig, now: float | None = None, keys=None) -> list[dict]:
     """Each budget's limit, used, held, remaining and reset, per scope value with a counter
     in its current window (or the value it `match`es): the config's budgets, then the
-    budgets of keys made at run time."""
+    budgets of keys made at run time; the most used first."""
     now = now or time.time()
-    rows = store_rows(config) if rows is None else rows
-    by_counter = {row.counter: row for row in rows if not row.counter.startswith(METER_PREFIX)}
+    index: dict[tuple[str, str], dict[str, tuple[float, float]]] = {}   # (name, window start) -> who -> row
+    for counter, spent, held in counters(config, _NOT_METERS):
+        parts = counter.split("|")
+        if len(parts) == 3:
+            index.setdefault((parts[0], parts[2]), {})[parts[1]] = (spent, held)
     found = []
 
     def add(name: str, scope: str, unit: str, limit: float, window: str, values: list[str]) -> None:
         start, end = window_bounds(window, now)
-        suffix = f"|{int(start)}"
-        seen = sorted({c.split("|")[1] for c in by_counter if c.startswith(name + "|") and c.endswith(suffix)}
-                      | set(values))
-        for who in seen:
-            row = by_counter.get(f"{name}|{who}{suffix}")
-            used, held = (row.spent, row.held) if row else (0.0, 0.0)
+        seen = index.get((name, str(int(start))), {})
+        for who in sorted(set(seen) | set(values)):
+            used, held = seen.get(who, (0.0, 0.0))
             found.append({"budget": name, "scope": scope, "who": who, "unit": unit, "window": window,
                           "limit": limit, "used": used, "held": held,
                           "remaining": max(0.0, limit - used - held),
@@ -148,11 +209,12 @@ def budgets(config: GatewayConfig, now: float | None = None, rows=None, keys=Non
     for limit in config.limits:
         if limit.kind in ("tokens", "usd") and limit.window:
             add(limit.name, limit.scope, limit.kind, limit.limit, limit.window, [limit.match] if limit.match else [])
-    for key in stored_keys(config) if keys is None else keys:
+    for key in keys_with_budgets(config) if keys is None else keys:
         if key.state(now) != "active":
             continue
         for budget in key.budgets:
             add(f"key:{key.id}.{budget.unit}", "key", budget.unit, budget.limit, budget.window, [key.id])
+    found.sort(key=lambda b: -b["share"])
     return found
 
 
@@ -162,37 +224,35 @@ def overview(config: GatewayConfig, window: str, now: float | None = None) -> di
     """Requests, tokens and cost by model and backend (the meters), errors and latency
     percentiles by the same (the recent calls kept), and the budgets close to their limit."""
     now = now or time.time()
-    rows = store_rows(config)
+    start, _ = window_bounds(window, now)
     try:
-        volume = spend(config, ("model", "backend"), window, now, rows)
+        volume = spend(config, ("model", "backend"), window, now)
     except NoMeter:
         volume = None
-    start, _ = window_bounds(window, now)
+    kept = latencies_since(config.store, start) if config.console and config.console.calls_kept else []
+    near = [b for b in budgets(config, now) if b["share"] >= NEAR_LIMIT]
     latency: dict[tuple[str, str], list[float]] = {}
     errors: dict[tuple[str, str], int] = {}
-    kept = calls_since(config.store, start) if config.console and config.console.calls_kept else []
-    for call in kept:
-        group = (call.get("model") or "", call.get("backend") or "")
-        latency.setdefault(group, []).append(float(call.get("latency_ms") or 0.0))
-        status = call.get("status")
-        if not isinstance(status, int) or status >= 400:
+    for model, backend, status, took in kept:
+        group = (model, backend)
+        latency.setdefault(group, []).append(took)
+        if not status.isdigit() or int(status) >= 400:
             errors[group] = errors.get(group, 0) + 1
+    metered = {(r["model"], r["backend"]): r for r in (volume or {}).get("rows", [])}
     by_group = []
-    for group in sorted(set(latency) | {(r["model"], r["backend"]) for r in (volume or {}).get("rows", [])}):
-        metered = next((r for r in (volume or {}).get("rows", []) if (r["model"], r["backend"]) == group), None)
+    for group in set(latency) | set(metered):
+        row = metered.get(group)
         times = sorted(latency.get(group, []))
-        by_group.append({"model": group[0], "backend": group[1],
-                         "requests": metered["requests"] if metered else 0,
-                         "tokens": metered["input_tokens"] + metered["output_tokens"] if metered else 0,
-                         "usd": metered["usd"] if metered else 0.0,
-                         "calls_kept": len(times), "errors": errors.get(group, 0),
+        by_group.append({"model": group[0], "backend": group[1], "requests": row["requests"] if row else 0,
+                         "tokens": row["input_tokens"] + row["output_tokens"] if row else 0,
+                         "usd": row["usd"] if row else 0.0, "calls_kept": len(times), "errors": errors.get(group, 0),
                          "p50": _percentile(times, 0.50), "p99": _percentile(times, 0.99)})
     by_group.sort(key=lambda g: (-g["usd"], -g["requests"], g["model"]))
-    everything = sorted(float(c.get("latency_ms") or 0.0) for c in kept)
-    near = [b for b in budgets(config, now, rows) if b["share"] >= NEAR_LIMIT]
-    return {"window": window, "groups": by_group, "totals": (volume or {}).get("totals") or dict.fromkeys(MEASURES, 0),
+    everything = sorted(took for *_, took in kept)
+    return {"window": window, "groups": by_group[:MAX_ROWS],
+            "totals": (volume or {}).get("totals") or dict.fromkeys(MEASURES, 0),
             "errors": sum(errors.values()), "calls_kept": len(kept), "p50": _percentile(everything, 0.50),
-            "p99": _percentile(everything, 0.99), "near_limit": sorted(near, key=lambda b: -b["share"]),
+            "p99": _percentile(everything, 0.99), "near_limit": near[:MAX_NEAR], "more_near": max(0, len(near) - MAX_NEAR),
             "series": (volume or {}).get("series", []), "metered": volume is not None}
 
 

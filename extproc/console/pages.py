@@ -66,7 +66,11 @@ def route(console, session, method: str, path: str, query: dict, form: dict) -> 
     if match:
         return _key_page(config, session, unquote(match[1])[:64])
     if path == "/budgets":
-        return Answer("budgets.html", {"budgets": data.budgets(config)})
+        needle = one("q").strip().lower()[:MAX_FIELD]
+        found = [b for b in data.budgets(config) if not needle or needle in b["budget"].lower()
+                 or needle in b["who"].lower()]
+        return Answer("budgets.html", {"budgets": found[:data.MAX_ROWS], "total": len(found), "q": one("q")[:MAX_FIELD],
+                                       "shown": min(len(found), data.MAX_ROWS)})
     if path in ("/spend", "/spend.csv"):
         return _spend(config, query, path.endswith(".csv"))
     if path == "/calls":
@@ -164,7 +168,7 @@ def _spend(config, query: dict, as_csv: bool) -> Answer:
                                                            f"{row['usd']:.8f}"])
         return Answer(csv=out.getvalue(), filename=f"spend-by-{'-'.join(by).replace(':', '_')}-{window}.csv")
     if result:
-        context.update(result=result, chart=bar_chart([(_hour(t, window), v) for t, v in result["series"]], "USD"),
+        context.update(result=result, shown=result["rows"][:data.MAX_ROWS], chart=bar_chart([(_hour(t, window), v) for t, v in result["series"]], "USD"),
                        by_chart=bar_chart([(" / ".join(str(r[d]) or "-" for d in by), r["usd"]) for r in result["rows"]],
                                           "USD"))
     return Answer("spend.html", context)

@@ -38,8 +38,8 @@ CALL_FIELDS = ("ts", "request_id", "key_id", "user", "team", "model", "served_mo
                "trace_id", "trace_url", "config_version")
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS calls (
-    id INTEGER PRIMARY KEY, ts REAL NOT NULL, key_id TEXT, team TEXT, model TEXT, status TEXT,
-    verdict TEXT, data TEXT NOT NULL);
+    id INTEGER PRIMARY KEY, ts REAL NOT NULL, key_id TEXT, team TEXT, model TEXT, backend TEXT, status TEXT,
+    verdict TEXT, latency_ms REAL, data TEXT NOT NULL);
 """
 
 
@@ -98,10 +98,11 @@ class CallLog:
         connection.execute("BEGIN IMMEDIATE")
         try:
             connection.executemany(
-                "INSERT INTO calls (ts, key_id, team, model, status, verdict, data) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                "INSERT INTO calls (ts, key_id, team, model, backend, status, verdict, latency_ms, data) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 [(row.get("ts") or time.time(), row.get("key_id"), row.get("team"), row.get("model"),
-                  str(row.get("status") or row.get("outcome") or ""), _verdicts(row),
-                  json.dumps(row, separators=(",", ":"))) for row in batch])
+                  row.get("backend"), str(row.get("status") or row.get("outcome") or ""), _verdicts(row),
+                  row.get("latency_ms"), json.dumps(row, separators=(",", ":"))) for row in batch])
             connection.execute("DELETE FROM calls WHERE id <= (SELECT max(id) FROM calls) - ?", (keep,))
             connection.execute("COMMIT")
         except BaseException:
@@ -167,17 +168,27 @@ def recent_calls(store: StoreSettings, wanted: CallFilter = CallFilter(), limit:
     if wanted.verdict:
         clauses.append("(' ' || verdict || ' ') LIKE ?")
         values.append(f"% {wanted.verdict} %")
-    rows = _sqlite_query(store.path, f"SELECT data FROM calls WHERE {' AND '.join(clauses)} ORDER BY id DESC",
-                         values, limit if not wanted.tag else None, wanted)
-    return rows
+    return _sqlite_query(store.path, f"SELECT data FROM calls WHERE {' AND '.join(clauses)} ORDER BY id DESC",
+                         values, limit, wanted)
 
 
-def calls_since(store: StoreSettings, since: float) -> list[dict]:
-    """Every kept call since `since`, for the overview's errors and latency percentiles."""
+def latencies_since(store: StoreSettings, since: float) -> list[tuple[str, str, str, float]]:
+    """(model, backend, status, latency ms) of every kept call since `since`, for the
+    overview's errors and latency percentiles."""
     if store.kind == "redis":
-        return [row for row in _redis_rows(store.url) if row.get("ts", 0) >= since]
-    return _sqlite_query(store.path, "SELECT data FROM calls WHERE ts >= ? ORDER BY id DESC", [since], None,
-                         CallFilter())
+        return [(row.get("model") or "", row.get("backend") or "", str(row.get("status") or row.get("outcome") or ""),
+                 float(row.get("latency_ms") or 0.0)) for row in _redis_rows(store.url) if row.get("ts", 0) >= since]
+    try:
+        connection = sqlite3.connect(f"file:{store.path}?mode=ro", uri=True, timeout=5.0)
+    except sqlite3.Error:
+        return []
+    try:
+        return connection.execute("SELECT coalesce(model, ''), coalesce(backend, ''), status, "
+                                  "coalesce(latency_ms, 0) FROM calls WHERE ts >= ?", (since,)).fetchall()
+    except sqlite3.OperationalError:       # no calls table yet
+        return []
+    finally:
+        connection.close()
 
 
 def _sqlite_query(path: str, sql: str, values: list, limit: int | None, wanted: CallFilter) -> list[dict]:
