@@ -2,8 +2,11 @@
 made at run time (a third with budgets), and a day of meter counters for them.
 
 The console runs as `extproc up` runs it (its own listener, the SQLite store under a
-temporary state dir); a client signs in and loads each page in turn, `--rounds` times,
-after one warm-up load; the median and the slowest load of each page are printed.
+temporary state dir); a client signs in and loads each page in turn: once (the first load,
+which reads the store), then `--rounds` times (the overview's and the spend page's sums are
+reused for 5 s, console/data.py); the median and the slowest of these, and the median CPU time of a
+load (the console's and the client's, one process: what the machine's other load does not
+change).
 
     .venv/bin/python bench/console.py [--calls 100000] [--keys 10000] [--rounds 5]
 """
@@ -122,23 +125,26 @@ def main() -> int:
     client.post("/login", data={"csrf": csrf, "token": "console-demo-admin-token", "name": "bench"})
     results = {}
     for page in PAGES:
-        answer = client.get(page)                  # warm-up, and the page must load
+        started = time.perf_counter()
+        answer = client.get(page)                  # the first load, and the page must load
+        first = (time.perf_counter() - started) * 1000
         assert answer.status_code == 200, (page, answer.status_code)
-        times = []
+        times, cpu = [], []
         for _ in range(args.rounds):
-            started = time.perf_counter()
+            started, used = time.perf_counter(), time.process_time()
             answer = client.get(page)
             times.append((time.perf_counter() - started) * 1000)
-        results[page] = {"median_ms": round(statistics.median(times), 1), "max_ms": round(max(times), 1),
-                         "kb": round(len(answer.content) / 1024)}
+            cpu.append((time.process_time() - used) * 1000)     # the console's thread and the client's
+        results[page] = {"first_ms": round(first, 1), "median_ms": round(statistics.median(times), 1), "max_ms": round(max(times), 1),
+                         "cpu_ms": round(statistics.median(cpu), 1), "kb": round(len(answer.content) / 1024)}
     server.shutdown()
     width = max(len(p) for p in PAGES)
-    print(f"{'page':<{width}}  median ms  max ms  KB")
+    print(f"{'page':<{width}}  first ms  median ms  max ms  CPU ms  KB")
     for page, r in results.items():
-        print(f"{page:<{width}}  {r['median_ms']:>9}  {r['max_ms']:>6}  {r['kb']:>3}")
+        print(f"{page:<{width}}  {r['first_ms']:>8}  {r['median_ms']:>9}  {r['max_ms']:>6}  {r['cpu_ms']:>6}  {r['kb']:>3}")
     print(json.dumps(results))
-    slowest = max(r["median_ms"] for r in results.values())
-    print(f"slowest page median: {slowest} ms (target < 300 ms)")
+    print(f"slowest page: first load {max(r['first_ms'] for r in results.values())} ms, "
+          f"median {max(r['median_ms'] for r in results.values())} ms (target < 300 ms)")
     return 0
 
 

@@ -15,7 +15,7 @@ from extproc.config.filter_config import load_config
 from extproc.config.providers import Secret
 from extproc.console.auth import Sessions
 from extproc.console.data import masked_config
-from extproc.store.calls import CallFilter, CallLog, latencies_since, recent_calls
+from extproc.store.calls import CallFilter, CallLog, call_stats, recent_calls
 from extproc.store.limits import StoreSettings
 from extproc.yamltree import ConfigError, Problems, load_yaml
 from gateway_stack import QUICKSTART_CONFIG, quickstart_config
@@ -164,10 +164,11 @@ def test_calls_reach_the_store_in_batches_newest_kept_and_filtered(store):
     assert all(r["key_id"] == "k1" for r in recent_calls(store, CallFilter(key_id="k1")))
     assert all(r["team"] == "support" for r in recent_calls(store, CallFilter(team="support")))
     assert len(recent_calls(store, limit=5)) == 5
-    kept = latencies_since(store, time.time() - 60)
-    assert len(kept) == 25 and latencies_since(store, time.time() + 60) == []
-    assert sorted(status for *_, status, _ in kept).count("429") == 1
-    assert ("gpt-4o-mini", "mock", "200", 32.0) in [tuple(row) for row in kept]
+    stats = call_stats(store, time.time() - 60)
+    assert stats.calls == {("gpt-4o-mini", "mock"): 25} and stats.errors == {("gpt-4o-mini", "mock"): 2}
+    assert stats.latencies[("gpt-4o-mini", "mock")] == [float(n) for n in range(8, 33)]
+    assert call_stats(store, time.time() - 60, sample=3).latencies[("gpt-4o-mini", "mock")] == [30.0, 31.0, 32.0]
+    assert call_stats(store, time.time() + 60).calls == {}
 
 
 def test_keep_zero_writes_nothing_and_an_unwritable_store_loses_only_the_batch(tmp_path):

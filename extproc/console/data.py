@@ -6,13 +6,14 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+import threading
 import time
 
 import yaml
 
 from ..config.filter_config import GatewayConfig
 from ..store import open_store
-from ..store.calls import CallFilter, latencies_since, recent_calls
+from ..store.calls import CallFilter, CallStats, call_stats, recent_calls
 from ..store.keys import RECORD_KIND, KeyBook, StoredKey
 from ..store.limits import window_bounds
 from ..store.meters import MEASURES, METER_PREFIX, NoMeter, clean, find_set
@@ -22,6 +23,8 @@ KEYS_PER_PAGE = 100
 NEAR_LIMIT = 0.8                  # a budget this used shows on the overview
 MAX_NEAR = 20                     # ... the most used of them (the budgets page has them all)
 NO_BUDGETS = '"budgets":[]'       # in a stored key's record (StoredKey.to_json: compact, sorted keys)
+SPEND_SECONDS = 5.0               # how long a page's spend is reused (the same grouping, window, filter)
+MAX_MEMO = 256
 MAX_ROWS = 500                    # rows of a table on a page (the CSV export has every one)
 MASK = "***"
 # Names whose values the config page never shows: credentials' `value`, keys, tokens, secrets.
@@ -131,6 +134,29 @@ def dimensions(config: GatewayConfig) -> list[str]:
 
 def spend(config: GatewayConfig, by: tuple[str, ...], window: str, now: float | None = None,
           only: dict[str, str] | None = None) -> dict:
+    """`_spend`'s result, computed at most SPEND_SECONDS ago: a busy day is tens of thousands
+    of counters (~100 ms to sum), and the workers hand theirs over every 0.5 s anyway."""
+    if now is not None or only:        # one key's counters are a short range: read them each time
+        return _spend(config, by, window, now, only)
+    key = (config.store, config.metering, tuple(by), window, tuple(sorted((only or {}).items())))
+    with _memo_lock:
+        found = _memo.get(key)
+        if found is not None and time.monotonic() - found[0] < SPEND_SECONDS:
+            return found[1]
+    result = _spend(config, by, window, None, only)
+    with _memo_lock:
+        if len(_memo) >= MAX_MEMO:
+            _memo.clear()
+        _memo[key] = (time.monotonic(), result)
+    return result
+
+
+_memo: dict[tuple, tuple[float, dict]] = {}
+_memo_lock = threading.Lock()
+
+
+def _spend(config: GatewayConfig, by: tuple[str, ...], window: str, now: float | None = None,
+           only: dict[str, str] | None = None) -> dict:
     """Spend grouped by `by` in the current window, and its total over time (per hour in
     an hour or a day, per day in a month). `only`: dimension values it must have.
     Raises NoMeter when no metered set covers `by` (and `only`'s dimensions)."""
@@ -177,7 +203,7 @@ def spend(config: GatewayConfig, by: tuple[str, ...], window: str, now: float | 
         rows.append({**dict(zip(by, group)), "requests": int(round(requests)), "input_tokens": int(round(input_tokens)),
                      "output_tokens": int(round(output_tokens)), "usd": round(usd, 8)})
     rows.sort(key=lambda e: (-e["usd"], -e["requests"], tuple(str(e[d]) for d in by)))
-    return {"by": list(by), "window": window, "start": start, "end": end, "rows": rows,
+    return {"by": list(by), "window": window, "start": start, "end": end, "rows": rows, "as_of": time.time(),
             "totals": {m: sum(row[m] for row in rows) for m in MEASURES},
             "series": sorted(buckets.items()), "step": step}
 
@@ -223,37 +249,33 @@ def budgets(config: GatewayConfig, now: float | None = None, keys=None) -> list[
 def overview(config: GatewayConfig, window: str, now: float | None = None) -> dict:
     """Requests, tokens and cost by model and backend (the meters), errors and latency
     percentiles by the same (the recent calls kept), and the budgets close to their limit."""
-    now = now or time.time()
-    start, _ = window_bounds(window, now)
     try:
-        volume = spend(config, ("model", "backend"), window, now)
+        volume = spend(config, ("model", "backend"), window, now)      # (now None: reused a few seconds)
     except NoMeter:
         volume = None
-    kept = latencies_since(config.store, start) if config.console and config.console.calls_kept else []
+    now = now or time.time()
+    start, _ = window_bounds(window, now)
+    kept = call_stats(config.store, start) if config.console and config.console.calls_kept else CallStats({}, {}, {})
     near = [b for b in budgets(config, now) if b["share"] >= NEAR_LIMIT]
-    latency: dict[tuple[str, str], list[float]] = {}
-    errors: dict[tuple[str, str], int] = {}
-    for model, backend, status, took in kept:
-        group = (model, backend)
-        latency.setdefault(group, []).append(took)
-        if not status.isdigit() or int(status) >= 400:
-            errors[group] = errors.get(group, 0) + 1
     metered = {(r["model"], r["backend"]): r for r in (volume or {}).get("rows", [])}
     by_group = []
-    for group in set(latency) | set(metered):
+    for group in set(kept.calls) | set(metered):
         row = metered.get(group)
-        times = sorted(latency.get(group, []))
+        times = kept.latencies.get(group, [])
         by_group.append({"model": group[0], "backend": group[1], "requests": row["requests"] if row else 0,
                          "tokens": row["input_tokens"] + row["output_tokens"] if row else 0,
-                         "usd": row["usd"] if row else 0.0, "calls_kept": len(times), "errors": errors.get(group, 0),
+                         "usd": row["usd"] if row else 0.0, "calls_kept": kept.calls.get(group, 0),
+                         "errors": kept.errors.get(group, 0),
                          "p50": _percentile(times, 0.50), "p99": _percentile(times, 0.99)})
     by_group.sort(key=lambda g: (-g["usd"], -g["requests"], g["model"]))
-    everything = sorted(took for *_, took in kept)
+    everything = sorted(took for times in kept.latencies.values() for took in times)
     return {"window": window, "groups": by_group[:MAX_ROWS],
             "totals": (volume or {}).get("totals") or dict.fromkeys(MEASURES, 0),
-            "errors": sum(errors.values()), "calls_kept": len(kept), "p50": _percentile(everything, 0.50),
+            "errors": sum(kept.errors.values()), "calls_kept": sum(kept.calls.values()),
+            "sampled": len(everything), "p50": _percentile(everything, 0.50),
             "p99": _percentile(everything, 0.99), "near_limit": near[:MAX_NEAR], "more_near": max(0, len(near) - MAX_NEAR),
-            "series": (volume or {}).get("series", []), "metered": volume is not None}
+            "series": (volume or {}).get("series", []), "metered": volume is not None,
+            "as_of": (volume or {}).get("as_of") or time.time()}
 
 
 def _percentile(values: list[float], q: float) -> float | None:

@@ -153,6 +153,7 @@ def _spend(config, query: dict, as_csv: bool) -> Answer:
     by = by or (("team",) if "team" in offered else tuple(offered[:1]))
     window = _choice(_one(query)("window"), data.WINDOWS, "day")
     context = {"offered": offered, "by": by, "window": window, "windows": data.WINDOWS, "problem": None,
+               "memo_seconds": data.SPEND_SECONDS,
                "result": None, "chart": None, "by_chart": None}
     try:
         result = data.spend(config, by, window) if by else None

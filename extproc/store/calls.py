@@ -25,6 +25,8 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import orjson
+
 from .limits import StoreSettings
 
 log = logging.getLogger("extproc.calls")
@@ -50,6 +52,8 @@ def call_row(record: dict) -> dict:
 
 def _verdicts(row: dict) -> str:
     """"blocked redacted": the verdicts a call had, for filtering by one."""
+    if not row.get("guardrails"):
+        return ""
     return " ".join(sorted({str(v.get("verdict")) for v in row.get("guardrails") or () if isinstance(v, dict)}))
 
 
@@ -102,7 +106,7 @@ class CallLog:
                 "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 [(row.get("ts") or time.time(), row.get("key_id"), row.get("team"), row.get("model"),
                   row.get("backend"), str(row.get("status") or row.get("outcome") or ""), _verdicts(row),
-                  row.get("latency_ms"), json.dumps(row, separators=(",", ":"))) for row in batch])
+                  row.get("latency_ms"), orjson.dumps(row).decode()) for row in batch])
             connection.execute("DELETE FROM calls WHERE id <= (SELECT max(id) FROM calls) - ?", (keep,))
             connection.execute("COMMIT")
         except BaseException:
@@ -114,7 +118,7 @@ class CallLog:
             from redis import asyncio as aioredis
             self._redis = (url, aioredis.Redis.from_url(url, socket_timeout=1.0, socket_connect_timeout=1.0))
         pipe = self._redis[1].pipeline(transaction=True)
-        pipe.lpush(REDIS_LIST, *[json.dumps(row, separators=(",", ":")) for row in batch])
+        pipe.lpush(REDIS_LIST, *[orjson.dumps(row) for row in batch])
         pipe.ltrim(REDIS_LIST, 0, keep - 1)
         await pipe.execute()
 
@@ -172,23 +176,55 @@ def recent_calls(store: StoreSettings, wanted: CallFilter = CallFilter(), limit:
                          values, limit, wanted)
 
 
-def latencies_since(store: StoreSettings, since: float) -> list[tuple[str, str, str, float]]:
-    """(model, backend, status, latency ms) of every kept call since `since`, for the
-    overview's errors and latency percentiles."""
+@dataclass(frozen=True, slots=True)
+class CallStats:
+    """Of the kept calls since a time, by (model, backend): how many, how many failed, and
+    the latencies of the newest `sample` of them (sorted)."""
+    calls: dict[tuple[str, str], int]
+    errors: dict[tuple[str, str], int]
+    latencies: dict[tuple[str, str], list[float]]
+
+
+def _failed(status: str) -> bool:
+    return not status.isdigit() or int(status) >= 400
+
+
+def call_stats(store: StoreSettings, since: float, sample: int = 20_000) -> CallStats:
+    """For the overview: counts over every kept call since `since` (SQLite counts them
+    itself), latency percentiles from the newest `sample`."""
+    stats = CallStats({}, {}, {})
     if store.kind == "redis":
-        return [(row.get("model") or "", row.get("backend") or "", str(row.get("status") or row.get("outcome") or ""),
-                 float(row.get("latency_ms") or 0.0)) for row in _redis_rows(store.url) if row.get("ts", 0) >= since]
-    try:
-        connection = sqlite3.connect(f"file:{store.path}?mode=ro", uri=True, timeout=5.0)
-    except sqlite3.Error:
-        return []
-    try:
-        return connection.execute("SELECT coalesce(model, ''), coalesce(backend, ''), status, "
-                                  "coalesce(latency_ms, 0) FROM calls WHERE ts >= ?", (since,)).fetchall()
-    except sqlite3.OperationalError:       # no calls table yet
-        return []
-    finally:
-        connection.close()
+        rows = [row for row in _redis_rows(store.url) if row.get("ts", 0) >= since]
+        for n, row in enumerate(rows):
+            group = (row.get("model") or "", row.get("backend") or "")
+            stats.calls[group] = stats.calls.get(group, 0) + 1
+            if _failed(str(row.get("status") or row.get("outcome") or "")):
+                stats.errors[group] = stats.errors.get(group, 0) + 1
+            if n < sample:
+                stats.latencies.setdefault(group, []).append(float(row.get("latency_ms") or 0.0))
+    else:
+        try:
+            connection = sqlite3.connect(f"file:{store.path}?mode=ro", uri=True, timeout=5.0)
+        except sqlite3.Error:
+            return stats
+        try:
+            for model, backend, calls, errors in connection.execute(
+                    "SELECT coalesce(model, ''), coalesce(backend, ''), count(*), "
+                    "sum(CASE WHEN status GLOB '[0-9]*' AND CAST(status AS INTEGER) < 400 THEN 0 ELSE 1 END) "
+                    "FROM calls WHERE ts >= ? GROUP BY 1, 2", (since,)):
+                stats.calls[(model, backend)] = calls
+                stats.errors[(model, backend)] = errors
+            for model, backend, took in connection.execute(
+                    "SELECT coalesce(model, ''), coalesce(backend, ''), coalesce(latency_ms, 0) FROM calls "
+                    "WHERE ts >= ? ORDER BY id DESC LIMIT ?", (since, sample)):
+                stats.latencies.setdefault((model, backend), []).append(took)
+        except sqlite3.OperationalError:       # no calls table yet
+            return stats
+        finally:
+            connection.close()
+    for times in stats.latencies.values():
+        times.sort()
+    return stats
 
 
 def _sqlite_query(path: str, sql: str, values: list, limit: int | None, wanted: CallFilter) -> list[dict]:
