@@ -53,6 +53,7 @@ def fill(state: Path, calls: int, keys: int) -> None:
         made.append(StoredKey(id=f"bench-key-{n}", sha256=digest_hex(new_secret()), user=f"user-{n}",
                               team=f"team-{n % 40}", models=None, budgets=budgets, created=now - n))
     store.put_records("key", [(k.id, k.to_json()) for k in made], None)
+    store.put_record("keyset", "version", "bench", None)       # as KeyBook's changes leave it
     # A day of meter counters: each key called a few models in a few hours (the quickstart's
     # set of dimensions, tags included), and its budget's counter.
     day_start, _ = window_bounds("day", now)

@@ -14,7 +14,7 @@ import yaml
 from ..config.filter_config import GatewayConfig
 from ..store import open_store
 from ..store.calls import CallFilter, CallStats, call_stats, recent_calls
-from ..store.keys import RECORD_KIND, KeyBook, StoredKey
+from ..store.keys import KeyBook, StoredKey, keyset_version
 from ..store.limits import window_bounds
 from ..store.meters import MEASURES, METER_PREFIX, NoMeter, clean, find_set
 
@@ -22,7 +22,6 @@ WINDOWS = ("hour", "day", "month")
 KEYS_PER_PAGE = 100
 NEAR_LIMIT = 0.8                  # a budget this used shows on the overview
 MAX_NEAR = 20                     # ... the most used of them (the budgets page has them all)
-NO_BUDGETS = '"budgets":[]'       # in a stored key's record (StoredKey.to_json: compact, sorted keys)
 SPEND_SECONDS = 5.0               # how long a page's spend is reused (the same grouping, window, filter)
 MAX_MEMO = 256
 MAX_ROWS = 500                    # rows of a table on a page (the CSV export has every one)
@@ -79,47 +78,60 @@ _NOT_METERS = [("", METER_PREFIX), (METER_PREFIX[:-1] + chr(ord(METER_PREFIX[-1]
 
 
 def stored_keys(config: GatewayConfig) -> list[StoredKey]:
+    """The keys made at run time; parsed again only when the store's keyset version moved
+    (every create, rotate and revoke moves it: store/keys.py)."""
     reserved = frozenset(key.id for key in config.keys_by_hash.values())
-    return asyncio.run(_with_store(config, lambda store: KeyBook(store, reserved).all()))
+
+    async def read(store) -> list[StoredKey]:
+        version = await keyset_version(store)
+        cached = _keys_read.get(config.store)
+        if version is not None and cached is not None and cached[0] == version:
+            return cached[1]
+        keys = await KeyBook(store, reserved).all()
+        _keys_read[config.store] = (version, keys)
+        return keys
+    return asyncio.run(_with_store(config, read))
+
+
+_keys_read: dict = {}          # store settings -> (keyset version, its keys)
 
 
 def keys_with_budgets(config: GatewayConfig) -> list[StoredKey]:
-    """The stored keys that carry budgets (most keys carry none: their records are not parsed)."""
-    records = asyncio.run(_with_store(config, lambda store: store.records(RECORD_KIND)))
-    return [StoredKey.from_json(value) for _, value in records if NO_BUDGETS not in value]
+    return [key for key in stored_keys(config) if key.budgets]
 
 
 # --- keys ---------------------------------------------------------------------------
 
 def key_list(config: GatewayConfig, query: str = "", page: int = 0, now: float | None = None) -> dict:
     """One page of keys: the config file's, then the store's, newest first; `query` matches
-    id, user or team."""
+    id, user or team. Only the page's keys are described."""
     now = now or time.time()
-    rows = [{"id": k.id, "user": k.user, "team": k.team, "models": sorted(k.models) if k.models else "*",
-             "budgets": [], "expires": None, "created": None, "state": "active", "source": "config file"}
-            for k in config.keys_by_hash.values()]
-    made = sorted(stored_keys(config), key=lambda k: -k.created)
-    rows += [{**k.described(now), "source": "store"} for k in made]
     needle = query.strip().lower()
+    keys = [*config.keys_by_hash.values(), *sorted(stored_keys(config), key=lambda k: -k.created)]
     if needle:
-        rows = [row for row in rows if needle in row["id"].lower() or needle in row["user"].lower()
-                or needle in row["team"].lower()]
-    pages = max(1, -(-len(rows) // KEYS_PER_PAGE))
+        keys = [k for k in keys if needle in k.id.lower() or needle in k.user.lower() or needle in k.team.lower()]
+    pages = max(1, -(-len(keys) // KEYS_PER_PAGE))
     page = min(max(page, 0), pages - 1)
-    return {"keys": rows[page * KEYS_PER_PAGE:(page + 1) * KEYS_PER_PAGE], "total": len(rows), "page": page,
-            "pages": pages, "query": query}
+    rows = [_described(k, now) for k in keys[page * KEYS_PER_PAGE:(page + 1) * KEYS_PER_PAGE]]
+    return {"keys": rows, "total": len(keys), "page": page, "pages": pages, "query": query}
+
+
+def _described(key, now: float) -> dict:
+    if isinstance(key, StoredKey):
+        return {**key.described(now), "source": "store"}
+    return {"id": key.id, "user": key.user, "team": key.team, "models": sorted(key.models) if key.models else "*",
+            "budgets": [], "expires": None, "created": None, "state": "active", "source": "config file",
+            "metadata": {}}
 
 
 def one_key(config: GatewayConfig, key_id: str, now: float | None = None) -> dict | None:
     now = now or time.time()
     for key in config.keys_by_hash.values():
         if key.id == key_id:
-            return {"id": key.id, "user": key.user, "team": key.team,
-                    "models": sorted(key.models) if key.models else "*", "budgets": [], "expires": None,
-                    "created": None, "state": "active", "source": "config file", "metadata": {}}
+            return _described(key, now)
     reserved = frozenset(key.id for key in config.keys_by_hash.values())
     found = asyncio.run(_with_store(config, lambda store: KeyBook(store, reserved).get(key_id)))
-    return {**found.described(now), "source": "store"} if found else None
+    return _described(found, now) if found else None
 
 
 # --- spend --------------------------------------------------------------------------
