@@ -4,7 +4,7 @@ made at run time (a third with budgets), and a day of meter counters for them.
 The console runs as `extproc up` runs it (its own listener, the SQLite store under a
 temporary state dir); a client signs in and loads each page in turn: once (the first load,
 which reads the store), then `--rounds` times (the overview's and the spend page's sums are
-reused for 5 s, console/data.py); the median and the slowest of these, and the median CPU time of a
+reused for 3 s, console/data.py); the median and the slowest of these, and the median CPU time of a
 load (the console's and the client's, one process: what the machine's other load does not
 change).
 

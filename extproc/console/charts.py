@@ -19,5 +19,6 @@ def bar_chart(points: list[tuple[str, float]], unit: str = "") -> dict:
         bars.append({"x": round(index * (width + GAP), 2), "y": round(HEIGHT - height, 2),
                      "w": round(width, 2), "h": round(height, 2), "label": label,
                      "title": f"{label}: {value:,.6g}{(' ' + unit) if unit else ''}"})
-    return {"width": WIDTH, "height": HEIGHT, "bars": bars, "top": top, "unit": unit,
+    return {"width": WIDTH, "height": HEIGHT, "bars": bars, "top": max((v for _, v in points), default=0.0),
+            "unit": unit,
             "first": points[0][0] if points else "", "last": points[-1][0] if points else ""}
