@@ -202,3 +202,26 @@ def test_the_config_page_masks_every_secret(tmp_path, monkeypatch):
                    "sk-live-provider", "s" * 40, "mock-provider-key"):
         assert secret not in shown
     assert "***" in shown and "console:" in shown and "gpt-4o-mini" in shown
+
+
+# --- extproc up's banner --------------------------------------------------------------
+
+def test_extproc_up_prints_the_console_and_only_a_demo_token(capsys, tmp_path, monkeypatch):
+    from types import SimpleNamespace
+
+    from extproc.cli import _print_banner
+    supervisor = SimpleNamespace(worker_count=1, envoy_admin="/tmp/x.sock")
+    config = load_config(str(QUICKSTART_CONFIG), strict_credentials=False)
+    _print_banner(config, supervisor, "http://127.0.0.1:10000/v1", [])
+    shown = capsys.readouterr().out
+    assert "Console:                    http://127.0.0.1:9466" in shown
+    assert "demo admin token: console-demo-admin-token" in shown
+
+    raw = quickstart_config()
+    raw["console"]["tokens"] = {"admin": {"env": "CONSOLE_TOKEN_FOR_TEST"}}
+    monkeypatch.setenv("CONSOLE_TOKEN_FOR_TEST", "an-admin-token-from-the-environment")
+    path = tmp_path / "gateway.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    _print_banner(load_config(str(path), strict_credentials=False), supervisor, "http://127.0.0.1:10000/v1", [])
+    shown = capsys.readouterr().out
+    assert "Console:" in shown and "an-admin-token-from-the-environment" not in shown and "token:" not in shown

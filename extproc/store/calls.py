@@ -74,7 +74,10 @@ class CallLog:
         each flush: a reload may change it), keeping its newest `keep` calls."""
         while True:
             await asyncio.sleep(FLUSH_SECONDS)
-            await self.flush(*settings())
+            try:
+                await self.flush(*settings())
+            except Exception:       # noqa: BLE001 - the next flush tries again; serving goes on
+                log.exception("recent calls: a flush failed")
 
     async def flush(self, store: StoreSettings, keep: int) -> None:
         if not self._pending:
