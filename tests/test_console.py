@@ -147,6 +147,10 @@ def test_calls_reach_the_store_in_batches_newest_kept_and_filtered(store):
         log.add(a_call(31, status=400, guardrails=[{"guardrail": "pii", "direction": "request", "verdict": "blocked"}],
                        tags={"agent": "triage"}))
         log.add(a_call(32, guardrails=[{"guardrail": "pii", "direction": "request", "verdict": "redacted"}]))
+        log.add({"ts": time.time(), "kind": "mcp", "request_id": "m1", "key_id": "k1", "profile": "demo",
+                 "server": "demo", "method": "tools/call", "tool": "echo", "argument_bytes": 20, "status": 200,
+                 "outcome": "ok", "latency_ms": 3.0, "session": "secret-session-id",
+                 "guardrails": [{"guardrail": "pii", "direction": "request", "verdict": "redacted"}]})
         await log.flush(store, 25)
         await log.flush(store, 25)               # nothing new: nothing written
         if log._redis is not None:
@@ -154,19 +158,23 @@ def test_calls_reach_the_store_in_batches_newest_kept_and_filtered(store):
     asyncio.run(run())
 
     newest = recent_calls(store, limit=100)
-    assert [row["request_id"] for row in newest] == [f"r{n}" for n in range(32, 7, -1)]   # the newest 25
+    assert [row["request_id"] for row in newest] == [f"r{n}" for n in range(32, 8, -1)]   # the newest 25, MCP's apart
+    [mcp] = recent_calls(store, CallFilter(kind="mcp"))
+    assert mcp["tool"] == "echo" and mcp["argument_bytes"] == 20 and "session" not in mcp
+    assert [r["request_id"] for r in recent_calls(store, CallFilter(verdict="any", kind="*"))] == ["m1", "r32", "r31"]
     assert "dropped" not in newest[0] and "path" not in newest[0]          # only the listed fields
     assert [r["request_id"] for r in recent_calls(store, CallFilter(status="error"))] == ["r31", "r30"]
     assert [r["request_id"] for r in recent_calls(store, CallFilter(status="429"))] == ["r30"]
     assert [r["request_id"] for r in recent_calls(store, CallFilter(verdict="blocked"))] == ["r31"]
     assert [r["request_id"] for r in recent_calls(store, CallFilter(verdict="redacted"))] == ["r32"]
+    assert [r["request_id"] for r in recent_calls(store, CallFilter(verdict="redacted", kind="*"))] == ["m1", "r32"]
     assert [r["request_id"] for r in recent_calls(store, CallFilter(tag="agent=triage"))] == ["r31"]
     assert all(r["key_id"] == "k1" for r in recent_calls(store, CallFilter(key_id="k1")))
     assert all(r["team"] == "support" for r in recent_calls(store, CallFilter(team="support")))
     assert len(recent_calls(store, limit=5)) == 5
     stats = call_stats(store, time.time() - 60)
-    assert stats.calls == {("gpt-4o-mini", "mock"): 25} and stats.errors == {("gpt-4o-mini", "mock"): 2}
-    assert stats.latencies[("gpt-4o-mini", "mock")] == [float(n) for n in range(8, 33)]
+    assert stats.calls == {("gpt-4o-mini", "mock"): 24} and stats.errors == {("gpt-4o-mini", "mock"): 2}
+    assert stats.latencies[("gpt-4o-mini", "mock")] == [float(n) for n in range(9, 33)]
     assert call_stats(store, time.time() - 60, sample=3).latencies[("gpt-4o-mini", "mock")] == [30.0, 31.0, 32.0]
     assert call_stats(store, time.time() + 60).calls == {}
 

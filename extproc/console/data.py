@@ -13,7 +13,7 @@ import yaml
 
 from ..config.filter_config import GatewayConfig
 from ..store import open_store
-from ..store.calls import CallFilter, CallStats, call_stats, recent_calls
+from ..store.calls import MCP, CallFilter, CallStats, call_stats, recent_calls
 from ..store.keys import KeyBook, StoredKey, keyset_version
 from ..store.limits import window_bounds
 from ..store.meters import MEASURES, METER_PREFIX, NoMeter, clean, find_set
@@ -302,6 +302,22 @@ def calls(config: GatewayConfig, wanted: CallFilter, limit: int = 100) -> list[d
     if config.console is None or not config.console.calls_kept:
         return []
     return recent_calls(config.store, wanted, limit)
+
+
+def findings_and_mcp(config: GatewayConfig, sample: int = 5000) -> dict:
+    """The guardrails' blocks, redactions and flags among the newest `sample` calls kept
+    (model and MCP calls), counted by rule; the newest of them; the newest MCP calls."""
+    if config.console is None or not config.console.calls_kept:
+        return {"counts": [], "findings": [], "mcp": [], "sample": 0}
+    found = recent_calls(config.store, CallFilter(verdict="any", kind="*"), sample)
+    counts: dict[tuple[str, str, str], int] = {}
+    for call in found:
+        for verdict in call.get("guardrails") or ():
+            if isinstance(verdict, dict) and verdict.get("verdict") != "passed":
+                key = (str(verdict.get("guardrail")), str(verdict.get("direction")), str(verdict.get("verdict")))
+                counts[key] = counts.get(key, 0) + 1
+    return {"counts": sorted(((*k, n) for k, n in counts.items()), key=lambda c: -c[3]),
+            "findings": found[:100], "mcp": recent_calls(config.store, CallFilter(kind=MCP), 100), "sample": sample}
 
 
 # --- config -------------------------------------------------------------------------

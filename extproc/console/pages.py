@@ -78,11 +78,14 @@ def route(console, session, method: str, path: str, query: dict, form: dict) -> 
                             status=one("status")[:8], verdict=one("verdict")[:16], tag=one("tag")[:MAX_FIELD])
         return Answer("calls.html", {"calls": data.calls(config, wanted), "f": wanted,
                                      "kept": config.console.calls_kept if config.console else 0})
+    if path == "/guardrails":
+        return Answer("guardrails.html", {"g": data.findings_and_mcp(config)})
     if path == "/config":
         if not session.may("config"):
             return Answer(status=403, context={"message": "The config page is for the admin role."})
         return Answer("config.html", {"yaml": data.masked_config(config), "version": config.version,
-                                      "path": config.path, "warnings": config.warnings})
+                                      "path": config.path, "warnings": config.warnings,
+                                      "reloads": list(reversed(console.reloads))})
     return Answer(status=404, context={"message": "No such page."})
 
 

@@ -28,6 +28,8 @@ from . import pages
 from .auth import COOKIE, PRE_COOKIE, Session, Sessions, clean_name, cookie_header
 
 MAX_FORM = 64 * 1024
+MAX_RELOADS = 20                 # the config page's reload history
+MAX_PROBLEMS = 50
 HERE = Path(__file__).parent
 STATIC = {"console.css": "text/css; charset=utf-8"}
 SECURITY_HEADERS = (
@@ -47,6 +49,8 @@ class Console:
         self.config = config
         self._stat = _stat(config.path)
         self._lock = threading.Lock()
+        self.reloads: list[dict] = [{"at": time.time(), "result": "started", "version": config.version,
+                                     "problems": []}]
         self.sessions = Sessions(config.console)
         self.run_operation = run_operation
         self.templates = Environment(loader=FileSystemLoader(HERE / "templates"),
@@ -55,6 +59,8 @@ class Console:
         self.templates.filters.update(pages.FILTERS)
 
     def current_config(self) -> GatewayConfig:
+        """The config in force: read again when its file changes, as the workers read it
+        (runtime/reload.py; same environment, same checks), each reading in `reloads`."""
         stat = _stat(self.config.path)
         if stat is not None and stat != self._stat:
             with self._lock:
@@ -62,10 +68,18 @@ class Console:
                     self._stat = stat
                     try:
                         with detectors_not_made():
-                            self.config = load_config(self.config.path, strict_credentials=False)
-                    except ConfigError:
-                        pass                  # the workers keep the old one too
+                            self.config = load_config(self.config.path)
+                        self._reloaded("applied", self.config.version)
+                    except ConfigError as error:       # the workers keep the old one too
+                        self._reloaded("refused", None, error.problems)
+                    except Exception as error:         # noqa: BLE001 - never a page's failure
+                        self._reloaded("refused", None, [f"the file could not be read ({type(error).__name__})"])
         return self.config
+
+    def _reloaded(self, result: str, version: str | None, problems: list[str] = ()) -> None:
+        self.reloads.append({"at": time.time(), "result": result, "version": version,
+                             "problems": list(problems)[:MAX_PROBLEMS]})
+        del self.reloads[:-MAX_RELOADS]
 
 
 def start_console(config: GatewayConfig, run_operation: Callable) -> ThreadingHTTPServer:

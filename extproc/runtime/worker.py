@@ -104,7 +104,7 @@ class Runtime:
         self.cut_streams = cut_streams or WorkerCutStreams(config.store)
         self.pipeline = build_pipeline(config, store.store, self.cut_streams, self.calls)
         self.upstream_pipeline = build_upstream_pipeline(config)
-        self.mcp_pipeline = build_mcp_pipeline(config, store.store)
+        self.mcp_pipeline = build_mcp_pipeline(config, store.store, self.calls)
 
 
 def reloaded(runtime: Runtime, config: GatewayConfig) -> Runtime:

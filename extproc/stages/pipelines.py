@@ -61,7 +61,7 @@ def build_pipeline(config: GatewayConfig, store=None, cut_streams: WorkerCutStre
         *([BudgetSettle(store)] if budgets else []),   # ...which settling needs
         *([SessionSettle(store)] if caps and config.caps.session and store is not None else []),
         *([Meter(store, config.metering)] if store is not None and config.metering.sets else []),
-        Record(calls=calls if config.console is not None and config.console.calls_kept else None),
+        Record(calls=_kept(config, calls)),
     ])
 
 
@@ -70,12 +70,17 @@ def build_upstream_pipeline(config: GatewayConfig) -> Pipeline:
     return Pipeline([AttemptRewrite()], request_only=True)
 
 
-def build_mcp_pipeline(config: GatewayConfig, store=None) -> Pipeline:
+def _kept(config: GatewayConfig, calls: CallLog | None) -> CallLog | None:
+    """The recent calls' list when the console keeps them (config `console.calls.keep`)."""
+    return calls if config.console is not None and config.console.calls_kept else None
+
+
+def build_mcp_pipeline(config: GatewayConfig, store=None, calls: CallLog | None = None) -> Pipeline:
     """For MCP profiles' routes (/mcp/<profile>): identity, tool policy and rate limits,
     guardrails on arguments and results, the call's span, the audit line."""
     return Pipeline([McpGate(store), McpAnswer(),
                      *([McpSpan()] if config.observability.tracing is not None else []),
-                     McpRecord()])
+                     McpRecord(calls=_kept(config, calls))])
 
 
 def pipeline_table(pipeline: Pipeline) -> str:

@@ -34,14 +34,17 @@ log = logging.getLogger("extproc.calls")
 FLUSH_SECONDS = 0.5
 MAX_PENDING = 20_000             # calls waiting for a flush; older ones are dropped past this
 REDIS_LIST = "llmgw:calls"
-CALL_FIELDS = ("ts", "request_id", "key_id", "user", "team", "model", "served_model", "backend", "status",
+CALL_FIELDS = ("ts", "kind", "request_id", "key_id", "user", "team", "model", "served_model", "backend", "status",
                "outcome", "error_code", "stream", "api", "input_tokens", "output_tokens", "cached_tokens",
                "usage_estimated", "cost_usd", "latency_ms", "ttft_ms", "attempts", "tags", "guardrails",
-               "trace_id", "trace_url", "config_version")
+               "trace_id", "trace_url", "config_version",
+               # an MCP call's (stages/mcp/record.py): where, what, how big; never the arguments
+               "profile", "server", "method", "tool", "argument_bytes")
+MCP = "mcp"                      # the `kind` of an MCP call's record; a model call's has none
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS calls (
-    id INTEGER PRIMARY KEY, ts REAL NOT NULL, key_id TEXT, team TEXT, model TEXT, backend TEXT, status TEXT,
-    verdict TEXT, latency_ms REAL, data TEXT NOT NULL);
+    id INTEGER PRIMARY KEY, ts REAL NOT NULL, kind TEXT NOT NULL DEFAULT '', key_id TEXT, team TEXT, model TEXT,
+    backend TEXT, status TEXT, verdict TEXT, latency_ms REAL, data TEXT NOT NULL);
 """
 
 
@@ -105,9 +108,9 @@ class CallLog:
         connection.execute("BEGIN IMMEDIATE")
         try:
             connection.executemany(
-                "INSERT INTO calls (ts, key_id, team, model, backend, status, verdict, latency_ms, data) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                [(row.get("ts") or time.time(), row.get("key_id"), row.get("team"), row.get("model"),
+                "INSERT INTO calls (ts, kind, key_id, team, model, backend, status, verdict, latency_ms, data) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [(row.get("ts") or time.time(), row.get("kind") or "", row.get("key_id"), row.get("team"), row.get("model"),
                   row.get("backend"), str(row.get("status") or row.get("outcome") or ""), _verdicts(row),
                   row.get("latency_ms"), orjson.dumps(row).decode()) for row in batch])
             connection.execute("DELETE FROM calls WHERE id <= (SELECT max(id) FROM calls) - ?", (keep,))
@@ -136,8 +139,11 @@ class CallFilter:
     status: str = ""        # "200", "429", or "error" (any status of 400 and above)
     verdict: str = ""       # blocked | redacted | flagged
     tag: str = ""           # NAME=VALUE
+    kind: str = ""          # "" model calls, MCP: MCP calls, "*": both
 
     def matches(self, row: dict) -> bool:
+        if self.kind != "*" and (row.get("kind") or "") != self.kind:
+            return False
         if self.key_id and row.get("key_id") != self.key_id or self.team and row.get("team") != self.team:
             return False
         if self.model and row.get("model") != self.model:
@@ -148,7 +154,9 @@ class CallFilter:
                 return False
         elif self.status and status != self.status:
             return False
-        if self.verdict and self.verdict not in _verdicts(row).split():
+        if self.verdict == "any" and not set(_verdicts(row).split()) - {"passed"}:
+            return False
+        if self.verdict and self.verdict != "any" and self.verdict not in _verdicts(row).split():
             return False
         if self.tag:
             name, _, value = self.tag.partition("=")
@@ -163,6 +171,9 @@ def recent_calls(store: StoreSettings, wanted: CallFilter = CallFilter(), limit:
     if store.kind == "redis":
         return [row for row in _redis_rows(store.url) if row.get("ts", 0) >= since and wanted.matches(row)][:limit]
     clauses, values = ["ts >= ?"], [since]
+    if wanted.kind != "*":
+        clauses.append("kind = ?")
+        values.append(wanted.kind)
     for column, value in (("key_id", wanted.key_id), ("team", wanted.team), ("model", wanted.model)):
         if value:
             clauses.append(f"{column} = ?")
@@ -172,7 +183,9 @@ def recent_calls(store: StoreSettings, wanted: CallFilter = CallFilter(), limit:
     elif wanted.status:
         clauses.append("status = ?")
         values.append(wanted.status)
-    if wanted.verdict:
+    if wanted.verdict == "any":            # any verdict but "passed"
+        clauses.append("verdict != '' AND verdict != 'passed'")
+    elif wanted.verdict:
         clauses.append("(' ' || verdict || ' ') LIKE ?")
         values.append(f"% {wanted.verdict} %")
     return _sqlite_query(store.path, f"SELECT data FROM calls WHERE {' AND '.join(clauses)} ORDER BY id DESC",
@@ -197,7 +210,7 @@ def call_stats(store: StoreSettings, since: float, sample: int = 20_000) -> Call
     itself), latency percentiles from the newest `sample`."""
     stats = CallStats({}, {}, {})
     if store.kind == "redis":
-        rows = [row for row in _redis_rows(store.url) if row.get("ts", 0) >= since]
+        rows = [row for row in _redis_rows(store.url) if row.get("ts", 0) >= since and not row.get("kind")]
         for n, row in enumerate(rows):
             group = (row.get("model") or "", row.get("backend") or "")
             stats.calls[group] = stats.calls.get(group, 0) + 1
@@ -214,12 +227,12 @@ def call_stats(store: StoreSettings, since: float, sample: int = 20_000) -> Call
             for model, backend, calls, errors in connection.execute(
                     "SELECT coalesce(model, ''), coalesce(backend, ''), count(*), "
                     "sum(CASE WHEN status GLOB '[0-9]*' AND CAST(status AS INTEGER) < 400 THEN 0 ELSE 1 END) "
-                    "FROM calls WHERE ts >= ? GROUP BY 1, 2", (since,)):
+                    "FROM calls WHERE ts >= ? AND kind = '' GROUP BY 1, 2", (since,)):
                 stats.calls[(model, backend)] = calls
                 stats.errors[(model, backend)] = errors
             for model, backend, took in connection.execute(
                     "SELECT coalesce(model, ''), coalesce(backend, ''), coalesce(latency_ms, 0) FROM calls "
-                    "WHERE ts >= ? ORDER BY id DESC LIMIT ?", (since, sample)):
+                    "WHERE ts >= ? AND kind = '' ORDER BY id DESC LIMIT ?", (since, sample)):
                 stats.latencies.setdefault((model, backend), []).append(took)
         except sqlite3.OperationalError:       # no calls table yet
             return stats
