@@ -24,8 +24,7 @@ import yaml
 from gateway_stack import ROOT, GatewayStack, quickstart_config
 from mcp import ClientSession
 from mcp.client.streamable_http import streamable_http_client
-
-playwright_api = pytest.importorskip("playwright.sync_api")
+from playwright.sync_api import sync_playwright
 
 ADMIN = "console-demo-admin-token"            # the quickstart's demo tokens
 VIEWER = "console-demo-viewer-token"
@@ -58,7 +57,7 @@ def browser():
     binary = chromium_binary()
     if binary is None:
         pytest.fail("Chromium is not installed (tests/run.sh installs Debian's chromium)")
-    with playwright_api.sync_playwright() as driver:
+    with sync_playwright() as driver:
         launched = driver.chromium.launch(executable_path=binary, args=["--no-sandbox", "--disable-gpu"])
         yield launched
         launched.close()
