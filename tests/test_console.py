@@ -61,6 +61,26 @@ def test_a_console_beyond_loopback_is_warned_about(tmp_path):
     assert not problems.lines and any("beyond this machine" in line for line in problems.warnings)
 
 
+@pytest.mark.parametrize("oidc, complaint", [
+    ({"provider": "okta"}, "must name one of identity.jwt.providers (demo)"),
+    ({"provider": "demo", "client_id": "c", "redirect_url": "https://x.example/elsewhere",
+      "roles": {"admin": ["a"]}}, "ending in /login/callback"),
+    ({"provider": "demo", "client_id": "c", "redirect_url": "javascript:alert(1)", "roles": {"admin": ["a"]}},
+     "must be an http(s) URL"),
+    ({"provider": "demo", "client_id": "c", "redirect_url": "https://x.example/login/callback",
+      "roles": {"root": ["a"]}}, "unknown role 'root'"),
+    ({"provider": "demo", "client_id": "c", "redirect_url": "https://x.example/login/callback"}, "at least one role"),
+])
+def test_a_wrong_oidc_section_is_refused(tmp_path, oidc, complaint):
+    config = quickstart_config()
+    config["console"]["oidc"] = oidc
+    path = tmp_path / "gateway.yaml"
+    path.write_text(yaml.safe_dump(config))
+    with pytest.raises(ConfigError) as refused:
+        load_config(str(path), strict_credentials=False)
+    assert any(complaint in line for line in refused.value.problems), refused.value.problems
+
+
 def test_the_quickstart_runs_the_console_with_demo_tokens():
     config = load_config(str(QUICKSTART_CONFIG), strict_credentials=False)
     assert config.console.listen == "127.0.0.1:9466"

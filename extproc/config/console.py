@@ -10,12 +10,20 @@
       session_hours: 8
       calls:
         keep: 10000                        # recent calls kept in the store; 0: none
+      oidc:                                # sign-in with the company's identity provider
+        provider: okta                     # one of identity.jwt.providers: its issuer and keys
+        client_id: llm-gateway-console
+        redirect_url: https://console.gateway.example.com/login/callback
+        role_claim: groups
+        roles: {admin: [platform-admins], key_manager: [platform], viewer: [engineering]}
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
+from .identity import IdentitySettings, JwtProvider
 from .providers import Secret, _credential
 from ..yamltree import Node
 
@@ -24,6 +32,22 @@ ROLES = ("viewer", "key_manager", "admin")
 LOOPBACK = ("127.0.0.1", "localhost", "::1", "[::1]")
 MIN_TOKEN_CHARS = 16
 MAX_CALLS_KEPT = 1_000_000
+_URL = re.compile(r"https?://[^/\s]+(/\S*)?")
+
+
+@dataclass(frozen=True, slots=True)
+class ConsoleOidc:
+    """Sign-in with an identity provider: OpenID Connect's authorization code flow with PKCE."""
+    provider: JwtProvider                         # its issuer and keys (identity.jwt.providers)
+    client_id: str
+    client_secret: Secret | None                  # None: a public client (PKCE alone)
+    redirect_url: str                             # <the console's URL>/login/callback
+    authorization_endpoint: str | None            # None: from the issuer's discovery document
+    token_endpoint: str | None
+    scopes: tuple[str, ...]
+    user_claims: tuple[str, ...]                  # the first present names who signed in
+    role_claim: str                               # a claim holding a group (or a list of them)
+    roles: tuple[tuple[str, frozenset[str]], ...]  # role -> the claim values that give it
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,12 +57,13 @@ class ConsoleSettings:
     session_secret: Secret | None                 # None: a new random one at each start
     session_seconds: float
     calls_kept: int                               # recent call records kept in the store (0: none)
+    oidc: ConsoleOidc | None = None
 
 
-def parse_console(node: Node, strict: bool) -> ConsoleSettings | None:
+def parse_console(node: Node, strict: bool, identity: IdentitySettings | None = None) -> ConsoleSettings | None:
     if node.missing or node.value is None:
         return None
-    node.only_keys("listen", "tokens", "session_secret", "session_hours", "calls")
+    node.only_keys("listen", "tokens", "session_secret", "session_hours", "calls", "oidc")
     listen = node.get("listen").str("127.0.0.1:9466")
     host, sep, port = listen.rpartition(":")
     if not sep or not port.isdigit():
@@ -58,10 +83,11 @@ def parse_console(node: Node, strict: bool) -> ConsoleSettings | None:
             token_node.fail(f"a console token must be at least {MIN_TOKEN_CHARS} characters")
             continue
         tokens.append((role, token, source))
-    if not tokens and not node.get("tokens").missing:
+    oidc = _oidc(node.get("oidc"), strict, identity)
+    if not tokens and not node.get("tokens").missing and oidc is None:
         node.get("tokens").warn("no token can be read: nobody can sign in to the console")
-    if node.get("tokens").missing:
-        node.get("tokens").fail("is required: at least one of admin, key_manager, viewer")
+    if node.get("tokens").missing and node.get("oidc").missing:
+        node.get("tokens").fail("is required (at least one of admin, key_manager, viewer), or oidc")
     secret = None
     if not node.get("session_secret").missing:
         _, secret = _credential(node.get("session_secret"), strict)
@@ -72,4 +98,45 @@ def parse_console(node: Node, strict: bool) -> ConsoleSettings | None:
     return ConsoleSettings(
         listen=listen, tokens=tuple(tokens), session_secret=secret,
         session_seconds=node.get("session_hours").number(8, minimum=0.01) * 3600,
-        calls_kept=min(calls.get("keep").number(10000, integer=True, minimum=0), MAX_CALLS_KEPT))
+        calls_kept=min(calls.get("keep").number(10000, integer=True, minimum=0), MAX_CALLS_KEPT), oidc=oidc)
+
+
+def _oidc(node: Node, strict: bool, identity: IdentitySettings | None) -> ConsoleOidc | None:
+    if node.missing or node.value is None:
+        return None
+    node.only_keys("provider", "client_id", "client_secret", "redirect_url", "authorization_endpoint",
+                   "token_endpoint", "scopes", "user_claim", "role_claim", "roles")
+    name = node.get("provider").str()
+    providers = {p.name: p for p in (identity.jwt.providers if identity and identity.jwt else ())}
+    if name not in providers:
+        node.get("provider").fail(f"must name one of identity.jwt.providers ({', '.join(providers) or 'none'}): "
+                                  "the console trusts the issuer the gateway trusts")
+        return None
+    urls = {}
+    for field in ("redirect_url", "authorization_endpoint", "token_endpoint"):
+        value = node.get(field).str(None) if field != "redirect_url" else node.get(field).str()
+        if value is not None and not _URL.fullmatch(value):
+            node.get(field).fail("must be an http(s) URL")
+        urls[field] = value
+    if urls["redirect_url"] and not urls["redirect_url"].endswith("/login/callback"):
+        node.get("redirect_url").fail("must be the console's own URL ending in /login/callback")
+    secret = None
+    if not node.get("client_secret").missing:
+        _, secret = _credential(node.get("client_secret"), strict)
+    roles = []
+    for role, values in node.get("roles").items():
+        if role not in ROLES:
+            values.fail(f"unknown role {role!r} (one of {', '.join(ROLES)})")
+            continue
+        roles.append((role, frozenset(v.str() for v in values.elements())))
+    if not roles:
+        node.get("roles").fail("must give at least one role to some value of the role claim")
+    user = node.get("user_claim")
+    return ConsoleOidc(
+        provider=providers[name], client_id=node.get("client_id").str(), client_secret=secret,
+        redirect_url=urls["redirect_url"] or "", authorization_endpoint=urls["authorization_endpoint"],
+        token_endpoint=urls["token_endpoint"],
+        scopes=tuple(e.str() for e in node.get("scopes").elements()) or ("openid", "email", "profile"),
+        user_claims=(user.str(),) if isinstance(user.value, str) else
+        tuple(e.str() for e in user.elements()) or ("email", "sub"),
+        role_claim=node.get("role_claim").str("groups"), roles=tuple(roles))

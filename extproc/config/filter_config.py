@@ -130,6 +130,9 @@ def load_config(path: str, *, strict_credentials: bool = True) -> GatewayConfig:
                                  "models: `models: \"*\"`)")
     keys = _keys(root.get("keys"), models, providers)
     guardrails = parse_guardrails(root.get("guardrails"))
+    identity = parse_identity(root.get("identity"), strict_credentials,
+                              lambda node: _allowed_models(node, models, providers),
+                              os.path.dirname(os.path.abspath(path)))
     config = GatewayConfig(
         path=path,
         version=f"{label}@{digest}" if label else digest,
@@ -141,14 +144,12 @@ def load_config(path: str, *, strict_credentials: bool = True) -> GatewayConfig:
         store=parse_store(root.get("store"), default_state_dir()),
         guardrails=guardrails,
         observability=parse_observability(root.get("observability")),
-        identity=parse_identity(root.get("identity"), strict_credentials,
-                                lambda node: _allowed_models(node, models, providers),
-                                os.path.dirname(os.path.abspath(path))),
+        identity=identity,
         metering=parse_metering(root.get("metering")),
         caps=parse_caps(root.get("caps")),
         mock_provider=root.get("mock_provider").value if not root.get("mock_provider").missing else None,
         mcp=parse_mcp(root.get("mcp"), guardrails, strict_credentials),
-        console=parse_console(root.get("console"), strict_credentials),
+        console=parse_console(root.get("console"), strict_credentials, identity),
     )
     _warn_of_an_open_catch_all(config, root.get("identity"))
     problems.raise_if_any()

@@ -91,6 +91,24 @@ class Sessions:
         return bool(presented) and hmac.compare_digest(presented.encode("utf-8", "surrogateescape"),
                                                        self.csrf_token(session).encode())
 
+    # --- other signed values (the OIDC sign-in's state: oidc.py) ---------------------
+
+    def seal(self, purpose: str, value: dict) -> str:
+        payload = _b64(json.dumps(value, separators=(",", ":")).encode())
+        return f"{payload}.{self._sign(purpose + '|' + payload)}"
+
+    def unseal(self, purpose: str, sealed: str | None) -> dict | None:
+        if not sealed or sealed.count(".") != 1 or len(sealed) > 4096:
+            return None
+        payload, signature = sealed.split(".")
+        if not hmac.compare_digest(signature.encode(), self._sign(purpose + "|" + payload).encode()):
+            return None
+        try:
+            value = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+        except ValueError:
+            return None
+        return value if isinstance(value, dict) else None
+
     def _sign(self, text: str) -> str:
         return _b64(hmac.new(self._key, text.encode(), hashlib.sha256).digest())
 
@@ -104,8 +122,9 @@ def _b64(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
 
 
-def cookie_header(name: str, value: str, max_age: float | None, secure: bool = False) -> str:
-    parts = [f"{name}={value}", "Path=/", "HttpOnly", "SameSite=Strict"]
+def cookie_header(name: str, value: str, max_age: float | None, secure: bool = False,
+                  same_site: str = "Strict") -> str:
+    parts = [f"{name}={value}", "Path=/", "HttpOnly", f"SameSite={same_site}"]
     if max_age is not None:
         parts.append(f"Max-Age={int(max_age)}")
     if secure:

@@ -26,6 +26,7 @@ from ..guardrails.config import detectors_not_made
 from ..yamltree import ConfigError
 from . import pages
 from .auth import COOKIE, PRE_COOKIE, Session, Sessions, clean_name, cookie_header
+from .oidc import STATE_COOKIE, STATE_SECONDS, OidcSignIn, SignInProblem
 
 MAX_FORM = 64 * 1024
 MAX_RELOADS = 20                 # the config page's reload history
@@ -52,6 +53,7 @@ class Console:
         self.reloads: list[dict] = [{"at": time.time(), "result": "started", "version": config.version,
                                      "problems": []}]
         self.sessions = Sessions(config.console)
+        self.oidc = OidcSignIn(config.console.oidc, self.sessions) if config.console.oidc else None
         self.run_operation = run_operation
         self.templates = Environment(loader=FileSystemLoader(HERE / "templates"),
                                      autoescape=select_autoescape(default=True), trim_blocks=True,
@@ -104,6 +106,8 @@ def start_console(config: GatewayConfig, run_operation: Callable) -> ThreadingHT
                     return self._static(path[len("/static/"):])
                 if path == "/login":
                     return self._login(method)
+                if path in ("/login/oidc", "/login/callback") and method == "GET":
+                    return self._oidc(path, parse_qs(query))
                 session = console.sessions.session(self._cookie(COOKIE))
                 if session is None:
                     if method == "POST":
@@ -143,7 +147,7 @@ def start_console(config: GatewayConfig, run_operation: Callable) -> ThreadingHT
                 token = self._cookie(PRE_COOKIE) or ""
                 if not re.fullmatch(r"[0-9a-f]{32}", token):
                     token = os.urandom(16).hex()
-                return self._page(200, "login.html", None, {"csrf": token, "problem": None},
+                return self._page(200, "login.html", None, {"csrf": token, "problem": None, "oidc": console.oidc},
                                   [("set-cookie", cookie_header(PRE_COOKIE, token, 600))])
             form = self._form()
             pre = self._cookie(PRE_COOKIE)
@@ -154,12 +158,36 @@ def start_console(config: GatewayConfig, run_operation: Callable) -> ThreadingHT
             if role is None:
                 self._audit_line(name or "unknown", None, "sign_in", None, 401, "wrong token")
                 token = os.urandom(16).hex()
-                return self._page(401, "login.html", None, {"csrf": token, "problem": "That token is not one "
-                                  "of this console's."}, [("set-cookie", cookie_header(PRE_COOKIE, token, 600))])
+                return self._page(401, "login.html", None, {"csrf": token, "oidc": console.oidc, "problem": "That "
+                                  "token is not one of this console's."},
+                                  [("set-cookie", cookie_header(PRE_COOKIE, token, 600))])
             session, value = console.sessions.open(name, role)
             self._audit(session, "sign_in", None, 200, "signed in")
             self._redirect("/", [("set-cookie", cookie_header(COOKIE, value, console.config.console.session_seconds)),
                                  ("set-cookie", cookie_header(PRE_COOKIE, "", 0))])
+
+        def _oidc(self, path: str, query: dict) -> None:
+            if console.oidc is None:
+                return self._page(404, "error.html", None, {"message": "No identity provider is configured."})
+            try:
+                if path == "/login/oidc":
+                    where, sealed = console.oidc.start()
+                    # Lax: this cookie must come back on the provider's redirect to /login/callback.
+                    return self._redirect(where, [("set-cookie", cookie_header(STATE_COOKIE, sealed, STATE_SECONDS,
+                                                                               same_site="Lax"))])
+                who, role = console.oidc.finish(query, self._cookie(STATE_COOKIE))
+            except SignInProblem as problem:
+                self._audit_line("unknown", None, "sign_in", None, 403, f"identity provider: {problem}")
+                return self._page(403, "error.html", None, {"message": str(problem), "back": "/login"},
+                                  [("set-cookie", cookie_header(STATE_COOKIE, "", 0, same_site="Lax"))])
+            session, value = console.sessions.open(who, role)
+            self._audit(session, "sign_in", None, 200, "signed in through the identity provider")
+            # A page, not a redirect: the provider's redirect brought the browser here from
+            # another site, and a SameSite=Strict cookie set now goes only with a navigation
+            # this site starts.
+            self._page(200, "signed_in.html", session, {},
+                       [("set-cookie", cookie_header(COOKIE, value, console.config.console.session_seconds)),
+                        ("set-cookie", cookie_header(STATE_COOKIE, "", 0, same_site="Lax"))])
 
         # --- plumbing --------------------------------------------------------------
 
