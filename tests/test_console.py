@@ -119,6 +119,8 @@ def test_a_session_cookie_holds_only_what_was_signed():
     for bad in (f"{forged}.{signature}", f"{payload}.{signature[:-2]}AA", payload, "", "a.b.c", "x" * 5000):
         assert book.session(bad) is None
     assert sessions().session(cookie) is None                # another start, another secret
+    book.close(session)
+    assert book.session(cookie) is None                      # signed out: a copy of the cookie opens nothing
     assert book.session(cookie, now=time.time() + 61) is None   # expired
 
 

@@ -188,6 +188,8 @@ def test_every_page_renders_for_the_admin(browser, stack):
     shot(page, "keys")
     page.goto("/budgets")
     assert "bob-hourly-tokens" in page.content()
+    research = page.locator("table.teams tr", has_text="research").inner_text()
+    assert re.search(r"\$0\.0\d+", research), research         # the team's spend this month
     shot(page, "budgets")
     page.goto("/spend?by=team&by=model&window=day")
     assert "research" in page.locator("table").inner_text() and page.locator("figure.chart rect").count() > 0
@@ -231,6 +233,12 @@ def test_a_viewer_reads_but_cannot_create_keys(browser, stack):
     context, page = signed_in(browser, stack, KEY_MANAGER, "kai")    # a key manager may
     page.goto("/keys")
     assert page.locator("form[action='/keys'][method=post]").count() == 1
+    copied = next(c["value"] for c in context.cookies() if c["name"] == "llmgw_console")
+    page.click("header button:has-text('Sign out')")
+    page.wait_for_url(stack.console_url + "/login")
+    reused = browser.new_context().request.get(f"{stack.console_url}/keys", max_redirects=0,
+                                               headers={"cookie": f"llmgw_console={copied}"})
+    assert reused.status == 303 and reused.headers["location"] == "/login"     # signed out means out
     context.close()
 
 

@@ -46,6 +46,7 @@ class Sessions:
         secret = settings.session_secret.reveal() if settings.session_secret else secrets.token_hex(32)
         self._key = hashlib.sha256(b"llmgw-console-session|" + secret.encode("utf-8")).digest()
         self._lifetime = settings.session_seconds
+        self._closed: dict[str, float] = {}        # sessions signed out: id -> when the cookie expires
 
     # --- sign-in ---------------------------------------------------------------------
 
@@ -78,9 +79,18 @@ class Sessions:
             session = Session(who=str(raw["w"]), role=str(raw["r"]), expires=float(raw["e"]), sid=str(raw["s"]))
         except (ValueError, KeyError, TypeError):
             return None
-        if session.role not in ROLES or session.expires <= (now or time.time()):
+        if session.role not in ROLES or session.expires <= (now or time.time()) or session.sid in self._closed:
             return None
         return session
+
+    def close(self, session: Session) -> None:
+        """Signed out: its cookie, copied or not, opens nothing any more (until this process
+        restarts; the cookie expires on its own)."""
+        now = time.time()
+        for sid, expires in list(self._closed.items()):
+            if expires <= now:
+                self._closed.pop(sid, None)
+        self._closed[session.sid] = session.expires
 
     # --- CSRF ------------------------------------------------------------------------
 

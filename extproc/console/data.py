@@ -256,6 +256,27 @@ def budgets(config: GatewayConfig, now: float | None = None, keys=None) -> list[
     return found
 
 
+def teams(config: GatewayConfig, now: float | None = None) -> list[dict]:
+    """Each team: its active keys, and what it spent this month (the meters)."""
+    now = now or time.time()
+    found: dict[str, dict] = {}
+
+    def team(name: str) -> dict:
+        return found.setdefault(name, {"team": name, "keys": 0, "usd": 0.0, "requests": 0, "tokens": 0})
+    for key in config.keys_by_hash.values():
+        team(key.team)["keys"] += 1
+    for key in stored_keys(config):
+        if key.state(now) == "active":
+            team(key.team)["keys"] += 1
+    try:
+        for row in spend(config, ("team",), "month")["rows"]:
+            team(row["team"]).update(usd=row["usd"], requests=row["requests"],
+                                     tokens=row["input_tokens"] + row["output_tokens"])
+    except NoMeter:
+        pass
+    return sorted(found.values(), key=lambda t: (-t["usd"], t["team"]))
+
+
 # --- overview -----------------------------------------------------------------------
 
 def overview(config: GatewayConfig, window: str, now: float | None = None) -> dict:

@@ -41,6 +41,7 @@ def route(console, session, method: str, path: str, query: dict, form: dict) -> 
     config = console.current_config()
     if method == "POST":
         if path == "/logout":
+            console.sessions.close(session)
             return Answer(redirect="/login", audit=("sign_out", None, "signed out"), signs_out=True)
         if not session.may("keys"):
             return Answer(status=403, context={"message": "Your role may not change keys."},
@@ -69,8 +70,10 @@ def route(console, session, method: str, path: str, query: dict, form: dict) -> 
         needle = one("q").strip().lower()[:MAX_FIELD]
         found = [b for b in data.budgets(config) if not needle or needle in b["budget"].lower()
                  or needle in b["who"].lower()]
+        every_team = data.teams(config)
         return Answer("budgets.html", {"budgets": found[:data.MAX_ROWS], "total": len(found), "q": one("q")[:MAX_FIELD],
-                                       "shown": min(len(found), data.MAX_ROWS)})
+                                       "shown": min(len(found), data.MAX_ROWS), "teams": every_team[:data.MAX_ROWS],
+                                       "team_count": len(every_team)})
     if path in ("/spend", "/spend.csv"):
         return _spend(config, query, path.endswith(".csv"))
     if path == "/calls":
@@ -170,7 +173,8 @@ def _spend(config, query: dict, as_csv: bool) -> Answer:
         for row in result["rows"] if result else []:
             writer.writerow([_cell(row[d]) for d in by] + [row["requests"], row["input_tokens"], row["output_tokens"],
                                                            f"{row['usd']:.8f}"])
-        return Answer(csv=out.getvalue(), filename=f"spend-by-{'-'.join(by).replace(':', '_')}-{window}.csv")
+        name = re.sub(r"[^A-Za-z0-9_-]", "_", "-".join(by))[:100]      # a header's value: nothing else
+        return Answer(csv=out.getvalue(), filename=f"spend-by-{name}-{window}.csv")
     if result:
         context.update(result=result, shown=result["rows"][:data.MAX_ROWS], chart=bar_chart([(_hour(t, window), v) for t, v in result["series"]], "USD"),
                        by_chart=bar_chart([(" / ".join(str(r[d]) or "-" for d in by), r["usd"]) for r in result["rows"]],
