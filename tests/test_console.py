@@ -255,3 +255,76 @@ def test_extproc_up_prints_the_console_and_only_a_demo_token(capsys, tmp_path, m
     _print_banner(load_config(str(path), strict_credentials=False), supervisor, "http://127.0.0.1:10000/v1", [])
     shown = capsys.readouterr().out
     assert "Console:" in shown and "an-admin-token-from-the-environment" not in shown and "token:" not in shown
+
+
+# --- the pages' data on either store ---------------------------------------------------
+
+def test_keys_spend_and_budgets_read_the_same_from_sqlite_and_redis(tmp_path, redis_url):
+    """What the pages show, from a store the workers and `extproc keys` wrote: keys made
+    through KeyBook, meter charges and a key's budget charged as the stages charge them."""
+    import dataclasses
+
+    import redis
+
+    from extproc.console import data
+    from extproc.store import open_store
+    from extproc.store.base import maybe_await
+    from extproc.store.keys import KeyBook, parse_budget
+    from extproc.store.limits import Limit, plan_charges, settled_amount
+    from extproc.store.meters import meter_charges, settled_amounts
+
+    raw = quickstart_config()
+    path = tmp_path / "gateway.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    sqlite_config = load_config(str(path), strict_credentials=False)
+    sqlite_config = dataclasses.replace(sqlite_config, store=dataclasses.replace(
+        sqlite_config.store, path=str(tmp_path / "budgets.sqlite3")))
+    redis.Redis.from_url(redis_url).flushdb()
+    redis_config = dataclasses.replace(sqlite_config, store=dataclasses.replace(
+        sqlite_config.store, kind="redis", url=redis_url))
+    seen = {}
+    for config in (sqlite_config, redis_config):
+        async def fill():
+            store = open_store(config.store, patient=True)
+            book = KeyBook(store)
+            made, _ = await book.create(user="kim", team="support", budgets=(parse_budget("5/month", "usd"),),
+                                        key_id="kim")
+            await book.create(user="lee", team="research", key_id="lee")
+            now = time.time()
+            for key_id, user, team, model, usd in (("kim", "kim", "support", "gpt-4o-mini", 0.25),
+                                                   ("kim", "kim", "support", "gpt-4o", 1.5),
+                                                   ("lee", "lee", "research", "gpt-4o", 0.5)):
+                values = {"key": key_id, "user": user, "team": team, "model": model, "backend": "mock"}
+                charges = meter_charges(config.metering.sets, values, (1.0, 100.0, 20.0, usd), now)
+                await maybe_await(store.reserve(f"m-{key_id}-{model}", charges, now, now + 60))
+                await maybe_await(store.settle(f"m-{key_id}-{model}", charges, settled_amounts(charges)))
+            limit = Limit(name="key:kim.usd", scope="key", match="kim", kind="usd", limit=5.0, window="month")
+            budget = plan_charges((limit,), made_key(made), 0, 1.75, now, 60)
+            await maybe_await(store.reserve("b-kim", budget, now, now + 60))
+            await maybe_await(store.settle("b-kim", budget, [settled_amount(c, 0, 1.75) for c in budget]))
+            closing = store.close()
+            if asyncio.iscoroutine(closing):
+                await closing
+        asyncio.run(fill())
+        listed = data.key_list(config, "kim")
+        by_team = data.spend(config, ("team",), "day", now=time.time())
+        for_kim = data.spend(config, ("model",), "month", only={"key": "kim"})
+        kim_budget = [b for b in data.budgets(config) if b["budget"] == "key:kim.usd"]
+        seen[config.store.kind] = (
+            [(k["id"], k["team"], k["source"]) for k in listed["keys"]],
+            [(r["team"], r["requests"], r["usd"]) for r in by_team["rows"]],
+            [(r["model"], r["requests"], r["usd"]) for r in for_kim["rows"]],
+            [(b["who"], b["used"], b["limit"], b["remaining"]) for b in kim_budget],
+            [(t["team"], t["keys"], t["usd"]) for t in data.teams(config)])
+    assert seen["sqlite"] == seen["redis"]
+    keys, by_team, for_kim, budget, teams = seen["sqlite"]
+    assert keys == [("kim", "support", "store")]
+    assert by_team == [("support", 2, 1.75), ("research", 1, 0.5)]
+    assert for_kim == [("gpt-4o", 1, 1.5), ("gpt-4o-mini", 1, 0.25)]
+    assert budget == [("kim", 1.75, 5.0, 3.25)]
+    assert ("support", 2, 1.75) in teams and ("research", 2, 0.5) in teams     # bob, kim; alice, lee
+
+
+def made_key(stored):
+    from extproc.config.filter_config import VirtualKey
+    return VirtualKey(id=stored.id, sha256=b"", user=stored.user, team=stored.team, models=None)
