@@ -173,6 +173,11 @@ def _print_banner(config, supervisor, base: str, demo: list[tuple[str, str, str]
     for profile in config.mcp.profiles:
         print(f"  MCP tools (streamable HTTP): {base.removesuffix('/v1')}/mcp/{profile}")
     print(f"  ext_proc admin:             http://{config.server.admin_address}  (/metrics /healthz /readyz)")
+    if config.console is not None:
+        print(f"  Console:                    http://{config.console.listen}  (sign in with a console token)")
+        for role, token, source in config.console.tokens:
+            if source == "inline":           # written in the config itself: a demo's (env and files never shown)
+                print(f"    demo {role.replace('_', ' ')} token: {token.reveal()}")
     print(f"  Envoy admin:                {supervisor.envoy_admin}  (owner-only socket)")
     if admin_read:
         print(f"  Envoy admin, read-only:     {admin_read}  (GET /stats /ready /clusters ...)")

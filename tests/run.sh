@@ -4,10 +4,14 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# System packages the tests start for real: Redis (shared budgets), Prometheus (scrapes the metrics).
+# System packages the tests start for real: Redis (shared budgets), Prometheus (scrapes the metrics),
+# Chromium (the console's pages).
 need=()
 command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
 command -v prometheus >/dev/null 2>&1 || need+=(prometheus)
+# Debian's Chromium: the console's tests drive it with Playwright (tests/test_console_e2e.py);
+# Playwright's own browser download needs the internet, this does not.
+command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || need+=(chromium)
 # A C compiler and Python's headers: the install compiles the workers' transport (setup.py),
 # and the suite tests the compiled modules, as they ship.
 command -v cc >/dev/null 2>&1 || need+=(gcc libc6-dev)

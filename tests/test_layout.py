@@ -31,8 +31,9 @@ ALLOWED = {
     "translate": {"api", "dialects"},
     "pipeline": {"api", "config", "dialects", "observability"},
     "stages": {"api", "config", "dialects", "guardrails", "observability", "pipeline", "store", "translate", "transport.eager"},
-    "runtime": {"api", "config", "credentials", "dialects", "guardrails", "observability", "pipeline", "stages", "store", "translate",
-                "transport", "yamltree"},
+    "console": {"config", "guardrails", "store", "yamltree"},    # the supervisor hands it the key operation
+    "runtime": {"api", "config", "console", "credentials", "dialects", "guardrails", "observability", "pipeline", "stages",
+                "store", "translate", "transport", "yamltree"},
 }
 
 

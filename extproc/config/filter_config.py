@@ -16,6 +16,7 @@ from typing import Mapping
 from ..guardrails.config import GuardrailSettings, parse_guardrails
 from ..observability.settings import ObservabilitySettings, parse_observability
 from ..store.limits import Limit, StoreSettings, parse_limits, parse_store
+from .console import ConsoleSettings, parse_console
 from .identity import CATCH_ALL_TEAM
 from .identity import IdentitySettings, parse_identity
 from ..store.cache_settings import CacheSettings, parse_cache
@@ -92,6 +93,7 @@ class GatewayConfig:
     cache: CacheSettings = CacheSettings()
     mock_provider: Mapping | None = None
     mcp: McpSettings = McpSettings()
+    console: ConsoleSettings | None = None
     warnings: tuple[str, ...] = ()   # valid but probably not meant (`extproc check` prints them)
     _qualified: dict = dataclasses.field(default_factory=dict, compare=False, repr=False)
 
@@ -118,7 +120,7 @@ def load_config(path: str, *, strict_credentials: bool = True) -> GatewayConfig:
     root = load_yaml(path, problems)
     root.only_keys("version", "server", "mock_provider", "providers", "models", "keys",
                    "budgets", "rate_limits", "store", "guardrails", "observability", "identity",
-                   "metering", "caps", "mcp", "cache")
+                   "metering", "caps", "mcp", "cache", "console")
     with open(path, "rb") as handle:
         digest = hashlib.sha256(handle.read()).hexdigest()[:12]
     label = root.get("version").str("")
@@ -135,6 +137,9 @@ def load_config(path: str, *, strict_credentials: bool = True) -> GatewayConfig:
     if cache.enabled and root.get("metering").get("dimensions").missing:
         # Without a `metering` section, what the cache saved is metered by team and model too.
         metering = dataclasses.replace(metering, sets=metering.sets + (meter_set(CACHE_SET),))
+    identity = parse_identity(root.get("identity"), strict_credentials,
+                              lambda node: _allowed_models(node, models, providers),
+                              os.path.dirname(os.path.abspath(path)))
     config = GatewayConfig(
         path=path,
         version=f"{label}@{digest}" if label else digest,
@@ -146,14 +151,13 @@ def load_config(path: str, *, strict_credentials: bool = True) -> GatewayConfig:
         store=parse_store(root.get("store"), default_state_dir()),
         guardrails=guardrails,
         observability=parse_observability(root.get("observability")),
-        identity=parse_identity(root.get("identity"), strict_credentials,
-                                lambda node: _allowed_models(node, models, providers),
-                                os.path.dirname(os.path.abspath(path))),
+        identity=identity,
         metering=metering,
         caps=parse_caps(root.get("caps")),
         cache=cache,
         mock_provider=root.get("mock_provider").value if not root.get("mock_provider").missing else None,
         mcp=parse_mcp(root.get("mcp"), guardrails, strict_credentials),
+        console=parse_console(root.get("console"), strict_credentials, identity),
     )
     _warn_of_an_open_catch_all(config, root.get("identity"))
     _warn_of_unknown_cached_models(config, root.get("cache"))

@@ -99,6 +99,10 @@ class Supervisor:
         if self.config.identity.admin_api is not None:       # keys managed at run time, over HTTP
             from .keys_admin import start_keys_admin
             self.keys_admin = start_keys_admin(self.config)
+        if self.config.console is not None:                 # the pages for the platform team
+            from ..console.server import start_console
+            from .keys_cli import run_operation
+            self.console = start_console(self.config, run_operation)
 
     def socket_path(self, index: int) -> str:
         """Where Envoy connects to worker `index`: a symlink to the socket of the worker

@@ -27,6 +27,7 @@ from ..stages.key_ring import KEY_RING
 from ..stages.cache_lookup import CacheStoreHandle
 from ..store import open_worker_store
 from ..store.response_cache import open_cache
+from ..store.calls import CallLog
 from ..store.cut_streams import WorkerCutStreams
 from ..transport import compiled
 from ..transport.grpc_h2 import CLIENT_STREAM, MESSAGES, UNARY, GrpcServer, Method
@@ -96,16 +97,18 @@ class Runtime:
     """The config and pipeline in force; swapped whole on reload."""
 
     def __init__(self, config: GatewayConfig, store: StoreInUse | None = None,
-                 cut_streams: WorkerCutStreams | None = None, cache: CacheStoreHandle | None = None) -> None:
+                 cut_streams: WorkerCutStreams | None = None, cache: CacheStoreHandle | None = None,
+                 calls: CallLog | None = None) -> None:
         self.config = config
+        self.calls = calls or CallLog()       # the console's recent calls: kept across reloads
         if store is None:     # always open: budgets, stored responses and cut streams use it
             store = StoreInUse(open_worker_store(config.store, _count_exchange_failure))
         self.store = store
         self.cut_streams = cut_streams or WorkerCutStreams(config.store)
         self.cache = cache if cache is not None else _cache_handle(config)
-        self.pipeline = build_pipeline(config, store.store, self.cut_streams, self.cache)
+        self.pipeline = build_pipeline(config, store.store, self.cut_streams, self.cache, self.calls)
         self.upstream_pipeline = build_upstream_pipeline(config)
-        self.mcp_pipeline = build_mcp_pipeline(config, store.store)
+        self.mcp_pipeline = build_mcp_pipeline(config, store.store, self.calls)
 
 
 def _cache_handle(config: GatewayConfig) -> CacheStoreHandle:
@@ -134,9 +137,9 @@ def reloaded(runtime: Runtime, config: GatewayConfig) -> Runtime:
                               == (runtime.config.cache.path, runtime.config.cache.max_bytes,
                                   runtime.config.store)) else None
     if runtime.store.store is not None and config.store == runtime.config.store:
-        return Runtime(config, runtime.store, runtime.cut_streams, cache)
+        return Runtime(config, runtime.store, runtime.cut_streams, cache, runtime.calls)
     runtime.store.retire()
-    return Runtime(config, cut_streams=runtime.cut_streams, cache=cache)
+    return Runtime(config, cut_streams=runtime.cut_streams, cache=cache, calls=runtime.calls)
 
 
 async def serve_worker(config_path: str, address: str, health_address: str | None = None, *,
@@ -187,6 +190,7 @@ async def serve_worker(config_path: str, address: str, health_address: str | Non
     watcher = asyncio.get_running_loop().create_task(watch_config(config_path, apply, config))
     metrics.batch_writes()
     flusher = asyncio.get_running_loop().create_task(_flush_metrics())
+    calls = asyncio.get_running_loop().create_task(runtime.calls.keep_flushing(lambda: _calls_kept(processor)))
     stopping = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
@@ -216,8 +220,15 @@ async def serve_worker(config_path: str, address: str, health_address: str | Non
     if _closing:
         await asyncio.wait(list(_closing), timeout=5)
     await close_exporters()             # the spans of the calls just ended
+    calls.cancel()
+    await processor.runtime.calls.flush(*_calls_kept(processor))     # the last calls' records
     flusher.cancel()
     metrics.flush()
+
+
+def _calls_kept(processor: Processor):
+    config = processor.runtime.config
+    return config.store, config.console.calls_kept if config.console is not None else 0
 
 
 async def _mint_first_tokens(config: GatewayConfig, wait: float) -> None:

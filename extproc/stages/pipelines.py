@@ -27,12 +27,13 @@ from .stored_responses import StoredResponses
 from .trace import CallSpan
 from .translate_answer import TranslateAnswer
 from .usage import ResponseUsage
+from ..store.calls import CallLog
 from ..store.cut_streams import WorkerCutStreams
 from ..pipeline.runner import Pipeline
 
 
 def build_pipeline(config: GatewayConfig, store=None, cut_streams: WorkerCutStreams | None = None,
-                   cache: CacheStoreHandle | None = None) -> Pipeline:
+                   cache: CacheStoreHandle | None = None, calls: CallLog | None = None) -> Pipeline:
     # Order matters: each stage may rely on what the ones before it filled in.
     # ResponseUsage runs its done hook before Budget's, so settling sees the usage.
     # Keys made at run time may carry budgets of their own (stages/key_ring.py): with a
@@ -68,7 +69,7 @@ def build_pipeline(config: GatewayConfig, store=None, cut_streams: WorkerCutStre
         *([SessionSettle(store)] if caps and config.caps.session and store is not None else []),
         *([CacheStore(cache)] if caching else []),   # done after GuardResponse's; before Meter, Record
         *([Meter(store, config.metering)] if store is not None and config.metering.sets else []),
-        Record(),
+        Record(calls=_kept(config, calls)),
     ])
 
 
@@ -77,12 +78,17 @@ def build_upstream_pipeline(config: GatewayConfig) -> Pipeline:
     return Pipeline([AttemptRewrite()], request_only=True)
 
 
-def build_mcp_pipeline(config: GatewayConfig, store=None) -> Pipeline:
+def _kept(config: GatewayConfig, calls: CallLog | None) -> CallLog | None:
+    """The recent calls' list when the console keeps them (config `console.calls.keep`)."""
+    return calls if config.console is not None and config.console.calls_kept else None
+
+
+def build_mcp_pipeline(config: GatewayConfig, store=None, calls: CallLog | None = None) -> Pipeline:
     """For MCP profiles' routes (/mcp/<profile>): identity, tool policy and rate limits,
     guardrails on arguments and results, the call's span, the audit line."""
     return Pipeline([McpGate(store), McpAnswer(),
                      *([McpSpan()] if config.observability.tracing is not None else []),
-                     McpRecord()])
+                     McpRecord(calls=_kept(config, calls))])
 
 
 def pipeline_table(pipeline: Pipeline) -> str:

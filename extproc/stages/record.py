@@ -27,8 +27,11 @@ class Record(Stage):
                        "tags", "translation", "usage", "verdicts"})
     writes = frozenset({"notes"})
 
-    def __init__(self, out=None) -> None:
+    def __init__(self, out=None, calls=None) -> None:
         self._out = out or sys.stdout.buffer
+        # The console's recent calls (store/calls.py): the record joins a bounded list in
+        # memory, written to the store in batches off the call's path.
+        self._calls = calls
         self._tag_values = BoundedLabel()
         self._keys = BoundedLabel()
         self._caller_models = BoundedLabel()
@@ -91,6 +94,8 @@ class Record(Stage):
         record.update(call.log_fields)
         self._out.write(orjson.dumps(record, option=orjson.OPT_APPEND_NEWLINE))
         self._out.flush()
+        if self._calls is not None:
+            self._calls.add(record)
 
         team = call.team
         model = self._model_label(call, model)

@@ -26,9 +26,10 @@ class McpRecord(Stage):
                        "started", "status", "verdicts"})
     writes = frozenset()
 
-    def __init__(self, out=None) -> None:
+    def __init__(self, out=None, calls=None) -> None:
         self._out = out or sys.stdout.buffer
         self._tools = BoundedLabel()
+        self._calls = calls          # the console's recent calls (store/calls.py): a bounded list in memory
 
     def done(self, call: Call) -> None:
         state: McpState | None = call.mcp
@@ -66,6 +67,8 @@ class McpRecord(Stage):
                 record["trace_url"] = logged["trace_url"]
         self._out.write(orjson.dumps(record, option=orjson.OPT_APPEND_NEWLINE))
         self._out.flush()
+        if self._calls is not None:
+            self._calls.add(record)
         if state.rpc_method == "tools/call" and profile is not None:
             metrics.child(metrics.mcp_calls, profile.name, server_label(state),
                           self._tool_label(state, outcome), outcome).inc()

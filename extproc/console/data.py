@@ -1,0 +1,365 @@
+"""What the pages show, read from the store the gateway uses (as `extproc usage`, `extproc
+keys` and the admin API read it): keys, budgets' counters, meters, recent calls; and the
+running config with its secrets masked."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import threading
+import time
+
+import yaml
+
+from ..config.filter_config import GatewayConfig
+from ..store import open_store
+from ..store.calls import MCP, CallFilter, CallStats, call_stats, recent_calls
+from ..store.keys import KeyBook, StoredKey, keyset_version
+from ..store.limits import window_bounds
+from ..store.meters import MEASURES, METER_PREFIX, NoMeter, clean, find_set
+
+WINDOWS = ("hour", "day", "month")
+KEYS_PER_PAGE = 100
+NEAR_LIMIT = 0.8                  # a budget this used shows on the overview
+MAX_NEAR = 20                     # ... the most used of them (the budgets page has them all)
+SPEND_SECONDS = 3.0               # how long a page's spend is reused (the same grouping, window, filter)
+MAX_MEMO = 256
+MAX_ROWS = 500                    # rows of a table on a page (the CSV export has every one)
+MASK = "***"
+# Names whose values the config page never shows: credentials' `value`, keys, tokens, secrets.
+SECRET_NAMES = frozenset({"value", "key", "token", "secret", "password", "api_key", "private_key",
+                          "secret_access_key", "client_secret", "session_secret", "authorization"})
+
+
+async def _with_store(config: GatewayConfig, use):
+    store = open_store(config.store, patient=True)
+    try:
+        result = use(store)
+        return await result if asyncio.iscoroutine(result) else result
+    finally:
+        closing = store.close()
+        if asyncio.iscoroutine(closing):
+            await closing
+
+
+def store_rows(config: GatewayConfig) -> list:
+    return asyncio.run(_with_store(config, lambda store: store.rows()))
+
+
+def counters(config: GatewayConfig, ranges: list[tuple[str, str]]) -> list[tuple[str, float, float]]:
+    """(counter, spent, held) of the counters whose names fall in any [low, high) range:
+    SQLite reads those ranges of its primary key alone (a page needs only its own
+    counters, a store may hold hundreds of thousands); Redis's counters are all read."""
+    if config.store.kind != "sqlite":
+        return [(row.counter, row.spent, row.held) for row in store_rows(config)
+                if any(low <= row.counter < high for low, high in ranges)]
+    try:
+        connection = sqlite3.connect(f"file:{config.store.path}?mode=ro", uri=True, timeout=5.0)
+    except sqlite3.Error:
+        return []
+    try:
+        found = []
+        for low, high in ranges:
+            found += connection.execute("SELECT counter, spent, held FROM counters WHERE counter >= ? AND counter < ?",
+                                        (low, high)).fetchall()
+        return found
+    except sqlite3.OperationalError:
+        return []
+    finally:
+        connection.close()
+
+
+def _prefix(text: str) -> tuple[str, str]:
+    """The range of names starting with `text`."""
+    return text, text[:-1] + chr(ord(text[-1]) + 1)
+
+
+_NOT_METERS = [("", METER_PREFIX), (METER_PREFIX[:-1] + chr(ord(METER_PREFIX[-1]) + 1), "\U0010ffff")]
+
+
+def stored_keys(config: GatewayConfig) -> list[StoredKey]:
+    """The keys made at run time; parsed again only when the store's keyset version moved
+    (every create, rotate and revoke moves it: store/keys.py)."""
+    reserved = frozenset(key.id for key in config.keys_by_hash.values())
+
+    async def read(store) -> list[StoredKey]:
+        version = await keyset_version(store)
+        cached = _keys_read.get(config.store)
+        if version is not None and cached is not None and cached[0] == version:
+            return cached[1]
+        keys = await KeyBook(store, reserved).all()
+        _keys_read[config.store] = (version, keys)
+        return keys
+    return asyncio.run(_with_store(config, read))
+
+
+_keys_read: dict = {}          # store settings -> (keyset version, its keys)
+
+
+def keys_with_budgets(config: GatewayConfig) -> list[StoredKey]:
+    return [key for key in stored_keys(config) if key.budgets]
+
+
+# --- keys ---------------------------------------------------------------------------
+
+def key_list(config: GatewayConfig, query: str = "", page: int = 0, now: float | None = None) -> dict:
+    """One page of keys: the config file's, then the store's, newest first; `query` matches
+    id, user or team. Only the page's keys are described."""
+    now = now or time.time()
+    needle = query.strip().lower()
+    keys = [*config.keys_by_hash.values(), *sorted(stored_keys(config), key=lambda k: -k.created)]
+    if needle:
+        keys = [k for k in keys if needle in k.id.lower() or needle in k.user.lower() or needle in k.team.lower()]
+    pages = max(1, -(-len(keys) // KEYS_PER_PAGE))
+    page = min(max(page, 0), pages - 1)
+    rows = [_described(k, now) for k in keys[page * KEYS_PER_PAGE:(page + 1) * KEYS_PER_PAGE]]
+    return {"keys": rows, "total": len(keys), "page": page, "pages": pages, "query": query}
+
+
+def _described(key, now: float) -> dict:
+    if isinstance(key, StoredKey):
+        return {**key.described(now), "source": "store"}
+    return {"id": key.id, "user": key.user, "team": key.team, "models": sorted(key.models) if key.models else "*",
+            "budgets": [], "expires": None, "created": None, "state": "active", "source": "config file",
+            "metadata": {}}
+
+
+def one_key(config: GatewayConfig, key_id: str, now: float | None = None) -> dict | None:
+    now = now or time.time()
+    for key in config.keys_by_hash.values():
+        if key.id == key_id:
+            return _described(key, now)
+    reserved = frozenset(key.id for key in config.keys_by_hash.values())
+    found = asyncio.run(_with_store(config, lambda store: KeyBook(store, reserved).get(key_id)))
+    return _described(found, now) if found else None
+
+
+# --- spend --------------------------------------------------------------------------
+
+def dimensions(config: GatewayConfig) -> list[str]:
+    """Every metered dimension, in the order the config lists them."""
+    seen: list[str] = []
+    for meter in config.metering.sets:
+        seen += [d for d in meter.dimensions if d not in seen]
+    return seen
+
+
+def spend(config: GatewayConfig, by: tuple[str, ...], window: str, now: float | None = None,
+          only: dict[str, str] | None = None) -> dict:
+    """`_spend`'s result, computed at most SPEND_SECONDS ago: a busy day is tens of thousands
+    of counters (~100 ms to sum), and the workers hand theirs over every 0.5 s anyway."""
+    if now is not None or only:        # one key's counters are a short range: read them each time
+        return _spend(config, by, window, now, only)
+    key = (config.store, config.metering, tuple(by), window, tuple(sorted((only or {}).items())))
+    with _memo_lock:
+        found = _memo.get(key)
+        if found is not None and time.monotonic() - found[0] < SPEND_SECONDS:
+            return found[1]
+    result = _spend(config, by, window, None, only)
+    with _memo_lock:
+        if len(_memo) >= MAX_MEMO:
+            _memo.clear()
+        _memo[key] = (time.monotonic(), result)
+    return result
+
+
+_memo: dict[tuple, tuple[float, dict]] = {}
+_memo_lock = threading.Lock()
+
+
+def _spend(config: GatewayConfig, by: tuple[str, ...], window: str, now: float | None = None,
+           only: dict[str, str] | None = None) -> dict:
+    """Spend grouped by `by` in the current window, and its total over time (per hour in
+    an hour or a day, per day in a month). `only`: dimension values it must have.
+    Raises NoMeter when no metered set covers `by` (and `only`'s dimensions)."""
+    now = now or time.time()
+    only = only or {}
+    meter = find_set(config.metering.sets, tuple(by) + tuple(d for d in only if d not in by))
+    start, end = window_bounds(window, now)
+    first = meter.dimensions[0]
+    if first in only:        # the combination starts with its value: read that key range alone
+        ranges = [_prefix(f"{meter.name}.{m}|{first}={clean(only[first])};") for m in MEASURES]
+    else:
+        ranges = [_prefix(meter.name + ".")]
+    positions = [meter.dimensions.index(d) for d in by]
+    wanted = [(meter.dimensions.index(d), clean(v)) for d, v in only.items()]
+    step = 86400 if window == "month" else 3600
+    buckets = {int(start + i * step): 0.0 for i in range(int((end - start) // step))}
+    measure_of = {f"{meter.name}.{m}": i for i, m in enumerate(MEASURES)}
+    usd = len(MEASURES) - 1
+    low, high = str(int(start)), str(int(end))
+    groups: dict[str, tuple | None] = {}          # a combination -> its group (None: not wanted)
+    totals: dict[tuple, list[float]] = {}
+    for counter, spent, _ in counters(config, ranges):
+        name, combination, hour = counter.split("|")
+        # Window starts are whole seconds of the same number of digits: compared as text.
+        if not (low <= hour < high and len(hour) == len(low)):
+            continue
+        group = groups.get(combination, ())
+        if group == ():
+            values = [part.partition("=")[2] for part in combination.split(";")]
+            group = groups[combination] = (tuple(values[i] for i in positions)
+                                           if all(values[i] == v for i, v in wanted) else None)
+        if group is None:
+            continue
+        measure = measure_of[name]
+        sums = totals.get(group)
+        if sums is None:
+            sums = totals[group] = [0.0] * len(MEASURES)
+        sums[measure] += spent
+        if measure == usd:
+            bucket = int(start + (int(hour) - start) // step * step)
+            buckets[bucket] = buckets.get(bucket, 0.0) + spent
+    rows = []
+    for group, (requests, input_tokens, output_tokens, usd) in totals.items():
+        rows.append({**dict(zip(by, group)), "requests": int(round(requests)), "input_tokens": int(round(input_tokens)),
+                     "output_tokens": int(round(output_tokens)), "usd": round(usd, 8)})
+    rows.sort(key=lambda e: (-e["usd"], -e["requests"], tuple(str(e[d]) for d in by)))
+    return {"by": list(by), "window": window, "start": start, "end": end, "rows": rows, "as_of": time.time(),
+            "totals": {m: sum(row[m] for row in rows) for m in MEASURES},
+            "series": sorted(buckets.items()), "step": step}
+
+
+# --- budgets ------------------------------------------------------------------------
+
+def budgets(config: GatewayConfig, now: float | None = None, keys=None) -> list[dict]:
+    """Each budget's limit, used, held, remaining and reset, per scope value with a counter
+    in its current window (or the value it `match`es): the config's budgets, then the
+    budgets of keys made at run time; the most used first."""
+    now = now or time.time()
+    index: dict[tuple[str, str], dict[str, tuple[float, float]]] = {}   # (name, window start) -> who -> row
+    for counter, spent, held in counters(config, _NOT_METERS):
+        parts = counter.split("|")
+        if len(parts) == 3:
+            index.setdefault((parts[0], parts[2]), {})[parts[1]] = (spent, held)
+    found = []
+
+    def add(name: str, scope: str, unit: str, limit: float, window: str, values: list[str]) -> None:
+        start, end = window_bounds(window, now)
+        seen = index.get((name, str(int(start))), {})
+        for who in sorted(set(seen) | set(values)):
+            used, held = seen.get(who, (0.0, 0.0))
+            found.append({"budget": name, "scope": scope, "who": who, "unit": unit, "window": window,
+                          "limit": limit, "used": used, "held": held,
+                          "remaining": max(0.0, limit - used - held),
+                          "share": (used + held) / limit if limit else 1.0, "resets": end})
+
+    for limit in config.limits:
+        if limit.kind in ("tokens", "usd") and limit.window:
+            add(limit.name, limit.scope, limit.kind, limit.limit, limit.window, [limit.match] if limit.match else [])
+    for key in keys_with_budgets(config) if keys is None else keys:
+        if key.state(now) != "active":
+            continue
+        for budget in key.budgets:
+            add(f"key:{key.id}.{budget.unit}", "key", budget.unit, budget.limit, budget.window, [key.id])
+    found.sort(key=lambda b: -b["share"])
+    return found
+
+
+def teams(config: GatewayConfig, now: float | None = None) -> list[dict]:
+    """Each team: its active keys, and what it spent this month (the meters)."""
+    now = now or time.time()
+    found: dict[str, dict] = {}
+
+    def team(name: str) -> dict:
+        return found.setdefault(name, {"team": name, "keys": 0, "usd": 0.0, "requests": 0, "tokens": 0})
+    for key in config.keys_by_hash.values():
+        team(key.team)["keys"] += 1
+    for key in stored_keys(config):
+        if key.state(now) == "active":
+            team(key.team)["keys"] += 1
+    try:
+        for row in spend(config, ("team",), "month")["rows"]:
+            team(row["team"]).update(usd=row["usd"], requests=row["requests"],
+                                     tokens=row["input_tokens"] + row["output_tokens"])
+    except NoMeter:
+        pass
+    return sorted(found.values(), key=lambda t: (-t["usd"], t["team"]))
+
+
+# --- overview -----------------------------------------------------------------------
+
+def overview(config: GatewayConfig, window: str, now: float | None = None) -> dict:
+    """Requests, tokens and cost by model and backend (the meters), errors and latency
+    percentiles by the same (the recent calls kept), and the budgets close to their limit."""
+    try:
+        volume = spend(config, ("model", "backend"), window, now)      # (now None: reused a few seconds)
+    except NoMeter:
+        volume = None
+    now = now or time.time()
+    start, _ = window_bounds(window, now)
+    kept = call_stats(config.store, start) if config.console and config.console.calls_kept else CallStats({}, {}, {})
+    near = [b for b in budgets(config, now) if b["share"] >= NEAR_LIMIT]
+    metered = {(r["model"], r["backend"]): r for r in (volume or {}).get("rows", [])}
+    by_group = []
+    for group in set(kept.calls) | set(metered):
+        row = metered.get(group)
+        times = kept.latencies.get(group, [])
+        by_group.append({"model": group[0], "backend": group[1], "requests": row["requests"] if row else 0,
+                         "tokens": row["input_tokens"] + row["output_tokens"] if row else 0,
+                         "usd": row["usd"] if row else 0.0, "calls_kept": kept.calls.get(group, 0),
+                         "errors": kept.errors.get(group, 0),
+                         "p50": _percentile(times, 0.50), "p99": _percentile(times, 0.99)})
+    by_group.sort(key=lambda g: (-g["usd"], -g["requests"], g["model"]))
+    everything = sorted(took for times in kept.latencies.values() for took in times)
+    return {"window": window, "groups": by_group[:MAX_ROWS],
+            "totals": (volume or {}).get("totals") or dict.fromkeys(MEASURES, 0),
+            "errors": sum(kept.errors.values()), "calls_kept": sum(kept.calls.values()),
+            "sampled": len(everything), "p50": _percentile(everything, 0.50),
+            "p99": _percentile(everything, 0.99), "near_limit": near[:MAX_NEAR], "more_near": max(0, len(near) - MAX_NEAR),
+            "series": (volume or {}).get("series", []), "metered": volume is not None,
+            "as_of": (volume or {}).get("as_of") or time.time()}
+
+
+def _percentile(values: list[float], q: float) -> float | None:
+    if not values:
+        return None
+    return values[min(len(values) - 1, int(q * len(values)))]
+
+
+# --- calls --------------------------------------------------------------------------
+
+def calls(config: GatewayConfig, wanted: CallFilter, limit: int = 100) -> list[dict]:
+    if config.console is None or not config.console.calls_kept:
+        return []
+    return recent_calls(config.store, wanted, limit)
+
+
+def findings_and_mcp(config: GatewayConfig, sample: int = 5000) -> dict:
+    """The guardrails' blocks, redactions and flags among the newest `sample` calls kept
+    (model and MCP calls), counted by rule; the newest of them; the newest MCP calls."""
+    if config.console is None or not config.console.calls_kept:
+        return {"counts": [], "findings": [], "mcp": [], "sample": 0}
+    found = recent_calls(config.store, CallFilter(verdict="any", kind="*"), sample)
+    counts: dict[tuple[str, str, str], int] = {}
+    for call in found:
+        for verdict in call.get("guardrails") or ():
+            if isinstance(verdict, dict) and verdict.get("verdict") != "passed":
+                key = (str(verdict.get("guardrail")), str(verdict.get("direction")), str(verdict.get("verdict")))
+                counts[key] = counts.get(key, 0) + 1
+    return {"counts": sorted(((*k, n) for k, n in counts.items()), key=lambda c: -c[3]),
+            "findings": found[:100], "mcp": recent_calls(config.store, CallFilter(kind=MCP), 100), "sample": sample}
+
+
+# --- config -------------------------------------------------------------------------
+
+def masked_config(config: GatewayConfig) -> str:
+    """The running config file as YAML, every secret-looking value replaced by ***."""
+    try:
+        with open(config.path, encoding="utf-8") as handle:
+            tree = yaml.safe_load(handle)
+    except (OSError, yaml.YAMLError) as error:
+        return f"# the config file cannot be read now: {type(error).__name__}"
+    return yaml.safe_dump(_mask(tree), sort_keys=False, allow_unicode=True)
+
+
+def _mask(node, name: str = ""):
+    if isinstance(node, dict):
+        return {k: _mask(v, str(k).lower()) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_mask(item, name) for item in node]
+    if name in SECRET_NAMES or name.endswith(("secret", "password", "_token", "_key")):
+        return MASK if not isinstance(node, (dict, list)) and node is not None else node
+    if isinstance(node, str) and node.startswith(("sk-", "Bearer ")):
+        return MASK
+    return node

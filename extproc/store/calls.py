@@ -1,0 +1,273 @@
+"""Recent calls: the fields of each call's log line, kept in the store for the console.
+
+Only when the config's `console.calls.keep` is above zero. A worker's Record stage
+appends the call's log record to a bounded list in memory (a deque append, nothing
+more on the call's path); every FLUSH_SECONDS the worker hands what gathered to the
+store in one write, off its event loop: SQLite, a `calls` table written on a thread of
+its own and trimmed to the newest `keep` rows; Redis, a list pushed and trimmed in one
+pipeline. A worker that cannot write drops the batch (the log line has every call).
+
+What is kept is what the log line holds, field by field (CALL_FIELDS): ids, the key's
+user and team, model and backend, status, tokens, cost, latency, tags, guardrail
+verdicts (the rule, never the text it matched) and the trace id. Never a prompt, an
+answer, a key or a credential.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import json
+import logging
+import sqlite3
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import orjson
+
+from .limits import StoreSettings
+
+log = logging.getLogger("extproc.calls")
+
+FLUSH_SECONDS = 0.5
+MAX_PENDING = 20_000             # calls waiting for a flush; older ones are dropped past this
+REDIS_LIST = "llmgw:calls"
+CALL_FIELDS = ("ts", "kind", "request_id", "key_id", "user", "team", "model", "served_model", "backend", "status",
+               "outcome", "error_code", "stream", "api", "input_tokens", "output_tokens", "cached_tokens",
+               "usage_estimated", "cost_usd", "latency_ms", "ttft_ms", "attempts", "tags", "guardrails",
+               "trace_id", "trace_url", "config_version",
+               # an MCP call's (stages/mcp/record.py): where, what, how big; never the arguments
+               "profile", "server", "method", "tool", "argument_bytes")
+MCP = "mcp"                      # the `kind` of an MCP call's record; a model call's has none
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS calls (
+    id INTEGER PRIMARY KEY, ts REAL NOT NULL, kind TEXT NOT NULL DEFAULT '', key_id TEXT, team TEXT, model TEXT,
+    backend TEXT, status TEXT, verdict TEXT, latency_ms REAL, data TEXT NOT NULL);
+"""
+
+
+def call_row(record: dict) -> dict:
+    """What the store keeps of a log record: its listed fields only."""
+    return {name: record[name] for name in CALL_FIELDS if name in record}
+
+
+def _verdicts(row: dict) -> str:
+    """"blocked redacted": the verdicts a call had, for filtering by one."""
+    if not row.get("guardrails"):
+        return ""
+    return " ".join(sorted({str(v.get("verdict")) for v in row.get("guardrails") or () if isinstance(v, dict)}))
+
+
+class CallLog:
+    """A worker's recent calls, on their way to the store."""
+
+    def __init__(self) -> None:
+        self._pending: deque[dict] = deque(maxlen=MAX_PENDING)
+        self._thread = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="calls")
+        self._sqlite: tuple[str, sqlite3.Connection] | None = None
+        self._redis = None
+
+    def add(self, record: dict) -> None:
+        self._pending.append(record)
+
+    async def keep_flushing(self, settings: Callable[[], tuple[StoreSettings, int]]) -> None:
+        """Every FLUSH_SECONDS, what gathered goes to the store `settings()` names (read at
+        each flush: a reload may change it), keeping its newest `keep` calls."""
+        while True:
+            await asyncio.sleep(FLUSH_SECONDS)
+            try:
+                await self.flush(*settings())
+            except Exception:       # noqa: BLE001 - the next flush tries again; serving goes on
+                log.exception("recent calls: a flush failed")
+
+    async def flush(self, store: StoreSettings, keep: int) -> None:
+        if not self._pending:
+            return
+        batch = [call_row(self._pending.popleft()) for _ in range(len(self._pending))]
+        if keep <= 0:
+            return
+        try:
+            if store.kind == "redis":
+                await self._to_redis(store.url, batch, keep)
+            else:
+                await asyncio.get_running_loop().run_in_executor(self._thread, self._to_sqlite, store.path,
+                                                                 batch, keep)
+        except Exception as error:     # noqa: BLE001 - the log line has every call; never fail serving
+            log.warning("recent calls: %d not kept, the store could not be written: %s", len(batch),
+                        type(error).__name__)
+
+    def _to_sqlite(self, path: str, batch: list[dict], keep: int) -> None:
+        if self._sqlite is None or self._sqlite[0] != path:
+            connection = sqlite3.connect(path, timeout=10.0, isolation_level=None, check_same_thread=False)
+            connection.execute("PRAGMA journal_mode=WAL")
+            connection.executescript(_SCHEMA)
+            self._sqlite = (path, connection)
+        connection = self._sqlite[1]
+        connection.execute("BEGIN IMMEDIATE")
+        try:
+            connection.executemany(
+                "INSERT INTO calls (ts, kind, key_id, team, model, backend, status, verdict, latency_ms, data) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [(row.get("ts") or time.time(), row.get("kind") or "", row.get("key_id"), row.get("team"), row.get("model"),
+                  row.get("backend"), str(row.get("status") or row.get("outcome") or ""), _verdicts(row),
+                  row.get("latency_ms"), orjson.dumps(row).decode()) for row in batch])
+            connection.execute("DELETE FROM calls WHERE id <= (SELECT max(id) FROM calls) - ?", (keep,))
+            connection.execute("COMMIT")
+        except BaseException:
+            connection.execute("ROLLBACK")
+            raise
+
+    async def _to_redis(self, url: str, batch: list[dict], keep: int) -> None:
+        if self._redis is None or self._redis[0] != url:
+            from redis import asyncio as aioredis
+            self._redis = (url, aioredis.Redis.from_url(url, socket_timeout=1.0, socket_connect_timeout=1.0))
+        pipe = self._redis[1].pipeline(transaction=True)
+        pipe.lpush(REDIS_LIST, *[orjson.dumps(row) for row in batch])
+        pipe.ltrim(REDIS_LIST, 0, keep - 1)
+        await pipe.execute()
+
+
+# --- reading them back (the console) ----------------------------------------------------
+
+@dataclass(frozen=True, slots=True)
+class CallFilter:
+    key_id: str = ""
+    team: str = ""
+    model: str = ""
+    status: str = ""        # "200", "429", or "error" (any status of 400 and above)
+    verdict: str = ""       # blocked | redacted | flagged
+    tag: str = ""           # NAME=VALUE
+    kind: str = ""          # "" model calls, MCP: MCP calls, "*": both
+
+    def matches(self, row: dict) -> bool:
+        if self.kind != "*" and (row.get("kind") or "") != self.kind:
+            return False
+        if self.key_id and row.get("key_id") != self.key_id or self.team and row.get("team") != self.team:
+            return False
+        if self.model and row.get("model") != self.model:
+            return False
+        status = str(row.get("status") or row.get("outcome") or "")
+        if self.status == "error":
+            if not (status.isdigit() and int(status) >= 400 or not status.isdigit()):
+                return False
+        elif self.status and status != self.status:
+            return False
+        if self.verdict == "any" and not set(_verdicts(row).split()) - {"passed"}:
+            return False
+        if self.verdict and self.verdict != "any" and self.verdict not in _verdicts(row).split():
+            return False
+        if self.tag:
+            name, _, value = self.tag.partition("=")
+            if (row.get("tags") or {}).get(name) != value:
+                return False
+        return True
+
+
+def recent_calls(store: StoreSettings, wanted: CallFilter = CallFilter(), limit: int = 100,
+                 since: float = 0.0) -> list[dict]:
+    """The newest calls that match, newest first (at most `limit`; none older than `since`)."""
+    if store.kind == "redis":
+        return [row for row in _redis_rows(store.url) if row.get("ts", 0) >= since and wanted.matches(row)][:limit]
+    clauses, values = ["ts >= ?"], [since]
+    if wanted.kind != "*":
+        clauses.append("kind = ?")
+        values.append(wanted.kind)
+    for column, value in (("key_id", wanted.key_id), ("team", wanted.team), ("model", wanted.model)):
+        if value:
+            clauses.append(f"{column} = ?")
+            values.append(value)
+    if wanted.status == "error":
+        clauses.append("(status NOT GLOB '[0-9]*' OR CAST(status AS INTEGER) >= 400)")
+    elif wanted.status:
+        clauses.append("status = ?")
+        values.append(wanted.status)
+    if wanted.verdict == "any":            # any verdict but "passed"
+        clauses.append("verdict != '' AND verdict != 'passed'")
+    elif wanted.verdict:
+        clauses.append("(' ' || verdict || ' ') LIKE ?")
+        values.append(f"% {wanted.verdict} %")
+    return _sqlite_query(store.path, f"SELECT data FROM calls WHERE {' AND '.join(clauses)} ORDER BY id DESC",
+                         values, limit, wanted)
+
+
+@dataclass(frozen=True, slots=True)
+class CallStats:
+    """Of the kept calls since a time, by (model, backend): how many, how many failed, and
+    the latencies of the newest `sample` of them (sorted)."""
+    calls: dict[tuple[str, str], int]
+    errors: dict[tuple[str, str], int]
+    latencies: dict[tuple[str, str], list[float]]
+
+
+def _failed(status: str) -> bool:
+    return not status.isdigit() or int(status) >= 400
+
+
+def call_stats(store: StoreSettings, since: float, sample: int = 20_000) -> CallStats:
+    """For the overview: counts over every kept call since `since` (SQLite counts them
+    itself), latency percentiles from the newest `sample`."""
+    stats = CallStats({}, {}, {})
+    if store.kind == "redis":
+        rows = [row for row in _redis_rows(store.url) if row.get("ts", 0) >= since and not row.get("kind")]
+        for n, row in enumerate(rows):
+            group = (row.get("model") or "", row.get("backend") or "")
+            stats.calls[group] = stats.calls.get(group, 0) + 1
+            if _failed(str(row.get("status") or row.get("outcome") or "")):
+                stats.errors[group] = stats.errors.get(group, 0) + 1
+            if n < sample:
+                stats.latencies.setdefault(group, []).append(float(row.get("latency_ms") or 0.0))
+    else:
+        try:
+            connection = sqlite3.connect(f"file:{store.path}?mode=ro", uri=True, timeout=5.0)
+        except sqlite3.Error:
+            return stats
+        try:
+            for model, backend, calls, errors in connection.execute(
+                    "SELECT coalesce(model, ''), coalesce(backend, ''), count(*), "
+                    "sum(CASE WHEN status GLOB '[0-9]*' AND CAST(status AS INTEGER) < 400 THEN 0 ELSE 1 END) "
+                    "FROM calls WHERE ts >= ? AND kind = '' GROUP BY 1, 2", (since,)):
+                stats.calls[(model, backend)] = calls
+                stats.errors[(model, backend)] = errors
+            for model, backend, took in connection.execute(
+                    "SELECT coalesce(model, ''), coalesce(backend, ''), coalesce(latency_ms, 0) FROM calls "
+                    "WHERE ts >= ? AND kind = '' ORDER BY id DESC LIMIT ?", (since, sample)):
+                stats.latencies.setdefault((model, backend), []).append(took)
+        except sqlite3.OperationalError:       # no calls table yet
+            return stats
+        finally:
+            connection.close()
+    for times in stats.latencies.values():
+        times.sort()
+    return stats
+
+
+def _sqlite_query(path: str, sql: str, values: list, limit: int | None, wanted: CallFilter) -> list[dict]:
+    try:
+        connection = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5.0)
+    except sqlite3.Error:
+        return []
+    try:
+        found = []
+        for (data,) in connection.execute(sql, values):
+            row = json.loads(data)
+            if wanted.tag and not wanted.matches(row):
+                continue
+            found.append(row)
+            if limit is not None and len(found) >= limit:
+                break
+        return found
+    except sqlite3.OperationalError:       # no calls table yet: nothing kept so far
+        return []
+    finally:
+        connection.close()
+
+
+def _redis_rows(url: str) -> list[dict]:
+    import redis
+    client = redis.Redis.from_url(url, socket_timeout=2.0, socket_connect_timeout=2.0)
+    try:
+        return [json.loads(item) for item in client.lrange(REDIS_LIST, 0, -1)]
+    finally:
+        client.close()
