@@ -211,9 +211,10 @@ def _spend(config: GatewayConfig, by: tuple[str, ...], window: str, now: float |
             bucket = int(start + (int(hour) - start) // step * step)
             buckets[bucket] = buckets.get(bucket, 0.0) + spent
     rows = []
-    for group, (requests, input_tokens, output_tokens, usd) in totals.items():
-        rows.append({**dict(zip(by, group)), "requests": int(round(requests)), "input_tokens": int(round(input_tokens)),
-                     "output_tokens": int(round(output_tokens)), "usd": round(usd, 8)})
+    for group, sums in totals.items():
+        measured = dict(zip(MEASURES, sums))        # (a set metering the cache has its savings too)
+        rows.append({**dict(zip(by, group)), **{m: round(v, 8) if m.endswith("usd") else int(round(v))
+                                                 for m, v in measured.items()}})
     rows.sort(key=lambda e: (-e["usd"], -e["requests"], tuple(str(e[d]) for d in by)))
     return {"by": list(by), "window": window, "start": start, "end": end, "rows": rows, "as_of": time.time(),
             "totals": {m: sum(row[m] for row in rows) for m in MEASURES},
