@@ -154,7 +154,7 @@ def store(request, tmp_path, redis_url):
         SQLiteStore(path).close()                      # the gateway's store makes the file
         return StoreSettings("sqlite", path, None, "closed", 900, 512)
     import redis
-    redis.Redis.from_url(redis_url).delete("llmgw:calls")
+    redis.Redis.from_url(redis_url).delete("{llmgw}:calls")
     return StoreSettings("redis", None, redis_url, "closed", 900, 512)
 
 

@@ -75,9 +75,9 @@ def signed_in(browser, stack, token: str, name: str):
     return context, page
 
 
-def shot(page, name: str, **options) -> None:
+def shot(page, name: str, full_page: bool = True, **options) -> None:
     SHOTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True, **options)
+    page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=full_page, **options)
 
 
 def audit_lines(stack) -> list[dict]:
@@ -168,6 +168,13 @@ def test_sign_in_create_a_key_see_its_call_and_cost_then_revoke_it(browser, stac
     context.close()
 
 
+def test_extproc_up_prints_the_console_and_its_demo_token(stack):
+    banner = [line for line in stack.log_path.read_text().splitlines() if not line.startswith("{")]
+    assert f"  Console:                    {stack.console_url}  (sign in with a console token)" in banner
+    assert f"    demo admin token: {ADMIN}" in banner
+    assert not any(KEY_MANAGER in line for line in banner)          # a token from the environment: never
+
+
 def test_every_page_renders_for_the_admin(browser, stack):
     context, page = signed_in(browser, stack, ADMIN, "dana")
     client = openai.OpenAI(base_url=stack.base_url, api_key="sk-demo-alice", max_retries=0)
@@ -212,7 +219,7 @@ def test_every_page_renders_for_the_admin(browser, stack):
     assert "console:" in text and "***" in text
     for secret in ("sk-demo-alice", "sk-demo-bob", ADMIN, VIEWER, "mock-provider-key"):
         assert secret not in page.content()
-    shot(page, "config")
+    shot(page, "config", full_page=False)            # its first screen: the file is long
     context.close()
 
 

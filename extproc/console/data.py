@@ -28,7 +28,8 @@ MAX_ROWS = 500                    # rows of a table on a page (the CSV export ha
 MASK = "***"
 # Names whose values the config page never shows: credentials' `value`, keys, tokens, secrets.
 SECRET_NAMES = frozenset({"value", "key", "token", "secret", "password", "api_key", "private_key",
-                          "secret_access_key", "client_secret", "session_secret", "authorization"})
+                          "secret_access_key", "access_key_id", "client_secret", "session_secret",
+                          "authorization"})
 
 
 async def _with_store(config: GatewayConfig, use):

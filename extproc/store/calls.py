@@ -33,7 +33,8 @@ log = logging.getLogger("extproc.calls")
 
 FLUSH_SECONDS = 0.5
 MAX_PENDING = 20_000             # calls waiting for a flush; older ones are dropped past this
-REDIS_LIST = "llmgw:calls"
+REDIS_LIST = "{llmgw}:calls"    # beside the store's other keys (redis_store.py), in their hash slot
+WARN_EVERY = 60.0                # seconds between two warnings of batches not kept
 CALL_FIELDS = ("ts", "kind", "request_id", "key_id", "user", "team", "model", "served_model", "backend", "status",
                "outcome", "error_code", "stream", "api", "input_tokens", "output_tokens", "cached_tokens",
                "usage_estimated", "cost_usd", "latency_ms", "ttft_ms", "attempts", "tags", "guardrails",
@@ -68,6 +69,8 @@ class CallLog:
         self._thread = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="calls")
         self._sqlite: tuple[str, sqlite3.Connection] | None = None
         self._redis = None
+        self._warned_at = 0.0
+        self._lost = 0
 
     def add(self, record: dict) -> None:
         self._pending.append(record)
@@ -95,8 +98,12 @@ class CallLog:
                 await asyncio.get_running_loop().run_in_executor(self._thread, self._to_sqlite, store.path,
                                                                  batch, keep)
         except Exception as error:     # noqa: BLE001 - the log line has every call; never fail serving
-            log.warning("recent calls: %d not kept, the store could not be written: %s", len(batch),
-                        type(error).__name__)
+            self._lost += len(batch)
+            if time.monotonic() - self._warned_at >= WARN_EVERY:      # a store down is one warning a minute
+                self._warned_at = time.monotonic()
+                log.warning("recent calls: %d not kept, the store could not be written: %s", self._lost,
+                            type(error).__name__)
+                self._lost = 0
 
     def _to_sqlite(self, path: str, batch: list[dict], keep: int) -> None:
         if self._sqlite is None or self._sqlite[0] != path:
