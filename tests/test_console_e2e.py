@@ -3,8 +3,8 @@ gateway (Envoy, the workers, the mock provider): sign in with the admin token, c
 key, call the gateway with it from the openai SDK, see the call and its cost, revoke the
 key and see the next call refused; a viewer cannot create keys; a change without the
 CSRF token is refused; guardrail findings and MCP calls (through the official SDK) shown
-by rule, never their text; the config's reloads. Each page's screenshot is saved to
-docs/console/ (docs/console.md)."""
+by rule, never their text; the config's reloads. Each page's screenshot is saved (under
+.venv/screenshots/console/, or docs/console/ for docs/console.md: LLMGW_CONSOLE_SCREENSHOTS)."""
 
 from __future__ import annotations
 
@@ -29,7 +29,9 @@ from playwright.sync_api import sync_playwright
 ADMIN = "console-demo-admin-token"            # the quickstart's demo tokens
 VIEWER = "console-demo-viewer-token"
 KEY_MANAGER = "key-manager-token-for-tests-0123"
-SHOTS = ROOT / "docs" / "console"
+# Each run saves the pages' screenshots here (beside the venv, ignored by git);
+# LLMGW_CONSOLE_SCREENSHOTS=docs/console refreshes the ones docs/console.md shows.
+SHOTS = ROOT / os.environ.get("LLMGW_CONSOLE_SCREENSHOTS", ".venv/screenshots/console")
 
 
 def chromium_binary() -> str | None:
