@@ -69,7 +69,8 @@ class PassThroughStream(Stage):
             return
         model = call.config.model(announced_string(fields, "model"))
         if model is None or model.is_virtual or stream_policy(call) \
-                or model.primary.dialect != call.dialect:      # a translated stream is read
+                or model.primary.dialect != call.dialect \
+                or call.config.cache.keeps_streams(model.name, call.team):   # read to be kept (cache_store.py)
             return
         call.stream_passed_through = True
         call.reply.mode_override = STREAM_PASSED_THROUGH
