@@ -22,7 +22,7 @@ from extproc.store.sqlite_store import SQLiteStore
 
 
 def _config(store: dict | None = None) -> dict:
-    config = quickstart_config()
+    config = quickstart_config(response_cache=True)
     config["cache"] = {"rules": [
         {"models": ["gpt-4o"], "ttl_s": 1},                                   # expires fast
         {"models": ["gpt-4o-mini", "claude-sonnet-4-6"], "scope": "team", "ttl_s": 600, "streams": True},
