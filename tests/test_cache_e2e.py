@@ -22,10 +22,10 @@ from extproc.store.sqlite_store import SQLiteStore
 
 
 def _config(store: dict | None = None) -> dict:
-    config = quickstart_config()
+    config = quickstart_config(response_cache=True)
     config["cache"] = {"rules": [
         {"models": ["gpt-4o"], "ttl_s": 1},                                   # expires fast
-        {"models": ["gpt-4o-mini", "claude-sonnet-4-6"], "scope": "team", "ttl_s": 600},
+        {"models": ["gpt-4o-mini", "claude-sonnet-4-6"], "scope": "team", "ttl_s": 600, "streams": True},
         {"models": ["gemini-2.5-flash"], "teams": ["research"], "scope": "key"},
         {"models": ["smart"], "teams": ["research"]},                          # a virtual model
     ], "stampede_wait_s": 10}
@@ -133,6 +133,61 @@ def test_a_stream_request_is_replayed_as_the_dialect_s_events(stack):
         message = stream.get_final_message()
     assert message.content[0].text == prompt and message.stop_reason == "end_turn"
     assert _calls_with(stack, prompt, "mock-anthropic") == 1
+
+
+def test_a_streamed_answer_is_kept_when_the_rule_keeps_streams(stack):
+    prompt = _prompt()
+    client = _client(stack)
+    with client.chat.completions.with_streaming_response.create(
+            model="gpt-4o-mini", messages=[{"role": "user", "content": prompt}], max_tokens=40,
+            stream=True) as response:
+        assert response.headers["x-gateway-cache"] == "miss"
+        streamed = "".join(c.choices[0].delta.content or "" for c in response.parse() if c.choices)
+    record = stack.wait_for_record(response.headers["x-request-id"])
+    assert record["cache_stored"] is True and record["output_tokens"] > 0
+    hit = _chat(client, prompt)
+    assert hit.headers["x-gateway-cache"] == "hit"
+    assert hit.parse().choices[0].message.content == streamed == prompt
+    assert hit.parse().usage.completion_tokens == record["output_tokens"]          # the usage it was charged
+    again = list(client.chat.completions.create(
+        model="gpt-4o-mini", messages=[{"role": "user", "content": prompt}], max_tokens=40, stream=True))
+    assert "".join(c.choices[0].delta.content or "" for c in again if c.choices) == prompt
+    assert _calls_with(stack, prompt) == 1
+    # Anthropic's caller on its own dialect: kept; on an OpenAI backend (translated): not kept.
+    claude = _anthropic(stack)
+    for model, listener, kept in (("claude-sonnet-4-6", "mock-anthropic", True), ("gpt-4o-mini", "mock", False)):
+        prompt = _prompt()
+        with claude.messages.stream(model=model, max_tokens=40,
+                                    messages=[{"role": "user", "content": prompt}]) as stream:
+            assert stream.response.headers["x-gateway-cache"] == "miss"
+            assert stream.get_final_message().content[0].text == prompt
+        after = claude.messages.with_raw_response.create(model=model, max_tokens=40,
+                                                         messages=[{"role": "user", "content": prompt}])
+        assert after.headers["x-gateway-cache"] == ("hit" if kept else "miss"), model
+        assert after.parse().content[0].text == prompt
+        assert _calls_with(stack, prompt, listener) == (1 if kept else 2)
+
+
+def test_a_stream_the_caller_left_is_not_kept(stack):
+    prompt = _prompt() + " with several more words to stream one by one"
+    client = _client(stack)
+    with client.chat.completions.with_streaming_response.create(
+            model="gpt-4o-mini", messages=[{"role": "user", "content": prompt}], max_tokens=40, stream=True,
+            extra_headers={"x-mock-chunk-delay-ms": "150"}) as response:
+        next(iter(response.iter_bytes()))              # the first bytes, then the caller leaves
+    stack.wait_for_record(response.headers["x-request-id"], predicate=lambda r: r["outcome"] == "cancelled")
+    assert _chat(client, prompt).headers["x-gateway-cache"] == "miss"
+
+
+def test_a_stream_a_rule_does_not_keep_is_not_kept(stack):
+    prompt = _prompt()
+    url = f"http://127.0.0.1:{stack.port}/v1beta/models/gemini-2.5-flash"
+    body = {"contents": [{"role": "user", "parts": [{"text": prompt}]}]}
+    key = {"x-goog-api-key": "sk-demo-alice"}
+    streamed = httpx.post(f"{url}:streamGenerateContent?alt=sse", json=body, headers=key, timeout=30)
+    assert streamed.headers["x-gateway-cache"] == "miss"
+    assert httpx.post(f"{url}:generateContent", json=body, headers=key, timeout=30).headers["x-gateway-cache"] == "miss"
+    assert _calls_with(stack, prompt, "mock-gemini") == 2
 
 
 def test_gemini_callers_json_and_a_replayed_stream(stack):

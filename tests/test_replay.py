@@ -76,3 +76,33 @@ def test_a_chat_replay_without_usage_asked_has_no_usage_chunk():
     request = {**CHAT_REQUEST, "stream_options": {"include_usage": False}}
     stream = replayed_stream(codec_of("chat"), request, CHAT_ANSWER)
     assert b'"usage":{' not in stream and stream.endswith(b"data: [DONE]\n\n")
+
+
+@pytest.mark.parametrize("kind, request_body, answer", [
+    ("chat", CHAT_REQUEST, CHAT_ANSWER), ("messages", MESSAGES_REQUEST, MESSAGES_ANSWER),
+    ("generate_content", GEMINI_REQUEST, GEMINI_ANSWER)])
+def test_a_caller_s_stream_assembles_into_the_json_answer_it_told(kind, request_body, answer):
+    from extproc.api.sse import SSEParser
+    from extproc.dialects.replay import StreamAnswer
+    codec = codec_of(kind)
+    reader = StreamAnswer(codec, request_body)
+    stream = replayed_stream(codec, request_body, answer)
+    for event in SSEParser().feed(stream, final=True):
+        reader.read(None if not event.data or event.is_done else json.loads(event.data), event.name, event.raw)
+    assembled = reader.answer()
+    conversation = codec.decode_request(request_body, Notes(), whole=False)
+    again, original = codec.decode_answer(assembled, conversation, None), codec.decode_answer(answer, conversation, None)
+    assert [{k: v for k, v in b.items() if k != "origin"} for b in again.content] == \
+        [{k: v for k, v in b.items() if k != "origin"} for b in original.content]
+    assert (again.stop, again.usage.output_tokens) == (original.stop, original.usage.output_tokens)
+
+
+def test_a_stream_cut_short_assembles_into_nothing():
+    from extproc.dialects.replay import StreamAnswer
+    reader = StreamAnswer(codec_of("messages"), MESSAGES_REQUEST)
+    stream = replayed_stream(codec_of("messages"), MESSAGES_REQUEST, MESSAGES_ANSWER)
+    from extproc.api.sse import SSEParser
+    events = SSEParser().feed(stream, final=True)
+    for event in events[:3]:                                # the start and a block, then nothing
+        reader.read(json.loads(event.data), event.name, event.raw)
+    assert reader.answer() is None

@@ -4,9 +4,10 @@ waiting for this one (a stampede's followers) get its answer.
 
 An answer is kept when the call qualified and was not a hit, bypass included: status 200,
 a JSON answer as the caller got it (after the response guardrails, translated to the
-caller's dialect) no larger than the rule's `max_entry_bytes`. A streamed answer is not
-kept (docs/caching.md); a stored JSON answer serves later stream requests too. The write
-happens in the done hook, once the caller has its answer."""
+caller's dialect) no larger than the rule's `max_entry_bytes`; with the rule's `streams:
+true`, a stream read whole, kept as the JSON answer it told (cache_stream.py). A stored
+answer serves JSON and stream requests alike. The write happens in the done hook, once
+the caller has its answer."""
 
 from __future__ import annotations
 
@@ -18,17 +19,26 @@ from ..pipeline.call import Call
 from ..pipeline.stage import Stage
 from ..store import StoreUnavailable, maybe_await
 from .cache_lookup import HIT, CacheStoreHandle, entry_value
+from .cache_stream import captured_answer, capture_stream
 from .cost import charged_cost
 
 
 class CacheStore(Stage):
     name = "cache_store"
-    reads = frozenset({"backend", "cache", "json_passing_by", "key", "model", "outcome", "response_json",
-                       "response_streamed", "status", "usage"})
-    writes = frozenset({"log_fields"})
+    reads = frozenset({"backend", "body", "cache", "endpoint", "json_passing_by", "key", "model", "outcome",
+                       "response_json", "response_streamed", "status", "stream_translation", "usage"})
+    writes = frozenset({"event_filters", "log_fields"})
 
     def __init__(self, handle: CacheStoreHandle) -> None:
         self.handle = handle
+
+    @staticmethod
+    def response_headers(call: Call, headers: dict[str, str], end_of_stream: bool) -> None:
+        """A stream a rule keeps (`streams: true`) is read as it leaves (cache_stream.py)."""
+        outcome = call.cache
+        if outcome is not None and outcome.store_it and outcome.rule.streams and call.response_streamed \
+                and call.status == 200:
+            capture_stream(call)
 
     async def done(self, call: Call) -> None:
         outcome = call.cache
@@ -58,10 +68,12 @@ class CacheStore(Stage):
     @staticmethod
     def _entry(call: Call, outcome) -> bytes | None:
         """The entry to keep, or None: not every answer may be."""
-        if not outcome.store_it or call.status != 200 or call.outcome != "ok" or call.response_streamed \
-                or call.json_passing_by or not isinstance(call.response_json, dict):
+        if not outcome.store_it or call.status != 200 or call.outcome != "ok" or call.json_passing_by:
             return None
-        body = dumps(call.response_json)
+        answer = captured_answer(call) if call.response_streamed else call.response_json
+        if not isinstance(answer, dict):
+            return None
+        body = dumps(answer)
         if len(body) > outcome.rule.max_entry_bytes:
             call.log_fields["cache_stored"] = False
             return None

@@ -69,6 +69,8 @@ class Meter(Stage):
                        charged_cost(call), 0.0)
         now = time.time()
         charges = meter_charges(self.metering.sets, self.values(call), amounts, now)
+        if not charges:
+            return
         rid = f"meter:{call.request_id}:{id(call)}"
         try:
             await maybe_await(self.store.reserve(rid, charges, now, now + 60))

@@ -77,7 +77,8 @@ class PassThroughStream(Stage):
         model = call.config.model(model_name)
         if model is None or model.is_virtual or stream_policy(call) \
                 or model.primary.dialect != call.dialect \
-                or not model.primary.provider.streams_in_sse:  # a translated or re-framed stream is read
+                or not model.primary.provider.streams_in_sse \
+                or call.config.cache.keeps_streams(model.name, call.team):   # read: re-framed, or kept (cache_store.py)
             return
         call.stream_passed_through = True
         call.reply.mode_override = STREAM_PASSED_THROUGH

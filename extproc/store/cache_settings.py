@@ -11,6 +11,7 @@
         scope: team                 # team | key | user | global: who shares an entry
         max_entry_bytes: 262144     # larger answers are not kept
         tools: false                # cache calls that declare tools too
+        streams: false              # keep streamed answers too (such streams are read, not passed through)
         max_temperature: 0          # cache calls whose temperature is at most this (absent: 0)
         count_hits_as_requests: true   # a hit counts in the metered requests (extproc usage)
 """
@@ -35,6 +36,7 @@ class CacheRule:
     tools: bool = False
     max_temperature: float = 0.0
     count_hits_as_requests: bool = True
+    streams: bool = False
 
     def matches(self, model: str, team: str) -> bool:
         if self.teams is not None and team not in self.teams:
@@ -64,6 +66,11 @@ class CacheSettings:
     def enabled(self) -> bool:
         return bool(self.rules)
 
+    def keeps_streams(self, model: str, team: str) -> bool:
+        """Whether a stream of this model and team is kept: the gateway must read it."""
+        rule = self.rule_for(model, team) if self.rules else None
+        return rule is not None and rule.streams
+
     def rule_for(self, model: str, team: str) -> CacheRule | None:
         for rule in self.rules:
             if rule.matches(model, team):
@@ -76,7 +83,7 @@ def parse_cache(node: Node, state_dir: str) -> CacheSettings:
     rules = []
     for item in node.get("rules").elements():
         item.only_keys("models", "teams", "ttl_s", "scope", "max_entry_bytes", "tools", "max_temperature",
-                       "count_hits_as_requests")
+                       "count_hits_as_requests", "streams")
         models = item.get("models")
         names = tuple(m.str() for m in models.elements()) if isinstance(models.value, list) else \
             ((models.str(),) if not models.missing else ())
@@ -91,7 +98,8 @@ def parse_cache(node: Node, state_dir: str) -> CacheSettings:
             max_entry_bytes=item.get("max_entry_bytes").number(262_144, integer=True, minimum=1),
             tools=item.get("tools").bool(False),
             max_temperature=item.get("max_temperature").number(0.0, minimum=0),
-            count_hits_as_requests=item.get("count_hits_as_requests").bool(True)))
+            count_hits_as_requests=item.get("count_hits_as_requests").bool(True),
+            streams=item.get("streams").bool(False)))
     return CacheSettings(
         rules=tuple(rules),
         max_bytes=node.get("max_bytes").number(256 * 1024 * 1024, integer=True, minimum=1024),

@@ -112,14 +112,19 @@ def clean(value: str) -> str:
 def meter_charges(sets: tuple[MeterSet, ...], values: dict[str, str], amounts: tuple[float, ...],
                   now: float) -> list[Charge]:
     """The charges of one call on every meter: `values` per dimension (already capped),
-    `amounts` per measure. Requests count at once; the others are reserved then settled
-    with the same amount (a reservation is what lets an allotment hold them in memory)."""
+    `amounts` per measure (none for a measure of 0). Requests count at once; the others are
+    reserved then settled with the same amount (a reservation is what lets an allotment
+    hold them in memory)."""
     start, end = window_bounds("hour", now)
     hour = int(start)
     charges = []
     for meter in sets:
         combination = _SEPARATOR.join(f"{d}={values.get(d, '')}" for d in meter.dimensions)
         for limit, amount in zip(meter.limits, amounts):
+            if not amount:
+                # Nothing to add; and an allotment sized on nothing is never granted, so a
+                # zero charge would send every such call to the store (a hit's tokens).
+                continue
             counter = f"{limit.name}|{combination}|{hour}"
             if limit.kind == "requests":
                 charges.append(Charge(limit, counter, 0, amount, end))
