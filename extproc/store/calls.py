@@ -28,6 +28,7 @@ from dataclasses import dataclass
 import orjson
 
 from .limits import StoreSettings
+from .sqlite_store import enable_wal
 
 log = logging.getLogger("extproc.calls")
 
@@ -108,7 +109,7 @@ class CallLog:
     def _to_sqlite(self, path: str, batch: list[dict], keep: int) -> None:
         if self._sqlite is None or self._sqlite[0] != path:
             connection = sqlite3.connect(path, timeout=10.0, isolation_level=None, check_same_thread=False)
-            connection.execute("PRAGMA journal_mode=WAL")
+            enable_wal(connection)
             connection.executescript(_SCHEMA)
             self._sqlite = (path, connection)
         connection = self._sqlite[1]

@@ -18,6 +18,7 @@ import sqlite3
 import time
 
 from .base import StoreUnavailable
+from .sqlite_store import enable_wal
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS entries (
@@ -53,7 +54,7 @@ class SQLiteCache:
         os.close(os.open(path, os.O_CREAT | os.O_RDWR, 0o600))    # answers: its owner's alone
         self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False,
                                    timeout=PATIENT_BUSY_TIMEOUT)
-        self._db.execute("PRAGMA journal_mode=WAL")
+        enable_wal(self._db)
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.executescript(_SCHEMA)
         if not patient:

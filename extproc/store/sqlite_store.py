@@ -63,6 +63,27 @@ _ADD = ("INSERT INTO counters (counter, spent, held, expires) VALUES (?1, ?2, ma
         "held = CASE WHEN held + ?3 < ?5 THEN 0 ELSE held + ?3 END RETURNING spent")
 
 
+WAL_SWITCH_WAIT_S = 10.0
+
+
+def enable_wal(db: sqlite3.Connection, wait: float = WAL_SWITCH_WAIT_S) -> None:
+    """Puts the file in WAL mode. Processes opening a new file at once (the workers, the
+    console, a command) may each hold a read lock while asking for the exclusive one the
+    switch needs: SQLite answers one of them "locked" at once rather than wait (a wait
+    could deadlock), so the switch is tried again, with a short sleep, until `wait`."""
+    deadline = time.monotonic() + wait
+    pause = 0.005
+    while True:
+        try:
+            db.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as error:
+            if "locked" not in str(error) and "busy" not in str(error) or time.monotonic() + pause > deadline:
+                raise
+            time.sleep(pause)
+            pause = min(pause * 2, 0.2)
+
+
 def _owner_only(path: str) -> None:
     """The database (keys' digests, budgets, who owns which stored response) is readable
     by its owner only: a directory the store makes is 0700, the file 0600 (SQLite gives
@@ -93,7 +114,7 @@ class SQLiteStore:
         self._patient_twin: SQLiteStore | None = None
         self._thread: concurrent.futures.ThreadPoolExecutor | None = None
         with self._patiently():                  # once, at start: WAL, and the tables there
-            self._db.execute("PRAGMA journal_mode=WAL")
+            enable_wal(self._db)
             self._db.execute("PRAGMA synchronous=NORMAL")
             if migrate:
                 self._migrate()
