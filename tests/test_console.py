@@ -310,6 +310,8 @@ def test_keys_spend_and_budgets_read_the_same_from_sqlite_and_redis(tmp_path, re
         by_team = data.spend(config, ("team",), "day", now=time.time())
         for_kim = data.spend(config, ("model",), "month", only={"key": "kim"})
         kim_budget = [b for b in data.budgets(config) if b["budget"] == "key:kim.usd"]
+        # The cost over time (the overview's and the spend page's chart) sums to the total.
+        assert sum(usd for _, usd in by_team["series"]) == pytest.approx(by_team["totals"]["usd"]) == 2.25
         seen[config.store.kind] = (
             [(k["id"], k["team"], k["source"]) for k in listed["keys"]],
             [(r["team"], r["requests"], r["usd"]) for r in by_team["rows"]],

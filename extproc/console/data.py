@@ -187,7 +187,7 @@ def _spend(config: GatewayConfig, by: tuple[str, ...], window: str, now: float |
     step = 86400 if window == "month" else 3600
     buckets = {int(start + i * step): 0.0 for i in range(int((end - start) // step))}
     measure_of = {f"{meter.name}.{m}": i for i, m in enumerate(MEASURES)}
-    usd = len(MEASURES) - 1
+    usd = MEASURES.index("usd")
     low, high = str(int(start)), str(int(end))
     groups: dict[str, tuple | None] = {}          # a combination -> its group (None: not wanted)
     totals: dict[tuple, list[float]] = {}
