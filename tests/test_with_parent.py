@@ -53,9 +53,10 @@ def _kill_parent_of(argv: list[str]) -> tuple[int, str]:
     try:
         child = int(parent.stdout.readline())
         deadline = time.monotonic() + 10
+        # Until the wrapper has become the program (mid-exec, the command line reads empty).
         while (running := Path(f"/proc/{child}/cmdline").read_bytes().split(b"\0")[0].decode()) \
-                == sys.executable and time.monotonic() < deadline:
-            time.sleep(0.05)                 # until the wrapper has become the program
+                in (sys.executable, "") and time.monotonic() < deadline:
+            time.sleep(0.05)
         parent.send_signal(signal.SIGKILL)
         parent.wait(5)
         return child, running
