@@ -312,6 +312,9 @@ def test_keys_spend_and_budgets_read_the_same_from_sqlite_and_redis(tmp_path, re
         kim_budget = [b for b in data.budgets(config) if b["budget"] == "key:kim.usd"]
         # The cost over time (the overview's and the spend page's chart) sums to the total.
         assert sum(usd for _, usd in by_team["series"]) == pytest.approx(by_team["totals"]["usd"]) == 2.25
+        # ... and drawn per group, the dearest first.
+        assert [(group, round(sum(values), 8)) for group, values in by_team["series_by"]] == \
+            [("support", 1.75), ("research", 0.5)]
         seen[config.store.kind] = (
             [(k["id"], k["team"], k["source"]) for k in listed["keys"]],
             [(r["team"], r["requests"], r["usd"]) for r in by_team["rows"]],
@@ -330,3 +333,15 @@ def test_keys_spend_and_budgets_read_the_same_from_sqlite_and_redis(tmp_path, re
 def made_key(stored):
     from extproc.config.filter_config import VirtualKey
     return VirtualKey(id=stored.id, sha256=b"", user=stored.user, team=stored.team, models=None)
+
+
+def test_a_stacked_chart_draws_each_groups_share_of_each_bar():
+    from extproc.console.charts import HEIGHT, stacked_chart
+    chart = stacked_chart(["09:00", "10:00"], [("support", [3.0, 1.0]), ("research", [1.0, 0.0])], "USD")
+    first = [bar for bar in chart["bars"] if bar["x"] == 0]
+    assert [bar["colour"] for bar in first] == [0, 1] and chart["legend"] == ["support", "research"]
+    assert sum(bar["h"] for bar in first) == pytest.approx(HEIGHT - 20)          # the highest bar: full height
+    assert first[0]["h"] == pytest.approx(3 * first[1]["h"])                    # 3.0 against 1.0
+    assert first[1]["y"] + first[1]["h"] == pytest.approx(first[0]["y"])        # stacked on top
+    assert len(chart["bars"]) == 3                                              # nothing drawn for a 0
+    assert stacked_chart([], [])["bars"] == []

@@ -22,3 +22,27 @@ def bar_chart(points: list[tuple[str, float]], unit: str = "") -> dict:
     return {"width": WIDTH, "height": HEIGHT, "bars": bars, "top": max((v for _, v in points), default=0.0),
             "unit": unit,
             "first": points[0][0] if points else "", "last": points[-1][0] if points else ""}
+
+
+def stacked_chart(labels: list[str], series: list[tuple[str, list[float]]], unit: str = "") -> dict:
+    """Bars over time, each stacked from the groups' values: `labels` the buckets,
+    `series` [(group, value per bucket)] (at most seven: the stylesheet's colours)."""
+    if not labels or not series:
+        return {"bars": [], "top": 0.0}
+    heights = [sum(values[i] for _, values in series) for i in range(len(labels))]
+    top = max(heights) or 1.0
+    width = (WIDTH - GAP * max(0, len(labels) - 1)) / len(labels)
+    bars = []
+    for index, label in enumerate(labels):
+        y = float(HEIGHT)
+        for colour, (group, values) in enumerate(series):
+            value = max(0.0, values[index])
+            if not value:
+                continue
+            height = value / top * (HEIGHT - 20)
+            y -= height
+            bars.append({"x": round(index * (width + GAP), 2), "y": round(y, 2), "w": round(width, 2),
+                         "h": round(height, 2), "colour": colour,
+                         "title": f"{label}, {group}: {value:,.6g}{(' ' + unit) if unit else ''}"})
+    return {"width": WIDTH, "height": HEIGHT, "bars": bars, "top": max(heights), "unit": unit,
+            "first": labels[0], "last": labels[-1], "legend": [group for group, _ in series]}

@@ -191,6 +191,7 @@ def _spend(config: GatewayConfig, by: tuple[str, ...], window: str, now: float |
     low, high = str(int(start)), str(int(end))
     groups: dict[str, tuple | None] = {}          # a combination -> its group (None: not wanted)
     totals: dict[tuple, list[float]] = {}
+    by_time: dict[tuple, dict[int, float]] = {}      # a group -> its USD per bucket
     for counter, spent, _ in counters(config, ranges):
         name, combination, hour = counter.split("|")
         # Window starts are whole seconds of the same number of digits: compared as text.
@@ -211,6 +212,10 @@ def _spend(config: GatewayConfig, by: tuple[str, ...], window: str, now: float |
         if measure == usd:
             bucket = int(start + (int(hour) - start) // step * step)
             buckets[bucket] = buckets.get(bucket, 0.0) + spent
+            over_time = by_time.get(group)
+            if over_time is None:
+                over_time = by_time[group] = {}
+            over_time[bucket] = over_time.get(bucket, 0.0) + spent
     rows = []
     for group, sums in totals.items():
         measured = dict(zip(MEASURES, sums))        # (a set metering the cache has its savings too)
@@ -219,7 +224,22 @@ def _spend(config: GatewayConfig, by: tuple[str, ...], window: str, now: float |
     rows.sort(key=lambda e: (-e["usd"], -e["requests"], tuple(str(e[d]) for d in by)))
     return {"by": list(by), "window": window, "start": start, "end": end, "rows": rows, "as_of": time.time(),
             "totals": {m: sum(row[m] for row in rows) for m in MEASURES},
-            "series": sorted(buckets.items()), "step": step}
+            "series": sorted(buckets.items()), "step": step,
+            "series_by": _series_by(by_time, sorted(buckets), by)}
+
+
+SERIES_GROUPS = 6           # the dearest groups drawn over time; the rest as one "other"
+
+
+def _series_by(by_time: dict[tuple, dict[int, float]], buckets: list[int], by: tuple[str, ...]) -> list[tuple]:
+    """Each dearest group's USD per bucket, [(label, [usd per bucket])], then "other"."""
+    ranked = sorted(by_time.items(), key=lambda item: -sum(item[1].values()))
+    series = [(" / ".join(str(v) or "-" for v in group) if by else "all",
+               [values.get(bucket, 0.0) for bucket in buckets]) for group, values in ranked[:SERIES_GROUPS]]
+    rest = ranked[SERIES_GROUPS:]
+    if rest:
+        series.append(("other", [sum(values.get(bucket, 0.0) for _, values in rest) for bucket in buckets]))
+    return series
 
 
 # --- budgets ------------------------------------------------------------------------

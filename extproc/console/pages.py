@@ -18,7 +18,7 @@ from ..store.keys import KeyBook, KeyProblem
 from ..store.limits import WINDOWS as BUDGET_WINDOWS
 from ..store.meters import NoMeter, valid_dimension
 from . import data
-from .charts import bar_chart
+from .charts import bar_chart, stacked_chart
 
 _ONE_KEY = re.compile(r"/keys/([^/]+)")
 _KEY_CHANGE = re.compile(r"/keys/([^/]+)/(revoke|rotate)")
@@ -176,7 +176,9 @@ def _spend(config, query: dict, as_csv: bool) -> Answer:
         name = re.sub(r"[^A-Za-z0-9_-]", "_", "-".join(by))[:100]      # a header's value: nothing else
         return Answer(csv=out.getvalue(), filename=f"spend-by-{name}-{window}.csv")
     if result:
-        context.update(result=result, shown=result["rows"][:data.MAX_ROWS], chart=bar_chart([(_hour(t, window), v) for t, v in result["series"]], "USD"),
+        labels = [_hour(t, window) for t, _ in result["series"]]
+        context.update(result=result, shown=result["rows"][:data.MAX_ROWS],
+                       chart=stacked_chart(labels, result["series_by"], "USD"),
                        by_chart=bar_chart([(" / ".join(str(r[d]) or "-" for d in by), r["usd"]) for r in result["rows"]],
                                           "USD"))
     return Answer("spend.html", context)
