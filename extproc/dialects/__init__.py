@@ -27,7 +27,7 @@ from .openai import OPENAI, Chat, Completions, Embeddings
 from .resources import ModelList, OneModel, StoredResponse
 from .responses import RESPONSES_ONLY, Responses
 
-__all__ = ["ANTHROPIC", "OPENAI", "Codec", "Dialect", "TextPiece", "codec_of", "dialect_named", "CODECS",
+__all__ = ["ANTHROPIC", "OPENAI", "Codec", "Dialect", "Embeddings", "TextPiece", "codec_of", "dialect_named", "CODECS",
            "DIALECTS"]
 
 # Every endpoint kind the gateway serves, and its codec.

@@ -5,6 +5,9 @@ openai_stream.py."""
 
 from __future__ import annotations
 
+import base64
+import binascii
+import struct
 from typing import Any, Iterable
 
 import orjson
@@ -148,6 +151,28 @@ class Embeddings(_OpenAICodec):
 
     def final_usage(self, event: dict) -> dict | None:
         return None
+
+    # The gateway's own embedding calls (the semantic cache's): through its listener,
+    # as any caller's.
+    path = "/v1/embeddings"
+
+    @staticmethod
+    def request_for(model: str, text: str, dimensions: int | None) -> bytes:
+        body = {"model": model, "input": text, "encoding_format": "base64"}
+        if dimensions is not None:
+            body["dimensions"] = dimensions
+        return orjson.dumps(body)
+
+    @staticmethod
+    def vector_in(answer: bytes) -> bytes | None:
+        """The first embedding of an answer as little-endian float32 bytes, else None."""
+        try:
+            data = orjson.loads(answer)["data"][0]["embedding"]
+            if isinstance(data, str):
+                return base64.b64decode(data, validate=True)
+            return struct.pack(f"<{len(data)}f", *data)
+        except (ValueError, KeyError, IndexError, TypeError, struct.error, binascii.Error):
+            return None
 
 
 def function_tool_name(tool: Any, nested: bool) -> str:

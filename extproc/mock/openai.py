@@ -27,6 +27,7 @@ from ..api.openai import (
 )
 from ..api.tokens import count_prompt, count_text, encoding_for_model
 from .echo import cut_to_tokens, stream_pieces
+from .embedding_model import embed
 from .listener import KEPT, Listener, headers_of, option, record
 from .shapes import json_reply, sse_events
 from .wire import (
@@ -40,6 +41,7 @@ from .wire import (
 )
 
 MODELS = ("gpt-4o-mini", "gpt-4o", "text-embedding-3-small")
+MAX_DIMENSIONS = 3072                # text-embedding-3-large's; -small's is 1536
 # The gateway's readers of each generating endpoint's prompt, for the usage it reports.
 _PROMPT_TEXTS = {"chat": chat_prompt_texts, "completions": completions_prompt_texts,
                  "responses": responses_prompt_texts}
@@ -122,16 +124,24 @@ def last_user_text(kind: str, body: dict) -> str:
 
 
 def embeddings(body: dict) -> web.Response:
-    """Vectors derived from each input's bytes (stable per text), float or base64."""
+    """Unit vectors, float or base64: a text's from a real sentence-embedding model
+    (embedding_model.py: paraphrases lie close), token ids' derived from their values."""
     inputs = body.get("input")
     flat_ids = isinstance(inputs, list) and bool(inputs) and isinstance(inputs[0], int)
     inputs = [inputs] if isinstance(inputs, str) or flat_ids else list(inputs or [])
     dims = body.get("dimensions") if isinstance(body.get("dimensions"), int) else 1536
+    if not 1 <= dims <= MAX_DIMENSIONS:
+        return error(400, f"The requested dimensions must be between 1 and {MAX_DIMENSIONS}.", None)
     encoding = encoding_for_model(body["model"])
+    texts = [text for text in inputs if isinstance(text, str)]
+    meant = iter(embed(texts, dims).tolist() if texts else [])
     data = []
     for index, text in enumerate(inputs):
-        seed = sum(str(text).encode()) or 1
-        vector = [((seed * (i + 7)) % 1000) / 1000.0 - 0.5 for i in range(dims)]
+        if isinstance(text, str):
+            vector = next(meant)
+        else:
+            seed = sum(str(text).encode()) or 1
+            vector = [((seed * (i + 7)) % 1000) / 1000.0 - 0.5 for i in range(dims)]
         if body.get("encoding_format") == "base64":
             embedding = base64.b64encode(struct.pack(f"<{dims}f", *vector)).decode()
         else:

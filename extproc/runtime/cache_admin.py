@@ -11,6 +11,7 @@ from urllib.parse import parse_qs
 
 from ..config.filter_config import GatewayConfig
 from ..store import StoreUnavailable
+from ..store.cache_vectors import open_vectors
 from ..store.response_cache import open_cache
 
 SCOPE_PREFIXES = ("team:", "key:", "user:")
@@ -25,13 +26,21 @@ def check_scope(scope: str | None) -> str | None:
 
 async def _run(config: GatewayConfig, operation: str, scope: str | None, model: str | None):
     store = open_cache(config.cache, config.store, patient=True)
+    # A purge removes the semantic rules' vectors too (they would find nothing).
+    vectors = open_vectors(config.cache, config.store) if operation == "purge" and config.cache.semantic else None
     try:
-        result = getattr(store, operation)(scope, model)
-        return await result if inspect.isawaitable(result) else result
+        result = await _done(getattr(store, operation)(scope, model))
+        if vectors is not None:
+            await _done(vectors.purge(scope, model))
+        return result
     finally:
-        closed = store.close()
-        if inspect.isawaitable(closed):
-            await closed
+        for opened in (store, vectors):
+            if opened is not None:
+                await _done(opened.close())
+
+
+async def _done(result):
+    return await result if inspect.isawaitable(result) else result
 
 
 def cache_stats(config: GatewayConfig, scope: str | None = None, model: str | None = None) -> dict:

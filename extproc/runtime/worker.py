@@ -26,6 +26,7 @@ from ..stages.pipelines import build_mcp_pipeline, build_pipeline, build_upstrea
 from ..stages.key_ring import KEY_RING
 from ..stages.cache_lookup import CacheStoreHandle
 from ..store import open_worker_store
+from ..store.cache_vectors import open_vectors
 from ..store.response_cache import open_cache
 from ..store.calls import CallLog
 from ..store.cut_streams import WorkerCutStreams
@@ -113,19 +114,24 @@ class Runtime:
 
 def _cache_handle(config: GatewayConfig) -> CacheStoreHandle:
     """The response cache's store (none when no rule caches anything)."""
-    return CacheStoreHandle(open_cache(config.cache, config.store) if config.cache.enabled else None)
+    if not config.cache.enabled:
+        return CacheStoreHandle(None)
+    return CacheStoreHandle(open_cache(config.cache, config.store),
+                            open_vectors(config.cache, config.store) if config.cache.semantic else None)
 
 
 async def _close_cache(cache: CacheStoreHandle) -> None:
-    store, cache.store = cache.store, None
-    if store is None:
-        return
-    try:
-        closing = store.close()
-        if inspect.isawaitable(closing):
-            await closing
-    except Exception:                     # noqa: BLE001 - shutting down: logged, not raised
-        log.exception("closing the response cache's store")
+    stores = (cache.store, cache.vectors, cache.embedder)
+    cache.store = cache.vectors = None
+    for store in stores:
+        if store is None:
+            continue
+        try:
+            closing = store.close()
+            if inspect.isawaitable(closing):
+                await closing
+        except Exception:                     # noqa: BLE001 - shutting down: logged, not raised
+            log.exception("closing the response cache's store")
 
 
 def reloaded(runtime: Runtime, config: GatewayConfig) -> Runtime:
@@ -133,9 +139,9 @@ def reloaded(runtime: Runtime, config: GatewayConfig) -> Runtime:
     change, else the old one is closed once the calls still using it have ended. The
     response cache's store is kept while its settings and the budget store's stay."""
     cache = runtime.cache if (config.cache.enabled and runtime.cache.store is not None
-                              and (config.cache.path, config.cache.max_bytes, config.store)
+                              and (config.cache.path, config.cache.max_bytes, config.cache.semantic, config.store)
                               == (runtime.config.cache.path, runtime.config.cache.max_bytes,
-                                  runtime.config.store)) else None
+                                  runtime.config.cache.semantic, runtime.config.store)) else None
     if runtime.store.store is not None and config.store == runtime.config.store:
         return Runtime(config, runtime.store, runtime.cut_streams, cache, runtime.calls)
     runtime.store.retire()

@@ -87,7 +87,7 @@ class Admission(Stage):
             caller = token_caller(call.request_metadata, identity)
             if caller is not None:
                 return caller
-        presented = _presented_key(call.headers) or query_key
+        presented = presented_key(call.headers) or query_key
         if not presented:
             raise invalid_api_key(call.dialect)
         digest = hashlib.sha256(presented.encode("utf-8", "surrogatepass")).digest()
@@ -129,7 +129,7 @@ def _refuse_unreadable_bodies(headers: dict[str, str]) -> None:
                            "uncompressed, or compressed with gzip, br or zstd.", type="invalid_request_error")
 
 
-def _presented_key(headers: dict[str, str]) -> str:
+def presented_key(headers: dict[str, str]) -> str:
     """The key a caller presents: a Bearer token, else `x-api-key` (Anthropic's clients), else
     `api-key` (Azure's). Another scheme in Authorization (Basic, say, added by a proxy on
     the way) does not hide the others."""

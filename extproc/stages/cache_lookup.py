@@ -13,6 +13,9 @@ the answer left out: `Codec.answer_neutral_fields`). The same caller body to the
 backends makes the same provider request, translation included: the key is that of the
 provider's request without making it.
 
+On an exact miss, a rule with `semantic` looks for the same question asked another way
+(cache_semantic.py): a hit then says how near it was (`x-gateway-cache-similarity`).
+
 Identical calls in flight in one worker are made once: the first (the leader) goes to
 the provider; the others wait for its answer (cache.stampede_wait_s at most), then are
 hits, or go on as misses when it brought none. Across workers and replicas, each may
@@ -34,11 +37,14 @@ from ..pipeline.call import Call
 from ..pipeline.stage import ImmediateAnswer, Stage
 from ..store import StoreUnavailable, maybe_await
 from ..store.cache_settings import CacheRule
+from ..store.semantic_index import SemanticIndex
+from .cache_semantic import Embedder, EmbeddingFailed, embedding_headers, question_and_partition
 from .cost import COST_HEADER, usd
 
 log = logging.getLogger("extproc.cache")
 
 CACHE_HEADER = "x-gateway-cache"
+SIMILARITY_HEADER = "x-gateway-cache-similarity"
 HIT, MISS, BYPASS, REFRESH = "hit", "miss", "bypass", "refresh"
 STORE_DOWN_PAUSE_S = 5.0          # after a store failure, the cache is a miss this long without trying
 
@@ -46,7 +52,8 @@ STORE_DOWN_PAUSE_S = 5.0          # after a store failure, the cache is a miss t
 class CacheOutcome:
     """What the cache did for a call (the Call's `cache`): its result, and what the
     storing half needs (the digest, the scope, whether this call leads a stampede)."""
-    __slots__ = ("result", "rule", "digest", "scope", "store_it", "leader", "saved_usd", "age_s", "reason")
+    __slots__ = ("result", "rule", "digest", "scope", "store_it", "leader", "saved_usd", "age_s", "reason",
+                 "partition", "vector", "similarity")
 
     def __init__(self, rule: CacheRule) -> None:
         self.rule = rule
@@ -58,13 +65,19 @@ class CacheOutcome:
         self.saved_usd = 0.0
         self.age_s = 0
         self.reason = ""
+        self.partition = ""                 # semantic rules: the question's partition and embedding,
+        self.vector = None                  # kept with the answer on a miss
+        self.similarity: float | None = None   # a semantic hit's
 
 
 class CacheStoreHandle:
     """The cache's store, shared by both stages, with its pause after a failure."""
 
-    def __init__(self, store) -> None:
+    def __init__(self, store, vectors=None) -> None:
         self.store = store
+        self.vectors = vectors              # the semantic rules' (cache_vectors.py), else None
+        self.index = SemanticIndex()
+        self.embedder = Embedder()
         self.down_until = 0.0
         # digest -> [the leader's entry to come (a future, made by the first follower), when it began]
         self.in_flight: dict[str, list] = {}
@@ -128,7 +141,8 @@ def _unqualified(call: Call, rule: CacheRule) -> str:
 
 class CacheLookup(Stage):
     name = "cache_lookup"
-    reads = frozenset({"body", "endpoint", "headers", "key", "model", "ratelimit_headers", "request_id", "stream"})
+    reads = frozenset({"body", "endpoint", "headers", "key", "model", "ratelimit_headers", "request_id", "stream",
+                       "tags"})
     writes = frozenset({"cache", "log_fields"})
 
     def __init__(self, handle: CacheStoreHandle) -> None:
@@ -186,10 +200,56 @@ class CacheLookup(Stage):
         except StoreUnavailable as error:
             handle.failed("get", error)
             return
+        if found is None and rule.semantic is not None:
+            found = await self._semantic(call, outcome)
         if found is None:
             found = await self._follow_or_lead(call, outcome)
         if found is not None:
             self._serve(call, outcome, found)
+
+    async def _semantic(self, call: Call, outcome: CacheOutcome) -> bytes | None:
+        """The answer to the nearest question of the partition, when near enough; else
+        None, with the question's partition and embedding kept for the answer to come."""
+        handle, rule = self.handle, outcome.rule.semantic
+        asked = question_and_partition(call, outcome.scope, f"{rule.embedding_model}/{rule.dimensions}")
+        if asked is None or handle.vectors is None:
+            call.log_fields["cache_semantic"] = "no question"
+            return None
+        question, outcome.partition = asked
+        headers = embedding_headers(call)
+        if headers is None:
+            call.log_fields["cache_semantic"] = "no embedding: credential"
+            return None
+        try:
+            outcome.vector, call.log_fields["cache_embedding_request"] = await handle.embedder.embed(
+                call.config.cache.gateway_url, headers, rule, question)
+            nearest = await handle.index.nearest(handle.vectors, outcome.partition, outcome.vector)
+        except EmbeddingFailed as error:
+            call.log_fields["cache_semantic"] = f"no embedding: {error}"
+            if error.request_id:
+                call.log_fields["cache_embedding_request"] = error.request_id
+            return None
+        except StoreUnavailable as error:
+            handle.failed("vectors", error)
+            return None
+        except Exception:                   # noqa: BLE001 - the semantic half fails as a miss, logged
+            log.exception("semantic cache lookup failed (request %s)", call.request_id)
+            call.log_fields["cache_semantic"] = "failed"
+            return None
+        if nearest is None:
+            return None
+        digest, similarity = nearest
+        call.log_fields["cache_similarity"] = round(similarity, 4)
+        if similarity < rule.min_similarity:
+            return None
+        try:
+            found = await maybe_await(handle.store.get(digest))
+        except StoreUnavailable as error:
+            handle.failed("get", error)
+            return None
+        if found is not None:
+            outcome.similarity = similarity
+        return found
 
     async def _follow_or_lead(self, call: Call, outcome: CacheOutcome) -> bytes | None:
         """The same call already in flight here: its answer once it has one (None when it
@@ -217,6 +277,8 @@ class CacheLookup(Stage):
             headers = {CACHE_HEADER: HIT, "age": str(age), COST_HEADER: usd(0.0), **call.ratelimit_headers}
             if call.request_id:
                 headers["x-request-id"] = call.request_id
+            if outcome.similarity is not None:
+                headers[SIMILARITY_HEADER] = f"{outcome.similarity:.4f}"
             if call.stream:
                 body = replayed_stream(call.codec, call.body, orjson.loads(body))
                 headers["content-type"] = "text/event-stream"
@@ -226,5 +288,6 @@ class CacheLookup(Stage):
             return
         outcome.result, outcome.store_it, outcome.age_s = HIT, False, age
         outcome.saved_usd = float(meta.get("cost_usd") or 0.0)
-        call.log_fields.update(cache=HIT, cache_age_s=age, cache_saved_usd=round(outcome.saved_usd, 8))
+        call.log_fields.update(cache=HIT, cache_age_s=age, cache_saved_usd=round(outcome.saved_usd, 8),
+                               cache_match="exact" if outcome.similarity is None else "semantic")
         raise ImmediateAnswer(200, body, headers)

@@ -55,8 +55,10 @@ class CacheStore(Stage):
             value = self._entry(call, outcome)
             if value is not None and self.handle.usable():
                 try:
-                    call.log_fields["cache_stored"] = bool(await maybe_await(self.handle.store.put(
+                    call.log_fields["cache_stored"] = stored = bool(await maybe_await(self.handle.store.put(
                         outcome.digest, outcome.scope, call.model.name, value, outcome.rule.ttl_s)))
+                    if stored and outcome.vector is not None:
+                        await self._keep_vector(call, outcome)
                 except StoreUnavailable as error:
                     self.handle.failed("put", error)
         finally:
@@ -64,6 +66,14 @@ class CacheStore(Stage):
                 waiting = self.handle.in_flight.pop(outcome.digest, None)
                 if waiting is not None and waiting[0] is not None and not waiting[0].done():
                     waiting[0].set_result(value)
+
+    async def _keep_vector(self, call: Call, outcome) -> None:
+        """The question's embedding, for the semantic half: found by this worker at once,
+        by the others once the store has it."""
+        ttl = outcome.rule.ttl_s
+        await maybe_await(self.handle.vectors.add(outcome.partition, outcome.digest, outcome.scope, call.model.name,
+                                                  outcome.vector.astype("<f4").tobytes(), ttl))
+        self.handle.index.add(outcome.partition, outcome.digest, outcome.vector, time.time() + ttl)
 
     @staticmethod
     def _entry(call: Call, outcome) -> bytes | None:

@@ -14,6 +14,12 @@
         streams: false              # keep streamed answers too (such streams are read, not passed through)
         max_temperature: 0          # cache calls whose temperature is at most this (absent: 0)
         count_hits_as_requests: true   # a hit counts in the metered requests (extproc usage)
+        semantic:                   # also answer a question asked another way (opt-in; docs/caching.md)
+          embedding_model: text-embedding-3-small   # a model of this config, called through the gateway
+          min_similarity: 0.95      # cosine similarity of the last user turns' embeddings
+          dimensions: 512           # asked of the embedding model (absent: its own number)
+          timeout_s: 2              # an embedding slower than this: the call goes on as a miss
+      gateway_url: http://127.0.0.1:10000   # where workers call the gateway for embeddings
 """
 
 from __future__ import annotations
@@ -27,6 +33,16 @@ CACHE_SCOPES = ("team", "key", "user", "global")
 
 
 @dataclass(frozen=True, slots=True)
+class SemanticRule:
+    """Answers for questions asked another way: the embedding of the last user turn,
+    matched among the answers kept for the same scope, model and conversation before it."""
+    embedding_model: str
+    min_similarity: float = 0.95
+    dimensions: int | None = None       # None: the embedding model's own
+    timeout_s: float = 2.0
+
+
+@dataclass(frozen=True, slots=True)
 class CacheRule:
     models: tuple[str, ...]
     teams: frozenset[str] | None
@@ -37,6 +53,7 @@ class CacheRule:
     max_temperature: float = 0.0
     count_hits_as_requests: bool = True
     streams: bool = False
+    semantic: SemanticRule | None = None
 
     def matches(self, model: str, team: str) -> bool:
         if self.teams is not None and team not in self.teams:
@@ -61,6 +78,11 @@ class CacheSettings:
     max_bytes: int = 256 * 1024 * 1024
     stampede_wait_s: float = 10.0
     path: str = ""
+    gateway_url: str = "http://127.0.0.1:10000"
+
+    @property
+    def semantic(self) -> bool:
+        return any(rule.semantic is not None for rule in self.rules)
 
     @property
     def enabled(self) -> bool:
@@ -79,11 +101,11 @@ class CacheSettings:
 
 
 def parse_cache(node: Node, state_dir: str) -> CacheSettings:
-    node.only_keys("rules", "max_bytes", "stampede_wait_s", "path")
+    node.only_keys("rules", "max_bytes", "stampede_wait_s", "path", "gateway_url")
     rules = []
     for item in node.get("rules").elements():
         item.only_keys("models", "teams", "ttl_s", "scope", "max_entry_bytes", "tools", "max_temperature",
-                       "count_hits_as_requests", "streams")
+                       "count_hits_as_requests", "streams", "semantic")
         models = item.get("models")
         names = tuple(m.str() for m in models.elements()) if isinstance(models.value, list) else \
             ((models.str(),) if not models.missing else ())
@@ -99,9 +121,37 @@ def parse_cache(node: Node, state_dir: str) -> CacheSettings:
             tools=item.get("tools").bool(False),
             max_temperature=item.get("max_temperature").number(0.0, minimum=0),
             count_hits_as_requests=item.get("count_hits_as_requests").bool(True),
-            streams=item.get("streams").bool(False)))
+            streams=item.get("streams").bool(False),
+            semantic=_semantic(item.get("semantic"))))
     return CacheSettings(
         rules=tuple(rules),
         max_bytes=node.get("max_bytes").number(256 * 1024 * 1024, integer=True, minimum=1024),
         stampede_wait_s=node.get("stampede_wait_s").number(10.0, minimum=0),
-        path=node.get("path").str(f"{state_dir}/response-cache.sqlite3"))
+        path=node.get("path").str(f"{state_dir}/response-cache.sqlite3"),
+        gateway_url=_gateway_url(node.get("gateway_url")))
+
+
+def _semantic(node: Node) -> SemanticRule | None:
+    if node.missing:
+        return None
+    node.only_keys("embedding_model", "min_similarity", "dimensions", "timeout_s")
+    model = node.get("embedding_model")
+    if model.missing:
+        model.fail("must name the embedding model the gateway calls (one of this config's models)")
+    dimensions = node.get("dimensions")
+    similarity = node.get("min_similarity")
+    min_similarity = similarity.number(0.95, minimum=0)
+    if min_similarity > 1:
+        similarity.fail("must be at most 1 (a cosine similarity)")
+    return SemanticRule(
+        embedding_model=model.str(),
+        min_similarity=min_similarity,
+        dimensions=dimensions.number(None, integer=True, minimum=1),
+        timeout_s=node.get("timeout_s").number(2.0, minimum=0.01))
+
+
+def _gateway_url(node: Node) -> str:
+    url = node.str("http://127.0.0.1:10000").rstrip("/")
+    if not url.startswith(("http://", "https://")):
+        node.fail("must be an http:// or https:// URL (the gateway's listener, as its workers reach it)")
+    return url

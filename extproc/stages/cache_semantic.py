@@ -1,0 +1,150 @@
+"""The semantic half of the response cache (cache_lookup.py asks it on an exact miss): an
+answer kept for a question asked another way.
+
+A request's question is its last turn when that turn is the user's and holds text only
+(decoded into the conversation model, whatever the caller's dialect). Its partition is
+everything else that can change the answer: the scope, the model and its backends, the
+endpoint, the embedding model, the conversation before the question (system prompt,
+turns, tools, settings), and the question's anchors: its numbers, negations and
+direction words ("not", "before", "increase"...) in order. Two questions are matched
+only within one partition, so "convert 10 miles" never finds "convert 20 miles", nor
+"is X safe" "is X not safe", however close their embeddings (embedding models place
+them close: docs/caching.md has the figures). Within it, the nearest question by cosine
+similarity of embeddings is a hit at `min_similarity` or above.
+
+The embedding comes from the gateway itself: a call to its own listener
+(`cache.gateway_url`) on the embedding model, with the caller's credential, its tags
+and its trace, so it is checked, budgeted, metered and traced as any call of the
+caller's. It waits `timeout_s` at most; a failure is a miss, never a failed call.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import logging
+import re
+
+import numpy as np
+import orjson
+
+from ..dialects import Embeddings
+from ..dialects.conversation import Conversation, Notes
+from ..observability.settings import TAG_HEADER_PREFIX
+from ..pipeline.call import Call
+from ..transport.eager import task_needed
+from .admission import presented_key
+from .trace import trace_context
+
+log = logging.getLogger("extproc.cache")
+
+# The conversation's fields that cannot change an answer (who asked, tags, how it is sent),
+# and those that say where the caller wrote things.
+_NOT_CONTEXT = frozenset({"turns", "user", "metadata", "stream", "include_usage", "names", "places", "dialect"})
+_CONTEXT = tuple(f.name for f in dataclasses.fields(Conversation) if f.name not in _NOT_CONTEXT)
+
+# English words that flip or aim a question: two questions that differ in one are never matched.
+_NEGATIONS = frozenset(
+    "not no never none nor neither without cannot can't won't don't doesn't didn't isn't aren't wasn't "
+    "weren't shouldn't wouldn't couldn't hasn't haven't hadn't".split())
+_DIRECTIONS = frozenset(
+    "increase decrease before after most least ascending descending left right public private newest oldest "
+    "enable disable compress decompress first last min max minimum maximum more less higher lower above below "
+    "add remove upper encode decode encrypt decrypt import export upload download start stop high low "
+    "advantages disadvantages pros cons".split())
+_WORDS = re.compile(r"[a-z0-9']+(?:[.,:/][a-z0-9]+)*")
+_DIGIT = re.compile(r"[0-9]")
+
+
+def anchors(question: str) -> str:
+    """The question's numbers (and words with digits: v1.2, utf8), negations and
+    direction words, in order."""
+    return " ".join(word for word in _WORDS.findall(question.lower())
+                    if _DIGIT.search(word) or word in _NEGATIONS or word in _DIRECTIONS)
+
+
+def question_and_partition(call: Call, scope: str, embedding: str) -> tuple[str, str] | None:
+    """The request's question and its partition's digest; None when its last turn is not
+    a question of text (a tool result, an image: exact matches only)."""
+    try:
+        conversation = call.codec.decode_request(call.body, Notes(), True)
+    except Exception:                 # noqa: BLE001 - what Route would refuse: no semantic match
+        return None
+    if not conversation.turns or conversation.turns[-1]["role"] != "user":
+        return None
+    blocks = conversation.turns[-1]["content"]
+    if not blocks or any(block.get("type") != "text" for block in blocks):
+        return None
+    question = "\n".join(block.get("text") or "" for block in blocks).strip()
+    if not question:
+        return None
+    context = {name: getattr(conversation, name) for name in _CONTEXT}
+    context["turns"] = conversation.turns[:-1]
+    model = call.model
+    backends = ",".join(f"{b.provider.name}/{b.model}" for b in model.backends)
+    digest = hashlib.sha256(f"{scope}\0{model.name}\0{backends}\0{call.endpoint.kind}\0{embedding}\0"
+                            f"{anchors(question)}\0".encode())
+    try:
+        digest.update(orjson.dumps(context, option=orjson.OPT_SORT_KEYS, default=str))
+    except TypeError:
+        return None
+    return question, digest.hexdigest()
+
+
+class EmbeddingFailed(Exception):
+    """Why no embedding came (a word for the log line), and the embedding call's
+    request id when the gateway answered it."""
+
+    def __init__(self, reason: str, request_id: str = "") -> None:
+        super().__init__(reason)
+        self.request_id = request_id
+
+
+def embedding_headers(call: Call) -> dict[str, str] | None:
+    """The embedding call's headers: the caller's credential, tags and trace (None
+    without a credential in a header: a key in Gemini's query is not sent again)."""
+    credential = presented_key(call.headers)
+    if not credential:
+        return None
+    headers = {"authorization": f"Bearer {credential}", "content-type": "application/json",
+               "x-gateway-cache": "bypass", **{TAG_HEADER_PREFIX + name: value for name, value in call.tags.items()}}
+    if call.config.observability.tracing is not None:
+        headers["traceparent"] = trace_context(call).traceparent()
+    return headers
+
+
+class Embedder:
+    """A worker's client of its own gateway, for the embeddings of questions."""
+
+    def __init__(self) -> None:
+        self._client = None
+
+    async def embed(self, url: str, headers: dict[str, str], rule, question: str) -> tuple[np.ndarray, str]:
+        """The question's unit vector, and the embedding call's request id."""
+        import httpx                       # only workers with a semantic rule make these calls
+
+        await task_needed()                # httpx needs a current task (transport/eager.py)
+        if self._client is None:
+            self._client = httpx.AsyncClient(limits=httpx.Limits(max_keepalive_connections=16))
+        try:
+            answer = await self._client.post(url + Embeddings.path, headers=headers, timeout=rule.timeout_s,
+                                             content=Embeddings.request_for(rule.embedding_model, question,
+                                                                            rule.dimensions))
+        except httpx.TimeoutException:
+            raise EmbeddingFailed("timeout") from None
+        except httpx.HTTPError as error:
+            raise EmbeddingFailed(type(error).__name__) from None
+        request_id = answer.headers.get("x-request-id", "")
+        if answer.status_code != 200:
+            raise EmbeddingFailed(f"status {answer.status_code}", request_id)
+        data = Embeddings.vector_in(answer.content)
+        vector = np.frombuffer(data, "<f4").astype(np.float32) if data and not len(data) % 4 else np.zeros(0)
+        norm = float(np.linalg.norm(vector)) if vector.size else 0.0
+        if not norm or not np.isfinite(norm):
+            raise EmbeddingFailed("answer", request_id)
+        return vector / norm, request_id
+
+    async def close(self) -> None:
+        if self._client is not None:
+            await self._client.aclose()
+            self._client = None

@@ -1,0 +1,139 @@
+"""The semantic response cache through real Envoy: a question asked another way is
+answered from the cache (in the caller's dialect, JSON and stream), questions that differ
+by a number, a negation or a direction word never are, nor are other scopes or other
+conversations; the embedding is a call of the caller's through the gateway (logged,
+priced, refused like any), and a failed embedding is a miss, never a failed call."""
+
+from __future__ import annotations
+
+import json
+import uuid
+
+import anthropic
+import openai
+import pytest
+from gateway_stack import GatewayStack, quickstart_config
+
+
+def _config() -> dict:
+    config = quickstart_config(response_cache=True)
+    config["keys"] += [
+        {"id": "carol", "key": "sk-sem-carol", "user": "carol", "team": "research", "models": "*"},
+        {"id": "dave", "key": "sk-sem-dave", "user": "dave", "team": "ops", "models": "*"},
+    ]
+    config["cache"] = {"rules": [{
+        "models": ["gpt-4o-mini"], "scope": "team", "ttl_s": 600,
+        "semantic": {"embedding_model": "text-embedding-3-small", "min_similarity": 0.9}}]}
+    return config
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory):
+    stack = GatewayStack(tmp_path_factory.mktemp("semantic"), _config(), workers=1).start()
+    yield stack
+    stack.stop()
+
+
+def _system() -> str:
+    """A conversation of the test's own: its partition is no other test's."""
+    return f"You answer support questions. Conversation {uuid.uuid4().hex[:10]}."
+
+
+def _ask(stack, question: str, system: str, key: str = "sk-demo-alice"):
+    client = openai.OpenAI(base_url=stack.base_url, api_key=key, max_retries=0)
+    return client.chat.completions.with_raw_response.create(
+        model="gpt-4o-mini", max_tokens=40,
+        messages=[{"role": "system", "content": system}, {"role": "user", "content": question}])
+
+
+def _chat_calls_with(stack, text: str) -> int:
+    return sum(text in json.dumps(entry) for entry in stack.received() if "/chat/completions" in json.dumps(entry))
+
+
+def test_a_question_asked_another_way_is_answered_from_the_cache(stack):
+    system = _system()
+    first = _ask(stack, "How do I reset my password?", system)
+    second = _ask(stack, "What is the way to reset my password?", system)
+    assert first.headers["x-gateway-cache"] == "miss"
+    assert second.headers["x-gateway-cache"] == "hit"
+    assert 0.9 <= float(second.headers["x-gateway-cache-similarity"]) <= 1.0
+    # The answer kept for the first question (the mock echoes the question it got).
+    assert second.parse().choices[0].message.content == first.parse().choices[0].message.content \
+        == "How do I reset my password?"
+    assert _chat_calls_with(stack, "reset my password") == 1 and _chat_calls_with(stack, "the way to") == 0
+    hit = stack.wait_for_record(second.headers["x-request-id"])
+    assert hit["cache"] == "hit" and hit["cache_match"] == "semantic" and hit["cost_usd"] == 0
+    assert hit["cache_similarity"] >= 0.9
+    # The embedding was the caller's own call through the gateway: logged, priced, its key.
+    embedding = stack.wait_for_record(hit["cache_embedding_request"])
+    assert embedding["path"] == "/v1/embeddings" and embedding["model"] == "text-embedding-3-small"
+    assert embedding["key_id"] == "alice" and embedding["status"] == 200 and embedding["cost_usd"] > 0
+
+
+def test_an_exact_repeat_needs_no_embedding(stack):
+    system = _system()
+    _ask(stack, "Explain what a Python decorator is.", system)
+    again = _ask(stack, "Explain what a Python decorator is.", system)
+    record = stack.wait_for_record(again.headers["x-request-id"])
+    assert record["cache"] == "hit" and record["cache_match"] == "exact"
+    assert "cache_embedding_request" not in record and "x-gateway-cache-similarity" not in again.headers
+
+
+@pytest.mark.parametrize("first, then", [
+    ("Convert 10 miles to kilometers.", "Convert 20 miles to kilometers."),                     # 0.93 apart
+    ("Is it safe to run this migration on production?",
+     "Is it not safe to run this migration on production?"),                                    # 0.995
+    ("How do I increase the font size in VS Code?", "How do I decrease the font size in VS Code?"),   # 0.94
+], ids=["number", "negation", "direction"])
+def test_near_misses_are_never_matched(stack, first, then):
+    """Their embeddings are closer than the rule's 0.9: only the anchors keep them apart."""
+    system = _system()
+    _ask(stack, first, system)
+    second = _ask(stack, then, system)
+    assert second.headers["x-gateway-cache"] == "miss"
+    assert second.parse().choices[0].message.content == then
+    record = stack.wait_for_record(second.headers["x-request-id"])
+    assert "cache_similarity" not in record           # another partition: nothing to compare with
+
+
+def test_another_conversation_or_scope_is_another_partition(stack):
+    system = _system()
+    _ask(stack, "How can I undo my last git commit?", system)
+    same_team = _ask(stack, "How do I undo the last git commit?", system, key="sk-sem-carol")
+    other_system = _ask(stack, "How do I undo the last git commit?", _system())
+    other_team = _ask(stack, "How do I undo the last git commit?", system, key="sk-sem-dave")
+    assert same_team.headers["x-gateway-cache"] == "hit"          # scope: team research
+    assert other_system.headers["x-gateway-cache"] == "miss"
+    assert other_team.headers["x-gateway-cache"] == "miss"        # team ops never reads research's
+    assert other_team.parse().choices[0].message.content == "How do I undo the last git commit?"
+
+
+def test_an_anthropic_caller_gets_its_hit_in_its_own_dialect_json_and_stream(stack):
+    system = _system()
+    client = anthropic.Anthropic(base_url=f"http://127.0.0.1:{stack.port}", api_key="sk-demo-alice", max_retries=0)
+    first = client.messages.with_raw_response.create(
+        model="gpt-4o-mini", max_tokens=40, system=system,
+        messages=[{"role": "user", "content": "What is the capital of France?"}])
+    assert first.headers["x-gateway-cache"] == "miss"
+    second = client.messages.with_raw_response.create(
+        model="gpt-4o-mini", max_tokens=40, system=system,
+        messages=[{"role": "user", "content": "Which city is the capital of France?"}])
+    assert second.headers["x-gateway-cache"] == "hit"
+    assert second.parse().content[0].text == "What is the capital of France?"
+    with client.messages.stream(model="gpt-4o-mini", max_tokens=40, system=system,
+                                messages=[{"role": "user", "content": "Which city is France's capital?"}]) as stream:
+        streamed = stream.get_final_message()
+        assert stream.response.headers["x-gateway-cache"] == "hit"
+    assert streamed.content[0].text == "What is the capital of France?"
+
+
+def test_a_key_not_allowed_the_embedding_model_gets_its_answer_as_a_miss(stack):
+    """bob may call gpt-4o-mini only: his embedding call is refused (403), his call is not."""
+    system = _system()
+    answer = _ask(stack, "How do I rotate my API key?", system, key="sk-demo-bob")
+    assert answer.headers["x-gateway-cache"] == "miss"
+    assert answer.parse().choices[0].message.content == "How do I rotate my API key?"
+    record = stack.wait_for_record(answer.headers["x-request-id"])
+    assert record["cache_semantic"] == "no embedding: status 403" and record["status"] == 200
+    refused = stack.wait_for_record(record["cache_embedding_request"])
+    assert refused["status"] == 403 and refused["key_id"] == "bob"
