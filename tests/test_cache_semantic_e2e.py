@@ -137,3 +137,30 @@ def test_a_key_not_allowed_the_embedding_model_gets_its_answer_as_a_miss(stack):
     assert record["cache_semantic"] == "no embedding: status 403" and record["status"] == 200
     refused = stack.wait_for_record(record["cache_embedding_request"])
     assert refused["status"] == 403 and refused["key_id"] == "bob"
+
+
+def test_two_replicas_on_redis_share_their_questions_and_a_redis_down_is_a_miss(tmp_path):
+    """Replicas each search their own copy of the vectors Redis holds: what one answered,
+    the other finds; with the store gone the call goes on as a miss."""
+    from test_budgets_e2e import RestartableRedis
+    redis = RestartableRedis(tmp_path)
+    config = _config()
+    config["store"] = {"kind": "redis", "url": redis.url}
+    replicas = []
+    try:
+        for name in ("one", "two"):
+            (tmp_path / name).mkdir()
+            replicas.append(GatewayStack(tmp_path / name, json.loads(json.dumps(config)), workers=1).start())
+        system = _system()
+        first = _ask(replicas[0], "How do I reset my password?", system)
+        second = _ask(replicas[1], "What is the way to reset my password?", system)
+        assert (first.headers["x-gateway-cache"], second.headers["x-gateway-cache"]) == ("miss", "hit")
+        assert second.parse().choices[0].message.content == "How do I reset my password?"
+        redis.stop()
+        down = _ask(replicas[1], "What's the way to reset my password?", system)
+        assert down.status_code == 200 and down.headers["x-gateway-cache"] == "miss"
+        assert down.parse().choices[0].message.content == "What's the way to reset my password?"
+    finally:
+        for replica in replicas:
+            replica.stop()
+        redis.stop()
