@@ -129,6 +129,8 @@ def span_attributes(call: Call) -> dict:
         attributes["gateway.cache"] = cached.result
         if cached.saved_usd:
             attributes["gateway.cache_saved_usd"] = cached.saved_usd
+        if cached.similarity is not None:          # a semantic hit: how near its question was
+            attributes["gateway.cache_similarity"] = round(cached.similarity, 4)
     reasons = _finish_reasons(call)
     if reasons:
         attributes["gen_ai.response.finish_reasons"] = reasons
