@@ -171,7 +171,7 @@ def envoy_config(workdir: Path, socket: str, mock_port: int, messages: int) -> t
                 address = endpoint["endpoint"]["address"]
                 if "pipe" in address:
                     address["pipe"]["path"] = socket
-                else:
+                elif "socket_address" in address:
                     address["socket_address"]["port_value"] = mock_port
     path = workdir / f"envoy-{messages}.yaml"
     path.write_text(yaml.safe_dump(config))
