@@ -26,7 +26,7 @@ NATIVE_DIMENSIONS = 384
 _LAYERS, _HEADS = 6, 12
 _MAX_TOKENS = 256                  # the model's max_seq_length: longer texts are cut, as it does
 _lock = threading.Lock()
-_model: "_MiniLM | None" = None
+_model: "_MiniLM | bool | None" = None       # False: the model's package is not installed
 
 
 class _MiniLM:
@@ -82,8 +82,8 @@ def _loaded() -> "_MiniLM | None":
             try:
                 _model = _MiniLM()
             except ImportError:
-                return None
-    return _model
+                _model = False
+    return _model or None
 
 
 @lru_cache(maxsize=8)
