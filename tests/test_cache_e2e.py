@@ -211,6 +211,38 @@ def test_gemini_callers_json_and_a_replayed_stream(stack):
     assert _calls_with(stack, prompt, "mock-gemini") == 2
 
 
+def test_one_question_in_three_dialects_is_one_entry_told_in_each(stack):
+    """The key is the conversation the provider would be asked: a chat call, a Messages
+    call and a Gemini call asking gpt-4o-mini the same thing share its answer, each in its
+    own dialect (JSON and stream)."""
+    prompt, system = _prompt(), "You repeat what you are told."
+    first = _client(stack).chat.completions.with_raw_response.create(
+        model="gpt-4o-mini", max_tokens=40,
+        messages=[{"role": "system", "content": system}, {"role": "user", "content": prompt}])
+    assert first.headers["x-gateway-cache"] == "miss"
+    messages = _anthropic(stack).messages.with_raw_response.create(
+        model="gpt-4o-mini", max_tokens=40, system=system, messages=[{"role": "user", "content": prompt}])
+    assert messages.headers["x-gateway-cache"] == "hit"
+    assert messages.parse().type == "message" and messages.parse().content[0].text == prompt
+    assert messages.parse().usage.output_tokens == first.parse().usage.completion_tokens
+    gemini = httpx.post(f"http://127.0.0.1:{stack.port}/v1beta/models/gpt-4o-mini:generateContent",
+                        headers={"x-goog-api-key": "sk-demo-alice"}, timeout=30, json={
+                            "systemInstruction": {"parts": [{"text": system}]},
+                            "contents": [{"role": "user", "parts": [{"text": prompt}]}],
+                            "generationConfig": {"maxOutputTokens": 40}})
+    assert gemini.headers["x-gateway-cache"] == "hit"
+    assert gemini.json()["candidates"][0]["content"]["parts"][0]["text"] == prompt
+    with _anthropic(stack).messages.stream(model="gpt-4o-mini", max_tokens=40, system=system,
+                                           messages=[{"role": "user", "content": prompt}]) as stream:
+        assert stream.response.headers["x-gateway-cache"] == "hit"
+        assert stream.get_final_message().content[0].text == prompt
+    assert _calls_with(stack, prompt) == 1
+    # Another cap is another question.
+    capped = _anthropic(stack).messages.with_raw_response.create(
+        model="gpt-4o-mini", max_tokens=39, system=system, messages=[{"role": "user", "content": prompt}])
+    assert capped.headers["x-gateway-cache"] == "miss"
+
+
 def test_two_teams_with_the_same_prompt_never_share(stack):
     prompt = _prompt()
     alice, bob = _client(stack), _client(stack, "sk-demo-bob")

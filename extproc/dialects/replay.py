@@ -1,7 +1,8 @@
 """A stored answer told again: a caller's JSON answer, read back through its codec, as the
 Events its stream encoder writes (the response cache replays a hit for a stream request
-this way); and the other way, a caller's stream assembled into its JSON answer (the
-response cache keeps a streamed answer so)."""
+this way), or as another dialect's JSON answer (a hit for a caller of another dialect
+than the one it was kept for); and the other way, a caller's stream assembled into its
+JSON answer (the response cache keeps a streamed answer so)."""
 
 from __future__ import annotations
 
@@ -43,6 +44,18 @@ def answer_events(answer: Answer) -> list[Event]:
         events.append(Event("usage", usage=answer.usage))
     events.append(Event("end"))
     return events
+
+
+def answer_for(codec: Codec, request: dict, kept_for: str, answer: bytes) -> bytes:
+    """A JSON answer kept for a caller of endpoint `kept_for`, as `codec`'s caller of
+    `request` gets it: the same bytes for the same endpoint, else read by the kept
+    endpoint's codec and written by the caller's (raises what they raise)."""
+    if not kept_for or kept_for == codec.kind:
+        return answer
+    from . import codec_of                 # the package's table, which imports this module's users
+    conversation = codec.decode_request(request, Notes(), whole=False)
+    decoded = codec_of(kept_for).decode_answer(orjson.loads(answer), conversation, None)
+    return provider_json.dumps(codec.encode_answer(decoded, conversation))
 
 
 def replayed_stream(codec: Codec, request: dict, answer: dict, cost_usd: float | None = 0.0) -> bytes:

@@ -1,17 +1,15 @@
 """The response cache, request side: a call the cache takes is answered from it when an
-identical one (same scope, model, endpoint and request) was answered before.
+identical one (same scope, model and request, in any dialect) was answered before.
 
 Runs after the key checks, the allowlists, the request guardrails and the budgets and
 rate limits (a hit is a request they count, with no provider tokens), before Route: a
 hit is answered by the worker at the request body (`ImmediateAnswer`), in the caller's
-dialect, JSON as stored or, for a stream request, replayed as the dialect's events.
+dialect (told again from the dialect it was kept in, dialects/replay.py), JSON or, for a
+stream request, replayed as the dialect's events.
 
-The key is a digest of the scope's value (team:T, key:K, user:U, global), the model
-asked for, its backends, the endpoint and the request body as the provider's request is
-made from it (after redactions and caps), canonicalised (keys sorted; what cannot change
-the answer left out: `Codec.answer_neutral_fields`). The same caller body to the same
-backends makes the same provider request, translation included: the key is that of the
-provider's request without making it.
+The key (cache_key.py) is a digest of the scope's value (team:T, key:K, user:U, global),
+the model asked for, its backends and the request as the conversation model reads it
+(after redactions and caps): what the provider would be asked, whichever dialect asked.
 
 On an exact miss, a rule with `semantic` looks for the same question asked another way
 (cache_semantic.py): a hit then says how near it was (`x-gateway-cache-similarity`).
@@ -25,19 +23,19 @@ make one: at most that many provider calls per stampede.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
 import time
 
 import orjson
 
-from ..dialects.replay import replayed_stream
+from ..dialects.replay import answer_for, replayed_stream
 from ..observability import metrics
 from ..pipeline.call import Call
 from ..pipeline.stage import ImmediateAnswer, Stage
 from ..store import StoreUnavailable, maybe_await
 from ..store.cache_settings import CacheRule
 from ..store.semantic_index import SemanticIndex
+from .cache_key import conversation_of, key_digest
 from .cache_semantic import Embedder, EmbeddingFailed, embedding_headers, question_and_partition
 from .cost import COST_HEADER, usd
 
@@ -100,17 +98,6 @@ def entry_value(meta: dict, body: bytes) -> bytes:
 def read_entry(value: bytes) -> tuple[dict, bytes]:
     meta, _, body = value.partition(b"\n")
     return orjson.loads(meta), body
-
-
-def key_digest(call: Call, scope: str) -> str:
-    body = call.body
-    neutral = call.codec.answer_neutral_fields
-    canonical = orjson.dumps({k: v for k, v in body.items() if k not in neutral}, option=orjson.OPT_SORT_KEYS)
-    model = call.model
-    backends = ",".join(f"{b.provider.name}/{b.model}" for b in model.backends)
-    digest = hashlib.sha256(f"{scope}\0{model.name}\0{backends}\0{call.endpoint.kind}\0".encode())
-    digest.update(canonical)
-    return digest.hexdigest()
 
 
 def _caller_says(headers: dict[str, str]) -> str | None:
@@ -180,9 +167,10 @@ class CacheLookup(Stage):
         outcome.reason = _unqualified(call, rule)
         if outcome.reason:
             return
+        conversation = conversation_of(call)
         try:
             outcome.scope = rule.scope_value(call.key)
-            outcome.digest = key_digest(call, outcome.scope)
+            outcome.digest = key_digest(call, outcome.scope, conversation)
         except (TypeError, ValueError):       # a body orjson cannot write again (a huge integer)
             outcome.reason = "body"
             return
@@ -201,17 +189,18 @@ class CacheLookup(Stage):
             handle.failed("get", error)
             return
         if found is None and rule.semantic is not None:
-            found = await self._semantic(call, outcome)
+            found = await self._semantic(call, outcome, conversation)
         if found is None:
             found = await self._follow_or_lead(call, outcome)
         if found is not None:
             self._serve(call, outcome, found)
 
-    async def _semantic(self, call: Call, outcome: CacheOutcome) -> bytes | None:
+    async def _semantic(self, call: Call, outcome: CacheOutcome, conversation) -> bytes | None:
         """The answer to the nearest question of the partition, when near enough; else
         None, with the question's partition and embedding kept for the answer to come."""
         handle, rule = self.handle, outcome.rule.semantic
-        asked = question_and_partition(call, outcome.scope, f"{rule.embedding_model}/{rule.dimensions}")
+        asked = question_and_partition(call, outcome.scope, f"{rule.embedding_model}/{rule.dimensions}",
+                                       conversation)
         if asked is None or handle.vectors is None:
             call.log_fields["cache_semantic"] = "no question"
             return None
@@ -279,6 +268,7 @@ class CacheLookup(Stage):
                 headers["x-request-id"] = call.request_id
             if outcome.similarity is not None:
                 headers[SIMILARITY_HEADER] = f"{outcome.similarity:.4f}"
+            body = answer_for(call.codec, call.body, meta.get("kind", ""), body)     # kept for another dialect
             if call.stream:
                 body = replayed_stream(call.codec, call.body, orjson.loads(body))
                 headers["content-type"] = "text/event-stream"

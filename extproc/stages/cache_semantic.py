@@ -4,8 +4,8 @@ answer kept for a question asked another way.
 A request's question is its last turn when that turn is the user's and holds text only
 (decoded into the conversation model, whatever the caller's dialect). Its partition is
 everything else that can change the answer: the scope, the model and its backends, the
-endpoint, the embedding model, the conversation before the question (system prompt,
-turns, tools, settings), and the question's anchors: its numbers, negations and
+embedding model, the conversation before the question (system prompt, turns, tools,
+settings, as cache_key.py reads them), and the question's anchors: its numbers, negations and
 direction words ("not", "before", "increase"...) in order. Two questions are matched
 only within one partition, so "convert 10 miles" never finds "convert 20 miles", nor
 "is X safe" "is X not safe", however close their embeddings (embedding models place
@@ -20,7 +20,6 @@ caller's. It waits `timeout_s` at most; a failure is a miss, never a failed call
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import logging
 import re
@@ -29,19 +28,15 @@ import numpy as np
 import orjson
 
 from ..dialects import Embeddings
-from ..dialects.conversation import Conversation, Notes
+from ..dialects.conversation import Conversation
 from ..observability.settings import TAG_HEADER_PREFIX
 from ..pipeline.call import Call
 from ..transport.eager import task_needed
 from .admission import presented_key
+from .cache_key import conversation_fields
 from .trace import trace_context
 
 log = logging.getLogger("extproc.cache")
-
-# The conversation's fields that cannot change an answer (who asked, tags, how it is sent),
-# and those that say where the caller wrote things.
-_NOT_CONTEXT = frozenset({"turns", "user", "metadata", "stream", "include_usage", "names", "places", "dialect"})
-_CONTEXT = tuple(f.name for f in dataclasses.fields(Conversation) if f.name not in _NOT_CONTEXT)
 
 # English words that flip or aim a question: two questions that differ in one are never matched.
 _NEGATIONS = frozenset(
@@ -63,14 +58,11 @@ def anchors(question: str) -> str:
                     if _DIGIT.search(word) or word in _NEGATIONS or word in _DIRECTIONS)
 
 
-def question_and_partition(call: Call, scope: str, embedding: str) -> tuple[str, str] | None:
+def question_and_partition(call: Call, scope: str, embedding: str,
+                           conversation: Conversation | None) -> tuple[str, str] | None:
     """The request's question and its partition's digest; None when its last turn is not
     a question of text (a tool result, an image: exact matches only)."""
-    try:
-        conversation = call.codec.decode_request(call.body, Notes(), True)
-    except Exception:                 # noqa: BLE001 - what Route would refuse: no semantic match
-        return None
-    if not conversation.turns or conversation.turns[-1]["role"] != "user":
+    if conversation is None or not conversation.turns or conversation.turns[-1]["role"] != "user":
         return None
     blocks = conversation.turns[-1]["content"]
     if not blocks or any(block.get("type") != "text" for block in blocks):
@@ -78,15 +70,13 @@ def question_and_partition(call: Call, scope: str, embedding: str) -> tuple[str,
     question = "\n".join(block.get("text") or "" for block in blocks).strip()
     if not question:
         return None
-    context = {name: getattr(conversation, name) for name in _CONTEXT}
-    context["turns"] = conversation.turns[:-1]
     model = call.model
     backends = ",".join(f"{b.provider.name}/{b.model}" for b in model.backends)
-    digest = hashlib.sha256(f"{scope}\0{model.name}\0{backends}\0{call.endpoint.kind}\0{embedding}\0"
-                            f"{anchors(question)}\0".encode())
+    digest = hashlib.sha256(f"{scope}\0{model.name}\0{backends}\0{embedding}\0{anchors(question)}\0".encode())
     try:
-        digest.update(orjson.dumps(context, option=orjson.OPT_SORT_KEYS, default=str))
-    except TypeError:
+        digest.update(orjson.dumps(conversation_fields(conversation, conversation.turns[:-1]),
+                                   option=orjson.OPT_SORT_KEYS))
+    except (TypeError, ValueError):
         return None
     return question, digest.hexdigest()
 

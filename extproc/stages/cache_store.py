@@ -88,7 +88,7 @@ class CacheStore(Stage):
             call.log_fields["cache_stored"] = False
             return None
         usage = call.usage
-        meta = {"created": time.time(), "cost_usd": charged_cost(call),
+        meta = {"created": time.time(), "cost_usd": charged_cost(call), "kind": call.codec.kind,
                 "backend": call.backend.name if call.backend else "",
                 "input_tokens": usage.input_tokens if usage else 0,
                 "output_tokens": usage.output_tokens if usage else 0}
