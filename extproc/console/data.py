@@ -312,12 +312,16 @@ def overview(config: GatewayConfig, window: str, now: float | None = None) -> di
     start, _ = window_bounds(window, now)
     kept = call_stats(config.store, start) if config.console and config.console.calls_kept else CallStats({}, {}, {})
     near = [b for b in budgets(config, now) if b["share"] >= NEAR_LIMIT]
-    metered = {(r["model"], r["backend"]): r for r in (volume or {}).get("rows", [])}
+    # A metered call with no backend was answered from the response cache (the meters
+    # count no call refused before a backend); a kept one may be either (CallStats).
+    metered = {(r["model"], r["backend"], not r["backend"]): r for r in (volume or {}).get("rows", [])}
     by_group = []
     for group in set(kept.calls) | set(metered):
         row = metered.get(group)
         times = kept.latencies.get(group, [])
-        by_group.append({"model": group[0], "backend": group[1], "requests": row["requests"] if row else 0,
+        by_group.append({"model": group[0], "backend": group[1],
+                         "answered_by": "backend" if group[1] else "cache" if group[2] else "none",
+                         "requests": row["requests"] if row else 0,
                          "tokens": row["input_tokens"] + row["output_tokens"] if row else 0,
                          "usd": row["usd"] if row else 0.0, "calls_kept": kept.calls.get(group, 0),
                          "errors": kept.errors.get(group, 0),
