@@ -33,15 +33,17 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 PAGES = ["/", "/?window=month", "/keys", "/keys?q=team-7", "/keys/bench-key-42", "/budgets",
          "/spend?by=team&window=day", "/spend?by=key&by=model&window=month", "/spend.csv?by=key&window=day",
-         "/calls", "/calls?team=team-3&status=error", "/calls?tag=agent%3Dplanner", "/config"]
+         "/calls", "/calls?team=team-3&status=error", "/calls?tag=agent%3Dplanner", "/guardrails", "/config"]
 MODELS = ["gpt-4o-mini", "gpt-4o", "claude-sonnet-4-6", "gemini-2.5-flash"]
+# The quickstart's first metered set (config/quickstart.yaml): the counters the pages read.
+QUICKSTART_SET = ("key", "user", "team", "model", "backend", "tag:agent", "tag:task", "tag:branch")
 
 
 def fill(state: Path, calls: int, keys: int) -> None:
     from extproc.store.calls import CallLog
     from extproc.store.keys import KeyBudget, StoredKey, digest_hex, new_secret
     from extproc.store.limits import StoreSettings, window_bounds
-    from extproc.store.meters import DIMENSIONS, MEASURES
+    from extproc.store.meters import MEASURES
     from extproc.store.sqlite_store import SQLiteStore
 
     path = str(state / "budgets.sqlite3")
@@ -58,7 +60,7 @@ def fill(state: Path, calls: int, keys: int) -> None:
     # set of dimensions, tags included), and its budget's counter.
     day_start, _ = window_bounds("day", now)
     month_start, month_end = window_bounds("month", now)
-    dims = ",".join([*DIMENSIONS, "tag:agent", "tag:task", "tag:branch"])
+    dims = ",".join(QUICKSTART_SET)
     counters = []
     rng = random.Random(7)
     for key in made:
@@ -86,11 +88,17 @@ def fill(state: Path, calls: int, keys: int) -> None:
         for n in range(start, min(calls, start + 1000)):
             key = made[n % keys]
             status = 200 if n % 50 else rng.choice([400, 429, 502])
+            # A tenth answered from the response cache, and the 400s and 429s refused before
+            # a backend: their records have none (the overview tells the two apart).
+            hit = n % 10 == 5
+            backend = None if hit or status in (400, 429) else "mock"
             batch.append({"ts": now - (calls - n) * 0.5, "request_id": f"req-{n}", "key_id": key.id, "user": key.user,
-                          "team": key.team, "model": MODELS[n % 4], "backend": "mock", "status": status,
+                          "team": key.team, "model": MODELS[n % 4], "backend": backend, "status": status,
                           "outcome": "ok" if status == 200 else "error", "input_tokens": 1500, "output_tokens": 400,
-                          "cost_usd": 0.004, "latency_ms": 200 + n % 700, "attempts": 1,
-                          "tags": {"agent": "planner" if n % 2 else "coder"}})
+                          "cost_usd": 0.0 if hit else 0.004, "latency_ms": 200 + n % 700, "attempts": 1,
+                          "tags": {"agent": "planner" if n % 2 else "coder"}, **({"cache": "hit"} if hit else {}),
+                          **({"guardrails": [{"guardrail": "pii", "direction": "request", "verdict": "redacted"}]}
+                             if n % 20 == 3 else {})})
         log._to_sqlite(path, batch, calls)
     print(f"filled: {keys:,} keys, {len(counters):,} counters, {calls:,} calls "
           f"({os.path.getsize(path) / 1e6:.0f} MB)", flush=True)
@@ -114,6 +122,7 @@ def main() -> int:
     os.environ["LLMGW_STATE_DIR"] = str(work)
     fill(work, args.calls, args.keys)
     config = quickstart_config()
+    assert tuple(config["metering"]["dimensions"][0]) == QUICKSTART_SET, "the bench's counters are not the config's"
     config["console"]["listen"] = f"127.0.0.1:{free_port()}"
     config["console"]["calls"]["keep"] = args.calls
     path = work / "gateway.yaml"

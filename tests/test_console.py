@@ -14,7 +14,7 @@ from extproc.config.console import parse_console
 from extproc.config.filter_config import load_config
 from extproc.config.providers import Secret
 from extproc.console.auth import Sessions
-from extproc.console.data import masked_config
+from extproc.console.config_view import masked_config
 from extproc.store.calls import CallFilter, CallLog, call_stats, recent_calls
 from extproc.store.limits import StoreSettings
 from extproc.yamltree import ConfigError, Problems, load_yaml

@@ -277,6 +277,8 @@ def test_a_call_links_to_its_trace_and_a_cache_hit_shows_as_answered_by_the_cach
     assert cells[0] == "gpt-4o-mini" and cells[4] == "$0", cells        # a hit costs nothing
     backends = [cell.strip() for cell in page.locator("table").first.locator("tbody tr td:nth-child(2)").all_inner_texts()]
     assert "-" not in backends and "" not in backends, backends           # every row says what answered it
+    page.goto("/spend?by=backend&window=day")
+    assert page.locator("table tbody tr", has_text="response cache").count() == 1
     context.close()
 
 
@@ -442,14 +444,37 @@ def test_guardrail_findings_and_mcp_calls_and_the_config_reloads(browser, stack)
     # The config page's reload history: a refused file, then the file back as it was.
     path = stack.workdir / "gateway.yaml"
     original = path.read_text()
+    page.goto("/config")
+    version = page.locator("main p code").first.inner_text()
     broken = yaml.safe_load(original)
     broken["console"]["calls"]["keep"] = "many"
     path.write_text(yaml.safe_dump(broken, sort_keys=False))
-    page.goto("/config")
-    reloads = page.locator("table.reloads").inner_text()
+    deadline = time.monotonic() + 5
+    while True:
+        page.goto("/config")
+        if page.locator("[role=alert]").count():
+            break
+        assert time.monotonic() < deadline, "the refused file is not on the config page"
+        time.sleep(0.3)
+    alert = page.locator("[role=alert]").inner_text()
+    assert "last change was refused" in alert and "console.calls.keep: must be an integer" in alert
+    assert version in alert                                     # the config in force stays
+    reloads = page.locator("table.reloads tbody tr").first.inner_text()
     assert "refused" in reloads and "console.calls.keep: must be an integer" in reloads
+    shot(page, "config-refused", full_page=False)
+    # Each change is in the history, looked at or not: refused, applied, refused, applied.
     path.write_text(original)
-    page.goto("/config")
-    first_row = page.locator("table.reloads tbody tr").first.inner_text()
-    assert "applied" in first_row
+    time.sleep(2.5)
+    path.write_text(yaml.safe_dump(broken, sort_keys=False))
+    time.sleep(2.5)
+    path.write_text(original)
+    deadline = time.monotonic() + 5
+    while True:
+        page.goto("/config")
+        results = [row.split("\t")[1] for row in page.locator("table.reloads tbody tr").all_inner_texts()]
+        if results[:4] == ["applied", "refused", "applied", "refused"]:
+            break
+        assert time.monotonic() < deadline, results
+        time.sleep(0.3)
+    assert page.locator("[role=alert]").count() == 0
     context.close()

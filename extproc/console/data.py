@@ -1,15 +1,15 @@
 """What the pages show, read from the store the gateway uses (as `extproc usage`, `extproc
-keys` and the admin API read it): keys, budgets' counters, meters, recent calls; and the
-running config with its secrets masked."""
+keys` and the admin API read it): keys, budgets' counters, meters, recent calls. (The
+running config, masked: config_view.py.)"""
 
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import sqlite3
 import threading
 import time
 
-import yaml
 
 from ..config.filter_config import GatewayConfig
 from ..store import open_store
@@ -25,11 +25,6 @@ MAX_NEAR = 20                     # ... the most used of them (the budgets page 
 SPEND_SECONDS = 3.0               # how long a page's spend is reused (the same grouping, window, filter)
 MAX_MEMO = 256
 MAX_ROWS = 500                    # rows of a table on a page (the CSV export has every one)
-MASK = "***"
-# Names whose values the config page never shows: credentials' `value`, keys, tokens, secrets.
-SECRET_NAMES = frozenset({"value", "key", "token", "secret", "password", "api_key", "private_key",
-                          "secret_access_key", "access_key_id", "client_secret", "session_secret",
-                          "authorization"})
 
 
 async def _with_store(config: GatewayConfig, use):
@@ -192,23 +187,26 @@ def _spend(config: GatewayConfig, by: tuple[str, ...], window: str, now: float |
     groups: dict[str, tuple | None] = {}          # a combination -> its group (None: not wanted)
     totals: dict[tuple, list[float]] = {}
     by_time: dict[tuple, dict[int, float]] = {}      # a group -> its USD per bucket
+    digits = len(low)
     for counter, spent, _ in counters(config, ranges):
         name, combination, hour = counter.split("|")
         # Window starts are whole seconds of the same number of digits: compared as text.
-        if not (low <= hour < high and len(hour) == len(low)):
+        if len(hour) != digits or not low <= hour < high:
             continue
-        group = groups.get(combination, ())
-        if group == ():
+        try:
+            group = groups[combination]
+        except KeyError:
             values = [part.partition("=")[2] for part in combination.split(";")]
             group = groups[combination] = (tuple(values[i] for i in positions)
                                            if all(values[i] == v for i, v in wanted) else None)
         if group is None:
             continue
         measure = measure_of[name]
-        sums = totals.get(group)
-        if sums is None:
-            sums = totals[group] = [0.0] * len(MEASURES)
-        sums[measure] += spent
+        try:
+            totals[group][measure] += spent
+        except KeyError:
+            totals[group] = [0.0] * len(MEASURES)
+            totals[group][measure] += spent
         if measure == usd:
             bucket = int(start + (int(hour) - start) // step * step)
             buckets[bucket] = buckets.get(bucket, 0.0) + spent
@@ -217,15 +215,28 @@ def _spend(config: GatewayConfig, by: tuple[str, ...], window: str, now: float |
                 over_time = by_time[group] = {}
             over_time[bucket] = over_time.get(bucket, 0.0) + spent
     rows = []
+    money = [m.endswith("usd") for m in MEASURES]       # (a set metering the cache has its savings too)
     for group, sums in totals.items():
-        measured = dict(zip(MEASURES, sums))        # (a set metering the cache has its savings too)
-        rows.append({**dict(zip(by, group)), **{m: round(v, 8) if m.endswith("usd") else int(round(v))
-                                                 for m, v in measured.items()}})
+        row = dict(zip(by, group))
+        for m, v, is_money in zip(MEASURES, sums, money):
+            row[m] = round(v, 8) if is_money else int(round(v))
+        rows.append(row)
     rows.sort(key=lambda e: (-e["usd"], -e["requests"], tuple(str(e[d]) for d in by)))
     return {"by": list(by), "window": window, "start": start, "end": end, "rows": rows, "as_of": time.time(),
             "totals": {m: sum(row[m] for row in rows) for m in MEASURES},
             "series": sorted(buckets.items()), "step": step,
             "series_by": _series_by(by_time, sorted(buckets), by)}
+
+
+FROM_CACHE = "response cache"     # a metered call's backend when the response cache answered it
+
+
+def shown(dimension: str, value) -> str:
+    """A metered value as a page shows it: a call with no backend was answered from the
+    response cache (meter.py meters no call refused before a backend)."""
+    if not value:
+        return FROM_CACHE if dimension == "backend" else "-"
+    return str(value)
 
 
 SERIES_GROUPS = 6           # the dearest groups drawn over time; the rest as one "other"
@@ -234,11 +245,16 @@ SERIES_GROUPS = 6           # the dearest groups drawn over time; the rest as on
 def _series_by(by_time: dict[tuple, dict[int, float]], buckets: list[int], by: tuple[str, ...]) -> list[tuple]:
     """Each dearest group's USD per bucket, [(label, [usd per bucket])], then "other"."""
     ranked = sorted(by_time.items(), key=lambda item: -sum(item[1].values()))
-    series = [(" / ".join(str(v) or "-" for v in group) if by else "all",
+    series = [(" / ".join(shown(d, v) for d, v in zip(by, group)) if by else "all",
                [values.get(bucket, 0.0) for bucket in buckets]) for group, values in ranked[:SERIES_GROUPS]]
     rest = ranked[SERIES_GROUPS:]
     if rest:
-        series.append(("other", [sum(values.get(bucket, 0.0) for _, values in rest) for bucket in buckets]))
+        # Each group's few buckets added once (by key, a month has thousands of groups).
+        other = dict.fromkeys(buckets, 0.0)
+        for _, values in rest:
+            for bucket, usd in values.items():
+                other[bucket] = other.get(bucket, 0.0) + usd
+        series.append(("other", [other[bucket] for bucket in buckets]))
     return series
 
 
@@ -304,14 +320,18 @@ def teams(config: GatewayConfig, now: float | None = None) -> list[dict]:
 def overview(config: GatewayConfig, window: str, now: float | None = None) -> dict:
     """Requests, tokens and cost by model and backend (the meters), errors and latency
     percentiles by the same (the recent calls kept), and the budgets close to their limit."""
+    start, _ = window_bounds(window, now or time.time())
+    # The calls are counted by SQLite on a thread of their own while the meters are summed
+    # here: the two reads overlap (SQLite lets go of the GIL while it counts).
+    counting = (_COUNTING.submit(call_stats, config.store, start)
+                if config.console and config.console.calls_kept else None)
     try:
         volume = spend(config, ("model", "backend"), window, now)      # (now None: reused a few seconds)
     except NoMeter:
         volume = None
     now = now or time.time()
-    start, _ = window_bounds(window, now)
-    kept = call_stats(config.store, start) if config.console and config.console.calls_kept else CallStats({}, {}, {})
     near = [b for b in budgets(config, now) if b["share"] >= NEAR_LIMIT]
+    kept = counting.result() if counting else CallStats({}, {}, {})
     # A metered call with no backend was answered from the response cache (the meters
     # count no call refused before a backend); a kept one may be either (CallStats).
     metered = {(r["model"], r["backend"], not r["backend"]): r for r in (volume or {}).get("rows", [])}
@@ -335,6 +355,9 @@ def overview(config: GatewayConfig, window: str, now: float | None = None) -> di
             "p99": _percentile(everything, 0.99), "near_limit": near[:MAX_NEAR], "more_near": max(0, len(near) - MAX_NEAR),
             "series": (volume or {}).get("series", []), "metered": volume is not None,
             "as_of": (volume or {}).get("as_of") or time.time()}
+
+
+_COUNTING = concurrent.futures.ThreadPoolExecutor(2, thread_name_prefix="console-calls")
 
 
 def _percentile(values: list[float], q: float) -> float | None:
@@ -365,27 +388,3 @@ def findings_and_mcp(config: GatewayConfig, sample: int = 5000) -> dict:
                 counts[key] = counts.get(key, 0) + 1
     return {"counts": sorted(((*k, n) for k, n in counts.items()), key=lambda c: -c[3]),
             "findings": found[:100], "mcp": recent_calls(config.store, CallFilter(kind=MCP), 100), "sample": sample}
-
-
-# --- config -------------------------------------------------------------------------
-
-def masked_config(config: GatewayConfig) -> str:
-    """The running config file as YAML, every secret-looking value replaced by ***."""
-    try:
-        with open(config.path, encoding="utf-8") as handle:
-            tree = yaml.safe_load(handle)
-    except (OSError, yaml.YAMLError) as error:
-        return f"# the config file cannot be read now: {type(error).__name__}"
-    return yaml.safe_dump(_mask(tree), sort_keys=False, allow_unicode=True)
-
-
-def _mask(node, name: str = ""):
-    if isinstance(node, dict):
-        return {k: _mask(v, str(k).lower()) for k, v in node.items()}
-    if isinstance(node, list):
-        return [_mask(item, name) for item in node]
-    if name in SECRET_NAMES or name.endswith(("secret", "password", "_token", "_key")):
-        return MASK if not isinstance(node, (dict, list)) and node is not None else node
-    if isinstance(node, str) and node.startswith(("sk-", "Bearer ")):
-        return MASK
-    return node

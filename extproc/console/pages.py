@@ -19,6 +19,7 @@ from ..store.limits import WINDOWS as BUDGET_WINDOWS
 from ..store.meters import NoMeter, valid_dimension
 from . import data
 from .charts import bar_chart, stacked_chart
+from .config_view import masked_config
 
 _ONE_KEY = re.compile(r"/keys/([^/]+)")
 _KEY_CHANGE = re.compile(r"/keys/([^/]+)/(revoke|rotate)")
@@ -86,7 +87,7 @@ def route(console, session, method: str, path: str, query: dict, form: dict) -> 
     if path == "/config":
         if not session.may("config"):
             return Answer(status=403, context={"message": "The config page is for the admin role."})
-        return Answer("config.html", {"yaml": data.masked_config(config), "version": config.version,
+        return Answer("config.html", {"yaml": masked_config(config), "version": config.version,
                                       "path": config.path, "warnings": config.warnings,
                                       "reloads": list(reversed(console.reloads))})
     return Answer(status=404, context={"message": "No such page."})
@@ -179,7 +180,7 @@ def _spend(config, query: dict, as_csv: bool) -> Answer:
         labels = [_hour(t, window) for t, _ in result["series"]]
         context.update(result=result, shown=result["rows"][:data.MAX_ROWS],
                        chart=stacked_chart(labels, result["series_by"], "USD"),
-                       by_chart=bar_chart([(" / ".join(str(r[d]) or "-" for d in by), r["usd"]) for r in result["rows"]],
+                       by_chart=bar_chart([(" / ".join(data.shown(d, r[d]) for d in by), r["usd"]) for r in result["rows"]],
                                           "USD"))
     return Answer("spend.html", context)
 
@@ -224,5 +225,5 @@ def _in(epoch) -> str:
     return f"{seconds // 3600}h {seconds % 3600 // 60}m" if seconds >= 3600 else f"{seconds // 60}m {seconds % 60}s"
 
 
-FILTERS = {"when": _when, "number": _number, "usd": _usd, "resets_in": _in,
+FILTERS = {"when": _when, "shown": lambda value, dimension: data.shown(dimension, value), "number": _number, "usd": _usd, "resets_in": _in,
            "urlpart": lambda text: quote(str(text), safe="")}
