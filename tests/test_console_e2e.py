@@ -189,54 +189,6 @@ def test_extproc_up_prints_the_console_and_its_demo_token(stack):
     assert not any(KEY_MANAGER in line for line in banner)          # a token from the environment: never
 
 
-def test_every_page_renders_for_the_admin(browser, stack):
-    context, page = signed_in(browser, stack, ADMIN, "dana")
-    client = openai.OpenAI(base_url=stack.base_url, api_key="sk-demo-alice", max_retries=0)
-    for model in ("gpt-4o-mini", "gpt-4o", "smart"):
-        client.chat.completions.create(model=model, messages=[{"role": "user", "content": "spend a little"}])
-    deadline = time.monotonic() + 8
-    while True:        # the workers hand their counters over every 0.5 s; the page reuses sums 3 s
-        page.goto("/")
-        requests = int(page.locator(".tiles div").first.locator("strong").inner_text().replace(",", ""))
-        if requests >= 3:
-            break
-        assert time.monotonic() < deadline, "the overview does not show the calls"
-        time.sleep(0.5)
-    assert page.locator("figure.chart rect").count() > 0 and "gpt-4o" in page.locator("table").first.inner_text()
-    shot(page, "overview")
-    page.goto("/keys")
-    assert page.locator("text=alice").count() >= 1
-    shot(page, "keys")
-    page.goto("/budgets")
-    assert "bob-hourly-tokens" in page.content()
-    research = page.locator("table.teams tr", has_text="research").inner_text()
-    assert re.search(r"\$0\.0\d+", research), research         # the team's spend this month
-    shot(page, "budgets")
-    page.goto("/spend?by=team&by=model&window=day")
-    assert "research" in page.locator("table").inner_text() and page.locator("figure.chart rect").count() > 0
-    shot(page, "spend")
-    with page.expect_download() as download:
-        page.click("text=Export CSV")
-    exported = Path(download.value.path()).read_text()
-    assert exported.splitlines()[0] == "team,model,requests,input_tokens,output_tokens,usd"
-    assert any(line.startswith("research,gpt-4o,") for line in exported.splitlines())
-    deadline = time.monotonic() + 5
-    while True:                       # the workers hand their calls to the store every 0.5 s
-        page.goto("/calls")
-        if page.locator("table.calls tbody tr").count() >= 4:
-            break
-        assert time.monotonic() < deadline, "the calls did not appear on the Calls page"
-        time.sleep(0.3)
-    shot(page, "calls")
-    page.goto("/config")
-    text = page.locator("pre.config").inner_text()
-    assert "console:" in text and "***" in text
-    for secret in ("sk-demo-alice", "sk-demo-bob", ADMIN, VIEWER, "mock-provider-key"):
-        assert secret not in page.content()
-    shot(page, "config", full_page=False)            # its first screen: the file is long
-    context.close()
-
-
 def test_a_call_links_to_its_trace_and_a_cache_hit_shows_as_answered_by_the_cache(browser, stack):
     client = openai.OpenAI(base_url=stack.base_url, api_key="sk-demo-alice", max_retries=0)
     answers = [client.chat.completions.with_raw_response.create(
@@ -279,6 +231,78 @@ def test_a_call_links_to_its_trace_and_a_cache_hit_shows_as_answered_by_the_cach
     assert "-" not in backends and "" not in backends, backends           # every row says what answered it
     page.goto("/spend?by=backend&window=day")
     assert page.locator("table tbody tr", has_text="response cache").count() == 1
+    context.close()
+
+
+def test_every_page_renders_for_the_admin(browser, stack):
+    context, page = signed_in(browser, stack, ADMIN, "dana")
+    client = openai.OpenAI(base_url=stack.base_url, api_key="sk-demo-alice", max_retries=0)
+    for model in ("gpt-4o-mini", "gpt-4o", "smart"):
+        client.chat.completions.create(model=model, messages=[{"role": "user", "content": "spend a little"}])
+    deadline = time.monotonic() + 8
+    while True:        # the workers hand their counters over every 0.5 s; the page reuses sums 3 s
+        page.goto("/")
+        metered = page.locator("table").first.locator("tbody tr", has=page.locator("td:first-child", has_text=re.compile(
+            r"^gpt-4o$")))                      # only this test calls it
+        if metered.count() and metered.first.locator("td").nth(2).inner_text() != "0":
+            break
+        assert time.monotonic() < deadline, "the overview does not show the calls"
+        time.sleep(0.5)
+    assert int(page.locator(".tiles div").first.locator("strong").inner_text().replace(",", "")) >= 3
+    assert page.locator("figure.chart rect").count() > 0
+    shot(page, "overview")
+    page.goto("/keys")
+    assert page.locator("text=alice").count() >= 1
+    shot(page, "keys")
+    page.goto("/budgets")
+    assert "bob-hourly-tokens" in page.content()
+    research = page.locator("table.teams tr", has_text="research").inner_text()
+    assert re.search(r"\$0\.0\d+", research), research         # the team's spend this month
+    shot(page, "budgets")
+    page.goto("/spend?by=team&by=model&window=day")
+    assert "research" in page.locator("table").inner_text() and page.locator("figure.chart rect").count() > 0
+    shot(page, "spend")
+    with page.expect_download() as download:
+        page.click("text=Export CSV")
+    exported = Path(download.value.path()).read_text()
+    assert exported.splitlines()[0] == "team,model,requests,input_tokens,output_tokens,usd"
+    assert any(line.startswith("research,gpt-4o,") for line in exported.splitlines())
+    deadline = time.monotonic() + 5
+    while True:                       # the workers hand their calls to the store every 0.5 s
+        page.goto("/calls")
+        if page.locator("table.calls tbody tr").count() >= 3:      # this test's own calls
+            break
+        assert time.monotonic() < deadline, "the calls did not appear on the Calls page"
+        time.sleep(0.3)
+    shot(page, "calls")
+    page.goto("/config")
+    text = page.locator("pre.config").inner_text()
+    assert "console:" in text and "***" in text
+    for secret in ("sk-demo-alice", "sk-demo-bob", ADMIN, VIEWER, "mock-provider-key"):
+        assert secret not in page.content()
+    shot(page, "config", full_page=False)            # its first screen: the file is long
+    context.close()
+
+
+def test_a_budget_near_its_limit_shows_on_the_overview(browser, stack):
+    """bob's config budget, 2,000 tokens an hour: one long call takes most of it."""
+    client = openai.OpenAI(base_url=stack.base_url, api_key="sk-demo-bob", max_retries=0)
+    reply = client.chat.completions.create(model="gpt-4o-mini", max_tokens=20, messages=[
+        {"role": "user", "content": "summarise: " + "the quarterly numbers look steady. " * 300}])
+    assert 1600 <= reply.usage.total_tokens <= 2000, reply.usage
+    context, page = signed_in(browser, stack, ADMIN, "dana")
+    deadline = time.monotonic() + 8
+    while True:                       # the workers hand their counters over every 0.5 s
+        page.goto("/")
+        near = page.locator("table").nth(1).locator("tbody tr", has_text="bob-hourly-tokens")
+        if near.count() == 1:
+            break
+        assert time.monotonic() < deadline, "the budget near its limit is not on the overview"
+        time.sleep(0.3)
+    cells = near.locator("td").all_inner_texts()
+    assert cells[:4] == ["bob-hourly-tokens", "key", "bob", "hour"] and cells[4] == "2,000", cells
+    used, held, remaining = (int(cell.replace(",", "")) for cell in cells[5:8])
+    assert used >= reply.usage.total_tokens and used + held + remaining == 2000, cells
     context.close()
 
 
@@ -446,6 +470,7 @@ def test_guardrail_findings_and_mcp_calls_and_the_config_reloads(browser, stack)
     original = path.read_text()
     page.goto("/config")
     version = page.locator("main p code").first.inner_text()
+    assert page.locator("main p code").nth(1).inner_text() == str(path)      # the file, not the page's address
     broken = yaml.safe_load(original)
     broken["console"]["calls"]["keep"] = "many"
     path.write_text(yaml.safe_dump(broken, sort_keys=False))

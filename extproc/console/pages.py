@@ -18,7 +18,7 @@ from ..store.keys import KeyBook, KeyProblem
 from ..store.limits import WINDOWS as BUDGET_WINDOWS
 from ..store.meters import NoMeter, valid_dimension
 from . import data
-from .charts import bar_chart, stacked_chart
+from .charts import MAX_BARS, bar_chart, stacked_chart
 from .config_view import masked_config
 
 _ONE_KEY = re.compile(r"/keys/([^/]+)")
@@ -88,7 +88,7 @@ def route(console, session, method: str, path: str, query: dict, form: dict) -> 
         if not session.may("config"):
             return Answer(status=403, context={"message": "The config page is for the admin role."})
         return Answer("config.html", {"yaml": masked_config(config), "version": config.version,
-                                      "path": config.path, "warnings": config.warnings,
+                                      "config_path": config.path, "warnings": config.warnings,
                                       "reloads": list(reversed(console.reloads))})
     return Answer(status=404, context={"message": "No such page."})
 
@@ -180,9 +180,18 @@ def _spend(config, query: dict, as_csv: bool) -> Answer:
         labels = [_hour(t, window) for t, _ in result["series"]]
         context.update(result=result, shown=result["rows"][:data.MAX_ROWS],
                        chart=stacked_chart(labels, result["series_by"], "USD"),
-                       by_chart=bar_chart([(" / ".join(data.shown(d, r[d]) for d in by), r["usd"]) for r in result["rows"]],
-                                          "USD"))
+                       by_chart=bar_chart(_bars(by, result["rows"]), "USD"))
     return Answer("spend.html", context)
+
+
+def _bars(by: tuple[str, ...], rows: list[dict]) -> list[tuple[str, float]]:
+    """Cost by group, the dearest first: the chart's bars, the rest summed as one (a
+    month by key is thousands of rows, and a chart has MAX_BARS)."""
+    named = rows if len(rows) <= MAX_BARS else rows[:MAX_BARS - 1]
+    shown = [(" / ".join(data.shown(d, r[d]) for d in by), r["usd"]) for r in named]
+    if len(named) < len(rows):
+        shown.append(("other", sum(r["usd"] for r in rows[len(named):])))
+    return shown
 
 
 def _cell(value: str) -> str:

@@ -24,7 +24,7 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 from ..config.filter_config import GatewayConfig, load_config
 from ..guardrails.config import detectors_not_made
 from ..yamltree import ConfigError
-from . import pages
+from . import data, pages
 from .auth import COOKIE, PRE_COOKIE, Session, Sessions, clean_name, cookie_header
 from .oidc import STATE_COOKIE, STATE_SECONDS, OidcSignIn, SignInProblem
 
@@ -82,7 +82,12 @@ class Console:
     def watch(self) -> None:
         """Reads the file again whenever it changes, page or no page: the reload history
         has each change the workers saw (runtime/reload.py polls as often), not only
-        those somebody looked at."""
+        those somebody looked at. First the run-time keys are read (ten thousand take
+        ~100 ms to parse), so that the first page opened does not wait for them."""
+        try:
+            data.stored_keys(self.config)
+        except Exception:               # noqa: BLE001 - the first page reads them then
+            pass
         while True:
             time.sleep(WATCH_SECONDS)
             try:
