@@ -130,6 +130,7 @@ def main() -> int:
     with detectors_not_made():
         loaded = load_config(str(path), strict_credentials=False)
     server = start_console(loaded, run_operation)
+    time.sleep(1.0)              # as a console some time up: it reads the run-time keys when it starts
     client = httpx.Client(base_url=f"http://{loaded.console.listen}", timeout=60)
     csrf = re.search(r'name="csrf" value="([^"]+)"', client.get("/login").text)[1]
     client.post("/login", data={"csrf": csrf, "token": "console-demo-admin-token", "name": "bench"})

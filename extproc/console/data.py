@@ -86,10 +86,12 @@ def stored_keys(config: GatewayConfig) -> list[StoredKey]:
         keys = await KeyBook(store, reserved).all()
         _keys_read[config.store] = (version, keys)
         return keys
-    return asyncio.run(_with_store(config, read))
+    with _keys_lock:             # pages opened together after a change parse the keys once
+        return asyncio.run(_with_store(config, read))
 
 
 _keys_read: dict = {}          # store settings -> (keyset version, its keys)
+_keys_lock = threading.Lock()
 
 
 def keys_with_budgets(config: GatewayConfig) -> list[StoredKey]:
