@@ -17,7 +17,7 @@ from ..store.calls import CallFilter
 from ..store.keys import KeyBook, KeyProblem
 from ..store.limits import WINDOWS as BUDGET_WINDOWS
 from ..store.meters import NoMeter, valid_dimension
-from . import data
+from . import data, recent
 from .charts import MAX_BARS, bar_chart, stacked_chart
 from .config_view import masked_config
 
@@ -80,10 +80,10 @@ def route(console, session, method: str, path: str, query: dict, form: dict) -> 
     if path == "/calls":
         wanted = CallFilter(key_id=one("key")[:64], team=one("team")[:128], model=one("model")[:MAX_FIELD],
                             status=one("status")[:8], verdict=one("verdict")[:16], tag=one("tag")[:MAX_FIELD])
-        return Answer("calls.html", {"calls": data.calls(config, wanted), "f": wanted,
+        return Answer("calls.html", {"calls": recent.calls(config, wanted), "f": wanted,
                                      "kept": config.console.calls_kept if config.console else 0})
     if path == "/guardrails":
-        return Answer("guardrails.html", {"g": data.findings_and_mcp(config)})
+        return Answer("guardrails.html", {"g": recent.findings_and_mcp(config)})
     if path == "/config":
         if not session.may("config"):
             return Answer(status=403, context={"message": "The config page is for the admin role."})
@@ -148,7 +148,7 @@ def _key_page(config, session, key_id: str) -> Answer:
         except NoMeter:
             spend = {}
             break
-    return Answer("key.html", {"key": key, "spend": spend, "calls": data.calls(config, CallFilter(key_id=key_id), 50),
+    return Answer("key.html", {"key": key, "spend": spend, "calls": recent.calls(config, CallFilter(key_id=key_id), 50),
                                "may_change": session.may("keys") and key["source"] == "store"})
 
 
