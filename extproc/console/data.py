@@ -13,7 +13,6 @@ import sqlite3
 import threading
 import time
 
-
 from ..config.filter_config import GatewayConfig
 from ..store import open_store
 from ..store.calls import CallStats, call_stats

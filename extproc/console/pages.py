@@ -234,5 +234,6 @@ def _in(epoch) -> str:
     return f"{seconds // 3600}h {seconds % 3600 // 60}m" if seconds >= 3600 else f"{seconds // 60}m {seconds % 60}s"
 
 
-FILTERS = {"when": _when, "shown": lambda value, dimension: data.shown(dimension, value), "number": _number, "usd": _usd, "resets_in": _in,
-           "urlpart": lambda text: quote(str(text), safe="")}
+FILTERS = {"when": _when, "number": _number, "usd": _usd, "resets_in": _in,
+           "urlpart": lambda text: quote(str(text), safe=""),
+           "shown": lambda value, dimension: data.shown(dimension, value)}
