@@ -14,7 +14,7 @@ from extproc.config.console import parse_console
 from extproc.config.filter_config import load_config
 from extproc.config.providers import Secret
 from extproc.console.auth import Sessions
-from extproc.console.data import masked_config
+from extproc.console.config_view import masked_config
 from extproc.store.calls import CallFilter, CallLog, call_stats, recent_calls
 from extproc.store.limits import StoreSettings
 from extproc.yamltree import ConfigError, Problems, load_yaml
@@ -195,10 +195,33 @@ def test_calls_reach_the_store_in_batches_newest_kept_and_filtered(store):
     assert all(r["team"] == "support" for r in recent_calls(store, CallFilter(team="support")))
     assert len(recent_calls(store, limit=5)) == 5
     stats = call_stats(store, time.time() - 60)
-    assert stats.calls == {("gpt-4o-mini", "mock"): 24} and stats.errors == {("gpt-4o-mini", "mock"): 2}
-    assert stats.latencies[("gpt-4o-mini", "mock")] == [float(n) for n in range(9, 33)]
-    assert call_stats(store, time.time() - 60, sample=3).latencies[("gpt-4o-mini", "mock")] == [30.0, 31.0, 32.0]
+    mock = ("gpt-4o-mini", "mock", False)
+    assert stats.calls == {mock: 24} and stats.errors == {mock: 2}
+    assert stats.latencies[mock] == [float(n) for n in range(9, 33)]
+    assert call_stats(store, time.time() - 60, sample=3).latencies[mock] == [30.0, 31.0, 32.0]
     assert call_stats(store, time.time() + 60).calls == {}
+
+
+def test_the_overview_tells_cache_hits_from_calls_refused_before_a_backend(store):
+    """A call with no backend was answered from the response cache or refused before one:
+    the overview's rows tell them apart (never one "-" row for both)."""
+    log = CallLog()
+
+    async def run() -> None:
+        log.add(a_call(1))
+        log.add(a_call(2, backend=None, cache="hit", cost_usd=0.0, latency_ms=0.5))
+        log.add(a_call(3, backend=None, cache="hit", cost_usd=0.0, latency_ms=0.7))
+        log.add(a_call(4, backend=None, status=401, outcome="refused", error_code="invalid_api_key"))
+        log.add(a_call(5, backend=None, cache="miss", status=429, outcome="refused"))
+        await log.flush(store, 100)
+        if log._redis is not None:
+            await log._redis[1].aclose()
+    asyncio.run(run())
+    stats = call_stats(store, time.time() - 60)
+    assert stats.calls == {("gpt-4o-mini", "mock", False): 1, ("gpt-4o-mini", "", True): 2,
+                           ("gpt-4o-mini", "", False): 2}
+    assert stats.errors.get(("gpt-4o-mini", "", True), 0) == 0 and stats.errors[("gpt-4o-mini", "", False)] == 2
+    assert stats.latencies[("gpt-4o-mini", "", True)] == [0.5, 0.7]
 
 
 def test_keep_zero_writes_nothing_and_an_unwritable_store_loses_only_the_batch(tmp_path):

@@ -1,19 +1,21 @@
 """What the pages show, read from the store the gateway uses (as `extproc usage`, `extproc
-keys` and the admin API read it): keys, budgets' counters, meters, recent calls; and the
-running config with its secrets masked."""
+keys` and the admin API read it): keys, budgets' counters, meters, and the overview's
+counts of the recent calls. (The recent calls themselves: recent.py; the running config,
+masked: config_view.py.)"""
 
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
+import contextlib
+import gc
 import sqlite3
 import threading
 import time
 
-import yaml
-
 from ..config.filter_config import GatewayConfig
 from ..store import open_store
-from ..store.calls import MCP, CallFilter, CallStats, call_stats, recent_calls
+from ..store.calls import CallStats, call_stats
 from ..store.keys import KeyBook, StoredKey, keyset_version
 from ..store.limits import window_bounds
 from ..store.meters import MEASURES, METER_PREFIX, NoMeter, clean, find_set
@@ -25,11 +27,6 @@ MAX_NEAR = 20                     # ... the most used of them (the budgets page 
 SPEND_SECONDS = 3.0               # how long a page's spend is reused (the same grouping, window, filter)
 MAX_MEMO = 256
 MAX_ROWS = 500                    # rows of a table on a page (the CSV export has every one)
-MASK = "***"
-# Names whose values the config page never shows: credentials' `value`, keys, tokens, secrets.
-SECRET_NAMES = frozenset({"value", "key", "token", "secret", "password", "api_key", "private_key",
-                          "secret_access_key", "access_key_id", "client_secret", "session_secret",
-                          "authorization"})
 
 
 async def _with_store(config: GatewayConfig, use):
@@ -91,10 +88,12 @@ def stored_keys(config: GatewayConfig) -> list[StoredKey]:
         keys = await KeyBook(store, reserved).all()
         _keys_read[config.store] = (version, keys)
         return keys
-    return asyncio.run(_with_store(config, read))
+    with _keys_lock:             # pages opened together after a change parse the keys once
+        return asyncio.run(_with_store(config, read))
 
 
 _keys_read: dict = {}          # store settings -> (keyset version, its keys)
+_keys_lock = threading.Lock()
 
 
 def keys_with_budgets(config: GatewayConfig) -> list[StoredKey]:
@@ -156,7 +155,8 @@ def spend(config: GatewayConfig, by: tuple[str, ...], window: str, now: float | 
         found = _memo.get(key)
         if found is not None and time.monotonic() - found[0] < SPEND_SECONDS:
             return found[1]
-    result = _spend(config, by, window, None, only)
+    with _collector_paused():
+        result = _spend(config, by, window, None, only)
     with _memo_lock:
         if len(_memo) >= MAX_MEMO:
             _memo.clear()
@@ -166,6 +166,20 @@ def spend(config: GatewayConfig, by: tuple[str, ...], window: str, now: float | 
 
 _memo: dict[tuple, tuple[float, dict]] = {}
 _memo_lock = threading.Lock()
+
+
+@contextlib.contextmanager
+def _collector_paused():
+    """Python's cycle collector paused while a spend is summed: tens of thousands of
+    counters make as many small objects, none in a cycle, and the collections they set
+    off were a sixth of the time. (Another thread that paused it too leaves it to this one.)"""
+    running = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if running:
+            gc.enable()
 
 
 def _spend(config: GatewayConfig, by: tuple[str, ...], window: str, now: float | None = None,
@@ -192,23 +206,26 @@ def _spend(config: GatewayConfig, by: tuple[str, ...], window: str, now: float |
     groups: dict[str, tuple | None] = {}          # a combination -> its group (None: not wanted)
     totals: dict[tuple, list[float]] = {}
     by_time: dict[tuple, dict[int, float]] = {}      # a group -> its USD per bucket
+    digits = len(low)
     for counter, spent, _ in counters(config, ranges):
         name, combination, hour = counter.split("|")
         # Window starts are whole seconds of the same number of digits: compared as text.
-        if not (low <= hour < high and len(hour) == len(low)):
+        if len(hour) != digits or not low <= hour < high:
             continue
-        group = groups.get(combination, ())
-        if group == ():
+        try:
+            group = groups[combination]
+        except KeyError:
             values = [part.partition("=")[2] for part in combination.split(";")]
             group = groups[combination] = (tuple(values[i] for i in positions)
                                            if all(values[i] == v for i, v in wanted) else None)
         if group is None:
             continue
         measure = measure_of[name]
-        sums = totals.get(group)
-        if sums is None:
-            sums = totals[group] = [0.0] * len(MEASURES)
-        sums[measure] += spent
+        try:
+            totals[group][measure] += spent
+        except KeyError:
+            totals[group] = [0.0] * len(MEASURES)
+            totals[group][measure] += spent
         if measure == usd:
             bucket = int(start + (int(hour) - start) // step * step)
             buckets[bucket] = buckets.get(bucket, 0.0) + spent
@@ -217,15 +234,28 @@ def _spend(config: GatewayConfig, by: tuple[str, ...], window: str, now: float |
                 over_time = by_time[group] = {}
             over_time[bucket] = over_time.get(bucket, 0.0) + spent
     rows = []
+    money = [m.endswith("usd") for m in MEASURES]       # (a set metering the cache has its savings too)
     for group, sums in totals.items():
-        measured = dict(zip(MEASURES, sums))        # (a set metering the cache has its savings too)
-        rows.append({**dict(zip(by, group)), **{m: round(v, 8) if m.endswith("usd") else int(round(v))
-                                                 for m, v in measured.items()}})
+        row = dict(zip(by, group))
+        for m, v, is_money in zip(MEASURES, sums, money):
+            row[m] = round(v, 8) if is_money else int(round(v))
+        rows.append(row)
     rows.sort(key=lambda e: (-e["usd"], -e["requests"], tuple(str(e[d]) for d in by)))
     return {"by": list(by), "window": window, "start": start, "end": end, "rows": rows, "as_of": time.time(),
             "totals": {m: sum(row[m] for row in rows) for m in MEASURES},
             "series": sorted(buckets.items()), "step": step,
             "series_by": _series_by(by_time, sorted(buckets), by)}
+
+
+FROM_CACHE = "response cache"     # a metered call's backend when the response cache answered it
+
+
+def shown(dimension: str, value) -> str:
+    """A metered value as a page shows it: a call with no backend was answered from the
+    response cache (meter.py meters no call refused before a backend)."""
+    if not value:
+        return FROM_CACHE if dimension == "backend" else "-"
+    return str(value)
 
 
 SERIES_GROUPS = 6           # the dearest groups drawn over time; the rest as one "other"
@@ -234,11 +264,16 @@ SERIES_GROUPS = 6           # the dearest groups drawn over time; the rest as on
 def _series_by(by_time: dict[tuple, dict[int, float]], buckets: list[int], by: tuple[str, ...]) -> list[tuple]:
     """Each dearest group's USD per bucket, [(label, [usd per bucket])], then "other"."""
     ranked = sorted(by_time.items(), key=lambda item: -sum(item[1].values()))
-    series = [(" / ".join(str(v) or "-" for v in group) if by else "all",
+    series = [(" / ".join(shown(d, v) for d, v in zip(by, group)) if by else "all",
                [values.get(bucket, 0.0) for bucket in buckets]) for group, values in ranked[:SERIES_GROUPS]]
     rest = ranked[SERIES_GROUPS:]
     if rest:
-        series.append(("other", [sum(values.get(bucket, 0.0) for _, values in rest) for bucket in buckets]))
+        # Each group's few buckets added once (by key, a month has thousands of groups).
+        other = dict.fromkeys(buckets, 0.0)
+        for _, values in rest:
+            for bucket, usd in values.items():
+                other[bucket] = other.get(bucket, 0.0) + usd
+        series.append(("other", [other[bucket] for bucket in buckets]))
     return series
 
 
@@ -304,20 +339,28 @@ def teams(config: GatewayConfig, now: float | None = None) -> list[dict]:
 def overview(config: GatewayConfig, window: str, now: float | None = None) -> dict:
     """Requests, tokens and cost by model and backend (the meters), errors and latency
     percentiles by the same (the recent calls kept), and the budgets close to their limit."""
+    start, _ = window_bounds(window, now or time.time())
+    # The calls are counted by SQLite on a thread of their own while the meters are summed
+    # here: the two reads overlap (SQLite lets go of the GIL while it counts).
+    counting = (_COUNTING.submit(call_stats, config.store, start)
+                if config.console and config.console.calls_kept else None)
     try:
         volume = spend(config, ("model", "backend"), window, now)      # (now None: reused a few seconds)
     except NoMeter:
         volume = None
     now = now or time.time()
-    start, _ = window_bounds(window, now)
-    kept = call_stats(config.store, start) if config.console and config.console.calls_kept else CallStats({}, {}, {})
     near = [b for b in budgets(config, now) if b["share"] >= NEAR_LIMIT]
-    metered = {(r["model"], r["backend"]): r for r in (volume or {}).get("rows", [])}
+    kept = counting.result() if counting else CallStats({}, {}, {})
+    # A metered call with no backend was answered from the response cache (the meters
+    # count no call refused before a backend); a kept one may be either (CallStats).
+    metered = {(r["model"], r["backend"], not r["backend"]): r for r in (volume or {}).get("rows", [])}
     by_group = []
     for group in set(kept.calls) | set(metered):
         row = metered.get(group)
         times = kept.latencies.get(group, [])
-        by_group.append({"model": group[0], "backend": group[1], "requests": row["requests"] if row else 0,
+        by_group.append({"model": group[0], "backend": group[1],
+                         "answered_by": "backend" if group[1] else "cache" if group[2] else "none",
+                         "requests": row["requests"] if row else 0,
                          "tokens": row["input_tokens"] + row["output_tokens"] if row else 0,
                          "usd": row["usd"] if row else 0.0, "calls_kept": kept.calls.get(group, 0),
                          "errors": kept.errors.get(group, 0),
@@ -333,55 +376,10 @@ def overview(config: GatewayConfig, window: str, now: float | None = None) -> di
             "as_of": (volume or {}).get("as_of") or time.time()}
 
 
+_COUNTING = concurrent.futures.ThreadPoolExecutor(2, thread_name_prefix="console-calls")
+
+
 def _percentile(values: list[float], q: float) -> float | None:
     if not values:
         return None
     return values[min(len(values) - 1, int(q * len(values)))]
-
-
-# --- calls --------------------------------------------------------------------------
-
-def calls(config: GatewayConfig, wanted: CallFilter, limit: int = 100) -> list[dict]:
-    if config.console is None or not config.console.calls_kept:
-        return []
-    return recent_calls(config.store, wanted, limit)
-
-
-def findings_and_mcp(config: GatewayConfig, sample: int = 5000) -> dict:
-    """The guardrails' blocks, redactions and flags among the newest `sample` calls kept
-    (model and MCP calls), counted by rule; the newest of them; the newest MCP calls."""
-    if config.console is None or not config.console.calls_kept:
-        return {"counts": [], "findings": [], "mcp": [], "sample": 0}
-    found = recent_calls(config.store, CallFilter(verdict="any", kind="*"), sample)
-    counts: dict[tuple[str, str, str], int] = {}
-    for call in found:
-        for verdict in call.get("guardrails") or ():
-            if isinstance(verdict, dict) and verdict.get("verdict") != "passed":
-                key = (str(verdict.get("guardrail")), str(verdict.get("direction")), str(verdict.get("verdict")))
-                counts[key] = counts.get(key, 0) + 1
-    return {"counts": sorted(((*k, n) for k, n in counts.items()), key=lambda c: -c[3]),
-            "findings": found[:100], "mcp": recent_calls(config.store, CallFilter(kind=MCP), 100), "sample": sample}
-
-
-# --- config -------------------------------------------------------------------------
-
-def masked_config(config: GatewayConfig) -> str:
-    """The running config file as YAML, every secret-looking value replaced by ***."""
-    try:
-        with open(config.path, encoding="utf-8") as handle:
-            tree = yaml.safe_load(handle)
-    except (OSError, yaml.YAMLError) as error:
-        return f"# the config file cannot be read now: {type(error).__name__}"
-    return yaml.safe_dump(_mask(tree), sort_keys=False, allow_unicode=True)
-
-
-def _mask(node, name: str = ""):
-    if isinstance(node, dict):
-        return {k: _mask(v, str(k).lower()) for k, v in node.items()}
-    if isinstance(node, list):
-        return [_mask(item, name) for item in node]
-    if name in SECRET_NAMES or name.endswith(("secret", "password", "_token", "_key")):
-        return MASK if not isinstance(node, (dict, list)) and node is not None else node
-    if isinstance(node, str) and node.startswith(("sk-", "Bearer ")):
-        return MASK
-    return node

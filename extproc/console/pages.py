@@ -17,8 +17,9 @@ from ..store.calls import CallFilter
 from ..store.keys import KeyBook, KeyProblem
 from ..store.limits import WINDOWS as BUDGET_WINDOWS
 from ..store.meters import NoMeter, valid_dimension
-from . import data
-from .charts import bar_chart, stacked_chart
+from . import data, recent
+from .charts import MAX_BARS, bar_chart, stacked_chart
+from .config_view import masked_config
 
 _ONE_KEY = re.compile(r"/keys/([^/]+)")
 _KEY_CHANGE = re.compile(r"/keys/([^/]+)/(revoke|rotate)")
@@ -79,15 +80,15 @@ def route(console, session, method: str, path: str, query: dict, form: dict) -> 
     if path == "/calls":
         wanted = CallFilter(key_id=one("key")[:64], team=one("team")[:128], model=one("model")[:MAX_FIELD],
                             status=one("status")[:8], verdict=one("verdict")[:16], tag=one("tag")[:MAX_FIELD])
-        return Answer("calls.html", {"calls": data.calls(config, wanted), "f": wanted,
+        return Answer("calls.html", {"calls": recent.calls(config, wanted), "f": wanted,
                                      "kept": config.console.calls_kept if config.console else 0})
     if path == "/guardrails":
-        return Answer("guardrails.html", {"g": data.findings_and_mcp(config)})
+        return Answer("guardrails.html", {"g": recent.findings_and_mcp(config)})
     if path == "/config":
         if not session.may("config"):
             return Answer(status=403, context={"message": "The config page is for the admin role."})
-        return Answer("config.html", {"yaml": data.masked_config(config), "version": config.version,
-                                      "path": config.path, "warnings": config.warnings,
+        return Answer("config.html", {"yaml": masked_config(config), "version": config.version,
+                                      "config_path": config.path, "warnings": config.warnings,
                                       "reloads": list(reversed(console.reloads))})
     return Answer(status=404, context={"message": "No such page."})
 
@@ -147,7 +148,7 @@ def _key_page(config, session, key_id: str) -> Answer:
         except NoMeter:
             spend = {}
             break
-    return Answer("key.html", {"key": key, "spend": spend, "calls": data.calls(config, CallFilter(key_id=key_id), 50),
+    return Answer("key.html", {"key": key, "spend": spend, "calls": recent.calls(config, CallFilter(key_id=key_id), 50),
                                "may_change": session.may("keys") and key["source"] == "store"})
 
 
@@ -179,9 +180,18 @@ def _spend(config, query: dict, as_csv: bool) -> Answer:
         labels = [_hour(t, window) for t, _ in result["series"]]
         context.update(result=result, shown=result["rows"][:data.MAX_ROWS],
                        chart=stacked_chart(labels, result["series_by"], "USD"),
-                       by_chart=bar_chart([(" / ".join(str(r[d]) or "-" for d in by), r["usd"]) for r in result["rows"]],
-                                          "USD"))
+                       by_chart=bar_chart(_bars(by, result["rows"]), "USD"))
     return Answer("spend.html", context)
+
+
+def _bars(by: tuple[str, ...], rows: list[dict]) -> list[tuple[str, float]]:
+    """Cost by group, the dearest first: the chart's bars, the rest summed as one (a
+    month by key is thousands of rows, and a chart has MAX_BARS)."""
+    named = rows if len(rows) <= MAX_BARS else rows[:MAX_BARS - 1]
+    shown = [(" / ".join(data.shown(d, r[d]) for d in by), r["usd"]) for r in named]
+    if len(named) < len(rows):
+        shown.append(("other", sum(r["usd"] for r in rows[len(named):])))
+    return shown
 
 
 def _cell(value: str) -> str:
@@ -225,4 +235,5 @@ def _in(epoch) -> str:
 
 
 FILTERS = {"when": _when, "number": _number, "usd": _usd, "resets_in": _in,
-           "urlpart": lambda text: quote(str(text), safe="")}
+           "urlpart": lambda text: quote(str(text), safe=""),
+           "shown": lambda value, dimension: data.shown(dimension, value)}

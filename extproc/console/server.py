@@ -24,13 +24,14 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 from ..config.filter_config import GatewayConfig, load_config
 from ..guardrails.config import detectors_not_made
 from ..yamltree import ConfigError
-from . import pages
+from . import data, pages
 from .auth import COOKIE, PRE_COOKIE, Session, Sessions, clean_name, cookie_header
 from .oidc import STATE_COOKIE, STATE_SECONDS, OidcSignIn, SignInProblem
 
 MAX_FORM = 64 * 1024
 MAX_RELOADS = 20                 # the config page's reload history
 MAX_PROBLEMS = 50
+WATCH_SECONDS = 1.0              # the config file's stat, as often as the workers poll theirs
 HERE = Path(__file__).parent
 STATIC = {"console.css": "text/css; charset=utf-8"}
 SECURITY_HEADERS = (
@@ -77,6 +78,22 @@ class Console:
                     except Exception as error:         # noqa: BLE001 - never a page's failure
                         self._reloaded("refused", None, [f"the file could not be read ({type(error).__name__})"])
         return self.config
+
+    def watch(self) -> None:
+        """Reads the file again whenever it changes, page or no page: the reload history
+        has each change the workers saw (runtime/reload.py polls as often), not only
+        those somebody looked at. First the run-time keys are read (ten thousand take
+        ~100 ms to parse), so that the first page opened does not wait for them."""
+        try:
+            data.stored_keys(self.config)
+        except Exception:               # noqa: BLE001 - the first page reads them then
+            pass
+        while True:
+            time.sleep(WATCH_SECONDS)
+            try:
+                self.current_config()
+            except Exception:           # noqa: BLE001 - the next look tries again
+                pass
 
     def _reloaded(self, result: str, version: str | None, problems: list[str] = ()) -> None:
         self.reloads.append({"at": time.time(), "result": result, "version": version,
@@ -252,6 +269,7 @@ def start_console(config: GatewayConfig, run_operation: Callable) -> ThreadingHT
     server = ThreadingHTTPServer((host or "127.0.0.1", int(port)), Handler)
     server.daemon_threads = True
     threading.Thread(target=server.serve_forever, name="console-http", daemon=True).start()
+    threading.Thread(target=console.watch, name="console-config", daemon=True).start()
     return server
 
 

@@ -202,11 +202,20 @@ def recent_calls(store: StoreSettings, wanted: CallFilter = CallFilter(), limit:
 
 @dataclass(frozen=True, slots=True)
 class CallStats:
-    """Of the kept calls since a time, by (model, backend): how many, how many failed, and
-    the latencies of the newest `sample` of them (sorted)."""
-    calls: dict[tuple[str, str], int]
-    errors: dict[tuple[str, str], int]
-    latencies: dict[tuple[str, str], list[float]]
+    """Of the kept calls since a time, by (model, backend, answered from the response
+    cache): how many, how many failed, and the latencies of the newest `sample` of them
+    (sorted). A call with no backend was either a cache hit or refused before one."""
+    calls: dict[tuple[str, str, bool], int]
+    errors: dict[tuple[str, str, bool], int]
+    latencies: dict[tuple[str, str, bool], list[float]]
+
+
+CACHE_HIT = "hit"                # a record's `cache` when the response cache answered it
+# A call kept without a backend that succeeded: answered from the cache? (its JSON read for
+# those rows alone; a call refused before a backend failed, and is not one)
+_SUCCEEDED = "status GLOB '[0-9]*' AND CAST(status AS INTEGER) < 400"
+_HIT = (f"CASE WHEN backend IS NULL AND {_SUCCEEDED} "
+        f"THEN coalesce(json_extract(data, '$.cache') = '{CACHE_HIT}', 0) ELSE 0 END")
 
 
 def _failed(status: str) -> bool:
@@ -220,7 +229,8 @@ def call_stats(store: StoreSettings, since: float, sample: int = 20_000) -> Call
     if store.kind == "redis":
         rows = [row for row in _redis_rows(store.url) if row.get("ts", 0) >= since and not row.get("kind")]
         for n, row in enumerate(rows):
-            group = (row.get("model") or "", row.get("backend") or "")
+            group = (row.get("model") or "", row.get("backend") or "",
+                     not row.get("backend") and row.get("cache") == CACHE_HIT)
             stats.calls[group] = stats.calls.get(group, 0) + 1
             if _failed(str(row.get("status") or row.get("outcome") or "")):
                 stats.errors[group] = stats.errors.get(group, 0) + 1
@@ -236,12 +246,23 @@ def call_stats(store: StoreSettings, since: float, sample: int = 20_000) -> Call
                     "SELECT coalesce(model, ''), coalesce(backend, ''), count(*), "
                     "sum(CASE WHEN status GLOB '[0-9]*' AND CAST(status AS INTEGER) < 400 THEN 0 ELSE 1 END) "
                     "FROM calls WHERE ts >= ? AND kind = '' GROUP BY 1, 2", (since,)):
-                stats.calls[(model, backend)] = calls
-                stats.errors[(model, backend)] = errors
-            for model, backend, took in connection.execute(
-                    "SELECT coalesce(model, ''), coalesce(backend, ''), coalesce(latency_ms, 0) FROM calls "
+                stats.calls[(model, backend, False)] = calls
+                stats.errors[(model, backend, False)] = errors
+            # The hits apart, in a query of their own: grouping by whether a call was one
+            # would carry every call's record through the GROUP BY's sort (twice the time).
+            for model, hits in connection.execute(
+                    "SELECT coalesce(model, ''), count(*) FROM calls WHERE ts >= ? AND kind = '' AND backend IS NULL "
+                    f"AND {_SUCCEEDED} AND json_extract(data, '$.cache') = '{CACHE_HIT}' GROUP BY 1", (since,)):
+                stats.calls[(model, "", True)] = hits            # (a hit succeeded: no error to move)
+                left = stats.calls.pop((model, "", False), hits) - hits   # (a batch written in between: 0)
+                if left > 0:
+                    stats.calls[(model, "", False)] = left
+                elif not stats.errors.get((model, "", False)):
+                    stats.errors.pop((model, "", False), None)
+            for model, backend, hit, took in connection.execute(
+                    f"SELECT coalesce(model, ''), coalesce(backend, ''), {_HIT}, coalesce(latency_ms, 0) FROM calls "
                     "WHERE ts >= ? AND kind = '' ORDER BY id DESC LIMIT ?", (since, sample)):
-                stats.latencies.setdefault((model, backend), []).append(took)
+                stats.latencies.setdefault((model, backend, bool(hit)), []).append(took)
         except sqlite3.OperationalError:       # no calls table yet
             return stats
         finally:
