@@ -328,6 +328,7 @@ def test_metrics_count_hits_and_what_they_saved(stack):
     client = _client(stack)
     _chat(client, prompt)
     _chat(client, prompt)
+    stack.metrics('gateway_cache_saved_usd_total{')         # each metric reaches /metrics in its own batch
     text = stack.metrics('gateway_cache_requests_total{result="hit"}')
     hits = [line for line in text.splitlines() if line.startswith('gateway_cache_requests_total{result="hit"}')]
     assert hits and float(hits[0].rsplit(" ", 1)[1]) >= 1
