@@ -105,9 +105,9 @@ def lookup_cost(workdir: Path) -> None:
         rows /= np.linalg.norm(rows, axis=1, keepdims=True)
         end = time.time() + 3600
         with vectors._db:
-            vectors._db.executemany("INSERT INTO vectors (part, digest, scope, model, vector, expires) "
-                                    "VALUES (?, ?, 'team:bench', 'm', ?, ?)",
-                                    ((part, f"d{i}", row.tobytes(), end) for i, row in enumerate(rows)))
+            vectors._db.executemany("INSERT INTO vectors (part, digest, scope, model, vector, expires, created) "
+                                    "VALUES (?, ?, 'team:bench', 'm', ?, ?, ?)",
+                                    ((part, f"d{i}", row.tobytes(), end, time.time()) for i, row in enumerate(rows)))
         index = SemanticIndex()
         query = rows[count // 2]
         started = time.perf_counter()

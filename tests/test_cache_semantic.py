@@ -89,6 +89,27 @@ def test_sqlite_vectors_are_read_on_from_a_position_and_purged_by_scope(tmp_path
     reader.close()
 
 
+def test_sqlite_vectors_whose_answers_are_gone_are_swept(tmp_path):
+    path = str(tmp_path / "cache.sqlite3")
+    entries = SQLiteCache(path, 1 << 20)
+    entries.put("kept", "team:a", "m", b"{}\n{}", 60)
+    entries.flush()
+    vectors = SQLiteVectors(path)
+    vectors.add("p", "kept", "team:a", "m", _unit(1, 0).astype("<f4").tobytes(), 60)
+    vectors.add("p", "evicted", "team:a", "m", _unit(0, 1).astype("<f4").tobytes(), 60)
+    assert [row[1] for row in vectors.since("p", None)] == ["kept", "evicted"]
+    vectors._swept = 0                                  # a minute later, a fresh orphan (its answer
+    vectors.add("p", "pending", "team:a", "m", _unit(1, 1).astype("<f4").tobytes(), 60)   # not yet written) kept
+    assert {row[1] for row in vectors.since("p", None)} == {"kept", "evicted", "pending"}
+    with vectors._db:
+        vectors._db.execute("UPDATE vectors SET created = created - 120")
+    vectors._swept = 0
+    vectors.add("p", "kept", "team:a", "m", _unit(1, 0).astype("<f4").tobytes(), 60)
+    assert {row[1] for row in vectors.since("p", None)} == {"kept"}
+    vectors.close()
+    entries.close()
+
+
 def test_redis_vectors_are_shared_read_on_and_purged(redis_url):
     async def scenario():
         writer, reader = RedisVectors(redis_url), RedisVectors(redis_url)

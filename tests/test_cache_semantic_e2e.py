@@ -127,6 +127,15 @@ def test_an_anthropic_caller_gets_its_hit_in_its_own_dialect_json_and_stream(sta
     assert streamed.content[0].text == "What is the capital of France?"
 
 
+def test_a_document_in_the_last_turn_is_matched_exactly_only(stack):
+    """Past 8,192 characters a last turn is not embedded (nor sent to the embedding model)."""
+    document = "Summarize this log: " + "GET /index.html 200 " * 500
+    answer = _ask(stack, document, _system())
+    record = stack.wait_for_record(answer.headers["x-request-id"])
+    assert answer.headers["x-gateway-cache"] == "miss" and record["cache_semantic"] == "no question"
+    assert "cache_embedding_request" not in record
+
+
 def test_a_key_not_allowed_the_embedding_model_gets_its_answer_as_a_miss(stack):
     """bob may call gpt-4o-mini only: his embedding call is refused (403), his call is not."""
     system = _system()

@@ -47,6 +47,9 @@ _DIRECTIONS = frozenset(
     "enable disable compress decompress first last min max minimum maximum more less higher lower above below "
     "add remove upper encode decode encrypt decrypt import export upload download start stop high low "
     "advantages disadvantages pros cons".split())
+# A longer last turn is a document, not a question: matched exactly only (and never sent
+# to the embedding model again, which reads ~8k tokens at most).
+MAX_QUESTION_CHARS = 8192
 _WORDS = re.compile(r"[a-z0-9']+(?:[.,:/][a-z0-9]+)*")
 _DIGIT = re.compile(r"[0-9]")
 
@@ -68,7 +71,7 @@ def question_and_partition(call: Call, scope: str, embedding: str,
     if not blocks or any(block.get("type") != "text" for block in blocks):
         return None
     question = "\n".join(block.get("text") or "" for block in blocks).strip()
-    if not question:
+    if not question or len(question) > MAX_QUESTION_CHARS:
         return None
     model = call.model
     backends = ",".join(f"{b.provider.name}/{b.model}" for b in model.backends)

@@ -21,7 +21,7 @@ from .sqlite_store import enable_wal
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS vectors (
     id INTEGER PRIMARY KEY AUTOINCREMENT, part TEXT NOT NULL, digest TEXT NOT NULL, scope TEXT NOT NULL,
-    model TEXT NOT NULL, vector BLOB NOT NULL, expires REAL NOT NULL);
+    model TEXT NOT NULL, vector BLOB NOT NULL, expires REAL NOT NULL, created REAL NOT NULL);
 CREATE INDEX IF NOT EXISTS vectors_by_part ON vectors (part, id);
 CREATE INDEX IF NOT EXISTS vectors_by_end ON vectors (expires);
 """
@@ -44,7 +44,7 @@ class SQLiteVectors:
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.executescript(_SCHEMA)
         self._db.execute(f"PRAGMA busy_timeout = {LOOP_BUSY_TIMEOUT_MS}")
-        self._swept = 0.0
+        self._swept = time.time()
 
     def since(self, part: str, position) -> list[Row]:
         try:
@@ -55,17 +55,22 @@ class SQLiteVectors:
             raise StoreUnavailable(str(error)) from error
 
     def add(self, part: str, digest: str, scope: str, model: str, vector: bytes, ttl_s: float) -> bool:
-        """One short transaction (a semantic miss already waited for an embedding); past
-        their end, vectors are removed at most once a minute."""
+        """One short transaction (a semantic miss already waited for an embedding); at
+        most once a minute, the vectors whose answers are gone are removed with it (so
+        they are bounded by the entries' `max_bytes`, at `dimensions` x 4 bytes each)."""
         now = time.time()
         try:
             with self._db:
                 self._db.execute("BEGIN IMMEDIATE")
-                self._db.execute("INSERT INTO vectors (part, digest, scope, model, vector, expires) "
-                                 "VALUES (?, ?, ?, ?, ?, ?)", (part, digest, scope, model, vector, now + ttl_s))
+                self._db.execute("INSERT INTO vectors (part, digest, scope, model, vector, expires, created) "
+                                 "VALUES (?, ?, ?, ?, ?, ?, ?)", (part, digest, scope, model, vector, now + ttl_s, now))
                 if now - self._swept > 60:
+                    # Past their end, or their answer evicted, purged or never written (a
+                    # minute on: answers are written behind, within a second): they find nothing.
                     self._swept = now
-                    self._db.execute("DELETE FROM vectors WHERE expires <= ?", (now,))
+                    self._db.execute("DELETE FROM vectors WHERE expires <= ? OR (created < ? AND NOT EXISTS "
+                                     "(SELECT 1 FROM entries WHERE entries.digest = vectors.digest))",
+                                     (now, now - 60))
         except sqlite3.Error as error:
             raise StoreUnavailable(str(error)) from error
         return True
