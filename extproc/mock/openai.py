@@ -8,6 +8,7 @@ come in OpenAI's envelope: {"error": {"message", "type", "param", "code"}}.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import re
 import struct
@@ -245,8 +246,8 @@ class OpenAIRoutes:
             if isinstance(body.get(name), int) and not 1 <= body[name] <= most:
                 return error(400, f"{body[name]} is not a valid value for '{name}': it must be "
                              f"between 1 and {most}.", "invalid_value")
-        if kind == "embeddings":
-            return embeddings(body)
+        if kind == "embeddings":       # the model runs off the loop: other requests go on meanwhile
+            return await asyncio.get_running_loop().run_in_executor(None, embeddings, body)
         return await self._generate(kind, body, request, entry)
 
     async def _generate(self, kind: str, body: dict, request: web.Request,

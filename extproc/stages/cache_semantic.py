@@ -23,18 +23,22 @@ from __future__ import annotations
 import hashlib
 import logging
 import re
+from typing import TYPE_CHECKING
 
-import numpy as np
 import orjson
 
 from ..dialects import Embeddings
 from ..dialects.conversation import Conversation
 from ..observability.settings import TAG_HEADER_PREFIX
 from ..pipeline.call import Call
+from ..store.semantic_index import numpy
 from ..transport.eager import task_needed
 from .admission import presented_key
 from .cache_key import conversation_fields
 from .trace import trace_context
+
+if TYPE_CHECKING:
+    import numpy as np
 
 log = logging.getLogger("extproc.cache")
 
@@ -131,6 +135,7 @@ class Embedder:
         if answer.status_code != 200:
             raise EmbeddingFailed(f"status {answer.status_code}", request_id)
         data = Embeddings.vector_in(answer.content)
+        np = numpy()
         vector = np.frombuffer(data, "<f4").astype(np.float32) if data and not len(data) % 4 else np.zeros(0)
         norm = float(np.linalg.norm(vector)) if vector.size else 0.0
         if not norm or not np.isfinite(norm):

@@ -15,12 +15,25 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import os
 import time
 from collections import OrderedDict
+from typing import TYPE_CHECKING
 
-import numpy as np
+if TYPE_CHECKING:
+    import numpy as np
 
 MAX_BYTES = 256 * 1024 * 1024
+
+
+def numpy():
+    """NumPy, imported when a semantic rule first needs it: a worker without one never
+    loads it (nor starts its BLAS threads); with one, a single BLAS thread (a worker per
+    core), started after the worker's scheduling policy is set, so it inherits it."""
+    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+    import numpy as np
+    return np
+
 IN_THREAD = 2_000_000               # floats: a search of more (~1 ms) runs off the loop
 
 
@@ -32,12 +45,13 @@ class _Partition:
         self.digests: list[str] = []
         self.seen: set[str] = set()        # digests held (a worker's own, added before the store has them)
         self.matrix: np.ndarray | None = None
-        self.ends = np.zeros(0)
+        self.ends = None
         self.size = 0
 
     def append(self, digest: str, vector: np.ndarray, end: float) -> None:
         if digest in self.seen:
             return
+        np = numpy()
         if self.matrix is None or self.matrix.shape[1] != vector.shape[0]:
             self.matrix, self.ends, self.size, self.digests, self.seen = \
                 np.zeros((16, vector.shape[0]), np.float32), np.zeros(16), 0, [], set()
@@ -60,6 +74,7 @@ class SemanticIndex:
     async def nearest(self, store, part: str, vector: np.ndarray) -> tuple[str, float] | None:
         """The digest whose question is nearest `vector` in `part` (cosine similarity),
         after reading what the store has that this worker has not seen."""
+        np = numpy()
         partition = self._partition(part)
         since = store.since
         rows = await (asyncio.to_thread(since, part, partition.position) if not inspect.iscoroutinefunction(since)
@@ -101,6 +116,7 @@ class SemanticIndex:
 
 def _best(matrix: np.ndarray, ends: np.ndarray, vector: np.ndarray) -> tuple[int, float]:
     """The row nearest `vector` among those not past their end (-2: none is)."""
+    np = numpy()
     scores = matrix @ vector
     scores[ends <= time.time()] = -2.0
     best = int(np.argmax(scores))
