@@ -180,3 +180,11 @@ def test_a_semantic_rule_and_its_defaults(tmp_path):
 def test_a_bad_semantic_rule_is_refused_with_its_place(tmp_path, semantic, message):
     with pytest.raises(ConfigError, match=message):
         _load(tmp_path, semantic)
+
+
+def test_keys_not_allowed_the_embedding_model_are_warned_of(tmp_path):
+    """bob may call gpt-4o-mini only: a semantic rule on gpt-4o-mini never matches his
+    questions (`extproc check` prints the warning); alice may call every model."""
+    warnings = _load(tmp_path, {"embedding_model": "text-embedding-3-small"}).warnings
+    assert any("keys bob may not call 'text-embedding-3-small'" in w for w in warnings), warnings
+    assert not any("alice" in w for w in warnings)

@@ -191,6 +191,14 @@ def _warn_of_unknown_cached_models(config: GatewayConfig, cache: Node) -> None:
         if embedding is not None and config.model(embedding) is None:
             node.get("semantic").get("embedding_model").fail(
                 f"names {embedding!r}, which is not a model of this config (the gateway calls it)")
+        elif embedding is not None:
+            # The embedding is the caller's own call: a key not allowed its model never matches.
+            barred = sorted(key.id for key in config.keys_by_hash.values()
+                            if (rule.teams is None or key.team in rule.teams) and not key.may_use(embedding)
+                            and any(key.may_use(name) for name in rule.models))
+            if barred:
+                node.get("semantic").warn(f"keys {', '.join(barred[:5])}{' ...' if len(barred) > 5 else ''} "
+                                          f"may not call {embedding!r}: their questions are matched exactly only")
 
 
 def default_state_dir() -> str:
