@@ -368,3 +368,18 @@ def test_a_stacked_chart_draws_each_groups_share_of_each_bar():
     assert first[1]["y"] + first[1]["h"] == pytest.approx(first[0]["y"])        # stacked on top
     assert len(chart["bars"]) == 3                                              # nothing drawn for a 0
     assert stacked_chart([], [])["bars"] == []
+
+
+def test_the_calls_table_tells_a_semantic_hit_and_its_similarity():
+    from jinja2 import Environment, FileSystemLoader, select_autoescape
+
+    from extproc.console import pages
+    from extproc.console.server import HERE
+    templates = Environment(loader=FileSystemLoader(HERE / "templates"), autoescape=select_autoescape(default=True))
+    templates.filters.update(pages.FILTERS)
+    table = templates.get_template("_calls_table.html")
+    html = table.render(calls=[a_call(1, backend=None, cache="hit", cache_similarity=0.9705),
+                               a_call(2, backend=None, cache="hit"), a_call(3, backend="mock", cache="miss",
+                                                                          cache_similarity=0.41)])
+    assert "answered from the cache (a question asked another way, similarity 0.97)" in html
+    assert html.count("answered from the cache") == 2 and "0.41" not in html

@@ -39,7 +39,7 @@ WARN_EVERY = 60.0                # seconds between two warnings of batches not k
 CALL_FIELDS = ("ts", "kind", "request_id", "key_id", "user", "team", "model", "served_model", "backend", "status",
                "outcome", "error_code", "stream", "api", "input_tokens", "output_tokens", "cached_tokens",
                "usage_estimated", "cost_usd", "latency_ms", "ttft_ms", "attempts", "tags", "guardrails",
-               "trace_id", "trace_url", "config_version", "cache", "cache_saved_usd",
+               "trace_id", "trace_url", "config_version", "cache", "cache_saved_usd", "cache_similarity",
                # an MCP call's (stages/mcp/record.py): where, what, how big; never the arguments
                "profile", "server", "method", "tool", "argument_bytes")
 MCP = "mcp"                      # the `kind` of an MCP call's record; a model call's has none
