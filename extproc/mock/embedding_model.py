@@ -10,6 +10,8 @@ mean pooling below, as sentence-transformers computes them (GELU in its tanh for
 Without the package (a plain `pip install .`), the mock's vectors come from the text's
 bytes: stable, unit-length, meaning nothing.
 
+A batch runs 32 texts at a time (padded, masked): ~1 ms a short text, ~20 ms alone.
+
 A caller asking for more `dimensions` than the model's gets the 384 mapped by a fixed
 matrix with orthonormal columns, which keeps every cosine similarity exactly (OpenAI's
 text-embedding-3-small gives 1536); fewer are the first ones, normalised again.
@@ -17,6 +19,7 @@ text-embedding-3-small gives 1536); fewer are the first ones, normalised again.
 
 from __future__ import annotations
 
+import math
 import threading
 from functools import lru_cache
 
@@ -54,25 +57,32 @@ class _MiniLM:
     def _linear(self, x: np.ndarray, name: str) -> np.ndarray:
         return x @ self.w[name + ".weight"] + self.w[name + ".bias"]
 
-    def embed(self, text: str) -> np.ndarray:
-        ids = np.array(self.tokenizer.encode(text).ids)
-        n, w = len(ids), self.w
+    def embed(self, texts: list[str]) -> np.ndarray:
+        """Mean-pooled vectors of `texts`, one batch (padded to the longest, masked)."""
+        encodings = self.tokenizer.encode_batch(texts)
+        n, w = max(len(e.ids) for e in encodings), self.w
+        ids = np.zeros((len(texts), n), np.int64)
+        mask = np.zeros((len(texts), n), bool)
+        for row, encoding in enumerate(encodings):
+            ids[row, :len(encoding.ids)] = encoding.ids
+            mask[row, :len(encoding.ids)] = True
         x = w["embeddings.word_embeddings.weight"][ids] + w["embeddings.position_embeddings.weight"][:n] \
             + w["embeddings.token_type_embeddings.weight"][0]
         x = self._norm(x, "embeddings.LayerNorm")
-        width = x.shape[1] // _HEADS
+        batch, width = len(texts), x.shape[2] // _HEADS
+        hidden_mask = np.where(mask, 0.0, -1e9).astype(np.float32)[:, None, None, :]   # padding unseen
         for layer in range(_LAYERS):
             at = f"encoder.layer.{layer}."
-            q, k, v = (self._linear(x, at + f"attention.self.{part}").reshape(n, _HEADS, width).transpose(1, 0, 2)
-                       for part in ("query", "key", "value"))
-            scores = q @ k.transpose(0, 2, 1) / np.sqrt(width)
+            q, k, v = (self._linear(x, at + f"attention.self.{part}").reshape(batch, n, _HEADS, width)
+                       .transpose(0, 2, 1, 3) for part in ("query", "key", "value"))
+            scores = q @ k.transpose(0, 1, 3, 2) / math.sqrt(width) + hidden_mask
             scores = np.exp(scores - scores.max(-1, keepdims=True))
-            context = (scores / scores.sum(-1, keepdims=True) @ v).transpose(1, 0, 2).reshape(n, -1)
+            context = (scores / scores.sum(-1, keepdims=True) @ v).transpose(0, 2, 1, 3).reshape(batch, n, -1)
             x = self._norm(self._linear(context, at + "attention.output.dense") + x, at + "attention.output.LayerNorm")
             hidden = self._linear(x, at + "intermediate.dense")
-            hidden = 0.5 * hidden * (1 + np.tanh(0.7978845608028654 * (hidden + 0.044715 * hidden ** 3)))
+            hidden = 0.5 * hidden * (1 + np.tanh(0.7978845608028654 * (hidden + 0.044715 * hidden * hidden * hidden)))
             x = self._norm(self._linear(hidden, at + "output.dense") + x, at + "output.LayerNorm")
-        return x.mean(0)
+        return (x * mask[:, :, None]).sum(1) / mask.sum(1, keepdims=True)
 
 
 def _loaded() -> "_MiniLM | None":
@@ -98,17 +108,36 @@ def _from_bytes(text: str) -> np.ndarray:
     return np.array([((seed * (i + 7)) % 1000) / 1000.0 - 0.5 for i in range(NATIVE_DIMENSIONS)], np.float32)
 
 
+_BATCH = 32
+
+
 @lru_cache(maxsize=4096)
-def _native(text: str) -> np.ndarray:
-    """One text's vector (~5-20 ms of the model's: a batch repeating texts, or a text asked
-    again, is not run again)."""
+def _one(text: str) -> np.ndarray:
+    """A text's vector, kept: a text asked again is not run again."""
+    return _run([text])[0]
+
+
+def _run(texts: list[str]) -> np.ndarray:
     model = _loaded()
-    return model.embed(text) if model is not None else _from_bytes(text)
+    if model is None:
+        return np.array([_from_bytes(text) for text in texts], np.float32).reshape(len(texts), NATIVE_DIMENSIONS)
+    out = np.zeros((len(texts), NATIVE_DIMENSIONS), np.float32)
+    order = sorted(range(len(texts)), key=lambda i: len(texts[i]))     # like lengths together: less padding
+    for start in range(0, len(order), _BATCH):
+        rows = order[start:start + _BATCH]
+        out[rows] = model.embed([texts[i] for i in rows])
+    return out
 
 
 def embed(texts: list[str], dimensions: int = NATIVE_DIMENSIONS) -> np.ndarray:
-    """Unit vectors, one row per text, of `dimensions` dimensions."""
-    vectors = np.array([_native(text) for text in texts], np.float32).reshape(len(texts), NATIVE_DIMENSIONS)
+    """Unit vectors, one row per text, of `dimensions` dimensions (a batch of many texts
+    runs through the model 32 at a time)."""
+    distinct = list(dict.fromkeys(texts))
+    if len(distinct) == 1:
+        found = {distinct[0]: _one(distinct[0])}
+    else:
+        found = dict(zip(distinct, _run(distinct)))
+    vectors = np.array([found[text] for text in texts], np.float32).reshape(len(texts), NATIVE_DIMENSIONS)
     if dimensions < NATIVE_DIMENSIONS:
         vectors = vectors[:, :dimensions]
     elif dimensions > NATIVE_DIMENSIONS:
