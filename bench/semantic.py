@@ -98,7 +98,7 @@ def lookup_cost(workdir: Path) -> None:
     SQLiteCache(path, 1 << 30).close()
     vectors = SQLiteVectors(path)
     rng = np.random.default_rng(7)
-    print("\n| vectors in the partition | first lookup (read all) | next lookups (median) |\n|---|---|---|")
+    print("\n| vectors in the partition | first lookup (reads 10k) | next lookups (median) |\n|---|---|---|")
     for count in (1_000, 100_000):
         part = f"bench-{count}"
         rows = rng.standard_normal((count, 1536)).astype(np.float32)

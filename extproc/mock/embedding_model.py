@@ -10,7 +10,8 @@ mean pooling below, as sentence-transformers computes them (GELU in its tanh for
 Without the package (a plain `pip install .`), the mock's vectors come from the text's
 bytes: stable, unit-length, meaning nothing.
 
-A batch runs 32 texts at a time (padded, masked): ~1 ms a short text, ~20 ms alone.
+A batch runs 32 texts at a time (padded, masked): 1,000 short texts in ~3 s, one alone
+in ~10 ms.
 
 A caller asking for more `dimensions` than the model's gets the 384 mapped by a fixed
 matrix with orthonormal columns, which keeps every cosine similarity exactly (OpenAI's

@@ -2,8 +2,8 @@
 vectors searched exhaustively (one matrix-vector product, NumPy), read on from the
 store (cache_vectors.py) at each lookup.
 
-Exact search, no approximate index: one search costs ~0.06 ms over 1k vectors of 1,536
-dimensions and ~24 ms over 100k on one core, next to the embedding call every semantic
+Exact search, no approximate index: one search costs ~0.1 ms over 1k vectors of 1,536
+dimensions and ~14 ms over 100k on one core, next to the embedding call every semantic
 lookup makes through the gateway, and it needs no rebuild when entries end
 (docs/decisions/semantic-cache.md has the figures). Reading a partition from SQLite and
 searching a large one run in a thread (NumPy and sqlite3 release the GIL), so the
