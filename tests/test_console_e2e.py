@@ -98,6 +98,18 @@ def audit_lines(stack) -> list[dict]:
     return [json.loads(line) for line in stack.log_path.read_text().splitlines() if '"audit": "console"' in line]
 
 
+def calls_rows(page, query: str, count: int, text: str):
+    """The Calls page's rows for `query` once `count` of them show, the newest with `text`
+    (the workers hand their calls to the store every 0.5 s)."""
+    deadline = time.monotonic() + 10
+    while True:
+        page.goto(f"/calls?{query}")
+        rows = page.locator("table.calls tbody tr")
+        if rows.count() == count and text in rows.first.inner_text():
+            return rows
+        assert time.monotonic() < deadline, f"the calls of {query} did not appear on the Calls page"
+        time.sleep(0.3)
+
 def test_sign_in_create_a_key_see_its_call_and_cost_then_revoke_it(browser, stack):
     context = browser.new_context(viewport={"width": 1280, "height": 800}, base_url=stack.console_url)
     page = context.new_page()
@@ -142,14 +154,7 @@ def test_sign_in_create_a_key_see_its_call_and_cost_then_revoke_it(browser, stac
             time.sleep(0.2)
     assert reply.usage.total_tokens > 0
 
-    deadline = time.monotonic() + 10
-    while True:                       # the workers hand their calls to the store every 0.5 s
-        page.goto("/calls?key=kim-console")
-        rows = page.locator("table.calls tbody tr")
-        if rows.count() == 1 and "kim-console" in rows.first.inner_text():
-            break
-        assert time.monotonic() < deadline, "the call did not appear on the Calls page"
-        time.sleep(0.3)
+    rows = calls_rows(page, "key=kim-console", 1, "kim-console")
     row = rows.first.inner_text()
     assert "gpt-4o-mini" in row and "200" in row and "agent=console-test" in row
     cost = re.search(r"\$(\d+\.\d+)", row)
@@ -202,14 +207,7 @@ def test_a_call_links_to_its_trace_and_a_cache_hit_shows_as_answered_by_the_cach
     traces = {span["trace_id"] for span in stack.receiver.tagged("console-trace")}
 
     context, page = signed_in(browser, stack, ADMIN, "dana")
-    deadline = time.monotonic() + 10
-    while True:                       # the workers hand their calls to the store every 0.5 s
-        page.goto("/calls?tag=case%3Dconsole-trace")
-        rows = page.locator("table.calls tbody tr")
-        if rows.count() == 2 and "console-trace" in rows.first.inner_text():
-            break
-        assert time.monotonic() < deadline, "the calls did not appear on the Calls page"
-        time.sleep(0.3)
+    rows = calls_rows(page, "tag=case%3Dconsole-trace", 2, "console-trace")
     hit, miss = rows.nth(0), rows.nth(1)                       # the newest first
     assert "answered from the cache" in hit.inner_text() and "mock" not in hit.locator("td").nth(4).inner_text()
     link = miss.locator("a", has_text="trace")
