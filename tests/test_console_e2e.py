@@ -444,7 +444,7 @@ def test_guardrail_findings_and_mcp_calls_and_the_config_reloads(browser, stack)
     assert blocked.value.code == "content_blocked"
     assert "jane.doe@example.com" not in mcp_echo(stack, "sk-demo-alice", "mail jane.doe@example.com")
     context, page = signed_in(browser, stack, ADMIN, "dana")
-    deadline = time.monotonic() + 5
+    deadline = time.monotonic() + 10
     while True:
         page.goto("/guardrails")
         counts = page.locator("table").first.inner_text()
@@ -474,7 +474,7 @@ def test_guardrail_findings_and_mcp_calls_and_the_config_reloads(browser, stack)
     broken = yaml.safe_load(original)
     broken["console"]["calls"]["keep"] = "many"
     path.write_text(yaml.safe_dump(broken, sort_keys=False))
-    deadline = time.monotonic() + 5
+    deadline = time.monotonic() + 10
     while True:
         page.goto("/config")
         if page.locator("[role=alert]").count():
@@ -493,7 +493,7 @@ def test_guardrail_findings_and_mcp_calls_and_the_config_reloads(browser, stack)
     path.write_text(yaml.safe_dump(broken, sort_keys=False))
     time.sleep(2.5)
     path.write_text(original)
-    deadline = time.monotonic() + 5
+    deadline = time.monotonic() + 10
     while True:
         page.goto("/config")
         results = [row.split("\t")[1] for row in page.locator("table.reloads tbody tr").all_inner_texts()]
