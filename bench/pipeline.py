@@ -34,6 +34,7 @@ from google.protobuf import struct_pb2  # noqa: E402
 
 from extproc.config.envoy_features import EXT_PROC, announced_features  # noqa: E402
 from extproc.config.filter_config import load_config  # noqa: E402
+from extproc.credentials.google import DEMO_SERVICE_ACCOUNT_ENV, demo_service_account  # noqa: E402
 from extproc.observability import metrics  # noqa: E402
 from extproc.pipeline.call import Call  # noqa: E402
 from extproc.runtime.worker import Runtime  # noqa: E402
@@ -42,6 +43,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.append(str(ROOT / "tests"))
 import guardrails as guardrails_bench  # noqa: E402  (bench/guardrails.py: its prose generator)
 from gateway_stack import quickstart_config  # noqa: E402
+
+os.environ.setdefault(DEMO_SERVICE_ACCOUNT_ENV, demo_service_account())    # the quickstart's Vertex AI provider
 
 PROMPT = ("Summarize the following note for the weekly report: the gateway team finished the "
           "streaming work, measured the overhead against Envoy alone, and plans the rollout. " * 2)

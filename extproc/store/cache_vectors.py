@@ -69,7 +69,7 @@ class SQLiteVectors:
                     # minute on: answers are written behind, within a second): they find nothing.
                     self._swept = now
                     self._db.execute("DELETE FROM vectors WHERE expires <= ? OR (created < ? AND NOT EXISTS "
-                                     "(SELECT 1 FROM entries WHERE entries.digest = vectors.digest))",
+                                     "(SELECT 1 FROM answers WHERE answers.digest = vectors.digest))",
                                      (now, now - 60))
         except sqlite3.Error as error:
             raise StoreUnavailable(str(error)) from error
