@@ -74,8 +74,12 @@ def main() -> None:
         print(line)
     hit = statistics.median(rates["gateway, cache hit"]) / statistics.median(rates["Envoy alone, JSON"])
     on, off = statistics.median(cpu["miss, cache on"]), statistics.median(cpu["miss, cache off"])
+    # Each round's miss against the cache-off run just before it: the host's load moves
+    # between rounds more than between two runs of one round.
+    per_round = [a / b for a, b in zip(cpu["miss, cache on"], cpu["miss, cache off"])]
     print(f"a hit at {hit:.2f}x Envoy alone's JSON rate; a miss costs {on / off:.3f}x the worker CPU "
-          f"of the cache off ({on - off:+,.0f} µs/request); entries stored: {stats['entries']:,}")
+          f"of the cache off ({on - off:+,.0f} µs/request; per round {', '.join(f'{r:.3f}x' for r in per_round)}); "
+          f"entries stored: {stats['entries']:,}")
 
 
 def _measured(binary: str, url: str, key: str, body: str, args, sides, cpu: dict, label: str,
