@@ -105,3 +105,44 @@ def test_shutting_down_closes_the_store_in_force(tmp_path):
     runtime.store.retire()                      # what the worker does once its streams end
     assert not _is_open(sqlite_store)
     runtime.store.retire()                      # twice is harmless
+
+
+def _cached(tmp_path, name: str, cache_on: bool):
+    config = quickstart_config(response_cache=cache_on)
+    config["store"] = {"kind": "sqlite", "path": str(tmp_path / "budgets.sqlite3")}
+    if cache_on:
+        config["cache"]["path"] = str(tmp_path / "cache.sqlite3")
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return load_config(str(path))
+
+
+def test_a_reload_that_turns_the_cache_off_closes_its_store_after_the_calls_begun_before(tmp_path):
+    """The old cache store stays open for the calls begun under the old config, then
+    closes; a worker that stops first closes it at once, writing what was pending."""
+    from extproc.runtime import worker
+    from extproc.store.response_cache import SQLiteCache
+
+    async def scenario() -> None:
+        first = Runtime(_cached(tmp_path, "on", True))
+        old = first.cache.store
+        second = reloaded(first, _cached(tmp_path, "off", False))
+        assert second.cache is not first.cache and second.cache.store is None
+        worker.close_cache_later(first.cache, after_s=0.2)
+        old.put("d-late", "team:research", "gpt-4o-mini", b"{}\n{}", 60)    # a call begun before
+        assert _is_open(old)
+        await asyncio.sleep(0.4)
+        assert not _is_open(old) and first.cache.store is None
+        third = Runtime(_cached(tmp_path, "again", True))
+        assert third.cache.store.get("d-late") == b"{}\n{}"        # written on close
+        again = third.cache.store
+        reloaded(third, _cached(tmp_path, "off2", False))
+        worker.close_cache_later(third.cache)                      # the worker's grace: minutes
+        again.put("d-stop", "team:research", "gpt-4o-mini", b"{}\n{}", 60)
+        await worker.close_unused_caches()                         # the worker stops
+        assert not _is_open(again)
+        reader = SQLiteCache(str(tmp_path / "cache.sqlite3"), 1 << 20, patient=True)
+        assert reader.get("d-stop") == b"{}\n{}"                   # written on close
+        reader.close()
+
+    asyncio.run(scenario())

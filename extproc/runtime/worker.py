@@ -134,6 +134,27 @@ async def _close_cache(cache: CacheStoreHandle) -> None:
             log.exception("closing the response cache's store")
 
 
+_unused_caches: dict[CacheStoreHandle, asyncio.Task] = {}
+
+
+def close_cache_later(cache: CacheStoreHandle, after_s: float = _RETIRE_GRACE) -> None:
+    """A cache store a reload stopped using (the cache turned off, or its settings
+    changed), closed once the calls begun before the reload are done with it, or at once
+    when the worker stops (close_unused_caches)."""
+    async def close() -> None:
+        await asyncio.sleep(after_s)
+        _unused_caches.pop(cache, None)
+        await _close_cache(cache)
+    _unused_caches[cache] = asyncio.get_running_loop().create_task(close())
+
+
+async def close_unused_caches() -> None:
+    for cache, waiting in list(_unused_caches.items()):
+        waiting.cancel()
+        await _close_cache(cache)
+    _unused_caches.clear()
+
+
 def reloaded(runtime: Runtime, config: GatewayConfig) -> Runtime:
     """A runtime for a new config; the budget store is kept when its settings did not
     change, else the old one is closed once the calls still using it have ended. The
@@ -187,7 +208,10 @@ async def serve_worker(config_path: str, address: str, health_address: str | Non
 
     def apply(new_config: GatewayConfig) -> None:
         start_minting([p.credential for p in new_config.providers.values()], wait=0)   # a new key's: in the background
-        processor.runtime = reloaded(processor.runtime, new_config)   # one assignment: atomic
+        before = processor.runtime
+        processor.runtime = reloaded(before, new_config)   # one assignment: atomic
+        if processor.runtime.cache is not before.cache:
+            close_cache_later(before.cache)
         for closing in [*close_unused_channels(new_config.guardrails.plugin_addresses()),
                         *close_unused_exporters(new_config.observability.tracing)]:
             _closing.add(task := asyncio.get_running_loop().create_task(closing))
@@ -223,6 +247,7 @@ async def serve_worker(config_path: str, address: str, health_address: str | Non
         await asyncio.wait(list(processor._background), timeout=5)
     processor.runtime.store.retire()
     await _close_cache(processor.runtime.cache)     # the entries still written behind
+    await close_unused_caches()
     if _closing:
         await asyncio.wait(list(_closing), timeout=5)
     await close_exporters()             # the spans of the calls just ended
