@@ -322,11 +322,15 @@ class GatewayStack:
             moved = self.phase_counts()[phase] - before[phase]
         return moved
 
+    def log_count(self) -> int:
+        """How many records the log holds now: `wait_for_record(after=...)` skips them."""
+        return len(self.log_records())
+
     def wait_for_record(self, request_id: str | None = None, *, predicate=None,
-                        timeout: float = 10) -> dict:
+                        timeout: float = 10, after: int = 0) -> dict:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            for record in reversed(self.log_records()):
+            for record in reversed(self.log_records()[after:]):
                 if (request_id is None or request_id in (record["request_id"], record.get("client_request_id"))) and (
                         predicate is None or predicate(record)):
                     return record

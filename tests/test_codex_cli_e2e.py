@@ -43,25 +43,27 @@ def codex(gateway, tmp_path_factory):
 
 def test_a_turn_on_an_openai_backend_prints_the_answer(gateway, codex):
     gateway.clear_received()
+    since = gateway.log_count()
     answer = codex("gpt-4o-mini")
     assert PROMPT in answer                  # the mock echoes the last user turn
     sent = [r for r in gateway.received("mock") if r["path"] == "/v1/responses"]
     assert len(sent) == 1
     body = json.loads(sent[0]["body"])
     assert body["stream"] is True and body["model"] == "gpt-4o-mini" and body["tools"]
-    record = gateway.wait_for_record(predicate=lambda r: r["path"] == "/v1/responses" and r["stream"]
+    record = gateway.wait_for_record(after=since, predicate=lambda r: r["path"] == "/v1/responses" and r["stream"]
                                      and r["user"] == "alice" and r["output_tokens"] > 0)
     assert record["model"] == "gpt-4o-mini" and record["status"] == 200
 
 
 def test_a_turn_on_a_provider_of_the_responses_api_only_passes_as_codex_sent_it(gateway, codex):
     gateway.clear_received()
+    since = gateway.log_count()
     answer = codex("gpt-4o-mini-responses")
     assert PROMPT in answer
     [sent] = [r for r in gateway.received("mock") if r["path"] == "/v1/responses"]
     body = json.loads(sent["body"])
     assert body["model"] == "gpt-4o-mini" and body["stream"] is True and body["tools"]
-    record = gateway.wait_for_record(predicate=lambda r: r["model"] == "gpt-4o-mini-responses"
+    record = gateway.wait_for_record(after=since, predicate=lambda r: r["model"] == "gpt-4o-mini-responses"
                                      and r["output_tokens"] > 0)
     assert "translated_to" not in record and record["status"] == 200
 
@@ -79,6 +81,7 @@ def test_the_openai_sdk_reads_the_responses_stream_item_by_item(alice):
 
 def test_a_turn_on_an_anthropic_backend_is_translated_both_ways(gateway, codex):
     gateway.clear_received()
+    since = gateway.log_count()
     answer = codex("claude-sonnet-4-6")
     assert PROMPT in answer
     sent = [r for r in gateway.received("mock-anthropic") if r["path"] == "/v1/messages"]
@@ -86,7 +89,7 @@ def test_a_turn_on_an_anthropic_backend_is_translated_both_ways(gateway, codex):
     body = json.loads(sent[0]["body"])
     assert body["stream"] is True and body["model"] == "claude-sonnet-4-6"
     assert {tool["name"] for tool in body["tools"]} >= {"exec_command"}        # its function tools
-    record = gateway.wait_for_record(predicate=lambda r: r["path"] == "/v1/responses"
+    record = gateway.wait_for_record(after=since, predicate=lambda r: r["path"] == "/v1/responses"
                                      and r["model"] == "claude-sonnet-4-6" and r["output_tokens"] > 0)
     assert record["translated_to"] == "anthropic" and record["status"] == 200
     assert "tools[].web_search" in record["dropped"]           # what Anthropic cannot run is named
@@ -138,19 +141,21 @@ def test_previous_response_id_on_an_anthropic_backend_is_refused_naming_it(alice
 
 def test_a_turn_on_a_gemini_backend_is_translated_both_ways(gateway, codex):
     gateway.clear_received()
+    since = gateway.log_count()
     answer = codex("gemini-2.5-flash")
     assert PROMPT in answer
     sent = [r for r in gateway.received("mock-gemini") if r["path"].endswith(":streamGenerateContent")]
     assert len(sent) == 1
     body = json.loads(sent[0]["body"])
     assert {d["name"] for d in body["tools"][0]["functionDeclarations"]} >= {"exec_command"}
-    record = gateway.wait_for_record(predicate=lambda r: r["path"] == "/v1/responses"
+    record = gateway.wait_for_record(after=since, predicate=lambda r: r["path"] == "/v1/responses"
                                      and r["model"] == "gemini-2.5-flash" and r["output_tokens"] > 0)
     assert record["translated_to"] == "gemini" and record["status"] == 200
 
 
 def test_a_turn_on_claude_at_vertex_is_translated_both_ways(gateway, codex):
     gateway.clear_received()
+    since = gateway.log_count()
     answer = codex("vertex/claude-sonnet-4-6")
     assert PROMPT in answer
     sent = [r for r in gateway.received("mock-vertex") if r["path"].endswith("claude-sonnet-4-6:streamRawPredict")]
@@ -158,7 +163,7 @@ def test_a_turn_on_claude_at_vertex_is_translated_both_ways(gateway, codex):
     body = json.loads(sent[0]["body"])
     assert body["anthropic_version"] == "vertex-2023-10-16" and "model" not in body
     assert {tool["name"] for tool in body["tools"]} >= {"exec_command"}
-    record = gateway.wait_for_record(predicate=lambda r: r["path"] == "/v1/responses"
+    record = gateway.wait_for_record(after=since, predicate=lambda r: r["path"] == "/v1/responses"
                                      and r["model"] == "vertex/claude-sonnet-4-6" and r["output_tokens"] > 0)
     assert record["translated_to"] == "anthropic" and record["status"] == 200
 
@@ -168,6 +173,7 @@ def test_a_turn_on_claude_at_vertex_is_translated_both_ways(gateway, codex):
     ("bedrock/amazon.nova-micro-v1:0", "/converse-stream")], ids=["claude", "nova"])
 def test_a_turn_on_bedrock(gateway, codex, model, path_end):
     gateway.clear_received()
+    since = gateway.log_count()
     answer = codex(model)
     assert PROMPT in answer
     sent = [r for r in gateway.received("mock-bedrock") if r["path"].endswith(path_end)]
@@ -176,6 +182,6 @@ def test_a_turn_on_bedrock(gateway, codex, model, path_end):
     names = {tool["name"] for tool in body["tools"]} if "claude" in model \
         else {tool["toolSpec"]["name"] for tool in body["toolConfig"]["tools"]}
     assert "exec_command" in names
-    record = gateway.wait_for_record(predicate=lambda r: r["path"] == "/v1/responses"
+    record = gateway.wait_for_record(after=since, predicate=lambda r: r["path"] == "/v1/responses"
                                      and r["model"] == model and r["output_tokens"] > 0)
     assert record["translated_to"] == ("anthropic" if "claude" in model else "bedrock") and record["status"] == 200

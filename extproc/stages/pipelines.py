@@ -23,7 +23,7 @@ from .pass_through import PassThroughStream
 from .record import Record
 from .resolve import ParseRequest, ResolveModel
 from .route import Route
-from .stored_responses import StoredResponses
+from .stored_responses import RememberResponse, StoredResponses
 from .trace import CallSpan
 from .translate_answer import TranslateAnswer
 from .usage import ResponseUsage
@@ -62,6 +62,8 @@ def build_pipeline(config: GatewayConfig, store=None, cut_streams: WorkerCutStre
         CutStream(cut_streams.sent, cut_streams.ratios, store),   # after PassThroughStream; done before ResponseUsage's
         ResponseUsage(),                     # its done hook completes the usage...
         TranslateAnswer(),                   # after ResponseUsage: the usage is read in the provider's dialect
+        *([RememberResponse(store)] if store is not None else []),   # after TranslateAnswer, ResponseUsage:
+                                             # they find the response's id
         CallCost(),                          # after ResponseUsage: the usage is final at the end
         GuardResponse(),
         *([CallSpan()] if config.observability.tracing is not None else []),   # done after CallCost's

@@ -13,6 +13,10 @@ A new response that continues a stored one (`previous_response_id` in the body o
 conversation as context, so another key's response, or one the gateway never saw,
 answers 404 as `GET` does. Conversations (`conversation` in the body) are not served
 by the gateway, so it cannot know who owns one: a body naming one is refused (400).
+
+The owner is written before the answer's last message goes back to Envoy: a client
+that continues a response the moment it has it (Codex CLI does) may reach another
+worker, which must already find it.
 """
 
 from __future__ import annotations
@@ -43,7 +47,7 @@ def response_not_found(response_id: str, field: str | None = None) -> GatewayErr
 
 class StoredResponses(Stage):
     name = "stored_responses"
-    reads = frozenset({"body", "endpoint", "headers", "key", "path", "query", "resource_id", "response_id", "status"})
+    reads = frozenset({"body", "endpoint", "headers", "key", "path", "query", "resource_id"})
     writes = frozenset({"backend", "model", "model_name"})
 
     def __init__(self, store) -> None:
@@ -84,12 +88,44 @@ class StoredResponses(Stage):
         if owner.get("key") != call.key.id:
             raise response_not_found(previous, "previous_response_id")
 
+
+class _Remembered:
+    """Whether this call's owner record is written (RememberResponse's own state)."""
+    __slots__ = ("done",)
+
+    def __init__(self) -> None:
+        self.done = False
+
+
+class RememberResponse(Stage):
+    """Writes who made a response the provider stored, when its answer ends: at the last
+    body chunk, or at the trailers of a stream Envoy passed through. A call that ends
+    otherwise (the client gone mid-stream) is written once it is over."""
+    name = "remember_response"
+    reads = frozenset({"backend", "endpoint", "key", "model", "response_id", "status"})
+
+    def __init__(self, store) -> None:
+        self.store = store
+
+    async def response_body(self, call: Call, chunk: bytes, end_of_stream: bool) -> None:
+        if end_of_stream:
+            await self._remember(call)
+
+    async def response_trailers(self, call: Call, numbers: dict) -> None:
+        await self._remember(call)
+
     async def done(self, call: Call) -> None:
-        """Remembers who made a response the provider stored."""
+        await self._remember(call)
+
+    async def _remember(self, call: Call) -> None:
         response_id = call.response_id
-        if call.endpoint is None or not call.codec.stores_responses or not response_id \
-                or call.status >= 400 or call.backend is None or call.key is None:
+        if not response_id or call.endpoint is None or not call.codec.stores_responses \
+                or call.status >= 400 or call.backend is None or call.key is None or self.store is None:
             return
+        remembered = call.own(_Remembered)
+        if remembered.done:
+            return
+        remembered.done = True
         owner = orjson.dumps({"backend": call.backend.name, "model": call.model.name, "key": call.key.id})
         try:
             await maybe_await(self.store.put_record(RECORD_KIND, str(response_id)[:256], owner.decode(),
