@@ -30,6 +30,13 @@ same core, get fewer events per wake-up.
 drives every row with one connection (a request at a time, closed loop): what each
 side's CPU per request becomes when nothing is batched (bench/README.md, "What bounds
 the design").
+
+    .venv/bin/python bench/floor.py --history-kb 400 [--without-json-to-metadata]
+
+sends bench/run.py's agent-sized body (`json 400KB resent`) instead of the short prompt:
+what handing a large body to any ext_proc servicer costs Envoy and the servicer. The
+second flag takes Envoy's `json_to_metadata` filter out (it reads `stream` and `model`
+from the body so that streams can pass through unseen), to show its own share.
 """
 
 from __future__ import annotations
@@ -51,7 +58,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(ROOT / "bench"))
 import httpx  # noqa: E402
 from gateway_stack import free_port, wait_for_port  # noqa: E402
-from run import PACED_CONNECTIONS, PROMPT, ensure_wrk, wrk  # noqa: E402
+from run import PACED_CONNECTIONS, PROMPT, ensure_wrk, history_body, wrk  # noqa: E402
 from sides import cpu_seconds, envoy_alone, pin  # noqa: E402
 
 
@@ -153,7 +160,8 @@ def under_load(binary: str, url: str, key: str, body: str, args, pids: list[int]
     return result, [(cpu_seconds(pid) - spent) / requests * 1e6 for pid, spent in zip(pids, before)]
 
 
-def envoy_config(workdir: Path, socket: str, mock_port: int, messages: int) -> tuple[Path, int]:
+def envoy_config(workdir: Path, socket: str, mock_port: int, messages: int,
+                 json_to_metadata: bool = True) -> tuple[Path, int]:
     config = yaml.safe_load((ROOT / "envoy" / "quickstart.yaml").read_text())
     port = free_port()
     config["admin"]["address"]["pipe"]["path"] = str(workdir / "envoy-admin.sock")
@@ -161,6 +169,8 @@ def envoy_config(workdir: Path, socket: str, mock_port: int, messages: int) -> t
     listener["address"]["socket_address"]["port_value"] = port
     hcm = listener["filter_chains"][0]["filters"][0]["typed_config"]
     hcm.pop("access_log", None)
+    if not json_to_metadata:
+        hcm["http_filters"] = [f for f in hcm["http_filters"] if f["name"] != "envoy.filters.http.json_to_metadata"]
     ext_proc = next(f["typed_config"] for f in hcm["http_filters"] if f["name"] == "envoy.filters.http.ext_proc")
     # Fixed modes rather than the gateway's per-request override: the same messages.
     ext_proc["processing_mode"]["response_header_mode"] = "SKIP"
@@ -189,6 +199,9 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=1, help="repeat the rows, interleaved")
     parser.add_argument("--connections", type=int, default=32,
                         help="wrk's connections for the req/s and CPU rows (1: one request at a time)")
+    parser.add_argument("--history-kb", type=int, help="send an agent's resent history of this size")
+    parser.add_argument("--without-json-to-metadata", action="store_true",
+                        help="take Envoy's json_to_metadata filter out of the servicer's rows")
     parser.add_argument("--serve", help=argparse.SUPPRESS)     # internal: the servicer, on this socket
     args = parser.parse_args()
     if args.serve:
@@ -203,8 +216,13 @@ def main() -> None:
                              "--port", str(mock_port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     wait_for_port(mock_port, process=mock)
     body = '{"model":"gpt-4o-mini","stream":false,"messages":[{"role":"user","content":"%s"}]}' % PROMPT
+    if args.history_kb:
+        body = history_body(args.history_kb, fresh=False)
     what = f"a servicer spending {args.burn_us:.0f} us per request" if args.burn_us else "a do-nothing servicer"
-    print(f"{what} + Envoy on core 0; mock + wrk on core 1; {args.seconds}s, {args.connections} connections")
+    sent = f"a {args.history_kb} KB history" if args.history_kb else "a short prompt"
+    filters = ", without json_to_metadata" if args.without_json_to_metadata else ""
+    print(f"{what} + Envoy{filters} on core 0; mock + wrk on core 1; {args.seconds}s, "
+          f"{args.connections} connections; {sent}")
     alone, alone_port = envoy_alone(workdir, mock_port)
     pin(alone.pid, 0)
     try:
@@ -220,7 +238,7 @@ def main() -> None:
         rows = [(messages, transport) for _ in range(args.rounds) for messages in (3, 2) for transport in transports]
         for messages, transport in rows:
             socket = str(workdir / f"floor-{messages}-{transport}.sock")
-            path, port = envoy_config(workdir, socket, mock_port, messages)
+            path, port = envoy_config(workdir, socket, mock_port, messages, not args.without_json_to_metadata)
             if os.path.exists(socket):          # a round before's: wait for this servicer's own
                 os.unlink(socket)
             # gRPC's endpoints as the gateway's workers run them (extproc/runtime/supervisor.py).
