@@ -265,17 +265,27 @@ def _environ(pid: int) -> dict[str, str]:
 
 
 @pytest.mark.parametrize("operators_value", [None, "-event_engine_listener"])
-def test_workers_get_grpcs_two_thread_reads_unless_the_operator_says_otherwise(
+def test_workers_get_grpcs_two_thread_reads_and_a_heap_kept_for_large_bodies_unless_the_operator_says_otherwise(
         tmp_path, monkeypatch, operators_value):
-    from extproc.runtime.supervisor import WORKER_GRPC_EXPERIMENTS
+    from extproc.runtime.supervisor import WORKER_GRPC_EXPERIMENTS, WORKER_MALLOC
+    operators_trim = "1048576"
     if operators_value:
         monkeypatch.setenv("GRPC_EXPERIMENTS", operators_value)
+        monkeypatch.setenv("MALLOC_TRIM_THRESHOLD_", operators_trim)
     else:
         monkeypatch.delenv("GRPC_EXPERIMENTS", raising=False)
+        monkeypatch.delenv("MALLOC_TRIM_THRESHOLD_", raising=False)
+    monkeypatch.delenv("MALLOC_MMAP_THRESHOLD_", raising=False)
     stack = GatewayStack(tmp_path, quickstart_config()).start()
     try:
-        for pid in stack.worker_pids():
-            assert _environ(pid)["GRPC_EXPERIMENTS"] == (operators_value or WORKER_GRPC_EXPERIMENTS)
+        pids = stack.worker_pids()
+        assert pids
+        for pid in pids:
+            environ = _environ(pid)
+            assert environ["GRPC_EXPERIMENTS"] == (operators_value or WORKER_GRPC_EXPERIMENTS)
+            assert environ["MALLOC_MMAP_THRESHOLD_"] == WORKER_MALLOC["MALLOC_MMAP_THRESHOLD_"] == str(32 << 20)
+            assert environ["MALLOC_TRIM_THRESHOLD_"] == (operators_trim if operators_value
+                                                         else WORKER_MALLOC["MALLOC_TRIM_THRESHOLD_"])
         response = httpx.post(f"{stack.base_url}/chat/completions", headers=ALICE, timeout=30,
                               json={"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]})
         assert response.status_code == 200
