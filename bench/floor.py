@@ -31,12 +31,13 @@ drives every row with one connection (a request at a time, closed loop): what ea
 side's CPU per request becomes when nothing is batched (bench/README.md, "What bounds
 the design").
 
-    .venv/bin/python bench/floor.py --history-kb 400 [--without-json-to-metadata]
+    .venv/bin/python bench/floor.py --history-kb 400 [--request-reader lua|json_to_metadata|none]
 
 sends bench/run.py's agent-sized body (`json 400KB resent`) instead of the short prompt:
 what handing a large body to any ext_proc servicer costs Envoy and the servicer. The
-second flag takes Envoy's `json_to_metadata` filter out (it reads `stream` and `model`
-from the body so that streams can pass through unseen), to show its own share.
+second flag chooses what reads `stream` and `model` from the body before ext_proc (so
+that streams can pass through unseen): the gateway's Lua reader, json_to_metadata's
+request rules (the alternative it replaced), or nothing, to show each one's share.
 """
 
 from __future__ import annotations
@@ -160,8 +161,30 @@ def under_load(binary: str, url: str, key: str, body: str, args, pids: list[int]
     return result, [(cpu_seconds(pid) - spent) / requests * 1e6 for pid, spent in zip(pids, before)]
 
 
+# What reads `stream`, `model` and `stream_options.include_usage` from the body before
+# ext_proc: the gateway's Lua reader (envoy/template.yaml), json_to_metadata's request
+# rules as the alternative it replaced, or nothing (Envoy's cost of the rest alone).
+JSON_TO_METADATA_RULES = {"rules": [
+    {"selectors": [{"key": "stream"}], "on_present": {"metadata_namespace": "llm_gateway.request", "key": "stream"},
+     "on_missing": {"metadata_namespace": "llm_gateway.request", "key": "stream", "value": False}},
+    {"selectors": [{"key": "model"}], "on_present": {"metadata_namespace": "llm_gateway.request", "key": "model"}},
+    {"selectors": [{"key": "stream_options"}, {"key": "include_usage"}],
+     "on_present": {"metadata_namespace": "llm_gateway.request", "key": "include_usage"}}]}
+
+
+def with_reader(filters: list, reader: str) -> None:
+    """The quickstart's filters with this request reader before ext_proc."""
+    at = next(i for i, f in enumerate(filters) if f["name"] == "envoy.filters.http.ext_proc")
+    [lua] = [i for i, f in enumerate(filters[:at]) if f["name"] == "envoy.filters.http.lua"]
+    if reader != "lua":
+        del filters[lua]
+    if reader == "json_to_metadata":
+        [rules] = [f["typed_config"] for f in filters if f["name"] == "envoy.filters.http.json_to_metadata"]
+        rules["request_rules"] = JSON_TO_METADATA_RULES
+
+
 def envoy_config(workdir: Path, socket: str, mock_port: int, messages: int,
-                 json_to_metadata: bool = True) -> tuple[Path, int]:
+                 reader: str = "lua") -> tuple[Path, int]:
     config = yaml.safe_load((ROOT / "envoy" / "quickstart.yaml").read_text())
     port = free_port()
     config["admin"]["address"]["pipe"]["path"] = str(workdir / "envoy-admin.sock")
@@ -169,8 +192,7 @@ def envoy_config(workdir: Path, socket: str, mock_port: int, messages: int,
     listener["address"]["socket_address"]["port_value"] = port
     hcm = listener["filter_chains"][0]["filters"][0]["typed_config"]
     hcm.pop("access_log", None)
-    if not json_to_metadata:
-        hcm["http_filters"] = [f for f in hcm["http_filters"] if f["name"] != "envoy.filters.http.json_to_metadata"]
+    with_reader(hcm["http_filters"], reader)
     ext_proc = next(f["typed_config"] for f in hcm["http_filters"] if f["name"] == "envoy.filters.http.ext_proc")
     # Fixed modes rather than the gateway's per-request override: the same messages.
     ext_proc["processing_mode"]["response_header_mode"] = "SKIP"
@@ -200,15 +222,15 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=32,
                         help="wrk's connections for the req/s and CPU rows (1: one request at a time)")
     parser.add_argument("--history-kb", type=int, help="send an agent's resent history of this size")
-    parser.add_argument("--without-json-to-metadata", action="store_true",
-                        help="take Envoy's json_to_metadata filter out of the servicer's rows")
+    parser.add_argument("--request-reader", choices=("lua", "json_to_metadata", "none"), default="lua",
+                        help="what reads the body's stream and model before ext_proc in the servicer's rows")
     parser.add_argument("--serve", help=argparse.SUPPRESS)     # internal: the servicer, on this socket
     args = parser.parse_args()
     if args.serve:
         serve(args.serve, args.burn_us, args.transport)
         return
     from extproc.config.envoy_config import envoy_binary
-    from extproc.runtime.supervisor import WORKER_GRPC_EXPERIMENTS
+    from extproc.runtime.supervisor import WORKER_GRPC_EXPERIMENTS, WORKER_MALLOC
     binary = ensure_wrk()
     workdir = Path(tempfile.mkdtemp(prefix="llmgw-floor-"))
     mock_port = free_port()
@@ -220,7 +242,7 @@ def main() -> None:
         body = history_body(args.history_kb, fresh=False)
     what = f"a servicer spending {args.burn_us:.0f} us per request" if args.burn_us else "a do-nothing servicer"
     sent = f"a {args.history_kb} KB history" if args.history_kb else "a short prompt"
-    filters = ", without json_to_metadata" if args.without_json_to_metadata else ""
+    filters = f", request reader: {args.request_reader}"
     print(f"{what} + Envoy{filters} on core 0; mock + wrk on core 1; {args.seconds}s, "
           f"{args.connections} connections; {sent}")
     alone, alone_port = envoy_alone(workdir, mock_port)
@@ -238,13 +260,14 @@ def main() -> None:
         rows = [(messages, transport) for _ in range(args.rounds) for messages in (3, 2) for transport in transports]
         for messages, transport in rows:
             socket = str(workdir / f"floor-{messages}-{transport}.sock")
-            path, port = envoy_config(workdir, socket, mock_port, messages, not args.without_json_to_metadata)
+            path, port = envoy_config(workdir, socket, mock_port, messages, args.request_reader)
             if os.path.exists(socket):          # a round before's: wait for this servicer's own
                 os.unlink(socket)
-            # gRPC's endpoints as the gateway's workers run them (extproc/runtime/supervisor.py).
+            # gRPC's endpoints and malloc as the gateway's workers run them (extproc/runtime/supervisor.py).
             servicer = subprocess.Popen(["taskset", "-c", "0", sys.executable, __file__, "--burn-us",
                                          str(args.burn_us), "--transport", transport, "--serve", socket],
-                                        env={"GRPC_EXPERIMENTS": WORKER_GRPC_EXPERIMENTS, **os.environ})
+                                        env={"GRPC_EXPERIMENTS": WORKER_GRPC_EXPERIMENTS, **WORKER_MALLOC,
+                                             **os.environ})
             envoy = subprocess.Popen(["taskset", "-c", "0", envoy_binary(), "-c", str(path), "--concurrency", "1",
                                       "--disable-hot-restart", "--log-level", "error"],
                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

@@ -222,15 +222,17 @@ def _without_filter(name: str):
 
 
 def _lua_after_the_usage_reader(filters, ext_proc, manager):
-    [lua] = [f for f in filters if _name(f) == "envoy.filters.http.lua"]
+    at = next(i for i, f in enumerate(filters) if _name(f) == "envoy.filters.http.ext_proc")
+    [lua] = [f for f in filters[at:] if _name(f) == "envoy.filters.http.lua"]
     filters.remove(lua)
     filters.insert(len(filters) - 1, lua)                            # just before the router
 
 
 def _include_usage_not_read(filters, ext_proc, manager):
+    """json_to_metadata's request rules read the fields as well as the Lua reader does."""
+    filters.remove(next(f for f in filters if f.get("typed_config") is _request_reader(filters)))
     [reader] = [f["typed_config"] for f in filters if f["name"] == "envoy.filters.http.json_to_metadata"]
-    reader["request_rules"]["rules"] = [rule for rule in reader["request_rules"]["rules"]
-                                        if {"key": "include_usage"} not in rule["selectors"]]
+    reader["request_rules"] = {"rules": [{"selectors": [{"key": key}]} for key in ("stream", "model")]}
 
 
 def _without_forwarded_stream(filters, ext_proc, manager):
@@ -257,10 +259,16 @@ def _without_a_ratelimit_header(filters, ext_proc, manager):
                                        if h["header"]["key"] != "x-ratelimit-remaining-tokens"]
 
 
+def _request_reader(filters):
+    """The Lua filter before ext_proc that reads the body's fields (envoy/template.yaml)."""
+    at = next(i for i, f in enumerate(filters) if _name(f) == "envoy.filters.http.ext_proc")
+    [reader] = [f["typed_config"] for f in filters[:at] if _name(f) == "envoy.filters.http.lua"]
+    return reader
+
+
 def _model_not_read(filters, ext_proc, manager):
-    [reader] = [f["typed_config"] for f in filters if f["name"] == "envoy.filters.http.json_to_metadata"]
-    reader["request_rules"]["rules"] = [rule for rule in reader["request_rules"]["rules"]
-                                        if rule["selectors"] != [{"key": "model"}]]
+    source = _request_reader(filters)["default_source_code"]
+    source["inline_string"] = source["inline_string"].replace('"model"', '"name"')
 
 
 def _without_size_attribute(filters, ext_proc, manager):
@@ -289,8 +297,8 @@ def _cut_streams_logged_alone(filters, ext_proc, manager):
                                  "mode with response_header_mode SKIP and response_body_mode BUFFERED")),
     (_without_a_ratelimit_header, ("route_config.virtual_hosts.openai_api.response_headers_to_add: no "
                                    "x-ratelimit-remaining-tokens from %DYNAMIC_METADATA(llm_gateway:headers:...)%")),
-    (_model_not_read, ("http_filters: no envoy.filters.http.json_to_metadata rule before "
-                       "envoy.filters.http.ext_proc reads model (ext_proc announces headers-from-metadata)")),
+    (_model_not_read, ("http_filters: nothing before envoy.filters.http.ext_proc reads model into "
+                       "llm_gateway.request (ext_proc announces headers-from-metadata)")),
     (_without_filter("envoy.filters.http.sse_to_metadata"),
      "http_filters: no envoy.filters.http.sse_to_metadata after envoy.filters.http.ext_proc"),
     (_without_filter("envoy.filters.http.bandwidth_limit"),
@@ -298,8 +306,8 @@ def _cut_streams_logged_alone(filters, ext_proc, manager):
     (_without_forwarded_stream, ("http_filters: envoy.filters.http.ext_proc: metadata_options"
                                  ".forwarding_namespaces does not forward llm_gateway.stream")),
     (_without_trailer_mode, "http_filters: envoy.filters.http.ext_proc: allowed_override_modes has no mode"),
-    (_include_usage_not_read, ("http_filters: no envoy.filters.http.json_to_metadata rule before "
-                               "envoy.filters.http.ext_proc reads stream_options.include_usage")),
+    (_include_usage_not_read, ("http_filters: nothing before envoy.filters.http.ext_proc reads "
+                               "stream_options.include_usage into llm_gateway.request")),
     (_without_filter("envoy.filters.http.lua"), ("http_filters: no envoy.filters.http.lua between "
                                                  "envoy.filters.http.ext_proc and envoy.filters.http.sse_to_metadata")),
     (_lua_after_the_usage_reader, "http_filters: no envoy.filters.http.lua between"),

@@ -67,9 +67,9 @@ def test_other_calls_get_none_of_the_one_message_headers(gateway):
 
 
 def test_a_repeated_stream_key_is_refused_before_any_response_path_is_taken(gateway):
-    """Envoy's json_to_metadata and the service both take a repeated key's last value, a
-    provider might take the first: the call is refused at its body (400), whatever
-    response path Envoy's metadata had set up (extproc/api/repeated_keys.py)."""
+    """A parser may take a repeated key's last value, a provider the first: the call is
+    refused at its body (400), whatever response path Envoy's metadata had set up
+    (extproc/api/repeated_keys.py; Envoy's request reader reads nothing from it)."""
     gateway.clear_received()
     body = b'{"model":"gpt-4o-mini","stream":false,"messages":[{"role":"user","content":"hi"}],"stream":true}'
     response = httpx.post(f"{gateway.base_url}/chat/completions", content=body, headers=ALICE, timeout=30)

@@ -124,7 +124,7 @@ def test_envoy_is_told_which_streams_lose_their_usage_chunk(pipeline, announced,
     ({"stream": False, "model": "gpt-4o-mini", "include_usage": True}, ENVOY),
     ({"stream": True, "model": "smart", "include_usage": True}, ENVOY),   # virtual
     ({"stream": True, "include_usage": True}, ENVOY),                     # model not read
-    (None, ENVOY),                                                         # no json_to_metadata
+    (None, ENVOY),                                                         # nothing read
     (ANNOUNCED, frozenset()),                          # an Envoy config without the filters
     (UNASKED, envoy_features("headers-from-metadata streams-passed-through")),  # ... without the Lua filter
     (ANNOUNCED, envoy_features("streams-passed-through usage-chunk-stripped")),  # ... without its headers

@@ -324,7 +324,7 @@ def test_without_budgets_every_worker_still_gets_its_cut_streams_entry(tmp_path,
 @pytest.mark.parametrize("thinking", [False, True], ids=["plain", "thinking"])
 def test_a_gemini_stream_passes_through_decided_from_its_path_and_settles_exactly(stack, thinking):
     """Google's Gemini API names the model and the stream in the path, so a Gemini caller
-    on a Gemini model is passed through without json_to_metadata's reading: Envoy reads
+    on a Gemini model is passed through without the request reader's reading: Envoy reads
     the usageMetadata of the passing chunks, and the budget settles on it exactly."""
     rid = f"pass-{uuid.uuid4()}"
     spent_before = _penny_counter(stack).spent

@@ -43,8 +43,9 @@ CUT_STREAMS_LOGGED = "cut-streams-logged"
 HEADERS_ADDED_FROM_METADATA = (
     "x-gateway-backend", "content-type", "x-gateway-output-capped", "x-gateway-cache",
     *(f"x-ratelimit-{what}-{unit}" for unit in ("requests", "tokens") for what in ("limit", "remaining", "reset")))
-# What Envoy's json_to_metadata filter read from a JSON request body before the service
-# sees its headers (`stream`, `model`, `include_usage`).
+# What Envoy's request reader (a Lua filter before ext_proc, envoy/template.yaml) read from
+# a JSON request body before the service sees its headers (`stream`, `model`,
+# `include_usage`).
 REQUEST_METADATA_NAMESPACE = "llm_gateway.request"
 
 

@@ -17,6 +17,7 @@ from .envoy_contract import (
     HEADERS_ADDED_FROM_METADATA,
     HEADERS_FROM_METADATA,
     METADATA_NAMESPACE,
+    REQUEST_METADATA_NAMESPACE,
     STREAMS_PASSED_THROUGH,
     USAGE_CHUNK_STRIPPED,
     envoy_features,
@@ -25,6 +26,7 @@ from .envoy_contract import (
 EXT_PROC = "envoy.filters.http.ext_proc"
 JSON_TO_METADATA = "envoy.filters.http.json_to_metadata"
 SSE_TO_METADATA = "envoy.filters.http.sse_to_metadata"
+LUA = "envoy.filters.http.lua"
 _WHERE = f"http_filters: {EXT_PROC}"
 _ONE_MESSAGE_MODE = {"response_header_mode": "SKIP", "response_body_mode": "BUFFERED"}
 _TRAILER_MODE = {"response_body_mode": "NONE", "response_trailer_mode": "SEND"}
@@ -61,8 +63,8 @@ def feature_problems(envoy: dict) -> list[str]:
 
 
 def _headers_from_metadata_problems(manager: dict, filters: list, names: list[str], at: int) -> list[str]:
-    """A JSON answer in one message (stages/one_message.py): json_to_metadata read `stream`
-    and `model` before ext_proc, ext_proc allows the mode without response headers and
+    """A JSON answer in one message (stages/one_message.py): a reader before ext_proc read
+    `stream` and `model`, ext_proc allows the mode without response headers and
     sends the status as an attribute, and every virtual host adds the gateway's headers
     from `llm_gateway.headers` (else a one-message answer, and every stream passed
     through, would lose x-gateway-backend and x-ratelimit-*). Only an inline
@@ -88,8 +90,8 @@ def _headers_from_metadata_problems(manager: dict, filters: list, names: list[st
 
 
 def _streams_passed_through_problems(filters: list, names: list[str], at: int) -> list[str]:
-    """A stream passes through when json_to_metadata (before ext_proc) read `stream`,
-    `model` and `include_usage`; its usage reaches the service only if ext_proc allows
+    """A stream passes through when a reader before ext_proc read `stream`, `model` and
+    `include_usage`; its usage reaches the service only if ext_proc allows
     that mode and forwards llm_gateway.stream, and two filters after ext_proc add the
     trailers whose message brings it (bandwidth_limit) and read it (sse_to_metadata)."""
     problems = _unread_keys(filters, names, at, STREAMS_PASSED_THROUGH,
@@ -112,9 +114,9 @@ def _usage_chunk_problems(names: list[str], at: int) -> list[str]:
     """The usage chunk a client did not ask for is taken out by a Lua filter between
     ext_proc and sse_to_metadata: after the usage is read, on the response path."""
     reader = names.index(SSE_TO_METADATA) if SSE_TO_METADATA in names else len(names)
-    if "envoy.filters.http.lua" in names[at + 1:reader]:
+    if LUA in names[at + 1:reader]:
         return []
-    return [(f"http_filters: no envoy.filters.http.lua between {EXT_PROC} and "
+    return [(f"http_filters: no {LUA} between {EXT_PROC} and "
              f"{SSE_TO_METADATA} (ext_proc announces {USAGE_CHUNK_STRIPPED})")]
 
 
@@ -144,14 +146,22 @@ def _logs_cut_streams(log: dict) -> bool:
 
 
 def _unread_keys(filters: list, names: list[str], at: int, feature: str, *keys: tuple[str, ...]) -> list[str]:
-    """The body keys no json_to_metadata rule before ext_proc reads."""
-    reader = {}
-    if JSON_TO_METADATA in names[:at]:
-        reader = filters[names.index(JSON_TO_METADATA)].get("typed_config") or {}
-    rules = (reader.get("request_rules") or {}).get("rules") or []
-    return [f"http_filters: no {JSON_TO_METADATA} rule before {EXT_PROC} reads "
-            f"{'.'.join(path)} (ext_proc announces {feature})"
-            for path in keys if not any([{"key": key} for key in path] == rule.get("selectors") for rule in rules)]
+    """The body keys nothing before ext_proc reads into llm_gateway.request: neither a
+    json_to_metadata request rule nor the gateway's Lua reader (envoy/template.yaml),
+    whose source sets each key it reads under its dotted name."""
+    read = set()
+    for entry in filters[:at]:
+        config = entry.get("typed_config") or {}
+        if _filter_name(entry) == JSON_TO_METADATA:
+            read |= {".".join(selector.get("key", "") for selector in rule.get("selectors") or [])
+                     for rule in (config.get("request_rules") or {}).get("rules") or []}
+        elif _filter_name(entry) == LUA:
+            source = str((config.get("default_source_code") or {}).get("inline_string", ""))
+            if f'"{REQUEST_METADATA_NAMESPACE}"' in source:
+                read |= {".".join(path) for path in keys if f'"{".".join(path)}"' in source}
+    return [f"http_filters: nothing before {EXT_PROC} reads {'.'.join(path)} into "
+            f"{REQUEST_METADATA_NAMESPACE} (ext_proc announces {feature})"
+            for path in keys if ".".join(path) not in read]
 
 
 def _allows(ext_proc: dict, mode: dict) -> bool:

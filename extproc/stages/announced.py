@@ -1,4 +1,4 @@
-"""What Envoy's json_to_metadata filter, ahead of ext_proc, read from a JSON request body
+"""What Envoy's request reader (a Lua filter ahead of ext_proc) read from a JSON request body
 before the service sees its headers (metadata namespace `llm_gateway.request`: `stream`,
 `model`, `include_usage`; envoy/quickstart.yaml). Stages that choose a response path at
 request headers read it here (one_message.py, pass_through.py)."""
@@ -11,7 +11,7 @@ from ..pipeline.call import Call
 
 def announced(call: Call):
     """The fields Envoy read (Struct fields by key), or None when Envoy sent no such
-    metadata (a config without the filter)."""
+    metadata (a config without the reader, or a body it left unread)."""
     if call.request_metadata is None:
         return None
     fields = call.request_metadata.filter_metadata.get(REQUEST_METADATA_NAMESPACE)

@@ -1,6 +1,6 @@
 """A JSON answer in one ext_proc message instead of two.
 
-Envoy's json_to_metadata filter, ahead of ext_proc, reads "stream" and "model" from a
+Envoy's request reader (a Lua filter ahead of ext_proc) reads "stream" and "model" from a
 JSON request body before the service sees the request headers (metadata namespace
 `llm_gateway.request`). When the answer will be JSON from one concrete backend and no
 response guardrail reads it, the request-headers reply skips the response headers:

@@ -30,7 +30,7 @@ is relied on: this, and that Envoy adds the gateway's response headers from meta
 (HEADERS_FROM_METADATA). An Envoy config without those filters keeps its streams chunk
 by chunk.
 
-The choice is made at request headers, from what Envoy's json_to_metadata read from the
+The choice is made at request headers, from what Envoy's request reader read from the
 body (`stream`, `stream_options.include_usage`, `model`), or, for Google's Gemini API,
 from the path (`/v1beta/models/{model}:streamGenerateContent`): the response modes cannot be
 changed later, and the response headers are never seen: a stream whose headers the
