@@ -8,13 +8,6 @@ byte, at the cost of finding its digest (a resent text's is found by a compare, 
 hashed again). Entries hold a digest of the text and the findings' spans, never the text
 itself; they are keyed by the guardrail's digest (its type and rules), so a config
 reloaded with other rules never meets a finding made under the old ones.
-
-Seams are known too: a value cut across two texts lies in neither alone. Each seam read
-is kept by the keys of the texts within SEAM characters of it, so two known texts met
-side by side for the first time (a tool result read again after another text) have
-their seam read, and a resent history has none to read. A known text keeps what was
-found in it at any seam, so on every later turn it gets at least what a read of the
-whole history finds (tests/test_known_findings.py holds that for any session).
 """
 
 from __future__ import annotations
@@ -33,6 +26,9 @@ from .joined import SEAM, find_in_texts
 # hold thousands of concurrent conversations of a hundred messages.
 CAPACITY = 200_000
 
+# Texts shorter than this are read again rather than looked up: the hash and the entry
+# would cost more than the read.
+SMALL = 64
 
 
 class KnownFindings:
@@ -141,7 +137,7 @@ def unknown(guardrail_digest: str, texts: list[str], known: KnownFindings = KNOW
         return []
     out = []
     for text in texts:
-        if text:
+        if len(text) >= SMALL:
             key = _key(guardrail_digest, text, digests)
             if known.get(key) is None:
                 out.append((key, len(text)))
@@ -177,7 +173,7 @@ def new_text_chars(guardrail_digest: str, texts: list[str], known: KnownFindings
     if not known.enabled:
         return sum(map(len, texts))
     return sum(len(text) for text in texts
-               if text and known.get(_key(guardrail_digest, text, digests)) is None)
+               if len(text) < SMALL or known.get(_key(guardrail_digest, text, digests)) is None)
 
 
 def find_known_or_new(detector, guardrail_digest: str, texts: list[str],
@@ -188,162 +184,78 @@ def find_known_or_new(detector, guardrail_digest: str, texts: list[str],
     texts on either side, so a value cut across a known text and a new one is found.
     `complete`: the detector finds every value (a redacting rule must); False for one that
     may stop at its first finding (a blocking rule), whose clean texts are known only from
-    a read that found nothing.
-
-    Every text is looked up, however short: an agent's short texts (a question, a tool
-    call's arguments) lie between long known ones, and each read again would be a run of
-    its own, a read with its neighbours' edges (~40 us) where a lookup costs ~1 us. An
-    empty text is known clean; it has no characters to hold a value."""
+    a read that found nothing."""
     if not known.enabled:
         return find_in_texts(detector, texts)
     keys: list[bytes | None] = []
     out: list[list[Finding]] = []
-    seams: list[tuple[int, int]] = []       # two known texts side by side, never read so
-    seam_keys: list[bytes] = []             # the seams this call reads
-    last = -1                               # the last text that is not empty
     for text in texts:
-        if not text:
+        if len(text) < SMALL:
             keys.append(None)
-            out.append([])
+            out.append(None)
             continue
         key = _key(guardrail_digest, text, digests)
         cached = known.get(key)
         keys.append(key)
         out.append(list(cached) if cached is not None else None)
-    for i, key in enumerate(keys):
-        if key is None:
-            continue
-        if last >= 0:
-            if out[i] is None or out[last] is None:
-                seam_keys.append(_seam(texts, keys, last, i))       # read with the new text
-            else:
-                seam = _seam(texts, keys, last, i)
-                if known.get(seam) is None:
-                    seam_keys.append(seam)
-                    seams.append((last, i))
-        last = i
     new = [i for i, found in enumerate(out) if found is None]
-    if not new and not seams:
-        return out
-    if len(new) + texts.count("") == len(texts):    # nothing known: one read of it all
+    if len(new) == len(texts):                      # nothing known: one read of it all
         found = find_in_texts(detector, texts)
-        _remember(known, keys, found, range(len(texts)), complete, seam_keys)
+        _remember(known, keys, found, range(len(texts)), complete)
         return found
-    touched: set[int] = set()
-    for run in _runs(texts, new):
-        touched.update(_read_run(detector, texts, run, out))
-    for before, after in seams:
-        touched.update(_read_run(detector, texts, [], out, (before, after)))
-    # A known neighbour that a value cut across the seam reaches keeps that finding too:
-    # the same history resent gets it again, as a full read would find it.
-    _remember(known, keys, out, new + sorted(touched.difference(new)), complete, seam_keys)
+    for run in _runs(new):
+        _read_run(detector, texts, run, out)
+    _remember(known, keys, out, new, complete)
     return out
 
 
-def _seam(texts: list[str], keys: list, before: int, after: int) -> bytes:
-    """The key that marks the seam between two texts as read: the keys of the texts within
-    SEAM characters of it on either side (one each, unless they are short), longer than
-    a text's key, so never one."""
-    if len(texts[before]) >= SEAM and len(texts[after]) >= SEAM:
-        return keys[before] + b"|" + keys[after][-16:]
-    left = _within_seam(texts, keys, range(before, -1, -1))
-    right = _within_seam(texts, keys, range(after, len(texts)))
-    return keys[before][:-16] + b"".join(reversed(left)) + b"|" + b"".join(right)
-
-
-def _within_seam(texts: list[str], keys: list, indexes) -> list[bytes]:
-    """The digests of the texts within SEAM characters, walking `indexes` (as _edge does)."""
-    digests, chars = [], 0
-    for i in indexes:
-        if chars >= SEAM:
-            break
-        chars += len(texts[i])
-        if keys[i] is not None:
-            digests.append(keys[i][-16:])
-    return digests
-
-
-def _remember(known: KnownFindings, keys: list, found: list, read, complete: bool,
-              seams: list[bytes]) -> None:
+def _remember(known: KnownFindings, keys: list, found: list, read, complete: bool) -> None:
     """Keeps the findings of the texts just read. With a detector that may stop at its
     first finding (prompt injection does), a text is known clean only when the read found
     nothing at all: in a read that found something, a text without findings may never have
-    been looked at, and is read again next time. A text met twice in one conversation
-    keeps what was found in either place (a value cut across a seam is found in one)."""
+    been looked at, and is read again next time."""
     anything = not complete and any(found[i] for i in read)
-    kept: dict[bytes, list[Finding]] = {}
-    if not anything:                        # every seam was read
-        kept.update(dict.fromkeys(seams, ()))
     for i in read:
-        key = keys[i]
-        if key is not None and (found[i] or not anything):
-            if key in kept:
-                kept[key] = kept[key] + [f for f in found[i] if f not in kept[key]]
-            else:
-                kept[key] = found[i]
-    for key, findings in kept.items():
-        known.put(key, findings)
+        if keys[i] is not None and (found[i] or not anything):
+            known.put(keys[i], found[i])
 
 
-def _runs(texts: list[str], indexes: list[int]) -> list[list[int]]:
-    """The new texts' indexes in runs; only empty texts between two new ones keep them
-    in one run (and join it)."""
+def _runs(indexes: list[int]) -> list[list[int]]:
     runs: list[list[int]] = []
     for i in indexes:
-        if runs and not any(texts[runs[-1][-1] + 1:i]):
-            runs[-1].extend(range(runs[-1][-1] + 1, i + 1))
+        if runs and runs[-1][-1] == i - 1:
+            runs[-1].append(i)
         else:
             runs.append([i])
     return runs
 
 
-def _read_run(detector, texts: list[str], run: list[int], out: list,
-              seam: tuple[int, int] | None = None) -> list[int]:
-    """Reads a run of new texts between the edges of its known neighbours (SEAM characters
-    on either side, from as many neighbours as it takes: a short known text does not hide
-    the one beyond it); findings in the run are the run's; a finding reaching the end of
-    a neighbour's edge that faces the run is added to that neighbour (their indexes are
-    returned). With no run, the seam between two known texts is read alone."""
-    first, last = (run[0], run[-1]) if run else (seam[1], seam[0])
-    before = _edge(texts, range(first - 1, -1, -1), tails=True)[::-1]     # farthest first
-    after = _edge(texts, range(last + 1, len(texts)), tails=False)
-    pieces = [piece for _, piece in before] + [texts[i] for i in run] + [piece for _, piece in after]
+def _read_run(detector, texts: list[str], run: list[int], out: list) -> None:
+    """Reads a run of new texts between the edges of its known neighbours; findings in
+    the run are the run's; a finding reaching into a neighbour's edge is added to it."""
+    first, last = run[0], run[-1]
+    pieces = [texts[i] for i in run]
+    before = texts[first - 1][-SEAM:] if first > 0 else None
+    after = texts[last + 1][:SEAM] if last + 1 < len(texts) else None
+    if before is not None:
+        pieces.insert(0, before)
+    if after is not None:
+        pieces.append(after)
     found = find_in_texts(detector, pieces)
-    # Only what runs towards the new text, and never what the cut of an edge made (a
-    # value cut where the edge starts or ends is the known text's own, found whole then).
-    touched = []
-    for (index, piece), edge in zip(before, found):
-        offset = len(texts[index]) - len(piece)
-        if _add(out, index, [Finding(f.start + offset, f.end + offset, f.label) for f in edge
-                             if f.end == len(piece) and not (offset and f.start == 0)]):
-            touched.append(index)
-    for (index, piece), edge in zip(after, found[len(before) + len(run):]):
-        cut = len(piece) < len(texts[index])
-        if _add(out, index, [f for f in edge if f.start == 0 and not (cut and f.end == len(piece))]):
-            touched.append(index)
-    for i, findings in zip(run, found[len(before):]):
+    if before is not None:
+        edge = found.pop(0)
+        offset = len(texts[first - 1]) - len(before)
+        _add(out, first - 1, [Finding(f.start + offset, f.end + offset, f.label) for f in edge
+                              if f.end == len(before)])      # only what runs into the new text
+    if after is not None:
+        edge = found.pop()
+        _add(out, last + 1, [f for f in edge if f.start == 0])
+    for i, findings in zip(run, found):
         out[i] = findings
-    return touched
 
 
-def _edge(texts: list[str], indexes, tails: bool) -> list[tuple[int, str]]:
-    """(index, its part within SEAM characters of the run) of the known texts beside a
-    run, nearest first: their tails before the run, their heads after it."""
-    edge, chars = [], 0
-    for i in indexes:
-        if chars >= SEAM:
-            break
-        text, room = texts[i], SEAM - chars
-        piece = text if len(text) <= room else (text[len(text) - room:] if tails else text[:room])
-        edge.append((i, piece))
-        chars += len(piece)
-    return edge
-
-
-def _add(out: list, index: int, findings: list[Finding]) -> bool:
-    """Adds what `out[index]` lacks of `findings`; whether it lacked any."""
+def _add(out: list, index: int, findings: list[Finding]) -> None:
+    if not findings:
+        return
     current = out[index] if out[index] is not None else []
-    added = [f for f in findings if f not in current]
-    if added:
-        out[index] = current + added
-    return bool(added)
+    out[index] = current + [f for f in findings if f not in current]
