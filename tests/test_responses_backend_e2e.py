@@ -76,7 +76,10 @@ def test_a_chat_stream_with_a_tool_call_and_its_result(stack):
     assert second.choices[0].finish_reason == "stop" and second.choices[0].message.tool_calls is None
     items = sent(stack)[-1]["body"]["input"]
     assert [item.get("type") for item in items] == ["message", "function_call", "function_call_output"]
-    assert items[1]["call_id"] == items[2]["call_id"] == call_id and items[2]["output"] == "a wading bird"
+    assert items[1]["call_id"] == items[2]["call_id"] and items[2]["output"] == "a wading bird"
+    # The guardrails read ids too: the mock's random id may hold a digit run that is a card
+    # number, redacted alike in both places (the call and its output stay paired).
+    assert items[1]["call_id"] == call_id or "[CARD]" in items[1]["call_id"]
 
 
 def test_a_messages_call_json_and_stream(stack):
