@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 
+import orjson
 import pytest
 from envoy.data.accesslog.v3 import accesslog_pb2
 from google.protobuf import struct_pb2
@@ -29,6 +30,10 @@ from extproc.store.sqlite_store import SQLiteStore
 LOGGED = envoy_features("headers-from-metadata streams-passed-through usage-chunk-stripped cut-streams-logged")
 SHAPE = ("gpt-4o-mini", "mock", "chat", True)
 ENTRY = CutEntry(200, 2_450, 1_795_000_000_000_000)
+# A stream whose provider answer came whole, its usage read by Envoy: every hand-off keeps it.
+WHOLE = CutEntry(200, 2_450, 1_795_000_000_000_000, '{"input_tokens":9.0,"output_tokens":3.0,"upstream_complete":1}')
+# Its usage passed, the provider's end did not reach Envoy (chat's usage is its last chunk: final).
+UNENDED = CutEntry(200, 2_450, 1_795_000_000_000_000, '{"input_tokens":9.0,"output_tokens":3.0}')
 
 
 # completed streams: (bytes sent, output tokens, of which reasoning)
@@ -87,12 +92,17 @@ def test_an_entry_reaches_the_call_whichever_worker_gets_it(tmp_path, redis_url,
         receiving, store = (owner, owner_store) if receiver == "self" else (other, other_store)
         if when == "before":
             await receiving.arrived("c-1", ENTRY, store)
-            return await owner.wait("c-1", owner_store)
+            await receiving.arrived("c-2", WHOLE, store)
+            return await owner.wait("c-1", owner_store), await owner.wait("c-2", owner_store)
         waiting = asyncio.ensure_future(owner.wait("c-1", owner_store))
         await asyncio.sleep(0.15)                       # the call waits; Envoy's flush comes later
         await receiving.arrived("c-1", ENTRY, store)
-        return await asyncio.wait_for(waiting, 2)
-    assert asyncio.run(_with_store(kind, tmp_path, redis_url, run)) == ENTRY
+        found = await asyncio.wait_for(waiting, 2)
+        waiting = asyncio.ensure_future(owner.wait("c-2", owner_store))
+        await asyncio.sleep(0.15)
+        await receiving.arrived("c-2", WHOLE, store)
+        return found, await asyncio.wait_for(waiting, 2)
+    assert asyncio.run(_with_store(kind, tmp_path, redis_url, run)) == (ENTRY, WHOLE)
 
 
 @pytest.mark.parametrize("kind", ["none", "sqlite", "redis"])
@@ -108,8 +118,11 @@ def test_no_entry_in_time_is_none_and_an_entry_is_taken_once(tmp_path, redis_url
     asyncio.run(_with_store(kind, tmp_path, redis_url, run))
 
 
-def _logged(marks: dict, stream: dict | None = None, status: int = 200, size: int = 2_450):
+def _logged(marks: dict, stream: dict | None = None, status: int = 200, size: int = 2_450,
+            whole: bool = False):
     entry = accesslog_pb2.HTTPAccessLogEntry()
+    if whole:                                    # Envoy received the provider's last byte
+        entry.common_properties.time_to_last_upstream_rx_byte.FromMilliseconds(40)
     entry.common_properties.metadata.filter_metadata["llm_gateway"].CopyFrom(_struct(marks))
     if stream is not None:
         entry.common_properties.metadata.filter_metadata["llm_gateway.stream"].CopyFrom(_struct(stream))
@@ -127,11 +140,22 @@ def _struct(data: dict) -> struct_pb2.Struct:
 @pytest.mark.parametrize("entry,expected", [
     (_logged({"cut_id": "c-4"}, {"first_event_at_us": 1_795_000_000_000_000}), ("c-4", ENTRY)),
     (_logged({"cut_id": "c-5"}, status=503, size=80), ("c-5", CutEntry(503, 80, 0))),   # no event passed
+    (_logged({"cut_id": "c-4"}, {"first_event_at_us": 1_795_000_000_000_000, "input_tokens": 9,
+                                 "output_tokens": 3}, whole=True), ("c-4", WHOLE)),
+    (_logged({"cut_id": "c-4"}, {"first_event_at_us": 1_795_000_000_000_000, "input_tokens": 9,
+                                 "output_tokens": 3}), ("c-4", UNENDED)),
     (_logged({"cut_id": ""}), ("", None)),                       # its trailers came: cleared
     (_logged({"stream_end": "trailers"}), ("", None)),           # not marked
-], ids=["cut", "Envoy's own error", "completed", "not marked"])
+], ids=["cut", "Envoy's own error", "whole, the client left at its end", "its end did not reach Envoy",
+        "completed", "not marked"])
 def test_envoy_access_log_entries_are_read(entry, expected):
-    assert _cut_entry(entry) == expected
+    cut_id, read = _cut_entry(entry)
+    assert cut_id == expected[0]
+    if read is not None:        # the usage: JSON of a map, in any order
+        assert read._replace(usage="") == expected[1]._replace(usage="")
+        assert orjson.loads(read.usage or "{}") == orjson.loads(expected[1].usage or "{}")
+    else:
+        assert expected[1] is None
 
 
 @pytest.fixture
@@ -200,6 +224,19 @@ def test_a_cut_stream_is_charged_what_envoy_sent_it(pipeline, cut_streams):
     assert call.usage.estimated and call.usage.output_tokens == 25 and call.usage.input_tokens > 0
     assert call.status == 200 and call.first_byte_at is not None and call.sent_bytes == 2_450
     assert _charged_on("bytes_sent") == before + 1
+
+
+@pytest.mark.parametrize("entry", [WHOLE, UNENDED], ids=["the answer came whole", "chat's usage chunk passed"])
+def test_a_stream_whose_client_left_at_its_end_is_charged_the_usage_envoy_read(pipeline, cut_streams, entry):
+    """The client hung up on `[DONE]`, before the trailers message: the usage Envoy read,
+    not the bytes sent, and not as an estimate. (A usage read from a stream cut before the
+    provider's end counts only where the dialect sends it last: OpenAI's.)"""
+    call, cut_id = _cut_call(pipeline)
+    before = _charged_on("usage")
+    asyncio.run(cut_streams.sent.arrived(cut_id, entry, None))
+    asyncio.run(pipeline.run_done(call))
+    assert (call.usage.input_tokens, call.usage.output_tokens, call.usage.estimated) == (9, 3, False)
+    assert call.first_byte_at is not None and _charged_on("usage") == before + 1
 
 
 @pytest.mark.parametrize("features,logged,expected", [

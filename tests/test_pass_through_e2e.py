@@ -8,6 +8,8 @@ did not ask for the usage gets the stream it would have got without the gateway 
 from __future__ import annotations
 
 import re
+import socket
+import struct
 import time
 import uuid
 
@@ -288,6 +290,43 @@ def test_a_stream_cut_short_is_charged_what_envoy_sent(stack, what, usage, heade
     counter = _penny_counter(stack)
     assert counter.held == 0
     assert counter.spent - spent_before == record["input_tokens"] + record["output_tokens"]
+
+
+def test_a_client_that_leaves_on_done_is_charged_the_providers_usage_exactly(stack):
+    """The openai SDK closes the connection once it reads `data: [DONE]`. Envoy has sent
+    the client the whole stream, but the trailers message may not have left yet: then the
+    stream counts as cut. The provider's answer came whole and its usage passed Envoy, so
+    that usage is charged (the access log's entry carries it), never an estimate."""
+    body = orjson.dumps({"model": "gpt-4o", "messages": [{"role": "user", "content": "three words here"}],
+                         "max_tokens": 50, "stream": True, "stream_options": USAGE})
+    host, port = httpx.URL(stack.base_url).host, httpx.URL(stack.base_url).port
+    spent_before, rids = _penny_counter(stack).spent, []
+    for _ in range(12):
+        rid = f"done-{uuid.uuid4()}"
+        request = (f"POST /v1/chat/completions HTTP/1.1\r\nhost: {host}\r\n"
+                   f"authorization: {PENNY['authorization']}\r\ncontent-type: application/json\r\n"
+                   f"x-request-id: {rid}\r\ncontent-length: {len(body)}\r\n\r\n").encode() + body
+        with socket.create_connection((host, port), timeout=10) as client:
+            client.sendall(request)
+            received = b""
+            while b"data: [DONE]" not in received:
+                chunk = client.recv(65536)
+                assert chunk, received
+                received += chunk
+            # Hang up at once, with a reset: before the response's end can arrive.
+            client.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        rids.append(rid)
+    charged = 0
+    for rid in rids:
+        record, usage = stack.wait_for_record(rid, timeout=10), _provider_usage(stack, rid)
+        assert record["usage_estimated"] is False, record
+        assert (record["input_tokens"], record["output_tokens"]) == \
+            (usage["prompt_tokens"], usage["completion_tokens"]), (record, usage)
+        charged += record["input_tokens"] + record["output_tokens"]
+    deadline = time.monotonic() + 5
+    while _penny_counter(stack).spent < spent_before + charged and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert _penny_counter(stack).spent == spent_before + charged and _penny_counter(stack).held == 0
 
 
 @pytest.mark.parametrize("kind", ["sqlite", "redis"])

@@ -151,6 +151,27 @@ def test_sqlite_file_of_version_2_gains_the_cut_stream_table(tmp_path):
     store.close()
 
 
+def test_sqlite_file_of_version_4_gains_the_usage_of_cut_streams(tmp_path):
+    """Version 5 keeps the usage Envoy read with a cut stream's entry; the counters stay."""
+    path = tmp_path / "budgets.sqlite3"
+    store = SQLiteStore(str(path))
+    store.reserve("r", [charge("c", 40)], time.time(), time.time() + 60)
+    store.close()
+    old = sqlite3.connect(path)
+    old.executescript("DROP TABLE sent_bytes; CREATE TABLE sent_bytes (cut_id TEXT PRIMARY KEY, "
+                      "status INTEGER NOT NULL, bytes INTEGER NOT NULL, first_event_at_us INTEGER NOT NULL, "
+                      "expires REAL NOT NULL) WITHOUT ROWID; PRAGMA user_version = 4;")
+    old.close()
+
+    store = SQLiteStore(str(path))
+    [row] = store.rows()
+    assert (row.counter, row.held) == ("c", 40)
+    entry = CutEntry(200, 2_450, 7, '{"output_tokens":3.0}')
+    store.put_cut_entry("c-1", entry, time.time() + 60)
+    assert store.take_cut_entry("c-1") == entry
+    store.close()
+
+
 def test_records_are_kept_found_listed_expired_and_deleted(store):
     store.put_record("response", "resp_1", '{"backend": "a"}', time.time() + 60)
     store.put_record("response", "resp_2", '{"backend": "b"}', None)

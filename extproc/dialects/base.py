@@ -88,6 +88,7 @@ class Codec:
     answers_in_json = False     # its non-streamed answer is one JSON document
     streams = False             # it may answer with an SSE stream of events
     answers_in_chunks = False   # its answer may be too large to buffer: it goes by, its usage read at its end
+    usage_only_at_stream_end = False    # a stream's usage is in its last events only: read at all, it is final
     operation = ""              # the gen_ai operation name of its spans
     output_cap_field: str | None = None     # where a request caps one answer's output
     provider_path: str | None = None        # where a call translated into it goes at a provider

@@ -53,6 +53,7 @@ OPENAI = OpenAI()
 
 class _OpenAICodec(Codec):
     dialect = OPENAI
+    usage_only_at_stream_end = True     # chat's usage chunk, the Responses API's response.completed
 
     # Each endpoint's own readers in api/openai.py, functions of the body or event, named
     # as the codec's methods (staticmethod: `codec.prompt_texts(body)` calls the one of its

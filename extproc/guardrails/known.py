@@ -203,9 +203,10 @@ def find_known_or_new(detector, guardrail_digest: str, texts: list[str],
         found = find_in_texts(detector, texts)
         _remember(known, keys, found, range(len(texts)), complete)
         return found
+    bordering: set[int] = set()
     for run in _runs(new):
-        _read_run(detector, texts, run, out)
-    _remember(known, keys, out, new, complete)
+        bordering.update(_read_run(detector, texts, run, out))
+    _remember(known, keys, out, [i for i in new if i not in bordering], complete)
     return out
 
 
@@ -230,32 +231,69 @@ def _runs(indexes: list[int]) -> list[list[int]]:
     return runs
 
 
-def _read_run(detector, texts: list[str], run: list[int], out: list) -> None:
-    """Reads a run of new texts between the edges of its known neighbours; findings in
-    the run are the run's; a finding reaching into a neighbour's edge is added to it."""
+def _read_run(detector, texts: list[str], run: list[int], out: list) -> list[int]:
+    """Reads a run of new texts between SEAM characters of the conversation on either side
+    (as many texts as make them: a value may be cut across a short one); findings in the
+    run are the run's; a finding that runs from the run into a neighbour, through every
+    text between, is added to the neighbour.
+
+    Returns the texts of the run next to such a finding. They are not remembered: a
+    neighbour's entry holds its findings alone, so its part of a value cut across the two
+    is found only by reading the seam, which stays unread once both are known. Read again
+    on every turn, such a text has the neighbour's part redacted each time, as a read of
+    the whole conversation would (and no entry keyed by one text holds a finding its
+    neighbour's text made)."""
     first, last = run[0], run[-1]
-    pieces = [texts[i] for i in run]
-    before = texts[first - 1][-SEAM:] if first > 0 else None
-    after = texts[last + 1][:SEAM] if last + 1 < len(texts) else None
-    if before is not None:
-        pieces.insert(0, before)
-    if after is not None:
-        pieces.append(after)
+    before, after = _window(texts, first - 1, -1), _window(texts, last + 1, 1)
+    pieces = [texts[i][start:] for i, start in before] + [texts[i] for i in run] + \
+        [texts[i][:stop] for i, stop in after]
     found = find_in_texts(detector, pieces)
-    if before is not None:
-        edge = found.pop(0)
-        offset = len(texts[first - 1]) - len(before)
-        _add(out, first - 1, [Finding(f.start + offset, f.end + offset, f.label) for f in edge
-                              if f.end == len(before)])      # only what runs into the new text
-    if after is not None:
-        edge = found.pop()
-        _add(out, last + 1, [f for f in edge if f.start == 0])
-    for i, findings in zip(run, found):
-        out[i] = findings
+    bordering = []
+    # Before the run, from the text next to it outwards: what reaches the next piece's start.
+    reaching, added = True, False
+    for (i, start), edge in zip(reversed(before), reversed(found[:len(before)])):
+        if not reaching:
+            break
+        size = len(texts[i]) - start
+        crossing = [Finding(f.start + start, f.end + start, f.label) for f in edge if f.end == size]
+        added |= _add(out, i, crossing)
+        reaching = size == 0 or any(f.start == start for f in crossing)
+    if added:
+        bordering.append(first)
+    reaching, added = True, False
+    for (i, stop), edge in zip(after, found[len(found) - len(after):]):
+        if not reaching:
+            break
+        crossing = [f for f in edge if f.start == 0]
+        added |= _add(out, i, crossing)
+        reaching = stop == 0 or any(f.end == stop for f in crossing)
+    if added:
+        bordering.append(last)
+    for i, findings in zip(run, found[len(before):len(found) - len(after)]):
+        out[i] = findings if out[i] is None else out[i] + [f for f in findings if f not in out[i]]
+    return bordering
 
 
-def _add(out: list, index: int, findings: list[Finding]) -> None:
-    if not findings:
-        return
+def _window(texts: list[str], index: int, step: int) -> list[tuple[int, int]]:
+    """The texts that make SEAM characters from `index` on, going `step` (-1: back), in
+    their order, with where the part in the window starts (back) or stops (forward)."""
+    window, need = [], SEAM
+    while 0 <= index < len(texts) and need > 0:
+        size = len(texts[index])
+        take = min(size, need)
+        window.append((index, size - take if step < 0 else take))
+        need -= take
+        index += step
+    if step < 0:
+        window.reverse()
+    return window
+
+
+def _add(out: list, index: int, findings: list[Finding]) -> bool:
+    """Adds to a known text findings a read of its edge made; whether any was not its own
+    (a value the text ends or starts with whole is in its entry already)."""
     current = out[index] if out[index] is not None else []
-    out[index] = current + [f for f in findings if f not in current]
+    added = [f for f in findings if f not in current]
+    if added:
+        out[index] = current + added
+    return bool(added)

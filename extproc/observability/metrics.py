@@ -121,8 +121,9 @@ budget_admissions = Counter(
 store_errors = Counter(
     "gateway_store_errors", "Budget store operations that failed (fail mode applied).", ["operation"])
 cut_streams = Counter(
-    "gateway_cut_streams", "Streams passed through that ended without their usage (client left, "
-    "provider dropped), by what their output was charged on.", ["charged_on"])
+    "gateway_cut_streams", "Streams passed through that ended without their trailers message (client "
+    "left, provider dropped), by what their output was charged on: the usage Envoy read (the "
+    "answer came whole), the bytes sent, or the output cap.", ["charged_on"])
 cache_requests = Counter(
     "gateway_cache_requests", "Calls the response cache took, by result (hit, miss, bypass, refresh).", ["result"])
 cache_saved_usd = Counter(

@@ -11,10 +11,12 @@ import asyncio
 from collections.abc import Callable
 
 import grpc
+import orjson
 from envoy.service.accesslog.v3 import als_pb2, als_pb2_grpc
 
 from ..config.envoy_contract import METADATA_NAMESPACE, STREAM_USAGE_NAMESPACE
 from ..store import CutEntry
+from ..store.base import UPSTREAM_COMPLETE
 from ..store.cut_streams import SentBytes
 
 
@@ -62,6 +64,10 @@ def _cut_entry(logged) -> tuple[str, CutEntry | None]:
     if not cut_id:
         return "", None
     stream = metadata.get(STREAM_USAGE_NAMESPACE)
-    first = stream.fields["first_event_at_us"].number_value if (
-        stream is not None and "first_event_at_us" in stream.fields) else 0
-    return cut_id, CutEntry(logged.response.response_code.value, logged.response.response_body_bytes, int(first))
+    numbers = {} if stream is None else {key: value.number_value for key, value in stream.fields.items()
+                                         if value.WhichOneof("kind") == "number_value"}
+    first = numbers.pop("first_event_at_us", 0)
+    if numbers and logged.common_properties.HasField("time_to_last_upstream_rx_byte"):
+        numbers[UPSTREAM_COMPLETE] = 1          # Envoy received the provider's last byte
+    return cut_id, CutEntry(logged.response.response_code.value, logged.response.response_body_bytes, int(first),
+                            orjson.dumps(numbers).decode() if numbers else "")

@@ -5,16 +5,21 @@ Marks each stream passed through with a `cut_id` (dynamic metadata, with the req
 body's reply) when the Envoy in front logs cut ones to the service
 (config/envoy_contract.py: CUT_STREAMS_LOGGED); the trailers message
 of a stream that completes clears it, so Envoy's access log filter keeps only the
-streams that were cut. Such a call's done hook waits for its entry (store/cut_streams.py)
-and leaves the output tokens it comes to for usage.py's estimate; with no entry in time
-(a worker down, an Envoy without the log) the estimate stays the output cap.
+streams that were cut. Such a call's done hook waits for its entry (store/cut_streams.py): when the provider's
+answer came whole (the client left after its last event), the usage Envoy read from it is
+charged; otherwise it leaves the output tokens the bytes sent come to for usage.py's
+estimate, and with no entry in time (a worker down, an Envoy without the log) the
+estimate stays the output cap.
 """
 
 from __future__ import annotations
 
+import orjson
+
 from ..config.envoy_contract import CUT_STREAMS_LOGGED
 from ..observability import metrics
 from ..pipeline.call import Call
+from ..store.base import UPSTREAM_COMPLETE
 from ..store.cut_streams import BytesPerToken, SentBytes, new_cut_id
 from ..pipeline.stage import Stage
 from .usage import first_event_perf_counter
@@ -45,8 +50,8 @@ def _shape(call: Call) -> tuple:
 class CutStream(Stage):
     name = "cut_stream"
     reads = frozenset({"backend", "body", "client_wants_usage", "endpoint", "envoy_features", "model", "outcome",
-                       "output_reserved", "stream_passed_through", "usage"})
-    writes = frozenset({"first_byte_at", "sent_bytes", "sent_output_tokens", "status"})
+                       "output_reserved", "stream_passed_through"})
+    writes = frozenset({"first_byte_at", "sent_bytes", "sent_output_tokens", "status", "usage"})
 
     def __init__(self, sent: SentBytes, ratios: BytesPerToken, store=None) -> None:
         self.sent = sent
@@ -97,5 +102,14 @@ class CutStream(Stage):
         call.sent_bytes = entry.size
         if entry.first_event_at_us:
             call.first_byte_at = first_event_perf_counter(entry.first_event_at_us)
+        numbers = orjson.loads(entry.usage) if entry.usage else {}
+        if numbers.pop(UPSTREAM_COMPLETE, 0) or call.codec.usage_only_at_stream_end:
+            # The provider's answer came whole, or its usage is in its last events only:
+            # the client left once that usage had passed Envoy. It is charged, exact (a
+            # usage read mid-stream may be a running count: Anthropic's message_start).
+            call.usage = call.codec.usage_from_stream_metadata(numbers) if call.status < 400 else None
+            if call.usage is not None:
+                metrics.child(metrics.cut_streams, "usage").inc()
+                return
         call.sent_output_tokens = min(self.ratios.tokens(_shape(call), entry.size), call.output_cap())
         metrics.child(metrics.cut_streams, "bytes_sent").inc()

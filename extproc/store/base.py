@@ -73,3 +73,11 @@ class CutEntry(NamedTuple):
     status: int                  # the status the client got (0: none)
     size: int                    # body bytes sent
     first_event_at_us: int       # when its first event passed (Envoy's Lua filter), 0: never
+    # The usage Envoy read from the stream (its llm_gateway.stream numbers, as compact
+    # JSON, with UPSTREAM_COMPLETE: 1 when the provider's answer came whole; "" when none):
+    # a client that hangs up right after the last event (the openai SDK closes on
+    # `[DONE]`) leaves before the trailers message, once its usage has passed.
+    usage: str = ""
+
+
+UPSTREAM_COMPLETE = "upstream_complete"

@@ -207,7 +207,8 @@ class RedisStore:
             raise StoreUnavailable(str(error)) from error
         if found is None:
             return None
-        return CutEntry(*map(int, found.split()))
+        status, size, first, *usage = found.decode().split(" ", 3)     # the usage: JSON, no spaces
+        return CutEntry(int(status), int(size), int(first), usage[0] if usage else "")
 
     async def put_record(self, kind: str, name: str, value: str, expires: float | None) -> None:
         """A small record (a stored response's owner, a key): `value` under (kind, name)."""

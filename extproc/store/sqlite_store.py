@@ -26,7 +26,7 @@ import time
 from .base import ROOM_FACTOR, Admission, CounterRow, CutEntry, Exchange, Granted, StoreUnavailable
 from .limits import Charge
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 # WITHOUT ROWID: each table is one b-tree keyed by its primary key, so a reserve and
 # a settle write two b-trees' pages to the WAL, not five.
 _SCHEMA = """
@@ -38,7 +38,7 @@ CREATE TABLE IF NOT EXISTS reservations (
     PRIMARY KEY (rid, counter)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS sent_bytes (
     cut_id TEXT PRIMARY KEY, status INTEGER NOT NULL, bytes INTEGER NOT NULL,
-    first_event_at_us INTEGER NOT NULL, expires REAL NOT NULL) WITHOUT ROWID;
+    first_event_at_us INTEGER NOT NULL, expires REAL NOT NULL, usage TEXT NOT NULL DEFAULT '') WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS records (
     kind TEXT NOT NULL, name TEXT NOT NULL, value TEXT NOT NULL, expires REAL,
     PRIMARY KEY (kind, name)) WITHOUT ROWID;
@@ -310,8 +310,8 @@ class SQLiteStore:
     def _put_cut_entry(self, cut_id: str, entry: CutEntry, expires: float) -> None:
         with self._transaction():
             self._db.execute("DELETE FROM sent_bytes WHERE expires < ?", (time.time(),))
-            self._db.execute("INSERT OR REPLACE INTO sent_bytes VALUES (?, ?, ?, ?, ?)",
-                             (cut_id, *entry, expires))
+            self._db.execute("INSERT OR REPLACE INTO sent_bytes (cut_id, status, bytes, first_event_at_us, "
+                             "usage, expires) VALUES (?, ?, ?, ?, ?, ?)", (cut_id, *entry, expires))
 
     def _take_cut_entry(self, cut_id: str) -> CutEntry | None:
         try:         # polled while a call waits: a read first, the write lock only when found
@@ -321,7 +321,7 @@ class SQLiteStore:
             raise StoreUnavailable(str(error)) from error
         with self._transaction():
             row = self._db.execute("DELETE FROM sent_bytes WHERE cut_id = ? "
-                                   "RETURNING status, bytes, first_event_at_us", (cut_id,)).fetchone()
+                                   "RETURNING status, bytes, first_event_at_us, usage", (cut_id,)).fetchone()
         return CutEntry(*row) if row else None
 
     def _put_record(self, kind: str, name: str, value: str, expires: float | None) -> None:
@@ -366,6 +366,8 @@ class SQLiteStore:
             old = {name for (name,) in self._db.execute(
                 "SELECT name FROM sqlite_master WHERE type = 'table'")}
             v1 = "counters" in old and version < 2
+            if version < 5:     # sent_bytes gained `usage`; its entries live a minute
+                self._db.execute("DROP TABLE IF EXISTS sent_bytes")
             if v1:
                 # Version 1: no `held`; live reservations were summed on every check.
                 self._db.execute("ALTER TABLE counters RENAME TO counters_v1")
