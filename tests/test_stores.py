@@ -132,43 +132,30 @@ def test_sqlite_file_of_the_previous_version_is_migrated(tmp_path):
     assert SQLiteStore(str(path)).rows()[0].spent == 370               # opening again changes nothing
 
 
-def test_sqlite_file_of_version_2_gains_the_cut_stream_table(tmp_path):
-    """Version 3 added `sent_bytes` (cut streams handed between workers); the counters stay."""
+_SENT_BYTES_V4 = ("CREATE TABLE sent_bytes (cut_id TEXT PRIMARY KEY, status INTEGER NOT NULL, bytes INTEGER NOT NULL, "
+                  "first_event_at_us INTEGER NOT NULL, expires REAL NOT NULL) WITHOUT ROWID;")
+
+
+@pytest.mark.parametrize("version,tables,entry", [
+    # Version 3 added `sent_bytes` (cut streams handed between workers).
+    (2, "", CutEntry(200, 2_450, 0)),
+    # Version 5 keeps the usage Envoy read with a cut stream's entry.
+    (4, _SENT_BYTES_V4, CutEntry(200, 2_450, 7, '{"output_tokens":3.0}')),
+], ids=["version 2", "version 4"])
+def test_an_older_sqlite_file_gains_the_cut_streams_table_and_keeps_its_counters(tmp_path, version, tables, entry):
     path = tmp_path / "budgets.sqlite3"
     store = SQLiteStore(str(path))
     store.reserve("r", [charge("c", 40)], time.time(), time.time() + 60)
     store.close()
     old = sqlite3.connect(path)
-    old.executescript("DROP TABLE sent_bytes; PRAGMA user_version = 2;")
+    old.executescript(f"DROP TABLE sent_bytes; {tables} PRAGMA user_version = {version};")
     old.close()
 
     store = SQLiteStore(str(path))
     [row] = store.rows()
     assert (row.counter, row.held) == ("c", 40)
-    entry = CutEntry(200, 2_450, 0)
     store.put_cut_entry("c-1", entry, time.time() + 60)
     assert store.take_cut_entry("c-1") == entry and store.take_cut_entry("c-1") is None
-    store.close()
-
-
-def test_sqlite_file_of_version_4_gains_the_usage_of_cut_streams(tmp_path):
-    """Version 5 keeps the usage Envoy read with a cut stream's entry; the counters stay."""
-    path = tmp_path / "budgets.sqlite3"
-    store = SQLiteStore(str(path))
-    store.reserve("r", [charge("c", 40)], time.time(), time.time() + 60)
-    store.close()
-    old = sqlite3.connect(path)
-    old.executescript("DROP TABLE sent_bytes; CREATE TABLE sent_bytes (cut_id TEXT PRIMARY KEY, "
-                      "status INTEGER NOT NULL, bytes INTEGER NOT NULL, first_event_at_us INTEGER NOT NULL, "
-                      "expires REAL NOT NULL) WITHOUT ROWID; PRAGMA user_version = 4;")
-    old.close()
-
-    store = SQLiteStore(str(path))
-    [row] = store.rows()
-    assert (row.counter, row.held) == ("c", 40)
-    entry = CutEntry(200, 2_450, 7, '{"output_tokens":3.0}')
-    store.put_cut_entry("c-1", entry, time.time() + 60)
-    assert store.take_cut_entry("c-1") == entry
     store.close()
 
 
