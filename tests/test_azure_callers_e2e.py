@@ -53,6 +53,20 @@ def test_the_deployment_in_the_path_is_the_model_whatever_the_body_says(gateway)
     assert done.status_code == 403 and done.json()["error"]["code"] == "model_not_allowed"
 
 
+@pytest.mark.parametrize("named", [None, "ft:gpt-4o-mini:acme:triage:abc123"], ids=["no model", "a model with colons"])
+def test_a_body_naming_no_model_or_another_is_served_the_deployment(gateway, named):
+    # Azure's own examples name no model in the body; a fine-tuned model's name holds
+    # colons. The deployment in the path replaces either (no repeated key is taken for it).
+    body = {"messages": [{"role": "user", "content": "Say grebe"}], **({"model": named} if named else {})}
+    gateway.clear_received()
+    done = httpx.post(f"{gateway.base_url.removesuffix('/v1')}/openai/deployments/gpt-4o-mini/chat/completions",
+                      params={"api-version": "2024-10-21"}, headers={"api-key": "sk-demo-alice"}, json=body)
+    assert done.status_code == 200, done.text
+    assert done.json()["choices"][0]["message"]["content"] == "Say grebe"
+    sent = [r for r in gateway.received("mock") if r["path"] == "/v1/chat/completions"]
+    assert len(sent) == 1 and json.loads(sent[0]["body"])["model"] == "gpt-4o-mini"
+
+
 def test_an_unknown_key_in_azures_form_gets_openais_401(azure, gateway):
     bad = AzureOpenAI(azure_endpoint=f"http://127.0.0.1:{gateway.port}", api_key="sk-nobody",
                       api_version="2024-10-21", max_retries=0)

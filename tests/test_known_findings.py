@@ -22,8 +22,7 @@ def test_a_growing_session_reads_only_new_text_and_redacts_old_text_the_same_way
     history = ["You are a coding agent. Answer briefly and use the tools you have."]
     for n in range(1, 8):
         new = turn(n)
-        short = sum(len(t) for t in history if len(t) < 64)       # read again: cheaper than a hash
-        assert new_text_chars("d1", history + new, known) == sum(map(len, new)) + short + \
+        assert new_text_chars("d1", history + new, known) == sum(map(len, new)) + \
             (len(history[0]) if n == 1 else 0)
         history = history + new
         found = find_known_or_new(DETECTOR, "d1", history, known)
@@ -36,8 +35,8 @@ def test_another_config_digest_never_meets_findings_made_under_the_first():
     known = KnownFindings()
     texts = turn(2)
     find_known_or_new(DETECTOR, "rules-a", texts, known)
-    assert new_text_chars("rules-a", texts, known) < 64
-    assert new_text_chars("rules-b", texts, known) >= sum(map(len, texts)) - 64
+    assert new_text_chars("rules-a", texts, known) == 0
+    assert new_text_chars("rules-b", texts, known) == sum(map(len, texts))
 
 
 def test_a_value_cut_across_a_known_text_and_a_new_one_is_found():
@@ -165,3 +164,16 @@ def test_any_growing_session_gets_on_every_turn_what_a_read_of_it_all_finds():
 
 def _in_order(found: list[list]) -> list[list]:
     return [sorted(findings, key=lambda f: (f.start, f.end, f.label)) for findings in found]
+
+
+def test_a_value_one_conversation_cut_across_two_texts_is_not_served_in_another():
+    """An entry holds what its text holds alone: the half of a key that ended a text in one
+    conversation is not redacted where the same text ends a sentence in another."""
+    known = KnownFindings()
+    head = "filler text of the earlier turn that says nothing " * 3 + "my key is sk-proj-AbCdEf01"
+    first = [head, "23456789AbCdEf0123456789AbCdEf0123456789 and then run the tests of the package"]
+    assert find_known_or_new(DETECTOR, "d1", first, known) == find_in_texts(DETECTOR, first)
+    assert find_in_texts(DETECTOR, first)[0]               # the key, cut across the two
+    other = [head, " -- is where the draft was cut off; nothing else of note in this message at all"]
+    assert not any(find_in_texts(DETECTOR, other))
+    assert find_known_or_new(DETECTOR, "d1", other, known) == [[], []]

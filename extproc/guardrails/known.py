@@ -26,9 +26,11 @@ from .joined import SEAM, find_in_texts
 # hold thousands of concurrent conversations of a hundred messages.
 CAPACITY = 200_000
 
-# Texts shorter than this are read again rather than looked up: the hash and the entry
-# would cost more than the read.
-SMALL = 64
+# Every text but the empty one is looked up, however short. A short text alone reads in
+# less than its hash costs, but a text not known is not read alone: it is read as a run
+# with SEAM characters of its neighbours on either side (~25 µs), on every turn. Left
+# unknown, every short question and tool call of an agent's history was read again each
+# turn (60 of them, 2 guardrails: 3.6 of the 10 ms a 4 MB turn cost in process).
 
 
 class KnownFindings:
@@ -126,22 +128,76 @@ def _prefix(guardrail_digest: str) -> bytes:
     return guardrail_digest.encode() + b"\0"
 
 
-def _key(guardrail_digest: str, text: str, digests: TextDigests | None = None) -> bytes:
-    return _prefix(guardrail_digest) + (digests.of(text) if digests is not None else _digest(text))
+class Lookup:
+    """What one guardrail knows of a request's texts: each text's key and, where an earlier
+    check read it, its findings (None: not known), looked up once however many questions
+    the check asks (is there much to fetch from the store, how much text is new, what is
+    found)."""
+
+    __slots__ = ("texts", "keys", "found", "known")
+
+    def __init__(self, guardrail_digest: str, texts: list[str], known: KnownFindings = KNOWN,
+                 digests: TextDigests | None = None) -> None:
+        self.texts, self.known = texts, known
+        self.keys: list[bytes | None] = []
+        self.found: list[list[Finding] | None] = []
+        if not known.enabled:
+            return
+        prefix, of, get = _prefix(guardrail_digest), (digests.of if digests is not None else _digest), known.get
+        for text in texts:
+            if not text:                # nothing in it; the seam of its neighbours is theirs to read
+                self.keys.append(None)
+                self.found.append([])
+                continue
+            key = prefix + of(text)
+            cached = get(key)
+            self.keys.append(key)
+            self.found.append(list(cached) if cached is not None else None)
+
+    def unknown(self, min_chars: int = 1) -> list[tuple[bytes, int]]:
+        """(key, length) of each text of `min_chars` or more whose findings are not known."""
+        return [(key, len(text)) for key, text, found in zip(self.keys, self.texts, self.found)
+                if found is None and key is not None and len(text) >= min_chars]
+
+    def learned(self) -> None:
+        """Looks up again the texts not known: the store may have taught some."""
+        get = self.known.get
+        for i, found in enumerate(self.found):
+            if found is None:
+                cached = get(self.keys[i])
+                if cached is not None:
+                    self.found[i] = list(cached)
+
+    def new_chars(self) -> int:
+        """How many characters no earlier check read (what max_scan_chars bounds)."""
+        if not self.known.enabled:
+            return sum(map(len, self.texts))
+        return sum(len(text) for text, found in zip(self.texts, self.found) if found is None)
+
+    def find(self, detector, complete: bool = True) -> list[list[Finding]]:
+        """Each text's findings, the texts read as one conversation (joined.py), reading only
+        the texts not known yet: each run of new texts is read with SEAM characters of the
+        texts on either side, so a value cut across a known text and a new one is found.
+        `complete`: the detector finds every value (a redacting rule must); False for one
+        that may stop at its first finding (a blocking rule), whose clean texts are known
+        only from a read that found nothing."""
+        texts, known = self.texts, self.known
+        if not known.enabled:
+            return find_in_texts(detector, texts)
+        out = list(self.found)
+        new = [i for i, found in enumerate(out) if found is None]
+        if len(new) == len(texts):                      # nothing known: one read of it all
+            out = find_in_texts(detector, texts)
+        else:
+            for run in _runs(new):
+                _read_run(detector, texts, run, out)
+        _remember(known, self.keys, texts, out, new, complete)
+        return out
 
 
 def unknown(guardrail_digest: str, texts: list[str], known: KnownFindings = KNOWN,
-            digests: TextDigests | None = None) -> list[tuple[bytes, int]]:
-    """(key, length) of each text long enough to look up whose findings are not known here."""
-    if not known.enabled:
-        return []
-    out = []
-    for text in texts:
-        if len(text) >= SMALL:
-            key = _key(guardrail_digest, text, digests)
-            if known.get(key) is None:
-                out.append((key, len(text)))
-    return out
+            digests: TextDigests | None = None, min_chars: int = 1) -> list[tuple[bytes, int]]:
+    return Lookup(guardrail_digest, texts, known, digests).unknown(min_chars)
 
 
 def known_findings(key: bytes, known: KnownFindings = KNOWN) -> tuple[Finding, ...] | None:
@@ -169,56 +225,37 @@ def decode_findings(value: str) -> tuple[Finding, ...] | None:
 
 def new_text_chars(guardrail_digest: str, texts: list[str], known: KnownFindings = KNOWN,
                    digests: TextDigests | None = None) -> int:
-    """How many characters of `texts` no earlier check read (what max_scan_chars bounds)."""
-    if not known.enabled:
-        return sum(map(len, texts))
-    return sum(len(text) for text in texts
-               if len(text) < SMALL or known.get(_key(guardrail_digest, text, digests)) is None)
+    return Lookup(guardrail_digest, texts, known, digests).new_chars()
 
 
 def find_known_or_new(detector, guardrail_digest: str, texts: list[str],
                       known: KnownFindings = KNOWN, complete: bool = True,
                       digests: TextDigests | None = None) -> list[list[Finding]]:
-    """Each text's findings, the texts read as one conversation (joined.py), reading only
-    the texts not known yet: each run of new texts is read with SEAM characters of the
-    texts on either side, so a value cut across a known text and a new one is found.
-    `complete`: the detector finds every value (a redacting rule must); False for one that
-    may stop at its first finding (a blocking rule), whose clean texts are known only from
-    a read that found nothing."""
-    if not known.enabled:
-        return find_in_texts(detector, texts)
-    keys: list[bytes | None] = []
-    out: list[list[Finding]] = []
-    for text in texts:
-        if len(text) < SMALL:
-            keys.append(None)
-            out.append(None)
-            continue
-        key = _key(guardrail_digest, text, digests)
-        cached = known.get(key)
-        keys.append(key)
-        out.append(list(cached) if cached is not None else None)
-    new = [i for i, found in enumerate(out) if found is None]
-    if len(new) == len(texts):                      # nothing known: one read of it all
-        found = find_in_texts(detector, texts)
-        _remember(known, keys, found, range(len(texts)), complete)
-        return found
-    bordering: set[int] = set()
-    for run in _runs(new):
-        bordering.update(_read_run(detector, texts, run, out))
-    _remember(known, keys, out, [i for i in new if i not in bordering], complete)
-    return out
+    return Lookup(guardrail_digest, texts, known, digests).find(detector, complete)
 
 
-def _remember(known: KnownFindings, keys: list, found: list, read, complete: bool) -> None:
-    """Keeps the findings of the texts just read. With a detector that may stop at its
-    first finding (prompt injection does), a text is known clean only when the read found
-    nothing at all: in a read that found something, a text without findings may never have
-    been looked at, and is read again next time."""
+def _remember(known: KnownFindings, keys: list, texts: list[str], found: list, read, complete: bool) -> None:
+    """Keeps the findings of the texts just read, those a text holds alone: an entry is
+    keyed by one text, and serves it next to any neighbour, in any conversation.
+
+    A text with a finding at its start or end is not kept: the value may run on into the
+    neighbour, or end there only because of what the neighbour starts with. Read again
+    on every turn with SEAM characters of its neighbours, it gets what a read of the
+    whole conversation finds (a key cut across two turns has its known half redacted on
+    every later turn), and no entry holds a finding that a neighbour's text made.
+
+    With a detector that may stop at its first finding (prompt injection does), a text is
+    known clean only when the read found nothing at all: in a read that found something,
+    a text without findings may never have been looked at, and is read again next time."""
     anything = not complete and any(found[i] for i in read)
     for i in read:
-        if keys[i] is not None and (found[i] or not anything):
-            known.put(keys[i], found[i])
+        findings = found[i]
+        if keys[i] is None or (anything and not findings):
+            continue
+        size = len(texts[i])
+        if any(f.start == 0 or f.end == size for f in findings):
+            continue
+        known.put(keys[i], findings)
 
 
 def _runs(indexes: list[int]) -> list[list[int]]:
@@ -231,47 +268,36 @@ def _runs(indexes: list[int]) -> list[list[int]]:
     return runs
 
 
-def _read_run(detector, texts: list[str], run: list[int], out: list) -> list[int]:
+def _read_run(detector, texts: list[str], run: list[int], out: list) -> None:
     """Reads a run of new texts between SEAM characters of the conversation on either side
     (as many texts as make them: a value may be cut across a short one); findings in the
     run are the run's; a finding that runs from the run into a neighbour, through every
-    text between, is added to the neighbour.
-
-    Returns the texts of the run next to such a finding. They are not remembered: a
-    neighbour's entry holds its findings alone, so its part of a value cut across the two
-    is found only by reading the seam, which stays unread once both are known. Read again
-    on every turn, such a text has the neighbour's part redacted each time, as a read of
-    the whole conversation would (and no entry keyed by one text holds a finding its
-    neighbour's text made)."""
+    text between, is added to the neighbour for this request (its entry holds its findings
+    alone; the run's text at that seam is not remembered, so the seam is read again on
+    every turn: `_remember`)."""
     first, last = run[0], run[-1]
     before, after = _window(texts, first - 1, -1), _window(texts, last + 1, 1)
     pieces = [texts[i][start:] for i, start in before] + [texts[i] for i in run] + \
         [texts[i][:stop] for i, stop in after]
     found = find_in_texts(detector, pieces)
-    bordering = []
     # Before the run, from the text next to it outwards: what reaches the next piece's start.
-    reaching, added = True, False
+    reaching = True
     for (i, start), edge in zip(reversed(before), reversed(found[:len(before)])):
         if not reaching:
             break
         size = len(texts[i]) - start
         crossing = [Finding(f.start + start, f.end + start, f.label) for f in edge if f.end == size]
-        added |= _add(out, i, crossing)
+        _add(out, i, crossing)
         reaching = size == 0 or any(f.start == start for f in crossing)
-    if added:
-        bordering.append(first)
-    reaching, added = True, False
+    reaching = True
     for (i, stop), edge in zip(after, found[len(found) - len(after):]):
         if not reaching:
             break
         crossing = [f for f in edge if f.start == 0]
-        added |= _add(out, i, crossing)
+        _add(out, i, crossing)
         reaching = stop == 0 or any(f.end == stop for f in crossing)
-    if added:
-        bordering.append(last)
     for i, findings in zip(run, found[len(before):len(found) - len(after)]):
         out[i] = findings if out[i] is None else out[i] + [f for f in findings if f not in out[i]]
-    return bordering
 
 
 def _window(texts: list[str], index: int, step: int) -> list[tuple[int, int]]:
@@ -289,11 +315,9 @@ def _window(texts: list[str], index: int, step: int) -> list[tuple[int, int]]:
     return window
 
 
-def _add(out: list, index: int, findings: list[Finding]) -> bool:
-    """Adds to a known text findings a read of its edge made; whether any was not its own
-    (a value the text ends or starts with whole is in its entry already)."""
+def _add(out: list, index: int, findings: list[Finding]) -> None:
+    """Adds to a known text the findings a read of its edge made that it lacks."""
     current = out[index] if out[index] is not None else []
     added = [f for f in findings if f not in current]
     if added:
         out[index] = current + added
-    return bool(added)

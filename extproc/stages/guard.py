@@ -13,7 +13,7 @@ from ..guardrails import redact
 from ..guardrails.config import Guardrail
 from ..guardrails.embedded_text import UnreadableText
 from ..guardrails.joined import Conversation, find_in_texts
-from ..guardrails.known import TextDigests, find_known_or_new, new_text_chars
+from ..guardrails.known import Lookup, TextDigests
 from ..guardrails.walk import request_slots
 from ..observability import metrics
 from ..pipeline.call import Call
@@ -38,15 +38,16 @@ def record_verdict(call: Call, guardrail: Guardrail, direction: str, verdict: st
 
 
 def check_texts(call: Call, guardrail: Guardrail, slots: list, direction: str,
-                digests: TextDigests | None = None) -> bool:
+                lookup: Lookup | None = None) -> bool:
     """Run a text guardrail over slots (container, key), read as one conversation (a value
     split across two of them is found: guardrails/joined.py); redact each piece in place.
+    `lookup`: what the guardrail knows of the slots' texts, if the caller looked it up.
     True if anything changed."""
-    texts = [container[key] for container, key in slots]
+    texts = lookup.texts if lookup is not None else [container[key] for container, key in slots]
     if guardrail.digest:            # the texts earlier checks read get their findings again
         # A redacting rule's detector finds every value; a blocking one may stop at its first.
-        found = find_known_or_new(guardrail.detector, guardrail.digest, texts,
-                                  complete=guardrail.action == "redact", digests=digests)
+        found = (lookup or Lookup(guardrail.digest, texts)).find(
+            guardrail.detector, complete=guardrail.action == "redact")
     else:
         found = find_in_texts(guardrail.detector, conversation_of(call, texts))
     hits = any(found)
@@ -139,14 +140,16 @@ class GuardRequest(Stage):
         deadline = time.perf_counter() + call.config.guardrails.max_scan_ms / 1000
         digests = TextDigests()
         for guardrail in policy:
-            missing = None
-            if guardrail.digest and total >= LOOKUP_CHARS:
-                # As this guardrail reads them: an earlier one may have redacted some.
-                missing = await self.shared.fetch(call, guardrail, [c[k] for c, k in slots], digests)
+            missing, lookup = None, None
+            if guardrail.digest:
+                # The texts as this guardrail reads them: an earlier one may have redacted some.
+                lookup = Lookup(guardrail.digest, [c[k] for c, k in slots], digests=digests)
+                if total >= LOOKUP_CHARS:
+                    missing = await self.shared.fetch(call, lookup)
             # The bound is on what this check must read: text earlier checks read (an
             # agent's history, resent every turn) is known and costs a hash.
             if guardrail.scans_text and total > bound:
-                new = new_text_chars(guardrail.digest, texts, digests=digests) if guardrail.digest else total
+                new = lookup.new_chars() if lookup is not None else total
                 if new > bound:
                     could_not_run(call, guardrail, "request", "input larger than max_scan_chars",
                                   f"too large to check: {new} characters of new text, above "
@@ -166,7 +169,7 @@ class GuardRequest(Stage):
                 elif guardrail.type == "plugin":
                     call.body_changed |= await run_plugin(call, guardrail, slots, "request")
                 else:
-                    call.body_changed |= check_texts(call, guardrail, slots, "request", digests)
+                    call.body_changed |= check_texts(call, guardrail, slots, "request", lookup)
                     if missing:
                         self.shared.read(call, missing)
             except GatewayError:

@@ -62,17 +62,21 @@ class ParseRequest(Stage):
             raise invalid_request("The request body is not valid JSON.") from None
         if not isinstance(body, dict):
             raise invalid_request("The request body must be a JSON object.")
+        checked = (call.endpoint.kind, call.raw_body) if len(call.raw_body) >= CHECKED_MIN_BYTES else None
+        unchecked = checked is None or checked not in self.sound
+        if unchecked:
+            refuse_repeated_keys(call.raw_body, body)  # on the body as sent, before any change
         model = body.get("model")
         if call.endpoint.model_in_path and model != call.resource_id:
-            # The path names the model, whatever the body says: Azure's deployment (its body
-            # names the model for the OpenAI-dialect provider), Google's model (its body
-            # names none: the provider's path will).
+            # The path names the model, whatever the body says (or if it says nothing, as
+            # Azure's own examples send it): Azure's deployment (its body names the model
+            # for the OpenAI-dialect provider), Google's model (its body names none: the
+            # provider's path will).
             model = call.resource_id
             if call.codec.model_in_body:
                 body["model"] = model
                 call.body_changed = True
-        checked = (call.endpoint.kind, call.raw_body) if len(call.raw_body) >= CHECKED_MIN_BYTES else None
-        if checked is None or checked not in self.sound:
+        if unchecked:
             self._check(call, body, model)
             if checked is not None:
                 self.sound.remember(checked)
@@ -86,17 +90,21 @@ class ParseRequest(Stage):
 
     @staticmethod
     def _check(call: Call, body: dict, model) -> None:
-        repeated = repeated_key(call.raw_body, body)
-        if repeated is not None:
-            # The provider's parser might keep the other value (repeated_keys.py).
-            named = f"the key '{repeated[:100]}'" if repeated else "a key"
-            raise invalid_request(f"The request body repeats {named} in one of its objects; "
-                                  "send each key once.")
         if not isinstance(model, str) or not model:
             raise invalid_request("The request body must name a 'model' (a string).")
         problem = call.codec.shape_problem(body)
         if problem is not None:          # checked once here: later stages read a body of the right shape
             raise invalid_request(problem)
+
+
+def refuse_repeated_keys(raw: bytes, body: dict) -> None:
+    """A 400 for a body that repeats a key in one of its objects: the provider's parser
+    might keep the other value (repeated_keys.py). `body` is `raw` parsed, unchanged."""
+    repeated = repeated_key(raw, body)
+    if repeated is not None:
+        named = f"the key '{repeated[:100]}'" if repeated else "a key"
+        raise invalid_request(f"The request body repeats {named} in one of its objects; "
+                              "send each key once.")
 
 
 class ResolveModel(Stage):

@@ -14,8 +14,7 @@ from __future__ import annotations
 import logging
 import time
 
-from ..guardrails.config import Guardrail
-from ..guardrails.known import TextDigests, decode_findings, encode_findings, known_findings, learn, unknown
+from ..guardrails.known import Lookup, decode_findings, encode_findings, known_findings, learn
 from ..observability import metrics
 from ..pipeline.call import Call
 from ..store import StoreUnavailable, maybe_await
@@ -44,10 +43,11 @@ class SharedFindings:
     def __init__(self, store) -> None:
         self.store = store
 
-    async def fetch(self, call: Call, guardrail: Guardrail, texts: list[str],
-                    digests: TextDigests | None = None) -> list[tuple[bytes, int]]:
-        """What of `texts` this worker does not know, after asking the store when that is much."""
-        missing = unknown(guardrail.digest, texts, digests=digests)
+    async def fetch(self, call: Call, lookup: Lookup) -> list[tuple[bytes, int]]:
+        """The long texts of a guardrail's `lookup` this worker did not know, after asking the
+        store when that is much (what it taught is in `lookup` then)."""
+        # Shorter texts are never published, so the store cannot know them.
+        missing = lookup.unknown(min_chars=PUBLISH_CHARS)
         if self.store is None or sum(length for _, length in missing) < LOOKUP_CHARS:
             return missing
         try:
@@ -63,6 +63,8 @@ class SharedFindings:
                 key = bytes.fromhex(name)
                 learn(key, findings)
                 fetched.add(key)
+        if fetched:
+            lookup.learned()
         return missing
 
     def read(self, call: Call, missing: list[tuple[bytes, int]]) -> None:
