@@ -68,13 +68,16 @@ def history(kb: int, mark: str = "") -> list[dict]:
             for i in range(turns)]
 
 
-def per_call(fn, text: str, rounds: int = 300) -> float:
-    fn(text)
+def per_call(fn, text: str | bytes, rounds: int = 300) -> float:
+    """Time per call of `fn` on the text, a copy of it each time: the detectors keep their
+    answer for the last text object, which a request's next text never is."""
+    copies = [text[:1] + text[1:] for _ in range(rounds)]
+    fn(copies[0])
     samples = []
     for _ in range(5):
         started = time.perf_counter()
-        for _ in range(rounds):
-            fn(text)
+        for copy in copies:
+            fn(copy)
         samples.append((time.perf_counter() - started) / rounds)
     return statistics.median(samples)
 
@@ -94,6 +97,7 @@ def measure() -> None:
                 record(f"{name}, 4 KB{' non-ASCII' if non_ascii else ''}, {'planted PII' if planted else 'clean'} (ms)",
                        per_call(fn, text) * 1000)
     conversation_rows(quickstart_guards())
+    code_rows(detectors, quickstart_guards())
     stream_rows()
 
 
@@ -138,6 +142,50 @@ def conversation_rows(guards: list[Guardrail]) -> None:
             label = "non-ASCII, clean" if non_ascii else "planted PII" if planted else "clean"
             record(f"whole request, quickstart policy: {name}, {label} (ms)",
                    (per_call(run, raw, rounds=100) - per_call(parse_only, raw, rounds=100)) * 1000)
+
+
+def source_code(kb: int = 20) -> list[str]:
+    """This repository's own Python sources, cut into pieces of `kb` KB: what an agent's
+    tool results mostly hold (the same files whichever revision is measured)."""
+    root = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "extproc")
+    text = "".join(open(os.path.join(folder, name), encoding="utf-8").read()
+                   for folder, _, names in sorted(os.walk(root)) for name in sorted(names) if name.endswith(".py"))
+    return [text[i:i + kb * 1024] for i in range(0, len(text) - kb * 1024, kb * 1024)]
+
+
+def per_new_text(fn, texts: list[str], warm: int = 10) -> float:
+    """Time per call, each call on a text not read before (after `warm` to start)."""
+    for text in texts[:warm]:
+        fn(text)
+    started = time.perf_counter()
+    for text in texts[warm:]:
+        fn(text)
+    return (time.perf_counter() - started) / len(texts[warm:])
+
+
+def code_rows(detectors: dict, guards: list[Guardrail]) -> None:
+    """Source code read for the first time, as an agent's tool result is: each detector, and
+    the quickstart's request policy over a chat request whose last turn is the code."""
+    from extproc.guardrails.walk import request_slots
+    from extproc.stages.guard import check_texts
+    pieces = source_code()
+    for name in ("pii (quickstart: email,card,ssn,iban,secret)", "prompt injection"):
+        record(f"{name}, 20 KB of source code, new each call (ms)", per_new_text(detectors[name], pieces) * 1000)
+
+    def run(code: str):
+        body = {"model": "gpt-4o-mini", "messages": [
+            {"role": "user", "content": "Read extproc/cli.py and explain it."},
+            {"role": "assistant", "content": None, "tool_calls": [
+                {"id": "call_1", "type": "function", "function": {"name": "read", "arguments": "{}"}}]},
+            {"role": "tool", "tool_call_id": "call_1", "content": code}]}
+        call, slots = Call(None), list(request_slots("chat", body))
+        for guard in guards:
+            try:
+                check_texts(call, guard, slots, "request")
+            except Exception:       # noqa: BLE001 - a block ends the request: that is its cost
+                pass
+    record("whole request, quickstart policy: a tool result of 20 KB of source code, new each call (ms)",
+           per_new_text(run, pieces) * 1000)
 
 
 def stream_events(text: str) -> list[tuple[dict, bytes]]:

@@ -4,10 +4,12 @@ with envoy/quickstart.yaml: request headers (with what json_to_metadata read fro
 body), request body, and the response body alone (its headers skipped, its status as
 an attribute; docs/architecture.md).
 
-    .venv/bin/python bench/pipeline.py [--profile] [--prompt-kb N] [--history-kb N]
+    .venv/bin/python bench/pipeline.py [--profile] [--prompt-kb N] [--history-kb N] [--code-kb N]
 
 By default it runs the bench's short chat message (~370 bytes) and a 4 KB prompt (prose
 with a few non-ASCII words, clean of PII: bench/guardrails.py's, as bench/run.py sends).
+`--code-kb N`: calls whose last turn is a tool result of N KB of this repository's source
+code, a different piece each time, as an agent sends after reading a file.
 """
 
 from __future__ import annotations
@@ -96,12 +98,27 @@ def bench_config(budget: bool = True) -> str:
     return str(path)
 
 
-async def run(rounds: int, budget: bool, prompt: str | list, profile=None) -> float:
+def code_turns(kb: int) -> list[list]:
+    """Chat calls whose last turn is a tool result of `kb` KB of this repository's own
+    source code, a different piece each (bench/guardrails.py's pieces): what an agent
+    sends after reading a file, every call's text new to the guardrails."""
+    return [[{"role": "user", "content": "Read the file and explain what it does."},
+             {"role": "assistant", "content": None, "tool_calls": [
+                 {"id": "call_1", "type": "function", "function": {"name": "read", "arguments": "{}"}}]},
+             {"role": "tool", "tool_call_id": "call_1", "content": piece}]
+            for piece in guardrails_bench.source_code(kb)]
+
+
+async def run(rounds: int, budget: bool, prompt: str | list, profile=None, fresh: list | None = None,
+              warm: list | None = None) -> float:
+    """Microseconds per call; `fresh`: the prompts of calls made in turn, new text each,
+    after the calls of `warm`, untimed."""
     config = load_config(bench_config(budget))
     sys.stdout = open(os.devnull, "w")       # the log line is written, to /dev/null
     runtime = Runtime(config)
     metrics.batch_writes()                   # as a worker does, flushing now and then
     sequence = messages(prompt)
+    sequences = [messages(p) for p in fresh] if fresh else [sequence]
     envoy = yaml.safe_load((ROOT / "envoy" / "quickstart.yaml").read_text())
     manager = envoy["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"]
     features = announced_features(next(f["typed_config"] for f in manager["http_filters"] if f["name"] == EXT_PROC))
@@ -111,6 +128,11 @@ async def run(rounds: int, budget: bool, prompt: str | list, profile=None) -> fl
             await runtime.pipeline.handle(call, message)
         await runtime.pipeline.run_done(call)       # as the worker does after the last reply
         await asyncio.sleep(0)
+    for prompt_first in warm or []:
+        call = Call(runtime.config, features)
+        for message in messages(prompt_first):
+            await runtime.pipeline.handle(call, message)
+        await runtime.pipeline.run_done(call)
     assert call.response_in_body and call.status == 200 and call.usage, \
         f"not the one-message JSON path: {call.status} {call.error_code} {call.reply.body[:300]!r}"
     if profile:
@@ -118,7 +140,7 @@ async def run(rounds: int, budget: bool, prompt: str | list, profile=None) -> fl
     started = time.perf_counter()
     for index in range(rounds):
         call = Call(runtime.config, features)
-        for message in sequence:
+        for message in sequences[index % len(sequences)]:
             await runtime.pipeline.handle(call, message)
         await runtime.pipeline.run_done(call)       # as the worker does after the last reply
         await asyncio.sleep(0)                      # the loop turns between calls (tasks run)
@@ -138,7 +160,19 @@ def main() -> None:
     parser.add_argument("--prompt-kb", type=int, help="only this prompt size (KB of README prose)")
     parser.add_argument("--history-kb", type=int,
                         help="only an agent's history of this size, resent every call (4 KB turns)")
+    parser.add_argument("--code-kb", type=int,
+                        help="only calls whose tool result is this many KB of source code, new each call")
     args = parser.parse_args()
+    if args.code_kb:
+        # Each piece once, the text new to every call (what the guardrails know, they know
+        # for the process: one run); a third of them first, untimed, as a worker that has
+        # read code before (its RE2 automata have grown the states such text visits).
+        turns = code_turns(args.code_kb)
+        warm = len(turns) // 3
+        micros = asyncio.run(run(len(turns) - warm, True, turns[0], fresh=turns[warm:], warm=turns[1:warm]))
+        print(f"quickstart pipeline, a chat call with {args.code_kb} KB of new source code, with a token budget "
+              f"(SQLite, allotments): {micros:.0f} us per request")
+        return
     prompts = {"short chat message": PROMPT, "4 KB prompt": long_prompt(4)}
     if args.prompt_kb:
         prompts = {f"{args.prompt_kb} KB prompt": long_prompt(args.prompt_kb)}

@@ -19,11 +19,3 @@ from . import Finding
 def flipped(findings, length: int) -> list[Finding]:
     """Findings in a text of `length` characters read backwards, as spans of the text."""
     return [Finding(length - f.end, length - f.start, f.label) for f in findings]
-
-
-def joined_sources(*sources: str | None) -> str | None:
-    """Screen sources as one alternation; None when any is missing (no screen: the
-    detector then reads everything, which is never less)."""
-    if any(source is None for source in sources):
-        return None
-    return "|".join(f"(?:{source})" for source in sources)

@@ -14,13 +14,16 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import html
 import re
 from typing import Iterator
 from urllib.parse import unquote
 
+import re2
+
 from .fastre import Pattern
-from .screen import compile_screen, might_match, screen_source
+from .screen import ScreenSet, compile_screen, screen_source
 
 # Runs long enough to hold a value worth finding (16 bytes of base64 is ~22 characters).
 _BASE64 = r"[A-Za-z0-9+/_-]{20,}={0,2}"
@@ -28,11 +31,29 @@ _HEX = r"\b(?:[0-9a-fA-F]{2}[ :]?){10,}"
 _PERCENT = r"(?:[^\s%]{0,24}%[0-9A-Fa-f]{2}){3,}[^\s%]*"
 _ENTITIES = r"(?:[^\s&]{0,24}&(?:#[0-9]{1,7}|#[xX][0-9A-Fa-f]{1,6}|[A-Za-z]{2,8});){3,}[^\s&]*"
 _KINDS = ("base64", "hex", "percent", "entities")
-_RUNS = Pattern("|".join(f"(?P<{kind}>{source})" for kind, source in
-                         zip(_KINDS, (_BASE64, _HEX, _PERCENT, _ENTITIES))))
-# (Text detectors fold this screen into their own: one RE2 pass says both, fold.py.)
+_SOURCES = (_BASE64, _HEX, _PERCENT, _ENTITIES)
+_RUNS = Pattern("|".join(f"(?P<{kind}>{source})" for kind, source in zip(_KINDS, _SOURCES)))
+# ASCII text is read as bytes, where RE2's offsets are the text's: an agent's tool result
+# of source code holds a run (a long identifier, a path) every ~200 characters, and the
+# str interface's per-match offset conversions cost more than the search.
+_RUNS_BYTES = re2.compile(_RUNS.re2.pattern.encode(), _RUNS.re2.options) if _RUNS.re2 is not None else None
+# Other text keeps Python's re (fastre.py), whose percent and entity alternatives try 24
+# characters at every position (~5 MB/s on code): an alternative whose marker ('%', '&')
+# the text lacks cannot match anywhere, and leaving it out changes no match.
+_MARKED = {"percent": "%", "entities": "&"}
+
+
+@functools.cache
+def _runs_without(absent: frozenset[str]) -> re.Pattern:
+    return re.compile("|".join(f"(?P<{kind}>{source})" for kind, source in zip(_KINDS, _SOURCES)
+                               if kind not in absent))
+
+
+# (Text detectors add this screen to their own: fold.py.)
 SCREEN_SOURCE = screen_source(_RUNS.python)
-_SCREEN = compile_screen(SCREEN_SOURCE)
+# A Set of its own (screen.py, ScreenSet), which keeps its answer for the last text: each
+# text guardrail asks it of the same texts.
+_SCREEN = ScreenSet([SCREEN_SOURCE]) if compile_screen(SCREEN_SOURCE) is not None else None
 _SPACES = re.compile(r"[ :]")
 
 
@@ -64,14 +85,38 @@ def _decode(kind: str, run: str) -> str | None:
 
 
 def might_hold_runs(text: str) -> bool:
-    return _SCREEN is None or might_match(_SCREEN, text)
+    return _SCREEN is None or bool(_SCREEN.matching(text))
 
 
-def decoded_runs(text: str) -> Iterator[tuple[int, int, str]]:
+# The last texts read for runs, with what they decoded to: each text guardrail reads the
+# same texts (as fold.py's folded texts), and source code holds a run every ~200 characters.
+_RECENT = 4
+_recent: list[tuple[str, list[tuple[int, int, str]]]] = []
+
+
+def decoded_runs(text: str) -> list[tuple[int, int, str]]:
     """(start, end, decoded text) of each encoded run in `text`."""
     if not might_hold_runs(text):
+        return []
+    for seen, runs in _recent:
+        if seen is text or seen == text:      # (a chunk each guardrail cuts from the same text)
+            return runs
+    runs = list(_decoded_runs(text))
+    _recent.insert(0, (text, runs))
+    del _recent[_RECENT:]
+    return runs
+
+
+def _decoded_runs(text: str) -> Iterator[tuple[int, int, str]]:
+    if _RUNS_BYTES is not None and text.isascii():
+        for match in _RUNS_BYTES.finditer(text.encode("ascii")):
+            start, end = match.span()
+            decoded = _decode(_KINDS[match.lastindex - 1], text[start:end])
+            if decoded is not None:
+                yield start, end, decoded
         return
-    for match in _RUNS.finditer(text):
+    pattern = _runs_without(frozenset(kind for kind, marker in _MARKED.items() if marker not in text))
+    for match in pattern.finditer(text):
         decoded = _decode(match.lastgroup, match.group())
         if decoded is not None:
             yield match.start(), match.end(), decoded

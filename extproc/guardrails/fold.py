@@ -37,10 +37,8 @@ import re2
 
 from ..api.provider_json import as_utf8
 from . import Finding
-from .encoded import SCREEN_SOURCE as RUNS_SCREEN_SOURCE
 from .encoded import decoded_runs, might_hold_runs
 from .lookalikes import ascii_lookalikes
-from .screen import compile_screen, might_match
 
 # Default_Ignorable_Code_Point (Unicode's DerivedCoreProperties.txt), the interlinear
 # annotation marks, the blank braille pattern, and combining diacritical marks.
@@ -162,11 +160,6 @@ class FoldingDetector:
     def __init__(self, detector, also_original: bool = False) -> None:
         self.detector = detector
         self.also_original = also_original
-        # The detector's screen and the encoded runs' screen as one RE2 regex: one pass
-        # over the text says whether either may find something (most text: neither).
-        own = getattr(detector, "screen_source", None)
-        self._screen = compile_screen(f"(?:{own})|(?:{RUNS_SCREEN_SOURCE})") \
-            if own is not None and RUNS_SCREEN_SOURCE is not None else None
 
     def find(self, text: str) -> list[Finding]:
         found = self._find(text)
@@ -194,10 +187,11 @@ class FoldingDetector:
         character by character: a part's folded text is part of the whole's)."""
         folded = fold(text)
         view = text if folded is None else folded.text
-        if self._screen is not None:
-            found = might_match(self._screen, view)
-        else:
-            found = self.detector.might_find(view) or might_hold_runs(view)
+        # The detector's screens and the encoded runs' each ask RE2 Sets of their own (the
+        # runs' screen counts runs of letters and digits, and in one Set with another
+        # screen that counts, their states multiply: screen.py, ScreenSet). Each keeps its
+        # answer for the text, which find() asks again.
+        found = self.detector.might_find(view) or might_hold_runs(view)
         return found or \
             (folded is not None and self.also_original and self.detector.might_find(text))
 

@@ -20,7 +20,7 @@ from .backwards import flipped
 from .fastre import Pattern
 from .hold import Tail, of
 from .injection_rules import all_rules
-from .screen import Unscreenable, compile_screen, might_match, rewrite, screen
+from .screen import EVERY, ScreenSet, Unscreenable, might_match, rewrite, screen, screen_source
 
 RULES = all_rules()
 
@@ -39,36 +39,35 @@ _SCREEN = screen(_COMBINED.python)
 
 
 class InjectionDetector:
-    @property
-    def screen_source(self) -> str | None:
-        """The RE2 source might_find() searches with (fold.py folds it into its screen)."""
-        return SCREEN_SOURCE
-
     def might_find(self, text: str) -> bool:
         """False when find() finds nothing in `text` nor in any part of it."""
-        return _ANY is None or might_match(_ANY, text)
+        return _ANY is None or bool(_ANY.matching(text))
 
     def hold_from(self, text: str, start: int = 0) -> int | None:
         return _TAIL.hold_from(text, start)
 
     def find(self, text: str) -> list[Finding]:
-        # One RE2 pass (the rules' screen, and the signs of leetspeak or spaced letters)
-        # says when there is nothing to look for: most text.
-        if not self.might_find(text):
+        # The rules' screen each way, and the signs of leetspeak or spaced letters, asked
+        # once (a guardrail asked might_find() first: the answer is kept) say when there is
+        # nothing to look for (most text) and which readings to try.
+        matching = _ANY.matching(text) if _ANY is not None else EVERY
+        if not matching:
             return []
-        if _SCREEN is None or might_match(_SCREEN, text):
+        if _FORWARD in matching:
             match = _COMBINED.search(text)
             if match:
                 return [Finding(match.start(), match.end(), f"INJECTION:{match.lastgroup}")]
         # An instruction written backwards ("snoitcurtsni suoiverp lla erongi"), read the
         # right way round where the rules read backwards might match (backwards.py).
-        if _BACKWARDS is None or might_match(_BACKWARDS, text):
+        if _BACKWARD in matching:
             reversed_text = text[::-1]
             match = _COMBINED.search(reversed_text)
             if match:
                 return flipped([Finding(match.start(), match.end(), f"INJECTION:{match.lastgroup}")], len(text))
         # Leetspeak ("1gn0r3 4ll pr3v10u5 1n5truct10n5") and spaced letters ("i g n o r e"),
         # read back as words: only text with digits among letters, or runs of lone letters.
+        if _SIGNS not in matching:
+            return []
         for view in _views(text):
             if _SCREEN is None or might_match(_SCREEN, view):
                 match = _COMBINED.search(view)
@@ -93,24 +92,21 @@ def _rules_backwards() -> str | None:
 
 
 _BACKWARDS_SOURCE = _rules_backwards()
-_BACKWARDS = compile_screen(_BACKWARDS_SOURCE)
 
 
-def _any_screen_source() -> str | None:
-    """The rules' screen (both ways) and the views' signs as one RE2 source, or None."""
-    try:
-        rules = rewrite(_COMBINED.python.pattern, _COMBINED.python.flags)
-    except Unscreenable:
+def _screen_sources() -> list[str] | None:
+    """The rules' screen each way and the views' signs, or None (no screen: read it all)."""
+    forward = screen_source(_COMBINED.python)
+    if forward is None or _BACKWARDS_SOURCE is None:
         return None
-    if _BACKWARDS is None:
-        return None
-    return f"(?:{rules})|(?:{_BACKWARDS_SOURCE})|{_LEET_SIGNS_SOURCE}|{_SPACED_SIGNS_SOURCE}"
+    return [forward, _BACKWARDS_SOURCE, f"{_LEET_SIGNS_SOURCE}|{_SPACED_SIGNS_SOURCE}"]
 
 
-SCREEN_SOURCE = _any_screen_source()
-_ANY = compile_screen(SCREEN_SOURCE)
-if _ANY is None:
-    SCREEN_SOURCE = None
+# Each in an RE2 Set of its own (in one Set their states multiply: on code, 37 MB/s
+# against ~65 apart; screen.py, ScreenSet), which keeps its answer for the last text.
+_FORWARD, _BACKWARD, _SIGNS = 0, 1, 2
+_SOURCES = _screen_sources()
+_ANY = ScreenSet(_SOURCES, frozenset(range(len(_SOURCES)))) if _SOURCES is not None else None
 _SPACED_GAPS = re.compile(r"(?<=\w)[ .*_/-]{2,}(?=\w)")
 _SPACED = re.compile(r"(?<=\b\w)[ .*_/-](?=\w\b)")
 

@@ -17,7 +17,7 @@ from stdnum import luhn
 from stdnum.us import ssn as stdnum_ssn
 
 from . import Finding
-from .backwards import flipped, joined_sources
+from .backwards import flipped
 from .fastre import Pattern
 from .hold import Tail, of
 from .screen import EVERY, ScreenSet, might_match, screen, screen_source
@@ -94,6 +94,9 @@ _SCREENED = {"email": (_EMAIL.python, _EMAIL_SPELT.python), "phone": (_PHONE,), 
              "ip": (_IPV4, _IPV6), "secret": (_SECRETS.python,)}
 
 ENTITIES = ("email", "phone", "card", "iban", "ssn", "ip", "secret")
+# Screens whose automaton grows with the runs they count: each in an RE2 Set of its own,
+# each way (on code, email's and secret's screens in one Set read ~4 MB/s, apart 40-500).
+_SCREENED_ALONE = ("email", "secret")
 # Values also read backwards (backwards.py). Phone numbers and IP addresses are not: any
 # list of numbers reads as one of them backwards about as often as forwards.
 BACKWARDS = ("email", "card", "iban", "ssn", "secret")
@@ -182,12 +185,14 @@ class PIIDetector:
         self.backwards = [_FINDERS[e] for e in entities if e in BACKWARDS]
         forward = [screen_source(*_SCREENED[e]) for e in entities]
         backwards = [screen_source(*_SCREENED[e], reverse=True) for e in entities if e in BACKWARDS]
-        # Every finder's pre-check, both ways, in one RE2 Set: one pass over a text says
-        # which finders may find something (most text: none). Each RE2 call from Python
-        # costs a few microseconds whatever the text.
+        # Every finder's pre-check, both ways: one pass over a text per RE2 Set says which
+        # finders may find something (most text: none). The screens that count long runs
+        # (an address's parts, a secret's characters) get a Set each: together their
+        # states multiply (screen.py, ScreenSet).
         sources = forward + backwards
-        self.screens = ScreenSet(sources) if all(source is not None for source in sources) else None
-        self.screen_source = joined_sources(*sources)
+        directions = [*entities, *(e for e in entities if e in BACKWARDS)]
+        alone = frozenset(index for index, e in enumerate(directions) if e in _SCREENED_ALONE)
+        self.screens = ScreenSet(sources, alone) if all(source is not None for source in sources) else None
         self.tail = Tail(pattern for e in entities for pattern in _HOLD[e])
 
     def _matching(self, text: str):

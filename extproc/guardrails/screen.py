@@ -282,23 +282,78 @@ def compile_screen(source: str | None) -> Screen | None:
 
 
 class ScreenSet:
-    """Several screens in one RE2 Set: one pass over a text says which of them match."""
+    """Several screens asked of one text together: which of them match (`matching`), or
+    whether any does (`matches`).
 
-    __slots__ = ("_set",)
+    An RE2 Set reads all its patterns in one pass, but its automaton tracks them
+    together: where two of them each count a run of characters (an address's parts, a
+    secret's 20 and more characters), their states multiply. On prose that stays small;
+    on source code, which is what an agent's tool results mostly hold, such a Set's DFA
+    outgrows its memory and is rebuilt again and again: the PII screens in one Set read
+    code at ~0.4 MB/s, each alone at 40-500 MB/s (docs/decisions/guardrails-screens-in-sets.md).
+    So the screens listed in `alone` get a Set each, the others share one; the text is
+    encoded once for all of them."""
 
-    def __init__(self, sources: list[str]) -> None:
-        self._set = re2.Set.SearchSet(_options())
-        for source in sources:
-            self._set.Add(source)
-        self._set.Compile()
+    __slots__ = ("_sets", "_indexes", "_last", "_together")
+
+    def __init__(self, sources: list[str], alone: frozenset[int] = frozenset()) -> None:
+        # The last text asked and its answer: a guardrail asks of the same text twice
+        # (might_find, then find), one tuple so that it is replaced whole.
+        self._last: tuple[str | None, frozenset[int]] = (None, frozenset())
+        shared = [index for index in range(len(sources)) if index not in alone]
+        groups = ([shared] if shared else []) + [[index] for index in range(len(sources)) if index in alone]
+        self._sets, self._indexes = [], []
+        for group in groups:
+            self._sets.append(_compiled_set([sources[index] for index in group]))
+            self._indexes.append(tuple(group))
+        # Short texts (a prompt, a stream's held words) ask one Set of them all: a short
+        # text cannot take a DFA far, and each Set asked costs a call.
+        self._together = _compiled_set(sources) if len(groups) > 1 else None
 
     def matching(self, text: str) -> frozenset[int]:
         """The indexes of the screens that match in `text` (all, for a text RE2 cannot
         read: a lone surrogate)."""
+        last, answer = self._last
+        if last is text:
+            return answer
         try:
-            return frozenset(self._set.Match(text) or ())
+            encoded = text.encode("utf-8")
         except UnicodeEncodeError:
             return EVERY
+        if self._together is not None and len(encoded) <= SHORT_TEXT:
+            answer = frozenset(self._together.Match(encoded) or ())
+        else:
+            found: list[int] = []
+            for regex_set, indexes in zip(self._sets, self._indexes):
+                matched = regex_set.Match(encoded)
+                if matched:
+                    found.extend(indexes[position] for position in matched)
+            answer = frozenset(found)
+        self._last = (text, answer)
+        return answer
+
+    def matches(self, text: str) -> bool:
+        """Whether any screen matches in `text` (raises UnicodeEncodeError for a text RE2
+        cannot read, as Screen.matches does: might_match() answers True for it)."""
+        last, answer = self._last
+        if last is text:
+            return bool(answer)
+        encoded = text.encode("utf-8")
+        if self._together is not None and len(encoded) <= SHORT_TEXT:
+            return bool(self._together.Match(encoded))
+        return any(regex_set.Match(encoded) for regex_set in self._sets)
+
+
+# Up to this many bytes, ScreenSet asks one Set of all its screens.
+SHORT_TEXT = 512
+
+
+def _compiled_set(sources: list[str]):
+    regex_set = re2.Set.SearchSet(_options())
+    for source in sources:
+        regex_set.Add(source)
+    regex_set.Compile()
+    return regex_set
 
 
 class _Every(frozenset):
