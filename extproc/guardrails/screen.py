@@ -294,7 +294,7 @@ class ScreenSet:
     So the screens listed in `alone` get a Set each, the others share one; the text is
     encoded once for all of them."""
 
-    __slots__ = ("_sets", "_indexes", "_last", "_together")
+    __slots__ = ("_sets", "_indexes", "_last")
 
     def __init__(self, sources: list[str], alone: frozenset[int] = frozenset()) -> None:
         # The last text asked and its answer: a guardrail asks of the same text twice
@@ -306,9 +306,6 @@ class ScreenSet:
         for group in groups:
             self._sets.append(_compiled_set([sources[index] for index in group]))
             self._indexes.append(tuple(group))
-        # Short texts (a prompt, a stream's held words) ask one Set of them all: a short
-        # text cannot take a DFA far, and each Set asked costs a call.
-        self._together = _compiled_set(sources) if len(groups) > 1 else None
 
     def matching(self, text: str) -> frozenset[int]:
         """The indexes of the screens that match in `text` (all, for a text RE2 cannot
@@ -320,15 +317,12 @@ class ScreenSet:
             encoded = text.encode("utf-8")
         except UnicodeEncodeError:
             return EVERY
-        if self._together is not None and len(encoded) <= SHORT_TEXT:
-            answer = frozenset(self._together.Match(encoded) or ())
-        else:
-            found: list[int] = []
-            for regex_set, indexes in zip(self._sets, self._indexes):
-                matched = regex_set.Match(encoded)
-                if matched:
-                    found.extend(indexes[position] for position in matched)
-            answer = frozenset(found)
+        found: list[int] = []
+        for regex_set, indexes in zip(self._sets, self._indexes):
+            matched = regex_set.Match(encoded)
+            if matched:
+                found.extend(indexes[position] for position in matched)
+        answer = frozenset(found)
         self._last = (text, answer)
         return answer
 
@@ -339,13 +333,7 @@ class ScreenSet:
         if last is text:
             return bool(answer)
         encoded = text.encode("utf-8")
-        if self._together is not None and len(encoded) <= SHORT_TEXT:
-            return bool(self._together.Match(encoded))
         return any(regex_set.Match(encoded) for regex_set in self._sets)
-
-
-# Up to this many bytes, ScreenSet asks one Set of all its screens.
-SHORT_TEXT = 512
 
 
 def _compiled_set(sources: list[str]):
