@@ -167,7 +167,7 @@ def _load(tmp_path, semantic):
 def test_a_semantic_rule_and_its_defaults(tmp_path):
     rule = _load(tmp_path, {"embedding_model": "text-embedding-3-small"}).cache.rules[0].semantic
     assert (rule.embedding_model, rule.min_similarity, rule.dimensions, rule.timeout_s) == \
-        ("text-embedding-3-small", 0.95, None, 2.0)
+        ("text-embedding-3-small", 0.95, None, 1.0)
 
 
 @pytest.mark.parametrize("semantic, message", [
@@ -176,6 +176,7 @@ def test_a_semantic_rule_and_its_defaults(tmp_path):
     ({"embedding_model": "text-embedding-3-small", "min_similarity": 1.5}, "at most 1"),
     ({"embedding_model": "text-embedding-3-small", "dimensions": 0}, "at least 1"),
     ({"embedding_model": "text-embedding-3-small", "colour": "red"}, "unknown key"),
+    ({"embedding_model": "text-embedding-3-small", "timeout_s": 2}, "at most 1.5"),
 ])
 def test_a_bad_semantic_rule_is_refused_with_its_place(tmp_path, semantic, message):
     with pytest.raises(ConfigError, match=message):

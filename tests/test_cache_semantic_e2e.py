@@ -7,6 +7,7 @@ priced, refused like any), and a failed embedding is a miss, never a failed call
 from __future__ import annotations
 
 import json
+import time
 import uuid
 
 import anthropic
@@ -21,16 +22,36 @@ def _config() -> dict:
         {"id": "carol", "key": "sk-sem-carol", "user": "carol", "team": "research", "models": "*"},
         {"id": "dave", "key": "sk-sem-dave", "user": "dave", "team": "ops", "models": "*"},
     ]
-    config["cache"] = {"rules": [{
-        "models": ["gpt-4o-mini"], "scope": "team", "ttl_s": 600,
-        "semantic": {"embedding_model": "text-embedding-3-small", "min_similarity": 0.9}}]}
+    # An embedding model slower than its rule's bound: the mock answers it after 3 s.
+    config["mock_provider"]["listeners"].append(
+        {"name": "mock-slow", "port": 10131, "api_key": "mock-provider-key", "failure": {"delay-ms": 3000}})
+    config["providers"]["mock-slow"] = {"url": "http://127.0.0.1:10131", "api_key": {"value": "mock-provider-key"}}
+    config["models"]["slow-embedding"] = {"backends": [{"provider": "mock-slow", "model": "text-embedding-3-small"}],
+                                          "price": {"input": 0.02, "output": 0}}
+    config["cache"] = {"rules": [
+        {"models": ["gpt-4o-mini"], "scope": "team", "ttl_s": 600,
+         "semantic": {"embedding_model": "text-embedding-3-small", "min_similarity": 0.9}},
+        {"models": ["gpt-4o"], "scope": "team", "ttl_s": 600,
+         "semantic": {"embedding_model": "slow-embedding", "min_similarity": 0.9, "timeout_s": 0.5}}]}
     return config
+
+
+def _warmed(stack: GatewayStack) -> GatewayStack:
+    """The stack once its mock's embedding model is loaded (~0.3 s on its first call, which
+    a deployed provider's endpoint never makes its callers wait): one question answered."""
+    for _ in range(5):
+        warm = _ask(stack, "Is the service warm?", _system())
+        record = stack.wait_for_record(warm.headers["x-request-id"])
+        assert warm.status_code == 200 and record.get("cache_semantic") in (None, "no embedding: timeout"), record
+        if "cache_semantic" not in record:
+            return stack
+    raise AssertionError(f"the embedding model never answered in time: {record}")
 
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory):
     stack = GatewayStack(tmp_path_factory.mktemp("semantic"), _config(), workers=1).start()
-    yield stack
+    yield _warmed(stack)
     stack.stop()
 
 
@@ -148,6 +169,22 @@ def test_a_key_not_allowed_the_embedding_model_gets_its_answer_as_a_miss(stack):
     assert refused["status"] == 403 and refused["key_id"] == "bob"
 
 
+def test_an_embedding_slower_than_the_bound_is_a_miss_in_its_time_not_a_504(stack):
+    """The lookup's bound (timeout_s) keeps it within the 2 s Envoy gives one ext_proc
+    message: a 3 s embedding model costs the call 0.5 s and a miss, never a 504."""
+    client = openai.OpenAI(base_url=stack.base_url, api_key="sk-demo-alice", max_retries=0)
+    started = time.monotonic()
+    answer = client.chat.completions.with_raw_response.create(
+        model="gpt-4o", max_tokens=40,
+        messages=[{"role": "system", "content": _system()}, {"role": "user", "content": "How do I reset my password?"}])
+    elapsed = time.monotonic() - started
+    assert answer.status_code == 200 and answer.headers["x-gateway-cache"] == "miss"
+    assert answer.parse().choices[0].message.content == "How do I reset my password?"
+    assert 0.5 <= elapsed < 3.0, elapsed         # it did not wait for the embedding
+    record = stack.wait_for_record(answer.headers["x-request-id"])
+    assert record["status"] == 200 and record["cache_semantic"] == "no embedding: timeout"
+
+
 def test_two_replicas_on_redis_share_their_questions_and_a_redis_down_is_a_miss(tmp_path):
     """Replicas each search their own copy of the vectors Redis holds: what one answered,
     the other finds; with the store gone the call goes on as a miss."""
@@ -159,7 +196,7 @@ def test_two_replicas_on_redis_share_their_questions_and_a_redis_down_is_a_miss(
     try:
         for name in ("one", "two"):
             (tmp_path / name).mkdir()
-            replicas.append(GatewayStack(tmp_path / name, json.loads(json.dumps(config)), workers=1).start())
+            replicas.append(_warmed(GatewayStack(tmp_path / name, json.loads(json.dumps(config)), workers=1).start()))
         system = _system()
         first = _ask(replicas[0], "How do I reset my password?", system)
         second = _ask(replicas[1], "What is the way to reset my password?", system)

@@ -35,6 +35,7 @@ from ..pipeline.stage import ImmediateAnswer, Stage
 from ..store import StoreUnavailable, maybe_await
 from ..store.cache_settings import CacheRule
 from ..store.semantic_index import SemanticIndex
+from ..transport.eager import task_needed
 from .cache_key import conversation_of, key_digest
 from .cache_semantic import Embedder, EmbeddingFailed, embedding_headers, question_and_partition
 from .cost import COST_HEADER, usd
@@ -76,6 +77,8 @@ class CacheStoreHandle:
         self.vectors = vectors              # the semantic rules' (cache_vectors.py), else None
         self.index = SemanticIndex()
         self.embedder = Embedder()
+        if vectors is not None:
+            self.embedder.prepare()
         self.down_until = 0.0
         # digest -> [the leader's entry to come (a future, made by the first follower), when it began]
         self.in_flight: dict[str, list] = {}
@@ -209,10 +212,17 @@ class CacheLookup(Stage):
         if headers is None:
             call.log_fields["cache_semantic"] = "no embedding: credential"
             return None
+        await task_needed()                # a bound needs a task (transport/eager.py)
         try:
-            outcome.vector, call.log_fields["cache_embedding_request"] = await handle.embedder.embed(
-                call.config.cache.gateway_url, headers, rule, question)
-            nearest = await handle.index.nearest(handle.vectors, outcome.partition, outcome.vector)
+            # One bound for the embedding and the search: both run within this ext_proc
+            # message's deadline (MAX_SEMANTIC_TIMEOUT_S). The vector, once come, is kept.
+            async with asyncio.timeout(rule.timeout_s):
+                outcome.vector, call.log_fields["cache_embedding_request"] = await handle.embedder.embed(
+                    call.config.cache.gateway_url, headers, rule, question)
+                nearest = await handle.index.nearest(handle.vectors, outcome.partition, outcome.vector)
+        except TimeoutError:
+            call.log_fields["cache_semantic"] = "timeout" if outcome.vector is not None else "no embedding: timeout"
+            return None
         except EmbeddingFailed as error:
             call.log_fields["cache_semantic"] = f"no embedding: {error}"
             if error.request_id:

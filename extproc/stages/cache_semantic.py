@@ -116,6 +116,13 @@ class Embedder:
     def __init__(self) -> None:
         self._client = None
 
+    @staticmethod
+    def prepare() -> None:
+        """Imports what the calls need, when the worker starts: a first call's lookup
+        has `timeout_s` for the embedding, not for loading libraries."""
+        import httpx  # noqa: F401
+        numpy()
+
     async def embed(self, url: str, headers: dict[str, str], rule, question: str) -> tuple[np.ndarray, str]:
         """The question's unit vector, and the embedding call's request id."""
         import httpx                       # only workers with a semantic rule make these calls
