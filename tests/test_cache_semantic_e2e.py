@@ -51,8 +51,10 @@ def _warmed(stack: GatewayStack) -> GatewayStack:
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory):
     stack = GatewayStack(tmp_path_factory.mktemp("semantic"), _config(), workers=1).start()
-    yield _warmed(stack)
-    stack.stop()
+    try:
+        yield _warmed(stack)
+    finally:
+        stack.stop()
 
 
 def _system() -> str:
@@ -196,7 +198,8 @@ def test_two_replicas_on_redis_share_their_questions_and_a_redis_down_is_a_miss(
     try:
         for name in ("one", "two"):
             (tmp_path / name).mkdir()
-            replicas.append(_warmed(GatewayStack(tmp_path / name, json.loads(json.dumps(config)), workers=1).start()))
+            replicas.append(GatewayStack(tmp_path / name, json.loads(json.dumps(config)), workers=1).start())
+            _warmed(replicas[-1])
         system = _system()
         first = _ask(replicas[0], "How do I reset my password?", system)
         second = _ask(replicas[1], "What is the way to reset my password?", system)

@@ -8,6 +8,11 @@ byte, at the cost of finding its digest (a resent text's is found by a compare, 
 hashed again). Entries hold a digest of the text and the findings' spans, never the text
 itself; they are keyed by the guardrail's digest (its type and rules), so a config
 reloaded with other rules never meets a finding made under the old ones.
+
+Seams are remembered too: the meeting of two texts is known read when the texts around it
+(as far as SEAM characters reach either way) were read side by side before. Two known
+texts that meet for the first time (a history edited, compacted, or texts of one session
+resent in another order) have their seam read, so nothing cut across them passes.
 """
 
 from __future__ import annotations
@@ -177,7 +182,8 @@ class Lookup:
     def find(self, detector, complete: bool = True) -> list[list[Finding]]:
         """Each text's findings, the texts read as one conversation (joined.py), reading only
         the texts not known yet: each run of new texts is read with SEAM characters of the
-        texts on either side, so a value cut across a known text and a new one is found.
+        texts on either side, so a value cut across a known text and a new one is found,
+        and so is each seam of two known texts not read side by side before.
         `complete`: the detector finds every value (a redacting rule must); False for one
         that may stop at its first finding (a blocking rule), whose clean texts are known
         only from a read that found nothing."""
@@ -186,12 +192,18 @@ class Lookup:
             return find_in_texts(detector, texts)
         out = list(self.found)
         new = [i for i, found in enumerate(out) if found is None]
+        seams = _seam_keys(self.keys, texts)
         if len(new) == len(texts):                      # nothing known: one read of it all
             out = find_in_texts(detector, texts)
         else:
             for run in _runs(new):
-                _read_run(detector, texts, run, out)
+                _read_run(detector, texts, run[0], run[-1], out)
+            get = known.get
+            for j, key in enumerate(seams, 1):          # the seam of texts j-1 and j
+                if self.found[j - 1] is not None and self.found[j] is not None and get(key) is None:
+                    _read_run(detector, texts, j, j - 1, out)      # no text between: the seam alone
         _remember(known, self.keys, texts, out, new, complete)
+        _remember_seams(known, seams, texts, out, new, complete)
         return out
 
 
@@ -258,6 +270,47 @@ def _remember(known: KnownFindings, keys: list, texts: list[str], found: list, r
         known.put(keys[i], findings)
 
 
+def _seam_keys(keys: list, texts: list[str]) -> list[bytes]:
+    """Each seam's key (between texts j-1 and j, j from 1): the digests of the texts that
+    SEAM characters reach on either side, in order, the seam marked. Usually the two
+    texts' own; a short text's neighbours beyond it too."""
+    empty = b"\0" * 16
+    digests = [key[-16:] if key is not None else empty for key in keys]
+    prefix = next((key[:-16] for key in keys if key is not None), b"") + b"\1"
+    lengths = list(map(len, texts))
+    out = []
+    for j in range(1, len(texts)):
+        first, need = j - 1, SEAM - lengths[j - 1]
+        while need > 0 and first > 0:
+            first -= 1
+            need -= lengths[first]
+        last, need = j, SEAM - lengths[j]
+        while need > 0 and last < len(texts) - 1:
+            last += 1
+            need -= lengths[last]
+        out.append(b"".join((prefix, *digests[first:j], b"|", *digests[j:last + 1])))
+    return out
+
+
+def _remember_seams(known: KnownFindings, seams: list[bytes], texts: list[str], found: list, read,
+                    complete: bool) -> None:
+    """Keeps the seams this request read side by side, but a seam a finding touches (its
+    texts are read again next time anyway) and, for a detector that may stop at its first
+    finding, any seam of a read that found something or of a text with findings (the
+    read may have stopped before the seam)."""
+    if not complete and any(found[i] for i in read):
+        return
+    put = known.put
+    for j, key in enumerate(seams, 1):
+        before, after = found[j - 1], found[j]
+        if complete:
+            if any(f.end == len(texts[j - 1]) for f in before) or any(f.start == 0 for f in after):
+                continue
+        elif before or after:
+            continue
+        put(key, ())
+
+
 def _runs(indexes: list[int]) -> list[list[int]]:
     runs: list[list[int]] = []
     for i in indexes:
@@ -268,14 +321,14 @@ def _runs(indexes: list[int]) -> list[list[int]]:
     return runs
 
 
-def _read_run(detector, texts: list[str], run: list[int], out: list) -> None:
-    """Reads a run of new texts between SEAM characters of the conversation on either side
-    (as many texts as make them: a value may be cut across a short one); findings in the
-    run are the run's; a finding that runs from the run into a neighbour, through every
-    text between, is added to the neighbour for this request (its entry holds its findings
-    alone; the run's text at that seam is not remembered, so the seam is read again on
-    every turn: `_remember`)."""
-    first, last = run[0], run[-1]
+def _read_run(detector, texts: list[str], first: int, last: int, out: list) -> None:
+    """Reads a run of new texts (first to last; none when last is first - 1: a seam alone)
+    between SEAM characters of the conversation on either side (as many texts as make
+    them: a value may be cut across a short one); findings in the run are the run's; a
+    finding that runs from the run into a neighbour, through every text between, is added
+    to the neighbour for this request (its entry holds its findings alone; the run's text
+    at that seam is not remembered, so the seam is read again on every turn: `_remember`)."""
+    run = range(first, last + 1)
     before, after = _window(texts, first - 1, -1), _window(texts, last + 1, 1)
     pieces = [texts[i][start:] for i, start in before] + [texts[i] for i in run] + \
         [texts[i][:stop] for i, stop in after]
