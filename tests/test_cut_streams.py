@@ -15,6 +15,7 @@ from test_one_message import QUICKSTART, _request_headers, _run
 from test_pass_through import ANNOUNCED, STREAM, _body, _trailers
 
 from extproc.config.envoy_contract import envoy_features
+from extproc.dialects import Chat, GenerateContent, Messages, Responses
 from extproc.config.filter_config import load_config
 from extproc.observability import metrics
 from extproc.pipeline.call import Call
@@ -296,3 +297,17 @@ def test_a_store_down_is_tried_once_per_call_then_only_this_worker_counts(caplog
         return found
     assert asyncio.run(run()) == ENTRY
     assert caplog.text.count("budget store unavailable for a cut stream's entry") == 2   # one per call
+
+
+# What Envoy's sse_to_metadata read from a stream the client left before its end reached
+# Envoy: each dialect says whether that usage is the stream's last (then charged exactly).
+@pytest.mark.parametrize("codec,numbers,final", [
+    (Chat, {"input_tokens": 9, "output_tokens": 3}, True),                 # the usage chunk: last
+    (Responses, {"input_tokens": 9, "output_tokens": 3}, True),            # response.completed
+    (Messages, {"anthropic_input_tokens": 9}, False),                      # message_start's only
+    (Messages, {"anthropic_input_tokens": 9, "output_tokens": 3}, True),   # message_delta's
+    (GenerateContent, {"gemini_prompt": 9, "gemini_candidates": 3}, False),   # every chunk's, running
+], ids=["chat", "responses", "anthropic message_start", "anthropic message_delta", "gemini"])
+def test_a_usage_read_from_a_stream_cut_before_its_end_is_final_where_the_dialect_sends_it_last(
+        codec, numbers, final):
+    assert codec().stream_usage_is_final(numbers) is final

@@ -89,6 +89,11 @@ class Messages(Translating, Codec):
 
     usage_from_response = staticmethod(anthropic.usage_from_response)
 
+    def stream_usage_is_final(self, numbers: dict) -> bool:
+        """Output tokens come in the stream's one message_delta, its last usage (message_start's
+        running count is under `message`, read into other keys)."""
+        return "output_tokens" in numbers
+
     def usage_from_stream_metadata(self, numbers: dict) -> Usage | None:
         """Anthropic's input_tokens leave cache reads and writes out (the last
         message_delta's totals win, as Envoy keeps the last value of each key)."""

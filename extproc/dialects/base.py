@@ -160,6 +160,11 @@ class Codec:
                          int(numbers.get("cached_tokens", 0)), int(numbers.get("reasoning_tokens", 0)))
         return None
 
+    def stream_usage_is_final(self, numbers: dict) -> bool:
+        """Whether the usage Envoy read from a stream is its final one, though the provider's
+        answer may not have come whole (a client that left on the last event)."""
+        return self.usage_only_at_stream_end
+
     def generated_texts(self, event: dict) -> Iterator[str]:
         return iter(())
 

@@ -21,6 +21,7 @@ import functools
 import hashlib
 import os
 from collections import OrderedDict
+from itertools import accumulate
 
 import orjson
 
@@ -196,12 +197,11 @@ class Lookup:
         if len(new) == len(texts):                      # nothing known: one read of it all
             out = find_in_texts(detector, texts)
         else:
-            for run in _runs(new):
-                _read_run(detector, texts, run[0], run[-1], out)
-            get = known.get
-            for j, key in enumerate(seams, 1):          # the seam of texts j-1 and j
-                if self.found[j - 1] is not None and self.found[j] is not None and get(key) is None:
-                    _read_run(detector, texts, j, j - 1, out)      # no text between: the seam alone
+            get, found = known.get, self.found
+            unread = [j for j, key in enumerate(seams, 1)             # the seam of texts j-1 and j
+                      if found[j - 1] is not None and found[j] is not None and get(key) is None]
+            for first, last in _reads(new, unread, texts):
+                _read_run(detector, texts, first, last, out)
         _remember(known, self.keys, texts, out, new, complete)
         _remember_seams(known, seams, texts, out, new, complete)
         return out
@@ -280,6 +280,9 @@ def _seam_keys(keys: list, texts: list[str]) -> list[bytes]:
     lengths = list(map(len, texts))
     out = []
     for j in range(1, len(texts)):
+        if lengths[j - 1] >= SEAM and lengths[j] >= SEAM:      # most seams: two texts reach
+            out.append(prefix + digests[j - 1] + b"|" + digests[j])
+            continue
         first, need = j - 1, SEAM - lengths[j - 1]
         while need > 0 and first > 0:
             first -= 1
@@ -311,14 +314,23 @@ def _remember_seams(known: KnownFindings, seams: list[bytes], texts: list[str], 
         put(key, ())
 
 
-def _runs(indexes: list[int]) -> list[list[int]]:
-    runs: list[list[int]] = []
-    for i in indexes:
-        if runs and runs[-1][-1] == i - 1:
-            runs[-1].append(i)
-        else:
-            runs.append([i])
-    return runs
+def _reads(new: list[int], seams: list[int], texts: list[str]) -> list[tuple[int, int]]:
+    """What to read, as (first, last) runs of texts: the new texts, and the seams of known
+    texts not read side by side (j: an empty run, last = first - 1, between texts j-1 and
+    j). Two closer than SEAM characters are read as one run, the known texts between
+    included: a window of SEAM characters then reaches known texts only, never the cut
+    edge of a text another run reads (whose findings there are the cut's, not the text's)."""
+    spans = sorted([(i, i) for i in new] + [(j, j - 1) for j in seams])
+    ends = [0, *accumulate(map(len, texts))]           # ends[i]: characters before text i
+    reads: list[tuple[int, int]] = []
+    for first, last in spans:
+        if reads:
+            start, end = reads[-1]
+            if first <= end + 1 or ends[first] - ends[end + 1] < SEAM:
+                reads[-1] = (start, max(end, last))
+                continue
+        reads.append((first, last))
+    return reads
 
 
 def _read_run(detector, texts: list[str], first: int, last: int, out: list) -> None:

@@ -103,10 +103,11 @@ class CutStream(Stage):
         if entry.first_event_at_us:
             call.first_byte_at = first_event_perf_counter(entry.first_event_at_us)
         numbers = orjson.loads(entry.usage) if entry.usage else {}
-        if numbers.pop(UPSTREAM_COMPLETE, 0) or call.codec.usage_only_at_stream_end:
-            # The provider's answer came whole, or its usage is in its last events only:
-            # the client left once that usage had passed Envoy. It is charged, exact (a
-            # usage read mid-stream may be a running count: Anthropic's message_start).
+        if numbers.pop(UPSTREAM_COMPLETE, 0) or call.codec.stream_usage_is_final(numbers):
+            # The provider's answer came whole, or the usage read is its last (OpenAI's
+            # usage chunk, Anthropic's message_delta): the client left once that usage had
+            # passed Envoy. It is charged, exact (a usage read mid-stream may be a running
+            # count: Anthropic's message_start, Gemini's every chunk).
             call.usage = call.codec.usage_from_stream_metadata(numbers) if call.status < 400 else None
             if call.usage is not None:
                 metrics.child(metrics.cut_streams, "usage").inc()
