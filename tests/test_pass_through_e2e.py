@@ -292,24 +292,37 @@ def test_a_stream_cut_short_is_charged_what_envoy_sent(stack, what, usage, heade
     assert counter.spent - spent_before == record["input_tokens"] + record["output_tokens"]
 
 
-def test_a_client_that_leaves_on_done_is_charged_the_providers_usage_exactly(stack):
-    """The openai SDK closes the connection once it reads `data: [DONE]`. Envoy has sent
-    the client the whole stream, but the trailers message may not have left yet: then the
-    stream counts as cut. The provider's answer came whole and its usage passed Envoy, so
-    that usage is charged (the access log's entry carries it), never an estimate."""
-    body = orjson.dumps({"model": "gpt-4o", "messages": [{"role": "user", "content": "three words here"}],
-                         "max_tokens": 50, "stream": True, "stream_options": USAGE})
+# (dialect, path, headers, body, the last event)
+LAST_EVENTS = [
+    ("openai", "/v1/chat/completions", f"authorization: {PENNY['authorization']}\r\n",
+     {"model": "gpt-4o", "stream_options": USAGE}, b"data: [DONE]"),
+    ("anthropic", "/v1/messages", "x-api-key: sk-test-penny\r\nanthropic-version: 2023-06-01\r\n",
+     {"model": "claude-sonnet-4-6"}, b"event: message_stop"),
+]
+
+
+@pytest.mark.parametrize("dialect,path,headers,body,last", LAST_EVENTS, ids=[e[0] for e in LAST_EVENTS])
+def test_a_client_that_leaves_on_the_last_event_is_charged_the_providers_usage_exactly(
+        stack, dialect, path, headers, body, last):
+    """The openai SDK closes the connection once it reads `data: [DONE]` (other clients on
+    Anthropic's `message_stop`). Envoy has sent the client the whole stream, but the
+    trailers message may not have left yet: then the stream counts as cut. The usage that
+    passed Envoy is the stream's last, so it is charged (the access log's entry carries
+    it), never an estimate. Half the calls' provider ends its stream 0.5 s after its last
+    event: the client leaves before that end reaches Envoy, so the dialect's rule decides."""
+    body = orjson.dumps({**body, "messages": [{"role": "user", "content": "three words here"}],
+                         "max_tokens": 50, "stream": True})
     host, port = httpx.URL(stack.base_url).host, httpx.URL(stack.base_url).port
     spent_before, rids = _penny_counter(stack).spent, []
-    for _ in range(12):
+    for n in range(12):
         rid = f"done-{uuid.uuid4()}"
-        request = (f"POST /v1/chat/completions HTTP/1.1\r\nhost: {host}\r\n"
-                   f"authorization: {PENNY['authorization']}\r\ncontent-type: application/json\r\n"
+        late_end = "x-mock-end-delay-ms: 500\r\n" if n % 2 else ""
+        request = (f"POST {path} HTTP/1.1\r\nhost: {host}\r\n{headers}{late_end}content-type: application/json\r\n"
                    f"x-request-id: {rid}\r\ncontent-length: {len(body)}\r\n\r\n").encode() + body
         with socket.create_connection((host, port), timeout=10) as client:
             client.sendall(request)
             received = b""
-            while b"data: [DONE]" not in received:
+            while last not in received:
                 chunk = client.recv(65536)
                 assert chunk, received
                 received += chunk

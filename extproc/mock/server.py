@@ -16,6 +16,7 @@ Every dialect:
   x-mock-reset: 1             reset the connection before answering
   x-mock-delay-ms: 500        wait before the first byte
   x-mock-chunk-delay-ms: 50   wait between SSE events
+  x-mock-end-delay-ms: 500    wait after a stream's last event before ending it
   x-mock-cut-after: 3         reset the connection after N SSE events
   x-mock-tool-call: lookup    answer (chat, Responses, Messages, Gemini, Converse) with a call
                               of this tool whose arguments (input, args) are {"text": <the

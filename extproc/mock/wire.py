@@ -68,6 +68,9 @@ async def write_stream(listener: Listener, request: web.Request, events: list[by
             if index and chunk_delay:
                 await asyncio.sleep(chunk_delay)
             await response.write(event)
+        end_delay = int_option(listener, request, "end-delay-ms")
+        if end_delay:                   # the last event sent, the stream's end comes later
+            await asyncio.sleep(end_delay / 1000)
         await response.write_eof()
     except ConnectionResetError:
         pass              # the client left mid-stream (Envoy closes upstream): a provider stops
