@@ -194,16 +194,17 @@ class Lookup:
         out = list(self.found)
         new = [i for i, found in enumerate(out) if found is None]
         seams = _seam_keys(self.keys, texts)
+        get = known.get
+        missing = [j for j, key in enumerate(seams, 1) if get(key) is None]    # the seam of texts j-1 and j
         if len(new) == len(texts):                      # nothing known: one read of it all
             out = find_in_texts(detector, texts)
         else:
-            get, found = known.get, self.found
-            unread = [j for j, key in enumerate(seams, 1)             # the seam of texts j-1 and j
-                      if found[j - 1] is not None and found[j] is not None and get(key) is None]
+            found = self.found
+            unread = [j for j in missing if found[j - 1] is not None and found[j] is not None]
             for first, last in _reads(new, unread, texts):
                 _read_run(detector, texts, first, last, out)
         _remember(known, self.keys, texts, out, new, complete)
-        _remember_seams(known, seams, texts, out, new, complete)
+        _remember_seams(known, seams, missing, texts, out, new, complete)
         return out
 
 
@@ -270,48 +271,47 @@ def _remember(known: KnownFindings, keys: list, texts: list[str], found: list, r
         known.put(keys[i], findings)
 
 
-def _seam_keys(keys: list, texts: list[str]) -> list[bytes]:
-    """Each seam's key (between texts j-1 and j, j from 1): the digests of the texts that
-    SEAM characters reach on either side, in order, the seam marked. Usually the two
-    texts' own; a short text's neighbours beyond it too."""
-    empty = b"\0" * 16
-    digests = [key[-16:] if key is not None else empty for key in keys]
-    prefix = next((key[:-16] for key in keys if key is not None), b"") + b"\1"
+def _seam_keys(keys: list, texts: list[str]) -> list[tuple]:
+    """Each seam's key (between texts j-1 and j, j from 1): the keys of the texts that SEAM
+    characters reach on either side, in order, after how many of them come before the
+    seam. Usually the two texts' own; a short text's neighbours beyond it too. (A tuple of
+    the texts' keys: their hashes are kept, where joined bytes would be hashed again.)"""
     lengths = list(map(len, texts))
+    count = len(texts)
     out = []
-    for j in range(1, len(texts)):
+    for j in range(1, count):
         if lengths[j - 1] >= SEAM and lengths[j] >= SEAM:      # most seams: two texts reach
-            out.append(prefix + digests[j - 1] + b"|" + digests[j])
+            out.append((1, keys[j - 1], keys[j]))
             continue
         first, need = j - 1, SEAM - lengths[j - 1]
         while need > 0 and first > 0:
             first -= 1
             need -= lengths[first]
         last, need = j, SEAM - lengths[j]
-        while need > 0 and last < len(texts) - 1:
+        while need > 0 and last < count - 1:
             last += 1
             need -= lengths[last]
-        out.append(b"".join((prefix, *digests[first:j], b"|", *digests[j:last + 1])))
+        out.append((j - first, *keys[first:last + 1]))
     return out
 
 
-def _remember_seams(known: KnownFindings, seams: list[bytes], texts: list[str], found: list, read,
-                    complete: bool) -> None:
-    """Keeps the seams this request read side by side, but a seam a finding touches (its
-    texts are read again next time anyway) and, for a detector that may stop at its first
-    finding, any seam of a read that found something or of a text with findings (the
-    read may have stopped before the seam)."""
+def _remember_seams(known: KnownFindings, seams: list[tuple], missing: list[int], texts: list[str],
+                    found: list, read, complete: bool) -> None:
+    """Keeps the seams this request read side by side that were not known, but a seam a
+    finding touches (its texts are read again next time anyway) and, for a detector that
+    may stop at its first finding, any seam of a read that found something or of a text
+    with findings (the read may have stopped before the seam)."""
     if not complete and any(found[i] for i in read):
         return
     put = known.put
-    for j, key in enumerate(seams, 1):
+    for j in missing:
         before, after = found[j - 1], found[j]
         if complete:
             if any(f.end == len(texts[j - 1]) for f in before) or any(f.start == 0 for f in after):
                 continue
         elif before or after:
             continue
-        put(key, ())
+        put(seams[j - 1], ())
 
 
 def _reads(new: list[int], seams: list[int], texts: list[str]) -> list[tuple[int, int]]:
