@@ -71,6 +71,10 @@ MODES = {"json": ('"stream":false', PROMPT), "sse": ('"stream":true', PROMPT),
 FRESH_MARK = "@@N@@"
 HISTORY_KB = {"json 100KB": 100, "json 400KB": 400}
 HISTORY_MODES = [f"{name} {how}" for name in HISTORY_KB for how in ("resent", "fresh")]
+# What an agent sends after reading a file: a tool result of 20 KB of this repository's
+# source code, new to the guardrails every call (FRESH_MARK starts it: its digest differs).
+CODE_KB = {"json code 20KB": 20}
+CODE_MODES = [f"{name} fresh" for name in CODE_KB]
 
 
 def history_body(kb: int, fresh: bool) -> str:
@@ -79,11 +83,23 @@ def history_body(kb: int, fresh: bool) -> str:
     return json.dumps({"model": "gpt-4o-mini", "stream": False, "messages": messages}, ensure_ascii=False)
 
 
+def code_body(kb: int) -> str:
+    """A chat request whose last turn is a tool result of `kb` KB of source code."""
+    piece = guardrails_bench.source_code(kb)[3]
+    messages = [{"role": "user", "content": "Read the file and explain what it does."},
+                {"role": "assistant", "content": None, "tool_calls": [
+                    {"id": "call_1", "type": "function", "function": {"name": "read", "arguments": "{}"}}]},
+                {"role": "tool", "tool_call_id": "call_1", "content": f"# {FRESH_MARK}\n{piece}"}]
+    return json.dumps({"model": "gpt-4o-mini", "stream": False, "messages": messages}, ensure_ascii=False)
+
+
 def request_body(mode: str) -> str:
     if mode in MODES:
         stream, prompt = MODES[mode]
         return '{"model":"gpt-4o-mini",%s,"messages":[{"role":"user","content":"%s"}]}' % (stream, prompt)
     name, how = mode.rsplit(" ", 1)
+    if name in CODE_KB:
+        return code_body(CODE_KB[name])
     return history_body(HISTORY_KB[name], how == "fresh")
 
 
@@ -107,7 +123,7 @@ def wrk(binary: str, url: str, key: str, body: str, seconds: int, connections: i
     pause = f"math.random() * {2 * pause_ms:.1f}" if spread else f"{pause_ms:.1f}" if pause_ms else ""
     script = Path(tempfile.mkstemp(suffix=".lua")[1])
     script.write_text('wrk.method = "POST"\n'
-                      f'wrk.body = [[{body}]]\n'
+                      f'wrk.body = [===[{body}]===]\n'
                       'wrk.headers["content-type"] = "application/json"\n'
                       f'wrk.headers["authorization"] = "Bearer {key}"\n'
                       + "".join(f'wrk.headers["{k}"] = "{v}"\n' for k, v in (headers or {}).items())
@@ -245,7 +261,7 @@ def main() -> None:
                         help="the workers' gRPC transport (server.transport)")
     parser.add_argument("--key", choices=("config", "stored"), default="config",
                         help="the gateway side's key: from the config file, or made at run time in the store")
-    parser.add_argument("--modes", default=",".join([*MODES, *HISTORY_MODES]),
+    parser.add_argument("--modes", default=",".join([*MODES, *HISTORY_MODES, *CODE_MODES]),
                         help="the traffic rows, comma-separated (default: all)")
     parser.add_argument("--throughput-only", action="store_true",
                         help="only the throughput rounds (no paced load, time to first token, long streams)")
