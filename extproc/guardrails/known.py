@@ -28,9 +28,9 @@ import orjson
 from . import Finding
 from .joined import SEAM, find_in_texts
 
-# Entries per worker: ~200 bytes each (a digest and a few spans); 200k entries ≈ 40 MB
-# hold thousands of concurrent conversations of a hundred messages.
-CAPACITY = 200_000
+# Entries per worker: a text's ~190 bytes (a digest and a few spans), a seam's ~70; 300k
+# entries ≈ 40 MB hold a thousand and more concurrent conversations of a hundred messages.
+CAPACITY = 300_000
 
 # Every text but the empty one is looked up, however short. A short text alone reads in
 # less than its hash costs, but a text not known is not read alone: it is read as a run
@@ -40,11 +40,12 @@ CAPACITY = 200_000
 
 
 class KnownFindings:
-    """A bounded LRU map (guardrail digest, text digest) → the text's findings."""
+    """A bounded LRU map (guardrail digest, text digest) → the text's findings, and the
+    seams read side by side (an int: _seam_keys) → ()."""
 
     def __init__(self, capacity: int = CAPACITY) -> None:
         self.capacity = capacity
-        self._entries: OrderedDict[bytes, tuple[Finding, ...]] = OrderedDict()
+        self._entries: OrderedDict[bytes | int, tuple[Finding, ...]] = OrderedDict()
         self.enabled = True
 
     def get(self, key: bytes):
@@ -271,17 +272,22 @@ def _remember(known: KnownFindings, keys: list, texts: list[str], found: list, r
         known.put(keys[i], findings)
 
 
-def _seam_keys(keys: list, texts: list[str]) -> list[tuple]:
-    """Each seam's key (between texts j-1 and j, j from 1): the keys of the texts that SEAM
-    characters reach on either side, in order, after how many of them come before the
-    seam. Usually the two texts' own; a short text's neighbours beyond it too. (A tuple of
-    the texts' keys: their hashes are kept, where joined bytes would be hashed again.)"""
+def _seam_keys(keys: list, texts: list[str]) -> list[int]:
+    """Each seam's key (between texts j-1 and j, j from 1): a hash of the keys of the texts
+    that SEAM characters reach on either side, in order, and how many of them come before
+    the seam. Usually the two texts' own; a short text's neighbours beyond it too.
+
+    Python's 64-bit hash of that tuple, salted per process (PYTHONHASHSEED): 67 bytes an
+    entry where the tuple holding its keys took 333, and the texts' keys' own hashes are
+    kept, where joined bytes would be hashed again. Two seams of one worker share a hash
+    with a chance of ~n²/2^65 (n seams held: 1e-8 at 200,000), and nobody outside the
+    process can aim at one; the text entries' keys are bytes, never equal to an int."""
     lengths = list(map(len, texts))
     count = len(texts)
     out = []
     for j in range(1, count):
         if lengths[j - 1] >= SEAM and lengths[j] >= SEAM:      # most seams: two texts reach
-            out.append((1, keys[j - 1], keys[j]))
+            out.append(hash((1, keys[j - 1], keys[j])))
             continue
         first, need = j - 1, SEAM - lengths[j - 1]
         while need > 0 and first > 0:
@@ -291,11 +297,11 @@ def _seam_keys(keys: list, texts: list[str]) -> list[tuple]:
         while need > 0 and last < count - 1:
             last += 1
             need -= lengths[last]
-        out.append((j - first, *keys[first:last + 1]))
+        out.append(hash((j - first, *keys[first:last + 1])))
     return out
 
 
-def _remember_seams(known: KnownFindings, seams: list[tuple], missing: list[int], texts: list[str],
+def _remember_seams(known: KnownFindings, seams: list[int], missing: list[int], texts: list[str],
                     found: list, read, complete: bool) -> None:
     """Keeps the seams this request read side by side that were not known, but a seam a
     finding touches (its texts are read again next time anyway) and, for a detector that
