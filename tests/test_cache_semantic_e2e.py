@@ -200,15 +200,22 @@ def test_two_replicas_on_redis_share_their_questions_and_a_redis_down_is_a_miss(
             (tmp_path / name).mkdir()
             replicas.append(GatewayStack(tmp_path / name, json.loads(json.dumps(config)), workers=1).start())
             _warmed(replicas[-1])
-        system = _system()
-        first = _ask(replicas[0], "How do I reset my password?", system)
-        # Its answer and vector are in Redis once its log line is written (the store's done
-        # hook runs before the record's): the other replica finds them from then on.
-        stored = replicas[0].wait_for_record(first.headers["x-request-id"])
-        assert stored.get("cache_stored") is True and "cache_semantic" not in stored, stored
-        second = _ask(replicas[1], "What is the way to reset my password?", system)
-        assert (first.headers["x-gateway-cache"], second.headers["x-gateway-cache"]) == ("miss", "hit"), \
-            replicas[1].wait_for_record(second.headers["x-request-id"])
+        for _ in range(3):              # a new conversation when an embedding outlived its bound
+            system = _system()
+            first = _ask(replicas[0], "How do I reset my password?", system)
+            # Its answer and vector are in Redis once its log line is written (the store's
+            # done hook runs before the record's): the other replica finds them from then on.
+            stored = replicas[0].wait_for_record(first.headers["x-request-id"])
+            if "timeout" in stored.get("cache_semantic", ""):
+                continue
+            assert stored.get("cache_stored") is True and "cache_semantic" not in stored, stored
+            second = _ask(replicas[1], "What is the way to reset my password?", system)
+            found = replicas[1].wait_for_record(second.headers["x-request-id"])
+            if "timeout" not in found.get("cache_semantic", ""):
+                break
+        else:
+            raise AssertionError("every embedding outlived its bound: the host is too loaded for this test")
+        assert (first.headers["x-gateway-cache"], second.headers["x-gateway-cache"]) == ("miss", "hit"), found
         assert second.parse().choices[0].message.content == "How do I reset my password?"
         redis.stop()
         down = _ask(replicas[1], "What's the way to reset my password?", system)

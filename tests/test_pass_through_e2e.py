@@ -342,6 +342,55 @@ def test_a_client_that_leaves_on_the_last_event_is_charged_the_providers_usage_e
     assert _penny_counter(stack).spent == spent_before + charged and _penny_counter(stack).held == 0
 
 
+# (dialect, path, headers, body, the running count in an event as {usage field: counted})
+RUNNING_COUNTS = [
+    ("anthropic", "/v1/messages", {"x-api-key": "sk-test-penny", "anthropic-version": "2023-06-01"},
+     {"model": "claude-sonnet-4-6", "max_tokens": 500, "stream": True,
+      "messages": [{"role": "user", "content": WORDS}]},
+     lambda event: {}),
+    ("gemini", "/v1beta/models/gemini-2.5-flash:streamGenerateContent?alt=sse", {"x-goog-api-key": "sk-test-penny"},
+     {"contents": [{"role": "user", "parts": [{"text": WORDS}]}],
+      "generationConfig": {"maxOutputTokens": 500, "thinkingConfig": {"thinkingBudget": 64}}},
+     lambda event: {"output": event["usageMetadata"].get("candidatesTokenCount", 0)
+                    + event["usageMetadata"].get("thoughtsTokenCount", 0)}),
+]
+
+
+@pytest.mark.parametrize("dialect,path,headers,body,running", RUNNING_COUNTS, ids=[c[0] for c in RUNNING_COUNTS])
+def test_a_cut_stream_whose_provider_counts_as_it_goes_is_charged_its_count(
+        stack, dialect, path, headers, body, running):
+    """Anthropic's message_start counts the prompt (cache reads included), every Gemini
+    chunk the prompt and the tokens so far (thoughts the caller never sees included): a
+    client that leaves mid-stream is charged that input as the provider counted it, and
+    an output no smaller than the provider's count at the last event it read."""
+    rid = f"cut-{uuid.uuid4()}"
+    spent_before = _penny_counter(stack).spent
+    received, last = b"", None
+    with httpx.stream("POST", f"http://127.0.0.1:{stack.port}{path}", json=body, timeout=30,
+                      headers={**headers, "x-request-id": rid, "x-mock-cached-tokens": "2",
+                               "x-mock-chunk-delay-ms": "30"}) as response:
+        assert response.status_code == 200
+        for chunk in response.iter_raw():
+            received += chunk
+            events = re.findall(rb"^data: (.*)$", received, re.M)
+            if len(events) >= 12:
+                last = orjson.loads(events[-2])           # whole: a later one may be cut
+                break
+    assert last is not None
+    record, provider = stack.wait_for_record(rid, timeout=10), _provider_usage(stack, rid)
+    assert record["outcome"] == "cancelled" and record["usage_estimated"] is True, record
+    assert (record["input_tokens"], record["cached_tokens"]) == \
+        (provider["prompt_tokens"], provider["cached_tokens"]) and provider["cached_tokens"] == 2, (record, provider)
+    assert record["output_tokens"] >= running(last).get("output", 1), (record, last)
+    assert record["output_tokens"] < provider["completion_tokens"], (record, provider)     # cut, not the whole
+    deadline = time.monotonic() + 5
+    while _penny_counter(stack).spent == spent_before and time.monotonic() < deadline:
+        time.sleep(0.05)
+    counter = _penny_counter(stack)
+    assert counter.held == 0
+    assert counter.spent - spent_before == record["input_tokens"] + record["output_tokens"]
+
+
 @pytest.mark.parametrize("kind", ["sqlite", "redis"])
 def test_without_budgets_every_worker_still_gets_its_cut_streams_entry(tmp_path, redis_url, kind):
     """No budget, so no budget store: Envoy's log stream still reaches one worker of two,

@@ -7,9 +7,10 @@ body's reply) when the Envoy in front logs cut ones to the service
 of a stream that completes clears it, so Envoy's access log filter keeps only the
 streams that were cut. Such a call's done hook waits for its entry (store/cut_streams.py): when the provider's
 answer came whole (the client left after its last event), the usage Envoy read from it is
-charged; otherwise it leaves the output tokens the bytes sent come to for usage.py's
-estimate, and with no entry in time (a worker down, an Envoy without the log) the
-estimate stays the output cap.
+charged. Otherwise the output is estimated from the bytes sent: with the provider's
+running count where its events carry one (its input and cache counts, and at least the
+output it counted), else for usage.py's estimate. With no entry in time (a worker down,
+an Envoy without the log) the estimate stays the output cap.
 """
 
 from __future__ import annotations
@@ -112,5 +113,15 @@ class CutStream(Stage):
             if call.usage is not None:
                 metrics.child(metrics.cut_streams, "usage").inc()
                 return
-        call.sent_output_tokens = min(self.ratios.tokens(_shape(call), entry.size), call.output_cap())
+        estimate = min(self.ratios.tokens(_shape(call), entry.size), call.output_cap())
+        so_far = call.codec.usage_from_stream_metadata(numbers) if numbers and call.status < 400 else None
+        if so_far is not None:
+            # A running count (Anthropic's message_start, Gemini's every chunk): its input
+            # and cache counts are the provider's, final once given; its output is what
+            # was generated up to the last event Envoy passed, so the output charged is
+            # the larger of it and what the bytes sent come to.
+            so_far.output_tokens, so_far.estimated = max(so_far.output_tokens, estimate), True
+            call.usage = so_far
+        else:
+            call.sent_output_tokens = estimate
         metrics.child(metrics.cut_streams, "bytes_sent").inc()
