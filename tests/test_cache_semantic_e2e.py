@@ -30,7 +30,8 @@ def _config() -> dict:
                                           "price": {"input": 0.02, "output": 0}}
     config["cache"] = {"rules": [
         {"models": ["gpt-4o-mini"], "scope": "team", "ttl_s": 600,
-         "semantic": {"embedding_model": "text-embedding-3-small", "min_similarity": 0.9}},
+         # The longest bound allowed: a loaded test host is slower than a deployed gateway.
+         "semantic": {"embedding_model": "text-embedding-3-small", "min_similarity": 0.9, "timeout_s": 1.5}},
         {"models": ["gpt-4o"], "scope": "team", "ttl_s": 600,
          "semantic": {"embedding_model": "slow-embedding", "min_similarity": 0.9, "timeout_s": 0.5}}]}
     return config

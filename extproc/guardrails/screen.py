@@ -208,6 +208,7 @@ class _Rewrite:
         raise Unscreenable(f"regex operator {op}")
 
 
+@functools.lru_cache(maxsize=8192)     # a rule's pattern repeats its classes: a word's letters
 def _re2_class(ranges: Ranges) -> str:
     parts = []
     for low, high in ranges:
@@ -218,6 +219,7 @@ def _re2_class(ranges: Ranges) -> str:
     return f"[{''.join(parts)}]" if parts else r"[^\x00-\x{10ffff}]"
 
 
+@functools.lru_cache(maxsize=256)      # a detector asks for its pattern's screen more than once
 def rewrite(pattern: str, flags: int = 0, reverse: bool = False) -> str:
     """The screen's RE2 source; Unscreenable when the rewrite does not cover the pattern.
     With `reverse`, the screen of the pattern read backwards: it matches in a text
