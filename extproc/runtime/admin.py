@@ -13,6 +13,8 @@ from typing import Callable
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest, multiprocess
 
+from .processes import serve
+
 
 def start_admin(address: str, ready: Callable[[], tuple[bool, str]], collectors=(),
                 usage: Callable[[str], tuple[int, bytes]] | None = None,
@@ -62,5 +64,6 @@ def start_admin(address: str, ready: Callable[[], tuple[bool, str]], collectors=
 
     server = ThreadingHTTPServer((host or "127.0.0.1", int(port)), Handler)
     server.daemon_threads = True
-    threading.Thread(target=server.serve_forever, name="admin-http", daemon=True).start()
+    threading.Thread(target=serve, args=(server,), name="admin-http", daemon=True).start()
     return server
+

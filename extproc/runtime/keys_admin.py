@@ -30,6 +30,7 @@ from ..config.filter_config import GatewayConfig
 from ..store import StoreUnavailable, open_store
 from ..store.keys import KeyBook, KeyProblem
 from .keys_cli import run_operation
+from .processes import serve
 
 MAX_BODY = 64 * 1024
 _ONE_KEY = re.compile(r"/admin/keys/([^/]+)/(revoke|rotate)")
@@ -122,7 +123,7 @@ def start_keys_admin(config: GatewayConfig) -> ThreadingHTTPServer:
 
     server = ThreadingHTTPServer((host or "127.0.0.1", int(port)), Handler)
     server.daemon_threads = True
-    threading.Thread(target=server.serve_forever, name="keys-admin-http", daemon=True).start()
+    threading.Thread(target=serve, args=(server,), name="keys-admin-http", daemon=True).start()
     return server
 
 

@@ -1,5 +1,6 @@
-"""Small helpers the supervisor uses on the processes it starts: their descriptors,
-their memory, their sockets, stopping them. Imports nothing of the gateway."""
+"""Small helpers the supervisor uses on the processes it starts (their descriptors,
+their memory, their sockets, stopping them) and on its HTTP servers. Imports nothing of
+the gateway."""
 
 from __future__ import annotations
 
@@ -7,7 +8,9 @@ import os
 import signal
 import socket
 import subprocess
+import threading
 import time
+from http.server import ThreadingHTTPServer
 from pathlib import Path
 
 
@@ -26,18 +29,21 @@ def raise_descriptor_limit() -> int:
     return soft if soft != resource.RLIM_INFINITY else 1 << 20
 
 
-def terminate(processes: list[subprocess.Popen], grace: float) -> None:
-    """SIGTERM to each, then SIGKILL to those still running after `grace` seconds."""
-    for process in processes:
+def terminate(processes: list[subprocess.Popen], grace: float,
+              others: list[subprocess.Popen] = (), others_grace: float = 0.0) -> None:
+    """SIGTERM to each, then SIGKILL to those still running after `grace` seconds (for
+    `others`, after `others_grace`): all are told at once, so they stop together."""
+    for process in (*processes, *others):
         if process.poll() is None:
             process.send_signal(signal.SIGTERM)
-    deadline = time.monotonic() + grace
-    for process in processes:
-        try:
-            process.wait(timeout=max(0.1, deadline - time.monotonic()))
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+    now = time.monotonic()
+    for group, deadline in ((others, now + others_grace), (processes, now + grace)):
+        for process in group:
+            try:
+                process.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
 
 
 def rss_mb(pid: int) -> float:
@@ -61,3 +67,20 @@ def connectable(path: str) -> bool:
             return True
         except OSError:
             return False
+
+
+# How often a server's loop looks whether it was told to stop: what a stop waits at most.
+SHUTDOWN_POLL_S = 0.1
+
+
+def serve(server: ThreadingHTTPServer) -> None:
+    server.serve_forever(poll_interval=SHUTDOWN_POLL_S)
+
+
+def stop_servers(servers: list[ThreadingHTTPServer]) -> None:
+    """Stops them together: each stop waits for its loop's next look."""
+    stopping = [threading.Thread(target=server.shutdown) for server in servers]
+    for thread in stopping:
+        thread.start()
+    for thread in stopping:
+        thread.join()

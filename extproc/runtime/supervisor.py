@@ -25,7 +25,7 @@ from ..config import envoy_config, envoy_mcp
 from ..config.filter_config import GatewayConfig
 from .crash_loop import CrashLoop
 from .envoy_admin import admin_address, admin_request, drain_envoy
-from .processes import connectable, raise_descriptor_limit, rss_mb, terminate
+from .processes import connectable, raise_descriptor_limit, rss_mb, stop_servers, terminate
 from .with_parent import child_command
 
 # grpc-python's EventEngine endpoints hand every read across four threads (epoll poller,
@@ -294,15 +294,12 @@ class Supervisor:
         if self.envoy is not None:
             self._drain_envoy(grace)
             terminate([self.envoy], 10)
+        # Envoy is gone, so nothing calls the mock or the MCP aggregator: they stop with the
+        # workers, which finish their streams in flight and settle what they hold.
         terminate(list(self.workers.values()) + [process for process, _ in self.retiring]
-                   + [process for process, _, _ in self.replacing.values()], grace)
-        for helper in (self.mock, self.aggregator):
-            if helper is not None:
-                terminate([helper], 5)
-        if self.admin is not None:
-            self.admin.shutdown()
-        if getattr(self, "keys_admin", None) is not None:
-            self.keys_admin.shutdown()
+                  + [process for process, _, _ in self.replacing.values()], grace,
+                  others=[helper for helper in (self.mock, self.aggregator) if helper is not None], others_grace=5)
+        stop_servers([server for server in (self.admin, getattr(self, "keys_admin", None)) if server is not None])
         if self.owns_run_dir:                 # Envoy's config, the socket links, metrics files
             shutil.rmtree(self.run_dir, ignore_errors=True)
 
