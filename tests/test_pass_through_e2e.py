@@ -52,6 +52,16 @@ def _penny_counter(stack) -> CounterRow:
     return rows.get("penny-tokens|penny", CounterRow("penny-tokens|penny", 0.0, 0.0, 0.0))
 
 
+def _assert_settled(stack, spent_before: float, record: dict) -> None:
+    """penny's budget, once the call's settlement lands: charged what its log line says."""
+    deadline = time.monotonic() + 5
+    while _penny_counter(stack).spent == spent_before and time.monotonic() < deadline:
+        time.sleep(0.05)
+    counter = _penny_counter(stack)
+    assert counter.held == 0
+    assert counter.spent - spent_before == record["input_tokens"] + record["output_tokens"]
+
+
 def _provider_usage(stack, rid: str) -> dict:
     """The usage the mock provider reported for this request (a failed attempt reports none)."""
     gateway_id = stack.wait_for_record(rid)["request_id"]           # what the provider was sent
@@ -284,12 +294,7 @@ def test_a_stream_cut_short_is_charged_what_envoy_sent(stack, what, usage, heade
     # not learned yet (100 bytes a token) reads the mock's ~125 as more tokens, not fewer.
     assert seen >= 20 and 0.8 * seen <= record["output_tokens"] <= 1.5 * seen + 6, (seen, record)
     assert record["ttft_ms"] is not None                              # Envoy's stamp came with it
-    deadline = time.monotonic() + 5
-    while _penny_counter(stack).spent == spent_before and time.monotonic() < deadline:
-        time.sleep(0.05)
-    counter = _penny_counter(stack)
-    assert counter.held == 0
-    assert counter.spent - spent_before == record["input_tokens"] + record["output_tokens"]
+    _assert_settled(stack, spent_before, record)
 
 
 # (dialect, path, headers, body, the last event)
@@ -383,12 +388,7 @@ def test_a_cut_stream_whose_provider_counts_as_it_goes_is_charged_its_count(
         (provider["prompt_tokens"], provider["cached_tokens"]) and provider["cached_tokens"] == 2, (record, provider)
     assert record["output_tokens"] >= running(last).get("output", 1), (record, last)
     assert record["output_tokens"] < provider["completion_tokens"], (record, provider)     # cut, not the whole
-    deadline = time.monotonic() + 5
-    while _penny_counter(stack).spent == spent_before and time.monotonic() < deadline:
-        time.sleep(0.05)
-    counter = _penny_counter(stack)
-    assert counter.held == 0
-    assert counter.spent - spent_before == record["input_tokens"] + record["output_tokens"]
+    _assert_settled(stack, spent_before, record)
 
 
 @pytest.mark.parametrize("kind", ["sqlite", "redis"])
