@@ -380,7 +380,8 @@ def cmd_token(args) -> int:
 
 def cmd_mcp_aggregator(args) -> int:
     from .runtime.mcp_aggregator import serve
-    config = _load_or_report(args.config)
+    with detectors_not_made():                  # it calls MCP servers; the workers guard their results
+        config = _load_or_report(args.config)
     if config is None:
         return 2
     serve(config.mcp)
