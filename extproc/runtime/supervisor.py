@@ -294,11 +294,17 @@ class Supervisor:
         if self.envoy is not None:
             self._drain_envoy(grace)
             terminate([self.envoy], 10)
-        # Envoy is gone, so nothing calls the mock or the MCP aggregator: they stop with the
-        # workers, which finish their streams in flight and settle what they hold.
-        terminate(list(self.workers.values()) + [process for process, _ in self.retiring]
-                  + [process for process, _, _ in self.replacing.values()], grace,
-                  others=[helper for helper in (self.mock, self.aggregator) if helper is not None], others_grace=5)
+        workers = list(self.workers.values()) + [process for process, _ in self.retiring] \
+            + [process for process, _, _ in self.replacing.values()]
+        helpers = [helper for helper in (self.mock, self.aggregator) if helper is not None]
+        if self.envoy is not None:
+            # Envoy is gone, so nothing calls the mock or the MCP aggregator: they stop with
+            # the workers, which finish their streams in flight and settle what they hold.
+            terminate(workers, grace, others=helpers, others_grace=5)
+        else:
+            # An Envoy of the deployment's may route MCP calls until the workers are gone.
+            terminate(workers, grace)
+            terminate(helpers, 5)
         stop_servers([server for server in (self.admin, getattr(self, "keys_admin", None)) if server is not None])
         if self.owns_run_dir:                 # Envoy's config, the socket links, metrics files
             shutil.rmtree(self.run_dir, ignore_errors=True)
