@@ -202,6 +202,11 @@ class GatewayStack:
     # --- lifecycle ------------------------------------------------------------------
 
     def start(self, timeout: float = 60) -> "GatewayStack":
+        self.launch()
+        return self.wait_ready(timeout)
+
+    def launch(self) -> "GatewayStack":
+        """`extproc up` started, not waited for (start_together: replicas start at once)."""
         config_path, envoy_path = self._write_configs()
         self.log_path = self.workdir / "gateway.log"        # stdout: the service's JSON lines
         self.stderr_path = self.workdir / "gateway.stderr"  # Envoy (access log too) and warnings
@@ -213,6 +218,9 @@ class GatewayStack:
              "--envoy", str(envoy_path), "--state-dir", str(self.state_dir),
              "--fixtures", str(FIXTURES)],
             stdout=self._log, stderr=self._stderr, env=env, cwd=str(self.workdir))
+        return self
+
+    def wait_ready(self, timeout: float = 60) -> "GatewayStack":
         deadline = time.monotonic() + timeout
         while True:
             if self.process.poll() is not None:
@@ -336,3 +344,18 @@ class GatewayStack:
                     return record
             time.sleep(0.05)
         raise AssertionError(f"no log record for {request_id or predicate}")
+
+
+def start_together(*stacks: GatewayStack) -> tuple[GatewayStack, ...]:
+    """Replicas started at once (each waits for the others' CPU, not their whole start);
+    all stopped again when one does not come up."""
+    for stack in stacks:
+        stack.launch()
+    try:
+        for stack in stacks:
+            stack.wait_ready()
+    except Exception:
+        for stack in stacks:
+            stack.stop()
+        raise
+    return stacks

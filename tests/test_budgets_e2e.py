@@ -17,7 +17,7 @@ import httpx
 import openai
 import orjson
 import pytest
-from gateway_stack import ROOT, GatewayStack, free_port, quickstart_config, settled_rows, wait_for_port
+from gateway_stack import ROOT, GatewayStack, free_port, quickstart_config, settled_rows, start_together, wait_for_port
 
 from extproc.store.redis_store import RedisStore
 from extproc.store.sqlite_store import SQLiteStore
@@ -147,8 +147,7 @@ def test_two_replicas_share_one_redis(tmp_path, redis_url):
     config = budget_config({"kind": "redis", "url": redis_url})
     (tmp_path / "a").mkdir()
     (tmp_path / "b").mkdir()
-    first = GatewayStack(tmp_path / "a", config).start()
-    second = GatewayStack(tmp_path / "b", config).start()
+    first, second = start_together(GatewayStack(tmp_path / "a", config), GatewayStack(tmp_path / "b", config))
     try:
         # Each replica has served a call (another key's) before the flood, as replicas in
         # a deployment have: the flood measures the shared budget, not two workers' first

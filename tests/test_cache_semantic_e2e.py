@@ -13,7 +13,7 @@ import uuid
 import anthropic
 import openai
 import pytest
-from gateway_stack import GatewayStack, quickstart_config
+from gateway_stack import GatewayStack, quickstart_config, start_together
 
 
 def _config() -> dict:
@@ -195,12 +195,13 @@ def test_two_replicas_on_redis_share_their_questions_and_a_redis_down_is_a_miss(
     redis = RestartableRedis(tmp_path)
     config = _config()
     config["store"] = {"kind": "redis", "url": redis.url}
-    replicas = []
+    for name in ("one", "two"):
+        (tmp_path / name).mkdir()
+    replicas = ()
     try:
-        for name in ("one", "two"):
-            (tmp_path / name).mkdir()
-            replicas.append(GatewayStack(tmp_path / name, json.loads(json.dumps(config)), workers=1).start())
-            _warmed(replicas[-1])
+        replicas = start_together(*(GatewayStack(tmp_path / name, config, workers=1) for name in ("one", "two")))
+        for replica in replicas:
+            _warmed(replica)
         for _ in range(3):              # a new conversation when an embedding outlived its bound
             system = _system()
             first = _ask(replicas[0], "How do I reset my password?", system)

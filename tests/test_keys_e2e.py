@@ -16,7 +16,7 @@ from pathlib import Path
 import httpx
 import openai
 import pytest
-from gateway_stack import GatewayStack, quickstart_config, settled_rows
+from gateway_stack import GatewayStack, quickstart_config, settled_rows, start_together
 
 from extproc.store.keys import KeyBook
 from extproc.store.redis_store import RedisStore
@@ -234,8 +234,8 @@ def test_two_replicas_on_one_redis_follow_creation_and_revocation_within_a_secon
     config["store"] = {"kind": "redis", "url": redis_url}
     (tmp_path / "a").mkdir()
     (tmp_path / "b").mkdir()
-    first = GatewayStack(tmp_path / "a", config, workers=2).start()
-    second = GatewayStack(tmp_path / "b", config, workers=2).start()
+    first, second = start_together(GatewayStack(tmp_path / "a", config, workers=2),
+                                   GatewayStack(tmp_path / "b", config, workers=2))
     try:
         made = create_key(first, "--user", "jo", "--team", "research")
         for replica in (first, second):

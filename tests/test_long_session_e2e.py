@@ -9,7 +9,7 @@ import asyncio
 
 import httpx
 import pytest
-from gateway_stack import GatewayStack, quickstart_config
+from gateway_stack import GatewayStack, quickstart_config, start_together
 
 from extproc.store.redis_store import RedisStore
 
@@ -79,8 +79,7 @@ def test_a_replica_new_to_a_long_session_reads_what_another_replica_found(tmp_pa
     config["store"] = {"kind": "redis", "url": redis_url}
     (tmp_path / "a").mkdir()
     (tmp_path / "b").mkdir()
-    first = GatewayStack(tmp_path / "a", config).start()
-    second = GatewayStack(tmp_path / "b", config).start()
+    first, second = start_together(GatewayStack(tmp_path / "a", config), GatewayStack(tmp_path / "b", config))
     try:
         messages = [{"role": "system", "content": "You are a coding agent. Use the tools you have."}]
         for n in range(1, 6):
