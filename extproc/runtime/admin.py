@@ -66,4 +66,3 @@ def start_admin(address: str, ready: Callable[[], tuple[bool, str]], collectors=
     server.daemon_threads = True
     threading.Thread(target=serve, args=(server,), name="admin-http", daemon=True).start()
     return server
-

@@ -10,6 +10,7 @@ import socket
 import subprocess
 import threading
 import time
+from collections.abc import Sequence
 from http.server import ThreadingHTTPServer
 from pathlib import Path
 
@@ -29,8 +30,8 @@ def raise_descriptor_limit() -> int:
     return soft if soft != resource.RLIM_INFINITY else 1 << 20
 
 
-def terminate(processes: list[subprocess.Popen], grace: float,
-              others: list[subprocess.Popen] = (), others_grace: float = 0.0) -> None:
+def terminate(processes: Sequence[subprocess.Popen], grace: float,
+              others: Sequence[subprocess.Popen] = (), others_grace: float = 0.0) -> None:
     """SIGTERM to each, then SIGKILL to those still running after `grace` seconds (for
     `others`, after `others_grace`): all are told at once, so they stop together."""
     for process in (*processes, *others):
