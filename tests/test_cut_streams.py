@@ -19,7 +19,7 @@ from extproc.dialects import Chat, GenerateContent, Messages, Responses
 from extproc.config.filter_config import load_config
 from extproc.observability import metrics
 from extproc.pipeline.call import Call
-from extproc.stages.cut_stream import CutMark
+from extproc.stages.cut_stream import CutMark, running_usage
 from extproc.runtime.cut_stream_log import _cut_entry
 from extproc.runtime.worker import Runtime
 from extproc.store import CutEntry
@@ -311,3 +311,22 @@ def test_a_store_down_is_tried_once_per_call_then_only_this_worker_counts(caplog
 def test_a_usage_read_from_a_stream_cut_before_its_end_is_final_where_the_dialect_sends_it_last(
         codec, numbers, final):
     assert codec().stream_usage_is_final(numbers) is final
+
+
+# A stream cut before its final usage, with what its passing events counted (Envoy's
+# sse_to_metadata keys), and 20 output tokens in the bytes Envoy sent:
+# (input, output, cached, cache writes, reasoning) charged, or None for usage.py's estimate.
+@pytest.mark.parametrize("codec,numbers,charged", [
+    (Chat, {}, None),                                                       # nothing counted
+    (Messages, {"anthropic_input_tokens": 9, "anthropic_cache_read": 2, "anthropic_cache_write": 4},
+     (15, 20, 2, 4, 0)),                                                    # message_start's prompt
+    (GenerateContent, {"gemini_prompt": 9, "gemini_candidates": 3, "gemini_cached": 2}, (9, 20, 2, 0, 0)),
+    (GenerateContent, {"gemini_prompt": 9, "gemini_candidates": 3, "gemini_thoughts": 75},
+     (9, 78, 0, 0, 75)),                                                    # thoughts sent unseen
+], ids=["chat", "anthropic", "gemini", "gemini thinking"])
+def test_a_cut_stream_with_a_running_count_is_charged_the_providers_input_and_at_least_its_output(
+        codec, numbers, charged):
+    usage = running_usage(codec(), numbers, 20)
+    assert (None if usage is None else (usage.input_tokens, usage.output_tokens, usage.cached_tokens,
+                                        usage.cache_write_tokens, usage.reasoning_tokens)) == charged
+    assert usage is None or usage.estimated

@@ -18,6 +18,8 @@ from __future__ import annotations
 import orjson
 
 from ..config.envoy_contract import CUT_STREAMS_LOGGED
+from ..api.usage import Usage
+from ..dialects import Codec
 from ..observability import metrics
 from ..pipeline.call import Call
 from ..store.base import UPSTREAM_COMPLETE
@@ -114,14 +116,18 @@ class CutStream(Stage):
                 metrics.child(metrics.cut_streams, "usage").inc()
                 return
         estimate = min(self.ratios.tokens(_shape(call), entry.size), call.output_cap())
-        so_far = call.codec.usage_from_stream_metadata(numbers) if numbers and call.status < 400 else None
-        if so_far is not None:
-            # A running count (Anthropic's message_start, Gemini's every chunk): its input
-            # and cache counts are the provider's, final once given; its output is what
-            # was generated up to the last event Envoy passed, so the output charged is
-            # the larger of it and what the bytes sent come to.
-            so_far.output_tokens, so_far.estimated = max(so_far.output_tokens, estimate), True
-            call.usage = so_far
-        else:
+        call.usage = running_usage(call.codec, numbers, estimate) if call.status < 400 else None
+        if call.usage is None:
             call.sent_output_tokens = estimate
         metrics.child(metrics.cut_streams, "bytes_sent").inc()
+
+
+def running_usage(codec: Codec, numbers: dict, estimate: int) -> Usage | None:
+    """What a stream cut before its final usage is charged when its passing events carried
+    a running count (Anthropic's message_start, Gemini's every chunk): the input and cache
+    counts as the provider gave them (the cut does not change them), and as output the
+    larger of its count so far and `estimate` (the bytes sent, in tokens). None without one."""
+    so_far = codec.usage_from_stream_metadata(numbers) if numbers else None
+    if so_far is not None:
+        so_far.output_tokens, so_far.estimated = max(so_far.output_tokens, estimate), True
+    return so_far
