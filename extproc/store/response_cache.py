@@ -13,13 +13,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import sqlite3
 import time
 
 from .base import StoreUnavailable
 from .known_digests import KnownDigests
-from .sqlite_store import enable_wal
+from .sqlite_store import enable_wal, owner_only
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS answers (
@@ -57,8 +56,7 @@ class SQLiteCache:
     def __init__(self, path: str, max_bytes: int, *, patient: bool = False) -> None:
         self.path = path
         self.max_bytes = max_bytes
-        os.makedirs(os.path.dirname(os.path.abspath(path)), mode=0o700, exist_ok=True)
-        os.close(os.open(path, os.O_CREAT | os.O_RDWR, 0o600))    # answers: its owner's alone
+        owner_only(path)                   # answers: its owner's alone (and never a lock lost)
         self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False,
                                    timeout=PATIENT_BUSY_TIMEOUT)
         enable_wal(self._db)

@@ -84,14 +84,24 @@ def enable_wal(db: sqlite3.Connection, wait: float = WAL_SWITCH_WAIT_S) -> None:
             pause = min(pause * 2, 0.2)
 
 
-def _owner_only(path: str) -> None:
+def owner_only(path: str) -> None:
     """The database (keys' digests, budgets, who owns which stored response) is readable
     by its owner only: a directory the store makes is 0700, the file 0600 (SQLite gives
-    its -wal and -shm files the database's mode)."""
+    its -wal and -shm files the database's mode).
+
+    A file that exists is never opened here: closing any descriptor of a file drops every
+    POSIX lock the process holds on it, its SQLite connections' included (SQLite's own
+    warning, "How To Corrupt An SQLite Database File", 2.2). A process that lost its
+    shared lock looks gone to the others: the last of them to close a connection deletes
+    the WAL, and the writes this process makes next land in the deleted file, lost to
+    every other process (a worker's counters and calls, vanished from the console)."""
     os.makedirs(os.path.dirname(os.path.abspath(path)), mode=0o700, exist_ok=True)
     if path == ":memory:" or path.startswith("file:"):
         return
-    os.close(os.open(path, os.O_CREAT | os.O_RDWR, 0o600))
+    try:                 # a new file: no connection of this process can hold a lock on it
+        os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_RDWR, 0o600))
+    except FileExistsError:
+        pass
     for name in (path, f"{path}-wal", f"{path}-shm"):
         try:
             if os.stat(name).st_mode & 0o077 and os.stat(name).st_uid == os.getuid():
@@ -106,7 +116,7 @@ class SQLiteStore:
         behind a worker's store); else raise _Busy past LOOP_BUSY_TIMEOUT."""
         self.path = path
         self.patient = patient
-        _owner_only(path)
+        owner_only(path)
         self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False,
                                    timeout=PATIENT_BUSY_TIMEOUT if patient else LOOP_BUSY_TIMEOUT)
         self._calls = 0
