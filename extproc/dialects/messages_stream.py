@@ -49,6 +49,22 @@ from .chat_answer import new_tool_id
 from .conversation import END, TOOL_USE, Conversation, Event, Notes, Problem, note
 from .messages_answer import STOP_REASONS, decode_error, stop_of
 from .messages_request import JSON_TOOL, json_tool_in_use
+from .messages_stream_blocks import (
+    Block,
+    CLOSED,
+    DELTA,
+    DELTA_END,
+    DELTA_TYPES,
+    MESSAGE_STOP,
+    NO_USAGE,
+    OPEN,
+    SIGNATURE,
+    START,
+    STOP,
+    TEXT_BLOCK,
+    THINKING_BLOCK,
+    WAITING,
+)
 from .vocabulary import anthropic_usage, with_cost
 
 CUT = "The provider's stream ended before the answer was complete."
@@ -181,38 +197,6 @@ class Decoder(StreamDecoder):
 
 # --- the caller's stream -------------------------------------------------------------
 
-_DELTA = b'event: content_block_delta\ndata: {"type":"content_block_delta","index":%d,"delta":{"type":'
-_DELTA_TYPES = {"text": b'"text_delta","text":', "thinking": b'"thinking_delta","thinking":',
-                "tool_use": b'"input_json_delta","partial_json":'}
-_SIGNATURE = b'"signature_delta","signature":'
-_DELTA_END = b"}}\n\n"
-_START = b'event: content_block_start\ndata: {"type":"content_block_start","index":%d,"content_block":'
-_STOP = b'event: content_block_stop\ndata: {"type":"content_block_stop","index":%d}\n\n'
-_TEXT_BLOCK = b'{"type":"text","text":""}'
-_THINKING_BLOCK = b'{"type":"thinking","thinking":"","signature":""}'
-_MESSAGE_STOP = b'event: message_stop\ndata: {"type":"message_stop"}\n\n'
-_NO_USAGE = {"input_tokens": 0, "cache_creation_input_tokens": 0, "cache_read_input_tokens": 0, "output_tokens": 0}
-
-WAITING, OPEN, CLOSED = 0, 1, 2
-
-
-class _Block:
-    """A block being written: what it is, its index and delta event up to the value as the
-    caller reads them, and what of it is kept (a tool call's fragments, to know when its
-    arguments are whole; a waiting block's deltas)."""
-    __slots__ = ("head", "header", "index", "kind", "ours", "pieces", "signature", "state", "stopped")
-
-    def __init__(self, kind: str, header: bytes, ours: bool) -> None:
-        self.kind = kind
-        self.header = header                     # its content_block, written
-        self.ours = ours                         # made by Anthropic: its signature is readable
-        self.index = -1
-        self.head = b""
-        self.pieces: list[str] = []
-        self.signature = ""
-        self.state = WAITING
-        self.stopped = False                     # the provider said it is complete
-
 
 class Encoder(StreamEncoder):
     """Events written as a Messages caller's events (see the module's table)."""
@@ -223,9 +207,9 @@ class Encoder(StreamEncoder):
         self._notes = notes
         self._model = conversation.model
         self._hide_thinking = conversation.reasoning is not None and conversation.reasoning.hidden
-        self._blocks: dict[int, _Block] = {}     # an Event's block index -> the block
-        self._open: _Block | None = None
-        self._waiting: list[_Block] = []
+        self._blocks: dict[int, Block] = {}     # an Event's block index -> the block
+        self._open: Block | None = None
+        self._waiting: list[Block] = []
         self._next = 0                           # the next block's index as the caller reads it
         self._started = False
         self._done = False
@@ -245,7 +229,7 @@ class Encoder(StreamEncoder):
             if block.state == OPEN and event.delta != "signature":
                 if block.kind == "tool_use":
                     block.pieces.append(event.text)
-                return block.head + provider_json.dumps(event.text) + _DELTA_END
+                return block.head + provider_json.dumps(event.text) + DELTA_END
             return self._other_delta(event, block)
         if kind == "block":
             return self._begin(event.index, event.block or {})
@@ -274,13 +258,13 @@ class Encoder(StreamEncoder):
         kind = header.get("type")
         ours = header.get("origin") == "anthropic"
         if kind == "text":
-            written = _TEXT_BLOCK
+            written = TEXT_BLOCK
         elif kind == "thinking":
             if self._hide_thinking:
                 return b""
             signature = header.get("signature") if ours else None
             written = provider_json.dumps({"type": "thinking", "thinking": "", "signature": signature}) \
-                if signature else _THINKING_BLOCK
+                if signature else THINKING_BLOCK
         elif kind == "tool_use":
             written = provider_json.dumps({"type": "tool_use", "id": header.get("id") or new_tool_id(),
                                            "name": header.get("name"), "input": {}})
@@ -288,20 +272,20 @@ class Encoder(StreamEncoder):
             written = provider_json.dumps({"type": "redacted_thinking", "data": header.get("data") or ""})
         else:
             return b""                           # nothing a Messages caller reads
-        block = self._blocks[index] = _Block(kind, written, ours)
+        block = self._blocks[index] = Block(kind, written, ours)
         if self._must_wait():
             self._waiting.append(block)
             return b""
         return self._switch(block)
 
-    def _other_delta(self, event: Event, block: _Block) -> bytes:
+    def _other_delta(self, event: Event, block: Block) -> bytes:
         """A signature, or a delta of a block not open: kept while it waits, else written as
         a block of its own (text) or dropped (a tool call's arguments after its block)."""
         if event.delta == "signature":
             if block.kind != "thinking" or not block.ours:
                 return b""                       # only Anthropic reads its signatures
             if block.state == OPEN:
-                return _DELTA % block.index + _SIGNATURE + provider_json.dumps(event.text) + _DELTA_END
+                return DELTA % block.index + SIGNATURE + provider_json.dumps(event.text) + DELTA_END
             block.signature += event.text        # written with the block
             return b""
         if block.state == WAITING:
@@ -311,7 +295,7 @@ class Encoder(StreamEncoder):
             if self._notes is not None:
                 note(self._notes.dropped, "tool_calls[].function.arguments:after_its_block")
             return b""
-        again = _Block(block.kind, block.header, block.ours)   # more text once its block closed: a new block
+        again = Block(block.kind, block.header, block.ours)   # more text once its block closed: a new block
         again.pieces.append(event.text)
         self._blocks[event.index] = again
         if self._must_wait():
@@ -348,28 +332,28 @@ class Encoder(StreamEncoder):
             out += self._write_whole(self._waiting.pop(0))
         return out
 
-    def _write_whole(self, block: _Block) -> bytes:
+    def _write_whole(self, block: Block) -> bytes:
         """A block that waited: its start, what it kept, its stop once the provider's came."""
         out = self._switch(block)
         if block.pieces:
-            out += block.head + provider_json.dumps("".join(block.pieces)) + _DELTA_END
+            out += block.head + provider_json.dumps("".join(block.pieces)) + DELTA_END
             if block.kind != "tool_use":
                 block.pieces = []
         if block.signature:
-            out += _DELTA % block.index + _SIGNATURE + provider_json.dumps(block.signature) + _DELTA_END
+            out += DELTA % block.index + SIGNATURE + provider_json.dumps(block.signature) + DELTA_END
         if block.stopped:
             out += self._stop_open()
         return out
 
-    def _switch(self, block: _Block) -> bytes:
+    def _switch(self, block: Block) -> bytes:
         """Events that stop the open block and start `block`."""
         out = self._stop_open()
         block.index = self._next
         self._next += 1
         block.state = OPEN
-        block.head = _DELTA % block.index + _DELTA_TYPES.get(block.kind, b"")
+        block.head = DELTA % block.index + DELTA_TYPES.get(block.kind, b"")
         self._open = block
-        return out + _START % block.index + block.header + b"}\n\n"
+        return out + START % block.index + block.header + b"}\n\n"
 
     def _stop_open(self) -> bytes:
         block = self._open
@@ -377,7 +361,7 @@ class Encoder(StreamEncoder):
             return b""
         block.state = CLOSED
         self._open = None
-        return _STOP % block.index
+        return STOP % block.index
 
     # --- the message -------------------------------------------------------------------
 
@@ -386,7 +370,7 @@ class Encoder(StreamEncoder):
         self._usage = event.usage
         message = {"id": event.id or "msg_" + secrets.token_hex(12), "type": "message", "role": "assistant",
                    "model": event.model or self._model, "content": [], "stop_reason": None, "stop_sequence": None,
-                   "usage": anthropic_usage(event.usage) if event.usage is not None else _NO_USAGE}
+                   "usage": anthropic_usage(event.usage) if event.usage is not None else NO_USAGE}
         return b"event: message_start\ndata: " + \
             provider_json.dumps({"type": "message_start", "message": message}) + b"\n\n"
 
@@ -398,4 +382,4 @@ class Encoder(StreamEncoder):
         delta = {"type": "message_delta", "delta": {"stop_reason": STOP_REASONS.get(self._stop or END, "end_turn"),
                                                     "stop_sequence": self._stop_sequence},
                  "usage": with_cost(anthropic_usage(self._usage or Usage()), self.cost_usd)}
-        return out + b"event: message_delta\ndata: " + provider_json.dumps(delta) + b"\n\n" + _MESSAGE_STOP
+        return out + b"event: message_delta\ndata: " + provider_json.dumps(delta) + b"\n\n" + MESSAGE_STOP

@@ -43,18 +43,8 @@ from ..api.usage import Usage
 from .base import StreamDecoder, StreamEncoder
 from .chat_answer import KINDS, error_object, new_tool_id
 from .conversation import END, LENGTH, REFUSAL, TOOL_USE, Conversation, Event, Notes, Problem, note
-from .responses_answer import (
-    INCOMPLETE_STOPS,
-    call_item,
-    envelope,
-    item_id,
-    message_item,
-    reasoning_item,
-    response_id,
-    status_of,
-    usage_from,
-    usage_of,
-)
+from .responses_answer import INCOMPLETE_STOPS, envelope, item_id, response_id, status_of, usage_from, usage_of
+from .responses_stream_items import ID_PREFIXES, ITEM_KINDS, OutputItem
 from .vocabulary import restored_names, with_cost
 
 CUT = "The provider's stream ended before the answer was complete."
@@ -223,42 +213,6 @@ class Decoder(StreamDecoder):
 
 # --- the caller's stream -------------------------------------------------------------
 
-_PREFIXES = {kind: b'event: %s\ndata: {"type":"%s","sequence_number":' % (name, name) for kind, name in (
-    ("message", b"response.output_text.delta"), ("reasoning", b"response.reasoning_summary_text.delta"),
-    ("function_call", b"response.function_call_arguments.delta"))}
-_ITEM_KINDS = {"text": "message", "thinking": "reasoning", "tool_use": "function_call"}
-_ID_PREFIXES = {"reasoning": "rs", "message": "msg", "function_call": "fc"}
-
-
-class _Item:
-    """An output item being written: its kind, place and id, its text so far, and its
-    delta event around the sequence number and the piece."""
-    __slots__ = ("call_id", "head", "ident", "index", "kind", "name", "parts", "prefix", "tail")
-
-    def __init__(self, kind: str, index: int, ident: str, call_id: Any = None, name: Any = None) -> None:
-        self.kind, self.index, self.ident = kind, index, ident
-        self.parts: list[str] = []
-        self.call_id, self.name = call_id, name
-        self.prefix = _PREFIXES[kind]
-        where = b',"item_id":' + provider_json.dumps(ident) + b',"output_index":%d' % index
-        if kind == "message":
-            self.head, self.tail = where + b',"content_index":0,"delta":', b',"logprobs":[]}\n\n'
-        elif kind == "reasoning":
-            self.head, self.tail = where + b',"summary_index":0,"delta":', b"}\n\n"
-        else:
-            self.head, self.tail = where + b',"delta":', b"}\n\n"
-
-    @property
-    def text(self) -> str:
-        return "".join(self.parts)
-
-    def whole(self, status: str = "completed") -> dict:
-        if self.kind == "reasoning":
-            return reasoning_item(self.ident, self.text)
-        if self.kind == "message":
-            return message_item(self.ident, self.text, status)
-        return call_item(self.ident, self.call_id, self.name, self.text, status)
-
 
 class Encoder(StreamEncoder):
     """Events written as a Responses caller's events (see the module's table)."""
@@ -271,10 +225,10 @@ class Encoder(StreamEncoder):
         self._number = 0                         # the next event's sequence_number
         self._started = False
         self._done = False
-        self._items: list[_Item] = []
-        self._open: _Item | None = None
+        self._items: list[OutputItem] = []
+        self._open: OutputItem | None = None
         self._kinds: dict[int, str] = {}          # a block -> the kind of item its text goes in
-        self._calls: dict[int, _Item] = {}        # a tool_use block -> its item
+        self._calls: dict[int, OutputItem] = {}        # a tool_use block -> its item
         self._stop: str | None = None
         self._usage: Usage | None = None
         self._model: Any = None
@@ -315,7 +269,7 @@ class Encoder(StreamEncoder):
     # --- items -----------------------------------------------------------------------------
 
     def _block(self, index: int, block: dict) -> bytes:
-        item_kind = _ITEM_KINDS.get(block.get("type"))
+        item_kind = ITEM_KINDS.get(block.get("type"))
         if item_kind is None:
             return b""                            # redacted thinking: nothing a Responses caller reads
         if item_kind != "function_call":
@@ -343,15 +297,15 @@ class Encoder(StreamEncoder):
         item.parts.append(text)
         return out + self._delta(item, text)
 
-    def _delta(self, item: _Item, text: str) -> bytes:
+    def _delta(self, item: OutputItem, text: str) -> bytes:
         number = self._number
         self._number += 1
         return item.prefix + b"%d" % number + item.head + provider_json.dumps(text) + item.tail
 
-    def _add(self, kind: str, call_id: Any = None, name: Any = None) -> tuple[_Item, bytes]:
+    def _add(self, kind: str, call_id: Any = None, name: Any = None) -> tuple[OutputItem, bytes]:
         """A new output item, open, and its `output_item.added` event."""
         index = len(self._items)
-        item = _Item(kind, index, item_id(_ID_PREFIXES[kind], self._id, index), call_id, name)
+        item = OutputItem(kind, index, item_id(ID_PREFIXES[kind], self._id, index), call_id, name)
         self._items.append(item)
         self._open = item
         added = item.whole("in_progress")
