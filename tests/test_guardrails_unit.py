@@ -21,6 +21,8 @@ PII_CASES = [
     ("email", "write to jane.doe+x@example.co.uk today", "EMAIL"),
     ("card with spaces (Luhn ok)", "card 4111 1111 1111 1111 please", "CARD"),
     ("card with dashes", "4242-4242-4242-4242", "CARD"),
+    # the first candidate, "1234 4111 1111 1111", fails Luhn; the card starts inside it
+    ("card after another number", "order 1234 4111 1111 1111 1111 shipped", "CARD"),
     ("ssn", "my ssn is 123-45-6789", "SSN"),
     ("iban", "IBAN DE89 3704 0044 0532 0130 00 thanks", "IBAN"),
     ("phone", "call me at +1 415 555 2671", "PHONE"),
@@ -265,3 +267,18 @@ def test_digit_groups_inside_a_uuid_are_neither_cards_nor_phones():
     ids += ["d095cd03-1310-4071-8f12-4af9106ace32", "01a21087-1e3a-7a53-b464-483817304066"]
     assert [u for u in ids if detector.find(f'{{"id":"{u}"}}')] == []
     assert sorted(f.label for f in detector.find("card 4111-1111-1111-1111, call +1 415-555-2671")) == ["CARD", "PHONE"]
+
+
+def test_the_luhn_check_agrees_with_stdnum():
+    """pii._luhn is summed in C for speed; stdnum's is the reference."""
+    import random
+
+    from stdnum import luhn
+
+    from extproc.guardrails.pii import _luhn
+    numbers = ["4111111111111111", "4111111111111112", "4242424242424242", "0", "18", "79927398713",
+               "\u0664\u0661\u0661\u0661" * 4]                        # Arabic-Indic digits
+    generator = random.Random(7)
+    numbers += ["".join(generator.choice("0123456789") for _ in range(generator.randint(1, 19))) for _ in range(5000)]
+    assert [_luhn(n) for n in numbers] == [luhn.is_valid(n) for n in numbers]
+    assert sum(_luhn(n) for n in numbers) > 400          # both answers are exercised

@@ -6,7 +6,7 @@ from __future__ import annotations
 from types import SimpleNamespace
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from test_guardrails_unit import stream_through_guard, through
 
@@ -174,6 +174,10 @@ def _run_stream(events: list[tuple[int, str]]) -> dict[int, str]:
 
 
 @settings(max_examples=200, deadline=None)
+# Read backwards, "4111 11111111 4111" is a card; with the digits after it, a longer
+# candidate fails Luhn and the card starts inside it: both must be read, or the first
+# chunks' digits leave before the card is known.
+@example(pieces=[" 4111 ", "1111", "1111", " 4111 ", "1111 1111 ", "1111 1111 "], turns=[])
 @given(st.lists(st.sampled_from(["Your", " key", " sk-proj-", "AbCdEfGhIj", "KlMnOpQrSt", "UvWx",
                                  " a.b", "@example", ".org", " 4111 ", "1111 1111 ", "1111", " ok"]),
                 min_size=1, max_size=12),

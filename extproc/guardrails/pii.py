@@ -13,7 +13,6 @@ import re
 
 import phonenumbers
 from stdnum import iban as stdnum_iban
-from stdnum import luhn
 from stdnum.us import ssn as stdnum_ssn
 
 from . import Finding
@@ -102,15 +101,41 @@ _SCREENED_ALONE = ("email", "secret")
 BACKWARDS = ("email", "card", "iban", "ssn", "secret")
 
 
+def _candidates(pattern, text: str):
+    """Each match of `pattern` from every place one can start, overlapping. `finditer`'s
+    matches do not overlap, so a candidate its validator refuses (digits failing Luhn)
+    would hide a valid one starting inside it; and which of the two is read would then
+    depend on how much of the text has arrived: a stream would release the first digits
+    of a card it redacts once the whole text is known."""
+    position = 0
+    while (match := pattern.search(text, position)) is not None:
+        yield match
+        position = match.start() + 1
+
+
+_NON_DIGIT = re.compile(r"\D")
+_DOUBLED = str.maketrans("0123456789", "0246813579")     # a digit doubled, its digits summed
+
+
+def _luhn(digits: str) -> bool:
+    """The Luhn check, summed in C: a table of digit groups holds a candidate every group,
+    and stdnum's `luhn.is_valid` cost ~6 µs each (2/3 of the detector's time on such
+    text), this ~1 µs. Tested against stdnum in tests/test_guardrails_unit.py."""
+    if not digits.isascii():         # `\d` reads other scripts' digits too; stdnum refuses them
+        return False
+    kept, doubled = digits[-1::-2].encode(), digits[-2::-2].translate(_DOUBLED).encode()
+    return (sum(kept) + sum(doubled) - 48 * len(digits)) % 10 == 0
+
+
 def _cards(text: str):
-    for match in _CARD.finditer(text):
-        digits = re.sub(r"\D", "", match.group())
-        if 13 <= len(digits) <= 19 and luhn.is_valid(digits):
+    for match in _candidates(_CARD, text):
+        digits = _NON_DIGIT.sub("", match.group())
+        if 13 <= len(digits) <= 19 and _luhn(digits):
             yield Finding(match.start(), match.end(), "CARD")
 
 
 def _ibans(text: str):
-    for match in _IBAN.finditer(text):
+    for match in _candidates(_IBAN, text):
         if stdnum_iban.is_valid(match.group()):
             yield Finding(match.start(), match.end(), "IBAN")
 
@@ -119,7 +144,7 @@ _SSN_NAMED_SCREEN = screen(_SSN_NAMED)
 
 
 def _ssns(text: str):
-    for match in _SSN.finditer(text):
+    for match in _candidates(_SSN, text):
         if stdnum_ssn.is_valid(re.sub(r"\D", "", match.group())):
             yield Finding(match.start(), match.end(), "SSN")
     if _SSN_NAMED_SCREEN is None or might_match(_SSN_NAMED_SCREEN, text):
