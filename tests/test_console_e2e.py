@@ -98,7 +98,14 @@ def audit_lines(stack) -> list[dict]:
     return [json.loads(line) for line in stack.log_path.read_text().splitlines() if '"audit": "console"' in line]
 
 
-def calls_rows(page, query: str, count: int, text: str):
+def logged_problems(stack) -> list[str]:
+    """The service's warnings and errors (a store it could not write, say): a wait for
+    what the workers hand over says them when it runs out."""
+    return [line[:200] for line in stack.log_path.read_text().splitlines()
+            if not line.startswith("{") and (" WARNING " in line or " ERROR " in line)]
+
+
+def calls_rows(page, query: str, count: int, text: str, stack):
     """The Calls page's rows for `query` once `count` of them show, the newest with `text`
     (the workers hand their calls to the store every 0.5 s)."""
     deadline = time.monotonic() + 10
@@ -107,7 +114,8 @@ def calls_rows(page, query: str, count: int, text: str):
         rows = page.locator("table.calls tbody tr")
         if rows.count() == count and text in rows.first.inner_text():
             return rows
-        assert time.monotonic() < deadline, f"the calls of {query} did not appear on the Calls page"
+        assert time.monotonic() < deadline, (f"the calls of {query} did not appear on the Calls page",
+                                                  logged_problems(stack))
         time.sleep(0.3)
 
 def test_sign_in_create_a_key_see_its_call_and_cost_then_revoke_it(browser, stack):
@@ -154,7 +162,7 @@ def test_sign_in_create_a_key_see_its_call_and_cost_then_revoke_it(browser, stac
             time.sleep(0.2)
     assert reply.usage.total_tokens > 0
 
-    rows = calls_rows(page, "key=kim-console", 1, "kim-console")
+    rows = calls_rows(page, "key=kim-console", 1, "kim-console", stack)
     row = rows.first.inner_text()
     assert "gpt-4o-mini" in row and "200" in row and "agent=console-test" in row
     cost = re.search(r"\$(\d+\.\d+)", row)
@@ -207,7 +215,7 @@ def test_a_call_links_to_its_trace_and_a_cache_hit_shows_as_answered_by_the_cach
     traces = {span["trace_id"] for span in stack.receiver.tagged("console-trace")}
 
     context, page = signed_in(browser, stack, ADMIN, "dana")
-    rows = calls_rows(page, "tag=case%3Dconsole-trace", 2, "console-trace")
+    rows = calls_rows(page, "tag=case%3Dconsole-trace", 2, "console-trace", stack)
     hit, miss = rows.nth(0), rows.nth(1)                       # the newest first
     assert "answered from the cache" in hit.inner_text() and "mock" not in hit.locator("td").nth(4).inner_text()
     link = miss.locator("a", has_text="trace")
@@ -221,7 +229,7 @@ def test_a_call_links_to_its_trace_and_a_cache_hit_shows_as_answered_by_the_cach
         cached = page.locator("table").first.locator("tbody tr", has_text="the response cache")
         if cached.count() == 1 and int(cached.locator("td").nth(2).inner_text().replace(",", "")) >= 1:
             break
-        assert time.monotonic() < deadline, "the overview shows no row for the response cache"
+        assert time.monotonic() < deadline, ("the overview shows no row for the response cache", logged_problems(stack))
         time.sleep(0.5)
     cells = [cached.locator("td").nth(n).inner_text() for n in range(5)]
     assert cells[0] == "gpt-4o-mini" and cells[4] == "$0", cells        # a hit costs nothing
@@ -244,7 +252,7 @@ def test_every_page_renders_for_the_admin(browser, stack):
             r"^gpt-4o$")))                      # only this test calls it
         if metered.count() and metered.first.locator("td").nth(2).inner_text() != "0":
             break
-        assert time.monotonic() < deadline, "the overview does not show the calls"
+        assert time.monotonic() < deadline, ("the overview does not show the calls", logged_problems(stack))
         time.sleep(0.5)
     assert int(page.locator(".tiles div").first.locator("strong").inner_text().replace(",", "")) >= 3
     assert page.locator("figure.chart rect").count() > 0
@@ -270,7 +278,7 @@ def test_every_page_renders_for_the_admin(browser, stack):
         page.goto("/calls")
         if page.locator("table.calls tbody tr").count() >= 3:      # this test's own calls
             break
-        assert time.monotonic() < deadline, "the calls did not appear on the Calls page"
+        assert time.monotonic() < deadline, ("the calls did not appear on the Calls page", logged_problems(stack))
         time.sleep(0.3)
     shot(page, "calls")
     page.goto("/config")
@@ -295,7 +303,7 @@ def test_a_budget_near_its_limit_shows_on_the_overview(browser, stack):
         near = page.locator("table").nth(1).locator("tbody tr", has_text="bob-hourly-tokens")
         if near.count() == 1:
             break
-        assert time.monotonic() < deadline, "the budget near its limit is not on the overview"
+        assert time.monotonic() < deadline, ("the budget near its limit is not on the overview", logged_problems(stack))
         time.sleep(0.3)
     cells = near.locator("td").all_inner_texts()
     assert cells[:4] == ["bob-hourly-tokens", "key", "bob", "hour"] and cells[4] == "2,000", cells
@@ -450,7 +458,7 @@ def test_guardrail_findings_and_mcp_calls_and_the_config_reloads(browser, stack)
         counts = page.locator("table").first.inner_text()
         if "prompt-injection" in counts and page.locator("table.mcp tbody tr td a").count() >= 1:
             break
-        assert time.monotonic() < deadline, "the findings and the MCP call did not appear"
+        assert time.monotonic() < deadline, ("the findings and the MCP call did not appear", logged_problems(stack))
         time.sleep(0.3)
     assert "redacted" in counts and "blocked" in counts
     assert re.search(r"no-secrets\s+request\s+blocked\s+1", counts), counts

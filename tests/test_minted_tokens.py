@@ -28,7 +28,7 @@ def test_the_next_token_comes_before_the_current_one_expires():
     token = MintedToken("test", counting_mint(2.0))     # due again after 1.5 s
     token.start(wait=5)
     seen = set()
-    deadline = time.monotonic() + 4.0
+    deadline = time.monotonic() + 5.0      # minted at 0, 1.5, 3 and 4.5 s: 3 even on a loaded host
     while time.monotonic() < deadline:
         value = token.reveal()
         assert value                                   # never a gap
