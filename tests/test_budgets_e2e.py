@@ -544,3 +544,49 @@ def test_redis_restart_fails_closed_then_recovers_without_double_counting(tmp_pa
     finally:
         stack.stop()
         redis.stop()
+
+
+def test_a_worker_that_met_a_busy_store_still_writes_where_every_process_reads(tmp_path):
+    """A worker that finds the SQLite store's write lock busy waits on a second connection
+    to it. Then another process opens the store and closes it (`extproc usage`, the
+    console after a key change). The worker's later spend must reach the file every
+    process reads: had the second connection cost the worker its locks on the file, that
+    close would have deleted the WAL the worker goes on writing to, and its counts (and
+    its recent calls) would be lost to the console, the commands and the other workers."""
+    import sqlite3
+    stack = GatewayStack(tmp_path, budget_config()).start()
+    path = str(stack.state_dir / "budgets.sqlite3")
+
+    def call(text: str) -> int:
+        answer = httpx.post(f"{stack.base_url}/chat/completions", headers=CAROL, timeout=30,
+                            json={"model": "gpt-4o-mini", "messages": [{"role": "user", "content": text}]})
+        assert answer.status_code == 200, answer.text
+        return answer.json()["usage"]["total_tokens"]
+
+    def stored_spend() -> float:
+        reader = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        try:
+            return sum(spent for (spent,) in reader.execute(
+                "SELECT spent FROM counters WHERE counter LIKE 'carol-tokens|carol|%'"))
+        finally:
+            reader.close()
+
+    try:
+        spent = call("first")
+        holder = sqlite3.connect(path, isolation_level=None, timeout=10)
+        holder.execute("BEGIN IMMEDIATE")       # the store busy: the worker's next exchange waits
+        with concurrent.futures.ThreadPoolExecutor(1) as pool:
+            during = pool.submit(call, "while the store is busy")
+            time.sleep(1.2)                     # past the worker's next exchange (every 0.5 s)
+            holder.execute("COMMIT")
+            spent += during.result(timeout=30)
+        holder.close()
+        SQLiteStore(path, patient=True).close()     # another process's last connection, closed
+        for n in range(3):
+            spent += call(f"after the close {n}")
+        deadline = time.monotonic() + 10
+        while stored_spend() != spent:          # the worker reports its spend every 0.5 s
+            assert time.monotonic() < deadline, (stored_spend(), spent)
+            time.sleep(0.1)
+    finally:
+        stack.stop()
