@@ -127,6 +127,20 @@ def _luhn(digits: str) -> bool:
     return (sum(kept) + sum(doubled) - 48 * len(digits)) % 10 == 0
 
 
+def _outermost(findings: list[Finding]) -> list[Finding]:
+    """Without the findings that lie inside another of the same kind (`_candidates` reads
+    "415 555 2671" inside "+1 415 555 2671"): one value, one finding."""
+    if len(findings) < 2:
+        return findings
+    reach: dict[str, int] = {}
+    kept = []
+    for finding in sorted(findings, key=lambda f: (f.start, -f.end)):
+        if finding.end > reach.get(finding.label, -1):
+            kept.append(finding)
+            reach[finding.label] = finding.end
+    return kept
+
+
 def _cards(text: str):
     for match in _candidates(_CARD, text):
         digits = _NON_DIGIT.sub("", match.group())
@@ -167,7 +181,7 @@ def _phones(text: str):
     # libphonenumber costs ~50 µs a candidate: text that repeats one ("12 12 12 …")
     # would cost ~5 s per MB without remembering the answers within the text.
     verdicts: dict[str, bool] = {}
-    for match in _PHONE.finditer(text):
+    for match in _candidates(_PHONE, text):
         candidate = match.group()
         verdict = verdicts.get(candidate)
         if verdict is None:
@@ -251,7 +265,7 @@ class PIIDetector:
         if secrets:
             findings = secrets + [f for f in findings if f.label != "SECRET" and not any(
                 s.start <= f.start < s.end for s in secrets)]
-        return list(dict.fromkeys(findings))     # a value that reads the same both ways: once
+        return _outermost(list(dict.fromkeys(findings)))   # a value that reads the same both ways: once
 
     def hold_from(self, text: str, start: int = 0) -> int | None:
         return self.tail.hold_from(text, start)
