@@ -16,7 +16,7 @@ import sqlite3
 import time
 
 from .base import StoreUnavailable
-from .sqlite_store import enable_wal
+from .sqlite_file import enable_wal
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS vectors (

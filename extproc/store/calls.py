@@ -28,7 +28,7 @@ from dataclasses import dataclass
 import orjson
 
 from .limits import StoreSettings
-from .sqlite_store import enable_wal
+from .sqlite_file import enable_wal
 
 log = logging.getLogger("extproc.calls")
 

@@ -18,7 +18,7 @@ import time
 
 from .base import StoreUnavailable
 from .known_digests import KnownDigests
-from .sqlite_store import enable_wal, owner_only
+from .sqlite_file import enable_wal, owner_only
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS answers (
