@@ -26,7 +26,6 @@ PII_CASES = [
     ("ssn", "my ssn is 123-45-6789", "SSN"),
     ("iban", "IBAN DE89 3704 0044 0532 0130 00 thanks", "IBAN"),
     ("phone", "call me at +1 415 555 2671", "PHONE"),
-    ("phone after another number", "ref 12 415 555 2671 ok", "PHONE"),     # "12 415 555 2671" is none
     ("ipv4", "server 203.0.113.42 is down", "IP"),
     ("openai key", "sk-proj-AbCdEfGhIjKlMnOpQrStUvWxYz0123456789", "SECRET"),
     ("openai legacy key", "key=sk-AbCdEfGhIjKlMnOpQrStUvWxYz01234567", "SECRET"),

@@ -101,16 +101,22 @@ _SCREENED_ALONE = ("email", "secret")
 BACKWARDS = ("email", "card", "iban", "ssn", "secret")
 
 
-def _candidates(pattern, text: str):
-    """Each match of `pattern` from every place one can start, overlapping. `finditer`'s
-    matches do not overlap, so a candidate its validator refuses (digits failing Luhn)
-    would hide a valid one starting inside it; and which of the two is read would then
-    depend on how much of the text has arrived: a stream would release the first digits
-    of a card it redacts once the whole text is known."""
+def _validated(pattern, text: str, valid):
+    """The matches of `pattern` that `valid` accepts. Past a refused candidate (digits
+    failing Luhn) the search goes on from its next place a match can start, not from its
+    end: `finditer` would let it hide a valid value starting inside it (a card right after
+    another number), and which of the two is read would then depend on how much of the
+    text has arrived: a stream would release the first digits of a card it redacts once
+    the whole text is known. Past an accepted one it goes on from its end, as `finditer`:
+    reading inside values found would make a long run of numbers (a table, a list of
+    ids) many overlapping findings."""
     position = 0
     while (match := pattern.search(text, position)) is not None:
-        yield match
-        position = match.start() + 1
+        if valid(match.group()):
+            yield match
+            position = match.end()
+        else:
+            position = match.start() + 1
 
 
 _NON_DIGIT = re.compile(r"\D")
@@ -127,40 +133,27 @@ def _luhn(digits: str) -> bool:
     return (sum(kept) + sum(doubled) - 48 * len(digits)) % 10 == 0
 
 
-def _outermost(findings: list[Finding]) -> list[Finding]:
-    """Without the findings that lie inside another of the same kind (`_candidates` reads
-    "415 555 2671" inside "+1 415 555 2671"): one value, one finding."""
-    if len(findings) < 2:
-        return findings
-    reach: dict[str, int] = {}
-    kept = []
-    for finding in sorted(findings, key=lambda f: (f.start, -f.end)):
-        if finding.end > reach.get(finding.label, -1):
-            kept.append(finding)
-            reach[finding.label] = finding.end
-    return kept
+def _is_card(candidate: str) -> bool:
+    digits = _NON_DIGIT.sub("", candidate)
+    return 13 <= len(digits) <= 19 and _luhn(digits)
 
 
 def _cards(text: str):
-    for match in _candidates(_CARD, text):
-        digits = _NON_DIGIT.sub("", match.group())
-        if 13 <= len(digits) <= 19 and _luhn(digits):
-            yield Finding(match.start(), match.end(), "CARD")
+    for match in _validated(_CARD, text, _is_card):
+        yield Finding(match.start(), match.end(), "CARD")
 
 
 def _ibans(text: str):
-    for match in _candidates(_IBAN, text):
-        if stdnum_iban.is_valid(match.group()):
-            yield Finding(match.start(), match.end(), "IBAN")
+    for match in _validated(_IBAN, text, stdnum_iban.is_valid):
+        yield Finding(match.start(), match.end(), "IBAN")
 
 
 _SSN_NAMED_SCREEN = screen(_SSN_NAMED)
 
 
 def _ssns(text: str):
-    for match in _candidates(_SSN, text):
-        if stdnum_ssn.is_valid(re.sub(r"\D", "", match.group())):
-            yield Finding(match.start(), match.end(), "SSN")
+    for match in _validated(_SSN, text, lambda candidate: stdnum_ssn.is_valid(_NON_DIGIT.sub("", candidate))):
+        yield Finding(match.start(), match.end(), "SSN")
     if _SSN_NAMED_SCREEN is None or might_match(_SSN_NAMED_SCREEN, text):
         for match in _SSN_NAMED.finditer(text):
             if stdnum_ssn.is_valid(match.group("bare")):
@@ -181,7 +174,7 @@ def _phones(text: str):
     # libphonenumber costs ~50 µs a candidate: text that repeats one ("12 12 12 …")
     # would cost ~5 s per MB without remembering the answers within the text.
     verdicts: dict[str, bool] = {}
-    for match in _candidates(_PHONE, text):
+    for match in _PHONE.finditer(text):
         candidate = match.group()
         verdict = verdicts.get(candidate)
         if verdict is None:
@@ -265,7 +258,7 @@ class PIIDetector:
         if secrets:
             findings = secrets + [f for f in findings if f.label != "SECRET" and not any(
                 s.start <= f.start < s.end for s in secrets)]
-        return _outermost(list(dict.fromkeys(findings)))   # a value that reads the same both ways: once
+        return list(dict.fromkeys(findings))     # a value that reads the same both ways: once
 
     def hold_from(self, text: str, start: int = 0) -> int | None:
         return self.tail.hold_from(text, start)
