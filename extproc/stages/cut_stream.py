@@ -17,8 +17,8 @@ from __future__ import annotations
 
 import orjson
 
-from ..config.envoy_contract import CUT_STREAMS_LOGGED
 from ..api.usage import Usage
+from ..config.envoy_contract import CUT_STREAMS_LOGGED
 from ..dialects import Codec
 from ..observability import metrics
 from ..pipeline.call import Call

@@ -49,7 +49,8 @@ def owner_only(path: str) -> None:
         pass
     for name in (path, f"{path}-wal", f"{path}-shm"):
         try:
-            if os.stat(name).st_mode & 0o077 and os.stat(name).st_uid == os.getuid():
-                os.chmod(name, 0o600)
+            found = os.stat(name)
         except FileNotFoundError:
-            pass
+            continue
+        if found.st_mode & 0o077 and found.st_uid == os.getuid():
+            os.chmod(name, 0o600)
