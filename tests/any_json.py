@@ -93,8 +93,12 @@ def through_pipeline(runtime, path: str, body, key: str, extra: dict[str, str] |
 
 
 def error_of(dialect: str, status: int, body: bytes) -> dict:
-    """The error in the dialect's shape (OpenAI's or Anthropic's), checked: its message and code."""
+    """The error in the dialect's shape (OpenAI's, Anthropic's or Google's), checked: its
+    message and code."""
     error = orjson.loads(body)
+    if dialect == "google":
+        assert error["error"]["code"] == status and error["error"]["status"] and error["error"]["message"], error
+        return error["error"]
     if dialect == "anthropic":
         assert error["type"] == "error", error
         assert error["error"]["type"] and error["error"]["message"], error

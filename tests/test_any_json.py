@@ -1,9 +1,11 @@
 """Any JSON value at any path of a real request is never a 5xx: the recorded requests of
-every dialect the gateway serves and the requests of real agent clients (Claude Code,
-Codex CLI, Qwen Code, OpenCode: tests/agent_requests/), each with a value replaced or a
-key added at a random path, run through the whole request pipeline in process (key,
-allowlist, guardrails, budgets, routing, translation for the other dialect's backend)
-and, for a sample, through real Envoy and the mock provider. Each answer is the request
+every dialect the gateway serves (OpenAI's, Azure's, Anthropic's, Google's) and the
+requests of real agent clients (Claude Code, Codex CLI, Qwen Code, OpenCode, Gemini CLI:
+tests/agent_requests/), each with a value replaced or a key added at a random path and
+sent to a model of any provider kind, run through the whole request pipeline in process
+(key, allowlist, guardrails, budgets, routing, translation for another dialect's
+backend) and, for a sample, through real Envoy and the mock providers (virtual models
+translated per attempt, Bedrock signed by Envoy). Each answer is the request
 going on, or a 4xx in the caller's dialect naming what is wrong; never a 500, never a
 dropped connection. JSON Schema in tools and structured-output formats is data: its type
 lists, anyOf and nested defaults pass, and its strings are still read by the guardrails."""
@@ -46,9 +48,22 @@ HANDMADE = [
 ]
 
 
+# A model on each kind of backend the quickstart has: every request may be sent to any.
+BACKENDS = ["gpt-4o-mini", "claude-sonnet-4-6", "gemini-2.5-flash", "gpt-4o-mini-responses",
+            "azure/gpt-4o-mini", "vertex/gemini-2.5-flash", "vertex/claude-sonnet-4-6",
+            "bedrock/amazon.nova-micro-v1:0", "smart-bedrock", "smart-claude"]
+GOOGLE_PREFIX = "/v1beta/models/"
+
+
 def _recorded() -> list[tuple[str, dict]]:
-    """The request of each recording of a dialect the gateway serves (OpenAI's, Azure's, Anthropic's)."""
+    """The request of each recording of a dialect the gateway serves (OpenAI's, Azure's,
+    Anthropic's, and Google's generateContent, asked of the quickstart's Gemini model)."""
     found = []
+    for path in sorted((RECORDINGS / "provider-recordings").glob("*gemini-*.yaml")):
+        for interaction in yaml.safe_load(path.read_text())["interactions"]:
+            method = "streamGenerateContent?alt=sse" if "streamGenerate" in interaction["request"]["url"] \
+                else "generateContent"
+            found.append((f"{GOOGLE_PREFIX}gemini-2.5-flash:{method}", json.loads(interaction["request"]["body"])))
     for path in sorted(RECORDINGS.glob("*/*.yaml")):
         if path.parent.name not in ("openai-recordings", "anthropic-recordings"):
             continue
@@ -72,19 +87,23 @@ def seeds() -> list[tuple[str, dict, list[tuple]]]:
     return [(route, body, list(paths(body))) for route, body in [*_recorded(), *HANDMADE, *agents]]
 
 
-def _other_dialects_model(route: str, body: dict) -> dict:
-    """The same body on a backend of the other dialect: the request is translated."""
-    model = "gpt-4o-mini" if route.startswith("/v1/messages") else "claude-sonnet-4-6"
-    return {**body, "model": model} if route.endswith(("/messages", "/chat/completions")) else body
+def _on_backend(route: str, body: dict, model: str) -> tuple[str, dict]:
+    """The same request for another model (in the path, where Google's dialect names it):
+    translated when its backend speaks another dialect."""
+    if route.startswith(GOOGLE_PREFIX):
+        return GOOGLE_PREFIX + model + ":" + route.rsplit(":", 1)[1], body
+    if route.endswith(("/messages", "/chat/completions", "/responses")):
+        return route, {**body, "model": model}
+    return route, body
 
 
 @st.composite
 def mutated(draw):
-    """A seed request, perhaps for the other dialect's backend, with one to three values
+    """A seed request, perhaps for a model of another backend, with one to three values
     replaced or keys added at random paths."""
     route, body, places = draw(st.sampled_from(seeds()))
     if draw(st.booleans()):
-        body = _other_dialects_model(route, body)
+        route, body = _on_backend(route, body, draw(st.sampled_from(BACKENDS)))
     for _ in range(draw(st.integers(1, 3))):
         place = draw(st.sampled_from(places))
         change = (replaced, place, draw(WRONG_TYPE)) if draw(st.booleans()) else \
@@ -102,7 +121,8 @@ def runtime(tmp_path_factory):
 
 
 def _dialect(route: str) -> str:
-    return "anthropic" if route.startswith("/v1/messages") else "openai"
+    return "anthropic" if route.startswith("/v1/messages") else \
+        "google" if route.startswith(GOOGLE_PREFIX) else "openai"
 
 
 def _check(runtime, route: str, body, key: str) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import httpx
 import openai
 import pytest
+from any_json import error_of
 
 
 def test_chat_answers_and_names_backend(gateway, alice):
@@ -131,6 +132,24 @@ def test_error_table(gateway, name, headers, body, status, code):
     assert error["code"] == code
     assert set(error) == {"message", "type", "code"} and error["message"]
     assert "sk-demo" not in response.text
+
+
+@pytest.mark.parametrize("path, dialect", [
+    ("/v1/chat/completions", "openai"), ("/v1/completions", "openai"), ("/v1/embeddings", "openai"),
+    ("/v1/responses", "openai"), ("/openai/deployments/gpt-4o-mini/chat/completions?api-version=2024-10-21", "openai"),
+    ("/v1/messages", "anthropic"), ("/v1/messages/count_tokens", "anthropic"),
+    ("/v1beta/models/gemini-2.5-flash:generateContent", "google"),
+    ("/v1beta/models/gemini-2.5-flash:streamGenerateContent?alt=sse", "google"),
+    ("/v1beta/models/gemini-2.5-flash:countTokens", "google"),
+])
+def test_a_post_without_a_body_is_a_400_in_the_callers_dialect(gateway, path, dialect):
+    """No body, nothing to route on: the gateway says so, never Envoy's 503 for no cluster."""
+    response = httpx.post(f"http://127.0.0.1:{gateway.port}{path}", headers={
+        "authorization": "Bearer sk-demo-alice", "anthropic-version": "2023-06-01"})
+    assert response.status_code == 400, response.text
+    error = error_of(dialect, 400, response.content)
+    assert "has no body" in error["message"]
+    assert ("'model'" in error["message"]) == (dialect != "google" and "deployments" not in path)
 
 
 @pytest.mark.parametrize("body", [

@@ -42,6 +42,17 @@ MALFORMED = [
     ("embeddings without input", "embeddings", {"model": "m"}, "The request body must have 'input'."),
     ("responses input a number", "responses", {"model": "m", "input": 5},
      "'input' must be a string or an array of input items."),
+    ("a Gemini role a list", "generate_content", {"contents": [{"role": ["user"], "parts": [{"text": "hi"}]}]},
+     "'contents[0].role' must be a string."),
+    ("Gemini system parts a number", "generate_content", {"contents": [], "systemInstruction": {"parts": 5}},
+     "'systemInstruction' must be an object of text parts or a string."),
+    ("Gemini call args a list", "generate_content",
+     {"contents": [{"role": "model", "parts": [{"functionCall": {"name": "f", "args": [1]}}]}]},
+     "'contents[0].parts[0].functionCall.args' must be an object."),
+    ("Gemini declarations an object", "generate_content", {"contents": [], "tools": [{"functionDeclarations": {}}]},
+     "'tools[0].functionDeclarations' must be an array or null."),
+    ("Gemini count of contents a number", "count_content_tokens", {"generateContentRequest": {"contents": 5}},
+     "'generateContentRequest.contents' must be an array or null."),
 ]
 
 
@@ -60,6 +71,14 @@ def test_a_malformed_body_is_named_field_by_field(name, kind, body, expected):
     ("embeddings", {"model": "m", "input": ["a", "b"], "dimensions": 8}),
     ("responses", {"model": "m", "input": [{"role": "user", "content": "hi"},
                                            {"type": "function_call_output", "call_id": "c", "output": "{}"}]}),
+    ("generate_content", {"contents": [{"role": "user", "parts": [{"text": "hi"}, {"inlineData": {
+        "mimeType": "image/png", "data": "AAAA"}}]}, {"role": "model", "parts": [{"functionCall": {
+            "name": "f", "args": {}}, "thoughtSignature": "c2ln"}]}, {"role": "user", "parts": [{"functionResponse": {
+                "name": "f", "response": {"result": [1]}}}]}],
+        "systemInstruction": {"parts": [{"text": "be brief"}]}, "generationConfig": {"maxOutputTokens": "64"},
+        "tools": [{"functionDeclarations": [{"name": "f", "parametersJsonSchema": {}}]}, {"googleSearch": {}}]}),
+    ("count_content_tokens", {"generateContentRequest": {"model": "models/m", "contents": [
+        {"role": "user", "parts": [{"text": "hi"}]}]}}),
 ])
 def test_well_formed_bodies_pass(kind, body):
     assert codec_of(kind).shape_problem(body) is None

@@ -17,7 +17,7 @@ import orjson
 
 from ..api.openai import GEMINI_COUNT_KIND
 from ..api.usage import Usage
-from . import gemini_answer, gemini_request, gemini_stream
+from . import gemini_answer, gemini_request, gemini_schema, gemini_stream
 from .base import Codec, Dialect, Translating
 from .gemini_answer import error_body, usage_from
 
@@ -73,6 +73,7 @@ class GenerateContent(Translating, Codec):
     operation = "chat"
     output_cap_field = "generationConfig.maxOutputTokens"
     request_module, answer_module, stream_module = gemini_request, gemini_answer, gemini_stream
+    shape_problem = staticmethod(gemini_schema.generate_content_shape_problem)
 
     def prompt_texts(self, body: dict) -> tuple[list[str], int]:
         texts: list[str] = []
@@ -158,6 +159,7 @@ class CountContentTokens(GenerateContent):
     counts_tokens = True
     operation = ""
     output_cap_field = None
+    shape_problem = staticmethod(gemini_schema.count_tokens_shape_problem)
 
     def prompt_texts(self, body: dict) -> tuple[list[str], int]:
         inner = body.get("generateContentRequest")

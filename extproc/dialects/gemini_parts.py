@@ -37,7 +37,10 @@ def decode_turns(system: Any, contents: Any, conversation: Conversation) -> tupl
         raise Refused("contents", "contents must be a non-empty list.")
     system_blocks: list[Block] = []
     if isinstance(system, dict):
-        for j, part in enumerate(system.get("parts") or ()):
+        parts = system.get("parts") or []
+        if not isinstance(parts, list):
+            raise Refused("systemInstruction.parts", "systemInstruction.parts must be a list.")
+        for j, part in enumerate(parts):
             if not isinstance(part, dict) or not isinstance(part.get("text"), str):
                 raise Refused(f"systemInstruction.parts[{j}]", "systemInstruction may hold text parts only.")
             system_blocks.append({"type": "text", "text": part["text"]})
@@ -48,7 +51,8 @@ def decode_turns(system: Any, contents: Any, conversation: Conversation) -> tupl
     for i, content in enumerate(contents):
         if not isinstance(content, dict):
             raise Refused(f"contents[{i}]", f"contents[{i}] must be an object.")
-        role = _ROLES.get(content.get("role", "user"))
+        role = content.get("role", "user")
+        role = _ROLES.get(role) if isinstance(role, str) else None
         if role is None:
             raise Refused(f"contents[{i}].role", f"contents[{i}].role must be user or model.")
         parts = content.get("parts")

@@ -77,8 +77,10 @@ class Admission(Stage):
         call.key = self.authenticate(call, query_key)
         if codec.answered_here:
             raise ImmediateAnswer(200, listing(call.config, call.key, endpoint, call.resource_id))
-        if end_of_stream and endpoint.generates:
-            raise invalid_request("The request has no body; send a JSON object with a 'model'.")
+        if end_of_stream and (endpoint.generates or codec.counts_tokens):
+            # Nothing to route on: without this, Envoy would find no cluster and say 503.
+            named = " with a 'model'" if codec.model_in_body and not endpoint.model_in_path else ""
+            raise invalid_request(f"The request has no body; send a JSON object{named}.")
 
     def authenticate(self, call: Call, query_key: str = ""):
         """The caller's key: a token Envoy verified, a config file key or one made at run time."""
