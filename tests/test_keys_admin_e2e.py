@@ -13,7 +13,10 @@ import time
 
 import httpx
 import pytest
+from any_json import JSON, KEYS, WRONG_TYPE, inserted, paths, replaced
 from gateway_stack import GatewayStack, free_port, quickstart_config
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from extproc.config.filter_config import load_config
 
@@ -129,3 +132,36 @@ def test_a_token_in_the_config_file_is_refused(tmp_path):
     checked = subprocess.run([sys.executable, "-m", "extproc", "check", "--config", str(path)],
                              capture_output=True, text=True, timeout=60)
     assert checked.returncode != 0 and "identity.admin_api.token" in checked.stderr
+
+
+CREATE = {"user": "dora", "team": "research", "models": "gpt-4o-mini,claude-*", "budget_usd": "5/day",
+          "budget_tokens": "1000/hour", "expires": "30d", "metadata": {"ticket": "T-1"}}
+
+
+@pytest.fixture(scope="module")
+def rotated_key(stack) -> str:
+    made = httpx.post(f"{stack.keys_admin_url}/admin/keys", json={**CREATE, "id": "dora-rotated"},
+                      headers={"authorization": f"Bearer {TOKEN}"}, timeout=30)
+    assert made.status_code == 201, made.text
+    return "dora-rotated"
+
+
+@settings(max_examples=120, deadline=None, derandomize=True,
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(st.booleans(), st.data())
+def test_any_json_in_a_key_operation_is_done_or_a_400_naming_the_field(stack, rotated_key, create, data):
+    """The admin API's body is any JSON its caller sends: each call is answered, with the
+    operation done or a 400 that says what is wrong; never a dropped connection or a 5xx."""
+    path, body = ("/admin/keys", CREATE) if create else (f"/admin/keys/{rotated_key}/rotate", {"overlap": "1h"})
+    if data.draw(st.booleans()):
+        body = replaced(body, data.draw(st.sampled_from(list(paths(body)))), data.draw(WRONG_TYPE))
+    else:
+        body = inserted(body, (), data.draw(KEYS), data.draw(JSON))
+    done = httpx.post(f"{stack.keys_admin_url}{path}", content=json.dumps(body), timeout=30,   # NaN too
+                      headers={"authorization": f"Bearer {TOKEN}"})
+    assert done.status_code in (200, 201, 400), (done.status_code, done.text[:300])
+    if done.status_code == 400:
+        error = done.json()["error"]
+        assert error["code"] == "invalid_request" and error["message"], error
+    else:
+        assert done.json()["key"].startswith("sk-")

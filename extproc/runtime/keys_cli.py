@@ -79,9 +79,20 @@ def request_from_args(args) -> dict:
     return {}
 
 
+# The fields of an operation that are text (the admin API's body is any JSON a caller sends).
+_TEXT_FIELDS = ("user", "team", "models", "budget_usd", "budget_tokens", "expires", "id", "overlap")
+
+
+def _refuse_fields_not_text(request: dict) -> None:
+    for field in _TEXT_FIELDS:
+        if request.get(field) is not None and not isinstance(request[field], str):
+            raise KeyProblem(f"{field} must be a string")
+
+
 async def run_operation(book: KeyBook, action: str, key_id: str | None, request: dict) -> dict:
     """One key operation; the answer as the CLI and the admin API print it."""
     now = time.time()
+    _refuse_fields_not_text(request)
     if action == "create":
         budgets = tuple(parse_budget(request[field], unit) for field, unit in
                         (("budget_usd", "usd"), ("budget_tokens", "tokens")) if request.get(field))
