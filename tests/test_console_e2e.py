@@ -405,7 +405,8 @@ def test_a_change_without_the_csrf_token_is_refused(browser, stack):
 def test_bad_input_gets_a_clear_answer_never_a_failure(browser, stack):
     context, page = signed_in(browser, stack, ADMIN, "dana")
     url = stack.console_url
-    for path, status in [("/keys?page=-1", 200), ("/keys?page=99999999999999999999", 200), ("/keys?q=%00%ff", 200),
+    for path, status in [("/keys?page=-1", 200), ("/keys?page=99999999999999999999", 200), ("/keys?page=" + "9" * 5000, 200),
+                         ("/keys?page=%C2%B2", 200), ("/keys?q=%00%ff", 200),
                          ("/keys/%ZZ", 404), ("/keys/" + "x" * 5000, 404), ("/spend?by=tag:nowhere", 400),
                          ("/spend?by=nonsense&window=year", 200), ("/spend.csv?by=team&by=team", 200),
                          ("/calls?status=abc&verdict=%3Cscript%3E&tag=%3D", 200), ("/?window=decade", 200),

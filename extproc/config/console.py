@@ -66,7 +66,7 @@ def parse_console(node: Node, strict: bool, identity: IdentitySettings | None = 
     node.only_keys("listen", "tokens", "session_secret", "session_hours", "calls", "oidc")
     listen = node.get("listen").str("127.0.0.1:9466")
     host, sep, port = listen.rpartition(":")
-    if not sep or not port.isdigit():
+    if not sep or not (port.isascii() and port.isdigit()):
         node.get("listen").fail("must be HOST:PORT")
     elif host not in LOOPBACK:
         node.get("listen").warn(f"the console listens on {host}, beyond this machine: keep it on a network "

@@ -96,7 +96,7 @@ def _admin_api(node: Node, strict: bool) -> AdminApiSettings | None:
     node.only_keys("listen", "token")
     listen = node.get("listen").str("127.0.0.1:9465")
     host, sep, port = listen.rpartition(":")
-    if not sep or not port.isdigit():
+    if not sep or not (port.isascii() and port.isdigit()):
         node.get("listen").fail("must be HOST:PORT")
     elif host not in ("127.0.0.1", "localhost", "::1", "[::1]"):
         node.get("listen").warn(f"the admin API listens on {host}, beyond this machine: keep it on a "

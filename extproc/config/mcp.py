@@ -191,7 +191,7 @@ def _aggregator(node: Node) -> McpAggregator:
     for name, default in (("address", defaults.address), ("upstream_address", defaults.upstream_address)):
         value = node.get(name).str(default)
         host, colon, port = value.rpartition(":")
-        if not colon or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        if not colon or not host or not (port.isascii() and port.isdigit()) or not 0 < int(port) < 65536:
             node.get(name).fail("must be host:port")
         addresses.append(value)
     return McpAggregator(address=addresses[0], upstream_address=addresses[1])

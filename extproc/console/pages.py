@@ -61,7 +61,8 @@ def route(console, session, method: str, path: str, query: dict, form: dict) -> 
                                         "cost_chart": bar_chart([(_hour(t, found["window"]), v) for t, v in found["series"]],
                                                            "USD")})
     if path == "/keys":
-        page = int(one("page")) if one("page").isdigit() else 0
+        asked = one("page")
+        page = int(asked) if asked.isascii() and asked.isdigit() and len(asked) <= 9 else 0   # "²" is a digit
         return Answer("keys.html", {"k": data.key_list(config, one("q")[:MAX_FIELD], page),
                                     "windows": BUDGET_WINDOWS, "may_change": session.may("keys")})
     match = _ONE_KEY.fullmatch(path)

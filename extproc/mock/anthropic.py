@@ -135,7 +135,7 @@ def first_stop_sequence(text: str, sequences: object) -> tuple[int, str] | None:
 
 def _count_option(listener: Listener, request: web.Request, name: str) -> int:
     value = option(listener, request, name) or ""
-    return int(value) if value.isdigit() else 0
+    return int(value) if value.isascii() and value.isdigit() else 0
 
 
 def recorded_usage(usage: ReportedUsage) -> dict:
@@ -253,7 +253,7 @@ class AnthropicRoutes:
         if early is not None:
             return early
         limit = request.query.get("limit", "20")
-        if not limit.isdigit() or not 1 <= int(limit) <= 1000:
+        if not (limit.isascii() and limit.isdigit()) or not 1 <= int(limit) <= 1000:
             return error(400, "limit: Input should be between 1 and 1000", rid)
         return web.Response(body=models_json(int(limit)), content_type="application/json",
                             headers={"request-id": rid})

@@ -89,12 +89,12 @@ def compose_answer(listener: Listener, request: web.Request, body: dict, model: 
     text, cut = cut_to_tokens(echo[:stop[0]] if stop else echo, budget, ENCODING)
     prompt = prompt_tokens(body)
     cached = option(listener, request, "cached-tokens") or ""
+    cached_tokens = min(int(cached), prompt) if cached.isascii() and cached.isdigit() else 0
     signed = bool(tool) or declares_functions(body)
     return GeminiAnswer(model=model, text=text, finish_reason="MAX_TOKENS" if cut else "STOP",
                         prompt_tokens=prompt, output_tokens=count_text(tool_input(text) if tool else text, ENCODING),
                         thought=thought, thought_shown=config.shows_thoughts, thought_tokens=thought_tokens,
-                        cached_tokens=min(int(cached), prompt) if cached.isdigit() else 0, tool=tool,
-                        signed=signed, vertex=vertex)
+                        cached_tokens=cached_tokens, tool=tool, signed=signed, vertex=vertex)
 
 
 def billable_characters(body: dict) -> int:
@@ -170,7 +170,7 @@ class GeminiRoutes:
         if early is not None:
             return early
         size, token = request.query.get("pageSize", str(DEFAULT_PAGE_SIZE)), request.query.get("pageToken", "0")
-        if not size.isdigit() or not token.isdigit():
+        if not (size + token).isascii() or not size.isdigit() or not token.isdigit():
             return error(400, "Invalid value for pageSize or pageToken.")
         return web.Response(body=models_json(min(max(int(size), 1), 1000), int(token)),
                             headers={"content-type": JSON})

@@ -92,7 +92,7 @@ class TokenEndpoint:
 
     def _issue(self, request: web.Request, prefix: str) -> tuple[str, int]:
         ttl = option(self.listener, request, "token-ttl") or ""
-        lifetime = int(ttl) if ttl.isdigit() else DEFAULT_TTL
+        lifetime = int(ttl) if ttl.isascii() and ttl.isdigit() else DEFAULT_TTL
         token = prefix + secrets.token_urlsafe(32)
         self.expiry[token] = time.time() + lifetime
         while len(self.expiry) > KEPT:          # the oldest go first (dicts keep their order)

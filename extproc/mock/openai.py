@@ -265,7 +265,7 @@ class OpenAIRoutes:
                  (completions_token_ids(body) if kind == "completions" else 0),
                  "completion_tokens": count_text(text, encoding) * generated}
         cached = option(listener, request, "cached-tokens")
-        if cached and cached.isdigit():
+        if cached and cached.isascii() and cached.isdigit():
             usage["cached_tokens"] = min(int(cached), usage["prompt_tokens"])
         no_usage = bool(option(listener, request, "no-usage"))
         shadow = option(listener, request, "shadow")

@@ -86,7 +86,7 @@ class BudgetRemaining(Collector):
         found: dict[tuple[str, int], dict[str, float]] = {}
         for row in rows:
             parts = row.counter.split("|")
-            if len(parts) == 3 and parts[2].isdigit():
+            if len(parts) == 3 and parts[2].isascii() and parts[2].isdigit():
                 found.setdefault((parts[0], int(parts[2])), {})[parts[1]] = row.spent + row.held
         return found
 
