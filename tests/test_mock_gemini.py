@@ -402,3 +402,15 @@ def test_a_replayed_crlf_stream_reads_through_the_sdk_and_keeps_the_stream_fault
              {"x-mock-replay": "gemini-stream-sse", "x-mock-cut-after": "1"}, "?alt=sse")
     unknown = post(mock, "generateContent", {"contents": [user("x")]}, {"x-mock-replay": "no-such-recording"})
     assert unknown.status_code == 400 and unknown.json()["error"]["status"] == "INVALID_ARGUMENT"
+
+
+@pytest.mark.parametrize("path, body", [
+    (f"/v1beta/models/{MODEL}:streamGenerateContent?alt=sse", {"contents": [{"parts": [{"text": "hi"}]}]}),
+    ("/v1/chat/completions", {"model": "gpt-4o-mini", "stream": True, "messages": [{"role": "user", "content": "hi"}]}),
+])
+@pytest.mark.parametrize("control, value", [("end-delay-ms", "soon"), ("status", "²"), ("truncate", "9" * 5000)])
+def test_a_numeric_control_that_is_no_number_is_a_400_naming_it(mock, path, body, control, value):
+    """On every route of every listener, before anything is answered (it reset streams halfway)."""
+    answer = httpx.post(mock["mock"] + path, json=body, headers={"x-goog-api-key": KEY, "authorization": f"Bearer {KEY}",
+                                                                 f"x-mock-{control}": value.encode()})
+    assert answer.status_code == 400 and answer.json()["error"]["message"] == f"x-mock-{control} must be a whole number"

@@ -9,7 +9,8 @@ call SigV4-signed) side by side. GET /v1/models answers in Anthropic's
 list shape when the request carries `anthropic-version`, in Google's when it carries a
 Google key (`x-goog-api-key`, `?key=`) or `x-goog-api-client`, else in OpenAI's.
 
-Failure modes come from the listener's config (`failure:`) or, per request, from headers.
+Failure modes come from the listener's config (`failure:`) or, per request, from headers
+(a control that takes a number and is given something else is a 400 naming it).
 Every dialect:
   x-mock-status: 503          answer with this status (the dialect's error body and type)
   x-mock-retry-after: 2       with this retry-after header
@@ -106,6 +107,24 @@ def is_google_client(request: web.Request) -> bool:
     return "x-goog-api-key" in request.headers or "key" in request.query or "x-goog-api-client" in request.headers
 
 
+# The controls that take a whole number (a header of another value is the test's mistake:
+# said with a 400 here, where every route reads them, not as a reset mid-answer).
+NUMERIC_CONTROLS = ("status", "retry-after", "delay-ms", "chunk-delay-ms", "end-delay-ms", "cut-after",
+                    "chunk-chars", "chunk-units", "write-bytes", "cached-tokens", "cache-write-tokens",
+                    "truncate", "token-ttl")
+
+
+@web.middleware
+async def numeric_controls(request: web.Request, handler):
+    for name in NUMERIC_CONTROLS:
+        value = request.headers.get(f"x-mock-{name}")
+        if value and not (value.isascii() and value.isdigit() and len(value) <= 9):
+            return web.json_response({"error": {"message": f"x-mock-{name} must be a whole number",
+                                                "type": "invalid_request_error", "code": "mock_control"}},
+                                     status=400)
+    return await handler(request)
+
+
 def build_app(listener: Listener) -> web.Application:
     """The app one listener serves: every dialect, and its record of received requests."""
     tokens = TokenEndpoint(listener)
@@ -127,7 +146,7 @@ def build_app(listener: Listener) -> web.Application:
             return await gemini_routes.models(request)
         return await openai_routes.models(request)
 
-    app = web.Application(client_max_size=MAX_BODY)
+    app = web.Application(client_max_size=MAX_BODY, middlewares=[numeric_controls])
     app.router.add_get("/_mock/requests", recorded)
     app.router.add_delete("/_mock/requests", clear)
     app.router.add_get("/v1/models", models)
