@@ -38,7 +38,17 @@ def test_an_encoding_envoy_does_not_decompress_is_refused(gateway):
                                                               "content-encoding": "deflate"})
     assert response.status_code == 415
     assert response.json()["error"]["code"] == "unsupported_content_encoding"
+    assert "'deflate'" in response.json()["error"]["message"]
     assert gateway.received() == []
+
+
+def test_a_content_encoding_that_names_no_encoding_is_not_repeated(gateway):
+    """The header's value is the caller's text: the refusal (and its log line) never repeats it."""
+    response = _post(gateway, content=b"{}", headers={"content-type": "application/json",
+                                                      "content-encoding": "Bearer sk-demo-alice"})
+    assert response.status_code == 415 and "sk-demo" not in response.text
+    records = [line for line in gateway.log_path.read_text().splitlines() if line.startswith("{")]
+    assert records and not any("sk-demo" in line for line in records)     # (the banner names the demo keys)
 
 
 @pytest.mark.parametrize("content_type", ["application/grpc", "application/grpc+proto", "application/GRPC-web"])

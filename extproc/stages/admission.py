@@ -120,14 +120,24 @@ def open_call(call: Call) -> dict[str, str]:
     return headers
 
 
+# Encodings named back in the refusal (IANA's registry and common ones); any other value
+# is not repeated.
+_ENCODING_NAMES = frozenset({"gzip", "x-gzip", "deflate", "compress", "x-compress", "br", "zstd", "aes128gcm",
+                             "exi", "pack200-gzip", "dcb", "dcz", "snappy", "lz4", "xz", "bzip2"})
+
+
 def _refuse_unreadable_bodies(headers: dict[str, str]) -> None:
     """A body the gateway cannot read must not pass unread: an encoding Envoy did not
     decompress (gzip, br and zstd arrive decompressed). (gRPC content types never get here:
     envoy/quickstart.yaml answers them 415 itself.)"""
     encoding = headers.get("content-encoding", "").strip().lower()
     if encoding and encoding != "identity":
+        # Named only when it reads as an encoding's name: a header's value is the caller's
+        # text, and errors (and the log lines that carry them) must not repeat any text.
+        names = [name.strip() for name in encoding.split(",")]
+        named = f" '{encoding}'" if all(name in _ENCODING_NAMES for name in names) else ""
         raise GatewayError(415, "unsupported_content_encoding",
-                           f"The request body's content-encoding '{encoding[:40]}' is not supported; send it "
+                           f"The request body's content-encoding{named} is not supported; send it "
                            "uncompressed, or compressed with gzip, br or zstd.", type="invalid_request_error")
 
 
