@@ -279,6 +279,12 @@ def test_request_refused(body, field):
     assert refused.value.field == field and refused.value.message
 
 
+def test_a_refusal_quotes_no_more_than_a_few_hundred_characters_of_the_value():
+    with pytest.raises(Refused) as refused:
+        T.request(chat(tool_choice="x" * 100_000), TARGET, Notes())
+    assert refused.value.field == "tool_choice" and len(refused.value.message) <= Refused.MAX_MESSAGE + 1
+
+
 def test_translation_for_the_pair():
     assert isinstance(translation_for("openai", "anthropic", "chat"), Bridge)
     assert translation_for("openai", "openai", "chat") is None

@@ -36,7 +36,12 @@ class Refused(Exception):
     """A request the translation cannot carry without changing the answer (a 400 naming
     the field, in the caller's dialect)."""
 
+    # A refusal may quote the value it refuses (the caller's own): never more than this.
+    MAX_MESSAGE = 500
+
     def __init__(self, field_name: str, message: str) -> None:
+        if len(message) > self.MAX_MESSAGE:
+            message = message[:self.MAX_MESSAGE] + "…"
         super().__init__(message)
         self.field = field_name
         self.message = message
