@@ -97,6 +97,18 @@ def test_errors_come_in_googles_shape(gateway, client):
     assert failing.status_code == 429 and failing.json()["error"]["status"] == "RESOURCE_EXHAUSTED"
 
 
+@pytest.mark.parametrize("query", [{}, {"alt": "json"}])
+def test_a_stream_asked_as_a_json_array_is_refused_saying_to_ask_for_events(gateway, query):
+    """Without alt=sse Google streams one JSON array; the gateway writes events only, and says so."""
+    gateway.clear_received()
+    refused = httpx.post(f"{root(gateway)}/v1beta/models/gemini-2.5-flash:streamGenerateContent", params=query,
+                         headers={"x-goog-api-key": "sk-demo-alice"},
+                         json={"contents": [{"role": "user", "parts": [{"text": "hi"}]}]})
+    assert refused.status_code == 400 and refused.json()["error"]["status"] == "INVALID_ARGUMENT"
+    assert "alt=sse" in refused.json()["error"]["message"]
+    assert gateway.received("mock-gemini") == []
+
+
 @pytest.mark.parametrize("path, body, headers", [
     ("/v1/chat/completions", {"model": "gemini-2.5-flash", "messages": [{"role": "user", "content": TEXT}]},
      {"authorization": "Bearer sk-demo-alice"}),

@@ -101,6 +101,10 @@ class Codec:
 
     # --- requests ---------------------------------------------------------------------
 
+    def query_problem(self, streams: bool, query: str) -> str | None:
+        """What is wrong with the request's query for this endpoint (a 400), or None."""
+        return None
+
     def count_answer(self, tokens: int) -> bytes:
         """A counting endpoint's answer (counts_tokens) made by the gateway: `tokens` in its shape."""
         raise NotImplementedError

@@ -75,6 +75,16 @@ class GenerateContent(Translating, Codec):
     request_module, answer_module, stream_module = gemini_request, gemini_answer, gemini_stream
     shape_problem = staticmethod(gemini_schema.generate_content_shape_problem)
 
+    def query_problem(self, streams: bool, query: str) -> str | None:
+        """Google writes a stream as server-sent events when asked (`alt=sse`, as its SDKs
+        and Gemini CLI ask) and as one JSON array otherwise; the gateway writes events only,
+        so a stream asked without `alt=sse` is refused rather than answered in a form the
+        caller would not read."""
+        if streams and "alt=sse" not in query.split("&"):
+            return ("streamGenerateContent is served as server-sent events only: add alt=sse to the query "
+                    "(the google-genai SDK and Gemini CLI do).")
+        return None
+
     def prompt_texts(self, body: dict) -> tuple[list[str], int]:
         texts: list[str] = []
         contents = body.get("contents") if isinstance(body.get("contents"), list) else []

@@ -77,6 +77,9 @@ class Admission(Stage):
         call.key = self.authenticate(call, query_key)
         if codec.answered_here:
             raise ImmediateAnswer(200, listing(call.config, call.key, endpoint, call.resource_id))
+        problem = codec.query_problem(endpoint.streams_by_path, call.query)
+        if problem is not None:
+            raise invalid_request(problem)
         if end_of_stream and (endpoint.generates or codec.counts_tokens):
             # Nothing to route on: without this, Envoy would find no cluster and say 503.
             named = " with a 'model'" if codec.model_in_body and not endpoint.model_in_path else ""
