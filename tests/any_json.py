@@ -55,6 +55,14 @@ def paths(node, path=()):
             yield from paths(value, (*path, index))
 
 
+def _step(node, step):
+    """The value `step` leads to in `node`; KeyError where an earlier change made the node
+    another kind (an index into an object, a name into a list): the place is gone."""
+    if isinstance(node, dict) != isinstance(step, str):
+        raise KeyError(step)
+    return node[step]
+
+
 def replaced(template, path, value):
     """`template` with the value at `path` replaced (the whole body when `path` is empty)."""
     if not path:
@@ -62,7 +70,8 @@ def replaced(template, path, value):
     body = copy.deepcopy(template)
     node = body
     for step in path[:-1]:
-        node = node[step]
+        node = _step(node, step)
+    _step(node, path[-1])
     node[path[-1]] = value
     return body
 
@@ -72,7 +81,9 @@ def inserted(template, path, key, value):
     body = copy.deepcopy(template)
     node = body
     for step in path:
-        node = node[step]
+        node = _step(node, step)
+    if not isinstance(node, dict):
+        raise TypeError("not an object")
     node[key] = value
     return body
 
