@@ -7,6 +7,7 @@ import asyncio
 import concurrent.futures
 import shutil
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -553,7 +554,6 @@ def test_a_worker_that_met_a_busy_store_still_writes_where_every_process_reads(t
     process reads: had the second connection cost the worker its locks on the file, that
     close would have deleted the WAL the worker goes on writing to, and its counts (and
     its recent calls) would be lost to the console, the commands and the other workers."""
-    import sqlite3
     stack = GatewayStack(tmp_path, budget_config()).start()
     path = str(stack.state_dir / "budgets.sqlite3")
 
