@@ -19,7 +19,7 @@ from ..store.limits import WINDOWS as BUDGET_WINDOWS
 from ..store.meters import NoMeter, valid_dimension
 from . import data, recent
 from .charts import MAX_BARS, bar_chart, stacked_chart
-from .config_view import masked_config
+from .config_view import masked_config, masked_text
 
 _ONE_KEY = re.compile(r"/keys/([^/]+)")
 _KEY_CHANGE = re.compile(r"/keys/([^/]+)/(revoke|rotate)")
@@ -88,9 +88,12 @@ def route(console, session, method: str, path: str, query: dict, form: dict) -> 
     if path == "/config":
         if not session.may("config"):
             return Answer(status=403, context={"message": "The config page is for the admin role."})
+        # A warning or a refused reload's problem may quote a value: masked as the YAML is.
         return Answer("config.html", {"yaml": masked_config(config), "version": config.version,
-                                      "config_path": config.path, "warnings": config.warnings,
-                                      "reloads": list(reversed(console.reloads))})
+                                      "config_path": config.path,
+                                      "warnings": [masked_text(line) for line in config.warnings],
+                                      "reloads": [{**reload, "problems": [masked_text(p) for p in reload["problems"]]}
+                                                  for reload in reversed(console.reloads)]})
     return Answer(status=404, context={"message": "No such page."})
 
 
