@@ -37,6 +37,16 @@ CODECS: dict[str, Codec] = {codec.kind: codec for codec in (
     StoredResponse("response"), StoredResponse("response_cancel"), StoredResponse("response_input_items"))}
 DIALECTS: dict[str, Dialect] = {dialect.name: dialect for dialect in (OPENAI, ANTHROPIC, RESPONSES_ONLY, GEMINI, BEDROCK)}
 
+# Every dialect's account headers (Dialect.account_headers), withheld from every provider,
+# not only from those of their own dialect: Vertex AI serves Claude in Anthropic's dialect
+# and still bills the project x-goog-user-project names, Bedrock serves it with AWS's
+# headers, Azure speaks OpenAI's. A header choosing an account at one platform means
+# nothing to another, so withholding it everywhere costs no caller anything.
+ACCOUNT_HEADERS = frozenset().union(*(dialect.account_headers for dialect in DIALECTS.values()))
+ACCOUNT_HEADER_PREFIXES = tuple(sorted({prefix for dialect in DIALECTS.values()
+                                        for prefix in dialect.account_header_prefixes}))
+API_HEADERS = frozenset().union(*(dialect.api_headers for dialect in DIALECTS.values()))
+
 
 def codec_of(kind: str) -> Codec:
     return CODECS[kind]

@@ -25,6 +25,9 @@ class Anthropic(Dialect):
     key_hint = "'x-api-key: <key>' or 'Authorization: Bearer <key>'"
     reports_stream_usage = True
     needs_output_cap = True          # `max_tokens` is required
+    # The account's and workspace's headers are `anthropic-*`; these two tune the API.
+    account_header_prefixes = ("anthropic-",)
+    api_headers = frozenset({"anthropic-version", "anthropic-beta"})
 
     def error_body(self, status: int, message: str, type: str, code: str | None,
                    request_id: str | None = None) -> bytes:

@@ -47,6 +47,15 @@ class Dialect:
     needs_output_cap = False        # every request must say how much to generate
     generation_kind = ""            # the endpoint a translated call takes at a provider of it
     described = ""                  # the API it names, for a refusal ("Anthropic's Messages API")
+    # Request headers of this API's providers that choose whose account, project,
+    # workspace, quota or credential a call runs under (and so who pays and who stores):
+    # exact names, and prefixes whose every header does so except the `api_headers`,
+    # which tune the API itself. The gateway calls providers under its operators' account:
+    # a caller's are withheld from every provider (stages/provider_headers.py) unless the
+    # provider's `pass_headers` names them.
+    account_headers: frozenset[str] = frozenset()
+    account_header_prefixes: tuple[str, ...] = ()
+    api_headers: frozenset[str] = frozenset()
 
     def error_body(self, status: int, message: str, type: str, code: str | None,
                    request_id: str | None = None) -> bytes:

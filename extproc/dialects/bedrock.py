@@ -39,6 +39,11 @@ class Bedrock(Dialect):
     described = "AWS Bedrock's Converse API"
     reports_stream_usage = True     # every stream ends with a metadata event holding its usage
     needs_output_cap = False
+    # AWS's `x-amz-*` / `x-amzn-*` headers: a security token (whose role signs, when Envoy's
+    # credentials carry none of their own), the requester who pays, the account's
+    # guardrails and tiers. Envoy's signer adds its own x-amz-date, x-amz-security-token
+    # and x-amz-content-sha256 after the gateway's filter has run.
+    account_header_prefixes = ("x-amz-", "x-amzn-")
 
     def error_body(self, status: int, message: str, type: str, code: str | None,
                    request_id: str | None = None) -> bytes:

@@ -34,6 +34,10 @@ class Gemini(Dialect):
     described = "Google's Gemini API"
     key_hint = "'x-goog-api-key: <key>', '?key=<key>' or 'Authorization: Bearer <key>'"
     reports_stream_usage = True
+    # Google's `x-goog-*` headers: x-goog-user-project chooses the Cloud project billed and
+    # whose quota is used (Vertex AI, under the gateway's service account), others carry
+    # IAM credentials or name resources; none tunes the API.
+    account_header_prefixes = ("x-goog-",)
 
     def error_body(self, status: int, message: str, type: str, code: str | None,
                    request_id: str | None = None) -> bytes:

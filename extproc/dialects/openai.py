@@ -26,6 +26,11 @@ class OpenAI(Dialect):
     name = "openai"
     generation_kind = "chat"
     described = "OpenAI's API"
+    # The organization and project of the account that pays and stores; Azure's API
+    # Management subscription (whose quota and bill) and Azure Resource Manager's
+    # auxiliary tokens (another tenant's credential).
+    account_headers = frozenset({"openai-organization", "openai-project", "ocp-apim-subscription-key",
+                                 "x-ms-authorization-auxiliary"})
 
     def error_body(self, status: int, message: str, type: str, code: str | None,
                    request_id: str | None = None) -> bytes:

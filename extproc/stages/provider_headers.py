@@ -1,13 +1,15 @@
 """Which of the caller's headers a provider never sees: those that choose the provider
-account's organization, project or workspace, and those that describe the caller's
-network.
+account's organization, project, workspace, quota or credential, and those that describe
+the caller's network.
 
 The gateway calls a provider with its own credential, for its operators' account. A
-header that picks which part of that account pays or stores (`openai-organization`,
-`openai-project`, Anthropic's account headers) is the operators' choice, not the
-caller's: it is removed unless the provider's config passes it (`pass_headers`).
-`anthropic-version` and `anthropic-beta` tune the API itself and pass (route.py drops
-them for an OpenAI-dialect provider).
+header that picks which part of that account pays, stores or signs (`openai-organization`,
+Anthropic's account headers, Google's `x-goog-user-project`, AWS's `x-amz-*`: each
+dialect's table, `Dialect.account_headers`, in extproc/dialects/) is the operators'
+choice, not the caller's: it is removed, on the way to every provider whatever its
+dialect, unless the provider's config passes it (`pass_headers`). `anthropic-version`
+and `anthropic-beta` tune the API itself and pass (route.py drops them for a provider of
+another dialect).
 
 The caller's address (`x-forwarded-for`, `forwarded`, `x-real-ip`, `x-forwarded-host`)
 is the operators' data: the provider sees the gateway as its client. A provider config
@@ -20,23 +22,22 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 
 from ..config.providers import Provider
+from ..dialects import ACCOUNT_HEADER_PREFIXES, ACCOUNT_HEADERS, API_HEADERS
 
-# Account headers of OpenAI's API (also what Azure's OpenAI-compatible endpoints accept).
-_ACCOUNT = frozenset({"openai-organization", "openai-project"})
-# Anthropic's API headers that pass: the rest of `anthropic-*` is the account's.
-_ANTHROPIC_API = frozenset({"anthropic-version", "anthropic-beta"})
 # What says where the caller is.
 _NETWORK = frozenset({"x-forwarded-for", "forwarded", "x-real-ip", "x-forwarded-host"})
+_EXACT = ACCOUNT_HEADERS | _NETWORK
 
 
 def is_withheld(name: str) -> bool:
     """Whether a header of the caller's is withheld from providers (unless passed)."""
-    return name in _ACCOUNT or name in _NETWORK or (
-        name.startswith("anthropic-") and name not in _ANTHROPIC_API)
+    return name in _EXACT or (name.startswith(ACCOUNT_HEADER_PREFIXES) and name not in API_HEADERS)
 
 
 def withheld_headers(headers: Mapping[str, str] | Iterable[str], provider: Provider) -> list[str]:
     """The caller's headers not to forward to `provider` (names in lower case, as Envoy
-    hands them over)."""
+    hands them over). The provider's own credential header (Gemini's x-goog-api-key) is
+    set by the gateway, never removed here."""
     passed = provider.pass_headers
-    return [name for name in headers if is_withheld(name) and name not in passed]
+    return [name for name in headers
+            if is_withheld(name) and name not in passed and name != provider.auth_header]
