@@ -146,13 +146,18 @@ def test_pod_parts_agree(rendered, label):
     # Envoy reaches every worker's socket in the directory both containers share.
     sockets = [e["endpoint"]["address"]["pipe"]["path"] for cluster in envoy["static_resources"]["clusters"]
                if cluster["name"] == "extproc" for e in cluster["load_assignment"]["endpoints"][0]["lb_endpoints"]]
-    assert len(sockets) == config["server"]["workers"] == (values_workers := entry["values"]["config"]["server"]["workers"])
-    assert values_workers >= 2
+    assert len(sockets) == config["server"]["workers"] == entry["values"]["config"]["server"]["workers"] >= 2
     socket_dir = config["server"]["socket_dir"]
     assert all(s.startswith(socket_dir + "/") for s in sockets)
     assert mounts["envoy"][socket_dir] == mounts["extproc"][socket_dir] == "sockets"
     listener = envoy["static_resources"]["listeners"][0]["address"]["socket_address"]["port_value"]
     assert listener in {p["containerPort"] for p in containers["envoy"]["ports"]}
+    # Both preStop drains talk to Envoy's admin socket, in the shared directory.
+    admin = envoy["admin"]["address"]["pipe"]["path"]
+    assert admin.startswith(socket_dir + "/")
+    for name in ("envoy", "extproc"):
+        drain = containers[name]["lifecycle"]["preStop"]["exec"]["command"]
+        assert drain[:2] == ["extproc", "drain"] and drain[drain.index("--envoy-admin") + 1] == admin
     extproc_ports = {p["containerPort"] for p in containers["extproc"]["ports"]}
     assert {int(config["server"]["admin"].rsplit(":", 1)[1]), config["server"]["health_port"]} <= extproc_ports
 

@@ -150,6 +150,10 @@ def test_pod_parts_agree(built):
     listener = envoy["static_resources"]["listeners"][0]["address"]["socket_address"]["port_value"]
     assert listener in {p["containerPort"] for p in containers["envoy"]["ports"]}
     assert containers["extproc"]["args"][-1] == "/etc/llm-gateway/gateway.yaml"
+    admin = envoy["admin"]["address"]["pipe"]["path"]
+    for name in ("envoy", "extproc"):
+        drain = containers[name]["lifecycle"]["preStop"]["exec"]["command"]
+        assert drain[:2] == ["extproc", "drain"] and drain[drain.index("--envoy-admin") + 1] == admin
 
 
 def test_shipped_configs_pass_check():
