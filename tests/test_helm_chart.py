@@ -24,8 +24,16 @@ except ImportError:                # a clear failure, not a silent skip: the tes
     helm_python = None
 
 CHART = ROOT / "charts" / "llm-gateway"
+# Every optional object off: one replica on SQLite, no HPA, PDB, NetworkPolicy or ServiceAccount.
+ALL_OFF = {"replicaCount": 1, "redis": {"bundled": False}, "autoscaling": {"enabled": False},
+           "podDisruptionBudget": {"enabled": False}, "networkPolicy": {"enabled": False},
+           "serviceAccount": {"create": False}, "rolloutOnConfigChange": False,
+           "providers": {"ollama": {"url": "http://ollama.models.svc:11434", "api_key": {"value": "unused"}}},
+           "models": {"llama3": {"backends": [{"provider": "ollama"}], "price": {"input": 0, "output": 0}},
+                      "gpt-4o-mini": None, "text-embedding-3-small": None}}
 VALUES = {"defaults": None,
-          "all-features": yaml.safe_load((CHART / "ci" / "all-features-values.yaml").read_text())}
+          "all-features": yaml.safe_load((CHART / "ci" / "all-features-values.yaml").read_text()),
+          "all-off": ALL_OFF}
 RELEASE, NAMESPACE = "gw", "llm-gateway"
 
 
@@ -116,8 +124,11 @@ def test_filter_config_passes_check_beside_its_envoy_config(rendered, label):
     values = entry["values"]
     assert set(config["providers"]) == {n for n, p in values["providers"].items() if p is not None}
     assert set(config["models"]) == {n for n, m in values["models"].items() if m is not None}
-    assert config["store"]["kind"] == "redis"
-    assert config["store"]["url"] == (values["redis"]["url"] or "redis://gw-llm-gateway-redis:6379/0")
+    if values["redis"]["bundled"] or values["redis"]["url"]:
+        assert config["store"]["kind"] == "redis"
+        assert config["store"]["url"] == (values["redis"]["url"] or "redis://gw-llm-gateway-redis:6379/0")
+    else:
+        assert "store" not in config                         # SQLite in the pod's state dir
 
 
 @pytest.mark.parametrize("label", VALUES)
@@ -174,9 +185,20 @@ def test_pod_parts_agree(rendered, label):
 
 
 def test_config_change_rolls_the_pods(rendered):
-    annotations = [_one(rendered[label]["objects"], "Deployment", "gw-llm-gateway")["spec"]["template"]["metadata"]
-                   ["annotations"]["checksum/config"] for label in VALUES]
-    assert len(set(annotations)) == 2
+    templates = {label: _one(rendered[label]["objects"], "Deployment", "gw-llm-gateway")["spec"]["template"]
+                 for label in VALUES}
+    checksums = [templates[label]["metadata"]["annotations"]["checksum/config"] for label in ("defaults", "all-features")]
+    assert len(set(checksums)) == 2
+    assert "annotations" not in templates["all-off"]["metadata"]         # rolloutOnConfigChange: false
+
+
+def test_all_off_renders_only_the_pod(rendered):
+    objects = rendered["all-off"]["objects"]
+    assert sorted(name_of(o) for o in objects) == [
+        "ConfigMap/gw-llm-gateway-config", "Deployment/gw-llm-gateway", "Service/gw-llm-gateway"]
+    deployment = _one(objects, "Deployment")
+    assert deployment["spec"]["replicas"] == 1
+    assert deployment["spec"]["template"]["spec"]["serviceAccountName"] == "default"
 
 
 def test_install_notes_name_the_urls(rendered):
