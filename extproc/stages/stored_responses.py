@@ -14,6 +14,16 @@ conversation as context, so another key's response, or one the gateway never saw
 answers 404 as `GET` does. Conversations (`conversation` in the body) are not served
 by the gateway, so it cannot know who owns one: a body naming one is refused (400).
 
+An input item may also stand for a stored item by its id alone (`{"type":
+"item_reference", "id": ...}`, or an item with an `id` and nothing else): the provider
+reads that item into the new response's context. The gateway remembers, with a
+response's owner, the ids of its output items, when it reads the answer whole (a JSON
+answer; a stream the gateway passes through, or reads event by event, leaves them
+unnamed). A reference to an item of another key's response, or to one the gateway
+cannot attribute (never seen, an input item, a streamed answer's), answers 404 naming
+the item and where it is in `input`; the caller sends the item itself instead, or
+continues the response with `previous_response_id`.
+
 The owner is written before the answer's last message goes back to Envoy: a client
 that continues a response the moment it has it (Codex CLI does) may reach another
 worker, which must already find it.
@@ -36,6 +46,7 @@ from .provider_headers import withheld_headers
 log = logging.getLogger("extproc.stored_responses")
 
 RECORD_KIND = "response"
+ITEM_RECORD_KIND = "response_item"  # an output item of a stored response: its owner key
 KEEP_SECONDS = 30 * 86400          # as long as OpenAI keeps a stored response
 
 
@@ -43,6 +54,43 @@ def response_not_found(response_id: str, field: str | None = None) -> GatewayErr
     named = f" ({field})" if field else ""
     return GatewayError(404, "response_not_found", f"No response found with id '{response_id[:100]}'{named}.",
                         type="invalid_request_error")
+
+
+def item_not_found(item_id: str, where: str) -> GatewayError:
+    return GatewayError(404, "item_not_found",
+                        f"No item found with id '{item_id[:100]}' ({where}). An item reference may name only "
+                        "an output item of a response of yours that this gateway answered whole (not streamed); "
+                        "send the item itself, or continue that response with 'previous_response_id'.",
+                        type="invalid_request_error")
+
+
+def referenced_items(body: dict) -> list[tuple[str, str]]:
+    """The stored items the input names by id alone, with where each is ("input[3]"): an
+    `item_reference`, or an item that has an `id` and no content of its own (the API
+    takes a typeless `{"id": ...}` as a reference). Raises a 400 for a reference whose
+    id is not a string."""
+    items = body.get("input")
+    if not isinstance(items, list):
+        return []
+    found = []
+    for index, item in enumerate(items):
+        if not isinstance(item, dict):
+            continue
+        kind = item.get("type")
+        if kind == "item_reference" or (kind is None and "id" in item and "role" not in item
+                                        and "content" not in item):
+            item_id = item.get("id")
+            if not isinstance(item_id, str) or not item_id:
+                raise invalid_request(f"input[{index}].id: an item reference names its item by an id (a string).")
+            found.append((item_id[:256], f"input[{index}]"))
+    return found
+
+
+def output_item_ids(answer) -> list[str]:
+    """The ids of a Responses answer's output items (what an item reference may name)."""
+    output = answer.get("output") if isinstance(answer, dict) else None
+    return [item["id"][:256] for item in (output if isinstance(output, list) else ())
+            if isinstance(item, dict) and isinstance(item.get("id"), str) and item["id"]]
 
 
 class StoredResponses(Stage):
@@ -82,11 +130,16 @@ class StoredResponses(Stage):
             raise invalid_request("This gateway does not serve conversations ('conversation'); continue "
                                   "a response of yours with 'previous_response_id' instead.")
         previous = body.get("previous_response_id")
-        if previous is None:
-            return
-        owner = await _owner_record(self.store, previous)
-        if owner.get("key") != call.key.id:
-            raise response_not_found(previous, "previous_response_id")
+        if previous is not None:
+            owner = await _owner_record(self.store, previous)
+            if owner.get("key") != call.key.id:
+                raise response_not_found(previous, "previous_response_id")
+        references = referenced_items(body)
+        if references:
+            owners = await _item_owners(self.store, [item_id for item_id, _ in references])
+            for item_id, where in references:
+                if owners.get(item_id) != call.key.id:
+                    raise item_not_found(item_id, where)
 
 
 class _Remembered:
@@ -102,22 +155,22 @@ class RememberResponse(Stage):
     body chunk, or at the trailers of a stream Envoy passed through. A call that ends
     otherwise (the client gone mid-stream) is written once it is over."""
     name = "remember_response"
-    reads = frozenset({"backend", "endpoint", "key", "model", "response_id", "status"})
+    reads = frozenset({"backend", "endpoint", "key", "model", "response_id", "response_json", "status"})
 
     def __init__(self, store) -> None:
         self.store = store
 
     async def response_body(self, call: Call, chunk: bytes, end_of_stream: bool) -> None:
-        if end_of_stream:
-            await self._remember(call)
+        if end_of_stream:       # a JSON answer's output items: what item references may name
+            await self._remember(call, output_item_ids(call.response_json))
 
     async def response_trailers(self, call: Call, numbers: dict) -> None:
-        await self._remember(call)
+        await self._remember(call, [])
 
     async def done(self, call: Call) -> None:
-        await self._remember(call)
+        await self._remember(call, [])
 
-    async def _remember(self, call: Call) -> None:
+    async def _remember(self, call: Call, items: list[str]) -> None:
         response_id = call.response_id
         if not response_id or call.endpoint is None or not call.codec.stores_responses \
                 or call.status >= 400 or call.backend is None or call.key is None or self.store is None:
@@ -130,6 +183,9 @@ class RememberResponse(Stage):
         try:
             await maybe_await(self.store.put_record(RECORD_KIND, str(response_id)[:256], owner.decode(),
                                                     time.time() + KEEP_SECONDS))
+            if items:           # one round trip for them all
+                await maybe_await(self.store.put_records(ITEM_RECORD_KIND, [(item, call.key.id) for item in items],
+                                                         time.time() + KEEP_SECONDS))
         except StoreUnavailable as error:
             log.error("budget store unavailable; response %s will not be found again: %s", response_id, error)
 
@@ -144,3 +200,14 @@ async def _owner_record(store, response_id: str) -> dict:
         log.error("budget store unavailable for a stored response's lookup: %s", error)
         raise gateway_error("The gateway's store is unavailable; try again.") from None
     return orjson.loads(found) if found else {}
+
+
+async def _item_owners(store, item_ids: list[str]) -> dict[str, str]:
+    """The key that made each stored item the gateway knows of (one store round trip)."""
+    if store is None:
+        return {}
+    try:
+        return await maybe_await(store.get_records(ITEM_RECORD_KIND, list(dict.fromkeys(item_ids))))
+    except StoreUnavailable as error:
+        log.error("budget store unavailable for a stored item's lookup: %s", error)
+        raise gateway_error("The gateway's store is unavailable; try again.") from None
