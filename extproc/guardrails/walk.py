@@ -5,10 +5,26 @@ string of the body (messages, parts, tool calls and their ids and names, tool an
 function descriptions, parameter schemas, response formats, `user`, `metadata`, `stop`,
 unknown fields...) and leaves out only what is listed in `_OPAQUE` as never read as
 text (the model's name, roles and type tags, signed or encrypted reasoning, image and
-audio bytes, credentials the provider reads for a tool server). Dict keys the model
-reads as text (`metadata`'s and `logit_bias`'s keys, unknown top-level fields, JSON
-schema property names) are visited too. tests/test_guardrails_walk.py holds the
-OpenAI and Anthropic request fields as data and checks each one is walked.
+audio bytes, credentials the provider reads for a tool server). tests/test_guardrails_walk.py
+holds the OpenAI and Anthropic request fields as data and checks each one is walked.
+
+Object keys are text too, read by one rule:
+- every key of caller data is read: the objects under a key of `_CALLER_DATA` (an
+  Anthropic `tool_use.input`, Gemini's `functionCall.args` and `functionResponse.response`,
+  tool-call `arguments` sent as an object, a JSON schema's `default`, `const`, `enum` and
+  `examples`), however deep, and the maps whose keys are the caller's names (`_KEYED`:
+  `metadata`, `properties`, `$defs`, `variables`, `labels`...); inside caller data the
+  values of `_OPAQUE` names and the blocks of `_OPAQUE_BLOCKS` are read as well;
+- in every other object (the dialects' own messages, parts, tools, configs), every key
+  but the field names the APIs fix (guardrails/structural_keys.py: the dialects' request
+  fields and JSON Schema's keywords) is read: a fixed word hides nothing a caller wrote,
+  and an unknown key reaches the provider as written.
+A key is read after its value (a redaction that renames it must come last).
+
+The walk goes 64 levels deep (`MAX_DEPTH`: path steps, keys and indices). A value it
+would have to enter below that is not passed unread: it becomes a `TooDeep` slot, and
+each text guardrail applies its fail mode to it (stages/guard.py: closed refuses the
+request, 400 naming the guardrail and the depth).
 
 Three kinds of value are text in another form, each decoded into a slot that writes
 back in that form, so a redaction rewrites the value where it lies:
@@ -31,8 +47,9 @@ from __future__ import annotations
 from typing import Any
 
 from ..api.tokens import encoding_for_model, get_encoding
-from ..dialects import codec_of
 from . import embedded_text
+from .embedded_text import field_name
+from .structural_keys import STRUCTURAL_KEYS
 
 Slot = tuple[Any, Any]
 Path = tuple
@@ -49,25 +66,86 @@ _OPAQUE = frozenset({
 # Blocks whose every field is the model's own signed output, or bytes.
 _OPAQUE_BLOCKS = frozenset({"thinking", "redacted_thinking", "reasoning", "input_audio"})
 # Maps whose keys are free text the model (or the provider's log of the request) reads.
-_KEYED = frozenset({"metadata", "logit_bias", "properties", "variables", "$defs", "definitions"})
-_MAX_DEPTH = 64
+_KEYED = frozenset({"metadata", "logit_bias", "properties", "variables", "$defs", "definitions",
+                    "patternProperties", "dependentSchemas", "dependentRequired", "labels", "headers"})
+# Keys whose object value is the caller's own data, to its last leaf: every key and every
+# string in it is read (a tool call's input or arguments, a function's response)...
+_CALLER_DATA = frozenset({"input", "args", "response", "arguments", "json", "default", "const", "enum",
+                          "examples", "example"})
+# ... and those whose list value is too (JSON Schema's values: `enum`, `examples`...).
+_CALLER_LISTS = frozenset({"default", "const", "enum", "examples", "example"})
+MAX_DEPTH = 64
+
+
+class TooDeep:
+    """A value below MAX_DEPTH, not walked: reads as no text, and says where it lies for
+    the refusal (each text guardrail applies its fail mode to it)."""
+
+    __slots__ = ("field",)
+
+    def __init__(self, path: tuple) -> None:
+        self.field = field_name(path)
+
+    @property
+    def detail(self) -> str:
+        return f"'{self.field}' is nested deeper than {MAX_DEPTH} levels"
+
+    def __getitem__(self, _key: Any) -> str:
+        return ""
+
+    def __setitem__(self, _key: Any, _text: str) -> None:
+        """Nothing was read, so nothing is written back."""
+
+
+class Renames:
+    """An object whose keys the walk reads, as its slots' container: a slot names a value by
+    its key as walked, which a redaction of the key may have renamed since (the next
+    guardrail reads the value under its new name)."""
+
+    __slots__ = ("mapping", "names")
+
+    def __init__(self, mapping: dict) -> None:
+        self.mapping: dict = mapping
+        self.names: dict = {}
+
+    def __getitem__(self, key: Any) -> Any:
+        return self.mapping[self.names.get(key, key)]
+
+    def __setitem__(self, key: Any, value: Any) -> None:
+        self.mapping[self.names.get(key, key)] = value
+
+    def get(self, key: Any, default: Any = None) -> Any:
+        return self.mapping.get(self.names.get(key, key), default)
+
+    def rename(self, key: str, new: str) -> None:
+        """`key` (as walked) renamed `new`, in its place; a name another key holds gets a
+        number, so no value is lost."""
+        current = self.names.get(key, key)
+        if new == current:
+            return
+        taken, unique, number = self.mapping, new, 1
+        while unique in taken:
+            number += 1
+            unique = f"{new} {number}"
+        items = [(unique if k == current else k, v) for k, v in taken.items()]
+        taken.clear()
+        taken.update(items)
+        self.names[key] = unique
 
 
 class KeyText:
-    """A dict's key as a slot: reading gives the key, writing renames it (order kept)."""
+    """An object's key as a slot: reading gives the key (as renamed), writing renames it."""
 
-    __slots__ = ("mapping",)
+    __slots__ = ("renames",)
 
-    def __init__(self, mapping: dict) -> None:
-        self.mapping = mapping
+    def __init__(self, renames: Renames) -> None:
+        self.renames = renames
 
     def __getitem__(self, key: str) -> str:
-        return key
+        return self.renames.names.get(key, key)
 
     def __setitem__(self, key: str, new: str) -> None:
-        items = [(new if k == key else k, v) for k, v in self.mapping.items()]
-        self.mapping.clear()
-        self.mapping.update(items)
+        self.renames.rename(key, new)
 
 
 class TokenText:
@@ -152,7 +230,10 @@ _ENCODED_KEYS = frozenset({"file_data", "data", "url"})
 def _string(out: list, container: Any, key: Any, value: str, path: Path) -> None:
     if key == "file_data" or key == "data" and container.get("type") == "base64" or \
             key == "url" and value.startswith("data:"):
-        slot = embedded_text.read(container, key, value, path)
+        renames = container if isinstance(container, Renames) else None
+        slot = embedded_text.read(renames.mapping if renames else container, key, value, path)
+        if isinstance(slot, embedded_text.EmbeddedText) and renames is not None:
+            slot.container = renames    # written back under the key's name at that time
         if slot is not None:            # None: image, audio, PDF bytes, not read as text
             out.append((slot, key, path))
         return
@@ -160,50 +241,69 @@ def _string(out: list, container: Any, key: Any, value: str, path: Path) -> None
 
 
 # (The walk appends to one list, without generators: a 101-message conversation is
-# walked in ~40 µs.)
-def _node(out: list, container: Any, key: Any, path: Path, encoding: str) -> None:
+# walked in ~40 µs.) `data`: inside caller data, where every key and string is read;
+# `named`: `key` is a caller's name in a map (a schema's property named "input" holds a
+# schema, not data).
+def _node(out: list, container: Any, key: Any, path: Path, encoding: str, data: bool = False,
+          named: bool = False) -> None:
     value = container[key]
     if isinstance(value, str):
         _string(out, container, key, value, path)
     elif isinstance(value, dict):
-        if key == "logit_bias" and _is_token_bias(value):
+        if data or named:
+            _object(out, value, path, encoding, False, data)
+        elif key == "logit_bias" and _is_token_bias(value):
             out.append((LogitBiasText(value, encoding), key, path))
+        else:
+            _object(out, value, path, encoding, key in _KEYED, key in _CALLER_DATA)
+    elif isinstance(value, list):
+        if len(path) >= MAX_DEPTH:
+            if value:
+                out.append((TooDeep(path), key, path))
             return
-        _object(out, value, path, encoding, key in _KEYED)
-    elif isinstance(value, list) and len(path) < _MAX_DEPTH:
         if (path[-1:] in (("prompt",), ("input",)) or path[-2:-1] in (("prompt",), ("input",))) and \
                 _is_token_ids(value):
             _tokens(out, container, key, encoding, path)
             return
+        data = data or (not named and key in _CALLER_LISTS)
         for index, item in enumerate(value):
             if type(item) is str:
                 out.append((value, index, (*path, index)))
             elif type(item) is dict:        # a message, a part: straight to its fields
-                _object(out, item, (*path, index), encoding)
+                _object(out, item, (*path, index), encoding, False, data)
             else:
-                _node(out, value, index, (*path, index), encoding)
+                _node(out, value, index, (*path, index), encoding, data)
 
 
-def _object(out: list, node: dict, path: Path, encoding: str, keyed: bool = False) -> None:
-    if len(path) >= _MAX_DEPTH:
+def _object(out: list, node: dict, path: Path, encoding: str, keyed: bool = False, data: bool = False) -> None:
+    if len(path) >= MAX_DEPTH:
+        if node:
+            out.append((TooDeep(path), None, path))
         return
+    every_key = keyed or data
     # A block's `type` is a string; elsewhere (a JSON schema's `"type": ["string", "null"]`,
     # any caller's data) it is whatever JSON the caller sent, and only read as data.
-    kind = node.get("type")
-    if not keyed and type(kind) is str and kind in _OPAQUE_BLOCKS:
-        return
+    if not every_key:
+        kind = node.get("type")
+        if type(kind) is str and kind in _OPAQUE_BLOCKS:
+            return
+    # One set operation says whether any key is not a fixed field name (most objects:
+    # none is), so a message or a part costs no lookup per key.
+    some_keys = every_key or not STRUCTURAL_KEYS.issuperset(node)
+    holder = Renames(node) if some_keys else node
+    keys = KeyText(holder) if some_keys else None
     for key in list(node):
         value = node[key]
         if type(value) is str:
-            if keyed or key not in _OPAQUE:
+            if every_key or key not in _OPAQUE:
                 if key in _ENCODED_KEYS:
-                    _string(out, node, key, value, (*path, key))
+                    _string(out, holder, key, value, (*path, key))
                 else:
-                    out.append((node, key, (*path, key)))
+                    out.append((holder, key, (*path, key)))
         elif isinstance(value, (dict, list)):
-            _node(out, node, key, (*path, key), encoding)
-        if keyed and isinstance(key, str):      # after its value: a rename must come last
-            out.append((KeyText(node), key, (*path, "{key}", key)))
+            _node(out, holder, key, (*path, key), encoding, data, keyed)
+        if keys is not None and isinstance(key, str) and (every_key or key not in STRUCTURAL_KEYS):
+            out.append((keys, key, (*path, "{key}", key)))     # after its value: a rename must come last
 
 
 def request_texts(kind: str, body: dict) -> list[tuple[Any, Any, Path]]:
@@ -211,14 +311,14 @@ def request_texts(kind: str, body: dict) -> list[tuple[Any, Any, Path]]:
     the body's order (a conversation's texts come in the order it was written)."""
     model = body.get("model")
     encoding = encoding_for_model(model) if isinstance(model, str) else "o200k_base"
-    known = codec_of(kind).known_fields
-    keys = KeyText(body)
+    holder = Renames(body)
+    keys = KeyText(holder)
     out: list = []
     for key in list(body):
         if key in _OPAQUE and isinstance(body[key], str):
             continue
-        _node(out, body, key, (key,), encoding)
-        if known is not None and key not in known and isinstance(key, str):
+        _node(out, holder, key, (key,), encoding)
+        if key not in STRUCTURAL_KEYS and isinstance(key, str):
             out.append((keys, key, ("{key}", key)))     # an unknown field's name reaches the provider too
     return out
 

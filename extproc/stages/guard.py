@@ -14,7 +14,7 @@ from ..guardrails.config import Guardrail
 from ..guardrails.embedded_text import UnreadableText
 from ..guardrails.joined import Conversation, find_in_texts
 from ..guardrails.known import Lookup, TextDigests
-from ..guardrails.walk import request_slots
+from ..guardrails.walk import TooDeep, request_slots
 from ..observability import metrics
 from ..pipeline.call import Call
 from ..pipeline.errors import GatewayError
@@ -134,9 +134,10 @@ class GuardRequest(Stage):
         bound = call.config.guardrails.max_scan_chars
         texts = [container[key] for container, key in slots]
         total = sum(map(len, texts))
-        # A payload declared as text that cannot be decoded (guardrails/embedded_text.py)
-        # is not passed unread: each text guardrail applies its fail mode to it.
-        unreadable = next((c.field for c, _key in slots if isinstance(c, UnreadableText)), None)
+        # A payload declared as text that cannot be decoded (guardrails/embedded_text.py),
+        # or a value nested past the walk's depth (guardrails/walk.py), is not passed
+        # unread: each text guardrail applies its fail mode to it.
+        unreadable = next((c for c, _key in slots if isinstance(c, (UnreadableText, TooDeep))), None)
         deadline = time.perf_counter() + call.config.guardrails.max_scan_ms / 1000
         digests = TextDigests()
         for guardrail in policy:
@@ -159,8 +160,11 @@ class GuardRequest(Stage):
                 could_not_run(call, guardrail, "request", "scan took longer than max_scan_ms")
                 continue
             if unreadable is not None and guardrail.scans_text:
-                could_not_run(call, guardrail, "request", "a text payload that cannot be decoded",
-                              f"the text document at '{unreadable}' cannot be decoded")
+                if isinstance(unreadable, TooDeep):
+                    could_not_run(call, guardrail, "request", "a value nested too deep", unreadable.detail)
+                else:
+                    could_not_run(call, guardrail, "request", "a text payload that cannot be decoded",
+                                  f"the text document at '{unreadable.field}' cannot be decoded")
             try:
                 if guardrail.type == "caps":
                     self._caps(call, guardrail)
