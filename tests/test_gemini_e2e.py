@@ -97,6 +97,23 @@ def test_errors_come_in_googles_shape(gateway, client):
     assert failing.status_code == 429 and failing.json()["error"]["status"] == "RESOURCE_EXHAUSTED"
 
 
+@pytest.mark.parametrize("model", ["gemini-2.5-flash", "vertex/gemini-2.5-flash"])
+def test_a_providers_error_said_to_be_a_stream_reaches_each_caller_as_that_error(gateway, model):
+    """Google answers a failed stream with its status, `text/event-stream` and a JSON error
+    body: every caller gets that status and Google's message, in its own dialect."""
+    headers = {"authorization": "Bearer sk-demo-alice", "x-mock-status": "404"}
+    chat = httpx.post(f"{root(gateway)}/v1/chat/completions", headers=headers, timeout=30,
+                      json={"model": model, "stream": True, "messages": [{"role": "user", "content": "hi"}]})
+    assert chat.status_code == 404, chat.text
+    assert chat.headers["content-type"].startswith("application/json")
+    assert "ended before the answer" not in chat.text and chat.json()["error"]["message"]
+    messages = httpx.post(f"{root(gateway)}/v1/messages", headers={**headers, "anthropic-version": "2023-06-01"},
+                          json={"model": model, "max_tokens": 20, "stream": True,
+                                "messages": [{"role": "user", "content": "hi"}]}, timeout=30)
+    assert messages.status_code == 404, messages.text
+    assert messages.json()["type"] == "error" and messages.json()["error"]["type"] == "not_found_error"
+
+
 @pytest.mark.parametrize("query", [{}, {"alt": "json"}])
 def test_a_stream_asked_as_a_json_array_is_refused_saying_to_ask_for_events(gateway, query):
     """Without alt=sse Google streams one JSON array; the gateway writes events only, and says so."""

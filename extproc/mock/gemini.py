@@ -199,7 +199,12 @@ class GeminiRoutes:
         await delay_first_byte(listener, request)
         status = option(listener, request, "status")
         if status and int(status) >= 400:
-            return failure(int(status), option(listener, request, "retry-after"), vertex)
+            answer = failure(int(status), option(listener, request, "retry-after"), vertex)
+            if request.query.get("alt") == "sse":
+                # Google's stream endpoint says text/event-stream on its errors too, with a
+                # plain JSON body (seen on a 404 for an unknown model).
+                answer.headers["content-type"] = "text/event-stream"
+            return answer
         name = option(listener, request, "replay")
         if not name:
             return None

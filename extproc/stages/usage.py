@@ -78,7 +78,12 @@ class ResponseUsage(Stage):
             self._response_complete(call)
             return
         content_type = headers.get("content-type", "")
-        if content_type.startswith("text/event-stream"):
+        if content_type.startswith("text/event-stream") and call.status >= 400:
+            # A provider's error said to be a stream (Google's are): its body is the error,
+            # read whole and answered as JSON, in the caller's dialect when translated.
+            call.reply.set_headers["content-type"] = "application/json"
+            call.reply.mode_override = RESPONSE_BUFFERED
+        elif content_type.startswith("text/event-stream"):
             call.response_streamed = True
             call.sse = SSEParser()
             call.reply.mode_override = RESPONSE_STREAMED
