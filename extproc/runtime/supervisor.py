@@ -46,6 +46,10 @@ WORKER_GRPC_EXPERIMENTS = "-event_engine_listener,-event_engine_for_all_other_en
 WORKER_MALLOC = {"MALLOC_MMAP_THRESHOLD_": str(32 << 20), "MALLOC_TRIM_THRESHOLD_": str(128 << 20)}
 # How often Envoy writes its access log (stderr) when less than 64 KB is waiting.
 ENVOY_LOG_FLUSH_MS = 1000
+# The supervisor's loop: how soon a crashed worker is noticed (and its path handed to a
+# living worker), and how often worker memory is checked.
+TICK_SECONDS = 0.05
+RECYCLE_CHECK_TICKS = 100
 class Supervisor:
     def __init__(self, config: GatewayConfig, *, envoy: dict | None, run_dir: Path,
                  workers: int | None = None, fixtures: str | None = None, owns_run_dir: bool = False) -> None:
@@ -64,6 +68,9 @@ class Supervisor:
         self.replacing: dict[int, tuple[subprocess.Popen, int, float]] = {}
         self.generation: dict[int, int] = {}
         self.crash_loops: dict[int, CrashLoop] = {}   # each index's back-off (crash_loop.py)
+        # Crashed workers whose path Envoy connects to leads to a living worker's socket
+        # until their successor listens: index -> the pid of the dead worker seen.
+        self.stood_in: dict[int, int] = {}
         self.envoy: subprocess.Popen | None = None
         self.mock: subprocess.Popen | None = None
         self.aggregator: subprocess.Popen | None = None    # serves combined MCP profiles
@@ -122,12 +129,25 @@ class Supervisor:
     def _process_socket(self, index: int) -> Path:
         return self.run_dir / f"extproc-{index}.{self.generation[index]}.sock"
 
-    def _point_at(self, index: int) -> None:
+    def _point_at(self, index: int, serving: int | None = None) -> None:
+        """Envoy's path for worker `index` leads to the socket of worker `serving` (its own
+        by default)."""
         link = Path(self.socket_path(index))
         temporary = link.with_name(link.name + ".new")
         temporary.unlink(missing_ok=True)
-        temporary.symlink_to(self._process_socket(index).name)     # relative: same directory
+        temporary.symlink_to(self._process_socket(index if serving is None else serving).name)  # relative
         os.replace(temporary, link)                                  # atomic swap
+
+    def _stand_in(self, index: int) -> bool:
+        """Points a crashed worker's path at a living worker's socket: Envoy's next
+        connection there (its old ones died with the worker) reaches a worker that serves,
+        instead of failing until a successor listens. False if no worker lives."""
+        for other, process in self.workers.items():
+            if other != index and other not in self.stood_in and process.poll() is None \
+                    and connectable(str(self._process_socket(other))):
+                self._point_at(index, other)
+                return True
+        return False
 
     def _spawn(self, argv: list[str], env: dict[str, str] | None = None) -> subprocess.Popen:
         command, parent = child_command(argv)         # it goes when the supervisor goes
@@ -236,7 +256,9 @@ class Supervisor:
     def ready(self) -> tuple[bool, str]:
         if self._stopping:
             return False, "stopping"
-        down = [i for i, p in self.workers.items() if p.poll() is not None]
+        # Ready when a call would succeed on every path Envoy connects to: each leads to a
+        # socket a worker accepts on (its own, or a stand-in's while it restarts).
+        down = [i for i in self.workers if not connectable(self.socket_path(i))]
         if down:
             return False, f"workers down: {down}"
         if self.envoy_config is not None and not self._envoy_ready():
@@ -251,10 +273,11 @@ class Supervisor:
             signal.signal(signum, lambda s, _f: received.append(s))
         ticks = 0
         while not received:
-            time.sleep(0.2)
+            # A short tick: a crashed worker's path is handed to a living one within it.
+            time.sleep(TICK_SECONDS)
             ticks += 1
             self._advance_replacements()
-            if ticks % 25 == 0:
+            if ticks % RECYCLE_CHECK_TICKS == 0:
                 self._recycle_bloated_workers()
             if self.envoy is not None and self.envoy.poll() is not None:
                 print("extproc: Envoy exited unexpectedly; stopping", file=sys.stderr)
@@ -266,17 +289,30 @@ class Supervisor:
         return 0
 
     def restart_crashed_workers(self) -> None:
-        """A crashed worker comes back on the same socket (Envoy reconnects), at once the
-        first time, then after a growing delay while it keeps dying soon after start."""
+        """A crashed worker's path is handed to a living worker at once, and the worker
+        comes back on it (Envoy reconnects) as soon as its successor listens: started at
+        once the first time, then after a growing delay while it keeps dying soon after
+        start. Calls meanwhile go to the other workers."""
         if self._stopping:
             return
         for index, process in list(self.workers.items()):
-            if index in self.replacing or process.poll() is None:   # a dead successor: the replacement reverts
+            if index in self.replacing:          # a dead successor: the replacement reverts
+                continue
+            if process.poll() is None:
+                if index in self.stood_in and connectable(str(self._process_socket(index))):
+                    self._point_at(index)        # the successor listens: its path is its own again
+                    del self.stood_in[index]
                 continue
             loop = self.crash_loops.setdefault(index, CrashLoop())
-            _say_crashed(f"worker {index}", process, loop.crashed())
+            if self.stood_in.get(index) != process.pid:      # a death not seen yet
+                _say_crashed(f"worker {index}", process, loop.crashed())
+                self.stood_in[index] = process.pid
+                self._stand_in(index)
+            elif not connectable(self.socket_path(index)):    # every worker died: the first back serves
+                self._stand_in(index)
             if loop.restart_due():
-                self._start_worker(index)
+                self._start_worker(index, switch=False)
+                loop.started()
 
     def restart_crashed_aggregator(self) -> None:
         """The MCP aggregator comes back as a worker does: at once the first time, then
