@@ -8,7 +8,6 @@ import uuid
 from urllib.parse import unquote
 
 from ..api.openai import anthropic_shaped, client_path, find_endpoint
-from ..api.providers import CREDENTIAL_HEADERS
 from ..config.envoy_contract import INTERNAL_HEADER_PREFIX
 from ..dialects import codec_of
 from ..observability.settings import request_tags
@@ -19,8 +18,9 @@ from .key_ring import KEY_RING, KeyRing
 from .models_list import listing
 from .token_identity import token_caller, token_refusal
 
-# Credentials the caller sends; never forwarded to a provider.
-_CALLER_CREDENTIAL_HEADERS = CREDENTIAL_HEADERS
+# Every header a caller's credential is read from (`presented_key`), in that order: each
+# is removed from every request, to a provider or to an MCP server (stages/mcp/gate.py).
+CALLER_CREDENTIAL_HEADERS = ("authorization", "x-api-key", "api-key", "x-goog-api-key")
 # Google's clients may send their key as a query parameter instead.
 _QUERY_KEY = "key="
 # What the log line keeps of a caller's own request id.
@@ -48,7 +48,7 @@ class Admission(Stage):
         # Strip first: even a refused request must not leave internal headers behind.
         call.reply.remove_headers.extend(
             name for name in headers
-            if name in _CALLER_CREDENTIAL_HEADERS or name.startswith(INTERNAL_HEADER_PREFIX))
+            if name in CALLER_CREDENTIAL_HEADERS or name.startswith(INTERNAL_HEADER_PREFIX))
 
         found = find_endpoint(call.path)
         if found is None:
@@ -72,7 +72,7 @@ class Admission(Stage):
         call.provider_kind = endpoint.kind
         query_key = ""
         if _QUERY_KEY in call.query:          # a key in the query never goes further than here
-            call.query, query_key = _without_query_key(call.query)
+            call.query, query_key = without_query_key(call.query)
         _refuse_unreadable_bodies(headers)
         call.key = self.authenticate(call, query_key)
         if codec.answered_here:
@@ -153,10 +153,10 @@ def presented_key(headers: dict[str, str]) -> str:
         # Only HTTP's own whitespace (space, tab) surrounds a token; anything else
         # (a no-break space, say) makes it a different key.
         return token.strip(" \t")
-    return (headers.get("x-api-key") or headers.get("api-key") or headers.get("x-goog-api-key", "")).strip(" \t")
+    return next((headers[name] for name in CALLER_CREDENTIAL_HEADERS[1:] if headers.get(name)), "").strip(" \t")
 
 
-def _without_query_key(query: str) -> tuple[str, str]:
+def without_query_key(query: str) -> tuple[str, str]:
     """The query without its `key` parameter (Google's form), and that key."""
     kept, key = [], ""
     for part in query.split("&"):

@@ -38,12 +38,11 @@ from ...pipeline.errors import GatewayError
 from ...store import StoreUnavailable, maybe_await
 from ...store.limits import plan_charges
 from ...pipeline.stage import ImmediateAnswer, Stage
-from ..admission import Admission, open_call
+from ..admission import CALLER_CREDENTIAL_HEADERS, Admission, open_call, without_query_key
 from .discovery import WELL_KNOWN, challenge, metadata_answer
-from .guard import guard_strings, string_slots
+from .guard import Reading, guard_strings, read_json
 
 SESSION_HEADER = "mcp-session-id"
-_CALLER_CREDENTIAL_HEADERS = ("authorization", "api-key", "x-api-key")
 # Methods a profile passes to its server as they are: the handshake, liveness, the
 # client's notifications. tools/list and tools/call are governed; the rest of MCP
 # (resources, prompts, completion, logging) is not part of a tool profile.
@@ -69,7 +68,8 @@ class McpState:
     argument_bytes: int = 0
     session: bool = False               # the caller named a session (checked and bound)
     outcome: str = ""                   # set when decided; else from the HTTP status
-    answer: str = ""                    # json | sse | empty
+    answer: str = ""                    # json | sse | other
+    answered: bool = False              # the answer held the response to the caller's request
     verdicts: list = field(default_factory=list)
 
 
@@ -134,7 +134,10 @@ class McpGate(Stage):
                     if profile and not profile.combined and profile.server.credential_value() else "")
         call.reply.remove_headers.extend(
             h for h in headers
-            if (h in _CALLER_CREDENTIAL_HEADERS or h.startswith(INTERNAL_HEADER_PREFIX)) and h != injected)
+            if (h in CALLER_CREDENTIAL_HEADERS or h.startswith(INTERNAL_HEADER_PREFIX)) and h != injected)
+        if "key=" in call.query:            # Google's form of a caller's key: not for the server
+            query, _ = without_query_key(call.query)
+            call.reply.set_headers[":path"] = f"{call.path}?{query}" if query else call.path
         if profile is None:
             raise refuse(state, "not_found", 404, jsonrpc.METHOD_NOT_FOUND,
                          f"Unknown MCP profile '{name[:MAX_LOGGED]}'. Profiles are served at /mcp/<profile>.")
@@ -142,7 +145,7 @@ class McpGate(Stage):
         try:
             call.key = self.admission.authenticate(call)
         except GatewayError:
-            presented = any(h in headers for h in _CALLER_CREDENTIAL_HEADERS)
+            presented = any(h in headers for h in CALLER_CREDENTIAL_HEADERS)
             raise refuse(state, "unauthorized", 401, jsonrpc.UNAUTHORIZED,
                          "Missing or unknown API key. Send it as 'Authorization: Bearer <key>'.",
                          {"www-authenticate": challenge(call, profile.name, presented)}) from None
@@ -214,6 +217,7 @@ class McpGate(Stage):
             raise refuse(state, "invalid", 400, jsonrpc.INVALID_REQUEST,
                          "Invalid request: the id must be a string or a number.")
         if method in _PASSED or method == "tools/list":
+            await self._guard_params(call, state, message)
             return
         if method not in _GOVERNED:
             raise refuse(state, "invalid", 200, jsonrpc.METHOD_NOT_FOUND,
@@ -246,18 +250,29 @@ class McpGate(Stage):
             raise refuse(state, "invalid", 200, jsonrpc.INVALID_PARAMS,
                          "Invalid params: params.arguments must be an object.")
         state.argument_bytes = len(orjson.dumps(arguments)) if arguments else 0
-        if not arguments:
+        await self._guard_params(call, state, message)
+
+    @staticmethod
+    async def _guard_params(call: Call, state: McpState, message: dict) -> None:
+        """The caller's request guardrails over every string and key of `params` (the
+        arguments, `_meta`, any other field): the server reads them all. Redactions are
+        written into the message the server gets; a block (or a value nested past the
+        walk's bound, with a rule failing closed) refuses the call."""
+        if not message.get("params"):
             return
         rules = [g for g in call.config.guardrails.policy_for(call.key)
                  if "request" in g.directions and g.scans_text]
-        blocked, changed = await guard_strings(call, rules, list(string_slots(params, "arguments")), "request")
+        if not rules:
+            return
+        reading = read_json(message, "params", Reading())
+        blocked, changed = await guard_strings(call, rules, reading.slots, "request", reading.unread)
         if blocked:
+            what = "tool call" if state.rpc_method == "tools/call" else "request"
             raise refuse(state, "blocked", 200, jsonrpc.BLOCKED,
-                         f"The tool call was blocked by the guardrail '{blocked}'.")
+                         f"The {what} was blocked by the guardrail '{blocked}'.")
         if changed:
             call.reply.body = orjson.dumps(message)
             call.reply.set_headers["content-length"] = str(len(call.reply.body))
-
 
     async def _rate_limit(self, call: Call, state: McpState) -> None:
         """One tool call counted against the profile's per-identity limit (the budget
