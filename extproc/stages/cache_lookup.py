@@ -9,7 +9,9 @@ stream request, replayed as the dialect's events.
 
 The key (cache_key.py) is a digest of the scope's value (team:T, key:K, user:U, global),
 the model asked for, its backends and the request as the conversation model reads it
-(after redactions and caps): what the provider would be asked, whichever dialect asked.
+(after redactions and caps), and what reaches the provider beside it (headers, query, a
+same-dialect body's dropped fields): what the provider would be asked, whichever dialect
+asked.
 
 On an exact miss, a rule with `semantic` looks for the same question asked another way
 (cache_semantic.py): a hit then says how near it was (`x-gateway-cache-similarity`).
@@ -36,7 +38,7 @@ from ..store import StoreUnavailable, maybe_await
 from ..store.cache_settings import CacheRule
 from ..store.semantic_index import SemanticIndex
 from ..transport.eager import task_needed
-from .cache_key import conversation_of, key_digest
+from .cache_key import conversation_of, key_digest, provider_extras
 from .cache_semantic import Embedder, EmbeddingFailed, embedding_headers, question_and_partition
 from .cost import COST_HEADER, usd
 
@@ -131,8 +133,8 @@ def _unqualified(call: Call, rule: CacheRule) -> str:
 
 class CacheLookup(Stage):
     name = "cache_lookup"
-    reads = frozenset({"body", "endpoint", "headers", "key", "model", "ratelimit_headers", "request_id", "stream",
-                       "tags"})
+    reads = frozenset({"body", "endpoint", "headers", "key", "model", "path", "query", "ratelimit_headers",
+                       "request_id", "stream", "tags"})
     writes = frozenset({"cache", "log_fields"})
 
     def __init__(self, handle: CacheStoreHandle) -> None:
@@ -170,10 +172,11 @@ class CacheLookup(Stage):
         outcome.reason = _unqualified(call, rule)
         if outcome.reason:
             return
-        conversation = conversation_of(call)
+        conversation, dropped = conversation_of(call)
         try:
             outcome.scope = rule.scope_value(call.key)
-            outcome.digest = key_digest(call, outcome.scope, conversation)
+            extras = provider_extras(call, dropped)
+            outcome.digest = key_digest(call, outcome.scope, conversation, extras)
         except (TypeError, ValueError):       # a body orjson cannot write again (a huge integer)
             outcome.reason = "body"
             return
@@ -192,18 +195,18 @@ class CacheLookup(Stage):
             handle.failed("get", error)
             return
         if found is None and rule.semantic is not None:
-            found = await self._semantic(call, outcome, conversation)
+            found = await self._semantic(call, outcome, conversation, extras)
         if found is None:
             found = await self._follow_or_lead(call, outcome)
         if found is not None:
             self._serve(call, outcome, found)
 
-    async def _semantic(self, call: Call, outcome: CacheOutcome, conversation) -> bytes | None:
+    async def _semantic(self, call: Call, outcome: CacheOutcome, conversation, extras: bytes) -> bytes | None:
         """The answer to the nearest question of the partition, when near enough; else
         None, with the question's partition and embedding kept for the answer to come."""
         handle, rule = self.handle, outcome.rule.semantic
         asked = question_and_partition(call, outcome.scope, f"{rule.embedding_model}/{rule.dimensions}",
-                                       conversation)
+                                       conversation, extras)
         if asked is None or handle.vectors is None:
             call.log_fields["cache_semantic"] = "no question"
             return None

@@ -65,10 +65,11 @@ def anchors(question: str) -> str:
                     if _DIGIT.search(word) or word in _NEGATIONS or word in _DIRECTIONS)
 
 
-def question_and_partition(call: Call, scope: str, embedding: str,
-                           conversation: Conversation | None) -> tuple[str, str] | None:
+def question_and_partition(call: Call, scope: str, embedding: str, conversation: Conversation | None,
+                           extras: bytes) -> tuple[str, str] | None:
     """The request's question and its partition's digest; None when its last turn is not
-    a question of text (a tool result, an image: exact matches only)."""
+    a question of text (a tool result, an image: exact matches only). `extras`: what
+    reaches the provider beside the conversation (cache_key.provider_extras)."""
     if conversation is None or not conversation.turns or conversation.turns[-1]["role"] != "user":
         return None
     blocks = conversation.turns[-1]["content"]
@@ -80,6 +81,7 @@ def question_and_partition(call: Call, scope: str, embedding: str,
     model = call.model
     backends = ",".join(f"{b.provider.name}/{b.model}" for b in model.backends)
     digest = hashlib.sha256(f"{scope}\0{model.name}\0{backends}\0{embedding}\0{anchors(question)}\0".encode())
+    digest.update(extras)
     try:
         digest.update(orjson.dumps(conversation_fields(conversation, conversation.turns[:-1]),
                                    option=orjson.OPT_SORT_KEYS))
