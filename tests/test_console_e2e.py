@@ -202,6 +202,28 @@ def test_extproc_up_prints_the_console_and_its_demo_token(stack):
     assert not any(KEY_MANAGER in line for line in banner)          # a token from the environment: never
 
 
+def test_a_script_signs_in_with_the_token_file_and_a_form_post(stack):
+    """The contract's sign-in: the demo admin token in `<state dir>/console-token` (owner
+    only), posted as the form field `token` to `/sign-in`, with no CSRF field to know."""
+    token_file = stack.state_dir / "console-token"
+    assert token_file.read_text().strip() == ADMIN
+    assert token_file.stat().st_mode & 0o777 == 0o600
+    with httpx.Client(base_url=stack.console_url, follow_redirects=False) as client:
+        assert client.get("/").status_code in (303, 401)                    # signed out: not in
+        signed = client.post("/sign-in", data={"token": token_file.read_text().strip()})
+        assert signed.status_code == 303 and signed.headers["location"] == "/"
+        first = client.get("/")
+        assert first.status_code == 200 and "alice" in client.get("/keys").text
+        assert "sk-demo-alice" not in first.text
+    with httpx.Client(base_url=stack.console_url, follow_redirects=False) as client:
+        refused = client.post("/sign-in", data={"token": "not-a-console-token"})
+        assert refused.status_code == 401 and "not-a-console-token" not in refused.text
+        assert client.get("/").status_code in (303, 401)
+        assert client.get("/sign-in").status_code == 303                    # a browser gets the form
+    # A token from the environment (the key manager's) is never written anywhere.
+    assert KEY_MANAGER not in token_file.read_text()
+
+
 def test_a_call_links_to_its_trace_and_a_cache_hit_shows_as_answered_by_the_cache(browser, stack):
     client = openai.OpenAI(base_url=stack.base_url, api_key="sk-demo-alice", max_retries=0)
     answers = [client.chat.completions.with_raw_response.create(

@@ -71,6 +71,17 @@ def stack(tmp_path_factory):
     gateway.stop()
 
 
+def test_a_created_key_works_on_the_very_next_call_on_every_worker(stack):
+    """No wait between `extproc keys create` and the first call: a worker that does not
+    know the key looks in the store before refusing it."""
+    for round_ in range(4):
+        made = create_key(stack, "--user", f"next-{round_}", "--team", "research", "--models", "gpt-4o-mini")
+        answers = [chat(stack, made["key"]).status_code for _ in range(4)]     # both workers, at once
+        assert answers == [200] * 4, answers
+    # A wrong key is still refused, and asking again costs no store read per call (cached).
+    assert [chat(stack, "sk-never-made-" + "x" * 30).status_code for _ in range(3)] == [401] * 3
+
+
 def test_a_created_key_works_with_the_openai_sdk_within_a_second(stack):
     made = keys_cli(stack, "create", "--user", "carol", "--team", "research", "--models", "gpt-4o-mini")
     key = made.stdout.strip().splitlines()[-1]          # printed once, as the last line

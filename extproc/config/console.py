@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from .identity import IdentitySettings, JwtProvider
 from .providers import Secret, _credential
 from ..yamltree import Node
+from .local_ports import port_offset, shift_address
 
 # What each role may do, each including the ones before it.
 ROLES = ("viewer", "key_manager", "admin")
@@ -64,7 +65,7 @@ def parse_console(node: Node, strict: bool, identity: IdentitySettings | None = 
     if node.missing or node.value is None:
         return None
     node.only_keys("listen", "tokens", "session_secret", "session_hours", "calls", "oidc")
-    listen = node.get("listen").str("127.0.0.1:9466")
+    listen = node.get("listen").str(shift_address("127.0.0.1:9466", port_offset()))   # moved by --port-offset
     host, sep, port = listen.rpartition(":")
     if not sep or not (port.isascii() and port.isdigit()):
         node.get("listen").fail("must be HOST:PORT")

@@ -26,6 +26,7 @@ from .mcp import McpSettings, parse_mcp
 from .models import Model, parse_model, qualified_model
 from .providers import Provider, parse_provider
 from ..yamltree import Node, Problems, load_yaml
+from .local_ports import port_offset, shift_address, shift_config
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,6 +119,7 @@ def load_config(path: str, *, strict_credentials: bool = True) -> GatewayConfig:
     """
     problems = Problems(path)
     root = load_yaml(path, problems)
+    shift_config(root.value, port_offset())          # `extproc up --port-offset N`
     root.only_keys("version", "server", "mock_provider", "providers", "models", "keys",
                    "budgets", "rate_limits", "store", "guardrails", "observability", "identity",
                    "metering", "caps", "mcp", "cache", "console")
@@ -214,7 +216,7 @@ def _server(node: Node) -> ServerSettings:
     count = 0 if workers.value in ("auto", None) or workers.missing else workers.number(integer=True, minimum=1)
     return ServerSettings(
         workers=count,
-        admin_address=node.get("admin").str("127.0.0.1:9464"),
+        admin_address=node.get("admin").str(shift_address("127.0.0.1:9464", port_offset())),
         socket_dir=node.get("socket_dir").str("/tmp/llm-gateway"),
         health_port=node.get("health_port").number(None, integer=True, minimum=1),
         worker_max_rss_mb=node.get("worker_max_rss_mb").number(1024, integer=True, minimum=0),

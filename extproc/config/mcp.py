@@ -45,6 +45,7 @@ from ..guardrails.config import Guardrail, GuardrailSettings
 from ..store.limits import Limit
 from .providers import Secret, _credential
 from ..yamltree import Node
+from .local_ports import port_offset, shift_address
 
 ALL = None      # an allowlist of every tool
 SEPARATOR = "_"  # a combined profile's tool is "<server>_<tool>"
@@ -183,11 +184,15 @@ def parse_mcp(node: Node, guardrails: GuardrailSettings, strict_credentials: boo
 
 
 def _aggregator(node: Node) -> McpAggregator:
+    # The defaults move with `extproc up --port-offset` as the config's own addresses do.
+    offset = port_offset()
+    defaults = McpAggregator()
+    defaults = McpAggregator(address=shift_address(defaults.address, offset),
+                             upstream_address=shift_address(defaults.upstream_address, offset))
     if node.missing or node.value is None:
-        return McpAggregator()
+        return defaults
     node.only_keys("address", "upstream_address")
     addresses = []
-    defaults = McpAggregator()
     for name, default in (("address", defaults.address), ("upstream_address", defaults.upstream_address)):
         value = node.get(name).str(default)
         host, colon, port = value.rpartition(":")

@@ -123,6 +123,8 @@ def start_console(config: GatewayConfig, run_operation: Callable) -> ThreadingHT
                     return self._static(path[len("/static/"):])
                 if path == "/login":
                     return self._login(method)
+                if path == "/sign-in":
+                    return self._sign_in_by_token(method)
                 if path in ("/login/oidc", "/login/callback") and method == "GET":
                     return self._oidc(path, parse_qs(query))
                 session = console.sessions.session(self._cookie(COOKIE))
@@ -182,6 +184,23 @@ def start_console(config: GatewayConfig, run_operation: Callable) -> ThreadingHT
             self._audit(session, "sign_in", None, 200, "signed in")
             self._redirect("/", [("set-cookie", cookie_header(COOKIE, value, console.config.console.session_seconds)),
                                  ("set-cookie", cookie_header(PRE_COOKIE, "", 0))])
+
+        def _sign_in_by_token(self, method: str) -> None:
+            """The sign-in a script posts: the form field `token` alone. It needs no CSRF
+            token: a console token is itself the proof a CSRF token stands in for, and a page
+            that could post one already holds the console."""
+            if method != "POST":
+                return self._redirect("/login")
+            form = self._form()
+            name = clean_name((form.get("name") or [""])[0])
+            role = console.sessions.role_of((form.get("token") or [""])[0])
+            if role is None:
+                self._audit_line(name or "unknown", None, "sign_in", None, 401, "wrong token")
+                return self._page(401, "error.html", None, {"message": "That token is not one of this console's.",
+                                                            "back": "/login"})
+            session, value = console.sessions.open(name, role)
+            self._audit(session, "sign_in", None, 200, "signed in")
+            self._redirect("/", [("set-cookie", cookie_header(COOKIE, value, console.config.console.session_seconds))])
 
         def _oidc(self, path: str, query: dict) -> None:
             if console.oidc is None:

@@ -38,7 +38,7 @@ class Admission(Stage):
     def __init__(self, key_ring: KeyRing = KEY_RING) -> None:
         self.key_ring = key_ring      # the keys managed at run time, besides the config file's
 
-    def request_headers(self, call: Call, end_of_stream: bool) -> None:
+    async def request_headers(self, call: Call, end_of_stream: bool) -> None:
         headers = open_call(call)
         # The caller's own request id, if it sent one, is kept on the log line beside the gateway's.
         client_request_id = headers.get("x-request-id")
@@ -74,7 +74,7 @@ class Admission(Stage):
         if _QUERY_KEY in call.query:          # a key in the query never goes further than here
             call.query, query_key = without_query_key(call.query)
         _refuse_unreadable_bodies(headers)
-        call.key = self.authenticate(call, query_key)
+        call.key = await self.identify(call, query_key)
         if codec.answered_here:
             raise ImmediateAnswer(200, listing(call.config, call.key, endpoint, call.resource_id))
         problem = codec.query_problem(endpoint.streams_by_path, call.query)
@@ -84,6 +84,23 @@ class Admission(Stage):
             # Nothing to route on: without this, Envoy would find no cluster and say 503.
             named = " with a 'model'" if codec.model_in_body and not endpoint.model_in_path else ""
             raise invalid_request(f"The request has no body; send a JSON object{named}.")
+
+    async def identify(self, call: Call, query_key: str = ""):
+        """`authenticate`, and for a key this worker does not know, one look in the store
+        before refusing it: a key made a moment ago (`extproc keys create` returned) works on
+        the very next call, wherever it lands. The key ring bounds the looks (one per
+        unknown key per interval, shared by concurrent calls), so a flood of wrong keys
+        costs the store little."""
+        try:
+            return self.authenticate(call, query_key)
+        except GatewayError as refusal:
+            presented = presented_key(call.headers) or query_key
+            if refusal.status != 401 or not presented:
+                raise
+            digest = hashlib.sha256(presented.encode("utf-8", "surrogatepass")).digest()
+            if not await self.key_ring.look_again(digest):
+                raise
+            return self.authenticate(call, query_key)
 
     def authenticate(self, call: Call, query_key: str = ""):
         """The caller's key: a token Envoy verified, a config file key or one made at run time."""

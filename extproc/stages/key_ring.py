@@ -24,6 +24,10 @@ from ..store.limits import Limit
 log = logging.getLogger("extproc.keys")
 
 POLL_SECONDS = 0.25
+# A key this worker does not know is looked for in the store once per this interval at
+# most (a key just made works at once; a flood of wrong keys costs one small read each).
+LOOK_AGAIN_SECONDS = 1.0
+MAX_LOOKED_FOR = 4096
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,6 +49,35 @@ class KeyRing:
         self._by_hash: dict[bytes, _Entry] = {}
         self._version: str | None = None
         self.loaded = False
+        self._store_of: Callable[[], object] | None = None
+        self._config_of: Callable[[], GatewayConfig] | None = None
+        self._looked_for: dict[bytes, float] = {}       # unknown digest -> when last looked for
+        self._looking: asyncio.Future | None = None      # the refresh in flight, shared
+
+    async def look_again(self, digest: bytes) -> bool:
+        """Refreshes from the store now for a key not found here (at most once per
+        LOOK_AGAIN_SECONDS per key, one refresh shared by concurrent lookups). True if a
+        refresh ran: the caller looks the key up again."""
+        if self._store_of is None or self._config_of is None:
+            return False
+        now = time.monotonic()
+        if now - self._looked_for.get(digest, -LOOK_AGAIN_SECONDS) < LOOK_AGAIN_SECONDS:
+            return False
+        if len(self._looked_for) >= MAX_LOOKED_FOR:
+            self._looked_for = {d: t for d, t in self._looked_for.items() if now - t < LOOK_AGAIN_SECONDS}
+            if len(self._looked_for) >= MAX_LOOKED_FOR:
+                return False            # a flood of distinct wrong keys: the poll alone serves them
+        self._looked_for[digest] = now
+        if self._looking is None or self._looking.done():
+            self._looking = asyncio.ensure_future(self.refresh(self._store_of(), self._config_of()))
+        try:
+            await asyncio.shield(self._looking)
+        except (StoreUnavailable, OSError):
+            return False                # the store is out: the keys last read decide
+        except Exception:               # noqa: BLE001 - a bad record: refused as unknown, logged
+            log.exception("looking a key up in the store failed")
+            return False
+        return True
 
     def find(self, digest: bytes) -> VirtualKey | None:
         entry = self._by_hash.get(digest)
@@ -89,6 +122,7 @@ class KeyRing:
     async def keep_fresh(self, store_of: Callable[[], object], config_of: Callable[[], GatewayConfig]) -> None:
         """Runs for the worker's life. A store that cannot be read keeps the keys last read
         (revocations wait for it; the error is logged once per outage)."""
+        self._store_of, self._config_of = store_of, config_of
         failing = False
         config_seen = None
         while True:
