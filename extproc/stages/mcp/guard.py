@@ -17,6 +17,7 @@ error for arguments; a quarantined result or an error for answers, per profile).
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 from typing import Any
 
 from ...guardrails.embedded_text import TEXT_TYPES, EmbeddedText, Undecodable, decode
@@ -27,6 +28,8 @@ from ..guard import check_texts, could_not_run, run_plugin
 # Nesting read (objects and lists); a value nested deeper is not read, and each rule's
 # fail mode decides (JSON from orjson nests up to 1024 levels).
 MAX_DEPTH = 64
+# More texts than this in one message are read without the known-findings cache.
+MANY_TEXTS = 64
 # Base64 as encoders write it (one or several lines): a payload of another shape is
 # read as the text it is, whatever type it claims.
 _BASE64 = re.compile(r"[A-Za-z0-9+/\-_=\r\n]*")
@@ -163,6 +166,10 @@ async def guard_strings(call: Call, rules, slots: list, direction: str, unread: 
     changed = False
     if not rules or not (slots or unread):
         return "", False
+    # Many short texts (a tool list's names, keys and schema words) are read as one
+    # conversation each time: the known-findings cache (guardrails/known.py) would hash
+    # each seam of them with its neighbours, costing twice the read itself.
+    many = len(slots) > MANY_TEXTS
     too_large = sum(len(container[key]) for container, key in slots) > call.config.guardrails.max_scan_chars
     for guardrail in rules:
         try:
@@ -176,7 +183,7 @@ async def guard_strings(call: Call, rules, slots: list, direction: str, unread: 
             if guardrail.type == "plugin":
                 changed |= await run_plugin(call, guardrail, slots, direction)
             else:
-                changed |= check_texts(call, guardrail, slots, direction)
+                changed |= check_texts(call, replace(guardrail, digest="") if many else guardrail, slots, direction)
         except GatewayError:
             return guardrail.name, changed
         except Exception as error:   # noqa: BLE001 - the fail mode decides (plugin down, bug)
@@ -185,3 +192,4 @@ async def guard_strings(call: Call, rules, slots: list, direction: str, unread: 
             except GatewayError:
                 return guardrail.name, changed
     return "", changed
+
