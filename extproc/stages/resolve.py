@@ -58,8 +58,8 @@ class ParseRequest(Stage):
             return                              # a stored response's cancel: the body is the provider's
         try:
             body = orjson.loads(call.raw_body)
-        except orjson.JSONDecodeError:
-            raise invalid_request("The request body is not valid JSON.") from None
+        except orjson.JSONDecodeError as error:
+            raise invalid_request(not_json(str(error))) from None
         if not isinstance(body, dict):
             raise invalid_request("The request body must be a JSON object.")
         checked = (call.endpoint.kind, call.raw_body) if len(call.raw_body) >= CHECKED_MIN_BYTES else None
@@ -95,6 +95,16 @@ class ParseRequest(Stage):
         problem = call.codec.shape_problem(body)
         if problem is not None:          # checked once here: later stages read a body of the right shape
             raise invalid_request(problem)
+
+
+def not_json(reason: str) -> str:
+    """Why a body is refused as not JSON, from the parser's reason (never the body's bytes):
+    bytes that are not UTF-8 and lone surrogates (`"\\ud800"`) are named, as no JSON text
+    may hold them and a client may not expect it."""
+    if "UTF-8" in reason or "surrogate" in reason:
+        return ("The request body is not valid JSON: it must be UTF-8 text, and its strings may not "
+                "hold bytes that are not UTF-8 or a lone surrogate escape such as \\ud800.")
+    return "The request body is not valid JSON."
 
 
 def refuse_repeated_keys(raw: bytes, body: dict) -> None:
