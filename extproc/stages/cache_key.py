@@ -136,7 +136,8 @@ def provider_extras(call: Call, dropped: bool) -> bytes:
         sent.update((name, value) for name, value in withheld if name in backend.provider.pass_headers)
         sent.update((name, value) for name, value in dialect_set.items() if _kind(name) == _KEYED)
         same = dialect == call.dialect
-        extras.append((sorted(sent.items()), query if same else None, body if same else None))
+        # What a backend of another dialect never gets is empty, as when the caller sent none.
+        extras.append((sorted(sent.items()), query if same else [], body if same else None))
     return orjson.dumps(extras)
 
 
