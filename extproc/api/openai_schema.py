@@ -12,12 +12,13 @@ conversation ~70 µs (a hand-written walk: ~0.4 and ~13 µs; docs/decisions/requ
 
 from __future__ import annotations
 
+from .request_bounds import MAX_ITEMS, MAX_PARTS, MAX_STOPS, MAX_TOOLS, bounded
 from .schemas import COUNT, FLAG, NULLABLE_STRING, OBJECT, STRING, schema_checker
 from .schemas import one_of as _one_of
 
 _PART = {"type": "object", "properties": {"type": STRING, "text": STRING, "refusal": STRING}}
-CONTENT = _one_of("a string, null, or an array of content parts",
-                  NULLABLE_STRING, {"type": "array", "items": {"anyOf": [STRING, _PART]}})
+CONTENT = bounded(_one_of("a string, null, or an array of content parts",
+                          NULLABLE_STRING, {"type": "array", "items": {"anyOf": [STRING, _PART]}}), MAX_PARTS)
 _FUNCTION_CALL = {"type": "object", "properties": {"name": STRING, "arguments": STRING}}
 _TOOL_CALL = {"type": "object", "properties": {"id": STRING, "type": STRING, "function": _FUNCTION_CALL}}
 _FUNCTION = {"type": "object", "properties": {"name": STRING, "description": STRING, "parameters": OBJECT}}
@@ -28,24 +29,27 @@ _TOOL_CHOICE = _one_of("a string or an object", STRING, {
                                      "function": {"type": "object", "properties": {"name": STRING}}}})
 _TOKENS = {"type": "array", "items": {"type": "integer"}}
 # A completions prompt or an embeddings input: text, texts, token ids, or lists of them.
-_TEXTS_OR_TOKENS = _one_of("a string, an array of strings, an array of token ids, or an array of them",
-                           STRING, {"type": "array", "items": STRING}, _TOKENS, {"type": "array", "items": _TOKENS})
+_TEXTS_OR_TOKENS = bounded(_one_of("a string, an array of strings, an array of token ids, or an array of them",
+                                   STRING, {"type": "array", "items": STRING}, _TOKENS,
+                                   {"type": "array", "items": _TOKENS}), MAX_ITEMS)
+_STOP = bounded({}, MAX_STOPS)          # its shape is the provider's to judge; its length is bounded
 _MESSAGE = {
     "type": "object", "required": ["role"],
     "properties": {
         "role": STRING, "content": CONTENT, "name": STRING, "tool_call_id": STRING,
-        "tool_calls": {"type": ["array", "null"], "items": _TOOL_CALL},
+        "tool_calls": bounded({"type": ["array", "null"], "items": _TOOL_CALL}, MAX_TOOLS),
         "function_call": {"type": ["object", "null"], "properties": _FUNCTION_CALL["properties"]},
         "refusal": NULLABLE_STRING, "reasoning_content": NULLABLE_STRING,
     },
 }
-_COMMON = {"model": STRING, "stream": FLAG, "n": COUNT, "max_tokens": COUNT, "user": STRING,
+_COMMON = {"model": STRING, "stream": FLAG, "n": COUNT, "max_tokens": COUNT, "user": STRING, "stop": _STOP,
            "stream_options": {"type": ["object", "null"], "properties": {"include_usage": FLAG}}}
 
 CHAT = {"type": "object", "required": ["model", "messages"], "properties": {
-    **_COMMON, "messages": {"type": "array", "items": _MESSAGE}, "max_completion_tokens": COUNT,
-    "tools": {"type": ["array", "null"], "items": _TOOL},
-    "functions": {"type": ["array", "null"], "items": _FUNCTION},
+    **_COMMON, "messages": bounded({"type": "array", "items": _MESSAGE}, MAX_ITEMS),
+    "max_completion_tokens": COUNT,
+    "tools": bounded({"type": ["array", "null"], "items": _TOOL}, MAX_TOOLS),
+    "functions": bounded({"type": ["array", "null"], "items": _FUNCTION}, MAX_TOOLS),
     "tool_choice": _TOOL_CHOICE, "function_call": _TOOL_CHOICE,
     "prediction": {"type": ["object", "null"], "properties": {"content": CONTENT}},
 }}
@@ -58,11 +62,11 @@ EMBEDDINGS = {"type": "object", "required": ["model", "input"], "properties": {
 RESPONSES = {"type": "object", "required": ["model"], "properties": {
     "model": STRING, "stream": FLAG, "max_output_tokens": COUNT, "instructions": NULLABLE_STRING,
     "previous_response_id": NULLABLE_STRING,
-    "input": _one_of("a string or an array of input items", STRING, {"type": "array", "items": {
+    "input": bounded(_one_of("a string or an array of input items", STRING, {"type": "array", "items": {
         "type": "object", "properties": {
             "type": STRING, "role": STRING, "content": CONTENT, "arguments": STRING, "call_id": STRING,
-            "output": {"anyOf": [STRING, {"type": "array"}]}, "name": STRING}}}),
-    "tools": {"type": ["array", "null"], "items": _TOOL},
+            "output": bounded({"anyOf": [STRING, {"type": "array"}]}, MAX_PARTS), "name": STRING}}}), MAX_ITEMS),
+    "tools": bounded({"type": ["array", "null"], "items": _TOOL}, MAX_TOOLS),
     "tool_choice": _TOOL_CHOICE,
 }}
 

@@ -42,6 +42,8 @@ def _explained(error: fastjsonschema.JsonSchemaValueException) -> str:
     field = (error.name or "data").removeprefix("data").lstrip(".")
     where = f"'{field}'" if field else "The request body"
     definition = error.definition if isinstance(error.definition, dict) else {}
+    if error.rule == "maxItems":        # api/request_bounds.py
+        return f"{where} holds more than {definition.get('maxItems')} items, the gateway's limit."
     if definition.get("x-expected"):
         return f"{where} must be {definition['x-expected']}."
     if error.rule == "type":

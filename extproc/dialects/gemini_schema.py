@@ -10,6 +10,7 @@ JSON takes an int32 as a string too), and unknown fields pass.
 
 from __future__ import annotations
 
+from ..api.request_bounds import MAX_ITEMS, MAX_PARTS, MAX_STOPS, MAX_TOOLS, bounded
 from ..api.schemas import FLAG, OBJECT, STRING, one_of, schema_checker
 
 _PART = {"type": "object", "properties": {
@@ -19,27 +20,30 @@ _PART = {"type": "object", "properties": {
     "inlineData": {"type": "object", "properties": {"mimeType": STRING, "data": STRING}},
     "fileData": {"type": "object", "properties": {"mimeType": STRING, "fileUri": STRING}},
 }}
-_CONTENT = {"type": "object", "properties": {"role": STRING, "parts": {"type": "array", "items": _PART}}}
+_CONTENT = {"type": "object", "properties": {"role": STRING, "parts": bounded(
+    {"type": "array", "items": _PART}, MAX_PARTS)}}
 _DECLARATION = {"type": "object", "properties": {"name": STRING, "description": STRING, "parameters": OBJECT,
                                                  "parametersJsonSchema": OBJECT}}
-_TOOL = {"type": "object", "properties": {"functionDeclarations": {"type": ["array", "null"], "items": _DECLARATION}}}
+_TOOL = {"type": "object", "properties": {"functionDeclarations": bounded(
+    {"type": ["array", "null"], "items": _DECLARATION}, MAX_TOOLS)}}
 _TOOL_CONFIG = {"type": ["object", "null"], "properties": {"functionCallingConfig": {
     "type": ["object", "null"], "properties": {"mode": STRING,
                                                "allowedFunctionNames": {"type": ["array", "null"], "items": STRING}}}}}
 _GENERATION_CONFIG = {"type": ["object", "null"], "properties": {
-    "stopSequences": {"type": ["array", "null"], "items": STRING},
+    "stopSequences": bounded({"type": ["array", "null"], "items": STRING}, MAX_STOPS),
     "thinkingConfig": {"type": ["object", "null"]},
 }}
 
+_CONTENTS = bounded({"type": ["array", "null"], "items": _CONTENT}, MAX_ITEMS)
 GENERATE_CONTENT = {"type": "object", "properties": {
-    "contents": {"type": ["array", "null"], "items": _CONTENT},
+    "contents": _CONTENTS,
     "systemInstruction": one_of("an object of text parts or a string", STRING, _CONTENT, {"type": "null"}),
-    "tools": {"type": ["array", "null"], "items": _TOOL},
+    "tools": bounded({"type": ["array", "null"], "items": _TOOL}, MAX_TOOLS),
     "toolConfig": _TOOL_CONFIG,
     "generationConfig": _GENERATION_CONFIG,
 }}
 COUNT_TOKENS = {"type": "object", "properties": {
-    "contents": {"type": ["array", "null"], "items": _CONTENT},
+    "contents": _CONTENTS,
     "generateContentRequest": GENERATE_CONTENT,
 }}
 
