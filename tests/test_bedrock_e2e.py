@@ -268,11 +268,19 @@ def test_a_stream_cut_mid_frame_is_never_garbage_to_the_caller_and_is_still_coun
     assert record["model"] == model and record["input_tokens"] > 0
 
 
-def test_bedrock_calls_are_counted_in_the_meters_budgets_share(gateway, clients):
+def test_bedrock_calls_are_counted_in_the_meters_budgets_share(gateway, clients, monkeypatch):
     """Meters are budgets without a limit, settled through the same counters: a Bedrock
-    call's tokens, as the answer reported them, are there within a flush."""
+    call's tokens, as the answer reported them, are there within a flush (read as
+    `extproc usage --by model` reads them)."""
+    from extproc.config.filter_config import load_config
+    from extproc.guardrails.config import detectors_not_made
+    from extproc.runtime.usage_report import usage_by
+    monkeypatch.setenv("LLMGW_STATE_DIR", str(gateway.state_dir))
+    with detectors_not_made():
+        config = load_config(str(gateway.workdir / "gateway.yaml"), strict_credentials=False)
+
     def counted() -> tuple[float, float]:
-        report = httpx.get(f"http://{gateway.config['server']['admin']}/usage?by=model&window=day").json()
+        report = usage_by(config, ("model",), "day")
         rows = [row for row in report["rows"] if row["model"] == HAIKU]
         return (rows[0]["input_tokens"], rows[0]["output_tokens"]) if rows else (0, 0)
 

@@ -16,9 +16,12 @@ import anthropic
 import httpx
 import openai
 import pytest
-from gateway_stack import GatewayStack, quickstart_config, settled_rows
+from gateway_stack import GatewayStack, free_port, quickstart_config, settled_rows
 
 from extproc.store.sqlite_store import SQLiteStore
+
+
+ADMIN_TOKEN = "cache-admin-token-for-tests-0123456789"
 
 
 def _config(store: dict | None = None) -> dict:
@@ -36,7 +39,11 @@ def _config(store: dict | None = None) -> dict:
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory):
-    stack = GatewayStack(tmp_path_factory.mktemp("cache"), _config(), workers=1).start()
+    config = _config()
+    config.setdefault("identity", {})["admin_api"] = {"listen": f"127.0.0.1:{free_port()}",
+                                                      "token": {"env": "LLMGW_ADMIN_TOKEN"}}
+    stack = GatewayStack(tmp_path_factory.mktemp("cache"), config, workers=1,
+                         env={"LLMGW_ADMIN_TOKEN": ADMIN_TOKEN}).start()
     yield stack
     stack.stop()
 
@@ -380,11 +387,14 @@ def test_cache_stats_and_purge_by_scope_and_model(stack):
     assert purged["purged"] >= 1
     assert _chat(_client(stack, "sk-demo-bob"), prompt).headers["x-gateway-cache"] == "miss"
     assert _chat(_client(stack), prompt).headers["x-gateway-cache"] == "hit"      # research's kept
-    # The admin endpoint: the same.
-    admin = httpx.get(f"{stack.admin_url}/cache/stats", params={"scope": "team:research"}).json()
+    # The admin API (behind its token; the metrics endpoint serves neither): the same.
+    admin_api = f"http://{stack.config['identity']['admin_api']['listen']}/admin"
+    token = {"authorization": f"Bearer {ADMIN_TOKEN}"}
+    admin = httpx.get(f"{admin_api}/cache/stats", params={"scope": "team:research"}, headers=token).json()
     assert admin["groups"] and {g["scope"] for g in admin["groups"]} == {"team:research"}
-    assert httpx.get(f"{stack.admin_url}/cache/stats", params={"scope": "bad"}).status_code == 400
-    gone = httpx.post(f"{stack.admin_url}/cache/purge", params={"scope": "team:research"}).json()
+    assert httpx.get(f"{admin_api}/cache/stats", params={"scope": "bad"}, headers=token).status_code == 400
+    assert httpx.post(f"{admin_api}/cache/purge", params={"scope": "team:research"}).status_code == 401
+    gone = httpx.post(f"{admin_api}/cache/purge", params={"scope": "team:research"}, headers=token).json()
     assert gone["purged"] >= 1
     assert _chat(_client(stack), prompt).headers["x-gateway-cache"] == "miss"
 

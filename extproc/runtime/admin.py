@@ -1,5 +1,9 @@
-"""The admin HTTP endpoint: /metrics, /healthz, /readyz, /usage (spend by dimension),
-/cache/stats and /cache/purge (the response cache: cache_admin.py).
+"""The admin HTTP endpoint: /metrics, /healthz, /readyz, and nothing else.
+
+It has no authentication (Prometheus and probes scrape it), so it serves nothing secret
+and changes nothing: spend per key, user and team and the response cache's stats and
+purge are the admin API's, behind its token (keys_admin.py). Any other path or method
+is a 404 (a POST: 405).
 
 Runs in the supervisor process, which aggregates the workers' metrics through
 prometheus-client's multiprocess mode. Binds to localhost unless told otherwise.
@@ -16,9 +20,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 from .processes import serve
 
 
-def start_admin(address: str, ready: Callable[[], tuple[bool, str]], collectors=(),
-                usage: Callable[[str], tuple[int, bytes]] | None = None,
-                cache: Callable[[str, str, str], tuple[int, bytes]] | None = None) -> ThreadingHTTPServer:
+def start_admin(address: str, ready: Callable[[], tuple[bool, str]], collectors=()) -> ThreadingHTTPServer:
     """`collectors`: metrics the supervisor computes itself at each scrape, beside the
     workers' (the budgets' remaining, read from the store)."""
     host, _, port = address.rpartition(":")
@@ -29,7 +31,7 @@ def start_admin(address: str, ready: Callable[[], tuple[bool, str]], collectors=
 
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:  # noqa: N802 (stdlib name)
-            path, _, query = self.path.partition("?")
+            path = self.path.partition("?")[0]
             if path == "/metrics":
                 self._send(200, generate_latest(registry), CONTENT_TYPE_LATEST)
             elif path == "/healthz":
@@ -37,20 +39,12 @@ def start_admin(address: str, ready: Callable[[], tuple[bool, str]], collectors=
             elif path == "/readyz":
                 ok, why = ready()
                 self._send(200 if ok else 503, (why + "\n").encode(), "text/plain")
-            elif path == "/usage" and usage is not None:
-                status, body = usage(query)          # the store's report (usage_report.py)
-                self._send(status, body, "application/json")
-            elif path.startswith("/cache/") and cache is not None:
-                self._send(*cache("GET", path, query), "application/json")
             else:
                 self._send(404, b"not found\n", "text/plain")
 
         def do_POST(self) -> None:  # noqa: N802 (stdlib name)
-            path, _, query = self.path.partition("?")
-            if path.startswith("/cache/") and cache is not None:
-                self._send(*cache("POST", path, query), "application/json")
-            else:
-                self._send(404, b"not found\n", "text/plain")
+            self._send(405, b"this endpoint changes nothing: the admin API does (identity.admin_api)\n",
+                       "text/plain")
 
         def _send(self, status: int, body: bytes, content_type: str) -> None:
             self.send_response(status)

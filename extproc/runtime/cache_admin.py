@@ -1,6 +1,7 @@
-"""`extproc cache stats | purge [--scope S] [--model M]` and the admin endpoint's
-`GET /cache/stats`, `POST /cache/purge` (same `scope`, `model` query parameters): the
-response cache's entries, grouped by scope and model, and their removal."""
+"""`extproc cache stats | purge [--scope S] [--model M]` and the admin API's
+`GET /admin/cache/stats`, `POST /admin/cache/purge` (same `scope`, `model` query
+parameters; behind the admin token: keys_admin.py): the response cache's entries,
+grouped by scope and model, and their removal."""
 
 from __future__ import annotations
 
@@ -63,7 +64,8 @@ def stats_table(stats: dict) -> str:
 
 
 def admin_cache(config: GatewayConfig, method: str, path: str, query: str) -> tuple[int, bytes]:
-    """The admin endpoint's /cache/stats (GET) and /cache/purge (POST)."""
+    """The admin API's /admin/cache/stats (GET) and /admin/cache/purge (POST), `path`
+    without its /admin prefix."""
     params = parse_qs(query)
     scope = (params.get("scope") or [None])[0]
     model = (params.get("model") or [None])[0]

@@ -1,17 +1,23 @@
-"""The admin API for keys managed at run time: `identity.admin_api` in the filter config.
+"""The admin API: `identity.admin_api` in the filter config. Keys managed at run time,
+spend by dimension, and the response cache's entries.
 
 Off unless configured; its own listener (127.0.0.1:9465 by default), apart from the
-metrics endpoint, so scraping never opens a way to keys and a network policy can keep
-the two apart. Every call needs the admin token (`Authorization: Bearer`), read from a
-file or the environment and compared in constant time. Each call writes one audit line
-on stdout: who (the `x-admin-user` header, the peer address), what, which key id,
-the outcome; never a key.
+metrics endpoint, so scraping never opens a way to keys, spend or the cache, and a
+network policy can keep the two apart. Every call needs the admin token
+(`Authorization: Bearer`), read from a file or the environment and compared in constant
+time: a browser's form posted from another site carries no such header, so a page a
+user opens cannot purge the cache or read spend. Each call writes one audit line on
+stdout: who (the `x-admin-user` header, the peer address), what, which key id, the
+outcome; never a key.
 
   GET  /admin/keys                   the keys (never a key itself)
   POST /admin/keys                   create: {"user", "team", "models", "budget_usd",
                                      "budget_tokens", "expires", "id", "metadata"}
   POST /admin/keys/<id>/revoke
   POST /admin/keys/<id>/rotate       {"overlap": "1h"}
+  GET  /admin/usage?by=DIM[,DIM...]&window=day     spend by dimension (usage_report.py)
+  GET  /admin/cache/stats?scope=S&model=M          the response cache (cache_admin.py)
+  POST /admin/cache/purge?scope=S&model=M
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ import sys
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Callable
 from urllib.parse import unquote
 
 from ..config.filter_config import GatewayConfig
@@ -34,6 +41,12 @@ from .processes import serve
 
 MAX_BODY = 64 * 1024
 _ONE_KEY = re.compile(r"/admin/keys/([^/]+)/(revoke|rotate)")
+# The reports' paths, and what their audit lines call them.
+_REPORTS = {"/admin/usage": "usage", "/admin/cache/stats": "cache_stats", "/admin/cache/purge": "cache_purge"}
+_NOT_SERVED = (404, json.dumps({"error": {"message": "no such admin endpoint", "type": "not_found",
+                                          "code": "not_found"}}).encode())
+_WRONG_METHOD = (405, json.dumps({"error": {"message": "GET /admin/usage", "type": "invalid_request_error",
+                                            "code": "method_not_allowed"}}).encode())
 
 
 def _operate(config: GatewayConfig, action: str, key_id: str | None, request: dict) -> dict:
@@ -51,7 +64,10 @@ def _operate(config: GatewayConfig, action: str, key_id: str | None, request: di
     return asyncio.run(run())
 
 
-def start_keys_admin(config: GatewayConfig) -> ThreadingHTTPServer:
+def start_keys_admin(config: GatewayConfig, usage: Callable[[str], tuple[int, bytes]] | None = None,
+                     cache: Callable[[str, str, str], tuple[int, bytes]] | None = None) -> ThreadingHTTPServer:
+    """`usage(query)` and `cache(method, path, query)`: the spend report and the response
+    cache's routes, read from the config in force (the supervisor's)."""
     settings = config.identity.admin_api
     assert settings is not None
     expected = settings.token.reveal().encode() if settings.token is not None else None
@@ -65,7 +81,9 @@ def start_keys_admin(config: GatewayConfig) -> ThreadingHTTPServer:
             self._handle("POST")
 
         def _handle(self, method: str) -> None:
-            path = self.path.split("?", 1)[0]
+            path, _, query = self.path.partition("?")
+            if path in _REPORTS:
+                return self._report(method, path, query)
             action, key_id = _route(method, path)
             if action is None:
                 return self._answer(404, {"error": {"message": "no such admin endpoint", "type": "not_found",
@@ -85,6 +103,21 @@ def start_keys_admin(config: GatewayConfig) -> ThreadingHTTPServer:
                 return self._answer(503, {"error": {"message": "the key store is unavailable", "type": "api_error",
                                                     "code": "gateway_error"}}, action, key_id)
             self._answer(201 if action == "create" else 200, answer, action, answer.get("id", key_id))
+
+        def _report(self, method: str, path: str, query: str) -> None:
+            """Spend and the response cache: JSON made by their own modules."""
+            action = _REPORTS[path]
+            if not self._authorized():
+                return self._answer(401, {"error": {"message": "the admin token is missing or wrong",
+                                                    "type": "authentication_error", "code": "invalid_admin_token"}},
+                                    action, None)
+            if path == "/admin/usage":
+                status, data = (usage(query) if method == "GET" else _WRONG_METHOD) if usage else _NOT_SERVED
+            else:
+                status, data = cache(method, path[len("/admin"):], query) if cache else _NOT_SERVED
+            self._send(status, data)
+            _audit(self.headers.get("x-admin-user", "")[:64] or "unknown", self.client_address[0], action, None,
+                   status)
 
         def _authorized(self) -> bool:
             scheme, _, presented = self.headers.get("authorization", "").partition(" ")
@@ -109,14 +142,16 @@ def start_keys_admin(config: GatewayConfig) -> ThreadingHTTPServer:
             return body
 
         def _answer(self, status: int, body: dict, action: str, key_id: str | None) -> None:
-            data = json.dumps(body).encode()
+            self._send(status, json.dumps(body).encode())
+            _audit(self.headers.get("x-admin-user", "")[:64] or "unknown", self.client_address[0],
+                   action, key_id, status)
+
+        def _send(self, status: int, data: bytes) -> None:
             self.send_response(status)
             self.send_header("content-type", "application/json")
             self.send_header("content-length", str(len(data)))
             self.end_headers()
             self.wfile.write(data)
-            _audit(self.headers.get("x-admin-user", "")[:64] or "unknown", self.client_address[0],
-                   action, key_id, status)
 
         def log_message(self, *args) -> None:     # the audit line says what matters
             pass

@@ -108,17 +108,17 @@ class Supervisor:
         from .admin import start_admin
         from .usage_report import admin_usage
         from .cache_admin import admin_cache
-        if self.config.identity.admin_api is not None:       # keys managed at run time, over HTTP
+        if self.config.identity.admin_api is not None:       # keys, spend and the cache, over HTTP
             from .keys_admin import start_keys_admin
-            self.keys_admin = start_keys_admin(self.config)
+            self.keys_admin = start_keys_admin(
+                self.config, usage=lambda query: admin_usage(self.config, query),
+                cache=lambda method, path, query: admin_cache(self.config, method, path, query))
         if self.config.console is not None:                 # the pages for the platform team
             from ..console.server import start_console
             from .keys_cli import run_operation
             self.console = start_console(self.config, run_operation)
         # Last: its /readyz answering means every listener of this process is up.
-        self.admin = start_admin(self.config.server.admin_address, self.ready, [BudgetRemaining(self.config)],
-                                 usage=lambda query: admin_usage(self.config, query),
-                                 cache=lambda method, path, query: admin_cache(self.config, method, path, query))
+        self.admin = start_admin(self.config.server.admin_address, self.ready, [BudgetRemaining(self.config)])
 
     def socket_path(self, index: int) -> str:
         """Where Envoy connects to worker `index`: a symlink to the socket of the worker

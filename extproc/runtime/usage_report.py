@@ -109,7 +109,8 @@ def usage_by_table(result: dict) -> str:
 
 
 def admin_usage(config: GatewayConfig, query: str) -> tuple[int, bytes]:
-    """The admin endpoint's `/usage?by=DIM[,DIM...]&window=day`: the report as JSON."""
+    """The admin API's `/admin/usage?by=DIM[,DIM...]&window=day` (behind its token:
+    keys_admin.py): the report as JSON."""
     import json
     from urllib.parse import parse_qs
 

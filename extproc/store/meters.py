@@ -1,5 +1,5 @@
 """Meters: spend kept per combination of the dimensions an operator chose, for
-`extproc usage --by ...` and the admin endpoint's /usage.
+`extproc usage --by ...` and the admin API's /admin/usage.
 
     metering:
       dimensions:                       # each a set of dimensions metered together
