@@ -204,6 +204,12 @@ def cmd_serve(args) -> int:
         config = _load_or_report(args.config)
     if config is None:
         return 2
+    if config.mcp.combined_profiles:            # the aggregator serves only Envoy: they share a secret
+        from .config.envoy_mcp import AGGREGATOR_SECRET_ENV, aggregator_secret_problem
+        problem = aggregator_secret_problem(os.environ.get(AGGREGATOR_SECRET_ENV))
+        if problem is not None:
+            print(f"extproc serve: {problem}", file=sys.stderr)
+            return 2
     supervisor = Supervisor(config, envoy=None, run_dir=Path(config.server.socket_dir),
                             workers=args.workers)
     try:
@@ -384,7 +390,11 @@ def cmd_mcp_aggregator(args) -> int:
         config = _load_or_report(args.config)
     if config is None:
         return 2
-    serve(config.mcp)
+    try:
+        serve(config.mcp)
+    except ValueError as error:                 # no secret: it would serve anyone
+        print(f"extproc mcp-aggregator: {error}", file=sys.stderr)
+        return 2
     return 0
 
 

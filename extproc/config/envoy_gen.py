@@ -26,7 +26,7 @@ from urllib.parse import urlparse
 from . import envoy_config
 from .envoy_contract import ROUTE_HEADER, failover_route
 from .envoy_identity import add_identity
-from .envoy_mcp import mcp_routes, upstream_listener
+from .envoy_mcp import aggregator_secrets, mcp_routes, upstream_listener
 from .filter_config import GatewayConfig
 from .providers import AwsSigning, Provider
 
@@ -105,6 +105,8 @@ def generate(config: GatewayConfig, target: str = "local", *, listen: str | None
     if (mcp_upstream := upstream_listener(_virtual_host(envoy)["routes"], config)) is not None:
         envoy["static_resources"]["listeners"].append(mcp_upstream)
     envoy["static_resources"]["clusters"] += mcp_routes(_virtual_host(envoy)["routes"], config, _cluster)
+    if secrets := aggregator_secrets(config):       # what Envoy's requests to the aggregator carry
+        envoy["static_resources"].setdefault("secrets", []).extend(secrets)
     if target == "kubernetes":
         _kubernetes(envoy)
     count = workers or config.server.workers or 2

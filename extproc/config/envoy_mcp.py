@@ -18,9 +18,16 @@ TEMPLATE_ROUTE = "mcp-profile"
 AGGREGATOR_CLUSTER = "mcp_aggregator"
 UPSTREAM_LISTENER = "mcp_upstream"
 # The header Envoy adds on its way to the aggregator; the aggregator serves only requests
-# carrying the secret `extproc up` generated at start (runtime/mcp_aggregator.py).
+# carrying the secret (runtime/mcp_aggregator.py). Both processes read the secret from the
+# same environment variable: `extproc up` generates it at start; beside `extproc serve`
+# (Kubernetes) the operators give both containers the same Secret. Envoy's
+# credential_injector on the aggregator's cluster reads it as a static generic secret, so
+# the rendered Envoy config (a ConfigMap) names the variable, never the value.
 AGGREGATOR_SECRET_HEADER = "x-gateway-aggregator-secret"
 AGGREGATOR_SECRET_ENV = "LLMGW_AGGREGATOR_SECRET"
+AGGREGATOR_SECRET_NAME = "mcp_aggregator_secret"      # Envoy's static secret holding it
+AGGREGATOR_SECRET_MIN_CHARS = 16
+_HTTP_OPTIONS = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions"
 _HCM = "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager"
 _ROUTER = "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"
 
@@ -45,9 +52,12 @@ def mcp_routes(routes: list[dict], config: GatewayConfig, make_cluster: Callable
     routes[at:at + 1] = made
     clusters = {}
     if config.mcp.combined_profiles:
-        clusters[AGGREGATOR_CLUSTER] = make_cluster(
-            SimpleNamespace(url=f"http://{aggregator.address}", cluster=AGGREGATOR_CLUSTER,
-                            max_request_bytes=config.mcp.max_message_bytes), False)
+        cluster = make_cluster(SimpleNamespace(url=f"http://{aggregator.address}", cluster=AGGREGATOR_CLUSTER,
+                                               max_request_bytes=config.mcp.max_message_bytes), False)
+        # Every request to the aggregator, on every attempt, carries the secret (replacing
+        # any value a caller sent); without the secret Envoy does not start.
+        cluster["typed_extension_protocol_options"][_HTTP_OPTIONS]["http_filters"] = _secret_injector()
+        clusters[AGGREGATOR_CLUSTER] = cluster
     for server in config.mcp.servers.values():
         cluster = make_cluster(SimpleNamespace(url=server.url, cluster=server.cluster,
                                                max_request_bytes=config.mcp.max_message_bytes), False)
@@ -55,6 +65,40 @@ def mcp_routes(routes: list[dict], config: GatewayConfig, make_cluster: Callable
             _failover(cluster, server)
         clusters[server.cluster] = cluster
     return list(clusters.values())
+
+
+def aggregator_secrets(config: GatewayConfig) -> list[dict]:
+    """Envoy's static secret the aggregator's cluster injects (none without a combined
+    profile): read from Envoy's environment, so the config never holds its value."""
+    if not config.mcp.combined_profiles:
+        return []
+    return [{"name": AGGREGATOR_SECRET_NAME,
+             "generic_secret": {"secret": {"environment_variable": AGGREGATOR_SECRET_ENV}}}]
+
+
+def _secret_injector() -> list[dict]:
+    """The upstream filters of the aggregator's cluster: the secret as a header, then the codec."""
+    generic = {"@type": "type.googleapis.com/envoy.extensions.http.injected_credentials.generic.v3.Generic",
+               "credential": {"name": AGGREGATOR_SECRET_NAME}, "header": AGGREGATOR_SECRET_HEADER}
+    return [
+        {"name": "envoy.filters.http.credential_injector", "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.filters.http.credential_injector.v3.CredentialInjector",
+            "overwrite": True, "allow_request_without_credential": False,
+            "credential": {"name": "envoy.http.injected_credentials.generic", "typed_config": generic}}},
+        {"name": "envoy.filters.http.upstream_codec", "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.filters.http.upstream_codec.v3.UpstreamCodec"}}]
+
+
+def aggregator_secret_problem(value: str | None) -> str | None:
+    """Why a combined profile cannot be served with this secret (None: it can)."""
+    if not value:
+        return (f"a combined MCP profile is served by the aggregator, which only Envoy may call: set "
+                f"{AGGREGATOR_SECRET_ENV} (at least {AGGREGATOR_SECRET_MIN_CHARS} random characters, e.g. "
+                f"`openssl rand -base64 32`) in the environment of both this process and Envoy, from one "
+                f"Secret (k8s/examples/mcp-aggregator-secret.yaml)")
+    if len(value) < AGGREGATOR_SECRET_MIN_CHARS:
+        return f"{AGGREGATOR_SECRET_ENV} must be at least {AGGREGATOR_SECRET_MIN_CHARS} characters"
+    return None
 
 
 def with_aggregator_secret(envoy: dict, secret: str) -> dict:

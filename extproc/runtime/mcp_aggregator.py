@@ -16,10 +16,12 @@ credential is sent on the loopback hop, from the same config as the workers'.
 `extproc up` and `serve` start it when a profile combines servers
 (`python -m extproc mcp-aggregator --config F`).
 
-It adds the servers' credentials itself, so only Envoy may reach it: `extproc up`
-generates a secret at start, gives it to the aggregator (LLMGW_AGGREGATOR_SECRET) and to
-Envoy's routes to it (a header Envoy adds), and every request without it is refused
-with 403 before the MCP SDK sees it (compared in constant time).
+It adds the servers' credentials itself, so only Envoy may reach it: it takes a secret
+from LLMGW_AGGREGATOR_SECRET, which Envoy's requests to it carry (a credential_injector on
+its cluster reads the same variable: config/envoy_mcp.py), and refuses every request
+without it with 403 before the MCP SDK sees it (compared in constant time). `extproc up`
+generates the secret at start; beside `extproc serve` the operators set it (a Secret
+given to both containers), and neither the aggregator nor `serve` starts without it.
 """
 
 from __future__ import annotations
@@ -37,7 +39,7 @@ from mcp.client.streamable_http import streamable_http_client
 from mcp.server.lowlevel import Server
 from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
 
-from ..config.envoy_mcp import AGGREGATOR_SECRET_ENV, AGGREGATOR_SECRET_HEADER
+from ..config.envoy_mcp import AGGREGATOR_SECRET_ENV, AGGREGATOR_SECRET_HEADER, aggregator_secret_problem
 from ..config.mcp import SEPARATOR, McpProfile, McpServer, McpSettings
 
 log = logging.getLogger("extproc.mcp_aggregator")
@@ -140,10 +142,13 @@ def _from_envoy(scope, secret: bytes) -> bool:
     return hmac.compare_digest(presented, secret)
 
 
-def aggregator_app(settings: McpSettings, secret: str | None = None):
-    """An ASGI app serving every combined profile at /mcp/<profile>; with `secret`, only to
-    requests carrying it (Envoy's)."""
-    required = secret.encode() if secret else None
+def aggregator_app(settings: McpSettings, secret: str):
+    """An ASGI app serving every combined profile at /mcp/<profile>, only to requests
+    carrying `secret` (Envoy's)."""
+    problem = aggregator_secret_problem(secret)
+    if problem is not None:
+        raise ValueError(problem)
+    required = secret.encode()
     forbidden = _refuse(403, b"Only the gateway may call the MCP aggregator")
     managers = {
         f"/mcp/{profile.name}": StreamableHTTPSessionManager(
@@ -155,7 +160,7 @@ def aggregator_app(settings: McpSettings, secret: str | None = None):
         if scope["type"] == "lifespan":
             await _lifespan(managers.values(), receive, send)
             return
-        if scope["type"] == "http" and required is not None and not _from_envoy(scope, required):
+        if scope["type"] == "http" and not _from_envoy(scope, required):
             await forbidden(send)
             return
         manager = managers.get(scope.get("path", "").rstrip("/"))
@@ -186,6 +191,6 @@ def serve(settings: McpSettings) -> None:
     import uvloop
 
     host, _, port = settings.aggregator.address.rpartition(":")
-    config = uvicorn.Config(aggregator_app(settings, os.environ.get(AGGREGATOR_SECRET_ENV)), host=host, port=int(port), log_level="warning",
-                            access_log=False, lifespan="on")
+    app = aggregator_app(settings, os.environ.get(AGGREGATOR_SECRET_ENV, ""))     # ValueError: none given
+    config = uvicorn.Config(app, host=host, port=int(port), log_level="warning", access_log=False, lifespan="on")
     uvloop.run(uvicorn.Server(config).serve())
