@@ -102,7 +102,30 @@ def test_check_accepts_shipped_configs():
         result = _check("--config", str(config), "--envoy", str(envoy))
         assert result.returncode == 0, result.stderr
         assert "OK" in result.stdout
-        assert "warning" not in result.stderr
+        # The production config's secrets are not on this machine: said, not refused.
+        warnings = [line for line in result.stderr.splitlines() if "warning" in line]
+        assert all("`extproc up` and `serve` need it" in line for line in warnings), warnings
+        assert bool(warnings) == (config != QUICKSTART_CONFIG)
+
+
+def test_check_warns_of_unset_secrets_and_limits_that_match_nobody(tmp_path):
+    def edit(config):
+        config["providers"]["mock"]["api_key"] = {"env": "LLMGW_TEST_UNSET_SECRET"}
+        config["budgets"] += [{"name": "typo", "scope": "team", "match": "reserch", "unit": "tokens",
+                               "limit": 10, "window": "hour"},
+                              {"name": "fine", "scope": "team", "match": "research", "unit": "tokens",
+                               "limit": 10, "window": "hour"}]
+    path = write(tmp_path, _broken(edit))
+    result = _check("--config", path)
+    assert result.returncode == 0 and "OK" in result.stdout, result.stderr
+    assert f"{path}: providers.mock.api_key: warning: environment variable LLMGW_TEST_UNSET_SECRET is not set" \
+        in result.stderr
+    assert "budgets/rate_limits typo: warning: matches team 'reserch'" in result.stderr
+    assert "'research'" not in result.stderr
+    # `up` refuses what `check` warned of, naming it.
+    loaded = subprocess.run([sys.executable, "-c", f"from extproc.config.filter_config import load_config; "
+                             f"load_config({path!r})"], capture_output=True, text=True, timeout=60)
+    assert loaded.returncode != 0 and "LLMGW_TEST_UNSET_SECRET is not set" in loaded.stderr
 
 
 def test_check_rejects_unknown_cluster(tmp_path):

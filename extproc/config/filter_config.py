@@ -163,9 +163,25 @@ def load_config(path: str, *, strict_credentials: bool = True) -> GatewayConfig:
     )
     _warn_of_an_open_catch_all(config, root.get("identity"))
     _warn_of_unknown_cached_models(config, root.get("cache"))
+    _warn_of_limits_matching_nobody(config, problems)
     problems.raise_if_any()
     config = dataclasses.replace(config, warnings=tuple(problems.warnings))
     return config
+
+
+def _warn_of_limits_matching_nobody(config: GatewayConfig, problems: Problems) -> None:
+    """A budget or rate limit for a key, user or team this config names nowhere is valid (a
+    key made at run time, or a token's team, may be it), and more often a typo: said, not
+    refused."""
+    keys = config.keys_by_hash.values()
+    known = {"key": {key.id for key in keys}, "user": {key.user for key in keys},
+             "team": {key.team for key in keys} | set(config.identity.teams)}
+    for limit in config.limits:
+        if limit.claim is None and limit.match is not None and limit.scope in known \
+                and limit.match not in known[limit.scope]:
+            problems.warn(f"budgets/rate_limits {limit.name.rsplit('.', 1)[0]}",
+                          f"matches {limit.scope} {limit.match!r}, which no key or team of this config has "
+                          "(fine for a key made at run time or a token's team; otherwise a typo)")
 
 
 def _warn_of_an_open_catch_all(config: GatewayConfig, identity: Node) -> None:

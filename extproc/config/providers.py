@@ -299,6 +299,8 @@ def _credential(node: Node, strict: bool) -> tuple[str, Secret | None]:
         value = os.environ.get(var)
         if value is None and strict:
             node.fail(f"environment variable {var} is not set")
+        elif value is None:             # `extproc check`: valid, but `up` and `serve` would refuse it
+            node.warn(f"environment variable {var} is not set here (`extproc up` and `serve` need it)")
         return f"env:{var}", Secret(value) if value is not None else None
     if not node.get("file").missing:
         file = node.get("file").str()
@@ -308,6 +310,9 @@ def _credential(node: Node, strict: bool) -> tuple[str, Secret | None]:
         except OSError as exc:
             if strict:
                 node.fail(f"cannot read credential file {file}: {exc.strerror}")
+            else:
+                node.warn(f"cannot read credential file {file} here: {exc.strerror} (`extproc up` and "
+                          "`serve` need it)")
             return f"file:{file}", None
     if not node.get("value").missing:
         return "inline", Secret(node.get("value").str())
