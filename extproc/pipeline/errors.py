@@ -7,6 +7,9 @@ The message never carries caller input that could be secret (keys, matched text)
 
 from __future__ import annotations
 
+import difflib
+from typing import Iterable
+
 import orjson
 
 from ..dialects import dialect_named
@@ -52,8 +55,12 @@ def invalid_api_key(dialect: str = "openai") -> GatewayError:
                         f"Missing or unknown API key. Send it as {dialect_named(dialect).key_hint}.")
 
 
-def model_not_found(model: str) -> GatewayError:
-    return GatewayError(404, "model_not_found", f"The model '{_clip(model)}' does not exist.")
+def model_not_found(model: str, known: Iterable[str] = ()) -> GatewayError:
+    """404 for a model name nobody configured; `known`: the names the caller may use, of
+    which the closest (a typo's intended name) are suggested."""
+    closest = difflib.get_close_matches(model[:200], list(known), n=3, cutoff=0.6) if model else []
+    hint = f" Did you mean {' or '.join(repr(name) for name in closest)}?" if closest else ""
+    return GatewayError(404, "model_not_found", f"The model '{_clip(model)}' does not exist.{hint}")
 
 
 def model_not_allowed(model: str) -> GatewayError:

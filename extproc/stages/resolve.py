@@ -129,7 +129,7 @@ class ResolveModel(Stage):
             return
         model = call.config.model(call.model_name)
         if model is None:
-            raise model_not_found(call.model_name)
+            raise model_not_found(call.model_name, (name for name in call.config.models if call.key.may_use(name)))
         if not call.key.may_use(model.name):
             raise model_not_allowed(model.name)
         # Envoy's listener takes the largest body any provider accepts; this model's
