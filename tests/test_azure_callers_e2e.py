@@ -72,3 +72,32 @@ def test_an_unknown_key_in_azures_form_gets_openais_401(azure, gateway):
                       api_version="2024-10-21", max_retries=0)
     with pytest.raises(openai.AuthenticationError):
         bad.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "hi"}])
+
+
+def test_the_responses_api_of_the_azure_sdk(gateway, azure):
+    """AzureOpenAI's `responses.create` calls /openai/responses?api-version=..., the model in the body."""
+    answer = azure.responses.create(model="gpt-4o-mini", input="Say curlew")
+    assert answer.output_text == "Say curlew" and answer.usage.output_tokens > 0
+    again = azure.responses.retrieve(answer.id)          # /openai/responses/{id}: the same owner's
+    assert again.id == answer.id
+
+
+@pytest.mark.parametrize("model", ["gpt-4o-mini", "claude-sonnet-4-6"])
+def test_azures_v1_api_without_an_api_version(gateway, model):
+    """Azure's v1 API: an OpenAI client on {endpoint}/openai/v1, no api-version."""
+    client = openai.OpenAI(base_url=f"http://127.0.0.1:{gateway.port}/openai/v1", api_key="sk-demo-alice",
+                           max_retries=0)
+    chat = client.chat.completions.create(model=model, messages=[{"role": "user", "content": "Say dunlin"}])
+    assert chat.choices[0].message.content == "Say dunlin"
+    response = client.responses.create(model=model, input="Say knot")
+    assert response.output_text == "Say knot"
+    assert any(m.id == "gpt-4o-mini" for m in client.models.list())
+    assert client.embeddings.create(model="text-embedding-3-small", input="sanderling").data[0].embedding
+    record = gateway.wait_for_record(predicate=lambda r: r["model"] == model and r["path"] == "/v1/responses")
+    assert record["status"] == 200
+
+
+def test_a_path_of_azures_v1_api_the_gateway_does_not_serve_is_a_404(gateway):
+    missing = httpx.post(f"http://127.0.0.1:{gateway.port}/openai/v1/messages", headers={"api-key": "sk-demo-alice"},
+                         json={"model": "gpt-4o-mini"}, timeout=30)
+    assert missing.status_code == 404 and missing.json()["error"]["code"] == "not_found"

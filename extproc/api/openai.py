@@ -64,6 +64,12 @@ _AZURE_ENDPOINTS = {rest: (path, Endpoint(ENDPOINTS[path].kind, ("POST",), model
                                           generates=ENDPOINTS[path].generates))
                     for rest in ("chat/completions", "completions", "embeddings", "responses")
                     for path in (f"/v1/{rest}",)}
+# Azure's newer forms name the model in the body, as OpenAI's do: its v1 API
+# (/openai/v1/chat/completions, ... without api-version) and the Responses API of the
+# AzureOpenAI SDK (/openai/responses?api-version=...). Each is OpenAI's path behind a prefix.
+_AZURE_PREFIXES = ("/openai/v1/", "/openai/responses")
+_AZURE_SERVED = tuple(f"/v1/{rest}{end}" for rest in ("chat/completions", "completions", "embeddings", "responses",
+                                                       "models") for end in ("", "/"))
 
 
 def anthropic_shaped(endpoint: Endpoint) -> Endpoint:
@@ -79,6 +85,9 @@ def find_endpoint(path: str) -> tuple[Endpoint, str] | None:
     endpoint = ENDPOINTS.get(path)
     if endpoint is not None:
         return endpoint, ""
+    if path.startswith(_AZURE_PREFIXES):
+        openai_path = _openai_path(path)
+        return find_endpoint(openai_path) if openai_path.startswith(_AZURE_SERVED) else None
     if path.startswith(GEMINI_PREFIX):
         return _gemini_endpoint(path[len(GEMINI_PREFIX):])
     if path.startswith("/v1/models/"):
@@ -119,11 +128,19 @@ def client_path(path: str, query: str) -> tuple[str, str]:
     """The OpenAI path and query a request in Azure's form stands for (its `api-version`
     is the caller's SDK's, not the provider's: each provider's attempt sets its own);
     any other path as it is."""
-    if not path.startswith(AZURE_DEPLOYMENTS):
+    if path.startswith(_AZURE_PREFIXES):
+        path = _openai_path(path)
+    elif path.startswith(AZURE_DEPLOYMENTS):
+        path = _AZURE_ENDPOINTS[path[len(AZURE_DEPLOYMENTS):].partition("/")[2].rstrip("/")][0]
+    else:
         return path, query
-    rest = path[len(AZURE_DEPLOYMENTS):].partition("/")[2].rstrip("/")
     kept = "&".join(part for part in query.split("&") if part and not part.startswith("api-version="))
-    return _AZURE_ENDPOINTS[rest][0], kept
+    return path, kept
+
+
+def _openai_path(path: str) -> str:
+    """OpenAI's path for one of Azure's prefixed forms."""
+    return "/v1/" + path[len("/openai/v1/"):] if path.startswith("/openai/v1/") else "/v1" + path[len("/openai"):]
 
 
 def _int(value: Any) -> int:

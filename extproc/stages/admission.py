@@ -59,8 +59,8 @@ class Admission(Stage):
                                "Anthropic's (messages, messages/count_tokens, models) and Google's "
                                "(v1beta/models/{model}:generateContent and :streamGenerateContent).", type="invalid_request_error")
         endpoint, call.resource_id = found
-        if endpoint.model_in_path:       # Azure's form: routed and logged as the OpenAI endpoint
-            call.path, call.query = client_path(call.path, call.query)
+        # Azure's forms: routed and logged as the OpenAI endpoint (any other path as it is).
+        call.path, call.query = client_path(call.path, call.query)
         codec = codec_of(endpoint.kind)
         if codec.answered_here and "anthropic-version" in headers:
             endpoint = anthropic_shaped(endpoint)
