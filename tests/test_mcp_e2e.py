@@ -167,7 +167,7 @@ def test_a_token_from_the_identity_provider_reaches_the_tools_its_team_may_use(s
     token = made.stdout.strip().splitlines()[-1]
     assert tool_names(stack, token) == {"echo", "get_time"}
     assert call(stack, token, "echo", {"text": "by token"}).content[0].text == "by token"
-    record = stack.wait_for_record(predicate=lambda r: r.get("kind") == "mcp" and r["key_id"] == "token:tess"
+    record = stack.wait_for_record(predicate=lambda r: r.get("kind") == "mcp" and r["user"] == "tess"
                                    and r["tool"] == "echo")
     assert record["team"] == "support" and record["outcome"] == "ok"
     header, payload, _ = token.split(".")

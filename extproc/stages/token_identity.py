@@ -8,6 +8,14 @@ refused, 403 team_not_allowed), and the claims that limits may be scoped by. A u
 team claim that is there but not a string (a list, an object, true) is refused with a 401
 naming it: a token's team is one name (several go in the groups claim).
 A token Envoy refused leaves its failure instead, which becomes the caller's 401.
+
+Who the caller is, for what is kept per caller (stored responses, `scope: key` budgets,
+rate limits and cache entries, MCP sessions), is the token's issuer and subject: an
+identity provider never gives one subject to two people, while a user claim (an e-mail,
+a name) may be unverified, reassigned, or given by two trusted issuers to two people.
+The caller's id is a digest of both (`token:<32 hex digits>`); the user claim is its
+display name (`user` on the log line, the console, `extproc usage --by user`, `scope:
+user` budgets and MCP `users:` rules). A token without a subject is refused.
 """
 
 from __future__ import annotations
@@ -77,6 +85,9 @@ def token_caller(metadata, identity: IdentitySettings) -> VirtualKey | None:
     if user is None:
         raise GatewayError(401, "invalid_api_key", "The token names no user (claim "
                            f"{' or '.join(jwt.claims.user)} is missing).")
+    subject = _claim(payload, "sub")
+    if not isinstance(subject, str) or not subject:      # who the caller is (_token_digest)
+        raise GatewayError(401, "invalid_api_key", "The token names no subject (claim sub is missing).")
     team = _name(payload, jwt.claims.team) if jwt.claims.team else None
     if not team:
         groups = _claim(payload, jwt.claims.groups) if jwt.claims.groups else None
@@ -92,7 +103,8 @@ def token_caller(metadata, identity: IdentitySettings) -> VirtualKey | None:
         value = _claim(payload, name)
         if isinstance(value, str):
             claims[name] = value
-    return VirtualKey(id=f"token:{user}", sha256=_token_digest(payload), user=user, team=team,
+    digest = _token_digest(payload)
+    return VirtualKey(id=f"token:{digest.hex()[:32]}", sha256=digest, user=user, team=team,
                       models=policy.models, claims=claims)
 
 
@@ -110,8 +122,9 @@ def _name(payload, path: str) -> str | None:
 
 
 def _token_digest(payload) -> bytes:
-    """What a token caller's MCP sessions are bound to (as a key's digest is for keys): its
-    issuer and subject, which the identity provider never gives two people."""
+    """Who a token caller is: its issuer and subject, which the identity provider never
+    gives two people. Its id is made from it, and its MCP sessions are bound to it (as a
+    key's digest is for keys)."""
     parts = [_claim(payload, "iss"), _claim(payload, "sub")]
     text = "\0".join(part if isinstance(part, str) else "" for part in parts)
     return hashlib.sha256(b"token\0" + text.encode()).digest()
