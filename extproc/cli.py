@@ -10,7 +10,8 @@ from pathlib import Path
 import yaml
 
 from .config import envoy_config
-from .config.envoy_gen import GenerationError, generate
+from .config import local_ports
+from .config.envoy_gen import TARGETS, GenerationError, generate
 from .config.filter_config import default_state_dir, load_config
 from .credentials.google import DEMO_SERVICE_ACCOUNT_ENV, demo_service_account
 from .yamltree import ConfigError
@@ -32,6 +33,9 @@ def main(argv: list[str] | None = None) -> None:
                     help=f"where budgets and spend are kept (default: {DEFAULT_STATE_DIR})")
     up.add_argument("--workers", type=int, help="ext_proc worker processes (default: one per core)")
     up.add_argument("--fixtures", help="folder of recorded responses the mock may replay (default: the shipped recordings)")
+    up.add_argument("--port-offset", type=int, default=0, metavar="N",
+                    help="move every port of the gateway (Envoy, admin, console, mocks, MCP servers) by N, "
+                         "and its Envoy admin socket apart: a second quickstart beside the first")
 
     serve = commands.add_parser("serve", help="only the ext_proc service (beside Envoy)")
     serve.add_argument("--config", required=True)
@@ -95,12 +99,15 @@ def main(argv: list[str] | None = None) -> None:
     add_keys_parser(commands)
     add_token_parser(commands)
 
-    worker = commands.add_parser("worker", help=argparse.SUPPRESS)
+    # The supervisor's own commands: run by `up` and `serve`, never listed in --help.
+    public = [action.dest for action in commands._choices_actions]
+    worker = commands.add_parser("worker")
     worker.add_argument("--config", required=True)
     worker.add_argument("--address", required=True)
     worker.add_argument("--health-address", help="also serve gRPC health here (TCP)")
-    aggregator = commands.add_parser("mcp-aggregator", help=argparse.SUPPRESS)
+    aggregator = commands.add_parser("mcp-aggregator")
     aggregator.add_argument("--config", required=True)
+    commands.metavar = "{" + ",".join(public) + "}"
 
     args = parser.parse_args(argv)
     sys.exit(_COMMANDS[args.command](args))
@@ -121,6 +128,14 @@ def _load_or_report(path: str, *, strict_credentials: bool = True):
 def cmd_up(args) -> int:
     from .runtime.supervisor import Supervisor, new_run_dir
     config_path = args.config or envoy_config.shipped("config/quickstart.yaml")
+    if not 0 <= args.port_offset <= local_ports.MAX_OFFSET:
+        print(f"extproc up: --port-offset must be between 0 and {local_ports.MAX_OFFSET}", file=sys.stderr)
+        return 2
+    if args.port_offset and args.envoy:
+        print("extproc up: --port-offset moves the Envoy config `up` makes; with --envoy, set its "
+              "listeners in that file", file=sys.stderr)
+        return 2
+    os.environ[local_ports.PORT_OFFSET_ENV] = str(args.port_offset)     # every child loads the same ports
     Path(args.state_dir).mkdir(mode=0o700, parents=True, exist_ok=True)    # owner only: the store is there
     os.environ["LLMGW_STATE_DIR"] = args.state_dir       # before the config: its store's default path
     if DEMO_SERVICE_ACCOUNT_ENV not in os.environ:        # the quickstart's Vertex AI provider signs with it
@@ -130,7 +145,7 @@ def cmd_up(args) -> int:
     if config is None:
         return 2
     try:
-        envoy = envoy_config.load(args.envoy) if args.envoy else generate(config)
+        envoy = envoy_config.load(args.envoy) if args.envoy else generate(config, **_moved(args.port_offset))
     except GenerationError as error:
         print(f"extproc up: {error}", file=sys.stderr)
         return 2
@@ -138,6 +153,12 @@ def cmd_up(args) -> int:
     # swapped or gone (a ConfigMap update), and the running gateway must not need them again.
     endpoint, demo = _endpoint(envoy), _demo_keys(config.path)
     admin_read = _admin_read(envoy)
+    busy = local_ports.first_port_in_use(_listeners(config, envoy))
+    if busy is not None:
+        what, address = busy
+        print(f"extproc up: {address} ({what}) is already in use: stop what listens there, or move every "
+              f"port of this gateway with --port-offset N (e.g. --port-offset 1000)", file=sys.stderr)
+        return 1
     supervisor = Supervisor(config, envoy=envoy, run_dir=new_run_dir(), owns_run_dir=True,
                             workers=args.workers, fixtures=args.fixtures)
     try:
@@ -146,8 +167,55 @@ def cmd_up(args) -> int:
         print(f"extproc up: {error}", file=sys.stderr)
         supervisor.stop(grace=2)
         return 1
+    _write_demo_console_token(config, Path(args.state_dir))
     _print_banner(config, supervisor, endpoint, demo, admin_read)
     return supervisor.run_forever()
+
+
+def _write_demo_console_token(config, state_dir: Path) -> None:
+    """A demo admin token written in the config itself, also in `<state dir>/console-token`
+    (owner only), so a script signs in without reading the banner. Tokens from the
+    environment or a file are the operators' and are never written anywhere."""
+    if config.console is None:
+        return
+    for role, token, source in config.console.tokens:
+        if role == "admin" and source == "inline":
+            path = state_dir / "console-token"
+            descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
+                handle.write(token.reveal() + "\n")
+            path.chmod(0o600)
+            return
+
+
+def _moved(offset: int) -> dict[str, str]:
+    """generate()'s local listeners and admin socket, moved by a port offset."""
+    if not offset:
+        return {}
+    local = TARGETS["local"]
+    return {"listen": local_ports.shift_address(local["listen"], offset),
+            "admin_read": local_ports.shift_address(local["admin_read"], offset),
+            "admin": f"{local['socket_dir']}-{offset}/envoy-admin.sock"}
+
+
+def _listeners(config, envoy: dict) -> list[tuple[str, str]]:
+    """What `up` is about to listen on, named as a person would look for it."""
+    found = []
+    for listener in envoy["static_resources"]["listeners"]:
+        address = (listener.get("address") or {}).get("socket_address")
+        if address:
+            found.append((f"Envoy's listener {listener.get('name', '')}".strip(),
+                          f"{address['address']}:{address['port_value']}"))
+    found.append(("the ext_proc admin", config.server.admin_address))
+    if config.console is not None:
+        found.append(("the console", config.console.listen))
+    for section, what in (("listeners", "the mock provider"), ("mcp_listeners", "a demo MCP server")):
+        for listener in (config.mock_provider or {}).get(section) or ():
+            if isinstance(listener, dict) and isinstance(listener.get("port"), int):
+                found.append((f"{what} {listener.get('name', '')}".strip(), f"127.0.0.1:{listener['port']}"))
+    if config.mcp.combined_profiles:
+        found.append(("the MCP aggregator", config.mcp.aggregator.address))
+    return found
 
 
 def _endpoint(envoy: dict) -> str:
@@ -167,6 +235,8 @@ def _admin_read(envoy: dict) -> str | None:
 def _print_banner(config, supervisor, base: str, demo: list[tuple[str, str, str]],
                   admin_read: str | None = None) -> None:
     print(f"LLM gateway is up ({supervisor.worker_count} ext_proc workers, config {config.version})")
+    print(f"  Config in force:            {os.path.abspath(config.path)}  (edit a copy and pass it with "
+          "--config; it reloads when saved)")
     print(f"  OpenAI-compatible endpoint: {base}")
     print(f"  Anthropic Messages API:     {base.removesuffix('/v1')}  (POST /v1/messages; Claude Code: "
           "ANTHROPIC_BASE_URL)")
@@ -237,7 +307,9 @@ def cmd_mock(args) -> int:
     mcp_listeners = []
     if args.config:
         with open(args.config, encoding="utf-8") as handle:
-            spec = (yaml.safe_load(handle) or {}).get("mock_provider") or {}
+            raw = yaml.safe_load(handle) or {}
+        local_ports.shift_config(raw, local_ports.port_offset())      # `up --port-offset`, as the gateway's
+        spec = raw.get("mock_provider") or {}
         listeners = listeners_from_config(spec, args.fixtures)
         mcp_listeners = mcp_listeners_from_config(spec)     # the demo MCP server, same process
     else:
@@ -301,6 +373,8 @@ def cmd_envoy_config(args) -> int:
 
 def cmd_check(args) -> int:
     from .config.check import check
+    if DEMO_SERVICE_ACCOUNT_ENV not in os.environ:        # as `up` sets it (the quickstart's Vertex AI)
+        os.environ[DEMO_SERVICE_ACCOUNT_ENV] = demo_service_account()
     problems, summary = check(args.config, args.envoy)
     for line in problems:
         print(line, file=sys.stderr)
