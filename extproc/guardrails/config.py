@@ -5,6 +5,8 @@
                                     # this many characters if a pattern can't tell (guardrails/hold.py)
       max_scan_chars: 1000000       # larger requests: text guardrails apply their fail mode
       max_scan_ms: 1000             # a request's scan past this: the rest apply their fail mode
+      max_scan_ms_per_key_per_minute: 10000   # the scan time one key may buy per minute in a
+                                    # worker; spent: 429 rate_limited before any scan (0: off)
       rules:
       - {name: pii, type: pii, action: redact, entities: [email, card, ssn, secret]}
       - {name: injection, type: prompt_injection, action: block, directions: [request]}
@@ -66,6 +68,7 @@ class GuardrailSettings:
     stream_window: int = 128
     max_scan_chars: int = 1_000_000
     max_scan_ms: int = 1000
+    max_scan_ms_per_key_per_minute: int = 10_000
 
     def plugin_addresses(self) -> set[str]:
         """The plugins any policy calls."""
@@ -115,7 +118,8 @@ def _injection_detector():
 def parse_guardrails(node: Node) -> GuardrailSettings:
     if node.missing or node.value is None:
         return GuardrailSettings()
-    node.only_keys("rules", "policies", "stream_window", "max_scan_chars", "max_scan_ms")
+    node.only_keys("rules", "policies", "stream_window", "max_scan_chars", "max_scan_ms",
+                   "max_scan_ms_per_key_per_minute")
     rules: dict[str, Guardrail] = {}
     for item in node.get("rules").elements():
         rule = _rule(item)
@@ -152,6 +156,11 @@ def parse_guardrails(node: Node) -> GuardrailSettings:
         # starve the others' requests. Past this, the request's remaining text guardrails
         # apply their fail mode (closed: 400).
         max_scan_ms=node.get("max_scan_ms").number(1000, integer=True, minimum=1),
+        # What one key may make the request guardrails spend per minute in a worker
+        # (stages/scan_allowance.py): a key flooding hard-to-scan prompts, each refused,
+        # cannot buy the worker's loop with them.
+        max_scan_ms_per_key_per_minute=node.get("max_scan_ms_per_key_per_minute").number(
+            10_000, integer=True, minimum=0),
     )
 
 

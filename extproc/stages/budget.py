@@ -65,6 +65,12 @@ def ratelimit_headers(charges: list[Charge], remaining: dict[str, float], now: f
 
 
 EXHAUSTED_MEMORY_S = 5.0
+# A counter the store found with room is not read again for this long: a caller another
+# worker (or replica) found exhausted is refused here within it, without a read per call.
+STORE_LOOK_S = 0.5
+# Past this share of its limit a counter is read at every call (as Budget reserves each
+# call in the store near a budget's end): the call that exhausts it is the last scanned.
+NEAR_END = 0.9
 
 
 class ExhaustedCounters:
@@ -95,32 +101,69 @@ def _limits(call: Call):
 
 
 class BudgetPrecheck(Stage):
-    """Before the guardrails: a caller whose budget or rate limit this worker just found
-    exhausted is refused (the same 429) without scanning its request. Nothing is charged
-    or reserved here; Budget, after the guardrails, charges as before."""
+    """Before the guardrails: a caller whose budget or rate limit is exhausted is refused
+    (the budget's 429) without scanning its request. Exhausted as this worker's Budget
+    found it, or as the store says: each of the caller's counters is read from the store
+    (SQLite: one indexed read; Redis: one round trip), at most every STORE_LOOK_S while it
+    has room, so a caller another worker or replica refused, or whose requests the scan
+    refused before Budget could learn it, is refused here too. Nothing is charged or
+    reserved here; Budget, after the guardrails, charges as before. A store that cannot
+    be read leaves the decision to Budget (and its fail mode)."""
 
     name = "budget_precheck"
     reads = frozenset({"body", "endpoint", "key"})
     writes = frozenset()
 
-    def __init__(self, exhausted: ExhaustedCounters) -> None:
+    def __init__(self, exhausted: ExhaustedCounters, store=None) -> None:
+        self.memory = exhausted
         self.exhausted = exhausted.counters
+        self.store = store
+        self.looked: dict[str, float] = {}       # counter -> until when the store's "room left" stands
 
     async def request_body(self, call: Call) -> None:
-        exhausted = self.exhausted
-        if not exhausted or call.body is None or not call.endpoint.generates:
+        if call.body is None or not call.endpoint.generates:
+            return
+        exhausted, looked, store = self.exhausted, self.looked, self.store
+        if not exhausted and store is None:
+            return
+        limits = _limits(call)
+        if not limits:
             return
         now = time.time()
-        for charge in plan_charges(_limits(call), call.key, 0, 0.0, now, 0.0):
-            held = exhausted.get(charge.counter)
-            if held is None:
-                continue
-            until, refusal = held
-            if now >= until:
+        unread = None
+        for charge in plan_charges(limits, call.key, 0, 0.0, now, 0.0):
+            held = exhausted.get(charge.counter) if exhausted else None
+            if held is not None:
+                until, refusal = held
+                if now < until:
+                    raise GatewayError(refusal.status, refusal.code, refusal.message,
+                                       headers={**refusal.headers, "retry-after": str(_retry_after(charge, now))})
                 del exhausted[charge.counter]
-                continue
-            raise GatewayError(refusal.status, refusal.code, refusal.message,
-                               headers={**refusal.headers, "retry-after": str(_retry_after(charge, now))})
+            if store is not None and charge.limit.kind != "concurrent" and looked.get(charge.counter, 0.0) <= now:
+                if unread is None:
+                    unread = []
+                unread.append(charge)
+        if unread:
+            await self._look(unread, now)
+
+    async def _look(self, charges: list[Charge], now: float) -> None:
+        """Refuses the call when the store says a counter has spent its limit."""
+        try:
+            spent = await maybe_await(self.store.spent([charge.counter for charge in charges]))
+        except StoreUnavailable:
+            return
+        looked = self.looked
+        if len(looked) > 10_000:
+            looked.clear()
+        for charge in charges:
+            if spent.get(charge.counter, 0.0) >= charge.limit.limit:
+                code = _refusal_code(charge)
+                refusal = GatewayError(429, code, _refusal_message(charge, code),
+                                       headers={"retry-after": str(_retry_after(charge, now))})
+                self.memory.remember(charge, {charge.counter: 0.0}, refusal, now)
+                raise refusal
+            if spent.get(charge.counter, 0.0) < charge.limit.limit * NEAR_END:
+                looked[charge.counter] = now + STORE_LOOK_S     # far from its end: trusted a while
 
 
 class Budget(Stage):
@@ -174,8 +217,7 @@ class Budget(Stage):
             each = fits
         if not admission.admitted:
             refused = admission.refused
-            code = "budget_exceeded" if refused.limit.kind in ("tokens", "usd") and \
-                refused.limit.window != "minute" else "rate_limited"
+            code = _refusal_code(refused)
             retry_after = _retry_after(refused, now)
             headers = {"retry-after": str(retry_after),
                        **ratelimit_headers(charges, admission.remaining, now)}
@@ -280,6 +322,11 @@ def _cap_what_was_reserved(call: Call, field: str, cap: int, reason: str) -> Non
     call.body_changed = True
     call.log_fields["output_cap_added"] = cap
     call.log_fields["output_cap_reason"] = reason
+
+
+def _refusal_code(charge: Charge) -> str:
+    limit = charge.limit
+    return "budget_exceeded" if limit.kind in ("tokens", "usd") and limit.window != "minute" else "rate_limited"
 
 
 def _refusal_message(charge: Charge, code: str) -> str:

@@ -23,6 +23,7 @@ from .pass_through import PassThroughStream
 from .record import Record
 from .resolve import ParseRequest, ResolveModel
 from .route import Route
+from .scan_allowance import ScanAllowance, ScanCharge, ScanLedger
 from .stored_responses import RememberResponse, StoredResponses
 from .trace import CallSpan
 from .translate_answer import TranslateAnswer
@@ -44,14 +45,17 @@ def build_pipeline(config: GatewayConfig, store=None, cut_streams: WorkerCutStre
     exhausted = ExhaustedCounters()          # Budget finds them, BudgetPrecheck refuses at once
     caching = config.cache.enabled
     cache = cache or CacheStoreHandle(None)
+    scans = ScanLedger()                     # the scan time each key bought this minute
     return Pipeline([
         Admission(),
         ParseRequest(),
         StoredResponses(store),              # routes a stored response's calls at their headers;
                                              # a `previous_response_id` must be the caller's (body)
         ResolveModel(),
-        *([BudgetPrecheck(exhausted)] if budgets else []),   # a caller already out of budget: no scan
+        *([BudgetPrecheck(exhausted, store)] if budgets else []),   # a caller out of budget: no scan
+        ScanAllowance(scans),                # a key whose scan time this minute is spent: no scan
         GuardRequest(store),                 # before budgets and routing: see guard.py
+        ScanCharge(scans),                   # the scan's time, charged to the key
         *([Budget(store, config.store, exhausted)] if budgets else []),
         *([SpendCaps(store, config.caps, config.store)] if caps else []),
         *([CacheLookup(cache)] if caching else []),   # after every check that may refuse the call

@@ -26,6 +26,7 @@ What stays exact, and what does not:
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
 import time
 import uuid
@@ -127,6 +128,22 @@ class Allotments:
 
     def rows(self, *args):
         return self.store.rows(*args)
+
+    def spent(self, counters: list[str]):
+        """The store's spent per counter, with what this worker's calls spent since its
+        last exchange (not in the store yet)."""
+        found = self.store.spent(counters)
+        if inspect.isawaitable(found):
+            return self._with_local(found)
+        return self._plus_local(found)
+
+    async def _with_local(self, pending) -> dict[str, float]:
+        return self._plus_local(await pending)
+
+    def _plus_local(self, found: dict[str, float]) -> dict[str, float]:
+        for counter in found.keys() & self._counters.keys():
+            found[counter] += self._counters[counter].spent
+        return found
 
     def put_record(self, *args):
         return self.store.put_record(*args)

@@ -171,6 +171,18 @@ class RedisStore:
             return Admission(False, refused, {refused.counter: float(result[2])})
         return Admission(True, None, {c.counter: float(v) for c, v in zip(charges, result[2:])})
 
+    async def spent(self, counters: list[str]) -> dict[str, float]:
+        """What each counter has spent (one round trip): the budget precheck's look at a
+        caller's counters before its request is scanned."""
+        try:
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for counter in counters:
+                    pipe.hget(PREFIX + counter, "spent")
+                values = await pipe.execute()
+        except (RedisError, OSError) as error:
+            raise StoreUnavailable(str(error)) from error
+        return {counter: float(value) for counter, value in zip(counters, values) if value is not None}
+
     async def settle(self, rid: str, charges: list[Charge], amounts: list[float]) -> dict[str, float]:
         try:
             result = await self._settle(keys=[PREFIX + c.counter for c in charges],

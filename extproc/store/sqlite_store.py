@@ -148,6 +148,13 @@ class SQLiteStore:
     def reserve(self, rid: str, charges: list[Charge], now: float, lease_until: float):
         return self._run("_reserve", rid, charges, now, lease_until)
 
+    def spent(self, counters: list[str]) -> dict[str, float]:
+        """What each counter has spent (one indexed read, no write lock): the budget
+        precheck's look at a caller's counters before its request is scanned."""
+        marks = ",".join("?" * len(counters))
+        rows = self._db.execute(f"SELECT counter, spent FROM counters WHERE counter IN ({marks})", counters)
+        return dict(rows.fetchall())
+
     def settle(self, rid: str, charges: list[Charge], amounts: list[float]):
         """Release the reservations and add what was really used; returns spent per counter."""
         return self._run("_settle", rid, charges, amounts)
