@@ -152,8 +152,11 @@ class SQLiteStore:
         """What each counter has spent (one indexed read, no write lock): the budget
         precheck's look at a caller's counters before its request is scanned."""
         marks = ",".join("?" * len(counters))
-        rows = self._db.execute(f"SELECT counter, spent FROM counters WHERE counter IN ({marks})", counters)
-        return dict(rows.fetchall())
+        try:
+            rows = self._db.execute(f"SELECT counter, spent FROM counters WHERE counter IN ({marks})", counters)
+            return dict(rows.fetchall())
+        except sqlite3.Error as error:
+            raise StoreUnavailable(str(error)) from error
 
     def settle(self, rid: str, charges: list[Charge], amounts: list[float]):
         """Release the reservations and add what was really used; returns spent per counter."""
