@@ -1,5 +1,5 @@
-"""Tools through the gateway with the official MCP SDK (`pip install "mcp<2"`): list what
-your key may use, call a tool, and see a poisoned result quarantined.
+"""Tools through the gateway with the official MCP SDK (`pip install mcp`, 1.x or 2.x): list
+what your key may use, call a tool, and see a poisoned result quarantined.
 
     GATEWAY_API_KEY=sk-demo-alice python examples/mcp_tools.py     # every tool of `demo`
     GATEWAY_API_KEY=sk-demo-bob python examples/mcp_tools.py       # echo and get_time only
@@ -8,10 +8,15 @@ your key may use, call a tool, and see a poisoned result quarantined.
 import os
 
 import anyio
-import httpx
 from mcp import ClientSession
 from mcp.client.streamable_http import streamable_http_client
-from mcp.shared.exceptions import McpError
+
+try:                                    # the SDK 2.x: its HTTP client is httpx2
+    import httpx2 as httpx
+    from mcp.shared.exceptions import MCPError as McpError
+except ImportError:                     # the SDK 1.x
+    import httpx
+    from mcp.shared.exceptions import McpError
 
 BASE = os.environ.get("GATEWAY_BASE_URL", "http://127.0.0.1:10000/v1").removesuffix("/v1")
 KEY = os.environ.get("GATEWAY_API_KEY", "sk-demo-alice")
@@ -19,7 +24,8 @@ KEY = os.environ.get("GATEWAY_API_KEY", "sk-demo-alice")
 
 async def main() -> None:
     async with httpx.AsyncClient(headers={"Authorization": f"Bearer {KEY}"}) as http:
-        async with streamable_http_client(f"{BASE}/mcp/demo", http_client=http) as (read, write, _):
+        async with streamable_http_client(f"{BASE}/mcp/demo", http_client=http) as streams:
+            read, write = streams[0], streams[1]        # (1.x adds a third: the session id's getter)
             async with ClientSession(read, write) as session:
                 await session.initialize()
                 tools = [tool.name for tool in (await session.list_tools()).tools]
