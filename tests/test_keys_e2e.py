@@ -258,3 +258,16 @@ def test_two_replicas_on_one_redis_follow_creation_and_revocation_within_a_secon
     finally:
         first.stop()
         second.stop()
+
+
+def test_usage_shows_a_run_time_keys_own_budget(stack):
+    made = create_key(stack, "--user", "uma", "--team", "research", "--budget-tokens", "5000/hour")
+    assert chat(stack, made["key"]).status_code == 200
+    shown = subprocess.run([sys.executable, "-m", "extproc", "usage", "--config", str(stack.workdir / "gateway.yaml"),
+                            "--state-dir", str(stack.state_dir)], capture_output=True, text=True, timeout=60)
+    assert shown.returncode == 0, shown.stderr
+    rows = [line.split() for line in shown.stdout.splitlines() if line.startswith(f"key:{made['id']}.tokens")]
+    assert len(rows) == 1, shown.stdout
+    name, scope, who, window, used, held, limit, remaining = rows[0][:8]
+    assert (scope, who, window, limit) == ("key", made["id"], "hour", "5,000")
+    assert int(used.replace(",", "")) > 0 and made["key"] not in shown.stdout

@@ -31,13 +31,23 @@ async def _rows(store):
     return await rows if asyncio.iscoroutine(rows) else rows
 
 
+async def _rows_and_key_limits(store, now: float):
+    """The counter rows, and the budgets of the keys made at run time that are in force
+    (each key's own, as the budget stage charges them)."""
+    from ..stages.key_ring import key_limits
+    from ..store.keys import KeyBook
+    rows = await _rows(store)
+    stored = await KeyBook(store).all()
+    return rows, [limit for key in stored if key.state(now) != "revoked" for limit in key_limits(key)]
+
+
 def usage_table(config: GatewayConfig, now: float | None = None) -> str:
     now = now or time.time()
     store = open_store(config.store)
-    rows = asyncio.run(_rows(store))
+    rows, key_budgets = asyncio.run(_rows_and_key_limits(store, now))
     by_counter = {row.counter: row for row in rows}
     lines = [("LIMIT", "SCOPE", "WHO", "WINDOW", "USED", "HELD", "LIMIT", "REMAINING", "RESETS IN")]
-    for limit in config.limits:
+    for limit in [*config.limits, *key_budgets]:
         if limit.kind == "concurrent":
             continue
         start, end = window_bounds(limit.window, now)
