@@ -158,8 +158,10 @@ class BudgetPrecheck(Stage):
         for charge in charges:
             if spent.get(charge.counter, 0.0) >= charge.limit.limit:
                 code = _refusal_code(charge)
+                remaining = {c.counter: c.limit.limit - spent.get(c.counter, 0.0) for c in charges}
                 refusal = GatewayError(429, code, _refusal_message(charge, code),
-                                       headers={"retry-after": str(_retry_after(charge, now))})
+                                       headers={"retry-after": str(_retry_after(charge, now)),
+                                                **ratelimit_headers(charges, remaining, now)})
                 self.memory.remember(charge, {charge.counter: 0.0}, refusal, now)
                 raise refusal
             if spent.get(charge.counter, 0.0) < charge.limit.limit * NEAR_END:
