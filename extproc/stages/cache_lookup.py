@@ -54,7 +54,7 @@ class CacheOutcome:
     """What the cache did for a call (the Call's `cache`): its result, and what the
     storing half needs (the digest, the scope, whether this call leads a stampede)."""
     __slots__ = ("result", "rule", "digest", "scope", "store_it", "leader", "saved_usd", "age_s", "reason",
-                 "partition", "vector", "similarity")
+                 "partition", "vector", "similarity", "entry")
 
     def __init__(self, rule: CacheRule) -> None:
         self.rule = rule
@@ -69,6 +69,7 @@ class CacheOutcome:
         self.partition = ""                 # semantic rules: the question's partition and embedding,
         self.vector = None                  # kept with the answer on a miss
         self.similarity: float | None = None   # a semantic hit's
+        self.entry: bytes | None = None     # the answer kept, once in the store (before it left)
 
 
 class CacheStoreHandle:

@@ -6,8 +6,11 @@ An answer is kept when the call qualified and was not a hit, bypass included: st
 a JSON answer as the caller got it (after the response guardrails, translated to the
 caller's dialect) no larger than the rule's `max_entry_bytes`; with the rule's `streams:
 true`, a stream read whole, kept as the JSON answer it told (cache_stream.py). A stored
-answer serves JSON and stream requests alike. The write happens in the done hook, once
-the caller has its answer."""
+answer serves JSON and stream requests alike. The write happens with the answer's last
+message, before Envoy is told to release it: the caller's very next identical call finds
+the entry on any worker of any replica (a SQLite store's pending entries are written at
+once then, one transaction, instead of behind). What cannot be kept then (an answer whose
+usage the done hook completes) is kept in the done hook, once the caller has it."""
 
 from __future__ import annotations
 
@@ -40,6 +43,17 @@ class CacheStore(Stage):
                 and call.status == 200:
             capture_stream(call)
 
+    async def response_body(self, call: Call, chunk: bytes, end_of_stream: bool) -> None:
+        """The answer kept in the store before its last message leaves: the next identical
+        call is a hit wherever it lands."""
+        outcome = call.cache
+        if not end_of_stream or outcome is None or outcome.result == HIT or call.usage is None:
+            return None
+        value = self._entry(call, outcome)
+        if value is not None and await self._put(call, outcome, value, now=True):
+            outcome.entry = value
+        return None
+
     async def done(self, call: Call) -> None:
         outcome = call.cache
         if outcome is None:
@@ -50,22 +64,34 @@ class CacheStore(Stage):
                 metrics.child(metrics.cache_saved_usd, call.model.name if call.model.name in call.config.models
                               else "other", call.team).inc(outcome.saved_usd)
             return
-        value = None
+        value = outcome.entry
         try:
-            value = self._entry(call, outcome)
-            if value is not None and self.handle.usable():
-                try:
-                    call.log_fields["cache_stored"] = stored = bool(await maybe_await(self.handle.store.put(
-                        outcome.digest, outcome.scope, call.model.name, value, outcome.rule.ttl_s)))
-                    if stored and outcome.vector is not None:
-                        await self._keep_vector(call, outcome)
-                except StoreUnavailable as error:
-                    self.handle.failed("put", error)
+            if value is None:               # not kept before it left (its usage completed since)
+                value = self._entry(call, outcome)
+                if value is not None:
+                    await self._put(call, outcome, value, now=False)
         finally:
             if outcome.leader:
                 waiting = self.handle.in_flight.pop(outcome.digest, None)
                 if waiting is not None and waiting[0] is not None and not waiting[0].done():
                     waiting[0].set_result(value)
+
+    async def _put(self, call: Call, outcome, value: bytes, *, now: bool) -> bool:
+        """Keeps the entry (`now`: written before returning, where the store writes behind)."""
+        if not self.handle.usable():
+            return False
+        store = self.handle.store
+        try:
+            call.log_fields["cache_stored"] = stored = bool(await maybe_await(store.put(
+                outcome.digest, outcome.scope, call.model.name, value, outcome.rule.ttl_s)))
+            if stored and now and hasattr(store, "flush"):
+                store.flush()
+            if stored and outcome.vector is not None:
+                await self._keep_vector(call, outcome)
+            return stored
+        except StoreUnavailable as error:
+            self.handle.failed("put", error)
+            return False
 
     async def _keep_vector(self, call: Call, outcome) -> None:
         """The question's embedding, for the semantic half: found by this worker at once,
@@ -78,7 +104,10 @@ class CacheStore(Stage):
     @staticmethod
     def _entry(call: Call, outcome) -> bytes | None:
         """The entry to keep, or None: not every answer may be."""
-        if not outcome.store_it or call.status != 200 or call.outcome != "ok" or call.json_passing_by:
+        # (Before the answer leaves, the call is still "pending"; after, "ok" unless the
+        # caller left or the answer failed.)
+        if not outcome.store_it or call.status != 200 or call.outcome not in ("ok", "pending") \
+                or call.json_passing_by:
             return None
         answer = captured_answer(call) if call.response_streamed else call.response_json
         if not isinstance(answer, dict):
