@@ -27,6 +27,8 @@ class Endpoint:
 
 
 GEMINI_COUNT_KIND = "count_content_tokens"
+GEMINI_EMBED_KIND = "embed_content"
+GEMINI_BATCH_EMBED_KIND = "batch_embed_contents"
 MODELS = Endpoint("models", ("GET",))                                # answered by the gateway
 ENDPOINTS = {
     "/v1/chat/completions": Endpoint("chat", ("POST",), generates=True),
@@ -46,7 +48,12 @@ GEMINI_METHODS = {"generateContent": Endpoint("generate_content", ("POST",), "ge
                                               generates=True),
                   "streamGenerateContent": Endpoint("generate_content", ("POST",), "gemini", model_in_path=True,
                                                     streams_by_path=True, generates=True),
-                  "countTokens": Endpoint(GEMINI_COUNT_KIND, ("POST",), "gemini", model_in_path=True)}
+                  "countTokens": Endpoint(GEMINI_COUNT_KIND, ("POST",), "gemini", model_in_path=True),
+                  # Google's embeddings: one content, or a batch of them (the google-genai SDK's).
+                  "embedContent": Endpoint(GEMINI_EMBED_KIND, ("POST",), "gemini", model_in_path=True,
+                                           generates=True),
+                  "batchEmbedContents": Endpoint(GEMINI_BATCH_EMBED_KIND, ("POST",), "gemini", model_in_path=True,
+                                                 generates=True)}
 GEMINI_MODELS = Endpoint("models", ("GET",), "gemini")
 GEMINI_MODEL = Endpoint("model", ("GET",), "gemini")
 ANTHROPIC_MODELS = Endpoint("models", ("GET",), "anthropic")      # GET /v1/models with anthropic-version
@@ -76,6 +83,12 @@ def anthropic_shaped(endpoint: Endpoint) -> Endpoint:
     """A model list's endpoint (OpenAI's or Gemini's list, or one model) answering in
     Anthropic's shape (asked with `anthropic-version`)."""
     return ANTHROPIC_MODELS if endpoint is MODELS or endpoint is GEMINI_MODELS else ANTHROPIC_MODEL
+
+
+def google_shaped(endpoint: Endpoint) -> Endpoint:
+    """A model list's endpoint (OpenAI's list, or one model) answering in Google's shape
+    (asked by a Google client on /v1/models: the google-genai SDK's default API version)."""
+    return GEMINI_MODELS if endpoint is MODELS or endpoint is GEMINI_MODELS else GEMINI_MODEL
 
 
 def find_endpoint(path: str) -> tuple[Endpoint, str] | None:

@@ -148,6 +148,8 @@ def upstream_path(provider_type: str, *, base_path: str, api_version: str, path:
         return f"/model/{quote(model, safe='')}/{'converse-stream' if stream else 'converse'}"
     if provider_type == GEMINI:
         method = "countTokens" if counts else "streamGenerateContent" if stream else "generateContent"
+        if path.endswith(_GEMINI_EMBED_METHODS):        # Google's embeddings, as the caller named them
+            method = path.rpartition(":")[2]
         kept = "&".join(part for part in query.split("&") if part and not part.startswith("alt="))
         options = "&".join(part for part in ("alt=sse" if stream else "", kept) if part)
         return f"{base_path}/models/{quote(model, safe='')}:{method}{'?' + options if options else ''}"
@@ -163,4 +165,5 @@ def upstream_path(provider_type: str, *, base_path: str, api_version: str, path:
     return f"{base_path}{suffix}{'?' + query if query else ''}"
 
 
+_GEMINI_EMBED_METHODS = (":embedContent", ":batchEmbedContents")
 CHAT_PATH = "/v1/chat/completions"      # where a translated call goes at an OpenAI-dialect provider

@@ -23,6 +23,7 @@ from .anthropic import ANTHROPIC, CountTokens, Messages
 from .base import Codec, Dialect, TextPiece
 from .bedrock import BEDROCK, Converse
 from .gemini import GEMINI, CountContentTokens, GenerateContent
+from .gemini_embed import BatchEmbedContents, EmbedContent
 from .openai import OPENAI, Chat, Completions, Embeddings
 from .resources import ModelList, OneModel, StoredResponse
 from .responses import RESPONSES_ONLY, Responses
@@ -32,7 +33,8 @@ __all__ = ["ANTHROPIC", "OPENAI", "Codec", "Dialect", "Embeddings", "TextPiece",
 
 # Every endpoint kind the gateway serves, and its codec.
 CODECS: dict[str, Codec] = {codec.kind: codec for codec in (
-    Chat(), Completions(), Embeddings(), Responses(), Messages(), CountTokens(), GenerateContent(), CountContentTokens(), Converse(), ModelList(),
+    Chat(), Completions(), Embeddings(), Responses(), Messages(), CountTokens(), GenerateContent(), CountContentTokens(), EmbedContent(),
+    BatchEmbedContents(), Converse(), ModelList(),
     OneModel(),
     StoredResponse("response"), StoredResponse("response_cancel"), StoredResponse("response_input_items"))}
 DIALECTS: dict[str, Dialect] = {dialect.name: dialect for dialect in (OPENAI, ANTHROPIC, RESPONSES_ONLY, GEMINI, BEDROCK)}

@@ -46,6 +46,7 @@ class Dialect:
     reports_stream_usage = False    # every stream of it carries its usage, asked or not
     needs_output_cap = False        # every request must say how much to generate
     generation_kind = ""            # the endpoint a translated call takes at a provider of it
+    embedding_kind = ""             # ... and a translated embeddings call ("": it has none)
     described = ""                  # the API it names, for a refusal ("Anthropic's Messages API")
     # Request headers of this API's providers that choose whose account, project,
     # workspace, quota or credential a call runs under (and so who pays and who stores):
@@ -104,6 +105,8 @@ class Codec:
     known_fields: frozenset[str] | None = None   # a request's top-level fields it knows
     translates = False          # it decodes and encodes the conversation model (below)
     model_in_body = True        # its requests name their model in the body (Gemini's: in the path)
+    model_in_entries = False    # ... and in each entry of a batch too (Gemini's batchEmbedContents)
+    embeds = False              # it embeds texts (translated to another dialect's embeddings endpoint)
     # Request fields that cannot change the answer (who asks, how it is delivered): the
     # response cache leaves them out of its key.
     answer_neutral_fields: frozenset[str] = frozenset({"stream", "stream_options", "user", "metadata"})
@@ -127,6 +130,13 @@ class Codec:
 
     def max_output_tokens(self, body: dict) -> int | None:
         return None
+
+    def for_model(self, body: dict, model: str) -> dict:
+        """The body naming the backend's `model` where this endpoint's requests name it (a
+        new dict when that changes it; Gemini's name it in the path)."""
+        if self.model_in_body and body.get("model") != model:
+            return {**body, "model": model}
+        return body
 
     def with_output_cap(self, body: dict, cap: int) -> dict:
         """The body with one answer's output capped at `cap` tokens (where

@@ -17,7 +17,9 @@ from ..api.providers import CHAT_PATH
 from ..api.usage import Usage
 from . import chat_answer, chat_request, chat_stream, openai_stream
 from .base import Codec, Dialect, TextPiece, Translating, keep_tools
+from .embedding import EmbeddingAnswer, EmbeddingRequest
 
+EMBEDDINGS_PATH = "/v1/embeddings"
 # Headers of Anthropic's API: a provider of this dialect has no use for them.
 _ANTHROPIC_HEADERS = ("anthropic-version", "anthropic-beta")
 
@@ -25,6 +27,7 @@ _ANTHROPIC_HEADERS = ("anthropic-version", "anthropic-beta")
 class OpenAI(Dialect):
     name = "openai"
     generation_kind = "chat"
+    embedding_kind = "embeddings"
     described = "OpenAI's API"
     # The organization and project of the account that pays and stores; Azure's API
     # Management subscription (whose quota and bill) and Azure Resource Manager's
@@ -158,9 +161,33 @@ class Embeddings(_OpenAICodec):
     def final_usage(self, event: dict) -> dict | None:
         return None
 
+    # --- another dialect's embeddings call, translated (translate/embeddings.py) ----------
+    provider_path = EMBEDDINGS_PATH
+
+    @staticmethod
+    def encode_embeddings(request: EmbeddingRequest, model: str) -> dict:
+        body: dict = {"model": model, "input": request.texts, "encoding_format": "float"}
+        if request.dimensions is not None:
+            body["dimensions"] = request.dimensions
+        return body
+
+    @staticmethod
+    def decode_embedded(body: dict) -> EmbeddingAnswer:
+        """The answer's vectors in input order (float or base64), and its usage."""
+        data = sorted((item for item in body.get("data") or () if isinstance(item, dict)),
+                      key=lambda item: item.get("index") if isinstance(item.get("index"), int) else 0)
+        vectors = []
+        for item in data:
+            vector = item.get("embedding")
+            if isinstance(vector, str):
+                raw = base64.b64decode(vector)
+                vector = list(struct.unpack(f"<{len(raw) // 4}f", raw))
+            vectors.append(vector if isinstance(vector, list) else [])
+        return EmbeddingAnswer(vectors, openai.usage_from_response(body))
+
     # The gateway's own embedding calls (the semantic cache's): through its listener,
     # as any caller's.
-    path = "/v1/embeddings"
+    path = EMBEDDINGS_PATH
 
     @staticmethod
     def request_for(model: str, text: str, dimensions: int | None) -> bytes:

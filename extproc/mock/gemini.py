@@ -1,6 +1,7 @@
 """The mock's Gemini API surface (generativelanguage.googleapis.com), on /v1beta and /v1:
 POST models/{model}:generateContent (JSON), :streamGenerateContent (SSE with `?alt=sse`,
-else one JSON array streamed chunk by chunk), :countTokens, and GET models (paged by
+else one JSON array streamed chunk by chunk), :countTokens, :embedContent and
+:batchEmbedContents (gemini_embed.py), and GET models (paged by
 `pageSize`, `pageToken`) and models/{model}. Vertex AI's Gemini routes (vertex.py) answer
 through the same code.
 
@@ -26,6 +27,7 @@ from ..api.tokens import count_text
 from .anthropic import first_stop_sequence
 from .anthropic_shapes import tool_input
 from .echo import cut_to_tokens, stream_pieces, words
+from .gemini_embed import EMBED_METHODS, embed_answer
 from .gemini_request import (
     COUNT_FIELDS,
     ENCODING,
@@ -126,10 +128,14 @@ class GeminiRoutes:
         refused = self._refused(request)
         if refused is not None:
             return refused
-        if not model or method not in METHODS:
+        if not model or method not in METHODS + EMBED_METHODS:
             return error(404, "Requested entity was not found.")
         fault = await self.faults(request)
-        return fault if fault is not None else await self.answer(request, raw, entry, model, method)
+        if fault is not None:
+            return fault
+        if method in EMBED_METHODS:
+            return await embed_answer(raw, entry, model, method)
+        return await self.answer(request, raw, entry, model, method)
 
     async def answer(self, request: web.Request, raw: bytes, entry: dict, model: str, method: str,
                      vertex: bool = False) -> web.StreamResponse:

@@ -7,7 +7,7 @@ import hmac
 import uuid
 from urllib.parse import unquote
 
-from ..api.openai import anthropic_shaped, client_path, find_endpoint
+from ..api.openai import anthropic_shaped, client_path, find_endpoint, google_shaped
 from ..config.envoy_contract import INTERNAL_HEADER_PREFIX
 from ..dialects import codec_of
 from ..observability.settings import request_tags
@@ -57,13 +57,16 @@ class Admission(Stage):
                                "API under /v1 (chat/completions, completions, embeddings, "
                                "responses, models), the same under Azure's /openai/deployments/{model}/, "
                                "Anthropic's (messages, messages/count_tokens, models) and Google's "
-                               "(v1beta/models/{model}:generateContent and :streamGenerateContent).", type="invalid_request_error")
+                               "(v1beta/ or v1/models/{model}:generateContent, :streamGenerateContent, "
+                               ":countTokens, :embedContent and :batchEmbedContents).", type="invalid_request_error")
         endpoint, call.resource_id = found
         # Azure's forms: routed and logged as the OpenAI endpoint (any other path as it is).
         call.path, call.query = client_path(call.path, call.query)
         codec = codec_of(endpoint.kind)
         if codec.answered_here and "anthropic-version" in headers:
             endpoint = anthropic_shaped(endpoint)
+        elif codec.answered_here and google_client(headers, call.query):
+            endpoint = google_shaped(endpoint)        # /v1/models, the google-genai SDK's default version
         if call.method not in endpoint.methods:
             allowed = ", ".join(endpoint.methods)
             raise GatewayError(405, "method_not_allowed", f"{call.path[:200]} accepts {allowed} only.",
@@ -126,6 +129,13 @@ class Admission(Stage):
         if not hmac.compare_digest(key.sha256, digest):
             raise invalid_api_key(call.dialect)
         return key
+
+
+def google_client(headers: dict[str, str], query: str) -> bool:
+    """Whether a model list's caller is a Google client: its key in Google's header or
+    query parameter, or Google's client header (the google-genai SDKs send it)."""
+    return "x-goog-api-key" in headers or "x-goog-api-client" in headers or \
+        any(part.startswith(_QUERY_KEY) for part in query.split("&"))
 
 
 def open_call(call: Call) -> dict[str, str]:

@@ -85,7 +85,7 @@ class AttemptRewrite(Stage):
         if made is None:
             return
         body = call.raw_body
-        if made.translation is not None or call.backend.provider.wraps_bodies:
+        if made.translation is not None or call.backend.provider.wraps_bodies or call.codec.model_in_entries:
             try:
                 call.reply.body = orjson.dumps(made.body(call, call.backend, orjson.loads(body)))
             except Refused as refused:
@@ -103,7 +103,9 @@ class AttemptRewrite(Stage):
 
 # The endpoint of each kind a plan names.
 ENDPOINTS_BY_KIND = {endpoint.kind: endpoint for endpoint in (*ENDPOINTS.values(), GEMINI_METHODS["generateContent"],
-                                                               GEMINI_METHODS["countTokens"])}
+                                                               GEMINI_METHODS["countTokens"],
+                                                               GEMINI_METHODS["embedContent"],
+                                                               GEMINI_METHODS["batchEmbedContents"])}
 
 
 def read_plan(metadata_context) -> dict | None:

@@ -74,8 +74,7 @@ class Attempt:
         """The body for this attempt's provider; raises Refused."""
         provider = backend.provider
         if self.translation is None:
-            if body.get("model") != backend.model and call.codec.model_in_body:
-                body = {**body, "model": backend.model}
+            body = call.codec.for_model(body, backend.model)
         else:
             notes = call.notes
             if notes is None:

@@ -18,13 +18,15 @@ from __future__ import annotations
 from ..dialects import codec_of, dialect_named
 from ..dialects.conversation import Notes, Refused, Target
 from .bridge import Bridge, BridgedStream
+from .embeddings import EmbeddingBridge
 
-__all__ = ["Bridge", "BridgedStream", "Notes", "Refused", "Target", "Translation", "translation_for"]
+__all__ = ["Bridge", "BridgedStream", "EmbeddingBridge", "Notes", "Refused", "Target", "Translation",
+           "translation_for"]
 
-Translation = Bridge
+Translation = Bridge | EmbeddingBridge
 
 
-def translation_for(caller: str, provider: str, kind: str) -> Bridge | None:
+def translation_for(caller: str, provider: str, kind: str) -> Translation | None:
     """The translation from a caller's dialect (and endpoint kind) to a provider's; None
     when they speak the same. Raises Refused for an endpoint the provider has no match for."""
     if caller == provider:
@@ -33,6 +35,11 @@ def translation_for(caller: str, provider: str, kind: str) -> Bridge | None:
     if kind == provider_dialect.generation_kind:
         return None                        # the same API, though the dialects' names differ
     caller_codec = codec_of(kind)
+    if caller_codec.embeds:
+        if not provider_dialect.embedding_kind:
+            raise Refused("model", f"This model's provider speaks {provider_dialect.described}, which has no "
+                                   "embeddings endpoint the gateway translates to.")
+        return EmbeddingBridge(caller, caller_codec, provider, codec_of(provider_dialect.embedding_kind))
     if not caller_codec.translates:
         raise Refused("model", f"This model's provider speaks {provider_dialect.described}, which has no "
                                f"{kind} endpoint; use /v1/chat/completions, /v1/responses or /v1/messages.")
