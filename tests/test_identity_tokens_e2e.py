@@ -177,7 +177,6 @@ BAD_TOKENS = {
     "tampered payload": _tampered,
     "unknown kid": lambda: token(STRANGER_KEY, "rsa-9"),
     "signed by another key, known kid": lambda: token(STRANGER_KEY, "rsa-1"),
-    "not a token": lambda: "not-a-key-nor.a.token",
 }
 
 
@@ -186,7 +185,7 @@ REFUSED_BECAUSE = {
     "expired": "Jwt is expired", "not yet valid": "Jwt not yet valid",
     "wrong audience": "Audiences in Jwt are not allowed", "wrong issuer": UNTRUSTED, "alg none": UNTRUSTED,
     "tampered payload": "Jwt verification fails", "signed by another key, known kid": "Jwt verification fails",
-    "unknown kid": "Jwks doesn't have key to match kid or alg from Jwt", "not a token": UNTRUSTED,
+    "unknown kid": "Jwks doesn't have key to match kid or alg from Jwt",
 }
 
 
@@ -204,6 +203,39 @@ def test_a_bad_token_is_refused_with_the_dialects_401(stack, case):
     body = anthropic_refused.json()
     assert body["type"] == "error" and body["error"]["type"] == "authentication_error"
     assert stack.received() == [] or all(bad not in json.dumps(r) for r in stack.received())
+
+
+NOT_JWTS = ["sk-wrong", "wrong-key-without-the-prefix", "not-a-key-nor.a.token", "a.b", "x"]
+
+
+@pytest.mark.parametrize("credential", NOT_JWTS)
+def test_a_credential_that_is_no_jwt_is_an_unknown_key_in_every_header(stack, credential):
+    """Whatever header brings it, a credential that is not a JWT is refused as an unknown
+    key in the caller's dialect: never with the identity provider's words ("Jwt is missing")."""
+    base = stack.base_url.removesuffix("/v1")
+    chat_body = {"model": "gpt-4o-mini", "max_tokens": 5, "messages": [{"role": "user", "content": "hi"}]}
+    gemini_body = {"contents": [{"role": "user", "parts": [{"text": "hi"}]}]}
+    attempts = [
+        ("openai", f"{base}/v1/chat/completions", {"authorization": f"Bearer {credential}"}, chat_body),
+        ("anthropic", f"{base}/v1/messages", {"x-api-key": credential, "anthropic-version": "2023-06-01"}, chat_body),
+        ("openai", f"{base}/openai/deployments/gpt-4o-mini/chat/completions?api-version=2024-10-21",
+         {"api-key": credential}, chat_body),
+        ("google", f"{base}/v1beta/models/gemini-2.5-flash:generateContent", {"x-goog-api-key": credential},
+         gemini_body),
+        ("google", f"{base}/v1beta/models/gemini-2.5-flash:generateContent?key={credential}", {}, gemini_body),
+    ]
+    for dialect, url, headers, body in attempts:
+        refused = httpx.post(url, headers=headers, json=body, timeout=30)
+        assert refused.status_code == 401, (url, refused.text)
+        assert "jwt" not in refused.text.lower(), (url, refused.text)
+        message = refused.json()["error"]["message"]          # where each dialect's shape has it
+        assert "unknown API key" in message, (url, message)
+        if dialect == "anthropic":
+            assert refused.json()["error"]["type"] == "authentication_error"
+        if dialect == "google":
+            assert refused.json()["error"]["status"] == "UNAUTHENTICATED"
+        if len(credential) > 3:
+            assert credential not in refused.text
 
 
 def test_a_key_published_later_in_the_jwks_is_picked_up(stack, jwks):

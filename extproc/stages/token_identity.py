@@ -20,6 +20,7 @@ user` budgets and MCP `users:` rules). A token without a subject is refused.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 
 from ..config.filter_config import VirtualKey
@@ -130,16 +131,33 @@ def _token_digest(payload) -> bytes:
     return hashlib.sha256(b"token\0" + text.encode()).digest()
 
 
+def looks_like_a_jwt(credential: str) -> bool:
+    """Three dot-separated parts, the first a base64url JSON object (a JWS header); the
+    signature may be empty (an unsigned token is a token, refused as one)."""
+    parts = credential.split(".")
+    if len(parts) != 3 or not parts[0] or not parts[1] or len(parts[0]) > 4096:
+        return False
+    try:
+        header = base64.urlsafe_b64decode(parts[0] + "=" * (-len(parts[0]) % 4))
+    except ValueError:
+        return False
+    return header.lstrip()[:1] == b"{"
+
+
 def token_refusal(metadata, presented: str, identity: IdentitySettings) -> GatewayError | None:
-    """The 401 for a bearer value that is neither a key nor a token Envoy verified."""
+    """The 401 for a bearer value that is neither a key nor a token Envoy verified. Only a
+    credential shaped like a JWT (three dot-separated parts) is refused as a token: any
+    other is an unknown key, whatever header brought it (Envoy's "Jwt is missing" for an
+    `x-api-key` is no news to its caller)."""
+    if not looks_like_a_jwt(presented) or (identity.jwt is not None and presented.startswith(identity.jwt.key_prefix)):
+        return None
     fields = _verified(metadata)
     failure = fields.get(JWT_FAILURE_KEY) if fields is not None else None
     if failure is not None and failure.WhichOneof("kind") == "struct_value":
         message = failure.struct_value.fields.get("message")
         why = message.string_value[:200] if message is not None else "invalid token"
         return GatewayError(401, "invalid_api_key", f"The bearer token was refused: {why}.")
-    jwt = identity.jwt
-    if jwt is not None and presented and not presented.startswith(jwt.key_prefix) and presented.count(".") == 2:
+    if identity.jwt is not None:
         # Envoy selects the provider by the token's issuer: one it does not trust leaves no failure.
         return GatewayError(401, "invalid_api_key",
                             "The bearer token was refused: no trusted identity provider issued it.")
