@@ -14,7 +14,6 @@ import re
 import httpx
 import orjson
 import pytest
-from gateway_stack import GatewayStack
 from any_json import error_of
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -70,14 +69,6 @@ SPLICES = [
     b"\\u0000",                 # an escaped NUL (JSON)
 ]
 _STRING = re.compile(rb'"(?:[^"\\]|\\.)*"')
-
-@pytest.fixture(scope="module")
-def gateway(tmp_path_factory):
-    """The quickstart, this module's own, with one worker (it starts sooner on a busy host)."""
-    stack = GatewayStack(tmp_path_factory.mktemp("gateway"), workers=1).start()
-    yield stack
-    stack.stop()
-
 
 
 def _strings(raw: bytes) -> list[tuple[int, int]]:

@@ -11,7 +11,6 @@ import httpx
 import orjson
 import pytest
 from any_json import error_of
-from gateway_stack import GatewayStack
 
 from extproc.api.request_bounds import MAX_ITEMS, MAX_PARTS, MAX_STOPS
 
@@ -48,14 +47,6 @@ CASES = [
     ("gemini stop sequences", "generationConfig.stopSequences", MAX_STOPS, GEMINI, "google",
      {"contents": [{"role": "user", "parts": [{"text": "hi"}]}], "generationConfig": {"stopSequences": ["x"] * MANY}}),
 ]
-
-
-@pytest.fixture(scope="module")
-def gateway(tmp_path_factory):
-    """The quickstart, this module's own, with one worker (it starts sooner on a busy host)."""
-    stack = GatewayStack(tmp_path_factory.mktemp("gateway"), workers=1).start()
-    yield stack
-    stack.stop()
 
 
 def _post(gateway, route: str, body: dict) -> httpx.Response:
