@@ -102,20 +102,19 @@ def test_a_worker_s_entries_are_written_behind_and_read_at_once(tmp_path):
 
 def test_a_worker_finds_another_worker_s_entries_without_querying_for_unknown_digests(tmp_path):
     """A worker queries the file only for digests it may hold: its own, and those another
-    worker wrote, learned within LEARN_S; a digest gone since is queried and not found."""
-    from extproc.store.known_digests import LEARN_S
+    worker wrote, learned at once when the file changed since its last read (else within
+    LEARN_S); a digest gone since is queried and not found."""
     path = str(tmp_path / "cache.sqlite3")
     first, second = SQLiteCache(path, 100_000), SQLiteCache(path, 100_000)
     queries: list[str] = []
     second._db.set_trace_callback(queries.append)
     try:
+        second._known._read_at = time.monotonic()            # as if it had just read the file
+        assert second.get("d-first") is None                  # nothing written: no query for it
+        assert not [q for q in queries if "SELECT value" in q]
         first.put("d-first", "team:a", "m", b"{}\n{}", 60)
         first.flush()
-        second._known._read_at = time.monotonic()            # as if it had just read the file
-        assert second.get("d-first") is None                  # not learned yet: no query made
-        assert not [q for q in queries if "SELECT value" in q]
-        time.sleep(LEARN_S + 0.05)
-        assert second.get("d-first") == b"{}\n{}"              # learned, then read
+        assert second.get("d-first") == b"{}\n{}"              # the file changed: learned at once, read
         assert second.get("never-written") is None
         assert sum("SELECT value" in q for q in queries) == 1  # the unknown digest cost no query
         first.purge(scope="team:a")

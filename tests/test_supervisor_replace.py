@@ -14,6 +14,7 @@ import pytest
 import yaml
 from gateway_stack import free_port, quickstart_config
 
+from extproc.config.envoy_mcp import AGGREGATOR_SECRET_ENV
 from extproc.config.filter_config import load_config
 from extproc.runtime.crash_loop import STABLE_AFTER_S, restart_delay
 from extproc.runtime.processes import connectable as _connectable
@@ -21,7 +22,10 @@ from extproc.runtime.supervisor import Supervisor
 
 
 @pytest.fixture
-def supervisor(tmp_path):
+def supervisor(tmp_path, monkeypatch):
+    # As under `extproc serve`: the combined MCP profile's aggregator needs the secret it
+    # shares with Envoy (the deployment's Secret), here one of the test's.
+    monkeypatch.setenv(AGGREGATOR_SECRET_ENV, "aggregator-secret-of-the-test-0123456789")
     config = quickstart_config()
     config["server"] = {"workers": 1, "admin": f"127.0.0.1:{free_port()}"}
     config.pop("mock_provider", None)

@@ -3,6 +3,7 @@ listen, Envoy's own validation. (Making one from a filter config: envoy_gen.py.)
 
 from __future__ import annotations
 
+import os
 import subprocess
 from importlib import resources
 from pathlib import Path
@@ -10,6 +11,7 @@ from pathlib import Path
 import yaml
 
 from .envoy_contract import ROUTE_HEADER
+from .envoy_mcp import AGGREGATOR_SECRET_ENV
 
 EXTPROC_CLUSTER = "extproc"
 
@@ -135,8 +137,12 @@ def write(envoy: dict, path: Path) -> Path:
 
 def validate(path: str) -> list[str]:
     """Envoy's own opinion (`envoy --mode validate`); returns problem lines."""
+    # Secrets Envoy reads from its environment (the MCP aggregator's) are the deployment's,
+    # not the checking machine's: a stand-in lets Envoy validate the rest.
+    env = {**os.environ, **{name: os.environ.get(name) or "stand-in-for-validation-0123456789"
+                            for name in (AGGREGATOR_SECRET_ENV,)}}
     result = subprocess.run([envoy_binary(), "--mode", "validate", "-c", path, "--log-level", "error"],
-                            capture_output=True, text=True, timeout=120)
+                            capture_output=True, text=True, timeout=120, env=env)
     if result.returncode == 0:
         return []
     lines = [line for line in (result.stderr + result.stdout).splitlines() if line.strip()]
