@@ -1,6 +1,6 @@
 """Spend by any dimension through real Envoy, on both stores: calls from two teams'
 agents (tags `x-gateway-tag-agent`, `-task`), both dialects, reported by
-`extproc usage --by ...` (table and --json) and the admin endpoint's /usage, the totals
+`extproc usage --by ...` (table and --json) and the admin API's /admin/usage, the totals
 exactly those of the log lines; a hostile tag cannot grow the store past the cap."""
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import anthropic
 import httpx
 import openai
 import pytest
-from gateway_stack import GatewayStack, quickstart_config
+from gateway_stack import GatewayStack, free_port, quickstart_config
 
 CHAT = [{"role": "user", "content": "count the tokens of this"}]
 
@@ -28,7 +28,24 @@ def _config(kind: str, redis_url: str | None) -> dict:
                           "max_values_per_dimension": 3}
     if kind == "redis":
         config["store"] = {"kind": "redis", "url": redis_url}
+    # Spend by dimension over HTTP: the admin API's, behind its token.
+    config.setdefault("identity", {})["admin_api"] = {"listen": "127.0.0.1:0", "token": {"env": "LLMGW_ADMIN_TOKEN"}}
     return config
+
+
+ADMIN_TOKEN = "admin-token-of-the-usage-tests-0123456789"
+
+
+def _stack(tmp_path, config: dict, **options) -> GatewayStack:
+    config["identity"]["admin_api"]["listen"] = f"127.0.0.1:{free_port()}"
+    stack = GatewayStack(tmp_path, config, env={"LLMGW_ADMIN_TOKEN": ADMIN_TOKEN}, **options)
+    stack.admin_api = f"http://{config['identity']['admin_api']['listen']}/admin"
+    return stack.start()
+
+
+def _admin_usage(stack: GatewayStack, params: dict) -> httpx.Response:
+    return httpx.get(f"{stack.admin_api}/usage", params=params, timeout=30,
+                     headers={"authorization": f"Bearer {ADMIN_TOKEN}"})
 
 
 async def _flush(url: str) -> None:
@@ -112,7 +129,7 @@ def _wait_for(stack: GatewayStack, by: str, expected: dict, timeout: float = 10)
 def test_spend_by_team_and_agent_is_what_the_log_lines_say(tmp_path, redis_url, kind):
     if kind == "redis":
         asyncio.run(_flush(redis_url))
-    stack = GatewayStack(tmp_path, _config(kind, redis_url), workers=2).start()
+    stack = _stack(tmp_path, _config(kind, redis_url), workers=2)
     try:
         ids = _calls(stack)
         records = [stack.wait_for_record(rid) for rid in ids]
@@ -133,7 +150,7 @@ def test_spend_by_team_and_agent_is_what_the_log_lines_say(tmp_path, redis_url, 
         # The table, and the admin endpoint's JSON, say the same.
         table = _usage(stack, "--by", "team,tag:agent")
         assert table.returncode == 0 and "research" in table.stdout and "planner" in table.stdout
-        admin = httpx.get(f"{stack.admin_url}/usage", params={"by": "team,tag:agent", "window": "day"}).json()
+        admin = _admin_usage(stack, {"by": "team,tag:agent", "window": "day"}).json()
         assert _reported(admin) == planner
         month = _usage(stack, "--by", "team", "--window", "month", "--json")
         assert sum(r["requests"] for r in json.loads(month.stdout)["rows"]) == len(ids)
@@ -142,7 +159,7 @@ def test_spend_by_team_and_agent_is_what_the_log_lines_say(tmp_path, redis_url, 
 
 
 def test_a_hostile_tag_lands_in_other_and_unmetered_dimensions_are_refused(tmp_path, redis_url):
-    stack = GatewayStack(tmp_path, _config("sqlite", None)).start()
+    stack = _stack(tmp_path, _config("sqlite", None))
     try:
         alice = openai.OpenAI(base_url=stack.base_url, api_key="sk-demo-alice", max_retries=0)
         for index in range(8):                              # the cap is 3 distinct values
@@ -161,7 +178,7 @@ def test_a_hostile_tag_lands_in_other_and_unmetered_dimensions_are_refused(tmp_p
         assert refused.returncode == 2 and "metering.dimensions" in refused.stderr
         bad = _usage(stack, "--by", "colour")
         assert bad.returncode == 2 and "Unknown dimension 'colour'" in bad.stderr
-        answer = httpx.get(f"{stack.admin_url}/usage", params={"by": "colour"})
+        answer = _admin_usage(stack, {"by": "colour"})
         assert answer.status_code == 400 and "colour" in answer.json()["error"]["message"]
     finally:
         stack.stop()
