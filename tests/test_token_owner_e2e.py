@@ -55,32 +55,37 @@ def _post(stack, bearer: str, path: str, body: dict) -> httpx.Response:
     return httpx.post(f"{stack.base_url}{path}", json=body, timeout=30, headers={"authorization": f"Bearer {bearer}"})
 
 
-ANN = token("corp", "u-ann")
-IMPOSTOR = token("partner", "p-4711")          # the same e-mail, another person
+# Made when a test runs (a token made at collection would have expired by then).
+def ann() -> str:
+    return token("corp", "u-ann")
+
+
+def impostor() -> str:                          # the same e-mail, another person
+    return token("partner", "p-4711")
 RESPONSE = {"model": "gpt-4o-mini", "max_output_tokens": 16}
 
 
 def test_the_same_email_from_another_issuer_does_not_continue_a_stored_response(stack):
-    first = _post(stack, ANN, "/responses", {**RESPONSE, "input": "my secret plan"})
+    first = _post(stack, ann(), "/responses", {**RESPONSE, "input": "my secret plan"})
     assert first.status_code == 200, first.text
     response_id = first.json()["id"]
-    refused = _post(stack, IMPOSTOR, "/responses", {**RESPONSE, "input": "what did I say?",
+    refused = _post(stack, impostor(), "/responses", {**RESPONSE, "input": "what did I say?",
                                                     "previous_response_id": response_id})
     assert refused.status_code == 404, refused.text
     assert refused.json()["error"]["code"] == "response_not_found"
     fetched = httpx.get(f"{stack.base_url}/responses/{response_id}", timeout=30,
-                        headers={"authorization": f"Bearer {IMPOSTOR}"})
+                        headers={"authorization": f"Bearer {impostor()}"})
     assert fetched.status_code == 404, fetched.text
-    followed = _post(stack, ANN, "/responses", {**RESPONSE, "input": "and then?", "previous_response_id": response_id})
+    followed = _post(stack, ann(), "/responses", {**RESPONSE, "input": "and then?", "previous_response_id": response_id})
     assert followed.status_code == 200, followed.text
 
 
 def test_the_callers_name_is_the_email_and_their_ids_differ(stack):
-    ann = _post(stack, ANN, "/chat/completions", {"model": "gpt-4o-mini", "max_tokens": 5,
-                                                  "messages": [{"role": "user", "content": "hi"}]})
-    other = _post(stack, IMPOSTOR, "/chat/completions", {"model": "gpt-4o-mini", "max_tokens": 5,
+    mine = _post(stack, ann(), "/chat/completions", {"model": "gpt-4o-mini", "max_tokens": 5,
+                                                   "messages": [{"role": "user", "content": "hi"}]})
+    other = _post(stack, impostor(), "/chat/completions", {"model": "gpt-4o-mini", "max_tokens": 5,
                                                          "messages": [{"role": "user", "content": "hi"}]})
-    records = [stack.wait_for_record(answer.headers["x-request-id"]) for answer in (ann, other)]
+    records = [stack.wait_for_record(answer.headers["x-request-id"]) for answer in (mine, other)]
     assert [r["user"] for r in records] == [EMAIL, EMAIL]
     ids = [r["key_id"] for r in records]
     assert ids[0] != ids[1] and all(i.startswith("token:") and EMAIL not in i for i in ids), ids
