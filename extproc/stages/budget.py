@@ -148,13 +148,18 @@ class BudgetPrecheck(Stage):
 
     async def _look(self, charges: list[Charge], now: float) -> None:
         """Refuses the call when the store says a counter has spent its limit."""
+        looked = self.looked
+        if len(looked) > 10_000:
+            looked.clear()
+        # One read in flight serves a burst: the calls that come meanwhile leave the
+        # decision to Budget, which is exact (80 calls at once would be 80 reads, each
+        # before the scan, on a loaded store).
+        for charge in charges:
+            looked[charge.counter] = now + STORE_LOOK_S
         try:
             spent = await maybe_await(self.store.spent([charge.counter for charge in charges]))
         except StoreUnavailable:
             return
-        looked = self.looked
-        if len(looked) > 10_000:
-            looked.clear()
         for charge in charges:
             if spent.get(charge.counter, 0.0) >= charge.limit.limit:
                 code = _refusal_code(charge)
@@ -164,8 +169,8 @@ class BudgetPrecheck(Stage):
                                                 **ratelimit_headers(charges, remaining, now)})
                 self.memory.remember(charge, {charge.counter: 0.0}, refusal, now)
                 raise refusal
-            if spent.get(charge.counter, 0.0) < charge.limit.limit * NEAR_END:
-                looked[charge.counter] = now + STORE_LOOK_S     # far from its end: trusted a while
+            if spent.get(charge.counter, 0.0) >= charge.limit.limit * NEAR_END:
+                looked[charge.counter] = 0.0                    # near its end: read again next call
 
 
 class Budget(Stage):
