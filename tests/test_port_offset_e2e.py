@@ -23,12 +23,12 @@ from extproc.config.local_ports import PORT_OFFSET_ENV
 OFFSETS = (2000, 3100)
 
 
-def up(workdir: Path, offset: int) -> tuple[subprocess.Popen, Path]:
-    stderr = workdir / f"up-{offset}.stderr"
+def up(workdir: Path, offset: int, name: str = "") -> tuple[subprocess.Popen, Path]:
+    stderr = workdir / f"up-{offset}{name}.stderr"
     env = {k: v for k, v in os.environ.items() if k != PORT_OFFSET_ENV}
     process = subprocess.Popen([sys.executable, "-m", "extproc", "up", "--port-offset", str(offset),
                                 "--workers", "1", "--state-dir", str(workdir / f"state-{offset}")],
-                               stdout=open(workdir / f"up-{offset}.log", "wb"), stderr=open(stderr, "wb"),
+                               stdout=open(workdir / f"up-{offset}{name}.log", "wb"), stderr=open(stderr, "wb"),
                                env={**env, "PYTHONUNBUFFERED": "1"}, cwd=str(workdir))
     return process, stderr
 
@@ -101,7 +101,7 @@ def test_each_quickstart_answers_on_its_own_ports(two_quickstarts, offset):
 
 
 def test_a_port_in_use_is_one_line_naming_it_and_the_flag(two_quickstarts):
-    process, stderr = up(two_quickstarts, OFFSETS[0])
+    process, stderr = up(two_quickstarts, OFFSETS[0], "-again")
     try:
         assert process.wait(timeout=60) != 0
     finally:

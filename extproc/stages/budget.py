@@ -68,6 +68,7 @@ EXHAUSTED_MEMORY_S = 5.0
 # A counter the store found with room is not read again for this long: a caller another
 # worker (or replica) found exhausted is refused here within it, without a read per call.
 STORE_LOOK_S = 0.5
+STORE_LOOK_MIN_BYTES = 16_384       # bodies smaller than this are scanned in well under a millisecond
 # Past this share of its limit a counter is read at every call (as Budget reserves each
 # call in the store near a budget's end): the call that exhausts it is the last scanned.
 NEAR_END = 0.9
@@ -111,7 +112,7 @@ class BudgetPrecheck(Stage):
     be read leaves the decision to Budget (and its fail mode)."""
 
     name = "budget_precheck"
-    reads = frozenset({"body", "endpoint", "key"})
+    reads = frozenset({"body", "endpoint", "key", "raw_body"})
     writes = frozenset()
 
     def __init__(self, exhausted: ExhaustedCounters, store=None) -> None:
@@ -131,6 +132,9 @@ class BudgetPrecheck(Stage):
             return
         now = time.time()
         unread = None
+        # The store is asked only for a body whose scan costs more than the read: a small
+        # one goes on to Budget, which decides exactly, without a round trip before it.
+        look = store is not None and len(call.raw_body) >= STORE_LOOK_MIN_BYTES
         for charge in plan_charges(limits, call.key, 0, 0.0, now, 0.0):
             held = exhausted.get(charge.counter) if exhausted else None
             if held is not None:
@@ -139,7 +143,7 @@ class BudgetPrecheck(Stage):
                     raise GatewayError(refusal.status, refusal.code, refusal.message,
                                        headers={**refusal.headers, "retry-after": str(_retry_after(charge, now))})
                 del exhausted[charge.counter]
-            if store is not None and charge.limit.kind != "concurrent" and looked.get(charge.counter, 0.0) <= now:
+            if look and charge.limit.kind != "concurrent" and looked.get(charge.counter, 0.0) <= now:
                 if unread is None:
                     unread = []
                 unread.append(charge)
