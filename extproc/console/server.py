@@ -21,6 +21,7 @@ from urllib.parse import parse_qs, urlencode
 
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
+from ..config.files import file_signature, settled_signature
 from ..config.filter_config import GatewayConfig, load_config
 from ..guardrails.config import detectors_not_made
 from ..yamltree import ConfigError
@@ -49,7 +50,7 @@ class Console:
     def __init__(self, config: GatewayConfig, run_operation: Callable) -> None:
         assert config.console is not None
         self.config = config
-        self._stat = _stat(config.path)
+        self._stat = file_signature(config.path)
         self._lock = threading.Lock()
         self.reloads: list[dict] = [{"at": time.time(), "result": "started", "version": config.version,
                                      "problems": []}]
@@ -64,7 +65,7 @@ class Console:
     def current_config(self) -> GatewayConfig:
         """The config in force: read again when its file changes, as the workers read it
         (runtime/reload.py; same environment, same checks), each reading in `reloads`."""
-        stat = _stat(self.config.path)
+        stat = settled_signature(self.config.path, self._stat)
         if stat is not None and stat != self._stat:
             with self._lock:
                 if stat != self._stat:
@@ -294,11 +295,3 @@ def start_console(config: GatewayConfig, run_operation: Callable) -> ThreadingHT
 
 def query_string(**params) -> str:
     return urlencode({k: v for k, v in params.items() if v not in (None, "")}, doseq=True)
-
-
-def _stat(path: str) -> tuple | None:
-    try:
-        stat = os.stat(path)
-    except OSError:
-        return None
-    return stat.st_ino, stat.st_mtime_ns, stat.st_size

@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import time
 from collections.abc import Iterator
 
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from ..config.files import file_signature, settled_signature
 from ..config.filter_config import GatewayConfig, load_config
 from ..yamltree import ConfigError
 from ..store import open_store
@@ -35,7 +35,7 @@ class BudgetRemaining(Collector):
 
     def __init__(self, config: GatewayConfig) -> None:
         self._config = config
-        self._config_stat = _stat(config.path)
+        self._config_stat = file_signature(config.path)
         self._store = None
         self._store_settings = None
 
@@ -64,7 +64,7 @@ class BudgetRemaining(Collector):
         yield family
 
     def _current_config(self) -> GatewayConfig:
-        stat = _stat(self._config.path)
+        stat = settled_signature(self._config.path, self._config_stat)
         if stat is not None and stat != self._config_stat:
             self._config_stat = stat
             try:
@@ -105,14 +105,6 @@ def _scope_values(limit: Limit, config: GatewayConfig) -> set[str]:
     keys = config.keys_by_hash.values()
     return {"key": {k.id for k in keys}, "user": {k.user for k in keys}, "team": {k.team for k in keys},
             "global": {"*"}}[limit.scope]
-
-
-def _stat(path: str) -> tuple | None:
-    try:
-        stat = os.stat(path)
-    except OSError:
-        return None
-    return stat.st_ino, stat.st_mtime_ns, stat.st_size
 
 
 def _close(store) -> None:

@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 
+from ..config.files import SETTLE_SECONDS, file_signature
 from ..config.filter_config import GatewayConfig, load_config
 from ..yamltree import ConfigError
 from ..observability import metrics
@@ -22,12 +22,6 @@ from ..observability import metrics
 log = logging.getLogger("extproc.reload")
 
 
-def _signature(path: str) -> tuple | None:
-    try:
-        stat = os.stat(path)
-    except OSError:
-        return None
-    return stat.st_ino, stat.st_dev, stat.st_mtime_ns, stat.st_size
 
 
 def watched_files(config: GatewayConfig) -> tuple[str, ...]:
@@ -38,19 +32,22 @@ def watched_files(config: GatewayConfig) -> tuple[str, ...]:
 async def watch_config(path: str, apply, config: GatewayConfig, interval: float = 1.0) -> None:
     """Calls apply(new_config) whenever `path`, or a credential file it names, changes
     and the config is valid."""
-    seen = _signature(path)
-    credentials = {file: _signature(file) for file in watched_files(config)}
+    seen = file_signature(path)
+    credentials = {file: file_signature(file) for file in watched_files(config)}
     while True:
         await asyncio.sleep(interval)
-        current = _signature(path)
+        current = file_signature(path)
         if current is None:
             if seen is not None:
                 log.error("config file %s disappeared; keeping the config in force", path)
                 metrics.config_reloads.labels("missing").inc()
             seen = None
             continue
-        rotated = {file: _signature(file) for file in credentials}
+        rotated = {file: file_signature(file) for file in credentials}
         if current == seen and rotated == credentials:
+            continue
+        await asyncio.sleep(SETTLE_SECONDS)     # a file written in place: read it once its writer is done
+        if file_signature(path) != current or {file: file_signature(file) for file in credentials} != rotated:
             continue
         seen, credentials = current, rotated
         try:
@@ -64,7 +61,7 @@ async def watch_config(path: str, apply, config: GatewayConfig, interval: float 
             log.exception("config reload failed")
             metrics.config_reloads.labels("invalid").inc()
             continue
-        credentials = {file: _signature(file) for file in watched_files(config)}
+        credentials = {file: file_signature(file) for file in watched_files(config)}
         apply(config)
         metrics.config_reloads.labels("ok").inc()
         log.warning("config reloaded: version %s", config.version)
