@@ -22,8 +22,6 @@ from ..observability import metrics
 log = logging.getLogger("extproc.reload")
 
 
-
-
 def watched_files(config: GatewayConfig) -> tuple[str, ...]:
     """The credential files a config reads (the config file itself is watched apart)."""
     return tuple(sorted({p.credential_file for p in config.providers.values() if p.credential_file}))
