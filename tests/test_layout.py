@@ -26,14 +26,16 @@ ALLOWED = {
     "observability": {"yamltree"},
     "store": {"yamltree", "transport.eager"},
     "guardrails": {"api", "dialects", "plugin_api", "yamltree"},
-    "config": {"api", "credentials", "dialects", "guardrails", "observability", "store", "yamltree"},   # each section's own parser
+    "runs": set(),                                     # what a run is: pure, below everything that uses it
+    "config": {"api", "credentials", "dialects", "guardrails", "observability", "runs", "store", "yamltree"},   # each section's own parser
     "mock": {"api"},
     "translate": {"api", "dialects"},
     "pipeline": {"api", "config", "dialects", "observability"},
-    "stages": {"api", "config", "dialects", "guardrails", "observability", "pipeline", "store", "translate", "transport.eager"},
-    "console": {"config", "guardrails", "store", "yamltree"},    # the supervisor hands it the key operation
-    "runtime": {"api", "config", "console", "credentials", "dialects", "guardrails", "observability", "pipeline", "stages",
-                "store", "translate", "transport", "yamltree"},
+    "stages": {"api", "config", "dialects", "guardrails", "observability", "pipeline", "runs", "store", "translate",
+               "transport.eager"},
+    "console": {"config", "guardrails", "runs", "store", "yamltree"},    # the supervisor hands it the key operation
+    "runtime": {"api", "config", "console", "credentials", "dialects", "guardrails", "observability", "pipeline", "runs",
+                "stages", "store", "translate", "transport", "yamltree"},
 }
 
 

@@ -14,7 +14,7 @@ import orjson
 from ..api import anthropic, anthropic_schema
 from ..api.provider_json import dumps
 from ..api.usage import Usage
-from . import messages_answer, messages_request, messages_stream
+from . import messages_answer, messages_request, messages_stream, tool_turns
 from .base import Codec, Dialect, TextPiece, Translating
 
 
@@ -110,6 +110,9 @@ class Messages(Translating, Codec):
         blocks = body.get("content") if body.get("type") == "message" else [body.get("content_block")]
         return [block["name"] for block in blocks or () if isinstance(block, dict)
                 and block.get("type") == "tool_use" and isinstance(block.get("name"), str)]
+
+    def last_tool_calls(self, body: dict) -> list[tuple[str, str]]:
+        return tool_turns.messages_last_tool_calls(body)
 
     def final_usage(self, event: dict) -> dict | None:
         usage = event.get("usage") if event.get("type") == "message_delta" else None

@@ -195,6 +195,11 @@ class Codec:
         """Tool names an answer (or one streamed event) calls."""
         return []
 
+    def last_tool_calls(self, body: dict) -> list[tuple[str, str]]:
+        """(name, arguments) of the tool calls a request carries back with their results,
+        no user turn after them (tool_turns.py); loop stopping counts them."""
+        return []
+
     def final_usage(self, event: dict) -> dict | None:
         """The usage object of the event that carries a stream's final usage, else None."""
         return None

@@ -17,7 +17,7 @@ import orjson
 
 from ..api.openai import GEMINI_COUNT_KIND
 from ..api.usage import Usage
-from . import gemini_answer, gemini_request, gemini_schema, gemini_stream
+from . import gemini_answer, gemini_request, gemini_schema, gemini_stream, tool_turns
 from .base import Codec, Dialect, Translating
 from .gemini_answer import error_body, usage_from
 
@@ -162,6 +162,9 @@ class GenerateContent(Translating, Codec):
     def called_tools(self, body: dict) -> list[str]:
         return [part["functionCall"]["name"] for part in _parts(body)
                 if isinstance(part.get("functionCall"), dict) and isinstance(part["functionCall"].get("name"), str)]
+
+    def last_tool_calls(self, body: dict) -> list[tuple[str, str]]:
+        return tool_turns.gemini_last_tool_calls(body)
 
 
 class CountContentTokens(GenerateContent):

@@ -15,7 +15,7 @@ import orjson
 from ..api import openai, openai_schema
 from ..api.providers import CHAT_PATH
 from ..api.usage import Usage
-from . import chat_answer, chat_request, chat_stream, openai_stream
+from . import chat_answer, chat_request, chat_stream, openai_stream, tool_turns
 from .base import Codec, Dialect, TextPiece, Translating, keep_tools
 from .embedding import EmbeddingAnswer, EmbeddingRequest
 
@@ -109,6 +109,9 @@ class Chat(Translating, _OpenAICodec):
 
     def called_tools(self, body: dict) -> list[str]:
         return openai_stream.called_tools(body)
+
+    def last_tool_calls(self, body: dict) -> list[tuple[str, str]]:
+        return tool_turns.chat_last_tool_calls(body)
 
     def stream_pieces(self, event: dict) -> list[TextPiece]:
         return openai_stream.chat_pieces(event)

@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any, Iterable, Iterator
 
 from ..api.provider_json import dumps
-from . import responses_answer, responses_request, responses_stream
+from . import responses_answer, responses_request, responses_stream, tool_turns
 from .base import TextPiece, Translating
 from .openai import OpenAI, _OpenAICodec, function_tool_name
 from ..api import openai, openai_schema
@@ -48,6 +48,9 @@ class Responses(Translating, _OpenAICodec):
         items = body.get("output") or ([body.get("item")] if body.get("item") else [])
         return [item["name"] for item in items if isinstance(item, dict)
                 and item.get("type") == "function_call" and isinstance(item.get("name"), str)]
+
+    def last_tool_calls(self, body: dict) -> list[tuple[str, str]]:
+        return tool_turns.responses_last_tool_calls(body)
 
     def final_usage(self, event: dict) -> dict | None:
         if event.get("type") != "response.completed":

@@ -36,7 +36,7 @@ class Call:
         "response_in_body", "stream_passed_through", "envoy_features", "sent_bytes", "provider_kind",
         "translation", "stream_translation",
         "tags", "verdicts", "log_fields", "notes", "response_json", "response_id", "ratelimit_headers",
-        "output_reserved", "sent_output_tokens", "json_passing_by", "provider_answer", "mcp", "cache", "_prompt_tokens",
+        "output_reserved", "sent_output_tokens", "json_passing_by", "provider_answer", "mcp", "cache", "run", "_prompt_tokens",
         "_owned",
     )
 
@@ -99,6 +99,8 @@ class Call:
         self.provider_answer = None          # a JSON answer as the provider wrote it, parsed
         self.mcp = None                      # an MCP call's state (stages/mcp/gate.py)
         self.cache = None                    # the response cache's part in the call (stages/cache_lookup.py)
+        self.run = None                      # runs.Run: the agent run the call belongs to (stages/runs.py,
+                                             # stages/mcp/gate.py), None when nothing names one
         self._prompt_tokens: int | None = None
         self._owned: dict[type, Any] = {}
 

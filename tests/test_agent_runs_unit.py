@@ -1,0 +1,89 @@
+"""Agent runs, in process: the run identity (extproc/runs/identity.py), the tool calls a
+request carries back in each dialect (dialects/tool_turns.py) and their digests."""
+
+from __future__ import annotations
+
+import json
+
+from extproc.dialects import codec_of
+from extproc.runs import Run, recognise
+from extproc.runs.identity import NAME_CHARS
+from extproc.runs.loops import MAX_COUNTED, ToolCall, counted, digest_of
+
+
+def test_the_run_header_names_a_run_scoped_by_key():
+    mine = recognise("alice", {"x-gateway-run": "task-1"})
+    assert isinstance(mine, Run) and mine.name == "task-1" and mine.source == "x-gateway-run"
+    assert len(mine.id) == 24 and all(c in "0123456789abcdef" for c in mine.id)
+    assert recognise("alice", {"x-gateway-run": "task-1"}).id == mine.id
+    assert recognise("bob", {"x-gateway-run": "task-1"}).id != mine.id      # never another key's run
+    assert recognise("alice", {"x-gateway-run": "task-2"}).id != mine.id
+    assert recognise("alice", {}) is None and recognise("", {"x-gateway-run": "t"}) is None
+
+
+def test_agents_own_session_headers_and_body_fields():
+    claude = recognise("k", {"user-agent": "claude-cli/2.1.197 (external, cli)", "x-claude-code-session-id": "s1"})
+    assert claude.client == "claude-code" and claude.source == "x-claude-code-session-id"
+    codex = recognise("k", {"user-agent": "codex_cli_rs/0.169.0 (Linux)", "session-id": "s2"})
+    assert codex.client == "codex" and codex.name == "s2"
+    by_body = recognise("k", {"user-agent": "codex_cli_rs/0.169.0"}, {"prompt_cache_key": "s2"})
+    assert by_body.id == codex.id and by_body.source == "body:prompt_cache_key"
+    # An unrecognised client's session header still counts; its body field does not.
+    assert recognise("k", {"x-claude-code-session-id": "s1"}).id == claude.id
+    assert recognise("k", {}, {"prompt_cache_key": "s2"}) is None
+    # The run header wins over the agent's, and the same value is the same run.
+    named = recognise("k", {"user-agent": "claude-cli/2", "x-claude-code-session-id": "other",
+                            "x-gateway-run": "s1"})
+    assert named.id == claude.id and named.source == "x-gateway-run"
+    assert recognise("k", {}, mcp_session="abc").source == "mcp-session-id"
+
+
+def test_any_bytes_or_length_gives_a_bounded_id_and_name():
+    for value in ("x" * 100_000, "caf\u00e9 \udcff\x00|\n", "a|b|c"):
+        run = recognise("k", {"x-gateway-run": value})
+        assert len(run.id) == 24 and run.name.startswith("sha256:") and len(run.name) == 23
+    assert recognise("k", {"x-gateway-run": "a" * NAME_CHARS}).name == "a" * NAME_CHARS
+
+
+def _chat(tail):
+    return {"model": "m", "messages": [{"role": "user", "content": "list files"}, *tail]}
+
+
+def test_chat_tool_calls_carried_back():
+    call = {"role": "assistant", "tool_calls": [{"id": "1", "type": "function",
+                                                 "function": {"name": "shell", "arguments": "{\"cmd\":\"ls\"}"}}]}
+    codec = codec_of("chat")
+    assert codec.last_tool_calls(_chat([call, {"role": "tool", "tool_call_id": "1", "content": "a b"}])) == \
+        [("shell", "{\"cmd\":\"ls\"}")]
+    assert codec.last_tool_calls(_chat([call])) == []          # no result yet: not carried back
+    assert codec.last_tool_calls(_chat([call, {"role": "tool", "content": "x"},
+                                        {"role": "user", "content": "now"}])) == []   # a new user turn
+    assert codec.last_tool_calls({"messages": "junk"}) == [] and codec.last_tool_calls({}) == []
+
+
+def test_responses_messages_and_gemini_tool_calls_carried_back():
+    responses = {"input": [{"type": "message", "role": "user", "content": "hi"},
+                           {"type": "reasoning", "summary": []},
+                           {"type": "function_call", "name": "exec_command", "arguments": "{\"cmd\":\"ls\"}",
+                            "call_id": "c"},
+                           {"type": "function_call_output", "call_id": "c", "output": "a"}]}
+    assert codec_of("responses").last_tool_calls(responses) == [("exec_command", "{\"cmd\":\"ls\"}")]
+    assert codec_of("responses").last_tool_calls({"input": "hi"}) == []
+    messages = {"messages": [{"role": "user", "content": "hi"},
+                             {"role": "assistant", "content": [{"type": "text", "text": "ok"},
+                                                               {"type": "tool_use", "id": "t", "name": "Bash",
+                                                                "input": {"b": 1, "a": 2}}]},
+                             {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "t"}]}]}
+    assert codec_of("messages").last_tool_calls(messages) == [("Bash", json.dumps({"a": 2, "b": 1},
+                                                                                   separators=(",", ":")))]
+    gemini = {"contents": [{"role": "user", "parts": [{"text": "hi"}]},
+                           {"role": "model", "parts": [{"functionCall": {"name": "ls", "args": {"d": "."}}}]},
+                           {"role": "user", "parts": [{"functionResponse": {"name": "ls", "response": {}}}]}]}
+    assert codec_of("generate_content").last_tool_calls(gemini) == [("ls", "{\"d\":\".\"}")]
+
+
+def test_digests_count_distinct_calls_bounded():
+    a, b = ToolCall("shell", "{\"cmd\":\"ls\"}"), ToolCall("shell", "{\"cmd\":\"pwd\"}")
+    assert digest_of(a) != digest_of(b) and len(digest_of(a)) == 16
+    assert counted([a, a, b]) == {digest_of(a): "shell", digest_of(b): "shell"}
+    assert len(counted([ToolCall("t", str(i)) for i in range(100)])) == MAX_COUNTED
