@@ -94,7 +94,7 @@ def test_chart_objects_validate_strictly(rendered, label):
 def test_defaults_apply_on_any_cluster(rendered):
     kinds = sorted(name_of(o) for o in rendered["defaults"]["objects"])
     assert kinds == sorted([
-        "ConfigMap/gw-llm-gateway-config", "Deployment/gw-llm-gateway", "Deployment/gw-llm-gateway-redis",
+        "ConfigMap/gw-llm-gateway-config", "Deployment/gw-llm-gateway", "StatefulSet/gw-llm-gateway-redis",
         "HorizontalPodAutoscaler/gw-llm-gateway", "NetworkPolicy/gw-llm-gateway", "NetworkPolicy/gw-llm-gateway-redis",
         "PodDisruptionBudget/gw-llm-gateway", "Service/gw-llm-gateway", "Service/gw-llm-gateway-redis",
         "ServiceAccount/gw-llm-gateway"])           # no CRD kind (ServiceMonitor) unless asked for
@@ -201,6 +201,47 @@ def test_all_off_renders_only_the_pod(rendered):
     assert deployment["spec"]["template"]["spec"]["serviceAccountName"] == "default"
 
 
+def _redis_persists(redis: dict) -> bool:
+    """The Redis's append-only file lives on a PersistentVolumeClaim of its StatefulSet."""
+    pod = redis["spec"]["template"]["spec"]
+    [container] = pod["containers"]
+    args = container["args"]
+    [mount] = [m for m in container["volumeMounts"] if m["mountPath"] == "/data"]
+    claims = {c["metadata"]["name"]: c for c in redis["spec"].get("volumeClaimTemplates", [])}
+    return (args[args.index("--appendonly") + 1] == "yes" and args[args.index("--dir") + 1] == "/data"
+            and mount["name"] in claims and mount["name"] not in {v["name"] for v in pod.get("volumes", [])})
+
+
+def test_the_bundled_redis_keeps_its_counters_across_restarts(rendered):
+    """A Redis restart must not reset every budget: its append-only file on a volume claim."""
+    redis = _one(rendered["defaults"]["objects"], "StatefulSet", "gw-llm-gateway-redis")
+    assert _redis_persists(redis)
+    [claim] = redis["spec"]["volumeClaimTemplates"]
+    assert claim["spec"]["resources"]["requests"]["storage"] == "1Gi"
+    assert "storageClassName" not in claim["spec"]                       # the cluster's default
+    assert redis["spec"]["serviceName"] == "gw-llm-gateway-redis"
+    assert "WARNING" not in rendered["defaults"]["files"]["llm-gateway/templates/NOTES.txt"]
+
+
+def test_an_ephemeral_bundled_redis_is_a_choice_the_notes_warn_of():
+    values = {"redis": {"persistence": {"enabled": False}}}
+    with _helm().Chart.load(str(CHART)) as chart:
+        files = chart.render(values, name=RELEASE, namespace=NAMESPACE, is_install=True)
+    objects = [o for path, text in sorted(files.items()) if path.endswith(".yaml") for o in documents(text)]
+    assert problems_of(objects) == []
+    redis = _one(objects, "StatefulSet", "gw-llm-gateway-redis")
+    assert not _redis_persists(redis) and "volumeClaimTemplates" not in redis["spec"]
+    assert {"name": "data", "emptyDir": {}} in redis["spec"]["template"]["spec"]["volumes"]
+    assert "resets every budget" in files["llm-gateway/templates/NOTES.txt"]
+    with _helm().Chart.load(str(CHART)) as chart:
+        files = chart.render({"redis": {"persistence": {"storageClass": "fast-ssd", "size": "5Gi"}}},
+                             name=RELEASE, namespace=NAMESPACE, is_install=True)
+    redis = _one([o for path, t in files.items() if path.endswith(".yaml") for o in documents(t)],
+                 "StatefulSet", "gw-llm-gateway-redis")
+    assert redis["spec"]["volumeClaimTemplates"][0]["spec"]["storageClassName"] == "fast-ssd"
+    assert redis["spec"]["volumeClaimTemplates"][0]["spec"]["resources"]["requests"]["storage"] == "5Gi"
+
+
 def test_install_notes_name_the_urls(rendered):
     notes = rendered["defaults"]["files"]["llm-gateway/templates/NOTES.txt"]
     assert f"http://gw-llm-gateway.{NAMESPACE}.svc/v1" in notes
@@ -211,7 +252,8 @@ def test_install_notes_name_the_urls(rendered):
      "missing property 'key'"),
     ({"keys": [{"id": "a", "key": "sk-plain", "key_sha256": "0" * 64}]}, "/keys/0"),
     ({"redis": {"failMode": "sometimes"}}, "/redis/failMode"),
-], ids=["secret-ref-without-key", "plain-key", "fail-mode"])
+    ({"redis": {"persistence": {"enabled": True, "size": "lots"}}}, "/redis/persistence/size"),
+], ids=["secret-ref-without-key", "plain-key", "fail-mode", "persistence-size"])
 def test_values_schema_refuses_bad_values(values, refusal):
     """values.schema.json: `helm install` stops on these before anything reaches the cluster."""
     with _helm().Chart.load(str(CHART)) as chart:

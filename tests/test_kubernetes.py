@@ -81,6 +81,25 @@ def test_production_overlays_set_namespace_and_image(built, directory):
     assert "registry.example.com/platform/llm-gateway:0.1.0" in images and "llm-gateway:0.1.0" not in images
 
 
+@pytest.mark.parametrize("directory", ["k8s/base", "k8s/overlays/production"])
+def test_the_redis_keeps_its_counters_across_restarts(built, directory):
+    """A Redis without persistence resets every budget when it restarts: the manifests' Redis
+    is a StatefulSet whose append-only file is on a PersistentVolumeClaim."""
+    objects = _objects(built, directory)
+    [redis] = [o for o in objects if o["metadata"]["name"] == "llm-gateway-redis" and o["kind"] != "Service"
+               and o["kind"] != "NetworkPolicy"]
+    assert redis["kind"] == "StatefulSet" and redis["spec"]["serviceName"] == "llm-gateway-redis"
+    pod = redis["spec"]["template"]["spec"]
+    [container] = pod["containers"]
+    args = container["args"]
+    assert args[args.index("--appendonly") + 1] == "yes" and args[args.index("--dir") + 1] == "/data"
+    [mount] = [m for m in container["volumeMounts"] if m["mountPath"] == "/data"]
+    [claim] = redis["spec"]["volumeClaimTemplates"]
+    assert claim["metadata"]["name"] == mount["name"] and not pod.get("volumes")
+    assert claim["spec"]["accessModes"] == ["ReadWriteOnce"]
+    assert pod["terminationGracePeriodSeconds"] >= 30            # time to write the file out on SIGTERM
+
+
 def test_servicemonitor_scrapes_the_gateway(built):
     # A CRD (Prometheus Operator): no offline schema; check what the operator needs.
     objects = _objects(built, "k8s/overlays/production-prometheus-operator")
