@@ -96,8 +96,10 @@ def main(argv: list[str] | None = None) -> None:
 
     from .runtime.keys_cli import add_keys_parser
     from .runtime.token_cli import add_token_parser
+    from .runtime.mcp_pins_cli import add_mcp_parser
     add_keys_parser(commands)
     add_token_parser(commands)
+    add_mcp_parser(commands)
 
     # The supervisor's own commands: run by `up` and `serve`, never listed in --help.
     public = [action.dest for action in commands._choices_actions]
@@ -458,6 +460,11 @@ def cmd_token(args) -> int:
     return token(args)
 
 
+def cmd_mcp(args) -> int:
+    from .runtime.mcp_pins_cli import cmd_mcp as mcp
+    return mcp(args)
+
+
 def cmd_mcp_aggregator(args) -> int:
     from .runtime.mcp_aggregator import serve
     with detectors_not_made():                  # it calls MCP servers; the workers guard their results
@@ -480,4 +487,4 @@ def cmd_worker(args) -> int:
 
 _COMMANDS = {"up": cmd_up, "serve": cmd_serve, "mock-provider": cmd_mock, "mock-mcp": cmd_mock_mcp, "check": cmd_check,
              "usage": cmd_usage, "cache": cmd_cache, "keys": cmd_keys, "token": cmd_token, "worker": cmd_worker, "drain": cmd_drain,
-             "envoy-config": cmd_envoy_config, "mcp-aggregator": cmd_mcp_aggregator}
+             "envoy-config": cmd_envoy_config, "mcp-aggregator": cmd_mcp_aggregator, "mcp": cmd_mcp}

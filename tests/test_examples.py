@@ -99,7 +99,7 @@ def test_curl(gateway):
 
 def test_mcp_tools(gateway):
     out = ok(run(gateway, "mcp_tools.py"))
-    assert "tools: echo, get_time, fetch_note, lookup_contact" in out
+    assert "tools: echo, get_time, fetch_note, lookup_contact, send_email" in out
     assert "echo: Mail me at [EMAIL]" in out                    # redacted before the server
     assert "quarantined" in out and "'prompt-injection'" in out and "attacker" not in out
     out = ok(run(gateway, "mcp_tools.py", key="sk-demo-bob"))

@@ -25,7 +25,8 @@ from extproc.config.envoy_mcp import AGGREGATOR_SECRET_ENV
 from extproc.credentials.google import DEMO_SERVICE_ACCOUNT_ENV, demo_service_account
 
 SECRET = "aggregator-secret-for-this-test-0123456789"
-OPS_AND_DEMO = {"demo_echo", "demo_get_time", "demo_fetch_note", "demo_lookup_contact", "ops_add", "ops_shout"}
+OPS_AND_DEMO = {"demo_echo", "demo_get_time", "demo_fetch_note", "demo_lookup_contact", "demo_send_email", "ops_add",
+                "ops_shout"}
 
 
 class ServeStack:

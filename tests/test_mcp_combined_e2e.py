@@ -19,7 +19,7 @@ from mcp.shared.exceptions import McpError
 from test_mcp_e2e import (ACCEPT, ALICE, BOB, INIT, call, post, session_run, tool_names,
                           upstream_requests)
 
-DEMO = {"demo_echo", "demo_get_time", "demo_fetch_note", "demo_lookup_contact"}
+DEMO = {"demo_echo", "demo_get_time", "demo_fetch_note", "demo_lookup_contact", "demo_send_email"}
 OPS = {"ops_add", "ops_shout"}
 
 

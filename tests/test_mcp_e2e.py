@@ -19,7 +19,7 @@ from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.exceptions import McpError
 
 ALICE, BOB = "sk-demo-alice", "sk-demo-bob"
-DEMO_TOOLS = {"echo", "get_time", "fetch_note", "lookup_contact"}
+DEMO_TOOLS = {"echo", "get_time", "fetch_note", "lookup_contact", "send_email"}
 ACCEPT = {"accept": "application/json, text/event-stream", "content-type": "application/json"}
 
 

@@ -110,11 +110,13 @@ def _config(server: HostileServer) -> dict:
     config = quickstart_config()
     config["mcp"]["servers"]["hostile"] = {"url": f"http://127.0.0.1:{server.port}/mcp",
                                            "credential": {"value": "hostile-token"}}
-    config["mcp"]["profiles"]["hostile"] = {"server": "hostile", "access": {"default": "*"}}
+    # Unpinned: every scripted tool list is read by the guardrails, none hidden as changed.
+    config["mcp"]["profiles"]["hostile"] = {"server": "hostile", "access": {"default": "*"}, "pin_tools": False}
     config["mcp"]["profiles"]["hostile-strict"] = {"server": "hostile", "access": {"default": "*"},
-                                                   "results": {"on_block": "error"}}
+                                                   "results": {"on_block": "error"}, "pin_tools": False}
     # Through the aggregator: the same stages govern what it relays.
-    config["mcp"]["profiles"]["mixed"] = {"servers": ["hostile", "demo"], "access": {"default": "*"}}
+    config["mcp"]["profiles"]["mixed"] = {"servers": ["hostile", "demo"], "access": {"default": "*"},
+                                          "pin_tools": False}
     return config
 
 

@@ -16,6 +16,7 @@
           failover_urls: [http://127.0.0.1:10120/mcp]   # replicas Envoy fails over to, in order
           credential: {env: DEMO_MCP_TOKEN}     # injected by the gateway; callers never see it
           credential_header: authorization      # sent as "Bearer <credential>" (else the raw value)
+          labels: {fetch_note: [untrusted_content], send_email: [egress]}   # mcp_taint.py
       profiles:
         demo:                        # served at /mcp/demo
           server: demo               # or `servers: [demo, ops]`: their tools, each named
@@ -27,6 +28,8 @@
             keys: {}
             default: []              # everyone else: no tool ("*" for all, a list for some)
           rate_limit: {calls_per_minute: 60, scope: key}   # tool calls, per key (user, team)
+          pin_tools: true            # the first tools/list of each server pinned; a tool
+                                     # changed or added later hidden until approved
           results:
             guardrails: [prompt-injection]   # run on tool results (default: every rule of the
                                              # caller's policy that reads text)
@@ -46,6 +49,7 @@ from ..store.limits import Limit
 from .providers import Secret, _credential
 from ..yamltree import Node
 from .local_ports import port_offset, shift_address
+from .mcp_taint import NO_LABELS, TaintPolicy, labels_of, parse_labels, parse_taint
 
 ALL = None      # an allowlist of every tool
 SEPARATOR = "_"  # a combined profile's tool is "<server>_<tool>"
@@ -59,6 +63,7 @@ class McpServer:
     credential: Secret | None
     credential_header: str
     failover_urls: tuple[str, ...] = ()     # tried in order when the ones before fail (Envoy)
+    labels: Mapping[str, frozenset[str]] = field(default_factory=dict)   # tool -> labels (mcp_taint.py)
 
     @property
     def path(self) -> str:
@@ -88,6 +93,7 @@ class McpProfile:
     result_guardrails: tuple[Guardrail, ...] | None  # None: the caller's policy's text rules
     on_block: str                              # quarantine | error
     rate_limit: Limit | None = None            # tool calls per minute, per key/user/team
+    pin_tools: bool = True                     # tool definitions pinned (store/tool_pins.py)
 
     @property
     def combined(self) -> bool:
@@ -107,6 +113,15 @@ class McpProfile:
             if tool.startswith(server.name + SEPARATOR):
                 return server.name
         return None
+
+    def labels_of(self, tool: str) -> frozenset[str]:
+        """The labels the config gives a tool of this profile (named as the profile names it)."""
+        if not self.combined:
+            return labels_of(self.servers[0].labels, tool) if self.servers[0].labels else NO_LABELS
+        for server in self.servers:
+            if server.labels and tool.startswith(server.name + SEPARATOR):
+                return labels_of(server.labels, tool[len(server.name) + 1:])
+        return NO_LABELS
 
     def allowed_tools(self, key) -> tuple[frozenset[str] | None, str]:
         """The tools `key` may call here (None: every tool the profile exposes) and the
@@ -145,6 +160,7 @@ class McpSettings:
     # The gateway's URLs as MCP clients reach it ("https://host[:port]"), which OAuth
     # discovery names (stages/mcp_discovery.py); none: loopback hosts only.
     public_urls: tuple[str, ...] = ()
+    taint: TaintPolicy = TaintPolicy()         # what a tainted run may still do (mcp_taint.py)
 
     @property
     def combined_profiles(self) -> tuple[McpProfile, ...]:
@@ -157,7 +173,7 @@ def parse_mcp(node: Node, guardrails: GuardrailSettings, strict_credentials: boo
     policies = [guardrails.default, *(guardrails.by_team or {}).values(), *(guardrails.by_key or {}).values()]
     rules = {rule.name: rule for policy in policies for rule in policy}
     node.only_keys("servers", "profiles", "max_message_bytes", "aggregator", "oauth_scopes",
-                   "public_urls")
+                   "public_urls", "taint")
     scopes = tuple(entry.str() for entry in node.get("oauth_scopes").elements())
     for entry, scope in zip(node.get("oauth_scopes").elements(), scopes):
         if not scope or any(ch in scope for ch in ' "\\') or not scope.isprintable():
@@ -180,7 +196,7 @@ def parse_mcp(node: Node, guardrails: GuardrailSettings, strict_credentials: boo
                        max_message_bytes=node.get("max_message_bytes").number(1_048_576, integer=True,
                                                                               minimum=1024),
                        aggregator=_aggregator(node.get("aggregator")), oauth_scopes=scopes,
-                       public_urls=tuple(public_urls))
+                       public_urls=tuple(public_urls), taint=parse_taint(node.get("taint")))
 
 
 def _aggregator(node: Node) -> McpAggregator:
@@ -203,7 +219,7 @@ def _aggregator(node: Node) -> McpAggregator:
 
 
 def _server(name: str, node: Node, strict: bool) -> McpServer:
-    node.only_keys("url", "failover_urls", "credential", "credential_header")
+    node.only_keys("url", "failover_urls", "credential", "credential_header", "labels")
     url = node.get("url").str()
     parsed = urlparse(url)
     if parsed.scheme not in ("http", "https") or not parsed.hostname:
@@ -216,12 +232,12 @@ def _server(name: str, node: Node, strict: bool) -> McpServer:
     source, secret = ("", None) if node.get("credential").missing else _credential(node.get("credential"), strict)
     return McpServer(name=name, url=url, cluster=f"mcp_{name}".replace("-", "_"), credential=secret,
                      credential_header=node.get("credential_header").str("authorization").lower(),
-                     failover_urls=failover)
+                     failover_urls=failover, labels=parse_labels(node.get("labels")))
 
 
 def _profile(name: str, node: Node, servers: Mapping[str, McpServer],
              rules: Mapping[str, Guardrail]) -> McpProfile | None:
-    node.only_keys("server", "servers", "tools", "access", "results", "rate_limit")
+    node.only_keys("server", "servers", "tools", "access", "results", "rate_limit", "pin_tools")
     chosen_servers = _profile_servers(node, servers)
     if chosen_servers is None:
         return None
@@ -247,7 +263,7 @@ def _profile(name: str, node: Node, servers: Mapping[str, McpServer],
         default=_tools(access.get("default"), frozenset()),
         result_guardrails=chosen,
         on_block=results.get("on_block").choice(("quarantine", "error"), "quarantine"),
-        rate_limit=_rate_limit(name, node.get("rate_limit")))
+        rate_limit=_rate_limit(name, node.get("rate_limit")), pin_tools=node.get("pin_tools").bool(True))
     if profile.combined:
         _check_prefixed(profile, node)
     return profile

@@ -7,6 +7,9 @@ refusals and quarantine at once.
   fetch_note(note_id) a note as a poisoned web page or ticket would carry it: its text holds
                       a prompt-injection payload aimed at the agent reading it
   lookup_contact(name) a directory entry with an e-mail address (PII in a tool result)
+  send_email(to, subject, body)  "sends" an e-mail (nothing leaves: the demo's egress
+                      tool, which the quickstart's labels take from a run that read a
+                      contact and a poisoned note)
 
 A listener with `tools: ops` serves a second, smaller set instead (the quickstart combines
 both servers in one profile):
@@ -90,6 +93,11 @@ def build_server(listener: McpListener):
         """A colleague's e-mail address from the directory."""
         address = CONTACTS.get(name.lower())
         return f"{name}: {address}" if address else f"No contact named {name!r}."
+
+    @server.tool()
+    def send_email(to: str, subject: str, body: str = "") -> str:
+        """Sends an e-mail (the demo sends nothing: it says what it would have sent)."""
+        return f"E-mail to {to} queued: {subject!r} ({len(body)} characters)."
 
     return server
 

@@ -18,6 +18,8 @@ outcome; never a key.
   GET  /admin/usage?by=DIM[,DIM...]&window=day     spend by dimension (usage_report.py)
   GET  /admin/cache/stats?scope=S&model=M          the response cache (cache_admin.py)
   POST /admin/cache/purge?scope=S&model=M
+  GET  /admin/mcp/pending?profile=P                MCP tools waiting for approval (mcp_pins_cli.py)
+  POST /admin/mcp/approve            {"profile", "tool"} (no tool: every pending tool of the profile)
 """
 
 from __future__ import annotations
@@ -31,12 +33,13 @@ import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Callable
-from urllib.parse import unquote
+from urllib.parse import parse_qs, unquote
 
 from ..config.filter_config import GatewayConfig
 from ..store import StoreUnavailable, open_store
 from ..store.keys import KeyBook, KeyProblem
 from .keys_cli import run_operation
+from .mcp_pins_cli import audit as mcp_audit, run_on_store as mcp_tools_on_store
 from .processes import serve
 
 MAX_BODY = 64 * 1024
@@ -84,6 +87,8 @@ def start_keys_admin(config: GatewayConfig, usage: Callable[[str], tuple[int, by
             path, _, query = self.path.partition("?")
             if path in _REPORTS:
                 return self._report(method, path, query)
+            if path.startswith("/admin/mcp/"):
+                return self._mcp_tools(method, path, query)
             action, key_id = _route(method, path)
             if action is None:
                 return self._answer(404, {"error": {"message": "no such admin endpoint", "type": "not_found",
@@ -118,6 +123,36 @@ def start_keys_admin(config: GatewayConfig, usage: Callable[[str], tuple[int, by
             self._send(status, data)
             _audit(self.headers.get("x-admin-user", "")[:64] or "unknown", self.client_address[0], action, None,
                    status)
+
+        def _mcp_tools(self, method: str, path: str, query: str) -> None:
+            """Tool definitions waiting for approval (mcp_pins_cli.py)."""
+            action = {("GET", "/admin/mcp/pending"): "pending", ("POST", "/admin/mcp/approve"): "approve"}.get(
+                (method, path))
+            if action is None:
+                return self._answer(404, {"error": {"message": "no such admin endpoint", "type": "not_found",
+                                                    "code": "not_found"}}, "unknown", None)
+            if not self._authorized():
+                return self._answer(401, {"error": {"message": "the admin token is missing or wrong",
+                                                    "type": "authentication_error", "code": "invalid_admin_token"}},
+                                    f"mcp_{action}", None)
+            try:
+                request = self._body() if method == "POST" else {}
+                profile = request.get("profile") if method == "POST" else \
+                    (parse_qs(query).get("profile") or [None])[0]
+                tool = request.get("tool")
+                if not isinstance(profile, (str, type(None))) or not isinstance(tool, (str, type(None))):
+                    raise KeyProblem("profile and tool are strings")
+                answer = mcp_tools_on_store(config, action, profile, tool)
+            except KeyProblem as problem:
+                return self._answer(404 if action == "approve" else 400, {"error": {
+                    "message": str(problem), "type": "invalid_request_error", "code": "invalid_request"}},
+                    f"mcp_{action}", None)
+            except StoreUnavailable:
+                return self._answer(503, {"error": {"message": "the store is unavailable", "type": "api_error",
+                                                    "code": "gateway_error"}}, f"mcp_{action}", None)
+            if action == "approve":
+                mcp_audit("admin_api", self.headers.get("x-admin-user", "")[:64] or "unknown", answer["approved"])
+            self._answer(200, answer, f"mcp_{action}", None)
 
         def _authorized(self) -> bool:
             scheme, _, presented = self.headers.get("authorization", "").partition(" ")

@@ -17,6 +17,7 @@ from .meter import Meter
 from .mcp.answer import McpAnswer
 from .mcp.gate import McpGate
 from .mcp.record import McpRecord
+from .mcp.run_tools import RunTools
 from .mcp.trace import McpSpan
 from .one_message import OneMessageResponse
 from .pass_through import PassThroughStream
@@ -92,7 +93,8 @@ def _kept(config: GatewayConfig, calls: CallLog | None) -> CallLog | None:
 def build_mcp_pipeline(config: GatewayConfig, store=None, calls: CallLog | None = None) -> Pipeline:
     """For MCP profiles' routes (/mcp/<profile>): identity, tool policy and rate limits,
     guardrails on arguments and results, the call's span, the audit line."""
-    return Pipeline([McpGate(store), McpAnswer(),
+    tools = RunTools(store) if store is not None else None     # shared by the gate and the answer
+    return Pipeline([McpGate(store, tools), McpAnswer(tools),
                      *([McpSpan()] if config.observability.tracing is not None else []),
                      McpRecord(calls=_kept(config, calls))])
 

@@ -33,6 +33,7 @@ from ...pipeline.call import Call
 from ...pipeline.stage import Stage
 from .gate import SESSION_HEADER, McpState, wrap_session
 from .guard import Reading, guard_strings, read_json, read_message
+from .run_tools import RunTools
 
 log = logging.getLogger("extproc.mcp")
 # The id is the caller's own (an answer with another is withheld), and a redaction would
@@ -54,6 +55,9 @@ class McpAnswer(Stage):
     reads = frozenset({"key", "mcp", "model_name", "request_id"})
     writes = frozenset({"status", "verdicts"})
 
+    def __init__(self, tools: RunTools | None = None) -> None:
+        self.tools = tools              # taint across the run, pinned definitions
+
     def response_headers(self, call: Call, headers: dict[str, str], end_of_stream: bool) -> None:
         # Envoy's own reply to a request the service never saw (a body over Envoy's
         # buffer limit is refused by a filter before ext_proc): nothing to govern.
@@ -72,6 +76,13 @@ class McpAnswer(Stage):
         state = call.mcp
         if state is None or not chunk or state.profile is None:
             return None
+        answer = await self._answer(call, state, chunk)
+        if self.tools is not None and state.rpc_method == "tools/call" and state.outcome != "blocked":
+            # Before the caller reads the result: its next call finds the run marked.
+            await self.tools.after_call(call, state, quarantined=state.outcome == "quarantined")
+        return answer
+
+    async def _answer(self, call: Call, state: McpState, chunk: bytes) -> bytes | None:
         if state.answer == "sse":
             return await self._events(call, state, chunk)
         try:
@@ -175,7 +186,10 @@ class McpAnswer(Stage):
             if state.rpc_method == "initialize":
                 changed = _narrow_capabilities(result)
             elif state.rpc_method == "tools/list":
-                changed = _filter_tools(state, result)
+                # The profile's whole list is pinned, whoever asks; then what this caller may see.
+                if self.tools is not None:
+                    changed = await self.tools.filter_list(call, state, result)
+                changed = _filter_tools(state, result) or changed
             if state.rpc_method == "tools/call" and result.get("isError") is True:
                 state.outcome = state.outcome or "tool_error"
         reading = read_message(message, _NOT_READ)

@@ -35,12 +35,14 @@ from ...config.mcp import McpProfile
 from ...pipeline.call import Call
 from ...observability import metrics
 from ...pipeline.errors import GatewayError
+from ...runs import recognise
 from ...store import StoreUnavailable, maybe_await
 from ...store.limits import plan_charges
 from ...pipeline.stage import ImmediateAnswer, Stage
 from ..admission import CALLER_CREDENTIAL_HEADERS, Admission, open_call, without_query_key
 from .discovery import WELL_KNOWN, challenge, metadata_answer
 from .guard import Reading, guard_strings, read_json
+from .run_tools import RunTools
 
 SESSION_HEADER = "mcp-session-id"
 # Methods a profile passes to its server as they are: the handshake, liveness, the
@@ -71,6 +73,8 @@ class McpState:
     answer: str = ""                    # json | sse | other
     answered: bool = False              # the answer held the response to the caller's request
     verdicts: list = field(default_factory=list)
+    run: str = ""                       # the id of the agent run the call belongs to (runs.recognise)
+    decisions: list = field(default_factory=list)   # the run's tool policy (run_tools.py)
 
 
 class McpError(GatewayError):
@@ -107,10 +111,11 @@ def state_of(call: Call) -> McpState:
 class McpGate(Stage):
     name = "mcp_gate"
     reads = frozenset({"headers", "model_name", "raw_body"})
-    writes = frozenset({"key", "mcp", "method", "path", "query", "request_id", "verdicts"})
+    writes = frozenset({"key", "mcp", "method", "path", "query", "request_id", "run", "verdicts"})
 
-    def __init__(self, store=None) -> None:
+    def __init__(self, store=None, tools: RunTools | None = None) -> None:
         self.store = store              # the budget store: tool-call rate limits
+        self.tools = tools              # taint across the run, pinned definitions
         self.admission = Admission()    # the model API's callers are the tools' callers
 
     def request_headers(self, call: Call, end_of_stream: bool) -> None:
@@ -174,6 +179,9 @@ class McpGate(Stage):
                              "Session not found for this caller; initialize a new session.")
             state.session = True
             call.reply.set_headers[SESSION_HEADER] = server_session
+        # The agent run: the caller's x-gateway-run or agent session header, else this MCP session.
+        call.run = recognise(call.key.id, headers, mcp_session=presented)
+        state.run = call.run.id if call.run is not None else ""
         if injected:
             call.reply.set_headers[injected] = profile.server.credential_value()
         if call.method == "POST" and end_of_stream:
@@ -243,6 +251,12 @@ class McpGate(Stage):
             raise refuse(state, "refused", 200, jsonrpc.FORBIDDEN,
                          f"The tool '{name[:MAX_LOGGED]}' is not allowed for this caller "
                          f"(policy: mcp profile '{profile.name}', {state.policy}).")
+        if self.tools is not None:
+            refused = await self.tools.check_call(call, state)
+            if refused is not None:
+                outcome, why = refused
+                raise refuse(state, outcome, 500 if outcome == "gateway_error" else 200,
+                             jsonrpc.INTERNAL_ERROR if outcome == "gateway_error" else jsonrpc.FORBIDDEN, why)
         if profile.rate_limit is not None and self.store is not None:
             await self._rate_limit(call, state)
         arguments = params.get("arguments")

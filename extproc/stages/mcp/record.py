@@ -60,6 +60,10 @@ class McpRecord(Stage):
             "guardrails": call.verdicts,
             "config_version": call.config.version,
         }
+        if state.run:
+            record["run"] = state.run
+        if state.decisions:                    # the run's tool policy (run_tools.py)
+            record["decisions"] = state.decisions
         logged = call.log_fields
         if "trace_id" in logged:               # tracing configured (stages/trace.py log_trace)
             record["trace_id"] = logged["trace_id"]

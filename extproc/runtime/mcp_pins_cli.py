@@ -1,0 +1,166 @@
+"""`extproc mcp pending | approve`: MCP tool definitions waiting for an operator.
+
+A profile pins the tools of each server's first `tools/list`; a tool whose definition
+changed since, or a new one, is hidden from callers and refused until approved
+(store/tool_pins.py). `pending` lists them with what changed; `approve PROFILE TOOL`
+(or `--all`) makes the definition last seen the tool's pin, so it is listed and called
+again. Straight on the store the gateway uses (`--state-dir`, or the config's Redis), or
+through a running gateway's admin API with `--admin URL` (`GET /admin/mcp/pending`,
+`POST /admin/mcp/approve`). Each approval writes one audit line on stdout.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sys
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+
+from ..config import envoy_config
+from ..config.filter_config import GatewayConfig, load_config
+from ..guardrails.config import detectors_not_made
+from ..store import StoreUnavailable, open_store
+from ..store.tool_pins import approve, pending_tools
+from ..yamltree import ConfigError
+from .keys_cli import ADMIN_TOKEN_ENV, admin_token_from
+from ..store.keys import KeyProblem
+
+
+def add_mcp_parser(commands) -> None:
+    mcp = commands.add_parser("mcp", help="MCP tool definitions waiting for approval (pending, approve)")
+    actions = mcp.add_subparsers(dest="action", required=True)
+
+    def common(parser) -> None:
+        parser.add_argument("--state-dir", help="the state dir `extproc up` uses (SQLite store)")
+        parser.add_argument("--config", help="filter config whose store to use (default: the shipped quickstart)")
+        parser.add_argument("--admin", help="a running gateway's admin URL: through its API")
+        parser.add_argument("--admin-token-file", help=f"file holding the admin token (else ${ADMIN_TOKEN_ENV})")
+        parser.add_argument("--json", action="store_true", help="print JSON")
+
+    pending = actions.add_parser("pending", help="tools hidden until approved, with what changed")
+    pending.add_argument("profile", nargs="?", help="only this profile's")
+    common(pending)
+    approving = actions.add_parser("approve", help="pin a pending tool's definition: it is shown and called again")
+    approving.add_argument("profile")
+    approving.add_argument("tool", nargs="?", help="the tool, as the profile names it")
+    approving.add_argument("--all", action="store_true", help="every pending tool of the profile")
+    common(approving)
+
+
+async def mcp_operation(store, action: str, profile: str | None, tool: str | None) -> dict:
+    if action == "pending":
+        return {"pending": await pending_tools(store, profile)}
+    if not profile:
+        raise KeyProblem("approve needs the profile")
+    approved = await approve(store, profile, tool)
+    if not approved:
+        raise KeyProblem(f"nothing of profile {profile!r} waits for approval"
+                         + (f" under the name {tool!r}" if tool else ""))
+    return {"approved": approved}
+
+
+def run_on_store(config: GatewayConfig, action: str, profile: str | None, tool: str | None) -> dict:
+    async def run() -> dict:
+        store = open_store(config.store, patient=True)
+        try:
+            return await mcp_operation(store, action, profile, tool)
+        finally:
+            closing = store.close()
+            if asyncio.iscoroutine(closing):
+                await closing
+    return asyncio.run(run())
+
+
+def cmd_mcp(args) -> int:
+    if args.action == "approve" and not args.tool and not args.all:
+        print("extproc mcp approve: name the tool, or --all for every pending tool of the profile", file=sys.stderr)
+        return 2
+    tool = None if args.action == "pending" or args.all else args.tool
+    try:
+        answer = _through_admin(args, tool) if args.admin else _on_store(args, tool)
+    except KeyProblem as problem:
+        print(f"extproc mcp {args.action}: {problem}", file=sys.stderr)
+        return 2
+    except StoreUnavailable as error:
+        print(f"extproc mcp {args.action}: the store is unavailable: {error}", file=sys.stderr)
+        return 1
+    if answer is None:
+        return 2
+    if args.action == "approve" and not args.admin:
+        audit("cli", os.environ.get("USER", "unknown"), answer["approved"])
+    _print(args, answer)
+    return 0
+
+
+def _on_store(args, tool: str | None) -> dict | None:
+    if args.state_dir:
+        os.environ["LLMGW_STATE_DIR"] = args.state_dir
+    try:
+        with detectors_not_made():
+            config = load_config(args.config or envoy_config.shipped("config/quickstart.yaml"),
+                                 strict_credentials=False)
+    except ConfigError as error:
+        for line in error.problems:
+            print(line, file=sys.stderr)
+        return None
+    return run_on_store(config, args.action, args.profile, tool)
+
+
+def _through_admin(args, tool: str | None) -> dict:
+    token = admin_token_from(args.admin_token_file)
+    if not token:
+        raise KeyProblem(f"--admin needs the admin token: --admin-token-file FILE or ${ADMIN_TOKEN_ENV}")
+    base = args.admin.rstrip("/") + "/admin/mcp"
+    if args.action == "pending":
+        query = f"?profile={urllib.parse.quote(args.profile)}" if args.profile else ""
+        request = urllib.request.Request(base + "/pending" + query, method="GET")
+    else:
+        body = json.dumps({"profile": args.profile, "tool": tool}).encode()
+        request = urllib.request.Request(base + "/approve", data=body, method="POST")
+    request.add_header("authorization", f"Bearer {token}")
+    request.add_header("content-type", "application/json")
+    request.add_header("x-admin-user", os.environ.get("USER", "unknown"))
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        try:
+            message = json.loads(error.read())["error"]["message"]
+        except (ValueError, KeyError, TypeError):
+            message = error.reason
+        raise KeyProblem(f"the admin API answered {error.code}: {message}") from None
+    except (urllib.error.URLError, OSError) as error:
+        raise KeyProblem(f"cannot reach the admin API at {args.admin}: {error}") from None
+
+
+def audit(via: str, who: str, approved: list[dict]) -> None:
+    """One line per approved tool, beside the gateway's other audit lines (JSON on stdout)."""
+    for entry in approved:
+        line = {"ts": time.time(), "audit": "mcp_tool_approved", "via": via, "who": who[:64],
+                "profile": entry["profile"], "tool": entry["tool"], "reason": entry["reason"],
+                "digest": entry["digest"], "diff": entry["diff"]}
+        sys.stdout.write(json.dumps(line) + "\n")
+    sys.stdout.flush()
+
+
+def _print(args, answer: dict) -> None:
+    if args.json:
+        print(json.dumps(answer, indent=2))
+        return
+    if args.action == "pending":
+        if not answer["pending"]:
+            print("No tool waits for approval.")
+        for entry in answer["pending"]:
+            print(f"{entry['profile']}  {entry['tool']}  ({entry['reason']}, seen "
+                  f"{time.strftime('%Y-%m-%d %H:%M:%S', time.gmtime(entry['seen'] or 0))} UTC)")
+            for field, change in entry["diff"].items():
+                if isinstance(change, dict):
+                    print(f"    {field}: {change['was']!r} -> {change['now']!r}")
+        return
+    for entry in answer["approved"]:
+        changed = "a new tool" if entry["diff"].get("new") else "changed: " + ", ".join(entry["diff"])
+        print(f"Approved {entry['profile']}/{entry['tool']} ({changed}); callers see it from their next tools/list.")
