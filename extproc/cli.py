@@ -96,9 +96,12 @@ def main(argv: list[str] | None = None) -> None:
 
     from .runtime.keys_cli import add_keys_parser
     from .runtime.token_cli import add_token_parser
+    from .runtime.runs_cli import add_runs_parser, cmd_runs
     from .runtime.mcp_pins_cli import add_mcp_parser
     add_keys_parser(commands)
     add_token_parser(commands)
+    add_runs_parser(commands)
+    _COMMANDS["runs"] = cmd_runs
     add_mcp_parser(commands)
 
     # The supervisor's own commands: run by `up` and `serve`, never listed in --help.

@@ -21,6 +21,7 @@ from .identity import CATCH_ALL_TEAM
 from .identity import IdentitySettings, parse_identity
 from ..store.cache_settings import CacheSettings, parse_cache
 from ..store.caps import CapSettings, parse_caps
+from .runs import RunSettings, parse_runs
 from ..store.meters import CACHE_SET, MeteringSettings, meter_set, parse_metering
 from .mcp import McpSettings, parse_mcp
 from .models import Model, parse_model, qualified_model
@@ -91,6 +92,7 @@ class GatewayConfig:
     identity: IdentitySettings = IdentitySettings()
     metering: MeteringSettings = MeteringSettings()
     caps: CapSettings = CapSettings()
+    runs: RunSettings = RunSettings()          # agent runs' limits and loop stopping (config/runs.py)
     cache: CacheSettings = CacheSettings()
     mock_provider: Mapping | None = None
     mcp: McpSettings = McpSettings()
@@ -122,7 +124,7 @@ def load_config(path: str, *, strict_credentials: bool = True) -> GatewayConfig:
     shift_config(root.value, port_offset())          # `extproc up --port-offset N`
     root.only_keys("version", "server", "mock_provider", "providers", "models", "keys",
                    "budgets", "rate_limits", "store", "guardrails", "observability", "identity",
-                   "metering", "caps", "mcp", "cache", "console")
+                   "metering", "caps", "mcp", "cache", "console", "runs")
     with open(path, "rb") as handle:
         digest = hashlib.sha256(handle.read()).hexdigest()[:12]
     label = root.get("version").str("")
@@ -156,6 +158,7 @@ def load_config(path: str, *, strict_credentials: bool = True) -> GatewayConfig:
         identity=identity,
         metering=metering,
         caps=parse_caps(root.get("caps")),
+        runs=parse_runs(root.get("runs")),
         cache=cache,
         mock_provider=root.get("mock_provider").value if not root.get("mock_provider").missing else None,
         mcp=parse_mcp(root.get("mcp"), guardrails, strict_credentials),

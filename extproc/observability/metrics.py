@@ -136,3 +136,9 @@ mcp_calls = Counter(
 trace_spans = Counter(
     "gateway_trace_spans", "Call spans by what became of them (observability.tracing): exported, "
     "dropped_queue_full (the collector slower than the calls), dropped_export_failed.", ["result"])
+runs = Counter(
+    "gateway_runs", "Agent runs by what became of them: started (a run's first call written to the store), "
+    "stopped_loop (429 agent_loop), stopped_limit (a run limit reached).", ["outcome"])
+run_cost_usd = Counter(
+    "gateway_run_cost_usd", "Spend in USD of calls that belong to an agent run, by the agent (client) "
+    "the gateway recognised (\"\" when none).", ["client"])

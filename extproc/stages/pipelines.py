@@ -24,6 +24,7 @@ from .pass_through import PassThroughStream
 from .record import Record
 from .resolve import ParseRequest, ResolveModel
 from .route import Route
+from .runs import RecogniseRun, RunLimits, RunSettle, worker_run_log
 from .scan_allowance import ScanAllowance, ScanCharge, ScanLedger
 from .stored_responses import RememberResponse, StoredResponses
 from .trace import CallSpan
@@ -50,6 +51,7 @@ def build_pipeline(config: GatewayConfig, store=None, cut_streams: WorkerCutStre
     return Pipeline([
         Admission(),
         ParseRequest(),
+        RecogniseRun(),                      # the agent run: from the key, headers and body
         StoredResponses(store),              # routes a stored response's calls at their headers;
                                              # a `previous_response_id` must be the caller's (body)
         ResolveModel(),
@@ -59,6 +61,7 @@ def build_pipeline(config: GatewayConfig, store=None, cut_streams: WorkerCutStre
         ScanCharge(scans),                   # the scan's time, charged to the key
         *([Budget(store, config.store, exhausted)] if budgets else []),
         *([SpendCaps(store, config.caps, config.store)] if caps else []),
+        *([RunLimits(store, config.runs, config.store.lease_seconds)] if budgets and config.runs.enforced else []),
         *([CacheLookup(cache)] if caching else []),   # after every check that may refuse the call
                                              # (a hit counts as a request), before Route
         Route(),
@@ -73,6 +76,7 @@ def build_pipeline(config: GatewayConfig, store=None, cut_streams: WorkerCutStre
         GuardResponse(),
         *([CallSpan()] if config.observability.tracing is not None else []),   # done after CallCost's
         *([BudgetSettle(store)] if budgets else []),   # ...which settling needs
+        *([RunSettle(store, worker_run_log(), config.runs)] if budgets else []),   # after CallCost: the cost
         *([SessionSettle(store)] if caps and config.caps.session and store is not None else []),
         *([CacheStore(cache)] if caching else []),   # done after GuardResponse's; before Meter, Record
         *([Meter(store, config.metering)] if store is not None and config.metering.sets else []),

@@ -1,0 +1,114 @@
+"""The `runs` section: limits per agent run and loop stopping (stages/runs.py applies them).
+
+    runs:
+      ttl_hours: 24                  # a run's counters live this long after its first call
+      limits:                        # every entry that applies to a run counts it
+      - name: alice-run
+        scope: key                   # key | user | team | global, as budgets
+        match: alice                 # optional: only this key (user, team)
+        client: codex                # optional: only runs of this client (extproc/runs/identity.py)
+        max_cost_usd: 2.00           # what the run's calls may cost, together
+        max_tokens: 2000000          # their tokens (input and output)
+        max_calls: 200               # model calls
+        max_minutes: 60              # from the run's first call
+      loops:
+        max_repeats: 8               # a tool call (same tool, same arguments) carried back more
+                                     # often than this in one run: 429 agent_loop (0: off)
+        clients: {codex: 5}          # per client
+
+Each limit is a counter in the budget store (the run's id names it), reserved and
+settled as budgets are: exact across workers and replicas."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Mapping
+
+from ..runs.identity import CLIENTS
+from ..store.limits import SCOPES, Limit
+from ..yamltree import Node
+
+RUN_SCOPE = "run"
+_KINDS = (("max_cost_usd", "usd"), ("max_tokens", "tokens"), ("max_calls", "requests"))
+CLIENT_NAMES = tuple(dict.fromkeys(client.name for client in CLIENTS))
+
+
+@dataclass(frozen=True, slots=True)
+class RunLimit:
+    name: str
+    scope: str                   # which callers' runs it counts: key | user | team | global
+    match: str | None
+    client: str | None           # only runs of this client
+    counters: tuple[Limit, ...]  # usd, tokens, requests: one counter each per run
+    max_seconds: float | None    # wall clock from the run's first call
+
+    def applies(self, key, client: str) -> bool:
+        if self.client is not None and client != self.client:
+            return False
+        if self.match is None:
+            return True
+        value = {"key": key.id, "user": key.user, "team": key.team, "global": "*"}[self.scope]
+        return value == self.match
+
+
+@dataclass(frozen=True, slots=True)
+class LoopSettings:
+    max_repeats: int = 0         # 0: loops not stopped
+    clients: Mapping[str, int] = field(default_factory=dict)
+
+    def repeats_for(self, client: str) -> int:
+        return self.clients.get(client, self.max_repeats)
+
+    @property
+    def on(self) -> bool:
+        return self.max_repeats > 0 or any(self.clients.values())
+
+
+@dataclass(frozen=True, slots=True)
+class RunSettings:
+    ttl_seconds: float = 86_400.0
+    limits: tuple[RunLimit, ...] = ()
+    loops: LoopSettings = LoopSettings()
+
+    @property
+    def enforced(self) -> bool:
+        return bool(self.limits) or self.loops.on
+
+    def limits_for(self, key, client: str) -> list[RunLimit]:
+        return [limit for limit in self.limits if limit.applies(key, client)]
+
+
+def parse_runs(node: Node) -> RunSettings:
+    node.only_keys("ttl_hours", "limits", "loops")
+    limits = []
+    names: set[str] = set()
+    for item in node.get("limits").elements():
+        item.only_keys("name", "scope", "match", "client", "max_cost_usd", "max_tokens", "max_calls", "max_minutes")
+        name = item.get("name").str()
+        if name in names:
+            item.get("name").fail(f"run limit name {name!r} is used twice")
+        names.add(name)
+        client = item.get("client").str(None)
+        if client is not None and client not in CLIENT_NAMES:
+            item.get("client").fail(f"must be one of {', '.join(CLIENT_NAMES)}")
+        counters = tuple(Limit(name=f"run.{name}.{kind}", scope=RUN_SCOPE, match=None, kind=kind,
+                               limit=item.get(field_name).number(minimum=0), window=None)
+                         for field_name, kind in _KINDS if not item.get(field_name).missing)
+        minutes = item.get("max_minutes")
+        if not counters and minutes.missing:
+            item.fail("needs max_cost_usd, max_tokens, max_calls or max_minutes")
+        limits.append(RunLimit(name=name, scope=item.get("scope").choice(SCOPES, "key"),
+                               match=item.get("match").str(None), client=client, counters=counters,
+                               max_seconds=None if minutes.missing else minutes.number(minimum=0) * 60.0))
+    loops = node.get("loops")
+    loops.only_keys("max_repeats", "clients")
+    clients = {}
+    for name, value in loops.get("clients").items():
+        if name not in CLIENT_NAMES:
+            value.fail(f"is not a client the gateway knows ({', '.join(CLIENT_NAMES)})")
+        clients[name] = value.number(integer=True, minimum=0)
+    return RunSettings(
+        ttl_seconds=node.get("ttl_hours").number(24, minimum=0.01) * 3600.0,
+        limits=tuple(limits),
+        loops=LoopSettings(max_repeats=loops.get("max_repeats").number(0, integer=True, minimum=0),
+                           clients=clients))

@@ -1,0 +1,240 @@
+"""Agent runs on the model API: which run a call belongs to, the run's limits and loop
+stopping, and the run's trace.
+
+- RecogniseRun (request body): `call.run` from the caller's headers and body
+  (extproc/runs/identity.py), on the log line as `run`.
+- RunLimits (request body, after the budgets): one reserve in the budget store for all
+  the run's counters: each `runs.limits` entry that applies (USD, tokens, calls; the
+  wall clock from the run's first call, a store record every worker agrees on) and one
+  counter per tool call the request carries back (loop stopping: the same call more
+  than `max_repeats` times is refused, 429 `agent_loop`). The store's reserve is all or
+  nothing and exact across workers and replicas, as the budgets'. With the worker's
+  allotments (store/allotments.py) the run's larger counters are admitted in memory;
+  a loop counter (a few calls' room) goes to the store with the rest of the run's charges,
+  in that one round trip.
+- RunSettle (done): the reservation settled from the call's cost and usage, and the
+  call's entry for the run's trace (store/runs.py, written in batches off the call's path).
+
+Refusals say the run is over and tell SDKs not to retry (`x-should-retry: false`)."""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from ..config.runs import RUN_SCOPE, RunSettings
+from ..observability import metrics
+from ..pipeline.call import Call
+from ..pipeline.errors import GatewayError, gateway_error
+from ..pipeline.stage import Stage
+from ..runs import recognise
+from ..runs.loops import ToolCall, counted
+from ..store import StoreUnavailable, maybe_await
+from ..store.limits import Charge, Limit, settled_amount
+from ..store.runs import RunLog
+from .cost import charged_cost, reservation_basis
+
+log = logging.getLogger("extproc.runs")
+
+LOOP_LIMIT = "run.loop"
+START_KIND = "run_start"            # store record: a run's first call, epoch seconds
+_KNOWN_STARTS = 10_000
+STOPPED_LOOP, STOPPED_LIMIT = "stopped_loop", "stopped_limit"
+_NO_RETRY = {"x-should-retry": "false"}     # the OpenAI and Anthropic SDKs honour it
+
+
+_RUN_LOG: RunLog | None = None
+
+
+def worker_run_log() -> RunLog:
+    """The worker's one RunLog, whichever config its pipelines were built for."""
+    global _RUN_LOG
+    if _RUN_LOG is None:
+        _RUN_LOG = RunLog()
+        _RUN_LOG.on_runs = _count_runs
+    return _RUN_LOG
+
+
+def _count_runs(events: list[str]) -> None:
+    for outcome in events:
+        metrics.child(metrics.runs, outcome).inc()
+
+
+class RunHold:
+    """What RunLimits reserved and decided for the call, for RunSettle."""
+    __slots__ = ("held", "stopped", "tools")
+
+    def __init__(self) -> None:
+        self.held = None
+        self.stopped = ""
+        self.tools: list[str] = []
+
+
+class RecogniseRun(Stage):
+    name = "recognise_run"
+    reads = frozenset({"body", "headers", "key"})
+    writes = frozenset({"log_fields", "run"})
+
+    async def request_body(self, call: Call) -> None:
+        if call.key is None or call.run is not None:
+            return
+        run = call.run = recognise(call.key.id, call.headers, call.body)
+        if run is not None:
+            call.log_fields["run"] = run.id
+
+
+class RunLimits(Stage):
+    name = "run_limits"
+    reads = frozenset({"body", "endpoint", "key", "model", "output_reserved", "request_id", "run"})
+    writes = frozenset()
+
+    def __init__(self, store, settings: RunSettings, lease_seconds: float) -> None:
+        self.store = store
+        self.settings = settings
+        self.lease_seconds = lease_seconds
+        self.starts: dict[str, float] = {}           # run -> its first call (store record)
+        self.loop_limits: dict[int, Limit] = {}
+
+    async def request_body(self, call: Call) -> None:
+        run = call.run
+        if run is None or call.body is None or call.model is None or not call.endpoint.generates:
+            return
+        settings = self.settings
+        limits = settings.limits_for(call.key, run.client)
+        repeats = settings.loops.repeats_for(run.client)
+        repeated = counted([ToolCall(*found) for found in call.codec.last_tool_calls(call.body)]) if repeats else {}
+        hold = call.own(RunHold)
+        hold.tools = list(repeated.values())
+        if not limits and not repeated:
+            return
+        now = time.time()
+        ends = now + settings.ttl_seconds
+        charges: list[Charge] = []
+        try:
+            for limit in limits:
+                if limit.max_seconds is not None:
+                    start = await self._start(run.id, now)
+                    if now - start > limit.max_seconds:
+                        hold.stopped = STOPPED_LIMIT
+                        raise _over(run, limit.name, f"{limit.max_seconds / 60:g} minutes from its first call",
+                                    f"it began {int((now - start) // 60)} minutes ago")
+                if limit.counters:
+                    usd, tokens = reservation_basis(call), call.prompt_tokens() + call.output_cap()
+                    for counter in limit.counters:
+                        charges.append(Charge(counter, f"{counter.name}|{run.id}", usd if counter.kind == "usd"
+                                              else tokens if counter.kind == "tokens" else 0,
+                                              1 if counter.kind == "requests" else 0, ends))
+            loop = self._loop_limit(repeats) if repeated else None
+            for digest in repeated:
+                charges.append(Charge(loop, f"{LOOP_LIMIT}|{run.id}|{digest}", 0, 1, ends))
+            if not charges:
+                return
+            rid = f"run:{call.request_id}:{id(call)}"
+            admission = await maybe_await(self.store.reserve(rid, charges, now, now + self.lease_seconds))
+        except StoreUnavailable as error:
+            metrics.child(metrics.store_errors, "reserve").inc()
+            log.error("budget store unavailable on an agent run's reserve: %s", error)
+            if call.config.store.fail_mode == "open":
+                return
+            raise gateway_error("The budget store is unavailable; the request was not forwarded.") from None
+        if admission.admitted:
+            hold.held = (rid, charges)
+            return
+        refused = admission.refused
+        if refused.limit is loop:
+            hold.stopped = STOPPED_LOOP
+            tool = repeated[refused.counter.rsplit("|", 1)[1]]
+            times = int(refused.limit.limit - admission.remaining.get(refused.counter, 0)) + 1
+            raise GatewayError(429, "agent_loop", (
+                f"Agent loop stopped: this run ('{run.name}') has sent back the same call of the tool "
+                f"'{tool}' with the same arguments {times} times, with no new user turn; the gateway allows "
+                f"{repeats} per run{' for ' + run.client if run.client else ''}. The run is paused: tell the "
+                "user what repeated; a new user turn or a new run goes on."), headers=dict(_NO_RETRY))
+        hold.stopped = STOPPED_LIMIT
+        limit = refused.limit
+        name = limit.name[len("run."):].rsplit(".", 1)[0]
+        used = limit.limit - admission.remaining.get(refused.counter, 0)
+        if limit.kind == "usd":
+            what, spent = f"${limit.limit:g} per run", f"it has spent ${used:.4f} and this call may cost up to " \
+                f"${refused.reserve:.4f}"
+        elif limit.kind == "tokens":
+            what, spent = f"{limit.limit:g} tokens per run", f"it has used {int(used):,} and this call may use " \
+                f"up to {int(refused.reserve):,}"
+        else:
+            what, spent = f"{limit.limit:g} calls per run", f"it has made {int(used):,}"
+        raise _over(run, name, what, spent)
+
+    async def _start(self, run_id: str, now: float) -> float:
+        start = self.starts.get(run_id)
+        if start is None:
+            start = float(await maybe_await(self.store.first_record(
+                START_KIND, run_id, repr(now), now + self.settings.ttl_seconds)))
+            if len(self.starts) >= _KNOWN_STARTS:
+                self.starts.clear()
+            self.starts[run_id] = start
+        return start
+
+    def _loop_limit(self, repeats: int) -> Limit:
+        limit = self.loop_limits.get(repeats)
+        if limit is None:
+            limit = self.loop_limits[repeats] = Limit(name=LOOP_LIMIT, scope=RUN_SCOPE, match=None,
+                                                      kind="requests", limit=repeats, window=None)
+        return limit
+
+
+def _over(run, limit_name: str, what: str, spent: str) -> GatewayError:
+    return GatewayError(429, "budget_exceeded", (
+        f"This agent run ('{run.name}') reached its run limit '{limit_name}' ({what}): {spent}. The run is over; "
+        "tell the user. A new task starts a new run."), headers=dict(_NO_RETRY))
+
+
+class RunSettle(Stage):
+    """The settling half of RunLimits, and the call's entry in its run's trace: after
+    CallCost (the cost is final)."""
+
+    name = "run_settle"
+    reads = frozenset({"backend", "ended_at", "error_code", "key", "model", "model_name", "request_id", "run",
+                       "started", "status", "usage"})
+    writes = frozenset()
+
+    def __init__(self, store, runs: RunLog | None, settings: RunSettings) -> None:
+        self.store = store
+        self.runs = runs
+        self.settings = settings
+
+    async def done(self, call: Call) -> None:
+        run = call.run
+        if run is None:
+            return
+        hold = call.owned(RunHold)
+        usage = call.usage
+        cost = charged_cost(call)
+        held = hold.held if hold is not None else None
+        if held is not None and self.store is not None:
+            rid, charges = held
+            try:
+                await maybe_await(self.store.settle(rid, charges, [
+                    settled_amount(charge, usage.total if usage else 0, cost) for charge in charges]))
+            except StoreUnavailable as error:
+                metrics.child(metrics.store_errors, "settle").inc()
+                log.error("budget store unavailable on an agent run's settle (request %s): %s",
+                          call.request_id, error)
+        if cost:
+            metrics.child(metrics.run_cost_usd, run.client).inc(cost)
+        if self.runs is None or call.config.store is None:
+            return
+        key = call.key
+        ended = call.ended_at or time.perf_counter()
+        self.runs.add({
+            "run": run.id, "run_name": run.name, "run_source": run.source, "client": run.client,
+            "key_id": key.id if key else "", "user": key.user if key else "", "team": key.team if key else "",
+            "ts": round(time.time() - (time.perf_counter() - call.started), 6),   # when it began
+            "request_id": call.request_id,
+            "model": call.model.name if call.model is not None else call.model_name[:100],
+            "backend": call.backend.name if call.backend is not None else None,
+            "status": call.status, "error_code": call.error_code,
+            "stopped": hold.stopped if hold is not None else "",
+            "tool_calls": hold.tools if hold is not None else [],
+            "input_tokens": usage.input_tokens if usage else 0, "output_tokens": usage.output_tokens if usage else 0,
+            "cost_usd": round(cost, 9), "latency_ms": round((ended - call.started) * 1000, 3),
+        }, call.config.store, self.settings.ttl_seconds)
