@@ -12,6 +12,34 @@ from extproc.store.sqlite_store import SQLiteStore
 from extproc.transport import compiled
 
 
+def _one_tls_context_per_process() -> None:
+    """httpx (and httpx2, which the OpenAI SDK uses) builds a TLS context for every client
+    it makes, reading ~150 certificate authorities each time (`httpx.post` makes a client
+    per call; each SDK client makes one): 30 ms of CPU on a quiet machine, 300 ms on a
+    loaded one, for calls that are plain HTTP on loopback. The tests' clients share one
+    default context per library instead."""
+    import importlib
+
+    for library in ("httpx", "httpx2"):
+        try:
+            transports = importlib.import_module(f"{library}._transports.default")
+        except ImportError:
+            continue
+        make = transports.create_ssl_context
+        shared = make()
+
+        def create_ssl_context(verify=True, cert=None, trust_env=True, make=make, shared=shared):
+            if verify is True and cert is None:
+                return shared
+            return make(verify=verify, cert=cert, trust_env=trust_env)
+
+        transports.create_ssl_context = create_ssl_context
+        importlib.import_module(library).create_ssl_context = create_ssl_context   # google-genai calls this one
+
+
+_one_tls_context_per_process()
+
+
 def pytest_sessionstart(session) -> None:
     # An editable install runs the compiled transport even after its .py changed.
     if stale := compiled.stale():
