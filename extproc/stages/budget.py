@@ -140,7 +140,9 @@ class BudgetPrecheck(Stage):
             if held is not None:
                 until, refusal = held
                 if now < until:
-                    raise GatewayError(refusal.status, refusal.code, refusal.message,
+                    # Told afresh: when the window resets, as of now (nothing is left of it).
+                    raise GatewayError(refusal.status, refusal.code,
+                                       _refusal_message(charge, refusal.code, 0.0, now, needed=False),
                                        headers={**refusal.headers, "retry-after": str(_retry_after(charge, now))})
                 del exhausted[charge.counter]
             if look and charge.limit.kind != "concurrent" and looked.get(charge.counter, 0.0) <= now:
@@ -168,7 +170,8 @@ class BudgetPrecheck(Stage):
             if spent.get(charge.counter, 0.0) >= charge.limit.limit:
                 code = _refusal_code(charge)
                 remaining = {c.counter: c.limit.limit - spent.get(c.counter, 0.0) for c in charges}
-                refusal = GatewayError(429, code, _refusal_message(charge, code),
+                left = charge.limit.limit - spent.get(charge.counter, 0.0)
+                refusal = GatewayError(429, code, _refusal_message(charge, code, left, now, needed=False),
                                        headers={"retry-after": str(_retry_after(charge, now)),
                                                 **ratelimit_headers(charges, remaining, now)})
                 self.memory.remember(charge, {charge.counter: 0.0}, refusal, now)
@@ -232,7 +235,8 @@ class Budget(Stage):
             retry_after = _retry_after(refused, now)
             headers = {"retry-after": str(retry_after),
                        **ratelimit_headers(charges, admission.remaining, now)}
-            refusal = GatewayError(429, code, _refusal_message(refused, code), headers=headers)
+            refusal = GatewayError(429, code, _refusal_message(
+                refused, code, admission.remaining.get(refused.counter), now), headers=headers)
             self.exhausted.remember(refused, admission.remaining, refusal, now)
             raise refusal
         metrics.child(metrics.budget_admissions,
@@ -340,10 +344,38 @@ def _refusal_code(charge: Charge) -> str:
     return "budget_exceeded" if limit.kind in ("tokens", "usd") and limit.window != "minute" else "rate_limited"
 
 
-def _refusal_message(charge: Charge, code: str) -> str:
+_UNITS = {"tokens": "tokens", "usd": "USD", "requests": "requests", "concurrent": "concurrent requests"}
+
+
+def _amount(kind: str, amount: float) -> str:
+    """An amount of a limit's unit as a caller reads it: 1532 tokens, $0.0042, 3 requests."""
+    if kind == "usd":
+        return f"${max(0.0, amount):.4f}"
+    return f"{max(0, int(amount)):,} {_UNITS[kind]}"
+
+
+def _refusal_message(charge: Charge, code: str, left: float | None = None, now: float | None = None,
+                     needed: bool = True) -> str:
+    """Names the limit, what this request needed of it (its estimate: the prompt counted
+    and the output it may write, priced at the dearest backend), what is left, and when
+    the window resets, so a caller can tell a request too big for any window from one
+    that waits for the next. `needed` False: a refusal remembered for later calls, whose
+    own needs it does not know."""
     limit = charge.limit
-    what = {"tokens": "tokens", "usd": "USD", "requests": "requests",
-            "concurrent": "concurrent requests"}[limit.kind]
+    kind = limit.kind
     window = f" per {limit.window}" if limit.window else ""
-    return (f"{'Budget' if code == 'budget_exceeded' else 'Rate limit'} '{limit.name}' "
-            f"({limit.limit:g} {what}{window}, {limit.scope} scope) has no room for this request.")
+    text = (f"{'Budget' if code == 'budget_exceeded' else 'Rate limit'} '{limit.name}' "
+            f"({limit.limit:g} {_UNITS[kind]}{window}, {limit.scope} scope) has no room for this request")
+    if left is None:
+        return text + "."
+    parts = []
+    if needed:
+        estimate = "an estimated " if kind in ("tokens", "usd") else ""
+        parts.append(f"it needs {estimate}{_amount(kind, charge.reserve + charge.count_now)}")
+    parts.append(f"{_amount(kind, left)} {'free' if kind == 'concurrent' else 'left'}")
+    if kind == "concurrent":
+        parts.append(f"a slot frees when one of these calls ends (retry in {CONCURRENCY_RETRY_AFTER_S}s)")
+    elif now is not None:
+        at = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(charge.window_end))
+        parts.append(f"the {limit.window} window resets in {_reset(charge.window_end - now)} (at {at})")
+    return f"{text}: {', '.join(parts)}."
