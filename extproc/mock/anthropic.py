@@ -41,6 +41,7 @@ from .wire import (
     find_recording,
     replay,
     reset_connection,
+    resets_this_attempt,
     unended,
     write_stream,
     write_truncated,
@@ -277,7 +278,7 @@ class AnthropicRoutes:
         answering some failures in its own shape gives `failure`: None from it leaves the
         status to Anthropic's error."""
         listener = self.listener
-        if option(listener, request, "reset"):
+        if resets_this_attempt(listener, request):
             reset_connection(request)
             return web.Response(status=500)
         await delay_first_byte(listener, request)

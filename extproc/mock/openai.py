@@ -36,6 +36,7 @@ from .wire import (
     find_recording,
     replay,
     reset_connection,
+    resets_this_attempt,
     unended,
     write_stream,
     write_truncated,
@@ -222,7 +223,7 @@ class OpenAIRoutes:
         entry = record(listener, request, raw)
         if self.refused(request):
             return error(401, "Incorrect API key provided.", "invalid_api_key")
-        if option(listener, request, "reset"):
+        if resets_this_attempt(listener, request):
             reset_connection(request)
             return web.Response(status=500)
         await delay_first_byte(listener, request)

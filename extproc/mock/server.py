@@ -15,6 +15,8 @@ Every dialect:
   x-mock-status: 503          answer with this status (the dialect's error body and type)
   x-mock-retry-after: 2       with this retry-after header
   x-mock-reset: 1             reset the connection before answering
+  x-mock-reset-times: 1       ... only the first N attempts of a request (same x-request-id):
+                              Envoy's retry is answered
   x-mock-delay-ms: 500        wait before the first byte
   x-mock-chunk-delay-ms: 50   wait between SSE events
   x-mock-end-delay-ms: 500    wait after a stream's last event before ending it
@@ -109,7 +111,7 @@ def is_google_client(request: web.Request) -> bool:
 
 # The controls that take a whole number (a header of another value is the test's mistake:
 # said with a 400 here, where every route reads them, not as a reset mid-answer).
-NUMERIC_CONTROLS = ("status", "retry-after", "delay-ms", "chunk-delay-ms", "end-delay-ms", "cut-after",
+NUMERIC_CONTROLS = ("status", "retry-after", "reset-times", "delay-ms", "chunk-delay-ms", "end-delay-ms", "cut-after",
                     "chunk-chars", "chunk-units", "write-bytes", "cached-tokens", "cache-write-tokens",
                     "truncate", "token-ttl")
 

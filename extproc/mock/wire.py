@@ -33,6 +33,27 @@ def reset_connection(request: web.Request) -> None:
         transport.abort()
 
 
+# x-mock-reset-times: the attempts seen of each request (by x-request-id), the last few hundred.
+_ATTEMPTS: dict[tuple[str, str], int] = {}
+_ATTEMPTS_KEPT = 512
+
+
+def resets_this_attempt(listener: Listener, request: web.Request) -> bool:
+    """Whether to reset the connection before answering: x-mock-reset, every time;
+    x-mock-reset-times: N, the first N attempts of a request (the same x-request-id, as
+    Envoy's retries carry it), as a provider that drops a connection and serves the retry."""
+    if option(listener, request, "reset"):
+        return True
+    times = int_option(listener, request, "reset-times")
+    if not times:
+        return False
+    seen = (listener.name, request.headers.get("x-request-id", ""))
+    _ATTEMPTS[seen] = attempt = _ATTEMPTS.get(seen, 0) + 1
+    if len(_ATTEMPTS) > _ATTEMPTS_KEPT:
+        del _ATTEMPTS[next(iter(_ATTEMPTS))]
+    return attempt <= times
+
+
 async def delay_first_byte(listener: Listener, request: web.Request) -> None:
     """x-mock-delay-ms: a provider slow to answer."""
     delay = option(listener, request, "delay-ms")

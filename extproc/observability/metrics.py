@@ -88,6 +88,12 @@ time_to_first_token = Histogram(
 requests = Counter(
     "gateway_requests", "Requests by outcome.", ["model", "backend", "team", "status"])
 cost_usd = Counter("gateway_cost_usd", "Spend in USD.", ["model", "team"])
+call_outcomes = Counter(
+    "gateway_call_outcomes", "Calls by how they ended: ok, refused, upstream_error, cancelled, error, "
+    "gateway_timeout (docs/observability.md#outcomes).", ["model", "outcome"])
+absorbed_tokens = Counter(
+    "gateway_absorbed_tokens", "Tokens a provider billed that no caller was charged: the answer never "
+    "reached the caller (Envoy gave up waiting for the service).", ["gen_ai_token_type", "model"])
 guardrail_verdicts = Counter(
     "gateway_guardrail_verdicts", "Guardrail verdicts.", ["guardrail", "verdict"])
 # gateway_budget_remaining is read from the store at each scrape (runtime/budget_gauge.py).

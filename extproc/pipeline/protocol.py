@@ -40,6 +40,11 @@ RESPONSE_IN_BODY = _response_mode(_Mode.SKIP, _Mode.BUFFERED)
 STREAM_PASSED_THROUGH = _response_mode(_Mode.SKIP, _Mode.NONE, _Mode.SEND)
 
 _EXT_PROC_ATTRIBUTES = "envoy.filters.http.ext_proc"
+# The response attribute that counts Envoy's attempts (envoy/template.yaml response_attributes).
+ATTEMPT_COUNT_ATTRIBUTE = "upstream.request_attempt_count"
+# How the attempt count reaches response hooks that see no headers: a stream passed through's
+# trailers message brings it among the numbers Envoy forwarded.
+ATTEMPT_COUNT_KEY = "attempt_count"
 
 # Replies that change nothing are the common case; build them once.
 _EMPTY = {
@@ -69,6 +74,12 @@ def response_code(request: ep.ProcessingRequest) -> int:
 def response_size(request: ep.ProcessingRequest) -> int:
     """The body bytes Envoy has sent the client, the `response.size` attribute (0: none)."""
     return _number_attribute(request, "response.size")
+
+
+def attempt_count(request: ep.ProcessingRequest) -> int:
+    """Envoy's attempts at the upstream request so far, the `upstream.request_attempt_count`
+    attribute (0: none sent): a retry after a reset counts, as a failover does."""
+    return _number_attribute(request, ATTEMPT_COUNT_ATTRIBUTE)
 
 
 def _number_attribute(request: ep.ProcessingRequest, name: str) -> int:

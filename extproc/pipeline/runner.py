@@ -14,7 +14,9 @@ from .errors import GatewayError, gateway_error
 from .protocol import (
     ProcessingRequest,
     ProcessingResponse,
+    ATTEMPT_COUNT_KEY,
     Reply,
+    attempt_count,
     error_reply,
     forwarded_values,
     header_map,
@@ -108,6 +110,9 @@ class Pipeline:
                 # A stream Envoy passed through (stages/pass_through.py) has ended; Envoy sends
                 # its status and what its sse_to_metadata filter read from it along.
                 numbers = forwarded_values(request, STREAM_USAGE_NAMESPACE)
+                attempts = attempt_count(request)
+                if attempts:
+                    numbers[ATTEMPT_COUNT_KEY] = attempts
                 if not call.status:              # its headers went by unseen
                     call.status = response_code(request)
                 call.sent_bytes = response_size(request)
@@ -150,6 +155,9 @@ class Pipeline:
         the body (status; JSON, as announced). What they would change in the headers,
         Envoy adds from metadata; the body's reply starts afresh."""
         headers = {":status": str(response_code(request) or 200), "content-type": "application/json"}
+        attempts = attempt_count(request)
+        if attempts:
+            headers["x-envoy-attempt-count"] = str(attempts)
         for hook, is_async in self._hooks["response_headers"]:
             pending = hook(call, headers, False)
             if is_async:

@@ -12,12 +12,14 @@ from __future__ import annotations
 
 import asyncio
 import os
+import time
 
 import grpc
 from envoy.service.ext_proc.v3 import external_processor_pb2_grpc as ep_grpc
 
 from ..config.envoy_contract import ENVOY_FEATURES_METADATA, ROLE_METADATA, envoy_features
 from ..pipeline.call import Call
+from ..pipeline.outcomes import CANCELLED, GATEWAY_TIMEOUT, Undelivered
 from ..pipeline.protocol import ProcessingRequest, ProcessingResponse
 from ..transport import eager
 
@@ -34,12 +36,19 @@ EOF_RESET_WAIT = 0.05
 # 5.0-6.8 -> 3.7-5.9 ms; busier, the yield cost a quarter of the throughput, hence the
 # bound (docs/decisions/answer-in-the-read.md).
 YIELD_BELOW_CALLS = 8
+# The worker's loop notes the time this often; a loop that did not for HUNG_AFTER (the
+# process stopped, or a step that blocked it) was hung: the streams Envoy ended meanwhile
+# with a reply due ended for the gateway's fault (Envoy's message timeout: 504).
+HEARTBEAT = 0.1
+HUNG_AFTER = 1.0
+HUNG_RECENT = 0.5
 
 
 class ProcessStream:
     """One ext_proc stream: an HTTP request (or, for the upstream filter, one attempt)."""
 
-    __slots__ = ("processor", "call", "pipeline", "store")
+    __slots__ = ("processor", "call", "pipeline", "store", "due_since", "reply_turn", "made",
+                 "made_generated", "left", "left_generated")
 
     def __init__(self, processor: Processor, metadata) -> None:
         runtime = processor.runtime             # this request's snapshot, reloads or not
@@ -59,6 +68,12 @@ class ProcessStream:
         self.store = runtime.store              # kept open until this call has settled
         self.store.call_started()
         processor.in_flight += 1
+        # What Envoy has taken of the replies (runtime/processor.py `_replied`): a reply
+        # leaves the worker at the end of the loop's turn that made it.
+        self.due_since = 0.0                # a message arrived (perf_counter), its reply not made
+        self.reply_turn = -1                # the loop's turn that made the last reply
+        self.made = self.made_generated = 0         # replies made; len(call.generated) at the last
+        self.left = self.left_generated = 0         # ... of those that have left the worker
 
     def handle(self, request: ProcessingRequest):
         """The reply to one message (a coroutine)."""
@@ -68,6 +83,7 @@ class ProcessStream:
         """grpc_h2's MESSAGES hook, run outside any task (transport/eager.py): the reply, which
         leaves when this read of the socket ends; or, when a hook waits (Redis, a
         plugin), a coroutine of it, which grpc_h2 runs in a task."""
+        self.due_since = time.perf_counter()
         ended, result = eager.start(self.handle(request))
         if ended:
             return self._replied(result)
@@ -82,6 +98,14 @@ class ProcessStream:
         return self._replied(await rest)
 
     def _replied(self, reply: ProcessingResponse) -> ProcessingResponse:
+        processor = self.processor
+        if self.reply_turn != processor.turn:       # a turn has ended since: those replies left
+            self.left, self.left_generated = self.made, self.made_generated
+            self.reply_turn = processor.turn
+            processor.turn_ends()
+        self.made += 1
+        self.made_generated = len(self.call.generated)
+        self.due_since = 0.0
         if self.call.stream_over:           # the last reply: the bookkeeping at the loop's next turn
             asyncio.get_running_loop().call_soon(self.last_reply_out)
         return reply
@@ -93,12 +117,36 @@ class ProcessStream:
 
     def closed(self) -> None:
         """The stream is over. A call Envoy ended early (client gone, upstream reset, or
-        a phase never sent) is settled anyway: never lose the record."""
+        a phase never sent) is settled anyway: never lose the record. One Envoy ended
+        while it waited for a reply of ours is marked with what Envoy took of it."""
+        if self.due_since or self.reply_turn == self.processor.turn:
+            self._undelivered()
         if not self.call.finished:
-            self.pipeline.end(self.call, "cancelled")
+            self.pipeline.end(self.call, CANCELLED)
         self._run_done()
         self.store.call_ended()
         self.processor.in_flight -= 1
+
+    def _undelivered(self) -> None:
+        """Envoy ended the stream (a reset, or a half-close: it does that when its message
+        timeout runs out) before it had the last reply made (still in the worker when
+        the end was read) or before one was made: it answered the caller itself (504,
+        or a stream cut where it stood), or the caller left. The call is ended for what
+        Envoy took (stages/delivered.py charges that). A stream that ends normally
+        ends after Envoy has its last reply, in a later turn."""
+        call, processor = self.call, self.processor
+        lost = call.own(Undelivered)
+        if self.reply_turn == processor.turn:
+            lost.replies, lost.generated = self.left, self.left_generated
+        else:
+            lost.replies, lost.generated = self.made, self.made_generated
+        waited = time.perf_counter() - self.due_since if self.due_since else 0.0
+        lost.worker_hung = processor.hung() or waited >= HUNG_AFTER
+        outcome = GATEWAY_TIMEOUT if lost.worker_hung else CANCELLED
+        if call.finished:                   # its last reply was made, never taken
+            call.outcome = outcome
+        else:
+            self.pipeline.end(call, outcome)
 
     def _run_done(self) -> None:
         """An ended call's done hooks (settle, record), once, at once; what waits in them
@@ -118,10 +166,47 @@ class Processor(ep_grpc.ExternalProcessorServicer):
         self.runtime = runtime
         self._background: set[asyncio.Future] = set()
         self.in_flight = 0                      # streams open
+        # The loop's turns, counted only while replies are made: a reply made in turn N
+        # has left the worker once `turn` is past N (transport/http2.py writes a read's
+        # replies at its end, a task's at once).
+        self.turn = 0
+        self._turn_ending = False
+        self._beat_at = 0.0                     # the heartbeat's last note (loop.time())
+        self._hang_ended = -HUNG_RECENT         # when the heartbeat last found the loop had hung
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     def open_stream(self, context) -> ProcessStream:
         """grpc_h2's MESSAGES handler for Process."""
+        if self._loop is None:
+            self._loop = asyncio.get_running_loop()
+            self._beat()
         return ProcessStream(self, context.invocation_metadata())
+
+    def turn_ends(self) -> None:
+        """Counts the end of this turn of the loop, once."""
+        if not self._turn_ending:
+            self._turn_ending = True
+            self._loop.call_soon(self._turn_ended)
+
+    def _turn_ended(self) -> None:
+        self.turn += 1
+        self._turn_ending = False
+
+    def _beat(self) -> None:
+        now = self._loop.time()
+        if self._beat_at and now - self._beat_at >= HUNG_AFTER:
+            self._hang_ended = now
+        self._beat_at = now
+        self._loop.call_later(HEARTBEAT, self._beat)
+
+    def hung(self) -> bool:
+        """Whether the loop is coming out of a hang: it has not run its heartbeat for
+        HUNG_AFTER (a read may run before the timers due meanwhile), or did so late just
+        now (the reads right after it bring what Envoy did meanwhile)."""
+        if self._loop is None:
+            return False
+        now = self._loop.time()
+        return now - self._beat_at >= HUNG_AFTER or now - self._hang_ended < HUNG_RECENT
 
     def in_background(self, awaitable, then) -> None:
         task = asyncio.ensure_future(awaitable)

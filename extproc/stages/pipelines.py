@@ -11,6 +11,7 @@ from .cache_store import CacheStore
 from .caps import SessionSettle, SpendCaps
 from .cost import CallCost
 from .cut_stream import CutStream
+from .delivered import DeliveredOnly
 from .guard import GuardRequest
 from .guard_response import GuardResponse
 from .meter import Meter
@@ -69,6 +70,7 @@ def build_pipeline(config: GatewayConfig, store=None, cut_streams: WorkerCutStre
         PassThroughStream(),                 # after Admission (headers) and ParseRequest (body)
         CutStream(cut_streams.sent, cut_streams.ratios, store),   # after PassThroughStream; done before ResponseUsage's
         ResponseUsage(),                     # its done hook completes the usage...
+        DeliveredOnly(),                     # ...then charged for what reached the caller
         TranslateAnswer(),                   # after ResponseUsage: the usage is read in the provider's dialect
         *([RememberResponse(store)] if store is not None else []),   # after TranslateAnswer, ResponseUsage:
                                              # they find the response's id

@@ -100,6 +100,7 @@ class Record(Stage):
         team = call.team
         model = self._model_label(call, model)
         metrics.child(metrics.requests, model, backend, team, status).inc()
+        metrics.child(metrics.call_outcomes, model, call.outcome).inc()
         endpoint = call.endpoint.kind if call.endpoint else "unknown"
         metrics.child(metrics.extproc_request, endpoint).observe(service)
         self._labelled_series(call, model, status, usage, cost)

@@ -136,10 +136,11 @@ def span_attributes(call: Call) -> dict:
         attributes["gen_ai.response.finish_reasons"] = reasons
     if call.status:
         attributes["http.response.status_code"] = call.status
+    attributes["gateway.outcome"] = call.outcome
     if call.status >= 400:
         attributes["error.type"] = call.error_code or str(call.status)
-    elif call.outcome == "cancelled":
-        attributes["error.type"] = "cancelled"
+    elif call.outcome != "ok":                  # (a stream cut after its 200, the client gone)
+        attributes["error.type"] = call.outcome
     if call.first_byte_at:
         attributes["gateway.ttft_ms"] = (call.first_byte_at - call.started) * 1000
     attributes["gateway.service_ms"] = call.service_seconds * 1000

@@ -28,7 +28,7 @@ from ..api.usage import Usage
 from ..config.envoy_contract import UPSTREAM_CLUSTER_HEADER
 from ..dialects import codec_of
 from ..pipeline.call import Call
-from ..pipeline.protocol import RESPONSE_BUFFERED, RESPONSE_STREAMED
+from ..pipeline.protocol import ATTEMPT_COUNT_KEY, RESPONSE_BUFFERED, RESPONSE_STREAMED
 from ..pipeline.stage import Stage
 from .attempt import backend_for
 from .response_stream import stream_chunk
@@ -62,16 +62,18 @@ class ResponseUsage(Stage):
 
     def response_headers(self, call: Call, headers: dict[str, str], end_of_stream: bool) -> None:
         call.status = int(headers.get(":status", "0") or 0)
+        # Every attempt Envoy made, a retry after a provider's reset too (the route's
+        # include_attempt_count_in_response, or the attribute when headers are skipped).
+        attempt = int(headers.get("x-envoy-attempt-count", "1") or 1)
+        call.attempts = attempt
         if call.backend_order:
-            # Envoy names the cluster and attempt that answered; the plan names the backend.
-            attempt = int(headers.get("x-envoy-attempt-count", "1") or 1)
+            # Envoy names the cluster that answered; the plan names the backend.
             cluster = headers.get(UPSTREAM_CLUSTER_HEADER, "")
             call.reply.remove_headers.append(UPSTREAM_CLUSTER_HEADER)
             try:
                 call.backend = backend_for(call.model, call.backend_order, cluster, attempt)
             except KeyError:
                 pass              # Envoy answered itself (no cluster): keep the first choice
-            call.attempts = attempt
         if call.backend is not None:
             call.reply.set_headers["x-gateway-backend"] = call.backend.name
         if end_of_stream:
@@ -145,6 +147,7 @@ class ResponseUsage(Stage):
         Responses stream's id."""
         if isinstance(numbers.get("response_id"), str):
             call.response_id = numbers["response_id"]
+        call.attempts = int(numbers.get(ATTEMPT_COUNT_KEY, 1) or 1)
         if call.status < 400:
             call.usage = call.codec.usage_from_stream_metadata(numbers)
         first_event = numbers.get("first_event_at_us")     # stamped by Envoy's Lua filter
