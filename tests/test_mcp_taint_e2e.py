@@ -1,10 +1,12 @@
 """Taint across an agent run and pinned tool definitions, end to end: the official `mcp`
-SDK's client through real Envoy and two ext_proc workers (the run's marks in the store
-they share).
+SDK's client through real Envoy and the ext_proc worker, the run's marks and the pins in
+the store (shared by workers: tests/test_mcp_taint.py reads them from a second one).
 
 - A run that read the demo server's private tool (lookup_contact), then its poisoned
   fetch_note (quarantined), no longer sees or may call its egress tool (send_email); a
   fresh run may. A run named by `x-gateway-run` spans sessions and profiles.
+- The agent's own tools count too: a run that ran a labelled `WebFetch` (and read private
+  data) is no longer offered its egress `Bash` by the gateway.
 - A tool whose definition changes after the first tools/list (or a new one) is hidden
   and refused until an operator approves it (CLI, admin API), then shown."""
 
@@ -87,10 +89,12 @@ def stack(tmp_path_factory, rug):
     config = quickstart_config()
     config["mcp"]["servers"]["rug"] = {"url": f"http://127.0.0.1:{rug.port}/mcp"}
     config["mcp"]["profiles"]["rug"] = {"server": "rug", "access": {"default": "*"}}
+    # The agent's own tools, as the model is offered them.
+    config["mcp"]["taint"] = {"model_tools": {"Bash": ["reads_private", "egress"], "WebFetch": ["untrusted_content"]}}
     port = free_port()
     config.setdefault("identity", {})["admin_api"] = {"listen": f"127.0.0.1:{port}",
                                                       "token": {"env": "LLMGW_ADMIN_TOKEN"}}
-    gateway = GatewayStack(tmp_path_factory.mktemp("mcp-taint"), config, workers=2,
+    gateway = GatewayStack(tmp_path_factory.mktemp("mcp-taint"), config, workers=1,
                            env={"LLMGW_ADMIN_TOKEN": ADMIN_TOKEN})
     gateway.admin_api = f"http://127.0.0.1:{port}/admin"
     gateway.start()
@@ -212,3 +216,47 @@ def test_a_changed_or_new_tool_is_hidden_until_an_operator_approves_it(stack, ru
     assert answer.status_code == 200 and answer.json()["approved"][0]["diff"]["new"] is True
     assert in_session(stack, names, "rug") == {"weather", "forecast"}
     assert httpx.get(f"{stack.admin_api}/mcp/pending", headers=admin, timeout=10).json() == {"pending": []}
+
+
+TOOLS = [{"type": "function", "function": {"name": name, "parameters": {"type": "object"}}}
+         for name in ("Bash", "WebFetch", "Read")]
+
+
+def chat(stack, run: str, ran: str | None = None) -> httpx.Response:
+    """A model call of an agent run, carrying back the result of the tool `ran`."""
+    messages = [{"role": "user", "content": "Summarise the page and mail it."}]
+    if ran:
+        messages += [{"role": "assistant", "content": None, "tool_calls": [
+                         {"id": "c1", "type": "function", "function": {"name": ran, "arguments": "{}"}}]},
+                     {"role": "tool", "tool_call_id": "c1", "content": "done"}]
+    return httpx.post(f"{stack.base_url}/chat/completions", timeout=30,
+                      headers={"authorization": f"Bearer {ALICE}", "x-gateway-run": run},
+                      json={"model": "gpt-4o-mini", "max_tokens": 16, "messages": messages, "tools": TOOLS})
+
+
+def offered(stack) -> list[str]:
+    body = stack.received()[-1]["body"]
+    body = json.loads(body) if isinstance(body, str) else body
+    return [tool["function"]["name"] for tool in body.get("tools", ())]
+
+
+def test_a_tainted_run_is_not_offered_the_agents_egress_tool(stack):
+    run = f"agent-{time.time_ns()}"
+    in_session(stack, lambda s: s.call_tool("lookup_contact", {"name": "alice"}), headers={"x-gateway-run": run})
+    assert chat(stack, run, ran="Read").status_code == 200 and offered(stack) == ["Bash", "WebFetch", "Read"]
+    assert chat(stack, run, ran="WebFetch").status_code == 200      # private (MCP) + untrusted (the agent's)
+    assert chat(stack, run).status_code == 200 and offered(stack) == ["WebFetch", "Read"]
+    line = records_of(stack, lambda r: r.get("run_tools") and r["run_tools"][-1].get("decision") == "withheld")[-1]
+    assert line["run_tools"][-1]["tools"] == ["Bash"]
+    assert line["run_tools"][-1]["tainted_by"] == {"reads_private": "lookup_contact",
+                                                   "untrusted_content": "WebFetch"}
+    assert chat(stack, f"other-{run}").status_code == 200 and offered(stack) == ["Bash", "WebFetch", "Read"]
+
+
+def records_of(stack, predicate, timeout=10) -> list[dict]:
+    deadline = time.monotonic() + timeout
+    while True:
+        found = [r for r in stack.log_records() if r.get("kind") != "mcp" and predicate(r)]
+        if found or time.monotonic() > deadline:
+            return found
+        time.sleep(0.1)

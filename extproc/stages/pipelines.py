@@ -26,6 +26,7 @@ from .record import Record
 from .resolve import ParseRequest, ResolveModel
 from .route import Route
 from .runs import RecogniseRun, RunLimits, RunSettle, worker_run_log
+from .run_tools_model import RunToolTaint
 from .scan_allowance import ScanAllowance, ScanCharge, ScanLedger
 from .stored_responses import RememberResponse, StoredResponses
 from .trace import CallSpan
@@ -53,6 +54,7 @@ def build_pipeline(config: GatewayConfig, store=None, cut_streams: WorkerCutStre
         Admission(),
         ParseRequest(),
         RecogniseRun(),                      # the agent run: from the key, headers and body
+        *([RunToolTaint(store)] if store is not None and config.mcp.taint.model_tools else []),   # its taint
         StoredResponses(store),              # routes a stored response's calls at their headers;
                                              # a `previous_response_id` must be the caller's (body)
         ResolveModel(),
