@@ -89,8 +89,8 @@ requests = Counter(
     "gateway_requests", "Requests by outcome.", ["model", "backend", "team", "status"])
 cost_usd = Counter("gateway_cost_usd", "Spend in USD.", ["model", "team"])
 call_outcomes = Counter(
-    "gateway_call_outcomes", "Calls by how they ended: ok, refused, upstream_error, cancelled, error, "
-    "gateway_timeout (docs/observability.md#outcomes).", ["model", "outcome"])
+    "gateway_call_outcomes", "Calls by how they ended: ok, refused, upstream_error, provider_cut, cancelled, "
+    "error, gateway_timeout (docs/observability.md#outcomes).", ["model", "outcome"])
 absorbed_tokens = Counter(
     "gateway_absorbed_tokens", "Tokens a provider billed that no caller was charged: the answer never "
     "reached the caller (Envoy gave up waiting for the service).", ["gen_ai_token_type", "model"])
@@ -126,6 +126,9 @@ budget_admissions = Counter(
     "worker's allotment (memory) or by a store round trip.", ["path"])
 store_errors = Counter(
     "gateway_store_errors", "Budget store operations that failed (fail mode applied).", ["operation"])
+store_resets = Counter(
+    "gateway_store_resets", "Times a worker found the budget store's generation marker gone or changed: "
+    "the store lost its counters (a Redis restarted without persistence, flushed or replaced).")
 cut_streams = Counter(
     "gateway_cut_streams", "Streams passed through that ended without their trailers message (client "
     "left, provider dropped), by what their output was charged on: the usage Envoy read (the "

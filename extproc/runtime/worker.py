@@ -94,6 +94,10 @@ def _count_exchange_failure() -> None:
     metrics.child(metrics.store_errors, "exchange").inc()
 
 
+def _count_store_reset(before: str, now: str) -> None:
+    metrics.store_resets.inc()
+
+
 class Runtime:
     """The config and pipeline in force; swapped whole on reload."""
 
@@ -103,7 +107,7 @@ class Runtime:
         self.config = config
         self.calls = calls or CallLog()       # the console's recent calls: kept across reloads
         if store is None:     # always open: budgets, stored responses and cut streams use it
-            store = StoreInUse(open_worker_store(config.store, _count_exchange_failure))
+            store = StoreInUse(open_worker_store(config.store, _count_exchange_failure, _count_store_reset))
         self.store = store
         self.cut_streams = cut_streams or WorkerCutStreams(config.store)
         self.cache = cache if cache is not None else _cache_handle(config)

@@ -1,8 +1,9 @@
 """Meters (store/meters.py): after a call that reached a provider (or was answered from
-the response cache: a request, no tokens, its saving), its requests, tokens and cost added to every configured set of dimensions, through the budget store's
-reserve and settle (the allotments keep them in memory between exchanges). A meter
-never refuses a call, and a store that cannot be reached loses the meter's spend, not
-the call (the log line still has it)."""
+the response cache: a request, no tokens, its saving), its requests, tokens and cost added to every configured set of dimensions. A meter
+never refuses a call, so it needs no admission: the worker's allotments keep its spend in
+memory and bring it to the store at their next exchange (every 0.5 s); while the store
+is unreachable it waits there (and in the worker's journal), and lands once when the
+store is back (store/allotments.py)."""
 
 from __future__ import annotations
 
@@ -71,7 +72,11 @@ class Meter(Stage):
         charges = meter_charges(self.metering.sets, self.values(call), amounts, now)
         if not charges:
             return
-        rid = f"meter:{call.request_id}:{id(call)}"
+        add = getattr(self.store, "add", None)
+        if add is not None:                       # the worker's allotments
+            add(charges)
+            return
+        rid = f"meter:{call.request_id}:{id(call)}"     # a bare store (a tool's pipeline)
         try:
             await maybe_await(self.store.reserve(rid, charges, now, now + 60))
             await maybe_await(self.store.settle(rid, charges, settled_amounts(charges)))

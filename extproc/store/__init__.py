@@ -24,12 +24,19 @@ def open_store(settings: StoreSettings, *, patient: bool = False):
     return SQLiteStore(settings.path, patient=patient)
 
 
-def open_worker_store(settings: StoreSettings, on_unavailable=lambda: None):
-    """The store as a worker's budget stages use it: behind its allotments, unless off.
-    `on_unavailable` is called when an allotment exchange finds the store down (the store
-    knows nothing of metrics: the worker passes what counts it)."""
-    store = open_store(settings)
-    if not settings.allotments:
-        return store
+def open_worker_store(settings: StoreSettings, on_unavailable=lambda: None, on_reset=None):
+    """The store as a worker's stages use it: behind its allotments (which admit calls in
+    memory unless `allotments: false`, and always keep what the store could not take, in
+    a journal beside the SQLite file's default place, the state directory, until it can).
+    `on_unavailable` is called when an exchange finds the store down, `on_reset(before,
+    now)` when the store's generation changed (generation.py): the store knows nothing
+    of metrics, the worker passes what counts them."""
+    import os
+
     from .allotments import Allotments
-    return Allotments(store, settings.lease_seconds, on_unavailable)
+    from .generation import StoreGeneration
+    store = open_store(settings)
+    return Allotments(store, settings.lease_seconds, on_unavailable, grants=settings.allotments,
+                      journal_dir=os.path.dirname(os.path.abspath(settings.path)) if settings.path else None,
+                      store_name=settings.url or settings.path or "",
+                      generation=StoreGeneration(on_reset) if on_reset is not None else None)

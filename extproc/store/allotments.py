@@ -21,6 +21,14 @@ What stays exact, and what does not:
   allotment's lease (at most LEASE_SECONDS) then frees what it held.
 - Concurrency limits are never allotted: a call with one goes to the store, with all
   its charges, as before.
+
+While the store is unreachable nothing is lost: the spend waits here, and a settle that
+fails (a call reserved in the store) is kept and applied at a later exchange, exactly
+once (the store's exchange tells a settle already applied from one still due). The
+meters (`add`) never need an admission: their spend is always kept here and exchanged.
+A worker given a journal (journal.py) puts what waits in a file after each failed
+exchange, for a successor to write if it dies before the store returns. The kept settles
+are bounded (pending.py); past that a settle is dropped, logged, and its lease frees it.
 """
 
 from __future__ import annotations
@@ -34,7 +42,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from .base import Admission, Exchange, StoreUnavailable, maybe_await
+from .generation import StoreGeneration
+from .journal import Journal, Orphan
 from .limits import Charge
+from .pending import PendingSettles, adopt_orphans, waiting
 
 log = logging.getLogger("extproc.allotments")
 
@@ -74,16 +85,32 @@ class Allotments:
     """The budget store's interface, in front of a store (SQLite or Redis)."""
 
     def __init__(self, store, lease_seconds: float,
-                 on_unavailable: Callable[[], None] = lambda: None) -> None:
+                 on_unavailable: Callable[[], None] = lambda: None, *, grants: bool = True,
+                 journal_dir: str | None = None, store_name: str = "",
+                 generation: StoreGeneration | None = None) -> None:
+        """`grants`: admit calls in memory (False: every reserve goes to the store, and
+        only the meters' spend and failed settles wait here). `journal_dir`: where the
+        journal of what waits is kept (none: memory only). `generation`: checked every
+        few seconds (a store that lost its counters is told)."""
         self.store = store
         self._on_unavailable = on_unavailable     # counts the failed exchange (the worker's metric)
         self.holder = f"allot:{uuid.uuid4().hex[:16]}"
         self._lease = min(lease_seconds, LEASE_SECONDS)
+        self._grants = grants
         self._counters: dict[str, Allotment] = {}
         self._local: dict[str, list[tuple[Allotment, float]]] = {}   # rid -> (allotment, reserve)
         self._totals: dict[str, tuple[float, float]] = {}   # counter -> (total, window_end)
+        self._settles = PendingSettles()         # settles (and reserves) the store did not take
+        self._journal = Journal(journal_dir, self.holder, store_name) if journal_dir else None
+        self._orphans: list[Orphan] = []
+        self._generation = generation
         self._exchange_task: asyncio.Task | None = None
         self._ticker: asyncio.Task | None = None
+        if self._journal is not None or generation is not None:
+            try:                      # a worker: gone holders' journals and the generation, from the start
+                self._ticker = asyncio.get_running_loop().create_task(self._tick())
+            except RuntimeError:
+                pass
 
     # --- the store's interface --------------------------------------------------
 
@@ -93,7 +120,14 @@ class Allotments:
         allotted = self._covering(charges)
         if allotted is None:
             self._ask(charges)
-            return self.store.reserve(rid, charges, now, lease_until)
+            try:
+                admission = self.store.reserve(rid, charges, now, lease_until)
+            except StoreUnavailable:
+                self._settle_later(rid, charges, None)
+                raise
+            if inspect.isawaitable(admission):
+                return self._reserved_or_released(admission, rid, charges)
+            return admission
         remaining = {}
         for allotment, charge in zip(allotted, charges):
             allotment.held += charge.reserve
@@ -108,9 +142,18 @@ class Allotments:
         return Admission(True, None, remaining, in_memory=True)
 
     def settle(self, rid: str, charges: list[Charge], amounts: list[float]):
+        """In memory for a call admitted here; else the store's settle, kept for a later
+        exchange when it fails (StoreUnavailable is still raised: the caller counts it)."""
         local = self._local.pop(rid, None)
         if local is None:
-            return self.store.settle(rid, charges, amounts)
+            try:
+                settled = self.store.settle(rid, charges, amounts)
+            except StoreUnavailable:
+                self._settle_later(rid, charges, amounts)
+                raise
+            if inspect.isawaitable(settled):
+                return self._settled_or_kept(settled, rid, charges, amounts)
+            return settled
         spent = {}
         for (allotment, reserve), charge, amount in zip(local, charges, amounts):
             allotment.held = max(0.0, allotment.held - reserve)
@@ -119,6 +162,63 @@ class Allotments:
             allotment.total += amount
             spent[charge.counter] = allotment.store_spent + allotment.spent
         return spent
+
+    async def _reserved_or_released(self, admission, rid: str, charges: list[Charge]) -> Admission:
+        """A reserve that failed may have reached the store (Redis: its reply lost, the
+        call refused): its reservation, if any, is released at a later exchange."""
+        try:
+            return await admission
+        except StoreUnavailable:
+            self._settle_later(rid, charges, None)
+            raise
+
+    async def _settled_or_kept(self, settled, rid: str, charges: list[Charge], amounts: list[float]):
+        try:
+            return await settled
+        except StoreUnavailable:
+            self._settle_later(rid, charges, amounts)
+            raise
+
+    def _settle_later(self, rid: str, charges: list[Charge], amounts: list[float] | None) -> None:
+        """Kept for the next exchanges; `amounts` None: a reserve that failed (released if
+        it reached the store after all)."""
+        loop = _running_loop()
+        if loop is None:         # a tool, not a worker: nobody would retry it
+            return
+        for index, charge in enumerate(charges):
+            if not charge.reserve:          # nothing was reserved, nothing to settle
+                continue
+            amount = 0.0 if amounts is None else float(amounts[index])
+            if self._settles.keep(charge.counter, rid, amount, release_only=amounts is None):
+                self._counter(charge).last_call = time.monotonic()
+        self._start_ticker(loop)
+
+    def add(self, charges: list[Charge]) -> None:
+        """Spend that needs no admission (the meters'): each charge's reserve and
+        count_now, added in memory and brought to the store by the next exchange."""
+        for charge in charges:
+            allotment = self._counters.get(charge.counter)
+            if allotment is None:
+                allotment = self._counter(charge)
+            amount = charge.reserve + charge.count_now
+            allotment.spent += amount
+            allotment.total += amount
+        if self._ticker is None:
+            loop = _running_loop()
+            if loop is not None:
+                self._start_ticker(loop)
+
+    def _counter(self, charge: Charge) -> Allotment:
+        allotment = self._counters.get(charge.counter)
+        if allotment is None:
+            total = self._totals.get(charge.counter, (0.0, 0.0))[0]
+            allotment = self._counters[charge.counter] = Allotment(
+                charge.counter, charge.limit.limit, charge.window_end, total)
+        return allotment
+
+    def _start_ticker(self, loop) -> None:
+        if self._ticker is None:
+            self._ticker = loop.create_task(self._tick())
 
     def put_cut_entry(self, *args):
         return self.store.put_cut_entry(*args)
@@ -171,6 +271,9 @@ class Allotments:
         as the store closes, when there is nothing to hand back)."""
         if self._ticker is not None:
             self._ticker.cancel()
+        for orphan in self._orphans:          # not written yet: for the next worker to take
+            Journal.let_go(orphan)
+        self._orphans = []
         if not self._counters and self._exchange_task is None:
             return self.store.close()
         return self._hand_back_and_close()
@@ -188,6 +291,8 @@ class Allotments:
     # --- allotments -------------------------------------------------------------
 
     def _covering(self, charges: list[Charge]) -> list[Allotment] | None:
+        if not self._grants:
+            return None
         allotted = []
         for charge in charges:
             allotment = self._counters.get(charge.counter)
@@ -200,7 +305,7 @@ class Allotments:
     def _ask(self, charges: list[Charge]) -> None:
         """A call the allotments did not cover: size an allotment on it, and exchange at
         once if one ran out or was never asked for (one refused waits for the tick)."""
-        if any(charge.limit.kind == "concurrent" for charge in charges):
+        if not self._grants or any(charge.limit.kind == "concurrent" for charge in charges):
             return
         try:
             loop = asyncio.get_running_loop()
@@ -220,8 +325,7 @@ class Allotments:
             allotment.calls += 1
             allotment.last_call = time.monotonic()
             allotment.need = max(allotment.need, charge.reserve + charge.count_now)
-        if self._ticker is None:
-            self._ticker = loop.create_task(self._tick())
+        self._start_ticker(loop)
         if now_needed and self._exchange_task is None:
             self._start_exchange(loop)
 
@@ -240,6 +344,14 @@ class Allotments:
             await asyncio.sleep(FLUSH_SECONDS)
             if self._counters and self._exchange_task is None:
                 await asyncio.wait([self._start_exchange(loop)])
+            if self._journal is not None:
+                await self.adopt_orphans()
+            if self._generation is not None:
+                await self._generation.check(self.store)
+
+    async def adopt_orphans(self) -> None:
+        """Writes what gone workers of this store left in their journals (journal.py)."""
+        await adopt_orphans(self._journal, self._orphans, self.store, self._lease)
 
     async def _exchange(self, final: bool = False) -> None:
         """One round trip for every counter: report the spend, keep what calls in flight
@@ -251,6 +363,7 @@ class Allotments:
         if not due:
             return
         items, calls_sized = [], []
+        settles = self._settles.take([allotment.counter for allotment in due])
         for allotment in due:
             if final or now >= allotment.window_end or clock - allotment.last_call >= IDLE_SECONDS:
                 want = 0.0
@@ -259,20 +372,30 @@ class Allotments:
             else:
                 want = max(0.0, allotment.granted - allotment.held - allotment.spent)
             items.append(Exchange(allotment.counter, allotment.limit, allotment.window_end,
-                                  allotment.spent, allotment.total, allotment.held, want))
+                                  allotment.spent, allotment.total, allotment.held, want,
+                                  settles.get(allotment.counter, ())))
             calls_sized.append(allotment.calls)
             allotment.exchanging = True
         try:
             granted = await maybe_await(self.store.exchange(self.holder, items, now, now + self._lease))
         except StoreUnavailable as error:
             # Nothing changed in the store (or, Redis, it did and `total` says so): the
-            # calls go on against what is held, and the next tick retries.
+            # calls go on against what is held, and the next tick retries; what waits
+            # goes in the journal, for a successor should this worker go first.
             self._on_unavailable()
             log.error("budget store unavailable on allotment exchange: %s", error)
+            if self._journal is not None:
+                self._journal.write(waiting(self._counters.values(), self._settles))
+                if final:
+                    self._journal.release()
             return
         finally:
             for allotment in due:
                 allotment.exchanging = False
+        for counter, carried in settles.items():
+            self._settles.applied(counter, len(carried))
+        if self._journal is not None:
+            self._journal.clear()
         for allotment, item, answer, sized in zip(due, items, granted, calls_sized):
             allotment.spent -= item.spent          # settled meanwhile: for the next exchange
             allotment.granted, allotment.room = answer.granted, answer.room
@@ -282,9 +405,17 @@ class Allotments:
             if not allotment.calls:
                 allotment.need = 0.0
             self._totals[allotment.counter] = (item.total, allotment.window_end)
-            if not answer.granted and not allotment.flying and not allotment.spent:
+            if not answer.granted and not allotment.flying and not allotment.spent \
+                    and allotment.counter not in self._settles.by_counter:
                 del self._counters[allotment.counter]
         self._forget_closed_windows(now)
+
+
+def _running_loop():
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        return None
 
     def _forget_closed_windows(self, now: float) -> None:
         if len(self._totals) > len(self._counters) + 1000:

@@ -45,6 +45,9 @@ class Exchange:
                                # lost reply must not add the same spend twice)
     keep: float                # held by the worker's calls in flight
     want: float                # headroom asked for; 0 hands the allotment back
+    # Settles of the counter that failed (the store unreachable), retried here, each
+    # (reservation id, amount): applied once, whichever of the tries reached the store.
+    settles: tuple[tuple[str, float], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

@@ -24,6 +24,10 @@ RECORD_PREFIX = "{llmgw}:r:"           # small records: "<kind>:<name>" -> value
 # three fields however many requests are in flight. At most once a second per counter
 # (`swept`) held is recomputed from the reservations themselves, dropping expired
 # leases (a crashed worker's); that also sets it for counters written before `held`.
+# An expired reservation leaves a mark, `x:<request>` (when it was swept), so a settle
+# retried after an outage can tell a reservation swept (its spend still to add) from one
+# settled already (its reply lost); marks go after TOMBSTONE_S.
+TOMBSTONE_S = 2 * 86400
 _USED = """
 local function used(key, now)
   local v = redis.call('HMGET', key, 'spent', 'held', 'swept')
@@ -33,13 +37,17 @@ local function used(key, now)
     local fields = redis.call('HGETALL', key)
     for j = 1, #fields, 2 do
       local f, r = fields[j], fields[j + 1]
-      if string.sub(f, 1, 2) == 'r:' then
+      local kind = string.sub(f, 1, 2)
+      if kind == 'r:' then
         local sep = string.find(r, '|', 1, true)
         if tonumber(string.sub(r, sep + 1)) > now then
           held = held + tonumber(string.sub(r, 1, sep - 1))
         else
           redis.call('HDEL', key, f)
+          redis.call('HSET', key, 'x:' .. string.sub(f, 3), tostring(now))
         end
+      elseif kind == 'x:' and now - (tonumber(r) or 0) > """ + str(TOMBSTONE_S) + """ then
+        redis.call('HDEL', key, f)
       end
     end
     redis.call('HSET', key, 'held', tostring(held), 'swept', tostring(now))
@@ -89,11 +97,13 @@ local function release(key, field)
 end
 """
 
-# ARGV: rid, then per key: amount. A reservation already swept only adds the spend.
+# ARGV: rid, then per key: amount. A reservation already swept only adds the spend
+# (and its mark goes: this settle is done).
 _SETTLE = _RELEASE + """
 local spent = {}
 for i, key in ipairs(KEYS) do
   release(key, 'r:' .. ARGV[1])
+  redis.call('HDEL', key, 'x:' .. ARGV[1])
   local amount = tonumber(ARGV[i + 1])
   if amount > 0 then
     spent[i] = redis.call('HINCRBYFLOAT', key, 'spent', ARGV[i + 1])
@@ -105,22 +115,36 @@ return spent
 """
 
 # A worker's allotments (allotments.py). ARGV: holder, now, lease_until, room factor,
-# then per key: limit, total, keep, want, expire_at. The spend comes as the holder's
-# running total, `t:<holder>` keeping what was already added: a script that ran but
-# whose reply was lost (a timeout) is retried without counting its spend twice.
+# then per key: limit, total, keep, want, expire_at, n, then n settles (rid, amount).
+# The spend comes as the holder's running total, `t:<holder>` keeping what was already
+# added: a script that ran but whose reply was lost (a timeout) is retried without
+# counting its spend twice. A settle that failed earlier is applied only while its
+# reservation is live or marked swept (`x:`): one whose reply was lost left neither.
 _EXCHANGE = _USED + _RELEASE + """
 local holder, now, lease, factor = ARGV[1], tonumber(ARGV[2]), ARGV[3], tonumber(ARGV[4])
 local out = {}
+local b = 4
 for i, key in ipairs(KEYS) do
-  local b = 4 + (i - 1) * 5
-  local limit, total = tonumber(ARGV[b + 1]), tonumber(ARGV[b + 2])
+  local limit, total, total_arg = tonumber(ARGV[b + 1]), tonumber(ARGV[b + 2]), ARGV[b + 2]
   local keep, want = tonumber(ARGV[b + 3]), tonumber(ARGV[b + 4])
+  local expire_at, settles = math.floor(tonumber(ARGV[b + 5])), tonumber(ARGV[b + 6])
+  b = b + 6
+  for s = 1, settles do
+    local rid, amount = ARGV[b + 1], ARGV[b + 2]
+    b = b + 2
+    local live = redis.call('HEXISTS', key, 'r:' .. rid) == 1
+    if live then release(key, 'r:' .. rid) end
+    if live or redis.call('HDEL', key, 'x:' .. rid) == 1 then
+      if tonumber(amount) > 0 then redis.call('HINCRBYFLOAT', key, 'spent', amount) end
+    end
+  end
   local added = tonumber(redis.call('HGET', key, 't:' .. holder)) or 0
   if total > added then
     redis.call('HINCRBYFLOAT', key, 'spent', tostring(total - added))
-    redis.call('HSET', key, 't:' .. holder, ARGV[b + 2])
+    redis.call('HSET', key, 't:' .. holder, total_arg)
   end
   release(key, 'r:' .. holder)
+  redis.call('HDEL', key, 'x:' .. holder)
   local spent, held = used(key, now)
   local room = limit - spent - held
   local grant = keep
@@ -129,7 +153,7 @@ for i, key in ipairs(KEYS) do
     redis.call('HSET', key, 'r:' .. holder, tostring(grant) .. '|' .. lease)
     redis.call('HINCRBYFLOAT', key, 'held', tostring(grant))
   end
-  redis.call('EXPIREAT', key, math.floor(tonumber(ARGV[b + 5])))
+  redis.call('EXPIREAT', key, expire_at)
   out[i] = {tostring(grant), tostring(room), tostring(spent)}
 end
 return out
@@ -197,7 +221,9 @@ class RedisStore:
         args: list = [holder, repr(now), repr(lease_until), repr(ROOM_FACTOR)]
         for item in items:
             args += [repr(item.limit), repr(item.total), repr(item.keep), repr(item.want),
-                     repr(item.window_end + _RETENTION)]
+                     repr(item.window_end + _RETENTION), len(item.settles)]
+            for rid, amount in item.settles:
+                args += [rid, repr(float(amount))]
         try:
             result = await self._exchange(keys=[PREFIX + item.counter for item in items], args=args)
         except (RedisError, OSError) as error:

@@ -245,13 +245,16 @@ class SQLiteStore:
     def _exchange(self, holder: str, items: list[Exchange], now: float,
                   lease_until: float) -> list[Granted]:
         """A worker's allotments, all in one transaction: each adds what its calls spent,
-        lets go of what it held and takes back what it keeps [+ what it wants]. A
-        transaction is all or nothing, so a failed one is retried as it was (`spent`)."""
+        lets go of what it held and takes back what it keeps [+ what it wants], and
+        applies the settles that failed earlier. A transaction is all or nothing, so a
+        failed one is retried as it was (`spent`, the settles)."""
         granted = []
         with self._transaction():
             if now - self._swept >= _SWEEP_EVERY:
                 self._sweep(now)
             for item in items:
+                for rid, amount in item.settles:
+                    self._add(item.counter, item.window_end, amount, -self._take_reservation(rid, item.counter))
                 self._add(item.counter, item.window_end, item.spent,
                           -self._take_reservation(holder, item.counter))
                 room = item.limit - self._used(item.counter)

@@ -1,0 +1,55 @@
+"""The store's generation: a marker written once in the budget store, so a worker notices
+a store that lost its counters (a Redis restarted without persistence, flushed, or
+replaced; an SQLite file deleted) instead of going on as if every budget were unspent.
+
+The first worker to look writes a random marker (a record that never expires); every
+worker reads it every CHECK_EVERY_S. A marker gone or changed since the worker last read
+it means the store lost what it held: the worker calls `on_reset` (the worker counts
+`gateway_store_resets_total` and logs an error), writes a new marker if none is there,
+and goes on with the new one. What the budgets had spent before is not in the store any
+more; the workers' spend not yet written (allotments, journals) still lands.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections.abc import Callable
+
+from .base import StoreUnavailable, maybe_await
+
+log = logging.getLogger("extproc.store")
+
+KIND, NAME = "store", "generation"
+CHECK_EVERY_S = 5.0
+_FOREVER_S = 10 * 365 * 86400
+
+
+class StoreGeneration:
+    def __init__(self, on_reset: Callable[[str, str], None] = lambda before, now: None) -> None:
+        self.known: str | None = None
+        self._on_reset = on_reset
+        self._checked = -CHECK_EVERY_S
+
+    async def check(self, store, force: bool = False) -> None:
+        clock = time.monotonic()
+        if not force and clock - self._checked < CHECK_EVERY_S:
+            return
+        self._checked = clock
+        try:
+            found = await maybe_await(store.get_record(KIND, NAME))
+            if found is None:
+                marker = f"{uuid.uuid4().hex[:16]} {int(time.time())}"
+                found = await maybe_await(store.first_record(KIND, NAME, marker, time.time() + _FOREVER_S))
+        except StoreUnavailable:
+            return                                  # counted by the operations that failed
+        except Exception:                           # noqa: BLE001 - a look must never stop the worker
+            log.exception("reading the budget store's generation")
+            return
+        if self.known is not None and found != self.known:
+            log.error("the budget store lost its counters: its generation marker %r is gone (now %r); "
+                      "every budget, rate limit and meter restarts from what the store holds now",
+                      self.known, found)
+            self._on_reset(self.known, found)
+        self.known = found

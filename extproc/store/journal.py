@@ -1,0 +1,158 @@
+"""What a worker could not write to the budget store, kept in a file until it can.
+
+While the store is unreachable a worker's allotments (allotments.py) keep in memory what
+its calls spent and the settles that failed, and retry them at every exchange. This
+journal puts that state in the state directory after each failed exchange (every 0.5 s
+while the store is down), so a worker that stops or dies during an outage does not take it with it: a
+worker of the same gateway that starts later (or any of them, every ORPHAN_SCAN_S) finds
+the journal of a holder that is gone and writes it to the store in that holder's name.
+
+Exactly once: the store's exchange takes a holder's spend as its running total (Redis
+keeps what each holder already added; SQLite's transaction is all or nothing) and a
+deferred settle by its reservation (one already settled is not settled again), so a
+journal written twice, or written for an exchange whose reply was lost, adds nothing
+twice. A journal's owner holds an flock on `pending-<holder>.lock` while it lives; only a
+journal whose lock can be taken is adopted. The file names carry no secret: the store is
+named by a digest of its URL or path.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import logging
+import os
+import time
+from dataclasses import dataclass
+
+from .base import Exchange
+
+log = logging.getLogger("extproc.journal")
+
+ORPHAN_SCAN_S = 10.0
+_PREFIX = "pending-"
+
+
+def store_digest(name: str) -> str:
+    return hashlib.sha256(name.encode()).hexdigest()[:16]
+
+
+@dataclass(slots=True)
+class Orphan:
+    """A gone holder's journal, taken (its lock held) until the store has it all."""
+    holder: str
+    items: list[Exchange]
+    path: str
+    lock_fd: int
+
+
+class Journal:
+    def __init__(self, directory: str, holder: str, store_name: str) -> None:
+        self.directory = directory
+        self.holder = holder
+        self.store = store_digest(store_name)
+        self.path = os.path.join(directory, f"{_PREFIX}{holder.replace(':', '-')}.json")
+        self._lock_fd: int | None = None
+        self._written = 0.0             # monotonic time of the last write (0: no file)
+        self._scanned = -ORPHAN_SCAN_S
+
+    # --- this worker's own -------------------------------------------------------
+
+    def write(self, items: list[Exchange]) -> None:
+        """Replaces the journal with `items` (what the store has not had yet)."""
+        try:
+            if self._lock_fd is None:
+                os.makedirs(self.directory, mode=0o700, exist_ok=True)
+                fd = os.open(self.path[:-len(".json")] + ".lock", os.O_CREAT | os.O_RDWR, 0o600)
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                self._lock_fd = fd
+            body = json.dumps({"holder": self.holder, "store": self.store,
+                               "items": [_item(item) for item in items]})
+            temporary = self.path + ".tmp"
+            with open(os.open(temporary, os.O_CREAT | os.O_WRONLY | os.O_TRUNC, 0o600), "w") as file:
+                file.write(body)
+            os.replace(temporary, self.path)
+            self._written = time.monotonic()
+        except OSError as error:
+            log.error("the journal of spend the store has not had could not be written (%s): %s",
+                      self.path, error)
+
+    def clear(self) -> None:
+        """The store has everything: no journal."""
+        if not self._written:
+            return
+        self._written = 0.0
+        _unlink(self.path)
+
+    def release(self) -> None:
+        """Lets a successor adopt what is left (the holder is done: it closed)."""
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)
+            self._lock_fd = None
+            self._written = 0.0
+
+    # --- gone holders' ----------------------------------------------------------
+
+    def orphans(self, known: set[str]) -> list[Orphan]:
+        """Journals of this store whose holders are gone, taken (their lock held); every
+        ORPHAN_SCAN_S at most. `known`: holders already taken."""
+        clock = time.monotonic()
+        if clock - self._scanned < ORPHAN_SCAN_S:
+            return []
+        self._scanned = clock
+        try:
+            names = [n for n in os.listdir(self.directory) if n.startswith(_PREFIX) and n.endswith(".json")]
+        except OSError:
+            return []
+        found = []
+        for name in names:
+            path = os.path.join(self.directory, name)
+            if path == self.path:
+                continue
+            orphan = _take(path, self.store, known)
+            if orphan is not None:
+                found.append(orphan)
+        return found
+
+    @staticmethod
+    def let_go(orphan: Orphan) -> None:
+        os.close(orphan.lock_fd)
+
+    @staticmethod
+    def adopted(orphan: Orphan) -> None:
+        """The store has all of a gone holder's journal: it goes."""
+        _unlink(orphan.path)
+        _unlink(orphan.path[:-len(".json")] + ".lock")
+        os.close(orphan.lock_fd)
+
+
+def _take(path: str, store: str, known: set[str]) -> Orphan | None:
+    try:
+        fd = os.open(path[:-len(".json")] + ".lock", os.O_CREAT | os.O_RDWR, 0o600)
+    except OSError:
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)      # held: its owner lives
+        with open(path) as file:
+            body = json.load(file)
+        if body.get("store") != store or body["holder"] in known:
+            raise ValueError("another store's, or taken")
+        items = [Exchange(i["counter"], i["limit"], i["window_end"], i["spent"], i["total"], 0.0, 0.0,
+                          tuple((rid, amount) for rid, amount in i["settles"])) for i in body["items"]]
+        return Orphan(body["holder"], items, path, fd)
+    except (OSError, ValueError, KeyError, TypeError):
+        os.close(fd)
+        return None
+
+
+def _item(item: Exchange) -> dict:
+    return {"counter": item.counter, "limit": item.limit, "window_end": item.window_end,
+            "spent": item.spent, "total": item.total, "settles": [list(s) for s in item.settles]}
+
+
+def _unlink(path: str) -> None:
+    try:
+        os.unlink(path)
+    except OSError:
+        pass
