@@ -290,9 +290,11 @@ class BudgetSettle(Stage):
         try:
             await maybe_await(self.store.settle(rid, charges, amounts))
         except StoreUnavailable as error:
-            # The lease frees the reservation; the spend is logged on the request's line.
+            # The worker's allotments keep the settle and apply it, once, when the store
+            # is back (store/allotments.py); its reservation is held until then.
             metrics.child(metrics.store_errors, "settle").inc()
-            log.error("budget store unavailable on settle (request %s): %s", call.request_id, error)
+            log.error("budget store unavailable on settle (request %s; kept, settled when the store "
+                      "is back): %s", call.request_id, error)
 
 
 # A concurrency slot frees when one of the caller's calls ends, which nobody can tell in
