@@ -30,12 +30,18 @@ GEMINI_COUNT_KIND = "count_content_tokens"
 GEMINI_EMBED_KIND = "embed_content"
 GEMINI_BATCH_EMBED_KIND = "batch_embed_contents"
 MODELS = Endpoint("models", ("GET",))                                # answered by the gateway
+# The caller's own spend and budgets, answered by the gateway; errors in the dialect of
+# the caller's client (anthropic-version: Anthropic's; a Google client: Google's).
+OWN_USAGE = Endpoint("gateway_usage", ("GET",))
+ANTHROPIC_OWN_USAGE = Endpoint("gateway_usage", ("GET",), "anthropic")
+GEMINI_OWN_USAGE = Endpoint("gateway_usage", ("GET",), "gemini")
 ENDPOINTS = {
     "/v1/chat/completions": Endpoint("chat", ("POST",), generates=True),
     "/v1/completions": Endpoint("completions", ("POST",), generates=True),
     "/v1/embeddings": Endpoint("embeddings", ("POST",), generates=True),
     "/v1/responses": Endpoint("responses", ("POST",), generates=True),
     "/v1/models": MODELS,
+    "/v1/gateway/usage": OWN_USAGE,
     # Anthropic's Messages API, on the same listener.
     "/v1/messages": Endpoint("messages", ("POST",), "anthropic", generates=True),
     "/v1/messages/count_tokens": Endpoint("count_tokens", ("POST",), "anthropic"),
@@ -81,13 +87,19 @@ _AZURE_SERVED = tuple(f"/v1/{rest}{end}" for rest in ("chat/completions", "compl
 
 def anthropic_shaped(endpoint: Endpoint) -> Endpoint:
     """A model list's endpoint (OpenAI's or Gemini's list, or one model) answering in
-    Anthropic's shape (asked with `anthropic-version`)."""
+    Anthropic's shape (asked with `anthropic-version`); the caller's own usage, with
+    errors in Anthropic's shape."""
+    if endpoint is OWN_USAGE:
+        return ANTHROPIC_OWN_USAGE
     return ANTHROPIC_MODELS if endpoint is MODELS or endpoint is GEMINI_MODELS else ANTHROPIC_MODEL
 
 
 def google_shaped(endpoint: Endpoint) -> Endpoint:
     """A model list's endpoint (OpenAI's list, or one model) answering in Google's shape
-    (asked by a Google client on /v1/models: the google-genai SDK's default API version)."""
+    (asked by a Google client on /v1/models: the google-genai SDK's default API version);
+    the caller's own usage, with errors in Google's shape."""
+    if endpoint is OWN_USAGE:
+        return GEMINI_OWN_USAGE
     return GEMINI_MODELS if endpoint is MODELS or endpoint is GEMINI_MODELS else GEMINI_MODEL
 
 

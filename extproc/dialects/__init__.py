@@ -25,7 +25,7 @@ from .bedrock import BEDROCK, Converse
 from .gemini import GEMINI, CountContentTokens, GenerateContent
 from .gemini_embed import BatchEmbedContents, EmbedContent
 from .openai import OPENAI, Chat, Completions, Embeddings
-from .resources import ModelList, OneModel, StoredResponse
+from .resources import ModelList, OneModel, OwnUsage, StoredResponse
 from .responses import RESPONSES_ONLY, Responses
 
 __all__ = ["ANTHROPIC", "OPENAI", "Codec", "Dialect", "Embeddings", "TextPiece", "codec_of", "dialect_named", "CODECS",
@@ -35,7 +35,7 @@ __all__ = ["ANTHROPIC", "OPENAI", "Codec", "Dialect", "Embeddings", "TextPiece",
 CODECS: dict[str, Codec] = {codec.kind: codec for codec in (
     Chat(), Completions(), Embeddings(), Responses(), Messages(), CountTokens(), GenerateContent(), CountContentTokens(), EmbedContent(),
     BatchEmbedContents(), Converse(), ModelList(),
-    OneModel(),
+    OneModel(), OwnUsage(),
     StoredResponse("response"), StoredResponse("response_cancel"), StoredResponse("response_input_items"))}
 DIALECTS: dict[str, Dialect] = {dialect.name: dialect for dialect in (OPENAI, ANTHROPIC, RESPONSES_ONLY, GEMINI, BEDROCK)}
 

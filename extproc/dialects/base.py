@@ -91,6 +91,7 @@ class Codec:
     generates = False           # a model answers it and the provider bills it
     charges_output = False      # its answer's tokens are generated output
     answered_here = False       # the gateway answers it itself (model lists)
+    reports_own_usage = False   # the gateway answers it itself: the caller's own spend and budgets
     counts_tokens = False       # it counts a request's tokens (and generates nothing)
     stores_responses = False    # its answers are stored at the provider, by id
     names_stored_response = False   # its path names a response stored at the provider

@@ -19,6 +19,13 @@ class OneModel(Codec):
     answered_here = True
 
 
+class OwnUsage(Codec):
+    """GET /v1/gateway/usage: the caller's own spend and budgets (stages/own_usage.py)."""
+    kind = "gateway_usage"
+    dialect = OPENAI
+    reports_own_usage = True
+
+
 class StoredResponse(Codec):
     """GET or DELETE /v1/responses/{id}, its cancel and its input items."""
     dialect = OPENAI

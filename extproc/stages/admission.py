@@ -63,9 +63,10 @@ class Admission(Stage):
         # Azure's forms: routed and logged as the OpenAI endpoint (any other path as it is).
         call.path, call.query = client_path(call.path, call.query)
         codec = codec_of(endpoint.kind)
-        if codec.answered_here and "anthropic-version" in headers:
+        here = codec.answered_here or codec.reports_own_usage
+        if here and "anthropic-version" in headers:
             endpoint = anthropic_shaped(endpoint)
-        elif codec.answered_here and google_client(headers, call.query):
+        elif here and google_client(headers, call.query):
             endpoint = google_shaped(endpoint)        # /v1/models, the google-genai SDK's default version
         if call.method not in endpoint.methods:
             allowed = ", ".join(endpoint.methods)

@@ -21,6 +21,7 @@ from .mcp.record import McpRecord
 from .mcp.run_tools import RunTools
 from .mcp.trace import McpSpan
 from .one_message import OneMessageResponse
+from .own_usage import OwnUsage
 from .pass_through import PassThroughStream
 from .record import Record
 from .resolve import ParseRequest, ResolveModel
@@ -52,6 +53,7 @@ def build_pipeline(config: GatewayConfig, store=None, cut_streams: WorkerCutStre
     scans = ScanLedger()                     # the scan time each key bought this minute
     return Pipeline([
         Admission(),
+        OwnUsage(store),                     # GET /v1/gateway/usage: answered once the key is known
         ParseRequest(),
         RecogniseRun(),                      # the agent run: from the key, headers and body
         *([RunToolTaint(store)] if store is not None and config.mcp.taint.model_tools else []),   # its taint

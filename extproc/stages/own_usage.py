@@ -1,0 +1,70 @@
+"""`GET /v1/gateway/usage`, answered by the gateway: what the caller's own key has spent
+of every budget and rate limit that applies to it, what is left and when each window
+resets, so a caller (an agent before a long run) can check without an operator.
+
+Only the budgets that apply to the caller are shown: its key's own, and those of its
+user, team or the whole gateway that count its calls (their spend is the scope's, as the
+budget charges it). Never another key's. One indexed read of the caller's counters (the
+budget precheck's read), plus what this worker spent since its last exchange with the
+store: other workers' spend of the last half second may not be in it yet.
+"""
+
+from __future__ import annotations
+
+import time
+
+import orjson
+
+from ..pipeline.call import Call
+from ..pipeline.stage import ImmediateAnswer, Stage
+from ..store import StoreUnavailable, maybe_await
+from ..store.limits import plan_charges
+from ..pipeline.errors import gateway_error
+
+
+def _iso(seconds: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(seconds))
+
+
+class OwnUsage(Stage):
+    """Answers the caller's own usage (the endpoint Admission found, its key identified)."""
+
+    name = "own_usage"
+    reads = frozenset({"endpoint", "key"})
+    writes = frozenset()
+
+    def __init__(self, store=None) -> None:
+        self.store = store
+
+    async def request_headers(self, call: Call, end_of_stream: bool) -> None:
+        if call.endpoint is None or not call.codec.reports_own_usage:
+            return
+        raise ImmediateAnswer(200, await self.report(call, time.time()), {"content-type": "application/json"})
+
+    async def report(self, call: Call, now: float) -> bytes:
+        key = call.key
+        limits = call.config.limits + tuple(key.limits or ())
+        # Concurrency slots are not spend: a caller learns of them from a refusal's retry-after.
+        charges = [charge for charge in plan_charges(limits, key, 0, 0.0, now, 0.0)
+                   if charge.limit.kind != "concurrent"]
+        spent: dict[str, float] = {}
+        if charges and self.store is not None:
+            try:
+                spent = await maybe_await(self.store.spent([charge.counter for charge in charges]))
+            except StoreUnavailable:
+                raise gateway_error("The budget store is unavailable; try again shortly.") from None
+        budgets = []
+        for charge in charges:
+            limit = charge.limit
+            used = spent.get(charge.counter, 0.0)
+            usd = limit.kind == "usd"
+            budgets.append({
+                "name": limit.name, "scope": limit.scope, "unit": limit.kind, "window": limit.window,
+                "limit": limit.limit,
+                "spent": round(used, 6) if usd else int(round(used)),
+                "remaining": round(max(0.0, limit.limit - used), 6) if usd else max(0, int(limit.limit - used)),
+                "resets_at": _iso(charge.window_end), "resets_in_s": max(0, int(charge.window_end - now + 0.999)),
+            })
+        return orjson.dumps({"object": "gateway.usage", "as_of": _iso(now),
+                             "key": {"id": key.id, "user": key.user, "team": key.team},
+                             "budgets": budgets})
