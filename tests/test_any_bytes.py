@@ -17,6 +17,7 @@ import pytest
 from any_json import error_of
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from property_examples import examples
 
 HEADERS = {"authorization": "Bearer sk-demo-alice", "anthropic-version": "2023-06-01",
            "content-type": "application/json"}
@@ -113,7 +114,7 @@ def test_a_model_name_not_in_utf8_is_a_400_saying_so(gateway, route):
     assert "UTF-8" in error_of("openai", 400, done.content)["message"]
 
 
-@settings(max_examples=150, deadline=None, derandomize=True,
+@settings(max_examples=examples(60), deadline=None, derandomize=True,
           suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(seed=st.sampled_from(SEEDS), place=st.floats(0, 1, exclude_max=True), at=st.floats(0, 1),
        splice=st.binary(min_size=1, max_size=6) | st.sampled_from(SPLICES))

@@ -26,6 +26,7 @@ from hypothesis import strategies as st
 
 from extproc.mock.wire import RECORDINGS
 from gateway_stack import quickstart_config
+from property_examples import examples
 
 AGENT_REQUESTS = Path(__file__).resolve().parent / "agent_requests"
 SCHEMA = {"type": "object", "properties": {
@@ -135,7 +136,7 @@ def _check(runtime, route: str, body, key: str) -> None:
         assert reply.HasField("request_body")
 
 
-@settings(max_examples=1500, deadline=None, derandomize=True,
+@settings(max_examples=examples(500), deadline=None, derandomize=True,
           suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow,
                                  HealthCheck.data_too_large])
 @given(mutated(), st.sampled_from(["sk-demo-alice", "sk-demo-bob", "sk-test-carol"]))
@@ -171,7 +172,7 @@ def test_json_schema_strings_are_read_by_the_guardrails(runtime):
 
 # --- a sample through real Envoy -------------------------------------------------------------
 
-@settings(max_examples=150, deadline=None, derandomize=True,
+@settings(max_examples=examples(60), deadline=None, derandomize=True,
           suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow,
                                  HealthCheck.data_too_large])
 @given(mutated())

@@ -11,6 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from extproc.api.repeated_keys import repeated_key
+from property_examples import examples
 
 CASES = [
     # name, raw body, the key found (None: no repeat)
@@ -94,7 +95,7 @@ def _oracle(raw: bytes) -> list[str]:
     return found
 
 
-@settings(max_examples=400, deadline=None)
+@settings(max_examples=examples(150), deadline=None)
 @given(st.lists(st.tuples(st.sampled_from(["model", "content", "m:"]), st.booleans(), _value), max_size=5)
        .map(_Object), st.sampled_from(["", " ", "\n\t"]))
 def test_agrees_with_an_exact_parse(body, space):

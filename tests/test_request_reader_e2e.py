@@ -23,6 +23,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from extproc.config.envoy_config import envoy_binary
+from property_examples import examples
 
 ROOT = Path(__file__).resolve().parent.parent
 # Answers with what the reader set: a line each for stream and include_usage, then the
@@ -157,7 +158,7 @@ _VALUES = st.recursive(
     max_leaves=20)
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=examples(100), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(document=st.dictionaries(_KEYS, _VALUES, max_size=6), ascii_only=st.booleans(), indent=st.sampled_from(
     [None, 1, "\t"]))
 def test_any_object_is_read_as_a_parser_reads_it_or_not_at_all(envoy_url, document, ascii_only, indent):
