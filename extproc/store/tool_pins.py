@@ -6,13 +6,15 @@ tool whose definition differs from its pin, or a tool the server did not list th
 *pending*: hidden and refused until an operator approves it (`extproc mcp approve`, the
 admin API), which makes the definition it was seen with the pin.
 
-Records (the store's records, kind `mcp_tools`), by name:
-  pin:<profile>/<tool>        {"digest", "definition"}   the approved definition
-  pending:<profile>/<tool>    {"digest", "definition", "reason", "seen"}
-  server:<profile>/<server>   "1": the server's first list was pinned
+Records (the store's records), by kind and name:
+  mcp_tools          pin:<profile>/<tool>       {"digest", "definition"}: the approved definition
+                     server:<profile>/<server>  "1": the server's first list was pinned
+  mcp_tools_pending  <profile>/<tool>           {"digest", "definition", "reason", "seen"}
 Profile names are path segments (no "/"), so the first "/" ends the profile.
-A worker remembers the digests it found matching their pin; only a tool it has not seen
-so costs a store read."""
+A worker remembers the digests it found matching their pin (only a tool it has not seen
+so costs a store read on a list), and the pending tools as the store had them at most
+PENDING_READ_S ago (a tools/call costs a set lookup; an approval, or a change another
+worker found, is seen within that time; a change this worker found, at once)."""
 
 from __future__ import annotations
 
@@ -25,6 +27,8 @@ import orjson
 from .base import maybe_await
 
 KIND = "mcp_tools"
+PENDING = "mcp_tools_pending"
+PENDING_READ_S = 1.0
 DEFINITION_FIELDS = ("name", "title", "description", "inputSchema", "outputSchema", "annotations")
 MAX_DEFINITION_BYTES = 64 * 1024      # kept for the diff; a larger one keeps its digest only
 MAX_REMEMBERED = 20_000
@@ -80,11 +84,13 @@ def _load(value: str | None) -> dict | None:
 
 
 class ToolPins:
-    __slots__ = ("store", "_matching")
+    __slots__ = ("store", "_matching", "_pending", "_pending_read_at")
 
     def __init__(self, store) -> None:
         self.store = store
         self._matching: dict[str, str] = {}     # "<profile>/<tool>" -> its pinned digest
+        self._pending: set[str] = set()         # "<profile>/<tool>" waiting for approval
+        self._pending_read_at = float("-inf")
 
     async def review(self, profile: str, tools: list[tuple[str, str, dict]]) -> list[dict]:
         """`tools`: (server, name, definition) of one list. Returns, for each tool not to
@@ -95,10 +101,11 @@ class ToolPins:
                    if self._matching.get(f"{profile}/{name}") != digests[i]]
         if not unknown:
             return []
-        names = [f"{kind}:{profile}/{tools[i][1]}" for i in unknown for kind in ("pin", "pending")]
+        names = [f"pin:{profile}/{tools[i][1]}" for i in unknown]
         servers = sorted({tools[i][0] for i in unknown})
         found = await maybe_await(self.store.get_records(
             KIND, names + [f"server:{profile}/{server}" for server in servers]))
+        await self._read_pending()
         stale = []          # pending, but the server lists the pinned definition again
         first_seen = {server for server in servers if f"server:{profile}/{server}" not in found}
         hidden, pins, pending = [], [], []
@@ -108,8 +115,8 @@ class ToolPins:
             pin = _load(found.get(f"pin:{profile}/{name}"))
             if pin is not None and pin.get("digest") == digests[i]:
                 self._remember(f"{profile}/{name}", digests[i])
-                if f"pending:{profile}/{name}" in found:
-                    stale.append(f"pending:{profile}/{name}")
+                if f"{profile}/{name}" in self._pending:
+                    stale.append(f"{profile}/{name}")
                 continue
             if pin is None and server in first_seen:
                 pins.append((f"pin:{profile}/{name}", _stored(digests[i], definition)))
@@ -118,20 +125,30 @@ class ToolPins:
             reason = "new" if pin is None else "changed"
             hidden.append({"tool": name, "reason": reason,
                            "diff": diff(None if pin is None else pin.get("definition") or {}, definition)})
-            pending.append((f"pending:{profile}/{name}", _stored(digests[i], definition, reason=reason, seen=now)))
+            pending.append((f"{profile}/{name}", _stored(digests[i], definition, reason=reason, seen=now)))
         if pins:
             await maybe_await(self.store.put_records(KIND, pins, None))
         if first_seen:
             await maybe_await(self.store.put_records(KIND, [(f"server:{profile}/{s}", "1") for s in first_seen], None))
         if pending:
-            await maybe_await(self.store.put_records(KIND, pending, None))
+            await maybe_await(self.store.put_records(PENDING, pending, None))
+            self._pending.update(name for name, _ in pending)
         for name in stale:
-            await maybe_await(self.store.delete_record(KIND, name))
+            await maybe_await(self.store.delete_record(PENDING, name))
+            self._pending.discard(name)
         return hidden
 
     async def is_pending(self, profile: str, tool: str) -> bool:
         """Whether a call to the tool waits for an operator's approval."""
-        return await maybe_await(self.store.get_record(KIND, f"pending:{profile}/{tool}")) is not None
+        await self._read_pending()
+        return f"{profile}/{tool}" in self._pending
+
+    async def _read_pending(self) -> None:
+        if time.monotonic() - self._pending_read_at < PENDING_READ_S:
+            return
+        rows = await maybe_await(self.store.records(PENDING))
+        self._pending = {name for name, _ in rows}
+        self._pending_read_at = time.monotonic()
 
     def _remember(self, name: str, digest: str) -> None:
         if len(self._matching) >= MAX_REMEMBERED:
@@ -141,20 +158,19 @@ class ToolPins:
 
 async def pending_tools(store, profile: str | None = None) -> list[dict]:
     """Every tool waiting for approval (of one profile, or all), oldest first."""
-    rows = dict(await maybe_await(store.records(KIND)))
+    rows = [(name, value) for name, value in await maybe_await(store.records(PENDING))
+            if profile is None or name.partition("/")[0] == profile]
+    pins = await maybe_await(store.get_records(KIND, [f"pin:{name}" for name, _ in rows])) if rows else {}
     found = []
-    for name, value in rows.items():
-        if not name.startswith("pending:"):
-            continue
-        where, _, tool = name[len("pending:"):].partition("/")
+    for name, value in rows:
+        where, _, tool = name.partition("/")
         entry = _load(value) or {}
-        if profile is None or where == profile:
-            pin = _load(rows.get(f"pin:{where}/{tool}"))
-            found.append({"profile": where, "tool": tool, "reason": entry.get("reason"),
-                          "seen": entry.get("seen"), "digest": entry.get("digest"),
-                          "definition": entry.get("definition"),
-                          "diff": diff(None if pin is None else pin.get("definition") or {},
-                                       entry.get("definition") or {})})
+        pin = _load(pins.get(f"pin:{name}"))
+        found.append({"profile": where, "tool": tool, "reason": entry.get("reason"),
+                      "seen": entry.get("seen"), "digest": entry.get("digest"),
+                      "definition": entry.get("definition"),
+                      "diff": diff(None if pin is None else pin.get("definition") or {},
+                                   entry.get("definition") or {})})
     return sorted(found, key=lambda entry: (entry["seen"] or 0, entry["profile"], entry["tool"]))
 
 
@@ -169,7 +185,7 @@ async def approve(store, profile: str, tool: str | None) -> list[dict]:
         was = _load(await maybe_await(store.get_record(KIND, f"pin:{name}")))
         await maybe_await(store.put_record(KIND, f"pin:{name}",
                                            _stored(entry["digest"], entry["definition"] or {}), None))
-        await maybe_await(store.delete_record(KIND, f"pending:{name}"))
+        await maybe_await(store.delete_record(PENDING, name))
         approved.append({"profile": profile, "tool": entry["tool"], "reason": entry["reason"],
                          "digest": entry["digest"],
                          "diff": diff(None if was is None else was.get("definition") or {},
