@@ -160,3 +160,28 @@ def test_on_redis_marks_and_pins_are_shared_by_replicas(redis_url):
 
     pending, taint = asyncio.run(scenario())
     print(f"on Redis, CPU per check: pending {pending * 1e6:.0f} µs, a run's taint {taint * 1e6:.0f} µs")
+
+
+def test_a_store_outage_keeps_the_pending_tools_last_read(tmp_path, monkeypatch):
+    """Tool calls go on being checked against the pending tools a worker last read (a
+    store outage does not refuse every tool call); a worker that never read them fails."""
+    import extproc.store.tool_pins as tool_pins
+    from extproc.store import StoreUnavailable
+
+    store = SQLiteStore(str(tmp_path / "store.db"))
+    pins = ToolPins(store)
+
+    def down(*args):
+        raise StoreUnavailable("down")
+
+    async def scenario():
+        await pins.review("p", [_tool("a", "adds")])
+        await ToolPins(store).review("p", [_tool("a", "changed")])
+        monkeypatch.setattr(tool_pins, "PENDING_READ_S", 0.0)
+        assert await pins.is_pending("p", "a")
+        monkeypatch.setattr(store, "records", down)
+        assert await pins.is_pending("p", "a") and not await pins.is_pending("p", "b")
+        with pytest.raises(StoreUnavailable):
+            await ToolPins(store).is_pending("p", "a")
+
+    asyncio.run(scenario())

@@ -24,7 +24,7 @@ from typing import Any
 
 import orjson
 
-from .base import maybe_await
+from .base import StoreUnavailable, maybe_await
 
 KIND = "mcp_tools"
 PENDING = "mcp_tools_pending"
@@ -143,10 +143,20 @@ class ToolPins:
         await self._read_pending()
         return f"{profile}/{tool}" in self._pending
 
+    def known(self, profile: str, tool: dict) -> bool:
+        """Whether this worker found the tool's definition matching its pin (no store read)."""
+        return self._matching.get(f"{profile}/{tool.get('name')}") == digest_of(definition_of(tool))
+
     async def _read_pending(self) -> None:
         if time.monotonic() - self._pending_read_at < PENDING_READ_S:
             return
-        rows = await maybe_await(self.store.records(PENDING))
+        try:
+            rows = await maybe_await(self.store.records(PENDING))
+        except StoreUnavailable:
+            if self._pending_read_at == float("-inf"):
+                raise                       # nothing read yet: the caller's fail mode decides
+            self._pending_read_at = time.monotonic()   # the last set read stands until the store is back
+            return
         self._pending = {name for name, _ in rows}
         self._pending_read_at = time.monotonic()
 

@@ -104,7 +104,9 @@ class RunTools:
         except StoreUnavailable as error:
             log.error("store unavailable on an MCP tool list: %s", error)
             if call.config.store.fail_mode != "open":
-                hidden.update(t["name"] for t in tools if profile.pin_tools or EGRESS in profile.labels_of(t["name"]))
+                # What this worker has not seen matching its pin, and every egress tool.
+                hidden.update(t["name"] for t in tools if EGRESS in profile.labels_of(t["name"]) or
+                              (profile.pin_tools and not self.pins.known(profile.name, t)))
                 state.decisions.append({"decision": "hidden", "tools": sorted(hidden), "reason": "store_unavailable"})
         if not hidden:
             return False
