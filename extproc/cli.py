@@ -36,6 +36,8 @@ def main(argv: list[str] | None = None) -> None:
     up.add_argument("--port-offset", type=int, default=0, metavar="N",
                     help="move every port of the gateway (Envoy, admin, console, mocks, MCP servers) by N, "
                          "and its Envoy admin socket apart: a second quickstart beside the first")
+    up.add_argument("--log", action="store_true",
+                    help="the processes' logs on this terminal (default: files under <state dir>/logs)")
 
     serve = commands.add_parser("serve", help="only the ext_proc service (beside Envoy)")
     serve.add_argument("--config", required=True)
@@ -164,16 +166,18 @@ def cmd_up(args) -> int:
         print(f"extproc up: {address} ({what}) is already in use: stop what listens there, or move every "
               f"port of this gateway with --port-offset N (e.g. --port-offset 1000)", file=sys.stderr)
         return 1
+    from .runtime.up_logs import send_logs_to_files
+    logs = None if args.log else send_logs_to_files(args.state_dir)    # the terminal keeps the banner
     supervisor = Supervisor(config, envoy=envoy, run_dir=new_run_dir(), owns_run_dir=True,
                             workers=args.workers, fixtures=args.fixtures)
     try:
         supervisor.start()
     except (RuntimeError, OSError) as error:      # OSError: a port already in use
-        print(f"extproc up: {error}", file=sys.stderr)
+        print(f"extproc up: {error}" + (f" (the processes' logs: {logs[1]})" if logs else ""), file=sys.stderr)
         supervisor.stop(grace=2)
         return 1
     _write_demo_console_token(config, Path(args.state_dir))
-    _print_banner(config, supervisor, endpoint, demo, admin_read)
+    _print_banner(config, supervisor, endpoint, demo, admin_read, logs)
     return supervisor.run_forever()
 
 
@@ -238,7 +242,7 @@ def _admin_read(envoy: dict) -> str | None:
 
 
 def _print_banner(config, supervisor, base: str, demo: list[tuple[str, str, str]],
-                  admin_read: str | None = None) -> None:
+                  admin_read: str | None = None, logs: tuple[Path, Path] | None = None) -> None:
     print(f"LLM gateway is up ({supervisor.worker_count} ext_proc workers, config {config.version})")
     print(f"  Config in force:            {os.path.abspath(config.path)}  (edit a copy and pass it with "
           "--config; it reloads when saved)")
@@ -260,6 +264,9 @@ def _print_banner(config, supervisor, base: str, demo: list[tuple[str, str, str]
         print("  Demo keys (plain text in the quickstart config, demo only):")
         for key, team, models in demo:
             print(f"    {key:<16} team {team:<10} models {models}")
+    if logs:
+        print(f"  Logs:                       {logs[0]}  (a JSON line per call)")
+        print(f"                              {logs[1]}  (Envoy, its access log, warnings; --log: here instead)")
     print(f"Try: curl {base}/chat/completions -H 'Authorization: Bearer {demo[0][0] if demo else '<key>'}' "
           "-H 'content-type: application/json' "
           "-d '{\"model\":\"gpt-4o-mini\",\"messages\":[{\"role\":\"user\",\"content\":\"Hello!\"}]}'")
