@@ -396,6 +396,8 @@ class Allotments:
             self._settles.applied(counter, len(carried))
         if self._journal is not None:
             self._journal.clear()
+            if final:
+                self._journal.close()
         for allotment, item, answer, sized in zip(due, items, granted, calls_sized):
             allotment.spent -= item.spent          # settled meanwhile: for the next exchange
             allotment.granted, allotment.room = answer.granted, answer.room

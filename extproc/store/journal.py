@@ -65,7 +65,11 @@ class Journal:
             if self._lock_fd is None:
                 os.makedirs(self.directory, mode=0o700, exist_ok=True)
                 fd = os.open(self.path[:-len(".json")] + ".lock", os.O_CREAT | os.O_RDWR, 0o600)
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except OSError:
+                    os.close(fd)
+                    raise
                 self._lock_fd = fd
             body = json.dumps({"holder": self.holder, "store": self.store,
                                "items": [_item(item) for item in items]})
@@ -84,6 +88,12 @@ class Journal:
             return
         self._written = 0.0
         _unlink(self.path)
+
+    def close(self) -> None:
+        """The holder is done and the store has everything: no file is left behind."""
+        if self._lock_fd is not None and not self._written:
+            _unlink(self.path[:-len(".json")] + ".lock")
+        self.release()
 
     def release(self) -> None:
         """Lets a successor adopt what is left (the holder is done: it closed)."""
