@@ -105,6 +105,9 @@ def main(argv: list[str] | None = None) -> None:
     add_runs_parser(commands)
     _COMMANDS["runs"] = cmd_runs
     add_mcp_parser(commands)
+    from .runtime.doctor import add_doctor_parser, cmd_doctor
+    add_doctor_parser(commands)
+    _COMMANDS["doctor"] = cmd_doctor
 
     # The supervisor's own commands: run by `up` and `serve`, never listed in --help.
     public = [action.dest for action in commands._choices_actions]

@@ -19,7 +19,10 @@ from ..pipeline.call import Call
 from ..pipeline.stage import ImmediateAnswer, Stage
 from ..store import StoreUnavailable, maybe_await
 from ..store.limits import plan_charges
-from ..pipeline.errors import gateway_error
+from ..pipeline.errors import GatewayError
+
+
+_PROBE = "own-usage-probe"      # a counter no budget writes
 
 
 def _iso(seconds: float) -> str:
@@ -48,11 +51,15 @@ class OwnUsage(Stage):
         charges = [charge for charge in plan_charges(limits, key, 0, 0.0, now, 0.0)
                    if charge.limit.kind != "concurrent"]
         spent: dict[str, float] = {}
-        if charges and self.store is not None:
+        if self.store is not None:
+            # Read even with no budget to read (a counter nobody has): the answer then also
+            # says the store is reachable from this replica (`extproc doctor` asks).
+            counters = [charge.counter for charge in charges] or [_PROBE]
             try:
-                spent = await maybe_await(self.store.spent([charge.counter for charge in charges]))
+                spent = await maybe_await(self.store.spent(counters))
             except StoreUnavailable:
-                raise gateway_error("The budget store is unavailable; try again shortly.") from None
+                raise GatewayError(503, "gateway_error", type="api_error", message=
+                                   "The budget store is unavailable; try again shortly.") from None
         budgets = []
         for charge in charges:
             limit = charge.limit
@@ -66,5 +73,7 @@ class OwnUsage(Stage):
                 "resets_at": _iso(charge.window_end), "resets_in_s": max(0, int(charge.window_end - now + 0.999)),
             })
         return orjson.dumps({"object": "gateway.usage", "as_of": _iso(now),
+                             "config_version": call.config.version,
+                             "store": "reachable" if self.store is not None else "none",
                              "key": {"id": key.id, "user": key.user, "team": key.team},
                              "budgets": budgets})
