@@ -22,7 +22,9 @@ from extproc.store.sqlite_store import SQLiteStore
 
 KEY = "sk-fault-books-carol"
 PROMPT = " ".join(f"w{n}" for n in range(40))        # 40 words: an answer of ~80 tokens
-MODELS = {"json": "gpt-4o-mini", "passed": "gpt-4o-mini", "translated": "claude-sonnet-4-6"}
+MODELS = {"json": "gpt-4o-mini", "passed": "gpt-4o-mini", "translated": "claude-sonnet-4-6",
+          "translated_json": "claude-sonnet-4-6"}
+STREAMS = ("passed", "translated")
 HUNG_S = 5.0                     # longer than Envoy's message timeout (2 s): callers get 504
 
 
@@ -65,17 +67,18 @@ class Received:
 
 def call(client: httpx.Client, stack: GatewayStack, request_id: str, kind: str,
          headers: dict[str, str] | None = None) -> Received:
-    """A JSON call, or a stream (passed through, or translated and read chunk by chunk)."""
+    """A JSON call (in one message, or translated), or a stream (passed through, or
+    translated and read chunk by chunk)."""
     got = Received(request_id, kind)
     body = {"model": MODELS[kind], "messages": [{"role": "user", "content": PROMPT}]}
-    if kind != "json":
+    if kind in STREAMS:
         body.update(stream=True, stream_options={"include_usage": True})
     sent = {"authorization": f"Bearer {KEY}", "x-request-id": request_id, **(headers or {})}
     try:
         with client.stream("POST", f"{stack.base_url}/chat/completions", headers=sent, json=body,
                            timeout=30) as response:
             got.status = response.status_code
-            if kind == "json":
+            if kind not in STREAMS:
                 answer = json.loads(response.read())
                 got.usage = answer.get("usage") if got.status == 200 else None
                 return got
@@ -188,3 +191,35 @@ def test_every_attempt_envoy_made_is_counted(stack, kind):
     assert (len(provider_saw), record["attempts"], record["outcome"]) == (2, 2, "ok")
     budget, _ = spend(stack)
     assert budget - before_budget == got.usage["total_tokens"]
+
+
+@pytest.mark.parametrize("kind,fault", [
+    ("json", {"x-mock-truncate": "30"}),
+    ("translated_json", {"x-mock-truncate": "30"}),
+    ("translated", {"x-mock-cut-after": "10", "x-mock-chunk-delay-ms": "20"}),
+    ("passed", {"x-mock-cut-after": "10", "x-mock-chunk-delay-ms": "20"}),
+], ids=["json-truncated", "translated-json-truncated", "translated-stream-reset", "passed-stream-reset"])
+def test_a_provider_that_cuts_its_answer_is_named_and_charged_what_reached_the_caller(stack, kind, fault):
+    """The provider truncates a JSON body (the caller gets Envoy's 502) or resets a stream
+    mid-way (the caller gets part of it): the log line says `provider_cut` with the status
+    the caller got, and the call is charged what reached the caller: nothing for the 502,
+    the prompt and the text received for a stream read chunk by chunk."""
+    request_id = f"cut-{kind}"
+    before_budget, before_metered = spend(stack)
+    with httpx.Client() as client:
+        got = call(client, stack, request_id, kind, fault)
+    record = records_by_request(stack, {request_id})[request_id]
+    where = (vars(got), {k: record[k] for k in ("status", "outcome", "input_tokens", "output_tokens",
+                                                "usage_estimated")})
+    charged = record["input_tokens"] + record["output_tokens"]
+    assert (record["outcome"], record["status"]) == ("provider_cut", got.status), where
+    if got.status >= 400:
+        assert charged == 0, where
+    elif kind == "translated":
+        assert got.cut and got.text, where
+        assert record["output_tokens"] == count_text(got.text, encoding(stack, MODELS[kind])), where
+        assert record["input_tokens"] > 0 and record["usage_estimated"], where
+    else:                       # passed through: what Envoy sent, in tokens (cut_stream.py)
+        assert got.cut and 0 < record["output_tokens"] < 80, where
+    budget, metered = spend(stack)
+    assert (budget - before_budget, metered - before_metered) == (charged, charged), where

@@ -83,11 +83,11 @@ async def write_stream(listener: Listener, request: web.Request, events: list[by
         events = [stream[i:i + size] for i in range(0, len(stream), size)]
     try:
         for index, event in enumerate(events):
+            if index and chunk_delay:       # (a cut comes as late after its last event)
+                await asyncio.sleep(chunk_delay)
             if cut_after is not None and index >= int(cut_after):
                 reset_connection(request)
                 return response
-            if index and chunk_delay:
-                await asyncio.sleep(chunk_delay)
             await response.write(event)
         end_delay = int_option(listener, request, "end-delay-ms")
         if end_delay:                   # the last event sent, the stream's end comes later

@@ -5,7 +5,8 @@ Envoy ended while it waited for a reply of the service's.
 Each outcome names who ended the call: the provider answered (`ok`, `upstream_error`),
 the gateway refused it (`refused`), the gateway failed it (`error`: a stage raised;
 `gateway_timeout`: Envoy gave up waiting for the service, a worker hung or too slow),
-or the stream ended before the answer did (`cancelled`).
+the provider failed mid-answer (`provider_cut`: it reset, cut or broke its answer, or
+timed out, as Envoy's access log says), or the client left (`cancelled`).
 """
 
 from __future__ import annotations
@@ -16,9 +17,20 @@ UPSTREAM_ERROR = "upstream_error"       # the provider answered an error status
 CANCELLED = "cancelled"                 # the client left
 ERROR = "error"                         # a stage of the service failed
 GATEWAY_TIMEOUT = "gateway_timeout"     # Envoy gave up waiting for the service's reply
+PROVIDER_CUT = "provider_cut"           # the provider reset, cut or broke its answer, or timed out
 
 # The gateway's own faults: no provider is to blame.
 GATEWAY_FAULTS = frozenset({ERROR, GATEWAY_TIMEOUT})
+
+
+# Among the numbers of a cut or ended-early entry (runtime/cut_stream_log.py): Envoy's
+# response flags said the provider failed the call.
+UPSTREAM_FAILED = "upstream_failed"
+
+
+def ended_early_id(request_id: str) -> str:
+    """The key of a call's ended-early entry (beside streams' cut_ids in store/cut_streams.py)."""
+    return "early:" + request_id
 
 
 class Undelivered:

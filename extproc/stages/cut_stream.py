@@ -22,6 +22,7 @@ from ..config.envoy_contract import CUT_STREAMS_LOGGED
 from ..dialects import Codec
 from ..observability import metrics
 from ..pipeline.call import Call
+from ..pipeline.outcomes import CANCELLED, PROVIDER_CUT, UPSTREAM_FAILED, ended_early_id
 from ..store.base import UPSTREAM_COMPLETE
 from ..store.cut_streams import BytesPerToken, SentBytes, new_cut_id
 from ..pipeline.stage import Stage
@@ -52,9 +53,9 @@ def _shape(call: Call) -> tuple:
 
 class CutStream(Stage):
     name = "cut_stream"
-    reads = frozenset({"backend", "body", "client_wants_usage", "endpoint", "envoy_features", "model", "outcome",
-                       "output_reserved", "stream_passed_through"})
-    writes = frozenset({"first_byte_at", "sent_bytes", "sent_output_tokens", "status", "usage"})
+    reads = frozenset({"backend", "body", "client_wants_usage", "endpoint", "envoy_features", "model",
+                       "output_reserved", "request_id", "stream_passed_through"})
+    writes = frozenset({"first_byte_at", "outcome", "sent_bytes", "sent_output_tokens", "status", "usage"})
 
     def __init__(self, sent: SentBytes, ratios: BytesPerToken, store=None) -> None:
         self.sent = sent
@@ -95,7 +96,12 @@ class CutStream(Stage):
     async def done(self, call: Call) -> None:
         mark = call.owned(CutMark)
         cut_id = mark.cut_id if mark is not None else ""
-        if not cut_id or call.usage is not None or call.outcome == "refused":
+        if not cut_id:
+            if call.outcome == CANCELLED and call.backend is not None and call.body is not None \
+                    and CUT_STREAMS_LOGGED in call.envoy_features:
+                await self._ended_early(call)
+            return
+        if call.usage is not None or call.outcome == "refused":
             return
         entry = await self.sent.wait(cut_id, self.store)
         if entry is None:
@@ -106,6 +112,8 @@ class CutStream(Stage):
         if entry.first_event_at_us:
             call.first_byte_at = first_event_perf_counter(entry.first_event_at_us)
         numbers = orjson.loads(entry.usage) if entry.usage else {}
+        if numbers.pop(UPSTREAM_FAILED, 0):
+            call.outcome = PROVIDER_CUT
         if numbers.pop(UPSTREAM_COMPLETE, 0) or call.codec.stream_usage_is_final(numbers):
             # The provider's answer came whole, or the usage read is its last (OpenAI's
             # usage chunk, Anthropic's message_delta): the client left once that usage had
@@ -120,6 +128,17 @@ class CutStream(Stage):
         if call.usage is None:
             call.sent_output_tokens = estimate
         metrics.child(metrics.cut_streams, "bytes_sent").inc()
+
+
+    async def _ended_early(self, call: Call) -> None:
+        """A call that went to the provider and ended before its answer did: Envoy's
+        access log says whether the provider failed it (then it is the provider's cut,
+        and its status is what the caller got: Envoy's 502, or the 200 of a cut stream)
+        or the client left."""
+        entry = await self.sent.wait(ended_early_id(call.request_id), self.store)
+        if entry is not None and entry.usage and orjson.loads(entry.usage).get(UPSTREAM_FAILED):
+            call.outcome = PROVIDER_CUT
+            call.status = entry.status or call.status
 
 
 def running_usage(codec: Codec, numbers: dict, estimate: int) -> Usage | None:

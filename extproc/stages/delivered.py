@@ -25,12 +25,13 @@ from ..api.tokens import count_prompt, count_text
 from ..api.usage import Usage
 from ..observability import metrics
 from ..pipeline.call import Call
-from ..pipeline.outcomes import GATEWAY_TIMEOUT, Undelivered
+from ..pipeline.outcomes import CANCELLED, GATEWAY_TIMEOUT, Undelivered
 from ..pipeline.stage import Stage
 
 # Replies Envoy takes before the request goes on: request headers, request body.
 REQUEST_REPLIES = 2
 # Envoy's own answer when its message timeout runs out (envoy/template.yaml local replies).
+# (A provider that failed meanwhile: its status, from Envoy's access log, stages/cut_stream.py.)
 TIMEOUT_STATUS, TIMEOUT_CODE = 504, "timeout"
 
 
@@ -55,9 +56,10 @@ class DeliveredOnly(Stage):
             call.usage = _as_far_as_taken(call, lost, billed)
         else:
             call.usage = None                   # the caller got none of the answer
-        if not headers_went:                    # the caller got Envoy's 504, or had left
-            call.status, call.error_code = (TIMEOUT_STATUS, TIMEOUT_CODE) if call.outcome == GATEWAY_TIMEOUT \
-                else (0, None)
+        if not headers_went and call.outcome == GATEWAY_TIMEOUT:
+            call.status, call.error_code = TIMEOUT_STATUS, TIMEOUT_CODE     # what Envoy answered
+        elif not headers_went and call.outcome == CANCELLED:
+            call.status, call.error_code = 0, None                          # the caller had left
         if billed is not None and call.backend is not None:
             _absorbed(call, billed)
 

@@ -17,6 +17,7 @@ stamps it). A usage the provider left out is estimated from the bytes Envoy sent
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 from time import perf_counter, time
 
 from ..api.openai import usage_from
@@ -28,6 +29,7 @@ from ..api.usage import Usage
 from ..config.envoy_contract import UPSTREAM_CLUSTER_HEADER
 from ..dialects import codec_of
 from ..pipeline.call import Call
+from ..pipeline.outcomes import CANCELLED, PROVIDER_CUT
 from ..pipeline.protocol import ATTEMPT_COUNT_KEY, RESPONSE_BUFFERED, RESPONSE_STREAMED
 from ..pipeline.stage import Stage
 from .attempt import backend_for
@@ -50,6 +52,20 @@ class JsonTail:
 
     def __init__(self) -> None:
         self.tail = b""
+
+
+# Outcomes of a call that ended before its answer did (the client left, the provider cut it).
+ENDED_EARLY = frozenset({CANCELLED, PROVIDER_CUT})
+
+
+def _at_least_what_was_read(call: Call) -> None:
+    """A stream read chunk by chunk and cut: the usage it carried so far may be a running
+    count (Anthropic's message_start says 1 output token); its output is at least the
+    text read (and sent on), counted offline."""
+    encoding = call.model.encoding if call.model else "o200k_base"
+    output = count_text("".join(call.generated), encoding)
+    if output > call.usage.output_tokens:
+        call.usage = replace(call.usage, output_tokens=output, estimated=True)
 
 
 class ResponseUsage(Stage):
@@ -171,6 +187,8 @@ class ResponseUsage(Stage):
             })
 
     def done(self, call: Call) -> None:
+        if call.response_streamed and call.usage is not None and call.outcome in ENDED_EARLY:
+            _at_least_what_was_read(call)  # a stream that ended before its end did
         self._estimate_if_missing(call)    # a call that ended before its response did
 
     @staticmethod
