@@ -222,7 +222,7 @@ TOOLS = [{"type": "function", "function": {"name": name, "parameters": {"type": 
          for name in ("Bash", "WebFetch", "Read")]
 
 
-def chat(stack, run: str, ran: str | None = None) -> httpx.Response:
+def chat(stack, run: str, ran: str | None = None, answer_calls: str | None = None) -> httpx.Response:
     """A model call of an agent run, carrying back the result of the tool `ran`."""
     messages = [{"role": "user", "content": "Summarise the page and mail it."}]
     if ran:
@@ -230,7 +230,8 @@ def chat(stack, run: str, ran: str | None = None) -> httpx.Response:
                          {"id": "c1", "type": "function", "function": {"name": ran, "arguments": "{}"}}]},
                      {"role": "tool", "tool_call_id": "c1", "content": "done"}]
     return httpx.post(f"{stack.base_url}/chat/completions", timeout=30,
-                      headers={"authorization": f"Bearer {ALICE}", "x-gateway-run": run},
+                      headers={"authorization": f"Bearer {ALICE}", "x-gateway-run": run,
+                               **({"x-mock-tool-call": answer_calls} if answer_calls else {})},
                       json={"model": "gpt-4o-mini", "max_tokens": 16, "messages": messages, "tools": TOOLS})
 
 
@@ -251,6 +252,11 @@ def test_a_tainted_run_is_not_offered_the_agents_egress_tool(stack):
     assert line["run_tools"][-1]["tainted_by"] == {"reads_private": "lookup_contact",
                                                    "untrusted_content": "WebFetch"}
     assert chat(stack, f"other-{run}").status_code == 200 and offered(stack) == ["Bash", "WebFetch", "Read"]
+    # A model that calls the withheld tool anyway: its answer is refused, in the caller's dialect.
+    stopped = chat(stack, run, answer_calls="Bash")
+    assert stopped.status_code == 400 and "The model asked to run 'Bash'" in stopped.json()["error"]["message"]
+    assert chat(stack, run, answer_calls="Read").json()["choices"][0]["message"]["tool_calls"][0][
+        "function"]["name"] == "Read"
 
 
 def records_of(stack, predicate, timeout=10) -> list[dict]:

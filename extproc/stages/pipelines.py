@@ -27,7 +27,7 @@ from .record import Record
 from .resolve import ParseRequest, ResolveModel
 from .route import Route
 from .runs import RecogniseRun, RunLimits, RunSettle, worker_run_log
-from .run_tools_model import RunToolTaint
+from .run_tools_model import RunToolAnswer, RunToolTaint
 from .scan_allowance import ScanAllowance, ScanCharge, ScanLedger
 from .stored_responses import RememberResponse, StoredResponses
 from .trace import CallSpan
@@ -79,6 +79,7 @@ def build_pipeline(config: GatewayConfig, store=None, cut_streams: WorkerCutStre
         *([RememberResponse(store)] if store is not None else []),   # after TranslateAnswer, ResponseUsage:
                                              # they find the response's id
         CallCost(),                          # after ResponseUsage: the usage is final at the end
+        *([RunToolAnswer()] if store is not None and config.mcp.taint.model_tools else []),   # after TranslateAnswer
         GuardResponse(),
         *([CallSpan()] if config.observability.tracing is not None else []),   # done after CallCost's
         *([BudgetSettle(store)] if budgets else []),   # ...which settling needs

@@ -9,6 +9,9 @@
                 the tools it offers the model (`mcp.taint.egress: hide`), unless the caller
                 names them in the approval header (`approval`): the model of a tainted run
                 cannot ask for one, in any dialect, streamed or not.
+  response      (RunToolAnswer) a JSON answer to such a request that calls a withheld
+                tool anyway is refused, in the caller's dialect, naming the tool and what
+                tainted the run: the agent shows it instead of running the tool.
 Each decision is on the call's log line (`run_tools`). A call without a run, or of a
 config without model tool labels, costs nothing; a labelled tool costs one store read."""
 
@@ -16,14 +19,26 @@ from __future__ import annotations
 
 import logging
 
+import orjson
+
 from ..config.mcp_taint import EGRESS, READS_PRIVATE, UNTRUSTED_CONTENT
 from ..pipeline.call import Call
+from ..pipeline.errors import GatewayError
 from ..pipeline.stage import Stage
 from ..store import StoreUnavailable
 from ..store.run_taint import RunTaint
 
 _MARKS = frozenset((READS_PRIVATE, UNTRUSTED_CONTENT))
 log = logging.getLogger("extproc.runs")
+
+
+class WithheldTools:
+    """The egress tools a tainted run's request was not offered, for its answer's check."""
+    __slots__ = ("tools", "flags")
+
+    def __init__(self) -> None:
+        self.tools: frozenset[str] = frozenset()
+        self.flags: dict[str, str] = {}
 
 
 class RunToolTaint(Stage):
@@ -75,4 +90,38 @@ class RunToolTaint(Stage):
             return
         call.codec.remove_tools(call.body, offered)
         call.body_changed = True
+        held = call.own(WithheldTools)
+        held.tools, held.flags = frozenset(offered), flags
         decisions.append({"decision": "withheld", "tools": offered, "reason": "run_tainted", "tainted_by": flags})
+
+
+class RunToolAnswer(Stage):
+    """After the answer is read (TranslateAnswer): a JSON answer calling a tool its request
+    withheld is refused. A stream's answer is not read here: its request was not offered
+    the tool."""
+    name = "run_tool_answer"
+    reads = frozenset({"codec", "log_fields", "response_json", "response_streamed", "status"})
+    writes = frozenset({"log_fields"})
+
+    def response_body(self, call: Call, chunk: bytes, end_of_stream: bool) -> None:
+        held = call.owned(WithheldTools)
+        if held is None or not held.tools or call.response_streamed or not end_of_stream or call.status >= 400:
+            return
+        answer = call.response_json
+        if answer is None:
+            try:
+                answer = orjson.loads(chunk)
+            except orjson.JSONDecodeError:
+                return
+        if not isinstance(answer, dict):
+            return
+        called = [name for name in call.codec.called_tools(answer) if name in held.tools]
+        if not called:
+            return
+        call.log_fields.setdefault("run_tools", []).append(
+            {"decision": "refused", "tools": called, "reason": "run_tainted", "tainted_by": held.flags})
+        raise GatewayError(400, "content_blocked",
+                           f"The model asked to run '{called[0]}', which sends data out, and this agent run has "
+                           f"read private data ({held.flags.get(READS_PRIVATE)}) and taken in untrusted content "
+                           f"({held.flags.get(UNTRUSTED_CONTENT)}): the gateway stopped it. Tell the user; "
+                           "a new run may use it.")
