@@ -7,6 +7,7 @@ import asyncio
 import collections
 import copy
 import inspect
+import json
 import os
 import random
 import re
@@ -14,6 +15,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -140,6 +142,7 @@ class GatewayStack:
         self.envoy_admin_socket = workdir / "envoy-admin.sock"     # Envoy's admin (mode 0600)
         self.envoy_admin_port = free_port()                       # its read-only view (GET of stats...)
         self.process: subprocess.Popen | None = None
+        self._records_lock = threading.Lock()      # log_records: tests read the log from threads
         self.mock_ports: dict[str, int] = {}       # the mock provider's listeners, by name
         self.mcp_ports: dict[str, int] = {}        # the demo MCP servers', by name
 
@@ -216,7 +219,7 @@ class GatewayStack:
         self.process = subprocess.Popen(
             [sys.executable, "-m", "extproc", "up", "--config", str(config_path),
              "--envoy", str(envoy_path), "--state-dir", str(self.state_dir),
-             "--fixtures", str(FIXTURES), "--log"],      # --log: the logs on stdout/stderr, read below
+             "--fixtures", str(FIXTURES)],
             stdout=self._log, stderr=self._stderr, env=env, cwd=str(self.workdir))
         return self
 
@@ -290,14 +293,25 @@ class GatewayStack:
                 + record["output_tokens"] * price["output"]) / 1e6
 
     def log_records(self) -> list[dict]:
-        """The service's one-JSON-line-per-request records (Envoy's own lines excluded)."""
-        import json
-        records = []
-        # Whole lines only: a worker may be midway through writing the last one.
-        for line in self.log_path.read_text(errors="replace").split("\n")[:-1]:
-            if line.startswith("{") and '"config_version"' in line:
-                records.append(json.loads(line))
-        return records
+        """The service's one-JSON-line-per-request records (Envoy's own lines excluded).
+        Read on from where the last reading stopped: tests poll this, and a session's log
+        grows to thousands of lines that each poll would parse again."""
+        with self._records_lock:
+            read = getattr(self, "_records_read", None)
+            if read is None or read[0] != self.log_path:
+                read = self._records_read = (self.log_path, [0], [])
+            _, offset, records = read
+            with open(self.log_path, "rb") as log:
+                if os.fstat(log.fileno()).st_size < offset[0]:      # written anew
+                    offset[0], records[:] = 0, []
+                log.seek(offset[0])
+                chunk = log.read()
+            whole = chunk.rfind(b"\n") + 1        # whole lines only: a worker may be midway through one
+            offset[0] += whole
+            for line in chunk[:whole].decode("utf-8", "replace").split("\n"):
+                if line.startswith("{") and '"config_version"' in line:
+                    records.append(json.loads(line))
+            return list(records)
 
     def metrics(self, expected: str = "", timeout: float = 5) -> str:
         """The /metrics page once it shows `expected` (workers write their updates to
