@@ -87,3 +87,62 @@ def test_digests_count_distinct_calls_bounded():
     assert digest_of(a) != digest_of(b) and len(digest_of(a)) == 16
     assert counted([a, a, b]) == {digest_of(a): "shell", digest_of(b): "shell"}
     assert len(counted([ToolCall("t", str(i)) for i in range(100)])) == MAX_COUNTED
+
+
+def test_the_ledger_admits_a_share_of_the_room_it_last_saw():
+    from extproc.runs.ledger import SHARE, RunLedger
+    ledger = RunLedger()
+    state = ledger.counter("run.a.usd|r")
+    assert ledger.admits_here(state, 2.0, 2.0 * SHARE) and not ledger.admits_here(state, 2.0, 2.0 * SHARE + 0.01)
+    state.flying = 0.3
+    assert not ledger.admits_here(state, 2.0, 0.3)        # calls in flight hold their estimates
+    state.flying, state.synced = 0.0, 1.9                  # near the end: each call goes to the store
+    assert not ledger.admits_here(state, 2.0, 0.05)
+    assert ledger.counter("run.a.usd|r") is state
+
+
+def test_the_ledger_sends_a_tool_call_to_the_store_from_its_second_sighting():
+    from extproc.runs.ledger import RunLedger
+    ledger = RunLedger()
+    assert ledger.sighting("loop|r|d") == 0                # first here: nothing sent
+    assert ledger.sighting("loop|r|d") == 2                # both sightings go to the store
+    assert ledger.sighting("loop|r|d") == 3                # (that one refused: counted again)
+    ledger.synced_sighting("loop|r|d")
+    assert ledger.sighting("loop|r|d") == 1                # the store has the rest
+
+
+def test_the_trace_merges_workers_batches_and_reads_back_in_order(tmp_path):
+    import asyncio
+
+    from extproc.store.limits import StoreSettings
+    from extproc.store.runs import RunLog, find_run, list_runs
+    settings = StoreSettings(kind="sqlite", path=str(tmp_path / "s.sqlite3"), url=None, fail_mode="closed",
+                             lease_seconds=60, default_output_tokens=512)
+
+    def entry(ts, **more):
+        return {"run": "r" * 24, "run_name": "task-1", "run_source": "x-gateway-run", "client": "codex",
+                "key_id": "alice", "user": "alice", "team": "research", "ts": ts, "model": "gpt-4o-mini",
+                "status": 200, "input_tokens": 10, "output_tokens": 2, "cost_usd": 0.001, **more}
+
+    events = []
+    first, second = RunLog(), RunLog()          # two workers
+    first.on_runs = second.on_runs = events.extend
+
+    async def write():
+        first.add(entry(3.0), settings, 3600)
+        second.add(entry(1.0), settings, 3600)
+        second.add(entry(2.0, kind="mcp", tool="echo", model=None, cost_usd=0.0), settings, 3600)
+        await first.flush(settings, 3600)
+        await second.flush(settings, 3600)
+        first.add(entry(4.0, status=429, error_code="agent_loop", stopped="stopped_loop"), settings, 3600)
+        await first.flush(settings, 3600)
+
+    asyncio.run(write())
+    assert events == ["started", "stopped_loop"]
+    [run] = list_runs(settings, since=0)
+    assert (run["calls"], run["mcp_calls"], run["refused"], run["outcome"]) == (3, 1, 1, "stopped_loop")
+    assert run["cost_usd"] == 0.003 and run["input_tokens"] == 40 and run["first_ts"] == 1.0
+    shown = find_run(settings, "task-1")
+    assert [call["ts"] for call in shown["calls"]] == [1.0, 2.0, 3.0, 4.0]
+    assert shown["calls"][1]["tool"] == "echo" and shown["calls"][3]["error_code"] == "agent_loop"
+    assert find_run(settings, "rrrrrr")["id"] == "r" * 24 and find_run(settings, "nothing") is None

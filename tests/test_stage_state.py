@@ -65,6 +65,7 @@ def _full_config(tmp_path: Path):
     config["caps"] = {"per_call": [{"scope": "team", "match": "research", "max_cost_usd_per_call": 0.5}],
                       "session": {"header": "x-session", "ttl_s": 60, "max_cost_usd": 5}}
     config.setdefault("observability", {})["tracing"] = {"otlp_endpoint": "127.0.0.1:4317"}
+    config["mcp"]["taint"] = {"model_tools": {"Bash": ["reads_private", "egress"]}}   # the run's taint
     path = tmp_path / "full.yaml"
     path.write_text(yaml.safe_dump(config))
     return load_config(str(path))

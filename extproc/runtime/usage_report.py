@@ -81,8 +81,10 @@ def parse_by(text: str) -> tuple[str, ...]:
     dims = tuple(part.strip().lower() for part in text.split(",") if part.strip())
     if not dims:
         raise ValueError("--by needs at least one dimension (key, user, team, model, backend, cache, tag:<name>).")
+    if RUN in dims and len(dims) > 1:
+        raise ValueError("--by run stands alone: each run's row names its key, user and team.")
     for dim in dims:
-        if not valid_dimension(dim):
+        if dim != RUN and not valid_dimension(dim):
             raise ValueError(f"Unknown dimension {dim!r}: one of key, user, team, model, backend, cache, tag:<name>.")
     if len(set(dims)) != len(dims):
         raise ValueError("--by names a dimension twice.")
@@ -95,11 +97,28 @@ def usage_by(config: GatewayConfig, by: tuple[str, ...], window: str = "day", st
     Raises store.meters.NoMeter when no configured set of dimensions covers `by`."""
     from ..store.meters import find_set, report
     now = now or time.time()
+    if by == (RUN,):
+        return _usage_by_run(config, window, now)
     find_set(config.metering.sets, by)                  # fail before reading the store
     rows = asyncio.run(_rows_of(store)) if store is not None else asyncio.run(_rows_then_close(config))
     start, end = window_bounds(window, now)
     return {"by": list(by), "window": window, "start": int(start), "end": int(end),
             "rows": report(config.metering.sets, by, rows, window, now)}
+
+
+RUN = "run"
+
+
+def _usage_by_run(config: GatewayConfig, window: str, now: float) -> dict:
+    """Agent runs with a call in the window, each with its totals (store/runs.py)."""
+    from ..store.runs import list_runs
+    start, end = window_bounds(window, now)
+    rows = [{"run": run["id"], "name": run["name"], "key": run["key"], "user": run["user"], "team": run["team"],
+             "client": run["client"], "outcome": run["outcome"], "requests": run["calls"] + run["mcp_calls"],
+             "input_tokens": run["input_tokens"], "output_tokens": run["output_tokens"], "usd": run["cost_usd"]}
+            for run in list_runs(config.store, limit=10_000, since=start)]
+    rows.sort(key=lambda row: -row["usd"])
+    return {"by": [RUN], "window": window, "start": int(start), "end": int(end), "rows": rows}
 
 
 def usage_by_table(result: dict) -> str:

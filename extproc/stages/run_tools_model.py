@@ -43,8 +43,8 @@ class WithheldTools:
 
 class RunToolTaint(Stage):
     name = "run_tool_taint"
-    reads = frozenset({"body", "codec", "headers", "run"})
-    writes = frozenset({"body", "body_changed", "log_fields"})
+    reads = frozenset({"body", "endpoint", "headers", "run"})
+    writes = frozenset({"body_changed", "log_fields"})
 
     def __init__(self, store) -> None:
         self.taint = RunTaint(store)
@@ -100,7 +100,7 @@ class RunToolAnswer(Stage):
     withheld is refused. A stream's answer is not read here: its request was not offered
     the tool."""
     name = "run_tool_answer"
-    reads = frozenset({"codec", "log_fields", "response_json", "response_streamed", "status"})
+    reads = frozenset({"endpoint", "response_json", "response_streamed", "status"})
     writes = frozenset({"log_fields"})
 
     def response_body(self, call: Call, chunk: bytes, end_of_stream: bool) -> None:

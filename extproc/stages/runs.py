@@ -3,15 +3,14 @@ stopping, and the run's trace.
 
 - RecogniseRun (request body): `call.run` from the caller's headers and body
   (extproc/runs/identity.py), on the log line as `run`.
-- RunLimits (request body, after the budgets): one reserve in the budget store for all
-  the run's counters: each `runs.limits` entry that applies (USD, tokens, calls; the
-  wall clock from the run's first call, a store record every worker agrees on) and one
-  counter per tool call the request carries back (loop stopping: the same call more
-  than `max_repeats` times is refused, 429 `agent_loop`). The store's reserve is all or
-  nothing and exact across workers and replicas, as the budgets'. With the worker's
-  allotments (store/allotments.py) the run's larger counters are admitted in memory;
-  a loop counter (a few calls' room) goes to the store with the rest of the run's charges,
-  in that one round trip.
+- RunLimits (request body, after the budgets): the run's limits that apply (USD, tokens,
+  calls; the wall clock from the run's first call, a store record every worker agrees
+  on) and one counter per tool call the request carries back (loop stopping: the same
+  call more than `max_repeats` times is refused, 429 `agent_loop`). Counters in the
+  budget store, but most calls need no store operation: the worker's ledger
+  (extproc/runs/ledger.py) admits a call within its share of the room the store last
+  showed, and a tool call seen once here is not sent; the rest go in one reserve, all
+  or nothing, as the budgets'.
 - RunSettle (done): the reservation settled from the call's cost and usage, and the
   call's entry for the run's trace (store/runs.py, written in batches off the call's path).
 
@@ -28,6 +27,7 @@ from ..pipeline.call import Call
 from ..pipeline.errors import GatewayError, gateway_error
 from ..pipeline.stage import Stage
 from ..runs import recognise
+from ..runs.ledger import RunCounter, RunLedger
 from ..runs.loops import ToolCall, counted
 from ..store import StoreUnavailable, maybe_await
 from ..store.limits import Charge, Limit, settled_amount
@@ -44,6 +44,11 @@ _NO_RETRY = {"x-should-retry": "false"}     # the OpenAI and Anthropic SDKs hono
 
 
 _RUN_LOG: RunLog | None = None
+_LEDGER = RunLedger()                   # the worker's, kept across reloads
+
+
+def worker_run_ledger() -> RunLedger:
+    return _LEDGER
 
 
 def worker_run_log() -> RunLog:
@@ -62,10 +67,11 @@ def _count_runs(events: list[str]) -> None:
 
 class RunHold:
     """What RunLimits reserved and decided for the call, for RunSettle."""
-    __slots__ = ("held", "stopped", "tools")
+    __slots__ = ("held", "local", "stopped", "tools")
 
     def __init__(self) -> None:
         self.held = None
+        self.local: list = []            # (RunCounter, kind, estimate) admitted by the worker's ledger
         self.stopped = ""
         self.tools: list[str] = []
 
@@ -94,6 +100,7 @@ class RunLimits(Stage):
         self.lease_seconds = lease_seconds
         self.starts: dict[str, float] = {}           # run -> its first call (store record)
         self.loop_limits: dict[int, Limit] = {}
+        self.ledger = worker_run_ledger()
 
     async def request_body(self, call: Call) -> None:
         run = call.run
@@ -109,7 +116,11 @@ class RunLimits(Stage):
             return
         now = time.time()
         ends = now + settings.ttl_seconds
-        charges: list[Charge] = []
+        ledger = self.ledger
+        charges: list[Charge] = []           # what goes to the store (ledger.py: most calls, nothing)
+        pushed: list[RunCounter] = []        # the run counters among them, in order
+        local: list[tuple[RunCounter, str, float]] = []
+        loop = self._loop_limit(repeats) if repeated else None
         try:
             for limit in limits:
                 if limit.max_seconds is not None:
@@ -121,30 +132,54 @@ class RunLimits(Stage):
                 if limit.counters:
                     usd, tokens = reservation_basis(call), call.prompt_tokens() + call.output_cap()
                     for counter in limit.counters:
-                        charges.append(Charge(counter, f"{counter.name}|{run.id}", usd if counter.kind == "usd"
-                                              else tokens if counter.kind == "tokens" else 0,
-                                              1 if counter.kind == "requests" else 0, ends))
-            loop = self._loop_limit(repeats) if repeated else None
+                        name = f"{counter.name}|{run.id}"
+                        state = ledger.counter(name)
+                        amount = usd if counter.kind == "usd" else tokens if counter.kind == "tokens" else 1.0
+                        if ledger.admits_here(state, counter.limit, amount):
+                            local.append((state, counter.kind, amount))
+                            continue
+                        calls = counter.kind == "requests"
+                        charges.append(Charge(counter, name, 0 if calls else amount,
+                                              state.unsynced + (1 if calls else 0), ends))
+                        pushed.append(state)
             for digest in repeated:
-                charges.append(Charge(loop, f"{LOOP_LIMIT}|{run.id}|{digest}", 0, 1, ends))
-            if not charges:
-                return
-            rid = f"run:{call.request_id}:{id(call)}"
-            admission = await maybe_await(self.store.reserve(rid, charges, now, now + self.lease_seconds))
+                name = f"{LOOP_LIMIT}|{run.id}|{digest}"
+                seen = ledger.sighting(name)
+                if seen:
+                    charges.append(Charge(loop, name, 0, seen, ends))
+            if charges:
+                rid = f"run:{call.request_id}:{id(call)}"
+                admission = await maybe_await(self.store.reserve(rid, charges, now, now + self.lease_seconds))
         except StoreUnavailable as error:
             metrics.child(metrics.store_errors, "reserve").inc()
             log.error("budget store unavailable on an agent run's reserve: %s", error)
             if call.config.store.fail_mode == "open":
                 return
             raise gateway_error("The budget store is unavailable; the request was not forwarded.") from None
-        if admission.admitted:
+        if charges and not admission.admitted:
+            self._refuse(run, repeats, repeated, loop, admission, hold)
+        if charges:
             hold.held = (rid, charges)
-            return
+            remaining = admission.remaining
+            for state, charge in zip(pushed, charges):
+                state.synced = charge.limit.limit - remaining.get(charge.counter, charge.limit.limit)
+                state.unsynced = 0.0
+            for charge in charges[len(pushed):]:
+                ledger.synced_sighting(charge.counter)
+        for state, kind, amount in local:
+            if kind == "requests":
+                state.unsynced += 1
+            else:
+                state.flying += amount
+        hold.local = local
+
+    def _refuse(self, run, repeats: int, repeated: dict[str, str], loop, admission, hold: RunHold) -> None:
         refused = admission.refused
+        used = refused.limit.limit - admission.remaining.get(refused.counter, 0)
         if refused.limit is loop:
             hold.stopped = STOPPED_LOOP
             tool = repeated[refused.counter.rsplit("|", 1)[1]]
-            times = int(refused.limit.limit - admission.remaining.get(refused.counter, 0)) + 1
+            times = int(used + refused.count_now)
             raise GatewayError(429, "agent_loop", (
                 f"Agent loop stopped: this run ('{run.name}') has sent back the same call of the tool "
                 f"'{tool}' with the same arguments {times} times, with no new user turn; the gateway allows "
@@ -153,7 +188,6 @@ class RunLimits(Stage):
         hold.stopped = STOPPED_LIMIT
         limit = refused.limit
         name = limit.name[len("run."):].rsplit(".", 1)[0]
-        used = limit.limit - admission.remaining.get(refused.counter, 0)
         if limit.kind == "usd":
             what, spent = f"${limit.limit:g} per run", f"it has spent ${used:.4f} and this call may cost up to " \
                 f"${refused.reserve:.4f}"
@@ -210,6 +244,10 @@ class RunSettle(Stage):
         usage = call.usage
         cost = charged_cost(call)
         held = hold.held if hold is not None else None
+        for state, kind, estimate in hold.local if hold is not None else ():
+            if kind != "requests":
+                state.flying = max(0.0, state.flying - estimate)
+                state.unsynced += cost if kind == "usd" else usage.total if usage else 0
         if held is not None and self.store is not None:
             rid, charges = held
             try:
@@ -237,4 +275,36 @@ class RunSettle(Stage):
             "tool_calls": hold.tools if hold is not None else [],
             "input_tokens": usage.input_tokens if usage else 0, "output_tokens": usage.output_tokens if usage else 0,
             "cost_usd": round(cost, 9), "latency_ms": round((ended - call.started) * 1000, 3),
+        }, call.config.store, self.settings.ttl_seconds)
+
+
+_TRACED_MCP = ("tools/call", "tools/list")
+
+
+class McpRunTrace(Stage):
+    """An MCP call's entry in its run's trace (tools/call and tools/list, with the run's
+    tool decisions: stages/mcp/run_tools.py), after the MCP pipeline's audit line."""
+
+    name = "mcp_run_trace"
+    reads = frozenset({"ended_at", "key", "mcp", "request_id", "run", "started", "status"})
+    writes = frozenset()
+
+    def __init__(self, runs: RunLog, settings: RunSettings) -> None:
+        self.runs = runs
+        self.settings = settings
+
+    def done(self, call: Call) -> None:
+        run, state = call.run, call.mcp
+        if run is None or state is None or state.rpc_method not in _TRACED_MCP or call.config.store is None:
+            return
+        key = call.key
+        ended = call.ended_at or time.perf_counter()
+        self.runs.add({
+            "run": run.id, "run_name": run.name, "run_source": run.source, "client": run.client,
+            "key_id": key.id if key else "", "user": key.user if key else "", "team": key.team if key else "",
+            "ts": round(time.time() - (time.perf_counter() - call.started), 6), "request_id": call.request_id,
+            "kind": "mcp", "method": state.rpc_method, "tool": state.tool or None,
+            "profile": state.profile.name if state.profile is not None else None,
+            "status": call.status, "outcome": state.outcome or None,
+            "decisions": state.decisions[:10], "latency_ms": round((ended - call.started) * 1000, 3),
         }, call.config.store, self.settings.ttl_seconds)

@@ -205,7 +205,8 @@ def _connect(path: str, holder: RunLog) -> sqlite3.Connection:
     return holder._sqlite[1]
 
 
-_CALL_FIELDS = ("ts", "kind", "request_id", "model", "backend", "tool", "status", "error_code", "stopped",
+_CALL_FIELDS = ("ts", "kind", "request_id", "model", "backend", "profile", "method", "tool", "status", "outcome",
+                "error_code", "stopped",
                 "input_tokens", "output_tokens", "cost_usd", "latency_ms", "tool_calls", "decisions")
 
 
