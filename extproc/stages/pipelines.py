@@ -26,7 +26,7 @@ from .pass_through import PassThroughStream
 from .record import Record
 from .resolve import ParseRequest, ResolveModel
 from .route import Route
-from .runs import RecogniseRun, RunLimits, RunSettle, worker_run_log
+from .runs import McpRunTrace, RecogniseRun, RunLimits, RunSettle, worker_run_log
 from .run_tools_model import RunToolAnswer, RunToolTaint
 from .scan_allowance import ScanAllowance, ScanCharge, ScanLedger
 from .stored_responses import RememberResponse, StoredResponses
@@ -107,7 +107,8 @@ def build_mcp_pipeline(config: GatewayConfig, store=None, calls: CallLog | None 
     tools = RunTools(store) if store is not None else None     # shared by the gate and the answer
     return Pipeline([McpGate(store, tools), McpAnswer(tools),
                      *([McpSpan()] if config.observability.tracing is not None else []),
-                     McpRecord(calls=_kept(config, calls))])
+                     McpRecord(calls=_kept(config, calls)),
+                     *([McpRunTrace(worker_run_log(), config.runs)] if store is not None else [])])
 
 
 def pipeline_table(pipeline: Pipeline) -> str:
