@@ -11,6 +11,10 @@ import functools
 # choose a cluster or forge attribution.
 ROUTING_HEADER = "x-gateway-cluster"             # a concrete model's cluster (route: cluster_header)
 ROUTE_HEADER = "x-gateway-route"                 # failover-<N>: the route of virtual models of N backends
+# A streamed call to a virtual model also names its model's first-byte timeout (ms): the
+# failover route of that length and timeout has Envoy give up on an attempt whose response
+# headers have not come within it, and try the next backend.
+FIRST_BYTE_HEADER = "x-gateway-first-byte-ms"
 UPSTREAM_CLUSTER_HEADER = "x-gateway-upstream-cluster"   # which cluster answered (failover route)
 INTERNAL_HEADER_PREFIX = "x-gateway-"
 

@@ -24,7 +24,7 @@ import ipaddress
 from urllib.parse import urlparse
 
 from . import envoy_config
-from .envoy_contract import ROUTE_HEADER, failover_route
+from .envoy_contract import FIRST_BYTE_HEADER, ROUTE_HEADER, failover_route
 from .envoy_identity import add_identity
 from .envoy_mcp import aggregator_secrets, mcp_routes, upstream_listener
 from .filter_config import GatewayConfig
@@ -100,7 +100,8 @@ def generate(config: GatewayConfig, target: str = "local", *, listen: str | None
         [listener["per_connection_buffer_limit_bytes"]] + [p.max_request_bytes for p in config.providers.values()])
     chained = {b.provider.cluster for m in config.models.values() if m.is_virtual for b in m.backends}
     envoy["static_resources"]["clusters"] += provider_clusters(config, chained)
-    _failover_routes(envoy, sorted({len(m.backends) for m in config.models.values() if m.is_virtual}))
+    _failover_routes(envoy, sorted({(len(m.backends), m.first_byte_timeout_ms)
+                                    for m in config.models.values() if m.is_virtual}))
     add_identity(envoy, config.identity)            # jwt_authn, when `identity.jwt` is set
     if (mcp_upstream := upstream_listener(_virtual_host(envoy)["routes"], config)) is not None:
         envoy["static_resources"]["listeners"].append(mcp_upstream)
@@ -174,17 +175,30 @@ def _cluster(provider: Provider, per_attempt: bool) -> dict:
     return cluster
 
 
-def _failover_routes(envoy: dict, lengths: list[int]) -> None:
-    """The template's failover route, once per chain length (none without virtual models)."""
+def _failover_routes(envoy: dict, chains: list[tuple[int, int]]) -> None:
+    """The template's failover route, once per chain length (none without virtual models),
+    each after one per first-byte timeout its models have: a streamed call names its
+    model's (FIRST_BYTE_HEADER), and an attempt whose response headers have not come
+    within it is given up (`per_try_timeout`, which stops once they came) for the next
+    backend. A call without the header (not streamed: its headers come with its whole
+    answer) takes the plain route, where only the idle timeout between bytes applies."""
     routes = _virtual_host(envoy)["routes"]
     [template] = [r for r in routes if _failover_length(r) is not None]
     at = routes.index(template)
-    routes[at:at + 1] = [_with_length(template, n) for n in lengths]
+    made = []
+    for backends in sorted({n for n, _ in chains}):
+        made += [_with_length(template, backends, ms) for n, ms in chains if n == backends and ms]
+        made.append(_with_length(template, backends))
+    routes[at:at + 1] = made
 
 
-def _with_length(template: dict, backends: int) -> dict:
+def _with_length(template: dict, backends: int, first_byte_ms: int = 0) -> dict:
     route = copy.deepcopy(template)
     route["match"]["headers"] = [{"name": ROUTE_HEADER, "string_match": {"exact": failover_route(backends)}}]
+    if first_byte_ms:
+        route["match"]["headers"].append({"name": FIRST_BYTE_HEADER, "string_match": {"exact": str(first_byte_ms)}})
+        route["route"]["retry_policy"]["per_try_timeout"] = f"{first_byte_ms / 1000:g}s"
+    route["request_headers_to_remove"] = [*route.get("request_headers_to_remove", []), FIRST_BYTE_HEADER]
     route["route"]["retry_policy"]["num_retries"] = backends - 1
     return route
 

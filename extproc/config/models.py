@@ -28,6 +28,14 @@ class Backend:
         return self.provider.dialect_for(self.model)
 
 
+# How long a streamed call to a virtual model waits for an attempt's response headers
+# before Envoy tries the next backend. Providers send a stream's headers at once and its
+# first token soon after, so a few seconds of silence means a stalled backend; a model
+# that thinks long before answering may need more (`first_byte_timeout_s`).
+DEFAULT_FIRST_BYTE_TIMEOUT_S = 10.0
+MAX_FIRST_BYTE_TIMEOUT_S = 300.0
+
+
 @dataclass(frozen=True, slots=True)
 class Model:
     name: str
@@ -35,6 +43,9 @@ class Model:
     strategy: str                # "fallback" (ordered) or "weighted"
     price: Price | None          # the first backend's (reports); each backend has its own
     encoding: str                # tokenizer encoding for offline counts
+    # A virtual model's streamed call: each attempt whose response headers have not come
+    # within this is given up by Envoy, and the next backend tried (config/envoy_gen.py).
+    first_byte_timeout_ms: int = 0
 
     @property
     def primary(self) -> Backend:
@@ -91,7 +102,10 @@ def qualified_model(name: str, providers: Mapping[str, Provider]) -> Model | Non
 
 def parse_model(name: str, node: Node, providers: Mapping[str, Provider]) -> Model:
     from ..api.tokens import encoding_for_model  # local: tokens imports the tokenizer
-    node.only_keys("backends", "strategy", "price", "encoding", "max_output_tokens")
+    node.only_keys("backends", "strategy", "price", "encoding", "max_output_tokens", "first_byte_timeout_s")
+    first_byte = node.get("first_byte_timeout_s").number(DEFAULT_FIRST_BYTE_TIMEOUT_S, minimum=0.1)
+    if first_byte > MAX_FIRST_BYTE_TIMEOUT_S:
+        node.get("first_byte_timeout_s").fail(f"must be at most {MAX_FIRST_BYTE_TIMEOUT_S} (seconds)")
     strategy = node.get("strategy").choice(("fallback", "weighted"), "fallback")
     model_max_output = _max_output(node)
     model_price = _price(node.get("price")) if not node.get("price").missing else None
@@ -124,8 +138,12 @@ def parse_model(name: str, node: Node, providers: Mapping[str, Provider]) -> Mod
         node.get("backends").fail("weights must not all be 0 (weighted: the first attempt is drawn by weight)")
     first = backends[0].model if backends else name
     encoding = node.get("encoding").choice(("o200k_base", "cl100k_base"), encoding_for_model(first))
+    if len(backends) < 2 and not node.get("first_byte_timeout_s").missing:
+        node.get("first_byte_timeout_s").warn("applies to a model with several backends only (there is "
+                                              "no next backend to try): ignored")
     return Model(name=name, backends=tuple(backends), strategy=strategy,
-                 price=backends[0].price if backends else model_price, encoding=encoding)
+                 price=backends[0].price if backends else model_price, encoding=encoding,
+                 first_byte_timeout_ms=int(round(first_byte * 1000)) if len(backends) > 1 else 0)
 
 
 def _max_output(node: Node) -> int | None:

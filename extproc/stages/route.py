@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import orjson
 
 from ..config.envoy_contract import (
+    FIRST_BYTE_HEADER,
     METADATA_NAMESPACE,
     ROUTE_HEADER,
     ROUTE_METADATA_NAMESPACE,
@@ -159,6 +160,8 @@ class Route(Stage):
             # Each attempt is made for its backend by the upstream filter; "model" first, so
             # that one whose provider speaks the caller's dialect is swapped without parsing.
             reply.set_headers[ROUTE_HEADER] = failover_route(len(model.backends))
+            if call.stream:        # the route that gives up on a silent attempt (envoy_contract.py)
+                reply.set_headers[FIRST_BYTE_HEADER] = str(model.first_byte_timeout_ms)
             for namespace, fields in failover_metadata(call, model, order).items():
                 reply.add_metadata(fields, namespace)
             reply.body = orjson.dumps({"model": body["model"], **body} if call.codec.model_in_body else body)
