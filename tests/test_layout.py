@@ -93,17 +93,13 @@ def _module_name(path: Path) -> str:
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
 
 
-def _runtime_imports(path: Path, modules: set[str]) -> set[str]:
-    """The extproc modules a file imports when it runs (anywhere in it, functions included;
-    not what it imports under `if TYPE_CHECKING:`, which never runs)."""
+def _module_imports(path: Path, modules: set[str]) -> set[str]:
+    """The extproc modules a file imports (anywhere in it, functions included, and under
+    `if TYPE_CHECKING:` too: a loop of types only is a loop a reader follows all the same)."""
     tree = ast.parse(path.read_text())
     package = _module_name(path).split(".") if path.name == "__init__.py" else _module_name(path).split(".")[:-1]
-    typing_only = {id(inner) for node in ast.walk(tree) if isinstance(node, ast.If)
-                   and "TYPE_CHECKING" in ast.unparse(node.test) for inner in ast.walk(node)}
     found = set()
     for node in ast.walk(tree):
-        if id(node) in typing_only:
-            continue
         if isinstance(node, ast.ImportFrom):
             if node.level:
                 module = ".".join(package[:len(package) - node.level + 1] + ([node.module] if node.module else []))
@@ -119,7 +115,7 @@ def _runtime_imports(path: Path, modules: set[str]) -> set[str]:
 
 def _import_graph() -> dict[str, set[str]]:
     paths = {_module_name(path): path for path in PACKAGE.rglob("*.py")}
-    return {name: _runtime_imports(path, set(paths)) for name, path in paths.items()}
+    return {name: _module_imports(path, set(paths)) for name, path in paths.items()}
 
 
 def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:

@@ -1,7 +1,7 @@
 """One gRPC call over the workers' HTTP/2 (grpc_h2.py serves them): the part of grpc.aio's
 servicer context its handler sees, and the MESSAGES call that answers each message in
 the read that brought it. What a call holds of its client's data counts in its
-connection's backlog (grpc_h2.CallsOnConnection), both bounded (http2.Limits)."""
+connection's backlog (ConnectionCalls), both bounded (http2.Limits)."""
 
 from __future__ import annotations
 
@@ -9,15 +9,13 @@ import asyncio
 import logging
 import urllib.parse
 from collections.abc import Coroutine
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
 import grpc
 from google.protobuf.message import DecodeError
 
 from .headers import literal
-
-if TYPE_CHECKING:
-    from .grpc_h2 import CallsOnConnection
+from .http2 import Connection, Limits
 
 log = logging.getLogger("extproc.grpc_h2")
 
@@ -38,16 +36,35 @@ class Aborted(Exception):
         self.code, self.details = code, details
 
 
+class ConnectionCalls:
+    """What a call sees of the calls on its connection: the connection, what they may
+    hold, and how a call leaves or runs a task. grpc_h2.CallsOnConnection is the one;
+    declared here, calls need nothing of the server's module (compiled, a native base
+    class keeps these attributes as quick to reach as the subclass's own)."""
+
+    connection: Connection
+    limits: Limits
+    max_message: int
+    backlog: int
+    replies_to_hand_over: bool
+
+    def forget(self, call: Call) -> None:
+        raise NotImplementedError
+
+    def track(self, coroutine: Coroutine[Any, Any, None]) -> asyncio.Task:
+        raise NotImplementedError
+
+
 class Call:
     """One gRPC call: the servicer context its handler gets. The messages that have
     arrived wait in `pending` as they came, each taken off (and parsed) when its handler
     is ready for it: what a call holds is that buffer's length, counted in its
-    connection's backlog (CallsOnConnection)."""
+    connection's backlog (ConnectionCalls)."""
 
     __slots__ = ("calls", "connection", "stream_id", "metadata", "deserialize", "pending", "held", "ended",
                  "waiter", "headers_sent", "task")
 
-    def __init__(self, calls: CallsOnConnection, stream_id: int, metadata: tuple, deserialize) -> None:
+    def __init__(self, calls: ConnectionCalls, stream_id: int, metadata: tuple, deserialize) -> None:
         self.calls = calls
         self.connection = calls.connection
         self.stream_id = stream_id
@@ -188,7 +205,7 @@ class MessageCall(Call):
 
     __slots__ = ("handler", "over", "waiting")
 
-    def __init__(self, calls: CallsOnConnection, stream_id: int, metadata: tuple, deserialize) -> None:
+    def __init__(self, calls: ConnectionCalls, stream_id: int, metadata: tuple, deserialize) -> None:
         super().__init__(calls, stream_id, metadata, deserialize)
         self.handler: MessageHandler | None = None     # set once the method's handler is made
         self.over = False
@@ -222,7 +239,7 @@ class MessageCall(Call):
                 return
             if asyncio.iscoroutine(result):
                 self.waiting = result
-                self.task = self.calls.server.track(self._rest())
+                self.task = self.calls.track(self._rest())
                 self.task.add_done_callback(self._task_done)
             elif result is not None:
                 self.send(result)

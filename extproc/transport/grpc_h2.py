@@ -24,8 +24,8 @@ from typing import Any, NamedTuple
 import grpc
 
 from . import http2
-from .grpc_calls import (INTERNAL, OK, RESPONSE_HEADERS, UNIMPLEMENTED, UNKNOWN, Aborted, Call, MessageCall,
-                         status_block)
+from .grpc_calls import (INTERNAL, OK, RESPONSE_HEADERS, UNIMPLEMENTED, UNKNOWN, Aborted, Call, ConnectionCalls,
+                         MessageCall, status_block)
 
 __all__ = ["BIDI", "CLIENT_STREAM", "MESSAGES", "OK", "UNARY", "Aborted", "Call", "CallsOnConnection", "GrpcServer",
            "MessageCall", "Method", "status_block"]
@@ -58,7 +58,7 @@ class Method(NamedTuple):
     kind: str                    # UNARY: one message in; CLIENT_STREAM: one out; BIDI: read/write
 
 
-class CallsOnConnection:
+class CallsOnConnection(ConnectionCalls):
     """The http2.Connection's application: each stream a Call (run in a task of its own,
     but for MESSAGES ones)."""
 
@@ -127,6 +127,9 @@ class CallsOnConnection:
             self.connection.reset_stream(call.stream_id)
             self.forget(call)
             call.cancel()
+
+    def track(self, coroutine) -> asyncio.Task:
+        return self.server.track(coroutine)
 
     def forget(self, call: Call) -> None:
         """The call is over: it leaves the connection, and so does what it held."""
