@@ -46,6 +46,24 @@ def chat(gateway, key: str, run: str | None, messages: list, headers: dict | Non
                       json={"model": "gpt-4o-mini", "messages": messages, "max_tokens": 50})
 
 
+MCP_ACCEPT = {"accept": "application/json, text/event-stream", "content-type": "application/json"}
+
+
+def mcp_echo(gateway, key: str, run: str) -> None:
+    """An MCP session on the demo profile and one tools/call of `echo`, all naming `run`."""
+    url = f"{gateway.base_url.removesuffix('/v1')}/mcp/demo"
+    headers = {**MCP_ACCEPT, "authorization": f"Bearer {key}", "x-gateway-run": run}
+    started = httpx.post(url, headers=headers, timeout=30, json={
+        "jsonrpc": "2.0", "id": 1, "method": "initialize",
+        "params": {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "t", "version": "0"}}})
+    assert started.status_code == 200, started.text
+    headers["mcp-session-id"] = started.headers["mcp-session-id"]
+    httpx.post(url, headers=headers, timeout=30, json={"jsonrpc": "2.0", "method": "notifications/initialized"})
+    answer = httpx.post(url, headers=headers, timeout=30, json={
+        "jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {"name": "echo", "arguments": {"text": "hi"}}})
+    assert answer.status_code == 200 and "hi" in answer.text, answer.text
+
+
 def test_calls_naming_a_run_are_one_run_and_concurrent_runs_stay_apart(gateway):
     a, b = f"task-a-{uuid.uuid4().hex[:8]}", f"task-b-{uuid.uuid4().hex[:8]}"
     jobs = [(run, i) for i in range(3) for run in (a, b)]
@@ -53,23 +71,27 @@ def test_calls_naming_a_run_are_one_run_and_concurrent_runs_stay_apart(gateway):
         answers = list(pool.map(lambda job: chat(gateway, "sk-demo-alice", job[0],
                                                  [{"role": "user", "content": f"step {job[1]} of {job[0]}"}]), jobs))
     assert [answer.status_code for answer in answers] == [200] * 6
+    mcp_echo(gateway, "sk-demo-alice", a)          # a tool call of the same run, on the MCP profile
     # Bob naming alice's run starts a run of his own: runs are scoped by key.
     assert chat(gateway, "sk-demo-bob", a, [{"role": "user", "content": "not alice's"}]).status_code == 200
-    run_a = wait_for_run(gateway, a, "alice", lambda run: run["calls"] == 3)
+    run_a = wait_for_run(gateway, a, "alice", lambda run: run["calls"] == 3 and run["mcp_calls"] == 1)
     run_b = wait_for_run(gateway, b, "alice", lambda run: run["calls"] == 3)
     bobs = wait_for_run(gateway, a, "bob", lambda run: run["calls"] == 1)
     assert len({run_a["id"], run_b["id"], bobs["id"]}) == 3
     assert run_a["key"] == "alice" and run_a["team"] == "research" and run_a["outcome"] == "ok"
     assert run_a["models"] == ["gpt-4o-mini"] and run_a["cost_usd"] > 0 and run_a["input_tokens"] > 0
     shown = runs_cli(gateway, "show", run_a["id"])
-    assert shown["id"] == run_a["id"] and [call["status"] for call in shown["calls"]] == [200, 200, 200]
+    model_calls = [call for call in shown["calls"] if call.get("kind") != "mcp"]
+    assert shown["id"] == run_a["id"] and [call["status"] for call in model_calls] == [200, 200, 200]
     assert [call["ts"] for call in shown["calls"]] == sorted(call["ts"] for call in shown["calls"])
-    assert all(call["model"] == "gpt-4o-mini" and call["cost_usd"] > 0 for call in shown["calls"])
+    assert all(call["model"] == "gpt-4o-mini" and call["cost_usd"] > 0 for call in model_calls)
+    [tool_call] = [call for call in shown["calls"] if call.get("kind") == "mcp"]
+    assert tool_call["tool"] == "echo" and tool_call["method"] == "tools/call" and tool_call["profile"] == "demo"
     spent = subprocess.run([sys.executable, "-m", "extproc", "usage", "--by", "run", "--json", "--config",
                             str(gateway.workdir / "gateway.yaml"), "--state-dir", str(gateway.state_dir)],
                            capture_output=True, text=True, timeout=60)
     rows = {row["run"]: row for row in json.loads(spent.stdout)["rows"]}
-    assert rows[run_a["id"]]["requests"] == 3 and rows[run_a["id"]]["usd"] == run_a["cost_usd"]
+    assert rows[run_a["id"]]["requests"] == 4 and rows[run_a["id"]]["usd"] == run_a["cost_usd"]   # 3 model calls, 1 tool call
     assert rows[run_a["id"]]["key"] == "alice" and rows[bobs["id"]]["key"] == "bob"
 
 
@@ -99,6 +121,7 @@ def test_a_forced_tool_loop_is_stopped_within_the_configured_count(gateway):
                 ).status_code == 200
     stopped = wait_for_run(gateway, run, "alice", lambda found: found["outcome"] == "stopped_loop")
     assert stopped["refused"] == 2
+    assert 'gateway_runs_total{outcome="stopped_loop"}' in gateway.metrics('gateway_runs_total{outcome="stopped_loop"}')
 
 
 def _repeat(gateway, path: str, body: dict, headers: dict) -> httpx.Response:
