@@ -1,0 +1,105 @@
+"""Run limits and loop stopping across workers, in process: two RunLimits stages with a
+ledger each (two workers) over one store, SQLite and Redis (as two replicas would share
+it), calls of one run alternating between them. The run's call limit holds exactly and a
+loop is stopped within max_repeats + 1 repeats."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import json
+from pathlib import Path
+
+import pytest
+
+from extproc.api.openai import find_endpoint
+from extproc.api.usage import Usage
+from extproc.config.filter_config import load_config
+from extproc.config.runs import LoopSettings, RunLimit, RunSettings
+from extproc.pipeline.call import Call
+from extproc.pipeline.errors import GatewayError
+from extproc.runs.ledger import RunLedger
+from extproc.stages.runs import RecogniseRun, RunLimits, RunSettle
+from extproc.store.limits import Limit
+from extproc.store.redis_store import RedisStore
+from extproc.store.sqlite_store import SQLiteStore
+
+ROOT = Path(__file__).resolve().parent.parent
+CALLS = 10
+REPEATS = 4
+
+
+@pytest.fixture(params=["sqlite", "redis"])
+def store(request, tmp_path, redis_url):
+    if request.param == "sqlite":
+        yield SQLiteStore(str(tmp_path / "runs.sqlite3"))
+    else:
+        import redis
+        redis.Redis.from_url(redis_url).flushall()
+        yield RedisStore(redis_url)
+
+
+def _config():
+    config = load_config(str(ROOT / "config" / "quickstart.yaml"), strict_credentials=False)
+    limit = RunLimit("ten", "key", None, None, (Limit("run.ten.requests", "run", None, "requests", CALLS, None),
+                                                Limit("run.ten.usd", "run", None, "usd", 100.0, None)), None)
+    return dataclasses.replace(config, runs=RunSettings(limits=(limit,), loops=LoopSettings(max_repeats=REPEATS)))
+
+
+def _workers(config, store):
+    workers = []
+    for _ in range(2):
+        limits = RunLimits(store, config.runs, 60)
+        limits.ledger = RunLedger()                 # each worker process has its own
+        workers.append((limits, RunSettle(store, None, config.runs)))
+    return workers
+
+
+async def _call(config, worker, run: str, tool_args: str | None):
+    limits, settle = worker
+    key = next(k for k in config.keys_by_hash.values() if k.id == "alice")
+    messages = [{"role": "user", "content": "go"}]
+    if tool_args is not None:
+        messages += [{"role": "assistant", "tool_calls": [{"id": "1", "type": "function",
+                                                           "function": {"name": "shell", "arguments": tool_args}}]},
+                     {"role": "tool", "tool_call_id": "1", "content": "x"}]
+    call = Call(config)
+    call.key, call.headers, call.request_id = key, {"x-gateway-run": run}, "r"
+    call.endpoint = find_endpoint("/v1/chat/completions")[0]
+    call.model = config.model("gpt-4o-mini")
+    call.body = {"model": "gpt-4o-mini", "messages": messages, "max_tokens": 20}
+    await RecogniseRun().request_body(call)
+    try:
+        await limits.request_body(call)
+    except GatewayError as refusal:
+        return refusal
+    call.usage, call.backend = Usage(20, 5), call.model.backends[0]
+    await settle.done(call)
+    return None
+
+
+def test_a_runs_call_limit_holds_exactly_across_two_workers(store):
+    config = _config()
+    workers = _workers(config, store)
+
+    async def run():
+        return [await _call(config, workers[n % 2], "calls", json.dumps({"n": n})) for n in range(CALLS + 3)]
+
+    refusals = asyncio.run(run())
+    assert refusals[:CALLS] == [None] * CALLS
+    assert all(r is not None and r.code == "budget_exceeded" and "'ten'" in r.message for r in refusals[CALLS:])
+
+
+def test_a_loop_is_stopped_within_one_more_repeat_a_worker(store):
+    config = _config()
+    workers = _workers(config, store)
+
+    async def run():
+        repeated = [await _call(config, workers[n % 2], "loop", '{"cmd": "ls"}') for n in range(REPEATS + 4)]
+        return repeated, await _call(config, workers[0], "loop", '{"cmd": "pwd"}')
+
+    refusals, other = asyncio.run(run())
+    admitted = refusals.index(next(r for r in refusals if r is not None))
+    assert REPEATS <= admitted <= REPEATS + 1
+    assert all(r is not None and r.code == "agent_loop" for r in refusals[admitted:])
+    assert other is None             # a different call of the same tool is not the loop
