@@ -146,3 +146,11 @@ def test_the_trace_merges_workers_batches_and_reads_back_in_order(tmp_path):
     assert [call["ts"] for call in shown["calls"]] == [1.0, 2.0, 3.0, 4.0]
     assert shown["calls"][1]["tool"] == "echo" and shown["calls"][3]["error_code"] == "agent_loop"
     assert find_run(settings, "rrrrrr")["id"] == "r" * 24 and find_run(settings, "nothing") is None
+
+
+def test_runs_list_flags_a_key_whose_runs_are_all_one_call_long():
+    from extproc.runtime.runs_cli import _table
+    run = {"id": "r" * 24, "name": "n", "key": "k", "client": "", "calls": 1, "mcp_calls": 0, "input_tokens": 1,
+           "output_tokens": 1, "cost_usd": 0.0, "outcome": "ok", "last_ts": 0.0}
+    assert "note: key k: 5 runs, each one call long" in _table([run] * 5)
+    assert "note:" not in _table([run] * 4) and "note:" not in _table([run] * 4 + [{**run, "calls": 2}])

@@ -103,3 +103,23 @@ def test_a_loop_is_stopped_within_one_more_repeat_a_worker(store):
     assert REPEATS <= admitted <= REPEATS + 1
     assert all(r is not None and r.code == "agent_loop" for r in refusals[admitted:])
     assert other is None             # a different call of the same tool is not the loop
+
+
+def test_a_key_starts_at_most_its_runs_per_hour(store):
+    """A caller naming a new run on every call is bounded by the runs it may start."""
+    config = _config()
+    starts = RunLimit("few", "key", "alice", None, (), None,
+                      Limit("run.few.starts", "run", None, "requests", 2, "hour"))
+    config = dataclasses.replace(config, runs=dataclasses.replace(config.runs, limits=(starts,)))
+    workers = _workers(config, store)
+
+    async def run():
+        return [await _call(config, workers[0], "one", None), await _call(config, workers[1], "two", None),
+                await _call(config, workers[1], "one", None),          # not a new run: goes on
+                await _call(config, workers[0], "three", None), await _call(config, workers[1], "three", None)]
+
+    one, two, again, three, three_again = asyncio.run(run())
+    assert one is None and two is None and again is None
+    assert three is not None and three.code == "rate_limited" and "'few'" in three.message
+    assert "start 2 agent runs an hour" in three.message and int(three.headers["retry-after"]) <= 3600
+    assert three_again is not None and three_again.code == "rate_limited"     # never begun: still new

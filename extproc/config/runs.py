@@ -11,6 +11,8 @@
         max_tokens: 2000000          # their tokens (input and output)
         max_calls: 200               # model calls
         max_minutes: 60              # from the run's first call
+        max_runs_per_hour: 100       # runs the scope's caller may start in an hour (a caller that
+                                     # names a new run on every call is bounded here)
       loops:
         max_repeats: 8               # a tool call (same tool, same arguments) carried back more
                                      # often than this in one run: 429 agent_loop (0: off)
@@ -41,14 +43,17 @@ class RunLimit:
     client: str | None           # only runs of this client
     counters: tuple[Limit, ...]  # usd, tokens, requests: one counter each per run
     max_seconds: float | None    # wall clock from the run's first call
+    starts: Limit | None = None  # runs a caller (the scope's key, user, team) may start per hour
+
+    def scope_value(self, key) -> str:
+        return {"key": key.id, "user": key.user, "team": key.team, "global": "*"}[self.scope]
 
     def applies(self, key, client: str) -> bool:
         if self.client is not None and client != self.client:
             return False
         if self.match is None:
             return True
-        value = {"key": key.id, "user": key.user, "team": key.team, "global": "*"}[self.scope]
-        return value == self.match
+        return self.scope_value(key) == self.match
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,7 +88,8 @@ def parse_runs(node: Node) -> RunSettings:
     limits = []
     names: set[str] = set()
     for item in node.get("limits").elements():
-        item.only_keys("name", "scope", "match", "client", "max_cost_usd", "max_tokens", "max_calls", "max_minutes")
+        item.only_keys("name", "scope", "match", "client", "max_cost_usd", "max_tokens", "max_calls", "max_minutes",
+                       "max_runs_per_hour")
         name = item.get("name").str()
         if name in names:
             item.get("name").fail(f"run limit name {name!r} is used twice")
@@ -94,12 +100,15 @@ def parse_runs(node: Node) -> RunSettings:
         counters = tuple(Limit(name=f"run.{name}.{kind}", scope=RUN_SCOPE, match=None, kind=kind,
                                limit=item.get(field_name).number(minimum=0), window=None)
                          for field_name, kind in _KINDS if not item.get(field_name).missing)
-        minutes = item.get("max_minutes")
-        if not counters and minutes.missing:
-            item.fail("needs max_cost_usd, max_tokens, max_calls or max_minutes")
+        minutes, starts = item.get("max_minutes"), item.get("max_runs_per_hour")
+        if not counters and minutes.missing and starts.missing:
+            item.fail("needs max_cost_usd, max_tokens, max_calls, max_minutes or max_runs_per_hour")
         limits.append(RunLimit(name=name, scope=item.get("scope").choice(SCOPES, "key"),
                                match=item.get("match").str(None), client=client, counters=counters,
-                               max_seconds=None if minutes.missing else minutes.number(minimum=0) * 60.0))
+                               max_seconds=None if minutes.missing else minutes.number(minimum=0) * 60.0,
+                               starts=None if starts.missing else Limit(
+                                   name=f"run.{name}.starts", scope=RUN_SCOPE, match=None, kind="requests",
+                                   limit=starts.number(integer=True, minimum=0), window="hour")))
     loops = node.get("loops")
     loops.only_keys("max_repeats", "clients")
     clients = {}

@@ -70,7 +70,21 @@ def _table(runs: list[dict]) -> str:
         lines.append(f"{run['id']:<24}  {run['name'][:24]:<24} {run['key'][:10]:<10} {run['client'] or '-':<12} "
                      f"{run['calls']:>5} {run['mcp_calls']:>4} {run['input_tokens'] + run['output_tokens']:>9} "
                      f"{run['cost_usd']:>10.4f}  {run['outcome']:<14} {_when(run['last_ts'])}")
-    return "\n".join(lines) if runs else "no runs"
+    return "\n".join(lines + _one_call_keys(runs)) if runs else "no runs"
+
+
+ONE_CALL_RUNS = 5       # a key with at least this many runs listed, every one a single call, is flagged
+
+
+def _one_call_keys(runs: list[dict]) -> list[str]:
+    """Keys whose runs are all one call long: a caller naming a new run on every call,
+    whom run limits do not bound (its key's budgets and `max_runs_per_hour` do)."""
+    by_key: dict[str, list[int]] = {}
+    for run in runs:
+        by_key.setdefault(run["key"], []).append(run["calls"] + run["mcp_calls"])
+    return [f"note: key {key}: {len(sizes)} runs, each one call long (a new run id on every call? run limits "
+            "do not bound it; its budgets and max_runs_per_hour do)"
+            for key, sizes in sorted(by_key.items()) if len(sizes) >= ONE_CALL_RUNS and max(sizes) == 1]
 
 
 def _details(run: dict) -> str:

@@ -30,7 +30,7 @@ from ..runs import recognise
 from ..runs.ledger import RunCounter, RunLedger
 from ..runs.loops import ToolCall, counted
 from ..store import StoreUnavailable, maybe_await
-from ..store.limits import Charge, Limit, settled_amount
+from ..store.limits import Charge, Limit, settled_amount, window_bounds
 from ..store.runs import RunLog
 from .cost import charged_cost, reservation_basis
 
@@ -123,9 +123,11 @@ class RunLimits(Stage):
         loop = self._loop_limit(repeats) if repeated else None
         try:
             for limit in limits:
-                if limit.max_seconds is not None:
-                    start = await self._start(run.id, now)
-                    if now - start > limit.max_seconds:
+                if limit.starts is not None or limit.max_seconds is not None:
+                    start, new = await self._start(run.id, now)
+                    if new and limit.starts is not None:
+                        await self._count_start(call, run, limit, now)
+                    if limit.max_seconds is not None and now - start > limit.max_seconds:
                         hold.stopped = STOPPED_LIMIT
                         raise _over(run, limit.name, f"{limit.max_seconds / 60:g} minutes from its first call",
                                     f"it began {int((now - start) // 60)} minutes ago")
@@ -198,15 +200,36 @@ class RunLimits(Stage):
             what, spent = f"{limit.limit:g} calls per run", f"it has made {int(used):,}"
         raise _over(run, name, what, spent)
 
-    async def _start(self, run_id: str, now: float) -> float:
+    async def _start(self, run_id: str, now: float) -> tuple[float, bool]:
+        """When the run began (a store record every worker agrees on), and whether this
+        call began it. Asked once per run and worker."""
         start = self.starts.get(run_id)
-        if start is None:
-            start = float(await maybe_await(self.store.first_record(
-                START_KIND, run_id, repr(now), now + self.settings.ttl_seconds)))
-            if len(self.starts) >= _KNOWN_STARTS:
-                self.starts.clear()
-            self.starts[run_id] = start
-        return start
+        if start is not None:
+            return start, False
+        mine = repr(now)
+        found = await maybe_await(self.store.first_record(START_KIND, run_id, mine, now + self.settings.ttl_seconds))
+        if len(self.starts) >= _KNOWN_STARTS:
+            self.starts.clear()
+        self.starts[run_id] = start = float(found)
+        return start, found == mine
+
+    async def _count_start(self, call: Call, run, limit, now: float) -> None:
+        """A new run counts against the runs its caller may start this hour; refused, it
+        is not begun (its start record goes, so its next call is a new run again)."""
+        hour_start, hour_end = window_bounds("hour", now)
+        counter = f"{limit.starts.name}|{limit.scope_value(call.key)}|{int(hour_start)}"
+        charge = Charge(limit.starts, counter, 0, 1, hour_end)
+        admission = await maybe_await(self.store.reserve(f"runstart:{run.id}", [charge], now, now + 60))
+        if admission.admitted:
+            return
+        self.starts.pop(run.id, None)
+        await maybe_await(self.store.delete_record(START_KIND, run.id))
+        retry = max(1, int(hour_end - now + 0.999))
+        raise GatewayError(429, "rate_limited", (
+            f"The run policy '{limit.name}' lets {limit.scope} '{limit.scope_value(call.key)}' start "
+            f"{limit.starts.limit:g} agent runs an hour, and this call starts another ('{run.name}'); the hour's "
+            f"window resets in {retry} s. A caller that names a new run on every call is counted here."),
+            headers={"retry-after": str(retry)})
 
     def _loop_limit(self, repeats: int) -> Limit:
         limit = self.loop_limits.get(repeats)
