@@ -18,7 +18,7 @@ import pytest
 
 from extproc.store import StoreUnavailable
 from extproc.store.allotments import Allotments
-from extproc.store.generation import StoreGeneration
+from extproc.store.generation import StoreGeneration, read_notice
 from extproc.store.limits import Charge
 from extproc.store.redis_store import RedisStore
 from extproc.store.sqlite_store import SQLiteStore
@@ -142,6 +142,21 @@ def test_a_settle_whose_lease_ran_out_during_the_outage_still_adds_its_spend_onc
     asyncio.run(scenario())
 
 
+def test_a_redis_settle_sent_twice_adds_once(redis_url):
+    """The same settle script sent again (its reply lost on the way back) changes nothing."""
+    async def scenario():
+        store = RedisStore(redis_url)
+        await store._redis.flushdb()
+        now = time.time()
+        await store.reserve("r0", [charge("c", 1000)], now, now + 900)
+        await store.settle("r0", [charge("c", 1000)], [400.0])
+        await store.settle("r0", [charge("c", 1000)], [400.0])
+        counter = await row(store, "c")
+        assert counter.spent == pytest.approx(400) and counter.held == 0
+        await store.close()
+    asyncio.run(scenario())
+
+
 def test_a_reserve_whose_reply_was_lost_frees_its_reservation_once_the_store_is_back(redis_url):
     """Redis took the reservation, the worker never heard (the call was refused): the
     reservation is let go at the next exchange, not held until its lease ends."""
@@ -255,18 +270,19 @@ def test_a_worker_stopped_during_the_outage_hands_its_spend_to_the_journal(open_
     asyncio.run(scenario())
 
 
-def test_a_store_that_lost_its_counters_is_noticed(redis_url):
+def test_a_store_that_lost_its_counters_is_noticed(redis_url, tmp_path):
     async def scenario():
         store = RedisStore(redis_url)
         await store._redis.flushdb()
         resets = []
-        generation = StoreGeneration(lambda before, now: resets.append((before, now)))
+        generation = StoreGeneration(lambda before, now: resets.append((before, now)), str(tmp_path))
         await generation.check(store, force=True)
         await generation.check(store, force=True)
-        assert not resets and generation.known
+        assert not resets and generation.known and read_notice(str(tmp_path)) is None
         await store._redis.flushdb()                    # a Redis restarted without persistence
         await generation.check(store, force=True)
         assert len(resets) == 1 and resets[0][0] != resets[0][1]
+        assert "the budget store lost its counters" in read_notice(str(tmp_path))
         other = StoreGeneration(lambda before, now: resets.append((before, now)))
         await other.check(store, force=True)            # a worker that starts now knows the new one
         await generation.check(store, force=True)

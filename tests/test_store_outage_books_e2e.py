@@ -3,7 +3,7 @@
 SQLite store's write lock held by another process past what a worker waits for it. Once
 the store is back, what it holds is what the callers received, to the token (budgets
 and meters), every reservation is freed, and no budget is exceeded. A store that lost its
-counters is noticed (gateway_store_resets_total)."""
+counters is noticed (gateway_store_resets_total, the log, /readyz's text)."""
 
 from __future__ import annotations
 
@@ -203,6 +203,8 @@ def test_a_store_that_lost_its_counters_is_noticed(redis_stack):
     text = stack.metrics("gateway_store_resets_total 1", timeout=15)
     assert "gateway_store_resets_total 1" in text or "gateway_store_resets_total 2" in text
     assert "the budget store lost its counters" in stack.stderr_path.read_text() + stack.log_path.read_text()
+    ready = httpx.get(f"{stack.admin_url}/readyz", timeout=5)
+    assert ready.status_code == 200 and "the budget store lost its counters" in ready.text
 
 
 def test_an_sqlite_store_locked_past_a_workers_patience_loses_no_metered_token(gateway):

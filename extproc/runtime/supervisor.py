@@ -23,6 +23,8 @@ from pathlib import Path
 
 from ..config import envoy_config, envoy_mcp
 from ..config.filter_config import GatewayConfig
+from ..store import state_dir
+from ..store.generation import clear_notice, read_notice
 from .crash_loop import CrashLoop
 from .envoy_admin import admin_address, admin_request, drain_envoy
 from .processes import connectable, raise_descriptor_limit, rss_mb, stop_servers, terminate
@@ -77,11 +79,15 @@ class Supervisor:
         self.aggregator_crash_loop = CrashLoop()            # as a worker's: the same back-off
         self.admin = None
         self._stopping = False
+        self._store_dir: str | None = None     # where a worker notes a store reset (/readyz)
 
     # --- start --------------------------------------------------------------------
 
     def start(self) -> None:
         self.run_dir.mkdir(parents=True, exist_ok=True)
+        self._store_dir = state_dir(self.config.store)
+        if self._store_dir:                   # /readyz tells of a store reset seen since this start
+            clear_notice(self._store_dir)
         metrics_dir = self.run_dir / "metrics"
         shutil.rmtree(metrics_dir, ignore_errors=True)
         metrics_dir.mkdir()
@@ -263,7 +269,8 @@ class Supervisor:
             return False, f"workers down: {down}"
         if self.envoy_config is not None and not self._envoy_ready():
             return False, "envoy not ready"
-        return True, "ready"
+        reset = read_notice(self._store_dir) if self._store_dir else None      # store/generation.py
+        return True, "ready" if reset is None else f"ready; {reset}"
 
     # --- run and stop -------------------------------------------------------------
 

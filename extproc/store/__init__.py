@@ -31,12 +31,17 @@ def open_worker_store(settings: StoreSettings, on_unavailable=lambda: None, on_r
     `on_unavailable` is called when an exchange finds the store down, `on_reset(before,
     now)` when the store's generation changed (generation.py): the store knows nothing
     of metrics, the worker passes what counts them."""
-    import os
-
     from .allotments import Allotments
     from .generation import StoreGeneration
     store = open_store(settings)
+    directory = state_dir(settings)
     return Allotments(store, settings.lease_seconds, on_unavailable, grants=settings.allotments,
-                      journal_dir=os.path.dirname(os.path.abspath(settings.path)) if settings.path else None,
-                      store_name=settings.url or settings.path or "",
-                      generation=StoreGeneration(on_reset) if on_reset is not None else None)
+                      journal_dir=directory, store_name=settings.url or settings.path or "",
+                      generation=StoreGeneration(on_reset, directory) if on_reset is not None else None)
+
+
+def state_dir(settings: StoreSettings) -> str | None:
+    """Where a worker keeps its journal and the store's reset notice: beside the SQLite
+    file's place (by default the state directory, whichever store is used)."""
+    import os
+    return os.path.dirname(os.path.abspath(settings.path)) if settings.path else None

@@ -4,15 +4,18 @@ replaced; an SQLite file deleted) instead of going on as if every budget were un
 
 The first worker to look writes a random marker (a record that never expires); every
 worker reads it every CHECK_EVERY_S. A marker gone or changed since the worker last read
-it means the store lost what it held: the worker calls `on_reset` (the worker counts
-`gateway_store_resets_total` and logs an error), writes a new marker if none is there,
-and goes on with the new one. What the budgets had spent before is not in the store any
+it means the store lost what it held: the worker logs an error, calls `on_reset` (the
+worker counts `gateway_store_resets_total`), writes a notice beside the store's journal
+(the state directory: `store-reset`, which /readyz shows until the gateway restarts),
+writes a new marker if none is there, and goes on with the new one. What the budgets had spent before is not in the store any
 more; the workers' spend not yet written (allotments, journals) still lands.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
+import os
 import time
 import uuid
 from collections.abc import Callable
@@ -26,10 +29,35 @@ CHECK_EVERY_S = 5.0
 _FOREVER_S = 10 * 365 * 86400
 
 
+NOTICE = "store-reset"
+
+
+def notice_path(directory: str) -> str:
+    return os.path.join(directory, NOTICE)
+
+
+def read_notice(directory: str) -> str | None:
+    """The last reset a worker saw, in a line (None: none since the gateway started)."""
+    try:
+        with open(notice_path(directory)) as file:
+            return file.read().strip() or None
+    except OSError:
+        return None
+
+
+def clear_notice(directory: str) -> None:
+    try:
+        os.unlink(notice_path(directory))
+    except OSError:
+        pass
+
+
 class StoreGeneration:
-    def __init__(self, on_reset: Callable[[str, str], None] = lambda before, now: None) -> None:
+    def __init__(self, on_reset: Callable[[str, str], None] = lambda before, now: None,
+                 notice_dir: str | None = None) -> None:
         self.known: str | None = None
         self._on_reset = on_reset
+        self._notice_dir = notice_dir
         self._checked = -CHECK_EVERY_S
 
     async def check(self, store, force: bool = False) -> None:
@@ -52,4 +80,17 @@ class StoreGeneration:
                       "every budget, rate limit and meter restarts from what the store holds now",
                       self.known, found)
             self._on_reset(self.known, found)
+            self._write_notice()
         self.known = found
+
+    def _write_notice(self) -> None:
+        if self._notice_dir is None:
+            return
+        when = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+        try:
+            with open(os.open(notice_path(self._notice_dir), os.O_CREAT | os.O_WRONLY | os.O_TRUNC, 0o600),
+                      "w") as file:
+                file.write(f"the budget store lost its counters (seen {when}): budgets restarted from "
+                           f"what it holds; see gateway_store_resets_total\n")
+        except OSError as error:
+            log.error("the notice of the store's reset could not be written: %s", error)

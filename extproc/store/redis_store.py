@@ -11,6 +11,9 @@ from __future__ import annotations
 import time
 
 import redis.asyncio as aioredis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 
 from .base import ROOM_FACTOR, Admission, CounterRow, CutEntry, Exchange, Granted, StoreUnavailable
@@ -98,14 +101,17 @@ end
 """
 
 # ARGV: rid, then per key: amount. A reservation already swept only adds the spend
-# (and its mark goes: this settle is done).
+# (and its mark goes: this settle is done). A settle whose reservation is neither live
+# nor marked was applied already (the same script sent again after its reply was lost):
+# it adds nothing.
 _SETTLE = _RELEASE + """
 local spent = {}
 for i, key in ipairs(KEYS) do
-  release(key, 'r:' .. ARGV[1])
-  redis.call('HDEL', key, 'x:' .. ARGV[1])
+  local live = redis.call('HEXISTS', key, 'r:' .. ARGV[1]) == 1
+  if live then release(key, 'r:' .. ARGV[1]) end
+  local due = live or redis.call('HDEL', key, 'x:' .. ARGV[1]) == 1
   local amount = tonumber(ARGV[i + 1])
-  if amount > 0 then
+  if due and amount > 0 then
     spent[i] = redis.call('HINCRBYFLOAT', key, 'spent', ARGV[i + 1])
   else
     spent[i] = redis.call('HGET', key, 'spent') or '0'
@@ -174,8 +180,13 @@ return ARGV[1]
 class RedisStore:
     def __init__(self, url: str) -> None:
         self.url = url
+        # One retry, at once, of a command whose connection failed (a pooled connection to a
+        # Redis that restarted); none after a timeout, and no backoff: redis-py's default
+        # (10 tries, backing off up to 1 s) would hold a call for seconds while Redis is down,
+        # and would send a script again that may have run.
         self._redis = aioredis.Redis.from_url(url, socket_timeout=1.0, socket_connect_timeout=1.0,
-                                              health_check_interval=30)
+                                              health_check_interval=30,
+                                              retry=Retry(NoBackoff(), 1, supported_errors=(RedisConnectionError,)))
         self._reserve = self._redis.register_script(_RESERVE)
         self._settle = self._redis.register_script(_SETTLE)
         self._exchange = self._redis.register_script(_EXCHANGE)
