@@ -2,6 +2,14 @@
 spend settled in the store must equal, request by request, the usage the provider reported.
 
     .venv/bin/python bench/soak.py [--seconds 600] [--concurrency 8]
+    .venv/bin/python bench/soak.py --seconds 60 --faults redis,kill,stop
+
+--faults: the budget store on a Redis of the soak's own (append-only), and during the soak,
+in turn, each fault named: `redis` stops Redis (SIGTERM) for --fault-seconds and starts it
+again, `kill` kills a worker (SIGKILL; the supervisor starts another), `stop` stops one
+(SIGSTOP) for --fault-seconds. The closing figures then say the requests, the answers
+other than expected by cause (during which fault, or none), the spend in the store against
+the log, and how long after each fault ended answers kept failing (recovery).
 
 Traffic: JSON and SSE chat, embeddings, failover (virtual model `smart`, JSON and SSE),
 budget refusals, blocked prompts, provider errors, and streams the client cancels
@@ -13,7 +21,9 @@ from __future__ import annotations
 
 import argparse
 import collections
+import os
 import random
+import signal
 import statistics
 import sys
 import tempfile
@@ -30,6 +40,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 from gateway_stack import GatewayStack, quickstart_config, settled_rows  # noqa: E402
 from sides import children, cmdline  # noqa: E402
 
+from extproc.store.redis_store import RedisStore  # noqa: E402
 from extproc.store.sqlite_store import SQLiteStore  # noqa: E402
 
 SOAK_KEY = {"authorization": "Bearer sk-soak"}
@@ -124,10 +135,10 @@ def soak_config() -> dict:
 
 class Clients:
     """`count` clients in threads, each sending the soak's requests one after another
-    until stopped; `sent` lists (request id, kind, status) as they finish."""
+    until stopped; `sent` lists (request id, kind, status, monotonic end) as they finish."""
 
     def __init__(self, base_url: str, kinds: list[str], count: int) -> None:
-        self.sent: list[tuple[str, str, int]] = []
+        self.sent: list[tuple[str, str, int, float]] = []     # ... and when it ended (monotonic)
         self._stop = threading.Event()
         self._threads = [threading.Thread(target=self._run, args=(base_url, kinds, seed))
                          for seed in range(count)]
@@ -138,12 +149,65 @@ class Clients:
         rng = random.Random(seed)
         with httpx.Client(timeout=30) as client:
             while not self._stop.is_set():
-                self.sent.append(one_request(client, base_url, rng, kinds))
+                self.sent.append((*one_request(client, base_url, rng, kinds), time.monotonic()))
 
     def stop(self) -> None:
         self._stop.set()
         for thread in self._threads:
             thread.join()
+
+
+class Faults:
+    """The faults of --faults, one every --fault-every seconds in turn, each lasting
+    --fault-seconds (a kill: until its worker's successor serves). `windows` lists (name,
+    start, end) in monotonic time."""
+
+    def __init__(self, stack: GatewayStack, redis, names: list[str], every: float, lasting: float) -> None:
+        self.stack, self.redis, self.names = stack, redis, names
+        self.every, self.lasting = every, lasting
+        self.windows: list[tuple[str, float, float]] = []
+        self._next = time.monotonic() + every
+        self._turn = 0
+
+    def tick(self, deadline: float) -> None:
+        """The next fault when it is due (none that would outlast the soak's `deadline`)."""
+        if not self.names or time.monotonic() < self._next or time.monotonic() + self.lasting + 2 > deadline:
+            return
+        name = self.names[self._turn % len(self.names)]
+        self._turn += 1
+        start = time.monotonic()
+        if name == "redis":
+            self.redis.stop()
+            time.sleep(self.lasting)
+            self.redis.start()
+        elif name == "kill":
+            os.kill(self.stack.worker_pids()[0], signal.SIGKILL)
+        elif name == "stop":
+            pid = self.stack.worker_pids()[0]
+            os.kill(pid, signal.SIGSTOP)
+            time.sleep(self.lasting)
+            os.kill(pid, signal.SIGCONT)
+        self.windows.append((name, start, time.monotonic()))
+        self._next = time.monotonic() + self.every
+
+    def cause(self, at: float) -> str:
+        """The fault a request that ended at `at` met (in it, or within the recovery
+        allowance after it), else "none"."""
+        for name, start, end in self.windows:
+            if start <= at <= end + 5:
+                return name
+        return "none"
+
+
+def recovery_times(faults: Faults, sent) -> list[tuple[str, float]]:
+    """Per fault: the seconds from its end to the last answer other than expected before
+    the next fault began (0: none after it ended)."""
+    found = []
+    for index, (name, start, end) in enumerate(faults.windows):
+        until = faults.windows[index + 1][1] if index + 1 < len(faults.windows) else float("inf")
+        late = [at for _, kind, status, at in sent if end < at < until and status != EXPECTED[kind]]
+        found.append((name, max(late) - end if late else 0.0))
+    return found
 
 
 def main() -> None:
@@ -154,6 +218,9 @@ def main() -> None:
                         help="server.worker_max_rss_mb for the soak (default: the config's)")
     parser.add_argument("--worker-connection-age-s", type=int, default=None,
                         help="server.worker_connection_age_s for the soak (default: the config's)")
+    parser.add_argument("--faults", default="", help="redis,kill,stop: faults during the soak (see above)")
+    parser.add_argument("--fault-every", type=float, default=15.0, help="seconds between two faults")
+    parser.add_argument("--fault-seconds", type=float, default=5.0, help="how long Redis or a worker stays down")
     parser.add_argument("--kinds", default=",".join(dict.fromkeys(MIX)),
                         help="only these kinds of request (to attribute memory growth), comma-separated")
     args = parser.parse_args()
@@ -164,16 +231,33 @@ def main() -> None:
     if args.worker_connection_age_s is not None:
         config.setdefault("server", {})["worker_connection_age_s"] = args.worker_connection_age_s
     workdir = Path(tempfile.mkdtemp(prefix="llmgw-soak-"))
-    stack = GatewayStack(workdir, config, workers=2).start()
+    fault_names = [name for name in args.faults.split(",") if name]
+    if set(fault_names) - {"redis", "kill", "stop"}:
+        parser.error("--faults: choose among redis, kill, stop")
+    redis = None
+    if fault_names:
+        from test_budgets_e2e import RestartableRedis
+        redis = RestartableRedis(workdir)
+        config["store"] = {"kind": "redis", "url": redis.url}
+        # Without what the soak does not call and a restarted worker would wait for (the
+        # providers whose tokens it mints first), MCP and the console.
+        for provider in ("vertex", "azure"):
+            config["providers"].pop(provider, None)
+        for section in ("mcp", "console"):
+            config.pop(section, None)
+    (workdir / "gw").mkdir()
+    stack = GatewayStack(workdir / "gw", config, workers=2).start()
     envoy = next(p for p in children(stack.process.pid) if "envoy" in cmdline(p).split(" ")[0])
     seen_workers: set[int] = set()
     samples: list[tuple[float, float, int, float]] = []     # time, RSS, fds, Envoy's RSS
     started = time.monotonic()
     clients = Clients(stack.base_url, kinds, args.concurrency)
     sent = clients.sent
+    faults = Faults(stack, redis, fault_names, args.fault_every, args.fault_seconds)
     try:
         while time.monotonic() - started < args.seconds:
-            time.sleep(min(10, args.seconds / 10))
+            time.sleep(min(10 if not fault_names else 1, args.seconds / 10))
+            faults.tick(started + args.seconds)
             # Workers past worker_max_rss_mb are replaced: watch whichever run now
             # (a retiring one finishing its streams included).
             watched = stack.worker_pids() + [envoy]
@@ -189,8 +273,8 @@ def main() -> None:
         clients.stop()
     # Once the last settles landed (their records are written with them) and the workers
     # handed their allotments back.
-    counter = settled_rows(SQLiteStore(str(stack.state_dir / "budgets.sqlite3")), timeout=10)[
-        "soak-tokens|soak"]
+    store = RedisStore(redis.url) if redis else SQLiteStore(str(stack.state_dir / "budgets.sqlite3"))
+    counter = settled_rows(store, timeout=30 if redis else 10)["soak-tokens|soak"]
     records = {r.get("client_request_id"): r for r in stack.log_records()}
     provider = {}
     for listener in stack.mock_ports:
@@ -198,9 +282,11 @@ def main() -> None:
             if "usage" in entry:
                 provider[entry["headers"].get("x-request-id")] = entry["usage"]
     stack.stop()
+    if redis:
+        redis.stop()
 
     mismatches = []
-    for rid, kind, _ in sent[-800:]:                      # the mock keeps its last 1000 per listener
+    for rid, kind, *_ in sent[-800:]:                      # the mock keeps its last 1000 per listener
         record = records.get(rid)
         reported = provider.get(record["request_id"]) if record else None       # the id the gateway sent on
         if record and reported and record["status"] == 200 and not record["usage_estimated"]:
@@ -220,10 +306,18 @@ def main() -> None:
           f"{'EQUAL' if counter.spent == logged and counter.held == 0 else 'DIFFERENT'}")
     print(f"request by request, provider-reported vs recorded usage: {len(mismatches)} mismatches")
     print(f"median RSS {statistics.median(s[1] for s in samples):.1f} MB")
-    unexpected = collections.Counter((kind, status) for _, kind, status in sent
+    unexpected = collections.Counter((kind, status) for _, kind, status, _ in sent
                                      if status != EXPECTED[kind])
     print(f"answers other than expected per kind (-1: a stream without [DONE], 0: no answer): "
           f"{dict(unexpected) or 'none'}")
+    if fault_names:
+        by_cause = collections.Counter((faults.cause(at), kind, status) for _, kind, status, at in sent
+                                       if status != EXPECTED[kind])
+        print(f"faults: {', '.join(f'{n} at {s - started:.0f}s for {e - s:.1f}s' for n, s, e in faults.windows)}")
+        print(f"answers other than expected by fault (the fault, or 5 s after it), kind and status: "
+              f"{dict(sorted(by_cause.items())) or 'none'}")
+        print("recovery (last answer other than expected after the fault ended): "
+              + ", ".join(f"{name} {seconds:.1f}s" for name, seconds in recovery_times(faults, sent)))
     ok = counter.spent == logged and counter.held == 0 and not mismatches and not unexpected
     sys.exit(0 if ok else 1)
 
