@@ -8,7 +8,8 @@
       max_scan_ms_per_key_per_minute: 10000   # the scan time one key may buy per minute in a
                                     # worker; spent: 429 rate_limited before any scan (0: off)
       rules:
-      - {name: pii, type: pii, action: redact, entities: [email, card, ssn, secret]}
+      - {name: pii, type: pii, action: redact, entities: [email, card, ssn, secret],
+         allow: [noreply@anthropic.com, "*@example.com"]}   # values never found (guardrails/allowed.py)
       - {name: injection, type: prompt_injection, action: block, directions: [request]}
       - {name: words, type: banned, action: block, words: [...], patterns: [...]}
       - {name: tools, type: tools, action: remove, allow: [get_weather]}
@@ -167,7 +168,7 @@ def parse_guardrails(node: Node) -> GuardrailSettings:
 def _rule(item: Node) -> Guardrail | None:
     kind = item.get("type").choice(TYPES, "pii")
     common = ("name", "type", "action", "directions", "fail_mode")
-    extra = {"pii": ("entities",), "prompt_injection": (), "banned": ("words", "patterns"),
+    extra = {"pii": ("entities", "allow"), "prompt_injection": (), "banned": ("words", "patterns", "allow"),
              "tools": ("allow",), "caps": ("max_prompt_tokens", "max_tokens", "max_messages"),
              "plugin": ("address", "timeout_ms")}[kind]
     item.only_keys(*common, *extra)
@@ -219,6 +220,11 @@ def _rule(item: Node) -> Guardrail | None:
         from .fold import FoldingDetector
         # An operator's banned words may be in a script the fold changes: those look at both.
         guardrail["detector"] = FoldingDetector(guardrail["detector"], also_original=True)
+    if kind in ("pii", "banned") and guardrail.get("detector") is not None and not item.get("allow").missing:
+        from .allowed import AllowedValues
+        allowed = tuple(entry.str() for entry in item.get("allow").elements() if entry.str())
+        if allowed:
+            guardrail["detector"] = AllowedValues(guardrail["detector"], allowed)
     if kind in ("pii", "prompt_injection", "banned"):     # findings of the text alone
         guardrail["digest"] = _digest(kind, item)
     return Guardrail(**guardrail)
@@ -232,5 +238,5 @@ def _digest(kind: str, item) -> str:
     """A digest of what decides a text guardrail's findings: its type and its rules."""
     import hashlib
     rules = {field: [e.str() for e in item.get(field).elements()] if not item.get(field).missing else None
-             for field in ("entities", "words", "patterns")}
+             for field in ("entities", "words", "patterns", "allow")}
     return hashlib.sha256(repr((DETECTORS_VERSION, kind, sorted(rules.items()))).encode()).hexdigest()[:32]
