@@ -9,7 +9,7 @@
                                     # worker; spent: 429 rate_limited before any scan (0: off)
       rules:
       - {name: pii, type: pii, action: redact, entities: [email, card, ssn, secret],
-         allow: [noreply@anthropic.com, "*@example.com"]}   # values never found (guardrails/allowed.py)
+         allow: [noreply@anthropic.com, "*@corp.example"]}   # values never found (guardrails/allowed.py)
       - {name: injection, type: prompt_injection, action: block, directions: [request]}
       - {name: words, type: banned, action: block, words: [...], patterns: [...]}
       - {name: tools, type: tools, action: remove, allow: [get_weather]}
