@@ -15,6 +15,7 @@ from ..api import anthropic, anthropic_schema
 from ..api.provider_json import dumps
 from ..api.usage import Usage
 from . import messages_answer, messages_request, messages_stream, tool_turns
+from . import request_parts
 from .base import Codec, Dialect, TextPiece, Translating
 
 
@@ -59,6 +60,11 @@ def event(data: dict) -> bytes:
     return b"event: " + str(data.get("type", "")).encode() + b"\ndata: " + dumps(data) + b"\n\n"
 
 
+# Content blocks that carry a tool's result back to the model.
+_RESULT_BLOCKS = frozenset({"tool_result", "mcp_tool_result", "web_search_tool_result", "web_fetch_tool_result",
+                            "code_execution_tool_result", "bash_code_execution_tool_result"})
+
+
 class Messages(Translating, Codec):
     kind = "messages"
     request_module, answer_module, stream_module = messages_request, messages_answer, messages_stream
@@ -79,6 +85,20 @@ class Messages(Translating, Codec):
 
     def count_answer(self, tokens: int) -> bytes:
         return orjson.dumps({"input_tokens": tokens})
+
+    def request_part(self, body: dict, path: tuple) -> str:
+        if path[:1] == ("system",):
+            return request_parts.SYSTEM
+        if path[:1] == ("tools",):
+            return request_parts.TOOLS
+        message = request_parts.item(body, path, "messages")
+        if not message:
+            return request_parts.USER
+        if message.get("role") == "assistant":
+            return request_parts.ASSISTANT
+        block = request_parts.block(message, path, "content")
+        return request_parts.TOOL_RESULTS if isinstance(block, dict) and block.get("type") in _RESULT_BLOCKS \
+            else request_parts.USER
 
     def tool_name(self, tool: Any) -> str:
         """Anthropic's own tools (no type, or "custom") by name; a server tool by its type."""

@@ -9,6 +9,7 @@ from typing import Any, Iterable, Iterator, NamedTuple
 
 from ..api.provider_json import dumps
 from ..api.usage import Usage
+from . import request_parts
 from .conversation import Answer, Conversation, Event, Notes, Problem, Refused, Target
 
 
@@ -156,6 +157,10 @@ class Codec:
 
     def shape_problem(self, body: dict) -> str | None:
         return None
+
+    def request_part(self, body: dict, path: tuple) -> str:
+        """Which part of the request (request_parts.py) the string at `path` lies in."""
+        return request_parts.USER
 
     def tool_name(self, tool: Any) -> str:
         return ""

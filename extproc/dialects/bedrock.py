@@ -24,6 +24,7 @@ import orjson
 from ..api import provider_json
 from ..api.usage import Usage
 from . import converse_answer, converse_request, converse_stream
+from . import request_parts
 from .base import Codec, Dialect, Translating
 from .converse_answer import error_body, usage_from
 from .converse_content import vendor_of
@@ -132,6 +133,20 @@ class Converse(Translating, Codec):
         spec = tool.get("toolSpec") if isinstance(tool, dict) else None
         name = spec.get("name") if isinstance(spec, dict) else None
         return name if isinstance(name, str) else ""
+
+    def request_part(self, body: dict, path: tuple) -> str:
+        if path[:1] == ("system",):
+            return request_parts.SYSTEM
+        if path[:1] == ("toolConfig",):
+            return request_parts.TOOLS
+        message = request_parts.item(body, path, "messages")
+        if not message:
+            return request_parts.USER
+        if message.get("role") == "assistant":
+            return request_parts.ASSISTANT
+        block = request_parts.block(message, path, "content")
+        return request_parts.TOOL_RESULTS if isinstance(block, dict) and "toolResult" in block \
+            else request_parts.USER
 
     def tool_names(self, body: dict) -> list[str]:
         return [self.tool_name(tool) for tool in _tool_config(body).get("tools") or ()

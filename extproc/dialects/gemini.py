@@ -18,6 +18,7 @@ import orjson
 from ..api.openai import GEMINI_COUNT_KIND
 from ..api.usage import Usage
 from . import gemini_answer, gemini_request, gemini_schema, gemini_stream, tool_turns
+from . import request_parts
 from .base import Codec, Dialect, Translating
 from .gemini_answer import error_body, usage_from
 
@@ -123,6 +124,20 @@ class GenerateContent(Translating, Codec):
         config = body.get("generationConfig")
         value = config.get("temperature") if isinstance(config, dict) else None
         return value if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+    def request_part(self, body: dict, path: tuple) -> str:
+        if path[:1] in (("systemInstruction",), ("system_instruction",)):
+            return request_parts.SYSTEM
+        if path[:1] in (("tools",), ("toolConfig",), ("tool_config",)):
+            return request_parts.TOOLS
+        content = request_parts.item(body, path, "contents")
+        if not content:
+            return request_parts.USER
+        if content.get("role") == "model":
+            return request_parts.ASSISTANT
+        part = request_parts.block(content, path, "parts")
+        return request_parts.TOOL_RESULTS if isinstance(part, dict) and \
+            ("functionResponse" in part or "function_response" in part) else request_parts.USER
 
     def tool_names(self, body: dict) -> list[str]:
         return [self.tool_name(declaration) for tool in body.get("tools") or () if isinstance(tool, dict)

@@ -16,6 +16,7 @@ from ..api import openai, openai_schema
 from ..api.providers import CHAT_PATH
 from ..api.usage import Usage
 from . import chat_answer, chat_request, chat_stream, openai_stream, tool_turns
+from . import request_parts
 from .base import Codec, Dialect, TextPiece, Translating, keep_tools
 from .embedding import EmbeddingAnswer, EmbeddingRequest
 
@@ -59,6 +60,12 @@ class OpenAI(Dialect):
 OPENAI = OpenAI()
 
 
+# A chat message's role, as a request part (request_parts.py); other roles are the user's.
+_CHAT_ROLE_PARTS = {"system": request_parts.SYSTEM, "developer": request_parts.SYSTEM,
+                    "assistant": request_parts.ASSISTANT, "tool": request_parts.TOOL_RESULTS,
+                    "function": request_parts.TOOL_RESULTS}
+
+
 class _OpenAICodec(Codec):
     dialect = OPENAI
     usage_only_at_stream_end = True     # chat's usage chunk, the Responses API's response.completed
@@ -96,6 +103,12 @@ class Chat(Translating, _OpenAICodec):
 
     def tool_name(self, tool: Any) -> str:
         return function_tool_name(tool, nested=True)
+
+    def request_part(self, body: dict, path: tuple) -> str:
+        if path[:1] in (("tools",), ("functions",)):
+            return request_parts.TOOLS
+        message = request_parts.item(body, path, "messages")
+        return _CHAT_ROLE_PARTS.get(message.get("role"), request_parts.USER) if message else request_parts.USER
 
     def tool_names(self, body: dict) -> list[str]:
         """`tools`, and the deprecated `functions`."""

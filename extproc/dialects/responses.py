@@ -10,6 +10,7 @@ from typing import Any, Iterable, Iterator
 
 from ..api.provider_json import dumps
 from . import responses_answer, responses_request, responses_stream, tool_turns
+from . import request_parts
 from .base import TextPiece, Translating
 from .openai import OpenAI, _OpenAICodec, function_tool_name
 from ..api import openai, openai_schema
@@ -43,6 +44,14 @@ class Responses(Translating, _OpenAICodec):
 
     def tool_name(self, tool: Any) -> str:
         return function_tool_name(tool, nested=False)
+
+    def request_part(self, body: dict, path: tuple) -> str:
+        if path[:1] == ("instructions",):
+            return request_parts.SYSTEM
+        if path[:1] == ("tools",):
+            return request_parts.TOOLS
+        item = request_parts.item(body, path, "input")
+        return _input_item_part(item) if item else request_parts.USER
 
     def called_tools(self, body: dict) -> list[str]:
         items = body.get("output") or ([body.get("item")] if body.get("item") else [])
@@ -106,3 +115,15 @@ def whole_text_fields(node, depth: int = 0) -> Iterator[tuple[Any, Any]]:
         for item in node:
             yield from whole_text_fields(item, depth + 1)
 
+
+def _input_item_part(item: dict) -> str:
+    """An input item's part: a tool's output (`function_call_output`, `mcp_call`...), the
+    model's own items (calls, reasoning), or a message by its role."""
+    kind, role = item.get("type"), item.get("role")
+    if isinstance(kind, str) and (kind.endswith("_output") or kind in ("mcp_call", "mcp_list_tools")):
+        return request_parts.TOOL_RESULTS
+    if role in ("system", "developer"):
+        return request_parts.SYSTEM
+    if role == "assistant" or (isinstance(kind, str) and (kind.endswith("_call") or kind == "reasoning")):
+        return request_parts.ASSISTANT
+    return request_parts.USER

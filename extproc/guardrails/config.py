@@ -11,6 +11,8 @@
       - {name: pii, type: pii, action: redact, entities: [email, card, ssn, secret],
          allow: [noreply@anthropic.com, "*@corp.example"]}   # values never found (guardrails/allowed.py)
       - {name: injection, type: prompt_injection, action: block, directions: [request]}
+      - {name: contacts, type: pii, action: redact, entities: [email, phone], where: [user, tool_results]}
+                                    # where: the parts of a request a text rule reads (all by default)
       - {name: words, type: banned, action: block, words: [...], patterns: [...]}
       - {name: tools, type: tools, action: remove, allow: [get_weather]}
       - {name: caps, type: caps, max_prompt_tokens: 8000, max_tokens: 4096, max_messages: 200}
@@ -51,6 +53,8 @@ class Guardrail:
     fail_mode: str                       # closed | open: when the guardrail cannot run
     detector: Any = None                 # .find(text) → findings; a PluginClient for plugins
     allow: frozenset[str] | None = None  # tools
+    # The parts of a request it reads (dialects/request_parts.py); None: all of them.
+    where: frozenset[str] | None = None
     caps: Caps | None = None
     # What the findings depend on (type and rules, and the detectors' version): known
     # findings (known.py) are keyed by it, so other rules never meet them.
@@ -167,7 +171,7 @@ def parse_guardrails(node: Node) -> GuardrailSettings:
 
 def _rule(item: Node) -> Guardrail | None:
     kind = item.get("type").choice(TYPES, "pii")
-    common = ("name", "type", "action", "directions", "fail_mode")
+    common = ("name", "type", "action", "directions", "fail_mode", "where")
     extra = {"pii": ("entities", "allow"), "prompt_injection": (), "banned": ("words", "patterns", "allow"),
              "tools": ("allow",), "caps": ("max_prompt_tokens", "max_tokens", "max_messages"),
              "plugin": ("address", "timeout_ms")}[kind]
@@ -182,6 +186,13 @@ def _rule(item: Node) -> Guardrail | None:
                      action=item.get("action").choice(actions, "block"),
                      directions=frozenset(chosen),
                      fail_mode=item.get("fail_mode").choice(("closed", "open"), "closed"))
+    if kind not in _TEXT_TYPES and not item.get("where").missing:
+        item.get("where").fail(f"a {kind} rule reads no text: where applies to text rules only")
+    elif not item.get("where").missing:
+        from ..dialects.request_parts import PARTS
+        guardrail["where"] = frozenset(part.choice(PARTS, "user") for part in item.get("where").elements())
+        if not guardrail["where"]:
+            item.get("where").fail("must name at least one part of a request")
     if kind == "pii":
         from .pii import ENTITIES
         entities = tuple(e.choice(ENTITIES, "email") for e in item.get("entities").elements()) \

@@ -14,7 +14,7 @@ from ..guardrails.config import Guardrail
 from ..guardrails.embedded_text import UnreadableText
 from ..guardrails.joined import Conversation, find_in_texts
 from ..guardrails.known import Lookup, TextDigests
-from ..guardrails.walk import TooDeep, request_slots
+from ..guardrails.walk import TooDeep, request_texts
 from ..observability import metrics
 from ..pipeline.call import Call
 from ..pipeline.errors import GatewayError
@@ -130,18 +130,23 @@ class GuardRequest(Stage):
         policy = [g for g in call.config.guardrails.policy_for(call.key) if "request" in g.directions]
         if not policy or call.body is None:
             return
-        slots = list(request_slots(call.endpoint.kind, call.body))
+        walked = request_texts(call.endpoint.kind, call.body)
+        every_slot = [(container, key) for container, key, _path in walked]
+        parts = None            # each slot's part of the request, for the rules scoped by `where`
         bound = call.config.guardrails.max_scan_chars
-        texts = [container[key] for container, key in slots]
-        total = sum(map(len, texts))
-        # A payload declared as text that cannot be decoded (guardrails/embedded_text.py),
-        # or a value nested past the walk's depth (guardrails/walk.py), is not passed
-        # unread: each text guardrail applies its fail mode to it.
-        unreadable = next((c for c, _key in slots if isinstance(c, (UnreadableText, TooDeep))), None)
+        total = sum(len(container[key]) for container, key in every_slot)
         deadline = time.perf_counter() + call.config.guardrails.max_scan_ms / 1000
         digests = TextDigests()
         for guardrail in policy:
-            missing, lookup = None, None
+            missing, lookup, slots = None, None, every_slot
+            if guardrail.where is not None:
+                if parts is None:
+                    parts = [call.codec.request_part(call.body, path) for _container, _key, path in walked]
+                slots = [slot for slot, part in zip(every_slot, parts) if part in guardrail.where]
+            # A payload declared as text that cannot be decoded (guardrails/embedded_text.py),
+            # or a value nested past the walk's depth (guardrails/walk.py), is not passed
+            # unread: each text guardrail applies its fail mode to it.
+            unreadable = next((c for c, _key in slots if isinstance(c, (UnreadableText, TooDeep))), None)
             if guardrail.digest:
                 # The texts as this guardrail reads them: an earlier one may have redacted some.
                 lookup = Lookup(guardrail.digest, [c[k] for c, k in slots], digests=digests)
