@@ -219,7 +219,7 @@ class GatewayStack:
         self.process = subprocess.Popen(
             [sys.executable, "-m", "extproc", "up", "--config", str(config_path),
              "--envoy", str(envoy_path), "--state-dir", str(self.state_dir),
-             "--fixtures", str(FIXTURES)],
+             "--fixtures", str(FIXTURES), "--log"],      # --log: the logs on stdout/stderr, read below
             stdout=self._log, stderr=self._stderr, env=env, cwd=str(self.workdir))
         return self
 
