@@ -1,5 +1,6 @@
 """Agent runs, in process: the run identity (extproc/runs/identity.py), the tool calls a
-request carries back in each dialect (dialects/tool_turns.py) and their digests."""
+request carries back in each dialect and their counts since the user's last turn
+(dialects/tool_turns.py), the worker's ledger, the trace."""
 
 from __future__ import annotations
 
@@ -8,7 +9,6 @@ import json
 from extproc.dialects import codec_of
 from extproc.runs import Run, recognise
 from extproc.runs.identity import NAME_CHARS
-from extproc.runs.loops import MAX_COUNTED, ToolCall, counted, digest_of
 
 
 def test_the_run_header_names_a_run_scoped_by_key():
@@ -49,44 +49,44 @@ def _chat(tail):
     return {"model": "m", "messages": [{"role": "user", "content": "list files"}, *tail]}
 
 
-def test_chat_tool_calls_carried_back():
-    call = {"role": "assistant", "tool_calls": [{"id": "1", "type": "function",
-                                                 "function": {"name": "shell", "arguments": "{\"cmd\":\"ls\"}"}}]}
+def _chat_step(arguments: str, n: str = "1") -> list[dict]:
+    return [{"role": "assistant", "tool_calls": [{"id": n, "type": "function",
+                                                  "function": {"name": "shell", "arguments": arguments}}]},
+            {"role": "tool", "tool_call_id": n, "content": "a b"}]
+
+
+def test_chat_tool_calls_carried_back_counted_since_the_user_turn():
     codec = codec_of("chat")
-    assert codec.last_tool_calls(_chat([call, {"role": "tool", "tool_call_id": "1", "content": "a b"}])) == \
-        [("shell", "{\"cmd\":\"ls\"}")]
-    assert codec.last_tool_calls(_chat([call])) == []          # no result yet: not carried back
-    assert codec.last_tool_calls(_chat([call, {"role": "tool", "content": "x"},
-                                        {"role": "user", "content": "now"}])) == []   # a new user turn
+    ls, pwd = '{"cmd":"ls"}', '{"cmd":"pwd"}'
+    assert codec.last_tool_calls(_chat(_chat_step(ls))) == [("shell", ls, 1)]
+    assert codec.last_tool_calls(_chat(_chat_step(ls) + _chat_step(pwd) + _chat_step(ls))) == [("shell", ls, 2)]
+    assert codec.last_tool_calls(_chat(_chat_step(ls) * 3)) == [("shell", ls, 3)]
+    # A user turn between: the repeats before it do not count.
+    assert codec.last_tool_calls(_chat(_chat_step(ls) * 3 + [{"role": "user", "content": "again"}] + _chat_step(ls))
+                                 ) == [("shell", ls, 1)]
+    assert codec.last_tool_calls(_chat(_chat_step(ls)[:1])) == []          # no result yet: not carried back
+    assert codec.last_tool_calls(_chat(_chat_step(ls) + [{"role": "user", "content": "now"}])) == []
     assert codec.last_tool_calls({"messages": "junk"}) == [] and codec.last_tool_calls({}) == []
 
 
 def test_responses_messages_and_gemini_tool_calls_carried_back():
-    responses = {"input": [{"type": "message", "role": "user", "content": "hi"},
-                           {"type": "reasoning", "summary": []},
-                           {"type": "function_call", "name": "exec_command", "arguments": "{\"cmd\":\"ls\"}",
-                            "call_id": "c"},
-                           {"type": "function_call_output", "call_id": "c", "output": "a"}]}
-    assert codec_of("responses").last_tool_calls(responses) == [("exec_command", "{\"cmd\":\"ls\"}")]
+    step = [{"type": "reasoning", "summary": []},
+            {"type": "function_call", "name": "exec_command", "arguments": "{\"cmd\":\"ls\"}", "call_id": "c"},
+            {"type": "function_call_output", "call_id": "c", "output": "a"}]
+    responses = {"input": [{"type": "message", "role": "user", "content": "hi"}, *step, *step]}
+    assert codec_of("responses").last_tool_calls(responses) == [("exec_command", "{\"cmd\":\"ls\"}", 2)]
     assert codec_of("responses").last_tool_calls({"input": "hi"}) == []
-    messages = {"messages": [{"role": "user", "content": "hi"},
-                             {"role": "assistant", "content": [{"type": "text", "text": "ok"},
-                                                               {"type": "tool_use", "id": "t", "name": "Bash",
-                                                                "input": {"b": 1, "a": 2}}]},
-                             {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "t"}]}]}
+    use = {"role": "assistant", "content": [{"type": "text", "text": "ok"},
+                                            {"type": "tool_use", "id": "t", "name": "Bash", "input": {"b": 1, "a": 2}}]}
+    result = {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "t"},
+                                          {"type": "text", "text": "<system-reminder>"}]}
+    messages = {"messages": [{"role": "user", "content": "hi"}, use, result, use, result]}
     assert codec_of("messages").last_tool_calls(messages) == [("Bash", json.dumps({"a": 2, "b": 1},
-                                                                                   separators=(",", ":")))]
-    gemini = {"contents": [{"role": "user", "parts": [{"text": "hi"}]},
-                           {"role": "model", "parts": [{"functionCall": {"name": "ls", "args": {"d": "."}}}]},
-                           {"role": "user", "parts": [{"functionResponse": {"name": "ls", "response": {}}}]}]}
-    assert codec_of("generate_content").last_tool_calls(gemini) == [("ls", "{\"d\":\".\"}")]
-
-
-def test_digests_count_distinct_calls_bounded():
-    a, b = ToolCall("shell", "{\"cmd\":\"ls\"}"), ToolCall("shell", "{\"cmd\":\"pwd\"}")
-    assert digest_of(a) != digest_of(b) and len(digest_of(a)) == 16
-    assert counted([a, a, b]) == {digest_of(a): "shell", digest_of(b): "shell"}
-    assert len(counted([ToolCall("t", str(i)) for i in range(100)])) == MAX_COUNTED
+                                                                                   separators=(",", ":")), 2)]
+    call = {"role": "model", "parts": [{"functionCall": {"name": "ls", "args": {"d": "."}}}]}
+    answer = {"role": "user", "parts": [{"functionResponse": {"name": "ls", "response": {}}}]}
+    gemini = {"contents": [{"role": "user", "parts": [{"text": "hi"}]}, call, answer]}
+    assert codec_of("generate_content").last_tool_calls(gemini) == [("ls", "{\"d\":\".\"}", 1)]
 
 
 def test_the_ledger_admits_a_share_of_the_room_it_last_saw():
@@ -99,16 +99,6 @@ def test_the_ledger_admits_a_share_of_the_room_it_last_saw():
     state.flying, state.synced = 0.0, 1.9                  # near the end: each call goes to the store
     assert not ledger.admits_here(state, 2.0, 0.05)
     assert ledger.counter("run.a.usd|r") is state
-
-
-def test_the_ledger_sends_a_tool_call_to_the_store_from_its_second_sighting():
-    from extproc.runs.ledger import RunLedger
-    ledger = RunLedger()
-    assert ledger.sighting("loop|r|d") == 0                # first here: nothing sent
-    assert ledger.sighting("loop|r|d") == 2                # both sightings go to the store
-    assert ledger.sighting("loop|r|d") == 3                # (that one refused: counted again)
-    ledger.synced_sighting("loop|r|d")
-    assert ledger.sighting("loop|r|d") == 1                # the store has the rest
 
 
 def test_the_trace_merges_workers_batches_and_reads_back_in_order(tmp_path):

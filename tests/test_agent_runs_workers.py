@@ -1,7 +1,8 @@
 """Run limits and loop stopping across workers, in process: two RunLimits stages with a
 ledger each (two workers) over one store, SQLite and Redis (as two replicas would share
-it), calls of one run alternating between them. The run's call limit holds exactly and a
-loop is stopped within max_repeats + 1 repeats."""
+it), calls of one run alternating between them. The run's call limit holds exactly, a
+loop is stopped at max_repeats exactly (counted in the history the agent resends), and a
+key starts at most its runs per hour."""
 
 from __future__ import annotations
 
@@ -55,14 +56,14 @@ def _workers(config, store):
     return workers
 
 
-async def _call(config, worker, run: str, tool_args: str | None):
+async def _call(config, worker, run: str, tool_args: str | None, times: int = 1):
     limits, settle = worker
     key = next(k for k in config.keys_by_hash.values() if k.id == "alice")
     messages = [{"role": "user", "content": "go"}]
-    if tool_args is not None:
-        messages += [{"role": "assistant", "tool_calls": [{"id": "1", "type": "function",
+    for n in range(times if tool_args is not None else 0):      # the history the agent resends
+        messages += [{"role": "assistant", "tool_calls": [{"id": str(n), "type": "function",
                                                            "function": {"name": "shell", "arguments": tool_args}}]},
-                     {"role": "tool", "tool_call_id": "1", "content": "x"}]
+                     {"role": "tool", "tool_call_id": str(n), "content": "x"}]
     call = Call(config)
     call.key, call.headers, call.request_id = key, {"x-gateway-run": run}, "r"
     call.endpoint = find_endpoint("/v1/chat/completions")[0]
@@ -90,18 +91,18 @@ def test_a_runs_call_limit_holds_exactly_across_two_workers(store):
     assert all(r is not None and r.code == "budget_exceeded" and "'ten'" in r.message for r in refusals[CALLS:])
 
 
-def test_a_loop_is_stopped_within_one_more_repeat_a_worker(store):
+def test_a_loop_is_stopped_at_max_repeats_whichever_worker(store):
     config = _config()
     workers = _workers(config, store)
 
     async def run():
-        repeated = [await _call(config, workers[n % 2], "loop", '{"cmd": "ls"}') for n in range(REPEATS + 4)]
+        repeated = [await _call(config, workers[n % 2], "loop", '{"cmd": "ls"}', n) for n in range(1, REPEATS + 4)]
         return repeated, await _call(config, workers[0], "loop", '{"cmd": "pwd"}')
 
     refusals, other = asyncio.run(run())
-    admitted = refusals.index(next(r for r in refusals if r is not None))
-    assert REPEATS <= admitted <= REPEATS + 1
-    assert all(r is not None and r.code == "agent_loop" for r in refusals[admitted:])
+    assert refusals[:REPEATS] == [None] * REPEATS
+    assert all(r is not None and r.code == "agent_loop" for r in refusals[REPEATS:])
+    assert f"{REPEATS + 1} times" in refusals[REPEATS].message and "'shell'" in refusals[REPEATS].message
     assert other is None             # a different call of the same tool is not the loop
 
 

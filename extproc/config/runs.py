@@ -14,8 +14,8 @@
         max_runs_per_hour: 100       # runs the scope's caller may start in an hour (a caller that
                                      # names a new run on every call is bounded here)
       loops:
-        max_repeats: 8               # a tool call (same tool, same arguments) carried back more
-                                     # often than this in one run: 429 agent_loop (0: off)
+        max_repeats: 8               # a tool call (same tool, same arguments) made more often
+                                     # than this since the user's last turn: 429 agent_loop (0: off)
         clients: {codex: 5}          # per client
 
 Each limit is a counter in the budget store (the run's id names it), reserved and

@@ -131,7 +131,7 @@ class Messages(Translating, Codec):
         return [block["name"] for block in blocks or () if isinstance(block, dict)
                 and block.get("type") == "tool_use" and isinstance(block.get("name"), str)]
 
-    def last_tool_calls(self, body: dict) -> list[tuple[str, str]]:
+    def last_tool_calls(self, body: dict) -> list[tuple[str, str, int]]:
         return tool_turns.messages_last_tool_calls(body)
 
     def final_usage(self, event: dict) -> dict | None:

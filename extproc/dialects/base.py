@@ -201,9 +201,9 @@ class Codec:
         """Tool names an answer (or one streamed event) calls."""
         return []
 
-    def last_tool_calls(self, body: dict) -> list[tuple[str, str]]:
-        """(name, arguments) of the tool calls a request carries back with their results,
-        no user turn after them (tool_turns.py); loop stopping counts them."""
+    def last_tool_calls(self, body: dict) -> list[tuple[str, str, int]]:
+        """(name, arguments, count) of the tool calls a request carries back with their
+        results, each counted since the last user turn (tool_turns.py): loop stopping."""
         return []
 
     def final_usage(self, event: dict) -> dict | None:

@@ -178,7 +178,7 @@ class GenerateContent(Translating, Codec):
         return [part["functionCall"]["name"] for part in _parts(body)
                 if isinstance(part.get("functionCall"), dict) and isinstance(part["functionCall"].get("name"), str)]
 
-    def last_tool_calls(self, body: dict) -> list[tuple[str, str]]:
+    def last_tool_calls(self, body: dict) -> list[tuple[str, str, int]]:
         return tool_turns.gemini_last_tool_calls(body)
 
 

@@ -123,7 +123,7 @@ class Chat(Translating, _OpenAICodec):
     def called_tools(self, body: dict) -> list[str]:
         return openai_stream.called_tools(body)
 
-    def last_tool_calls(self, body: dict) -> list[tuple[str, str]]:
+    def last_tool_calls(self, body: dict) -> list[tuple[str, str, int]]:
         return tool_turns.chat_last_tool_calls(body)
 
     def stream_pieces(self, event: dict) -> list[TextPiece]:

@@ -58,7 +58,7 @@ class Responses(Translating, _OpenAICodec):
         return [item["name"] for item in items if isinstance(item, dict)
                 and item.get("type") == "function_call" and isinstance(item.get("name"), str)]
 
-    def last_tool_calls(self, body: dict) -> list[tuple[str, str]]:
+    def last_tool_calls(self, body: dict) -> list[tuple[str, str, int]]:
         return tool_turns.responses_last_tool_calls(body)
 
     def final_usage(self, event: dict) -> dict | None:

@@ -1,6 +1,6 @@
 """A worker's view of its runs' counters, so most calls of a run need no store operation.
 
-Run limits and loop counters are counters in the budget store, but a run's calls come one
+Run limits are counters in the budget store, but a run's calls come one
 at a time, seconds apart, to whichever worker: the budgets' allotments (shares taken in
 advance, handed back after a second idle) never form for them, and a store operation per
 call would cost each agent call ~80 µs of the worker (SQLite) or a Redis round trip.
@@ -15,14 +15,11 @@ Instead each worker keeps, per counter:
   left, and at every call near the end. The limit holds exactly as long as at most
   1/SHARE workers admit a run's calls between two of its store operations (one replica
   of up to four workers; more replicas each hold their share of what they last saw).
-- Loop counters: the first time this worker sees a tool call carried back in a run costs
-  nothing; from the second, the call goes to the store with every sighting here so far,
-  and then each one. The store's count is exact once each worker that saw the call saw
-  it twice: a loop is stopped within max_repeats + (workers - 1) repeats, at
-  max_repeats exactly on one worker.
+
+(Loops need no counter: a request carries the history they are counted in.)
 
 Bounded: the oldest entries are forgotten past MAX_ENTRIES (a forgotten run counter is
-asked again; a forgotten sighting counts again from one)."""
+asked about again)."""
 
 from __future__ import annotations
 
@@ -42,11 +39,10 @@ class RunCounter:
 
 
 class RunLedger:
-    __slots__ = ("counters", "sightings")
+    __slots__ = ("counters",)
 
     def __init__(self) -> None:
         self.counters: OrderedDict[str, RunCounter] = OrderedDict()
-        self.sightings: OrderedDict[str, int] = OrderedDict()   # loop counter -> unsynced sightings (0: in the store)
 
     def counter(self, name: str) -> RunCounter:
         found = self.counters.get(name)
@@ -62,19 +58,3 @@ class RunLedger:
     def admits_here(counter: RunCounter, limit: float, amount: float) -> bool:
         """Whether this worker's share of the room it last saw covers `amount`."""
         return counter.unsynced + counter.flying + amount <= (limit - counter.synced) * SHARE
-
-    def sighting(self, name: str) -> int:
-        """How many sightings of this loop counter the call carries to the store (this one
-        included), or 0 when it is the first here and costs nothing."""
-        seen = self.sightings.get(name)
-        if seen is None:
-            self.sightings[name] = 1
-            if len(self.sightings) > MAX_ENTRIES:
-                self.sightings.popitem(last=False)
-            return 0
-        self.sightings.move_to_end(name)
-        self.sightings[name] = seen + 1       # until the store has them (synced_sighting)
-        return seen + 1
-
-    def synced_sighting(self, name: str) -> None:
-        self.sightings[name] = 0

@@ -3,14 +3,15 @@ stopping, and the run's trace.
 
 - RecogniseRun (request body): `call.run` from the caller's headers and body
   (extproc/runs/identity.py), on the log line as `run`.
-- RunLimits (request body, after the budgets): the run's limits that apply (USD, tokens,
-  calls; the wall clock from the run's first call, a store record every worker agrees
-  on) and one counter per tool call the request carries back (loop stopping: the same
-  call more than `max_repeats` times is refused, 429 `agent_loop`). Counters in the
-  budget store, but most calls need no store operation: the worker's ledger
+- RunLimits (request body, after the budgets): loop stopping, from the request itself:
+  a tool call it carries back that the model made more than `max_repeats` times since
+  the user's last turn (the agent resends its history: Codec.last_tool_calls counts
+  them) is refused, 429 `agent_loop`; nothing kept, so every worker and replica agrees.
+  Then the run's limits that apply (USD, tokens, calls; runs started per hour; the wall
+  clock from the run's first call, a store record every worker agrees on): counters in
+  the budget store, but most calls need no store operation: the worker's ledger
   (extproc/runs/ledger.py) admits a call within its share of the room the store last
-  showed, and a tool call seen once here is not sent; the rest go in one reserve, all
-  or nothing, as the budgets'.
+  showed; the rest go in one reserve, all or nothing, as the budgets'.
 - RunSettle (done): the reservation settled from the call's cost and usage, and the
   call's entry for the run's trace (store/runs.py, written in batches off the call's path).
 
@@ -21,22 +22,21 @@ from __future__ import annotations
 import logging
 import time
 
-from ..config.runs import RUN_SCOPE, RunSettings
+from ..config.runs import RunSettings
 from ..observability import metrics
 from ..pipeline.call import Call
 from ..pipeline.errors import GatewayError, gateway_error
 from ..pipeline.stage import Stage
 from ..runs import recognise
 from ..runs.ledger import RunCounter, RunLedger
-from ..runs.loops import ToolCall, counted
+from ..runs.loops import MAX_COUNTED, NAME_CHARS
 from ..store import StoreUnavailable, maybe_await
-from ..store.limits import Charge, Limit, settled_amount, window_bounds
+from ..store.limits import Charge, settled_amount, window_bounds
 from ..store.runs import RunLog
 from .cost import charged_cost, reservation_basis
 
 log = logging.getLogger("extproc.runs")
 
-LOOP_LIMIT = "run.loop"
 START_KIND = "run_start"            # store record: a run's first call, epoch seconds
 _KNOWN_STARTS = 10_000
 STOPPED_LOOP, STOPPED_LIMIT = "stopped_loop", "stopped_limit"
@@ -99,7 +99,6 @@ class RunLimits(Stage):
         self.settings = settings
         self.lease_seconds = lease_seconds
         self.starts: dict[str, float] = {}           # run -> its first call (store record)
-        self.loop_limits: dict[int, Limit] = {}
         self.ledger = worker_run_ledger()
 
     async def request_body(self, call: Call) -> None:
@@ -109,10 +108,15 @@ class RunLimits(Stage):
         settings = self.settings
         limits = settings.limits_for(call.key, run.client)
         repeats = settings.loops.repeats_for(run.client)
-        repeated = counted([ToolCall(*found) for found in call.codec.last_tool_calls(call.body)]) if repeats else {}
         hold = call.own(RunHold)
-        hold.tools = list(repeated.values())
-        if not limits and not repeated:
+        if repeats:
+            carried = call.codec.last_tool_calls(call.body)
+            hold.tools = [name[:NAME_CHARS] for name, _, _ in carried[:MAX_COUNTED]]
+            for name, _, times in carried:
+                if times > repeats:
+                    hold.stopped = STOPPED_LOOP
+                    raise _loop(run, name, times, repeats)
+        if not limits:
             return
         now = time.time()
         ends = now + settings.ttl_seconds
@@ -120,7 +124,6 @@ class RunLimits(Stage):
         charges: list[Charge] = []           # what goes to the store (ledger.py: most calls, nothing)
         pushed: list[RunCounter] = []        # the run counters among them, in order
         local: list[tuple[RunCounter, str, float]] = []
-        loop = self._loop_limit(repeats) if repeated else None
         try:
             for limit in limits:
                 if limit.starts is not None or limit.max_seconds is not None:
@@ -144,11 +147,6 @@ class RunLimits(Stage):
                         charges.append(Charge(counter, name, 0 if calls else amount,
                                               state.unsynced + (1 if calls else 0), ends))
                         pushed.append(state)
-            for digest in repeated:
-                name = f"{LOOP_LIMIT}|{run.id}|{digest}"
-                seen = ledger.sighting(name)
-                if seen:
-                    charges.append(Charge(loop, name, 0, seen, ends))
             if charges:
                 rid = f"run:{call.request_id}:{id(call)}"
                 admission = await maybe_await(self.store.reserve(rid, charges, now, now + self.lease_seconds))
@@ -159,15 +157,13 @@ class RunLimits(Stage):
                 return
             raise gateway_error("The budget store is unavailable; the request was not forwarded.") from None
         if charges and not admission.admitted:
-            self._refuse(run, repeats, repeated, loop, admission, hold)
+            self._refuse(run, admission, hold)
         if charges:
             hold.held = (rid, charges)
             remaining = admission.remaining
             for state, charge in zip(pushed, charges):
                 state.synced = charge.limit.limit - remaining.get(charge.counter, charge.limit.limit)
                 state.unsynced = 0.0
-            for charge in charges[len(pushed):]:
-                ledger.synced_sighting(charge.counter)
         for state, kind, amount in local:
             if kind == "requests":
                 state.unsynced += 1
@@ -175,18 +171,9 @@ class RunLimits(Stage):
                 state.flying += amount
         hold.local = local
 
-    def _refuse(self, run, repeats: int, repeated: dict[str, str], loop, admission, hold: RunHold) -> None:
+    def _refuse(self, run, admission, hold: RunHold) -> None:
         refused = admission.refused
         used = refused.limit.limit - admission.remaining.get(refused.counter, 0)
-        if refused.limit is loop:
-            hold.stopped = STOPPED_LOOP
-            tool = repeated[refused.counter.rsplit("|", 1)[1]]
-            times = int(used + refused.count_now)
-            raise GatewayError(429, "agent_loop", (
-                f"Agent loop stopped: this run ('{run.name}') has sent back the same call of the tool "
-                f"'{tool}' with the same arguments {times} times, with no new user turn; the gateway allows "
-                f"{repeats} per run{' for ' + run.client if run.client else ''}. The run is paused: tell the "
-                "user what repeated; a new user turn or a new run goes on."), headers=dict(_NO_RETRY))
         hold.stopped = STOPPED_LIMIT
         limit = refused.limit
         name = limit.name[len("run."):].rsplit(".", 1)[0]
@@ -231,12 +218,13 @@ class RunLimits(Stage):
             f"window resets in {retry} s. A caller that names a new run on every call is counted here."),
             headers={"retry-after": str(retry)})
 
-    def _loop_limit(self, repeats: int) -> Limit:
-        limit = self.loop_limits.get(repeats)
-        if limit is None:
-            limit = self.loop_limits[repeats] = Limit(name=LOOP_LIMIT, scope=RUN_SCOPE, match=None,
-                                                      kind="requests", limit=repeats, window=None)
-        return limit
+
+def _loop(run, tool: str, times: int, repeats: int) -> GatewayError:
+    return GatewayError(429, "agent_loop", (
+        f"Agent loop stopped: this run ('{run.name}') has made the same call of the tool '{tool[:NAME_CHARS]}' "
+        f"with the same arguments {times} times since its user's last turn; the gateway allows {repeats}"
+        f"{' for ' + run.client if run.client else ''}. The run is paused: tell the user what repeated; a new "
+        "user turn goes on."), headers=dict(_NO_RETRY))
 
 
 def _over(run, limit_name: str, what: str, spent: str) -> GatewayError:
