@@ -213,7 +213,7 @@ def test_an_sqlite_store_locked_past_a_workers_patience_loses_no_metered_token(g
     once the lock is let go, to the token."""
     task = f"locked-{uuid.uuid4().hex[:8]}"
     path = gateway.state_dir / "budgets.sqlite3"
-    locker = sqlite3.connect(str(path), isolation_level=None, timeout=10)
+    locker = sqlite3.connect(str(path), isolation_level=None, timeout=10, check_same_thread=False)
     locker.execute("BEGIN IMMEDIATE")
     unlocked = threading.Event()
 
