@@ -88,10 +88,12 @@ def inserted(template, path, key, value):
     return body
 
 
-def through_pipeline(runtime, path: str, body, key: str, extra: dict[str, str] | None = None) -> ep.ProcessingResponse:
+def through_pipeline(runtime, path: str, body, key: str, extra: dict[str, str] | None = None,
+                     call: Call | None = None) -> ep.ProcessingResponse:
     """The request's headers and body through the runtime's pipeline, as Envoy sends them:
-    the reply to its body (or the headers' reply, when that answered already)."""
-    call = Call(runtime.config)
+    the reply to its body (or the headers' reply, when that answered already). `call`: the
+    call to run it as, for a test that reads what the stages left on it."""
+    call = call or Call(runtime.config)
     headers = {":method": "POST", ":path": path, "authorization": f"Bearer {key}",
                "content-type": "application/json", **(extra or {})}
     first = asyncio.run(runtime.pipeline.handle(call, ep.ProcessingRequest(request_headers=ep.HttpHeaders(

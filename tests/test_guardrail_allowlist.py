@@ -77,3 +77,6 @@ def test_a_system_prompt_with_the_trailer_reaches_the_provider_byte_for_byte(gat
     [received] = [r for r in gateway.received("mock-anthropic") if marker in r["body"]]
     assert TRAILER in received["body"]
     assert "jane.doe@gmail.com" not in received["body"] and "[EMAIL]" in received["body"]
+    record = gateway.wait_for_record(response.headers["x-request-id"])
+    assert {"guardrail": "pii", "direction": "request", "verdict": "redacted", "found": ["email"],
+            "where": ["user"]} in record["guardrails"]                 # what and where, never the text

@@ -71,6 +71,18 @@ def test_a_rule_scoped_to_user_turns_and_tool_results_reads_only_those(runtime, 
     assert orjson.loads(sent)          # (still JSON)
 
 
+def test_a_verdict_names_what_was_found_and_where_never_the_text(runtime):
+    from extproc.pipeline.call import Call
+    call = Call(runtime.config)
+    reply = through_pipeline(runtime, "/v1/chat/completions", CHAT, "sk-demo-alice", call=call)
+    assert reply.request_body.response.body_mutation.body
+    verdicts = call.verdicts            # the call's log line has them (stages/record.py: "guardrails")
+    [pii] = [v for v in verdicts if v["guardrail"] == "pii"]
+    assert pii == {"guardrail": "pii", "direction": "request", "verdict": "redacted",
+                   "found": ["email"], "where": ["tool_results", "user"]}
+    assert "people.example" not in repr(verdicts)
+
+
 def parsed(rule: dict):
     problems = Problems("test")
     settings = parse_guardrails(Node({"rules": [rule]}, "guardrails", problems))

@@ -84,7 +84,9 @@ def test_pii_in_every_role_never_reaches_the_provider(redacting):
         assert placeholder in received["body"]
     assert response.json()["choices"][0]["message"]["content"] == "Repeat: [EMAIL] [CARD]"
     record = redacting.wait_for_record(response.rid)
-    assert {"guardrail": "pii", "direction": "request", "verdict": "redacted"} in record["guardrails"]
+    # What was found and in which parts of the request, never the text.
+    assert {"guardrail": "pii", "direction": "request", "verdict": "redacted", "found": ["card", "email", "secret", "ssn"],
+            "where": ["assistant", "system", "tool_results", "user"]} in record["guardrails"]
     assert SECRET not in redacting.log_path.read_text() + redacting.stderr_path.read_text()
 
 
@@ -321,7 +323,8 @@ def test_shadow_mode_changes_nothing_but_records(redacting):
     assert response.status_code == 200
     assert response.json()["choices"][0]["message"]["content"] == "please frobnicate the widget"
     record = redacting.wait_for_record(response.rid)
-    assert {"guardrail": "shadow-words", "direction": "request", "verdict": "flagged"} in record["guardrails"]
+    [flagged] = [v for v in record["guardrails"] if v["guardrail"] == "shadow-words" and v["direction"] == "request"]
+    assert (flagged["direction"], flagged["verdict"], flagged["where"]) == ("request", "flagged", ["user"])
     metrics = redacting.metrics('guardrail="shadow-words",verdict="flagged"')
     assert 'gateway_guardrail_verdicts_total{guardrail="shadow-words",verdict="flagged"}' in metrics
 

@@ -30,18 +30,25 @@ def content_blocked(guardrail: str, direction: str = "request") -> GatewayError:
                         f"The {direction} was blocked by the guardrail '{guardrail}'.")
 
 
-def record_verdict(call: Call, guardrail: Guardrail, direction: str, verdict: str) -> None:
-    """Every verdict goes to the metrics and to the request's log line."""
+def record_verdict(call: Call, guardrail: Guardrail, direction: str, verdict: str,
+                   found: list[str] | None = None, where: list[str] | None = None) -> None:
+    """Every verdict goes to the metrics and to the request's log line; with what a text rule
+    found (the kinds: `email`, `card`..., never the text) and in which parts of the request."""
     metrics.child(metrics.guardrail_verdicts, guardrail.name, verdict).inc()
-    call.verdicts.append(
-        {"guardrail": guardrail.name, "direction": direction, "verdict": verdict})
+    entry = {"guardrail": guardrail.name, "direction": direction, "verdict": verdict}
+    if found:
+        entry["found"] = found
+    if where:
+        entry["where"] = where
+    call.verdicts.append(entry)
 
 
 def check_texts(call: Call, guardrail: Guardrail, slots: list, direction: str,
-                lookup: Lookup | None = None) -> bool:
+                lookup: Lookup | None = None, part_of=None) -> bool:
     """Run a text guardrail over slots (container, key), read as one conversation (a value
     split across two of them is found: guardrails/joined.py); redact each piece in place.
     `lookup`: what the guardrail knows of the slots' texts, if the caller looked it up.
+    `part_of(i)`: the part of the request slot i lies in, named in the verdict.
     True if anything changed."""
     texts = lookup.texts if lookup is not None else [container[key] for container, key in slots]
     if guardrail.digest:            # the texts earlier checks read get their findings again
@@ -64,7 +71,10 @@ def check_texts(call: Call, guardrail: Guardrail, slots: list, direction: str,
                 changed = True
     verdict = "passed" if not hits else {"block": "blocked", "redact": "redacted", "log": "flagged"}[
         guardrail.action]
-    record_verdict(call, guardrail, direction, verdict)
+    kinds = sorted({finding.label.lower() for findings in found for finding in findings}) if hits else None
+    places = sorted({part_of(index) for index, findings in enumerate(found) if findings}) \
+        if hits and part_of is not None else None
+    record_verdict(call, guardrail, direction, verdict, kinds, places)
     if verdict == "blocked":
         raise content_blocked(guardrail.name, direction)
     return changed
@@ -132,17 +142,19 @@ class GuardRequest(Stage):
             return
         walked = request_texts(call.endpoint.kind, call.body)
         every_slot = [(container, key) for container, key, _path in walked]
+        every_path = [path for _container, _key, path in walked]
         parts = None            # each slot's part of the request, for the rules scoped by `where`
         bound = call.config.guardrails.max_scan_chars
         total = sum(len(container[key]) for container, key in every_slot)
         deadline = time.perf_counter() + call.config.guardrails.max_scan_ms / 1000
         digests = TextDigests()
         for guardrail in policy:
-            missing, lookup, slots = None, None, every_slot
+            missing, lookup, slots, paths = None, None, every_slot, every_path
             if guardrail.where is not None:
                 if parts is None:
-                    parts = [call.codec.request_part(call.body, path) for _container, _key, path in walked]
-                slots = [slot for slot, part in zip(every_slot, parts) if part in guardrail.where]
+                    parts = [call.codec.request_part(call.body, path) for path in every_path]
+                chosen = [index for index, part in enumerate(parts) if part in guardrail.where]
+                slots, paths = [every_slot[i] for i in chosen], [every_path[i] for i in chosen]
             # A payload declared as text that cannot be decoded (guardrails/embedded_text.py),
             # or a value nested past the walk's depth (guardrails/walk.py), is not passed
             # unread: each text guardrail applies its fail mode to it.
@@ -178,7 +190,9 @@ class GuardRequest(Stage):
                 elif guardrail.type == "plugin":
                     call.body_changed |= await run_plugin(call, guardrail, slots, "request")
                 else:
-                    call.body_changed |= check_texts(call, guardrail, slots, "request", lookup)
+                    call.body_changed |= check_texts(
+                        call, guardrail, slots, "request", lookup,
+                        lambda index, paths=paths: call.codec.request_part(call.body, paths[index]))
                     if missing:
                         self.shared.read(call, missing)
             except GatewayError:
