@@ -47,8 +47,11 @@ def prometheus(gateway: GatewayStack, tmp_path_factory):
     try:
         wait_for_port(port, timeout=60, process=process)
         deadline = time.monotonic() + 60
-        while True:               # its first scrape of the admin
-            targets = httpx.get(f"{url}/api/v1/targets", timeout=5).json()["data"]["activeTargets"]
+        while True:               # ready (it answers 503 while it starts), then its first scrape of the admin
+            try:
+                targets = httpx.get(f"{url}/api/v1/targets", timeout=5).json()["data"]["activeTargets"]
+            except (httpx.HTTPError, ValueError, KeyError):
+                targets = []
             if targets and targets[0]["health"] == "up":
                 break
             assert time.monotonic() < deadline, targets
