@@ -56,6 +56,7 @@ class Journal:
         self._lock_fd: int | None = None
         self._written = 0.0             # monotonic time of the last write (0: no file)
         self._scanned = -ORPHAN_SCAN_S
+        self._failing = False
 
     # --- this worker's own -------------------------------------------------------
 
@@ -78,9 +79,12 @@ class Journal:
                 file.write(body)
             os.replace(temporary, self.path)
             self._written = time.monotonic()
+            self._failing = False
         except OSError as error:
-            log.error("the journal of spend the store has not had could not be written (%s): %s",
-                      self.path, error)
+            if not self._failing:         # once until a write succeeds (it is tried every 0.5 s)
+                log.error("the journal of spend the store has not had could not be written (%s): %s",
+                          self.path, error)
+            self._failing = True
 
     def clear(self) -> None:
         """The store has everything: no journal."""
