@@ -169,3 +169,17 @@ def test_a_run_limit_refusal_names_the_run_and_the_limit(gateway):
     assert f"'{run}'" in error["message"] and "'alice-run'" in error["message"] and "$2 per run" in error["message"]
     assert "run is over" in error["message"]
     assert not [r for r in gateway.received() if "write a lot" in r["body"]]
+
+
+def test_the_console_shows_runs_and_a_runs_calls(gateway):
+    run = f"console-{uuid.uuid4().hex[:8]}"
+    assert chat(gateway, "sk-demo-alice", run, [{"role": "user", "content": "hello"}]).status_code == 200
+    found = wait_for_run(gateway, run, "alice", lambda found: found["calls"] == 1)
+    with httpx.Client(base_url=f"http://127.0.0.1:{gateway.console_port}", timeout=30) as console:
+        assert console.get("/runs").status_code in (302, 303, 401)           # signed in only
+        console.post("/sign-in", data={"token": "console-demo-viewer-token"})
+        listing = console.get("/runs", params={"key": "alice"})
+        assert listing.status_code == 200 and run in listing.text and f"/runs/{found['id']}" in listing.text
+        page = console.get(f"/runs/{found['id']}")
+        assert page.status_code == 200 and "gpt-4o-mini" in page.text and "sk-demo" not in page.text
+        assert console.get("/runs/nothing-like-it").status_code == 404

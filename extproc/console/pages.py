@@ -17,11 +17,13 @@ from ..store.calls import CallFilter
 from ..store.keys import KeyBook, KeyProblem
 from ..store.limits import WINDOWS as BUDGET_WINDOWS
 from ..store.meters import NoMeter, valid_dimension
+from ..store.runs import find_run, list_runs
 from . import data, recent
 from .charts import MAX_BARS, bar_chart, stacked_chart
 from .config_view import masked_config, masked_text
 
 _ONE_KEY = re.compile(r"/keys/([^/]+)")
+_ONE_RUN = re.compile(r"/runs/([^/]+)")
 _KEY_CHANGE = re.compile(r"/keys/([^/]+)/(revoke|rotate)")
 MAX_FIELD = 256
 
@@ -85,6 +87,16 @@ def route(console, session, method: str, path: str, query: dict, form: dict) -> 
                                      "kept": config.console.calls_kept if config.console else 0})
     if path == "/guardrails":
         return Answer("guardrails.html", {"g": recent.findings_and_mcp(config)})
+    if path == "/runs":
+        key = one("key")[:64]
+        return Answer("runs.html", {"runs": list_runs(config.store, limit=data.MAX_ROWS, key_id=key,
+                                                      since=time.time() - 86_400), "key": key})
+    match = _ONE_RUN.fullmatch(path)
+    if match:
+        found = find_run(config.store, unquote(match[1])[:128])
+        if found is None:
+            return Answer(status=404, context={"message": "No such run (or it expired).", "back": "/runs"})
+        return Answer("run.html", {"r": found})
     if path == "/config":
         if not session.may("config"):
             return Answer(status=403, context={"message": "The config page is for the admin role."})
