@@ -353,7 +353,8 @@ def _amount(kind: str, amount: float) -> str:
     """An amount of a limit's unit as a caller reads it: 1532 tokens, $0.0042, 3 requests."""
     if kind == "usd":
         return f"${max(0.0, amount):.4f}"
-    return f"{max(0, int(amount)):,} {_UNITS[kind]}"
+    count = max(0, int(amount))
+    return f"{count:,} {_UNITS[kind].removesuffix('s') if count == 1 else _UNITS[kind]}"
 
 
 def _refusal_message(charge: Charge, code: str, left: float | None = None, now: float | None = None,
