@@ -144,3 +144,31 @@ def test_runs_list_flags_a_key_whose_runs_are_all_one_call_long():
            "output_tokens": 1, "cost_usd": 0.0, "outcome": "ok", "last_ts": 0.0}
     assert "note: key k: 5 runs, each one call long" in _table([run] * 5)
     assert "note:" not in _table([run] * 4) and "note:" not in _table([run] * 4 + [{**run, "calls": 2}])
+
+
+def test_a_runs_calls_are_one_trace_unless_the_caller_sends_its_own():
+    import dataclasses
+    from pathlib import Path
+
+    from extproc.config.filter_config import load_config
+    from extproc.observability.tracing import TracingSettings
+    from extproc.pipeline.call import Call
+    from extproc.stages.trace import span_attributes, trace_context
+    config = load_config(str(Path(__file__).resolve().parent.parent / "config" / "quickstart.yaml"),
+                         strict_credentials=False)
+    config = dataclasses.replace(config, observability=dataclasses.replace(
+        config.observability, tracing=TracingSettings(host="127.0.0.1", port=4317, sampling_percent=100)))
+
+    def context(headers, run_value):
+        call = Call(config)
+        call.headers, call.run = headers, recognise("alice", {"x-gateway-run": run_value, "user-agent": "claude-cli/2"})
+        return call, trace_context(call)
+
+    (one, first), (_, second), (_, other) = context({}, "a"), context({}, "a"), context({}, "b")
+    assert first.trace_id == second.trace_id != other.trace_id and first.span_id != second.span_id
+    assert not first.parent_span_id and first.sampled
+    caller = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+    assert context({"traceparent": caller}, "a")[1].trace_id.hex() == "4bf92f3577b34da6a3ce929d0e0e4736"
+    attributes = span_attributes(one)
+    assert attributes["gen_ai.conversation.id"] == one.run.id and attributes["gen_ai.agent.name"] == "claude-code"
+    assert attributes["gateway.run"] == "a"

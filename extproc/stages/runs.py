@@ -1,8 +1,9 @@
 """Agent runs on the model API: which run a call belongs to, the run's limits and loop
 stopping, and the run's trace.
 
-- RecogniseRun (request body): `call.run` from the caller's headers and body
-  (extproc/runs/identity.py), on the log line as `run`.
+- RecogniseRun (request headers, else body): `call.run` from the caller's headers, else
+  its body (extproc/runs/identity.py), on the log line as `run`; the call's span is in
+  the run's trace (stages/trace.py).
 - RunLimits (request body, after the budgets): loop stopping, from the request itself:
   a tool call it carries back that the model made more than `max_repeats` times since
   the user's last turn (the agent resends its history: Codec.last_tool_calls counts
@@ -81,7 +82,16 @@ class RecogniseRun(Stage):
     reads = frozenset({"body", "headers", "key"})
     writes = frozenset({"log_fields", "run"})
 
+    @staticmethod
+    def request_headers(call: Call, end_of_stream: bool) -> None:
+        """From the headers (what most agents send): the call's trace is its run's."""
+        if call.key is not None:
+            run = call.run = recognise(call.key.id, call.headers)
+            if run is not None:
+                call.log_fields["run"] = run.id
+
     async def request_body(self, call: Call) -> None:
+        """Else from the body (Codex CLI's prompt_cache_key)."""
         if call.key is None or call.run is not None:
             return
         run = call.run = recognise(call.key.id, call.headers, call.body)

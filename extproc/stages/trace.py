@@ -18,6 +18,7 @@ Envoy's tracer: docs/decisions/call-spans-from-the-service.md.
 
 from __future__ import annotations
 
+import hashlib
 import random
 import time
 
@@ -77,7 +78,8 @@ class TraceState:
 
 def trace_context(call: Call) -> TraceContext:
     """The call's trace context, made once: from the caller's `traceparent` when it is
-    valid (parent-based sampling), else a fresh trace sampled at `sampling_percent`."""
+    valid (parent-based sampling), else its agent run's trace (stages/runs.py), else a
+    fresh trace sampled at `sampling_percent`."""
     held = call.own(TraceState)
     context = held.context
     if context is None:
@@ -85,6 +87,13 @@ def trace_context(call: Call) -> TraceContext:
         parent = parse_traceparent(caller) if caller else None
         if parent is not None:
             context = TraceContext(parent[0], _span_id(), parent[1], parent[2])
+        elif call.run is not None:
+            # One trace per agent run: its id made from the run's, its calls' spans in it,
+            # sampled together (the decision read from the id, the same on every worker).
+            trace_id = hashlib.blake2b(call.run.id.encode(), digest_size=16).digest()
+            percent = call.config.observability.tracing.sampling_percent
+            context = TraceContext(trace_id, _span_id(), b"",
+                                   percent >= 100 or int.from_bytes(trace_id[:8], "big") / 2 ** 64 * 100 < percent)
         else:
             percent = call.config.observability.tracing.sampling_percent
             context = TraceContext((_random.getrandbits(128) or 1).to_bytes(16, "big"), _span_id(), b"",
@@ -101,6 +110,12 @@ def span_attributes(call: Call) -> dict:
         attributes["gen_ai.request.model"] = call.model_name[:_MAX_CHARS]
         attributes["gateway.api"] = call.dialect
     identity_attributes(call, attributes)
+    run = call.run
+    if run is not None:                         # gen_ai's agent attributes
+        attributes["gen_ai.conversation.id"] = run.id
+        attributes["gateway.run"] = run.name
+        if run.client:
+            attributes["gen_ai.agent.name"] = run.client
     tags = call.tags
     if tags:
         attributes["gateway.tags"] = [f"{k}={v}" for k, v in sorted(tags.items())][:_MAX_LIST]
@@ -196,7 +211,7 @@ class CallSpan(Stage):
 
     name = "trace"
     reads = frozenset({"attempts", "backend", "cache", "ended_at", "endpoint", "error_code", "first_byte_at", "headers",
-                       "key", "model", "model_name", "outcome", "path", "response_json", "service_seconds",
+                       "key", "model", "model_name", "outcome", "path", "response_json", "run", "service_seconds",
                        "started", "status", "tags", "usage", "verdicts"})
     writes = frozenset({"log_fields"})
 
