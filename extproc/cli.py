@@ -7,14 +7,13 @@ import os
 import sys
 from pathlib import Path
 
-import yaml
 
 from .config import envoy_config
 from .config import local_ports
 from .config.envoy_gen import TARGETS, GenerationError, generate
 from .config.filter_config import default_state_dir, load_config
 from .credentials.google import DEMO_SERVICE_ACCOUNT_ENV, demo_service_account
-from .yamltree import ConfigError
+from .yamltree import ConfigError, safe_load
 from .guardrails.config import detectors_not_made
 from .runtime.with_parent import die_with_parent
 
@@ -278,7 +277,7 @@ def _print_banner(config, supervisor, base: str, demo: list[tuple[str, str, str]
 
 def _demo_keys(path: str) -> list[tuple[str, str, str]]:
     with open(path, encoding="utf-8") as handle:
-        raw = yaml.safe_load(handle)
+        raw = safe_load(handle)
     return [(k["key"], k.get("team", ""), k.get("models", "*") if isinstance(k.get("models"), str)
              else ", ".join(k.get("models", []))) for k in raw.get("keys", []) if "key" in k]
 
@@ -322,7 +321,7 @@ def cmd_mock(args) -> int:
     mcp_listeners = []
     if args.config:
         with open(args.config, encoding="utf-8") as handle:
-            raw = yaml.safe_load(handle) or {}
+            raw = safe_load(handle) or {}
         local_ports.shift_config(raw, local_ports.port_offset())      # `up --port-offset`, as the gateway's
         spec = raw.get("mock_provider") or {}
         listeners = listeners_from_config(spec, args.fixtures)

@@ -10,6 +10,8 @@ from pathlib import Path
 
 import yaml
 
+from ..yamltree import SafeDumper, safe_load
+
 from .envoy_contract import ROUTE_HEADER
 from .envoy_mcp import AGGREGATOR_SECRET_ENV
 
@@ -38,7 +40,7 @@ def shipped(name: str) -> str:
 
 def load(path: str) -> dict:
     with open(path, encoding="utf-8") as handle:
-        return yaml.safe_load(handle)
+        return safe_load(handle)
 
 
 def cluster_names(envoy: dict) -> set[str]:
@@ -150,7 +152,7 @@ def validate(path: str) -> list[str]:
     return [f"{path}: envoy --mode validate: {detail.strip()}"]
 
 
-class _ReadableDumper(yaml.SafeDumper):
+class _ReadableDumper(SafeDumper):
     """Writes multi-line strings (the Lua filter's script) as `|` blocks."""
 
 

@@ -14,6 +14,7 @@ import re
 import yaml
 
 from ..config.filter_config import GatewayConfig
+from ..yamltree import safe_load
 
 MASK = "***"
 # Names whose values the config page never shows: credentials' `value`, keys, tokens, secrets.
@@ -39,7 +40,7 @@ def masked_config(config: GatewayConfig) -> str:
     """The running config file as YAML, every secret-looking value replaced by ***."""
     try:
         with open(config.path, encoding="utf-8") as handle:
-            tree = yaml.safe_load(handle)
+            tree = safe_load(handle)
     except (OSError, yaml.YAMLError) as error:
         return f"# the config file cannot be read now: {type(error).__name__}"
     return yaml.safe_dump(_mask(tree), sort_keys=False, allow_unicode=True)
