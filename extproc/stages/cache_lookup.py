@@ -135,7 +135,7 @@ def _unqualified(call: Call, rule: CacheRule) -> str:
 class CacheLookup(Stage):
     name = "cache_lookup"
     reads = frozenset({"body", "endpoint", "headers", "key", "model", "path", "query", "ratelimit_headers",
-                       "request_id", "stream", "tags"})
+                       "request_id", "run", "stream", "tags"})
     writes = frozenset({"cache", "log_fields"})
 
     def __init__(self, handle: CacheStoreHandle) -> None:

@@ -71,8 +71,8 @@ class McpSpan(CallSpan):
     queues the span when the call has ended (done: the outcome and the verdicts are final)."""
 
     name = "mcp_trace"
-    reads = frozenset({"ended_at", "headers", "key", "mcp", "method", "outcome", "service_seconds", "started", "status",
-                       "verdicts"})
+    reads = frozenset({"ended_at", "headers", "key", "mcp", "method", "outcome", "run", "service_seconds", "started",
+                       "status", "verdicts"})
     writes = frozenset({"log_fields"})
 
     @staticmethod
