@@ -124,3 +124,20 @@ def test_a_key_starts_at_most_its_runs_per_hour(store):
     assert three is not None and three.code == "rate_limited" and "'few'" in three.message
     assert "start 2 agent runs an hour" in three.message and int(three.headers["retry-after"]) <= 3600
     assert three_again is not None and three_again.code == "rate_limited"     # never begun: still new
+
+
+def test_a_run_past_its_minutes_is_over_on_every_worker(store):
+    config = _config()
+    clock = RunLimit("short", "key", None, None, (), 0.05)          # 50 ms from the run's first call
+    config = dataclasses.replace(config, runs=dataclasses.replace(config.runs, limits=(clock,)))
+    workers = _workers(config, store)
+
+    async def run():
+        first = await _call(config, workers[0], "timed", None)
+        await asyncio.sleep(0.1)
+        return first, await _call(config, workers[1], "timed", None)
+
+    first, later = asyncio.run(run())
+    assert first is None
+    assert later is not None and later.code == "budget_exceeded" and "'short'" in later.message
+    assert "minutes from its first call" in later.message and "run is over" in later.message
