@@ -11,7 +11,7 @@ from gateway_stack import QUICKSTART_CONFIG, QUICKSTART_ENVOY, ROOT, quickstart_
 
 from extproc.api.usage import Usage
 from extproc.config.filter_config import load_config
-from extproc.yamltree import ConfigError
+from extproc.yamltree import ConfigError, safe_load    # safe_load: libyaml, the Envoy config in a tenth of the time
 
 
 def write(tmp_path, config: dict | str, name: str = "gateway.yaml"):
@@ -153,7 +153,7 @@ def test_check_rejects_unknown_model_in_allowlist(tmp_path):
 
 
 def test_check_runs_envoy_validate(tmp_path):
-    envoy = yaml.safe_load(QUICKSTART_ENVOY.read_text())
+    envoy = safe_load(QUICKSTART_ENVOY.read_text())
     envoy["static_resources"]["listeners"][0]["address"]["socket_address"]["port_value"] = "not-a-port"
     envoy_path = write(tmp_path, envoy, "envoy.yaml")
     result = _check("--config", str(QUICKSTART_CONFIG), "--envoy", envoy_path)
@@ -165,7 +165,7 @@ def test_check_runs_envoy_validate(tmp_path):
     (None, "not set; set it to 30s (server.worker_connection_age_s)"),
     ("45s", "45s, but server.worker_connection_age_s is 30: make them equal")])
 def test_check_compares_envoy_connection_duration_with_worker_connection_age(tmp_path, duration, expected):
-    envoy = yaml.safe_load(QUICKSTART_ENVOY.read_text())
+    envoy = safe_load(QUICKSTART_ENVOY.read_text())
     [cluster] = [c for c in envoy["static_resources"]["clusters"] if c["name"] == "extproc"]
     options = next(iter(cluster["typed_extension_protocol_options"].values()))["common_http_protocol_options"]
     if duration is None:
@@ -345,7 +345,7 @@ def test_check_finds_what_the_announced_features_need(tmp_path, edit, expected):
     service relies on it: without these pieces answers would lose their headers or their
     status, a stream's usage would never reach the service, or would reach a client that
     did not ask for it, and a cut stream's call would wait for an entry that never comes."""
-    envoy = yaml.safe_load(QUICKSTART_ENVOY.read_text())
+    envoy = safe_load(QUICKSTART_ENVOY.read_text())
     manager = envoy["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"]
     filters = manager["http_filters"]
     [ext_proc] = [f["typed_config"] for f in filters if f["name"] == "envoy.filters.http.ext_proc"]
@@ -359,7 +359,7 @@ def test_check_finds_what_the_announced_features_need(tmp_path, edit, expected):
 def test_check_accepts_a_config_that_announces_nothing(tmp_path):
     """Without the features in its gRPC metadata, an Envoy config without these filters
     is valid: the service keeps JSON answers in two messages and streams chunk by chunk."""
-    envoy = yaml.safe_load(QUICKSTART_ENVOY.read_text())
+    envoy = safe_load(QUICKSTART_ENVOY.read_text())
     manager = envoy["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"]
     filters = manager["http_filters"]
     [ext_proc] = [f["typed_config"] for f in filters if f["name"] == "envoy.filters.http.ext_proc"]
