@@ -70,3 +70,17 @@ def test_the_generated_route_carries_each_models_timeout(tmp_path):
             assert FIRST_BYTE_HEADER in route["request_headers_to_remove"]
     assert timeouts == {str(TIMEOUT_S * 1000): f"{TIMEOUT_S}s",
                         str(int(DEFAULT_FIRST_BYTE_TIMEOUT_S * 1000)): f"{DEFAULT_FIRST_BYTE_TIMEOUT_S:g}s"}
+
+
+def test_a_stream_longer_than_the_timeout_is_not_cut(stack):
+    """The timeout ends at the response's headers: a backend that answers at once and
+    streams for longer than it is not given up."""
+    started = time.monotonic()
+    with httpx.stream("POST", f"{stack.base_url}/chat/completions", timeout=60,
+                      headers={"authorization": "Bearer sk-demo-alice", "x-mock-chunk-delay-ms": "600"},
+                      json={"model": "interactive", "stream": True,
+                            "messages": [{"role": "user", "content": "one two three four five six seven"}]}) as response:
+        body = response.read().decode()
+    took = time.monotonic() - started
+    assert response.status_code == 200 and response.headers["x-gateway-backend"] == "mock-stalled"
+    assert took > TIMEOUT_S + 1 and "[DONE]" in body and "seven" in body, (took, body[-300:])
