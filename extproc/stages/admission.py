@@ -55,7 +55,7 @@ class Admission(Stage):
             raise GatewayError(404, "not_found",
                                f"Unknown path '{call.path[:200]}'. This gateway serves the OpenAI "
                                "API under /v1 (chat/completions, completions, embeddings, "
-                               "responses, models), the same under Azure's /openai/deployments/{model}/, "
+                               "responses, models, gateway/usage), the same under Azure's /openai/deployments/{model}/, "
                                "Anthropic's (messages, messages/count_tokens, models) and Google's "
                                "(v1beta/ or v1/models/{model}:generateContent, :streamGenerateContent, "
                                ":countTokens, :embedContent and :batchEmbedContents).", type="invalid_request_error")
