@@ -412,14 +412,14 @@ class Allotments:
                 del self._counters[allotment.counter]
         self._forget_closed_windows(now)
 
+    def _forget_closed_windows(self, now: float) -> None:
+        if len(self._totals) > len(self._counters) + 1000:
+            self._totals = {counter: entry for counter, entry in self._totals.items()
+                            if entry[1] > now or counter in self._counters}
+
 
 def _running_loop():
     try:
         return asyncio.get_running_loop()
     except RuntimeError:
         return None
-
-    def _forget_closed_windows(self, now: float) -> None:
-        if len(self._totals) > len(self._counters) + 1000:
-            self._totals = {counter: entry for counter, entry in self._totals.items()
-                            if entry[1] > now or counter in self._counters}
