@@ -246,7 +246,12 @@ def main() -> None:
         for section in ("mcp", "console"):
             config.pop(section, None)
     (workdir / "gw").mkdir()
-    stack = GatewayStack(workdir / "gw", config, workers=2).start()
+    try:
+        stack = GatewayStack(workdir / "gw", config, workers=2).start()
+    except BaseException:
+        if redis:                         # the soak's own: not left running
+            redis.stop()
+        raise
     envoy = next(p for p in children(stack.process.pid) if "envoy" in cmdline(p).split(" ")[0])
     seen_workers: set[int] = set()
     samples: list[tuple[float, float, int, float]] = []     # time, RSS, fds, Envoy's RSS
