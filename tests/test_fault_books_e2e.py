@@ -6,6 +6,7 @@ happened (docs/observability.md#outcomes) and counts every attempt Envoy made.""
 from __future__ import annotations
 
 import concurrent.futures
+import copy
 import itertools
 import json
 import os
@@ -25,6 +26,7 @@ PROMPT = " ".join(f"w{n}" for n in range(40))        # 40 words: an answer of ~8
 MODELS = {"json": "gpt-4o-mini", "passed": "gpt-4o-mini", "translated": "claude-sonnet-4-6",
           "translated_json": "claude-sonnet-4-6"}
 STREAMS = ("passed", "translated")
+DEAD_SERVICE = "extproc_unreachable"
 HUNG_S = 5.0                     # longer than Envoy's message timeout (2 s): callers get 504
 
 
@@ -49,9 +51,38 @@ def _config() -> dict:
     return config
 
 
+class FaultStack(GatewayStack):
+    """Where the gateway fails itself: the ext_proc filter of the virtual models' backends
+    (once per attempt) and of the MCP routes asks on a socket no worker listens on, as when
+    the worker that would serve them died."""
+
+    def edit_envoy(self, envoy: dict) -> None:
+        clusters = envoy["static_resources"]["clusters"]
+        [service] = [cluster for cluster in clusters if cluster["name"] == "extproc"]
+        dead = copy.deepcopy(service)
+        dead["name"] = DEAD_SERVICE
+        dead.pop("health_checks", None)
+        for endpoint in dead["load_assignment"]["endpoints"][0]["lb_endpoints"]:
+            endpoint["endpoint"]["address"]["pipe"]["path"] = str(self.workdir / "no-worker.sock")
+        clusters.append(dead)
+        for cluster in clusters:
+            options = json.dumps(cluster.get("typed_extension_protocol_options") or {})
+            if '"upstream"' not in options:
+                continue
+            for protocol in cluster["typed_extension_protocol_options"].values():
+                for http_filter in protocol.get("http_filters") or ():
+                    if http_filter["name"] == "envoy.filters.http.ext_proc":
+                        http_filter["typed_config"]["grpc_service"]["envoy_grpc"]["cluster_name"] = DEAD_SERVICE
+        [manager] = [f["typed_config"] for f in envoy["static_resources"]["listeners"][0]["filter_chains"][0]["filters"]]
+        for route in manager["route_config"]["virtual_hosts"][0]["routes"]:
+            if route["match"].get("prefix") == "/mcp/":
+                route["typed_per_filter_config"]["envoy.filters.http.ext_proc"]["overrides"]["grpc_service"] = {
+                    "envoy_grpc": {"cluster_name": DEAD_SERVICE}}
+
+
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory):
-    gateway = GatewayStack(tmp_path_factory.mktemp("fault-books"), _config(), workers=2).start()
+    gateway = FaultStack(tmp_path_factory.mktemp("fault-books"), _config(), workers=2).start()
     yield gateway
     gateway.stop()
 
@@ -223,3 +254,30 @@ def test_a_provider_that_cuts_its_answer_is_named_and_charged_what_reached_the_c
         assert got.cut and 0 < record["output_tokens"] < 80, where
     budget, metered = spend(stack)
     assert (budget - before_budget, metered - before_metered) == (charged, charged), where
+
+
+def test_the_gateway_s_own_failure_is_not_logged_as_the_provider_s(stack):
+    """The ext_proc service an attempt needs cannot be reached (the worker died): Envoy
+    answers 500 itself and no provider is called. The log line says the gateway failed
+    (`error`, `gateway_error`, no backend), nothing is charged; an MCP caller is told the
+    gateway failed, not that its MCP server could not be reached."""
+    request_id = "gateway-failed"
+    before_budget, _ = spend(stack)
+    stack.clear_received()
+    with httpx.Client() as client:
+        answer = client.post(f"{stack.base_url}/chat/completions", timeout=30,
+                             headers={"authorization": f"Bearer {KEY}", "x-request-id": request_id},
+                             json={"model": "smart", "messages": [{"role": "user", "content": "hello"}]})
+        mcp = client.post(f"http://127.0.0.1:{stack.port}/mcp/demo", timeout=30,
+                          headers={"authorization": f"Bearer {KEY}", "accept": "application/json, text/event-stream"},
+                          json={"jsonrpc": "2.0", "id": 1, "method": "tools/list"})
+    assert answer.status_code == 500 and answer.json()["error"]["code"] == "gateway_error", answer.text
+    record = records_by_request(stack, {request_id})[request_id]
+    assert (record["outcome"], record["error_code"], record["backend"], record["input_tokens"],
+            record["output_tokens"]) == ("error", "gateway_error", None, 0, 0), record
+    assert stack.received("mock") == [] and stack.received("mock-failing") == []
+    budget, _ = spend(stack)
+    assert budget == before_budget
+    assert mcp.status_code == 500, mcp.text
+    message = mcp.json()["error"]["message"]
+    assert message.startswith("The gateway failed") and "MCP server" not in message, message

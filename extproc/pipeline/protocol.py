@@ -45,6 +45,25 @@ ATTEMPT_COUNT_ATTRIBUTE = "upstream.request_attempt_count"
 # How the attempt count reaches response hooks that see no headers: a stream passed through's
 # trailers message brings it among the numbers Envoy forwarded.
 ATTEMPT_COUNT_KEY = "attempt_count"
+# Envoy's internal details of the response (`via_upstream` for a provider's answer), a
+# response attribute the response-headers hooks see under a pseudo-header of their own.
+CODE_DETAILS_ATTRIBUTE = "response.code_details"
+CODE_DETAILS_HEADER = ":envoy-code-details"
+# Envoy's own reply because its ext_proc service failed (a worker unreachable or gone):
+# the gateway's failure, whatever cluster the route named.
+_GATEWAY_FAILED_DETAILS = "ext_proc"
+
+
+def code_details(request: ep.ProcessingRequest) -> str:
+    """The `response.code_details` attribute ("" when Envoy sent none)."""
+    attributes = request.attributes.get(_EXT_PROC_ATTRIBUTES)
+    value = attributes.fields.get(CODE_DETAILS_ATTRIBUTE) if attributes is not None else None
+    return value.string_value if value is not None else ""
+
+
+def gateway_failed(details: str) -> bool:
+    """Whether Envoy answered itself because the gateway's ext_proc service failed."""
+    return details.startswith(_GATEWAY_FAILED_DETAILS)
 
 # Replies that change nothing are the common case; build them once.
 _EMPTY = {

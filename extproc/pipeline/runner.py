@@ -15,8 +15,10 @@ from .protocol import (
     ProcessingRequest,
     ProcessingResponse,
     ATTEMPT_COUNT_KEY,
+    CODE_DETAILS_HEADER,
     Reply,
     attempt_count,
+    code_details,
     error_reply,
     forwarded_values,
     header_map,
@@ -78,6 +80,9 @@ class Pipeline:
                 # Envoy's config did not allow skipping them (one_message.py, pass_through.py).
                 call.response_in_body = call.stream_passed_through = False
                 headers = header_map(message)
+                details = code_details(request)
+                if details:
+                    headers[CODE_DETAILS_HEADER] = details
                 for hook, is_async in self._hooks[phase]:
                     pending = hook(call, headers, message.end_of_stream)
                     if is_async:
@@ -158,6 +163,9 @@ class Pipeline:
         attempts = attempt_count(request)
         if attempts:
             headers["x-envoy-attempt-count"] = str(attempts)
+        details = code_details(request)
+        if details:
+            headers[CODE_DETAILS_HEADER] = details
         for hook, is_async in self._hooks["response_headers"]:
             pending = hook(call, headers, False)
             if is_async:

@@ -39,9 +39,11 @@ YIELD_BELOW_CALLS = 8
 # The worker's loop notes the time this often; a loop that did not for HUNG_AFTER (the
 # process stopped, or a step that blocked it) was hung: the streams Envoy ended meanwhile
 # with a reply due ended for the gateway's fault (Envoy's message timeout: 504).
+# So do those Envoy ends with a reply due up to Envoy's message timeout (2 s,
+# envoy/template.yaml) after the hang: their timers ran out while the worker caught up.
 HEARTBEAT = 0.1
 HUNG_AFTER = 1.0
-HUNG_RECENT = 0.5
+HUNG_RECENT = 2.0
 
 
 class ProcessStream:
@@ -201,8 +203,8 @@ class Processor(ep_grpc.ExternalProcessorServicer):
 
     def hung(self) -> bool:
         """Whether the loop is coming out of a hang: it has not run its heartbeat for
-        HUNG_AFTER (a read may run before the timers due meanwhile), or did so late just
-        now (the reads right after it bring what Envoy did meanwhile)."""
+        HUNG_AFTER (a read may run before the timers due meanwhile), or did so late within
+        HUNG_RECENT (the reads after it bring what Envoy did meanwhile)."""
         if self._loop is None:
             return False
         now = self._loop.time()

@@ -29,8 +29,9 @@ from ..api.usage import Usage
 from ..config.envoy_contract import UPSTREAM_CLUSTER_HEADER
 from ..dialects import codec_of
 from ..pipeline.call import Call
-from ..pipeline.outcomes import CANCELLED, PROVIDER_CUT
-from ..pipeline.protocol import ATTEMPT_COUNT_KEY, RESPONSE_BUFFERED, RESPONSE_STREAMED
+from ..pipeline.outcomes import CANCELLED, ERROR, PROVIDER_CUT
+from ..pipeline.protocol import (ATTEMPT_COUNT_KEY, CODE_DETAILS_HEADER, RESPONSE_BUFFERED, RESPONSE_STREAMED,
+                                 gateway_failed)
 from ..pipeline.stage import Stage
 from .attempt import backend_for
 from .response_stream import stream_chunk
@@ -54,6 +55,8 @@ class JsonTail:
         self.tail = b""
 
 
+# The error code of the gateway's own failures (contract: 5xx `gateway_error`).
+GATEWAY_ERROR_CODE = "gateway_error"
 # Outcomes of a call that ended before its answer did (the client left, the provider cut it).
 ENDED_EARLY = frozenset({CANCELLED, PROVIDER_CUT})
 
@@ -71,10 +74,10 @@ def _at_least_what_was_read(call: Call) -> None:
 class ResponseUsage(Stage):
     name = "usage"
     reads = frozenset({"backend_order", "body", "client_wants_usage", "endpoint", "event_filters", "model",
-                       "outcome", "output_reserved", "provider_kind", "sent_output_tokens", "stream_passed_through",
+                       "output_reserved", "provider_kind", "sent_output_tokens", "stream_passed_through",
                        "stream_translation"})
-    writes = frozenset({"attempts", "backend", "first_byte_at", "generated", "json_passing_by", "provider_answer",
-                        "response_id", "response_streamed", "sse", "status", "usage"})
+    writes = frozenset({"attempts", "backend", "error_code", "first_byte_at", "generated", "json_passing_by",
+                        "outcome", "provider_answer", "response_id", "response_streamed", "sse", "status", "usage"})
 
     def response_headers(self, call: Call, headers: dict[str, str], end_of_stream: bool) -> None:
         call.status = int(headers.get(":status", "0") or 0)
@@ -90,6 +93,10 @@ class ResponseUsage(Stage):
                 call.backend = backend_for(call.model, call.backend_order, cluster, attempt)
             except KeyError:
                 pass              # Envoy answered itself (no cluster): keep the first choice
+        if gateway_failed(headers.get(CODE_DETAILS_HEADER, "")):
+            # Envoy's own 500: the gateway's ext_proc service failed (an attempt's worker
+            # unreachable or gone), no provider answered: the gateway's failure, no backend.
+            call.backend, call.outcome, call.error_code = None, ERROR, GATEWAY_ERROR_CODE
         if call.backend is not None:
             call.reply.set_headers["x-gateway-backend"] = call.backend.name
         if end_of_stream:
