@@ -289,7 +289,8 @@ def test_a_stream_cut_short_is_charged_what_envoy_sent(stack, what, usage, heade
     texts = re.findall(rb'"content":"([^"]*)"', received)
     seen = count_text(b"".join(texts).decode(), "o200k_base")
     record = stack.wait_for_record(rid, timeout=10)
-    assert record["outcome"] == "cancelled" and record["usage_estimated"] is True and record["status"] == 200
+    outcome = "cancelled" if leave_after else "provider_cut"     # (docs/observability.md#outcomes)
+    assert record["outcome"] == outcome and record["usage_estimated"] is True and record["status"] == 200
     # Envoy may have sent an event or two the client did not read; the ratio a worker has
     # not learned yet (100 bytes a token) reads the mock's ~125 as more tokens, not fewer.
     assert seen >= 20 and 0.8 * seen <= record["output_tokens"] <= 1.5 * seen + 6, (seen, record)
