@@ -81,9 +81,10 @@ def test_truncated_json_body_gives_openai_style_error(stack):
     response = chat(stack, headers={"x-mock-truncate": "20", "x-request-id": rid})
     assert response.status_code >= 500 and openai_error(response)["type"] == "api_error"
     record = stack.wait_for_record(rid)
-    # The provider took the prompt and started answering: the prompt is charged, once, as
-    # an estimate (nothing was generated that reached the client).
-    assert record["usage_estimated"] and record["input_tokens"] > 0 and record["output_tokens"] == 0
+    # The provider cut its answer and the caller got Envoy's 502: the provider's fault, and
+    # nothing reached the caller, so nothing is charged (docs/budgets-and-rate-limits.md).
+    assert (record["outcome"], record["status"], record["input_tokens"], record["output_tokens"]) == \
+        ("provider_cut", response.status_code, 0, 0), record
 
 
 def test_admin_binds_localhost_by_default(tmp_path):
