@@ -204,7 +204,7 @@ class GatewayStack:
 
     # --- lifecycle ------------------------------------------------------------------
 
-    def start(self, timeout: float = 60) -> "GatewayStack":
+    def start(self, timeout: float = 240) -> "GatewayStack":
         self.launch()
         return self.wait_ready(timeout)
 
@@ -223,7 +223,7 @@ class GatewayStack:
             stdout=self._log, stderr=self._stderr, env=env, cwd=str(self.workdir))
         return self
 
-    def wait_ready(self, timeout: float = 60) -> "GatewayStack":
+    def wait_ready(self, timeout: float = 240) -> "GatewayStack":      # (extproc up waits up to 120 s a process)
         deadline = time.monotonic() + timeout
         while True:
             if self.process.poll() is not None:

@@ -48,6 +48,10 @@ WORKER_GRPC_EXPERIMENTS = "-event_engine_listener,-event_engine_for_all_other_en
 WORKER_MALLOC = {"MALLOC_MMAP_THRESHOLD_": str(32 << 20), "MALLOC_TRIM_THRESHOLD_": str(128 << 20)}
 # How often Envoy writes its access log (stderr) when less than 64 KB is waiting.
 ENVOY_LOG_FLUSH_MS = 1000
+# How long start-up waits for each process to listen while it lives (one that exits fails the
+# start at once): a host busy with other work can take a worker past 30 s of imports and
+# tokenizer tables, which is slow, not broken.
+START_SECONDS = 120.0
 # The supervisor's loop: how soon a crashed worker is noticed (and its path handed to a
 # living worker), and how often worker memory is checked.
 TICK_SECONDS = 0.05
@@ -176,7 +180,7 @@ class Supervisor:
             self._point_at(index)
             self.crash_loops.setdefault(index, CrashLoop()).started()
 
-    def _wait_for_sockets(self, timeout: float = 30.0) -> None:
+    def _wait_for_sockets(self, timeout: float = START_SECONDS) -> None:
         deadline = time.monotonic() + timeout
         for index in range(self.worker_count):
             while not connectable(self.socket_path(index)):
@@ -193,7 +197,7 @@ class Supervisor:
             self.aggregator_crash_loop.started()
 
     def _wait_for_listening(self, process: subprocess.Popen, address: str, what: str,
-                            timeout: float = 30.0) -> None:
+                            timeout: float = START_SECONDS) -> None:
         host, _, port = address.rpartition(":")
         deadline = time.monotonic() + timeout
         while True:
@@ -207,7 +211,7 @@ class Supervisor:
                     raise RuntimeError(f"{what} did not listen on {address}") from None
                 time.sleep(0.05)
 
-    def _wait_for_mock(self, timeout: float = 30.0) -> None:
+    def _wait_for_mock(self, timeout: float = START_SECONDS) -> None:
         deadline = time.monotonic() + timeout
         for listener in [*self.config.mock_provider.get("listeners", []),
                          *(self.config.mock_provider.get("mcp_listeners") or [])]:
@@ -243,12 +247,12 @@ class Supervisor:
                                   "--component-log-level", "misc:error",
                                   "--file-flush-interval-msec", str(ENVOY_LOG_FLUSH_MS),
                                   "--concurrency", str(max(1, self.worker_count))])
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + START_SECONDS
         while not self._envoy_ready():
             if self.envoy.poll() is not None:
                 raise RuntimeError("Envoy exited during start-up (see its log above)")
             if time.monotonic() > deadline:
-                raise RuntimeError("Envoy did not become ready within 30s")
+                raise RuntimeError(f"Envoy did not become ready within {START_SECONDS:.0f}s")
             time.sleep(0.05)
 
     # --- health -------------------------------------------------------------------
