@@ -85,3 +85,25 @@ def test_a_wrong_key_gets_its_dialects_401(gateway):
     assert missing.status_code == 401
     assert httpx.post(f"http://127.0.0.1:{gateway.port}/v1/gateway/usage", timeout=30,
                       headers={"authorization": "Bearer sk-demo-alice"}).status_code == 405
+
+
+def test_a_key_without_a_budget_sees_its_spend_today(gateway):
+    """The quickstart meters each key alone (metering.dimensions: [key]): a key with no
+    budget of its own (alice) still sees what it spent today, and it grows with a call."""
+    alice = {"authorization": "Bearer sk-demo-alice"}
+    before = usage(gateway, alice).json()["today"]
+    assert set(before) == {"requests", "input_tokens", "output_tokens", "usd"}
+    answered = httpx.post(f"{gateway.base_url}/chat/completions", headers=alice, timeout=30,
+                          json={"model": "gpt-4o-mini", "max_tokens": 5,
+                                "messages": [{"role": "user", "content": "what did I spend today?"}]})
+    assert answered.status_code == 200, answered.text
+    spent = answered.json()["usage"]
+    deadline = time.monotonic() + 10           # the workers hand spend to the store every 0.5 s
+    while True:
+        after = usage(gateway, alice).json()["today"]
+        if after["requests"] > before["requests"] or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    assert after["requests"] >= before["requests"] + 1
+    assert after["input_tokens"] >= before["input_tokens"] + spent["prompt_tokens"]
+    assert after["usd"] > before["usd"]

@@ -18,11 +18,29 @@ import orjson
 from ..pipeline.call import Call
 from ..pipeline.stage import ImmediateAnswer, Stage
 from ..store import StoreUnavailable, maybe_await
-from ..store.limits import plan_charges
+from ..store.limits import plan_charges, window_bounds
+from ..store.meters import NoMeter, clean, find_set
 from ..pipeline.errors import GatewayError
 
 
 _PROBE = "own-usage-probe"      # a counter no budget writes
+
+
+def _spend_today(config, key_id: str, now: float) -> dict[str, list[str]] | None:
+    """The hourly counters of today (UTC) that hold this key's spend, by measure: those of a
+    metered set of the `key` dimension alone (metering.dimensions: [[key], ...]); None when
+    the config meters no such set (a set that also has other dimensions holds the key's
+    spend under values this endpoint cannot name without reading every counter)."""
+    try:
+        meter = find_set(config.metering.sets, ("key",))
+    except NoMeter:
+        return None
+    if meter.dimensions != ("key",):
+        return None
+    start, _ = window_bounds("day", now)
+    hours = range(int(start), int(now) + 1, 3600)
+    return {limit.name.rsplit(".", 1)[-1]: [f"{limit.name}|key={clean(key_id)}|{hour}" for hour in hours]
+            for limit in meter.limits}
 
 
 def _iso(seconds: float) -> str:
@@ -54,7 +72,9 @@ class OwnUsage(Stage):
         if self.store is not None:
             # Read even with no budget to read (a counter nobody has): the answer then also
             # says the store is reachable from this replica (`extproc doctor` asks).
-            counters = [charge.counter for charge in charges] or [_PROBE]
+            today = _spend_today(call.config, key.id, now)
+            counters = [charge.counter for charge in charges] + \
+                [counter for per_hour in (today or {}).values() for counter in per_hour] or [_PROBE]
             try:
                 spent = await maybe_await(self.store.spent(counters))
             except StoreUnavailable:
@@ -72,8 +92,12 @@ class OwnUsage(Stage):
                 "remaining": round(max(0.0, limit.limit - used), 6) if usd else max(0, int(limit.limit - used)),
                 "resets_at": _iso(charge.window_end), "resets_in_s": max(0, int(charge.window_end - now + 0.999)),
             })
-        return orjson.dumps({"object": "gateway.usage", "as_of": _iso(now),
-                             "config_version": call.config.version,
-                             "store": "reachable" if self.store is not None else "none",
-                             "key": {"id": key.id, "user": key.user, "team": key.team},
-                             "budgets": budgets})
+        answer = {"object": "gateway.usage", "as_of": _iso(now), "config_version": call.config.version,
+                  "store": "reachable" if self.store is not None else "none",
+                  "key": {"id": key.id, "user": key.user, "team": key.team}, "budgets": budgets}
+        today = _spend_today(call.config, key.id, now) if self.store is not None else None
+        if today is not None:           # the key's own spend today, budget or none
+            answer["today"] = {measure: round(total, 6) if measure == "usd" else int(round(total))
+                               for measure, per_hour in today.items()
+                               for total in [sum(spent.get(counter, 0.0) for counter in per_hour)]}
+        return orjson.dumps(answer)
