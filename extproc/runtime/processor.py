@@ -121,13 +121,21 @@ class ProcessStream:
         """The stream is over. A call Envoy ended early (client gone, upstream reset, or
         a phase never sent) is settled anyway: never lose the record. One Envoy ended
         while it waited for a reply of ours is marked with what Envoy took of it."""
-        if self.due_since or self.reply_turn == self.processor.turn:
+        if (self.due_since or self.reply_turn == self.processor.turn) and not self._ended_normally():
             self._undelivered()
         if not self.call.finished:
             self.pipeline.end(self.call, CANCELLED)
         self._run_done()
         self.store.call_ended()
         self.processor.in_flight -= 1
+
+    def _ended_normally(self) -> bool:
+        """The call's last reply is made and the worker was not held up: Envoy half-closed the
+        stream after its last message (as it does when no more phases follow, with the reply
+        to that message still on its way out), not because it gave up waiting (its message
+        timeout: the worker hung or took HUNG_AFTER over the reply)."""
+        waited = time.perf_counter() - self.due_since if self.due_since else 0.0
+        return self.call.finished and waited < HUNG_AFTER and not self.processor.hung()
 
     def _undelivered(self) -> None:
         """Envoy ended the stream (a reset, or a half-close: it does that when its message
