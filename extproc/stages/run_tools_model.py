@@ -68,7 +68,7 @@ class RunToolTaint(Stage):
             call.log_fields["run_tools"] = decisions
 
     async def _mark(self, call: Call, run: str, labels, decisions: list[dict]) -> None:
-        for name, _ in call.codec.last_tool_calls(call.body):
+        for name, *_ in call.codec.last_tool_calls(call.body):
             marks = labels.get(name, frozenset()) & _MARKS
             if marks:
                 await self.taint.mark(run, marks, name, call.config.mcp.taint.ttl_seconds)
