@@ -20,7 +20,7 @@ from extproc.config.filter_config import load_config
 from extproc.observability import span_export
 from extproc.observability.tracing import TracingSettings
 from extproc.pipeline.call import Call
-from extproc.stages.trace import CallSpan
+from extproc.stages.accounting.trace import CallSpan
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -1,7 +1,7 @@
 """Time per 4 KB message of each guardrail and of the quickstart's request policy, on
 ASCII text and on text with a few non-ASCII words (accents, an ellipsis, a city in
 kanji: RE2 decides alone on ASCII text, through screens on other text); then time per
-SSE event of response guardrails on a stream (stages/stream_guard.py: scan, hold back
+SSE event of response guardrails on a stream (stages/guard/stream.py: scan, hold back
 what may still become a finding, release the rest).
 
     .venv/bin/python bench/guardrails.py [--baseline REV]
@@ -31,7 +31,7 @@ import orjson
 from extproc.guardrails.config import Guardrail
 from extproc.guardrails.injection import InjectionDetector
 from extproc.guardrails.pii import PIIDetector
-from extproc.stages.stream_guard import StreamGuard
+from extproc.stages.guard.request.stream import StreamGuard
 from extproc.pipeline.call import Call
 
 BASELINE = "cac4687"        # the request guardrails before the walk over every field
@@ -118,9 +118,9 @@ def conversation(messages: int = 101, planted: bool = False, non_ascii: bool = F
 
 def conversation_rows(guards: list[Guardrail]) -> None:
     """Time per request of the request guardrails over a whole conversation: the walk over
-    the body, then each guardrail over its texts (stages/guard.py)."""
+    the body, then each guardrail over its texts (stages/guard/request.py)."""
     from extproc.guardrails.walk import request_slots
-    from extproc.stages.guard import check_texts
+    from extproc.stages.guard.request import check_texts
 
     def run(body_json: bytes):
         body = orjson.loads(body_json)
@@ -167,7 +167,7 @@ def code_rows(detectors: dict, guards: list[Guardrail]) -> None:
     """Source code read for the first time, as an agent's tool result is: each detector, and
     the quickstart's request policy over a chat request whose last turn is the code."""
     from extproc.guardrails.walk import request_slots
-    from extproc.stages.guard import check_texts
+    from extproc.stages.guard.request import check_texts
     pieces = source_code()
     for name in ("pii (quickstart: email,card,ssn,iban,secret)", "prompt injection"):
         record(f"{name}, 20 KB of source code, new each call (ms)", per_new_text(detectors[name], pieces) * 1000)

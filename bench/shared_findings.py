@@ -1,5 +1,5 @@
 """What a worker new to a long agent session spends on its history: reading it all again,
-or taking the findings another worker published in the store (stages/shared_findings.py).
+or taking the findings another worker published in the store (stages/guard/shared_findings.py).
 
     .venv/bin/python bench/shared_findings.py [--turns N]
 

@@ -153,7 +153,7 @@ def test_a_runs_calls_are_one_trace_unless_the_caller_sends_its_own():
     from extproc.config.filter_config import load_config
     from extproc.observability.tracing import TracingSettings
     from extproc.pipeline.call import Call
-    from extproc.stages.trace import span_attributes, trace_context
+    from extproc.stages.accounting.trace import span_attributes, trace_context
     config = load_config(str(Path(__file__).resolve().parent.parent / "config" / "quickstart.yaml"),
                          strict_credentials=False)
     config = dataclasses.replace(config, observability=dataclasses.replace(

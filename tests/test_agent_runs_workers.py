@@ -20,7 +20,7 @@ from extproc.config.runs import LoopSettings, RunLimit, RunSettings
 from extproc.pipeline.call import Call
 from extproc.pipeline.errors import GatewayError
 from extproc.runs.ledger import RunLedger
-from extproc.stages.runs import RecogniseRun, RunLimits, RunSettle
+from extproc.stages.runs.limits import RecogniseRun, RunLimits, RunSettle
 from extproc.store.limits import Limit
 from extproc.store.redis_store import RedisStore
 from extproc.store.sqlite_store import SQLiteStore

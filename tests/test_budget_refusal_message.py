@@ -3,7 +3,7 @@ know the request's needs (the precheck's): what it needed, what is left, when it
 
 from __future__ import annotations
 
-from extproc.stages.budget import _refusal_message
+from extproc.stages.budget.limits import _refusal_message
 from extproc.store.limits import Charge, Limit
 
 NOW = 1_795_720_000.0       # 2026-11-26T19:06:40Z

@@ -18,7 +18,7 @@ from gateway_stack import quickstart_config
 from extproc.config.filter_config import load_config
 from extproc.dialects import Embeddings
 from extproc.mock.embedding_model import embed
-from extproc.stages.cache_semantic import anchors
+from extproc.stages.cache.semantic import anchors
 from extproc.store.cache_vectors import RedisVectors, SQLiteVectors
 from extproc.store.response_cache import SQLiteCache
 from extproc.store.semantic_index import SemanticIndex

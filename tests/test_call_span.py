@@ -14,7 +14,7 @@ from extproc.observability.span_export import (SpanExporter, SpanRecord, encode_
                                                scope_name_of, scope_spans_of)
 from extproc.observability.tracing import TracingSettings
 from extproc.pipeline.call import Call
-from extproc.stages.trace import parse_traceparent, trace_context
+from extproc.stages.accounting.trace import parse_traceparent, trace_context
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.proto.trace.v1.trace_pb2 import Span, Status
 

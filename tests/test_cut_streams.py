@@ -1,4 +1,4 @@
-"""Streams passed through and cut short (extproc/cut_streams.py, stages/cut_stream.py),
+"""Streams passed through and cut short (extproc/cut_streams.py, stages/accounting/cut_stream.py),
 without Envoy: the hand-off of Envoy's access-log entry to the worker whose call it is
 (itself, or another through a real SQLite file or redis-server), the bytes-per-token
 ratio, and what the pipeline charges. Through real Envoy: test_pass_through_e2e.py."""
@@ -19,7 +19,7 @@ from extproc.dialects import Chat, GenerateContent, Messages, Responses
 from extproc.config.filter_config import load_config
 from extproc.observability import metrics
 from extproc.pipeline.call import Call
-from extproc.stages.cut_stream import CutMark, running_usage
+from extproc.stages.accounting.cut_stream import CutMark, running_usage
 from extproc.runtime.cut_stream_log import _cut_entry
 from extproc.runtime.worker import Runtime
 from extproc.store import CutEntry
@@ -315,7 +315,7 @@ def test_a_usage_read_from_a_stream_cut_before_its_end_is_final_where_the_dialec
 
 # A stream cut before its final usage, with what its passing events counted (Envoy's
 # sse_to_metadata keys), and 20 output tokens in the bytes Envoy sent:
-# (input, output, cached, cache writes, reasoning) charged, or None for usage.py's estimate.
+# (input, output, cached, cache writes, reasoning) charged, or None for stages/accounting/usage.py's estimate.
 @pytest.mark.parametrize("codec,numbers,charged", [
     (Chat, {}, None),                                                       # nothing counted
     (Messages, {"anthropic_input_tokens": 9, "anthropic_cache_read": 2, "anthropic_cache_write": 4},

@@ -250,7 +250,7 @@ def test_a_provider_that_cuts_its_answer_is_named_and_charged_what_reached_the_c
         assert got.cut and got.text, where
         assert record["output_tokens"] == count_text(got.text, encoding(stack, MODELS[kind])), where
         assert record["input_tokens"] > 0 and record["usage_estimated"], where
-    else:                       # passed through: what Envoy sent, in tokens (cut_stream.py)
+    else:                       # passed through: what Envoy sent, in tokens (stages/accounting/cut_stream.py)
         assert got.cut and 0 < record["output_tokens"] < 80, where
     budget, metered = spend(stack)
     assert (budget - before_budget, metered - before_metered) == (charged, charged), where

@@ -76,7 +76,7 @@ def test_a_verdict_names_what_was_found_and_where_never_the_text(runtime):
     call = Call(runtime.config)
     reply = through_pipeline(runtime, "/v1/chat/completions", CHAT, "sk-demo-alice", call=call)
     assert reply.request_body.response.body_mutation.body
-    verdicts = call.verdicts            # the call's log line has them (stages/record.py: "guardrails")
+    verdicts = call.verdicts            # the call's log line has them (stages/accounting/record.py: "guardrails")
     [pii] = [v for v in verdicts if v["guardrail"] == "pii"]
     assert pii == {"guardrail": "pii", "direction": "request", "verdict": "redacted",
                    "found": ["email"], "where": ["tool_results", "user"]}

@@ -14,7 +14,7 @@ from extproc.guardrails.config import Guardrail
 from extproc.guardrails.fold import FoldingDetector, fold
 from extproc.guardrails.joined import find_in_texts
 from extproc.guardrails.pii import PIIDetector
-from extproc.stages.guard import check_texts
+from extproc.stages.guard.request import check_texts
 from bare_call import bare_call
 
 PII = FoldingDetector(PIIDetector())

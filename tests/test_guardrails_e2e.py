@@ -524,7 +524,7 @@ def test_every_string_of_a_json_answer_is_guarded_the_tool_a_call_names_too(reda
 ], ids=["chat", "responses", "gemini"])
 def test_a_translated_stream_is_guarded_in_the_models_events(redacting, path, body):
     """A caller of another dialect than the provider's: the guard reads the decoded
-    events (event_guard.py) with the same hold-back, so a secret and an address split
+    events (stages/guard/events.py) with the same hold-back, so a secret and an address split
     across 3-character chunks never leave whole or in part, in the deltas or in the
     events that repeat the whole text (Responses' `...done`, `response.completed`)."""
     text = f"key {SECRET} mail jane.doe@example.com end"

@@ -19,7 +19,7 @@ from extproc.guardrails.config import Guardrail
 from extproc.guardrails.fold import FoldingDetector
 from extproc.guardrails.pii import PIIDetector
 from extproc.guardrails.response_walk import response_slots, response_texts
-from extproc.stages.guard import check_texts
+from extproc.stages.guard.request import check_texts
 from bare_call import bare_call
 
 V = "jane.doe@example.com"

@@ -21,7 +21,7 @@ from extproc.guardrails.config import Guardrail
 from extproc.guardrails.fold import FoldingDetector
 from extproc.guardrails.pii import PIIDetector
 from extproc.guardrails.walk import request_texts
-from extproc.stages.guard import check_texts
+from extproc.stages.guard.request import check_texts
 from bare_call import bare_call
 
 V = "jane.doe@example.com"

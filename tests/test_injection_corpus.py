@@ -89,7 +89,7 @@ def test_claude_code_texts_read_as_one_request_pass_untouched():
     from types import SimpleNamespace
 
     from extproc.guardrails.config import Guardrail
-    from extproc.stages.guard import check_texts
+    from extproc.stages.guard.request import check_texts
     if not CLAUDE_CODE.exists():
         pytest.fail("Claude Code is not installed: tests/run.sh installs it into .venv/claude-code")
     texts = claude_code_texts()

@@ -232,3 +232,16 @@ def test_every_package_is_in_the_wheel():
     listed = set(tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
     found = {".".join(p.parent.relative_to(root).parts) for p in (root / "extproc").rglob("__init__.py")}
     assert found - listed == set()
+
+
+STAGE_FOLDERS = {"accounting", "budget", "cache", "guard", "mcp", "runs"}
+
+
+def test_the_stages_are_grouped_by_concern():
+    """stages/ holds the request path's stages and a folder per concern (stages/__init__.py);
+    a concern's stage lives in its folder, not beside the request path's."""
+    stages = PACKAGE / "stages"
+    assert {p.parent.name for p in stages.glob("*/__init__.py")} == STAGE_FOLDERS
+    beside = [p.name for p in stages.glob("*.py") if p.stem.split("_")[0] in STAGE_FOLDERS | {"meter", "usage", "record"}]
+    assert beside == [], beside
+

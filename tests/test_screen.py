@@ -180,7 +180,7 @@ def test_the_screen_of_any_pattern_matches_wherever_re_does(pattern, texts):
             assert first is not None and first <= match.start(), (pattern, text)
 
 
-# One look over a whole conversation (stages/guard.py check_texts): where a detector's
+# One look over a whole conversation (stages/guard/request.py check_texts): where a detector's
 # might_find says no over the texts joined, no text of it holds a finding.
 DETECTORS = {"pii": FoldingDetector(pii.PIIDetector()), "injection": FoldingDetector(injection.InjectionDetector()),
              "banned": FoldingDetector(BannedDetector(("секрет", "launch codes"), (r"(?i)project\s+\w+",)),
@@ -201,7 +201,7 @@ def test_a_clean_conversation_is_looked_at_once():
     from types import SimpleNamespace
 
     from extproc.guardrails.config import Guardrail
-    from extproc.stages.guard import check_texts
+    from extproc.stages.guard.request import check_texts
 
     class Counting:
         def __init__(self, detector):

@@ -10,7 +10,7 @@ import time
 
 from extproc.store.caps import CapSettings, SessionCap, session_charge
 from extproc.store.limits import Limit, StoreSettings
-from extproc.stages.caps import SpendCaps
+from extproc.stages.budget.caps import SpendCaps
 
 CAP = SessionCap(header="x-gateway-session", ttl_s=1,
                  limit=Limit(name="session", scope="session", match=None, kind="usd", limit=1.0, window=None))

@@ -50,8 +50,8 @@ def test_a_stage_declares_exactly_the_fields_its_code_uses(stage):
 
 def test_the_reader_of_this_test_finds_what_a_stage_uses():
     """The analysis itself: known reads and writes, through helpers in other modules."""
-    from extproc.stages.budget import Budget
-    from extproc.stages.usage import ResponseUsage
+    from extproc.stages.budget.limits import Budget
+    from extproc.stages.accounting.usage import ResponseUsage
     usage = USES[ResponseUsage]
     assert {"usage", "provider_answer", "status"} <= usage["response_body"].writes | usage["response_headers"].writes
     assert "generated" in usage["response_body"].writes         # call.generated.extend(...) in response_stream.py

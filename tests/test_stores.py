@@ -174,7 +174,7 @@ def test_records_are_kept_found_listed_expired_and_deleted(store):
 
 
 def test_records_are_written_and_found_many_at_once(store):
-    """Guardrail findings go to the store a batch at a time (stages/shared_findings.py)."""
+    """Guardrail findings go to the store a batch at a time (stages/guard/shared_findings.py)."""
     names = [f"n{i}" for i in range(1200)]             # more than one SQLite query's names
     store.put_records("findings", [(name, f"v{name}") for name in names[::2]], time.time() + 60)
     store.put_records("findings", [("old", "x")], time.time() - 1)

@@ -7,7 +7,7 @@ a provider act on another: a key allowed `b` only is served `a`; a message whose
 "content" comes twice has one text scanned by the guardrails and the other sent. So a
 repeated key anywhere in a request body is a 400 (stages/resolve.py). A provider's
 answer that response guardrails read is written again from what they read instead
-(stages/guard_response.py, stages/stream_guard.py).
+(stages/guard/response.py, stages/guard/stream.py).
 
 Found without a second parse. Most clients write JSON as orjson does (JavaScript's
 JSON.stringify, serde_json, httpx: compact, UTF-8, the same escapes): when orjson's

@@ -1,4 +1,4 @@
-"""The `runs` section: limits per agent run and loop stopping (stages/runs.py applies them).
+"""The `runs` section: limits per agent run and loop stopping (stages/runs/limits.py applies them).
 
     runs:
       ttl_hours: 24                  # a run's counters live this long after its first call

@@ -252,7 +252,7 @@ FROM_CACHE = "response cache"     # a metered call's backend when the response c
 
 def shown(dimension: str, value) -> str:
     """A metered value as a page shows it: a call with no backend was answered from the
-    response cache (meter.py meters no call refused before a backend)."""
+    response cache (stages/budget/meter.py meters no call refused before a backend)."""
     if not value:
         return FROM_CACHE if dimension == "backend" else "-"
     return str(value)

@@ -1,7 +1,7 @@
 """The tool calls a request carries back: those of the model's last answer, whose results
 follow it, each with how many times the model made that same call (same tool, same
 arguments) since the caller's last user turn. Loop stopping reads them
-(stages/runs.py): an agent resends its history each turn, so the count is in the
+(stages/runs/limits.py): an agent resends its history each turn, so the count is in the
 request itself, whichever worker or replica reads it.
 
 Each reader walks back from the end of the request's turns to the last user turn (at

@@ -162,7 +162,7 @@ def parse_guardrails(node: Node) -> GuardrailSettings:
         # apply their fail mode (closed: 400).
         max_scan_ms=node.get("max_scan_ms").number(1000, integer=True, minimum=1),
         # What one key may make the request guardrails spend per minute in a worker
-        # (stages/scan_allowance.py): a key flooding hard-to-scan prompts, each refused,
+        # (stages/guard/scan_allowance.py): a key flooding hard-to-scan prompts, each refused,
         # cannot buy the worker's loop with them.
         max_scan_ms_per_key_per_minute=node.get("max_scan_ms_per_key_per_minute").number(
             10_000, integer=True, minimum=0),

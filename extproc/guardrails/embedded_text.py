@@ -16,7 +16,7 @@ mostly printable characters), and left alone otherwise (image, audio, PDF bytes)
 
 A payload declared as text that cannot be decoded (characters outside both base64
 alphabets, say) is not passed unread: it becomes an `UnreadableText` slot, and each text
-guardrail applies its fail mode to it (stages/guard.py: closed refuses the request, 400
+guardrail applies its fail mode to it (stages/guard/request.py: closed refuses the request, 400
 naming the field).
 
 A redaction writes the text back in the payload's own form: the same alphabet, padding,

@@ -16,7 +16,7 @@ Left out (`_OPAQUE`): what the provider writes about the answer rather than the 
 fingerprints), signed or encrypted reasoning (Anthropic thinking blocks, their
 signatures, `encrypted_content`: the client sends them back and the provider refuses
 them changed), and bytes (audio data, generated images, base64 payloads of binary
-types). Streams are read event by event (stages/stream_guard.py).
+types). Streams are read event by event (stages/guard/stream.py).
 """
 
 from __future__ import annotations

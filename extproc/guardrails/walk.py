@@ -23,7 +23,7 @@ A key is read after its value (a redaction that renames it must come last).
 
 The walk goes 64 levels deep (`MAX_DEPTH`: path steps, keys and indices). A value it
 would have to enter below that is not passed unread: it becomes a `TooDeep` slot, and
-each text guardrail applies its fail mode to it (stages/guard.py: closed refuses the
+each text guardrail applies its fail mode to it (stages/guard/request.py: closed refuses the
 request, 400 naming the guardrail and the depth).
 
 Three kinds of value are text in another form, each decoded into a slot that writes

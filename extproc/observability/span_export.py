@@ -1,6 +1,6 @@
 """Sends the worker's call spans to an OTLP/gRPC collector, in batches, off the request path.
 
-A call's span is written in OTLP's wire format when the call ends (stages/trace.py,
+A call's span is written in OTLP's wire format when the call ends (stages/accounting/trace.py,
 after its last reply) and queued as bytes, which the garbage collector does not walk; a
 task on the worker's loop joins the queue into one ExportTraceServiceRequest (its
 resource and scope made by the OpenTelemetry protocol's own messages,
@@ -224,7 +224,7 @@ _keys: dict[str, bytes] = {}
 
 
 def _key(key: str) -> bytes:
-    """KeyValue's field 1, per attribute name (a bounded set: stages/trace.py's)."""
+    """KeyValue's field 1, per attribute name (a bounded set: stages/accounting/trace.py's)."""
     found = _keys.get(key)
     if found is None:
         encoded = key.encode()

@@ -9,7 +9,7 @@
         traces_url: ""                    # a link to one trace, {trace_id} filled in: a sampled
                                           # call's log line carries it as trace_url
 
-The service makes each call's span (stages/trace.py) and each worker sends them in
+The service makes each call's span (stages/accounting/trace.py) and each worker sends them in
 batches (span_export.py); docs/decisions/call-spans-from-the-service.md says why.
 """
 

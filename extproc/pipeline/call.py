@@ -98,8 +98,8 @@ class Call:
         self.json_passing_by = False         # a JSON answer too large to buffer goes by in chunks
         self.provider_answer = None          # a JSON answer as the provider wrote it, parsed
         self.mcp = None                      # an MCP call's state (stages/mcp/gate.py)
-        self.cache = None                    # the response cache's part in the call (stages/cache_lookup.py)
-        self.run = None                      # runs.Run: the agent run the call belongs to (stages/runs.py,
+        self.cache = None                    # the response cache's part in the call (stages/cache/lookup.py)
+        self.run = None                      # runs.Run: the agent run the call belongs to (stages/runs/limits.py,
                                              # stages/mcp/gate.py), None when nothing names one
         self._prompt_tokens: int | None = None
         self._owned: dict[type, Any] = {}

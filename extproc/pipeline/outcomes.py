@@ -36,7 +36,7 @@ def ended_early_id(request_id: str) -> str:
 class Undelivered:
     """A call whose stream Envoy ended while a reply of the service's was due: Envoy never
     took that reply, nor any made after the last one that left the worker. Set by the
-    worker (runtime/processor.py) only then; stages/delivered.py charges what the caller
+    worker (runtime/processor.py) only then; stages/accounting/delivered.py charges what the caller
     got from it."""
     __slots__ = ("replies", "generated", "worker_hung")
 

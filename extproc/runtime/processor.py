@@ -142,7 +142,7 @@ class ProcessStream:
         timeout runs out) before it had the last reply made (still in the worker when
         the end was read) or before one was made: it answered the caller itself (504,
         or a stream cut where it stood), or the caller left. The call is ended for what
-        Envoy took (stages/delivered.py charges that). A stream that ends normally
+        Envoy took (stages/accounting/delivered.py charges that). A stream that ends normally
         ends after Envoy has its last reply, in a later turn."""
         call, processor = self.call, self.processor
         lost = call.own(Undelivered)

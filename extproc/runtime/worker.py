@@ -24,7 +24,7 @@ from ..observability import metrics
 from ..observability.span_export import close_exporters, close_unused_exporters
 from ..stages.pipelines import build_mcp_pipeline, build_pipeline, build_upstream_pipeline
 from ..stages.key_ring import KEY_RING
-from ..stages.cache_lookup import CacheStoreHandle
+from ..stages.cache.lookup import CacheStoreHandle
 from ..store import open_worker_store
 from ..store.cache_vectors import open_vectors
 from ..store.response_cache import open_cache

@@ -13,4 +13,9 @@ Hooks (all optional), called in pipeline order:
   done(call)                             settle, record; runs exactly once per call
 A stage refuses a request by raising GatewayError; it answers one itself by
 raising ImmediateAnswer.
+
+Grouped by concern (pipelines.py, the table of contents, imports them in these groups):
+the request path here; guard/ (guardrails), budget/ (budgets, spend caps, meters),
+cache/ (the response cache), runs/ (agent runs), mcp/ (the MCP gateway) and
+accounting/ (usage, cost, what reached the caller, the record and the span).
 """

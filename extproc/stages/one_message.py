@@ -23,9 +23,9 @@ from ..pipeline.call import Call
 from ..pipeline.errors import invalid_request
 from ..pipeline.protocol import RESPONSE_IN_BODY
 from ..pipeline.stage import Stage
-from .cost import envoy_added_cost
+from .accounting.cost import envoy_added_cost
 from .announced import announced, announced_bool, announced_string
-from .guard_response import response_policy
+from .guard.response import response_policy
 
 
 

@@ -10,20 +10,20 @@ gateway's headers from metadata set with the request body, its sse_to_metadata f
 reads the usage from the passing stream, and the empty trailers that its bandwidth_limit
 filter adds at the end (to streams marked here, envoy/quickstart.yaml) make ext_proc send
 one message, with the status (the response.code attribute) and that usage
-(stages/usage.py reads it, the budget settles from it). An error answered in JSON gets
+(stages/accounting/usage.py reads it, the budget settles from it). An error answered in JSON gets
 the trailers too: its status is read, its body passes as the provider sent it.
 
 The usage chunk: the Responses API always sends its usage; chat and completions send it
 when `stream_options.include_usage` asks, and the service asks for it whatever the
 client did (route.py). When the client did not ask, Envoy's Lua filter takes the usage
-chunk and the `"usage":null` of the other chunks out, as usage.py does on the
+chunk and the `"usage":null` of the other chunks out, as stages/accounting/usage.py does on the
 chunk-by-chunk path, and reads the usage itself into the keys sse_to_metadata fills for
 other streams (sse_to_metadata skips these: the Lua filter has each chunk in hand). The
 same filter stamps the time the first event passes, which comes with the usage (the
 record's time to first token).
 
 A stream that ends without its trailers (the client left, the provider dropped) is
-charged what Envoy sent it, from Envoy's gRPC access log (cut_stream.py).
+charged what Envoy sent it, from Envoy's gRPC access log (stages/accounting/cut_stream.py).
 
 Only what the Envoy in front announces it does (protocol.py: ENVOY_FEATURES_METADATA)
 is relied on: this, and that Envoy adds the gateway's response headers from metadata
@@ -48,7 +48,7 @@ from ..pipeline.errors import invalid_request
 from ..pipeline.protocol import STREAM_PASSED_THROUGH
 from ..pipeline.stage import Stage
 from .announced import announced, announced_bool, announced_string
-from .guard_response import stream_policy
+from .guard.response import stream_policy
 from .one_message import headers_from_envoy
 
 
@@ -78,7 +78,7 @@ class PassThroughStream(Stage):
         if model is None or model.is_virtual or stream_policy(call) \
                 or model.primary.dialect != call.dialect \
                 or not model.primary.provider.streams_in_sse \
-                or call.config.cache.keeps_streams(model.name, call.team):   # read: re-framed, or kept (cache_store.py)
+                or call.config.cache.keeps_streams(model.name, call.team):   # read: re-framed, or kept (stages/cache/store.py)
             return
         call.stream_passed_through = True
         call.reply.mode_override = STREAM_PASSED_THROUGH

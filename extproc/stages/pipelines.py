@@ -3,36 +3,43 @@
 from __future__ import annotations
 
 from ..config.filter_config import GatewayConfig
+# The request path
 from .admission import Admission
 from .attempt import AttemptRewrite
-from .budget import Budget, BudgetPrecheck, BudgetSettle, ExhaustedCounters
-from .cache_lookup import CacheLookup, CacheStoreHandle
-from .cache_store import CacheStore
-from .caps import SessionSettle, SpendCaps
-from .cost import CallCost
-from .cut_stream import CutStream
-from .delivered import DeliveredOnly
-from .guard import GuardRequest
-from .guard_response import GuardResponse
-from .meter import Meter
+from .one_message import OneMessageResponse
+from .own_usage import OwnUsage
+from .pass_through import PassThroughStream
+from .resolve import ParseRequest, ResolveModel
+from .route import Route
+from .stored_responses import RememberResponse, StoredResponses
+from .translate_answer import TranslateAnswer
+# Guardrails
+from .guard.request import GuardRequest
+from .guard.response import GuardResponse
+from .guard.scan_allowance import ScanAllowance, ScanCharge, ScanLedger
+# Budgets, caps, meters
+from .budget.caps import SessionSettle, SpendCaps
+from .budget.limits import Budget, BudgetPrecheck, BudgetSettle, ExhaustedCounters
+from .budget.meter import Meter
+# The response cache
+from .cache.lookup import CacheLookup, CacheStoreHandle
+from .cache.store import CacheStore
+# Agent runs
+from .runs.limits import McpRunTrace, RecogniseRun, RunLimits, RunSettle, worker_run_log
+from .runs.model_tools import RunToolAnswer, RunToolTaint
+# MCP
 from .mcp.answer import McpAnswer
 from .mcp.gate import McpGate
 from .mcp.record import McpRecord
 from .mcp.run_tools import RunTools
 from .mcp.trace import McpSpan
-from .one_message import OneMessageResponse
-from .own_usage import OwnUsage
-from .pass_through import PassThroughStream
-from .record import Record
-from .resolve import ParseRequest, ResolveModel
-from .route import Route
-from .runs import McpRunTrace, RecogniseRun, RunLimits, RunSettle, worker_run_log
-from .run_tools_model import RunToolAnswer, RunToolTaint
-from .scan_allowance import ScanAllowance, ScanCharge, ScanLedger
-from .stored_responses import RememberResponse, StoredResponses
-from .trace import CallSpan
-from .translate_answer import TranslateAnswer
-from .usage import ResponseUsage
+# What a call used, cost and is recorded as
+from .accounting.cost import CallCost
+from .accounting.cut_stream import CutStream
+from .accounting.delivered import DeliveredOnly
+from .accounting.record import Record
+from .accounting.trace import CallSpan
+from .accounting.usage import ResponseUsage
 from ..store.calls import CallLog
 from ..store.cut_streams import WorkerCutStreams
 from ..pipeline.runner import Pipeline
@@ -62,7 +69,7 @@ def build_pipeline(config: GatewayConfig, store=None, cut_streams: WorkerCutStre
         ResolveModel(),
         *([BudgetPrecheck(exhausted, store)] if budgets else []),   # a caller out of budget: no scan
         ScanAllowance(scans),                # a key whose scan time this minute is spent: no scan
-        GuardRequest(store),                 # before budgets and routing: see guard.py
+        GuardRequest(store),                 # before budgets and routing: see stages/guard/request.py
         ScanCharge(scans),                   # the scan's time, charged to the key
         *([Budget(store, config.store, exhausted)] if budgets else []),
         *([SpendCaps(store, config.caps, config.store)] if caps else []),

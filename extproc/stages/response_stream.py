@@ -4,8 +4,8 @@
 Each event Envoy brings is parsed once. It tells the usage in the provider's dialect;
 then, when the caller speaks another dialect, the call's stream translation writes the
 caller's events for it (translate/), the response guardrails reading the model's events
-between decoding and encoding (event_guard.py); an untranslated stream's event filters
-(stream_guard.py) read what the caller would get. When the gateway asked an OpenAI
+between decoding and encoding (stages/guard/events.py); an untranslated stream's event filters
+(stages/guard/stream.py) read what the caller would get. When the gateway asked an OpenAI
 provider for the usage the caller did not ask for, that usage chunk (and the
 `"usage":null` it makes the provider add to every chunk) is taken out, so the caller
 sees what it asked for.
@@ -18,7 +18,7 @@ from time import perf_counter
 from ..api.provider_json import loads
 from ..dialects import codec_of
 from ..pipeline.call import Call
-from .cost import charged_cost, stream_usage_with_cost
+from .accounting.cost import charged_cost, stream_usage_with_cost
 
 _USAGE_NULL = b',"usage":null'
 
@@ -60,7 +60,7 @@ def stream_chunk(call: Call, chunk: bytes, end_of_stream: bool) -> bytes | None:
                 if strip and _USAGE_NULL in raw:
                     raw = raw.replace(_USAGE_NULL, b"")
                     changed = True
-        if translation is not None:       # the guardrails read the model's events (event_guard.py)
+        if translation is not None:       # the guardrails read the model's events (stages/guard/events.py)
             out.append(translation.event(data if isinstance(data, dict) else None, event.name, raw,
                                          call.event_filters))
             continue

@@ -1,5 +1,5 @@
 """The semantic cache's vectors: for each partition (a scope, a model and the conversation
-before its last question; stages/cache_semantic.py), the embedding of each question
+before its last question; stages/cache/semantic.py), the embedding of each question
 answered, with the digest of the answer's entry in the response cache (response_cache.py)
 and the entry's end.
 

@@ -1,6 +1,6 @@
 """Agent runs' records: each run's totals and its calls in order, for `extproc runs`,
 `extproc usage --by run` and the console. Limits are not kept here: a run's limits are
-budget counters (stages/runs.py), exact; this is the trace, written after the calls.
+budget counters (stages/runs/limits.py), exact; this is the trace, written after the calls.
 
 A worker's RunSettle stage appends one entry per call of a run (a deque append on the
 call's path); FLUSH_SECONDS after the first entry of a batch the worker hands the batch

@@ -71,7 +71,7 @@ class BridgedStream:
     def event(self, data: dict | None, name: bytes, raw: bytes, filters: Sequence[EventFilter] = ()) -> bytes:
         """The caller's bytes for one provider event: b"" for none, or several joined.
         `filters` read and change the model's events between the two codecs (a stream's
-        guardrails: stages/event_guard.py)."""
+        guardrails: stages/guard/events.py)."""
         events = self._decoder.read(data, name, raw)
         for events_filter in filters:
             events = events_filter.events(events)

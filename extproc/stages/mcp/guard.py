@@ -23,7 +23,7 @@ from typing import Any
 from ...guardrails.embedded_text import TEXT_TYPES, EmbeddedText, Undecodable, decode
 from ...pipeline.call import Call
 from ...pipeline.errors import GatewayError
-from ..guard import check_texts, could_not_run, run_plugin
+from ..guard.request import check_texts, could_not_run, run_plugin
 
 # Nesting read (objects and lists); a value nested deeper is not read, and each rule's
 # fail mode decides (JSON from orjson nests up to 1024 levels).

@@ -65,7 +65,7 @@ class McpRecord(Stage):
         if state.decisions:                    # the run's tool policy (run_tools.py)
             record["decisions"] = state.decisions
         logged = call.log_fields
-        if "trace_id" in logged:               # tracing configured (stages/trace.py log_trace)
+        if "trace_id" in logged:               # tracing configured (stages/accounting/trace.py log_trace)
             record["trace_id"] = logged["trace_id"]
             if "trace_url" in logged:
                 record["trace_url"] = logged["trace_url"]

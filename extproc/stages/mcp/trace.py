@@ -1,5 +1,5 @@
 """The span of each JSON-RPC call on an MCP profile (observability.tracing), made as the
-model API's call spans are (stages/trace.py: the caller's `traceparent` continued,
+model API's call spans are (stages/accounting/trace.py: the caller's `traceparent` continued,
 parent-based sampling, written in OTLP's wire format when the call has ended and queued
 for the worker's exporter). The MCP server's request carries a `traceparent` naming it.
 
@@ -17,7 +17,7 @@ from __future__ import annotations
 from ...pipeline.call import Call
 from .gate import McpState
 from .record import outcome_of, server_label
-from ..trace import (CallSpan, guardrail_verdicts, identity_attributes, log_trace, queue_span, span_target,
+from ..accounting.trace import (CallSpan, guardrail_verdicts, identity_attributes, log_trace, queue_span, span_target,
                     trace_context)
 
 _MAX_ID_CHARS = 128

@@ -22,9 +22,9 @@ import hashlib
 import random
 import time
 
-from ..observability.span_export import SpanExporter, SpanRecord, encode_span, exporter_for
-from ..pipeline.call import Call
-from ..pipeline.stage import Stage
+from ...observability.span_export import SpanExporter, SpanRecord, encode_span, exporter_for
+from ...pipeline.call import Call
+from ...pipeline.stage import Stage
 from .cost import charged_cost
 
 _MAX_CHARS = 256
@@ -78,7 +78,7 @@ class TraceState:
 
 def trace_context(call: Call) -> TraceContext:
     """The call's trace context, made once: from the caller's `traceparent` when it is
-    valid (parent-based sampling), else its agent run's trace (stages/runs.py), else a
+    valid (parent-based sampling), else its agent run's trace (stages/runs/limits.py), else a
     fresh trace sampled at `sampling_percent`."""
     held = call.own(TraceState)
     context = held.context

@@ -10,14 +10,14 @@ from __future__ import annotations
 import logging
 import time
 
-from ..observability import metrics
-from ..observability.settings import BoundedLabel
-from ..pipeline.call import Call
-from ..store import StoreUnavailable, maybe_await
-from ..store.meters import OTHER, TAG_PREFIX, clean, meter_charges, settled_amounts
-from ..pipeline.stage import Stage
-from .cache_lookup import HIT
-from .cost import charged_cost
+from ...observability import metrics
+from ...observability.settings import BoundedLabel
+from ...pipeline.call import Call
+from ...store import StoreUnavailable, maybe_await
+from ...store.meters import OTHER, TAG_PREFIX, clean, meter_charges, settled_amounts
+from ...pipeline.stage import Stage
+from ..cache.lookup import HIT
+from ..accounting.cost import charged_cost
 
 log = logging.getLogger("extproc.meter")
 

@@ -7,12 +7,12 @@ import time
 
 import orjson
 
-from ..observability import metrics
-from ..observability.settings import OVERFLOW, BoundedLabel
-from ..pipeline.call import Call
-from ..translate import Notes
-from ..pipeline.stage import Stage
-from .route import attempt_notes
+from ...observability import metrics
+from ...observability.settings import OVERFLOW, BoundedLabel
+from ...pipeline.call import Call
+from ...translate import Notes
+from ...pipeline.stage import Stage
+from ..route import attempt_notes
 
 # What the log line keeps of a text the caller chose (a path, a model name): a 1 MB model
 # name must not make a 1 MB log line.

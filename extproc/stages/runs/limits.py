@@ -3,7 +3,7 @@ stopping, and the run's trace.
 
 - RecogniseRun (request headers, else body): `call.run` from the caller's headers, else
   its body (extproc/runs/identity.py), on the log line as `run`; the call's span is in
-  the run's trace (stages/trace.py).
+  the run's trace (stages/accounting/trace.py).
 - RunLimits (request body, after the budgets): loop stopping, from the request itself:
   a tool call it carries back that the model made more than `max_repeats` times since
   the user's last turn (the agent resends its history: Codec.last_tool_calls counts
@@ -23,18 +23,18 @@ from __future__ import annotations
 import logging
 import time
 
-from ..config.runs import RunSettings
-from ..observability import metrics
-from ..pipeline.call import Call
-from ..pipeline.errors import GatewayError, gateway_error
-from ..pipeline.stage import Stage
-from ..runs import recognise
-from ..runs.ledger import RunCounter, RunLedger
-from ..runs.loops import MAX_COUNTED, NAME_CHARS
-from ..store import StoreUnavailable, maybe_await
-from ..store.limits import Charge, settled_amount, window_bounds
-from ..store.runs import RunLog
-from .cost import charged_cost, reservation_basis
+from ...config.runs import RunSettings
+from ...observability import metrics
+from ...pipeline.call import Call
+from ...pipeline.errors import GatewayError, gateway_error
+from ...pipeline.stage import Stage
+from ...runs import recognise
+from ...runs.ledger import RunCounter, RunLedger
+from ...runs.loops import MAX_COUNTED, NAME_CHARS
+from ...store import StoreUnavailable, maybe_await
+from ...store.limits import Charge, settled_amount, window_bounds
+from ...store.runs import RunLog
+from ..accounting.cost import charged_cost, reservation_basis
 
 log = logging.getLogger("extproc.runs")
 

@@ -6,13 +6,13 @@ from __future__ import annotations
 import logging
 import time
 
-from ..observability import metrics
-from ..pipeline.call import Call
-from ..pipeline.errors import GatewayError, gateway_error
-from ..store import StoreUnavailable, maybe_await
-from ..store.caps import SESSION_START_KIND, session_charge, session_name
-from ..pipeline.stage import Stage
-from .cost import charged_cost, reservation_basis
+from ...observability import metrics
+from ...pipeline.call import Call
+from ...pipeline.errors import GatewayError, gateway_error
+from ...store import StoreUnavailable, maybe_await
+from ...store.caps import SESSION_START_KIND, session_charge, session_name
+from ...pipeline.stage import Stage
+from ..accounting.cost import charged_cost, reservation_basis
 
 log = logging.getLogger("extproc.caps")
 _KNOWN_STARTS = 10_000      # sessions whose window start a worker remembers

@@ -9,7 +9,7 @@ streams that were cut. Such a call's done hook waits for its entry (store/cut_st
 answer came whole (the client left after its last event), the usage Envoy read from it is
 charged. Otherwise the output is estimated from the bytes sent: with the provider's
 running count where its events carry one (its input and cache counts, and at least the
-output it counted), else for usage.py's estimate. With no entry in time (a worker down,
+output it counted), else for stages/accounting/usage.py's estimate. With no entry in time (a worker down,
 an Envoy without the log) the estimate stays the output cap.
 """
 
@@ -17,15 +17,15 @@ from __future__ import annotations
 
 import orjson
 
-from ..api.usage import Usage
-from ..config.envoy_contract import CUT_STREAMS_LOGGED
-from ..dialects import Codec
-from ..observability import metrics
-from ..pipeline.call import Call
-from ..pipeline.outcomes import CANCELLED, PROVIDER_CUT, UPSTREAM_FAILED, ended_early_id
-from ..store.base import UPSTREAM_COMPLETE
-from ..store.cut_streams import BytesPerToken, SentBytes, new_cut_id
-from ..pipeline.stage import Stage
+from ...api.usage import Usage
+from ...config.envoy_contract import CUT_STREAMS_LOGGED
+from ...dialects import Codec
+from ...observability import metrics
+from ...pipeline.call import Call
+from ...pipeline.outcomes import CANCELLED, PROVIDER_CUT, UPSTREAM_FAILED, ended_early_id
+from ...store.base import UPSTREAM_COMPLETE
+from ...store.cut_streams import BytesPerToken, SentBytes, new_cut_id
+from ...pipeline.stage import Stage
 from .usage import first_event_perf_counter
 
 

@@ -3,7 +3,7 @@
 A stream translated for its caller is decoded into the model's `Event`s and encoded again
 in the caller's dialect (translate/bridge.py). The guard sits between the two: it reads
 each text delta (an answer's text, its thinking, a tool call's arguments) once, as the
-model holds it, with the same exact hold-back as the SSE guard (stream_guard.py, whose
+model holds it, with the same exact hold-back as the SSE guard (stages/guard/stream.py, whose
 scanning it shares), so nothing is written in the caller's dialect and parsed back.
 What it releases are delta events of the released text; a block ends (its held text
 first), and a stream's stop, end or error flushes every text. Blocking ends the
@@ -12,8 +12,8 @@ stream with the caller's own error event.
 
 from __future__ import annotations
 
-from ..dialects.conversation import Event
-from .stream_guard import Lane, StreamGuard
+from ...dialects.conversation import Event
+from .stream import Lane, StreamGuard
 
 # The deltas whose text the model reads back or a caller sees: held and scanned.
 _GUARDED_DELTAS = frozenset({"text", "thinking", "json"})

@@ -18,11 +18,11 @@ What the header says depends on when the gateway knows it:
 
 from __future__ import annotations
 
-from ..api.provider_json import dumps
-from ..api.usage import Usage
-from ..dialects import codec_of
-from ..pipeline.call import Call
-from ..pipeline.stage import Stage
+from ...api.provider_json import dumps
+from ...api.usage import Usage
+from ...dialects import codec_of
+from ...pipeline.call import Call
+from ...pipeline.stage import Stage
 
 COST_HEADER = "x-gateway-cost-usd"
 COST_METADATA_KEY = "cost_usd"        # llm_gateway.cost_usd: the final cost, for Envoy's header_mutation
@@ -50,7 +50,7 @@ class ReservationBasis:
 
 def reservation_basis(call: Call) -> float:
     """The reservation's price: the prompt counted offline and the output cap, at the
-    dearest backend (what a budget reserves; stages/budget.py)."""
+    dearest backend (what a budget reserves; stages/budget/limits.py)."""
     held = call.own(ReservationBasis)
     if held.usd is not None:
         return held.usd

@@ -20,9 +20,9 @@ from __future__ import annotations
 
 import time
 
-from ..pipeline.call import Call
-from ..pipeline.errors import GatewayError
-from ..pipeline.stage import Stage
+from ...pipeline.call import Call
+from ...pipeline.errors import GatewayError
+from ...pipeline.stage import Stage
 
 _MAX_KEYS = 10_000          # keys tracked per worker; past it the lapsed minutes go first
 

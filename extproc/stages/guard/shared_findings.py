@@ -14,10 +14,10 @@ from __future__ import annotations
 import logging
 import time
 
-from ..guardrails.known import Lookup, decode_findings, encode_findings, known_findings, learn
-from ..observability import metrics
-from ..pipeline.call import Call
-from ..store import StoreUnavailable, maybe_await
+from ...guardrails.known import Lookup, decode_findings, encode_findings, known_findings, learn
+from ...observability import metrics
+from ...pipeline.call import Call
+from ...store import StoreUnavailable, maybe_await
 
 log = logging.getLogger("extproc.guardrails")
 

@@ -1,7 +1,7 @@
 """The response cache's key: what a provider would be asked, whatever dialect asked it.
 
 A request the caller's codec decodes into the conversation model is keyed on that
-conversation (cache_lookup.py): its system prompt, turns, tools and settings, with the
+conversation (stages/cache/lookup.py): its system prompt, turns, tools and settings, with the
 system turns a chat caller writes first folded into the system prompt as Anthropic's
 and Google's callers write it. A chat call, a Messages call and a Gemini call asking one
 model the same thing therefore share an entry, as the provider would get one request
@@ -35,12 +35,12 @@ import hashlib
 
 import orjson
 
-from ..api.providers import CREDENTIAL_HEADERS
-from ..config.envoy_contract import INTERNAL_HEADER_PREFIX
-from ..dialects import dialect_named
-from ..dialects.conversation import Conversation, Notes
-from ..pipeline.call import Call
-from .provider_headers import is_withheld
+from ...api.providers import CREDENTIAL_HEADERS
+from ...config.envoy_contract import INTERNAL_HEADER_PREFIX
+from ...dialects import dialect_named
+from ...dialects.conversation import Conversation, Notes
+from ...pipeline.call import Call
+from ..provider_headers import is_withheld
 
 _NOT_KEYED = frozenset({"user", "metadata", "stream", "include_usage", "names", "places", "dialect", "model", "echo"})
 KEYED_FIELDS = tuple(f.name for f in dataclasses.fields(Conversation) if f.name not in _NOT_KEYED)

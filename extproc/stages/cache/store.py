@@ -1,11 +1,11 @@
-"""The response cache, storing side (cache_lookup.py reads): after the call, a complete
+"""The response cache, storing side (stages/cache/lookup.py reads): after the call, a complete
 answer the cache may keep is kept, the metrics count what the cache did, and the calls
 waiting for this one (a stampede's followers) get its answer.
 
 An answer is kept when the call qualified and was not a hit, bypass included: status 200,
 a JSON answer as the caller got it (after the response guardrails, translated to the
 caller's dialect) no larger than the rule's `max_entry_bytes`; with the rule's `streams:
-true`, a stream read whole, kept as the JSON answer it told (cache_stream.py). A stored
+true`, a stream read whole, kept as the JSON answer it told (stages/cache/stream.py). A stored
 answer serves JSON and stream requests alike. The write happens with the answer's last
 message, before Envoy is told to release it: the caller's very next identical call finds
 the entry on any worker of any replica (a SQLite store's pending entries are written at
@@ -16,14 +16,14 @@ from __future__ import annotations
 
 import time
 
-from ..api.provider_json import dumps
-from ..observability import metrics
-from ..pipeline.call import Call
-from ..pipeline.stage import Stage
-from ..store import StoreUnavailable, maybe_await
-from .cache_lookup import HIT, CacheStoreHandle, entry_value
-from .cache_stream import captured_answer, capture_stream
-from .cost import charged_cost
+from ...api.provider_json import dumps
+from ...observability import metrics
+from ...pipeline.call import Call
+from ...pipeline.stage import Stage
+from ...store import StoreUnavailable, maybe_await
+from .lookup import HIT, CacheStoreHandle, entry_value
+from .stream import captured_answer, capture_stream
+from ..accounting.cost import charged_cost
 
 
 class CacheStore(Stage):
@@ -37,7 +37,7 @@ class CacheStore(Stage):
 
     @staticmethod
     def response_headers(call: Call, headers: dict[str, str], end_of_stream: bool) -> None:
-        """A stream a rule keeps (`streams: true`) is read as it leaves (cache_stream.py)."""
+        """A stream a rule keeps (`streams: true`) is read as it leaves (stages/cache/stream.py)."""
         outcome = call.cache
         if outcome is not None and outcome.store_it and outcome.rule.streams and call.response_streamed \
                 and call.status == 200:

@@ -1,17 +1,17 @@
 """A streamed answer kept by the response cache (a rule's `streams: true`): the stream as
 the caller gets it (after the response guardrails' filters), read back into the caller's
-JSON answer (dialects/replay.py) for cache_store.py to keep. A stream passed through
+JSON answer (dialects/replay.py) for stages/cache/store.py to keep. A stream passed through
 Envoy unseen cannot be read: such a rule's streams are not passed through
 (pass_through.py). A translated stream is not kept (its last events are written after
 the filters run), nor one a plugin guardrail holds (it may change what was read)."""
 
 from __future__ import annotations
 
-from ..api.provider_json import loads
-from ..api.sse import SSEParser
-from ..dialects.replay import StreamAnswer
-from ..pipeline.call import Call
-from .guard_response import stream_policy
+from ...api.provider_json import loads
+from ...api.sse import SSEParser
+from ...dialects.replay import StreamAnswer
+from ...pipeline.call import Call
+from ..guard.response import stream_policy
 
 
 class StreamCapture:

@@ -2,7 +2,7 @@
 
 A plugin answers about whole texts (protos/guardrail_plugin.proto), in one call with a
 deadline, so it cannot judge a stream piece by piece the way the built-in detectors do
-(stream_guard.py). A stream that a plugin rule reads is therefore held until it ends:
+(stages/guard/stream.py). A stream that a plugin rule reads is therefore held until it ends:
 then every text it generated (each answer's content, refusal and reasoning, each tool
 call's arguments, each Responses output) goes to the plugin at once, and the client gets
 the stream as it was (allowed), with each text replaced where it first appears and
@@ -14,12 +14,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..api.provider_json import loads
-from ..api.sse import SSEParser, written
-from ..guardrails.config import Guardrail
-from ..pipeline.call import Call
-from ..pipeline.errors import GatewayError
-from .guard import could_not_run, run_plugin
+from ...api.provider_json import loads
+from ...api.sse import SSEParser, written
+from ...guardrails.config import Guardrail
+from ...pipeline.call import Call
+from ...pipeline.errors import GatewayError
+from .request import could_not_run, run_plugin
 
 
 class StreamPluginHold:

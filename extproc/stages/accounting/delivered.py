@@ -21,17 +21,17 @@ log line keeps it (`provider_usage`) and `gateway_absorbed_tokens_total` counts 
 
 from __future__ import annotations
 
-from ..api.tokens import count_prompt, count_text
-from ..api.usage import Usage
-from ..observability import metrics
-from ..pipeline.call import Call
-from ..pipeline.outcomes import CANCELLED, GATEWAY_TIMEOUT, Undelivered
-from ..pipeline.stage import Stage
+from ...api.tokens import count_prompt, count_text
+from ...api.usage import Usage
+from ...observability import metrics
+from ...pipeline.call import Call
+from ...pipeline.outcomes import CANCELLED, GATEWAY_TIMEOUT, Undelivered
+from ...pipeline.stage import Stage
 
 # Replies Envoy takes before the request goes on: request headers, request body.
 REQUEST_REPLIES = 2
 # Envoy's own answer when its message timeout runs out (envoy/template.yaml local replies).
-# (A provider that failed meanwhile: its status, from Envoy's access log, stages/cut_stream.py.)
+# (A provider that failed meanwhile: its status, from Envoy's access log, stages/accounting/cut_stream.py.)
 TIMEOUT_STATUS, TIMEOUT_CODE = 504, "timeout"
 
 

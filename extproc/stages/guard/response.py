@@ -1,19 +1,19 @@
 """Guardrails on responses: buffered JSON here (every string the client reads,
-guardrails/response_walk.py), SSE through a StreamGuard (stream_guard.py)."""
+guardrails/response_walk.py), SSE through a StreamGuard (stages/guard/stream.py)."""
 
 from __future__ import annotations
 
-from ..api.provider_json import dumps
-from ..api.repeated_keys import repeated_key
-from ..guardrails.config import Guardrail
-from ..guardrails.response_walk import response_slots
-from ..pipeline.call import Call
-from ..pipeline.errors import GatewayError
-from ..transport.eager import task_needed
-from ..pipeline.stage import Stage
-from .guard import check_texts, could_not_run, record_verdict, run_plugin
-from .event_guard import ModelEventGuard
-from .stream_guard import StreamGuard
+from ...api.provider_json import dumps
+from ...api.repeated_keys import repeated_key
+from ...guardrails.config import Guardrail
+from ...guardrails.response_walk import response_slots
+from ...pipeline.call import Call
+from ...pipeline.errors import GatewayError
+from ...transport.eager import task_needed
+from ...pipeline.stage import Stage
+from .request import check_texts, could_not_run, record_verdict, run_plugin
+from .events import ModelEventGuard
+from .stream import StreamGuard
 from .stream_plugins import StreamPluginHold
 
 
@@ -28,7 +28,7 @@ def response_policy(call: Call) -> list[Guardrail]:
 
 def stream_policy(call: Call) -> list[Guardrail]:
     """The guardrails that read this caller's streamed responses (plugins: the whole
-    stream, held to its end, stream_plugins.py)."""
+    stream, held to its end, stages/guard/stream_plugins.py)."""
     return response_policy(call)
 
 

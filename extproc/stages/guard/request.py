@@ -9,17 +9,17 @@ from __future__ import annotations
 import logging
 import time
 
-from ..guardrails import redact
-from ..guardrails.config import Guardrail
-from ..guardrails.embedded_text import UnreadableText
-from ..guardrails.joined import Conversation, find_in_texts
-from ..guardrails.known import Lookup, TextDigests
-from ..guardrails.walk import TooDeep, request_texts
-from ..observability import metrics
-from ..pipeline.call import Call
-from ..pipeline.errors import GatewayError
-from ..transport.eager import task_needed
-from ..pipeline.stage import Stage
+from ...guardrails import redact
+from ...guardrails.config import Guardrail
+from ...guardrails.embedded_text import UnreadableText
+from ...guardrails.joined import Conversation, find_in_texts
+from ...guardrails.known import Lookup, TextDigests
+from ...guardrails.walk import TooDeep, request_texts
+from ...observability import metrics
+from ...pipeline.call import Call
+from ...pipeline.errors import GatewayError
+from ...transport.eager import task_needed
+from ...pipeline.stage import Stage
 from .shared_findings import LOOKUP_CHARS, SharedFindings
 
 log = logging.getLogger("extproc.guardrails")

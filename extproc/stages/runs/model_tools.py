@@ -21,12 +21,12 @@ import logging
 
 import orjson
 
-from ..config.mcp_taint import EGRESS, READS_PRIVATE, UNTRUSTED_CONTENT
-from ..pipeline.call import Call
-from ..pipeline.errors import GatewayError
-from ..pipeline.stage import Stage
-from ..store import StoreUnavailable
-from ..store.run_taint import RunTaint
+from ...config.mcp_taint import EGRESS, READS_PRIVATE, UNTRUSTED_CONTENT
+from ...pipeline.call import Call
+from ...pipeline.errors import GatewayError
+from ...pipeline.stage import Stage
+from ...store import StoreUnavailable
+from ...store.run_taint import RunTaint
 
 _MARKS = frozenset((READS_PRIVATE, UNTRUSTED_CONTENT))
 log = logging.getLogger("extproc.runs")

@@ -7,14 +7,14 @@ hit is answered by the worker at the request body (`ImmediateAnswer`), in the ca
 dialect (told again from the dialect it was kept in, dialects/replay.py), JSON or, for a
 stream request, replayed as the dialect's events.
 
-The key (cache_key.py) is a digest of the scope's value (team:T, key:K, user:U, global),
+The key (stages/cache/key.py) is a digest of the scope's value (team:T, key:K, user:U, global),
 the model asked for, its backends and the request as the conversation model reads it
 (after redactions and caps), and what reaches the provider beside it (headers, query, a
 same-dialect body's dropped fields): what the provider would be asked, whichever dialect
 asked.
 
 On an exact miss, a rule with `semantic` looks for the same question asked another way
-(cache_semantic.py): a hit then says how near it was (`x-gateway-cache-similarity`).
+(stages/cache/semantic.py): a hit then says how near it was (`x-gateway-cache-similarity`).
 
 Identical calls in flight in one worker are made once: the first (the leader) goes to
 the provider; the others wait for its answer (cache.stampede_wait_s at most), then are
@@ -30,17 +30,17 @@ import time
 
 import orjson
 
-from ..dialects.replay import answer_for, replayed_stream
-from ..observability import metrics
-from ..pipeline.call import Call
-from ..pipeline.stage import ImmediateAnswer, Stage
-from ..store import StoreUnavailable, maybe_await
-from ..store.cache_settings import CacheRule
-from ..store.semantic_index import SemanticIndex
-from ..transport.eager import task_needed
-from .cache_key import conversation_of, key_digest, provider_extras
-from .cache_semantic import Embedder, EmbeddingFailed, embedding_headers, question_and_partition
-from .cost import COST_HEADER, usd
+from ...dialects.replay import answer_for, replayed_stream
+from ...observability import metrics
+from ...pipeline.call import Call
+from ...pipeline.stage import ImmediateAnswer, Stage
+from ...store import StoreUnavailable, maybe_await
+from ...store.cache_settings import CacheRule
+from ...store.semantic_index import SemanticIndex
+from ...transport.eager import task_needed
+from .key import conversation_of, key_digest, provider_extras
+from .semantic import Embedder, EmbeddingFailed, embedding_headers, question_and_partition
+from ..accounting.cost import COST_HEADER, usd
 
 log = logging.getLogger("extproc.cache")
 

@@ -1,5 +1,5 @@
 """Guardrails on streamed responses: an SSE event filter with an exact hold-back (a
-translated stream's guard reads the conversation model's events instead: event_guard.py).
+translated stream's guard reads the conversation model's events instead: stages/guard/events.py).
 
 Each text guardrail scans the held text each time it grows, and only a tail that
 could still become a finding is held back (guardrails/hold.py: the word that may be
@@ -13,13 +13,13 @@ tool call it streams: each is held as a text of its own (a lane).
 
 from __future__ import annotations
 
-from ..api.provider_json import dumps
-from ..api.repeated_keys import repeated_key
-from ..api.sse import Event, written
-from ..guardrails import Finding, redact
-from ..guardrails.config import Guardrail
-from ..pipeline.call import Call
-from .guard import record_verdict
+from ...api.provider_json import dumps
+from ...api.repeated_keys import repeated_key
+from ...api.sse import Event, written
+from ...guardrails import Finding, redact
+from ...guardrails.config import Guardrail
+from ...pipeline.call import Call
+from .request import record_verdict
 
 # Text held longer than this (a private key whose END line never comes) is released
 # after a final scan: each chunk rescans the held text, so the hold bounds that work.

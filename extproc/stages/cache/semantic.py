@@ -1,11 +1,11 @@
-"""The semantic half of the response cache (cache_lookup.py asks it on an exact miss): an
+"""The semantic half of the response cache (stages/cache/lookup.py asks it on an exact miss): an
 answer kept for a question asked another way.
 
 A request's question is its last turn when that turn is the user's and holds text only
 (decoded into the conversation model, whatever the caller's dialect). Its partition is
 everything else that can change the answer: the scope, the model and its backends, the
 embedding model, the conversation before the question (system prompt, turns, tools,
-settings, as cache_key.py reads them), and the question's anchors: its numbers, negations and
+settings, as stages/cache/key.py reads them), and the question's anchors: its numbers, negations and
 direction words ("not", "before", "increase"...) in order. Two questions are matched
 only within one partition, so "convert 10 miles" never finds "convert 20 miles", nor
 "is X safe" "is X not safe", however close their embeddings (embedding models place
@@ -27,15 +27,15 @@ from typing import TYPE_CHECKING
 
 import orjson
 
-from ..dialects import Embeddings
-from ..dialects.conversation import Conversation
-from ..observability.settings import TAG_HEADER_PREFIX
-from ..pipeline.call import Call
-from ..store.semantic_index import numpy
-from ..transport.eager import task_needed
-from .admission import presented_key
-from .cache_key import conversation_fields
-from .trace import trace_context
+from ...dialects import Embeddings
+from ...dialects.conversation import Conversation
+from ...observability.settings import TAG_HEADER_PREFIX
+from ...pipeline.call import Call
+from ...store.semantic_index import numpy
+from ...transport.eager import task_needed
+from ..admission import presented_key
+from .key import conversation_fields
+from ..accounting.trace import trace_context
 
 if TYPE_CHECKING:
     import numpy as np

@@ -16,13 +16,13 @@ import logging
 import time
 import uuid
 
-from ..api.usage import Usage
-from ..observability import metrics
-from ..pipeline.call import Call
-from ..pipeline.errors import GatewayError, gateway_error, model_not_priced
-from ..store import StoreUnavailable, maybe_await
-from ..store.limits import Charge, plan_charges, settled_amount
-from ..pipeline.stage import Stage
+from ...api.usage import Usage
+from ...observability import metrics
+from ...pipeline.call import Call
+from ...pipeline.errors import GatewayError, gateway_error, model_not_priced
+from ...store import StoreUnavailable, maybe_await
+from ...store.limits import Charge, plan_charges, settled_amount
+from ...pipeline.stage import Stage
 
 log = logging.getLogger("extproc.budget")
 

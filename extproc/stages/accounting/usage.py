@@ -11,7 +11,7 @@ A stream passed through (chosen at request headers, see pass_through.py) reaches
 client unseen; Envoy's sse_to_metadata filter reads its usage, and the trailers message
 at its end brings that here, with the time its first event passed (Envoy's Lua filter
 stamps it). A usage the provider left out is estimated from the bytes Envoy sent
-(cut_stream.py), else at the output cap the reservation used (the service never saw the text).
+(stages/accounting/cut_stream.py), else at the output cap the reservation used (the service never saw the text).
 """
 
 from __future__ import annotations
@@ -20,21 +20,21 @@ import re
 from dataclasses import replace
 from time import perf_counter, time
 
-from ..api.openai import usage_from
-from ..api.provider_json import loads
-from ..api.eventstream import EVENT_STREAM, EventStreamFraming
-from ..api.sse import SSEParser
-from ..api.tokens import count_prompt, count_text
-from ..api.usage import Usage
-from ..config.envoy_contract import UPSTREAM_CLUSTER_HEADER
-from ..dialects import codec_of
-from ..pipeline.call import Call
-from ..pipeline.outcomes import CANCELLED, ERROR, PROVIDER_CUT
-from ..pipeline.protocol import (ATTEMPT_COUNT_KEY, CODE_DETAILS_HEADER, RESPONSE_BUFFERED, RESPONSE_STREAMED,
+from ...api.openai import usage_from
+from ...api.provider_json import loads
+from ...api.eventstream import EVENT_STREAM, EventStreamFraming
+from ...api.sse import SSEParser
+from ...api.tokens import count_prompt, count_text
+from ...api.usage import Usage
+from ...config.envoy_contract import UPSTREAM_CLUSTER_HEADER
+from ...dialects import codec_of
+from ...pipeline.call import Call
+from ...pipeline.outcomes import CANCELLED, ERROR, PROVIDER_CUT
+from ...pipeline.protocol import (ATTEMPT_COUNT_KEY, CODE_DETAILS_HEADER, RESPONSE_BUFFERED, RESPONSE_STREAMED,
                                  gateway_failed)
-from ..pipeline.stage import Stage
-from .attempt import backend_for
-from .response_stream import stream_chunk
+from ...pipeline.stage import Stage
+from ..attempt import backend_for
+from ..response_stream import stream_chunk
 
 # An embeddings answer's usage is its last key: the tail kept while the rest passes by.
 _TAIL_BYTES = 65_536
@@ -210,7 +210,7 @@ class ResponseUsage(Stage):
         texts, messages = call.codec.prompt_texts(call.body)     # the caller's body
         if call.stream_passed_through:
             # Envoy saw the text, the service did not: what Envoy sent of a stream cut
-            # short (cut_stream.py), else the output cap, as reserved.
+            # short (stages/accounting/cut_stream.py), else the output cap, as reserved.
             output = call.sent_output_tokens if call.sent_output_tokens is not None else call.output_cap()
         else:
             output = count_text("".join(call.generated), encoding)
