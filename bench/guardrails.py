@@ -31,7 +31,7 @@ import orjson
 from extproc.guardrails.config import Guardrail
 from extproc.guardrails.injection import InjectionDetector
 from extproc.guardrails.pii import PIIDetector
-from extproc.stages.guard.request.stream import StreamGuard
+from extproc.stages.guard.stream import StreamGuard
 from extproc.pipeline.call import Call
 
 BASELINE = "cac4687"        # the request guardrails before the walk over every field

@@ -124,7 +124,7 @@ def stream_through_guard(pieces: list[str], guards: list | None = None) -> tuple
     import orjson
 
     from extproc.guardrails.config import Guardrail
-    from extproc.stages.guard.request.stream import StreamGuard
+    from extproc.stages.guard.stream import StreamGuard
     guards = guards or [Guardrail("pii", "pii", "redact", frozenset({"response"}), "closed", PII)]
     call = bare_call("chat")
     stream = StreamGuard(call, guards, 128)
@@ -242,7 +242,7 @@ def test_a_json_answer_leaves_as_the_guardrails_read_it(name, message, content):
     from extproc.api.provider_json import loads
     from extproc.guardrails.config import Guardrail
     from extproc.guardrails.fold import FoldingDetector
-    from extproc.stages.guard.request.response import GuardResponse
+    from extproc.stages.guard.response import GuardResponse
     pii = Guardrail("pii", "pii", "redact", frozenset({"response"}), "closed", FoldingDetector(PII))
     raw = b'{"choices":[{"index":0,"message":{"role":"assistant",' + message + b'}}]}'
     call = bare_call("chat", response_streamed=False, status=200, key="k",

@@ -17,7 +17,7 @@ from envoy.service.ext_proc.v3 import external_processor_pb2 as ep
 from extproc.guardrails.known import KNOWN, decode_findings, encode_findings
 from extproc.guardrails import Finding
 from extproc.pipeline.call import Call
-from extproc.stages.guard.request.shared_findings import FINDINGS_KIND
+from extproc.stages.guard.shared_findings import FINDINGS_KIND
 
 from gateway_stack import quickstart_config
 

@@ -14,7 +14,7 @@ from extproc.guardrails.banned import BannedDetector
 from extproc.guardrails.config import Guardrail
 from extproc.guardrails.injection import InjectionDetector
 from extproc.guardrails.pii import PIIDetector
-from extproc.stages.guard.request.stream import MAX_HOLD_CHARS
+from extproc.stages.guard.stream import MAX_HOLD_CHARS
 from bare_call import bare_call
 
 PII = PIIDetector()
@@ -133,7 +133,7 @@ KINDS = {
 def test_every_streaming_api_is_held_and_redacted_the_same_way(name):
     import orjson
 
-    from extproc.stages.guard.request.stream import StreamGuard
+    from extproc.stages.guard.stream import StreamGuard
     kind, event, text_of = KINDS[name]
     call = bare_call(kind)
     stream = StreamGuard(call, [guard("pii", "pii", "redact", PII)], 128)
@@ -157,7 +157,7 @@ def _run_stream(events: list[tuple[int, str]]) -> dict[int, str]:
     the text each answer released."""
     import orjson
 
-    from extproc.stages.guard.request.stream import StreamGuard
+    from extproc.stages.guard.stream import StreamGuard
     call = bare_call("chat")
     stream = StreamGuard(call, [guard("pii", "pii", "redact", PII)], 128)
     out = b""
@@ -199,7 +199,7 @@ def test_the_answers_of_one_stream_are_held_each_as_if_alone(pieces, turns):
 def test_an_answer_that_ends_in_another_answers_event_releases_its_held_text_first():
     import orjson
 
-    from extproc.stages.guard.request.stream import StreamGuard
+    from extproc.stages.guard.stream import StreamGuard
     call = bare_call("chat")
     stream = StreamGuard(call, [guard("pii", "pii", "redact", PII)], 128)
 
@@ -222,7 +222,7 @@ def _guarded_tool_call_stream(kind: str, pieces: list[str], answers: int = 1) ->
     import orjson
 
     from extproc.mock.shapes import sse_events
-    from extproc.stages.guard.request.stream import StreamGuard
+    from extproc.stages.guard.stream import StreamGuard
     call = bare_call(kind)
     stream = StreamGuard(call, [guard("pii", "pii", "redact", PII)], 128)
     usage = {"prompt_tokens": 1, "completion_tokens": 1}
@@ -278,7 +278,7 @@ def _chat_events_through_guard(deltas: list[dict]):
     import orjson
     from openai.lib.streaming.chat import ChatCompletionStreamState
 
-    from extproc.stages.guard.request.stream import StreamGuard
+    from extproc.stages.guard.stream import StreamGuard
     base = {"id": "c", "object": "chat.completion.chunk", "created": 1, "model": "m"}
     events = [{**base, "choices": [{"index": 0, "delta": d, "finish_reason": None}]} for d in deltas]
     events.append({**base, "choices": [{"index": 0, "delta": {}, "finish_reason": "tool_calls"}]})
@@ -347,7 +347,7 @@ SHADOWED = [
 def test_an_event_that_repeats_a_key_leaves_as_the_guardrails_read_it(name, kind, event):
     import json
 
-    from extproc.stages.guard.request.stream import StreamGuard
+    from extproc.stages.guard.stream import StreamGuard
     call = bare_call(kind)
     stream = StreamGuard(call, [guard("pii", "pii", "redact", PII)], 128)
     out = through(stream, event.encode() + b"\n\n")
@@ -365,7 +365,7 @@ def _no_repeats(pairs):
 
 
 def test_an_event_that_repeats_no_key_leaves_byte_for_byte():
-    from extproc.stages.guard.request.stream import StreamGuard
+    from extproc.stages.guard.stream import StreamGuard
     call = bare_call("chat")
     stream = StreamGuard(call, [guard("pii", "pii", "redact", PII)], 128)
     event = b'data: {"choices": [{"index": 0, "delta": {"role": "assistant", "content": ""}}], "note": "a:b"}\n\n'
@@ -390,7 +390,7 @@ LENIENT = [
 def test_an_event_orjson_refuses_is_read_as_clients_read_it_and_guarded(name, event, text):
     import json
 
-    from extproc.stages.guard.request.stream import StreamGuard
+    from extproc.stages.guard.stream import StreamGuard
     call = bare_call("chat")
     stream = StreamGuard(call, [guard("pii", "pii", "redact", PII)], 128)
     out = through(stream, event) + through(stream, b"data: [DONE]\n\n")
@@ -410,7 +410,7 @@ def test_each_part_of_a_list_of_parts_is_held_on_its_own():
     its own, released in the part's own shape."""
     import orjson
 
-    from extproc.stages.guard.request.stream import StreamGuard
+    from extproc.stages.guard.stream import StreamGuard
     call = bare_call("chat")
     stream = StreamGuard(call, [guard("pii", "pii", "redact", PII)], 128)
 
