@@ -19,7 +19,8 @@ from openai.types.chat import ChatCompletion
 from openai.types.responses import Response
 
 from extproc.api.usage import Usage
-from extproc.dialects import chat_answer, messages_answer, responses_answer
+from extproc.dialects.anthropic import messages_answer
+from extproc.dialects.openai import chat_answer, responses_answer
 from extproc.dialects.conversation import (
     CONTENT_FILTER,
     END,

@@ -1,4 +1,4 @@
-"""AWS Bedrock's Converse dialect (dialects/bedrock.py, converse_*.py), the provider's side.
+"""AWS Bedrock's Converse dialect (dialects/bedrock/dialect.py, converse_*.py), the provider's side.
 
 One table row per rule: each other dialect's request written as a Converse request for a
 Bedrock model (checked field by field, and with botocore's model of bedrock-runtime: what
@@ -26,8 +26,9 @@ from openai.types.responses import Response
 
 from extproc.api.eventstream import EventStreamDecoder
 from extproc.api.usage import Usage
-from extproc.dialects import codec_of, converse_answer, dialect_named
-from extproc.dialects.bedrock import BEDROCK, Converse
+from extproc.dialects import codec_of, dialect_named
+from extproc.dialects.bedrock import converse_answer
+from extproc.dialects.bedrock.dialect import BEDROCK, Converse
 from extproc.dialects.conversation import (
     CONTENT_FILTER,
     END,

@@ -1,4 +1,4 @@
-"""Google's Gemini dialect (dialects/gemini*.py), generateContent both ways.
+"""Google's Gemini dialect (dialects/google/), generateContent both ways.
 
 One table row per rule: a Gemini caller's body read into the conversation model (what it
 cannot hold refused naming its field), the model written as a Gemini request for another
@@ -27,7 +27,8 @@ from openai.types.chat import ChatCompletion
 from openai.types.responses import Response
 
 from extproc.api.usage import Usage
-from extproc.dialects import codec_of, gemini_answer, gemini_request, gemini_stream
+from extproc.dialects import codec_of
+from extproc.dialects.google import gemini_answer, gemini_request, gemini_stream
 from extproc.dialects.conversation import (
     CONTENT_FILTER,
     END,
@@ -47,7 +48,7 @@ from extproc.dialects.conversation import (
     Target,
     ToolChoice,
 )
-from extproc.dialects.gemini import GEMINI, GenerateContent
+from extproc.dialects.google.dialect import GEMINI, GenerateContent
 from extproc.mock.gemini_shapes import GeminiAnswer, response_json, sse_frames, stream_chunks
 from extproc.translate.bridge import Bridge
 from test_conversation_streams import (

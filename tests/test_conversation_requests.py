@@ -12,7 +12,8 @@ from typing import Any
 
 import pytest
 
-from extproc.dialects import chat_request, messages_request, responses_request
+from extproc.dialects.anthropic import messages_request
+from extproc.dialects.openai import chat_request, responses_request
 from extproc.dialects.conversation import Notes, Refused, Target
 from translation_cases import ABSENT, contains
 

@@ -29,7 +29,8 @@ from pydantic import TypeAdapter
 
 from extproc.api.sse import SSEParser
 from extproc.api.usage import Usage
-from extproc.dialects import chat_stream, messages_stream, responses_stream
+from extproc.dialects.anthropic import messages_stream
+from extproc.dialects.openai import chat_stream, responses_stream
 from extproc.dialects.conversation import (
     END,
     LENGTH,

@@ -100,7 +100,7 @@ def test_where_names_parts_and_only_on_text_rules():
 
 
 def test_bedrock_places_its_parts_too():
-    from extproc.dialects.bedrock import Converse
+    from extproc.dialects.bedrock.dialect import Converse
     body = {"system": [{"text": "s"}], "toolConfig": {"tools": [{"toolSpec": {"name": "t"}}]}, "messages": [
         {"role": "user", "content": [{"text": "u"}, {"toolResult": {"toolUseId": "1", "content": [{"text": "r"}]}}]},
         {"role": "assistant", "content": [{"text": "a"}]}]}

@@ -245,3 +245,18 @@ def test_the_stages_are_grouped_by_concern():
     beside = [p.name for p in stages.glob("*.py") if p.stem.split("_")[0] in STAGE_FOLDERS | {"meter", "usage", "record"}]
     assert beside == [], beside
 
+
+DIALECT_FAMILIES = {"anthropic", "bedrock", "google", "openai"}
+
+
+def test_a_dialect_family_is_a_folder():
+    """dialects/ holds a folder per API family (its codecs in dialect.py, its requests,
+    answers and streams beside them) and, at its root, only what every family shares."""
+    dialects = PACKAGE / "dialects"
+    assert {p.parent.name for p in dialects.glob("*/__init__.py")} == DIALECT_FAMILIES
+    for family in DIALECT_FAMILIES:
+        assert (dialects / family / "dialect.py").exists(), family
+    family_prefixes = ("chat_", "messages_", "responses", "gemini", "converse_", "openai", "anthropic", "bedrock")
+    beside = [p.name for p in dialects.glob("*.py") if p.stem.startswith(family_prefixes)]
+    assert beside == [], beside
+

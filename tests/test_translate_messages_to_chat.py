@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 from pydantic import TypeAdapter
 
 from extproc.api.sse import SSEParser
-from extproc.dialects.chat_request import meets_strict_rules
+from extproc.dialects.openai.chat_request import meets_strict_rules
 from extproc.translate import Bridge, Notes, Refused, Target, translation_for
 from extproc.dialects.vocabulary import openai_tool_name
 from translation_cases import ABSENT, cassette, contains, sse_events

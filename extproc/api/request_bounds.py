@@ -1,6 +1,6 @@
 """How many items a request's arrays may hold: checked with its shape, once, right after
 the body is parsed (api/openai_schema.py, api/anthropic_schema.py,
-dialects/gemini_schema.py), so no request makes a worker walk, guard, count or translate
+dialects/google/gemini_schema.py), so no request makes a worker walk, guard, count or translate
 100,000 messages past Envoy's message timeout (a 400 naming the limit instead).
 
 Each limit is well above what the providers take or what real conversations hold

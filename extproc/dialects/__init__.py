@@ -9,24 +9,32 @@ knowledge is in its own module; the stages, guardrails, errors and the log line 
 name (tests/test_layout.py holds every module outside this package and mock/ to that:
 api/ has a reader per endpoint shape, which each codec calls as its own).
 
+A folder per API family holds all of that family's knowledge: openai/ (Chat
+Completions, Completions, Embeddings, the Responses API, Azure's paths), anthropic/
+(Messages), google/ (the Gemini API, Vertex AI's Gemini), bedrock/ (Converse), each with
+its `dialect.py` (the Dialect and its codecs) and its requests, answers and streams. Here,
+beside them: the contracts (base.py), the conversation model, the request parts, the
+model lists and stored responses, and the table below. A new family is a new folder, its
+codecs added to the table, a mock of its provider (mock/) and a provider type (config/).
+
 Translation goes through one conversation model (conversation.py): a codec that
 `translates` decodes its requests, answers, stream events and errors into the model and
-encodes them from it, in its dialect's modules (chat_*, messages_*, responses_*: request,
-answer, stream); translate/ joins a caller's codec to a provider's.
+encodes them from it, in its family's modules (request, answer, stream); translate/ joins a
+caller's codec to a provider's.
 
 Imports api only: nothing of the config, pipeline, stages or transport.
 """
 
 from __future__ import annotations
 
-from .anthropic import ANTHROPIC, CountTokens, Messages
+from .anthropic.dialect import ANTHROPIC, CountTokens, Messages
 from .base import Codec, Dialect, TextPiece
-from .bedrock import BEDROCK, Converse
-from .gemini import GEMINI, CountContentTokens, GenerateContent
-from .gemini_embed import BatchEmbedContents, EmbedContent
-from .openai import OPENAI, Chat, Completions, Embeddings
+from .bedrock.dialect import BEDROCK, Converse
+from .google.dialect import GEMINI, CountContentTokens, GenerateContent
+from .google.gemini_embed import BatchEmbedContents, EmbedContent
+from .openai.dialect import OPENAI, Chat, Completions, Embeddings
 from .resources import ModelList, OneModel, OwnUsage, StoredResponse
-from .responses import RESPONSES_ONLY, Responses
+from .openai.responses import RESPONSES_ONLY, Responses
 
 __all__ = ["ANTHROPIC", "OPENAI", "Codec", "Dialect", "Embeddings", "TextPiece", "codec_of", "dialect_named", "CODECS",
            "DIALECTS"]

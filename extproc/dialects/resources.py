@@ -4,7 +4,7 @@ Responses API's stored responses, passed to the provider that holds them."""
 from __future__ import annotations
 
 from .base import Codec
-from .openai import OPENAI
+from .openai.dialect import OPENAI
 
 
 class ModelList(Codec):
