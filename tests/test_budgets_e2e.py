@@ -288,6 +288,9 @@ def test_a_redis_outage_under_allotments_loses_and_doubles_no_spend(tmp_path):
     try:
         before = [erin_call(stack, i) for i in range(20)]
         assert [r.status_code for r in before] == [200] * 20
+        deadline = time.monotonic() + 10            # the workers flush their counts every FLUSH_INTERVAL
+        while admissions(stack).get("allotment", 0) == 0 and time.monotonic() < deadline:
+            time.sleep(0.1)
         assert admissions(stack)["allotment"] > 0          # an allotment is held
         redis.stop()                                       # appendonly: the spend survives
         # Until the allotment (sized for a few dozen calls) runs out, then a few more. A call
