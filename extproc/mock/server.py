@@ -21,6 +21,8 @@ Every dialect:
   x-mock-chunk-delay-ms: 50   wait between SSE events
   x-mock-end-delay-ms: 500    wait after a stream's last event before ending it
   x-mock-cut-after: 3         reset the connection after N SSE events
+  x-mock-stall-after: 3       send nothing more after N SSE events, the connection held open
+                              (a provider that hangs mid-stream; 10 minutes at most)
   x-mock-tool-call: lookup    answer (chat, Responses, Messages, Gemini, Converse) with a call
                               of this tool whose arguments (input, args) are {"text": <the
                               echo>}, streamed piece by piece (Gemini's function call comes
@@ -112,6 +114,7 @@ def is_google_client(request: web.Request) -> bool:
 # The controls that take a whole number (a header of another value is the test's mistake:
 # said with a 400 here, where every route reads them, not as a reset mid-answer).
 NUMERIC_CONTROLS = ("status", "retry-after", "reset-times", "delay-ms", "chunk-delay-ms", "end-delay-ms", "cut-after",
+                    "stall-after",
                     "chunk-chars", "chunk-units", "write-bytes", "cached-tokens", "cache-write-tokens",
                     "truncate", "token-ttl")
 

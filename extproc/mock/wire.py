@@ -1,6 +1,6 @@
 """How the mock's answers go on the wire, with the `x-mock-*` faults that act on bytes and
 connections rather than on content: resets, delays, streams written slowly, cut, in odd
-pieces or unended, truncated bodies, and replayed recordings."""
+pieces, unended or stalled, truncated bodies, and replayed recordings."""
 
 from __future__ import annotations
 
@@ -22,6 +22,9 @@ _RECORDING_NAME = re.compile(r"[a-z0-9-]+")
 # What ends an SSE event: a blank line, in whichever line endings the provider writes
 # (Google's streams are CRLF-framed).
 _EVENT_END = re.compile(rb"\r\n\r\n|\n\n|\r\r")
+# x-mock-stall-after: how long a stalled stream holds its connection, sending nothing, at
+# most (the gateway's idle timeout ends it first; the mock lets go once it is gone).
+STALL_HOLD_S = 600.0
 
 
 def reset_connection(request: web.Request) -> None:
@@ -72,10 +75,13 @@ def unended(listener: Listener, request: web.Request, events: list[bytes]) -> li
 async def write_stream(listener: Listener, request: web.Request, events: list[bytes],
                        headers: dict[str, str] | None = None) -> web.StreamResponse:
     """An SSE answer, event by event: x-mock-chunk-delay-ms between events, x-mock-cut-after
-    resets the connection after N of them, x-mock-write-bytes writes N bytes at a time
-    (events cut anywhere; the cut and delay then count those writes)."""
+    resets the connection after N of them, x-mock-stall-after sends nothing more after N of
+    them (the connection held open, as a provider that hangs mid-answer),
+    x-mock-write-bytes writes N bytes at a time (events cut anywhere; the cut, stall and
+    delay then count those writes)."""
     chunk_delay = int_option(listener, request, "chunk-delay-ms") / 1000
     cut_after = option(listener, request, "cut-after")
+    stall_after = option(listener, request, "stall-after")
     response = web.StreamResponse(headers={**SSE_HEADERS, **(headers or {})})
     await response.prepare(request)
     size = int_option(listener, request, "write-bytes")
@@ -89,6 +95,9 @@ async def write_stream(listener: Listener, request: web.Request, events: list[by
             if cut_after is not None and index >= int(cut_after):
                 reset_connection(request)
                 return response
+            if stall_after is not None and index >= int(stall_after):
+                await _stall(request)
+                return response
             await response.write(event)
         end_delay = int_option(listener, request, "end-delay-ms")
         if end_delay:                   # the last event sent, the stream's end comes later
@@ -97,6 +106,16 @@ async def write_stream(listener: Listener, request: web.Request, events: list[by
     except ConnectionResetError:
         pass              # the client left mid-stream (Envoy closes upstream): a provider stops
     return response
+
+
+async def _stall(request: web.Request) -> None:
+    """Sends nothing while the client stays (STALL_HOLD_S at most)."""
+    deadline = asyncio.get_running_loop().time() + STALL_HOLD_S
+    while asyncio.get_running_loop().time() < deadline:
+        transport = request.transport
+        if transport is None or transport.is_closing():
+            return
+        await asyncio.sleep(0.05)
 
 
 async def write_truncated(request: web.Request, body: bytes, size: int) -> web.StreamResponse:

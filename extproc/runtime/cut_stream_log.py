@@ -26,10 +26,12 @@ from ..store.cut_streams import SentBytes
 
 ENDED_EARLY_LOG = "ended_early"
 # Envoy's response flags that say the provider failed the call (UF, UO, UR, UC, UPE, UT,
-# URX, UMSDR), rather than the client leaving it (DC, DPE).
+# URX, UMSDR; SI: nothing moved on the call for the idle timeout once it went to the
+# provider, a provider that stalled mid-answer), rather than the client leaving it (DC, DPE).
 _PROVIDER_FLAGS = ("upstream_connection_failure", "upstream_overflow", "upstream_remote_reset",
                    "upstream_connection_termination", "upstream_protocol_error", "upstream_request_timeout",
-                   "upstream_retry_limit_exceeded", "upstream_max_stream_duration_reached")
+                   "upstream_retry_limit_exceeded", "upstream_max_stream_duration_reached",
+                   "stream_idle_timeout")
 
 
 class CutStreamLog(als_pb2_grpc.AccessLogServiceServicer):
