@@ -112,6 +112,13 @@ class ProcessStream:
             asyncio.get_running_loop().call_soon(self.last_reply_out)
         return reply
 
+    def written(self) -> None:
+        """grpc.aio: a reply's write completed, so Envoy has it (what `_replied` and the
+        loop's turns tell on grpc_h2)."""
+        self.made += 1
+        self.made_generated = len(self.call.generated)
+        self.due_since = 0.0
+
     def last_reply_out(self) -> None:
         if self.processor.in_flight <= YIELD_BELOW_CALLS:
             os.sched_yield()
@@ -226,6 +233,9 @@ class Processor(ep_grpc.ExternalProcessorServicer):
 
     async def Process(self, request_iterator, context):
         """grpc.aio's Process."""
+        if self._loop is None:
+            self._loop = asyncio.get_running_loop()
+            self._beat()
         stream = ProcessStream(self, context.invocation_metadata())
         call = stream.call
         try:
@@ -233,13 +243,16 @@ class Processor(ep_grpc.ExternalProcessorServicer):
             # A client may leave mid-stream: Envoy then resets the stream under a pending read.
             while (request := await (_to_its_end(context.read()) if call.response_streamed
                                      else context.read())) is not grpc.aio.EOF:
+                stream.due_since = time.perf_counter()
                 reply = await stream.handle(request)
                 if not call.stream_over:
                     await context.write(reply)
+                    stream.written()
                     continue
                 # Envoy resets the stream as soon as it has the last reply, often before
                 # the write's completion reaches this task.
                 await _to_its_end(context.write(reply))
+                stream.written()
                 stream.last_reply_out()
                 # The stream stays open until Envoy ends it (ending it here races
                 # a draining connection's close against frames Envoy has in flight).
@@ -250,6 +263,10 @@ class Processor(ep_grpc.ExternalProcessorServicer):
             # stream, a failed batch that leaks. A true half-close waits a moment for nothing.
             await asyncio.sleep(EOF_RESET_WAIT)
         finally:
+            if not (call.finished or stream.due_since) and self.hung():
+                # Envoy ended the stream while the loop was held up: a message of its was
+                # waiting unread in gRPC (a reset cancels that read), so a reply was due.
+                stream.due_since = time.perf_counter()
             stream.closed()
 
 
