@@ -8,22 +8,15 @@ of the config's `store:`), or through a running gateway's admin API with `--admi
 
 from __future__ import annotations
 
-import asyncio
 import json
-import os
 import sys
 import time
-import urllib.error
-import urllib.request
+import urllib.parse
 
-from ..config import envoy_config
-from ..config.filter_config import load_config
-from ..guardrails.config import detectors_not_made
-from ..yamltree import ConfigError
-from ..store import StoreUnavailable, open_store
+from ..store import StoreUnavailable
 from ..store.keys import KeyBook, KeyProblem, parse_budget, parse_duration, parse_expiry, parse_models
 
-ADMIN_TOKEN_ENV = "LLMGW_ADMIN_TOKEN"
+from .operator_cli import ADMIN_TOKEN_ENV, ask_admin, on_store, operator_config
 
 
 def add_keys_parser(commands) -> None:
@@ -136,66 +129,19 @@ def cmd_keys(args) -> int:
 
 
 def _on_store(args, request: dict, key_id: str | None) -> dict | None:
-    if args.state_dir:
-        os.environ["LLMGW_STATE_DIR"] = args.state_dir
-    path = args.config or envoy_config.shipped("config/quickstart.yaml")
-    try:
-        with detectors_not_made():          # keys need no guardrail
-            config = load_config(path, strict_credentials=False)
-    except ConfigError as error:
-        for line in error.problems:
-            print(line, file=sys.stderr)
+    config = operator_config(args)
+    if config is None:
         return None
     reserved = frozenset(key.id for key in config.keys_by_hash.values())
-
-    async def run() -> dict:
-        store = open_store(config.store, patient=True)
-        try:
-            return await run_operation(KeyBook(store, reserved), args.action, key_id, request)
-        finally:
-            closing = store.close()
-            if asyncio.iscoroutine(closing):
-                await closing
-
-    return asyncio.run(run())
+    return on_store(config, lambda store: run_operation(KeyBook(store, reserved), args.action, key_id, request))
 
 
 def _through_admin(args, request: dict, key_id: str | None) -> dict:
-    token = admin_token_from(args.admin_token_file)
-    if not token:
-        raise KeyProblem(f"--admin needs the admin token: --admin-token-file FILE or ${ADMIN_TOKEN_ENV}")
-    base = args.admin.rstrip("/") + "/admin/keys"
     if args.action == "create":
-        method, url, body = "POST", base, request
-    elif args.action == "list":
-        method, url, body = "GET", base, None
-    else:
-        method, url, body = "POST", f"{base}/{urllib.request.quote(key_id or '', safe='')}/{args.action}", request
-    data = json.dumps(body).encode() if body is not None else None
-    http_request = urllib.request.Request(url, data=data, method=method, headers={
-        "authorization": f"Bearer {token}", "content-type": "application/json",
-        "x-admin-user": os.environ.get("USER", "unknown")})
-    try:
-        with urllib.request.urlopen(http_request, timeout=10) as response:
-            return json.loads(response.read())
-    except urllib.error.HTTPError as error:
-        try:
-            message = json.loads(error.read())["error"]["message"]
-        except (ValueError, KeyError, TypeError):
-            message = error.reason
-        raise KeyProblem(f"the admin API answered {error.code}: {message}") from None
-    except (urllib.error.URLError, OSError) as error:
-        raise KeyProblem(f"cannot reach the admin API at {args.admin}: {error}") from None
-
-
-def admin_token_from(path: str | None) -> str:
-    if path:
-        try:
-            with open(path, encoding="utf-8") as handle:
-                return handle.read().strip()
-        except OSError as error:
-            raise KeyProblem(f"cannot read the admin token file: {error.strerror}") from None
-    return os.environ.get(ADMIN_TOKEN_ENV, "").strip()
+        return ask_admin(args, "POST", "/admin/keys", request)
+    if args.action == "list":
+        return ask_admin(args, "GET", "/admin/keys")
+    return ask_admin(args, "POST", f"/admin/keys/{urllib.parse.quote(key_id or '', safe='')}/{args.action}", request)
 
 
 def _print(args, answer: dict) -> None:

@@ -11,23 +11,17 @@ through a running gateway's admin API with `--admin URL` (`GET /admin/mcp/pendin
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import sys
 import time
-import urllib.error
 import urllib.parse
-import urllib.request
 
-from ..config import envoy_config
-from ..config.filter_config import GatewayConfig, load_config
-from ..guardrails.config import detectors_not_made
-from ..store import StoreUnavailable, open_store
-from ..store.tool_pins import approve, pending_tools
-from ..yamltree import ConfigError
-from .keys_cli import ADMIN_TOKEN_ENV, admin_token_from
+from ..config.filter_config import GatewayConfig
+from ..store import StoreUnavailable
 from ..store.keys import KeyProblem
+from ..store.tool_pins import approve, pending_tools
+from .operator_cli import ADMIN_TOKEN_ENV, ask_admin, on_store, operator_config
 
 
 def add_mcp_parser(commands) -> None:
@@ -64,15 +58,7 @@ async def mcp_operation(store, action: str, profile: str | None, tool: str | Non
 
 
 def run_on_store(config: GatewayConfig, action: str, profile: str | None, tool: str | None) -> dict:
-    async def run() -> dict:
-        store = open_store(config.store, patient=True)
-        try:
-            return await mcp_operation(store, action, profile, tool)
-        finally:
-            closing = store.close()
-            if asyncio.iscoroutine(closing):
-                await closing
-    return asyncio.run(run())
+    return on_store(config, lambda store: mcp_operation(store, action, profile, tool))
 
 
 def cmd_mcp(args) -> int:
@@ -97,44 +83,15 @@ def cmd_mcp(args) -> int:
 
 
 def _on_store(args, tool: str | None) -> dict | None:
-    if args.state_dir:
-        os.environ["LLMGW_STATE_DIR"] = args.state_dir
-    try:
-        with detectors_not_made():
-            config = load_config(args.config or envoy_config.shipped("config/quickstart.yaml"),
-                                 strict_credentials=False)
-    except ConfigError as error:
-        for line in error.problems:
-            print(line, file=sys.stderr)
-        return None
-    return run_on_store(config, args.action, args.profile, tool)
+    config = operator_config(args)
+    return None if config is None else run_on_store(config, args.action, args.profile, tool)
 
 
 def _through_admin(args, tool: str | None) -> dict:
-    token = admin_token_from(args.admin_token_file)
-    if not token:
-        raise KeyProblem(f"--admin needs the admin token: --admin-token-file FILE or ${ADMIN_TOKEN_ENV}")
-    base = args.admin.rstrip("/") + "/admin/mcp"
     if args.action == "pending":
         query = f"?profile={urllib.parse.quote(args.profile)}" if args.profile else ""
-        request = urllib.request.Request(base + "/pending" + query, method="GET")
-    else:
-        body = json.dumps({"profile": args.profile, "tool": tool}).encode()
-        request = urllib.request.Request(base + "/approve", data=body, method="POST")
-    request.add_header("authorization", f"Bearer {token}")
-    request.add_header("content-type", "application/json")
-    request.add_header("x-admin-user", os.environ.get("USER", "unknown"))
-    try:
-        with urllib.request.urlopen(request, timeout=10) as response:
-            return json.loads(response.read())
-    except urllib.error.HTTPError as error:
-        try:
-            message = json.loads(error.read())["error"]["message"]
-        except (ValueError, KeyError, TypeError):
-            message = error.reason
-        raise KeyProblem(f"the admin API answered {error.code}: {message}") from None
-    except (urllib.error.URLError, OSError) as error:
-        raise KeyProblem(f"cannot reach the admin API at {args.admin}: {error}") from None
+        return ask_admin(args, "GET", "/admin/mcp/pending" + query)
+    return ask_admin(args, "POST", "/admin/mcp/approve", {"profile": args.profile, "tool": tool})
 
 
 def audit(via: str, who: str, approved: list[dict]) -> None:

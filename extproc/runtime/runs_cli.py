@@ -5,15 +5,11 @@ of the config's `store:`)."""
 from __future__ import annotations
 
 import json
-import os
 import sys
 import time
 
-from ..config import envoy_config
-from ..config.filter_config import load_config
-from ..guardrails.config import detectors_not_made
 from ..store.runs import find_run, list_runs
-from ..yamltree import ConfigError
+from .operator_cli import operator_config
 
 
 def add_runs_parser(commands) -> None:
@@ -36,15 +32,8 @@ def add_runs_parser(commands) -> None:
 
 
 def cmd_runs(args) -> int:
-    if args.state_dir:
-        os.environ["LLMGW_STATE_DIR"] = args.state_dir
-    try:
-        with detectors_not_made():
-            config = load_config(args.config or envoy_config.shipped("config/quickstart.yaml"),
-                                 strict_credentials=False)
-    except ConfigError as error:
-        for line in error.problems:
-            print(line, file=sys.stderr)
+    config = operator_config(args)
+    if config is None:
         return 2
     if args.action == "list":
         runs = list_runs(config.store, limit=max(1, args.limit), key_id=args.key,
