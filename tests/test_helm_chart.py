@@ -171,6 +171,10 @@ def test_pod_parts_agree(rendered, label):
         assert drain[:2] == ["extproc", "drain"] and drain[drain.index("--envoy-admin") + 1] == admin
     extproc_ports = {p["containerPort"] for p in containers["extproc"]["ports"]}
     assert {int(config["server"]["admin"].rsplit(":", 1)[1]), config["server"]["health_port"]} <= extproc_ports
+    # The MCP aggregator's secret: the same Secret's key in both containers, never a value.
+    secrets = [[e["valueFrom"]["secretKeyRef"] for e in containers[name].get("env") or ()
+                if e["name"] == "LLMGW_AGGREGATOR_SECRET"] for name in ("envoy", "extproc")]
+    assert secrets[0] == secrets[1] and len(secrets[0]) == 1 and secrets[0][0]["key"] == "secret", secrets
 
     # Each provider key the config reads from a file is a Secret key projected to that file.
     projected = {}

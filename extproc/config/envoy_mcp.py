@@ -101,24 +101,6 @@ def aggregator_secret_problem(value: str | None) -> str | None:
     return None
 
 
-def with_aggregator_secret(envoy: dict, secret: str) -> dict:
-    """The same config with every route to the aggregator adding `secret` (replacing any
-    value a caller sent), so only Envoy's requests reach the aggregator."""
-    for listener in (envoy.get("static_resources") or {}).get("listeners") or []:
-        for chain in listener.get("filter_chains") or []:
-            for network_filter in chain.get("filters") or []:
-                route_config = (network_filter.get("typed_config") or {}).get("route_config") or {}
-                for host in route_config.get("virtual_hosts") or []:
-                    for route in host.get("routes") or []:
-                        if (route.get("route") or {}).get("cluster") == AGGREGATOR_CLUSTER:
-                            route["request_headers_to_add"] = [
-                                *[h for h in route.get("request_headers_to_add") or []
-                                  if h.get("header", {}).get("key") != AGGREGATOR_SECRET_HEADER],
-                                {"header": {"key": AGGREGATOR_SECRET_HEADER, "value": secret},
-                                 "append_action": "OVERWRITE_IF_EXISTS_OR_ADD"}]
-    return envoy
-
-
 def _to_server(route: dict, server) -> None:
     route["route"]["cluster"] = server.cluster
     route["route"]["prefix_rewrite"] = server.path

@@ -26,6 +26,7 @@ from ..config.filter_config import GatewayConfig
 from ..store import state_dir
 from ..store.generation import clear_notice, read_notice
 from .crash_loop import CrashLoop
+from .lost_calls import take_dead_workers_journals
 from .envoy_admin import admin_address, admin_request, drain_envoy
 from .processes import connectable, raise_descriptor_limit, rss_mb, stop_servers, terminate
 from .with_parent import child_command
@@ -232,8 +233,6 @@ class Supervisor:
                                              [self.socket_path(i) for i in range(self.worker_count)],
                                              self.config.server.worker_connection_age_s)
         rendered = envoy_config.fit_connection_cap(rendered, raise_descriptor_limit())
-        if envoy_mcp.AGGREGATOR_SECRET_ENV in os.environ:
-            rendered = envoy_mcp.with_aggregator_secret(rendered, os.environ[envoy_mcp.AGGREGATOR_SECRET_ENV])
         path = envoy_config.write(rendered, self.run_dir / "envoy.yaml")
         self.envoy_admin = admin_address(rendered)
         if not self.envoy_admin.startswith("http://"):      # Envoy binds the socket; the folder must exist
@@ -319,6 +318,8 @@ class Supervisor:
                 _say_crashed(f"worker {index}", process, loop.crashed())
                 self.stood_in[index] = process.pid
                 self._stand_in(index)
+                # Its calls in flight logged, its spend written and allotments handed back.
+                take_dead_workers_journals(self.config.store)
             elif not connectable(self.socket_path(index)):    # every worker died: the first back serves
                 self._stand_in(index)
             if loop.restart_due():
