@@ -35,7 +35,7 @@ def quickstart_runtime(folder, config: dict) -> Runtime:
     guardrail (alice: guardrails, every model; bob: guardrails, a budget and one model).
     `config`: the quickstart's filter config, as a dict."""
     config["keys"].append({"id": "carol", "key": "sk-test-carol", "team": "t", "models": "*"})
-    config["guardrails"]["policies"] = {"default": ["pii", "prompt-injection"], "keys": {"carol": []}}
+    config["guardrails"]["policies"] = {"default": ["pii", "secrets", "prompt-injection"], "keys": {"carol": []}}
     config["budgets"].append({"name": "carol", "scope": "key", "match": "carol", "unit": "tokens",
                               "limit": 10**12, "window": "day"})
     config["store"] = {"path": str(folder / "budgets.sqlite3")}

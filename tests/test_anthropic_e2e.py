@@ -224,11 +224,14 @@ def test_the_sdk_raises_its_own_errors(gateway):
 
 
 def test_pii_in_an_anthropic_request_is_redacted_before_any_provider(gateway, claude):
-    message = claude.messages.create(model="gpt-4o-mini", max_tokens=100, system="contact ops@example.com",
+    key = "sk-proj-" + "AbCdEfGhIjKlMnOpQrStUvWxYz0123"
+    message = claude.messages.create(model="gpt-4o-mini", max_tokens=100, system=f"contact ops@example.com, key {key}",
                                      messages=[{"role": "user", "content": [
                                          {"type": "text", "text": "mail jane.doe@example.com please"}]}])
     assert message.content[0].text == "mail [EMAIL] please"
-    assert "ops@example.com" not in _last_sent(gateway, "mock")["body"]
+    sent = _last_sent(gateway, "mock")["body"]
+    # The quickstart reads the system prompt (its writer's own text) for secrets alone.
+    assert key not in sent and "[SECRET]" in sent and "ops@example.com" in sent
 
 
 def test_bobs_budget_counts_his_anthropic_calls(gateway):

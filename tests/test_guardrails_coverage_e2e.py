@@ -29,16 +29,17 @@ def test_tool_descriptions_metadata_and_names_are_redacted_where_they_lie(gatewa
         model="gpt-4o-mini", user=EMAIL, metadata={"owner": EMAIL},
         messages=[{"role": "user", "name": "jane", "content": "hello"}],
         tools=[{"type": "function", "function": {
-            "name": "send_mail", "description": f"Sends mail from {EMAIL}",
+            "name": "send_mail", "description": f"Sends mail with the key {KEY}",
             "parameters": {"type": "object", "properties": {
                 "to": {"type": "string", "description": f"Recipient, e.g. {EMAIL}", "default": KEY}}}}}])
     body = _received_body(gateway)
     raw = json.dumps(body)
-    assert EMAIL not in raw and KEY not in raw
+    assert KEY not in raw
     function = body["tools"][0]["function"]
-    assert function["description"] == "Sends mail from [EMAIL]"
+    assert function["description"] == "Sends mail with the key [SECRET]"
+    # The quickstart reads tool definitions (their vendor's text) for secrets alone.
     assert function["parameters"]["properties"]["to"] == {
-        "type": "string", "description": "Recipient, e.g. [EMAIL]", "default": "[SECRET]"}
+        "type": "string", "description": f"Recipient, e.g. {EMAIL}", "default": "[SECRET]"}
     assert body["user"] == "[EMAIL]" and body["metadata"] == {"owner": "[EMAIL]"}
     assert function["name"] == "send_mail"              # what holds nothing is left as it is
 
