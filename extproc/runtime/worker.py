@@ -34,6 +34,7 @@ from ..transport import compiled
 from ..transport.grpc_h2 import CLIENT_STREAM, MESSAGES, UNARY, GrpcServer, Method
 from ..transport.sending import MAX_MESSAGE
 from .cut_stream_log import CutStreamLog
+from .lost_calls import log_lost_calls
 from .processor import Processor
 from .reload import watch_config
 
@@ -107,7 +108,8 @@ class Runtime:
         self.config = config
         self.calls = calls or CallLog()       # the console's recent calls: kept across reloads
         if store is None:     # always open: budgets, stored responses and cut streams use it
-            store = StoreInUse(open_worker_store(config.store, _count_exchange_failure, _count_store_reset))
+            store = StoreInUse(open_worker_store(config.store, _count_exchange_failure, _count_store_reset,
+                                                 log_lost_calls))
         self.store = store
         self.cut_streams = cut_streams or WorkerCutStreams(config.store)
         self.cache = cache if cache is not None else _cache_handle(config)

@@ -37,6 +37,7 @@ from .mcp.trace import McpSpan
 from .accounting.cost import CallCost
 from .accounting.cut_stream import CutStream
 from .accounting.delivered import DeliveredOnly
+from .accounting.in_flight import CallsInFlight
 from .accounting.record import Record
 from .accounting.trace import CallSpan
 from .accounting.usage import ResponseUsage
@@ -95,6 +96,7 @@ def build_pipeline(config: GatewayConfig, store=None, cut_streams: WorkerCutStre
         *([CacheStore(cache)] if caching else []),   # done after GuardResponse's; before Meter, Record
         *([Meter(store, config.metering)] if store is not None and config.metering.sets else []),
         Record(calls=_kept(config, calls)),
+        *([CallsInFlight(store)] if store is not None else []),   # its done hook after Record's line
     ])
 
 

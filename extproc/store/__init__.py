@@ -24,20 +24,22 @@ def open_store(settings: StoreSettings, *, patient: bool = False):
     return SQLiteStore(settings.path, patient=patient)
 
 
-def open_worker_store(settings: StoreSettings, on_unavailable=lambda: None, on_reset=None):
+def open_worker_store(settings: StoreSettings, on_unavailable=lambda: None, on_reset=None, on_lost_calls=None):
     """The store as a worker's stages use it: behind its allotments (which admit calls in
     memory unless `allotments: false`, and always keep what the store could not take, in
     a journal beside the SQLite file's default place, the state directory, until it can).
     `on_unavailable` is called when an exchange finds the store down, `on_reset(before,
-    now)` when the store's generation changed (generation.py): the store knows nothing
-    of metrics, the worker passes what counts them."""
+    now)` when the store's generation changed (generation.py), `on_lost_calls(calls)`
+    with the calls a killed worker had in flight (live_journal.py): the store knows
+    nothing of metrics or log lines, the worker passes what writes them."""
     from .allotments import Allotments
     from .generation import StoreGeneration
     store = open_store(settings)
     directory = state_dir(settings)
     return Allotments(store, settings.lease_seconds, on_unavailable, grants=settings.allotments,
                       journal_dir=directory, store_name=settings.url or settings.path or "",
-                      generation=StoreGeneration(on_reset, directory) if on_reset is not None else None)
+                      generation=StoreGeneration(on_reset, directory) if on_reset is not None else None,
+                      live=directory is not None, on_lost_calls=on_lost_calls)
 
 
 def state_dir(settings: StoreSettings) -> str | None:

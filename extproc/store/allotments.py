@@ -16,9 +16,11 @@ What stays exact, and what does not:
   elsewhere take from the room is small (each is handed back within FLUSH_SECONDS of
   going unused).
 - The spend reaches the store within FLUSH_SECONDS, and when the worker stops or
-  reloads its store. A worker killed outright loses what its calls spent since its
-  last exchange, as it loses the spend of its calls in flight either way; its
-  allotment's lease (at most LEASE_SECONDS) then frees what it held.
+  reloads its store. A worker given a live journal (live_journal.py) keeps what its
+  calls spent since its last exchange in a memory-mapped file as it goes: killed
+  outright, its spend is written in its name and its allotment handed back by whoever
+  takes its journal (the supervisor, at once); without one, it is lost and the
+  allotment's lease (at most LEASE_SECONDS) frees what it held.
 - Concurrency limits are never allotted: a call with one goes to the store, with all
   its charges, as before.
 
@@ -73,6 +75,7 @@ class Allotment:
     flying: int = 0             # calls admitted here and not settled yet
     last_call: float = 0.0      # monotonic time of the last call that wanted it
     exchanging: bool = False    # no local admission while the store redoes its share
+    slot: int = -1              # its place in the live journal (-1: none)
 
     def covers(self, amount: float) -> bool:
         return not self.exchanging and self.held + self.spent + amount <= self.granted + _EPSILON
@@ -87,11 +90,14 @@ class Allotments:
     def __init__(self, store, lease_seconds: float,
                  on_unavailable: Callable[[], None] = lambda: None, *, grants: bool = True,
                  journal_dir: str | None = None, store_name: str = "",
-                 generation: StoreGeneration | None = None) -> None:
+                 generation: StoreGeneration | None = None, live: bool = False,
+                 on_lost_calls: Callable[[list], None] | None = None) -> None:
         """`grants`: admit calls in memory (False: every reserve goes to the store, and
         only the meters' spend and failed settles wait here). `journal_dir`: where the
         journal of what waits is kept (none: memory only). `generation`: checked every
-        few seconds (a store that lost its counters is told)."""
+        few seconds (a store that lost its counters is told). `live`: keep the live
+        journal too (a worker: its spend and calls in flight survive a kill);
+        `on_lost_calls(calls)`: logs the calls a gone worker had in flight."""
         self.store = store
         self._on_unavailable = on_unavailable     # counts the failed exchange (the worker's metric)
         self.holder = f"allot:{uuid.uuid4().hex[:16]}"
@@ -101,7 +107,10 @@ class Allotments:
         self._local: dict[str, list[tuple[Allotment, float]]] = {}   # rid -> (allotment, reserve)
         self._totals: dict[str, tuple[float, float]] = {}   # counter -> (total, window_end)
         self._settles = PendingSettles()         # settles (and reserves) the store did not take
-        self._journal = Journal(journal_dir, self.holder, store_name) if journal_dir else None
+        self._journal = Journal(journal_dir, self.holder, store_name, live) if journal_dir else None
+        self.live = self._journal.live if self._journal is not None else None
+        self._in_store: dict[str, int] = {}      # rid -> its slot in the live journal
+        self._on_lost_calls = on_lost_calls
         self._orphans: list[Orphan] = []
         self._generation = generation
         self._exchange_task: asyncio.Task | None = None
@@ -120,13 +129,21 @@ class Allotments:
         allotted = self._covering(charges)
         if allotted is None:
             self._ask(charges)
+            reserved = [(c.counter, c.limit.limit, c.window_end) for c in charges if c.reserve]
+            if self.live is not None and reserved:   # freed by whoever takes the journal, should this worker die
+                slot = self.live.reserving(rid, reserved)
+                if slot >= 0:
+                    self._in_store[rid] = slot
             try:
                 admission = self.store.reserve(rid, charges, now, lease_until)
             except StoreUnavailable:
+                self._settled_in_store(rid)      # (kept to be released instead, below)
                 self._settle_later(rid, charges, None)
                 raise
             if inspect.isawaitable(admission):
                 return self._reserved_or_released(admission, rid, charges)
+            if not admission.admitted:
+                self._settled_in_store(rid)
             return admission
         remaining = {}
         for allotment, charge in zip(allotted, charges):
@@ -138,6 +155,8 @@ class Allotments:
             allotment.flying += 1
             allotment.need = max(allotment.need, charge.reserve + charge.count_now)
             remaining[charge.counter] = allotment.remaining()
+            if self.live is not None:
+                self.live.counter(allotment.slot, allotment.spent, allotment.total)
         self._local[rid] = [(allotment, charge.reserve) for allotment, charge in zip(allotted, charges)]
         return Admission(True, None, remaining, in_memory=True)
 
@@ -146,6 +165,7 @@ class Allotments:
         exchange when it fails (StoreUnavailable is still raised: the caller counts it)."""
         local = self._local.pop(rid, None)
         if local is None:
+            self._settled_in_store(rid)
             try:
                 settled = self.store.settle(rid, charges, amounts)
             except StoreUnavailable:
@@ -161,16 +181,29 @@ class Allotments:
             allotment.spent += amount
             allotment.total += amount
             spent[charge.counter] = allotment.store_spent + allotment.spent
+            if self.live is not None:
+                self.live.counter(allotment.slot, allotment.spent, allotment.total)
         return spent
 
     async def _reserved_or_released(self, admission, rid: str, charges: list[Charge]) -> Admission:
         """A reserve that failed may have reached the store (Redis: its reply lost, the
         call refused): its reservation, if any, is released at a later exchange."""
         try:
-            return await admission
+            answer = await admission
         except StoreUnavailable:
+            self._settled_in_store(rid)
             self._settle_later(rid, charges, None)
             raise
+        if not answer.admitted:
+            self._settled_in_store(rid)
+        return answer
+
+    def _settled_in_store(self, rid: str) -> None:
+        """The call's reservation in the store is settled, refused or left to the kept
+        settles: no longer the live journal's to free."""
+        slot = self._in_store.pop(rid, None)
+        if slot is not None and self.live is not None:
+            self.live.settled(slot)
 
     async def _settled_or_kept(self, settled, rid: str, charges: list[Charge], amounts: list[float]):
         try:
@@ -203,6 +236,8 @@ class Allotments:
             amount = charge.reserve + charge.count_now
             allotment.spent += amount
             allotment.total += amount
+            if self.live is not None:
+                self.live.counter(allotment.slot, allotment.spent, allotment.total)
         if self._ticker is None:
             loop = _running_loop()
             if loop is not None:
@@ -211,9 +246,16 @@ class Allotments:
     def _counter(self, charge: Charge) -> Allotment:
         allotment = self._counters.get(charge.counter)
         if allotment is None:
-            total = self._totals.get(charge.counter, (0.0, 0.0))[0]
-            allotment = self._counters[charge.counter] = Allotment(
-                charge.counter, charge.limit.limit, charge.window_end, total)
+            allotment = self._new_counter(charge)
+        return allotment
+
+    def _new_counter(self, charge: Charge) -> Allotment:
+        total = self._totals.get(charge.counter, (0.0, 0.0))[0]
+        allotment = self._counters[charge.counter] = Allotment(
+            charge.counter, charge.limit.limit, charge.window_end, total)
+        if self.live is not None:
+            allotment.slot = self.live.add_counter(charge.counter, charge.limit.limit, charge.window_end)
+            self.live.counter(allotment.slot, 0.0, total)
         return allotment
 
     def _start_ticker(self, loop) -> None:
@@ -275,6 +317,9 @@ class Allotments:
             Journal.let_go(orphan)
         self._orphans = []
         if not self._counters and self._exchange_task is None:
+            if self._journal is not None:        # nothing left to write: no file stays
+                self._journal.close()
+                self.live = None
             return self.store.close()
         return self._hand_back_and_close()
 
@@ -315,9 +360,7 @@ class Allotments:
         for charge in charges:
             allotment = self._counters.get(charge.counter)
             if allotment is None:
-                total = self._totals.get(charge.counter, (0.0, 0.0))[0]
-                allotment = Allotment(charge.counter, charge.limit.limit, charge.window_end, total)
-                self._counters[charge.counter] = allotment
+                allotment = self._new_counter(charge)
                 now_needed = True
             elif allotment.granted > 0:
                 now_needed = True
@@ -351,7 +394,7 @@ class Allotments:
 
     async def adopt_orphans(self) -> None:
         """Writes what gone workers of this store left in their journals (journal.py)."""
-        await adopt_orphans(self._journal, self._orphans, self.store, self._lease)
+        await adopt_orphans(self._journal, self._orphans, self.store, self._lease, self._on_lost_calls)
 
     async def _exchange(self, final: bool = False) -> None:
         """One round trip for every counter: report the spend, keep what calls in flight
@@ -388,6 +431,7 @@ class Allotments:
                 self._journal.write(waiting(self._counters.values(), self._settles))
                 if final:
                     self._journal.release()
+                    self.live = None
             return
         finally:
             for allotment in due:
@@ -398,8 +442,11 @@ class Allotments:
             self._journal.clear()
             if final:
                 self._journal.close()
+                self.live = None
         for allotment, item, answer, sized in zip(due, items, granted, calls_sized):
             allotment.spent -= item.spent          # settled meanwhile: for the next exchange
+            if self.live is not None:
+                self.live.counter(allotment.slot, allotment.spent, allotment.total)
             allotment.granted, allotment.room = answer.granted, answer.room
             allotment.store_spent = answer.spent
             # Calls that came during the exchange (to the store) size the next one.
@@ -410,6 +457,8 @@ class Allotments:
             if not answer.granted and not allotment.flying and not allotment.spent \
                     and allotment.counter not in self._settles.by_counter:
                 del self._counters[allotment.counter]
+                if self.live is not None:
+                    self.live.drop_counter(allotment.slot)
         self._forget_closed_windows(now)
 
     def _forget_closed_windows(self, now: float) -> None:

@@ -16,7 +16,7 @@ import logging
 import time
 
 from .base import Exchange, StoreUnavailable, maybe_await
-from .journal import Journal, Orphan
+from .journal import Journal, Orphan, calls_logged
 
 log = logging.getLogger("extproc.allotments")
 
@@ -67,10 +67,22 @@ class PendingSettles:
             self._dropped = 0
 
 
-async def adopt_orphans(journal: Journal, orphans: list[Orphan], store, lease_s: float) -> None:
+async def adopt_orphans(journal: Journal, orphans: list[Orphan], store, lease_s: float,
+                        on_lost_calls=None, now: bool = False) -> None:
     """Writes the journals of gone holders of this store, in their names (so what one of
-    them had already written is not added again); `orphans`: those taken, kept until written."""
-    orphans += journal.orphans({orphan.holder for orphan in orphans})
+    them had already written is not added again); `orphans`: those taken, kept until written.
+    The calls a gone holder had in flight go to `on_lost_calls(calls)` first, once."""
+    orphans += journal.orphans({orphan.holder for orphan in orphans}, now)
+    await write_orphans(orphans, store, lease_s, on_lost_calls)
+
+
+async def write_orphans(orphans: list[Orphan], store, lease_s: float, on_lost_calls=None) -> None:
+    """Logs the taken holders' lost calls, then writes their spend (hands their allotments
+    back); those the store did not take stay in `orphans`, for the next try."""
+    for orphan in orphans:
+        if orphan.lost_calls and on_lost_calls is not None:
+            on_lost_calls(orphan.lost_calls)
+            calls_logged(orphan)
     for orphan in list(orphans):
         now = time.time()
         try:
@@ -79,8 +91,8 @@ async def adopt_orphans(journal: Journal, orphans: list[Orphan], store, lease_s:
             return                      # the next tick
         orphans.remove(orphan)
         Journal.adopted(orphan)
-        log.warning("the spend a gone worker (%s) could not write is now in the budget store "
-                    "(%d counters)", orphan.holder, len(orphan.items))
+        log.warning("the spend a gone worker (%s) had not written is now in the budget store, "
+                    "its allotments handed back (%d counters)", orphan.holder, len(orphan.items))
 
 
 def waiting(counters, pending: PendingSettles) -> list[Exchange]:

@@ -1,0 +1,76 @@
+"""What a worker killed outright left behind: a log line for each call it had in flight,
+and its spend and allotments brought to the store in its name (store/journal.py,
+store/live_journal.py).
+
+The supervisor takes a dead worker's journal as soon as it sees the death (in a thread:
+its loop keeps its 50 ms tick); the workers' own scan (every 10 s) takes any it could
+not write (the store down), and any left by a gateway that stopped without a supervisor.
+The journal's lock decides who takes it, so each line is written once and the spend
+added once.
+
+A lost call's line says the gateway failed it (`outcome: error`, `error_code:
+gateway_error`, `worker_lost: true`): Envoy answered its caller 500, or cut its stream
+where it stood. It is charged nothing (the worker that knew what reached the caller is
+gone) and its reservation is freed with the worker's allotment.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import threading
+import time
+
+import orjson
+
+from ..store import open_store, state_dir
+from ..store.base import maybe_await
+from ..store.journal import Journal, gone_holders, store_digest
+from ..store.limits import StoreSettings
+from ..store.pending import write_orphans
+
+log = logging.getLogger("extproc.lost_calls")
+
+
+def log_lost_calls(calls: list[tuple[dict, float]]) -> None:
+    """One JSON line per call on the service's stdout (descriptor 1, the workers' too)."""
+    now = time.time()
+    lines = []
+    for identity, started in calls:
+        record = {"ts": now, **identity, "status": 500, "outcome": "error", "error_code": "gateway_error",
+                  "input_tokens": 0, "output_tokens": 0, "cached_tokens": 0, "reasoning_tokens": 0,
+                  "usage_estimated": False, "cost_usd": 0.0, "latency_ms": round((now - started) * 1000, 3),
+                  "ttft_ms": None, "attempts": 1, "worker_lost": True}
+        record.setdefault("config_version", "")
+        lines.append(orjson.dumps(record, option=orjson.OPT_APPEND_NEWLINE))
+    if lines:
+        os.write(1, b"".join(lines))
+        log.warning("%d calls were in flight on a worker that died: logged as the gateway's failure", len(lines))
+
+
+def take_dead_workers_journals(settings: StoreSettings) -> threading.Thread | None:
+    """In a thread: logs the calls of every dead worker's journal of this store and writes
+    its spend (its allotments handed back). None without a state directory."""
+    directory = state_dir(settings)
+    if directory is None:
+        return None
+    thread = threading.Thread(target=lambda: asyncio.run(_take(settings, directory)),
+                              name="dead-worker-journals", daemon=True)
+    thread.start()
+    return thread
+
+
+async def _take(settings: StoreSettings, directory: str) -> None:
+    orphans = gone_holders(directory, store_digest(settings.url or settings.path or ""), set())
+    if not orphans:
+        return
+    store = open_store(settings)
+    try:
+        await write_orphans(orphans, store, settings.lease_seconds, log_lost_calls)
+    except Exception:                  # the workers' own scan tries again
+        log.exception("a dead worker's journal could not be written")
+    finally:
+        for orphan in orphans:         # (not written: the store down) for a worker's scan
+            Journal.let_go(orphan)
+        await maybe_await(store.close())
