@@ -13,6 +13,9 @@
       - {name: injection, type: prompt_injection, action: block, directions: [request]}
       - {name: contacts, type: pii, action: redact, entities: [email, phone], where: [user, tool_results]}
                                     # where: the parts of a request a text rule reads (all by default)
+                                    # code_aware (pii, default true): in tool results and fenced blocks,
+                                    # authors' addresses and numbers that are ids, hashes or versions
+                                    # are not PII (guardrails/code_aware.py)
       - {name: words, type: banned, action: block, words: [...], patterns: [...]}
       - {name: tools, type: tools, action: remove, allow: [get_weather]}
       - {name: caps, type: caps, max_prompt_tokens: 8000, max_tokens: 4096, max_messages: 200}
@@ -55,6 +58,8 @@ class Guardrail:
     allow: frozenset[str] | None = None  # tools
     # The parts of a request it reads (dialects/request_parts.py); None: all of them.
     where: frozenset[str] | None = None
+    # pii: tool results and fenced blocks read as code (guardrails/code_aware.py).
+    code_aware: bool = False
     caps: Caps | None = None
     # What the findings depend on (type and rules, and the detectors' version): known
     # findings (known.py) are keyed by it, so other rules never meet them.
@@ -172,7 +177,7 @@ def parse_guardrails(node: Node) -> GuardrailSettings:
 def _rule(item: Node) -> Guardrail | None:
     kind = item.get("type").choice(TYPES, "pii")
     common = ("name", "type", "action", "directions", "fail_mode", "where")
-    extra = {"pii": ("entities", "allow"), "prompt_injection": (), "banned": ("words", "patterns", "allow"),
+    extra = {"pii": ("entities", "allow", "code_aware"), "prompt_injection": (), "banned": ("words", "patterns", "allow"),
              "tools": ("allow",), "caps": ("max_prompt_tokens", "max_tokens", "max_messages"),
              "plugin": ("address", "timeout_ms")}[kind]
     item.only_keys(*common, *extra)
@@ -199,6 +204,7 @@ def _rule(item: Node) -> Guardrail | None:
             if not item.get("entities").missing else ENTITIES
         if _make_detectors.get():
             guardrail["detector"] = _pii_detector(entities)
+        guardrail["code_aware"] = item.get("code_aware").bool(True)
     elif kind == "prompt_injection":
         if _make_detectors.get():
             guardrail["detector"] = _injection_detector()

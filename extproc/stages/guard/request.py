@@ -9,7 +9,8 @@ from __future__ import annotations
 import logging
 import time
 
-from ...guardrails import redact
+from ...dialects.request_parts import TOOL_RESULTS
+from ...guardrails import code_aware, redact
 from ...guardrails.config import Guardrail
 from ...guardrails.embedded_text import UnreadableText
 from ...guardrails.joined import Conversation, find_in_texts
@@ -53,10 +54,14 @@ def check_texts(call: Call, guardrail: Guardrail, slots: list, direction: str,
     texts = lookup.texts if lookup is not None else [container[key] for container, key in slots]
     if guardrail.digest:            # the texts earlier checks read get their findings again
         # A redacting rule's detector finds every value; a blocking one may stop at its first.
+        # (code-aware: a blocking rule's first finding may be an author's address in code)
         found = (lookup or Lookup(guardrail.digest, texts)).find(
-            guardrail.detector, complete=guardrail.action == "redact")
+            guardrail.detector, complete=guardrail.action == "redact" or guardrail.code_aware)
     else:
         found = find_in_texts(guardrail.detector, conversation_of(call, texts))
+    if guardrail.code_aware and direction == "request" and any(found):     # answers: as streams read them
+        found = [code_aware.kept(text, findings, part_of is not None and part_of(index) == TOOL_RESULTS)
+                 if findings else findings for index, (text, findings) in enumerate(zip(texts, found))]
     hits = any(found)
     changed = False
     if hits and guardrail.action == "redact":

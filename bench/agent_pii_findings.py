@@ -1,0 +1,145 @@
+"""PII findings per 1,000 agent calls on this repository's own code: the quickstart's `pii`
+rule with and without `code_aware`, and its old default (every part, code read as prose).
+
+Each call carries one new tool result as the agent's tool writes it, over this repository's
+tracked files (what an agent working on it reads):
+
+    claude-code   Read (`     N→line`, 2,000 lines at most), Grep (`path:N:line`, 50 hits),
+                  Bash `git log -n 20 --format=full` (authors and trailers)
+    codex         shell output as Codex sends it back (`Exit code: 0 ... Output:`): `sed -n`
+                  of a file, `rg -n`, `git log`
+
+and the agent's own first request (tests/agent_requests/: system prompt and tools), read by
+the rule as it is scoped. Run: .venv/bin/python bench/agent_pii_findings.py
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from extproc.guardrails import code_aware  # noqa: E402
+from extproc.guardrails.config import parse_guardrails  # noqa: E402
+from extproc.yamltree import Node, Problems  # noqa: E402
+
+ALLOW = ["noreply@anthropic.com", "*@users.noreply.github.com"]
+
+
+def _rule(**fields):
+    problems = Problems("bench")
+    rule = parse_guardrails(Node({"rules": [{"name": "pii", "type": "pii", "action": "redact", **fields}]},
+                                 "guardrails", problems)).default[0]
+    problems.raise_if_any()
+    return rule
+
+
+def _files() -> list[Path]:
+    listed = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True, check=True).stdout
+    chosen = []
+    for name in listed.split():
+        path = ROOT / name
+        if path.suffix in (".py", ".md", ".yaml", ".yml", ".toml", ".json", ".sh", ".txt", ".tsv", ".proto", ".js",
+                           ".html", ".css", ".cfg", ".ini") and path.is_file() and path.stat().st_size < 400_000:
+            chosen.append(path)
+    return chosen
+
+
+def _read(path: Path) -> str:
+    lines = path.read_text(errors="replace").splitlines()[:2000]
+    return "\n".join(f"{n:>6}→{line}" for n, line in enumerate(lines, 1))
+
+
+def _grep(word: str) -> str:
+    done = subprocess.run(["git", "grep", "-n", "-I", word], cwd=ROOT, capture_output=True, text=True)
+    return "\n".join(done.stdout.splitlines()[:50])
+
+
+def _git_log(skip: int) -> str:
+    return subprocess.run(["git", "log", "-n", "20", f"--skip={skip}", "--format=full"], cwd=ROOT,
+                          capture_output=True, text=True).stdout
+
+
+def tool_results(agent: str) -> list[str]:
+    words = ["email", "card", "import", "def ", "guardrail", "token", "key", "version", "sha256", "author"]
+    files = _files()
+    if agent == "claude-code":
+        results = [_read(path) for path in files]
+        results += [_grep(word) for word in words]
+        results += [_git_log(skip) for skip in range(0, 400, 20)]
+    else:
+        def shell(output: str) -> str:
+            return f"Exit code: 0\nWall time: 0.1 seconds\nOutput:\n{output}"
+        results = [shell(path.read_text(errors="replace")[:20_000]) for path in files]
+        results += [shell(_grep(word)) for word in words]
+        results += [shell(_git_log(skip)) for skip in range(0, 400, 20)]
+    return results
+
+
+def own_parts(agent: str) -> list[str]:
+    """The strings of the agent's system prompt, instructions and tool definitions."""
+    body = json.loads((ROOT / "tests" / "agent_requests" / f"{agent}-1.json").read_text())["body"]
+    parts = [body.get("system"), body.get("instructions"), body.get("tools"),
+             [i for i in body.get("input", []) if isinstance(i, dict) and i.get("role") in ("developer", "system")]]
+    texts: list[str] = []
+
+    def walk(value):
+        if isinstance(value, str):
+            texts.append(value)
+        elif isinstance(value, dict):
+            for key, item in value.items():
+                texts.append(key)
+                walk(item)
+        elif isinstance(value, list):
+            for item in value:
+                walk(item)
+    walk(parts)
+    return texts
+
+
+def count(rule, texts: list[str], all_code: bool) -> tuple[int, dict[str, int]]:
+    total, kinds = 0, {}
+    for text in texts:
+        findings = rule.detector.find(text)
+        if rule.code_aware:
+            findings = code_aware.kept(text, findings, all_code)
+        total += len(findings)
+        for finding in findings:
+            kinds[finding.label.lower()] = kinds.get(finding.label.lower(), 0) + 1
+    return total, kinds
+
+
+def main() -> None:
+    old = _rule(entities=["email", "card", "ssn", "iban", "secret"], allow=ALLOW, code_aware=False)
+    scoped = _rule(entities=["email", "card", "ssn", "iban"], allow=ALLOW, code_aware=False)
+    aware = _rule(entities=["email", "card", "ssn", "iban"], allow=ALLOW)
+    secrets = _rule(entities=["secret"], code_aware=False)
+    print("| agent | calls | old default (every part, no code_aware) | pii on tool results, code_aware off | "
+          "code_aware on | secrets (everywhere) | system prompt + tools: old | now |")
+    print("|---|---|---|---|---|---|---|---|")
+    for agent in ("claude-code", "codex"):
+        results = tool_results(agent)
+        calls = len(results)
+        per = 1000 / calls
+        before, before_kinds = count(old, results, True)
+        off, _ = count(scoped, results, True)
+        on, on_kinds = count(aware, results, True)
+        keys, _ = count(secrets, results, True)
+        own = own_parts(agent)
+        own_old, _ = count(old, own, False)
+        own_now = count(secrets, own, False)[0]       # the quickstart reads them for secrets alone
+        print(f"| {agent} | {calls} | {before * per:.0f} {before_kinds} | {off * per:.0f} | {on * per:.0f} {on_kinds} "
+              f"| {keys * per:.0f} | {own_old} | {own_now} |")
+    if os.environ.get("SHOW"):
+        for text in tool_results(os.environ["SHOW"]):
+            for f in code_aware.kept(text, aware.detector.find(text), True):
+                print(f.label, repr(text[max(0, f.start - 60):f.end + 20]))
+
+
+if __name__ == "__main__":
+    main()
