@@ -165,14 +165,17 @@ class Allotments:
         exchange when it fails (StoreUnavailable is still raised: the caller counts it)."""
         local = self._local.pop(rid, None)
         if local is None:
-            self._settled_in_store(rid)
+            # (Its slot in the live journal goes once the store answered: a worker killed
+            # while the settle is on its way leaves the reservation for its taker to free.)
             try:
                 settled = self.store.settle(rid, charges, amounts)
             except StoreUnavailable:
+                self._settled_in_store(rid)
                 self._settle_later(rid, charges, amounts)
                 raise
             if inspect.isawaitable(settled):
                 return self._settled_or_kept(settled, rid, charges, amounts)
+            self._settled_in_store(rid)
             return settled
         spent = {}
         for (allotment, reserve), charge, amount in zip(local, charges, amounts):
@@ -211,6 +214,8 @@ class Allotments:
         except StoreUnavailable:
             self._settle_later(rid, charges, amounts)
             raise
+        finally:
+            self._settled_in_store(rid)
 
     def _settle_later(self, rid: str, charges: list[Charge], amounts: list[float] | None) -> None:
         """Kept for the next exchanges; `amounts` None: a reserve that failed (released if
