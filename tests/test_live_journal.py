@@ -38,6 +38,8 @@ def test_a_killed_workers_spend_calls_and_holds_are_taken_once(open_store, tmp_p
         worker.live.call_started({"request_id": "lost-1", "key_id": "alice", "config_version": "v"})
         done = worker.live.call_started({"request_id": "done-1"})
         worker.live.call_ended(done)
+        answered = worker.live.call_started({"request_id": "answered-1"})
+        worker.live.call_answered(answered, 200, "ok")          # killed in its bookkeeping
         assert (await row(store, "b")).held > 10**6
         worker._ticker and worker._ticker.cancel()
         worker._journal.release()                            # killed: its lock goes, its files stay
@@ -49,7 +51,8 @@ def test_a_killed_workers_spend_calls_and_holds_are_taken_once(open_store, tmp_p
             await write_orphans(orphans, store, 900, lost.extend)
             for orphan in orphans:
                 Journal.let_go(orphan)
-        assert [identity["request_id"] for identity, _started in lost] == ["lost-1"]
+        assert sorted((identity["request_id"], identity.get("answered")) for identity, _started in lost) == [
+            ("answered-1", [200, "ok"]), ("lost-1", None)]
         budget_row = await row(store, "b")
         assert (budget_row.spent, budget_row.held) == (10.0, 0.0)     # r0 settled nothing: 7 + 3
         assert (await row(store, "meter:tokens")).spent == 7.0

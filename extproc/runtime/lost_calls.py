@@ -10,8 +10,9 @@ added once.
 
 A lost call's line says the gateway failed it (`outcome: error`, `error_code:
 gateway_error`, `worker_lost: true`): Envoy answered its caller 500, or cut its stream
-where it stood. It is charged nothing (the worker that knew what reached the caller is
-gone) and its reservation is freed with the worker's allotment.
+where it stood; a call whose answer was out when the worker died (in its bookkeeping)
+keeps the status and outcome its caller got. It is charged nothing (its settle died with
+the worker) and its reservation is freed with the worker's allotment.
 """
 
 from __future__ import annotations
@@ -38,7 +39,11 @@ def log_lost_calls(calls: list[tuple[dict, float]]) -> None:
     now = time.time()
     lines = []
     for identity, started in calls:
-        record = {"ts": now, **identity, "status": 500, "outcome": "error", "error_code": "gateway_error",
+        # Its answer out (the worker died in its bookkeeping): what the caller got; else
+        # Envoy's 500 (a stream under way was cut where it stood).
+        status, outcome = identity.pop("answered", None) or (500, "error")
+        record = {"ts": now, **identity, "status": status, "outcome": outcome,
+                  "error_code": "gateway_error" if outcome == "error" else None,
                   "input_tokens": 0, "output_tokens": 0, "cached_tokens": 0, "reasoning_tokens": 0,
                   "usage_estimated": False, "cost_usd": 0.0, "latency_ms": round((now - started) * 1000, 3),
                   "ttft_ms": None, "attempts": 1, "worker_lost": True}

@@ -37,7 +37,7 @@ from .mcp.trace import McpSpan
 from .accounting.cost import CallCost
 from .accounting.cut_stream import CutStream
 from .accounting.delivered import DeliveredOnly
-from .accounting.in_flight import CallsInFlight
+from .accounting.in_flight import CallAnswered, CallsInFlight
 from .accounting.record import Record
 from .accounting.trace import CallSpan
 from .accounting.usage import ResponseUsage
@@ -90,6 +90,7 @@ def build_pipeline(config: GatewayConfig, store=None, cut_streams: WorkerCutStre
         *([RunToolAnswer()] if store is not None and config.mcp.taint.model_tools else []),   # after TranslateAnswer
         GuardResponse(),
         *([CallSpan()] if config.observability.tracing is not None else []),   # done after CallCost's
+        *([CallAnswered(store)] if store is not None else []),   # done: the answer is final, not yet settled
         *([BudgetSettle(store)] if budgets else []),   # ...which settling needs
         *([RunSettle(store, worker_run_log(), config.runs)] if budgets else []),   # after CallCost: the cost
         *([SessionSettle(store)] if caps and config.caps.session and store is not None else []),

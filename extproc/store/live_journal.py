@@ -7,7 +7,8 @@ kernel keeps a killed process's pages):
     that succeeded and the running total (allotments.py updates them at each reserve,
     settle and meter add, a few hundred nanoseconds each);
   - its calls in flight: each call's identity for the log line (id, key, model, when it
-    started), put at the call's start and cleared at its end;
+    started), put at the call's start, its status and outcome noted once its answer is
+    out (before its bookkeeping: settle, meters, log line), cleared at its end;
   - the reservations its calls hold in the store itself (those its allotments did not
     cover): the reservation's id and counters, put before the store's reserve and
     cleared once it is settled.
@@ -36,7 +37,10 @@ RESERVATION_SLOTS = 1024
 _HEADER = struct.Struct("<8s64s16sI")            # magic, holder, store digest, pid
 _COUNTER = struct.Struct(f"<H{COUNTER_NAME_BYTES}sdd")   # name length, name, limit, window end
 _NUMBERS = struct.Struct("<dd")                  # spent since the last exchange, total
-_CALL = struct.Struct("<Hd")                     # identity length (0: free), started (epoch s)
+# identity length (0: free), started (epoch s), status and outcome once answered (0: not yet)
+_CALL = struct.Struct("<HdH16s")
+_ANSWERED = struct.Struct("<H16s")
+_ANSWERED_AT = 10
 _HEADER_BYTES = 128
 _COUNTER_BYTES = _COUNTER.size + _NUMBERS.size
 _COUNTERS_AT = _HEADER_BYTES
@@ -98,8 +102,15 @@ class LiveJournal:
         slot = self._free_calls.pop()
         at = _CALLS_AT + slot * CALL_BYTES
         self._map[at + _CALL.size:at + _CALL.size + len(body)] = body
-        _CALL.pack_into(self._map, at, len(body), time.time())
+        _CALL.pack_into(self._map, at, len(body), time.time(), 0, b"")
         return slot
+
+    def call_answered(self, slot: int, status: int, outcome: str) -> None:
+        """The call's answer is out: what its caller got, should the worker die before its
+        log line."""
+        if slot >= 0:
+            _ANSWERED.pack_into(self._map, _CALLS_AT + slot * CALL_BYTES + _ANSWERED_AT,
+                                min(max(status, 0), 65535), outcome.encode()[:16])
 
     def call_ended(self, slot: int) -> None:
         if slot >= 0:
@@ -117,7 +128,7 @@ class LiveJournal:
         slot = self._free_reservations.pop()
         at = _RESERVATIONS_AT + slot * CALL_BYTES
         self._map[at + _CALL.size:at + _CALL.size + len(body)] = body
-        _CALL.pack_into(self._map, at, len(body), time.time())
+        _CALL.pack_into(self._map, at, len(body), time.time(), 0, b"")
         return slot
 
     def settled(self, slot: int) -> None:
@@ -137,8 +148,9 @@ class LiveJournal:
 def read_live(path: str) -> tuple[str, str, list[tuple[str, float, float, float, float]],
                                   list[tuple[dict, float]], list[tuple[str, list]]]:
     """A gone worker's file: its holder, store digest, counters (name, limit, window end,
-    spent, total), calls in flight (identity, started) and reservations in the store (id,
-    [(counter, limit, window end)]). ValueError when it is not one."""
+    spent, total), calls in flight (identity, started; with `answered`: [status, outcome]
+    when its answer was out) and reservations in the store (id, [(counter, limit, window
+    end)]). ValueError when it is not one."""
     with open(path, "rb") as file:
         data = file.read()
     if len(data) != SIZE:
@@ -162,12 +174,15 @@ def _blobs(data: bytes, start: int, slots: int) -> list[tuple]:
     found = []
     for slot in range(slots):
         at = start + slot * CALL_BYTES
-        length, started = _CALL.unpack_from(data, at)
+        length, started, status, outcome = _CALL.unpack_from(data, at)
         if length:
             try:
-                found.append((orjson.loads(data[at + _CALL.size:at + _CALL.size + length]), started))
+                blob = orjson.loads(data[at + _CALL.size:at + _CALL.size + length])
             except orjson.JSONDecodeError:
                 continue
+            if status and isinstance(blob, dict):
+                blob["answered"] = [status, outcome.rstrip(b"\0").decode(errors="replace")]
+            found.append((blob, started))
     return found
 
 

@@ -2,7 +2,8 @@
 worker killed outright still leaves a log line for each: its identity is put there when
 the request goes on to the provider and cleared once the call's log line is written.
 Whoever takes a killed worker's journal (the supervisor, at once) logs them
-(runtime/lost_calls.py). About 2 µs a call: one small JSON dump and two writes to a
+(runtime/lost_calls.py); what the caller got is noted once the answer is out
+(CallAnswered). About 2 µs a call: one small JSON dump and three writes to a
 memory-mapped file."""
 
 from __future__ import annotations
@@ -55,3 +56,21 @@ class CallsInFlight(Stage):
         if live is not None:
             live.call_ended(mark.slot)
         mark.slot = -1
+
+
+class CallAnswered(Stage):
+    """Notes in the live journal what the caller got (status, outcome) once the answer is
+    out and final, before the bookkeeping that follows (settle, meters, log line): a worker
+    killed meanwhile leaves a line that says so (runtime/lost_calls.py)."""
+    name = "call_answered"
+    reads = frozenset({"outcome", "status"})
+    writes: frozenset[str] = frozenset()
+
+    def __init__(self, store) -> None:
+        self.store = store
+
+    def done(self, call: Call) -> None:
+        mark = call.owned(InFlightSlot)
+        live = getattr(self.store, "live", None)
+        if mark is not None and mark.slot >= 0 and live is not None:
+            live.call_answered(mark.slot, call.status, call.outcome)
