@@ -134,7 +134,7 @@ def test_counts_and_token_sums_in_prometheus(observed):
     assert value(url, 'sum(gateway_requests_total{status="429"})') == 1
     assert value(url, 'sum(gateway_failovers_total{model="smart",backend="mock-backup"})') == 1
     assert value(url, 'sum(gateway_guardrail_verdicts_total{guardrail="prompt-injection",verdict="blocked"})') == 1
-    assert value(url, 'sum(gateway_guardrail_verdicts_total{guardrail="secrets",verdict="redacted"})') == 1
+    assert value(url, 'sum(gateway_guardrail_verdicts_total{guardrail="pii",verdict="redacted"})') == 1
     assert value(url, 'sum(gateway_tagged_requests_total{tag="agent",value="code-review"})') == 3
     assert value(url, 'sum(gateway_key_requests_total{key_id="bob"})') == 3
     # Output tokens: what the provider reported for every answered request, summed.
