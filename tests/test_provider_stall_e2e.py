@@ -1,9 +1,10 @@
-"""A provider that stalls mid-stream, through real Envoy: it sends a few events, then
+"""A provider that stalls, through real Envoy: mid-stream, it sends a few events, then
 nothing, its connection held open. Envoy's idle timeout ends the call (here shortened to
 IDLE_S; 300 s in the shipped config); the caller's stream is cut where it stood (Envoy
 cannot add an event to an answer already under way), the call is logged as the
 provider's cut with the 200 the caller got, and charged what reached the caller, to the
-token in the store."""
+token in the store. Before its answer, it sends nothing: the caller gets Envoy's 504 in its
+dialect, the call is the provider's cut, charged nothing."""
 
 from __future__ import annotations
 
@@ -73,3 +74,23 @@ def test_a_stream_the_provider_stalls_ends_at_the_idle_timeout_charged_what_reac
     charged = record["input_tokens"] + record["output_tokens"]
     budget, metered = spend(stack)
     assert (budget - before_budget, metered - before_metered) == (charged, charged), where
+
+
+def test_a_json_answer_the_provider_stalls_ends_at_the_idle_timeout_in_the_callers_dialect(stack):
+    """The provider sends nothing for longer than the idle timeout: the caller gets Envoy's
+    504 in its dialect, within the idle time; the call is the provider's cut, charged
+    nothing."""
+    request_id = "stalled-json"
+    before_budget, before_metered = spend(stack)
+    started = time.monotonic()
+    answer = httpx.post(f"{stack.base_url}/chat/completions", timeout=30, json={
+        "model": MODELS["passed"], "messages": [{"role": "user", "content": PROMPT}]},
+        headers={"authorization": f"Bearer {KEY}", "x-request-id": request_id,
+                 "x-mock-delay-ms": str(int(IDLE_S * 1000) + 3000)})
+    took = time.monotonic() - started
+    assert IDLE_S <= took < IDLE_S + 2.5, took
+    assert answer.status_code == 504 and answer.json()["error"]["code"] == "timeout", answer.text
+    record = records_by_request(stack, {request_id})[request_id]
+    assert (record["outcome"], record["status"], record["input_tokens"], record["output_tokens"]) == (
+        "provider_cut", 504, 0, 0), record
+    assert spend(stack) == (before_budget, before_metered)

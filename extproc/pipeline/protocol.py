@@ -65,6 +65,17 @@ def gateway_failed(details: str) -> bool:
     """Whether Envoy answered itself because the gateway's ext_proc service failed."""
     return details.startswith(_GATEWAY_FAILED_DETAILS)
 
+
+# Envoy's own reply because the provider sent nothing in time: the route's or the
+# connection manager's idle timeout (a provider that stalled), an attempt's.
+_PROVIDER_TIMED_OUT_DETAILS = frozenset({"stream_idle_timeout", "upstream_per_try_idle_timeout",
+                                         "upstream_per_try_timeout", "upstream_response_timeout"})
+
+
+def provider_timed_out(details: str) -> bool:
+    """Whether Envoy answered itself (504) because the provider sent nothing in time."""
+    return details in _PROVIDER_TIMED_OUT_DETAILS
+
 # Replies that change nothing are the common case; build them once.
 _EMPTY = {
     "request_headers": ProcessingResponse(request_headers=ep.HeadersResponse()),

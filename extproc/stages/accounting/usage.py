@@ -31,7 +31,7 @@ from ...dialects import codec_of
 from ...pipeline.call import Call
 from ...pipeline.outcomes import CANCELLED, ERROR, PROVIDER_CUT
 from ...pipeline.protocol import (ATTEMPT_COUNT_KEY, CODE_DETAILS_HEADER, RESPONSE_BUFFERED, RESPONSE_STREAMED,
-                                 gateway_failed)
+                                 gateway_failed, provider_timed_out)
 from ...pipeline.stage import Stage
 from ..attempt import backend_for
 from ..response_stream import stream_chunk
@@ -97,6 +97,8 @@ class ResponseUsage(Stage):
             # Envoy's own 500: the gateway's ext_proc service failed (an attempt's worker
             # unreachable or gone), no provider answered: the gateway's failure, no backend.
             call.backend, call.outcome, call.error_code = None, ERROR, GATEWAY_ERROR_CODE
+        elif provider_timed_out(headers.get(CODE_DETAILS_HEADER, "")):
+            call.outcome = PROVIDER_CUT         # Envoy's 504: the provider stalled, answered nothing
         if call.backend is not None:
             call.reply.set_headers["x-gateway-backend"] = call.backend.name
         if end_of_stream:
