@@ -224,6 +224,10 @@ def _listeners(config, envoy: dict) -> list[tuple[str, str]]:
         for listener in (config.mock_provider or {}).get(section) or ():
             if isinstance(listener, dict) and isinstance(listener.get("port"), int):
                 found.append((f"{what} {listener.get('name', '')}".strip(), f"127.0.0.1:{listener['port']}"))
+    for pool in (config.mock_provider or {}).get("vllm_pools") or ():    # replica i on port + i
+        if isinstance(pool, dict) and isinstance(pool.get("port"), int) and isinstance(pool.get("replicas"), int):
+            found.extend((f"the simulated vLLM replica {pool.get('name', '')}-{i}",
+                          f"{pool.get('host', '127.0.0.1')}:{pool['port'] + i}") for i in range(pool["replicas"]))
     if config.mcp.combined_profiles:
         found.append(("the MCP aggregator", config.mcp.aggregator.address))
     return found
@@ -318,7 +322,8 @@ def cmd_mock(args) -> int:
 
     from .mock.mcp_demo import mcp_listeners_from_config
     from .mock.server import Listener, listeners_from_config, serve
-    mcp_listeners = []
+    from .mock.vllm_pool import pools_from_config
+    mcp_listeners, pools = [], []
     if args.config:
         with open(args.config, encoding="utf-8") as handle:
             raw = safe_load(handle) or {}
@@ -326,15 +331,16 @@ def cmd_mock(args) -> int:
         spec = raw.get("mock_provider") or {}
         listeners = listeners_from_config(spec, args.fixtures)
         mcp_listeners = mcp_listeners_from_config(spec)     # the demo MCP server, same process
+        pools = pools_from_config(spec)                     # simulated vLLM replicas, same process
     else:
         listeners = [Listener(name="mock", port=args.port, host=args.host, api_key=args.api_key,
                               fixtures=args.fixtures)]
 
     async def serve_all() -> None:
         if not mcp_listeners:
-            return await serve(listeners)
+            return await serve(listeners, pools)
         from .mock.mcp_demo import serve_mcp
-        await asyncio.gather(serve(listeners), serve_mcp(mcp_listeners))
+        await asyncio.gather(serve(listeners, pools), serve_mcp(mcp_listeners))
     try:
         uvloop.run(serve_all())
     except KeyboardInterrupt:

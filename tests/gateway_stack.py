@@ -78,6 +78,24 @@ def free_port() -> int:
         return port
 
 
+def free_ports(count: int) -> int:
+    """The first of `count` consecutive free ports (a simulated vLLM pool's replicas listen
+    on its port + i)."""
+    while True:
+        first = free_port()
+        rest = range(first + 1, first + count)
+        if any(port in _handed_out for port in rest):
+            continue
+        try:
+            for port in rest:
+                with socket.socket() as sock:
+                    sock.bind(("127.0.0.1", port))
+        except OSError:
+            continue
+        _handed_out.update(rest)
+        return first
+
+
 def wait_for_port(port: int, timeout: float = 15, process: subprocess.Popen | None = None) -> None:
     """Until something listens on 127.0.0.1:port (a server a test started itself)."""
     deadline = time.monotonic() + timeout
@@ -145,6 +163,7 @@ class GatewayStack:
         self._records_lock = threading.Lock()      # log_records: tests read the log from threads
         self.mock_ports: dict[str, int] = {}       # the mock provider's listeners, by name
         self.mcp_ports: dict[str, int] = {}        # the demo MCP servers', by name
+        self.pool_ports: dict[str, int] = {}       # the simulated vLLM pools' first replica's, by name
 
     # --- configs --------------------------------------------------------------------
 
@@ -166,6 +185,11 @@ class GatewayStack:
             new_port = self.mcp_ports.setdefault(listener["name"], free_port())
             moved[listener["port"]] = new_port
             listener["port"] = new_port
+        for pool in config.get("mock_provider", {}).get("vllm_pools", []):     # replica i on port + i
+            if pool["name"] not in self.pool_ports:
+                self.pool_ports[pool["name"]] = free_ports(pool["replicas"])
+            moved.update({pool["port"] + i: self.pool_ports[pool["name"]] + i for i in range(pool["replicas"])})
+            pool["port"] = self.pool_ports[pool["name"]]
         for provider in [*config.get("providers", {}).values(),
                          *((config.get("mcp") or {}).get("servers") or {}).values()]:
             entra = (provider.get("auth") or {}).get("entra") if isinstance(provider.get("auth"), dict) else None
@@ -267,6 +291,10 @@ class GatewayStack:
 
     def mock_url(self, listener: str = "mock") -> str:
         return f"http://127.0.0.1:{self.mock_ports[listener]}"
+
+    def replica_url(self, pool: str, index: int) -> str:
+        """Replica `index` of a simulated vLLM pool of the mock."""
+        return f"http://127.0.0.1:{self.pool_ports[pool] + index}"
 
     def received(self, listener: str = "mock") -> list[dict]:
         return httpx.get(f"{self.mock_url(listener)}/_mock/requests").json()

@@ -29,7 +29,8 @@ MAX_OFFSET = 50000
 _LOOPBACK = re.compile(r"^(?P<head>(?:[a-z][a-z0-9+.-]*://)?(?:[^@/]*@)?(?:127\.0\.0\.1|localhost|\[::1\])):"
                        r"(?P<port>\d{1,5})(?P<tail>(?:[/?#].*)?)$", re.IGNORECASE | re.DOTALL)
 # Where a config holds bare port numbers (the mock's listeners).
-_PORT_LISTS = (("mock_provider", "listeners"), ("mock_provider", "mcp_listeners"))
+# (A simulated vLLM pool's replica i listens on its port + i: the pool's port moves, they follow.)
+_PORT_LISTS = (("mock_provider", "listeners"), ("mock_provider", "mcp_listeners"), ("mock_provider", "vllm_pools"))
 
 
 def port_offset() -> int:

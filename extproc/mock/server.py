@@ -164,12 +164,15 @@ def build_app(listener: Listener) -> web.Application:
     return app
 
 
-async def serve(listeners: list[Listener]) -> None:
-    """Serve every listener until cancelled."""
+async def serve(listeners: list[Listener], pools: list | None = None) -> None:
+    """Serve every listener, and every simulated vLLM pool (vllm_pool.py), until cancelled."""
     # Warm what nearly every call counts with, so the first one does not pay the load (~0.8 s
     # of CPU); cl100k_base (embeddings, older models) loads when first asked for, as a stack
     # that never serves one need not spend ~0.4 s on it.
     get_encoding("o200k_base")
+    pools = list(pools or ())
+    for pool in pools:          # before the listeners: a caller waiting for those finds these up
+        await pool.start()
     runners = []
     for listener in listeners:
         runner = web.AppRunner(build_app(listener), access_log=None)
@@ -181,3 +184,5 @@ async def serve(listeners: list[Listener]) -> None:
     finally:
         for runner in runners:
             await runner.cleanup()
+        for pool in pools:
+            await pool.stop()
