@@ -188,6 +188,9 @@ def _take(path: str, store: str, known: set[str]) -> Orphan | None:
         return None
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)      # held: its owner lives
+        if not (os.path.exists(path) or os.path.exists(stem + ".live")):
+            _unlink(stem + ".lock")                         # taken meanwhile: no lock file left
+            raise ValueError("taken")
         holder, items, calls = "", {}, []
         if os.path.exists(path):
             with open(path) as file:
