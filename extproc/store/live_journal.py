@@ -41,6 +41,8 @@ _NUMBERS = struct.Struct("<dd")                  # spent since the last exchange
 _CALL = struct.Struct("<HdH16s")
 _ANSWERED = struct.Struct("<H16s")
 _ANSWERED_AT = 10
+_OUTCOMES = {name: name.encode() for name in (
+    "ok", "upstream_error", "refused", "error", "gateway_timeout", "provider_cut", "cancelled")}
 _HEADER_BYTES = 128
 _COUNTER_BYTES = _COUNTER.size + _NUMBERS.size
 _COUNTERS_AT = _HEADER_BYTES
@@ -109,8 +111,8 @@ class LiveJournal:
         """The call's answer is out: what its caller got, should the worker die before its
         log line."""
         if slot >= 0:
-            _ANSWERED.pack_into(self._map, _CALLS_AT + slot * CALL_BYTES + _ANSWERED_AT,
-                                min(max(status, 0), 65535), outcome.encode()[:16])
+            _ANSWERED.pack_into(self._map, _CALLS_AT + slot * CALL_BYTES + _ANSWERED_AT, status & 0xFFFF,
+                                _OUTCOMES.get(outcome) or outcome.encode()[:16])
 
     def call_ended(self, slot: int) -> None:
         if slot >= 0:
