@@ -120,12 +120,12 @@ def test_a_prompt_wholly_cached_still_computes_its_last_token():
 
 def test_requests_past_max_batch_wait_in_order():
     async def scenario():
-        engine = Engine(EngineSpec(max_batch=2, time_scale=FAST))
+        engine = Engine(EngineSpec(max_batch=2))           # real time: 12 ms steps
         engine.start()
-        seqs = [Sequence(32, block_hashes(prompt(32, 1000 * i), 16, None), 20, None) for i in range(5)]
+        seqs = [Sequence(32, block_hashes(prompt(32, 1000 * i), 16, None), 10, None) for i in range(5)]
         for seq in seqs:
             engine.submit(seq)
-        await asyncio.sleep(0.01)
+        await asyncio.sleep(0.005)                          # within the first step
         seen = (len(engine.running), len(engine.waiting))
         await finish_all(engine, seqs)
         await engine.stop()
@@ -154,7 +154,7 @@ def test_a_request_waits_while_the_kv_cache_cannot_hold_it():
 
 def test_ttft_grows_with_the_uncached_prompt_length():
     async def ttft(tokens: int) -> float:
-        engine = Engine(EngineSpec(time_scale=0.05))
+        engine = Engine(EngineSpec(time_scale=0.2))
         engine.start()
         seq = Sequence(tokens, block_hashes(prompt(tokens), 16, None), 1, None)
         engine.submit(seq)
@@ -162,8 +162,9 @@ def test_ttft_grows_with_the_uncached_prompt_length():
         await engine.stop()
         return engine.counters.ttft_sum
     short, long = run(ttft(100)), run(ttft(8000))
-    # Simulated seconds: 12 ms + 0.08 ms a token (100: ~20 ms; 8,000: ~652 ms).
-    assert 0.015 < short < 0.1 and 0.6 < long < 0.9
+    # Simulated seconds: 12 ms + 0.08 ms a token (100: ~20 ms; 8,000: ~652 ms); a busy host
+    # only makes them later.
+    assert short > 0.019 and long > 0.65 and long > 3 * short
 
 
 def test_a_bigger_batch_steps_slower_but_generates_more():
@@ -287,14 +288,17 @@ def test_metrics_parse_with_vllms_names_and_show_adapters_loaded(served):
 def test_queue_and_kv_use_show_in_metrics_under_load():
     async def scenario():
         [pool] = pools_from_config({"vllm_pools": [{"name": "busy", "port": free_ports(1), "replicas": 1,
-                                                    "max_batch": 2, "time_scale": 0.05}]})
+                                                    "max_batch": 2, "time_scale": FAST}]})
         replica = pool.replicas[0]
         await pool.start()
         async with httpx.AsyncClient(timeout=10) as client:
             calls = [asyncio.create_task(client.post(f"http://127.0.0.1:{pool.spec.port}/v1/completions",
-                                                     json={"prompt": f"request {i} " * 50, "max_tokens": 200}))
+                                                     json={"prompt": f"request {i} " * 50, "max_tokens": 1000}))
                      for i in range(5)]
-            await asyncio.sleep(0.1)
+            deadline = time.monotonic() + 5
+            while (len(replica.engine.running), len(replica.engine.waiting)) != (2, 3):   # all in
+                assert time.monotonic() < deadline
+                await asyncio.sleep(0.002)
             families = metric_samples(render(replica.engine, "m").decode())
             answers = await asyncio.gather(*calls)
         await pool.stop()
@@ -302,7 +306,7 @@ def test_queue_and_kv_use_show_in_metrics_under_load():
     families, answers = run(scenario())
     assert families["vllm:num_requests_running"][0].value == 2 and families["vllm:num_requests_waiting"][0].value == 3
     assert 0 < families["vllm:kv_cache_usage_perc"][0].value < 1
-    assert all(a.status_code == 200 and a.json()["usage"]["completion_tokens"] == 200 for a in answers)
+    assert all(a.status_code == 200 and a.json()["usage"]["completion_tokens"] == 1000 for a in answers)
 
 
 def test_metrics_faults_garbage_error_slow_and_hang(served):
@@ -329,7 +333,7 @@ def test_a_replica_down_refuses_drops_in_flight_and_comes_back_empty(served):
     url = served.url(1)
     body = chat("warm the cache")
     assert httpx.post(f"{url}/v1/chat/completions", json=body, timeout=5).status_code == 200
-    slow = {**body, "max_tokens": 4000}                  # ~4000 steps: in flight when the pod dies
+    slow = {**body, "max_tokens": 30000}                 # ~7 s of steps: in flight when the pod dies
     outcome = {}
 
     def call():

@@ -51,6 +51,7 @@ import time
 from collections import OrderedDict
 from dataclasses import dataclass, field, fields
 
+MAX_LAG_S = 0.05        # how far the engine may run behind its clock and catch up
 # vLLM's buckets for vllm:time_to_first_token_seconds.
 TTFT_BUCKETS = (0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5,
                 10.0, 20.0, 40.0, 80.0, 160.0, 640.0, 2560.0)
@@ -344,7 +345,11 @@ class Engine:
             prefill = sum(chunk for _, chunk in chunks)
             step_ms = (spec.decode_ms_per_step + spec.decode_ms_per_seq * len(decoding)
                        + spec.prefill_ms_per_token * prefill)
-            next_at = max(next_at, loop.time()) + step_ms * spec.time_scale / 1000
+            # Steps are laid end to end on the clock, so a late wake-up (the event loop's timers
+            # are ~1 ms coarse: a step at a small time_scale is shorter) is made up by the next
+            # steps rather than slowing the engine; a debt past MAX_LAG_S (a starved host) is dropped.
+            now = loop.time()
+            next_at = (now if next_at < now - MAX_LAG_S else next_at) + step_ms * spec.time_scale / 1000
             self._note_lora()
             await asyncio.sleep(max(0.0, next_at - loop.time()))
             self._apply_step(decoding, chunks)
