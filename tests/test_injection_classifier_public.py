@@ -44,7 +44,7 @@ def test_training_reads_the_train_split_and_code_as_benign_and_the_model_separat
     code = benign[len(BENIGN):]
     assert len(code) > 1000 and any("def " in text for text in code)
     assert public_corpora.code_windows()[:50] == code[:50]           # the same windows on every run
-    model = train(attacks, benign[:len(BENIGN)] + code[:300], n_features=1 << 16)
+    model = train(attacks, benign[:len(BENIGN)] + code[:60], n_features=1 << 16)
     model.save(tmp_path / "m.npz")
     again = Classifier.load(tmp_path / "m.npz")
     scores = again.scores(ATTACKS + BENIGN)
