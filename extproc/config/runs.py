@@ -2,6 +2,8 @@
 
     runs:
       ttl_hours: 24                  # a run's counters live this long after its first call
+      infer: true                    # calls of an agent that names no run: a run inferred from
+                                     # key, system prompt, first user turn and a growing history
       limits:                        # every entry that applies to a run counts it
       - name: alice-run
         scope: key                   # key | user | team | global, as budgets
@@ -72,6 +74,7 @@ class LoopSettings:
 @dataclass(frozen=True, slots=True)
 class RunSettings:
     ttl_seconds: float = 86_400.0
+    infer: bool = True           # a run inferred for an agent's calls that name none (stages/runs/unnamed.py)
     limits: tuple[RunLimit, ...] = ()
     loops: LoopSettings = LoopSettings()
 
@@ -84,7 +87,7 @@ class RunSettings:
 
 
 def parse_runs(node: Node) -> RunSettings:
-    node.only_keys("ttl_hours", "limits", "loops")
+    node.only_keys("ttl_hours", "infer", "limits", "loops")
     limits = []
     names: set[str] = set()
     for item in node.get("limits").elements():
@@ -118,6 +121,7 @@ def parse_runs(node: Node) -> RunSettings:
         clients[name] = value.number(integer=True, minimum=0)
     return RunSettings(
         ttl_seconds=node.get("ttl_hours").number(24, minimum=0.01) * 3600.0,
+        infer=node.get("infer").bool(True),
         limits=tuple(limits),
         loops=LoopSettings(max_repeats=loops.get("max_repeats").number(0, integer=True, minimum=0),
                            clients=clients))

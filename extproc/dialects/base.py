@@ -206,6 +206,15 @@ class Codec:
         results, each counted since the last user turn (tool_turns.py): loop stopping."""
         return []
 
+    def continued_response(self, body: dict) -> str | None:
+        """The id of the stored response a request continues (its run is that response's run)."""
+        return None
+
+    def conversation_start(self, body: dict) -> tuple[bytes, list] | None:
+        """(system prompt and first user turn as sent, the history) of a request, for runs
+        inferred without an id (conversation_start.py); None when it has no user turn."""
+        return None
+
     def final_usage(self, event: dict) -> dict | None:
         """The usage object of the event that carries a stream's final usage, else None."""
         return None

@@ -54,6 +54,7 @@ class Run(NamedTuple):
     name: str                 # the value as sent when short and plain, else "sha256:<16 hex>"
     source: str               # the header (or "body:<field>", MCP_SESSION_HEADER) that named it
     client: str               # "claude-code", "codex", ... or "" when not recognised
+    inferred: bool = False    # no id named it: the gateway inferred it (stages/runs/unnamed.py)
 
 
 def client_of(headers: dict[str, str]) -> Client:

@@ -77,7 +77,8 @@ def _one_call_keys(runs: list[dict]) -> list[str]:
 
 
 def _details(run: dict) -> str:
-    lines = [f"run {run['id']} ({run['name']}, from {run['source']}), key {run['key']} "
+    lines = [f"run {run['id']} ({run['name']}, from {run['source']}{', inferred' if run.get('inferred') else ''}), "
+             f"key {run['key']} "
              f"(user {run['user']}, team {run['team']}), client {run['client'] or '-'}",
              f"models {', '.join(run['models']) or '-'}; {run['model_calls']} model calls, {run['mcp_calls']} MCP "
              f"calls, {run['refused']} refused; {run['input_tokens']} in / {run['output_tokens']} out tokens, "

@@ -63,7 +63,7 @@ def build_pipeline(config: GatewayConfig, store=None, cut_streams: WorkerCutStre
         Admission(),
         OwnUsage(store),                     # GET /v1/gateway/usage: answered once the key is known
         ParseRequest(),
-        RecogniseRun(),                      # the agent run: from the key, headers and body
+        RecogniseRun(store, config.runs),    # the agent run: from the key, headers and body
         *([RunToolTaint(store)] if store is not None and config.mcp.taint.model_tools else []),   # its taint
         StoredResponses(store),              # routes a stored response's calls at their headers;
                                              # a `previous_response_id` must be the caller's (body)

@@ -131,7 +131,7 @@ class StoredResponses(Stage):
                                   "a response of yours with 'previous_response_id' instead.")
         previous = body.get("previous_response_id")
         if previous is not None:
-            owner = await _owner_record(self.store, previous)
+            owner = await continued_owner(self.store, call, previous)
             if owner.get("key") != call.key.id:
                 raise response_not_found(previous, "previous_response_id")
         references = referenced_items(body)
@@ -155,7 +155,7 @@ class RememberResponse(Stage):
     body chunk, or at the trailers of a stream Envoy passed through. A call that ends
     otherwise (the client gone mid-stream) is written once it is over."""
     name = "remember_response"
-    reads = frozenset({"backend", "endpoint", "key", "model", "response_id", "response_json", "status"})
+    reads = frozenset({"backend", "endpoint", "key", "model", "response_id", "response_json", "run", "status"})
 
     def __init__(self, store) -> None:
         self.store = store
@@ -179,7 +179,10 @@ class RememberResponse(Stage):
         if remembered.done:
             return
         remembered.done = True
-        owner = orjson.dumps({"backend": call.backend.name, "model": call.model.name, "key": call.key.id})
+        made = {"backend": call.backend.name, "model": call.model.name, "key": call.key.id}
+        if call.run is not None:        # a call that continues this response joins its run
+            made.update(run=call.run.id, run_name=call.run.name)
+        owner = orjson.dumps(made)
         try:
             await maybe_await(self.store.put_record(RECORD_KIND, str(response_id)[:256], owner.decode(),
                                                     time.time() + KEEP_SECONDS))
@@ -188,6 +191,25 @@ class RememberResponse(Stage):
                                                          time.time() + KEEP_SECONDS))
         except StoreUnavailable as error:
             log.error("budget store unavailable; response %s will not be found again: %s", response_id, error)
+
+
+class _ContinuedOwner:
+    """The owner record of the response a request continues, read once per call (the run's
+    recognition and the owner check both need it)."""
+    __slots__ = ("response_id", "owner")
+
+    def __init__(self) -> None:
+        self.response_id: object = None
+        self.owner: dict = {}
+
+
+async def continued_owner(store, call: Call, response_id: str) -> dict:
+    """Who made the stored response `response_id` that the call continues ({} if unknown)."""
+    found = call.own(_ContinuedOwner)
+    if found.response_id != response_id:
+        found.owner = await _owner_record(store, response_id)
+        found.response_id = response_id
+    return found.owner
 
 
 async def _owner_record(store, response_id: str) -> dict:

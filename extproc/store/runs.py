@@ -60,6 +60,7 @@ def merge(run: dict | None, entries: list[dict]) -> dict:
     first = entries[0]
     if run is None:
         run = {"id": first["run"], "name": first.get("run_name", ""), "source": first.get("run_source", ""),
+               "inferred": bool(first.get("run_inferred")),     # no id named it: stages/runs/unnamed.py
                "client": first.get("client", ""), "key": first.get("key_id", ""), "user": first.get("user", ""),
                "team": first.get("team", ""), "first_ts": first["ts"], "last_ts": first["ts"],
                "calls": 0, "mcp_calls": 0, "refused": 0, "input_tokens": 0, "output_tokens": 0, "cost_usd": 0.0,

@@ -14,7 +14,7 @@ import orjson
 from ...api import anthropic, anthropic_schema
 from ...api.provider_json import dumps
 from ...api.usage import Usage
-from .. import tool_turns
+from .. import conversation_start, tool_turns
 from . import messages_answer
 from . import messages_request
 from . import messages_stream
@@ -136,6 +136,9 @@ class Messages(Translating, Codec):
 
     def last_tool_calls(self, body: dict) -> list[tuple[str, str, int]]:
         return tool_turns.messages_last_tool_calls(body)
+
+    def conversation_start(self, body: dict) -> tuple[bytes, list] | None:
+        return conversation_start.messages_start(body)
 
     def final_usage(self, event: dict) -> dict | None:
         usage = event.get("usage") if event.get("type") == "message_delta" else None

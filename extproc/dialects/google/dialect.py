@@ -17,7 +17,7 @@ import orjson
 
 from ...api.openai import GEMINI_COUNT_KIND
 from ...api.usage import Usage
-from .. import tool_turns
+from .. import conversation_start, tool_turns
 from . import gemini_answer
 from . import gemini_request
 from . import gemini_schema
@@ -184,6 +184,9 @@ class GenerateContent(Translating, Codec):
 
     def last_tool_calls(self, body: dict) -> list[tuple[str, str, int]]:
         return tool_turns.gemini_last_tool_calls(body)
+
+    def conversation_start(self, body: dict) -> tuple[bytes, list] | None:
+        return conversation_start.gemini_start(body)
 
 
 class CountContentTokens(GenerateContent):

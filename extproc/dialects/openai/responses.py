@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any, Iterable, Iterator
 
 from ...api.provider_json import dumps
-from .. import tool_turns
+from .. import conversation_start, tool_turns
 from . import responses_answer
 from . import responses_request
 from . import responses_stream
@@ -63,6 +63,13 @@ class Responses(Translating, _OpenAICodec):
 
     def last_tool_calls(self, body: dict) -> list[tuple[str, str, int]]:
         return tool_turns.responses_last_tool_calls(body)
+
+    def continued_response(self, body: dict) -> str | None:
+        previous = body.get("previous_response_id")
+        return previous[:256] if isinstance(previous, str) and previous else None
+
+    def conversation_start(self, body: dict) -> tuple[bytes, list] | None:
+        return conversation_start.responses_start(body)
 
     def final_usage(self, event: dict) -> dict | None:
         if event.get("type") != "response.completed":

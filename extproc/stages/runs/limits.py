@@ -34,6 +34,7 @@ from ...runs.loops import MAX_COUNTED, NAME_CHARS
 from ...store import StoreUnavailable, maybe_await
 from ...store.limits import Charge, settled_amount, window_bounds
 from ...store.runs import RunLog
+from .unnamed import chained_run, inferred_run
 from ..accounting.cost import charged_cost, reservation_basis
 
 log = logging.getLogger("extproc.runs")
@@ -79,7 +80,7 @@ class RunHold:
 
 class RecogniseRun(Stage):
     name = "recognise_run"
-    reads = frozenset({"body", "headers", "key"})
+    reads = frozenset({"body", "endpoint", "headers", "key", "request_id"})
     writes = frozenset({"log_fields", "run"})
 
     @staticmethod
@@ -90,13 +91,27 @@ class RecogniseRun(Stage):
             if run is not None:
                 call.log_fields["run"] = run.id
 
+    def __init__(self, store=None, settings: RunSettings | None = None) -> None:
+        self.store = store
+        self.settings = settings or RunSettings()
+
     async def request_body(self, call: Call) -> None:
-        """Else from the body (Codex CLI's prompt_cache_key)."""
+        """Else from the body (Codex CLI's prompt_cache_key); else the stored response it
+        continues, or inferred from its conversation (unnamed.py)."""
         if call.key is None or call.run is not None:
             return
         run = call.run = recognise(call.key.id, call.headers, call.body)
+        if run is None and isinstance(call.body, dict) and call.endpoint.generates and self.store is not None:
+            try:
+                run = call.run = await chained_run(self.store, call) or (
+                    await inferred_run(self.store, call, self.settings.ttl_seconds)
+                    if self.settings.infer else None)
+            except StoreUnavailable as error:
+                log.error("store unavailable finding the run of a call that names none: %s", error)
         if run is not None:
             call.log_fields["run"] = run.id
+            if run.inferred:
+                call.log_fields["run_inferred"] = True
 
 
 class RunLimits(Stage):
@@ -286,6 +301,7 @@ class RunSettle(Stage):
         ended = call.ended_at or time.perf_counter()
         self.runs.add({
             "run": run.id, "run_name": run.name, "run_source": run.source, "client": run.client,
+            "run_inferred": run.inferred,
             "key_id": key.id if key else "", "user": key.user if key else "", "team": key.team if key else "",
             "ts": round(time.time() - (time.perf_counter() - call.started), 6),   # when it began
             "request_id": call.request_id,
