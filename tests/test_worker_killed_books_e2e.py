@@ -109,6 +109,13 @@ def test_a_killed_workers_calls_are_logged_and_its_spend_and_allotment_reach_the
     assert owed == sum(got.usage["total_tokens"] for got in results
                        if got.usage is not None and not records[got.request_id].get("worker_lost"))
 
+    # Counted in the metrics, as a worker counts a call (the supervisor, for a dead worker's).
+    failed = sum(1 for got in lost if records[got.request_id]["outcome"] == "error")
+    if failed:
+        text = stack.metrics("", timeout=0)
+        counted = sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+                      if line.startswith("gateway_call_outcomes_total{") and 'outcome="error"' in line)
+        assert counted >= failed, text[-2000:]
     # The dead worker's spend and allotment, at once (its lease would hold it 60 s).
     spent, held, metered_now = settled_books(stack, before + owed)
     assert (spent - before, metered_now - before) == (owed, owed)

@@ -25,6 +25,8 @@ import time
 
 import orjson
 
+from ..observability.settings import OVERFLOW
+from ..stages.accounting.in_flight import MODEL_LABEL
 from ..store import open_store, state_dir
 from ..store.base import maybe_await
 from ..store.journal import Journal, gone_holders, store_digest
@@ -35,10 +37,13 @@ log = logging.getLogger("extproc.lost_calls")
 
 
 def log_lost_calls(calls: list[tuple[dict, float]]) -> None:
-    """One JSON line per call on the service's stdout (descriptor 1, the workers' too)."""
+    """One JSON line per call on the service's stdout (descriptor 1, the workers' too),
+    counted in gateway_requests_total and gateway_call_outcomes_total."""
+    from ..observability import metrics     # here: after the supervisor set its multiprocess folder
     now = time.time()
     lines = []
     for identity, started in calls:
+        model = identity.pop(MODEL_LABEL, OVERFLOW)
         # Its answer out (the worker died in its bookkeeping): what the caller got; else
         # Envoy's 500 (a stream under way was cut where it stood).
         status, outcome = identity.pop("answered", None) or (500, "error")
@@ -49,6 +54,9 @@ def log_lost_calls(calls: list[tuple[dict, float]]) -> None:
                   "ttft_ms": None, "attempts": 1, "worker_lost": True}
         record.setdefault("config_version", "")
         lines.append(orjson.dumps(record, option=orjson.OPT_APPEND_NEWLINE))
+        metrics.child(metrics.requests, model, record.get("backend") or "", record.get("team") or "",
+                      str(status)).inc()
+        metrics.child(metrics.call_outcomes, model, outcome).inc()
     if lines:
         os.write(1, b"".join(lines))
         log.warning("%d calls were in flight on a worker that died: logged as the gateway's failure", len(lines))

@@ -8,10 +8,12 @@ memory-mapped file."""
 
 from __future__ import annotations
 
+from ...observability.settings import OVERFLOW
 from ...pipeline.call import Call
 from ...pipeline.stage import Stage
 
 MAX_LOGGED_CHARS = 256          # as the log line keeps a text the caller chose (record.py)
+MODEL_LABEL = "_model_label"    # (not on the log line: runtime/lost_calls.py takes it out)
 
 
 class InFlightSlot:
@@ -24,7 +26,7 @@ class InFlightSlot:
 
 class CallsInFlight(Stage):
     name = "calls_in_flight"
-    reads = frozenset({"backend", "endpoint", "key", "log_fields", "method", "model_name", "path",
+    reads = frozenset({"backend", "endpoint", "key", "log_fields", "method", "model", "model_name", "path",
                        "request_id", "stream", "tags"})
     writes: frozenset[str] = frozenset()
 
@@ -46,6 +48,9 @@ class CallsInFlight(Stage):
                     "config_version": call.config.version, **call.log_fields}
         if call.tags:
             identity["tags"] = call.tags
+        # Its model as a metric label, bounded as the log line's record does (record.py).
+        identity[MODEL_LABEL] = call.model.name if call.model is not None and \
+            call.model.name in call.config.models else OVERFLOW
         call.own(InFlightSlot).slot = live.call_started(identity)
 
     def done(self, call: Call) -> None:
