@@ -2,7 +2,7 @@
 
 A port offset moves by N every loopback port of the gateway's own listeners and its
 mocks' that a config names (the admin and console listeners, the mock provider's and demo
-MCP servers' listeners, providers' and MCP servers' loopback URLs, the aggregator's
+MCP servers' listeners and simulated vLLM replicas, providers' and MCP servers' loopback URLs, the aggregator's
 addresses, the cache's gateway URL; not a store's, a trace receiver's or an identity
 provider's), so a second quickstart with its
 own state dir runs beside the first. It is read from the environment (`LLMGW_PORT_OFFSET`,

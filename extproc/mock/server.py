@@ -82,6 +82,8 @@ Azure OpenAI with Entra ID:
                               the credentials each call must be signed with; by default
                               bedrock.py's demo ones, in us-east-1
 Every request is recorded per listener: GET /_mock/requests, DELETE to clear.
+Beside the listeners, `vllm_pools:` serves simulated vLLM replicas (vllm_pool.py: a KV
+cache with prefix caching, continuous batching and vLLM's /metrics, one port a replica).
 """
 
 from __future__ import annotations

@@ -29,19 +29,22 @@ What it models, as vLLM's V1 engine does it:
   all x `time_scale`.
 
 Calibration (Llama-3.1-8B-Instruct, BF16, one A100-80GB under vLLM; an H100 is ~2x faster):
-- prefill 0.08 ms a token (~12,500 tokens/s: 8B parameters are ~16 GFLOP a token, ~50% of
-  the A100's 312 TFLOPS);
-- decode 12 ms a step at batch 1 (memory bound: 16 GB of weights read per step at ~2 TB/s
-  is 8 ms, plus overheads), +0.12 ms per sequence in the batch: 15.8 ms at 32 (~2,000
-  tokens/s), 19.7 ms at 64 (~3,250 tokens/s), 42.7 ms at 256 (~6,000 tokens/s);
-Sources: Lambda Labs' vLLM benchmark of Llama 3.1 8B on A100/H100 (H100 ~2x A100's
-throughput); Ori's "Benchmarking Llama 3.1 8B Instruct on H100 and A100 with vLLM"
-(TTFT and inter-token latency at 1-64 concurrent requests); vLLM's v0.6.0 blog (Llama 8B
-on one H100: TPOT ~5x lower than v0.5.3); Red Hat's MLPerf Inference v5.1 vLLM result
-(Llama 3.1 8B FP8, 5,777 tokens/s offline on one H100). docs/configuration.md repeats them.
+- prefill 0.08 ms a token (~12,500 tokens/s: 8B parameters are ~16 GFLOP a token, at ~50%
+  of the A100's 312 TFLOPS);
+- decode 12 ms a step at batch 1 (memory bound: 16 GB of weights read at ~2 TB/s is 8 ms,
+  plus overheads), +0.12 ms per sequence in the batch: 15.8 ms at 32 (~2,000 tokens/s),
+  19.7 ms at 64 (~3,250 tokens/s), 42.7 ms at 256 (~6,000 tokens/s).
+Measured on this engine (1,000-token prompts, 200-token answers): one request, TTFT 105 ms
+and 80 tokens/s; 32 concurrent, ~1,100 output tokens/s; 256 concurrent, ~1,700
+(prefill-bound). Checked against published vLLM figures: Lambda Labs' vLLM benchmarks (H100
+~2x A100 on Llama 3.1 8B), vLLM's v0.6.0 performance post (Llama 8B on one H100), Red Hat's
+MLPerf Inference v5.1 result (Llama 3.1 8B FP8, one H100, 5,777 tokens/s offline) and a vLLM
+V1 Llama-3.1-8B run on an H200 MIG slice (~1,085 tokens/s at batch 16, where this gives
+~1,150). docs/configuration.md (`vllm_pools`) repeats them.
 - KV cache: 2048 blocks of 16 tokens (32,768 tokens) by default, far below an 80 GB GPU's
   ~400,000 tokens (128 KiB a token for Llama-3.1-8B), so a benchmark's prompts fill it and
-  eviction shows; `max_batch` 32 (vLLM's default is 256) so queues show at modest load.
+  eviction shows; `max_batch` 32 (vLLM's default max_num_seqs is 256) so queues show at
+  modest load.
 """
 
 from __future__ import annotations
