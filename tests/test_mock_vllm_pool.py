@@ -357,6 +357,15 @@ def test_a_replica_down_refuses_drops_in_flight_and_comes_back_empty(served):
     assert again.status_code == 200 and again.json()["usage"]["prompt_tokens_details"]["cached_tokens"] == 0
 
 
+def test_a_replica_down_for_a_while_comes_back_by_itself(served):
+    assert control(served, 2, {"down": True, "up_after_s": 0.2})["down"] is True
+    deadline = time.monotonic() + 5
+    while served.pool.replicas[2].down:
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    assert httpx.get(f"{served.url(2)}/health", timeout=2).status_code == 200
+
+
 def test_reset_empties_the_cache_and_the_counters(served):
     url = served.url(0)
     body = chat("reset me")

@@ -28,7 +28,8 @@ Controls, on each replica's port:
         connection open is reset (requests in flight end mid-answer); {"down": false}
         brings it back with an empty KV cache and zeroed counters. A replica that is down
         cannot be reached on its port: send it to a sibling with "replica": i, e.g.
-        POST (any replica of the pool) /_mock/replica {"replica": 2, "down": false}
+        POST (any replica of the pool) /_mock/replica {"replica": 2, "down": false},
+        or have it come back by itself: {"down": true, "up_after_s": 1.5} (real seconds)
     POST /_mock/replica {"reset": true}  empties the KV cache (what no request holds) and
         the counters
 """
@@ -56,6 +57,9 @@ METRICS_MODES = ("ok", "garbage", "slow", "hang", "error")
 SLOW_METRICS_S = 2.0            # "slow": /metrics answers after this long (real seconds)
 HANG_HOLD_S = 600.0             # "hang": held open at most this long
 MAX_BODY = 64 * 1024 * 1024
+# The requests a replica keeps for GET /_mock/requests: fewer than a listener's, as a pool
+# under a benchmark receives many long prompts on many replicas.
+RECORDED_KEPT = 200
 
 
 @dataclass
@@ -224,8 +228,11 @@ class Replica:
             order = orjson.loads(await request.read())
         except orjson.JSONDecodeError:
             order = None
-        if not isinstance(order, dict) or set(order) - {"metrics", "down", "reset", "replica"}:
-            return web.json_response({"error": "expected {metrics|down|reset[, replica]}"}, status=400)
+        if not isinstance(order, dict) or set(order) - {"metrics", "down", "reset", "replica", "up_after_s"}:
+            return web.json_response({"error": "expected {metrics|down|reset[, replica, up_after_s]}"}, status=400)
+        up_after = order.get("up_after_s")
+        if up_after is not None and (type(up_after) not in (int, float) or not 0 <= up_after <= 3600):
+            return web.json_response({"error": "up_after_s must be seconds, 0 to 3600"}, status=400)
         target = self
         if "replica" in order:
             index = order["replica"]
@@ -241,6 +248,8 @@ class Replica:
         answer = web.json_response({"replica": target.name, "down": target.down, "metrics": target.metrics_mode})
         if "down" in order:
             await target.set_down(order["down"] is True, spare=request.transport)
+            if target.down and up_after is not None:
+                asyncio.get_running_loop().call_later(up_after, lambda: asyncio.ensure_future(target.set_down(False)))
             answer = web.json_response({"replica": target.name, "down": target.down,
                                         "metrics": target.metrics_mode})
             if target is self and target.down:
@@ -251,6 +260,7 @@ class Replica:
         raw = await request.read()
         entry = record(self.listener, request, raw)
         entry["replica"] = self.name
+        del self.listener.received[:-RECORDED_KEPT]
         try:
             body = orjson.loads(raw)
         except orjson.JSONDecodeError:
