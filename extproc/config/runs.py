@@ -19,6 +19,10 @@
         max_repeats: 8               # a tool call (same tool, same arguments) made more often
                                      # than this since the user's last turn: 429 agent_loop (0: off)
         clients: {codex: 5}          # per client
+        max_same_answers: 5          # the model gave the same text answer more than 5 times in a
+                                     # row, the agent asking again each time: 429 agent_loop (0: off)
+        rate: {max_calls: 300, seconds: 60}   # more model calls than this in one window of
+                                     # `seconds` in one run: 429 agent_loop (a store counter)
 
 Each limit is a counter in the budget store (the run's id names it), reserved and
 settled as budgets are: exact across workers and replicas."""
@@ -62,13 +66,17 @@ class RunLimit:
 class LoopSettings:
     max_repeats: int = 0         # 0: loops not stopped
     clients: Mapping[str, int] = field(default_factory=dict)
+    max_same_answers: int = 0    # the same text answer more often than this in a row: a loop (0: off)
+    rate: Limit | None = None    # a run's model calls per `rate_seconds` past which it is a loop
+    rate_seconds: float = 60.0
 
     def repeats_for(self, client: str) -> int:
         return self.clients.get(client, self.max_repeats)
 
     @property
     def on(self) -> bool:
-        return self.max_repeats > 0 or any(self.clients.values())
+        return self.max_repeats > 0 or any(self.clients.values()) or self.max_same_answers > 0 \
+            or self.rate is not None
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,7 +121,12 @@ def parse_runs(node: Node) -> RunSettings:
                                    name=f"run.{name}.starts", scope=RUN_SCOPE, match=None, kind="requests",
                                    limit=starts.number(integer=True, minimum=0), window="hour")))
     loops = node.get("loops")
-    loops.only_keys("max_repeats", "clients")
+    loops.only_keys("max_repeats", "max_same_answers", "rate", "clients")
+    rate = loops.get("rate")
+    rate.only_keys("max_calls", "seconds")
+    rate_limit = None if rate.missing else Limit(
+        name="run.loop.rate", scope=RUN_SCOPE, match=None, kind="requests",
+        limit=rate.get("max_calls").number(integer=True, minimum=1), window=None)
     clients = {}
     for name, value in loops.get("clients").items():
         if name not in CLIENT_NAMES:
@@ -124,4 +137,6 @@ def parse_runs(node: Node) -> RunSettings:
         infer=node.get("infer").bool(True),
         limits=tuple(limits),
         loops=LoopSettings(max_repeats=loops.get("max_repeats").number(0, integer=True, minimum=0),
-                           clients=clients))
+                           clients=clients,
+                           max_same_answers=loops.get("max_same_answers").number(0, integer=True, minimum=0),
+                           rate=rate_limit, rate_seconds=rate.get("seconds").number(60, minimum=1)))

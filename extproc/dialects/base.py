@@ -206,6 +206,11 @@ class Codec:
         results, each counted since the last user turn (tool_turns.py): loop stopping."""
         return []
 
+    def repeated_answer(self, body: dict) -> tuple[str, int]:
+        """(text, times): the last assistant text answer a request carries and how many of
+        its latest assistant turns in a row gave it (repeated_answers.py): loop stopping."""
+        return "", 0
+
     def continued_response(self, body: dict) -> str | None:
         """The id of the stored response a request continues (its run is that response's run)."""
         return None

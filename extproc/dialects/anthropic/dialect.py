@@ -14,7 +14,7 @@ import orjson
 from ...api import anthropic, anthropic_schema
 from ...api.provider_json import dumps
 from ...api.usage import Usage
-from .. import conversation_start, tool_turns
+from .. import conversation_start, repeated_answers, tool_turns
 from . import messages_answer
 from . import messages_request
 from . import messages_stream
@@ -136,6 +136,9 @@ class Messages(Translating, Codec):
 
     def last_tool_calls(self, body: dict) -> list[tuple[str, str, int]]:
         return tool_turns.messages_last_tool_calls(body)
+
+    def repeated_answer(self, body: dict) -> tuple[str, int]:
+        return repeated_answers.messages_repeated_answer(body)
 
     def conversation_start(self, body: dict) -> tuple[bytes, list] | None:
         return conversation_start.messages_start(body)

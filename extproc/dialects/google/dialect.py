@@ -17,7 +17,7 @@ import orjson
 
 from ...api.openai import GEMINI_COUNT_KIND
 from ...api.usage import Usage
-from .. import conversation_start, tool_turns
+from .. import conversation_start, repeated_answers, tool_turns
 from . import gemini_answer
 from . import gemini_request
 from . import gemini_schema
@@ -184,6 +184,9 @@ class GenerateContent(Translating, Codec):
 
     def last_tool_calls(self, body: dict) -> list[tuple[str, str, int]]:
         return tool_turns.gemini_last_tool_calls(body)
+
+    def repeated_answer(self, body: dict) -> tuple[str, int]:
+        return repeated_answers.gemini_repeated_answer(body)
 
     def conversation_start(self, body: dict) -> tuple[bytes, list] | None:
         return conversation_start.gemini_start(body)

@@ -15,7 +15,7 @@ import orjson
 from ...api import openai, openai_schema
 from ...api.providers import CHAT_PATH
 from ...api.usage import Usage
-from .. import conversation_start, tool_turns
+from .. import conversation_start, repeated_answers, tool_turns
 from . import chat_answer
 from . import chat_request
 from . import chat_stream
@@ -129,6 +129,9 @@ class Chat(Translating, _OpenAICodec):
 
     def last_tool_calls(self, body: dict) -> list[tuple[str, str, int]]:
         return tool_turns.chat_last_tool_calls(body)
+
+    def repeated_answer(self, body: dict) -> tuple[str, int]:
+        return repeated_answers.chat_repeated_answer(body)
 
     def conversation_start(self, body: dict) -> tuple[bytes, list] | None:
         return conversation_start.chat_start(body)

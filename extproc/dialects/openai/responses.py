@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any, Iterable, Iterator
 
 from ...api.provider_json import dumps
-from .. import conversation_start, tool_turns
+from .. import conversation_start, repeated_answers, tool_turns
 from . import responses_answer
 from . import responses_request
 from . import responses_stream
@@ -67,6 +67,9 @@ class Responses(Translating, _OpenAICodec):
     def continued_response(self, body: dict) -> str | None:
         previous = body.get("previous_response_id")
         return previous[:256] if isinstance(previous, str) and previous else None
+
+    def repeated_answer(self, body: dict) -> tuple[str, int]:
+        return repeated_answers.responses_repeated_answer(body)
 
     def conversation_start(self, body: dict) -> tuple[bytes, list] | None:
         return conversation_start.responses_start(body)

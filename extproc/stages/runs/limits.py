@@ -141,7 +141,14 @@ class RunLimits(Stage):
                 if times > repeats:
                     hold.stopped = STOPPED_LOOP
                     raise _loop(run, name, times, repeats)
-        if not limits:
+        same = settings.loops.max_same_answers
+        if same:
+            text, times = call.codec.repeated_answer(call.body)
+            if times > same:
+                hold.stopped = STOPPED_LOOP
+                raise _same_answer(run, text, times, same)
+        rate = settings.loops.rate
+        if not limits and rate is None:
             return
         now = time.time()
         ends = now + settings.ttl_seconds
@@ -150,6 +157,16 @@ class RunLimits(Stage):
         pushed: list[RunCounter] = []        # the run counters among them, in order
         local: list[tuple[RunCounter, str, float]] = []
         try:
+            if rate is not None:             # calls in this window of the run: a counter as max_calls
+                seconds = settings.loops.rate_seconds
+                window = int(now // seconds)
+                name = f"{rate.name}|{run.id}|{window}"
+                state = ledger.counter(name)
+                if ledger.admits_here(state, rate.limit, 1.0):
+                    local.append((state, rate.kind, 1.0))
+                else:
+                    charges.append(Charge(rate, name, 0, state.unsynced + 1, (window + 1) * seconds))
+                    pushed.append(state)
             for limit in limits:
                 if limit.starts is not None or limit.max_seconds is not None:
                     start, new = await self._start(run.id, now)
@@ -199,8 +216,11 @@ class RunLimits(Stage):
     def _refuse(self, run, admission, hold: RunHold) -> None:
         refused = admission.refused
         used = refused.limit.limit - admission.remaining.get(refused.counter, 0)
-        hold.stopped = STOPPED_LIMIT
         limit = refused.limit
+        if limit is self.settings.loops.rate:
+            hold.stopped = STOPPED_LOOP
+            raise _too_fast(run, int(used), limit.limit, self.settings.loops.rate_seconds)
+        hold.stopped = STOPPED_LIMIT
         name = limit.name[len("run."):].rsplit(".", 1)[0]
         if limit.kind == "usd":
             what, spent = f"${limit.limit:g} per run", f"it has spent ${used:.4f} and this call may cost up to " \
@@ -250,6 +270,21 @@ def _loop(run, tool: str, times: int, repeats: int) -> GatewayError:
         f"with the same arguments {times} times since its user's last turn; the gateway allows {repeats}"
         f"{' for ' + run.client if run.client else ''}. The run is paused: tell the user what repeated; a new "
         "user turn goes on."), headers=dict(_NO_RETRY))
+
+
+def _same_answer(run, text: str, times: int, same: int) -> GatewayError:
+    shown = " ".join(text.split())[:NAME_CHARS]
+    return GatewayError(429, "agent_loop", (
+        f"Agent loop stopped: the model of this run ('{run.name}') has given the same answer "
+        f"('{shown}{'...' if len(text) > NAME_CHARS else ''}') {times} times in a row, asked again each time; "
+        f"the gateway allows {same}. The run is paused: tell the user what repeated."), headers=dict(_NO_RETRY))
+
+
+def _too_fast(run, made: int, allowed: float, seconds: float) -> GatewayError:
+    return GatewayError(429, "agent_loop", (
+        f"Agent loop stopped: this run ('{run.name}') has made {made} model calls in {seconds:g} seconds; the "
+        f"gateway allows {allowed:g}, a rate no person-driven task reaches. The run is paused: tell the user "
+        "that it kept calling the model."), headers=dict(_NO_RETRY))
 
 
 def _over(run, limit_name: str, what: str, spent: str) -> GatewayError:

@@ -11,7 +11,8 @@ no header or body field named one).
   conservatively, for a call that offers tools (an agent's; a plain chat call is never
   inferred into a run, and pays nothing here) from the same key, the same system prompt
   and first user turn, and a conversation that grows: the new call's history extends the
-  last one's (at least as long, and the turn where the last one ended is the same). The
+  last one's (longer, and the turn where the last one ended is the same: the same request
+  sent again, a retry or a batch of one prompt, is not growth and starts a run). The
   start (key, system prompt, first user turn) is digested to name a store record holding
   the run, the history's length and a digest of its last turn. In the store, not per
   worker: an agent's calls land on any worker and replica, and a run split across them
@@ -78,7 +79,7 @@ async def inferred_run(store, call: Call, ttl_seconds: float) -> Run | None:
         try:
             last = orjson.loads(found)
             turns = int(last["turns"])
-            if 0 < turns <= len(history) and _turn_digest(history[turns - 1]) == last["tail"]:
+            if 0 < turns < len(history) and _turn_digest(history[turns - 1]) == last["tail"]:
                 run = str(last["run"])[:24]
         except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
             run = None

@@ -1,0 +1,86 @@
+"""Loop stopping beyond repeated tool calls, and run limits across two replicas, through
+real Envoy: two `extproc up` stacks sharing one Redis (the module's stacks). A model that
+gives the same text answer again and again, re-asked each time, is stopped with 429
+agent_loop naming the answer; a run calling faster than `loops.rate` is stopped across
+both replicas; a run's call limit holds across both replicas."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+
+import httpx
+import pytest
+from gateway_stack import GatewayStack, quickstart_config, start_together
+
+from extproc.store.redis_store import RedisStore
+
+SAME_ANSWERS = 3
+RATE = 12
+RUN_CALLS = 10
+
+
+@pytest.fixture(scope="module")
+def replicas(tmp_path_factory, redis_url):
+    async def flush():
+        store = RedisStore(redis_url)
+        await store._redis.flushdb()
+        await store.close()
+    asyncio.run(flush())
+    config = quickstart_config()
+    config["store"] = {**(config.get("store") or {}), "kind": "redis", "url": redis_url}
+    # An hour's window: a test's calls never straddle one (a minute's might).
+    config["runs"]["loops"].update(max_same_answers=SAME_ANSWERS, rate={"max_calls": RATE, "seconds": 3600})
+    config["runs"]["limits"].append({"name": "bob-short", "scope": "key", "match": "bob", "max_calls": RUN_CALLS})
+    first, second = start_together(GatewayStack(tmp_path_factory.mktemp("replica-a"), config),
+                                   GatewayStack(tmp_path_factory.mktemp("replica-b"), config))
+    yield first, second
+    first.stop()
+    second.stop()
+
+
+def chat(stack, key: str, run: str, messages: list) -> httpx.Response:
+    return httpx.post(f"{stack.base_url}/chat/completions", timeout=60,
+                      headers={"authorization": f"Bearer {key}", "x-gateway-run": run},
+                      json={"model": "gpt-4o-mini", "messages": messages, "max_tokens": 20})
+
+
+def test_the_same_text_answer_again_and_again_is_a_loop(replicas):
+    run = f"same-{uuid.uuid4().hex[:8]}"
+    messages = [{"role": "user", "content": "is the build green?"}]
+    for answered in range(SAME_ANSWERS + 1):
+        assert chat(replicas[answered % 2], "sk-demo-alice", run, messages).status_code == 200
+        messages += [{"role": "assistant", "content": "I cannot tell yet."},
+                     {"role": "user", "content": "check again"}]
+    stopped = chat(replicas[0], "sk-demo-alice", run, messages)
+    assert stopped.status_code == 429, stopped.text
+    error = stopped.json()["error"]
+    assert error["code"] == "agent_loop" and "'I cannot tell yet.'" in error["message"]
+    assert f"{SAME_ANSWERS + 1} times in a row" in error["message"]
+    assert stopped.headers["x-should-retry"] == "false"
+    # A new answer in between is no loop.
+    assert chat(replicas[1], "sk-demo-alice", run, messages[:-1] + [
+        {"role": "assistant", "content": "Green."}, {"role": "user", "content": "thanks"}]).status_code == 200
+
+
+def test_a_run_calling_faster_than_the_rate_is_stopped_across_replicas(replicas):
+    run = f"fast-{uuid.uuid4().hex[:8]}"
+    answers = [chat(replicas[n % 2], "sk-demo-alice", run, [{"role": "user", "content": f"step {n}"}])
+               for n in range(RATE + 1)]
+    assert [a.status_code for a in answers[:RATE]] == [200] * RATE, [a.text for a in answers if a.status_code != 200]
+    stopped = answers[RATE]
+    assert stopped.status_code == 429, stopped.text
+    error = stopped.json()["error"]
+    assert error["code"] == "agent_loop" and f"allows {RATE}" in error["message"] and "model calls" in error["message"]
+    # Another run of the same key is not slowed.
+    assert chat(replicas[1], "sk-demo-alice", f"other-{uuid.uuid4().hex[:8]}",
+                [{"role": "user", "content": "hi"}]).status_code == 200
+
+
+def test_a_run_limit_holds_across_two_replicas_on_redis(replicas):
+    run = f"short-{uuid.uuid4().hex[:8]}"
+    answers = [chat(replicas[n % 2], "sk-demo-bob", run, [{"role": "user", "content": f"task step {n}"}])
+               for n in range(RUN_CALLS + 2)]
+    assert [a.status_code for a in answers] == [200] * RUN_CALLS + [429, 429], [a.text[:200] for a in answers]
+    error = answers[RUN_CALLS].json()["error"]
+    assert error["code"] == "budget_exceeded" and "'bob-short'" in error["message"]
