@@ -201,7 +201,8 @@ class ServedPool:
 @pytest.fixture(scope="module")
 def served():
     pool = ServedPool({"name": "sim", "port": free_ports(3), "replicas": 3, "models": ["llama-3.1-8b-instruct"],
-                       "adapters": {"sql-lora": [0, 1], "chat-lora": [0]}, "max_loras": 1, "time_scale": FAST})
+                       "adapters": {"sql-lora": [0, 1], "chat-lora": [0]}, "max_loras": 1, "time_scale": FAST,
+                       "max_output_tokens": 32768})
     yield pool
     pool.close()
 
@@ -389,3 +390,26 @@ def test_the_quickstart_pool_and_its_ports_move_with_the_port_offset():
     assert spec.adapters == {"sql-lora": [0, 1]} and spec.engine == EngineSpec()
     shift_config(raw, 1000)
     assert raw["mock_provider"]["vllm_pools"][0]["port"] == 11120
+
+
+def test_extproc_up_checks_every_replica_port_is_free(monkeypatch):
+    from extproc import cli
+    from extproc.config.envoy_gen import generate
+    from extproc.config.filter_config import load_config
+    from extproc.credentials.google import DEMO_SERVICE_ACCOUNT_ENV, demo_service_account
+    monkeypatch.setenv(DEMO_SERVICE_ACCOUNT_ENV, demo_service_account())
+    config = load_config("config/quickstart.yaml")
+    listening = dict(cli._listeners(config, generate(config)))
+    assert [listening[f"the simulated vLLM replica mock-vllm-{i}"] for i in range(4)] == \
+        [f"127.0.0.1:{10120 + i}" for i in range(4)]
+
+
+def test_completions_stream_and_the_context_limit(served):
+    body = {"model": "llama-3.1-8b-instruct", "prompt": "tell me more", "max_tokens": 4, "stream": True}
+    with httpx.stream("POST", f"{served.url(2)}/v1/completions", json=body, timeout=10) as response:
+        events = [line[6:] for line in response.iter_lines() if line.startswith("data: ")]
+    import json
+    assert "".join(json.loads(e)["choices"][0]["text"] for e in events[:-1]) == "tell me more tell"
+    too_long = httpx.post(f"{served.url(2)}/v1/completions", timeout=10,
+                          json={"model": "llama-3.1-8b-instruct", "prompt": "tell me more", "max_tokens": 40000})
+    assert too_long.status_code == 400 and too_long.json()["error"]["type"] == "BadRequestError"

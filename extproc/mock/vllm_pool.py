@@ -276,12 +276,13 @@ class Replica:
             return vllm_error(400, "The request has no prompt.", "BadRequestError")
         spec = self.engine.spec
         asked = max_output_tokens(body)
-        out = min(asked or spec.default_max_tokens, spec.max_output_tokens)
+        out = asked or spec.default_max_tokens
         if len(ids) + out > spec.context_limit:
             return vllm_error(400, f"This model's maximum context length is {spec.context_limit} tokens. "
                               f"However, you requested {len(ids) + out} tokens ({len(ids)} in the messages, "
                               f"{out} in the completion). Please reduce the length of the messages or "
                               "completion.", "BadRequestError")
+        out = min(out, spec.max_output_tokens)
         seq = Sequence(len(ids), block_hashes(ids, spec.block_tokens, adapter), out, adapter,
                        "length" if asked else "stop")
         engine = self.engine
