@@ -413,3 +413,16 @@ def test_completions_stream_and_the_context_limit(served):
     too_long = httpx.post(f"{served.url(2)}/v1/completions", timeout=10,
                           json={"model": "llama-3.1-8b-instruct", "prompt": "tell me more", "max_tokens": 40000})
     assert too_long.status_code == 400 and too_long.json()["error"]["type"] == "BadRequestError"
+
+
+def test_a_conversations_next_turn_hits_the_answer_it_repeats(served):
+    url = served.url(1)
+    messages = [{"role": "system", "content": "You plan trips. " * 30},
+                {"role": "user", "content": "a weekend in Lisbon with two children"}]
+    body = {"model": "llama-3.1-8b-instruct", "max_tokens": 80, "messages": messages}
+    first = httpx.post(f"{url}/v1/chat/completions", json=body, timeout=10).json()
+    messages += [{"role": "assistant", "content": first["choices"][0]["message"]["content"]},
+                 {"role": "user", "content": "and with a car"}]
+    second = httpx.post(f"{url}/v1/chat/completions", json=body, timeout=10).json()
+    # Past the first prompt's blocks: the answer's, cached when it ended.
+    assert second["usage"]["prompt_tokens_details"]["cached_tokens"] > first["usage"]["prompt_tokens"] + 40

@@ -46,6 +46,7 @@ import orjson
 from aiohttp import web
 
 from ..api.openai import max_output_tokens
+from ..api.tokens import token_ids
 from .listener import Listener, record
 from .shapes import json_reply, sse_events
 from .vllm_metrics import CONTENT_TYPE, garbage, render
@@ -283,11 +284,14 @@ class Replica:
                               f"{out} in the completion). Please reduce the length of the messages or "
                               "completion.", "BadRequestError")
         out = min(out, spec.max_output_tokens)
-        seq = Sequence(len(ids), block_hashes(ids, spec.block_tokens, adapter), out, adapter,
-                       "length" if asked else "stop")
+        hashes = block_hashes(ids, spec.block_tokens, adapter)
+        seq = Sequence(len(ids), hashes, out, adapter, "length" if asked else "stop")
+        pieces = answer_pieces(kind, body, out)
+        # The answer's blocks, cached once it ends: the chain carried on over its tokens.
+        seq.generated_hashes = block_hashes(ids[len(hashes) * spec.block_tokens:] + token_ids("".join(pieces)),
+                                            spec.block_tokens, adapter, hashes[-1] if hashes else None)
         engine = self.engine
         engine.submit(seq)
-        pieces = answer_pieces(kind, body, out)
         if body.get("stream") is True:
             return await self._stream(kind, model, body, request, seq, engine, pieces, entry)
         while not (seq.finished or seq.failed):

@@ -11,7 +11,9 @@ What it models, as vLLM's V1 engine does it:
   and cost no prefill; at least the prompt's last token is always computed. Blocks held
   by running requests are pinned; cached blocks no request holds stay until evicted, least
   recently used first (a finished request's blocks are freed tail first, so a prefix's
-  tail goes before its head). Only prompt blocks are cached (not generated ones).
+  tail goes before its head). A finished answer's full blocks stay cached too (named by
+  the chain continued over the answer's tokens), so a conversation's next turn, which
+  repeats the answer, hits them.
 - KV use (`vllm:kv_cache_usage_perc`): the blocks running requests hold over all blocks,
   as vLLM's BlockPool.get_usage counts it (cached blocks no request holds are evictable,
   so they count as free).
@@ -95,9 +97,11 @@ class EngineSpec:
         return self.max_model_len or min(32768, self.kv_blocks * self.block_tokens)
 
 
-def block_hashes(token_ids: list[int], block_tokens: int, adapter: str | None) -> list[int]:
-    """The hash chain of a prompt's full blocks (~0.5 µs a block)."""
-    parent = hash(("vllm-mock", adapter))
+def block_hashes(token_ids: list[int], block_tokens: int, adapter: str | None,
+                 parent: int | None = None) -> list[int]:
+    """The hash chain of a prompt's full blocks (~0.5 µs a block); from `parent` (the hash
+    of the block before `token_ids`'s first) to continue a chain."""
+    parent = hash(("vllm-mock", adapter)) if parent is None else parent
     hashes = []
     for start in range(0, len(token_ids) - block_tokens + 1, block_tokens):
         parent = hash((parent, tuple(token_ids[start:start + block_tokens])))
@@ -145,7 +149,14 @@ class PrefixCache:
             self.free.popitem(last=False)               # evict the least recently used
         return True
 
-    def release(self, hashes: list[int], private: int) -> None:
+    def release(self, hashes: list[int], private: int, generated: list[int] = ()) -> None:
+        """A sequence's blocks freed; `generated` names the full blocks of its answer, kept
+        cached, to be evicted before its prompt's (its private blocks held them; an answer
+        of more real tokens than simulated ones may evict a few more)."""
+        for h in reversed(generated):
+            if h not in self.held:
+                self.free[h] = None
+                self.free.move_to_end(h)
         for h in reversed(hashes):                      # tail first: evicted before the head
             left = self.held.get(h, 0) - 1
             if left > 0:
@@ -154,6 +165,8 @@ class PrefixCache:
                 self.held.pop(h, None)
                 self.free[h] = None
         self.private -= private
+        while len(self.held) + self.private + len(self.free) > self.total:
+            self.free.popitem(last=False)
 
     def clear_free(self) -> None:
         self.free.clear()
@@ -164,12 +177,13 @@ class Sequence:
     advanced it) and reads `generated`, `cached_tokens`, `finished`, `failed`."""
     __slots__ = ("prompt_tokens", "hashes", "max_tokens", "adapter", "cached_tokens", "prefilled",
                  "generated", "private", "arrived", "first_token_at", "progress", "finished", "failed",
-                 "admitted", "reason")
+                 "admitted", "reason", "generated_hashes")
 
     def __init__(self, prompt_tokens: int, hashes: list[int], max_tokens: int, adapter: str | None,
                  reason: str = "length") -> None:
         self.prompt_tokens, self.hashes, self.max_tokens, self.adapter = prompt_tokens, hashes, max_tokens, adapter
         self.reason = reason                    # the finish_reason when max_tokens is reached
+        self.generated_hashes: list[int] = []   # the answer's full blocks, cached when it ends
         self.cached_tokens = self.prefilled = self.generated = self.private = 0
         self.arrived = time.monotonic()
         self.first_token_at: float | None = None
@@ -306,7 +320,7 @@ class Engine:
 
     def _finish(self, seq: Sequence, reason: str) -> None:
         self.running.remove(seq)
-        self.cache.release(seq.hashes, seq.private)
+        self.cache.release(seq.hashes, seq.private, seq.generated_hashes if reason != "abort" else ())
         seq.finished = True
         self.counters.finished[reason] = self.counters.finished.get(reason, 0) + 1
         seq.progress.set()
