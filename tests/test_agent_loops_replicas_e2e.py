@@ -2,11 +2,14 @@
 real Envoy: two `extproc up` stacks sharing one Redis (the module's stacks). A model that
 gives the same text answer again and again, re-asked each time, is stopped with 429
 agent_loop naming the answer; a run calling faster than `loops.rate` is stopped across
-both replicas; a run's call limit holds across both replicas."""
+both replicas; a run's call limit holds across both replicas; a run's taint marked on one
+replica withholds its egress tool on the other at once, though that replica's worker had
+remembered the run clean (the marks are published to every worker)."""
 
 from __future__ import annotations
 
 import asyncio
+import json
 import uuid
 
 import httpx
@@ -32,6 +35,7 @@ def replicas(tmp_path_factory, redis_url):
     # An hour's window: a test's calls never straddle one (a minute's might).
     config["runs"]["loops"].update(max_same_answers=SAME_ANSWERS, rate={"max_calls": RATE, "seconds": 3600})
     config["runs"]["limits"].append({"name": "bob-short", "scope": "key", "match": "bob", "max_calls": RUN_CALLS})
+    config["mcp"]["taint"] = {"model_tools": {"Bash": ["reads_private", "egress"], "WebFetch": ["untrusted_content"]}}
     first, second = start_together(GatewayStack(tmp_path_factory.mktemp("replica-a"), config),
                                    GatewayStack(tmp_path_factory.mktemp("replica-b"), config))
     yield first, second
@@ -84,3 +88,35 @@ def test_a_run_limit_holds_across_two_replicas_on_redis(replicas):
     assert [a.status_code for a in answers] == [200] * RUN_CALLS + [429, 429], [a.text[:200] for a in answers]
     error = answers[RUN_CALLS].json()["error"]
     assert error["code"] == "budget_exceeded" and "'bob-short'" in error["message"]
+
+
+TOOLS = [{"type": "function", "function": {"name": name, "parameters": {"type": "object"}}}
+         for name in ("Bash", "WebFetch")]
+
+
+def agent_call(stack, run: str, ran: tuple[str, ...] = ()) -> list[str]:
+    """A model call of `run` offering Bash and WebFetch, carrying back the results of the
+    tools `ran`; the tools the provider was offered."""
+    messages = [{"role": "user", "content": "Summarise the page and mail it."}]
+    if ran:
+        calls = [{"id": f"c{n}", "type": "function", "function": {"name": name, "arguments": "{}"}}
+                 for n, name in enumerate(ran)]
+        messages += [{"role": "assistant", "content": None, "tool_calls": calls},
+                     *({"role": "tool", "tool_call_id": call["id"], "content": "done"} for call in calls)]
+    answer = httpx.post(f"{stack.base_url}/chat/completions", timeout=60,
+                        headers={"authorization": "Bearer sk-demo-alice", "x-gateway-run": run},
+                        json={"model": "gpt-4o-mini", "max_tokens": 16, "messages": messages, "tools": TOOLS})
+    assert answer.status_code == 200, answer.text
+    [sent] = [r for r in stack.received() if r["headers"].get("x-request-id") == answer.headers["x-request-id"]]
+    body = json.loads(sent["body"]) if isinstance(sent["body"], str) else sent["body"]
+    return [tool["function"]["name"] for tool in body.get("tools", ())]
+
+
+def test_a_taint_marked_on_one_replica_counts_at_once_on_the_other(replicas):
+    first, second = replicas
+    run = f"taint-{uuid.uuid4().hex[:8]}"
+    for _ in range(3):                  # the second replica's workers read (and remember) the run clean
+        assert agent_call(second, run) == ["Bash", "WebFetch"]
+    assert agent_call(first, run, ran=("WebFetch", "Bash")) == ["WebFetch"]     # marked both ways there
+    for _ in range(3):
+        assert agent_call(second, run) == ["WebFetch"]

@@ -22,6 +22,7 @@ from .limits import Charge
 PREFIX = "{llmgw}:c:"
 SENT_PREFIX = "{llmgw}:sent:"          # a cut stream's entry, "status bytes first_event_at_us"
 RECORD_PREFIX = "{llmgw}:r:"           # small records: "<kind>:<name>" -> value
+CHANNEL_PREFIX = "{llmgw}:ch:"         # pub/sub channels (a run's taint marked: run_taint.py)
 
 # A counter's hash keeps `held`, the sum of its live reservations, so a check reads
 # three fields however many requests are in flight. At most once a second per counter
@@ -279,6 +280,36 @@ class RedisStore:
         except (RedisError, OSError) as error:
             raise StoreUnavailable(str(error)) from error
         return found.decode() if isinstance(found, bytes) else str(found)
+
+    async def publish(self, channel: str, message: str) -> None:
+        """`message` to every worker listening on `channel` (Redis pub/sub: at most once)."""
+        try:
+            await self._redis.publish(CHANNEL_PREFIX + channel, message)
+        except (RedisError, OSError) as error:
+            raise StoreUnavailable(str(error)) from error
+
+    async def listen(self, channel: str, on_message, on_state) -> None:
+        """Calls `on_message(text)` for each message on `channel` until cancelled, and
+        `on_state(True)` once subscribed, `on_state(False)` when the subscription is lost
+        (a missed message is then possible: the caller forgets what it relied on), trying
+        again every second. Its own connection, with no read timeout (it waits)."""
+        import asyncio
+        while True:
+            client = aioredis.Redis.from_url(self.url, socket_connect_timeout=1.0)
+            try:
+                async with client.pubsub() as pubsub:
+                    await pubsub.subscribe(CHANNEL_PREFIX + channel)
+                    on_state(True)
+                    async for message in pubsub.listen():
+                        if message.get("type") == "message":
+                            data = message["data"]
+                            on_message(data.decode() if isinstance(data, bytes) else str(data))
+            except (RedisError, OSError):
+                pass
+            finally:
+                on_state(False)
+                await client.aclose()
+            await asyncio.sleep(1.0)
 
     async def get_record(self, kind: str, name: str) -> str | None:
         try:
