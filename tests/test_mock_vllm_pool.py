@@ -135,6 +135,27 @@ def test_requests_past_max_batch_wait_in_order():
     assert firsts == sorted(firsts)                      # FIFO
 
 
+def test_an_adapter_waits_for_a_lora_slot_while_others_go_on():
+    async def scenario():
+        engine = Engine(EngineSpec(max_loras=1))            # real time: 12 ms steps
+        engine.start()
+        first = Sequence(32, [], 10, "sql-lora")
+        second = Sequence(32, [], 2, "chat-lora")           # its slot is taken by a running request
+        base = Sequence(32, [], 2, None)                    # needs no slot: goes past it
+        for seq in (first, second, base):
+            engine.submit(seq)
+        await asyncio.sleep(0.005)
+        seen = ([s.adapter for s in engine.running], [s.adapter for s in engine.waiting])
+        labels = list(engine.lora_info)[-1]
+        await finish_all(engine, [first, second, base])
+        await engine.stop()
+        return seen, labels, list(engine.loras)
+    (running, waiting), (running_label, waiting_label), loaded = run(scenario())
+    assert running == ["sql-lora", None] and waiting == ["chat-lora"]
+    assert (running_label, waiting_label) == ("sql-lora", "chat-lora")
+    assert loaded == ["chat-lora"]                          # the idle one gave its slot up
+
+
 def test_a_request_waits_while_the_kv_cache_cannot_hold_it():
     async def scenario():
         engine = Engine(EngineSpec(kv_blocks=8, block_tokens=16, time_scale=FAST))
@@ -268,7 +289,7 @@ def metric_samples(text: str) -> dict[str, list]:
 
 def test_metrics_parse_with_vllms_names_and_show_adapters_loaded(served):
     url = served.url(0)
-    for adapter in ("sql-lora", "chat-lora"):           # one LoRA slot: the second takes it
+    for adapter in ("sql-lora", "chat-lora", "chat-lora"):     # one LoRA slot: the second takes it
         assert httpx.post(f"{url}/v1/chat/completions", json=chat("x", model=adapter), timeout=5).status_code == 200
     assert list(served.pool.replicas[0].engine.loras) == ["chat-lora"]
     families = metric_samples(httpx.get(f"{url}/metrics", timeout=5).text)

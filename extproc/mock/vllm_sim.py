@@ -21,7 +21,9 @@ What it models, as vLLM's V1 engine does it:
   request is admitted when the blocks for its whole prompt and `max_tokens` output fit
   (reserved up front: no preemption); else it and those behind it wait. A request whose
   adapter cannot get a LoRA slot (`max_loras` slots, all held by running requests) is
-  skipped and waits, as vLLM's scheduler skips it.
+  skipped and waits, as vLLM's scheduler skips it. Loading an adapter into a slot adds
+  `lora_load_ms` to the step (an estimate: a rank-16 adapter of an 8B model is ~50 MB,
+  copied from host memory at ~20 GB/s in a few ms; vLLM keeps max_cpu_loras in host memory).
 - Steps: each step every running sequence past its prefill emits one token; prompts are
   prefilled in chunks within a budget of `max_batched_tokens` tokens a step (chunked
   prefill, on by default in vLLM V1), the first token coming at the end of the step that
@@ -70,6 +72,7 @@ class EngineSpec:
     max_batch: int = 32                 # vLLM's max_num_seqs
     max_batched_tokens: int = 8192      # vLLM's max_num_batched_tokens (the chunked-prefill budget)
     max_loras: int = 4
+    lora_load_ms: float = 5.0           # putting an adapter in a GPU slot (from host memory)
     max_model_len: int = 0              # 0: what the KV cache holds, at most 32,768
     prefill_ms_per_token: float = 0.08
     decode_ms_per_step: float = 12.0
@@ -224,6 +227,7 @@ class Engine:
         self.lora_info: OrderedDict[tuple[str, str], float] = OrderedDict()  # vllm:lora_requests_info series
         self._wake = asyncio.Event()
         self._task: asyncio.Task | None = None
+        self._load_ms = 0.0
 
     # --- life -----------------------------------------------------------------------
 
@@ -293,6 +297,7 @@ class Engine:
                 return False
             del self.loras[idle]                        # the least recently used idle adapter
         self.loras[adapter] = None
+        self._load_ms += self.spec.lora_load_ms         # the next step waits for the copy
         return True
 
     def _admit(self) -> None:
@@ -361,7 +366,8 @@ class Engine:
                     budget -= chunk
             prefill = sum(chunk for _, chunk in chunks)
             step_ms = (spec.decode_ms_per_step + spec.decode_ms_per_seq * len(decoding)
-                       + spec.prefill_ms_per_token * prefill)
+                       + spec.prefill_ms_per_token * prefill + self._load_ms)
+            self._load_ms = 0.0
             # Steps are laid end to end on the clock, so a late wake-up (the event loop's timers
             # are ~1 ms coarse: a step at a small time_scale is shorter) is made up by the next
             # steps rather than slowing the engine; a debt past MAX_LAG_S (a starved host) is dropped.
