@@ -331,7 +331,11 @@ def cmd_mock(args) -> int:
         spec = raw.get("mock_provider") or {}
         listeners = listeners_from_config(spec, args.fixtures)
         mcp_listeners = mcp_listeners_from_config(spec)     # the demo MCP server, same process
-        pools = pools_from_config(spec)                     # simulated vLLM replicas, same process
+        try:
+            pools = pools_from_config(spec)                 # simulated vLLM replicas, same process
+        except ValueError as error:
+            print(f"extproc mock-provider: {error}", file=sys.stderr)
+            return 1
     else:
         listeners = [Listener(name="mock", port=args.port, host=args.host, api_key=args.api_key,
                               fixtures=args.fixtures)]

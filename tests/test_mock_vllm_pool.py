@@ -447,3 +447,16 @@ def test_a_conversations_next_turn_hits_the_answer_it_repeats(served):
     second = httpx.post(f"{url}/v1/chat/completions", json=body, timeout=10).json()
     # Past the first prompt's blocks: the answer's, cached when it ended.
     assert second["usage"]["prompt_tokens_details"]["cached_tokens"] > first["usage"]["prompt_tokens"] + 40
+
+
+@pytest.mark.parametrize("item, said", [
+    ({"name": "p", "port": 18000}, "replicas must be given"),
+    ({"name": "p", "port": 18000, "replicas": 2, "max_batchs": 4}, "unknown key(s) max_batchs"),
+    ({"name": "p", "port": 18000, "replicas": 2, "adapters": {"a": [2]}}, "adapters name replicas 0 to 1"),
+    ({"name": "p", "port": 18000, "replicas": 2, "kv_blocks": "many"}, "kv_blocks must be a number"),
+    ({"name": "p", "port": 65535, "replicas": 2}, "port + replicas - 1 a port"),
+])
+def test_a_wrong_pool_entry_is_named(item, said):
+    with pytest.raises(ValueError) as error:
+        pools_from_config({"vllm_pools": [{"name": "ok", "port": 17000, "replicas": 1}, item]})
+    assert str(error.value).startswith("mock_provider.vllm_pools[1]: ") and said in str(error.value)

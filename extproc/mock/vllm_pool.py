@@ -40,7 +40,7 @@ import asyncio
 import socket
 import struct
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 
 import orjson
 from aiohttp import web
@@ -54,6 +54,7 @@ from .vllm_prompt import answer_pieces, prompt_token_ids
 from .vllm_sim import Engine, EngineSpec, Sequence, block_hashes
 from .wire import SSE_HEADERS
 
+POOL_KEYS = {"name", "port", "replicas", "host", "models", "adapters"}
 METRICS_MODES = ("ok", "garbage", "slow", "hang", "error")
 SLOW_METRICS_S = 2.0            # "slow": /metrics answers after this long (real seconds)
 HANG_HOLD_S = 600.0             # "hang": held open at most this long
@@ -75,19 +76,43 @@ class PoolSpec:
 
     @classmethod
     def from_config(cls, item: dict) -> "PoolSpec":
-        adapters = {str(name): [int(i) for i in where] for name, where in (item.get("adapters") or {}).items()}
+        """A `vllm_pools:` entry; ValueError naming what is wrong (a typo'd key included)."""
+        if not isinstance(item, dict):
+            raise ValueError("each entry is a mapping: {name, port, replicas, ...}")
+        unknown = set(item) - POOL_KEYS - {f.name for f in fields(EngineSpec)}
+        if unknown:
+            raise ValueError(f"unknown key(s) {', '.join(sorted(map(str, unknown)))}")
+        missing = [key for key in ("name", "port", "replicas") if key not in item]
+        if missing:
+            raise ValueError(f"{', '.join(missing)} must be given")
+        try:
+            port, replicas = int(item["port"]), int(item["replicas"])
+            adapters = {str(name): [int(i) for i in where] for name, where in (item.get("adapters") or {}).items()}
+        except (TypeError, ValueError, AttributeError):
+            raise ValueError("port and replicas are numbers; adapters maps each adapter to a list "
+                             "of replica numbers") from None
+        if replicas < 1 or not 0 < port <= 65535 - replicas + 1:
+            raise ValueError("replicas must be at least 1, and port + replicas - 1 a port")
+        if any(not 0 <= i < replicas for where in adapters.values() for i in where):
+            raise ValueError(f"adapters name replicas 0 to {replicas - 1}")
         models = [str(m) for m in item.get("models") or ["llama-3.1-8b-instruct"]]
-        return cls(name=str(item["name"]), port=int(item["port"]), replicas=int(item["replicas"]),
-                   host=str(item.get("host", "127.0.0.1")), models=models, adapters=adapters,
-                   engine=EngineSpec.from_config(item))
+        return cls(name=str(item["name"]), port=port, replicas=replicas, host=str(item.get("host", "127.0.0.1")),
+                   models=models, adapters=adapters, engine=EngineSpec.from_config(item))
 
     def ports(self) -> list[int]:
         return [self.port + i for i in range(self.replicas)]
 
 
 def pools_from_config(spec: dict) -> list["VllmPool"]:
-    """The pools of a filter config's `mock_provider:` section."""
-    return [VllmPool(PoolSpec.from_config(item)) for item in spec.get("vllm_pools") or ()]
+    """The pools of a filter config's `mock_provider:` section (ValueError: which entry is
+    wrong, and how)."""
+    pools = []
+    for index, item in enumerate(spec.get("vllm_pools") or ()):
+        try:
+            pools.append(VllmPool(PoolSpec.from_config(item)))
+        except ValueError as error:
+            raise ValueError(f"mock_provider.vllm_pools[{index}]: {error}") from None
+    return pools
 
 
 def vllm_error(status: int, message: str, type_: str) -> web.Response:

@@ -88,11 +88,12 @@ class EngineSpec:
         for name in known:
             if name in item:
                 value = item[name]
+                if type(value) not in (int, float):
+                    raise ValueError(f"{name} must be a number")
                 given[name] = float(value) if known[name] == "float" else int(value)
         spec = cls(**given)
         if spec.kv_blocks < 1 or spec.block_tokens < 1 or spec.max_batch < 1 or spec.time_scale < 0:
-            raise ValueError("vllm_pools: kv_blocks, block_tokens and max_batch must be at least 1, "
-                             "time_scale at least 0")
+            raise ValueError("kv_blocks, block_tokens and max_batch must be at least 1, time_scale at least 0")
         return spec
 
     @property
