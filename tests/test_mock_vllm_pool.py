@@ -460,3 +460,34 @@ def test_a_wrong_pool_entry_is_named(item, said):
     with pytest.raises(ValueError) as error:
         pools_from_config({"vllm_pools": [{"name": "ok", "port": 17000, "replicas": 1}, item]})
     assert str(error.value).startswith("mock_provider.vllm_pools[1]: ") and said in str(error.value)
+
+
+def test_any_json_in_a_request_is_an_answer_or_vllms_error_never_a_crash():
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    from any_json import JSON, WRONG_TYPE
+    pool = ServedPool({"name": "fuzz", "port": free_ports(1), "replicas": 1, "time_scale": FAST,
+                       "max_output_tokens": 8, "adapters": {"a": [0]}})
+    fields = st.dictionaries(st.sampled_from(["messages", "prompt", "stream", "stream_options", "max_tokens",
+                                              "max_completion_tokens", "tools", "model", "n"]),
+                             st.one_of(WRONG_TYPE, JSON), max_size=4)
+    message = st.fixed_dictionaries({"role": st.one_of(st.just("user"), WRONG_TYPE),
+                                     "content": st.one_of(st.text(max_size=30), WRONG_TYPE, JSON)})
+
+    @settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck))
+    @given(path=st.sampled_from(["/v1/chat/completions", "/v1/completions"]), extra=fields,
+           messages=st.lists(message, min_size=1, max_size=3))
+    def check(path, extra, messages):
+        body = {"model": "llama-3.1-8b-instruct", "messages": messages, "prompt": "hello", **extra}
+        response = httpx.post(f"{pool.url(0)}{path}", json=body, timeout=10)
+        assert response.status_code in (200, 400, 404), (body, response.status_code, response.text)
+        if response.status_code != 200:
+            assert set(response.json()["error"]) == {"message", "type", "param", "code"}
+    try:
+        check()
+        for options in ([1], "yes", 3, None):            # stream_options of another type than a mapping
+            body = {"model": "a", "prompt": "hi", "stream": True, "stream_options": options, "max_tokens": 2}
+            assert httpx.post(f"{pool.url(0)}/v1/completions", json=body, timeout=10).status_code == 200
+    finally:
+        pool.close()

@@ -338,7 +338,8 @@ class Replica:
         """One SSE chunk per token, written as the engine steps (the tokens of the steps a
         slow reader missed go together)."""
         response = web.StreamResponse(headers={**SSE_HEADERS, "x-mock-replica": self.name})
-        include_usage = (body.get("stream_options") or {}).get("include_usage") is True
+        options = body.get("stream_options")
+        include_usage = isinstance(options, dict) and options.get("include_usage") is True
         lead = 1 if kind == "chat" else 0           # chat's first chunk names the role
         try:
             await response.prepare(request)         # vLLM sends its headers at once
