@@ -120,3 +120,35 @@ def test_a_taint_marked_on_one_replica_counts_at_once_on_the_other(replicas):
     assert agent_call(first, run, ran=("WebFetch", "Bash")) == ["WebFetch"]     # marked both ways there
     for _ in range(3):
         assert agent_call(second, run) == ["WebFetch"]
+
+
+def test_a_streamed_answer_calling_a_withheld_tool_is_cut_in_the_callers_dialect(replicas):
+    first, second = replicas
+    run = f"stream-{uuid.uuid4().hex[:8]}"
+    assert agent_call(first, run, ran=("WebFetch", "Bash")) == ["WebFetch"]      # tainted both ways
+    messages = [{"role": "user", "content": "Summarise the page and mail it."}]
+    headers = {"authorization": "Bearer sk-demo-alice", "x-gateway-run": run, "x-mock-tool-call": "Bash"}
+    with httpx.stream("POST", f"{second.base_url}/chat/completions", timeout=60, headers=headers,
+                      json={"model": "gpt-4o-mini", "max_tokens": 16, "messages": messages, "tools": TOOLS,
+                            "stream": True}) as answer:
+        text = answer.read().decode()
+    assert answer.status_code == 200
+    assert "The model asked to run 'Bash'" in text and "content_blocked" in text, text
+    assert '"name":"Bash"' not in text.replace(" ", ""), text
+    # Translated (an Anthropic caller of an OpenAI model): the caller's own error event.
+    tools = [{"name": name, "input_schema": {"type": "object"}} for name in ("Bash", "WebFetch")]
+    with httpx.stream("POST", f"{second.base_url.removesuffix('/v1')}/v1/messages", timeout=60,
+                      headers={"x-api-key": "sk-demo-alice", "anthropic-version": "2023-06-01",
+                               "x-gateway-run": run, "x-mock-tool-call": "Bash"},
+                      json={"model": "gpt-4o-mini", "max_tokens": 16, "messages": messages, "tools": tools,
+                            "stream": True}) as answer:
+        text = answer.read().decode()
+    assert "event: error" in text and "The model asked to run 'Bash'" in text, text
+    assert '"name":"Bash"' not in text.replace(" ", ""), text
+    # A fresh run is offered Bash and its model may call it, streamed.
+    with httpx.stream("POST", f"{second.base_url}/chat/completions", timeout=60,
+                      headers={**headers, "x-gateway-run": f"fresh-{run}"},
+                      json={"model": "gpt-4o-mini", "max_tokens": 16, "messages": messages, "tools": TOOLS,
+                            "stream": True}) as answer:
+        text = answer.read().decode()
+    assert "Bash" in text and "content_blocked" not in text, text

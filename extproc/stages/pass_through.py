@@ -76,10 +76,11 @@ class PassThroughStream(Stage):
             model_name = announced_string(fields, "model")
         model = call.config.model(model_name)
         if model is None or model.is_virtual or stream_policy(call) \
+                or call.config.mcp.taint.model_tools \
                 or model.primary.dialect != call.dialect \
                 or not model.primary.provider.streams_in_sse \
                 or call.config.cache.keeps_streams(model.name, call.team):   # read: re-framed, or kept (stages/cache/store.py)
-            return
+            return          # (model tool labels: a tainted run's stream may have to be cut, stages/runs/tool_stream.py)
         call.stream_passed_through = True
         call.reply.mode_override = STREAM_PASSED_THROUGH
         # Has Envoy add (empty) trailers at the response's end: ext_proc sends them.

@@ -11,7 +11,9 @@
                 cannot ask for one, in any dialect, streamed or not.
   response      (RunToolAnswer) a JSON answer to such a request that calls a withheld
                 tool anyway is refused, in the caller's dialect, naming the tool and what
-                tainted the run: the agent shows it instead of running the tool.
+                tainted the run: the agent shows it instead of running the tool; a streamed
+                one is cut where the call begins, with the caller's error event
+                (tool_stream.py).
 Each decision is on the call's log line (`run_tools`). A call without a run, or of a
 config without model tool labels, costs nothing; a labelled tool costs one store read."""
 
@@ -27,6 +29,7 @@ from ...pipeline.errors import GatewayError
 from ...pipeline.stage import Stage
 from ...store import StoreUnavailable
 from ...store.run_taint import RunTaint
+from .tool_stream import WithheldToolStream, withheld_tool_message
 
 _MARKS = frozenset((READS_PRIVATE, UNTRUSTED_CONTENT))
 log = logging.getLogger("extproc.runs")
@@ -97,11 +100,15 @@ class RunToolTaint(Stage):
 
 class RunToolAnswer(Stage):
     """After the answer is read (TranslateAnswer): a JSON answer calling a tool its request
-    withheld is refused. A stream's answer is not read here: its request was not offered
-    the tool."""
+    withheld is refused; a stream's events are read as they pass (tool_stream.py)."""
     name = "run_tool_answer"
     reads = frozenset({"endpoint", "response_json", "response_streamed", "status"})
-    writes = frozenset({"log_fields"})
+    writes = frozenset({"error_code", "event_filters", "log_fields"})
+
+    def response_headers(self, call: Call, headers: dict[str, str], end_of_stream: bool) -> None:
+        held = call.owned(WithheldTools)
+        if held is not None and held.tools and call.response_streamed and call.status < 400:
+            call.event_filters.append(WithheldToolStream(call, held.tools, held.flags))
 
     def response_body(self, call: Call, chunk: bytes, end_of_stream: bool) -> None:
         held = call.owned(WithheldTools)
@@ -120,8 +127,4 @@ class RunToolAnswer(Stage):
             return
         call.log_fields.setdefault("run_tools", []).append(
             {"decision": "refused", "tools": called, "reason": "run_tainted", "tainted_by": held.flags})
-        raise GatewayError(400, "content_blocked",
-                           f"The model asked to run '{called[0]}', which sends data out, and this agent run has "
-                           f"read private data ({held.flags.get(READS_PRIVATE)}) and taken in untrusted content "
-                           f"({held.flags.get(UNTRUSTED_CONTENT)}): the gateway stopped it. Tell the user; "
-                           "a new run may use it.")
+        raise GatewayError(400, "content_blocked", withheld_tool_message(called[0], held.flags))
