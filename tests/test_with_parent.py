@@ -75,6 +75,7 @@ def test_a_python_child_goes_when_the_parent_is_killed(tmp_path):
     config = quickstart_config()
     for listener in [*config["mock_provider"]["listeners"], *config["mock_provider"].get("mcp_listeners", [])]:
         listener["port"] = free_port()
+    config["mock_provider"].pop("vllm_pools", None)     # (its fixed ports: not what this tests)
     path = tmp_path / "gateway.yaml"
     path.write_text(yaml.safe_dump(config))
     argv = [sys.executable, "-m", "extproc", "mock-provider", "--config", str(path)]
