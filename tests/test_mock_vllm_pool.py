@@ -388,6 +388,40 @@ def test_a_replica_down_for_a_while_comes_back_by_itself(served):
     assert httpx.get(f"{served.url(2)}/health", timeout=2).status_code == 200
 
 
+@pytest.mark.parametrize("stream", [False, True])
+def test_a_client_that_leaves_frees_its_place_queued_or_running(stream):
+    pool = ServedPool({"name": "leave", "port": free_ports(1), "replicas": 1, "max_batch": 1,
+                       "time_scale": FAST, "max_output_tokens": 32768})
+    engine = pool.pool.replicas[0].engine
+    try:
+        body = {"model": "llama-3.1-8b-instruct", "prompt": "long one", "max_tokens": 30000, "stream": stream}
+
+        def leave_after_a_while():
+            gives_up = time.monotonic() + 0.4
+            try:
+                with httpx.stream("POST", f"{pool.url(0)}/v1/completions", json=body, timeout=0.4) as response:
+                    for _ in response.iter_bytes():         # a stream: read a while, then hang up
+                        if time.monotonic() > gives_up:
+                            return
+            except httpx.ReadTimeout:                       # JSON: nothing comes before the end
+                pass
+        threads = [threading.Thread(target=leave_after_a_while) for _ in range(2)]
+        for thread in threads:
+            thread.start()
+        deadline = time.monotonic() + 5
+        while (len(engine.running), len(engine.waiting)) != (1, 1):     # one running, one queued
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        while engine.running or engine.waiting:         # both clients gave up: both gone
+            assert time.monotonic() < deadline, (len(engine.running), len(engine.waiting))
+            time.sleep(0.01)
+        assert engine.kv_usage() == 0
+        for thread in threads:
+            thread.join(5)
+    finally:
+        pool.close()
+
+
 def test_reset_empties_the_cache_and_the_counters(served):
     url = served.url(0)
     body = chat("reset me")

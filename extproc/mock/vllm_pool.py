@@ -46,7 +46,7 @@ import orjson
 from aiohttp import web
 
 from ..api.openai import max_output_tokens
-from ..api.tokens import token_ids
+from ..api.tokens import get_encoding, token_ids
 from .listener import Listener, record
 from .shapes import json_reply, sse_events
 from .vllm_metrics import CONTENT_TYPE, garbage, render
@@ -58,6 +58,7 @@ POOL_KEYS = {"name", "port", "replicas", "host", "models", "adapters"}
 METRICS_MODES = ("ok", "garbage", "slow", "hang", "error")
 SLOW_METRICS_S = 2.0            # "slow": /metrics answers after this long (real seconds)
 HANG_HOLD_S = 600.0             # "hang": held open at most this long
+PROGRESS_WAIT_S = 0.25          # how often a request with no progress looks whether its client left
 MAX_BODY = 64 * 1024 * 1024
 # The requests a replica keeps for GET /_mock/requests: fewer than a listener's, as a pool
 # under a benchmark receives many long prompts on many replicas.
@@ -320,13 +321,33 @@ class Replica:
         if body.get("stream") is True:
             return await self._stream(kind, model, body, request, seq, engine, pieces, entry)
         while not (seq.finished or seq.failed):
-            await seq.progress.wait()
-            seq.progress.clear()
+            if not await self._progressed(seq, request):
+                engine.abort(seq)                   # the client left: vLLM aborts the request
+                return web.Response(status=499)     # (no one reads it)
         if seq.failed:
             return web.Response(status=500)     # (its connection is gone already)
         entry["usage"] = usage = self._usage(seq)
         return web.Response(body=json_reply(kind, model, "".join(pieces), seq.reason, usage),
                             content_type="application/json")
+
+    @staticmethod
+    async def _progressed(seq: Sequence, request: web.Request) -> bool:
+        """Until the engine advanced `seq`; False when its client has gone meanwhile (looked
+        at every PROGRESS_WAIT_S, as a queued request gets no progress for a while)."""
+        if seq.generated >= 1:                      # decoding: progress every step, no timer needed
+            await seq.progress.wait()
+            seq.progress.clear()
+            transport = request.transport
+            return transport is not None and not transport.is_closing()
+        while True:
+            try:
+                await asyncio.wait_for(seq.progress.wait(), PROGRESS_WAIT_S)
+                seq.progress.clear()
+                return True
+            except asyncio.TimeoutError:
+                transport = request.transport
+                if transport is None or transport.is_closing():
+                    return False
 
     @staticmethod
     def _usage(seq: Sequence) -> dict:
@@ -344,8 +365,8 @@ class Replica:
         try:
             await response.prepare(request)         # vLLM sends its headers at once
             while seq.generated < 1 and not (seq.finished or seq.failed):
-                await seq.progress.wait()
-                seq.progress.clear()
+                if not await self._progressed(seq, request):
+                    raise ConnectionResetError      # left while its request waited
             if seq.failed:
                 return response
             entry["usage"] = usage = self._usage(seq)
@@ -363,8 +384,8 @@ class Replica:
                     return response
                 if seq.failed:
                     return response
-                await seq.progress.wait()
-                seq.progress.clear()
+                if not await self._progressed(seq, request):
+                    raise ConnectionResetError
         except (ConnectionResetError, ConnectionError):
             engine.abort(seq)                       # the client left: vLLM aborts the request
             return response
@@ -378,6 +399,7 @@ class VllmPool:
         self.replicas = [Replica(self, i) for i in range(spec.replicas)]
 
     async def start(self) -> None:
+        get_encoding("o200k_base")      # loaded now (~0.8 s), not by the first request, on the loop
         for replica in self.replicas:
             await replica.start()
 
