@@ -73,7 +73,7 @@ class EngineSpec:
     max_batched_tokens: int = 8192      # vLLM's max_num_batched_tokens (the chunked-prefill budget)
     max_loras: int = 4
     lora_load_ms: float = 5.0           # putting an adapter in a GPU slot (from host memory)
-    max_model_len: int = 0              # 0: what the KV cache holds, at most 32,768
+    max_model_len: int = 0              # 0: 32,768; never past what the KV cache holds
     prefill_ms_per_token: float = 0.08
     decode_ms_per_step: float = 12.0
     decode_ms_per_seq: float = 0.12
@@ -98,7 +98,8 @@ class EngineSpec:
 
     @property
     def context_limit(self) -> int:
-        return self.max_model_len or min(32768, self.kv_blocks * self.block_tokens)
+        # Never past what the KV cache holds: a request it cannot hold would wait forever.
+        return min(self.max_model_len or 32768, self.kv_blocks * self.block_tokens)
 
 
 def block_hashes(token_ids: list[int], block_tokens: int, adapter: str | None,
