@@ -5,6 +5,7 @@ replica controls (metrics faults, down and up), against replicas served in-proce
 from __future__ import annotations
 
 import asyncio
+import json
 import threading
 import time
 
@@ -15,7 +16,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from extproc.config.local_ports import shift_config
 from extproc.mock.vllm_metrics import render
-from extproc.mock.vllm_pool import PoolSpec, pools_from_config
+from extproc.mock.vllm_pool import pools_from_config
+from extproc.mock.vllm_spec import PoolSpec
 from extproc.mock.vllm_sim import Engine, EngineSpec, PrefixCache, Sequence, block_hashes
 from gateway_stack import free_ports
 
@@ -268,7 +270,6 @@ def test_a_stream_carries_usage_last_when_asked(served):
         assert response.headers["x-mock-replica"] == "sim-1"
         events = [line[6:] for line in response.iter_lines() if line.startswith("data: ")]
     assert events[-1] == "[DONE]"
-    import json
     chunks = [json.loads(e) for e in events[:-1]]
     assert "".join(c["choices"][0]["delta"].get("content", "") for c in chunks if c["choices"]) == \
         "stream it stream it stream it"
@@ -281,6 +282,20 @@ def test_an_adapter_a_replica_lacks_is_vllms_404(served):
     assert response.json() == {"error": {"message": "The model `sql-lora` does not exist.", "type": "NotFoundError",
                                          "param": None, "code": 404}}
     assert response.headers["x-mock-replica"] == "sim-2"
+
+
+def test_an_adapter_loaded_and_unloaded_at_run_time(served):
+    url, body = served.url(2), chat("hi", model="fresh-lora")
+    assert httpx.post(f"{url}/v1/chat/completions", json=body, timeout=5).status_code == 404
+    loaded = httpx.post(f"{url}/v1/load_lora_adapter", json={"lora_name": "fresh-lora", "lora_path": "/a"}, timeout=5)
+    assert loaded.status_code == 200 and "added successfully" in loaded.text
+    assert httpx.post(f"{url}/v1/load_lora_adapter", json={"lora_name": "fresh-lora", "lora_path": "/a"},
+                      timeout=5).status_code == 400
+    assert "fresh-lora" in [m["id"] for m in httpx.get(f"{url}/v1/models", timeout=5).json()["data"]]
+    assert httpx.post(f"{url}/v1/chat/completions", json=body, timeout=5).status_code == 200
+    assert httpx.post(f"{url}/v1/unload_lora_adapter", json={"lora_name": "fresh-lora"}, timeout=5).status_code == 200
+    assert httpx.post(f"{url}/v1/unload_lora_adapter", json={"lora_name": "fresh-lora"}, timeout=5).status_code == 404
+    assert httpx.post(f"{url}/v1/chat/completions", json=body, timeout=5).status_code == 404
 
 
 def metric_samples(text: str) -> dict[str, list]:
@@ -463,7 +478,6 @@ def test_completions_stream_and_the_context_limit(served):
     body = {"model": "llama-3.1-8b-instruct", "prompt": "tell me more", "max_tokens": 4, "stream": True}
     with httpx.stream("POST", f"{served.url(2)}/v1/completions", json=body, timeout=10) as response:
         events = [line[6:] for line in response.iter_lines() if line.startswith("data: ")]
-    import json
     assert "".join(json.loads(e)["choices"][0]["text"] for e in events[:-1]) == "tell me more tell"
     too_long = httpx.post(f"{served.url(2)}/v1/completions", timeout=10,
                           json={"model": "llama-3.1-8b-instruct", "prompt": "tell me more", "max_tokens": 40000})
@@ -514,7 +528,8 @@ def test_any_json_in_a_request_is_an_answer_or_vllms_error_never_a_crash():
            messages=st.lists(message, min_size=1, max_size=3))
     def check(path, extra, messages):
         body = {"model": "llama-3.1-8b-instruct", "messages": messages, "prompt": "hello", **extra}
-        response = httpx.post(f"{pool.url(0)}{path}", json=body, timeout=10)
+        response = httpx.post(f"{pool.url(0)}{path}", content=json.dumps(body), timeout=10,   # (inf: not JSON)
+                              headers={"content-type": "application/json"})
         assert response.status_code in (200, 400, 404), (body, response.status_code, response.text)
         if response.status_code != 200:
             assert set(response.json()["error"]) == {"message", "type", "param", "code"}

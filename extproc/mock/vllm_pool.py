@@ -15,8 +15,9 @@ adapter (on the pool's first model).
 Each replica serves POST /v1/chat/completions and /v1/completions (JSON, and SSE with
 `stream: true`, usage last with stream_options.include_usage; usage's
 prompt_tokens_details.cached_tokens is what its prefix cache served), GET /v1/models
-(its base models and its adapters, as vLLM lists them), GET /health and GET /metrics
-(vllm_metrics.py). A model it does not serve is vLLM's 404:
+(its base models and its adapters, as vLLM lists them), GET /health, GET /metrics
+(vllm_metrics.py), and POST /v1/load_lora_adapter and /v1/unload_lora_adapter
+({"lora_name", "lora_path"}: an adapter given to or taken from this replica at run time). A model it does not serve is vLLM's 404:
     {"error": {"message": "The model `x` does not exist.", "type": "NotFoundError",
                "param": null, "code": 404}}
 Controls, on each replica's port:
@@ -40,7 +41,6 @@ import asyncio
 import socket
 import struct
 import time
-from dataclasses import dataclass, field, fields
 
 import orjson
 from aiohttp import web
@@ -51,10 +51,10 @@ from .listener import Listener, record
 from .shapes import json_reply, sse_events
 from .vllm_metrics import CONTENT_TYPE, garbage, render
 from .vllm_prompt import answer_pieces, prompt_token_ids
-from .vllm_sim import Engine, EngineSpec, Sequence, block_hashes
+from .vllm_sim import Engine, Sequence, block_hashes
+from .vllm_spec import PoolSpec
 from .wire import SSE_HEADERS
 
-POOL_KEYS = {"name", "port", "replicas", "host", "models", "adapters"}
 METRICS_MODES = ("ok", "garbage", "slow", "hang", "error")
 SLOW_METRICS_S = 2.0            # "slow": /metrics answers after this long (real seconds)
 HANG_HOLD_S = 600.0             # "hang": held open at most this long
@@ -63,45 +63,6 @@ MAX_BODY = 64 * 1024 * 1024
 # The requests a replica keeps for GET /_mock/requests: fewer than a listener's, as a pool
 # under a benchmark receives many long prompts on many replicas.
 RECORDED_KEPT = 200
-
-
-@dataclass
-class PoolSpec:
-    name: str
-    port: int
-    replicas: int
-    host: str = "127.0.0.1"
-    models: list[str] = field(default_factory=lambda: ["llama-3.1-8b-instruct"])
-    adapters: dict[str, list[int]] = field(default_factory=dict)
-    engine: EngineSpec = field(default_factory=EngineSpec)
-
-    @classmethod
-    def from_config(cls, item: dict) -> "PoolSpec":
-        """A `vllm_pools:` entry; ValueError naming what is wrong (a typo'd key included)."""
-        if not isinstance(item, dict):
-            raise ValueError("each entry is a mapping: {name, port, replicas, ...}")
-        unknown = set(item) - POOL_KEYS - {f.name for f in fields(EngineSpec)}
-        if unknown:
-            raise ValueError(f"unknown key(s) {', '.join(sorted(map(str, unknown)))}")
-        missing = [key for key in ("name", "port", "replicas") if key not in item]
-        if missing:
-            raise ValueError(f"{', '.join(missing)} must be given")
-        try:
-            port, replicas = int(item["port"]), int(item["replicas"])
-            adapters = {str(name): [int(i) for i in where] for name, where in (item.get("adapters") or {}).items()}
-        except (TypeError, ValueError, AttributeError):
-            raise ValueError("port and replicas are numbers; adapters maps each adapter to a list "
-                             "of replica numbers") from None
-        if replicas < 1 or not 0 < port <= 65535 - replicas + 1:
-            raise ValueError("replicas must be at least 1, and port + replicas - 1 a port")
-        if any(not 0 <= i < replicas for where in adapters.values() for i in where):
-            raise ValueError(f"adapters name replicas 0 to {replicas - 1}")
-        models = [str(m) for m in item.get("models") or ["llama-3.1-8b-instruct"]]
-        return cls(name=str(item["name"]), port=port, replicas=replicas, host=str(item.get("host", "127.0.0.1")),
-                   models=models, adapters=adapters, engine=EngineSpec.from_config(item))
-
-    def ports(self) -> list[int]:
-        return [self.port + i for i in range(self.replicas)]
 
 
 def pools_from_config(spec: dict) -> list["VllmPool"]:
@@ -211,6 +172,8 @@ class Replica:
         app.router.add_post("/v1/chat/completions", chat)
         app.router.add_post("/v1/completions", completions)
         app.router.add_get("/v1/models", self.list_models)
+        app.router.add_post("/v1/load_lora_adapter", self.load_adapter)
+        app.router.add_post("/v1/unload_lora_adapter", self.unload_adapter)
         app.router.add_get("/health", health)
         app.router.add_get("/metrics", self.metrics)
         app.router.add_get("/_mock/requests", self.recorded)
@@ -224,6 +187,37 @@ class Replica:
     async def clear(self, request: web.Request) -> web.Response:
         self.listener.received.clear()
         return web.Response(status=204)
+
+    async def load_adapter(self, request: web.Request) -> web.Response:
+        """vLLM's runtime LoRA loading (VLLM_ALLOW_RUNTIME_LORA_UPDATING): the adapter is
+        this replica's from now on."""
+        name = await self._adapter_named(request)
+        if name is None:
+            return vllm_error(400, "Both 'lora_name' and 'lora_path' must be provided.", "BadRequestError")
+        if name in self.adapters or name in self.models:
+            return vllm_error(400, f"The lora adapter '{name}' has already been loaded.", "BadRequestError")
+        self.adapters.append(name)
+        return web.Response(text=f"Success: LoRA adapter '{name}' added successfully.")
+
+    async def unload_adapter(self, request: web.Request) -> web.Response:
+        name = await self._adapter_named(request, path=False)
+        if name not in self.adapters:
+            return vllm_error(404, f"The lora adapter '{name}' cannot be found.", "NotFoundError")
+        self.adapters.remove(name)
+        self.engine.loras.pop(name, None)
+        return web.Response(text=f"Success: LoRA adapter '{name}' removed successfully.")
+
+    @staticmethod
+    async def _adapter_named(request: web.Request, path: bool = True) -> str | None:
+        try:
+            body = orjson.loads(await request.read())
+        except orjson.JSONDecodeError:
+            return None
+        if not isinstance(body, dict) or not isinstance(body.get("lora_name"), str) or not body["lora_name"]:
+            return None
+        if path and not isinstance(body.get("lora_path"), str):
+            return None
+        return body["lora_name"]
 
     async def list_models(self, request: web.Request) -> web.Response:
         created = int(time.time())
