@@ -20,6 +20,7 @@ import orjson
 import pytest
 from gateway_stack import ROOT, GatewayStack, free_port, quickstart_config, settled_rows, start_together, wait_for_port
 
+from extproc.observability.metrics import FLUSH_INTERVAL
 from extproc.store.redis_store import RedisStore
 from extproc.store.sqlite_store import SQLiteStore
 
@@ -28,15 +29,19 @@ ALICE = {"authorization": "Bearer sk-demo-alice"}
 BUDGET = 600
 
 
-def budget_config(store: dict | None = None) -> dict:
+# Keys like carol's (a 600-token hourly budget of their own), one per test that spends
+# one: the tests sharing a module stack below each start from an untouched budget.
+CAROLS = ("carol", "carol-flood", "carol-n", "carol-ids", "carol-cut", "carol-busy", "carol-slow")
+
+
+def budget_config(store: dict | None = None, carols: tuple[str, ...] = ("carol",)) -> dict:
     config = quickstart_config()
-    config["keys"] += [
-        {"id": "carol", "key": "sk-test-carol", "user": "carol", "team": "budget-test", "models": "*"},
-        {"id": "dave", "key": "sk-test-dave", "user": "dave", "team": "rate-test", "models": "*"},
-    ]
+    config["keys"] += [{"id": name, "key": f"sk-test-{name}", "user": name, "team": "budget-test", "models": "*"}
+                       for name in carols]
+    config["keys"].append({"id": "dave", "key": "sk-test-dave", "user": "dave", "team": "rate-test", "models": "*"})
     config["budgets"] = [
-        {"name": "carol-tokens", "scope": "key", "match": "carol", "unit": "tokens",
-         "limit": BUDGET, "window": "hour"},
+        *({"name": f"{name}-tokens", "scope": "key", "match": name, "unit": "tokens",
+           "limit": BUDGET, "window": "hour"} for name in carols),
         {"name": "team-usd", "scope": "team", "unit": "usd", "limit": 100, "window": "month"},
     ]
     config["keys"].append({"id": "fran", "key": "sk-test-fran", "user": "fran", "team": "rate-test",
@@ -60,32 +65,36 @@ def open_store(kind: str, stack: GatewayStack, redis_url: str | None):
     return SQLiteStore(str(stack.state_dir / "budgets.sqlite3"))
 
 
-def carol_request(stack: GatewayStack, index: int, **fields) -> httpx.Response:
-    return httpx.post(f"{stack.base_url}/chat/completions", headers=CAROL, timeout=60, json={
+def headers(carol: str) -> dict[str, str]:
+    return {"authorization": f"Bearer sk-test-{carol}"}
+
+
+def carol_request(stack: GatewayStack, index: int, carol: str = "carol", **fields) -> httpx.Response:
+    return httpx.post(f"{stack.base_url}/chat/completions", headers=headers(carol), timeout=60, json={
         "model": "gpt-4o-mini", "max_tokens": 20,
         "messages": [{"role": "user", "content": f"concurrent budget request number {index}"}], **fields})
 
 
-def flood(stacks: list[GatewayStack], total: int, **fields) -> list[httpx.Response]:
+def flood(stacks: list[GatewayStack], total: int, carol: str = "carol", **fields) -> list[httpx.Response]:
     with concurrent.futures.ThreadPoolExecutor(max_workers=total) as pool:
-        return list(pool.map(lambda i: carol_request(stacks[i % len(stacks)], i, **fields), range(total)))
+        return list(pool.map(lambda i: carol_request(stacks[i % len(stacks)], i, carol, **fields), range(total)))
 
 
-def check_never_overshot(responses, stacks, store):
+def check_never_overshot(responses, stacks, store, carol: str = "carol"):
     ok = [r for r in responses if r.status_code == 200]
     refused = [r for r in responses if r.status_code == 429]
     assert len(ok) + len(refused) == len(responses), [r.status_code for r in responses]
     assert ok and refused
     for response in refused:
         error = response.json()["error"]
-        assert error["code"] == "budget_exceeded" and "carol-tokens" in error["message"]
+        assert error["code"] == "budget_exceeded" and f"{carol}-tokens" in error["message"]
         assert int(response.headers["retry-after"]) >= 1
         assert response.headers["x-ratelimit-limit-tokens"] == str(BUDGET)
         assert "x-ratelimit-remaining-tokens" in response.headers
         assert "x-ratelimit-reset-tokens" in response.headers
     for response in ok:
         assert int(response.headers["x-ratelimit-remaining-tokens"]) >= 0
-    counter = rows(store)["carol-tokens|carol"]
+    counter = rows(store)[f"{carol}-tokens|{carol}"]
     assert counter.held == 0                      # nothing left reserved
     assert counter.spent <= BUDGET
     # Settled spend is exactly the usage the provider reported for the admitted requests.
@@ -93,54 +102,81 @@ def check_never_overshot(responses, stacks, store):
     assert counter.spent == reported
 
 
-@pytest.mark.parametrize("kind", ["sqlite", "redis"])
-def test_80_concurrent_requests_never_overshoot(tmp_path, redis_url, kind):
-    store_config = {"kind": "redis", "url": redis_url} if kind == "redis" else None
+# Stacks shared by the tests below that need no config, store or process state of their
+# own (each spends a key of CAROLS of its own): a gateway's start costs ~6 s of CPU.
+@pytest.fixture(scope="module")
+def two_workers(tmp_path_factory):
+    """Two workers on the SQLite store."""
+    stack = GatewayStack(tmp_path_factory.mktemp("budgets-2"), erin_config(carols=CAROLS), workers=2).start()
+    yield stack
+    stack.stop()
+
+
+@pytest.fixture(scope="module")
+def one_worker(tmp_path_factory):
+    """One worker on the SQLite store: every call meets the same worker."""
+    stack = GatewayStack(tmp_path_factory.mktemp("budgets-1"), budget_config(carols=CAROLS), workers=1).start()
+    yield stack
+    stack.stop()
+
+
+@pytest.fixture(scope="module")
+def on_redis(tmp_path_factory, redis_url):
+    """Two workers on Redis, in a database of its own (other tests flush database 0)."""
+    url = redis_url.rsplit("/", 1)[0] + "/1"
+    asyncio.run(_flush(url))
+    stack = GatewayStack(tmp_path_factory.mktemp("budgets-redis"),
+                         erin_config({"kind": "redis", "url": url}, carols=CAROLS), workers=2).start()
+    stack.redis_url = url
+    yield stack
+    stack.stop()
+
+
+def shared_stack(request, kind: str) -> tuple[GatewayStack, str | None]:
+    """The two-worker stack on the store `kind`, and its Redis URL (None for SQLite)."""
     if kind == "redis":
-        asyncio.run(_flush(redis_url))
-    stack = GatewayStack(tmp_path, budget_config(store_config), workers=2).start()
-    try:
-        responses = flood([stack], 80)
-        check_never_overshot(responses, [stack], open_store(kind, stack, redis_url))
-    finally:
-        stack.stop()
+        stack = request.getfixturevalue("on_redis")
+        return stack, stack.redis_url
+    return request.getfixturevalue("two_workers"), None
 
 
-def test_every_answer_that_n_asks_for_is_reserved_and_never_overshoots(tmp_path):
+@pytest.mark.parametrize("kind", ["sqlite", "redis"])
+def test_80_concurrent_requests_never_overshoot(request, kind):
+    stack, url = shared_stack(request, kind)
+    responses = flood([stack], 80, "carol-flood")
+    check_never_overshot(responses, [stack], open_store(kind, stack, url), "carol-flood")
+
+
+def test_every_answer_that_n_asks_for_is_reserved_and_never_overshoots(two_workers):
     """Three answers of up to 20 tokens each: a reservation for one would let the
     flood's admitted calls spend about three times what was held."""
-    stack = GatewayStack(tmp_path, budget_config(), workers=2).start()
-    try:
-        long_prompt = "every answer of this request repeats these words back to the caller " * 3
-        responses = flood([stack], 40, n=3, messages=[{"role": "user", "content": long_prompt}])
-        for response in responses:
-            if response.status_code == 200:
-                answers = response.json()
-                assert len(answers["choices"]) == 3
-                assert answers["usage"]["completion_tokens"] == 3 * 20   # each answer cut at max_tokens
-        check_never_overshot(responses, [stack], open_store("sqlite", stack, None))
-    finally:
-        stack.stop()
+    stack = two_workers
+    long_prompt = "every answer of this request repeats these words back to the caller " * 3
+    responses = flood([stack], 40, "carol-n", n=3, messages=[{"role": "user", "content": long_prompt}])
+    for response in responses:
+        if response.status_code == 200:
+            answers = response.json()
+            assert len(answers["choices"]) == 3
+            assert answers["usage"]["completion_tokens"] == 3 * 20   # each answer cut at max_tokens
+    check_never_overshot(responses, [stack], open_store("sqlite", stack, None), "carol-n")
 
 
-def test_a_prompt_given_as_token_ids_is_reserved_for(tmp_path):
+def test_a_prompt_given_as_token_ids_is_reserved_for(one_worker):
     """Embeddings of token ids: the ids are the tokens (no text to count), so 700 of
     them cannot fit carol's 600; 300, then 50, can, and spend what the provider reports."""
-    stack = GatewayStack(tmp_path, budget_config()).start()
-    try:
-        carol = openai.OpenAI(base_url=stack.base_url, api_key="sk-test-carol", max_retries=0)
-        with pytest.raises(openai.RateLimitError) as refused:
-            carol.embeddings.create(model="text-embedding-3-small", input=[[17] * 400, [17] * 300])
-        assert refused.value.code == "budget_exceeded"
-        assert stack.received() == []
-        answer = carol.embeddings.create(model="text-embedding-3-small", input=[[17] * 300])
-        assert answer.usage.prompt_tokens == 300
-        one = carol.embeddings.create(model="text-embedding-3-small", input=[17] * 50)   # one input, flat
-        assert (len(one.data), one.usage.prompt_tokens) == (1, 50)
-        counter = rows(open_store("sqlite", stack, None))["carol-tokens|carol"]
-        assert (counter.spent, counter.held) == (350, 0)
-    finally:
-        stack.stop()
+    stack = one_worker
+    stack.clear_received()
+    carol = openai.OpenAI(base_url=stack.base_url, api_key="sk-test-carol-ids", max_retries=0)
+    with pytest.raises(openai.RateLimitError) as refused:
+        carol.embeddings.create(model="text-embedding-3-small", input=[[17] * 400, [17] * 300])
+    assert refused.value.code == "budget_exceeded"
+    assert stack.received() == []
+    answer = carol.embeddings.create(model="text-embedding-3-small", input=[[17] * 300])
+    assert answer.usage.prompt_tokens == 300
+    one = carol.embeddings.create(model="text-embedding-3-small", input=[17] * 50)   # one input, flat
+    assert (len(one.data), one.usage.prompt_tokens) == (1, 50)
+    counter = rows(open_store("sqlite", stack, None))["carol-ids-tokens|carol-ids"]
+    assert (counter.spent, counter.held) == (350, 0)
 
 
 def test_two_replicas_share_one_redis(tmp_path, redis_url):
@@ -224,9 +260,9 @@ class RestartableRedis:
             self.process.wait(timeout=10)
 
 
-def erin_config(store: dict | None = None) -> dict:
+def erin_config(store: dict | None = None, carols: tuple[str, ...] = ("carol",)) -> dict:
     """budget_config plus erin, whose budget is far from its end: worker allotments."""
-    config = budget_config(store)
+    config = budget_config(store, carols)
     config["keys"].append({"id": "erin", "key": "sk-test-erin", "user": "erin", "team": "big",
                            "models": "*"})
     config["budgets"].append({"name": "erin-tokens", "scope": "key", "match": "erin",
@@ -241,38 +277,41 @@ def erin_call(stack: GatewayStack, index: int) -> httpx.Response:
                           {"role": "user", "content": f"call {index} " + "word " * index}]})
 
 
-def admissions(stack: GatewayStack) -> dict[str, float]:
-    """gateway_budget_admissions_total by path (allotment: in worker memory; store)."""
-    text = stack.metrics('gateway_budget_admissions_total{path="allotment"}')
+def admissions(stack: GatewayStack, expected: str = 'gateway_budget_admissions_total{path="allotment"}') -> dict[str, float]:
+    """gateway_budget_admissions_total by path (allotment: in worker memory; store), once
+    the page shows `expected` (or at once, with "")."""
+    text = stack.metrics(expected)
     return {path: float(line.rsplit(" ", 1)[1]) for path in ("allotment", "store")
             for line in text.splitlines()
             if line.startswith(f'gateway_budget_admissions_total{{path="{path}"}}')}
 
 
 @pytest.mark.parametrize("kind", ["sqlite", "redis"])
-def test_far_from_its_end_a_budget_is_admitted_in_worker_memory_and_every_token_lands(
-        tmp_path, redis_url, kind):
+def test_far_from_its_end_a_budget_is_admitted_in_worker_memory_and_every_token_lands(request, kind):
     """Two workers, a budget far from its end: after each worker's first call they admit
     from their allotments (no store round trip), and once they hand them back the store
     holds exactly the usage every response reported."""
-    if kind == "redis":
-        asyncio.run(_flush(redis_url))
-    stack = GatewayStack(tmp_path, erin_config({"kind": "redis", "url": redis_url} if kind == "redis"
-                                               else None), workers=2).start()
-    try:
-        with concurrent.futures.ThreadPoolExecutor(max_workers=6) as pool:
-            responses = list(pool.map(lambda index: erin_call(stack, index), range(120)))
-        assert [r.status_code for r in responses] == [200] * 120
-        assert all(r.headers["x-ratelimit-limit-tokens"] == str(10**9) for r in responses)
-        reported = sum(r.json()["usage"]["total_tokens"] for r in responses)
-        counters = settled_rows(open_store(kind, stack, redis_url), timeout=10)
-        assert counters["erin-tokens|erin"].held == 0, "an allotment was not handed back"
-        assert counters["erin-tokens|erin"].spent == reported
-        admitted = admissions(stack)
-        assert admitted["allotment"] + admitted["store"] == 120
-        assert admitted["allotment"] >= 60, admitted
-    finally:
-        stack.stop()
+    stack, url = shared_stack(request, kind)
+    # The stack's earlier calls (other keys') are admitted too: what these 120 add is counted.
+    time.sleep(3 * FLUSH_INTERVAL)                  # every worker's counts so far on the page
+    before = admissions(stack, "")
+    with concurrent.futures.ThreadPoolExecutor(max_workers=6) as pool:
+        responses = list(pool.map(lambda index: erin_call(stack, index), range(120)))
+    assert [r.status_code for r in responses] == [200] * 120
+    assert all(r.headers["x-ratelimit-limit-tokens"] == str(10**9) for r in responses)
+    reported = sum(r.json()["usage"]["total_tokens"] for r in responses)
+    counters = settled_rows(open_store(kind, stack, url), timeout=10)
+    assert counters["erin-tokens|erin"].held == 0, "an allotment was not handed back"
+    assert counters["erin-tokens|erin"].spent == reported
+    deadline = time.monotonic() + 5                 # the workers flush their counts every FLUSH_INTERVAL
+    while True:
+        now = admissions(stack, "")
+        admitted = {path: now.get(path, 0) - before.get(path, 0) for path in ("allotment", "store")}
+        if admitted["allotment"] + admitted["store"] >= 120 or time.monotonic() > deadline:
+            break
+        time.sleep(FLUSH_INTERVAL)
+    assert admitted["allotment"] + admitted["store"] == 120
+    assert admitted["allotment"] >= 60, admitted
 
 
 def test_a_redis_outage_under_allotments_loses_and_doubles_no_spend(tmp_path):
@@ -326,33 +365,31 @@ def test_a_redis_outage_under_allotments_loses_and_doubles_no_spend(tmp_path):
         redis.stop()
 
 
-def test_failed_upstream_and_cancelled_stream_leave_no_reservation(tmp_path):
-    stack = GatewayStack(tmp_path, budget_config()).start()
-    try:
-        store = SQLiteStore(str(stack.state_dir / "budgets.sqlite3"))
-        failed = httpx.post(f"{stack.base_url}/chat/completions", headers={**CAROL, "x-mock-status": "500"},
-                            json={"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "x"}]})
-        assert failed.status_code == 500
-        assert rows(store)["carol-tokens|carol"].spent == 0
-        assert rows(store)["carol-tokens|carol"].held == 0
-        rid = f"test-{uuid.uuid4()}"
-        words = " ".join(f"w{i}" for i in range(30))
-        with httpx.stream("POST", f"{stack.base_url}/chat/completions",
-                          json={"model": "gpt-4o-mini", "stream": True,
-                                "messages": [{"role": "user", "content": words}]},
-                          headers={**CAROL, "x-request-id": rid, "x-mock-chunk-delay-ms": "100"}) as r:
-            next(r.iter_raw())             # one chunk, then the client goes away
-        record = stack.wait_for_record(rid, timeout=15)
-        assert record["outcome"] == "cancelled" and record["usage_estimated"]
-        charged = record["input_tokens"] + record["output_tokens"]
-        assert charged > 0
-        deadline = time.time() + 5
-        while rows(store)["carol-tokens|carol"].spent != charged and time.time() < deadline:
-            time.sleep(0.05)
-        counter = rows(store)["carol-tokens|carol"]
-        assert counter.spent == charged and counter.held == 0
-    finally:
-        stack.stop()
+def test_failed_upstream_and_cancelled_stream_leave_no_reservation(one_worker):
+    stack = one_worker
+    carol = headers("carol-cut")
+    store = SQLiteStore(str(stack.state_dir / "budgets.sqlite3"))
+    failed = httpx.post(f"{stack.base_url}/chat/completions", headers={**carol, "x-mock-status": "500"},
+                        json={"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "x"}]})
+    assert failed.status_code == 500
+    assert rows(store)["carol-cut-tokens|carol-cut"].spent == 0
+    assert rows(store)["carol-cut-tokens|carol-cut"].held == 0
+    rid = f"test-{uuid.uuid4()}"
+    words = " ".join(f"w{i}" for i in range(30))
+    with httpx.stream("POST", f"{stack.base_url}/chat/completions",
+                      json={"model": "gpt-4o-mini", "stream": True,
+                            "messages": [{"role": "user", "content": words}]},
+                      headers={**carol, "x-request-id": rid, "x-mock-chunk-delay-ms": "100"}) as r:
+        next(r.iter_raw())             # one chunk, then the client goes away
+    record = stack.wait_for_record(rid, timeout=15)
+    assert record["outcome"] == "cancelled" and record["usage_estimated"]
+    charged = record["input_tokens"] + record["output_tokens"]
+    assert charged > 0
+    deadline = time.time() + 5
+    while rows(store)["carol-cut-tokens|carol-cut"].spent != charged and time.time() < deadline:
+        time.sleep(0.05)
+    counter = rows(store)["carol-cut-tokens|carol-cut"]
+    assert counter.spent == charged and counter.held == 0
 
 
 def test_budgets_show_full_from_the_start_and_an_uncapped_call_cannot_pass_its_reservation(tmp_path):
@@ -395,39 +432,36 @@ def test_budgets_show_full_from_the_start_and_an_uncapped_call_cannot_pass_its_r
         stack.stop()
 
 
-def test_rate_limit_and_allowlist(tmp_path):
-    stack = GatewayStack(tmp_path, budget_config()).start()
-    try:
-        dave = {"authorization": "Bearer sk-test-dave"}
-        body = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]}
-        statuses = []
-        if time.time() % 60 > 50:           # requests per minute count in the clock's minute: not across its end
-            time.sleep(60.5 - time.time() % 60)
-        for _ in range(4):
-            response = httpx.post(f"{stack.base_url}/chat/completions", headers=dave, json=body)
-            statuses.append(response.status_code)
-        assert statuses == [200, 200, 200, 429]
-        assert response.json()["error"]["code"] == "rate_limited"
-        assert response.headers["x-ratelimit-limit-requests"] == "3"
-        assert response.headers["x-ratelimit-remaining-requests"] == "0"
-        assert int(response.headers["retry-after"]) <= 60
-        bob = httpx.post(f"{stack.base_url}/chat/completions",
-                         headers={"authorization": "Bearer sk-demo-bob"}, json={**body, "model": "gpt-4o"})
-        assert bob.status_code == 403 and bob.json()["error"]["code"] == "model_not_allowed"
-        # A concurrency limit frees a slot as soon as a call ends: the hint says so, not the
-        # slot's lease (lease_seconds, 900 by default).
-        fran = {"authorization": "Bearer sk-test-fran", "x-mock-delay-ms": "1500"}
-        with concurrent.futures.ThreadPoolExecutor(max_workers=3) as pool:
-            slow = [pool.submit(httpx.post, f"{stack.base_url}/chat/completions", headers=fran, json=body,
-                                timeout=30) for _ in range(2)]
-            time.sleep(0.5)
-            third = httpx.post(f"{stack.base_url}/chat/completions", headers=fran, json=body, timeout=30)
-            assert [f.result().status_code for f in slow] == [200, 200]
-        assert third.status_code == 429 and third.json()["error"]["code"] == "rate_limited"
-        assert third.headers["retry-after"] == "1"
-        assert "fran-concurrency" in third.json()["error"]["message"]
-    finally:
-        stack.stop()
+def test_rate_limit_and_allowlist(one_worker):
+    stack = one_worker
+    dave = {"authorization": "Bearer sk-test-dave"}
+    body = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]}
+    statuses = []
+    if time.time() % 60 > 50:           # requests per minute count in the clock's minute: not across its end
+        time.sleep(60.5 - time.time() % 60)
+    for _ in range(4):
+        response = httpx.post(f"{stack.base_url}/chat/completions", headers=dave, json=body)
+        statuses.append(response.status_code)
+    assert statuses == [200, 200, 200, 429]
+    assert response.json()["error"]["code"] == "rate_limited"
+    assert response.headers["x-ratelimit-limit-requests"] == "3"
+    assert response.headers["x-ratelimit-remaining-requests"] == "0"
+    assert int(response.headers["retry-after"]) <= 60
+    bob = httpx.post(f"{stack.base_url}/chat/completions",
+                     headers={"authorization": "Bearer sk-demo-bob"}, json={**body, "model": "gpt-4o"})
+    assert bob.status_code == 403 and bob.json()["error"]["code"] == "model_not_allowed"
+    # A concurrency limit frees a slot as soon as a call ends: the hint says so, not the
+    # slot's lease (lease_seconds, 900 by default).
+    fran = {"authorization": "Bearer sk-test-fran", "x-mock-delay-ms": "1500"}
+    with concurrent.futures.ThreadPoolExecutor(max_workers=3) as pool:
+        slow = [pool.submit(httpx.post, f"{stack.base_url}/chat/completions", headers=fran, json=body,
+                            timeout=30) for _ in range(2)]
+        time.sleep(0.5)
+        third = httpx.post(f"{stack.base_url}/chat/completions", headers=fran, json=body, timeout=30)
+        assert [f.result().status_code for f in slow] == [200, 200]
+    assert third.status_code == 429 and third.json()["error"]["code"] == "rate_limited"
+    assert third.headers["retry-after"] == "1"
+    assert "fran-concurrency" in third.json()["error"]["message"]
 
 
 def test_quickstart_bob_has_2000_token_hourly_budget(gateway):
@@ -453,53 +487,49 @@ def test_quickstart_bob_cannot_ask_for_more_answers_than_his_budget_holds(bob):
     assert answers.usage.completion_tokens == 3 * 2
 
 
-def test_a_slow_store_does_not_hold_the_answer_back_and_its_settle_still_lands(tmp_path, redis_url):
+def test_a_slow_store_does_not_hold_the_answer_back_and_its_settle_still_lands(on_redis):
     """The worker settles and records a call after its last reply is out, in a task of its
     own: the client does not wait for the store, and the settle is not cut short when
     Envoy resets the finished stream."""
     import threading
 
     import redis
-    asyncio.run(_flush(redis_url))
-    stack = GatewayStack(tmp_path, budget_config({"kind": "redis", "url": redis_url})).start()
-    try:
-        rid = f"test-{uuid.uuid4()}"
-        answer = {}
+    stack, redis_url = on_redis, on_redis.redis_url
+    rid = f"test-{uuid.uuid4()}"
+    answer = {}
 
-        def ask():
-            answer["response"] = httpx.post(
-                f"{stack.base_url}/chat/completions", timeout=30,
-                headers={**CAROL, "x-request-id": rid, "x-mock-delay-ms": "300"},
-                json={"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]})
-            answer["at"] = time.monotonic()
+    def ask():
+        answer["response"] = httpx.post(
+            f"{stack.base_url}/chat/completions", timeout=30,
+            headers={**headers("carol-slow"), "x-request-id": rid, "x-mock-delay-ms": "300"},
+            json={"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]})
+        answer["at"] = time.monotonic()
 
-        client = threading.Thread(target=ask)
-        client.start()
-        with redis.Redis.from_url(redis_url) as admin:
-            # The call's own reservation (a field `r:<request id>:...` of carol's counter),
-            # not the worker's allotment (`r:allot:...`), which an exchange may write first.
-            def reserved() -> bool:
-                return any(field.startswith(b"r:") and not field.startswith(b"r:allot:")
-                           for key in admin.keys(b"*carol-tokens*") for field in admin.hkeys(key))
+    client = threading.Thread(target=ask)
+    client.start()
+    with redis.Redis.from_url(redis_url) as admin:
+        # The call's own reservation (a field `r:<request id>:...` of its key's counter),
+        # not the worker's allotment (`r:allot:...`), which an exchange may write first.
+        def reserved() -> bool:
+            return any(field.startswith(b"r:") and not field.startswith(b"r:allot:")
+                       for key in admin.keys(b"*carol-slow-tokens*") for field in admin.hkeys(key))
 
-            deadline = time.monotonic() + 10
-            while not reserved():
-                assert time.monotonic() < deadline, "no reservation reached Redis"
-                time.sleep(0.005)
-            # Reserved; the provider answers 0.3 s later. Redis now refuses writes for
-            # 0.9 s, so the settle waits ~0.6 s (under the store's 1 s timeout).
-            admin.client_pause(900, all=False)
-            paused_at = time.monotonic()
-        client.join(timeout=30)
-        response = answer["response"]
-        assert response.status_code == 200
-        waited = answer["at"] - paused_at
-        assert waited < 0.8, f"the answer came {waited:.2f} s into a 0.9 s pause of the store"
-        stack.wait_for_record(rid)
-        counter = rows(RedisStore(redis_url))["carol-tokens|carol"]
-        assert counter.held == 0 and counter.spent == response.json()["usage"]["total_tokens"]
-    finally:
-        stack.stop()
+        deadline = time.monotonic() + 10
+        while not reserved():
+            assert time.monotonic() < deadline, "no reservation reached Redis"
+            time.sleep(0.005)
+        # Reserved; the provider answers 0.3 s later. Redis now refuses writes for
+        # 0.9 s, so the settle waits ~0.6 s (under the store's 1 s timeout).
+        admin.client_pause(900, all=False)
+        paused_at = time.monotonic()
+    client.join(timeout=30)
+    response = answer["response"]
+    assert response.status_code == 200
+    waited = answer["at"] - paused_at
+    assert waited < 0.8, f"the answer came {waited:.2f} s into a 0.9 s pause of the store"
+    stack.wait_for_record(rid)
+    counter = rows(RedisStore(redis_url))["carol-slow-tokens|carol-slow"]
+    assert counter.held == 0 and counter.spent == response.json()["usage"]["total_tokens"]
 
 
 @pytest.mark.parametrize("fail_mode", ["closed", "open"])
@@ -550,18 +580,18 @@ def test_redis_restart_fails_closed_then_recovers_without_double_counting(tmp_pa
         redis.stop()
 
 
-def test_a_worker_that_met_a_busy_store_still_writes_where_every_process_reads(tmp_path):
+def test_a_worker_that_met_a_busy_store_still_writes_where_every_process_reads(one_worker):
     """A worker that finds the SQLite store's write lock busy waits on a second connection
     to it. Then another process opens the store and closes it (`extproc usage`, the
     console after a key change). The worker's later spend must reach the file every
     process reads: had the second connection cost the worker its locks on the file, that
     close would have deleted the WAL the worker goes on writing to, and its counts (and
     its recent calls) would be lost to the console, the commands and the other workers."""
-    stack = GatewayStack(tmp_path, budget_config()).start()
+    stack = one_worker
     path = str(stack.state_dir / "budgets.sqlite3")
 
     def call(text: str) -> int:
-        answer = httpx.post(f"{stack.base_url}/chat/completions", headers=CAROL, timeout=30,
+        answer = httpx.post(f"{stack.base_url}/chat/completions", headers=headers("carol-busy"), timeout=30,
                             json={"model": "gpt-4o-mini", "messages": [{"role": "user", "content": text}]})
         assert answer.status_code == 200, answer.text
         return answer.json()["usage"]["total_tokens"]
@@ -570,26 +600,23 @@ def test_a_worker_that_met_a_busy_store_still_writes_where_every_process_reads(t
         reader = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
         try:
             return sum(spent for (spent,) in reader.execute(
-                "SELECT spent FROM counters WHERE counter LIKE 'carol-tokens|carol|%'"))
+                "SELECT spent FROM counters WHERE counter LIKE 'carol-busy-tokens|carol-busy|%'"))
         finally:
             reader.close()
 
-    try:
-        spent = call("first")
-        holder = sqlite3.connect(path, isolation_level=None, timeout=10)
-        holder.execute("BEGIN IMMEDIATE")       # the store busy: the worker's next exchange waits
-        with concurrent.futures.ThreadPoolExecutor(1) as pool:
-            during = pool.submit(call, "while the store is busy")
-            time.sleep(1.2)                     # past the worker's next exchange (every 0.5 s)
-            holder.execute("COMMIT")
-            spent += during.result(timeout=30)
-        holder.close()
-        SQLiteStore(path, patient=True).close()     # another process's last connection, closed
-        for n in range(3):
-            spent += call(f"after the close {n}")
-        deadline = time.monotonic() + 10
-        while stored_spend() != spent:          # the worker reports its spend every 0.5 s
-            assert time.monotonic() < deadline, (stored_spend(), spent)
-            time.sleep(0.1)
-    finally:
-        stack.stop()
+    spent = call("first")
+    holder = sqlite3.connect(path, isolation_level=None, timeout=10)
+    holder.execute("BEGIN IMMEDIATE")       # the store busy: the worker's next exchange waits
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        during = pool.submit(call, "while the store is busy")
+        time.sleep(1.2)                     # past the worker's next exchange (every 0.5 s)
+        holder.execute("COMMIT")
+        spent += during.result(timeout=30)
+    holder.close()
+    SQLiteStore(path, patient=True).close()     # another process's last connection, closed
+    for n in range(3):
+        spent += call(f"after the close {n}")
+    deadline = time.monotonic() + 10
+    while stored_spend() != spent:          # the worker reports its spend every 0.5 s
+        assert time.monotonic() < deadline, (stored_spend(), spent)
+        time.sleep(0.1)
