@@ -128,68 +128,72 @@ def test_sigterm_lets_a_long_stream_finish_records_its_usage_and_leaves_no_files
     temp.rmdir()
 
 
-def test_extproc_drain_returns_once_envoys_streams_have_ended(tmp_path):
-    """Kubernetes' preStop: `extproc drain` stops Envoy's listeners and returns only once
-    the stream in flight has finished, so the SIGTERM that follows cuts nothing."""
-    stack = GatewayStack(tmp_path, quickstart_config()).start()
-    received = []
-    try:
-        def stream():
-            with httpx.stream("POST", f"{stack.base_url}/chat/completions", timeout=30,
-                              headers={**ALICE, "x-mock-chunk-delay-ms": "120"},
-                              json={"model": "gpt-4o-mini", "stream": True,
-                                    "messages": [{"role": "user", "content": " ".join(["w"] * 25)}]}) as response:
-                received.extend(response.iter_raw())
-
-        thread = threading.Thread(target=stream)
-        thread.start()
-        time.sleep(0.8)                                   # mid-stream (about 3 s in all)
-        started = time.monotonic()
-        drain = subprocess.run([sys.executable, "-m", "extproc", "drain", "--timeout", "30",
-                                "--envoy-admin", str(stack.envoy_admin_socket)],
-                               capture_output=True, text=True, timeout=60)
-        waited = time.monotonic() - started
-        thread.join(timeout=30)
-        assert drain.returncode == 0, drain.stderr
-        assert b"".join(received).rstrip().endswith(b"data: [DONE]")
-        assert waited >= 1.5, waited                     # it waited for the stream
-    finally:
-        stack.stop()
+@pytest.fixture(scope="module")
+def probed(tmp_path_factory):
+    """A stack with Kubelet's gRPC probe on TCP (server.health_port), for its test and
+    then `extproc drain`'s, the last to use it (drained, it takes no new connection)."""
+    from gateway_stack import free_port
+    config = quickstart_config()
+    config["server"] = {"health_port": free_port()}
+    stack = GatewayStack(tmp_path_factory.mktemp("probed"), config).start()
+    yield stack
+    stack.stop()
 
 
-def test_grpc_health_on_tcp_and_config_file_disappearing(tmp_path):
+def test_grpc_health_on_tcp_and_config_file_disappearing(probed):
     """Kubelet's gRPC probe answers on server.health_port; a config file that disappears
     leaves the config in force (counted), and traffic goes on."""
     import grpc
-    from gateway_stack import free_port
     from grpc_health.v1 import health_pb2, health_pb2_grpc
-    config = quickstart_config()
-    port = free_port()
-    config["server"] = {"health_port": port}
-    stack = GatewayStack(tmp_path, config).start()
-    try:
-        with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
-            reply = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(service=""),
-                                                              timeout=5)
-        assert reply.status == health_pb2.HealthCheckResponse.SERVING
-        # The probe port answers Health only, never the ext_proc service itself.
-        from envoy.service.ext_proc.v3 import external_processor_pb2 as ep
-        from envoy.service.ext_proc.v3 import external_processor_pb2_grpc as ep_grpc
-        with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
-            stream = ep_grpc.ExternalProcessorStub(channel).Process(iter([ep.ProcessingRequest()]), timeout=5)
-            with pytest.raises(grpc.RpcError) as refused:
-                list(stream)
-        assert refused.value.code() == grpc.StatusCode.UNIMPLEMENTED
-        (tmp_path / "gateway.yaml").unlink()
-        time.sleep(2.5)
-        # `extproc up` itself read nothing from the file after start (its banner once did).
-        assert stack.process.poll() is None, stack.stderr_path.read_text()[-2000:]
-        response = httpx.post(f"{stack.base_url}/chat/completions", headers=ALICE, json={
-            "model": "gpt-4o-mini", "messages": [{"role": "user", "content": "still here"}]})
-        assert response.status_code == 200
-        assert 'gateway_config_reloads_total{result="missing"}' in stack.metrics('result="missing"')
-    finally:
-        stack.stop()
+    stack = probed
+    port = stack.config["server"]["health_port"]
+    with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+        reply = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(service=""),
+                                                          timeout=5)
+    assert reply.status == health_pb2.HealthCheckResponse.SERVING
+    # The probe port answers Health only, never the ext_proc service itself.
+    from envoy.service.ext_proc.v3 import external_processor_pb2 as ep
+    from envoy.service.ext_proc.v3 import external_processor_pb2_grpc as ep_grpc
+    with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+        stream = ep_grpc.ExternalProcessorStub(channel).Process(iter([ep.ProcessingRequest()]), timeout=5)
+        with pytest.raises(grpc.RpcError) as refused:
+            list(stream)
+    assert refused.value.code() == grpc.StatusCode.UNIMPLEMENTED
+    (stack.workdir / "gateway.yaml").unlink()
+    time.sleep(2.5)
+    # `extproc up` itself read nothing from the file after start (its banner once did).
+    assert stack.process.poll() is None, stack.stderr_path.read_text()[-2000:]
+    response = httpx.post(f"{stack.base_url}/chat/completions", headers=ALICE, json={
+        "model": "gpt-4o-mini", "messages": [{"role": "user", "content": "still here"}]})
+    assert response.status_code == 200
+    assert 'gateway_config_reloads_total{result="missing"}' in stack.metrics('result="missing"')
+
+
+def test_extproc_drain_returns_once_envoys_streams_have_ended(probed):
+    """Kubernetes' preStop: `extproc drain` stops Envoy's listeners and returns only once
+    the stream in flight has finished, so the SIGTERM that follows cuts nothing."""
+    stack = probed
+    received = []
+
+    def stream():
+        with httpx.stream("POST", f"{stack.base_url}/chat/completions", timeout=30,
+                          headers={**ALICE, "x-mock-chunk-delay-ms": "120"},
+                          json={"model": "gpt-4o-mini", "stream": True,
+                                "messages": [{"role": "user", "content": " ".join(["w"] * 25)}]}) as response:
+            received.extend(response.iter_raw())
+
+    thread = threading.Thread(target=stream)
+    thread.start()
+    time.sleep(0.8)                                   # mid-stream (about 3 s in all)
+    started = time.monotonic()
+    drain = subprocess.run([sys.executable, "-m", "extproc", "drain", "--timeout", "30",
+                            "--envoy-admin", str(stack.envoy_admin_socket)],
+                           capture_output=True, text=True, timeout=60)
+    waited = time.monotonic() - started
+    thread.join(timeout=30)
+    assert drain.returncode == 0, drain.stderr
+    assert b"".join(received).rstrip().endswith(b"data: [DONE]")
+    assert waited >= 1.5, waited                     # it waited for the stream
 
 
 def test_bloated_workers_are_replaced_without_failing_a_request(tmp_path):
