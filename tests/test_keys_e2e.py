@@ -203,34 +203,30 @@ def test_nothing_secret_in_logs_metrics_or_errors(stack):
 BUDGET = 600
 
 
-def test_a_run_time_keys_budget_holds_under_80_concurrent_calls(tmp_path):
-    stack = GatewayStack(tmp_path, quickstart_config(), workers=2).start()
-    try:
-        made = create_key(stack, "--user", "ivy", "--team", "budget-test", "--budget-tokens", f"{BUDGET}/hour",
-                          "--id", "ivy-key")
-        status_within(stack, made["key"], 200)
-        time.sleep(WITHIN)   # one worker knows the key; within a second every worker does
-        first = chat(stack, made["key"]).json()["usage"]["total_tokens"]   # (status_within spent one too)
+def test_a_run_time_keys_budget_holds_under_80_concurrent_calls(stack):
+    made = create_key(stack, "--user", "ivy", "--team", "budget-test", "--budget-tokens", f"{BUDGET}/hour",
+                      "--id", "ivy-key")
+    status_within(stack, made["key"], 200)
+    time.sleep(WITHIN)   # one worker knows the key; within a second every worker does
+    first = chat(stack, made["key"]).json()["usage"]["total_tokens"]   # (status_within spent one too)
 
-        def one(i: int) -> httpx.Response:
-            return httpx.post(f"{stack.base_url}/chat/completions", timeout=60,
-                              headers={"authorization": f"Bearer {made['key']}"},
-                              json={"model": "gpt-4o-mini", "max_tokens": 20,
-                                    "messages": [{"role": "user", "content": f"concurrent budget request {i}"}]})
-        with concurrent.futures.ThreadPoolExecutor(max_workers=80) as pool:
-            responses = list(pool.map(one, range(80)))
-        ok = [r for r in responses if r.status_code == 200]
-        refused = [r for r in responses if r.status_code == 429]
-        assert ok and refused and len(ok) + len(refused) == 80
-        for response in refused:
-            error = response.json()["error"]
-            assert error["code"] == "budget_exceeded" and "key:ivy-key.tokens" in error["message"]
-            assert response.headers["x-ratelimit-limit-tokens"] == str(BUDGET)
-        counter = settled_rows(SQLiteStore(str(stack.state_dir / "budgets.sqlite3")))["key:ivy-key.tokens|ivy-key"]
-        assert counter.held == 0 and counter.spent <= BUDGET
-        assert counter.spent == 2 * first + sum(r.json()["usage"]["total_tokens"] for r in ok)
-    finally:
-        stack.stop()
+    def one(i: int) -> httpx.Response:
+        return httpx.post(f"{stack.base_url}/chat/completions", timeout=60,
+                          headers={"authorization": f"Bearer {made['key']}"},
+                          json={"model": "gpt-4o-mini", "max_tokens": 20,
+                                "messages": [{"role": "user", "content": f"concurrent budget request {i}"}]})
+    with concurrent.futures.ThreadPoolExecutor(max_workers=80) as pool:
+        responses = list(pool.map(one, range(80)))
+    ok = [r for r in responses if r.status_code == 200]
+    refused = [r for r in responses if r.status_code == 429]
+    assert ok and refused and len(ok) + len(refused) == 80
+    for response in refused:
+        error = response.json()["error"]
+        assert error["code"] == "budget_exceeded" and "key:ivy-key.tokens" in error["message"]
+        assert response.headers["x-ratelimit-limit-tokens"] == str(BUDGET)
+    counter = settled_rows(SQLiteStore(str(stack.state_dir / "budgets.sqlite3")))["key:ivy-key.tokens|ivy-key"]
+    assert counter.held == 0 and counter.spent <= BUDGET
+    assert counter.spent == 2 * first + sum(r.json()["usage"]["total_tokens"] for r in ok)
 
 
 async def _flush(url: str) -> None:
