@@ -197,6 +197,12 @@ class GatewayStack:
                 match = re.fullmatch(r"(http://127\.0\.0\.1:)(\d+)(.*)", holder.get(field, ""))
                 if match and int(match[2]) in moved:
                     holder[field] = f"{match[1]}{moved[int(match[2])]}{match[3]}"
+            lists = [provider.get("endpoints") or [], *((provider.get("adapters") or {}).values())]
+            for addresses in lists:          # a pool provider's replicas (ip:port)
+                for index, address in enumerate(addresses):
+                    match = re.fullmatch(r"127\.0\.0\.1:(\d+)", str(address))
+                    if match and int(match[1]) in moved:
+                        addresses[index] = f"127.0.0.1:{moved[int(match[1])]}"
             for index, other in enumerate(provider.get("failover_urls") or []):     # MCP servers' replicas
                 match = re.fullmatch(r"(http://127\.0\.0\.1:)(\d+)(.*)", other)
                 if match and int(match[2]) in moved:

@@ -31,8 +31,9 @@ ALLOWED = {
     "mock": {"api"},
     "translate": {"api", "dialects"},
     "pipeline": {"api", "config", "dialects", "observability"},
-    "stages": {"api", "config", "dialects", "guardrails", "observability", "pipeline", "runs", "store", "translate",
-               "transport.eager"},
+    "stages": {"api", "config", "dialects", "guardrails", "observability", "pipeline", "pools", "runs", "store",
+               "translate", "transport.eager"},
+    "pools": {"config"},                               # pool providers' signals and picker
     "console": {"config", "guardrails", "runs", "store", "yamltree"},    # the supervisor hands it the key operation
     "runtime": {"api", "config", "console", "credentials", "dialects", "guardrails", "observability", "pipeline", "runs",
                 "stages", "store", "translate", "transport", "yamltree"},

@@ -32,10 +32,11 @@ from urllib.parse import quote
 
 OPENAI, AZURE, ANTHROPIC, OPENAI_RESPONSES, GEMINI = "openai", "azure", "anthropic", "openai-responses", "gemini"
 VERTEX, BEDROCK = "vertex", "bedrock"
-TYPES = (OPENAI, AZURE, ANTHROPIC, OPENAI_RESPONSES, GEMINI, VERTEX, BEDROCK)
+POOL = "pool"        # replicas of an OpenAI-compatible model server, one picked per call (config/pools.py)
+TYPES = (OPENAI, AZURE, ANTHROPIC, OPENAI_RESPONSES, GEMINI, VERTEX, BEDROCK, POOL)
 # The API dialect each type speaks (translate/: a caller of another dialect is translated).
 DIALECTS = {OPENAI: "openai", AZURE: "openai", ANTHROPIC: "anthropic", OPENAI_RESPONSES: "openai-responses",
-            GEMINI: "gemini", VERTEX: "gemini", BEDROCK: "bedrock"}
+            GEMINI: "gemini", VERTEX: "gemini", BEDROCK: "bedrock", POOL: "openai"}
 # Vertex AI serves partners' models beside Google's, each in its maker's dialect; the
 # model's name says whose it is.
 _VERTEX_PUBLISHERS = (("claude-", "anthropic", "anthropic"),)
@@ -50,7 +51,7 @@ _EVENT_STREAM_TYPES = frozenset({BEDROCK})
 AUTH_HEADERS = {"bearer": "authorization", "api-key": "api-key", "x-api-key": "x-api-key",
                 "x-goog-api-key": "x-goog-api-key", "sigv4": ""}
 DEFAULT_AUTH = {OPENAI: "bearer", AZURE: "api-key", ANTHROPIC: "x-api-key", OPENAI_RESPONSES: "bearer",
-                GEMINI: "x-goog-api-key", VERTEX: "bearer", BEDROCK: "sigv4"}
+                GEMINI: "x-goog-api-key", VERTEX: "bearer", BEDROCK: "sigv4", POOL: "bearer"}
 # Every header a credential may come in: a caller's never reaches a provider, and an
 # attempt carries only its provider's own.
 CREDENTIAL_HEADERS = tuple(header for header in AUTH_HEADERS.values() if header)

@@ -15,6 +15,11 @@ ROUTE_HEADER = "x-gateway-route"                 # failover-<N>: the route of vi
 # failover route of that length and timeout has Envoy give up on an attempt whose response
 # headers have not come within it, and try the next backend.
 FIRST_BYTE_HEADER = "x-gateway-first-byte-ms"
+# A pool model's call: the picked replica then its fallbacks ("ip:port,ip:port"), which the
+# pool cluster's override_host policy reads, one further on each retry (config/envoy_pool.py),
+# on the route of pool calls (x-gateway-route: pool).
+DESTINATION_HEADER = "x-gateway-destination-endpoint"
+POOL_ROUTE = "pool"
 UPSTREAM_CLUSTER_HEADER = "x-gateway-upstream-cluster"   # which cluster answered (failover route)
 INTERNAL_HEADER_PREFIX = "x-gateway-"
 

@@ -27,6 +27,7 @@ from . import envoy_config
 from .envoy_contract import FIRST_BYTE_HEADER, ROUTE_HEADER, failover_route
 from .envoy_identity import add_identity
 from .envoy_mcp import aggregator_secrets, mcp_routes, upstream_listener
+from .envoy_pool import add_pool_route, pool_cluster
 from .filter_config import GatewayConfig
 from .providers import AwsSigning, Provider
 
@@ -102,6 +103,9 @@ def generate(config: GatewayConfig, target: str = "local", *, listen: str | None
     envoy["static_resources"]["clusters"] += provider_clusters(config, chained)
     _failover_routes(envoy, sorted({(len(m.backends), m.first_byte_timeout_ms)
                                     for m in config.models.values() if m.is_virtual}))
+    pools = [p.pool for p in config.providers.values() if p.pool is not None]
+    if pools:                                       # pool calls: retries to the picked replica's fallbacks
+        add_pool_route(_virtual_host(envoy)["routes"], max(pool.fallbacks for pool in pools))
     add_identity(envoy, config.identity)            # jwt_authn, when `identity.jwt` is set
     if (mcp_upstream := upstream_listener(_virtual_host(envoy)["routes"], config)) is not None:
         envoy["static_resources"]["listeners"].append(mcp_upstream)
@@ -119,9 +123,11 @@ def provider_clusters(config: GatewayConfig, chained: set[str]) -> list[dict]:
     """A cluster per provider url; providers without one must name a cluster made here."""
     clusters: dict[str, dict] = {}
     for provider in config.providers.values():
-        if provider.url and provider.cluster not in clusters:
+        if provider.pool is not None and provider.cluster not in clusters:
+            clusters[provider.cluster] = pool_cluster(provider)
+        elif provider.url and provider.cluster not in clusters:
             clusters[provider.cluster] = _cluster(provider, provider.cluster in chained)
-    missing = [p.name for p in config.providers.values() if not p.url and p.cluster not in clusters]
+    missing = [p.name for p in config.providers.values() if not p.url and p.pool is None and p.cluster not in clusters]
     if missing:
         raise GenerationError(f"providers without a url and whose cluster no other provider's url makes: "
                               f"{', '.join(missing)} (set `url:`, or run with a hand-written Envoy config)")

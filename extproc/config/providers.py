@@ -15,6 +15,7 @@ from ..credentials import MintedToken
 from ..credentials.entra import entra_token
 from ..credentials.google import ServiceAccountError, read_key, vertex_token
 from ..yamltree import Node
+from .pools import Pool, parse_pool
 
 
 class Secret:
@@ -78,6 +79,7 @@ class Provider:
     project: str = ""            # vertex: the Google Cloud project
     location: str = ""           # vertex: its region (us-east5, europe-west1, ...) or "global"
     aws: AwsSigning | None = None    # bedrock: how Envoy signs its calls
+    pool: Pool | None = None         # pool: its replicas and how one is picked per call
 
     def dialect_for(self, model: str) -> str:
         """The API dialect this provider speaks for `model` (Vertex AI: its maker's)."""
@@ -126,7 +128,8 @@ class Provider:
 def parse_provider(name: str, node: Node, strict: bool) -> Provider:
     node.only_keys("type", "cluster", "url", "auth", "api_key", "base_path", "api_version", "models",
                    "default_max_tokens", "pass_headers", "max_request_bytes", "project", "location",
-                   "service_account", "token_url", "region", "aws_credentials")
+                   "service_account", "token_url", "region", "aws_credentials",
+                   "server", "endpoints", "service", "adapters", "picker")
     kind = node.get("type").choice(provider_types.TYPES, provider_types.OPENAI)
     entra = node.get("auth") if isinstance(node.get("auth").value, dict) else None
     auth = "bearer" if entra is not None else \
@@ -139,11 +142,14 @@ def parse_provider(name: str, node: Node, strict: bool) -> Provider:
         source, secret = _google_credential(name, node, strict)
     elif kind == provider_types.BEDROCK:
         aws = _aws_signing(node)
+    elif kind == provider_types.POOL and node.get("api_key").missing:
+        pass                          # a pool's replicas usually take no key
     elif entra is not None:
         source, secret = _entra_credential(name, kind, node, entra, strict)
     else:
         source, secret = _credential(node.get("api_key"), strict)
-    for key in ("project", "location", "service_account", "token_url", "region", "aws_credentials"):
+    for key in ("project", "location", "service_account", "token_url", "region", "aws_credentials",
+                "server", "endpoints", "service", "adapters", "picker"):
         if not node.get(key).missing and key not in _TYPE_KEYS.get(kind, ()):
             node.get(key).fail(f"is not a setting of a {kind} provider")
     base_path = node.get("base_path").str(provider_types.DEFAULT_BASE_PATHS.get(kind, "/v1")).rstrip("/")
@@ -165,12 +171,14 @@ def parse_provider(name: str, node: Node, strict: bool) -> Provider:
                     default_max_tokens=node.get("default_max_tokens").number(4096, integer=True, minimum=1),
                     url=url, pass_headers=_pass_headers(node.get("pass_headers")),
                     max_request_bytes=_max_request_bytes(node.get("max_request_bytes")),
-                    project=project, location=location, aws=aws)
+                    project=project, location=location, aws=aws,
+                    pool=parse_pool(node) if kind == provider_types.POOL else None)
 
 
 # Settings only some provider types take.
 _TYPE_KEYS = {provider_types.VERTEX: ("project", "location", "service_account", "token_url"),
-              provider_types.BEDROCK: ("region", "aws_credentials")}
+              provider_types.BEDROCK: ("region", "aws_credentials"),
+              provider_types.POOL: ("server", "endpoints", "service", "adapters", "picker")}
 
 
 def _aws_signing(node: Node) -> AwsSigning:

@@ -94,6 +94,10 @@ call_outcomes = Counter(
 absorbed_tokens = Counter(
     "gateway_absorbed_tokens", "Tokens a provider billed that no caller was charged: the answer never "
     "reached the caller (Envoy gave up waiting for the service).", ["gen_ai_token_type", "model"])
+# Pool providers: the replica picked per call and why (labels: the pool's configured or
+# discovered replica addresses, and a handful of reasons: extproc/pools/picker.py).
+pool_picks = Counter(
+    "gateway_pool_picks", "Replicas of pool providers picked, by reason.", ["endpoint", "reason"])
 guardrail_verdicts = Counter(
     "gateway_guardrail_verdicts", "Guardrail verdicts.", ["guardrail", "verdict"])
 # gateway_budget_remaining is read from the store at each scrape (runtime/budget_gauge.py).

@@ -11,6 +11,7 @@ from .own_usage import OwnUsage
 from .pass_through import PassThroughStream
 from .resolve import ParseRequest, ResolveModel
 from .route import Route
+from .pool_pick import PoolPick
 from .stored_responses import RememberResponse, StoredResponses
 from .translate_answer import TranslateAnswer
 # Guardrails
@@ -78,6 +79,7 @@ def build_pipeline(config: GatewayConfig, store=None, cut_streams: WorkerCutStre
         *([CacheLookup(cache)] if caching else []),   # after every check that may refuse the call
                                              # (a hit counts as a request), before Route
         Route(),
+        *([PoolPick()] if any(p.pool is not None for p in config.providers.values()) else []),   # after Route
         OneMessageResponse(),                # after Admission (headers) and Budget, Route (body)
         PassThroughStream(),                 # after Admission (headers) and ParseRequest (body)
         CutStream(cut_streams.sent, cut_streams.ratios, store),   # after PassThroughStream; done before ResponseUsage's

@@ -1,0 +1,126 @@
+"""The pick: each replica that serves the call's model scored from its load and what it
+holds, best first, then the next best as the fallbacks Envoy's retries take.
+
+  score = prefix * (leading blocks it holds / the prompt's blocks)
+        + adapter * (the call's LoRA adapter is loaded there)
+        - queue * (waiting + running/batch-ish, as a share of `saturated_queue`)
+        - kv_cache * (KV-cache use)
+
+Only fresh replicas (a good scrape within `stale_after_ms`) are scored; stale ones come
+after them, failing ones never. A replica is saturated at `saturated_queue` waiting
+requests or `saturated_kv_cache`: when every fresh one is, the pool sheds (429) or takes
+the least loaded, as configured. Calls this worker sent a replica since its last scrape
+count as waiting there, so a burst between two scrapes does not all go to one replica."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+from .prefix import home_rank
+from .signals import PoolSignals
+
+# What being a conversation's home replica (its rendezvous choice, the same in every
+# worker) is worth, as a share of the prefix weight: a whole prompt held is worth 1.
+HOME_BONUS = 0.5
+
+# Reasons on the log line and in gateway_pool_picks_total (bounded).
+PREFIX, ADAPTER, LEAST_LOADED, ONLY, FALLBACK, SATURATED, UNSCRAPED = (
+    "prefix", "adapter", "least_loaded", "only", "fallback", "saturated", "unscraped")
+
+
+@dataclass(slots=True)
+class Pick:
+    endpoints: list[str]       # the pick, then its fallbacks; empty: let Envoy balance (reason unscraped)
+    reason: str
+    prefix_blocks: int = 0     # leading blocks the picked replica was thought to hold
+
+
+class NoEndpoint(Exception):
+    """No replica can take the call: `shed` (every one saturated, the pool sheds) or none
+    serves the model / none answers (503)."""
+
+    def __init__(self, message: str, shed: bool = False) -> None:
+        super().__init__(message)
+        self.message = message
+        self.shed = shed
+
+
+def serving(signals: PoolSignals, model: str) -> list[str]:
+    """The replicas that serve `model` (a base model, or an adapter: the config's list
+    and what /v1/models says)."""
+    pool = signals.pool
+    if model in pool.models:
+        return list(signals.endpoints)
+    named = set(pool.adapters.get(model, ()))
+    return [a for a, e in signals.endpoints.items() if a in named or model in e.served]
+
+
+def pick(signals: PoolSignals, model: str, hashes: list[int], now: float | None = None, home: int = 0) -> Pick:
+    pool = signals.pool
+    now = time.monotonic() if now is None else now
+    stale_s = pool.stale_after_ms / 1000
+    candidates = serving(signals, model)
+    if not signals.endpoints and pool.service is not None:
+        return Pick([], UNSCRAPED)             # the Service's first list is under way: Envoy balances
+    if not candidates:
+        raise NoEndpoint(f"No replica of the pool serves the model '{model[:100]}'.")
+    endpoints = signals.endpoints
+    fresh, stale, unscraped = [], [], 0
+    for address in candidates:
+        endpoint = endpoints[address]
+        if endpoint.fresh(now, stale_s):
+            fresh.append(endpoint)
+        elif endpoint.scraped_at == 0 and not endpoint.failing:
+            unscraped += 1
+        elif not endpoint.failing:
+            stale.append(endpoint)
+    if not fresh and not stale:
+        if unscraped:
+            return Pick([], UNSCRAPED)         # the first scrape is under way: Envoy balances
+        raise NoEndpoint("No replica of the pool is answering.")
+    weights = pool.weights
+    depth = signals.prefixes.matched(hashes) if hashes and weights.prefix else {}
+    blocks = len(hashes) or 1
+    adapter = model if model not in pool.models else ""
+    queue_cap, kv_cap = pool.saturated_queue, pool.saturated_kv_cache
+    scored = []
+    open_count = 0
+    home_address = max((e.address for e in fresh), key=lambda a: home_rank(home, a)) if home and fresh else ""
+    for endpoint in fresh:
+        load = endpoint.load
+        waiting = load.waiting + endpoint.sent
+        saturated = waiting >= queue_cap or load.kv_cache >= kv_cap
+        open_count += not saturated
+        prefix = depth.get(endpoint.address, 0) / blocks
+        if endpoint.address == home_address:
+            prefix += HOME_BONUS
+        loaded = 1.0 if adapter and adapter in load.running_adapters else 0.0
+        score = (weights.prefix * prefix + weights.adapter * loaded
+                 - weights.queue * (waiting + 0.1 * load.running) / queue_cap
+                 - weights.kv_cache * load.kv_cache)
+        scored.append((saturated, -score, waiting + load.running, endpoint, prefix, loaded))
+    if fresh and not open_count:
+        if pool.when_saturated == "shed":
+            raise NoEndpoint("Every replica of the pool is saturated.", shed=True)
+        scored.sort(key=lambda row: row[2])
+        reason = SATURATED
+    else:
+        scored.sort(key=lambda row: (row[0], row[1]))
+        reason = ""
+    order = [row[3].address for row in scored] + [e.address for e in sorted(stale, key=lambda e: e.load.waiting)]
+    chosen = order[:1 + pool.fallbacks]
+    if not reason:
+        if not fresh:
+            reason = FALLBACK
+        elif len(candidates) == 1:
+            reason = ONLY
+        else:
+            prefix, loaded = scored[0][4], scored[0][5]
+            reason = PREFIX if prefix > 0 and any(row[4] < prefix for row in scored[1:]) \
+                else ADAPTER if loaded else LEAST_LOADED
+    first = endpoints[chosen[0]]
+    first.sent += 1
+    if hashes:
+        signals.prefixes.record(first.address, hashes)
+    return Pick(chosen, reason, depth.get(first.address, 0))

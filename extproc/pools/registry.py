@@ -1,0 +1,28 @@
+"""Each worker's pools' signals, by provider name: made, and their scraping (and, over a
+Kubernetes Service, their EndpointSlices watch) started, by the first call to the pool."""
+
+from __future__ import annotations
+
+from ..config.pools import Pool
+from .kube_watch import watch_service
+from .signals import PoolSignals
+
+_pools: dict[str, PoolSignals] = {}
+
+
+def signals_for(name: str, pool: Pool) -> PoolSignals:
+    """This worker's signals of the pool provider `name`, scraping from the first call on
+    (a reload that changes the pool starts them afresh)."""
+    signals = _pools.get(name)
+    if signals is None or signals.pool != pool:
+        if signals is not None:
+            signals.stop()
+        signals = _pools[name] = PoolSignals(name, pool)
+        if pool.service is not None:
+            watch_service(signals)
+    if signals.task is None:
+        try:
+            signals.start()
+        except RuntimeError:                 # no event loop (a unit test's direct call)
+            pass
+    return signals

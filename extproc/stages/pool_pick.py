@@ -1,0 +1,58 @@
+"""Request body, pool models only: the replica of a pool provider (config/pools.py) that
+should answer, and the next best ones for Envoy's retries (extproc/pools/picker.py).
+
+Runs after Route, which pointed the call at the pool's cluster: this adds the route of
+pool calls and the replicas, in order, that the cluster's override_host policy reads
+(config/envoy_pool.py). The prompt's prefix blocks are hashed from the texts the codec
+reads off the already-parsed body. Every refusal here is in the caller's dialect: 503
+when no replica serves the model or answers, 429 with retry-after when the pool sheds.
+"""
+
+from __future__ import annotations
+
+from ..config.envoy_contract import DESTINATION_HEADER, POOL_ROUTE, ROUTE_HEADER
+from ..observability import metrics
+from ..pipeline.call import Call
+from ..pipeline.errors import GatewayError
+from ..pipeline.stage import Stage
+from ..pools.picker import NoEndpoint, pick
+from ..pools.prefix import block_hashes, home_key
+from ..pools.registry import signals_for
+
+SHED_RETRY_AFTER_S = "1"
+
+
+class PoolPick(Stage):
+    name = "pool_pick"
+    reads = frozenset({"backend", "body", "endpoint"})
+    writes = frozenset({"log_fields"})
+
+    def request_body(self, call: Call) -> None:
+        backend = call.backend
+        if backend is None or call.body is None:
+            return
+        pool = backend.provider.pool
+        if pool is None:
+            return
+        signals = signals_for(backend.provider.name, pool)
+        hashes: list[int] = []
+        home = 0
+        if pool.weights.prefix:
+            texts, _ = call.codec.prompt_texts(call.body)
+            hashes = block_hashes(texts, pool.block_chars)
+            home = home_key(texts)
+        try:
+            chosen = pick(signals, backend.model, hashes, home=home)
+        except NoEndpoint as refused:
+            call.log_fields["pool_reason"] = "shed" if refused.shed else "unavailable"
+            if refused.shed:
+                raise GatewayError(429, "pool_saturated", refused.message + " Retry shortly.",
+                                   headers={"retry-after": SHED_RETRY_AFTER_S}) from None
+            raise GatewayError(503, "pool_unavailable", refused.message, type="api_error") from None
+        reply = call.reply
+        reply.set_headers[ROUTE_HEADER] = POOL_ROUTE
+        if chosen.endpoints:
+            reply.set_headers[DESTINATION_HEADER] = ",".join(chosen.endpoints)
+            call.log_fields["pool_endpoint"] = chosen.endpoints[0]
+        call.log_fields["pool_reason"] = chosen.reason
+        metrics.pool_picks.labels(chosen.endpoints[0] if chosen.endpoints else "envoy", chosen.reason).inc()

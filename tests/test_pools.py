@@ -1,0 +1,180 @@
+"""Pool providers' picker: the config, /metrics parsing (garbage included), the prefix
+table's LRU, the score and its fallbacks, and the Envoy cluster made for a pool."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+import yaml
+
+from extproc.config.envoy_gen import generate
+from extproc.config.filter_config import load_config
+from extproc.yamltree import ConfigError
+from extproc.config.pools import SERVERS, Pool, PickerWeights
+from extproc.pools.metrics import parse
+from extproc.pools.picker import NoEndpoint, pick
+from extproc.pools.prefix import PrefixTable, block_hashes
+from extproc.pools.signals import PoolSignals
+
+VLLM = SERVERS["vllm"]
+METRICS = b"""# HELP vllm:num_requests_running Number of requests in model execution batches.
+# TYPE vllm:num_requests_running gauge
+vllm:num_requests_running{model_name="llama-3.1-8b-instruct"} 3.0
+vllm:num_requests_waiting{model_name="llama-3.1-8b-instruct"} 2.0
+vllm:kv_cache_usage_perc{model_name="llama-3.1-8b-instruct"} 0.25
+vllm:gpu_cache_usage_perc{model_name="llama-3.1-8b-instruct"} 0.25
+vllm:lora_requests_info{max_lora="4",running_lora_adapters="sql-lora,x",waiting_lora_adapters=""} 1.7e9
+"""
+
+
+def test_vllm_metrics_are_read():
+    load = parse(METRICS, VLLM)
+    assert (load.running, load.waiting, load.kv_cache) == (3.0, 2.0, 0.25)
+    assert load.running_adapters == {"sql-lora", "x"} and load.waiting_adapters == frozenset()
+
+
+@pytest.mark.parametrize("garbage", [b"", b"\xff\xfe", b"hello world\n", b"vllm:num_requests_running nan\n",
+                                     b"vllm:num_requests_running{a=\"b\"} 1\n",      # no waiting
+                                     b"vllm:num_requests_running 1\nvllm:num_requests_waiting x\n",
+                                     b"vllm:num_requests_waiting -4\nvllm:num_requests_running 1\n",
+                                     bytes(range(256)) * 4])
+def test_garbage_metrics_raise_value_error(garbage):
+    with pytest.raises(ValueError):
+        parse(garbage, VLLM)
+
+
+def test_prefix_table_matches_leading_blocks_and_evicts_lru():
+    table = PrefixTable(capacity=8)
+    shared = block_hashes(["s" * 1024, "question one"], 256)
+    assert len(shared) == 4
+    table.record("a", shared)
+    longer = block_hashes(["s" * 1024, "q" * 600], 256)
+    assert table.matched(longer) == {"a": 4}
+    assert table.matched(block_hashes(["t" * 1024], 256)) == {}
+    table.record("a", block_hashes(["u" * 256 * 8], 256))        # 8 newer blocks evict the old ones
+    assert table.matched(shared) == {} and table.size("a") == 8
+    table.forget("a")
+    assert table.size("a") == 0 and table.matched(block_hashes(["u" * 2048], 256)) == {}
+
+
+def _pool(n: int = 4, **picker) -> PoolSignals:
+    addresses = tuple(f"10.0.0.{i}:8000" for i in range(n))
+    pool = Pool(server="vllm", endpoints=addresses, service=None, models=("m",),
+                adapters={"lora": addresses[:2]}, weights=PickerWeights(), when_saturated=picker.pop("when", "least_loaded"),
+                **picker)
+    signals = PoolSignals("p", pool)
+    for endpoint in signals.endpoints.values():
+        endpoint.scraped_at = time.monotonic()
+    return signals
+
+
+def _set(signals, i, waiting=0.0, running=0.0, kv=0.0, adapters=frozenset()):
+    load = signals.endpoints[f"10.0.0.{i}:8000"].load
+    load.waiting, load.running, load.kv_cache, load.running_adapters = waiting, running, kv, adapters
+
+
+def test_least_loaded_then_fallbacks_in_order():
+    signals = _pool()
+    for i, waiting in enumerate([5, 1, 3, 0]):
+        _set(signals, i, waiting=waiting)
+    chosen = pick(signals, "m", [])
+    assert chosen.endpoints == ["10.0.0.3:8000", "10.0.0.1:8000", "10.0.0.2:8000"]
+    assert chosen.reason == "least_loaded"
+
+
+def test_a_repeated_prefix_goes_to_the_same_replica():
+    signals = _pool()
+    hashes = block_hashes(["system " * 400, "hello"], 256)
+    first = pick(signals, "m", hashes).endpoints[0]
+    for endpoint in signals.endpoints.values():
+        endpoint.sent = 0
+    again = pick(signals, "m", hashes)
+    assert again.endpoints[0] == first and again.reason == "prefix"
+
+
+def test_stale_and_failing_replicas_are_demoted_or_skipped():
+    signals = _pool(stale_after_ms=500)
+    signals.endpoints["10.0.0.0:8000"].scraped_at = time.monotonic() - 5      # stale
+    signals.endpoints["10.0.0.1:8000"].failures = 5                            # failing
+    chosen = pick(signals, "m", [])
+    assert "10.0.0.1:8000" not in chosen.endpoints
+    assert chosen.endpoints[0] in ("10.0.0.2:8000", "10.0.0.3:8000")
+    for i in (2, 3):
+        signals.endpoints[f"10.0.0.{i}:8000"].failures = 5
+    assert pick(signals, "m", []).endpoints == ["10.0.0.0:8000"]
+    assert pick(signals, "m", []).reason == "fallback"
+    signals.endpoints["10.0.0.0:8000"].failures = 5
+    with pytest.raises(NoEndpoint):
+        pick(signals, "m", [])
+
+
+def test_adapters_go_to_replicas_that_have_them_preferring_loaded():
+    signals = _pool()
+    _set(signals, 1, adapters=frozenset({"lora"}))
+    chosen = pick(signals, "lora", [])
+    assert set(chosen.endpoints) <= {"10.0.0.0:8000", "10.0.0.1:8000"}
+    assert chosen.endpoints[0] == "10.0.0.1:8000" and chosen.reason == "adapter"
+    with pytest.raises(NoEndpoint, match="serves"):
+        pick(signals, "other-model", [])
+
+
+def test_saturated_pool_takes_least_loaded_or_sheds():
+    signals = _pool()
+    for i in range(4):
+        _set(signals, i, waiting=20 - i)
+    chosen = pick(signals, "m", [])
+    assert chosen.reason == "saturated" and chosen.endpoints[0] == "10.0.0.3:8000"
+    shedding = _pool(when="shed")
+    for i in range(4):
+        _set(shedding, i, kv=0.99)
+    with pytest.raises(NoEndpoint) as refused:
+        pick(shedding, "m", [])
+    assert refused.value.shed
+
+
+def test_unscraped_pool_lets_envoy_balance():
+    signals = _pool()
+    for endpoint in signals.endpoints.values():
+        endpoint.scraped_at = 0.0
+    assert pick(signals, "m", []).endpoints == [] and pick(signals, "m", []).reason == "unscraped"
+
+
+def _config(tmp_path, provider: dict):
+    config = {"providers": {"pool": provider},
+              "models": {"local": {"backends": [{"provider": "pool", "model": "m"}],
+                                   "price": {"input": 0, "output": 0}}},
+              "keys": [{"id": "x", "key": "sk-x", "team": "t"}]}
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return load_config(str(path), strict_credentials=False)
+
+
+def test_pool_config_and_its_envoy_cluster(tmp_path):
+    config = _config(tmp_path, {"type": "pool", "endpoints": ["127.0.0.1:9000", "127.0.0.1:9001"], "models": ["m"],
+                                "picker": {"weights": {"prefix": 3}, "when_saturated": "shed"}})
+    pool = config.providers["pool"].pool
+    assert pool.endpoints == ("127.0.0.1:9000", "127.0.0.1:9001") and pool.weights.prefix == 3
+    assert pool.when_saturated == "shed"
+    envoy = generate(config)
+    [cluster] = [c for c in envoy["static_resources"]["clusters"] if c["name"] == "pool"]
+    policy = cluster["load_balancing_policy"]["policies"][0]["typed_extension_config"]
+    assert policy["name"] == "envoy.load_balancing_policies.override_host"
+    assert len(cluster["load_assignment"]["endpoints"][0]["lb_endpoints"]) == 2
+    service = _config(tmp_path, {"type": "pool", "service": {"name": "vllm", "namespace": "models", "port": 8000},
+                                 "models": ["m"]})
+    [cluster] = [c for c in generate(service)["static_resources"]["clusters"] if c["name"] == "pool"]
+    assert cluster["type"] == "STRICT_DNS"
+
+
+@pytest.mark.parametrize("provider,message", [
+    ({"type": "pool", "models": ["m"]}, "one of the two"),
+    ({"type": "pool", "endpoints": ["vllm:8000"], "models": ["m"]}, "IP address and port"),
+    ({"type": "pool", "endpoints": ["127.0.0.1:1"]}, "lists the models"),
+    ({"type": "pool", "endpoints": ["127.0.0.1:1"], "models": ["m"], "picker": {"when_saturated": "x"}}, "shed"),
+    ({"type": "pool", "endpoints": ["127.0.0.1:1"], "models": ["m"], "server": "tgi-x"}, "vllm"),
+    ({"url": "http://x", "endpoints": ["127.0.0.1:1"]}, "not a setting of a openai provider"),
+])
+def test_wrong_pool_configs_say_what_is_wrong(tmp_path, provider, message):
+    with pytest.raises(ConfigError, match=message):
+        _config(tmp_path, provider)

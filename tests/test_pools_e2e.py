@@ -1,0 +1,162 @@
+"""Pool providers through real Envoy (the quickstart's `local-llama` on the mock's four
+simulated vLLM replicas): the picked replica answers, a long prefix keeps its replica,
+a replica with unreadable /metrics is skipped, a replica killed mid-answer is retried on
+the next, adapters go where they are loaded, guardrails and usage as on every path, and
+a pool that cannot answer is a clear 503 in the caller's dialect, never a hang."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import httpx
+import pytest
+
+POOL = "mock-vllm"
+ALICE = {"authorization": "Bearer sk-demo-alice"}
+SYSTEM = "You are the support assistant of a company that sells garden tools. " * 60     # ~4 KB
+
+
+def _chat(gateway, content: str, *, model: str = "local-llama", system: str = "", max_tokens: int = 8,
+          timeout: float = 30) -> httpx.Response:
+    messages = ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": content}]
+    return httpx.post(f"{gateway.base_url}/chat/completions", headers=ALICE, timeout=timeout,
+                      json={"model": model, "messages": messages, "max_tokens": max_tokens})
+
+
+def _control(gateway, index: int, body: dict, via: int | None = None) -> None:
+    via = index if via is None else via
+    httpx.post(f"{gateway.replica_url(POOL, via)}/_mock/replica", json={**body, "replica": index},
+               timeout=5).raise_for_status()
+
+
+def _replica(answer: httpx.Response) -> int:
+    return int(answer.headers["x-mock-replica"].rsplit("-", 1)[1])
+
+
+def _warm(gateway) -> None:
+    """The workers' scrapers have read every replica (the first call of each starts them)."""
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        answers = [_chat(gateway, f"warm {i}") for i in range(4)]
+        records = [gateway.wait_for_record(a.headers["x-request-id"]) for a in answers]
+        if all(a.status_code == 200 for a in answers) and all(r.get("pool_reason") != "unscraped" for r in records):
+            return
+        time.sleep(0.1)
+    pytest.fail("the pool's replicas were never scraped")
+
+
+@pytest.fixture(scope="module")
+def pool(gateway):
+    _warm(gateway)
+    yield gateway
+    for index in range(4):
+        try:
+            _control(gateway, index, {"metrics": "ok", "down": False}, via=(index + 1) % 4)
+        except httpx.HTTPError:
+            pass
+
+
+def test_the_picked_replica_answers_and_the_pick_is_logged_and_counted(pool):
+    answer = _chat(pool, "What is a trowel?")
+    assert answer.status_code == 200, answer.text
+    record = pool.wait_for_record(answer.headers["x-request-id"])
+    assert record["pool_reason"] in ("prefix", "least_loaded", "adapter")
+    picked_port = int(record["pool_endpoint"].rsplit(":", 1)[1])
+    assert picked_port == pool.pool_ports[POOL] + _replica(answer)
+    assert record["usage"]["prompt_tokens"] > 0 if "usage" in record else record["input_tokens"] > 0
+    metrics = pool.metrics("gateway_pool_picks_total")
+    assert f'gateway_pool_picks_total{{endpoint="{record["pool_endpoint"]}",reason="' in metrics
+
+
+def test_a_repeated_long_prefix_goes_to_the_same_replica(pool):
+    replicas = set()
+    for turn in range(5):
+        answer = _chat(pool, f"Question {turn}: how do I sharpen shears?", system=SYSTEM)
+        assert answer.status_code == 200, answer.text
+        replicas.add(_replica(answer))
+        usage = answer.json()["usage"]
+    assert len(replicas) == 1
+    assert (usage.get("prompt_tokens_details") or {}).get("cached_tokens", 0) > 500     # the replica's cache served it
+
+
+def test_a_replica_whose_metrics_are_garbage_is_skipped(pool):
+    home = _replica(_chat(pool, "Which spade?", system=SYSTEM + " garbage"))
+    _control(pool, home, {"metrics": "garbage"})
+    try:
+        time.sleep(0.4)                   # a few scrapes: it is failing
+        for turn in range(4):
+            answer = _chat(pool, f"Which spade {turn}?", system=SYSTEM + " garbage")
+            assert answer.status_code == 200 and _replica(answer) != home
+    finally:
+        _control(pool, home, {"metrics": "ok"})
+
+
+def test_a_replica_killed_mid_answer_is_retried_on_the_next(pool):
+    system = SYSTEM + " killed"
+    home = _replica(_chat(pool, "warm", system=system))
+    result: dict = {}
+    caller = threading.Thread(target=lambda: result.update(answer=_chat(pool, "Tell me a long story.", system=system,
+                                                                      max_tokens=300)))
+    caller.start()
+    time.sleep(0.6)                       # its answer is being generated there
+    _control(pool, home, {"down": True, "up_after_s": 2})
+    caller.join(30)
+    answer = result["answer"]
+    assert answer.status_code == 200, answer.text
+    assert _replica(answer) != home
+    record = pool.wait_for_record(answer.headers["x-request-id"])
+    assert record["pool_endpoint"].endswith(f":{pool.pool_ports[POOL] + home}")      # picked there, answered elsewhere
+    _wait_up(pool, home)
+
+
+def _wait_up(pool, index: int) -> None:
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            httpx.get(f"{pool.replica_url(POOL, index)}/health", timeout=1).raise_for_status()
+            return
+        except httpx.HTTPError:
+            time.sleep(0.1)
+
+
+def test_adapter_calls_go_to_replicas_that_have_it(pool):
+    for turn in range(6):
+        answer = _chat(pool, f"SELECT {turn}", model="local-llama-sql")
+        assert answer.status_code == 200, answer.text
+        assert _replica(answer) in (0, 1)
+
+
+def test_pii_is_redacted_before_the_replica_sees_it(pool):
+    answer = _chat(pool, "Mail the invoice to jane.doe@example.com please")
+    assert answer.status_code == 200, answer.text
+    seen = httpx.get(f"{pool.replica_url(POOL, _replica(answer))}/_mock/requests", timeout=5).json()
+    bodies = [str(item) for item in seen]
+    assert any("Mail the invoice" in body for body in bodies)
+    assert not any("jane.doe@example.com" in body for body in bodies)
+
+
+def test_a_pool_that_cannot_answer_is_a_503_in_the_caller_s_dialect(pool):
+    for index in (0, 1):                  # the adapter's two replicas
+        _control(pool, index, {"down": True, "up_after_s": 3}, via=2)
+    try:
+        deadline = time.monotonic() + 5
+        while True:
+            started = time.monotonic()
+            answer = _chat(pool, "SELECT 1", model="local-llama-sql", timeout=10)
+            assert time.monotonic() - started < 5
+            assert answer.status_code in (200, 503), answer.text   # Envoy's 503 until the scrapes see them down
+            # (Envoy's local reply for a 503 keeps the shape and names the service's reason.)
+            if answer.status_code == 503 and "pool_unavailable" in answer.json()["error"]["message"]:
+                break
+            assert time.monotonic() < deadline, answer.text
+            time.sleep(0.05)
+        anthropic = httpx.post(f"{pool.base_url.removesuffix('/v1')}/v1/messages", timeout=10,
+                               headers={"x-api-key": "sk-demo-alice", "anthropic-version": "2023-06-01"},
+                               json={"model": "local-llama-sql", "max_tokens": 8,
+                                     "messages": [{"role": "user", "content": "SELECT 2"}]})
+        assert anthropic.status_code == 503, anthropic.text
+        assert anthropic.json()["type"] == "error" and "pool_unavailable" in anthropic.json()["error"]["message"]
+    finally:
+        for index in (0, 1):
+            _wait_up(pool, index)
