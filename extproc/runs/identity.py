@@ -63,7 +63,13 @@ def client_of(headers: dict[str, str]) -> Client:
     if not agent:
         return _ANY
     slash = agent.find("/")
-    return _BY_PREFIX.get(agent[:slash + 1], _ANY) if slash > 0 else _ANY
+    if slash <= 0:
+        return _ANY
+    found = _BY_PREFIX.get(agent[:slash + 1])
+    if found is None:           # a named variant: Gemini CLI 0.61's "GeminiCLI-<surface>/0.61.0/..."
+        dash = agent.find("-", 0, slash)
+        found = _BY_PREFIX.get(agent[:dash] + "/") if dash > 0 else None
+    return found or _ANY
 
 
 def recognise(key_id: str, headers: dict[str, str], body: object = None,
