@@ -178,3 +178,22 @@ def test_pool_config_and_its_envoy_cluster(tmp_path):
 def test_wrong_pool_configs_say_what_is_wrong(tmp_path, provider, message):
     with pytest.raises(ConfigError, match=message):
         _config(tmp_path, provider)
+
+
+def test_the_chart_grants_the_endpointslice_watch_when_asked():
+    helm = pytest.importorskip("helm_python")
+    from pathlib import Path
+    chart_path = Path(__file__).resolve().parent.parent / "charts" / "llm-gateway"
+    with helm.Chart.load(str(chart_path)) as chart:
+        files = chart.render({"pools": {"watchEndpointSlices": True, "namespaces": ["models"]}},
+                             name="gw", namespace="gateway", is_install=True)
+    objects = [o for path, text in files.items() if path.endswith(".yaml") for o in yaml.safe_load_all(text) if o]
+    [role] = [o for o in objects if o["kind"] == "Role"]
+    assert role["metadata"]["namespace"] == "models"
+    assert role["rules"] == [{"apiGroups": ["discovery.k8s.io"], "resources": ["endpointslices"],
+                              "verbs": ["get", "list", "watch"]}]
+    [binding] = [o for o in objects if o["kind"] == "RoleBinding"]
+    assert binding["subjects"][0]["namespace"] == "gateway"
+    [deployment] = [o for o in objects if o["kind"] == "Deployment" and "gateway" in o["metadata"]["name"]
+                    or o["kind"] == "Deployment"][:1]
+    assert deployment["spec"]["template"]["spec"]["automountServiceAccountToken"] is True
