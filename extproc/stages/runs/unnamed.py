@@ -41,9 +41,27 @@ def _digest(material: bytes) -> str:
     return hashlib.blake2b(material, digest_size=12).hexdigest()
 
 
+_SAMPLE = 4096
+
+
+def _start_digest(key_id: str, head: bytes) -> str:
+    """The conversation's start named: its length and both ends (an agent's system prompt
+    runs to 100 KB, whose whole digest would cost ~50-100 µs a call; a start differing
+    only in its middle, same length, with the same first user turn, is taken as the same:
+    the run still joins only a history that extends the last one)."""
+    return _digest(key_id.encode("utf-8", "surrogateescape") + b"\0" + _sample(head))
+
+
+def _sample(material: bytes) -> bytes:
+    if len(material) <= 2 * _SAMPLE:
+        return material
+    return str(len(material)).encode() + b"\0" + material[:_SAMPLE] + material[-_SAMPLE:]
+
+
 def _turn_digest(turn: object) -> str:
+    """A turn named by its length and both ends (a tool result may be 100 KB)."""
     try:
-        return _digest(orjson.dumps(turn))
+        return _digest(_sample(orjson.dumps(turn)))
     except TypeError:
         return ""
 
@@ -72,7 +90,7 @@ async def inferred_run(store, call: Call, ttl_seconds: float) -> Run | None:
         return None
     head, history = start
     key_id = call.key.id
-    record = _digest(key_id.encode("utf-8", "surrogateescape") + b"\0" + head)
+    record = _start_digest(key_id, head)
     found = await maybe_await(store.get_record(INFERRED_KIND, record))
     run = None
     if found:
