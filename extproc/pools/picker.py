@@ -14,13 +14,13 @@ count as waiting there, so a burst between two scrapes does not all go to one re
 
 from __future__ import annotations
 
+import heapq
 import time
 from dataclasses import dataclass
 
-from .prefix import home_rank
-from .signals import PoolSignals
+from .signals import FAILING_AFTER, PoolSignals
 
-# What being a conversation's home replica (its rendezvous choice, the same in every
+# What being a conversation's home replica (chosen by its prefix's key, the same in every
 # worker) is worth, as a share of the prefix weight: a whole prompt held is worth 1.
 HOME_BONUS = 0.5
 
@@ -67,13 +67,16 @@ def pick(signals: PoolSignals, model: str, hashes: list[int], now: float | None 
         raise NoEndpoint(f"No replica of the pool serves the model '{model[:100]}'.")
     endpoints = signals.endpoints
     fresh, stale, unscraped = [], [], 0
+    oldest = now - stale_s
     for address in candidates:
         endpoint = endpoints[address]
-        if endpoint.fresh(now, stale_s):
+        if endpoint.failures >= FAILING_AFTER:
+            continue
+        if endpoint.scraped_at >= oldest:
             fresh.append(endpoint)
-        elif endpoint.scraped_at == 0 and not endpoint.failing:
+        elif endpoint.scraped_at == 0:
             unscraped += 1
-        elif not endpoint.failing:
+        else:
             stale.append(endpoint)
     if not fresh and not stale:
         if unscraped:
@@ -84,40 +87,47 @@ def pick(signals: PoolSignals, model: str, hashes: list[int], now: float | None 
     blocks = len(hashes) or 1
     adapter = model if model not in pool.models else ""
     queue_cap, kv_cap = pool.saturated_queue, pool.saturated_kv_cache
+    w_prefix, w_adapter, w_kv = weights.prefix, weights.adapter, weights.kv_cache
+    w_queue = weights.queue / queue_cap
+    # The conversation's home: the same replica in every worker while the list is the same
+    # (the replicas' order is the config's or the EndpointSlices', not this worker's).
+    home_address = fresh[home % len(fresh)].address if home and fresh else ""
     scored = []
     open_count = 0
-    home_address = max((e.address for e in fresh), key=lambda a: home_rank(home, a)) if home and fresh else ""
     for endpoint in fresh:
         load = endpoint.load
         waiting = load.waiting + endpoint.sent
         saturated = waiting >= queue_cap or load.kv_cache >= kv_cap
-        open_count += not saturated
-        prefix = depth.get(endpoint.address, 0) / blocks
-        if endpoint.address == home_address:
+        if not saturated:
+            open_count += 1
+        address = endpoint.address
+        prefix = depth.get(address, 0) / blocks if depth else 0.0
+        if address == home_address:
             prefix += HOME_BONUS
         loaded = 1.0 if adapter and adapter in load.running_adapters else 0.0
-        score = (weights.prefix * prefix + weights.adapter * loaded
-                 - weights.queue * (waiting + 0.1 * load.running) / queue_cap
-                 - weights.kv_cache * load.kv_cache)
-        scored.append((saturated, -score, waiting + load.running, endpoint, prefix, loaded))
+        score = (w_prefix * prefix + w_adapter * loaded - w_queue * (waiting + 0.1 * load.running)
+                 - w_kv * load.kv_cache)
+        scored.append((saturated, -score, waiting + load.running, address, prefix, loaded))
+    wanted = 1 + pool.fallbacks
     if fresh and not open_count:
         if pool.when_saturated == "shed":
             raise NoEndpoint("Every replica of the pool is saturated.", shed=True)
-        scored.sort(key=lambda row: row[2])
+        best = heapq.nsmallest(wanted, scored, key=lambda row: row[2])
         reason = SATURATED
     else:
-        scored.sort(key=lambda row: (row[0], row[1]))
+        best = heapq.nsmallest(wanted, scored, key=lambda row: (row[0], row[1]))
         reason = ""
-    order = [row[3].address for row in scored] + [e.address for e in sorted(stale, key=lambda e: e.load.waiting)]
-    chosen = order[:1 + pool.fallbacks]
+    chosen = [row[3] for row in best]
+    if len(chosen) < wanted and stale:
+        chosen += [e.address for e in heapq.nsmallest(wanted - len(chosen), stale, key=lambda e: e.load.waiting)]
     if not reason:
         if not fresh:
             reason = FALLBACK
         elif len(candidates) == 1:
             reason = ONLY
         else:
-            prefix, loaded = scored[0][4], scored[0][5]
-            reason = PREFIX if prefix > 0 and any(row[4] < prefix for row in scored[1:]) \
+            prefix, loaded = best[0][4], best[0][5]
+            reason = PREFIX if prefix > 0 and any(row[4] < prefix for row in best[1:] or scored) \
                 else ADAPTER if loaded else LEAST_LOADED
     first = endpoints[chosen[0]]
     first.sent += 1
