@@ -102,7 +102,7 @@ def test_stale_and_failing_replicas_are_demoted_or_skipped():
     assert chosen.endpoints[0] in ("10.0.0.2:8000", "10.0.0.3:8000")
     for i in (2, 3):
         signals.endpoints[f"10.0.0.{i}:8000"].failures = 5
-    assert pick(signals, "m", []).endpoints == ["10.0.0.0:8000"]
+    assert pick(signals, "m", []).endpoints == ["10.0.0.0:8000"] * 3      # each retry stays where it is served
     assert pick(signals, "m", []).reason == "fallback"
     signals.endpoints["10.0.0.0:8000"].failures = 5
     with pytest.raises(NoEndpoint):
@@ -137,7 +137,9 @@ def test_unscraped_pool_lets_envoy_balance():
     signals = _pool()
     for endpoint in signals.endpoints.values():
         endpoint.scraped_at = 0.0
-    assert pick(signals, "m", []).endpoints == [] and pick(signals, "m", []).reason == "unscraped"
+    chosen = pick(signals, "m", [])
+    assert chosen.reason == "unscraped" and len(chosen.endpoints) == 3
+    assert set(pick(signals, "lora", []).endpoints) == {"10.0.0.0:8000", "10.0.0.1:8000"}   # only where it is
 
 
 def _config(tmp_path, provider: dict):

@@ -93,21 +93,31 @@ def test_a_replica_whose_metrics_are_garbage_is_skipped(pool):
 
 
 def test_a_replica_killed_mid_answer_is_retried_on_the_next(pool):
-    system = SYSTEM + " killed"
-    home = _replica(_chat(pool, "warm", system=system))
     result: dict = {}
-    caller = threading.Thread(target=lambda: result.update(answer=_chat(pool, "Tell me a long story.", system=system,
-                                                                      max_tokens=300)))
+    caller = threading.Thread(target=lambda: result.update(answer=_chat(pool, "Tell me a long story.",
+                                                                      system=SYSTEM + " killed", max_tokens=300)))
     caller.start()
-    time.sleep(0.6)                       # its answer is being generated there
-    _control(pool, home, {"down": True, "up_after_s": 2})
+    serving = _running_replica(pool)      # where its answer is being generated
+    _control(pool, serving, {"down": True, "up_after_s": 2}, via=(serving + 1) % 4)
     caller.join(30)
     answer = result["answer"]
     assert answer.status_code == 200, answer.text
-    assert _replica(answer) != home
+    assert _replica(answer) != serving
     record = pool.wait_for_record(answer.headers["x-request-id"])
-    assert record["pool_endpoint"].endswith(f":{pool.pool_ports[POOL] + home}")      # picked there, answered elsewhere
-    _wait_up(pool, home)
+    assert record["pool_endpoint"].endswith(f":{pool.pool_ports[POOL] + serving}")    # picked there, answered elsewhere
+    _wait_up(pool, serving)
+
+
+def _running_replica(pool) -> int:
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        for index in range(4):
+            text = httpx.get(f"{pool.replica_url(POOL, index)}/metrics", timeout=2).text
+            running = [line for line in text.splitlines() if line.startswith("vllm:num_requests_running")]
+            if running and float(running[0].rsplit(" ", 1)[1]) > 0:
+                return index
+        time.sleep(0.02)
+    pytest.fail("the call never ran on a replica")
 
 
 def _wait_up(pool, index: int) -> None:

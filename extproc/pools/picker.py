@@ -31,7 +31,7 @@ PREFIX, ADAPTER, LEAST_LOADED, ONLY, FALLBACK, SATURATED, UNSCRAPED = (
 
 @dataclass(slots=True)
 class Pick:
-    endpoints: list[str]       # the pick, then its fallbacks; empty: let Envoy balance (reason unscraped)
+    endpoints: list[str]       # the pick, then its fallbacks; empty: let Envoy balance
     reason: str
     prefix_blocks: int = 0     # leading blocks the picked replica was thought to hold
 
@@ -79,8 +79,10 @@ def pick(signals: PoolSignals, model: str, hashes: list[int], now: float | None 
         else:
             stale.append(endpoint)
     if not fresh and not stale:
-        if unscraped:
-            return Pick([], UNSCRAPED)         # the first scrape is under way: Envoy balances
+        if unscraped:                          # this worker's first scrape is under way: the
+            turn = signals.unscraped_turn = signals.unscraped_turn + 1     # replicas that serve
+            order = candidates[turn % len(candidates):] + candidates[:turn % len(candidates)]   # it, in turn
+            return Pick(_padded(order[:1 + pool.fallbacks], 1 + pool.fallbacks), UNSCRAPED)
         raise NoEndpoint("No replica of the pool is answering.")
     weights = pool.weights
     depth = signals.prefixes.matched(hashes) if hashes and weights.prefix else {}
@@ -129,8 +131,18 @@ def pick(signals: PoolSignals, model: str, hashes: list[int], now: float | None 
             prefix, loaded = best[0][4], best[0][5]
             reason = PREFIX if prefix > 0 and any(row[4] < prefix for row in best[1:] or scored) \
                 else ADAPTER if loaded else LEAST_LOADED
+    chosen = _padded(chosen, wanted)
     first = endpoints[chosen[0]]
     first.sent += 1
     if hashes:
         signals.prefixes.record(first.address, hashes)
     return Pick(chosen, reason, depth.get(first.address, 0))
+
+
+def _padded(chosen: list[str], wanted: int) -> list[str]:
+    """The list repeated up to one entry per attempt: past its end, Envoy's override_host
+    would balance over every replica, some of which may not serve the model."""
+    distinct = len(chosen)
+    while len(chosen) < wanted:
+        chosen.append(chosen[len(chosen) % distinct])
+    return chosen

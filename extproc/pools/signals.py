@@ -47,6 +47,7 @@ class PoolSignals:
         self.prefixes = PrefixTable(pool.prefix_blocks)
         self.task: asyncio.Task | None = None
         self.stopped = False                 # replaced by a reload: its tasks end
+        self.unscraped_turn = 0              # before the first scrape: the replicas in turn
 
     def set_addresses(self, addresses: list[str]) -> None:
         """The replica list changed (EndpointSlices): keep what is known of those that stay."""
