@@ -70,12 +70,16 @@ def test_the_picked_replica_answers_and_the_pick_is_logged_and_counted(pool):
 
 
 def test_a_repeated_long_prefix_goes_to_the_same_replica(pool):
+    """A conversation's turns, each resending the history: one replica, its cache used."""
+    messages = [{"role": "system", "content": SYSTEM}, {"role": "user", "content": "How do I sharpen shears?"}]
     replicas = set()
     for turn in range(5):
-        answer = _chat(pool, f"Question {turn}: how do I sharpen shears?", system=SYSTEM)
+        answer = httpx.post(f"{pool.base_url}/chat/completions", headers=ALICE, timeout=30,
+                            json={"model": "local-llama", "messages": messages, "max_tokens": 8})
         assert answer.status_code == 200, answer.text
         replicas.add(_replica(answer))
         usage = answer.json()["usage"]
+        messages += [answer.json()["choices"][0]["message"], {"role": "user", "content": f"And then {turn}?"}]
     assert len(replicas) == 1
     assert (usage.get("prompt_tokens_details") or {}).get("cached_tokens", 0) > 500     # the replica's cache served it
 
@@ -86,7 +90,7 @@ def test_a_replica_whose_metrics_are_garbage_is_skipped(pool):
     try:
         time.sleep(0.4)                   # a few scrapes: it is failing
         for turn in range(4):
-            answer = _chat(pool, f"Which spade {turn}?", system=SYSTEM + " garbage")
+            answer = _chat(pool, "Which spade?", system=SYSTEM + " garbage")
             assert answer.status_code == 200 and _replica(answer) != home
     finally:
         _control(pool, home, {"metrics": "ok"})

@@ -3,7 +3,7 @@ holds, best first, then the next best as the fallbacks Envoy's retries take.
 
   score = prefix * (leading blocks it holds / the prompt's blocks)
         + adapter * (the call's LoRA adapter is loaded there)
-        - queue * (waiting + running/batch-ish, as a share of `saturated_queue`)
+        - queue * (waiting + running/4, between the least (0) and most (1) loaded)
         - kv_cache * (KV-cache use)
 
 Only fresh replicas (a good scrape within `stale_after_ms`) are scored; stale ones come
@@ -16,13 +16,14 @@ from __future__ import annotations
 
 import heapq
 import time
+import zlib
 from dataclasses import dataclass
 
 from .signals import FAILING_AFTER, PoolSignals
 
 # What being a conversation's home replica (chosen by its prefix's key, the same in every
 # worker) is worth, as a share of the prefix weight: a whole prompt held is worth 1.
-HOME_BONUS = 0.5
+HOME_BONUS = 1.0
 
 # Reasons on the log line and in gateway_pool_picks_total (bounded).
 PREFIX, ADAPTER, LEAST_LOADED, ONLY, FALLBACK, SATURATED, UNSCRAPED = (
@@ -90,13 +91,26 @@ def pick(signals: PoolSignals, model: str, hashes: list[int], now: float | None 
     adapter = model if model not in pool.models else ""
     queue_cap, kv_cap = pool.saturated_queue, pool.saturated_kv_cache
     w_prefix, w_adapter, w_kv = weights.prefix, weights.adapter, weights.kv_cache
-    w_queue = weights.queue / queue_cap
-    # The conversation's home: the same replica in every worker while the list is the same
-    # (the replicas' order is the config's or the EndpointSlices', not this worker's).
-    home_address = fresh[home % len(fresh)].address if home and fresh else ""
+    w_queue = weights.queue
+    # Calls in flight per replica; one past `cap` (a quarter over the pool's mean, plus one)
+    # is over its bound and comes after those within it, whatever its prefixes
+    # (consistent hashing with bounded loads).
+    inflight = [e.load.waiting + e.sent + e.load.running for e in fresh]
+    cap = 1.25 * sum(inflight) / len(inflight) + 1 if inflight else 0.0
+    loads = [e.load.waiting + e.sent + 0.25 * e.load.running for e in fresh]
+    low = min(loads, default=0.0)
+    spread = (max(loads, default=0.0) - low) or 1.0
+    # The conversation's home: the replica within its bound ranked first for its key, the
+    # same in every worker (the key and the rank are process-independent), so a turn that
+    # reaches a worker which never saw the conversation still goes where it lives.
+    home_address = ""
+    if home:
+        within = [e.address for e, n in zip(fresh, inflight) if n <= cap]
+        if within:
+            home_address = max(within, key=lambda a: zlib.crc32(a.encode(), home))
     scored = []
     open_count = 0
-    for endpoint in fresh:
+    for endpoint, load_now, calls in zip(fresh, loads, inflight):
         load = endpoint.load
         waiting = load.waiting + endpoint.sent
         saturated = waiting >= queue_cap or load.kv_cache >= kv_cap
@@ -107,9 +121,9 @@ def pick(signals: PoolSignals, model: str, hashes: list[int], now: float | None 
         if address == home_address:
             prefix += HOME_BONUS
         loaded = 1.0 if adapter and adapter in load.running_adapters else 0.0
-        score = (w_prefix * prefix + w_adapter * loaded - w_queue * (waiting + 0.1 * load.running)
+        score = (w_prefix * prefix + w_adapter * loaded - w_queue * (load_now - low) / spread
                  - w_kv * load.kv_cache)
-        scored.append((saturated, -score, waiting + load.running, address, prefix, loaded))
+        scored.append(((saturated, calls > cap), -score, waiting + load.running, address, prefix, loaded))
     wanted = 1 + pool.fallbacks
     if fresh and not open_count:
         if pool.when_saturated == "shed":

@@ -30,16 +30,11 @@ HOME_CHARS = 8192           # how much of the conversation's start names its hom
 
 
 def home_key(texts: list[str]) -> int:
-    """A process-independent key of the prompt's start, so that every worker, each with
-    its own PrefixTable, sends prompts no replica is known to hold to the same replica
-    (picker.py): the first text (a system prompt, a document) when it
-    is most of the prompt, else the first two (a conversation's system prompt and first
-    user turn: its turns share a home, conversations spread)."""
-    if not texts:
-        return 0
-    first = texts[0]
-    start = first if 2 * len(first) >= sum(len(text) for text in texts) else "\x1e".join(texts[:2])
-    start = start[:HOME_CHARS]
+    """A process-independent key of the conversation: its first two texts (the system
+    prompt and the first user turn), so that every worker, each with its own PrefixTable,
+    sends a conversation's turns that no replica is known to hold to the same replica
+    while conversations under one system prompt spread (picker.py)."""
+    start = "\x1e".join(texts[:2])[:HOME_CHARS]
     return zlib.crc32(start.encode("utf-8", "surrogatepass")) if start else 0
 
 

@@ -1,0 +1,175 @@
+"""Self-hosted pools: Envoy's round robin, Envoy's least-request and the gateway's picker
+side by side, on one gateway and one simulated vLLM pool of 8 replicas (the mock's
+`vllm_pools`, calibrated to Llama-3.1-8B on an A100), through real Envoy and the pipeline.
+
+Workloads (64 concurrent callers, streamed, for `--seconds` each):
+- `prefix`: multi-turn conversations (5 turns of ~600 words, each resending its history,
+  24 output tokens each) under one shared ~3,000-word system prompt: a replica that saw the conversation serves its prefix
+  from its KV cache, one that did not prefills it again.
+- `unique`: every call a new ~3,000-word prompt (no shared prefix).
+
+Three models on the same 8 replicas: `bench-rr` and `bench-lr` (clusters balanced by
+Envoy, ROUND_ROBIN and LEAST_REQUEST) and `bench-pick` (a pool provider).
+
+    .venv/bin/python bench/pool.py [--seconds 30] [--concurrency 64]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import random
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+import orjson
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.append(str(ROOT / "tests"))
+
+from gateway_stack import GatewayStack, quickstart_config  # noqa: E402
+
+REPLICAS = 8
+ALICE = {"authorization": "Bearer sk-demo-alice"}
+WORDS = ("garden shears rake hoe spade trowel pruning soil compost mulch hedge lawn seed bulb "
+         "watering hose nozzle sprinkler gloves wheelbarrow ladder saw loppers edger").split()
+
+
+def text(rng: random.Random, words: int) -> str:
+    return " ".join(rng.choice(WORDS) for _ in range(words))
+
+
+SYSTEM = "You are the assistant of a garden-tool shop. Policies: " + text(random.Random(7), 3000)
+
+
+def config() -> dict:
+    data = quickstart_config()
+    data["mock_provider"]["vllm_pools"] = [{"name": "mock-vllm", "port": 10120, "replicas": REPLICAS,
+                                            "models": ["llama-3.1-8b-instruct"]}]
+    endpoints = [f"127.0.0.1:{10120 + i}" for i in range(REPLICAS)]
+    data["providers"].pop("local-vllm", None)
+    data["models"].pop("local-llama", None)
+    data["models"].pop("local-llama-sql", None)
+    # (The simulated replicas share one process, and the host's 2 cores, with everything
+    # else: scraped every 200 ms rather than 50, their /metrics take less of it.)
+    data["providers"]["bench-pick"] = {"type": "pool", "endpoints": endpoints, "models": ["llama-3.1-8b-instruct"],
+                                       "picker": {"scrape_interval_ms": 200, "stale_after_ms": 1000}}
+    for name in ("bench-rr", "bench-lr"):       # one endpoint here; all eight in edit_envoy below
+        data["providers"][name] = {"url": "http://127.0.0.1:10120", "cluster": name.replace("-", "_"),
+                                   "api_key": {"value": "none"}}
+    for name in ("bench-rr", "bench-lr", "bench-pick"):
+        data["models"][name] = {"backends": [{"provider": name, "model": "llama-3.1-8b-instruct"}],
+                                "price": {"input": 0, "output": 0}}
+    data.pop("budgets", None)
+    data.pop("runs", None)
+    return data
+
+
+class BenchStack(GatewayStack):
+    def edit_envoy(self, envoy: dict) -> None:
+        port = self.pool_ports["mock-vllm"]
+        for cluster in envoy["static_resources"]["clusters"]:
+            if cluster["name"] in ("bench_rr", "bench_lr"):
+                cluster["lb_policy"] = "ROUND_ROBIN" if cluster["name"] == "bench_rr" else "LEAST_REQUEST"
+                cluster.pop("outlier_detection", None)
+                cluster["load_assignment"]["endpoints"][0]["lb_endpoints"] = [
+                    {"endpoint": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": port + i}}}}
+                    for i in range(REPLICAS)]
+
+
+async def call(client: httpx.AsyncClient, url: str, body: dict, stats: dict) -> str:
+    started = time.perf_counter()
+    first = None
+    answer = []
+    async with client.stream("POST", url, json=body, headers=ALICE) as response:
+        if response.status_code != 200:
+            stats["errors"] += 1
+            await response.aread()
+            return ""
+        async for line in response.aiter_lines():
+            if not line.startswith("data: ") or line == "data: [DONE]":
+                continue
+            event = orjson.loads(line[6:])
+            for choice in event.get("choices") or []:
+                piece = (choice.get("delta") or {}).get("content")
+                if piece:
+                    first = first or time.perf_counter()
+                    answer.append(piece)
+            if event.get("usage"):
+                stats["output_tokens"] += event["usage"].get("completion_tokens", 0)
+                stats["cached"] += (event["usage"].get("prompt_tokens_details") or {}).get("cached_tokens", 0)
+                stats["prompt"] += event["usage"].get("prompt_tokens", 0)
+    if first is not None:
+        stats["ttft"].append(first - started)
+    stats["calls"] += 1
+    return "".join(answer)
+
+
+async def caller(index: int, model: str, workload: str, url: str, deadline: float, stats: dict,
+                 client: httpx.AsyncClient) -> None:
+    rng = random.Random(index)
+    conversation = 0
+    while time.monotonic() < deadline:
+        conversation += 1
+        if workload == "unique":
+            messages = [{"role": "user", "content": f"{index}-{conversation} " + text(rng, 3000)}]
+            await call(client, url, {"model": model, "messages": messages, "max_tokens": 24, "stream": True,
+                                     "stream_options": {"include_usage": True}}, stats)
+            continue
+        messages = [{"role": "system", "content": SYSTEM}]
+        for turn in range(5):
+            if time.monotonic() >= deadline:
+                return
+            messages.append({"role": "user", "content": f"Customer {index}-{conversation}, turn {turn}: "
+                             + text(rng, 600)})
+            answer = await call(client, url, {"model": model, "messages": messages, "max_tokens": 24, "stream": True,
+                                              "stream_options": {"include_usage": True}}, stats)
+            messages.append({"role": "assistant", "content": answer or "ok"})
+
+
+async def run(stack: GatewayStack, model: str, workload: str, seconds: float, concurrency: int) -> dict:
+    for i in range(REPLICAS):                   # every side starts from cold caches
+        httpx.post(f"{stack.replica_url('mock-vllm', i)}/_mock/replica", json={"reset": True}, timeout=5)
+    stats = {"calls": 0, "errors": 0, "output_tokens": 0, "cached": 0, "prompt": 0, "ttft": []}
+    url = f"{stack.base_url}/chat/completions"
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    async with httpx.AsyncClient(timeout=300, limits=limits) as client:
+        started = time.monotonic()
+        await asyncio.gather(*(caller(i, model, workload, url, started + seconds, stats, client)
+                               for i in range(concurrency)))
+        elapsed = time.monotonic() - started
+    ttft = sorted(stats["ttft"]) or [0.0]
+    return {"calls/s": stats["calls"] / elapsed, "tokens/s": stats["output_tokens"] / elapsed,
+            "ttft_mean": statistics.mean(ttft), "ttft_p50": ttft[len(ttft) // 2],
+            "ttft_p90": ttft[int(len(ttft) * 0.9)], "cached": stats["cached"] / max(1, stats["prompt"]),
+            "errors": stats["errors"]}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--seconds", type=float, default=30)
+    parser.add_argument("--concurrency", type=int, default=64)
+    parser.add_argument("--workloads", default="prefix,unique")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as folder:
+        stack = BenchStack(Path(folder), config=config(), workers=2).start()
+        try:
+            print("| workload | balancing | output tokens/s | calls/s | TTFT mean s | p50 s | p90 s | "
+                  "prompt tokens from cache | errors |\n|---|---|---|---|---|---|---|---|---|")
+            for workload in args.workloads.split(","):
+                for model, label in (("bench-rr", "Envoy round robin"), ("bench-lr", "Envoy least-request"),
+                                     ("bench-pick", "gateway picker")):
+                    result = asyncio.run(run(stack, model, workload, args.seconds, args.concurrency))
+                    print(f"| {workload} | {label} | {result['tokens/s']:.0f} | {result['calls/s']:.1f} | "
+                          f"{result['ttft_mean']:.2f} | {result['ttft_p50']:.2f} | {result['ttft_p90']:.2f} | "
+                          f"{result['cached']:.0%} | {result['errors']} |", flush=True)
+        finally:
+            stack.stop()
+
+
+if __name__ == "__main__":
+    main()
