@@ -7,7 +7,6 @@ Unit tests on the rule, and one request through real Envoy (the quickstart)."""
 from __future__ import annotations
 
 import json
-import time
 import uuid
 from pathlib import Path
 
@@ -101,15 +100,17 @@ def test_code_aware_is_on_by_default_and_can_be_turned_off():
         parse.raise_if_any()
 
 
-def test_the_check_is_cheap_on_a_20_kb_code_tool_result():
+def test_a_20_kb_code_tool_result_keeps_only_the_person_s_data():
+    """A large tool result of this repository's source with many findings: the authors'
+    lines are left, the person's address and the real card kept (its cost is measured in
+    bench/agent_pii_findings.py, not here)."""
     source = (Path(__file__).resolve().parent.parent / "extproc" / "guardrails" / "pii.py").read_text()
-    text = (source * 2)[:20_000] + "\n" + GIT_LOG * 20 + PACKAGE * 10
+    text = (source * 2)[:20_000] + "\n" + GIT_LOG * 20 + PACKAGE * 10 + READ
     findings = PII.detector.find(text)
-    started = time.perf_counter()
-    for _ in range(20):
-        code_aware.kept(text, findings, True)
-    each = (time.perf_counter() - started) / 20
-    assert len(findings) > 60 and each < 0.005, (len(findings), each)   # ~0.2 ms here for ~100 findings
+    left = [text[f.start:f.end] for f in code_aware.kept(text, findings, True)]
+    assert len(findings) > 60, len(findings)
+    assert "maria.garcia@gmail.com" in left and "4532 0151 1283 0366" in left, left
+    assert not {"jane@corp.io", "bob@corp.io", "claude@vendor.io"} & set(left), left
 
 
 def test_a_tool_result_reaches_the_provider_with_its_authors_and_the_users_address_redacted(gateway):
