@@ -199,3 +199,26 @@ def test_the_chart_grants_the_endpointslice_watch_when_asked():
     [deployment] = [o for o in objects if o["kind"] == "Deployment" and "gateway" in o["metadata"]["name"]
                     or o["kind"] == "Deployment"][:1]
     assert deployment["spec"]["template"]["spec"]["automountServiceAccountToken"] is True
+
+
+def test_a_pool_nobody_calls_is_not_scraped_until_its_next_call():
+    """Scraping stops once the pool has had no call for IDLE_STOP_S; the next call's
+    signals_for starts it again."""
+    import asyncio
+
+    from extproc.pools import registry, signals as signals_module
+
+    async def scenario():
+        signals = _pool(2)
+        signals.used_at = time.monotonic() - signals_module.IDLE_STOP_S - 1
+        signals.start()
+        await asyncio.wait_for(signals.task, 2)          # it ends without a scrape
+        assert signals.task is None and all(e.failures == 0 for e in signals.endpoints.values())
+        registry._pools["p"] = signals
+        try:
+            assert registry.signals_for("p", signals.pool) is signals and signals.task is not None
+        finally:
+            signals.stop()
+            registry._pools.pop("p", None)
+
+    asyncio.run(scenario())

@@ -3,6 +3,8 @@ Kubernetes Service, their EndpointSlices watch) started, by the first call to th
 
 from __future__ import annotations
 
+import time
+
 from ..config.pools import Pool
 from .kube_watch import watch_service
 from .signals import PoolSignals
@@ -20,6 +22,7 @@ def signals_for(name: str, pool: Pool) -> PoolSignals:
         signals = _pools[name] = PoolSignals(name, pool)
         if pool.service is not None:
             watch_service(signals)
+    signals.used_at = time.monotonic()
     if signals.task is None:
         try:
             signals.start()

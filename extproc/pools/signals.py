@@ -16,6 +16,7 @@ from .metrics import Load, parse
 from .prefix import PrefixTable
 
 MODELS_EVERY_S = 2.0          # how often the served models and adapters are read again
+IDLE_STOP_S = 10.0            # a pool no call used this long is not scraped until its next call
 FAILING_AFTER = 2             # failed scrapes in a row that make a replica failing
 
 
@@ -48,6 +49,7 @@ class PoolSignals:
         self.task: asyncio.Task | None = None
         self.stopped = False                 # replaced by a reload: its tasks end
         self.unscraped_turn = 0              # before the first scrape: the replicas in turn
+        self.used_at = time.monotonic()      # the last call's pick (signals_for)
 
     def set_addresses(self, addresses: list[str]) -> None:
         """The replica list changed (EndpointSlices): keep what is known of those that stay."""
@@ -71,6 +73,12 @@ class PoolSignals:
         interval = self.pool.scrape_interval_ms / 1000
         while True:
             started = time.monotonic()
+            if started - self.used_at > IDLE_STOP_S:
+                # Nobody calls the pool: its replicas' load is not worth a scrape per
+                # interval. The next call starts scraping again (picking meanwhile from
+                # the last signals, stale: after any fresh ones, by queue).
+                self.task = None
+                return
             endpoints = list(self.endpoints.values())
             await asyncio.gather(*(self.scrape(endpoint) for endpoint in endpoints), return_exceptions=True)
             await asyncio.sleep(max(0.005, interval - (time.monotonic() - started)))

@@ -39,11 +39,12 @@ YIELD_BELOW_CALLS = 8
 # The worker's loop notes the time this often; a loop that did not for HUNG_AFTER (the
 # process stopped, or a step that blocked it) was hung: the streams Envoy ended meanwhile
 # with a reply due ended for the gateway's fault (Envoy's message timeout: 504).
-# So do those Envoy ends with a reply due up to Envoy's message timeout (2 s,
-# envoy/template.yaml) after the hang: their timers ran out while the worker caught up.
+# So do those Envoy ends with a reply due up to HUNG_RECENT after the hang: their timers
+# (Envoy's message timeout, 2 s: envoy/template.yaml) ran out while the worker caught up.
+# A worker resumed on a busy host may take seconds to read the resets Envoy sent meanwhile.
 HEARTBEAT = 0.1
 HUNG_AFTER = 1.0
-HUNG_RECENT = 2.0
+HUNG_RECENT = 5.0
 
 
 class ProcessStream:
