@@ -109,12 +109,14 @@ def test_an_openai_caller_on_an_anthropic_provider_is_translated(gateway, alice)
     body = json.loads(sent["body"])
     assert body["system"] == [{"type": "text", "text": "be brief"}] or body["system"] == "be brief"
     assert body["max_tokens"] == 50
+    mark = len(gateway.log_records())       # this stream's line, not an earlier test's
     chunks = list(alice.chat.completions.create(model="claude-sonnet-4-6", stream=True,
                                                 stream_options={"include_usage": True},
                                                 messages=[{"role": "user", "content": TEXT}]))
     assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == TEXT
     assert chunks[-1].usage is not None and chunks[-1].usage.completion_tokens > 0
-    record = gateway.wait_for_record(predicate=lambda r: r.get("translated_to") == "anthropic" and r["stream"])
+    record = gateway.wait_for_record(predicate=lambda r: r.get("translated_to") == "anthropic" and r["stream"],
+                                     after=mark)
     assert record["output_tokens"] == chunks[-1].usage.completion_tokens and not record["usage_estimated"]
     assert record["defaulted"] == ["max_tokens"]               # the caller set none: the provider's default
 

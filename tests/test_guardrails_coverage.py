@@ -86,6 +86,7 @@ BENIGN = [
     "meet me at noon at the station", "look at the dot on the map", "version 1.2.3 at 10:30, 2024-01-15",
     "order 2024-0001-0002", "call me maybe", "the ratio 3/4 of 1234 5678", "internationalization matters",
     "price 12.50 EUR, 3 items", "SHA 3f786850e387550fdab836ed7e6dc881de23001b", "uuid 123e4567-e89b-12d3-a456-426614174000",
+    "item msg_9816413a87324522882987d314f280a8",
     "see https://example.com/docs?page=2", "numbers 1, 2, 3, 4, 5, 6, 7, 8, 9, 10",
 ]
 

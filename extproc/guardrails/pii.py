@@ -47,6 +47,10 @@ _CARD = re.compile(rf"\d(?<![\d-]\d)(?:(?:[ -]?\d){{12,18}}|\d{{3}}(?:{_GAP}\d{{
 # A UUID (8-4-4-4-12 hex digits: ids, cache keys, sessions): its all-digit groups can read
 # as a card that passes Luhn or a phone number; what lies wholly inside one is neither.
 _UUID = re.compile(r"(?<![0-9A-Fa-f-])[0-9A-Fa-f]{8}-(?:[0-9A-Fa-f]{4}-){3}[0-9A-Fa-f]{12}(?![0-9A-Fa-f-])")
+# A hex identifier (an item or message id, a hash, an object id: 24 or more hex digits with
+# a letter among them, alone or after `msg_`): its digit runs pass Luhn as often as any
+# digits do, and the model reads it as the id it is.
+_HEX_ID = re.compile(r"(?<![0-9A-Za-z])(?=[0-9]*[A-Fa-f])[0-9A-Fa-f]{24,}(?![0-9A-Za-z])")
 _DIGIT_GROUPS = frozenset({"CARD", "PHONE"})
 _IBAN = re.compile(r"\b[A-Z]{2}\d{2}(?: ?[A-Z0-9]{4}){2,7}(?: ?[A-Z0-9]{1,3})?\b")
 # US SSNs: 3-2-4 digits with any short run of punctuation or spaces between the groups,
@@ -252,11 +256,13 @@ class PIIDetector:
         if backwards:
             reversed_text = text[::-1]
             findings.extend(flipped([f for finder in backwards for f in finder(reversed_text)], len(text)))
-        if "-" in text and any(f.label in _DIGIT_GROUPS for f in findings):
-            uuids = [m.span() for m in _UUID.finditer(text)]
-            if uuids:
+        if any(f.label in _DIGIT_GROUPS for f in findings):
+            ids = [m.span() for m in _HEX_ID.finditer(text)]
+            if "-" in text:
+                ids += [m.span() for m in _UUID.finditer(text)]
+            if ids:
                 findings = [f for f in findings if f.label not in _DIGIT_GROUPS or not any(
-                    low <= f.start and f.end <= high for low, high in uuids)]
+                    low <= f.start and f.end <= high for low, high in ids)]
         # Secrets win over the pieces of them that look like phone numbers or cards.
         secrets = [f for f in findings if f.label == "SECRET"]
         if secrets:
