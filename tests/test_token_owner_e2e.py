@@ -1,6 +1,6 @@
 """A token caller is its issuer and subject, through real Envoy: two trusted identity
 providers issue tokens naming the same e-mail to two different subjects. They do not
-share stored responses nor a `scope: key` budget; the e-mail stays the caller's name on
+share stored responses, a `scope: key` budget nor `scope: key` cache entries; the e-mail stays the caller's name on
 the log line. A token naming no subject is refused."""
 
 from __future__ import annotations
@@ -34,7 +34,9 @@ def token(issuer: str, subject: str | None, **claims) -> str:
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory):
     served = {}
-    config = quickstart_config()
+    config = quickstart_config(response_cache=True)
+    # A caller's own cache entries, for a model no other test here calls (their repeated calls stay misses).
+    config["cache"] = {"rules": [{"models": ["gpt-4o"], "scope": "key", "ttl_s": 600}]}
     providers = config["identity"]["jwt"]["providers"]
     for name, (url, key) in ISSUERS.items():
         served[name] = Jwks()
@@ -114,3 +116,14 @@ def test_a_token_without_a_subject_is_refused(stack):
         "model": "gpt-4o-mini", "max_tokens": 5, "messages": [{"role": "user", "content": "hi"}]})
     assert refused.status_code == 401, refused.text
     assert "sub" in refused.json()["error"]["message"]
+
+
+def test_a_scope_key_cache_entry_is_each_subjects_own(stack):
+    body = {"model": "gpt-4o", "max_tokens": 5, "messages": [{"role": "user", "content": f"cached for one {time.time()}"}]}
+    first = _post(stack, ann(), "/chat/completions", body)
+    assert first.status_code == 200 and first.headers.get("x-gateway-cache") == "miss", first.text
+    same_email = _post(stack, impostor(), "/chat/completions", body)
+    assert same_email.status_code == 200, same_email.text
+    assert same_email.headers.get("x-gateway-cache") == "miss"          # not ann's answer
+    again = _post(stack, token("corp", "u-ann"), "/chat/completions", body)
+    assert again.headers.get("x-gateway-cache") == "hit"                # ann's own entry, under a new token
