@@ -146,7 +146,10 @@ def scripted(stack, server, method: str, content_type: str, answer, profile="hos
     body = {"jsonrpc": "2.0", "id": 41, "method": method, "params": params or {}}
     if method == "tools/call":
         body["params"] = {"name": "scripted", "arguments": {}, **(params or {})}
-    return post(stack, body, profile, headers={SCRIPT_HEADER: name})
+    response = post(stack, body, profile, headers={SCRIPT_HEADER: name})
+    # The scripted answer is what came back (not a well-behaved default): no test passes unseen.
+    assert name not in server.scripts, "the server never served its scripted answer"
+    return response
 
 
 def sse(*messages, extra: str = "") -> str:
@@ -276,6 +279,39 @@ def test_blocked_results_on_an_error_profile_and_redacted_text_blobs_keep_their_
     assert base64.b64decode(blob).decode() == "mail [EMAIL]"
 
 
+@pytest.mark.parametrize("profile", ["hostile", "hostile-strict"])
+def test_a_result_nested_past_the_bound_gets_the_rules_fail_mode_not_a_pass(stack, server, profile):
+    """Nothing planted at all: what lies past the walk's depth cannot be read, so each rule
+    applies its fail mode (the quickstart's fail closed): the result is quarantined, or the
+    strict profile's error, and the audit line says why, whatever the text down there."""
+    before = len(stack.log_records())
+    response = scripted(stack, server, "tools/call", "application/json", answer({
+        "content": [{"type": "text", "text": "fine"}], "structuredContent": {"rows": deep("quiet", 70)}}),
+        profile=profile)
+    assert response.status_code == 200, response.text
+    got = answer_of(response)
+    assert "quiet" not in response.text, response.text
+    if profile == "hostile":
+        assert got["result"]["isError"] is True and "gateway/quarantined" in got["result"]["_meta"], got
+    else:
+        assert got["error"]["code"] == -32006 and "blocked by the guardrail" in got["error"]["message"], got
+    record = stack.wait_for_record(after=before, predicate=lambda r: r.get("kind") == "mcp" and any(
+        v.get("verdict") == "error_fail_closed" and v.get("direction") == "response" for v in r.get("guardrails") or []))
+    assert record["outcome"] == ("quarantined" if profile == "hostile" else "blocked"), record
+
+
+def test_an_error_naming_no_id_is_read_as_the_answer(stack, server):
+    """An error whose id is null (the server could not read the request's) is still read whole."""
+    blocked = scripted(stack, server, "tools/call", "application/json",
+                       {"jsonrpc": "2.0", "id": None, "error": {"code": -32600, "message": f"Failed: {INJECTION}"}})
+    assert blocked.status_code == 200 and unguarded(blocked.text) == [], blocked.text
+    assert answer_of(blocked)["result"]["_meta"]["gateway/quarantined"] == {"guardrail": "prompt-injection"}
+    redacted = scripted(stack, server, "tools/call", "application/json",
+                        {"jsonrpc": "2.0", "id": None, "error": {"code": -32600, "message": "x", "data": [{PII: PII}]}})
+    assert redacted.status_code == 200 and unguarded(redacted.text) == [], redacted.text
+    assert answer_of(redacted)["error"]["data"] == [{"[EMAIL]": "[EMAIL]"}]
+
+
 def test_every_field_and_key_of_a_tool_calls_params_is_guarded(stack, server):
     name = uuid.uuid4().hex
     response = post(stack, {"jsonrpc": "2.0", "id": 3, "method": "tools/call", "params": {
@@ -322,10 +358,14 @@ def _session(stack, profile: str) -> dict:
 def test_what_the_aggregator_relays_is_guarded_the_same(stack, server, leak):
     headers = _session(stack, "mixed")
     name = server.script("application/json", LEAKS[leak][1])
+    # The caller's key in every header admission reads it from, and the query: none is relayed.
+    credentials = {"x-goog-api-key": ALICE, "x-api-key": ALICE, "api-key": ALICE}
     response = post(stack, {"jsonrpc": "2.0", "id": 8, "method": "tools/call",
-                            "params": {"name": f"hostile_scripted_{name}", "arguments": {}}}, "mixed", headers)
+                            "params": {"name": f"hostile_scripted_{name}", "arguments": {}}}, "mixed",
+                    {**headers, **credentials}, query=f"?key={ALICE}")
     assert response.status_code < 500 and unguarded(response.text) == [], response.text
     assert name not in server.scripts               # it reached the server, and its answer came back
+    assert ALICE not in json.dumps(server.received[name]), server.received[name]
 
 
 # --- the property: any answer a hostile server may send ------------------------------
@@ -367,7 +407,9 @@ INIT_RESULT = _optional({"protocolVersion": st.just("2025-06-18"), "capabilities
                          "serverInfo": _optional({"name": TEXT, "version": TEXT}, {"title": TEXT})},
                         {"instructions": TEXT})
 ERROR = _optional({"code": st.integers(-32768, 32000), "message": TEXT}, {"data": VALUE})
-RESULTS = {"tools/call": CALL_RESULT, "tools/list": LIST_RESULT, "initialize": INIT_RESULT}
+# Every method a profile forwards (gate.py): ping's result is empty by the spec, a hostile server's need not be.
+RESULTS = {"tools/call": CALL_RESULT, "tools/list": LIST_RESULT, "initialize": INIT_RESULT,
+           "ping": st.dictionaries(KEY, VALUE, max_size=3)}
 
 
 def _request(method: str, params) -> dict:
@@ -395,8 +437,11 @@ def hostile_exchanges(draw):
     """(method, content type, body) of one hostile answer to a request of `method`."""
     method = draw(st.sampled_from(sorted(RESULTS)))
     message = {"jsonrpc": "2.0", "id": ANSWER_ID}
-    message.update({"error": draw(ERROR)} if draw(st.booleans()) and draw(st.booleans())
-                   else {"result": draw(RESULTS[method])})
+    if draw(st.booleans()) and draw(st.booleans()):
+        # An error names the request's id, or null when the server could not read it.
+        message.update({"error": draw(ERROR), "id": draw(st.sampled_from([ANSWER_ID, None]))})
+    else:
+        message["result"] = draw(RESULTS[method])
     message.update(draw(st.dictionaries(KEY, VALUE, max_size=2)))          # fields the spec has not
     others = draw(st.lists(SERVER_MESSAGES, max_size=3))
     if draw(st.booleans()):
