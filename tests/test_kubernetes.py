@@ -173,6 +173,11 @@ def test_pod_parts_agree(built):
     for name in ("envoy", "extproc"):
         drain = containers[name]["lifecycle"]["preStop"]["exec"]["command"]
         assert drain[:2] == ["extproc", "drain"] and drain[drain.index("--envoy-admin") + 1] == admin
+    # The MCP aggregator's secret (serve refuses a combined profile without it): one Secret's
+    # key in both containers, never a value written into the manifest.
+    secrets = [[e["valueFrom"]["secretKeyRef"] for e in containers[name].get("env") or ()
+                if e["name"] == "LLMGW_AGGREGATOR_SECRET"] for name in ("envoy", "extproc")]
+    assert secrets[0] == secrets[1] and len(secrets[0]) == 1 and secrets[0][0]["key"] == "secret", secrets
 
 
 def test_shipped_configs_pass_check():
