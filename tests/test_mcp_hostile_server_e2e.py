@@ -370,7 +370,9 @@ def test_what_the_aggregator_relays_is_guarded_the_same(stack, server, leak):
 
 # --- the property: any answer a hostile server may send ------------------------------
 
-TEXT = st.one_of(st.text(max_size=10), st.sampled_from(PLANTS))
+TEXT = st.one_of(st.text(max_size=10), st.sampled_from(PLANTS),
+                 st.builds(lambda before, plant, after: f"{before} {plant} {after}",
+                           st.text(max_size=8), st.sampled_from(PLANTS), st.text(max_size=8)))
 KEY = st.one_of(st.text(max_size=6), st.sampled_from(PLANTS))
 ANY = st.recursive(st.none() | st.booleans() | st.integers(-10**6, 10**6) | TEXT,
                    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(KEY, inner, max_size=3), max_leaves=8)
@@ -443,6 +445,9 @@ def hostile_exchanges(draw):
     else:
         message["result"] = draw(RESULTS[method])
     message.update(draw(st.dictionaries(KEY, VALUE, max_size=2)))          # fields the spec has not
+    if draw(st.integers(0, 9)) == 0:
+        # No JSON-RPC at all: any JSON value (a string, a list of numbers), alone or in a batch.
+        return method, "application/json", json.dumps(draw(st.one_of(ANY, st.lists(ANY, min_size=1, max_size=3))))
     others = draw(st.lists(SERVER_MESSAGES, max_size=3))
     if draw(st.booleans()):
         return method, "application/json", json.dumps(message if not others else [*others, message])
