@@ -62,6 +62,20 @@ def test_no_account_header_reaches_any_kind_of_provider(gateway, model, listener
     assert "attacker" not in str(sent)
 
 
+@pytest.mark.parametrize("model,listener", PROVIDERS, ids=[model for model, _ in PROVIDERS])
+def test_the_callers_key_reaches_no_provider_in_any_header(gateway, model, listener):
+    """Every header admission reads a caller's key from is the gateway's, never passed on
+    (the key in the query too, though the mock records no query): a provider gets only
+    the credential its config gives it."""
+    every = {"authorization": "Bearer sk-demo-alice", "x-api-key": "sk-demo-alice", "api-key": "sk-demo-alice",
+             "x-goog-api-key": "sk-demo-alice"}
+    response = httpx.post(f"{gateway.base_url}/chat/completions?key=sk-demo-alice", json={"model": model, **CHAT},
+                          headers=every, timeout=30)
+    assert response.status_code == 200, response.text
+    found = [r for r in gateway.received(listener) if r["headers"].get("x-request-id") == response.headers["x-request-id"]]
+    assert found and "sk-demo-alice" not in str(found[-1]), found[-1:]
+
+
 def test_the_api_headers_still_reach_the_provider_they_tune(gateway):
     """anthropic-version and anthropic-beta are Anthropic's API, not its account; Gemini's
     own credential header is the gateway's, set for the provider."""
