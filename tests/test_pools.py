@@ -58,6 +58,26 @@ def test_prefix_table_matches_leading_blocks_and_evicts_lru():
     assert table.size("a") == 0 and table.matched(block_hashes(["u" * 2048], 256)) == {}
 
 
+def test_eviction_takes_a_prompts_deepest_blocks_first():
+    """A call's blocks are recorded deepest first, so the LRU forgets the end of an old
+    prompt before its start (as vLLM does): what a replica holds stays a leading prefix."""
+    table = PrefixTable(capacity=6)
+    old = block_hashes(["o" * 256 * 4], 256)
+    table.record("a", old)
+    table.record("a", block_hashes(["n" * 256 * 3], 256))      # 3 newer blocks: 1 of old's goes
+    assert table.matched(old) == {"a": 3}
+    table.record("b", old[:2])
+    assert table.matched(old) == {"a": 3, "b": 2}
+
+
+def test_block_hashes_stand_for_their_whole_prefix():
+    one = block_hashes(["x" * 300, "same ending " * 40], 256)
+    two = block_hashes(["y" * 300, "same ending " * 40], 256)
+    assert len(one) == len(two) == 3 and not set(one) & set(two)     # same later blocks, other start
+    assert block_hashes(["x" * 300, "other " * 80], 256)[0] == one[0]
+    assert block_hashes(["short"], 256) == [] and len(block_hashes(["é" * 256], 256)) == 2   # UTF-8 bytes
+
+
 def _pool(n: int = 4, **picker) -> PoolSignals:
     addresses = tuple(f"10.0.0.{i}:8000" for i in range(n))
     pool = Pool(server="vllm", endpoints=addresses, service=None, models=("m",),

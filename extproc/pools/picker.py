@@ -14,6 +14,7 @@ count as waiting there, so a burst between two scrapes does not all go to one re
 
 from __future__ import annotations
 
+import bisect
 import heapq
 import time
 import zlib
@@ -24,6 +25,7 @@ from .signals import FAILING_AFTER, PoolSignals
 # What being a conversation's home replica (chosen by its prefix's key, the same in every
 # worker) is worth, as a share of the prefix weight: a whole prompt held is worth 1.
 HOME_BONUS = 1.0
+RING_POINTS = 64           # points per replica on the ring of homes: each gets its share ±~15%
 
 # Reasons on the log line and in gateway_pool_picks_total (bounded).
 PREFIX, ADAPTER, LEAST_LOADED, ONLY, FALLBACK, SATURATED, UNSCRAPED = (
@@ -60,97 +62,144 @@ def serving(signals: PoolSignals, model: str) -> list[str]:
 def pick(signals: PoolSignals, model: str, hashes: list[int], now: float | None = None, home: int = 0) -> Pick:
     pool = signals.pool
     now = time.monotonic() if now is None else now
-    stale_s = pool.stale_after_ms / 1000
-    candidates = serving(signals, model)
-    if not signals.endpoints and pool.service is not None:
+    endpoints = signals.endpoints
+    if not endpoints and pool.service is not None:
         return Pick([], UNSCRAPED)             # the Service's first list is under way: Envoy balances
+    whole_pool = model in pool.models
+    candidates = list(endpoints.values()) if whole_pool else [endpoints[a] for a in serving(signals, model)]
     if not candidates:
         raise NoEndpoint(f"No replica of the pool serves the model '{model[:100]}'.")
-    endpoints = signals.endpoints
+    # Fresh replicas with their queue (waiting + calls sent since its scrape), running calls,
+    # load and KV-cache use, in one pass.
     fresh, stale, unscraped = [], [], 0
-    oldest = now - stale_s
-    for address in candidates:
-        endpoint = endpoints[address]
+    queues, running, loads, kv_use = [], [], [], []
+    oldest = now - pool.stale_after_ms / 1000
+    for endpoint in candidates:
         if endpoint.failures >= FAILING_AFTER:
             continue
-        if endpoint.scraped_at >= oldest:
+        scraped_at = endpoint.scraped_at
+        if scraped_at >= oldest:
             fresh.append(endpoint)
-        elif endpoint.scraped_at == 0:
+            load = endpoint.load
+            queued, busy = load.waiting + endpoint.sent, load.running
+            queues.append(queued)
+            running.append(busy)
+            loads.append(queued + 0.25 * busy)
+            kv_use.append(load.kv_cache)
+        elif scraped_at == 0:
             unscraped += 1
         else:
             stale.append(endpoint)
-    if not fresh and not stale:
-        if unscraped:                          # this worker's first scrape is under way: the
-            turn = signals.unscraped_turn = signals.unscraped_turn + 1     # replicas that serve
-            order = candidates[turn % len(candidates):] + candidates[:turn % len(candidates)]   # it, in turn
-            return Pick(_padded(order[:1 + pool.fallbacks], 1 + pool.fallbacks), UNSCRAPED)
-        raise NoEndpoint("No replica of the pool is answering.")
-    weights = pool.weights
-    depth = signals.prefixes.matched(hashes) if hashes and weights.prefix else {}
-    blocks = len(hashes) or 1
-    adapter = model if model not in pool.models else ""
-    queue_cap, kv_cap = pool.saturated_queue, pool.saturated_kv_cache
-    w_prefix, w_adapter, w_kv = weights.prefix, weights.adapter, weights.kv_cache
-    w_queue = weights.queue
-    # Calls in flight per replica; one past `cap` (a quarter over the pool's mean, plus one)
-    # is over its bound and comes after those within it, whatever its prefixes
-    # (consistent hashing with bounded loads).
-    inflight = [e.load.waiting + e.sent + e.load.running for e in fresh]
-    cap = 1.25 * sum(inflight) / len(inflight) + 1 if inflight else 0.0
-    loads = [e.load.waiting + e.sent + 0.25 * e.load.running for e in fresh]
-    low = min(loads, default=0.0)
-    spread = (max(loads, default=0.0) - low) or 1.0
-    # The conversation's home: the replica within its bound ranked first for its key, the
-    # same in every worker (the key and the rank are process-independent), so a turn that
-    # reaches a worker which never saw the conversation still goes where it lives.
-    home_address = ""
-    if home:
-        within = [e.address for e, n in zip(fresh, inflight) if n <= cap]
-        if within:
-            home_address = max(within, key=lambda a: zlib.crc32(a.encode(), home))
-    scored = []
-    open_count = 0
-    for endpoint, load_now, calls in zip(fresh, loads, inflight):
-        load = endpoint.load
-        waiting = load.waiting + endpoint.sent
-        saturated = waiting >= queue_cap or load.kv_cache >= kv_cap
-        if not saturated:
-            open_count += 1
-        address = endpoint.address
-        prefix = depth.get(address, 0) / blocks if depth else 0.0
-        if address == home_address:
-            prefix += HOME_BONUS
-        loaded = 1.0 if adapter and adapter in load.running_adapters else 0.0
-        score = (w_prefix * prefix + w_adapter * loaded - w_queue * (load_now - low) / spread
-                 - w_kv * load.kv_cache)
-        scored.append(((saturated, calls > cap), -score, waiting + load.running, address, prefix, loaded))
     wanted = 1 + pool.fallbacks
-    if fresh and not open_count:
+    if not fresh:
+        if not stale:
+            if not unscraped:
+                raise NoEndpoint("No replica of the pool is answering.")
+            order = [e.address for e in candidates]      # this worker's first scrape is under way:
+            signals.unscraped_turn += 1                      # the serving ones in turn
+            turn = signals.unscraped_turn % len(order)
+            return Pick(_padded((order[turn:] + order[:turn])[:wanted], wanted), UNSCRAPED)
+        chosen = [e.address for e in heapq.nsmallest(wanted, stale, key=_waiting)]
+        held = signals.prefixes.matched(hashes).get(chosen[0], 0) if hashes and pool.weights.prefix else 0
+        return _picked(signals, _padded(chosen, wanted), FALLBACK, hashes, held)
+    weights = pool.weights
+    w_prefix = weights.prefix
+    depth = signals.prefixes.matched(hashes) if hashes and w_prefix else {}
+    # One past `cap` (a quarter over the pool's mean in flight, plus one) is over its bound
+    # and comes after those within it, whatever its prefixes (consistent hashing with
+    # bounded loads).
+    cap = 1.25 * (sum(queues) + sum(running)) / len(fresh) + 1
+    low = min(loads)
+    queue_scale = weights.queue / ((max(loads) - low) or 1.0)
+    queue_cap, kv_cap, w_kv = pool.saturated_queue, pool.saturated_kv_cache, weights.kv_cache
+    # Each one's sort key: its score negated (lower is better) plus a rank that outweighs
+    # any score: 0 open and within its bound, 1 over its bound, 2 saturated, 3 both.
+    rank = weights.queue + w_kv + w_prefix * (1 + HOME_BONUS) + weights.adapter + 1.0
+    keys = [rank * (2 * (queued >= queue_cap or kv >= kv_cap) + (queued + busy > cap))
+            + queue_scale * (load_now - low) + w_kv * kv
+            for queued, busy, load_now, kv in zip(queues, running, loads, kv_use)]
+    prefixes = None                            # the prefix share of each (the reason reads it)
+    if depth:
+        blocks = len(hashes)
+        prefixes = [depth.get(endpoint.address, 0) / blocks for endpoint in fresh]
+        keys = [key - w_prefix * prefix for key, prefix in zip(keys, prefixes)]
+    home_address = _home(signals, home, cap, oldest, None if whole_pool else {e.address for e in fresh}) \
+        if home else ""
+    if home_address:
+        at = next(i for i, endpoint in enumerate(fresh) if endpoint.address == home_address)
+        prefixes = prefixes or [0.0] * len(fresh)
+        prefixes[at] += HOME_BONUS
+        keys[at] -= w_prefix * HOME_BONUS
+    adapter = "" if whole_pool else model
+    if adapter:
+        for at, endpoint in enumerate(fresh):
+            if adapter in endpoint.load.running_adapters:
+                keys[at] -= weights.adapter
+    best = sorted(range(len(fresh)), key=keys.__getitem__)[:wanted]     # C's sort: < heapq's at 256
+    reason = ""
+    if queues[best[0]] >= queue_cap or kv_use[best[0]] >= kv_cap:     # the best saturated: all are
         if pool.when_saturated == "shed":
             raise NoEndpoint("Every replica of the pool is saturated.", shed=True)
-        best = heapq.nsmallest(wanted, scored, key=lambda row: row[2])
+        best = heapq.nsmallest(wanted, range(len(fresh)), key=lambda i: queues[i] + running[i])
         reason = SATURATED
-    else:
-        best = heapq.nsmallest(wanted, scored, key=lambda row: (row[0], row[1]))
-        reason = ""
-    chosen = [row[3] for row in best]
+    chosen = [fresh[i].address for i in best]
     if len(chosen) < wanted and stale:
-        chosen += [e.address for e in heapq.nsmallest(wanted - len(chosen), stale, key=lambda e: e.load.waiting)]
+        chosen += [e.address for e in heapq.nsmallest(wanted - len(chosen), stale, key=_waiting)]
     if not reason:
-        if not fresh:
-            reason = FALLBACK
-        elif len(candidates) == 1:
+        first = best[0]
+        if len(candidates) == 1:
             reason = ONLY
+        elif prefixes and prefixes[first] > 0 and any(prefixes[i] < prefixes[first]
+                                                      for i in (best[1:] or range(len(fresh)))):
+            reason = PREFIX
+        elif adapter and adapter in fresh[first].load.running_adapters:
+            reason = ADAPTER
         else:
-            prefix, loaded = best[0][4], best[0][5]
-            reason = PREFIX if prefix > 0 and any(row[4] < prefix for row in best[1:] or scored) \
-                else ADAPTER if loaded else LEAST_LOADED
-    chosen = _padded(chosen, wanted)
-    first = endpoints[chosen[0]]
-    first.sent += 1
+            reason = LEAST_LOADED
+    return _picked(signals, _padded(chosen, wanted), reason, hashes, depth.get(chosen[0], 0))
+
+
+def _home(signals: PoolSignals, key: int, cap: float, oldest: float, allowed: set[str] | None) -> str:
+    """The conversation's home: from its key clockwise on a hash ring of the pool's replicas
+    (the same in every worker, as the key is), the first that is fresh, serves the model
+    and is within its bound. A few ring steps, not a hash per replica."""
+    ring = signals.home_ring
+    if ring is None:
+        ring = signals.home_ring = _ring(signals.endpoints)
+    points, addresses = ring
+    count = len(points)
+    start = bisect.bisect_left(points, key & 0xFFFFFFFF)
+    endpoints = signals.endpoints
+    for step in range(count):
+        address = addresses[(start + step) % count]
+        if allowed is not None and address not in allowed:
+            continue
+        endpoint = endpoints.get(address)
+        if endpoint is None or endpoint.failures >= FAILING_AFTER or endpoint.scraped_at < oldest:
+            continue
+        load = endpoint.load
+        if load.waiting + endpoint.sent + load.running <= cap:
+            return address
+    return ""
+
+
+def _ring(endpoints) -> tuple[list[int], list[str]]:
+    """RING_POINTS points per replica (CRC-32 of its address and the point's number), sorted."""
+    points = sorted((zlib.crc32(f"{address}#{i}".encode()), address)
+                    for address in endpoints for i in range(RING_POINTS))
+    return [point for point, _ in points], [address for _, address in points]
+
+
+def _waiting(endpoint) -> float:
+    return endpoint.load.waiting
+
+
+def _picked(signals: PoolSignals, chosen: list[str], reason: str, hashes: list[int], depth: int) -> Pick:
+    """The pick made: its first replica counts one more call queued and now holds the prompt."""
+    signals.endpoints[chosen[0]].sent += 1
     if hashes:
-        signals.prefixes.record(first.address, hashes)
-    return Pick(chosen, reason, depth.get(first.address, 0))
+        signals.prefixes.record(chosen[0], hashes)
+    return Pick(chosen, reason, depth)
 
 
 def _padded(chosen: list[str], wanted: int) -> list[str]:

@@ -1,29 +1,44 @@
 """Which replica has seen a prompt's leading blocks: an estimate of its prefix cache.
 
-A prompt's text is cut in blocks of `block_chars`; each block's hash chains the one
-before it (as vLLM's block hashes do), so a hash stands for the whole prefix up to its
-block. Each replica keeps the hashes sent to it, newest last, and forgets the oldest past
-`capacity` (vLLM evicts its least recently used blocks). An index from hash to replicas
-makes a lookup cost the prompt's blocks, not the replicas' count."""
+A prompt's UTF-8 text is cut in blocks of `block_chars` bytes (rounded up to a multiple of
+8; characters, for ASCII); each block's hash stands for the whole prefix up to its block
+(as vLLM's chained block hashes do). Each replica keeps the hashes sent to it, the most
+recently used last, and forgets the oldest past `capacity`; a call's blocks are recorded
+deepest first, so its leading blocks are the last to go (vLLM frees a sequence's blocks
+tail first). An index from hash to replicas makes a lookup cost the prompt's blocks, not
+the replicas' count."""
 
 from __future__ import annotations
 
 import zlib
 from collections import OrderedDict
 
-MAX_BLOCKS = 512            # a prompt's leading blocks that count (~128 K characters at 256)
+MAX_BLOCKS = 512            # a prompt's leading blocks that count (~128 KB at 256)
+_multipliers = None         # this process's random odd 64-bit multipliers (block_hashes)
 
 
 def block_hashes(texts: list[str], block_chars: int) -> list[int]:
-    """The chained hashes of the prompt's full leading blocks (~0.3 µs a block). Python's
-    own hash: each worker keeps its own table, so they need not agree across processes."""
-    prompt = "\x1e".join(texts)
-    hashes = []
-    previous = 0
-    for start in range(0, min(len(prompt) - block_chars + 1, MAX_BLOCKS * block_chars), block_chars):
-        previous = hash((previous, prompt[start:start + block_chars]))
-        hashes.append(previous)
-    return hashes
+    """The prefix hashes of the prompt's full leading blocks: a multilinear hash of the
+    prefix's 64-bit words with random odd multipliers, mod 2^64 (each prefix's hash is the
+    running sum, so one NumPy pass gives them all: ~9 µs for 45 blocks, against ~15 µs for
+    a Python hash per block, and 3x less on long prompts). The multipliers are drawn per
+    process: each worker keeps its own table, so workers need not agree, and a caller
+    cannot aim a prompt at another's hash."""
+    global _multipliers
+    import numpy as np                 # loaded with the first pool call, not by every worker
+    words_per_block = -(-block_chars // 8)
+    data = "\x1e".join(texts).encode("utf-8", "surrogatepass")
+    blocks = min(len(data) // (8 * words_per_block), MAX_BLOCKS)
+    if not blocks:
+        return []
+    words = blocks * words_per_block
+    if _multipliers is None or len(_multipliers) < words:        # extended, never redrawn:
+        have = 0 if _multipliers is None else len(_multipliers)     # the table's hashes stay valid
+        more = np.random.default_rng().integers(0, 1 << 63, size=max(words, MAX_BLOCKS * 32) - have,
+                                                 dtype=np.uint64) * 2 + 1
+        _multipliers = more if _multipliers is None else np.concatenate((_multipliers, more))
+    sums = np.cumsum(np.frombuffer(data, dtype=np.uint64, count=words) * _multipliers[:words])
+    return sums[words_per_block - 1::words_per_block].tolist()
 
 
 HOME_CHARS = 8192           # how much of the conversation's start names its home replica
@@ -46,8 +61,12 @@ class PrefixTable:
 
     def matched(self, hashes: list[int]) -> dict[str, int]:
         """For each replica that has the first block: how many leading blocks it has.
-        Read from the deepest block back (a replica holding a block holds those before
-        it, recorded with it), stopping once every holder of the first block is placed."""
+
+        The holders of a block hold the blocks before it (a call records its deepest block
+        first, so a block is always used less recently than the one before it and goes
+        first), so the holders of the prompt's blocks shrink with depth: each depth at which
+        some replica stops is found by a binary search (a few lookups per replica set, not
+        one per block)."""
         if not hashes:
             return {}
         owners = self._owners
@@ -56,14 +75,20 @@ class PrefixTable:
             return {}
         depth: dict[str, int] = {}
         wanted = len(first)
-        for index in range(len(hashes) - 1, -1, -1):
-            holders = owners.get(hashes[index])
-            if holders:
-                for endpoint in holders:
-                    if endpoint not in depth:
-                        depth[endpoint] = index + 1
-                if len(depth) >= wanted:
-                    break
+        top = len(hashes)                     # the blocks from `top` on are placed
+        while len(depth) < wanted and top > 0:
+            placed = len(depth)
+            low, high = 0, top - 1            # the deepest block more replicas hold than placed
+            while low < high:
+                middle = (low + high + 1) >> 1
+                if len(owners.get(hashes[middle], ())) > placed:
+                    low = middle
+                else:
+                    high = middle - 1
+            new = owners[hashes[low]].difference(depth) if hashes[low] in owners else ()
+            if new:
+                depth.update(dict.fromkeys(new, low + 1))
+            top = low
         return depth
 
     def record(self, endpoint: str, hashes: list[int]) -> None:
@@ -72,12 +97,17 @@ class PrefixTable:
         if blocks is None:
             blocks = self._blocks[endpoint] = OrderedDict()
         owners = self._owners
-        for hash_ in hashes:
+        move = blocks.move_to_end
+        for hash_ in reversed(hashes):
             if hash_ in blocks:
-                blocks.move_to_end(hash_)
+                move(hash_)
             else:
                 blocks[hash_] = None
-                owners.setdefault(hash_, set()).add(endpoint)
+                holders = owners.get(hash_)
+                if holders is None:
+                    owners[hash_] = {endpoint}
+                else:
+                    holders.add(endpoint)
         while len(blocks) > self.capacity:
             old, _ = blocks.popitem(last=False)
             holders = owners.get(old)

@@ -50,9 +50,12 @@ class PoolSignals:
         self.stopped = False                 # replaced by a reload: its tasks end
         self.unscraped_turn = 0              # before the first scrape: the replicas in turn
         self.used_at = time.monotonic()      # the last call's pick (signals_for)
+        self.home_ring: tuple[list[int], list[str]] | None = None    # picker.py's, per replica list
 
     def set_addresses(self, addresses: list[str]) -> None:
         """The replica list changed (EndpointSlices): keep what is known of those that stay."""
+        if set(addresses) != set(self.endpoints):
+            self.home_ring = None
         for gone in set(self.endpoints) - set(addresses):
             del self.endpoints[gone]
             self.prefixes.forget(gone)
