@@ -1,0 +1,101 @@
+"""The per-call savings keep behaviour: a long body remembered as sound is found again by
+its length and ends, but only the same bytes skip the checks; the call's log line is
+written out at the end of the event loop's turn, one write for the calls that ended in it."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+from pathlib import Path
+
+import orjson
+import pytest
+
+from extproc.api.openai import ENDPOINTS
+from extproc.config.filter_config import load_config
+from extproc.pipeline.call import Call
+from extproc.pipeline.errors import GatewayError
+from extproc.stages import resolve
+from extproc.stages.accounting.record import Record
+from extproc.stages.resolve import ParseRequest
+
+
+def _body(middle: str) -> bytes:
+    turns = [{"role": "user", "content": f"turn {i} " + "words of a resent history " * 40} for i in range(40)]
+    raw = orjson.dumps({"model": "gpt-4o-mini", "messages": turns}).decode()
+    # The middle turn's object, swapped for `middle`: the same length and ends either way.
+    anchor = '{"role":"user","content":"turn 20 '
+    at = raw.index(anchor)
+    return (raw[:at] + middle + raw[at + len(anchor):]).encode()
+
+
+def _parse(stage: ParseRequest, raw: bytes) -> Call:
+    call = Call(None)
+    call.raw_body, call.endpoint = raw, ENDPOINTS["/v1/chat/completions"]
+    stage.request_body(call)
+    return call
+
+
+def test_a_body_with_the_same_length_and_ends_is_checked_again():
+    sound = _body('{"role":"user","content":"turn 20 ')
+    repeated = _body('{"role":"user","role":"tool","x":"')        # a repeated key in the middle
+    assert len(sound) == len(repeated) >= resolve.CHECKED_MIN_BYTES and sound != repeated
+    assert sound[:64] == repeated[:64] and sound[-64:] == repeated[-64:]
+    stage = ParseRequest()
+    _parse(stage, sound)
+    assert ("chat", sound) in stage.sound or (ENDPOINTS["/v1/chat/completions"].kind, sound) in stage.sound
+    for _ in range(2):
+        with pytest.raises(GatewayError) as refused:
+            _parse(stage, repeated)
+        assert refused.value.status == 400 and "repeats the key 'role'" in refused.value.message
+    _parse(stage, sound)                        # the sound one still passes, found again
+
+
+def test_remembered_bodies_stay_within_their_bound(monkeypatch):
+    monkeypatch.setattr(resolve, "CHECKED_MAX_BYTES", 4 * 70_000)
+    stage = ParseRequest()
+    bodies = [_body('{"role":"user","content":"turn ' + f"{i:02d}" + ' ') for i in range(12)]
+    assert all(resolve.CHECKED_MIN_BYTES <= len(b) <= 70_000 for b in bodies)
+    for raw in bodies:
+        _parse(stage, raw)
+        assert stage.sound.size <= 4 * 70_000
+    assert stage.sound.size == sum(len(raw) for raw in stage.sound.bodies.values()) > 0
+    kind = ENDPOINTS["/v1/chat/completions"].kind
+    assert (kind, bodies[-1]) in stage.sound and (kind, bodies[0]) not in stage.sound
+
+
+QUICKSTART = load_config(str(Path(__file__).resolve().parent.parent / "config" / "quickstart.yaml"))
+
+
+class _Out(io.BytesIO):
+    def __init__(self) -> None:
+        super().__init__()
+        self.flushes = 0
+
+    def flush(self) -> None:
+        self.flushes += 1
+
+
+def test_log_lines_of_one_loop_turn_go_out_in_one_flush():
+    out = _Out()
+    record = Record(out=out)
+
+    async def calls() -> None:
+        for _ in range(3):
+            record.done(Call(QUICKSTART))
+        assert out.flushes == 0                  # not yet: the turn has not ended
+        await asyncio.sleep(0)
+        assert out.flushes == 1
+        record.done(Call(QUICKSTART))
+        await asyncio.sleep(0)
+        assert out.flushes == 2
+
+    asyncio.run(calls())
+    lines = out.getvalue().splitlines()
+    assert len(lines) == 4 and all(orjson.loads(line)["outcome"] for line in lines)
+
+
+def test_without_a_loop_the_line_goes_out_at_once():
+    out = _Out()
+    Record(out=out).done(Call(QUICKSTART))
+    assert out.flushes == 1 and out.getvalue().endswith(b"\n")
