@@ -32,6 +32,8 @@ from re import _parser as sre_parse
 
 import re2
 
+from . import screens_made
+
 Ranges = tuple[tuple[int, int], ...]    # sorted, disjoint, inclusive
 
 _LAST = 0x10FFFF
@@ -224,7 +226,15 @@ def rewrite(pattern: str, flags: int = 0, reverse: bool = False) -> str:
     """The screen's RE2 source; Unscreenable when the rewrite does not cover the pattern.
     With `reverse`, the screen of the pattern read backwards: it matches in a text
     wherever the pattern might match in that text reversed (each sequence's order
-    turned round; one-character atoms and repeats read the same both ways)."""
+    turned round; one-character atoms and repeats read the same both ways).
+    The built-in rules' screens are read as shipped (screens_made.py), the others made."""
+    made = screens_made.shipped(pattern, flags, reverse) if screens_made.from_file_allowed() else screens_made.NOT_MADE
+    if made is None:
+        raise Unscreenable("the rewrite does not cover this pattern (as made)")
+    return made if made is not screens_made.NOT_MADE else _rewritten(pattern, flags, reverse)
+
+
+def _rewritten(pattern: str, flags: int = 0, reverse: bool = False) -> str:
     parsed = sre_parse.parse(pattern, flags)
     flags = parsed.state.flags
     if flags & re.LOCALE:
