@@ -177,7 +177,12 @@ def test_pool_config_and_its_envoy_cluster(tmp_path):
                                 "picker": {"weights": {"prefix": 3}, "when_saturated": "shed"}})
     pool = config.providers["pool"].pool
     assert pool.endpoints == ("127.0.0.1:9000", "127.0.0.1:9001") and pool.weights.prefix == 3
-    assert pool.when_saturated == "shed"
+    assert pool.when_saturated == "shed" and pool.scrape_timeout_ms == 100       # 2 intervals of 50 ms
+    slow = _config(tmp_path, {"type": "pool", "endpoints": ["127.0.0.1:9000"], "models": ["m"],
+                              "picker": {"scrape_interval_ms": 400, "scrape_timeout_ms": 1200}}).providers["pool"].pool
+    assert (slow.stale_after_ms, slow.scrape_timeout_ms) == (1600, 1200)
+    assert _config(tmp_path, {"type": "pool", "endpoints": ["127.0.0.1:9000"], "models": ["m"],
+                              "picker": {"scrape_interval_ms": 400}}).providers["pool"].pool.scrape_timeout_ms == 500
     envoy = generate(config)
     [cluster] = [c for c in envoy["static_resources"]["clusters"] if c["name"] == "pool"]
     policy = cluster["load_balancing_policy"]["policies"][0]["typed_extension_config"]
@@ -196,6 +201,10 @@ def test_pool_config_and_its_envoy_cluster(tmp_path):
     ({"type": "pool", "endpoints": ["127.0.0.1:1"], "models": ["m"], "picker": {"when_saturated": "x"}}, "shed"),
     ({"type": "pool", "endpoints": ["127.0.0.1:1"], "models": ["m"], "server": "tgi-x"}, "vllm"),
     ({"url": "http://x", "endpoints": ["127.0.0.1:1"]}, "not a setting of a openai provider"),
+    ({"type": "pool", "endpoints": ["127.0.0.1:1"], "models": ["m"], "picker": {"scrape_timeout_ms": 600}},
+     "at most stale_after_ms"),
+    ({"type": "pool", "endpoints": ["127.0.0.1:1"], "models": ["m"], "picker": {"scrape_timeout_ms": 5}},
+     "at least 10"),
 ])
 def test_wrong_pool_configs_say_what_is_wrong(tmp_path, provider, message):
     with pytest.raises(ConfigError, match=message):
@@ -242,3 +251,35 @@ def test_a_pool_nobody_calls_is_not_scraped_until_its_next_call():
             registry._pools.pop("p", None)
 
     asyncio.run(scenario())
+
+
+def test_failed_scrapes_are_counted_by_reason_and_published():
+    """A refused /metrics counts as `unreachable`; the publisher (stages/pool_pick.py) puts
+    each replica's view and the failures on /metrics, and a replica gone is left demoted."""
+    import asyncio
+    import socket
+
+    from extproc.observability import metrics
+    from extproc.stages import pool_pick
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]              # closed once the block ends: refused
+    pool = Pool(server="vllm", endpoints=(f"127.0.0.1:{port}",), service=None, models=("m",), adapters={},
+                weights=PickerWeights(), when_saturated="least_loaded")
+    signals = PoolSignals("unit-pool", pool)
+    endpoint = signals.endpoints[f"127.0.0.1:{port}"]
+    asyncio.run(signals.scrape(endpoint))
+    assert endpoint.scrape_failures == {"unreachable": 1}
+    pool_pick.publish_endpoints(signals)
+    labels = ("unit-pool", endpoint.address)
+    assert metrics.pool_scrape_failures.labels(*labels, "unreachable")._value.get() == 1
+    assert metrics.pool_endpoint_demoted.labels(*labels)._value.get() == 1.0      # never scraped well
+    endpoint.scraped_at, endpoint.failures, endpoint.load.waiting = time.monotonic(), 0, 3
+    pool_pick.publish_endpoints(signals)
+    assert metrics.pool_endpoint_demoted.labels(*labels)._value.get() == 0.0
+    assert metrics.pool_endpoint_waiting.labels(*labels)._value.get() == 3.0
+    signals.set_addresses([])
+    pool_pick.publish_endpoints(signals)
+    assert metrics.pool_endpoint_demoted.labels(*labels)._value.get() == 1.0
+    assert metrics.pool_endpoint_waiting.labels(*labels)._value.get() == 0.0

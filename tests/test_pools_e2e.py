@@ -96,6 +96,64 @@ def test_a_replica_whose_metrics_are_garbage_is_skipped(pool):
         _control(pool, home, {"metrics": "ok"})
 
 
+def _series(text: str, name: str, endpoint: str, more: str = "") -> float | None:
+    """The value of `name{endpoint=...,pool="local-vllm"...}` on a /metrics page (None:
+    absent; the workers' merged page sorts the labels)."""
+    prefix = f'{name}{{endpoint="{endpoint}",pool="local-vllm"{more}}} '
+    for line in text.splitlines():
+        if line.startswith(prefix):
+            return float(line[len(prefix):])
+    return None
+
+
+def _until(pool, check, timeout: float = 10) -> str:
+    deadline = time.monotonic() + timeout
+    while True:
+        text = pool.metrics()
+        if check(text) or time.monotonic() > deadline:
+            return text
+        time.sleep(0.1)
+
+
+def test_scrapes_wait_the_configured_timeout_and_the_replicas_view_is_on_metrics(pool):
+    """The quickstart's pool reads /metrics for up to scrape_timeout_ms (400): a replica
+    that answers in 0.2 s (past the 100 ms default) is still scraped and keeps its calls;
+    one that answers in 1.5 s is demoted, its timeouts counted, and calls go elsewhere.
+    /metrics shows each replica as the picker sees it."""
+    system = SYSTEM + " slow metrics"
+    first = _chat(pool, "Which rake?", system=system)
+    home = _replica(first)
+    endpoint = pool.wait_for_record(first.headers["x-request-id"])["pool_endpoint"]
+    text = _until(pool, lambda t: _series(t, "gateway_pool_endpoint_demoted", endpoint) == 0.0)
+    assert _series(text, "gateway_pool_endpoint_demoted", endpoint) == 0.0
+    for name in ("waiting", "running", "kv_cache_usage", "picks_counted"):
+        assert _series(text, f"gateway_pool_endpoint_{name}", endpoint) is not None, name
+    timeouts = ',reason="timeout"'
+    _control(pool, home, {"metrics": "slow", "slow_s": 0.2})
+    try:
+        before = _series(pool.metrics(), "gateway_pool_scrape_failures_total", endpoint, timeouts) or 0.0
+        time.sleep(1.5)                   # a few rounds of slow scrapes
+        picked = set()
+        for turn in range(3):
+            answer = _chat(pool, "Which rake?", system=system)
+            assert answer.status_code == 200, answer.text
+            picked.add(_replica(answer))
+        assert home in picked             # still picked: the prompt's prefix is there
+        text = pool.metrics()
+        assert _series(text, "gateway_pool_endpoint_demoted", endpoint) == 0.0
+        assert (_series(text, "gateway_pool_scrape_failures_total", endpoint, timeouts) or 0.0) == before
+        _control(pool, home, {"metrics": "slow", "slow_s": 1.5})
+        text = _until(pool, lambda t: _series(t, "gateway_pool_endpoint_demoted", endpoint) == 1.0)
+        assert _series(text, "gateway_pool_endpoint_demoted", endpoint) == 1.0
+        assert (_series(text, "gateway_pool_scrape_failures_total", endpoint, timeouts) or 0.0) > before
+        time.sleep(1.0)                   # the other worker's scrapes fail too
+        for turn in range(2):
+            answer = _chat(pool, "Which rake?", system=system)
+            assert answer.status_code == 200 and _replica(answer) != home
+    finally:
+        _control(pool, home, {"metrics": "ok"})
+
+
 def test_a_replica_killed_mid_answer_is_retried_on_the_next(pool):
     result: dict = {}
     caller = threading.Thread(target=lambda: result.update(answer=_chat(pool, "Tell me a long story.",

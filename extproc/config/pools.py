@@ -10,7 +10,8 @@ from what each replica's /metrics says and which prompt prefixes it has seen.
         # or, in a cluster: service: {name: vllm, namespace: models, port: 8000}
         models: [llama-3.1-8b-instruct]
         adapters: {sql-lora: [127.0.0.1:10120]}
-        picker: {weights: {queue: 1, kv_cache: 1, prefix: 2, adapter: 1}, when_saturated: least_loaded}
+        picker: {weights: {queue: 1, kv_cache: 1, prefix: 2, adapter: 1}, when_saturated: least_loaded,
+                 scrape_timeout_ms: 100}
 """
 
 from __future__ import annotations
@@ -64,6 +65,7 @@ class Pool:
     when_saturated: str                      # least_loaded | shed
     scrape_interval_ms: int = 50
     stale_after_ms: int = 500
+    scrape_timeout_ms: int = 100             # a /metrics (or /v1/models) read slower than this fails
     saturated_queue: int = 8                 # waiting requests from which an endpoint is saturated
     saturated_kv_cache: float = 0.95
     block_chars: int = 256                   # prompt characters per prefix block (~64 tokens)
@@ -90,8 +92,8 @@ def parse_pool(node: Node) -> Pool:
     for name, served in adapter_node.items():
         adapters[name] = tuple(_endpoint(entry) for entry in served.elements())
     picker = node.get("picker")
-    picker.only_keys("weights", "when_saturated", "scrape_interval_ms", "stale_after_ms", "saturated_queue",
-                     "saturated_kv_cache", "block_chars", "prefix_blocks", "fallbacks")
+    picker.only_keys("weights", "when_saturated", "scrape_interval_ms", "stale_after_ms", "scrape_timeout_ms",
+                     "saturated_queue", "saturated_kv_cache", "block_chars", "prefix_blocks", "fallbacks")
     weights_node = picker.get("weights")
     weights_node.only_keys("queue", "kv_cache", "prefix", "adapter")
     defaults = PickerWeights()
@@ -99,9 +101,15 @@ def parse_pool(node: Node) -> Pool:
                                for key in ("queue", "kv_cache", "prefix", "adapter")})
     interval = picker.get("scrape_interval_ms").number(50, integer=True, minimum=10)
     stale = picker.get("stale_after_ms").number(max(500, 4 * interval), integer=True, minimum=interval * 2)
+    # A scrape may take two intervals (a replica busy generating answers its /metrics late),
+    # within 50-500 ms; one slower than `stale_after_ms` would leave the replica stale anyway.
+    timeout_node = picker.get("scrape_timeout_ms")
+    timeout = timeout_node.number(min(stale, max(50, min(500, 2 * interval))), integer=True, minimum=10)
+    if timeout > stale:
+        timeout_node.fail(f"must be at most stale_after_ms ({stale}): a replica whose scrape takes longer is stale")
     return Pool(server=server, endpoints=endpoints, service=service, models=models, adapters=adapters,
                 weights=weights, when_saturated=picker.get("when_saturated").choice(SATURATED_CHOICES, "least_loaded"),
-                scrape_interval_ms=interval, stale_after_ms=stale,
+                scrape_interval_ms=interval, stale_after_ms=stale, scrape_timeout_ms=timeout,
                 saturated_queue=picker.get("saturated_queue").number(8, integer=True, minimum=1),
                 saturated_kv_cache=picker.get("saturated_kv_cache").number(0.95, minimum=0.1),
                 block_chars=picker.get("block_chars").number(256, integer=True, minimum=16),

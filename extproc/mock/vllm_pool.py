@@ -24,7 +24,8 @@ Controls, on each replica's port:
     GET / DELETE /_mock/requests     the requests received (each with `replica` and the
                                      `usage` it reported), or clear them
     POST /_mock/replica {"metrics": "ok" | "garbage" | "slow" | "hang" | "error"}
-        /metrics answers normally, random bytes, after 2 s, never, or 500
+        /metrics answers normally, random bytes, after 2 s (or "slow_s": seconds, 0-60),
+        never, or 500
     POST /_mock/replica {"down": true}   a killed pod: the port refuses connections, every
         connection open is reset (requests in flight end mid-answer); {"down": false}
         brings it back with an empty KV cache and zeroed counters. A replica that is down
@@ -105,6 +106,7 @@ class Replica:
         self.adapters = [name for name, where in spec.adapters.items() if index in where]
         self.engine = Engine(spec.engine)
         self.metrics_mode = "ok"
+        self.slow_s = SLOW_METRICS_S
         self.down = False
         self.runner: web.AppRunner | None = None
         self.server: asyncio.AbstractServer | None = None
@@ -241,7 +243,7 @@ class Replica:
                     and not request.transport.is_closing() and self.metrics_mode == "hang":
                 await asyncio.sleep(0.05)
         elif mode == "slow":
-            await asyncio.sleep(SLOW_METRICS_S)
+            await asyncio.sleep(self.slow_s)
         return web.Response(body=render(self.engine, self.models[0]), headers={"content-type": CONTENT_TYPE})
 
     async def control(self, request: web.Request) -> web.Response:
@@ -249,8 +251,12 @@ class Replica:
             order = orjson.loads(await request.read())
         except orjson.JSONDecodeError:
             order = None
-        if not isinstance(order, dict) or set(order) - {"metrics", "down", "reset", "replica", "up_after_s"}:
-            return web.json_response({"error": "expected {metrics|down|reset[, replica, up_after_s]}"}, status=400)
+        if not isinstance(order, dict) or set(order) - {"metrics", "slow_s", "down", "reset", "replica", "up_after_s"}:
+            return web.json_response({"error": "expected {metrics[, slow_s]|down|reset[, replica, up_after_s]}"},
+                                     status=400)
+        slow_s = order.get("slow_s", SLOW_METRICS_S)
+        if type(slow_s) not in (int, float) or not 0 <= slow_s <= 60:
+            return web.json_response({"error": "slow_s must be seconds, 0 to 60"}, status=400)
         up_after = order.get("up_after_s")
         if up_after is not None and (type(up_after) not in (int, float) or not 0 <= up_after <= 3600):
             return web.json_response({"error": "up_after_s must be seconds, 0 to 3600"}, status=400)
@@ -263,7 +269,7 @@ class Replica:
         if "metrics" in order:
             if order["metrics"] not in METRICS_MODES:
                 return web.json_response({"error": f"metrics must be one of {METRICS_MODES}"}, status=400)
-            target.metrics_mode = order["metrics"]
+            target.metrics_mode, target.slow_s = order["metrics"], slow_s
         if order.get("reset") is True:
             target.engine.reset()
         answer = web.json_response({"replica": target.name, "down": target.down, "metrics": target.metrics_mode})

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 
-from prometheus_client import Counter, Histogram, values
+from prometheus_client import Counter, Gauge, Histogram, values
 
 _changed: set = set()        # values updated in memory since the last flush()
 _batching = False
@@ -98,6 +98,29 @@ absorbed_tokens = Counter(
 # discovered replica addresses, and a handful of reasons: extproc/pools/picker.py).
 pool_picks = Counter(
     "gateway_pool_picks", "Replicas of pool providers picked, by reason.", ["endpoint", "reason"])
+# Each replica of a pool as the workers' pickers see it (labels: the pool provider's name
+# and its replicas' addresses), set after each round of scrapes, off the request path;
+# with several workers, the one that updated last (each scrapes every replica itself).
+pool_endpoint_waiting = Gauge(
+    "gateway_pool_endpoint_waiting", "A pool replica's waiting requests, from its last good scrape.",
+    ["pool", "endpoint"], multiprocess_mode="mostrecent")
+pool_endpoint_running = Gauge(
+    "gateway_pool_endpoint_running", "A pool replica's running requests, from its last good scrape.",
+    ["pool", "endpoint"], multiprocess_mode="mostrecent")
+pool_endpoint_kv_cache = Gauge(
+    "gateway_pool_endpoint_kv_cache_usage", "A pool replica's KV-cache use (0-1), from its last good scrape.",
+    ["pool", "endpoint"], multiprocess_mode="mostrecent")
+pool_endpoint_counted = Gauge(
+    "gateway_pool_endpoint_picks_counted", "Calls a worker sent the replica between its last two good "
+    "scrapes (the picker counts them as waiting until the next scrape).", ["pool", "endpoint"],
+    multiprocess_mode="mostrecent")
+pool_endpoint_demoted = Gauge(
+    "gateway_pool_endpoint_demoted", "1 when the picker demotes the replica: its last good scrape is older "
+    "than stale_after_ms, or its scrapes fail (never picked); else 0.", ["pool", "endpoint"],
+    multiprocess_mode="mostrecent")
+pool_scrape_failures = Counter(
+    "gateway_pool_scrape_failures", "Failed scrapes of pool replicas' /metrics, by reason: timeout "
+    "(slower than scrape_timeout_ms), unreachable, status (not 200), unreadable.", ["pool", "endpoint", "reason"])
 guardrail_verdicts = Counter(
     "gateway_guardrail_verdicts", "Guardrail verdicts.", ["guardrail", "verdict"])
 # gateway_budget_remaining is read from the store at each scrape (runtime/budget_gauge.py).

@@ -4,6 +4,7 @@ Kubernetes Service, their EndpointSlices watch) started, by the first call to th
 from __future__ import annotations
 
 import time
+from typing import Callable
 
 from ..config.pools import Pool
 from .kube_watch import watch_service
@@ -12,14 +13,16 @@ from .signals import PoolSignals
 _pools: dict[str, PoolSignals] = {}
 
 
-def signals_for(name: str, pool: Pool) -> PoolSignals:
+def signals_for(name: str, pool: Pool, observer: Callable[[PoolSignals], None] | None = None) -> PoolSignals:
     """This worker's signals of the pool provider `name`, scraping from the first call on
-    (a reload that changes the pool starts them afresh)."""
+    (a reload that changes the pool starts them afresh); `observer` is called after each
+    round of scrapes."""
     signals = _pools.get(name)
     if signals is None or signals.pool != pool:
         if signals is not None:
             signals.stop()
         signals = _pools[name] = PoolSignals(name, pool)
+        signals.observer = observer
         if pool.service is not None:
             watch_service(signals)
     signals.used_at = time.monotonic()

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import time
 from dataclasses import dataclass, field
+from typing import Callable
 
 from ..config.pools import Pool
 from .metrics import Load, parse
@@ -18,6 +20,8 @@ from .prefix import PrefixTable
 MODELS_EVERY_S = 2.0          # how often the served models and adapters are read again
 IDLE_STOP_S = 10.0            # a pool no call used this long is not scraped until its next call
 FAILING_AFTER = 2             # failed scrapes in a row that make a replica failing
+SCRAPE_FAILURES = ("timeout", "unreachable", "status", "unreadable")    # reasons (bounded)
+log = logging.getLogger(__name__)
 
 
 @dataclass(slots=True)
@@ -29,6 +33,8 @@ class Endpoint:
     served: frozenset[str] = frozenset()     # models and adapters /v1/models lists
     models_at: float = 0.0
     sent: int = 0                    # calls this worker sent it since its last scrape
+    counted: int = 0                 # ... in the interval its last good scrape closed
+    scrape_failures: dict[str, int] = field(default_factory=dict)    # failed scrapes, by reason
 
     def fresh(self, now: float, stale_s: float) -> bool:
         return self.failures < FAILING_AFTER and self.scraped_at > 0 and now - self.scraped_at <= stale_s
@@ -51,6 +57,9 @@ class PoolSignals:
         self.unscraped_turn = 0              # before the first scrape: the replicas in turn
         self.used_at = time.monotonic()      # the last call's pick (signals_for)
         self.home_ring: tuple[list[int], list[str]] | None = None    # picker.py's, per replica list
+        # Called after each round of scrapes (off the request path) with these signals: the
+        # stage that starts them publishes each replica's view on /metrics.
+        self.observer: Callable[[PoolSignals], None] | None = None
 
     def set_addresses(self, addresses: list[str]) -> None:
         """The replica list changed (EndpointSlices): keep what is known of those that stay."""
@@ -84,21 +93,34 @@ class PoolSignals:
                 return
             endpoints = list(self.endpoints.values())
             await asyncio.gather(*(self.scrape(endpoint) for endpoint in endpoints), return_exceptions=True)
+            if self.observer is not None:
+                try:
+                    self.observer(self)
+                except Exception:                  # what is seen of it never stops the scrapes
+                    log.exception("pool %s: publishing its replicas' signals", self.name)
             await asyncio.sleep(max(0.005, interval - (time.monotonic() - started)))
 
     async def scrape(self, endpoint: Endpoint) -> None:
-        timeout = max(0.05, min(0.5, 2 * self.pool.scrape_interval_ms / 1000))
+        timeout = self.pool.scrape_timeout_ms / 1000
+        reason = "unreadable"
         try:
             status, body = await asyncio.wait_for(_get(endpoint.address, "/metrics"), timeout)
             if status != 200:
+                reason = "status"
                 raise ValueError(f"status {status}")
             load = parse(body, self.pool.metric_names)
-        except (OSError, ValueError, asyncio.TimeoutError, asyncio.IncompleteReadError):
+        except (OSError, ValueError, asyncio.TimeoutError, asyncio.IncompleteReadError) as error:
+            if isinstance(error, asyncio.TimeoutError):
+                reason = "timeout"
+            elif isinstance(error, OSError):
+                reason = "unreachable"
+            endpoint.scrape_failures[reason] = endpoint.scrape_failures.get(reason, 0) + 1
             endpoint.failures += 1
             if endpoint.failures == FAILING_AFTER:
                 self.prefixes.forget(endpoint.address)     # it may come back with an empty cache
             return
         now = time.monotonic()
+        endpoint.counted = endpoint.sent
         endpoint.load, endpoint.scraped_at, endpoint.failures, endpoint.sent = load, now, 0, 0
         if now - endpoint.models_at > MODELS_EVERY_S:
             endpoint.models_at = now

@@ -10,6 +10,8 @@ when no replica serves the model or answers, 429 with retry-after when the pool 
 
 from __future__ import annotations
 
+import time
+
 from ..config.envoy_contract import DESTINATION_HEADER, POOL_ROUTE, ROUTE_HEADER
 from ..observability import metrics
 from ..pipeline.call import Call
@@ -18,6 +20,7 @@ from ..pipeline.stage import Stage
 from ..pools.picker import NoEndpoint, pick
 from ..pools.prefix import block_hashes, home_key
 from ..pools.registry import signals_for
+from ..pools.signals import FAILING_AFTER, PoolSignals
 
 SHED_RETRY_AFTER_S = "1"
 
@@ -34,7 +37,7 @@ class PoolPick(Stage):
         pool = backend.provider.pool
         if pool is None:
             return
-        signals = signals_for(backend.provider.name, pool)
+        signals = signals_for(backend.provider.name, pool, publish_endpoints)
         hashes: list[int] = []
         home = 0
         if pool.weights.prefix:
@@ -55,4 +58,44 @@ class PoolPick(Stage):
             reply.set_headers[DESTINATION_HEADER] = ",".join(chosen.endpoints)
             call.log_fields["pool_endpoint"] = chosen.endpoints[0]
         call.log_fields["pool_reason"] = chosen.reason
-        metrics.pool_picks.labels(chosen.endpoints[0] if chosen.endpoints else "envoy", chosen.reason).inc()
+        metrics.child(metrics.pool_picks, chosen.endpoints[0] if chosen.endpoints else "envoy", chosen.reason).inc()
+
+
+# What this worker last published per pool replica: (waiting, running, KV use, counted,
+# demoted), and each failure reason's count already added to the counter.
+_published: dict[tuple[str, str], tuple] = {}
+_failures_published: dict[tuple[str, str, str], int] = {}
+
+
+def publish_endpoints(signals: PoolSignals) -> None:
+    """Each replica as this worker's picker sees it, on /metrics: called by the scrape loop
+    after each round (off the request path); a value unchanged is not written again. A
+    replica gone from the pool is published demoted, with zeros, once."""
+    pool, now = signals.name, time.monotonic()
+    oldest = now - signals.pool.stale_after_ms / 1000
+    seen = set()
+    for address, endpoint in signals.endpoints.items():
+        seen.add(address)
+        load = endpoint.load
+        demoted = endpoint.failures >= FAILING_AFTER or endpoint.scraped_at < oldest
+        _set(pool, address, (load.waiting, load.running, load.kv_cache, endpoint.counted, float(demoted)))
+        for reason, count in endpoint.scrape_failures.items():
+            key = (pool, address, reason)
+            added = count - _failures_published.get(key, 0)
+            if added > 0:
+                metrics.child(metrics.pool_scrape_failures, *key).inc(added)
+                _failures_published[key] = count
+    for gone in [key for key in _published if key[0] == pool and key[1] not in seen]:
+        _set(pool, gone[1], (0.0, 0.0, 0.0, 0, 1.0))
+        del _published[gone]
+
+
+def _set(pool: str, address: str, values: tuple) -> None:
+    key = (pool, address)
+    if _published.get(key) == values:
+        return
+    _published[key] = values
+    for family, value in zip((metrics.pool_endpoint_waiting, metrics.pool_endpoint_running,
+                              metrics.pool_endpoint_kv_cache, metrics.pool_endpoint_counted,
+                              metrics.pool_endpoint_demoted), values):
+        metrics.child(family, pool, address).set(value)
