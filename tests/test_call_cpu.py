@@ -99,3 +99,24 @@ def test_without_a_loop_the_line_goes_out_at_once():
     out = _Out()
     Record(out=out).done(Call(QUICKSTART))
     assert out.flushes == 1 and out.getvalue().endswith(b"\n")
+
+
+def test_a_meter_names_its_counters_as_it_would_afresh_capped_values_included():
+    import dataclasses
+    import random
+    from types import SimpleNamespace as NS
+
+    from extproc.stages.budget.meter import Meter
+    from extproc.store.meters import meter_combinations
+
+    metering = dataclasses.replace(QUICKSTART.metering, max_values_per_dimension=3)
+    assert any(d.startswith("tag:") for s in metering.sets for d in s.dimensions)
+    remembering, fresh = Meter(None, metering), Meter(None, metering)
+    rng = random.Random(7)
+    for _ in range(400):
+        who = rng.randrange(6)
+        call = NS(key=NS(id=f"k{who}", user=f"u{who % 4}", team=f"t{who % 2}") if who else None,
+                  model=NS(name=rng.choice(["gpt-4o-mini", "claude", "a;b=c"])), backend=NS(name="mock"),
+                  cache=None if rng.random() < 0.5 else NS(result=rng.choice(["hit", "miss"])),
+                  tags={"agent": rng.choice(["a", "b", "c", "d", "e"]), "task": rng.choice(["x", "y"])})
+        assert remembering._combinations_of(call) == meter_combinations(metering.sets, fresh.values(call))

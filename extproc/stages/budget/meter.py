@@ -14,12 +14,14 @@ from ...observability import metrics
 from ...observability.settings import BoundedLabel
 from ...pipeline.call import Call
 from ...store import StoreUnavailable, maybe_await
-from ...store.meters import OTHER, TAG_PREFIX, clean, meter_charges, settled_amounts
+from ...store.meters import OTHER, TAG_PREFIX, clean, meter_charges, meter_combinations, settled_amounts
 from ...pipeline.stage import Stage
 from ..cache.lookup import HIT
 from ..accounting.cost import charged_cost
 
 log = logging.getLogger("extproc.meter")
+
+_COMBINATIONS_KEPT = 4096
 
 
 class Meter(Stage):
@@ -33,6 +35,12 @@ class Meter(Stage):
         self._seen: dict[str, BoundedLabel] = {}
         dims = {d for s in metering.sets for d in s.dimensions}
         self._dimensions = tuple(sorted(dims))
+        self._tags = tuple(d[len(TAG_PREFIX):] for d in self._dimensions if d.startswith(TAG_PREFIX))
+        # The counters' names of the calls seen, by what names them (the key, the model,
+        # the backend, the cache's result, the metered tags): most calls repeat one, and
+        # naming it costs ~25 µs. A value's capping never changes once decided
+        # (BoundedLabel), so a kept name is the one computed again. Bounded: cleared when full.
+        self._combinations: dict[tuple, tuple[str, ...]] = {}
 
     def _capped(self, dimension: str, value: str) -> str:
         seen = self._seen.get(dimension)
@@ -58,6 +66,19 @@ class Meter(Stage):
             values[dimension] = self._capped(dimension, clean(raw))
         return values
 
+    def _combinations_of(self, call: Call) -> tuple[str, ...]:
+        key, tags = call.key, call.tags
+        named = (key.id, key.user, key.team) if key else None, \
+            call.model.name if call.model else "", call.backend.name if call.backend else "", \
+            call.cache.result if call.cache is not None else "", \
+            tuple(tags.get(tag, "") for tag in self._tags) if self._tags else ()
+        kept = self._combinations.get(named)
+        if kept is None:
+            if len(self._combinations) >= _COMBINATIONS_KEPT:
+                self._combinations.clear()
+            kept = self._combinations[named] = meter_combinations(self.metering.sets, self.values(call))
+        return kept
+
     async def done(self, call: Call) -> None:
         cached = call.cache
         if cached is not None and cached.result == HIT:     # answered from the response cache
@@ -69,7 +90,7 @@ class Meter(Stage):
             amounts = (1.0, float(usage.input_tokens if usage else 0), float(usage.output_tokens if usage else 0),
                        charged_cost(call), 0.0)
         now = time.time()
-        charges = meter_charges(self.metering.sets, self.values(call), amounts, now)
+        charges = meter_charges(self.metering.sets, None, amounts, now, self._combinations_of(call))
         if not charges:
             return
         add = getattr(self.store, "add", None)
