@@ -40,10 +40,6 @@ from pathlib import Path
 import orjson
 import yaml
 from aiohttp import web
-from botocore.auth import SigV4Auth
-from botocore.awsrequest import AWSRequest
-from botocore.compat import HTTPHeaders
-from botocore.credentials import Credentials
 
 from ..api import provider_json
 from ..api.tokens import count_prompt, count_text
@@ -120,16 +116,22 @@ def refused(error_type: str, message: str, key: str = "message") -> web.Response
     return bedrock_error(403, error_type, message, namespace=SERVICE_NAMESPACE, key=key)
 
 
-class _Verifier(SigV4Auth):
+@functools.cache
+def _verifier_class():
     """botocore's SigV4 signer over exactly the headers the request says it signed (its own
-    choice leaves some out, e.g. user-agent, that another client may have signed)."""
+    choice leaves some out, e.g. user-agent, that another client may have signed).
+    botocore is imported at the first signed call (~0.2 s of CPU): most mock providers
+    are started and stopped without one."""
+    from botocore.auth import SigV4Auth
 
-    def __init__(self, credentials: Credentials, region: str, signed: HTTPHeaders) -> None:
-        super().__init__(credentials, SERVICE, region)
-        self._signed = signed
+    class Verifier(SigV4Auth):
+        def __init__(self, credentials, region: str, signed) -> None:
+            super().__init__(credentials, SERVICE, region)
+            self._signed = signed
 
-    def headers_to_sign(self, request: AWSRequest) -> HTTPHeaders:
-        return self._signed
+        def headers_to_sign(self, request):
+            return self._signed
+    return Verifier
 
 
 def signature_refusal(request: web.Request, body: bytes, aws: AwsCredentials,
@@ -184,6 +186,10 @@ def signature_refusal(request: web.Request, body: bytes, aws: AwsCredentials,
     if claimed not in (None, "UNSIGNED-PAYLOAD", hashlib.sha256(body).hexdigest()):
         return refused("InvalidSignatureException",
                        "The provided 'x-amz-content-sha256' header does not match what was computed.")
+    from botocore.awsrequest import AWSRequest
+    from botocore.compat import HTTPHeaders
+    from botocore.credentials import Credentials
+
     headers = HTTPHeaders()
     for name in signed:
         for value in request.headers.getall(name, ()):
@@ -191,7 +197,7 @@ def signature_refusal(request: web.Request, body: bytes, aws: AwsCredentials,
     wire = AWSRequest(method=request.method, url=f"https://{request.headers.get('host', '')}{request.raw_path}",
                       data=body, headers={"X-Amz-Content-SHA256": claimed} if claimed else None)
     wire.context["timestamp"] = stamp
-    verifier = _Verifier(Credentials(aws.access_key_id, aws.secret_access_key), region, headers)
+    verifier = _verifier_class()(Credentials(aws.access_key_id, aws.secret_access_key), region, headers)
     canonical = verifier.canonical_request(wire)
     string_to_sign = verifier.string_to_sign(wire, canonical)
     if hmac.compare_digest(verifier.signature(string_to_sign, wire), match["signature"].lower()):

@@ -14,7 +14,6 @@ import orjson
 from aiohttp import web
 
 from ..api.tokens import count_text
-from .embedding_model import embed
 from .gemini_request import ENCODING
 from .gemini_shapes import pretty
 from .google_errors import JSON, error
@@ -52,6 +51,7 @@ def _text(entry: dict) -> str:
 
 
 def _vectors(entries: list[dict], model: str) -> list[list[float]]:
+    from .embedding_model import embed     # NumPy, imported at the first embeddings call (~0.2 s)
     native = MAX_DIMENSIONS if model in _WIDE_MODELS else 768
     out = []
     for entry in entries:

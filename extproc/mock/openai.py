@@ -28,7 +28,6 @@ from ..api.openai import (
 )
 from ..api.tokens import count_prompt, count_text, encoding_for_model
 from .echo import cut_to_tokens, stream_pieces
-from .embedding_model import embed
 from .listener import KEPT, Listener, headers_of, option, record
 from .shapes import json_reply, sse_events
 from .wire import (
@@ -136,6 +135,7 @@ def embeddings(body: dict) -> web.Response:
         return error(400, f"The requested dimensions must be between 1 and {MAX_DIMENSIONS}.", None)
     encoding = encoding_for_model(body["model"])
     texts = [text for text in inputs if isinstance(text, str)]
+    from .embedding_model import embed     # NumPy, imported at the first embeddings call (~0.2 s)
     meant = iter(embed(texts, dims).tolist() if texts else [])
     data = []
     for index, text in enumerate(inputs):
