@@ -149,6 +149,29 @@ async def run(stack: GatewayStack, model: str, workload: str, seconds: float, co
             "errors": stats["errors"]}
 
 
+def pool_counts(stack: GatewayStack) -> dict:
+    """The pool's picks by replica and by reason, and its failed scrapes by reason, so far
+    (the bench's only pool is bench-pick)."""
+    counts: dict = {"picks": {}, "reasons": {}, "scrape_failures": {}}
+    for line in httpx.get(f"{stack.admin_url}/metrics", timeout=10).text.splitlines():
+        if line.startswith("gateway_pool_picks_total{"):
+            labels, value = line[len("gateway_pool_picks_total{"):].rsplit("} ", 1)
+            fields = dict(part.split("=", 1) for part in labels.split(","))
+            endpoint, reason = fields["endpoint"].strip('"'), fields["reason"].strip('"')
+            counts["picks"][endpoint] = counts["picks"].get(endpoint, 0) + float(value)
+            counts["reasons"][reason] = counts["reasons"].get(reason, 0) + float(value)
+        elif line.startswith("gateway_pool_scrape_failures_total{"):
+            labels, value = line[len("gateway_pool_scrape_failures_total{"):].rsplit("} ", 1)
+            reason = dict(part.split("=", 1) for part in labels.split(","))["reason"].strip('"')
+            counts["scrape_failures"][reason] = counts["scrape_failures"].get(reason, 0) + float(value)
+    return counts
+
+
+def counted_since(before: dict, after: dict) -> dict:
+    return {kind: {key: int(value - before[kind].get(key, 0)) for key, value in sorted(after[kind].items())
+                   if value - before[kind].get(key, 0)} for kind in after}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--seconds", type=float, default=30)
@@ -158,16 +181,26 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as folder:
         stack = BenchStack(Path(folder), config=config(), workers=2).start()
         try:
+            print(f"load average at the start: {' '.join(open('/proc/loadavg').read().split()[:3])}",
+                  file=sys.stderr)
             print("| workload | balancing | output tokens/s | calls/s | TTFT mean s | p50 s | p90 s | "
                   "prompt tokens from cache | errors |\n|---|---|---|---|---|---|---|---|---|")
             for workload in args.workloads.split(","):
                 for model, label in (("bench-rr", "Envoy round robin"), ("bench-lr", "Envoy least-request"),
                                      ("bench-pick", "gateway picker")):
+                    before = pool_counts(stack) if model == "bench-pick" else None
                     result = asyncio.run(run(stack, model, workload, args.seconds, args.concurrency))
+                    if before is not None:
+                        picked = counted_since(before, pool_counts(stack))
+                        print(f"  {workload}, the picker's picks by replica: {picked['picks']}; by reason: "
+                              f"{picked['reasons']}; failed scrapes by reason: {picked['scrape_failures']}",
+                              file=sys.stderr, flush=True)
                     print(f"| {workload} | {label} | {result['tokens/s']:.0f} | {result['calls/s']:.1f} | "
                           f"{result['ttft_mean']:.2f} | {result['ttft_p50']:.2f} | {result['ttft_p90']:.2f} | "
                           f"{result['cached']:.0%} | {result['errors']} |", flush=True)
         finally:
+            print(f"load average at the end: {' '.join(open('/proc/loadavg').read().split()[:3])}",
+                  file=sys.stderr)
             stack.stop()
 
 

@@ -129,6 +129,20 @@ def test_stale_and_failing_replicas_are_demoted_or_skipped():
         pick(signals, "m", [])
 
 
+def test_a_burst_on_stale_replicas_spreads_over_them():
+    """After an idle spell (scraping stopped) every replica is stale: the calls sent each
+    since count, so a burst does not all go to the one that was least loaded."""
+    signals = _pool()
+    for endpoint in signals.endpoints.values():
+        endpoint.scraped_at = time.monotonic() - 60
+    _set(signals, 2, waiting=0)
+    for i in (0, 1, 3):
+        _set(signals, i, waiting=1)
+    firsts = [pick(signals, "m", []).endpoints[0] for _ in range(8)]
+    assert all(p == "fallback" for p in [pick(signals, "m", []).reason])
+    assert len(set(firsts)) == 4 and firsts[0] == "10.0.0.2:8000"
+
+
 def test_adapters_go_to_replicas_that_have_them_preferring_loaded():
     signals = _pool()
     _set(signals, 1, adapters=frozenset({"lora"}))

@@ -191,7 +191,10 @@ def _ring(endpoints) -> tuple[list[int], list[str]]:
 
 
 def _waiting(endpoint) -> float:
-    return endpoint.load.waiting
+    """A stale replica's load as last seen, with the calls sent it since: a burst after an
+    idle spell (scraping stopped) spreads over them rather than piling on one."""
+    load = endpoint.load
+    return load.waiting + endpoint.sent + 0.25 * load.running
 
 
 def _picked(signals: PoolSignals, chosen: list[str], reason: str, hashes: list[int], depth: int) -> Pick:
