@@ -8,13 +8,12 @@ import sys
 from pathlib import Path
 
 
-from .config import envoy_config
+# Light imports only: `up` starts a worker, the MCP aggregator and the mock provider as
+# `extproc` commands, and each pays for what this module imports (the mock needs none of
+# the config code). The commands import what they use.
 from .config import local_ports
-from .config.envoy_gen import TARGETS, GenerationError, generate
-from .config.filter_config import default_state_dir, load_config
-from .credentials.google import DEMO_SERVICE_ACCOUNT_ENV, demo_service_account
+from .config.state_dir import default_state_dir
 from .yamltree import ConfigError, safe_load
-from .guardrails.config import detectors_not_made
 from .runtime.with_parent import die_with_parent
 
 DEFAULT_STATE_DIR = Path(default_state_dir())
@@ -95,18 +94,22 @@ def main(argv: list[str] | None = None) -> None:
     cache.add_argument("--model", help="only this model's entries")
     cache.add_argument("--json", action="store_true", help="JSON, for scripts")
 
-    from .runtime.keys_cli import add_keys_parser
-    from .runtime.token_cli import add_token_parser
-    from .runtime.runs_cli import add_runs_parser, cmd_runs
-    from .runtime.mcp_pins_cli import add_mcp_parser
-    add_keys_parser(commands)
-    add_token_parser(commands)
-    add_runs_parser(commands)
-    _COMMANDS["runs"] = cmd_runs
-    add_mcp_parser(commands)
-    from .runtime.doctor import add_doctor_parser, cmd_doctor
-    add_doctor_parser(commands)
-    _COMMANDS["doctor"] = cmd_doctor
+    command = (sys.argv[1:] if argv is None else argv)[:1]
+    if command not in (["worker"], ["mcp-aggregator"], ["mock-provider"]):
+        # The operators' commands whose parsers live with their code: a process `up`
+        # starts (a worker, the aggregator, the mock) does not import them (~0.1 s).
+        from .runtime.keys_cli import add_keys_parser
+        from .runtime.token_cli import add_token_parser
+        from .runtime.runs_cli import add_runs_parser, cmd_runs
+        from .runtime.mcp_pins_cli import add_mcp_parser
+        add_keys_parser(commands)
+        add_token_parser(commands)
+        add_runs_parser(commands)
+        _COMMANDS["runs"] = cmd_runs
+        add_mcp_parser(commands)
+        from .runtime.doctor import add_doctor_parser, cmd_doctor
+        add_doctor_parser(commands)
+        _COMMANDS["doctor"] = cmd_doctor
 
     # The supervisor's own commands: run by `up` and `serve`, never listed in --help.
     public = [action.dest for action in commands._choices_actions]
@@ -123,6 +126,7 @@ def main(argv: list[str] | None = None) -> None:
 
 
 def _load_or_report(path: str, *, strict_credentials: bool = True):
+    from .config.filter_config import load_config
     try:
         config = load_config(path, strict_credentials=strict_credentials)
     except ConfigError as error:
@@ -135,6 +139,10 @@ def _load_or_report(path: str, *, strict_credentials: bool = True):
 
 
 def cmd_up(args) -> int:
+    from .config import envoy_config
+    from .config.envoy_gen import GenerationError, generate
+    from .credentials.google import DEMO_SERVICE_ACCOUNT_ENV, demo_service_account
+    from .guardrails.config import detectors_not_made
     from .runtime.supervisor import Supervisor, new_run_dir
     config_path = args.config or envoy_config.shipped("config/quickstart.yaml")
     if not 0 <= args.port_offset <= local_ports.MAX_OFFSET:
@@ -201,6 +209,7 @@ def _write_demo_console_token(config, state_dir: Path) -> None:
 
 def _moved(offset: int) -> dict[str, str]:
     """generate()'s local listeners and admin socket, moved by a port offset."""
+    from .config.envoy_gen import TARGETS
     if not offset:
         return {}
     local = TARGETS["local"]
@@ -287,6 +296,7 @@ def _demo_keys(path: str) -> list[tuple[str, str, str]]:
 
 
 def cmd_serve(args) -> int:
+    from .guardrails.config import detectors_not_made
     from .runtime.supervisor import Supervisor
     with detectors_not_made():
         config = _load_or_report(args.config)
@@ -377,6 +387,9 @@ GENERATED_HEADER = """\
 
 
 def cmd_envoy_config(args) -> int:
+    from .config import envoy_config
+    from .config.envoy_gen import GenerationError, generate
+    from .guardrails.config import detectors_not_made
     path = args.config or envoy_config.shipped("config/quickstart.yaml")
     with detectors_not_made():
         config = _load_or_report(path, strict_credentials=False)     # (Envoy needs no provider's key)
@@ -396,6 +409,7 @@ def cmd_envoy_config(args) -> int:
 
 
 def cmd_check(args) -> int:
+    from .credentials.google import DEMO_SERVICE_ACCOUNT_ENV, demo_service_account
     from .config.check import check
     if DEMO_SERVICE_ACCOUNT_ENV not in os.environ:        # as `up` sets it (the quickstart's Vertex AI)
         os.environ[DEMO_SERVICE_ACCOUNT_ENV] = demo_service_account()
@@ -408,6 +422,8 @@ def cmd_check(args) -> int:
 
 
 def cmd_usage(args) -> int:
+    from .config import envoy_config
+    from .guardrails.config import detectors_not_made
     from .runtime.usage_report import usage_table
     if args.state_dir:
         os.environ["LLMGW_STATE_DIR"] = args.state_dir
@@ -439,6 +455,8 @@ def _usage_by(config, args) -> int:
 def cmd_cache(args) -> int:
     import json
 
+    from .config import envoy_config
+    from .guardrails.config import detectors_not_made
     from .runtime.cache_admin import cache_purge, cache_stats, stats_table
     from .store import StoreUnavailable
     if args.state_dir:
@@ -488,6 +506,7 @@ def cmd_mcp(args) -> int:
 
 
 def cmd_mcp_aggregator(args) -> int:
+    from .guardrails.config import detectors_not_made
     from .runtime.mcp_aggregator import serve
     with detectors_not_made():                  # it calls MCP servers; the workers guard their results
         config = _load_or_report(args.config)

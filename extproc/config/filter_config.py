@@ -28,6 +28,7 @@ from .models import Model, parse_model, qualified_model
 from .providers import Provider, parse_provider
 from ..yamltree import Node, Problems, load_yaml
 from .local_ports import port_offset, shift_address, shift_config
+from .state_dir import default_state_dir  # noqa: F401  (read from here by the store and the CLI)
 
 
 @dataclass(frozen=True, slots=True)
@@ -220,12 +221,6 @@ def _warn_of_unknown_cached_models(config: GatewayConfig, cache: Node) -> None:
             if barred:
                 node.get("semantic").warn(f"keys {', '.join(barred[:5])}{' ...' if len(barred) > 5 else ''} "
                                           f"may not call {embedding!r}: their questions are matched exactly only")
-
-
-def default_state_dir() -> str:
-    """`extproc up --state-dir` sets LLMGW_STATE_DIR for its workers."""
-    return os.environ.get("LLMGW_STATE_DIR") or os.path.join(
-        os.environ.get("XDG_STATE_HOME") or os.path.expanduser("~/.local/state"), "llm-gateway")
 
 
 def _server(node: Node) -> ServerSettings:
