@@ -130,13 +130,57 @@ def _require_token(app, token: str):
     return guarded
 
 
+def _built_at_first_request(listener: McpListener):
+    """An ASGI app that builds the listener's server when the first request comes.
+
+    Importing the SDK and building its server costs ~0.7 s of CPU, and most mock
+    providers (a test's, a quickstart tried for its chat calls) are never asked for a
+    tool: the port listens from the start, the SDK is loaded when first needed. The
+    server's lifespan (its session manager) runs in a task of its own from then until
+    shutdown: its task group must be left by the task that entered it."""
+    built: list = []
+    lock = asyncio.Lock()
+    stop = asyncio.Event()
+    lifespans: list[asyncio.Task] = []
+
+    async def server_app():
+        async with lock:
+            if not built:
+                app = build_server(listener).streamable_http_app()
+                ready = asyncio.Event()
+
+                async def run_lifespan() -> None:
+                    async with app.router.lifespan_context(app):
+                        ready.set()
+                        await stop.wait()
+                lifespans.append(task := asyncio.get_running_loop().create_task(run_lifespan()))
+                waiting = asyncio.ensure_future(ready.wait())
+                await asyncio.wait([waiting, task], return_when=asyncio.FIRST_COMPLETED)
+                if not ready.is_set():
+                    waiting.cancel()
+                    task.result()           # the lifespan's error, raised here
+                built.append(app)
+        return built[0]
+
+    async def app(scope, receive, send) -> None:
+        if scope["type"] == "lifespan":
+            while (message := await receive())["type"] != "lifespan.shutdown":
+                await send({"type": "lifespan.startup.complete"})
+            stop.set()
+            await asyncio.gather(*lifespans, return_exceptions=True)
+            await send({"type": "lifespan.shutdown.complete"})
+            return
+        await (await server_app())(scope, receive, send)
+    return app
+
+
 async def serve_mcp(listeners: list[McpListener]) -> None:
     """Serve every listener until cancelled."""
     import uvicorn
 
     servers = []
     for listener in listeners:
-        app = build_server(listener).streamable_http_app()
+        app = _built_at_first_request(listener)
         if listener.token:
             app = _require_token(app, listener.token)
         config = uvicorn.Config(app, host=listener.host, port=listener.port, log_level="warning",
