@@ -1,0 +1,61 @@
+"""What a gateway's processes load at start: each test's stack (and each user's `extproc
+up`) starts a mock provider, and it loads only what serving chat calls needs; the demo
+MCP server's SDK, NumPy (embeddings) and botocore (Bedrock signatures) wait for their
+first request, which is then served as before."""
+
+import subprocess
+import sys
+import textwrap
+import time
+
+import httpx
+import yaml
+
+from gateway_stack import free_port
+
+WATCH = textwrap.dedent("""
+    import socket, sys, threading, time
+    from extproc.cli import main
+
+    def report():
+        for port in map(int, sys.argv[2:]):
+            while socket.socket().connect_ex(("127.0.0.1", port)) != 0:
+                time.sleep(0.05)
+        heavy = ("mcp", "numpy", "botocore", "extproc.config.filter_config", "extproc.config.envoy_gen")
+        print("loaded:", ",".join(m for m in heavy if m in sys.modules), flush=True)
+
+    threading.Thread(target=report, daemon=True).start()
+    main(["mock-provider", "--config", sys.argv[1]])
+""")
+
+
+def test_the_mock_loads_the_mcp_sdk_and_numpy_only_when_asked(tmp_path):
+    mock_port, mcp_port = free_port(), free_port()
+    config = tmp_path / "mock.yaml"
+    config.write_text(yaml.safe_dump({"mock_provider": {
+        "listeners": [{"name": "mock", "port": mock_port, "api_key": "k"}],
+        "mcp_listeners": [{"name": "mcp-demo", "port": mcp_port, "token": "t0ken"}]}}))
+    mock = subprocess.Popen([sys.executable, "-c", WATCH, str(config), str(mock_port), str(mcp_port)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        line = mock.stdout.readline()
+        assert line.strip() == "loaded:", (line, mock.stderr.read() if mock.poll() is not None else "")
+        initialize = {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+            "protocolVersion": "2025-03-26", "capabilities": {}, "clientInfo": {"name": "test", "version": "1"}}}
+        headers = {"accept": "application/json, text/event-stream", "authorization": "Bearer t0ken"}
+        refused = httpx.post(f"http://127.0.0.1:{mcp_port}/mcp", json=initialize, timeout=30,
+                             headers={**headers, "authorization": "Bearer wrong"})
+        assert refused.status_code == 401
+        deadline = time.monotonic() + 60
+        answer = httpx.post(f"http://127.0.0.1:{mcp_port}/mcp", json=initialize, headers=headers, timeout=60)
+        assert time.monotonic() < deadline
+        assert answer.status_code == 200, answer.text
+        assert "gateway-demo-tools" in answer.text
+        embedded = httpx.post(f"http://127.0.0.1:{mock_port}/v1/embeddings", timeout=60,
+                              headers={"authorization": "Bearer k"},
+                              json={"model": "text-embedding-3-small", "input": ["hello"]})
+        assert embedded.status_code == 200, embedded.text
+        assert len(embedded.json()["data"][0]["embedding"]) == 1536
+    finally:
+        mock.terminate()
+        mock.wait(timeout=30)
