@@ -78,6 +78,15 @@ def test_block_hashes_stand_for_their_whole_prefix():
     assert block_hashes(["short"], 256) == [] and len(block_hashes(["é" * 256], 256)) == 2   # UTF-8 bytes
 
 
+def test_conversations_under_a_long_system_prompt_have_their_own_homes():
+    from extproc.pools.prefix import home_key
+    system = "You answer questions about garden tools. " * 600            # ~25 KB
+    keys = {home_key([system, f"Customer {i}: which rake?"]) for i in range(20)}
+    assert len(keys) == 20
+    assert home_key([system, "Customer 1: which rake?", "an answer", "a later turn"]) == \
+        home_key([system, "Customer 1: which rake?"])                      # the same in every turn
+
+
 def _pool(n: int = 4, **picker) -> PoolSignals:
     addresses = tuple(f"10.0.0.{i}:8000" for i in range(n))
     pool = Pool(server="vllm", endpoints=addresses, service=None, models=("m",),

@@ -48,8 +48,12 @@ def home_key(texts: list[str]) -> int:
     """A process-independent key of the conversation: its first two texts (the system
     prompt and the first user turn), so that every worker, each with its own PrefixTable,
     sends a conversation's turns that no replica is known to hold to the same replica
-    while conversations under one system prompt spread (picker.py)."""
-    start = "\x1e".join(texts[:2])[:HOME_CHARS]
+    while conversations under one system prompt spread (picker.py). A longer start is read
+    by its first and last HOME_CHARS / 2 characters, so the first user turn always counts
+    (a 20 KB system prompt would otherwise give every conversation under it one home)."""
+    start = "\x1e".join(texts[:2])
+    if len(start) > HOME_CHARS:
+        start = start[:HOME_CHARS // 2] + start[-(HOME_CHARS // 2):]
     return zlib.crc32(start.encode("utf-8", "surrogatepass")) if start else 0
 
 
