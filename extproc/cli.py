@@ -507,7 +507,7 @@ def cmd_mcp(args) -> int:
 
 def cmd_mcp_aggregator(args) -> int:
     from .guardrails.config import detectors_not_made
-    from .runtime.mcp_aggregator import serve
+    from .runtime.mcp_aggregator_front import serve     # the MCP SDK: loaded at the first request
     with detectors_not_made():                  # it calls MCP servers; the workers guard their results
         config = _load_or_report(args.config)
     if config is None:

@@ -59,3 +59,43 @@ def test_the_mock_loads_the_mcp_sdk_and_numpy_only_when_asked(tmp_path):
     finally:
         mock.terminate()
         mock.wait(timeout=30)
+
+
+AGGREGATOR_WATCH = WATCH.replace('main(["mock-provider", "--config", sys.argv[1]])',
+                                 'main(["mcp-aggregator", "--config", sys.argv[1]])').replace(
+    '"numpy", "botocore", ', "")
+
+
+def test_the_mcp_aggregator_listens_without_the_mcp_sdk_and_loads_it_for_envoys_first_call(tmp_path):
+    from gateway_stack import quickstart_config
+    from extproc.config.envoy_mcp import AGGREGATOR_SECRET_ENV, AGGREGATOR_SECRET_HEADER
+    from extproc.credentials.google import DEMO_SERVICE_ACCOUNT_ENV, demo_service_account
+    port, secret = free_port(), "s" * 48
+    config = quickstart_config()
+    config["mcp"]["aggregator"] = {"address": f"127.0.0.1:{port}", "upstream_address": f"127.0.0.1:{free_port()}"}
+    path = tmp_path / "gateway.yaml"
+    path.write_text(yaml.safe_dump(config))
+    env = {**__import__("os").environ, AGGREGATOR_SECRET_ENV: secret,
+           DEMO_SERVICE_ACCOUNT_ENV: demo_service_account()}
+    aggregator = subprocess.Popen([sys.executable, "-c", AGGREGATOR_WATCH, str(path), str(port)],
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        line = aggregator.stdout.readline()
+        assert line.strip().startswith("loaded:") and "mcp" not in line.split(":", 1)[1].split(","), \
+            (line, aggregator.stderr.read() if aggregator.poll() is not None else "")
+        initialize = {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+            "protocolVersion": "2025-03-26", "capabilities": {}, "clientInfo": {"name": "test", "version": "1"}}}
+        headers = {"accept": "application/json, text/event-stream"}
+        url = f"http://127.0.0.1:{port}/mcp/workspace"
+        assert httpx.post(url, json=initialize, headers=headers, timeout=60).status_code == 403
+        # Envoy's first call loads the SDK, which answers it (here: a call outside any
+        # session; an initialize needs the servers behind Envoy's loopback listener).
+        listing = {"jsonrpc": "2.0", "id": 2, "method": "tools/list"}
+        answer = httpx.post(url, json=listing, headers={**headers, AGGREGATOR_SECRET_HEADER: secret}, timeout=60)
+        assert answer.status_code == 400 and "session" in answer.text.lower(), answer.text
+        unknown = httpx.post(f"http://127.0.0.1:{port}/mcp/nowhere", json=listing, timeout=60,
+                             headers={**headers, AGGREGATOR_SECRET_HEADER: secret})
+        assert unknown.status_code == 404 and "No such profile" in unknown.text
+    finally:
+        aggregator.terminate()
+        assert aggregator.wait(timeout=30) is not None

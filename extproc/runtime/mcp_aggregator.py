@@ -13,8 +13,8 @@ session opens its own session with each server (on `initialize`, within the SDK'
 per-session lifespan), so no caller shares a server session with another; the SDK ends
 idle front sessions after 30 minutes, and their server sessions with them. The server's
 credential is sent on the loopback hop, from the same config as the workers'.
-`extproc up` and `serve` start it when a profile combines servers
-(`python -m extproc mcp-aggregator --config F`).
+`extproc up` and `serve` start it when a profile combines servers (its process:
+mcp_aggregator_front.py, `python -m extproc mcp-aggregator --config F`).
 
 It adds the servers' credentials itself, so only Envoy may reach it: it takes a secret
 from LLMGW_AGGREGATOR_SECRET, which Envoy's requests to it carry (a credential_injector on
@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import hmac
 import logging
-import os
 import ssl
 from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Any, AsyncIterator
@@ -40,7 +39,7 @@ from mcp.client.streamable_http import streamable_http_client
 from mcp.server.lowlevel import Server
 from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
 
-from ..config.envoy_mcp import AGGREGATOR_SECRET_ENV, AGGREGATOR_SECRET_HEADER, aggregator_secret_problem
+from ..config.envoy_mcp import AGGREGATOR_SECRET_HEADER, aggregator_secret_problem
 from ..config.mcp import SEPARATOR, McpProfile, McpServer, McpSettings
 
 log = logging.getLogger("extproc.mcp_aggregator")
@@ -190,12 +189,3 @@ async def _lifespan(managers, receive, send) -> None:
         await receive()                                     # lifespan.shutdown
     await send({"type": "lifespan.shutdown.complete"})
 
-
-def serve(settings: McpSettings) -> None:
-    import uvicorn
-    import uvloop
-
-    host, _, port = settings.aggregator.address.rpartition(":")
-    app = aggregator_app(settings, os.environ.get(AGGREGATOR_SECRET_ENV, ""))     # ValueError: none given
-    config = uvicorn.Config(app, host=host, port=int(port), log_level="warning", access_log=False, lifespan="on")
-    uvloop.run(uvicorn.Server(config).serve())
