@@ -45,15 +45,19 @@ YIELD_BELOW_CALLS = 8
 HEARTBEAT = 0.1
 HUNG_AFTER = 1.0
 HUNG_RECENT = 5.0
+# Out of a hang, a stream's books held until Envoy's bytes sent before its last reply are
+# read (ProcessStream.last_reply_out) are looked at this often.
+HELD_CHECK = 0.005
 
 
 class ProcessStream:
     """One ext_proc stream: an HTTP request (or, for the upstream filter, one attempt)."""
 
     __slots__ = ("processor", "call", "pipeline", "store", "due_since", "reply_turn", "made",
-                 "made_generated", "left", "left_generated")
+                 "made_generated", "left", "left_generated", "connection", "horizons", "before_hang",
+                 "done_held", "context")
 
-    def __init__(self, processor: Processor, metadata) -> None:
+    def __init__(self, processor: Processor, metadata, context=None) -> None:
         runtime = processor.runtime             # this request's snapshot, reloads or not
         # The upstream filter (one stream per attempt) says so in its gRPC metadata; the
         # main filter says what Envoy's other filters do for the service.
@@ -77,6 +81,15 @@ class ProcessStream:
         self.reply_turn = -1                # the loop's turn that made the last reply
         self.made = self.made_generated = 0         # replies made; len(call.generated) at the last
         self.left = self.left_generated = 0         # ... of those that have left the worker
+        # Out of a hang, Envoy's end of a stream may wait in the socket behind the messages
+        # it ended: the turns no longer tell what Envoy took. Each reply made then keeps
+        # the place in Envoy's bytes it reached Envoy behind (http2.Connection.horizon):
+        # an end read before that place was sent before Envoy had the reply.
+        self.context = context                      # grpc_h2's MessageCall
+        self.connection = None if context is None else context.connection     # transport/http2.py's
+        self.horizons: list[tuple[int, int, int]] | None = None    # (place, made, made_generated)
+        self.before_hang = (0, 0)                   # (made, made_generated) before the first of them
+        self.done_held = False                      # the done hooks wait for Envoy's end or the place
 
     def handle(self, request: ProcessingRequest):
         """The reply to one message (a coroutine)."""
@@ -102,16 +115,46 @@ class ProcessStream:
 
     def _replied(self, reply: ProcessingResponse) -> ProcessingResponse:
         processor = self.processor
+        placing = self.connection is not None and processor.hung()
+        if placing:
+            self._note_straddle()
+            if self.horizons is None:
+                self.horizons, self.before_hang = [], (self.made, self.made_generated)
+            self.connection.placing = True
+            writes = self.connection.flushes        # it leaves with the next write
         if self.reply_turn != processor.turn:       # a turn has ended since: those replies left
             self.left, self.left_generated = self.made, self.made_generated
             self.reply_turn = processor.turn
             processor.turn_ends()
         self.made += 1
         self.made_generated = len(self.call.generated)
+        if placing:
+            processor.place_after_turn(self, writes)
         self.due_since = 0.0
         if self.call.stream_over:           # the last reply: the bookkeeping at the loop's next turn
             asyncio.get_running_loop().call_soon(self.last_reply_out)
         return reply
+
+    def _note_straddle(self) -> None:
+        """Its last replies were made in the turn a hang stopped: they left when the loop went
+        on, with Envoy's bytes sent meanwhile before them (Processor._turn_ended)."""
+        processor = self.processor
+        if self.horizons is None and self.reply_turn == processor.straddled_turn >= 0:
+            place = processor.resume_places.get(self.connection)
+            if place is not None:
+                self.horizons = [(place, self.made, self.made_generated)]
+                self.before_hang = (self.left, self.left_generated)
+
+    def _placed_last(self) -> bool:
+        """Whether its last reply was made out of a hang and has its place."""
+        return bool(self.horizons) and self.horizons[-1][1] == self.made
+
+    def _read_past_last(self) -> bool:
+        return self._placed_last() and self.connection.position >= self.horizons[-1][0]
+
+    def placed(self, place: int, made: int, generated: int) -> None:
+        """Its reply (the `made`th) left the worker when Envoy had sent up to `place`."""
+        self.horizons.append((place, made, generated))
 
     def written(self) -> None:
         """grpc.aio: a reply's write completed, so Envoy has it (what `_replied` and the
@@ -121,18 +164,43 @@ class ProcessStream:
         self.due_since = 0.0
 
     def last_reply_out(self) -> None:
+        if self.connection is not None and self.processor.hung():
+            self._note_straddle()
+        if self.horizons is not None and not self._read_past_last():
+            # Envoy's bytes sent before it could have the last reply are still unread (or the
+            # reply waits to leave): its end of this stream may be among them. The books wait
+            # for that end, or for the place.
+            self.done_held = True
+            self.processor.hold_until_read(self)
+            return
         if self.processor.in_flight <= YIELD_BELOW_CALLS:
             os.sched_yield()
         self._run_done()
+
+    def read_past(self) -> bool:
+        """Held done hooks: whether Envoy's bytes up to the last reply's place are read (it
+        did not end the stream before that reply: the books are run now)."""
+        if not self.done_held:
+            return True
+        if not self._read_past_last():
+            return False
+        self.done_held = False
+        self._run_done()
+        return True
 
     def closed(self) -> None:
         """The stream is over. A call Envoy ended early (client gone, upstream reset, or
         a phase never sent) is settled anyway: never lose the record. One Envoy ended
         while it waited for a reply of ours is marked with what Envoy took of it."""
-        if (self.due_since or self.reply_turn == self.processor.turn) and not self._ended_normally():
+        if self.connection is not None and self.processor.hung():
+            self._note_straddle()
+        if self._placed_last() and not self.due_since:
+            self._ended_at(self.connection.position)
+        elif (self.due_since or self.reply_turn == self.processor.turn) and not self._ended_normally():
             self._undelivered()
         if not self.call.finished:
             self.pipeline.end(self.call, CANCELLED)
+        self.done_held = False
         self._run_done()
         self.store.call_ended()
         self.processor.in_flight -= 1
@@ -145,7 +213,22 @@ class ProcessStream:
         waited = time.perf_counter() - self.due_since if self.due_since else 0.0
         return self.call.finished and waited < HUNG_AFTER and not self.processor.hung()
 
-    def _undelivered(self) -> None:
+    def _ended_at(self, place: int) -> None:
+        """Out of a hang, with no reply due: Envoy took the replies that reached it before its
+        end, those whose place lies at or before the end's."""
+        if place >= self.horizons[-1][0]:
+            return                                  # it had every reply
+        if self.context.ended and len(self.horizons) > 1 and place >= self.horizons[-2][0]:
+            # A half-close, sent once Envoy had the reply before: Envoy half-closes after its
+            # last message, before the answer to it, and waits for that answer.
+            return
+        taken = self.before_hang
+        for reached, made, generated in self.horizons:
+            if reached <= place:
+                taken = (made, generated)
+        self._undelivered(taken)
+
+    def _undelivered(self, taken: tuple[int, int] | None = None) -> None:
         """Envoy ended the stream (a reset, or a half-close: it does that when its message
         timeout runs out) before it had the last reply made (still in the worker when
         the end was read) or before one was made: it answered the caller itself (504,
@@ -154,12 +237,14 @@ class ProcessStream:
         ends after Envoy has its last reply, in a later turn."""
         call, processor = self.call, self.processor
         lost = call.own(Undelivered)
-        if self.reply_turn == processor.turn:
+        if taken is not None:
+            lost.replies, lost.generated = taken
+        elif self.reply_turn == processor.turn:
             lost.replies, lost.generated = self.left, self.left_generated
         else:
             lost.replies, lost.generated = self.made, self.made_generated
         waited = time.perf_counter() - self.due_since if self.due_since else 0.0
-        lost.worker_hung = processor.hung() or waited >= HUNG_AFTER
+        lost.worker_hung = taken is not None or processor.hung() or waited >= HUNG_AFTER
         outcome = GATEWAY_TIMEOUT if lost.worker_hung else CANCELLED
         if call.finished:                   # its last reply was made, never taken
             call.outcome = outcome
@@ -192,13 +277,20 @@ class Processor(ep_grpc.ExternalProcessorServicer):
         self._beat_at = 0.0                     # the heartbeat's last note (loop.time())
         self._hang_ended = -HUNG_RECENT         # when the heartbeat last found the loop had hung
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._to_place: list[tuple] = []    # replies made out of a hang this turn: (stream, writes, made, generated)
+        self._held: list[ProcessStream] = []            # done hooks waiting on Envoy's bytes
+        self._placing: set = set()                      # connections noting their writes' places
+        self._connections: set = set()                  # grpc_h2's connections streams came on
+        self.straddled_turn = -1                        # the last turn a hang stopped midway
+        self.resume_places: dict = {}                   # connection -> its horizon as that turn ended
 
     def open_stream(self, context) -> ProcessStream:
         """grpc_h2's MESSAGES handler for Process."""
         if self._loop is None:
             self._loop = asyncio.get_running_loop()
             self._beat()
-        return ProcessStream(self, context.invocation_metadata())
+        self._connections.add(context.connection)
+        return ProcessStream(self, context.invocation_metadata(), context)
 
     def turn_ends(self) -> None:
         """Counts the end of this turn of the loop, once."""
@@ -206,15 +298,69 @@ class Processor(ep_grpc.ExternalProcessorServicer):
             self._turn_ending = True
             self._loop.call_soon(self._turn_ended)
 
+    def place_after_turn(self, stream: ProcessStream, writes: int) -> None:
+        """A reply made out of a hang, to leave with the connection's write after its
+        `writes`th: where Envoy's bytes stood at that write is looked up at the turn's end
+        (transport/http2.py writes a read's replies at its end, or hands them over sooner)."""
+        self._to_place.append((stream, writes, stream.made, stream.made_generated))
+        self.turn_ends()
+
+    def hold_until_read(self, stream: ProcessStream) -> None:
+        if not self._held:
+            self._loop.call_later(HELD_CHECK, self._check_held)
+        self._held.append(stream)
+
+    def _check_held(self) -> None:
+        self._held = [stream for stream in self._held if not stream.read_past()]
+        if self._held:
+            self._loop.call_later(HELD_CHECK, self._check_held)
+
     def _turn_ended(self) -> None:
         self.turn += 1
         self._turn_ending = False
+        if self._loop.time() - self._beat_at >= HUNG_AFTER and self._connections:
+            # The loop stopped within the turn just ended: its replies left only now, when
+            # Envoy had sent up to each connection's horizon (what it sent meanwhile included).
+            self.straddled_turn = self.turn - 1
+            self._connections = {c for c in self._connections if not c.closed}
+            self.resume_places = {connection: connection.horizon() for connection in self._connections}
+        if self._to_place:
+            self._place()
+
+    def _place(self) -> None:
+        """Each reply made out of a hang gets the place of the write it left with; one the
+        socket did not take whole (Envoy reads slowly) gets it once the rest has left."""
+        placing, self._to_place = self._to_place, []
+        waiting = []
+        for entry in placing:
+            stream, writes, made, generated = entry
+            connection = stream.connection
+            place = next((at for write, at in connection.flush_places if write > writes), None)
+            if place is None or place < 0:
+                transport = connection.transport
+                if transport is not None and not transport.is_closing() and transport.get_write_buffer_size():
+                    waiting.append(entry)
+                    continue
+                place = connection.horizon()
+            stream.placed(place, made, generated)
+        for stream, _, _, _ in placing:
+            stream.connection.flush_places.clear()
+            self._placing.add(stream.connection)
+        if waiting:
+            if not self._to_place:
+                self._loop.call_later(HELD_CHECK, self._place)
+            self._to_place = waiting + self._to_place
 
     def _beat(self) -> None:
         now = self._loop.time()
         if self._beat_at and now - self._beat_at >= HUNG_AFTER:
             self._hang_ended = now
         self._beat_at = now
+        if self._placing and not self.hung():        # out of the hang: writes unnoted again
+            for connection in self._placing:
+                connection.placing = False
+                connection.flush_places.clear()
+            self._placing.clear()
         self._loop.call_later(HEARTBEAT, self._beat)
 
     def hung(self) -> bool:

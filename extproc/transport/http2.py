@@ -86,6 +86,7 @@ class Connection(Sender):
         if self.closed:
             return
         self.buffer += data
+        self.received += len(data)
         if not self.preface_seen and not self._preface():
             return
         self.reading = True
@@ -126,6 +127,7 @@ class Connection(Sender):
     def _read_frames(self) -> None:
         buffer = self.buffer
         offset, size = 0, len(buffer)
+        start = self.received - size            # the place of buffer[0] in the client's bytes
         while size - offset >= HEADER_SIZE:
             length = int.from_bytes(buffer[offset:offset + 3], "big")
             if length > DEFAULT_FRAME:         # the most the client may send: this server advertises no more
@@ -142,6 +144,7 @@ class Connection(Sender):
             stream = int.from_bytes(buffer[offset + 5:offset + 9], "big") & MAX_WINDOW
             payload = bytes(buffer[offset + 9:offset + 9 + length])
             offset += HEADER_SIZE + length
+            self.position = start + offset
             try:
                 self._frame(kind, flags, stream, payload)
             except StreamFault as fault:

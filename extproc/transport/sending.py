@@ -8,6 +8,9 @@ but never reads cannot make a worker hold more than a read's worth of answers.
 from __future__ import annotations
 
 import asyncio
+import fcntl
+import struct
+import termios
 import time
 from collections import deque
 from typing import Protocol
@@ -99,6 +102,31 @@ class Sender(asyncio.Protocol):
         self.closed = False                     # closing or lost: nothing more is read or sent
         self.writing_paused = False             # the transport holds more than the high-water mark
         self.since = time.monotonic()           # when the deadline running now (http2.Connection.tick) began
+        # Where the client's bytes stand: how many were read from the socket, and the end of
+        # the frame being handled (http2.Connection). A frame's place says what the client
+        # had sent before it: a worker out of a hang learns whether an end of stream was
+        # sent before or after its reply could have reached the client.
+        self.received = 0
+        self.position = 0
+        self.flushes = 0                        # writes made
+        self.placing = False                    # while set, each write notes where the client's bytes stood
+        self.flush_places: list[tuple[int, int]] = []   # (write, its `horizon`), while placing
+
+    def horizon(self) -> int:
+        """The place, in the client's bytes, up to which it had sent when this is asked:
+        what was read and what waits in the socket (a system call: asked only out of a
+        hang). A frame ending at or before it was sent before anything written now could
+        reach the client."""
+        waiting = 0
+        transport = self.transport
+        if transport is not None:
+            sock = transport.get_extra_info("socket")
+            if sock is not None:
+                try:
+                    waiting = struct.unpack("i", fcntl.ioctl(sock.fileno(), termios.FIONREAD, b"\0\0\0\0"))[0]
+                except (OSError, ValueError):
+                    waiting = 0
+        return self.received + waiting
 
     # --- what the application sends ------------------------------------------------
 
@@ -214,6 +242,10 @@ class Sender(asyncio.Protocol):
     def flush(self) -> None:
         if self.out and self.transport is not None and not self.transport.is_closing():
             self.transport.write(b"".join(self.out))
+            self.flushes += 1
+            if self.placing:            # (-1: not all of it left: placed once it has)
+                self.flush_places.append((self.flushes, -1 if self.transport.get_write_buffer_size() else
+                                          self.horizon()))
         self.out.clear()
 
     def pause_writing(self) -> None:
