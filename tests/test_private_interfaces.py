@@ -8,7 +8,7 @@ import asyncio
 import toktok
 
 from extproc.api.tokens import get_encoding
-from extproc.runtime.processor import _to_its_end
+from extproc.runtime.processor_aio import _to_its_end
 
 
 async def _waits_for(future: asyncio.Future) -> str:

@@ -22,7 +22,7 @@ from envoy.config.core.v3 import base_pb2
 from envoy.service.ext_proc.v3 import external_processor_pb2 as ep
 from envoy.service.ext_proc.v3 import external_processor_pb2_grpc as ep_grpc
 
-from extproc.runtime.processor import STREAM_END_WAIT
+from extproc.runtime.processor_aio import STREAM_END_WAIT
 
 CHAT = orjson.dumps({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hello"}]})
 ANSWER = orjson.dumps({"id": "c1", "object": "chat.completion", "model": "gpt-4o-mini", "choices": [
@@ -247,7 +247,7 @@ def test_a_true_half_close_mid_stream_still_ends_the_handler(processor):
 def test_a_guarded_operation_starts_at_once_not_a_loop_turn_later():
     # A new task (asyncio.shield) would start the write at the loop's next turn: under
     # load that delayed every last reply, and a soak's clients got ~15% fewer answers.
-    from extproc.runtime.processor import _to_its_end
+    from extproc.runtime.processor_aio import _to_its_end
 
     async def scenario():
         context = ScriptedContext([], hold=1)
