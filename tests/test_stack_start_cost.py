@@ -96,6 +96,19 @@ def test_the_mcp_aggregator_listens_without_the_mcp_sdk_and_loads_it_for_envoys_
         unknown = httpx.post(f"http://127.0.0.1:{port}/mcp/nowhere", json=listing, timeout=60,
                              headers={**headers, AGGREGATOR_SECRET_HEADER: secret})
         assert unknown.status_code == 404 and "No such profile" in unknown.text
+        # Every server of the profile unreachable (nothing listens on its upstream): a
+        # session still opens, lists no tools and answers a call with an error result.
+        envoys = {**headers, AGGREGATOR_SECRET_HEADER: secret}
+        opened = httpx.post(url, json=initialize, headers=envoys, timeout=60)
+        assert opened.status_code == 200 and opened.json()["result"]["serverInfo"], opened.text
+        envoys["mcp-session-id"] = opened.headers["mcp-session-id"]
+        httpx.post(url, json={"jsonrpc": "2.0", "method": "notifications/initialized"}, headers=envoys, timeout=60)
+        listed = httpx.post(url, json=listing, headers=envoys, timeout=60)
+        assert listed.status_code == 200 and listed.json()["result"]["tools"] == [], listed.text
+        called = httpx.post(url, headers=envoys, timeout=60, json={
+            "jsonrpc": "2.0", "id": 3, "method": "tools/call", "params": {"name": "demo__echo", "arguments": {}}})
+        assert called.status_code == 200 and called.json()["result"]["isError"] is True, called.text
+        assert "unreachable" in called.json()["result"]["content"][0]["text"]
     finally:
         aggregator.terminate()
         assert aggregator.wait(timeout=30) is not None

@@ -26,6 +26,7 @@ given to both containers), and neither the aggregator nor `serve` starts without
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import logging
 import ssl
@@ -61,7 +62,7 @@ async def _open(stack: AsyncExitStack, server: McpServer, upstream_url: str) -> 
     return session
 
 
-async def _close(stack: AsyncExitStack) -> None:
+async def _close(stack: AsyncExitStack) -> BaseException | None:
     """Ends a session with a server when its front session ends (closed, idle or cancelled
     at shutdown). What the closing raises is dropped: the front session is over either
     way, and an exception chained to the cancellation that ended it would send
@@ -70,6 +71,8 @@ async def _close(stack: AsyncExitStack) -> None:
         await stack.aclose()
     except BaseException as error:  # noqa: BLE001 (the cancellation itself propagates from the caller)
         log.debug("closing an MCP server session: %s", type(error).__name__)
+        return error
+    return None
 
 
 def profile_server(profile: McpProfile, upstream_url: str) -> Server:
@@ -86,9 +89,19 @@ def profile_server(profile: McpProfile, upstream_url: str) -> Server:
                 opened.append(own)
                 try:
                     sessions[server.name] = await _open(own, server, upstream_url)
-                except Exception as error:       # that server's tools are missing from this session
+                except BaseException as error:   # that server's tools are missing from this session
+                    # A server that cannot be reached fails in the client's task group, which
+                    # cancels this task: leaving its scope at once ends that cancellation here
+                    # (the session goes on with the other servers); one from outside goes on.
+                    met = await _close(own) or error        # what the client's task group met
+                    task = asyncio.current_task()
+                    if not isinstance(error, (Exception, asyncio.CancelledError)) or (
+                            task is not None and task.cancelling()):
+                        raise
+                    while isinstance(met, BaseExceptionGroup) and met.exceptions:
+                        met = met.exceptions[0]
                     log.warning("MCP server %r unreachable for profile %r: %s", server.name, profile.name,
-                                type(error).__name__)
+                                type(met).__name__)
             yield sessions
         finally:
             for own in reversed(opened):
