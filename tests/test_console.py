@@ -294,7 +294,7 @@ def test_keys_spend_and_budgets_read_the_same_from_sqlite_and_redis(tmp_path, re
     from extproc.store.base import maybe_await
     from extproc.store.keys import KeyBook, parse_budget
     from extproc.store.limits import Limit, plan_charges, settled_amount
-    from extproc.store.meters import meter_charges, settled_amounts
+    from extproc.store.meters import meter_charges, meter_combinations, settled_amounts
 
     raw = quickstart_config()
     path = tmp_path / "gateway.yaml"
@@ -318,7 +318,8 @@ def test_keys_spend_and_budgets_read_the_same_from_sqlite_and_redis(tmp_path, re
                                                    ("kim", "kim", "support", "gpt-4o", 1.5),
                                                    ("lee", "lee", "research", "gpt-4o", 0.5)):
                 values = {"key": key_id, "user": user, "team": team, "model": model, "backend": "mock"}
-                charges = meter_charges(config.metering.sets, values, (1.0, 100.0, 20.0, usd), now)
+                charges = meter_charges(config.metering.sets, meter_combinations(config.metering.sets, values),
+                                        (1.0, 100.0, 20.0, usd), now)
                 await maybe_await(store.reserve(f"m-{key_id}-{model}", charges, now, now + 60))
                 await maybe_await(store.settle(f"m-{key_id}-{model}", charges, settled_amounts(charges)))
             limit = Limit(name="key:kim.usd", scope="key", match="kim", kind="usd", limit=5.0, window="month")

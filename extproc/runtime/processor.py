@@ -109,7 +109,7 @@ class ProcessStream:
         processor = self.processor
         placing = self.connection is not None and processor.hung()
         if placing:
-            self._note_straddle()
+            self._note_straddle(hung=True)
             if self.horizons is None:
                 self.horizons, self.before_hang = [], (self.made, self.made_generated)
             self.connection.placing = True
@@ -127,10 +127,13 @@ class ProcessStream:
             asyncio.get_running_loop().call_soon(self.last_reply_out)
         return reply
 
-    def _note_straddle(self) -> None:
-        """Its last replies were made in the turn a hang stopped: they left when the loop went
-        on, with Envoy's bytes sent meanwhile before them (Processor._turn_ended)."""
+    def _note_straddle(self, hung: bool = False) -> None:
+        """Out of a hang (`hung`: already known), when its last replies were made in the turn
+        the hang stopped: they left when the loop went on, with Envoy's bytes sent meanwhile
+        before them (Processor._turn_ended)."""
         processor = self.processor
+        if self.connection is None or not (hung or processor.hung()):
+            return
         if self.horizons is None and self.reply_turn == processor.straddled_turn >= 0:
             place = processor.resume_places.get(self.connection)
             if place is not None:
@@ -156,8 +159,7 @@ class ProcessStream:
         self.due_since = 0.0
 
     def last_reply_out(self) -> None:
-        if self.connection is not None and self.processor.hung():
-            self._note_straddle()
+        self._note_straddle()
         if self.horizons is not None and not self._read_past_last():
             # Envoy's bytes sent before it could have the last reply are still unread (or the
             # reply waits to leave): its end of this stream may be among them. The books wait
@@ -184,8 +186,7 @@ class ProcessStream:
         """The stream is over. A call Envoy ended early (client gone, upstream reset, or
         a phase never sent) is settled anyway: never lose the record. One Envoy ended
         while it waited for a reply of ours is marked with what Envoy took of it."""
-        if self.connection is not None and self.processor.hung():
-            self._note_straddle()
+        self._note_straddle()
         if self._placed_last() and not self.due_since:
             self._ended_at(self.connection.position)
         elif (self.due_since or self.reply_turn == self.processor.turn) and not self._ended_normally():

@@ -114,17 +114,15 @@ def meter_combinations(sets: tuple[MeterSet, ...], values: dict[str, str]) -> tu
     return tuple(_SEPARATOR.join(f"{d}={values.get(d, '')}" for d in meter.dimensions) for meter in sets)
 
 
-def meter_charges(sets: tuple[MeterSet, ...], values: dict[str, str] | None, amounts: tuple[float, ...],
-                  now: float, combinations: tuple[str, ...] | None = None) -> list[Charge]:
-    """The charges of one call on every meter: `values` per dimension (already capped), or
-    their `combinations` as meter_combinations made them; `amounts` per measure (none for
-    a measure of 0). Requests count at once; the others are reserved then settled with the
-    same amount (a reservation is what lets an allotment hold them in memory)."""
+def meter_charges(sets: tuple[MeterSet, ...], combinations: tuple[str, ...], amounts: tuple[float, ...],
+                  now: float) -> list[Charge]:
+    """The charges of one call on every meter: its `combinations` as meter_combinations
+    made them; `amounts` per measure (none for a measure of 0). Requests count at once;
+    the others are reserved then settled with the same amount (a reservation is what lets
+    an allotment hold them in memory)."""
     start, end = window_bounds("hour", now)
     hour = int(start)
     charges = []
-    if combinations is None:
-        combinations = meter_combinations(sets, values or {})
     for meter, combination in zip(sets, combinations):
         for limit, amount in zip(meter.limits, amounts):
             if not amount:

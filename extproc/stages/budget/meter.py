@@ -90,7 +90,7 @@ class Meter(Stage):
             amounts = (1.0, float(usage.input_tokens if usage else 0), float(usage.output_tokens if usage else 0),
                        charged_cost(call), 0.0)
         now = time.time()
-        charges = meter_charges(self.metering.sets, None, amounts, now, self._combinations_of(call))
+        charges = meter_charges(self.metering.sets, self._combinations_of(call), amounts, now)
         if not charges:
             return
         add = getattr(self.store, "add", None)
