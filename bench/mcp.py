@@ -21,7 +21,6 @@ import argparse
 import json
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -83,9 +82,7 @@ def cpu_seconds(pids: list[int]) -> float:
 
 
 def aggregator_pids(stack: GatewayStack) -> list[int]:
-    out = subprocess.run(["pgrep", "-P", str(stack.process.pid)], capture_output=True, text=True).stdout
-    return [int(pid) for pid in out.split()
-            if b"mcp-aggregator" in Path(f"/proc/{pid}/cmdline").read_bytes()]
+    return [pid for pid in stack.descendants() if b"mcp-aggregator" in Path(f"/proc/{pid}/cmdline").read_bytes()]
 
 
 def main() -> None:

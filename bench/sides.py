@@ -33,8 +33,14 @@ def pin(pid: int, core: int) -> None:
 
 
 def children(pid: int) -> list[int]:
-    out = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout
-    return [int(p) for p in out.split()]
+    """The processes `pid` started, and theirs (`extproc up` forks its Python children
+    from a fork server of its own)."""
+    found, parents = [], [pid]
+    while parents:
+        out = subprocess.run(["pgrep", "-P", ",".join(map(str, parents))], capture_output=True, text=True).stdout
+        parents = [int(p) for p in out.split()]
+        found += parents
+    return found
 
 
 def cmdline(pid: int) -> str:

@@ -309,11 +309,26 @@ class GatewayStack:
         for name in self.mock_ports:
             httpx.delete(f"{self.mock_url(name)}/_mock/requests")
 
+    def descendants(self) -> list[int]:
+        """The processes `extproc up` started, and theirs (its Python children are forked
+        from its fork server, runtime/forked.py)."""
+        found, parents = [], [self.process.pid]
+        while parents:
+            out = subprocess.run(["pgrep", "-P", ",".join(map(str, parents))], capture_output=True, text=True).stdout
+            parents = [int(pid) for pid in out.split()]
+            found += parents
+        return found
+
     def worker_pids(self) -> list[int]:
-        """The ext_proc worker processes running now (children of `extproc up`)."""
-        out = subprocess.run(["pgrep", "-P", str(self.process.pid)], capture_output=True, text=True).stdout
-        return [int(pid) for pid in out.split()
-                if b" worker " in Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ")]
+        """The ext_proc worker processes running now."""
+        pids = []
+        for pid in self.descendants():
+            try:
+                if b" worker " in Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" "):
+                    pids.append(pid)
+            except OSError:          # gone meanwhile
+                pass
+        return pids
 
     def expected_cost(self, record: dict) -> float:
         """What a log record's call costs at its config's prices (worked out here, not by

@@ -161,5 +161,4 @@ def test_the_aggregator_ends_promptly_with_sessions_open_and_is_restarted(stack)
 
 
 def _children(stack) -> list[int]:
-    out = subprocess.run(["pgrep", "-P", str(stack.process.pid)], capture_output=True, text=True).stdout
-    return [int(pid) for pid in out.split()]
+    return stack.descendants()

@@ -58,7 +58,7 @@ def _upstream_exchange(request_id: str) -> list[ep.ProcessingRequest]:
 def _worker_address(gateway) -> str:
     """The Unix socket of a live worker process (from its command line)."""
     pid = gateway.worker_pids()[0]
-    argv = Path(f"/proc/{pid}/cmdline").read_bytes().decode().split("\0")
+    argv = Path(f"/proc/{pid}/cmdline").read_bytes().decode().replace("\0", " ").split()
     return argv[argv.index("--address") + 1]
 
 

@@ -21,19 +21,16 @@ GRACE_S = 0.3
 
 
 def worker_pids(stack: GatewayStack) -> dict[int, int]:
-    """The stack's live ext_proc workers: index -> pid (children of its `extproc up`)."""
+    """The stack's live ext_proc workers: index -> pid."""
     found = {}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
+    for pid in stack.descendants():
         try:
-            argv = (entry / "cmdline").read_bytes().split(b"\0")
-            parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
-        except (OSError, ValueError, IndexError):
+            argv = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").split()
+        except OSError:
             continue
-        if parent == stack.process.pid and b"worker" in argv and b"--address" in argv:
+        if b"worker" in argv and b"--address" in argv:
             address = argv[argv.index(b"--address") + 1].decode()
-            found[int(address.rsplit("/extproc-", 1)[1].split(".")[0])] = int(entry.name)
+            found[int(address.rsplit("/extproc-", 1)[1].split(".")[0])] = pid
     return found
 
 

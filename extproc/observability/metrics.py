@@ -17,8 +17,17 @@ _batching = False
 
 if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
     # prometheus-client calls os.getpid() (a syscall) on every update to notice a
-    # fork. Workers are started fresh by exec and never fork, so their pid is fixed.
+    # fork. The pid is kept here instead, and set again in a forked child (the workers
+    # are forked from a preloaded server: runtime/forked.py), which prometheus-client
+    # then notices at its next unbatched update (batch_writes makes one), reopening this
+    # process's own file for every value.
     _PID = os.getpid()
+
+    def _forked() -> None:
+        global _PID
+        _PID = os.getpid()
+
+    os.register_at_fork(after_in_child=_forked)
     _MmapedValue = values.MultiProcessValue(lambda: _PID)
 
     class _BatchedValue(_MmapedValue):
@@ -45,6 +54,10 @@ def batch_writes() -> None:
     """From now on, updates reach the shared files at flush() (a worker does it every
     FLUSH_INTERVAL seconds and when it stops). Single-threaded callers only."""
     global _batching
+    # An update of nothing, unbatched: in a forked process, prometheus-client sees the
+    # new pid and moves the values made before the fork (the unlabelled ones) to this
+    # process's file; batched updates never look.
+    store_resets.inc(0)
     _batching = True
 
 

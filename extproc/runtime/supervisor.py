@@ -26,6 +26,7 @@ from ..config.filter_config import GatewayConfig
 from ..store import state_dir
 from ..store.generation import clear_notice, read_notice
 from .crash_loop import CrashLoop
+from .forked import Forker, forking_supported
 from .lost_calls import take_dead_workers_journals
 from .envoy_admin import admin_address, admin_request, drain_envoy
 from .processes import connectable, raise_descriptor_limit, rss_mb, stop_servers, terminate
@@ -85,6 +86,12 @@ class Supervisor:
         self.admin = None
         self._stopping = False
         self._store_dir: str | None = None     # where a worker notes a store reset (/readyz)
+        # The Python children, forked from a preloaded server (forked.py), with the workers'
+        # environment; the mock warms o200k_base, what nearly every call counts with.
+        encodings = {model.encoding for model in config.models.values()}
+        self.forker = Forker(_worker_env(), encodings | ({"o200k_base"} if config.mock_provider else set()),
+                             config.path or "", str(run_dir)) \
+            if forking_supported() else None
 
     # --- start --------------------------------------------------------------------
 
@@ -161,6 +168,8 @@ class Supervisor:
         return False
 
     def _spawn(self, argv: list[str], env: dict[str, str] | None = None) -> subprocess.Popen:
+        if self.forker is not None and argv[:3] == [sys.executable, "-m", "extproc"]:
+            return self.forker.spawn(argv[3:])        # (its environment: the fork server's)
         command, parent = child_command(argv)         # it goes when the supervisor goes
         return subprocess.Popen(command, env={**os.environ, **(env or {}), **parent})
 
@@ -174,9 +183,7 @@ class Supervisor:
         extra = ["--health-address", f"0.0.0.0:{health}"] if health and index == 0 else []
         self.workers[index] = self._spawn([
             sys.executable, "-m", "extproc", "worker", "--config", self.config.path,
-            "--address", f"unix:{self._process_socket(index)}", *extra],
-            {**{name: os.environ.get(name, value) for name, value in WORKER_MALLOC.items()},
-             "GRPC_EXPERIMENTS": os.environ.get("GRPC_EXPERIMENTS", WORKER_GRPC_EXPERIMENTS)})
+            "--address", f"unix:{self._process_socket(index)}", *extra], _worker_env())
         if switch:
             self._point_at(index)
             self.crash_loops.setdefault(index, CrashLoop()).started()
@@ -404,6 +411,12 @@ class Supervisor:
 
     def _drain_envoy(self, grace: float) -> None:
         drain_envoy(self.envoy_admin, grace)
+
+
+def _worker_env() -> dict[str, str]:
+    """What a worker's process reads when it starts, besides the supervisor's environment."""
+    return {**{name: os.environ.get(name, value) for name, value in WORKER_MALLOC.items()},
+            "GRPC_EXPERIMENTS": os.environ.get("GRPC_EXPERIMENTS", WORKER_GRPC_EXPERIMENTS)}
 
 
 def new_run_dir() -> Path:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
+import os
 import math
 import secrets
 import sqlite3
@@ -35,8 +36,17 @@ _POLL_SECONDS = 0.1
 # An entry nobody took (its worker gave up or died) stays this long (store or memory).
 KEEP_SECONDS = 60.0
 
-# Unique across workers and restarts: a random prefix per process.
+# Unique across workers and restarts: a random prefix per process (made again in a
+# forked worker: runtime/forked.py).
 _PREFIX = secrets.token_hex(4)
+
+
+def _new_prefix() -> None:
+    global _PREFIX
+    _PREFIX = secrets.token_hex(4)
+
+
+os.register_at_fork(after_in_child=_new_prefix)
 _NUMBERS = itertools.count()
 
 

@@ -19,6 +19,7 @@ Envoy's tracer: docs/decisions/call-spans-from-the-service.md.
 from __future__ import annotations
 
 import hashlib
+import os
 import random
 import time
 
@@ -31,6 +32,7 @@ _MAX_CHARS = 256
 _MAX_LIST = 32
 _HEX = frozenset("0123456789abcdef")      # lowercase only, as W3C writes it
 _random = random.Random()                  # seeded from the OS once per worker
+os.register_at_fork(after_in_child=_random.seed)      # and again in a forked one
 
 
 class TraceContext:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+import os
 import time
 import uuid
 
@@ -31,7 +32,15 @@ OUTPUT_CAPPED_HEADER = "x-gateway-output-capped"
 # Reserve attempts for a call that set no cap: the model's maximum, then what the refusing
 # budget has left (again if a concurrent call took that room first).
 _FITTING_TRIES = 4
-_RESERVATION_PREFIX = uuid.uuid4().hex[:12]      # per process: each worker is started afresh
+_RESERVATION_PREFIX = uuid.uuid4().hex[:12]      # per process: made again in a forked worker
+
+
+def _new_prefix() -> None:
+    global _RESERVATION_PREFIX
+    _RESERVATION_PREFIX = uuid.uuid4().hex[:12]
+
+
+os.register_at_fork(after_in_child=_new_prefix)
 _reservations = itertools.count()
 
 

@@ -53,7 +53,15 @@ _GOVERNED = frozenset(("tools/list", "tools/call"))
 MAX_SESSION_ID = 512
 MAX_LOGGED = 128
 log = logging.getLogger("extproc.mcp")
-_RESERVATION_PREFIX = "mcp" + uuid.uuid4().hex[:12]      # per process
+_RESERVATION_PREFIX = "mcp" + uuid.uuid4().hex[:12]      # per process: made again in a forked worker
+
+
+def _new_prefix() -> None:
+    global _RESERVATION_PREFIX
+    _RESERVATION_PREFIX = "mcp" + uuid.uuid4().hex[:12]
+
+
+os.register_at_fork(after_in_child=_new_prefix)
 _reservations = itertools.count()
 
 

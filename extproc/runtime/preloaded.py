@@ -1,0 +1,28 @@
+"""What the fork server (forked.py) holds before it forks a child, besides the command
+line and the mock's routes it imports first: the modules every child imports, the
+tokenizers the config's models count with, and the config's guardrail detectors
+(guardrails/config.py keeps them per rule; they hold no per-request state). Imported
+only there.
+
+Importing this module is all it does; nothing here starts a thread, a loop or a socket,
+which a fork would not carry into the child."""
+
+from __future__ import annotations
+
+import os
+
+import uvloop  # noqa: F401
+
+from ..api.tokens import get_encoding
+from ..config.filter_config import load_config
+from ..guardrails import fold, hold, injection, pii  # noqa: F401  (tables built at import: ~0.8 s)
+from . import mcp_aggregator_front, worker  # noqa: F401
+from .forked import CONFIG_ENV, ENCODINGS_ENV
+
+for _encoding in filter(None, os.environ.get(ENCODINGS_ENV, "").split(",")):
+    get_encoding(_encoding)
+if _path := os.environ.get(CONFIG_ENV):
+    try:
+        load_config(_path)      # makes (and keeps) its detectors, as each worker's load would
+    except Exception:           # noqa: BLE001  the children load it again and say what is wrong
+        pass
