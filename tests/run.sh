@@ -39,6 +39,19 @@ if ! .venv/bin/python -m pip install -q --disable-pip-version-check --no-deps "g
   exit 1
 fi
 
+# pytest rewrites the asserts of each test file it imports (~10 s of CPU for the suite, in
+# every test process) and keeps the result as bytecode beside the file, which the test
+# processes read even where PYTHONDONTWRITEBYTECODE is set: written once here, in the
+# background while npm downloads, when a test file has none yet.
+rewritten=""
+pyfiles=$(ls tests/test_*.py tests/conftest.py | wc -l)
+cached=$(ls tests/__pycache__/*-pytest-*.pyc 2>/dev/null | wc -l)
+if [ "$cached" -lt "$pyfiles" ]; then
+  env -u PYTHONDONTWRITEBYTECODE .venv/bin/python -m pytest --collect-only -q -p no:xdist -p no:cacheprovider tests \
+    > /dev/null 2>&1 &
+  rewritten=$!
+fi
+
 # The agents' own binaries, real clients in the tests (tests/test_*_cli_e2e.py, test_claude_code_e2e.py):
 # pinned, each beside the venv in .venv/<dir>. Node.js and npm come from Debian when the machine has none.
 npm_client() {   # dir package version
@@ -67,6 +80,8 @@ npm_client gemini-cli @google/gemini-cli 0.61.0
 # The service's bytecode, written once: each test stack starts five Python processes,
 # which otherwise compile it again where PYTHONDONTWRITEBYTECODE is set (~0.3 s each).
 .venv/bin/python -m compileall -q -j 0 extproc >/dev/null
+
+[ -n "$rewritten" ] && { wait "$rewritten" || true; }
 
 cores=$(nproc)
 exec .venv/bin/python -m pytest -n "${TEST_PROCESSES:-$(( cores < 4 ? cores : 4 ))}" --dist loadfile "$@"

@@ -57,11 +57,24 @@ class Run(NamedTuple):
     inferred: bool = False    # no id named it: the gateway inferred it (stages/runs/unnamed.py)
 
 
+_BY_AGENT: dict[str, Client] = {}      # user-agent -> its client: a caller sends one, many times
+_AGENTS_KEPT = 1024
+
+
 def client_of(headers: dict[str, str]) -> Client:
     """The agent that sent the call, by its user-agent's start; a blank Client if none."""
     agent = headers.get("user-agent", "")
     if not agent:
         return _ANY
+    found = _BY_AGENT.get(agent)
+    if found is None:
+        if len(_BY_AGENT) >= _AGENTS_KEPT:      # bounded: user-agents are the caller's to choose
+            _BY_AGENT.clear()
+        found = _BY_AGENT[agent] = _client_by_agent(agent)
+    return found
+
+
+def _client_by_agent(agent: str) -> Client:
     slash = agent.find("/")
     if slash <= 0:
         return _ANY

@@ -95,23 +95,40 @@ class RecogniseRun(Stage):
         self.store = store
         self.settings = settings or RunSettings()
 
-    async def request_body(self, call: Call) -> None:
+    def request_body(self, call: Call):
         """Else from the body (Codex CLI's prompt_cache_key); else the stored response it
-        continues, or inferred from its conversation (unnamed.py)."""
+        continues, or inferred from its conversation (unnamed.py): a store read, so an
+        awaitable only for a call that could be named so (most calls return None here)."""
         if call.key is None or call.run is not None:
-            return
+            return None
         run = call.run = recognise(call.key.id, call.headers, call.body)
-        if run is None and isinstance(call.body, dict) and call.endpoint.generates and self.store is not None:
-            try:
-                run = call.run = await chained_run(self.store, call) or (
-                    await inferred_run(self.store, call, self.settings.ttl_seconds)
-                    if self.settings.infer else None)
-            except StoreUnavailable as error:
-                log.error("store unavailable finding the run of a call that names none: %s", error)
         if run is not None:
-            call.log_fields["run"] = run.id
-            if run.inferred:
-                call.log_fields["run_inferred"] = True
+            _on_log_line(call, run)
+            return None
+        body = call.body
+        if not isinstance(body, dict) or not call.endpoint.generates or self.store is None:
+            return None
+        codec = call.codec
+        if codec.continued_response(body) is None and not (self.settings.infer and codec.tool_names(body)):
+            return None
+        return self._from_store(call)
+
+    async def _from_store(self, call: Call) -> None:
+        try:
+            run = call.run = await chained_run(self.store, call) or (
+                await inferred_run(self.store, call, self.settings.ttl_seconds)
+                if self.settings.infer else None)
+        except StoreUnavailable as error:
+            log.error("store unavailable finding the run of a call that names none: %s", error)
+            return
+        if run is not None:
+            _on_log_line(call, run)
+
+
+def _on_log_line(call: Call, run) -> None:
+    call.log_fields["run"] = run.id
+    if run.inferred:
+        call.log_fields["run_inferred"] = True
 
 
 class RunLimits(Stage):
@@ -126,10 +143,14 @@ class RunLimits(Stage):
         self.starts: dict[str, float] = {}           # run -> its first call (store record)
         self.ledger = worker_run_ledger()
 
-    async def request_body(self, call: Call) -> None:
+    def request_body(self, call: Call):
+        """A call of a run: its limits (an awaitable); None for a call of no run."""
+        if call.run is None or call.body is None or call.model is None or not call.endpoint.generates:
+            return None
+        return self._limits(call)
+
+    async def _limits(self, call: Call) -> None:
         run = call.run
-        if run is None or call.body is None or call.model is None or not call.endpoint.generates:
-            return
         settings = self.settings
         limits = settings.limits_for(call.key, run.client)
         repeats = settings.loops.repeats_for(run.client)
