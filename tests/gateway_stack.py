@@ -385,13 +385,20 @@ class GatewayStack:
 
     def phase_moved(self, before: dict[str, float], phase: str, at_least: float, timeout: float = 5) -> float:
         """How much a phase's count moved since `before`, once every worker has flushed."""
+        return self.phases_moved(before, {phase: at_least}, timeout)[phase]
+
+    def phases_moved(self, before: dict[str, float], at_least: dict[str, float],
+                     timeout: float = 5) -> dict[str, float]:
+        """How much each phase's count moved since `before`, once every worker has flushed
+        (one wait for them all), polled until each moved `at_least` (or `timeout`)."""
         deadline = time.monotonic() + timeout
         time.sleep(3 * FLUSH_INTERVAL)
-        moved = self.phase_counts()[phase] - before[phase]
-        while moved < at_least and time.monotonic() < deadline:
+        while True:
+            counts = self.phase_counts()
+            moved = {phase: counts[phase] - before[phase] for phase in at_least}
+            if all(moved[p] >= n for p, n in at_least.items()) or time.monotonic() > deadline:
+                return moved
             time.sleep(FLUSH_INTERVAL)
-            moved = self.phase_counts()[phase] - before[phase]
-        return moved
 
     def log_count(self) -> int:
         """How many records the log holds now: `wait_for_record(after=...)` skips them."""

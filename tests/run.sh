@@ -44,9 +44,11 @@ fi
 # processes read even where PYTHONDONTWRITEBYTECODE is set: written once here, in the
 # background while npm downloads, when a test file has none yet.
 rewritten=""
-pyfiles=$(ls tests/test_*.py tests/conftest.py | wc -l)
-cached=$(ls tests/__pycache__/*-pytest-*.pyc 2>/dev/null | wc -l)
-if [ "$cached" -lt "$pyfiles" ]; then
+shopt -s nullglob
+test_files=(tests/test_*.py tests/conftest.py)
+rewritten_files=(tests/__pycache__/*-pytest-*.pyc)
+shopt -u nullglob
+if [ ${#rewritten_files[@]} -lt ${#test_files[@]} ]; then
   env -u PYTHONDONTWRITEBYTECODE .venv/bin/python -m pytest --collect-only -q -p no:xdist -p no:cacheprovider tests \
     > /dev/null 2>&1 &
   rewritten=$!

@@ -105,9 +105,11 @@ def test_which_streams_pass_through_and_that_each_settles_exactly(stack, what, k
         assert response.headers["x-gateway-backend"] == ("mock-backup" if body["model"] == "smart" else "mock")
         streamed = b"".join(response.iter_raw())
     # Passed through: one message for the whole response (headers and chunks go by).
-    assert stack.phase_moved(before, "response_trailers", int(passed)) == int(passed)
-    assert stack.phase_moved(before, "response_headers", int(not passed)) == int(not passed)
-    assert (stack.phase_moved(before, "response_body", int(not passed)) > 0) is not passed
+    moved = stack.phases_moved(before, {"response_trailers": int(passed), "response_headers": int(not passed),
+                                        "response_body": int(not passed)})
+    assert moved["response_trailers"] == int(passed)
+    assert moved["response_headers"] == int(not passed)
+    assert (moved["response_body"] > 0) is not passed
     if path != "/responses":
         assert streamed.rstrip().endswith(b"data: [DONE]")
         # The client sees usage (a usage chunk, "usage":null in the others) exactly when
@@ -248,8 +250,8 @@ def test_a_provider_error_on_a_stream_that_would_pass_through(stack):
     assert record["outcome"] == "upstream_error" and record["status"] == 400
     assert record["input_tokens"] == record["output_tokens"] == 0     # nothing billed, nothing charged
     # Its status came with the trailers message (Envoy's response.code); the body went by.
-    assert stack.phase_moved(before, "response_trailers", 1) == 1
-    assert stack.phase_moved(before, "response_body", 0) == 0
+    moved = stack.phases_moved(before, {"response_trailers": 1, "response_body": 0})
+    assert (moved["response_trailers"], moved["response_body"]) == (1, 0)
     assert _penny_counter(stack).held == 0
 
 
@@ -440,8 +442,8 @@ def test_a_gemini_stream_passes_through_decided_from_its_path_and_settles_exactl
                                "x-mock-cached-tokens": "2"}) as response:
         assert response.status_code == 200 and response.headers["x-gateway-backend"] == "gemini"
         streamed = b"".join(response.iter_raw())
-    assert stack.phase_moved(before, "response_trailers", 1) == 1
-    assert stack.phase_moved(before, "response_body", 0) == 0
+    moved = stack.phases_moved(before, {"response_trailers": 1, "response_body": 0})
+    assert (moved["response_trailers"], moved["response_body"]) == (1, 0)
     assert b'"usageMetadata"' in streamed
     record = stack.wait_for_record(rid)
     provider = _provider_usage(stack, rid)
