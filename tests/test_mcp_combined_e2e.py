@@ -14,7 +14,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from gateway_stack import GatewayStack, quickstart_config
+from gateway_stack import GatewayStack, free_port, quickstart_config
 from mcp.shared.exceptions import McpError
 from test_mcp_e2e import (ACCEPT, ALICE, BOB, INIT, call, post, session_run, tool_names,
                           upstream_requests)
@@ -31,6 +31,10 @@ def _config() -> dict:
     config["mcp"]["profiles"]["narrow"] = {
         "servers": ["ops", "demo"], "tools": ["ops_add", "demo_fetch_note"], "access": {"default": "*"},
         "results": {"on_block": "error"}}
+    # A profile one of whose servers cannot be reached (nothing listens at its address).
+    config["mcp"]["servers"]["gone"] = {"url": f"http://127.0.0.1:{free_port()}/mcp",
+                                        "credential": {"value": "gone-token"}}
+    config["mcp"]["profiles"]["partly"] = {"servers": ["ops", "gone"], "access": {"default": "*"}}
     return config
 
 
@@ -50,6 +54,20 @@ def test_each_caller_lists_the_prefixed_tools_of_both_servers_it_may_call(stack)
     assert tool_names(stack, ALICE, "workspace") == DEMO | OPS
     assert tool_names(stack, BOB, "workspace") == {"demo_echo", "ops_add", "ops_shout"}
     assert tool_names(stack, BOB, "narrow") == {"ops_add", "demo_fetch_note"}
+
+
+def test_a_server_that_cannot_be_reached_leaves_the_others_of_its_profile_serving(stack):
+    """Through Envoy: the session opens, lists the tools of the servers that answered, calls
+    them; a call naming the missing server's prefix gets an error result saying so."""
+    assert tool_names(stack, ALICE, "partly") == OPS
+
+    async def work(session):
+        await session.list_tools()
+        return await session.call_tool("ops_add", {"a": 1, "b": 2}), await session.call_tool("gone_anything", {})
+    added, missing = session_run(stack, ALICE, work, "partly")
+    assert not added.isError and added.content[0].text == "3"
+    assert missing.isError and "unreachable" in missing.content[0].text, missing
+    assert "gone-token" not in stack.log_path.read_text() + stack.stderr_path.read_text()
 
 
 def test_calls_reach_the_server_their_prefix_names(stack):
