@@ -99,7 +99,9 @@ class Forker:
     """Starts the fork server on first use, then forks `extproc` commands from it."""
 
     def __init__(self, server_env: Mapping[str, str], encodings: Sequence[str], config_path: str = "",
-                 run_dir: str = "") -> None:
+                 run_dir: str = "", mock: bool = False) -> None:
+        # The command line, the mock's routes (aiohttp) when it runs, then the rest (preloaded.py).
+        self._preload = ["extproc.cli", *(["extproc.mock.server"] if mock else []), "extproc.runtime.preloaded"]
         self._run_dir = run_dir           # where the fork server's socket goes (else the temp dir)
         # SPT_NOENV: setproctitle keeps to the command line's own bytes, leaving the
         # environment as the process started with it (/proc/<pid>/environ).
@@ -110,8 +112,7 @@ class Forker:
     def _started(self):
         if self._context is None:
             context = multiprocessing.get_context("forkserver")
-            # The command line, the mock's routes (aiohttp), then the rest (preloaded.py).
-            context.set_forkserver_preload(["extproc.cli", "extproc.mock.server", "extproc.runtime.preloaded"])
+            context.set_forkserver_preload(self._preload)
             saved = {name: os.environ.get(name) for name in self._server_env}
             os.environ.update(self._server_env)       # what the fork server starts with
             import tempfile

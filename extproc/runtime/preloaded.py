@@ -1,8 +1,8 @@
 """What the fork server (forked.py) holds before it forks a child, besides the command
-line and the mock's routes it imports first: the modules every child imports, the
-tokenizers the config's models count with, and the config's guardrail detectors
-(guardrails/config.py keeps them per rule; they hold no per-request state). Imported
-only there.
+line and the mock's routes (when the config runs the mock), which it imports first: the
+modules every child imports, the tokenizers the config's models count with, and the
+config's guardrail detectors (guardrails/config.py keeps them per rule; they hold no
+per-request state). Imported only there.
 
 Importing this module is all it does; nothing here starts a thread, a loop or a socket,
 which a fork would not carry into the child."""

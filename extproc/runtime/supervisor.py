@@ -90,7 +90,7 @@ class Supervisor:
         # environment; the mock warms o200k_base, what nearly every call counts with.
         encodings = {model.encoding for model in config.models.values()}
         self.forker = Forker(_worker_env(), encodings | ({"o200k_base"} if config.mock_provider else set()),
-                             config.path or "", str(run_dir)) \
+                             config.path or "", str(run_dir), mock=bool(config.mock_provider)) \
             if forking_supported() else None
 
     # --- start --------------------------------------------------------------------
