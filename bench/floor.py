@@ -230,7 +230,7 @@ def main() -> None:
         serve(args.serve, args.burn_us, args.transport)
         return
     from extproc.config.envoy_config import envoy_binary
-    from extproc.runtime.supervisor import WORKER_GRPC_EXPERIMENTS, WORKER_MALLOC
+    from extproc.runtime.worker_env import WORKER_GRPC_EXPERIMENTS, WORKER_MALLOC
     binary = ensure_wrk()
     workdir = Path(tempfile.mkdtemp(prefix="llmgw-floor-"))
     mock_port = free_port()

@@ -271,7 +271,7 @@ def _environ(pid: int) -> dict[str, str]:
 @pytest.mark.parametrize("operators_value", [None, "-event_engine_listener"])
 def test_workers_get_grpcs_two_thread_reads_and_a_heap_kept_for_large_bodies_unless_the_operator_says_otherwise(
         tmp_path, monkeypatch, operators_value):
-    from extproc.runtime.supervisor import WORKER_GRPC_EXPERIMENTS, WORKER_MALLOC
+    from extproc.runtime.worker_env import WORKER_GRPC_EXPERIMENTS, WORKER_MALLOC
     operators_trim = "1048576"
     if operators_value:
         monkeypatch.setenv("GRPC_EXPERIMENTS", operators_value)

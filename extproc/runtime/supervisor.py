@@ -31,23 +31,8 @@ from .lost_calls import take_dead_workers_journals
 from .envoy_admin import admin_address, admin_request, drain_envoy
 from .processes import connectable, raise_descriptor_limit, rss_mb, stop_servers, terminate
 from .with_parent import child_command
+from .worker_env import worker_env
 
-# grpc-python's EventEngine endpoints hand every read across four threads (epoll poller,
-# EventEngine worker, completion-queue thread, event loop); its older iomgr endpoints
-# read on the completion-queue thread itself (two). Measured on the gateway (four
-# interleaved A/B runs, same core; bench/README.md, "Tried, measured, and not kept"): ~5% more requests/s and ~8%
-# less worker CPU per request, ahead in 19 of 26 rounds. An operator's own
-# GRPC_EXPERIMENTS wins; a grpcio that no longer knows these names logs "Unknown
-# experiment" and runs as before.
-WORKER_GRPC_EXPERIMENTS = "-event_engine_listener,-event_engine_for_all_other_endpoints"
-# glibc's malloc hands a large freed buffer back to the kernel and maps a new one for the
-# next: a request body of megabytes, copied a few times on its way in (socket, HTTP/2
-# frames, the gRPC message, protobuf), then page-faults on every copy. Taking buffers
-# under 32 MB from the heap, and keeping up to 128 MB of it once freed, cut a do-nothing
-# servicer's CPU for a 4 MB body from 6.7-7.2 to 2.3-2.4 ms (bench/floor.py --history-kb
-# 4000; docs/kubernetes-and-operations.md, "Scaling"). An operator's own MALLOC_*
-# settings win; other C libraries ignore these names.
-WORKER_MALLOC = {"MALLOC_MMAP_THRESHOLD_": str(32 << 20), "MALLOC_TRIM_THRESHOLD_": str(128 << 20)}
 # How often Envoy writes its access log (stderr) when less than 64 KB is waiting.
 ENVOY_LOG_FLUSH_MS = 1000
 # How long start-up waits for each process to listen while it lives (one that exits fails the
@@ -89,7 +74,7 @@ class Supervisor:
         # The Python children, forked from a preloaded server (forked.py), with the workers'
         # environment; the mock warms o200k_base, what nearly every call counts with.
         encodings = {model.encoding for model in config.models.values()}
-        self.forker = Forker(_worker_env(), encodings | ({"o200k_base"} if config.mock_provider else set()),
+        self.forker = Forker(worker_env(), encodings | ({"o200k_base"} if config.mock_provider else set()),
                              config.path or "", str(run_dir), mock=bool(config.mock_provider)) \
             if forking_supported() else None
 
@@ -183,7 +168,7 @@ class Supervisor:
         extra = ["--health-address", f"0.0.0.0:{health}"] if health and index == 0 else []
         self.workers[index] = self._spawn([
             sys.executable, "-m", "extproc", "worker", "--config", self.config.path,
-            "--address", f"unix:{self._process_socket(index)}", *extra], _worker_env())
+            "--address", f"unix:{self._process_socket(index)}", *extra], worker_env())
         if switch:
             self._point_at(index)
             self.crash_loops.setdefault(index, CrashLoop()).started()
@@ -411,12 +396,6 @@ class Supervisor:
 
     def _drain_envoy(self, grace: float) -> None:
         drain_envoy(self.envoy_admin, grace)
-
-
-def _worker_env() -> dict[str, str]:
-    """What a worker's process reads when it starts, besides the supervisor's environment."""
-    return {**{name: os.environ.get(name, value) for name, value in WORKER_MALLOC.items()},
-            "GRPC_EXPERIMENTS": os.environ.get("GRPC_EXPERIMENTS", WORKER_GRPC_EXPERIMENTS)}
 
 
 def new_run_dir() -> Path:
