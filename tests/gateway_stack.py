@@ -33,7 +33,9 @@ QUICKSTART_ENVOY = ROOT / "envoy" / "quickstart.yaml"
 
 def settled_rows(store, timeout: float = 5) -> dict:
     """The store's counters (by "limit|scope value") once nothing is held: a worker settles
-    a call just after its last reply, so a client can read the store a moment before."""
+    a call just after its last reply, so a client can read the store a moment before. A
+    counter's rows of every window are summed (the newest window's expiry kept): a test that
+    spans the turn of the hour reads what it spent, not the new window's share of it."""
     async def poll() -> dict:
         deadline = time.monotonic() + timeout
         while True:
@@ -41,9 +43,19 @@ def settled_rows(store, timeout: float = 5) -> dict:
             if inspect.isawaitable(rows):          # the Redis store's methods are coroutines
                 rows = await rows
             if all(row.held == 0 for row in rows) or time.monotonic() > deadline:
-                return {"|".join(row.counter.split("|")[:2]): row for row in rows}
+                return _windows_summed(rows)
             await asyncio.sleep(0.02)
     return asyncio.run(poll())
+
+
+def _windows_summed(rows) -> dict:
+    summed: dict = {}
+    for row in sorted(rows, key=lambda row: row.expires):
+        name = "|".join(row.counter.split("|")[:2])
+        before = summed.get(name)
+        summed[name] = row if before is None else type(row)(
+            row.counter, before.spent + row.spent, before.held + row.held, row.expires)
+    return summed
 
 
 _handed_out: set[int] = set()
