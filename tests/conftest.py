@@ -68,6 +68,28 @@ def bob(gateway) -> OpenAI:
 
 
 @pytest.fixture(scope="session")
+def claude_code_prose(tmp_path_factory) -> list[str]:
+    """The prose string literals of the installed Claude Code (test_injection_corpus's
+    `claude_code_texts`), read once per suite: ~9 s of CPU over its 245 MB binary. The
+    suite's test processes share them through a file in the run's own directory."""
+    import fcntl
+    import json
+
+    from test_injection_corpus import CLAUDE_CODE, claude_code_texts
+    if not CLAUDE_CODE.exists():
+        pytest.fail("Claude Code is not installed: tests/run.sh installs it into .venv/claude-code")
+    if not os.environ.get("PYTEST_XDIST_WORKER"):         # one process: nothing to share
+        return claude_code_texts()
+    shared = tmp_path_factory.getbasetemp().parent        # this run's, shared by its workers
+    with open(shared / "claude-code-prose.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        path = shared / "claude-code-prose.json"
+        if not path.exists():
+            path.write_text(json.dumps(claude_code_texts()))
+        return json.loads(path.read_text())
+
+
+@pytest.fixture(scope="session")
 def redis_url(tmp_path_factory):
     """A real redis-server (Debian package, installed by tests/run.sh)."""
     import shutil

@@ -11,7 +11,7 @@ import sys
 import openai
 import pytest
 from gateway_stack import ROOT, GatewayStack, free_port, quickstart_config, wait_for_port
-from test_injection_corpus import CLAUDE_CODE, CORPORA, claude_code_texts
+from test_injection_corpus import CORPORA
 
 from extproc.plugin_api import guardrail_plugin_pb2 as pb
 from extproc.plugins.classifier import Classifier, corpus_texts, train
@@ -29,11 +29,9 @@ def _kept(texts: list[str]) -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def split():
-    if not CLAUDE_CODE.exists():
-        pytest.fail("Claude Code is not installed: tests/run.sh installs it into .venv/claude-code")
+def split(claude_code_prose):
     attacks, benign = corpus_texts(CORPORA)
-    prose = claude_code_texts()
+    prose = claude_code_prose
     # (a third of Claude Code's kept prose: the fit takes ~5 s instead of ~15)
     model = train(_kept(attacks), _kept(benign) + _kept(prose)[::3])
     return model, _held_out(attacks), _held_out(benign), _held_out(prose)

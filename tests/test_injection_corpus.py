@@ -72,10 +72,8 @@ def claude_code_texts() -> list[str]:
     return sorted(texts)
 
 
-def test_claude_code_system_prompt_and_tools_pass_untouched():
-    if not CLAUDE_CODE.exists():
-        pytest.fail("Claude Code is not installed: tests/run.sh installs it into .venv/claude-code")
-    texts = claude_code_texts()
+def test_claude_code_system_prompt_and_tools_pass_untouched(claude_code_prose):
+    texts = claude_code_prose
     # The extraction reached the system prompt and the tools' descriptions.
     assert any("You are Claude Code, Anthropic's official CLI for Claude" in t for t in texts)
     assert any("The working directory persists between commands" in t for t in texts)   # Bash tool
@@ -84,15 +82,13 @@ def test_claude_code_system_prompt_and_tools_pass_untouched():
     assert flagged == []
 
 
-def test_claude_code_texts_read_as_one_request_pass_untouched():
+def test_claude_code_texts_read_as_one_request_pass_untouched(claude_code_prose):
     """As Claude Code sends them: many of them in one request, read as one conversation."""
     from types import SimpleNamespace
 
     from extproc.guardrails.config import Guardrail
     from extproc.stages.guard.request import check_texts
-    if not CLAUDE_CODE.exists():
-        pytest.fail("Claude Code is not installed: tests/run.sh installs it into .venv/claude-code")
-    texts = claude_code_texts()
+    texts = claude_code_prose
     rule = Guardrail("injection", "prompt_injection", "block", frozenset({"request"}), "closed", DETECTOR)
     for start in range(0, len(texts), 200):
         blocks = [{"type": "text", "text": t} for t in texts[start:start + 200]]
