@@ -114,12 +114,13 @@ def ensure_wrk() -> str:
 
 def wrk(binary: str, url: str, key: str, body: str, seconds: int, connections: int,
         pause_ms: float | None = None, headers: dict[str, str] | None = None, spread: bool = False,
-        fresh: bool = False) -> dict:
+        fresh: bool = False, cores: str | None = "1", threads: int = 1) -> dict:
     """Closed-loop load; with pause_ms each connection waits that long between requests
     (paced load: about connections / pause requests per second). The same pause on every
     connection keeps them in step: their requests arrive together, in bursts; `spread`
     draws each pause at random (uniform, same mean), so that arrivals spread out. `fresh`:
-    FRESH_MARK in the body is replaced by a count unique to this run, request by request."""
+    FRESH_MARK in the body is replaced by a count unique to this run, request by request.
+    `cores`: where wrk runs (None: anywhere), with `threads` threads."""
     pause = f"math.random() * {2 * pause_ms:.1f}" if spread else f"{pause_ms:.1f}" if pause_ms else ""
     script = Path(tempfile.mkstemp(suffix=".lua")[1])
     script.write_text('wrk.method = "POST"\n'
@@ -131,7 +132,8 @@ def wrk(binary: str, url: str, key: str, body: str, seconds: int, connections: i
                       + ("local n = 0\nrequest = function()\n  n = n + 1\n"
                          f'  local body = (wrk.body:gsub("{FRESH_MARK}", "{time.time_ns()}-" .. n))\n'
                          "  return wrk.format(nil, nil, nil, body)\nend\n" if fresh else ""), encoding="utf-8")
-    ran = subprocess.run(["taskset", "-c", "1", binary, "-t1", f"-c{connections}", f"-d{seconds}s",
+    pinned = ["taskset", "-c", cores] if cores else []
+    ran = subprocess.run([*pinned, binary, f"-t{threads}", f"-c{connections}", f"-d{seconds}s",
                           "--latency", "-s", str(script), url], capture_output=True, text=True)
     script.unlink()
     out = ran.stdout

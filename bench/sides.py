@@ -76,9 +76,11 @@ def start_redis(workdir: Path) -> tuple[subprocess.Popen, str]:
     return process, f"redis://127.0.0.1:{port}/0"
 
 
-def envoy_alone(workdir: Path, mock_port: int, cluster: str = "mock") -> tuple[subprocess.Popen, int]:
+def envoy_alone(workdir: Path, mock_port: int, cluster: str = "mock",
+                concurrency: int = 1) -> tuple[subprocess.Popen, int]:
     """Envoy as a plain proxy to the mock on `mock_port`, through the quickstart's `cluster`
-    (its upstream filters kept: the `bedrock` cluster's signs each request)."""
+    (its upstream filters kept: the `bedrock` cluster's signs each request), with
+    `concurrency` worker threads."""
     envoy = yaml.safe_load((ROOT / "envoy" / "quickstart.yaml").read_text())
     port, admin = free_port(), str(workdir / "envoy-alone-admin.sock")   # not the gateway Envoy's
     envoy["admin"]["address"]["pipe"]["path"] = admin
@@ -99,7 +101,7 @@ def envoy_alone(workdir: Path, mock_port: int, cluster: str = "mock") -> tuple[s
     path = workdir / "envoy-alone.yaml"
     path.write_text(yaml.safe_dump(envoy))
     from extproc.config.envoy_config import envoy_binary
-    process = subprocess.Popen([envoy_binary(), "-c", str(path), "--concurrency", "1",
+    process = subprocess.Popen([envoy_binary(), "-c", str(path), "--concurrency", str(concurrency),
                                 "--disable-hot-restart", "--log-level", "error"],
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 20
