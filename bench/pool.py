@@ -7,6 +7,10 @@ Workloads (64 concurrent callers, streamed, for `--seconds` each):
   24 output tokens each) under one shared ~3,000-word system prompt: a replica that saw the conversation serves its prefix
   from its KV cache, one that did not prefills it again.
 - `unique`: every call a new ~3,000-word prompt (no shared prefix).
+- `documents`: questions on 64 documents of ~2,500 words (each call one document, picked
+  at random, then a new 20-word question; ~3,300 tokens, 206 blocks each): together ~6x
+  what one replica's KV cache holds, ~80% of what the pool's 8 hold. Balanced without regard to prefixes, every
+  replica sees every document and keeps a fraction; homed by prefix, each keeps its own.
 
 Three models on the same 8 replicas: `bench-rr` and `bench-lr` (clusters balanced by
 Envoy, ROUND_ROBIN and LEAST_REQUEST) and `bench-pick` (a pool provider).
@@ -44,6 +48,7 @@ def text(rng: random.Random, words: int) -> str:
 
 
 SYSTEM = "You are the assistant of a garden-tool shop. Policies: " + text(random.Random(7), 3000)
+DOCUMENTS = [f"Manual {d}: " + text(random.Random(1000 + d), 2500) for d in range(64)]
 
 
 def config() -> dict:
@@ -115,6 +120,12 @@ async def caller(index: int, model: str, workload: str, url: str, deadline: floa
     conversation = 0
     while time.monotonic() < deadline:
         conversation += 1
+        if workload == "documents":
+            question = f"{rng.choice(DOCUMENTS)}\n\nQuestion {index}-{conversation}: {text(rng, 20)}?"
+            await call(client, url, {"model": model, "messages": [{"role": "user", "content": question}],
+                                     "max_tokens": 24, "stream": True, "stream_options": {"include_usage": True}},
+                       stats)
+            continue
         if workload == "unique":
             messages = [{"role": "user", "content": f"{index}-{conversation} " + text(rng, 3000)}]
             await call(client, url, {"model": model, "messages": messages, "max_tokens": 24, "stream": True,

@@ -48,8 +48,12 @@ def test_a_codex_run_in_a_tool_loop_is_one_run_and_is_stopped(gateway, tmp_path)
         if runs and runs[0]["outcome"] == "stopped_loop" and \
                 runs[0]["calls"] - runs[0]["refused"] >= QUICKSTART_REPEATS + 1:
             break
-        assert time.monotonic() < deadline, \
-            (runs, [runs_cli(gateway, "show", run["id"]) for run in runs], output[-2000:])
+        if time.monotonic() >= deadline:
+            seen = [{k: run.get(k) for k in ("id", "source", "inferred", "outcome", "calls", "refused")}
+                    for run in runs]
+            calls = [[(c.get("status"), c.get("outcome"), c.get("error")) for c in runs_cli(gateway, "show", r["id"])["calls"]]
+                     for r in runs]
+            pytest.fail(f"runs: {seen}\ntheir calls: {calls}\nCodex: {output[-1500:]}")
         time.sleep(0.2)
     assert len(runs) == 1, runs                     # Codex's calls: one run
     run = runs[0]
