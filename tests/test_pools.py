@@ -87,6 +87,15 @@ def test_conversations_under_a_long_system_prompt_have_their_own_homes():
         home_key([system, "Customer 1: which rake?"])                      # the same in every turn
 
 
+def test_questions_on_one_long_document_share_its_home():
+    from extproc.pools.prefix import home_key
+    documents = [f"Manual {d}: " + "how to sharpen, store and oil the shears. " * 300 for d in range(3)]
+    keys = {d: {home_key([f"{document}\n\nQuestion {q}: which oil?"]) for q in range(10)}
+            for d, document in enumerate(documents)}
+    assert all(len(same) == 1 for same in keys.values())                 # one home per document
+    assert len(set().union(*keys.values())) == 3                          # and documents spread
+
+
 def _pool(n: int = 4, **picker) -> PoolSignals:
     addresses = tuple(f"10.0.0.{i}:8000" for i in range(n))
     pool = Pool(server="vllm", endpoints=addresses, service=None, models=("m",),
