@@ -35,10 +35,13 @@ def _replica(answer: httpx.Response) -> int:
 
 
 def _warm(gateway) -> None:
-    """The workers' scrapers have read every replica (the first call of each starts them)."""
-    deadline = time.monotonic() + 15
+    """The workers' scrapers have read every replica (the first call of each starts them).
+    Which worker a call reaches is Envoy's choice: 16 calls in a row picked from scrapes
+    (seen once: four in a row all reached one worker, and the next call the other, whose
+    scrapers had not started)."""
+    deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
-        answers = [_chat(gateway, f"warm {i}") for i in range(4)]
+        answers = [_chat(gateway, f"warm {i}") for i in range(16)]
         records = [gateway.wait_for_record(a.headers["x-request-id"]) for a in answers]
         if all(a.status_code == 200 for a in answers) and all(r.get("pool_reason") != "unscraped" for r in records):
             return
