@@ -70,6 +70,18 @@ def test_eviction_takes_a_prompts_deepest_blocks_first():
     assert table.matched(old) == {"a": 3, "b": 2}
 
 
+def test_a_large_table_drops_its_least_recently_used_in_one_pass():
+    """Past an eighth over its capacity, a table goes back to its capacity, the least
+    recently used blocks (and the deepest of a prompt) first."""
+    table = PrefixTable(capacity=64)
+    old = block_hashes(["o" * 256 * 40], 256)
+    table.record("a", old)
+    table.record("a", block_hashes(["n" * 256 * 32], 256))      # 72 held: not yet past 64 + 8
+    assert table.size("a") == 72 and table.matched(old) == {"a": 40}
+    table.record("a", block_hashes(["m" * 256 * 1], 256))       # 73: back to 64, 9 of old's deepest gone
+    assert table.size("a") == 64 and table.matched(old) == {"a": 31}
+
+
 def test_block_hashes_stand_for_their_whole_prefix():
     one = block_hashes(["x" * 300, "same ending " * 40], 256)
     two = block_hashes(["y" * 300, "same ending " * 40], 256)
