@@ -93,10 +93,10 @@ npm_client qwen-code @qwen-code/qwen-code 0.24.4
 npm_client opencode opencode-ai 1.18.33
 npm_client gemini-cli @google/gemini-cli 0.61.0
 
-# On the machine's cores, one process more than it has (pytest-xdist; a gateway test
-# waits much of its time, which the extra process fills: 784 s against ~830 s on two
-# cores), at most 4 (each process starts gateways of its own); each test file in one
-# process, so a file's shared stacks are made once.
+# On the machine's cores (pytest-xdist; at most 4: each process starts gateways of its
+# own), each test file in one process, so a file's shared stacks are made once. (One
+# process more than the cores gained a minute or two, and put the fault tests' timing
+# under more load than they hold: tests-on-every-core.md.)
 # TEST_PROCESSES=0 runs it all in this process.
 # The service's bytecode, written once: each test stack starts five Python processes,
 # which otherwise compile it again where PYTHONDONTWRITEBYTECODE is set (~0.3 s each).
@@ -105,4 +105,4 @@ npm_client gemini-cli @google/gemini-cli 0.61.0
 [ -n "$rewritten" ] && { wait "$rewritten" || true; }
 
 cores=$(nproc)
-exec .venv/bin/python -m pytest -n "${TEST_PROCESSES:-$(( cores < 4 ? cores + 1 : 4 ))}" --dist loadfile "$@"
+exec .venv/bin/python -m pytest -n "${TEST_PROCESSES:-$(( cores < 4 ? cores : 4 ))}" --dist loadfile "$@"
