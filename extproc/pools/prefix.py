@@ -64,10 +64,10 @@ def home_key(texts: list[str]) -> int:
 
 
 class PrefixTable:
-    """Recording a call sets a tick per block (a dict store: ~4 µs for a 45-block prompt,
-    where moving each block to the end of an ordered dict took ~33 µs); the least recently
-    used are dropped in one pass once a replica holds an eighth more than `capacity`,
-    down to `capacity` (small tables at once)."""
+    """Recording a call sets a tick per block in a plain dict; the least recently used are
+    dropped in one pass once a replica holds an eighth more than `capacity`, down to
+    `capacity` (small tables at once). Into a full table: 10.6 µs a 45-block call, where
+    an ordered dict moved and dropped block by block in 33 µs."""
 
     def __init__(self, capacity: int) -> None:
         self.capacity = capacity
@@ -128,23 +128,24 @@ class PrefixTable:
             self._evict(endpoint, blocks)
 
     def _evict(self, endpoint: str, blocks: dict[int, int]) -> None:
-        owners = self._owners
-        for old in heapq.nsmallest(len(blocks) - self.capacity, blocks, key=blocks.__getitem__):
+        dropped = heapq.nsmallest(len(blocks) - self.capacity, blocks, key=blocks.__getitem__)
+        for old in dropped:
             del blocks[old]
-            holders = owners.get(old)
+        self._release(endpoint, dropped)
+
+    def _release(self, endpoint: str, hashes) -> None:
+        """`endpoint` no longer holds these blocks: the index forgets it as their holder."""
+        owners = self._owners
+        for hash_ in hashes:
+            holders = owners.get(hash_)
             if holders is not None:
                 holders.discard(endpoint)
                 if not holders:
-                    del owners[old]
+                    del owners[hash_]
 
     def forget(self, endpoint: str) -> None:
         """A replica gone (or restarted): its cache is empty."""
-        for hash_ in self._blocks.pop(endpoint, ()):
-            holders = self._owners.get(hash_)
-            if holders is not None:
-                holders.discard(endpoint)
-                if not holders:
-                    del self._owners[hash_]
+        self._release(endpoint, self._blocks.pop(endpoint, ()))
 
     def size(self, endpoint: str) -> int:
         return len(self._blocks.get(endpoint, ()))
