@@ -22,10 +22,12 @@ from ...config.envoy_contract import CUT_STREAMS_LOGGED
 from ...dialects import Codec
 from ...observability import metrics
 from ...pipeline.call import Call
-from ...pipeline.outcomes import CANCELLED, PROVIDER_CUT, UPSTREAM_FAILED, ended_early_id
+from ...pipeline.outcomes import (CANCELLED, GATEWAY_TIMEOUT, PROVIDER_CUT, UPSTREAM_FAILED, Undelivered,
+                                  ended_early_id)
 from ...store.base import UPSTREAM_COMPLETE
 from ...store.cut_streams import BytesPerToken, SentBytes, new_cut_id
 from ...pipeline.stage import Stage
+from .delivered import REQUEST_REPLIES, TIMEOUT_STATUS as ENVOYS_TIMEOUT_STATUS
 from .usage import first_event_perf_counter
 
 
@@ -133,12 +135,22 @@ class CutStream(Stage):
     async def _ended_early(self, call: Call) -> None:
         """A call that went to the provider and ended before its answer did: Envoy's
         access log says whether the provider failed it (then it is the provider's cut,
-        and its status is what the caller got: Envoy's 502, or the 200 of a cut stream)
-        or the client left."""
+        and its status is what the caller got: Envoy's 502, or the 200 of a cut stream),
+        whether Envoy answered the caller its own 504 (its message timeout ran out while
+        a reply of the service's was due: the gateway's timeout, whatever the worker
+        believed Envoy took of its replies), or the client left."""
         entry = await self.sent.wait(ended_early_id(call.request_id), self.store)
-        if entry is not None and entry.usage and orjson.loads(entry.usage).get(UPSTREAM_FAILED):
+        if entry is None:
+            return
+        if entry.usage and orjson.loads(entry.usage).get(UPSTREAM_FAILED):
             call.outcome = PROVIDER_CUT
             call.status = entry.status or call.status
+        elif entry.status == ENVOYS_TIMEOUT_STATUS:
+            # The caller got Envoy's 504 and none of the answer: the delivered stage
+            # charges nothing to it (what the provider billed is absorbed, and logged).
+            lost = call.own(Undelivered)
+            lost.replies, lost.generated, lost.worker_hung = REQUEST_REPLIES, 0, True
+            call.outcome = GATEWAY_TIMEOUT
 
 
 def running_usage(codec: Codec, numbers: dict, estimate: int) -> Usage | None:
