@@ -166,6 +166,10 @@ def encoding(stack: GatewayStack, model: str) -> str:
     return load_config(str(stack.workdir / "gateway.yaml"), strict_credentials=False).models[model].encoding
 
 
+# The most tokens of one of the mock's text events (a word or two).
+EVENT_TOKENS = 4
+
+
 def test_a_hung_worker_charges_callers_only_what_reached_them(stack):
     """One worker of two stopped for 5 s under load (JSON, passed-through and translated
     streams): its callers get Envoy's 504 or a stream cut where it stood; once it resumes,
@@ -211,7 +215,7 @@ def _hung_round(stack, prefix: str) -> None:
     for got in results:
         record = records[got.request_id]
         charged = record["input_tokens"] + record["output_tokens"]
-        where = (got.request_id, got.kind, got.status, got.cut, record["status"], record["outcome"], charged, record["request_id"], record.get("attempts"))
+        where = f"{vars(got)} {record}"
         if got.usage is not None:                   # a whole answer: charged exactly its usage
             assert charged == got.usage["total_tokens"], where
             owed += charged
@@ -219,7 +223,10 @@ def _hung_round(stack, prefix: str) -> None:
             assert (record["status"], record["outcome"], charged) == (got.status, "gateway_timeout", 0), where
         else:                                       # a stream cut where it stood: the text it got
             assert record["outcome"] == "gateway_timeout" and record["usage_estimated"], where
-            assert record["output_tokens"] == count_text(got.text, encoding(stack, MODELS[got.kind])), where
+            # ...and at most the event in flight at the reset (Envoy took it; the reset
+            # lost it on the way: docs/budgets-and-rate-limits.md#what-a-call-is-charged).
+            got_tokens = count_text(got.text, encoding(stack, MODELS[got.kind]))
+            assert got_tokens <= record["output_tokens"] <= got_tokens + EVENT_TOKENS, where
             owed += charged
         if record["outcome"] == "gateway_timeout" and record.get("provider_usage"):
             assert record["provider_usage"]["output_tokens"] >= record["output_tokens"], where

@@ -38,9 +38,11 @@ class Undelivered:
     took that reply, nor any made after the last one that left the worker. Set by the
     worker (runtime/processor.py) only then; stages/accounting/delivered.py charges what the caller
     got from it."""
-    __slots__ = ("replies", "generated", "worker_hung")
+    __slots__ = ("replies", "generated", "worker_hung", "answered", "refuted")
 
     def __init__(self) -> None:
         self.replies = 0          # replies Envoy took: 2 or more once the request went on to the provider
         self.generated = 0        # of call.generated, the texts whose chunks' replies Envoy took
         self.worker_hung = False  # the worker's loop did not run for a while before the end
+        self.answered = ""        # the outcome the call had when its last reply was made ("": none made)
+        self.refuted = False      # Envoy's access log says the caller got every reply after all

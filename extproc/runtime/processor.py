@@ -240,6 +240,7 @@ class ProcessStream:
         lost.worker_hung = taken is not None or processor.hung() or waited >= HUNG_AFTER
         outcome = GATEWAY_TIMEOUT if lost.worker_hung else CANCELLED
         if call.finished:                   # its last reply was made, never taken
+            lost.answered = call.outcome
             call.outcome = outcome
         else:
             self.pipeline.end(call, outcome)

@@ -99,9 +99,12 @@ class CutStream(Stage):
         mark = call.owned(CutMark)
         cut_id = mark.cut_id if mark is not None else ""
         if not cut_id:
-            if call.outcome == CANCELLED and call.backend is not None and call.body is not None \
-                    and CUT_STREAMS_LOGGED in call.envoy_features:
+            if call.backend is None or call.body is None or CUT_STREAMS_LOGGED not in call.envoy_features:
+                return
+            if call.outcome == CANCELLED:
                 await self._ended_early(call)
+            elif call.outcome == GATEWAY_TIMEOUT and not call.response_streamed:
+                await self._timed_out(call)
             return
         if call.usage is not None or call.outcome == "refused":
             return
@@ -151,6 +154,19 @@ class CutStream(Stage):
             lost = call.own(Undelivered)
             lost.replies, lost.generated, lost.worker_hung = REQUEST_REPLIES, 0, True
             call.outcome = GATEWAY_TIMEOUT
+
+
+    async def _timed_out(self, call: Call) -> None:
+        """A whole answer (not streamed) the worker made, then doubted Envoy took: out of a
+        hang it cannot tell Envoy's timeout from Envoy's end of a stream it had answered.
+        Envoy logs its own 504s (the ended-early log): none for this call, and the caller
+        got the answer, as it ended."""
+        lost = call.owned(Undelivered)
+        if lost is None or not lost.answered or lost.replies < REQUEST_REPLIES:
+            return
+        if await self.sent.wait(ended_early_id(call.request_id), self.store) is None:
+            lost.refuted = True
+            call.outcome = lost.answered
 
 
 def running_usage(codec: Codec, numbers: dict, estimate: int) -> Usage | None:

@@ -43,7 +43,7 @@ class DeliveredOnly(Stage):
 
     def done(self, call: Call) -> None:
         lost = call.owned(Undelivered)
-        if lost is None:
+        if lost is None or lost.refuted:
             return
         if call.stream_passed_through and lost.replies >= REQUEST_REPLIES:
             return                              # Envoy sent the caller every byte, unseen
