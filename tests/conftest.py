@@ -49,6 +49,19 @@ def pytest_sessionstart(session) -> None:
     os.environ.setdefault(DEMO_SERVICE_ACCOUNT_ENV, demo_service_account())
 
 
+def pytest_collection_modifyitems(session, config, items) -> None:
+    """The longest test files first, so the test processes end together: each process takes
+    the next file when it is done with one (pytest-xdist's loadfile), and a long file
+    taken last keeps one process busy while the others idle. A file's seconds are
+    module_seconds.json's (a full run's, summed over its tests: `--durations=0`); a
+    file not there goes after those that are, in its usual order."""
+    import json
+    from pathlib import Path
+
+    seconds = json.loads((Path(__file__).parent / "module_seconds.json").read_text())
+    items.sort(key=lambda item: -seconds.get(item.path.name, 0))   # stable: a file's tests stay in order
+
+
 @pytest.fixture(scope="session")
 def gateway(tmp_path_factory):
     """The quickstart gateway, shared by the tests that do not change its config."""

@@ -93,16 +93,18 @@ npm_client qwen-code @qwen-code/qwen-code 0.24.4
 npm_client opencode opencode-ai 1.18.33
 npm_client gemini-cli @google/gemini-cli 0.61.0
 
-# On the machine's cores (pytest-xdist; at most 4: each process starts gateways of its
-# own), each test file in one process, so a file's shared stacks are made once. (One
-# process more than the cores gained a minute or two, and put the fault tests' timing
-# under more load than they hold: tests-on-every-core.md.)
-# TEST_PROCESSES=0 runs it all in this process.
 # The service's bytecode, written once: each test stack starts five Python processes,
 # which otherwise compile it again where PYTHONDONTWRITEBYTECODE is set (~0.3 s each).
 .venv/bin/python -m compileall -q -j 0 extproc >/dev/null
 
 [ -n "$rewritten" ] && { wait "$rewritten" || true; }
 
+# One test process more than the cores (pytest-xdist; at most 4: each process starts
+# gateways of its own): the third fills the time the others wait on gateways starting and
+# streams paced by the mock. Each test file runs in one process, so a file's shared
+# stacks are made once; the longest files go first (conftest.py, module_seconds.json;
+# xdist's own order, most tests first, left the gateway-heavy files for the end).
+# TEST_PROCESSES=0 runs it all in this process (tests-on-every-core.md).
 cores=$(nproc)
-exec .venv/bin/python -m pytest -n "${TEST_PROCESSES:-$(( cores < 4 ? cores : 4 ))}" --dist loadfile "$@"
+exec .venv/bin/python -m pytest -n "${TEST_PROCESSES:-$(( cores < 4 ? cores + 1 : 4 ))}" --dist loadfile \
+  --no-loadscope-reorder "$@"
