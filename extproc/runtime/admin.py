@@ -12,6 +12,7 @@ prometheus-client's multiprocess mode. Binds to localhost unless told otherwise.
 from __future__ import annotations
 
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Callable
 
@@ -33,7 +34,7 @@ def start_admin(address: str, ready: Callable[[], tuple[bool, str]], collectors=
         def do_GET(self) -> None:  # noqa: N802 (stdlib name)
             path = self.path.partition("?")[0]
             if path == "/metrics":
-                self._send(200, generate_latest(registry), CONTENT_TYPE_LATEST)
+                self._send_metrics()
             elif path == "/healthz":
                 self._send(200, b"ok\n", "text/plain")
             elif path == "/readyz":
@@ -45,6 +46,22 @@ def start_admin(address: str, ready: Callable[[], tuple[bool, str]], collectors=
         def do_POST(self) -> None:  # noqa: N802 (stdlib name)
             self._send(405, b"this endpoint changes nothing: the admin API does (identity.admin_api)\n",
                        "text/plain")
+
+        def _send_metrics(self) -> None:
+            # The processes' files are read as they are: one a new process is creating
+            # (still empty: prometheus-client's "unpack_from requires a buffer") fails the
+            # read, and a read a moment later is whole. One that keeps failing is a 500
+            # saying so, never a connection closed without an answer (Prometheus: "EOF").
+            for attempt in range(3):
+                try:
+                    body = generate_latest(registry)
+                except Exception as error:  # noqa: BLE001 - any of the collectors' reads
+                    failed = error
+                    time.sleep(0.01 * (attempt + 1))
+                    continue
+                self._send(200, body, CONTENT_TYPE_LATEST)
+                return
+            self._send(500, f"metrics not readable: {type(failed).__name__}\n".encode(), "text/plain")
 
         def _send(self, status: int, body: bytes, content_type: str) -> None:
             self.send_response(status)
