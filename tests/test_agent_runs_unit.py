@@ -172,3 +172,37 @@ def test_a_runs_calls_are_one_trace_unless_the_caller_sends_its_own():
     attributes = span_attributes(one)
     assert attributes["gen_ai.conversation.id"] == one.run.id and attributes["gen_ai.agent.name"] == "claude-code"
     assert attributes["gateway.run"] == "a"
+
+
+def test_a_call_added_while_the_store_is_written_is_written_next_without_another_call(tmp_path):
+    """The call an agent's loop was stopped on is its last: the worker writes it in a batch
+    of its own even when it came while the previous batch was being written."""
+    import asyncio
+    import time
+
+    from extproc.store.limits import StoreSettings
+    from extproc.store.runs import FLUSH_SECONDS, RunLog, list_runs
+    settings = StoreSettings(kind="sqlite", path=str(tmp_path / "s.sqlite3"), url=None, fail_mode="closed",
+                             lease_seconds=60, default_output_tokens=512)
+    log = RunLog()
+    real = log._to_sqlite
+
+    def slow_write(path, by_run):
+        time.sleep(0.3)                  # a store busy with the rest of the host's work
+        return real(path, by_run)
+
+    log._to_sqlite = slow_write
+
+    def entry(ts, **more):
+        return {"run": "s" * 24, "run_source": "session-id", "client": "codex", "key_id": "alice", "user": "alice",
+                "team": "research", "ts": ts, "model": "gpt-4o-mini", "status": 200, **more}
+
+    async def calls():
+        log.add(entry(1.0), settings, 3600)
+        await asyncio.sleep(FLUSH_SECONDS + 0.1)          # its batch is being written
+        log.add(entry(2.0, status=429, error_code="agent_loop", stopped="stopped_loop"), settings, 3600)
+        await asyncio.sleep(2 * FLUSH_SECONDS + 0.8)      # no call after it
+
+    asyncio.run(calls())
+    [run] = list_runs(settings, since=0)
+    assert (run["calls"], run["refused"], run["outcome"]) == (2, 1, "stopped_loop")

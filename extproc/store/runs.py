@@ -106,11 +106,17 @@ class RunLog:
                 pass
 
     async def _flush_later(self, store: StoreSettings, ttl_seconds: float) -> None:
-        await asyncio.sleep(FLUSH_SECONDS)
-        try:
-            await self.flush(store, ttl_seconds)
-        except Exception:      # noqa: BLE001 - the log line has every call; serving goes on
-            log.exception("agent runs: a flush failed")
+        # Until nothing is pending: entries added while a write was under way (add() starts
+        # no second flush meanwhile) go in the next one, not with the worker's next call,
+        # which may never come (an agent stopped on its loop makes no more).
+        while True:
+            await asyncio.sleep(FLUSH_SECONDS)
+            try:
+                await self.flush(store, ttl_seconds)
+            except Exception:      # noqa: BLE001 - the log line has every call; serving goes on
+                log.exception("agent runs: a flush failed")
+            if not self._pending:
+                return
 
     async def flush(self, store: StoreSettings, ttl_seconds: float) -> None:
         if not self._pending:
