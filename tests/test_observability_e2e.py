@@ -145,8 +145,9 @@ def test_counts_and_token_sums_in_prometheus(observed):
     assert value(url, 'sum(gen_ai_client_token_usage_count{gen_ai_token_type="output"})') == len(records)
     assert value(url, 'sum(gateway_budget_remaining{budget="bob-hourly-tokens"})') > 0
     assert sent["mcp"] == [200, 200]
-    assert value(url, 'sum(gateway_mcp_calls_total{profile="demo",tool="echo",outcome="ok"})') == 1
-    assert value(url, 'sum(gateway_mcp_calls_total{profile="demo",outcome="refused"})') == 1
+    # (made after the model calls, by the MCP aggregator: its next flush, Prometheus's next scrape)
+    assert wait_for(url, 'sum(gateway_mcp_calls_total{profile="demo",tool="echo",outcome="ok"})', 1) == 1
+    assert wait_for(url, 'sum(gateway_mcp_calls_total{profile="demo",outcome="refused"})', 1) == 1
 
 
 def test_every_dashboard_query_returns_data(observed):
