@@ -27,7 +27,7 @@ from ...pipeline.outcomes import (CANCELLED, GATEWAY_TIMEOUT, PROVIDER_CUT, UPST
 from ...store.base import UPSTREAM_COMPLETE
 from ...store.cut_streams import BytesPerToken, SentBytes, new_cut_id
 from ...pipeline.stage import Stage
-from .delivered import REQUEST_REPLIES, TIMEOUT_STATUS as ENVOYS_TIMEOUT_STATUS
+from .delivered import REQUEST_REPLIES, TIMEOUT_STATUS
 from .usage import first_event_perf_counter
 
 
@@ -148,13 +148,12 @@ class CutStream(Stage):
         if entry.usage and orjson.loads(entry.usage).get(UPSTREAM_FAILED):
             call.outcome = PROVIDER_CUT
             call.status = entry.status or call.status
-        elif entry.status == ENVOYS_TIMEOUT_STATUS:
+        elif entry.status == TIMEOUT_STATUS:      # Envoy's own answer
             # The caller got Envoy's 504 and none of the answer: the delivered stage
             # charges nothing to it (what the provider billed is absorbed, and logged).
             lost = call.own(Undelivered)
             lost.replies, lost.generated, lost.worker_hung = REQUEST_REPLIES, 0, True
             call.outcome = GATEWAY_TIMEOUT
-
 
     async def _timed_out(self, call: Call) -> None:
         """A whole answer (not streamed) the worker made, then doubted Envoy took: out of a
