@@ -14,7 +14,6 @@ import re
 import signal
 import socket
 import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -25,6 +24,7 @@ import yaml
 from extproc import yamltree
 from extproc.mock.wire import RECORDINGS
 from extproc.observability.metrics import FLUSH_INTERVAL
+from warm_start import fork_server_pids, launch_extproc, run_extproc
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = RECORDINGS        # the recordings the mock ships, in folders below it
@@ -158,8 +158,8 @@ def check_provider_change(workdir: Path, provider: str, change: dict) -> str:
             settings[key] = value
     path = workdir / "gateway.yaml"
     path.write_text(_dump(config))
-    checked = subprocess.run([sys.executable, "-m", "extproc", "check", "--config", str(path)],
-                             capture_output=True, text=True, timeout=60)
+    checked = run_extproc(["check", "--config", str(path)],
+                          capture_output=True, text=True, timeout=60)
     return "" if checked.returncode == 0 else checked.stderr + checked.stdout
 
 
@@ -264,11 +264,11 @@ class GatewayStack:
         self._log = open(self.log_path, "wb")
         self._stderr = open(self.stderr_path, "wb")
         env = {**os.environ, "PYTHONUNBUFFERED": "1", **self.env}
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "extproc", "up", "--config", str(config_path),
-             "--envoy", str(envoy_path), "--state-dir", str(self.state_dir),
+        # Forked from this test process's warm template when it can stand in (warm_start.py).
+        self.process = launch_extproc(
+            ["up", "--config", str(config_path), "--envoy", str(envoy_path), "--state-dir", str(self.state_dir),
              "--fixtures", str(FIXTURES), "--log"],      # --log: the logs on stdout/stderr, read below
-            stdout=self._log, stderr=self._stderr, env=env, cwd=str(self.workdir))
+            stdin=subprocess.DEVNULL, stdout=self._log, stderr=self._stderr, env=env, cwd=self.workdir)
         return self
 
     def wait_ready(self, timeout: float = 240) -> "GatewayStack":      # (extproc up waits up to 120 s a process)
@@ -329,8 +329,10 @@ class GatewayStack:
 
     def descendants(self) -> list[int]:
         """The processes `extproc up` started, and theirs (its Python children are forked
-        from its fork server, runtime/forked.py)."""
-        found, parents = [], [self.process.pid]
+        from its fork server, runtime/forked.py, which a warm template forked when the
+        stack started from one)."""
+        servers = fork_server_pids(self.process.pid)
+        found, parents = list(servers), [self.process.pid, *servers]
         while parents:
             out = subprocess.run(["pgrep", "-P", ",".join(map(str, parents))], capture_output=True, text=True).stdout
             parents = [int(pid) for pid in out.split()]

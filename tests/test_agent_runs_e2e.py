@@ -8,21 +8,20 @@ from __future__ import annotations
 
 import json
 import re
-import subprocess
-import sys
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
+from warm_start import run_extproc
 
 QUICKSTART_REPEATS = 8          # config/quickstart.yaml: runs.loops.max_repeats
 
 
 def runs_cli(gateway, *args: str) -> object:
-    done = subprocess.run([sys.executable, "-m", "extproc", "runs", *args, "--config",
-                           str(gateway.workdir / "gateway.yaml"), "--state-dir", str(gateway.state_dir), "--json"],
-                          capture_output=True, text=True, timeout=60)
+    done = run_extproc(["runs", *args, "--config",
+                        str(gateway.workdir / "gateway.yaml"), "--state-dir", str(gateway.state_dir), "--json"],
+                       capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     return json.loads(done.stdout)
 
@@ -86,9 +85,9 @@ def test_calls_naming_a_run_are_one_run_and_concurrent_runs_stay_apart(gateway):
     assert all(call["model"] == "gpt-4o-mini" and call["cost_usd"] > 0 for call in model_calls)
     [tool_call] = [call for call in shown["calls"] if call.get("kind") == "mcp"]
     assert tool_call["tool"] == "echo" and tool_call["method"] == "tools/call" and tool_call["profile"] == "demo"
-    spent = subprocess.run([sys.executable, "-m", "extproc", "usage", "--by", "run", "--json", "--config",
-                            str(gateway.workdir / "gateway.yaml"), "--state-dir", str(gateway.state_dir)],
-                           capture_output=True, text=True, timeout=60)
+    spent = run_extproc(["usage", "--by", "run", "--json", "--config",
+                         str(gateway.workdir / "gateway.yaml"), "--state-dir", str(gateway.state_dir)],
+                        capture_output=True, text=True, timeout=60)
     rows = {row["run"]: row for row in json.loads(spent.stdout)["rows"]}
     assert rows[run_a["id"]]["requests"] == 4 and rows[run_a["id"]]["usd"] == run_a["cost_usd"]   # 3 model calls, 1 tool call
     assert rows[run_a["id"]]["key"] == "alice" and rows[bobs["id"]]["key"] == "bob"

@@ -6,19 +6,17 @@ from __future__ import annotations
 
 import json
 import re
-import subprocess
-import sys
 
 import httpx
 import pytest
 from gateway_stack import GatewayStack
+from warm_start import run_extproc
 
 
 def create_key(stack: GatewayStack, *args: str) -> str:
-    made = subprocess.run(
-        [sys.executable, "-m", "extproc", "keys", "create", "--json", "--user", "dana", "--team", "research",
-         *args, "--config", str(stack.workdir / "gateway.yaml"), "--state-dir", str(stack.state_dir)],
-        capture_output=True, text=True, timeout=60, check=True)
+    made = run_extproc(["keys", "create", "--json", "--user", "dana", "--team", "research",
+      *args, "--config", str(stack.workdir / "gateway.yaml"), "--state-dir", str(stack.state_dir)],
+     capture_output=True, text=True, timeout=60, check=True)
     return json.loads(made.stdout)["key"]
 
 

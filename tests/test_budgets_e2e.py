@@ -9,7 +9,6 @@ import shutil
 import signal
 import sqlite3
 import subprocess
-import sys
 import time
 import uuid
 from pathlib import Path
@@ -19,6 +18,7 @@ import openai
 import orjson
 import pytest
 from gateway_stack import ROOT, GatewayStack, free_port, quickstart_config, settled_rows, start_together, wait_for_port
+from warm_start import run_extproc
 
 from extproc.observability.metrics import FLUSH_INTERVAL
 from extproc.store.redis_store import RedisStore
@@ -226,9 +226,8 @@ def test_restart_keeps_spent(tmp_path, redis_url, kind):
         response = carol_request(second, 99)
         used = response.json()["usage"]["total_tokens"]
         assert rows(open_store(kind, second, redis_url))["carol-tokens|carol"].spent == spent + used
-        report = subprocess.run(
-            [sys.executable, "-m", "extproc", "usage", "--config", str(tmp_path / "again" / "gateway.yaml"),
-             "--state-dir", str(state)], capture_output=True, text=True, cwd=ROOT, timeout=60)
+        report = run_extproc(["usage", "--config", str(tmp_path / "again" / "gateway.yaml"),
+          "--state-dir", str(state)], capture_output=True, text=True, cwd=ROOT, timeout=60)
         line = next(row for row in report.stdout.splitlines() if row.startswith("carol-tokens"))
         assert f"{spent + used:,.0f}" in line.split() and "600" in line
     finally:

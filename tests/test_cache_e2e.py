@@ -8,7 +8,6 @@ from __future__ import annotations
 import concurrent.futures
 import json
 import subprocess
-import sys
 import time
 import uuid
 
@@ -17,6 +16,7 @@ import httpx
 import openai
 import pytest
 from gateway_stack import GatewayStack, free_port, quickstart_config, settled_rows
+from warm_start import run_extproc
 
 from extproc.store.sqlite_store import SQLiteStore
 
@@ -354,17 +354,17 @@ def test_hits_charge_no_tokens_to_budgets_and_are_metered_by_cache(stack):
     after = settled_rows(SQLiteStore(str(stack.state_dir / "budgets.sqlite3")))
     assert after["bob-hourly-tokens|bob"].spent - spent_before == miss.usage.total_tokens
     time.sleep(1.5)                                  # the meters reach the store every 0.5 s
-    usage = subprocess.run([sys.executable, "-m", "extproc", "usage", "--config", str(stack.workdir / "gateway.yaml"),
-                            "--state-dir", str(stack.state_dir), "--by", "team,cache", "--json"],
-                           capture_output=True, text=True, timeout=60)
+    usage = run_extproc(["usage", "--config", str(stack.workdir / "gateway.yaml"),
+                         "--state-dir", str(stack.state_dir), "--by", "team,cache", "--json"],
+                        capture_output=True, text=True, timeout=60)
     assert usage.returncode == 0, usage.stderr
     rows = {(r["team"], r["cache"]): r for r in json.loads(usage.stdout)["rows"]}
     hit = rows[("support", "hit")]
     assert hit["requests"] >= 3 and hit["usd"] == 0 and hit["input_tokens"] == 0 and hit["saved_usd"] > 0
     assert rows[("support", "miss")]["usd"] > 0
-    table = subprocess.run([sys.executable, "-m", "extproc", "usage", "--config", str(stack.workdir / "gateway.yaml"),
-                            "--state-dir", str(stack.state_dir), "--by", "cache"], capture_output=True, text=True,
-                           timeout=60)
+    table = run_extproc(["usage", "--config", str(stack.workdir / "gateway.yaml"),
+                         "--state-dir", str(stack.state_dir), "--by", "cache"], capture_output=True, text=True,
+                        timeout=60)
     assert "SAVED USD" in table.stdout and "hit" in table.stdout
 
 
@@ -374,9 +374,9 @@ def test_cache_stats_and_purge_by_scope_and_model(stack):
     _chat(_client(stack, "sk-demo-bob"), prompt)
 
     def cli(*args: str) -> subprocess.CompletedProcess:
-        return subprocess.run([sys.executable, "-m", "extproc", "cache", *args, "--config",
-                               str(stack.workdir / "gateway.yaml"), "--state-dir", str(stack.state_dir)],
-                              capture_output=True, text=True, timeout=60)
+        return run_extproc(["cache", *args, "--config",
+                            str(stack.workdir / "gateway.yaml"), "--state-dir", str(stack.state_dir)],
+                           capture_output=True, text=True, timeout=60)
 
     stats = json.loads(cli("stats", "--json").stdout)
     scopes = {(g["scope"], g["model"]) for g in stats["groups"]}
@@ -435,9 +435,9 @@ def test_the_quickstart_caches_research_s_gpt_4o_mini_only(tmp_path):
         assert "x-gateway-cache" not in _chat(alice, prompt, model="gpt-4o").headers
         assert _calls_with(stack, prompt) == 4          # alice's first, bob's two, gpt-4o's
         time.sleep(1.5)                                  # the meters reach the store every 0.5 s
-        usage = subprocess.run([sys.executable, "-m", "extproc", "usage", "--config", str(tmp_path / "gateway.yaml"),
-                                "--state-dir", str(stack.state_dir), "--by", "cache", "--json"],
-                               capture_output=True, text=True, timeout=60)
+        usage = run_extproc(["usage", "--config", str(tmp_path / "gateway.yaml"),
+                             "--state-dir", str(stack.state_dir), "--by", "cache", "--json"],
+                            capture_output=True, text=True, timeout=60)
         rows = {r["cache"]: r for r in json.loads(usage.stdout)["rows"]}
         assert rows["hit"]["requests"] == 1 and rows["hit"]["usd"] == 0
         assert rows["hit"]["saved_usd"] == pytest.approx(rows["miss"]["usd"]) and rows["miss"]["usd"] > 0

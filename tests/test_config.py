@@ -8,6 +8,7 @@ import sys
 import pytest
 import yaml
 from gateway_stack import QUICKSTART_CONFIG, QUICKSTART_ENVOY, ROOT, quickstart_config
+from warm_start import run_extproc
 
 from extproc.api.usage import Usage
 from extproc.config.filter_config import load_config
@@ -92,8 +93,8 @@ def test_every_problem_is_reported_at_once(tmp_path):
 
 
 def _check(*args):
-    return subprocess.run([sys.executable, "-m", "extproc", "check", *args],
-                          capture_output=True, text=True, cwd=ROOT, timeout=120)
+    return run_extproc(["check", *args],
+                       capture_output=True, text=True, cwd=ROOT, timeout=120)
 
 
 def test_check_accepts_shipped_configs():

@@ -13,10 +13,10 @@ import os
 import re
 import shlex
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from warm_start import run_extproc
 
 ROOT = Path(__file__).resolve().parent.parent
 SHELL_FENCES = ("bash", "sh", "shell", "console", "")
@@ -143,7 +143,7 @@ def test_the_documented_commands_that_only_read_run_against_the_quickstart(gatew
     env = {**os.environ, "EXTPROC_DOCTOR_KEY": "sk-demo-alice"}
 
     def run(command: str) -> tuple[str, subprocess.CompletedProcess]:
-        return command, subprocess.run([sys.executable, "-m", "extproc", *shlex.split(command)], env=env,
+        return command, run_extproc([*shlex.split(command)], env=env,
                                        capture_output=True, text=True, timeout=120, cwd=ROOT)
     failed = []
     with concurrent.futures.ThreadPoolExecutor(4) as pool:

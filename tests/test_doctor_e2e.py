@@ -8,20 +8,20 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import sys
 import time
 
 import httpx
 import pytest
 from gateway_stack import GatewayStack, free_port, wait_for_port
+from warm_start import run_extproc
 
 
 def doctor(*args: str, key: str | None = None) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if k != "EXTPROC_DOCTOR_KEY"}
     if key is not None:
         env["EXTPROC_DOCTOR_KEY"] = key
-    return subprocess.run([sys.executable, "-m", "extproc", "doctor", *args], capture_output=True, text=True,
-                          timeout=120, env=env)
+    return run_extproc(["doctor", *args], capture_output=True, text=True,
+                       timeout=120, env=env)
 
 
 def lines_by_check(output: str) -> dict[str, str]:

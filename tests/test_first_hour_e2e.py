@@ -4,11 +4,10 @@ answered with the names the key may use instead, in each caller's dialect; `extp
 
 from __future__ import annotations
 
-import subprocess
-import sys
 
 import httpx
 import pytest
+from warm_start import run_extproc
 
 
 @pytest.mark.parametrize("key, asked, suggested, not_suggested", [
@@ -40,8 +39,8 @@ def test_a_model_nothing_resembles_gets_no_suggestion(gateway):
 
 
 def test_help_lists_only_the_commands_a_person_runs():
-    shown = subprocess.run([sys.executable, "-m", "extproc", "--help"], capture_output=True, text=True,
-                           timeout=60).stdout
+    shown = run_extproc(["--help"], capture_output=True, text=True,
+                        timeout=60).stdout
     listed = shown.split("positional arguments:")[1].split("options:")[0]
     commands = [line.split()[0] for line in listed.splitlines() if line.startswith("    ") and line.split()]
     assert "SUPPRESS" not in shown and "worker" not in commands and "mcp-aggregator" not in commands

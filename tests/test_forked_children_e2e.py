@@ -1,13 +1,17 @@
 """The supervisor's Python children are forked from its preloaded fork server
 (runtime/forked.py), or started as fresh interpreters with EXTPROC_CHILDREN=exec: either
-way they serve, show their command, and go with the supervisor."""
+way they serve, show their command, and go with the supervisor. (The suite's other
+stacks take their fork server from a warm template, tests/warm_start.py; these start as
+`extproc up` does in production.)"""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import httpx
+import pytest
 from gateway_stack import GatewayStack, quickstart_config
+from warm_start import COLD_ENV
 
 ALICE = {"authorization": "Bearer sk-demo-alice"}
 
@@ -23,6 +27,14 @@ def _command(pid: int) -> str:
 def _answers(stack: GatewayStack) -> int:
     return httpx.post(f"{stack.base_url}/chat/completions", headers=ALICE, timeout=30, json={
         "model": "gpt-4o-mini", "max_tokens": 5, "messages": [{"role": "user", "content": "hi"}]}).status_code
+
+
+@pytest.fixture(scope="module")
+def gateway(tmp_path_factory):
+    stack = GatewayStack(tmp_path_factory.mktemp("forked"), quickstart_config(), workers=2,
+                         env={COLD_ENV: "1"}).start()
+    yield stack
+    stack.stop()
 
 
 def test_the_workers_are_forked_from_the_fork_server_and_show_their_command(gateway):
@@ -44,7 +56,7 @@ def test_the_workers_are_forked_from_the_fork_server_and_show_their_command(gate
 
 
 def test_exec_starts_each_child_as_a_fresh_interpreter(tmp_path):
-    stack = GatewayStack(tmp_path, quickstart_config(), env={"EXTPROC_CHILDREN": "exec"}).start()
+    stack = GatewayStack(tmp_path, quickstart_config(), env={"EXTPROC_CHILDREN": "exec", COLD_ENV: "1"}).start()
     try:
         [worker] = stack.worker_pids()
         assert _parent(worker) == stack.process.pid

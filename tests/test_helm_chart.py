@@ -8,12 +8,11 @@ from __future__ import annotations
 
 import re
 import shlex
-import subprocess
-import sys
 
 import pytest
 import yaml
 from gateway_stack import ROOT
+from warm_start import run_extproc
 from kube_validation import documents, name_of, problems_of
 
 from extproc.config import envoy_config
@@ -62,8 +61,8 @@ def rendered(tmp_path_factory) -> dict[str, dict]:
         [configmap] = [o for o in entry["objects"] if o["kind"] == "ConfigMap"]
         config = folder / "gateway.yaml"
         config.write_text(configmap["data"]["gateway.yaml"])
-        result = subprocess.run([sys.executable, "-m", "extproc", "envoy-config", "--config", str(config),
-                                 "--target", "kubernetes"], capture_output=True, text=True, cwd=ROOT, timeout=120)
+        result = run_extproc(["envoy-config", "--config", str(config),
+                              "--target", "kubernetes"], capture_output=True, text=True, cwd=ROOT, timeout=120)
         assert result.returncode == 0, f"{label}: extproc envoy-config: {result.stderr}"
         envoy = folder / "envoy.yaml"
         envoy.write_text(result.stdout)
@@ -117,8 +116,8 @@ def test_all_features_render_their_objects(rendered):
 @pytest.mark.parametrize("label", VALUES)
 def test_filter_config_passes_check_beside_its_envoy_config(rendered, label):
     entry = rendered[label]
-    result = subprocess.run([sys.executable, "-m", "extproc", "check", "--config", str(entry["config"]),
-                             "--envoy", str(entry["envoy"])], capture_output=True, text=True, cwd=ROOT, timeout=120)
+    result = run_extproc(["check", "--config", str(entry["config"]),
+                          "--envoy", str(entry["envoy"])], capture_output=True, text=True, cwd=ROOT, timeout=120)
     assert result.returncode == 0, result.stderr
     config = yaml.safe_load(entry["config"].read_text())
     values = entry["values"]

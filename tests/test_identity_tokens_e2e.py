@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import base64
 import json
-import subprocess
-import sys
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -20,6 +18,7 @@ import openai
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from gateway_stack import GatewayStack, free_port, quickstart_config
+from warm_start import run_extproc
 from jwt.algorithms import ECAlgorithm, RSAAlgorithm
 from extproc.yamltree import safe_load    # libyaml: the Envoy config in a tenth of the time
 
@@ -119,8 +118,8 @@ def messages(stack, bearer: str) -> httpx.Response:
 
 
 def test_a_demo_token_from_extproc_token_names_its_user_and_team(stack):
-    made = subprocess.run([sys.executable, "-m", "extproc", "token", "--user", "rita", "--team", "support"],
-                          capture_output=True, text=True, timeout=60, check=True)
+    made = run_extproc(["token", "--user", "rita", "--team", "support"],
+                       capture_output=True, text=True, timeout=60, check=True)
     demo = made.stdout.strip()
     assert demo.count(".") == 2 and "DEMO ONLY" in made.stderr
     client = openai.OpenAI(base_url=stack.base_url, api_key=demo, max_retries=0)

@@ -8,13 +8,13 @@ import json
 import os
 import socket
 import subprocess
-import sys
 import time
 
 import httpx
 import pytest
 from any_json import JSON, KEYS, WRONG_TYPE, inserted, paths, replaced
 from gateway_stack import GatewayStack, free_port, quickstart_config
+from warm_start import run_extproc
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -49,8 +49,8 @@ def keys_cli(stack, *args: str, token: str | None = TOKEN) -> subprocess.Complet
     env.pop("LLMGW_ADMIN_TOKEN", None)
     if token is not None:
         env["LLMGW_ADMIN_TOKEN"] = token
-    return subprocess.run([sys.executable, "-m", "extproc", "keys", *args, "--admin", stack.keys_admin_url],
-                          capture_output=True, text=True, timeout=60, env=env)
+    return run_extproc(["keys", *args, "--admin", stack.keys_admin_url],
+                       capture_output=True, text=True, timeout=60, env=env)
 
 
 def test_refused_without_the_token_and_with_a_wrong_one(stack):
@@ -129,8 +129,8 @@ def test_a_token_in_the_config_file_is_refused(tmp_path):
     path = tmp_path / "c.yaml"
     path.write_text("models: {m: {backends: [{provider: p}]}}\nproviders: {p: {url: 'http://127.0.0.1:1', "
                     "api_key: {value: x}}}\nidentity: {admin_api: {token: {value: 'abcdefabcdefabcdef'}}}\n")
-    checked = subprocess.run([sys.executable, "-m", "extproc", "check", "--config", str(path)],
-                             capture_output=True, text=True, timeout=60)
+    checked = run_extproc(["check", "--config", str(path)],
+                          capture_output=True, text=True, timeout=60)
     assert checked.returncode != 0 and "identity.admin_api.token" in checked.stderr
 
 

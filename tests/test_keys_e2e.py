@@ -9,7 +9,6 @@ import asyncio
 import concurrent.futures
 import json
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -17,6 +16,7 @@ import httpx
 import openai
 import pytest
 from gateway_stack import GatewayStack, quickstart_config, settled_rows, start_together
+from warm_start import run_extproc
 
 from extproc.store.keys import KeyBook
 from extproc.store.redis_store import RedisStore
@@ -26,10 +26,9 @@ WITHIN = 1.0        # seconds: what the contract promises for creation and revoc
 
 
 def keys_cli(stack: GatewayStack, *args: str, check: bool = True) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "extproc", "keys", *args, "--config", str(stack.workdir / "gateway.yaml"),
-         "--state-dir", str(stack.state_dir)],
-        capture_output=True, text=True, timeout=60, check=check)
+    return run_extproc(["keys", *args, "--config", str(stack.workdir / "gateway.yaml"),
+      "--state-dir", str(stack.state_dir)],
+     capture_output=True, text=True, timeout=60, check=check)
 
 
 def create_key(stack: GatewayStack, *args: str) -> dict:
@@ -259,8 +258,8 @@ def test_two_replicas_on_one_redis_follow_creation_and_revocation_within_a_secon
 def test_usage_shows_a_run_time_keys_own_budget(stack):
     made = create_key(stack, "--user", "uma", "--team", "research", "--budget-tokens", "5000/hour")
     assert chat(stack, made["key"]).status_code == 200
-    shown = subprocess.run([sys.executable, "-m", "extproc", "usage", "--config", str(stack.workdir / "gateway.yaml"),
-                            "--state-dir", str(stack.state_dir)], capture_output=True, text=True, timeout=60)
+    shown = run_extproc(["usage", "--config", str(stack.workdir / "gateway.yaml"),
+                         "--state-dir", str(stack.state_dir)], capture_output=True, text=True, timeout=60)
     assert shown.returncode == 0, shown.stderr
     rows = [line.split() for line in shown.stdout.splitlines() if line.startswith(f"key:{made['id']}.tokens")]
     assert len(rows) == 1, shown.stdout

@@ -6,12 +6,11 @@ sources, and the pod's parts agree."""
 from __future__ import annotations
 
 import re
-import subprocess
-import sys
 
 import pytest
 import yaml
 from gateway_stack import ROOT
+from warm_start import run_extproc
 from kube_validation import documents, kustomize, name_of, problems_of
 
 from extproc.config import envoy_config, kube
@@ -141,8 +140,8 @@ def test_example_secret_validates_strictly():
 def test_generated_envoy_configs_match_their_sources(envoy, args):
     """envoy/quickstart.yaml and envoy/kubernetes.yaml are `extproc envoy-config`'s output,
     from envoy/template.yaml and their filter configs, byte for byte."""
-    made = subprocess.run([sys.executable, "-m", "extproc", "envoy-config", *args], capture_output=True,
-                          text=True, cwd=ROOT, timeout=60, check=True).stdout
+    made = run_extproc(["envoy-config", *args], capture_output=True,
+                       text=True, cwd=ROOT, timeout=60, check=True).stdout
     assert (ROOT / "envoy" / envoy).read_text() == made
 
 
@@ -181,8 +180,8 @@ def test_pod_parts_agree(built):
 
 
 def test_shipped_configs_pass_check():
-    result = subprocess.run([sys.executable, "-m", "extproc", "check", "--config",
-                             str(ROOT / "config" / "production.yaml"), "--envoy",
-                             str(ROOT / "envoy" / "kubernetes.yaml")], capture_output=True, text=True,
-                            cwd=ROOT, timeout=120)
+    result = run_extproc(["check", "--config",
+                          str(ROOT / "config" / "production.yaml"), "--envoy",
+                          str(ROOT / "envoy" / "kubernetes.yaml")], capture_output=True, text=True,
+                         cwd=ROOT, timeout=120)
     assert result.returncode == 0, result.stderr

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -17,6 +15,7 @@ import httpx
 import pytest
 import yaml
 from gateway_stack import GatewayStack, quickstart_config
+from warm_start import run_extproc
 
 ALICE = {"authorization": "Bearer sk-demo-alice"}
 
@@ -186,9 +185,9 @@ def test_extproc_drain_returns_once_envoys_streams_have_ended(probed):
     thread.start()
     time.sleep(0.8)                                   # mid-stream (about 3 s in all)
     started = time.monotonic()
-    drain = subprocess.run([sys.executable, "-m", "extproc", "drain", "--timeout", "30",
-                            "--envoy-admin", str(stack.envoy_admin_socket)],
-                           capture_output=True, text=True, timeout=60)
+    drain = run_extproc(["drain", "--timeout", "30",
+                         "--envoy-admin", str(stack.envoy_admin_socket)],
+                        capture_output=True, text=True, timeout=60)
     waited = time.monotonic() - started
     thread.join(timeout=30)
     assert drain.returncode == 0, drain.stderr

@@ -6,14 +6,13 @@ from __future__ import annotations
 
 import json
 import re
-import subprocess
-import sys
 import time
 
 import anyio
 import httpx
 import pytest
 from gateway_stack import GatewayStack, free_port, quickstart_config
+from warm_start import run_extproc
 from mcp import ClientSession
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.exceptions import McpError
@@ -162,8 +161,8 @@ def test_a_token_from_the_identity_provider_reaches_the_tools_its_team_may_use(s
     """Tokens Envoy verified (the quickstart's demo issuer) name the caller on MCP routes as
     on the model API: team support gets support's tools; a token not signed by a trusted
     issuer gets the MCP 401."""
-    made = subprocess.run([sys.executable, "-m", "extproc", "token", "--user", "tess", "--team", "support"],
-                          capture_output=True, text=True, timeout=60, check=True, cwd=stack.workdir)
+    made = run_extproc(["token", "--user", "tess", "--team", "support"],
+                       capture_output=True, text=True, timeout=60, check=True, cwd=stack.workdir)
     token = made.stdout.strip().splitlines()[-1]
     assert tool_names(stack, token) == {"echo", "get_time"}
     assert call(stack, token, "echo", {"text": "by token"}).content[0].text == "by token"

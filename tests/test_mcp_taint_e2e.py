@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -23,6 +22,7 @@ import anyio
 import httpx
 import pytest
 from gateway_stack import GatewayStack, free_port, quickstart_config
+from warm_start import run_extproc
 from mcp import ClientSession
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.exceptions import McpError
@@ -178,8 +178,8 @@ def test_a_run_named_by_its_header_spans_sessions_and_profiles(stack):
 
 
 def extproc(stack, *args) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "extproc", *args, "--config", str(stack.workdir / "gateway.yaml"),
-                           "--state-dir", str(stack.state_dir)], capture_output=True, text=True, timeout=60)
+    return run_extproc([*args, "--config", str(stack.workdir / "gateway.yaml"),
+                        "--state-dir", str(stack.state_dir)], capture_output=True, text=True, timeout=60)
 
 
 def test_a_changed_or_new_tool_is_hidden_until_an_operator_approves_it(stack, rug):

@@ -6,7 +6,6 @@ gateway's own count; and every Anthropic recording replays byte for byte."""
 from __future__ import annotations
 
 import subprocess
-import sys
 
 import anthropic
 import httpx
@@ -14,6 +13,7 @@ import orjson
 import pytest
 import yaml
 from gateway_stack import FIXTURES, free_port, wait_for_port
+from warm_start import launch_extproc
 
 from extproc.api.anthropic import prompt_texts, usage_from
 from extproc.api.tokens import count_prompt, count_text, get_encoding, token_ids
@@ -33,8 +33,8 @@ def mock(tmp_path_factory) -> dict[str, str]:
     config.write_text(yaml.safe_dump({"mock_provider": {"listeners": [
         {"name": "mock", "port": ports["mock"], "api_key": KEY},
         {"name": "overloaded", "port": ports["overloaded"], "api_key": KEY, "failure": {"status": 529}}]}}))
-    process = subprocess.Popen([sys.executable, "-m", "extproc", "mock-provider", "--config", str(config),
-                                "--fixtures", str(FIXTURES)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    process = launch_extproc(["mock-provider", "--config", str(config),
+                              "--fixtures", str(FIXTURES)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         for port in ports.values():
             wait_for_port(port, process=process)

@@ -7,7 +7,6 @@ replays byte for byte."""
 from __future__ import annotations
 
 import subprocess
-import sys
 import time
 
 import httpx
@@ -15,6 +14,7 @@ import orjson
 import pytest
 import yaml
 from gateway_stack import FIXTURES, free_port, wait_for_port
+from warm_start import launch_extproc
 from google import genai
 from google.genai import errors, types
 
@@ -36,8 +36,8 @@ def mock(tmp_path_factory) -> dict[str, str]:
     config.write_text(yaml.safe_dump({"mock_provider": {"listeners": [
         {"name": "mock", "port": ports["mock"], "api_key": KEY},
         {"name": "unavailable", "port": ports["unavailable"], "api_key": KEY, "failure": {"status": 503}}]}}))
-    process = subprocess.Popen([sys.executable, "-m", "extproc", "mock-provider", "--config", str(config),
-                                "--fixtures", str(FIXTURES)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    process = launch_extproc(["mock-provider", "--config", str(config),
+                              "--fixtures", str(FIXTURES)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         for port in ports.values():
             wait_for_port(port, process=process)

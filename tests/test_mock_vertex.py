@@ -10,7 +10,6 @@ import base64
 import datetime
 import json
 import subprocess
-import sys
 import time
 
 import anthropic
@@ -22,6 +21,7 @@ import yaml
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from gateway_stack import FIXTURES, free_port, wait_for_port
+from warm_start import launch_extproc
 from google import genai
 from google.genai import errors
 from google.oauth2 import credentials as oauth_credentials
@@ -49,8 +49,8 @@ def mock(tmp_path_factory) -> dict[str, str]:
     config.write_text(yaml.safe_dump({"mock_provider": {"listeners": [
         {"name": "mock", "port": ports["mock"], "api_key": "a-gemini-key"},
         {"name": "shortlived", "port": ports["shortlived"], "failure": {"token-ttl": 1}}]}}))
-    process = subprocess.Popen([sys.executable, "-m", "extproc", "mock-provider", "--config", str(config),
-                                "--fixtures", str(FIXTURES)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    process = launch_extproc(["mock-provider", "--config", str(config),
+                              "--fixtures", str(FIXTURES)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         for port in ports.values():
             wait_for_port(port, process=process)

@@ -6,12 +6,12 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 
 import httpx
 import orjson
 import pytest
 from gateway_stack import GatewayStack, quickstart_config
+from warm_start import run_extproc
 
 CAP_FIELDS = ("max_tokens", "max_completion_tokens", "max_output_tokens")
 BOB_BUDGET = 2000          # config/quickstart.yaml: bob-hourly-tokens
@@ -30,10 +30,10 @@ def stack(tmp_path_factory):
 @pytest.fixture(scope="module")
 def carol(stack) -> str:
     """A run-time key whose budget has room for any model's whole answer."""
-    made = subprocess.run([sys.executable, "-m", "extproc", "keys", "create", "--json", "--user", "carol",
-                           "--team", "research", "--budget-tokens", "1000000/day",
-                           "--config", str(stack.workdir / "gateway.yaml"), "--state-dir", str(stack.state_dir)],
-                          capture_output=True, text=True, check=True)
+    made = run_extproc(["keys", "create", "--json", "--user", "carol",
+                        "--team", "research", "--budget-tokens", "1000000/day",
+                        "--config", str(stack.workdir / "gateway.yaml"), "--state-dir", str(stack.state_dir)],
+                       capture_output=True, text=True, check=True)
     key = json.loads(made.stdout)["key"]
     for _ in range(100):                    # the workers take new keys up within a moment
         if post(stack, key, "/v1/chat/completions", {"model": "gpt-4o-mini", "max_tokens": 5,

@@ -6,13 +6,12 @@ is left and when each window resets; never another key's budgets; a wrong key ge
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import time
 
 import httpx
 import pytest
 from gateway_stack import GatewayStack
+from warm_start import run_extproc
 
 
 def usage(stack: GatewayStack, headers: dict[str, str], query: str = "") -> httpx.Response:
@@ -22,11 +21,10 @@ def usage(stack: GatewayStack, headers: dict[str, str], query: str = "") -> http
 @pytest.fixture(scope="module")
 def erin(gateway) -> str:
     """A run-time key with a token budget and a USD budget of its own."""
-    made = subprocess.run(
-        [sys.executable, "-m", "extproc", "keys", "create", "--json", "--user", "erin", "--team", "research",
-         "--budget-tokens", "50000/day", "--budget-usd", "5/month",
-         "--config", str(gateway.workdir / "gateway.yaml"), "--state-dir", str(gateway.state_dir)],
-        capture_output=True, text=True, timeout=60, check=True)
+    made = run_extproc(["keys", "create", "--json", "--user", "erin", "--team", "research",
+      "--budget-tokens", "50000/day", "--budget-usd", "5/month",
+      "--config", str(gateway.workdir / "gateway.yaml"), "--state-dir", str(gateway.state_dir)],
+     capture_output=True, text=True, timeout=60, check=True)
     return json.loads(made.stdout)["key"]
 
 

@@ -8,13 +8,13 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import httpx
 import pytest
 from openai import OpenAI
+from warm_start import launch_extproc
 
 from extproc.config.local_ports import PORT_OFFSET_ENV
 
@@ -26,10 +26,10 @@ OFFSETS = (2000, 3100)
 def up(workdir: Path, offset: int, name: str = "") -> tuple[subprocess.Popen, Path]:
     stderr = workdir / f"up-{offset}{name}.stderr"
     env = {k: v for k, v in os.environ.items() if k != PORT_OFFSET_ENV}
-    process = subprocess.Popen([sys.executable, "-m", "extproc", "up", "--port-offset", str(offset),
-                                "--workers", "1", "--state-dir", str(workdir / f"state-{offset}")],
-                               stdout=open(workdir / f"up-{offset}{name}.log", "wb"), stderr=open(stderr, "wb"),
-                               env={**env, "PYTHONUNBUFFERED": "1"}, cwd=str(workdir))
+    process = launch_extproc(["up", "--port-offset", str(offset),
+                              "--workers", "1", "--state-dir", str(workdir / f"state-{offset}")],
+                             stdout=open(workdir / f"up-{offset}{name}.log", "wb"), stderr=open(stderr, "wb"),
+                             env={**env, "PYTHONUNBUFFERED": "1"}, cwd=str(workdir))
     return process, stderr
 
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import json
 import subprocess
-import sys
 import time
 from collections import defaultdict
 
@@ -17,6 +16,7 @@ import httpx
 import openai
 import pytest
 from gateway_stack import GatewayStack, free_port, quickstart_config
+from warm_start import run_extproc
 
 CHAT = [{"role": "user", "content": "count the tokens of this"}]
 
@@ -56,8 +56,8 @@ async def _flush(url: str) -> None:
 
 
 def _usage(stack: GatewayStack, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "extproc", "usage", "--config", str(stack.workdir / "gateway.yaml"),
-                           "--state-dir", str(stack.state_dir), *args], capture_output=True, text=True, timeout=60)
+    return run_extproc(["usage", "--config", str(stack.workdir / "gateway.yaml"),
+                        "--state-dir", str(stack.state_dir), *args], capture_output=True, text=True, timeout=60)
 
 
 def _calls(stack: GatewayStack) -> list[str]:

@@ -29,9 +29,16 @@ import subprocess
 import sys
 from collections.abc import Mapping, Sequence
 
+from .fork_template import become_command, fork_server
+from .with_parent import die_with
+
 CHILDREN_ENV = "EXTPROC_CHILDREN"           # "exec": a fresh interpreter per child
 ENCODINGS_ENV = "EXTPROC_PRELOAD_ENCODINGS"  # the tokenizers the fork server loads, comma-separated
 CONFIG_ENV = "EXTPROC_PRELOAD_CONFIG"        # the config whose guardrail detectors it makes
+TEMPLATE_ENV = "EXTPROC_FORK_TEMPLATE"      # a warm template's socket (fork_template.py): forked from it
+# What the fork server imports first, by name: the command line, the mock's routes (aiohttp;
+# only when the config runs the mock), then the rest (preloaded.py).
+PRELOAD = ("extproc.cli", "extproc.mock.server", "extproc.runtime.preloaded")
 
 
 def forking_supported() -> bool:
@@ -41,19 +48,10 @@ def forking_supported() -> bool:
 
 def _run(argv: list[str], parent: int) -> None:
     """In the forked child: goes when the fork server goes, then is `extproc <argv>`."""
-    import ctypes
-    try:
-        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)       # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        pass
+    die_with(signal.SIGTERM)
     if os.getppid() != parent:
         os._exit(1)
-    # The fork server ignores SIGINT (a terminal's Ctrl-C reaches the supervisor, which
-    # stops the children in order); the child is the command it runs.
-    signal.signal(signal.SIGINT, signal.default_int_handler)
-    sys.argv = ["extproc", *argv]
-    import setproctitle
-    setproctitle.setproctitle(f"{sys.executable} -m extproc {' '.join(argv)}")     # what ps shows
+    become_command(argv)
     import runpy
     runpy.run_module("extproc", run_name="__main__")          # as `python -m extproc <argv>`
 
@@ -95,13 +93,38 @@ class ForkedChild:
         self.send_signal(signal.SIGKILL)
 
 
+def _from_template(path: str) -> None:
+    """multiprocessing's fork server, forked from a warm template (fork_template.py)
+    instead of started as a fresh interpreter: the same `main` on the same kind of
+    socket, with this process's environment as the fork server's."""
+    import socket
+    from multiprocessing import connection, forkserver, resource_tracker, util
+
+    resource_tracker.ensure_running()
+    state = forkserver._forkserver
+    with socket.socket(socket.AF_UNIX) as listener:
+        address = connection.arbitrary_address("AF_UNIX")
+        listener.bind(address)
+        if not util.is_abstract_socket_namespace(address):
+            os.chmod(address, 0o600)
+        listener.listen()
+        alive_r, alive_w = os.pipe()
+        try:
+            pid = fork_server(path, listener.fileno(), alive_r, os.environ)
+        finally:
+            os.close(alive_r)
+    state._forkserver_address, state._forkserver_alive_fd, state._forkserver_pid = address, alive_w, pid
+    # The template's child, not this process's: it goes when alive_w closes, and
+    # multiprocessing's check of it (waitpid) would fail. The resource tracker still runs.
+    state.ensure_running = resource_tracker.ensure_running
+
+
 class Forker:
     """Starts the fork server on first use, then forks `extproc` commands from it."""
 
     def __init__(self, server_env: Mapping[str, str], encodings: Sequence[str], config_path: str = "",
                  run_dir: str = "", mock: bool = False) -> None:
-        # The command line, the mock's routes (aiohttp) when it runs, then the rest (preloaded.py).
-        self._preload = ["extproc.cli", *(["extproc.mock.server"] if mock else []), "extproc.runtime.preloaded"]
+        self._preload = [name for name in PRELOAD if mock or name != "extproc.mock.server"]
         self._run_dir = run_dir           # where the fork server's socket goes (else the temp dir)
         # SPT_NOENV: setproctitle keeps to the command line's own bytes, leaving the
         # environment as the process started with it (/proc/<pid>/environ).
@@ -123,7 +146,10 @@ class Forker:
                 tempfile.tempdir = self._run_dir
             try:
                 from multiprocessing import forkserver
-                forkserver.ensure_running()
+                if os.environ.get(TEMPLATE_ENV):
+                    _from_template(os.environ[TEMPLATE_ENV])
+                else:
+                    forkserver.ensure_running()
             finally:
                 tempfile.tempdir = temp
                 for name, value in saved.items():

@@ -19,10 +19,18 @@ from ..guardrails import fold, hold, injection, pii  # noqa: F401  (tables built
 from . import mcp_aggregator_front, worker  # noqa: F401
 from .forked import CONFIG_ENV, ENCODINGS_ENV
 
-for _encoding in filter(None, os.environ.get(ENCODINGS_ENV, "").split(",")):
-    get_encoding(_encoding)
-if _path := os.environ.get(CONFIG_ENV):
-    try:
-        load_config(_path)      # makes (and keeps) its detectors, as each worker's load would
-    except Exception:           # noqa: BLE001  the children load it again and say what is wrong
-        pass
+
+
+def prepare() -> None:
+    """The tokenizers and the config's detectors the environment names (again in a fork
+    server forked from a warm template, fork_template.py, with its requester's)."""
+    for encoding in filter(None, os.environ.get(ENCODINGS_ENV, "").split(",")):
+        get_encoding(encoding)
+    if path := os.environ.get(CONFIG_ENV):
+        try:
+            load_config(path)      # makes (and keeps) its detectors, as each worker's load would
+        except Exception:          # noqa: BLE001  the children load it again and say what is wrong
+            pass
+
+
+prepare()

@@ -39,6 +39,14 @@ def child_command(argv: list[str]) -> tuple[list[str], dict[str, str]]:
     return [sys.executable, "-c", _EXEC_WITH_PARENT, *argv], env
 
 
+def die_with(signum: int) -> None:
+    """This process gets `signum` when its parent goes (Linux's PR_SET_PDEATHSIG)."""
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signum)
+    except (OSError, AttributeError):
+        pass
+
+
 def die_with_parent() -> None:
     """In a child started by child_command: SIGTERM when the parent goes; exits now if it
     has gone already."""
