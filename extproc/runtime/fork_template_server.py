@@ -22,6 +22,9 @@ from .with_parent import die_with
 
 _MAX_FDS = 8
 METRICS_ENV = "PROMETHEUS_MULTIPROC_DIR"
+# Besides what a fork server preloads: what a supervisor and the commands import that
+# it does not (the console's templates, the doctor's clients; ~0.2 s).
+_ALSO = ("extproc.console.server", "extproc.runtime.doctor")
 
 def _become(request: dict, fds: list[int]) -> None:
     """In a forked child: the requester's environment, directory and streams."""
@@ -80,7 +83,7 @@ def serve(path: str) -> None:
     os.makedirs(metrics_dir, exist_ok=True)
     os.environ.setdefault(METRICS_ENV, metrics_dir)
     import importlib
-    for name in PRELOAD:            # by name, as multiprocessing's fork server preloads
+    for name in (*PRELOAD, *_ALSO):     # by name, as multiprocessing's fork server preloads
         importlib.import_module(name)
     die_with(signal.SIGTERM)                   # goes with whoever started it
     # setproctitle finds its room once, here, in the command line's own bytes: a child
