@@ -32,8 +32,10 @@ def _kept(texts: list[str]) -> list[str]:
 def split(claude_code_prose):
     attacks, benign = corpus_texts(CORPORA)
     prose = claude_code_prose
-    # (a third of Claude Code's kept prose: the fit takes ~5 s instead of ~15)
-    model = train(_kept(attacks), _kept(benign) + _kept(prose)[::3])
+    # (a sixth of Claude Code's kept prose: the fit takes ~5 s of CPU instead of ~14 for a
+    # third; held out, a third blocked 19 of 25 attacks and a sixth 18, both flagging none
+    # of the benign prompts and none of the 3,045 prose texts)
+    model = train(_kept(attacks), _kept(benign) + _kept(prose)[::6])
     return model, _held_out(attacks), _held_out(benign), _held_out(prose)
 
 

@@ -9,6 +9,7 @@ added to a parser cannot ship undocumented.
 from __future__ import annotations
 
 import ast
+import functools
 import re
 from pathlib import Path
 
@@ -44,9 +45,11 @@ def _assigned(scope: ast.AST, name: str) -> list[ast.expr]:
     return values
 
 
+@functools.cache
 def accepted_keys() -> tuple[dict[str, set[str]], list[str]]:
     """Every key some `.only_keys(...)` under extproc/ accepts, with where it is accepted;
-    and the arguments this test could not read (a parser written in a way it does not know)."""
+    and the arguments this test could not read (a parser written in a way it does not know).
+    Read once for the three tests (~3 s of CPU each)."""
     keys: dict[str, set[str]] = {}
     unreadable: list[str] = []
     for path in sorted(PACKAGE.rglob("*.py")):

@@ -169,7 +169,12 @@ def test_sign_in_create_a_key_see_its_call_and_cost_then_revoke_it(browser, stac
     assert cost and float(cost[1]) > 0
     assert "hello from the console test" not in page.content()     # never a prompt
 
-    page.goto("/keys/kim-console")
+    deadline = time.monotonic() + 10
+    while True:          # the key's spend: from the meters, which reach the store every 0.5 s
+        page.goto("/keys/kim-console")
+        if "No spend" not in page.locator("table").first.inner_text() or time.monotonic() > deadline:
+            break
+        time.sleep(0.3)
     assert "1" in page.locator("table").first.inner_text() and f"${cost[1]}" in page.content()
     shot(page, "key")
     page.click("form[action$='/revoke'] button")
