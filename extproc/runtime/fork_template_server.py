@@ -91,6 +91,9 @@ def serve(path: str) -> None:
     os.environ["SPT_NOENV"] = "1"
     import setproctitle
     setproctitle.setproctitle(f"extproc fork-template {path}")
+    import gc
+    gc.collect()
+    gc.freeze()              # as preloaded.py: the children's collections leave all this alone
     signal.signal(signal.SIGCHLD, signal.SIG_IGN)     # the kernel reaps the waiters
     listener = socket.socket(socket.AF_UNIX)
     listener.bind(path)

@@ -9,6 +9,7 @@ which a fork would not carry into the child."""
 
 from __future__ import annotations
 
+import gc
 import os
 
 import uvloop  # noqa: F401
@@ -31,6 +32,10 @@ def prepare() -> None:
             load_config(path)      # makes (and keeps) its detectors, as each worker's load would
         except Exception:          # noqa: BLE001  the children load it again and say what is wrong
             pass
+    # What is loaded by now lives as long as the children: out of the collector's sight,
+    # so a child's collections neither walk it nor write its pages (copy-on-write).
+    gc.collect()
+    gc.freeze()
 
 
 prepare()
