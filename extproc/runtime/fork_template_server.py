@@ -95,10 +95,13 @@ def serve(path: str) -> None:
     gc.collect()
     gc.freeze()              # as preloaded.py: the children's collections leave all this alone
     signal.signal(signal.SIGCHLD, signal.SIG_IGN)     # the kernel reaps the waiters
+    # Bound and listening under another name, then renamed: whoever sees the path can
+    # connect (a connect between bind and listen is refused).
     listener = socket.socket(socket.AF_UNIX)
-    listener.bind(path)
-    os.chmod(path, 0o600)
+    listener.bind(path + ".new")
+    os.chmod(path + ".new", 0o600)
     listener.listen(64)
+    os.rename(path + ".new", path)
     while True:
         connection, _ = listener.accept()
         try:
