@@ -4,6 +4,7 @@ import os
 
 import pytest
 from gateway_stack import GatewayStack
+from warm_start import use_template
 from openai import OpenAI
 
 from extproc.credentials.google import DEMO_SERVICE_ACCOUNT_ENV, demo_service_account
@@ -38,6 +39,7 @@ def _one_tls_context_per_process() -> None:
 
 
 _one_tls_context_per_process()
+use_template()      # gateways and commands forked from a warm template (warm_start.py)
 
 
 def pytest_sessionstart(session) -> None:

@@ -58,6 +58,14 @@ def test_start_time_settings_other_than_the_templates_start_fresh():
     assert template_for({**os.environ, "LLMGW_ANYTHING": "1"}) is not None
 
 
+def test_a_program_that_imports_the_stacks_without_the_suite_starts_them_fresh():
+    # The benches import gateway_stack.py: they measure production's own start and process tree.
+    program = "import os, sys; sys.path.insert(0, 'tests'); import warm_start; print(warm_start.template_for(os.environ))"
+    answer = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True, cwd=ROOT, timeout=60)
+    assert (answer.returncode, answer.stdout) == (0, "None\n"), answer.stderr
+    assert template_for(dict(os.environ)) is not None      # where the suite has turned it on
+
+
 def test_a_gateway_forked_from_the_template_serves_and_leaves_no_process(tmp_path):
     stack = GatewayStack(tmp_path, quickstart_config(), workers=2).start()
     try:
@@ -74,6 +82,7 @@ def test_a_gateway_forked_from_the_template_serves_and_leaves_no_process(tmp_pat
     while any(os.path.exists(f"/proc/{pid}") and "zombie" not in _state(pid) for pid in everyone):
         assert time.monotonic() < deadline, [(pid, _state(pid)) for pid in everyone if os.path.exists(f"/proc/{pid}")]
         time.sleep(0.05)
+    assert "Traceback" not in stack.stderr_path.read_text()     # the fork server's end too
 
 
 def _state(pid: int) -> str:

@@ -64,3 +64,15 @@ def test_exec_starts_each_child_as_a_fresh_interpreter(tmp_path):
         assert _answers(stack) == 200
     finally:
         stack.stop()
+
+
+def test_stopped_it_leaves_neither_its_run_directory_nor_a_traceback(gateway):
+    # (multiprocessing removes the fork server's folder, inside the run directory, as the
+    # supervisor ends: the run directory goes after it)
+    argv = _command(gateway.worker_pids()[0]).split()
+    run_dir = Path(argv[argv.index("--address") + 1].removeprefix("unix:")).parent
+    assert run_dir.is_dir()
+    gateway.stop()
+    assert gateway.process.returncode == 0
+    assert not run_dir.exists()
+    assert "Traceback" not in gateway.stderr_path.read_text()

@@ -7,7 +7,10 @@ commands on two cores (docs/decisions/fork-template.md). What differs from a fre
 start is only what a process reads when it starts (glibc's malloc settings, gRPC's
 experiments, Python's own variables, /proc/<pid>/environ): a stack or command whose
 environment differs from the template's there starts fresh, as does one started off
-the main thread (the template goes with the thread that started it)."""
+the main thread (the template goes with the thread that started it).
+
+Only the suite forks from it (conftest.py calls `use_template`): the benches, which import
+the same stacks, measure production's own start and process tree."""
 
 from __future__ import annotations
 
@@ -33,6 +36,13 @@ _AT_START = re.compile(r"MALLOC_.*|GRPC_.*|LD_.*|PYTHON(?!UNBUFFERED$|PATH$).*|E
 COLD_ENV = "EXTPROC_TESTS_COLD"      # "1" (for the suite, or a stack's env): fresh interpreters
 
 _template: tuple[subprocess.Popen, str, dict[str, str]] | None = None
+_in_use = False
+
+
+def use_template() -> None:
+    """Fork this process's gateways and commands from a warm template from now on."""
+    global _in_use
+    _in_use = True
 
 
 def _start_template() -> tuple[subprocess.Popen, str, dict[str, str]] | None:
@@ -70,7 +80,7 @@ def _at_start(env: Mapping[str, str]) -> dict[str, str]:
 
 def template_for(env: Mapping[str, str]) -> str | None:
     """The template's socket when a process with `env` may be forked from it."""
-    if env.get(COLD_ENV) == "1" or env.get("EXTPROC_CHILDREN") == "exec":
+    if not _in_use or env.get(COLD_ENV) == "1" or env.get("EXTPROC_CHILDREN") == "exec":
         return None
     template = _start_template()
     if template is None:

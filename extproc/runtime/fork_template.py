@@ -69,7 +69,28 @@ def fork_server(path: str, listener_fd: int, alive_fd: int, env: Mapping[str, st
     return pid
 
 
-class TemplateChild:
+class Signalled:
+    """A child's signals as `subprocess.Popen` sends them: only while its pid is still its
+    own (`returncode` None: not reaped yet)."""
+
+    pid: int
+    returncode: int | None
+
+    def send_signal(self, signum: int) -> None:
+        if self.returncode is None:
+            try:
+                os.kill(self.pid, signum)
+            except ProcessLookupError:
+                pass
+
+    def terminate(self) -> None:
+        self.send_signal(signal.SIGTERM)
+
+    def kill(self) -> None:
+        self.send_signal(signal.SIGKILL)
+
+
+class TemplateChild(Signalled):
     """An `extproc` command forked from the template, handled as a `subprocess.Popen`
     (pid, poll, wait, send_signal, terminate, kill, returncode)."""
 
@@ -105,18 +126,6 @@ class TemplateChild:
         self.returncode = int(json.loads(line)["status"]) if line else -signal.SIGKILL
         self._connection.close()
 
-    def send_signal(self, signum: int) -> None:
-        if self.returncode is None:
-            try:
-                os.kill(self.pid, signum)
-            except ProcessLookupError:
-                pass
-
-    def terminate(self) -> None:
-        self.send_signal(signal.SIGTERM)
-
-    def kill(self) -> None:
-        self.send_signal(signal.SIGKILL)
 
 
 def become_command(argv: list[str]) -> None:

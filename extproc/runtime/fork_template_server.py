@@ -122,6 +122,8 @@ def serve(path: str) -> None:
                 else:
                     _serve_command(request, fds, connection)
                 code = 0
+            except SystemExit as leaving:  # a fork server ends so when its supervisor goes
+                code = leaving.code if isinstance(leaving.code, int) else 0
             except BaseException:          # noqa: BLE001  the child's trouble, told on its stderr
                 import traceback
                 traceback.print_exc()

@@ -24,12 +24,13 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import shutil
 import signal
 import subprocess
 import sys
 from collections.abc import Mapping, Sequence
 
-from .fork_template import become_command, fork_server
+from .fork_template import Signalled, become_command, fork_server
 from .with_parent import die_with
 
 CHILDREN_ENV = "EXTPROC_CHILDREN"           # "exec": a fresh interpreter per child
@@ -56,7 +57,7 @@ def _run(argv: list[str], parent: int) -> None:
     runpy.run_module("extproc", run_name="__main__")          # as `python -m extproc <argv>`
 
 
-class ForkedChild:
+class ForkedChild(Signalled):
     """A forked child as the supervisor handles a `subprocess.Popen`: pid, poll, wait,
     send_signal, terminate, kill, returncode."""
 
@@ -78,19 +79,6 @@ class ForkedChild:
         if code is None:
             raise subprocess.TimeoutExpired(self.args, timeout or 0)
         return code
-
-    def send_signal(self, signum: int) -> None:
-        if self._process.exitcode is None:     # not reaped yet: the pid is still its own
-            try:
-                os.kill(self.pid, signum)
-            except ProcessLookupError:
-                pass
-
-    def terminate(self) -> None:
-        self.send_signal(signal.SIGTERM)
-
-    def kill(self) -> None:
-        self.send_signal(signal.SIGKILL)
 
 
 def _from_template(path: str) -> None:
@@ -159,6 +147,17 @@ class Forker:
                         os.environ[name] = value
             self._context = context
         return self._context
+
+    def remove(self, folder: str) -> None:
+        """`folder` removed, now, or as this process ends where the fork server's own
+        folder is in it: multiprocessing removes that one as the process ends, and prints
+        a traceback when it is already gone."""
+        if self._context is None or folder != self._run_dir or len(folder) >= 64:
+            shutil.rmtree(folder, ignore_errors=True)
+            return
+        from multiprocessing import util
+        # After multiprocessing's own removal (exit priority -100): lower runs later.
+        util.Finalize(None, shutil.rmtree, args=(folder,), kwargs={"ignore_errors": True}, exitpriority=-101)
 
     def spawn(self, argv: list[str]) -> ForkedChild:
         """`extproc <argv>` (argv without the interpreter and `-m extproc`), forked."""

@@ -347,7 +347,10 @@ class Supervisor:
             terminate(helpers, 5)
         stop_servers([server for server in (self.admin, getattr(self, "keys_admin", None)) if server is not None])
         if self.owns_run_dir:                 # Envoy's config, the socket links, metrics files
-            shutil.rmtree(self.run_dir, ignore_errors=True)
+            if self.forker is not None:
+                self.forker.remove(str(self.run_dir))
+            else:
+                shutil.rmtree(self.run_dir, ignore_errors=True)
 
     # --- recycling ----------------------------------------------------------------
 
