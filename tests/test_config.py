@@ -51,7 +51,7 @@ BROKEN = [
      "models.gpt-4o.strategy: must be one of: fallback, weighted"),
     ("banned patterns that do not combine", lambda c: c["guardrails"]["rules"].append(
         {"name": "words", "type": "banned", "patterns": ["(?P<x>a)", "(?P<x>b)"]}),
-     "guardrails.rules[3].patterns: the patterns do not combine into one regex"),
+     "guardrails.rules[4].patterns: the patterns do not combine into one regex"),
     ("unknown scheduling policy", lambda c: c["server"].update(worker_scheduling="realtime"),
      "server.worker_scheduling: must be one of: normal, batch"),
     ("unknown transport", lambda c: c["server"].update(transport="quic"),

@@ -49,4 +49,4 @@ def test_training_reads_the_train_split_and_code_as_benign_and_the_model_separat
     again = Classifier.load(tmp_path / "m.npz")
     scores = again.scores(ATTACKS + BENIGN)
     assert min(scores[:len(ATTACKS)]) > max(scores[len(ATTACKS):]), scores
-    assert again.params["n_features"] == 1 << 16
+    assert again.features == 1 << 16

@@ -23,7 +23,7 @@ ALLOWED = {
     "credentials": set(),
     "dialects": {"api"},
     "plugin_api": set(),
-    "plugins": {"plugin_api"},
+    "plugins": {"plugin_api", "guardrails"},           # the injection model it trains
     "observability": {"yamltree"},
     "store": {"yamltree", "transport.eager"},
     "guardrails": {"api", "dialects", "plugin_api", "yamltree"},

@@ -36,8 +36,11 @@ from typing import Any, Mapping
 
 from ..yamltree import Node
 
-TYPES = ("pii", "prompt_injection", "banned", "tools", "caps", "plugin")
-_TEXT_TYPES = ("pii", "prompt_injection", "banned", "plugin")
+TYPES = ("pii", "prompt_injection", "injection_classifier", "banned", "tools", "caps", "plugin")
+_TEXT_TYPES = ("pii", "prompt_injection", "injection_classifier", "banned", "plugin")
+# What the injection classifier reads unless its rule says `where:`: the content an agent
+# did not write (a tool's output), not its system prompt, tool definitions or its user.
+_CLASSIFIER_WHERE = ("tool_results",)
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,6 +71,11 @@ class Guardrail:
     @property
     def scans_text(self) -> bool:
         return self.type in _TEXT_TYPES
+
+    def reads(self, part: str) -> bool:
+        """Whether it reads that part of a request (an MCP call's arguments are the
+        assistant's, its result a tool result)."""
+        return self.where is None or part in self.where
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,6 +123,37 @@ def _pii_detector(entities: tuple[str, ...]):
     from .fold import FoldingDetector     # look-alikes, odd spaces, invisible characters
     from .pii import PIIDetector
     return FoldingDetector(PIIDetector(entities))
+
+
+# The injection classifier's defaults (docs/decisions/injection-classifier.md: the
+# threshold measured on public held-out sets and agents' tool results).
+DEFAULT_THRESHOLD = 0.9
+DEFAULT_MIN_CHARS = 64
+
+
+def _model_digest(path: str | None, node: Node) -> str:
+    from .injection_model import model_digest
+    try:
+        return model_digest(path)
+    except OSError as error:
+        node.fail(f"cannot read the model file: {error.strerror}")
+        return ""
+
+
+@functools.cache
+def _classifier(path: str | None):
+    from .injection_model import load_model
+    return load_model(path)
+
+
+def _classifier_detector(path: str | None, threshold: float, min_chars: int, node: Node):
+    from .injection_model import ClassifierDetector
+    try:
+        model = _classifier(path)
+    except (OSError, ValueError, KeyError) as error:
+        node.fail(f"not a model file this gateway reads: {error}")
+        return None
+    return ClassifierDetector(model, threshold, min_chars)
 
 
 @functools.cache
@@ -179,11 +218,13 @@ def _rule(item: Node) -> Guardrail | None:
     common = ("name", "type", "action", "directions", "fail_mode", "where")
     extra = {"pii": ("entities", "allow", "code_aware"), "prompt_injection": (), "banned": ("words", "patterns", "allow"),
              "tools": ("allow",), "caps": ("max_prompt_tokens", "max_tokens", "max_messages"),
+             "injection_classifier": ("threshold", "min_chars", "model"),
              "plugin": ("address", "timeout_ms")}[kind]
     item.only_keys(*common, *extra)
     actions = ("block", "remove", "log") if kind == "tools" else \
-        ("block", "log") if kind in ("prompt_injection", "caps") else ("block", "redact", "log")
-    default_directions = ["request"] if kind in ("prompt_injection", "caps") else ["request", "response"]
+        ("block", "log") if kind in ("prompt_injection", "injection_classifier", "caps") else ("block", "redact", "log")
+    default_directions = ["request"] if kind in ("prompt_injection", "injection_classifier", "caps") \
+        else ["request", "response"]
     directions = item.get("directions")
     chosen = [d.choice(("request", "response"), "request") for d in directions.elements()] \
         if not directions.missing else default_directions
@@ -198,6 +239,8 @@ def _rule(item: Node) -> Guardrail | None:
         guardrail["where"] = frozenset(part.choice(PARTS, "user") for part in item.get("where").elements())
         if not guardrail["where"]:
             item.get("where").fail("must name at least one part of a request")
+    elif kind == "injection_classifier":
+        guardrail["where"] = frozenset(_CLASSIFIER_WHERE)
     if kind == "pii":
         from .pii import ENTITIES
         entities = tuple(e.choice(ENTITIES, "email") for e in item.get("entities").elements()) \
@@ -208,6 +251,17 @@ def _rule(item: Node) -> Guardrail | None:
     elif kind == "prompt_injection":
         if _make_detectors.get():
             guardrail["detector"] = _injection_detector()
+    elif kind == "injection_classifier":
+        if "response" in chosen:
+            item.get("directions").fail("the injection classifier reads requests only")
+        threshold = item.get("threshold").number(DEFAULT_THRESHOLD, minimum=0)
+        if threshold > 1:
+            item.get("threshold").fail("a probability: between 0 and 1")
+        min_chars = item.get("min_chars").number(DEFAULT_MIN_CHARS, integer=True, minimum=1)
+        path = item.get("model").str(None)          # None: the model the gateway ships
+        if _make_detectors.get():
+            guardrail["detector"] = _classifier_detector(path, threshold, min_chars, item.get("model"))
+        guardrail["digest"] = _digest(kind, item, (threshold, min_chars, _model_digest(path, item.get("model"))))
     elif kind == "banned":
         import re
 
@@ -251,9 +305,10 @@ def _rule(item: Node) -> Guardrail | None:
 DETECTORS_VERSION = "2"
 
 
-def _digest(kind: str, item) -> str:
-    """A digest of what decides a text guardrail's findings: its type and its rules."""
+def _digest(kind: str, item, settings: tuple = ()) -> str:
+    """A digest of what decides a text guardrail's findings: its type, its rules and
+    `settings` (the classifier's threshold, minimum length and model)."""
     import hashlib
     rules = {field: [e.str() for e in item.get(field).elements()] if not item.get(field).missing else None
              for field in ("entities", "words", "patterns", "allow")}
-    return hashlib.sha256(repr((DETECTORS_VERSION, kind, sorted(rules.items()))).encode()).hexdigest()[:32]
+    return hashlib.sha256(repr((DETECTORS_VERSION, kind, sorted(rules.items()), settings)).encode()).hexdigest()[:32]

@@ -181,6 +181,17 @@ class Lookup:
             return sum(map(len, self.texts))
         return sum(len(text) for text, found in zip(self.texts, self.found) if found is None)
 
+    def find_each(self, detector) -> list[list[Finding]]:
+        """Each text's findings, each text read alone (a detector that scores whole texts:
+        injection_model.py), reading only the texts not known yet, and keeping what it read."""
+        out = list(self.found) if self.known.enabled else [None] * len(self.texts)
+        for i, found in enumerate(out):
+            if found is None:
+                out[i] = detector.find(self.texts[i])
+                if self.known.enabled and self.keys[i] is not None:
+                    self.known.put(self.keys[i], out[i])
+        return out
+
     def find(self, detector, complete: bool = True) -> list[list[Finding]]:
         """Each text's findings, the texts read as one conversation (joined.py), reading only
         the texts not known yet: each run of new texts is read with SEAM characters of the

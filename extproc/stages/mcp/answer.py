@@ -29,6 +29,7 @@ from typing import Any
 import orjson
 
 from ...api import jsonrpc
+from ...dialects.request_parts import TOOL_RESULTS
 from ...pipeline.call import Call
 from ...pipeline.stage import Stage
 from .gate import SESSION_HEADER, McpState, wrap_session
@@ -231,7 +232,7 @@ def _rules(call: Call, state: McpState) -> list:
     # by default every text rule of the caller's policy reads it, whatever its directions.
     profile = state.profile
     return profile.result_guardrails if profile.result_guardrails is not None else [
-        g for g in call.config.guardrails.policy_for(call.key) if g.scans_text]
+        g for g in call.config.guardrails.policy_for(call.key) if g.scans_text and g.reads(TOOL_RESULTS)]
 
 
 def _answers(state: McpState, message: Any) -> bool:

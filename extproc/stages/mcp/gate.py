@@ -32,6 +32,7 @@ import orjson
 from ...api import jsonrpc
 from ...config.envoy_contract import INTERNAL_HEADER_PREFIX
 from ...config.mcp import McpProfile
+from ...dialects.request_parts import ASSISTANT
 from ...pipeline.call import Call
 from ...observability import metrics
 from ...pipeline.errors import GatewayError
@@ -283,7 +284,7 @@ class McpGate(Stage):
         if not message.get("params"):
             return
         rules = [g for g in call.config.guardrails.policy_for(call.key)
-                 if "request" in g.directions and g.scans_text]
+                 if "request" in g.directions and g.scans_text and g.reads(ASSISTANT)]
         if not rules:
             return
         reading = read_json(message, "params", Reading())
