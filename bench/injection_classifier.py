@@ -59,7 +59,7 @@ def main() -> None:
     if args.train:
         started = time.perf_counter()
         attacks, benign = training_texts(root)
-        model = train(attacks, benign, n_features=1 << 20)
+        model = train(attacks, benign)
         print(f"trained on {len(attacks)} attacks, {len(benign)} benign in {time.perf_counter() - started:.0f} s")
     else:
         model = InjectionModel.load(args.model)

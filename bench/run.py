@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import json
 import re
 import shutil
@@ -252,6 +253,21 @@ def print_throughput(args, modes: list[str], urls: dict, results: dict, cpu: dic
                   f"{sum(r['errors'] for r in runs):>8} {cpu_text:>16} {envoy_text:>14}")
 
 
+def _drop_rules(names: list[str], config: dict) -> None:
+    guardrails = config["guardrails"]
+    unknown = set(names) - {rule["name"] for rule in guardrails["rules"]}
+    if unknown:
+        raise SystemExit(f"--drop-rule: no such rule: {', '.join(sorted(unknown))}")
+    guardrails["rules"] = [rule for rule in guardrails["rules"] if rule["name"] not in names]
+    policies = guardrails.get("policies", {})
+    for field in ("default",):
+        if field in policies:
+            policies[field] = [name for name in policies[field] if name not in names]
+    for group in ("teams", "keys"):
+        for owner, listed in policies.get(group, {}).items():
+            policies[group][owner] = [name for name in listed if name not in names]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--seconds", type=int, default=10)
@@ -267,12 +283,15 @@ def main() -> None:
                         help="the traffic rows, comma-separated (default: all)")
     parser.add_argument("--throughput-only", action="store_true",
                         help="only the throughput rounds (no paced load, time to first token, long streams)")
+    parser.add_argument("--drop-rule", action="append", default=[],
+                        help="the quickstart without this guardrail rule (a rule's cost: a run with, a run without)")
     args = parser.parse_args()
     modes = [mode.strip() for mode in args.modes.split(",")]
     binary = ensure_wrk()
     # Whatever has started is stopped on the way out, whichever start fails.
     with contextlib.ExitStack() as cleanup:
-        sides = start_sides(cleanup, args.store, args.transport)
+        sides = start_sides(cleanup, args.store, args.transport,
+                            edit=functools.partial(_drop_rules, args.drop_rule) if args.drop_rule else None)
         urls, workers, envoys = sides.urls, sides.workers, sides.envoys
         alone = sides.alone
         keys, extra_headers = dict(KEYS), {}

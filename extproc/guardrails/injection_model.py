@@ -29,9 +29,9 @@ from . import Finding
 # and measured rates).
 SHIPPED = Path(__file__).with_name("injection-model.npz")
 SIZES = (2, 3, 4, 5)
-WINDOW, STEP = 600, 400             # bytes: a window, and how far the next one starts
-_PRIME = np.uint64(1_000_003)
-_MIX = np.uint64(0x9E3779B97F4A7C15)
+WINDOW, STEP = 600, 400             # bytes: where a window's n-grams start, and how far the next one does
+_PRIME = np.uint32(1_000_003)
+_MIX = np.uint32(0x9E3779B1)
 
 
 def _bytes(text: str) -> np.ndarray:
@@ -39,34 +39,37 @@ def _bytes(text: str) -> np.ndarray:
 
 
 def _hashed(data: np.ndarray, features: int) -> list[np.ndarray]:
-    """Per n-gram size, the slot of the n-gram starting at each byte (fewer at the end)."""
-    values = data.astype(np.uint64)
+    """Per n-gram size, the slot of the n-gram starting at each byte (fewer at the end):
+    32-bit arithmetic, wrapping."""
+    values = data.astype(np.uint32)
     rolling = values
     slots = []
-    mask = np.uint64(features - 1)
+    mask = np.uint32(features - 1)
     with np.errstate(over="ignore"):
         for size in range(2, SIZES[-1] + 1):
             rolling = rolling[:-1] * _PRIME + values[size - 1:]
             if size in SIZES:
-                mixed = (rolling + np.uint64(size)) * _MIX
-                slots.append(((mixed ^ (mixed >> np.uint64(29))) & mask).astype(np.int64))
+                mixed = (rolling + np.uint32(size)) * _MIX
+                slots.append(((mixed ^ (mixed >> np.uint32(15))) & mask).astype(np.intp))
     return slots
 
 
 def grams(text: str, features: int) -> list[np.ndarray]:
-    """The slots of every window's n-grams (training's view of a text)."""
+    """The slots of every window's n-grams (training's view of a text): a window holds
+    the n-grams that start in it."""
     data = _bytes(text)
     per_size = _hashed(data, features)
-    found = []
-    for start in _starts(len(data)):
-        end = start + WINDOW
-        found.append(np.concatenate([slots[start:max(start, end - size + 1)]
-                                     for size, slots in zip(SIZES, per_size)]))
-    return found
+    return [np.concatenate([slots[start:start + WINDOW] for slots in per_size]) for start in _starts(len(data))]
 
 
-def _starts(length: int) -> range:
-    return range(0, max(length - WINDOW, 0) + STEP, STEP) if length > WINDOW else range(1)
+def _starts(length: int) -> np.ndarray:
+    """Where each window starts."""
+    if length <= WINDOW:
+        return np.zeros(1, dtype=np.intp)
+    return np.arange(0, length - WINDOW + STEP, STEP, dtype=np.intp)
+
+
+_BLOCK = 200        # WINDOW and STEP are multiples of it: a window is three blocks
 
 
 @dataclass(frozen=True)
@@ -80,24 +83,23 @@ class InjectionModel:
         data = _bytes(text)
         if len(data) < SIZES[0]:
             return 0.0
-        totals = np.zeros(len(data) + 1)
-        counts = np.zeros(len(data) + 1)
-        for size, slots in zip(SIZES, _hashed(data, self.features)):
-            # A window [s, s + WINDOW) holds the n-grams starting at s .. s + WINDOW - size:
-            # each size's cumulative sums are laid out by start, padded to the text's length.
-            weight = np.zeros(len(data))
-            weight[:len(slots)] = self.weights[slots]
-            present = np.zeros(len(data))
-            present[:len(slots)] = 1.0
-            starts = np.fromiter(_starts(len(data)), dtype=np.int64)
-            ends = np.minimum(starts + WINDOW - size + 1, len(slots))
-            ends = np.maximum(ends, starts)
-            cumulative = np.concatenate(([0.0], np.cumsum(weight)))
-            present_cumulative = np.concatenate(([0.0], np.cumsum(present)))
-            totals[:len(starts)] += cumulative[ends] - cumulative[starts]
-            counts[:len(starts)] += present_cumulative[ends] - present_cumulative[starts]
-        windows = len(_starts(len(data)))
-        logits = totals[:windows] / np.sqrt(np.maximum(counts[:windows], 1.0)) + self.intercept
+        # Each byte's n-grams' weights summed, then summed in blocks, and a window's sum is
+        # its blocks': array arithmetic over the whole text, whatever its length.
+        weights = np.zeros(len(data))
+        present = np.zeros(len(data))
+        for slots in _hashed(data, self.features):
+            weights[:len(slots)] += self.weights[slots]
+            present[:len(slots)] += 1.0
+        edges = np.arange(0, len(data), _BLOCK)
+        per_block = WINDOW // _BLOCK
+        starts = _starts(len(data)) // _BLOCK
+        blocks = np.zeros(starts[-1] + per_block)
+        counted = np.zeros(len(blocks))
+        blocks[:len(edges)] = np.add.reduceat(weights, edges)
+        counted[:len(edges)] = np.add.reduceat(present, edges)
+        totals = sum(blocks[starts + k] for k in range(per_block))
+        counts = sum(counted[starts + k] for k in range(per_block))
+        logits = totals / np.sqrt(np.maximum(counts, 1.0)) + self.intercept
         return float(1.0 / (1.0 + np.exp(-logits.max())))
 
     def scores(self, texts: list[str]) -> list[float]:
@@ -114,6 +116,7 @@ class InjectionModel:
             if int(archive["window"][0]) != WINDOW or int(archive["step"][0]) != STEP:
                 raise ValueError(f"{path}: a model for windows of {int(archive['window'][0])} bytes, "
                                  f"this reader's are {WINDOW}")
+            # float32 in memory (1 MB for 2^18 slots): NumPy adds float16 in software, 4x slower
             return cls(archive["weights"].astype(np.float32), float(archive["intercept"][0]),
                        int(archive["features"][0]))
 

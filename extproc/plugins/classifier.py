@@ -45,8 +45,8 @@ def _features(texts: list[str], features: int):
 
 
 def train(attacks: list[str], benign: list[str], c: float = 4.0, n_features: int = 1 << 18) -> InjectionModel:
-    """Fit the classifier on labelled texts. `n_features`: the hashing space (2^18 for
-    the small corpora; 2^20 for tens of thousands of texts, whose n-grams collide less)."""
+    """Fit the classifier on labelled texts. `n_features`: the hashing space (2^18: as
+    good as 2^20 on the public sets, measured, and a quarter of the weights)."""
     import numpy as np
     from scipy import sparse
     from sklearn.linear_model import LogisticRegression

@@ -77,7 +77,7 @@ def main() -> None:
         for extra in args.benign:
             benign.extend(line for line in Path(extra).read_text(encoding="utf-8").splitlines() if line.strip())
         started = time.perf_counter()
-        train(attacks, benign, n_features=1 << 20 if args.public else 1 << 18).save(args.out)
+        train(attacks, benign).save(args.out)
         print(f"trained on {len(attacks)} attacks and {len(benign)} benign texts "
               f"in {time.perf_counter() - started:.1f} s: {args.out}")
     else:
