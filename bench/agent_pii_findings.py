@@ -1,5 +1,6 @@
 """PII findings per 1,000 agent calls on this repository's own code: the quickstart's `pii`
-rule with and without `code_aware`, and its old default (every part, code read as prose).
+rule with and without `code_aware`, and its old default (every part, code read as prose);
+and the tool results the quickstart's injection classifier (`injection-model`) blocks.
 
 Each call carries one new tool result as the agent's tool writes it, over this repository's
 tracked files (what an agent working on it reads):
@@ -119,9 +120,14 @@ def main() -> None:
     scoped = _rule(entities=["email", "card", "ssn", "iban"], allow=ALLOW, code_aware=False)
     aware = _rule(entities=["email", "card", "ssn", "iban"], allow=ALLOW)
     secrets = _rule(entities=["secret"], code_aware=False)
+    problems = Problems("bench")
+    classifier = parse_guardrails(Node({"rules": [{"name": "injection-model", "type": "injection_classifier"}]},
+                                       "guardrails", problems)).default[0]
+    problems.raise_if_any()
     print("| agent | calls | old default (every part, no code_aware) | pii on tool results, code_aware off | "
-          "code_aware on | secrets (everywhere) | system prompt + tools: old | now |")
-    print("|---|---|---|---|---|---|---|---|")
+          "code_aware on | secrets (everywhere) | system prompt + tools: old | now | injection classifier: "
+          "tool results blocked |")
+    print("|---|---|---|---|---|---|---|---|---|")
     for agent in ("claude-code", "codex"):
         results = tool_results(agent)
         calls = len(results)
@@ -133,8 +139,13 @@ def main() -> None:
         own = own_parts(agent)
         own_old, _ = count(old, own, False)
         own_now = count(secrets, own, False)[0]       # the quickstart reads them for secrets alone
+        blocked = sum(bool(classifier.detector.find(text)) for text in results)
         print(f"| {agent} | {calls} | {before * per:.0f} {before_kinds} | {off * per:.0f} | {on * per:.0f} {on_kinds} "
-              f"| {keys * per:.0f} | {own_old} | {own_now} |")
+              f"| {keys * per:.0f} | {own_old} | {own_now} | {blocked * per:.1f} per 1,000 ({blocked}) |")
+    if os.environ.get("SHOW_BLOCKED"):
+        for text in tool_results(os.environ["SHOW_BLOCKED"]):
+            if classifier.detector.find(text):
+                print("blocked:", repr(text[:160]))
     if os.environ.get("SHOW"):
         for text in tool_results(os.environ["SHOW"]):
             for f in code_aware.kept(text, aware.detector.find(text), True):
