@@ -56,6 +56,7 @@ def _turn(gateway, listener: str) -> dict:
 
 def test_a_turn_on_an_anthropic_backend_reaches_it_as_claude_code_sent_it(gateway, claude_code):
     gateway.clear_received()
+    earlier = len(gateway.log_records())     # the session stack's log holds other files' calls
     result = claude_code("claude-sonnet-4-6")
     assert not result["is_error"] and PROMPT in result["result"]     # the mock echoes the last user turn
     sent = _turn(gateway, "mock-anthropic")
@@ -65,7 +66,7 @@ def test_a_turn_on_an_anthropic_backend_reaches_it_as_claude_code_sent_it(gatewa
     assert len(sent["headers"]["anthropic-beta"].split(",")) >= 3
     assert sent["headers"]["x-api-key"] == "mock-anthropic-key"
     record = gateway.wait_for_record(predicate=lambda r: r["model"] == "claude-sonnet-4-6" and r["stream"]
-                                     and r["output_tokens"] > 0 and r["user"] == "alice")
+                                     and r["output_tokens"] > 0 and r["user"] == "alice", after=earlier)
     assert "translated_to" not in record and not record["usage_estimated"]
     assert record["input_tokens"] == result["usage"]["input_tokens"]
     assert record["output_tokens"] == result["usage"]["output_tokens"]

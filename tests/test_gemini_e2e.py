@@ -7,6 +7,7 @@ errors come in Google's shape; usage is counted on every path."""
 from __future__ import annotations
 
 import json
+import uuid
 
 import httpx
 import pytest
@@ -22,6 +23,10 @@ def client(gateway) -> genai.Client:
                         http_options={"base_url": f"http://127.0.0.1:{gateway.port}", "api_version": "v1beta"})
 
 
+def _tagged(request_id: str) -> types.GenerateContentConfig:
+    return types.GenerateContentConfig(http_options={"headers": {"x-request-id": request_id}})
+
+
 def root(gateway) -> str:
     return f"http://127.0.0.1:{gateway.port}"
 
@@ -33,24 +38,27 @@ def root(gateway) -> str:
 ])
 def test_generate_content_reaches_each_backend(gateway, client, model, listener, path):
     gateway.clear_received()
-    answer = client.models.generate_content(model=model, contents=TEXT)
+    rid = f"gemini-{uuid.uuid4()}"           # its record: the session stack logs other files' calls too
+    answer = client.models.generate_content(model=model, contents=TEXT, config=_tagged(rid))
     assert answer.text == TEXT
     assert answer.usage_metadata.prompt_token_count > 0 and answer.usage_metadata.candidates_token_count > 0
     sent = [r for r in gateway.received(listener) if r["path"] == path]
     assert len(sent) == 1
     assert "sk-demo-alice" not in json.dumps(sent[0]["headers"]) + json.dumps(sent[0]["query"])
-    record = gateway.wait_for_record(predicate=lambda r: r["model"] == model and r["user"] == "alice"
-                                     and not r["stream"])
+    record = gateway.wait_for_record(rid)
+    assert (record["model"], record["stream"]) == (model, False)
     assert record["status"] == 200 and record["output_tokens"] > 0
 
 
 @pytest.mark.parametrize("model", ["gemini-2.5-flash", "gpt-4o-mini", "claude-sonnet-4-6"])
 def test_a_stream_reaches_each_backend(gateway, client, model):
-    chunks = list(client.models.generate_content_stream(model=model, contents=TEXT))
+    rid = f"gemini-{uuid.uuid4()}"
+    chunks = list(client.models.generate_content_stream(model=model, contents=TEXT, config=_tagged(rid)))
     assert "".join(chunk.text or "" for chunk in chunks) == TEXT
     assert chunks[-1].candidates[0].finish_reason == types.FinishReason.STOP
     assert chunks[-1].usage_metadata.candidates_token_count > 0
-    record = gateway.wait_for_record(predicate=lambda r: r["model"] == model and r["stream"])
+    record = gateway.wait_for_record(rid)
+    assert (record["model"], record["stream"]) == (model, True)
     assert record["status"] == 200 and record["output_tokens"] > 0
 
 

@@ -10,7 +10,7 @@ import uuid
 
 import httpx
 import pytest
-from gateway_stack import ROOT
+from gateway_stack import ROOT, GatewayStack, quickstart_config
 
 from extproc.guardrails.config import _injection_detector
 from extproc.guardrails.injection_model import load_model
@@ -29,10 +29,10 @@ def test_the_texts_are_ones_only_the_model_finds():
         assert model.score(text) >= 0.9
 
 
-def _read_tool_call(result: str) -> list[dict]:
+def _read_tool_call(result: str, tool: str = "read_file") -> list[dict]:
     return [{"role": "user", "content": "Summarise notes.txt"},
             {"role": "assistant", "content": None, "tool_calls": [{"id": "call_1", "type": "function", "function": {
-                "name": "read_file", "arguments": '{"path": "notes.txt"}'}}]},
+                "name": tool, "arguments": '{"path": "notes.txt"}'}}]},
             {"role": "tool", "tool_call_id": "call_1", "content": result}]
 
 
@@ -88,3 +88,22 @@ def test_an_anthropic_tool_result_is_read_and_refused_in_anthropics_shape(gatewa
 def test_short_tool_results_are_not_scored(gateway, text):
     answer = _chat(gateway, _read_tool_call(text))
     assert answer.status_code == 200, answer.text
+
+
+@pytest.fixture(scope="module")
+def scoped(tmp_path_factory):
+    """The classifier on the results of some tools only: pages fetched and MCP servers'."""
+    config = quickstart_config()
+    for rule in config["guardrails"]["rules"]:
+        if rule["name"] == "injection-model":
+            rule["where"] = [{"tool_results": ["web_fetch", "mcp__*"]}]
+    stack = GatewayStack(tmp_path_factory.mktemp("classifier-scoped"), config).start()
+    yield stack
+    stack.stop()
+
+
+def test_a_rule_scoped_to_some_tools_reads_their_results_and_leaves_the_others(scoped):
+    assert _chat(scoped, _read_tool_call(PLANTED, "read_file")).status_code == 200
+    for tool in ("web_fetch", "mcp__notes__get"):
+        answer = _chat(scoped, _read_tool_call(PLANTED, tool))
+        assert answer.status_code == 400 and "injection-model" in answer.json()["error"]["message"], (tool, answer.text)

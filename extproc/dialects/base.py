@@ -162,6 +162,12 @@ class Codec:
         """Which part of the request (request_parts.py) the string at `path` lies in."""
         return request_parts.USER
 
+    def tool_result_names(self, body: dict, paths: list[tuple]) -> list[str]:
+        """For each string at `paths`, the name of the tool whose result holds it ("" when
+        none or not known): its call's name, found by the call's id where the dialect
+        gives results an id rather than a name."""
+        return ["" for _ in paths]
+
     def tool_name(self, tool: Any) -> str:
         return ""
 

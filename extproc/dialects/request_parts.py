@@ -37,3 +37,13 @@ def block(message: dict, path: tuple, field: str) -> Any:
     if not isinstance(blocks, list) or not 0 <= path[3] < len(blocks):
         return None
     return blocks[path[3]]
+
+
+def named(value: Any) -> str:
+    """`value` when it is a name (a string), else ""."""
+    return value if isinstance(value, str) else ""
+
+
+def names_by_id(calls: list[tuple[Any, Any]]) -> dict[str, str]:
+    """{call id: tool name} of (id, name) pairs, those that are strings."""
+    return {call_id: name for call_id, name in calls if isinstance(call_id, str) and isinstance(name, str)}

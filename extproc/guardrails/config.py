@@ -12,7 +12,10 @@
          allow: [noreply@anthropic.com, "*@corp.example"]}   # values never found (guardrails/allowed.py)
       - {name: injection, type: prompt_injection, action: block, directions: [request]}
       - {name: contacts, type: pii, action: redact, entities: [email, phone], where: [user, tool_results]}
-                                    # where: the parts of a request a text rule reads (all by default)
+                                    # where: the parts of a request a text rule reads (all by default);
+                                    # {tool_results: [web_fetch, "mcp__*"]}: those tools' results only
+      - {name: injection-model, type: injection_classifier, action: block, threshold: 0.9}
+                                    # a model scores tool results (guardrails/injection_model.py)
                                     # code_aware (pii, default true): in tool results and fenced blocks,
                                     # authors' addresses and numbers that are ids, hashes or versions
                                     # are not PII (guardrails/code_aware.py)
@@ -61,6 +64,9 @@ class Guardrail:
     allow: frozenset[str] | None = None  # tools
     # The parts of a request it reads (dialects/request_parts.py); None: all of them.
     where: frozenset[str] | None = None
+    # Tool results only of the tools these globs name (`where: [{tool_results: [...]}]`);
+    # None: of every tool.
+    tool_names: tuple[str, ...] | None = None
     # pii: tool results and fenced blocks read as code (guardrails/code_aware.py).
     code_aware: bool = False
     caps: Caps | None = None
@@ -76,6 +82,13 @@ class Guardrail:
         """Whether it reads that part of a request (an MCP call's arguments are the
         assistant's, its result a tool result)."""
         return self.where is None or part in self.where
+
+    def reads_tool(self, name: str) -> bool:
+        """Whether it reads the results of the tool called `name` (in `tool_results`)."""
+        if self.tool_names is None:
+            return True
+        from fnmatch import fnmatchcase
+        return any(fnmatchcase(name, glob) for glob in self.tool_names)
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,6 +136,29 @@ def _pii_detector(entities: tuple[str, ...]):
     from .fold import FoldingDetector     # look-alikes, odd spaces, invisible characters
     from .pii import PIIDetector
     return FoldingDetector(PIIDetector(entities))
+
+
+def _where(node: Node) -> tuple[frozenset[str], tuple[str, ...] | None]:
+    """The parts a rule reads, each named, or `{tool_results: [globs]}` for the results of
+    the tools those globs name: (parts, the globs or None for every tool)."""
+    from ..dialects.request_parts import PARTS, TOOL_RESULTS
+    parts: set[str] = set()
+    every_tool, globs = False, []
+    for entry in node.elements():
+        if isinstance(entry.value, dict):
+            entry.only_keys(TOOL_RESULTS)
+            named = [glob.str() for glob in entry.get(TOOL_RESULTS).elements()]
+            if not named:
+                entry.get(TOOL_RESULTS).fail("must name at least one tool (a name or a glob: mcp__*)")
+            globs += named
+            parts.add(TOOL_RESULTS)
+        else:
+            part = entry.choice(PARTS, "user")
+            parts.add(part)
+            every_tool |= part == TOOL_RESULTS
+    if not parts:
+        node.fail("must name at least one part of a request")
+    return frozenset(parts), (None if every_tool or not globs else tuple(globs))
 
 
 # The injection classifier's defaults (docs/decisions/injection-classifier.md: the
@@ -235,10 +271,7 @@ def _rule(item: Node) -> Guardrail | None:
     if kind not in _TEXT_TYPES and not item.get("where").missing:
         item.get("where").fail(f"a {kind} rule reads no text: where applies to text rules only")
     elif not item.get("where").missing:
-        from ..dialects.request_parts import PARTS
-        guardrail["where"] = frozenset(part.choice(PARTS, "user") for part in item.get("where").elements())
-        if not guardrail["where"]:
-            item.get("where").fail("must name at least one part of a request")
+        guardrail["where"], guardrail["tool_names"] = _where(item.get("where"))
     elif kind == "injection_classifier":
         guardrail["where"] = frozenset(_CLASSIFIER_WHERE)
     if kind == "pii":

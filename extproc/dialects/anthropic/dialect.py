@@ -103,6 +103,21 @@ class Messages(Translating, Codec):
         return request_parts.TOOL_RESULTS if isinstance(block, dict) and block.get("type") in _RESULT_BLOCKS \
             else request_parts.USER
 
+    def tool_result_names(self, body: dict, paths: list[tuple]) -> list[str]:
+        """A result block's call (`tool_use`, `server_tool_use`, `mcp_tool_use`) by its `tool_use_id`."""
+        messages = body.get("messages") if isinstance(body.get("messages"), list) else []
+        called = request_parts.names_by_id(
+            [(block.get("id"), block.get("name")) for message in messages
+             if isinstance(message, dict) and message.get("role") == "assistant" and isinstance(message.get("content"), list)
+             for block in message["content"] if isinstance(block, dict)])
+        names = []
+        for path in paths:
+            message = request_parts.item(body, path, "messages") or {}
+            block = request_parts.block(message, path, "content") if message else None
+            call_id = block.get("tool_use_id") if isinstance(block, dict) else None
+            names.append(called.get(call_id, "") if isinstance(call_id, str) else "")
+        return names
+
     def tool_name(self, tool: Any) -> str:
         """Anthropic's own tools (no type, or "custom") by name; a server tool by its type."""
         if not isinstance(tool, dict):

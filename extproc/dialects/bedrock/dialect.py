@@ -150,6 +150,22 @@ class Converse(Translating, Codec):
         return request_parts.TOOL_RESULTS if isinstance(block, dict) and "toolResult" in block \
             else request_parts.USER
 
+    def tool_result_names(self, body: dict, paths: list[tuple]) -> list[str]:
+        """A `toolResult`'s call (`toolUse`) by its `toolUseId`."""
+        messages = body.get("messages") if isinstance(body.get("messages"), list) else []
+        called = request_parts.names_by_id(
+            [(block["toolUse"].get("toolUseId"), block["toolUse"].get("name")) for message in messages
+             if isinstance(message, dict) and message.get("role") == "assistant" and isinstance(message.get("content"), list)
+             for block in message["content"] if isinstance(block, dict) and isinstance(block.get("toolUse"), dict)])
+        names = []
+        for path in paths:
+            message = request_parts.item(body, path, "messages") or {}
+            block = request_parts.block(message, path, "content") if message else None
+            result = block.get("toolResult") if isinstance(block, dict) else None
+            call_id = result.get("toolUseId") if isinstance(result, dict) else None
+            names.append(called.get(call_id, "") if isinstance(call_id, str) else "")
+        return names
+
     def tool_names(self, body: dict) -> list[str]:
         return [self.tool_name(tool) for tool in _tool_config(body).get("tools") or ()
                 if isinstance(tool, dict) and "toolSpec" in tool]

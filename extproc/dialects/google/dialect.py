@@ -143,6 +143,16 @@ class GenerateContent(Translating, Codec):
         return request_parts.TOOL_RESULTS if isinstance(part, dict) and \
             ("functionResponse" in part or "function_response" in part) else request_parts.USER
 
+    def tool_result_names(self, body: dict, paths: list[tuple]) -> list[str]:
+        """A `functionResponse` names its function."""
+        names = []
+        for path in paths:
+            content = request_parts.item(body, path, "contents") or {}
+            part = request_parts.block(content, path, "parts") if content else None
+            response = (part.get("functionResponse") or part.get("function_response")) if isinstance(part, dict) else None
+            names.append(request_parts.named(response.get("name")) if isinstance(response, dict) else "")
+        return names
+
     def tool_names(self, body: dict) -> list[str]:
         return [self.tool_name(declaration) for tool in body.get("tools") or () if isinstance(tool, dict)
                 for declaration in tool.get("functionDeclarations") or ()]

@@ -114,6 +114,23 @@ class Chat(Translating, _OpenAICodec):
         message = request_parts.item(body, path, "messages")
         return _CHAT_ROLE_PARTS.get(message.get("role"), request_parts.USER) if message else request_parts.USER
 
+    def tool_result_names(self, body: dict, paths: list[tuple]) -> list[str]:
+        """A `tool` message's call by its `tool_call_id`; a `function` message names its own."""
+        messages = body.get("messages") if isinstance(body.get("messages"), list) else []
+        called = request_parts.names_by_id(
+            [(call.get("id"), (call.get("function") or call.get("custom") or {}).get("name"))
+             for message in messages if isinstance(message, dict) and message.get("role") == "assistant"
+             and isinstance(message.get("tool_calls"), list)
+             for call in message["tool_calls"] if isinstance(call, dict)
+             and isinstance(call.get("function") or call.get("custom") or {}, dict)])
+        names = []
+        for path in paths:
+            message = request_parts.item(body, path, "messages") or {}
+            call_id = message.get("tool_call_id")
+            names.append(request_parts.named(message.get("name")) if message.get("role") == "function"
+                         else called.get(call_id, "") if isinstance(call_id, str) else "")
+        return names
+
     def tool_names(self, body: dict) -> list[str]:
         """`tools`, and the deprecated `functions`."""
         names = super().tool_names(body)

@@ -56,6 +56,20 @@ class Responses(Translating, _OpenAICodec):
         item = request_parts.item(body, path, "input")
         return _input_item_part(item) if item else request_parts.USER
 
+    def tool_result_names(self, body: dict, paths: list[tuple]) -> list[str]:
+        """An output item's call by its `call_id`; an `mcp_call` names its own tool."""
+        items = body.get("input") if isinstance(body.get("input"), list) else []
+        called = request_parts.names_by_id([(item.get("call_id"), item.get("name")) for item in items
+                                            if isinstance(item, dict) and request_parts.named(item.get("type"))
+                                            .endswith("_call")])
+        names = []
+        for path in paths:
+            item = request_parts.item(body, path, "input") or {}
+            call_id = item.get("call_id")
+            names.append(request_parts.named(item.get("name")) if item.get("type") == "mcp_call"
+                         else called.get(call_id, "") if isinstance(call_id, str) else "")
+        return names
+
     def called_tools(self, body: dict) -> list[str]:
         items = body.get("output") or ([body.get("item")] if body.get("item") else [])
         return [item["name"] for item in items if isinstance(item, dict)

@@ -151,6 +151,7 @@ class GuardRequest(Stage):
         every_slot = [(container, key) for container, key, _path in walked]
         every_path = [path for _container, _key, path in walked]
         parts = None            # each slot's part of the request, for the rules scoped by `where`
+        tools = None            # each slot's tool (its result's), for the rules scoped to some tools
         bound = call.config.guardrails.max_scan_chars
         total = sum(len(container[key]) for container, key in every_slot)
         deadline = time.perf_counter() + call.config.guardrails.max_scan_ms / 1000
@@ -161,6 +162,11 @@ class GuardRequest(Stage):
                 if parts is None:
                     parts = [call.codec.request_part(call.body, path) for path in every_path]
                 chosen = [index for index, part in enumerate(parts) if part in guardrail.where]
+                if guardrail.tool_names is not None:
+                    if tools is None:
+                        tools = call.codec.tool_result_names(call.body, every_path)
+                    chosen = [index for index in chosen
+                              if parts[index] != TOOL_RESULTS or guardrail.reads_tool(tools[index])]
                 slots, paths = [every_slot[i] for i in chosen], [every_path[i] for i in chosen]
             # A payload declared as text that cannot be decoded (guardrails/embedded_text.py),
             # or a value nested past the walk's depth (guardrails/walk.py), is not passed

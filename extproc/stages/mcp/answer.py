@@ -232,7 +232,8 @@ def _rules(call: Call, state: McpState) -> list:
     # by default every text rule of the caller's policy reads it, whatever its directions.
     profile = state.profile
     return profile.result_guardrails if profile.result_guardrails is not None else [
-        g for g in call.config.guardrails.policy_for(call.key) if g.scans_text and g.reads(TOOL_RESULTS)]
+        g for g in call.config.guardrails.policy_for(call.key)
+        if g.scans_text and g.reads(TOOL_RESULTS) and g.reads_tool(state.tool)]
 
 
 def _answers(state: McpState, message: Any) -> bool:
