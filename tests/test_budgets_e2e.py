@@ -21,6 +21,7 @@ from gateway_stack import ROOT, GatewayStack, free_port, quickstart_config, sett
 from warm_start import run_extproc
 
 from extproc.observability.metrics import FLUSH_INTERVAL
+from extproc.store.allotments import FLUSH_SECONDS
 from extproc.store.redis_store import RedisStore
 from extproc.store.sqlite_store import SQLiteStore
 
@@ -330,11 +331,13 @@ def test_a_redis_outage_under_allotments_loses_and_doubles_no_spend(tmp_path):
         while admissions(stack).get("allotment", 0) == 0 and time.monotonic() < deadline:
             time.sleep(0.1)
         assert admissions(stack)["allotment"] > 0          # an allotment is held
-        # Unused for IDLE_SECONDS, an allotment goes back (the wait above can be longer on a
-        # busy host): calls right before the outage hold one (a call the store admits asks
-        # for one, granted in the exchange it starts).
+        # An allotment unused for IDLE_SECONDS goes back (the wait above can be longer on a
+        # busy host), and one the last calls nearly spent covers no call more: calls, then
+        # the worker's next exchange, which sizes a fresh one on them (at least
+        # CALLS_PER_ALLOTMENT calls like theirs), then the outage, before it goes unused.
         before += [erin_call(stack, 20 + i) for i in range(3)]
         assert [r.status_code for r in before] == [200] * 23
+        time.sleep(FLUSH_SECONDS + 0.15)
         redis.stop()                                       # appendonly: the spend survives
         # Until the allotment (sized for a few dozen calls) runs out, then a few more. A call
         # may still be answered after one was refused: the settle of the call before it

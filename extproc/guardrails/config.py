@@ -146,7 +146,7 @@ def _where(node: Node) -> tuple[frozenset[str], tuple[str, ...] | None]:
     every_tool, globs = False, []
     for entry in node.elements():
         if isinstance(entry.value, dict):
-            entry.only_keys(TOOL_RESULTS)
+            entry.only_keys("tool_results")
             named = [glob.str() for glob in entry.get(TOOL_RESULTS).elements()]
             if not named:
                 entry.get(TOOL_RESULTS).fail("must name at least one tool (a name or a glob: mcp__*)")
