@@ -12,10 +12,16 @@ import time
 
 import pytest
 from gateway_stack import ROOT, GatewayStack, quickstart_config
-from warm_start import fork_server_pids, launch_extproc, run_extproc, template_for
+from warm_start import COLD_ENV, fork_server_pids, launch_extproc, run_extproc, template_for
 
 from extproc.credentials.google import DEMO_SERVICE_ACCOUNT_ENV, demo_service_account
 from extproc.runtime.fork_template import TemplateChild
+
+
+@pytest.fixture(autouse=True)
+def _with_the_template(monkeypatch):
+    """These test the template itself, in a suite run with it or without (EXTPROC_TESTS_COLD)."""
+    monkeypatch.delenv(COLD_ENV, raising=False)
 
 
 def test_a_command_gets_its_own_environment_directory_and_streams():
@@ -43,11 +49,13 @@ def test_a_killed_command_is_seen_killed(tmp_path):
     with open(tmp_path / "out", "wb") as out:
         child = launch_extproc(["mock-provider", "--config", str(ROOT / "config" / "quickstart.yaml")],
                                stdout=out, stderr=out, stdin=subprocess.DEVNULL)
-    assert isinstance(child, TemplateChild)
-    assert child.poll() is None
-    with pytest.raises(subprocess.TimeoutExpired):
-        child.wait(0.2)
-    child.kill()
+    try:
+        assert isinstance(child, TemplateChild)
+        assert child.poll() is None
+        with pytest.raises(subprocess.TimeoutExpired):
+            child.wait(0.2)
+    finally:
+        child.kill()
     assert child.wait(10) == -signal.SIGKILL
 
 
