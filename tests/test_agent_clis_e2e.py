@@ -29,6 +29,7 @@ def _installed(binary: Path) -> None:
 def test_qwen_code_completes_a_turn(gateway, tmp_path, model):
     _installed(QWEN)
     gateway.clear_received()
+    earlier = len(gateway.log_records())     # the session stack's log holds other files' calls
     env = {"PATH": os.environ["PATH"], "HOME": str(tmp_path),
            "OPENAI_BASE_URL": f"http://127.0.0.1:{gateway.port}/v1", "OPENAI_API_KEY": "sk-demo-alice",
            "OPENAI_MODEL": model}
@@ -41,7 +42,7 @@ def test_qwen_code_completes_a_turn(gateway, tmp_path, model):
     # Its tools reached the provider, type lists and all (as translated for an Anthropic one).
     assert sent and any(body.get("tools") for body in sent)
     record = gateway.wait_for_record(predicate=lambda r: r["model"] == model and r["status"] == 200
-                                     and r["user"] == "alice" and r["output_tokens"] > 0)
+                                     and r["user"] == "alice" and r["output_tokens"] > 0, after=earlier)
     assert record["path"] == "/v1/chat/completions"
 
 
@@ -57,6 +58,7 @@ def test_opencode_completes_a_turn(gateway, tmp_path, model):
                             "models": {name: {"name": name} for name in MODELS}}}}))
     work = tmp_path / "work"
     work.mkdir()
+    earlier = len(gateway.log_records())
     env = {"PATH": os.environ["PATH"], "HOME": str(tmp_path), "OPENCODE_DISABLE_AUTOUPDATE": "1",
            "OPENCODE_DISABLE_MODELS_FETCH": "1"}
     done = subprocess.run([str(OPENCODE), "run", "-m", f"gw/{model}", PROMPT], env=env, cwd=work,
@@ -64,5 +66,5 @@ def test_opencode_completes_a_turn(gateway, tmp_path, model):
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     assert PROMPT in done.stdout
     record = gateway.wait_for_record(predicate=lambda r: r["model"] == model and r["status"] == 200
-                                     and r["user"] == "alice" and r["output_tokens"] > 0)
+                                     and r["user"] == "alice" and r["output_tokens"] > 0, after=earlier)
     assert record["path"] == "/v1/chat/completions"
