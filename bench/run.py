@@ -260,9 +260,8 @@ def _drop_rules(names: list[str], config: dict) -> None:
         raise SystemExit(f"--drop-rule: no such rule: {', '.join(sorted(unknown))}")
     guardrails["rules"] = [rule for rule in guardrails["rules"] if rule["name"] not in names]
     policies = guardrails.get("policies", {})
-    for field in ("default",):
-        if field in policies:
-            policies[field] = [name for name in policies[field] if name not in names]
+    if "default" in policies:
+        policies["default"] = [name for name in policies["default"] if name not in names]
     for group in ("teams", "keys"):
         for owner, listed in policies.get(group, {}).items():
             policies[group][owner] = [name for name in listed if name not in names]

@@ -47,3 +47,16 @@ def named(value: Any) -> str:
 def names_by_id(calls: list[tuple[Any, Any]]) -> dict[str, str]:
     """{call id: tool name} of (id, name) pairs, those that are strings."""
     return {call_id: name for call_id, name in calls if isinstance(call_id, str) and isinstance(name, str)}
+
+
+def result_names(body: dict, paths: list[tuple], field: str, id_key: str, called: dict[str, str],
+                 names_itself) -> list[str]:
+    """For each path, the tool of the item of `field` it lies in: the item's own `name`
+    when `names_itself(item)`, else the call its `id_key` names in `called` ("" if none)."""
+    names = []
+    for path in paths:
+        found = item(body, path, field) or {}
+        call_id = found.get(id_key)
+        names.append(named(found.get("name")) if names_itself(found)
+                     else called.get(call_id, "") if isinstance(call_id, str) else "")
+    return names

@@ -177,15 +177,16 @@ def _model_digest(path: str | None, node: Node) -> str:
 
 
 @functools.cache
-def _classifier(path: str | None):
+def _classifier(path: str | None, _digest: str):
+    """A model file read once per content (a file changed in place is read again on reload)."""
     from .injection_model import load_model
     return load_model(path)
 
 
-def _classifier_detector(path: str | None, threshold: float, min_chars: int, node: Node):
+def _classifier_detector(path: str | None, model_digest: str, threshold: float, min_chars: int, node: Node):
     from .injection_model import ClassifierDetector
     try:
-        model = _classifier(path)
+        model = _classifier(path, model_digest)
     except (OSError, ValueError, KeyError) as error:
         node.fail(f"not a model file this gateway reads: {error}")
         return None
@@ -292,9 +293,10 @@ def _rule(item: Node) -> Guardrail | None:
             item.get("threshold").fail("a probability: between 0 and 1")
         min_chars = item.get("min_chars").number(DEFAULT_MIN_CHARS, integer=True, minimum=1)
         path = item.get("model").str(None)          # None: the model the gateway ships
-        if _make_detectors.get():
-            guardrail["detector"] = _classifier_detector(path, threshold, min_chars, item.get("model"))
-        guardrail["digest"] = _digest(kind, item, (threshold, min_chars, _model_digest(path, item.get("model"))))
+        model_digest = _model_digest(path, item.get("model"))
+        if _make_detectors.get() and model_digest:
+            guardrail["detector"] = _classifier_detector(path, model_digest, threshold, min_chars, item.get("model"))
+        guardrail["digest"] = _digest(kind, item, (threshold, min_chars, model_digest))
     elif kind == "banned":
         import re
 

@@ -72,15 +72,7 @@ def code_windows(files: int = 600, per_file: int = 15, seed: int = 7) -> list[st
     sources = sorted(p for p in stdlib.rglob("*.py") if "test" not in p.parts and "idlelib" not in p.parts)
     chooser = random.Random(seed)
     chooser.shuffle(sources)
-    chosen: list[str] = []
-    for path in sources[:files]:
-        try:
-            pieces = windows(path.read_text(encoding="utf-8"))
-        except (UnicodeDecodeError, OSError):
-            continue
-        chooser.shuffle(pieces)
-        chosen += pieces[:per_file]
-    return chosen
+    return _pieces(sources[:files], chooser, per_file)
 
 
 # Installed with the gateway: their code reads as what agents' tool results hold.
@@ -89,10 +81,8 @@ PACKAGES = ("pydantic", "httpx", "openai", "anthropic", "google-genai", "mcp", "
             "playwright", "pytest", "h2", "hpack", "anyio", "urllib3", "requests", "attrs", "jsonschema")
 
 
-def _windows_of(paths: list[Path], per_file: int, limit: int, seed: int) -> list[str]:
-    chooser = random.Random(seed)
-    paths = sorted(paths)
-    chooser.shuffle(paths)
+def _pieces(paths: list[Path], chooser: random.Random, per_file: int, limit: float = float("inf")) -> list[str]:
+    """Up to `per_file` windows of each file in turn, chosen by `chooser`, until `limit`."""
     chosen: list[str] = []
     for path in paths:
         try:
@@ -103,7 +93,14 @@ def _windows_of(paths: list[Path], per_file: int, limit: int, seed: int) -> list
         chosen += pieces[:per_file]
         if len(chosen) >= limit:
             break
-    return chosen[:limit]
+    return chosen
+
+
+def _windows_of(paths: list[Path], per_file: int, limit: int, seed: int) -> list[str]:
+    chooser = random.Random(seed)
+    paths = sorted(paths)
+    chooser.shuffle(paths)
+    return _pieces(paths, chooser, per_file, limit)[:limit]
 
 
 def package_files(names: tuple[str, ...] = PACKAGES) -> tuple[list[Path], list[Path], list[str]]:

@@ -123,13 +123,8 @@ class Chat(Translating, _OpenAICodec):
              and isinstance(message.get("tool_calls"), list)
              for call in message["tool_calls"] if isinstance(call, dict)
              and isinstance(call.get("function") or call.get("custom") or {}, dict)])
-        names = []
-        for path in paths:
-            message = request_parts.item(body, path, "messages") or {}
-            call_id = message.get("tool_call_id")
-            names.append(request_parts.named(message.get("name")) if message.get("role") == "function"
-                         else called.get(call_id, "") if isinstance(call_id, str) else "")
-        return names
+        return request_parts.result_names(body, paths, "messages", "tool_call_id", called,
+                                          lambda message: message.get("role") == "function")
 
     def tool_names(self, body: dict) -> list[str]:
         """`tools`, and the deprecated `functions`."""

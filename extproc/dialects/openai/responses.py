@@ -62,13 +62,8 @@ class Responses(Translating, _OpenAICodec):
         called = request_parts.names_by_id([(item.get("call_id"), item.get("name")) for item in items
                                             if isinstance(item, dict) and request_parts.named(item.get("type"))
                                             .endswith("_call")])
-        names = []
-        for path in paths:
-            item = request_parts.item(body, path, "input") or {}
-            call_id = item.get("call_id")
-            names.append(request_parts.named(item.get("name")) if item.get("type") == "mcp_call"
-                         else called.get(call_id, "") if isinstance(call_id, str) else "")
-        return names
+        return request_parts.result_names(body, paths, "input", "call_id", called,
+                                          lambda item: item.get("type") == "mcp_call")
 
     def called_tools(self, body: dict) -> list[str]:
         items = body.get("output") or ([body.get("item")] if body.get("item") else [])
