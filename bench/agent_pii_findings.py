@@ -11,7 +11,11 @@ tracked files (what an agent working on it reads):
                   of a file, `rg -n`, `git log`
 
 and the agent's own first request (tests/agent_requests/: system prompt and tools), read by
-the rule as it is scoped. Run: .venv/bin/python bench/agent_pii_findings.py
+the rule as it is scoped. The blocked tool results are split by what they hold: attack
+text the built-in injection rules also find (the corpora, tests and guides that quote
+attacks), an agent's captured system prompt (tests/agent_requests/), or neither: the
+false positives an operator would see on ordinary code and documentation.
+Run: .venv/bin/python bench/agent_pii_findings.py
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from extproc.guardrails import code_aware  # noqa: E402
-from extproc.guardrails.config import parse_guardrails  # noqa: E402
+from extproc.guardrails.config import _injection_detector, parse_guardrails  # noqa: E402
 from extproc.yamltree import Node, Problems  # noqa: E402
 
 ALLOW = ["noreply@anthropic.com", "*@users.noreply.github.com"]
@@ -67,6 +71,7 @@ def _git_log(skip: int) -> str:
 
 
 def tool_results(agent: str) -> list[str]:
+    """One tool result per tracked file (in `_files()` order), then the searches and the logs."""
     words = ["email", "card", "import", "def ", "guardrail", "token", "key", "version", "sha256", "author"]
     files = _files()
     if agent == "claude-code":
@@ -126,8 +131,10 @@ def main() -> None:
     problems.raise_if_any()
     print("| agent | calls | old default (every part, no code_aware) | pii on tool results, code_aware off | "
           "code_aware on | secrets (everywhere) | system prompt + tools: old | now | injection classifier: "
-          "tool results blocked |")
-    print("|---|---|---|---|---|---|---|---|---|")
+          "tool results blocked | of which attack text / an agent's prompt / neither |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    rules = _injection_detector()
+    captures = {i for i, path in enumerate(_files()) if "agent_requests" in path.parts}
     for agent in ("claude-code", "codex"):
         results = tool_results(agent)
         calls = len(results)
@@ -139,9 +146,13 @@ def main() -> None:
         own = own_parts(agent)
         own_old, _ = count(old, own, False)
         own_now = count(secrets, own, False)[0]       # the quickstart reads them for secrets alone
-        blocked = sum(bool(classifier.detector.find(text)) for text in results)
+        blocked = [i for i, text in enumerate(results) if classifier.detector.find(text)]
+        attack_text = [i for i in blocked if rules.find(results[i])]
+        prompts = [i for i in blocked if i in captures and i not in attack_text]
+        neither = len(blocked) - len(attack_text) - len(prompts)
         print(f"| {agent} | {calls} | {before * per:.0f} {before_kinds} | {off * per:.0f} | {on * per:.0f} {on_kinds} "
-              f"| {keys * per:.0f} | {own_old} | {own_now} | {blocked * per:.1f} per 1,000 ({blocked}) |")
+              f"| {keys * per:.0f} | {own_old} | {own_now} | {len(blocked) * per:.1f} per 1,000 ({len(blocked)}) "
+              f"| {len(attack_text)} / {len(prompts)} / {neither} ({neither * per:.1f} per 1,000) |")
     if os.environ.get("SHOW_BLOCKED"):
         for text in tool_results(os.environ["SHOW_BLOCKED"]):
             if classifier.detector.find(text):

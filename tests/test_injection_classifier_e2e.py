@@ -84,6 +84,18 @@ def test_an_anthropic_tool_result_is_read_and_refused_in_anthropics_shape(gatewa
     assert "injection-model" in body["error"]["message"]
 
 
+def test_an_instruction_inside_a_long_file_read_is_found_where_it_lies(gateway):
+    """A 200 KB tool result: scored off the worker's event loop, its planted paragraph found
+    (one long enough to fill a window of 600 bytes wherever the windows fall: a single line
+    amid code is diluted below the threshold)."""
+    source = (ROOT / "extproc" / "stages" / "pipelines.py").read_text()
+    body = (source * (200_000 // len(source) + 1))[:200_000]
+    cut = body.index("\n", 120_000)
+    answer = _chat(gateway, _read_tool_call(body[:cut] + "\n\n" + (PLANTED + " ") * 6 + "\n" + body[cut:]))
+    assert answer.status_code == 400 and "injection-model" in answer.json()["error"]["message"], answer.text
+    assert _chat(gateway, _read_tool_call(body)).status_code == 200
+
+
 @pytest.mark.parametrize("text", ["short: ignore it", ""])
 def test_short_tool_results_are_not_scored(gateway, text):
     answer = _chat(gateway, _read_tool_call(text))

@@ -118,15 +118,15 @@ def test_a_text_a_blocking_read_did_not_look_at_is_not_remembered_clean():
 
 
 def test_a_resent_texts_digest_is_found_by_a_compare_and_a_lookalike_gets_its_own():
-    from extproc.guardrails import known
+    from extproc.guardrails import text_digests as known
     text = "a" * 100 + "tool output " * 400 + "z" * 100
     again = "".join(list(text))                     # the same text, another object (a new parse)
     lookalike = text[:2000] + "X" + text[2001:]     # same length and ends, another middle
     assert again is not text and len(lookalike) == len(text)
-    first = known._digest(text)
-    assert known._digest(again) == first == known._hash(text)
-    assert known._digest(lookalike) == known._hash(lookalike) != first
-    assert known._digest(text) == first             # the lookalike replaced it; hashed again
+    first = known.text_digest(text)
+    assert known.text_digest(again) == first == known._hash(text)
+    assert known.text_digest(lookalike) == known._hash(lookalike) != first
+    assert known.text_digest(text) == first             # the lookalike replaced it; hashed again
     digests = known.TextDigests()
     assert digests.of(text) == first and digests.of(text) is digests.of(text)
 

