@@ -118,18 +118,23 @@ def pick(signals: PoolSignals, model: str, hashes: list[int], now: float | None 
     keys = [rank * (2 * (queued >= queue_cap or kv >= kv_cap) + (queued + busy > cap))
             + queue_scale * (load_now - low) + w_kv * kv
             for queued, busy, load_now, kv in zip(queues, running, loads, kv_use)]
-    prefixes = None                            # the prefix share of each (the reason reads it)
-    if depth:
-        blocks = len(hashes)
-        prefixes = [depth.get(endpoint.address, 0) / blocks for endpoint in fresh]
-        keys = [key - w_prefix * prefix for key, prefix in zip(keys, prefixes)]
+    # The prefix share of the few that hold some of the prompt, or are its home, by position
+    # (the reason reads it); the others' is 0. Sparse: a pass over 256 replicas is ~40 µs.
+    prefixes: dict[int, float] = {}
     home_address = _home(signals, home, cap, oldest, None if whole_pool else {e.address for e in fresh}) \
         if home else ""
-    if home_address:
-        at = next(i for i, endpoint in enumerate(fresh) if endpoint.address == home_address)
-        prefixes = prefixes or [0.0] * len(fresh)
-        prefixes[at] += HOME_BONUS
-        keys[at] -= w_prefix * HOME_BONUS
+    if depth or home_address:
+        position = {endpoint.address: i for i, endpoint in enumerate(fresh)}
+        blocks = len(hashes)
+        for address, held in depth.items():
+            at = position.get(address)
+            if at is not None and held:
+                prefixes[at] = held / blocks
+                keys[at] -= w_prefix * prefixes[at]
+        if home_address:
+            at = position[home_address]
+            prefixes[at] = prefixes.get(at, 0.0) + HOME_BONUS
+            keys[at] -= w_prefix * HOME_BONUS
     adapter = "" if whole_pool else model
     if adapter:
         for at, endpoint in enumerate(fresh):
@@ -149,8 +154,8 @@ def pick(signals: PoolSignals, model: str, hashes: list[int], now: float | None 
         first = best[0]
         if len(candidates) == 1:
             reason = ONLY
-        elif prefixes and prefixes[first] > 0 and any(prefixes[i] < prefixes[first]
-                                                      for i in (best[1:] or range(len(fresh)))):
+        elif prefixes.get(first, 0.0) > 0 and any(prefixes.get(i, 0.0) < prefixes[first]
+                                                  for i in (best[1:] or range(len(fresh)))):
             reason = PREFIX
         elif adapter and adapter in fresh[first].load.running_adapters:
             reason = ADAPTER
