@@ -7,8 +7,10 @@ Envoy + servicer on core 0, mock + wrk on core 1. On the workers' own HTTP/2
     .venv/bin/python bench/floor.py [--seconds 8] [--transport h2|grpc|both] [--rounds N]
 
 Message patterns: 3 per JSON request (the gateway's: request headers, request body,
-then the response body with its headers skipped, see docs/architecture.md) and 2 (request side only). The gateway can't beat the 3-message row; the
-gap between the rows is what the response message costs. Each
+then the response body with its headers skipped, see docs/architecture.md), 2 (request side only) and 1
+(the request headers alone, routed there: the floor of a call whose body no ext_proc
+reads, its usage left to Envoy). The gateway can't beat the 3-message row; the
+gap between the rows is what each message costs. Each
 row also gives the p50 of requests sent one at a time, next to Envoy alone's:
 the latency any grpc-python ext_proc adds before doing anything.
 
@@ -85,19 +87,19 @@ def paced_p50(binary: str, url: str, key: str, body: str, args) -> str:
     return f"; paced at {args.paced_rps:.0f} req/s{' spread' if args.spread else ''}, p50 {result['p50']:.2f} ms"
 
 
-def reply_to(request, burn_us: float):
+def reply_to(request, burn_us: float, route_at: str = "request_body"):
     """The do-nothing servicer's answer to a ProcessingRequest: the phase's empty
-    response, and the request body's routed like the gateway routes it."""
+    response, and the one at `route_at` routed like the gateway routes it."""
     from envoy.service.ext_proc.v3 import external_processor_pb2 as ep
 
     phase = request.WhichOneof("request")
     response = ep.ProcessingResponse()
     getattr(response, phase).SetInParent()
-    if phase == "request_body":
+    if phase == route_at:
         until = time.perf_counter() + burn_us / 1e6
         while time.perf_counter() < until:    # stands for the gateway's own work
             pass
-        common = response.request_body.response
+        common = getattr(response, phase).response
         common.clear_route_cache = True
         for key, value in (("x-gateway-cluster", b"mock"), ("authorization", b"Bearer k")):
             header = common.header_mutation.set_headers.add()
@@ -105,7 +107,7 @@ def reply_to(request, burn_us: float):
     return response
 
 
-def serve(path: str, burn_us: float, transport: str) -> None:
+def serve(path: str, burn_us: float, transport: str, route_at: str = "request_body") -> None:
     """The servicer on `transport`: grpc.aio, or the workers' own HTTP/2 (extproc/transport/grpc_h2.py)."""
     import grpc
     import uvloop
@@ -116,7 +118,7 @@ def serve(path: str, burn_us: float, transport: str) -> None:
 
     async def process(_, context):
         while (request := await context.read()) is not grpc.aio.EOF:
-            await context.write(reply_to(request, burn_us))
+            await context.write(reply_to(request, burn_us, route_at))
 
     class Replies:
         """A MESSAGES handler, as the workers serve Process: each reply in the read."""
@@ -128,7 +130,7 @@ def serve(path: str, burn_us: float, transport: str) -> None:
             return True
 
         def message(self, request):
-            return reply_to(request, burn_us)
+            return reply_to(request, burn_us, route_at)
 
         def closed(self) -> None:
             pass
@@ -197,6 +199,8 @@ def envoy_config(workdir: Path, socket: str, mock_port: int, messages: int,
     # Fixed modes rather than the gateway's per-request override: the same messages.
     ext_proc["processing_mode"]["response_header_mode"] = "SKIP"
     ext_proc["processing_mode"]["response_body_mode"] = "BUFFERED" if messages == 3 else "NONE"
+    if messages == 1:                   # the request headers alone: the body goes by unseen
+        ext_proc["processing_mode"]["request_body_mode"] = "NONE"
     for cluster in config["static_resources"]["clusters"]:
         for group in cluster.get("load_assignment", {}).get("endpoints", []):
             for endpoint in group["lb_endpoints"]:
@@ -225,11 +229,13 @@ def main() -> None:
     parser.add_argument("--request-reader", choices=("lua", "json_to_metadata", "none"), default="lua",
                         help="what reads the body's stream and model before ext_proc in the servicer's rows")
     parser.add_argument("--serve", help=argparse.SUPPRESS)     # internal: the servicer, on this socket
+    parser.add_argument("--route-at", default="request_body", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve:
-        serve(args.serve, args.burn_us, args.transport)
+        serve(args.serve, args.burn_us, args.transport, args.route_at)
         return
     from extproc.config.envoy_config import envoy_binary
+    from extproc.config.envoy_mcp import AGGREGATOR_SECRET_ENV
     from extproc.runtime.worker_env import WORKER_GRPC_EXPERIMENTS, WORKER_MALLOC
     binary = ensure_wrk()
     workdir = Path(tempfile.mkdtemp(prefix="llmgw-floor-"))
@@ -257,7 +263,8 @@ def main() -> None:
         print(f"Envoy alone: {result['rps']:.0f} req/s, p50 {result['p50']:.2f} ms, CPU per request "
               f"{per_request:.0f} us; one request at a time, p50 {p50:.2f} ms{paced}")
         transports = ("grpc", "h2") if args.transport == "both" else (args.transport,)
-        rows = [(messages, transport) for _ in range(args.rounds) for messages in (3, 2) for transport in transports]
+        rows = [(messages, transport) for _ in range(args.rounds) for messages in (3, 2, 1)
+                for transport in transports]
         for messages, transport in rows:
             socket = str(workdir / f"floor-{messages}-{transport}.sock")
             path, port = envoy_config(workdir, socket, mock_port, messages, args.request_reader)
@@ -265,11 +272,14 @@ def main() -> None:
                 os.unlink(socket)
             # gRPC's endpoints and malloc as the gateway's workers run them (extproc/runtime/supervisor.py).
             servicer = subprocess.Popen(["taskset", "-c", "0", sys.executable, __file__, "--burn-us",
-                                         str(args.burn_us), "--transport", transport, "--serve", socket],
+                                         str(args.burn_us), "--transport", transport, "--serve", socket,
+                                         "--route-at", "request_headers" if messages == 1 else "request_body"],
                                         env={"GRPC_EXPERIMENTS": WORKER_GRPC_EXPERIMENTS, **WORKER_MALLOC,
                                              **os.environ})
+            # (the quickstart's MCP route reads its aggregator's secret from the environment)
             envoy = subprocess.Popen(["taskset", "-c", "0", envoy_binary(), "-c", str(path), "--concurrency", "1",
                                       "--disable-hot-restart", "--log-level", "error"],
+                                     env={**os.environ, AGGREGATOR_SECRET_ENV: "floor-bench"},
                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             try:
                 wait_for_port(port, process=envoy)

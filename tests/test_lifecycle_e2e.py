@@ -336,3 +336,42 @@ def test_a_sandbox_that_refuses_batch_scheduling_gets_a_warning_and_the_default(
     caplog.clear()
     worker.schedule_worker_threads("normal")          # the default asks for nothing (refuse unused)
     assert caplog.records == []
+
+
+def test_a_replica_gone_from_its_pool_after_a_reload_leaves_metrics(tmp_path):
+    """Each pool replica's gauges are on /metrics while it is in the pool; a reload that
+    drops it ends its series (the multiprocess files cannot forget a label set: the
+    workers mark it gone and the admin leaves it out); its picks stay counted."""
+    import copy
+    import re
+
+    stack = ConfigMapStack(tmp_path, quickstart_config(), workers=2).start()
+    try:
+        endpoints = stack.config["providers"]["local-vllm"]["endpoints"]
+        dropped = endpoints[-1]
+
+        def series() -> set[str]:
+            text = stack.metrics()
+            return set(re.findall(r'gateway_pool_endpoint_waiting\{endpoint="([^"]+)",pool="local-vllm"\}', text))
+
+        deadline = time.monotonic() + 20
+        while series() != set(endpoints) and time.monotonic() < deadline:
+            httpx.post(f"{stack.base_url}/chat/completions", headers=ALICE, timeout=10,
+                       json={"model": "local-llama", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 4})
+            time.sleep(0.2)
+        assert series() == set(endpoints)
+        changed = copy.deepcopy(stack.config)
+        kept = changed["providers"]["local-vllm"]
+        kept["endpoints"] = endpoints[:-1]
+        kept["adapters"] = {name: [a for a in where if a != dropped] for name, where in kept["adapters"].items()}
+        stack.publish(changed, "..v2")
+        deadline = time.monotonic() + 20
+        while series() != set(endpoints[:-1]) and time.monotonic() < deadline:
+            answer = httpx.post(f"{stack.base_url}/chat/completions", headers=ALICE, timeout=10, json={
+                "model": "local-llama", "messages": [{"role": "user", "content": "again"}], "max_tokens": 4})
+            assert answer.status_code == 200, answer.text
+            time.sleep(0.2)
+        assert series() == set(endpoints[:-1])
+        assert dropped not in re.findall(r'gateway_pool_endpoint_\w+\{endpoint="([^"]+)"', stack.metrics())
+    finally:
+        stack.stop()

@@ -3,6 +3,8 @@ table's LRU, the score and its fallbacks, and the Envoy cluster made for a pool.
 
 from __future__ import annotations
 
+import math
+
 import time
 
 import pytest
@@ -299,7 +301,8 @@ def test_a_pool_nobody_calls_is_not_scraped_until_its_next_call():
 
 def test_failed_scrapes_are_counted_by_reason_and_published():
     """A refused /metrics counts as `unreachable`; the publisher (stages/pool_pick.py) puts
-    each replica's view and the failures on /metrics, and a replica gone is left demoted."""
+    each replica's view and the failures on /metrics, and a replica gone is set GONE, which
+    the admin's /metrics leaves out."""
     import asyncio
     import socket
 
@@ -325,5 +328,24 @@ def test_failed_scrapes_are_counted_by_reason_and_published():
     assert metrics.pool_endpoint_waiting.labels(*labels)._value.get() == 3.0
     signals.set_addresses([])
     pool_pick.publish_endpoints(signals)
-    assert metrics.pool_endpoint_demoted.labels(*labels)._value.get() == 1.0
-    assert metrics.pool_endpoint_waiting.labels(*labels)._value.get() == 0.0
+    assert math.isnan(metrics.pool_endpoint_demoted.labels(*labels)._value.get())
+    assert math.isnan(metrics.pool_endpoint_waiting.labels(*labels)._value.get())
+
+
+def test_the_admin_leaves_out_the_series_of_replicas_gone_from_their_pool():
+    from prometheus_client import CollectorRegistry, Gauge, generate_latest
+
+    from extproc.observability.metrics import GONE
+    from extproc.runtime.admin import DepartedLeftOut
+
+    inner = CollectorRegistry()
+    waiting = Gauge("gateway_pool_endpoint_waiting", "w", ["pool", "endpoint"], registry=inner)
+    other = Gauge("gateway_other_gauge", "o", ["endpoint"], registry=inner)
+    waiting.labels("p", "10.0.0.1:8000").set(2)
+    waiting.labels("p", "10.0.0.2:8000").set(GONE)
+    other.labels("10.0.0.2:8000").set(GONE)                # another family: as written
+    outer = CollectorRegistry()
+    outer.register(DepartedLeftOut(inner))
+    text = generate_latest(outer).decode()
+    assert 'gateway_pool_endpoint_waiting{endpoint="10.0.0.1:8000",pool="p"} 2.0' in text
+    assert "10.0.0.2:8000\",pool" not in text and 'gateway_other_gauge{endpoint="10.0.0.2:8000"} NaN' in text

@@ -131,6 +131,11 @@ pool_endpoint_demoted = Gauge(
     "gateway_pool_endpoint_demoted", "1 when the picker demotes the replica: its last good scrape is older "
     "than stale_after_ms, or its scrapes fail (never picked); else 0.", ["pool", "endpoint"],
     multiprocess_mode="mostrecent")
+# A replica gone from its pool has its gauges set to GONE: the multiprocess files keep
+# every label set a worker ever wrote, and the admin's /metrics leaves out the samples of
+# these families that read GONE (runtime/admin.py), so a departed replica's series end.
+GONE = float("nan")
+POOL_ENDPOINT_FAMILIES = "gateway_pool_endpoint_"
 pool_scrape_failures = Counter(
     "gateway_pool_scrape_failures", "Failed scrapes of pool replicas' /metrics, by reason: timeout "
     "(slower than scrape_timeout_ms), unreachable, status (not 200), unreadable.", ["pool", "endpoint", "reason"])

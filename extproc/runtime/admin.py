@@ -18,7 +18,23 @@ from typing import Callable
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest, multiprocess
 
+from ..observability.metrics import POOL_ENDPOINT_FAMILIES
 from .processes import serve
+
+
+class DepartedLeftOut:
+    """The workers' metrics without the series of pool replicas that left their pool (set
+    to NaN by the workers: observability/metrics.py, GONE), which the multiprocess files
+    cannot forget."""
+
+    def __init__(self, inner) -> None:
+        self.inner = inner
+
+    def collect(self):
+        for family in self.inner.collect():
+            if family.name.startswith(POOL_ENDPOINT_FAMILIES):
+                family.samples = [sample for sample in family.samples if sample.value == sample.value]
+            yield family
 
 
 def start_admin(address: str, ready: Callable[[], tuple[bool, str]], collectors=()) -> ThreadingHTTPServer:
@@ -26,7 +42,7 @@ def start_admin(address: str, ready: Callable[[], tuple[bool, str]], collectors=
     workers' (the budgets' remaining, read from the store)."""
     host, _, port = address.rpartition(":")
     registry = CollectorRegistry()
-    multiprocess.MultiProcessCollector(registry)
+    registry.register(DepartedLeftOut(multiprocess.MultiProcessCollector(None)))
     for collector in collectors:
         registry.register(collector)
 

@@ -70,7 +70,7 @@ _failures_published: dict[tuple[str, str, str], int] = {}
 def publish_endpoints(signals: PoolSignals) -> None:
     """Each replica as this worker's picker sees it, on /metrics: called by the scrape loop
     after each round (off the request path); a value unchanged is not written again. A
-    replica gone from the pool is published demoted, with zeros, once."""
+    replica gone from the pool has its gauges set to `GONE`, once: /metrics leaves them out."""
     pool, now = signals.name, time.monotonic()
     oldest = now - signals.pool.stale_after_ms / 1000
     seen = set()
@@ -86,7 +86,7 @@ def publish_endpoints(signals: PoolSignals) -> None:
                 metrics.child(metrics.pool_scrape_failures, *key).inc(added)
                 _failures_published[key] = count
     for gone in [key for key in _published if key[0] == pool and key[1] not in seen]:
-        _set(pool, gone[1], (0.0, 0.0, 0.0, 0, 1.0))
+        _set(pool, gone[1], (metrics.GONE,) * 5)
         del _published[gone]
 
 
