@@ -2,7 +2,8 @@
 side by side, on one gateway and one simulated vLLM pool of 8 replicas (the mock's
 `vllm_pools`, calibrated to Llama-3.1-8B on an A100), through real Envoy and the pipeline.
 
-Workloads (64 concurrent callers, streamed, for `--seconds` each):
+Workloads (64 concurrent callers, or with `--rate` calls arriving at random; streamed,
+for `--seconds` each):
 - `prefix`: multi-turn conversations (5 turns of ~600 words, each resending its history,
   24 output tokens each) under one shared ~3,000-word system prompt: a replica that saw the conversation serves its prefix
   from its KV cache, one that did not prefills it again.
@@ -24,6 +25,7 @@ model): the workloads' working sets are several times one replica's cache and le
 than the pool's, the regime a prefix-aware picker is for.
 
     .venv/bin/python bench/pool.py [--seconds 30] [--concurrency 64] [--workloads prefix,unique,documents]
+    .venv/bin/python bench/pool.py --rate 12 --workloads documents     (open loop: calls arrive at random)
 """
 
 from __future__ import annotations
@@ -142,45 +144,70 @@ async def call(client: httpx.AsyncClient, url: str, body: dict, stats: dict) -> 
     return "".join(answer)
 
 
+async def session(index: int, conversation: int, rng: random.Random, model: str, workload: str, url: str,
+                  deadline: float, stats: dict, client: httpx.AsyncClient) -> None:
+    """One caller's unit of work: a question on a document, a unique prompt, or a
+    conversation of 5 turns (each turn sent when the answer before it has come)."""
+    options = {"max_tokens": 24, "stream": True, "stream_options": {"include_usage": True}}
+    if workload == "documents":
+        question = f"{rng.choice(DOCUMENTS)}\n\nQuestion {index}-{conversation}: {text(rng, 20)}?"
+        await call(client, url, {"model": model, "messages": [{"role": "user", "content": question}], **options}, stats)
+        return
+    if workload == "unique":
+        messages = [{"role": "user", "content": f"{index}-{conversation} " + text(rng, 3000)}]
+        await call(client, url, {"model": model, "messages": messages, **options}, stats)
+        return
+    messages = [{"role": "system", "content": SYSTEM}]
+    for turn in range(5):
+        if time.monotonic() >= deadline:
+            return
+        messages.append({"role": "user", "content": f"Customer {index}-{conversation}, turn {turn}: "
+                         + text(rng, 600)})
+        answer = await call(client, url, {"model": model, "messages": messages, **options}, stats)
+        messages.append({"role": "assistant", "content": answer or "ok"})
+
+
 async def caller(index: int, model: str, workload: str, url: str, deadline: float, stats: dict,
                  client: httpx.AsyncClient) -> None:
+    """A closed-loop caller: the next session as soon as one ends."""
     rng = random.Random(index)
     conversation = 0
     while time.monotonic() < deadline:
         conversation += 1
-        if workload == "documents":
-            question = f"{rng.choice(DOCUMENTS)}\n\nQuestion {index}-{conversation}: {text(rng, 20)}?"
-            await call(client, url, {"model": model, "messages": [{"role": "user", "content": question}],
-                                     "max_tokens": 24, "stream": True, "stream_options": {"include_usage": True}},
-                       stats)
-            continue
-        if workload == "unique":
-            messages = [{"role": "user", "content": f"{index}-{conversation} " + text(rng, 3000)}]
-            await call(client, url, {"model": model, "messages": messages, "max_tokens": 24, "stream": True,
-                                     "stream_options": {"include_usage": True}}, stats)
-            continue
-        messages = [{"role": "system", "content": SYSTEM}]
-        for turn in range(5):
-            if time.monotonic() >= deadline:
-                return
-            messages.append({"role": "user", "content": f"Customer {index}-{conversation}, turn {turn}: "
-                             + text(rng, 600)})
-            answer = await call(client, url, {"model": model, "messages": messages, "max_tokens": 24, "stream": True,
-                                              "stream_options": {"include_usage": True}}, stats)
-            messages.append({"role": "assistant", "content": answer or "ok"})
+        await session(index, conversation, rng, model, workload, url, deadline, stats, client)
 
 
-async def run(stack: GatewayStack, model: str, workload: str, seconds: float, concurrency: int) -> dict:
+async def arrivals(rate: float, model: str, workload: str, url: str, deadline: float, stats: dict,
+                   client: httpx.AsyncClient) -> None:
+    """Open loop: sessions start at random (Poisson) times, `rate` calls a second on average
+    (a conversation's 5 turns count 5), whether or not earlier ones have been answered."""
+    per_session = 5 if workload == "prefix" else 1
+    timing = random.Random(99)
+    started: list[asyncio.Task] = []
+    while time.monotonic() < deadline:
+        number = len(started)
+        started.append(asyncio.ensure_future(session(10_000 + number, 1, random.Random(number), model, workload, url,
+                                                     deadline, stats, client)))
+        await asyncio.sleep(timing.expovariate(rate / per_session))
+    await asyncio.gather(*started)                # the calls still queued are answered and counted
+
+
+async def run(stack: GatewayStack, model: str, workload: str, seconds: float, concurrency: int,
+              rate: float = 0) -> dict:
     for i in range(REPLICAS):                   # every side starts from cold caches
         httpx.post(f"{stack.replica_url('mock-vllm', i)}/_mock/replica", json={"reset": True}, timeout=5)
     stats = {"calls": 0, "errors": 0, "output_tokens": 0, "cached": 0, "prompt": 0, "ttft": [],
              "reusable": 0, "seen": set()}
     url = f"{stack.base_url}/chat/completions"
-    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    connections = 1024 if rate else concurrency     # open loop: the queue is the pool's, not the client's
+    limits = httpx.Limits(max_connections=connections, max_keepalive_connections=connections)
     async with httpx.AsyncClient(timeout=300, limits=limits) as client:
         started = time.monotonic()
-        await asyncio.gather(*(caller(i, model, workload, url, started + seconds, stats, client)
-                               for i in range(concurrency)))
+        if rate:
+            await arrivals(rate, model, workload, url, started + seconds, stats, client)
+        else:
+            await asyncio.gather(*(caller(i, model, workload, url, started + seconds, stats, client)
+                                   for i in range(concurrency)))
         elapsed = time.monotonic() - started
     ttft = sorted(stats["ttft"]) or [0.0]
     return {"calls/s": stats["calls"] / elapsed, "tokens/s": stats["output_tokens"] / elapsed,
@@ -221,6 +248,8 @@ def main() -> None:
     parser.add_argument("--time-scale", type=float, default=4.0,
                         help="the simulated GPUs this many times slower (every simulated delay)")
     parser.add_argument("--kv-blocks", type=int, default=4096, help="each replica's KV cache, in blocks of 16 tokens")
+    parser.add_argument("--rate", type=float, default=0,
+                        help="open loop: calls a second, arriving at random, instead of --concurrency callers")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as folder:
         stack = BenchStack(Path(folder), config=config(args.time_scale, args.kv_blocks), workers=2).start()
@@ -233,7 +262,7 @@ def main() -> None:
                 for model, label in (("bench-rr", "Envoy round robin"), ("bench-lr", "Envoy least-request"),
                                      ("bench-pick", "gateway picker")):
                     before = pool_counts(stack) if model == "bench-pick" else None
-                    result = asyncio.run(run(stack, model, workload, args.seconds, args.concurrency))
+                    result = asyncio.run(run(stack, model, workload, args.seconds, args.concurrency, args.rate))
                     if before is not None:
                         picked = counted_since(before, pool_counts(stack))
                         print(f"  {workload}, the picker's picks by replica: {picked['picks']}; by reason: "
