@@ -349,3 +349,29 @@ def test_the_admin_leaves_out_the_series_of_replicas_gone_from_their_pool():
     text = generate_latest(outer).decode()
     assert 'gateway_pool_endpoint_waiting{endpoint="10.0.0.1:8000",pool="p"} 2.0' in text
     assert "10.0.0.2:8000\",pool" not in text and 'gateway_other_gauge{endpoint="10.0.0.2:8000"} NaN' in text
+
+
+def test_a_services_endpointslices_give_the_ready_addresses_through_a_watchs_events():
+    """The watch's events as the API server sends them (discovery.k8s.io/v1 EndpointSlices,
+    one JSON object a line): replicas added, one not ready (draining), a slice deleted, a
+    bookmark that changes nothing, and an ERROR that makes the watch list again."""
+    from extproc.pools.kube_watch import apply_event, ready_addresses
+
+    def piece(name, *endpoints):
+        return {"metadata": {"name": name, "labels": {"kubernetes.io/service-name": "vllm"}},
+                "addressType": "IPv4", "ports": [{"name": "http", "port": 8000}],
+                "endpoints": [{"addresses": [address], "conditions": {"ready": ready, "serving": True}}
+                              for address, ready in endpoints]}
+    slices: dict = {}
+    assert apply_event(slices, {"type": "ADDED", "object": piece("vllm-a", ("10.0.0.1", True), ("10.0.0.2", True))})
+    assert apply_event(slices, {"type": "ADDED", "object": piece("vllm-b", ("10.0.1.1", None))})
+    assert ready_addresses(slices, 8000) == ["10.0.0.1:8000", "10.0.0.2:8000", "10.0.1.1:8000"]
+    assert apply_event(slices, {"type": "MODIFIED", "object": piece("vllm-a", ("10.0.0.1", True), ("10.0.0.2", False))})
+    assert ready_addresses(slices, 8000) == ["10.0.0.1:8000", "10.0.1.1:8000"]       # draining: not picked
+    assert apply_event(slices, {"type": "BOOKMARK", "object": {"metadata": {"resourceVersion": "12"}}}) is False
+    assert apply_event(slices, {"type": "DELETED", "object": piece("vllm-b")})
+    assert ready_addresses(slices, 8000) == ["10.0.0.1:8000"]
+    assert apply_event(slices, {"type": "ERROR", "object": {"kind": "Status", "code": 410}}) is None
+    assert apply_event(slices, {"type": "ADDED", "object": {}}) and ready_addresses(slices, 8000) == ["10.0.0.1:8000"]
+    for garbage in ([], "x", {"type": "ADDED", "object": "x"}):
+        assert apply_event(slices, garbage) is None                                   # list again

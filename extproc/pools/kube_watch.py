@@ -31,6 +31,23 @@ def ready_addresses(slices: dict[str, dict], port: int) -> list[str]:
     return sorted(set(found))
 
 
+def apply_event(slices: dict[str, dict], event: dict) -> bool | None:
+    """A watch event applied to the slices (by name): True if they changed, False for an
+    event that changes none (a BOOKMARK), None for an ERROR (the watch must list again)."""
+    if not isinstance(event, dict) or not isinstance(event.get("object", {}), dict):
+        return None                                    # not what a watch sends: list again
+    kind, item = event.get("type"), event.get("object") or {}
+    metadata = item.get("metadata")
+    name = str(metadata.get("name", "")) if isinstance(metadata, dict) else ""
+    if kind in ("ADDED", "MODIFIED"):
+        slices[name] = item
+        return True
+    if kind == "DELETED":
+        slices.pop(name, None)
+        return True
+    return None if kind == "ERROR" else False
+
+
 def watch_service(signals: PoolSignals) -> None:
     try:
         asyncio.get_event_loop().create_task(_watch_forever(signals))
@@ -63,18 +80,11 @@ async def _watch_forever(signals: PoolSignals) -> None:
                                                                                          sock_read=300)) as stream:
                     stream.raise_for_status()
                     async for line in stream.content:
-                        event = json.loads(line)
-                        kind, item = event.get("type"), event.get("object") or {}
-                        name = (item.get("metadata") or {}).get("name", "")
-                        if kind in ("ADDED", "MODIFIED"):
-                            slices[name] = item
-                        elif kind == "DELETED":
-                            slices.pop(name, None)
-                        elif kind == "ERROR":
-                            break                          # e.g. 410 Gone: list again
-                        else:
-                            continue
-                        signals.set_addresses(ready_addresses(slices, service.port))
+                        changed = apply_event(slices, json.loads(line))
+                        if changed is None:
+                            break                          # an ERROR (e.g. 410 Gone): list again
+                        if changed:
+                            signals.set_addresses(ready_addresses(slices, service.port))
         except asyncio.CancelledError:
             raise
         except Exception as error:                         # never the worker's end: list again
