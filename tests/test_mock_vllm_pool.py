@@ -56,10 +56,12 @@ def test_lru_eviction_takes_the_least_recent_blocks_tail_first():
     assert cache.try_allocate(second, 0)
     cache.release(second, 0)
     assert cache.hit_blocks(first) == 2 and cache.hit_blocks(second) == 2
+    assert cache.evicted == 0
     assert cache.try_allocate([5], 0)                   # full: one block must go
     assert cache.hit_blocks([1, 2]) == 1                # the first's tail went, its head stays
     assert cache.try_allocate([6], 0)
     assert cache.hit_blocks([1]) == 0 and cache.hit_blocks(second) == 2
+    assert cache.evicted == 2                           # counted (bench/pool.py reads it)
     cache.release([5], 0)
     cache.release([6], 0)
     assert cache.hit_blocks(second) == 2

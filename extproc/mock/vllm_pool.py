@@ -34,6 +34,9 @@ Controls, on each replica's port:
         or have it come back by itself: {"down": true, "up_after_s": 1.5} (real seconds)
     POST /_mock/replica {"reset": true}  empties the KV cache (what no request holds) and
         the counters
+    Every answer of /_mock/replica names the replica, whether it is down, its metrics mode
+    and `evicted_blocks`: the cached blocks its KV cache evicted since it started or was
+    reset (vLLM does not publish this; benchmarks read it to tell misses apart)
 """
 
 from __future__ import annotations
@@ -272,7 +275,8 @@ class Replica:
             target.metrics_mode, target.slow_s = order["metrics"], slow_s
         if order.get("reset") is True:
             target.engine.reset()
-        answer = web.json_response({"replica": target.name, "down": target.down, "metrics": target.metrics_mode})
+        answer = web.json_response({"replica": target.name, "down": target.down, "metrics": target.metrics_mode,
+                                    "evicted_blocks": target.engine.cache.evicted})
         if "down" in order:
             await target.set_down(order["down"] is True, spare=request.transport)
             if target.down and up_after is not None:

@@ -124,6 +124,7 @@ class PrefixCache:
         self.held: dict[int, int] = {}                  # hash -> running sequences holding it
         self.free: OrderedDict[int, None] = OrderedDict()   # cached, held by none: least recent first
         self.private = 0
+        self.evicted = 0                                # cached blocks evicted (the mock's own count)
 
     def in_use(self) -> int:
         return len(self.held) + self.private
@@ -152,6 +153,7 @@ class PrefixCache:
         self.private += private
         while len(self.held) + self.private + len(self.free) > self.total:
             self.free.popitem(last=False)               # evict the least recently used
+            self.evicted += 1
         return True
 
     def release(self, hashes: list[int], private: int, generated: list[int] = ()) -> None:
@@ -172,9 +174,11 @@ class PrefixCache:
         self.private -= private
         while len(self.held) + self.private + len(self.free) > self.total:
             self.free.popitem(last=False)
+            self.evicted += 1
 
     def clear_free(self) -> None:
         self.free.clear()
+        self.evicted = 0
 
 
 class Sequence:
