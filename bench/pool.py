@@ -209,14 +209,16 @@ async def run(stack: GatewayStack, model: str, workload: str, seconds: float, co
             await asyncio.gather(*(caller(i, model, workload, url, started + seconds, stats, client)
                                    for i in range(concurrency)))
         elapsed = time.monotonic() - started
-    evicted = sum(httpx.post(f"{stack.replica_url('mock-vllm', i)}/_mock/replica", json={}, timeout=5)
-                  .json()["evicted_blocks"] for i in range(REPLICAS))
+    states = [httpx.post(f"{stack.replica_url('mock-vllm', i)}/_mock/replica", json={}, timeout=5).json()
+              for i in range(REPLICAS)]
+    evicted = sum(state["evicted_blocks"] for state in states)
+    refilled = sum(state["refilled_blocks"] for state in states)
     ttft = sorted(stats["ttft"]) or [0.0]
     return {"calls/s": stats["calls"] / elapsed, "tokens/s": stats["output_tokens"] / elapsed,
             "ttft_mean": statistics.mean(ttft), "ttft_p50": ttft[len(ttft) // 2],
             "ttft_p90": ttft[int(len(ttft) * 0.9)], "cached": stats["cached"] / max(1, stats["prompt"]),
             "reusable": stats["reusable"] / max(1, stats["prompt"]),
-            "errors": stats["errors"], "evicted": evicted, "calls": stats["calls"]}
+            "errors": stats["errors"], "evicted": evicted, "refilled": refilled, "calls": stats["calls"]}
 
 
 def pool_counts(stack: GatewayStack) -> dict:
@@ -271,7 +273,8 @@ def main() -> None:
                               f"{picked['reasons']}; failed scrapes by reason: {picked['scrape_failures']}",
                               file=sys.stderr, flush=True)
                     print(f"  {workload}, {label}: {result['calls']} calls, {result['evicted']} KV blocks evicted "
-                          f"by the replicas", file=sys.stderr, flush=True)
+                          f"by the replicas, {result['refilled']} computed again after their eviction "
+                          f"({result['refilled'] * BLOCK_TOKENS} tokens)", file=sys.stderr, flush=True)
                     print(f"| {workload} | {label} | {result['tokens/s']:.0f} | {result['calls/s']:.1f} | "
                           f"{result['ttft_mean']:.2f} | {result['ttft_p50']:.2f} | {result['ttft_p90']:.2f} | "
                           f"{result['cached']:.0%} ({result['reusable']:.0%}) | {result['errors']} |", flush=True)

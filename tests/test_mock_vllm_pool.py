@@ -71,6 +71,22 @@ def test_lru_eviction_takes_the_least_recent_blocks_tail_first():
     assert cache.hit_blocks(second) == 2 and cache.hit_blocks([5]) == 0 and cache.hit_blocks([6]) == 0
 
 
+def test_blocks_computed_again_after_their_eviction_are_counted():
+    cache = PrefixCache(total=2)
+    assert cache.try_allocate([1, 2], 0)
+    cache.release([1, 2], 0)
+    assert cache.try_allocate([3, 4], 0)                # evicts 1 and 2
+    cache.release([3, 4], 0)
+    assert (cache.evicted, cache.refilled) == (2, 0)    # new blocks are not "again"
+    assert cache.try_allocate([1, 2], 0)                # held before, evicted: computed again
+    assert (cache.evicted, cache.refilled) == (4, 2)
+    cache.release([1, 2], 0)
+    assert cache.try_allocate([1, 2], 0) and cache.refilled == 2     # a hit is not a refill
+    cache.release([1, 2], 0)
+    cache.clear_free()
+    assert (cache.evicted, cache.refilled) == (0, 0)
+
+
 def test_blocks_running_sequences_hold_are_pinned():
     cache = PrefixCache(total=4)
     assert cache.try_allocate([1, 2, 3], 0)             # held

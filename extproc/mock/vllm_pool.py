@@ -35,8 +35,10 @@ Controls, on each replica's port:
     POST /_mock/replica {"reset": true}  empties the KV cache (what no request holds) and
         the counters
     Every answer of /_mock/replica names the replica, whether it is down, its metrics mode
-    and `evicted_blocks`: the cached blocks its KV cache evicted since it started or was
-    reset (vLLM does not publish this; benchmarks read it to tell misses apart)
+    and `evicted_blocks`, `refilled_blocks`: the cached blocks its KV cache evicted, and
+    the blocks it computed again after evicting them, since it started or was reset (vLLM
+    does not publish these; benchmarks read them to tell a miss by eviction from one by
+    placement)
 """
 
 from __future__ import annotations
@@ -276,7 +278,8 @@ class Replica:
         if order.get("reset") is True:
             target.engine.reset()
         answer = web.json_response({"replica": target.name, "down": target.down, "metrics": target.metrics_mode,
-                                    "evicted_blocks": target.engine.cache.evicted})
+                                    "evicted_blocks": target.engine.cache.evicted,
+                                    "refilled_blocks": target.engine.cache.refilled})
         if "down" in order:
             await target.set_down(order["down"] is True, spare=request.transport)
             if target.down and up_after is not None:

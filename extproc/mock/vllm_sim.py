@@ -114,6 +114,9 @@ def block_hashes(token_ids: list[int], block_tokens: int, adapter: str | None,
     return hashes
 
 
+EVER_KEPT = 2_000_000      # blocks a cache remembers having held, to count those computed again
+
+
 class PrefixCache:
     """The paged KV cache: cached full blocks by hash (held ones ref-counted, free ones in
     LRU order), and the private blocks running sequences hold beyond their prompt's full
@@ -125,6 +128,8 @@ class PrefixCache:
         self.free: OrderedDict[int, None] = OrderedDict()   # cached, held by none: least recent first
         self.private = 0
         self.evicted = 0                                # cached blocks evicted (the mock's own count)
+        self.refilled = 0                               # blocks computed again after their eviction
+        self._ever: set[int] = set()                    # every block this cache has held (bounded)
 
     def in_use(self) -> int:
         return len(self.held) + self.private
@@ -149,6 +154,11 @@ class PrefixCache:
         for h in hashes:
             if h in self.free:
                 del self.free[h]
+            elif h not in self.held:                    # computed now: again, or for the first time
+                if h in self._ever:
+                    self.refilled += 1
+                elif len(self._ever) < EVER_KEPT:
+                    self._ever.add(h)
             self.held[h] = self.held.get(h, 0) + 1
         self.private += private
         while len(self.held) + self.private + len(self.free) > self.total:
@@ -178,7 +188,8 @@ class PrefixCache:
 
     def clear_free(self) -> None:
         self.free.clear()
-        self.evicted = 0
+        self.evicted = self.refilled = 0
+        self._ever = set(self.held)
 
 
 class Sequence:
