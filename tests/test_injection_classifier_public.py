@@ -73,8 +73,8 @@ def test_texts_are_dressed_as_tools_return_them_and_read_back():
 
 def test_the_benign_side_reads_compressed_service_models_and_every_distributions_description():
     files = public_corpora.data_files()
-    unzipped = [path for path in public_corpora._readable(files) if path.name.endswith(".json.gz")]
-    assert unzipped and json.loads(unzipped[0].read_text(encoding="utf-8"))
+    unzipped = [path for path in files if path.name.endswith(".json.gz")]
+    assert unzipped and json.loads(public_corpora._read(unzipped[0]))
     assert any(path.name == "METADATA" for path in public_corpora.described())
     blobs = public_corpora.random_blobs(4)
     assert blobs == public_corpora.random_blobs(4) and len(set(blobs)) == 4

@@ -94,7 +94,7 @@ def _pieces(paths: list[Path], chooser: random.Random, per_file: int, limit: flo
     chosen: list[str] = []
     for path in paths:
         try:
-            pieces = windows(path.read_text(encoding="utf-8"))
+            pieces = windows(_read(path))
         except (UnicodeDecodeError, OSError):
             continue
         chooser.shuffle(pieces)
@@ -154,13 +154,11 @@ def data_files(names: tuple[str, ...] = PACKAGES) -> list[Path]:
     return found
 
 
-class _Unzipped(type(Path())):
-    def read_text(self, encoding: str | None = None, errors: str | None = None) -> str:
-        return gzip.decompress(self.read_bytes()).decode(encoding or "utf-8")
-
-
-def _readable(paths: list[Path]) -> list[Path]:
-    return [_Unzipped(path) if path.name.endswith(".gz") else path for path in paths]
+def _read(path: Path) -> str:
+    """A file's text; a `.gz` one (botocore's service models) decompressed."""
+    if path.name.endswith(".gz"):
+        return gzip.decompress(path.read_bytes()).decode("utf-8")
+    return path.read_text(encoding="utf-8")
 
 
 def described(skip: tuple[str, ...] = PACKAGES) -> list[Path]:
@@ -214,7 +212,7 @@ def training_texts(root: Path | None = None) -> tuple[list[str], list[str]]:
     sources, docs, _ = package_files()
     benign = [text for text, label in rows if label == 0] + code_windows() \
         + _windows_of(sources, 6, 40_000, seed=11) + documentation_windows(docs) \
-        + _windows_of(_readable(data_files()), 6, 12_000, seed=17)
+        + _windows_of(data_files(), 6, 12_000, seed=17)
     benign += as_tools_return(benign, 12_000, seed=3) + random_blobs() + _windows_of(described(), 30, 20_000, seed=19)
     attacks += as_tools_return(attacks, 3_000, seed=4)
     return attacks, benign
