@@ -115,8 +115,9 @@ def reusable(body: dict, seen: set[int]) -> int:
     return held * BLOCK_TOKENS
 
 
-async def call(client: httpx.AsyncClient, url: str, body: dict, stats: dict) -> str:
-    stats["reusable"] += reusable(body, stats["seen"])
+async def call(client: httpx.AsyncClient, url: str, body: dict, stats: dict, turn: int = 0) -> str:
+    could = reusable(body, stats["seen"])
+    stats["reusable"] += could
     started = time.perf_counter()
     first = None
     answer = []
@@ -135,9 +136,15 @@ async def call(client: httpx.AsyncClient, url: str, body: dict, stats: dict) -> 
                     first = first or time.perf_counter()
                     answer.append(piece)
             if event.get("usage"):
+                cached = (event["usage"].get("prompt_tokens_details") or {}).get("cached_tokens", 0)
                 stats["output_tokens"] += event["usage"].get("completion_tokens", 0)
-                stats["cached"] += (event["usage"].get("prompt_tokens_details") or {}).get("cached_tokens", 0)
+                stats["cached"] += cached
                 stats["prompt"] += event["usage"].get("prompt_tokens", 0)
+                missed = stats["missed"].setdefault(turn, [0, 0, 0])    # calls, short ones, tokens short
+                missed[0] += 1
+                if could - cached >= 4 * BLOCK_TOKENS:                  # a perfect cache held 4+ blocks more
+                    missed[1] += 1
+                    missed[2] += could - cached
     if first is not None:
         stats["ttft"].append(first - started)
     stats["calls"] += 1
@@ -163,7 +170,7 @@ async def session(index: int, conversation: int, rng: random.Random, model: str,
             return
         messages.append({"role": "user", "content": f"Customer {index}-{conversation}, turn {turn}: "
                          + text(rng, 600)})
-        answer = await call(client, url, {"model": model, "messages": messages, **options}, stats)
+        answer = await call(client, url, {"model": model, "messages": messages, **options}, stats, turn)
         messages.append({"role": "assistant", "content": answer or "ok"})
 
 
@@ -197,7 +204,7 @@ async def run(stack: GatewayStack, model: str, workload: str, seconds: float, co
     for i in range(REPLICAS):                   # every side starts from cold caches
         httpx.post(f"{stack.replica_url('mock-vllm', i)}/_mock/replica", json={"reset": True}, timeout=5)
     stats = {"calls": 0, "errors": 0, "output_tokens": 0, "cached": 0, "prompt": 0, "ttft": [],
-             "reusable": 0, "seen": set()}
+             "reusable": 0, "seen": set(), "missed": {}}
     url = f"{stack.base_url}/chat/completions"
     connections = 1024 if rate else concurrency     # open loop: the queue is the pool's, not the client's
     limits = httpx.Limits(max_connections=connections, max_keepalive_connections=connections)
@@ -218,7 +225,8 @@ async def run(stack: GatewayStack, model: str, workload: str, seconds: float, co
             "ttft_mean": statistics.mean(ttft), "ttft_p50": ttft[len(ttft) // 2],
             "ttft_p90": ttft[int(len(ttft) * 0.9)], "cached": stats["cached"] / max(1, stats["prompt"]),
             "reusable": stats["reusable"] / max(1, stats["prompt"]),
-            "errors": stats["errors"], "evicted": evicted, "refilled": refilled, "calls": stats["calls"]}
+            "errors": stats["errors"], "evicted": evicted, "refilled": refilled, "calls": stats["calls"],
+            "missed": stats["missed"]}
 
 
 def pool_counts(stack: GatewayStack) -> dict:
@@ -237,6 +245,23 @@ def pool_counts(stack: GatewayStack) -> dict:
             reason = dict(part.split("=", 1) for part in labels.split(","))["reason"].strip('"')
             counts["scrape_failures"][reason] = counts["scrape_failures"].get(reason, 0) + float(value)
     return counts
+
+
+def short_picks(records: list[dict]) -> dict:
+    """Per pick reason: the picks, those where the picked replica held fewer of the prompt's
+    leading blocks than another one did, and the blocks they were short by (the log line's
+    `pool_prefix_blocks` and `pool_best_blocks`)."""
+    short: dict[str, list[int]] = {}
+    for record in records:
+        if "pool_best_blocks" not in record:
+            continue
+        row = short.setdefault(record.get("pool_reason", "?"), [0, 0, 0])
+        row[0] += 1
+        gap = record["pool_best_blocks"] - record["pool_prefix_blocks"]
+        if gap > 0:
+            row[1] += 1
+            row[2] += gap
+    return short
 
 
 def counted_since(before: dict, after: dict) -> dict:
@@ -266,12 +291,18 @@ def main() -> None:
                 for model, label in (("bench-rr", "Envoy round robin"), ("bench-lr", "Envoy least-request"),
                                      ("bench-pick", "gateway picker")):
                     before = pool_counts(stack) if model == "bench-pick" else None
+                    logged = stack.log_count()
                     result = asyncio.run(run(stack, model, workload, args.seconds, args.concurrency, args.rate))
                     if before is not None:
                         picked = counted_since(before, pool_counts(stack))
                         print(f"  {workload}, the picker's picks by replica: {picked['picks']}; by reason: "
                               f"{picked['reasons']}; failed scrapes by reason: {picked['scrape_failures']}",
                               file=sys.stderr, flush=True)
+                        print(f"  {workload}, the picker's picks below the deepest prefix a replica held, by "
+                              f"reason: {short_picks(stack.log_records()[logged:])}", file=sys.stderr, flush=True)
+                    print(f"  {workload}, {label}: calls a perfect cache would have served 4+ blocks more, by "
+                          f"turn (calls, short, tokens short): {dict(sorted(result['missed'].items()))}",
+                          file=sys.stderr, flush=True)
                     print(f"  {workload}, {label}: {result['calls']} calls, {result['evicted']} KV blocks evicted "
                           f"by the replicas, {result['refilled']} computed again after their eviction "
                           f"({result['refilled'] * BLOCK_TOKENS} tokens)", file=sys.stderr, flush=True)

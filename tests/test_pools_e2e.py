@@ -91,6 +91,9 @@ def test_a_repeated_long_prefix_goes_to_the_same_replica(pool):
         if len(replicas) == 1:
             break
     assert len(replicas) == 1
+    # The log line: the picked replica held as many of the prompt's blocks as any did.
+    record = pool.wait_for_record(answer.headers["x-request-id"])
+    assert record["pool_prefix_blocks"] == record["pool_best_blocks"], record
     assert (usage.get("prompt_tokens_details") or {}).get("cached_tokens", 0) > 500     # the replica's cache served it
 
 

@@ -43,6 +43,22 @@ def call(client: httpx.Client, stack: GatewayStack) -> int:
         return 0
 
 
+def _links(stack: GatewayStack) -> dict[str, str]:
+    """Where each of Envoy's worker paths leads now (for a failure's message): the run
+    folder is the one whose Envoy config the stack's Envoy was started with."""
+    for pid in stack.descendants():
+        try:
+            argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        config = [arg for arg in argv if arg.endswith(b"/envoy.yaml")]
+        if config:
+            folder = Path(config[0].decode()).parent
+            return {link.name: os.readlink(link) if link.is_symlink() else "-"
+                    for link in sorted(folder.glob("extproc-*.sock"))}
+    return {}
+
+
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory):
     gateway = GatewayStack(tmp_path_factory.mktemp("faults"), workers=2).start()
@@ -103,6 +119,8 @@ def test_ready_only_once_a_call_would_succeed_after_every_worker_died(stack):
                 saw_unready = True
             elif saw_unready:
                 # Ready: every call from now on succeeds, whichever worker's path it takes.
-                assert [call(client, stack) for _ in range(8)] == [200] * 8
+                statuses = [call(client, stack) for _ in range(8)]
+                assert statuses == [200] * 8, (statuses, worker_pids(stack), _links(stack),
+                                               stack.stderr_path.read_text()[-3000:])
                 break
             time.sleep(0.02)

@@ -37,6 +37,7 @@ class Pick:
     endpoints: list[str]       # the pick, then its fallbacks; empty: let Envoy balance
     reason: str
     prefix_blocks: int = 0     # leading blocks the picked replica was thought to hold
+    best_blocks: int = 0       # the most any replica serving the model was thought to hold
 
 
 class NoEndpoint(Exception):
@@ -100,8 +101,8 @@ def pick(signals: PoolSignals, model: str, hashes: list[int], now: float | None 
             turn = signals.unscraped_turn % len(order)
             return Pick(_padded((order[turn:] + order[:turn])[:wanted], wanted), UNSCRAPED)
         chosen = [e.address for e in heapq.nsmallest(wanted, stale, key=_waiting)]
-        held = signals.prefixes.matched(hashes).get(chosen[0], 0) if hashes and pool.weights.prefix else 0
-        return _picked(signals, _padded(chosen, wanted), FALLBACK, hashes, held)
+        depth = signals.prefixes.matched(hashes) if hashes and pool.weights.prefix else {}
+        return _picked(signals, _padded(chosen, wanted), FALLBACK, hashes, depth)
     weights = pool.weights
     w_prefix = weights.prefix
     depth = signals.prefixes.matched(hashes) if hashes and w_prefix else {}
@@ -161,7 +162,7 @@ def pick(signals: PoolSignals, model: str, hashes: list[int], now: float | None 
             reason = ADAPTER
         else:
             reason = LEAST_LOADED
-    return _picked(signals, _padded(chosen, wanted), reason, hashes, depth.get(chosen[0], 0))
+    return _picked(signals, _padded(chosen, wanted), reason, hashes, depth)
 
 
 def _home(signals: PoolSignals, key: int, cap: float, oldest: float, allowed: set[str] | None) -> str:
@@ -202,12 +203,15 @@ def _waiting(endpoint) -> float:
     return load.waiting + endpoint.sent + 0.25 * load.running
 
 
-def _picked(signals: PoolSignals, chosen: list[str], reason: str, hashes: list[int], depth: int) -> Pick:
-    """The pick made: its first replica counts one more call queued and now holds the prompt."""
+def _picked(signals: PoolSignals, chosen: list[str], reason: str, hashes: list[int],
+            depth: dict[str, int]) -> Pick:
+    """The pick made: its first replica counts one more call queued and now holds the prompt.
+    What it held against the most any replica held goes on the log line: a pick short of
+    the best paid a prefill that placement could have saved."""
     signals.endpoints[chosen[0]].sent += 1
     if hashes:
         signals.prefixes.record(chosen[0], hashes)
-    return Pick(chosen, reason, depth)
+    return Pick(chosen, reason, depth.get(chosen[0], 0), max(depth.values(), default=0))
 
 
 def _padded(chosen: list[str], wanted: int) -> list[str]:

@@ -58,6 +58,9 @@ class PoolPick(Stage):
             reply.set_headers[DESTINATION_HEADER] = ",".join(chosen.endpoints)
             call.log_fields["pool_endpoint"] = chosen.endpoints[0]
         call.log_fields["pool_reason"] = chosen.reason
+        if hashes:      # prefix blocks: the picked replica's and the most any replica held
+            call.log_fields["pool_prefix_blocks"] = chosen.prefix_blocks
+            call.log_fields["pool_best_blocks"] = chosen.best_blocks
         metrics.child(metrics.pool_picks, chosen.endpoints[0] if chosen.endpoints else "envoy", chosen.reason).inc()
 
 
