@@ -14,7 +14,10 @@ for `--seconds` each):
   replica sees every document and keeps a fraction; homed by prefix, each keeps its own.
 
 Three models on the same 8 replicas: `bench-rr` and `bench-lr` (clusters balanced by
-Envoy, ROUND_ROBIN and LEAST_REQUEST) and `bench-pick` (a pool provider).
+Envoy, ROUND_ROBIN and LEAST_REQUEST) and `bench-pick` (a pool provider); and an oracle no
+balancer can be, for the ceiling: the bench itself sends each caller's conversations (or
+each document's questions) to one replica of its own, eight callers (or documents) to
+each (`bench-r0` ... `bench-r7`, one replica each), through the same gateway.
 
 The simulated GPUs run 4x slower than the calibration (`--time-scale 4`): every simulated
 cost scales alike, so the ratios between balancings are the calibrated replica's, and
@@ -51,6 +54,7 @@ from extproc.mock.vllm_prompt import prompt_token_ids  # noqa: E402
 from extproc.mock.vllm_sim import block_hashes  # noqa: E402
 
 BLOCK_TOKENS = 16
+ORACLE = "bench-oracle"     # not a model: each call goes to the replica the bench assigns it
 
 REPLICAS = 8
 ALICE = {"authorization": "Bearer sk-demo-alice"}
@@ -82,7 +86,11 @@ def config(time_scale: float = 1.0, kv_blocks: int = 2048) -> dict:
     for name in ("bench-rr", "bench-lr"):       # one endpoint here; all eight in edit_envoy below
         data["providers"][name] = {"url": "http://127.0.0.1:10120", "cluster": name.replace("-", "_"),
                                    "api_key": {"value": "none"}}
-    for name in ("bench-rr", "bench-lr", "bench-pick"):
+    oracle = [f"bench-r{i}" for i in range(REPLICAS)]     # one replica each: the oracle's placement
+    for name in oracle:
+        data["providers"][name] = {"url": "http://127.0.0.1:10120", "cluster": name.replace("-", "_"),
+                                   "api_key": {"value": "none"}}
+    for name in ("bench-rr", "bench-lr", "bench-pick", *oracle):
         data["models"][name] = {"backends": [{"provider": name, "model": "llama-3.1-8b-instruct"}],
                                 "price": {"input": 0, "output": 0}}
     data.pop("budgets", None)
@@ -100,6 +108,10 @@ class BenchStack(GatewayStack):
                 cluster["load_assignment"]["endpoints"][0]["lb_endpoints"] = [
                     {"endpoint": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": port + i}}}}
                     for i in range(REPLICAS)]
+            elif cluster["name"].startswith("bench_r") and cluster["name"][7:].isdigit():
+                cluster.pop("outlier_detection", None)
+                address = cluster["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["endpoint"]["address"]
+                address["socket_address"]["port_value"] = port + int(cluster["name"][7:])
 
 
 def reusable(body: dict, seen: set[int]) -> int:
@@ -156,8 +168,14 @@ async def session(index: int, conversation: int, rng: random.Random, model: str,
     """One caller's unit of work: a question on a document, a unique prompt, or a
     conversation of 5 turns (each turn sent when the answer before it has come)."""
     options = {"max_tokens": 24, "stream": True, "stream_options": {"include_usage": True}}
+    oracle = model == ORACLE
+    if oracle:                                  # each caller's conversations on a replica of its own
+        model = f"bench-r{index % REPLICAS}"
     if workload == "documents":
-        question = f"{rng.choice(DOCUMENTS)}\n\nQuestion {index}-{conversation}: {text(rng, 20)}?"
+        document = rng.randrange(len(DOCUMENTS))
+        if oracle:                              # each document on a replica of its own
+            model = f"bench-r{document % REPLICAS}"
+        question = f"{DOCUMENTS[document]}\n\nQuestion {index}-{conversation}: {text(rng, 20)}?"
         await call(client, url, {"model": model, "messages": [{"role": "user", "content": question}], **options}, stats)
         return
     if workload == "unique":
@@ -277,6 +295,9 @@ def main() -> None:
     parser.add_argument("--time-scale", type=float, default=4.0,
                         help="the simulated GPUs this many times slower (every simulated delay)")
     parser.add_argument("--kv-blocks", type=int, default=4096, help="each replica's KV cache, in blocks of 16 tokens")
+    parser.add_argument("--sides", default="rr,lr,pick,oracle",
+                        help="which balancings run: rr (round robin), lr (least-request), pick (the picker), "
+                             "oracle (each caller's conversations, or each document, on one replica, evenly)")
     parser.add_argument("--rate", type=float, default=0,
                         help="open loop: calls a second, arriving at random, instead of --concurrency callers")
     args = parser.parse_args()
@@ -289,7 +310,9 @@ def main() -> None:
                   "prompt tokens from cache (a perfect cache) | errors |\n|---|---|---|---|---|---|---|---|---|")
             for workload in args.workloads.split(","):
                 for model, label in (("bench-rr", "Envoy round robin"), ("bench-lr", "Envoy least-request"),
-                                     ("bench-pick", "gateway picker")):
+                                     ("bench-pick", "gateway picker"), (ORACLE, "oracle: sticky, even")):
+                    if model.removeprefix("bench-") not in args.sides.split(","):
+                        continue
                     before = pool_counts(stack) if model == "bench-pick" else None
                     logged = stack.log_count()
                     result = asyncio.run(run(stack, model, workload, args.seconds, args.concurrency, args.rate))

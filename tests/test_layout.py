@@ -36,8 +36,8 @@ ALLOWED = {
                "translate", "transport.eager"},
     "pools": {"config"},                               # pool providers' signals and picker
     "console": {"config", "guardrails", "runs", "store", "yamltree"},    # the supervisor hands it the key operation
-    "runtime": {"api", "config", "console", "credentials", "dialects", "guardrails", "observability", "pipeline", "runs",
-                "stages", "store", "translate", "transport", "yamltree"},
+    "runtime": {"api", "config", "console", "credentials", "dialects", "guardrails", "observability", "pipeline", "pools",
+                "runs", "stages", "store", "translate", "transport", "yamltree"},
 }
 
 

@@ -14,6 +14,7 @@ from extproc.config.envoy_gen import generate
 from extproc.config.filter_config import load_config
 from extproc.yamltree import ConfigError
 from extproc.config.pools import SERVERS, Pool, PickerWeights
+from extproc.pools.homes import SLOTS, SharedHomes, address_crc
 from extproc.pools.metrics import parse
 from extproc.pools.picker import NoEndpoint, pick
 from extproc.pools.prefix import PrefixTable, block_hashes
@@ -110,12 +111,12 @@ def test_questions_on_one_long_document_share_its_home():
     assert len(set().union(*keys.values())) == 3                          # and documents spread
 
 
-def _pool(n: int = 4, **picker) -> PoolSignals:
+def _pool(n: int = 4, homes=None, **picker) -> PoolSignals:
     addresses = tuple(f"10.0.0.{i}:8000" for i in range(n))
     pool = Pool(server="vllm", endpoints=addresses, service=None, models=("m",),
                 adapters={"lora": addresses[:2]}, weights=PickerWeights(), when_saturated=picker.pop("when", "least_loaded"),
                 **picker)
-    signals = PoolSignals("p", pool)
+    signals = PoolSignals("p", pool, homes=homes)
     for endpoint in signals.endpoints.values():
         endpoint.scraped_at = time.monotonic()
     return signals
@@ -143,6 +144,39 @@ def test_a_repeated_prefix_goes_to_the_same_replica():
         endpoint.sent = 0
     again = pick(signals, "m", hashes)
     assert again.endpoints[0] == first and again.reason == "prefix"
+
+
+def test_the_shared_homes_keep_a_word_per_key_and_the_newest_wins(tmp_path):
+    one, two = SharedHomes("p", str(tmp_path)), SharedHomes("p", str(tmp_path))    # two workers
+    one.put(7, address_crc("10.0.0.1:8000"))
+    assert two.get(7) == address_crc("10.0.0.1:8000") and two.get(8) == 0
+    two.put(7 + SLOTS, address_crc("10.0.0.2:8000"))        # the same slot: the newer key wins
+    assert one.get(7) == 0 and one.get(7 + SLOTS) == address_crc("10.0.0.2:8000")
+    one.put(0, 5)                                            # key 0: never stored
+    assert two.get(0) == 0
+    assert SharedHomes("q", str(tmp_path)).get(7 + SLOTS) == 0     # another pool, another file
+    assert SharedHomes("p", "").get(7 + SLOTS) == 0                # no folder: this process's own
+
+
+def test_a_conversation_moved_off_its_hash_home_stays_where_it_went_in_every_worker(tmp_path):
+    """Worker A sends a conversation away from its ring home (over its bound); worker B,
+    which never saw it, sends the next turn where A did, and keeps it there while that
+    replica is within the looser bound of a recorded home."""
+    hashes, key = block_hashes(["system " * 400, "Customer 1: which rake?"], 256), 0xC0FFEE
+    ring_home = pick(_pool(), "m", hashes, home=key).endpoints[0]       # a worker of its own
+    worker_a, worker_b = _pool(homes=SharedHomes("p", str(tmp_path))), _pool(homes=SharedHomes("p", str(tmp_path)))
+    for signals in (worker_a, worker_b):
+        _set(signals, int(ring_home.split(".")[3].split(":")[0]), running=6)     # over 1.0x mean + 1
+    moved = pick(worker_a, "m", hashes, home=key).endpoints[0]
+    assert moved != ring_home
+    assert pick(worker_b, "m", hashes, home=key).endpoints[0] == moved
+    record = pick(worker_b, "m", hashes, home=key)
+    assert record.endpoints[0] == moved and record.prefix_blocks == record.best_blocks == len(hashes)
+    at = int(moved.split(".")[3].split(":")[0])
+    _set(worker_b, at, running=4)        # mean 2.5: past 1.0x + 1 (3.5), within 2x + 1 (6)
+    for endpoint in worker_b.endpoints.values():
+        endpoint.sent = 0
+    assert pick(worker_b, "m", hashes, home=key).endpoints[0] == moved
 
 
 def test_stale_and_failing_replicas_are_demoted_or_skipped():

@@ -7,8 +7,11 @@ again and again soon after its start is restarted with a growing delay."""
 from __future__ import annotations
 
 import os
+import signal
 import socket
+import subprocess
 import time
+from pathlib import Path
 
 import pytest
 import yaml
@@ -18,6 +21,7 @@ from extproc.config.envoy_mcp import AGGREGATOR_SECRET_ENV
 from extproc.config.filter_config import load_config
 from extproc.runtime.crash_loop import STABLE_AFTER_S, restart_delay
 from extproc.runtime.processes import connectable as _connectable
+from extproc.runtime.processes import exiting, serving
 from extproc.runtime.supervisor import Supervisor
 
 
@@ -38,6 +42,25 @@ def supervisor(tmp_path, monkeypatch):
     supervisor.start()
     yield supervisor
     supervisor.stop(grace=5)
+
+
+def test_a_killed_process_is_not_serving_while_the_kernel_tears_it_down():
+    """A killed worker's socket accepts for a moment after the kill (the kernel frees its
+    memory before its descriptors): the supervisor reads the task's exiting flag rather
+    than trusting the socket."""
+    child = subprocess.Popen(["sleep", "30"])
+    try:
+        assert serving(child) and not exiting(child.pid)
+        os.kill(child.pid, signal.SIGKILL)
+        deadline = time.monotonic() + 10
+        while b") Z " not in Path(f"/proc/{child.pid}/stat").read_bytes():     # a zombie, not reaped
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        assert exiting(child.pid)
+        assert not serving(child)
+    finally:
+        child.kill()
+        child.wait()
 
 
 def _advance_until_done(supervisor: Supervisor, index: int, timeout: float = 30) -> None:

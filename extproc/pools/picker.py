@@ -1,7 +1,9 @@
 """The pick: each replica that serves the call's model scored from its load and what it
 holds, best first, then the next best as the fallbacks Envoy's retries take.
 
-  score = prefix * (leading blocks it holds / the prompt's blocks)
+  score = prefix * (leading blocks it holds / the prompt's blocks
+                   + 1 if it is the conversation's home: where any worker last sent it,
+                        else a hash ring's pick from the conversation's start)
         + adapter * (the call's LoRA adapter is loaded there)
         - queue * (waiting + running/4, between the least (0) and most (1) loaded)
         - kv_cache * (KV-cache use)
@@ -16,15 +18,25 @@ from __future__ import annotations
 
 import bisect
 import heapq
+import math
 import time
 import zlib
 from dataclasses import dataclass
 
+from .homes import address_crc
 from .signals import FAILING_AFTER, PoolSignals
 
 # What being a conversation's home replica (chosen by its prefix's key, the same in every
 # worker) is worth, as a share of the prefix weight: a whole prompt held is worth 1.
 HOME_BONUS = 1.0
+# Bounded loads: a replica is within its bound up to BOUND x the pool's mean calls in
+# flight, plus one; a conversation's recorded home (homes.py: where its history is) up to
+# RECORDED_BOUND x. Placing a new conversation costs nothing anywhere, so it goes where the
+# load is even; moving one costs its whole history's prefill. Measured on the pools bench's
+# conversations (one bound of 1.25 for all: 360 output tokens/s, 83% from cache; 1.25 and
+# 2: 393, 86%; 1 and 2: 409, 86%, picks within 8% of even; the oracle: 429).
+BOUND = 1.0
+RECORDED_BOUND = 2.0
 RING_POINTS = 64           # points per replica on the ring of homes: each gets its share ±~15%
 
 # Reasons on the log line and in gateway_pool_picks_total (bounded).
@@ -97,19 +109,25 @@ def pick(signals: PoolSignals, model: str, hashes: list[int], now: float | None 
             if not unscraped:
                 raise NoEndpoint("No replica of the pool is answering.")
             order = [e.address for e in candidates]      # this worker's first scrape is under way:
-            signals.unscraped_turn += 1                      # the serving ones in turn
-            turn = signals.unscraped_turn % len(order)
-            return Pick(_padded((order[turn:] + order[:turn])[:wanted], wanted), UNSCRAPED)
+            home_address = _home(signals, home, math.inf, math.inf, -math.inf, set(order))[0] if home else ""
+            if home_address:                             # the conversation's home (as another
+                turn = order.index(home_address)         # worker would place its next turn),
+            else:                                        # else the serving ones in turn
+                signals.unscraped_turn += 1
+                turn = signals.unscraped_turn % len(order)
+            chosen = _padded((order[turn:] + order[:turn])[:wanted], wanted)
+            return _picked(signals, chosen, UNSCRAPED, hashes, {}, home)
         chosen = [e.address for e in heapq.nsmallest(wanted, stale, key=_waiting)]
         depth = signals.prefixes.matched(hashes) if hashes and pool.weights.prefix else {}
-        return _picked(signals, _padded(chosen, wanted), FALLBACK, hashes, depth)
+        return _picked(signals, _padded(chosen, wanted), FALLBACK, hashes, depth, home)
     weights = pool.weights
     w_prefix = weights.prefix
     depth = signals.prefixes.matched(hashes) if hashes and w_prefix else {}
-    # One past `cap` (a quarter over the pool's mean in flight, plus one) is over its bound
-    # and comes after those within it, whatever its prefixes (consistent hashing with
-    # bounded loads).
-    cap = 1.25 * (sum(queues) + sum(running)) / len(fresh) + 1
+    # One past `cap` (the pool's mean in flight, plus one) is over its bound and comes after
+    # those within it, whatever its prefixes (consistent hashing with bounded loads), but for
+    # the conversation's recorded home, within RECORDED_BOUND.
+    mean = (sum(queues) + sum(running)) / len(fresh)
+    cap = BOUND * mean + 1
     low = min(loads)
     queue_scale = weights.queue / ((max(loads) - low) or 1.0)
     queue_cap, kv_cap, w_kv = pool.saturated_queue, pool.saturated_kv_cache, weights.kv_cache
@@ -122,8 +140,8 @@ def pick(signals: PoolSignals, model: str, hashes: list[int], now: float | None 
     # The prefix share of the few that hold some of the prompt, or are its home, by position
     # (the reason reads it); the others' is 0. Sparse: a pass over 256 replicas is ~40 µs.
     prefixes: dict[int, float] = {}
-    home_address = _home(signals, home, cap, oldest, None if whole_pool else {e.address for e in fresh}) \
-        if home else ""
+    home_address, recorded = _home(signals, home, cap, RECORDED_BOUND * mean + 1, oldest,
+                                   None if whole_pool else {e.address for e in fresh}) if home else ("", False)
     if depth or home_address:
         position = {endpoint.address: i for i, endpoint in enumerate(fresh)}
         blocks = len(hashes)
@@ -136,6 +154,8 @@ def pick(signals: PoolSignals, model: str, hashes: list[int], now: float | None 
             at = position[home_address]
             prefixes[at] = prefixes.get(at, 0.0) + HOME_BONUS
             keys[at] -= w_prefix * HOME_BONUS
+            if recorded and queues[at] + running[at] > cap:     # within the looser bound
+                keys[at] -= rank
     adapter = "" if whole_pool else model
     if adapter:
         for at, endpoint in enumerate(fresh):
@@ -162,20 +182,30 @@ def pick(signals: PoolSignals, model: str, hashes: list[int], now: float | None 
             reason = ADAPTER
         else:
             reason = LEAST_LOADED
-    return _picked(signals, _padded(chosen, wanted), reason, hashes, depth)
+    return _picked(signals, _padded(chosen, wanted), reason, hashes, depth, home)
 
 
-def _home(signals: PoolSignals, key: int, cap: float, oldest: float, allowed: set[str] | None) -> str:
-    """The conversation's home: from its key clockwise on a hash ring of the pool's replicas
-    (the same in every worker, as the key is), the first that is fresh, serves the model
-    and is within its bound. A few ring steps, not a hash per replica."""
+def _home(signals: PoolSignals, key: int, cap: float, recorded_cap: float, oldest: float,
+          allowed: set[str] | None) -> tuple[str, bool]:
+    """The conversation's home, and whether it was recorded: where its latest turn went, as
+    any worker of this gateway recorded it (homes.py), if that replica is fresh, serves the
+    model and is within `recorded_cap`; else from its key clockwise on a hash ring of the
+    pool's replicas (the same in every worker and every gateway replica, as the key is),
+    the first that is within `cap`. A few ring steps, not a hash per replica."""
+    endpoints = signals.endpoints
+    recorded = signals.by_crc.get(signals.homes.get(key), "")
+    if recorded and (allowed is None or recorded in allowed):
+        endpoint = endpoints.get(recorded)
+        if endpoint is not None and endpoint.failures < FAILING_AFTER and endpoint.scraped_at >= oldest:
+            load = endpoint.load
+            if load.waiting + endpoint.sent + load.running <= recorded_cap:
+                return recorded, True
     ring = signals.home_ring
     if ring is None:
         ring = signals.home_ring = _ring(signals.endpoints)
     points, addresses = ring
     count = len(points)
     start = bisect.bisect_left(points, key & 0xFFFFFFFF)
-    endpoints = signals.endpoints
     for step in range(count):
         address = addresses[(start + step) % count]
         if allowed is not None and address not in allowed:
@@ -185,8 +215,8 @@ def _home(signals: PoolSignals, key: int, cap: float, oldest: float, allowed: se
             continue
         load = endpoint.load
         if load.waiting + endpoint.sent + load.running <= cap:
-            return address
-    return ""
+            return address, False
+    return "", False
 
 
 def _ring(endpoints) -> tuple[list[int], list[str]]:
@@ -204,13 +234,16 @@ def _waiting(endpoint) -> float:
 
 
 def _picked(signals: PoolSignals, chosen: list[str], reason: str, hashes: list[int],
-            depth: dict[str, int]) -> Pick:
-    """The pick made: its first replica counts one more call queued and now holds the prompt.
-    What it held against the most any replica held goes on the log line: a pick short of
-    the best paid a prefill that placement could have saved."""
+            depth: dict[str, int], home: int) -> Pick:
+    """The pick made: its first replica counts one more call queued, now holds the prompt,
+    and is the conversation's home for every worker. What it held against the most any
+    replica held goes on the log line: a pick short of the best paid a prefill that
+    placement could have saved."""
     signals.endpoints[chosen[0]].sent += 1
     if hashes:
         signals.prefixes.record(chosen[0], hashes)
+    if home:
+        signals.homes.put(home, address_crc(chosen[0]))
     return Pick(chosen, reason, depth.get(chosen[0], 0), max(depth.values(), default=0))
 
 

@@ -7,6 +7,7 @@ import time
 from typing import Callable
 
 from ..config.pools import Pool
+from .homes import SharedHomes
 from .kube_watch import watch_service
 from .signals import PoolSignals
 
@@ -21,7 +22,7 @@ def signals_for(name: str, pool: Pool, observer: Callable[[PoolSignals], None] |
     if signals is None or signals.pool != pool:
         if signals is not None:
             signals.stop()
-        signals = _pools[name] = PoolSignals(name, pool)
+        signals = _pools[name] = PoolSignals(name, pool, homes=SharedHomes(name))
         signals.observer = observer
         if pool.service is not None:
             watch_service(signals)

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from ..config.pools import Pool
+from .homes import SharedHomes, address_crc
 from .metrics import Load, parse
 from .prefix import PrefixTable
 
@@ -47,7 +48,8 @@ class Endpoint:
 class PoolSignals:
     """One pool's replicas as this worker sees them."""
 
-    def __init__(self, name: str, pool: Pool, addresses: tuple[str, ...] | None = None) -> None:
+    def __init__(self, name: str, pool: Pool, addresses: tuple[str, ...] | None = None,
+                 homes: SharedHomes | None = None) -> None:
         self.name = name
         self.pool = pool
         self.endpoints: dict[str, Endpoint] = {a: Endpoint(a) for a in (addresses or pool.endpoints)}
@@ -57,6 +59,10 @@ class PoolSignals:
         self.unscraped_turn = 0              # before the first scrape: the replicas in turn
         self.used_at = time.monotonic()      # the last call's pick (signals_for)
         self.home_ring: tuple[list[int], list[str]] | None = None    # picker.py's, per replica list
+        # Each conversation's latest replica: shared with the other workers when the
+        # registry passes the gateway's table, else this process's own.
+        self.homes = homes if homes is not None else SharedHomes(name, folder="")
+        self.by_crc: dict[int, str] = {address_crc(a): a for a in self.endpoints}    # homes' words
         # Called after each round of scrapes (off the request path) with these signals: the
         # stage that starts them publishes each replica's view on /metrics.
         self.observer: Callable[[PoolSignals], None] | None = None
@@ -70,6 +76,7 @@ class PoolSignals:
             self.prefixes.forget(gone)
         for address in addresses:
             self.endpoints.setdefault(address, Endpoint(address))
+        self.by_crc = {address_crc(a): a for a in self.endpoints}
 
     def start(self) -> None:
         if self.task is None:

@@ -58,6 +58,26 @@ def rss_mb(pid: int) -> float:
     return 0.0
 
 
+PF_EXITING = 0x4          # the kernel's flag of a task in do_exit (/proc/<pid>/stat, field 9)
+
+
+def serving(process: subprocess.Popen) -> bool:
+    """Whether the process lives and is not on its way out. A killed process tears down its
+    memory before its descriptors: for a few milliseconds (more on a busy host) its
+    listening socket still accepts connections that will never be served."""
+    return process.poll() is None and not exiting(process.pid)
+
+
+def exiting(pid: int) -> bool:
+    """Whether the kernel has the task in its exit (a zombie too); False without /proc."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_bytes()
+        fields = stat[stat.rindex(b")") + 2:].split()     # after "pid (comm) "
+        return bool(int(fields[6]) & PF_EXITING)          # field 9 (the state is field 3)
+    except (OSError, IndexError, ValueError):
+        return False
+
+
 def connectable(path: str) -> bool:
     """Whether something accepts connections on the Unix socket at `path`."""
     if not os.path.exists(path):

@@ -29,8 +29,9 @@ from .crash_loop import CrashLoop
 from .forked import Forker, forking_supported
 from .lost_calls import take_dead_workers_journals
 from .envoy_admin import admin_address, admin_request, drain_envoy
-from .processes import connectable, raise_descriptor_limit, rss_mb, stop_servers, terminate
+from .processes import connectable, raise_descriptor_limit, rss_mb, serving, stop_servers, terminate
 from .with_parent import child_command
+from ..pools.homes import SHARED_DIR_ENV
 from .worker_env import worker_env
 
 # How often Envoy writes its access log (stderr) when less than 64 KB is waiting.
@@ -89,6 +90,7 @@ class Supervisor:
         shutil.rmtree(metrics_dir, ignore_errors=True)
         metrics_dir.mkdir()
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir)
+        os.environ[SHARED_DIR_ENV] = str(self.run_dir)     # the workers' shared pool homes (pools/homes.py)
         # Every worker binds MCP sessions with the same secret (stages/mcp/gate.py).
         os.environ.setdefault("LLMGW_SESSION_SECRET", secrets.token_hex(32))   # mcp/gate.py SESSION_SECRET_ENV
         if self.envoy_config is not None:       # only the Envoy started here may call the aggregator
@@ -146,7 +148,7 @@ class Supervisor:
         connection there (its old ones died with the worker) reaches a worker that serves,
         instead of failing until a successor listens. False if no worker lives."""
         for other, process in self.workers.items():
-            if other != index and other not in self.stood_in and process.poll() is None \
+            if other != index and other not in self.stood_in and serving(process) \
                     and connectable(str(self._process_socket(other))):
                 self._point_at(index, other)
                 return True
@@ -259,13 +261,26 @@ class Supervisor:
             return False, "stopping"
         # Ready when a call would succeed on every path Envoy connects to: each leads to a
         # socket a worker accepts on (its own, or a stand-in's while it restarts).
-        down = [i for i in self.workers if not connectable(self.socket_path(i))]
+        down = [i for i in self.workers if not connectable(self.socket_path(i)) or not self._path_served(i)]
         if down:
             return False, f"workers down: {down}"
         if self.envoy_config is not None and not self._envoy_ready():
             return False, "envoy not ready"
         reset = read_notice(self._store_dir) if self._store_dir else None      # store/generation.py
         return True, "ready" if reset is None else f"ready; {reset}"
+
+    def _path_served(self, index: int) -> bool:
+        """Whether the process whose socket Envoy's path `index` leads to is not on its way
+        out (killed: its socket accepts for a moment after the kill)."""
+        try:
+            target = os.readlink(self.socket_path(index))       # extproc-<worker>.<generation>.sock
+            worker, generation = (int(part) for part in target.split("-", 1)[1].split(".")[:2])
+        except (OSError, ValueError, IndexError):
+            return True
+        if self.generation.get(worker) == generation and worker in self.workers:
+            return serving(self.workers[worker])
+        old = self.replacing.get(worker)
+        return serving(old[0]) if old is not None and old[1] == generation else True
 
     # --- run and stop -------------------------------------------------------------
 
