@@ -429,6 +429,16 @@ def test_size_caps(tmp_path):
             assert response.status_code == 400, why
             assert response.json()["error"]["code"] == "content_blocked"
             assert why in response.json()["error"]["message"]
+        # A Gemini caller's turns are its `contents`: counted the same, refused in Google's shape.
+        contents = [{"role": "user", "parts": [{"text": "x"}]}, {"role": "model", "parts": [{"text": "y"}]}] * 2
+        gemini = httpx.post(f"http://127.0.0.1:{stack.port}/v1beta/models/gemini-2.5-flash:generateContent",
+                            headers={"x-goog-api-key": "sk-demo-alice"}, json={"contents": contents}, timeout=30)
+        assert gemini.status_code == 400, gemini.text
+        assert gemini.json()["error"]["status"] == "INVALID_ARGUMENT"
+        assert "more than 3 messages" in gemini.json()["error"]["message"]
+        assert httpx.post(f"http://127.0.0.1:{stack.port}/v1beta/models/gemini-2.5-flash:generateContent",
+                          headers={"x-goog-api-key": "sk-demo-alice"}, json={"contents": contents[:3]},
+                          timeout=30).status_code == 200
     finally:
         stack.stop()
 

@@ -238,9 +238,8 @@ class GuardRequest(Stage):
     def _caps(call: Call, guardrail: Guardrail) -> None:
         caps, body = guardrail.caps, call.body
         over = None
-        messages = body.get("messages") if isinstance(body.get("messages"), list) else \
-            body.get("input") if isinstance(body.get("input"), list) else []
-        if caps.max_messages and len(messages) > caps.max_messages:
+        # The dialect counts its messages (chat messages, Responses input items, Gemini contents).
+        if caps.max_messages and call.codec.prompt_texts(body)[1] > caps.max_messages:
             over = f"more than {caps.max_messages} messages"
         requested = call.codec.max_output_tokens(body)
         if caps.max_tokens and requested and requested > caps.max_tokens:
