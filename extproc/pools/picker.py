@@ -194,12 +194,8 @@ def _home(signals: PoolSignals, key: int, cap: float, recorded_cap: float, oldes
     the first that is within `cap`. A few ring steps, not a hash per replica."""
     endpoints = signals.endpoints
     recorded = signals.by_crc.get(signals.homes.get(key), "")
-    if recorded and (allowed is None or recorded in allowed):
-        endpoint = endpoints.get(recorded)
-        if endpoint is not None and endpoint.failures < FAILING_AFTER and endpoint.scraped_at >= oldest:
-            load = endpoint.load
-            if load.waiting + endpoint.sent + load.running <= recorded_cap:
-                return recorded, True
+    if recorded and _can_be_home(endpoints.get(recorded), recorded, recorded_cap, oldest, allowed):
+        return recorded, True
     ring = signals.home_ring
     if ring is None:
         ring = signals.home_ring = _ring(signals.endpoints)
@@ -208,15 +204,18 @@ def _home(signals: PoolSignals, key: int, cap: float, recorded_cap: float, oldes
     start = bisect.bisect_left(points, key & 0xFFFFFFFF)
     for step in range(count):
         address = addresses[(start + step) % count]
-        if allowed is not None and address not in allowed:
-            continue
-        endpoint = endpoints.get(address)
-        if endpoint is None or endpoint.failures >= FAILING_AFTER or endpoint.scraped_at < oldest:
-            continue
-        load = endpoint.load
-        if load.waiting + endpoint.sent + load.running <= cap:
+        if _can_be_home(endpoints.get(address), address, cap, oldest, allowed):
             return address, False
     return "", False
+
+
+def _can_be_home(endpoint, address: str, cap: float, oldest: float, allowed: set[str] | None) -> bool:
+    """Fresh, serving the model, and with no more than `cap` calls in flight."""
+    if endpoint is None or endpoint.failures >= FAILING_AFTER or endpoint.scraped_at < oldest \
+            or (allowed is not None and address not in allowed):
+        return False
+    load = endpoint.load
+    return load.waiting + endpoint.sent + load.running <= cap
 
 
 def _ring(endpoints) -> tuple[list[int], list[str]]:
