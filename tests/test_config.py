@@ -303,6 +303,17 @@ def _without_cut_stream_log(filters, ext_proc, manager):
     manager["access_log"] = [log for log in manager["access_log"] if log["name"] != "envoy.access_loggers.http_grpc"]
 
 
+def _json_usage_not_read(filters, ext_proc, manager):
+    """No json_to_metadata after ext_proc (the one before it stays)."""
+    at = next(i for i, f in enumerate(filters) if _name(f) == "envoy.filters.http.ext_proc")
+    filters[at + 1:] = [f for f in filters[at + 1:] if _name(f) != "envoy.filters.http.json_to_metadata"]
+
+
+def _without_body_unread_mode(filters, ext_proc, manager):
+    ext_proc["allowed_override_modes"] = [m for m in ext_proc["allowed_override_modes"]
+                                          if m["request_body_mode"] != "NONE"]
+
+
 def _cut_streams_logged_alone(filters, ext_proc, manager):
     [announced] = ext_proc["grpc_service"]["initial_metadata"]
     announced["value"] = "headers-from-metadata cut-streams-logged"
@@ -335,11 +346,15 @@ def _cut_streams_logged_alone(filters, ext_proc, manager):
     (_without_filter("envoy.filters.http.lua"), ("http_filters: no envoy.filters.http.lua between "
                                                  "envoy.filters.http.ext_proc and envoy.filters.http.sse_to_metadata")),
     (_lua_after_the_usage_reader, "http_filters: no envoy.filters.http.lua between"),
+    (_json_usage_not_read, ("http_filters: no envoy.filters.http.json_to_metadata after envoy.filters.http.ext_proc "
+                             "whose response rules read a JSON answer's usage into llm_gateway.stream")),
+    (_without_body_unread_mode, ("http_filters: envoy.filters.http.ext_proc: allowed_override_modes has no mode "
+                                 "with request_body_mode NONE")),
 ], ids=["no size attribute", "cut streams not logged", "cut streams without pass-through",
         "no status attribute", "one-message mode not allowed", "a header not added from metadata",
         "model not read", "no sse_to_metadata", "no trailers filter", "stream usage not forwarded",
         "mode not allowed", "include_usage not read", "no usage-chunk filter",
-        "usage chunk taken out before it is read"])
+        "usage chunk taken out before it is read", "JSON usage not read", "body-unread mode not allowed"])
 def test_check_finds_what_the_announced_features_need(tmp_path, edit, expected):
     """The ext_proc filter announces that Envoy adds the gateway's headers, that streams
     pass through and lose an unasked usage chunk, and that cut ones are logged, so the

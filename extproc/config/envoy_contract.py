@@ -41,6 +41,10 @@ ENVOY_FEATURES_METADATA = "x-extproc-envoy-features"
 HEADERS_FROM_METADATA = "headers-from-metadata"
 STREAMS_PASSED_THROUGH = "streams-passed-through"   # usage read, trailers added (pass_through.py)
 USAGE_CHUNK_STRIPPED = "usage-chunk-stripped"       # the Lua filter takes out an unasked usage chunk
+# A call whose policy reads nothing of its body is routed at its request headers and its
+# body is never sent; json_to_metadata reads its JSON answer's usage for the trailers
+# message (stages/body_unread.py).
+BODIES_UNREAD = "bodies-unread"
 # A stream passed through that ends without its trailers (the client left, the provider
 # dropped) is logged to the service with the bytes it sent (Envoy's gRPC access log), and
 # completed ones come with `response.size` (store/cut_streams.py).

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from .envoy_config import EXTPROC_CLUSTER
 from .envoy_contract import (
+    BODIES_UNREAD,
     CUT_STREAMS_LOGGED,
     ENVOY_FEATURES_METADATA,
     HEADERS_ADDED_FROM_METADATA,
@@ -30,6 +31,7 @@ LUA = "envoy.filters.http.lua"
 _WHERE = f"http_filters: {EXT_PROC}"
 _ONE_MESSAGE_MODE = {"response_header_mode": "SKIP", "response_body_mode": "BUFFERED"}
 _TRAILER_MODE = {"response_body_mode": "NONE", "response_trailer_mode": "SEND"}
+_BODY_UNREAD_MODE = {"request_body_mode": "NONE", "response_header_mode": "SKIP", **_TRAILER_MODE}
 
 
 def announced_features(ext_proc: dict) -> frozenset[str]:
@@ -59,6 +61,8 @@ def feature_problems(envoy: dict) -> list[str]:
             problems += _usage_chunk_problems(names, at)
         if CUT_STREAMS_LOGGED in features:
             problems += _cut_streams_problems(manager, ext_proc, features)
+        if BODIES_UNREAD in features:
+            problems += _bodies_unread_problems(filters, names, at, ext_proc, features)
     return problems
 
 
@@ -134,6 +138,31 @@ def _cut_streams_problems(manager: dict, ext_proc: dict, features: frozenset[str
         problems.append(f"access_log: no envoy.access_loggers.http_grpc to the {EXTPROC_CLUSTER} cluster "
                         f"whose filter keeps the streams with a {METADATA_NAMESPACE}.cut_id "
                         f"(ext_proc announces {CUT_STREAMS_LOGGED})")
+    return problems
+
+
+def _bodies_unread_problems(filters: list, names: list[str], at: int, ext_proc: dict,
+                            features: frozenset[str]) -> list[str]:
+    """A call whose body the service never reads (stages/body_unread.py) is routed at its
+    request headers: ext_proc allows the mode without the request body, the answer's
+    headers come from metadata and its end brings trailers (the features it rests on),
+    and a json_to_metadata after ext_proc reads a JSON answer's usage into
+    llm_gateway.stream for that trailers message."""
+    problems = [f"{_WHERE}: announces {BODIES_UNREAD} without {needed}"
+                for needed in (HEADERS_FROM_METADATA, STREAMS_PASSED_THROUGH) if needed not in features]
+    if not _allows(ext_proc, _BODY_UNREAD_MODE):
+        problems.append(f"{_WHERE}: allowed_override_modes has no mode with request_body_mode NONE, "
+                        "response_header_mode SKIP, response_body_mode NONE and response_trailer_mode SEND "
+                        f"(ext_proc announces {BODIES_UNREAD})")
+    read = set()
+    for entry in filters[at + 1:]:
+        if _filter_name(entry) == JSON_TO_METADATA:
+            config = (entry.get("typed_config") or {}).get("extension_config", entry).get("typed_config") or {}
+            read |= {(rule.get("on_present") or {}).get("metadata_namespace")
+                     for rule in (config.get("response_rules") or {}).get("rules") or []}
+    if "llm_gateway.stream" not in read:
+        problems.append(f"http_filters: no {JSON_TO_METADATA} after {EXT_PROC} whose response rules read a "
+                        f"JSON answer's usage into llm_gateway.stream (ext_proc announces {BODIES_UNREAD})")
     return problems
 
 

@@ -46,9 +46,13 @@ ADMIN_READ_PATHS = ("/ready", "/stats", "/stats/prometheus", "/server_info", "/c
 ADMIN_SOCKET_MODE = 0o600
 
 # The ext_proc filter inside a cluster: once per attempt, it makes the attempt for the backend
-# it lands on (model name, path, credential; translated for another dialect).
-PER_ATTEMPT_FILTERS = [
-    {"name": "envoy.filters.http.ext_proc", "typed_config": {
+# it lands on (model name, path, credential; translated for another dialect). Only a
+# virtual model's requests carry a plan (llm_gateway.order, stages/route.py): the matcher
+# skips the filter for every other request to the cluster, which the router-level filter
+# has made final (a concrete model, a stored response, a call whose body is unread), so
+# they cost no ext_proc message here.
+_PER_ATTEMPT_EXT_PROC = {
+    "name": "envoy.filters.http.ext_proc", "typed_config": {
         "@type": "type.googleapis.com/envoy.extensions.filters.http.ext_proc.v3.ExternalProcessor",
         "grpc_service": {"envoy_grpc": {"cluster_name": "extproc"},
                          "initial_metadata": [{"key": "x-extproc-role", "value": "upstream"}]},
@@ -57,7 +61,21 @@ PER_ATTEMPT_FILTERS = [
         "processing_mode": {"request_header_mode": "SEND", "request_body_mode": "BUFFERED",
                             "response_header_mode": "SKIP", "response_body_mode": "NONE",
                             "request_trailer_mode": "SKIP", "response_trailer_mode": "SKIP"},
-        "metadata_options": {"forwarding_namespaces": {"untyped": ["llm_gateway"]}}}},
+        "metadata_options": {"forwarding_namespaces": {"untyped": ["llm_gateway"]}}}}
+_WITHOUT_A_PLAN = {"predicate": {"single_predicate": {
+    "input": {"name": "plan", "typed_config": {
+        "@type": "type.googleapis.com/envoy.extensions.matching.common_inputs.network.v3.DynamicMetadataInput",
+        "filter": "llm_gateway", "path": [{"key": "order"}]}},
+    "custom_match": {"name": "no-plan", "typed_config": {
+        "@type": "type.googleapis.com/envoy.extensions.matching.input_matchers.metadata.v3.Metadata",
+        "value": {"present_match": True}, "invert": True}}}},
+    "on_match": {"action": {"name": "skip", "typed_config": {
+        "@type": "type.googleapis.com/envoy.extensions.filters.common.matcher.action.v3.SkipFilter"}}}}
+PER_ATTEMPT_FILTERS = [
+    {"name": "envoy.filters.http.match_delegate", "typed_config": {
+        "@type": "type.googleapis.com/envoy.extensions.common.matching.v3.ExtensionWithMatcher",
+        "extension_config": _PER_ATTEMPT_EXT_PROC,
+        "xds_matcher": {"matcher_list": {"matchers": [_WITHOUT_A_PLAN]}}}},
     {"name": "envoy.filters.http.upstream_codec", "typed_config": {
         "@type": "type.googleapis.com/envoy.extensions.filters.http.upstream_codec.v3.UpstreamCodec"}},
 ]

@@ -98,6 +98,9 @@ class Codec:
     names_stored_response = False   # its path names a response stored at the provider
     takes_usage_option = False  # a stream's usage comes only when asked (`stream_options`)
     answers_in_json = False     # its non-streamed answer is one JSON document
+    # A call may go to a provider of its dialect with its body unread (stages/body_unread.py):
+    # the body names the model, and nothing in it names state the gateway keeps.
+    body_may_go_unread = False
     streams = False             # it may answer with an SSE stream of events
     answers_in_chunks = False   # its answer may be too large to buffer: it goes by, its usage read at its end
     usage_only_at_stream_end = False    # a stream's usage is in its last events only: read at all, it is final

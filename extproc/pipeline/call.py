@@ -33,7 +33,7 @@ class Call:
         "client_wants_usage", "status", "response_streamed", "usage", "generated",
         "first_byte_at", "ended_at", "outcome", "error_code", "reply", "sse",
         "finished", "done_due", "stream_over", "event_filters", "service_seconds", "message_started",
-        "response_in_body", "stream_passed_through", "envoy_features", "sent_bytes", "provider_kind",
+        "response_in_body", "stream_passed_through", "body_unread", "envoy_features", "sent_bytes", "provider_kind",
         "translation", "stream_translation",
         "tags", "verdicts", "log_fields", "notes", "response_json", "response_id", "ratelimit_headers",
         "output_reserved", "sent_output_tokens", "json_passing_by", "provider_answer", "mcp", "cache", "run", "_prompt_tokens",
@@ -82,6 +82,7 @@ class Call:
         self.message_started: float | None = None   # set while a message is being handled
         self.response_in_body = False        # response headers skipped: one message (one_message.py)
         self.stream_passed_through = False   # Envoy streams it unseen, usage at its end (pass_through.py)
+        self.body_unread = False             # routed at its headers, body and answer unseen (body_unread.py)
         self.sent_bytes = 0                  # body bytes Envoy sent the client (such a stream only)
         self.provider_kind = ""              # the endpoint at the provider: the caller's, or translated
         self.translation = None              # translate.Translation: the provider speaks another dialect

@@ -38,6 +38,12 @@ RESPONSE_IN_BODY = _response_mode(_Mode.SKIP, _Mode.BUFFERED)
 # trailers message at its end brings its status and the usage Envoy's sse_to_metadata
 # read (stages/pass_through.py).
 STREAM_PASSED_THROUGH = _response_mode(_Mode.SKIP, _Mode.NONE, _Mode.SEND)
+# A call whose policy reads nothing of its body: routed at its request headers, its body
+# never sent (Envoy's router has it); the answer goes by as for a stream passed through,
+# its usage read by Envoy's json_to_metadata (stages/body_unread.py).
+BODY_UNREAD = _Mode(request_header_mode=_Mode.SEND, request_body_mode=_Mode.NONE,
+                    request_trailer_mode=_Mode.SKIP, response_header_mode=_Mode.SKIP,
+                    response_body_mode=_Mode.NONE, response_trailer_mode=_Mode.SEND)
 
 _EXT_PROC_ATTRIBUTES = "envoy.filters.http.ext_proc"
 # The response attribute that counts Envoy's attempts (envoy/template.yaml response_attributes).
@@ -257,4 +263,4 @@ def error_reply(error: GatewayError, extra_headers: dict[str, str] | None = None
 
 __all__ = ["Reply", "immediate", "error_reply", "header_map", "ProcessingRequest",
            "ProcessingResponse", "RESPONSE_STREAMED", "RESPONSE_BUFFERED", "RESPONSE_IN_BODY",
-           "STREAM_PASSED_THROUGH", "forwarded_values", "response_code", "trailer_names"]
+           "STREAM_PASSED_THROUGH", "BODY_UNREAD", "forwarded_values", "response_code", "trailer_names"]

@@ -39,12 +39,12 @@ class AnnouncedModel:
 
 class OneMessageResponse(Stage):
     name = "one_message"
-    reads = frozenset({"backend", "body", "endpoint", "envoy_features", "key", "model", "model_name",
+    reads = frozenset({"backend", "body", "body_unread", "endpoint", "envoy_features", "key", "model", "model_name",
                        "output_reserved", "path", "ratelimit_headers", "request_metadata", "stream"})
     writes = frozenset({"response_in_body"})
 
     def request_headers(self, call: Call, end_of_stream: bool) -> None:
-        if HEADERS_FROM_METADATA not in call.envoy_features:
+        if HEADERS_FROM_METADATA not in call.envoy_features or call.body_unread:
             return
         model_name = _announced_model(call)
         if model_name is None or not call.codec.answers_in_json:

@@ -54,14 +54,14 @@ from .one_message import headers_from_envoy
 
 class PassThroughStream(Stage):
     name = "pass_through"
-    reads = frozenset({"backend", "body", "client_wants_usage", "endpoint", "envoy_features", "key", "model",
+    reads = frozenset({"backend", "body", "body_unread", "client_wants_usage", "endpoint", "envoy_features", "key", "model",
                        "model_name", "output_reserved", "path", "ratelimit_headers", "request_metadata", "resource_id",
                        "stream"})
     writes = frozenset({"stream_passed_through"})
 
     def request_headers(self, call: Call, end_of_stream: bool) -> None:
         features = call.envoy_features
-        if STREAMS_PASSED_THROUGH not in features or HEADERS_FROM_METADATA not in features:
+        if STREAMS_PASSED_THROUGH not in features or HEADERS_FROM_METADATA not in features or call.body_unread:
             return
         if call.endpoint.streams_by_path:
             # Google's form: the path names the model and says the answer streams.

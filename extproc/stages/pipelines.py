@@ -5,6 +5,7 @@ from __future__ import annotations
 from ..config.filter_config import GatewayConfig
 # The request path
 from .admission import Admission
+from .body_unread import BodyUnread
 from .attempt import AttemptRewrite
 from .one_message import OneMessageResponse
 from .own_usage import OwnUsage
@@ -80,6 +81,8 @@ def build_pipeline(config: GatewayConfig, store=None, cut_streams: WorkerCutStre
                                              # (a hit counts as a request), before Route
         Route(),
         *([PoolPick()] if any(p.pool is not None for p in config.providers.values()) else []),   # after Route
+        BodyUnread(),                        # after Admission, RecogniseRun (headers); before the
+                                             # response paths below, which it leaves aside
         OneMessageResponse(),                # after Admission (headers) and Budget, Route (body)
         PassThroughStream(),                 # after Admission (headers) and ParseRequest (body)
         CutStream(cut_streams.sent, cut_streams.ratios, store),   # after PassThroughStream; done before ResponseUsage's

@@ -74,6 +74,7 @@ class Messages(Translating, Codec):
     dialect = ANTHROPIC
     generates = charges_output = answers_in_json = streams = True
     operation = "chat"
+    body_may_go_unread = True
     output_cap_field = "max_tokens"
     provider_path = "/v1/messages"
     known_fields = frozenset({"system", "messages", "tools", "tool_choice", "metadata", "stop_sequences",

@@ -95,6 +95,7 @@ class Chat(Translating, _OpenAICodec):
     request_module, answer_module, stream_module = chat_request, chat_answer, chat_stream
     generates = charges_output = takes_usage_option = answers_in_json = streams = True
     operation = "chat"
+    body_may_go_unread = True
     output_cap_field = openai.CHAT_OUTPUT_CAP
     provider_path = CHAT_PATH
     prompt_texts = staticmethod(openai.chat_prompt_texts)

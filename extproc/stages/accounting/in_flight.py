@@ -26,12 +26,16 @@ class InFlightSlot:
 
 class CallsInFlight(Stage):
     name = "calls_in_flight"
-    reads = frozenset({"backend", "endpoint", "key", "log_fields", "method", "model", "model_name", "path",
+    reads = frozenset({"backend", "body_unread", "endpoint", "key", "log_fields", "method", "model", "model_name", "path",
                        "request_id", "stream", "tags"})
     writes: frozenset[str] = frozenset()
 
     def __init__(self, store) -> None:
         self.store = store
+
+    def request_headers(self, call: Call, end_of_stream: bool) -> None:
+        if call.body_unread:            # its body never comes (stages/body_unread.py)
+            self.request_body(call)
 
     def request_body(self, call: Call) -> None:
         live = getattr(self.store, "live", None)

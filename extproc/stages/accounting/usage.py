@@ -73,7 +73,7 @@ def _at_least_what_was_read(call: Call) -> None:
 
 class ResponseUsage(Stage):
     name = "usage"
-    reads = frozenset({"backend_order", "body", "client_wants_usage", "endpoint", "event_filters", "model",
+    reads = frozenset({"backend_order", "body", "body_unread", "client_wants_usage", "endpoint", "event_filters", "model",
                        "output_reserved", "provider_kind", "sent_output_tokens", "stream_passed_through",
                        "stream_translation"})
     writes = frozenset({"attempts", "backend", "error_code", "first_byte_at", "generated", "json_passing_by",
@@ -202,7 +202,7 @@ class ResponseUsage(Stage):
 
     @staticmethod
     def _estimate_if_missing(call: Call) -> None:
-        if call.usage is not None or call.body is None or call.outcome == "refused" \
+        if call.usage is not None or call.body is None or call.body_unread or call.outcome == "refused" \
                 or not call.endpoint.generates or call.backend is None:
             return                     # (no backend: never sent; a response cache hit, say)
         if call.status >= 400 and not call.generated:

@@ -110,6 +110,11 @@ def _limits(call: Call):
     return limits
 
 
+def applying_limits(call: Call) -> bool:
+    """Whether a budget or rate limit applies to the call's key."""
+    return any(limit.scope_value(call.key) is not None for limit in _limits(call))
+
+
 class BudgetPrecheck(Stage):
     """Before the guardrails: a caller whose budget or rate limit is exhausted is refused
     (the budget's 429) without scanning its request. Exhausted as this worker's Budget

@@ -1,0 +1,112 @@
+"""Calls whose policy reads nothing of their body: routed at their headers, the body unseen.
+
+Most of a JSON call's cost in the service is its body: the request-body message, its
+parse, and the answer's message. A call none of whose policy reads the body needs none
+of them. Envoy's request reader (a Lua filter ahead of ext_proc, announced.py) has read
+the body's `model` and `stream` by the time the service sees the headers, which is all
+routing needs when the body goes to the provider as the client wrote it. Such a call:
+
+- is answered in JSON (announced `"stream": false`) by an endpoint whose codec lets its
+  body go unread (`body_may_go_unread`: the model named in the body, nothing in it that
+  names state the gateway keeps, such as a stored response);
+- names a concrete model the key may use, whose one backend speaks the caller's dialect
+  under the same model name, at a provider that neither wraps bodies (Bedrock, Vertex)
+  nor picks a pool replica from the prompt;
+- has no guardrail (the caller's policy is empty), no response cache rule, no budget or
+  rate limit that applies to its key, no spend caps, no run limits or loop stopping, and
+  no tool labels of MCP taint in the config: everything that would read the body.
+
+The request-headers reply routes it (cluster, credential, path: route.py's attempt_for)
+and overrides the processing mode: no request body message, no response headers or body
+messages, trailers at the answer's end (BODY_UNREAD). Envoy adds the gateway's response
+headers from metadata (one_message.py: here only the backend's name), its json_to_metadata filter reads the answer's
+usage into the keys sse_to_metadata fills for streams, and the trailers message brings
+the status and that usage (accounting/usage.py), as for a stream passed through: a call
+is 2 messages, not 3. What the service does not see it does not check: a body that is
+not JSON, or not the endpoint's shape, is the provider's to refuse (in the caller's
+dialect: it is the provider's own), and Envoy's reader sets no `model` for a body it
+cannot read plainly (one repeating a key, say), which then takes the path with every
+message. Such a call joins an agent run only by its headers (runs/), and no cost
+header can be added (the answer's headers leave before its usage is known): its cost is
+in the log line, the metrics and the meters.
+"""
+
+from __future__ import annotations
+
+from ..config.envoy_contract import BODIES_UNREAD, ROUTING_HEADER
+from ..config.filter_config import GatewayConfig
+from ..config.models import Backend, Model
+from ..pipeline.call import Call
+from ..pipeline.protocol import BODY_UNREAD
+from ..pipeline.stage import Stage
+from ..translate import Refused
+from .announced import announced, announced_bool, announced_string
+from .budget.limits import applying_limits
+from .route import attempt_for
+
+
+def config_reads_bodies(config: GatewayConfig) -> bool:
+    """Whether a part of the config reads every call's body, whoever calls (run limits and
+    loops, spend caps, MCP tool labels)."""
+    return bool(config.runs.enforced or config.caps.per_call or config.caps.session
+                or config.mcp.taint.model_tools)
+
+
+def unread_backend(call: Call, model: Model | None, model_name: str) -> Backend | None:
+    """The backend a call to `model` goes to with its body unread, or None when something
+    would read it (see the module's docstring)."""
+    key, config = call.key, call.config
+    if model is None or model.is_virtual or model.name != model_name or not key.may_use(model.name):
+        return None                 # (unknown or not allowed: the path with every message says so)
+    backend = model.primary
+    provider = backend.provider
+    if backend.model != model_name or backend.dialect != call.dialect or provider.wraps_bodies \
+            or provider.pool is not None:
+        return None
+    if config.guardrails.policy_for(key) or applying_limits(call) \
+            or (config.cache.enabled and config.cache.rule_for(model.name, call.team) is not None):
+        return None
+    size = call.headers.get("content-length", "")
+    if not size.isdigit() or int(size) > provider.max_request_bytes:
+        return None                 # (too large: the path with every message answers 413)
+    return backend
+
+
+class BodyUnread(Stage):
+    name = "body_unread"
+    reads = frozenset({"endpoint", "envoy_features", "headers", "key", "path", "query", "request_metadata"})
+    writes = frozenset({"backend", "backend_order", "body", "body_unread", "client_wants_usage", "model",
+                        "model_name", "notes", "stream"})
+
+    def request_headers(self, call: Call, end_of_stream: bool) -> None:
+        if end_of_stream or BODIES_UNREAD not in call.envoy_features or call.key is None \
+                or not call.codec.body_may_go_unread or call.endpoint.model_in_path \
+                or config_reads_bodies(call.config):
+            return
+        fields = announced(call)
+        if fields is None or announced_bool(fields, "stream") is not False:
+            return
+        model_name = announced_string(fields, "model")
+        model = call.config.model(model_name) if model_name else None
+        backend = unread_backend(call, model, model_name)
+        if backend is None:
+            return
+        call.stream = False
+        try:
+            attempt = attempt_for(call, backend)
+        except Refused:
+            return                  # (the path with every message refuses it, naming why)
+        call.body_unread = True
+        # What the service knows of the body: what Envoy's reader read of it.
+        call.body = {"model": model_name, "stream": False}
+        call.model_name, call.model, call.backend, call.backend_order = model_name, model, backend, [0]
+        call.client_wants_usage = True
+        reply = call.reply
+        reply.clear_route_cache = True
+        reply.set_headers[ROUTING_HEADER] = backend.provider.cluster
+        reply.set_headers.update(attempt.set_headers)
+        reply.remove_headers.extend(attempt.remove)
+        reply.mode_override = BODY_UNREAD
+        # Envoy adds (empty) trailers at the answer's end, which ext_proc sends, and the
+        # gateway's response headers (no budget applies: only the backend's name).
+        reply.add_metadata({"stream_end": "trailers", "headers": {"x-gateway-backend": backend.name}})

@@ -1,0 +1,169 @@
+"""Calls whose policy reads nothing of their body (stages/body_unread.py) through real
+Envoy: routed at their headers, their body and answer never sent to the service (two
+ext_proc messages: request headers, response trailers), the body reaching the provider
+as the client wrote it, and the usage Envoy read from the answer recorded and priced.
+Every call a part of the policy would read keeps the path with every message."""
+
+from __future__ import annotations
+
+import json
+import uuid
+
+import httpx
+import pytest
+from gateway_stack import GatewayStack, free_port, quickstart_config
+
+CHAT = [{"role": "user", "content": "one two three"}]
+# Phases whose counts say which path a call took.
+PHASES = ("request_headers", "request_body", "response_headers", "response_body", "response_trailers")
+
+
+def _config() -> dict:
+    """The quickstart with nothing that reads every call's body (run limits and loops), and
+    alice's guardrail policy empty: alice's calls qualify, bob's (guardrails, a budget) do not."""
+    config = quickstart_config()
+    config.pop("runs")
+    config["guardrails"]["policies"] = {"default": [rule["name"] for rule in config["guardrails"]["rules"]],
+                                        "keys": {"alice": []}}
+    config["cache"] = {"rules": [{"models": ["gpt-4o"], "teams": ["research"], "scope": "team", "ttl_s": 60}]}
+    # A provider nobody listens on (a port of the stack's, taken and let go).
+    config["providers"]["gone"] = {"url": f"http://127.0.0.1:{free_port()}", "api_key": {"value": "gone-key"}}
+    config["models"]["gone-model"] = {"backends": [{"provider": "gone"}], "price": {"input": 1, "output": 1}}
+    return config
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory):
+    gateway = GatewayStack(tmp_path_factory.mktemp("body-unread"), _config()).start()
+    yield gateway
+    gateway.stop()
+
+
+def _headers(key: str, rid: str, **extra) -> dict[str, str]:
+    return {"authorization": f"Bearer {key}", "content-type": "application/json", "x-request-id": rid, **extra}
+
+
+def _moved(stack: GatewayStack, before: dict) -> dict[str, int]:
+    """Each phase's message count since `before`, once one more trailers or body message
+    has been flushed (the call's last)."""
+    after = stack.phase_counts(flushed=True)
+    return {phase: int(after[phase] - before[phase]) for phase in PHASES}
+
+
+def test_a_call_no_policy_reads_takes_two_messages_and_is_recorded_whole(stack):
+    rid = f"unread-{uuid.uuid4()}"
+    stack.clear_received()
+    before = stack.phase_counts(flushed=True)
+    # Spacing, key order and a field the gateway never reads: the provider gets these bytes.
+    sent = b'{ "messages": [{"role": "user", "content": "one two three"}],\n  "model": "gpt-4o-mini", "seed": 7 }'
+    response = httpx.post(f"{stack.base_url}/chat/completions", content=sent, timeout=30,
+                          headers=_headers("sk-demo-alice", rid, **{"x-mock-cached-tokens": "2"}))
+    assert response.status_code == 200, response.text
+    assert response.json()["usage"]["prompt_tokens"] > 0
+    assert response.headers["x-gateway-backend"] == "mock"          # added by Envoy from metadata
+    record = stack.wait_for_record(rid)
+    assert (record["outcome"], record["status"], record["model"], record["backend"]) == ("ok", 200, "gpt-4o-mini",
+                                                                                           "mock")
+    answered = response.json()["usage"]
+    assert (record["input_tokens"], record["output_tokens"], record["cached_tokens"]) == (
+        answered["prompt_tokens"], answered["completion_tokens"], 2)
+    assert not record["usage_estimated"]
+    assert record["cost_usd"] == pytest.approx(stack.expected_cost(record)) and record["cost_usd"] > 0
+    stack.phases_moved(before, {"request_headers": 1, "response_trailers": 1})
+    assert _moved(stack, before) == {"request_headers": 1, "request_body": 0, "response_headers": 0,
+                                     "response_body": 0, "response_trailers": 1}
+    [received] = stack.received()
+    assert received["body"] == sent.decode() and received["path"] == "/v1/chat/completions"
+    # The provider's credential, not the caller's key.
+    assert received["headers"]["authorization"] == "Bearer mock-provider-key"
+    assert "sk-demo-alice" not in json.dumps(received["headers"])
+
+
+def test_an_anthropic_call_is_read_in_its_own_dialect(stack):
+    rid = f"unread-{uuid.uuid4()}"
+    before = stack.phase_counts(flushed=True)
+    response = httpx.post(f"{stack.base_url}/messages", timeout=30,
+                          headers=_headers("sk-demo-alice", rid, **{"anthropic-version": "2023-06-01",
+                                                                    "x-mock-cached-tokens": "3"}),
+                          json={"model": "claude-sonnet-4-6", "max_tokens": 50, "messages": CHAT})
+    assert response.status_code == 200, response.text
+    usage = response.json()["usage"]
+    record = stack.wait_for_record(rid)
+    # Anthropic's input_tokens leave the cache reads out; the record counts the whole prompt.
+    assert record["input_tokens"] == usage["input_tokens"] + usage.get("cache_read_input_tokens", 0) \
+        + usage.get("cache_creation_input_tokens", 0)
+    assert record["cached_tokens"] == usage.get("cache_read_input_tokens", 0) == 3
+    assert record["output_tokens"] == usage["output_tokens"] and not record["usage_estimated"]
+    assert _moved(stack, before)["request_body"] == 0
+
+
+def test_a_provider_error_passes_as_the_provider_wrote_it_and_charges_nothing(stack):
+    rid = f"unread-{uuid.uuid4()}"
+    before = stack.phase_counts(flushed=True)
+    response = httpx.post(f"{stack.base_url}/chat/completions", timeout=30,
+                          headers=_headers("sk-demo-alice", rid, **{"x-mock-status": "429"}),
+                          json={"model": "gpt-4o-mini", "messages": CHAT})
+    assert response.status_code == 429
+    assert response.json()["error"]           # OpenAI's shape: the provider's own, in the caller's dialect
+    record = stack.wait_for_record(rid)
+    assert record["status"] == 429 and record["outcome"] != "ok"
+    assert record["input_tokens"] == 0 and record["cost_usd"] == 0
+    assert _moved(stack, before)["request_body"] == 0
+
+
+def test_a_provider_out_of_reach_is_envoys_error_in_the_callers_dialect(stack):
+    rid = f"unread-{uuid.uuid4()}"
+    before = stack.phase_counts(flushed=True)
+    response = httpx.post(f"{stack.base_url}/chat/completions", timeout=30, headers=_headers("sk-demo-alice", rid),
+                          json={"model": "gone-model", "messages": CHAT})
+    assert response.status_code == 503
+    assert response.json()["error"]["message"].startswith("No provider could serve the request")
+    record = stack.wait_for_record(rid)
+    assert (record["status"], record["backend"]) == (503, "gone") and record["outcome"] != "ok"
+    assert record["input_tokens"] == 0 and record["cost_usd"] == 0
+    assert _moved(stack, before)["request_body"] == 0
+
+
+CALLS_READ = [
+    ("a guardrail policy", "sk-demo-bob", "/chat/completions", {"model": "gpt-4o-mini", "messages": CHAT}),
+    ("a stream", "sk-demo-alice", "/chat/completions", {"model": "gpt-4o-mini", "stream": True, "messages": CHAT}),
+    ("a virtual model", "sk-demo-alice", "/chat/completions", {"model": "smart", "messages": CHAT}),
+    ("a cached model", "sk-demo-alice", "/chat/completions", {"model": "gpt-4o", "messages": CHAT}),
+    ("a translated backend", "sk-demo-alice", "/chat/completions",
+     {"model": "claude-sonnet-4-6", "messages": CHAT}),
+    ("the Responses API (stored responses)", "sk-demo-alice", "/responses",
+     {"model": "gpt-4o-mini", "input": "hello"}),
+    ("a pool", "sk-demo-alice", "/chat/completions", {"model": "local-llama", "messages": CHAT}),
+]
+
+
+@pytest.mark.parametrize("what,key,path,body", CALLS_READ, ids=[c[0] for c in CALLS_READ])
+def test_calls_a_policy_reads_keep_every_message(stack, what, key, path, body):
+    rid = f"read-{uuid.uuid4()}"
+    before = stack.phase_counts(flushed=True)
+    with httpx.stream("POST", f"{stack.base_url}{path}", json=body, timeout=30,
+                      headers=_headers(key, rid)) as response:
+        response.read()
+    assert response.status_code == 200, response.text
+    stack.wait_for_record(rid)
+    assert stack.phase_moved(before, "request_body", 1) >= 1       # (a virtual model: each attempt too)
+
+
+REFUSED = [
+    ("an unknown model", {"model": "no-such-model", "messages": CHAT}, 404, "model_not_found"),
+    ("a repeated model key", b'{"model":"gpt-4o-mini","messages":[],"model":"gpt-4o"}', 400, "invalid_request"),
+    ("a body that is not JSON", b'{"model": "gpt-4o-mini", "messages": [', 400, "invalid_request"),
+]
+
+
+@pytest.mark.parametrize("what,body,status,code", REFUSED, ids=[c[0] for c in REFUSED])
+def test_what_the_gateway_refuses_it_still_refuses(stack, what, body, status, code):
+    """Envoy's reader names no model it cannot read plainly, and the service routes only a
+    model it knows the key may use: the rest take the path that reads the body."""
+    stack.clear_received()
+    content = body if isinstance(body, bytes) else json.dumps(body).encode()
+    response = httpx.post(f"{stack.base_url}/chat/completions", content=content, timeout=30,
+                          headers=_headers("sk-demo-alice", f"refused-{uuid.uuid4()}"))
+    assert response.status_code == status, response.text
+    assert response.json()["error"]["code"] == code
+    assert stack.received() == []
