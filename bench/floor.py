@@ -7,9 +7,10 @@ Envoy + servicer on core 0, mock + wrk on core 1. On the workers' own HTTP/2
     .venv/bin/python bench/floor.py [--seconds 8] [--transport h2|grpc|both] [--rounds N]
 
 Message patterns: 3 per JSON request (the gateway's: request headers, request body,
-then the response body with its headers skipped, see docs/architecture.md), 2 (request side only) and 1
-(the request headers alone, routed there: the floor of a call whose body no ext_proc
-reads, its usage left to Envoy). The gateway can't beat the 3-message row; the
+then the response body with its headers skipped, see docs/architecture.md), 2 (request side only),
+"2 unread" (the request headers, routed there, and the trailers Envoy adds at the
+answer's end: the gateway's path for a call whose policy reads nothing of its body,
+stages/body_unread.py) and 1 (the request headers alone: no usage at all). The gateway can't beat the 3-message row; the
 gap between the rows is what each message costs. Each
 row also gives the p50 of requests sent one at a time, next to Envoy alone's:
 the latency any grpc-python ext_proc adds before doing anything.
@@ -67,6 +68,11 @@ from sides import cpu_seconds, envoy_alone, pin  # noqa: E402
 
 def sequential_p50(url: str, key: str, body: str, samples: int = 300) -> float:
     """Median latency of requests sent one at a time (ms), after a warm-up."""
+    return sequential_latency(url, key, body, samples)[0]
+
+
+def sequential_latency(url: str, key: str, body: str, samples: int = 300) -> tuple[float, float]:
+    """Median and 99th percentile latency of requests sent one at a time (ms), after a warm-up."""
     times = []
     headers = {"authorization": f"Bearer {key}", "content-type": "application/json"}
     with httpx.Client(headers=headers, timeout=30) as client:
@@ -75,21 +81,22 @@ def sequential_p50(url: str, key: str, body: str, samples: int = 300) -> float:
             client.post(url, content=body).raise_for_status()
             if index >= 20:
                 times.append((time.perf_counter() - started) * 1000)
-    return statistics.median(times)
+    return statistics.median(times), statistics.quantiles(times, n=100)[98]
 
 
 def paced_p50(binary: str, url: str, key: str, body: str, args) -> str:
     """", p50 X ms paced at N req/s" when --paced-rps asks for it, else ""."""
-    if not args.paced_rps:
+    if not getattr(args, "paced_rps", None):
         return ""
     result = wrk(binary, url, key, body, args.seconds, PACED_CONNECTIONS, 1000 * PACED_CONNECTIONS / args.paced_rps,
                  spread=args.spread)
     return f"; paced at {args.paced_rps:.0f} req/s{' spread' if args.spread else ''}, p50 {result['p50']:.2f} ms"
 
 
-def reply_to(request, burn_us: float, route_at: str = "request_body"):
+def reply_to(request, burn_us: float, route_at: str = "request_body", trailers: bool = False):
     """The do-nothing servicer's answer to a ProcessingRequest: the phase's empty
-    response, and the one at `route_at` routed like the gateway routes it."""
+    response, and the one at `route_at` routed like the gateway routes it (`trailers`:
+    marked for the trailers Envoy adds at the answer's end, as the gateway marks them)."""
     from envoy.service.ext_proc.v3 import external_processor_pb2 as ep
 
     phase = request.WhichOneof("request")
@@ -101,24 +108,36 @@ def reply_to(request, burn_us: float, route_at: str = "request_body"):
             pass
         common = getattr(response, phase).response
         common.clear_route_cache = True
-        for key, value in (("x-gateway-cluster", b"mock"), ("authorization", b"Bearer k")):
+        for key, value in (("x-gateway-cluster", b"mock"), ("authorization", b"Bearer mock-provider-key")):
             header = common.header_mutation.set_headers.add()
             header.header.key, header.header.raw_value = key, value
+        if trailers:            # (with what the gateway would name the call by)
+            response.dynamic_metadata.update({"llm_gateway": {
+                "stream_end": "trailers", "headers": {"x-gateway-backend": "mock"}, "key_id": "alice",
+                "team": "research", "model": "gpt-4o-mini", "request_id": "0f8e4a53-7b3c-4d5e-9a1b-2c3d4e5f6a7b"}})
     return response
 
 
-def serve(path: str, burn_us: float, transport: str, route_at: str = "request_body") -> None:
+def serve(path: str, burn_us: float, transport: str, route_at: str = "request_body", trailers: bool = False) -> None:
     """The servicer on `transport`: grpc.aio, or the workers' own HTTP/2 (extproc/transport/grpc_h2.py)."""
     import grpc
     import uvloop
+    from envoy.service.accesslog.v3 import als_pb2
     from envoy.service.ext_proc.v3 import external_processor_pb2 as ep
 
-    from extproc.runtime.worker import PROCESS_PATH
-    from extproc.transport.grpc_h2 import MESSAGES, GrpcServer, Method
+    from extproc.runtime.worker import ACCESS_LOG_PATH, PROCESS_PATH
+    from extproc.transport.grpc_h2 import CLIENT_STREAM, MESSAGES, GrpcServer, Method
+
+    entries = [0]
+
+    async def access_logs(_, context):
+        while (message := await context.read()) is not grpc.aio.EOF:
+            entries[0] += len(message.http_logs.log_entry)
+        return als_pb2.StreamAccessLogsResponse()
 
     async def process(_, context):
         while (request := await context.read()) is not grpc.aio.EOF:
-            await context.write(reply_to(request, burn_us, route_at))
+            await context.write(reply_to(request, burn_us, route_at, trailers))
 
     class Replies:
         """A MESSAGES handler, as the workers serve Process: each reply in the read."""
@@ -130,14 +149,16 @@ def serve(path: str, burn_us: float, transport: str, route_at: str = "request_bo
             return True
 
         def message(self, request):
-            return reply_to(request, burn_us, route_at)
+            return reply_to(request, burn_us, route_at, trailers)
 
         def closed(self) -> None:
             pass
 
     async def main() -> None:
         if transport == "h2":
-            server = GrpcServer({PROCESS_PATH: Method(Replies, ep.ProcessingRequest.FromString, MESSAGES)})
+            server = GrpcServer({PROCESS_PATH: Method(Replies, ep.ProcessingRequest.FromString, MESSAGES),
+                                 ACCESS_LOG_PATH: Method(access_logs, als_pb2.StreamAccessLogsMessage.FromString,
+                                                         CLIENT_STREAM)})
             await server.start(path)
             await asyncio.Event().wait()            # until the bench kills it
             return
@@ -185,7 +206,21 @@ def with_reader(filters: list, reader: str) -> None:
         rules["request_rules"] = JSON_TO_METADATA_RULES
 
 
-def envoy_config(workdir: Path, socket: str, mock_port: int, messages: int,
+# Each pattern: the ext_proc modes Envoy runs with, and where the servicer routes.
+PATTERNS = {
+    "3": {"request_body_mode": "BUFFERED", "response_body_mode": "BUFFERED", "route_at": "request_body"},
+    "2": {"request_body_mode": "BUFFERED", "response_body_mode": "NONE", "route_at": "request_body"},
+    "2 unread": {"request_body_mode": "NONE", "response_body_mode": "NONE", "response_trailer_mode": "SEND",
+                 "route_at": "request_headers"},
+    "1": {"request_body_mode": "NONE", "response_body_mode": "NONE", "route_at": "request_headers"},
+    # The request headers alone, the usage read as for "2 unread" but brought by Envoy's gRPC
+    # access log, in batches (an entry per call), instead of a trailers message.
+    "1 logged": {"request_body_mode": "NONE", "response_body_mode": "NONE", "route_at": "request_headers",
+                 "logged": True},
+}
+
+
+def envoy_config(workdir: Path, socket: str, mock_port: int, messages: str,
                  reader: str = "lua") -> tuple[Path, int]:
     config = yaml.safe_load((ROOT / "envoy" / "quickstart.yaml").read_text())
     port = free_port()
@@ -194,13 +229,22 @@ def envoy_config(workdir: Path, socket: str, mock_port: int, messages: int,
     listener["address"]["socket_address"]["port_value"] = port
     hcm = listener["filter_chains"][0]["filters"][0]["typed_config"]
     hcm.pop("access_log", None)
+    if PATTERNS[messages].get("logged"):
+        # Every call's entry to the servicer, with its metadata; no trailers added.
+        hcm["access_log"] = [{"name": "envoy.access_loggers.http_grpc", "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.access_loggers.grpc.v3.HttpGrpcAccessLogConfig",
+            "common_config": {"log_name": "calls", "transport_api_version": "V3",
+                              "grpc_service": {"envoy_grpc": {"cluster_name": "extproc"}},
+                              "buffer_flush_interval": "0.2s"}}}]
+        hcm["http_filters"] = [f for f in hcm["http_filters"]
+                               if f["typed_config"].get("extension_config", {}).get("name")
+                               != "envoy.filters.http.bandwidth_limit"]
     with_reader(hcm["http_filters"], reader)
     ext_proc = next(f["typed_config"] for f in hcm["http_filters"] if f["name"] == "envoy.filters.http.ext_proc")
     # Fixed modes rather than the gateway's per-request override: the same messages.
     ext_proc["processing_mode"]["response_header_mode"] = "SKIP"
-    ext_proc["processing_mode"]["response_body_mode"] = "BUFFERED" if messages == 3 else "NONE"
-    if messages == 1:                   # the request headers alone: the body goes by unseen
-        ext_proc["processing_mode"]["request_body_mode"] = "NONE"
+    ext_proc["processing_mode"].update({mode: value for mode, value in PATTERNS[messages].items()
+                                        if mode.endswith("_mode")})
     for cluster in config["static_resources"]["clusters"]:
         for group in cluster.get("load_assignment", {}).get("endpoints", []):
             for endpoint in group["lb_endpoints"]:
@@ -209,9 +253,49 @@ def envoy_config(workdir: Path, socket: str, mock_port: int, messages: int,
                     address["pipe"]["path"] = socket
                 elif "socket_address" in address:
                     address["socket_address"]["port_value"] = mock_port
-    path = workdir / f"envoy-{messages}.yaml"
+    path = workdir / f"envoy-{messages.replace(' ', '-')}.yaml"
     path.write_text(yaml.safe_dump(config))
     return path, port
+
+
+def measure_row(binary: str, workdir: Path, mock_port: int, messages: str, transport: str, body: str,
+                args) -> dict:
+    """One pattern's row: its servicer and Envoy started on core 0, measured under load
+    (args.seconds, args.connections) and one request at a time, then stopped."""
+    from extproc.config.envoy_config import envoy_binary
+    from extproc.config.envoy_mcp import AGGREGATOR_SECRET_ENV
+    from extproc.runtime.worker_env import WORKER_GRPC_EXPERIMENTS, WORKER_MALLOC
+    socket = str(workdir / f"floor-{messages.replace(' ', '-')}-{transport}.sock")
+    path, port = envoy_config(workdir, socket, mock_port, messages, getattr(args, "request_reader", "lua"))
+    if os.path.exists(socket):          # a round before's: wait for this servicer's own
+        os.unlink(socket)
+    # gRPC's endpoints and malloc as the gateway's workers run them (extproc/runtime/supervisor.py).
+    servicer = subprocess.Popen(["taskset", "-c", "0", sys.executable, __file__, "--burn-us",
+                                 str(getattr(args, "burn_us", 0)), "--transport", transport, "--serve", socket,
+                                 "--route-at", PATTERNS[messages]["route_at"],
+                                 *(["--trailers"] if "response_trailer_mode" in PATTERNS[messages]
+                                   or PATTERNS[messages].get("logged") else [])],
+                                env={"GRPC_EXPERIMENTS": WORKER_GRPC_EXPERIMENTS, **WORKER_MALLOC, **os.environ})
+    # (the quickstart's MCP route reads its aggregator's secret from the environment)
+    envoy = subprocess.Popen(["taskset", "-c", "0", envoy_binary(), "-c", str(path), "--concurrency", "1",
+                              "--disable-hot-restart", "--log-level", "error"],
+                             env={**os.environ, AGGREGATOR_SECRET_ENV: "floor-bench"},
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_for_port(port, process=envoy)
+        while not os.path.exists(socket):
+            time.sleep(0.05)
+        url = f"http://127.0.0.1:{port}/v1/chat/completions"
+        result, (per_request, envoy_per_request) = under_load(binary, url, "k", body, args,
+                                                              [servicer.pid, envoy.pid])
+        one_p50, one_p99 = sequential_latency(url, "k", body)
+        return {"rps": result["rps"], "p50": result["p50"], "p99": result["p99"], "errors": result["errors"],
+                "servicer_us": per_request, "envoy_us": envoy_per_request, "one_p50": one_p50,
+                "one_p99": one_p99, "paced": paced_p50(binary, url, "k", body, args)}
+    finally:
+        for process in (envoy, servicer):
+            process.terminate()
+            process.wait()
 
 
 def main() -> None:
@@ -230,13 +314,13 @@ def main() -> None:
                         help="what reads the body's stream and model before ext_proc in the servicer's rows")
     parser.add_argument("--serve", help=argparse.SUPPRESS)     # internal: the servicer, on this socket
     parser.add_argument("--route-at", default="request_body", help=argparse.SUPPRESS)
+    parser.add_argument("--trailers", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--patterns", default="3,2,2 unread,1",
+                        help="the message patterns measured, comma-separated (3, 2, 2 unread, 1)")
     args = parser.parse_args()
     if args.serve:
-        serve(args.serve, args.burn_us, args.transport, args.route_at)
+        serve(args.serve, args.burn_us, args.transport, args.route_at, args.trailers)
         return
-    from extproc.config.envoy_config import envoy_binary
-    from extproc.config.envoy_mcp import AGGREGATOR_SECRET_ENV
-    from extproc.runtime.worker_env import WORKER_GRPC_EXPERIMENTS, WORKER_MALLOC
     binary = ensure_wrk()
     workdir = Path(tempfile.mkdtemp(prefix="llmgw-floor-"))
     mock_port = free_port()
@@ -263,41 +347,15 @@ def main() -> None:
         print(f"Envoy alone: {result['rps']:.0f} req/s, p50 {result['p50']:.2f} ms, CPU per request "
               f"{per_request:.0f} us; one request at a time, p50 {p50:.2f} ms{paced}")
         transports = ("grpc", "h2") if args.transport == "both" else (args.transport,)
-        rows = [(messages, transport) for _ in range(args.rounds) for messages in (3, 2, 1)
+        patterns = [pattern.strip() for pattern in args.patterns.split(",")]
+        rows = [(messages, transport) for _ in range(args.rounds) for messages in patterns
                 for transport in transports]
         for messages, transport in rows:
-            socket = str(workdir / f"floor-{messages}-{transport}.sock")
-            path, port = envoy_config(workdir, socket, mock_port, messages, args.request_reader)
-            if os.path.exists(socket):          # a round before's: wait for this servicer's own
-                os.unlink(socket)
-            # gRPC's endpoints and malloc as the gateway's workers run them (extproc/runtime/supervisor.py).
-            servicer = subprocess.Popen(["taskset", "-c", "0", sys.executable, __file__, "--burn-us",
-                                         str(args.burn_us), "--transport", transport, "--serve", socket,
-                                         "--route-at", "request_headers" if messages == 1 else "request_body"],
-                                        env={"GRPC_EXPERIMENTS": WORKER_GRPC_EXPERIMENTS, **WORKER_MALLOC,
-                                             **os.environ})
-            # (the quickstart's MCP route reads its aggregator's secret from the environment)
-            envoy = subprocess.Popen(["taskset", "-c", "0", envoy_binary(), "-c", str(path), "--concurrency", "1",
-                                      "--disable-hot-restart", "--log-level", "error"],
-                                     env={**os.environ, AGGREGATOR_SECRET_ENV: "floor-bench"},
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-            try:
-                wait_for_port(port, process=envoy)
-                while not os.path.exists(socket):
-                    time.sleep(0.05)
-                url = f"http://127.0.0.1:{port}/v1/chat/completions"
-                result, (per_request, envoy_per_request) = under_load(binary, url, "k", body, args,
-                                                                      [servicer.pid, envoy.pid])
-                p50 = sequential_p50(url, "k", body)
-                print(f"{transport:>4}, {messages} messages per request: {result['rps']:.0f} req/s, "
-                      f"p50 {result['p50']:.1f} ms, CPU per request: servicer {per_request:.0f} us, "
-                      f"Envoy {envoy_per_request:.0f} us, "
-                      f"non-2xx {result['errors']}; one request at a time, p50 {p50:.2f} ms"
-                      f"{paced_p50(binary, url, 'k', body, args)}")
-            finally:
-                for process in (envoy, servicer):
-                    process.terminate()
-                    process.wait()
+            row = measure_row(binary, workdir, mock_port, messages, transport, body, args)
+            print(f"{transport:>4}, {messages} messages per request: {row['rps']:.0f} req/s, "
+                  f"p50 {row['p50']:.1f} ms, CPU per request: servicer {row['servicer_us']:.0f} us, "
+                  f"Envoy {row['envoy_us']:.0f} us, "
+                  f"non-2xx {row['errors']}; one request at a time, p50 {row['one_p50']:.2f} ms{row['paced']}")
     finally:
         for process in (alone, mock):
             process.terminate()

@@ -86,10 +86,37 @@ def messages(prompt: str | list) -> list:
     return [first, ep.ProcessingRequest(request_body=ep.HttpBody(body=body, end_of_stream=True)), last]
 
 
-def bench_config(budget: bool = True) -> str:
+UNREAD_KEY = "sk-bench-unread"
+
+
+def unread_messages() -> list:
+    """The ext_proc messages of a call whose policy reads nothing of its body
+    (stages/body_unread.py): its request headers, and the trailers at its answer's end,
+    with the status and the usage Envoy read from the answer."""
+    first = ep.ProcessingRequest(request_headers=headers({
+        ":method": "POST", ":path": "/v1/chat/completions", ":authority": "gw",
+        "authorization": f"Bearer {UNREAD_KEY}", "content-type": "application/json",
+        "content-length": "380", "x-request-id": "bench"}))
+    first.metadata_context.filter_metadata["llm_gateway.request"].CopyFrom(
+        _struct({"stream": False, "model": "gpt-4o-mini"}))
+    last = ep.ProcessingRequest(response_trailers=ep.HttpTrailers(trailers=base_pb2.HeaderMap()))
+    last.attributes["envoy.filters.http.ext_proc"].CopyFrom(_struct({"response.code": 200, "response.size": 560,
+                                                                     "upstream.request_attempt_count": 1}))
+    last.metadata_context.filter_metadata["llm_gateway.stream"].CopyFrom(
+        _struct({"input_tokens": 60, "output_tokens": 55}))
+    return [first, last]
+
+
+def bench_config(budget: bool = True, unread: bool = False) -> str:
     """The quickstart (without its response cache: the same call runs again and again),
-    plus a budget that always has room for alice's team."""
+    plus a budget that always has room for alice's team. `unread`: without the run limits
+    and loop stopping, which read every call's body, and with a key no policy applies to."""
     config = quickstart_config()
+    if unread:
+        config.pop("runs")
+        config["keys"].append({"id": "unread", "key": UNREAD_KEY, "team": "batch", "models": "*"})
+        config["guardrails"]["policies"] = {"default": [r["name"] for r in config["guardrails"]["rules"]],
+                                            "keys": {"unread": []}}
     if budget:
         config["budgets"].append({"name": "bench", "scope": "team", "match": "research", "unit": "tokens",
                                   "limit": 10**12, "window": "month"})

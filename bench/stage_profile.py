@@ -2,7 +2,11 @@
 runner's own work around them (reading the message, building the reply), over the
 quickstart pipeline as bench/pipeline.py runs it (no gRPC, no Envoy).
 
-    .venv/bin/python bench/stage_profile.py [--history-kb N] [--rounds N] [--no-budget]
+    .venv/bin/python bench/stage_profile.py [--history-kb N] [--rounds N] [--no-budget] [--unread]
+
+`--unread`: a call whose policy reads nothing of its body (stages/body_unread.py): its
+request headers and the trailers at its answer's end, the quickstart without its run
+limits and loops, a key no policy applies to.
 
 Each hook is wrapped in a timer (time.perf_counter_ns: ~0.1-0.2 µs, printed, inside each
 cell; the thread's CPU clock costs a system call, 1-3 µs on a loaded host); the table gives
@@ -40,7 +44,7 @@ import yaml  # noqa: E402
 
 PHASE_NAMES = {"request_headers": "req hdr", "request_body": "req body",
                "response_headers": "resp hdr (in the resp body message)", "response_body": "resp body",
-               "done": "after reply"}
+               "response_trailers": "resp trailers", "done": "after reply"}
 # A JSON answer comes in one message, its body (one_message.py): the response-headers
 # hooks run inside it.
 _MESSAGE_OF = {"response_headers": "response_body"}
@@ -79,12 +83,12 @@ def instrument(pipeline, spent: dict) -> None:
         pipeline._hooks[phase] = wrapped
 
 
-async def profile(rounds: int, budget: bool, prompt) -> tuple[dict, dict, float, float]:
-    config = load_config(pipe.bench_config(budget))
+async def profile(rounds: int, budget: bool, prompt, unread: bool = False) -> tuple[dict, dict, float, float]:
+    config = load_config(pipe.bench_config(budget, unread))
     sys.stdout = open(os.devnull, "w")
     runtime = Runtime(config)
     metrics.batch_writes()
-    sequence = pipe.messages(prompt)
+    sequence = pipe.unread_messages() if unread else pipe.messages(prompt)
     envoy = yaml.safe_load((pipe.ROOT / "envoy" / "quickstart.yaml").read_text())
     manager = envoy["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"]
     features = announced_features(next(f["typed_config"] for f in manager["http_filters"] if f["name"] == EXT_PROC))
@@ -114,7 +118,10 @@ async def profile(rounds: int, budget: bool, prompt) -> tuple[dict, dict, float,
     cpu = (time.thread_time() - cpu_started) / rounds * 1e6
     wall = (time.perf_counter() - wall_started) / rounds * 1e6
     sys.stdout = sys.__stdout__
-    assert call.response_in_body and call.status == 200 and call.usage, "not the one-message JSON path"
+    if unread:
+        assert call.body_unread and call.status == 200 and call.usage, "not the unread path"
+    else:
+        assert call.response_in_body and call.status == 200 and call.usage, "not the one-message JSON path"
     return per_call, {stage.name: stage for stage in pipeline.stages}, cpu, wall
 
 
@@ -165,10 +172,13 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3000)
     parser.add_argument("--history-kb", type=int, help="an agent's history of this size, resent every call")
     parser.add_argument("--no-budget", action="store_true", help="no budget applies to the caller")
+    parser.add_argument("--unread", action="store_true", help="a call whose policy reads nothing of its body")
     args = parser.parse_args()
     prompt = pipe.guardrails_bench.history(args.history_kb) if args.history_kb else pipe.PROMPT
-    per_call, _, cpu, wall = asyncio.run(profile(args.rounds, not args.no_budget, prompt))
+    per_call, _, cpu, wall = asyncio.run(profile(args.rounds, not args.no_budget, prompt, args.unread))
     what = f"{args.history_kb} KB history resent" if args.history_kb else "short chat message"
+    if args.unread:
+        what += ", its body unread (request headers and trailers)"
     print(f"quickstart pipeline, gpt-4o-mini JSON call, {what}, "
           f"{'no budget' if args.no_budget else 'token budget (SQLite, allotments)'}, {args.rounds} calls")
     print("µs per call: median (mean)\n")

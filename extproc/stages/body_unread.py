@@ -66,10 +66,12 @@ def unread_backend(call: Call, model: Model | None, model_name: str) -> Backend 
     if config.guardrails.policy_for(key) or applying_limits(call) \
             or (config.cache.enabled and config.cache.rule_for(model.name, call.team) is not None):
         return None
-    size = call.headers.get("content-length", "")
-    if not size.isdigit() or int(size) > provider.max_request_bytes:
-        return None                 # (too large: the path with every message answers 413)
     return backend
+
+
+# The decisions kept per stage: a key, model and endpoint decide alike until the config
+# (or the key, made again at run time) changes.
+MAX_DECISIONS = 4096
 
 
 class BodyUnread(Stage):
@@ -77,6 +79,10 @@ class BodyUnread(Stage):
     reads = frozenset({"endpoint", "envoy_features", "headers", "key", "path", "query", "request_metadata"})
     writes = frozenset({"backend", "backend_order", "body", "body_unread", "client_wants_usage", "model",
                         "model_name", "notes", "stream"})
+
+    def __init__(self) -> None:
+        # (config, key, endpoint ids, model name) -> (config, key, endpoint, model, backend or None)
+        self._decided: dict[tuple, tuple] = {}
 
     def request_headers(self, call: Call, end_of_stream: bool) -> None:
         if end_of_stream or BODIES_UNREAD not in call.envoy_features or call.key is None \
@@ -87,10 +93,20 @@ class BodyUnread(Stage):
         if fields is None or announced_bool(fields, "stream") is not False:
             return
         model_name = announced_string(fields, "model")
-        model = call.config.model(model_name) if model_name else None
-        backend = unread_backend(call, model, model_name)
-        if backend is None:
+        if not model_name:
             return
+        config, key, endpoint = call.config, call.key, call.endpoint
+        found = self._decided.get((id(config), id(key), id(endpoint), model_name))
+        if found is None or found[0] is not config or found[1] is not key or found[2] is not endpoint:
+            model = config.model(model_name)
+            found = (config, key, endpoint, model, unread_backend(call, model, model_name))
+            if len(self._decided) >= MAX_DECISIONS:
+                self._decided.clear()
+            self._decided[(id(config), id(key), id(endpoint), model_name)] = found
+        model, backend = found[3], found[4]
+        size = call.headers.get("content-length", "")
+        if backend is None or not size.isdigit() or int(size) > backend.provider.max_request_bytes:
+            return                  # (too large: the path with every message answers 413)
         call.stream = False
         try:
             attempt = attempt_for(call, backend)

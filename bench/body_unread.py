@@ -1,0 +1,96 @@
+"""A call whose policy reads nothing of its body (stages/body_unread.py) against Envoy
+alone, the same gateway's call whose policy reads it, and the transport's floor for each
+(bench/floor.py's do-nothing servicer: 3 messages, and the 2 of the unread path), all in
+one run, interleaved:
+
+    .venv/bin/python bench/body_unread.py [--seconds 6] [--rounds 2] [--connections 32]
+
+The gateway is bench/run.py's (bench/sides.py: the quickstart, one worker; Envoy and the
+worker on core 0, mock and wrk on core 1) without the quickstart's run limits and loop
+stopping, which read every call's body, and with one more key whose policy is empty: no
+guardrail, budget or cache rule applies to it. The "read" row is alice's call (the
+quickstart's guardrails, a token budget for her team): three messages. The "unread" row
+is the other key's: two (request headers; the trailers at the answer's end).
+
+Also one request at a time (300 each): p50 and p99, and what the gateway adds to Envoy
+alone's. Each row's CPU per request: the worker's (or the do-nothing servicer's) and Envoy's.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import statistics
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "bench"))
+from floor import measure_row, sequential_latency, under_load  # noqa: E402
+from run import PROMPT, ensure_wrk  # noqa: E402
+from sides import KEYS, start_sides  # noqa: E402
+
+UNREAD_KEY = "sk-bench-unread"
+BODY = '{"model":"gpt-4o-mini","stream":false,"messages":[{"role":"user","content":"%s"}]}' % PROMPT
+
+
+def _unread_key(config: dict) -> None:
+    """Nothing that reads every call's body, and a key no policy applies to."""
+    config.pop("runs", None)
+    config["keys"].append({"id": "unread", "key": UNREAD_KEY, "team": "batch", "models": "*"})
+    config["guardrails"]["policies"].setdefault("keys", {})["unread"] = []
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--seconds", type=int, default=6)
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--connections", type=int, default=32)
+    args = parser.parse_args()
+    binary = ensure_wrk()
+    rows: dict[str, list[dict]] = {}
+    with contextlib.ExitStack() as cleanup:
+        sides = start_sides(cleanup, edit=_unread_key)
+        gateway_url, alone_url = sides.urls["gateway"], sides.urls["envoy alone"]
+        workdir = sides.stack.workdir
+        measured = {
+            "Envoy alone": (alone_url, KEYS["envoy alone"], [sides.alone.pid], []),
+            "gateway, body read": (gateway_url, KEYS["gateway"], sides.envoys, sides.workers),
+            "gateway, body unread": (gateway_url, UNREAD_KEY, sides.envoys, sides.workers),
+        }
+        for _ in range(args.rounds):
+            for label, (url, key, envoys, workers) in measured.items():
+                result, cpu = under_load(binary, url, key, BODY, args, [*envoys, *workers])
+                one_p50, one_p99 = sequential_latency(url, key, BODY)
+                rows.setdefault(label, []).append({
+                    "rps": result["rps"], "p50": result["p50"], "p99": result["p99"], "errors": result["errors"],
+                    "envoy_us": sum(cpu[:len(envoys)]), "servicer_us": sum(cpu[len(envoys):]),
+                    "one_p50": one_p50, "one_p99": one_p99})
+            for pattern in ("3", "2 unread"):
+                rows.setdefault(f"floor, {pattern} messages", []).append(
+                    measure_row(binary, workdir, sides.mock_port, pattern, "h2", BODY, args))
+    alone = statistics.median(r["rps"] for r in rows["Envoy alone"])
+    alone_p50 = statistics.median(r["one_p50"] for r in rows["Envoy alone"])
+    alone_p99 = statistics.median(r["one_p99"] for r in rows["Envoy alone"])
+    floors = {"gateway, body read": "floor, 3 messages", "gateway, body unread": "floor, 2 unread messages"}
+    print(f"{args.rounds} interleaved rounds x {args.seconds}s, {args.connections} connections; Envoy and one "
+          f"worker (or the do-nothing servicer) on core 0, mock + wrk on core 1; JSON chat, short prompt")
+    print(f"{'side':<26} {'req/s':>7} {'vs Envoy':>9} {'vs floor':>9} {'p99 ms':>7} {'worker/req':>11} "
+          f"{'Envoy/req':>10} {'1-at-a-time p50':>16} {'p99':>7} {'added p50':>10} {'added p99':>10}")
+    for label, runs in rows.items():
+        rps = statistics.median(r["rps"] for r in runs)
+        floor = floors.get(label)
+        versus_floor = f"{rps / statistics.median(r['rps'] for r in rows[floor]):.2f}" if floor else "-"
+        one_p50 = statistics.median(r["one_p50"] for r in runs)
+        one_p99 = statistics.median(r["one_p99"] for r in runs)
+        print(f"{label:<26} {rps:>7.0f} {rps / alone:>8.2f}x {versus_floor:>9} "
+              f"{statistics.median(r['p99'] for r in runs):>7.2f} "
+              f"{statistics.median(r['servicer_us'] for r in runs):>8.0f} us "
+              f"{statistics.median(r['envoy_us'] for r in runs):>7.0f} us {one_p50:>13.2f} ms {one_p99:>7.2f} "
+              f"{one_p50 - alone_p50:>+10.2f} {one_p99 - alone_p99:>+10.2f}")
+    errors = sum(r["errors"] for runs in rows.values() for r in runs)
+    print(f"non-2xx answers: {errors}")
+
+
+if __name__ == "__main__":
+    main()
