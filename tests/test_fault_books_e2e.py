@@ -71,6 +71,8 @@ class FaultStack(GatewayStack):
                 continue
             for protocol in cluster["typed_extension_protocol_options"].values():
                 for http_filter in protocol.get("http_filters") or ():
+                    # (wrapped in a match_delegate: it runs for requests with a failover plan)
+                    http_filter = http_filter["typed_config"].get("extension_config", http_filter)
                     if http_filter["name"] == "envoy.filters.http.ext_proc":
                         http_filter["typed_config"]["grpc_service"]["envoy_grpc"]["cluster_name"] = DEAD_SERVICE
         [manager] = [f["typed_config"] for f in envoy["static_resources"]["listeners"][0]["filter_chains"][0]["filters"]]
