@@ -124,9 +124,64 @@ def test_a_provider_out_of_reach_is_envoys_error_in_the_callers_dialect(stack):
     assert _moved(stack, before)["request_body"] == 0
 
 
+STREAMS = [
+    ("openai, usage asked", "/chat/completions", {},
+     {"model": "gpt-4o-mini", "stream": True, "stream_options": {"include_usage": True}, "messages": CHAT}),
+    ("anthropic", "/messages", {"anthropic-version": "2023-06-01"},
+     {"model": "claude-sonnet-4-6", "stream": True, "max_tokens": 50, "messages": CHAT}),
+]
+
+
+@pytest.mark.parametrize("what,path,extra,body", STREAMS, ids=[s[0] for s in STREAMS])
+def test_a_stream_that_brings_its_usage_goes_unread_too(stack, what, path, extra, body):
+    rid = f"unread-{uuid.uuid4()}"
+    before = stack.phase_counts(flushed=True)
+    with httpx.stream("POST", f"{stack.base_url}{path}", json=body, timeout=30,
+                      headers=_headers("sk-demo-alice", rid, **extra)) as response:
+        text = response.read().decode()
+    assert response.status_code == 200 and response.headers["content-type"].startswith("text/event-stream")
+    assert response.headers["x-gateway-backend"] in ("mock", "anthropic")
+    assert text.count("data: ") > 2
+    record = stack.wait_for_record(rid)
+    assert record["outcome"] == "ok" and record["stream"] is True and not record["usage_estimated"]
+    assert record["input_tokens"] > 0 and record["output_tokens"] > 0 and record["cost_usd"] > 0
+    assert record["ttft_ms"] is not None                      # stamped by Envoy as the first event passed
+    assert _moved(stack, before) == {"request_headers": 1, "request_body": 0, "response_headers": 0,
+                                     "response_body": 0, "response_trailers": 1}
+
+
+def test_a_stream_the_client_leaves_is_charged_what_envoy_sent(stack):
+    """Its trailers never come: Envoy's access log brings the bytes it sent, read as
+    tokens (accounting/cut_stream.py), and the prompt's count if the provider's events
+    gave one on the way (the service never saw the prompt)."""
+    body = {"model": "gpt-4o", "stream": True, "stream_options": {"include_usage": True}, "max_tokens": 500,
+            "messages": [{"role": "user", "content": " ".join(f"word{i}" for i in range(150))}]}
+    rid = f"unread-cut-{uuid.uuid4()}"
+    received = b""
+    with httpx.stream("POST", f"{stack.base_url}/chat/completions", json=body, timeout=30,
+                      headers=_headers("sk-demo-alice", rid, **{"x-mock-chunk-delay-ms": "30"})) as response:
+        for chunk in response.iter_raw():
+            received += chunk
+            if received.count(b"data: {") >= 12:
+                break
+    record = stack.wait_for_record(rid, timeout=10)
+    assert record["outcome"] == "cancelled" and record["status"] == 200 and record["usage_estimated"] is True
+    assert 10 <= record["output_tokens"] <= 500, record
+    assert record["input_tokens"] in (0, answered_prompt(stack, body)), record
+
+
+def answered_prompt(stack: GatewayStack, body: dict) -> int:
+    """The prompt tokens the provider counts for `body` (the same call, whole, to the mock)."""
+    whole = httpx.post(f"{stack.mock_url('mock')}/v1/chat/completions", timeout=30,
+                       headers={"authorization": "Bearer mock-provider-key"}, json={**body, "stream": False})
+    return whole.json()["usage"]["prompt_tokens"]
+
+
 CALLS_READ = [
     ("a guardrail policy", "sk-demo-bob", "/chat/completions", {"model": "gpt-4o-mini", "messages": CHAT}),
-    ("a stream", "sk-demo-alice", "/chat/completions", {"model": "gpt-4o-mini", "stream": True, "messages": CHAT}),
+    # (the service would ask the provider for the usage, and take it out for the client)
+    ("a stream whose usage the client did not ask for", "sk-demo-alice", "/chat/completions",
+     {"model": "gpt-4o-mini", "stream": True, "messages": CHAT}),
     ("a virtual model", "sk-demo-alice", "/chat/completions", {"model": "smart", "messages": CHAT}),
     ("a cached model", "sk-demo-alice", "/chat/completions", {"model": "gpt-4o", "messages": CHAT}),
     ("a translated backend", "sk-demo-alice", "/chat/completions",

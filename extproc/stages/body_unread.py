@@ -6,9 +6,11 @@ of them. Envoy's request reader (a Lua filter ahead of ext_proc, announced.py) h
 the body's `model` and `stream` by the time the service sees the headers, which is all
 routing needs when the body goes to the provider as the client wrote it. Such a call:
 
-- is answered in JSON (announced `"stream": false`) by an endpoint whose codec lets its
-  body go unread (`body_may_go_unread`: the model named in the body, nothing in it that
-  names state the gateway keeps, such as a stored response);
+- goes to an endpoint whose codec lets its body go unread (`body_may_go_unread`: the
+  model named in the body, nothing in it that names state the gateway keeps, such as a
+  stored response), answered in JSON, or streamed when the stream brings its usage as the
+  client asked (Anthropic's always do; OpenAI's when `stream_options.include_usage` is
+  true: the service cannot ask for it in a body it does not read);
 - names a concrete model the key may use, whose one backend speaks the caller's dialect
   under the same model name, at a provider that neither wraps bodies (Bedrock, Vertex)
   nor picks a pool replica from the prompt;
@@ -19,10 +21,11 @@ routing needs when the body goes to the provider as the client wrote it. Such a 
 The request-headers reply routes it (cluster, credential, path: route.py's attempt_for)
 and overrides the processing mode: no request body message, no response headers or body
 messages, trailers at the answer's end (BODY_UNREAD). Envoy adds the gateway's response
-headers from metadata (one_message.py: here only the backend's name), its json_to_metadata filter reads the answer's
-usage into the keys sse_to_metadata fills for streams, and the trailers message brings
-the status and that usage (accounting/usage.py), as for a stream passed through: a call
-is 2 messages, not 3. What the service does not see it does not check: a body that is
+headers from metadata (one_message.py: here only the backend's name), its json_to_metadata
+filter reads a JSON answer's usage into the keys sse_to_metadata fills from a stream, and
+the trailers message brings the status and that usage (accounting/usage.py), as for a
+stream passed through (pass_through.py; a stream cut short is charged what Envoy sent,
+accounting/cut_stream.py): a call is 2 messages, not 3. What the service does not see it does not check: a body that is
 not JSON, or not the endpoint's shape, is the provider's to refuse (in the caller's
 dialect: it is the provider's own), and Envoy's reader sets no `model` for a body it
 cannot read plainly (one repeating a key, say), which then takes the path with every
@@ -33,7 +36,7 @@ in the log line, the metrics and the meters.
 
 from __future__ import annotations
 
-from ..config.envoy_contract import BODIES_UNREAD, ROUTING_HEADER
+from ..config.envoy_contract import BODIES_UNREAD, ROUTING_HEADER, STREAMS_PASSED_THROUGH
 from ..config.filter_config import GatewayConfig
 from ..config.models import Backend, Model
 from ..pipeline.call import Call
@@ -78,7 +81,7 @@ class BodyUnread(Stage):
     name = "body_unread"
     reads = frozenset({"endpoint", "envoy_features", "headers", "key", "path", "query", "request_metadata"})
     writes = frozenset({"backend", "backend_order", "body", "body_unread", "client_wants_usage", "model",
-                        "model_name", "notes", "stream"})
+                        "model_name", "notes", "stream", "stream_passed_through"})
 
     def __init__(self) -> None:
         # (config, key, endpoint ids, model name) -> (config, key, endpoint, model, backend or None)
@@ -90,7 +93,8 @@ class BodyUnread(Stage):
                 or config_reads_bodies(call.config):
             return
         fields = announced(call)
-        if fields is None or announced_bool(fields, "stream") is not False:
+        stream = announced_bool(fields, "stream") if fields is not None else None
+        if stream is None or (stream and not self._usage_streamed(call, fields)):
             return
         model_name = announced_string(fields, "model")
         if not model_name:
@@ -105,16 +109,17 @@ class BodyUnread(Stage):
             self._decided[(id(config), id(key), id(endpoint), model_name)] = found
         model, backend = found[3], found[4]
         size = call.headers.get("content-length", "")
-        if backend is None or not size.isdigit() or int(size) > backend.provider.max_request_bytes:
+        if backend is None or not size.isdigit() or int(size) > backend.provider.max_request_bytes \
+                or (stream and not backend.provider.streams_in_sse):
             return                  # (too large: the path with every message answers 413)
-        call.stream = False
+        call.stream = call.stream_passed_through = stream
         try:
             attempt = attempt_for(call, backend)
         except Refused:
             return                  # (the path with every message refuses it, naming why)
         call.body_unread = True
         # What the service knows of the body: what Envoy's reader read of it.
-        call.body = {"model": model_name, "stream": False}
+        call.body = {"model": model_name, "stream": stream}
         call.model_name, call.model, call.backend, call.backend_order = model_name, model, backend, [0]
         call.client_wants_usage = True
         reply = call.reply
@@ -126,3 +131,12 @@ class BodyUnread(Stage):
         # Envoy adds (empty) trailers at the answer's end, which ext_proc sends, and the
         # gateway's response headers (no budget applies: only the backend's name).
         reply.add_metadata({"stream_end": "trailers", "headers": {"x-gateway-backend": backend.name}})
+
+    @staticmethod
+    def _usage_streamed(call: Call, fields) -> bool:
+        """Whether a stream will bring its usage as the client sent it: the service cannot
+        ask the provider for it (`stream_options.include_usage`) in a body it does not
+        read, nor take out a usage chunk the client did not ask for."""
+        features = call.envoy_features
+        return call.codec.streams and STREAMS_PASSED_THROUGH in features and (
+            not call.codec.takes_usage_option or announced_bool(fields, "include_usage") is True)

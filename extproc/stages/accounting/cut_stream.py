@@ -55,7 +55,7 @@ def _shape(call: Call) -> tuple:
 
 class CutStream(Stage):
     name = "cut_stream"
-    reads = frozenset({"backend", "body", "client_wants_usage", "endpoint", "envoy_features", "model",
+    reads = frozenset({"backend", "body", "body_unread", "client_wants_usage", "endpoint", "envoy_features", "model",
                        "output_reserved", "request_id", "response_streamed", "stream_passed_through"})
     writes = frozenset({"first_byte_at", "outcome", "sent_bytes", "sent_output_tokens", "status", "usage"})
 
@@ -63,6 +63,10 @@ class CutStream(Stage):
         self.sent = sent
         self.ratios = ratios
         self.store = store
+
+    def request_headers(self, call: Call, end_of_stream: bool) -> None:
+        if call.body_unread:              # its body never comes (stages/body_unread.py)
+            self.request_body(call)
 
     def request_body(self, call: Call) -> None:
         # With the body, once every stage before has let the call go to the provider: a

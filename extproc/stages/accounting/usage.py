@@ -202,11 +202,17 @@ class ResponseUsage(Stage):
 
     @staticmethod
     def _estimate_if_missing(call: Call) -> None:
-        if call.usage is not None or call.body is None or call.body_unread or call.outcome == "refused" \
+        if call.usage is not None or call.body is None or call.outcome == "refused" \
                 or not call.endpoint.generates or call.backend is None:
             return                     # (no backend: never sent; a response cache hit, say)
         if call.status >= 400 and not call.generated:
             return                     # the provider refused: nothing was generated or billed
+        if call.body_unread:
+            # The service saw neither the prompt nor the text: what Envoy sent of a stream
+            # cut short, if that is known; the prompt is not (stages/body_unread.py).
+            if call.sent_output_tokens is not None:
+                call.usage = Usage(input_tokens=0, output_tokens=call.sent_output_tokens, estimated=True)
+            return
         # No usage from the provider: count what we know, and say it is an estimate.
         encoding = call.model.encoding if call.model else "o200k_base"
         texts, messages = call.codec.prompt_texts(call.body)     # the caller's body
