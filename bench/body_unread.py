@@ -3,7 +3,7 @@ alone, the same gateway's call whose policy reads it, and the transport's floor 
 (bench/floor.py's do-nothing servicer: 3 messages, and the 2 of the unread path), all in
 one run, interleaved:
 
-    .venv/bin/python bench/body_unread.py [--seconds 6] [--rounds 2] [--connections 32]
+    .venv/bin/python bench/body_unread.py [--seconds 6] [--rounds 2] [--connections 32] [--modes json,sse]
 
 The gateway is bench/run.py's (bench/sides.py: the quickstart, one worker; Envoy and the
 worker on core 0, mock and wrk on core 1) without the quickstart's run limits and loop
@@ -14,6 +14,8 @@ is the other key's: two (request headers; the trailers at the answer's end).
 
 Also one request at a time (300 each): p50 and p99, and what the gateway adds to Envoy
 alone's. Each row's CPU per request: the worker's (or the do-nothing servicer's) and Envoy's.
+`sse`: the same calls streamed, the usage asked for (a stream passed through: three
+messages read, two unread); its floors are not measured.
 """
 
 from __future__ import annotations
@@ -31,7 +33,11 @@ from run import PROMPT, ensure_wrk  # noqa: E402
 from sides import KEYS, start_sides  # noqa: E402
 
 UNREAD_KEY = "sk-bench-unread"
-BODY = '{"model":"gpt-4o-mini","stream":false,"messages":[{"role":"user","content":"%s"}]}' % PROMPT
+BODIES = {
+    "json": '{"model":"gpt-4o-mini","stream":false,"messages":[{"role":"user","content":"%s"}]}' % PROMPT,
+    "sse": '{"model":"gpt-4o-mini","stream":true,"stream_options":{"include_usage":true},'
+           '"messages":[{"role":"user","content":"%s"}]}' % PROMPT,
+}
 
 
 def _unread_key(config: dict) -> None:
@@ -46,9 +52,11 @@ def main() -> None:
     parser.add_argument("--seconds", type=int, default=6)
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument("--modes", default="json,sse", help="json, sse or both (comma-separated)")
     args = parser.parse_args()
+    modes = [mode.strip() for mode in args.modes.split(",")]
     binary = ensure_wrk()
-    rows: dict[str, list[dict]] = {}
+    rows: dict[tuple[str, str], list[dict]] = {}
     with contextlib.ExitStack() as cleanup:
         sides = start_sides(cleanup, edit=_unread_key)
         gateway_url, alone_url = sides.urls["gateway"], sides.urls["envoy alone"]
@@ -59,35 +67,43 @@ def main() -> None:
             "gateway, body unread": (gateway_url, UNREAD_KEY, sides.envoys, sides.workers),
         }
         for _ in range(args.rounds):
-            for label, (url, key, envoys, workers) in measured.items():
-                result, cpu = under_load(binary, url, key, BODY, args, [*envoys, *workers])
-                one_p50, one_p99 = sequential_latency(url, key, BODY)
-                rows.setdefault(label, []).append({
-                    "rps": result["rps"], "p50": result["p50"], "p99": result["p99"], "errors": result["errors"],
-                    "envoy_us": sum(cpu[:len(envoys)]), "servicer_us": sum(cpu[len(envoys):]),
-                    "one_p50": one_p50, "one_p99": one_p99})
-            for pattern in ("3", "2 unread"):
-                rows.setdefault(f"floor, {pattern} messages", []).append(
-                    measure_row(binary, workdir, sides.mock_port, pattern, "h2", BODY, args))
-    alone = statistics.median(r["rps"] for r in rows["Envoy alone"])
-    alone_p50 = statistics.median(r["one_p50"] for r in rows["Envoy alone"])
-    alone_p99 = statistics.median(r["one_p99"] for r in rows["Envoy alone"])
-    floors = {"gateway, body read": "floor, 3 messages", "gateway, body unread": "floor, 2 unread messages"}
+            for mode in modes:
+                body = BODIES[mode]
+                for label, (url, key, envoys, workers) in measured.items():
+                    result, cpu = under_load(binary, url, key, body, args, [*envoys, *workers])
+                    one_p50, one_p99 = sequential_latency(url, key, body)
+                    rows.setdefault((mode, label), []).append({
+                        "rps": result["rps"], "p50": result["p50"], "p99": result["p99"],
+                        "errors": result["errors"], "envoy_us": sum(cpu[:len(envoys)]),
+                        "servicer_us": sum(cpu[len(envoys):]), "one_p50": one_p50, "one_p99": one_p99})
+                if mode == "json":
+                    for pattern in ("3", "2 unread"):
+                        rows.setdefault((mode, f"floor, {pattern} messages"), []).append(
+                            measure_row(binary, workdir, sides.mock_port, pattern, "h2", body, args))
     print(f"{args.rounds} interleaved rounds x {args.seconds}s, {args.connections} connections; Envoy and one "
-          f"worker (or the do-nothing servicer) on core 0, mock + wrk on core 1; JSON chat, short prompt")
-    print(f"{'side':<26} {'req/s':>7} {'vs Envoy':>9} {'vs floor':>9} {'p99 ms':>7} {'worker/req':>11} "
-          f"{'Envoy/req':>10} {'1-at-a-time p50':>16} {'p99':>7} {'added p50':>10} {'added p99':>10}")
-    for label, runs in rows.items():
-        rps = statistics.median(r["rps"] for r in runs)
-        floor = floors.get(label)
-        versus_floor = f"{rps / statistics.median(r['rps'] for r in rows[floor]):.2f}" if floor else "-"
-        one_p50 = statistics.median(r["one_p50"] for r in runs)
-        one_p99 = statistics.median(r["one_p99"] for r in runs)
-        print(f"{label:<26} {rps:>7.0f} {rps / alone:>8.2f}x {versus_floor:>9} "
-              f"{statistics.median(r['p99'] for r in runs):>7.2f} "
-              f"{statistics.median(r['servicer_us'] for r in runs):>8.0f} us "
-              f"{statistics.median(r['envoy_us'] for r in runs):>7.0f} us {one_p50:>13.2f} ms {one_p99:>7.2f} "
-              f"{one_p50 - alone_p50:>+10.2f} {one_p99 - alone_p99:>+10.2f}")
+          f"worker (or the do-nothing servicer) on core 0, mock + wrk on core 1; chat, short prompt")
+    print(f"{'traffic':<5} {'side':<26} {'req/s':>7} {'vs Envoy':>9} {'vs floor':>9} {'p99 ms':>7} "
+          f"{'worker/req':>11} {'Envoy/req':>10} {'1-at-a-time p50':>16} {'p99':>7} {'added p50':>10} "
+          f"{'added p99':>10}")
+    floors = {"gateway, body read": "floor, 3 messages", "gateway, body unread": "floor, 2 unread messages"}
+    for mode in modes:
+        alone_runs = rows[(mode, "Envoy alone")]
+        alone = statistics.median(r["rps"] for r in alone_runs)
+        alone_p50 = statistics.median(r["one_p50"] for r in alone_runs)
+        alone_p99 = statistics.median(r["one_p99"] for r in alone_runs)
+        for (row_mode, label), runs in rows.items():
+            if row_mode != mode:
+                continue
+            rps = statistics.median(r["rps"] for r in runs)
+            floor = rows.get((mode, floors.get(label, "")))
+            versus_floor = f"{rps / statistics.median(r['rps'] for r in floor):.2f}" if floor else "-"
+            one_p50 = statistics.median(r["one_p50"] for r in runs)
+            one_p99 = statistics.median(r["one_p99"] for r in runs)
+            print(f"{mode:<5} {label:<26} {rps:>7.0f} {rps / alone:>8.2f}x {versus_floor:>9} "
+                  f"{statistics.median(r['p99'] for r in runs):>7.2f} "
+                  f"{statistics.median(r['servicer_us'] for r in runs):>8.0f} us "
+                  f"{statistics.median(r['envoy_us'] for r in runs):>7.0f} us {one_p50:>13.2f} ms {one_p99:>7.2f} "
+                  f"{one_p50 - alone_p50:>+10.2f} {one_p99 - alone_p99:>+10.2f}")
     errors = sum(r["errors"] for runs in rows.values() for r in runs)
     print(f"non-2xx answers: {errors}")
 

@@ -7,7 +7,10 @@ Every call a part of the policy would read keeps the path with every message."""
 from __future__ import annotations
 
 import json
+import os
+import subprocess
 import uuid
+from pathlib import Path
 
 import httpx
 import pytest
@@ -168,6 +171,41 @@ def test_a_stream_the_client_leaves_is_charged_what_envoy_sent(stack):
     assert record["outcome"] == "cancelled" and record["status"] == 200 and record["usage_estimated"] is True
     assert 10 <= record["output_tokens"] <= 500, record
     assert record["input_tokens"] in (0, answered_prompt(stack, body)), record
+
+
+CLAUDE = Path(__file__).resolve().parent.parent / ".venv" / "claude-code" / "node_modules" / ".bin" / "claude"
+
+
+def test_claude_code_s_turn_goes_unread_to_anthropic(stack, tmp_path):
+    """Claude Code itself (print mode) on a key no policy applies to: its streamed Messages
+    call, tools, betas and thinking, reaches the provider as sent, in two messages, and the
+    usage it reports is the one recorded."""
+    if not CLAUDE.exists():
+        pytest.fail(f"Claude Code is not installed at {CLAUDE}: tests/run.sh installs it (npm)")
+    env = {"PATH": os.environ["PATH"], "HOME": str(tmp_path), "ANTHROPIC_API_KEY": "sk-demo-alice",
+           "ANTHROPIC_BASE_URL": f"http://127.0.0.1:{stack.port}",
+           "DISABLE_TELEMETRY": "1", "DISABLE_ERROR_REPORTING": "1", "DISABLE_AUTOUPDATER": "1",
+           "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1"}
+    stack.clear_received()
+    earlier = len(stack.log_records())
+    before = stack.phase_counts(flushed=True)
+    prompt = "Reply with the word pelican"
+    done = subprocess.run([str(CLAUDE), "-p", prompt, "--model", "claude-sonnet-4-6", "--output-format", "json"],
+                          env=env, cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    result = json.loads(done.stdout)
+    assert not result["is_error"] and prompt in result["result"]
+    [sent] = [r for r in stack.received("mock-anthropic") if r["path"] == "/v1/messages"]
+    body = json.loads(sent["body"])
+    assert body["stream"] is True and len(body["tools"]) >= 10 and body["thinking"]
+    assert sent["query"] == {"beta": "true"} and sent["headers"]["x-api-key"] == "mock-anthropic-key"
+    record = stack.wait_for_record(predicate=lambda r: r["model"] == "claude-sonnet-4-6" and r["stream"]
+                                   and r["user"] == "alice", after=earlier)
+    assert (record["input_tokens"], record["output_tokens"]) == (
+        result["usage"]["input_tokens"] + result["usage"].get("cache_read_input_tokens", 0)
+        + result["usage"].get("cache_creation_input_tokens", 0), result["usage"]["output_tokens"])
+    moved = _moved(stack, before)
+    assert moved["request_body"] == moved["response_headers"] == moved["response_body"] == 0, moved
 
 
 def answered_prompt(stack: GatewayStack, body: dict) -> int:
