@@ -12,8 +12,10 @@ guardrail, budget or cache rule applies to it. The "read" row is alice's call (t
 quickstart's guardrails, a token budget for her team): three messages. The "unread" row
 is the other key's: two (request headers; the trailers at the answer's end).
 
-Also one request at a time (300 each): p50 and p99, and what the gateway adds to Envoy
-alone's. Each row's CPU per request: the worker's (or the do-nothing servicer's) and Envoy's.
+Then one request at a time, the sides' requests interleaved (Envoy alone, read, unread,
+in turn, --samples each: so a slow minute on this VM is every side's): p50, p90 and p99,
+and what each gateway path adds to Envoy alone's. Each throughput row's CPU per request:
+the worker's (or the do-nothing servicer's) and Envoy's.
 `sse`: the same calls streamed, the usage asked for (a stream passed through: three
 messages read, two unread); its floors are not measured.
 """
@@ -24,11 +26,14 @@ import argparse
 import contextlib
 import statistics
 import sys
+import time
 from pathlib import Path
+
+import httpx
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "bench"))
-from floor import measure_row, sequential_latency, under_load  # noqa: E402
+from floor import measure_row, under_load  # noqa: E402
 from run import PROMPT, ensure_wrk  # noqa: E402
 from sides import KEYS, start_sides  # noqa: E402
 
@@ -53,6 +58,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--modes", default="json,sse", help="json, sse or both (comma-separated)")
+    parser.add_argument("--samples", type=int, default=1000, help="requests per side one at a time")
     args = parser.parse_args()
     modes = [mode.strip() for mode in args.modes.split(",")]
     binary = ensure_wrk()
@@ -71,41 +77,58 @@ def main() -> None:
                 body = BODIES[mode]
                 for label, (url, key, envoys, workers) in measured.items():
                     result, cpu = under_load(binary, url, key, body, args, [*envoys, *workers])
-                    one_p50, one_p99 = sequential_latency(url, key, body)
                     rows.setdefault((mode, label), []).append({
                         "rps": result["rps"], "p50": result["p50"], "p99": result["p99"],
                         "errors": result["errors"], "envoy_us": sum(cpu[:len(envoys)]),
-                        "servicer_us": sum(cpu[len(envoys):]), "one_p50": one_p50, "one_p99": one_p99})
+                        "servicer_us": sum(cpu[len(envoys):])})
                 if mode == "json":
                     for pattern in ("3", "2 unread"):
                         rows.setdefault((mode, f"floor, {pattern} messages"), []).append(
                             measure_row(binary, workdir, sides.mock_port, pattern, "h2", body, args))
+        latency = {mode: one_at_a_time(measured, BODIES[mode], args.samples) for mode in modes}
     print(f"{args.rounds} interleaved rounds x {args.seconds}s, {args.connections} connections; Envoy and one "
           f"worker (or the do-nothing servicer) on core 0, mock + wrk on core 1; chat, short prompt")
-    print(f"{'traffic':<5} {'side':<26} {'req/s':>7} {'vs Envoy':>9} {'vs floor':>9} {'p99 ms':>7} "
-          f"{'worker/req':>11} {'Envoy/req':>10} {'1-at-a-time p50':>16} {'p99':>7} {'added p50':>10} "
-          f"{'added p99':>10}")
+    print(f"{'traffic':<5} {'side':<26} {'req/s':>7} {'vs Envoy':>9} {'vs floor':>9} {'p50 ms':>7} {'p99 ms':>7} "
+          f"{'worker/req':>11} {'Envoy/req':>10}")
     floors = {"gateway, body read": "floor, 3 messages", "gateway, body unread": "floor, 2 unread messages"}
     for mode in modes:
-        alone_runs = rows[(mode, "Envoy alone")]
-        alone = statistics.median(r["rps"] for r in alone_runs)
-        alone_p50 = statistics.median(r["one_p50"] for r in alone_runs)
-        alone_p99 = statistics.median(r["one_p99"] for r in alone_runs)
+        alone = statistics.median(r["rps"] for r in rows[(mode, "Envoy alone")])
         for (row_mode, label), runs in rows.items():
             if row_mode != mode:
                 continue
             rps = statistics.median(r["rps"] for r in runs)
             floor = rows.get((mode, floors.get(label, "")))
             versus_floor = f"{rps / statistics.median(r['rps'] for r in floor):.2f}" if floor else "-"
-            one_p50 = statistics.median(r["one_p50"] for r in runs)
-            one_p99 = statistics.median(r["one_p99"] for r in runs)
             print(f"{mode:<5} {label:<26} {rps:>7.0f} {rps / alone:>8.2f}x {versus_floor:>9} "
-                  f"{statistics.median(r['p99'] for r in runs):>7.2f} "
+                  f"{statistics.median(r['p50'] for r in runs):>7.2f} {statistics.median(r['p99'] for r in runs):>7.2f} "
                   f"{statistics.median(r['servicer_us'] for r in runs):>8.0f} us "
-                  f"{statistics.median(r['envoy_us'] for r in runs):>7.0f} us {one_p50:>13.2f} ms {one_p99:>7.2f} "
-                  f"{one_p50 - alone_p50:>+10.2f} {one_p99 - alone_p99:>+10.2f}")
+                  f"{statistics.median(r['envoy_us'] for r in runs):>7.0f} us")
     errors = sum(r["errors"] for runs in rows.values() for r in runs)
     print(f"non-2xx answers: {errors}")
+    print(f"\none request at a time, the sides interleaved, {args.samples} each (ms):")
+    print(f"{'traffic':<5} {'side':<26} {'p50':>7} {'p90':>7} {'p99':>7} {'added p50':>10} {'added p99':>10}")
+    for mode in modes:
+        alone = latency[mode]["Envoy alone"]
+        for label, (p50, p90, p99) in latency[mode].items():
+            print(f"{mode:<5} {label:<26} {p50:>7.2f} {p90:>7.2f} {p99:>7.2f} {p50 - alone[0]:>+10.2f} "
+                  f"{p99 - alone[2]:>+10.2f}")
+
+
+def one_at_a_time(sides: dict, body: str, samples: int) -> dict[str, tuple[float, float, float]]:
+    """p50, p90 and p99 (ms) of each side's requests sent one at a time, the sides in turn."""
+    clients = {label: httpx.Client(headers={"authorization": f"Bearer {key}", "content-type": "application/json"},
+                                   timeout=30) for label, (_, key, _, _) in sides.items()}
+    times: dict[str, list[float]] = {label: [] for label in sides}
+    for index in range(samples + 50):
+        for label, (url, _, _, _) in sides.items():
+            started = time.perf_counter()
+            clients[label].post(url, content=body).raise_for_status()
+            if index >= 50:                 # after a warm-up
+                times[label].append((time.perf_counter() - started) * 1000)
+    for client in clients.values():
+        client.close()
+    return {label: (statistics.median(spent), statistics.quantiles(spent, n=100)[89],
+                    statistics.quantiles(spent, n=100)[98]) for label, spent in times.items()}
 
 
 if __name__ == "__main__":
