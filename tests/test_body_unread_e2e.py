@@ -153,6 +153,27 @@ def test_a_stream_that_brings_its_usage_goes_unread_too(stack, what, path, extra
                                      "response_body": 0, "response_trailers": 1}
 
 
+@pytest.mark.parametrize("method", ["generateContent", "streamGenerateContent?alt=sse"])
+def test_a_gemini_call_goes_unread_by_its_path(stack, method):
+    """Google's Gemini API names the model (and the stream) in the path: nothing to read."""
+    rid = f"unread-{uuid.uuid4()}"
+    before = stack.phase_counts(flushed=True)
+    response = httpx.post(f"http://127.0.0.1:{stack.port}/v1beta/models/gemini-2.5-flash:{method}", timeout=30,
+                          headers={"x-goog-api-key": "sk-demo-alice", "x-request-id": rid},
+                          json={"contents": [{"role": "user", "parts": [{"text": "one two three"}]}]})
+    assert response.status_code == 200, response.text
+    assert response.headers["x-gateway-backend"] == "gemini"
+    record = stack.wait_for_record(rid)
+    assert record["outcome"] == "ok" and record["model"] == "gemini-2.5-flash" and not record["usage_estimated"]
+    assert record["input_tokens"] > 0 and record["output_tokens"] > 0
+    if method == "generateContent":
+        usage = response.json()["usageMetadata"]
+        assert (record["input_tokens"], record["output_tokens"]) == (usage["promptTokenCount"],
+                                                                     usage["candidatesTokenCount"])
+    assert _moved(stack, before) == {"request_headers": 1, "request_body": 0, "response_headers": 0,
+                                     "response_body": 0, "response_trailers": 1}
+
+
 def test_a_stream_the_client_leaves_is_charged_what_envoy_sent(stack):
     """Its trailers never come: Envoy's access log brings the bytes it sent, read as
     tokens (accounting/cut_stream.py), and the prompt's count if the provider's events

@@ -7,8 +7,8 @@ the body's `model` and `stream` by the time the service sees the headers, which 
 routing needs when the body goes to the provider as the client wrote it. Such a call:
 
 - goes to an endpoint whose codec lets its body go unread (`body_may_go_unread`: the
-  model named in the body, nothing in it that names state the gateway keeps, such as a
-  stored response), answered in JSON, or streamed when the stream brings its usage as the
+  model named in the body, or in the path for Google's Gemini API, nothing in it that
+  names state the gateway keeps, such as a stored response), answered in JSON, or streamed when the stream brings its usage as the
   client asked (Anthropic's always do; OpenAI's when `stream_options.include_usage` is
   true: the service cannot ask for it in a body it does not read);
 - names a concrete model the key may use, whose one backend speaks the caller's dialect
@@ -79,7 +79,8 @@ MAX_DECISIONS = 4096
 
 class BodyUnread(Stage):
     name = "body_unread"
-    reads = frozenset({"endpoint", "envoy_features", "headers", "key", "path", "query", "request_metadata"})
+    reads = frozenset({"endpoint", "envoy_features", "headers", "key", "path", "query", "request_metadata",
+                       "resource_id"})
     writes = frozenset({"backend", "backend_order", "body", "body_unread", "client_wants_usage", "model",
                         "model_name", "notes", "stream", "stream_passed_through"})
 
@@ -88,18 +89,22 @@ class BodyUnread(Stage):
         self._decided: dict[tuple, tuple] = {}
 
     def request_headers(self, call: Call, end_of_stream: bool) -> None:
+        endpoint = call.endpoint
         if end_of_stream or BODIES_UNREAD not in call.envoy_features or call.key is None \
-                or not call.codec.body_may_go_unread or call.endpoint.model_in_path \
-                or config_reads_bodies(call.config):
+                or not call.codec.body_may_go_unread or config_reads_bodies(call.config):
             return
-        fields = announced(call)
-        stream = announced_bool(fields, "stream") if fields is not None else None
-        if stream is None or (stream and not self._usage_streamed(call, fields)):
+        if endpoint.model_in_path:
+            if call.codec.model_in_body:
+                return              # Azure's deployment: the body's model is made the path's (a change)
+            model_name, stream = call.resource_id, endpoint.streams_by_path      # Google's: the path says
+            fields = None
+        else:
+            fields = announced(call)
+            stream = announced_bool(fields, "stream") if fields is not None else None
+            model_name = announced_string(fields, "model") if fields is not None else ""
+        if stream is None or not model_name or (stream and not self._usage_streamed(call, fields)):
             return
-        model_name = announced_string(fields, "model")
-        if not model_name:
-            return
-        config, key, endpoint = call.config, call.key, call.endpoint
+        config, key = call.config, call.key
         found = self._decided.get((id(config), id(key), id(endpoint), model_name))
         if found is None or found[0] is not config or found[1] is not key or found[2] is not endpoint:
             model = config.model(model_name)
@@ -118,8 +123,8 @@ class BodyUnread(Stage):
         except Refused:
             return                  # (the path with every message refuses it, naming why)
         call.body_unread = True
-        # What the service knows of the body: what Envoy's reader read of it.
-        call.body = {"model": model_name, "stream": stream}
+        # What the service knows of the body: what Envoy's reader (or the path) said of it.
+        call.body = {"model": model_name, "stream": stream} if call.codec.model_in_body else {}
         call.model_name, call.model, call.backend, call.backend_order = model_name, model, backend, [0]
         call.client_wants_usage = True
         reply = call.reply
@@ -139,4 +144,5 @@ class BodyUnread(Stage):
         read, nor take out a usage chunk the client did not ask for."""
         features = call.envoy_features
         return call.codec.streams and STREAMS_PASSED_THROUGH in features and (
-            not call.codec.takes_usage_option or announced_bool(fields, "include_usage") is True)
+            not call.codec.takes_usage_option
+            or (fields is not None and announced_bool(fields, "include_usage") is True))

@@ -80,6 +80,7 @@ class GenerateContent(Translating, Codec):
     generates = charges_output = answers_in_json = streams = True
     model_in_body = False
     operation = "chat"
+    body_may_go_unread = True
     output_cap_field = "generationConfig.maxOutputTokens"
     request_module, answer_module, stream_module = gemini_request, gemini_answer, gemini_stream
     shape_problem = staticmethod(gemini_schema.generate_content_shape_problem)
