@@ -1,16 +1,18 @@
 """Calls whose policy reads nothing of their body: routed at their headers, the body unseen.
 
-Most of a JSON call's cost in the service is its body: the request-body message, its
-parse, and the answer's message. A call none of whose policy reads the body needs none
-of them. Envoy's request reader (a Lua filter ahead of ext_proc, announced.py) has read
-the body's `model` and `stream` by the time the service sees the headers, which is all
-routing needs when the body goes to the provider as the client wrote it. Such a call:
+Much of a call's cost in the service is its body: the request-body message, its parse,
+and the answer's message. A call none of whose policy reads the body needs none of them.
+Envoy's request reader (a Lua filter ahead of ext_proc, announced.py) has read the body's
+`model`, `stream` and `stream_options.include_usage` by the time the service sees the
+headers, which is all routing needs when the body goes to the provider as the client
+wrote it. Such a call:
 
 - goes to an endpoint whose codec lets its body go unread (`body_may_go_unread`: the
-  model named in the body, or in the path for Google's Gemini API, nothing in it that
-  names state the gateway keeps, such as a stored response), answered in JSON, or streamed when the stream brings its usage as the
-  client asked (Anthropic's always do; OpenAI's when `stream_options.include_usage` is
-  true: the service cannot ask for it in a body it does not read);
+  model named in the body, or in the path for Google's Gemini API; nothing in it that
+  names state the gateway keeps, such as a stored response), answered in JSON, or
+  streamed when the stream brings its usage as the client asked (Anthropic's and
+  Gemini's always do; OpenAI's when `stream_options.include_usage` is true: the service
+  cannot ask for it in a body it does not read);
 - names a concrete model the key may use, whose one backend speaks the caller's dialect
   under the same model name, at a provider that neither wraps bodies (Bedrock, Vertex)
   nor picks a pool replica from the prompt;
@@ -21,17 +23,19 @@ routing needs when the body goes to the provider as the client wrote it. Such a 
 The request-headers reply routes it (cluster, credential, path: route.py's attempt_for)
 and overrides the processing mode: no request body message, no response headers or body
 messages, trailers at the answer's end (BODY_UNREAD). Envoy adds the gateway's response
-headers from metadata (one_message.py: here only the backend's name), its json_to_metadata
-filter reads a JSON answer's usage into the keys sse_to_metadata fills from a stream, and
-the trailers message brings the status and that usage (accounting/usage.py), as for a
-stream passed through (pass_through.py; a stream cut short is charged what Envoy sent,
-accounting/cut_stream.py): a call is 2 messages, not 3. What the service does not see it does not check: a body that is
-not JSON, or not the endpoint's shape, is the provider's to refuse (in the caller's
-dialect: it is the provider's own), and Envoy's reader sets no `model` for a body it
-cannot read plainly (one repeating a key, say), which then takes the path with every
-message. Such a call joins an agent run only by its headers (runs/), and no cost
-header can be added (the answer's headers leave before its usage is known): its cost is
-in the log line, the metrics and the meters.
+headers from metadata (one_message.py: here only the backend's name), its
+json_to_metadata filter reads a JSON answer's usage into the keys sse_to_metadata fills
+from a stream, and the trailers message brings the status and that usage
+(accounting/usage.py), as for a stream passed through (pass_through.py; a stream cut
+short is charged what Envoy sent, accounting/cut_stream.py): a call is 2 messages, not 3.
+
+What the service does not see it does not check: a body that is not JSON, or not the
+endpoint's shape, is the provider's to refuse (in the caller's dialect: it is the
+provider's own), and Envoy's reader sets no `model` for a body it cannot read plainly
+(one repeating a key, say), which then takes the path with every message. Such a call
+joins an agent run only by its headers (runs/), and no cost header can be added (the
+answer's headers leave before its usage is known): its cost is in the log line, the
+metrics and the meters.
 """
 
 from __future__ import annotations
@@ -117,12 +121,14 @@ class BodyUnread(Stage):
         if backend is None or not size.isdigit() or int(size) > backend.provider.max_request_bytes \
                 or (stream and not backend.provider.streams_in_sse):
             return                  # (too large: the path with every message answers 413)
-        call.stream = call.stream_passed_through = stream
+        call.stream = stream        # (the provider's path may say it: attempt_for)
         try:
             attempt = attempt_for(call, backend)
         except Refused:
+            call.stream = False
             return                  # (the path with every message refuses it, naming why)
         call.body_unread = True
+        call.stream_passed_through = stream
         # What the service knows of the body: what Envoy's reader (or the path) said of it.
         call.body = {"model": model_name, "stream": stream} if call.codec.model_in_body else {}
         call.model_name, call.model, call.backend, call.backend_order = model_name, model, backend, [0]
