@@ -70,7 +70,7 @@ def test_a_call_no_policy_reads_takes_two_messages_and_is_recorded_whole(stack):
     answered = response.json()["usage"]
     assert (record["input_tokens"], record["output_tokens"], record["cached_tokens"]) == (
         answered["prompt_tokens"], answered["completion_tokens"], 2)
-    assert not record["usage_estimated"]
+    assert not record["usage_estimated"] and record["body_unread"] is True
     assert record["cost_usd"] == pytest.approx(stack.expected_cost(record)) and record["cost_usd"] > 0
     stack.phases_moved(before, {"request_headers": 1, "response_trailers": 1})
     assert _moved(stack, before) == {"request_headers": 1, "request_body": 0, "response_headers": 0,
@@ -259,7 +259,7 @@ def test_calls_a_policy_reads_keep_every_message(stack, what, key, path, body):
                       headers=_headers(key, rid)) as response:
         response.read()
     assert response.status_code == 200, response.text
-    stack.wait_for_record(rid)
+    assert "body_unread" not in stack.wait_for_record(rid)
     assert stack.phase_moved(before, "request_body", 1) >= 1       # (a virtual model: each attempt too)
 
 

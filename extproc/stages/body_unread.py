@@ -85,8 +85,8 @@ class BodyUnread(Stage):
     name = "body_unread"
     reads = frozenset({"endpoint", "envoy_features", "headers", "key", "path", "query", "request_metadata",
                        "resource_id"})
-    writes = frozenset({"backend", "backend_order", "body", "body_unread", "client_wants_usage", "model",
-                        "model_name", "notes", "stream", "stream_passed_through"})
+    writes = frozenset({"backend", "backend_order", "body", "body_unread", "client_wants_usage", "log_fields",
+                        "model", "model_name", "notes", "stream", "stream_passed_through"})
 
     def __init__(self) -> None:
         # (config, key, endpoint ids, model name) -> (config, key, endpoint, model, backend or None)
@@ -127,7 +127,7 @@ class BodyUnread(Stage):
         except Refused:
             call.stream = False
             return                  # (the path with every message refuses it, naming why)
-        call.body_unread = True
+        call.body_unread = call.log_fields["body_unread"] = True
         call.stream_passed_through = stream
         # What the service knows of the body: what Envoy's reader (or the path) said of it.
         call.body = {"model": model_name, "stream": stream} if call.codec.model_in_body else {}
