@@ -82,6 +82,22 @@ def test_a_call_no_policy_reads_takes_two_messages_and_is_recorded_whole(stack):
     assert "sk-demo-alice" not in json.dumps(received["headers"])
 
 
+def test_a_caller_s_own_routing_headers_route_nothing(stack):
+    """The headers the gateway routes by are the caller's to send on no path: removed in
+    the same reply that sets them, the call still goes to its model's backend."""
+    stack.clear_received()
+    rid = f"unread-{uuid.uuid4()}"
+    response = httpx.post(f"{stack.base_url}/chat/completions", timeout=30,
+                          headers=_headers("sk-demo-alice", rid, **{"x-gateway-cluster": "anthropic",
+                                                                    "x-gateway-route": "failover-2"}),
+                          json={"model": "gpt-4o-mini", "messages": CHAT})
+    assert response.status_code == 200, response.text
+    assert stack.wait_for_record(rid)["body_unread"] is True
+    [received] = stack.received()
+    assert not any(name.startswith("x-gateway-") for name in received["headers"])
+    assert stack.received("mock-anthropic") == []
+
+
 def test_an_anthropic_call_is_read_in_its_own_dialect(stack):
     rid = f"unread-{uuid.uuid4()}"
     before = stack.phase_counts(flushed=True)
@@ -227,6 +243,37 @@ def test_claude_code_s_turn_goes_unread_to_anthropic(stack, tmp_path):
         + result["usage"].get("cache_creation_input_tokens", 0), result["usage"]["output_tokens"])
     moved = _moved(stack, before)
     assert moved["request_body"] == moved["response_headers"] == moved["response_body"] == 0, moved
+
+
+GEMINI_CLI = Path(__file__).resolve().parent.parent / ".venv" / "gemini-cli" / "node_modules" / ".bin" / "gemini"
+
+
+def test_gemini_cli_s_turn_goes_unread_to_gemini(stack, tmp_path):
+    """Gemini CLI itself on a key no policy applies to: its streamed generateContent calls
+    reach the Gemini backend by their path, unread, and each is recorded with its usage."""
+    if not GEMINI_CLI.exists():
+        pytest.fail(f"Gemini CLI is not installed at {GEMINI_CLI}: tests/run.sh installs it (npm)")
+    home, work = tmp_path / "home", tmp_path / "work"
+    (home / ".gemini").mkdir(parents=True)
+    work.mkdir()
+    (home / ".gemini" / "settings.json").write_text(json.dumps({
+        "security": {"auth": {"selectedType": "gemini-api-key"}}, "privacy": {"usageStatisticsEnabled": False},
+        "general": {"disableAutoUpdate": True, "disableUpdateNag": True}, "telemetry": {"enabled": False}}))
+    env = {"PATH": os.environ["PATH"], "HOME": str(home), "GEMINI_API_KEY": "sk-demo-alice",
+           "GOOGLE_GEMINI_BASE_URL": f"http://127.0.0.1:{stack.port}", "NO_COLOR": "1",
+           "GEMINI_CLI_NO_RELAUNCH": "true", "GEMINI_CLI_TRUST_WORKSPACE": "true"}
+    stack.clear_received()
+    earlier = len(stack.log_records())
+    prompt = "Reply with the word avocet"
+    done = subprocess.run([str(GEMINI_CLI), "-p", prompt, "-m", "gemini-2.5-flash"], env=env, cwd=work,
+                          capture_output=True, text=True, timeout=180)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
+    assert prompt in done.stdout
+    sent = [r for r in stack.received("mock-gemini") if r["path"].endswith(":streamGenerateContent")]
+    assert sent and "sk-demo-alice" not in json.dumps(sent[-1]["headers"]) + json.dumps(sent[-1]["query"])
+    record = stack.wait_for_record(predicate=lambda r: r["model"] == "gemini-2.5-flash" and r["user"] == "alice"
+                                   and r["stream"], after=earlier)
+    assert record["body_unread"] is True and record["output_tokens"] > 0 and not record["usage_estimated"]
 
 
 def answered_prompt(stack: GatewayStack, body: dict) -> int:
