@@ -72,6 +72,8 @@ def test_a_call_no_policy_reads_takes_two_messages_and_is_recorded_whole(stack):
         answered["prompt_tokens"], answered["completion_tokens"], 2)
     assert not record["usage_estimated"] and record["body_unread"] is True
     assert record["cost_usd"] == pytest.approx(stack.expected_cost(record)) and record["cost_usd"] > 0
+    # Envoy holds the answer's headers until the trailers' reply: the cost as charged.
+    assert float(response.headers["x-gateway-cost-usd"]) == pytest.approx(record["cost_usd"], abs=1e-8)
     stack.phases_moved(before, {"request_headers": 1, "response_trailers": 1})
     assert _moved(stack, before) == {"request_headers": 1, "request_body": 0, "response_headers": 0,
                                      "response_body": 0, "response_trailers": 1}
@@ -165,6 +167,8 @@ def test_a_stream_that_brings_its_usage_goes_unread_too(stack, what, path, extra
     assert record["outcome"] == "ok" and record["stream"] is True and not record["usage_estimated"]
     assert record["input_tokens"] > 0 and record["output_tokens"] > 0 and record["cost_usd"] > 0
     assert record["ttft_ms"] is not None                      # stamped by Envoy as the first event passed
+    # Its headers leave before its usage exists: an upper bound (its body's length, its output cap).
+    assert float(response.headers["x-gateway-cost-usd"]) >= record["cost_usd"]
     assert _moved(stack, before) == {"request_headers": 1, "request_body": 0, "response_headers": 0,
                                      "response_body": 0, "response_trailers": 1}
 
@@ -182,7 +186,9 @@ def test_a_gemini_call_goes_unread_by_its_path(stack, method):
     record = stack.wait_for_record(rid)
     assert record["outcome"] == "ok" and record["model"] == "gemini-2.5-flash" and not record["usage_estimated"]
     assert record["input_tokens"] > 0 and record["output_tokens"] > 0
+    assert float(response.headers["x-gateway-cost-usd"]) >= record["cost_usd"] > 0
     if method == "generateContent":
+        assert float(response.headers["x-gateway-cost-usd"]) == pytest.approx(record["cost_usd"], abs=1e-8)
         usage = response.json()["usageMetadata"]
         assert (record["input_tokens"], record["output_tokens"]) == (usage["promptTokenCount"],
                                                                      usage["candidatesTokenCount"])

@@ -33,9 +33,9 @@ What the service does not see it does not check: a body that is not JSON, or not
 endpoint's shape, is the provider's to refuse (in the caller's dialect: it is the
 provider's own), and Envoy's reader sets no `model` for a body it cannot read plainly
 (one repeating a key, say), which then takes the path with every message. Such a call
-joins an agent run only by its headers (runs/), and no cost header can be added (the
-answer's headers leave before its usage is known): its cost is in the log line, the
-metrics and the meters.
+joins an agent run only by its headers (runs/). Its `x-gateway-cost-usd` is its cost as
+charged for a JSON answer (Envoy holds the headers until the trailers' reply), and an
+upper bound for a stream (accounting/cost.py).
 """
 
 from __future__ import annotations
@@ -47,6 +47,7 @@ from ..pipeline.call import Call
 from ..pipeline.protocol import BODY_UNREAD
 from ..pipeline.stage import Stage
 from ..translate import Refused
+from .accounting.cost import unread_stream_cost
 from .announced import announced, announced_bool, announced_string
 from .budget.limits import applying_limits
 from .route import attempt_for
@@ -140,8 +141,10 @@ class BodyUnread(Stage):
         reply.remove_headers.extend(attempt.remove)
         reply.mode_override = BODY_UNREAD
         # Envoy adds (empty) trailers at the answer's end, which ext_proc sends, and the
-        # gateway's response headers (no budget applies: only the backend's name).
-        reply.add_metadata({"stream_end": "trailers", "headers": {"x-gateway-backend": backend.name}})
+        # gateway's response headers (no budget applies: the backend's name, and a
+        # stream's cost basis; a JSON answer's cost comes with the trailers' reply).
+        headers = {"x-gateway-backend": backend.name, **(unread_stream_cost(call, int(size)) if stream else {})}
+        reply.add_metadata({"stream_end": "trailers", "headers": headers})
 
     @staticmethod
     def _usage_streamed(call: Call, fields) -> bool:

@@ -14,6 +14,11 @@ What the header says depends on when the gateway knows it:
   Responses' `response.completed`, in Anthropic's `message_delta`; a stream translated
   from the other dialect gets it in the usage the translation writes); a stream passed
   through unseen (pass_through.py) cannot be changed: its final cost is on the log line.
+  A stream whose body the service never read (body_unread.py) has no offline count: its
+  body's length stands for its prompt (a text token is at least a byte) and its model's
+  maximum output for its output. A JSON answer whose body it never read gets its cost as charged,
+  from the trailers' reply, as a one-message answer does (Envoy's json_to_metadata holds
+  its headers until then).
 """
 
 from __future__ import annotations
@@ -106,6 +111,15 @@ class CallCost(Stage):
     def response_trailers(call: Call, numbers: dict) -> None:
         if call.backend is not None and call.body is not None:
             call.reply.add_metadata({COST_METADATA_KEY: usd(charged_cost(call))})
+
+
+def unread_stream_cost(call: Call, body_bytes: int) -> dict[str, str]:
+    """The cost header Envoy adds to a stream whose body the service never read: its
+    body's length in tokens standing for its prompt, and its model's maximum output for
+    one answer (the body's own cap is unread), at the model's dearest backend."""
+    model = call.model
+    estimate = Usage(body_bytes, model.output_ceiling(call.dialect)[0])
+    return {COST_HEADER: usd(max(model.cost(backend, estimate) for backend in model.backends))}
 
 
 def envoy_added_cost(call: Call) -> dict[str, str]:
