@@ -132,6 +132,19 @@ def test_a_provider_error_passes_as_the_provider_wrote_it_and_charges_nothing(st
     assert _moved(stack, before)["request_body"] == 0
 
 
+def test_broken_json_that_envoy_read_a_model_from_is_the_provider_s_to_refuse(stack):
+    """Envoy's reader reads strings and brackets only: a body broken between them still
+    names its model, goes unread, and the provider refuses it (400, in its dialect, the
+    caller's); nothing is charged."""
+    rid = f"unread-{uuid.uuid4()}"
+    response = httpx.post(f"{stack.base_url}/chat/completions", content=b'{"model":"gpt-4o-mini","messages":[1,,2]}',
+                          timeout=30, headers=_headers("sk-demo-alice", rid))
+    assert response.status_code == 400
+    assert response.json()["error"]["type"] == "invalid_request_error"
+    record = stack.wait_for_record(rid)
+    assert (record["status"], record["body_unread"], record["cost_usd"], record["input_tokens"]) == (400, True, 0, 0)
+
+
 def test_a_provider_out_of_reach_is_envoys_error_in_the_callers_dialect(stack):
     rid = f"unread-{uuid.uuid4()}"
     before = stack.phase_counts(flushed=True)
