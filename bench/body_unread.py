@@ -45,11 +45,13 @@ BODIES = {
 }
 
 
-def _unread_key(config: dict) -> None:
+def with_unread_key(config: dict) -> None:
     """Nothing that reads every call's body, and a key no policy applies to."""
     config.pop("runs", None)
     config["keys"].append({"id": "unread", "key": UNREAD_KEY, "team": "batch", "models": "*"})
-    config["guardrails"]["policies"].setdefault("keys", {})["unread"] = []
+    guardrails = config["guardrails"]
+    policies = guardrails.setdefault("policies", {"default": [rule["name"] for rule in guardrails["rules"]]})
+    policies.setdefault("keys", {})["unread"] = []
 
 
 def main() -> None:
@@ -64,7 +66,7 @@ def main() -> None:
     binary = ensure_wrk()
     rows: dict[tuple[str, str], list[dict]] = {}
     with contextlib.ExitStack() as cleanup:
-        sides = start_sides(cleanup, edit=_unread_key)
+        sides = start_sides(cleanup, edit=with_unread_key)
         gateway_url, alone_url = sides.urls["gateway"], sides.urls["envoy alone"]
         workdir = sides.stack.workdir
         measured = {

@@ -5,7 +5,7 @@ starts it). The mock provider and the load generator share the same cores: on a
 two-core VM nothing else is available, so the ratios here are the whole host's, load
 generator included, for both sides alike.
 
-    .venv/bin/python bench/whole_machine.py [--seconds 8] [--rounds 2] [--rate 500]
+    .venv/bin/python bench/whole_machine.py [--seconds 8] [--rounds 2] [--rate 500] [--unread]
 
 Per side, in interleaved rounds, JSON chat completions (bench/run.py's body):
 - the most it answers, 64 connections, closed loop: req/s and its ratio to Envoy alone;
@@ -14,6 +14,9 @@ Per side, in interleaved rounds, JSON chat completions (bench/run.py's body):
   adds to each;
 - one request at a time (one connection, closed loop): p50 and p99 added.
 The CPU each request cost, per process group, from /proc. Medians of the rounds.
+`--unread`: a third side, the same gateway's calls from a key no policy applies to, routed
+at their headers with their body unread (stages/body_unread.py; the gateway then runs
+without the quickstart's run limits and loop stopping, which read every body).
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ import statistics
 import tempfile
 from pathlib import Path
 
+from body_unread import UNREAD_KEY, with_unread_key
 from run import PROMPT, ensure_wrk, wrk
 from sides import KEYS, children, cmdline, cpu_seconds, envoy_alone
 
@@ -36,12 +40,17 @@ LOADS = ("most", "rate", "one")       # as many as it answers; the fixed rate; o
 RATE_CONNECTIONS = 32                 # for the fixed rate: each pauses ~64 ms between requests at 500 req/s
 
 
-def start(cleanup: contextlib.ExitStack) -> tuple[dict[str, str], dict[str, dict[str, list[int]]]]:
+UNREAD = "gateway, body unread"
+
+
+def start(cleanup: contextlib.ExitStack, unread: bool = False) -> tuple[dict[str, str], dict[str, dict[str, list[int]]]]:
     """Both sides on every core: their URLs, and their process groups (for CPU per request)."""
     workdir = Path(tempfile.mkdtemp(prefix="llmgw-whole-"))
     config = quickstart_config()
     config["budgets"].append({"name": "bench-team-tokens", "scope": "team", "match": "research",
                               "unit": "tokens", "limit": 10**12, "window": "month"})
+    if unread:
+        with_unread_key(config)
     stack = GatewayStack(workdir, config, workers=CORES)
     cleanup.callback(stack.stop)
     stack.start()
@@ -53,6 +62,8 @@ def start(cleanup: contextlib.ExitStack) -> tuple[dict[str, str], dict[str, dict
     urls = {"envoy alone": f"http://127.0.0.1:{port}/v1/chat/completions",
             "gateway": f"{stack.base_url}/chat/completions"}
     groups = {"envoy alone": {"envoy": [alone.pid]}, "gateway": {"worker": workers, "envoy": envoys}}
+    if unread:
+        urls[UNREAD], groups[UNREAD] = urls["gateway"], groups["gateway"]
     return urls, groups
 
 
@@ -77,26 +88,28 @@ def main() -> None:
     parser.add_argument("--seconds", type=int, default=8)
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--rate", type=float, default=500.0, help="the fixed rate, req/s")
+    parser.add_argument("--unread", action="store_true", help="also a key whose calls' bodies go unread")
     args = parser.parse_args()
+    keys = {**KEYS, UNREAD: UNREAD_KEY}
     binary = ensure_wrk()
     body = '{"model":"gpt-4o-mini","stream":false,"messages":[{"role":"user","content":"%s"}]}' % PROMPT
     rows: dict[tuple[str, str], list[dict]] = {}
     with contextlib.ExitStack() as cleanup:
-        urls, groups = start(cleanup)
+        urls, groups = start(cleanup, args.unread)
         for side, url in urls.items():                  # warm-up, unmeasured
-            wrk(binary, url, KEYS[side], body, 2, 16, cores=None, threads=CORES)
+            wrk(binary, url, keys[side], body, 2, 16, cores=None, threads=CORES)
         for _ in range(args.rounds):
             for load in LOADS:
                 for side, url in urls.items():
                     before = {what: sum(map(cpu_seconds, pids)) for what, pids in groups[side].items()}
-                    result = measure(binary, url, KEYS[side], body, load, args.seconds, args.rate)
+                    result = measure(binary, url, keys[side], body, load, args.seconds, args.rate)
                     for what, pids in groups[side].items():
                         result[what] = (sum(map(cpu_seconds, pids)) - before[what]) / max(1, result["requests"]) * 1e6
                     rows.setdefault((load, side), []).append(result)
-    report(rows, args)
+    report(rows, args, list(urls))
 
 
-def report(rows: dict[tuple[str, str], list[dict]], args: argparse.Namespace) -> None:
+def report(rows: dict[tuple[str, str], list[dict]], args: argparse.Namespace, sides: list[str]) -> None:
     def median(load: str, side: str, field: str) -> float:
         return statistics.median(row.get(field, 0.0) for row in rows[(load, side)])
 
@@ -110,12 +123,12 @@ def report(rows: dict[tuple[str, str], list[dict]], args: argparse.Namespace) ->
           "Envoy CPU/req | errors |")
     print("|---|---|---|---|---|---|---|---|---|---|---|")
     for load in LOADS:
-        for side in ("envoy alone", "gateway"):
+        for side in sides:
             rps = median(load, side, "rps")
             ratio = rps / median(load, "envoy alone", "rps")
             added = ("-", "-") if side == "envoy alone" else tuple(
                 f"+{median(load, side, q) - median(load, 'envoy alone', q):.2f} ms" for q in ("p50", "p99"))
-            worker = f"{median(load, side, 'worker'):,.0f} µs" if side == "gateway" else "-"
+            worker = f"{median(load, side, 'worker'):,.0f} µs" if side != "envoy alone" else "-"
             errors = sum(row["errors"] for row in rows[(load, side)])
             print(f"| {names[load]} | {side} | {rps:,.0f} | {ratio:.2f}x | {median(load, side, 'p50'):.2f} | "
                   f"{median(load, side, 'p99'):.2f} | {added[0]} | {added[1]} | {worker} | "
