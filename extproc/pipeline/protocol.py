@@ -22,10 +22,10 @@ _OVERWRITE = base_pb2.HeaderValueOption.OVERWRITE_IF_EXISTS_OR_ADD
 _Mode = processing_mode_pb2.ProcessingMode
 
 
-def _response_mode(headers: int, body: int, trailers: int = _Mode.SKIP) -> _Mode:
+def _response_mode(headers: int, body: int, trailers: int = _Mode.SKIP, request_body: int = _Mode.BUFFERED) -> _Mode:
     """A mode override: the request side must be restated in every one, exactly as
     configured in Envoy (an unset body mode becomes NONE)."""
-    return _Mode(request_header_mode=_Mode.SEND, request_body_mode=_Mode.BUFFERED,
+    return _Mode(request_header_mode=_Mode.SEND, request_body_mode=request_body,
                  request_trailer_mode=_Mode.SKIP, response_header_mode=headers,
                  response_body_mode=body, response_trailer_mode=trailers)
 
@@ -41,9 +41,7 @@ STREAM_PASSED_THROUGH = _response_mode(_Mode.SKIP, _Mode.NONE, _Mode.SEND)
 # A call whose policy reads nothing of its body: routed at its request headers, its body
 # never sent (Envoy's router has it); the answer goes by as for a stream passed through,
 # its usage read by Envoy's json_to_metadata (stages/body_unread.py).
-BODY_UNREAD = _Mode(request_header_mode=_Mode.SEND, request_body_mode=_Mode.NONE,
-                    request_trailer_mode=_Mode.SKIP, response_header_mode=_Mode.SKIP,
-                    response_body_mode=_Mode.NONE, response_trailer_mode=_Mode.SEND)
+BODY_UNREAD = _response_mode(_Mode.SKIP, _Mode.NONE, _Mode.SEND, request_body=_Mode.NONE)
 
 _EXT_PROC_ATTRIBUTES = "envoy.filters.http.ext_proc"
 # The response attribute that counts Envoy's attempts (envoy/template.yaml response_attributes).

@@ -54,9 +54,9 @@ from .one_message import headers_from_envoy
 
 class PassThroughStream(Stage):
     name = "pass_through"
-    reads = frozenset({"backend", "body", "body_unread", "client_wants_usage", "endpoint", "envoy_features", "key", "model",
-                       "model_name", "output_reserved", "path", "ratelimit_headers", "request_metadata", "resource_id",
-                       "stream"})
+    reads = frozenset({"backend", "body", "body_unread", "client_wants_usage", "endpoint", "envoy_features", "key",
+                       "model", "model_name", "output_reserved", "path", "ratelimit_headers", "request_metadata",
+                       "resource_id", "stream"})
     writes = frozenset({"stream_passed_through"})
 
     def request_headers(self, call: Call, end_of_stream: bool) -> None:

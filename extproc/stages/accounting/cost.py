@@ -16,9 +16,9 @@ What the header says depends on when the gateway knows it:
   through unseen (pass_through.py) cannot be changed: its final cost is on the log line.
   A stream whose body the service never read (body_unread.py) has no offline count: its
   body's length stands for its prompt (a text token is at least a byte) and its model's
-  maximum output for its output. A JSON answer whose body it never read gets its cost as charged,
-  from the trailers' reply, as a one-message answer does (Envoy's json_to_metadata holds
-  its headers until then).
+  maximum output for its output. A JSON answer whose body it never read gets its cost as
+  charged, from the trailers' reply, as a one-message answer does (Envoy's
+  json_to_metadata holds its headers until then).
 """
 
 from __future__ import annotations

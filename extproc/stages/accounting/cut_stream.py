@@ -55,8 +55,8 @@ def _shape(call: Call) -> tuple:
 
 class CutStream(Stage):
     name = "cut_stream"
-    reads = frozenset({"backend", "body", "body_unread", "client_wants_usage", "endpoint", "envoy_features", "model",
-                       "output_reserved", "request_id", "response_streamed", "stream_passed_through"})
+    reads = frozenset({"backend", "body", "body_unread", "client_wants_usage", "endpoint", "envoy_features",
+                       "model", "output_reserved", "request_id", "response_streamed", "stream_passed_through"})
     writes = frozenset({"first_byte_at", "outcome", "sent_bytes", "sent_output_tokens", "status", "usage"})
 
     def __init__(self, sent: SentBytes, ratios: BytesPerToken, store=None) -> None:

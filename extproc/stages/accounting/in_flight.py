@@ -26,8 +26,8 @@ class InFlightSlot:
 
 class CallsInFlight(Stage):
     name = "calls_in_flight"
-    reads = frozenset({"backend", "body_unread", "endpoint", "key", "log_fields", "method", "model", "model_name", "path",
-                       "request_id", "stream", "tags"})
+    reads = frozenset({"backend", "body_unread", "endpoint", "key", "log_fields", "method", "model", "model_name",
+                       "path", "request_id", "stream", "tags"})
     writes: frozenset[str] = frozenset()
 
     def __init__(self, store) -> None:

@@ -73,8 +73,8 @@ def _at_least_what_was_read(call: Call) -> None:
 
 class ResponseUsage(Stage):
     name = "usage"
-    reads = frozenset({"backend_order", "body", "body_unread", "client_wants_usage", "endpoint", "event_filters", "model",
-                       "output_reserved", "provider_kind", "sent_output_tokens", "stream_passed_through",
+    reads = frozenset({"backend_order", "body", "body_unread", "client_wants_usage", "endpoint", "event_filters",
+                       "model", "output_reserved", "provider_kind", "sent_output_tokens", "stream_passed_through",
                        "stream_translation"})
     writes = frozenset({"attempts", "backend", "error_code", "first_byte_at", "generated", "json_passing_by",
                         "outcome", "provider_answer", "response_id", "response_streamed", "sse", "status", "usage"})

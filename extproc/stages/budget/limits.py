@@ -112,7 +112,11 @@ def _limits(call: Call):
 
 def applying_limits(call: Call) -> bool:
     """Whether a budget or rate limit applies to the call's key."""
-    return any(limit.scope_value(call.key) is not None for limit in _limits(call))
+    return _any_applies(_limits(call), call.key)
+
+
+def _any_applies(limits, key) -> bool:
+    return any(limit.scope_value(key) is not None for limit in limits)
 
 
 class BudgetPrecheck(Stage):
@@ -206,8 +210,7 @@ class Budget(Stage):
 
     async def request_body(self, call: Call) -> None:
         limits = _limits(call)
-        if call.body is None or not call.endpoint.generates or not limits or \
-                not any(limit.scope_value(call.key) is not None for limit in limits):
+        if call.body is None or not call.endpoint.generates or not _any_applies(limits, call.key):
             return
         if not call.model.fully_priced:
             charging_usd = [limit for limit in limits if limit.kind == "usd" and limit.scope_value(call.key) is not None]
