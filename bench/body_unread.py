@@ -10,7 +10,9 @@ worker on core 0, mock and wrk on core 1) without the quickstart's run limits an
 stopping, which read every call's body, and with one more key whose policy is empty: no
 guardrail, budget or cache rule applies to it. The "read" row is alice's call (the
 quickstart's guardrails, a token budget for her team): three messages. The "unread" row
-is the other key's: two (request headers; the trailers at the answer's end).
+is the other key's: two (request headers; the trailers at the answer's end). The
+"unread, budgeted" row is a third key's, with a token budget and no guardrail: two
+messages, its budget reserved at the headers (stages/budget/unread.py).
 
 Then one request at a time, the sides' requests interleaved (Envoy alone, read, unread,
 in turn, --samples each: so a slow minute on this VM is every side's): p50, p90 and p99,
@@ -38,6 +40,7 @@ from run import PROMPT, ensure_wrk  # noqa: E402
 from sides import KEYS, start_sides  # noqa: E402
 
 UNREAD_KEY = "sk-bench-unread"
+BUDGETED_KEY = "sk-bench-unread-budgeted"
 BODIES = {
     "json": '{"model":"gpt-4o-mini","stream":false,"messages":[{"role":"user","content":"%s"}]}' % PROMPT,
     "sse": '{"model":"gpt-4o-mini","stream":true,"stream_options":{"include_usage":true},'
@@ -49,9 +52,12 @@ def with_unread_key(config: dict) -> None:
     """Nothing that reads every call's body, and a key no policy applies to."""
     config.pop("runs", None)
     config["keys"].append({"id": "unread", "key": UNREAD_KEY, "team": "batch", "models": "*"})
+    config["keys"].append({"id": "budgeted", "key": BUDGETED_KEY, "team": "batch", "models": "*"})
+    config["budgets"].append({"name": "budgeted-tokens", "scope": "key", "match": "budgeted", "unit": "tokens",
+                              "limit": 10**12, "window": "month"})
     guardrails = config["guardrails"]
     policies = guardrails.setdefault("policies", {"default": [rule["name"] for rule in guardrails["rules"]]})
-    policies.setdefault("keys", {})["unread"] = []
+    policies.setdefault("keys", {}).update(unread=[], budgeted=[])
 
 
 def main() -> None:
@@ -73,7 +79,9 @@ def main() -> None:
             "Envoy alone": (alone_url, KEYS["envoy alone"], [sides.alone.pid], []),
             "gateway, body read": (gateway_url, KEYS["gateway"], sides.envoys, sides.workers),
             "gateway, body unread": (gateway_url, UNREAD_KEY, sides.envoys, sides.workers),
+            "gateway, unread, budgeted": (gateway_url, BUDGETED_KEY, sides.envoys, sides.workers),
         }
+        paths_taken(sides.stack, measured)
         for _ in range(args.rounds):
             for mode in modes:
                 body = BODIES[mode]
@@ -92,7 +100,8 @@ def main() -> None:
           f"worker (or the do-nothing servicer) on core 0, mock + wrk on core 1; chat, short prompt")
     print(f"{'traffic':<5} {'side':<26} {'req/s':>7} {'vs Envoy':>9} {'vs floor':>9} {'p50 ms':>7} {'p99 ms':>7} "
           f"{'worker/req':>11} {'Envoy/req':>10}")
-    floors = {"gateway, body read": "floor, 3 messages", "gateway, body unread": "floor, 2 unread messages"}
+    floors = {"gateway, body read": "floor, 3 messages", "gateway, body unread": "floor, 2 unread messages",
+              "gateway, unread, budgeted": "floor, 2 unread messages"}
     for mode in modes:
         alone = statistics.median(r["rps"] for r in rows[(mode, "Envoy alone")])
         for (row_mode, label), runs in rows.items():
@@ -114,6 +123,20 @@ def main() -> None:
         for label, (p50, p90, p99) in latency[mode].items():
             print(f"{mode:<5} {label:<26} {p50:>7.2f} {p90:>7.2f} {p99:>7.2f} {p50 - alone[0]:>+10.2f} "
                   f"{p99 - alone[2]:>+10.2f}")
+
+
+def paths_taken(stack, measured: dict) -> None:
+    """Each gateway side's call takes the path its row names (its log line says)."""
+    for label, (url, key, _, _) in measured.items():
+        if not label.startswith("gateway"):
+            continue
+        rid = f"bench-path-{time.time_ns()}"
+        httpx.post(url, content=BODIES["json"], timeout=30, headers={
+            "authorization": f"Bearer {key}", "content-type": "application/json",
+            "x-request-id": rid}).raise_for_status()
+        unread = bool(stack.wait_for_record(rid).get("body_unread"))
+        if unread != ("unread" in label):
+            raise SystemExit(f"{label}: the call took the other path (body_unread: {unread})")
 
 
 def one_at_a_time(sides: dict, body: str, samples: int) -> dict[str, tuple[float, float, float]]:

@@ -110,7 +110,8 @@ def unread_messages() -> list:
 def bench_config(budget: bool = True, unread: bool = False) -> str:
     """The quickstart (without its response cache: the same call runs again and again),
     plus a budget that always has room for alice's team. `unread`: without the run limits
-    and loop stopping, which read every call's body, and with a key no policy applies to."""
+    and loop stopping, which read every call's body, and with a key no guardrail applies
+    to (with `budget`, a budget with room for its team too)."""
     config = quickstart_config()
     if unread:
         config.pop("runs")
@@ -120,6 +121,9 @@ def bench_config(budget: bool = True, unread: bool = False) -> str:
     if budget:
         config["budgets"].append({"name": "bench", "scope": "team", "match": "research", "unit": "tokens",
                                   "limit": 10**12, "window": "month"})
+        if unread:          # the unread key's calls are reserved at their headers (stages/budget/unread.py)
+            config["budgets"].append({"name": "bench-batch", "scope": "team", "match": "batch", "unit": "tokens",
+                                      "limit": 10**12, "window": "month"})
     path = Path(tempfile.mkdtemp(prefix="llmgw-pipe-")) / "gateway.yaml"
     path.write_text(yaml.safe_dump(config))
     return str(path)

@@ -6,7 +6,8 @@ quickstart pipeline as bench/pipeline.py runs it (no gRPC, no Envoy).
 
 `--unread`: a call whose policy reads nothing of its body (stages/body_unread.py): its
 request headers and the trailers at its answer's end, the quickstart without its run
-limits and loops, a key no policy applies to.
+limits and loops, a key no guardrail applies to, whose token budget is reserved at its
+headers (stages/budget/unread.py; `--no-budget`: none).
 
 Each hook is wrapped in a timer (time.perf_counter_ns: ~0.1-0.2 µs, printed, inside each
 cell; the thread's CPU clock costs a system call, 1-3 µs on a loaded host); the table gives

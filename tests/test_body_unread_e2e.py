@@ -14,7 +14,9 @@ from pathlib import Path
 
 import httpx
 import pytest
-from gateway_stack import GatewayStack, free_port, quickstart_config
+from gateway_stack import GatewayStack, free_port, quickstart_config, settled_rows
+
+from extproc.store.sqlite_store import SQLiteStore
 
 CHAT = [{"role": "user", "content": "one two three"}]
 # Phases whose counts say which path a call took.
@@ -27,7 +29,19 @@ def _config() -> dict:
     config = quickstart_config()
     config.pop("runs")
     config["guardrails"]["policies"] = {"default": [rule["name"] for rule in config["guardrails"]["rules"]],
-                                        "keys": {"alice": []}}
+                                        "keys": {"alice": [], "metered": [], "tight": []}}
+    # Keys with budgets and no guardrails: their calls go unread while the bound fits.
+    config["keys"] += [{"id": name, "key": f"sk-unread-{name}", "user": name, "team": "metered", "models": "*"}
+                       for name in ("metered", "tight")]
+    config["budgets"] = [*config["budgets"],
+                         {"name": "metered-tokens", "scope": "key", "match": "metered", "unit": "tokens",
+                          "limit": 10**8, "window": "month"},
+                         {"name": "metered-usd", "scope": "team", "match": "metered", "unit": "usd",
+                          "limit": 1000, "window": "month"},
+                         {"name": "tight-tokens", "scope": "key", "match": "tight", "unit": "tokens",
+                          "limit": 3000, "window": "month"}]
+    config["rate_limits"] = [{"name": "metered-rpm", "scope": "key", "match": "metered",
+                              "requests_per_minute": 10000, "concurrent": 50}]
     config["cache"] = {"rules": [{"models": ["gpt-4o"], "teams": ["research"], "scope": "team", "ttl_s": 60}]}
     # A provider nobody listens on (a port of the stack's, taken and let go).
     config["providers"]["gone"] = {"url": f"http://127.0.0.1:{free_port()}", "api_key": {"value": "gone-key"}}
@@ -82,6 +96,59 @@ def test_a_call_no_policy_reads_takes_two_messages_and_is_recorded_whole(stack):
     # The provider's credential, not the caller's key.
     assert received["headers"]["authorization"] == "Bearer mock-provider-key"
     assert "sk-demo-alice" not in json.dumps(received["headers"])
+
+
+def _spent(stack: GatewayStack, counter: str) -> float:
+    rows = settled_rows(SQLiteStore(str(stack.state_dir / "budgets.sqlite3")), timeout=10)
+    return rows[counter].spent if counter in rows else 0.0
+
+
+BUDGETED = [
+    ("JSON", "/chat/completions", {}, {"model": "gpt-4o-mini", "max_completion_tokens": 40, "n": 2,
+                                       "messages": CHAT}),
+    ("a stream", "/chat/completions", {}, {"model": "gpt-4o-mini", "stream": True,
+                                           "stream_options": {"include_usage": True}, "messages": CHAT}),
+    ("Anthropic's", "/messages", {"anthropic-version": "2023-06-01"},
+     {"model": "claude-sonnet-4-6", "max_tokens": 64, "messages": CHAT}),
+]
+
+
+@pytest.mark.parametrize("what,path,extra,body", BUDGETED, ids=[c[0] for c in BUDGETED])
+def test_a_budgeted_call_goes_unread_and_is_charged_its_usage(stack, what, path, extra, body):
+    """Reserved at its headers from what Envoy read, settled from the usage Envoy read: the
+    budget is charged the call's tokens and cost exactly, and its answer has the budget's
+    headers."""
+    rid = f"metered-{uuid.uuid4()}"
+    tokens_before = _spent(stack, "metered-tokens|metered")
+    usd_before = _spent(stack, "metered-usd|metered")
+    before = stack.phase_counts(flushed=True)
+    with httpx.stream("POST", f"{stack.base_url}{path}", json=body, timeout=30,
+                      headers=_headers("sk-unread-metered", rid, **extra)) as response:
+        response.read()
+    assert response.status_code == 200, response.text
+    assert int(response.headers["x-ratelimit-limit-tokens"]) == 10**8
+    assert int(response.headers["x-ratelimit-limit-requests"]) == 10000
+    record = stack.wait_for_record(rid)
+    assert record["body_unread"] is True and not record["usage_estimated"]
+    assert _moved(stack, before)["request_body"] == 0
+    assert _spent(stack, "metered-tokens|metered") - tokens_before == record["input_tokens"] + record["output_tokens"]
+    assert _spent(stack, "metered-usd|metered") - usd_before == pytest.approx(record["cost_usd"], abs=1e-9)
+
+
+def test_a_call_its_bound_does_not_fit_reads_its_body_and_is_capped(stack):
+    """3,000 tokens left, a call with no cap: the bound (the body's bytes and the model's
+    whole output) does not fit, so the path that reads the body counts it exactly and caps
+    its output to what is left, as for any call."""
+    rid = f"tight-{uuid.uuid4()}"
+    before = stack.phase_counts(flushed=True)
+    response = httpx.post(f"{stack.base_url}/chat/completions", timeout=30,
+                          headers=_headers("sk-unread-tight", rid), json={"model": "gpt-4o-mini", "messages": CHAT})
+    assert response.status_code == 200, response.text
+    assert 0 < int(response.headers["x-gateway-output-capped"]) < 3000
+    record = stack.wait_for_record(rid)
+    assert "body_unread" not in record
+    assert stack.phase_moved(before, "request_body", 1) >= 1
+    assert _spent(stack, "tight-tokens|tight") == record["input_tokens"] + record["output_tokens"]
 
 
 def test_a_caller_s_own_routing_headers_route_nothing(stack):

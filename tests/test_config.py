@@ -314,6 +314,18 @@ def _without_body_unread_mode(filters, ext_proc, manager):
                                           if m["request_body_mode"] != "NONE"]
 
 
+def _output_cap_not_read(filters, ext_proc, manager):
+    """A reader that misses one field bounding the output (a Gemini call's answers)."""
+    reader = _request_reader(filters)
+    source = reader["default_source_code"]["inline_string"]
+    reader["default_source_code"]["inline_string"] = source.replace('["generationConfig.candidateCount"] = true,', "")
+
+
+def _output_caps_read_alone(filters, ext_proc, manager):
+    [announced] = ext_proc["grpc_service"]["initial_metadata"]
+    announced["value"] = "headers-from-metadata streams-passed-through output-caps-read"
+
+
 def _cut_streams_logged_alone(filters, ext_proc, manager):
     [announced] = ext_proc["grpc_service"]["initial_metadata"]
     announced["value"] = "headers-from-metadata cut-streams-logged"
@@ -350,11 +362,17 @@ def _cut_streams_logged_alone(filters, ext_proc, manager):
                              "whose response rules read a JSON answer's usage into llm_gateway.stream")),
     (_without_body_unread_mode, ("http_filters: envoy.filters.http.ext_proc: allowed_override_modes has no mode "
                                  "with request_body_mode NONE")),
+    (_output_cap_not_read, ("http_filters: nothing before envoy.filters.http.ext_proc reads "
+                            "generationConfig.candidateCount into llm_gateway.request (ext_proc announces "
+                            "output-caps-read)")),
+    (_output_caps_read_alone, ("http_filters: envoy.filters.http.ext_proc: announces output-caps-read without "
+                               "bodies-unread")),
 ], ids=["no size attribute", "cut streams not logged", "cut streams without pass-through",
         "no status attribute", "one-message mode not allowed", "a header not added from metadata",
         "model not read", "no sse_to_metadata", "no trailers filter", "stream usage not forwarded",
         "mode not allowed", "include_usage not read", "no usage-chunk filter",
-        "usage chunk taken out before it is read", "JSON usage not read", "body-unread mode not allowed"])
+        "usage chunk taken out before it is read", "JSON usage not read", "body-unread mode not allowed",
+        "an output cap not read", "output caps read without bodies unread"])
 def test_check_finds_what_the_announced_features_need(tmp_path, edit, expected):
     """The ext_proc filter announces that Envoy adds the gateway's headers, that streams
     pass through and lose an unasked usage chunk, and that cut ones are logged, so the

@@ -27,14 +27,19 @@ from property_examples import examples
 from extproc.yamltree import safe_load    # libyaml: the Envoy config in a tenth of the time
 
 ROOT = Path(__file__).resolve().parent.parent
-# Answers with what the reader set: a line each for stream and include_usage, then the
-# model (its raw bytes, after an "M"); "-" for a key not set.
+# Answers with what the reader set: a line per key, "name=value" (a string's value after
+# an "S": its raw bytes).
 ECHO = """
 function envoy_on_request(handle)
   local read = handle:streamInfo():dynamicMetadata():get("llm_gateway.request") or {}
-  local function shown(value) if value == nil then return "-" end return tostring(value) end
-  local model = read["model"] == nil and "-" or "M" .. read["model"]
-  handle:respond({[":status"] = "200"}, shown(read["stream"]) .. "\\n" .. shown(read["include_usage"]) .. "\\n" .. model)
+  local lines = {}
+  for name, value in pairs(read) do
+    local shown = type(value) == "string" and "S" .. value or tostring(value)
+    if type(value) == "number" then shown = string.format("%d", value) end
+    lines[#lines + 1] = name .. "=" .. shown
+  end
+  table.sort(lines)
+  handle:respond({[":status"] = "200"}, table.concat(lines, "\\n"))
 end
 """
 
@@ -87,14 +92,25 @@ def envoy_url(tmp_path_factory):
 def read_by_envoy(url: str, body: bytes) -> dict:
     response = httpx.post(url, content=body, headers={"content-type": "application/json"}, timeout=30)
     assert response.status_code == 200, response.text
-    stream, include_usage, model = response.content.split(b"\n", 2)
-    read = {"stream": stream.decode(), "include_usage": include_usage.decode(),
-            "model": model[1:].decode() if model.startswith(b"M") else "-"}
-    return {key: value for key, value in read.items() if value != "-"}
+    read = {}
+    for line in filter(None, response.content.split(b"\n")):
+        name, value = line.decode("utf-8", "surrogateescape").split("=", 1)
+        read[name] = value[1:] if value.startswith("S") else value
+    return read
 
 
 def _shown(value) -> str:
     return "true" if value else "false"
+
+
+# The fields that bound a call's output, by their dotted names, as the reader sets them.
+NUMBERS = ("max_tokens", "max_completion_tokens", "max_output_tokens", "n",
+           "generationConfig.maxOutputTokens", "generationConfig.candidateCount",
+           "generation_config.max_output_tokens", "generation_config.candidate_count")
+
+
+def _plain_integer(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 10**9
 
 
 def read_by_a_parser(body: bytes) -> dict:
@@ -107,6 +123,15 @@ def read_by_a_parser(body: bytes) -> dict:
     options = document.get("stream_options")
     if isinstance(options, dict) and isinstance(options.get("include_usage"), bool):
         read["include_usage"] = _shown(options["include_usage"])
+    for name in NUMBERS:
+        outer, _, inner = name.rpartition(".")
+        holder = document.get(outer) if outer else document
+        if not isinstance(holder, dict) or inner not in holder:
+            continue
+        if _plain_integer(holder[inner]):
+            read[name] = str(holder[inner])
+        else:
+            read["numbers_unread"] = "true"
     return read
 
 
@@ -141,6 +166,23 @@ CASES = [
     ("not an object", b'[{"model":"m"}]', {}),
     ("not closed", b'{"model":"m","stream":true', {}),
     ("an empty body", b"", {}),
+    # What bounds the output: plain integers read, anything else said to be unread.
+    ("output caps and answers", b'{"model":"m","max_tokens":100,"max_completion_tokens":7,"n":3}', None),
+    ("a Responses-style cap", b'{"model":"m","max_output_tokens":0}', None),
+    ("Gemini's generation config",
+     b'{"contents":[],"generationConfig":{"maxOutputTokens":64,"candidateCount":2,"temperature":0.5}}', None),
+    ("Gemini's config in snake case",
+     b'{"generation_config":{"max_output_tokens":64,"candidate_count":1}}', None),
+    ("caps not plain integers", b'{"model":"m","max_tokens":1e3,"n":null}', None),
+    ("a negative or fractional cap", b'{"model":"m","max_tokens":-1,"max_completion_tokens":1.5}', None),
+    ("a cap of ten digits", b'{"model":"m","max_tokens":1000000000}', None),
+    ("a cap as a string", b'{"model":"m","max_tokens":"100"}', None),
+    ("caps nested elsewhere", b'{"model":"m","messages":[{"n":4,"max_tokens":9}],"x":{"generationConfig":'
+                              b'{"candidateCount":8}}}', None),
+    ("a cap in stream_options", b'{"model":"m","stream_options":{"n":4}}', None),
+    ("a cap given twice", b'{"model":"m","n":1,"n":5}', {}),
+    ("a config given twice", b'{"generationConfig":{},"generationConfig":{"candidateCount":8}}', {}),
+    ("a config key with an escape", b'{"generationConfig":{"candidate\\u0043ount":8}}', {}),
 ]
 
 
@@ -149,7 +191,8 @@ def test_the_reader_reads_what_a_parser_reads_or_nothing(envoy_url, what, body, 
     assert read_by_envoy(envoy_url, body) == (read_by_a_parser(body) if expected is None else expected)
 
 
-_KEYS = st.sampled_from(["stream", "model", "stream_options", "include_usage", "messages", "content", "x"]) \
+_KEYS = st.sampled_from(["stream", "model", "stream_options", "include_usage", "messages", "content", "x",
+                         "max_tokens", "n", "generationConfig", "candidateCount", "maxOutputTokens"]) \
     | st.text(max_size=6)
 _STRINGS = st.text(alphabet=st.characters(codec="utf-8") | st.sampled_from(['"', "\\", "{", "}", "[", "]", ":"]),
                    max_size=12)
@@ -168,8 +211,8 @@ def test_any_object_is_read_as_a_parser_reads_it_or_not_at_all(envoy_url, docume
     body = json.dumps(document, ensure_ascii=ascii_only, indent=indent).encode()
     read = read_by_envoy(envoy_url, body)
     expected = read_by_a_parser(body)
-    options = document.get("stream_options")
-    keys = [*document, *(options if isinstance(options, dict) else ())]
+    read_inside = [document.get(name) for name in ("stream_options", "generationConfig", "generation_config")]
+    keys = [*document, *(key for inner in read_inside if isinstance(inner, dict) for key in inner)]
     escaped = [key for key in keys if "\\" in json.dumps(key, ensure_ascii=ascii_only)]
     if escaped:
         assert read == {}

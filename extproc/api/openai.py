@@ -288,6 +288,10 @@ COMPLETIONS_OUTPUT_CAP = "max_tokens"
 RESPONSES_OUTPUT_CAP = "max_output_tokens"
 
 
+# The fields a chat request's output is bounded by: max_output_tokens and chat_answers.
+CHAT_OUTPUT_FIELDS = (CHAT_OUTPUT_CAP, COMPLETIONS_OUTPUT_CAP, RESPONSES_OUTPUT_CAP, "n")
+
+
 def max_output_tokens(body: dict) -> int | None:
     """The cap a request sets on one answer, in whichever of the endpoints' fields it is."""
     for key in (CHAT_OUTPUT_CAP, COMPLETIONS_OUTPUT_CAP, RESPONSES_OUTPUT_CAP):

@@ -45,6 +45,15 @@ USAGE_CHUNK_STRIPPED = "usage-chunk-stripped"       # the Lua filter takes out a
 # body is never sent; json_to_metadata reads its JSON answer's usage for the trailers
 # message (stages/body_unread.py).
 BODIES_UNREAD = "bodies-unread"
+# Envoy's request reader also reads what bounds a call's output, each field under its
+# dotted name (a plain integer as a number; `numbers_unread` set when one is anything
+# else): a budget can then reserve for a call whose body is unread (stages/budget/unread.py).
+OUTPUT_CAPS_READ = "output-caps-read"
+OUTPUT_FIELDS_READ = frozenset({
+    "max_tokens", "max_completion_tokens", "max_output_tokens", "n",
+    "generationConfig.maxOutputTokens", "generationConfig.candidateCount",
+    "generation_config.max_output_tokens", "generation_config.candidate_count"})
+NUMBERS_UNREAD = "numbers_unread"
 # A stream passed through that ends without its trailers (the client left, the provider
 # dropped) is logged to the service with the bytes it sent (Envoy's gRPC access log), and
 # completed ones come with `response.size` (store/cut_streams.py).

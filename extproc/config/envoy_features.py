@@ -14,6 +14,9 @@ from .envoy_config import EXTPROC_CLUSTER
 from .envoy_contract import (
     BODIES_UNREAD,
     CUT_STREAMS_LOGGED,
+    NUMBERS_UNREAD,
+    OUTPUT_CAPS_READ,
+    OUTPUT_FIELDS_READ,
     ENVOY_FEATURES_METADATA,
     HEADERS_ADDED_FROM_METADATA,
     HEADERS_FROM_METADATA,
@@ -63,6 +66,8 @@ def feature_problems(envoy: dict) -> list[str]:
             problems += _cut_streams_problems(manager, ext_proc, features)
         if BODIES_UNREAD in features:
             problems += _bodies_unread_problems(filters, names, at, ext_proc, features)
+        if OUTPUT_CAPS_READ in features:
+            problems += _output_caps_problems(filters, names, at, features)
     return problems
 
 
@@ -164,6 +169,17 @@ def _bodies_unread_problems(filters: list, names: list[str], at: int, ext_proc: 
         problems.append(f"http_filters: no {JSON_TO_METADATA} after {EXT_PROC} whose response rules read a "
                         f"JSON answer's usage into llm_gateway.stream (ext_proc announces {BODIES_UNREAD})")
     return problems
+
+
+def _output_caps_problems(filters: list, names: list[str], at: int, features: frozenset[str]) -> list[str]:
+    """Budgets on calls whose body is unread (stages/budget/unread.py): the reader before
+    ext_proc reads every field that bounds a call's output, and says when one is not a
+    plain integer."""
+    problems = [f"{_WHERE}: announces {OUTPUT_CAPS_READ} without {BODIES_UNREAD}"] \
+        if BODIES_UNREAD not in features else []
+    return problems + _unread_keys(filters, names, at, OUTPUT_CAPS_READ,
+                                   *(tuple(name.split(".")) for name in sorted(OUTPUT_FIELDS_READ)),
+                                   (NUMBERS_UNREAD,))
 
 
 def _logs_cut_streams(log: dict) -> bool:

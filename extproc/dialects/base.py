@@ -106,6 +106,9 @@ class Codec:
     usage_only_at_stream_end = False    # a stream's usage is in its last events only: read at all, it is final
     operation = ""              # the gen_ai operation name of its spans
     output_cap_field: str | None = None     # where a request caps one answer's output
+    # Every body field (dotted) max_output_tokens and answers_per_request read; None: not
+    # said, so a budget cannot reserve for a call whose body is unread (stages/budget/unread.py).
+    output_fields: tuple[str, ...] | None = None
     provider_path: str | None = None        # where a call translated into it goes at a provider
     known_fields: frozenset[str] | None = None   # a request's top-level fields it knows
     translates = False          # it decodes and encodes the conversation model (below)

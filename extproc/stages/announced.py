@@ -1,11 +1,12 @@
 """What Envoy's request reader (a Lua filter ahead of ext_proc) read from a JSON request body
 before the service sees its headers (metadata namespace `llm_gateway.request`: `stream`,
-`model`, `include_usage`; envoy/quickstart.yaml). Stages that choose a response path at
-request headers read it here (one_message.py, pass_through.py)."""
+`model`, `include_usage`, and what bounds the output; envoy/quickstart.yaml). Stages that
+choose a response path at request headers read it here (one_message.py, pass_through.py,
+body_unread.py)."""
 
 from __future__ import annotations
 
-from ..config.envoy_contract import REQUEST_METADATA_NAMESPACE
+from ..config.envoy_contract import NUMBERS_UNREAD, REQUEST_METADATA_NAMESPACE
 from ..pipeline.call import Call
 
 
@@ -27,3 +28,25 @@ def announced_bool(fields, key: str) -> bool | None:
 def announced_string(fields, key: str) -> str:
     value = fields.get(key)
     return value.string_value if value is not None and value.WhichOneof("kind") == "string_value" else ""
+
+
+def announced_fields(fields, names: tuple[str, ...]) -> dict | None:
+    """The body as far as these dotted `names` go, from the integers Envoy read
+    (`{"generationConfig": {"candidateCount": 2}}`), for a dialect's own readers of the
+    body to read; None when one of the fields Envoy met was not a plain integer."""
+    unread = fields.get(NUMBERS_UNREAD)
+    if unread is not None and unread.WhichOneof("kind") == "bool_value" and unread.bool_value:
+        return None
+    body: dict = {}
+    for name in names:
+        value = fields.get(name)
+        if value is None:
+            continue
+        if value.WhichOneof("kind") != "number_value":
+            return None
+        *outer, inner = name.split(".")
+        holder = body
+        for part in outer:
+            holder = holder.setdefault(part, {})
+        holder[inner] = int(value.number_value)
+    return body

@@ -16,9 +16,13 @@ wrote it. Such a call:
 - names a concrete model the key may use, whose one backend speaks the caller's dialect
   under the same model name, at a provider that neither wraps bodies (Bedrock, Vertex)
   nor picks a pool replica from the prompt;
-- has no guardrail (the caller's policy is empty), no response cache rule, no budget or
-  rate limit that applies to its key, no spend caps, no run limits or loop stopping, and
-  no tool labels of MCP taint in the config: everything that would read the body.
+- has no guardrail (the caller's policy is empty), no response cache rule, no spend caps,
+  no run limits or loop stopping, and no tool labels of MCP taint in the config:
+  everything that would read the body;
+- fits its budgets and rate limits, if any apply to its key, at an upper bound reserved
+  from what Envoy's reader read of what bounds its output, and from the body's size
+  (budget/unread.py); a call that does not fit takes the path with every message, which
+  counts it exactly.
 
 The request-headers reply routes it (cluster, credential, path: route.py's attempt_for)
 and overrides the processing mode: no request body message, no response headers or body
@@ -50,6 +54,7 @@ from ..translate import Refused
 from .accounting.cost import unread_stream_cost
 from .announced import announced, announced_bool, announced_string
 from .budget.limits import applying_limits
+from .budget.unread import UnreadReservation
 from .route import attempt_for
 
 
@@ -71,7 +76,7 @@ def unread_backend(call: Call, model: Model | None, model_name: str) -> Backend 
     if backend.model != model_name or backend.dialect != call.dialect or provider.wraps_bodies \
             or provider.pool is not None:
         return None
-    if config.guardrails.policy_for(key) or applying_limits(call) \
+    if config.guardrails.policy_for(key) \
             or (config.cache.enabled and config.cache.rule_for(model.name, call.team) is not None):
         return None
     return backend
@@ -87,13 +92,16 @@ class BodyUnread(Stage):
     reads = frozenset({"endpoint", "envoy_features", "headers", "key", "path", "query", "request_metadata",
                        "resource_id"})
     writes = frozenset({"backend", "backend_order", "body", "body_unread", "client_wants_usage", "log_fields",
-                        "model", "model_name", "notes", "stream", "stream_passed_through"})
+                        "model", "model_name", "notes", "output_reserved", "ratelimit_headers", "stream",
+                        "stream_passed_through"})
 
-    def __init__(self) -> None:
-        # (config, key, endpoint ids, model name) -> (config, key, endpoint, model, backend or None)
+    def __init__(self, reservation: UnreadReservation | None = None) -> None:
+        # (config, key, endpoint ids, model name)
+        #   -> (config, key, endpoint, model, backend or None, whether a limit applies)
         self._decided: dict[tuple, tuple] = {}
+        self.reservation = reservation      # the budgets' (None: the config has none)
 
-    def request_headers(self, call: Call, end_of_stream: bool) -> None:
+    async def request_headers(self, call: Call, end_of_stream: bool) -> None:
         endpoint = call.endpoint
         if end_of_stream or BODIES_UNREAD not in call.envoy_features or call.key is None \
                 or not call.codec.body_may_go_unread or config_reads_bodies(call.config):
@@ -102,7 +110,7 @@ class BodyUnread(Stage):
             if call.codec.model_in_body:
                 return              # Azure's deployment: the body's model is made the path's (a change)
             model_name, stream = call.resource_id, endpoint.streams_by_path      # Google's: the path says
-            fields = None
+            fields = announced(call)          # (what bounds the output, for a budget)
         else:
             fields = announced(call)
             stream = announced_bool(fields, "stream") if fields is not None else None
@@ -113,21 +121,39 @@ class BodyUnread(Stage):
         found = self._decided.get((id(config), id(key), id(endpoint), model_name))
         if found is None or found[0] is not config or found[1] is not key or found[2] is not endpoint:
             model = config.model(model_name)
-            found = (config, key, endpoint, model, unread_backend(call, model, model_name))
+            found = (config, key, endpoint, model, unread_backend(call, model, model_name), applying_limits(call))
             if len(self._decided) >= MAX_DECISIONS:
                 self._decided.clear()
             self._decided[(id(config), id(key), id(endpoint), model_name)] = found
-        model, backend = found[3], found[4]
+        model, backend, limited = found[3], found[4], found[5]
         size = call.headers.get("content-length", "")
         if backend is None or not size.isdigit() or int(size) > backend.provider.max_request_bytes \
                 or (stream and not backend.provider.streams_in_sse):
             return                  # (too large: the path with every message answers 413)
+        reservation = self.reservation
+        if limited and (reservation is None or not reservation.may_reserve(call)):
+            return
         call.stream = stream        # (the provider's path may say it: attempt_for)
+        notes = call.notes
+        noted = len(notes.dropped) if notes is not None else 0
         try:
             attempt = attempt_for(call, backend)
         except Refused:
             call.stream = False
             return                  # (the path with every message refuses it, naming why)
+        limit_headers = None
+        if limited:                 # the last step: what is reserved is the call's
+            reserved = await reservation.reserve(call, model, backend, int(size), fields)
+            if reserved is None:
+                call.stream = False     # the path with every message, as if never here:
+                if notes is None:       # what the attempt noted, it notes again
+                    call.notes = None
+                else:
+                    del notes.dropped[noted:]
+                return
+            limit_headers = call.ratelimit_headers = reserved.headers
+            if reserved.output:
+                call.output_reserved = reserved.output
         call.body_unread = call.log_fields["body_unread"] = True
         call.stream_passed_through = stream
         # What the service knows of the body: what Envoy's reader (or the path) said of it.
@@ -141,9 +167,10 @@ class BodyUnread(Stage):
         reply.remove_headers.extend(attempt.remove)
         reply.mode_override = BODY_UNREAD
         # Envoy adds (empty) trailers at the answer's end, which ext_proc sends, and the
-        # gateway's response headers (no budget applies: the backend's name, and a
-        # stream's cost basis; a JSON answer's cost comes with the trailers' reply).
-        headers = {"x-gateway-backend": backend.name, **(unread_stream_cost(call, int(size)) if stream else {})}
+        # gateway's response headers (the backend's name, the budgets' x-ratelimit-*, and
+        # a stream's cost basis; a JSON answer's cost comes with the trailers' reply).
+        headers = {"x-gateway-backend": backend.name, **(limit_headers or {}),
+                   **(unread_stream_cost(call, int(size)) if stream else {})}
         reply.add_metadata({"stream_end": "trailers", "headers": headers})
 
     @staticmethod

@@ -22,6 +22,7 @@ from .guard.scan_allowance import ScanAllowance, ScanCharge, ScanLedger
 # Budgets, caps, meters
 from .budget.caps import SessionSettle, SpendCaps
 from .budget.limits import Budget, BudgetPrecheck, BudgetSettle, ExhaustedCounters
+from .budget.unread import UnreadReservation
 from .budget.meter import Meter
 # The response cache
 from .cache.lookup import CacheLookup, CacheStoreHandle
@@ -81,8 +82,9 @@ def build_pipeline(config: GatewayConfig, store=None, cut_streams: WorkerCutStre
                                              # (a hit counts as a request), before Route
         Route(),
         *([PoolPick()] if any(p.pool is not None for p in config.providers.values()) else []),   # after Route
-        BodyUnread(),                        # after Admission, RecogniseRun (headers); before the
-                                             # response paths below, which it leaves aside
+        # After Admission, RecogniseRun (headers); before the response paths below, which
+        # it leaves aside. It reserves the budgets of the calls it takes (Budget: the rest).
+        BodyUnread(UnreadReservation(store, config.store, exhausted) if budgets else None),
         OneMessageResponse(),                # after Admission (headers) and Budget, Route (body)
         PassThroughStream(),                 # after Admission (headers) and ParseRequest (body)
         CutStream(cut_streams.sent, cut_streams.ratios, store),   # after PassThroughStream; done before ResponseUsage's

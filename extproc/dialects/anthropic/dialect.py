@@ -76,6 +76,7 @@ class Messages(Translating, Codec):
     operation = "chat"
     body_may_go_unread = True
     output_cap_field = "max_tokens"
+    output_fields = ("max_tokens",)        # (one answer a request)
     provider_path = "/v1/messages"
     known_fields = frozenset({"system", "messages", "tools", "tool_choice", "metadata", "stop_sequences",
                               "mcp_servers", "container", "thinking"})

@@ -74,6 +74,16 @@ def _parts(answer: Any) -> Iterator[dict]:
                 yield part
 
 
+def _generation_setting(body: dict, camel: str, snake: str) -> int | None:
+    """A positive integer of the generation config, in either spelling (the larger)."""
+    found = None
+    for config, name in ((body.get("generationConfig"), camel), (body.get("generation_config"), snake)):
+        value = config.get(name) if isinstance(config, dict) else None
+        if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+            found = max(found or 0, value)
+    return found
+
+
 class GenerateContent(Translating, Codec):
     kind = "generate_content"
     dialect = GEMINI
@@ -105,10 +115,14 @@ class GenerateContent(Translating, Codec):
                     texts.append(part["text"])
         return texts, len(contents)
 
+    # The fields the two below read (Envoy's request reader reads them too: budgets on calls
+    # whose body is unread, stages/budget/unread.py). Google's JSON takes a field by its
+    # proto name as well as in camel case: of the two, the larger counts.
+    output_fields = ("generationConfig.maxOutputTokens", "generationConfig.candidateCount",
+                     "generation_config.max_output_tokens", "generation_config.candidate_count")
+
     def max_output_tokens(self, body: dict) -> int | None:
-        config = body.get("generationConfig")
-        cap = config.get("maxOutputTokens") if isinstance(config, dict) else None
-        return cap if isinstance(cap, int) and not isinstance(cap, bool) and cap > 0 else None
+        return _generation_setting(body, "maxOutputTokens", "max_output_tokens")
 
     def with_output_cap(self, body: dict, cap: int) -> dict:
         config = body.get("generationConfig")
@@ -118,9 +132,7 @@ class GenerateContent(Translating, Codec):
         return body
 
     def answers_per_request(self, body: dict) -> int:
-        config = body.get("generationConfig")
-        count = config.get("candidateCount") if isinstance(config, dict) else None
-        return count if isinstance(count, int) and not isinstance(count, bool) and count > 0 else 1
+        return _generation_setting(body, "candidateCount", "candidate_count") or 1
 
     def tool_name(self, tool: Any) -> str:
         return tool.get("name", "") if isinstance(tool, dict) and isinstance(tool.get("name"), str) else ""

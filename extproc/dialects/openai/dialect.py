@@ -97,6 +97,7 @@ class Chat(Translating, _OpenAICodec):
     operation = "chat"
     body_may_go_unread = True
     output_cap_field = openai.CHAT_OUTPUT_CAP
+    output_fields = openai.CHAT_OUTPUT_FIELDS
     provider_path = CHAT_PATH
     prompt_texts = staticmethod(openai.chat_prompt_texts)
     answers_per_request = staticmethod(openai.chat_answers)

@@ -44,6 +44,12 @@ os.register_at_fork(after_in_child=_new_prefix)
 _reservations = itertools.count()
 
 
+def reservation_id(call: Call) -> str:
+    """A reservation's id: a client-chosen request id must not collide, so this worker's
+    token and a count follow it."""
+    return f"{call.request_id or ''}:{_RESERVATION_PREFIX}{next(_reservations)}"
+
+
 class BudgetHold:
     """What Budget reserved for the call, for BudgetSettle to settle."""
     __slots__ = ("held",)
@@ -103,7 +109,8 @@ class ExhaustedCounters:
             counters[charge.counter] = (min(charge.window_end, now + EXHAUSTED_MEMORY_S), refusal)
 
 
-def _limits(call: Call):
+def limits_of(call: Call):
+    """The budgets and rate limits of the config, and the key's own."""
     limits = call.config.limits
     if call.key is not None and call.key.limits:      # a run-time key's own budgets
         limits = limits + call.key.limits
@@ -112,7 +119,7 @@ def _limits(call: Call):
 
 def applying_limits(call: Call) -> bool:
     """Whether a budget or rate limit applies to the call's key."""
-    return _any_applies(_limits(call), call.key)
+    return _any_applies(limits_of(call), call.key)
 
 
 def _any_applies(limits, key) -> bool:
@@ -145,7 +152,7 @@ class BudgetPrecheck(Stage):
         exhausted, looked, store = self.exhausted, self.looked, self.store
         if not exhausted and store is None:
             return
-        limits = _limits(call)
+        limits = limits_of(call)
         if not limits:
             return
         now = time.time()
@@ -209,7 +216,7 @@ class Budget(Stage):
         self.exhausted = exhausted or ExhaustedCounters()
 
     async def request_body(self, call: Call) -> None:
-        limits = _limits(call)
+        limits = limits_of(call)
         if call.body is None or not call.endpoint.generates or not _any_applies(limits, call.key):
             return
         if not call.model.fully_priced:
@@ -224,8 +231,7 @@ class Budget(Stage):
             any(limit.kind in ("tokens", "usd") and limit.scope_value(call.key) is not None for limit in limits)
         ceiling, known = call.model.output_ceiling(call.dialect) if uncapped else (0, True)
         each = ceiling if uncapped else None
-        # A client-chosen request id must not collide: this worker's token and a count.
-        rid = f"{call.request_id or ''}:{_RESERVATION_PREFIX}{next(_reservations)}"
+        rid = reservation_id(call)
         for _ in range(_FITTING_TRIES):
             tokens, usd = self._estimate(call, each)
             now = time.time()
