@@ -6,6 +6,7 @@ Every call a part of the policy would read keeps the path with every message."""
 
 from __future__ import annotations
 
+import gzip
 import json
 import os
 import subprocess
@@ -133,6 +134,25 @@ def test_a_budgeted_call_goes_unread_and_is_charged_its_usage(stack, what, path,
     assert _moved(stack, before)["request_body"] == 0
     assert _spent(stack, "metered-tokens|metered") - tokens_before == record["input_tokens"] + record["output_tokens"]
     assert _spent(stack, "metered-usd|metered") - usd_before == pytest.approx(record["cost_usd"], abs=1e-9)
+
+
+def test_a_compressed_body_is_bounded_by_its_size_decompressed(stack):
+    """Envoy decompresses a gzip body before anything reads it and drops its
+    `content-length`, which would bound only the compressed bytes: such a call is not
+    reserved from the compressed size (the path that reads the body counts it), and is
+    charged its usage."""
+    rid = f"metered-{uuid.uuid4()}"
+    before = _spent(stack, "metered-tokens|metered")
+    # ~26 KB of text, a third of it compressed (Envoy refuses a body that inflates 100 times).
+    text = " ".join(f"spend{index * 7919 % 10007}" for index in range(3000))
+    body = json.dumps({"model": "gpt-4o-mini", "max_completion_tokens": 20,
+                       "messages": [{"role": "user", "content": text}]}).encode()
+    response = httpx.post(f"{stack.base_url}/chat/completions", content=gzip.compress(body), timeout=30,
+                          headers=_headers("sk-unread-metered", rid, **{"content-encoding": "gzip"}))
+    assert response.status_code == 200, response.text
+    record = stack.wait_for_record(rid)
+    assert "body_unread" not in record and record["input_tokens"] > len(gzip.compress(body))
+    assert _spent(stack, "metered-tokens|metered") - before == record["input_tokens"] + record["output_tokens"]
 
 
 def test_a_call_its_bound_does_not_fit_reads_its_body_and_is_capped(stack):
