@@ -19,7 +19,8 @@ in turn, --samples each: so a slow minute on this VM is every side's): p50, p90 
 and what each gateway path adds to Envoy alone's. Each throughput row's CPU per request:
 the worker's (or the do-nothing servicer's) and Envoy's.
 `sse`: the same calls streamed, the usage asked for (a stream passed through: three
-messages read, two unread); its floors are not measured.
+messages read, two unread); its floors are not measured. `json 400KB`: an agent's 400 KB
+history resent (bench/run.py's `json 400KB resent`), with its floors.
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ import httpx
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "bench"))
 from floor import measure_row, under_load  # noqa: E402
-from run import PROMPT, ensure_wrk  # noqa: E402
+from run import PROMPT, ensure_wrk, history_body  # noqa: E402
 from sides import KEYS, start_sides  # noqa: E402
 
 UNREAD_KEY = "sk-bench-unread"
@@ -45,6 +46,8 @@ BODIES = {
     "json": '{"model":"gpt-4o-mini","stream":false,"messages":[{"role":"user","content":"%s"}]}' % PROMPT,
     "sse": '{"model":"gpt-4o-mini","stream":true,"stream_options":{"include_usage":true},'
            '"messages":[{"role":"user","content":"%s"}]}' % PROMPT,
+    # An agent's history resent whole (bench/run.py's): what the unread path leaves in Envoy.
+    "json 400KB": history_body(400, False),
 }
 
 
@@ -65,7 +68,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=int, default=6)
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--connections", type=int, default=32)
-    parser.add_argument("--modes", default="json,sse", help="json, sse or both (comma-separated)")
+    parser.add_argument("--modes", default="json,sse", help="json, sse, json 400KB (comma-separated)")
     parser.add_argument("--samples", type=int, default=1000, help="requests per side one at a time")
     args = parser.parse_args()
     modes = [mode.strip() for mode in args.modes.split(",")]
@@ -91,13 +94,14 @@ def main() -> None:
                         "rps": result["rps"], "p50": result["p50"], "p99": result["p99"],
                         "errors": result["errors"], "envoy_us": sum(cpu[:len(envoys)]),
                         "servicer_us": sum(cpu[len(envoys):])})
-                if mode == "json":
+                if mode.startswith("json"):
                     for pattern in ("3", "2 unread"):
                         rows.setdefault((mode, f"floor, {pattern} messages"), []).append(
                             measure_row(binary, workdir, sides.mock_port, pattern, "h2", body, args))
         latency = {mode: one_at_a_time(measured, BODIES[mode], args.samples) for mode in modes}
     print(f"{args.rounds} interleaved rounds x {args.seconds}s, {args.connections} connections; Envoy and one "
-          f"worker (or the do-nothing servicer) on core 0, mock + wrk on core 1; chat, short prompt")
+          f"worker (or the do-nothing servicer) on core 0, mock + wrk on core 1; chat, short prompt "
+          f"(json 400KB: a 400 KB history)")
     print(f"{'traffic':<5} {'side':<26} {'req/s':>7} {'vs Envoy':>9} {'vs floor':>9} {'p50 ms':>7} {'p99 ms':>7} "
           f"{'worker/req':>11} {'Envoy/req':>10}")
     floors = {"gateway, body read": "floor, 3 messages", "gateway, body unread": "floor, 2 unread messages",
