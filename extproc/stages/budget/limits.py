@@ -23,6 +23,7 @@ from ...pipeline.call import Call
 from ...pipeline.errors import GatewayError, gateway_error, model_not_priced
 from ...store import StoreUnavailable, maybe_await
 from ...store.limits import Charge, plan_charges, settled_amount
+from .headers import ratelimit_headers, reset_in
 from ...pipeline.stage import Stage
 
 log = logging.getLogger("extproc.budget")
@@ -56,27 +57,6 @@ class BudgetHold:
 
     def __init__(self) -> None:
         self.held = None
-
-
-def _reset(seconds: float) -> str:
-    """OpenAI's reset format: "1s", "6m0s"."""
-    seconds = max(0, int(seconds + 0.999))
-    minutes, secs = divmod(seconds, 60)
-    return f"{minutes}m{secs}s" if minutes else f"{secs}s"
-
-
-def ratelimit_headers(charges: list[Charge], remaining: dict[str, float], now: float) -> dict[str, str]:
-    """x-ratelimit-{limit,remaining,reset}-{requests,tokens} from the tightest limits."""
-    headers = {}
-    for unit, kinds in (("requests", ("requests",)), ("tokens", ("tokens",))):
-        candidates = [c for c in charges if c.limit.kind in kinds and c.counter in remaining]
-        if not candidates:
-            continue
-        tight = min(candidates, key=lambda c: remaining[c.counter])
-        headers[f"x-ratelimit-limit-{unit}"] = str(int(tight.limit.limit))
-        headers[f"x-ratelimit-remaining-{unit}"] = str(max(0, int(remaining[tight.counter])))
-        headers[f"x-ratelimit-reset-{unit}"] = _reset(tight.window_end - now)
-    return headers
 
 
 EXHAUSTED_MEMORY_S = 5.0
@@ -403,5 +383,5 @@ def _refusal_message(charge: Charge, code: str, left: float | None = None, now: 
         parts.append(f"a slot frees when one of these calls ends (retry in {CONCURRENCY_RETRY_AFTER_S}s)")
     elif now is not None:
         at = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(charge.window_end))
-        parts.append(f"the {limit.window} window resets in {_reset(charge.window_end - now)} (at {at})")
+        parts.append(f"the {limit.window} window resets in {reset_in(charge.window_end - now)} (at {at})")
     return f"{text}: {', '.join(parts)}."

@@ -34,7 +34,8 @@ from ...pipeline.call import Call
 from ...store import StoreUnavailable, maybe_await
 from ...store.limits import plan_charges
 from ..announced import announced_fields
-from .limits import BudgetHold, ExhaustedCounters, limits_of, ratelimit_headers, reservation_id
+from .headers import ratelimit_headers
+from .limits import BudgetHold, ExhaustedCounters, limits_of, reservation_id
 
 
 class Reserved(NamedTuple):
