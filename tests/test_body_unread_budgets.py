@@ -6,9 +6,12 @@ from __future__ import annotations
 
 import asyncio
 import json
+import uuid
 
 import pytest
 import yaml
+from envoy.config.core.v3 import base_pb2
+from envoy.service.ext_proc.v3 import external_processor_pb2 as ep
 from google.protobuf import struct_pb2
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -30,7 +33,7 @@ GEMINI = "/v1beta/models/gemini-2.5-flash:generateContent"
 LENGTH = 120          # the body's bytes (content-length)
 
 
-def _runtime(tmp_path, monkeypatch, *budgets: dict, models: dict | None = None) -> Runtime:
+def _runtime(tmp_path, monkeypatch, *budgets: dict, models: dict | None = None, store: dict | None = None) -> Runtime:
     monkeypatch.setenv("LLMGW_STATE_DIR", str(tmp_path))
     config = quickstart_config()
     config.pop("runs")
@@ -38,6 +41,8 @@ def _runtime(tmp_path, monkeypatch, *budgets: dict, models: dict | None = None) 
                                         "keys": {"alice": []}}
     config["budgets"] = [*config["budgets"], *budgets]
     config["models"].update(models or {})
+    if store is not None:
+        config["store"] = store
     path = tmp_path / "gateway.yaml"
     path.write_text(yaml.safe_dump(config))
     return Runtime(load_config(str(path)))
@@ -48,8 +53,12 @@ TOKENS = {"name": "alice-tokens", "scope": "key", "match": "alice", "unit": "tok
 
 
 def _decide(runtime, path: str, announced: dict | None, features=FEATURES, length: int = LENGTH):
+    return asyncio.run(_decided(runtime, path, announced, features, length))
+
+
+async def _decided(runtime, path: str, announced: dict | None, features=FEATURES, length: int = LENGTH):
     call = Call(runtime.config, features)
-    reply = asyncio.run(runtime.pipeline.handle(call, _headers(path, announced, length=str(length))))
+    reply = await runtime.pipeline.handle(call, _headers(path, announced, length=str(length)))
     return call, reply
 
 
@@ -112,6 +121,38 @@ def test_a_call_the_bound_does_not_fit_reads_its_body(tmp_path, monkeypatch):
     assert _unread(call, reply) and _reserved(call) == 900
     call, reply = _decide(runtime, CHAT, announced, length=800)      # 900 held: no room for 900 more
     assert not _unread(call, reply) and _reserved(call) is None and call.notes is None and not call.stream
+
+
+def test_on_redis_the_bound_is_held_until_settled(tmp_path, monkeypatch, redis_url):
+    """Replicas share their budgets in Redis: the bound one call holds there leaves no room
+    for the next call's, which reads its body; once the first settles, the room is back."""
+    name = f"unread-{uuid.uuid4().hex[:8]}"         # this test's own counter in the shared Redis
+    runtime = _runtime(tmp_path, monkeypatch, {**TOKENS, "name": name, "limit": 1000},
+                       store={"kind": "redis", "url": redis_url})
+    announced = {"model": "gpt-4o-mini", "stream": False, "max_completion_tokens": 100}
+
+    async def scenario():
+        first, reply = await _decided(runtime, CHAT, announced, length=800)
+        assert _unread(first, reply)
+        [charge] = [c for c in first.owned(BudgetHold).held[1] if c.limit.name == name]
+        assert charge.reserve == 900
+        second, reply = await _decided(runtime, CHAT, announced, length=800)
+        assert not _unread(second, reply) and second.owned(BudgetHold) is None
+        await runtime.pipeline.handle(first, _trailers(input_tokens=40, output_tokens=10))
+        await runtime.pipeline.run_done(first)            # settled: 50 tokens spent, 950 left
+        third, reply = await _decided(runtime, CHAT, announced, length=800)
+        assert _unread(third, reply)
+    asyncio.run(scenario())
+
+
+def _trailers(input_tokens: int, output_tokens: int):
+    """The trailers message that ends a call whose body is unread: the status, and the usage
+    Envoy read from its answer."""
+    message = ep.ProcessingRequest(response_trailers=ep.HttpTrailers(trailers=base_pb2.HeaderMap()))
+    message.attributes["envoy.filters.http.ext_proc"].update({"response.code": 200, "response.size": 300})
+    message.metadata_context.filter_metadata["llm_gateway.stream"].update(
+        {"input_tokens": input_tokens, "output_tokens": output_tokens})
+    return message
 
 
 def test_gemini_whose_body_envoy_left_unread_reads_it(tmp_path, monkeypatch):
