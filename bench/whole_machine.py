@@ -14,9 +14,10 @@ Per side, in interleaved rounds, JSON chat completions (bench/run.py's body):
   adds to each;
 - one request at a time (one connection, closed loop): p50 and p99 added.
 The CPU each request cost, per process group, from /proc. Medians of the rounds.
-`--unread`: a third side, the same gateway's calls from a key no policy applies to, routed
-at their headers with their body unread (stages/body_unread.py; the gateway then runs
-without the quickstart's run limits and loop stopping, which read every body).
+`--unread`: two more sides, the same gateway's calls from a key no policy applies to, and
+from a key with a token budget and no guardrail, routed at their headers with their body
+unread (stages/body_unread.py, stages/budget/unread.py; the gateway then runs without the
+quickstart's run limits and loop stopping, which read every body).
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ import statistics
 import tempfile
 from pathlib import Path
 
-from body_unread import UNREAD_KEY, with_unread_key
+from body_unread import BUDGETED_KEY, UNREAD_KEY, with_unread_key
 from run import PROMPT, ensure_wrk, wrk
 from sides import KEYS, children, cmdline, cpu_seconds, envoy_alone
 
@@ -41,6 +42,7 @@ RATE_CONNECTIONS = 32                 # for the fixed rate: each pauses ~64 ms b
 
 
 UNREAD = "gateway, body unread"
+BUDGETED = "gateway, unread, budgeted"
 
 
 def start(cleanup: contextlib.ExitStack, unread: bool = False) -> tuple[dict[str, str], dict[str, dict[str, list[int]]]]:
@@ -63,7 +65,8 @@ def start(cleanup: contextlib.ExitStack, unread: bool = False) -> tuple[dict[str
             "gateway": f"{stack.base_url}/chat/completions"}
     groups = {"envoy alone": {"envoy": [alone.pid]}, "gateway": {"worker": workers, "envoy": envoys}}
     if unread:
-        urls[UNREAD], groups[UNREAD] = urls["gateway"], groups["gateway"]
+        for side in (UNREAD, BUDGETED):
+            urls[side], groups[side] = urls["gateway"], groups["gateway"]
     return urls, groups
 
 
@@ -90,7 +93,7 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=500.0, help="the fixed rate, req/s")
     parser.add_argument("--unread", action="store_true", help="also a key whose calls' bodies go unread")
     args = parser.parse_args()
-    keys = {**KEYS, UNREAD: UNREAD_KEY}
+    keys = {**KEYS, UNREAD: UNREAD_KEY, BUDGETED: BUDGETED_KEY}
     binary = ensure_wrk()
     body = '{"model":"gpt-4o-mini","stream":false,"messages":[{"role":"user","content":"%s"}]}' % PROMPT
     rows: dict[tuple[str, str], list[dict]] = {}
