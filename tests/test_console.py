@@ -262,7 +262,7 @@ def test_the_config_page_masks_every_secret(tmp_path, monkeypatch):
 def test_extproc_up_prints_the_console_and_only_a_demo_token(capsys, tmp_path, monkeypatch):
     from types import SimpleNamespace
 
-    from extproc.cli import _print_banner
+    from extproc.runtime.up_cli import _print_banner
     supervisor = SimpleNamespace(worker_count=1, envoy_admin="/tmp/x.sock")
     config = load_config(str(QUICKSTART_CONFIG), strict_credentials=False)
     _print_banner(config, supervisor, "http://127.0.0.1:10000/v1", [])

@@ -483,13 +483,13 @@ def test_the_quickstart_pool_and_its_ports_move_with_the_port_offset():
 
 
 def test_extproc_up_checks_every_replica_port_is_free(monkeypatch):
-    from extproc import cli
+    from extproc.runtime import up_cli
     from extproc.config.envoy_gen import generate
     from extproc.config.filter_config import load_config
     from extproc.credentials.google import DEMO_SERVICE_ACCOUNT_ENV, demo_service_account
     monkeypatch.setenv(DEMO_SERVICE_ACCOUNT_ENV, demo_service_account())
     config = load_config("config/quickstart.yaml")
-    listening = dict(cli._listeners(config, generate(config)))
+    listening = dict(up_cli._listeners(config, generate(config)))
     assert [listening[f"the simulated vLLM replica mock-vllm-{i}"] for i in range(4)] == \
         [f"127.0.0.1:{10120 + i}" for i in range(4)]
 
