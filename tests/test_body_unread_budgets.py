@@ -115,33 +115,46 @@ def test_a_call_that_cannot_be_bounded_reads_its_body(tmp_path, monkeypatch, wha
 def test_a_call_the_bound_does_not_fit_reads_its_body(tmp_path, monkeypatch):
     """Its exact count may fit where the bound does not: that path decides, and the
     bound tried is not held."""
-    runtime = _runtime(tmp_path, monkeypatch, {**TOKENS, "limit": 1000})
+    runtime = _runtime(tmp_path, monkeypatch, {**TOKENS, "limit": 16_000})
     announced = {"model": "gpt-4o-mini", "stream": False, "max_completion_tokens": 100}
-    call, reply = _decide(runtime, CHAT, announced, length=800)
-    assert _unread(call, reply) and _reserved(call) == 900
-    call, reply = _decide(runtime, CHAT, announced, length=800)      # 900 held: no room for 900 more
+    for _ in range(16):                                  # 16 bounds of 1,000 tokens held: all of it
+        call, reply = _decide(runtime, CHAT, announced, length=900)
+        assert _unread(call, reply) and _reserved(call) == 1000
+    call, reply = _decide(runtime, CHAT, announced, length=900)
     assert not _unread(call, reply) and _reserved(call) is None and call.notes is None and not call.stream
 
 
+def test_a_bound_large_for_its_limit_reads_the_body(tmp_path, monkeypatch):
+    """A bound over 1/16 of a limit is not tried: a few such calls in flight would hold the
+    whole limit, and refuse calls their exact counts leave room for."""
+    runtime = _runtime(tmp_path, monkeypatch, {**TOKENS, "limit": 15_999})
+    announced = {"model": "gpt-4o-mini", "stream": False, "max_completion_tokens": 100}
+    call, reply = _decide(runtime, CHAT, announced, length=900)
+    assert not _unread(call, reply) and _reserved(call) is None
+
+
 def test_on_redis_the_bound_is_held_until_settled(tmp_path, monkeypatch, redis_url):
-    """Replicas share their budgets in Redis: the bound one call holds there leaves no room
-    for the next call's, which reads its body; once the first settles, the room is back."""
+    """Replicas share their budgets in Redis: the bounds calls hold there leave no room for
+    the next call's, which reads its body; once one settles, the room is back."""
     name = f"unread-{uuid.uuid4().hex[:8]}"         # this test's own counter in the shared Redis
-    runtime = _runtime(tmp_path, monkeypatch, {**TOKENS, "name": name, "limit": 1000},
+    runtime = _runtime(tmp_path, monkeypatch, {**TOKENS, "name": name, "limit": 16_000},
                        store={"kind": "redis", "url": redis_url})
     announced = {"model": "gpt-4o-mini", "stream": False, "max_completion_tokens": 100}
 
     async def scenario():
-        first, reply = await _decided(runtime, CHAT, announced, length=800)
-        assert _unread(first, reply)
-        [charge] = [c for c in first.owned(BudgetHold).held[1] if c.limit.name == name]
-        assert charge.reserve == 900
-        second, reply = await _decided(runtime, CHAT, announced, length=800)
-        assert not _unread(second, reply) and second.owned(BudgetHold) is None
-        await runtime.pipeline.handle(first, _trailers(input_tokens=40, output_tokens=10))
-        await runtime.pipeline.run_done(first)            # settled: 50 tokens spent, 950 left
-        third, reply = await _decided(runtime, CHAT, announced, length=800)
-        assert _unread(third, reply)
+        held = []
+        for _ in range(16):
+            call, reply = await _decided(runtime, CHAT, announced, length=900)
+            assert _unread(call, reply)
+            [charge] = [c for c in call.owned(BudgetHold).held[1] if c.limit.name == name]
+            assert charge.reserve == 1000
+            held.append(call)
+        over, reply = await _decided(runtime, CHAT, announced, length=900)
+        assert not _unread(over, reply) and over.owned(BudgetHold) is None
+        await runtime.pipeline.handle(held[0], _trailers(input_tokens=40, output_tokens=10))
+        await runtime.pipeline.run_done(held[0])          # settled: 50 tokens spent, 950 back
+        again, reply = await _decided(runtime, CHAT, announced, length=850)     # a bound of 950
+        assert _unread(again, reply)
     asyncio.run(scenario())
 
 

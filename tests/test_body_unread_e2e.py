@@ -157,8 +157,8 @@ def test_a_compressed_body_is_bounded_by_its_size_decompressed(stack):
 
 def test_a_call_its_bound_does_not_fit_reads_its_body_and_is_capped(stack):
     """3,000 tokens left, a call with no cap: the bound (the body's bytes and the model's
-    whole output) does not fit, so the path that reads the body counts it exactly and caps
-    its output to what is left, as for any call."""
+    whole output) is far over a sixteenth of the limit, so the path that reads the body
+    counts it exactly and caps its output to what is left, as for any call."""
     rid = f"tight-{uuid.uuid4()}"
     before = stack.phase_counts(flushed=True)
     response = httpx.post(f"{stack.base_url}/chat/completions", timeout=30,

@@ -16,7 +16,8 @@ Media named by a URL or a file id count in neither path: the gateway does not fe
 
 A call this bound does not fit is not refused here: it takes the path that reads its
 body, whose exact count may fit it, cap its output, or refuse it in the caller's dialect
-(limits.py). So are a call whose caps Envoy could not read plainly, one whose model the
+(limits.py). So does a call whose bound is large for a limit (BOUND_SHARE), lest the
+bounds of a few calls in flight hold what the exact counts would leave to others. So are a call whose caps Envoy could not read plainly, one whose model the
 gateway cannot price for a USD budget, one that sets no cap for a model whose maximum
 output is unknown (that path caps it), a caller another of its calls found exhausted,
 and any call while the store cannot be reached (that path applies the fail mode)."""
@@ -36,6 +37,15 @@ from ...store.limits import plan_charges
 from ..announced import announced_fields
 from .headers import ratelimit_headers
 from .limits import BudgetHold, ExhaustedCounters, limits_of, reservation_id
+
+
+# A bound holds more than the call will spend (its prompt at a token a byte) until it is
+# settled, and what calls in flight hold, others cannot be admitted against: a bound
+# larger than this share of a limit would let a few concurrent calls hold it all and
+# refuse calls the exact count admits. Such a call is counted exactly instead: then at
+# most 1/16 of a limit is held beyond the path that reads the body per call in flight.
+BOUND_SHARE = 16
+_AMOUNTS = ("tokens", "usd")            # the kinds a bound overstates (requests, concurrency: exact)
 
 
 class Reserved(NamedTuple):
@@ -85,6 +95,9 @@ class UnreadReservation:
         now = time.time()
         lease = self.settings.lease_seconds
         charges = plan_charges(limits, key, size + output, usd, now, lease)
+        if any(charge.limit.kind in _AMOUNTS and charge.reserve * BOUND_SHARE > charge.limit.limit
+               for charge in charges):
+            return None                     # large for its limit: counted exactly (BOUND_SHARE)
         exhausted = self.exhausted
         if exhausted and any(exhausted.get(charge.counter, (0.0,))[0] > now for charge in charges):
             return None                     # that path refuses it at once
