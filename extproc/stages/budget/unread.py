@@ -84,10 +84,10 @@ class UnreadReservation:
         applying = [limit for limit in limits if limit.scope_value(key) is not None]
         if not model.fully_priced and any(limit.kind == "usd" for limit in applying):
             return None                     # that path refuses it, naming the budget
-        cap = codec.max_output_tokens(asked)
+        cap = asked_cap = codec.max_output_tokens(asked)
         if cap is None and codec.charges_output:
             ceiling, known = model.output_ceiling(call.dialect)
-            if not known and any(limit.kind in ("tokens", "usd") for limit in applying):
+            if not known and any(limit.kind in _AMOUNTS for limit in applying):
                 return None                 # that path caps it, and says so
             cap = ceiling
         output = (cap or 0) * codec.answers_per_request(asked) if codec.charges_output else 0
@@ -111,4 +111,4 @@ class UnreadReservation:
         metrics.child(metrics.budget_admissions, "allotment" if admission.in_memory else "store").inc()
         call.own(BudgetHold).held = (rid, charges)
         return Reserved(ratelimit_headers(charges, admission.remaining, now),
-                        cap if codec.max_output_tokens(asked) is None else 0)
+                        cap if asked_cap is None else 0)
