@@ -165,8 +165,11 @@ def test_scrapes_wait_the_configured_timeout_and_the_replicas_view_is_on_metrics
             answer = _chat(pool, "Which rake?", system=system)
             assert answer.status_code == 200, answer.text
             picked.add(_replica(answer))
-        assert home in picked             # still picked: the prompt's prefix is there
         text = pool.metrics()
+        # still picked: the prompt's prefix is there (the message says what the picker saw)
+        assert home in picked, (picked, {name: _series(text, name, endpoint) for name in (
+            "gateway_pool_endpoint_demoted", "gateway_pool_endpoint_waiting", "gateway_pool_endpoint_running")},
+            _series(text, "gateway_pool_scrape_failures_total", endpoint, timeouts), before)
         assert _series(text, "gateway_pool_endpoint_demoted", endpoint) == 0.0
         assert (_series(text, "gateway_pool_scrape_failures_total", endpoint, timeouts) or 0.0) == before
         _control(pool, home, {"metrics": "slow", "slow_s": 1.5})
