@@ -64,6 +64,19 @@ def pytest_collection_modifyitems(session, config, items) -> None:
     items.sort(key=lambda item: -seconds.get(item.path.name, 0))   # stable: a file's tests stay in order
 
 
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item, call):
+    """A failed test that used a gateway shows what its Envoy and service said: the calls
+    Envoy answered with 5xx (with Envoy's response details: which timeout, which reset)
+    and the service's warnings, the causes a bare status in an assertion does not name."""
+    report = yield
+    if report.failed and call.when == "call":
+        for name, value in getattr(item, "funcargs", {}).items():
+            if isinstance(value, GatewayStack) and getattr(value, "stderr_path", None):
+                report.sections.append((f"gateway `{name}`: 5xx and warnings, last 30", value.trouble()))
+    return report
+
+
 @pytest.fixture(scope="session")
 def gateway(tmp_path_factory):
     """The quickstart gateway, shared by the tests that do not change its config."""

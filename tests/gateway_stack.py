@@ -382,6 +382,19 @@ class GatewayStack:
                     records.append(json.loads(line))
             return list(records)
 
+    def trouble(self, lines: int = 30) -> str:
+        """Envoy's 5xx access-log lines and every warning or error the stack wrote, the last
+        `lines` of them (tests/conftest.py shows them under a failed test)."""
+        found = []
+        for path in (self.stderr_path, self.log_path):
+            with open(path, "rb") as log:
+                for line in log.read().decode("utf-8", "replace").splitlines():
+                    if ('"source":"envoy"' in line and '"status":5' in line) or any(
+                            mark in line for mark in ("[warning]", "[error]", "[critical]", " WARNING ", " ERROR ",
+                                                      "Traceback")):
+                        found.append(line[:600])
+        return "\n".join(found[-lines:]) or "(none)"
+
     def metrics(self, expected: str = "", timeout: float = 5) -> str:
         """The /metrics page once it shows `expected` (workers write their updates to
         the shared files every metrics.FLUSH_INTERVAL, so a fresh count can lag)."""
