@@ -32,6 +32,22 @@ def test_a_gzip_body_is_read_decompressed(gateway):
     assert "content-encoding" not in received["headers"]
 
 
+def test_a_gzip_body_that_inflates_a_thousandfold_is_read_whole(gateway):
+    """A tool result of one repeated line compresses ~1,000:1, past Envoy's default bound of
+    100:1 (which cut it, and the gateway saw invalid JSON): read whole up to DEFLATE's limit."""
+    import orjson
+    text = "ok\n" * 200_000
+    raw = orjson.dumps({**CHAT, "messages": [{"role": "user", "content": text}], "max_tokens": 5})
+    compressed = gzip.compress(raw)
+    assert len(raw) / len(compressed) > 500
+    gateway.clear_received()
+    response = _post(gateway, content=compressed,
+                     headers={**ALICE, "content-type": "application/json", "content-encoding": "gzip"})
+    assert response.status_code == 200, response.text
+    [received] = gateway.received()
+    assert orjson.loads(received["body"])["messages"][0]["content"] == text
+
+
 def test_an_encoding_envoy_does_not_decompress_is_refused(gateway):
     gateway.clear_received()
     response = _post(gateway, content=b"\x78\x9c...", headers={**ALICE, "content-type": "application/json",
