@@ -1,7 +1,9 @@
 """Known findings: an agent's resent history gets its findings again without a read, and
 only the new text of a turn is read (and bounded)."""
 
-from extproc.guardrails import redact
+import pytest
+
+from extproc.guardrails import known as known_module, redact
 from extproc.guardrails.config import _pii_detector
 from extproc.guardrails.joined import find_in_texts
 from extproc.guardrails.known import KnownFindings, find_known_or_new, new_text_chars
@@ -196,11 +198,16 @@ def test_two_known_texts_meeting_for_the_first_time_have_their_seam_read():
         assert "AbCdEf" not in "".join(redact(text, f) for text, f in zip([head, tail], found))
 
 
-def test_any_histories_made_of_known_texts_get_what_a_read_of_each_finds():
+@pytest.mark.parametrize("many_texts,capacity", [(known_module.MANY_TEXTS, known_module.CAPACITY), (1, 8)],
+                         ids=["as configured", "every lookup as a history's, a memory of 8 entries"])
+def test_any_histories_made_of_known_texts_get_what_a_read_of_each_finds(monkeypatch, many_texts, capacity):
     """Conversations drawn in any order from one pool of texts (histories edited, compacted,
     resent elsewhere), with one memory: each gets, byte for byte, what a read of it all
-    finds, for a redacting rule and for a blocking one."""
+    finds, for a redacting rule and for a blocking one; also when every look-up takes the
+    path of a long history and the memory keeps only a few entries (forgetting costs a
+    read, never a finding)."""
     from hypothesis import given, settings, strategies as st
+    monkeypatch.setattr(known_module, "MANY_TEXTS", many_texts)
 
     from extproc.guardrails.config import _injection_detector
     value = "sk-proj-" + "AbCdEf0123456789" * 6
@@ -214,7 +221,7 @@ def test_any_histories_made_of_known_texts_get_what_a_read_of_each_finds():
     @settings(max_examples=examples(100), deadline=None)
     @given(st.lists(conversation, min_size=2, max_size=6))
     def histories(conversations):
-        known = KnownFindings()
+        known = KnownFindings(capacity)
         for texts in conversations:
             assert _in_order(find_known_or_new(DETECTOR, "pii", texts, known)) == \
                 _in_order(find_in_texts(DETECTOR, texts))
@@ -222,3 +229,17 @@ def test_any_histories_made_of_known_texts_get_what_a_read_of_each_finds():
                 bool(any(find_in_texts(blocking, texts)))
 
     histories()
+
+
+def test_the_memory_is_bounded_and_keeps_what_is_still_looked_up():
+    """Two generations: what is made or found goes to the young one; a full young one
+    becomes the old one, the old one's entries dropped unless looked up since."""
+    known = KnownFindings(capacity=10)
+    known.put(b"kept", ())
+    for n in range(40):
+        known.put(f"other {n}".encode(), ())
+        assert known.get(b"kept") == ()             # looked up every turn: never dropped
+        assert len(known) <= 10
+    assert known.get(b"other 0") is None            # made once, then left: dropped
+    keys = [b"kept", None, b"other 39", b"never"]
+    assert known.get_many(keys) == [known.get(key) if key else None for key in keys] == [(), None, (), None]

@@ -40,37 +40,73 @@ CAPACITY = 300_000
 
 
 class KnownFindings:
-    """A bounded LRU map (guardrail digest, text digest) → the text's findings, and the
-    seams read side by side (an int: _seam_keys) → ()."""
+    """A bounded map (guardrail digest, text digest) → the text's findings, and the seams
+    read side by side (an int: _seam_keys) → ().
+
+    Two generations rather than an LRU: a request looks up every text of its history,
+    per guardrail (a 400 KB agent history: ~100 texts × 4 guardrails), and a look-up is
+    one C-level `dict.get` over all its keys at once (`get_many`) where an LRU's
+    per-entry move to the end cost a Python call each. An entry goes to the young
+    generation when made, and again when found in the old one; when the young one holds
+    half the capacity, it becomes the old one and the old one is dropped. What a
+    session still sends stays young; what nobody sent for a generation goes."""
 
     def __init__(self, capacity: int = CAPACITY) -> None:
         self.capacity = capacity
-        self._entries: OrderedDict[bytes | int, tuple[Finding, ...]] = OrderedDict()
+        self._young: dict[bytes | int, tuple[Finding, ...]] = {}
+        self._old: dict[bytes | int, tuple[Finding, ...]] = {}
         self.enabled = True
 
-    def get(self, key: bytes):
-        found = self._entries.get(key)
-        if found is not None:
-            self._entries.move_to_end(key)
+    def get(self, key):
+        found = self._young.get(key)
+        if found is None:
+            found = self._old.pop(key, None)
+            if found is not None:
+                self._keep(key, found)
         return found
 
-    def put(self, key: bytes, findings) -> None:
-        self._entries[key] = tuple(findings)
-        self._entries.move_to_end(key)
-        while len(self._entries) > self.capacity:
-            self._entries.popitem(last=False)
+    def get_many(self, keys: list) -> list:
+        """Each key's findings (None: not known; None keys find None)."""
+        found = list(map(self._young.get, keys))
+        if self._old and None in found:
+            take = self._old.pop
+            for i, findings in enumerate(found):
+                if findings is None and keys[i] is not None:
+                    findings = take(keys[i], None)
+                    if findings is not None:
+                        self._keep(keys[i], findings)
+                        found[i] = findings
+        return found
+
+    def put(self, key, findings) -> None:
+        self._old.pop(key, None)
+        self._keep(key, tuple(findings))
+
+    def _keep(self, key, findings: tuple) -> None:
+        young = self._young
+        young[key] = findings
+        if len(young) >= max(1, self.capacity // 2):
+            self._old, self._young = young, {}
 
     def clear(self) -> None:
-        self._entries.clear()
+        self._young.clear()
+        self._old.clear()
 
     def __len__(self) -> int:
-        return len(self._entries)
+        return len(self._young) + len(self._old)
 
 
 KNOWN = KnownFindings()
 # EXTPROC_KNOWN_FINDINGS=0 makes every check read every text again (bench/long_session_envoy.py
 # measures what remembering saves); nothing else should need it.
 KNOWN.enabled = os.environ.get("EXTPROC_KNOWN_FINDINGS", "1") != "0"
+
+
+# A request's texts are looked up one by one when they are few, and as lists built in C
+# when they are many (an agent's history): per text and guardrail 0.87 → 0.64 µs on a
+# 400 KB history of 101 texts, where for one short text the lists' making costs more
+# (3.4 against 4.8 µs a guardrail).
+MANY_TEXTS = 16
 
 
 @functools.lru_cache(maxsize=64)
@@ -89,21 +125,30 @@ class Lookup:
     def __init__(self, guardrail_digest: str, texts: list[str], known: KnownFindings = KNOWN,
                  digests: TextDigests | None = None) -> None:
         self.texts, self.known = texts, known
-        self.keys: list[bytes | None] = []
-        self.found: list[list[Finding] | None] = []
+        self.keys: list[bytes | None]
+        self.found: list[list[Finding] | None]
         if not known.enabled:
             self.keys, self.found = [None] * len(texts), [None] * len(texts)
             return
-        prefix, of, get = _prefix(guardrail_digest), (digests.of if digests is not None else text_digest), known.get
-        for text in texts:
-            if not text:                # nothing in it; the seam of its neighbours is theirs to read
-                self.keys.append(None)
-                self.found.append([])
-                continue
-            key = prefix + of(text)
-            cached = get(key)
-            self.keys.append(key)
-            self.found.append(list(cached) if cached is not None else None)
+        prefix = _prefix(guardrail_digest)
+        if len(texts) < MANY_TEXTS:
+            of, get = (digests.of if digests is not None else text_digest), known.get
+            self.keys, self.found = keys, found = [], []
+            for text in texts:
+                if not text:            # nothing in it; the seam of its neighbours is theirs to read
+                    keys.append(None)
+                    found.append([])
+                    continue
+                key = prefix + of(text)
+                cached = get(key)
+                keys.append(key)
+                found.append(list(cached) if cached is not None else None)
+            return
+        # A history: each list made in C where it can be (its texts are mostly found).
+        digests_of = digests.of_all(texts) if digests is not None else [text_digest(t) if t else None for t in texts]
+        self.keys = keys = [prefix + digest if digest is not None else None for digest in digests_of]
+        self.found = [list(f) if f is not None else None if key is not None else []
+                      for f, key in zip(known.get_many(keys), keys)]
 
     def unknown(self, min_chars: int = 1) -> list[tuple[bytes, int]]:
         """(key, length) of each text of `min_chars` or more whose findings are not known."""
@@ -157,8 +202,7 @@ class Lookup:
         out = list(self.found)
         new = [i for i, found in enumerate(out) if found is None]
         seams = _seam_keys(self.keys, texts)
-        get = known.get
-        missing = [j for j, key in enumerate(seams, 1) if get(key) is None]    # the seam of texts j-1 and j
+        missing = [j for j, found in enumerate(known.get_many(seams), 1) if found is None]  # texts j-1, j
         if len(new) == len(texts):                      # nothing known: one read of it all
             out = find_in_texts(detector, texts)
         else:
@@ -246,6 +290,8 @@ def _seam_keys(keys: list, texts: list[str]) -> list[int]:
     process can aim at one; the text entries' keys are bytes, never equal to an int."""
     lengths = list(map(len, texts))
     count = len(texts)
+    if count > 1 and min(lengths) >= SEAM:          # every seam two texts reach: in one pass
+        return [hash((1, before, after)) for before, after in zip(keys, keys[1:])]
     out = []
     for j in range(1, count):
         if lengths[j - 1] >= SEAM and lengths[j] >= SEAM:      # most seams: two texts reach

@@ -24,6 +24,14 @@ class TextDigests:
             entry = self._by_id[id(text)] = (text, text_digest(text))
         return entry[1]
 
+    def of_all(self, texts: list[str]) -> list[bytes | None]:
+        """Each text's digest (None for an empty text), the ones made already found in C."""
+        entries = list(map(self._by_id.get, map(id, texts)))
+        if None in entries:
+            of = self.of
+            return [of(text) if text else None for text in texts]
+        return [entry[1] if text else None for entry, text in zip(entries, texts)]
+
 
 # A resent text's digest is found again by its length and ends and a compare of the
 # text whole (memcmp, ~10x faster than encoding and hashing it), as api/tokens.py finds
