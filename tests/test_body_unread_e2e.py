@@ -2,7 +2,8 @@
 Envoy: routed at their headers, their body and answer never sent to the service (two
 ext_proc messages: request headers, response trailers), the body reaching the provider
 as the client wrote it, and the usage Envoy read from the answer recorded and priced.
-Every call a part of the policy would read keeps the path with every message."""
+Every call a part of the policy would read keeps the path with every message; a team
+whose calls are not agent runs (`runs.teams`) is not held to it by the runs' loop stopping."""
 
 from __future__ import annotations
 
@@ -25,10 +26,11 @@ PHASES = ("request_headers", "request_body", "response_headers", "response_body"
 
 
 def _config() -> dict:
-    """The quickstart with nothing that reads every call's body (run limits and loops), and
-    alice's guardrail policy empty: alice's calls qualify, bob's (guardrails, a budget) do not."""
+    """The quickstart with its run limits and loop stopping for support's calls only (bob's:
+    `runs.teams`), and alice's guardrail policy empty: alice's calls (research) qualify,
+    bob's (guardrails, a budget, runs) do not."""
     config = quickstart_config()
-    config.pop("runs")
+    config["runs"]["teams"] = ["support"]
     config["guardrails"]["policies"] = {"default": [rule["name"] for rule in config["guardrails"]["rules"]],
                                         "keys": {"alice": [], "metered": [], "tight": []}}
     # Keys with budgets and no guardrails: their calls go unread while the bound fits.
@@ -97,6 +99,33 @@ def test_a_call_no_policy_reads_takes_two_messages_and_is_recorded_whole(stack):
     # The provider's credential, not the caller's key.
     assert received["headers"]["authorization"] == "Bearer mock-provider-key"
     assert "sk-demo-alice" not in json.dumps(received["headers"])
+
+
+def _looping(stack: GatewayStack, key: str, run: str, rid: str, times: int) -> httpx.Response:
+    """A call that carries the same tool call back `times` times, as a looping agent's does."""
+    messages = [{"role": "user", "content": "list the files"}]
+    for n in range(times):
+        messages += [{"role": "assistant", "content": None, "tool_calls": [{
+                         "id": f"c{n}", "type": "function", "function": {"name": "shell", "arguments": "{}"}}]},
+                     {"role": "tool", "tool_call_id": f"c{n}", "content": "a.txt b.txt"}]
+    return httpx.post(f"{stack.base_url}/chat/completions", timeout=30, json={"model": "gpt-4o-mini", "messages": messages},
+                      headers=_headers(key, rid, **{"x-gateway-run": run}))
+
+
+def test_runs_govern_only_the_teams_named_and_the_others_calls_go_unread(stack):
+    """`runs.teams: [support]`: bob's looping call (support) is stopped, 429 agent_loop;
+    alice's (research) belongs to no run, though it names one, and goes unread."""
+    repeats = quickstart_config()["runs"]["loops"]["max_repeats"]
+    stopped = _looping(stack, "sk-demo-bob", "bob-task", f"loop-{uuid.uuid4()}", repeats + 1)
+    assert stopped.status_code == 429 and stopped.json()["error"]["code"] == "agent_loop", stopped.text
+    rid = f"loop-{uuid.uuid4()}"
+    before = stack.phase_counts(flushed=True)
+    passed = _looping(stack, "sk-demo-alice", "alice-task", rid, repeats + 1)
+    assert passed.status_code == 200, passed.text
+    record = stack.wait_for_record(rid)
+    assert record["body_unread"] is True and "run" not in record
+    assert _moved(stack, before)["request_body"] == 0
+
 
 
 def _spent(stack: GatewayStack, counter: str) -> float:

@@ -6,6 +6,7 @@ import subprocess
 import sys
 
 import pytest
+from types import SimpleNamespace
 import yaml
 from gateway_stack import QUICKSTART_CONFIG, QUICKSTART_ENVOY, ROOT, quickstart_config
 from warm_start import run_extproc
@@ -61,10 +62,24 @@ BROKEN = [
      "providers.mock.pass_headers[1]: a credential or the gateway's own header never passes"),
     ("a public URL with a path", lambda c: c["mcp"].update(public_urls=["https://gw.example.com/mcp"]),
      "mcp.public_urls[0]: an http:// or https:// URL of a host (and port), no path"),
+    ("runs for no team", lambda c: c["runs"].update(teams=[]),
+     "runs.teams: must list the teams whose calls are agent runs"),
+    ("runs for a team that is not a name", lambda c: c["runs"].update(teams=["research", {"team": "x"}]),
+     "runs.teams[1]: must be a string"),
     ("weighted model whose weights are all zero", lambda c: c["models"]["smart"].update(
         strategy="weighted", backends=[{**b, "weight": 0} for b in c["models"]["smart"]["backends"]]),
      "models.smart.backends: weights must not all be 0"),
 ]
+
+
+def test_runs_govern_every_team_unless_some_are_named(tmp_path):
+    everyone = load_config(write(tmp_path, quickstart_config())).runs
+    assert everyone.teams is None and everyone.governs(SimpleNamespace(team="anyone"))
+    config = quickstart_config()
+    config["runs"]["teams"] = ["research"]
+    named = load_config(write(tmp_path, config)).runs
+    assert named.governs(SimpleNamespace(team="research")) and not named.governs(SimpleNamespace(team="support"))
+    assert not named.governs(None)
 
 
 def test_banned_patterns_with_global_flags_load_and_match(tmp_path):

@@ -1,6 +1,9 @@
 """The `runs` section: limits per agent run and loop stopping (stages/runs/limits.py applies them).
 
     runs:
+      teams: [research, support]     # optional: the teams whose model calls are agent runs
+                                     # (default: every team); other teams' calls belong to no
+                                     # run: no limits, loops, model-tool taint or trace
       ttl_hours: 24                  # a run's counters live this long after its first call
       infer: true                    # calls of an agent that names no run: a run inferred from
                                      # key, system prompt, first user turn and a growing history
@@ -85,17 +88,27 @@ class RunSettings:
     infer: bool = True           # a run inferred for an agent's calls that name none (stages/runs/unnamed.py)
     limits: tuple[RunLimit, ...] = ()
     loops: LoopSettings = LoopSettings()
+    teams: frozenset[str] | None = None     # whose model calls are runs (None: every team's)
 
     @property
     def enforced(self) -> bool:
         return bool(self.limits) or self.loops.on
+
+    def governs(self, key) -> bool:
+        """Whether `key`'s model calls are agent runs (`teams`); MCP calls always may be."""
+        return self.teams is None or (key is not None and key.team in self.teams)
 
     def limits_for(self, key, client: str) -> list[RunLimit]:
         return [limit for limit in self.limits if limit.applies(key, client)]
 
 
 def parse_runs(node: Node) -> RunSettings:
-    node.only_keys("ttl_hours", "infer", "limits", "loops")
+    node.only_keys("teams", "ttl_hours", "infer", "limits", "loops")
+    teams = None
+    if not node.get("teams").missing:
+        teams = frozenset(item.str() for item in node.get("teams").elements())
+        if not teams or "" in teams:
+            node.get("teams").fail("must list the teams whose calls are agent runs (leave it out: every team)")
     limits = []
     names: set[str] = set()
     for item in node.get("limits").elements():
@@ -136,6 +149,7 @@ def parse_runs(node: Node) -> RunSettings:
         ttl_seconds=node.get("ttl_hours").number(24, minimum=0.01) * 3600.0,
         infer=node.get("infer").bool(True),
         limits=tuple(limits),
+        teams=teams,
         loops=LoopSettings(max_repeats=loops.get("max_repeats").number(0, integer=True, minimum=0),
                            clients=clients,
                            max_same_answers=loops.get("max_same_answers").number(0, integer=True, minimum=0),

@@ -17,8 +17,9 @@ wrote it. Such a call:
   under the same model name, at a provider that neither wraps bodies (Bedrock, Vertex)
   nor picks a pool replica from the prompt;
 - has no guardrail (the caller's policy is empty), no response cache rule, no spend caps,
-  no run limits or loop stopping, and no tool labels of MCP taint in the config:
-  everything that would read the body;
+  and, unless its team's calls are not agent runs (`runs.teams`), no run limits or loop
+  stopping and no tool labels of MCP taint in the config: everything that would read the
+  body;
 - fits its budgets and rate limits, if any apply to its key, at an upper bound reserved
   from what Envoy's reader read of what bounds its output, and from the body's size
   (budget/unread.py); a call that does not fit takes the path with every message, which
@@ -58,11 +59,12 @@ from .budget.unread import UnreadReservation
 from .route import attempt_for
 
 
-def config_reads_bodies(config: GatewayConfig) -> bool:
-    """Whether a part of the config reads every call's body, whoever calls (run limits and
-    loops, spend caps, MCP tool labels)."""
-    return bool(config.runs.enforced or config.caps.per_call or config.caps.session
-                or config.mcp.taint.model_tools)
+def reads_every_body(config: GatewayConfig, key) -> bool:
+    """Whether a part of the config reads every body of `key`'s calls: spend caps, and for
+    the teams whose calls are agent runs (`runs.teams`) run limits, loop stopping and MCP
+    taint's labels of the agent's own tools."""
+    return bool(config.caps.per_call or config.caps.session) or (
+        bool(config.runs.enforced or config.mcp.taint.model_tools) and config.runs.governs(key))
 
 
 def unread_backend(call: Call, model: Model | None, model_name: str) -> Backend | None:
@@ -104,7 +106,7 @@ class BodyUnread(Stage):
     async def request_headers(self, call: Call, end_of_stream: bool) -> None:
         endpoint = call.endpoint
         if end_of_stream or BODIES_UNREAD not in call.envoy_features or call.key is None \
-                or not call.codec.body_may_go_unread or config_reads_bodies(call.config):
+                or not call.codec.body_may_go_unread or reads_every_body(call.config, call.key):
             return
         if endpoint.model_in_path:
             if call.codec.model_in_body:

@@ -83,23 +83,23 @@ class RecogniseRun(Stage):
     reads = frozenset({"body", "endpoint", "headers", "key", "request_id"})
     writes = frozenset({"log_fields", "run"})
 
-    @staticmethod
-    def request_headers(call: Call, end_of_stream: bool) -> None:
-        """From the headers (what most agents send): the call's trace is its run's."""
-        if call.key is not None:
-            run = call.run = recognise(call.key.id, call.headers)
-            if run is not None:
-                call.log_fields["run"] = run.id
-
     def __init__(self, store=None, settings: RunSettings | None = None) -> None:
         self.store = store
         self.settings = settings or RunSettings()
+
+    def request_headers(self, call: Call, end_of_stream: bool) -> None:
+        """From the headers (what most agents send): the call's trace is its run's. Only
+        for the teams whose calls are runs (`runs.teams`)."""
+        if call.key is not None and self.settings.governs(call.key):
+            run = call.run = recognise(call.key.id, call.headers)
+            if run is not None:
+                call.log_fields["run"] = run.id
 
     def request_body(self, call: Call):
         """Else from the body (Codex CLI's prompt_cache_key); else the stored response it
         continues, or inferred from its conversation (unnamed.py): a store read, so an
         awaitable only for a call that could be named so (most calls return None here)."""
-        if call.key is None or call.run is not None:
+        if call.key is None or call.run is not None or not self.settings.governs(call.key):
             return None
         run = call.run = recognise(call.key.id, call.headers, call.body)
         if run is not None:
