@@ -5,10 +5,11 @@ one run, interleaved:
 
     .venv/bin/python bench/body_unread.py [--seconds 6] [--rounds 2] [--connections 32] [--modes json,sse]
 
-The gateway is bench/run.py's (bench/sides.py: the quickstart, one worker; Envoy and the
-worker on core 0, mock and wrk on core 1) without the quickstart's run limits and loop
-stopping, which read every call's body, and with one more key whose policy is empty: no
-guardrail, budget or cache rule applies to it. The "read" row is alice's call (the
+The gateway is bench/run.py's (bench/sides.py: the quickstart, every feature on, one
+worker; Envoy and the worker on core 0, mock and wrk on core 1) with two more keys of a
+team whose callers are not agents (`runs.teams` names the quickstart's two, so the run
+limits and loop stopping, which read every body, do not apply to it) and no guardrail;
+one of them with no budget or cache rule either. The "read" row is alice's call (the
 quickstart's guardrails, a token budget for her team): three messages. The "unread" row
 is the other key's: two (request headers; the trailers at the answer's end). The
 "unread, budgeted" row is a third key's, with a token budget and no guardrail: two
@@ -52,8 +53,9 @@ BODIES = {
 
 
 def with_unread_key(config: dict) -> None:
-    """Nothing that reads every call's body, and a key no policy applies to."""
-    config.pop("runs", None)
+    """Keys of a team that is not an agent's (`runs.teams` names the quickstart's two) and
+    that no guardrail applies to: one with no budget, one with a token budget."""
+    config["runs"]["teams"] = ["research", "support"]
     config["keys"].append({"id": "unread", "key": UNREAD_KEY, "team": "batch", "models": "*"})
     config["keys"].append({"id": "budgeted", "key": BUDGETED_KEY, "team": "batch", "models": "*"})
     config["budgets"].append({"name": "budgeted-tokens", "scope": "key", "match": "budgeted", "unit": "tokens",

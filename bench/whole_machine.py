@@ -16,8 +16,9 @@ Per side, in interleaved rounds, JSON chat completions (bench/run.py's body):
 The CPU each request cost, per process group, from /proc. Medians of the rounds.
 `--unread`: two more sides, the same gateway's calls from a key no policy applies to, and
 from a key with a token budget and no guardrail, routed at their headers with their body
-unread (stages/body_unread.py, stages/budget/unread.py; the gateway then runs without the
-quickstart's run limits and loop stopping, which read every body).
+unread (stages/body_unread.py, stages/budget/unread.py; both keys of a team whose callers
+are not agents, so the quickstart's run limits and loop stopping, `runs.teams`, do not
+read their bodies).
 """
 
 from __future__ import annotations

@@ -131,12 +131,14 @@ def test_check_warns_of_unset_secrets_and_limits_that_match_nobody(tmp_path):
                                "limit": 10, "window": "hour"},
                               {"name": "fine", "scope": "team", "match": "research", "unit": "tokens",
                                "limit": 10, "window": "hour"}]
+        config["runs"]["teams"] = ["research", "suport"]
     path = write(tmp_path, _broken(edit))
     result = _check("--config", path)
     assert result.returncode == 0 and "OK" in result.stdout, result.stderr
     assert f"{path}: providers.mock.api_key: warning: environment variable LLMGW_TEST_UNSET_SECRET is not set" \
         in result.stderr
     assert "budgets/rate_limits typo: warning: matches team 'reserch'" in result.stderr
+    assert "runs.teams: warning: names team 'suport'" in result.stderr
     assert "'research'" not in result.stderr
     # `up` refuses what `check` warned of, naming it.
     loaded = subprocess.run([sys.executable, "-c", f"from extproc.config.filter_config import load_config; "

@@ -186,6 +186,9 @@ def _warn_of_limits_matching_nobody(config: GatewayConfig, problems: Problems) -
             problems.warn(f"budgets/rate_limits {limit.name.rsplit('.', 1)[0]}",
                           f"matches {limit.scope} {limit.match!r}, which no key or team of this config has "
                           "(fine for a key made at run time or a token's team; otherwise a typo)")
+    for team in sorted((config.runs.teams or frozenset()) - known["team"]):
+        problems.warn("runs.teams", f"names team {team!r}, which no key or team of this config has "
+                                    "(fine for a key made at run time or a token's team; otherwise a typo)")
 
 
 def _warn_of_an_open_catch_all(config: GatewayConfig, identity: Node) -> None:
