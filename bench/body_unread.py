@@ -16,8 +16,8 @@ is the other key's: two (request headers; the trailers at the answer's end). The
 messages, its budget reserved at the headers (stages/budget/unread.py).
 
 Then one request at a time, the sides' requests interleaved (Envoy alone, read, unread,
-in turn, --samples each: so a slow minute on this VM is every side's): p50, p90 and p99,
-and what each gateway path adds to Envoy alone's. Each throughput row's CPU per request:
+in turn, --samples each: so a slow minute on this VM is every side's; for JSON the two
+floors too): p50, p90 and p99, and what each adds to Envoy alone's. Each throughput row's CPU per request:
 the worker's (or the do-nothing servicer's) and Envoy's.
 `sse`: the same calls streamed, the usage asked for (a stream passed through: three
 messages read, two unread); its floors are not measured. `json 400KB`: an agent's 400 KB
@@ -37,7 +37,7 @@ import httpx
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "bench"))
-from floor import measure_row, under_load  # noqa: E402
+from floor import floor_stack, measure_row, under_load  # noqa: E402
 from run import PROMPT, ensure_wrk, history_body  # noqa: E402
 from sides import KEYS, start_sides  # noqa: E402
 
@@ -100,7 +100,14 @@ def main() -> None:
                     for pattern in ("3", "2 unread"):
                         rows.setdefault((mode, f"floor, {pattern} messages"), []).append(
                             measure_row(binary, workdir, sides.mock_port, pattern, "h2", body, args))
-        latency = {mode: one_at_a_time(measured, BODIES[mode], args.samples) for mode in modes}
+        # The do-nothing floors in the rotation too, for JSON: what any ext_proc adds to a
+        # request that comes alone, before doing anything.
+        with floor_stack(workdir, sides.mock_port, "3", "h2", args) as (three, _), \
+                floor_stack(workdir, sides.mock_port, "2 unread", "h2", args) as (two, _):
+            floors_too = {**measured, "floor, 3 messages": (three, "k", [], []),
+                          "floor, 2 unread messages": (two, "k", [], [])}
+            latency = {mode: one_at_a_time(floors_too if mode.startswith("json") else measured, BODIES[mode],
+                                           args.samples) for mode in modes}
     print(f"{args.rounds} interleaved rounds x {args.seconds}s, {args.connections} connections; Envoy and one "
           f"worker (or the do-nothing servicer) on core 0, mock + wrk on core 1; chat, short prompt "
           f"(json 400KB: a 400 KB history)")

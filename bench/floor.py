@@ -46,6 +46,7 @@ request rules (the alternative it replaced), or nothing, to show each one's shar
 from __future__ import annotations
 
 import argparse
+import contextlib
 import asyncio
 import os
 import statistics
@@ -258,10 +259,10 @@ def envoy_config(workdir: Path, socket: str, mock_port: int, messages: str,
     return path, port
 
 
-def measure_row(binary: str, workdir: Path, mock_port: int, messages: str, transport: str, body: str,
-                args) -> dict:
-    """One pattern's row: its servicer and Envoy started on core 0, measured under load
-    (args.seconds, args.connections) and one request at a time, then stopped."""
+@contextlib.contextmanager
+def floor_stack(workdir: Path, mock_port: int, messages: str, transport: str, args):
+    """A pattern's do-nothing servicer and its Envoy, started on core 0: (its URL, their
+    pids) while the block runs, then stopped."""
     from extproc.config.envoy_config import envoy_binary
     from extproc.config.envoy_mcp import AGGREGATOR_SECRET_ENV
     from extproc.runtime.worker_env import WORKER_GRPC_EXPERIMENTS, WORKER_MALLOC
@@ -285,18 +286,23 @@ def measure_row(binary: str, workdir: Path, mock_port: int, messages: str, trans
         wait_for_port(port, process=envoy)
         while not os.path.exists(socket):
             time.sleep(0.05)
-        url = f"http://127.0.0.1:{port}/v1/chat/completions"
-        result, (per_request, envoy_per_request) = under_load(binary, url, "k", body, args,
-                                                              [servicer.pid, envoy.pid])
-        one_p50, one_p99 = sequential_latency(url, "k", body)
-        return {"rps": result["rps"], "p50": result["p50"], "p99": result["p99"], "errors": result["errors"],
-                "servicer_us": per_request, "envoy_us": envoy_per_request, "one_p50": one_p50,
-                "one_p99": one_p99, "paced": paced_p50(binary, url, "k", body, args)}
+        yield f"http://127.0.0.1:{port}/v1/chat/completions", [servicer.pid, envoy.pid]
     finally:
         for process in (envoy, servicer):
             process.terminate()
             process.wait()
 
+
+def measure_row(binary: str, workdir: Path, mock_port: int, messages: str, transport: str, body: str,
+                args) -> dict:
+    """One pattern's row: its servicer and Envoy started on core 0, measured under load
+    (args.seconds, args.connections) and one request at a time, then stopped."""
+    with floor_stack(workdir, mock_port, messages, transport, args) as (url, pids):
+        result, (per_request, envoy_per_request) = under_load(binary, url, "k", body, args, pids)
+        one_p50, one_p99 = sequential_latency(url, "k", body)
+        return {"rps": result["rps"], "p50": result["p50"], "p99": result["p99"], "errors": result["errors"],
+                "servicer_us": per_request, "envoy_us": envoy_per_request, "one_p50": one_p50,
+                "one_p99": one_p99, "paced": paced_p50(binary, url, "k", body, args)}
 
 def main() -> None:
     parser = argparse.ArgumentParser()
