@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import functools
 import os
-from collections import OrderedDict
 from itertools import accumulate
 
 import orjson
