@@ -141,6 +141,10 @@ def start_sides(cleanup: contextlib.ExitStack, store: str = "sqlite", transport:
         redis, url = start_redis(workdir)
         cleanup.callback(redis.terminate)
         config["store"] = {"kind": "redis", "url": url}
+    # One key here asks for all the worker's time: its guardrail scan allowance
+    # (max_scan_ms_per_key_per_minute, 10 s a minute) would refuse its calls 429 after the
+    # first seconds of new text (code, fresh histories), and the rows would time refusals.
+    config["guardrails"]["max_scan_ms_per_key_per_minute"] = 3_600_000
     rules = config["guardrails"]["rules"]
     rules.append({"name": "pii-response", "type": "pii", "action": "redact", "directions": ["response"]})
     config["guardrails"]["policies"] = {"default": [r["name"] for r in rules[:-1]],
