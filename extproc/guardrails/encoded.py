@@ -24,6 +24,7 @@ import re2
 
 from .fastre import Pattern
 from .screen import ScreenSet, compile_screen, screen_source
+from .screened import screened_finditer
 
 # Runs long enough to hold a value worth finding (16 bytes of base64 is ~22 characters).
 _BASE64 = r"[A-Za-z0-9+/_-]{20,}={0,2}"
@@ -54,6 +55,8 @@ SCREEN_SOURCE = screen_source(_RUNS.python)
 # A Set of its own (screen.py, ScreenSet), which keeps its answer for the last text: each
 # text guardrail asks it of the same texts.
 _SCREEN = ScreenSet([SCREEN_SOURCE]) if compile_screen(SCREEN_SOURCE) is not None else None
+# Where the runs may start, for re on other text (screened.py): most places in prose cannot.
+_STARTS = compile_screen(SCREEN_SOURCE)
 _SPACES = re.compile(r"[ :]")
 
 
@@ -116,7 +119,7 @@ def _decoded_runs(text: str) -> Iterator[tuple[int, int, str]]:
                 yield start, end, decoded
         return
     pattern = _runs_without(frozenset(kind for kind, marker in _MARKED.items() if marker not in text))
-    for match in pattern.finditer(text):
+    for match in pattern.finditer(text) if _STARTS is None else screened_finditer(pattern, _STARTS, text):
         decoded = _decode(match.lastgroup, match.group())
         if decoded is not None:
             yield match.start(), match.end(), decoded

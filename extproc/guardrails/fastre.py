@@ -9,8 +9,9 @@ On ASCII text the two engines agree match for match once `\\s` is spelled the
 way Python reads it (RE2's `\\s` leaves out \\v and \\x1c-\\x1f). On other text
 they differ (Python's `\\b`, `\\d`, `\\w` and case folding are Unicode-aware,
 RE2's are not), so non-ASCII text keeps Python's re and the rules keep the
-meaning they were written with; a screen (screen.py) run by RE2 first says when re
-cannot match, which is most of the time, and re is not run. Patterns RE2 cannot
+meaning they were written with; a screen (screen.py) run by RE2 says where re's matches
+may start, re is run there only (screened.py), and where the screen finds nothing, which
+is most of the time, re is not run at all. Patterns RE2 cannot
 compile (lookarounds, backreferences: operators may write those in banned patterns)
 use re, behind their screen, on ASCII text too.
 """
@@ -21,7 +22,8 @@ import re
 
 import re2
 
-from .screen import first_possible, screen
+from .screen import screen
+from .screened import screened_finditer
 
 # Python's \s restricted to ASCII, which is all RE2 ever sees here.
 _ASCII_SPACE = r"\t-\r\x1c-\x1f "
@@ -81,20 +83,14 @@ class Pattern:
 
         self.screen = screen(self.python)
 
-    def _engine(self, text: str):
-        """(the regex to run, where to start) or (None, 0) where the screen says re cannot
-        match. re starting at a position still sees the text before it (lookbehinds, \\b)."""
-        if self.re2 is not None and text.isascii():
-            return self.re2, 0
-        if self.screen is None:
-            return self.python, 0
-        start = first_possible(self.screen, text)
-        return (self.python, start) if start is not None else (None, 0)
-
     def search(self, text: str):
-        engine, start = self._engine(text)
-        return engine.search(text, start) if engine is not None else None
+        return next(self.finditer(text), None)
 
     def finditer(self, text: str):
-        engine, start = self._engine(text)
-        return engine.finditer(text, start) if engine is not None else iter(())
+        """RE2 where it reads as re does (ASCII text); elsewhere re, run only where the
+        screen says a match may start (screened.py), or everywhere when there is no screen."""
+        if self.re2 is not None and text.isascii():
+            return self.re2.finditer(text)
+        if self.screen is None:
+            return self.python.finditer(text)
+        return screened_finditer(self.python, self.screen, text)
