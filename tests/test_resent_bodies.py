@@ -3,11 +3,14 @@ body are remembered by the text and the bytes themselves, exactly, within a boun
 
 from __future__ import annotations
 
+import sys
+
 import orjson
 import pytest
 
 from extproc.api import tokens
 from extproc.api.openai import ENDPOINTS
+from extproc.guardrails import text_digests
 from extproc.pipeline.call import Call
 from extproc.pipeline.errors import GatewayError
 from extproc.stages import resolve
@@ -28,20 +31,36 @@ def test_a_remembered_count_is_the_texts_own():
     assert tokens.count_text(text, "cl100k_base") == tokens._count(text, "cl100k_base")   # per encoding
 
 
-def test_the_remembered_counts_stay_within_their_bound(monkeypatch):
+@pytest.mark.parametrize("accent", ["", "é", "🚀"])
+def test_the_remembered_counts_stay_within_their_bound_in_bytes(monkeypatch, accent):
     monkeypatch.setattr(tokens, "_counted", {})
-    monkeypatch.setattr(tokens, "_counted_chars", 0)
-    monkeypatch.setattr(tokens, "CACHE_MAX_CHARS", 10_000)
-    for seed in range(20):
-        text = prose(seed)
+    monkeypatch.setattr(tokens, "_counted_bytes", 0)
+    monkeypatch.setattr(tokens, "CACHE_MAX_BYTES", 100_000)
+    for seed in range(40):
+        text = prose(seed) + accent
         assert tokens.count_text(text) == tokens._count(text, "o200k_base")
-        assert tokens._counted_chars <= 10_000
-    assert tokens._counted_chars == sum(len(text) for text, _ in tokens._counted.values())
+        assert tokens._counted_bytes <= 100_000
+    held = [sys.getsizeof(text) + (0 if text.isascii() else len(text)) for text, _, _ in tokens._counted.values()]
+    assert tokens._counted_bytes == sum(held)
+    assert sum(held) > 100_000 - max(held)       # filled to the bound, the oldest gone
+
+
+@pytest.mark.parametrize("accent", ["", "é", "🚀"])
+def test_the_remembered_digests_stay_within_their_bound_in_bytes(monkeypatch, accent):
+    monkeypatch.setattr(text_digests, "_memo", {})
+    monkeypatch.setattr(text_digests, "_memo_bytes", 0)
+    monkeypatch.setattr(text_digests, "MEMO_MAX_BYTES", 100_000)
+    for seed in range(40):
+        text = prose(seed) + accent
+        assert text_digests.text_digest(text) == text_digests._hash(text)
+        assert text_digests._memo_bytes <= 100_000
+    held = [sys.getsizeof(text) + (0 if text.isascii() else len(text)) for text, _, _ in text_digests._memo.values()]
+    assert text_digests._memo_bytes == sum(held) and sum(held) > 100_000 - max(held)
 
 
 def test_texts_alike_at_their_ends_keep_their_own_counts(monkeypatch):
     monkeypatch.setattr(tokens, "_counted", {})
-    monkeypatch.setattr(tokens, "_counted_chars", 0)
+    monkeypatch.setattr(tokens, "_counted_bytes", 0)
     head, tail = "a" * 300, "z" * 300
     one, other = head + " one two three " + tail, head + " four five six " + tail
     assert len(one) == len(other)

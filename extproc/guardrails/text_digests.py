@@ -6,6 +6,7 @@ found again by a compare rather than hashed again. Imports nothing of the gatewa
 from __future__ import annotations
 
 import hashlib
+import sys
 
 
 class TextDigests:
@@ -36,12 +37,14 @@ class TextDigests:
 # A resent text's digest is found again by its length and ends and a compare of the
 # text whole (memcmp, ~10x faster than encoding and hashing it), as api/tokens.py finds
 # its counts: the texts are held here, in the worker's memory only (the findings map and
-# the store hold digests). Bounded by the characters kept; the oldest go first.
+# the store hold digests). Bounded by the bytes the kept texts hold (as api/tokens.py
+# counts them: non-ASCII text takes 2 or 4 bytes a character, and a UTF-8 copy); the
+# oldest go first.
 MEMO_MIN_CHARS = 512
-MEMO_MAX_CHARS = 16_000_000
+MEMO_MAX_BYTES = 16_000_000
 _ENDS = 48
-_memo: dict[tuple[int, str, str], tuple[str, bytes]] = {}
-_memo_chars = 0
+_memo: dict[tuple[int, str, str], tuple[str, bytes, int]] = {}
+_memo_bytes = 0
 
 
 def text_digest(text: str) -> bytes:
@@ -61,13 +64,14 @@ def _hash(text: str) -> bytes:
 
 
 def _keep(key: tuple[int, str, str], text: str, digest: bytes) -> None:
-    global _memo_chars
-    if len(text) > MEMO_MAX_CHARS // 4:
+    global _memo_bytes
+    size = sys.getsizeof(text) + (0 if text.isascii() else len(text))
+    if size > MEMO_MAX_BYTES // 4:
         return
     replaced = _memo.pop(key, None)             # same length and ends, another text
     if replaced is not None:
-        _memo_chars -= len(replaced[0])
-    while _memo and _memo_chars + len(text) > MEMO_MAX_CHARS:
-        _memo_chars -= len(_memo.pop(next(iter(_memo)))[0])
-    _memo[key] = (text, digest)
-    _memo_chars += len(text)
+        _memo_bytes -= replaced[2]
+    while _memo and _memo_bytes + size > MEMO_MAX_BYTES:
+        _memo_bytes -= _memo.pop(next(iter(_memo)))[2]
+    _memo[key] = (text, digest, size)
+    _memo_bytes += size
