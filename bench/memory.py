@@ -2,7 +2,10 @@
 one worker), JSON and SSE calls for a while, then each Python process's resident set
 read from /proc/PID/smaps_rollup:
 
-    .venv/bin/python bench/memory.py [--seconds 15]
+    .venv/bin/python bench/memory.py [--seconds 15] [--modes json,sse] [--connections 16]
+
+`--modes` takes bench/run.py's traffic names ("json 400KB fresh": an agent history of
+400 KB whose every turn is new on every call), each for an equal share of the seconds.
 
 RSS counts every page the process maps, those it shares with its siblings included (the
 workers are forked from one preloaded server: modules, tokenizers, detectors); PSS
@@ -34,7 +37,9 @@ def rollup(pid: int) -> dict[str, float]:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--seconds", type=int, default=15, help="of load, half JSON, half SSE")
+    parser.add_argument("--seconds", type=int, default=15, help="of load, shared by the modes")
+    parser.add_argument("--modes", default="json,sse", help="bench/run.py's traffic names, comma-separated")
+    parser.add_argument("--connections", type=int, default=16)
     args = parser.parse_args()
     binary = bench_run.ensure_wrk()
     with contextlib.ExitStack() as cleanup:
@@ -55,9 +60,11 @@ def main() -> None:
                       f"{memory['private']:.0f} | {memory['peak']:.0f} |")
 
         show("started")
-        for mode in ("json", "sse"):
-            bench_run.wrk(binary, url, key, bench_run.request_body(mode), max(1, args.seconds // 2), 16)
-        show(f"after {args.seconds} s of load")
+        modes = [mode.strip() for mode in args.modes.split(",") if mode.strip()]
+        for mode in modes:
+            bench_run.wrk(binary, url, key, bench_run.request_body(mode), max(1, args.seconds // len(modes)),
+                          args.connections, fresh=mode.endswith("fresh"))
+            show(f"after {mode}")
 
 
 if __name__ == "__main__":
