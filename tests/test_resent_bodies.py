@@ -31,31 +31,30 @@ def test_a_remembered_count_is_the_texts_own():
     assert tokens.count_text(text, "cl100k_base") == tokens._count(text, "cl100k_base")   # per encoding
 
 
+# The memories of resent texts: (module, its memory, the bytes it counts, its bound, the
+# call that fills it, the same answer worked out without it).
+MEMORIES = {
+    "token counts": (tokens, "_counted", "_counted_bytes", "CACHE_MAX_BYTES",
+                     lambda text: tokens.count_text(text), lambda text: tokens._count(text, "o200k_base")),
+    "digests": (text_digests, "_memo", "_memo_bytes", "MEMO_MAX_BYTES",
+                lambda text: text_digests.text_digest(text), lambda text: text_digests._hash(text)),
+}
+
+
+@pytest.mark.parametrize("memory", MEMORIES)
 @pytest.mark.parametrize("accent", ["", "é", "🚀"])
-def test_the_remembered_counts_stay_within_their_bound_in_bytes(monkeypatch, accent):
-    monkeypatch.setattr(tokens, "_counted", {})
-    monkeypatch.setattr(tokens, "_counted_bytes", 0)
-    monkeypatch.setattr(tokens, "CACHE_MAX_BYTES", 100_000)
+def test_the_memories_of_resent_texts_stay_within_their_bound_in_bytes(monkeypatch, memory, accent):
+    module, kept, counted, bound, asked, worked_out = MEMORIES[memory]
+    monkeypatch.setattr(module, kept, {})
+    monkeypatch.setattr(module, counted, 0)
+    monkeypatch.setattr(module, bound, 100_000)
     for seed in range(40):
         text = prose(seed) + accent
-        assert tokens.count_text(text) == tokens._count(text, "o200k_base")
-        assert tokens._counted_bytes <= 100_000
-    held = [sys.getsizeof(text) + (0 if text.isascii() else len(text)) for text, _, _ in tokens._counted.values()]
-    assert tokens._counted_bytes == sum(held)
+        assert asked(text) == worked_out(text)
+        assert getattr(module, counted) <= 100_000
+    held = [sys.getsizeof(text) + (0 if text.isascii() else len(text)) for text, _, _ in getattr(module, kept).values()]
+    assert getattr(module, counted) == sum(held)
     assert sum(held) > 100_000 - max(held)       # filled to the bound, the oldest gone
-
-
-@pytest.mark.parametrize("accent", ["", "é", "🚀"])
-def test_the_remembered_digests_stay_within_their_bound_in_bytes(monkeypatch, accent):
-    monkeypatch.setattr(text_digests, "_memo", {})
-    monkeypatch.setattr(text_digests, "_memo_bytes", 0)
-    monkeypatch.setattr(text_digests, "MEMO_MAX_BYTES", 100_000)
-    for seed in range(40):
-        text = prose(seed) + accent
-        assert text_digests.text_digest(text) == text_digests._hash(text)
-        assert text_digests._memo_bytes <= 100_000
-    held = [sys.getsizeof(text) + (0 if text.isascii() else len(text)) for text, _, _ in text_digests._memo.values()]
-    assert text_digests._memo_bytes == sum(held) and sum(held) > 100_000 - max(held)
 
 
 def test_texts_alike_at_their_ends_keep_their_own_counts(monkeypatch):
