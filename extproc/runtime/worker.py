@@ -190,6 +190,16 @@ async def serve_worker(config_path: str, address: str, health_address: str | Non
     # Envoy's access log of streams cut short (cut_stream_log.py), on the same socket.
     cut_log = CutStreamLog(runtime.cut_streams.sent, lambda: processor.runtime.store.store)
     health_servicer = health.aio.HealthServicer()
+    probe_server = None
+    if health_address:
+        # Kubelet's gRPC probe needs TCP. That port serves Health only: the ext_proc
+        # service itself stays on the Unix socket, out of the pod network's reach. It listens
+        # before that socket does: the supervisor's start waits for the socket, and a started
+        # gateway's probe port then answers too.
+        probe_server = grpc.aio.server()
+        health_pb2_grpc.add_HealthServicer_to_server(health_servicer, probe_server)
+        probe_server.add_insecure_port(health_address)
+        await probe_server.start()
     if config.server.transport == "h2" and address.startswith("unix:"):    # (a TCP address: grpc.aio)
         server = GrpcServer({
             PROCESS_PATH: Method(processor.open_stream, ep.ProcessingRequest.FromString, MESSAGES),
@@ -201,14 +211,6 @@ async def serve_worker(config_path: str, address: str, health_address: str | Non
     else:
         server = _grpc_aio_server(config, address, processor, cut_log, health_servicer)
         await server.start()
-    probe_server = None
-    if health_address:
-        # Kubelet's gRPC probe needs TCP. That port serves Health only: the ext_proc
-        # service itself stays on the Unix socket, out of the pod network's reach.
-        probe_server = grpc.aio.server()
-        health_pb2_grpc.add_HealthServicer_to_server(health_servicer, probe_server)
-        probe_server.add_insecure_port(health_address)
-        await probe_server.start()
     await _set_health(health_servicer, health_pb2.HealthCheckResponse.SERVING)
     log.info("ext_proc worker serving on %s (config %s)", address, config.version)
 
