@@ -5,7 +5,11 @@ Envoy itself is the client in every e2e test (`server.transport: h2` is the defa
 from __future__ import annotations
 
 import asyncio
+import gc
+import io
+import logging
 import struct
+import weakref
 
 import grpc
 import pytest
@@ -63,9 +67,12 @@ class Handlers:
         self.held_ended = asyncio.Event()
         self.hold_started = asyncio.Event()
         self.events: list = []
+        self.made: list[weakref.ref] = []           # every Shout handler made, weakly
 
     def shout(self, call) -> Shout:
-        return Shout(call, self.events)
+        handler = Shout(call, self.events)
+        self.made.append(weakref.ref(handler))
+        return handler
 
     async def echo(self, _, call) -> None:
         self.metadata = call.invocation_metadata()
@@ -257,6 +264,65 @@ def test_message_handlers_failing_aborting_reset_and_stopped(tmp_path):
         with pytest.raises(grpc.aio.AioRpcError):
             await call.read()
     run(tmp_path, scenario)
+
+
+def test_an_ended_call_and_its_handler_are_freed_without_the_cycle_collector(tmp_path):
+    """The handler holds its call (the gateway's holds the call's bodies, parsed: megabytes
+    for an agent's history), and the call its handler while it lasts. Once the call is
+    over, however it ended, nothing of the transport may keep them in a cycle that only
+    Python's full collection would free: with the collector off, they are freed at once."""
+    async def scenario(channel, handlers, server):
+        async def ended(value: bytes, cancel: bool = False) -> None:
+            handlers.events.clear()
+            call = bytes_stream(channel, SHOUT)()
+            await call.write(BytesValue(value=value))
+            if cancel:
+                while len(handlers.events) < 2:
+                    await asyncio.sleep(0.01)
+                call.cancel()
+            else:
+                if value != b"fail":
+                    assert (await call.read()).value == value.upper()
+                await call.done_writing()
+                with pytest.raises(grpc.aio.AioRpcError) if value == b"fail" else _no_error():
+                    await call.read()
+            for _ in range(200):
+                if handlers.events[-1:] == [("closed",)]:
+                    break
+                await asyncio.sleep(0.01)
+            assert handlers.events[-1] == ("closed",)
+
+        # The failure's log line written as a worker writes it, the record then dropped
+        # (pytest's own capture keeps every record, and with it the failure's frames).
+        logger, written = logging.getLogger("extproc.grpc_h2"), io.StringIO()
+        handler = logging.StreamHandler(written)
+        logger.addHandler(handler)
+        logger.propagate = False
+        gc.collect()
+        gc.disable()
+        try:
+            await ended(b"a")                                   # half-closed: OK
+            await ended(b"wait")                                # answered from a task
+            await ended(b"fail")                                # the handler failed
+            await ended(b"wait long", cancel=True)              # the client reset it, waiting
+            for _ in range(10):                                 # the loop's last callbacks
+                await asyncio.sleep(0)
+            assert server.open_calls() == 0 and len(handlers.made) == 4
+            assert [ref() for ref in handlers.made] == [None] * 4
+            assert "unexpected error answering stream" in written.getvalue()
+        finally:
+            gc.enable()
+            logger.removeHandler(handler)
+            logger.propagate = True
+    run(tmp_path, scenario)
+
+
+class _no_error:
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc) -> bool:
+        return False
 
 
 def test_a_waiting_answer_reset_in_the_same_read_still_closes_its_handler(tmp_path):
