@@ -10,6 +10,10 @@ from aiohttp import web
 
 # A listener keeps this many requests (and stored responses): a soak must not grow memory.
 KEPT = 1000
+# ... and the newest of them whose bodies hold this many characters together (always the
+# last one): an agent's history runs to hundreds of KB a request, and a thousand of them
+# held a gigabyte.
+KEPT_BODY_CHARS = 64_000_000
 
 
 @dataclass
@@ -21,6 +25,7 @@ class Listener:
     defaults: dict[str, str] = field(default_factory=dict)   # x-mock-* defaults
     fixtures: str | None = None         # the root folder of recordings (x-mock-replay)
     received: list[dict] = field(default_factory=list)
+    received_chars: int = 0             # the characters of the kept requests' bodies
     responses: dict = field(default_factory=dict)     # id -> (response, input items): the last 1000
     aws: dict[str, str] = field(default_factory=dict)  # aws_* settings: what Bedrock's routes verify signatures with
     entra: dict[str, str] = field(default_factory=dict)  # entra_client_secret: what its Entra token endpoint takes
@@ -60,6 +65,16 @@ def record(listener: Listener, request: web.Request, raw: bytes) -> dict:
     handler can add what it reported (`usage`)."""
     entry = {"path": request.path, "query": dict(request.query), "headers": headers_of(request),
              "body": raw.decode("utf-8", "replace"), "at": time.time()}
-    listener.received.append(entry)
-    del listener.received[:-KEPT]
+    keep(listener, entry)
     return entry
+
+
+def keep(listener: Listener, entry: dict) -> None:
+    """A request kept in the listener's record, the oldest dropped past its bounds."""
+    received = listener.received
+    if not received:                    # (emptied by a DELETE /_mock/requests)
+        listener.received_chars = 0
+    received.append(entry)
+    listener.received_chars += len(entry.get("body", ""))
+    while len(received) > KEPT or (listener.received_chars > KEPT_BODY_CHARS and len(received) > 1):
+        listener.received_chars -= len(received.pop(0).get("body", ""))

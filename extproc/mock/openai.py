@@ -28,7 +28,7 @@ from ..api.openai import (
 )
 from ..api.tokens import count_prompt, count_text, encoding_for_model
 from .echo import cut_to_tokens, stream_pieces
-from .listener import KEPT, Listener, headers_of, option, record
+from .listener import KEPT, Listener, headers_of, keep, option, record
 from .shapes import json_reply, sse_events
 from .wire import (
     delay_first_byte,
@@ -197,9 +197,8 @@ class OpenAIRoutes:
     async def stored_response(self, request: web.Request) -> web.Response:
         """A response this listener made: retrieved, deleted, cancelled, or its input items."""
         listener = self.listener
-        listener.received.append({"path": request.path, "method": request.method, "at": time.time(),
-                                  "headers": headers_of(request),
-                                  "body": (await request.read()).decode("utf-8", "replace")})
+        keep(listener, {"path": request.path, "method": request.method, "at": time.time(),
+                        "headers": headers_of(request), "body": (await request.read()).decode("utf-8", "replace")})
         if self.refused(request):
             return error(401, "Incorrect API key provided.", "invalid_api_key")
         stored = listener.responses.get(request.match_info["id"])
