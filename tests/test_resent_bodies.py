@@ -31,35 +31,36 @@ def test_a_remembered_count_is_the_texts_own():
     assert tokens.count_text(text, "cl100k_base") == tokens._count(text, "cl100k_base")   # per encoding
 
 
-# The memories of resent texts: (module, its memory, the bytes it counts, its bound, the
-# call that fills it, the same answer worked out without it).
+# The memories of resent texts: (module, the name of its memory, the call that fills it,
+# the same answer worked out without it).
 MEMORIES = {
-    "token counts": (tokens, "_counted", "_counted_bytes", "CACHE_MAX_BYTES",
-                     lambda text: tokens.count_text(text), lambda text: tokens._count(text, "o200k_base")),
-    "digests": (text_digests, "_memo", "_memo_bytes", "MEMO_MAX_BYTES",
-                lambda text: text_digests.text_digest(text), lambda text: text_digests._hash(text)),
+    "token counts": (tokens, "COUNTED", lambda text: tokens.count_text(text),
+                     lambda text: tokens._count(text, "o200k_base")),
+    "digests": (text_digests, "DIGESTED", lambda text: text_digests.text_digest(text),
+                lambda text: text_digests._hash(text)),
 }
 
 
 @pytest.mark.parametrize("memory", MEMORIES)
 @pytest.mark.parametrize("accent", ["", "é", "🚀"])
 def test_the_memories_of_resent_texts_stay_within_their_bound_in_bytes(monkeypatch, memory, accent):
-    module, kept, counted, bound, asked, worked_out = MEMORIES[memory]
-    monkeypatch.setattr(module, kept, {})
-    monkeypatch.setattr(module, counted, 0)
-    monkeypatch.setattr(module, bound, 100_000)
+    module, name, asked, worked_out = MEMORIES[memory]
+    kept = getattr(module, name)
+    kept.clear()
+    monkeypatch.setattr(kept, "max_bytes", 100_000)
     for seed in range(40):
         text = prose(seed) + accent
         assert asked(text) == worked_out(text)
-        assert getattr(module, counted) <= 100_000
-    held = [sys.getsizeof(text) + (0 if text.isascii() else len(text)) for text, _, _ in getattr(module, kept).values()]
-    assert getattr(module, counted) == sum(held)
+        assert asked(text) == worked_out(text)                  # again: found, the same
+        assert kept.held <= 100_000
+    held = [sys.getsizeof(text) + (0 if text.isascii() else len(text)) for text in kept.texts()]
+    assert kept.held == sum(held)
     assert sum(held) > 100_000 - max(held)       # filled to the bound, the oldest gone
+    assert kept.texts()[-1] == prose(39) + accent
 
 
 def test_texts_alike_at_their_ends_keep_their_own_counts(monkeypatch):
-    monkeypatch.setattr(tokens, "_counted", {})
-    monkeypatch.setattr(tokens, "_counted_bytes", 0)
+    tokens.COUNTED.clear()
     head, tail = "a" * 300, "z" * 300
     one, other = head + " one two three " + tail, head + " four five six " + tail
     assert len(one) == len(other)

