@@ -140,16 +140,22 @@ def code_turns(kb: int) -> list[list]:
             for piece in guardrails_bench.source_code(kb)]
 
 
-async def run(rounds: int, budget: bool, prompt: str | list, profile=None, fresh: list | None = None,
-              warm: list | None = None) -> float:
-    """Microseconds per call; `fresh`: the prompts of calls made in turn, new text each,
-    after the calls of `warm`, untimed."""
+class Prepared:
+    """A runtime of the bench's config, warmed by 200 calls, and the messages to send it."""
+
+    def __init__(self, runtime: Runtime, features, sequences: list) -> None:
+        self.runtime, self.features, self.sequences = runtime, features, sequences
+
+
+async def prepare(budget: bool, prompt: str | list, fresh: list | None = None,
+                  warm: list | None = None) -> Prepared:
+    """`fresh`: the prompts of the calls to make in turn, new text each, after the calls
+    of `warm`, made here."""
     config = load_config(bench_config(budget))
     sys.stdout = open(os.devnull, "w")       # the log line is written, to /dev/null
     runtime = Runtime(config)
     metrics.batch_writes()                   # as a worker does, flushing now and then
     sequence = messages(prompt)
-    sequences = [messages(p) for p in fresh] if fresh else [sequence]
     envoy = yaml.safe_load((ROOT / "envoy" / "quickstart.yaml").read_text())
     manager = envoy["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"]
     features = announced_features(next(f["typed_config"] for f in manager["http_filters"] if f["name"] == EXT_PROC))
@@ -166,17 +172,31 @@ async def run(rounds: int, budget: bool, prompt: str | list, profile=None, fresh
         await runtime.pipeline.run_done(call)
     assert call.response_in_body and call.status == 200 and call.usage, \
         f"not the one-message JSON path: {call.status} {call.error_code} {call.reply.body[:300]!r}"
-    if profile:
-        profile.enable()
-    started = time.perf_counter()
+    return Prepared(runtime, features, [messages(p) for p in fresh] if fresh else [sequence])
+
+
+async def calls(prepared: Prepared, rounds: int) -> None:
+    """`rounds` calls, each its messages and the work after its reply, as a worker runs them."""
+    runtime, sequences = prepared.runtime, prepared.sequences
     for index in range(rounds):
-        call = Call(runtime.config, features)
+        call = Call(runtime.config, prepared.features)
         for message in sequences[index % len(sequences)]:
             await runtime.pipeline.handle(call, message)
         await runtime.pipeline.run_done(call)       # as the worker does after the last reply
         await asyncio.sleep(0)                      # the loop turns between calls (tasks run)
         if index % 100 == 0:
             metrics.flush()
+
+
+async def run(rounds: int, budget: bool, prompt: str | list, profile=None, fresh: list | None = None,
+              warm: list | None = None) -> float:
+    """Microseconds per call; `fresh`: the prompts of calls made in turn, new text each,
+    after the calls of `warm`, untimed."""
+    prepared = await prepare(budget, prompt, fresh, warm)
+    if profile:
+        profile.enable()
+    started = time.perf_counter()
+    await calls(prepared, rounds)
     elapsed = time.perf_counter() - started
     if profile:
         profile.disable()

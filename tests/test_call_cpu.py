@@ -101,13 +101,13 @@ def test_without_a_loop_the_line_goes_out_at_once():
     assert out.flushes == 1 and out.getvalue().endswith(b"\n")
 
 
-def test_a_meter_names_its_counters_as_it_would_afresh_capped_values_included():
+def test_a_meter_names_its_counters_as_it_would_afresh_capped_values_and_the_hour_included():
     import dataclasses
     import random
     from types import SimpleNamespace as NS
 
     from extproc.stages.budget.meter import Meter
-    from extproc.store.meters import meter_combinations
+    from extproc.store.meters import meter_combinations, meter_counters
 
     metering = dataclasses.replace(QUICKSTART.metering, max_values_per_dimension=3)
     assert any(d.startswith("tag:") for s in metering.sets for d in s.dimensions)
@@ -119,4 +119,27 @@ def test_a_meter_names_its_counters_as_it_would_afresh_capped_values_included():
                   model=NS(name=rng.choice(["gpt-4o-mini", "claude", "a;b=c"])), backend=NS(name="mock"),
                   cache=None if rng.random() < 0.5 else NS(result=rng.choice(["hit", "miss"])),
                   tags={"agent": rng.choice(["a", "b", "c", "d", "e"]), "task": rng.choice(["x", "y"])})
-        assert remembering._combinations_of(call) == meter_combinations(metering.sets, fresh.values(call))
+        # Calls an hour apart name their own hour's counters; within the hour the kept ones.
+        now = 1_764_000_000.0 + 3600 * rng.randrange(3) + rng.random() * 3600
+        assert remembering._counters_of(call, now) == meter_counters(
+            metering.sets, meter_combinations(metering.sets, fresh.values(call)), now)
+
+
+def test_a_request_id_is_a_random_version_4_uuid():
+    import uuid
+
+    from extproc.stages.admission import new_request_id
+
+    made = [new_request_id() for _ in range(2000)]
+    assert len(set(made)) == len(made)
+    for text in made:
+        parsed = uuid.UUID(text)
+        assert str(parsed) == text and parsed.version == 4 and parsed.variant == uuid.RFC_4122
+    # Every other bit is random: each of the 122 takes both values across the ids.
+    ones = [0] * 128
+    for text in made:
+        bits = uuid.UUID(text).int
+        for i in range(128):
+            ones[i] += bits >> i & 1
+    fixed = {i for i in range(128) if ones[i] in (0, len(made))}
+    assert fixed == {127 - 48, 127 - 49, 127 - 50, 127 - 51, 127 - 64, 127 - 65}, sorted(fixed)

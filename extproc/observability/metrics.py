@@ -9,6 +9,7 @@ supervisor sets PROMETHEUS_MULTIPROC_DIR before the workers start.
 from __future__ import annotations
 
 import os
+from bisect import bisect_left
 
 from prometheus_client import Counter, Gauge, Histogram, values
 
@@ -73,13 +74,55 @@ FLUSH_INTERVAL = 0.25
 _children: dict = {}
 
 
+class _CounterChild:
+    """A labelled counter's update without prometheus-client's checks per update (the
+    child is made with its labels, so always observable): a call makes ~25 updates."""
+    __slots__ = ("_value", "labelled")
+
+    def __init__(self, labelled) -> None:
+        self.labelled = labelled
+        self._value = labelled._value
+
+    def inc(self, amount: float = 1) -> None:
+        if amount < 0:
+            raise ValueError("Counters can only be incremented by non-negative amounts.")
+        self._value.inc(amount)
+
+
+class _HistogramChild:
+    """A labelled histogram's observation: its bucket found by bisection rather than
+    prometheus-client's walk of the bounds in Python (a call makes ~7)."""
+    __slots__ = ("_sum", "_buckets", "_bounds", "labelled")
+
+    def __init__(self, labelled) -> None:
+        self.labelled = labelled
+        self._sum, self._buckets, self._bounds = labelled._sum, labelled._buckets, tuple(labelled._upper_bounds)
+
+    def observe(self, amount: float) -> None:
+        self._sum.inc(amount)
+        index = bisect_left(self._bounds, amount)
+        # The last bound is +Inf; a NaN is in no bucket (as prometheus-client counts it).
+        if index < len(self._bounds) and amount <= self._bounds[index]:
+            self._buckets[index].inc(1)
+
+
+def _fast(labelled):
+    if isinstance(labelled, Histogram):
+        return _HistogramChild(labelled)
+    if isinstance(labelled, Counter):
+        return _CounterChild(labelled)
+    return labelled
+
+
 def child(family, *labels):
     """family.labels(*labels), remembered: labels() validates and locks (~2.5 µs), and
-    label sets are bounded (config names, capped tags), so the cache is too."""
+    label sets are bounded (config names, capped tags), so the cache is too. A counter's
+    or a histogram's child is wrapped for a faster update (inc, observe; `.labelled` is
+    prometheus-client's own)."""
     key = (family, labels)
     found = _children.get(key)
     if found is None:
-        found = _children[key] = family.labels(*labels)
+        found = _children[key] = _fast(family.labels(*labels))
     return found
 
 

@@ -47,7 +47,7 @@ class Pipeline:
         self._hooks = {phase: [(hook, inspect.iscoroutinefunction(hook)) for hook in
                                (getattr(stage, phase) for stage in stages if hasattr(stage, phase))]
                        for phase in _PHASES}
-        self._timers = {phase: metrics.extproc_processing.labels(phase) for phase in _PHASES[:5]}
+        self._timers = {phase: metrics.child(metrics.extproc_processing, phase) for phase in _PHASES[:5]}
 
     def table(self) -> list[tuple[str, tuple[str, ...], frozenset[str], frozenset[str]]]:
         """(stage, its hooks, the Call fields it reads, those it writes), in order."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import uuid
+import os
 from urllib.parse import unquote
 
 from ..api.openai import anthropic_shaped, client_path, find_endpoint, google_shaped
@@ -139,6 +139,15 @@ def google_client(headers: dict[str, str], query: str) -> bool:
         any(part.startswith(_QUERY_KEY) for part in query.split("&"))
 
 
+def new_request_id() -> str:
+    """A random (version 4) UUID as text, as str(uuid.uuid4()) makes it in twice the time."""
+    octets = bytearray(os.urandom(16))
+    octets[6] = (octets[6] & 0x0F) | 0x40           # version 4
+    octets[8] = (octets[8] & 0x3F) | 0x80           # RFC 4122's variant
+    digits = octets.hex()
+    return f"{digits[:8]}-{digits[8:12]}-{digits[12:16]}-{digits[16:20]}-{digits[20:]}"
+
+
 def open_call(call: Call) -> dict[str, str]:
     """What every pipeline (the model API's, MCP's) reads first: the method, path and
     query; and the request id, which the gateway owns (Envoy generates none:
@@ -146,7 +155,7 @@ def open_call(call: Call) -> dict[str, str]:
     headers = call.headers
     call.method = headers.get(":method", "")
     call.path, _, call.query = headers.get(":path", "").partition("?")
-    call.request_id = str(uuid.uuid4())
+    call.request_id = new_request_id()
     call.reply.set_headers["x-request-id"] = call.request_id
     return headers
 

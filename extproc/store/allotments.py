@@ -47,6 +47,7 @@ from .base import Admission, Exchange, StoreUnavailable, maybe_await
 from .generation import StoreGeneration
 from .journal import Journal, Orphan
 from .limits import Charge
+from .meters import MeterCounter
 from .pending import PendingSettles, adopt_orphans, waiting
 
 log = logging.getLogger("extproc.allotments")
@@ -232,17 +233,30 @@ class Allotments:
         self._start_ticker(loop)
 
     def add(self, charges: list[Charge]) -> None:
-        """Spend that needs no admission (the meters'): each charge's reserve and
-        count_now, added in memory and brought to the store by the next exchange."""
+        """Spend that needs no admission: each charge's reserve and count_now, added in
+        memory and brought to the store by the next exchange."""
         for charge in charges:
-            allotment = self._counters.get(charge.counter)
-            if allotment is None:
-                allotment = self._counter(charge)
-            amount = charge.reserve + charge.count_now
-            allotment.spent += amount
-            allotment.total += amount
-            if self.live is not None:
-                self.live.counter(allotment.slot, allotment.spent, allotment.total)
+            self._add_spent(charge, charge.reserve + charge.count_now)
+        self._ticking()
+
+    def add_metered(self, counters: tuple[MeterCounter, ...], amounts: tuple[float, ...]) -> None:
+        """The meters' spend of one call (store/meters.py): each counter's amount, as add()."""
+        for meter in counters:
+            amount = amounts[meter.measure]
+            if amount:
+                self._add_spent(meter, amount)
+        self._ticking()
+
+    def _add_spent(self, counted: Charge | MeterCounter, amount: float) -> None:
+        allotment = self._counters.get(counted.counter)
+        if allotment is None:
+            allotment = self._new_counter(counted)
+        allotment.spent += amount
+        allotment.total += amount
+        if self.live is not None:
+            self.live.counter(allotment.slot, allotment.spent, allotment.total)
+
+    def _ticking(self) -> None:
         if self._ticker is None:
             loop = _running_loop()
             if loop is not None:
@@ -254,7 +268,7 @@ class Allotments:
             allotment = self._new_counter(charge)
         return allotment
 
-    def _new_counter(self, charge: Charge) -> Allotment:
+    def _new_counter(self, charge: Charge | MeterCounter) -> Allotment:
         total = self._totals.get(charge.counter, (0.0, 0.0))[0]
         allotment = self._counters[charge.counter] = Allotment(
             charge.counter, charge.limit.limit, charge.window_end, total)

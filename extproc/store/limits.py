@@ -37,7 +37,9 @@ class Limit:
     def scope_value(self, key) -> str | None:
         """The counter this request's caller falls in, or None if the limit does not apply."""
         if self.claim is None:
-            value = {"key": key.id, "user": key.user, "team": key.team, "global": "*"}[self.scope]
+            scope = self.scope
+            value = key.team if scope == "team" else key.id if scope == "key" else \
+                key.user if scope == "user" else "*"
         else:
             value = (key.claims or {}).get(self.claim)
             if value is None:             # a key, or a token without the claim

@@ -114,26 +114,49 @@ def meter_combinations(sets: tuple[MeterSet, ...], values: dict[str, str]) -> tu
     return tuple(_SEPARATOR.join(f"{d}={values.get(d, '')}" for d in meter.dimensions) for meter in sets)
 
 
+@dataclass(frozen=True, slots=True)
+class MeterCounter:
+    """One measure of one meter for one combination of values in one hour: named once
+    and reused by every call that names it (building and hashing a counter's name, ~150
+    characters, for each measure of each meter was most of a call's metering)."""
+    limit: Limit
+    counter: str
+    measure: int               # the place of its amount in a call's amounts (MEASURES' order)
+    window_end: float
+
+
+def meter_counters(sets: tuple[MeterSet, ...], combinations: tuple[str, ...], now: float) -> tuple[MeterCounter, ...]:
+    """Every meter's counters for `combinations` (as meter_combinations made them) in the
+    hour holding `now`."""
+    start, end = window_bounds("hour", now)
+    hour = int(start)
+    return tuple(MeterCounter(limit, f"{limit.name}|{combination}|{hour}", measure, end)
+                 for meter, combination in zip(sets, combinations)
+                 for measure, limit in enumerate(meter.limits))
+
+
 def meter_charges(sets: tuple[MeterSet, ...], combinations: tuple[str, ...], amounts: tuple[float, ...],
                   now: float) -> list[Charge]:
     """The charges of one call on every meter: its `combinations` as meter_combinations
-    made them; `amounts` per measure (none for a measure of 0). Requests count at once;
-    the others are reserved then settled with the same amount (a reservation is what lets
-    an allotment hold them in memory)."""
-    start, end = window_bounds("hour", now)
-    hour = int(start)
+    made them; `amounts` per measure (none for a measure of 0)."""
+    return charges_of(meter_counters(sets, combinations, now), amounts)
+
+
+def charges_of(counters: tuple[MeterCounter, ...], amounts: tuple[float, ...]) -> list[Charge]:
+    """A call's amounts on `counters` as a store's charges, for a store without the
+    allotments' add_metered. Requests count at once; the others are reserved then settled
+    with the same amount (a reservation is what lets an allotment hold them in memory)."""
     charges = []
-    for meter, combination in zip(sets, combinations):
-        for limit, amount in zip(meter.limits, amounts):
-            if not amount:
-                # Nothing to add; and an allotment sized on nothing is never granted, so a
-                # zero charge would send every such call to the store (a hit's tokens).
-                continue
-            counter = f"{limit.name}|{combination}|{hour}"
-            if limit.kind == "requests":
-                charges.append(Charge(limit, counter, 0, amount, end))
-            else:
-                charges.append(Charge(limit, counter, amount, 0, end))
+    for meter in counters:
+        amount = amounts[meter.measure]
+        if not amount:
+            # Nothing to add; and an allotment sized on nothing is never granted, so a
+            # zero charge would send every such call to the store (a hit's tokens).
+            continue
+        if meter.limit.kind == "requests":
+            charges.append(Charge(meter.limit, meter.counter, 0, amount, meter.window_end))
+        else:
+            charges.append(Charge(meter.limit, meter.counter, amount, 0, meter.window_end))
     return charges
 
 

@@ -14,7 +14,9 @@ from ...observability import metrics
 from ...observability.settings import BoundedLabel
 from ...pipeline.call import Call
 from ...store import StoreUnavailable, maybe_await
-from ...store.meters import OTHER, TAG_PREFIX, clean, meter_charges, meter_combinations, settled_amounts
+from ...store.limits import window_bounds
+from ...store.meters import (OTHER, TAG_PREFIX, MeterCounter, charges_of, clean, meter_combinations, meter_counters,
+                             settled_amounts)
 from ...pipeline.stage import Stage
 from ..cache.lookup import HIT
 from ..accounting.cost import charged_cost
@@ -36,11 +38,13 @@ class Meter(Stage):
         dims = {d for s in metering.sets for d in s.dimensions}
         self._dimensions = tuple(sorted(dims))
         self._tags = tuple(d[len(TAG_PREFIX):] for d in self._dimensions if d.startswith(TAG_PREFIX))
-        # The counters' names of the calls seen, by what names them (the key, the model,
-        # the backend, the cache's result, the metered tags): most calls repeat one, and
-        # naming it costs ~25 µs. A value's capping never changes once decided
-        # (BoundedLabel), so a kept name is the one computed again. Bounded: cleared when full.
-        self._combinations: dict[tuple, tuple[str, ...]] = {}
+        # The counters of the calls seen, by what names them (the key, the model, the
+        # backend, the cache's result, the metered tags) and the hour: most calls repeat
+        # one, and naming its counters (~10 names of ~150 characters, hashed as they are
+        # looked up) was most of a call's metering. A value's capping never changes once
+        # decided (BoundedLabel), so kept counters are those computed again. Bounded:
+        # cleared when full.
+        self._counters: dict[tuple, tuple[float, float, tuple[MeterCounter, ...]]] = {}
 
     def _capped(self, dimension: str, value: str) -> str:
         seen = self._seen.get(dimension)
@@ -66,18 +70,21 @@ class Meter(Stage):
             values[dimension] = self._capped(dimension, clean(raw))
         return values
 
-    def _combinations_of(self, call: Call) -> tuple[str, ...]:
+    def _counters_of(self, call: Call, now: float) -> tuple[MeterCounter, ...]:
         key, tags = call.key, call.tags
         named = (key.id, key.user, key.team) if key else None, \
             call.model.name if call.model else "", call.backend.name if call.backend else "", \
             call.cache.result if call.cache is not None else "", \
             tuple(tags.get(tag, "") for tag in self._tags) if self._tags else ()
-        kept = self._combinations.get(named)
-        if kept is None:
-            if len(self._combinations) >= _COMBINATIONS_KEPT:
-                self._combinations.clear()
-            kept = self._combinations[named] = meter_combinations(self.metering.sets, self.values(call))
-        return kept
+        kept = self._counters.get(named)
+        if kept is not None and kept[0] <= now < kept[1]:
+            return kept[2]
+        if len(self._counters) >= _COMBINATIONS_KEPT:
+            self._counters.clear()
+        start, end = window_bounds("hour", now)
+        counters = meter_counters(self.metering.sets, meter_combinations(self.metering.sets, self.values(call)), now)
+        self._counters[named] = (start, end, counters)
+        return counters
 
     async def done(self, call: Call) -> None:
         cached = call.cache
@@ -90,12 +97,13 @@ class Meter(Stage):
             amounts = (1.0, float(usage.input_tokens if usage else 0), float(usage.output_tokens if usage else 0),
                        charged_cost(call), 0.0)
         now = time.time()
-        charges = meter_charges(self.metering.sets, self._combinations_of(call), amounts, now)
-        if not charges:
+        counters = self._counters_of(call, now)
+        add_metered = getattr(self.store, "add_metered", None)
+        if add_metered is not None:               # the worker's allotments
+            add_metered(counters, amounts)
             return
-        add = getattr(self.store, "add", None)
-        if add is not None:                       # the worker's allotments
-            add(charges)
+        charges = charges_of(counters, amounts)
+        if not charges:
             return
         rid = f"meter:{call.request_id}:{id(call)}"     # a bare store (a tool's pipeline)
         try:

@@ -1,0 +1,106 @@
+"""The pipeline's instructions per call, counted by valgrind's callgrind: a figure that
+repeats to within a few hundredths of a percent on this shared VM, where the same loop's
+microseconds move 2x between runs. For an A/B of a change to the pipeline's own work;
+what it does not count is what the cores do between the calls (Envoy, the caches it
+evicts, the transport: bench/run.py measures those).
+
+    .venv/bin/python bench/instructions.py [--rounds N] [--prompt-kb N | --history-kb N] [--top N]
+
+It runs bench/pipeline.py's loop (the quickstart pipeline, alice's JSON chat call, a
+token budget from the worker's allotment) under callgrind, collecting only while the
+measured calls run: after the imports, the config and 200 warm-up calls, which take
+~1.5 minutes under valgrind. Prints the instructions per call, the share of each library
+(libpython: the pipeline's Python; upb: protobuf; orjson, RE2, toktok) and, with
+`--top`, the functions that execute most of them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import ctypes
+import os
+import re
+import subprocess
+import sys
+import tempfile
+from collections import Counter
+from pathlib import Path
+
+INNER = "LLMGW_INSTRUCTIONS_INNER"
+# Collection is on only inside this function of CPython's _ctypes: the measured calls run
+# inside a ctypes callback, and nothing else in the loop calls one.
+TOGGLE = "_CallPythonObject"
+
+
+def measured(rounds: int, prompt: str | list) -> None:
+    """Runs under callgrind: prepares the pipeline, then makes `rounds` calls inside the
+    callback that switches collection on."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    import pipeline           # bench/pipeline.py: the config, the messages, the loop
+
+    loop = asyncio.new_event_loop()
+    prepared = loop.run_until_complete(pipeline.prepare(True, prompt))
+    callback = ctypes.CFUNCTYPE(None)(lambda: loop.run_until_complete(pipeline.calls(prepared, rounds)))
+    callback()
+    loop.close()
+
+
+def library(location: str) -> str:
+    """A short name for the object file of a callgrind_annotate line."""
+    name = Path(location).name
+    for known in ("libpython", "_message", "_upb", "orjson", "re2", "toktok", "libc.so", "ld-linux",
+                  "libsqlite", "uvloop", "_sqlite3", "libm.so"):
+        if known in name:
+            return {"_message": "protobuf (upb)", "_upb": "protobuf (upb)", "libc.so": "libc",
+                    "libsqlite": "sqlite", "_sqlite3": "sqlite"}.get(known, known)
+    return name or "?"
+
+
+def report(out: Path, rounds: int, top: int) -> None:
+    total = 0
+    for line in out.read_text(errors="replace").splitlines():
+        if line.startswith(("summary:", "totals:")):
+            total = int(line.split()[1])
+    annotated = subprocess.run(["callgrind_annotate", "--inclusive=no", f"--threshold=100", str(out)],
+                               capture_output=True, text=True, check=True).stdout
+    per_library: Counter = Counter()
+    functions = []
+    for line in annotated.splitlines():
+        match = re.match(r"\s*([\d,]+)\s+(?:\([\s\d.%]+\)\s+)?(.+?)\s+\[(.+)\]\s*$", line)
+        if match:
+            count = int(match.group(1).replace(",", ""))
+            per_library[library(match.group(3))] += count
+            functions.append((count, match.group(2), library(match.group(3))))
+    print(f"{total / rounds:,.0f} instructions per call ({rounds} calls, {total:,} in all)")
+    for name, count in per_library.most_common(10):
+        print(f"  {name:<18} {count / rounds:>12,.0f}  {100 * count / total:5.1f}%")
+    for count, function, name in sorted(functions, reverse=True)[:top]:
+        print(f"  {count / rounds:>12,.0f}  {function}  [{name}]")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rounds", type=int, default=200)
+    parser.add_argument("--prompt-kb", type=int, help="a prompt of this many KB of prose")
+    parser.add_argument("--history-kb", type=int, help="an agent's history of this size, resent every call")
+    parser.add_argument("--top", type=int, default=0, help="list the functions that execute the most")
+    args = parser.parse_args()
+    if os.environ.get(INNER):
+        sys.path.insert(0, str(Path(__file__).resolve().parent))
+        import pipeline
+        prompt = (pipeline.guardrails_bench.history(args.history_kb) if args.history_kb
+                  else pipeline.long_prompt(args.prompt_kb) if args.prompt_kb else pipeline.PROMPT)
+        measured(args.rounds, prompt)
+        return
+    out = Path(tempfile.mkdtemp(prefix="llmgw-callgrind-")) / "callgrind.out"
+    # The same hash seed each run: the dicts and sets the calls walk are laid out alike.
+    env = {**os.environ, INNER: "1", "PYTHONHASHSEED": "0"}
+    subprocess.run(["valgrind", "--tool=callgrind", "--collect-atstart=no", f"--toggle-collect={TOGGLE}",
+                    f"--callgrind-out-file={out}", sys.executable, __file__, *sys.argv[1:]],
+                   env=env, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    report(out, args.rounds, args.top)
+
+
+if __name__ == "__main__":
+    main()
