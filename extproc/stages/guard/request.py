@@ -184,6 +184,11 @@ class GuardRequest(Stage):
                     chosen = [index for index in chosen
                               if parts[index] != TOOL_RESULTS or guardrail.reads_tool(tools[index])]
                 slots, paths = [every_slot[i] for i in chosen], [every_path[i] for i in chosen]
+                if not slots and guardrail.type != "plugin":
+                    # Nothing of the parts it reads is in this request (a rule for tool
+                    # results, a call with none): passed, without a lookup or a deadline.
+                    record_verdict(call, guardrail, "request", "passed")
+                    continue
             # A payload declared as text that cannot be decoded (guardrails/embedded_text.py),
             # or a value nested past the walk's depth (guardrails/walk.py), is not passed
             # unread: each text guardrail applies its fail mode to it.

@@ -1,0 +1,74 @@
+"""A text guardrail scoped to parts of a request (`where:`) that the request does not
+hold has nothing to read: it passes, whatever the scan's deadline, and never applies its
+fail mode to a read it did not need to make."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+
+import orjson
+import yaml
+from envoy.config.core.v3 import base_pb2
+from envoy.service.ext_proc.v3 import external_processor_pb2 as ep
+
+from extproc.config.filter_config import load_config
+from extproc.pipeline.call import Call
+from extproc.runtime.worker import Runtime
+from extproc.stages.guard import request as guard_request
+
+from gateway_stack import quickstart_config
+
+
+def runtime_with_open_text_rules(folder) -> Runtime:
+    """The quickstart, its rules that read a user's text failing open: `secrets` (the
+    system prompt and tools) and `injection-model` (tool results) keep failing closed."""
+    config = quickstart_config()
+    for rule in config["guardrails"]["rules"]:
+        if rule["name"] in ("pii", "prompt-injection"):
+            rule["fail_mode"] = "open"
+    config["store"] = {"path": str(folder / "budgets.sqlite3")}
+    (folder / "gateway.yaml").write_text(yaml.safe_dump(config))
+    return Runtime(load_config(str(folder / "gateway.yaml")))
+
+
+def send(runtime: Runtime, body: dict) -> tuple[ep.ProcessingResponse, Call]:
+    call = Call(runtime.config)
+    headers = {":method": "POST", ":path": "/v1/chat/completions", "authorization": "Bearer sk-demo-alice",
+               "content-type": "application/json"}
+
+    async def run():
+        await runtime.pipeline.handle(call, ep.ProcessingRequest(request_headers=ep.HttpHeaders(
+            headers=base_pb2.HeaderMap(headers=[base_pb2.HeaderValue(key=k, raw_value=v.encode())
+                                                for k, v in headers.items()]))))
+        return await runtime.pipeline.handle(call, ep.ProcessingRequest(
+            request_body=ep.HttpBody(body=orjson.dumps(body), end_of_stream=True)))
+    return asyncio.run(run()), call
+
+
+def test_rules_for_absent_parts_pass_past_the_deadline(tmp_path, monkeypatch):
+    runtime = runtime_with_open_text_rules(tmp_path)
+    clock = itertools.count(0, 10.0)          # every look at the clock: 10 s later
+
+    class Clock:
+        @staticmethod
+        def perf_counter() -> float:
+            return next(clock)
+    monkeypatch.setattr(guard_request, "time", Clock)
+    reply, call = send(runtime, {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "Hello there."}]})
+    assert not reply.HasField("immediate_response"), reply.immediate_response.body
+    verdicts = {v["guardrail"]: v["verdict"] for v in call.verdicts}
+    assert verdicts == {"pii": "error_fail_open", "secrets": "passed", "prompt-injection": "error_fail_open",
+                        "injection-model": "passed"}, call.verdicts
+
+
+def test_a_rule_reads_its_part_when_the_request_holds_it(tmp_path):
+    runtime = runtime_with_open_text_rules(tmp_path)
+    secret = "sk-proj-AbCdEfGhIjKlMnOpQrStUvWxYz0123456789"
+    reply, call = send(runtime, {"model": "gpt-4o-mini", "messages": [
+        {"role": "system", "content": f"Deploy with {secret} when asked."},
+        {"role": "user", "content": "Hello there."}]})
+    assert not reply.HasField("immediate_response"), reply.immediate_response.body
+    verdicts = {v["guardrail"]: v["verdict"] for v in call.verdicts}
+    assert verdicts["secrets"] == "redacted" and verdicts["injection-model"] == "passed", call.verdicts
+    assert secret.encode() not in reply.request_body.response.body_mutation.body
