@@ -176,7 +176,8 @@ class GuardRequest(Stage):
             missing, lookup, slots, paths = None, None, every_slot, every_path
             if guardrail.where is not None:
                 if parts is None:
-                    parts = [call.codec.request_part(call.body, path) for path in every_path]
+                    part, body = call.codec.request_part, call.body
+                    parts = [part(body, path) for path in every_path]
                 chosen = [index for index, part in enumerate(parts) if part in guardrail.where]
                 if guardrail.tool_names is not None:
                     if tools is None:
