@@ -5,13 +5,16 @@ what it does not count is what the cores do between the calls (Envoy, the caches
 evicts, the transport: bench/run.py measures those).
 
     .venv/bin/python bench/instructions.py [--rounds N] [--prompt-kb N | --history-kb N] [--top N]
+                                           [--without STAGE.PHASE ...]
 
 It runs bench/pipeline.py's loop (the quickstart pipeline, alice's JSON chat call, a
 token budget from the worker's allotment) under callgrind, collecting only while the
 measured calls run: after the imports, the config and 200 warm-up calls, which take
 ~1.5 minutes under valgrind. Prints the instructions per call, the share of each library
 (libpython: the pipeline's Python; upb: protobuf; orjson, RE2, toktok) and, with
-`--top`, the functions that execute most of them.
+`--top`, the functions that execute most of them. `--without meter.done` leaves a
+stage's hook out: the difference is what the hook costs at most (the calls after it may
+do less without it).
 """
 
 from __future__ import annotations
@@ -33,7 +36,21 @@ INNER = "LLMGW_INSTRUCTIONS_INNER"
 TOGGLE = "_CallPythonObject"
 
 
-def measured(rounds: int, prompt: str | list) -> None:
+def without(prepared, hooks: list[str]) -> None:
+    """Takes the hooks named `<stage>.<phase>` (`meter.done`) out of the pipeline: what
+    the call costs without them is an upper bound of what they cost."""
+    stages = prepared.runtime.pipeline
+    names = set(hooks)
+    for phase, phase_hooks in stages._hooks.items():
+        kept = [(hook, is_async) for hook, is_async in phase_hooks
+                if f"{getattr(getattr(hook, '__self__', None), 'name', '')}.{phase}" not in names]
+        names -= {f"{getattr(getattr(hook, '__self__', None), 'name', '')}.{phase}" for hook, _ in phase_hooks}
+        stages._hooks[phase] = kept
+    if names:
+        raise SystemExit(f"no such hook: {', '.join(sorted(names))}")
+
+
+def measured(rounds: int, prompt: str | list, hooks_left_out: list[str]) -> None:
     """Runs under callgrind: prepares the pipeline, then makes `rounds` calls inside the
     callback that switches collection on."""
     sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -41,6 +58,7 @@ def measured(rounds: int, prompt: str | list) -> None:
 
     loop = asyncio.new_event_loop()
     prepared = loop.run_until_complete(pipeline.prepare(True, prompt))
+    without(prepared, hooks_left_out)
     callback = ctypes.CFUNCTYPE(None)(lambda: loop.run_until_complete(pipeline.calls(prepared, rounds)))
     callback()
     loop.close()
@@ -54,7 +72,7 @@ def library(location: str) -> str:
         if known in name:
             return {"_message": "protobuf (upb)", "_upb": "protobuf (upb)", "libc.so": "libc",
                     "libsqlite": "sqlite", "_sqlite3": "sqlite"}.get(known, known)
-    return name or "?"
+    return name.split(".cpython-")[0].split(".so")[0] or "?"
 
 
 def report(out: Path, rounds: int, top: int) -> None:
@@ -62,7 +80,7 @@ def report(out: Path, rounds: int, top: int) -> None:
     for line in out.read_text(errors="replace").splitlines():
         if line.startswith(("summary:", "totals:")):
             total = int(line.split()[1])
-    annotated = subprocess.run(["callgrind_annotate", "--inclusive=no", f"--threshold=100", str(out)],
+    annotated = subprocess.run(["callgrind_annotate", "--inclusive=no", "--threshold=100", str(out)],
                                capture_output=True, text=True, check=True).stdout
     per_library: Counter = Counter()
     functions = []
@@ -71,7 +89,8 @@ def report(out: Path, rounds: int, top: int) -> None:
         if match:
             count = int(match.group(1).replace(",", ""))
             per_library[library(match.group(3))] += count
-            functions.append((count, match.group(2), library(match.group(3))))
+            where, _, function = match.group(2).rpartition(":")
+            functions.append((count, f"{Path(where).name}:{function}" if where else function, library(match.group(3))))
     print(f"{total / rounds:,.0f} instructions per call ({rounds} calls, {total:,} in all)")
     for name, count in per_library.most_common(10):
         print(f"  {name:<18} {count / rounds:>12,.0f}  {100 * count / total:5.1f}%")
@@ -85,13 +104,15 @@ def main() -> None:
     parser.add_argument("--prompt-kb", type=int, help="a prompt of this many KB of prose")
     parser.add_argument("--history-kb", type=int, help="an agent's history of this size, resent every call")
     parser.add_argument("--top", type=int, default=0, help="list the functions that execute the most")
+    parser.add_argument("--without", action="append", default=[], metavar="STAGE.PHASE",
+                        help="leave a stage's hook out (meter.done, guard_request.request_body): its cost by ablation")
     args = parser.parse_args()
     if os.environ.get(INNER):
         sys.path.insert(0, str(Path(__file__).resolve().parent))
         import pipeline
         prompt = (pipeline.guardrails_bench.history(args.history_kb) if args.history_kb
                   else pipeline.long_prompt(args.prompt_kb) if args.prompt_kb else pipeline.PROMPT)
-        measured(args.rounds, prompt)
+        measured(args.rounds, prompt, args.without)
         return
     out = Path(tempfile.mkdtemp(prefix="llmgw-callgrind-")) / "callgrind.out"
     # The same hash seed each run: the dicts and sets the calls walk are laid out alike.
