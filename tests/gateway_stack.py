@@ -405,6 +405,19 @@ class GatewayStack:
                 return text
             time.sleep(0.05)
 
+    def metric_reaches(self, series: str, minimum: float, timeout: float = 5) -> float:
+        """The value of the first /metrics line that starts with `series` once it reaches
+        `minimum` (a series shows 0 from its first update until the worker's next flush
+        writes the count); what it is at the deadline otherwise."""
+        deadline = time.monotonic() + timeout
+        while True:
+            lines = [line for line in httpx.get(f"{self.admin_url}/metrics").text.splitlines()
+                     if line.startswith(series)]
+            value = float(lines[0].rsplit(" ", 1)[1]) if lines else 0.0
+            if value >= minimum or time.monotonic() > deadline:
+                return value
+            time.sleep(0.05)
+
     def phase_counts(self, *, flushed: bool = False) -> collections.defaultdict:
         """ext_proc messages handled so far, per phase (gateway_extproc_processing_seconds'
         counts; 0 for a phase not seen). `flushed`: once the workers have written what
