@@ -8,9 +8,13 @@ from __future__ import annotations
 
 import orjson
 import pytest
-from any_json import quickstart_runtime, through_pipeline
+from any_json import JSON, paths, quickstart_runtime, through_pipeline
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from property_examples import examples
 from gateway_stack import quickstart_config
 
+from extproc.dialects import CODECS
 from extproc.dialects.request_parts import PARTS
 from extproc.guardrails.config import parse_guardrails
 from extproc.yamltree import ConfigError, Node, Problems
@@ -109,3 +113,29 @@ def test_bedrock_places_its_parts_too():
         ("system", 0, "text"), ("toolConfig", "tools", 0, "toolSpec", "name"), ("messages", 0, "content", 0, "text"),
         ("messages", 0, "content", 1, "toolResult", "content", 0, "text"), ("messages", 1, "content", 0, "text"),
         ("inferenceConfig", "stopSequences", 0)]] == ["system", "tools", "user", "tool_results", "assistant", "user"]
+
+
+# Bodies shaped like each dialect's conversation, whose roles, blocks and fields take any value.
+_ROLES = st.sampled_from(["user", "assistant", "system", "developer", "tool", "function", "model"]) | JSON
+_BLOCK = st.fixed_dictionaries({}, optional={
+    "type": st.sampled_from(["text", "tool_result", "tool_use", "web_search_tool_result", "function_call_output",
+                             "message"]) | JSON,
+    "text": st.text(max_size=6) | JSON, "content": JSON, "toolResult": JSON, "functionResponse": JSON,
+    "output": JSON, "role": _ROLES})
+_MESSAGE = st.fixed_dictionaries({}, optional={"role": _ROLES, "content": st.text(max_size=6) | st.lists(_BLOCK | JSON, max_size=3) | JSON,
+                                               "parts": st.lists(_BLOCK | JSON, max_size=3) | JSON,
+                                               "tool_calls": JSON, "type": _ROLES})
+_BODY = st.fixed_dictionaries({}, optional={
+    field: st.lists(_MESSAGE | JSON, max_size=4) | JSON
+    for field in ("messages", "input", "contents", "system", "tools", "functions", "instructions",
+                  "systemInstruction", "toolConfig")}).map(lambda body: {"model": "m", **body})
+
+
+@settings(max_examples=examples(300), deadline=None, derandomize=True)
+@given(_BODY)
+def test_each_codec_places_every_path_of_any_body_in_a_part(body):
+    """Whatever a message's role or a block's type holds (a list, an object, a number),
+    every codec names a part for every path of the body, and never fails."""
+    every_path = [path for path in paths(body) if path]
+    for codec in CODECS.values():
+        assert {codec.request_part(body, path) for path in every_path} <= set(PARTS), codec.kind

@@ -102,8 +102,8 @@ class Messages(Translating, Codec):
         if message.get("role") == "assistant":
             return request_parts.ASSISTANT
         block = request_parts.block(message, path, "content")
-        return request_parts.TOOL_RESULTS if isinstance(block, dict) and block.get("type") in _RESULT_BLOCKS \
-            else request_parts.USER
+        kind = block.get("type") if isinstance(block, dict) else None
+        return request_parts.TOOL_RESULTS if isinstance(kind, str) and kind in _RESULT_BLOCKS else request_parts.USER
 
     def tool_result_names(self, body: dict, paths: list[tuple]) -> list[str]:
         """A result block's call (`tool_use`, `server_tool_use`, `mcp_tool_use`) by its `tool_use_id`."""

@@ -114,7 +114,8 @@ class Chat(Translating, _OpenAICodec):
         if path[:1] in (("tools",), ("functions",)):
             return request_parts.TOOLS
         message = request_parts.item(body, path, "messages")
-        return _CHAT_ROLE_PARTS.get(message.get("role"), request_parts.USER) if message else request_parts.USER
+        role = message.get("role") if message else None
+        return _CHAT_ROLE_PARTS.get(role, request_parts.USER) if isinstance(role, str) else request_parts.USER
 
     def tool_result_names(self, body: dict, paths: list[tuple]) -> list[str]:
         """A `tool` message's call by its `tool_call_id`; a `function` message names its own."""
