@@ -139,3 +139,14 @@ def test_each_codec_places_every_path_of_any_body_in_a_part(body):
     every_path = [path for path in paths(body) if path]
     for codec in CODECS.values():
         assert {codec.request_part(body, path) for path in every_path} <= set(PARTS), codec.kind
+
+
+@settings(max_examples=examples(300), deadline=None, derandomize=True)
+@given(_BODY)
+def test_each_codec_names_the_parts_of_many_paths_as_of_each_alone(body):
+    """request_parts (a chat call's history placed message by message in one pass) names
+    each path's part as request_part does for the path alone, in any body."""
+    every_path = [path for path in paths(body) if path]
+    for codec in CODECS.values():
+        assert codec.request_parts(body, every_path) == [codec.request_part(body, path) for path in every_path], \
+            codec.kind

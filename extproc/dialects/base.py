@@ -168,6 +168,10 @@ class Codec:
         """Which part of the request (request_parts.py) the string at `path` lies in."""
         return request_parts.USER
 
+    def request_parts(self, body: dict, paths: list[tuple]) -> list[str]:
+        """request_part of each path (a dialect may work them out in one pass)."""
+        return [self.request_part(body, path) for path in paths]
+
     def tool_result_names(self, body: dict, paths: list[tuple]) -> list[str]:
         """For each string at `paths`, the name of the tool whose result holds it ("" when
         none or not known): its call's name, found by the call's id where the dialect

@@ -70,6 +70,11 @@ _CHAT_ROLE_PARTS = {"system": request_parts.SYSTEM, "developer": request_parts.S
                     "function": request_parts.TOOL_RESULTS}
 
 
+def _role_part(message: Any) -> str:
+    role = message.get("role") if isinstance(message, dict) else None
+    return _CHAT_ROLE_PARTS.get(role, request_parts.USER) if isinstance(role, str) else request_parts.USER
+
+
 class _OpenAICodec(Codec):
     dialect = OPENAI
     usage_only_at_stream_end = True     # chat's usage chunk, the Responses API's response.completed
@@ -113,9 +118,21 @@ class Chat(Translating, _OpenAICodec):
     def request_part(self, body: dict, path: tuple) -> str:
         if path[:1] in (("tools",), ("functions",)):
             return request_parts.TOOLS
-        message = request_parts.item(body, path, "messages")
-        role = message.get("role") if message else None
-        return _CHAT_ROLE_PARTS.get(role, request_parts.USER) if isinstance(role, str) else request_parts.USER
+        return _role_part(request_parts.item(body, path, "messages"))
+
+    def request_parts(self, body: dict, paths: list[tuple]) -> list[str]:
+        """Each message's part read once from its role, then each path's by its message: an
+        agent's history of ~100 messages looked up path by path cost ~0.1 ms a call."""
+        messages = body.get("messages")
+        by_message = [_role_part(message) for message in messages] if isinstance(messages, list) else []
+        parts = []
+        for path in paths:
+            if len(path) >= 2 and path[0] == "messages" and isinstance(path[1], int) \
+                    and 0 <= path[1] < len(by_message):
+                parts.append(by_message[path[1]])
+            else:
+                parts.append(self.request_part(body, path))
+        return parts
 
     def tool_result_names(self, body: dict, paths: list[tuple]) -> list[str]:
         """A `tool` message's call by its `tool_call_id`; a `function` message names its own."""

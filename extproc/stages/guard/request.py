@@ -176,8 +176,7 @@ class GuardRequest(Stage):
             missing, lookup, slots, paths = None, None, every_slot, every_path
             if guardrail.where is not None:
                 if parts is None:
-                    part, body = call.codec.request_part, call.body
-                    parts = [part(body, path) for path in every_path]
+                    parts = call.codec.request_parts(call.body, every_path)
                 chosen = [index for index, part in enumerate(parts) if part in guardrail.where]
                 if guardrail.tool_names is not None:
                     if tools is None:
