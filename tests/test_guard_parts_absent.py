@@ -4,12 +4,10 @@ fail mode to a read it did not need to make."""
 
 from __future__ import annotations
 
-import asyncio
 import itertools
 
-import orjson
 import yaml
-from envoy.config.core.v3 import base_pb2
+from any_json import through_pipeline
 from envoy.service.ext_proc.v3 import external_processor_pb2 as ep
 
 from extproc.config.filter_config import load_config
@@ -34,16 +32,7 @@ def runtime_with_open_text_rules(folder) -> Runtime:
 
 def send(runtime: Runtime, body: dict) -> tuple[ep.ProcessingResponse, Call]:
     call = Call(runtime.config)
-    headers = {":method": "POST", ":path": "/v1/chat/completions", "authorization": "Bearer sk-demo-alice",
-               "content-type": "application/json"}
-
-    async def run():
-        await runtime.pipeline.handle(call, ep.ProcessingRequest(request_headers=ep.HttpHeaders(
-            headers=base_pb2.HeaderMap(headers=[base_pb2.HeaderValue(key=k, raw_value=v.encode())
-                                                for k, v in headers.items()]))))
-        return await runtime.pipeline.handle(call, ep.ProcessingRequest(
-            request_body=ep.HttpBody(body=orjson.dumps(body), end_of_stream=True)))
-    return asyncio.run(run()), call
+    return through_pipeline(runtime, "/v1/chat/completions", body, "sk-demo-alice", call=call), call
 
 
 def test_rules_for_absent_parts_pass_past_the_deadline(tmp_path, monkeypatch):

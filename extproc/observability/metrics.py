@@ -77,10 +77,9 @@ _children: dict = {}
 class _CounterChild:
     """A labelled counter's update without prometheus-client's checks per update (the
     child is made with its labels, so always observable): a call makes ~25 updates."""
-    __slots__ = ("_value", "labelled")
+    __slots__ = ("_value",)
 
     def __init__(self, labelled) -> None:
-        self.labelled = labelled
         self._value = labelled._value
 
     def inc(self, amount: float = 1) -> None:
@@ -92,10 +91,9 @@ class _CounterChild:
 class _HistogramChild:
     """A labelled histogram's observation: its bucket found by bisection rather than
     prometheus-client's walk of the bounds in Python (a call makes ~7)."""
-    __slots__ = ("_sum", "_buckets", "_bounds", "labelled")
+    __slots__ = ("_sum", "_buckets", "_bounds")
 
     def __init__(self, labelled) -> None:
-        self.labelled = labelled
         self._sum, self._buckets, self._bounds = labelled._sum, labelled._buckets, tuple(labelled._upper_bounds)
 
     def observe(self, amount: float) -> None:
@@ -117,8 +115,7 @@ def _fast(labelled):
 def child(family, *labels):
     """family.labels(*labels), remembered: labels() validates and locks (~2.5 µs), and
     label sets are bounded (config names, capped tags), so the cache is too. A counter's
-    or a histogram's child is wrapped for a faster update (inc, observe; `.labelled` is
-    prometheus-client's own)."""
+    or a histogram's child is wrapped for a faster update (inc, observe)."""
     key = (family, labels)
     found = _children.get(key)
     if found is None:
