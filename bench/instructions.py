@@ -4,13 +4,15 @@ microseconds move 2x between runs. For an A/B of a change to the pipeline's own 
 what it does not count is what the cores do between the calls (Envoy, the caches it
 evicts, the transport: bench/run.py measures those).
 
-    .venv/bin/python bench/instructions.py [--rounds N] [--prompt-kb N | --history-kb N] [--top N]
-                                           [--without STAGE.PHASE ...]
+    .venv/bin/python bench/instructions.py [--rounds N] [--prompt-kb N | --history-kb N [--growing]]
+                                           [--top N] [--without STAGE.PHASE ...]
 
 It runs bench/pipeline.py's loop (the quickstart pipeline, alice's JSON chat call, a
 token budget from the worker's allotment) under callgrind, collecting only while the
 measured calls run: after the imports, the config and 200 warm-up calls, which take
-~1.5 minutes under valgrind. Prints the instructions per call, the share of each library
+~1.5 minutes under valgrind. `--growing`: an agent's session rather than one body resent:
+each call sends the history of the calls before it and two turns more (the model's
+answer, the next question; 4 KB each), as an agent's next turn does. Prints the instructions per call, the share of each library
 (libpython: the pipeline's Python; upb: protobuf; orjson, RE2, toktok) and, with
 `--top`, the functions that execute most of them. `--without meter.done` leaves a
 stage's hook out: the difference is what the hook costs at most (the calls after it may
@@ -50,14 +52,25 @@ def without(prepared, hooks: list[str]) -> None:
         raise SystemExit(f"no such hook: {', '.join(sorted(names))}")
 
 
-def measured(rounds: int, prompt: str | list, hooks_left_out: list[str]) -> None:
+def growing(history: list[dict], rounds: int) -> list[list[dict]]:
+    """The bodies of `rounds` turns of a session that starts from `history`: each the one
+    before and two turns more."""
+    import pipeline
+    new = pipeline.guardrails_bench.history(8 * (rounds + 1), mark="turn")
+    return [history + new[1:1 + 2 * (index + 1)] for index in range(rounds)]     # the answer first
+
+
+def measured(rounds: int, prompt: str | list, hooks_left_out: list[str], grows: bool = False) -> None:
     """Runs under callgrind: prepares the pipeline, then makes `rounds` calls inside the
     callback that switches collection on."""
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     import pipeline           # bench/pipeline.py: the config, the messages, the loop
 
     loop = asyncio.new_event_loop()
-    prepared = loop.run_until_complete(pipeline.prepare(True, prompt))
+    if grows:                 # the history itself sent (and known) first, each turn after it once
+        prepared = loop.run_until_complete(pipeline.prepare(True, prompt, growing(prompt, rounds), [prompt]))
+    else:
+        prepared = loop.run_until_complete(pipeline.prepare(True, prompt))
     without(prepared, hooks_left_out)
     callback = ctypes.CFUNCTYPE(None)(lambda: loop.run_until_complete(pipeline.calls(prepared, rounds)))
     callback()
@@ -103,6 +116,8 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=200)
     parser.add_argument("--prompt-kb", type=int, help="a prompt of this many KB of prose")
     parser.add_argument("--history-kb", type=int, help="an agent's history of this size, resent every call")
+    parser.add_argument("--growing", action="store_true",
+                        help="with --history-kb: each call the history before it and two turns more")
     parser.add_argument("--top", type=int, default=0, help="list the functions that execute the most")
     parser.add_argument("--without", action="append", default=[], metavar="STAGE.PHASE",
                         help="leave a stage's hook out (meter.done, guard_request.request_body): its cost by ablation")
@@ -112,7 +127,7 @@ def main() -> None:
         import pipeline
         prompt = (pipeline.guardrails_bench.history(args.history_kb) if args.history_kb
                   else pipeline.long_prompt(args.prompt_kb) if args.prompt_kb else pipeline.PROMPT)
-        measured(args.rounds, prompt, args.without)
+        measured(args.rounds, prompt, args.without, args.growing and bool(args.history_kb))
         return
     out = Path(tempfile.mkdtemp(prefix="llmgw-callgrind-")) / "callgrind.out"
     # The same hash seed each run: the dicts and sets the calls walk are laid out alike.

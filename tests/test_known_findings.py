@@ -243,3 +243,56 @@ def test_the_memory_is_bounded_and_keeps_what_is_still_looked_up():
     assert known.get(b"other 0") is None            # made once, then left: dropped
     keys = [b"kept", None, b"other 39", b"never"]
     assert known.get_many(keys) == [known.get(key) if key else None for key in keys] == [(), None, (), None]
+
+
+class Counted:
+    """A detector that counts the texts it is handed."""
+
+    def __init__(self, detector) -> None:
+        self.detector, self.reads = detector, 0
+
+    def find(self, text: str):
+        self.reads += 1
+        return self.detector.find(text)
+
+    def __getattr__(self, name: str):
+        return getattr(self.detector, name)
+
+
+def test_a_clean_history_resent_is_known_clean_without_a_read_and_only_in_that_order():
+    """A history of 16 texts and more that a guardrail read and found clean is known clean
+    when the same texts come again in the same order: nothing is read. The same texts in
+    another order put two of them side by side that never were: their seam is read, and a
+    key cut across them is found."""
+    known = KnownFindings()
+    key = "sk-proj-" + "AbCdEf0123456789" * 6
+    filler = "a line of a tool result that says nothing of note\n" * 5
+    head, tail = filler + key[:12], key[12:] + " " + filler
+    history = [f"Turn {n}: what does step {n} of the build do? " + filler for n in range(20)]
+    history[5], history[15] = head, tail                # each half clean where it stands
+    assert len(history) >= known_module.MANY_TEXTS
+    detector = Counted(DETECTOR)
+    assert find_known_or_new(detector, "d1", history, known) == [[]] * len(history)
+    first = detector.reads
+    assert first > 0
+    looked_up = []
+    get, get_many = known.get, known.get_many
+    known.get = lambda key: looked_up.append(key) or get(key)
+    known.get_many = lambda keys: looked_up.extend(keys) or get_many(keys)
+    assert find_known_or_new(detector, "d1", history, known) == [[]] * len(history)
+    assert detector.reads == first and len(looked_up) == 1      # resent: known at one look-up
+    assert new_text_chars("d1", history, known) == 0
+    moved = history[:6] + [tail] + history[6:15] + history[16:]      # the halves side by side
+    found = find_known_or_new(detector, "d1", moved, known)
+    assert found == find_in_texts(DETECTOR, moved) and found[5] and found[6]
+    assert detector.reads > first
+    assert find_known_or_new(Counted(DETECTOR), "d2", history, known) == [[]] * len(history)   # another rule reads
+
+
+def test_a_history_with_a_finding_is_never_known_clean_whole():
+    known = KnownFindings()
+    history = [f"Turn {n}: nothing of note in this turn of the session at all." for n in range(20)]
+    history[7] += " Mail jane.doe@example.com about it."
+    for _ in range(3):
+        found = find_known_or_new(DETECTOR, "d1", history, known)
+        assert found == find_in_texts(DETECTOR, history) and found[7]

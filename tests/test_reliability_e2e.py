@@ -227,7 +227,7 @@ def test_request_parser_only_ever_refuses_cleanly(body):
     from extproc.pipeline.errors import GatewayError
     from extproc.stages.resolve import ParseRequest
     call = SimpleNamespace(raw_body=body, body=None, model_name="", stream=False, client_wants_usage=True,
-                           endpoint=ENDPOINTS["/v1/chat/completions"])
+                           endpoint=ENDPOINTS["/v1/chat/completions"], key=SimpleNamespace(team="t", id="alice"))
     try:
         ParseRequest().request_body(call)
     except GatewayError as error:

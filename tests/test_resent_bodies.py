@@ -57,6 +57,13 @@ def test_the_memories_of_resent_texts_stay_within_their_bound_in_bytes(monkeypat
     assert kept.held == sum(held)
     assert sum(held) > 100_000 - max(held)       # filled to the bound, the oldest gone
     assert kept.texts()[-1] == prose(39) + accent
+    # Each kept text is found by its identity while kept, and only then: a text gone takes
+    # its identity with it (its id may be another text's next).
+    assert len(kept._objects) == len(kept)
+    assert all(kept._kept[key][0] is not None and id(kept._kept[key][0]) == ident
+               for (ident, _scope), key in kept._objects.items())
+    alike = (prose(39) + accent)[:-1] + (prose(39) + accent)[-1]       # equal, another object
+    assert asked(alike) == worked_out(alike)
 
 
 def test_texts_alike_at_their_ends_keep_their_own_counts(monkeypatch):

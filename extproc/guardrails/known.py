@@ -13,6 +13,12 @@ Seams are remembered too: the meeting of two texts is known read when the texts 
 (as far as SEAM characters reach either way) were read side by side before. Two known
 texts that meet for the first time (a history edited, compacted, or texts of one session
 resent in another order) have their seam read, so nothing cut across them passes.
+
+And a whole conversation found clean: a guardrail that read a request's texts (16 or
+more) and found nothing in any of them, or across any seam, keeps that of the texts'
+digests in their order, and the same texts again (the same history resent, as retries
+and an agent's parallel calls send it) are known clean at one look-up, where each
+text's and seam's took ~100 (0.5 of the 1.1 µs a text costs a guardrail).
 """
 
 from __future__ import annotations
@@ -119,13 +125,15 @@ class Lookup:
     the check asks (is there much to fetch from the store, how much text is new, what is
     found)."""
 
-    __slots__ = ("texts", "keys", "found", "known")
+    __slots__ = ("texts", "keys", "found", "known", "whole", "clean")
 
     def __init__(self, guardrail_digest: str, texts: list[str], known: KnownFindings = KNOWN,
                  digests: TextDigests | None = None) -> None:
         self.texts, self.known = texts, known
         self.keys: list[bytes | None]
         self.found: list[list[Finding] | None]
+        self.whole: int | None = None       # the key of these texts read together (a history's)
+        self.clean = False                  # they were, and nothing was found
         if not known.enabled:
             self.keys, self.found = [None] * len(texts), [None] * len(texts)
             return
@@ -145,12 +153,20 @@ class Lookup:
             return
         # A history: each list made in C where it can be (its texts are mostly found).
         digests_of = digests.of_all(texts) if digests is not None else [text_digest(t) if t else None for t in texts]
+        # Python's salted hash, as a seam's (_seam_keys); 3: no seam's key, whose first
+        # item is a count of texts before it (1 or more) or 1.
+        self.whole = whole = hash((3, prefix, *digests_of))
+        if known.get(whole) is not None:      # read together before, nothing found
+            self.keys, self.found, self.clean = [None] * len(texts), [[] for _ in texts], True
+            return
         self.keys = keys = [prefix + digest if digest is not None else None for digest in digests_of]
         self.found = [list(f) if f is not None else None if key is not None else []
                       for f, key in zip(known.get_many(keys), keys)]
 
     def unknown(self, min_chars: int = 1) -> list[tuple[bytes, int]]:
         """(key, length) of each text of `min_chars` or more whose findings are not known."""
+        if self.clean:
+            return []
         return [(key, len(text)) for key, text, found in zip(self.keys, self.texts, self.found)
                 if found is None and key is not None and len(text) >= min_chars]
 
@@ -167,6 +183,8 @@ class Lookup:
         """How many characters no earlier check read (what max_scan_chars bounds)."""
         if not self.known.enabled:
             return sum(map(len, self.texts))
+        if self.clean:
+            return 0
         return sum(len(text) for text, found in zip(self.texts, self.found) if found is None)
 
     def find_each(self, detector) -> list[list[Finding]]:
@@ -174,7 +192,13 @@ class Lookup:
         injection_model.py), reading only the texts not known yet, and keeping what it read."""
         unread = self.unread()
         self.take(unread, [detector.find(self.texts[i]) for i in unread])
+        self._clean_whole(self.found)
         return list(self.found)
+
+    def _clean_whole(self, found: list) -> None:
+        """Keeps these texts, read together, as clean when nothing was found in them."""
+        if self.whole is not None and not self.clean and not any(found):
+            self.known.put(self.whole, ())
 
     def unread(self) -> list[int]:
         """The texts whose findings are not known (every one when nothing is remembered)."""
@@ -199,6 +223,8 @@ class Lookup:
         if not known.enabled:
             return find_in_texts(detector, texts)
         out = list(self.found)
+        if self.clean:
+            return out
         new = [i for i, found in enumerate(out) if found is None]
         seams = _seam_keys(self.keys, texts)
         missing = [j for j, found in enumerate(known.get_many(seams), 1) if found is None]  # texts j-1, j
@@ -211,6 +237,7 @@ class Lookup:
                 _read_run(detector, texts, first, last, out)
         _remember(known, self.keys, texts, out, new, complete)
         _remember_seams(known, seams, missing, texts, out, new, complete)
+        self._clean_whole(out)
         return out
 
 

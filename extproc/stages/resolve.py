@@ -5,6 +5,7 @@ from __future__ import annotations
 import orjson
 
 from ..api.repeated_keys import repeated_key
+from ..api.resent_values import ResentValues
 from ..pipeline.call import Call
 from ..pipeline.errors import invalid_request, model_not_allowed, model_not_found, request_too_large
 from ..pipeline.stage import Stage
@@ -59,19 +60,22 @@ class ParseRequest(Stage):
     """The body is parsed here and only here; later stages read `call.body`."""
 
     name = "parse"
-    reads = frozenset({"endpoint", "path", "raw_body", "resource_id"})
+    reads = frozenset({"endpoint", "key", "path", "raw_body", "resource_id"})
     writes = frozenset({"body", "body_changed", "client_wants_usage", "model_name", "stream"})
 
     def __init__(self) -> None:
         self.sound = SoundBodies()
+        self.resent = ResentValues()            # a long body's values met before (an agent's history)
 
     def request_body(self, call: Call) -> None:
         if not (call.endpoint.generates or call.codec.counts_tokens):
             return                              # a stored response's cancel: the body is the provider's
-        try:
-            body = orjson.loads(call.raw_body)
-        except orjson.JSONDecodeError as error:
-            raise invalid_request(not_json(str(error))) from None
+        body = self.resent.loads(call.raw_body, call.key.team or call.key.id) if call.key is not None else None
+        if body is None:
+            try:
+                body = orjson.loads(call.raw_body)
+            except orjson.JSONDecodeError as error:
+                raise invalid_request(not_json(str(error))) from None
         if not isinstance(body, dict):
             raise invalid_request("The request body must be a JSON object.")
         checked = (call.endpoint.kind, call.raw_body) if len(call.raw_body) >= CHECKED_MIN_BYTES else None

@@ -166,36 +166,48 @@ class GuardRequest(Stage):
         walked = request_texts(call.endpoint.kind, call.body)
         every_slot = [(container, key) for container, key, _path in walked]
         every_path = [path for _container, _key, path in walked]
+        every_text = [container[key] for container, key in every_slot]    # again after a change
+        # A payload declared as text that cannot be decoded (guardrails/embedded_text.py),
+        # or a value nested past the walk's depth (guardrails/walk.py), is not passed
+        # unread: each text guardrail applies its fail mode to it.
+        unreadable = {index: container for index, (container, _key) in enumerate(every_slot)
+                      if isinstance(container, (UnreadableText, TooDeep))}
         parts = None            # each slot's part of the request, for the rules scoped by `where`
         tools = None            # each slot's tool (its result's), for the rules scoped to some tools
+        chosen_for: dict = {}   # the slots of each scope (`where`, tools) rules read
         bound = call.config.guardrails.max_scan_chars
-        total = sum(len(container[key]) for container, key in every_slot)
+        total = sum(map(len, every_text))
         deadline = time.perf_counter() + call.config.guardrails.max_scan_ms / 1000
         digests = TextDigests()
         for guardrail in policy:
-            missing, lookup, slots, paths = None, None, every_slot, every_path
+            missing, lookup, slots, paths, chosen = None, None, every_slot, every_path, None
             if guardrail.where is not None:
-                if parts is None:
-                    parts = call.codec.request_parts(call.body, every_path)
-                chosen = [index for index, part in enumerate(parts) if part in guardrail.where]
-                if guardrail.tool_names is not None:
-                    if tools is None:
-                        tools = call.codec.tool_result_names(call.body, every_path)
-                    chosen = [index for index in chosen
-                              if parts[index] != TOOL_RESULTS or guardrail.reads_tool(tools[index])]
+                scope = (guardrail.where, guardrail.tool_names)
+                chosen = chosen_for.get(scope)
+                if chosen is None:
+                    if parts is None:
+                        parts = call.codec.request_parts(call.body, every_path)
+                    chosen = [index for index, part in enumerate(parts) if part in guardrail.where]
+                    if guardrail.tool_names is not None:
+                        if tools is None:
+                            tools = call.codec.tool_result_names(call.body, every_path)
+                        chosen = [index for index in chosen
+                                  if parts[index] != TOOL_RESULTS or guardrail.reads_tool(tools[index])]
+                    chosen_for[scope] = chosen
                 slots, paths = [every_slot[i] for i in chosen], [every_path[i] for i in chosen]
                 if not slots and guardrail.type != "plugin":
                     # Nothing of the parts it reads is in this request (a rule for tool
                     # results, a call with none): passed, without a lookup or a deadline.
                     record_verdict(call, guardrail, "request", "passed")
                     continue
-            # A payload declared as text that cannot be decoded (guardrails/embedded_text.py),
-            # or a value nested past the walk's depth (guardrails/walk.py), is not passed
-            # unread: each text guardrail applies its fail mode to it.
-            unreadable = next((c for c, _key in slots if isinstance(c, (UnreadableText, TooDeep))), None)
+            unread = next((unreadable[i] for i in (chosen if chosen is not None else unreadable)
+                           if i in unreadable), None) if unreadable else None
             if guardrail.digest:
                 # The texts as this guardrail reads them: an earlier one may have redacted some.
-                lookup = Lookup(guardrail.digest, [c[k] for c, k in slots], digests=digests)
+                if every_text is None:
+                    every_text = [container[key] for container, key in every_slot]
+                texts = every_text if chosen is None else [every_text[i] for i in chosen]
+                lookup = Lookup(guardrail.digest, texts, digests=digests)
                 if total >= LOOKUP_CHARS:
                     missing = await self.shared.fetch(call, lookup)
             # The bound is on what this check must read: text earlier checks read (an
@@ -210,27 +222,31 @@ class GuardRequest(Stage):
             if guardrail.scans_text and guardrail.type != "plugin" and time.perf_counter() > deadline:
                 could_not_run(call, guardrail, "request", "scan took longer than max_scan_ms")
                 continue
-            if unreadable is not None and guardrail.scans_text:
-                if isinstance(unreadable, TooDeep):
-                    could_not_run(call, guardrail, "request", "a value nested too deep", unreadable.detail)
+            if unread is not None and guardrail.scans_text:
+                if isinstance(unread, TooDeep):
+                    could_not_run(call, guardrail, "request", "a value nested too deep", unread.detail)
                 else:
                     could_not_run(call, guardrail, "request", "a text payload that cannot be decoded",
-                                  f"the text document at '{unreadable.field}' cannot be decoded")
+                                  f"the text document at '{unread.field}' cannot be decoded")
             try:
+                changed = False
                 if guardrail.type == "caps":
                     self._caps(call, guardrail)
                 elif guardrail.type == "tools":
                     self._tools(call, guardrail)
                 elif guardrail.type == "plugin":
-                    call.body_changed |= await run_plugin(call, guardrail, slots, "request")
+                    changed = await run_plugin(call, guardrail, slots, "request")
                 else:
                     if lookup is not None and getattr(guardrail.detector, "per_text", False):
                         await score_apart(lookup, guardrail.detector)
-                    call.body_changed |= check_texts(
+                    changed = check_texts(
                         call, guardrail, slots, "request", lookup,
                         lambda index, paths=paths: call.codec.request_part(call.body, paths[index]))
                     if missing:
                         self.shared.read(call, missing)
+                if changed:
+                    call.body_changed = True
+                    every_text = None           # redacted: the next rule reads the new texts
             except GatewayError:
                 raise
             except Exception as error:   # noqa: BLE001 - the fail mode decides (plugin down, bug)
