@@ -114,12 +114,15 @@ def test_integers_orjson_reads_as_integers_stay_integers():
 def test_a_value_handed_out_can_change_without_changing_the_next():
     values = ResentValues()
     raw = orjson.dumps(padded({"messages": [{"role": "user", "content": [{"type": "text", "text": "a" * 400}]}]}))
-    first = values.loads(raw, "team")
-    first["messages"][0]["content"][0]["text"] = "[REDACTED]"
-    first["messages"][0]["content"].append({"type": "text", "text": "added"})
-    first["padding"][0]["content"] = "changed"
-    second = values.loads(raw, "team")
-    assert same(second, orjson.loads(raw))
+    for _ in range(3):          # parsed, then the same body found again, twice
+        handed = values.loads(raw, "team")
+        assert same(handed, orjson.loads(raw))
+        handed["messages"][0]["content"][0]["text"] = "[REDACTED]"
+        handed["messages"][0]["content"].append({"type": "text", "text": "added"})
+        handed["padding"][0]["content"] = "changed"
+        handed["model"] = "another"
+    changed = raw.replace(b'"padding"', b'"padded"')      # another body of the same values
+    assert same(values.loads(changed, "team"), orjson.loads(changed))
 
 
 def test_a_value_met_again_is_the_same_text_within_a_scope_and_never_across():
@@ -133,11 +136,14 @@ def test_a_value_met_again_is_the_same_text_within_a_scope_and_never_across():
 
 
 def test_the_values_kept_stay_within_their_bound():
-    values = ResentValues(max_bytes=200_000)
+    values = ResentValues(max_bytes=2_000_000)
+    bodies = set()
     for turn in range(40):
-        values.loads(orjson.dumps(padded({"turn": turn, "more": [f"{turn} {i} " + "z" * 700 for i in range(20)]})))
-        assert values.held <= 200_000
-    assert len(values) > 0
+        values.loads(orjson.dumps(padded({"turn": turn, "more": [{"text": f"{turn} {i} " + "z" * 700} for i in range(20)]})))
+        assert values.held <= 2_000_000 and values.bodies_held <= 2_000_000 // 3
+        bodies.add(values.bodies_held)
+    assert len(values) > 0 and max(bodies) > 2_000_000 // 3 - 200_000      # both filled to their bounds
+    assert values.held > 2_000_000 - 10_000
 
 
 def test_a_short_body_is_left_to_orjson():
@@ -164,3 +170,18 @@ def test_a_redacted_history_is_redacted_again_when_it_comes_again(tmp_path):
         assert {v["guardrail"]: v["verdict"] for v in call.verdicts}["pii"] == "redacted"
     assert b"jane.doe@example.com" not in sent[0]
     assert sent[0] == sent[1] and sent[0]
+
+
+def test_the_same_body_from_its_third_time_is_found_whole_and_a_session_is_not_copied(monkeypatch):
+    values = ResentValues()
+    split, splits = ResentValues._split, []
+    monkeypatch.setattr(ResentValues, "_split", lambda self, raw, scope: splits.append(raw) or split(self, raw, scope))
+    history = [{"role": "user", "content": f"{index} " + "é" * 600} for index in range(60)]
+    resent = orjson.dumps({"model": "m", "messages": history})
+    for _ in range(4):
+        assert same(values.loads(resent, "team"), orjson.loads(resent))
+    assert len(splits) == 2                 # read the first time and the second, then found
+    for turn in range(3):                   # a session: each body once, its values found
+        grown = orjson.dumps({"model": "m", "messages": history + [{"role": "user", "content": f"turn {turn}"}]})
+        assert same(values.loads(grown, "team"), orjson.loads(grown))
+    assert len(splits) == 5 and values.bodies_held < 2 * len(resent) + 3 * len(grown) + 1
