@@ -311,3 +311,38 @@ def test_logit_bias_ids_beyond_the_vocabulary_are_read_as_written():
     body = {"model": "gpt-4o", "logit_bias": {"999999999": 1, "100": -100}, "messages": []}
     [text] = [container[key] for container, key, _ in request_texts("chat", body)]
     assert text.startswith("999999999")
+
+
+def test_a_message_of_a_role_and_a_text_is_walked_as_any_object_is():
+    """The walk's short way for a history's messages of a role and a text gives what the
+    object's own walk gives, at any depth and in either key order, and is not taken for
+    anything else (a third key, a role or a text of another type, caller data)."""
+    from hypothesis import given, settings, strategies as st
+
+    from extproc.guardrails import walk
+
+    value = st.one_of(st.text(max_size=6), st.integers(), st.none(), st.lists(st.text(max_size=3), max_size=2),
+                      st.dictionaries(st.sampled_from(["type", "text"]), st.text(max_size=3), max_size=2))
+    message = st.one_of(
+        st.builds(lambda role, content: {"role": role, "content": content}, st.text(max_size=6), st.text(max_size=6)),
+        st.builds(lambda role, content: {"content": content, "role": role}, value, value),
+        st.dictionaries(st.sampled_from(["role", "content", "name", "type", "text"]), value, max_size=3))
+
+    @settings(max_examples=300, deadline=None)
+    @given(st.lists(message, max_size=4), st.integers(0, walk.MAX_DEPTH + 1), st.booleans())
+    def same_walk(messages, depth, data):
+        path = ("x",) * depth
+        by_list: list = []
+        walk._node(by_list, {"messages": messages}, "messages", path, "o200k_base", data)
+        by_object: list = []
+        if len(path) >= walk.MAX_DEPTH:
+            return                          # a list that deep is not walked (TooDeep)
+        for index, item in enumerate(messages):
+            if type(item) is dict:
+                walk._object(by_object, item, (*path, index), "o200k_base", False, data)
+            else:
+                walk._node(by_object, messages, index, (*path, index), "o200k_base", data)
+        assert [(id(c) if isinstance(c, dict) else type(c), k, p) for c, k, p in by_list] == \
+            [(id(c) if isinstance(c, dict) else type(c), k, p) for c, k, p in by_object]
+
+    same_walk()

@@ -119,3 +119,20 @@ def test_remembered_bodies_stay_within_their_bound(monkeypatch):
         assert stage.sound.size <= 200_000
     assert stage.sound.size == sum(len(raw) for _, raw in stage.sound.bodies)
     assert ParseRequest().sound.size == 0           # another pipeline (a reload) starts with none
+
+
+def test_values_looked_up_together_are_each_texts_own():
+    """`get_many` answers what `get` answers text by text: the kept objects found by
+    identity, an equal text that is another object by a compare, a short or unknown text
+    not at all, and a text kept in another scope not in this one."""
+    from extproc.api.resent_texts import ResentTexts
+
+    kept = ResentTexts(min_chars=100, max_bytes=1_000_000)
+    texts = [prose(seed, 400) for seed in range(6)]
+    for index, text in enumerate(texts[:4]):
+        kept.put(text, index, "a")
+    kept.put(texts[4], 4, "b")
+    asked = [texts[0], texts[1][:-1] + texts[1][-1], "short", texts[2], texts[4], texts[5], "", texts[3]]
+    assert asked[1] is not texts[1]
+    assert kept.get_many(asked, "a") == [kept.get(text, "a") for text in asked] == [0, 1, None, 2, None, None, None, 3]
+    assert kept.get_many(asked, "b") == [None, None, None, None, 4, None, None, None]

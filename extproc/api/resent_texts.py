@@ -13,6 +13,7 @@ first."""
 from __future__ import annotations
 
 import sys
+from itertools import repeat
 from typing import Generic, TypeVar
 
 Value = TypeVar("Value")
@@ -47,6 +48,15 @@ class ResentTexts(Generic[Value]):
             return self._kept[key][1]
         kept = self._kept.get((scope, len(text), text[:_ENDS], text[-_ENDS:]))
         return kept[1] if kept is not None and kept[0] == text else None
+
+    def get_many(self, texts: list[str], scope: str = "") -> list[Value | None]:
+        """Each text's value, those of the very objects kept found in C (a resent history's
+        texts: resent_values.py hands them out again); the others looked up one by one."""
+        keys = list(map(self._objects.get, zip(map(id, texts), repeat(scope))))
+        entries = list(map(self._kept.get, keys))
+        get, least = self.get, self.min_chars
+        return [entry[1] if entry is not None else get(text, scope) if len(text) >= least else None
+                for entry, text in zip(entries, texts)]
 
     def put(self, text: str, value: Value, scope: str = "") -> None:
         size = held_bytes(text)

@@ -94,7 +94,11 @@ _REPLY_PRIMING = 3
 
 def count_prompt(texts: list[str], messages: int, encoding: str = "o200k_base") -> int:
     """Tokens of a prompt given its texts and its number of chat messages."""
-    total = sum(count_text(text, encoding) for text in texts)
+    if len(texts) < 8:
+        total = sum(count_text(text, encoding) for text in texts)
+    else:                   # a history: the counts of texts met again found at once
+        total = sum(count if count is not None else count_text(text, encoding)
+                    for count, text in zip(COUNTED.get_many(texts, encoding), texts))
     if messages:
         total += messages * _PER_MESSAGE + _REPLY_PRIMING
     return total

@@ -29,11 +29,19 @@ class TextDigests:
 
     def of_all(self, texts: list[str]) -> list[bytes | None]:
         """Each text's digest (None for an empty text), the ones made already found in C."""
-        entries = list(map(self._by_id.get, map(id, texts)))
-        if None in entries:
-            of = self.of
-            return [of(text) if text else None for text in texts]
-        return [entry[1] if text else None for entry, text in zip(entries, texts)]
+        by_id = self._by_id
+        entries = list(map(by_id.get, map(id, texts)))
+        if None not in entries:
+            return [entry[1] if text else None for entry, text in zip(entries, texts)]
+        out: list[bytes | None] = []
+        for text, entry, digest in zip(texts, entries, DIGESTED.get_many(texts)):
+            if not text:
+                out.append(None)
+                continue
+            if entry is None:
+                entry = by_id[id(text)] = (text, digest if digest is not None else text_digest(text))
+            out.append(entry[1])
+        return out
 
 
 # A resent text's digest is found again by its length and ends and a compare of the

@@ -270,7 +270,13 @@ def _node(out: list, container: Any, key: Any, path: Path, encoding: str, data: 
             if type(item) is str:
                 out.append((value, index, (*path, index)))
             elif type(item) is dict:        # a message, a part: straight to its fields
-                _object(out, item, (*path, index), encoding, False, data)
+                if not data and len(item) == 2 and type(item.get("content")) is str and \
+                        type(item.get("role")) is str and len(path) + 1 < MAX_DEPTH:
+                    # A role and a text (most of a history): its text, as _object finds it
+                    # (a role is opaque), at a fifth of the cost.
+                    out.append((item, "content", (*path, index, "content")))
+                else:
+                    _object(out, item, (*path, index), encoding, False, data)
             else:
                 _node(out, value, index, (*path, index), encoding, data)
 
