@@ -55,27 +55,60 @@ class _Refused(Exception):
     """Something msgspec read otherwise than orjson would: orjson parses the whole body."""
 
 
+class _Kept:
+    """Entries (bytes, value, ...) by (scope, length, ends), within `max_bytes` counted by
+    the size each is put with; one over a quarter of it is not kept; the oldest go first."""
+
+    __slots__ = ("max_bytes", "held", "entries")
+
+    def __init__(self, max_bytes: int) -> None:
+        self.max_bytes, self.held = max_bytes, 0
+        self.entries: dict[tuple[str, int, bytes, bytes], tuple] = {}
+
+    def find(self, key: tuple[str, int, bytes, bytes], data: bytes) -> tuple | None:
+        entry = self.entries.get(key)
+        return entry if entry is not None and entry[0] == data else None
+
+    def keep(self, key: tuple[str, int, bytes, bytes], entry: tuple, size: int) -> None:
+        if size > self.max_bytes // 4:
+            return
+        entries = self.entries
+        replaced = entries.pop(key, None)       # same scope, length and ends: other bytes
+        if replaced is not None:
+            self.held -= replaced[-1]
+        while entries and self.held + size > self.max_bytes:
+            self.held -= entries.pop(next(iter(entries)))[-1]
+        entries[key] = (*entry, size)
+        self.held += size
+
+
+def _key(scope: str, data: bytes) -> tuple[str, int, bytes, bytes]:
+    return scope, len(data), data[:_ENDS], data[-_ENDS:]
+
+
 class ResentValues:
     """Parsed arrays and objects of 256 bytes or more, by scope and raw bytes, within
     `max_bytes`, counted as four times each value's raw bytes: the bytes, the strings they
     parse into (two bytes a character for text with a character past Latin-1), and the
     UTF-8 copy a string keeps once orjson has written it (a 400 KB history of prose holds
-    3.2x its bytes, 4.1x once written). The oldest go first."""
+    3.2x its bytes, 4.1x once written). Whole bodies are kept apart, within a third of
+    that (twice their bytes: the bytes, and containers whose strings are mostly the
+    values'; a body seen once: its bytes), so that a session's growing bodies never crowd
+    out the values they share."""
 
-    __slots__ = ("max_bytes", "held", "_kept", "bodies_held", "_bodies")
+    __slots__ = ("_values", "_bodies")
 
     def __init__(self, max_bytes: int = 24_000_000) -> None:
-        self.max_bytes = max_bytes
-        self.held = 0
-        # (scope, length, first and last bytes) -> (bytes, parsed container, bytes held,
-        # whether it holds no container)
-        self._kept: dict[tuple[str, int, bytes, bytes], tuple[bytes, dict | list, int, bool]] = {}
-        # Whole bodies, the same way, within a third of `max_bytes` of their own (twice
-        # their bytes: the bytes, and containers whose strings are mostly the values';
-        # a body seen once: its bytes), so that a session's growing bodies never crowd
-        # out the values they share.
-        self.bodies_held = 0
-        self._bodies: dict[tuple[str, int, bytes, bytes], tuple[bytes, dict | None, int]] = {}
+        self._values = _Kept(max_bytes)         # (bytes, parsed container, holds no container, size)
+        self._bodies = _Kept(max_bytes // 3)    # (bytes, parsed body or None: seen once, size)
+
+    @property
+    def held(self) -> int:
+        return self._values.held
+
+    @property
+    def bodies_held(self) -> int:
+        return self._bodies.held
 
     def loads(self, raw: bytes, scope: str = "") -> dict | None:
         """`raw` parsed (a JSON object) as orjson parses it, or None: parse it with orjson."""
@@ -85,18 +118,17 @@ class ResentValues:
         # compare of its bytes (~20 µs for 400 KB) instead of msgspec's pass (~100 µs).
         # A body is kept parsed from its second time on: a session's bodies, each sent
         # once, cost no copy (their values are found again all the same).
-        key = (scope, len(raw), raw[:_ENDS], raw[-_ENDS:])
-        again = self._bodies.get(key)
-        seen = again is not None and again[0] == raw
-        if seen and again[1] is not None:
+        key = _key(scope, raw)
+        again = self._bodies.find(key, raw)
+        if again is not None and again[1] is not None:
             return fresh(again[1])
         body = self._split(raw, scope)
         if body is None:
             return None
-        if not seen:
-            self._keep_body(key, raw, None)
+        if again is None:
+            self._bodies.keep(key, (raw, None), len(raw))
             return body
-        self._keep_body(key, raw, body)
+        self._bodies.keep(key, (raw, body), 2 * len(raw))
         return fresh(body)
 
     def _split(self, raw: bytes, scope: str) -> dict | None:
@@ -122,48 +154,17 @@ class ResentValues:
         if len(raw) < MIN_VALUE_BYTES:
             return orjson.loads(memoryview(raw))
         data = bytes(raw)
-        key = (scope, len(data), data[:_ENDS], data[-_ENDS:])
-        kept = self._kept.get(key)
-        if kept is None or kept[0] != data:
+        key = _key(scope, data)
+        kept = self._values.find(key, data)
+        if kept is None:
             value = orjson.loads(data)
             if type(value) not in _CONTAINERS:
                 return value
-            kept = self._keep(key, data, value)
+            items = value.values() if type(value) is dict else value
+            kept = (data, value, not any(type(item) in _CONTAINERS for item in items))
+            self._values.keep(key, kept, 4 * len(data))
         # A message of strings (most of a history) is copied in C.
-        return kept[1].copy() if kept[3] else fresh(kept[1])
-
-    def _keep(self, key: tuple[str, int, bytes, bytes], data: bytes, value: dict | list) -> tuple:
-        items = value.values() if type(value) is dict else value
-        entry = (data, value, 4 * len(data), not any(type(item) in _CONTAINERS for item in items))
-        if entry[2] > self.max_bytes // 4:
-            return entry
-        kept = self._kept
-        replaced = kept.pop(key, None)      # same scope, length and ends: another value
-        if replaced is not None:
-            self.held -= replaced[2]
-        while kept and self.held + entry[2] > self.max_bytes:
-            self.held -= kept.pop(next(iter(kept)))[2]
-        kept[key] = entry
-        self.held += entry[2]
-        return entry
-
-    def _keep_body(self, key: tuple[str, int, bytes, bytes], raw: bytes, body: dict | None) -> None:
-        size, bound = (2 if body is not None else 1) * len(raw), self.max_bytes // 3
-        if size > bound // 4:
-            return
-        bodies = self._bodies
-        replaced = bodies.pop(key, None)
-        if replaced is not None:
-            self.bodies_held -= replaced[2]
-        while bodies and self.bodies_held + size > bound:
-            self.bodies_held -= bodies.pop(next(iter(bodies)))[2]
-        bodies[key] = (raw, body, size)
-        self.bodies_held += size
-
-    def clear(self) -> None:
-        self._kept.clear()
-        self._bodies.clear()
-        self.held = self.bodies_held = 0
+        return kept[1].copy() if kept[2] else fresh(kept[1])
 
     def __len__(self) -> int:
-        return len(self._kept)
+        return len(self._values.entries)

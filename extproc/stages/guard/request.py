@@ -200,8 +200,10 @@ class GuardRequest(Stage):
                     # results, a call with none): passed, without a lookup or a deadline.
                     record_verdict(call, guardrail, "request", "passed")
                     continue
-            unread = next((unreadable[i] for i in (chosen if chosen is not None else unreadable)
-                           if i in unreadable), None) if unreadable else None
+            unread = None               # the first slot it reads that cannot be read
+            if unreadable:
+                unread = next(iter(unreadable.values())) if chosen is None else \
+                    next((unreadable[i] for i in chosen if i in unreadable), None)
             if guardrail.digest:
                 # The texts as this guardrail reads them: an earlier one may have redacted some.
                 if every_text is None:
