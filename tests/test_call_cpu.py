@@ -8,9 +8,12 @@ import asyncio
 import io
 from pathlib import Path
 
+from types import SimpleNamespace
+
 import orjson
 import pytest
 
+from extproc.api import resent_values
 from extproc.api.openai import ENDPOINTS
 from extproc.config.filter_config import load_config
 from extproc.pipeline.call import Call
@@ -32,6 +35,7 @@ def _body(middle: str) -> bytes:
 def _parse(stage: ParseRequest, raw: bytes) -> Call:
     call = Call(None)
     call.raw_body, call.endpoint = raw, ENDPOINTS["/v1/chat/completions"]
+    call.key = SimpleNamespace(id="key-a", team="team-a")
     stage.request_body(call)
     return call
 
@@ -39,29 +43,16 @@ def _parse(stage: ParseRequest, raw: bytes) -> Call:
 def test_a_body_with_the_same_length_and_ends_is_checked_again():
     sound = _body('{"role":"user","content":"turn 20 ')
     repeated = _body('{"role":"user","role":"tool","x":"')        # a repeated key in the middle
-    assert len(sound) == len(repeated) >= resolve.CHECKED_MIN_BYTES and sound != repeated
+    assert len(sound) == len(repeated) >= resent_values.MIN_BODY_BYTES and sound != repeated
     assert sound[:64] == repeated[:64] and sound[-64:] == repeated[-64:]
     stage = ParseRequest()
-    _parse(stage, sound)
-    assert ("chat", sound) in stage.sound or (ENDPOINTS["/v1/chat/completions"].kind, sound) in stage.sound
     for _ in range(2):
+        assert (resolve.SOUND, "chat") in _parse(stage, sound).body_facts
+    for _ in range(3):
         with pytest.raises(GatewayError) as refused:
             _parse(stage, repeated)
         assert refused.value.status == 400 and "repeats the key 'role'" in refused.value.message
     _parse(stage, sound)                        # the sound one still passes, found again
-
-
-def test_remembered_bodies_stay_within_their_bound(monkeypatch):
-    monkeypatch.setattr(resolve, "CHECKED_MAX_BYTES", 4 * 70_000)
-    stage = ParseRequest()
-    bodies = [_body('{"role":"user","content":"turn ' + f"{i:02d}" + ' ') for i in range(12)]
-    assert all(resolve.CHECKED_MIN_BYTES <= len(b) <= 70_000 for b in bodies)
-    for raw in bodies:
-        _parse(stage, raw)
-        assert stage.sound.size <= 4 * 70_000
-    assert stage.sound.size == sum(len(raw) for raw in stage.sound.bodies.values()) > 0
-    kind = ENDPOINTS["/v1/chat/completions"].kind
-    assert (kind, bodies[-1]) in stage.sound and (kind, bodies[0]) not in stage.sound
 
 
 QUICKSTART = load_config(str(Path(__file__).resolve().parent.parent / "config" / "quickstart.yaml"))

@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import sys
 
+from types import SimpleNamespace
+
 import orjson
 import pytest
 
-from extproc.api import tokens
+from extproc.api import resent_values, tokens
 from extproc.api.openai import ENDPOINTS
 from extproc.guardrails import text_digests
 from extproc.pipeline.call import Call
@@ -79,9 +81,10 @@ def test_texts_alike_at_their_ends_keep_their_own_counts(monkeypatch):
 STAGE = ParseRequest()          # one pipeline's stage: its remembered bodies are its own
 
 
-def parse(raw: bytes, stage: ParseRequest = STAGE) -> Call:
+def parse(raw: bytes, stage: ParseRequest = STAGE, team: str = "team-a") -> Call:
     call = Call(None)
     call.raw_body, call.endpoint = raw, ENDPOINTS["/v1/chat/completions"]
+    call.key = SimpleNamespace(id="key-" + team, team=team)
     stage.request_body(call)
     return call
 
@@ -93,32 +96,54 @@ def long_body(repeat: str = "") -> bytes:
 
 def test_a_long_body_resent_is_parsed_afresh_and_a_changed_one_checked_again():
     sound = long_body()
-    assert len(sound) >= resolve.CHECKED_MIN_BYTES
-    first, again = parse(sound), parse(sound)
-    assert first.body == again.body and first.body is not again.body   # each call its own body
-    assert (first.endpoint.kind, sound) in STAGE.sound
+    assert len(sound) >= resent_values.MIN_BODY_BYTES
+    stage = ParseRequest()
+    first, again, third = parse(sound, stage), parse(sound, stage), parse(sound, stage)
+    assert first.body == again.body == third.body
+    assert first.body is not again.body and again.body is not third.body   # each call its own body
+    # The facts found of these bytes are the same ones every time: found sound once.
+    assert first.body_facts is again.body_facts is third.body_facts
+    assert first.body_facts == {(resolve.SOUND, first.endpoint.kind): True}
+    # Another tenant's same bytes: facts of their own, checked again.
+    other = parse(sound, stage, team="team-b")
+    assert other.body_facts is not first.body_facts and other.body == first.body
     # The same length, one key repeated: other bytes, checked, refused every time.
     repeated = long_body('"model":"gpt-4o",')
-    for _ in range(2):
+    for _ in range(3):
         with pytest.raises(GatewayError) as refused:
-            parse(repeated)
+            parse(repeated, stage)
         assert refused.value.status == 400 and "repeats the key 'model'" in refused.value.message
-    # The wrong shape: never remembered as sound.
+    # The wrong shape: never found sound.
     bad = sound.replace(b'"role":"user"', b'"role":7', 1)
-    for _ in range(2):
+    for _ in range(3):
         with pytest.raises(GatewayError):
-            parse(bad)
+            parse(bad, stage)
 
 
-def test_remembered_bodies_stay_within_their_bound(monkeypatch):
-    monkeypatch.setattr(resolve, "CHECKED_MAX_BYTES", 200_000)
+def test_a_body_found_sound_is_not_checked_again(monkeypatch):
+    """The check is skipped on the fact alone (the test fails if it still runs)."""
+    sound = long_body()
     stage = ParseRequest()
+    parse(sound, stage)
+    monkeypatch.setattr(ParseRequest, "_check", staticmethod(lambda *args: pytest.fail("checked again")))
+    monkeypatch.setattr(resolve, "refuse_repeated_keys", lambda *args: pytest.fail("checked again"))
+    assert parse(sound, stage).body == orjson.loads(sound)
+    with pytest.raises(pytest.fail.Exception):      # other bytes are checked
+        parse(long_body('"user":"u",'), stage)
+
+
+def test_remembered_bodies_and_their_facts_stay_within_their_bound():
+    stage = ParseRequest()
+    stage.resent = resent_values.ResentValues(max_bytes=1_500_000)    # whole bodies: 500 KB
+    kept = []
     for seed in range(10):
-        raw = long_body(f'"user":"u{seed}",')
-        parse(raw, stage)
-        assert stage.sound.size <= 200_000
-    assert stage.sound.size == sum(len(raw) for _, raw in stage.sound.bodies)
-    assert ParseRequest().sound.size == 0           # another pipeline (a reload) starts with none
+        call = parse(long_body(f'"user":"u{seed}",'), stage)
+        kept.append(call.body_facts)
+        assert stage.resent.bodies_held <= 500_000
+    assert ParseRequest().resent.bodies_held == 0           # another pipeline (a reload) starts with none
+    # The oldest went, and their facts with them: found again, they are found afresh.
+    assert parse(long_body('"user":"u0",'), stage).body_facts is not kept[0]
+    assert parse(long_body('"user":"u9",'), stage).body_facts is kept[9]
 
 
 def test_values_looked_up_together_are_each_texts_own():

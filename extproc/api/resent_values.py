@@ -22,6 +22,11 @@ tests/test_resent_values.py holds both to it on any JSON and on broken bytes.
 
 Values are kept per scope (the caller's team): one tenant's bodies never answer
 another's, nor does a hit tell one tenant how fast another's text came back.
+
+A whole body met before also carries its facts: what the pipeline's stages found of
+those very bytes (sound, clean by a policy, so many prompt tokens), each under a key that
+names all it depends on, so the same bytes again (a client's retry, an agent's parallel
+calls on one history) are not checked again. The facts go when the body does.
 """
 
 from __future__ import annotations
@@ -100,7 +105,7 @@ class ResentValues:
 
     def __init__(self, max_bytes: int = 24_000_000) -> None:
         self._values = _Kept(max_bytes)         # (bytes, parsed container, holds no container, size)
-        self._bodies = _Kept(max_bytes // 3)    # (bytes, parsed body or None: seen once, size)
+        self._bodies = _Kept(max_bytes // 3)    # (bytes, parsed body or None: seen once, facts, size)
 
     @property
     def held(self) -> int:
@@ -112,8 +117,13 @@ class ResentValues:
 
     def loads(self, raw: bytes, scope: str = "") -> dict | None:
         """`raw` parsed (a JSON object) as orjson parses it, or None: parse it with orjson."""
+        return self.parse(raw, scope)[0]
+
+    def parse(self, raw: bytes, scope: str = "") -> tuple[dict | None, dict | None]:
+        """`raw` parsed as `loads` parses it, and the facts kept with its bytes (a dict the
+        stages read and fill in, kept as long as the body is), or None when it is not kept."""
         if len(raw) < MIN_BODY_BYTES:
-            return None
+            return None, None
         # The same body again (a retry, an agent's parallel calls on one history): a
         # compare of its bytes (~20 µs for 400 KB) instead of msgspec's pass (~100 µs).
         # A body is kept parsed from its second time on: a session's bodies, each sent
@@ -121,15 +131,16 @@ class ResentValues:
         key = _key(scope, raw)
         again = self._bodies.find(key, raw)
         if again is not None and again[1] is not None:
-            return fresh(again[1])
+            return fresh(again[1]), again[2]
         body = self._split(raw, scope)
         if body is None:
-            return None
+            return None, None
         if again is None:
-            self._bodies.keep(key, (raw, None), len(raw))
-            return body
-        self._bodies.keep(key, (raw, body), 2 * len(raw))
-        return fresh(body)
+            facts: dict = {}
+            self._bodies.keep(key, (raw, None, facts), len(raw))
+            return body, facts
+        self._bodies.keep(key, (raw, body, again[2]), 2 * len(raw))
+        return fresh(body), again[2]
 
     def _split(self, raw: bytes, scope: str) -> dict | None:
         try:

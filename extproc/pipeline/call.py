@@ -29,7 +29,7 @@ class Call:
     __slots__ = (
         "config", "started", "request_id", "request_metadata", "method", "path", "query", "endpoint", "resource_id",
         "headers", "envoy_attributes",
-        "key", "raw_body", "body", "body_changed", "model_name", "model", "backend", "backend_order", "attempts", "stream",
+        "key", "raw_body", "body", "body_changed", "body_facts", "model_name", "model", "backend", "backend_order", "attempts", "stream",
         "client_wants_usage", "status", "response_streamed", "usage", "generated",
         "first_byte_at", "ended_at", "outcome", "error_code", "reply", "sse",
         "finished", "done_due", "stream_over", "event_filters", "service_seconds", "message_started",
@@ -58,6 +58,9 @@ class Call:
         self.raw_body = b""
         self.body: dict[str, Any] | None = None
         self.body_changed = False            # a stage edited `body`; Route re-serializes it
+        # What stages found of these very bytes when they came before, and fill in for the
+        # next time (api/resent_values.py): true of `body` while `body_changed` is False.
+        self.body_facts: dict | None = None
         self.model_name = ""                 # as the client asked
         self.model: Model | None = None
         self.backend: Backend | None = None  # the backend that served (or was chosen)
@@ -143,9 +146,15 @@ class Call:
         cached = self._prompt_tokens
         if cached is None:
             codec = self.codec
-            texts, messages = codec.prompt_texts(self.body)
-            cached = count_prompt(texts, messages, self.model.encoding if self.model else "o200k_base") + \
-                codec.prompt_token_ids(self.body)
+            encoding = self.model.encoding if self.model else "o200k_base"
+            facts = self.body_facts if not self.body_changed else None
+            fact = ("prompt_tokens", codec.kind, encoding)
+            cached = facts.get(fact) if facts is not None else None
+            if cached is None:
+                texts, messages = codec.prompt_texts(self.body)
+                cached = count_prompt(texts, messages, encoding) + codec.prompt_token_ids(self.body)
+                if facts is not None:
+                    facts[fact] = cached
             self._prompt_tokens = cached
         return cached
 

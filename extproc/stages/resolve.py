@@ -11,49 +11,11 @@ from ..pipeline.errors import invalid_request, model_not_allowed, model_not_foun
 from ..pipeline.stage import Stage
 
 
-# Agents resend their whole history on every turn. A long body found sound (no repeated
-# key, the endpoint's shape) is remembered by its bytes, so the same bytes again skip both
-# checks (~2 ms for 400 KB). It is looked up by its endpoint, length and ends, and a hit
-# compares the bytes whole (memcmp, ~20 µs for 400 KB): hashing them, as a dict keyed by
-# the bytes did on every long body, hit or miss, cost ~110-150 µs. Bounded by the bytes
-# kept; the oldest go first.
-CHECKED_MIN_BYTES = 32_768
-CHECKED_MAX_BYTES = 16_000_000
-_ENDS = 64
-
-
-class SoundBodies:
-    """Long bodies this pipeline found sound, by their endpoint and bytes; the oldest go
-    first past CHECKED_MAX_BYTES."""
-    __slots__ = ("bodies", "size")
-
-    def __init__(self) -> None:
-        # (endpoint, length, first and last bytes) -> the body itself
-        self.bodies: dict[tuple[str, int, bytes, bytes], bytes] = {}
-        self.size = 0
-
-    @staticmethod
-    def _key(key: tuple[str, bytes]) -> tuple[str, int, bytes, bytes]:
-        kind, body = key
-        return kind, len(body), body[:_ENDS], body[-_ENDS:]
-
-    def __contains__(self, key: tuple[str, bytes]) -> bool:
-        kept = self.bodies.get(self._key(key))
-        return kept is not None and kept == key[1]
-
-    def remember(self, key: tuple[str, bytes]) -> None:
-        size = len(key[1])
-        if size > CHECKED_MAX_BYTES // 4:
-            return
-        bodies = self.bodies
-        found = self._key(key)
-        replaced = bodies.pop(found, None)       # same endpoint, length and ends: another body
-        if replaced is not None:
-            self.size -= len(replaced)
-        while bodies and self.size + size > CHECKED_MAX_BYTES:
-            self.size -= len(bodies.pop(next(iter(bodies))))
-        bodies[found] = key[1]
-        self.size += size
+# Agents resend their whole history on every turn, and a client resends a body byte for
+# byte when it retries. A long body found sound (no repeated key, the endpoint's shape)
+# says so in the facts kept with its bytes (api/resent_values.py), so the same bytes
+# again skip both checks (~2 ms for 400 KB).
+SOUND = "sound"
 
 
 class ParseRequest(Stage):
@@ -61,16 +23,16 @@ class ParseRequest(Stage):
 
     name = "parse"
     reads = frozenset({"endpoint", "key", "path", "raw_body", "resource_id"})
-    writes = frozenset({"body", "body_changed", "client_wants_usage", "model_name", "stream"})
+    writes = frozenset({"body", "body_changed", "body_facts", "client_wants_usage", "model_name", "stream"})
 
     def __init__(self) -> None:
-        self.sound = SoundBodies()
         self.resent = ResentValues()            # a long body's values met before (an agent's history)
 
     def request_body(self, call: Call) -> None:
         if not (call.endpoint.generates or call.codec.counts_tokens):
             return                              # a stored response's cancel: the body is the provider's
-        body = self.resent.loads(call.raw_body, call.key.team or call.key.id) if call.key is not None else None
+        body, facts = self.resent.parse(call.raw_body, call.key.team or call.key.id) \
+            if call.key is not None else (None, None)
         if body is None:
             try:
                 body = orjson.loads(call.raw_body)
@@ -78,8 +40,8 @@ class ParseRequest(Stage):
                 raise invalid_request(not_json(str(error))) from None
         if not isinstance(body, dict):
             raise invalid_request("The request body must be a JSON object.")
-        checked = (call.endpoint.kind, call.raw_body) if len(call.raw_body) >= CHECKED_MIN_BYTES else None
-        unchecked = checked is None or checked not in self.sound
+        sound = (SOUND, call.endpoint.kind)     # the shape checked is the endpoint's
+        unchecked = facts is None or sound not in facts
         if unchecked:
             refuse_repeated_keys(call.raw_body, body)  # on the body as sent, before any change
         model = body.get("model")
@@ -94,9 +56,10 @@ class ParseRequest(Stage):
                 call.body_changed = True
         if unchecked:
             self._check(call, body, model)
-            if checked is not None:
-                self.sound.remember(checked)
+            if facts is not None:
+                facts[sound] = True
         call.body = body
+        call.body_facts = facts
         call.model_name = model
         call.stream = call.endpoint.streams_by_path or body.get("stream") is True
         options = body.get("stream_options")

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from operator import is_, itemgetter
 
 from ...dialects.request_parts import TOOL_RESULTS
 from ...guardrails import code_aware, redact
@@ -16,7 +17,7 @@ from ...guardrails.config import Guardrail
 from ...guardrails.embedded_text import UnreadableText
 from ...guardrails.joined import Conversation, find_in_texts
 from ...guardrails.known import Lookup, TextDigests
-from ...guardrails.walk import TooDeep, request_texts
+from ...guardrails.walk import KeyText, Renames, TooDeep, request_texts
 from ...observability import metrics
 from ...pipeline.call import Call
 from ...pipeline.errors import GatewayError
@@ -25,6 +26,10 @@ from ...pipeline.stage import Stage
 from .shared_findings import LOOKUP_CHARS, SharedFindings
 
 log = logging.getLogger("extproc.guardrails")
+
+# Containers a slot's text is read from as it is (a message, a part, a list of texts, the
+# holders that rename keys): a request whose slots are all in these has no unreadable one.
+_READABLE_KINDS = frozenset({dict, list, Renames, KeyText})
 
 # New text past this, scored by a classifier, is scored in a thread: NumPy leaves the GIL
 # while it adds weights, so the worker's other calls go on meanwhile (a 400 KB tool result
@@ -151,9 +156,20 @@ def could_not_run(call: Call, guardrail: Guardrail, direction: str, why: str, de
                            f"{reason}; it fails closed.")
 
 
+PASSED = "request guardrails passed"     # a body's fact: the policy and model it passed under
+
+
+def _passed_before(facts: dict, call: Call, policy: list[Guardrail]) -> bool:
+    """The body's bytes passed this very policy (the rules of this config) for this model,
+    on this endpoint. A plugin is asked every time: its verdict is its own."""
+    passed = facts.get((PASSED, call.endpoint.kind))
+    return passed is not None and passed[1] is call.model and len(passed[0]) == len(policy) and \
+        all(map(is_, passed[0], policy))
+
+
 class GuardRequest(Stage):
     name = "guard_request"
-    reads = frozenset({"body", "endpoint", "key", "model", "model_name", "request_id"})
+    reads = frozenset({"body", "body_facts", "endpoint", "key", "model", "model_name", "request_id"})
     writes = frozenset({"body_changed", "verdicts"})
 
     def __init__(self, store=None) -> None:
@@ -163,6 +179,21 @@ class GuardRequest(Stage):
         policy = [g for g in call.config.guardrails.policy_for(call.key) if "request" in g.directions]
         if not policy or call.body is None:
             return
+        # The same bytes passed this policy before (a retry, parallel calls on one history):
+        # they pass again, each rule's verdict recorded as it was, without a read.
+        facts = call.body_facts if not call.body_changed else None
+        if facts is not None and _passed_before(facts, call, policy):
+            for guardrail in policy:
+                record_verdict(call, guardrail, "request", "passed")
+            return
+        verdicts_before = len(call.verdicts)
+        await self._check(call, policy)
+        if facts is not None and not call.body_changed and all(
+                verdict["verdict"] == "passed" for verdict in call.verdicts[verdicts_before:]) and \
+                not any(guardrail.type == "plugin" for guardrail in policy):
+            facts[(PASSED, call.endpoint.kind)] = (tuple(policy), call.model)
+
+    async def _check(self, call: Call, policy: list[Guardrail]) -> None:
         walked = request_texts(call.endpoint.kind, call.body)
         every_slot = [(container, key) for container, key, _path in walked]
         every_path = [path for _container, _key, path in walked]
@@ -170,8 +201,10 @@ class GuardRequest(Stage):
         # A payload declared as text that cannot be decoded (guardrails/embedded_text.py),
         # or a value nested past the walk's depth (guardrails/walk.py), is not passed
         # unread: each text guardrail applies its fail mode to it.
+        # (Most requests hold none: one pass over the containers' types, in C, says so.)
         unreadable = {index: container for index, (container, _key) in enumerate(every_slot)
-                      if isinstance(container, (UnreadableText, TooDeep))}
+                      if isinstance(container, (UnreadableText, TooDeep))} \
+            if not _READABLE_KINDS.issuperset(map(type, map(itemgetter(0), every_slot))) else {}
         parts = None            # each slot's part of the request, for the rules scoped by `where`
         tools = None            # each slot's tool (its result's), for the rules scoped to some tools
         chosen_for: dict = {}   # the slots of each scope (`where`, tools) rules read
