@@ -56,6 +56,35 @@ def fresh(value):
     return [fresh(item) if type(item) in _CONTAINERS else item for item in value]
 
 
+def _flat(value) -> bool:
+    items = value.values() if type(value) is dict else value
+    return not any(type(item) in _CONTAINERS for item in items)
+
+
+def copy_plan(body: dict) -> tuple:
+    """How to copy a kept body's top level as `fresh` would, worked out once: a member
+    that is a list of flat objects (a history of messages of strings) is copied in C."""
+    plan = []
+    for key, value in body.items():
+        kind = type(value)
+        if kind is list and all(type(item) is dict and _flat(item) for item in value):
+            plan.append((key, _flat_objects))
+        elif kind in _CONTAINERS:
+            plan.append((key, fresh))
+        else:
+            plan.append((key, None))
+    return tuple(plan)
+
+
+def _flat_objects(items: list) -> list:
+    return list(map(dict.copy, items))
+
+
+def fresh_by(body: dict, plan: tuple) -> dict:
+    """`fresh(body)` by its copy plan."""
+    return {key: body[key] if copy is None else copy(body[key]) for key, copy in plan}
+
+
 class _Refused(Exception):
     """Something msgspec read otherwise than orjson would: orjson parses the whole body."""
 
@@ -105,7 +134,8 @@ class ResentValues:
 
     def __init__(self, max_bytes: int = 24_000_000) -> None:
         self._values = _Kept(max_bytes)         # (bytes, parsed container, holds no container, size)
-        self._bodies = _Kept(max_bytes // 3)    # (bytes, parsed body or None: seen once, facts, size)
+        # (bytes, (parsed body, its copy plan) or None: seen once, facts, size)
+        self._bodies = _Kept(max_bytes // 3)
 
     @property
     def held(self) -> int:
@@ -131,7 +161,7 @@ class ResentValues:
         key = _key(scope, raw)
         again = self._bodies.find(key, raw)
         if again is not None and again[1] is not None:
-            return fresh(again[1]), again[2]
+            return fresh_by(*again[1]), again[2]
         body = self._split(raw, scope)
         if body is None:
             return None, None
@@ -139,8 +169,9 @@ class ResentValues:
             facts: dict = {}
             self._bodies.keep(key, (raw, None, facts), len(raw))
             return body, facts
-        self._bodies.keep(key, (raw, body, again[2]), 2 * len(raw))
-        return fresh(body), again[2]
+        plan = copy_plan(body)
+        self._bodies.keep(key, (raw, (body, plan), again[2]), 2 * len(raw))
+        return fresh_by(body, plan), again[2]
 
     def _split(self, raw: bytes, scope: str) -> dict | None:
         try:
@@ -171,8 +202,7 @@ class ResentValues:
             value = orjson.loads(data)
             if type(value) not in _CONTAINERS:
                 return value
-            items = value.values() if type(value) is dict else value
-            kept = (data, value, not any(type(item) in _CONTAINERS for item in items))
+            kept = (data, value, _flat(value))
             self._values.keep(key, kept, 4 * len(data))
         # A message of strings (most of a history) is copied in C.
         return kept[1].copy() if kept[2] else fresh(kept[1])
