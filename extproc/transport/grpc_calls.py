@@ -36,6 +36,64 @@ class Aborted(Exception):
         self.code, self.details = code, details
 
 
+class Pending:
+    """The bytes a call's client sent that are not yet taken: the DATA frames' payloads
+    as they came, joined once per message as it is taken. (Appended to one buffer, a
+    400 KB message in 16 KB frames was copied over as the buffer grew, then twice more
+    as it was taken: 14% of a worker's CPU under 400 KB requests, measured with perf.)"""
+
+    __slots__ = ("chunks", "size")
+
+    def __init__(self) -> None:
+        self.chunks: list[bytes] = []
+        self.size = 0
+
+    def __len__(self) -> int:
+        return self.size
+
+    def append(self, data: bytes) -> None:
+        if data:
+            self.chunks.append(data)
+            self.size += len(data)
+
+    def clear(self) -> None:
+        self.chunks.clear()
+        self.size = 0
+
+    def peek(self, count: int) -> bytes:
+        """The first `count` bytes (at most), left in place."""
+        first = self.chunks[0] if self.chunks else b""
+        if len(first) >= count:
+            return first[:count]
+        return b"".join(self.chunks[:count])[:count]     # (a chunk holds one byte at least)
+
+    def take(self, count: int) -> bytes:
+        """The first `count` bytes (`count` <= len(self)), taken off."""
+        if count == 0:                       # an empty message
+            return b""
+        chunks = self.chunks
+        first = chunks[0]
+        self.size -= count
+        if len(first) == count:
+            chunks.pop(0)
+            return first
+        if len(first) > count:
+            chunks[0] = first[count:]
+            return first[:count]
+        taken: list[bytes] = []
+        while count:
+            chunk = chunks[0]
+            if len(chunk) <= count:
+                taken.append(chunk)
+                chunks.pop(0)
+                count -= len(chunk)
+            else:
+                taken.append(chunk[:count])
+                chunks[0] = chunk[count:]
+                count = 0
+        return b"".join(taken)
+
+
 class ConnectionCalls:
     """What a call sees of the calls on its connection: the connection, what they may
     hold, and how a call leaves or runs a task. grpc_h2.CallsOnConnection is the one;
@@ -70,7 +128,7 @@ class Call:
         self.stream_id = stream_id
         self.metadata = metadata
         self.deserialize = deserialize
-        self.pending = bytearray()          # messages arrived and not yet taken, the last maybe in part
+        self.pending = Pending()            # messages arrived and not yet taken, the last maybe in part
         self.held = 0                       # len(pending) as the connection's backlog counts it
         self.ended = False                  # the client half-closed
         self.waiter: asyncio.Future | None = None
@@ -113,7 +171,7 @@ class Call:
         raise Aborted(code.value[0], details)
 
     def received(self, data: bytes, end: bool) -> None:
-        self.pending += data
+        self.pending.append(data)
         if end:
             self.ended = True
         if self._over_backlog():
@@ -130,7 +188,7 @@ class Call:
         pending = self.pending
         if len(pending) < 5:
             return 0
-        length = int.from_bytes(pending[1:5], "big")
+        length = int.from_bytes(pending.peek(5)[1:5], "big")
         if length > self.calls.max_message:
             return -1
         return 5 + length if len(pending) >= 5 + length else 0
@@ -139,8 +197,7 @@ class Call:
         """The message at the front (`size` bytes with its prefix), parsed; an Aborted for
         one that cannot be."""
         pending = self.pending
-        compressed, body = pending[0], bytes(pending[5:size])
-        del pending[:size]
+        compressed, body = pending.take(5)[0], pending.take(size - 5)
         if compressed:                      # Envoy never compresses; nothing here decodes it
             return Aborted(UNIMPLEMENTED, "compressed messages are not supported")
         try:
@@ -212,7 +269,7 @@ class MessageCall(Call):
         self.waiting: Coroutine | None = None           # an answer's coroutine, until its task runs it
 
     def received(self, data: bytes, end: bool) -> None:
-        self.pending += data
+        self.pending.append(data)
         if end:
             self.ended = True
         self.pump()

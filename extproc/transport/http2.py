@@ -142,7 +142,10 @@ class Connection(Sender):
                 self.flush()
                 os.sched_yield()
             stream = int.from_bytes(buffer[offset + 5:offset + 9], "big") & MAX_WINDOW
-            payload = bytes(buffer[offset + 9:offset + 9 + length])
+            # One copy of a long payload (a slice, then bytes: two); the view dies at once,
+            # before the buffer is resized.
+            payload = bytes(memoryview(buffer)[offset + 9:offset + 9 + length]) if length > 1024 else \
+                bytes(buffer[offset + 9:offset + 9 + length])
             offset += HEADER_SIZE + length
             self.position = start + offset
             try:
