@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 
 import httpx
+import orjson
 import pytest
 from gateway_stack import GatewayStack, quickstart_config, start_together
 
@@ -61,6 +62,36 @@ def test_a_session_past_max_scan_chars_answers_every_turn_with_its_old_secret_re
         if n >= 2:
             assert SECRET not in seen and "[SECRET]" in seen, n
     assert sum(len(str(m.get("content") or "")) for m in messages) > 3_900_000
+
+
+def test_a_long_body_resent_byte_for_byte_gets_the_same_verdicts_and_redactions(one_worker):
+    """A client's retry sends the same bytes again: the gateway keeps what it found of them
+    (api/resent_values.py), and through real Envoy each copy is answered as the first was,
+    the clean one with the same verdicts, the one with a secret redacted every time, in
+    both dialects."""
+    turns = [{"role": "user" if n % 2 == 0 else "assistant", "content": tool_result(n, 4_000)} for n in range(20)]
+    clean = {"model": "gpt-4o-mini", "max_tokens": 8, "messages": turns}
+    secret = {"model": "claude-sonnet-4-6", "max_tokens": 8,
+              "messages": turns[:-1] + [{"role": "user", "content": f"Deploy with {SECRET}."}]}
+    for body, path, headers in ((clean, "chat/completions", ALICE),
+                                (secret, "messages", {"x-api-key": "sk-demo-alice", "anthropic-version": "2023-06-01"})):
+        raw = orjson.dumps(body)
+        assert len(raw) >= 32_768
+        verdicts = []
+        for _ in range(4):
+            one_worker.clear_received()
+            answer = httpx.post(f"{one_worker.base_url}/{path}", headers={**headers, "content-type": "application/json"},
+                                content=raw, timeout=60)
+            assert answer.status_code == 200, answer.text[:300]
+            record = one_worker.wait_for_record(answer.headers["x-request-id"])
+            verdicts.append([(v["guardrail"], v["verdict"]) for v in record["guardrails"]])
+            seen = str([one_worker.received(name) for name in one_worker.mock_ports])   # every provider's
+            if body is secret:
+                assert SECRET not in seen and "[SECRET]" in seen
+            else:
+                assert "turn 19" in seen
+        assert verdicts[0] and all(v == verdicts[0] for v in verdicts), verdicts
+        assert any(verdict == "redacted" for _, verdict in verdicts[0]) is (body is secret)
 
 
 async def _flush(url: str) -> None:
