@@ -5,13 +5,11 @@ and never a fact that would let through what a read would stop."""
 
 from __future__ import annotations
 
-import itertools
-
 import pytest
 
 from extproc.pipeline import call as call_module
 from extproc.stages.guard import request as guard_request
-from test_guard_parts_absent import runtime_with_open_text_rules, send
+from test_guard_parts_absent import deadlines_always_past, runtime_with_open_text_rules, send
 
 TURN = "Turn {index}: plain words about the build, the tests and the release notes. "
 
@@ -69,13 +67,7 @@ def test_a_history_with_a_finding_is_read_every_time(runtime, monkeypatch):
 
 def test_a_history_that_failed_open_is_read_again(runtime, monkeypatch):
     """A rule that could not run in time passed nothing: the next time it is read."""
-    clock = itertools.count(0, 10.0)            # every look at the clock: 10 s later
-
-    class Clock:
-        @staticmethod
-        def perf_counter() -> float:
-            return next(clock)
-    monkeypatch.setattr(guard_request, "time", Clock)
+    deadlines_always_past(monkeypatch)
     body = history()
     _, first = send(runtime, body)
     assert ("pii", "error_fail_open") in verdicts(first)

@@ -30,6 +30,17 @@ def runtime_with_open_text_rules(folder) -> Runtime:
     return Runtime(load_config(str(folder / "gateway.yaml")))
 
 
+def deadlines_always_past(monkeypatch) -> None:
+    """The request guardrails' clock, 10 s later at every look: every scan is past its deadline."""
+    clock = itertools.count(0, 10.0)
+
+    class Clock:
+        @staticmethod
+        def perf_counter() -> float:
+            return next(clock)
+    monkeypatch.setattr(guard_request, "time", Clock)
+
+
 def send(runtime: Runtime, body: dict) -> tuple[ep.ProcessingResponse, Call]:
     call = Call(runtime.config)
     return through_pipeline(runtime, "/v1/chat/completions", body, "sk-demo-alice", call=call), call
@@ -37,13 +48,7 @@ def send(runtime: Runtime, body: dict) -> tuple[ep.ProcessingResponse, Call]:
 
 def test_rules_for_absent_parts_pass_past_the_deadline(tmp_path, monkeypatch):
     runtime = runtime_with_open_text_rules(tmp_path)
-    clock = itertools.count(0, 10.0)          # every look at the clock: 10 s later
-
-    class Clock:
-        @staticmethod
-        def perf_counter() -> float:
-            return next(clock)
-    monkeypatch.setattr(guard_request, "time", Clock)
+    deadlines_always_past(monkeypatch)
     reply, call = send(runtime, {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "Hello there."}]})
     assert not reply.HasField("immediate_response"), reply.immediate_response.body
     verdicts = {v["guardrail"]: v["verdict"] for v in call.verdicts}

@@ -69,18 +69,9 @@ class Pending:
 
     def take(self, count: int) -> bytes:
         """The first `count` bytes (`count` <= len(self)), taken off."""
-        if count == 0:                       # an empty message
-            return b""
         chunks = self.chunks
-        first = chunks[0]
         self.size -= count
-        if len(first) == count:
-            chunks.pop(0)
-            return first
-        if len(first) > count:
-            chunks[0] = first[count:]
-            return first[:count]
-        taken: list[bytes] = []
+        taken: list[bytes] = []              # (one piece: join hands it back, uncopied)
         while count:
             chunk = chunks[0]
             if len(chunk) <= count:
