@@ -72,6 +72,11 @@ MODES = {"json": ('"stream":false', PROMPT), "sse": ('"stream":true', PROMPT),
 FRESH_MARK = "@@N@@"
 HISTORY_KB = {"json 100KB": 100, "json 400KB": 400}
 HISTORY_MODES = [f"{name} {how}" for name in HISTORY_KB for how in ("resent", "fresh")]
+# An agent's session ("grown"): each request the one before it and a turn more (the
+# model's answer, the next question: 4 KB of new prose), written compact as agents write
+# JSON, from the 400 KB history to 640 KB, then a new session on the same start.
+GROWN_MODES = ["json 400KB grown"]
+GROWN_TURNS = 30
 # What an agent sends after reading a file: a tool result of 20 KB of this repository's
 # source code, new to the guardrails every call (FRESH_MARK starts it: its digest differs).
 CODE_KB = {"json code 20KB": 20}
@@ -94,7 +99,22 @@ def code_body(kb: int) -> str:
     return json.dumps({"model": "gpt-4o-mini", "stream": False, "messages": messages}, ensure_ascii=False)
 
 
+def grown_session(kb: int) -> tuple[str, str, str]:
+    """(the body's start, a turn with FRESH_MARK where its texts differ, its end): a grown
+    mode's request n is the start, n turns, the end."""
+    messages = guardrails_bench.history(kb)
+    start = json.dumps({"model": "gpt-4o-mini", "stream": False, "messages": messages},
+                       ensure_ascii=False, separators=(",", ":"))
+    assert start.endswith("]}")
+    turn = json.dumps([{"role": "assistant", "content": f"{FRESH_MARK} Done: the tests pass."},
+                       {"role": "user", "content": f"{FRESH_MARK} {guardrails_bench.message(planted=False, non_ascii=True)}"}],
+                      ensure_ascii=False, separators=(",", ":"))
+    return start[:-2], "," + turn[1:-1], "]}"
+
+
 def request_body(mode: str) -> str:
+    if mode in GROWN_MODES:
+        return "".join(grown_session(400))
     if mode in MODES:
         stream, prompt = MODES[mode]
         return '{"model":"gpt-4o-mini",%s,"messages":[{"role":"user","content":"%s"}]}' % (stream, prompt)
@@ -115,12 +135,14 @@ def ensure_wrk() -> str:
 
 def wrk(binary: str, url: str, key: str, body: str, seconds: int, connections: int,
         pause_ms: float | None = None, headers: dict[str, str] | None = None, spread: bool = False,
-        fresh: bool = False, cores: str | None = "1", threads: int = 1) -> dict:
+        fresh: bool = False, cores: str | None = "1", threads: int = 1, grown: tuple | None = None) -> dict:
     """Closed-loop load; with pause_ms each connection waits that long between requests
     (paced load: about connections / pause requests per second). The same pause on every
     connection keeps them in step: their requests arrive together, in bursts; `spread`
     draws each pause at random (uniform, same mean), so that arrivals spread out. `fresh`:
     FRESH_MARK in the body is replaced by a count unique to this run, request by request.
+    `grown`: (start, turn, end) of a session (grown_session): each request the one before
+    and a turn more, its FRESH_MARK replaced by the request's count.
     `cores`: where wrk runs (None: anywhere), with `threads` threads."""
     pause = f"math.random() * {2 * pause_ms:.1f}" if spread else f"{pause_ms:.1f}" if pause_ms else ""
     script = Path(tempfile.mkstemp(suffix=".lua")[1])
@@ -132,7 +154,13 @@ def wrk(binary: str, url: str, key: str, body: str, seconds: int, connections: i
                       + (f"function delay() return {pause} end\n" if pause_ms else "")
                       + ("local n = 0\nrequest = function()\n  n = n + 1\n"
                          f'  local body = (wrk.body:gsub("{FRESH_MARK}", "{time.time_ns()}-" .. n))\n'
-                         "  return wrk.format(nil, nil, nil, body)\nend\n" if fresh else ""), encoding="utf-8")
+                         "  return wrk.format(nil, nil, nil, body)\nend\n" if fresh else "")
+                      + (f'local start, turn, finish = [===[{grown[0]}]===], [===[{grown[1]}]===], "{grown[2]}"\n'
+                         "local n, added = 0, {}\nrequest = function()\n  n = n + 1\n"
+                         f"  if #added == {GROWN_TURNS} then added = {{}} end\n"
+                         f'  added[#added + 1] = (turn:gsub("{FRESH_MARK}", "{time.time_ns()}-" .. n))\n'
+                         "  return wrk.format(nil, nil, nil, start .. table.concat(added) .. finish)\nend\n"
+                         if grown else ""), encoding="utf-8")
     pinned = ["taskset", "-c", cores] if cores else []
     ran = subprocess.run([*pinned, binary, f"-t{threads}", f"-c{connections}", f"-d{seconds}s",
                           "--latency", "-s", str(script), url], capture_output=True, text=True)
@@ -278,7 +306,7 @@ def main() -> None:
                         help="the workers' gRPC transport (server.transport)")
     parser.add_argument("--key", choices=("config", "stored"), default="config",
                         help="the gateway side's key: from the config file, or made at run time in the store")
-    parser.add_argument("--modes", default=",".join([*MODES, *HISTORY_MODES, *CODE_MODES]),
+    parser.add_argument("--modes", default=",".join([*MODES, *HISTORY_MODES, *GROWN_MODES, *CODE_MODES]),
                         help="the traffic rows, comma-separated (default: all)")
     parser.add_argument("--throughput-only", action="store_true",
                         help="only the throughput rounds (no paced load, time to first token, long streams)")
@@ -317,7 +345,8 @@ def main() -> None:
                     measured = {"service": cpu_pids.get(side, []), "envoy": envoy_pids.get(side, [])}
                     before = {what: sum(cpu_seconds(p) for p in pids) for what, pids in measured.items()}
                     result = wrk(binary, url, keys[side], body, args.seconds, args.connections,
-                                 headers=extra_headers.get(side), fresh=mode.endswith("fresh"))
+                                 headers=extra_headers.get(side), fresh=mode.endswith("fresh"),
+                                 grown=grown_session(400) if mode in GROWN_MODES else None)
                     for what, pids in measured.items():
                         if pids:
                             cpu.setdefault((side, mode, what), []).append(

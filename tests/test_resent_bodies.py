@@ -134,7 +134,7 @@ def test_a_body_found_sound_is_not_checked_again(monkeypatch):
 
 def test_remembered_bodies_and_their_facts_stay_within_their_bound():
     stage = ParseRequest()
-    stage.resent = resent_values.ResentValues(max_bytes=1_500_000)    # whole bodies: 500 KB
+    stage.resent = resent_values.ResentValues(max_bytes=1_000_000)    # whole bodies: 500 KB
     kept = []
     for seed in range(10):
         call = parse(long_body(f'"user":"u{seed}",'), stage)

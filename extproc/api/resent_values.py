@@ -26,20 +26,30 @@ another's, nor does a hit tell one tenant how fast another's text came back.
 A whole body met before also carries its facts: what the pipeline's stages found of
 those very bytes (sound, clean by a policy, so many prompt tokens), each under a key that
 names all it depends on, so the same bytes again (a client's retry, an agent's parallel
-calls on one history) are not checked again. The facts go when the body does.
+calls on one history) are not checked again. The facts go when the body does. A body
+that is a kept one grown (an agent's next turn: items added at the end of its history)
+is read from it, only its new items parsed (api/grown_bodies.py), and says what it grew
+from, so that the checks read only what is new.
 """
 
 from __future__ import annotations
 
 import math
-from typing import Union
+from typing import NamedTuple, Union
 
 import msgspec
 import orjson
 
+from .grown_bodies import Record, growth, spans_of
+
 MIN_BODY_BYTES = 32_768     # a shorter body is parsed whole: splitting it saves nothing
 MIN_VALUE_BYTES = 256       # a shorter value is parsed each time: looking it up costs as much
 _ENDS = 48                  # bytes of each end in a value's key
+# A body that may grow an earlier one is looked for among the latest bodies that start as
+# it does: sessions of one team and model mostly do (an agent's system prompt and
+# preamble), so several are tried, each a compare up to where the two part.
+HEAD = 128
+_BODIES_PER_HEAD = 16
 _INT_RANGE = range(-(1 << 63), 1 << 64)     # the integers orjson reads as integers
 
 _Raw = msgspec.Raw
@@ -85,6 +95,15 @@ def fresh_by(body: dict, plan: tuple) -> dict:
     return {key: body[key] if copy is None else copy(body[key]) for key, copy in plan}
 
 
+class Grown(NamedTuple):
+    """What a body grew from: the kept body's facts, the array that grew, how many of its
+    items it kept, and the new items written as one array (their bytes as sent)."""
+    facts: dict
+    key: str
+    kept: int
+    listed: bytes
+
+
 class _Refused(Exception):
     """Something msgspec read otherwise than orjson would: orjson parses the whole body."""
 
@@ -120,22 +139,63 @@ def _key(scope: str, data: bytes) -> tuple[str, int, bytes, bytes]:
     return scope, len(data), data[:_ENDS], data[-_ENDS:]
 
 
+def _handout(source):
+    """A value from what it came from, to hand out: a copy of a kept container's
+    containers (a message of strings copied in C), a short value parsed again."""
+    kind = type(source)
+    if kind is tuple:
+        return source[1].copy() if source[2] else fresh(source[1])
+    if kind is bytes:
+        return orjson.loads(source)
+    return source
+
+
+def _whole(members: tuple) -> dict:
+    """A body from its members' sources (Record.members)."""
+    body = {}
+    for key, sources, lengths in members:
+        kind = type(sources)
+        if kind is list:
+            body[key] = [_handout(source) for source in sources]
+        elif kind is dict:
+            body[key] = {name: _handout(source) for name, source in sources.items()}
+        else:
+            body[key] = sources
+    return body
+
+
+def _layout(record: Record):
+    """Where the record's arrays lie, when its bytes are orjson's writing of its value;
+    False otherwise."""
+    body = _whole(record.members)
+    try:
+        if orjson.dumps(body) != record.raw:
+            return False
+    except orjson.JSONEncodeError:          # nested deeper than orjson writes
+        return False
+    return spans_of(record.members, body, len(record.raw))
+
+
 class ResentValues:
     """Parsed arrays and objects of 256 bytes or more, by scope and raw bytes, within
     `max_bytes`, counted as four times each value's raw bytes: the bytes, the strings they
     parse into (two bytes a character for text with a character past Latin-1), and the
     UTF-8 copy a string keeps once orjson has written it (a 400 KB history of prose holds
-    3.2x its bytes, 4.1x once written). Whole bodies are kept apart, within a third of
-    that (twice their bytes: the bytes, and containers whose strings are mostly the
-    values'; a body seen once: its bytes), so that a session's growing bodies never crowd
-    out the values they share."""
+    3.2x its bytes, 4.1x once written). Whole bodies are kept apart, within half of that,
+    each with what its values came from (the values' own objects, and the bytes of those
+    under 256 bytes), counted as twice its bytes (a body seen twice: its containers too,
+    whose strings are mostly the values'), so that a session's growing bodies never crowd
+    out the values they share. A body is found again by its bytes, or grown from one
+    that starts as it does (api/grown_bodies.py)."""
 
-    __slots__ = ("_values", "_bodies")
+    __slots__ = ("_values", "_bodies", "_heads")
 
     def __init__(self, max_bytes: int = 24_000_000) -> None:
         self._values = _Kept(max_bytes)         # (bytes, parsed container, holds no container, size)
-        # (bytes, (parsed body, its copy plan) or None: seen once, facts, size)
-        self._bodies = _Kept(max_bytes // 3)
+        # (bytes, (parsed body, its copy plan) or None: seen once, facts, Record, size)
+        self._bodies = _Kept(max_bytes // 2)
+        # (scope, a body's first bytes) -> the keys of the latest bodies that start so
+        self._heads: dict[tuple[str, bytes], list] = {}
 
     @property
     def held(self) -> int:
@@ -149,52 +209,99 @@ class ResentValues:
         """`raw` parsed (a JSON object) as orjson parses it, or None: parse it with orjson."""
         return self.parse(raw, scope)[0]
 
-    def parse(self, raw: bytes, scope: str = "") -> tuple[dict | None, dict | None]:
-        """`raw` parsed as `loads` parses it, and the facts kept with its bytes (a dict the
-        stages read and fill in, kept as long as the body is), or None when it is not kept."""
+    def parse(self, raw: bytes, scope: str = "") -> tuple[dict | None, dict | None, Grown | None]:
+        """`raw` parsed as `loads` parses it; the facts kept with its bytes (a dict the
+        stages read and fill in, kept as long as the body is), or None when it is not kept;
+        and, for a body read as a kept one grown, what it grew from."""
         if len(raw) < MIN_BODY_BYTES:
-            return None, None
+            return None, None, None
         # The same body again (a retry, an agent's parallel calls on one history): a
         # compare of its bytes (~20 µs for 400 KB) instead of msgspec's pass (~100 µs).
         # A body is kept parsed from its second time on: a session's bodies, each sent
         # once, cost no copy (their values are found again all the same).
         key = _key(scope, raw)
         again = self._bodies.find(key, raw)
-        if again is not None and again[1] is not None:
-            return fresh_by(*again[1]), again[2]
-        body = self._split(raw, scope)
-        if body is None:
-            return None, None
-        if again is None:
-            facts: dict = {}
-            self._bodies.keep(key, (raw, None, facts), len(raw))
-            return body, facts
-        plan = copy_plan(body)
-        self._bodies.keep(key, (raw, (body, plan), again[2]), 2 * len(raw))
-        return fresh_by(body, plan), again[2]
+        if again is not None:
+            if again[1] is not None:
+                return fresh_by(*again[1]), again[2], None
+            record = again[3]
+            body = _whole(record.members)
+            plan = copy_plan(body)
+            self._bodies.keep(key, (raw, (body, plan), again[2], record), 2 * len(raw))
+            return fresh_by(body, plan), again[2], None
+        read = self._grown(raw, scope) or self._split(raw, scope)
+        if read is None:
+            return None, None, None
+        body, record, grown = read
+        facts: dict = {}
+        self._bodies.keep(key, (raw, None, facts, record), 2 * len(raw))
+        heads = self._heads
+        if len(heads) >= 4096:
+            heads.clear()
+        latest = heads.setdefault((scope, raw[:HEAD]), [])
+        latest.insert(0, key)
+        del latest[_BODIES_PER_HEAD:]
+        return body, facts, grown
 
-    def _split(self, raw: bytes, scope: str) -> dict | None:
+    def _split(self, raw: bytes, scope: str) -> tuple[dict, Record, None] | None:
         try:
             top = _TOP.decode(raw)
-            body = {}
+            body, members = {}, []
             for key, item in top.items():
                 kind = type(item)
                 if kind is list:
-                    body[key] = [self._value(element, scope) for element in item]
+                    sources = [self._source(element, scope) for element in item]
+                    body[key] = [_handout(source) for source in sources]
+                    members.append((key, sources, [len(element) for element in item]))
                 elif kind is dict:
-                    body[key] = {name: self._value(member, scope) for name, member in item.items()}
+                    sources = {name: self._source(member, scope) for name, member in item.items()}
+                    body[key] = {name: _handout(source) for name, source in sources.items()}
+                    members.append((key, sources, None))
                 elif kind is int and item not in _INT_RANGE or kind is float and not math.isfinite(item):
                     raise _Refused
                 else:
                     body[key] = item
-            return body
+                    members.append((key, item, None))
+            return body, Record(raw, tuple(members)), None
         # (msgspec's errors, its UnicodeDecodeError on a key's bytes, orjson's: all ValueErrors)
         except (ValueError, msgspec.MsgspecError, RecursionError, _Refused):
             return None
 
-    def _value(self, raw: _Raw, scope: str):
+    def _grown(self, raw: bytes, scope: str) -> tuple[dict, Record, Grown] | None:
+        """`raw` read as a body kept before, grown (api/grown_bodies.py), or None."""
+        latest = self._heads.get((scope, raw[:HEAD]))
+        if not latest:
+            return None
+        entries = self._bodies.entries
+        for key in latest:
+            entry = entries.get(key)
+            if entry is None:
+                continue
+            record = entry[3]
+            if record.spans is None:
+                record.spans = _layout(record)
+            if record.spans is False:
+                continue
+            try:
+                grown = growth(record, raw)
+                if grown is None:
+                    continue
+                array, kept, items = grown.key, grown.kept, grown.items
+                members = tuple(
+                    (name, sources[:kept] + [self._source(item, scope) for item in items],
+                     lengths[:kept] + [len(item) for item in items]) if name == array else (name, sources, lengths)
+                    for name, sources, lengths in record.members)
+                return _whole(members), Record(raw, members, grown.spans), \
+                    Grown(entry[2], array, kept, grown.listed)
+            except (ValueError, msgspec.MsgspecError, RecursionError):
+                return None
+        return None
+
+    def _source(self, raw: _Raw, scope: str):
+        """What a value is handed out from (`_handout`): a kept container, the bytes of a
+        short value, or a long value that is no container (a text) itself."""
         if len(raw) < MIN_VALUE_BYTES:
-            return orjson.loads(memoryview(raw))
+            return bytes(raw)               # (refused, as orjson refuses it, when handed out)
         data = bytes(raw)
         key = _key(scope, data)
         kept = self._values.find(key, data)
@@ -204,8 +311,7 @@ class ResentValues:
                 return value
             kept = (data, value, _flat(value))
             self._values.keep(key, kept, 4 * len(data))
-        # A message of strings (most of a history) is copied in C.
-        return kept[1].copy() if kept[2] else fresh(kept[1])
+        return kept
 
     def __len__(self) -> int:
         return len(self._values.entries)

@@ -22,23 +22,65 @@ def one_of(expected: str, *options: dict) -> dict:
     return {"anyOf": list(options), "x-expected": expected}
 
 
-def schema_checker(schema: dict) -> Callable[[dict], str | None]:
-    """A function body -> what is wrong with the body's shape, naming the field, or None
-    when nothing is: one per endpoint, compiled once, on its first body. Compiling all ten
-    costs ~0.14 s of CPU, which every process importing the dialects would otherwise pay at
-    start (the supervisor, the MCP aggregator, each CLI command), though only a worker
-    checks bodies, and only of the endpoints its clients call (~15 ms once for each)."""
-    compiled: list[Callable[[Any], Any]] = []
+def schema_checker(schema: dict) -> Callable[..., str | None]:
+    """A function (body, unchanged=None) -> what is wrong with the body's shape, naming the
+    field, or None when nothing is: one per endpoint, compiled once, on its first body.
+    Compiling all ten costs ~0.14 s of CPU, which every process importing the dialects would
+    otherwise pay at start (the supervisor, the MCP aggregator, each CLI command), though
+    only a worker checks bodies, and only of the endpoints its clients call (~15 ms once
+    for each).
 
-    def shape_problem(body: dict) -> str | None:
+    `unchanged`: (key, count) when the first `count` items of the body's array `key` were
+    found of the right shape in a body that held them at the same places (an agent's
+    history, resent with turns added: api/resent_values.py). Where the schema checks that
+    array's items one by one (each against one schema, the array's length bounded), only
+    the others are checked, and the length; a problem is then looked for in the whole
+    body, so that its message names the item where it lies."""
+    compiled: list[Callable[[Any], Any]] = []
+    apart = _arrays_checked_by_item(schema)
+
+    def shape_problem(body: dict, unchanged: tuple[str, int] | None = None) -> str | None:
         if not compiled:
             compiled.append(fastjsonschema.compile(schema))
+        if unchanged is not None:
+            key, count = unchanged
+            value, bound = body.get(key), apart.get(key, -1)
+            if type(value) is list and count <= len(value) <= bound:
+                try:
+                    compiled[0]({**body, key: value[count:]})
+                    return None
+                except fastjsonschema.JsonSchemaValueException:
+                    pass                        # named below, where it lies
         try:
             compiled[0](body)
         except fastjsonschema.JsonSchemaValueException as error:
             return _explained(error)
         return None
     return shape_problem
+
+
+def _arrays_checked_by_item(schema: dict) -> dict[str, int]:
+    """The top-level members whose value, when an array, is checked item by item against
+    one schema, and its length against a bound (`request_bounds.bounded`): for each, the
+    bound. An array checked otherwise (several array forms, as a prompt of texts or token
+    ids) is not listed: its items are not checked one by one."""
+    found = {}
+    for key, member in (schema.get("properties") or {}).items():
+        parts = member.get("allOf")
+        if not (isinstance(parts, list) and len(parts) == 2 and set(parts[0]) == {"maxItems"}):
+            continue
+        inner = parts[1]
+        forms = inner.get("anyOf", [inner])
+        arrays = [form for form in forms if "array" in _types(form)]
+        if len(arrays) == 1 and set(arrays[0]) <= {"type", "items"} and isinstance(arrays[0].get("items"), dict) \
+                and set(inner) - {"anyOf", "x-expected"} <= ({"type", "items"} if "anyOf" not in inner else set()):
+            found[key] = parts[0]["maxItems"]
+    return found
+
+
+def _types(schema: dict) -> list:
+    kinds = schema.get("type", [])
+    return [kinds] if isinstance(kinds, str) else list(kinds)
 
 
 def _explained(error: fastjsonschema.JsonSchemaValueException) -> str:

@@ -161,7 +161,9 @@ class Codec:
         value = body.get("temperature")
         return value if isinstance(value, (int, float)) and not isinstance(value, bool) else None
 
-    def shape_problem(self, body: dict) -> str | None:
+    def shape_problem(self, body: dict, unchanged: tuple[str, int] | None = None) -> str | None:
+        """What is wrong with the body's shape (None: nothing); `unchanged`: the first
+        items of an array already found of the right shape (api/schemas.py)."""
         return None
 
     def request_part(self, body: dict, path: tuple) -> str:

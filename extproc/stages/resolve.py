@@ -14,7 +14,8 @@ from ..pipeline.stage import Stage
 # Agents resend their whole history on every turn, and a client resends a body byte for
 # byte when it retries. A long body found sound (no repeated key, the endpoint's shape)
 # says so in the facts kept with its bytes (api/resent_values.py), so the same bytes
-# again skip both checks (~2 ms for 400 KB).
+# again skip both checks (~2 ms for 400 KB), and a body grown from it has only its new
+# items checked (~0.2 ms of 0.25 saved for a 600 KB history with two turns added).
 SOUND = "sound"
 
 
@@ -31,8 +32,8 @@ class ParseRequest(Stage):
     def request_body(self, call: Call) -> None:
         if not (call.endpoint.generates or call.codec.counts_tokens):
             return                              # a stored response's cancel: the body is the provider's
-        body, facts = self.resent.parse(call.raw_body, call.key.team or call.key.id) \
-            if call.key is not None else (None, None)
+        body, facts, grown = self.resent.parse(call.raw_body, call.key.team or call.key.id) \
+            if call.key is not None else (None, None, None)
         if body is None:
             try:
                 body = orjson.loads(call.raw_body)
@@ -42,7 +43,12 @@ class ParseRequest(Stage):
             raise invalid_request("The request body must be a JSON object.")
         sound = (SOUND, call.endpoint.kind)     # the shape checked is the endpoint's
         unchecked = facts is None or sound not in facts
-        if unchecked:
+        # An agent's next turn: the body before it, found sound, with items added to (or
+        # rewritten at the end of) one array. What was found of the rest holds of it still.
+        unchanged = (grown.key, grown.kept) if unchecked and grown is not None and sound in grown.facts else None
+        if unchanged is not None:
+            refuse_repeated_keys(grown.listed, body[grown.key][grown.kept:])
+        elif unchecked:
             refuse_repeated_keys(call.raw_body, body)  # on the body as sent, before any change
         model = body.get("model")
         if call.endpoint.model_in_path and model != call.resource_id:
@@ -55,7 +61,7 @@ class ParseRequest(Stage):
                 body["model"] = model
                 call.body_changed = True
         if unchecked:
-            self._check(call, body, model)
+            self._check(call, body, model, unchanged)
             if facts is not None:
                 facts[sound] = True
         call.body = body
@@ -68,10 +74,10 @@ class ParseRequest(Stage):
 
 
     @staticmethod
-    def _check(call: Call, body: dict, model) -> None:
+    def _check(call: Call, body: dict, model, unchanged: tuple[str, int] | None = None) -> None:
         if not isinstance(model, str) or not model:
             raise invalid_request("The request body must name a 'model' (a string).")
-        problem = call.codec.shape_problem(body)
+        problem = call.codec.shape_problem(body, unchanged)
         if problem is not None:          # checked once here: later stages read a body of the right shape
             raise invalid_request(problem)
 
