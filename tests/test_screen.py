@@ -18,7 +18,7 @@ from extproc.guardrails.banned import BannedDetector
 from extproc.guardrails.fastre import Pattern
 from extproc.guardrails.fold import FoldingDetector
 from extproc.guardrails import screened
-from extproc.guardrails.screen import compile_screen, every_code_point, first_possible, rewrite, screen, screen_source
+from extproc.guardrails.screen import compile_screen, every_code_point, first_possible, rewrite, screen, screen_source, utf8
 from bare_call import bare_call
 
 # Every code point UTF-8 can carry (RE2 reads UTF-8), as one string.
@@ -290,3 +290,19 @@ def test_a_clean_conversation_is_looked_at_once():
     # (guardrails/joined.py), whatever the number of messages.
     assert counting.finds <= 2 and messages[17]["content"] == "mail [EMAIL]"
     assert [v["verdict"] for v in call.verdicts] == ["passed", "redacted"]
+
+
+@given(st.lists(st.text(alphabet=st.sampled_from("aé漢😀\ud800 "), max_size=12), min_size=1, max_size=6))
+def test_a_texts_utf8_is_its_own_whichever_text_came_before(asked):
+    """`utf8` hands out the bytes it made for the text asked last: asked of texts in any
+    order (equal texts that are other objects among them), each gets its own encoding,
+    and a text UTF-8 cannot carry raises as `encode` does."""
+    for text in asked + [text[:] + "" for text in asked] + asked:
+        try:
+            expected = text.encode("utf-8")
+        except UnicodeEncodeError:
+            with pytest.raises(UnicodeEncodeError):
+                utf8(text)
+            continue
+        assert utf8(text) == expected
+        assert utf8(text) == expected           # again: the one made

@@ -39,6 +39,7 @@ from ..api.provider_json import as_utf8
 from . import Finding
 from .encoded import decoded_runs, might_hold_runs
 from .lookalikes import ascii_lookalikes
+from .screen import utf8
 
 # Default_Ignorable_Code_Point (Unicode's DerivedCoreProperties.txt), the interlinear
 # annotation marks, the blank braille pattern, and combining diacritical marks.
@@ -148,7 +149,7 @@ def _fold(text: str) -> Folded | None:
 def _utf8_safe(text: str) -> bool:
     """False for a text UTF-8 cannot carry (a lone surrogate): RE2 cannot read it."""
     try:
-        text.encode("utf-8")
+        utf8(text)
     except UnicodeEncodeError:
         return False
     return True

@@ -293,6 +293,24 @@ def compile_screen(source: str | None) -> Screen | None:
         return None
 
 
+_ENCODED: tuple[str | None, bytes] = (None, b"")
+
+
+def utf8(text: str) -> bytes:
+    """`text.encode("utf-8")` (raising as it does for a lone surrogate), made once for the
+    text last asked: each detector's screens, the encoded runs' and the fold's check ask
+    it of the same text in turn (an agent's new turn: ~10 encodes of each text read, 5%
+    of such a call's instructions). One tuple, replaced whole: a thread asking meanwhile
+    gets this text's bytes or its own."""
+    global _ENCODED
+    last = _ENCODED
+    if last[0] is text:
+        return last[1]
+    encoded = text.encode("utf-8")
+    _ENCODED = (text, encoded)
+    return encoded
+
+
 class ScreenSet:
     """Several screens asked of one text together: which of them match (`matching`), or
     whether any does (`matches`).
@@ -326,7 +344,7 @@ class ScreenSet:
         if last is text:
             return answer
         try:
-            encoded = text.encode("utf-8")
+            encoded = utf8(text)
         except UnicodeEncodeError:
             return EVERY
         found: list[int] = []
@@ -344,7 +362,7 @@ class ScreenSet:
         last, answer = self._last
         if last is text:
             return bool(answer)
-        encoded = text.encode("utf-8")
+        encoded = utf8(text)
         return any(regex_set.Match(encoded) for regex_set in self._sets)
 
 

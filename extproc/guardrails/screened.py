@@ -25,7 +25,7 @@ import re
 from re import _parser as sre_parse
 from typing import Iterator
 
-from .screen import Screen, first_possible
+from .screen import Screen, first_possible, utf8
 
 MISSES_BEFORE_RE = 16
 
@@ -46,7 +46,7 @@ def screened_finditer(python: re.Pattern, screen: Screen, text: str) -> Iterator
         start = first_possible(screen, text)
         return iter(()) if start is None else python.finditer(text, start)
     try:
-        encoded = text.encode("utf-8")
+        encoded = utf8(text)
     except UnicodeEncodeError:          # a lone surrogate: UTF-8 cannot carry the text
         return python.finditer(text)
     return _matches(python, screen.regex, text, encoded)
