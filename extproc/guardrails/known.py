@@ -125,19 +125,22 @@ class Lookup:
     the check asks (is there much to fetch from the store, how much text is new, what is
     found)."""
 
-    __slots__ = ("texts", "keys", "found", "known", "whole", "clean")
+    __slots__ = ("texts", "keys", "found", "known", "whole", "clean", "grown")
 
     def __init__(self, guardrail_digest: str, texts: list[str], known: KnownFindings = KNOWN,
-                 digests: TextDigests | None = None) -> None:
+                 digests: TextDigests | None = None, clean: list[bool] | None = None) -> None:
         self.texts, self.known = texts, known
         self.keys: list[bytes | None]
         self.found: list[list[Finding] | None]
         self.whole: int | None = None       # the key of these texts read together (a history's)
         self.clean = False                  # they were, and nothing was found
+        self.grown = False                  # the texts marked `clean` are known clean, the rest new
         if not known.enabled:
             self.keys, self.found = [None] * len(texts), [None] * len(texts)
             return
         prefix = _prefix(guardrail_digest)
+        if clean is not None and self._grown(prefix, clean, digests):
+            return
         if len(texts) < MANY_TEXTS:
             of, get = (digests.of if digests is not None else text_digest), known.get
             self.keys, self.found = keys, found = [], []
@@ -162,6 +165,27 @@ class Lookup:
         self.keys = keys = [prefix + digest if digest is not None else None for digest in digests_of]
         self.found = [list(f) if f is not None else None if key is not None else []
                       for f, key in zip(known.get_many(keys), keys)]
+
+    def _grown(self, prefix: bytes, clean: list[bool], digests: TextDigests | None) -> bool:
+        """The texts of a body grown from one that this rule's policy passed (`clean`: each
+        text was in it, and the conversation they make was read with nothing found, the
+        seams between them too): those are known clean without a look-up, the others are
+        read, with the conversation on either side. False, and nothing set, when one of the
+        others is known by itself (a tool result met before): its seams with its
+        neighbours are not, and the per-text path reads them."""
+        texts, get = self.texts, self.known.get
+        of = digests.of if digests is not None else text_digest
+        fresh = [index for index, (known_clean, text) in enumerate(zip(clean, texts)) if not known_clean and text]
+        keys: list[bytes | None] = [None] * len(texts)
+        for index in fresh:
+            key = keys[index] = prefix + of(texts[index])
+            if get(key) is not None:
+                return False
+        found: list[list[Finding] | None] = [[] for _ in texts]
+        for index in fresh:
+            found[index] = None
+        self.keys, self.found, self.grown = keys, found, True
+        return True
 
     def unknown(self, min_chars: int = 1) -> list[tuple[bytes, int]]:
         """(key, length) of each text of `min_chars` or more whose findings are not known."""
@@ -226,6 +250,11 @@ class Lookup:
         if self.clean:
             return out
         new = [i for i, found in enumerate(out) if found is None]
+        if self.grown:          # the seams of known texts were read with them: none to look up
+            for first, last in reads(new, [], texts):
+                read_run(detector, texts, first, last, out)
+            _remember(known, self.keys, texts, out, new, complete)
+            return out
         seams = _seam_keys(self.keys, texts)
         missing = [j for j, found in enumerate(known.get_many(seams), 1) if found is None]  # texts j-1, j
         if len(new) == len(texts):                      # nothing known: one read of it all

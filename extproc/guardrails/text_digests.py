@@ -23,7 +23,7 @@ class TextDigests:
 
     def of(self, text: str) -> bytes:
         entry = self._by_id.get(id(text))
-        if entry is None:
+        if entry is None or entry[1] is None:       # (None: an empty text, as of_all holds it)
             entry = self._by_id[id(text)] = (text, text_digest(text))
         return entry[1]
 
@@ -33,14 +33,14 @@ class TextDigests:
         entries = list(map(by_id.get, map(id, texts)))
         if None not in entries:
             return [entry[1] if text else None for entry, text in zip(entries, texts)]
-        out: list[bytes | None] = []
-        for text, entry, digest in zip(texts, entries, DIGESTED.get_many(texts)):
-            if not text:
-                out.append(None)
-                continue
-            if entry is None:
-                entry = by_id[id(text)] = (text, digest if digest is not None else text_digest(text))
-            out.append(entry[1])
+        # The first guardrail to ask: the kept texts' digests found in C (a resent history's
+        # are the very objects kept), the others made one by one, all held at once.
+        out = DIGESTED.get_many(texts)
+        for index in [index for index, digest in enumerate(out) if digest is None]:
+            text = texts[index]
+            entry = entries[index]
+            out[index] = entry[1] if entry is not None else text_digest(text) if text else None
+        by_id.update(zip(map(id, texts), zip(texts, out)))
         return out
 
 

@@ -29,7 +29,7 @@ class Call:
     __slots__ = (
         "config", "started", "request_id", "request_metadata", "method", "path", "query", "endpoint", "resource_id",
         "headers", "envoy_attributes",
-        "key", "raw_body", "body", "body_changed", "body_facts", "model_name", "model", "backend", "backend_order", "attempts", "stream",
+        "key", "raw_body", "body", "body_changed", "body_facts", "body_grown", "model_name", "model", "backend", "backend_order", "attempts", "stream",
         "client_wants_usage", "status", "response_streamed", "usage", "generated",
         "first_byte_at", "ended_at", "outcome", "error_code", "reply", "sse",
         "finished", "done_due", "stream_over", "event_filters", "service_seconds", "message_started",
@@ -61,6 +61,9 @@ class Call:
         # What stages found of these very bytes when they came before, and fill in for the
         # next time (api/resent_values.py): true of `body` while `body_changed` is False.
         self.body_facts: dict | None = None
+        # The kept body this one grew from (an agent's next turn: api/resent_values.py's
+        # Grown): its facts hold of all but the array's items from `kept` on.
+        self.body_grown = None
         self.model_name = ""                 # as the client asked
         self.model: Model | None = None
         self.backend: Backend | None = None  # the backend that served (or was chosen)

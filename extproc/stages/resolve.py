@@ -24,7 +24,8 @@ class ParseRequest(Stage):
 
     name = "parse"
     reads = frozenset({"endpoint", "key", "path", "raw_body", "resource_id"})
-    writes = frozenset({"body", "body_changed", "body_facts", "client_wants_usage", "model_name", "stream"})
+    writes = frozenset({"body", "body_changed", "body_facts", "body_grown", "client_wants_usage", "model_name",
+                        "stream"})
 
     def __init__(self) -> None:
         self.resent = ResentValues()            # a long body's values met before (an agent's history)
@@ -66,6 +67,7 @@ class ParseRequest(Stage):
                 facts[sound] = True
         call.body = body
         call.body_facts = facts
+        call.body_grown = grown
         call.model_name = model
         call.stream = call.endpoint.streams_by_path or body.get("stream") is True
         options = body.get("stream_options")

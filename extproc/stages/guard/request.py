@@ -169,7 +169,7 @@ def _passed_before(facts: dict, call: Call, policy: list[Guardrail]) -> bool:
 
 class GuardRequest(Stage):
     name = "guard_request"
-    reads = frozenset({"body", "body_facts", "endpoint", "key", "model", "model_name", "request_id"})
+    reads = frozenset({"body", "body_facts", "body_grown", "endpoint", "key", "model", "model_name", "request_id"})
     writes = frozenset({"body_changed", "verdicts"})
 
     def __init__(self, store=None) -> None:
@@ -186,17 +186,28 @@ class GuardRequest(Stage):
             for guardrail in policy:
                 record_verdict(call, guardrail, "request", "passed")
             return
+        # An agent's next turn, grown from a body that passed this very policy: its texts
+        # (and the seams between them) were all read then and held nothing; only the new
+        # items' texts are read, with the conversation on either side of them.
+        grown = call.body_grown if facts is not None else None
+        kept = (grown.key, grown.kept) if grown is not None and _passed_before(grown.facts, call, policy) else None
         verdicts_before = len(call.verdicts)
-        await self._check(call, policy)
+        await self._check(call, policy, kept)
         if facts is not None and not call.body_changed and all(
                 verdict["verdict"] == "passed" for verdict in call.verdicts[verdicts_before:]) and \
                 not any(guardrail.type == "plugin" for guardrail in policy):
             facts[(PASSED, call.endpoint.kind)] = (tuple(policy), call.model)
 
-    async def _check(self, call: Call, policy: list[Guardrail]) -> None:
+    async def _check(self, call: Call, policy: list[Guardrail], kept: tuple[str, int] | None = None) -> None:
         walked = request_texts(call.endpoint.kind, call.body)
         every_slot = [(container, key) for container, key, _path in walked]
         every_path = [path for _container, _key, path in walked]
+        # Each slot's text was found clean in the body this one grew from (None: not known).
+        clean = None
+        if kept is not None:
+            array, count = kept
+            clean = [not (path[0] == array and len(path) > 1 and type(path[1]) is int and path[1] >= count)
+                     for path in every_path]
         every_text = [container[key] for container, key in every_slot]    # again after a change
         # A payload declared as text that cannot be decoded (guardrails/embedded_text.py),
         # or a value nested past the walk's depth (guardrails/walk.py), is not passed
@@ -242,7 +253,11 @@ class GuardRequest(Stage):
                 if every_text is None:
                     every_text = [container[key] for container, key in every_slot]
                 texts = every_text if chosen is None else [every_text[i] for i in chosen]
-                lookup = Lookup(guardrail.digest, texts, digests=digests)
+                # (A rule scoped to some tools' results reads them by the names their calls
+                # give: a new call may name an old result otherwise. It reads as before.)
+                known_clean = None if clean is None or guardrail.tool_names is not None else \
+                    clean if chosen is None else [clean[i] for i in chosen]
+                lookup = Lookup(guardrail.digest, texts, digests=digests, clean=known_clean)
                 if total >= LOOKUP_CHARS:
                     missing = await self.shared.fetch(call, lookup)
             # The bound is on what this check must read: text earlier checks read (an
@@ -282,6 +297,7 @@ class GuardRequest(Stage):
                 if changed:
                     call.body_changed = True
                     every_text = None           # redacted: the next rule reads the new texts
+                    clean = None                # (which the body grown from never held)
             except GatewayError:
                 raise
             except Exception as error:   # noqa: BLE001 - the fail mode decides (plugin down, bug)
