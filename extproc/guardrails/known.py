@@ -107,6 +107,10 @@ KNOWN = KnownFindings()
 KNOWN.enabled = os.environ.get("EXTPROC_KNOWN_FINDINGS", "1") != "0"
 
 
+# Where a text of a body grown from one that passed lies (Lookup's `clean`): in its new
+# items, or before or after them in the body before.
+NEW, BEFORE, AFTER = 0, 1, 2
+
 # A request's texts are looked up one by one when they are few, and as lists built in C
 # when they are many (an agent's history): per text and guardrail 0.87 → 0.64 µs on a
 # 400 KB history of 101 texts, where for one short text the lists' making costs more
@@ -128,13 +132,13 @@ class Lookup:
     __slots__ = ("texts", "keys", "found", "known", "whole", "clean", "grown")
 
     def __init__(self, guardrail_digest: str, texts: list[str], known: KnownFindings = KNOWN,
-                 digests: TextDigests | None = None, clean: list[bool] | None = None) -> None:
+                 digests: TextDigests | None = None, clean: list[int] | None = None) -> None:
         self.texts, self.known = texts, known
         self.keys: list[bytes | None]
         self.found: list[list[Finding] | None]
         self.whole: int | None = None       # the key of these texts read together (a history's)
         self.clean = False                  # they were, and nothing was found
-        self.grown = False                  # the texts marked `clean` are known clean, the rest new
+        self.grown: list[int] | None = None # the seams to read of a grown body's clean texts
         if not known.enabled:
             self.keys, self.found = [None] * len(texts), [None] * len(texts)
             return
@@ -166,16 +170,19 @@ class Lookup:
         self.found = [list(f) if f is not None else None if key is not None else []
                       for f, key in zip(known.get_many(keys), keys)]
 
-    def _grown(self, prefix: bytes, clean: list[bool], digests: TextDigests | None) -> bool:
-        """The texts of a body grown from one that this rule's policy passed (`clean`: each
-        text was in it, and the conversation they make was read with nothing found, the
-        seams between them too): those are known clean without a look-up, the others are
-        read, with the conversation on either side. False, and nothing set, when one of the
-        others is known by itself (a tool result met before): its seams with its
-        neighbours are not, and the per-text path reads them."""
+    def _grown(self, prefix: bytes, clean: list[int], digests: TextDigests | None) -> bool:
+        """The texts of a body grown from one that this rule's policy passed, each marked
+        (grown_states: NEW, or where it lay in the body before, BEFORE or AFTER the new
+        items): the texts of the body before, and the seams between them, were read with
+        nothing found, so they are known clean without a look-up; the new ones are read,
+        with the conversation on either side. Where no new text lies between the last
+        BEFORE and the first AFTER (items taken out, or new ones without text), those two
+        meet for the first time: their seam is read. False, and nothing set, when a new
+        text is known by itself (a tool result met before): its seams are not, and the
+        per-text path reads them."""
         texts, get = self.texts, self.known.get
         of = digests.of if digests is not None else text_digest
-        fresh = [index for index, (known_clean, text) in enumerate(zip(clean, texts)) if not known_clean and text]
+        fresh = [index for index, (state, text) in enumerate(zip(clean, texts)) if state == NEW and text]
         keys: list[bytes | None] = [None] * len(texts)
         for index in fresh:
             key = keys[index] = prefix + of(texts[index])
@@ -184,7 +191,12 @@ class Lookup:
         found: list[list[Finding] | None] = [[] for _ in texts]
         for index in fresh:
             found[index] = None
-        self.keys, self.found, self.grown = keys, found, True
+        seams = []
+        if not fresh:
+            after = next((index for index, state in enumerate(clean) if state == AFTER), None)
+            if after is not None and any(state == BEFORE and text for state, text in zip(clean[:after], texts)):
+                seams.append(after)
+        self.keys, self.found, self.grown = keys, found, seams
         return True
 
     def unknown(self, min_chars: int = 1) -> list[tuple[bytes, int]]:
@@ -250,8 +262,8 @@ class Lookup:
         if self.clean:
             return out
         new = [i for i, found in enumerate(out) if found is None]
-        if self.grown:          # the seams of known texts were read with them: none to look up
-            for first, last in reads(new, [], texts):
+        if self.grown is not None:      # the seams of known texts were read with them: none to look up
+            for first, last in reads(new, self.grown, texts):
                 read_run(detector, texts, first, last, out)
             _remember(known, self.keys, texts, out, new, complete)
             return out

@@ -53,6 +53,9 @@ from .structural_keys import STRUCTURAL_KEYS
 
 Slot = tuple[Any, Any]
 Path = tuple
+# A path's step naming a key rather than entering its value: the key's own name is read
+# (a model reads an unknown field's name too).
+KEY_NAME = "{key}"
 
 # Fields whose string value no model reads as text (or that must reach the provider
 # byte for byte): the walk does not enter them.
@@ -309,7 +312,7 @@ def _object(out: list, node: dict, path: Path, encoding: str, keyed: bool = Fals
         elif isinstance(value, (dict, list)):
             _node(out, holder, key, (*path, key), encoding, data, keyed)
         if keys is not None and isinstance(key, str) and (every_key or key not in STRUCTURAL_KEYS):
-            out.append((keys, key, (*path, "{key}", key)))     # after its value: a rename must come last
+            out.append((keys, key, (*path, KEY_NAME, key)))    # after its value: a rename must come last
 
 
 def request_texts(kind: str, body: dict) -> list[tuple[Any, Any, Path]]:
@@ -325,7 +328,7 @@ def request_texts(kind: str, body: dict) -> list[tuple[Any, Any, Path]]:
             continue
         _node(out, holder, key, (key,), encoding)
         if key not in STRUCTURAL_KEYS and isinstance(key, str):
-            out.append((keys, key, ("{key}", key)))     # an unknown field's name reaches the provider too
+            out.append((keys, key, (KEY_NAME, key)))    # an unknown field's name reaches the provider too
     return out
 
 

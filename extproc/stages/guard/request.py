@@ -16,8 +16,8 @@ from ...guardrails import code_aware, redact
 from ...guardrails.config import Guardrail
 from ...guardrails.embedded_text import UnreadableText
 from ...guardrails.joined import Conversation, find_in_texts
-from ...guardrails.known import Lookup, TextDigests
-from ...guardrails.walk import KeyText, Renames, TooDeep, request_texts
+from ...guardrails.known import AFTER, BEFORE, NEW, Lookup, TextDigests
+from ...guardrails.walk import KEY_NAME, KeyText, Renames, TooDeep, request_texts
 from ...observability import metrics
 from ...pipeline.call import Call
 from ...pipeline.errors import GatewayError
@@ -159,6 +159,25 @@ def could_not_run(call: Call, guardrail: Guardrail, direction: str, why: str, de
 PASSED = "request guardrails passed"     # a body's fact: the policy and model it passed under
 
 
+def grown_states(body: dict, paths: list[tuple], array: str, count: int) -> list[int]:
+    """For each string of a body grown from one that passed (its `array`'s items from
+    `count` on new): NEW (its item is new), or where it lies in the body before, which held
+    it too and found it clean: BEFORE the new items (in the array's old items or a member
+    before the array), AFTER them (a member after the array; a top-level key's name is
+    walked after its value). In the body's order: BEFORE..., NEW..., AFTER..."""
+    order = {key: index for index, key in enumerate(body)}
+    at = order.get(array, -1)
+
+    def state(path: tuple) -> int:
+        head = path[0]
+        if head == array:
+            return NEW if len(path) > 1 and type(path[1]) is int and path[1] >= count else BEFORE
+        if head == KEY_NAME and len(path) > 1:
+            return AFTER if order.get(path[1], -1) >= at else BEFORE
+        return AFTER if order.get(head, -1) > at else BEFORE
+    return [state(path) for path in paths]
+
+
 def _passed_before(facts: dict, call: Call, policy: list[Guardrail]) -> bool:
     """The body's bytes passed this very policy (the rules of this config) for this model,
     on this endpoint. A plugin is asked every time: its verdict is its own."""
@@ -202,12 +221,8 @@ class GuardRequest(Stage):
         walked = request_texts(call.endpoint.kind, call.body)
         every_slot = [(container, key) for container, key, _path in walked]
         every_path = [path for _container, _key, path in walked]
-        # Each slot's text was found clean in the body this one grew from (None: not known).
-        clean = None
-        if kept is not None:
-            array, count = kept
-            clean = [not (path[0] == array and len(path) > 1 and type(path[1]) is int and path[1] >= count)
-                     for path in every_path]
+        # Each slot's text in a body grown from one that passed (None: not such a body).
+        clean = grown_states(call.body, every_path, *kept) if kept is not None else None
         every_text = [container[key] for container, key in every_slot]    # again after a change
         # A payload declared as text that cannot be decoded (guardrails/embedded_text.py),
         # or a value nested past the walk's depth (guardrails/walk.py), is not passed
