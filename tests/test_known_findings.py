@@ -333,7 +333,7 @@ def test_any_session_grown_from_a_clean_history_gets_what_a_read_of_it_all_finds
         for detector, complete in ((DETECTOR, True), (blocking, False)):
             if any(find_in_texts(detector, old)):
                 continue                    # the stage marks only a conversation that passed
-            lookup = Lookup("grown", history, KnownFindings(), clean=states)
+            lookup = Lookup("grown", history, KnownFindings(), states=states)
             found = lookup.find(detector, complete)
             whole = find_in_texts(detector, history)
             if complete:

@@ -107,7 +107,7 @@ KNOWN = KnownFindings()
 KNOWN.enabled = os.environ.get("EXTPROC_KNOWN_FINDINGS", "1") != "0"
 
 
-# Where a text of a body grown from one that passed lies (Lookup's `clean`): in its new
+# Where a text of a body grown from one that passed lies (Lookup's `states`): in its new
 # items, or before or after them in the body before.
 NEW, BEFORE, AFTER = 0, 1, 2
 
@@ -132,7 +132,7 @@ class Lookup:
     __slots__ = ("texts", "keys", "found", "known", "whole", "clean", "grown")
 
     def __init__(self, guardrail_digest: str, texts: list[str], known: KnownFindings = KNOWN,
-                 digests: TextDigests | None = None, clean: list[int] | None = None) -> None:
+                 digests: TextDigests | None = None, states: list[int] | None = None) -> None:
         self.texts, self.known = texts, known
         self.keys: list[bytes | None]
         self.found: list[list[Finding] | None]
@@ -143,7 +143,7 @@ class Lookup:
             self.keys, self.found = [None] * len(texts), [None] * len(texts)
             return
         prefix = _prefix(guardrail_digest)
-        if clean is not None and self._grown(prefix, clean, digests):
+        if states is not None and self._grown(prefix, states, digests):
             return
         if len(texts) < MANY_TEXTS:
             of, get = (digests.of if digests is not None else text_digest), known.get
@@ -170,7 +170,7 @@ class Lookup:
         self.found = [list(f) if f is not None else None if key is not None else []
                       for f, key in zip(known.get_many(keys), keys)]
 
-    def _grown(self, prefix: bytes, clean: list[int], digests: TextDigests | None) -> bool:
+    def _grown(self, prefix: bytes, states: list[int], digests: TextDigests | None) -> bool:
         """The texts of a body grown from one that this rule's policy passed, each marked
         (grown_states: NEW, or where it lay in the body before, BEFORE or AFTER the new
         items): the texts of the body before, and the seams between them, were read with
@@ -182,7 +182,7 @@ class Lookup:
         per-text path reads them."""
         texts, get = self.texts, self.known.get
         of = digests.of if digests is not None else text_digest
-        fresh = [index for index, (state, text) in enumerate(zip(clean, texts)) if state == NEW and text]
+        fresh = [index for index, (state, text) in enumerate(zip(states, texts)) if state == NEW and text]
         keys: list[bytes | None] = [None] * len(texts)
         for index in fresh:
             key = keys[index] = prefix + of(texts[index])
@@ -193,8 +193,8 @@ class Lookup:
             found[index] = None
         seams = []
         if not fresh:
-            after = next((index for index, state in enumerate(clean) if state == AFTER), None)
-            if after is not None and any(state == BEFORE and text for state, text in zip(clean[:after], texts)):
+            after = next((index for index, state in enumerate(states) if state == AFTER), None)
+            if after is not None and any(state == BEFORE and text for state, text in zip(states[:after], texts)):
                 seams.append(after)
         self.keys, self.found, self.grown = keys, found, seams
         return True

@@ -222,7 +222,7 @@ class GuardRequest(Stage):
         every_slot = [(container, key) for container, key, _path in walked]
         every_path = [path for _container, _key, path in walked]
         # Each slot's text in a body grown from one that passed (None: not such a body).
-        clean = grown_states(call.body, every_path, *kept) if kept is not None else None
+        states = grown_states(call.body, every_path, *kept) if kept is not None else None
         every_text = [container[key] for container, key in every_slot]    # again after a change
         # A payload declared as text that cannot be decoded (guardrails/embedded_text.py),
         # or a value nested past the walk's depth (guardrails/walk.py), is not passed
@@ -270,9 +270,9 @@ class GuardRequest(Stage):
                 texts = every_text if chosen is None else [every_text[i] for i in chosen]
                 # (A rule scoped to some tools' results reads them by the names their calls
                 # give: a new call may name an old result otherwise. It reads as before.)
-                known_clean = None if clean is None or guardrail.tool_names is not None else \
-                    clean if chosen is None else [clean[i] for i in chosen]
-                lookup = Lookup(guardrail.digest, texts, digests=digests, clean=known_clean)
+                read_as_grown = None if states is None or guardrail.tool_names is not None else \
+                    states if chosen is None else [states[i] for i in chosen]
+                lookup = Lookup(guardrail.digest, texts, digests=digests, states=read_as_grown)
                 if total >= LOOKUP_CHARS:
                     missing = await self.shared.fetch(call, lookup)
             # The bound is on what this check must read: text earlier checks read (an
@@ -312,7 +312,7 @@ class GuardRequest(Stage):
                 if changed:
                     call.body_changed = True
                     every_text = None           # redacted: the next rule reads the new texts
-                    clean = None                # (which the body grown from never held)
+                    states = None               # (which the body grown from never held)
             except GatewayError:
                 raise
             except Exception as error:   # noqa: BLE001 - the fail mode decides (plugin down, bug)
