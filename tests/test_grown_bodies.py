@@ -43,8 +43,8 @@ def grown_reads(monkeypatch) -> list:
     """The bodies read by growing a kept one."""
     grown, reads = grown_bodies.growth, []
 
-    def counted(record, raw):
-        found = grown(record, raw)
+    def counted(record, raw, top):
+        found = grown(record, raw, top)
         if found is not None:
             reads.append(raw)
         return found
@@ -135,6 +135,49 @@ def test_a_run_that_is_not_items_of_the_array_is_read_as_orjson_reads_it(run):
         assert values.loads(raw, "team") is None
         return
     assert same(values.loads(raw, "team"), expected)
+
+
+def test_a_history_added_to_while_the_members_after_it_change_is_grown_too(monkeypatch):
+    """Codex CLI writes its `client_metadata` (after the history) with its keys in another
+    order on every request: the rest of the body is read, the history's old items are not."""
+    reads = grown_reads(monkeypatch)
+    values = ResentValues()
+    history = [{"role": "user", "content": f"{index} " + "é" * 600} for index in range(60)]
+    metadata = {f"key{index}": f"value {index}" for index in range(7)}
+    for turn in range(5):
+        order = sorted(metadata, key=lambda name: hash((turn, name)))
+        body = {"model": "m", "input": history, "tools": [{"name": "t"}], "client_metadata": {k: metadata[k] for k in order}}
+        raw = orjson.dumps(body)
+        assert same(values.loads(raw, "team"), body)
+        history = history + [{"role": "assistant", "content": f"answer {turn}"}]
+    assert len(reads) == 4
+
+
+def test_a_rest_with_a_member_named_as_the_rests_own_items_is_read_as_orjson_reads_it():
+    values = ResentValues()
+    head = b'{"model":"m","messages":[' + b",".join(
+        orjson.dumps({"role": "user", "content": f"{index} " + "x" * 600}) for index in range(60))
+    values.loads(head + b'],"n":1}', "team")
+    values.loads(head + b'],"n":1}', "team")
+    for rest in (b',{"a":1}],"":[0,{"b":2}],"n":2}', b',{"a":1}],"":1}'):
+        assert same(values.loads(head + rest, "team"), orjson.loads(head + rest))
+
+
+@pytest.mark.parametrize("rest", [
+    b',{"a":1}],"model":"other","n":2}',            # a member before the array again
+    b',{"a":1}],"messages":[],"n":2}',              # the array itself again
+    b',{"a":1}],"n":2,"n":3}',                      # a member after it twice
+    b',{"a":1,"a":2}],"n":2}',                      # a new item's key twice
+])
+def test_a_rest_that_repeats_a_key_is_refused_as_the_whole_body_is(rest):
+    stage = ParseRequest()
+    head = b'{"model":"gpt-4o-mini","messages":[' + b",".join(
+        orjson.dumps({"role": "user", "content": f"{index} " + "x" * 600}) for index in range(60))
+    parsed(head + b'],"n":1}', stage)
+    parsed(head + b'],"n":1}', stage)
+    with pytest.raises(GatewayError) as refused:
+        parsed(head + rest, stage)
+    assert "repeats" in refused.value.message
 
 
 def test_two_arrays_alike_are_told_apart(monkeypatch):

@@ -94,17 +94,27 @@ def spans_of(members: tuple, body: dict, size: int) -> dict[str, Span] | bool:
 class Growth(NamedTuple):
     """How a body grows a kept one: the array, how many of its items stay, the new items
     (their raw bytes, and all of them written as one array), the new body's spans (False:
-    not known)."""
+    not known; None: not yet worked out), and the members after the array when they are
+    not the kept body's (None: they are), read as the top level is."""
     key: str
     kept: int
     items: list
     listed: bytes
-    spans: dict[str, Span] | bool
+    spans: dict[str, Span] | bool | None
+    after: dict | None = None
 
 
-def growth(record: Record, raw: bytes) -> Growth | None:
-    """How `raw` grows the kept body, or None when it does not. Raises ValueError
-    (msgspec's errors are ValueErrors) when the run cannot be read."""
+# The rest of a body whose members after the array changed too, read as a document of its
+# own: the array's items (after a 0 standing for those kept) under the key "", then the
+# members after it. A body of that shape is what the top level of the whole reads there.
+_REST_HEAD = b'{"":[0'
+
+
+def growth(record: Record, raw: bytes, top) -> Growth | None:
+    """How `raw` grows the kept body, or None when it does not; `top`, a msgspec decoder
+    of a body's top level (api/resent_values.py), reads the rest when the members after the
+    array changed too (a client writing a map's keys in another order every time). Raises
+    ValueError (msgspec's errors are ValueErrors) when the run cannot be read."""
     old, spans = record.raw, record.spans
     assert isinstance(spans, dict)
     same = common_prefix(old, raw)
@@ -120,7 +130,7 @@ def growth(record: Record, raw: bytes) -> Growth | None:
     tail = len(old) - close                     # from the array's ']' to the body's end
     end = len(raw) - tail
     if end < cut or not raw.endswith(memoryview(old)[close:]):
-        return None
+        return _with_rest(key, kept, raw[cut:], top)
     run = raw[cut:end]
     stripped = run.lstrip(_WHITESPACE)
     if not stripped:
@@ -149,3 +159,15 @@ def growth(record: Record, raw: bytes) -> Growth | None:
         else:
             grown[name] = (start, ends_of, close_of)
     return Growth(key, kept, items, listed, grown)
+
+
+def _with_rest(key: str, kept: int, rest: bytes, top) -> Growth | None:
+    """The growth of a body whose members after the array are its own: `rest`, from the
+    end of the last item kept, read as the array's new items and the members after it.
+    Its repeated keys are for the caller to find (in `listed`, the rest as a document)."""
+    document = _REST_HEAD + rest
+    members = top.decode(document)
+    array = members.pop("", None)
+    if type(array) is not list or not array or bytes(array[0]) != b"0":
+        return None
+    return Growth(key, kept, array[1:], document, None, members)

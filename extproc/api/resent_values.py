@@ -41,6 +41,7 @@ import msgspec
 import orjson
 
 from .grown_bodies import Record, growth, spans_of
+from .repeated_keys import repeated_key
 
 MIN_BODY_BYTES = 32_768     # a shorter body is parsed whole: splitting it saves nothing
 MIN_VALUE_BYTES = 256       # a shorter value is parsed each time: looking it up costs as much
@@ -97,11 +98,13 @@ def fresh_by(body: dict, plan: tuple) -> dict:
 
 class Grown(NamedTuple):
     """What a body grew from: the kept body's facts, the array that grew, how many of its
-    items it kept, and the new items written as one array (their bytes as sent)."""
+    items it kept, the new items written as one array (their bytes as sent), and whether
+    the members after the array are the kept body's (False: the new body's own, read)."""
     facts: dict
     key: str
     kept: int
     listed: bytes
+    after_kept: bool = True
 
 
 class _Refused(Exception):
@@ -245,27 +248,27 @@ class ResentValues:
 
     def _split(self, raw: bytes, scope: str) -> tuple[dict, Record, None] | None:
         try:
-            top = _TOP.decode(raw)
-            body, members = {}, []
-            for key, item in top.items():
-                kind = type(item)
-                if kind is list:
-                    sources = [self._source(element, scope) for element in item]
-                    body[key] = [_handout(source) for source in sources]
-                    members.append((key, sources, [len(element) for element in item]))
-                elif kind is dict:
-                    sources = {name: self._source(member, scope) for name, member in item.items()}
-                    body[key] = {name: _handout(source) for name, source in sources.items()}
-                    members.append((key, sources, None))
-                elif kind is int and item not in _INT_RANGE or kind is float and not math.isfinite(item):
-                    raise _Refused
-                else:
-                    body[key] = item
-                    members.append((key, item, None))
-            return body, Record(raw, tuple(members)), None
+            members = tuple(self._members(_TOP.decode(raw), scope))
+            return _whole(members), Record(raw, members), None
         # (msgspec's errors, its UnicodeDecodeError on a key's bytes, orjson's: all ValueErrors)
         except (ValueError, msgspec.MsgspecError, RecursionError, _Refused):
             return None
+
+    def _members(self, top: dict, scope: str) -> list[tuple]:
+        """A top level read by msgspec as Record.members: (key, what its value comes from,
+        each item's length for an array)."""
+        members = []
+        for key, item in top.items():
+            kind = type(item)
+            if kind is list:
+                members.append((key, [self._source(element, scope) for element in item], [len(e) for e in item]))
+            elif kind is dict:
+                members.append((key, {name: self._source(member, scope) for name, member in item.items()}, None))
+            elif kind is int and item not in _INT_RANGE or kind is float and not math.isfinite(item):
+                raise _Refused
+            else:
+                members.append((key, item, None))
+        return members
 
     def _grown(self, raw: bytes, scope: str) -> tuple[dict, Record, Grown] | None:
         """`raw` read as a body kept before, grown (api/grown_bodies.py), or None."""
@@ -283,17 +286,32 @@ class ResentValues:
             if record.spans is False:
                 continue
             try:
-                grown = growth(record, raw)
+                grown = growth(record, raw, _TOP)
                 if grown is None:
                     continue
                 array, kept, items = grown.key, grown.kept, grown.items
-                members = tuple(
-                    (name, sources[:kept] + [self._source(item, scope) for item in items],
-                     lengths[:kept] + [len(item) for item in items]) if name == array else (name, sources, lengths)
-                    for name, sources, lengths in record.members)
+                members, listed = [], grown.listed
+                for name, sources, lengths in record.members:
+                    if name != array:
+                        members.append((name, sources, lengths))
+                        continue
+                    members.append((name, sources[:kept] + [self._source(item, scope) for item in items],
+                                    lengths[:kept] + [len(item) for item in items]))
+                    if grown.after is None:
+                        continue
+                    # The members after the array are the new body's own: read, and checked
+                    # for a repeated key here (the rest's, or one of the members before).
+                    after = self._members(grown.after, scope)
+                    if repeated_key(listed, orjson.loads(listed)) is not None or \
+                            {name for name, _, _ in members} & {name for name, _, _ in after}:
+                        return None
+                    members += after
+                    listed = b"[" + b",".join(map(bytes, items)) + b"]"
+                    break
+                members = tuple(members)
                 return _whole(members), Record(raw, members, grown.spans), \
-                    Grown(entry[2], array, kept, grown.listed)
-            except (ValueError, msgspec.MsgspecError, RecursionError):
+                    Grown(entry[2], array, kept, listed, grown.after is None)
+            except (ValueError, msgspec.MsgspecError, RecursionError, _Refused):
                 return None
         return None
 

@@ -159,22 +159,24 @@ def could_not_run(call: Call, guardrail: Guardrail, direction: str, why: str, de
 PASSED = "request guardrails passed"     # a body's fact: the policy and model it passed under
 
 
-def grown_states(body: dict, paths: list[tuple], array: str, count: int) -> list[int]:
+def grown_states(body: dict, paths: list[tuple], array: str, count: int, after_kept: bool = True) -> list[int]:
     """For each string of a body grown from one that passed (its `array`'s items from
     `count` on new): NEW (its item is new), or where it lies in the body before, which held
     it too and found it clean: BEFORE the new items (in the array's old items or a member
-    before the array), AFTER them (a member after the array; a top-level key's name is
-    walked after its value). In the body's order: BEFORE..., NEW..., AFTER..."""
+    before the array), AFTER them (a member after the array, when those are the body
+    before's, `after_kept`: else NEW; a top-level key's name is walked after its value).
+    In the body's order: BEFORE..., NEW..., AFTER..."""
     order = {key: index for index, key in enumerate(body)}
     at = order.get(array, -1)
+    after = AFTER if after_kept else NEW
 
     def state(path: tuple) -> int:
         head = path[0]
         if head == array:
             return NEW if len(path) > 1 and type(path[1]) is int and path[1] >= count else BEFORE
         if head == KEY_NAME and len(path) > 1:
-            return AFTER if order.get(path[1], -1) >= at else BEFORE
-        return AFTER if order.get(head, -1) > at else BEFORE
+            return after if order.get(path[1], -1) >= at else BEFORE
+        return after if order.get(head, -1) > at else BEFORE
     return [state(path) for path in paths]
 
 
@@ -209,7 +211,8 @@ class GuardRequest(Stage):
         # (and the seams between them) were all read then and held nothing; only the new
         # items' texts are read, with the conversation on either side of them.
         grown = call.body_grown if facts is not None else None
-        kept = (grown.key, grown.kept) if grown is not None and _passed_before(grown.facts, call, policy) else None
+        kept = (grown.key, grown.kept, grown.after_kept) \
+            if grown is not None and _passed_before(grown.facts, call, policy) else None
         verdicts_before = len(call.verdicts)
         await self._check(call, policy, kept)
         if facts is not None and not call.body_changed and all(
@@ -217,7 +220,7 @@ class GuardRequest(Stage):
                 not any(guardrail.type == "plugin" for guardrail in policy):
             facts[(PASSED, call.endpoint.kind)] = (tuple(policy), call.model)
 
-    async def _check(self, call: Call, policy: list[Guardrail], kept: tuple[str, int] | None = None) -> None:
+    async def _check(self, call: Call, policy: list[Guardrail], kept: tuple[str, int, bool] | None = None) -> None:
         walked = request_texts(call.endpoint.kind, call.body)
         every_slot = [(container, key) for container, key, _path in walked]
         every_path = [path for _container, _key, path in walked]
