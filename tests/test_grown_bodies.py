@@ -43,8 +43,8 @@ def grown_reads(monkeypatch) -> list:
     """The bodies read by growing a kept one."""
     grown, reads = grown_bodies.growth, []
 
-    def counted(record, raw, top):
-        found = grown(record, raw, top)
+    def counted(record, raw):
+        found = grown(record, raw)
         if found is not None:
             reads.append(raw)
         return found

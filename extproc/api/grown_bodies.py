@@ -20,12 +20,15 @@ give the whole: every byte outside the run is where it was, in the same context.
 from __future__ import annotations
 
 from bisect import bisect_right
-from typing import NamedTuple
+from typing import NamedTuple, Union
 
 import msgspec
 import orjson
 
 _ITEMS = msgspec.json.Decoder(list[msgspec.Raw])
+# A body's top level: arrays and objects as the raw bytes of their items, scalars as values
+# (api/resent_values.py reads whole bodies with it; a grown body's rest is read with it too).
+TOP = msgspec.json.Decoder(dict[str, Union[list[msgspec.Raw], dict[str, msgspec.Raw], str, int, float, bool, None]])
 _WHITESPACE = b" \t\r\n"        # JSON's
 _COMMA = 0x2C
 _STEP = 32_768                  # bytes compared at a time while finding where two bodies part
@@ -110,11 +113,11 @@ class Growth(NamedTuple):
 _REST_HEAD = b'{"":[0'
 
 
-def growth(record: Record, raw: bytes, top) -> Growth | None:
-    """How `raw` grows the kept body, or None when it does not; `top`, a msgspec decoder
-    of a body's top level (api/resent_values.py), reads the rest when the members after the
-    array changed too (a client writing a map's keys in another order every time). Raises
-    ValueError (msgspec's errors are ValueErrors) when the run cannot be read."""
+def growth(record: Record, raw: bytes) -> Growth | None:
+    """How `raw` grows the kept body, or None when it does not; where the members after the
+    array changed too (a client writing a map's keys in another order every time), the rest
+    is read as the top level is. Raises ValueError (msgspec's errors are ValueErrors) when
+    the run cannot be read."""
     old, spans = record.raw, record.spans
     assert isinstance(spans, dict)
     same = common_prefix(old, raw)
@@ -130,7 +133,7 @@ def growth(record: Record, raw: bytes, top) -> Growth | None:
     tail = len(old) - close                     # from the array's ']' to the body's end
     end = len(raw) - tail
     if end < cut or not raw.endswith(memoryview(old)[close:]):
-        return _with_rest(key, kept, raw[cut:], top)
+        return _with_rest(key, kept, raw[cut:])
     run = raw[cut:end]
     stripped = run.lstrip(_WHITESPACE)
     if not stripped:
@@ -161,12 +164,12 @@ def growth(record: Record, raw: bytes, top) -> Growth | None:
     return Growth(key, kept, items, listed, grown)
 
 
-def _with_rest(key: str, kept: int, rest: bytes, top) -> Growth | None:
+def _with_rest(key: str, kept: int, rest: bytes) -> Growth | None:
     """The growth of a body whose members after the array are its own: `rest`, from the
     end of the last item kept, read as the array's new items and the members after it.
     Its repeated keys are for the caller to find (in `listed`, the rest as a document)."""
     document = _REST_HEAD + rest
-    members = top.decode(document)
+    members = TOP.decode(document)
     array = members.pop("", None)
     if type(array) is not list or not array or bytes(array[0]) != b"0":
         return None

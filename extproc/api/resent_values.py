@@ -35,12 +35,12 @@ from, so that the checks read only what is new.
 from __future__ import annotations
 
 import math
-from typing import NamedTuple, Union
+from typing import NamedTuple
 
 import msgspec
 import orjson
 
-from .grown_bodies import Record, growth, spans_of
+from .grown_bodies import TOP, Record, growth, spans_of
 from .repeated_keys import repeated_key
 
 MIN_BODY_BYTES = 32_768     # a shorter body is parsed whole: splitting it saves nothing
@@ -54,8 +54,6 @@ _BODIES_PER_HEAD = 16
 _INT_RANGE = range(-(1 << 63), 1 << 64)     # the integers orjson reads as integers
 
 _Raw = msgspec.Raw
-# The top level: arrays and objects as the raw bytes of their items, scalars as values.
-_TOP = msgspec.json.Decoder(dict[str, Union[list[_Raw], dict[str, _Raw], str, int, float, bool, None]])
 _CONTAINERS = (dict, list)
 
 
@@ -248,7 +246,7 @@ class ResentValues:
 
     def _split(self, raw: bytes, scope: str) -> tuple[dict, Record, None] | None:
         try:
-            members = tuple(self._members(_TOP.decode(raw), scope))
+            members = tuple(self._members(TOP.decode(raw), scope))
             return _whole(members), Record(raw, members), None
         # (msgspec's errors, its UnicodeDecodeError on a key's bytes, orjson's: all ValueErrors)
         except (ValueError, msgspec.MsgspecError, RecursionError, _Refused):
@@ -286,7 +284,7 @@ class ResentValues:
             if record.spans is False:
                 continue
             try:
-                grown = growth(record, raw, _TOP)
+                grown = growth(record, raw)
                 if grown is None:
                     continue
                 array, kept, items = grown.key, grown.kept, grown.items

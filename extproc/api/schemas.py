@@ -73,7 +73,7 @@ def _arrays_checked_by_item(schema: dict) -> dict[str, int]:
         forms = inner.get("anyOf", [inner])
         arrays = [form for form in forms if "array" in _types(form)]
         if len(arrays) == 1 and set(arrays[0]) <= {"type", "items"} and isinstance(arrays[0].get("items"), dict) \
-                and set(inner) - {"anyOf", "x-expected"} <= ({"type", "items"} if "anyOf" not in inner else set()):
+                and ("anyOf" not in inner or set(inner) <= {"anyOf", "x-expected"}):
             found[key] = parts[0]["maxItems"]
     return found
 
