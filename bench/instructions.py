@@ -4,7 +4,7 @@ microseconds move 2x between runs. For an A/B of a change to the pipeline's own 
 what it does not count is what the cores do between the calls (Envoy, the caches it
 evicts, the transport: bench/run.py measures those).
 
-    .venv/bin/python bench/instructions.py [--rounds N] [--prompt-kb N | --history-kb N [--growing]]
+    .venv/bin/python bench/instructions.py [--rounds N] [--prompt-kb N | --history-kb N [--growing] [--redacted]]
                                            [--top N] [--without STAGE.PHASE ...]
 
 It runs bench/pipeline.py's loop (the quickstart pipeline, alice's JSON chat call, a
@@ -118,6 +118,9 @@ def main() -> None:
     parser.add_argument("--history-kb", type=int, help="an agent's history of this size, resent every call")
     parser.add_argument("--growing", action="store_true",
                         help="with --history-kb: each call the history before it and two turns more")
+    parser.add_argument("--redacted", action="store_true",
+                        help="with --history-kb: an e-mail address in the history's second turn, which "
+                             "the PII rule redacts on every call (as an agent resends a file it read)")
     parser.add_argument("--top", type=int, default=0, help="list the functions that execute the most")
     parser.add_argument("--without", action="append", default=[], metavar="STAGE.PHASE",
                         help="leave a stage's hook out (meter.done, guard_request.request_body): its cost by ablation")
@@ -127,6 +130,9 @@ def main() -> None:
         import pipeline
         prompt = (pipeline.guardrails_bench.history(args.history_kb) if args.history_kb
                   else pipeline.long_prompt(args.prompt_kb) if args.prompt_kb else pipeline.PROMPT)
+        if args.redacted and args.history_kb:
+            second = prompt[1]["content"]
+            prompt[1]["content"] = f"{second[:600]} Write to maria.lopez@gmail.com about it. {second[600:]}"
         measured(args.rounds, prompt, args.without, args.growing and bool(args.history_kb))
         return
     out = Path(tempfile.mkdtemp(prefix="llmgw-callgrind-")) / "callgrind.out"

@@ -342,3 +342,47 @@ def test_any_session_grown_from_a_clean_history_gets_what_a_read_of_it_all_finds
                 assert bool(any(found)) == bool(any(whole))
 
     grown()
+
+
+def test_any_session_grown_from_a_history_with_findings_gets_what_a_read_of_it_all_finds():
+    """The body before held findings (a redacting rule redacted them): the old texts get
+    those findings again without a read, the new ones are read with the conversation on
+    either side, and an old text whose finding reaches an edge where its neighbour changed
+    (a value cut across a turn taken out, or running on into a new turn) is read again.
+    Every turn's findings are a read of the whole conversation's, whatever the texts
+    hold; and the same texts resent get them all without a read."""
+    from hypothesis import example, given, settings, strategies as st
+
+    from extproc.guardrails.known import AFTER, BEFORE, NEW, Lookup
+    value = "sk-proj-" + "AbCdEf0123456789" * 6
+    filler = "a line of a tool result that says nothing of note\n" * 3
+    piece = st.sampled_from([
+        "", "ok", "exa", ".uk", "mple.com", "jane.doe@example.com", "mail jane.doe@example.com now",
+        "filler of a tool result\n" * 12, value, value[:11], value[11:40], value[40:],
+        filler + value[:30], value[30:] + " " + filler, filler + "jane.doe@", "mple.com" + filler,
+        "write to jane.doe@example.com", "example.com" + filler, "4111 1111", " 1111 1111 is it"])
+    pieces = st.lists(piece, max_size=6)
+
+    def read(detector, history, states, before, resent=False):
+        counted = Counted(detector)
+        lookup = Lookup("grown", history, KnownFindings(), states=states, before=before, resent=resent)
+        return lookup.find(counted, True), counted
+
+    @settings(max_examples=examples(300), deadline=None)
+    @given(st.lists(piece, min_size=1, max_size=8), pieces, pieces, pieces)
+    # A key cut across the last old turn and one taken out; an address running on into a new turn.
+    @example(["ok", filler + value[:30]], [value[30:] + " " + filler], [], [])
+    @example(["write to jane.doe@example.com"], [], [".uk"], [])
+    @example([filler + "jane.doe@"], ["mple.com" + filler], ["ok"], ["example.com" + filler])
+    @example(["ok", value[:11]], [value[11:40]], [], [value[40:]])
+    def grown(before, removed, added, after):
+        old, history = before + removed + after, before + added + after
+        found_old = find_in_texts(DETECTOR, old)
+        states = [BEFORE] * len(before) + [NEW] * len(added) + [AFTER] * len(after)
+        prior = found_old[:len(before)] + [()] * len(added) + found_old[len(old) - len(after):]
+        found, _ = read(DETECTOR, history, states, prior)
+        assert _in_order(found) == _in_order(find_in_texts(DETECTOR, history))
+        again, counted = read(DETECTOR, old, [BEFORE] * len(old), found_old, resent=True)
+        assert _in_order(again) == _in_order(found_old) and counted.reads == 0
+
+    grown()

@@ -14,6 +14,7 @@ from any_json import quickstart_runtime
 from envoy.config.core.v3 import base_pb2
 from envoy.service.ext_proc.v3 import external_processor_pb2 as ep
 
+from extproc.api.resent_values import ResentValues
 from extproc.guardrails.known import KNOWN, decode_findings, encode_findings
 from extproc.guardrails import Finding
 from extproc.pipeline.call import Call
@@ -63,11 +64,18 @@ def runtime(tmp_path):
     KNOWN.clear()
 
 
+def another_worker(runtime) -> None:
+    """What a worker that never saw the session holds: no findings, no bodies (nor what
+    was read of them)."""
+    KNOWN.clear()
+    runtime.pipeline.stages[[s.name for s in runtime.pipeline.stages].index("parse")].resent = ResentValues()
+
+
 def test_a_worker_new_to_the_session_takes_the_published_findings(runtime, tmp_path):
     for turns in range(1, 6):                               # to 1.3 MB, a turn at a time: read, published
         reply, _ = call_through(runtime, session(turns))
         assert SECRET.encode() not in sent_body(reply)
-    KNOWN.clear()                                           # another worker: nothing in memory
+    another_worker(runtime)                                 # nothing in memory
     reply, _ = call_through(runtime, session(6))            # 1.56 MB, over max_scan_chars
     body = sent_body(reply)
     assert SECRET.encode() not in body and b"[SECRET]" in body
@@ -79,7 +87,7 @@ def test_a_worker_new_to_the_session_takes_the_published_findings(runtime, tmp_p
 def test_without_the_store_s_findings_the_same_turn_is_too_large_to_check(runtime):
     for turns in range(1, 6):
         call_through(runtime, session(turns))
-    KNOWN.clear()
+    another_worker(runtime)
     runtime.pipeline.stages[[s.name for s in runtime.pipeline.stages].index("guard_request")].shared.store = None
     reply, _ = call_through(runtime, session(6))
     assert reply.HasField("immediate_response") and reply.immediate_response.status.code == 400

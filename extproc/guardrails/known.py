@@ -30,7 +30,7 @@ import orjson
 
 from . import Finding
 from .joined import SEAM, find_in_texts
-from .known_runs import read_run, reads
+from .known_runs import AFTER, BEFORE, NEW, changes, read_run, reads, seams_near
 from .text_digests import TextDigests, text_digest
 
 # Entries per worker: a text's ~190 bytes (a digest and a few spans), a seam's ~70; 300k
@@ -107,10 +107,6 @@ KNOWN = KnownFindings()
 KNOWN.enabled = os.environ.get("EXTPROC_KNOWN_FINDINGS", "1") != "0"
 
 
-# Where a text of a body grown from one that passed lies (Lookup's `states`): in its new
-# items, or before or after them in the body before.
-NEW, BEFORE, AFTER = 0, 1, 2
-
 # A request's texts are looked up one by one when they are few, and as lists built in C
 # when they are many (an agent's history): per text and guardrail 0.87 → 0.64 µs on a
 # 400 KB history of 101 texts, where for one short text the lists' making costs more
@@ -132,7 +128,8 @@ class Lookup:
     __slots__ = ("texts", "keys", "found", "known", "whole", "clean", "grown")
 
     def __init__(self, guardrail_digest: str, texts: list[str], known: KnownFindings = KNOWN,
-                 digests: TextDigests | None = None, states: list[int] | None = None) -> None:
+                 digests: TextDigests | None = None, states: list[int] | None = None,
+                 before: list | None = None, resent: bool = False) -> None:
         self.texts, self.known = texts, known
         self.keys: list[bytes | None]
         self.found: list[list[Finding] | None]
@@ -143,7 +140,7 @@ class Lookup:
             self.keys, self.found = [None] * len(texts), [None] * len(texts)
             return
         prefix = _prefix(guardrail_digest)
-        if states is not None and self._grown(prefix, states, digests):
+        if states is not None and self._grown(prefix, states, digests, before, resent):
             return
         if len(texts) < MANY_TEXTS:
             of, get = (digests.of if digests is not None else text_digest), known.get
@@ -170,32 +167,36 @@ class Lookup:
         self.found = [list(f) if f is not None else None if key is not None else []
                       for f, key in zip(known.get_many(keys), keys)]
 
-    def _grown(self, prefix: bytes, states: list[int], digests: TextDigests | None) -> bool:
-        """The texts of a body grown from one that this rule's policy passed, each marked
+    def _grown(self, prefix: bytes, states: list[int], digests: TextDigests | None,
+               before: list | None = None, resent: bool = False) -> bool:
+        """The texts of a body grown from one this rule's policy read, each marked
         (grown_states: NEW, or where it lay in the body before, BEFORE or AFTER the new
-        items): the texts of the body before, and the seams between them, were read with
-        nothing found, so they are known clean without a look-up; the new ones are read,
-        with the conversation on either side. Where no new text lies between the last
-        BEFORE and the first AFTER (items taken out, or new ones without text), those two
-        meet for the first time: their seam is read. False, and nothing set, when a new
-        text is known by itself (a tool result met before): its seams are not, and the
-        per-text path reads them."""
+        items). The texts of the body before and the seams between them were read then:
+        each has the findings that read gave it (`before`, by text; None: none at all),
+        without a look-up; the new ones are read, with the conversation on either side.
+        The seams of old texts near one that changed are read (known_runs.changes): where
+        a turn was taken out, two old texts meet for the first time; a value the texts
+        taken out held back may end at the conversation's end. An old text with a finding
+        near a seam that changed is read again as new.
+        `resent`: the body before's very bytes, every text where it lay, none new. False, and nothing set, when a new text is
+        known by itself (a tool result met before): its seams are not, and the per-text
+        path reads them."""
         texts, get = self.texts, self.known.get
         of = digests.of if digests is not None else text_digest
+        found: list[list[Finding] | None] = [[] for _ in texts] if before is None else \
+            [list(findings) for findings in before]
+        changed: list[int] = []
+        if not resent:
+            states, changed = changes(states, texts, found if before is not None and any(before) else None)
         fresh = [index for index, (state, text) in enumerate(zip(states, texts)) if state == NEW and text]
         keys: list[bytes | None] = [None] * len(texts)
         for index in fresh:
             key = keys[index] = prefix + of(texts[index])
             if get(key) is not None:
                 return False
-        found: list[list[Finding] | None] = [[] for _ in texts]
         for index in fresh:
             found[index] = None
-        seams = []
-        if not fresh:
-            after = next((index for index, state in enumerate(states) if state == AFTER), None)
-            if after is not None and any(state == BEFORE and text for state, text in zip(states[:after], texts)):
-                seams.append(after)
+        seams = seams_near(changed, states, texts) if changed else []
         self.keys, self.found, self.grown = keys, found, seams
         return True
 

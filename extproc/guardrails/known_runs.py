@@ -6,10 +6,16 @@ neighbour it reaches. Imports nothing of the gateway but the guardrails' own tex
 
 from __future__ import annotations
 
+import bisect
 from itertools import accumulate
 
 from . import Finding
 from .joined import SEAM, find_in_texts
+
+# Where a text of a body grown from one the policy read lies (known.py's Lookup, `states`):
+# in its new items, or before or after them in the body before.
+NEW, BEFORE, AFTER = 0, 1, 2
+_NEW, _BEFORE, _AFTER = bytes((NEW,)), bytes((BEFORE,)), bytes((AFTER,))
 
 
 def reads(new: list[int], seams: list[int], texts: list[str]) -> list[tuple[int, int]]:
@@ -84,3 +90,87 @@ def _add_crossing(out: list, index: int, findings: list[Finding]) -> None:
     added = [f for f in findings if f not in current]
     if added:
         out[index] = current + added
+
+
+def changes(states: list[int], texts: list[str], found: list | None) -> tuple[list[int], list[int]]:
+    """Where a grown body's conversation changed from the body before's: the seams (j:
+    between texts j-1 and j; len(texts): the conversation's end) where an old text
+    (BEFORE, AFTER) meets a NEW one, after the last BEFORE text and before the first AFTER
+    one (turns may have been taken out between them, or after the last); and `states`
+    with NEW for each old text holding a finding (`found`: the body before's) within SEAM
+    characters of such a seam. What lies that near may have been cut across, or held
+    back, by a text that is gone, or may run on into a new one: such a text is read again,
+    which changes its own seams in turn. Farther than SEAM, a value is out of reach of any
+    change, as every read of a known text assumes. (Walked from each seam outwards: a
+    history has hundreds of texts, the few near a change are what count.)"""
+    count = len(texts)
+    changed = set()
+    marks = bytes(states)            # (searched in C: a list's are Python compares, ~8 ns a text)
+    first = marks.find(_NEW)
+    if first >= 0:
+        last = marks.rfind(_NEW)
+        if marks.count(_NEW) == last - first + 1:           # the new items' texts, together
+            changed.update(j for j in (first, last + 1) if 0 < j < count)
+        else:
+            changed.update(j for j in range(1, count) if (states[j - 1] == NEW) != (states[j] == NEW))
+    last_before, first_after = marks.rfind(_BEFORE), marks.find(_AFTER)
+    if last_before >= 0:
+        changed.add(last_before + 1)
+    if first_after > 0:
+        changed.add(first_after)
+    if found is None or not any(found[i] for i in range(count) if states[i] != NEW):
+        return states, sorted(changed)
+    states = list(states)
+    todo = list(changed)
+    while todo:
+        marked = []
+        for j in todo:
+            for i, reach in _near(texts, j):
+                if states[i] != NEW and found[i] and any(
+                        (f.start if i >= j else len(texts[i]) - f.end) + reach < SEAM for f in found[i]):
+                    states[i] = NEW
+                    marked.append(i)
+        todo = [j for i in marked for j in (i, i + 1) if 0 < j <= count and j not in changed]
+        changed.update(todo)
+    return states, sorted(changed)
+
+
+def _near(texts: list[str], j: int):
+    """The texts within SEAM characters of seam j, each with how many characters lie
+    between it and the seam: back from text j-1, then on from text j."""
+    reach, i = 0, j - 1
+    while i >= 0 and reach < SEAM:
+        yield i, reach
+        reach += len(texts[i])
+        i -= 1
+    reach, i = 0, j
+    while i < len(texts) and reach < SEAM:
+        yield i, reach
+        reach += len(texts[i])
+        i += 1
+
+
+def seams_near(changed: list[int], states: list[int], texts: list[str]) -> list[int]:
+    """The seams to read of a grown body: each between two old texts within SEAM
+    characters of a seam that changed (what a read around it finds may differ from the
+    body before's), that seam itself, and the conversation's end where it changed. A seam
+    next to a NEW text is read with that text."""
+    count = len(texts)
+    picked = set()
+    for j in changed:
+        if j == count:
+            if count and states[j - 1] != NEW:
+                picked.add(j)
+        reach, k = 0, j              # back: seams k, k-1, ... while the texts between are short
+        while k > 0 and reach < SEAM:
+            if states[k - 1] != NEW and k < count and states[k] != NEW:
+                picked.add(k)
+            reach += len(texts[k - 1])
+            k -= 1
+        reach, k = 0, j              # on
+        while k < count and reach < SEAM:
+            if k > 0 and states[k - 1] != NEW and states[k] != NEW:
+                picked.add(k)
+            reach += len(texts[k])
+            k += 1
+    return sorted(picked)

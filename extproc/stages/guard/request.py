@@ -16,13 +16,14 @@ from ...guardrails import code_aware, redact
 from ...guardrails.config import Guardrail
 from ...guardrails.embedded_text import UnreadableText
 from ...guardrails.joined import Conversation, find_in_texts
-from ...guardrails.known import AFTER, BEFORE, NEW, Lookup, TextDigests
-from ...guardrails.walk import KEY_NAME, KeyText, Renames, TooDeep, request_texts
+from ...guardrails.known import Lookup, TextDigests
+from ...guardrails.walk import KeyText, Renames, TooDeep, request_texts
 from ...observability import metrics
 from ...pipeline.call import Call
 from ...pipeline.errors import GatewayError
 from ...transport.eager import task_needed
 from ...pipeline.stage import Stage
+from .grown import SAME_BYTES, before_findings, by_path, grown_states, keep_read, read_before, states_after_redaction
 from .shared_findings import LOOKUP_CHARS, SharedFindings
 
 log = logging.getLogger("extproc.guardrails")
@@ -66,12 +67,12 @@ def record_verdict(call: Call, guardrail: Guardrail, direction: str, verdict: st
 
 
 def check_texts(call: Call, guardrail: Guardrail, slots: list, direction: str,
-                lookup: Lookup | None = None, part_of=None) -> bool:
+                lookup: Lookup | None = None, part_of=None, found_out: list | None = None) -> bool:
     """Run a text guardrail over slots (container, key), read as one conversation (a value
     split across two of them is found: guardrails/joined.py); redact each piece in place.
     `lookup`: what the guardrail knows of the slots' texts, if the caller looked it up.
     `part_of(i)`: the part of the request slot i lies in, named in the verdict.
-    True if anything changed."""
+    `found_out`: given the findings of each slot, as redacted. True if anything changed."""
     texts = lookup.texts if lookup is not None else [container[key] for container, key in slots]
     if getattr(guardrail.detector, "per_text", False):      # scores whole texts (the classifier)
         found = (lookup or Lookup(guardrail.digest, texts)).find_each(guardrail.detector)
@@ -85,6 +86,8 @@ def check_texts(call: Call, guardrail: Guardrail, slots: list, direction: str,
     if guardrail.code_aware and direction == "request" and any(found):     # answers: as streams read them
         found = [code_aware.kept(text, findings, part_of is not None and part_of(index) == TOOL_RESULTS)
                  if findings else findings for index, (text, findings) in enumerate(zip(texts, found))]
+    if found_out is not None:
+        found_out.extend(found)
     hits = any(found)
     changed = False
     if hits and guardrail.action == "redact":
@@ -159,27 +162,6 @@ def could_not_run(call: Call, guardrail: Guardrail, direction: str, why: str, de
 PASSED = "request guardrails passed"     # a body's fact: the policy and model it passed under
 
 
-def grown_states(body: dict, paths: list[tuple], array: str, count: int, after_kept: bool = True) -> list[int]:
-    """For each string of a body grown from one that passed (its `array`'s items from
-    `count` on new): NEW (its item is new), or where it lies in the body before, which held
-    it too and found it clean: BEFORE the new items (in the array's old items or a member
-    before the array), AFTER them (a member after the array, when those are the body
-    before's, `after_kept`: else NEW; a top-level key's name is walked after its value).
-    In the body's order: BEFORE..., NEW..., AFTER..."""
-    order = {key: index for index, key in enumerate(body)}
-    at = order.get(array, -1)
-    after = AFTER if after_kept else NEW
-
-    def state(path: tuple) -> int:
-        head = path[0]
-        if head == array:
-            return NEW if len(path) > 1 and type(path[1]) is int and path[1] >= count else BEFORE
-        if head == KEY_NAME and len(path) > 1:
-            return after if order.get(path[1], -1) >= at else BEFORE
-        return after if order.get(head, -1) > at else BEFORE
-    return [state(path) for path in paths]
-
-
 def _passed_before(facts: dict, call: Call, policy: list[Guardrail]) -> bool:
     """The body's bytes passed this very policy (the rules of this config) for this model,
     on this endpoint. A plugin is asked every time: its verdict is its own."""
@@ -207,24 +189,33 @@ class GuardRequest(Stage):
             for guardrail in policy:
                 record_verdict(call, guardrail, "request", "passed")
             return
-        # An agent's next turn, grown from a body that passed this very policy: its texts
-        # (and the seams between them) were all read then and held nothing; only the new
-        # items' texts are read, with the conversation on either side of them.
+        # An agent's next turn, grown from a body this very policy read: its texts (and the
+        # seams between them) were all read then; only the new items' texts are read, with
+        # the conversation on either side of them, and the old ones get what they had (and
+        # their redactions) again (grown.py). So do the same bytes sent again, unread.
         grown = call.body_grown if facts is not None else None
-        kept = (grown.key, grown.kept, grown.after_kept) \
-            if grown is not None and _passed_before(grown.facts, call, policy) else None
+        found_before = read_before(grown.facts if grown is not None else facts, call, policy) \
+            if facts is not None else None
+        kept = None if found_before is None else SAME_BYTES if grown is None else \
+            (grown.key, grown.kept, grown.after_kept)
         verdicts_before = len(call.verdicts)
-        await self._check(call, policy, kept)
+        read = await self._check(call, policy, kept, found_before, facts is not None)
+        if facts is not None and read is not None:
+            keep_read(facts, call, policy, read)
         if facts is not None and not call.body_changed and all(
                 verdict["verdict"] == "passed" for verdict in call.verdicts[verdicts_before:]) and \
                 not any(guardrail.type == "plugin" for guardrail in policy):
             facts[(PASSED, call.endpoint.kind)] = (tuple(policy), call.model)
 
-    async def _check(self, call: Call, policy: list[Guardrail], kept: tuple[str, int, bool] | None = None) -> None:
+    async def _check(self, call: Call, policy: list[Guardrail], kept: tuple[str, int, bool] | None = None,
+                     found_before: tuple | None = None, handing_on: bool = False) -> list | None:
+        """`handing_on` (a body kept for the calls after it): each rule's findings by path
+        (grown.py's READ), or None when what was read cannot be handed on (a plugin, tools
+        removed)."""
         walked = request_texts(call.endpoint.kind, call.body)
         every_slot = [(container, key) for container, key, _path in walked]
         every_path = [path for _container, _key, path in walked]
-        # Each slot's text in a body grown from one that passed (None: not such a body).
+        # Where each slot's text lay in the body this one grew from (None: not such a body).
         states = grown_states(call.body, every_path, *kept) if kept is not None else None
         every_text = [container[key] for container, key in every_slot]    # again after a change
         # A payload declared as text that cannot be decoded (guardrails/embedded_text.py),
@@ -241,8 +232,10 @@ class GuardRequest(Stage):
         total = sum(map(len, every_text))
         deadline = time.perf_counter() + call.config.guardrails.max_scan_ms / 1000
         digests = TextDigests()
-        for guardrail in policy:
+        read: list = [None] * len(policy)          # what each rule found, by path (grown.py)
+        for rule, guardrail in enumerate(policy):
             missing, lookup, slots, paths, chosen = None, None, every_slot, every_path, None
+            before = found_before[rule] if found_before is not None else None
             if guardrail.where is not None:
                 scope = (guardrail.where, guardrail.tool_names)
                 chosen = chosen_for.get(scope)
@@ -261,6 +254,7 @@ class GuardRequest(Stage):
                     # Nothing of the parts it reads is in this request (a rule for tool
                     # results, a call with none): passed, without a lookup or a deadline.
                     record_verdict(call, guardrail, "request", "passed")
+                    read[rule] = {}
                     continue
             unread = None               # the first slot it reads that cannot be read
             if unreadable:
@@ -273,9 +267,11 @@ class GuardRequest(Stage):
                 texts = every_text if chosen is None else [every_text[i] for i in chosen]
                 # (A rule scoped to some tools' results reads them by the names their calls
                 # give: a new call may name an old result otherwise. It reads as before.)
-                read_as_grown = None if states is None or guardrail.tool_names is not None else \
-                    states if chosen is None else [states[i] for i in chosen]
-                lookup = Lookup(guardrail.digest, texts, digests=digests, states=read_as_grown)
+                read_as_grown = None if states is None or guardrail.tool_names is not None or before is None \
+                    else states if chosen is None else [states[i] for i in chosen]
+                lookup = Lookup(guardrail.digest, texts, digests=digests, states=read_as_grown,
+                                before=before_findings(read_as_grown, paths, before) if read_as_grown and before
+                                else None, resent=kept is SAME_BYTES)
                 if total >= LOOKUP_CHARS:
                     missing = await self.shared.fetch(call, lookup)
             # The bound is on what this check must read: text earlier checks read (an
@@ -286,9 +282,11 @@ class GuardRequest(Stage):
                     could_not_run(call, guardrail, "request", "input larger than max_scan_chars",
                                   f"too large to check: {new} characters of new text, above "
                                   f"guardrails.max_scan_chars = {bound}")
+                    states = None if before != {} else states   # (what it redacted before stays)
                     continue
             if guardrail.scans_text and guardrail.type != "plugin" and time.perf_counter() > deadline:
                 could_not_run(call, guardrail, "request", "scan took longer than max_scan_ms")
+                states = None if before != {} else states
                 continue
             if unread is not None and guardrail.scans_text:
                 if isinstance(unread, TooDeep):
@@ -300,26 +298,41 @@ class GuardRequest(Stage):
                 changed = False
                 if guardrail.type == "caps":
                     self._caps(call, guardrail)
+                    read[rule] = {}
                 elif guardrail.type == "tools":
                     self._tools(call, guardrail)
+                    read[rule] = {}
+                    if call.verdicts[-1]["verdict"] == "removed":      # texts gone, untracked
+                        handing_on, states = False, None
                 elif guardrail.type == "plugin":
                     changed = await run_plugin(call, guardrail, slots, "request")
+                    handing_on = False
                 else:
                     if lookup is not None and getattr(guardrail.detector, "per_text", False):
                         await score_apart(lookup, guardrail.detector)
+                    found: list | None = [] if handing_on or states is not None else None
                     changed = check_texts(
                         call, guardrail, slots, "request", lookup,
-                        lambda index, paths=paths: call.codec.request_part(call.body, paths[index]))
+                        lambda index, paths=paths: call.codec.request_part(call.body, paths[index]), found)
                     if missing:
                         self.shared.read(call, missing)
+                    if found is not None and lookup is not None and unread is None and \
+                            call.verdicts[-1]["verdict"] in ("passed", "redacted"):
+                        read[rule] = by_path(paths, found)
+                    if states is not None and guardrail.action == "redact" and (changed or before != {}):
+                        # The next rules read the texts this one redacted: as they read them
+                        # in the body before, where this one redacted them alike.
+                        states = None if before is None or read[rule] is None else \
+                            states_after_redaction(states, chosen, paths, found, before)
                 if changed:
                     call.body_changed = True
-                    every_text = None           # redacted: the next rule reads the new texts
-                    states = None               # (which the body grown from never held)
+                    every_text = None           # redacted: the next rules read the new texts
             except GatewayError:
                 raise
             except Exception as error:   # noqa: BLE001 - the fail mode decides (plugin down, bug)
                 could_not_run(call, guardrail, "request", type(error).__name__)
+                read[rule], states = None, None
+        return read if handing_on else None
 
     async def done(self, call: Call) -> None:
         await self.shared.publish(call)        # after the answer: the client does not wait

@@ -1,0 +1,84 @@
+"""What the request guardrails' read of a body leaves for the bodies that follow it: each
+rule's findings by the path of the text they lie in, kept with the body's facts. An
+agent's next turn, grown from that body, has only its new items' texts read; its old
+texts get the findings they had (guardrails/known.py's Lookup, `states` and `before`),
+and their redactions again. The same bytes sent again get them all without a read.
+Part of the stages package: the same import rules (stages/__init__.py)."""
+
+from __future__ import annotations
+
+from operator import is_
+
+from ...guardrails.config import Guardrail
+from ...guardrails.known import AFTER, BEFORE, NEW
+from ...guardrails.walk import KEY_NAME
+from ...pipeline.call import Call
+
+# A body's fact: the policy and model its texts were read under, and what each rule found
+# (by path: {path: findings}, only the texts with some), or None for a rule whose read
+# cannot be handed on (it could not run, it flagged with a detector that may stop at its
+# first finding, it reads no text).
+READ = "request guardrails read"
+
+# `kept` of a body sent again byte for byte: every text lies where it lay.
+SAME_BYTES = ("", -1, True)
+
+
+def read_before(facts: dict, call: Call, policy: list[Guardrail]) -> tuple | None:
+    """Each rule's findings in the body of these facts, read under this very policy (the
+    rules of this config) for this model, on this endpoint; None if it was not. A plugin
+    is asked every time: its verdict is its own."""
+    read = facts.get((READ, call.endpoint.kind))
+    if read is None or read[1] is not call.model or len(read[0]) != len(policy) or \
+            not all(map(is_, read[0], policy)):
+        return None
+    return read[2]
+
+
+def keep_read(facts: dict, call: Call, policy: list[Guardrail], found: list) -> None:
+    facts[(READ, call.endpoint.kind)] = (tuple(policy), call.model, tuple(found))
+
+
+def by_path(paths: list[tuple], found: list[list]) -> dict:
+    """A rule's findings, by the path of each text that has some."""
+    return {path: tuple(findings) for path, findings in zip(paths, found) if findings}
+
+
+def grown_states(body: dict, paths: list[tuple], array: str, count: int, after_kept: bool = True) -> list[int]:
+    """For each string of a body grown from one the policy read (its `array`'s items from
+    `count` on new): NEW (its item is new), or where it lies in the body before, which held
+    it too: BEFORE the new items (in the array's old items or a member before the array),
+    AFTER them (a member after the array, when those are the body before's, `after_kept`:
+    else NEW; a top-level key's name is walked after its value). In the body's order:
+    BEFORE..., NEW..., AFTER... The same bytes again (SAME_BYTES): every one BEFORE."""
+    if count < 0:
+        return [BEFORE] * len(paths)
+    order = {key: index for index, key in enumerate(body)}
+    at, get = order.get(array, -1), order.get
+    after = AFTER if after_kept else NEW
+    # (One expression, no call per path: a history's hundreds of texts.)
+    return [(NEW if len(path) > 1 and type(path[1]) is int and path[1] >= count else BEFORE)
+            if path[0] == array else
+            (after if get(path[1], -1) >= at else BEFORE) if path[0] == KEY_NAME and len(path) > 1 else
+            (after if get(path[0], -1) > at else BEFORE)
+            for path in paths]
+
+
+def before_findings(states: list[int], paths: list[tuple], found_before: dict) -> list:
+    """Each old text's findings from the body before (by its path); () for a new one."""
+    get = found_before.get
+    return [() if state == NEW else get(path, ()) for state, path in zip(states, paths)]
+
+
+def states_after_redaction(states: list[int], chosen: list[int] | None, paths: list[tuple],
+                           found: list, found_before: dict) -> list[int]:
+    """`states` once a rule redacted: an old text it redacted otherwise than in the body
+    before (a value cut across it and a new text) now reads otherwise than the next rules
+    read it then, and is NEW to them; the others read as they did."""
+    states = list(states)
+    get = found_before.get
+    for position, findings in enumerate(found):
+        index = position if chosen is None else chosen[position]
+        if states[index] != NEW and tuple(findings) != get(paths[position], ()):
+            states[index] = NEW
+    return states
