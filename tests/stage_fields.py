@@ -150,7 +150,9 @@ _FIELDS = None
 
 def _call_fields() -> set[str]:
     from extproc.pipeline.call import Call
-    return {name for name in Call.__slots__ if not name.startswith("_")}
+    # (and the fields a property stands for, that set more than themselves: body_changed)
+    return {name for name in Call.__slots__ if not name.startswith("_")} | \
+        {name for name, value in vars(Call).items() if isinstance(value, property) and value.fset is not None}
 
 
 def stage_uses() -> dict[type, dict[str, Uses]]:

@@ -5,6 +5,7 @@ pipeline, against a pipeline that never saw the bodies before."""
 
 from __future__ import annotations
 
+import orjson
 import pytest
 import yaml
 
@@ -135,6 +136,7 @@ def test_a_turn_grown_from_a_body_that_was_redacted_gets_what_a_whole_read_gets(
     whole_reply, whole = send(fresh(folder, "whole"), next_body)
     assert verdicts(call) == verdicts(whole) and ("pii", "redacted") in verdicts(call), case
     assert sent_body(reply) == sent_body(whole_reply) and EMAIL.encode() not in sent_body(reply)
+    assert call.body_bytes == sent_body(reply), "the redacted items written into the bytes as sent"
     count = len(next_body["messages"])
     firsts = [first_index for texts, first_index, _ in runs if texts == count]
     assert firsts and min(firsts) >= len(body["messages"]) - 2, "only the new turns and the edge read"
@@ -176,6 +178,22 @@ def test_an_old_turn_redacted_otherwise_than_before_is_new_to_the_rules_after(ru
     _, whole = send(fresh(folder, "whole"), next_body)
     assert call.body_grown is not None and verdicts(call) == verdicts(whole)
     assert b"maria.lopez@" not in sent_body(reply)
+
+
+def test_a_change_after_the_redaction_has_the_body_written_again_whole(runtimes):
+    """The redacted items are written into the bytes as sent; a stage that changes the
+    body after that (Route asks a stream for its usage) drops those bytes: the provider
+    gets both changes."""
+    runtime, folder = runtimes
+    body = {**with_email_early(history()), "stream": True}
+    send(runtime, body)
+    next_body = grown(body, "Thanks, and now the tests.")
+    reply, call = send(runtime, next_body)
+    sent = orjson.loads(sent_body(reply))
+    assert call.body_grown is not None and call.body_bytes is None
+    assert sent["stream_options"] == {"include_usage": True} and EMAIL not in sent_body(reply).decode()
+    whole_reply, _ = send(fresh(folder, "whole"), next_body)
+    assert sent_body(reply) == sent_body(whole_reply)
 
 
 def test_an_injection_after_a_redacted_turn_is_refused_as_a_whole_read_refuses_it(runtimes):

@@ -174,3 +174,19 @@ def _with_rest(key: str, kept: int, rest: bytes) -> Growth | None:
     if type(array) is not list or not array or bytes(array[0]) != b"0":
         return None
     return Growth(key, kept, array[1:], document, None, members)
+
+
+def spliced(raw: bytes, span: Span, items: list, changed: list[int]) -> bytes:
+    """`raw` with the items `changed` (sorted indexes) of the array at `span` written again
+    from `items` (orjson's writing): what orjson would write of the whole body whose other
+    values are those `raw` holds, at the cost of the changed items alone. (A redaction in
+    an agent's long history: the whole body written again cost ~1.3 ms for 4 MB.)"""
+    start, ends, _close = span
+    pieces, at = [], 0
+    for index in changed:
+        first = start + 1 if index == 0 else ends[index - 1] + 1       # after '[' or ','
+        pieces.append(raw[at:first])
+        pieces.append(orjson.dumps(items[index]))
+        at = ends[index]
+    pieces.append(raw[at:])
+    return b"".join(pieces)

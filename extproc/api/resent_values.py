@@ -96,13 +96,15 @@ def fresh_by(body: dict, plan: tuple) -> dict:
 
 class Grown(NamedTuple):
     """What a body grew from: the kept body's facts, the array that grew, how many of its
-    items it kept, the new items written as one array (their bytes as sent), and whether
-    the members after the array are the kept body's (False: the new body's own, read)."""
+    items it kept, the new items written as one array (their bytes as sent), whether the
+    members after the array are the kept body's (False: the new body's own, read), and
+    where the new body's arrays lie (grown_bodies.Span by key; None: not known)."""
     facts: dict
     key: str
     kept: int
     listed: bytes
     after_kept: bool = True
+    spans: dict | None = None
 
 
 class _Refused(Exception):
@@ -308,7 +310,8 @@ class ResentValues:
                     break
                 members = tuple(members)
                 return _whole(members), Record(raw, members, grown.spans), \
-                    Grown(entry[2], array, kept, listed, grown.after is None)
+                    Grown(entry[2], array, kept, listed, grown.after is None,
+                          grown.spans if isinstance(grown.spans, dict) else None)
             except (ValueError, msgspec.MsgspecError, RecursionError, _Refused):
                 return None
         return None

@@ -29,7 +29,7 @@ class Call:
     __slots__ = (
         "config", "started", "request_id", "request_metadata", "method", "path", "query", "endpoint", "resource_id",
         "headers", "envoy_attributes",
-        "key", "raw_body", "body", "body_changed", "body_facts", "body_grown", "model_name", "model", "backend", "backend_order", "attempts", "stream",
+        "key", "raw_body", "body", "_body_changed", "body_bytes", "body_facts", "body_grown", "model_name", "model", "backend", "backend_order", "attempts", "stream",
         "client_wants_usage", "status", "response_streamed", "usage", "generated",
         "first_byte_at", "ended_at", "outcome", "error_code", "reply", "sse",
         "finished", "done_due", "stream_over", "event_filters", "service_seconds", "message_started",
@@ -57,7 +57,11 @@ class Call:
         self.key: VirtualKey | None = None
         self.raw_body = b""
         self.body: dict[str, Any] | None = None
-        self.body_changed = False            # a stage edited `body`; Route re-serializes it
+        self._body_changed = False
+        # `body`'s bytes, written by the stage that changed it (the request guardrails write
+        # the history's items they redacted into the bytes as sent); None: Route writes
+        # them. A change after it (`body_changed` set again) drops them.
+        self.body_bytes: bytes | None = None
         # What stages found of these very bytes when they came before, and fill in for the
         # next time (api/resent_values.py): true of `body` while `body_changed` is False.
         self.body_facts: dict | None = None
@@ -122,6 +126,17 @@ class Call:
     def owned(self, kind: type[T]) -> T | None:
         """That state if the stage made it, else None."""
         return self._owned.get(kind)
+
+    @property
+    def body_changed(self) -> bool:
+        """A stage edited `body`: Route sends it on (as `body_bytes` when the stage that
+        changed it wrote them, else written again)."""
+        return self._body_changed
+
+    @body_changed.setter
+    def body_changed(self, changed: bool) -> None:
+        self._body_changed = changed
+        self.body_bytes = None          # what a stage wrote before this change is not the body
 
     @property
     def dialect(self) -> str:

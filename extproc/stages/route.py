@@ -132,7 +132,8 @@ def attempt_notes(call: Call, backend: Backend) -> Notes:
 
 class Route(Stage):
     name = "route"
-    reads = frozenset({"body", "client_wants_usage", "endpoint", "headers", "model", "path", "query", "stream"})
+    reads = frozenset({"body", "body_bytes", "client_wants_usage", "endpoint", "headers", "model", "path", "query",
+                       "stream"})
     writes = frozenset({"backend", "backend_order", "body_changed", "notes"})
 
     def request_body(self, call: Call) -> None:
@@ -176,6 +177,6 @@ class Route(Stage):
         reply.set_headers.update(attempt.set_headers)
         reply.remove_headers.extend(attempt.remove)
         if sent is not body or call.body_changed:
-            reply.body = orjson.dumps(sent)
+            reply.body = call.body_bytes if sent is body and call.body_bytes is not None else orjson.dumps(sent)
             reply.set_headers["content-length"] = str(len(reply.body))
 

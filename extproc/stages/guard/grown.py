@@ -82,3 +82,25 @@ def states_after_redaction(states: list[int], chosen: list[int] | None, paths: l
         if states[index] != NEW and tuple(findings) != get(paths[position], ()):
             states[index] = NEW
     return states
+
+
+def grown_items(grown, body: dict) -> set | None:
+    """An empty set of the redacted items to come, for a grown body (resent_values.Grown)
+    whose array's layout is known; else None: the body is written again whole."""
+    if grown is None or grown.spans is None or grown.key not in grown.spans:
+        return None
+    items = body.get(grown.key)
+    return set() if type(items) is list and len(items) == len(grown.spans[grown.key][1]) else None
+
+
+def redacted_items(items: set, array: str, paths: list[tuple], found: list | None) -> set | None:
+    """`items` with those of `array` a rule's findings (by text, at `paths`) redacted; None
+    when one lies elsewhere in the body."""
+    if found is None:
+        return None
+    for path, findings in zip(paths, found):
+        if findings:
+            if path[0] != array or len(path) < 2 or type(path[1]) is not int:
+                return None
+            items.add(path[1])
+    return items

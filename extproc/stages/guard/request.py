@@ -11,6 +11,7 @@ import logging
 import time
 from operator import is_, itemgetter
 
+from ...api.grown_bodies import spliced
 from ...dialects.request_parts import TOOL_RESULTS
 from ...guardrails import code_aware, redact
 from ...guardrails.config import Guardrail
@@ -23,7 +24,8 @@ from ...pipeline.call import Call
 from ...pipeline.errors import GatewayError
 from ...transport.eager import task_needed
 from ...pipeline.stage import Stage
-from .grown import SAME_BYTES, before_findings, by_path, grown_states, keep_read, read_before, states_after_redaction
+from .grown import (SAME_BYTES, before_findings, by_path, grown_items, grown_states, keep_read, read_before,
+                    redacted_items, states_after_redaction)
 from .shared_findings import LOOKUP_CHARS, SharedFindings
 
 log = logging.getLogger("extproc.guardrails")
@@ -172,8 +174,9 @@ def _passed_before(facts: dict, call: Call, policy: list[Guardrail]) -> bool:
 
 class GuardRequest(Stage):
     name = "guard_request"
-    reads = frozenset({"body", "body_facts", "body_grown", "endpoint", "key", "model", "model_name", "request_id"})
-    writes = frozenset({"body_changed", "verdicts"})
+    reads = frozenset({"body", "body_facts", "body_grown", "endpoint", "key", "model", "model_name", "raw_body",
+                       "request_id"})
+    writes = frozenset({"body_bytes", "body_changed", "verdicts"})
 
     def __init__(self, store=None) -> None:
         self.shared = SharedFindings(store)     # findings other workers and replicas made
@@ -199,19 +202,26 @@ class GuardRequest(Stage):
         kept = None if found_before is None else SAME_BYTES if grown is None else \
             (grown.key, grown.kept, grown.after_kept)
         verdicts_before = len(call.verdicts)
-        read = await self._check(call, policy, kept, found_before, facts is not None)
+        read, items_changed = await self._check(call, policy, kept, found_before, facts is not None)
         if facts is not None and read is not None:
             keep_read(facts, call, policy, read)
+        if items_changed and call.body_changed:
+            # Only some items of the history were redacted: they are written into the bytes
+            # as sent, where writing the whole body again cost ~1.3 ms at 4 MB.
+            grown = call.body_grown
+            call.body_bytes = spliced(call.raw_body, grown.spans[grown.key], call.body[grown.key],
+                                      sorted(items_changed))
         if facts is not None and not call.body_changed and all(
                 verdict["verdict"] == "passed" for verdict in call.verdicts[verdicts_before:]) and \
                 not any(guardrail.type == "plugin" for guardrail in policy):
             facts[(PASSED, call.endpoint.kind)] = (tuple(policy), call.model)
 
     async def _check(self, call: Call, policy: list[Guardrail], kept: tuple[str, int, bool] | None = None,
-                     found_before: tuple | None = None, handing_on: bool = False) -> list | None:
+                     found_before: tuple | None = None, handing_on: bool = False) -> tuple[list | None, set | None]:
         """`handing_on` (a body kept for the calls after it): each rule's findings by path
         (grown.py's READ), or None when what was read cannot be handed on (a plugin, tools
-        removed)."""
+        removed); and the items of a grown body's array the rules redacted, when that is
+        all they changed and the body's layout is known (else None)."""
         walked = request_texts(call.endpoint.kind, call.body)
         every_slot = [(container, key) for container, key, _path in walked]
         every_path = [path for _container, _key, path in walked]
@@ -233,6 +243,7 @@ class GuardRequest(Stage):
         deadline = time.perf_counter() + call.config.guardrails.max_scan_ms / 1000
         digests = TextDigests()
         read: list = [None] * len(policy)          # what each rule found, by path (grown.py)
+        items_changed = grown_items(call.body_grown, call.body) if handing_on else None
         for rule, guardrail in enumerate(policy):
             missing, lookup, slots, paths, chosen = None, None, every_slot, every_path, None
             before = found_before[rule] if found_before is not None else None
@@ -303,10 +314,10 @@ class GuardRequest(Stage):
                     self._tools(call, guardrail)
                     read[rule] = {}
                     if call.verdicts[-1]["verdict"] == "removed":      # texts gone, untracked
-                        handing_on, states = False, None
+                        handing_on, states, items_changed = False, None, None
                 elif guardrail.type == "plugin":
                     changed = await run_plugin(call, guardrail, slots, "request")
-                    handing_on = False
+                    handing_on, items_changed = False, None
                 else:
                     if lookup is not None and getattr(guardrail.detector, "per_text", False):
                         await score_apart(lookup, guardrail.detector)
@@ -319,6 +330,8 @@ class GuardRequest(Stage):
                     if found is not None and lookup is not None and unread is None and \
                             call.verdicts[-1]["verdict"] in ("passed", "redacted"):
                         read[rule] = by_path(paths, found)
+                    if changed and items_changed is not None:
+                        items_changed = redacted_items(items_changed, call.body_grown.key, paths, found)
                     if states is not None and guardrail.action == "redact" and (changed or before != {}):
                         # The next rules read the texts this one redacted: as they read them
                         # in the body before, where this one redacted them alike.
@@ -331,8 +344,8 @@ class GuardRequest(Stage):
                 raise
             except Exception as error:   # noqa: BLE001 - the fail mode decides (plugin down, bug)
                 could_not_run(call, guardrail, "request", type(error).__name__)
-                read[rule], states = None, None
-        return read if handing_on else None
+                read[rule], states, items_changed = None, None, None
+        return read if handing_on else None, items_changed
 
     async def done(self, call: Call) -> None:
         await self.shared.publish(call)        # after the answer: the client does not wait
