@@ -64,7 +64,8 @@ def main() -> None:
         for mode in modes:
             bench_run.wrk(binary, url, key, bench_run.request_body(mode), max(1, args.seconds // len(modes)),
                           args.connections, fresh=mode.endswith("fresh"),
-                          grown=bench_run.grown_session(400) if mode in bench_run.GROWN_MODES else None)
+                          grown=bench_run.grown_session(400, mode.endswith("redacted"))
+                          if mode in bench_run.GROWN_MODES else None)
             show(f"after {mode}")
 
 

@@ -75,7 +75,9 @@ HISTORY_MODES = [f"{name} {how}" for name in HISTORY_KB for how in ("resent", "f
 # An agent's session ("grown"): each request the one before it and a turn more (the
 # model's answer, the next question: 4 KB of new prose), written compact as agents write
 # JSON, from the 400 KB history to 640 KB, then a new session on the same start.
-GROWN_MODES = ["json 400KB grown"]
+# "redacted": an e-mail address in the history's second turn, which the PII rule redacts
+# on every request (an agent resends what it read: most long sessions hold such a value).
+GROWN_MODES = ["json 400KB grown", "json 400KB grown redacted"]
 GROWN_TURNS = 30
 # What an agent sends after reading a file: a tool result of 20 KB of this repository's
 # source code, new to the guardrails every call (FRESH_MARK starts it: its digest differs).
@@ -99,10 +101,13 @@ def code_body(kb: int) -> str:
     return json.dumps({"model": "gpt-4o-mini", "stream": False, "messages": messages}, ensure_ascii=False)
 
 
-def grown_session(kb: int) -> tuple[str, str, str]:
+def grown_session(kb: int, redacted: bool = False) -> tuple[str, str, str]:
     """(the body's start, a turn with FRESH_MARK where its texts differ, its end): a grown
     mode's request n is the start, n turns, the end."""
     messages = guardrails_bench.history(kb)
+    if redacted:
+        second = messages[1]["content"]
+        messages[1]["content"] = f"{second[:600]} Write to maria.lopez@gmail.com about it. {second[600:]}"
     start = json.dumps({"model": "gpt-4o-mini", "stream": False, "messages": messages},
                        ensure_ascii=False, separators=(",", ":"))
     assert start.endswith("]}")
@@ -114,7 +119,7 @@ def grown_session(kb: int) -> tuple[str, str, str]:
 
 def request_body(mode: str) -> str:
     if mode in GROWN_MODES:
-        return "".join(grown_session(400))
+        return "".join(grown_session(400, mode.endswith("redacted")))
     if mode in MODES:
         stream, prompt = MODES[mode]
         return '{"model":"gpt-4o-mini",%s,"messages":[{"role":"user","content":"%s"}]}' % (stream, prompt)
@@ -346,7 +351,7 @@ def main() -> None:
                     before = {what: sum(cpu_seconds(p) for p in pids) for what, pids in measured.items()}
                     result = wrk(binary, url, keys[side], body, args.seconds, args.connections,
                                  headers=extra_headers.get(side), fresh=mode.endswith("fresh"),
-                                 grown=grown_session(400) if mode in GROWN_MODES else None)
+                                 grown=grown_session(400, mode.endswith("redacted")) if mode in GROWN_MODES else None)
                     for what, pids in measured.items():
                         if pids:
                             cpu.setdefault((side, mode, what), []).append(

@@ -7,6 +7,7 @@ Part of the stages package: the same import rules (stages/__init__.py)."""
 
 from __future__ import annotations
 
+from itertools import compress
 from operator import is_
 
 from ...guardrails.config import Guardrail
@@ -40,8 +41,9 @@ def keep_read(facts: dict, call: Call, policy: list[Guardrail], found: list) -> 
 
 
 def by_path(paths: list[tuple], found: list[list]) -> dict:
-    """A rule's findings, by the path of each text that has some."""
-    return {path: tuple(findings) for path, findings in zip(paths, found) if findings}
+    """A rule's findings, by the path of each text that has some (the texts without any,
+    most of a history's, passed over in C)."""
+    return {path: tuple(findings) for path, findings in zip(compress(paths, found), filter(None, found))}
 
 
 def grown_states(body: dict, paths: list[tuple], array: str, count: int, after_kept: bool = True) -> list[int]:
