@@ -150,9 +150,7 @@ _FIELDS = None
 
 def _call_fields() -> set[str]:
     from extproc.pipeline.call import Call
-    # (and the fields a property stands for, that set more than themselves: body_changed)
-    return {name for name in Call.__slots__ if not name.startswith("_")} | \
-        {name for name, value in vars(Call).items() if isinstance(value, property) and value.fset is not None}
+    return {name for name in Call.__slots__ if not name.startswith("_")}
 
 
 def stage_uses() -> dict[type, dict[str, Uses]]:

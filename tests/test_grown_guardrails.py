@@ -182,15 +182,15 @@ def test_an_old_turn_redacted_otherwise_than_before_is_new_to_the_rules_after(ru
 
 def test_a_change_after_the_redaction_has_the_body_written_again_whole(runtimes):
     """The redacted items are written into the bytes as sent; a stage that changes the
-    body after that (Route asks a stream for its usage) drops those bytes: the provider
-    gets both changes."""
+    body after that (Route asks a stream for its usage) sets `body_changed` over the
+    guardrails' BYTES_WRITTEN: the body is written again, and the provider gets both."""
     runtime, folder = runtimes
     body = {**with_email_early(history()), "stream": True}
     send(runtime, body)
     next_body = grown(body, "Thanks, and now the tests.")
     reply, call = send(runtime, next_body)
     sent = orjson.loads(sent_body(reply))
-    assert call.body_grown is not None and call.body_bytes is None
+    assert call.body_grown is not None and call.body_bytes is not None and call.body_changed is True
     assert sent["stream_options"] == {"include_usage": True} and EMAIL not in sent_body(reply).decode()
     whole_reply, _ = send(fresh(folder, "whole"), next_body)
     assert sent_body(reply) == sent_body(whole_reply)

@@ -8,8 +8,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from stage_fields import HOOKS, _call_fields, declared_uses, stage_uses
+from stage_fields import HOOKS, declared_uses, stage_uses
 from extproc.config.filter_config import load_config
+from extproc.pipeline.call import Call
 from extproc.stages.pipelines import build_mcp_pipeline, build_pipeline, build_upstream_pipeline, pipeline_table
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -84,7 +85,7 @@ def test_every_stage_is_in_a_pipeline_of_the_full_config(tmp_path):
 
 def test_each_stage_reads_only_what_was_written_before_it_in_the_call_s_life(tmp_path):
     """Phases in the order Envoy sends them; in a phase, stages in the pipeline's order."""
-    fields = _call_fields()
+    fields = {name for name in Call.__slots__ if not name.startswith("_")}
     for label, pipeline in _pipelines(tmp_path).items():
         written = {phase: set(GIVEN[phase]) for phase in HOOKS}
         late = []

@@ -219,7 +219,11 @@ def chat_prompt_texts(body: dict) -> tuple[list[str], int]:
         if not isinstance(message, dict):
             continue
         messages += 1
-        texts.extend(_content_texts(message.get("content")))
+        content = message.get("content")
+        if type(content) is str and "tool_calls" not in message:     # most of a history's
+            texts.append(content)
+            continue
+        texts.extend(_content_texts(content))
         for call in message.get("tool_calls") or ():
             function = call.get("function") if isinstance(call, dict) else None
             if isinstance(function, dict):

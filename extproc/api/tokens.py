@@ -97,8 +97,9 @@ def count_prompt(texts: list[str], messages: int, encoding: str = "o200k_base") 
     if len(texts) < 8:
         total = sum(count_text(text, encoding) for text in texts)
     else:                   # a history: the counts of texts met again found at once
-        total = sum(count if count is not None else count_text(text, encoding)
-                    for count, text in zip(COUNTED.get_many(texts, encoding), texts))
+        counts = COUNTED.get_many(texts, encoding)
+        total = sum(counts) if None not in counts else \
+            sum(count if count is not None else count_text(text, encoding) for count, text in zip(counts, texts))
     if messages:
         total += messages * _PER_MESSAGE + _REPLY_PRIMING
     return total

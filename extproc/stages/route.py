@@ -26,7 +26,7 @@ from ..config.envoy_contract import (
 from ..api.providers import CREDENTIAL_HEADERS
 from ..config.models import Backend, Model
 from ..dialects import dialect_named
-from ..pipeline.call import Call
+from ..pipeline.call import BYTES_WRITTEN, Call
 from ..pipeline.errors import invalid_request
 from ..translate import Notes, Refused, Target, Translation, translation_for
 from ..pipeline.stage import ImmediateAnswer, Stage
@@ -177,6 +177,6 @@ class Route(Stage):
         reply.set_headers.update(attempt.set_headers)
         reply.remove_headers.extend(attempt.remove)
         if sent is not body or call.body_changed:
-            reply.body = call.body_bytes if sent is body and call.body_bytes is not None else orjson.dumps(sent)
+            reply.body = call.body_bytes if sent is body and call.body_changed is BYTES_WRITTEN else orjson.dumps(sent)
             reply.set_headers["content-length"] = str(len(reply.body))
 
