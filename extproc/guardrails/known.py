@@ -177,10 +177,10 @@ class Lookup:
         The seams of old texts near one that changed are read (known_runs.changes): where
         a turn was taken out, two old texts meet for the first time; a value the texts
         taken out held back may end at the conversation's end. An old text with a finding
-        near a seam that changed is read again as new.
-        `resent`: the body before's very bytes, every text where it lay, none new. False, and nothing set, when a new text is
-        known by itself (a tool result met before): its seams are not, and the per-text
-        path reads them."""
+        near a seam that changed is read again as new. `resent`: the body before's very
+        bytes, every text where it lay, none new. False, and nothing set, when a new text
+        is known by itself (a tool result met before): its seams are not, and the
+        per-text path reads them."""
         texts, get = self.texts, self.known.get
         of = digests.of if digests is not None else text_digest
         found: list[list[Finding] | None] = [[] for _ in texts] if before is None else \

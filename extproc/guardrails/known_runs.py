@@ -1,7 +1,9 @@
 """How the new texts of a conversation whose other texts are known get read (known.py):
 as runs, each between SEAM characters of the conversation on either side, runs closer
 than SEAM read as one, and what a read finds across a run's edge added to the known
-neighbour it reaches. Imports nothing of the gateway but the guardrails' own text reading.
+neighbour it reaches; and, for a body grown from one whose texts were read, what a change
+reaches: the old texts read again, the seams read (changes, seams_near). Imports nothing
+of the gateway but the guardrails' own text reading.
 """
 
 from __future__ import annotations
