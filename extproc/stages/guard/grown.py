@@ -16,9 +16,9 @@ from ...guardrails.walk import KEY_NAME
 from ...pipeline.call import Call
 
 # A body's fact: the policy and model its texts were read under, and what each rule found
-# (by path: {path: findings}, only the texts with some), or None for a rule whose read
-# cannot be handed on (it could not run, it flagged with a detector that may stop at its
-# first finding, it reads no text).
+# (by path: {path: findings}, only the texts with some; {} for a rule that passed), or
+# None for a rule whose read cannot be handed on (it could not run, it flagged: a
+# detector that may stop at its first finding). Every rule's {}: the body passed.
 READ = "request guardrails read"
 
 # `kept` of a body sent again byte for byte: every text lies where it lay.

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from operator import is_, itemgetter
+from operator import itemgetter
 
 from ...api.grown_bodies import spliced
 from ...dialects.request_parts import TOOL_RESULTS
@@ -161,15 +161,11 @@ def could_not_run(call: Call, guardrail: Guardrail, direction: str, why: str, de
                            f"{reason}; it fails closed.")
 
 
-PASSED = "request guardrails passed"     # a body's fact: the policy and model it passed under
-
-
 def _passed_before(facts: dict, call: Call, policy: list[Guardrail]) -> bool:
     """The body's bytes passed this very policy (the rules of this config) for this model,
-    on this endpoint. A plugin is asked every time: its verdict is its own."""
-    passed = facts.get((PASSED, call.endpoint.kind))
-    return passed is not None and passed[1] is call.model and len(passed[0]) == len(policy) and \
-        all(map(is_, passed[0], policy))
+    on this endpoint: every rule read them and found nothing (grown.py's READ)."""
+    found = read_before(facts, call, policy)
+    return found is not None and all(found_by_rule == {} for found_by_rule in found)
 
 
 class GuardRequest(Stage):
@@ -185,10 +181,11 @@ class GuardRequest(Stage):
         policy = [g for g in call.config.guardrails.policy_for(call.key) if "request" in g.directions]
         if not policy or call.body is None:
             return
-        # The same bytes passed this policy before (a retry, parallel calls on one history):
-        # they pass again, each rule's verdict recorded as it was, without a read.
         facts = call.body_facts if not call.body_changed else None
-        if facts is not None and _passed_before(facts, call, policy):
+        grown = call.body_grown if facts is not None else None
+        if grown is None and facts is not None and _passed_before(facts, call, policy):
+            # The same bytes passed this policy (a retry, parallel calls on one history):
+            # they pass again, each rule's verdict recorded as it was, without a walk.
             for guardrail in policy:
                 record_verdict(call, guardrail, "request", "passed")
             return
@@ -196,12 +193,10 @@ class GuardRequest(Stage):
         # seams between them) were all read then; only the new items' texts are read, with
         # the conversation on either side of them, and the old ones get what they had (and
         # their redactions) again (grown.py). So do the same bytes sent again, unread.
-        grown = call.body_grown if facts is not None else None
         found_before = read_before(grown.facts if grown is not None else facts, call, policy) \
             if facts is not None else None
         kept = None if found_before is None else SAME_BYTES if grown is None else \
             (grown.key, grown.kept, grown.after_kept)
-        verdicts_before = len(call.verdicts)
         read, items_changed = await self._check(call, policy, kept, found_before, facts is not None)
         if facts is not None and read is not None:
             keep_read(facts, call, policy, read)
@@ -211,10 +206,6 @@ class GuardRequest(Stage):
             call.body_bytes = spliced(call.raw_body, grown.spans[grown.key], call.body[grown.key],
                                       sorted(items_changed))
             call.body_changed = BYTES_WRITTEN
-        if facts is not None and not call.body_changed and all(
-                verdict["verdict"] == "passed" for verdict in call.verdicts[verdicts_before:]) and \
-                not any(guardrail.type == "plugin" for guardrail in policy):
-            facts[(PASSED, call.endpoint.kind)] = (tuple(policy), call.model)
 
     async def _check(self, call: Call, policy: list[Guardrail], kept: tuple[str, int, bool] | None = None,
                      found_before: tuple | None = None, handing_on: bool = False) -> tuple[list | None, set | None]:
@@ -311,10 +302,10 @@ class GuardRequest(Stage):
                 changed = False
                 if guardrail.type == "caps":
                     self._caps(call, guardrail)
-                    read[rule] = {}
+                    read[rule] = {} if call.verdicts[-1]["verdict"] == "passed" else None
                 elif guardrail.type == "tools":
                     self._tools(call, guardrail)
-                    read[rule] = {}
+                    read[rule] = {} if call.verdicts[-1]["verdict"] == "passed" else None
                     if call.verdicts[-1]["verdict"] == "removed":      # texts gone, untracked
                         handing_on, states, items_changed = False, None, None
                 elif guardrail.type == "plugin":
