@@ -3,7 +3,7 @@ from __future__ import annotations
 import os
 
 import pytest
-from gateway_stack import GatewayStack
+from gateway_stack import GatewayStack, mark_tests_start
 from warm_start import use_template
 from openai import OpenAI
 
@@ -62,6 +62,11 @@ def pytest_collection_modifyitems(session, config, items) -> None:
 
     seconds = json.loads((Path(__file__).parent / "module_seconds.json").read_text())
     items.sort(key=lambda item: -seconds.get(item.path.name, 0))   # stable: a file's tests stay in order
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item) -> None:
+    mark_tests_start()
 
 
 @pytest.hookimpl(wrapper=True)

@@ -16,6 +16,7 @@ import socket
 import subprocess
 import threading
 import time
+import weakref
 from pathlib import Path
 
 import httpx
@@ -166,6 +167,8 @@ def check_provider_change(workdir: Path, provider: str, change: dict) -> str:
 class GatewayStack:
     """One running gateway. `config` is the filter config as a dict (edited before start)."""
 
+    launched: "weakref.WeakSet[GatewayStack]" = weakref.WeakSet()     # for mark_tests_start
+
     def __init__(self, workdir: Path, config: dict | None = None, workers: int = 1,
                  state_dir: Path | None = None, env: dict[str, str] | None = None) -> None:
         self.workdir = workdir
@@ -182,6 +185,7 @@ class GatewayStack:
         self.mock_ports: dict[str, int] = {}       # the mock provider's listeners, by name
         self.mcp_ports: dict[str, int] = {}        # the demo MCP servers', by name
         self.pool_ports: dict[str, int] = {}       # the simulated vLLM pools' first replica's, by name
+        self.test_mark = 0                         # the log's length when the running test began
 
     # --- configs --------------------------------------------------------------------
 
@@ -262,6 +266,8 @@ class GatewayStack:
         self.log_path = self.workdir / "gateway.log"        # stdout: the service's JSON lines
         self.stderr_path = self.workdir / "gateway.stderr"  # Envoy (access log too) and warnings
         self._log = open(self.log_path, "wb")
+        self.test_mark = 0
+        GatewayStack.launched.add(self)
         self._stderr = open(self.stderr_path, "wb")
         env = {**os.environ, "PYTHONUNBUFFERED": "1", **self.env}
         # Forked from this test process's warm template when it can stand in (warm_start.py).
@@ -451,7 +457,12 @@ class GatewayStack:
         return len(self.log_records())
 
     def wait_for_record(self, request_id: str | None = None, *, predicate=None,
-                        timeout: float = 10, after: int = 0) -> dict:
+                        timeout: float = 10, after: int | None = None) -> dict:
+        """The newest record of this request id and/or matching `predicate`, among those
+        written after `after` (by default since the running test began: a shared stack's
+        log holds earlier tests' calls, which a loose predicate would match while this
+        test's own line is still being written)."""
+        after = self.test_mark if after is None else after
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             for record in reversed(self.log_records()[after:]):
@@ -460,6 +471,13 @@ class GatewayStack:
                     return record
             time.sleep(0.05)
         raise AssertionError(f"no log record for {request_id or predicate}")
+
+
+def mark_tests_start() -> None:
+    """Each running stack's log length, taken as a test begins (`wait_for_record`'s default)."""
+    for stack in list(GatewayStack.launched):
+        if stack.process is not None and stack.process.poll() is None:
+            stack.test_mark = stack.log_count()
 
 
 def _matches(predicate, record: dict) -> bool:

@@ -28,6 +28,7 @@ def _last_sent(gateway, listener: str) -> dict:
 
 def test_an_anthropic_caller_on_an_anthropic_provider_gets_it_untouched(gateway, claude):
     gateway.clear_received()
+    mark = gateway.log_count()
     message = claude.messages.create(model="claude-sonnet-4-6", max_tokens=100,
                                      messages=[{"role": "user", "content": TEXT}],
                                      extra_headers={"anthropic-beta": "context-management-2025-06-27,x-test-beta"})
@@ -39,12 +40,13 @@ def test_an_anthropic_caller_on_an_anthropic_provider_gets_it_untouched(gateway,
     assert sent["headers"]["anthropic-version"] == claude.default_headers["anthropic-version"]   # the caller's
     assert json.loads(sent["body"])["model"] == "claude-sonnet-4-6"
     record = gateway.wait_for_record(predicate=lambda r: r["request_id"] and r.get("api") == "anthropic"
-                                     and r["model"] == "claude-sonnet-4-6" and not r["stream"])
+                                     and r["model"] == "claude-sonnet-4-6" and not r["stream"], after=mark)
     assert record["input_tokens"] == message.usage.input_tokens and record["output_tokens"] == message.usage.output_tokens
     assert "translated_to" not in record
 
 
 def test_an_anthropic_stream_passes_through_with_its_usage_and_the_beta_client_works(gateway, claude):
+    mark = gateway.log_count()
     with claude.beta.messages.stream(model="claude-sonnet-4-6", max_tokens=100, betas=["interleaved-thinking-2025-05-14"],
                                      extra_query={"beta": "true"},          # as Claude Code asks
                                      messages=[{"role": "user", "content": TEXT}]) as stream:
@@ -53,13 +55,14 @@ def test_an_anthropic_stream_passes_through_with_its_usage_and_the_beta_client_w
     sent = _last_sent(gateway, "mock-anthropic")
     assert sent["query"] == {"beta": "true"}
     record = gateway.wait_for_record(predicate=lambda r: r.get("api") == "anthropic" and r["stream"]
-                                     and r["model"] == "claude-sonnet-4-6")
+                                     and r["model"] == "claude-sonnet-4-6", after=mark)
     assert record["output_tokens"] == final.usage.output_tokens and not record["usage_estimated"]
     assert record["input_tokens"] == final.usage.input_tokens
 
 
 def test_an_anthropic_caller_on_an_openai_provider_is_translated(gateway, claude):
     gateway.clear_received()
+    mark = gateway.log_count()              # this call's line, not an earlier test's
     message = claude.messages.create(model="gpt-4o-mini", max_tokens=100, system="be brief",
                                      messages=[{"role": "user", "content": TEXT}],
                                      extra_headers={"anthropic-beta": "context-management-2025-06-27"})
@@ -69,7 +72,8 @@ def test_an_anthropic_caller_on_an_openai_provider_is_translated(gateway, claude
     body = json.loads(sent["body"])
     assert body["messages"][0] == {"role": "system", "content": "be brief"}
     assert body["max_completion_tokens"] == 100 and "anthropic-beta" not in sent["headers"]
-    record = gateway.wait_for_record(predicate=lambda r: r.get("translated_to") == "openai" and not r["stream"])
+    record = gateway.wait_for_record(predicate=lambda r: r.get("translated_to") == "openai" and not r["stream"],
+                                     after=mark)
     assert record["dropped"] == ["anthropic-beta"]
     with claude.messages.stream(model="gpt-4o-mini", max_tokens=100,
                                 messages=[{"role": "user", "content": TEXT}]) as stream:
@@ -132,10 +136,11 @@ def test_an_openai_caller_gets_an_anthropic_providers_tool_calls(gateway, alice)
 
 
 def test_a_provider_qualified_name_needs_no_models_entry(gateway, alice):
+    mark = gateway.log_count()
     completion = alice.chat.completions.create(model="anthropic/claude-haiku-4-5",
                                                messages=[{"role": "user", "content": TEXT}])
     assert completion.choices[0].message.content == TEXT
-    record = gateway.wait_for_record(predicate=lambda r: r["model"] == "anthropic/claude-haiku-4-5")
+    record = gateway.wait_for_record(predicate=lambda r: r["model"] == "anthropic/claude-haiku-4-5", after=mark)
     assert record["served_model"] == "claude-haiku-4-5" and record["cost_usd"] > 0       # priced from the table
     listed = [m.id for m in alice.models.list().data]
     assert "anthropic/claude-sonnet-4-6" in listed and "claude-sonnet-4-6" in listed
