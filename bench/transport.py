@@ -2,7 +2,9 @@
 CPU it costs per JSON request, without Envoy, the pipeline or a socket. Frames as
 Envoy sends them for a call (its headers block, the three messages of a JSON call,
 then its reset) are fed to one connection, several calls per read as under load; a
-do-nothing MESSAGES handler answers each message with a fixed reply.
+do-nothing MESSAGES handler takes each message's request body as the pipeline does and
+answers with a fixed reply. The messages are parsed as the workers parse them
+(pipeline/request_bodies.py), under glibc's malloc set as the workers set it.
 
     .venv/bin/python bench/transport.py [--server own|h2lib|both] [--calls-per-read 8] [--rounds 5]
 
@@ -23,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import statistics
 import sys
 import time
@@ -39,6 +42,8 @@ from envoy.service.ext_proc.v3 import external_processor_pb2 as ep
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from pipeline import messages  # noqa: E402  (the bench's chat call, as ext_proc messages)
 
+from extproc.pipeline.request_bodies import TAKEN_FROM, BodyTaken, parse_request  # noqa: E402
+from extproc.runtime.worker_env import WORKER_MALLOC  # noqa: E402
 from extproc.transport import compiled, http2  # noqa: E402
 from extproc.transport.grpc_h2 import MESSAGES, GrpcServer, Method  # noqa: E402
 
@@ -65,7 +70,8 @@ class NullTransport:
 
 
 class Answer:
-    """A do-nothing MESSAGES handler: the same reply to every message."""
+    """A do-nothing MESSAGES handler: the same reply to every message, once it has the
+    message's request body in hand, as the pipeline takes it (runtime/processor.py)."""
 
     REPLY = ep.ProcessingResponse(request_body=ep.BodyResponse())
 
@@ -75,7 +81,11 @@ class Answer:
     def hand_over(self) -> bool:
         return True
 
+    body_bytes = 0
+
     def message(self, request):
+        body = request.body if isinstance(request, BodyTaken) else request.request_body.body
+        Answer.body_bytes += len(body)
         return self.REPLY
 
     def closed(self) -> None:
@@ -177,7 +187,8 @@ class H2LibServer(asyncio.Protocol):
 
 def own_server() -> tuple[asyncio.Protocol, Callable[[], bool]]:
     """The workers' connection, and whether it has calls left open."""
-    server = GrpcServer({PROCESS_PATH: Method(Answer, ep.ProcessingRequest.FromString, MESSAGES)})
+    server = GrpcServer({PROCESS_PATH: Method(Answer, ep.ProcessingRequest.FromString, MESSAGES,   # as the workers'
+                                              pieces_from=TAKEN_FROM, deserialize_pieces=parse_request)})
     return http2.Connection(server._connection), lambda: bool(server.open_calls())
 
 
@@ -218,10 +229,12 @@ def run_once(server: str, calls: int, per_read: int, body_kb: int = 0) -> float:
     protocol.data_received(http2.PREFACE + http2.frame(http2.SETTINGS, 0, 0) + http2.frame(http2.SETTINGS, http2.ACK, 0)
                            + http2.frame(http2.WINDOW_UPDATE, 0, 0,
                                          (http2.MAX_WINDOW - http2.DEFAULT_WINDOW).to_bytes(4, "big")))
+    taken = Answer.body_bytes
     started = time.process_time()
     for data in reads:
         protocol.data_received(data)
     elapsed = time.process_time() - started
+    assert Answer.body_bytes - taken == calls * body_kb * 1000 or not body_kb, "the bodies were not taken"
     replies = 1 if body_kb else 3
     assert transport.written >= calls * replies * (9 + 5 + 2), "the replies were not written"   # a DATA frame each
     assert not left_open(), "calls left open"
@@ -243,11 +256,11 @@ async def main() -> None:
     if args.body_kb:
         calls = max(5, 40_000 // args.body_kb)
         for server in servers:
-            results = [run_once(server, calls, 0, args.body_kb) * 1e3 for _ in range(args.rounds)]
+            results = [run_once(server, calls, 0, args.body_kb) * 1e6 for _ in range(args.rounds)]
             label = f"transport ({kind})" if server == "own" else "h2 library server (plain Python)"
             print(f"{label}, a {args.body_kb} KB request body in 64 KB reads: "
-                  f"{statistics.median(results):.2f} ms per call (median of {args.rounds}; "
-                  f"min {min(results):.2f}, max {max(results):.2f})")
+                  f"{statistics.median(results):.0f} µs per call (median of {args.rounds}; "
+                  f"min {min(results):.0f}, max {max(results):.0f})")
         return
     for server in servers:
         run_once(server, 2_000, args.calls_per_read)        # warm up
@@ -262,4 +275,8 @@ async def main() -> None:
 
 
 if __name__ == "__main__":
+    if any(os.environ.get(name) != value for name, value in WORKER_MALLOC.items()):
+        # glibc as a worker runs it (runtime/worker_env.py): without it, every large
+        # message's buffer is a fresh mapping, and the page faults are most of its cost.
+        os.execve(sys.executable, [sys.executable, *sys.argv], {**os.environ, **WORKER_MALLOC})
     asyncio.run(main())

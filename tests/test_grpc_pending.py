@@ -1,5 +1,7 @@
 """A call's pending bytes (transport/grpc_calls.py): the frames' payloads as they came,
-taken off as messages. Whatever the split, the bytes taken are the bytes sent, in order."""
+taken off as messages. Whatever the split, and whether a payload is bytes or a view of
+the read that brought it, the bytes taken are the bytes sent, in order; and the views
+kept past a read's end never pin more than twice what the call holds."""
 
 from __future__ import annotations
 
@@ -11,13 +13,17 @@ from extproc.transport.grpc_calls import Pending
 
 @settings(max_examples=300, deadline=None)
 @given(st.binary(max_size=3000), st.lists(st.integers(1, 700), max_size=12),
-       st.lists(st.integers(0, 900), max_size=12))
-def test_bytes_taken_are_the_bytes_sent_whatever_the_split(data, cuts, takes):
+       st.lists(st.integers(0, 900), max_size=12), st.lists(st.booleans(), max_size=13),
+       st.sets(st.integers(0, 12)))
+def test_bytes_taken_are_the_bytes_sent_whatever_the_split(data, cuts, takes, as_views, read_ends):
     pending, at = Pending(), 0
-    for cut in cuts:                        # the payloads as the frames bring them
-        pending.append(data[at:at + cut])
-        at += cut
-    pending.append(data[at:])
+    read = bytes(data)                      # (the connection's read: immutable)
+    for index, cut in enumerate([*cuts, len(data)]):        # the payloads as the frames bring them
+        piece = memoryview(read)[at:at + cut] if index < len(as_views) and as_views[index] else read[at:at + cut]
+        pending.append(piece)
+        at += len(piece)
+        if index in read_ends:
+            pending.unpin()
     assert len(pending) == len(data)
     taken, left = [], data
     for count in takes:
@@ -33,3 +39,18 @@ def test_bytes_taken_are_the_bytes_sent_whatever_the_split(data, cuts, takes):
     pending.append(b"more")
     pending.clear()
     assert len(pending) == 0 and pending.peek(5) == b""
+
+
+def test_views_of_a_read_stay_while_they_are_most_of_it_and_are_copied_otherwise():
+    read = bytes(range(256)) * 1024               # a 256 KB read
+    whole = Pending()
+    for start in range(0, len(read), 16384):       # a message's frames: all of the read
+        whole.append(memoryview(read)[start:start + 16384])
+    whole.unpin()
+    assert all(type(chunk) is memoryview for chunk in whole.chunks)      # copied once, when taken
+    few = Pending()
+    few.append(memoryview(read)[:2048])            # two small payloads of a read that brought others
+    few.append(memoryview(read)[4096:6144])
+    few.unpin()
+    assert [type(chunk) for chunk in few.chunks] == [bytes, bytes]
+    assert few.take(4096) == read[:2048] + read[4096:6144]

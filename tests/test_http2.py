@@ -21,6 +21,8 @@ from extproc.transport.grpc_h2 import BIDI, CLIENT_STREAM, MESSAGES, UNARY, Grpc
 
 ECHO, SUM, FAIL, HOLD, SHOUT = "/test.T/Echo", "/test.T/Sum", "/test.T/Fail", "/test.T/Hold", "/test.T/Shout"
 CHECK = "/grpc.health.v1.Health/Check"
+SHOUT_PIECES = "/test.T/ShoutPieces"          # large messages handed over as their pieces
+PIECES_FROM = 70_000
 
 
 class Shout:
@@ -68,6 +70,11 @@ class Handlers:
         self.hold_started = asyncio.Event()
         self.events: list = []
         self.made: list[weakref.ref] = []           # every Shout handler made, weakly
+        self.pieces: list[list[type]] = []          # the types of each large message's pieces
+
+    def from_pieces(self, pieces: list) -> BytesValue:
+        self.pieces.append([type(piece) for piece in pieces])
+        return BytesValue.FromString(b"".join(pieces))
 
     def shout(self, call) -> Shout:
         handler = Shout(call, self.events)
@@ -103,6 +110,8 @@ def methods(handlers: Handlers, health_servicer) -> dict:
         FAIL: Method(handlers.fail, BytesValue.FromString, BIDI),
         HOLD: Method(handlers.hold, BytesValue.FromString, BIDI),
         SHOUT: Method(handlers.shout, BytesValue.FromString, MESSAGES),
+        SHOUT_PIECES: Method(handlers.shout, BytesValue.FromString, MESSAGES, pieces_from=PIECES_FROM,
+                             deserialize_pieces=handlers.from_pieces),
         CHECK: Method(health_servicer.Check, health_pb2.HealthCheckRequest.FromString, UNARY),
     }
 
@@ -155,6 +164,24 @@ def test_messages_of_every_size_both_ways_through_flow_control(tmp_path):
             return reply.value
         replies = await asyncio.gather(*(one(i) for i in range(6)))
         assert replies == [bytes([i]) * 3_000_000 for i in range(6)]
+    run(tmp_path, scenario)
+
+
+def test_large_messages_handed_over_as_the_pieces_they_came_in(tmp_path):
+    """A method that takes messages from a size as their pieces gets those (views of the
+    socket's reads among them, the bytes sent in order), and the smaller ones as bytes."""
+    sizes = [0, PIECES_FROM - 10, PIECES_FROM + 5, 1_000_000, 5_000_000]
+
+    async def scenario(channel, handlers, _):
+        call = bytes_stream(channel, SHOUT_PIECES)()
+        for size in sizes:
+            payload = bytes(range(97, 123)) * (size // 26) + b"x" * (size % 26)
+            await call.write(BytesValue(value=payload))
+            assert (await call.read()).value == payload.upper()
+        await call.done_writing()
+        assert await call.read() is grpc.aio.EOF
+        assert len(handlers.pieces) == 3                 # the three from PIECES_FROM on
+        assert any(memoryview in types for types in handlers.pieces)
     run(tmp_path, scenario)
 
 
@@ -400,7 +427,10 @@ class RawConnection:
             self.events.append(("opened", stream_id, dict(headers)))
 
         def data(self, stream_id, data, end):
-            self.events.append(("data", stream_id, data, end))
+            self.events.append(("data", stream_id, bytes(data), end))
+
+        def read_done(self):
+            pass
 
         def reset(self, stream_id):
             self.events.append(("reset", stream_id))

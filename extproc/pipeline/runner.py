@@ -53,7 +53,9 @@ class Pipeline:
         """(stage, its hooks, the Call fields it reads, those it writes), in order."""
         return [(stage.name, stage.hooks(), stage.reads, stage.writes) for stage in self.stages]
 
-    async def handle(self, call: Call, request: ProcessingRequest) -> ProcessingResponse:
+    async def handle(self, call: Call, request: ProcessingRequest, body: bytes | None = None) -> ProcessingResponse:
+        """The reply to one of Envoy's messages; `body`: a request body's, taken out of its
+        message's bytes (request_bodies.py), else read from the message."""
         phase = request.WhichOneof("request")
         started = call.message_started = time.perf_counter()
         reply = call.new_reply()
@@ -71,7 +73,7 @@ class Pipeline:
                         await pending
                 call.stream_over = self.request_only and message.end_of_stream
             elif phase == "request_body":
-                call.raw_body = request.request_body.body
+                call.raw_body = request.request_body.body if body is None else body
                 for hook, _ in self._hooks[phase]:
                     pending = hook(call)
                     if pending is not None:

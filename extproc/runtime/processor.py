@@ -19,6 +19,7 @@ from ..config.envoy_contract import ENVOY_FEATURES_METADATA, ROLE_METADATA, envo
 from ..pipeline.call import Call
 from ..pipeline.outcomes import CANCELLED, GATEWAY_TIMEOUT, Undelivered
 from ..pipeline.protocol import ProcessingRequest, ProcessingResponse
+from ..pipeline.request_bodies import BodyTaken
 from ..transport import eager
 from .processor_aio import AioProcess
 
@@ -83,11 +84,13 @@ class ProcessStream:
         self.before_hang = (0, 0)                   # (made, made_generated) before the first of them
         self.done_held = False                      # the done hooks wait for Envoy's end or the place
 
-    def handle(self, request: ProcessingRequest):
+    def handle(self, request: ProcessingRequest | BodyTaken):
         """The reply to one message (a coroutine)."""
+        if type(request) is BodyTaken:
+            return self.pipeline.handle(self.call, request.request, request.body)
         return self.pipeline.handle(self.call, request)
 
-    def message(self, request: ProcessingRequest):
+    def message(self, request: ProcessingRequest | BodyTaken):
         """grpc_h2's MESSAGES hook, run outside any task (transport/eager.py): the reply, which
         leaves when this read of the socket ends; or, when a hook waits (Redis, a
         plugin), a coroutine of it, which grpc_h2 runs in a task."""

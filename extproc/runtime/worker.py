@@ -12,7 +12,6 @@ import signal
 
 import grpc
 from envoy.service.accesslog.v3 import als_pb2, als_pb2_grpc
-from envoy.service.ext_proc.v3 import external_processor_pb2 as ep
 from envoy.service.ext_proc.v3 import external_processor_pb2_grpc as ep_grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
@@ -22,6 +21,8 @@ from ..credentials import start_minting
 from ..guardrails.plugin import close_unused_channels
 from ..observability import metrics
 from ..observability.span_export import close_exporters, close_unused_exporters
+from ..pipeline.protocol import ProcessingRequest
+from ..pipeline.request_bodies import TAKEN_FROM, parse_request
 from ..stages.pipelines import build_mcp_pipeline, build_pipeline, build_upstream_pipeline
 from ..stages.key_ring import KEY_RING
 from ..stages.cache.lookup import CacheStoreHandle
@@ -202,7 +203,8 @@ async def serve_worker(config_path: str, address: str, health_address: str | Non
         await probe_server.start()
     if config.server.transport == "h2" and address.startswith("unix:"):    # (a TCP address: grpc.aio)
         server = GrpcServer({
-            PROCESS_PATH: Method(processor.open_stream, ep.ProcessingRequest.FromString, MESSAGES),
+            PROCESS_PATH: Method(processor.open_stream, ProcessingRequest.FromString, MESSAGES,
+                                 pieces_from=TAKEN_FROM, deserialize_pieces=parse_request),
             ACCESS_LOG_PATH: Method(cut_log.StreamAccessLogs, als_pb2.StreamAccessLogsMessage.FromString,
                                     CLIENT_STREAM),
             HEALTH_CHECK_PATH: Method(health_servicer.Check, health_pb2.HealthCheckRequest.FromString, UNARY),

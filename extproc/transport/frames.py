@@ -75,9 +75,15 @@ def unpadded(payload: bytes, flags: int) -> bytes:
     fit in the frame is a connection error."""
     if not flags & PADDED:
         return payload
+    start, end = padded_span(payload)
+    return payload[start:end]
+
+
+def padded_span(payload: bytes | memoryview) -> tuple[int, int]:
+    """Where a PADDED frame's data lies in its payload (a DATA frame's may be a view)."""
     if not payload or payload[0] >= len(payload):
         raise ConnectionFault(PROTOCOL_ERROR, "padding longer than the frame")
-    return payload[1:len(payload) - payload[0]]
+    return 1, len(payload) - payload[0]
 
 
 def without_priority(payload: bytes, stream: int) -> bytes:

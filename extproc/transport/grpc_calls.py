@@ -9,7 +9,7 @@ import asyncio
 import logging
 import urllib.parse
 from collections.abc import Coroutine
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 import grpc
 from google.protobuf.message import DecodeError
@@ -38,23 +38,43 @@ class Aborted(Exception):
 
 class Pending:
     """The bytes a call's client sent that are not yet taken: the DATA frames' payloads
-    as they came, joined once per message as it is taken. (Appended to one buffer, a
-    400 KB message in 16 KB frames was copied over as the buffer grew, then twice more
-    as it was taken: 14% of a worker's CPU under 400 KB requests, measured with perf.)"""
+    as they came, joined once per message as it is taken. A payload above 1 KB comes as
+    a view of the read that brought it (http2.py) and stays one while the views kept
+    are at least half of what they pin (`unpin`, at the read's end): a 400 KB message in
+    16 KB frames is copied once, by the join. (Appended to one buffer, it was copied over
+    as the buffer grew, then twice more as it was taken: 14% of a worker's CPU under
+    400 KB requests, measured with perf; each payload copied out of its read, then
+    joined: two copies.)"""
 
-    __slots__ = ("chunks", "size")
+    __slots__ = ("chunks", "size", "viewed")
 
     def __init__(self) -> None:
-        self.chunks: list[bytes] = []
+        self.chunks: list[bytes | memoryview] = []
         self.size = 0
+        self.viewed = False                 # a view appended since the last `unpin`
 
     def __len__(self) -> int:
         return self.size
 
-    def append(self, data: bytes) -> None:
+    def append(self, data: bytes | memoryview) -> None:
         if data:
             self.chunks.append(data)
             self.size += len(data)
+            if not isinstance(data, bytes):
+                self.viewed = True
+
+    def unpin(self) -> None:
+        """At a read's end: the views kept, copied when the reads they pin are more than
+        twice as large as what is kept (a few frames of a read that brought others), so
+        that a call never holds more than twice what its connection's backlog counts."""
+        self.viewed = False
+        pinned, owner = 0, None
+        for chunk in self.chunks:
+            if isinstance(chunk, memoryview) and chunk.obj is not owner:
+                owner = chunk.obj
+                pinned += len(cast(bytes, owner))       # (a read's bytes: http2.py views no other)
+        if pinned > 2 * self.size:
+            self.chunks = [bytes(chunk) if isinstance(chunk, memoryview) else chunk for chunk in self.chunks]
 
     def clear(self) -> None:
         self.chunks.clear()
@@ -64,14 +84,19 @@ class Pending:
         """The first `count` bytes (at most), left in place."""
         first = self.chunks[0] if self.chunks else b""
         if len(first) >= count:
-            return first[:count]
+            return bytes(first[:count])
         return b"".join(self.chunks[:count])[:count]     # (a chunk holds one byte at least)
 
     def take(self, count: int) -> bytes:
         """The first `count` bytes (`count` <= len(self)), taken off."""
+        return b"".join(self.take_pieces(count))     # (one piece of bytes: join hands it back, uncopied)
+
+    def take_pieces(self, count: int) -> list[bytes | memoryview]:
+        """The first `count` bytes, taken off as the pieces they came in (cut where
+        `count` falls), for a reader that copies out only what it keeps."""
         chunks = self.chunks
         self.size -= count
-        taken: list[bytes] = []              # (one piece: join hands it back, uncopied)
+        taken: list[bytes | memoryview] = []
         while count:
             chunk = chunks[0]
             if len(chunk) <= count:
@@ -82,7 +107,7 @@ class Pending:
                 taken.append(chunk[:count])
                 chunks[0] = chunk[count:]
                 count = 0
-        return b"".join(taken)
+        return taken
 
 
 class ConnectionCalls:
@@ -110,15 +135,18 @@ class Call:
     is ready for it: what a call holds is that buffer's length, counted in its
     connection's backlog (ConnectionCalls)."""
 
-    __slots__ = ("calls", "connection", "stream_id", "metadata", "deserialize", "pending", "held", "ended",
+    __slots__ = ("calls", "connection", "stream_id", "metadata", "deserialize", "pieces_from", "deserialize_pieces",
+                 "pending", "held", "ended",
                  "waiter", "headers_sent", "task")
 
-    def __init__(self, calls: ConnectionCalls, stream_id: int, metadata: tuple, deserialize) -> None:
+    def __init__(self, calls: ConnectionCalls, stream_id: int, metadata: tuple, method: Any) -> None:
         self.calls = calls
         self.connection = calls.connection
         self.stream_id = stream_id
         self.metadata = metadata
-        self.deserialize = deserialize
+        self.deserialize = method.deserialize                   # (grpc_h2.Method's)
+        self.pieces_from: int = method.pieces_from
+        self.deserialize_pieces = method.deserialize_pieces
         self.pending = Pending()            # messages arrived and not yet taken, the last maybe in part
         self.held = 0                       # len(pending) as the connection's backlog counts it
         self.ended = False                  # the client half-closed
@@ -161,7 +189,7 @@ class Call:
     async def abort(self, code: grpc.StatusCode, details: str = "") -> None:
         raise Aborted(code.value[0], details)
 
-    def received(self, data: bytes, end: bool) -> None:
+    def received(self, data: bytes | memoryview, end: bool) -> None:
         self.pending.append(data)
         if end:
             self.ended = True
@@ -188,8 +216,18 @@ class Call:
         """The message at the front (`size` bytes with its prefix), parsed; an Aborted for
         one that cannot be."""
         pending = self.pending
-        compressed, body = pending.take(5)[0], pending.take(size - 5)
-        if compressed:                      # Envoy never compresses; nothing here decodes it
+        compressed = pending.take(5)[0]
+        length = size - 5
+        if 0 <= self.pieces_from <= length:
+            pieces = pending.take_pieces(length)
+            if compressed:                  # Envoy never compresses; nothing here decodes it
+                return Aborted(UNIMPLEMENTED, "compressed messages are not supported")
+            try:
+                return self.deserialize_pieces(pieces)
+            except DecodeError:
+                return Aborted(INTERNAL, "could not parse the message")
+        body = pending.take(length)
+        if compressed:
             return Aborted(UNIMPLEMENTED, "compressed messages are not supported")
         try:
             return self.deserialize(body)
@@ -253,13 +291,13 @@ class MessageCall(Call):
 
     __slots__ = ("handler", "over", "waiting")
 
-    def __init__(self, calls: ConnectionCalls, stream_id: int, metadata: tuple, deserialize) -> None:
-        super().__init__(calls, stream_id, metadata, deserialize)
+    def __init__(self, calls: ConnectionCalls, stream_id: int, metadata: tuple, method: Any) -> None:
+        super().__init__(calls, stream_id, metadata, method)
         self.handler: MessageHandler | None = None     # set once the method's handler is made
         self.over = False
         self.waiting: Coroutine | None = None           # an answer's coroutine, until its task runs it
 
-    def received(self, data: bytes, end: bool) -> None:
+    def received(self, data: bytes | memoryview, end: bool) -> None:
         self.pending.append(data)
         if end:
             self.ended = True

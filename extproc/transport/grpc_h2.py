@@ -54,8 +54,12 @@ class Method(NamedTuple):
     # UNARY, CLIENT_STREAM, BIDI: async (request or None, call) -> response or None;
     # MESSAGES: (call) -> a MessageHandler (MessageCall)
     handler: Callable
-    deserialize: Callable[[bytes], Any]
+    deserialize: Callable[[Any], Any]
     kind: str                    # UNARY: one message in; CLIENT_STREAM: one out; BIDI: read/write
+    # Messages of at least `pieces_from` bytes (-1: none) go to `deserialize_pieces` as the
+    # pieces they came in (bytes and views of the reads: it copies out what it keeps).
+    pieces_from: int = -1
+    deserialize_pieces: Any = None          # Callable[[list[bytes | memoryview]], Any]
 
 
 class CallsOnConnection(ConnectionCalls):
@@ -70,6 +74,7 @@ class CallsOnConnection(ConnectionCalls):
         self.calls: dict[int, Call] = {}
         self.backlog = 0                    # bytes its calls hold, arrived and not yet handled
         self.replies_to_hand_over = False   # a reply waiting to leave asks to be handed over
+        self.viewed: list[Call] = []        # the calls handed views of the read (Pending.unpin)
 
     def opened(self, stream_id: int, headers) -> None:
         path, metadata = "", []
@@ -85,14 +90,14 @@ class CallsOnConnection(ConnectionCalls):
                                          end=True)
             return
         if method.kind == MESSAGES:
-            message_call = MessageCall(self, stream_id, tuple(metadata), method.deserialize)
+            message_call = MessageCall(self, stream_id, tuple(metadata), method)
             self.calls[stream_id] = message_call
             try:
                 message_call.handler = method.handler(message_call)
             except Exception:
                 message_call._failed()
             return
-        call = Call(self, stream_id, tuple(metadata), method.deserialize)
+        call = Call(self, stream_id, tuple(metadata), method)
         self.calls[stream_id] = call
         call.task = self.server.track(self._run(call, method))
 
@@ -104,10 +109,19 @@ class CallsOnConnection(ConnectionCalls):
         self.replies_to_hand_over = False
         return self.server.open_calls() <= HAND_OVER_BELOW_CALLS
 
-    def data(self, stream_id: int, data: bytes, end: bool) -> None:
+    def data(self, stream_id: int, data: bytes | memoryview, end: bool) -> None:
         call = self.calls.get(stream_id)
         if call is not None:
             call.received(data, end)
+            if call.pending.viewed and (not self.viewed or self.viewed[-1] is not call):
+                self.viewed.append(call)
+
+    def read_done(self) -> None:
+        if self.viewed:
+            for call in self.viewed:
+                if call.pending.viewed:
+                    call.pending.unpin()
+            self.viewed.clear()
 
     def reset(self, stream_id: int) -> None:
         call = self.calls.pop(stream_id, None)

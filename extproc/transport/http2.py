@@ -30,8 +30,8 @@ from .frames import (ACK, CANCEL, CONTINUATION, DATA, DEFAULT_FRAME, DEFAULT_WIN
                      MAX_HEADER_LIST_SIZE, MAX_WINDOW, NO_ERROR, PADDED, PING, PREFACE, PRIORITY, PRIORITY_FLAG,
                      PROTOCOL_ERROR, PUSH_PROMISE, REFUSED_STREAM, RST_STREAM, SETTINGS, SETTINGS_TIMEOUT,
                      STREAM_CLOSED, WINDOW_UPDATE, ConnectionFault, StreamFault, check_connection_frame,
-                     check_priority, frame, goaway_frame, rst_stream_frame, settings_values, unpadded, window_increment,
-                     window_update_frame, without_priority)
+                     check_priority, frame, goaway_frame, padded_span, rst_stream_frame, settings_values, unpadded,
+                     window_increment, window_update_frame, without_priority)
 from .headers import HeaderBlocks, literal
 from .sending import Application, Limits, Sender, Stream
 
@@ -85,13 +85,35 @@ class Connection(Sender):
     def data_received(self, data: bytes) -> None:
         if self.closed:
             return
-        self.buffer += data
         self.received += len(data)
-        if not self.preface_seen and not self._preface():
-            return
+        buffer = self.buffer
+        if not self.preface_seen:
+            buffer += data
+            if not self._preface():
+                return
+            data = b""
         self.reading = True
         try:
-            self._read_frames()
+            # The frames are read from the read's own bytes: a DATA payload is handed on as
+            # a view of them, and only a frame cut by the read's end is copied (into
+            # `buffer`, completed from the next read). Copying every read into the buffer
+            # and every payload out of it cost two copies of a 400 KB body.
+            read = 0
+            while buffer and not self.closed:
+                missing = _missing(buffer)
+                if missing == 0:
+                    del buffer[:self._read_frames(buffer, 0)]
+                elif read < len(data):
+                    piece = min(missing, len(data) - read)
+                    buffer += memoryview(data)[read:read + piece]
+                    read += piece
+                else:
+                    break
+            if not buffer and read < len(data) and not self.closed:
+                read = self._read_frames(data, read)
+                if read < len(data) and not self.closed:
+                    buffer += memoryview(data)[read:]
+            self.app.read_done()
         except ConnectionFault as fault:
             self.reading = False
             self.close(fault.code, fault.reason)
@@ -121,40 +143,49 @@ class Connection(Sender):
             self.close(PROTOCOL_ERROR, "the connection preface does not go on with SETTINGS")
             return False
         del buffer[:len(PREFACE)]
+        self.position = len(PREFACE)
         self.preface_seen = True
         return True
 
-    def _read_frames(self) -> None:
-        buffer = self.buffer
-        offset, size = 0, len(buffer)
-        start = self.received - size            # the place of buffer[0] in the client's bytes
+    def _read_frames(self, source: bytes | bytearray, offset: int) -> int:
+        """Reads the whole frames of `source` from `offset`; where it stopped (a frame not
+        all there, or the connection closed)."""
+        size = len(source)
+        shared = isinstance(source, bytes)      # immutable: a view of it stays valid
         while size - offset >= HEADER_SIZE:
-            length = int.from_bytes(buffer[offset:offset + 3], "big")
+            length = int.from_bytes(source[offset:offset + 3], "big")
             if length > DEFAULT_FRAME:         # the most the client may send: this server advertises no more
                 raise ConnectionFault(FRAME_SIZE_ERROR, "frame larger than 16384")
             if size - offset - HEADER_SIZE < length:
                 break
-            kind, flags = buffer[offset + 3], buffer[offset + 4]
+            kind, flags = source[offset + 3], source[offset + 4]
             if self.out and kind <= HEADERS and self.app.hand_over():
                 # Before the next message (DATA, HEADERS) is handled, the replies so far
                 # leave and the core goes to the client (Envoy shares it): a burst is
                 # then answered call by call, not all at the read's end.
                 self.flush()
                 os.sched_yield()
-            stream = int.from_bytes(buffer[offset + 5:offset + 9], "big") & MAX_WINDOW
-            # One copy of a long payload (a slice, then bytes: two); the view dies at once,
-            # before the buffer is resized.
-            payload = bytes(memoryview(buffer)[offset + 9:offset + 9 + length]) if length > 1024 else \
-                bytes(buffer[offset + 9:offset + 9 + length])
-            offset += HEADER_SIZE + length
-            self.position = start + offset
+            stream = int.from_bytes(source[offset + 5:offset + 9], "big") & MAX_WINDOW
+            start = offset + HEADER_SIZE
+            offset = start + length
+            self.position += HEADER_SIZE + length
             try:
-                self._frame(kind, flags, stream, payload)
+                if shared and kind == DATA and length > 1024:
+                    # A view: the application copies what it keeps (grpc_calls.Pending), once.
+                    if self.header_block is not None:
+                        raise ConnectionFault(PROTOCOL_ERROR, "a header block interrupted")
+                    self._data(flags, stream, memoryview(source)[start:offset])
+                elif length > 1024:
+                    # One copy (a slice, then bytes: two); the view dies at once, before the
+                    # buffer is resized.
+                    self._frame(kind, flags, stream, bytes(memoryview(source)[start:offset]))
+                else:
+                    self._frame(kind, flags, stream, bytes(source[start:offset]))
             except StreamFault as fault:
                 self._reset(fault.stream, fault.code)
             if self.closed:
                 break
-        del buffer[:offset]
+        return offset
 
     def _frame(self, kind: int, flags: int, stream: int, payload: bytes) -> None:
         if self.header_block is not None and kind != CONTINUATION:
@@ -182,13 +213,14 @@ class Connection(Sender):
             raise ConnectionFault(PROTOCOL_ERROR, "PUSH_PROMISE from a client")
         # unknown types: ignored (RFC 9113 4.1)
 
-    def _data(self, flags: int, stream_id: int, payload: bytes) -> None:
+    def _data(self, flags: int, stream_id: int, payload: bytes | memoryview) -> None:
         length = len(payload)                           # padding included: it counts against windows
         self.unacknowledged += length
         if self.unacknowledged > self.connection_window:
             raise ConnectionFault(FLOW_CONTROL_ERROR, "DATA beyond the connection's window")
         if flags & PADDED:
-            payload = unpadded(payload, flags)
+            first, last = padded_span(payload)
+            payload = payload[first:last]
         stream = self.streams.get(stream_id)
         if stream is None:
             self._not_open(stream_id, "DATA")           # a closed stream's: ignored
@@ -391,3 +423,14 @@ class Connection(Sender):
             self.goaway()
         else:
             self.close(NO_ERROR, "idle")
+
+
+def _missing(buffer: bytearray) -> int:
+    """The bytes the buffer's first frame still lacks: those of its header, then those of
+    its payload (0: it is whole, or too large, which reading it refuses)."""
+    if len(buffer) < HEADER_SIZE:
+        return HEADER_SIZE - len(buffer)
+    length = int.from_bytes(buffer[0:3], "big")
+    if length > DEFAULT_FRAME:
+        return 0
+    return max(0, HEADER_SIZE + length - len(buffer))

@@ -74,7 +74,16 @@ class Application(Protocol):
     `send_headers`, `send_data` and `send_trailers`."""
 
     def opened(self, stream_id: int, headers: tuple) -> None: ...  # (name, value) pairs
-    def data(self, stream_id: int, data: bytes, end: bool) -> None: ...
+
+    def data(self, stream_id: int, data: bytes | memoryview, end: bool) -> None:
+        """A DATA frame's payload; above 1 KB, a view of the bytes read (immutable), which
+        would pin them all: what is kept past the call is copied."""
+        ...
+
+    def read_done(self) -> None:
+        """A read's frames are all told: the views of it kept past now are checked."""
+        ...
+
     def reset(self, stream_id: int) -> None: ...
     def lost(self) -> None: ...
 
