@@ -120,12 +120,15 @@ def reply_to(request, burn_us: float, route_at: str = "request_body", trailers: 
 
 
 def serve(path: str, burn_us: float, transport: str, route_at: str = "request_body", trailers: bool = False) -> None:
-    """The servicer on `transport`: grpc.aio, or the workers' own HTTP/2 (extproc/transport/grpc_h2.py)."""
+    """The servicer on `transport`: grpc.aio, or the workers' own HTTP/2 (extproc/transport/grpc_h2.py),
+    its Process method as the workers serve it (a large request body's message parsed as
+    theirs: pipeline/request_bodies.py)."""
     import grpc
     import uvloop
     from envoy.service.accesslog.v3 import als_pb2
     from envoy.service.ext_proc.v3 import external_processor_pb2 as ep
 
+    from extproc.pipeline.request_bodies import TAKEN_FROM, BodyTaken, parse_request
     from extproc.runtime.worker import ACCESS_LOG_PATH, PROCESS_PATH
     from extproc.transport.grpc_h2 import CLIENT_STREAM, MESSAGES, GrpcServer, Method
 
@@ -150,6 +153,8 @@ def serve(path: str, burn_us: float, transport: str, route_at: str = "request_bo
             return True
 
         def message(self, request):
+            if isinstance(request, BodyTaken):      # (a large body's message, parsed as the workers do)
+                request = request.request
             return reply_to(request, burn_us, route_at, trailers)
 
         def closed(self) -> None:
@@ -157,7 +162,8 @@ def serve(path: str, burn_us: float, transport: str, route_at: str = "request_bo
 
     async def main() -> None:
         if transport == "h2":
-            server = GrpcServer({PROCESS_PATH: Method(Replies, ep.ProcessingRequest.FromString, MESSAGES),
+            server = GrpcServer({PROCESS_PATH: Method(Replies, ep.ProcessingRequest.FromString, MESSAGES,
+                                                      pieces_from=TAKEN_FROM, deserialize_pieces=parse_request),
                                  ACCESS_LOG_PATH: Method(access_logs, als_pb2.StreamAccessLogsMessage.FromString,
                                                          CLIENT_STREAM)})
             await server.start(path)

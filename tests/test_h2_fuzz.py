@@ -282,6 +282,9 @@ def check_bounds(connection: http2.Connection, limits: http2.Limits, calls) -> N
     assert calls.backlog == sum(call.held for call in calls.calls.values())
     assert all(call.held == len(call.pending) for call in calls.calls.values())
     assert set(calls.calls) <= set(connection.streams)        # a call outlives no stream
+    for call in calls.calls.values():                        # the reads its views pin: twice what it holds at most
+        pinned = {id(chunk.obj): len(chunk.obj) for chunk in call.pending.chunks if isinstance(chunk, memoryview)}
+        assert sum(pinned.values()) <= 2 * len(call.pending)
 
 
 def server_frames(written: bytes) -> list[tuple[int, int, int, bytes]]:

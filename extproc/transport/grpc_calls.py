@@ -37,14 +37,13 @@ class Aborted(Exception):
 
 
 class Pending:
-    """The bytes a call's client sent that are not yet taken: the DATA frames' payloads
-    as they came, joined once per message as it is taken. A payload above 1 KB comes as
-    a view of the read that brought it (http2.py) and stays one while the views kept
-    are at least half of what they pin (`unpin`, at the read's end): a 400 KB message in
-    16 KB frames is copied once, by the join. (Appended to one buffer, it was copied over
-    as the buffer grew, then twice more as it was taken: 14% of a worker's CPU under
-    400 KB requests, measured with perf; each payload copied out of its read, then
-    joined: two copies.)"""
+    """The bytes a call's client sent that are not yet taken: the DATA frames' payloads as
+    they came, a long one as a view of the read that brought it (http2.py), joined once
+    per message as it is taken (or handed over as its pieces: `take_pieces`). A 400 KB
+    message in 16 KB frames is so copied once; appended to one buffer, it would be copied
+    over as the buffer grows and again as it is taken (14% of a loaded worker's CPU under
+    400 KB requests, by perf). The views stay while they are at least half of the reads
+    they keep alive (`unpin`)."""
 
     __slots__ = ("chunks", "size", "viewed")
 
@@ -218,19 +217,12 @@ class Call:
         pending = self.pending
         compressed = pending.take(5)[0]
         length = size - 5
-        if 0 <= self.pieces_from <= length:
-            pieces = pending.take_pieces(length)
-            if compressed:                  # Envoy never compresses; nothing here decodes it
-                return Aborted(UNIMPLEMENTED, "compressed messages are not supported")
-            try:
-                return self.deserialize_pieces(pieces)
-            except DecodeError:
-                return Aborted(INTERNAL, "could not parse the message")
-        body = pending.take(length)
-        if compressed:
+        in_pieces = 0 <= self.pieces_from <= length
+        message: Any = pending.take_pieces(length) if in_pieces else pending.take(length)
+        if compressed:                      # Envoy never compresses; nothing here decodes it
             return Aborted(UNIMPLEMENTED, "compressed messages are not supported")
         try:
-            return self.deserialize(body)
+            return self.deserialize_pieces(message) if in_pieces else self.deserialize(message)
         except DecodeError:
             return Aborted(INTERNAL, "could not parse the message")
 

@@ -171,7 +171,8 @@ class Connection(Sender):
             self.position += HEADER_SIZE + length
             try:
                 if shared and kind == DATA and length > 1024:
-                    # A view: the application copies what it keeps (grpc_calls.Pending), once.
+                    # A view of the read, uncopied: what the application keeps of it keeps
+                    # the read alive (grpc_calls.Pending.unpin bounds that).
                     if self.header_block is not None:
                         raise ConnectionFault(PROTOCOL_ERROR, "a header block interrupted")
                     self._data(flags, stream, memoryview(source)[start:offset])
