@@ -1,11 +1,11 @@
 """Envoy's request-body message read with its body taken out of the message's bytes once.
 
-Parsed by protobuf, a 400 KB body was copied twice more after the transport's join: into
-the parsed message, then out of it as `request_body.body` (the getter makes a new bytes
-object). Under load each copy of a body that size costs more than its memcpy: it evicts
-the caches the pipeline's Python runs from (docs/decisions/workers-http2.md). Here the body is
-sliced from the message's bytes (one copy) and protobuf parses what is left, a few bytes
-of flags, metadata and attributes.
+Parsed by protobuf, a body is copied twice more after the transport's join: into the
+parsed message, then out of it as `request_body.body` (the getter makes a new bytes
+object). Under load each copy of a large body costs more than its memcpy: it evicts the
+caches the pipeline's Python runs from (docs/decisions/workers-http2.md). Here the body
+is joined once from the pieces the message came in (or sliced from its bytes), and
+protobuf parses what is left: a few bytes of flags, metadata and attributes.
 
 Only Envoy's own layout takes this path: the `request_body` field first, its `body`
 first in it, nothing after them that protobuf would merge into either (another
