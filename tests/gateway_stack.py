@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import copy
 import inspect
 import json
@@ -113,6 +114,22 @@ def free_ports(count: int) -> int:
             continue
         _handed_out.update(rest)
         return first
+
+
+@contextlib.contextmanager
+def envoy_running(config_path: Path, port: int, env: dict[str, str] | None = None):
+    """Envoy alone on a config a test wrote, until the block ends: for what only Envoy
+    itself can show (its filters, its ext_proc messages), without a gateway."""
+    from extproc.config.envoy_config import envoy_binary
+    envoy = subprocess.Popen([envoy_binary(), "-c", str(config_path), "--concurrency", "1", "--disable-hot-restart",
+                              "--log-level", "error"], env={**os.environ, **(env or {})},
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_for_port(port, process=envoy)
+        yield envoy
+    finally:
+        envoy.terminate()
+        envoy.wait()
 
 
 def wait_for_port(port: int, timeout: float = 15, process: subprocess.Popen | None = None) -> None:

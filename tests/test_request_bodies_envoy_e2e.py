@@ -9,17 +9,14 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
-import os
-import subprocess
 import threading
 from pathlib import Path
 
 import httpx
 import pytest
 from envoy.service.ext_proc.v3 import external_processor_pb2 as ep
-from gateway_stack import free_port, wait_for_port
+from gateway_stack import envoy_running, free_port
 
-from extproc.config.envoy_config import envoy_binary
 from extproc.config.envoy_mcp import AGGREGATOR_SECRET_ENV
 from extproc.pipeline.request_bodies import TAKEN_FROM, BodyTaken, parse_request
 from extproc.runtime.worker import PROCESS_PATH
@@ -80,15 +77,10 @@ def envoy_url(tmp_path_factory):
                     endpoint["endpoint"]["address"]["pipe"]["path"] = socket
     path = workdir / "envoy.json"
     path.write_text(json.dumps(config))
-    envoy = subprocess.Popen([envoy_binary(), "-c", str(path), "--concurrency", "1", "--disable-hot-restart",
-                              "--log-level", "error"], env={**os.environ, AGGREGATOR_SECRET_ENV: "bodies-test"},
-                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        wait_for_port(port, process=envoy)
-        yield f"http://127.0.0.1:{port}/v1/chat/completions"
+        with envoy_running(path, port, {AGGREGATOR_SECRET_ENV: "bodies-test"}):
+            yield f"http://127.0.0.1:{port}/v1/chat/completions"
     finally:
-        envoy.terminate()
-        envoy.wait()
         asyncio.run_coroutine_threadsafe(server.stop(0), loop).result(10)
         loop.call_soon_threadsafe(loop.stop)
         serving.join(5)

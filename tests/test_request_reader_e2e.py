@@ -12,17 +12,15 @@ answers at once with what the reader set."""
 from __future__ import annotations
 
 import json
-import subprocess
 from pathlib import Path
 
 import httpx
 import pytest
 import yaml
-from gateway_stack import free_port, wait_for_port
+from gateway_stack import envoy_running, free_port
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from extproc.config.envoy_config import envoy_binary
 from property_examples import examples
 from extproc.yamltree import safe_load    # libyaml: the Envoy config in a tenth of the time
 
@@ -79,14 +77,8 @@ def envoy_url(tmp_path_factory):
                                                   ".Router"}}]}}]}]}]}}
     path = workdir / "envoy.yaml"
     path.write_text(yaml.safe_dump(config))
-    envoy = subprocess.Popen([envoy_binary(), "-c", str(path), "--concurrency", "1", "--disable-hot-restart",
-                              "--log-level", "error"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        wait_for_port(port, process=envoy)
+    with envoy_running(path, port):
         yield f"http://127.0.0.1:{port}/v1/chat/completions"
-    finally:
-        envoy.terminate()
-        envoy.wait()
 
 
 def read_by_envoy(url: str, body: bytes) -> dict:

@@ -54,7 +54,7 @@ class Method(NamedTuple):
     # UNARY, CLIENT_STREAM, BIDI: async (request or None, call) -> response or None;
     # MESSAGES: (call) -> a MessageHandler (MessageCall)
     handler: Callable
-    deserialize: Callable[[Any], Any]
+    deserialize: Callable[[bytes], Any]
     kind: str                    # UNARY: one message in; CLIENT_STREAM: one out; BIDI: read/write
     # Messages of at least `pieces_from` bytes (-1: none) go to `deserialize_pieces` as the
     # pieces they came in (bytes and views of the reads: it copies out what it keeps).

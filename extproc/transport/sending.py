@@ -76,8 +76,8 @@ class Application(Protocol):
     def opened(self, stream_id: int, headers: tuple) -> None: ...  # (name, value) pairs
 
     def data(self, stream_id: int, data: bytes | memoryview, end: bool) -> None:
-        """A DATA frame's payload; above 1 KB, a view of the bytes read (immutable), which
-        would pin them all: what is kept past the call is copied."""
+        """A DATA frame's payload; above 1 KB, a view of the bytes read (immutable): kept,
+        it keeps the whole read alive, which `read_done` is the place to bound."""
         ...
 
     def read_done(self) -> None:
