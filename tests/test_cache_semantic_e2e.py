@@ -39,11 +39,14 @@ def _config() -> dict:
 
 def _warmed(stack: GatewayStack) -> GatewayStack:
     """The stack once its mock's embedding model is loaded (~0.3 s on its first call, which
-    a deployed provider's endpoint never makes its callers wait): one question answered."""
+    a deployed provider's endpoint never makes its callers wait) and its first search made
+    (a replica's first reads its copy of the vectors from the store): one question answered
+    within the bound. A slow first embedding or search on a loaded host is a miss, tried again."""
     for _ in range(5):
         warm = _ask(stack, "Is the service warm?", _system())
         record = stack.wait_for_record(warm.headers["x-request-id"])
-        assert warm.status_code == 200 and record.get("cache_semantic") in (None, "no embedding: timeout"), record
+        assert warm.status_code == 200 and record.get("cache_semantic") in (
+            None, "no embedding: timeout", "timeout"), record
         if "cache_semantic" not in record:
             return stack
     raise AssertionError(f"the embedding model never answered in time: {record}")
