@@ -1,6 +1,6 @@
 """Replies' dynamic metadata: filled by protocol._fill, a faster Struct.update, which must
 give Envoy exactly what the library would (Envoy's access log, headers and failover
-read these fields)."""
+read these fields). Envoy's header lists read as the stages see them."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from google.protobuf import struct_pb2
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from extproc.pipeline.protocol import Reply
+from extproc.pipeline.protocol import Reply, ep, header_map
 
 _SCALARS = st.none() | st.booleans() | st.integers(-2**60, 2**60) | \
     st.floats(allow_nan=False) | st.text(max_size=20)
@@ -41,3 +41,27 @@ def test_usage_metadata_keeps_its_types():
     assert fields["backend"].string_value == "mock"
     assert fields["cost"].number_value == 0.25
     assert fields["headers"].struct_value.fields["x-gateway-backend"].string_value == "mock"
+
+
+_NAMES = st.sampled_from([":path", ":method", "authorization", "x-request-id", "cookie", "accept"])
+_HEADERS = st.lists(st.tuples(_NAMES, st.binary(max_size=12), st.text(max_size=12)), max_size=8)
+
+
+def _read_one_by_one(listed) -> dict[str, str]:
+    """Each header in turn: its raw value (else its value), a repeated name's values joined."""
+    result: dict[str, str] = {}
+    for key, raw, value in listed:
+        text = raw.decode("utf-8", "replace") if raw else value
+        result[key] = f"{result[key]},{text}" if key in result else text
+    return result
+
+
+@settings(max_examples=300, deadline=None)
+@given(_HEADERS)
+def test_a_header_list_reads_as_each_header_in_turn(listed):
+    """Envoy sends raw values; a repeated name, an empty raw value beside a value, and
+    bytes that are not UTF-8 read as they would one header at a time."""
+    message = ep.HttpHeaders()
+    for key, raw, value in listed:
+        message.headers.headers.add(key=key, raw_value=raw, value=value)
+    assert header_map(message) == _read_one_by_one(listed)

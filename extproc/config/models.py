@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Mapping
 
 from ..api.prices import UNKNOWN_MAX_OUTPUT_TOKENS, Price, shipped_max_output, shipped_price
@@ -46,6 +46,8 @@ class Model:
     # A virtual model's streamed call: each attempt whose response headers have not come
     # within this is given up by Envoy, and the next backend tried (config/envoy_gen.py).
     first_byte_timeout_ms: int = 0
+    # output_ceiling's answer for each caller dialect: a budget asks it on every call.
+    _ceilings: dict = field(default_factory=dict, init=False, compare=False, hash=False, repr=False)
 
     @property
     def primary(self) -> Backend:
@@ -69,6 +71,12 @@ class Model:
         backend answers, and whether that is known. A backend of the other dialect that
         needs a cap (Anthropic's) gets its provider's `default_max_tokens` from the
         translation; a backend whose maximum nobody gave counts as UNKNOWN_MAX_OUTPUT_TOKENS."""
+        found = self._ceilings.get(caller_dialect)
+        if found is None:
+            found = self._ceilings[caller_dialect] = self._output_ceiling(caller_dialect)
+        return found
+
+    def _output_ceiling(self, caller_dialect: str) -> tuple[int, bool]:
         ceiling, known = 0, True
         for backend in self.backends:
             most = backend.max_output_tokens

@@ -92,8 +92,13 @@ _EMPTY = {
 
 def header_map(headers: ep.HttpHeaders) -> dict[str, str]:
     """Envoy's header list as a dict of lower-case names (repeated names joined with ',')."""
-    result: dict[str, str] = {}
-    for header in headers.headers.headers:
+    listed = headers.headers.headers
+    # Envoy sends every value as raw_value; a name is rarely repeated (then joined below).
+    result = {header.key: header.raw_value.decode("utf-8", "replace") for header in listed}
+    if len(result) == len(listed) and all(result.values()) or not listed:
+        return result
+    result = {}
+    for header in listed:
         value = header.raw_value.decode("utf-8", "replace") if header.raw_value else header.value
         key = header.key
         result[key] = f"{result[key]},{value}" if key in result else value

@@ -196,11 +196,14 @@ class Budget(Stage):
         self.exhausted = exhausted or ExhaustedCounters()
 
     async def request_body(self, call: Call) -> None:
-        limits = limits_of(call)
-        if call.body is None or not call.endpoint.generates or not _any_applies(limits, call.key):
+        if call.body is None or not call.endpoint.generates:
+            return
+        # The limits the caller falls in, found once (each charge's counter is named below).
+        limits = [limit for limit in limits_of(call) if limit.scope_value(call.key) is not None]
+        if not limits:
             return
         if not call.model.fully_priced:
-            charging_usd = [limit for limit in limits if limit.kind == "usd" and limit.scope_value(call.key) is not None]
+            charging_usd = [limit for limit in limits if limit.kind == "usd"]
             if charging_usd:     # at $0 it would never be charged: refuse rather than let it run free
                 raise model_not_priced(call.model.name, charging_usd[0].name)
         # A call that sets no output cap is reserved up to its model's maximum output, or
@@ -208,7 +211,7 @@ class Budget(Stage):
         # case (or when nobody knows the model's maximum), and then told so.
         field = call.codec.output_cap_field
         uncapped = field is not None and call.codec.max_output_tokens(call.body) is None and \
-            any(limit.kind in ("tokens", "usd") and limit.scope_value(call.key) is not None for limit in limits)
+            any(limit.kind in ("tokens", "usd") for limit in limits)
         ceiling, known = call.model.output_ceiling(call.dialect) if uncapped else (0, True)
         each = ceiling if uncapped else None
         rid = reservation_id(call)
@@ -260,7 +263,8 @@ class Budget(Stage):
         model = call.model
         prompt = call.prompt_tokens()
         output = call.output_cap() if each is None else each * call.codec.answers_per_request(call.body)
-        usd = max(model.cost(b, Usage(prompt, output)) for b in model.backends)
+        usage, backends = Usage(prompt, output), model.backends
+        usd = model.cost(backends[0], usage) if len(backends) == 1 else max(model.cost(b, usage) for b in backends)
         return prompt + output, usd
 
     @staticmethod
