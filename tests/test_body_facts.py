@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pytest
 
-from extproc.pipeline import call as call_module
+from extproc.pipeline import prompt_tokens as prompt_tokens_module
 from extproc.stages.guard import request as guard_request
 from test_guard_parts_absent import deadlines_always_past, runtime_with_open_text_rules, send
 
@@ -39,7 +39,7 @@ def test_a_clean_history_resent_passes_with_the_same_verdicts_and_tokens_unread(
     tokens = first.prompt_tokens()
     # From now on a read or a count fails the test: the facts answer.
     monkeypatch.setattr(guard_request, "request_texts", lambda *args: pytest.fail("read again"))
-    monkeypatch.setattr(call_module, "count_prompt", lambda *args: pytest.fail("counted again"))
+    monkeypatch.setattr(prompt_tokens_module, "count_prompt", lambda *args: pytest.fail("counted again"))
     for _ in range(2):
         reply, again = send(runtime, body)
         assert not reply.HasField("immediate_response"), reply.immediate_response.body

@@ -103,3 +103,11 @@ def count_prompt(texts: list[str], messages: int, encoding: str = "o200k_base") 
     if messages:
         total += messages * _PER_MESSAGE + _REPLY_PRIMING
     return total
+
+
+def count_more(texts: list[str], messages: int, messages_before: int, encoding: str = "o200k_base") -> int:
+    """The tokens `texts` and `messages` more add to a prompt of `messages_before` messages
+    (count_prompt of the whole, less count_prompt of the part before: the reply is
+    primed once)."""
+    added = count_prompt(texts, messages, encoding)
+    return added - _REPLY_PRIMING if messages and messages_before else added

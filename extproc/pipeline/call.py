@@ -6,11 +6,11 @@ import time
 from typing import Any, TypeVar
 
 from ..api.openai import Endpoint
-from ..api.tokens import count_prompt
 from ..api.usage import Usage
 from ..config.filter_config import GatewayConfig, VirtualKey
 from ..config.models import Backend, Model
 from ..dialects import CODECS, Codec, Dialect, dialect_for_path, dialect_named
+from .prompt_tokens import prompt_tokens_of
 from .protocol import Reply
 
 
@@ -168,17 +168,10 @@ class Call:
         """Prompt tokens counted offline, once per call (guardrail caps and budgets share it)."""
         cached = self._prompt_tokens
         if cached is None:
-            codec = self.codec
-            encoding = self.model.encoding if self.model else "o200k_base"
-            facts = self.body_facts if not self.body_changed else None
-            fact = ("prompt_tokens", codec.kind, encoding)
-            cached = facts.get(fact) if facts is not None else None
-            if cached is None:
-                texts, messages = codec.prompt_texts(self.body)
-                cached = count_prompt(texts, messages, encoding) + codec.prompt_token_ids(self.body)
-                if facts is not None:
-                    facts[fact] = cached
-            self._prompt_tokens = cached
+            unchanged = not self.body_changed
+            cached = self._prompt_tokens = prompt_tokens_of(
+                self.codec, self.body, self.model.encoding if self.model else "o200k_base",
+                self.body_facts if unchanged else None, self.body_grown if unchanged else None)
         return cached
 
     def output_cap(self) -> int:
