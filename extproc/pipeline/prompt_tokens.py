@@ -11,8 +11,7 @@ Without it, every turn walked and looked up the whole history again (~150 µs a 
 
 from __future__ import annotations
 
-from typing import Any
-
+from ..api.resent_values import Grown
 from ..api.tokens import count_more, count_prompt
 from ..dialects import Codec
 
@@ -21,22 +20,22 @@ from ..dialects import Codec
 _COUNTED = "prompt_counted"
 
 
-def prompt_tokens_of(codec: Codec, body: dict, encoding: str, facts: dict | None, grown: Any) -> int:
+def prompt_tokens_of(codec: Codec, body: dict, encoding: str, facts: dict | None, grown: Grown | None) -> int:
     """The prompt tokens of `body` (its bytes unchanged when `facts` is given: what the
     stages found of them, and `grown`, what they grew from, or None)."""
     key = (_COUNTED, codec.kind, encoding)
     counted = facts.get(key) if facts is not None else None
-    if counted is None and facts is not None and grown is not None:
-        counted = _grown(codec, body, encoding, grown, key)
     if counted is None:
-        texts, messages = codec.prompt_texts(body)
-        counted = (count_prompt(texts, messages, encoding), messages, _arrays(body) if facts is not None else None)
-    if facts is not None:
-        facts[key] = counted
+        counted = _grown(codec, body, encoding, grown, key) if facts is not None and grown is not None else None
+        if counted is None:
+            texts, messages = codec.prompt_texts(body)
+            counted = (count_prompt(texts, messages, encoding), messages, _arrays(body) if facts is not None else None)
+        if facts is not None:
+            facts[key] = counted
     return counted[0] + codec.prompt_token_ids(body)
 
 
-def _grown(codec: Codec, body: dict, encoding: str, grown: Any, key: tuple) -> tuple | None:
+def _grown(codec: Codec, body: dict, encoding: str, grown: Grown, key: tuple) -> tuple | None:
     """The count of a body grown from a counted one by new items alone, or None when the
     body before was not counted, the items after its last kept one were replaced, or the
     members after the array are the new body's own."""
