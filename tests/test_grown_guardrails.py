@@ -60,14 +60,31 @@ def near_the_new_turns(messages: list[dict], first: int, new_from: int) -> bool:
 
 
 def reads(monkeypatch) -> list:
-    """The texts each grown read takes: (first, last) of each run read."""
+    """The runs of texts each grown read takes: (the texts it read among, first, last)."""
     runs, real = [], known.read_run
 
     def recorded(detector, texts, first, last, out):
-        runs.append((len(texts), first, last))
+        runs.append((list(texts), first, last))
         return real(detector, texts, first, last, out)
     monkeypatch.setattr(known, "read_run", recorded)
     return runs
+
+
+def read_turns(runs: list, *bodies: dict) -> list[tuple[int, int]]:
+    """Each run as the messages it read, (first, last) (a seam alone: (j, j - 1)), each text
+    found among the messages of `bodies` (the body sent, and as its rules redacted it)."""
+    index_of: dict[str, int] = {}
+    for body in bodies:
+        for index, message in enumerate(body["messages"]):
+            index_of.setdefault(message["content"], index)
+    turns = []
+    for texts, first, last in runs:
+        if last >= first:
+            turns.append((index_of[texts[first]], index_of[texts[last]]))
+        else:
+            after = index_of[texts[first - 1]] + 1
+            turns.append((after, after - 1))
+    return turns
 
 
 @pytest.mark.parametrize("case, before, turns, last, expected", [
@@ -89,6 +106,7 @@ def test_a_grown_turn_gets_what_a_whole_read_gets(runtimes, monkeypatch, case, b
     next_body = grown(body, *turns, last=last)
     reply, call = send(runtime, next_body)
     assert call.body_grown is not None, "read as the body before it, grown"
+    grown_runs = read_turns(runs, next_body, call.body)
     whole_reply, whole = send(fresh(folder, "whole"), next_body)
     assert verdicts(call) == verdicts(whole), case
     assert reply.HasField("immediate_response") == whole_reply.HasField("immediate_response")
@@ -98,8 +116,6 @@ def test_a_grown_turn_gets_what_a_whole_read_gets(runtimes, monkeypatch, case, b
         assert EMAIL.encode() not in (sent_body(reply) or b"")
     # Only the new turns were read (a rewritten last turn is new), each with its neighbours
     # (after a redaction, the next rules read the texts it changed, as any body's).
-    grown_runs = [(first_index, last_index) for count, first_index, last_index in runs
-                  if count == len(next_body["messages"])]
     redacted = ("pii", "redacted") in verdicts(call)
     assert grown_runs and min(first_index for first_index, _ in grown_runs) >= 40 - (last is not None or redacted)
 
@@ -133,12 +149,11 @@ def test_a_turn_grown_from_a_body_that_was_redacted_gets_what_a_whole_read_gets(
     next_body = grown(body, *turns, last=last)
     reply, call = send(runtime, next_body)
     assert call.body_grown is not None
+    firsts = [first_index for first_index, _ in read_turns(runs, next_body, call.body)]
     whole_reply, whole = send(fresh(folder, "whole"), next_body)
     assert verdicts(call) == verdicts(whole) and ("pii", "redacted") in verdicts(call), case
     assert sent_body(reply) == sent_body(whole_reply) and EMAIL.encode() not in sent_body(reply)
     assert call.body_bytes == sent_body(reply), "the redacted items written into the bytes as sent"
-    count = len(next_body["messages"])
-    firsts = [first_index for texts, first_index, _ in runs if texts == count]
     assert firsts and min(firsts) >= len(body["messages"]) - 2, "only the new turns and the edge read"
 
 
@@ -151,7 +166,8 @@ def test_a_redacted_session_reads_only_what_is_new_turn_after_turn(runtimes, mon
         body = grown(body, f"Step {turn} of the redacted session: go on with the plan.")
         reply, call = send(runtime, body)
         assert call.body_grown is not None and ("pii", "redacted") in verdicts(call)
-        assert all(near_the_new_turns(body["messages"], first, len(body["messages"]) - 1) for _, first, _ in runs), \
+        assert all(near_the_new_turns(body["messages"], first, len(body["messages"]) - 1)
+                   for first, _ in read_turns(runs, body, call.body)), \
             "only each turn's new text, and the seams of short old turns near it"
         runs.clear()
     # The same bytes again (a retry): the findings without a read, the same body sent.
@@ -173,7 +189,7 @@ def test_an_old_turn_redacted_otherwise_than_before_is_new_to_the_rules_after(ru
     next_body = grown(body, "gmail.com as well, please.")
     reply, call = send(runtime, next_body)
     old_turn = len(body["messages"]) - 1
-    assert [first for texts, first, _ in runs if texts == old_turn + 2] == [old_turn + 1, old_turn], \
+    assert [first for first, _ in read_turns(runs, next_body, call.body)] == [old_turn + 1, old_turn], \
         "pii reads the new turn; the rule after it, the old turn it redacted anew too"
     _, whole = send(fresh(folder, "whole"), next_body)
     assert call.body_grown is not None and verdicts(call) == verdicts(whole)
@@ -251,10 +267,12 @@ def test_a_session_passes_turn_after_turn_reading_only_what_is_new(runtimes, mon
         reply, call = send(runtime, body)
         assert call.body_grown is not None and not reply.HasField("immediate_response")
         assert all(verdict == "passed" for _, verdict in verdicts(call))
-    count = len(body["messages"])
-    assert max(last for texts, _, last in runs if texts == count) == count - 1
-    assert all(near_the_new_turns(body["messages"], first, texts - 1) for texts, first, _ in runs), \
-        "only each turn's new text, and the seams of short old turns near it"
+        turns = read_turns(runs, body, call.body)
+        count = len(body["messages"])
+        assert max(last for _, last in turns) == count - 1
+        assert all(near_the_new_turns(body["messages"], first, count - 1) for first, _ in turns), \
+            "only each turn's new text, and the seams of short old turns near it"
+        runs.clear()
     # A pipeline that never saw the session reads the last body whole, to the same verdicts.
     _, whole = send(fresh(folder, "whole"), body)
     assert verdicts(whole) == verdicts(call)

@@ -129,7 +129,7 @@ class Lookup:
 
     def __init__(self, guardrail_digest: str, texts: list[str], known: KnownFindings = KNOWN,
                  digests: TextDigests | None = None, states: list[int] | None = None,
-                 before: list | None = None, resent: bool = False) -> None:
+                 before: list | None = None, resent: bool = False, part: bool = False) -> None:
         self.texts, self.known = texts, known
         self.keys: list[bytes | None]
         self.found: list[list[Finding] | None]
@@ -140,7 +140,7 @@ class Lookup:
             self.keys, self.found = [None] * len(texts), [None] * len(texts)
             return
         prefix = _prefix(guardrail_digest)
-        if states is not None and self._grown(prefix, states, digests, before, resent):
+        if states is not None and self._grown(prefix, states, digests, before, resent, part):
             return
         if len(texts) < MANY_TEXTS:
             of, get = (digests.of if digests is not None else text_digest), known.get
@@ -168,7 +168,7 @@ class Lookup:
                       for f, key in zip(known.get_many(keys), keys)]
 
     def _grown(self, prefix: bytes, states: list[int], digests: TextDigests | None,
-               before: list | None = None, resent: bool = False) -> bool:
+               before: list | None = None, resent: bool = False, part: bool = False) -> bool:
         """The texts of a body grown from one this rule's policy read, each marked
         (grown_states: NEW, or where it lay in the body before, BEFORE or AFTER the new
         items). The texts of the body before and the seams between them were read then:
@@ -180,7 +180,9 @@ class Lookup:
         near a seam that changed is read again as new. `resent`: the body before's very
         bytes, every text where it lay, none new. False, and nothing set, when a new text
         is known by itself (a tool result met before): its seams are not, and the
-        per-text path reads them."""
+        per-text path reads them; but not for `part` of the conversation (the texts from
+        known_runs.reach_start on, after the old ones with a finding), whose neighbours
+        are not all there to read a seam with: such a text is read as new."""
         texts, get = self.texts, self.known.get
         of = digests.of if digests is not None else text_digest
         found: list[list[Finding] | None] = [[] for _ in texts] if before is None else \
@@ -192,7 +194,7 @@ class Lookup:
         keys: list[bytes | None] = [None] * len(texts)
         for index in fresh:
             key = keys[index] = prefix + of(texts[index])
-            if get(key) is not None:
+            if not part and get(key) is not None:
                 return False
         for index in fresh:
             found[index] = None
@@ -263,10 +265,13 @@ class Lookup:
         if self.clean:
             return out
         new = [i for i, found in enumerate(out) if found is None]
+        # Whether a read found anything at all, in the known text around a run too: a
+        # detector that may stop at its first finding may then have stopped before the run.
+        stopped = False
         if self.grown is not None:      # the seams of known texts were read with them: none to look up
             for first, last in reads(new, self.grown, texts):
-                read_run(detector, texts, first, last, out)
-            _remember(known, self.keys, texts, out, new, complete)
+                stopped |= read_run(detector, texts, first, last, out)
+            _remember(known, self.keys, texts, out, new, complete, stopped)
             return out
         seams = _seam_keys(self.keys, texts)
         missing = [j for j, found in enumerate(known.get_many(seams), 1) if found is None]  # texts j-1, j
@@ -276,9 +281,9 @@ class Lookup:
             found = self.found
             unread = [j for j in missing if found[j - 1] is not None and found[j] is not None]
             for first, last in reads(new, unread, texts):
-                read_run(detector, texts, first, last, out)
-        _remember(known, self.keys, texts, out, new, complete)
-        _remember_seams(known, seams, missing, texts, out, new, complete)
+                stopped |= read_run(detector, texts, first, last, out)
+        _remember(known, self.keys, texts, out, new, complete, stopped)
+        _remember_seams(known, seams, missing, texts, out, new, complete, stopped)
         self._clean_whole(out)
         return out
 
@@ -322,7 +327,8 @@ def find_known_or_new(detector, guardrail_digest: str, texts: list[str],
     return Lookup(guardrail_digest, texts, known, digests).find(detector, complete)
 
 
-def _remember(known: KnownFindings, keys: list, texts: list[str], found: list, read, complete: bool) -> None:
+def _remember(known: KnownFindings, keys: list, texts: list[str], found: list, read, complete: bool,
+              stopped: bool = False) -> None:
     """Keeps the findings of the texts just read, those a text holds alone: an entry is
     keyed by one text, and serves it next to any neighbour, in any conversation.
 
@@ -334,8 +340,10 @@ def _remember(known: KnownFindings, keys: list, texts: list[str], found: list, r
 
     With a detector that may stop at its first finding (prompt injection does), a text is
     known clean only when the read found nothing at all: in a read that found something,
-    a text without findings may never have been looked at, and is read again next time."""
-    anything = not complete and any(found[i] for i in read)
+    a text without findings may never have been looked at, and is read again next time.
+    `stopped`: a read found something in the known text around the new (an injection in
+    the turn before a new one): it may have stopped there, before the new texts."""
+    anything = not complete and (stopped or any(found[i] for i in read))
     for i in read:
         findings = found[i]
         if keys[i] is None or (anything and not findings):
@@ -378,12 +386,13 @@ def _seam_keys(keys: list, texts: list[str]) -> list[int]:
 
 
 def _remember_seams(known: KnownFindings, seams: list[int], missing: list[int], texts: list[str],
-                    found: list, read, complete: bool) -> None:
+                    found: list, read, complete: bool, stopped: bool = False) -> None:
     """Keeps the seams this request read side by side that were not known, but a seam a
     finding touches (its texts are read again next time anyway) and, for a detector that
-    may stop at its first finding, any seam of a read that found something or of a text
-    with findings (the read may have stopped before the seam)."""
-    if not complete and any(found[i] for i in read):
+    may stop at its first finding, any seam of a read that found something (`stopped`: in
+    the known text around the new too) or of a text with findings (the read may have
+    stopped before the seam)."""
+    if not complete and (stopped or any(found[i] for i in read)):
         return
     put = known.put
     for j in missing:

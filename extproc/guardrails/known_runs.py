@@ -39,13 +39,15 @@ def reads(new: list[int], seams: list[int], texts: list[str]) -> list[tuple[int,
     return reads
 
 
-def read_run(detector, texts: list[str], first: int, last: int, out: list) -> None:
+def read_run(detector, texts: list[str], first: int, last: int, out: list) -> bool:
     """Reads a run of new texts (first to last; none when last is first - 1: a seam alone)
     between SEAM characters of the conversation on either side (as many texts as make
     them: a value may be cut across a short one); findings in the run are the run's; a
     finding that runs from the run into a neighbour, through every text between, is added
     to the neighbour for this request (its entry holds its findings alone; the run's text
-    at that seam is not remembered, so the seam is read again on every turn: known.py's `_remember`)."""
+    at that seam is not remembered, so the seam is read again on every turn: known.py's `_remember`).
+    True when the read found anything, in the neighbours' characters too: a detector that
+    may stop at its first finding may have stopped there, before the run's texts."""
     run = range(first, last + 1)
     before, after = _window(texts, first - 1, -1), _window(texts, last + 1, 1)
     pieces = [texts[i][start:] for i, start in before] + [texts[i] for i in run] + \
@@ -69,6 +71,7 @@ def read_run(detector, texts: list[str], first: int, last: int, out: list) -> No
         reaching = stop == 0 or any(f.end == stop for f in crossing)
     for i, findings in zip(run, found[len(before):len(found) - len(after)]):
         out[i] = findings if out[i] is None else out[i] + [f for f in findings if f not in out[i]]
+    return any(found)
 
 
 def _window(texts: list[str], index: int, step: int) -> list[tuple[int, int]]:
@@ -135,6 +138,32 @@ def changes(states: list[int], texts: list[str], found: list | None) -> tuple[li
         todo = [j for i in marked for j in (i, i + 1) if 0 < j <= count and j not in changed]
         changed.update(todo)
     return states, sorted(changed)
+
+
+def reach_start(states: list[int], texts: list[str], has_finding=None, resent: bool = False) -> int:
+    """Where what a grown body's read can reach begins: every text before it is old
+    (BEFORE) and out of reach of the change, and a read of the texts from it on finds what
+    a read of them all finds. That is the start of the first run, going back from the
+    first text that is not BEFORE, of old texts without a finding (`has_finding(i)`;
+    None: no text has one) holding 2 x SEAM characters: a changed seam's neighbours
+    (`changes`, `seams_near`) lie within SEAM of it, a read's window (`read_run`) SEAM
+    further, and a text without a finding is never marked, so nothing reaches past such a
+    run. 0 when there is none (every text may be reached); len(texts) for the same bytes
+    resent, where nothing changed and nothing is read."""
+    count = len(texts)
+    if resent:
+        return count
+    marks = bytes(states)
+    first = min(at for at in (marks.find(_NEW), marks.find(_AFTER), count) if at >= 0)
+    clean = 0
+    for index in range(first - 1, -1, -1):
+        if has_finding is not None and has_finding(index):
+            clean = 0
+            continue
+        clean += len(texts[index])
+        if clean >= 2 * SEAM:
+            return index
+    return 0
 
 
 def _near(texts: list[str], j: int):

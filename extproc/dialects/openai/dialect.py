@@ -122,14 +122,18 @@ class Chat(Translating, _OpenAICodec):
 
     def request_parts(self, body: dict, paths: list[tuple]) -> list[str]:
         """Each message's part read once from its role, then each path's by its message: an
-        agent's history of ~100 messages looked up path by path cost ~0.1 ms a call."""
+        agent's history of ~100 messages looked up path by path cost ~0.1 ms a call. Only
+        the messages the paths lie in: a grown body's rules ask of its new turns alone."""
         messages = body.get("messages")
-        by_message = [_role_part(message) for message in messages] if isinstance(messages, list) else []
+        count = len(messages) if isinstance(messages, list) else 0
+        by_message: dict[int, str] = {}
         parts = []
         for path in paths:
-            if len(path) >= 2 and path[0] == "messages" and isinstance(path[1], int) \
-                    and 0 <= path[1] < len(by_message):
-                parts.append(by_message[path[1]])
+            if len(path) >= 2 and path[0] == "messages" and isinstance(path[1], int) and 0 <= path[1] < count:
+                part = by_message.get(path[1])
+                if part is None:
+                    part = by_message[path[1]] = _role_part(messages[path[1]])
+                parts.append(part)
             else:
                 parts.append(self.request_part(body, path))
         return parts

@@ -12,6 +12,7 @@ from operator import is_
 
 from ...guardrails.config import Guardrail
 from ...guardrails.known import AFTER, BEFORE, NEW
+from ...guardrails.known_runs import reach_start
 from ...guardrails.walk import KEY_NAME
 from ...pipeline.call import Call
 
@@ -106,3 +107,32 @@ def redacted_items(items: set, array: str, paths: list[tuple], found: list | Non
                 return None
             items.add(path[1])
     return items
+
+
+class Reach:
+    """The slots of a grown body a rule reading it as grown needs, for one `states`: the
+    old ones with a finding in the body before (they get it, and its redaction, again),
+    and those from where the change's reach begins (known_runs.reach_start); `slots` is
+    None when that is all of them. The others are old, clean and out of reach: a read of
+    every slot gives them nothing. Also, for the rules scoped by `where`, their parts."""
+
+    __slots__ = ("states", "slots", "_parts", "_scoped")
+
+    def __init__(self, states: list[int], texts: list[str], paths: list[tuple], found_before: tuple,
+                 resent: bool) -> None:
+        self.states = states
+        found = set().union(*(by_rule for by_rule in found_before if by_rule))
+        start = reach_start(states, texts, (lambda index: paths[index] in found) if found else None, resent)
+        self.slots: list[int] | None = None if start == 0 else \
+            [index for index in range(start) if paths[index] in found] + list(range(start, len(texts)))
+        self._parts: list[str] | None = None
+        self._scoped: dict = {}
+
+    def scoped(self, call: Call, where: frozenset, paths: list[tuple]) -> list[int]:
+        """The slots, of those within reach, that lie in the parts `where` names."""
+        chosen = self._scoped.get(where)
+        if chosen is None:
+            if self._parts is None:
+                self._parts = call.codec.request_parts(call.body, [paths[index] for index in self.slots])
+            chosen = self._scoped[where] = [index for index, part in zip(self.slots, self._parts) if part in where]
+        return chosen

@@ -17,15 +17,15 @@ from ...guardrails import code_aware, redact
 from ...guardrails.config import Guardrail
 from ...guardrails.embedded_text import UnreadableText
 from ...guardrails.joined import Conversation, find_in_texts
-from ...guardrails.known import Lookup, TextDigests
+from ...guardrails.known import KNOWN, Lookup, TextDigests
 from ...guardrails.walk import KeyText, Renames, TooDeep, request_texts
 from ...observability import metrics
 from ...pipeline.call import BYTES_WRITTEN, Call
 from ...pipeline.errors import GatewayError
 from ...transport.eager import task_needed
 from ...pipeline.stage import Stage
-from .grown import (SAME_BYTES, before_findings, by_path, grown_items, grown_states, keep_read, read_before,
-                    redacted_items, states_after_redaction)
+from .grown import (SAME_BYTES, Reach, before_findings, by_path, grown_items, grown_states, keep_read,
+                    read_before, redacted_items, states_after_redaction)
 from .shared_findings import LOOKUP_CHARS, SharedFindings
 
 log = logging.getLogger("extproc.guardrails")
@@ -229,6 +229,10 @@ class GuardRequest(Stage):
         parts = None            # each slot's part of the request, for the rules scoped by `where`
         tools = None            # each slot's tool (its result's), for the rules scoped to some tools
         chosen_for: dict = {}   # the slots of each scope (`where`, tools) rules read
+        # A rule reading a grown body as grown reads the slots its change can reach, and the
+        # old ones it found something in (grown.py's Reach): an agent's history has hundreds
+        # of texts, and each pass over them all cost more than the new turn's read.
+        reach: Reach | None = None
         bound = call.config.guardrails.max_scan_chars
         total = sum(map(len, every_text))
         deadline = time.perf_counter() + call.config.guardrails.max_scan_ms / 1000
@@ -238,7 +242,22 @@ class GuardRequest(Stage):
         for rule, guardrail in enumerate(policy):
             missing, lookup, slots, paths, chosen = None, None, every_slot, every_path, None
             before = found_before[rule] if found_before is not None else None
-            if guardrail.where is not None:
+            near = None
+            if states is not None and before is not None and guardrail.digest and guardrail.tool_names is None \
+                    and KNOWN.enabled:
+                if reach is None or reach.states is not states:      # (again after a redaction)
+                    if every_text is None:
+                        every_text = [container[key] for container, key in every_slot]
+                    reach = Reach(states, every_text, every_path, found_before, kept is SAME_BYTES)
+                near = reach.slots
+            if near is not None:
+                chosen = near if guardrail.where is None else reach.scoped(call, guardrail.where, every_path)
+                slots, paths = [every_slot[i] for i in chosen], [every_path[i] for i in chosen]
+                if not slots:
+                    record_verdict(call, guardrail, "request", "passed")
+                    read[rule] = {}
+                    continue
+            elif guardrail.where is not None:
                 scope = (guardrail.where, guardrail.tool_names)
                 chosen = chosen_for.get(scope)
                 if chosen is None:
@@ -273,7 +292,7 @@ class GuardRequest(Stage):
                     else states if chosen is None else [states[i] for i in chosen]
                 lookup = Lookup(guardrail.digest, texts, digests=digests, states=read_as_grown,
                                 before=before_findings(read_as_grown, paths, before) if read_as_grown and before
-                                else None, resent=kept is SAME_BYTES)
+                                else None, resent=kept is SAME_BYTES, part=near is not None)
                 if total >= LOOKUP_CHARS:
                     missing = await self.shared.fetch(call, lookup)
             # The bound is on what this check must read: text earlier checks read (an
