@@ -14,8 +14,11 @@ from extproc.api.resent_values import ResentValues
 from extproc.guardrails import known
 from extproc.guardrails.known import KNOWN
 from extproc.guardrails.known_runs import AFTER, BEFORE, NEW, reach_start
+from any_json import through_pipeline
+from extproc.pipeline.call import Call
 from test_body_facts import verdicts
 from test_grown_guardrails import sent_body
+from test_grown_guardrails import reading_every_part
 from test_guard_parts_absent import runtime_with_open_text_rules, send
 
 WORDS = ("plain", "words", "about", "the", "build,", "tests", "and", "release", "notes.", "Then", "we",
@@ -94,12 +97,12 @@ def runtimes(tmp_path_factory):
     return runtime_with_open_text_rules(folder / "grown"), runtime_with_open_text_rules(folder / "whole")
 
 
-def read_whole(runtime, body: dict):
+def read_whole(runtime, body: dict, through=send):
     """The body read whole: nothing remembered of any text, no body before it."""
     next(stage for stage in runtime.pipeline.stages if stage.name == "parse").resent = ResentValues()
     KNOWN.enabled = False
     try:
-        return send(runtime, body)
+        return through(runtime, body)
     finally:
         KNOWN.enabled = True
 
@@ -108,6 +111,28 @@ def body_of(texts: list[str]) -> dict:
     return {"model": "gpt-4o-mini",
             "messages": [{"role": "user" if index % 2 == 0 else "assistant", "content": text}
                          for index, text in enumerate(texts)]}
+
+
+def messages_body_of(texts: list[str], system: str | None, system_first: bool, blocks: int) -> dict:
+    """Anthropic's Messages: every `blocks`th turn as text blocks (the last two halves of
+    its text), a system prompt before or after the history, which a rule that reads every
+    part reads with the conversation."""
+    messages = [{"role": "user" if index % 2 == 0 else "assistant",
+                 "content": [{"type": "text", "text": text[:len(text) // 2]}, {"type": "text", "text": text[len(text) // 2:]}]
+                 if blocks and index % blocks == 0 else text} for index, text in enumerate(texts)]
+    body = {"model": "claude-sonnet-4-6", "max_tokens": 8}
+    if system is not None and system_first:
+        body["system"] = system
+    body["messages"] = messages
+    if system is not None and not system_first:
+        body["system"] = system
+    return body
+
+
+def through_messages(runtime, body: dict):
+    call = Call(runtime.config)
+    return through_pipeline(runtime, "/v1/messages", body, "sk-demo-alice", {"anthropic-version": "2023-06-01"},
+                            call=call), call
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -124,6 +149,37 @@ def test_each_turn_of_a_session_gets_what_a_whole_read_gets(runtimes, session):
         whole_reply, whole = read_whole(whole_runtime, body)
         assert whole.body_grown is None
         assert verdicts(call) == verdicts(whole), (texts, call.verdicts, whole.verdicts)
+        assert reply.HasField("immediate_response") == whole_reply.HasField("immediate_response")
+        assert sent_body(reply) == sent_body(whole_reply)
+
+
+@pytest.fixture(scope="module")
+def every_part(tmp_path_factory):
+    """The quickstart, its PII rule reading every part (the system prompt too)."""
+    folder = tmp_path_factory.mktemp("every-part")
+    return reading_every_part(folder / "grown"), reading_every_part(folder / "whole")
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(session=sessions(), system=st.sampled_from([None, "Be brief.", "Keep to the task. " * 30]),
+       planted=st.sampled_from([None, *sorted(PLANTED)]), system_first=st.booleans(), blocks=st.sampled_from([0, 2, 3]))
+def test_each_turn_of_a_messages_session_gets_what_a_whole_read_gets(every_part, session, system, planted,
+                                                                    system_first, blocks):
+    """The same in Anthropic's Messages, turns as text blocks too, with a system prompt
+    before or after the history (perhaps holding a value), which the PII rule reads."""
+    grown_runtime, whole_runtime = every_part
+    history, steps = session
+    if system is not None and planted is not None:
+        system = "".join(PLANTED[planted]) + " " + system
+    texts = [*history]
+    through_messages(grown_runtime, messages_body_of(texts, system, system_first, blocks))
+    for added in steps:
+        texts = [*texts, *added]
+        body = messages_body_of(texts, system, system_first, blocks)
+        reply, call = through_messages(grown_runtime, body)
+        whole_reply, whole = read_whole(whole_runtime, body, through_messages)
+        assert whole.body_grown is None
+        assert verdicts(call) == verdicts(whole), (call.verdicts, whole.verdicts)
         assert reply.HasField("immediate_response") == whole_reply.HasField("immediate_response")
         assert sent_body(reply) == sent_body(whole_reply)
 

@@ -158,9 +158,8 @@ def _whole(members: tuple) -> dict:
     body = {}
     for key, sources, lengths in members:
         kind = type(sources)
-        if kind is list:        # (a history's flat messages copied without a call each)
-            body[key] = [source[1].copy() if type(source) is tuple and source[2] else _handout(source)
-                         for source in sources]
+        if kind is list:
+            body[key] = [_handout(source) for source in sources]
         elif kind is dict:
             body[key] = {name: _handout(source) for name, source in sources.items()}
         else:
