@@ -270,7 +270,7 @@ class Lookup:
         stopped = False
         if self.grown is not None:      # the seams of known texts were read with them: none to look up
             for first, last in reads(new, self.grown, texts):
-                stopped |= read_run(detector, texts, first, last, out)
+                stopped |= read_run(detector, texts, first, last, out, complete)
             _remember(known, self.keys, texts, out, new, complete, stopped)
             return out
         seams = _seam_keys(self.keys, texts)
@@ -281,7 +281,7 @@ class Lookup:
             found = self.found
             unread = [j for j in missing if found[j - 1] is not None and found[j] is not None]
             for first, last in reads(new, unread, texts):
-                stopped |= read_run(detector, texts, first, last, out)
+                stopped |= read_run(detector, texts, first, last, out, complete)
         _remember(known, self.keys, texts, out, new, complete, stopped)
         _remember_seams(known, seams, missing, texts, out, new, complete, stopped)
         self._clean_whole(out)

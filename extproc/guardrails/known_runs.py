@@ -39,7 +39,7 @@ def reads(new: list[int], seams: list[int], texts: list[str]) -> list[tuple[int,
     return reads
 
 
-def read_run(detector, texts: list[str], first: int, last: int, out: list) -> bool:
+def read_run(detector, texts: list[str], first: int, last: int, out: list, complete: bool = True) -> bool:
     """Reads a run of new texts (first to last; none when last is first - 1: a seam alone)
     between SEAM characters of the conversation on either side (as many texts as make
     them: a value may be cut across a short one); findings in the run are the run's; a
@@ -47,7 +47,9 @@ def read_run(detector, texts: list[str], first: int, last: int, out: list) -> bo
     to the neighbour for this request (its entry holds its findings alone; the run's text
     at that seam is not remembered, so the seam is read again on every turn: known.py's `_remember`).
     True when the read found anything, in the neighbours' characters too: a detector that
-    may stop at its first finding may have stopped there, before the run's texts."""
+    may stop at its first finding (`complete` False) may have stopped there, before the
+    run's texts, which it then reads again alone (a window's cut edge can make a match
+    the neighbour's whole text does not hold)."""
     run = range(first, last + 1)
     before, after = _window(texts, first - 1, -1), _window(texts, last + 1, 1)
     pieces = [texts[i][start:] for i, start in before] + [texts[i] for i in run] + \
@@ -71,6 +73,9 @@ def read_run(detector, texts: list[str], first: int, last: int, out: list) -> bo
         reaching = stop == 0 or any(f.end == stop for f in crossing)
     for i, findings in zip(run, found[len(before):len(found) - len(after)]):
         out[i] = findings if out[i] is None else out[i] + [f for f in findings if f not in out[i]]
+    if not complete and run and (any(found[:len(before)]) or any(found[len(found) - len(after):])):
+        for i, findings in zip(run, find_in_texts(detector, [texts[i] for i in run])):
+            out[i] = out[i] + [f for f in findings if f not in out[i]]
     return any(found)
 
 
