@@ -63,9 +63,9 @@ def reads(monkeypatch) -> list:
     """The runs of texts each grown read takes: (the texts it read among, first, last)."""
     runs, real = [], known.read_run
 
-    def recorded(detector, texts, first, last, out):
+    def recorded(detector, texts, first, last, out, *rest):
         runs.append((list(texts), first, last))
-        return real(detector, texts, first, last, out)
+        return real(detector, texts, first, last, out, *rest)
     monkeypatch.setattr(known, "read_run", recorded)
     return runs
 
