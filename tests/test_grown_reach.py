@@ -14,11 +14,8 @@ from extproc.api.resent_values import ResentValues
 from extproc.guardrails import known
 from extproc.guardrails.known import KNOWN
 from extproc.guardrails.known_runs import AFTER, BEFORE, NEW, reach_start
-from any_json import through_pipeline
-from extproc.pipeline.call import Call
 from test_body_facts import verdicts
-from test_grown_guardrails import sent_body
-from test_grown_guardrails import reading_every_part
+from test_grown_guardrails import reading_every_part, sent_body, through
 from test_guard_parts_absent import runtime_with_open_text_rules, send
 
 WORDS = ("plain", "words", "about", "the", "build,", "tests", "and", "release", "notes.", "Then", "we",
@@ -97,12 +94,12 @@ def runtimes(tmp_path_factory):
     return runtime_with_open_text_rules(folder / "grown"), runtime_with_open_text_rules(folder / "whole")
 
 
-def read_whole(runtime, body: dict, through=send):
+def read_whole(runtime, body: dict, sender=send):
     """The body read whole: nothing remembered of any text, no body before it."""
     next(stage for stage in runtime.pipeline.stages if stage.name == "parse").resent = ResentValues()
     KNOWN.enabled = False
     try:
-        return through(runtime, body)
+        return sender(runtime, body)
     finally:
         KNOWN.enabled = True
 
@@ -128,11 +125,6 @@ def messages_body_of(texts: list[str], system: str | None, system_first: bool, b
         body["system"] = system
     return body
 
-
-def through_messages(runtime, body: dict):
-    call = Call(runtime.config)
-    return through_pipeline(runtime, "/v1/messages", body, "sk-demo-alice", {"anthropic-version": "2023-06-01"},
-                            call=call), call
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -172,12 +164,12 @@ def test_each_turn_of_a_messages_session_gets_what_a_whole_read_gets(every_part,
     if system is not None and planted is not None:
         system = "".join(PLANTED[planted]) + " " + system
     texts = [*history]
-    through_messages(grown_runtime, messages_body_of(texts, system, system_first, blocks))
+    through(grown_runtime, messages_body_of(texts, system, system_first, blocks))
     for added in steps:
         texts = [*texts, *added]
         body = messages_body_of(texts, system, system_first, blocks)
-        reply, call = through_messages(grown_runtime, body)
-        whole_reply, whole = read_whole(whole_runtime, body, through_messages)
+        reply, call = through(grown_runtime, body)
+        whole_reply, whole = read_whole(whole_runtime, body, through)
         assert whole.body_grown is None
         assert verdicts(call) == verdicts(whole), (call.verdicts, whole.verdicts)
         assert reply.HasField("immediate_response") == whole_reply.HasField("immediate_response")

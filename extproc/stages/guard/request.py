@@ -252,11 +252,6 @@ class GuardRequest(Stage):
                 near = reach.slots
             if near is not None:
                 chosen = near if guardrail.where is None else reach.scoped(call, guardrail.where, every_path)
-                slots, paths = [every_slot[i] for i in chosen], [every_path[i] for i in chosen]
-                if not slots:
-                    record_verdict(call, guardrail, "request", "passed")
-                    read[rule] = {}
-                    continue
             elif guardrail.where is not None:
                 scope = (guardrail.where, guardrail.tool_names)
                 chosen = chosen_for.get(scope)
@@ -270,10 +265,12 @@ class GuardRequest(Stage):
                         chosen = [index for index in chosen
                                   if parts[index] != TOOL_RESULTS or guardrail.reads_tool(tools[index])]
                     chosen_for[scope] = chosen
+            if chosen is not None:
                 slots, paths = [every_slot[i] for i in chosen], [every_path[i] for i in chosen]
                 if not slots and guardrail.type != "plugin":
                     # Nothing of the parts it reads is in this request (a rule for tool
-                    # results, a call with none): passed, without a lookup or a deadline.
+                    # results, a call with none), or within reach of a grown body's change:
+                    # passed, without a lookup or a deadline.
                     record_verdict(call, guardrail, "request", "passed")
                     read[rule] = {}
                     continue
