@@ -207,11 +207,20 @@ class Allotments(ExchangesAllotments):
 
     def add_metered(self, counters: tuple[MeterCounter, ...], amounts: tuple[float, ...]) -> None:
         """The meters' spend of one call (store/meters.py): each counter's amount, as add()."""
+        # (_add_spent's body, inlined: a call adds to ~16 counters, a Python call each.)
+        found, live = self._counters.get, self.live
         for meter in counters:
             amount = amounts[meter.measure]
             if amount:
-                self._add_spent(meter, amount)
-        self._ticking()
+                allotment = found(meter.counter)
+                if allotment is None:
+                    allotment = self._new_counter(meter)
+                allotment.spent += amount
+                allotment.total += amount
+                if live is not None:
+                    live.counter(allotment.slot, allotment.spent, allotment.total)
+        if self._ticker is None:
+            self._ticking()
 
     def _add_spent(self, counted: Charge | MeterCounter, amount: float) -> None:
         allotment = self._counters.get(counted.counter)

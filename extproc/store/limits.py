@@ -60,9 +60,11 @@ class StoreSettings:
     allotments: bool = True    # workers admit calls against shares taken in advance
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Charge:
-    """One counter touched by one request."""
+    """One counter touched by one request. (Not frozen: a frozen dataclass's `__init__`
+    sets each field through `object.__setattr__`, 0.77 against 0.21 µs, and a call with a
+    budget makes several; nothing changes a charge once made.)"""
     limit: Limit
     counter: str               # store key: limit name, scope value, window start
     reserve: float             # held until settled (estimate; 1 for concurrency)

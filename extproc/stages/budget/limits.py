@@ -130,16 +130,16 @@ class BudgetPrecheck(Stage):
         if call.body is None or not call.endpoint.generates:
             return
         exhausted, looked, store = self.exhausted, self.looked, self.store
-        if not exhausted and store is None:
+        # The store is asked only for a body whose scan costs more than the read: a small
+        # one goes on to Budget, which decides exactly, without a round trip before it.
+        look = store is not None and len(call.raw_body) >= STORE_LOOK_MIN_BYTES
+        if not exhausted and not look:       # nothing to refuse now, nothing to ask
             return
         limits = limits_of(call)
         if not limits:
             return
         now = time.time()
         unread = None
-        # The store is asked only for a body whose scan costs more than the read: a small
-        # one goes on to Budget, which decides exactly, without a round trip before it.
-        look = store is not None and len(call.raw_body) >= STORE_LOOK_MIN_BYTES
         for charge in plan_charges(limits, call.key, 0, 0.0, now, 0.0):
             held = exhausted.get(charge.counter) if exhausted else None
             if held is not None:
