@@ -4,7 +4,7 @@ microseconds move 2x between runs. For an A/B of a change to the pipeline's own 
 what it does not count is what the cores do between the calls (Envoy, the caches it
 evicts, the transport: bench/run.py measures those).
 
-    .venv/bin/python bench/instructions.py [--rounds N] [--prompt-kb N | --history-kb N [--growing] [--redacted]]
+    .venv/bin/python bench/instructions.py [--rounds N] [--fresh] [--prompt-kb N | --history-kb N [--growing] [--redacted]]
                                            [--top N] [--without STAGE.PHASE ...]
 
 It runs bench/pipeline.py's loop (the quickstart pipeline, alice's JSON chat call, a
@@ -12,8 +12,11 @@ token budget from the worker's allotment) under callgrind, collecting only while
 measured calls run: after the imports, the config and 200 warm-up calls, which take
 ~1.5 minutes under valgrind. `--growing`: an agent's session rather than one body resent:
 each call sends the history of the calls before it and two turns more (the model's
-answer, the next question; 4 KB each), as an agent's next turn does. Prints the instructions per call, the share of each library
-(libpython: the pipeline's Python; upb: protobuf; orjson, RE2, toktok) and, with
+answer, the next question; 4 KB each), as an agent's next turn does. `--fresh`: each
+call's prompt numbered, new to the guardrails (a chat user's, mostly: the bench's JSON
+row resends one text, which they know after its first read). Prints the instructions per
+call, the share of each library (libpython: the pipeline's Python; upb: protobuf; orjson,
+RE2, toktok) and, with
 `--top`, the functions that execute most of them. `--without meter.done` leaves a
 stage's hook out: the difference is what the hook costs at most (the calls after it may
 do less without it).
@@ -60,7 +63,8 @@ def growing(history: list[dict], rounds: int) -> list[list[dict]]:
     return [history + new[1:1 + 2 * (index + 1)] for index in range(rounds)]     # the answer first
 
 
-def measured(rounds: int, prompt: str | list, hooks_left_out: list[str], grows: bool = False) -> None:
+def measured(rounds: int, prompt: str | list, hooks_left_out: list[str], grows: bool = False,
+             fresh: bool = False) -> None:
     """Runs under callgrind: prepares the pipeline, then makes `rounds` calls inside the
     callback that switches collection on."""
     sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -69,6 +73,8 @@ def measured(rounds: int, prompt: str | list, hooks_left_out: list[str], grows: 
     loop = asyncio.new_event_loop()
     if grows:                 # the history itself sent (and known) first, each turn after it once
         prepared = loop.run_until_complete(pipeline.prepare(True, prompt, growing(prompt, rounds), [prompt]))
+    elif fresh:               # each call's text new to the guardrails (a chat user's, mostly)
+        prepared = loop.run_until_complete(pipeline.prepare(True, prompt, [f"{index} {prompt}" for index in range(rounds)]))
     else:
         prepared = loop.run_until_complete(pipeline.prepare(True, prompt))
     without(prepared, hooks_left_out)
@@ -121,6 +127,8 @@ def main() -> None:
     parser.add_argument("--redacted", action="store_true",
                         help="with --history-kb: an e-mail address in the history's second turn, which "
                              "the PII rule redacts on every call (as an agent resends a file it read)")
+    parser.add_argument("--fresh", action="store_true",
+                        help="each call's prompt new (numbered), as a chat user's: the guardrails read it")
     parser.add_argument("--top", type=int, default=0, help="list the functions that execute the most")
     parser.add_argument("--without", action="append", default=[], metavar="STAGE.PHASE",
                         help="leave a stage's hook out (meter.done, guard_request.request_body): its cost by ablation")
@@ -133,7 +141,8 @@ def main() -> None:
         if args.redacted and args.history_kb:
             second = prompt[1]["content"]
             prompt[1]["content"] = f"{second[:600]} Write to maria.lopez@gmail.com about it. {second[600:]}"
-        measured(args.rounds, prompt, args.without, args.growing and bool(args.history_kb))
+        measured(args.rounds, prompt, args.without, args.growing and bool(args.history_kb),
+                 args.fresh and not args.history_kb)
         return
     out = Path(tempfile.mkdtemp(prefix="llmgw-callgrind-")) / "callgrind.out"
     # The same hash seed each run: the dicts and sets the calls walk are laid out alike.
