@@ -4,7 +4,8 @@ microseconds move 2x between runs. For an A/B of a change to the pipeline's own 
 what it does not count is what the cores do between the calls (Envoy, the caches it
 evicts, the transport: bench/run.py measures those).
 
-    .venv/bin/python bench/instructions.py [--rounds N] [--fresh] [--prompt-kb N | --history-kb N [--growing] [--redacted]]
+    .venv/bin/python bench/instructions.py [--rounds N] [--fresh] [--sdk-headers]
+                                           [--prompt-kb N | --history-kb N [--growing] [--redacted]]
                                            [--top N] [--without STAGE.PHASE ...]
 
 It runs bench/pipeline.py's loop (the quickstart pipeline, alice's JSON chat call, a
@@ -14,7 +15,9 @@ measured calls run: after the imports, the config and 200 warm-up calls, which t
 each call sends the history of the calls before it and two turns more (the model's
 answer, the next question; 4 KB each), as an agent's next turn does. `--fresh`: each
 call's prompt numbered, new to the guardrails (a chat user's, mostly: the bench's JSON
-row resends one text, which they know after its first read). Prints the instructions per
+row resends one text, which they know after its first read). `--sdk-headers`: each call
+with the headers the openai SDK sends and Envoy adds (21 in all; the bench's calls: 6).
+Prints the instructions per
 call, the share of each library (libpython: the pipeline's Python; upb: protobuf; orjson,
 RE2, toktok) and, with
 `--top`, the functions that execute most of them. `--without meter.done` leaves a
@@ -129,6 +132,8 @@ def main() -> None:
                              "the PII rule redacts on every call (as an agent resends a file it read)")
     parser.add_argument("--fresh", action="store_true",
                         help="each call's prompt new (numbered), as a chat user's: the guardrails read it")
+    parser.add_argument("--sdk-headers", action="store_true",
+                        help="each call with the 15 more headers the openai SDK and Envoy add (the bench's: 6)")
     parser.add_argument("--top", type=int, default=0, help="list the functions that execute the most")
     parser.add_argument("--without", action="append", default=[], metavar="STAGE.PHASE",
                         help="leave a stage's hook out (meter.done, guard_request.request_body): its cost by ablation")
@@ -136,6 +141,8 @@ def main() -> None:
     if os.environ.get(INNER):
         sys.path.insert(0, str(Path(__file__).resolve().parent))
         import pipeline
+        if args.sdk_headers:
+            pipeline.EXTRA_HEADERS = pipeline.SDK_HEADERS
         prompt = (pipeline.guardrails_bench.history(args.history_kb) if args.history_kb
                   else pipeline.long_prompt(args.prompt_kb) if args.prompt_kb else pipeline.PROMPT)
         if args.redacted and args.history_kb:

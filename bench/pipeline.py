@@ -56,6 +56,17 @@ def long_prompt(kb: int) -> str:
     return guardrails_bench.message(size=kb * 1024, planted=False, non_ascii=True)
 
 
+# What the openai Python SDK sends besides the call's own headers, and what Envoy adds
+# before ext_proc (bench/instructions.py --sdk-headers): the bench's calls carry 6.
+SDK_HEADERS = {"accept": "application/json", "accept-encoding": "gzip, deflate", "user-agent": "OpenAI/Python 1.99.0",
+               "x-stainless-arch": "x64", "x-stainless-async": "false", "x-stainless-lang": "python",
+               "x-stainless-os": "Linux", "x-stainless-package-version": "1.99.0", "x-stainless-runtime": "CPython",
+               "x-stainless-runtime-version": "3.11.7", "x-stainless-retry-count": "0",
+               "x-stainless-read-timeout": "600", "x-forwarded-proto": "http",
+               "x-envoy-expected-rq-timeout-ms": "600000", "content-length": "380"}
+EXTRA_HEADERS: dict[str, str] = {}      # added to each call's request headers (SDK_HEADERS, or none)
+
+
 def headers(pairs: dict, eos: bool = False) -> ep.HttpHeaders:
     return ep.HttpHeaders(headers=base_pb2.HeaderMap(headers=[
         base_pb2.HeaderValue(key=k, raw_value=v.encode()) for k, v in pairs.items()]), end_of_stream=eos)
@@ -78,7 +89,7 @@ def messages(prompt: str | list) -> list:
     first = ep.ProcessingRequest(request_headers=headers({
         ":method": "POST", ":path": "/v1/chat/completions", ":authority": "gw",
         "authorization": f"Bearer {key}", "content-type": "application/json",
-        "x-request-id": "bench"}))
+        "x-request-id": "bench", **EXTRA_HEADERS}))
     first.metadata_context.filter_metadata["llm_gateway.request"].CopyFrom(
         _struct({"stream": False, "model": "gpt-4o-mini"}))
     last = ep.ProcessingRequest(response_body=ep.HttpBody(body=reply, end_of_stream=True))

@@ -14,6 +14,7 @@ and every label is capped, so Prometheus never drowns in series.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from ..yamltree import Node
@@ -48,11 +49,14 @@ def parse_observability(node: Node) -> ObservabilitySettings:
     )
 
 
-def request_tags(headers: dict[str, str]) -> dict[str, str]:
+def request_tags(headers: dict[str, str], names: Iterable[str] | None = None) -> dict[str, str]:
+    """The caller's x-gateway-tag-* tags. `names`: the headers' names that may hold them,
+    in the headers' order (those of the gateway's prefix, found once by the caller);
+    None: every header's."""
     tags = {}
-    for name, value in headers.items():
+    for name in headers if names is None else names:
         if name.startswith(TAG_HEADER_PREFIX) and len(tags) < MAX_TAGS_PER_REQUEST:
-            tags[name[len(TAG_HEADER_PREFIX):][:64]] = value[:MAX_TAG_LENGTH]
+            tags[name[len(TAG_HEADER_PREFIX):][:64]] = headers[name][:MAX_TAG_LENGTH]
     return tags
 
 

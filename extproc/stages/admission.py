@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import os
+from operator import methodcaller
 from urllib.parse import unquote
 
 from ..api.openai import anthropic_shaped, client_path, find_endpoint, google_shaped
@@ -21,6 +22,7 @@ from .token_identity import token_caller, token_refusal
 # Every header a caller's credential is read from (`presented_key`), in that order: each
 # is removed from every request, to a provider or to an MCP server (stages/mcp/gate.py).
 CALLER_CREDENTIAL_HEADERS = ("authorization", "x-api-key", "api-key", "x-goog-api-key")
+_INTERNAL = methodcaller("startswith", INTERNAL_HEADER_PREFIX)
 # Google's clients may send their key as a query parameter instead.
 _QUERY_KEY = "key="
 # What the log line keeps of a caller's own request id.
@@ -44,11 +46,13 @@ class Admission(Stage):
         client_request_id = headers.get("x-request-id")
         if client_request_id:
             call.log_fields["client_request_id"] = client_request_id[:MAX_CLIENT_ID_CHARS]
-        call.tags = request_tags(headers)
+        # The gateway's own headers, found in C (a client's SDK sends ~20, usually none of them).
+        internal = list(filter(_INTERNAL, headers))
+        call.tags = request_tags(headers, internal) if internal else {}
         # Strip first: even a refused request must not leave internal headers behind.
-        call.reply.remove_headers.extend(
-            name for name in headers
-            if name in CALLER_CREDENTIAL_HEADERS or name.startswith(INTERNAL_HEADER_PREFIX))
+        remove = call.reply.remove_headers
+        remove.extend([name for name in CALLER_CREDENTIAL_HEADERS if name in headers])
+        remove.extend(internal)
 
         found = find_endpoint(call.path)
         if found is None:

@@ -20,6 +20,7 @@ saw, Envoy's provider routes remove themselves: ext_proc may not touch `x-envoy-
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from operator import methodcaller
 
 from ..config.providers import Provider
 from ..dialects import ACCOUNT_HEADER_PREFIXES, ACCOUNT_HEADERS, API_HEADERS
@@ -27,6 +28,7 @@ from ..dialects import ACCOUNT_HEADER_PREFIXES, ACCOUNT_HEADERS, API_HEADERS
 # What says where the caller is.
 _NETWORK = frozenset({"x-forwarded-for", "forwarded", "x-real-ip", "x-forwarded-host"})
 _EXACT = ACCOUNT_HEADERS | _NETWORK
+_ACCOUNT_PREFIXED = methodcaller("startswith", ACCOUNT_HEADER_PREFIXES)
 
 
 def is_withheld(name: str) -> bool:
@@ -36,8 +38,16 @@ def is_withheld(name: str) -> bool:
 
 def withheld_headers(headers: Mapping[str, str] | Iterable[str], provider: Provider) -> list[str]:
     """The caller's headers not to forward to `provider` (names in lower case, as Envoy
-    hands them over). The provider's own credential header (Gemini's x-goog-api-key) is
-    set by the gateway, never removed here."""
-    passed = provider.pass_headers
-    return [name for name in headers
-            if is_withheld(name) and name not in passed and name != provider.auth_header]
+    hands them over), in their order. The provider's own credential header (Gemini's
+    x-goog-api-key) is set by the gateway, never removed here.
+
+    (As `is_withheld` says, found in C: a client's SDK sends ~20 headers, of which few or
+    none are withheld, and a Python call per header cost ~1% of a short call.)"""
+    names = headers if isinstance(headers, Mapping) else list(headers)
+    found = set(_EXACT.intersection(names))
+    found.update(name for name in filter(_ACCOUNT_PREFIXED, names) if name not in API_HEADERS)
+    if not found:
+        return []
+    found.difference_update(provider.pass_headers)
+    found.discard(provider.auth_header)
+    return [name for name in names if name in found] if found else []
