@@ -41,8 +41,8 @@ def withheld_headers(headers: Mapping[str, str] | Iterable[str], provider: Provi
     hands them over), in their order. The provider's own credential header (Gemini's
     x-goog-api-key) is set by the gateway, never removed here.
 
-    (As `is_withheld` says, found in C: a client's SDK sends ~20 headers, of which few or
-    none are withheld, and a Python call per header cost ~1% of a short call.)"""
+    Those `is_withheld` names, found in C: a client's SDK sends ~20 headers, few or none
+    of them withheld, where a Python call per header cost ~1% of a short call."""
     names = headers if isinstance(headers, Mapping) else list(headers)
     found = set(_EXACT.intersection(names))
     found.update(name for name in filter(_ACCOUNT_PREFIXED, names) if name not in API_HEADERS)
