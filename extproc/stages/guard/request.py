@@ -68,6 +68,11 @@ def record_verdict(call: Call, guardrail: Guardrail, direction: str, verdict: st
     call.verdicts.append(entry)
 
 
+def _texts(slots: list) -> list[str]:
+    """Each slot's text as it stands (a rule before may have redacted it)."""
+    return [container[key] for container, key in slots]
+
+
 def check_texts(call: Call, guardrail: Guardrail, slots: list, direction: str,
                 lookup: Lookup | None = None, part_of=None, found_out: list | None = None) -> bool:
     """Run a text guardrail over slots (container, key), read as one conversation (a value
@@ -75,7 +80,7 @@ def check_texts(call: Call, guardrail: Guardrail, slots: list, direction: str,
     `lookup`: what the guardrail knows of the slots' texts, if the caller looked it up.
     `part_of(i)`: the part of the request slot i lies in, named in the verdict.
     `found_out`: given the findings of each slot, as redacted. True if anything changed."""
-    texts = lookup.texts if lookup is not None else [container[key] for container, key in slots]
+    texts = lookup.texts if lookup is not None else _texts(slots)
     if getattr(guardrail.detector, "per_text", False):      # scores whole texts (the classifier)
         found = (lookup or Lookup(guardrail.digest, texts)).find_each(guardrail.detector)
     elif guardrail.digest:            # the texts earlier checks read get their findings again
@@ -132,7 +137,7 @@ def conversation_of(call: Call, texts: list[str]) -> Conversation:
 
 
 async def run_plugin(call: Call, guardrail: Guardrail, slots: list, direction: str) -> bool:
-    texts = [container[key] for container, key in slots]
+    texts = _texts(slots)
     await task_needed()                      # a gRPC call with a deadline (eager.py)
     verdict, reason, replacements = await guardrail.detector.check(
         direction, texts, model=call.model_name, key_id=call.key.id, team=call.key.team,
@@ -218,7 +223,7 @@ class GuardRequest(Stage):
         every_path = [path for _container, _key, path in walked]
         # Where each slot's text lay in the body this one grew from (None: not such a body).
         states = grown_states(call.body, every_path, *kept) if kept is not None else None
-        every_text = [container[key] for container, key in every_slot]    # again after a change
+        every_text = _texts(every_slot)    # again after a change
         # A payload declared as text that cannot be decoded (guardrails/embedded_text.py),
         # or a value nested past the walk's depth (guardrails/walk.py), is not passed
         # unread: each text guardrail applies its fail mode to it.
@@ -247,7 +252,7 @@ class GuardRequest(Stage):
                     and KNOWN.enabled:
                 if reach is None or reach.states is not states:      # (again after a redaction)
                     if every_text is None:
-                        every_text = [container[key] for container, key in every_slot]
+                        every_text = _texts(every_slot)
                     reach = Reach(states, every_text, every_path, found_before, kept is SAME_BYTES)
                 near = reach.slots
             if near is not None:
@@ -281,7 +286,7 @@ class GuardRequest(Stage):
             if guardrail.digest:
                 # The texts as this guardrail reads them: an earlier one may have redacted some.
                 if every_text is None:
-                    every_text = [container[key] for container, key in every_slot]
+                    every_text = _texts(every_slot)
                 texts = every_text if chosen is None else [every_text[i] for i in chosen]
                 # (A rule scoped to some tools' results reads them by the names their calls
                 # give: a new call may name an old result otherwise. It reads as before.)
