@@ -273,6 +273,12 @@ class Lookup:
                 stopped |= read_run(detector, texts, first, last, out, complete)
             _remember(known, self.keys, texts, out, new, complete, stopped)
             return out
+        if len(texts) == 1:             # a chat user's question: no seam, the text known or read
+            if out[0] is None:
+                out = find_in_texts(detector, texts)
+                _remember(known, self.keys, texts, out, new, complete)
+            self._clean_whole(out)
+            return out
         seams = _seam_keys(self.keys, texts)
         missing = [j for j, found in enumerate(known.get_many(seams), 1) if found is None]  # texts j-1, j
         if not new and not missing:     # every text and seam known (a request sent again): nothing to read
