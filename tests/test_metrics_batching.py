@@ -82,3 +82,44 @@ def test_the_fast_children_count_as_prometheus_clients_own_do():
     result = subprocess.run([sys.executable, "-c", FAST_CHILDREN], capture_output=True, text=True, timeout=60,
                             env={"PATH": "/usr/bin:/bin"})
     assert result.returncode == 0 and result.stdout.strip() == "ok", result.stderr[-3000:]
+
+
+BATCHED_HISTOGRAMS = textwrap.dedent("""
+    import math, random
+    from prometheus_client import CollectorRegistry, Histogram, generate_latest
+    from prometheus_client.multiprocess import MultiProcessCollector
+    from extproc.observability import metrics
+
+    local = CollectorRegistry()
+    theirs = Histogram("theirs", "", ["l"], buckets=(0.001, 0.01, 0.1, 1, 10), registry=local)
+    ours = Histogram("ours", "", ["l"], buckets=(0.001, 0.01, 0.1, 1, 10))
+    metrics.batch_writes()
+    rng = random.Random(5)
+    edges = [0.0, 0.001, 0.01, 0.1, 1, 10, 10.5, -1.0, math.inf, -math.inf, math.nan, 0.0099999, 3]
+    # The order of a sum first (a NaN or an infinity, once added, is the sum from then on).
+    batches = [[0.25, 0.0005], [1e16, 0.75, -1e16], [0.1] * 7]
+    batches += [[rng.choice(edges + [rng.random() * 20, 10 ** rng.uniform(-5, 2)]) for _ in range(rng.randrange(1, 40))]
+                for _ in range(60)] + [[0.0005, math.nan], [0.0005], [math.inf, -math.inf, 0.0001]]
+    for batch in batches:
+        for amount in batch:
+            metrics.child(ours, "x").observe(amount)
+            theirs.labels("x").observe(amount)
+        metrics.flush()
+        shared = CollectorRegistry()
+        MultiProcessCollector(shared)
+        lines = lambda text, name: sorted(l.replace(name, "") for l in text.splitlines()
+                                          if l.startswith(name + "_") and "_created" not in l)
+        ours_now = lines(generate_latest(shared).decode(), "ours")
+        theirs_now = lines(generate_latest(local).decode(), "theirs")
+        assert ours_now == theirs_now and len(ours_now) == 8, (batch, ours_now, theirs_now)
+    print("ok")
+""")
+
+
+def test_batched_histograms_come_out_at_flush_as_prometheus_clients_own_updates(tmp_path):
+    """A worker's histogram observations reach the shared files at flush(): after each
+    flush every bucket, sum and count is what prometheus-client's own observe() makes of
+    the same amounts, in the same order, for NaN, the infinities and the bounds too."""
+    result = subprocess.run([sys.executable, "-c", BATCHED_HISTOGRAMS], capture_output=True, text=True,
+                            timeout=60, env={"PROMETHEUS_MULTIPROC_DIR": str(tmp_path), "PATH": "/usr/bin:/bin"})
+    assert result.returncode == 0 and result.stdout.strip() == "ok", result.stderr[-3000:]
