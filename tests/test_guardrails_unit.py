@@ -282,3 +282,34 @@ def test_the_luhn_check_agrees_with_stdnum():
     numbers += ["".join(generator.choice("0123456789") for _ in range(generator.randint(1, 19))) for _ in range(5000)]
     assert [_luhn(n) for n in numbers] == [luhn.is_valid(n) for n in numbers]
     assert sum(_luhn(n) for n in numbers) > 400          # both answers are exercised
+
+
+def test_a_verdict_with_nothing_found_is_one_entry_no_call_can_change():
+    """Calls that get a rule's verdict with nothing found share one log-line entry (made
+    once per rule, direction and verdict); one with findings gets its own. The shared one
+    refuses every change, so no call's log line can alter another's."""
+    from types import SimpleNamespace
+
+    import orjson
+
+    from extproc.stages.guard.request import record_verdict
+
+    rule = SimpleNamespace(name="pii-unit")
+    first, second = SimpleNamespace(verdicts=[]), SimpleNamespace(verdicts=[])
+    record_verdict(first, rule, "request", "passed")
+    record_verdict(second, rule, "request", "passed")
+    record_verdict(second, rule, "request", "redacted", ["email"], ["user"])
+    shared = first.verdicts[0]
+    assert second.verdicts[0] is shared
+    assert orjson.loads(orjson.dumps(second.verdicts)) == [
+        {"guardrail": "pii-unit", "direction": "request", "verdict": "passed"},
+        {"guardrail": "pii-unit", "direction": "request", "verdict": "redacted", "found": ["email"],
+         "where": ["user"]}]
+    for change in (lambda: shared.__setitem__("found", ["x"]), lambda: shared.update(verdict="blocked"),
+                   lambda: shared.pop("verdict"), lambda: shared.setdefault("where", []), shared.clear,
+                   lambda: shared.__delitem__("verdict"), lambda: shared.__ior__({"a": 1})):
+        with pytest.raises(TypeError):
+            change()
+    assert shared == {"guardrail": "pii-unit", "direction": "request", "verdict": "passed"}
+    record_verdict(first, rule, "request", "redacted", ["card"])
+    assert first.verdicts[1] is not second.verdicts[1] and first.verdicts[1]["found"] == ["card"]

@@ -64,7 +64,7 @@ class _Verdict(dict):
     def _refuse(self, *_args, **_kwargs):
         raise TypeError("a shared verdict is not changed")
 
-    __setitem__ = __delitem__ = update = pop = popitem = setdefault = clear = _refuse
+    __setitem__ = __delitem__ = __ior__ = update = pop = popitem = setdefault = clear = _refuse
 
 
 # (guardrail, direction, verdict) -> (its shared entry, its counter's inc): a call records
