@@ -50,4 +50,4 @@ def withheld_headers(headers: Mapping[str, str] | Iterable[str], provider: Provi
         return []
     found.difference_update(provider.pass_headers)
     found.discard(provider.auth_header)
-    return [name for name in names if name in found] if found else []
+    return [name for name in names if name in found]
