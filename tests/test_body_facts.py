@@ -83,7 +83,7 @@ def test_a_history_that_failed_open_is_read_again(runtime, monkeypatch):
 def test_a_fact_holds_for_its_policy_model_and_endpoint_only(runtime):
     body = history()
     _, first = send(runtime, body)
-    policy = [g for g in runtime.config.guardrails.policy_for(first.key) if "request" in g.directions]
+    policy = runtime.config.guardrails.policy_reading(first.key, "request")
     assert guard_request._passed_before(first.body_facts, first, policy)
     assert not guard_request._passed_before(first.body_facts, first, policy[:-1])     # another policy
     assert not guard_request._passed_before(first.body_facts, first, policy[1:] + policy[:1])

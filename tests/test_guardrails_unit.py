@@ -240,13 +240,13 @@ def test_a_json_answer_leaves_as_the_guardrails_read_it(name, message, content):
     from types import SimpleNamespace
 
     from extproc.api.provider_json import loads
-    from extproc.guardrails.config import Guardrail
+    from extproc.guardrails.config import Guardrail, GuardrailSettings
     from extproc.guardrails.fold import FoldingDetector
     from extproc.stages.guard.response import GuardResponse
     pii = Guardrail("pii", "pii", "redact", frozenset({"response"}), "closed", FoldingDetector(PII))
     raw = b'{"choices":[{"index":0,"message":{"role":"assistant",' + message + b'}}]}'
-    call = bare_call("chat", response_streamed=False, status=200, key="k",
-                     config=SimpleNamespace(guardrails=SimpleNamespace(policy_for=lambda key: [pii])),
+    call = bare_call("chat", response_streamed=False, status=200, key=SimpleNamespace(id="k", team=""),
+                     config=SimpleNamespace(guardrails=GuardrailSettings(default=(pii,))),
                      response_json=loads(raw))     # as ResponseUsage reads it
     out = asyncio.run(GuardResponse().response_body(call, raw, True))
     assert b"jane" not in out
@@ -313,3 +313,32 @@ def test_a_verdict_with_nothing_found_is_one_entry_no_call_can_change():
     assert shared == {"guardrail": "pii-unit", "direction": "request", "verdict": "passed"}
     record_verdict(first, rule, "request", "redacted", ["card"])
     assert first.verdicts[1] is not second.verdicts[1] and first.verdicts[1]["found"] == ["card"]
+
+
+def test_the_rules_reading_each_direction_are_those_of_the_callers_policy_in_order():
+    """A call asks which of its key's rules read the request and which the answer: the
+    answer is the policy's rules of that direction, in order, a rule of a type that reads
+    no answer (caps) left out of the answer's; a key's own policy, its team's, or the
+    default, as policy_for chooses."""
+    from types import SimpleNamespace
+
+    from extproc.guardrails.config import Caps, Guardrail, GuardrailSettings
+
+    def rule(name, kind, *directions):
+        return Guardrail(name, kind, "block", frozenset(directions), "closed",
+                         caps=Caps(None, None, None) if kind == "caps" else None)
+
+    both, asked, answered = rule("pii", "pii", "request", "response"), rule("inj", "prompt_injection", "request"), \
+        rule("banned", "banned", "response")
+    caps = rule("caps", "caps", "request", "response")
+    settings = GuardrailSettings(default=(both, asked, caps, answered), by_team={"red": (answered,)},
+                                 by_key={"k1": (caps, both)})
+    alice, red, k1 = SimpleNamespace(id="a", team=""), SimpleNamespace(id="b", team="red"), \
+        SimpleNamespace(id="k1", team="red")
+    for _ in range(2):                          # worked out, then remembered: the same answer
+        assert settings.policy_reading(alice, "request") == (both, asked, caps)
+        assert settings.policy_reading(alice, "response") == (both, answered)
+        assert settings.policy_reading(red, "request") == ()
+        assert settings.policy_reading(red, "response") == (answered,)
+        assert settings.policy_reading(k1, "request") == (caps, both)
+        assert settings.policy_reading(k1, "response") == (both,)

@@ -48,6 +48,16 @@ class Model:
     first_byte_timeout_ms: int = 0
     # output_ceiling's answer for each caller dialect: a budget asks it on every call.
     _ceilings: dict = field(default_factory=dict, init=False, compare=False, hash=False, repr=False)
+    # Every backend has a price (its own or the model's): USD budgets can charge it.
+    fully_priced: bool = field(init=False, compare=False, hash=False, repr=False)
+    # The largest body any of its backends' providers takes.
+    max_request_bytes: int = field(init=False, compare=False, hash=False, repr=False)
+
+    def __post_init__(self) -> None:
+        # Worked out once: each call a budget or a body's size applies to asks.
+        object.__setattr__(self, "fully_priced", all(backend.price is not None for backend in self.backends))
+        object.__setattr__(self, "max_request_bytes",
+                           max((backend.provider.max_request_bytes for backend in self.backends), default=0))
 
     @property
     def primary(self) -> Backend:
@@ -87,10 +97,6 @@ class Model:
             ceiling = max(ceiling, most)
         return ceiling, known
 
-    @property
-    def fully_priced(self) -> bool:
-        """Every backend has a price (its own or the model's): USD budgets can charge it."""
-        return all(backend.price is not None for backend in self.backends)
 
 
 def qualified_model(name: str, providers: Mapping[str, Provider]) -> Model | None:

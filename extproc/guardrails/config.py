@@ -34,13 +34,14 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import functools
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Mapping
 
 from ..yamltree import Node
 
 TYPES = ("pii", "prompt_injection", "injection_classifier", "banned", "tools", "caps", "plugin")
 _TEXT_TYPES = ("pii", "prompt_injection", "injection_classifier", "banned", "plugin")
+_ANSWER_TYPES = ("pii", "banned", "tools", "plugin", "prompt_injection")     # the rules that can read an answer
 # What the injection classifier reads unless its rule says `where:`: the content an agent
 # did not write (a tool's output), not its system prompt, tool definitions or its user.
 _CLASSIFIER_WHERE = ("tool_results",)
@@ -100,6 +101,9 @@ class GuardrailSettings:
     max_scan_chars: int = 1_000_000
     max_scan_ms: int = 1000
     max_scan_ms_per_key_per_minute: int = 10_000
+    # policy_reading's answers, by policy and direction: a call asks for the request's and
+    # the response's rules several times, and the policies are few and never change.
+    _reading: dict = field(default_factory=dict, init=False, compare=False, hash=False, repr=False)
 
     def plugin_addresses(self) -> set[str]:
         """The plugins any policy calls."""
@@ -112,6 +116,16 @@ class GuardrailSettings:
         if self.by_team and key.team in self.by_team:
             return self.by_team[key.team]
         return self.default
+
+    def policy_reading(self, key, direction: str) -> tuple[Guardrail, ...]:
+        """The rules of `key`'s policy that read this direction ("request", "response"): a
+        rule of a type that reads no answer (caps) is not among an answer's."""
+        policy = self.policy_for(key)
+        found = self._reading.get((id(policy), direction))    # (each policy is held here)
+        if found is None:
+            found = self._reading[(id(policy), direction)] = tuple(
+                g for g in policy if direction in g.directions and (direction == "request" or g.type in _ANSWER_TYPES))
+        return found
 
 
 # The PII and injection detectors compile their screens when made: ~1 s of CPU. A process

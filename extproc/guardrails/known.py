@@ -58,6 +58,7 @@ class KnownFindings:
 
     def __init__(self, capacity: int = CAPACITY) -> None:
         self.capacity = capacity
+        self._half = max(1, capacity // 2)      # the young generation's size when it turns old
         self._young: dict[bytes | int, tuple[Finding, ...]] = {}
         self._old: dict[bytes | int, tuple[Finding, ...]] = {}
         self.enabled = True
@@ -90,7 +91,7 @@ class KnownFindings:
     def _keep(self, key, findings: tuple) -> None:
         young = self._young
         young[key] = findings
-        if len(young) >= max(1, self.capacity // 2):
+        if len(young) >= self._half:
             self._old, self._young = young, {}
 
     def clear(self) -> None:
@@ -264,6 +265,16 @@ class Lookup:
         out = list(self.found)
         if self.clean:
             return out
+        if len(texts) == 1 and self.grown is None:     # a chat user's question: no seam, the text known or read
+            if out[0] is None:
+                # _remember's rule for one text read alone: kept unless a finding touches
+                # its start or end (with one text, `complete` changes nothing: a read that
+                # found nothing keeps it clean, one that found something keeps its findings).
+                out = [findings] = [detector.find(texts[0])]
+                key = self.keys[0]
+                if key is not None and not (findings and _at_an_edge(findings, len(texts[0]))):
+                    known.put(key, findings)
+            return out
         new = [i for i, found in enumerate(out) if found is None]
         # Whether a read found anything at all, in the known text around a run too: a
         # detector that may stop at its first finding may then have stopped before the run.
@@ -272,12 +283,6 @@ class Lookup:
             for first, last in reads(new, self.grown, texts):
                 stopped |= read_run(detector, texts, first, last, out, complete)
             _remember(known, self.keys, texts, out, new, complete, stopped)
-            return out
-        if len(texts) == 1:             # a chat user's question: no seam, the text known or read
-            if out[0] is None:
-                out = find_in_texts(detector, texts)
-                _remember(known, self.keys, texts, out, new, complete)
-            self._clean_whole(out)
             return out
         seams = _seam_keys(self.keys, texts)
         missing = [j for j, found in enumerate(known.get_many(seams), 1) if found is None]  # texts j-1, j
@@ -357,10 +362,14 @@ def _remember(known: KnownFindings, keys: list, texts: list[str], found: list, r
         findings = found[i]
         if keys[i] is None or (anything and not findings):
             continue
-        size = len(texts[i])
-        if any(f.start == 0 or f.end == size for f in findings):
+        if findings and _at_an_edge(findings, len(texts[i])):
             continue
         known.put(keys[i], findings)
+
+
+def _at_an_edge(findings, size: int) -> bool:
+    """A finding at the start or end of a text `size` long: it may run on into a neighbour."""
+    return any(f.start == 0 or f.end == size for f in findings)
 
 
 def _seam_keys(keys: list, texts: list[str]) -> list[int]:

@@ -122,7 +122,7 @@ class ResolveModel(Stage):
         # Envoy's listener takes the largest body any provider accepts; this model's
         # providers may take less. Refused here, before anything reads it: an attempt
         # Envoy would send could only fail, and the guardrails would read it for nothing.
-        largest = max(backend.provider.max_request_bytes for backend in model.backends)
+        largest = model.max_request_bytes
         if len(call.raw_body) > largest:
             raise request_too_large(len(call.raw_body), largest, model.name)
         call.model = model

@@ -26,7 +26,7 @@ READ = "request guardrails read"
 SAME_BYTES = ("", -1, True)
 
 
-def read_before(facts: dict, call: Call, policy: list[Guardrail]) -> tuple | None:
+def read_before(facts: dict, call: Call, policy: tuple[Guardrail, ...]) -> tuple | None:
     """Each rule's findings in the body of these facts, read under this very policy (the
     rules of this config) for this model, on this endpoint; None if it was not. A plugin
     is asked every time: its verdict is its own."""
@@ -37,7 +37,7 @@ def read_before(facts: dict, call: Call, policy: list[Guardrail]) -> tuple | Non
     return read[2]
 
 
-def keep_read(facts: dict, call: Call, policy: list[Guardrail], found: list) -> None:
+def keep_read(facts: dict, call: Call, policy: tuple[Guardrail, ...], found: list) -> None:
     facts[(READ, call.endpoint.kind)] = (tuple(policy), call.model, tuple(found))
 
 

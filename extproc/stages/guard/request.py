@@ -195,7 +195,7 @@ def could_not_run(call: Call, guardrail: Guardrail, direction: str, why: str, de
                            f"{reason}; it fails closed.")
 
 
-def _passed_before(facts: dict, call: Call, policy: list[Guardrail]) -> bool:
+def _passed_before(facts: dict, call: Call, policy: tuple[Guardrail, ...]) -> bool:
     """The body's bytes passed this very policy (the rules of this config) for this model,
     on this endpoint: every rule read them and found nothing (grown.py's READ)."""
     found = read_before(facts, call, policy)
@@ -212,7 +212,7 @@ class GuardRequest(Stage):
         self.shared = SharedFindings(store)     # findings other workers and replicas made
 
     async def request_body(self, call: Call) -> None:
-        policy = [g for g in call.config.guardrails.policy_for(call.key) if "request" in g.directions]
+        policy = call.config.guardrails.policy_reading(call.key, "request")
         if not policy or call.body is None:
             return
         facts = call.body_facts if not call.body_changed else None
@@ -241,7 +241,7 @@ class GuardRequest(Stage):
                                       sorted(items_changed))
             call.body_changed = BYTES_WRITTEN
 
-    async def _check(self, call: Call, policy: list[Guardrail], kept: tuple[str, int, bool] | None = None,
+    async def _check(self, call: Call, policy: tuple[Guardrail, ...], kept: tuple[str, int, bool] | None = None,
                      found_before: tuple | None = None, handing_on: bool = False) -> tuple[list | None, set | None]:
         """`handing_on` (a body kept for the calls after it): each rule's findings by path
         (grown.py's READ), or None when what was read cannot be handed on (a plugin, tools

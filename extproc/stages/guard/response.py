@@ -17,16 +17,14 @@ from .stream import StreamGuard
 from .stream_plugins import StreamPluginHold
 
 
-def response_policy(call: Call) -> list[Guardrail]:
+def response_policy(call: Call) -> tuple[Guardrail, ...]:
     """The guardrails that read this caller's responses."""
     if call.key is None:
-        return []
-    return [g for g in call.config.guardrails.policy_for(call.key)
-            if "response" in g.directions and g.type in ("pii", "banned", "tools", "plugin",
-                                                        "prompt_injection")]
+        return ()
+    return call.config.guardrails.policy_reading(call.key, "response")
 
 
-def stream_policy(call: Call) -> list[Guardrail]:
+def stream_policy(call: Call) -> tuple[Guardrail, ...]:
     """The guardrails that read this caller's streamed responses (plugins: the whole
     stream, held to its end, stages/guard/stream_plugins.py)."""
     return response_policy(call)
