@@ -104,7 +104,9 @@ def test_first_list_pinned_then_a_changed_or_new_tool_is_pending_until_approved(
 
 def test_a_check_costs_microseconds(tmp_path):
     """The per-call checks on SQLite: a tools/call's pending and taint reads, and a
-    tools/list of 20 tools a worker has seen (the issue's budget: 50 µs each)."""
+    tools/list of 20 tools a worker has seen (the design's budget: 50 µs each). The
+    fastest of several batches: what the code costs, not what the suite's other
+    processes took from the core meanwhile."""
     store = SQLiteStore(str(tmp_path / "store.db"))
     pins, taint = ToolPins(store), RunTaint(store)
     tools = [_tool(f"t{i}", f"tool {i}" * 10) for i in range(20)]
@@ -112,16 +114,18 @@ def test_a_check_costs_microseconds(tmp_path):
     async def measure() -> tuple[float, float]:
         await pins.review("p", tools)
         await taint.mark("r", {PRIVATE}, "x", 60)
-        n = 2000
-        started = time.perf_counter()
-        for _ in range(n):
-            await pins.is_pending("p", "t1")
-            await taint.flags("r")
-        per_call = (time.perf_counter() - started) / n
-        started = time.perf_counter()
-        for _ in range(n):
-            await pins.review("p", tools)
-        return per_call, (time.perf_counter() - started) / n
+        n, per_call, per_list = 400, [], []
+        for _ in range(5):
+            started = time.perf_counter()
+            for _ in range(n):
+                await pins.is_pending("p", "t1")
+                await taint.flags("r")
+            per_call.append((time.perf_counter() - started) / n)
+            started = time.perf_counter()
+            for _ in range(n):
+                await pins.review("p", tools)
+            per_list.append((time.perf_counter() - started) / n)
+        return min(per_call), min(per_list)
 
     per_call, per_list = asyncio.run(measure())
     print(f"tools/call check {per_call * 1e6:.1f} µs, tools/list of 20 {per_list * 1e6:.1f} µs")
