@@ -74,10 +74,14 @@ class Guardrail:
     # What the findings depend on (type and rules, and the detectors' version): known
     # findings (known.py) are keyed by it, so other rules never meet them.
     digest: str = ""
+    # Worked out when the rule is made: a call's check asks each several times a rule.
+    scans_text: bool = field(init=False, compare=False, hash=False, repr=False)
+    # Its detector scores whole texts, each read alone (the injection classifier).
+    per_text: bool = field(init=False, compare=False, hash=False, repr=False)
 
-    @property
-    def scans_text(self) -> bool:
-        return self.type in _TEXT_TYPES
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "scans_text", self.type in _TEXT_TYPES)
+        object.__setattr__(self, "per_text", bool(getattr(self.detector, "per_text", False)))
 
     def reads(self, part: str) -> bool:
         """Whether it reads that part of a request (an MCP call's arguments are the

@@ -110,7 +110,7 @@ def check_texts(call: Call, guardrail: Guardrail, slots: list, direction: str,
     `part_of(i)`: the part of the request slot i lies in, named in the verdict.
     `found_out`: given the findings of each slot, as redacted. True if anything changed."""
     texts = lookup.texts if lookup is not None else _texts(slots)
-    if getattr(guardrail.detector, "per_text", False):      # scores whole texts (the classifier)
+    if guardrail.per_text:            # scores whole texts (the classifier)
         found = (lookup or Lookup(guardrail.digest, texts)).find_each(guardrail.detector)
     elif guardrail.digest:            # the texts earlier checks read get their findings again
         # A redacting rule's detector finds every value; a blocking one may stop at its first.
@@ -299,6 +299,8 @@ class GuardRequest(Stage):
                         chosen = [index for index in chosen
                                   if parts[index] != TOOL_RESULTS or guardrail.reads_tool(tools[index])]
                     chosen_for[scope] = chosen
+                if every_slot and len(chosen) == len(every_slot):     # all of them (a chat user's question)
+                    chosen = None
             if chosen is not None:
                 slots, paths = [every_slot[i] for i in chosen], [every_path[i] for i in chosen]
                 if not slots and guardrail.type != "plugin":
@@ -362,7 +364,7 @@ class GuardRequest(Stage):
                     changed = await run_plugin(call, guardrail, slots, "request")
                     handing_on, items_changed = False, None
                 else:
-                    if lookup is not None and getattr(guardrail.detector, "per_text", False):
+                    if lookup is not None and guardrail.per_text:
                         await score_apart(lookup, guardrail.detector)
                     found: list | None = [] if handing_on or states is not None else None
                     changed = check_texts(
