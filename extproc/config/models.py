@@ -98,7 +98,6 @@ class Model:
         return ceiling, known
 
 
-
 def qualified_model(name: str, providers: Mapping[str, Provider]) -> Model | None:
     """A model asked for as "<provider>/<model>" of a provider that lets callers name its
     models (`models:` patterns), priced from the shipped table (None when unknown: a USD

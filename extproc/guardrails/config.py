@@ -128,7 +128,8 @@ class GuardrailSettings:
         found = self._reading.get((id(policy), direction))    # (each policy is held here)
         if found is None:
             found = self._reading[(id(policy), direction)] = tuple(
-                g for g in policy if direction in g.directions and (direction == "request" or g.type in _ANSWER_TYPES))
+                g for g in policy
+                if direction in g.directions and (direction == "request" or g.type in _ANSWER_TYPES))
         return found
 
 
