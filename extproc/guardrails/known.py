@@ -57,7 +57,6 @@ class KnownFindings:
     session still sends stays young; what nobody sent for a generation goes."""
 
     def __init__(self, capacity: int = CAPACITY) -> None:
-        self.capacity = capacity
         self._half = max(1, capacity // 2)      # the young generation's size when it turns old
         self._young: dict[bytes | int, tuple[Finding, ...]] = {}
         self._old: dict[bytes | int, tuple[Finding, ...]] = {}

@@ -283,8 +283,8 @@ class McpGate(Stage):
         walk's bound, with a rule failing closed) refuses the call."""
         if not message.get("params"):
             return
-        rules = [g for g in call.config.guardrails.policy_for(call.key)
-                 if "request" in g.directions and g.scans_text and g.reads(ASSISTANT)]
+        rules = [g for g in call.config.guardrails.policy_reading(call.key, "request")
+                 if g.scans_text and g.reads(ASSISTANT)]
         if not rules:
             return
         reading = read_json(message, "params", Reading())
