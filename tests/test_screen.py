@@ -294,9 +294,9 @@ def test_a_clean_conversation_is_looked_at_once():
 
 @given(st.lists(st.text(alphabet=st.sampled_from("aé漢😀\ud800 "), max_size=12), min_size=1, max_size=6))
 def test_a_texts_utf8_is_its_own_whichever_text_came_before(asked):
-    """`utf8` hands out the bytes it made for the text asked last: asked of texts in any
-    order (equal texts that are other objects among them), each gets its own encoding,
-    and a text UTF-8 cannot carry raises as `encode` does."""
+    """`utf8` hands out the bytes it made for the last few texts asked: asked of texts in
+    any order (equal texts that are other objects among them), each gets its own
+    encoding, and a text UTF-8 cannot carry raises as `encode` does."""
     for text in asked + [text[:] + "" for text in asked] + asked:
         try:
             expected = text.encode("utf-8")
@@ -306,3 +306,17 @@ def test_a_texts_utf8_is_its_own_whichever_text_came_before(asked):
             continue
         assert utf8(text) == expected
         assert utf8(text) == expected           # again: the one made
+
+
+def test_a_non_ascii_texts_utf8_is_made_once_while_a_few_texts_come_between():
+    """An agent's new turn is read rule after rule, each rule's screens asking for its
+    texts' UTF-8 in turn, the seams' texts between: a non-ASCII text asked again after
+    up to three others gets the bytes made for it, not an encode more (~8 instructions a
+    character). A fifth text pushes the first out: what is kept stays bounded."""
+    texts = [f"turn {n}: café, naïve, 漢字 " * 40 for n in range(5)]
+    made = [utf8(text) for text in texts[:4]]
+    for text, encoded in zip(texts[:4], made):
+        assert utf8(text) is encoded and encoded == text.encode("utf-8")
+    utf8(texts[4])
+    again = utf8(texts[0])
+    assert again == made[0] and again is not made[0]

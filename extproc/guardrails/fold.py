@@ -39,7 +39,7 @@ from ..api.provider_json import as_utf8
 from . import Finding
 from .encoded import decoded_runs, might_hold_runs
 from .lookalikes import ascii_lookalikes
-from .screen import utf8
+from .screen import compile_screen, utf8
 
 # Default_Ignorable_Code_Point (Unicode's DerivedCoreProperties.txt), the interlinear
 # annotation marks, the blank braille pattern, and combining diacritical marks.
@@ -80,7 +80,9 @@ def _char_class(codes) -> str:
 # RE2 (a DFA over UTF-8) tests any class in the same time, ~10 µs per 4 KB; Python's re
 # tests a class holding code points beyond the BMP range by range (~1.3 ms). A plain
 # character class means the same to both engines.
-_FOLDABLE = re2.compile(f"[{_char_class(_ONE_FOR_ONE)}{_INVISIBLE_CHARS}]")
+# Asked of the text's UTF-8 as the detectors' screens encoded it (screen.py's `utf8`), not
+# of the text, which RE2's wrapper would encode again.
+_FOLDABLE = compile_screen(f"[{_char_class(_ONE_FOR_ONE)}{_INVISIBLE_CHARS}]")
 
 
 class Folded:
@@ -133,10 +135,10 @@ def fold(text: str) -> Folded | None:
 
 def _fold(text: str) -> Folded | None:
     try:
-        foldable = _FOLDABLE.search(text)
+        foldable = _FOLDABLE.matches(text)
     except UnicodeEncodeError:      # RE2 reads UTF-8: a lone surrogate (a provider's split emoji)
-        foldable = _FOLDABLE.search(as_utf8(text))
-    if foldable is None:
+        foldable = _FOLDABLE.search(as_utf8(text)) is not None
+    if not foldable:
         return None
     one_for_one = text.translate(_ONE_FOR_ONE)
     invisible = _INVISIBLE if _utf8_safe(one_for_one) else _INVISIBLE_PY

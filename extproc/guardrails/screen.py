@@ -302,21 +302,32 @@ def compile_screen(source: str | None) -> Screen | None:
         return None
 
 
-_ENCODED: tuple[str | None, bytes] = (None, b"")
+# The text encoded last, and the few before it (newest first): (text, its UTF-8).
+_ENCODED_LAST: tuple[str | None, bytes] = (None, b"")
+_EARLIER: list[tuple[str | None, bytes]] = []
+_EARLIER_KEPT = 3
 
 
 def utf8(text: str) -> bytes:
-    """`text.encode("utf-8")` (raising as it does for a lone surrogate), made once for the
-    text last asked: each detector's screens, the encoded runs' and the fold's check ask
-    it of the same text in turn (an agent's new turn: ~10 encodes of each text read, 5%
-    of such a call's instructions). One tuple, replaced whole: a thread asking meanwhile
-    gets this text's bytes or its own."""
-    global _ENCODED
-    last = _ENCODED
+    """`text.encode("utf-8")` (raising as it does for a lone surrogate), made once for each
+    of the last few texts asked: each detector's screens, the encoded runs' and the fold's
+    check ask it of the same texts (an agent's new turn: ~10 encodes of each text read,
+    5% of such a call's instructions), one rule's reads between another's (a new turn's
+    texts, then the seams joining them to the turns before). Non-ASCII text costs ~8
+    instructions a character to encode. Each entry is one tuple, replaced whole: a thread
+    asking meanwhile finds this text's bytes or makes its own."""
+    global _ENCODED_LAST
+    last = _ENCODED_LAST
     if last[0] is text:
         return last[1]
+    if not text.isascii():          # (ASCII is copied: cheaper than looking further)
+        for seen, encoded in _EARLIER:
+            if seen is text:
+                return encoded
     encoded = text.encode("utf-8")
-    _ENCODED = (text, encoded)
+    _ENCODED_LAST = (text, encoded)
+    _EARLIER.insert(0, last)
+    del _EARLIER[_EARLIER_KEPT:]
     return encoded
 
 
