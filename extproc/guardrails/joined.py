@@ -129,26 +129,55 @@ def find_in_texts(detector, texts: list[str] | Conversation) -> list[list[Findin
 # (one value planted in a 101-message conversation costs a read of one chunk, not of all).
 CHUNK = 2048
 
+# A long text may first be asked whole: a bet that no screen of the detector matches in
+# it, which then spares asking it chunk by chunk (~8 µs a chunk, and their overlap: clean
+# prose is read ~1.5x faster so). Lost, the whole read was for nothing: source code (what
+# an agent's tool results hold) matches some screen in every text of 20 KB and in ~60% of
+# its chunks, and prose with a "2nd" in it matches the injection rules' leetspeak signs.
+# So each detector keeps the odds from its last long texts, a count of the clean ones
+# less the others between 0 and _CLEAN_MAX (a saturating counter, as a branch predictor
+# keeps), and asks a text whole while it is at least _ASK_WHOLE. A text read chunk by
+# chunk counts as clean when none of its chunks may hold a finding. What is found is the
+# same either way; only the cost differs.
+_ASK_WHOLE = 2
+_CLEAN_MAX = 3
+_clean_counts: dict[int, int] = {}      # id(detector) -> its count (races cost, never findings)
+
 
 def find_chunked(detector, text: str) -> list[Finding]:
     """The detector's findings in `text`, read chunk by chunk where the text is long."""
     if len(text) <= CHUNK + SEAM:
         return detector.find(text) if detector.might_find(text) else []
-    if not detector.might_find(text):
-        return []
+    key = id(detector)
+    count = _clean_counts.get(key, _CLEAN_MAX)
+    if count >= _ASK_WHOLE:
+        clean = not detector.might_find(text)
+        _learned(key, count, clean)
+        if clean:
+            return []
     found: dict[tuple[int, int], Finding] = {}
+    some_chunk = False
     for low in range(0, len(text), CHUNK):
         start, end = max(0, low - SEAM), min(len(text), low + CHUNK + SEAM)
         chunk = text[start:end]
         if not detector.might_find(chunk):
             continue
+        some_chunk = True
         for finding in detector.find(chunk):
             span = (finding.start + start, finding.end + start)
             # A finding cut by the chunk's edge is found whole in the chunk before or after.
             if (finding.start == 0 and start > 0) or (finding.end == len(chunk) and end < len(text)):
                 continue
             found.setdefault(span, Finding(span[0], span[1], finding.label))
+    if count < _ASK_WHOLE:
+        _learned(key, count, not some_chunk)
     return sorted(found.values(), key=lambda f: (f.start, f.end))
+
+
+def _learned(key: int, count: int, clean: bool) -> None:
+    if len(_clean_counts) > 4096:         # (detectors are a config's: bounded, reloads aside)
+        _clean_counts.clear()
+    _clean_counts[key] = min(count + 1, _CLEAN_MAX) if clean else max(count - 1, 0)
 
 
 def _seams(detector, seam_view: _SeamView, out: list[list[Finding]], whole: list[tuple[int, int]]) -> None:
