@@ -5,7 +5,7 @@ what it does not count is what the cores do between the calls (Envoy, the caches
 evicts, the transport: bench/run.py measures those).
 
     .venv/bin/python bench/instructions.py [--rounds N] [--fresh] [--sdk-headers]
-                                           [--prompt-kb N | --history-kb N [--growing] [--redacted]]
+                                           [--prompt-kb N | --history-kb N [--growing] [--redacted] | --code-kb N]
                                            [--top N] [--without STAGE.PHASE ...]
 
 It runs bench/pipeline.py's loop (the quickstart pipeline, alice's JSON chat call, a
@@ -13,7 +13,9 @@ token budget from the worker's allotment) under callgrind, collecting only while
 measured calls run: after the imports, the config and 200 warm-up calls, which take
 ~1.5 minutes under valgrind. `--growing`: an agent's session rather than one body resent:
 each call sends the history of the calls before it and two turns more (the model's
-answer, the next question; 4 KB each), as an agent's next turn does. `--fresh`: each
+answer, the next question; 4 KB each), as an agent's next turn does. `--code-kb N`: each
+call's tool result N KB of this repository's source code, new to the guardrails, after a
+third of the pieces read untimed (bench/pipeline.py's). `--fresh`: each
 call's prompt numbered, new to the guardrails (a chat user's, mostly: the bench's JSON
 row resends one text, which they know after its first read). `--sdk-headers`: each call
 with the headers the openai SDK sends and Envoy adds (21 in all; the bench's calls: 6).
@@ -67,14 +69,20 @@ def growing(history: list[dict], rounds: int) -> list[list[dict]]:
 
 
 def measured(rounds: int, prompt: str | list, hooks_left_out: list[str], grows: bool = False,
-             fresh: bool = False) -> None:
+             fresh: bool = False, code_kb: int = 0) -> None:
     """Runs under callgrind: prepares the pipeline, then makes `rounds` calls inside the
     callback that switches collection on."""
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     import pipeline           # bench/pipeline.py: the config, the messages, the loop
 
     loop = asyncio.new_event_loop()
-    if grows:                 # the history itself sent (and known) first, each turn after it once
+    if code_kb:               # a tool result of code each call, new; a third of the pieces read before
+        turns = pipeline.code_turns(code_kb)
+        warm = len(turns) // 3
+        if rounds > len(turns) - warm:
+            raise SystemExit(f"--code-kb {code_kb} has {len(turns) - warm} pieces to measure: --rounds at most that")
+        prepared = loop.run_until_complete(pipeline.prepare(True, turns[0], turns[warm:], turns[1:warm]))
+    elif grows:               # the history itself sent (and known) first, each turn after it once
         prepared = loop.run_until_complete(pipeline.prepare(True, prompt, growing(prompt, rounds), [prompt]))
     elif fresh:               # each call's text new to the guardrails (a chat user's, mostly)
         prepared = loop.run_until_complete(pipeline.prepare(True, prompt, [f"{index} {prompt}" for index in range(rounds)]))
@@ -130,6 +138,8 @@ def main() -> None:
     parser.add_argument("--redacted", action="store_true",
                         help="with --history-kb: an e-mail address in the history's second turn, which "
                              "the PII rule redacts on every call (as an agent resends a file it read)")
+    parser.add_argument("--code-kb", type=int, default=0,
+                        help="each call's tool result this many KB of source code, new to the guardrails")
     parser.add_argument("--fresh", action="store_true",
                         help="each call's prompt new (numbered), as a chat user's: the guardrails read it")
     parser.add_argument("--sdk-headers", action="store_true",
@@ -149,7 +159,7 @@ def main() -> None:
             second = prompt[1]["content"]
             prompt[1]["content"] = f"{second[:600]} Write to maria.lopez@gmail.com about it. {second[600:]}"
         measured(args.rounds, prompt, args.without, args.growing and bool(args.history_kb),
-                 args.fresh and not args.history_kb)
+                 args.fresh and not args.history_kb, args.code_kb)
         return
     out = Path(tempfile.mkdtemp(prefix="llmgw-callgrind-")) / "callgrind.out"
     # The same hash seed each run: the dicts and sets the calls walk are laid out alike.
