@@ -86,6 +86,11 @@ def serve(path: str) -> None:
     for name in (*PRELOAD, *_ALSO):     # by name, as multiprocessing's fork server preloads
         importlib.import_module(name)
     die_with(signal.SIGTERM)                   # goes with whoever started it
+    # The shipped quickstart's detectors, which most requesters' configs share: made and
+    # warmed once here rather than in each fork server (detectors_warmed.py).
+    from ..config.envoy_config import shipped
+    from .detectors_warmed import warm_detectors
+    warm_detectors(shipped("config/quickstart.yaml"), strict_credentials=False)
     # setproctitle finds its room once, here, in the command line's own bytes: a child
     # clears the environment it would otherwise take (what ps shows of a child: its title).
     os.environ["SPT_NOENV"] = "1"

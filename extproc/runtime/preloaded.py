@@ -2,7 +2,7 @@
 line and the mock's routes (when the config runs the mock), which it imports first: the
 modules every child imports, the tokenizers the config's models count with, and the
 config's guardrail detectors (guardrails/config.py keeps them per rule; they hold no
-per-request state). Imported only there.
+per-request state), their automata built on a corpus (guardrails/warm.py). Imported only there.
 
 Importing this module is all it does; nothing here starts a thread, a loop or a socket,
 which a fork would not carry into the child."""
@@ -16,10 +16,10 @@ import os
 import uvloop  # noqa: F401
 
 from ..api.tokens import get_encoding
-from ..config.filter_config import load_config
 from ..guardrails import fold, hold, injection, pii  # noqa: F401  (tables built at import: ~0.8 s)
 from ..guardrails.screen import every_code_point
 from . import mcp_aggregator_front, worker  # noqa: F401
+from .detectors_warmed import warm_detectors
 from .forked import CONFIG_ENV, ENCODINGS_ENV
 
 
@@ -30,10 +30,7 @@ def prepare() -> None:
     for encoding in filter(None, os.environ.get(ENCODINGS_ENV, "").split(",")):
         get_encoding(encoding)
     if path := os.environ.get(CONFIG_ENV):
-        try:
-            load_config(path)      # makes (and keeps) its detectors, as each worker's load would
-        except Exception:          # noqa: BLE001  the children load it again and say what is wrong
-            pass
+        warm_detectors(path)
     # The code-point table the detectors were built from (4.4 MB) is not read again unless
     # a reload brings a new pattern, which builds it anew.
     every_code_point.cache_clear()
