@@ -154,6 +154,13 @@ def code_turns(kb: int) -> list[list]:
             for piece in guardrails_bench.source_code(kb)]
 
 
+def envoy_features():
+    """What the quickstart's Envoy config announces to the workers (its ext_proc filter's)."""
+    envoy = yaml.safe_load((ROOT / "envoy" / "quickstart.yaml").read_text())
+    manager = envoy["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"]
+    return announced_features(next(f["typed_config"] for f in manager["http_filters"] if f["name"] == EXT_PROC))
+
+
 class Prepared:
     """A runtime of the bench's config, warmed by 200 calls, and the messages to send it."""
 
@@ -170,9 +177,7 @@ async def prepare(budget: bool, prompt: str | list, fresh: list | None = None,
     runtime = Runtime(config)
     metrics.batch_writes()                   # as a worker does, flushing now and then
     sequence = messages(prompt)
-    envoy = yaml.safe_load((ROOT / "envoy" / "quickstart.yaml").read_text())
-    manager = envoy["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"]
-    features = announced_features(next(f["typed_config"] for f in manager["http_filters"] if f["name"] == EXT_PROC))
+    features = envoy_features()
     for _ in range(200):
         call = Call(runtime.config, features)
         for message in sequence:
