@@ -80,7 +80,7 @@ HISTORY_MODES = [f"{name} {how}" for name in HISTORY_KB for how in ("resent", "f
 GROWN_MODES = ["json 400KB grown", "json 400KB grown redacted"]
 GROWN_TURNS = 30
 # What an agent sends after reading a file: a tool result of 20 KB of this repository's
-# source code, new to the guardrails every call (FRESH_MARK starts it: its digest differs).
+# source code, new to the guardrails every call (FRESH_MARK in each of its chunks).
 CODE_KB = {"json code 20KB": 20}
 CODE_MODES = [f"{name} fresh" for name in CODE_KB]
 
@@ -92,12 +92,20 @@ def history_body(kb: int, fresh: bool) -> str:
 
 
 def code_body(kb: int) -> str:
-    """A chat request whose last turn is a tool result of `kb` KB of source code."""
-    piece = guardrails_bench.source_code(kb)[3]
+    """A chat request whose last turn is a tool result of `kb` KB of source code, a comment
+    line with FRESH_MARK every ~1,000 characters: every chunk the guardrails read of it
+    (joined.py, 2 KB) differs from call to call, as a new file's would."""
+    lines, marked, since = guardrails_bench.source_code(kb)[3].splitlines(keepends=True), [], 1000
+    for line in lines:
+        if since >= 1000:
+            marked.append(f"# {FRESH_MARK}\n")
+            since = 0
+        marked.append(line)
+        since += len(line)
     messages = [{"role": "user", "content": "Read the file and explain what it does."},
                 {"role": "assistant", "content": None, "tool_calls": [
                     {"id": "call_1", "type": "function", "function": {"name": "read", "arguments": "{}"}}]},
-                {"role": "tool", "tool_call_id": "call_1", "content": f"# {FRESH_MARK}\n{piece}"}]
+                {"role": "tool", "tool_call_id": "call_1", "content": "".join(marked)}]
     return json.dumps({"model": "gpt-4o-mini", "stream": False, "messages": messages}, ensure_ascii=False)
 
 

@@ -16,7 +16,11 @@ PIECES = ["YWJjZGVmZ2hpamtsbW5vcHFyc3R1dnd4eXo=", "amFuZUBleGFtcGxlLmNvbQ==", "s
           "path/to/a/module/file.py", "6a616e65406578616d706c652e636f6d", "de ad be ef 01 02 03 04 05 06 07",
           "%6a%61%6e%65%40", "jane%40example.com", "&#106;&#97;&#110;&#101;&amp;", "&lt;b&gt;&lt;i&gt;",
           " ", "\n", "=", "-", "_", "%", "&", ";", "é", "Zürich", "東京", "…", "\u00a0", "\u3000", "٤١", "ß",
-          "0123456789abcdef", "ABCDEFGHIJKLMNOPQRSTUVWXYZ", "x", "\ud800"]
+          "0123456789abcdef", "ABCDEFGHIJKLMNOPQRSTUVWXYZ", "x", "\ud800",
+          # where the alternatives meet: base64's characters before a percent run, hex
+          # with colons, padding past two '=', an entity run after an identifier
+          "abcdefghijklmnopqrstu%41%42%43", "de:ad:be:ef:01:02:03:04:05:06:07", "QUJDREVGR0hJSktMTU5PUFFSU1RVVldYWVo===",
+          "identifier_name&#65;&#66;&#67;", "==", "0x", ":"]
 texts = st.lists(st.sampled_from(PIECES), max_size=30).map("".join) | st.text(max_size=120)
 
 
@@ -78,3 +82,34 @@ def test_screens_in_sets_say_which_match_as_each_alone_does(text, alone):
     expected = frozenset(index for index, regex_set in enumerate(ALONE) if regex_set.Match(text))
     assert screens.matching(text) == expected
     assert screens.matches(text) == bool(expected)
+
+
+def test_a_long_texts_chunks_are_read_for_runs_once_whichever_rule_reads_them(monkeypatch):
+    """A rule reads every chunk of a long text before the next rule reads them again
+    (joined.py): the next finds each chunk's runs kept, as long as they fit the budget;
+    a text longer than a chunk is kept among the last few only."""
+    computed = []
+    real = encoded._decoded_runs
+    monkeypatch.setattr(encoded, "_decoded_runs", lambda text: computed.append(text) or real(text))
+    code = "".join(f"value_{i} = decode('amFuZUBleGFtcGxlLmNvbQ==', some_long_identifier_{i})\n" for i in range(400))
+    chunks = [code[i:i + 2448] for i in range(0, len(code), 2048)]
+    first = [encoded.decoded_runs(chunk) for chunk in chunks]
+    assert len(computed) == len(chunks) and all(first)
+    again = [encoded.decoded_runs(chunk[:1] + chunk[1:]) for chunk in chunks]     # equal texts, new objects
+    assert again == first and len(computed) == len(chunks)
+    assert sum(map(len, encoded._short)) <= encoded._SHORT_KEPT_CHARS
+    # More than the budget: the oldest go first.
+    filler = [f"{i:06d} " + "x" * 4000 for i in range(80)]
+    for text in filler:
+        encoded.decoded_runs(text + " amFuZUBleGFtcGxlLmNvbQ==")
+    assert sum(map(len, encoded._short)) <= encoded._SHORT_KEPT_CHARS
+    computed.clear()
+    encoded.decoded_runs(chunks[0][:1] + chunks[0][1:])
+    assert computed                                          # pushed out by the filler
+    longs = [code[:10000] + f" {i}" for i in range(6)]
+    for text in longs:
+        encoded.decoded_runs(text)
+    computed.clear()
+    encoded.decoded_runs(longs[-1])
+    encoded.decoded_runs(longs[0])
+    assert computed == [longs[0]]                            # only the last four long texts kept

@@ -22,7 +22,7 @@ from urllib.parse import unquote
 
 import re2
 
-from .fastre import Pattern
+from .fastre import Pattern, for_re2
 from .screen import ScreenSet, compile_screen, screen_source
 from .screened import screened_finditer
 
@@ -38,6 +38,15 @@ _RUNS = Pattern("|".join(f"(?P<{kind}>{source})" for kind, source in zip(_KINDS,
 # of source code holds a run (a long identifier, a path) every ~200 characters, and the
 # str interface's per-match offset conversions cost more than the search.
 _RUNS_BYTES = re2.compile(_RUNS.re2.pattern.encode(), _RUNS.re2.options) if _RUNS.re2 is not None else None
+# The same runs' spans, without the groups: RE2's automata alone find a match's span, and
+# a group makes it run a second engine over each match (a run every few hundred bytes of code:
+# the grouped search read code at ~2.3x this one's cost). Which kind a run is, is told
+# after: base64's when that alternative alone reads the run whole (it comes first, so it
+# wins wherever it matches: most runs in code are identifiers), else the grouped pattern
+# says, asked where the run starts (the hex alternative's `\b` reads the byte before it).
+_SPANS_BYTES = re2.compile(b"|".join(b"(?:%s)" % for_re2(source).encode() for source in _SOURCES),
+                           _RUNS.re2.options) if _RUNS.re2 is not None else None
+_BASE64_ALPHABET = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/_-"
 # Other text keeps Python's re (fastre.py), whose percent and entity alternatives try 24
 # characters at every position (~5 MB/s on code): an alternative whose marker ('%', '&')
 # the text lacks cannot match anywhere, and leaving it out changes no match.
@@ -87,34 +96,63 @@ def _decode(kind: str, run: str) -> str | None:
     return text if text != run else None
 
 
+def _base64_whole(run: bytes) -> bool:
+    """Whether the base64 alternative reads `run` whole: 20 or more of its characters,
+    then at most two '='."""
+    core = run.rstrip(b"=")
+    return len(run) - len(core) <= 2 and len(core) >= 20 and not core.translate(None, _BASE64_ALPHABET)
+
+
 def might_hold_runs(text: str) -> bool:
     return _SCREEN is None or bool(_SCREEN.matching(text))
 
 
-# The last texts read for runs, with what they decoded to: each text guardrail reads the
+# The texts read for runs lately, with what they decoded to: each text guardrail reads the
 # same texts (as fold.py's folded texts), and source code holds a run every ~200 characters.
-_RECENT = 4
-_recent: list[tuple[str, list[tuple[int, int, str]]]] = []
+# A long text is read chunk by chunk (joined.py), each rule all of its chunks before the
+# next rule reads them again: texts of a chunk's size are kept up to a budget of
+# characters (~100 chunks), so the next rule finds every one of them; longer texts, read
+# whole, the last few only.
+_SHORT = 4096
+_SHORT_KEPT_CHARS = 1 << 18
+_LONG_KEPT = 4
+_short: dict[str, list[tuple[int, int, str]]] = {}
+_short_chars = 0
+_long: list[tuple[str, list[tuple[int, int, str]]]] = []
 
 
 def decoded_runs(text: str) -> list[tuple[int, int, str]]:
     """(start, end, decoded text) of each encoded run in `text`."""
+    global _short_chars
     if not might_hold_runs(text):
         return []
-    for seen, runs in _recent:
-        if seen is text or seen == text:      # (a chunk each guardrail cuts from the same text)
+    if len(text) <= _SHORT:
+        runs = _short.get(text)
+        if runs is None:
+            runs = _short[text] = list(_decoded_runs(text))
+            _short_chars += len(text)
+            while _short_chars > _SHORT_KEPT_CHARS:
+                oldest = next(iter(_short))
+                _short_chars -= len(oldest)
+                del _short[oldest]
+        return runs
+    for seen, runs in _long:
+        if seen is text or seen == text:
             return runs
     runs = list(_decoded_runs(text))
-    _recent.insert(0, (text, runs))
-    del _recent[_RECENT:]
+    _long.insert(0, (text, runs))
+    del _long[_LONG_KEPT:]
     return runs
 
 
 def _decoded_runs(text: str) -> Iterator[tuple[int, int, str]]:
-    if _RUNS_BYTES is not None and text.isascii():
-        for match in _RUNS_BYTES.finditer(text.encode("ascii")):
+    if _SPANS_BYTES is not None and text.isascii():
+        data = text.encode("ascii")
+        for match in _SPANS_BYTES.finditer(data):
             start, end = match.span()
-            decoded = _decode(_KINDS[match.lastindex - 1], text[start:end])
+            kind = "base64" if _base64_whole(data[start:end]) else \
+                _KINDS[_RUNS_BYTES.match(data, start).lastindex - 1]
+            decoded = _decode(kind, text[start:end])
             if decoded is not None:
                 yield start, end, decoded
         return
