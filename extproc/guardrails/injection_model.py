@@ -18,10 +18,15 @@ The weights are a NumPy archive without pickles: `weights` (float16, one per slo
 from __future__ import annotations
 
 import functools
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
+# One BLAS thread: the model's arithmetic is element by element (no BLAS call), a worker
+# runs per core, and the process that loads the model first is the fork server, which must
+# not hold a thread when it forks (store/semantic_index.py sets the same).
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+import numpy as np  # noqa: E402
 
 from . import Finding
 
