@@ -1,15 +1,21 @@
-"""A worker's first calls on source code, what an agent's tool results hold: the
-quickstart pipeline (bench/pipeline.py's config and messages, no Envoy) answering chat
-calls whose last turn is 20 KB of this repository's code, new each call, in a process
-forked as a worker is, from one that made the config's detectors (cold) or from one that
-also read the corpus through them first (extproc/guardrails/warm.py, as the fork server
-does). The sides alternate, each round forking both anew.
+"""A worker's first calls: the quickstart pipeline (bench/pipeline.py's config and
+messages, no Envoy) answering, one at a time, a short chat call and then chat calls whose
+last turn is 20 KB of this repository's code, new each call, in a process forked as a
+worker is, from one that holds:
+
+- `bare`: the config's detectors (made by its load) and its models' tokenizers, loaded;
+- `preloaded`: besides, each tokenizer counted once and the request bodies' checkers
+  compiled (api/schemas.py), as the fork server does (runtime/preloaded.py);
+- `warmed`: besides, the corpus read through the detectors (extproc/guardrails/warm.py),
+  as the fork server does.
+
+The sides alternate, each round forking them anew.
 
     .venv/bin/python bench/first_calls.py [--rounds 3] [--corpus-kb 1024]
 
-Prints per side the first call, the means of the first 10 and 100 calls and of all of
-them (ms of wall time, one call at a time), medians over the rounds; and what the reading
-cost the forking process.
+Prints per side the short call, then the code calls' first, the means of their first 10
+and 100 and of all of them (ms of wall time), medians over the rounds; and what the
+preparing cost the forking process.
 """
 
 from __future__ import annotations
@@ -26,6 +32,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import pipeline as bench_pipeline  # noqa: E402  (the config, the messages)
 
+from extproc.api.schemas import compile_all  # noqa: E402
 from extproc.api.tokens import get_encoding  # noqa: E402
 from extproc.config.filter_config import load_config  # noqa: E402
 from extproc.guardrails import warm  # noqa: E402
@@ -69,51 +76,52 @@ def in_child(work) -> list[float]:
     return [float(x) for x in data.split()]
 
 
-def resident_mb() -> float:
-    with open("/proc/self/statm") as file:
-        return int(file.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 1e6
-
-
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--corpus-kb", type=int, default=warm.CORPUS_BYTES // 1024)
     args = parser.parse_args()
-    # What the fork server holds before it forks (runtime/preloaded.py): the config's
-    # detectors, made by its load, and its models' tokenizers.
     config = load_config(bench_pipeline.bench_config(True))
-    for encoding in {model.encoding for model in config.models.values()}:
+    encodings = {model.encoding for model in config.models.values()}
+    for encoding in encodings:
         get_encoding(encoding)
     features = bench_pipeline.envoy_features()
-    sequences = [bench_pipeline.messages(turn) for turn in bench_pipeline.code_turns(20)]
+    sequences = [bench_pipeline.messages(bench_pipeline.PROMPT)] + \
+        [bench_pipeline.messages(turn) for turn in bench_pipeline.code_turns(20)]
 
     def worker() -> list[float]:
         sys.stdout = open(os.devnull, "w")       # the log lines
         logging.disable(logging.WARNING)         # the store's notes of the siblings gone before
         return asyncio.run(worker_calls(config, features, sequences))
 
-    def warmed_worker() -> list[float]:
-        resident, started = resident_mb(), time.perf_counter()
-        warm.warm(config.guardrails, warm.corpus(args.corpus_kb * 1024))
-        spent, grown = time.perf_counter() - started, resident_mb() - resident
-        return [spent, grown, *in_child(worker)]
+    def preloaded(warmed: bool) -> list[float]:
+        started = time.perf_counter()
+        for encoding in encodings:
+            get_encoding(encoding).count("warm")
+        compile_all()
+        if warmed:
+            warm.warm(config.guardrails, warm.corpus(args.corpus_kb * 1024))
+        return [time.perf_counter() - started, *in_child(worker)]
 
-    sides: dict[str, list[list[float]]] = {"cold": [], "warmed": []}
-    costs = []
+    sides: dict[str, list[list[float]]] = {"bare": [], "preloaded": [], "warmed": []}
+    costs: dict[str, list[float]] = {"preloaded": [], "warmed": []}
     for _ in range(args.rounds):
-        sides["cold"].append(in_child(worker))
-        spent, grown, *times = in_child(warmed_worker)
-        sides["warmed"].append(times)
-        costs.append((spent, grown))
-    print(f"the quickstart pipeline, {len(sequences)} chat calls with a tool result of 20 KB of code, "
-          f"{args.rounds} rounds; ms, medians over the rounds")
-    print(f"{'side':<8}" + "".join(f"{name:>12}" for name, _ in SPANS) + f"{'all ' + str(len(sequences)):>12}")
+        sides["bare"].append(in_child(worker))
+        for side in ("preloaded", "warmed"):
+            spent, *times = in_child(lambda: preloaded(side == "warmed"))
+            sides[side].append(times)
+            costs[side].append(spent)
+    print(f"the quickstart pipeline: a short chat call, then {len(sequences) - 1} chat calls with a tool "
+          f"result of 20 KB of code; {args.rounds} rounds; ms, medians over the rounds")
+    print(f"{'side':<10}{'short call':>12}" + "".join(f"{name:>12}" for name, _ in SPANS)
+          + f"{'all ' + str(len(sequences) - 1):>12}")
     for side, runs in sides.items():
-        cells = [statistics.median(statistics.fmean(run[:n]) for run in runs) * 1000 for _, n in SPANS]
-        cells.append(statistics.median(statistics.fmean(run) for run in runs) * 1000)
-        print(f"{side:<8}" + "".join(f"{cell:>12.2f}" for cell in cells))
-    print(f"reading the corpus ({args.corpus_kb} KB) in the forking process: "
-          f"{statistics.median(c[0] for c in costs):.2f} s, +{statistics.median(c[1] for c in costs):.1f} MB resident")
+        cells = [statistics.median(run[0] for run in runs) * 1000]
+        cells += [statistics.median(statistics.fmean(run[1:1 + n]) for run in runs) * 1000 for _, n in SPANS]
+        cells.append(statistics.median(statistics.fmean(run[1:]) for run in runs) * 1000)
+        print(f"{side:<10}" + "".join(f"{cell:>12.2f}" for cell in cells))
+    print(f"preparing in the forking process: {statistics.median(costs['preloaded']):.2f} s (tokenizers, checkers); "
+          f"{statistics.median(costs['warmed']):.2f} s with the corpus ({args.corpus_kb} KB)")
 
 
 if __name__ == "__main__":

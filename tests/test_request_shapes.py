@@ -136,3 +136,22 @@ def test_no_json_body_makes_the_gateway_fail(runtime, request_and_body, key):
         assert error["message"] and error["code"]
     else:
         assert reply.HasField("request_body")
+
+
+def test_the_fork_server_compiles_every_checker_so_that_no_worker_compiles_one(monkeypatch):
+    """api/schemas.py's compile_all, which the fork server runs before it forks: a body
+    checked afterwards on any endpoint compiles nothing."""
+    import fastjsonschema
+
+    from extproc.api import anthropic_schema, openai_schema, schemas
+    from extproc.dialects.google import gemini_schema
+    schemas.compile_all()
+    assert len(schemas._MADE) >= 8
+
+    def no_compiling(_schema):
+        raise AssertionError("compiled in a call")
+    monkeypatch.setattr(fastjsonschema, "compile", no_compiling)
+    assert openai_schema.chat_shape_problem({"model": "m", "messages": []}) is None
+    assert openai_schema.responses_shape_problem({"model": "m", "input": "hi"}) is None
+    assert anthropic_schema.messages_shape_problem({"model": "m", "max_tokens": 5, "messages": 3}) is not None
+    assert gemini_schema.count_tokens_shape_problem({"contents": []}) is None

@@ -22,13 +22,25 @@ def one_of(expected: str, *options: dict) -> dict:
     return {"anyOf": list(options), "x-expected": expected}
 
 
+# Every checker made, each as the call that compiles it: a process that forks workers (the
+# fork server, runtime/preloaded.py) compiles them all first, so each worker starts with
+# them rather than compiling one in the first call of each endpoint it answers.
+_MADE: list[Callable[[], None]] = []
+
+
+def compile_all() -> None:
+    """Compiles every checker made so far."""
+    for compile_now in _MADE:
+        compile_now()
+
+
 def schema_checker(schema: dict) -> Callable[..., str | None]:
     """A function (body, unchanged=None) -> what is wrong with the body's shape, naming the
     field, or None when nothing is: one per endpoint, compiled once, on its first body.
     Compiling all ten costs ~0.14 s of CPU, which every process importing the dialects would
     otherwise pay at start (the supervisor, the MCP aggregator, each CLI command), though
     only a worker checks bodies, and only of the endpoints its clients call (~15 ms once
-    for each).
+    for each): the fork server compiles them all for the workers (`compile_all`).
 
     `unchanged`: (key, count) when the first `count` items of the body's array `key` were
     found of the right shape in a body that held them at the same places (an agent's
@@ -39,9 +51,14 @@ def schema_checker(schema: dict) -> Callable[..., str | None]:
     compiled: list[Callable[[Any], Any]] = []
     apart = _arrays_checked_by_item(schema)
 
-    def shape_problem(body: dict, unchanged: tuple[str, int] | None = None) -> str | None:
+    def compile_now() -> None:
         if not compiled:
             compiled.append(fastjsonschema.compile(schema))
+    _MADE.append(compile_now)
+
+    def shape_problem(body: dict, unchanged: tuple[str, int] | None = None) -> str | None:
+        if not compiled:
+            compile_now()
         if unchanged is not None:
             key, count = unchanged
             value, bound = body.get(key), apart.get(key, -1)
