@@ -104,7 +104,9 @@ def _base64_whole(run: bytes) -> bool:
 
 
 def might_hold_runs(text: str) -> bool:
-    return _SCREEN is None or bool(_SCREEN.matching(text))
+    # A text whose runs are kept passed the screen when they were found: the next rule's
+    # copy of a chunk (an equal text, another object) is not screened again.
+    return _SCREEN is None or (len(text) <= _SHORT and text in _short) or bool(_SCREEN.matching(text))
 
 
 # The texts read for runs lately, with what they decoded to: each text guardrail reads the
@@ -124,11 +126,11 @@ _long: list[tuple[str, list[tuple[int, int, str]]]] = []
 def decoded_runs(text: str) -> list[tuple[int, int, str]]:
     """(start, end, decoded text) of each encoded run in `text`."""
     global _short_chars
-    if not might_hold_runs(text):
-        return []
     if len(text) <= _SHORT:
         runs = _short.get(text)
         if runs is None:
+            if _SCREEN is not None and not _SCREEN.matching(text):
+                return []
             runs = _short[text] = list(_decoded_runs(text))
             _short_chars += len(text)
             while _short_chars > _SHORT_KEPT_CHARS:
@@ -136,6 +138,8 @@ def decoded_runs(text: str) -> list[tuple[int, int, str]]:
                 _short_chars -= len(oldest)
                 del _short[oldest]
         return runs
+    if not might_hold_runs(text):
+        return []
     for seen, runs in _long:
         if seen is text or seen == text:
             return runs
