@@ -39,9 +39,9 @@ _RUNS = Pattern("|".join(f"(?P<{kind}>{source})" for kind, source in zip(_KINDS,
 # str interface's per-match offset conversions cost more than the search.
 _RUNS_BYTES = re2.compile(_RUNS.re2.pattern.encode(), _RUNS.re2.options) if _RUNS.re2 is not None else None
 # The same runs' spans, without the groups: RE2's automata alone find a match's span, and
-# a group makes it run a second engine over each match (a run every few hundred bytes of code:
-# the grouped search read code at ~2.3x this one's cost). Which kind a run is, is told
-# after: base64's when that alternative alone reads the run whole (it comes first, so it
+# a group makes it run a second engine over each match (in code, a run every few hundred
+# characters: the grouped search read code at ~2.3x this one's cost). Which kind a run is,
+# is told after: base64's when that alternative alone reads the run whole (it comes first, so it
 # wins wherever it matches: most runs in code are identifiers), else the grouped pattern
 # says, asked where the run starts (the hex alternative's `\b` reads the byte before it).
 _SPANS_BYTES = re2.compile(b"|".join(b"(?:%s)" % for_re2(source).encode() for source in _SOURCES),
@@ -133,10 +133,10 @@ def decoded_runs(text: str) -> list[tuple[int, int, str]]:
                 return []
             runs = _short[text] = list(_decoded_runs(text))
             _short_chars += len(text)
-            while _short_chars > _SHORT_KEPT_CHARS:
+            while _short_chars > _SHORT_KEPT_CHARS and _short:
                 oldest = next(iter(_short))
                 _short_chars -= len(oldest)
-                del _short[oldest]
+                _short.pop(oldest, None)
         return runs
     if not might_hold_runs(text):
         return []
