@@ -72,3 +72,22 @@ def test_a_fork_server_warms_its_configs_detectors_and_a_config_it_cannot_load_c
     count = len(warm._warmed)
     warm_detectors(os.fspath(broken))
     assert len(warm._warmed) == count
+
+
+def test_the_detectors_of_every_policy_are_read_a_plugin_and_the_classifier_never():
+    from extproc.guardrails.banned import BannedDetector
+    from extproc.guardrails.injection_model import ClassifierDetector, load_model
+
+    def rule(name, kind, detector):
+        return Guardrail(name=name, type=kind, action="block", directions=frozenset({"request"}),
+                         fail_mode="closed", detector=detector)
+    default = FoldingDetector(pii.PIIDetector(("email",)))
+    team = BannedDetector(("codename",), ())
+    key = FoldingDetector(injection.InjectionDetector())
+    plugin = type("PluginClient", (), {"address": "127.0.0.1:1", "check": None})()
+    settings = GuardrailSettings(
+        default=(rule("a", "pii", default), rule("model", "injection_classifier",
+                                                 ClassifierDetector(load_model(None), 0.9, 64))),
+        by_team={"support": (rule("b", "banned", team), rule("p", "plugin", plugin))},
+        by_key={"alice": (rule("c", "prompt_injection", key), rule("a", "pii", default))})
+    assert [id(d) for d in warm.text_detectors(settings)] == [id(default), id(team), id(key)]
