@@ -170,8 +170,7 @@ class McpSettings:
 def parse_mcp(node: Node, guardrails: GuardrailSettings, strict_credentials: bool) -> McpSettings:
     if node.missing or node.value is None:
         return McpSettings()
-    policies = [guardrails.default, *(guardrails.by_team or {}).values(), *(guardrails.by_key or {}).values()]
-    rules = {rule.name: rule for policy in policies for rule in policy}
+    rules = {rule.name: rule for policy in guardrails.policies() for rule in policy}
     node.only_keys("servers", "profiles", "max_message_bytes", "aggregator", "oauth_scopes",
                    "public_urls", "taint")
     scopes = tuple(entry.str() for entry in node.get("oauth_scopes").elements())

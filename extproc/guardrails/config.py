@@ -109,10 +109,13 @@ class GuardrailSettings:
     # the response's rules several times, and the policies are few and never change.
     _reading: dict = field(default_factory=dict, init=False, compare=False, hash=False, repr=False)
 
+    def policies(self) -> list[tuple[Guardrail, ...]]:
+        """Every policy: the default, then the teams', then the keys'."""
+        return [self.default, *(self.by_team or {}).values(), *(self.by_key or {}).values()]
+
     def plugin_addresses(self) -> set[str]:
         """The plugins any policy calls."""
-        policies = [self.default, *(self.by_team or {}).values(), *(self.by_key or {}).values()]
-        return {g.detector.address for policy in policies for g in policy if g.type == "plugin" and g.detector}
+        return {g.detector.address for policy in self.policies() for g in policy if g.type == "plugin" and g.detector}
 
     def policy_for(self, key) -> tuple[Guardrail, ...]:
         if self.by_key and key.id in self.by_key:

@@ -58,8 +58,7 @@ def text_detectors(settings: GuardrailSettings) -> list:
     """Each policy's text detectors that RE2 serves, once each: not a plugin's client nor
     the injection classifier (a model scores each text alone, built at load)."""
     found: dict[int, object] = {}
-    policies = [settings.default, *(settings.by_team or {}).values(), *(settings.by_key or {}).values()]
-    for policy in policies:
+    for policy in settings.policies():
         for rule in policy:
             detector = rule.detector
             while isinstance(detector, AllowedValues):       # made per rule; its detector is shared
