@@ -4,6 +4,8 @@ text, read both ways, is left alone."""
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from extproc.guardrails import pii, redact
@@ -90,3 +92,57 @@ def test_ordinary_text_read_backwards_is_left_alone(text):
     assert PII.find(text) == []
     assert PII.find(text[::-1]) == []
     assert INJECTION.find(text) == [] and INJECTION.find(text[::-1]) == []
+
+
+# --- patterns reversed ------------------------------------------------------------------
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+from extproc.guardrails.backwards import Irreversible, reversed_pattern, reversed_source  # noqa: E402
+
+REVERSED = [pii._CARD, pii._IBAN, pii._SSN, pii._SSN_NAMED, pii._EMAIL.python, pii._EMAIL_SPELT.python,
+            pii._SECRETS.python, pii._PHONE, pii._UUID]
+# Texts near the patterns' values: their characters, the values themselves, changed here and there.
+_VALUES = [value for value, _ in BACKWARDS_VALUES] + ["ssn: 078051120", "Social Security No. 078051120",
+                                                      "-----BEGIN RSA PRIVATE KEY-----\nab\n-----END RSA PRIVATE KEY-----"]
+_NEAR = st.one_of(st.sampled_from(_VALUES),
+                  st.text(alphabet="0123456789 -_.@[]()#:\naAtTdDoOcCmMsSnNkKpPrRjJ%+EYIVLBG", max_size=40))
+_EDITED = st.tuples(st.lists(_NEAR, min_size=1, max_size=3), st.lists(st.tuples(st.integers(0, 80), st.characters()),
+                                                                      max_size=3))
+
+
+def _edit(parts) -> str:
+    pieces, edits = parts
+    text = "".join(pieces)
+    for at, char in edits:
+        text = text[:at] + char + text[at + 1:]
+    return text
+
+
+@settings(max_examples=400, deadline=None)
+@given(_EDITED)
+def test_a_reversed_pattern_matches_exactly_the_reversed_strings(parts):
+    text = _edit(parts)
+    for pattern in REVERSED:
+        turned = reversed_pattern(pattern)
+        assert (turned.fullmatch(text) is None) == (pattern.fullmatch(text[::-1]) is None), pattern.pattern
+        assert (turned.fullmatch(text[::-1]) is None) == (pattern.fullmatch(text) is None), pattern.pattern
+
+
+@pytest.mark.parametrize("value,label", BACKWARDS_VALUES)
+def test_every_value_written_backwards_fullmatches_its_reversed_pattern(value, label):
+    assert any(reversed_pattern(p).fullmatch(value[::-1]) for p in REVERSED if p.fullmatch(value))
+
+
+def test_group_names_flags_and_anchors_read_backwards():
+    assert re.compile(reversed_source(r"a(?P<n>bc)")).fullmatch("cba").group("n") == "cb"
+    assert re.compile(reversed_source(r"(?i:ab)c")).fullmatch("cBA")
+    turned = re.compile(reversed_source(r"(?<=x)y(?!z)"))   # y after x, not before z: backwards,
+    assert turned.search("ayx").span() == (1, 2)                # y before x, not after z
+    assert turned.search("zyx") is None and turned.search("ayb") is None
+    assert re.compile(reversed_source(r"^ab", re.MULTILINE), re.MULTILINE).findall("ba\nba x\nba") == ["ba", "ba"]
+    with pytest.raises(Irreversible):
+        reversed_source(r"ab$")            # also before a final newline: no anchor reads that back
+    with pytest.raises(Irreversible):
+        reversed_source(r"(a)\1")

@@ -16,7 +16,7 @@ from stdnum import iban as stdnum_iban
 from stdnum.us import ssn as stdnum_ssn
 
 from . import Finding
-from .backwards import flipped
+from .backwards import reversed_pattern, reversed_source
 from .fastre import Pattern
 from .hold import Tail, of
 from .screen import EVERY, ScreenSet, might_match, screen, screen_source
@@ -146,26 +146,39 @@ def _is_ssn(candidate: str) -> bool:
     return stdnum_ssn.is_valid(_NON_DIGIT.sub("", candidate))
 
 
-def _cards(text: str):
-    for match in _validated(_CARD, text, _is_card):
-        yield Finding(match.start(), match.end(), "CARD")
+def _checked(pattern, valid, label: str):
+    """A finder: the matches of `pattern` that `valid` accepts (`_validated`)."""
+    def find(text: str):
+        for match in _validated(pattern, text, valid):
+            yield Finding(match.start(), match.end(), label)
+    return find
 
 
-def _ibans(text: str):
-    for match in _validated(_IBAN, text, stdnum_iban.is_valid):
-        yield Finding(match.start(), match.end(), "IBAN")
+def _read_backwards(valid):
+    """A validator of a value written backwards: the value is the candidate reversed."""
+    return lambda candidate: valid(candidate[::-1])
 
 
-_SSN_NAMED_SCREEN = screen(_SSN_NAMED)
+_cards = _checked(_CARD, _is_card, "CARD")
+_ibans = _checked(_IBAN, stdnum_iban.is_valid, "IBAN")
 
 
-def _ssns(text: str):
-    for match in _validated(_SSN, text, _is_ssn):
-        yield Finding(match.start(), match.end(), "SSN")
-    if _SSN_NAMED_SCREEN is None or might_match(_SSN_NAMED_SCREEN, text):
-        for match in _SSN_NAMED.finditer(text):
-            if stdnum_ssn.is_valid(match.group("bare")):
-                yield Finding(match.start("bare"), match.end("bare"), "SSN")
+def _ssn_finder(grouped, named, valid):
+    """US SSNs: 3-2-4 digit groups, and nine digits the words "SSN" or "social security"
+    name (`named`, its digits in the group `bare`)."""
+    grouped_finder = _checked(grouped, valid, "SSN")
+    named_screen = screen(named)
+
+    def find(text: str):
+        yield from grouped_finder(text)
+        if named_screen is None or might_match(named_screen, text):
+            for match in named.finditer(text):
+                if valid(match.group("bare")):
+                    yield Finding(match.start("bare"), match.end("bare"), "SSN")
+    return find
+
+
+_ssns = _ssn_finder(_SSN, _SSN_NAMED, _is_ssn)
 
 
 def _is_phone(candidate: str) -> bool:
@@ -202,19 +215,37 @@ def _ips(text: str):
                 yield Finding(match.start(), match.end(), "IP")
 
 
-def _emails(text: str):
-    for pattern in (_EMAIL, _EMAIL_SPELT):
-        for match in pattern.finditer(text):
-            yield Finding(match.start(), match.end(), "EMAIL")
+def _matched(patterns, label: str):
+    """A finder: every match of the patterns, each read on its own."""
+    def find(text: str):
+        for pattern in patterns:
+            for match in pattern.finditer(text):
+                yield Finding(match.start(), match.end(), label)
+    return find
 
 
-def _secrets(text: str):
-    for match in _SECRETS.finditer(text):
-        yield Finding(match.start(), match.end(), "SECRET")
-
+_emails = _matched((_EMAIL, _EMAIL_SPELT), "EMAIL")
+_secrets = _matched((_SECRETS,), "SECRET")
 
 _FINDERS = {"email": _emails, "phone": _phones, "card": _cards, "iban": _ibans,
             "ssn": _ssns, "ip": _ips, "secret": _secrets}
+
+
+def _reversed_fast(pattern: Pattern) -> Pattern:
+    return Pattern(reversed_source(pattern.python.pattern, pattern.python.flags, first_character=False))
+
+
+# Values written backwards, read forwards with their patterns reversed (backwards.py).
+_BACKWARDS_FINDERS = {
+    "email": _matched((_reversed_fast(_EMAIL), _reversed_fast(_EMAIL_SPELT)), "EMAIL"),
+    "card": _checked(reversed_pattern(_CARD), _read_backwards(_is_card), "CARD"),
+    "iban": _checked(reversed_pattern(_IBAN), _read_backwards(stdnum_iban.is_valid), "IBAN"),
+    "ssn": _ssn_finder(reversed_pattern(_SSN), reversed_pattern(_SSN_NAMED), _read_backwards(_is_ssn)),
+    "secret": _matched((_reversed_fast(_SECRETS),), "SECRET"),
+}
+# What a stream holds back for them: their hold patterns reversed.
+_HOLD_BACKWARDS = {entity: [(reversed_source(source, flags), flags) for source, flags in _HOLD[entity]]
+                   for entity in _BACKWARDS_FINDERS}
 
 
 class PIIDetector:
@@ -222,7 +253,7 @@ class PIIDetector:
         self.finders = [_FINDERS[e] for e in entities]
         # Values written backwards: the same finders on the reversed text, where the
         # screen of their patterns read backwards matches the text as written.
-        self.backwards = [_FINDERS[e] for e in entities if e in BACKWARDS]
+        self.backwards = [_BACKWARDS_FINDERS[e] for e in entities if e in BACKWARDS]
         forward = [screen_source(*_SCREENED[e]) for e in entities]
         backwards = [screen_source(*_SCREENED[e], reverse=True) for e in entities if e in BACKWARDS]
         # Every finder's pre-check, both ways: one pass over a text per RE2 Set says which
@@ -233,7 +264,8 @@ class PIIDetector:
         directions = [*entities, *(e for e in entities if e in BACKWARDS)]
         alone = frozenset(index for index, e in enumerate(directions) if e in _SCREENED_ALONE)
         self.screens = ScreenSet(sources, alone) if all(source is not None for source in sources) else None
-        self.tail = Tail(pattern for e in entities for pattern in _HOLD[e])
+        self.tail = Tail([*(pattern for e in entities for pattern in _HOLD[e]),
+                          *(pattern for e in entities if e in BACKWARDS for pattern in _HOLD_BACKWARDS[e])])
 
     def _matching(self, text: str):
         return self.screens.matching(text) if self.screens is not None else EVERY
@@ -253,9 +285,8 @@ class PIIDetector:
                 findings.extend(finder(text))
         first = len(self.finders)
         backwards = [finder for index, finder in enumerate(self.backwards, first) if index in matching]
-        if backwards:
-            reversed_text = text[::-1]
-            findings.extend(flipped([f for finder in backwards for f in finder(reversed_text)], len(text)))
+        for finder in backwards:
+            findings.extend(finder(text))
         if any(f.label in _DIGIT_GROUPS for f in findings):
             ids = [m.span() for m in _HEX_ID.finditer(text)]
             if "-" in text:
