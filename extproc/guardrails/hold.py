@@ -29,22 +29,31 @@ from collections.abc import Iterable
 
 import regex
 
+from .prefixes import prefix_screen, prefix_screenable
+
 _NEVER = r"[^\x00-\U0010ffff]"      # needs one more character, and none will do
 _LONG_TAIL = 256
 _FLAG_LETTERS = ((re.IGNORECASE, "i"), (re.MULTILINE, "m"), (re.DOTALL, "s"), (re.VERBOSE, "x"))
 
 
 class Tail:
+    """The hold of a set of patterns: RE2 over their prefixes (prefixes.py), one linear
+    pass, for every pattern the prefixes read closely enough; `regex`'s partial matching
+    for the others (a lookaround inside a repeat: a private key's body, which the
+    prefixes would let run past its END line) and for any the rewrite does not cover."""
+
     def __init__(self, patterns: Iterable[tuple[str, int]]) -> None:
-        parts = []
-        for source, flags in patterns:
-            letters = "".join(letter for flag, letter in _FLAG_LETTERS if flags & flag)
-            parts.append(f"(?{letters}:{source})" if letters else f"(?:{source})")
+        screened, partial = [], []
+        for pattern in patterns:
+            (screened if prefix_screenable(*pattern) else partial).append(pattern)
+        self.prefixes = prefix_screen(screened) if screened else None
+        if screened and self.prefixes is None:
+            partial += screened
         self.regex = None
         self.exact = True
-        if parts:
+        if partial:
             try:
-                self.regex = regex.compile(f"(?:{'|'.join(parts)}){_NEVER}", regex.VERSION0)
+                self.regex = regex.compile(f"(?:{'|'.join(_scoped(*p) for p in partial)}){_NEVER}", regex.VERSION0)
             except (regex.error, ValueError):
                 self.exact = False      # an operator's regex `regex` rejects: the caller's window applies
 
@@ -54,8 +63,9 @@ class Tail:
         not be analysed, so the caller falls back to a fixed window."""
         if not self.exact:
             return None
-        if self.regex is None:
-            return len(text)
+        hold = len(text) if self.prefixes is None else self.prefixes.start(text, start)
+        if self.regex is None or hold == start:
+            return hold
         # The caller starts where the last hold was: while a possible match from there
         # still runs, the hold stays put. Over a long held run, asking that first,
         # anchored, keeps the work linear: `search` looks for a complete match at every
@@ -64,7 +74,12 @@ class Tail:
         if len(text) - start > _LONG_TAIL and self.regex.match(text, start, partial=True) is not None:
             return start
         match = self.regex.search(text, start, partial=True)
-        return len(text) if match is None else match.start()
+        return hold if match is None else min(hold, match.start())
+
+
+def _scoped(source: str, flags: int) -> str:
+    letters = "".join(letter for flag, letter in _FLAG_LETTERS if flags & flag)
+    return f"(?{letters}:{source})" if letters else f"(?:{source})"
 
 
 def of(*compiled) -> list[tuple[str, int]]:

@@ -187,11 +187,8 @@ class _Rewrite:
         if op in (sre.MAX_REPEAT, sre.MIN_REPEAT, sre.POSSESSIVE_REPEAT):
             low, high, item = value     # lazy or possessive: matches a subset of greedy's
             low = min(low, _RE2_MAX_REPEAT)
-            # A long bounded repeat of a large class (`[\w.]{1,64}`: Unicode's letters) is
-            # as many copies of the class in RE2's automaton, whose DFA then outgrows its
-            # memory and RE2 falls back to a slow engine: such a bound is widened.
-            wide = high is not sre.MAXREPEAT and high > _WIDEN_REPEAT_OVER and _large(item, flags, self)
-            bound = "" if high is sre.MAXREPEAT or high > _RE2_MAX_REPEAT or wide else str(high)
+            bound = "" if high is sre.MAXREPEAT or high > _RE2_MAX_REPEAT or widened(high, item, flags, self) \
+                else str(high)
             return f"(?:{self.sequence(item, flags)}){{{low},{bound}}}"
         if op is sre.SUBPATTERN:
             _group, add, remove, item = value
@@ -208,6 +205,16 @@ class _Rewrite:
             _group, yes, no = value
             return f"(?:{self.sequence(yes, flags)}|{self.sequence(no, flags) if no else ''})"
         raise Unscreenable(f"regex operator {op}")
+
+
+Rewrite = _Rewrite
+
+
+def widened(high: int, item, flags: int, rewrite: _Rewrite) -> bool:
+    """Whether a repeat's upper bound is dropped: a long bounded repeat of a large class
+    (`[\\w.]{1,64}`: Unicode's letters) is as many copies of the class in RE2's automaton,
+    whose DFA then outgrows its memory and RE2 falls back to a slow engine."""
+    return high is not sre.MAXREPEAT and high > _WIDEN_REPEAT_OVER and _large(item, flags, rewrite)
 
 
 @functools.lru_cache(maxsize=8192)     # a rule's pattern repeats its classes: a word's letters
@@ -234,11 +241,19 @@ def rewrite(pattern: str, flags: int = 0, reverse: bool = False) -> str:
     return made if made is not screens_made.NOT_MADE else _rewritten(pattern, flags, reverse)
 
 
-def _rewritten(pattern: str, flags: int = 0, reverse: bool = False) -> str:
+re2_class = _re2_class
+
+
+def parsed_pattern(pattern: str, flags: int = 0):
+    """re's parse of the pattern and its flags, inline ones included."""
     parsed = sre_parse.parse(pattern, flags)
-    flags = parsed.state.flags
-    if flags & re.LOCALE:
+    if parsed.state.flags & re.LOCALE:
         raise Unscreenable("locale-dependent pattern")
+    return parsed, parsed.state.flags
+
+
+def _rewritten(pattern: str, flags: int = 0, reverse: bool = False) -> str:
+    parsed, flags = parsed_pattern(pattern, flags)
     return _Rewrite(reverse).sequence(parsed, flags)
 
 

@@ -1,0 +1,169 @@
+"""Prefix screens: where, at the end of a text, a match may still be under way.
+
+A stream's hold (hold.py) keeps back the text from the leftmost place where what has
+arrived could still grow into a match: `text[x:]` is the start of some match. `regex`
+answers that exactly with partial matching, but tries a match at every place of the
+text, each pattern in turn: ~0.25 µs a character per pattern, most of a stream
+guardrail's work per event.
+
+The prefixes of a regex's matches are themselves a regular language, written here as
+an RE2 pattern from the screen's rewrite (screen.py): a sequence `A B C` becomes
+`A (B (C | C') | B') | A'`, where each X' stands for the prefixes of X, a one-character
+atom `c` becomes `c?`, a repeat `X{m,n}` becomes `X{0,n-1} X'`, and zero-width assertions
+are dropped. It matches every prefix of every match and a little more (the screen's
+classes are supersets, its assertions gone), so a hold read from it never starts after
+the exact one. Followed by `\\z`, RE2 finds its leftmost match in one linear pass: that
+place is where the hold starts.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+
+import re2
+
+from .screen import Rewrite, Unscreenable, parsed_pattern, re2_class, sre, widened
+
+_OPTIONS = re2.Options()
+_OPTIONS.max_mem = 64 << 20
+_OPTIONS.log_errors = False
+
+
+_NON_ASCII = ((0x80, 0x10FFFF),)
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+class _Coarse(Rewrite):
+    """The screen's rewrite with each class's non-ASCII part read as any non-ASCII
+    character: Unicode's digits or letters are dozens of ranges each, and the prefixes
+    repeat a class many times over (a card's `(?:[ -]?\\d){12,18}`: 265 KB of RE2
+    source); coarse, the same pattern is a few KB, and a stream's text is mostly ASCII."""
+
+    def one_character(self, op, value, flags: int):
+        ranges = super().one_character(op, value, flags)
+        if ranges is None or ranges[-1][1] < 0x80:
+            return ranges
+        return tuple((low, min(high, 0x7F)) for low, high in ranges if low < 0x80) + _NON_ASCII
+
+
+class _Prefixes:
+    """The RE2 source of the prefixes of a parsed pattern's matches."""
+
+    def __init__(self) -> None:
+        self.whole = _Coarse()          # a node's own screen: what a whole match of it reads
+
+    def sequence(self, nodes, flags: int) -> str:
+        # Prefixes of n1 n2 ... nk: n1 whole then a prefix of the rest, or a prefix of n1.
+        out = ""
+        for op, value in reversed(list(nodes)):
+            whole, prefix = self.whole.node(op, value, flags), self.node(op, value, flags)
+            if op is sre.AT and value in _STARTS:
+                # A match that starts a line starts nowhere else: kept, it leaves the space
+                # after a sentence alone, where a rule opens with `^\s*` (RE2 reads these
+                # anchors as re does; `\b`, which RE2 reads in ASCII only, is dropped).
+                whole = "(?m:^)" if value is sre.AT_BEGINNING and flags & re.MULTILINE else r"\A"
+            if not whole and not prefix:
+                continue                    # zero-width: dropped
+            out = f"(?:{whole}{out}|{prefix})" if out else prefix
+        return out
+
+    def node(self, op, value, flags: int) -> str:
+        ranges = self.whole.one_character(op, value, flags)
+        if ranges is not None:
+            return f"{re2_class(ranges)}?"
+        if op in (sre.MAX_REPEAT, sre.MIN_REPEAT, sre.POSSESSIVE_REPEAT):
+            _low, high, item = value
+            if high == 0:
+                return ""
+            whole, prefix = self.whole.sequence(item, flags), self.sequence(item, flags)
+            unbounded = widened(high, item, flags, self.whole) or high - 1 > 1000
+            bound = "*" if unbounded else f"{{0,{high - 1}}}"
+            return f"(?:{whole}){bound}(?:{prefix})"
+        if op is sre.SUBPATTERN:
+            _group, add, remove, item = value
+            return self.sequence(item, (flags | add) & ~remove)
+        if op is sre.ATOMIC_GROUP:
+            return self.sequence(value, flags)
+        if op is sre.BRANCH:
+            return "(?:" + "|".join(self.sequence(item, flags) for item in value[1]) + ")"
+        if op is sre.GROUPREF_EXISTS:
+            _group, yes, no = value
+            return f"(?:{self.sequence(yes, flags)}|{self.sequence(no, flags) if no else ''})"
+        if op in (sre.AT, sre.ASSERT, sre.ASSERT_NOT):
+            return ""                       # the empty prefix: the match has not started
+        if op is sre.GROUPREF:
+            return "(?s:.*)"
+        raise Unscreenable(f"regex operator {op}")
+
+
+_STARTS = (sre.AT_BEGINNING, sre.AT_BEGINNING_STRING)
+
+
+def prefix_screenable(pattern: str, flags: int = 0) -> bool:
+    """Whether the prefixes read the pattern closely: not where a lookaround sits inside a
+    repeat (`(?:(?!-----END).)*`, a private key's body), which the prefixes would drop and
+    let the repeat run on past what ends it."""
+    try:
+        parsed, _flags = parsed_pattern(pattern, flags)
+    except (Unscreenable, re.error):
+        return False
+    return not _lookaround_repeated(parsed, False)
+
+
+def _lookaround_repeated(nodes, in_repeat: bool) -> bool:
+    for op, value in nodes:
+        if op in (sre.ASSERT, sre.ASSERT_NOT):
+            if in_repeat or _lookaround_repeated(value[1], in_repeat):
+                return True
+        elif op in (sre.MAX_REPEAT, sre.MIN_REPEAT, sre.POSSESSIVE_REPEAT):
+            if _lookaround_repeated(value[2], True):
+                return True
+        elif op is sre.SUBPATTERN:
+            if _lookaround_repeated(value[3], in_repeat):
+                return True
+        elif op is sre.ATOMIC_GROUP:
+            if _lookaround_repeated(value, in_repeat):
+                return True
+        elif op is sre.BRANCH:
+            if any(_lookaround_repeated(item, in_repeat) for item in value[1]):
+                return True
+        elif op is sre.GROUPREF_EXISTS:
+            if any(item is not None and _lookaround_repeated(item, in_repeat) for item in value[1:]):
+                return True
+    return False
+
+
+@functools.lru_cache(maxsize=256)
+def prefixes_source(pattern: str, flags: int = 0) -> str:
+    """RE2 source matching every prefix of every match of `pattern` (and more); raises
+    Unscreenable where the screen's rewrite does not cover the pattern."""
+    parsed, flags = parsed_pattern(pattern, flags)
+    return _Prefixes().sequence(parsed, flags)
+
+
+class PrefixScreen:
+    """Where the leftmost possible match still under way at the end of a text starts."""
+
+    __slots__ = ("regex",)
+
+    def __init__(self, patterns: list[tuple[str, int]]) -> None:
+        sources = [prefixes_source(source, flags) for source, flags in patterns]
+        self.regex = re2.compile(f"(?:{'|'.join(f'(?:{s})' for s in sources)})\\z", _OPTIONS)
+
+    def start(self, text: str, start: int = 0) -> int:
+        try:
+            match = self.regex.search(text, start)
+        except UnicodeEncodeError:
+            # A lone surrogate (half an emoji) has no UTF-8. Every class reads any
+            # non-ASCII character alike (_Coarse), so U+FFFD in its place reads the same.
+            match = self.regex.search(_SURROGATE.sub("\ufffd", text), start)
+        return len(text) if match is None else match.start()
+
+
+def prefix_screen(patterns: list[tuple[str, int]]) -> PrefixScreen | None:
+    """The patterns' prefix screen, or None where one cannot be made."""
+    try:
+        return PrefixScreen(patterns)
+    except (Unscreenable, re2.error):
+        return None
