@@ -38,8 +38,7 @@ _FLAG_LETTERS = ((re.IGNORECASE, "i"), (re.MULTILINE, "m"), (re.DOTALL, "s"), (r
 
 
 class Irreversible(ValueError):
-    """A pattern whose reading backwards is not a regex here (a backreference; `$`
-    without MULTILINE, which also matches before a final newline)."""
+    """A pattern whose reading backwards is not a regex here (a backreference)."""
 
 
 def flipped(findings, length: int) -> list[Finding]:
@@ -55,7 +54,7 @@ def reversed_source(pattern: str, flags: int = 0, first_character: bool = True) 
     start with, for re (RE2 takes no lookarounds, and skips ahead without one)."""
     parsed = sre_parse.parse(pattern, flags)
     names = {index: name for name, index in parsed.state.groupdict.items()}
-    source = _Reverser(names, parsed.state.flags & re.MULTILINE).sequence(parsed)
+    source = _Reverser(names).sequence(parsed, parsed.state.flags)
     # What a match can start with, asked first: a reversed pattern tends to open with a
     # lookbehind or a repeated group, where re finds no first character to skip to and
     # tries a match at every place (a card's, reversed: 10x slower on text with digits).
@@ -68,15 +67,13 @@ def reversed_pattern(compiled: re.Pattern) -> re.Pattern:
 
 
 class _Reverser:
-    def __init__(self, names: dict[int, str], multiline: int) -> None:
+    def __init__(self, names: dict[int, str]) -> None:
         self.names = names
-        self.multiline = multiline
 
-    def sequence(self, nodes, reverse: bool = True) -> str:
-        parts = [self.node(op, value) for op, value in nodes]
-        return "".join(reversed(parts) if reverse else parts)
+    def sequence(self, nodes, flags: int) -> str:
+        return "".join(reversed([self.node(op, value, flags) for op, value in nodes]))
 
-    def node(self, op, value) -> str:
+    def node(self, op, value, flags: int) -> str:
         if op is sre.LITERAL:
             return _literal(value, in_class=False)
         if op is sre.NOT_LITERAL:
@@ -91,10 +88,10 @@ class _Reverser:
             low, high, item = value
             bound = f"{{{low},}}" if high is sre.MAXREPEAT else f"{{{low},{high}}}"
             mode = {sre.MAX_REPEAT: "", sre.MIN_REPEAT: "?", sre.POSSESSIVE_REPEAT: "+"}[op]
-            return f"(?:{self.sequence(item)}){bound}{mode}"
+            return f"(?:{self.sequence(item, flags)}){bound}{mode}"
         if op is sre.SUBPATTERN:
             group, add, remove, item = value
-            inner = self.sequence(item)
+            inner = self.sequence(item, (flags | add) & ~remove)
             scoped = _letters(add) + (f"-{_letters(remove)}" if remove else "")
             if scoped:
                 inner = f"(?{scoped}:{inner})"
@@ -103,21 +100,22 @@ class _Reverser:
             name = self.names.get(group)
             return f"(?P<{name}>{inner})" if name else f"({inner})"
         if op is sre.ATOMIC_GROUP:
-            return f"(?>{self.sequence(value)})"
+            return f"(?>{self.sequence(value, flags)})"
         if op is sre.BRANCH:
-            return "(?:" + "|".join(self.sequence(item) for item in value[1]) + ")"
+            return "(?:" + "|".join(self.sequence(item, flags) for item in value[1]) + ")"
         if op in (sre.ASSERT, sre.ASSERT_NOT):
             direction, item = value
             # A lookahead at a place reads, backwards, as a lookbehind at the mirrored place.
             kind = "<" if direction == 1 else ""
-            return f"(?{kind}{'=' if op is sre.ASSERT else '!'}{self.sequence(item)})"
+            return f"(?{kind}{'=' if op is sre.ASSERT else '!'}{self.sequence(item, flags)})"
         if op is sre.AT:
             if value is sre.AT_BEGINNING:
-                return "$" if self.multiline else r"\Z"
+                return "$" if flags & re.MULTILINE else r"\Z"
             if value is sre.AT_END:
                 # MULTILINE: before a newline or at the end, which reads back as '^';
-                # without, '$' also matches before a final newline: no anchor reads that.
-                return "^" if self.multiline else _raise("'$' also matches before a final newline")
+                # without, at the end or before a final newline: the start, or after a
+                # newline that opens the text.
+                return "^" if flags & re.MULTILINE else r"(?:\A|(?<=\A\n))"
             return _AT[value] if value in _AT else _raise(f"anchor {value}")
         raise Irreversible(f"regex operator {op}")
 

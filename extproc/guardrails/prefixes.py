@@ -23,6 +23,7 @@ import re
 
 import re2
 
+from . import screens_made
 from .screen import Rewrite, Unscreenable, parsed_pattern, re2_class, sre, widened
 
 _OPTIONS = re2.Options()
@@ -137,7 +138,16 @@ def _lookaround_repeated(nodes, in_repeat: bool) -> bool:
 @functools.lru_cache(maxsize=256)
 def prefixes_source(pattern: str, flags: int = 0) -> str:
     """RE2 source matching every prefix of every match of `pattern` (and more); raises
-    Unscreenable where the screen's rewrite does not cover the pattern."""
+    Unscreenable where the screen's rewrite does not cover the pattern. The built-in
+    rules' are read as shipped (screens_made.py), the others made."""
+    made = screens_made.shipped(pattern, flags, screens_made.PREFIXES) if screens_made.from_file_allowed() \
+        else screens_made.NOT_MADE
+    if made is None:
+        raise Unscreenable("the rewrite does not cover this pattern (as made)")
+    return made if made is not screens_made.NOT_MADE else made_prefixes(pattern, flags)
+
+
+def made_prefixes(pattern: str, flags: int = 0) -> str:
     parsed, flags = parsed_pattern(pattern, flags)
     return _Prefixes().sequence(parsed, flags)
 

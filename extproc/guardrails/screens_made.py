@@ -1,4 +1,5 @@
-"""The screens of the built-in rules, made once and shipped (screens_made.json).
+"""The screens of the built-in rules, and their prefix screens, made once and shipped
+(screens_made.json).
 
 Rewriting a pattern into its screen (screen.py) reads re's verdict on every code point
 for each of its classes: the built-in PII, secret and injection rules took ~0.5 s of
@@ -9,7 +10,7 @@ code (screen.py edited, another Python or Unicode version), it is not read and e
 screen is made at start as before. A pattern the file does not hold (an operator's
 banned pattern) is rewritten at start too.
 
-Remake the file after changing screen.py or a built-in rule:
+Remake the file after changing screen.py, prefixes.py or a built-in rule:
 
     python -m extproc.guardrails.screens_make
 
@@ -26,20 +27,26 @@ import unicodedata
 from pathlib import Path
 
 FILE = Path(__file__).with_name("screens_made.json")
-_SCREEN_CODE = Path(__file__).with_name("screen.py")
+_SCREEN_CODE = (Path(__file__).with_name("screen.py"), Path(__file__).with_name("prefixes.py"))
 
 NOT_MADE = object()         # the file holds nothing for this pattern
 
 
 def made_with() -> str:
-    """What a screen depends on besides its pattern: screen.py's code, Python's re (its
-    version) and Unicode tables."""
-    code = hashlib.sha256(_SCREEN_CODE.read_bytes()).hexdigest()[:16]
+    """What a screen depends on besides its pattern: screen.py's and prefixes.py's code,
+    Python's re (its version) and Unicode tables."""
+    code = hashlib.sha256(b"".join(path.read_bytes() for path in _SCREEN_CODE)).hexdigest()[:16]
     return f"screen.py {code}; Python {sys.version_info[0]}.{sys.version_info[1]}; Unicode {unicodedata.unidata_version}"
 
 
-def key(pattern: str, flags: int, reverse: bool) -> str:
-    return f"{int(flags)} {int(reverse)} {pattern}"
+PREFIXES = "prefixes"        # the kind of a prefix screen's source (prefixes.py)
+
+
+def key(pattern: str, flags: int, reverse: bool | str) -> str:
+    """The file's key of a screen (`reverse`: read backwards) or of a prefix screen
+    (`reverse` is PREFIXES)."""
+    kind = reverse if isinstance(reverse, str) else int(reverse)
+    return f"{int(flags)} {kind} {pattern}"
 
 
 @functools.cache
@@ -53,7 +60,7 @@ def _shipped() -> dict[str, str | None]:
     return data.get("screens") or {}
 
 
-def shipped(pattern: str, flags: int, reverse: bool):
+def shipped(pattern: str, flags: int, reverse: bool | str):
     """The screen's source as made; None: the rewrite does not cover the pattern;
     NOT_MADE: not in the file (or the file is not for this code)."""
     return _shipped().get(key(pattern, flags, reverse), NOT_MADE)
