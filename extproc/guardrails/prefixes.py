@@ -22,9 +22,10 @@ import functools
 import re
 
 import re2
+from re2 import _re2
 
 from . import screens_made
-from .screen import Rewrite, Unscreenable, parsed_pattern, re2_class, sre, widened
+from .screen import Rewrite, Unscreenable, parsed_pattern, re2_class, sre, utf8, widened
 
 _OPTIONS = re2.Options()
 _OPTIONS.max_mem = 64 << 20
@@ -33,6 +34,7 @@ _OPTIONS.log_errors = False
 
 _NON_ASCII = ((0x80, 0x10FFFF),)
 _SURROGATE = re.compile("[\ud800-\udfff]")
+_UNANCHORED = _re2.RE2.Anchor.UNANCHORED
 
 
 class _Coarse(Rewrite):
@@ -155,20 +157,34 @@ def made_prefixes(pattern: str, flags: int = 0) -> str:
 class PrefixScreen:
     """Where the leftmost possible match still under way at the end of a text starts."""
 
-    __slots__ = ("regex",)
+    __slots__ = ("regex", "_match")
 
     def __init__(self, patterns: list[tuple[str, int]]) -> None:
         sources = [prefixes_source(source, flags) for source, flags in patterns]
         self.regex = re2.compile(f"(?:{'|'.join(f'(?:{s})' for s in sources)})\\z", _OPTIONS)
+        # RE2's own (C) match over the text's UTF-8: the wrapper's search, a generator
+        # that encodes the text and maps every offset back, cost more than the match (a
+        # stream asks once per event and rule).
+        inner = getattr(self.regex, "_regexp", None)
+        self._match = inner.Match if callable(getattr(inner, "Match", None)) else None
 
     def start(self, text: str, start: int = 0) -> int:
         try:
-            match = self.regex.search(text, start)
+            data = utf8(text)
         except UnicodeEncodeError:
             # A lone surrogate (half an emoji) has no UTF-8. Every class reads any
             # non-ASCII character alike (_Coarse), so U+FFFD in its place reads the same.
-            match = self.regex.search(_SURROGATE.sub("\ufffd", text), start)
-        return len(text) if match is None else match.start()
+            text = _SURROGATE.sub("\ufffd", text)
+            data = text.encode("utf-8")
+        if self._match is None:
+            match = self.regex.search(text, start)
+            return len(text) if match is None else match.start()
+        ascii = len(data) == len(text)
+        at = start if ascii else _re2.CharLenToBytes(data, 0, start)
+        found = self._match(_UNANCHORED, data, at, len(data))[0][0]
+        if found < 0:
+            return len(text)
+        return found if ascii else _re2.BytesToCharLen(data, 0, found)
 
 
 def prefix_screen(patterns: list[tuple[str, int]]) -> PrefixScreen | None:
