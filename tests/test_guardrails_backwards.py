@@ -146,3 +146,16 @@ def test_group_names_flags_and_anchors_read_backwards():
     assert ending.match("ba") and ending.search("\nba").span() == (1, 3) and not ending.search("x\nba") and not ending.search("xba")
     with pytest.raises(Irreversible):
         reversed_source(r"(a)\1")
+
+
+_DIGITS_AND_GAPS = st.text(alphabet="0123456789 -_./\n,x", max_size=48)
+
+
+@settings(max_examples=300, deadline=None)
+@given(_DIGITS_AND_GAPS)
+def test_the_cards_and_ssns_patterns_spelt_backwards_match_their_reversal_at_every_place(text):
+    for forward, spelt in ((pii._CARD, pii._CARD_BACKWARDS), (pii._SSN, pii._SSN_BACKWARDS)):
+        turned = reversed_pattern(forward)
+        for at in range(len(text) + 1):
+            expected, found = turned.match(text, at), spelt.match(text, at)
+            assert (found and found.span()) == (expected and expected.span()), (forward.pattern, at)

@@ -235,12 +235,22 @@ def _reversed_fast(pattern: Pattern) -> Pattern:
     return Pattern(reversed_source(pattern.python.pattern, pattern.python.flags, first_character=False))
 
 
+# A card's and an SSN's patterns reversed, spelt to open with a digit as the forward ones
+# do, so that re skips to digits in C: reversed_pattern() leads with a lookbehind and a
+# group, where re finds no first character and enters its engine at every place (1.6-1.8x
+# the time on text with digits). Each matches what reversed_pattern() of its forward
+# pattern matches, at every place (tests/test_guardrails_backwards.py).
+_CARD_BACKWARDS = re.compile(
+    rf"\d(?<![\d-]\d)(?:[ -]?(?:\d[ -]?){{11,17}}|\d{{0,6}}{_GAP}(?:\d{{4}}{_GAP}){{2}}\d{{3}}"
+    rf"|\d{{3,4}}{_GAP}\d{{6}}{_GAP}\d{{3}}|\d{{0,2}}{_GAP}(?:\d{{4}}{_GAP}){{3}}\d{{3}})\d(?![\d-])")
+_SSN_BACKWARDS = re.compile(rf"\d(?<![\d-]\d)\d{{3}}{_GAP}\d{{2}}{_GAP}\d{{3}}(?![\d-])")
+
 # Values written backwards, read forwards with their patterns reversed (backwards.py).
 _BACKWARDS_FINDERS = {
     "email": _matched((_reversed_fast(_EMAIL), _reversed_fast(_EMAIL_SPELT)), "EMAIL"),
-    "card": _checked(reversed_pattern(_CARD), _read_backwards(_is_card), "CARD"),
+    "card": _checked(_CARD_BACKWARDS, _read_backwards(_is_card), "CARD"),
     "iban": _checked(reversed_pattern(_IBAN), _read_backwards(stdnum_iban.is_valid), "IBAN"),
-    "ssn": _ssn_finder(reversed_pattern(_SSN), reversed_pattern(_SSN_NAMED), _read_backwards(_is_ssn)),
+    "ssn": _ssn_finder(_SSN_BACKWARDS, reversed_pattern(_SSN_NAMED), _read_backwards(_is_ssn)),
     "secret": _matched((_reversed_fast(_SECRETS),), "SECRET"),
 }
 # What a stream holds back for them: their hold patterns reversed.
