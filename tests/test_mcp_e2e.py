@@ -305,14 +305,17 @@ def test_every_call_is_audited_and_counted(stack):
     call(stack, BOB, "echo", {"text": "counted"})
     with pytest.raises(McpError):
         call(stack, BOB, "fetch_note")
+    # The log line and the counts are written after each answer: waited for.
+    line = stack.wait_for_record(predicate=lambda r: r.get("kind") == "mcp" and r["key_id"] == "bob"
+                                 and r.get("tool") == "echo")
     records = [r for r in stack.log_records() if r.get("kind") == "mcp"]
     methods = {r["method"] for r in records if r["key_id"] == "bob"}
     assert {"initialize", "notifications/initialized", "tools/call"} <= methods
-    line = next(r for r in reversed(records) if r["key_id"] == "bob" and r["tool"] == "echo")
     assert line["profile"] == "demo" and line["server"] == "demo" and line["outcome"] == "ok"
     assert line["policy"] == "team support" and line["status"] == 200 and line["latency_ms"] > 0
     assert line["argument_bytes"] == len(json.dumps({"text": "counted"}, separators=(",", ":")))
     # A refused call's tool is the caller's word: labelled only when the config names it.
+    assert stack.metric_reaches('gateway_mcp_calls_total{outcome="ok",profile="demo",server="demo",tool="echo"}', 1) >= 1
     text = stack.metrics('gateway_mcp_calls_total{outcome="refused",profile="demo",server="demo",tool="other"}')
     assert re.search(r'gateway_mcp_calls_total\{outcome="ok",profile="demo",server="demo",tool="echo"\} [1-9]', text)
     assert 'gateway_mcp_calls_total{outcome="refused",profile="demo",server="demo",tool="other"}' in text
