@@ -3,8 +3,12 @@ matches never starts a stream's hold after `regex`'s exact partial matching woul
 
 from __future__ import annotations
 
+import re
+
+import pytest
+import re2
 import regex
-from hypothesis import example, given, settings
+from hypothesis import assume, example, given, settings
 from hypothesis import strategies as st
 
 from extproc.guardrails import injection, pii
@@ -18,6 +22,7 @@ HOLD_PATTERNS = {
 }
 SCREENED = {name: [p for p in patterns if prefix_screenable(*p)] for name, patterns in HOLD_PATTERNS.items()}
 SCREENS = {name: PrefixScreen(patterns) for name, patterns in SCREENED.items() if patterns}
+PII = pii.PIIDetector()
 EXACT = {name: regex.compile(f"(?:{'|'.join(_scoped(*p) for p in SCREENED[name])}){_NEVER}", regex.VERSION0)
          for name in SCREENS}
 
@@ -32,6 +37,12 @@ _TEXTS = st.one_of(st.lists(st.sampled_from(_PIECES), max_size=12).map("".join),
 @example(text="card 4111 1111 ١١١١", start=3)
 @given(text=_TEXTS, start=st.integers(0, 8))
 def test_the_prefix_screen_holds_from_no_later_than_exact_partial_matching(text, start):
+    # `regex` is the reference where it reads a character's class as `re` (which the
+    # detectors run) does: on a few it follows a newer Unicode (its \w takes the squared
+    # letter U+1F130, re's does not).
+    assume(all(bool(regex.match(cls, char)) == bool(re.match(cls, char)) and
+               bool(regex.match(cls, char, regex.IGNORECASE)) == bool(re.match(cls, char, re.IGNORECASE))
+               for char in text for cls in (r"\w", r"\d", r"\s", "[a-z]")))
     start = min(start, len(text))
     for name, screen in SCREENS.items():
         exact = EXACT[name].search(text, start, partial=True)
@@ -54,6 +65,36 @@ def test_a_line_start_is_read_where_a_rule_opens_with_one():
     assert screen.start("Fine.\n# SYSTEM: ") == len("Fine.\n")
 
 
-def test_half_an_emoji_reads_as_any_other_non_ascii_character():
-    screen = SCREENS["pii email"]
-    assert screen.start("write to jane\ud83d") == screen.start("write to jane\ufffd") == len("write to ")
+def test_half_an_emoji_is_read_as_u_fffd_and_holds_what_exact_matching_holds():
+    for text in ("write to jane\ud83d", "card 4111 1111\ud83d", "card 4111 1111 \ud83d"):
+        for name, screen in SCREENS.items():
+            exact = EXACT[name].search(text, 0, partial=True)
+            assert screen.start(text) <= (len(text) if exact is None else exact.start()), name
+            assert screen.start(text) == screen.start(text.replace("\ud83d", "\ufffd")), name
+
+
+@pytest.mark.parametrize("text,held", [
+    ("Привет, как дела? Сегодня хорошая погода и мы пойдём гулять в парк", "парк"),
+    ("Ελπίζω να είσαι καλά σήμερα φίλε μου", "μου"),
+    ("今日はいい天気ですね。公園に散歩に行きましょう", "公園に散歩に行きましょう"),   # no spaces: one word
+    ("карта ٤١١١ ١١١١", "٤١١١ ١١١١"),                                           # Arabic-Indic digits
+])
+def test_a_stream_in_another_script_holds_what_exact_matching_holds(text, held):
+    """A class's non-ASCII part is written short but not loose (wide_classes.py): a letter
+    of another script never reads as a digit, so a sentence is not held as a card."""
+    assert text[PII.hold_from(text):] == held
+
+
+def test_a_class_s_non_ascii_part_is_never_narrower_than_python_s():
+    from re import _parser as sre_parse
+
+    from extproc.guardrails.screen import Rewrite, every_code_point
+    from extproc.guardrails.wide_classes import non_ascii_part
+    rewrite = Rewrite()
+    sample = "".join(every_code_point()[code] for code in range(0x80, 0x110000, 7) if not 0xD800 <= code <= 0xDFFF)
+    for atom in (r"\d", r"\w", r"\W", r"\s", r"[^\w\n]", r"[^\W\d_]", r"[\w.%+-]", r"[^\"\n]", "."):
+        [(op, value)] = sre_parse.parse(atom, 0)
+        written = re2.compile(non_ascii_part(rewrite.one_character(op, value, re.UNICODE)) + "+")
+        python = re.compile(atom)
+        missed = [char for char in sample if python.fullmatch(char) and not written.fullmatch(char)]
+        assert not missed, (atom, missed[:5])

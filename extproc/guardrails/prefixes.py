@@ -26,35 +26,42 @@ from re2 import _re2
 
 from . import screens_made
 from .screen import Rewrite, Unscreenable, parsed_pattern, re2_class, sre, utf8, widened
+from .wide_classes import non_ascii_part
 
 _OPTIONS = re2.Options()
 _OPTIONS.max_mem = 64 << 20
 _OPTIONS.log_errors = False
 
 
-_NON_ASCII = ((0x80, 0x10FFFF),)
 _SURROGATE = re.compile("[\ud800-\udfff]")
 _UNANCHORED = _re2.RE2.Anchor.UNANCHORED
 
 
-class _Coarse(Rewrite):
-    """The screen's rewrite with each class's non-ASCII part read as any non-ASCII
-    character: Unicode's digits or letters are dozens of ranges each, and the prefixes
-    repeat a class many times over (a card's `(?:[ -]?\\d){12,18}`: 265 KB of RE2
-    source); coarse, the same pattern is a few KB, and a stream's text is mostly ASCII."""
+class _Short(Rewrite):
+    """The screen's rewrite with each class's non-ASCII part written short
+    (wide_classes.py): spelt range by range, Unicode's digits and letters made a card's
+    prefixes 265 KB of RE2 source; short, a few KB."""
 
-    def one_character(self, op, value, flags: int):
-        ranges = super().one_character(op, value, flags)
-        if ranges is None or ranges[-1][1] < 0x80:
-            return ranges
-        return tuple((low, min(high, 0x7F)) for low, high in ranges if low < 0x80) + _NON_ASCII
+    def node(self, op, value, flags: int) -> str:
+        ranges = self.one_character(op, value, flags)
+        if ranges is None:
+            return super().node(op, value, flags)
+        ascii_part = tuple((low, min(high, 0x7F)) for low, high in ranges if low < 0x80)
+        wide = non_ascii_part(ranges)
+        if wide is None:
+            return re2_class(ascii_part)
+        if not ascii_part:
+            return wide
+        if wide.startswith("[^"):
+            return f"(?:{re2_class(ascii_part)}|{wide})"
+        return re2_class(ascii_part)[:-1] + wide[1:]
 
 
 class _Prefixes:
     """The RE2 source of the prefixes of a parsed pattern's matches."""
 
     def __init__(self) -> None:
-        self.whole = _Coarse()          # a node's own screen: what a whole match of it reads
+        self.whole = _Short()           # a node's own screen: what a whole match of it reads
 
     def sequence(self, nodes, flags: int) -> str:
         # Prefixes of n1 n2 ... nk: n1 whole then a prefix of the rest, or a prefix of n1.
@@ -72,9 +79,8 @@ class _Prefixes:
         return out
 
     def node(self, op, value, flags: int) -> str:
-        ranges = self.whole.one_character(op, value, flags)
-        if ranges is not None:
-            return f"{re2_class(ranges)}?"
+        if self.whole.one_character(op, value, flags) is not None:
+            return f"(?:{self.whole.node(op, value, flags)})?"
         if op in (sre.MAX_REPEAT, sre.MIN_REPEAT, sre.POSSESSIVE_REPEAT):
             _low, high, item = value
             if high == 0:
@@ -172,8 +178,8 @@ class PrefixScreen:
         try:
             data = utf8(text)
         except UnicodeEncodeError:
-            # A lone surrogate (half an emoji) has no UTF-8. Every class reads any
-            # non-ASCII character alike (_Coarse), so U+FFFD in its place reads the same.
+            # A lone surrogate (half an emoji) has no UTF-8: read as U+FFFD, which every
+            # class that holds a surrogate holds too (wide_classes.py).
             text = _SURROGATE.sub("\ufffd", text)
             data = text.encode("utf-8")
         if self._match is None:
