@@ -242,6 +242,7 @@ def rewrite(pattern: str, flags: int = 0, reverse: bool = False) -> str:
 
 
 re2_class = _re2_class
+union = _union
 
 
 def parsed_pattern(pattern: str, flags: int = 0):

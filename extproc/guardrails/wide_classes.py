@@ -13,7 +13,7 @@ under way. Between the two, a class's non-ASCII part is written as:
   tables, so the class is never narrower where RE2's Unicode version differs from Python's;
 - else any non-ASCII character.
 
-It must not import the detectors.
+It must not import the detectors (screen.py's ranges only).
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ import functools
 
 import re2
 
-Ranges = tuple[tuple[int, int], ...]
+from .screen import Ranges, union
 
 _ASCII_END = 0x80
 _LAST = 0x10FFFF
@@ -41,7 +41,7 @@ def non_ascii_part(ranges: Ranges) -> str | None:
         return None
     surrogate = any(low <= _SURROGATES[1] and high >= _SURROGATES[0] for low, high in wide)
     if surrogate:
-        wide = _union(wide, ((_REPLACEMENT, _REPLACEMENT),))
+        wide = union(wide, ((_REPLACEMENT, _REPLACEMENT),))
     if len(wide) <= _EXACT_UP_TO:
         return "[" + "".join(_range(low, high) for low, high in wide) + "]"
     for prop in _PROPERTIES:
@@ -104,13 +104,3 @@ def _without_surrogates(ranges: Ranges) -> Ranges:
         if high > _SURROGATES[1]:
             out.append((_SURROGATES[1] + 1, high))
     return tuple(out)
-
-
-def _union(*sets: Ranges) -> Ranges:
-    merged: list[list[int]] = []
-    for low, high in sorted(r for ranges in sets for r in ranges):
-        if merged and low <= merged[-1][1] + 1:
-            merged[-1][1] = max(merged[-1][1], high)
-        else:
-            merged.append([low, high])
-    return tuple((low, high) for low, high in merged)
