@@ -16,7 +16,7 @@ of digits; Luhn keeps some). Run over the reversed text, the reading starts at t
 text's end, so text still to come could change which candidate a stream's earlier text
 held: a stream would release the first digits of a card the whole text redacts. Run
 forwards, a backwards reading depends on what came before, like every other reading,
-and a stream's hold (hold.py) covers it with the reversed patterns' partial matches.
+and a stream's hold (hold.py) covers it with the reversed patterns' prefixes.
 """
 
 from __future__ import annotations

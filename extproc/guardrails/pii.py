@@ -261,8 +261,8 @@ _HOLD_BACKWARDS = {entity: [(reversed_source(source, flags), flags) for source, 
 class PIIDetector:
     def __init__(self, entities: tuple[str, ...] = ENTITIES) -> None:
         self.finders = [_FINDERS[e] for e in entities]
-        # Values written backwards: the same finders on the reversed text, where the
-        # screen of their patterns read backwards matches the text as written.
+        # Values written backwards: their patterns reversed, read forwards over the text,
+        # where the screen of their patterns read backwards matches it.
         self.backwards = [_BACKWARDS_FINDERS[e] for e in entities if e in BACKWARDS]
         forward = [screen_source(*_SCREENED[e]) for e in entities]
         backwards = [screen_source(*_SCREENED[e], reverse=True) for e in entities if e in BACKWARDS]
