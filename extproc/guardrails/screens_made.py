@@ -10,7 +10,7 @@ code (screen.py edited, another Python or Unicode version), it is not read and e
 screen is made at start as before. A pattern the file does not hold (an operator's
 banned pattern) is rewritten at start too.
 
-Remake the file after changing screen.py, prefixes.py or a built-in rule:
+Remake the file after changing screen.py, prefixes.py, wide_classes.py or a built-in rule:
 
     python -m extproc.guardrails.screens_make
 
@@ -27,14 +27,14 @@ import unicodedata
 from pathlib import Path
 
 FILE = Path(__file__).with_name("screens_made.json")
-_SCREEN_CODE = (Path(__file__).with_name("screen.py"), Path(__file__).with_name("prefixes.py"))
+_SCREEN_CODE = tuple(Path(__file__).with_name(name) for name in ("screen.py", "prefixes.py", "wide_classes.py"))
 
 NOT_MADE = object()         # the file holds nothing for this pattern
 
 
 def made_with() -> str:
-    """What a screen depends on besides its pattern: screen.py's and prefixes.py's code,
-    Python's re (its version) and Unicode tables."""
+    """What a screen depends on besides its pattern: screen.py's, prefixes.py's and
+    wide_classes.py's code, Python's re (its version) and Unicode tables."""
     code = hashlib.sha256(b"".join(path.read_bytes() for path in _SCREEN_CODE)).hexdigest()[:16]
     return f"screen.py {code}; Python {sys.version_info[0]}.{sys.version_info[1]}; Unicode {unicodedata.unidata_version}"
 

@@ -22,10 +22,9 @@ import functools
 
 import re2
 
-from .screen import Ranges, union
+from .screen import Ranges, every_code_point, union
 
 _ASCII_END = 0x80
-_LAST = 0x10FFFF
 _SURROGATES = (0xD800, 0xDFFF)
 _REPLACEMENT = 0xFFFD       # what a lone surrogate is read as (prefixes.py)
 _EXACT_UP_TO = 16           # ranges written out as they are
@@ -58,10 +57,17 @@ def _range(low: int, high: int) -> str:
 
 
 @functools.cache
+def _non_ascii_utf8() -> bytes:
+    """Every non-ASCII code point but the surrogates (which have no UTF-8), as UTF-8."""
+    every = every_code_point()
+    return (every[_ASCII_END:_SURROGATES[0]] + every[_SURROGATES[1] + 1:]).encode("utf-8")
+
+
+@functools.cache
 def _members(prop: str) -> Ranges:
-    """The non-ASCII code points RE2's tables put in `[prop]` (surrogates have no UTF-8)."""
-    text = "".join(map(chr, range(_ASCII_END, _SURROGATES[0]))) + "".join(map(chr, range(_SURROGATES[1] + 1, _LAST + 1)))
-    data = text.encode("utf-8")
+    """The non-ASCII code points RE2's tables put in `[prop]`: ~0.1 s each, made only
+    for a pattern whose prefixes are not shipped (screens_made.py)."""
+    data = _non_ascii_utf8()
     found = []
     for match in re2.compile(f"[{prop}]+").finditer(data):
         start, end = match.span()
