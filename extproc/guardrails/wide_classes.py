@@ -10,7 +10,8 @@ under way. Between the two, a class's non-ASCII part is written as:
 - its own ranges, when it has few (`\\s`: a handful);
 - else one of a few Unicode properties that holds it (`\\p{Nd}` for `\\d`, `[\\p{L}\\p{N}]`
   for `\\w`), or everything but one (`\\W`); the properties' members are read off RE2's own
-  tables, so the class is never narrower where RE2's Unicode version differs from Python's;
+  tables, so the class is never narrower where RE2's Unicode version differs from Python's
+  (a later RE2, whose tables only gain members, reads a shipped property at least as wide);
 - else any non-ASCII character.
 
 It must not import the detectors (screen.py's ranges only).
