@@ -98,3 +98,46 @@ def test_a_class_s_non_ascii_part_is_never_narrower_than_python_s():
         python = re.compile(atom)
         missed = [char for char in sample if python.fullmatch(char) and not written.fullmatch(char)]
         assert not missed, (atom, missed[:5])
+
+
+_ATOMS = ["a", "b", "ab", r"\d", r"\w", r"\s", r"\W", "[^a]", "[a-c]", ".", r"\.", "é", "[éa]", r"\b", "^", "$", "x"]
+
+
+def _operator_patterns():
+    """Regexes an operator may write in a banned rule: classes, anchors, groups, flags,
+    lookarounds and repeats of each other."""
+    def around(inner):
+        return st.one_of(
+            st.tuples(inner, inner).map("".join),
+            st.tuples(inner, inner).map(lambda pair: f"(?:{pair[0]}|{pair[1]})"),
+            st.tuples(inner, st.sampled_from(["*", "+", "?", "{2}", "{1,3}", "{0,12}", "*?", "{2,}"])).map(
+                lambda pair: f"(?:{pair[0]}){pair[1]}"),
+            inner.map(lambda p: f"(?i:{p})"), inner.map(lambda p: f"(?={p})"), inner.map(lambda p: f"(?!{p})"),
+            st.sampled_from(["a", r"\d", "ab"]).map(lambda p: f"(?<!{p})"), inner.map(lambda p: f"(?P<g>{p})"),
+            inner.map(lambda p: f"(?m:^{p})"))
+    return st.recursive(st.sampled_from(_ATOMS), around, max_leaves=8)
+
+
+@settings(max_examples=300, deadline=None)
+@example(patterns=["ab(?=cd)"], text="xabc", start=0)       # a finding undecided one character past its end
+@example(patterns=["(?=(?=ba))"], text="b", start=0)
+@given(patterns=st.lists(_operator_patterns(), min_size=1, max_size=3),
+       text=st.text(alphabet="abcx.é1 \n_-", max_size=14), start=st.integers(0, 4))
+def test_a_hold_of_any_patterns_starts_no_later_than_exact_partial_matching(patterns, text, start):
+    """What holds what an operator's banned rule may still match: the prefix screen where it
+    reads the patterns, `regex` where it does not (a lookahead's reach past a match's end
+    read as that many characters more)."""
+    pairs = [(pattern, 0) for pattern in patterns]
+    for pattern in patterns:
+        try:
+            re.compile(pattern)
+        except re.error:
+            assume(False)
+    try:
+        exact = regex.compile(f"(?:{'|'.join(_scoped(*p) for p in pairs)}){_NEVER}", regex.VERSION0)
+    except regex.error:
+        assume(False)
+    start = min(start, len(text))
+    found = exact.search(text, start, partial=True)
+    held = Tail(pairs).hold_from(text, start)
+    assert held is not None and held <= (len(text) if found is None else found.start())

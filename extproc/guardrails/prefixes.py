@@ -99,14 +99,53 @@ class _Prefixes:
         if op is sre.GROUPREF_EXISTS:
             _group, yes, no = value
             return f"(?:{self.sequence(yes, flags)}|{self.sequence(no, flags) if no else ''})"
+        if op in (sre.ASSERT, sre.ASSERT_NOT) and value[0] == 1:
+            return _slack(_reach(value[1]))
+        if op is sre.AT and value is sre.AT_END and not flags & re.MULTILINE:
+            return _slack(2)                # also before a final newline: the end and one more
         if op in (sre.AT, sre.ASSERT, sre.ASSERT_NOT):
-            return ""                       # the empty prefix: the match has not started
+            return ""                       # reads what came before, or the next character only
         if op is sre.GROUPREF:
             return "(?s:.*)"
         raise Unscreenable(f"regex operator {op}")
 
 
 _STARTS = (sre.AT_BEGINNING, sre.AT_BEGINNING_STRING)
+
+
+def _reach(nodes) -> int:
+    """How far past where it starts a lookahead's content may read: its width, and what a
+    lookahead or an anchor inside it reads beyond (bounded above, never below)."""
+    inner = 0
+    for op, value in nodes:
+        if op in (sre.ASSERT, sre.ASSERT_NOT) and value[0] == 1:
+            inner = max(inner, _reach(value[1]))
+        elif op is sre.AT:
+            inner = max(inner, 1)
+        elif op in (sre.MAX_REPEAT, sre.MIN_REPEAT, sre.POSSESSIVE_REPEAT):
+            inner = max(inner, _reach(value[2]))
+        elif op is sre.SUBPATTERN:
+            inner = max(inner, _reach(value[3]))
+        elif op is sre.ATOMIC_GROUP:
+            inner = max(inner, _reach(value))
+        elif op is sre.BRANCH:
+            inner = max([inner, *(_reach(item) for item in value[1])])
+        elif op is sre.GROUPREF_EXISTS:
+            inner = max([inner, *(_reach(item) for item in value[1:] if item is not None)])
+    return min(nodes.getwidth()[1], _UNBOUNDED) + inner if hasattr(nodes, "getwidth") else _UNBOUNDED
+
+
+_UNBOUNDED = 1 << 20
+
+
+def _slack(width: int) -> str:
+    """The prefixes of a lookahead that reads up to `width` characters: a match is
+    undecided until all but the first of them have arrived (the first is always there
+    to read, or the match would still be a prefix itself), so up to width - 1 characters
+    of anything may follow what it has matched so far."""
+    if width <= 1:
+        return ""
+    return "(?s:.)*" if width - 1 > 1000 else f"(?s:.){{0,{width - 1}}}"
 
 
 def prefix_screenable(pattern: str, flags: int = 0) -> bool:
