@@ -9,10 +9,11 @@ guardrail's work per event.
 The prefixes of a regex's matches are themselves a regular language, written here as
 an RE2 pattern from the screen's rewrite (screen.py): a sequence `A B C` becomes
 `A (B (C | C') | B') | A'`, where each X' stands for the prefixes of X, a one-character
-atom `c` becomes `c?`, a repeat `X{m,n}` becomes `X{0,n-1} X'`, and zero-width assertions
-are dropped. It matches every prefix of every match and a little more (the screen's
-classes are supersets, its assertions gone), so a hold read from it never starts after
-the exact one. Followed by `\\z`, RE2 finds its leftmost match in one linear pass: that
+atom `c` becomes `c?`, a repeat `X{m,n}` becomes `X{0,n-1} X'`, lookbehinds and anchors
+are dropped, and a lookahead that reads k characters lets k - 1 characters of anything
+follow (the match stays undecided until they arrive). It matches every prefix of every
+match and a little more (the screen's classes are supersets, its assertions gone), so a
+hold read from it never starts after the exact one. Followed by `\\z`, RE2 finds its leftmost match in one linear pass: that
 place is where the hold starts.
 """
 
