@@ -127,12 +127,19 @@ def rest_of_event(data: dict, pieces: list[TextPiece]) -> dict | None:
 
 
 def ended(data: dict, keys: Iterable[tuple]) -> list[tuple]:
-    """An answer's last chunk ends that answer's texts; a chunk naming no answer, all."""
+    """An answer's last chunk (its finish_reason), or a chunk that moves it on to a tool
+    call, ends that answer's texts; a chunk naming no answer (the usage's) ends all. A
+    chunk with nothing new (`"content": ""`, a role, an empty delta), which some providers
+    send between tokens, ends nothing: its text may still be arriving."""
     choices = [c for c in data.get("choices") or () if isinstance(c, dict)]
     if not choices:
         return list(keys)
-    answers = {c.get("index", 0) for c in choices}
+    answers = {c.get("index", 0) for c in choices if c.get("finish_reason") or _moves_on(c.get("delta"))}
     return [key for key in keys if key[0] in answers]
+
+
+def _moves_on(delta) -> bool:
+    return isinstance(delta, dict) and bool(delta.get("tool_calls") or delta.get("function_call"))
 
 
 def event_with(template: dict, lane_choice: dict | None, slot: object, text: str) -> bytes:

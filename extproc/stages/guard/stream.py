@@ -68,12 +68,16 @@ class Lane:
     stream that asked for `n` answers interleaves their chunks, and an answer may stream
     several tool calls, so each text is held and scanned on its own."""
 
-    __slots__ = ("slot", "pending", "context", "template", "choice", "hold_from", "tail_starts")
+    __slots__ = ("slot", "pending", "context", "template", "choice", "hold_from", "tail_starts", "decided")
 
     def __init__(self, guards: int, slot) -> None:
         self.slot = slot                        # where its text goes in an event (Codec.event_with)
         self.pending = ""
-        self.context = ""                       # the end of the released text
+        # The end of the released text as generated, before any redaction: later scans
+        # read it as the detectors read the whole text (a `^` after a newline a finding
+        # took, a lookbehind on a character a placeholder replaced).
+        self.context = ""
+        self.decided = ""                       # the held text up to the hold, as generated
         self.template: dict | None = None       # the text's last event, to carry held text
         self.choice: dict | None = None         # ... and the part of it that carried the text
         self.hold_from = 0                      # held text from here on may become a finding
@@ -145,7 +149,7 @@ class StreamGuard:
         if cut <= 0:
             return b""                          # hold: a secret may be arriving
         release, lane.pending = lane.pending[:cut], lane.pending[cut:]
-        lane.context = released_context(lane.context + release)
+        lane.context = released_context(lane.context + lane.decided)
         lane.tail_starts = [start - cut for start in lane.tail_starts]
         return self._emit(lane, release)
 
@@ -159,6 +163,11 @@ class StreamGuard:
             if blocked is not None:
                 return out + self._block(blocked)
             text, lane.pending = lane.pending, ""
+            # A lane flushed before its end (its hold over the bound) goes on with what it
+            # released as the context of its next scan, as a hold's release does.
+            lane.context = released_context(lane.context + lane.decided)
+            lane.tail_starts = [0] * len(lane.tail_starts)
+            lane.hold_from = 0
             out += self._emit(lane, text)
         return out
 
@@ -196,6 +205,7 @@ class StreamGuard:
                 to_redact.extend((guardrail, finding) for finding in findings)
         while undecided := [f for _, f in to_redact if f.end > hold and f.start < hold]:
             hold = min(f.start for f in undecided)
+        lane.decided = text[offset:hold]
         done = [(g, f) for g, f in to_redact if f.end <= hold]
         if done:
             redacted = redact(text, [f for _, f in done])
