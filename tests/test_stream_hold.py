@@ -493,3 +493,38 @@ def test_a_stream_under_any_banned_patterns_is_redacted_as_the_whole_text_is(pat
     streamed = "".join(orjson.loads(block[6:])["choices"][0]["delta"]["content"]
                        for block in out.split(b"\n\n") if block.startswith(b"data: {"))
     assert streamed == redact(whole, detector.find(whole))
+
+
+@pytest.mark.parametrize("between", [
+    {"type": "response.output_text.annotation.added", "output_index": 0, "content_index": 0,
+     "annotation": {"type": "url_citation", "url": "https://example.com"}},
+    {"type": "response.in_progress", "response": {"id": "resp_1"}},
+    {"type": "response.output_text.done", "output_index": 1, "content_index": 0, "text": "another output"},
+])
+def test_a_responses_event_between_a_keys_pieces_does_not_release_the_first(between):
+    """An output's text ends with its own `….done` event or the response's end, not with
+    any event that carries no delta (a citation added, another output done)."""
+    call = bare_call("responses")
+    stream = StreamGuard(call, [guard("pii", "pii", "redact", PII)], 128)
+
+    def delta(text):
+        return {"type": "response.output_text.delta", "output_index": 0, "content_index": 0, "delta": text}
+    out = b""
+    for event in (delta("Your key sk-proj-AbCdEfGhIj"), between, delta("KlMnOpQrStUvWx ok"),
+                  {"type": "response.completed", "response": {"id": "resp_1"}}):
+        out += through(stream, b"data: " + orjson.dumps(event) + b"\n\n")
+    streamed = "".join(orjson.loads(block[6:]).get("delta", "") for block in out.split(b"\n\n")
+                       if block.startswith(b"data: {") and b'output_text.delta"' in block)
+    assert streamed == "Your key [SECRET] ok"
+
+
+@pytest.mark.parametrize("name", ["chat", "completions"])
+def test_a_chunk_with_nothing_new_between_a_keys_pieces_does_not_release_the_first(name):
+    kind, event, text_of = KINDS[name]
+    call = bare_call(kind)
+    stream = StreamGuard(call, [guard("pii", "pii", "redact", PII)], 128)
+    out = b"".join(through(stream, b"data: " + orjson.dumps(event(piece)) + b"\n\n")
+                   for piece in ["Your key sk-proj-AbCdEfGhIj", "", "KlMnOpQrStUvWx ok"])
+    out += through(stream, b"data: [DONE]\n\n")
+    assert "".join(text_of(orjson.loads(block[6:])) for block in out.split(b"\n\n")
+                   if block.startswith(b"data: {")) == "Your key [SECRET] ok"

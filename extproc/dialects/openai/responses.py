@@ -104,7 +104,15 @@ class Responses(Translating, _OpenAICodec):
         return [TextPiece((event.get("output_index"), kind, part), None, delta, "delta")]
 
     def ended(self, event: dict, keys: Iterable[tuple]) -> list[tuple]:
-        return list(keys)                    # its parts come one after the other
+        """An output's texts end with its `….done` events; the response's end, or an
+        error, ends them all. Another event between deltas (an annotation added, a
+        keep-alive) ends nothing: the text may still be arriving."""
+        kind = event.get("type")
+        if kind in _RESPONSE_ENDS:
+            return list(keys)
+        if isinstance(kind, str) and kind.endswith(".done"):
+            return [key for key in keys if key[0] == event.get("output_index")]
+        return []
 
     def whole_texts(self, event: dict) -> list[tuple[Any, Any]]:
         return list(whole_text_fields(event))
@@ -116,6 +124,9 @@ class Responses(Translating, _OpenAICodec):
         delta, kind = event.get("delta"), event.get("type")
         if isinstance(delta, str) and _generated_delta(delta or "-", kind):
             yield (event.get("output_index"), kind, event.get("content_index")), event, "delta"
+
+
+_RESPONSE_ENDS = frozenset({"response.completed", "response.incomplete", "response.failed", "response.done", "error"})
 
 
 def _generated_delta(delta: Any, kind: Any) -> bool:
