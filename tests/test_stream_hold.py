@@ -528,3 +528,32 @@ def test_a_chunk_with_nothing_new_between_a_keys_pieces_does_not_release_the_fir
     out += through(stream, b"data: [DONE]\n\n")
     assert "".join(text_of(orjson.loads(block[6:])) for block in out.split(b"\n\n")
                    if block.startswith(b"data: {")) == "Your key [SECRET] ok"
+
+
+@settings(max_examples=100, deadline=None)
+@example(patterns=[r"(?m:^\W)"], pieces=["\n."])
+@given(st.lists(st.tuples(_operator_patterns(), st.sampled_from(["a", "1", "x", r"\d", ".", r"\W"])).map("".join),
+                min_size=1, max_size=2),
+       st.lists(st.text(alphabet="abcx.é1 \n_-", max_size=4), min_size=1, max_size=8))
+def test_a_translated_stream_under_any_banned_patterns_is_redacted_as_the_whole_text_is(patterns, pieces):
+    """The same of a translated stream's guard, which reads the conversation model's
+    events (stages/guard/events.py): a text block's deltas, then its stop and the end."""
+    from extproc.dialects.conversation import Event
+    from extproc.stages.guard.events import ModelEventGuard
+    for pattern in patterns:
+        try:
+            assume(re.compile(pattern).match("") is None)
+        except re.error:
+            assume(False)
+    try:
+        detector = BannedDetector((), tuple(patterns))
+    except re.error:
+        assume(False)
+    events_guard = ModelEventGuard(bare_call("chat"), [guard("banned", "banned", "redact", detector)], 128)
+    out = events_guard.events([Event("block", 0, block={"type": "text", "text": ""})])
+    for piece in pieces:
+        out += events_guard.events([Event("delta", 0, delta="text", text=piece)])
+    out += events_guard.events([Event("block_stop", 0), Event("stop", 0, stop="end"), Event("end", 0)], final=True)
+    whole = "".join(pieces)
+    assert "".join(e.text for e in out if isinstance(e, Event) and e.kind == "delta") == \
+        redact(whole, detector.find(whole))
