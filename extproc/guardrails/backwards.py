@@ -124,15 +124,8 @@ def _last_characters(nodes) -> list[str] | None:
     """Class items for the characters a match of `nodes` can end with (those its reversal
     starts with); None when a match may be empty or its last character is not one of a
     short list (a negated class, '.', a scoped flag)."""
-    items: list[str] = []
-    for op, value in reversed(list(nodes)):
-        last, may_be_empty = _node_last(op, value)
-        if last is None:
-            return None
-        items += last
-        if not may_be_empty:
-            return items
-    return None
+    found = _last_or_empty(nodes)
+    return None if found is None or found[1] else found[0]
 
 
 def _node_last(op, value) -> tuple[list[str] | None, bool]:

@@ -82,7 +82,7 @@ class _Prefixes:
     def node(self, op, value, flags: int) -> str:
         if self.whole.one_character(op, value, flags) is not None:
             return f"(?:{self.whole.node(op, value, flags)})?"
-        if op in (sre.MAX_REPEAT, sre.MIN_REPEAT, sre.POSSESSIVE_REPEAT):
+        if op in _REPEATS:
             _low, high, item = value
             if high == 0:
                 return ""
@@ -100,7 +100,7 @@ class _Prefixes:
         if op is sre.GROUPREF_EXISTS:
             _group, yes, no = value
             return f"(?:{self.sequence(yes, flags)}|{self.sequence(no, flags) if no else ''})"
-        if op in (sre.ASSERT, sre.ASSERT_NOT) and value[0] == 1:
+        if op in _LOOKAROUNDS and value[0] == 1:
             return _slack(_reach(value[1]))
         if op is sre.AT and value is sre.AT_END and not flags & re.MULTILINE:
             return _slack(2)                # also before a final newline: the end and one more
@@ -119,23 +119,32 @@ def _reach(nodes) -> int:
     lookahead or an anchor inside it reads beyond (bounded above, never below)."""
     inner = 0
     for op, value in nodes:
-        if op in (sre.ASSERT, sre.ASSERT_NOT) and value[0] == 1:
-            inner = max(inner, _reach(value[1]))
-        elif op is sre.AT:
+        if op is sre.AT:
             inner = max(inner, 1)
-        elif op in (sre.MAX_REPEAT, sre.MIN_REPEAT, sre.POSSESSIVE_REPEAT):
-            inner = max(inner, _reach(value[2]))
-        elif op is sre.SUBPATTERN:
-            inner = max(inner, _reach(value[3]))
-        elif op is sre.ATOMIC_GROUP:
-            inner = max(inner, _reach(value))
-        elif op is sre.BRANCH:
-            inner = max([inner, *(_reach(item) for item in value[1])])
-        elif op is sre.GROUPREF_EXISTS:
-            inner = max([inner, *(_reach(item) for item in value[1:] if item is not None)])
+        elif op not in _LOOKAROUNDS or value[0] == 1:       # (a lookbehind reads the past)
+            inner = max([inner, *(_reach(item) for item in _inner(op, value))])
     return min(nodes.getwidth()[1], _UNBOUNDED) + inner if hasattr(nodes, "getwidth") else _UNBOUNDED
 
 
+def _inner(op, value) -> list:
+    """The sequences a node holds: a group's, a repeat's, a branch's, a lookaround's."""
+    if op in _LOOKAROUNDS:
+        return [value[1]]
+    if op in _REPEATS:
+        return [value[2]]
+    if op is sre.SUBPATTERN:
+        return [value[3]]
+    if op is sre.ATOMIC_GROUP:
+        return [value]
+    if op is sre.BRANCH:
+        return list(value[1])
+    if op is sre.GROUPREF_EXISTS:
+        return [item for item in value[1:] if item is not None]
+    return []
+
+
+_LOOKAROUNDS = (sre.ASSERT, sre.ASSERT_NOT)
+_REPEATS = (sre.MAX_REPEAT, sre.MIN_REPEAT, sre.POSSESSIVE_REPEAT)
 _UNBOUNDED = 1 << 20
 
 
@@ -162,24 +171,10 @@ def prefix_screenable(pattern: str, flags: int = 0) -> bool:
 
 def _lookaround_repeated(nodes, in_repeat: bool) -> bool:
     for op, value in nodes:
-        if op in (sre.ASSERT, sre.ASSERT_NOT):
-            if in_repeat or _lookaround_repeated(value[1], in_repeat):
-                return True
-        elif op in (sre.MAX_REPEAT, sre.MIN_REPEAT, sre.POSSESSIVE_REPEAT):
-            if _lookaround_repeated(value[2], True):
-                return True
-        elif op is sre.SUBPATTERN:
-            if _lookaround_repeated(value[3], in_repeat):
-                return True
-        elif op is sre.ATOMIC_GROUP:
-            if _lookaround_repeated(value, in_repeat):
-                return True
-        elif op is sre.BRANCH:
-            if any(_lookaround_repeated(item, in_repeat) for item in value[1]):
-                return True
-        elif op is sre.GROUPREF_EXISTS:
-            if any(item is not None and _lookaround_repeated(item, in_repeat) for item in value[1:]):
-                return True
+        if op in _LOOKAROUNDS and in_repeat:
+            return True
+        if any(_lookaround_repeated(item, in_repeat or op in _REPEATS) for item in _inner(op, value)):
+            return True
     return False
 
 
