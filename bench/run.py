@@ -65,7 +65,11 @@ PROSE_4KB = json.dumps(guardrails_bench.message(planted=False, non_ascii=True), 
 # traffic kind: (the request's stream fields, its prompt)
 MODES = {"json": ('"stream":false', PROMPT), "sse": ('"stream":true', PROMPT),
          "sse+usage": ('"stream":true,"stream_options":{"include_usage":true}', PROMPT),
-         "json 4KB": ('"stream":false', PROSE_4KB)}
+         "json 4KB": ('"stream":false', PROSE_4KB),
+         # a stream a response guardrail reads, chunk by chunk (the gateway's key for it
+         # has a PII rule on answers: bench/sides.py's GUARDED_KEY)
+         "sse guarded": ('"stream":true', PROMPT)}
+GATEWAY_KEY_OF_MODE = {"sse guarded": GUARDED_KEY}
 # Agent-sized requests: a conversation of 4 KB turns, resent whole on every call as an
 # agent resends its history ("resent": the same body each time), or new each time
 # ("fresh": every turn of every request differs, FRESH_MARK replaced by a count).
@@ -357,7 +361,8 @@ def main() -> None:
                 for side, url in urls.items():
                     measured = {"service": cpu_pids.get(side, []), "envoy": envoy_pids.get(side, [])}
                     before = {what: sum(cpu_seconds(p) for p in pids) for what, pids in measured.items()}
-                    result = wrk(binary, url, keys[side], body, args.seconds, args.connections,
+                    key = GATEWAY_KEY_OF_MODE.get(mode, keys[side]) if side == "gateway" else keys[side]
+                    result = wrk(binary, url, key, body, args.seconds, args.connections,
                                  headers=extra_headers.get(side), fresh=mode.endswith("fresh"),
                                  grown=grown_session(400, mode.endswith("redacted")) if mode in GROWN_MODES else None)
                     for what, pids in measured.items():
