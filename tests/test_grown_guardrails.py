@@ -45,12 +45,12 @@ def grown(body: dict, *turns: str, last: str | None = None) -> dict:
 @pytest.fixture
 def runtimes(tmp_path):
     (tmp_path / "a").mkdir()
-    return runtime_with_open_text_rules(tmp_path / "a"), tmp_path
+    return runtime_with_open_text_rules(tmp_path / "a", max_scan_ms=60_000), tmp_path
 
 
 def fresh(folder, name: str):
     (folder / name).mkdir()
-    return runtime_with_open_text_rules(folder / name)
+    return runtime_with_open_text_rules(folder / name, max_scan_ms=60_000)
 
 
 def near_the_new_turns(messages: list[dict], first: int, new_from: int) -> bool:

@@ -91,7 +91,8 @@ def runtimes(tmp_path_factory):
     folder = tmp_path_factory.mktemp("reach")
     (folder / "grown").mkdir()
     (folder / "whole").mkdir()
-    return runtime_with_open_text_rules(folder / "grown"), runtime_with_open_text_rules(folder / "whole")
+    return (runtime_with_open_text_rules(folder / "grown", max_scan_ms=60_000),
+            runtime_with_open_text_rules(folder / "whole", max_scan_ms=60_000))
 
 
 def read_whole(runtime, body: dict, sender=send):

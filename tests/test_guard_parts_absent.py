@@ -18,13 +18,17 @@ from extproc.stages.guard import request as guard_request
 from gateway_stack import quickstart_config
 
 
-def runtime_with_open_text_rules(folder) -> Runtime:
+def runtime_with_open_text_rules(folder, max_scan_ms: int | None = None) -> Runtime:
     """The quickstart, its rules that read a user's text failing open: `secrets` (the
-    system prompt and tools) and `injection-model` (tool results) keep failing closed."""
+    system prompt and tools) and `injection-model` (tool results) keep failing closed.
+    A test that compares two runtimes' verdicts gives a long `max_scan_ms`, so a stall of
+    a loaded host does not fail one side open and not the other."""
     config = quickstart_config()
     for rule in config["guardrails"]["rules"]:
         if rule["name"] in ("pii", "prompt-injection"):
             rule["fail_mode"] = "open"
+    if max_scan_ms is not None:
+        config["guardrails"]["max_scan_ms"] = max_scan_ms
     config["store"] = {"path": str(folder / "budgets.sqlite3")}
     (folder / "gateway.yaml").write_text(yaml.safe_dump(config))
     return Runtime(load_config(str(folder / "gateway.yaml")))
