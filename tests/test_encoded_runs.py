@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from extproc.guardrails import encoded, pii
-from extproc.guardrails.screen import ScreenSet, _options
+from extproc.guardrails.screen_sets import ScreenSet, options
 
 PIECES = ["YWJjZGVmZ2hpamtsbW5vcHFyc3R1dnd4eXo=", "amFuZUBleGFtcGxlLmNvbQ==", "some_long_identifier_name_here",
           "path/to/a/module/file.py", "6a616e65406578616d706c652e636f6d", "de ad be ef 01 02 03 04 05 06 07",
@@ -54,7 +54,7 @@ SOURCES = [source for entity in pii.ENTITIES for source in [pii.screen_source(*p
 
 
 def _alone(source: str):
-    regex_set = re2.Set.SearchSet(_options())
+    regex_set = re2.Set.SearchSet(options())
     regex_set.Add(source)
     regex_set.Compile()
     return regex_set

@@ -18,7 +18,8 @@ from extproc.guardrails.banned import BannedDetector
 from extproc.guardrails.fastre import Pattern
 from extproc.guardrails.fold import FoldingDetector
 from extproc.guardrails import screened
-from extproc.guardrails.screen import compile_screen, every_code_point, first_possible, rewrite, screen, screen_source, utf8
+from extproc.guardrails.screen import every_code_point, rewrite, screen, screen_source
+from extproc.guardrails.screen_sets import compile_screen, first_possible, utf8
 from bare_call import bare_call
 
 # Every code point UTF-8 can carry (RE2 reads UTF-8), as one string.

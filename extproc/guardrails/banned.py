@@ -7,7 +7,7 @@ import re
 from . import Finding
 from .fastre import Pattern
 from .hold import Tail, of
-from .screen import might_match
+from .screen_sets import might_match
 
 _GLOBAL_FLAGS = re.compile(r"\(\?([aiLmsux]+)\)")
 

@@ -23,7 +23,8 @@ from urllib.parse import unquote
 import re2
 
 from .fastre import Pattern, for_re2
-from .screen import ScreenSet, compile_screen, screen_source
+from .screen import screen_source
+from .screen_sets import ScreenSet, compile_screen
 from .screened import screened_finditer
 
 # Runs long enough to hold a value worth finding (16 bytes of base64 is ~22 characters).
@@ -61,7 +62,7 @@ def _runs_without(absent: frozenset[str]) -> re.Pattern:
 
 # (Text detectors add this screen to their own: fold.py.)
 SCREEN_SOURCE = screen_source(_RUNS.python)
-# A Set of its own (screen.py, ScreenSet), which keeps its answer for the last text: each
+# A Set of its own (screen_sets.py, ScreenSet), which keeps its answer for the last text: each
 # text guardrail asks it of the same texts.
 _SCREEN = ScreenSet([SCREEN_SOURCE]) if compile_screen(SCREEN_SOURCE) is not None else None
 # Where the runs may start, for re on other text (screened.py): most places in prose cannot.

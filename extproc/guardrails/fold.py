@@ -39,7 +39,7 @@ from ..api.provider_json import as_utf8
 from . import Finding
 from .encoded import decoded_runs, might_hold_runs
 from .lookalikes import ascii_lookalikes
-from .screen import compile_screen, utf8
+from .screen_sets import compile_screen, utf8
 
 # Default_Ignorable_Code_Point (Unicode's DerivedCoreProperties.txt), the interlinear
 # annotation marks, the blank braille pattern, and combining diacritical marks.
@@ -80,7 +80,7 @@ def _char_class(codes) -> str:
 # RE2 (a DFA over UTF-8) tests any class in the same time, ~10 µs per 4 KB; Python's re
 # tests a class holding code points beyond the BMP range by range (~1.3 ms). A plain
 # character class means the same to both engines.
-# Asked of the text's UTF-8 as the detectors' screens encoded it (screen.py's `utf8`), not
+# Asked of the text's UTF-8 as the detectors' screens encoded it (screen_sets.py's `utf8`), not
 # of the text, which RE2's wrapper would encode again.
 _FOLDABLE = compile_screen(f"[{_char_class(_ONE_FOR_ONE)}{_INVISIBLE_CHARS}]")
 
@@ -192,7 +192,7 @@ class FoldingDetector:
         view = text if folded is None else folded.text
         # The detector's screens and the encoded runs' each ask RE2 Sets of their own (the
         # runs' screen counts runs of letters and digits, and in one Set with another
-        # screen that counts, their states multiply: screen.py, ScreenSet). Each keeps its
+        # screen that counts, their states multiply: screen_sets.py, ScreenSet). Each keeps its
         # answer for the text, which find() asks again.
         found = self.detector.might_find(view) or might_hold_runs(view)
         return found or \

@@ -20,7 +20,8 @@ from .backwards import flipped
 from .fastre import Pattern
 from .hold import Tail, of
 from .injection_rules import all_rules
-from .screen import EVERY, ScreenSet, Unscreenable, might_match, rewrite, screen, screen_source
+from .screen import Unscreenable, rewrite, screen, screen_source
+from .screen_sets import EVERY, ScreenSet, might_match
 
 RULES = all_rules()
 
@@ -103,7 +104,7 @@ def _screen_sources() -> list[str] | None:
 
 
 # Each in an RE2 Set of its own (in one Set their states multiply: on code, 37 MB/s
-# against ~65 apart; screen.py, ScreenSet), which keeps its answer for the last text.
+# against ~65 apart; screen_sets.py, ScreenSet), which keeps its answer for the last text.
 _FORWARD, _BACKWARD, _SIGNS = 0, 1, 2
 _SOURCES = _screen_sources()
 _ANY = ScreenSet(_SOURCES, frozenset(range(len(_SOURCES)))) if _SOURCES is not None else None

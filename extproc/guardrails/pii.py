@@ -19,7 +19,8 @@ from . import Finding
 from .backwards import reversed_pattern, reversed_source
 from .fastre import Pattern
 from .hold import Tail, of
-from .screen import EVERY, ScreenSet, might_match, screen, screen_source
+from .screen import screen, screen_source
+from .screen_sets import EVERY, ScreenSet, might_match
 
 # E-mail addresses as a model reads them: plain, with a quoted or non-ASCII local part, an
 # IDN domain (Unicode letters, or its xn-- form), `%40` for '@' (percent-encoded), and
@@ -269,7 +270,7 @@ class PIIDetector:
         # Every finder's pre-check, both ways: one pass over a text per RE2 Set says which
         # finders may find something (most text: none). The screens that count long runs
         # (an address's parts, a secret's characters) get a Set each: together their
-        # states multiply (screen.py, ScreenSet).
+        # states multiply (screen_sets.py, ScreenSet).
         sources = forward + backwards
         directions = [*entities, *(e for e in entities if e in BACKWARDS)]
         alone = frozenset(index for index, e in enumerate(directions) if e in _SCREENED_ALONE)

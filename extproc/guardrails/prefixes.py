@@ -26,7 +26,8 @@ import re2
 from re2 import _re2
 
 from . import screens_made
-from .screen import Rewrite, Unscreenable, parsed_pattern, re2_class, sre, utf8, widened
+from .screen import Rewrite, Unscreenable, parsed_pattern, re2_class, sre, widened
+from .screen_sets import utf8
 from .wide_classes import non_ascii_part
 
 _OPTIONS = re2.Options()

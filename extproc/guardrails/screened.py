@@ -15,7 +15,7 @@ MISSES_BEFORE_RE such places re's own finditer reads the rest: never much slower
 re alone. A pattern that can match the empty string is left to re's finditer (its
 empty matches follow rules of their own).
 
-Imports only screen.py of the gateway.
+Imports only screen_sets.py of the gateway.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ import re
 from re import _parser as sre_parse
 from typing import Iterator
 
-from .screen import Screen, first_possible, utf8
+from .screen_sets import Screen, first_possible, utf8
 
 MISSES_BEFORE_RE = 16
 

@@ -4,9 +4,9 @@
 Rewriting a pattern into its screen (screen.py) reads re's verdict on every code point
 for each of its classes: the built-in PII, secret and injection rules took ~0.5 s of
 CPU at each worker's start. Their screens depend only on the patterns, on screen.py and
-on the running Python's re and Unicode tables, so they are made here once and read at
-start. The file records what it was made with; where that differs from the running
-code (screen.py edited, another Python or Unicode version), it is not read and every
+on the running Python's re and Unicode tables and RE2's version, so they are made here
+once and read at start. The file records what it was made with; where that differs from
+the running code (screen.py edited, another Python, Unicode or RE2 version), it is not read and every
 screen is made at start as before. A pattern the file does not hold (an operator's
 banned pattern) is rewritten at start too.
 
@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import importlib.metadata
 import json
 import sys
 import unicodedata
@@ -34,9 +35,18 @@ NOT_MADE = object()         # the file holds nothing for this pattern
 
 def made_with() -> str:
     """What a screen depends on besides its pattern: screen.py's, prefixes.py's and
-    wide_classes.py's code, Python's re (its version) and Unicode tables."""
+    wide_classes.py's code, Python's re (its version) and Unicode tables, and RE2's
+    (a class written as a Unicode property was checked against its tables)."""
     code = hashlib.sha256(b"".join(path.read_bytes() for path in _SCREEN_CODE)).hexdigest()[:16]
-    return f"screen.py {code}; Python {sys.version_info[0]}.{sys.version_info[1]}; Unicode {unicodedata.unidata_version}"
+    return (f"screen.py {code}; Python {sys.version_info[0]}.{sys.version_info[1]}; "
+            f"Unicode {unicodedata.unidata_version}; google-re2 {_re2_version()}")
+
+
+def _re2_version() -> str:
+    try:
+        return importlib.metadata.version("google-re2")
+    except importlib.metadata.PackageNotFoundError:     # RE2 built otherwise: nothing shipped fits it for sure
+        return "unknown"
 
 
 PREFIXES = "prefixes"        # the kind of a prefix screen's source (prefixes.py)
