@@ -53,6 +53,12 @@ BROKEN = [
     ("banned patterns that do not combine", lambda c: c["guardrails"]["rules"].append(
         {"name": "words", "type": "banned", "patterns": ["(?P<x>a)", "(?P<x>b)"]}),
      "guardrails.rules[4].patterns: the patterns do not combine into one regex"),
+    ("a banned pattern that can match no characters", lambda c: c["guardrails"]["rules"].append(
+        {"name": "words", "type": "banned", "patterns": ["secret", "(?i)token-?(?=\\d)|x?"]}),
+     "guardrails.rules[4].patterns[1]: matches the empty string: a banned pattern must match at least one character"),
+    ("a banned lookahead alone", lambda c: c["guardrails"]["rules"].append(
+        {"name": "words", "type": "banned", "patterns": ["(?=password)"]}),
+     "guardrails.rules[4].patterns[0]: matches the empty string"),
     ("unknown scheduling policy", lambda c: c["server"].update(worker_scheduling="realtime"),
      "server.worker_scheduling: must be one of: normal, batch"),
     ("unknown transport", lambda c: c["server"].update(transport="quic"),

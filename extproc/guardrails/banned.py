@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from re import _parser as sre_parse       # as screen.py: the parser re itself compiles with
 
 from . import Finding
 from .fastre import Pattern
@@ -17,6 +18,12 @@ def scoped(pattern: str) -> str:
     expression, and here each pattern is one alternative of a larger one."""
     match = _GLOBAL_FLAGS.match(pattern)
     return f"(?{match.group(1)}:{pattern[match.end():]})" if match else pattern
+
+
+def shortest_match(pattern: str) -> int:
+    """The fewest characters a match of `pattern` can span (lookarounds and anchors span
+    none): 0 for a pattern that can match the empty string."""
+    return sre_parse.parse(scoped(pattern)).getwidth()[0]
 
 
 class BannedDetector:

@@ -322,14 +322,20 @@ def _rule(item: Node) -> Guardrail | None:
     elif kind == "banned":
         import re
 
-        from .banned import BannedDetector
+        from .banned import BannedDetector, shortest_match
         patterns = []
         for pattern in item.get("patterns").elements():
             try:
                 re.compile(pattern.str())
-                patterns.append(pattern.str())
             except re.error as error:
                 pattern.fail(f"invalid regex: {error}")
+                continue
+            # A match of no characters has nothing to redact or block: it would put a
+            # placeholder between two characters, and a stream could place it otherwise.
+            if shortest_match(pattern.str()) == 0:
+                pattern.fail("matches the empty string: a banned pattern must match at least one character")
+                continue
+            patterns.append(pattern.str())
         try:                            # together they must compile too (e.g. no duplicate group names)
             guardrail["detector"] = BannedDetector(tuple(w.str() for w in item.get("words").elements()),
                                                    tuple(patterns))
