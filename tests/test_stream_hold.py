@@ -557,3 +557,30 @@ def test_a_translated_stream_under_any_banned_patterns_is_redacted_as_the_whole_
     whole = "".join(pieces)
     assert "".join(e.text for e in out if isinstance(e, Event) and e.kind == "delta") == \
         redact(whole, detector.find(whole))
+
+
+@pytest.mark.parametrize("name", ["responses", "chat", "responses reasoning summary"])
+def test_a_stream_cut_before_its_answer_ends_releases_its_held_text_redacted(name):
+    """No final event (`response.completed`, `[DONE]`, a finish reason): the stream's end
+    releases what the guard still holds, read as complete, as the whole text reads it."""
+    from extproc.api.sse import SSEParser
+    from extproc.stages.response_stream import stream_chunk
+    kind, event, text_of = KINDS[name]
+    call = bare_call(kind, provider_kind=kind, sse=SSEParser(), client_wants_usage=True)
+    call.event_filters.append(StreamGuard(call, [guard("pii", "pii", "redact", PII)], 128))
+    pieces = ["Write to jane", ".doe@example", ".com"]
+    out = b""
+    for index, piece in enumerate(pieces):
+        chunk = b"data: " + orjson.dumps(event(piece)) + b"\n\n"
+        released = stream_chunk(call, chunk, end_of_stream=index == len(pieces) - 1)
+        out += chunk if released is None else released
+    texts = [text_of(orjson.loads(block[6:])) for block in out.split(b"\n\n") if block.startswith(b"data: {")]
+    assert "".join(texts) == redact("Write to jane.doe@example.com", PII.find("Write to jane.doe@example.com"))
+    assert "".join(texts) == "Write to [EMAIL]" and b"jane" not in out
+
+
+def test_a_blocked_stream_releases_nothing_at_its_end():
+    stream = StreamGuard(bare_call("chat"), [guard("banned", "banned", "block", BANNED)], 128)
+    out = through(stream, b'data: {"choices":[{"index":0,"delta":{"content":"the launch code alpha"}}]}\n\n')
+    assert b"alpha" not in out and stream.blocked is not None
+    assert stream.end() == b""

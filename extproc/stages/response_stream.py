@@ -71,6 +71,14 @@ def stream_chunk(call: Call, chunk: bytes, end_of_stream: bool) -> bytes | None:
         out.append(raw)
     if end_of_stream and translation is not None:
         out.append(translation.end(call.event_filters))
+    elif end_of_stream and call.event_filters:
+        # A stream cut before its last event (the answer's end, `[DONE]`): what a filter
+        # still holds leaves, read as complete, where a whole answer's read would put it.
+        for event_filter in call.event_filters:
+            tail = event_filter.end()
+            if tail:
+                out.append(tail)
+                changed = True
     if not end_of_stream and call.sse.pending:
         changed = True             # hold an incomplete event back until it completes
     if not changed:

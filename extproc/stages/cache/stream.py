@@ -34,6 +34,12 @@ class StreamCapture:
         return raw
 
 
+    def end(self) -> bytes:
+        """The stream ended. What an earlier filter releases now (a cut stream's held text)
+        is not read: a stream cut before its answer's end is not kept."""
+        return b""
+
+
 def capture_stream(call: Call) -> None:
     """At the response headers of a stream a rule keeps: its events read as they leave."""
     if call.stream_translation is not None or any(g.type == "plugin" for g in stream_policy(call)):

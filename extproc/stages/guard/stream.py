@@ -134,6 +134,13 @@ class StreamGuard:
             raw = written(event, data)
         return self._flush(self._lanes(self.codec.ended(data, self.lanes))) + raw
 
+    def end(self) -> bytes:
+        """The stream ended (cut before its answers' ends, say): every text still held is
+        read as complete and leaves, or the stream is blocked."""
+        if self.blocked is not None:
+            return b""
+        return self._flush(list(self.lanes.values()))
+
     def _lanes(self, keys: list[tuple]) -> list[Lane]:
         return [self.lanes[key] for key in keys]
 

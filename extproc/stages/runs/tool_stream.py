@@ -40,6 +40,10 @@ class WithheldToolStream:
                 return self._stop(called)
         return raw
 
+    def end(self) -> bytes:
+        """The stream ended: nothing is held here."""
+        return b""
+
     def events(self, events: list, final: bool = False) -> list:
         """The model's events of a translated stream."""
         if self.stopped:
