@@ -34,6 +34,13 @@ drives every row with one connection (a request at a time, closed loop): what ea
 side's CPU per request becomes when nothing is batched (bench/README.md, "What bounds
 the design").
 
+    .venv/bin/python bench/floor.py --patterns 3 --replies gateway [--access-log]
+
+answers each phase with the gateway's own reply to the bench's JSON call (captured from
+the quickstart pipeline in process: bench/gateway_replies.py), and keeps the quickstart's
+access log: what Envoy spends on what the gateway's replies ask of it, the servicer
+still doing nothing (bench/README.md, "Envoy's share beside the worker").
+
     .venv/bin/python bench/floor.py --history-kb 400 [--request-reader lua|json_to_metadata|none]
 
 sends bench/run.py's agent-sized body (`json 400KB resent`) instead of the short prompt:
@@ -56,7 +63,6 @@ import tempfile
 import time
 from pathlib import Path
 
-import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
@@ -65,6 +71,8 @@ import httpx  # noqa: E402
 from gateway_stack import free_port, wait_for_port  # noqa: E402
 from run import PACED_CONNECTIONS, PROMPT, ensure_wrk, history_body, wrk  # noqa: E402
 from sides import cpu_seconds, envoy_alone, pin  # noqa: E402
+import gateway_replies  # noqa: E402
+from floor_envoy import PATTERNS, envoy_config  # noqa: E402
 
 
 def sequential_p50(url: str, key: str, body: str, samples: int = 300) -> float:
@@ -94,19 +102,27 @@ def paced_p50(binary: str, url: str, key: str, body: str, args) -> str:
     return f"; paced at {args.paced_rps:.0f} req/s{' spread' if args.spread else ''}, p50 {result['p50']:.2f} ms"
 
 
+REPLAYED: dict = {}     # --replies gateway: the gateway's own reply to each phase (gateway_replies.py)
+
+
 def reply_to(request, burn_us: float, route_at: str = "request_body", trailers: bool = False):
     """The do-nothing servicer's answer to a ProcessingRequest: the phase's empty
     response, and the one at `route_at` routed like the gateway routes it (`trailers`:
-    marked for the trailers Envoy adds at the answer's end, as the gateway marks them)."""
+    marked for the trailers Envoy adds at the answer's end, as the gateway marks them);
+    with --replies gateway, the gateway's own reply to that phase."""
     from envoy.service.ext_proc.v3 import external_processor_pb2 as ep
 
     phase = request.WhichOneof("request")
     response = ep.ProcessingResponse()
-    getattr(response, phase).SetInParent()
     if phase == route_at:
         until = time.perf_counter() + burn_us / 1e6
         while time.perf_counter() < until:    # stands for the gateway's own work
             pass
+    if REPLAYED:
+        response.CopyFrom(REPLAYED[phase])
+        return response
+    getattr(response, phase).SetInParent()
+    if phase == route_at:
         common = getattr(response, phase).response
         common.clear_route_cache = True
         for key, value in (("x-gateway-cluster", b"mock"), ("authorization", b"Bearer mock-provider-key")):
@@ -191,80 +207,6 @@ def under_load(binary: str, url: str, key: str, body: str, args, pids: list[int]
     return result, [(cpu_seconds(pid) - spent) / requests * 1e6 for pid, spent in zip(pids, before)]
 
 
-# What reads `stream`, `model` and `stream_options.include_usage` from the body before
-# ext_proc: the gateway's Lua reader (envoy/template.yaml), json_to_metadata's request
-# rules as the alternative it replaced, or nothing (Envoy's cost of the rest alone).
-JSON_TO_METADATA_RULES = {"rules": [
-    {"selectors": [{"key": "stream"}], "on_present": {"metadata_namespace": "llm_gateway.request", "key": "stream"},
-     "on_missing": {"metadata_namespace": "llm_gateway.request", "key": "stream", "value": False}},
-    {"selectors": [{"key": "model"}], "on_present": {"metadata_namespace": "llm_gateway.request", "key": "model"}},
-    {"selectors": [{"key": "stream_options"}, {"key": "include_usage"}],
-     "on_present": {"metadata_namespace": "llm_gateway.request", "key": "include_usage"}}]}
-
-
-def with_reader(filters: list, reader: str) -> None:
-    """The quickstart's filters with this request reader before ext_proc."""
-    at = next(i for i, f in enumerate(filters) if f["name"] == "envoy.filters.http.ext_proc")
-    [lua] = [i for i, f in enumerate(filters[:at]) if f["name"] == "envoy.filters.http.lua"]
-    if reader != "lua":
-        del filters[lua]
-    if reader == "json_to_metadata":
-        [rules] = [f["typed_config"] for f in filters if f["name"] == "envoy.filters.http.json_to_metadata"]
-        rules["request_rules"] = JSON_TO_METADATA_RULES
-
-
-# Each pattern: the ext_proc modes Envoy runs with, and where the servicer routes.
-PATTERNS = {
-    "3": {"request_body_mode": "BUFFERED", "response_body_mode": "BUFFERED", "route_at": "request_body"},
-    "2": {"request_body_mode": "BUFFERED", "response_body_mode": "NONE", "route_at": "request_body"},
-    "2 unread": {"request_body_mode": "NONE", "response_body_mode": "NONE", "response_trailer_mode": "SEND",
-                 "route_at": "request_headers"},
-    "1": {"request_body_mode": "NONE", "response_body_mode": "NONE", "route_at": "request_headers"},
-    # The request headers alone, the usage read as for "2 unread" but brought by Envoy's gRPC
-    # access log, in batches (an entry per call), instead of a trailers message.
-    "1 logged": {"request_body_mode": "NONE", "response_body_mode": "NONE", "route_at": "request_headers",
-                 "logged": True},
-}
-
-
-def envoy_config(workdir: Path, socket: str, mock_port: int, messages: str,
-                 reader: str = "lua") -> tuple[Path, int]:
-    config = yaml.safe_load((ROOT / "envoy" / "quickstart.yaml").read_text())
-    port = free_port()
-    config["admin"]["address"]["pipe"]["path"] = str(workdir / "envoy-admin.sock")
-    listener = config["static_resources"]["listeners"][0]
-    listener["address"]["socket_address"]["port_value"] = port
-    hcm = listener["filter_chains"][0]["filters"][0]["typed_config"]
-    hcm.pop("access_log", None)
-    if PATTERNS[messages].get("logged"):
-        # Every call's entry to the servicer, with its metadata; no trailers added.
-        hcm["access_log"] = [{"name": "envoy.access_loggers.http_grpc", "typed_config": {
-            "@type": "type.googleapis.com/envoy.extensions.access_loggers.grpc.v3.HttpGrpcAccessLogConfig",
-            "common_config": {"log_name": "calls", "transport_api_version": "V3",
-                              "grpc_service": {"envoy_grpc": {"cluster_name": "extproc"}},
-                              "buffer_flush_interval": "0.2s"}}}]
-        hcm["http_filters"] = [f for f in hcm["http_filters"]
-                               if f["typed_config"].get("extension_config", {}).get("name")
-                               != "envoy.filters.http.bandwidth_limit"]
-    with_reader(hcm["http_filters"], reader)
-    ext_proc = next(f["typed_config"] for f in hcm["http_filters"] if f["name"] == "envoy.filters.http.ext_proc")
-    # Fixed modes rather than the gateway's per-request override: the same messages.
-    ext_proc["processing_mode"]["response_header_mode"] = "SKIP"
-    ext_proc["processing_mode"].update({mode: value for mode, value in PATTERNS[messages].items()
-                                        if mode.endswith("_mode")})
-    for cluster in config["static_resources"]["clusters"]:
-        for group in cluster.get("load_assignment", {}).get("endpoints", []):
-            for endpoint in group["lb_endpoints"]:
-                address = endpoint["endpoint"]["address"]
-                if "pipe" in address:
-                    address["pipe"]["path"] = socket
-                elif "socket_address" in address:
-                    address["socket_address"]["port_value"] = mock_port
-    path = workdir / f"envoy-{messages.replace(' ', '-')}.yaml"
-    path.write_text(yaml.safe_dump(config))
-    return path, port
-
-
 @contextlib.contextmanager
 def floor_stack(workdir: Path, mock_port: int, messages: str, transport: str, args):
     """A pattern's do-nothing servicer and its Envoy, started on core 0: (its URL, their
@@ -273,7 +215,8 @@ def floor_stack(workdir: Path, mock_port: int, messages: str, transport: str, ar
     from extproc.config.envoy_mcp import AGGREGATOR_SECRET_ENV
     from extproc.runtime.worker_env import WORKER_GRPC_EXPERIMENTS, WORKER_MALLOC
     socket = str(workdir / f"floor-{messages.replace(' ', '-')}-{transport}.sock")
-    path, port = envoy_config(workdir, socket, mock_port, messages, getattr(args, "request_reader", "lua"))
+    path, port = envoy_config(workdir, socket, mock_port, messages, getattr(args, "request_reader", "lua"),
+                              getattr(args, "access_log", False))
     if os.path.exists(socket):          # a round before's: wait for this servicer's own
         os.unlink(socket)
     # gRPC's endpoints and malloc as the gateway's workers run them (extproc/runtime/supervisor.py).
@@ -281,7 +224,9 @@ def floor_stack(workdir: Path, mock_port: int, messages: str, transport: str, ar
                                  str(getattr(args, "burn_us", 0)), "--transport", transport, "--serve", socket,
                                  "--route-at", PATTERNS[messages]["route_at"],
                                  *(["--trailers"] if "response_trailer_mode" in PATTERNS[messages]
-                                   or PATTERNS[messages].get("logged") else [])],
+                                   or PATTERNS[messages].get("logged") else []),
+                                 *(["--replies-file", args.replies_file] if getattr(args, "replies_file", None)
+                                   else [])],
                                 env={"GRPC_EXPERIMENTS": WORKER_GRPC_EXPERIMENTS, **WORKER_MALLOC, **os.environ})
     # (the quickstart's MCP route reads its aggregator's secret from the environment)
     envoy = subprocess.Popen(["taskset", "-c", "0", envoy_binary(), "-c", str(path), "--concurrency", "1",
@@ -324,17 +269,29 @@ def main() -> None:
     parser.add_argument("--history-kb", type=int, help="send an agent's resent history of this size")
     parser.add_argument("--request-reader", choices=("lua", "json_to_metadata", "none"), default="lua",
                         help="what reads the body's stream and model before ext_proc in the servicer's rows")
+    parser.add_argument("--replies", choices=("empty", "gateway"), default="empty",
+                        help="gateway: each phase answered with the gateway's own reply to the bench's "
+                             "JSON call (3 messages only): Envoy's work for the gateway's replies")
+    parser.add_argument("--access-log", action="store_true", help="keep the quickstart's access log")
     parser.add_argument("--serve", help=argparse.SUPPRESS)     # internal: the servicer, on this socket
+    parser.add_argument("--replies-file", help=argparse.SUPPRESS)
     parser.add_argument("--route-at", default="request_body", help=argparse.SUPPRESS)
     parser.add_argument("--trailers", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--patterns", default="3,2,2 unread,1",
                         help="the message patterns measured, comma-separated (3, 2, 2 unread, 1)")
     args = parser.parse_args()
     if args.serve:
+        if args.replies_file:
+            REPLAYED.update(gateway_replies.load(args.replies_file))
         serve(args.serve, args.burn_us, args.transport, args.route_at, args.trailers)
         return
     binary = ensure_wrk()
     workdir = Path(tempfile.mkdtemp(prefix="llmgw-floor-"))
+    if args.replies == "gateway":
+        if args.patterns.replace(" ", "") != "3" or args.history_kb:
+            parser.error("--replies gateway replays the short JSON call's three replies: --patterns 3 alone")
+        args.replies_file = str(workdir / "gateway-replies.bin")
+        gateway_replies.capture(Path(args.replies_file))
     mock_port = free_port()
     mock = subprocess.Popen(["taskset", "-c", "1", sys.executable, "-m", "extproc", "mock-provider",
                              "--port", str(mock_port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -344,7 +301,8 @@ def main() -> None:
         body = history_body(args.history_kb, fresh=False)
     what = f"a servicer spending {args.burn_us:.0f} us per request" if args.burn_us else "a do-nothing servicer"
     sent = f"a {args.history_kb} KB history" if args.history_kb else "a short prompt"
-    filters = f", request reader: {args.request_reader}"
+    filters = f", request reader: {args.request_reader}" + (", the gateway's replies" if args.replies == "gateway"
+                                                          else "") + (", access log" if args.access_log else "")
     print(f"{what} + Envoy{filters} on core 0; mock + wrk on core 1; {args.seconds}s, "
           f"{args.connections} connections; {sent}")
     alone, alone_port = envoy_alone(workdir, mock_port)

@@ -284,7 +284,14 @@ def test_bedrock_calls_are_counted_in_the_meters_budgets_share(gateway, clients,
         rows = [row for row in report["rows"] if row["model"] == HAIKU]
         return (rows[0]["input_tokens"], rows[0]["output_tokens"]) if rows else (0, 0)
 
-    before = counted()
+    # The calls of the tests before this one reach the counters at the worker's next
+    # exchange (every 0.5 s): counted once they have stopped moving.
+    before, steady_since = counted(), time.monotonic()
+    while time.monotonic() - steady_since < 1.5:
+        time.sleep(0.25)
+        now = counted()
+        if now != before:
+            before, steady_since = now, time.monotonic()
     answer = clients["anthropic"].messages.create(model=HAIKU, max_tokens=50,
                                                   messages=[{"role": "user", "content": "count these tokens"}])
     expected = (before[0] + answer.usage.input_tokens, before[1] + answer.usage.output_tokens)

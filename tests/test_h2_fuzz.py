@@ -359,7 +359,8 @@ def fuzz(max_examples: int, deadline_ms: int | None = 2000):
 
 
 def test_random_frame_sequences_neither_break_nor_hang_the_server():
-    fuzz(max_examples=examples(150))()         # a hung example ends the run (run_example)
+    # A hung example ends the run (run_example); a slow one on a loaded host is no failure.
+    fuzz(max_examples=examples(150), deadline_ms=None)()
 
 
 def test_the_fuzz_target_reaches_the_limits():

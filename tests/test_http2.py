@@ -625,6 +625,9 @@ def test_megabytes_each_way_through_envoy(tmp_path):
 
     config = quickstart_config()
     config["guardrails"]["max_scan_chars"] = 10_000_000
+    # What is measured is the transport: on a loaded host the 3 MB read must not run into
+    # the 1 s scan deadline and fail closed.
+    config["guardrails"]["max_scan_ms"] = 60_000
     stack = GatewayStack(tmp_path, config).start()
     try:
         text = "lorem ipsum dolor sit amet " * 111_112 + "write to jane.doe@example.com"

@@ -259,9 +259,11 @@ def test_a_provider_error_on_a_stream_that_would_pass_through(stack):
 
 WORDS = " ".join(f"word{i}" for i in range(150))      # the mock echoes it: ~300 tokens
 # (what, usage asked, extra headers, events the client reads before it leaves)
+# The client leaves after 12 events; what Envoy sends meanwhile, unread, is charged too.
+# A chunk every 80 ms keeps that to an event or two when a loaded host is slow to close.
 CUT_STREAMS = [
-    ("the client leaves", True, {"x-mock-chunk-delay-ms": "30"}, 12),
-    ("the client leaves, usage not asked", False, {"x-mock-chunk-delay-ms": "30"}, 12),
+    ("the client leaves", True, {"x-mock-chunk-delay-ms": "80"}, 12),
+    ("the client leaves, usage not asked", False, {"x-mock-chunk-delay-ms": "80"}, 12),
     ("the provider drops", True, {"x-mock-chunk-delay-ms": "5", "x-mock-cut-after": "15"}, None),
 ]
 

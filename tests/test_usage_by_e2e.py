@@ -110,8 +110,10 @@ def _reported(result: dict) -> dict[tuple, dict]:
             for row in result["rows"]}
 
 
-def _wait_for(stack: GatewayStack, by: str, expected: dict, timeout: float = 10) -> dict:
-    """The report once the workers' allotments have reached the store (every 0.5 s)."""
+def _wait_for(stack: GatewayStack, by: str, expected: dict, timeout: float = 20) -> dict:
+    """The report once the workers' allotments have reached the store (every 0.5 s): its
+    requests and tokens all there, or the time is up (the caller's asserts then say what
+    is missing)."""
     deadline = time.monotonic() + timeout
     while True:
         made = _usage(stack, "--by", by, "--json")
@@ -119,7 +121,8 @@ def _wait_for(stack: GatewayStack, by: str, expected: dict, timeout: float = 10)
         result = json.loads(made.stdout)
         reported = _reported(result)
         if set(reported) == set(expected) and all(
-                reported[g]["requests"] == e["requests"] for g, e in expected.items()) \
+                reported[g][count] == e[count] for g, e in expected.items()
+                for count in ("requests", "input_tokens", "output_tokens")) \
                 or time.monotonic() > deadline:
             return result
         time.sleep(0.3)
