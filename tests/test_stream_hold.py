@@ -584,3 +584,4 @@ def test_a_blocked_stream_releases_nothing_at_its_end():
     out = through(stream, b'data: {"choices":[{"index":0,"delta":{"content":"the launch code alpha"}}]}\n\n')
     assert b"alpha" not in out and stream.blocked is not None
     assert stream.end() == b""
+

@@ -47,11 +47,13 @@ class ModelEventGuard(StreamGuard):
                 self._block_begins(event)
             elif kind == "block_stop":
                 self._flush([lane for key, lane in self.lanes.items() if key[0] == event.index])
-                out.append(event)
+                if self.blocked is None:         # (its last read may block: the error ends it)
+                    out.append(event)
             else:
                 if kind in _CLOSING:
                     self._flush(list(self.lanes.values()))
-                out.append(event)
+                if self.blocked is None:
+                    out.append(event)
         if final and self.blocked is None:
             self._flush(list(self.lanes.values()))
         return out

@@ -68,7 +68,8 @@ class Lane:
     stream that asked for `n` answers interleaves their chunks, and an answer may stream
     several tool calls, so each text is held and scanned on its own."""
 
-    __slots__ = ("slot", "pending", "context", "template", "choice", "hold_from", "tail_starts", "decided")
+    __slots__ = ("slot", "pending", "context", "template", "choice", "hold_from", "tail_starts", "decided",
+                 "generated", "read_whole")
 
     def __init__(self, guards: int, slot) -> None:
         self.slot = slot                        # where its text goes in an event (Codec.event_with)
@@ -84,6 +85,10 @@ class Lane:
         # Per text guardrail, where in the held text a finding may still start: no match
         # can start before it, whatever text comes next, so later scans start there.
         self.tail_starts = [0] * guards
+        # The text released so far, as generated, in pieces: kept for the rules that read
+        # each answer whole again at its end (StreamGuard.whole_reads), else left empty.
+        self.generated: list[str] = []
+        self.read_whole = 0                     # the length of it the last whole read read
 
 
 class StreamGuard:
@@ -94,6 +99,12 @@ class StreamGuard:
         self.codec = call.codec                 # where the caller's events carry generated text
         self.text_guards = [g for g in policy if g.detector is not None and g.type != "tools"]
         self.tool_guards = [g for g in policy if g.type == "tools"]
+        # A rule that blocks or logs reads each answer's whole text again at its end: what
+        # a hold does not cover (an injection written backwards, spaced or in leetspeak, an
+        # encoded run) may lie across text already released, and the whole read finds it,
+        # as a read of the whole answer does. It changes no text, so reading it again is
+        # safe; a rule that redacts cannot take back what has left and reads as it streams.
+        self.whole_reads = [g for g in self.text_guards if g.action != "redact"]
         self.window = window
         # Per text: (answer, field or ("tool", index)); Responses: (output, event type, part).
         self.lanes: dict = {}
@@ -104,7 +115,7 @@ class StreamGuard:
         if self.blocked is not None:
             return b""
         if not isinstance(data, dict):
-            return self._flush(list(self.lanes.values())) + raw
+            return self._before(self._flush(list(self.lanes.values())), raw)
         for guardrail in self.tool_guards:
             if any(n not in guardrail.allow for n in self.codec.called_tools(data)):
                 self.verdicts[guardrail.name] = "flagged" if guardrail.action == "log" else "blocked"
@@ -124,7 +135,7 @@ class StreamGuard:
             rest = self.codec.rest_of_event(data, pieces)
             if rest is not None:
                 ended = self._lanes(self.codec.ended(rest, self.lanes))
-                out += self._flush(ended) + b"data: " + dumps(rest) + b"\n\n"
+                out += self._before(self._flush(ended), b"data: " + dumps(rest) + b"\n\n")
             return out
         # Texts the event repeats whole (Responses' …done, response.completed).
         changed, blocking = self._check_whole(self.codec.whole_texts(data))
@@ -132,7 +143,12 @@ class StreamGuard:
             return self._block(blocking)
         if changed or repeated_key(event.data, data) is not None:
             raw = written(event, data)
-        return self._flush(self._lanes(self.codec.ended(data, self.lanes))) + raw
+        return self._before(self._flush(self._lanes(self.codec.ended(data, self.lanes))), raw)
+
+    def _before(self, flushed: bytes, raw: bytes) -> bytes:
+        """What the answers released at an event's arrival, then the event; only the
+        former when their last read blocked the stream (its error event ends it)."""
+        return flushed if self.blocked is not None else flushed + raw
 
     def end(self) -> bytes:
         """The stream ended (cut before its answers' ends, say): every text still held is
@@ -151,24 +167,34 @@ class StreamGuard:
         if blocked is not None:
             return self._block(blocked)
         if len(lane.pending) > MAX_HOLD_CHARS:
-            return self._flush([lane])          # bounded work per chunk; complete findings are redacted
+            return self._flush([lane], ending=False)    # bounded work per chunk; complete findings are redacted
         cut = lane.hold_from
         if cut <= 0:
             return b""                          # hold: a secret may be arriving
         release, lane.pending = lane.pending[:cut], lane.pending[cut:]
         lane.context = released_context(lane.context + lane.decided)
+        if self.whole_reads:
+            lane.generated.append(lane.decided)
         lane.tail_starts = [start - cut for start in lane.tail_starts]
         return self._emit(lane, release)
 
-    def _flush(self, lanes: list[Lane]) -> bytes:
-        """Releases what the given answers hold: their text is complete."""
+    def _flush(self, lanes: list[Lane], ending: bool = True) -> bytes:
+        """Releases what the given answers hold: their text is complete (`ending`), or
+        their hold outgrew its bound."""
         out = b""
         for lane in lanes:
-            if not lane.pending or lane.template is None:
+            if lane.template is None or not (lane.pending or ending and len(lane.generated) > lane.read_whole):
                 continue
-            blocked = self._scan(lane, final=True)
+            blocked = self._scan(lane, final=True) if lane.pending else None
+            if blocked is None and self.whole_reads:
+                if lane.pending:
+                    lane.generated.append(lane.decided)
+                if ending:
+                    blocked = self._read_whole(lane)
             if blocked is not None:
                 return out + self._block(blocked)
+            if not lane.pending:
+                continue
             text, lane.pending = lane.pending, ""
             # A lane flushed before its end (its hold over the bound) goes on with what it
             # released as the context of its next scan, as a hold's release does.
@@ -177,6 +203,20 @@ class StreamGuard:
             lane.hold_from = 0
             out += self._emit(lane, text)
         return out
+
+    def _read_whole(self, lane: Lane) -> Guardrail | None:
+        """The answer's whole text, as generated, read by the rules that block or log:
+        the rule that blocks it, if one does."""
+        lane.read_whole = len(lane.generated)
+        whole = "".join(lane.generated)
+        for guardrail in self.whole_reads:
+            if not guardrail.detector.find(whole):
+                continue
+            if guardrail.action == "block":
+                self.verdicts[guardrail.name] = "blocked"
+                return guardrail
+            self.verdicts.setdefault(guardrail.name, "flagged")
+        return None
 
     def _emit(self, lane: Lane, text: str) -> bytes:
         """The caller's event carrying `text`, released from `lane`."""
