@@ -66,6 +66,8 @@ def batch_writes() -> None:
 def flush() -> None:
     """Writes the values updated since the last flush to this process's file (the same
     write prometheus-client's own update does; it keeps `_file`, `_key`, `_value`)."""
+    while _due:
+        _due.pop().apply()
     while _changed:
         value = _changed.pop()
         value._file.write_value(value._key, value._value, value._timestamp)
@@ -73,6 +75,7 @@ def flush() -> None:
 
 FLUSH_INTERVAL = 0.25
 _children: dict = {}
+_due: list = []             # histogram children with observations not yet in their values
 
 
 class _CounterChild:
@@ -98,27 +101,45 @@ class _CounterChild:
 
 class _HistogramChild:
     """A labelled histogram's observation: its bucket found by bisection rather than
-    prometheus-client's walk of the bounds in Python (a call makes ~7)."""
-    __slots__ = ("_sum", "_buckets", "_bounds", "_batched")
+    prometheus-client's walk of the bounds in Python (a call makes ~7). Batched (a
+    worker's), its bucket counts are tallied here and added to the values at flush(),
+    its sum at once (a float sum depends on the order of its terms)."""
+    __slots__ = ("_sum", "_buckets", "_bounds", "_batched", "_pending", "_due")
 
     def __init__(self, labelled) -> None:
         self._sum, self._buckets, self._bounds = labelled._sum, labelled._buckets, tuple(labelled._upper_bounds)
         self._batched = type(self._sum) is _batched_type
+        self._pending = [0] * len(self._bounds)
+        self._due = False
 
     def observe(self, amount: float) -> None:
-        index = bisect_left(self._bounds, amount)
-        # The last bound is +Inf; a NaN is in no bucket (as prometheus-client counts it).
-        bucket = self._buckets[index] if index < len(self._bounds) and amount <= self._bounds[index] else None
+        bounds = self._bounds
+        # The last bound is +Inf: every number has a bucket. A NaN is bisected to 0 and
+        # counted in none (as prometheus-client counts it).
+        index = bisect_left(bounds, amount)
         if _batching and self._batched:         # (as _CounterChild.inc)
             self._sum._value += amount
-            _changed.add(self._sum)
-            if bucket is not None:
-                bucket._value += 1
-                _changed.add(bucket)
+            if amount <= bounds[index]:
+                self._pending[index] += 1
+            if not self._due:
+                self._due = True
+                _due.append(self)
             return
         self._sum.inc(amount)
-        if bucket is not None:
-            bucket.inc(1)
+        if amount <= bounds[index]:
+            self._buckets[index].inc(1)
+
+    def apply(self) -> None:
+        """The observations tallied since the last flush, added to the values."""
+        self._due = False
+        _changed.add(self._sum)
+        pending = self._pending
+        for index, count in enumerate(pending):
+            if count:
+                bucket = self._buckets[index]
+                bucket._value += count
+                _changed.add(bucket)
+                pending[index] = 0
 
 
 def _fast(labelled):

@@ -48,6 +48,7 @@ class Pipeline:
                                (getattr(stage, phase) for stage in stages if hasattr(stage, phase))]
                        for phase in _PHASES}
         self._timers = {phase: metrics.child(metrics.extproc_processing, phase) for phase in _PHASES[:5]}
+        self._fallback_timer = self._timers["request_body"]     # any other message (request trailers: off)
 
     def table(self) -> list[tuple[str, tuple[str, ...], frozenset[str], frozenset[str]]]:
         """(stage, its hooks, the Call fields it reads, those it writes), in order."""
@@ -157,7 +158,7 @@ class Pipeline:
             elapsed = time.perf_counter() - started
             call.service_seconds += elapsed
             call.message_started = None
-            self._timers.get(phase, self._timers["request_body"]).observe(elapsed)
+            self._timers.get(phase, self._fallback_timer).observe(elapsed)
 
     async def _headers_skipped(self, call: Call, request: ProcessingRequest) -> Reply:
         """A one-message response: the response-headers hooks run on what Envoy told with

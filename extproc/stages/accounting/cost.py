@@ -38,11 +38,27 @@ def usd(value: float) -> str:
     return f"{value:.8f}"
 
 
+class ChargedCost:
+    """The charge worked out for a usage and backend (a call asks ~5 times: its cost
+    metadata, the budget's settle, the meters, the log line): a stage that changes the
+    usage replaces the object (stages/accounting/usage.py), so it is known by identity."""
+    __slots__ = ("usage", "backend", "usd")
+
+    def __init__(self) -> None:
+        self.usage = self.backend = None
+        self.usd = 0.0
+
+
 def charged_cost(call: Call) -> float:
     """What the call is charged: its usage at the price of the backend that answered."""
-    if call.usage is None or call.model is None:
+    usage, model = call.usage, call.model
+    if usage is None or model is None:
         return 0.0
-    return call.model.cost(call.backend, call.usage)
+    held = call.own(ChargedCost)
+    if held.usage is not usage or held.backend is not call.backend:
+        held.usage, held.backend = usage, call.backend
+        held.usd = model.cost(call.backend, usage)
+    return held.usd
 
 
 class ReservationBasis:

@@ -15,6 +15,7 @@ from ...pipeline.call import Call
 from ...translate import Notes
 from ...pipeline.stage import Stage
 from ..route import attempt_notes
+from .cost import charged_cost
 
 log = logging.getLogger("extproc.record")
 
@@ -40,6 +41,7 @@ class Record(Stage):
         self._tag_values = BoundedLabel()
         self._keys = BoundedLabel()
         self._caller_models = BoundedLabel()
+        self._series: dict[tuple, _Series] = {}
 
     def done(self, call: Call) -> None:
         ended = call.ended_at or time.perf_counter()
@@ -48,7 +50,7 @@ class Record(Stage):
         backend = call.backend.name if call.backend else ""
         status = str(call.status) if call.status else call.outcome
         usage = call.usage
-        cost = call.model.cost(call.backend, usage) if usage is not None and call.model is not None else 0.0
+        cost = charged_cost(call)
         ttft = (call.first_byte_at - call.started) if call.first_byte_at else None
         service = call.service_seconds + (
             time.perf_counter() - call.message_started if call.message_started else 0.0)
@@ -103,25 +105,33 @@ class Record(Stage):
 
         team = call.team
         model = self._model_label(call, model)
-        metrics.child(metrics.requests, model, backend, team, status).inc()
-        metrics.child(metrics.call_outcomes, model, call.outcome).inc()
         endpoint = call.endpoint.kind if call.endpoint else "unknown"
-        metrics.child(metrics.extproc_request, endpoint).observe(service)
+        served = call.backend.model if call.backend and model != OVERFLOW else model
+        key = (model, backend, team, status, call.outcome, endpoint, served)
+        series = self._series.get(key) or self._series_of(key)
+        series.requests.inc()
+        series.outcomes.inc()
+        series.service.observe(service)
         self._labelled_series(call, model, status, usage, cost)
         if call.endpoint is not None and not call.codec.answered_here:
-            metrics.child(metrics.request_duration, model, backend, status).observe(latency)
+            (series.duration or series.made("duration")).observe(latency)
         if call.attempts > 1:
-            metrics.child(metrics.failovers, model, backend).inc()
+            (series.failovers or series.made("failovers")).inc()
         if ttft is not None:
-            metrics.child(metrics.time_to_first_token, model, backend).observe(ttft)
+            (series.first_token or series.made("first_token")).observe(ttft)
         if usage is not None and model:
-            served = call.backend.model if call.backend and model != OVERFLOW else model
-            metrics.child(metrics.token_usage, "input", model, served, team).observe(usage.input_tokens)
-            metrics.child(metrics.token_usage, "output", model, served, team).observe(usage.output_tokens)
+            (series.input_tokens or series.made("input_tokens")).observe(usage.input_tokens)
+            (series.output_tokens or series.made("output_tokens")).observe(usage.output_tokens)
             if usage.estimated:
-                metrics.child(metrics.usage_estimated, model).inc()
+                (series.estimated or series.made("estimated")).inc()
             if cost:
-                metrics.child(metrics.cost_usd, model, team).inc(cost)
+                (series.cost or series.made("cost")).inc(cost)
+
+    def _series_of(self, key: tuple) -> _Series:
+        if len(self._series) >= MAX_SERIES_KEPT:        # (labels are bounded; reloads change them)
+            self._series.clear()
+        series = self._series[key] = _Series(*key)
+        return series
 
     def _write(self, line: bytes) -> None:
         """The line goes out at the end of this turn of the event loop, with every other
@@ -171,6 +181,44 @@ class Record(Stage):
             if usage is not None:
                 metrics.child(metrics.key_tokens, key_id, "input").inc(usage.input_tokens)
                 metrics.child(metrics.key_tokens, key_id, "output").inc(usage.output_tokens)
+
+
+# The combinations of labels whose metric children a log line's stage keeps together.
+MAX_SERIES_KEPT = 4096
+
+
+class _Series:
+    """The metric children the calls of one combination of model, backend, team, status,
+    outcome, endpoint and served model update: found with one look-up a call, where each
+    was looked up by its own labels (~8 a call). Those a call may not update are made at
+    their first update, as metrics.child makes them: a series is listed once it counted."""
+    __slots__ = ("labels", "requests", "outcomes", "service", "duration", "failovers", "first_token",
+                 "input_tokens", "output_tokens", "estimated", "cost")
+
+    def __init__(self, model: str, backend: str, team: str, status: str, outcome: str, endpoint: str,
+                 served: str) -> None:
+        self.labels = (model, backend, team, status, served)
+        self.requests = metrics.child(metrics.requests, model, backend, team, status)
+        self.outcomes = metrics.child(metrics.call_outcomes, model, outcome)
+        self.service = metrics.child(metrics.extproc_request, endpoint)
+        self.duration = self.failovers = self.first_token = self.input_tokens = self.output_tokens = \
+            self.estimated = self.cost = None
+
+    def made(self, name: str):
+        """The child `name` stands for, made now."""
+        model, backend, team, status, served = self.labels
+        family, labels = {
+            "duration": (metrics.request_duration, (model, backend, status)),
+            "failovers": (metrics.failovers, (model, backend)),
+            "first_token": (metrics.time_to_first_token, (model, backend)),
+            "input_tokens": (metrics.token_usage, ("input", model, served, team)),
+            "output_tokens": (metrics.token_usage, ("output", model, served, team)),
+            "estimated": (metrics.usage_estimated, (model,)),
+            "cost": (metrics.cost_usd, (model, team)),
+        }[name]
+        made = metrics.child(family, *labels)
+        setattr(self, name, made)
+        return made
 
 
 def _with_attempt_notes(call: Call, notes: Notes | None) -> Notes:

@@ -23,6 +23,7 @@ from ...pipeline.call import Call
 from ...pipeline.errors import GatewayError, gateway_error, model_not_priced
 from ...store import StoreUnavailable, maybe_await
 from ...store.limits import Charge, plan_charges, settled_amount
+from ..accounting.cost import charged_cost
 from .headers import ratelimit_headers, reset_in
 from ...pipeline.stage import Stage
 
@@ -292,7 +293,7 @@ class BudgetSettle(Stage):
         rid, charges = held
         usage = call.usage
         tokens = usage.total if usage else 0
-        usd = call.model.cost(call.backend, usage) if usage is not None and call.model is not None else 0.0
+        usd = charged_cost(call)
         amounts = [settled_amount(charge, tokens, usd) for charge in charges]
         try:
             await maybe_await(self.store.settle(rid, charges, amounts))
