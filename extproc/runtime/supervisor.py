@@ -25,6 +25,7 @@ from ..config import envoy_config, envoy_mcp
 from ..config.filter_config import GatewayConfig
 from ..store import state_dir
 from ..store.generation import clear_notice, read_notice
+from .child_exits import ChildExits
 from .crash_loop import CrashLoop
 from .forked import Forker, forking_supported
 from .lost_calls import take_dead_workers_journals
@@ -40,10 +41,11 @@ ENVOY_LOG_FLUSH_MS = 1000
 # start at once): a host busy with other work can take a worker past 30 s of imports and
 # tokenizer tables, which is slow, not broken.
 START_SECONDS = 120.0
-# The supervisor's loop: how soon a crashed worker is noticed (and its path handed to a
-# living worker), and how often worker memory is checked.
+# The supervisor's loop: how often it looks while something is under way (a worker being
+# replaced, one dead or stood in for: a crashed worker's path is handed to a living one at
+# its exit, child_exits.py), and how often worker memory is checked.
 TICK_SECONDS = 0.05
-RECYCLE_CHECK_TICKS = 100
+RECYCLE_CHECK_SECONDS = 5.0
 class Supervisor:
     def __init__(self, config: GatewayConfig, *, envoy: dict | None, run_dir: Path,
                  workers: int | None = None, fixtures: str | None = None, owns_run_dir: bool = False) -> None:
@@ -288,22 +290,38 @@ class Supervisor:
         received: list[int] = []
         for signum in (signal.SIGTERM, signal.SIGINT):
             signal.signal(signum, lambda s, _f: received.append(s))
-        ticks = 0
-        while not received:
-            # A short tick: a crashed worker's path is handed to a living one within it.
-            time.sleep(TICK_SECONDS)
-            ticks += 1
-            self._advance_replacements()
-            if ticks % RECYCLE_CHECK_TICKS == 0:
-                self._recycle_bloated_workers()
-            if self.envoy is not None and self.envoy.poll() is not None:
-                print("extproc: Envoy exited unexpectedly; stopping", file=sys.stderr)
-                self.stop()
-                return 1
-            self.restart_crashed_workers()
-            self.restart_crashed_aggregator()
+        exits = ChildExits()
+        recycle_at = time.monotonic() + RECYCLE_CHECK_SECONDS
+        try:
+            while not received:
+                # Idle, it waits for a child's exit (or the memory check); while something is
+                # under way, it looks again every tick.
+                wait = recycle_at - time.monotonic() if self._idle() else TICK_SECONDS
+                exits.wait(self._children(), wait, TICK_SECONDS)
+                self._advance_replacements()
+                if time.monotonic() >= recycle_at:
+                    self._recycle_bloated_workers()
+                    recycle_at = time.monotonic() + RECYCLE_CHECK_SECONDS
+                if self.envoy is not None and self.envoy.poll() is not None:
+                    print("extproc: Envoy exited unexpectedly; stopping", file=sys.stderr)
+                    self.stop()
+                    return 1
+                self.restart_crashed_workers()
+                self.restart_crashed_aggregator()
+        finally:
+            exits.close()
         self.stop()
         return 0
+
+    def _children(self) -> list[subprocess.Popen]:
+        return [process for process in (self.envoy, *self.workers.values(), self.aggregator, self.mock)
+                if process is not None]
+
+    def _idle(self) -> bool:
+        """Nothing under way the loop must look at again: every child alive, no worker
+        being replaced, stood in for or retiring."""
+        return not (self.replacing or self.stood_in or self.retiring) and \
+            all(process.poll() is None for process in self._children())
 
     def restart_crashed_workers(self) -> None:
         """A crashed worker's path is handed to a living worker at once, and the worker
