@@ -1,6 +1,6 @@
 """The supervisor's loop waits for its children's exits rather than looking 20 times a
-second (extproc/runtime/child_exits.py): it wakes at once when one exits or a signal comes,
-and an idle gateway's supervisor stays asleep."""
+second (extproc/runtime/child_exits.py): it wakes at once when one exits or a signal comes.
+The loop itself on real workers: tests/test_supervisor_replace.py."""
 
 from __future__ import annotations
 
@@ -11,7 +11,6 @@ import threading
 import time
 
 import pytest
-from test_supervisor_replace import supervisor  # noqa: F401  (the fixture: real workers, no Envoy)
 
 from extproc.runtime.child_exits import ChildExits
 
@@ -67,39 +66,3 @@ def test_without_pidfds_it_sleeps_the_tick(exits, monkeypatch):
     finally:
         child.kill()
         child.wait()
-
-
-def _main_thread_wakeups() -> int:
-    with open(f"/proc/self/task/{threading.main_thread().native_id}/status") as status:
-        return next(int(line.split()[1]) for line in status if line.startswith("voluntary_ctxt_switches"))
-
-
-def test_an_idle_supervisor_sleeps_and_a_crashed_worker_is_back_at_once(supervisor):  # noqa: F811
-    """run_forever on real workers: idle, its thread wakes a few times in 2 s (the tick
-    woke it 40); a killed worker is restarted without waiting for a tick; SIGTERM stops it."""
-    first = supervisor.workers[0].pid
-    seen: dict = {}
-
-    def drive() -> None:
-        time.sleep(1.0)                                      # the loop has settled into its wait
-        before = _main_thread_wakeups()
-        time.sleep(2.0)
-        seen["idle wake-ups"] = _main_thread_wakeups() - before
-        os.kill(first, signal.SIGKILL)
-        deadline = time.monotonic() + 60
-        while supervisor.workers[0].pid == first and time.monotonic() < deadline:
-            time.sleep(0.02)
-        seen["restarted"] = supervisor.workers[0].pid != first
-        os.kill(os.getpid(), signal.SIGTERM)
-
-    previous = signal.getsignal(signal.SIGTERM)
-    driver = threading.Thread(target=drive)
-    driver.start()
-    try:
-        assert supervisor.run_forever() == 0
-    finally:
-        driver.join(timeout=90)
-        signal.signal(signal.SIGTERM, previous)
-        signal.signal(signal.SIGINT, signal.default_int_handler)
-    assert seen["restarted"]
-    assert seen["idle wake-ups"] <= 8, seen

@@ -2,7 +2,8 @@
 wait inside it: while a successor starts, the loop goes on restarting crashed workers
 and answering signals. Real worker processes, no Envoy (the supervisor's serve mode);
 the end-to-end replacement under traffic is in test_lifecycle_e2e. A worker that crashes
-again and again soon after its start is restarted with a growing delay."""
+again and again soon after its start is restarted with a growing delay. Idle, the loop
+sleeps until a child exits or a signal comes (runtime/child_exits.py)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import os
 import signal
 import socket
 import subprocess
+import threading
 import time
 from pathlib import Path
 
@@ -174,3 +176,39 @@ def test_an_aggregator_that_cannot_start_backs_off_then_comes_back_once_it_can(s
             time.sleep(0.1)
     assert supervisor.aggregator.poll() is None
     socket.create_connection(tuple(address.rsplit(":", 1)), timeout=1).close()
+
+
+def _main_thread_wakeups() -> int:
+    with open(f"/proc/self/task/{threading.main_thread().native_id}/status") as status:
+        return next(int(line.split()[1]) for line in status if line.startswith("voluntary_ctxt_switches"))
+
+
+def test_an_idle_supervisor_sleeps_and_a_crashed_worker_is_back_at_once(supervisor):
+    """run_forever on real workers: idle, its thread wakes a few times in 2 s (the tick
+    woke it 40); a killed worker is restarted without waiting for a tick; SIGTERM stops it."""
+    first = supervisor.workers[0].pid
+    seen: dict = {}
+
+    def drive() -> None:
+        time.sleep(1.0)                                      # the loop has settled into its wait
+        before = _main_thread_wakeups()
+        time.sleep(2.0)
+        seen["idle wake-ups"] = _main_thread_wakeups() - before
+        os.kill(first, signal.SIGKILL)
+        deadline = time.monotonic() + 60
+        while supervisor.workers[0].pid == first and time.monotonic() < deadline:
+            time.sleep(0.02)
+        seen["restarted"] = supervisor.workers[0].pid != first
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    previous = signal.getsignal(signal.SIGTERM)
+    driver = threading.Thread(target=drive)
+    driver.start()
+    try:
+        assert supervisor.run_forever() == 0
+    finally:
+        driver.join(timeout=90)
+        signal.signal(signal.SIGTERM, previous)
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+    assert seen["restarted"]
+    assert seen["idle wake-ups"] <= 8, seen

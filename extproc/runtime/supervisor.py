@@ -9,7 +9,6 @@ then the workers (in-flight streams finish), then the mock.
 
 from __future__ import annotations
 
-import math
 import secrets
 import os
 import shutil
@@ -26,11 +25,12 @@ from ..config.filter_config import GatewayConfig
 from ..store import state_dir
 from ..store.generation import clear_notice, read_notice
 from .child_exits import ChildExits
+from .recycling import RecyclesWorkers
 from .crash_loop import CrashLoop
 from .forked import Forker, forking_supported
 from .lost_calls import take_dead_workers_journals
 from .envoy_admin import admin_address, admin_request, drain_envoy
-from .processes import connectable, raise_descriptor_limit, rss_mb, serving, stop_servers, terminate
+from .processes import connectable, raise_descriptor_limit, serving, stop_servers, terminate
 from .with_parent import child_command
 from ..pools.homes import SHARED_DIR_ENV
 from .worker_env import worker_env
@@ -46,7 +46,7 @@ START_SECONDS = 120.0
 # its exit, child_exits.py), and how often worker memory is checked.
 TICK_SECONDS = 0.05
 RECYCLE_CHECK_SECONDS = 5.0
-class Supervisor:
+class Supervisor(RecyclesWorkers):
     def __init__(self, config: GatewayConfig, *, envoy: dict | None, run_dir: Path,
                  workers: int | None = None, fixtures: str | None = None, owns_run_dir: bool = False) -> None:
         self.config = config
@@ -384,51 +384,6 @@ class Supervisor:
                 self.forker.remove(str(self.run_dir))
             else:
                 shutil.rmtree(self.run_dir, ignore_errors=True)
-
-    # --- recycling ----------------------------------------------------------------
-
-    def _recycle_bloated_workers(self) -> None:
-        now = time.monotonic()
-        for process, stop_at in self.retiring:
-            if now >= stop_at and process.poll() is None:
-                process.send_signal(signal.SIGUSR2)      # stop; streams in flight finish
-        # Told ones stay listed (stop() still waits for them) with a time that never comes again.
-        self.retiring = [(p, t if now < t else math.inf) for p, t in self.retiring if p.poll() is None]
-        limit = self.config.server.worker_max_rss_mb
-        if not limit or self._stopping:
-            return
-        for index, process in list(self.workers.items()):
-            if index not in self.replacing and process.poll() is None and rss_mb(process.pid) > limit:
-                self.recycle(index)
-
-    def recycle(self, index: int, timeout: float = 30.0) -> None:
-        """Start replacing worker `index` without failing a request: the new worker listens
-        on its own socket and, once it does (`_advance_replacements`), Envoy's path is
-        switched to it. The old one goes on serving until each of its connections reaches
-        its age (worker_connection_age_s: Envoy drains it, and its next connection goes
-        to the new worker); only then is it told to stop, and its streams in flight
-        finish. (Stopping it at once would race: streams Envoy opened just before seeing
-        the GOAWAY of a shutdown are cancelled.)"""
-        print(f"extproc: worker {index} over {self.config.server.worker_max_rss_mb} MB; replacing it",
-              file=sys.stderr)
-        self.replacing[index] = (self.workers[index], self.generation[index], time.monotonic() + timeout)
-        self._start_worker(index, switch=False)
-
-    def _advance_replacements(self) -> None:
-        for index, (old, old_generation, deadline) in list(self.replacing.items()):
-            if connectable(str(self._process_socket(index))):
-                self._point_at(index)
-                self.crash_loops.setdefault(index, CrashLoop()).started()
-                self.retiring.append((old, time.monotonic() + self.config.server.worker_connection_age_s + 5))
-            elif self.workers[index].poll() is not None or time.monotonic() > deadline:
-                print(f"extproc: the replacement of worker {index} did not start; keeping the old one",
-                      file=sys.stderr)
-                terminate([self.workers[index]], 1)
-                self._process_socket(index).unlink(missing_ok=True)
-                self.workers[index], self.generation[index] = old, old_generation
-            else:
-                continue
-            del self.replacing[index]
 
     def _drain_envoy(self, grace: float) -> None:
         drain_envoy(self.envoy_admin, grace)
