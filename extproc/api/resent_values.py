@@ -27,6 +27,9 @@ A whole body met before also carries its facts: what the pipeline's stages found
 those very bytes (sound, clean by a policy, so many prompt tokens), each under a key that
 names all it depends on, so the same bytes again (a client's retry, an agent's parallel
 calls on one history) are not checked again. The facts go when the body does. A body
+under 32 KB is not split (orjson parses it in a few µs), but it keeps facts too, from its
+second time on (a retry, a batch's repeated prompt): only a reference to its bytes is
+kept the first time, since most short bodies come once. A body
 that is a kept one grown (an agent's next turn: items added at the end of its history)
 is read from it, only its new items parsed (api/grown_bodies.py), and says what it grew
 from, so that the checks read only what is new.
@@ -191,12 +194,14 @@ class ResentValues:
     out the values they share. A body is found again by its bytes, or grown from one
     that starts as it does (api/grown_bodies.py)."""
 
-    __slots__ = ("_values", "_bodies", "_heads")
+    __slots__ = ("_values", "_bodies", "_heads", "_short")
 
     def __init__(self, max_bytes: int = 24_000_000) -> None:
         self._values = _Kept(max_bytes)         # (bytes, parsed container, holds no container, size)
         # (bytes, (parsed body, its copy plan) or None: seen once, facts, Record, size)
         self._bodies = _Kept(max_bytes // 2)
+        # A short body's bytes (a reference: no copy) and its facts, None while seen once.
+        self._short = _Kept(max_bytes // 12)
         # (scope, a body's first bytes) -> the keys of the latest bodies that start so
         self._heads: dict[tuple[str, bytes], list] = {}
 
@@ -217,7 +222,7 @@ class ResentValues:
         stages read and fill in, kept as long as the body is), or None when it is not kept;
         and, for a body read as a kept one grown, what it grew from."""
         if len(raw) < MIN_BODY_BYTES:
-            return None, None, None
+            return None, self._short_facts(raw, scope), None
         # The same body again (a retry, an agent's parallel calls on one history): a
         # compare of its bytes (~20 µs for 400 KB) instead of msgspec's pass (~100 µs).
         # A body is kept parsed from its second time on: a session's bodies, each sent
@@ -245,6 +250,25 @@ class ResentValues:
         latest.insert(0, key)
         del latest[_BODIES_PER_HEAD:]
         return body, facts, grown
+
+    def _short_facts(self, raw: bytes, scope: str) -> dict | None:
+        """The facts kept with a short body's bytes from its second time on (a retry, an
+        agent's parallel calls, a batch's repeated prompt), for the stages to read and fill
+        in: found sound, passed by a policy, its prompt tokens. Parsed again each time
+        (orjson: a few µs); only the bytes are looked up, by their length and ends and
+        compared. Its first time only a reference to its bytes is kept: most short bodies
+        come once, and the stages fill in facts for none of those."""
+        key = _key(scope, raw)
+        short = self._short
+        entry = short.find(key, raw)
+        if entry is None:
+            short.keep(key, (raw, None), len(raw))
+            return None
+        facts = entry[1]
+        if facts is None:
+            facts = {}
+            short.keep(key, (raw, facts), len(raw))
+        return facts
 
     def _split(self, raw: bytes, scope: str) -> tuple[dict, Record, None] | None:
         try:
