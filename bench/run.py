@@ -63,7 +63,12 @@ TTFT_BLOCK = 5             # streams counted per kind per turn (time to first to
 # (accents, an ellipsis, kanji), which the guardrails and the token count read whole.
 PROSE_4KB = json.dumps(guardrails_bench.message(planted=False, non_ascii=True), ensure_ascii=False)[1:-1]
 # traffic kind: (the request's stream fields, its prompt)
-MODES = {"json": ('"stream":false', PROMPT), "sse": ('"stream":true', PROMPT),
+# Requests whose text is new on every call carry this, replaced by a count (wrk's script).
+FRESH_MARK = "@@N@@"
+MODES = {"json": ('"stream":false', PROMPT),
+         # the same short call with its text new every time, as a chat user's question is
+         "json fresh": ('"stream":false', f"Question {FRESH_MARK}: {PROMPT}"),
+         "sse": ('"stream":true', PROMPT),
          "sse+usage": ('"stream":true,"stream_options":{"include_usage":true}', PROMPT),
          "json 4KB": ('"stream":false', PROSE_4KB),
          # a stream a response guardrail reads, chunk by chunk (the gateway's key for it
@@ -73,7 +78,6 @@ GATEWAY_KEY_OF_MODE = {"sse guarded": GUARDED_KEY}
 # Agent-sized requests: a conversation of 4 KB turns, resent whole on every call as an
 # agent resends its history ("resent": the same body each time), or new each time
 # ("fresh": every turn of every request differs, FRESH_MARK replaced by a count).
-FRESH_MARK = "@@N@@"
 HISTORY_KB = {"json 100KB": 100, "json 400KB": 400}
 HISTORY_MODES = [f"{name} {how}" for name in HISTORY_KB for how in ("resent", "fresh")]
 # An agent's session ("grown"): each request the one before it and a turn more (the
