@@ -183,11 +183,23 @@ def _main_thread_wakeups() -> int:
         return next(int(line.split()[1]) for line in status if line.startswith("voluntary_ctxt_switches"))
 
 
-def test_an_idle_supervisor_sleeps_and_a_crashed_worker_is_back_at_once(supervisor):
+def test_an_idle_supervisor_sleeps_and_a_crashed_worker_is_back_at_once(supervisor, monkeypatch):
     """run_forever on real workers: idle, its thread wakes a few times in 2 s (the tick
-    woke it 40); a killed worker is restarted without waiting for a tick; SIGTERM stops it."""
+    woke it 40); a killed worker is restarted without waiting for a tick; one that dies
+    again at once waits out its restart delay while the loop ticks (a dead child's pidfd
+    stays readable: waiting on it would spin, and probe the living workers' sockets at
+    each turn); SIGTERM stops it."""
     first = supervisor.workers[0].pid
     seen: dict = {}
+    turns = [0]
+    restart = supervisor.restart_crashed_workers
+    monkeypatch.setattr(supervisor, "restart_crashed_workers", lambda: turns.__setitem__(0, turns[0] + 1) or restart())
+
+    def restarted(pid: int) -> bool:
+        deadline = time.monotonic() + 60
+        while supervisor.workers[0].pid == pid and time.monotonic() < deadline:
+            time.sleep(0.02)
+        return supervisor.workers[0].pid != pid
 
     def drive() -> None:
         time.sleep(1.0)                                      # the loop has settled into its wait
@@ -195,10 +207,12 @@ def test_an_idle_supervisor_sleeps_and_a_crashed_worker_is_back_at_once(supervis
         time.sleep(2.0)
         seen["idle wake-ups"] = _main_thread_wakeups() - before
         os.kill(first, signal.SIGKILL)
-        deadline = time.monotonic() + 60
-        while supervisor.workers[0].pid == first and time.monotonic() < deadline:
-            time.sleep(0.02)
-        seen["restarted"] = supervisor.workers[0].pid != first
+        seen["restarted"] = restarted(first)
+        second = supervisor.workers[0].pid
+        os.kill(second, signal.SIGKILL)                      # a second quick crash: restarted after 0.5 s
+        started, before = time.monotonic(), turns[0]
+        seen["restarted again"] = restarted(second)
+        seen["turns a second"] = (turns[0] - before) / (time.monotonic() - started)
         os.kill(os.getpid(), signal.SIGTERM)
 
     previous = signal.getsignal(signal.SIGTERM)
@@ -210,5 +224,6 @@ def test_an_idle_supervisor_sleeps_and_a_crashed_worker_is_back_at_once(supervis
         driver.join(timeout=90)
         signal.signal(signal.SIGTERM, previous)
         signal.signal(signal.SIGINT, signal.default_int_handler)
-    assert seen["restarted"]
+    assert seen["restarted"] and seen["restarted again"], seen
     assert seen["idle wake-ups"] <= 8, seen
+    assert seen["turns a second"] <= 40, seen                # the tick's 20, not a spin

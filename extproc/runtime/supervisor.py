@@ -294,10 +294,13 @@ class Supervisor(RecyclesWorkers):
         recycle_at = time.monotonic() + RECYCLE_CHECK_SECONDS
         try:
             while not received:
-                # Idle, it waits for a child's exit (or the memory check); while something is
-                # under way, it looks again every tick.
-                wait = recycle_at - time.monotonic() if self._idle() else TICK_SECONDS
-                exits.wait(self._children(), wait, TICK_SECONDS)
+                # Idle (every child alive), it waits for a child's exit or the memory check;
+                # while something is under way, it looks again every tick. (A dead child's
+                # pidfd stays readable: waiting on it then would not wait at all.)
+                if self._idle():
+                    exits.wait(self._children(), recycle_at - time.monotonic(), TICK_SECONDS)
+                else:
+                    time.sleep(TICK_SECONDS)
                 self._advance_replacements()
                 if time.monotonic() >= recycle_at:
                     self._recycle_bloated_workers()
