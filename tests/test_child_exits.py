@@ -22,6 +22,15 @@ def exits():
     waiter.close()
 
 
+@pytest.fixture
+def sleeper():
+    """A child that lives through the test, then is killed."""
+    child = subprocess.Popen(["sleep", "30"])
+    yield child
+    child.kill()
+    child.wait()
+
+
 def test_a_childs_exit_ends_the_wait_at_once(exits):
     child = subprocess.Popen(["sleep", "0.3"])
     started = time.monotonic()
@@ -30,39 +39,26 @@ def test_a_childs_exit_ends_the_wait_at_once(exits):
     child.wait()
 
 
-def test_with_nothing_happening_the_wait_lasts_its_timeout(exits):
-    child = subprocess.Popen(["sleep", "30"])
-    try:
-        started = time.monotonic()
-        exits.wait([child], timeout=0.4, tick=0.05)
-        assert 0.35 < time.monotonic() - started < 3
-    finally:
-        child.kill()
-        child.wait()
+def test_with_nothing_happening_the_wait_lasts_its_timeout(exits, sleeper):
+    started = time.monotonic()
+    exits.wait([sleeper], timeout=0.4, tick=0.05)
+    assert 0.35 < time.monotonic() - started < 3
 
 
-def test_a_signal_ends_the_wait(exits):
+def test_a_signal_ends_the_wait(exits, sleeper):
     received = []
     previous = signal.signal(signal.SIGUSR1, lambda *_: received.append(1))
-    child = subprocess.Popen(["sleep", "30"])
     try:
         threading.Timer(0.2, os.kill, (os.getpid(), signal.SIGUSR1)).start()
         started = time.monotonic()
-        exits.wait([child], timeout=10, tick=0.05)
+        exits.wait([sleeper], timeout=10, tick=0.05)
         assert received and time.monotonic() - started < 3
     finally:
         signal.signal(signal.SIGUSR1, previous)
-        child.kill()
-        child.wait()
 
 
-def test_without_pidfds_it_sleeps_the_tick(exits, monkeypatch):
+def test_without_pidfds_it_sleeps_the_tick(exits, sleeper, monkeypatch):
     monkeypatch.delattr(os, "pidfd_open")
-    child = subprocess.Popen(["sleep", "30"])
-    try:
-        started = time.monotonic()
-        exits.wait([child], timeout=10, tick=0.1)
-        assert 0.08 < time.monotonic() - started < 1
-    finally:
-        child.kill()
-        child.wait()
+    started = time.monotonic()
+    exits.wait([sleeper], timeout=10, tick=0.1)
+    assert 0.08 < time.monotonic() - started < 1

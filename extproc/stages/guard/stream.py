@@ -183,7 +183,8 @@ class StreamGuard:
         their hold outgrew its bound."""
         out = b""
         for lane in lanes:
-            if lane.template is None or not (lane.pending or ending and len(lane.generated) > lane.read_whole):
+            whole_unread = ending and len(lane.generated) > lane.read_whole    # (released since the last whole read)
+            if lane.template is None or not (lane.pending or whole_unread):
                 continue
             blocked = self._scan(lane, final=True) if lane.pending else None
             if blocked is None and self.whole_reads:
