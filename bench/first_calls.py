@@ -37,6 +37,7 @@ from extproc.api.tokens import get_encoding  # noqa: E402
 from extproc.config.filter_config import load_config  # noqa: E402
 from extproc.guardrails import warm  # noqa: E402
 from extproc.pipeline.call import Call  # noqa: E402
+from extproc.pipeline.protocol import read_message  # noqa: E402
 from extproc.runtime.worker import Runtime  # noqa: E402
 
 SPANS = (("first call", 1), ("first 10", 10), ("first 100", 100))
@@ -50,7 +51,7 @@ async def worker_calls(config, features, sequences: list) -> list[float]:
         started = time.perf_counter()
         call = Call(runtime.config, features)
         for message in sequence:
-            await runtime.pipeline.handle(call, message)
+            await runtime.pipeline.handle(call, read_message(message))
         await runtime.pipeline.run_done(call)
         times.append(time.perf_counter() - started)
         await asyncio.sleep(0)

@@ -105,14 +105,15 @@ def paced_p50(binary: str, url: str, key: str, body: str, args) -> str:
 REPLAYED: dict = {}     # --replies gateway: the gateway's own reply to each phase (gateway_replies.py)
 
 
-def reply_to(request, burn_us: float, route_at: str = "request_body", trailers: bool = False):
-    """The do-nothing servicer's answer to a ProcessingRequest: the phase's empty
-    response, and the one at `route_at` routed like the gateway routes it (`trailers`:
-    marked for the trailers Envoy adds at the answer's end, as the gateway marks them);
-    with --replies gateway, the gateway's own reply to that phase."""
+def reply_to(request, burn_us: float, route_at: str = "request_body", trailers: bool = False) -> bytes:
+    """The do-nothing servicer's answer to a message (read as the workers read it:
+    pipeline/protocol.py's read_message): the phase's empty response, and the one at
+    `route_at` routed like the gateway routes it (`trailers`: marked for the trailers Envoy
+    adds at the answer's end, as the gateway marks them); with --replies gateway, the
+    gateway's own reply to that phase. Built and serialized each time."""
     from envoy.service.ext_proc.v3 import external_processor_pb2 as ep
 
-    phase = request.WhichOneof("request")
+    phase = request.phase
     response = ep.ProcessingResponse()
     if phase == route_at:
         until = time.perf_counter() + burn_us / 1e6
@@ -120,7 +121,7 @@ def reply_to(request, burn_us: float, route_at: str = "request_body", trailers: 
             pass
     if REPLAYED:
         response.CopyFrom(REPLAYED[phase])
-        return response
+        return response.SerializeToString()
     getattr(response, phase).SetInParent()
     if phase == route_at:
         common = getattr(response, phase).response
@@ -132,7 +133,7 @@ def reply_to(request, burn_us: float, route_at: str = "request_body", trailers: 
             response.dynamic_metadata.update({"llm_gateway": {
                 "stream_end": "trailers", "headers": {"x-gateway-backend": "mock"}, "key_id": "alice",
                 "team": "research", "model": "gpt-4o-mini", "request_id": "0f8e4a53-7b3c-4d5e-9a1b-2c3d4e5f6a7b"}})
-    return response
+    return response.SerializeToString()
 
 
 def serve(path: str, burn_us: float, transport: str, route_at: str = "request_body", trailers: bool = False) -> None:
@@ -142,9 +143,9 @@ def serve(path: str, burn_us: float, transport: str, route_at: str = "request_bo
     import grpc
     import uvloop
     from envoy.service.accesslog.v3 import als_pb2
-    from envoy.service.ext_proc.v3 import external_processor_pb2 as ep
 
-    from extproc.pipeline.request_bodies import TAKEN_FROM, BodyTaken, parse_request
+    from extproc.pipeline.protocol import read_message
+    from extproc.pipeline.request_bodies import TAKEN_FROM, parse_request
     from extproc.runtime.worker import ACCESS_LOG_PATH, PROCESS_PATH
     from extproc.transport.grpc_h2 import CLIENT_STREAM, MESSAGES, GrpcServer, Method
 
@@ -169,8 +170,6 @@ def serve(path: str, burn_us: float, transport: str, route_at: str = "request_bo
             return True
 
         def message(self, request):
-            if isinstance(request, BodyTaken):      # (a large body's message, parsed as the workers do)
-                request = request.request
             return reply_to(request, burn_us, route_at, trailers)
 
         def closed(self) -> None:
@@ -178,7 +177,7 @@ def serve(path: str, burn_us: float, transport: str, route_at: str = "request_bo
 
     async def main() -> None:
         if transport == "h2":
-            server = GrpcServer({PROCESS_PATH: Method(Replies, ep.ProcessingRequest.FromString, MESSAGES,
+            server = GrpcServer({PROCESS_PATH: Method(Replies, read_message, MESSAGES,
                                                       pieces_from=TAKEN_FROM, deserialize_pieces=parse_request),
                                  ACCESS_LOG_PATH: Method(access_logs, als_pb2.StreamAccessLogsMessage.FromString,
                                                          CLIENT_STREAM)})
@@ -187,8 +186,7 @@ def serve(path: str, burn_us: float, transport: str, route_at: str = "request_bo
             return
         handlers = grpc.method_handlers_generic_handler("envoy.service.ext_proc.v3.ExternalProcessor", {
             "Process": grpc.stream_stream_rpc_method_handler(
-                process, request_deserializer=ep.ProcessingRequest.FromString,
-                response_serializer=ep.ProcessingResponse.SerializeToString)})
+                process, request_deserializer=read_message, response_serializer=bytes)})
         server = grpc.aio.server(options=[("grpc.max_concurrent_streams", 100_000),
                                           ("grpc.so_reuseport", 0)])
         server.add_generic_rpc_handlers((handlers,))

@@ -22,11 +22,12 @@ def capture(path: Path) -> None:
     import pipeline                                     # bench/pipeline.py
 
     from extproc.pipeline.call import Call
+    from extproc.pipeline.protocol import read_message
 
     async def replies() -> list[bytes]:
         prepared = await pipeline.prepare(True, pipeline.PROMPT)
         call = Call(prepared.runtime.config, prepared.features)
-        return [(await prepared.runtime.pipeline.handle(call, message)).SerializeToString()
+        return [await prepared.runtime.pipeline.handle(call, read_message(message))
                 for message in prepared.sequences[0]]
     try:
         made = asyncio.run(replies())

@@ -39,6 +39,7 @@ from extproc.config.filter_config import load_config  # noqa: E402
 from extproc.credentials.google import DEMO_SERVICE_ACCOUNT_ENV, demo_service_account  # noqa: E402
 from extproc.observability import metrics  # noqa: E402
 from extproc.pipeline.call import Call  # noqa: E402
+from extproc.pipeline.protocol import read_message  # noqa: E402
 from extproc.runtime.worker import Runtime  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -78,8 +79,9 @@ def _struct(fields: dict) -> struct_pb2.Struct:
     return struct
 
 
-def messages(prompt: str | list) -> list:
-    """The ext_proc messages of a call whose prompt is one user message, or a history."""
+def messages(prompt: str | list) -> list[bytes]:
+    """The ext_proc messages of a call whose prompt is one user message, or a history, as
+    Envoy sends them (each read from its bytes per call, as a worker reads it)."""
     turns = prompt if isinstance(prompt, list) else [{"role": "user", "content": prompt}]
     body = orjson.dumps({"model": "gpt-4o-mini", "messages": turns})
     reply = orjson.dumps({"id": "x", "object": "chat.completion", "model": "gpt-4o-mini", "choices": [
@@ -94,13 +96,14 @@ def messages(prompt: str | list) -> list:
         _struct({"stream": False, "model": "gpt-4o-mini"}))
     last = ep.ProcessingRequest(response_body=ep.HttpBody(body=reply, end_of_stream=True))
     last.attributes["envoy.filters.http.ext_proc"].CopyFrom(_struct({"response.code": 200}))
-    return [first, ep.ProcessingRequest(request_body=ep.HttpBody(body=body, end_of_stream=True)), last]
+    return [message.SerializeToString() for message in
+            (first, ep.ProcessingRequest(request_body=ep.HttpBody(body=body, end_of_stream=True)), last)]
 
 
 UNREAD_KEY = "sk-bench-unread"
 
 
-def unread_messages() -> list:
+def unread_messages() -> list[bytes]:
     """The ext_proc messages of a call whose policy reads nothing of its body
     (stages/body_unread.py): its request headers, and the trailers at its answer's end,
     with the status and the usage Envoy read from the answer."""
@@ -115,7 +118,7 @@ def unread_messages() -> list:
                                                                      "upstream.request_attempt_count": 1}))
     last.metadata_context.filter_metadata["llm_gateway.stream"].CopyFrom(
         _struct({"input_tokens": 60, "output_tokens": 55}))
-    return [first, last]
+    return [first.SerializeToString(), last.SerializeToString()]
 
 
 def bench_config(budget: bool = True, unread: bool = False) -> str:
@@ -181,13 +184,13 @@ async def prepare(budget: bool, prompt: str | list, fresh: list | None = None,
     for _ in range(200):
         call = Call(runtime.config, features)
         for message in sequence:
-            await runtime.pipeline.handle(call, message)
+            await runtime.pipeline.handle(call, read_message(message))
         await runtime.pipeline.run_done(call)       # as the worker does after the last reply
         await asyncio.sleep(0)
     for prompt_first in warm or []:
         call = Call(runtime.config, features)
         for message in messages(prompt_first):
-            await runtime.pipeline.handle(call, message)
+            await runtime.pipeline.handle(call, read_message(message))
         await runtime.pipeline.run_done(call)
     assert call.response_in_body and call.status == 200 and call.usage, \
         f"not the one-message JSON path: {call.status} {call.error_code} {call.reply.body[:300]!r}"
@@ -200,7 +203,7 @@ async def calls(prepared: Prepared, rounds: int) -> None:
     for index in range(rounds):
         call = Call(runtime.config, prepared.features)
         for message in sequences[index % len(sequences)]:
-            await runtime.pipeline.handle(call, message)
+            await runtime.pipeline.handle(call, read_message(message))
         await runtime.pipeline.run_done(call)       # as the worker does after the last reply
         await asyncio.sleep(0)                      # the loop turns between calls (tasks run)
         if index % 100 == 0:

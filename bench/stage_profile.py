@@ -38,6 +38,7 @@ from extproc.config.envoy_features import EXT_PROC, announced_features  # noqa: 
 from extproc.config.filter_config import load_config  # noqa: E402
 from extproc.observability import metrics  # noqa: E402
 from extproc.pipeline.call import Call  # noqa: E402
+from extproc.pipeline.protocol import read_message  # noqa: E402
 from extproc.pipeline.stage import HOOKS  # noqa: E402
 from extproc.runtime.worker import Runtime  # noqa: E402
 
@@ -104,9 +105,10 @@ async def profile(rounds: int, budget: bool, prompt, unread: bool = False) -> tu
         spent.clear()
         call = Call(runtime.config, features)
         for message in sequence:
-            phase = message.WhichOneof("request")
             started = time.thread_time_ns()
-            await pipeline.handle(call, message)
+            request = read_message(message)
+            phase = request.phase
+            await pipeline.handle(call, request)
             spent[("(whole phase)", phase)] += time.thread_time_ns() - started
         started = time.thread_time_ns()
         await pipeline.run_done(call)

@@ -42,7 +42,8 @@ from envoy.service.ext_proc.v3 import external_processor_pb2 as ep
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from pipeline import messages  # noqa: E402  (the bench's chat call, as ext_proc messages)
 
-from extproc.pipeline.request_bodies import TAKEN_FROM, BodyTaken, parse_request  # noqa: E402
+from extproc.pipeline.protocol import read_message  # noqa: E402
+from extproc.pipeline.request_bodies import TAKEN_FROM, parse_request  # noqa: E402
 from extproc.runtime.worker_env import WORKER_MALLOC  # noqa: E402
 from extproc.transport import compiled, http2  # noqa: E402
 from extproc.transport.grpc_h2 import MESSAGES, GrpcServer, Method  # noqa: E402
@@ -73,7 +74,7 @@ class Answer:
     """A do-nothing MESSAGES handler: the same reply to every message, once it has the
     message's request body in hand, as the pipeline takes it (runtime/processor.py)."""
 
-    REPLY = ep.ProcessingResponse(request_body=ep.BodyResponse())
+    REPLY = ep.ProcessingResponse(request_body=ep.BodyResponse()).SerializeToString()
 
     def __init__(self, call) -> None:
         pass
@@ -84,8 +85,7 @@ class Answer:
     body_bytes = 0
 
     def message(self, request):
-        body = request.body if isinstance(request, BodyTaken) else request.request_body.body
-        Answer.body_bytes += len(body)
+        Answer.body_bytes += len(request.body)
         return self.REPLY
 
     def closed(self) -> None:
@@ -95,7 +95,7 @@ class Answer:
 def envoy_reads(calls: int, per_read: int) -> list[bytes]:
     """The bytes Envoy would send for `calls` calls, `per_read` calls per read."""
     encoder = hpack.Encoder()
-    bodies = [m.SerializeToString() for m in messages("hello " * 60)]
+    bodies = messages("hello " * 60)
     headers = [(":method", "POST"), (":scheme", "http"), (":path", PROCESS_PATH),
                (":authority", "extproc"), ("content-type", "application/grpc"), ("te", "trailers"),
                ("grpc-timeout", "199m"), ("x-extproc-envoy-features", "access-log-tokens delegates"),
@@ -176,9 +176,9 @@ class H2LibServer(asyncio.Protocol):
         pending, handler = self.calls[stream_id]
         pending += data
         while len(pending) >= 5 and len(pending) >= 5 + (length := int.from_bytes(pending[1:5], "big")):
-            request = ep.ProcessingRequest.FromString(bytes(pending[5:5 + length]))
+            request = read_message(bytes(pending[5:5 + length]))
             del pending[:5 + length]
-            reply = handler.message(request).SerializeToString()
+            reply = handler.message(request)
             if stream_id not in self.answered:
                 self.answered.add(stream_id)
                 self.h2.send_headers(stream_id, self.RESPONSE_HEADERS)
@@ -187,7 +187,7 @@ class H2LibServer(asyncio.Protocol):
 
 def own_server() -> tuple[asyncio.Protocol, Callable[[], bool]]:
     """The workers' connection, and whether it has calls left open."""
-    server = GrpcServer({PROCESS_PATH: Method(Answer, ep.ProcessingRequest.FromString, MESSAGES,   # as the workers'
+    server = GrpcServer({PROCESS_PATH: Method(Answer, read_message, MESSAGES,   # as the workers'
                                               pieces_from=TAKEN_FROM, deserialize_pieces=parse_request)})
     return http2.Connection(server._connection), lambda: bool(server.open_calls())
 

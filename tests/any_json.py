@@ -12,6 +12,7 @@ from envoy.config.core.v3 import base_pb2
 from envoy.service.ext_proc.v3 import external_processor_pb2 as ep
 from hypothesis import strategies as st
 
+from ext_proc_messages import handled
 from extproc.config.filter_config import load_config
 from extproc.pipeline.call import Call
 from extproc.runtime.worker import Runtime
@@ -96,12 +97,12 @@ def through_pipeline(runtime, path: str, body, key: str, extra: dict[str, str] |
     call = call or Call(runtime.config)
     headers = {":method": "POST", ":path": path, "authorization": f"Bearer {key}",
                "content-type": "application/json", **(extra or {})}
-    first = asyncio.run(runtime.pipeline.handle(call, ep.ProcessingRequest(request_headers=ep.HttpHeaders(
+    first = asyncio.run(handled(runtime.pipeline, call, ep.ProcessingRequest(request_headers=ep.HttpHeaders(
         headers=base_pb2.HeaderMap(headers=[base_pb2.HeaderValue(key=k, raw_value=v.encode())
                                             for k, v in headers.items()])))))
     if first.HasField("immediate_response"):
         return first
-    return asyncio.run(runtime.pipeline.handle(call, ep.ProcessingRequest(
+    return asyncio.run(handled(runtime.pipeline, call, ep.ProcessingRequest(
         request_body=ep.HttpBody(body=orjson.dumps(body), end_of_stream=True))))
 
 

@@ -13,6 +13,7 @@ import yaml
 from envoy.config.core.v3 import base_pb2
 from envoy.service.ext_proc.v3 import external_processor_pb2 as ep
 
+from ext_proc_messages import handled
 from extproc.config.envoy_contract import envoy_features
 from extproc.config.filter_config import load_config
 from extproc.pipeline.call import Call
@@ -55,13 +56,14 @@ def _headers(path: str, announced: dict | None, key: str = "sk-demo-alice", leng
 
 def _decide(runtime, request) -> tuple[Call, ep.ProcessingResponse]:
     call = Call(runtime.config, FEATURES)
-    reply = asyncio.run(runtime.pipeline.handle(call, request))
+    reply = asyncio.run(handled(runtime.pipeline, call, request))
     return call, reply
 
 
 def _unread(call: Call, reply: ep.ProcessingResponse) -> bool:
     unread = call.body_unread
-    assert unread == (reply.mode_override == BODY_UNREAD)
+    assert unread == (reply.HasField("mode_override")
+                      and reply.mode_override == reply.mode_override.FromString(BODY_UNREAD))
     return unread
 
 

@@ -16,10 +16,12 @@ from google.protobuf import struct_pb2
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from ext_proc_messages import handled
 from extproc.config.envoy_contract import OUTPUT_FIELDS_READ, envoy_features
 from extproc.config.filter_config import load_config
 from extproc.dialects import codec_of
 from extproc.pipeline.call import Call
+from extproc.pipeline.protocol import read_message
 from extproc.runtime.worker import Runtime
 from extproc.stages.announced import announced_fields
 from extproc.stages.budget.limits import BudgetHold
@@ -58,7 +60,7 @@ def _decide(runtime, path: str, announced: dict | None, features=FEATURES, lengt
 
 async def _decided(runtime, path: str, announced: dict | None, features=FEATURES, length: int = LENGTH):
     call = Call(runtime.config, features)
-    reply = await runtime.pipeline.handle(call, _headers(path, announced, length=str(length)))
+    reply = await handled(runtime.pipeline, call, _headers(path, announced, length=str(length)))
     return call, reply
 
 
@@ -151,7 +153,7 @@ def test_on_redis_the_bound_is_held_until_settled(tmp_path, monkeypatch, redis_u
             held.append(call)
         over, reply = await _decided(runtime, CHAT, announced, length=900)
         assert not _unread(over, reply) and over.owned(BudgetHold) is None
-        await runtime.pipeline.handle(held[0], _trailers(input_tokens=40, output_tokens=10))
+        await handled(runtime.pipeline, held[0], _trailers(input_tokens=40, output_tokens=10))
         await runtime.pipeline.run_done(held[0])          # settled: 50 tokens spent, 950 back
         again, reply = await _decided(runtime, CHAT, announced, length=850)     # a bound of 950
         assert _unread(again, reply)
@@ -201,9 +203,10 @@ def test_a_caller_found_exhausted_reads_the_body(tmp_path, monkeypatch):
 
 # --- the dialects' own readers, on what Envoy read ---------------------------------------
 
-def _as_envoy_reads(body: dict, names) -> struct_pb2.Struct:
+def _as_envoy_reads(body: dict, names) -> dict:
     """What Envoy's reader sets for these fields (test_request_reader_e2e.py checks the
-    reader against a parser in real Envoy): plain integers as numbers, else numbers_unread."""
+    reader against a parser in real Envoy): plain integers as numbers, else numbers_unread;
+    as the worker reads it from Envoy's message."""
     read = struct_pb2.Struct()
     for name in names:
         outer, _, inner = name.rpartition(".")
@@ -214,7 +217,9 @@ def _as_envoy_reads(body: dict, names) -> struct_pb2.Struct:
                 read[name] = value
             else:
                 read["numbers_unread"] = True
-    return read
+    message = ep.ProcessingRequest()
+    message.metadata_context.filter_metadata["llm_gateway.request"].CopyFrom(read)
+    return read_message(message.SerializeToString()).metadata["llm_gateway.request"]
 
 
 _VALUE = st.none() | st.booleans() | st.integers(-5, 2 * 10**9) | st.floats(allow_nan=False) | st.text(max_size=3)
@@ -232,7 +237,7 @@ def test_what_envoy_read_bounds_the_output_as_the_body_does(kind, top, camel, sn
     codec = codec_of(kind)
     assert codec.body_may_go_unread and OUTPUT_FIELDS_READ.issuperset(codec.output_fields)
     body = json.loads(json.dumps({**top, "generationConfig": camel, "generation_config": snake}))
-    asked = announced_fields(_as_envoy_reads(body, codec.output_fields).fields, codec.output_fields)
+    asked = announced_fields(_as_envoy_reads(body, codec.output_fields), codec.output_fields)
     if asked is None:
         return
     assert codec.max_output_tokens(asked) == codec.max_output_tokens(body)

@@ -15,10 +15,11 @@ TOP_LEVEL_MODULES = {"__init__.py", "__main__.py", "cli.py"}
 
 # What each package may import from the rest of extproc (package, or package.module).
 # The table has no loop: a package lower down never imports one above it
-# (yamltree, api, transport at the bottom; runtime and the CLI at the top).
+# (yamltree, api, transport, wire at the bottom; runtime and the CLI at the top).
 ALLOWED = {
     "yamltree": set(),
     "transport": set(),
+    "wire": set(),                                     # Envoy's messages as bytes (compiled)
     "api": set(),
     "credentials": set(),
     "dialects": {"api"},
@@ -31,7 +32,7 @@ ALLOWED = {
     "config": {"api", "credentials", "dialects", "guardrails", "observability", "runs", "store", "yamltree"},   # each section's own parser
     "mock": {"api"},
     "translate": {"api", "dialects"},
-    "pipeline": {"api", "config", "dialects", "observability"},
+    "pipeline": {"api", "config", "dialects", "observability", "wire"},
     "stages": {"api", "config", "dialects", "guardrails", "observability", "pipeline", "pools", "runs", "store",
                "translate", "transport.eager"},
     "pools": {"config"},                               # pool providers' signals and picker

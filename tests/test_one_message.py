@@ -14,6 +14,7 @@ from envoy.extensions.filters.http.ext_proc.v3 import processing_mode_pb2 as pm
 from envoy.service.ext_proc.v3 import external_processor_pb2 as ep
 from google.protobuf import struct_pb2
 
+from ext_proc_messages import handled
 from extproc.config.envoy_contract import HEADERS_ADDED_FROM_METADATA, envoy_features
 from extproc.config.filter_config import load_config
 from extproc.pipeline.call import Call
@@ -50,7 +51,7 @@ def pipeline(tmp_path, monkeypatch):
 
 
 def _run(pipeline, call: Call, request: ep.ProcessingRequest) -> ep.ProcessingResponse:
-    return asyncio.run(pipeline.handle(call, request))
+    return asyncio.run(handled(pipeline, call, request))
 
 
 def test_a_provider_error_in_one_message_is_made_openai_style_by_the_body_alone(pipeline):

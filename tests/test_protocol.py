@@ -1,5 +1,5 @@
-"""Replies' dynamic metadata: filled by protocol._fill, a faster Struct.update, which must
-give Envoy exactly what the library would (Envoy's access log, headers and failover
+"""Replies' dynamic metadata, written as bytes (wire/writing.py), which must give Envoy
+exactly what protobuf's Struct.update would (Envoy's access log, headers and failover
 read these fields). Envoy's header lists read as the stages see them."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ from google.protobuf import struct_pb2
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from extproc.pipeline.protocol import Reply, ep, header_map
+from extproc.pipeline.protocol import Reply, ep, header_map, read_message
 
 _SCALARS = st.none() | st.booleans() | st.integers(-2**60, 2**60) | \
     st.floats(allow_nan=False) | st.text(max_size=20)
@@ -27,7 +27,7 @@ def test_reply_metadata_is_what_struct_update_gives(metadata, phase):
         reply.add_metadata(fields, namespace)
     expected = struct_pb2.Struct()
     expected.update(metadata)
-    assert reply.build(phase).dynamic_metadata == expected
+    assert ep.ProcessingResponse.FromString(reply.build(phase)).dynamic_metadata == expected
 
 
 def test_usage_metadata_keeps_its_types():
@@ -35,7 +35,8 @@ def test_usage_metadata_keeps_its_types():
     reply = Reply()
     reply.add_metadata({"input_tokens": 60, "usage_estimated": False, "backend": "mock",
                         "cost": 0.25, "headers": {"x-gateway-backend": "mock"}})
-    fields = reply.build("response_body").dynamic_metadata.fields["llm_gateway"].struct_value.fields
+    fields = ep.ProcessingResponse.FromString(reply.build("response_body")).dynamic_metadata.fields[
+        "llm_gateway"].struct_value.fields
     assert fields["input_tokens"].number_value == 60
     assert fields["usage_estimated"].WhichOneof("kind") == "bool_value"
     assert fields["backend"].string_value == "mock"
@@ -64,4 +65,6 @@ def test_a_header_list_reads_as_each_header_in_turn(listed):
     message = ep.HttpHeaders()
     for key, raw, value in listed:
         message.headers.headers.add(key=key, raw_value=raw, value=value)
-    assert header_map(message) == _read_one_by_one(listed)
+    assert header_map(message.headers) == _read_one_by_one(listed)
+    sent = ep.ProcessingRequest(request_headers=message).SerializeToString()
+    assert read_message(sent).headers == _read_one_by_one(listed)

@@ -13,32 +13,25 @@ from hypothesis import strategies as st
 from property_examples import examples
 
 from extproc.pipeline import request_bodies
-from extproc.pipeline.request_bodies import TAKEN_FROM, BodyTaken, parse_request
+from extproc.pipeline.protocol import request_of
+from extproc.pipeline.request_bodies import TAKEN_FROM, parse_request
 
 LARGE = TAKEN_FROM + 1000
 
 
-def as_protobuf_reads(data: bytes | list) -> tuple[ep.ProcessingRequest, bytes] | type[DecodeError]:
-    """What the pipeline gets: the message and its request body, or that it is refused."""
+def as_protobuf_reads(data: bytes | list) -> tuple | type[DecodeError]:
+    """What the pipeline gets (every field of the request), or that it is refused."""
     try:
-        read = parse_request(data)
+        return parse_request(data).fields()
     except DecodeError:
         return DecodeError
-    if isinstance(read, BodyTaken):
-        assert not read.request.request_body.body          # the body is handed on apart, once
-        whole = ep.ProcessingRequest()
-        whole.CopyFrom(read.request)
-        whole.request_body.body = read.body
-        return whole, read.body
-    return read, read.request_body.body
 
 
-def expected(data: bytes) -> tuple[ep.ProcessingRequest, bytes] | type[DecodeError]:
+def expected(data: bytes) -> tuple | type[DecodeError]:
     try:
-        message = ep.ProcessingRequest.FromString(data)
+        return request_of(ep.ProcessingRequest.FromString(data)).fields()
     except DecodeError:
         return DecodeError
-    return message, message.request_body.body
 
 
 def envoy_message(body: bytes, end: bool = True, with_context: bool = True) -> ep.ProcessingRequest:
@@ -50,26 +43,29 @@ def envoy_message(body: bytes, end: bool = True, with_context: bool = True) -> e
     return message
 
 
-def test_envoys_request_body_message_has_its_body_taken_once():
+def test_envoys_request_body_message_has_its_body_taken_once(monkeypatch):
     body = b'{"model":"gpt-4o-mini","messages":[' + b"x" * LARGE + b"]}"
     data = envoy_message(body).SerializeToString()
+    read_whole = []
+    monkeypatch.setattr(request_bodies, "_whole", lambda pieces: read_whole.append(pieces))
     read = parse_request(data)
-    assert isinstance(read, BodyTaken) and read.body == body
+    assert read.body == body and not read_whole
     frames = pieces(data, list(range(3, len(data), 16384)))        # as the transport hands it
     from_frames = parse_request(frames)
-    assert isinstance(from_frames, BodyTaken) and from_frames.body == body and type(from_frames.body) is bytes
-    assert read.request.WhichOneof("request") == "request_body" and read.request.request_body.end_of_stream
-    assert read.request.metadata_context == envoy_message(body).metadata_context
+    assert from_frames.body == body and type(from_frames.body) is bytes and not read_whole
+    assert read.phase == "request_body" and read.end_of_stream
+    assert read.metadata == {"llm_gateway.request": {"model": "gpt-4o-mini", "n": 2.0}}
+    monkeypatch.undo()
     assert as_protobuf_reads(data) == expected(data)
 
 
-def test_a_small_body_and_other_phases_are_parsed_whole():
+def test_a_small_body_and_other_phases_are_read_whole():
     small = envoy_message(b"{}").SerializeToString()
-    assert isinstance(parse_request(small), ep.ProcessingRequest)
+    assert as_protobuf_reads(small) == expected(small)
     headers = ep.ProcessingRequest(request_headers=ep.HttpHeaders(end_of_stream=False)).SerializeToString()
-    assert parse_request(headers) == ep.ProcessingRequest.FromString(headers)
+    assert as_protobuf_reads(headers) == expected(headers)
     response = ep.ProcessingRequest(response_body=ep.HttpBody(body=b"y" * LARGE)).SerializeToString()
-    assert isinstance(parse_request(response), ep.ProcessingRequest)     # the response's is read as before
+    assert parse_request(response).body == b"y" * LARGE          # the response's is read as before
 
 
 # What protobuf merges when messages are concatenated: each of these after Envoy's message
@@ -94,7 +90,7 @@ def test_a_second_body_inside_the_first_request_body_is_protobufs_last_one():
     inner = ep.HttpBody(body=b"a" * LARGE).SerializeToString() + ep.HttpBody(body=b"b" * 3).SerializeToString()
     data = bytes([request_bodies.REQUEST_BODY_TAG]) + _varint(len(inner)) + inner
     assert as_protobuf_reads(data) == expected(data)
-    assert expected(data)[1] == b"bbb"
+    assert parse_request(data).body == b"bbb"
 
 
 def _varint(value: int) -> bytes:
@@ -137,4 +133,5 @@ def test_any_bytes_that_start_like_a_request_body_read_as_protobuf_reads_them(pr
 
 
 def test_no_bytes_at_all_is_an_empty_message():
-    assert parse_request([]) == ep.ProcessingRequest() == parse_request(b"")
+    assert parse_request([]).fields() == request_of(ep.ProcessingRequest()).fields() == parse_request(b"").fields()
+    assert parse_request(b"").phase == ""

@@ -18,12 +18,35 @@ from envoy.service.ext_proc.v3 import external_processor_pb2 as ep
 from gateway_stack import envoy_running, free_port
 
 from extproc.config.envoy_mcp import AGGREGATOR_SECRET_ENV
-from extproc.pipeline.request_bodies import TAKEN_FROM, BodyTaken, parse_request
+from extproc.pipeline import request_bodies
+from extproc.pipeline.protocol import read_message
+from extproc.pipeline.request_bodies import TAKEN_FROM, parse_request
 from extproc.runtime.worker import PROCESS_PATH
 from extproc.transport.grpc_h2 import MESSAGES, GrpcServer, Method
 from extproc.yamltree import safe_load
 
 ROOT = Path(__file__).resolve().parent.parent
+
+
+READ_WHOLE = [0]          # messages request_bodies.py read whole
+TAKEN = [False]           # whether the last message's body was taken from its pieces
+
+
+def _read_whole(pieces):
+    READ_WHOLE[0] += 1
+    return read_message(b"".join(pieces))
+
+
+def from_bytes(data: bytes):
+    TAKEN[0] = False
+    return read_message(data)
+
+
+def from_pieces(pieces: list):
+    whole_before = READ_WHOLE[0]
+    request = parse_request(pieces)
+    TAKEN[0] = READ_WHOLE[0] == whole_before
+    return request
 
 
 class Answers:
@@ -36,10 +59,7 @@ class Answers:
         return True
 
     def message(self, request):
-        taken = isinstance(request, BodyTaken)
-        body = request.body if taken else request.request_body.body
-        request = request.request if taken else request
-        phase = request.WhichOneof("request")
+        taken, body, phase = TAKEN[0], request.body, request.phase
         response = ep.ProcessingResponse()
         if phase != "request_body":
             getattr(response, phase).SetInParent()
@@ -47,7 +67,7 @@ class Answers:
         answer = response.immediate_response
         answer.status.code = 200
         answer.body = json.dumps({"taken": taken, "sha256": hashlib.sha256(body).hexdigest(),
-                                  "end_of_stream": request.request_body.end_of_stream}).encode()
+                                  "end_of_stream": request.end_of_stream}).encode()
         return response
 
     def closed(self) -> None:
@@ -59,8 +79,10 @@ def envoy_url(tmp_path_factory):
     workdir = tmp_path_factory.mktemp("bodies")
     socket = str(workdir / "extproc.sock")
     loop = asyncio.new_event_loop()
-    server = GrpcServer({PROCESS_PATH: Method(Answers, ep.ProcessingRequest.FromString, MESSAGES,
-                                              pieces_from=TAKEN_FROM, deserialize_pieces=parse_request)})
+    patch = pytest.MonkeyPatch()
+    patch.setattr(request_bodies, "_whole", _read_whole)
+    server = GrpcServer({PROCESS_PATH: Method(Answers, from_bytes, MESSAGES,
+                                              pieces_from=TAKEN_FROM, deserialize_pieces=from_pieces)})
     loop.run_until_complete(server.start(socket))
     serving = threading.Thread(target=loop.run_forever, daemon=True)
     serving.start()
@@ -85,6 +107,7 @@ def envoy_url(tmp_path_factory):
         loop.call_soon_threadsafe(loop.stop)
         serving.join(5)
         loop.close()
+        patch.undo()
 
 
 @pytest.mark.parametrize("kilobytes", [2, 150, 1500])

@@ -14,6 +14,7 @@ from any_json import quickstart_runtime
 from envoy.config.core.v3 import base_pb2
 from envoy.service.ext_proc.v3 import external_processor_pb2 as ep
 
+from ext_proc_messages import handled
 from extproc.api.resent_values import ResentValues
 from extproc.guardrails.known import KNOWN, decode_findings, encode_findings
 from extproc.guardrails import Finding
@@ -41,10 +42,10 @@ def call_through(runtime, body: dict) -> tuple[ep.ProcessingResponse, Call]:
                "content-type": "application/json"}
 
     async def run():
-        await runtime.pipeline.handle(call, ep.ProcessingRequest(request_headers=ep.HttpHeaders(
+        await handled(runtime.pipeline, call, ep.ProcessingRequest(request_headers=ep.HttpHeaders(
             headers=base_pb2.HeaderMap(headers=[base_pb2.HeaderValue(key=k, raw_value=v.encode())
                                                 for k, v in headers.items()]))))
-        reply = await runtime.pipeline.handle(call, ep.ProcessingRequest(
+        reply = await handled(runtime.pipeline, call, ep.ProcessingRequest(
             request_body=ep.HttpBody(body=orjson.dumps(body), end_of_stream=True)))
         runtime.pipeline.end(call)
         await runtime.pipeline.run_done(call)

@@ -13,6 +13,7 @@ from envoy.service.ext_proc.v3 import external_processor_pb2 as ep
 from test_one_message import ENVOY, QUICKSTART, _response_body
 from test_pass_through import _trailers
 
+from ext_proc_messages import handled
 from extproc.config.filter_config import load_config
 from extproc.pipeline.call import Call
 from extproc.runtime.worker import Runtime
@@ -49,14 +50,14 @@ def _ask(runtime: Runtime, body: dict, announced: dict) -> Call:
     call = Call(runtime.config, ENVOY)
     for message in (_request_headers(announced),
                     ep.ProcessingRequest(request_body=ep.HttpBody(body=orjson.dumps(body), end_of_stream=True))):
-        asyncio.run(runtime.pipeline.handle(call, message))
+        asyncio.run(handled(runtime.pipeline, call, message))
     return call
 
 
 def test_a_json_answer_s_owner_is_written_before_its_reply_leaves(runtime):
     call = _ask(runtime, ASK, {"stream": False, "model": "gpt-4o-mini"})
     assert _owner(runtime, "resp_owned_1") is None
-    asyncio.run(runtime.pipeline.handle(call, _response_body(200, orjson.dumps(ANSWER))))
+    asyncio.run(handled(runtime.pipeline, call, _response_body(200, orjson.dumps(ANSWER))))
     # The done hooks have not run: only the reply to the last message is out.
     assert call.finished and call.done_due
     assert _owner(runtime, "resp_owned_1") == {"backend": "mock", "model": "gpt-4o-mini", "key": call.key.id}
@@ -65,7 +66,7 @@ def test_a_json_answer_s_owner_is_written_before_its_reply_leaves(runtime):
 def test_a_passed_through_stream_s_owner_is_written_at_its_trailers(runtime):
     call = _ask(runtime, {**ASK, "stream": True}, {"stream": True, "model": "gpt-4o-mini"})
     assert call.stream_passed_through
-    asyncio.run(runtime.pipeline.handle(call, _trailers({"input_tokens": 5, "output_tokens": 1,
+    asyncio.run(handled(runtime.pipeline, call, _trailers({"input_tokens": 5, "output_tokens": 1,
                                                          "response_id": "resp_streamed_1"})))
     assert call.finished and call.response_id == "resp_streamed_1"
     assert _owner(runtime, "resp_streamed_1") == {"backend": "mock", "model": "gpt-4o-mini", "key": call.key.id}
@@ -73,7 +74,7 @@ def test_a_passed_through_stream_s_owner_is_written_at_its_trailers(runtime):
 
 def test_a_provider_error_writes_no_owner(runtime):
     call = _ask(runtime, ASK, {"stream": False, "model": "gpt-4o-mini"})
-    asyncio.run(runtime.pipeline.handle(call, _response_body(500, orjson.dumps(
+    asyncio.run(handled(runtime.pipeline, call, _response_body(500, orjson.dumps(
         {**ANSWER, "id": "resp_failed_1"}))))
     asyncio.run(runtime.pipeline.run_done(call))
     assert call.status == 500 and _owner(runtime, "resp_failed_1") is None

@@ -22,6 +22,7 @@ from envoy.config.core.v3 import base_pb2
 from envoy.service.ext_proc.v3 import external_processor_pb2 as ep
 from envoy.service.ext_proc.v3 import external_processor_pb2_grpc as ep_grpc
 
+from extproc.pipeline.protocol import read_message
 from extproc.runtime.processor_aio import STREAM_END_WAIT
 
 CHAT = orjson.dumps({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hello"}]})
@@ -154,10 +155,11 @@ class ScriptedContext:
 
     async def read(self):
         await self._operation("read")
-        return self.messages.pop(0) if self.messages else grpc.aio.EOF
+        # (grpc.aio hands over what the worker's deserializer read from the bytes)
+        return read_message(self.messages.pop(0).SerializeToString()) if self.messages else grpc.aio.EOF
 
-    async def write(self, reply):
-        await self._operation(f"write {reply.WhichOneof('response')}")
+    async def write(self, reply: bytes):
+        await self._operation(f"write {ep.ProcessingResponse.FromString(reply).WhichOneof('response')}")
 
 
 @pytest.fixture

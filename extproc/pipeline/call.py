@@ -62,7 +62,7 @@ class Call:
         self.envoy_features = envoy_features  # what the Envoy in front announced (config/envoy_contract.py)
         self.started = time.perf_counter()
         self.request_id = ""
-        self.request_metadata = None         # Envoy's metadata_context, when it sends one
+        self.request_metadata: dict | None = None   # metadata_context.filter_metadata as dicts, when sent
         self.envoy_attributes: dict[str, str] = {}   # what the filter asked Envoy for ("cluster")
         self.method = ""
         self.path = ""                       # as the client sent it, without its query

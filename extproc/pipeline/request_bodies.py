@@ -1,11 +1,10 @@
 """Envoy's request-body message read with its body taken out of the message's bytes once.
 
-Parsed by protobuf, a body is copied twice more after the transport's join: into the
-parsed message, then out of it as `request_body.body` (the getter makes a new bytes
-object). Under load each copy of a large body costs more than its memcpy: it evicts the
-caches the pipeline's Python runs from (docs/decisions/workers-http2.md). Here the body
-is joined once from the pieces the message came in (or sliced from its bytes), and
-protobuf parses what is left: a few bytes of flags, metadata and attributes.
+Read whole, a body is copied once more after the transport's join: out of the message's
+bytes into the request. Under load each copy of a large body costs more than its memcpy:
+it evicts the caches the pipeline's Python runs from (docs/decisions/workers-http2.md).
+Here the body is joined once from the pieces the message came in (or sliced from its
+bytes), and what is left is read: a few bytes of flags, metadata and attributes.
 
 Only Envoy's own layout takes this path: the `request_body` field first, its `body`
 first in it, nothing after them that protobuf would merge into either (another
@@ -15,9 +14,7 @@ parsed whole, as protobuf reads it.
 
 from __future__ import annotations
 
-from typing import NamedTuple
-
-from envoy.service.ext_proc.v3 import external_processor_pb2 as ep
+from .protocol import Request, read_message
 
 REQUEST_BODY_TAG = 0x22         # field 4 (request_body), length-delimited
 BODY_TAG = 0x0A                 # HttpBody field 1 (body), length-delimited
@@ -25,13 +22,6 @@ BODY_TAG = 0x0A                 # HttpBody field 1 (body), length-delimited
 # cost more than the copies they save. Measured warm, the two are even at ~100 KB (400 KB
 # in 16 KB pieces: 18 against 44 µs); under load a copy costs more.
 TAKEN_FROM = 96 << 10
-
-
-class BodyTaken(NamedTuple):
-    """A request-body message without its body, and the body."""
-
-    request: ep.ProcessingRequest
-    body: bytes
 
 
 def _varint(data: bytes, at: int) -> tuple[int, int]:
@@ -47,14 +37,14 @@ def _varint(data: bytes, at: int) -> tuple[int, int]:
     return -1, at
 
 
-def parse_request(message: bytes | list) -> ep.ProcessingRequest | BodyTaken:
-    """A ProcessingRequest, or a request-body one as BodyTaken. `message`: its bytes, or the
-    pieces they came in (grpc_h2's `Method.pieces`: the DATA frames' payloads, views of
-    the reads that brought them), of which the body's are joined once, into the body.
-    Raises DecodeError, as `ProcessingRequest.FromString`, on bytes protobuf cannot read."""
+def parse_request(message: bytes | list) -> Request:
+    """A message read from its bytes, or from the pieces they came in (grpc_h2's
+    `Method.pieces`: the DATA frames' payloads, views of the reads that brought them), of
+    which a request body's are joined once, into its body. Raises DecodeError, as
+    `ProcessingRequest.FromString`, on bytes protobuf cannot read."""
     pieces = [message] if isinstance(message, bytes) else message
     if len(pieces) == 1 and len(pieces[0]) < TAKEN_FROM:         # (most messages: one frame's)
-        return ep.ProcessingRequest.FromString(pieces[0])
+        return read_message(pieces[0])
     size = sum(map(len, pieces))
     if size < TAKEN_FROM or pieces[0][0] != REQUEST_BODY_TAG:
         return _whole(pieces)
@@ -69,16 +59,28 @@ def parse_request(message: bytes | list) -> ep.ProcessingRequest | BodyTaken:
     if body_size < 0 or body_end > end:
         return _whole(pieces)
     after = _joined(pieces, body_end, size, size)           # what follows the body: a few bytes
-    rest = ep.ProcessingRequest.FromString(after[end - body_end:])
-    http_body = ep.HttpBody.FromString(after[:end - body_end])
-    if rest.WhichOneof("request") is not None or http_body.body:
+    rest = read_message(after[end - body_end:])
+    # The body message's fields after its body (end_of_stream), read as a message of its own.
+    tail = after[:end - body_end]
+    flags = read_message(bytes((REQUEST_BODY_TAG,)) + _varint_bytes(len(tail)) + tail)
+    if rest.phase or flags.body:
         return _whole(pieces)                   # protobuf would merge them: as it reads
-    rest.request_body.CopyFrom(http_body)
-    return BodyTaken(rest, _joined(pieces, body_start, body_end, size))
+    rest.phase, rest.end_of_stream = "request_body", flags.end_of_stream
+    rest.body = _joined(pieces, body_start, body_end, size)
+    return rest
 
 
-def _whole(pieces: list) -> ep.ProcessingRequest:
-    return ep.ProcessingRequest.FromString(b"".join(pieces))
+def _varint_bytes(value: int) -> bytes:
+    out = bytearray()
+    while value >= 0x80:
+        out.append(value & 0x7F | 0x80)
+        value >>= 7
+    out.append(value)
+    return bytes(out)
+
+
+def _whole(pieces: list) -> Request:
+    return read_message(b"".join(pieces))
 
 
 def _joined(pieces: list, start: int, stop: int, size: int) -> bytes:

@@ -12,16 +12,15 @@ from .stage import HOOKS as _PHASES, ImmediateAnswer, Stage
 from .call import Call
 from .errors import GatewayError, gateway_error
 from .protocol import (
-    ProcessingRequest,
-    ProcessingResponse,
     ATTEMPT_COUNT_KEY,
     CODE_DETAILS_HEADER,
+    EMPTY_REPLIES,
     Reply,
+    Request,
     attempt_count,
     code_details,
     error_reply,
     forwarded_values,
-    header_map,
     immediate,
     response_code,
     response_size,
@@ -54,53 +53,50 @@ class Pipeline:
         """(stage, its hooks, the Call fields it reads, those it writes), in order."""
         return [(stage.name, stage.hooks(), stage.reads, stage.writes) for stage in self.stages]
 
-    async def handle(self, call: Call, request: ProcessingRequest, body: bytes | None = None) -> ProcessingResponse:
-        """The reply to one of Envoy's messages; `body`: a request body's, taken out of its
-        message's bytes (request_bodies.py), else read from the message."""
-        phase = request.WhichOneof("request")
+    async def handle(self, call: Call, request: Request) -> bytes:
+        """The reply to one of Envoy's messages (protocol.read_message's), as bytes."""
+        phase = request.phase
         started = call.message_started = time.perf_counter()
         reply = call.new_reply()
         try:
             if phase == "request_headers":
-                message = request.request_headers
-                call.headers = header_map(message)
-                if request.HasField("metadata_context"):
-                    call.request_metadata = request.metadata_context
+                call.headers = request.headers
+                if request.metadata is not None:
+                    call.request_metadata = request.metadata
                 if request.attributes:
                     call.envoy_attributes.update(_attributes(request))
                 for hook, _ in self._hooks[phase]:
-                    pending = hook(call, message.end_of_stream)
+                    pending = hook(call, request.end_of_stream)
                     if pending is not None:
                         await pending
-                call.stream_over = self.request_only and message.end_of_stream
+                call.stream_over = self.request_only and request.end_of_stream
             elif phase == "request_body":
-                call.raw_body = request.request_body.body if body is None else body
+                call.raw_body = request.body
                 for hook, _ in self._hooks[phase]:
                     pending = hook(call)
                     if pending is not None:
                         await pending
                 call.stream_over = self.request_only
             elif phase == "response_headers":
-                message = request.response_headers
                 # Envoy's config did not allow skipping them (one_message.py, pass_through.py).
                 call.response_in_body = call.stream_passed_through = False
-                headers = header_map(message)
+                headers = request.headers
                 details = code_details(request)
                 if details:
                     headers[CODE_DETAILS_HEADER] = details
                 for hook, _ in self._hooks[phase]:
-                    pending = hook(call, headers, message.end_of_stream)
+                    pending = hook(call, headers, request.end_of_stream)
                     if pending is not None:
                         await pending
-                if message.end_of_stream:
+                if request.end_of_stream:
                     self.end(call)
             elif phase == "response_body":
-                message = request.response_body
                 if call.response_in_body and not call.status:
                     reply = await self._headers_skipped(call, request)
-                chunk = out = message.body
+                chunk = out = request.body
+                end_of_stream = request.end_of_stream
                 for hook, is_async in self._hooks[phase]:
-                    result = hook(call, out, message.end_of_stream)
+                    result = hook(call, out, end_of_stream)
                     if is_async:
                         result = await result
                     if result is not None:
@@ -114,7 +110,7 @@ class Pipeline:
                     # (what they need, it adds from the metadata set with the request body).
                     reply.set_headers.clear()
                     reply.remove_headers.clear()
-                if message.end_of_stream:
+                if end_of_stream:
                     self.end(call)
             elif phase == "response_trailers":
                 # A stream Envoy passed through (stages/pass_through.py) has ended; Envoy sends
@@ -131,13 +127,11 @@ class Pipeline:
                     if is_async:
                         await pending
                 # The trailers are Envoy's marker for the stream's end, not the provider's.
-                reply.remove_headers.extend(trailer_names(request.response_trailers, "x-gateway-"))
+                reply.remove_headers.extend(trailer_names(request, "x-gateway-"))
                 self.end(call)
             else:
                 # Request trailers are configured off; answer anything else with its empty reply.
-                response = ProcessingResponse()
-                getattr(response, phase).SetInParent()
-                return response
+                return EMPTY_REPLIES[phase]
             return reply.build(phase)
         except GatewayError as error:
             call.status, call.error_code, call.outcome = error.status, error.code, "refused"
@@ -160,7 +154,7 @@ class Pipeline:
             call.message_started = None
             self._timers.get(phase, self._fallback_timer).observe(elapsed)
 
-    async def _headers_skipped(self, call: Call, request: ProcessingRequest) -> Reply:
+    async def _headers_skipped(self, call: Call, request: Request) -> Reply:
         """A one-message response: the response-headers hooks run on what Envoy told with
         the body (status; JSON, as announced). What they would change in the headers,
         Envoy adds from metadata; the body's reply starts afresh."""
@@ -204,10 +198,11 @@ class Pipeline:
                 log.exception("done hook %r failed (request %s)", hook, call.request_id)
 
 
-def _attributes(request: ProcessingRequest) -> dict[str, str]:
-    """Envoy attributes the filter asked for (e.g. xds.cluster_name → "cluster")."""
+def _attributes(request: Request) -> dict[str, str]:
+    """Envoy attributes the filter asked for (e.g. xds.cluster_name → "cluster"); a value
+    that is not a string reads as ""."""
     found = {}
     for struct in request.attributes.values():
-        for key, value in struct.fields.items():
-            found[key.rsplit(".", 1)[-1].replace("cluster_name", "cluster")] = value.string_value
+        for key, value in struct.items():
+            found[key.rsplit(".", 1)[-1].replace("cluster_name", "cluster")] = value if type(value) is str else ""
     return found

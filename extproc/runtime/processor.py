@@ -18,8 +18,7 @@ import time
 from ..config.envoy_contract import ENVOY_FEATURES_METADATA, ROLE_METADATA, envoy_features
 from ..pipeline.call import Call
 from ..pipeline.outcomes import CANCELLED, GATEWAY_TIMEOUT, Undelivered
-from ..pipeline.protocol import ProcessingRequest, ProcessingResponse
-from ..pipeline.request_bodies import BodyTaken
+from ..pipeline.protocol import Request
 from ..transport import eager
 from .processor_aio import AioProcess
 
@@ -84,13 +83,11 @@ class ProcessStream:
         self.before_hang = (0, 0)                   # (made, made_generated) before the first of them
         self.done_held = False                      # the done hooks wait for Envoy's end or the place
 
-    def handle(self, request: ProcessingRequest | BodyTaken):
+    def handle(self, request: Request):
         """The reply to one message (a coroutine)."""
-        if type(request) is BodyTaken:
-            return self.pipeline.handle(self.call, request.request, request.body)
         return self.pipeline.handle(self.call, request)
 
-    def message(self, request: ProcessingRequest | BodyTaken):
+    def message(self, request: Request):
         """grpc_h2's MESSAGES hook, run outside any task (transport/eager.py): the reply, which
         leaves when this read of the socket ends; or, when a hook waits (Redis, a
         plugin), a coroutine of it, which grpc_h2 runs in a task."""
@@ -105,10 +102,10 @@ class ProcessStream:
         read's other messages are handled: every other reply is handed over."""
         return not self.call.response_streamed
 
-    async def _reply_later(self, rest: eager.Rest) -> ProcessingResponse:
+    async def _reply_later(self, rest: eager.Rest) -> bytes:
         return self._replied(await rest)
 
-    def _replied(self, reply: ProcessingResponse) -> ProcessingResponse:
+    def _replied(self, reply: bytes) -> bytes:
         processor = self.processor
         placing = self.connection is not None and processor.hung()
         if placing:

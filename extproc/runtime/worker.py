@@ -12,7 +12,6 @@ import signal
 
 import grpc
 from envoy.service.accesslog.v3 import als_pb2, als_pb2_grpc
-from envoy.service.ext_proc.v3 import external_processor_pb2_grpc as ep_grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from ..api.tokens import get_encoding
@@ -21,7 +20,7 @@ from ..credentials import start_minting
 from ..guardrails.plugin import close_unused_channels
 from ..observability import metrics
 from ..observability.span_export import close_exporters, close_unused_exporters
-from ..pipeline.protocol import ProcessingRequest
+from ..pipeline.protocol import read_message
 from ..pipeline.request_bodies import TAKEN_FROM, parse_request
 from ..stages.pipelines import build_mcp_pipeline, build_pipeline, build_upstream_pipeline
 from ..stages.key_ring import KEY_RING
@@ -41,7 +40,8 @@ from .reload import watch_config
 
 log = logging.getLogger("extproc.server")
 
-PROCESS_PATH = "/envoy.service.ext_proc.v3.ExternalProcessor/Process"
+_EXT_PROC_SERVICE = "envoy.service.ext_proc.v3.ExternalProcessor"
+PROCESS_PATH = f"/{_EXT_PROC_SERVICE}/Process"
 ACCESS_LOG_PATH = "/envoy.service.accesslog.v3.AccessLogService/StreamAccessLogs"
 HEALTH_CHECK_PATH = "/grpc.health.v1.Health/Check"
 
@@ -203,7 +203,7 @@ async def serve_worker(config_path: str, address: str, health_address: str | Non
         await probe_server.start()
     if config.server.transport == "h2" and address.startswith("unix:"):    # (a TCP address: grpc.aio)
         server = GrpcServer({
-            PROCESS_PATH: Method(processor.open_stream, ProcessingRequest.FromString, MESSAGES,
+            PROCESS_PATH: Method(processor.open_stream, read_message, MESSAGES,
                                  pieces_from=TAKEN_FROM, deserialize_pieces=parse_request),
             ACCESS_LOG_PATH: Method(cut_log.StreamAccessLogs, als_pb2.StreamAccessLogsMessage.FromString,
                                     CLIENT_STREAM),
@@ -291,7 +291,12 @@ def _grpc_aio_server(config: GatewayConfig, address: str, processor: Processor, 
     age_ms = 2 * config.server.worker_connection_age_s * 1000
     server = grpc.aio.server(options=_GRPC_OPTIONS + [("grpc.max_connection_age_ms", age_ms),
                                                       ("grpc.max_connection_age_grace_ms", _DAY_MS)])
-    ep_grpc.add_ExternalProcessorServicer_to_server(processor, server)
+    # As ep_grpc.add_ExternalProcessorServicer_to_server, with the gateway's own reading of a
+    # message and its replies already bytes (pipeline/protocol.py).
+    handlers = {"Process": grpc.stream_stream_rpc_method_handler(processor.Process, request_deserializer=read_message,
+                                                                 response_serializer=bytes)}
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(_EXT_PROC_SERVICE, handlers),))
+    server.add_registered_method_handlers(_EXT_PROC_SERVICE, handlers)
     als_pb2_grpc.add_AccessLogServiceServicer_to_server(cut_log, server)
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     if address.startswith("unix:"):

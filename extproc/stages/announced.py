@@ -10,43 +10,42 @@ from ..config.envoy_contract import NUMBERS_UNREAD, REQUEST_METADATA_NAMESPACE
 from ..pipeline.call import Call
 
 
-def announced(call: Call):
-    """The fields Envoy read (Struct fields by key), or None when Envoy sent no such
-    metadata (a config without the reader, or a body it left unread)."""
+def announced(call: Call) -> dict | None:
+    """The fields Envoy read (a Struct's values by key: None, float, str, bool, dict,
+    list), or None when Envoy sent no such metadata (a config without the reader, or a
+    body it left unread)."""
     if call.request_metadata is None:
         return None
-    fields = call.request_metadata.filter_metadata.get(REQUEST_METADATA_NAMESPACE)
-    return fields.fields if fields is not None else None
+    return call.request_metadata.get(REQUEST_METADATA_NAMESPACE)
 
 
-def announced_bool(fields, key: str) -> bool | None:
+def announced_bool(fields: dict, key: str) -> bool | None:
     """A JSON boolean Envoy read, or None when the key was missing or not a boolean."""
     value = fields.get(key)
-    return value.bool_value if value is not None and value.WhichOneof("kind") == "bool_value" else None
+    return value if type(value) is bool else None
 
 
-def announced_string(fields, key: str) -> str:
+def announced_string(fields: dict, key: str) -> str:
     value = fields.get(key)
-    return value.string_value if value is not None and value.WhichOneof("kind") == "string_value" else ""
+    return value if type(value) is str else ""
 
 
-def announced_fields(fields, names: tuple[str, ...]) -> dict | None:
+def announced_fields(fields: dict, names: tuple[str, ...]) -> dict | None:
     """The body as far as these dotted `names` go, from the integers Envoy read
     (`{"generationConfig": {"candidateCount": 2}}`), for a dialect's own readers of the
     body to read; None when one of the fields Envoy met was not a plain integer."""
-    unread = fields.get(NUMBERS_UNREAD)
-    if unread is not None and unread.WhichOneof("kind") == "bool_value" and unread.bool_value:
+    if fields.get(NUMBERS_UNREAD) is True:
         return None
     body: dict = {}
     for name in names:
-        value = fields.get(name)
-        if value is None:
+        if name not in fields:
             continue
-        if value.WhichOneof("kind") != "number_value":
+        value = fields[name]
+        if type(value) is not float:
             return None
         *outer, inner = name.split(".")
         holder = body
         for part in outer:
             holder = holder.setdefault(part, {})
-        holder[inner] = int(value.number_value)
+        holder[inner] = int(value)
     return body

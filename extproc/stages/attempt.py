@@ -12,7 +12,6 @@ from __future__ import annotations
 import re
 
 import orjson
-from google.protobuf.json_format import MessageToDict
 
 from ..api.openai import ENDPOINTS, GEMINI_METHODS
 from ..config.envoy_contract import METADATA_NAMESPACE
@@ -108,11 +107,7 @@ ENDPOINTS_BY_KIND = {endpoint.kind: endpoint for endpoint in (*ENDPOINTS.values(
                                                                GEMINI_METHODS["batchEmbedContents"])}
 
 
-def read_plan(metadata_context) -> dict | None:
+def read_plan(metadata: dict | None) -> dict | None:
     """The router-level filter's plan, forwarded by Envoy as metadata_context."""
-    if metadata_context is None:
-        return None
-    metadata = metadata_context.filter_metadata
-    if METADATA_NAMESPACE not in metadata or "model" not in metadata[METADATA_NAMESPACE].fields:
-        return None
-    return MessageToDict(metadata[METADATA_NAMESPACE])
+    plan = metadata.get(METADATA_NAMESPACE) if metadata is not None else None
+    return plan if plan is not None and "model" in plan else None

@@ -30,56 +30,49 @@ from ..pipeline.errors import GatewayError
 MAX_CLAIM_CHARS = 256
 
 
-def _verified(metadata):
-    """jwt_authn's Struct (payload and/or failure), or None."""
-    if metadata is None:
-        return None
-    found = metadata.filter_metadata.get(JWT_NAMESPACE)
-    return found.fields if found is not None else None
+def _verified(metadata: dict | None) -> dict | None:
+    """jwt_authn's Struct (payload and/or failure) as a dict, or None."""
+    return metadata.get(JWT_NAMESPACE) if metadata is not None else None
 
 
-def _value(payload, path: str):
-    """A claim's value by path ("email", "realm_access.team"), as sent: None when absent."""
+def _value(payload: dict, path: str):
+    """A claim's value by path ("email", "realm_access.team"), as sent (a Struct's value:
+    float, str, bool, dict, list): None when absent or null."""
     value = None
-    fields = payload
+    fields: dict | None = payload
     for part in path.split("."):
         if fields is None:
             return None
         value = fields.get(part)
         if value is None:
             return None
-        fields = value.struct_value.fields if value.WhichOneof("kind") == "struct_value" else None
-    return None if value is None or value.WhichOneof("kind") == "null_value" else value
+        fields = value if type(value) is dict else None
+    return value
 
 
-def _claim(payload, path: str):
+def _claim(payload: dict, path: str):
     """A claim by path: str, list of str, or None (absent, or an object)."""
     value = _value(payload, path)
-    if value is None:
-        return None
-    kind = value.WhichOneof("kind")
-    if kind == "string_value":
-        return value.string_value[:MAX_CLAIM_CHARS]
-    if kind == "number_value":
-        number = value.number_value
-        return str(int(number)) if number.is_integer() else str(number)
-    if kind == "bool_value":
-        return "true" if value.bool_value else "false"
-    if kind == "list_value":
-        return [item.string_value[:MAX_CLAIM_CHARS] for item in value.list_value.values
-                if item.WhichOneof("kind") == "string_value"]
+    kind = type(value)
+    if kind is str:
+        return value[:MAX_CLAIM_CHARS]
+    if kind is float:
+        return str(int(value)) if value.is_integer() else str(value)
+    if kind is bool:
+        return "true" if value else "false"
+    if kind is list:
+        return [item[:MAX_CLAIM_CHARS] for item in value if type(item) is str]
     return None
 
 
-def token_caller(metadata, identity: IdentitySettings) -> VirtualKey | None:
+def token_caller(metadata: dict | None, identity: IdentitySettings) -> VirtualKey | None:
     """The caller a verified token names, or None when no token was verified."""
     fields = _verified(metadata)
     if fields is None:
         return None
-    verified = fields.get(JWT_PAYLOAD_KEY)
-    if verified is None or verified.WhichOneof("kind") != "struct_value":
+    payload = fields.get(JWT_PAYLOAD_KEY)
+    if type(payload) is not dict:
         return None
-    payload = verified.struct_value.fields
     jwt = identity.jwt
     assert jwt is not None
     user = next((found for path in jwt.claims.user if (found := _name(payload, path))), None)
@@ -109,20 +102,23 @@ def token_caller(metadata, identity: IdentitySettings) -> VirtualKey | None:
                       models=policy.models, claims=claims)
 
 
-def _name(payload, path: str) -> str | None:
+_KIND_NAMES = {dict: "object", list: "list", bool: "boolean"}
+
+
+def _name(payload: dict, path: str) -> str | None:
     """A user or team claim: a string (or a number, as written), None when absent or empty;
     a 401 naming the claim when it holds anything else."""
     value = _value(payload, path)
     if value is None:
         return None
-    if value.WhichOneof("kind") not in ("string_value", "number_value"):
-        kind = value.WhichOneof("kind").removesuffix("_value").replace("struct", "object").replace("bool", "boolean")
+    if type(value) is not str and type(value) is not float:
+        kind = _KIND_NAMES.get(type(value), type(value).__name__)
         raise GatewayError(401, "invalid_api_key", f"The token's claim '{path}' must be a string, not a {kind}.")
     found = _claim(payload, path)
     return found or None
 
 
-def _token_digest(payload) -> bytes:
+def _token_digest(payload: dict) -> bytes:
     """Who a token caller is: its issuer and subject, which the identity provider never
     gives two people. Its id is made from it, and its MCP sessions are bound to it (as a
     key's digest is for keys)."""
@@ -144,7 +140,7 @@ def looks_like_a_jwt(credential: str) -> bool:
     return header.lstrip()[:1] == b"{"
 
 
-def token_refusal(metadata, presented: str, identity: IdentitySettings) -> GatewayError | None:
+def token_refusal(metadata: dict | None, presented: str, identity: IdentitySettings) -> GatewayError | None:
     """The 401 for a bearer value that is neither a key nor a token Envoy verified. Only a
     credential shaped like a JWT (three dot-separated parts) is refused as a token: any
     other is an unknown key, whatever header brought it (Envoy's "Jwt is missing" for an
@@ -153,9 +149,9 @@ def token_refusal(metadata, presented: str, identity: IdentitySettings) -> Gatew
         return None
     fields = _verified(metadata)
     failure = fields.get(JWT_FAILURE_KEY) if fields is not None else None
-    if failure is not None and failure.WhichOneof("kind") == "struct_value":
-        message = failure.struct_value.fields.get("message")
-        why = message.string_value[:200] if message is not None else "invalid token"
+    if type(failure) is dict:
+        message = failure.get("message")
+        why = message[:200] if type(message) is str else "invalid token"
         return GatewayError(401, "invalid_api_key", f"The bearer token was refused: {why}.")
     if identity.jwt is not None:
         # Envoy selects the provider by the token's issuer: one it does not trust leaves no failure.

@@ -1,11 +1,12 @@
 """The modules setup.py compiles with mypyc, and whether they run compiled here.
 
 They are a worker's per-message path below the pipeline: the HTTP/2 frames, the
-gRPC calls over them, and the eager start of a message's coroutine, plain Python
-over bytes. Compiled, they cost ~23% less CPU per call, and the gateway does 5-13%
+gRPC calls over them, the eager start of a message's coroutine, and the ext_proc
+messages read from and written as bytes (extproc/wire), plain Python over bytes.
+Compiled, the transport costs ~23% less CPU per call, and the gateway does 5-13%
 more JSON requests per second (bench/README.md "The transport compiled"). The
-pipeline gained nothing measurable compiled: its time is in C already (protobuf,
-orjson, RE2, SQLite), so it stays plain Python.
+pipeline gained nothing measurable compiled: its time is in C already (orjson,
+RE2, SQLite), so it stays plain Python.
 
 Without a C compiler, or with EXTPROC_PURE_PYTHON=1 at install time, the same
 modules install as plain Python and behave the same.
@@ -19,7 +20,7 @@ import sysconfig
 
 MODULES = ("extproc.transport.frames", "extproc.transport.headers", "extproc.transport.sending",
            "extproc.transport.http2", "extproc.transport.grpc_calls", "extproc.transport.grpc_h2",
-           "extproc.transport.eager")
+           "extproc.transport.eager", "extproc.wire.reading", "extproc.wire.writing")
 
 
 def compiled() -> dict[str, bool]:

@@ -177,9 +177,10 @@ class Call:
             await drained
 
     def send(self, message) -> asyncio.Future | None:
-        """Queues `message` on the stream (sent at once, or once the client's window
-        has room); a future that completes once it has left, when it waits."""
-        data = message.SerializeToString()
+        """Queues `message` (its bytes, or a protobuf message) on the stream (sent at once,
+        or once the client's window has room); a future that completes once it has left,
+        when it waits."""
+        data: bytes = message if isinstance(message, bytes) else message.SerializeToString()
         if not self.headers_sent:
             self.headers_sent = True
             self.connection.send_headers(self.stream_id, RESPONSE_HEADERS, flush=False)   # one write with the data
