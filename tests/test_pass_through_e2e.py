@@ -421,7 +421,10 @@ def test_without_budgets_every_worker_still_gets_its_cut_streams_entry(tmp_path,
                     if received.count(b"data: {") >= 6:
                         break
         records = [stack.wait_for_record(rid, timeout=10) for rid in rids]
-        assert all(r["outcome"] == "cancelled" and 8 <= r["output_tokens"] <= 40 for r in records), records
+        # Charged what was sent: at least the 6 events read, far from the ~300 tokens of the
+        # whole answer or the cap (a loaded host closes late, and Envoy sends on meanwhile).
+        seen = [(r["outcome"], r["output_tokens"]) for r in records]
+        assert all(outcome == "cancelled" and 8 <= tokens < 150 for outcome, tokens in seen), seen
         charged = 'gateway_cut_streams_total{charged_on="bytes_sent"} 8.0'
         metrics = stack.metrics(charged)
         assert charged in metrics and 'charged_on="output_cap"' not in metrics
