@@ -25,7 +25,7 @@ ALLOWED = {
     "dialects": {"api"},
     "plugin_api": set(),
     "plugins": {"plugin_api", "guardrails"},           # the injection model it trains
-    "observability": {"yamltree"},
+    "observability": {"wire", "yamltree"},
     "store": {"yamltree", "transport.eager"},
     "guardrails": {"api", "dialects", "plugin_api", "yamltree"},
     "runs": set(),                                     # what a run is: pure, below everything that uses it

@@ -25,6 +25,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue
 from opentelemetry.proto.trace.v1 import trace_pb2
 
+from ..wire.writing import varint
 from . import metrics
 from .tracing import TracingSettings
 
@@ -206,7 +207,7 @@ def _any_value(value) -> bytes:
     elif isinstance(value, bool):
         inner = b"\x10\x01" if value else b"\x10\x00"
     elif isinstance(value, int):
-        inner = b"\x18" + _varint(value & 0xFFFFFFFFFFFFFFFF)
+        inner = b"\x18" + varint(value & 0xFFFFFFFFFFFFFFFF)
     elif isinstance(value, float):
         inner = b"\x21" + _DOUBLE.pack(value)
     else:
@@ -232,22 +233,8 @@ def _key(key: str) -> bytes:
     return found
 
 
-def _varint(value: int) -> bytes:
-    if value < 0x80:
-        return _SMALL[value]
-    out = bytearray()
-    while value >= 0x80:
-        out.append((value & 0x7F) | 0x80)
-        value >>= 7
-    out.append(value)
-    return bytes(out)
-
-
 def _length(data: bytes) -> bytes:
-    return _varint(len(data))
-
-
-_SMALL = [bytes((n,)) for n in range(0x80)]
+    return varint(len(data))
 _FIXED64 = struct.Struct("<Q")
 _DOUBLE = struct.Struct("<d")
 _RESOURCE_SPANS_TAG = b"\x0a"        # ExportTraceServiceRequest.resource_spans (1)

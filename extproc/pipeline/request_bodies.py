@@ -14,6 +14,7 @@ parsed whole, as protobuf reads it.
 
 from __future__ import annotations
 
+from ..wire.writing import varint
 from .protocol import Request, read_message
 
 REQUEST_BODY_TAG = 0x22         # field 4 (request_body), length-delimited
@@ -62,21 +63,12 @@ def parse_request(message: bytes | list) -> Request:
     rest = read_message(after[end - body_end:])
     # The body message's fields after its body (end_of_stream), read as a message of its own.
     tail = after[:end - body_end]
-    flags = read_message(bytes((REQUEST_BODY_TAG,)) + _varint_bytes(len(tail)) + tail)
+    flags = read_message(bytes((REQUEST_BODY_TAG,)) + varint(len(tail)) + tail)
     if rest.phase or flags.body:
         return _whole(pieces)                   # protobuf would merge them: as it reads
     rest.phase, rest.end_of_stream = "request_body", flags.end_of_stream
     rest.body = _joined(pieces, body_start, body_end, size)
     return rest
-
-
-def _varint_bytes(value: int) -> bytes:
-    out = bytearray()
-    while value >= 0x80:
-        out.append(value & 0x7F | 0x80)
-        value >>= 7
-    out.append(value)
-    return bytes(out)
 
 
 def _whole(pieces: list) -> Request:

@@ -22,21 +22,21 @@ _TRUE: Final = b"\x20\x01"
 _FALSE: Final = b"\x20\x00"
 
 
-def _length(size: int) -> bytes:
-    """A length as its varint."""
-    if size < 0x80:
-        return _BYTE[size]
+def varint(value: int) -> bytes:
+    """A non-negative integer (a length, a tag) as its varint."""
+    if value < 0x80:
+        return _BYTE[value]
     out = bytearray()
-    while size >= 0x80:
-        out.append((size & 0x7F) | 0x80)
-        size >>= 7
-    out.append(size)
+    while value >= 0x80:
+        out.append((value & 0x7F) | 0x80)
+        value >>= 7
+    out.append(value)
     return bytes(out)
 
 
 def _field(tag: int, data: bytes) -> bytes:
     """A length-delimited field (`tag`: a field number below 16, shifted, | 2)."""
-    return b"".join((_BYTE[tag], _length(len(data)), data))
+    return b"".join((_BYTE[tag], varint(len(data)), data))
 
 
 def phase_reply(phase: int, set_headers: dict[str, str], remove_headers: list[str], body: bytes | None,
@@ -72,19 +72,19 @@ def _mutation(set_headers: dict[str, str], remove_headers: list[str]) -> bytes:
     for key, value in set_headers.items():
         key_bytes, value_bytes = key.encode(), value.encode()
         header_size = _sized(len(key_bytes)) + _sized(len(value_bytes))
-        option_size = 1 + len(_length(header_size)) + header_size + 2
-        parts.extend((b"\x0a", _length(option_size), b"\x0a", _length(header_size),
-                      b"\x0a", _length(len(key_bytes)), key_bytes, b"\x1a", _length(len(value_bytes)), value_bytes,
+        option_size = 1 + len(varint(header_size)) + header_size + 2
+        parts.extend((b"\x0a", varint(option_size), b"\x0a", varint(header_size),
+                      b"\x0a", varint(len(key_bytes)), key_bytes, b"\x1a", varint(len(value_bytes)), value_bytes,
                       b"\x18", _BYTE[OVERWRITE_IF_EXISTS_OR_ADD]))
     for name in remove_headers:
         name_bytes = name.encode()
-        parts.extend((b"\x12", _length(len(name_bytes)), name_bytes))
+        parts.extend((b"\x12", varint(len(name_bytes)), name_bytes))
     return b"".join(parts)
 
 
 def _sized(size: int) -> int:
     """The bytes of a length-delimited field of `size` bytes: its tag, length and content."""
-    return 1 + (1 if size < 0x80 else len(_length(size))) + size
+    return 1 + (1 if size < 0x80 else len(varint(size))) + size
 
 
 def struct_bytes(fields: dict[str, Any]) -> bytes:
@@ -99,13 +99,13 @@ def struct_bytes(fields: dict[str, Any]) -> bytes:
             text = value.encode()
             value_size = _sized(len(text))
             entry_size = _sized(len(key_bytes)) + _sized(value_size)
-            parts.extend((b"\x0a", _length(entry_size), b"\x0a", _length(len(key_bytes)), key_bytes,
-                          b"\x12", _length(value_size), b"\x1a", _length(len(text)), text))
+            parts.extend((b"\x0a", varint(entry_size), b"\x0a", varint(len(key_bytes)), key_bytes,
+                          b"\x12", varint(value_size), b"\x1a", varint(len(text)), text))
         else:
             kind = _value(value)
             entry_size = _sized(len(key_bytes)) + _sized(len(kind))
-            parts.extend((b"\x0a", _length(entry_size), b"\x0a", _length(len(key_bytes)), key_bytes,
-                          b"\x12", _length(len(kind)), kind))
+            parts.extend((b"\x0a", varint(entry_size), b"\x0a", varint(len(key_bytes)), key_bytes,
+                          b"\x12", varint(len(kind)), kind))
     return b"".join(parts)
 
 
