@@ -7,6 +7,9 @@ store in one write, off its event loop: SQLite, a `calls` table written on a thr
 its own and trimmed to the newest `keep` rows; Redis, a list pushed and trimmed in one
 pipeline. A worker that cannot write drops the batch (the log line has every call).
 
+The SQLite table lives in a file of its own beside the budget store's (`calls_file`,
+sqlite_file.beside says why).
+
 What is kept is what the log line holds, field by field (CALL_FIELDS): ids, the key's
 user and team, model and backend, status, tokens, cost, latency, tags, guardrail
 verdicts (the rule, never the text it matched) and the trace id. Never a prompt, an
@@ -19,6 +22,7 @@ import asyncio
 import concurrent.futures
 import json
 import logging
+import os
 import sqlite3
 import time
 from collections import deque
@@ -28,7 +32,7 @@ from dataclasses import dataclass
 import orjson
 
 from .limits import StoreSettings
-from .sqlite_file import enable_wal
+from .sqlite_file import beside, enable_wal, owner_only
 
 log = logging.getLogger("extproc.calls")
 
@@ -48,6 +52,14 @@ CREATE TABLE IF NOT EXISTS calls (
     id INTEGER PRIMARY KEY, ts REAL NOT NULL, kind TEXT NOT NULL DEFAULT '', key_id TEXT, team TEXT, model TEXT,
     backend TEXT, status TEXT, verdict TEXT, latency_ms REAL, data TEXT NOT NULL);
 """
+
+
+SCHEMA = _SCHEMA                 # (the budget store's migration moves older files' table here)
+
+
+def calls_file(store_path: str) -> str:
+    """The SQLite file the recent calls are kept in, beside the budget store's."""
+    return beside(store_path, "calls")
 
 
 def call_row(record: dict) -> dict:
@@ -108,7 +120,11 @@ class CallLog:
 
     def _to_sqlite(self, path: str, batch: list[dict], keep: int) -> None:
         if self._sqlite is None or self._sqlite[0] != path:
-            connection = sqlite3.connect(path, timeout=10.0, isolation_level=None, check_same_thread=False)
+            if not os.path.isdir(os.path.dirname(os.path.abspath(path))):
+                raise FileNotFoundError(path)        # the store's directory is the store's to make
+            kept = calls_file(path)
+            owner_only(kept)
+            connection = sqlite3.connect(kept, timeout=10.0, isolation_level=None, check_same_thread=False)
             enable_wal(connection)
             connection.executescript(_SCHEMA)
             self._sqlite = (path, connection)
@@ -196,7 +212,7 @@ def recent_calls(store: StoreSettings, wanted: CallFilter = CallFilter(), limit:
     elif wanted.verdict:
         clauses.append("(' ' || verdict || ' ') LIKE ?")
         values.append(f"% {wanted.verdict} %")
-    return _sqlite_query(store.path, f"SELECT data FROM calls WHERE {' AND '.join(clauses)} ORDER BY id DESC",
+    return _sqlite_query(calls_file(store.path), f"SELECT data FROM calls WHERE {' AND '.join(clauses)} ORDER BY id DESC",
                          values, limit, wanted)
 
 
@@ -238,7 +254,7 @@ def call_stats(store: StoreSettings, since: float, sample: int = 20_000) -> Call
                 stats.latencies.setdefault(group, []).append(float(row.get("latency_ms") or 0.0))
     else:
         try:
-            connection = sqlite3.connect(f"file:{store.path}?mode=ro", uri=True, timeout=5.0)
+            connection = sqlite3.connect(f"file:{calls_file(store.path)}?mode=ro", uri=True, timeout=5.0)
         except sqlite3.Error:
             return stats
         try:

@@ -6,7 +6,8 @@ A worker's RunSettle stage appends one entry per call of a run (a deque append o
 call's path); FLUSH_SECONDS after the first entry of a batch the worker hands the batch
 to the store in one write, off its event loop. SQLite: tables `runs` (one row per run,
 totals merged in the write's transaction, so workers' batches add up) and `run_calls`
-(trimmed to the newest MAX_CALLS_KEPT). Redis: a hash per run, a list of its calls
+(trimmed to the newest MAX_CALLS_KEPT), in a file of their own beside the budget
+store's (`runs_file`; sqlite_file.beside says why). Redis: a hash per run, a list of its calls
 (each trimmed to MAX_CALLS_PER_RUN) and a sorted set of runs by last call, each
 expiring with the run. A batch that cannot be written is dropped and logged (the log
 line has every call and its run).
@@ -20,6 +21,7 @@ import asyncio
 import concurrent.futures
 from collections.abc import Callable
 import logging
+import os
 import sqlite3
 import time
 from collections import deque
@@ -27,7 +29,7 @@ from collections import deque
 import orjson
 
 from .limits import StoreSettings
-from .sqlite_file import enable_wal
+from .sqlite_file import beside, enable_wal, owner_only
 
 log = logging.getLogger("extproc.runs")
 
@@ -48,6 +50,14 @@ CREATE INDEX IF NOT EXISTS runs_last ON runs (last_ts);
 CREATE TABLE IF NOT EXISTS run_calls (id INTEGER PRIMARY KEY, run TEXT NOT NULL, ts REAL, data TEXT NOT NULL);
 CREATE INDEX IF NOT EXISTS run_calls_run ON run_calls (run, id);
 """
+SCHEMA = _SCHEMA                    # (the budget store's migration moves older files' tables here)
+
+
+def runs_file(store_path: str) -> str:
+    """The SQLite file the runs' trace is kept in, beside the budget store's."""
+    return beside(store_path, "runs")
+
+
 _TOTALS = ("calls", "mcp_calls", "refused", "input_tokens", "output_tokens", "cost_usd")
 
 
@@ -139,7 +149,7 @@ class RunLog:
             self.on_runs(events)
 
     def _to_sqlite(self, path: str, by_run: dict[str, list[dict]]) -> list[str]:
-        connection = _connect(path, self)
+        connection = _connect(runs_file(path), self)
         events: list[str] = []
         connection.execute("BEGIN IMMEDIATE")
         try:
@@ -205,6 +215,9 @@ def _events(events: list[str], before: dict | None, after: dict) -> None:
 
 def _connect(path: str, holder: RunLog) -> sqlite3.Connection:
     if holder._sqlite is None or holder._sqlite[0] != path:
+        if not os.path.isdir(os.path.dirname(os.path.abspath(path))):
+            raise FileNotFoundError(path)        # the store's directory is the store's to make
+        owner_only(path)
         connection = sqlite3.connect(path, timeout=10.0, isolation_level=None, check_same_thread=False)
         enable_wal(connection)
         connection.executescript(_SCHEMA)
@@ -235,7 +248,7 @@ def list_runs(store: StoreSettings, limit: int = 100, key_id: str = "", since: f
         finally:
             client.close()
         return [run for run in runs if not key_id or run["key"] == key_id][:limit]
-    rows = _sqlite(store.path, "SELECT data FROM runs WHERE last_ts >= ? AND (? = '' OR key_id = ?) "
+    rows = _sqlite(runs_file(store.path), "SELECT data FROM runs WHERE last_ts >= ? AND (? = '' OR key_id = ?) "
                    "ORDER BY last_ts DESC LIMIT ?", (since, key_id, key_id, limit))
     return [orjson.loads(data) for (data,) in rows]
 
@@ -247,7 +260,7 @@ def find_run(store: StoreSettings, wanted: str) -> dict | None:
         candidates = [run for run in list_runs(store, limit=10_000)
                       if run["id"].startswith(wanted) or run["name"] == wanted]
     else:
-        rows = _sqlite(store.path, "SELECT data FROM runs WHERE id = ? OR id LIKE ? OR name = ? LIMIT 2",
+        rows = _sqlite(runs_file(store.path), "SELECT data FROM runs WHERE id = ? OR id LIKE ? OR name = ? LIMIT 2",
                        (wanted, wanted.replace("%", "").replace("_", "") + "%" if len(wanted) >= 6 else wanted,
                         wanted))
         candidates = [orjson.loads(data) for (data,) in rows]
@@ -268,7 +281,7 @@ def find_run(store: StoreSettings, wanted: str) -> dict | None:
             client.close()
     else:
         run["calls"] = [orjson.loads(data) for (data,) in _sqlite(
-            store.path, "SELECT data FROM run_calls WHERE run = ? ORDER BY ts, id", (run["id"],))]
+            runs_file(store.path), "SELECT data FROM run_calls WHERE run = ? ORDER BY ts, id", (run["id"],))]
     return run
 
 

@@ -1,6 +1,6 @@
 """An SQLite file as the stores keep it (the budget store, the response cache, the recent
-calls, the semantic cache's vectors): readable by its owner only, in WAL mode; never
-opened outside SQLite once it exists."""
+calls, the agent runs' trace, the semantic cache's vectors): readable by its owner only,
+in WAL mode; never opened outside SQLite once it exists."""
 
 from __future__ import annotations
 
@@ -9,6 +9,21 @@ import sqlite3
 import time
 
 WAL_SWITCH_WAIT_S = 10.0
+
+
+def beside(store_path: str, part: str) -> str:
+    """The file of the store's `part` (its recent calls, its runs' trace), beside the
+    budget store's file: `budgets.sqlite3` keeps its calls in `budgets.calls.sqlite3`.
+    Each is a file of its own because a writer holds a file's write lock for its whole
+    batch: in the budget store's file the budgets' writes (an allotment exchange, a
+    call's reservation) waited behind it on the event loop
+    (docs/decisions/traces-in-files-of-their-own.md)."""
+    if store_path == ":memory:" or store_path.startswith("file:"):
+        return store_path
+    root, dot, extension = store_path.rpartition(".")
+    if not dot or os.sep in extension or not os.path.basename(root):
+        return f"{store_path}.{part}"
+    return f"{root}.{part}.{extension}"
 
 
 def enable_wal(db: sqlite3.Connection, wait: float = WAL_SWITCH_WAIT_S) -> None:

@@ -25,8 +25,9 @@ import time
 from .base import ROOM_FACTOR, Admission, CounterRow, CutEntry, Exchange, Granted, StoreUnavailable
 from .limits import Charge
 from .sqlite_file import enable_wal, owner_only
+from .trace_files import move_traces
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 # WITHOUT ROWID: each table is one b-tree keyed by its primary key, so a reserve and
 # a settle write two b-trees' pages to the WAL, not five.
 _SCHEMA = """
@@ -335,6 +336,11 @@ class SQLiteStore:
 
     def _migrate(self) -> None:
         """Creates the tables, or brings a file from an older version up to this schema."""
+        if self._db.execute("PRAGMA user_version").fetchone()[0] < 6:
+            try:
+                move_traces(self._db, self.path, PATIENT_BUSY_TIMEOUT)
+            except sqlite3.Error as error:
+                raise StoreUnavailable(str(error)) from error
         with self._transaction():
             version = self._db.execute("PRAGMA user_version").fetchone()[0]
             if version >= SCHEMA_VERSION:
