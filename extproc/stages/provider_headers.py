@@ -43,7 +43,7 @@ def withheld_headers(headers: Mapping[str, str] | Iterable[str], provider: Provi
 
     Those `is_withheld` names, found in C: a client's SDK sends ~20 headers, few or none
     of them withheld, where a Python call per header cost ~1% of a short call."""
-    names = headers if isinstance(headers, Mapping) else list(headers)
+    names = headers if type(headers) is dict or isinstance(headers, Mapping) else list(headers)
     found = set(_EXACT.intersection(names))
     found.update(name for name in filter(_ACCOUNT_PREFIXED, names) if name not in API_HEADERS)
     if not found:

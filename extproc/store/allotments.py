@@ -36,14 +36,13 @@ are bounded (pending.py); past that a settle is dropped, logged, and its lease f
 from __future__ import annotations
 
 import asyncio
-import inspect
 import time
 import uuid
 from collections.abc import Callable
 
 from .allotment_exchange import (  # noqa: F401  (the constants: read from here too)
     CALLS_PER_ALLOTMENT, FLUSH_SECONDS, IDLE_SECONDS, LEASE_SECONDS, Allotment, ExchangesAllotments)
-from .base import Admission, StoreUnavailable, maybe_await
+from .base import Admission, StoreUnavailable, is_awaitable, maybe_await
 from .generation import StoreGeneration
 from .journal import Journal, Orphan
 from .limits import Charge
@@ -107,7 +106,7 @@ class Allotments(ExchangesAllotments):
                 self._settled_in_store(rid)      # (kept to be released instead, below)
                 self._settle_later(rid, charges, None)
                 raise
-            if inspect.isawaitable(admission):
+            if is_awaitable(admission):
                 return self._reserved_or_released(admission, rid, charges)
             if not admission.admitted:
                 self._settled_in_store(rid)
@@ -140,7 +139,7 @@ class Allotments(ExchangesAllotments):
                 self._settled_in_store(rid)
                 self._settle_later(rid, charges, amounts)
                 raise
-            if inspect.isawaitable(settled):
+            if is_awaitable(settled):
                 return self._settled_or_kept(settled, rid, charges, amounts)
             self._settled_in_store(rid)
             return settled
@@ -269,7 +268,7 @@ class Allotments(ExchangesAllotments):
         """The store's spent per counter, with what this worker's calls spent since its
         last exchange (not in the store yet)."""
         found = self.store.spent(counters)
-        if inspect.isawaitable(found):
+        if is_awaitable(found):
             return self._with_local(found)
         return self._plus_local(found)
 

@@ -13,15 +13,27 @@ def reset_in(seconds: float) -> str:
     return f"{minutes}m{secs}s" if minutes else f"{secs}s"
 
 
+_HEADERS = {kind: (f"x-ratelimit-limit-{kind}", f"x-ratelimit-remaining-{kind}", f"x-ratelimit-reset-{kind}")
+            for kind in ("requests", "tokens")}     # (a limit's kind names its unit)
+
+
 def ratelimit_headers(charges: list[Charge], remaining: dict[str, float], now: float) -> dict[str, str]:
-    """x-ratelimit-{limit,remaining,reset}-{requests,tokens} from the tightest limits."""
+    """x-ratelimit-{limit,remaining,reset}-{requests,tokens} from the tightest limits (the
+    first of those with the least left)."""
+    tightest: dict[str, tuple[Charge, float]] = {}
+    for charge in charges:
+        kind = charge.limit.kind
+        if kind in _HEADERS and charge.counter in remaining:
+            left = remaining[charge.counter]
+            found = tightest.get(kind)
+            if found is None or left < found[1]:
+                tightest[kind] = (charge, left)
     headers = {}
-    for unit, kinds in (("requests", ("requests",)), ("tokens", ("tokens",))):
-        candidates = [c for c in charges if c.limit.kind in kinds and c.counter in remaining]
-        if not candidates:
-            continue
-        tight = min(candidates, key=lambda c: remaining[c.counter])
-        headers[f"x-ratelimit-limit-{unit}"] = str(int(tight.limit.limit))
-        headers[f"x-ratelimit-remaining-{unit}"] = str(max(0, int(remaining[tight.counter])))
-        headers[f"x-ratelimit-reset-{unit}"] = reset_in(tight.window_end - now)
+    for kind, (limit_name, remaining_name, reset_name) in _HEADERS.items():
+        found = tightest.get(kind)
+        if found is not None:
+            charge, left = found
+            headers[limit_name] = str(int(charge.limit.limit))
+            headers[remaining_name] = str(max(0, int(left)))
+            headers[reset_name] = reset_in(charge.window_end - now)
     return headers
