@@ -130,6 +130,7 @@ class CallLog:
             owner_only(kept)
             connection = sqlite3.connect(kept, timeout=10.0, isolation_level=None, check_same_thread=False)
             enable_wal(connection)
+            connection.execute("PRAGMA synchronous=NORMAL")   # (WAL: a crash loses none)
             connection.executescript(_SCHEMA)
             self._sqlite = (path, connection)
         connection = self._sqlite[1]

@@ -220,6 +220,7 @@ def _connect(path: str, holder: RunLog) -> sqlite3.Connection:
         owner_only(path)
         connection = sqlite3.connect(path, timeout=10.0, isolation_level=None, check_same_thread=False)
         enable_wal(connection)
+        connection.execute("PRAGMA synchronous=NORMAL")   # (WAL: a crash loses none)
         connection.executescript(_SCHEMA)
         holder._sqlite = (path, connection)
     return holder._sqlite[1]
