@@ -76,7 +76,8 @@ async def _call(config, worker, run: str, tool_args: str | None, times: int = 1)
     except GatewayError as refusal:
         return refusal
     call.usage, call.backend = Usage(20, 5), call.model.backends[0]
-    await settle.done(call)
+    if (pending := settle.done(call)) is not None:
+        await pending
     return None
 
 

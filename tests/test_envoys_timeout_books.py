@@ -38,7 +38,8 @@ def _ended(entry: CutEntry | None, *, outcome: str = CANCELLED, streamed: bool =
     async def run() -> None:
         if entry is not None:
             await sent.arrived(ended_early_id("r-1"), entry, None)
-        await CutStream(sent, BytesPerToken()).done(call)
+        if (pending := CutStream(sent, BytesPerToken()).done(call)) is not None:     # (None: nothing to wait for)
+            await pending
         DeliveredOnly().done(call)
 
     asyncio.run(run())

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 # The hooks a stage may have, in the order the runner calls them over a call's life:
 # each runs once per ext_proc message of its phase (the body hooks once per chunk), done
-# once the last reply is out. A hook is a plain function or a coroutine function; in the
-# request phases and the response headers', a plain one may return an awaitable when this
-# call needs a wait (most calls then pay no coroutine), else None.
+# once the last reply is out. A hook is a plain function or a coroutine function; outside
+# the body phases (whose hooks return a chunk), a plain one may return an awaitable when
+# this call needs a wait (most calls then pay no coroutine), else None.
 HOOKS = ("request_headers", "request_body", "response_headers", "response_body", "response_trailers", "done")
 
 

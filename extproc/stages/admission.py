@@ -40,7 +40,7 @@ class Admission(Stage):
     def __init__(self, key_ring: KeyRing = KEY_RING) -> None:
         self.key_ring = key_ring      # the keys managed at run time, besides the config file's
 
-    async def request_headers(self, call: Call, end_of_stream: bool) -> None:
+    def request_headers(self, call: Call, end_of_stream: bool):
         headers = open_call(call)
         # The caller's own request id, if it sent one, is kept on the log line beside the gateway's.
         client_request_id = headers.get("x-request-id")
@@ -82,33 +82,27 @@ class Admission(Stage):
         if _QUERY_KEY in call.query:          # a key in the query never goes further than here
             call.query, query_key = without_query_key(call.query)
         _refuse_unreadable_bodies(headers)
-        call.key = await self.identify(call, query_key)
-        if codec.answered_here:
-            raise ImmediateAnswer(200, listing(call.config, call.key, endpoint, call.resource_id))
-        problem = codec.query_problem(endpoint.streams_by_path, call.query)
-        if problem is not None:
-            raise invalid_request(problem)
-        if end_of_stream and (endpoint.generates or codec.counts_tokens):
-            # Nothing to route on: without this, Envoy would find no cluster and say 503.
-            named = " with a 'model'" if codec.model_in_body and not endpoint.model_in_path else ""
-            raise invalid_request(f"The request has no body; send a JSON object{named}.")
-
-    async def identify(self, call: Call, query_key: str = ""):
-        """`authenticate`, and for a key this worker does not know, one look in the store
-        before refusing it: a key made a moment ago (`extproc keys create` returned) works on
-        the very next call, wherever it lands. The key ring bounds the looks (one per
-        unknown key per interval, shared by concurrent calls), so a flood of wrong keys
-        costs the store little."""
         try:
-            return self.authenticate(call, query_key)
+            call.key = self.authenticate(call, query_key)
         except GatewayError as refusal:
             presented = presented_key(call.headers) or query_key
             if refusal.status != 401 or not presented:
                 raise
-            digest = hashlib.sha256(presented.encode("utf-8", "surrogatepass")).digest()
-            if not await self.key_ring.look_again(digest):
-                raise
-            return self.authenticate(call, query_key)
+            return self._identified_later(call, refusal, presented, query_key, codec, end_of_stream)
+        return _admitted(call, codec, end_of_stream)
+
+    async def _identified_later(self, call: Call, refusal: GatewayError, presented: str, query_key: str, codec,
+                                end_of_stream: bool) -> None:
+        """For a key this worker does not know, one look in the store before refusing it: a
+        key made a moment ago (`extproc keys create` returned) works on the very next call,
+        wherever it lands. The key ring bounds the looks (one per unknown key per
+        interval, shared by concurrent calls), so a flood of wrong keys costs the store
+        little."""
+        digest = hashlib.sha256(presented.encode("utf-8", "surrogatepass")).digest()
+        if not await self.key_ring.look_again(digest):
+            raise refusal
+        call.key = self.authenticate(call, query_key)
+        _admitted(call, codec, end_of_stream)
 
     def authenticate(self, call: Call, query_key: str = ""):
         """The caller's key: a token Envoy verified, a config file key or one made at run time."""
@@ -134,6 +128,21 @@ class Admission(Stage):
         if not hmac.compare_digest(key.sha256, digest):
             raise invalid_api_key(call.dialect)
         return key
+
+
+def _admitted(call: Call, codec, end_of_stream: bool) -> None:
+    """What follows the caller's key: the answers given here, the query's problems, a
+    request with nothing to route on (`codec`: the endpoint's as the caller called it)."""
+    endpoint = call.endpoint
+    if codec.answered_here:
+        raise ImmediateAnswer(200, listing(call.config, call.key, endpoint, call.resource_id))
+    problem = codec.query_problem(endpoint.streams_by_path, call.query)
+    if problem is not None:
+        raise invalid_request(problem)
+    if end_of_stream and (endpoint.generates or codec.counts_tokens):
+        # Nothing to route on: without this, Envoy would find no cluster and say 503.
+        named = " with a 'model'" if codec.model_in_body and not endpoint.model_in_path else ""
+        raise invalid_request(f"The request has no body; send a JSON object{named}.")
 
 
 def google_client(headers: dict[str, str], query: str) -> bool:

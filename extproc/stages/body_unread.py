@@ -103,11 +103,14 @@ class BodyUnread(Stage):
         self._decided: dict[tuple, tuple] = {}
         self.reservation = reservation      # the budgets' (None: the config has none)
 
-    async def request_headers(self, call: Call, end_of_stream: bool) -> None:
-        endpoint = call.endpoint
+    def request_headers(self, call: Call, end_of_stream: bool):
         if end_of_stream or BODIES_UNREAD not in call.envoy_features or call.key is None \
                 or not call.codec.body_may_go_unread or reads_every_body(call.config, call.key):
-            return
+            return None                     # (a policy reads its body: no coroutine for it)
+        return self._route_unread(call)
+
+    async def _route_unread(self, call: Call) -> None:
+        endpoint = call.endpoint
         if endpoint.model_in_path:
             if call.codec.model_in_body:
                 return              # Azure's deployment: the body's model is made the path's (a change)

@@ -57,9 +57,12 @@ class OwnUsage(Stage):
     def __init__(self, store=None) -> None:
         self.store = store
 
-    async def request_headers(self, call: Call, end_of_stream: bool) -> None:
+    def request_headers(self, call: Call, end_of_stream: bool):
         if call.endpoint is None or not call.codec.reports_own_usage:
-            return
+            return None
+        return self._answer(call)
+
+    async def _answer(self, call: Call) -> None:
         raise ImmediateAnswer(200, await self.report(call, time.time()), {"content-type": "application/json"})
 
     async def report(self, call: Call, now: float) -> bytes:

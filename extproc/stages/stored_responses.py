@@ -101,9 +101,12 @@ class StoredResponses(Stage):
     def __init__(self, store) -> None:
         self.store = store
 
-    async def request_headers(self, call: Call, end_of_stream: bool) -> None:
+    def request_headers(self, call: Call, end_of_stream: bool):
         if not call.codec.names_stored_response:
-            return
+            return None
+        return self._route_to_owner(call)
+
+    async def _route_to_owner(self, call: Call) -> None:
         owner = await _owner_record(self.store, call.resource_id)
         model = call.config.model(owner.get("model", ""))
         backend = next((b for b in model.backends if b.name == owner.get("backend")), None) if model else None
@@ -121,11 +124,14 @@ class StoredResponses(Stage):
         if path != call.headers.get(":path"):
             reply.set_headers[":path"] = path
 
-    async def request_body(self, call: Call) -> None:
+    def request_body(self, call: Call):
         """A new response that continues a stored one: that one must be the caller's."""
+        if call.body is None or not call.codec.stores_responses:
+            return None
+        return self._continued(call)
+
+    async def _continued(self, call: Call) -> None:
         body = call.body
-        if body is None or not call.codec.stores_responses:
-            return
         if body.get("conversation") is not None:
             raise invalid_request("This gateway does not serve conversations ('conversation'); continue "
                                   "a response of yours with 'previous_response_id' instead.")
@@ -167,8 +173,10 @@ class RememberResponse(Stage):
     async def response_trailers(self, call: Call, numbers: dict) -> None:
         await self._remember(call, [])
 
-    async def done(self, call: Call) -> None:
-        await self._remember(call, [])
+    def done(self, call: Call):
+        if not call.response_id:                # (most calls: _remember would return at once)
+            return None
+        return self._remember(call, [])
 
     async def _remember(self, call: Call, items: list[str]) -> None:
         response_id = call.response_id

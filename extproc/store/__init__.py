@@ -10,7 +10,7 @@ the same all-or-nothing `reserve` and exactly-once-per-call `settle`.
 from __future__ import annotations
 
 from .base import (  # noqa: F401 (the store's names, as callers import them)
-    ROOM_FACTOR, Admission, CounterRow, CutEntry, Exchange, Granted, StoreUnavailable, maybe_await)
+    ROOM_FACTOR, Admission, CounterRow, CutEntry, Exchange, Granted, StoreUnavailable, is_awaitable, maybe_await)
 from .limits import StoreSettings
 
 

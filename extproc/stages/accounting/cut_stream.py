@@ -99,19 +99,22 @@ class CutStream(Stage):
     def _unmark(call: Call) -> None:
         call.reply.add_metadata({"cut_id": ""})    # not cut: not logged
 
-    async def done(self, call: Call) -> None:
+    def done(self, call: Call):
         mark = call.owned(CutMark)
         cut_id = mark.cut_id if mark is not None else ""
         if not cut_id:
             if call.backend is None or call.body is None or CUT_STREAMS_LOGGED not in call.envoy_features:
-                return
+                return None
             if call.outcome == CANCELLED:
-                await self._ended_early(call)
-            elif call.outcome == GATEWAY_TIMEOUT and not call.response_streamed:
-                await self._timed_out(call)
-            return
+                return self._ended_early(call)
+            if call.outcome == GATEWAY_TIMEOUT and not call.response_streamed:
+                return self._timed_out(call)
+            return None
         if call.usage is not None or call.outcome == "refused":
-            return
+            return None
+        return self._charged_as_sent(call, cut_id)
+
+    async def _charged_as_sent(self, call: Call, cut_id: str) -> None:
         entry = await self.sent.wait(cut_id, self.store)
         if entry is None:
             metrics.child(metrics.cut_streams, "output_cap").inc()

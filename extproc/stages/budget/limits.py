@@ -21,7 +21,7 @@ from ...api.usage import Usage
 from ...observability import metrics
 from ...pipeline.call import Call
 from ...pipeline.errors import GatewayError, gateway_error, model_not_priced
-from ...store import StoreUnavailable, maybe_await
+from ...store import StoreUnavailable, is_awaitable, maybe_await
 from ...store.limits import Charge, plan_charges, settled_amount
 from ..accounting.cost import charged_cost
 from .headers import ratelimit_headers, reset_in
@@ -127,18 +127,18 @@ class BudgetPrecheck(Stage):
         self.store = store
         self.looked: dict[str, float] = {}       # counter -> until when the store's "room left" stands
 
-    async def request_body(self, call: Call) -> None:
+    def request_body(self, call: Call):
         if call.body is None or not call.endpoint.generates:
-            return
+            return None
         exhausted, looked, store = self.exhausted, self.looked, self.store
         # The store is asked only for a body whose scan costs more than the read: a small
         # one goes on to Budget, which decides exactly, without a round trip before it.
         look = store is not None and len(call.raw_body) >= STORE_LOOK_MIN_BYTES
         if not exhausted and not look:       # nothing to refuse now, nothing to ask
-            return
+            return None
         limits = limits_of(call)
         if not limits:
-            return
+            return None
         now = time.time()
         unread = None
         for charge in plan_charges(limits, call.key, 0, 0.0, now, 0.0):
@@ -155,8 +155,7 @@ class BudgetPrecheck(Stage):
                 if unread is None:
                     unread = []
                 unread.append(charge)
-        if unread:
-            await self._look(unread, now)
+        return self._look(unread, now) if unread else None
 
     async def _look(self, charges: list[Charge], now: float) -> None:
         """Refuses the call when the store says a counter has spent its limit."""
@@ -285,24 +284,37 @@ class BudgetSettle(Stage):
     def __init__(self, store) -> None:
         self.store = store
 
-    async def done(self, call: Call) -> None:
+    def done(self, call: Call):
         hold = call.owned(BudgetHold)
         held = hold.held if hold is not None else None
         if held is None:
-            return
+            return None
         rid, charges = held
         usage = call.usage
         tokens = usage.total if usage else 0
         usd = charged_cost(call)
         amounts = [settled_amount(charge, tokens, usd) for charge in charges]
         try:
-            await maybe_await(self.store.settle(rid, charges, amounts))
+            settled = self.store.settle(rid, charges, amounts)     # the allotments': mostly at once
         except StoreUnavailable as error:
-            # The worker's allotments keep the settle and apply it, once, when the store
-            # is back (store/allotments.py); its reservation is held until then.
-            metrics.child(metrics.store_errors, "settle").inc()
-            log.error("budget store unavailable on settle (request %s; kept, settled when the store "
-                      "is back): %s", call.request_id, error)
+            _settle_failed(call, error)
+            return None
+        return self._settled_later(call, settled) if is_awaitable(settled) else None
+
+    @staticmethod
+    async def _settled_later(call: Call, settled) -> None:
+        try:
+            await maybe_await(settled)
+        except StoreUnavailable as error:
+            _settle_failed(call, error)
+
+
+def _settle_failed(call: Call, error: StoreUnavailable) -> None:
+    # The worker's allotments keep the settle and apply it, once, when the store is back
+    # (store/allotments.py); its reservation is held until then.
+    metrics.child(metrics.store_errors, "settle").inc()
+    log.error("budget store unavailable on settle (request %s; kept, settled when the store "
+              "is back): %s", call.request_id, error)
 
 
 # A concurrency slot frees when one of the caller's calls ends, which nobody can tell in

@@ -86,12 +86,12 @@ class Meter(Stage):
         self._counters[named] = (start, end, counters)
         return counters
 
-    async def done(self, call: Call) -> None:
+    def done(self, call: Call):
         cached = call.cache
         if cached is not None and cached.result == HIT:     # answered from the response cache
             amounts = (1.0 if cached.rule.count_hits_as_requests else 0.0, 0.0, 0.0, 0.0, cached.saved_usd)
         elif call.backend is None or call.body is None or call.outcome == "refused":
-            return                                # never reached a provider
+            return None                           # never reached a provider
         else:
             usage = call.usage
             amounts = (1.0, float(usage.input_tokens if usage else 0), float(usage.output_tokens if usage else 0),
@@ -101,10 +101,13 @@ class Meter(Stage):
         add_metered = getattr(self.store, "add_metered", None)
         if add_metered is not None:               # the worker's allotments
             add_metered(counters, amounts)
-            return
+            return None
         charges = charges_of(counters, amounts)
         if not charges:
-            return
+            return None
+        return self._to_store(call, charges, now)
+
+    async def _to_store(self, call: Call, charges: list, now: float) -> None:
         rid = f"meter:{call.request_id}:{id(call)}"     # a bare store (a tool's pipeline)
         try:
             await maybe_await(self.store.reserve(rid, charges, now, now + 60))

@@ -392,8 +392,8 @@ class GuardRequest(Stage):
                 read[rule], states, items_changed = None, None, None
         return read if handing_on else None, items_changed
 
-    async def done(self, call: Call) -> None:
-        await self.shared.publish(call)        # after the answer: the client does not wait
+    def done(self, call: Call):
+        return self.shared.publish(call)       # after the answer: the client does not wait
 
     @staticmethod
     def _caps(call: Call, guardrail: Guardrail) -> None:

@@ -78,10 +78,14 @@ class SharedFindings:
                 if findings is not None:
                     published.entries.append((key.hex(), encode_findings(findings)))
 
-    async def publish(self, call: Call) -> None:
+    def publish(self, call: Call):
+        """None when the call found nothing to share, else an awaitable of the write."""
         published = call.owned(Published)
         if published is None or not published.entries:
-            return
+            return None
+        return self._publish(call, published)
+
+    async def _publish(self, call: Call, published: Published) -> None:
         try:
             await maybe_await(self.store.put_records(FINDINGS_KIND, published.entries, time.time() + KEEP_S))
         except StoreUnavailable as error:

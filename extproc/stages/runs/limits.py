@@ -328,10 +328,13 @@ class RunSettle(Stage):
         self.runs = runs
         self.settings = settings
 
-    async def done(self, call: Call) -> None:
+    def done(self, call: Call):
+        if call.run is None:
+            return None
+        return self._settle(call)
+
+    async def _settle(self, call: Call) -> None:
         run = call.run
-        if run is None:
-            return
         hold = call.owned(RunHold)
         usage = call.usage
         cost = charged_cost(call)
