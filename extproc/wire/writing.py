@@ -17,6 +17,7 @@ _BYTE: Final = tuple(bytes((value,)) for value in range(256))
 # HeaderValueOption.append_action OVERWRITE_IF_EXISTS_OR_ADD: a header set replaces the
 # client's (tests/test_wire.py checks the number against protobuf's enum).
 OVERWRITE_IF_EXISTS_OR_ADD: Final = 2
+_OVERWRITE: Final = b"\x18" + bytes((OVERWRITE_IF_EXISTS_OR_ADD,))
 _NULL: Final = b"\x08\x00"
 _TRUE: Final = b"\x20\x01"
 _FALSE: Final = b"\x20\x00"
@@ -26,12 +27,30 @@ def varint(value: int) -> bytes:
     """A non-negative integer (a length, a tag) as its varint."""
     if value < 0x80:
         return _BYTE[value]
+    if value < 0x4000:
+        return _BYTE[(value & 0x7F) | 0x80] + _BYTE[value >> 7]
     out = bytearray()
     while value >= 0x80:
         out.append((value & 0x7F) | 0x80)
         value >>= 7
     out.append(value)
     return bytes(out)
+
+
+# A name's field 1 (a header's or a Struct entry's key: tag, length, UTF-8), by name: the
+# gateway writes the same few dozen names in every reply. Bounded, for names it did not choose.
+_NAMES: Final[dict[str, bytes]] = {}
+_MAX_NAMES: Final = 4096
+
+
+def _name_field(name: str) -> bytes:
+    found = _NAMES.get(name)
+    if found is None:
+        data = name.encode("utf-8")
+        found = b"".join((b"\x0a", varint(len(data)), data))
+        if len(_NAMES) < _MAX_NAMES:
+            _NAMES[name] = found
+    return found
 
 
 def _field(tag: int, data: bytes) -> bytes:
@@ -70,14 +89,13 @@ def _mutation(set_headers: dict[str, str], remove_headers: list[str]) -> bytes:
     append_action 3), remove_headers 2."""
     parts: list[bytes] = []
     for key, value in set_headers.items():
-        key_bytes, value_bytes = key.encode(), value.encode()
-        header_size = _sized(len(key_bytes)) + _sized(len(value_bytes))
+        key_field, value_bytes = _name_field(key), value.encode("utf-8")
+        header_size = len(key_field) + _sized(len(value_bytes))
         option_size = 1 + len(varint(header_size)) + header_size + 2
         parts.extend((b"\x0a", varint(option_size), b"\x0a", varint(header_size),
-                      b"\x0a", varint(len(key_bytes)), key_bytes, b"\x1a", varint(len(value_bytes)), value_bytes,
-                      b"\x18", _BYTE[OVERWRITE_IF_EXISTS_OR_ADD]))
+                      key_field, b"\x1a", varint(len(value_bytes)), value_bytes, _OVERWRITE))
     for name in remove_headers:
-        name_bytes = name.encode()
+        name_bytes = name.encode("utf-8")
         parts.extend((b"\x12", varint(len(name_bytes)), name_bytes))
     return b"".join(parts)
 
@@ -94,25 +112,24 @@ def struct_bytes(fields: dict[str, Any]) -> bytes:
     for key, value in fields.items():
         if not isinstance(key, str):
             raise TypeError(f"a Struct's keys are strings, not {type(key).__name__}")
-        key_bytes = key.encode()
+        key_field = _name_field(key)
         if isinstance(value, str):          # (most: written without a Value's own bytes)
-            text = value.encode()
+            text = value.encode("utf-8")
             value_size = _sized(len(text))
-            entry_size = _sized(len(key_bytes)) + _sized(value_size)
-            parts.extend((b"\x0a", varint(entry_size), b"\x0a", varint(len(key_bytes)), key_bytes,
+            entry_size = len(key_field) + _sized(value_size)
+            parts.extend((b"\x0a", varint(entry_size), key_field,
                           b"\x12", varint(value_size), b"\x1a", varint(len(text)), text))
         else:
             kind = _value(value)
-            entry_size = _sized(len(key_bytes)) + _sized(len(kind))
-            parts.extend((b"\x0a", varint(entry_size), b"\x0a", varint(len(key_bytes)), key_bytes,
-                          b"\x12", varint(len(kind)), kind))
+            entry_size = len(key_field) + _sized(len(kind))
+            parts.extend((b"\x0a", varint(entry_size), key_field, b"\x12", varint(len(kind)), kind))
     return b"".join(parts)
 
 
 def _value(value: Any) -> bytes:
     """A Value's bytes."""
     if isinstance(value, str):
-        return _field(0x1A, value.encode())
+        return _field(0x1A, value.encode("utf-8"))
     if value is None:
         return _NULL
     if isinstance(value, bool):
