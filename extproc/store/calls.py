@@ -217,8 +217,8 @@ def recent_calls(store: StoreSettings, wanted: CallFilter = CallFilter(), limit:
     elif wanted.verdict:
         clauses.append("(' ' || verdict || ' ') LIKE ?")
         values.append(f"% {wanted.verdict} %")
-    return _sqlite_query(calls_file(store.path), f"SELECT data FROM calls WHERE {' AND '.join(clauses)} ORDER BY id DESC",
-                         values, limit, wanted)
+    sql = f"SELECT data FROM calls WHERE {' AND '.join(clauses)} ORDER BY id DESC"
+    return _sqlite_query(calls_file(store.path), sql, values, limit, wanted)
 
 
 @dataclass(frozen=True, slots=True)

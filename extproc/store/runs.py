@@ -7,9 +7,9 @@ call's path); FLUSH_SECONDS after the first entry of a batch the worker hands th
 to the store in one write, off its event loop. SQLite: tables `runs` (one row per run,
 totals merged in the write's transaction, so workers' batches add up) and `run_calls`
 (trimmed to the newest MAX_CALLS_KEPT), in a file of their own beside the budget
-store's (`runs_file`; sqlite_file.beside says why). Redis: a hash per run, a list of its calls
-(each trimmed to MAX_CALLS_PER_RUN) and a sorted set of runs by last call, each
-expiring with the run. A batch that cannot be written is dropped and logged (the log
+store's (`runs_file`; sqlite_file.beside says why). Redis: a hash per run, a list of
+its calls (each trimmed to MAX_CALLS_PER_RUN) and a sorted set of runs by last call,
+each expiring with the run. A batch that cannot be written is dropped and logged (the log
 line has every call and its run).
 
 Never a prompt, an answer, a tool's arguments, a key or the caller's raw run value
