@@ -201,7 +201,7 @@ class Reply:
             return EMPTY_REPLIES[phase]
         if phase == "response_trailers":
             # The stream's data has passed: trailers to drop and metadata are what is left.
-            return trailers_reply(6, self.remove_headers, self.metadata)
+            return trailers_reply(_REPLY_FIELDS[phase], self.remove_headers, self.metadata)
         return phase_reply(_REPLY_FIELDS[phase], self.set_headers, self.remove_headers, self.body,
                            self.clear_route_cache, self.mode_override or b"", self.metadata)
 

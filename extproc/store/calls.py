@@ -22,7 +22,6 @@ import asyncio
 import concurrent.futures
 import json
 import logging
-import os
 import sqlite3
 import time
 from collections import deque
@@ -32,7 +31,7 @@ from dataclasses import dataclass
 import orjson
 
 from .limits import StoreSettings
-from .sqlite_file import beside, enable_wal, owner_only
+from .sqlite_file import beside, open_part
 
 log = logging.getLogger("extproc.calls")
 
@@ -47,14 +46,11 @@ CALL_FIELDS = ("ts", "kind", "request_id", "key_id", "user", "team", "model", "s
                # an MCP call's (stages/mcp/record.py): where, what, how big; never the arguments
                "profile", "server", "method", "tool", "argument_bytes")
 MCP = "mcp"                      # the `kind` of an MCP call's record; a model call's has none
-_SCHEMA = """
+SCHEMA = """
 CREATE TABLE IF NOT EXISTS calls (
     id INTEGER PRIMARY KEY, ts REAL NOT NULL, kind TEXT NOT NULL DEFAULT '', key_id TEXT, team TEXT, model TEXT,
     backend TEXT, status TEXT, verdict TEXT, latency_ms REAL, data TEXT NOT NULL);
 """
-
-
-SCHEMA = _SCHEMA                 # (the budget store's migration moves older files' table here)
 
 
 def calls_file(store_path: str) -> str:
@@ -127,15 +123,7 @@ class CallLog:
 
     def _to_sqlite(self, path: str, batch: list[tuple[dict, bytes]], keep: int) -> None:
         if self._sqlite is None or self._sqlite[0] != path:
-            if not os.path.isdir(os.path.dirname(os.path.abspath(path))):
-                raise FileNotFoundError(path)        # the store's directory is the store's to make
-            kept = calls_file(path)
-            owner_only(kept)
-            connection = sqlite3.connect(kept, timeout=10.0, isolation_level=None, check_same_thread=False)
-            enable_wal(connection)
-            connection.execute("PRAGMA synchronous=NORMAL")   # (WAL: a crash loses none)
-            connection.executescript(_SCHEMA)
-            self._sqlite = (path, connection)
+            self._sqlite = (path, open_part(path, "calls", SCHEMA))
         connection = self._sqlite[1]
         connection.execute("BEGIN IMMEDIATE")
         try:

@@ -21,7 +21,6 @@ import asyncio
 import concurrent.futures
 from collections.abc import Callable
 import logging
-import os
 import sqlite3
 import time
 from collections import deque
@@ -29,7 +28,7 @@ from collections import deque
 import orjson
 
 from .limits import StoreSettings
-from .sqlite_file import beside, enable_wal, owner_only
+from .sqlite_file import beside, open_part
 
 log = logging.getLogger("extproc.runs")
 
@@ -41,7 +40,7 @@ MAX_MODELS = 16                     # model names kept per run
 MAX_DECISIONS = 50                  # policy decisions kept per run
 STOPPED = ("stopped_loop", "stopped_limit")   # outcomes that stay once set
 _REDIS_RUNS = "{llmgw}:runs"
-_SCHEMA = """
+SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
     id TEXT PRIMARY KEY, name TEXT, source TEXT, client TEXT, key_id TEXT, user TEXT, team TEXT,
     first_ts REAL, last_ts REAL, calls INTEGER, mcp_calls INTEGER, refused INTEGER,
@@ -50,7 +49,6 @@ CREATE INDEX IF NOT EXISTS runs_last ON runs (last_ts);
 CREATE TABLE IF NOT EXISTS run_calls (id INTEGER PRIMARY KEY, run TEXT NOT NULL, ts REAL, data TEXT NOT NULL);
 CREATE INDEX IF NOT EXISTS run_calls_run ON run_calls (run, id);
 """
-SCHEMA = _SCHEMA                    # (the budget store's migration moves older files' tables here)
 
 
 def runs_file(store_path: str) -> str:
@@ -149,7 +147,7 @@ class RunLog:
             self.on_runs(events)
 
     def _to_sqlite(self, path: str, by_run: dict[str, list[dict]]) -> list[str]:
-        connection = _connect(runs_file(path), self)
+        connection = _connect(path, self)
         events: list[str] = []
         connection.execute("BEGIN IMMEDIATE")
         try:
@@ -213,16 +211,9 @@ def _events(events: list[str], before: dict | None, after: dict) -> None:
         events.append(after["outcome"])
 
 
-def _connect(path: str, holder: RunLog) -> sqlite3.Connection:
-    if holder._sqlite is None or holder._sqlite[0] != path:
-        if not os.path.isdir(os.path.dirname(os.path.abspath(path))):
-            raise FileNotFoundError(path)        # the store's directory is the store's to make
-        owner_only(path)
-        connection = sqlite3.connect(path, timeout=10.0, isolation_level=None, check_same_thread=False)
-        enable_wal(connection)
-        connection.execute("PRAGMA synchronous=NORMAL")   # (WAL: a crash loses none)
-        connection.executescript(_SCHEMA)
-        holder._sqlite = (path, connection)
+def _connect(store_path: str, holder: RunLog) -> sqlite3.Connection:
+    if holder._sqlite is None or holder._sqlite[0] != store_path:
+        holder._sqlite = (store_path, open_part(store_path, "runs", SCHEMA))
     return holder._sqlite[1]
 
 

@@ -69,3 +69,18 @@ def owner_only(path: str) -> None:
             continue
         if found.st_mode & 0o077 and found.st_uid == os.getuid():
             os.chmod(name, 0o600)
+
+
+def open_part(store_path: str, part: str, schema: str, timeout: float = 10.0) -> sqlite3.Connection:
+    """A connection to the store's `part` file (`beside`), made if new (0600, WAL, synced
+    as the budget store is: a crash loses nothing) with `schema`'s tables. The store's
+    directory is the store's to make: without it, FileNotFoundError."""
+    if not os.path.isdir(os.path.dirname(os.path.abspath(store_path))):
+        raise FileNotFoundError(store_path)
+    path = beside(store_path, part)
+    owner_only(path)
+    connection = sqlite3.connect(path, timeout=timeout, isolation_level=None, check_same_thread=False)
+    enable_wal(connection)
+    connection.execute("PRAGMA synchronous=NORMAL")
+    connection.executescript(schema)
+    return connection

@@ -8,7 +8,7 @@ from __future__ import annotations
 import sqlite3
 
 from . import calls, runs
-from .sqlite_file import beside, enable_wal, owner_only
+from .sqlite_file import beside, open_part
 
 # (the part's file, its tables, the schema that makes them there)
 PARTS = (("calls", ("calls",), calls.SCHEMA), ("runs", ("runs", "run_calls"), runs.SCHEMA))
@@ -26,13 +26,7 @@ def move_traces(db: sqlite3.Connection, path: str, busy_timeout: float) -> None:
         target = beside(path, part)
         if target == path:                      # (an in-memory store: nowhere else to go)
             continue
-        owner_only(target)
-        made = sqlite3.connect(target, timeout=busy_timeout, isolation_level=None)
-        try:
-            enable_wal(made)
-            made.executescript(schema)
-        finally:
-            made.close()
+        open_part(path, part, schema, busy_timeout).close()      # its file and tables, made
         db.execute("ATTACH DATABASE ? AS moved", (target,))
         try:
             db.execute("BEGIN IMMEDIATE")
