@@ -124,7 +124,8 @@ class ProcessStream:
             processor.place_after_turn(self, writes)
         self.due_since = 0.0
         if self.call.stream_over:           # the last reply: the bookkeeping at the loop's next turn
-            asyncio.get_running_loop().call_soon(self.last_reply_out)
+            # (the processor's loop: asyncio.get_running_loop() asks the kernel for the pid)
+            (processor._loop or asyncio.get_running_loop()).call_soon(self.last_reply_out)
         return reply
 
     def _note_straddle(self, hung: bool = False) -> None:

@@ -5,6 +5,7 @@ or on grpc.aio (`server.transport: grpc`)."""
 from __future__ import annotations
 
 import asyncio
+import gc
 import inspect
 import logging
 import os
@@ -54,6 +55,18 @@ _GRPC_OPTIONS = [
 ]
 # A retiring worker (replaced by the supervisor) lets its streams, long SSE ones too, finish.
 _RETIRE_GRACE = 600.0
+# Python's collector looks for cycles whenever 700 more container objects are alive than
+# at its last look (its default). A call in flight holds ~25 (its stream, its Call, its
+# replies, its budget's hold...), so 32 calls at once cross 700 by themselves: a loaded
+# worker collected every ~50 calls, each time walking the calls in flight (which reference
+# counting frees moments later) into older generations, and that promotion set off a full
+# pass over everything the worker made since its fork (~9 ms, the event loop stopped)
+# every few seconds: 2.0-2.6% of its CPU under JSON, SSE or new text each call. A call
+# leaves no cycle behind (transport/grpc_calls.py lets go of its handler), so the young
+# generation is sized above what the calls in flight hold; a real accumulation of cycles
+# is still collected, 10,000 objects at a time (a young pass of ~0.2 ms).
+# (docs/decisions/collector-young-generation.md)
+YOUNG_GENERATION = 10_000
 _DAY_MS = 86_400_000
 
 
@@ -336,6 +349,7 @@ def schedule_worker_threads(policy: str) -> None:
 
 def run_worker(config_path: str, address: str, health_address: str | None = None) -> None:
     import uvloop
+    gc.set_threshold(YOUNG_GENERATION, *gc.get_threshold()[1:])
     logging.basicConfig(level=os.environ.get("EXTPROC_LOG_LEVEL", "WARNING"),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if stale := compiled.stale():

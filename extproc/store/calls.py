@@ -74,11 +74,18 @@ def _verdicts(row: dict) -> str:
     return " ".join(sorted({str(v.get("verdict")) for v in row.get("guardrails") or () if isinstance(v, dict)}))
 
 
+def _columns(row: dict, data: str) -> tuple:
+    """The `calls` table's columns of a call's row (`data`: its JSON), in SCHEMA's order."""
+    get = row.get
+    return (get("ts") or time.time(), get("kind") or "", get("key_id"), get("team"), get("model"), get("backend"),
+            str(get("status") or get("outcome") or ""), _verdicts(row), get("latency_ms"), data)
+
+
 class CallLog:
     """A worker's recent calls, on their way to the store."""
 
     def __init__(self) -> None:
-        self._pending: deque[tuple[dict, bytes]] = deque(maxlen=MAX_PENDING)   # (row, its JSON)
+        self._pending: deque[tuple] = deque(maxlen=MAX_PENDING)   # each call's _columns
         self._thread = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="calls")
         self._sqlite: tuple[str, sqlite3.Connection] | None = None
         self._redis = None
@@ -86,10 +93,12 @@ class CallLog:
         self._lost = 0
 
     def add(self, record: dict) -> None:
-        """The call's row and its JSON, made now (after its answer is out): made at the
-        flush, 1,500 rows a flush under load held the event loop ~2 ms at a time."""
+        """The call's columns and its JSON, made now (after its answer is out): made at the
+        flush, 1,500 rows a flush under load held the event loop ~2 ms at a time. Only
+        those are kept until the flush, not the row: a dict held that long is one more
+        container for every pass of Python's collector until then."""
         row = call_row(record)
-        self._pending.append((row, orjson.dumps(row)))
+        self._pending.append(_columns(row, orjson.dumps(row).decode()))
 
     async def keep_flushing(self, settings: Callable[[], tuple[StoreSettings, int]]) -> None:
         """Every FLUSH_SECONDS, what gathered goes to the store `settings()` names (read at
@@ -121,7 +130,7 @@ class CallLog:
                             type(error).__name__)
                 self._lost = 0
 
-    def _to_sqlite(self, path: str, batch: list[tuple[dict, bytes]], keep: int) -> None:
+    def _to_sqlite(self, path: str, batch: list[tuple], keep: int) -> None:
         if self._sqlite is None or self._sqlite[0] != path:
             self._sqlite = (path, open_part(path, "calls", SCHEMA))
         connection = self._sqlite[1]
@@ -129,22 +138,19 @@ class CallLog:
         try:
             connection.executemany(
                 "INSERT INTO calls (ts, kind, key_id, team, model, backend, status, verdict, latency_ms, data) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                [(row.get("ts") or time.time(), row.get("kind") or "", row.get("key_id"), row.get("team"), row.get("model"),
-                  row.get("backend"), str(row.get("status") or row.get("outcome") or ""), _verdicts(row),
-                  row.get("latency_ms"), data.decode()) for row, data in batch])
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", batch)
             connection.execute("DELETE FROM calls WHERE id <= (SELECT max(id) FROM calls) - ?", (keep,))
             connection.execute("COMMIT")
         except BaseException:
             connection.execute("ROLLBACK")
             raise
 
-    async def _to_redis(self, url: str, batch: list[tuple[dict, bytes]], keep: int) -> None:
+    async def _to_redis(self, url: str, batch: list[tuple], keep: int) -> None:
         if self._redis is None or self._redis[0] != url:
             from redis import asyncio as aioredis
             self._redis = (url, aioredis.Redis.from_url(url, socket_timeout=1.0, socket_connect_timeout=1.0))
         pipe = self._redis[1].pipeline(transaction=True)
-        pipe.lpush(REDIS_LIST, *[data for _, data in batch])
+        pipe.lpush(REDIS_LIST, *[columns[-1] for columns in batch])
         pipe.ltrim(REDIS_LIST, 0, keep - 1)
         await pipe.execute()
 
