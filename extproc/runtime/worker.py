@@ -60,8 +60,8 @@ _RETIRE_GRACE = 600.0
 # replies, its budget's hold...), so 32 calls at once cross 700 by themselves: a loaded
 # worker collected every ~50 calls, each time walking the calls in flight (which reference
 # counting frees moments later) into older generations, and that promotion set off a full
-# pass over everything the worker made since its fork (~9 ms, the event loop stopped)
-# every few seconds: 2.0-2.6% of its CPU under JSON, SSE or new text each call. A call
+# pass over everything the worker made since its fork (7-8 ms, the event loop stopped)
+# every few seconds: 1.2-3.6% of its CPU under JSON, SSE or agent histories. A call
 # leaves no cycle behind (transport/grpc_calls.py lets go of its handler), so the young
 # generation is sized above what the calls in flight hold; a real accumulation of cycles
 # is still collected, 10,000 objects at a time (a young pass of ~0.2 ms).
