@@ -1,8 +1,8 @@
 """Recent calls: the fields of each call's log line, kept in the store for the console.
 
 Only when the config's `console.calls.keep` is above zero. A worker's Record stage, once
-the call's answer is out, appends the call's row and its JSON to a bounded list in
-memory (~1.5 µs); every FLUSH_SECONDS the worker hands what gathered to the
+the call's answer is out, appends the row's columns and its JSON to a bounded list in
+memory (~3 µs); every FLUSH_SECONDS the worker hands what gathered to the
 store in one write, off its event loop: SQLite, a `calls` table written on a thread of
 its own and trimmed to the newest `keep` rows; Redis, a list pushed and trimmed in one
 pipeline. A worker that cannot write drops the batch (the log line has every call).
