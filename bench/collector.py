@@ -70,7 +70,7 @@ def main() -> None:
                                   "--modes", mode, "--seconds", str(args.seconds), "--rounds", "1"],
                                  env=env, capture_output=True, text=True, check=True)
             rate = next((line for line in run.stdout.splitlines() if line.startswith(mode) and "gateway" in line), "")
-            print(f"{mode}: {' '.join(rate.split()[2:3])} req/s (bench/run.py, {args.seconds} s, one round)")
+            print(f"{mode}: {' '.join(rate[len(mode):].split()[1:2])} req/s (bench/run.py, {args.seconds} s, one round)")
             workers = 0
             for found in stats.iterdir():
                 command, passes, ms, freed, cpu = found.read_text().splitlines()[:5]
