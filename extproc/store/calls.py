@@ -74,11 +74,16 @@ def _verdicts(row: dict) -> str:
     return " ".join(sorted({str(v.get("verdict")) for v in row.get("guardrails") or () if isinstance(v, dict)}))
 
 
+def _status(row: dict) -> str:
+    """A call's status as the table keeps it: its HTTP status, else its outcome."""
+    return str(row.get("status") or row.get("outcome") or "")
+
+
 def _columns(row: dict, data: str) -> tuple:
     """The `calls` table's columns of a call's row (`data`: its JSON), in SCHEMA's order."""
     get = row.get
     return (get("ts") or time.time(), get("kind") or "", get("key_id"), get("team"), get("model"), get("backend"),
-            str(get("status") or get("outcome") or ""), _verdicts(row), get("latency_ms"), data)
+            _status(row), _verdicts(row), get("latency_ms"), data)
 
 
 class CallLog:
@@ -174,7 +179,7 @@ class CallFilter:
             return False
         if self.model and row.get("model") != self.model:
             return False
-        status = str(row.get("status") or row.get("outcome") or "")
+        status = _status(row)
         if self.status == "error":
             if not (status.isdigit() and int(status) >= 400 or not status.isdigit()):
                 return False
@@ -250,7 +255,7 @@ def call_stats(store: StoreSettings, since: float, sample: int = 20_000) -> Call
             group = (row.get("model") or "", row.get("backend") or "",
                      not row.get("backend") and row.get("cache") == CACHE_HIT)
             stats.calls[group] = stats.calls.get(group, 0) + 1
-            if _failed(str(row.get("status") or row.get("outcome") or "")):
+            if _failed(_status(row)):
                 stats.errors[group] = stats.errors.get(group, 0) + 1
             if n < sample:
                 stats.latencies.setdefault(group, []).append(float(row.get("latency_ms") or 0.0))
