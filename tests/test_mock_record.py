@@ -4,7 +4,10 @@ serving an agent's long histories for hours does not grow without end."""
 
 from __future__ import annotations
 
-from extproc.mock.listener import KEPT, KEPT_BODY_CHARS, Listener, keep
+import orjson
+import pytest
+
+from extproc.mock.listener import KEPT, KEPT_BODY_CHARS, LargeBodies, Listener, keep
 
 
 def test_the_record_keeps_the_newest_requests_within_its_bounds_in_count_and_in_characters():
@@ -32,3 +35,22 @@ def test_the_record_keeps_the_newest_requests_within_its_bounds_in_count_and_in_
     kept.received.clear()                                   # DELETE /_mock/requests
     keep(kept, {"path": "/v1/chat/completions", "body": "hi"})
     assert kept.received_chars == 2 and len(kept.received) == 1
+
+
+def test_a_large_body_resent_is_decoded_and_parsed_once_and_only_its_own_bytes_answer():
+    bodies = LargeBodies()
+    history = orjson.dumps({"model": "m", "messages": [{"role": "user", "content": "é" * 20_000}]})
+    assert len(history) >= LargeBodies.MIN_BYTES
+    first = bodies.json(history)
+    assert first == orjson.loads(history) and bodies.text(history) == history.decode()
+    assert bodies.json(bytes(bytearray(history))) is first          # the same bytes again: parsed once
+    other = history.replace(b"\xc3\xa9", b"e", 1)                  # one character differs
+    assert bodies.json(other) == orjson.loads(other) and bodies.json(other) is not first
+    assert bodies.text(history[:-1] + b"\xff") == (history[:-1] + b"\xff").decode("utf-8", "replace")
+    with pytest.raises(orjson.JSONDecodeError):                      # refused as orjson refuses it
+        bodies.json(history[:-1] + b"\xff")
+    short = b'{"model": "m"}'                                       # a short one is not kept
+    assert bodies.json(short) == {"model": "m"} and bodies.json(short) is not bodies.json(short)
+    for n in range(LargeBodies.KEPT + 1):                            # bounded: the oldest goes
+        bodies.json(history + b" " * (n + 1))
+    assert bodies.json(history) is not first

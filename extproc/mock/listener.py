@@ -6,6 +6,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
+import orjson
 from aiohttp import web
 
 # A listener keeps this many requests (and stored responses): a soak must not grow memory.
@@ -14,6 +15,46 @@ KEPT = 1000
 # last one): an agent's history runs to hundreds of KB a request, and a thousand of them
 # held a gigabyte.
 KEPT_BODY_CHARS = 64_000_000
+
+
+class LargeBodies:
+    """The latest large request bodies a listener received, decoded and parsed once each:
+    the benches resend one agent history (400 KB of prose) on every call, and decoding
+    and parsing it again (~0.6 ms a call) made the mock, not the stack it answers, the
+    bound of what they measure. A body is found by its bytes, compared whole, so what the
+    mock answers depends on nothing but the body that came. The parsed value is shared:
+    the handlers only read a request's body."""
+
+    MIN_BYTES = 32_768
+    KEPT = 4
+
+    def __init__(self) -> None:
+        self._kept: list[list] = []     # [bytes, text, parsed value or None], newest first
+
+    def _entry(self, raw: bytes) -> list | None:
+        if len(raw) < self.MIN_BYTES:
+            return None
+        for entry in self._kept:
+            if entry[0] == raw:
+                return entry
+        entry = [raw, raw.decode("utf-8", "replace"), None]
+        self._kept.insert(0, entry)
+        del self._kept[self.KEPT:]
+        return entry
+
+    def text(self, raw: bytes) -> str:
+        """`raw` decoded as UTF-8, errors replaced."""
+        entry = self._entry(raw)
+        return raw.decode("utf-8", "replace") if entry is None else entry[1]
+
+    def json(self, raw: bytes):
+        """`raw` parsed by orjson (raising its error, as orjson.loads does)."""
+        entry = self._entry(raw)
+        if entry is None:
+            return orjson.loads(raw)
+        if entry[2] is None:
+            entry[2] = orjson.loads(raw)
+        return entry[2]
 
 
 @dataclass
@@ -29,6 +70,7 @@ class Listener:
     responses: dict = field(default_factory=dict)     # id -> (response, input items): the last 1000
     aws: dict[str, str] = field(default_factory=dict)  # aws_* settings: what Bedrock's routes verify signatures with
     entra: dict[str, str] = field(default_factory=dict)  # entra_client_secret: what its Entra token endpoint takes
+    large_bodies: LargeBodies = field(default_factory=LargeBodies)
 
 
 def listeners_from_config(spec: dict, fixtures: str | None) -> list[Listener]:
@@ -64,7 +106,7 @@ def record(listener: Listener, request: web.Request, raw: bytes) -> dict:
     """Keep what was received (GET /_mock/requests shows it); the entry is returned so the
     handler can add what it reported (`usage`)."""
     entry = {"path": request.path, "query": dict(request.query), "headers": headers_of(request),
-             "body": raw.decode("utf-8", "replace"), "at": time.time()}
+             "body": listener.large_bodies.text(raw), "at": time.time()}
     keep(listener, entry)
     return entry
 

@@ -237,7 +237,7 @@ class OpenAIRoutes:
             return await replay(listener, request, recording) if recording else \
                 error(400, "unknown recording", None)
         try:
-            body = orjson.loads(raw)
+            body = listener.large_bodies.json(raw)
         except orjson.JSONDecodeError:
             return error(400, "We could not parse the JSON body of your request.", None)
         if not isinstance(body, dict) or not isinstance(body.get("model"), str):
