@@ -18,7 +18,8 @@ messages, its budget reserved at the headers (stages/budget/unread.py).
 Then one request at a time, the sides' requests interleaved (Envoy alone, read, unread,
 in turn, --samples each: so a slow minute on this VM is every side's; for JSON the two
 floors too): p50, p90 and p99, and what each adds to Envoy alone's. Each throughput row's CPU per request:
-the worker's (or the do-nothing servicer's) and Envoy's.
+the worker's (or the do-nothing servicer's) and Envoy's, and the share of core 0 they kept
+busy: a side well under 100% was bound by core 1 (the mock and wrk), not by core 0.
 `sse`: the same calls streamed, the usage asked for (a stream passed through: three
 messages read, two unread); its floors are not measured. `json 400KB`: an agent's 400 KB
 history resent (bench/run.py's `json 400KB resent`), with its floors.
@@ -112,7 +113,7 @@ def main() -> None:
           f"worker (or the do-nothing servicer) on core 0, mock + wrk on core 1; chat, short prompt "
           f"(json 400KB: a 400 KB history)")
     print(f"{'traffic':<5} {'side':<26} {'req/s':>7} {'vs Envoy':>9} {'vs floor':>9} {'p50 ms':>7} {'p99 ms':>7} "
-          f"{'worker/req':>11} {'Envoy/req':>10}")
+          f"{'worker/req':>11} {'Envoy/req':>10} {'core 0':>7}")
     floors = {"gateway, body read": "floor, 3 messages", "gateway, body unread": "floor, 2 unread messages",
               "gateway, unread, budgeted": "floor, 2 unread messages"}
     for mode in modes:
@@ -126,7 +127,10 @@ def main() -> None:
             print(f"{mode:<5} {label:<26} {rps:>7.0f} {rps / alone:>8.2f}x {versus_floor:>9} "
                   f"{statistics.median(r['p50'] for r in runs):>7.2f} {statistics.median(r['p99'] for r in runs):>7.2f} "
                   f"{statistics.median(r['servicer_us'] for r in runs):>8.0f} us "
-                  f"{statistics.median(r['envoy_us'] for r in runs):>7.0f} us")
+                  f"{statistics.median(r['envoy_us'] for r in runs):>7.0f} us "
+                  f"{statistics.median(core_zero(r) for r in runs):>6.0%}")
+    print("core 0: the share of core 0 a side's Envoy and worker kept busy (CPU per request x rate); a side "
+          "well under 100% was bound by core 1 (the mock and wrk), so ratios against it are upper bounds")
     errors = sum(r["errors"] for runs in rows.values() for r in runs)
     print(f"non-2xx answers: {errors}")
     print(f"\none request at a time, the sides interleaved, {args.samples} each (ms):")
@@ -136,6 +140,11 @@ def main() -> None:
         for label, (p50, p90, p99) in latency[mode].items():
             print(f"{mode:<5} {label:<26} {p50:>7.2f} {p90:>7.2f} {p99:>7.2f} {p50 - alone[0]:>+10.2f} "
                   f"{p99 - alone[2]:>+10.2f}")
+
+
+def core_zero(row: dict) -> float:
+    """The share of core 0 a round's Envoy and worker (or servicer) used."""
+    return (row["servicer_us"] + row["envoy_us"]) * row["rps"] / 1e6
 
 
 def paths_taken(stack, measured: dict) -> None:

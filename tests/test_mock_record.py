@@ -51,6 +51,8 @@ def test_a_large_body_resent_is_decoded_and_parsed_once_and_only_its_own_bytes_a
         bodies.json(history[:-1] + b"\xff")
     short = b'{"model": "m"}'                                       # a short one is not kept
     assert bodies.json(short) == {"model": "m"} and bodies.json(short) is not bodies.json(short)
+    huge = b'{"t": "' + b"x" * LargeBodies.MAX_BYTES + b'"}'        # nor a huge one
+    assert bodies.json(huge) is not bodies.json(huge)
     for n in range(LargeBodies.KEPT + 1):                            # bounded: the oldest goes
         bodies.json(history + b" " * (n + 1))
     assert bodies.json(history) is not first

@@ -26,13 +26,14 @@ class LargeBodies:
     the handlers only read a request's body."""
 
     MIN_BYTES = 32_768
+    MAX_BYTES = 4_000_000       # a larger one is parsed each time: four kept stay under ~100 MB
     KEPT = 4
 
     def __init__(self) -> None:
         self._kept: list[list] = []     # [bytes, text, parsed value or None], newest first
 
     def _entry(self, raw: bytes) -> list | None:
-        if len(raw) < self.MIN_BYTES:
+        if not self.MIN_BYTES <= len(raw) <= self.MAX_BYTES:
             return None
         for entry in self._kept:
             if entry[0] == raw:
