@@ -127,11 +127,12 @@ class Sides:
 
 
 def start_sides(cleanup: contextlib.ExitStack, store: str = "sqlite", transport: str = "h2",
-                edit=None) -> Sides:
+                edit=None, env: dict[str, str] | None = None) -> Sides:
     """The gateway (one worker, the quickstart pipeline, a token budget for alice's team in
     `store`, and a key whose responses a guardrail reads) and Envoy alone in front of its
     mock: Envoy and the worker on core 0, the mock on core 1. `cleanup` stops them.
-    `edit`: called with the gateway's config before it starts (bench/cache.py)."""
+    `edit`: called with the gateway's config before it starts (bench/cache.py). `env`: for
+    the gateway's processes, besides this one's (bench/ab.py: another version's source)."""
     workdir = Path(tempfile.mkdtemp(prefix="llmgw-bench-"))
     config = quickstart_config()
     config.setdefault("server", {})["transport"] = transport
@@ -157,7 +158,7 @@ def start_sides(cleanup: contextlib.ExitStack, store: str = "sqlite", transport:
                                           "price": {"input": 0.15, "output": 0.60}}
     if edit is not None:
         edit(config)
-    stack = GatewayStack(workdir, config, workers=1)
+    stack = GatewayStack(workdir, config, workers=1, env=env)
     cleanup.callback(stack.stop)
     stack.start()
     up_pid = stack.process.pid
