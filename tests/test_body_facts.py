@@ -5,6 +5,7 @@ and never a fact that would let through what a read would stop."""
 
 from __future__ import annotations
 
+import orjson
 import pytest
 
 from extproc.pipeline import prompt_tokens as prompt_tokens_module
@@ -34,7 +35,7 @@ def test_a_clean_history_resent_passes_with_the_same_verdicts_and_tokens_unread(
     body = history()
     reply, first = send(runtime, body)
     assert not reply.HasField("immediate_response"), reply.immediate_response.body
-    assert first.body_facts is not None and len(first.raw_body) >= 32_768
+    assert first.body_facts is not None and len(orjson.dumps(body)) >= 32_768     # (as send() sends it)
     assert [verdict for _, verdict in verdicts(first)] == ["passed"] * len(first.verdicts) and first.verdicts
     tokens = first.prompt_tokens()
     # From now on a read or a count fails the test: the facts answer.

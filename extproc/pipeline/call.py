@@ -71,7 +71,7 @@ class Call:
         self.resource_id = ""                # the id a path names (/v1/responses/{id}), else ""
         self.headers: dict[str, str] = {}
         self.key: VirtualKey | None = None
-        self.raw_body = b""
+        self.raw_body = b""                  # the body as sent, while the request body's hooks run
         self.body: dict[str, Any] | None = None
         self.body_changed = False            # a stage edited `body`; Route re-serializes it
         # `body`'s bytes, written by the stage that changed it (the request guardrails write

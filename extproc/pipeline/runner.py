@@ -76,6 +76,12 @@ class Pipeline:
                     pending = hook(call)
                     if pending is not None:
                         await pending
+                # The body as sent is the request body's hooks' alone (`body` holds what
+                # the rest read): let it go before the provider's answer. A 400 KB history
+                # held through each call's upstream time kept 32 calls' bodies in memory
+                # apart; let go, the next call's body is joined into memory still warm
+                # (bench/ab.py: +3-4% on the 400 KB history resent).
+                call.raw_body = b""
                 call.stream_over = self.request_only
             elif phase == "response_headers":
                 # Envoy's config did not allow skipping them (one_message.py, pass_through.py).
