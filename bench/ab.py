@@ -87,7 +87,8 @@ def main() -> None:
     binary = ensure_wrk()
     rows: dict[tuple[str, str], list[dict]] = {}
     with contextlib.ExitStack() as cleanup:
-        sides = {"A": start_sides(cleanup), "B": start_sides(cleanup, env={"PYTHONPATH": str(against)})}
+        sides = {"A": start_sides(cleanup, env={"PYTHONPATH": str(ROOT)}),
+                 "B": start_sides(cleanup, env={"PYTHONPATH": str(against)})}
         workdir = sides["A"].stack.workdir
         for index in range(args.rounds):
             for mode in modes:
