@@ -77,10 +77,10 @@ class Pipeline:
                     if pending is not None:
                         await pending
                 # The body as sent is the request body's hooks' alone (`body` holds what
-                # the rest read): let it go before the provider's answer. A 400 KB history
-                # held through each call's upstream time kept 32 calls' bodies in memory
-                # apart; let go, the next call's body is joined into memory still warm
-                # (bench/ab.py: +3-4% on the 400 KB history resent).
+                # the rest read): let it go before the provider's answer. Held through each
+                # call's upstream time, 32 calls' 400 KB histories stayed in memory apart;
+                # let go, the next call's body is joined into memory still warm (bench/ab.py,
+                # the 400 KB history resent: +4.5, +3.2 and -0.6% in three runs).
                 call.raw_body = b""
                 call.stream_over = self.request_only
             elif phase == "response_headers":
