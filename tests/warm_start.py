@@ -131,6 +131,8 @@ def run_extproc(argv: Sequence[str], *, env: Mapping[str, str] | None = None, cw
             child.kill()
             child.wait()
             raise
+        if getattr(child, "waiter_lost", None):      # not the command's status: say so
+            raise RuntimeError(f"`extproc {' '.join(argv)}`: {child.waiter_lost}")
         stdout.seek(0)
         stderr.seek(0)
         out, err = stdout.read(), stderr.read()

@@ -101,6 +101,9 @@ class TemplateChild(Signalled):
         self._connection, self.pid = _request(path, request, stdio)
         self._reader = self._connection.makefile("rb")
         self.returncode: int | None = None
+        # Why its status is not the command's own (None: it is): the waiter's error, or
+        # its end without a word. Its returncode then reads as a kill.
+        self.waiter_lost: str | None = None
 
     def poll(self) -> int | None:
         return self.wait(0) if self._ended(0) else self.returncode
@@ -122,8 +125,11 @@ class TemplateChild(Signalled):
 
     def _read_status(self) -> None:
         line = self._reader.readline()
-        # The template's waiter gone without a word (killed with the template): as a kill.
-        self.returncode = int(json.loads(line)["status"]) if line else -signal.SIGKILL
+        answer = json.loads(line) if line else {"error": "the waiter ended without the command's status"}
+        if "status" in answer:
+            self.returncode = int(answer["status"])
+        else:           # the waiter failed or was killed (with the template): as a kill
+            self.returncode, self.waiter_lost = -signal.SIGKILL, str(answer["error"])
         self._connection.close()
 
 

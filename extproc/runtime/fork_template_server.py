@@ -66,10 +66,13 @@ def _serve_command(request: dict, fds: list[int], connection: socket.socket) -> 
     for fd in fds:
         os.close(fd)
     connection.sendall(json.dumps({"pid": pid}).encode() + b"\n")
-    _, status = os.waitpid(pid, 0)
-    code = os.waitstatus_to_exitcode(status)
     try:
-        connection.sendall(json.dumps({"status": code}).encode() + b"\n")
+        _, status = os.waitpid(pid, 0)
+        answer = {"status": os.waitstatus_to_exitcode(status)}
+    except Exception as error:      # noqa: BLE001  told to the requester, who would else read a kill
+        answer = {"error": f"the waiter failed: {error!r}"}
+    try:
+        connection.sendall(json.dumps(answer).encode() + b"\n")
     except OSError:
         pass
 
