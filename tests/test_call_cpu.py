@@ -19,6 +19,8 @@ from extproc.config.filter_config import load_config
 from extproc.pipeline.call import Call
 from extproc.pipeline.errors import GatewayError
 from extproc.stages import resolve
+from extproc.stages.accounting.in_flight import CallsInFlight, InFlightSlot
+from extproc.stages.accounting.log_lines import LogLines
 from extproc.stages.accounting.record import Record
 from extproc.stages.resolve import ParseRequest
 
@@ -84,6 +86,34 @@ def test_log_lines_of_one_loop_turn_go_out_in_one_flush():
     asyncio.run(calls())
     lines = out.getvalue().splitlines()
     assert len(lines) == 4 and all(orjson.loads(line)["outcome"] for line in lines)
+
+
+def test_a_calls_place_in_the_live_journal_goes_only_once_its_line_has_left():
+    """A worker killed between the two would leave a call neither its line nor the one the
+    supervisor writes from the journal (runtime/lost_calls.py)."""
+    out = _Out()
+    lines = LogLines(out)
+    ended: list[tuple[int, int]] = []        # (slot, lines out when it went)
+    store = SimpleNamespace(live=SimpleNamespace(
+        call_ended=lambda slot: ended.append((slot, out.getvalue().count(b"\n")))))
+    record, in_flight = Record(lines=lines), CallsInFlight(store, lines)
+
+    async def calls() -> None:
+        for slot in range(3):
+            call = Call(QUICKSTART)
+            call.own(InFlightSlot).slot = slot
+            record.done(call)
+            in_flight.done(call)
+        assert ended == [] and out.getvalue() == b""        # the lines still in the worker: the slots kept
+        await asyncio.sleep(0)
+        assert ended == [(0, 3), (1, 3), (2, 3)] and out.flushes == 1
+
+    asyncio.run(calls())
+    call = Call(QUICKSTART)                  # without a loop: the line leaves at once, then the slot
+    call.own(InFlightSlot).slot = 7
+    record.done(call)
+    in_flight.done(call)
+    assert ended[-1] == (7, 4)
 
 
 def test_without_a_loop_the_line_goes_out_at_once():

@@ -41,6 +41,7 @@ from .accounting.cost import CallCost
 from .accounting.cut_stream import CutStream
 from .accounting.delivered import DeliveredOnly
 from .accounting.in_flight import CallAnswered, CallsInFlight
+from .accounting.log_lines import LogLines
 from .accounting.record import Record
 from .accounting.trace import CallSpan
 from .accounting.usage import ResponseUsage
@@ -62,6 +63,7 @@ def build_pipeline(config: GatewayConfig, store=None, cut_streams: WorkerCutStre
     caching = config.cache.enabled
     cache = cache or CacheStoreHandle(None)
     scans = ScanLedger()                     # the scan time each key bought this minute
+    lines = LogLines()                       # Record writes them; CallsInFlight's slots wait for them
     return Pipeline([
         Admission(),
         OwnUsage(store),                     # GET /v1/gateway/usage: answered once the key is known
@@ -103,8 +105,8 @@ def build_pipeline(config: GatewayConfig, store=None, cut_streams: WorkerCutStre
         *([SessionSettle(store)] if caps and config.caps.session and store is not None else []),
         *([CacheStore(cache)] if caching else []),   # done after GuardResponse's; before Meter, Record
         *([Meter(store, config.metering)] if store is not None and config.metering.sets else []),
-        Record(calls=_kept(config, calls)),
-        *([CallsInFlight(store)] if store is not None else []),   # its done hook after Record's line
+        Record(calls=_kept(config, calls), lines=lines),
+        *([CallsInFlight(store, lines)] if store is not None else []),   # its done hook after Record's line
     ])
 
 

@@ -1,6 +1,7 @@
 """The calls a worker has in flight, in its live journal (store/live_journal.py), so that a
 worker killed outright still leaves a log line for each: its identity is put there when
-the request goes on to the provider and cleared once the call's log line is written.
+the request goes on to the provider and cleared once the call's log line has left the
+worker (log_lines.py).
 Whoever takes a killed worker's journal (the supervisor, at once) logs them
 (runtime/lost_calls.py); what the caller got is noted once the answer is out
 (CallAnswered). About 2 µs a call: one small JSON dump and three writes to a
@@ -8,9 +9,12 @@ memory-mapped file."""
 
 from __future__ import annotations
 
+from functools import partial
+
 from ...observability.settings import OVERFLOW
 from ...pipeline.call import Call
 from ...pipeline.stage import Stage
+from .log_lines import LogLines
 
 MAX_LOGGED_CHARS = 256          # as the log line keeps a text the caller chose (record.py)
 MODEL_LABEL = "_model_label"    # (not on the log line: runtime/lost_calls.py takes it out)
@@ -30,8 +34,9 @@ class CallsInFlight(Stage):
                        "path", "request_id", "stream", "tags"})
     writes: frozenset[str] = frozenset()
 
-    def __init__(self, store) -> None:
+    def __init__(self, store, lines: LogLines | None = None) -> None:
         self.store = store
+        self.lines = lines          # Record's: the slot goes once the call's line has left
 
     def request_headers(self, call: Call, end_of_stream: bool) -> None:
         if call.body_unread:            # its body never comes (stages/body_unread.py)
@@ -63,7 +68,10 @@ class CallsInFlight(Stage):
             return
         live = getattr(self.store, "live", None)
         if live is not None:
-            live.call_ended(mark.slot)
+            if self.lines is not None:
+                self.lines.after_written(partial(live.call_ended, mark.slot))
+            else:
+                live.call_ended(mark.slot)
         mark.slot = -1
 
 
