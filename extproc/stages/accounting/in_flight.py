@@ -34,7 +34,7 @@ class CallsInFlight(Stage):
                        "path", "request_id", "stream", "tags"})
     writes: frozenset[str] = frozenset()
 
-    def __init__(self, store, lines: LogLines | None = None) -> None:
+    def __init__(self, store, lines: LogLines) -> None:
         self.store = store
         self.lines = lines          # Record's: the slot goes once the call's line has left
 
@@ -68,10 +68,7 @@ class CallsInFlight(Stage):
             return
         live = getattr(self.store, "live", None)
         if live is not None:
-            if self.lines is not None:
-                self.lines.after_written(partial(live.call_ended, mark.slot))
-            else:
-                live.call_ended(mark.slot)
+            self.lines.after_written(partial(live.call_ended, mark.slot))
         mark.slot = -1
 
 
