@@ -95,6 +95,7 @@ def test_a_calls_place_in_the_live_journal_goes_only_once_its_line_has_left():
     lines = LogLines(out)
     ended: list[tuple[int, int]] = []        # (slot, lines out when it went)
     store = SimpleNamespace(live=SimpleNamespace(
+        call_charged=lambda slot, usage, cost: None,
         call_ended=lambda slot: ended.append((slot, out.getvalue().count(b"\n")))))
     record, in_flight = Record(lines=lines), CallsInFlight(store, lines)
 

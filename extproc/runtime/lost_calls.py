@@ -11,8 +11,10 @@ added once.
 A lost call's line says the gateway failed it (`outcome: error`, `error_code:
 gateway_error`, `worker_lost: true`): Envoy answered its caller 500, or cut its stream
 where it stood; a call whose answer was out when the worker died (in its bookkeeping)
-keeps the status and outcome its caller got. It is charged nothing (its settle died with
-the worker) and its reservation is freed with the worker's allotment.
+keeps the status and outcome its caller got. Its line charges what the store holds of
+it: its usage and cost once its settle and meters were done (the worker died before its
+own line left), else nothing (its settle died with the worker; its reservation is freed
+with the worker's allotment).
 """
 
 from __future__ import annotations
@@ -35,6 +37,10 @@ from ..store.pending import write_orphans
 
 log = logging.getLogger("extproc.lost_calls")
 
+# A call the worker had not charged when it died: its settle died with it.
+_NOTHING = {"input_tokens": 0, "output_tokens": 0, "cached_tokens": 0, "reasoning_tokens": 0,
+            "usage_estimated": False, "cost_usd": 0.0}
+
 
 def log_lost_calls(calls: list[tuple[dict, float]]) -> None:
     """One JSON line per call on the service's stdout (descriptor 1, the workers' too),
@@ -47,11 +53,12 @@ def log_lost_calls(calls: list[tuple[dict, float]]) -> None:
         # Its answer out (the worker died in its bookkeeping): what the caller got; else
         # Envoy's 500 (a stream under way was cut where it stood).
         status, outcome = identity.pop("answered", None) or (500, "error")
+        charged = identity.pop("charged", None) or _NOTHING
         record = {"ts": now, **identity, "status": status, "outcome": outcome,
-                  "error_code": "gateway_error" if outcome == "error" else None,
-                  "input_tokens": 0, "output_tokens": 0, "cached_tokens": 0, "reasoning_tokens": 0,
-                  "usage_estimated": False, "cost_usd": 0.0, "latency_ms": round((now - started) * 1000, 3),
-                  "ttft_ms": None, "attempts": 1, "worker_lost": True}
+                  "error_code": "gateway_error" if outcome == "error" else None, **charged,
+                  "latency_ms": round((now - started) * 1000, 3), "ttft_ms": None, "attempts": 1,
+                  "worker_lost": True}
+        record["cost_usd"] = round(record["cost_usd"], 8)
         record.setdefault("config_version", "")
         lines.append(orjson.dumps(record, option=orjson.OPT_APPEND_NEWLINE))
         metrics.child(metrics.requests, model, record.get("backend") or "", record.get("team") or "",

@@ -8,7 +8,9 @@ kernel keeps a killed process's pages):
     settle and meter add, a few hundred nanoseconds each);
   - its calls in flight: each call's identity for the log line (id, key, model, when it
     started), put at the call's start, its status and outcome noted once its answer is
-    out (before its bookkeeping: settle, meters, log line), cleared at its end;
+    out (before its bookkeeping: settle, meters, log line), its usage and cost once they
+    are in its counters (after the settle and the meters), cleared once its own log line
+    has left the worker;
   - the reservations its calls hold in the store itself (those its allotments did not
     cover): the reservation's id and counters, put before the store's reserve and
     cleared once it is settled.
@@ -28,7 +30,8 @@ import time
 
 import orjson
 
-MAGIC = b"LGWLIVE1"
+MAGIC = b"LGWLIVE2"
+MAGIC_BEFORE_CHARGES = b"LGWLIVE1"      # a file the version before calls' charges left: read too
 COUNTER_SLOTS = 512
 COUNTER_NAME_BYTES = 480
 CALL_SLOTS = 2048
@@ -37,10 +40,15 @@ RESERVATION_SLOTS = 1024
 _HEADER = struct.Struct("<8s64s16sI")            # magic, holder, store digest, pid
 _COUNTER = struct.Struct(f"<H{COUNTER_NAME_BYTES}sdd")   # name length, name, limit, window end
 _NUMBERS = struct.Struct("<dd")                  # spent since the last exchange, total
-# identity length (0: free), started (epoch s), status and outcome once answered (0: not yet)
-_CALL = struct.Struct("<HdH16s")
+# identity length (0: free), started (epoch s), status and outcome once answered (0: not
+# yet), then once charged (its settle and meters done): a flag, its input, output, cached
+# and reasoning tokens, whether they were estimated, and its cost
+_CALL = struct.Struct("<HdH16s?qqqq?d")
 _ANSWERED = struct.Struct("<H16s")
 _ANSWERED_AT = 10
+_CHARGED = struct.Struct("<?qqqq?d")
+_CHARGED_AT = _CALL.size - _CHARGED.size
+_CALL_BEFORE_CHARGES = struct.Struct("<HdH16s")
 _OUTCOMES = {name: name.encode() for name in (
     "ok", "upstream_error", "refused", "error", "gateway_timeout", "provider_cut", "cancelled")}
 _HEADER_BYTES = 128
@@ -104,7 +112,7 @@ class LiveJournal:
         slot = self._free_calls.pop()
         at = _CALLS_AT + slot * CALL_BYTES
         self._map[at + _CALL.size:at + _CALL.size + len(body)] = body
-        _CALL.pack_into(self._map, at, len(body), time.time(), 0, b"")
+        _CALL.pack_into(self._map, at, len(body), time.time(), 0, b"", False, 0, 0, 0, 0, False, 0.0)
         return slot
 
     def call_answered(self, slot: int, status: int, outcome: str) -> None:
@@ -113,6 +121,21 @@ class LiveJournal:
         if slot >= 0:
             _ANSWERED.pack_into(self._map, _CALLS_AT + slot * CALL_BYTES + _ANSWERED_AT, status & 0xFFFF,
                                 _OUTCOMES.get(outcome) or outcome.encode()[:16])
+
+    def call_charged(self, slot: int, usage, cost: float) -> None:
+        """The call's settle and meters are done: its usage (None: nothing) and cost are
+        in the counters, and go on its line should the worker die before its own."""
+        if slot < 0:
+            return
+        at = _CALLS_AT + slot * CALL_BYTES + _CHARGED_AT
+        if usage is None:
+            _CHARGED.pack_into(self._map, at, True, 0, 0, 0, 0, False, 0.0)
+            return
+        try:
+            _CHARGED.pack_into(self._map, at, True, usage.input_tokens, usage.output_tokens, usage.cached_tokens,
+                               usage.reasoning_tokens, usage.estimated, cost)
+        except (struct.error, TypeError):     # a count past 64 bits: left as not charged
+            pass
 
     def call_ended(self, slot: int) -> None:
         if slot >= 0:
@@ -130,7 +153,7 @@ class LiveJournal:
         slot = self._free_reservations.pop()
         at = _RESERVATIONS_AT + slot * CALL_BYTES
         self._map[at + _CALL.size:at + _CALL.size + len(body)] = body
-        _CALL.pack_into(self._map, at, len(body), time.time(), 0, b"")
+        _CALL.pack_into(self._map, at, len(body), time.time(), 0, b"", False, 0, 0, 0, 0, False, 0.0)
         return slot
 
     def settled(self, slot: int) -> None:
@@ -151,15 +174,17 @@ def read_live(path: str) -> tuple[str, str, list[tuple[str, float, float, float,
                                   list[tuple[dict, float]], list[tuple[str, list]]]:
     """A gone worker's file: its holder, store digest, counters (name, limit, window end,
     spent, total), calls in flight (identity, started; with `answered`: [status, outcome]
-    when its answer was out) and reservations in the store (id, [(counter, limit, window
+    when its answer was out; with `charged`: {input_tokens, output_tokens, cached_tokens,
+    reasoning_tokens, usage_estimated, cost_usd} once its counters had it) and reservations in the store (id, [(counter, limit, window
     end)]). ValueError when it is not one."""
     with open(path, "rb") as file:
         data = file.read()
     if len(data) != SIZE:
         raise ValueError("not a live journal")
     magic, holder, store, _pid = _HEADER.unpack_from(data, 0)
-    if magic != MAGIC:
+    if magic not in (MAGIC, MAGIC_BEFORE_CHARGES):
         raise ValueError("not a live journal")
+    header = _CALL if magic == MAGIC else _CALL_BEFORE_CHARGES
     counters = []
     for slot in range(COUNTER_SLOTS):
         at = _COUNTERS_AT + slot * _COUNTER_BYTES
@@ -167,23 +192,28 @@ def read_live(path: str) -> tuple[str, str, list[tuple[str, float, float, float,
         if length:
             spent, total = _NUMBERS.unpack_from(data, at + _COUNTER.size)
             counters.append((name[:length].decode(), limit, window_end, spent, total))
-    calls = _blobs(data, _CALLS_AT, CALL_SLOTS)
-    reservations = [(rid, counters) for (rid, counters), _ in _blobs(data, _RESERVATIONS_AT, RESERVATION_SLOTS)]
+    calls = _blobs(data, _CALLS_AT, CALL_SLOTS, header)
+    reservations = [(rid, counters) for (rid, counters), _ in _blobs(data, _RESERVATIONS_AT, RESERVATION_SLOTS,
+                                                                     header)]
     return holder.rstrip(b"\0").decode(), store.rstrip(b"\0").decode(), counters, calls, reservations
 
 
-def _blobs(data: bytes, start: int, slots: int) -> list[tuple]:
+def _blobs(data: bytes, start: int, slots: int, header: struct.Struct) -> list[tuple]:
     found = []
     for slot in range(slots):
         at = start + slot * CALL_BYTES
-        length, started, status, outcome = _CALL.unpack_from(data, at)
+        length, started, status, outcome, *charges = header.unpack_from(data, at)
         if length:
+            charged, *usage, estimated, cost = charges or (False, 0, 0, 0, 0, False, 0.0)
             try:
-                blob = orjson.loads(data[at + _CALL.size:at + _CALL.size + length])
+                blob = orjson.loads(data[at + header.size:at + header.size + length])
             except orjson.JSONDecodeError:
                 continue
             if status and isinstance(blob, dict):
                 blob["answered"] = [status, outcome.rstrip(b"\0").decode(errors="replace")]
+            if charged and isinstance(blob, dict):
+                blob["charged"] = {"input_tokens": usage[0], "output_tokens": usage[1], "cached_tokens": usage[2],
+                                   "reasoning_tokens": usage[3], "usage_estimated": estimated, "cost_usd": cost}
             found.append((blob, started))
     return found
 

@@ -1,7 +1,9 @@
 """The calls a worker has in flight, in its live journal (store/live_journal.py), so that a
 worker killed outright still leaves a log line for each: its identity is put there when
-the request goes on to the provider and cleared once the call's log line has left the
-worker (log_lines.py).
+the request goes on to the provider, its usage and cost once its settle and meters have
+put them in the counters, and it is cleared once the call's log line has left the worker
+(log_lines.py): a worker killed in between leaves a line that charges what the store
+holds of the call.
 Whoever takes a killed worker's journal (the supervisor, at once) logs them
 (runtime/lost_calls.py); what the caller got is noted once the answer is out
 (CallAnswered). About 2 µs a call: one small JSON dump and three writes to a
@@ -14,6 +16,7 @@ from functools import partial
 from ...observability.settings import OVERFLOW
 from ...pipeline.call import Call
 from ...pipeline.stage import Stage
+from .cost import charged_cost
 from .log_lines import LogLines
 
 MAX_LOGGED_CHARS = 256          # as the log line keeps a text the caller chose (record.py)
@@ -31,7 +34,7 @@ class InFlightSlot:
 class CallsInFlight(Stage):
     name = "calls_in_flight"
     reads = frozenset({"backend", "body_unread", "endpoint", "key", "log_fields", "method", "model", "model_name",
-                       "path", "request_id", "stream", "tags"})
+                       "path", "request_id", "stream", "tags", "usage"})
     writes: frozenset[str] = frozenset()
 
     def __init__(self, store, lines: LogLines) -> None:
@@ -68,6 +71,8 @@ class CallsInFlight(Stage):
             return
         live = getattr(self.store, "live", None)
         if live is not None:
+            # After the settle and the meters (their done hooks run before this one).
+            live.call_charged(mark.slot, call.usage, charged_cost(call))
             self.lines.after_written(partial(live.call_ended, mark.slot))
         mark.slot = -1
 
