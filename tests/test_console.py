@@ -5,8 +5,10 @@ they are read back, and the config page's masking of secrets."""
 from __future__ import annotations
 
 import asyncio
+import io
 import time
 
+import orjson
 import pytest
 import yaml
 
@@ -15,6 +17,8 @@ from extproc.config.filter_config import load_config
 from extproc.config.providers import Secret
 from extproc.console.auth import Sessions
 from extproc.console.config_view import masked_config
+from extproc.pipeline.call import Call
+from extproc.stages.accounting.record import Record
 from extproc.store.calls import CallFilter, CallLog, call_stats, recent_calls
 from extproc.store.limits import StoreSettings
 from extproc.yamltree import ConfigError, Problems, load_yaml
@@ -156,6 +160,24 @@ def store(request, tmp_path, redis_url):
     import redis
     redis.Redis.from_url(redis_url).delete("{llmgw}:calls")
     return StoreSettings("redis", None, redis_url, "closed", 900, 512)
+
+
+def test_a_model_calls_row_is_its_log_line_as_written(store):
+    """Record hands the console's list the line it wrote: the row holds every field of
+    it (the path, the service time), not the listed fields written again."""
+    out = io.BytesIO()
+    log = CallLog()
+    call = Call(load_config(QUICKSTART_CONFIG))
+    call.request_id, call.status, call.path, call.method = "row-1", 200, "/v1/chat/completions", "POST"
+    Record(out=out, calls=log).done(call)
+
+    async def run() -> None:
+        await log.flush(store, 10)
+        if log._redis is not None:
+            await log._redis[1].aclose()
+    asyncio.run(run())
+    [row] = recent_calls(store, limit=10)
+    assert row == orjson.loads(out.getvalue()) and row["path"] == "/v1/chat/completions" and "service_ms" in row
 
 
 def test_calls_reach_the_store_in_batches_newest_kept_and_filtered(store):

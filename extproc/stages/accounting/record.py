@@ -95,9 +95,10 @@ class Record(Stage):
         if call.verdicts:
             record["guardrails"] = call.verdicts
         record.update(call.log_fields)
-        self.lines.write(orjson.dumps(record, option=orjson.OPT_APPEND_NEWLINE))
+        line = orjson.dumps(record, option=orjson.OPT_APPEND_NEWLINE)
+        self.lines.write(line)
         if self._calls is not None:
-            self._calls.add(record)
+            self._calls.add(record, line)
 
         team = call.team
         model = self._model_label(call, model)
