@@ -15,10 +15,12 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import orjson
+import pytest
 from test_store_outage_books import charge, resolved, row
 
 from extproc.api.usage import Usage
 from extproc.config.filter_config import load_config
+from extproc.observability import metrics
 from extproc.pipeline.call import Call
 from extproc.runtime.lost_calls import log_lost_calls
 from extproc.stages.accounting.in_flight import CallsInFlight, InFlightSlot
@@ -123,6 +125,7 @@ def test_a_call_charged_before_its_worker_died_has_a_line_that_charges_what_the_
         for orphan in orphans:
             Journal.let_go(orphan)
         capfd.readouterr()
+        spent_before = _cost_counted("gpt-4o-mini", "t")
         log_lost_calls(lost)
         written = {line["request_id"]: line for line in map(orjson.loads, capfd.readouterr().out.splitlines())}
         assert set(written) == {"charged-1", "unsettled-1"}
@@ -138,8 +141,15 @@ def test_a_call_charged_before_its_worker_died_has_a_line_that_charges_what_the_
         # The books and the lines agree: the store holds the charged call's tokens alone.
         assert (budget_row.spent, budget_row.held) == (42.0, 0.0)
         assert sum(line["input_tokens"] + line["output_tokens"] for line in written.values()) == 42
+        # The metrics' spend counts it too, as the worker's own line would have.
+        assert _cost_counted("gpt-4o-mini", "t") - spent_before == pytest.approx(round(cost, 8))
         await resolved(store.close())
     asyncio.run(scenario())
+
+
+def _cost_counted(model: str, team: str) -> float:
+    metrics.flush()
+    return metrics.cost_usd.labels(model, team)._value.get()
 
 
 def test_a_file_left_by_the_version_before_calls_charges_is_still_read(tmp_path):

@@ -44,7 +44,9 @@ _NOTHING = {"input_tokens": 0, "output_tokens": 0, "cached_tokens": 0, "reasonin
 
 def log_lost_calls(calls: list[tuple[dict, float]]) -> None:
     """One JSON line per call on the service's stdout (descriptor 1, the workers' too),
-    counted in gateway_requests_total and gateway_call_outcomes_total."""
+    counted in gateway_requests_total and gateway_call_outcomes_total; a call charged
+    before the death, its tokens and cost too, as its worker would have counted them
+    (stages/accounting/record.py), so the metrics' spend is the store's."""
     from ..observability import metrics     # here: after the supervisor set its multiprocess folder
     now = time.time()
     lines = []
@@ -64,9 +66,23 @@ def log_lost_calls(calls: list[tuple[dict, float]]) -> None:
         metrics.child(metrics.requests, model, record.get("backend") or "", record.get("team") or "",
                       str(status)).inc()
         metrics.child(metrics.call_outcomes, model, outcome).inc()
+        if charged is not _NOTHING and model:
+            _count_spend(metrics, record, model)
     if lines:
         os.write(1, b"".join(lines))
-        log.warning("%d calls were in flight on a worker that died: logged as the gateway's failure", len(lines))
+        log.warning("%d calls were in flight on a worker that died: logged from its journal", len(lines))
+
+
+def _count_spend(metrics, record: dict, model: str) -> None:
+    team = record.get("team") or ""
+    served = record.get("served_model") if model != OVERFLOW and record.get("served_model") else model
+    if record["input_tokens"] or record["output_tokens"]:
+        metrics.child(metrics.token_usage, "input", model, served, team).observe(record["input_tokens"])
+        metrics.child(metrics.token_usage, "output", model, served, team).observe(record["output_tokens"])
+    if record["usage_estimated"]:
+        metrics.child(metrics.usage_estimated, model).inc()
+    if record["cost_usd"]:
+        metrics.child(metrics.cost_usd, model, team).inc(record["cost_usd"])
 
 
 def take_dead_workers_journals(settings: StoreSettings) -> threading.Thread | None:
