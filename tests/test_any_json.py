@@ -152,6 +152,18 @@ def test_every_seed_request_goes_on_as_sent(runtime, index):
     assert reply.HasField("request_body"), reply.immediate_response.body[:300]     # guardrails read it all
 
 
+def test_a_body_found_sound_on_a_path_naming_the_model_is_checked_again_on_one_that_does_not(runtime):
+    """The same bytes, sound on Azure's path (the deployment names the model), name none on
+    /v1 (a model that is not a string): a 400 there, not the body's facts carried over."""
+    body = {"messages": [{"role": "user", "content": "Hello!"}], "model": 2}
+    azure = "/openai/deployments/gpt-4o-mini/chat/completions?api-version=2024-10-21"
+    for _ in range(2):                  # a short body's facts are kept from its second time on
+        assert through_pipeline(runtime, azure, body, "sk-demo-alice").HasField("request_body")
+    reply = through_pipeline(runtime, "/v1/chat/completions", body, "sk-demo-alice")
+    assert reply.immediate_response.status.code == 400
+    assert "'model'" in error_of("openai", 400, reply.immediate_response.body)["message"]
+
+
 def test_json_schema_strings_are_read_by_the_guardrails(runtime):
     """A type list or an anyOf is data, not a crash, and the strings in a schema reach the
     guardrails: a key in a description is redacted, an instruction in an enum blocked."""

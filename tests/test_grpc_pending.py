@@ -54,3 +54,25 @@ def test_views_of_a_read_stay_while_they_are_most_of_it_and_are_copied_otherwise
     few.unpin()
     assert [type(chunk) for chunk in few.chunks] == [bytes, bytes]
     assert few.take(4096) == read[:2048] + read[4096:6144]
+
+
+def _pinned(pending: Pending) -> int:
+    return sum({id(c.obj): len(c.obj) for c in pending.chunks if isinstance(c, memoryview)}.values())
+
+
+def test_what_a_take_leaves_never_pins_more_than_twice_itself():
+    """A message taken off between two reads (its handler read it): the bytes left, views
+    of reads mostly taken, are copied then, not held until a read for the call comes."""
+    first, second = bytes(3100), bytes(range(256)) * 17      # two reads: 3,100 and 4,352 bytes
+    pending = Pending()
+    pending.append(memoryview(first)[:3000])                 # a message's frames
+    pending.append(memoryview(second)[:1025])                # the next message's start
+    pending.unpin()                                          # 7,452 pinned for 4,025: kept
+    assert _pinned(pending) <= 2 * len(pending)
+    assert pending.take(3000) == first[:3000]
+    assert len(pending) == 1025 and _pinned(pending) <= 2 * len(pending)
+    assert pending.take(1025) == second[:1025]
+    split = Pending()                                        # a view cut by the take
+    split.append(memoryview(second)[:4000])
+    split.unpin()
+    assert split.take(3900) == second[:3900] and _pinned(split) <= 2 * len(split)

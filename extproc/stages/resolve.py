@@ -61,8 +61,12 @@ class ParseRequest(Stage):
             if call.codec.model_in_body:
                 body["model"] = model
                 call.body_changed = True
+        # The model is checked every time: whether it comes from the path or the body is
+        # the path's (the same bytes, found sound on Azure's path, may name none on /v1).
+        if not isinstance(model, str) or not model:
+            raise invalid_request("The request body must name a 'model' (a string).")
         if unchecked:
-            self._check(call, body, model, unchanged)
+            self._check(call, body, unchanged)
             if facts is not None:
                 facts[sound] = True
         call.body = body
@@ -76,9 +80,7 @@ class ParseRequest(Stage):
 
 
     @staticmethod
-    def _check(call: Call, body: dict, model, unchanged: tuple[str, int] | None = None) -> None:
-        if not isinstance(model, str) or not model:
-            raise invalid_request("The request body must name a 'model' (a string).")
+    def _check(call: Call, body: dict, unchanged: tuple[str, int] | None = None) -> None:
         problem = call.codec.shape_problem(body, unchanged)
         if problem is not None:          # checked once here: later stages read a body of the right shape
             raise invalid_request(problem)

@@ -106,6 +106,10 @@ class Pending:
                 taken.append(chunk[:count])
                 chunks[0] = chunk[count:]
                 count = 0
+        if self.chunks:
+            # What is left may be a few bytes of the reads whose other bytes were taken:
+            # the views are checked again now, not at a read that may not come for them.
+            self.unpin()
         return taken
 
 
