@@ -98,8 +98,11 @@ def test_a_killed_workers_calls_are_logged_and_its_spend_and_allotment_reach_the
         where = (got.request_id, got.kind, got.status, got.cut, record["status"], record["outcome"], charged)
         if record.get("worker_lost"):
             if record["outcome"] == "error":     # Envoy answered 500 or cut the stream: charged nothing
-                assert (record["error_code"], record["status"], got.usage, charged) == (
-                    "gateway_error", 500, None, 0), where
+                assert (record["error_code"], record["status"], charged) == ("gateway_error", 500, 0), where
+                # A stream passed through may have reached its caller whole, cut only before
+                # its trailers (which bring the service the usage Envoy read): as documented
+                # (docs/observability.md), charged nothing all the same.
+                assert got.usage is None or (got.kind == "passed" and got.cut), where
             else:                                # the answer was out: the worker died in its bookkeeping,
                 assert record["status"] == got.status, where      # charged once its settle was done
                 assert charged in (0, got.usage["total_tokens"] if got.usage else 0), where
