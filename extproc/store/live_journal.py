@@ -175,8 +175,9 @@ def read_live(path: str) -> tuple[str, str, list[tuple[str, float, float, float,
     """A gone worker's file: its holder, store digest, counters (name, limit, window end,
     spent, total), calls in flight (identity, started; with `answered`: [status, outcome]
     when its answer was out; with `charged`: {input_tokens, output_tokens, cached_tokens,
-    reasoning_tokens, usage_estimated, cost_usd} once its counters had it) and reservations in the store (id, [(counter, limit, window
-    end)]). ValueError when it is not one."""
+    reasoning_tokens, usage_estimated, cost_usd} once its counters had it) and
+    reservations in the store (id, [(counter, limit, window end)]). ValueError when it is
+    not one."""
     with open(path, "rb") as file:
         data = file.read()
     if len(data) != SIZE:
