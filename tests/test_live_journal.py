@@ -32,11 +32,24 @@ from extproc.store.journal import Journal, gone_holders, store_digest
 from extproc.store.pending import write_orphans
 
 
+async def _store_and_worker(open_store, tmp_path):
+    """The store, the state directory, and a worker's allotments with a live journal there."""
+    journals = tmp_path / "state"
+    worker = Allotments(await open_store(), 900, journal_dir=str(journals), store_name="the-store", live=True)
+    return await open_store(), journals, worker
+
+
+async def _take_journals(journals, store, lost: list) -> None:
+    """What a taker does with the gone workers' journals: their calls to `lost`, their spend written."""
+    orphans = gone_holders(str(journals), store_digest("the-store"), set())
+    await write_orphans(orphans, store, 900, lost.extend)
+    for orphan in orphans:
+        Journal.let_go(orphan)
+
+
 def test_a_killed_workers_spend_calls_and_holds_are_taken_once(open_store, tmp_path):
     async def scenario():
-        store = await open_store()
-        journals = tmp_path / "state"
-        worker = Allotments(await open_store(), 900, journal_dir=str(journals), store_name="the-store", live=True)
+        store, journals, worker = await _store_and_worker(open_store, tmp_path)
         budget = [charge("b", 10.0)]
         now = time.time()
         await resolved(worker.reserve("r0", budget, now, now + 900))       # asks for an allotment
@@ -62,10 +75,7 @@ def test_a_killed_workers_spend_calls_and_holds_are_taken_once(open_store, tmp_p
 
         lost: list = []
         for _ in range(2):                                   # a second taker finds nothing
-            orphans = gone_holders(str(journals), store_digest("the-store"), set())
-            await write_orphans(orphans, store, 900, lost.extend)
-            for orphan in orphans:
-                Journal.let_go(orphan)
+            await _take_journals(journals, store, lost)
         assert sorted((identity["request_id"], identity.get("answered")) for identity, _started in lost) == [
             ("answered-1", [200, "ok"]), ("lost-1", None)]
         budget_row = await row(store, "b")
@@ -86,9 +96,7 @@ def test_a_call_charged_before_its_worker_died_has_a_line_that_charges_what_the_
     model = config.models["gpt-4o-mini"]
 
     async def scenario():
-        store = await open_store()
-        journals = tmp_path / "state"
-        worker = Allotments(await open_store(), 900, journal_dir=str(journals), store_name="the-store", live=True)
+        store, journals, worker = await _store_and_worker(open_store, tmp_path)
         budget = [charge("b", 100.0)]
         now = time.time()
         await resolved(worker.reserve("r0", budget, now, now + 900))      # asks for an allotment
@@ -120,10 +128,7 @@ def test_a_call_charged_before_its_worker_died_has_a_line_that_charges_what_the_
         worker._journal.release()
 
         lost: list = []
-        orphans = gone_holders(str(journals), store_digest("the-store"), set())
-        await write_orphans(orphans, store, 900, lost.extend)
-        for orphan in orphans:
-            Journal.let_go(orphan)
+        await _take_journals(journals, store, lost)
         capfd.readouterr()
         spent_before = _cost_counted("gpt-4o-mini", "t")
         log_lost_calls(lost)

@@ -49,6 +49,7 @@ _ANSWERED_AT = 10
 _CHARGED = struct.Struct("<?qqqq?d")
 _CHARGED_AT = _CALL.size - _CHARGED.size
 _CALL_BEFORE_CHARGES = struct.Struct("<HdH16s")
+_NOT_CHARGED = (False, 0, 0, 0, 0, False, 0.0)
 _OUTCOMES = {name: name.encode() for name in (
     "ok", "upstream_error", "refused", "error", "gateway_timeout", "provider_cut", "cancelled")}
 _HEADER_BYTES = 128
@@ -112,7 +113,7 @@ class LiveJournal:
         slot = self._free_calls.pop()
         at = _CALLS_AT + slot * CALL_BYTES
         self._map[at + _CALL.size:at + _CALL.size + len(body)] = body
-        _CALL.pack_into(self._map, at, len(body), time.time(), 0, b"", False, 0, 0, 0, 0, False, 0.0)
+        _CALL.pack_into(self._map, at, len(body), time.time(), 0, b"", *_NOT_CHARGED)
         return slot
 
     def call_answered(self, slot: int, status: int, outcome: str) -> None:
@@ -129,7 +130,7 @@ class LiveJournal:
             return
         at = _CALLS_AT + slot * CALL_BYTES + _CHARGED_AT
         if usage is None:
-            _CHARGED.pack_into(self._map, at, True, 0, 0, 0, 0, False, 0.0)
+            _CHARGED.pack_into(self._map, at, True, *_NOT_CHARGED[1:])
             return
         try:
             _CHARGED.pack_into(self._map, at, True, usage.input_tokens, usage.output_tokens, usage.cached_tokens,
@@ -153,7 +154,7 @@ class LiveJournal:
         slot = self._free_reservations.pop()
         at = _RESERVATIONS_AT + slot * CALL_BYTES
         self._map[at + _CALL.size:at + _CALL.size + len(body)] = body
-        _CALL.pack_into(self._map, at, len(body), time.time(), 0, b"", False, 0, 0, 0, 0, False, 0.0)
+        _CALL.pack_into(self._map, at, len(body), time.time(), 0, b"", *_NOT_CHARGED)
         return slot
 
     def settled(self, slot: int) -> None:
@@ -205,7 +206,7 @@ def _blobs(data: bytes, start: int, slots: int, header: struct.Struct) -> list[t
         at = start + slot * CALL_BYTES
         length, started, status, outcome, *charges = header.unpack_from(data, at)
         if length:
-            charged, *usage, estimated, cost = charges or (False, 0, 0, 0, 0, False, 0.0)
+            charged, *usage, estimated, cost = charges or _NOT_CHARGED
             try:
                 blob = orjson.loads(data[at + header.size:at + header.size + length])
             except orjson.JSONDecodeError:
