@@ -52,15 +52,18 @@ def test_a_worker_killed_while_busy_leaves_every_answered_call_one_line_of_its_o
     lock, numbers = threading.Lock(), itertools.count()
     stop_at = time.monotonic() + 3.0
 
-    def client_loop() -> None:
+    def client_loop(headers: dict[str, str] | None) -> None:
         with httpx.Client() as client:
             while time.monotonic() < stop_at:
-                got = call(client, stack, f"busy-{next(numbers)}", "json")
+                got = call(client, stack, f"busy-{next(numbers)}", "json", headers)
                 with lock:
                     results.append(got)
 
     with concurrent.futures.ThreadPoolExecutor(CLIENTS) as pool:
-        futures = [pool.submit(client_loop) for _ in range(CLIENTS)]
+        # A quarter of the clients' calls wait 50 ms at the provider: each worker holds some
+        # journalled call whenever it dies, while the others' calls keep it busy answering.
+        futures = [pool.submit(client_loop, {"x-mock-delay-ms": "50"} if n % 4 == 0 else None)
+                   for n in range(CLIENTS)]
         time.sleep(1.5)                      # both workers busy
         os.kill(stack.worker_pids()[0], signal.SIGKILL)
         for future in futures:
